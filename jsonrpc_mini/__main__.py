@@ -1,0 +1,148 @@
+"""Command line: ``python -m jsonrpc_mini demo | serve | call``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ._client import RPCClient
+from ._errors import RPCError
+from ._server import RPCServer
+
+
+def _demo(args: argparse.Namespace) -> int:
+    server = RPCServer()
+
+    @server.register
+    def add(a: float, b: float) -> float:
+        return a + b
+
+    def test(*a: Any, **kw: Any) -> dict[str, Any]:
+        return {"args": list(a), "kwargs": kw}
+
+    server.register_function(test)
+    host, port = server.start(args.host, args.port)  # type: ignore[misc]
+    print(f"server listening on {host}:{port}")
+    try:
+        with RPCClient(host, port, timeout=10) as client:
+            shown = [
+                ("add(1, 2)", lambda: client.add(1, 2)),
+                ('test("测试项", kw1="1")', lambda: client.test("测试项", kw1="1")),
+                ('call("add", 0.5, 0.25)', lambda: client.call("add", 0.5, 0.25)),
+                ("test('x' * 5000) length", lambda: len(client.test("x" * 5000)["args"][0])),
+            ]
+            for label, run in shown:
+                print(f"{label} -> {run()!r}")
+            with client.batch() as batch:
+                first, second = batch.add(2, 3), batch.add(10, 20)
+            print(f"batch add(2, 3), add(10, 20) -> {first.result()!r}, {second.result()!r}")
+            try:
+                client.missing()
+            except RPCError as exc:
+                print(f"missing() -> {type(exc).__name__}: {exc}")
+    finally:
+        server.shutdown()
+    print("demo finished")
+    return 0
+
+
+def _load_target(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
+
+
+def _serve(args: argparse.Namespace) -> int:
+    target = _load_target(args.target)
+    server = target if isinstance(target, RPCServer) else RPCServer(debug=args.debug)
+    if not isinstance(target, RPCServer):
+        names = server.register_instance(target)
+        print(f"registered: {', '.join(sorted(names)) or '(nothing public)'}", file=sys.stderr)
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    where = args.path or f"{args.host}:{args.port}"
+    print(f"serving on {where} (Ctrl-C to stop)", file=sys.stderr)
+    server.loop(args.host, args.port, path=args.path)
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a bare word is a string
+
+
+def _call(args: argparse.Namespace) -> int:
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"error: address must be HOST:PORT, not {args.address!r}", file=sys.stderr)
+        return 2
+    positional: list[Any] = []
+    keywords: dict[str, Any] = {}
+    for item in args.args:
+        key, sep, value = item.partition("=")
+        if sep and key.isidentifier():
+            keywords[key] = _parse_value(value)
+        else:
+            positional.append(_parse_value(item))
+    try:
+        with RPCClient(host.strip("[]"), int(port), timeout=args.timeout) as client:
+            if args.notify:
+                client.notify(args.method, *positional, **keywords)
+                return 0
+            result = client.call(args.method, *positional, **keywords)
+    except RPCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m jsonrpc_mini``."""
+    parser = argparse.ArgumentParser(prog="python -m jsonrpc_mini", description="JSON-RPC 2.0 server, client and demo.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a server and a client in one process and print the calls")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    demo.set_defaults(run=_demo)
+
+    serve = sub.add_parser("serve", help="serve the public functions of MODULE, or MODULE:OBJECT")
+    serve.add_argument("target", metavar="MODULE[:OBJECT]", help="an RPCServer, or an object/module to expose")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--path", help="serve a Unix socket at this path instead of TCP")
+    serve.add_argument("--debug", action="store_true", help="send tracebacks of failing handlers")
+    serve.set_defaults(run=_serve)
+
+    call = sub.add_parser("call", help="call METHOD on the server at HOST:PORT and print the result as JSON")
+    call.add_argument("address", metavar="HOST:PORT")
+    call.add_argument("method", metavar="METHOD")
+    call.add_argument("args", nargs="*", metavar="ARG", help="JSON values (bare words are strings); name=value for keywords")
+    call.add_argument("--timeout", type=float, default=10.0)
+    call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
+    call.set_defaults(run=_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""The synchronous client: ``RPCClient``.
+
+Go net/rpc's shape with Leader/Followers reading: a map of pending calls keyed by
+id, and whichever caller is waiting reads the socket itself, handing other
+callers' replies to them as it goes. With one caller there is no thread hand-off
+at all. When reading fails, every pending call fails with ConnectionLost (one
+function: ``_Link.fail_all``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl as _ssl
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from ._batch import BatchBuilder
+from ._codec import ErrorResponse, Id, Notification, Params, Request, Response, build_params
+from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
+from ._framing import FramingName
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
+from ._transport import RECV_SIZE, Transport, open_connection
+
+__all__ = ["RPCClient"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+# A waiting follower re-checks this often, so a lost wake-up can never stall it.
+_POLL = 0.5
+
+
+class _Waiter:
+    """One outstanding call: filled in by whichever thread reads its reply."""
+
+    __slots__ = ("done", "error", "event", "id", "method", "result", "waiting")
+
+    def __init__(self, id_: Id, method: str) -> None:
+        self.id = id_
+        self.method = method
+        self.done = False
+        self.waiting = False
+        self.result: Any = None
+        self.error: RPCError | None = None
+        self.event = threading.Event()
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _Link:
+    """One connection, shared by an RPCClient and its ``with_timeout`` views."""
+
+    def __init__(self, transport: Transport, proto: ClientConnection) -> None:
+        self.transport = transport
+        self.proto = proto
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.pending: dict[Id, _Waiter] = {}
+        self.reading = False
+        self.lost: str | None = None
+
+    # -- sending ---------------------------------------------------------------
+
+    def start(self, calls: list[Request | Notification], as_batch: bool) -> list[_Waiter]:
+        """Register waiters for the requests in ``calls`` and send them."""
+        waiters = []
+        with self.lock:
+            if self.lost is not None:
+                raise ConnectionLost(self.lost)
+            for call in calls:
+                if isinstance(call, Request):
+                    waiter = _Waiter(call.id, call.method)
+                    self.pending[call.id] = waiter
+                    waiters.append(waiter)
+        try:
+            data = self.proto.encode(calls) if as_batch else self.proto.encode(calls[0])
+        except BaseException:
+            with self.lock:
+                for waiter in waiters:
+                    self.pending.pop(waiter.id, None)
+            raise
+        self.send(data)
+        return waiters
+
+    def send(self, data: bytes) -> None:
+        try:
+            with self.send_lock:
+                self.transport.send(data)
+        except OSError as exc:
+            self.fail_all(f"connection lost while sending: {exc}")
+            raise ConnectionLost(self.lost or "connection lost") from exc
+
+    # -- waiting ---------------------------------------------------------------
+
+    def wait(self, waiter: _Waiter, deadline: float | None) -> None:
+        """Block until ``waiter`` is done or ``deadline`` passes (then RPCTimeout)."""
+        while True:
+            with self.lock:
+                if waiter.done:
+                    return
+                lead = not self.reading
+                if lead:
+                    self.reading = True
+                else:
+                    waiter.waiting = True
+            if lead:
+                try:
+                    self._read_until(waiter, deadline)
+                finally:
+                    self._release_reader()
+            else:
+                pause = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                if pause > 0:
+                    waiter.event.wait(pause)
+                waiter.event.clear()
+                waiter.waiting = False
+            if deadline is not None and time.monotonic() >= deadline:
+                with self.lock:
+                    if waiter.done:
+                        return
+                    self.pending.pop(waiter.id, None)
+                    waiter.done = True
+                raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
+
+    def _read_until(self, waiter: _Waiter, deadline: float | None) -> None:
+        proto = self.proto
+        while not waiter.done:
+            timeout = None
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
+            try:
+                data = self.transport.recv(RECV_SIZE, timeout)
+            except TimeoutError:
+                return
+            except OSError as exc:
+                self.fail_all(f"connection lost: {exc}")
+                return
+            proto.receive_data(data)
+            while (event := proto.next_event()) is not None:
+                self._deliver(event)
+            if not data:
+                self.fail_all("connection closed by the server")
+                return
+
+    def _release_reader(self) -> None:
+        with self.lock:
+            self.reading = False
+            for other in self.pending.values():
+                if other.waiting and not other.done:
+                    other.event.set()  # promote a waiting caller to reader
+                    break
+
+    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
+        if isinstance(event, Closed):
+            self.fail_all("connection closed by the server")
+            return
+        if isinstance(event, Violation):
+            self._violation(event)
+            return
+        with self.lock:
+            waiter = self.pending.pop(event.id, None)
+            if waiter is None:
+                log.debug("dropping reply for unknown or timed-out id %r", event.id)
+                return
+            waiter.done = True
+        if isinstance(event, Response):
+            waiter.result = event.result
+        else:
+            err = event.error
+            waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
+        waiter.event.set()
+
+    def _violation(self, event: Violation) -> None:
+        # An error with id null answers a request the server could not read. With a
+        # single call outstanding it can only be that call's; otherwise it is logged.
+        with self.lock:
+            only = next(iter(self.pending.values())) if len(self.pending) == 1 else None
+            if event.error is None or only is None:
+                only = None
+            else:
+                del self.pending[only.id]
+                only.done = True
+        if only is None or event.error is None:
+            log.warning("ignoring message from server: %s", event.reason)
+            return
+        only.error = error_from_response(event.error.code, event.error.message, event.error.data, only.method)
+        only.event.set()
+
+    def fail_all(self, reason: str) -> None:
+        """The single error path: mark the link lost and fail every pending call."""
+        with self.lock:
+            if self.lost is None:
+                self.lost = reason
+            waiters = list(self.pending.values())
+            self.pending.clear()
+            for waiter in waiters:
+                waiter.done = True
+        for waiter in waiters:
+            exc = ConnectionLost(self.lost)
+            exc.method = waiter.method
+            waiter.error = exc
+            waiter.event.set()
+        self.transport.close()
+
+
+class _RemoteMethod:
+    """``client.name(...)``: calls remote ``name``; ``client.a.b(...)`` calls ``a.b``."""
+
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: RPCClient, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __getattr__(self, name: str) -> _RemoteMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _RemoteMethod(self._client, f"{self._name}.{name}")
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self._client.call(self._name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name!r}>"
+
+
+class RPCClient:
+    """A JSON-RPC 2.0 client over one connection, safe to share between threads.
+
+    ``RPCClient()`` then ``connect(host, port)``, or ``RPCClient(host, port)`` to
+    connect at once. ``client.add(1, 2)`` calls remote ``add`` and returns its
+    result; ``call``, ``notify``, ``batch`` and ``with_timeout`` are the client's
+    own names (use ``call("close")`` for a remote method named like one of them).
+
+    ``timeout`` (seconds, None = wait for ever) bounds connecting and every call.
+    ``framing`` is ``"newline"`` (default) or ``"content-length"``. ``path`` picks
+    a Unix socket; ``ssl`` (an ``ssl.SSLContext``) turns on TLS.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        timeout: float | None = None,
+        framing: FramingName = "newline",
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        transport: Transport | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._timeout = _check_timeout(timeout)
+        self._framing = framing
+        self._max_message_size = max_message_size
+        ClientConnection(framing=framing)  # validate the framing name now
+        self._link: _Link | None = None
+        if transport is not None:
+            self._attach(transport)
+        elif host is not None or path is not None:
+            self.connect(host, port, path=path, ssl=ssl, server_hostname=server_hostname)
+        elif port is not None:
+            raise ValueError("RPCClient(port=...) needs a host too")
+
+    def _attach(self, transport: Transport) -> None:
+        proto = ClientConnection(framing=self._framing, max_message_size=self._max_message_size)
+        self._link = _Link(transport, proto)
+
+    def connect(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int | None = 5000,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> RPCClient:
+        """Connect to a server (TCP, TLS with ``ssl=``, or Unix socket with ``path=``); returns self."""
+        if self._link is not None and self._link.lost is None:
+            raise RPCError(None, "this client is already connected; close() it first or make a new RPCClient")
+        transport = open_connection(
+            host, port, path=path, timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
+        )
+        self._attach(transport)
+        return self
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-call timeout of this client (or view), in seconds."""
+        return self._timeout
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open (as far as the client knows)."""
+        return self._link is not None and self._link.lost is None
+
+    def _require_link(self) -> _Link:
+        if self._link is None:
+            raise ConnectionLost("not connected: call connect(host, port) first")
+        return self._link
+
+    def __getattr__(self, name: str) -> _RemoteMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _RemoteMethod(self, name)
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call remote ``method`` with these arguments and return its result."""
+        link = self._require_link()
+        id_ = link.proto.next_id()
+        request = Request(method, build_params(args, kwargs), id_)
+        (waiter,) = link.start([request], False)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        link.wait(waiter, deadline)
+        return waiter.outcome()
+
+    def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send a notification: ``method`` runs remotely, nothing comes back."""
+        link = self._require_link()
+        link.start([Notification(method, build_params(args, kwargs))], False)
+
+    def batch(self) -> BatchBuilder:
+        """Collect calls and send them as one batch when the ``with`` block ends."""
+        return BatchBuilder(self._send_batch)
+
+    def _send_batch(self, calls: list[tuple[str, Params, bool]]) -> list[Callable[[], Any]]:
+        link = self._require_link()
+        messages: list[Request | Notification] = [
+            Notification(method, params) if notify else Request(method, params, link.proto.next_id())
+            for method, params, notify in calls
+        ]
+        waiters = link.start(messages, True)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        outcomes: list[Callable[[], Any]] = []
+        for waiter in waiters:
+            try:
+                link.wait(waiter, deadline)
+            except RPCTimeout as exc:
+                waiter.error = exc
+            outcomes.append(waiter.outcome)
+        return outcomes
+
+    def with_timeout(self, timeout: float | None) -> RPCClient:
+        """A view of the same connection whose calls use ``timeout`` seconds."""
+        view = object.__new__(RPCClient)
+        view.__dict__.update(self.__dict__)
+        view._timeout = _check_timeout(timeout)
+        return view
+
+    def close(self) -> None:
+        """Close the connection; pending calls fail with ConnectionLost. Idempotent."""
+        if self._link is not None:
+            self._link.fail_all("the client was closed")
+
+    def __enter__(self) -> RPCClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        return f"<RPCClient {state} timeout={self._timeout}>"
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    return timeout

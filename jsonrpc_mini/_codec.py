@@ -1,0 +1,238 @@
+"""JSON-RPC 2.0 message objects and the rules that turn JSON values into them.
+
+Incoming values are validated against the specification here; invalid ones become
+the :class:`ErrorResponse` the peer should receive. Outgoing messages become JSON
+bytes (unframed); a result that cannot be encoded turns into a -32603 error for
+that one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._errors import InternalError, InvalidRequest
+
+__all__ = [
+    "ErrorObject",
+    "ErrorResponse",
+    "Id",
+    "Notification",
+    "Params",
+    "Request",
+    "Response",
+    "build_params",
+    "encode_message",
+    "parse_request",
+    "parse_response",
+    "split_params",
+    "valid_id",
+]
+
+log = logging.getLogger("jsonrpc_mini")
+
+Id = str | int | float | None
+Params = list[Any] | dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A call that expects a reply with the same ``id``."""
+
+    method: str
+    params: Params
+    id: Id
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A call without an id: it runs, and nothing is ever sent back."""
+
+    method: str
+    params: Params
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorObject:
+    """The ``error`` member of an error response."""
+
+    code: int
+    message: str
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A successful reply."""
+
+    id: Id
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """A failed reply; ``id`` is None when the request's id could not be read."""
+
+    id: Id
+    error: ErrorObject
+
+
+Incoming = Request | Notification | ErrorResponse
+Outgoing = Request | Notification | Response | ErrorResponse
+
+_MISSING: Final = object()
+
+
+def valid_id(value: object) -> bool:
+    """Whether ``value`` may be used as a request id (string, number or null; not bool)."""
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+def _invalid(id_: Id, why: str) -> ErrorResponse:
+    return ErrorResponse(id_, ErrorObject(InvalidRequest.CODE, f"Invalid Request: {why}"))
+
+
+def parse_request(value: Any) -> Incoming:
+    """Validate one JSON value received by a server.
+
+    Returns the :class:`Request` or :class:`Notification`, or the
+    :class:`ErrorResponse` (-32600) to send back. The error echoes the id only when
+    that id is valid.
+    """
+    if not isinstance(value, dict):
+        return _invalid(None, f"expected an object, got {_kind(value)}")
+    id_ = value.get("id", _MISSING)
+    if id_ is not _MISSING and not valid_id(id_):
+        return _invalid(None, f"id must be a string, number or null, not {_kind(id_)}")
+    echo: Id = None if id_ is _MISSING else id_
+    if value.get("jsonrpc") != "2.0":
+        return _invalid(echo, 'member "jsonrpc" must be exactly "2.0"')
+    method = value.get("method", _MISSING)
+    if not isinstance(method, str):
+        why = 'member "method" is missing' if method is _MISSING else f'"method" must be a string, not {_kind(method)}'
+        return _invalid(echo, why)
+    params = value.get("params")
+    if params is not None and not isinstance(params, (list, dict)):
+        return _invalid(echo, f'"params" must be an array or an object, not {_kind(params)}')
+    if id_ is _MISSING:
+        return Notification(method, params)
+    return Request(method, params, echo)
+
+
+def parse_response(value: Any) -> Response | ErrorResponse | None:
+    """Validate one JSON value received by a client; ``None`` if it is not a response."""
+    if not isinstance(value, dict) or value.get("jsonrpc") != "2.0" or "method" in value:
+        return None
+    id_ = value.get("id", _MISSING)
+    if id_ is _MISSING or not valid_id(id_):
+        return None
+    if "error" in value:
+        err = value["error"]
+        if not isinstance(err, dict):
+            return None
+        code = err.get("code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            return None
+        message = err.get("message")
+        text = message if isinstance(message, str) else str(message)
+        return ErrorResponse(id_, ErrorObject(code, text, err.get("data")))
+    if "result" in value:
+        return Response(id_, value["result"])
+    return None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def build_params(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Params:
+    """Shape call arguments as ``params``: array, object, or both via digit keys.
+
+    Positional and keyword arguments together become one object whose keys
+    ``"0"``, ``"1"``, ... hold the positional ones (JSON-RPC 1.1 WD convention).
+    """
+    if not kwargs:
+        return list(args) if args else None
+    if not args:
+        return dict(kwargs)
+    params: dict[str, Any] = {str(i): arg for i, arg in enumerate(args)}
+    for key, arg in kwargs.items():
+        if key in params:
+            raise TypeError(f"keyword argument {key!r} collides with positional argument {key}")
+        params[key] = arg
+    return params
+
+
+def _is_index(key: str) -> bool:
+    return key.isascii() and key.isdigit()
+
+
+def split_params(params: Params) -> tuple[list[Any], dict[str, Any]]:
+    """Turn ``params`` into ``(args, kwargs)``; the inverse of :func:`build_params`.
+
+    Raises ValueError if digit keys are not exactly ``"0"`` .. ``"n-1"``.
+    """
+    if params is None:
+        return [], {}
+    if isinstance(params, list):
+        return params, {}
+    indexed = [key for key in params if _is_index(key)]
+    if not indexed:
+        return [], params
+    count = len(indexed)
+    if set(indexed) != {str(i) for i in range(count)}:
+        raise ValueError(f"positional keys must be '0'..'{count - 1}' without gaps or leading zeros")
+    args = [params[str(i)] for i in range(count)]
+    kwargs = {key: value for key, value in params.items() if not _is_index(key)}
+    return args, kwargs
+
+
+def _as_value(message: Outgoing) -> dict[str, Any]:
+    if isinstance(message, Response):
+        return {"jsonrpc": "2.0", "id": message.id, "result": message.result}
+    if isinstance(message, ErrorResponse):
+        err: dict[str, Any] = {"code": message.error.code, "message": message.error.message}
+        if message.error.data is not None:
+            err["data"] = message.error.data
+        return {"jsonrpc": "2.0", "id": message.id, "error": err}
+    out: dict[str, Any] = {"jsonrpc": "2.0", "method": message.method}
+    if message.params is not None:
+        out["params"] = message.params
+    if isinstance(message, Request):
+        out["id"] = message.id
+    return out
+
+
+def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
+    """Encode one message or a batch as JSON bytes (unframed).
+
+    A response whose result or error data is not JSON (NaN, a set, ...) is replaced
+    by a -32603 error for that call; requests that cannot be encoded raise
+    TypeError/ValueError to the caller.
+    """
+    if not isinstance(message, (Request, Notification, Response, ErrorResponse)):
+        parts = [encode_message(item, dumps) for item in message]
+        return b"[" + b",".join(parts) + b"]"
+    try:
+        out: bytes = dumps(_as_value(message))
+        return out
+    except (TypeError, ValueError, RecursionError) as exc:
+        if not isinstance(message, (Response, ErrorResponse)):
+            raise
+        log.warning("reply for id %r could not be encoded as JSON: %s", message.id, exc)
+        why = f"Internal error: result is not JSON-serialisable ({type(exc).__name__})"
+        fallback = ErrorResponse(message.id, ErrorObject(InternalError.CODE, why))
+        out = dumps(_as_value(fallback))
+        return out

@@ -1,0 +1,146 @@
+"""The method registry: what may be called, how arguments bind, what a call returns.
+
+Arguments are checked with ``inspect.signature(fn).bind`` before the call, so a
+mismatch is -32602 while a TypeError raised inside a handler stays -32603.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, split_params
+from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
+
+__all__ = ["Prepared", "Registry", "error_response", "outcome_response"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A call whose method exists and whose arguments bind: ready to run."""
+
+    message: Request | Notification
+    function: Callable[..., Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+    def run(self) -> Any:
+        """Call the handler (its result may be a coroutine for async handlers)."""
+        return self.function(*self.args, **self.kwargs)
+
+
+class Registry:
+    """Named handlers, shared by the sync and asyncio servers."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, Callable[..., Any]] = {}
+        self._signatures: dict[str, inspect.Signature | None] = {}
+
+    @property
+    def methods(self) -> dict[str, Callable[..., Any]]:
+        """A copy of the registered name -> handler map."""
+        return dict(self._methods)
+
+    def register_function(self, function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+        """Make ``function`` callable remotely as ``name`` (default: its ``__name__``)."""
+        if not callable(function):
+            raise TypeError(f"register_function needs a callable, got {type(function).__name__}")
+        if name is None:
+            name = getattr(function, "__name__", None)
+            if not isinstance(name, str) or name == "<lambda>":
+                raise ValueError("this callable has no usable __name__: pass name=")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a method name must be a non-empty string")
+        self._methods[name] = function
+        try:
+            self._signatures[name] = inspect.signature(function)
+        except (TypeError, ValueError):  # some builtins have no signature: let the call decide
+            self._signatures[name] = None
+        return function
+
+    @overload
+    def register(self, function: F, /) -> F: ...
+
+    @overload
+    def register(self, function: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def register(self, function: F | None = None, /, *, name: str | None = None) -> Any:
+        """Decorator form: ``@server.register`` or ``@server.register(name="x")``."""
+        if function is not None:
+            self.register_function(function, name)
+            return function
+
+        def decorate(fn: F) -> F:
+            self.register_function(fn, name)
+            return fn
+
+        return decorate
+
+    def register_instance(self, instance: object, prefix: str = "") -> list[str]:
+        """Register the public methods of ``instance`` as ``prefix + name``.
+
+        Only names without a leading underscore that are callable and not inherited
+        from ``object`` are exposed; there is no dotted traversal into attributes.
+        Returns the names registered.
+        """
+        names = []
+        for attr in dir(instance):
+            if attr.startswith("_") or hasattr(object, attr):
+                continue
+            try:
+                member = getattr(instance, attr)
+            except AttributeError:  # pragma: no cover - a property that raises
+                continue
+            if callable(member) and not inspect.isclass(member):
+                self.register_function(member, prefix + attr)
+                names.append(prefix + attr)
+        return names
+
+    def prepare(self, message: Request | Notification) -> Prepared:
+        """Find the handler and bind the arguments; raise MethodNotFound/InvalidParams."""
+        function = self._methods.get(message.method)
+        if function is None:
+            raise MethodNotFound(f"Method not found: {message.method!r}")
+        try:
+            args, kwargs = split_params(message.params)
+        except ValueError as exc:
+            raise InvalidParams(f"Invalid params: {exc}") from None
+        signature = self._signatures.get(message.method)
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise InvalidParams(f"Invalid params for {message.method!r}: {exc}") from None
+        return Prepared(message, function, args, kwargs)
+
+
+def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> ErrorResponse:
+    """The error reply for a call that raised ``exc``."""
+    if isinstance(exc, RPCError) and exc.code is not None:
+        return ErrorResponse(id_, ErrorObject(exc.code, exc.message, exc.data))
+    log.error("method %r raised %s", method, type(exc).__name__, exc_info=exc)
+    data = None
+    if debug:
+        data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
+    return ErrorResponse(id_, ErrorObject(InternalError.CODE, f"Internal error in {method!r}", data))
+
+
+def outcome_response(
+    message: Request | Notification, result: Any = None, exc: BaseException | None = None, *, debug: bool = False
+) -> Response | ErrorResponse | None:
+    """The reply for a finished call: None for notifications, whatever happened."""
+    if not isinstance(message, Request):
+        if exc is not None and not isinstance(exc, RPCError):
+            log.error("notification %r raised %s", message.method, type(exc).__name__, exc_info=exc)
+        return None
+    if exc is not None:
+        return error_response(message.id, exc, message.method, debug)
+    return Response(message.id, result)

@@ -1,0 +1,165 @@
+"""The one exception tree of jsonrpc_mini.
+
+Every exception the library raises derives from :class:`RPCError`::
+
+    RPCError(code, message, data=None)        base; .code .message .data .method
+    ├── ParseError          -32700  invalid JSON was received
+    ├── InvalidRequest      -32600  the JSON is not a valid request object
+    ├── MethodNotFound      -32601  no such method
+    ├── InvalidParams       -32602  the arguments do not fit the method's signature
+    ├── InternalError       -32603  the handler failed, or its result is not JSON
+    ├── ServerError         -32000..-32099  implementation-defined server errors
+    ├── RemoteError         any other code sent by the peer
+    ├── ConnectionLost      (also ConnectionError) the connection broke; .code is None
+    └── RPCTimeout          (also TimeoutError) a call ran out of time; .code is None
+
+A handler that raises any ``RPCError`` sends its code, message and data to the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConnectionLost",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "MethodNotFound",
+    "ParseError",
+    "RPCError",
+    "RPCTimeout",
+    "RemoteError",
+    "ServerError",
+    "error_class_for",
+]
+
+
+class RPCError(Exception):
+    """Base of every jsonrpc_mini exception; carries a JSON-RPC error object.
+
+    ``code`` is the JSON-RPC error code (``None`` for local failures such as a lost
+    connection), ``message`` the human text, ``data`` the optional extra value, and
+    ``method`` the name of the remote method involved, when known.
+    """
+
+    code: int | None
+    message: str
+    data: Any
+    method: str | None
+
+    def __init__(self, code: int | None, message: str, data: Any = None) -> None:
+        super().__init__(code, message, data)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.method = None
+
+    def __str__(self) -> str:
+        where = f"{self.method}: " if self.method else ""
+        code = "" if self.code is None else f"[{self.code}] "
+        return f"{where}{code}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, data={self.data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.code, self.message, self.data, self.method))
+
+
+def _rebuild(cls: type[RPCError], code: int | None, message: str, data: Any, method: str | None) -> RPCError:
+    exc = Exception.__new__(cls)
+    RPCError.__init__(exc, code, message, data)
+    exc.method = method
+    return exc
+
+
+class _FixedCodeError(RPCError):
+    """An error whose code is fixed by the JSON-RPC 2.0 specification."""
+
+    CODE: int = -32603
+    DEFAULT_MESSAGE: str = "Internal error"
+
+    def __init__(self, message: str | None = None, data: Any = None) -> None:
+        super().__init__(self.CODE, self.DEFAULT_MESSAGE if message is None else message, data)
+
+
+class ParseError(_FixedCodeError):
+    """-32700: the peer sent bytes that are not valid JSON (or not UTF-8)."""
+
+    CODE = -32700
+    DEFAULT_MESSAGE = "Parse error"
+
+
+class InvalidRequest(_FixedCodeError):
+    """-32600: the JSON sent is not a valid JSON-RPC 2.0 request object."""
+
+    CODE = -32600
+    DEFAULT_MESSAGE = "Invalid Request"
+
+
+class MethodNotFound(_FixedCodeError):
+    """-32601: the method does not exist or is not available."""
+
+    CODE = -32601
+    DEFAULT_MESSAGE = "Method not found"
+
+
+class InvalidParams(_FixedCodeError):
+    """-32602: the arguments do not match the method's signature."""
+
+    CODE = -32602
+    DEFAULT_MESSAGE = "Invalid params"
+
+
+class InternalError(_FixedCodeError):
+    """-32603: the handler raised, or its result could not be encoded as JSON."""
+
+    CODE = -32603
+    DEFAULT_MESSAGE = "Internal error"
+
+
+class ServerError(RPCError):
+    """-32000..-32099: an implementation-defined server error."""
+
+
+class RemoteError(RPCError):
+    """An error response whose code is outside the ranges the specification names."""
+
+
+class ConnectionLost(RPCError, ConnectionError):
+    """The connection broke (or was closed) before the call completed; ``code`` is None."""
+
+    def __init__(self, message: str = "connection lost") -> None:
+        RPCError.__init__(self, None, message)
+
+
+class RPCTimeout(RPCError, TimeoutError):
+    """The call ran out of time; ``code`` is None. A reply arriving later is dropped."""
+
+    def __init__(self, message: str = "call timed out") -> None:
+        RPCError.__init__(self, None, message)
+
+
+_FIXED: dict[int, type[_FixedCodeError]] = {
+    cls.CODE: cls for cls in (ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError)
+}
+
+
+def error_class_for(code: int) -> type[RPCError]:
+    """Return the exception class that an error response with ``code`` raises."""
+    fixed = _FIXED.get(code)
+    if fixed is not None:
+        return fixed
+    if -32099 <= code <= -32000:
+        return ServerError
+    return RemoteError
+
+
+def error_from_response(code: int, message: str, data: Any, method: str | None) -> RPCError:
+    """Build the exception for an error response received for ``method``."""
+    cls = error_class_for(code)
+    exc: RPCError
+    exc = cls(message, data) if issubclass(cls, _FixedCodeError) else cls(code, message, data)
+    exc.method = method
+    return exc

@@ -1,0 +1,497 @@
+"""Split a byte stream into JSON values: newline/concatenated JSON and Content-Length.
+
+A framer is fed bytes (``feed``) and yields events (``next_event``): a decoded
+:class:`Message`, a :class:`FrameError` to answer, or ``None`` when it needs more
+bytes. It never touches a socket. Work is linear in the bytes fed, however they are
+chunked: the scanner keeps its place between chunks and never re-reads a byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from ._errors import ParseError
+
+__all__ = [
+    "ContentLengthFramer",
+    "FrameError",
+    "Framer",
+    "FramingName",
+    "JsonStreamFramer",
+    "Message",
+    "AutoFramer",
+    "encode_frame",
+    "make_framer",
+]
+
+FramingName = Literal["newline", "content-length", "auto"]
+Loads = Callable[[bytes], Any]
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One complete JSON value received (already decoded)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """Bytes that do not form a valid value; answer with ``code`` (id null).
+
+    ``fatal`` means the stream cannot be resynchronised and must be closed after
+    the answer is sent.
+    """
+
+    code: int
+    message: str
+    fatal: bool = False
+
+
+Event = Message | FrameError
+
+_WS: Final = re.compile(rb"[^ \t\r\n]")
+_IN_STRING: Final = re.compile(rb'["\\\n]')
+_OUTSIDE: Final = re.compile(rb'[\[\]{}"]')
+_CLOSER: Final = {ord("{"): ord("}"), ord("["): ord("]")}
+_QUOTE: Final = ord('"')
+_BACKSLASH: Final = ord("\\")
+_NEWLINE: Final = ord("\n")
+_COMPACT_AT: Final = 1 << 16
+
+# Modes of JsonStreamFramer.
+_IDLE, _VALUE, _LINE, _SKIP = range(4)
+
+
+class JsonStreamFramer:
+    """Reader for JSON values that are newline-terminated, concatenated or pretty-printed.
+
+    A value that starts with ``{`` or ``[`` is complete at its matching closing
+    bracket, newline or not. Anything else is read up to the end of its line. On a
+    definite error (raw newline in a string, mismatched bracket, bad JSON) one
+    :class:`FrameError` is produced and the bytes up to and including the newline
+    that ends the offending line are dropped.
+    """
+
+    name: Final = "newline"
+
+    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._max_depth = max_depth
+        self._buf = bytearray()
+        self._start = 0  # first byte of the value being read
+        self._pos = 0  # next byte the scanner looks at
+        self._mode = _IDLE
+        self._stack = bytearray()  # closing brackets still expected
+        self._in_string = False
+        self._no_fast_before = 0  # lines before this offset already failed the fast path
+        self._eof = False
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means the peer will send nothing more (EOF)."""
+        if not data:
+            self._eof = True
+        elif not self._failed:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._buf) - self._start
+
+    @property
+    def in_message(self) -> bool:
+        """True while part of a value has been received but not all of it."""
+        return self._mode in (_VALUE, _LINE) or (self._mode == _IDLE and self.buffered > 0)
+
+    def next_event(self) -> Event | None:
+        """Return the next complete value or error, or ``None`` if more bytes are needed."""
+        if self._failed:
+            return None
+        while True:
+            buf = self._buf
+            if self._mode == _SKIP:
+                nl = buf.find(b"\n", self._pos)
+                if nl < 0:
+                    self._discard_all()
+                    return None
+                self._consume(nl + 1)
+                continue
+            if self._mode == _IDLE:
+                m = _WS.search(buf, self._start)
+                if m is None:
+                    self._discard_all()
+                    return None
+                start = m.start()
+                self._start = self._pos = start
+                if buf[start] in _CLOSER:
+                    event = self._fast_path(start)
+                    if event is not None:
+                        return event
+                    self._mode = _VALUE
+                    self._stack = bytearray((_CLOSER[buf[start]],))
+                    self._in_string = False
+                    self._pos = start + 1
+                else:
+                    self._mode = _LINE
+            if self._mode == _LINE:
+                return self._read_line()
+            return self._scan_value()
+
+    def _fast_path(self, start: int) -> Event | None:
+        # Most peers send one compact value per line: try the whole line with the C
+        # decoder first. Each line is tried at most once, so the cost stays linear.
+        if start < self._no_fast_before:
+            return None
+        buf = self._buf
+        nl = buf.find(b"\n", start)
+        if nl < 0 or nl - start > self._max_size:
+            return None
+        try:
+            value = self._loads(bytes(buf[start:nl]))
+        except ParseError:
+            self._no_fast_before = nl
+            return None
+        line = buf[start:nl]
+        if line.count(b"[") + line.count(b"{") > self._max_depth and _deeper_than(value, self._max_depth):
+            self._no_fast_before = nl  # let the scanner report it exactly where it happens
+            return None
+        self._consume(nl + 1)
+        return Message(value)
+
+    def _read_line(self) -> Event | None:
+        buf = self._buf
+        nl = buf.find(b"\n", self._pos)
+        if nl < 0:
+            if len(buf) - self._start > self._max_size:
+                return self._too_large()
+            if not self._eof:
+                self._pos = len(buf)
+                return None
+            end = len(buf)
+        else:
+            end = nl
+        if end - self._start > self._max_size:
+            return self._too_large()
+        line = bytes(buf[self._start : end])
+        self._consume(end + 1)
+        try:
+            return Message(self._loads(line))
+        except ParseError as exc:
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _scan_value(self) -> Event | None:
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        stack = self._stack
+        in_string = self._in_string
+        limit = self._start + self._max_size
+        while pos <= limit:
+            if in_string:
+                m = _IN_STRING.search(buf, pos)
+                if m is None:
+                    pos = end
+                    break
+                i = m.start()
+                ch = buf[i]
+                if ch == _QUOTE:
+                    in_string = False
+                    pos = i + 1
+                elif ch == _BACKSLASH:
+                    if i + 1 >= end:
+                        pos = i  # look at the escape again when its next byte arrives
+                        break
+                    if buf[i + 1] == _NEWLINE:
+                        return self._error_at(i + 1, "Parse error: raw newline inside a string")
+                    pos = i + 2
+                else:
+                    return self._error_at(i, "Parse error: raw newline inside a string")
+            else:
+                m = _OUTSIDE.search(buf, pos)
+                if m is None:
+                    pos = end
+                    break
+                i = m.start()
+                ch = buf[i]
+                pos = i + 1
+                if ch == _QUOTE:
+                    in_string = True
+                elif ch in _CLOSER:
+                    stack.append(_CLOSER[ch])
+                    if len(stack) > self._max_depth:
+                        message = f"Invalid Request: nesting deeper than {self._max_depth} levels"
+                        return self._error_at(i, message, INVALID_REQUEST)
+                elif ch != stack[-1]:
+                    return self._error_at(i, f"Parse error: mismatched {chr(ch)!r}")
+                else:
+                    stack.pop()
+                    if not stack:
+                        return self._complete(pos)
+        if pos - self._start > self._max_size:
+            return self._too_large()
+        self._pos = pos
+        self._in_string = in_string
+        if self._eof:
+            self._discard_all()
+            return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream")
+        return None
+
+    def _complete(self, end: int) -> Event:
+        frame = bytes(self._buf[self._start : end])
+        self._consume(end)
+        try:
+            return Message(self._loads(frame))
+        except ParseError as exc:
+            # The contract: after a parse error, drop the rest of the offending line.
+            self._mode = _SKIP
+            self._pos = end
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
+        self._mode = _SKIP
+        self._start = self._pos = index
+        self._stack = bytearray()
+        return FrameError(code, message)
+
+    def _too_large(self) -> FrameError:
+        self._failed = True
+        self._buf = bytearray()
+        self._start = self._pos = 0
+        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+
+    def _consume(self, end: int) -> None:
+        self._mode = _IDLE
+        self._start = self._pos = end
+        if end >= len(self._buf):
+            self._buf = bytearray()
+            self._start = self._pos = self._no_fast_before = 0
+        elif end > _COMPACT_AT and end * 2 > len(self._buf):
+            del self._buf[:end]  # amortised: only when most of the buffer is consumed
+            self._no_fast_before = max(0, self._no_fast_before - end)
+            self._start = self._pos = 0
+
+    def _discard_all(self) -> None:
+        self._buf = bytearray()
+        self._start = self._pos = self._no_fast_before = 0
+        if self._mode != _SKIP:
+            self._mode = _IDLE
+
+
+_HEADER_END: Final = b"\r\n\r\n"
+MAX_HEADER_SIZE: Final = 8192
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers in ``value`` nest more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+class ContentLengthFramer:
+    """Reader for ``Content-Length: N\\r\\n\\r\\n<body>`` messages (LSP style).
+
+    Header names are case-insensitive; headers other than Content-Length are ignored.
+    A bad header (missing, negative, non-numeric or conflicting length) cannot be
+    resynchronised, so it is a fatal :class:`FrameError`.
+    """
+
+    name: Final = "content-length"
+
+    def __init__(self, loads: Loads, *, max_message_size: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._buf = bytearray()
+        self._start = 0
+        self._search_from = 0
+        self._body_len = -1  # -1 while reading headers
+        self._eof = False
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means EOF."""
+        if not data:
+            self._eof = True
+        elif not self._failed:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._buf) - self._start
+
+    @property
+    def in_message(self) -> bool:
+        """True while part of a message has been received but not all of it."""
+        return self._body_len >= 0 or self._buf.strip() != b""
+
+    def next_event(self) -> Event | None:
+        """Return the next message or error, or ``None`` if more bytes are needed."""
+        if self._failed:
+            return None
+        buf = self._buf
+        if self._body_len < 0:
+            m = _WS.search(buf, self._start)
+            if m is None:
+                self._reset(len(buf))
+                return None
+            self._start = m.start()
+            end = buf.find(_HEADER_END, max(self._start, self._search_from))
+            if end < 0:
+                self._search_from = max(self._start, len(buf) - 3)
+                if len(buf) - self._start > MAX_HEADER_SIZE:
+                    return self._fail("Parse error: Content-Length header block too long")
+                return self._at_eof()
+            header = bytes(buf[self._start : end])
+            length = self._content_length(header)
+            if isinstance(length, FrameError):
+                return length
+            self._body_len = length
+            self._start = end + 4
+        if len(buf) - self._start < self._body_len:
+            return self._at_eof()
+        body_end = self._start + self._body_len
+        body = bytes(buf[self._start : body_end])
+        self._body_len = -1
+        self._reset(body_end)
+        try:
+            return Message(self._loads(body))
+        except ParseError as exc:
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _content_length(self, header: bytes) -> int | FrameError:
+        length: int | None = None
+        for line in header.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                return self._fail(f"Parse error: malformed header line {line[:60]!r}")
+            if name.strip().lower() != b"content-length":
+                continue
+            text = value.strip()
+            if not text.isdigit() or len(text) > 20:
+                return self._fail(f"Parse error: bad Content-Length {text[:30]!r}")
+            if length is not None and int(text) != length:
+                return self._fail("Parse error: conflicting Content-Length headers")
+            length = int(text)
+        if length is None:
+            return self._fail("Parse error: missing Content-Length header")
+        if length > self._max_size:
+            return self._too_large()
+        return length
+
+    def _at_eof(self) -> FrameError | None:
+        if self._eof and self.buffered:
+            self._reset(len(self._buf))
+            self._body_len = -1
+            return FrameError(PARSE_ERROR, "Parse error: incomplete message at end of stream")
+        return None
+
+    def _fail(self, message: str) -> FrameError:
+        self._failed = True
+        self._buf = bytearray()
+        return FrameError(PARSE_ERROR, message, True)
+
+    def _too_large(self) -> FrameError:
+        self._failed = True
+        self._buf = bytearray()
+        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+
+    def _reset(self, end: int) -> None:
+        self._start = self._search_from = end
+        if end >= len(self._buf):
+            self._buf = bytearray()
+            self._start = self._search_from = 0
+        elif end > _COMPACT_AT and end * 2 > len(self._buf):
+            del self._buf[:end]
+            self._start = self._search_from = 0
+
+
+Framer = JsonStreamFramer | ContentLengthFramer
+
+
+class AutoFramer:
+    """Pick the framing from the first bytes a peer sends: a ``C`` starts headers."""
+
+    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._max_depth = max_depth
+        self._pending = bytearray()
+        self._eof = False
+        self.chosen: Framer | None = None
+
+    @property
+    def name(self) -> str:
+        """The framing in use, or ``"auto"`` until it is known."""
+        return "auto" if self.chosen is None else self.chosen.name
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._pending) if self.chosen is None else self.chosen.buffered
+
+    @property
+    def in_message(self) -> bool:
+        """True while part of a message has been received but not all of it."""
+        return self.chosen.in_message if self.chosen is not None else bool(self._pending.strip())
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means EOF."""
+        if self.chosen is not None:
+            self.chosen.feed(data)
+            return
+        if not data:
+            self._eof = True
+            return
+        self._pending += data
+        m = _WS.search(self._pending)
+        if m is None:
+            if len(self._pending) > MAX_HEADER_SIZE:
+                self._pending = bytearray()
+            return
+        if self._pending[m.start()] in b"Cc":
+            self.chosen = ContentLengthFramer(self._loads, max_message_size=self._max_size)
+        else:
+            self.chosen = JsonStreamFramer(self._loads, max_message_size=self._max_size, max_depth=self._max_depth)
+        self.chosen.feed(bytes(self._pending))
+        self._pending = bytearray()
+        if self._eof:  # pragma: no cover - feed after EOF is a caller bug
+            self.chosen.feed(b"")
+
+    def next_event(self) -> Event | None:
+        """Return the next message or error, or ``None`` if more bytes are needed."""
+        if self.chosen is None:
+            return None
+        return self.chosen.next_event()
+
+
+def make_framer(framing: FramingName, loads: Loads, *, max_message_size: int, max_depth: int) -> Framer | AutoFramer:
+    """Build the reader for ``framing``."""
+    if framing == "newline":
+        return JsonStreamFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
+    if framing == "content-length":
+        return ContentLengthFramer(loads, max_message_size=max_message_size)
+    if framing == "auto":
+        return AutoFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
+    raise ValueError(f"unknown framing {framing!r}: use 'newline', 'content-length' or 'auto'")
+
+
+def encode_frame(body: bytes, framing: str) -> bytes:
+    """Wrap an encoded JSON value for the wire: newline-terminated or with a header."""
+    if framing == "content-length":
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return body + b"\n"

@@ -1,0 +1,221 @@
+"""The sans-IO JSON-RPC connection: bytes in, events out; messages in, bytes out.
+
+One :class:`ServerConnection` or :class:`ClientConnection` per transport. They
+hold the framer and codec state, never a socket, thread or clock, so every
+protocol behaviour can be tested by feeding bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._codec import (
+    ErrorObject,
+    ErrorResponse,
+    Notification,
+    Outgoing,
+    Request,
+    Response,
+    encode_message,
+    parse_request,
+    parse_response,
+)
+from ._errors import InvalidRequest
+from ._framing import FrameError, FramingName, Message, encode_frame, make_framer
+from ._json import JsonCodec
+
+__all__ = [
+    "Batch",
+    "Call",
+    "ClientConnection",
+    "Closed",
+    "Reply",
+    "ServerConnection",
+    "Violation",
+]
+
+log = logging.getLogger("jsonrpc_mini")
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
+DEFAULT_MAX_DEPTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A single request or notification to run."""
+
+    message: Request | Notification
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch: run the calls, keep the ready-made errors, answer all in one array."""
+
+    items: list[Request | Notification | ErrorResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Bytes to send at once (an error the protocol itself answers); ``close`` after if set."""
+
+    data: bytes
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The peer closed its side and every message before that has been delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """The server sent something that is not a response we can match (client side)."""
+
+    reason: str
+    error: ErrorObject | None = None
+
+
+ServerEvent = Call | Batch | Reply | Closed
+ClientEvent = Response | ErrorResponse | Violation | Closed
+
+
+class _Base:
+    def __init__(
+        self,
+        framing: FramingName,
+        codec: JsonCodec | None,
+        max_message_size: int,
+        max_depth: int,
+    ) -> None:
+        if max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+        if max_depth < 1:
+            raise ValueError("max_depth must be positive")
+        self.codec = codec if codec is not None else JsonCodec()
+        self._framer = make_framer(framing, self.codec.loads, max_message_size=max_message_size, max_depth=max_depth)
+        self._eof = False
+        self._closed_reported = False
+
+    @property
+    def framing(self) -> str:
+        """The framing in use: ``newline``, ``content-length`` or ``auto`` (not yet known)."""
+        return self._framer.name
+
+    @property
+    def in_message(self) -> bool:
+        """True while a message has started arriving but is not complete."""
+        return self._framer.in_message
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the peer; ``b""`` means the peer closed its side."""
+        if not data:
+            self._eof = True
+        self._framer.feed(data)
+
+    def _frame(self, body: bytes) -> bytes:
+        name = self._framer.name
+        return encode_frame(body, "newline" if name == "auto" else name)
+
+    def _closed(self) -> Closed | None:
+        if self._eof and not self._closed_reported:
+            self._closed_reported = True
+            return Closed()
+        return None
+
+
+class ServerConnection(_Base):
+    """Server side of one connection: framing auto-detected unless told."""
+
+    def __init__(
+        self,
+        *,
+        framing: FramingName = "auto",
+        codec: JsonCodec | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        super().__init__(framing, codec, max_message_size, max_depth)
+
+    def next_event(self) -> ServerEvent | None:
+        """The next thing to do, or None if more bytes are needed."""
+        event = self._framer.next_event()
+        if event is None:
+            return self._closed()
+        if isinstance(event, FrameError):
+            return Reply(self.encode(ErrorResponse(None, ErrorObject(event.code, event.message))), event.fatal)
+        value = event.value
+        if isinstance(value, list):
+            if not value:
+                empty = ErrorResponse(None, ErrorObject(InvalidRequest.CODE, "Invalid Request: empty batch"))
+                return Reply(self.encode(empty))
+            return Batch([parse_request(item) for item in value])
+        message = parse_request(value)
+        if isinstance(message, ErrorResponse):
+            return Reply(self.encode(message))
+        return Call(message)
+
+    def encode(self, reply: Outgoing | Sequence[Response | ErrorResponse]) -> bytes:
+        """Frame one reply, or a batch's replies as one array."""
+        return self._frame(encode_message(reply, self.codec.dumps))
+
+    def encode_batch(self, replies: Sequence[Response | ErrorResponse | None]) -> bytes | None:
+        """Frame a batch's replies; None when every member was a notification."""
+        present = [reply for reply in replies if reply is not None]
+        return self.encode(present) if present else None
+
+
+class ClientConnection(_Base):
+    """Client side of one connection: numbers requests and parses replies."""
+
+    def __init__(
+        self,
+        *,
+        framing: FramingName = "newline",
+        codec: JsonCodec | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        if framing == "auto":
+            raise ValueError("a client must choose its framing: 'newline' or 'content-length'")
+        super().__init__(framing, codec, max_message_size, max_depth)
+        self._ids = itertools.count(1)
+        self._queue: deque[ClientEvent] = deque()
+
+    def next_id(self) -> int:
+        """A fresh request id."""
+        return next(self._ids)
+
+    def encode(self, message: Request | Notification | Sequence[Request | Notification]) -> bytes:
+        """Frame a request, a notification, or a list of them as one batch array."""
+        return self._frame(encode_message(message, self.codec.dumps))
+
+    def next_event(self) -> ClientEvent | None:
+        """The next reply (or protocol violation), or None if more bytes are needed."""
+        while not self._queue:
+            event = self._framer.next_event()
+            if event is None:
+                return self._closed()
+            if isinstance(event, FrameError):
+                self._queue.append(Violation(f"unreadable data from server: {event.message}"))
+                if event.fatal:
+                    self._queue.append(Closed())
+                    self._closed_reported = True
+            elif isinstance(event, Message):
+                values = event.value if isinstance(event.value, list) and event.value else [event.value]
+                for value in values:
+                    self._queue.append(self._parse(value))
+        return self._queue.popleft()
+
+    @staticmethod
+    def _parse(value: Any) -> ClientEvent:
+        reply = parse_response(value)
+        if reply is None:
+            return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}")
+        if isinstance(reply, ErrorResponse) and reply.id is None:
+            return Violation(f"error without id: {reply.error.message}", reply.error)
+        return reply

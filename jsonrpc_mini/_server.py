@@ -1,0 +1,370 @@
+"""The synchronous server: ``RPCServer``.
+
+Registration (``register_function``, ``register``, ``register_instance``) is
+independent of serving: one server object can listen with ``loop``/``start``, back
+any number of in-memory connections from the test kit, and be started again after
+``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import select
+import socket
+import ssl as _ssl
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from ._codec import ErrorObject, ErrorResponse, encode_message
+from ._dispatch import Registry
+from ._framing import FramingName, encode_frame
+from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._session import Session, current_session
+from ._transport import SocketTransport, Transport
+
+__all__ = ["RPCServer", "ServerOptions"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+_POLL = 0.5
+Address = tuple[str, int] | str
+_Setup = Callable[[], Transport | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """The limits and switches of a server (see ``RPCServer`` for their meaning)."""
+
+    debug: bool = False
+    framing: FramingName = "auto"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_int_digits: int = DEFAULT_MAX_INT_DIGITS
+    max_connections: int = 1024
+    max_concurrent_calls: int = 32
+    idle_timeout: float | None = 300.0
+    read_timeout: float | None = 30.0
+    handshake_timeout: float = 10.0
+    shutdown_grace: float = 10.0
+    backlog: int = 128
+    unix_mode: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_depth", "max_int_digits", "max_connections", "max_concurrent_calls"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("idle_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds or None")
+        if self.framing not in ("auto", "newline", "content-length"):
+            raise ValueError(f"unknown framing {self.framing!r}: use 'auto', 'newline' or 'content-length'")
+
+
+class RPCServer(Registry):
+    """A JSON-RPC 2.0 server: register functions, then ``loop()`` or ``start()``.
+
+    Keyword options (all have safe defaults):
+
+    - ``debug`` (False): put the traceback of a failing handler in the error's data.
+    - ``framing`` ("auto"): "auto" detects newline or Content-Length per connection.
+    - ``max_message_size`` (16 MiB): larger messages get one -32600 and a close.
+    - ``max_depth`` (128): deeper nesting of arrays/objects gets -32600.
+    - ``max_int_digits`` (4300): longer integer literals get -32700.
+    - ``max_connections`` (1024): further clients get a -32000 error and a close.
+    - ``max_concurrent_calls`` (32): calls running at once per connection; beyond
+      that the server stops reading from that connection (back-pressure).
+    - ``idle_timeout`` (300 s): a connection with no message and no call running is
+      closed. ``read_timeout`` (30 s): a message must arrive whole within this time.
+    - ``handshake_timeout`` (10 s): TLS handshakes must finish within this time.
+    - ``shutdown_grace`` (10 s): how long ``shutdown()`` waits for calls in flight.
+    - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file.
+    """
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        framing: FramingName = "auto",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_int_digits: int = DEFAULT_MAX_INT_DIGITS,
+        max_connections: int = 1024,
+        max_concurrent_calls: int = 32,
+        idle_timeout: float | None = 300.0,
+        read_timeout: float | None = 30.0,
+        handshake_timeout: float = 10.0,
+        shutdown_grace: float = 10.0,
+        backlog: int = 128,
+        unix_mode: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = ServerOptions(
+            debug=debug,
+            framing=framing,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+            max_int_digits=max_int_digits,
+            max_connections=max_connections,
+            max_concurrent_calls=max_concurrent_calls,
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+            handshake_timeout=handshake_timeout,
+            shutdown_grace=shutdown_grace,
+            backlog=backlog,
+            unix_mode=unix_mode,
+        )
+        self.codec = JsonCodec(max_int_digits=max_int_digits)
+        self._lock = threading.Lock()
+        self._sessions: set[Session] = set()
+        self._counter = itertools.count(1)
+        self._listener: _Listener | None = None
+
+    # -- serving ---------------------------------------------------------------
+
+    def loop(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        """Serve until ``shutdown()`` is called (from a handler, a signal or another thread).
+
+        ``path=`` serves a Unix socket instead of TCP; ``ssl=`` (an ``ssl.SSLContext``
+        with a certificate loaded) serves TLS.
+        """
+        self._run_listener(self._listen(host, port, path, ssl))
+
+    def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> Address:
+        """Serve in a background thread; return the bound ``(host, port)`` (or the Unix path).
+
+        Port 0 picks a free port.
+        """
+        listener = self._listen(host, port, path, ssl)
+        thread = threading.Thread(target=self._run_listener, args=(listener,), name="jsonrpc_mini-accept", daemon=True)
+        thread.start()
+        return listener.address
+
+    @property
+    def address(self) -> Address | None:
+        """The address being served, or None when not listening."""
+        return None if self._listener is None else self._listener.address
+
+    def _listen(self, host: str, port: int, path: str | None, ssl: _ssl.SSLContext | None) -> _Listener:
+        with self._lock:
+            if self._listener is not None:
+                raise RuntimeError("this server is already listening; call shutdown() first")
+            self._listener = _Listener(self, host, port, path, ssl)
+            return self._listener
+
+    def serve_connection(self, transport: Transport) -> Session:
+        """Serve one already-open connection (any :class:`Transport`) in background threads.
+
+        The test kit uses this for in-memory connections. Returns the session;
+        ``shutdown()`` closes it along with every other.
+        """
+        return self._add_session(transport, None)
+
+    def _add_session(self, transport: Transport, setup: _Setup | None) -> Session:
+        session = Session(self, transport, self._session_done, f"jsonrpc_mini-conn-{next(self._counter)}")
+        with self._lock:
+            self._sessions.add(session)
+        session.start(setup)
+        return session
+
+    def _session_done(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections are being served now."""
+        return len(self._sessions)
+
+    def shutdown(self) -> None:
+        """Stop accepting, let calls in flight finish (up to ``shutdown_grace``), close all.
+
+        Idempotent; safe to call from a handler (that call is not waited for).
+        The server may be started again afterwards.
+        """
+        with self._lock:
+            listener = self._listener
+        if listener is not None:
+            listener.stop()
+            listener.closed.wait(5.0)
+        with self._lock:
+            sessions = list(self._sessions)
+        me = current_session()
+        for session in sessions:
+            session.drain()
+        deadline = time.monotonic() + self.options.shutdown_grace
+        for session in sessions:
+            own = 1 if session is me else 0
+            while session.busy > own and time.monotonic() < deadline:
+                time.sleep(0.005)
+        for session in sessions:
+            session.close()
+        for session in sessions:
+            if session is not me:
+                session.join(max(0.1, deadline - time.monotonic()))
+
+    def _run_listener(self, listener: _Listener) -> None:
+        try:
+            listener.run()
+        finally:
+            with self._lock:
+                if self._listener is listener:
+                    self._listener = None
+            listener.close()
+
+    def __enter__(self) -> RPCServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+
+class _Listener:
+    """A listening socket and its accept loop, woken for shutdown through a socketpair."""
+
+    def __init__(self, server: RPCServer, host: str, port: int, path: str | None, ssl: _ssl.SSLContext | None) -> None:
+        self._server = server
+        self._ssl = ssl
+        self._path = path
+        self._stopped = False
+        self.closed = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        opts = server.options
+        try:
+            if path is not None:
+                _remove_stale_socket(path)
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.bind(path)
+                if opts.unix_mode is not None:
+                    os.chmod(path, opts.unix_mode)
+                self.address: Address = path
+            else:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                self.sock = socket.socket(family, socket.SOCK_STREAM)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.sock.bind((host, port))
+                bound = self.sock.getsockname()
+                self.address = (bound[0], bound[1])
+            self.sock.listen(opts.backlog)
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            if hasattr(self, "sock"):
+                self.sock.close()
+            with server._lock:
+                server._listener = None
+            raise
+
+    def run(self) -> None:
+        """Accept connections until stopped."""
+        server = self._server
+        while not self._stopped:
+            try:
+                ready, _, _ = select.select([self.sock, self._wake_r], [], [], _POLL)
+            except (OSError, ValueError):
+                return
+            if self._stopped:
+                return
+            if self.sock not in ready:
+                continue
+            try:
+                conn, _ = self.sock.accept()
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                time.sleep(0.01)  # e.g. out of file descriptors: do not spin
+                continue
+            if server.connection_count >= server.options.max_connections:
+                _refuse(conn)
+                continue
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            setup = None if self._ssl is None else _tls_setup(conn, self._ssl, server.options.handshake_timeout)
+            server._add_session(SocketTransport(conn), setup)
+
+    def stop(self) -> None:
+        """Make ``run`` return soon; idempotent."""
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def close(self) -> None:
+        """Release the listening socket (and the Unix socket file)."""
+        self._stopped = True
+        for sock in (self.sock, self._wake_r, self._wake_w):
+            sock.close()
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+        self.closed.set()
+
+
+def _refuse(conn: socket.socket) -> None:
+    log.warning("refusing a connection: max_connections reached")
+    body = encode_message(
+        ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later")),
+        JsonCodec().dumps,
+    )
+    try:
+        conn.settimeout(1.0)
+        conn.sendall(encode_frame(body, "newline"))
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float) -> _Setup:
+    def handshake() -> Transport | None:
+        try:
+            conn.settimeout(timeout)
+            tls = context.wrap_socket(conn, server_side=True)
+        except (OSError, _ssl.SSLError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            conn.close()
+            return None
+        return SocketTransport(tls)
+
+    return handshake
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody is listening: a stale file from a previous run
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{path} is in use by another server")

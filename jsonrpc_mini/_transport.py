@@ -1,0 +1,140 @@
+"""The transport seam: the three methods everything that moves bytes provides.
+
+Real sockets (TCP, Unix, TLS), the test kit's in-memory pipe, its fault proxy and
+``FakeSocket`` all fit :class:`Transport`, so drivers never know which they use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl as _ssl
+from typing import Protocol, runtime_checkable
+
+from ._errors import ConnectionLost, RPCTimeout
+
+__all__ = ["SocketTransport", "Transport", "open_connection"]
+
+RECV_SIZE = 256 * 1024
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A bidirectional byte stream.
+
+    ``send`` writes all of ``data`` or raises OSError. ``recv`` returns up to
+    ``max_bytes`` bytes, ``b""`` at end of stream, raises TimeoutError when
+    ``timeout`` seconds pass with nothing to read (``None`` waits for ever) and
+    OSError when the stream breaks. ``close`` is idempotent and makes a ``recv``
+    blocked in another thread return.
+    """
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``."""
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Read what is available, waiting at most ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Close both directions; idempotent."""
+
+
+class SocketTransport:
+    """A :class:`Transport` over a socket or any socket-like object.
+
+    A real socket stays in blocking mode (the fastest path); a read timeout is
+    applied by waiting for readability first, so concurrent writers are never
+    affected by a reader's timeout. Socket-like objects without a real file
+    descriptor get ``settimeout`` instead.
+    """
+
+    __slots__ = ("_closed", "_real", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._real = isinstance(sock, socket.socket)
+        self._closed = False
+        if self._real:
+            sock.settimeout(None)
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data`` (blocking)."""
+        self.sock.sendall(data)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""
+        sock = self.sock
+        if timeout is None:
+            return sock.recv(max_bytes)
+        if not self._real:
+            sock.settimeout(max(timeout, 0.0))
+            try:
+                return sock.recv(max_bytes)
+            except TimeoutError as exc:
+                raise TimeoutError("read timed out") from exc
+        if isinstance(sock, _ssl.SSLSocket) and sock.pending():
+            return sock.recv(max_bytes)
+        ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))
+        if not ready:
+            raise TimeoutError("read timed out")
+        return sock.recv(max_bytes)
+
+    def close(self) -> None:
+        """Shut the socket down (waking a blocked reader) and close it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def _tune(sock: socket.socket) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def open_connection(
+    host: str | None,
+    port: int | None,
+    *,
+    path: str | None = None,
+    timeout: float | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> SocketTransport:
+    """Connect over TCP (optionally TLS) or a Unix socket and return the transport.
+
+    Raises :class:`ConnectionLost` if the peer cannot be reached and
+    :class:`RPCTimeout` if connecting takes longer than ``timeout``.
+    """
+    where = path if path is not None else f"{host}:{port}"
+    sock: socket.socket
+    try:
+        if path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if host is None or port is None:
+                raise ValueError("connect needs host and port (or path= for a Unix socket)")
+            sock = socket.create_connection((host, port), timeout=timeout)
+        _tune(sock)
+        if ssl is not None:
+            try:
+                sock = ssl.wrap_socket(sock, server_hostname=server_hostname or (host if path is None else None))
+            except BaseException:
+                sock.close()
+                raise
+    except TimeoutError as exc:
+        raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
+    except _ssl.SSLError as exc:
+        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
+    except OSError as exc:
+        raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
+    return SocketTransport(sock)
