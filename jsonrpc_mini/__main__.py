@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="call METHOD on the server at HOST:PORT and print the result as JSON")
     call.add_argument("address", metavar="HOST:PORT")
     call.add_argument("method", metavar="METHOD")
-    call.add_argument("args", nargs="*", metavar="ARG", help="JSON values (bare words are strings); name=value for keywords")
+    call.add_argument(
+        "args", nargs="*", metavar="ARG", help="JSON values (bare words are strings); name=value for keywords"
+    )
     call.add_argument("--timeout", type=float, default=10.0)
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
     call.set_defaults(run=_call)
