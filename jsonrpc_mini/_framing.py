@@ -80,18 +80,20 @@ class JsonStreamFramer:
     """
 
     name: Final = "newline"
+    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
 
     def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
         self._loads = loads
         self._max_size = max_message_size
         self._max_depth = max_depth
-        self._buf = bytearray()
+        self._buf = self._buffer_type()
         self._start = 0  # first byte of the value being read
         self._pos = 0  # next byte the scanner looks at
         self._mode = _IDLE
         self._stack = bytearray()  # closing brackets still expected
         self._in_string = False
         self._no_fast_before = 0  # lines before this offset already failed the fast path
+        self._no_newline_before = 0  # the fast path found no newline before this offset
         self._eof = False
         self._failed = False
 
@@ -152,8 +154,12 @@ class JsonStreamFramer:
         if start < self._no_fast_before:
             return None
         buf = self._buf
-        nl = buf.find(b"\n", start)
-        if nl < 0 or nl - start > self._max_size:
+        nl = buf.find(b"\n", max(start, self._no_newline_before))
+        if nl < 0:
+            # Concatenated values with no newline yet: never search these bytes again.
+            self._no_newline_before = len(buf)
+            return None
+        if nl - start > self._max_size:
             return None
         try:
             value = self._loads(bytes(buf[start:nl]))
@@ -194,12 +200,13 @@ class JsonStreamFramer:
         pos = self._pos
         stack = self._stack
         in_string = self._in_string
-        limit = self._start + self._max_size
-        while pos <= limit:
+        # A value must close within max_size bytes: never look past that point.
+        stop = min(end, self._start + self._max_size)
+        while pos < stop:
             if in_string:
-                m = _IN_STRING.search(buf, pos)
+                m = _IN_STRING.search(buf, pos, stop)
                 if m is None:
-                    pos = end
+                    pos = stop
                     break
                 i = m.start()
                 ch = buf[i]
@@ -216,9 +223,9 @@ class JsonStreamFramer:
                 else:
                     return self._error_at(i, "Parse error: raw newline inside a string")
             else:
-                m = _OUTSIDE.search(buf, pos)
+                m = _OUTSIDE.search(buf, pos, stop)
                 if m is None:
-                    pos = end
+                    pos = stop
                     break
                 i = m.start()
                 ch = buf[i]
@@ -236,7 +243,7 @@ class JsonStreamFramer:
                     stack.pop()
                     if not stack:
                         return self._complete(pos)
-        if pos - self._start > self._max_size:
+        if end - self._start > self._max_size:
             return self._too_large()
         self._pos = pos
         self._in_string = in_string
@@ -251,9 +258,9 @@ class JsonStreamFramer:
         try:
             return Message(self._loads(frame))
         except ParseError as exc:
-            # The contract: after a parse error, drop the rest of the offending line.
+            # The contract: after a parse error, drop the rest of the offending line
+            # (from where _consume left _pos: the buffer may have been compacted).
             self._mode = _SKIP
-            self._pos = end
             return FrameError(PARSE_ERROR, exc.message)
 
     def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
@@ -264,7 +271,7 @@ class JsonStreamFramer:
 
     def _too_large(self) -> FrameError:
         self._failed = True
-        self._buf = bytearray()
+        self._buf = self._buffer_type()
         self._start = self._pos = 0
         return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
 
@@ -272,16 +279,17 @@ class JsonStreamFramer:
         self._mode = _IDLE
         self._start = self._pos = end
         if end >= len(self._buf):
-            self._buf = bytearray()
-            self._start = self._pos = self._no_fast_before = 0
+            self._buf = self._buffer_type()
+            self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
         elif end > _COMPACT_AT and end * 2 > len(self._buf):
             del self._buf[:end]  # amortised: only when most of the buffer is consumed
             self._no_fast_before = max(0, self._no_fast_before - end)
+            self._no_newline_before = max(0, self._no_newline_before - end)
             self._start = self._pos = 0
 
     def _discard_all(self) -> None:
-        self._buf = bytearray()
-        self._start = self._pos = self._no_fast_before = 0
+        self._buf = self._buffer_type()
+        self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
         if self._mode != _SKIP:
             self._mode = _IDLE
 
@@ -311,11 +319,12 @@ class ContentLengthFramer:
     """
 
     name: Final = "content-length"
+    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
 
     def __init__(self, loads: Loads, *, max_message_size: int) -> None:
         self._loads = loads
         self._max_size = max_message_size
-        self._buf = bytearray()
+        self._buf = self._buffer_type()
         self._start = 0
         self._search_from = 0
         self._body_len = -1  # -1 while reading headers
@@ -337,7 +346,7 @@ class ContentLengthFramer:
     @property
     def in_message(self) -> bool:
         """True while part of a message has been received but not all of it."""
-        return self._body_len >= 0 or self._buf.strip() != b""
+        return self._body_len >= 0 or _WS.search(self._buf, self._start) is not None
 
     def next_event(self) -> Event | None:
         """Return the next message or error, or ``None`` if more bytes are needed."""
@@ -402,18 +411,20 @@ class ContentLengthFramer:
 
     def _fail(self, message: str) -> FrameError:
         self._failed = True
-        self._buf = bytearray()
+        self._buf = self._buffer_type()
+        self._start = self._search_from = 0
         return FrameError(PARSE_ERROR, message, True)
 
     def _too_large(self) -> FrameError:
         self._failed = True
-        self._buf = bytearray()
+        self._buf = self._buffer_type()
+        self._start = self._search_from = 0
         return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
 
     def _reset(self, end: int) -> None:
         self._start = self._search_from = end
         if end >= len(self._buf):
-            self._buf = bytearray()
+            self._buf = self._buffer_type()
             self._start = self._search_from = 0
         elif end > _COMPACT_AT and end * 2 > len(self._buf):
             del self._buf[:end]
@@ -447,7 +458,8 @@ class AutoFramer:
     @property
     def in_message(self) -> bool:
         """True while part of a message has been received but not all of it."""
-        return self.chosen.in_message if self.chosen is not None else bool(self._pending.strip())
+        # Until the framing is known only whitespace has arrived: no message yet.
+        return self.chosen is not None and self.chosen.in_message
 
     def feed(self, data: bytes) -> None:
         """Add received bytes; ``b""`` means EOF."""

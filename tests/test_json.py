@@ -1,0 +1,202 @@
+"""The strict JSON codec: same answers with the standard library and with orjson."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+from typing import Any
+
+import pytest
+
+from jsonrpc_mini import _json
+from jsonrpc_mini._errors import ParseError
+from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+
+BOTH = pytest.mark.parametrize("use_orjson", [False, True], ids=["stdlib", "orjson"])
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":[1,2.5,-0.0,true,false,null],"b":{"c":"d"}}',
+        '{"u":"测试项 é \\u00e9"}'.encode(),
+        b" [1, 2] \r\n",
+        b'"\\ud83d\\ude00"',
+        b"18446744073709551615",
+        b"-9223372036854775808",
+        b"123456789012345678901234567890",
+        b"-9223372036854775809",
+        b"1.7976931348623157e308",
+        b"1e-400",
+        b'{"a":1,"a":2}',
+    ],
+)
+def test_loads_agrees_with_the_stdlib(use_orjson: bool, text: bytes) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    got = codec.loads(text)
+    assert got == json.loads(text)
+    assert type(got) is type(json.loads(text))
+    assert codec.loads(bytearray(text)) == got
+    assert codec.loads(memoryview(text)) == got
+
+
+@BOTH
+def test_big_integers_stay_exact_integers(use_orjson: bool) -> None:
+    # Regression: orjson reads integers past 64 bits as floats, losing digits.
+    codec = JsonCodec(use_orjson=use_orjson)
+    value = codec.loads(b'{"id":123456789012345678901234567891,"n":-9223372036854775809}')
+    assert value == {"id": 123456789012345678901234567891, "n": -9223372036854775809}
+    assert all(type(v) is int for v in value.values())
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (b"NaN", "NaN"),
+        (b"[Infinity]", "Infinity"),
+        (b"[-Infinity]", "-Infinity"),
+        (b"1e999", "overflows"),
+        (b"[-1E400]", "overflows"),
+        (b'"\xff"', "not UTF-8"),
+        (b'"\xed\xa0\x80"', "not UTF-8"),
+        (b"[1,]", ""),
+        (b"", ""),
+        (b"\xef\xbb\xbf[]", ""),
+        (b"[1] [2]", "Extra data"),
+    ],
+)
+def test_loads_rejects(use_orjson: bool, text: bytes, why: str) -> None:
+    with pytest.raises(ParseError) as info:
+        JsonCodec(use_orjson=use_orjson).loads(text)
+    assert info.value.code == -32700
+    assert info.value.message.startswith("Parse error")
+    assert why in info.value.message
+
+
+@BOTH
+def test_integer_digit_limit(use_orjson: bool) -> None:
+    codec = JsonCodec(max_int_digits=5, use_orjson=use_orjson)
+    assert codec.loads(b"[12345,-12345]") == [12345, -12345]
+    for text in (b"123456", b"-123456", b'{"a":[0,999999]}'):
+        with pytest.raises(ParseError, match="6 digits exceeds the limit of 5"):
+            codec.loads(text)
+    # Digits in a string or a float are not an integer.
+    assert codec.loads(b'["1234567890",1234567.5]') == ["1234567890", 1234567.5]
+
+
+def test_default_digit_limit() -> None:
+    codec = JsonCodec()
+    assert codec.loads(b"9" * 4300) == int("9" * 4300)
+    with pytest.raises(ParseError, match="4301 digits"):
+        codec.loads(b"9" * 4301)
+
+
+def test_digit_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        JsonCodec(max_int_digits=0)
+
+
+@BOTH
+def test_nesting_too_deep_for_the_decoder(use_orjson: bool) -> None:
+    with pytest.raises(ParseError, match="nesting too deep"):
+        JsonCodec(use_orjson=use_orjson).loads(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_long_error_messages_are_shortened() -> None:
+    with pytest.raises(ParseError) as info:
+        JsonCodec(max_int_digits=1).loads(b"1" * 1000)
+    assert len(info.value.message) < 300
+    # The decoder's own messages are short; the helper caps any that is not.
+    assert _json._short(ValueError("x" * 300)) == "x" * 200 + "..."
+    assert _json._short(ValueError("short")) == "short"
+
+
+def test_use_orjson_follows_availability() -> None:
+    assert JsonCodec(use_orjson=False).use_orjson is False
+    assert JsonCodec(use_orjson=True).use_orjson is HAVE_ORJSON
+    assert JsonCodec().use_orjson is HAVE_ORJSON
+
+
+class Color(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"jsonrpc": "2.0", "id": 0, "result": [1, 2.5, None, True, "测试"]},
+        {"big": 123456789012345678901234567890, "neg": -(2**70)},
+        [1e300, -0.0, 1.5, 0.1],
+        {1: "int key", "s": ("tuple", "too")},
+        {"sub": Color("red"), "n": Count(3)},
+        "",
+        [[[[[]]]]],
+    ],
+)
+def test_dumps_is_compact_utf8_and_round_trips(use_orjson: bool, value: Any) -> None:
+    out = JsonCodec(use_orjson=use_orjson).dumps(value)
+    assert isinstance(out, bytes)
+    assert b": " not in out
+    assert b", " not in out
+    expected = json.loads(json.dumps(value))
+    assert json.loads(out) == expected
+    if not use_orjson:  # orjson spells some floats differently (1e300 vs 1e+300): same values
+        assert out == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@BOTH
+def test_dumps_writes_unicode_unescaped(use_orjson: bool) -> None:
+    assert JsonCodec(use_orjson=use_orjson).dumps({"k": "测试é"}) == '{"k":"测试é"}'.encode()
+
+
+@BOTH
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("wrap", [lambda x: x, lambda x: [1, {"a": x}], lambda x: {"t": (None, x)}])
+def test_dumps_refuses_non_finite_floats(use_orjson: bool, bad: float, wrap: Any) -> None:
+    with pytest.raises(ValueError):
+        JsonCodec(use_orjson=use_orjson).dumps(wrap(bad))
+
+
+@BOTH
+def test_dumps_null_without_non_finite_floats(use_orjson: bool) -> None:
+    assert JsonCodec(use_orjson=use_orjson).dumps([None, 1.5, {"a": None}]) == b'[null,1.5,{"a":null}]'
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "bad", [{1, 2}, object(), Point(1), datetime.datetime(2020, 1, 1), {(1, 2): "tuple key"}, b"bytes"]
+)
+def test_dumps_refuses_what_is_not_json(use_orjson: bool, bad: Any) -> None:
+    with pytest.raises(TypeError):
+        JsonCodec(use_orjson=use_orjson).dumps({"v": bad})
+
+
+@BOTH
+def test_lone_surrogates_survive_a_round_trip(use_orjson: bool) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    value = codec.loads(b'{"s":"a\\ud800b","\\udfff":1}')
+    assert value == {"s": "a\ud800b", "\udfff": 1}
+    out = codec.dumps(value)
+    out.decode("ascii")  # escaped, so the bytes are valid UTF-8 (ASCII even)
+    assert codec.loads(out) == value
+
+
+def test_module_level_helpers_use_the_default_codec() -> None:
+    assert _json.loads(b'{"a":[1]}') == {"a": [1]}
+    assert _json.dumps({"a": [1]}) == b'{"a":[1]}'
+    with pytest.raises(ParseError):
+        _json.loads(b"NaN")
