@@ -9,7 +9,18 @@ import pytest
 
 import jsonrpc_mini
 
-CORE = ["_errors", "_json", "_framing", "_codec", "_protocol", "_dispatch", "_batch"]
+CORE = [
+    "_errors",
+    "_json",
+    "_frames",
+    "_json_stream",
+    "_content_length",
+    "_framing",
+    "_codec",
+    "_protocol",
+    "_dispatch",
+    "_batch",
+]
 FORBIDDEN = {"socket", "asyncio", "threading", "selectors", "ssl", "select", "time"}
 PACKAGE = pathlib.Path(jsonrpc_mini.__file__).parent
 

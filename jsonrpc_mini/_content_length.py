@@ -1,0 +1,134 @@
+"""Reader for ``Content-Length: N\\r\\n\\r\\n<body>`` messages (LSP / vscode-jsonrpc)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._errors import ParseError
+from ._frames import COMPACT_AT, INVALID_REQUEST, PARSE_ERROR, WS, Event, FrameError, Loads, Message
+
+__all__ = ["MAX_HEADER_SIZE", "ContentLengthFramer"]
+
+_HEADER_END: Final = b"\r\n\r\n"
+MAX_HEADER_SIZE: Final = 8192
+
+
+class ContentLengthFramer:
+    """Reader for ``Content-Length: N\\r\\n\\r\\n<body>`` messages (LSP style).
+
+    Header names are case-insensitive; headers other than Content-Length are ignored.
+    A bad header (missing, negative, non-numeric or conflicting length) cannot be
+    resynchronised, so it is a fatal :class:`FrameError`.
+    """
+
+    name: Final = "content-length"
+    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
+
+    def __init__(self, loads: Loads, *, max_message_size: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._buf = self._buffer_type()
+        self._start = 0
+        self._search_from = 0
+        self._body_len = -1  # -1 while reading headers
+        self._eof = False
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means EOF."""
+        if not data:
+            self._eof = True
+        elif not self._failed:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._buf) - self._start
+
+    @property
+    def in_message(self) -> bool:
+        """True while part of a message has been received but not all of it."""
+        return self._body_len >= 0 or WS.search(self._buf, self._start) is not None
+
+    def next_event(self) -> Event | None:
+        """Return the next message or error, or ``None`` if more bytes are needed."""
+        if self._failed:
+            return None
+        buf = self._buf
+        if self._body_len < 0:
+            m = WS.search(buf, self._start)
+            if m is None:
+                self._reset(len(buf))
+                return None
+            self._start = m.start()
+            end = buf.find(_HEADER_END, max(self._start, self._search_from))
+            if end < 0:
+                self._search_from = max(self._start, len(buf) - 3)
+                if len(buf) - self._start > MAX_HEADER_SIZE:
+                    return self._fail("Parse error: Content-Length header block too long")
+                return self._at_eof()
+            header = bytes(buf[self._start : end])
+            length = self._content_length(header)
+            if isinstance(length, FrameError):
+                return length
+            self._body_len = length
+            self._start = end + 4
+        if len(buf) - self._start < self._body_len:
+            return self._at_eof()
+        body_end = self._start + self._body_len
+        body = bytes(buf[self._start : body_end])
+        self._body_len = -1
+        self._reset(body_end)
+        try:
+            return Message(self._loads(body))
+        except ParseError as exc:
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _content_length(self, header: bytes) -> int | FrameError:
+        length: int | None = None
+        for line in header.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                return self._fail(f"Parse error: malformed header line {line[:60]!r}")
+            if name.strip().lower() != b"content-length":
+                continue
+            text = value.strip()
+            if not text.isdigit() or len(text) > 20:
+                return self._fail(f"Parse error: bad Content-Length {text[:30]!r}")
+            if length is not None and int(text) != length:
+                return self._fail("Parse error: conflicting Content-Length headers")
+            length = int(text)
+        if length is None:
+            return self._fail("Parse error: missing Content-Length header")
+        if length > self._max_size:
+            return self._too_large()
+        return length
+
+    def _at_eof(self) -> FrameError | None:
+        if self._eof and self.buffered:
+            self._reset(len(self._buf))
+            self._body_len = -1
+            return FrameError(PARSE_ERROR, "Parse error: incomplete message at end of stream")
+        return None
+
+    def _fail(self, message: str) -> FrameError:
+        self._failed = True
+        self._buf = self._buffer_type()
+        self._start = self._search_from = 0
+        return FrameError(PARSE_ERROR, message, True)
+
+    def _too_large(self) -> FrameError:
+        self._failed = True
+        self._buf = self._buffer_type()
+        self._start = self._search_from = 0
+        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+
+    def _reset(self, end: int) -> None:
+        self._start = self._search_from = end
+        if end >= len(self._buf):
+            self._buf = self._buffer_type()
+            self._start = self._search_from = 0
+        elif end > COMPACT_AT and end * 2 > len(self._buf):
+            del self._buf[:end]
+            self._start = self._search_from = 0

@@ -1,0 +1,262 @@
+"""Reader for JSON values sent newline-terminated, concatenated or pretty-printed.
+
+Work is linear in the bytes fed, however they are chunked: the scanner keeps its
+place (bracket stack, inside-a-string flag) between chunks and never re-reads a byte.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from ._errors import ParseError
+from ._frames import COMPACT_AT, INVALID_REQUEST, PARSE_ERROR, WS, Event, FrameError, Loads, Message
+
+__all__ = ["JsonStreamFramer"]
+
+_IN_STRING: Final = re.compile(rb'["\\\n]')
+_OUTSIDE: Final = re.compile(rb'[\[\]{}"]')
+_CLOSER: Final = {ord("{"): ord("}"), ord("["): ord("]")}
+_QUOTE: Final = ord('"')
+_BACKSLASH: Final = ord("\\")
+_NEWLINE: Final = ord("\n")
+
+# Modes of JsonStreamFramer.
+_IDLE, _VALUE, _LINE, _SKIP = range(4)
+
+
+class JsonStreamFramer:
+    """Reader for JSON values that are newline-terminated, concatenated or pretty-printed.
+
+    A value that starts with ``{`` or ``[`` is complete at its matching closing
+    bracket, newline or not. Anything else is read up to the end of its line. On a
+    definite error (raw newline in a string, mismatched bracket, bad JSON) one
+    :class:`FrameError` is produced and the bytes up to and including the newline
+    that ends the offending line are dropped.
+    """
+
+    name: Final = "newline"
+    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
+
+    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._max_depth = max_depth
+        self._buf = self._buffer_type()
+        self._start = 0  # first byte of the value being read
+        self._pos = 0  # next byte the scanner looks at
+        self._mode = _IDLE
+        self._stack = bytearray()  # closing brackets still expected
+        self._in_string = False
+        self._no_fast_before = 0  # lines before this offset already failed the fast path
+        self._no_newline_before = 0  # the fast path found no newline before this offset
+        self._eof = False
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means the peer will send nothing more (EOF)."""
+        if not data:
+            self._eof = True
+        elif not self._failed:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._buf) - self._start
+
+    @property
+    def in_message(self) -> bool:
+        """True while part of a value has been received but not all of it."""
+        return self._mode in (_VALUE, _LINE) or (self._mode == _IDLE and self.buffered > 0)
+
+    def next_event(self) -> Event | None:
+        """Return the next complete value or error, or ``None`` if more bytes are needed."""
+        if self._failed:
+            return None
+        while True:
+            buf = self._buf
+            if self._mode == _SKIP:
+                nl = buf.find(b"\n", self._pos)
+                if nl < 0:
+                    self._discard_all()
+                    return None
+                self._consume(nl + 1)
+                continue
+            if self._mode == _IDLE:
+                m = WS.search(buf, self._start)
+                if m is None:
+                    self._discard_all()
+                    return None
+                start = m.start()
+                self._start = self._pos = start
+                if buf[start] in _CLOSER:
+                    event = self._fast_path(start)
+                    if event is not None:
+                        return event
+                    self._mode = _VALUE
+                    self._stack = bytearray((_CLOSER[buf[start]],))
+                    self._in_string = False
+                    self._pos = start + 1
+                else:
+                    self._mode = _LINE
+            if self._mode == _LINE:
+                return self._read_line()
+            return self._scan_value()
+
+    def _fast_path(self, start: int) -> Event | None:
+        # Most peers send one compact value per line: try the whole line with the C
+        # decoder first. Each line is tried at most once, so the cost stays linear.
+        if start < self._no_fast_before:
+            return None
+        buf = self._buf
+        nl = buf.find(b"\n", max(start, self._no_newline_before))
+        if nl < 0:
+            # Concatenated values with no newline yet: never search these bytes again.
+            self._no_newline_before = len(buf)
+            return None
+        if nl - start > self._max_size:
+            return None
+        try:
+            value = self._loads(bytes(buf[start:nl]))
+        except ParseError:
+            self._no_fast_before = nl
+            return None
+        line = buf[start:nl]
+        if line.count(b"[") + line.count(b"{") > self._max_depth and _deeper_than(value, self._max_depth):
+            self._no_fast_before = nl  # let the scanner report it exactly where it happens
+            return None
+        self._consume(nl + 1)
+        return Message(value)
+
+    def _read_line(self) -> Event | None:
+        buf = self._buf
+        nl = buf.find(b"\n", self._pos)
+        if nl < 0:
+            if len(buf) - self._start > self._max_size:
+                return self._too_large()
+            if not self._eof:
+                self._pos = len(buf)
+                return None
+            end = len(buf)
+        else:
+            end = nl
+        if end - self._start > self._max_size:
+            return self._too_large()
+        line = bytes(buf[self._start : end])
+        self._consume(end + 1)
+        try:
+            return Message(self._loads(line))
+        except ParseError as exc:
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _scan_value(self) -> Event | None:
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        stack = self._stack
+        in_string = self._in_string
+        # A value must close within max_size bytes: never look past that point.
+        stop = min(end, self._start + self._max_size)
+        while pos < stop:
+            if in_string:
+                m = _IN_STRING.search(buf, pos, stop)
+                if m is None:
+                    pos = stop
+                    break
+                i = m.start()
+                ch = buf[i]
+                if ch == _QUOTE:
+                    in_string = False
+                    pos = i + 1
+                elif ch == _BACKSLASH:
+                    if i + 1 >= end:
+                        pos = i  # look at the escape again when its next byte arrives
+                        break
+                    if buf[i + 1] == _NEWLINE:
+                        return self._error_at(i + 1, "Parse error: raw newline inside a string")
+                    pos = i + 2
+                else:
+                    return self._error_at(i, "Parse error: raw newline inside a string")
+            else:
+                m = _OUTSIDE.search(buf, pos, stop)
+                if m is None:
+                    pos = stop
+                    break
+                i = m.start()
+                ch = buf[i]
+                pos = i + 1
+                if ch == _QUOTE:
+                    in_string = True
+                elif ch in _CLOSER:
+                    stack.append(_CLOSER[ch])
+                    if len(stack) > self._max_depth:
+                        message = f"Invalid Request: nesting deeper than {self._max_depth} levels"
+                        return self._error_at(i, message, INVALID_REQUEST)
+                elif ch != stack[-1]:
+                    return self._error_at(i, f"Parse error: mismatched {chr(ch)!r}")
+                else:
+                    stack.pop()
+                    if not stack:
+                        return self._complete(pos)
+        if end - self._start > self._max_size:
+            return self._too_large()
+        self._pos = pos
+        self._in_string = in_string
+        if self._eof:
+            self._discard_all()
+            return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream")
+        return None
+
+    def _complete(self, end: int) -> Event:
+        frame = bytes(self._buf[self._start : end])
+        self._consume(end)
+        try:
+            return Message(self._loads(frame))
+        except ParseError as exc:
+            # The contract: after a parse error, drop the rest of the offending line
+            # (from where _consume left _pos: the buffer may have been compacted).
+            self._mode = _SKIP
+            return FrameError(PARSE_ERROR, exc.message)
+
+    def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
+        self._mode = _SKIP
+        self._start = self._pos = index
+        self._stack = bytearray()
+        return FrameError(code, message)
+
+    def _too_large(self) -> FrameError:
+        self._failed = True
+        self._buf = self._buffer_type()
+        self._start = self._pos = 0
+        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+
+    def _consume(self, end: int) -> None:
+        self._mode = _IDLE
+        self._start = self._pos = end
+        if end >= len(self._buf):
+            self._buf = self._buffer_type()
+            self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
+        elif end > COMPACT_AT and end * 2 > len(self._buf):
+            del self._buf[:end]  # amortised: only when most of the buffer is consumed
+            self._no_fast_before = max(0, self._no_fast_before - end)
+            self._no_newline_before = max(0, self._no_newline_before - end)
+            self._start = self._pos = 0
+
+    def _discard_all(self) -> None:
+        self._buf = self._buffer_type()
+        self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
+        if self._mode != _SKIP:
+            self._mode = _IDLE
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers in ``value`` nest more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
