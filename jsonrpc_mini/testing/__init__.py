@@ -1,9 +1,38 @@
 """jsonrpc_mini.testing: fake sockets, in-memory loopback and seeded fault injection.
 
-Importable without pytest. The pytest plugin (fixtures ``jsonrpc_*`` and the
+Importable without pytest. Everything plugs into the transport seam the drivers use
+(``send``/``recv``/``close``), so no monkeypatching is involved:
+
+- :class:`FakeSocket`: a socket-like object fed with scripted bytes.
+- :class:`FaultPlan`: a seeded plan of partial reads/writes, latency, disconnects,
+  half-close, reset, stalls...; :class:`FaultyTransport` applies it to any transport.
+- :func:`loopback`: an ``RPCClient`` joined to a server in memory.
+- :class:`LoopbackServer`: the server on a real 127.0.0.1 port behind a fault proxy.
+- :func:`check`: spec-conformance and fault probes against any JSON-RPC 2.0 server
+  (also ``python -m jsonrpc_mini.testing check HOST:PORT``).
+
+The pytest plugin (fixtures ``jsonrpc_*``, the ``jsonrpc_faults`` marker and the
 ``--jsonrpc-seed`` option) is registered by entry point when the package is installed.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._fake_socket import FakeSocket
+from ._faults import FaultyTransport
+from ._loopback import loopback
+from ._pipe import PipeTransport, pipe_pair
+from ._plan import DirectionFaults, FaultPlan, LinkState, Step
+from ._proxy import LoopbackServer
+
+__all__ = [
+    "DirectionFaults",
+    "FakeSocket",
+    "FaultPlan",
+    "FaultyTransport",
+    "LinkState",
+    "LoopbackServer",
+    "PipeTransport",
+    "Step",
+    "loopback",
+    "pipe_pair",
+]

@@ -1,0 +1,259 @@
+"""``FaultyTransport``: a fault plan applied to any Transport (blocking driver).
+
+The decisions come from :class:`~jsonrpc_mini.testing._plan.LinkState` (pure); this
+module only sleeps, moves bytes and does to the wrapped transport what the fault
+says (close, reset, half-close). ``loopback`` wraps the client end of an in-memory
+pipe with it; the proxy of ``LoopbackServer`` wraps each accepted TCP connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from typing import Literal
+
+from .._transport import RECV_SIZE, SocketTransport, Transport
+from ._plan import FaultPlan, LinkState, Step
+
+__all__ = ["FaultyTransport", "abort_transport", "shutdown_read", "shutdown_write"]
+
+Side = Literal["client", "server"]
+
+
+def shutdown_write(transport: Transport) -> None:
+    """Half-close ``transport``: the peer reads EOF, the other direction stays open."""
+    method = getattr(transport, "shutdown_write", None)
+    if callable(method):
+        method()
+    elif isinstance(transport, SocketTransport):
+        with contextlib.suppress(OSError):
+            transport.sock.shutdown(socket.SHUT_WR)
+    else:
+        transport.close()
+
+
+def shutdown_read(transport: Transport) -> None:
+    """Stop reading from ``transport`` (our reads get EOF); a no-op where unsupported."""
+    method = getattr(transport, "shutdown_read", None)
+    if callable(method):
+        method()
+    elif isinstance(transport, SocketTransport):
+        with contextlib.suppress(OSError):
+            transport.sock.shutdown(socket.SHUT_RD)
+
+
+def abort_transport(transport: Transport) -> None:
+    """Reset ``transport``: a TCP socket sends RST (SO_LINGER 0); a pipe resets both ends."""
+    method = getattr(transport, "abort", None)
+    if callable(method):
+        method()
+    elif isinstance(transport, SocketTransport):
+        sock = transport.sock
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RD)  # wakes a blocked reader without sending FIN
+        sock.close()
+    else:
+        transport.close()
+
+
+class FaultyTransport:
+    """A :class:`~jsonrpc_mini.Transport` that applies a :class:`FaultPlan` to ``inner``.
+
+    ``side`` says whose end ``inner`` is: on the ``"client"`` side ``send`` carries
+    client->server bytes and ``recv`` server->client bytes; on the ``"server"`` side
+    the other way round. Errors it raises name the plan's seed.
+
+    Example (any transport, here an in-memory pipe)::
+
+        from jsonrpc_mini import RPCClient
+        from jsonrpc_mini.testing import FaultPlan, FaultyTransport, pipe_pair
+        a, b = pipe_pair()
+        server.serve_connection(b)
+        client = RPCClient(transport=FaultyTransport(a, FaultPlan(seed=1, max_chunk=3)), timeout=5)
+    """
+
+    def __init__(
+        self,
+        inner: Transport,
+        plan: FaultPlan,
+        *,
+        side: Side = "client",
+        link: LinkState | None = None,
+        connection: int = 0,
+    ) -> None:
+        if side not in ("client", "server"):
+            raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+        self.inner = inner
+        self.plan = plan
+        self.link = link if link is not None else LinkState(plan, connection)
+        if side == "client":
+            self._out, self._in = self.link.client_to_server, self.link.server_to_client
+        else:
+            self._out, self._in = self.link.server_to_client, self.link.client_to_server
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._applied: set[str] = set()
+        self._ready_at = time.monotonic() + plan.connect_delay
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+
+    # -- helpers -------------------------------------------------------------
+
+    def _sleep(self, seconds: float, deadline: float | None = None) -> bool:
+        """Sleep (cut short by close or ``deadline``); True if the full time passed."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left < seconds:
+                self._closed.wait(max(left, 0.0))
+                return False
+        return not self._closed.wait(seconds)
+
+    def _wait_connected(self, deadline: float | None) -> bool:
+        left = self._ready_at - time.monotonic()
+        return left <= 0 or self._sleep(left, deadline)
+
+    def _apply(self, step: Step, outbound: bool) -> None:
+        """Do the step's fault to the wrapped transport, once per kind and direction."""
+        key = f"{step.fault}/{outbound}"
+        if step.fault is None or key in self._applied:
+            return
+        self._applied.add(key)
+        if step.fault == "close":
+            self.inner.close()
+        elif step.fault == "reset":
+            abort_transport(self.inner)
+        elif step.fault == "half_close":
+            if outbound:
+                shutdown_write(self.inner)
+            else:
+                shutdown_read(self.inner)
+
+    @staticmethod
+    def _error(step: Step) -> OSError:
+        if step.fault == "reset":
+            return ConnectionResetError(step.reason)
+        return BrokenPipeError(step.reason)
+
+    # -- the Transport methods -------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` in the chunks, with the delays and faults the plan decides."""
+        if self._closed.is_set():
+            raise OSError("send on a closed FaultyTransport")
+        self._wait_connected(None)
+        view = memoryview(data)
+        with self._send_lock:
+            while view:
+                with self._lock:
+                    step = self._out.next_step(view)
+                    chunk = bytes(view[: step.size])
+                    self._out.commit(chunk, step)
+                if step.delay:
+                    self._sleep(step.delay)
+                if chunk:
+                    self.inner.send(chunk)
+                    view = view[step.size :]
+                if step.fault is None:
+                    continue
+                self._apply(step, outbound=True)
+                if step.fault == "stall":
+                    return  # the rest vanishes: nothing arrives, nothing fails
+                if view or not chunk:
+                    raise self._error(step)
+                return
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Read the next piece the plan lets through; ``b""`` at EOF; TimeoutError on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._wait_connected(deadline):
+            if self._closed.is_set():
+                return b""
+            raise TimeoutError("read timed out (connection not established yet by the fault plan)")
+        with self._recv_lock:
+            while True:
+                if self._closed.is_set():
+                    return b""
+                pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
+                with self._lock:
+                    step = self._in.next_step(pending) if pending else self._blocked_step()
+                    chunk = bytes(pending[: step.size])
+                    if step.size or step.fault:
+                        self._in.commit(chunk, step)
+                if step.delay:
+                    self._sleep(step.delay)
+                if chunk:
+                    self._pos += len(chunk)
+                    if self._pos >= len(self._buf):
+                        self._buf, self._pos = b"", 0
+                    if step.fault is not None:
+                        self._apply(step, outbound=False)
+                    return chunk
+                if step.fault is not None:
+                    self._apply(step, outbound=False)
+                    return self._after_fault(step, deadline)
+                if self._eof:
+                    return b""
+                self._fill(deadline)
+
+    def _blocked_step(self) -> Step:
+        """With nothing buffered: the fault that already ended this direction, if any."""
+        broken = self.link.broken or self._in.ended
+        if broken is None:
+            return Step(0)
+        return Step(0, fault=broken[0], reason=broken[1])
+
+    def _after_fault(self, step: Step, deadline: float | None) -> bytes:
+        if step.fault == "reset":
+            raise ConnectionResetError(step.reason)
+        if step.fault == "stall":
+            if deadline is None:
+                self._closed.wait()
+            elif self._closed.wait(max(0.0, deadline - time.monotonic())):
+                return b""
+            if not self._closed.is_set():
+                raise TimeoutError(f"read timed out: {step.reason}")
+        return b""  # close / half_close: end of stream
+
+    def _fill(self, deadline: float | None) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            data = self.inner.recv(RECV_SIZE, timeout)
+        except (OSError, ValueError):
+            if self.link.broken is not None or self._closed.is_set():
+                return  # our own fault closed the inner transport: the loop reports it
+            raise
+        if not data:
+            self._eof = True
+            return
+        self._buf = self._buf[self._pos :] + data
+        self._pos = 0
+
+    def close(self) -> None:
+        """Close (after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self.plan.close_delay:
+            time.sleep(self.plan.close_delay)
+        self.inner.close()
+
+    def shutdown_write(self) -> None:
+        """Half-close our sending direction (after the plan's ``close_delay``)."""
+        if self.plan.close_delay:
+            self._sleep(self.plan.close_delay)
+        shutdown_write(self.inner)
+
+    def abort(self) -> None:
+        """Reset the connection (RST)."""
+        self._closed.set()
+        abort_transport(self.inner)
+
+    def __repr__(self) -> str:
+        return f"<FaultyTransport {self.plan!r} over {self.inner!r}>"

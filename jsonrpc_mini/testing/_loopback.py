@@ -1,0 +1,81 @@
+"""``loopback()``: an RPCClient joined to a server in memory, optionally through a fault plan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .._client import RPCClient
+from .._errors import ConnectionLost
+from .._framing import FramingName
+from ._faults import FaultyTransport
+from ._pipe import pipe_pair
+from ._plan import FaultPlan, LinkState
+
+if TYPE_CHECKING:
+    from .._server import RPCServer
+
+__all__ = ["DEFAULT_TIMEOUT", "add_plan_note", "loopback"]
+
+log = logging.getLogger("jsonrpc_mini.testing")
+
+DEFAULT_TIMEOUT = 10.0
+"""Per-call timeout of test-kit clients unless told otherwise: a fault never hangs a test."""
+
+_JOIN = 5.0
+
+
+def add_plan_note(exc: BaseException, plan: FaultPlan | None) -> None:
+    """Attach the plan (with its seed) to an exception escaping a faulty connection."""
+    if plan is not None and plan.active:
+        note = f"jsonrpc_mini fault plan: {plan!r} (replay with this seed)"
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+
+
+@contextlib.contextmanager
+def loopback(
+    server: RPCServer,
+    faults: FaultPlan | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    framing: FramingName = "newline",
+    connection: int = 0,
+) -> Iterator[RPCClient]:
+    """Yield an :class:`~jsonrpc_mini.RPCClient` served by ``server`` in memory (no socket).
+
+    ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
+    every call (10 s by default, so that a fault never hangs a test). On exit the
+    client is closed and the server side of the connection is stopped and joined.
+    An exception leaving the block gets a note naming the plan and its seed.
+
+    Example::
+
+        from jsonrpc_mini import RPCServer
+        from jsonrpc_mini.testing import FaultPlan, loopback
+        server = RPCServer()
+        server.register_function(lambda a, b: a + b, name="add")
+        with loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
+            assert client.add(1, 2) == 3
+    """
+    plan = faults if faults is not None and faults.active else None
+    link = None if plan is None else LinkState(plan, connection)
+    if link is not None and (refusal := link.refused()) is not None:
+        raise ConnectionLost(refusal)
+    client_end, server_end = pipe_pair("loopback")
+    session = server.serve_connection(server_end)
+    transport = client_end if plan is None else FaultyTransport(client_end, plan, side="client", link=link)
+    client = RPCClient(transport=transport, timeout=timeout, framing=framing)
+    try:
+        yield client
+    except BaseException as exc:
+        add_plan_note(exc, faults)
+        raise
+    finally:
+        client.close()
+        server_end.close()
+        session.close()
+        if not session.join(_JOIN):
+            log.warning("loopback: a handler of the server is still running %.0f s after the client closed", _JOIN)

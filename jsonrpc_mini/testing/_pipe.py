@@ -1,0 +1,131 @@
+"""An in-memory, thread-safe pair of connected transports (no sockets).
+
+Each ``send`` is kept as one segment and a ``recv`` never returns bytes of two
+segments, so the chunking a writer chooses (or a fault plan imposes) is exactly
+what the reader sees. Every wait is bounded by the caller's timeout.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+__all__ = ["PipeTransport", "pipe_pair"]
+
+
+class _Channel:
+    """One direction: segments in flight plus how that direction ended."""
+
+    __slots__ = ("reader_gone", "reset", "segments", "writer_done")
+
+    def __init__(self) -> None:
+        self.segments: collections.deque[bytes] = collections.deque()
+        self.writer_done = False  # the reader gets EOF once the segments are read
+        self.reader_gone = False  # the writer gets BrokenPipeError
+        self.reset = False  # both ends get ConnectionResetError
+
+
+class PipeTransport:
+    """One end of an in-memory connection; a :class:`~jsonrpc_mini.Transport`.
+
+    Besides ``send``/``recv``/``close`` it offers what a TCP socket can do to its
+    peer: ``shutdown_write`` (the peer reads EOF), ``shutdown_read`` (the peer's
+    writes fail with BrokenPipeError) and ``abort`` (a reset: both ends get
+    ConnectionResetError).
+
+    Example::
+
+        a, b = pipe_pair()
+        a.send(b"ping")
+        assert b.recv(1024, timeout=1.0) == b"ping"
+    """
+
+    def __init__(self, cond: threading.Condition, inbound: _Channel, outbound: _Channel, name: str) -> None:
+        self._cond = cond
+        self._in = inbound
+        self._out = outbound
+        self._closed = False
+        self.name = name
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the peer as one segment."""
+        with self._cond:
+            if self._closed:
+                raise OSError(f"{self.name}: send on a closed transport")
+            if self._out.reset:
+                raise ConnectionResetError(f"{self.name}: connection reset")
+            if self._out.writer_done or self._out.reader_gone:
+                raise BrokenPipeError(f"{self.name}: the connection is closed for writing")
+            if data:
+                self._out.segments.append(bytes(data))
+                self._cond.notify_all()
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Return up to ``max_bytes`` of the next segment; ``b""`` at EOF; TimeoutError on timeout."""
+        channel = self._in
+        with self._cond:
+            ready = self._cond.wait_for(
+                lambda: self._closed or channel.reset or channel.reader_gone or channel.writer_done or channel.segments,
+                timeout,
+            )
+            if not ready:
+                raise TimeoutError(f"{self.name}: read timed out")
+            if channel.reset:
+                raise ConnectionResetError(f"{self.name}: connection reset by peer")
+            if self._closed or channel.reader_gone or not channel.segments:
+                return b""
+            head = channel.segments[0]
+            if len(head) <= max_bytes:
+                channel.segments.popleft()
+                return head
+            channel.segments[0] = head[max_bytes:]
+            return head[:max_bytes]
+
+    def shutdown_write(self) -> None:
+        """Send EOF: the peer reads what was sent, then ``b""``; our later sends fail."""
+        with self._cond:
+            self._out.writer_done = True
+            self._cond.notify_all()
+
+    def shutdown_read(self) -> None:
+        """Stop reading: our reads return ``b""``, the peer's sends raise BrokenPipeError."""
+        with self._cond:
+            self._in.reader_gone = True
+            self._in.segments.clear()
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Reset the connection (like a TCP RST): both ends get ConnectionResetError."""
+        with self._cond:
+            for channel in (self._in, self._out):
+                channel.reset = True
+                channel.segments.clear()
+            self._closed = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._out.writer_done = True
+            self._in.reader_gone = True
+            self._in.segments.clear()
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` or ``abort()`` was called on this end."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<PipeTransport {self.name}{' closed' if self._closed else ''}>"
+
+
+def pipe_pair(name: str = "pipe") -> tuple[PipeTransport, PipeTransport]:
+    """Two connected in-memory transports: what one sends, the other receives."""
+    cond = threading.Condition()
+    a_to_b, b_to_a = _Channel(), _Channel()
+    return (
+        PipeTransport(cond, b_to_a, a_to_b, f"{name}[a]"),
+        PipeTransport(cond, a_to_b, b_to_a, f"{name}[b]"),
+    )

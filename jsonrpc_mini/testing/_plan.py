@@ -1,0 +1,396 @@
+"""Seeded fault plans and their pure decisions (no I/O, no clock, no threads).
+
+:class:`FaultPlan` says *what* goes wrong; :class:`LinkState` decides, for each
+piece of bytes about to cross the link, how many bytes move now, how long to hold
+them back and which fault (if any) happens right after. Drivers do the I/O: the
+blocking :class:`~jsonrpc_mini.testing.FaultyTransport` (used by ``loopback`` and
+the TCP proxy of ``LoopbackServer``), and any asyncio driver can call the same
+``LinkState.next_step``/``commit`` pair with ``await asyncio.sleep(step.delay)``.
+
+Determinism: every random choice comes from ``random.Random`` seeded with the plan's
+seed, the connection number and the direction, and cut points are positions in each
+direction's byte stream. The same seed therefore gives the same cut points and the
+same failure points, whatever the timing (a read may additionally come up short
+when the peer has not written more yet, exactly as on a real socket).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["DirectionFaults", "Fault", "FaultPlan", "LinkState", "Step"]
+
+DirectionName = Literal["client_to_server", "server_to_client"]
+DIRECTIONS: tuple[DirectionName, DirectionName] = ("client_to_server", "server_to_client")
+Bytes = bytes | bytearray | memoryview
+
+Fault = Literal["close", "reset", "half_close", "stall"]
+"""What happens to the link: ``close`` (both ends read EOF), ``reset`` (both ends get
+ConnectionResetError), ``half_close`` (this direction ends; the other keeps working),
+``stall`` (this direction moves no more bytes and never closes)."""
+
+# A JSON-RPC message is at least 30 bytes ('{"jsonrpc":"2.0","method":"a"}'), so a
+# cut 1..24 bytes into a frame always lands inside it.
+_MAX_FRAME_CUT = 24
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionFaults:
+    """The faults of one direction of a link (client->server or server->client).
+
+    - ``max_chunk``: every read and write moves 1..max_chunk bytes (seeded sizes).
+    - ``awkward_splits``: also cut inside UTF-8 sequences, right after a backslash
+      (inside a string escape) and between ``\\r`` and ``\\n``.
+    - ``latency`` + ``jitter``: each chunk is held back ``latency`` plus a seeded
+      ``uniform(0, jitter)`` seconds; ``bandwidth`` (bytes/s) adds ``len/bandwidth``.
+    - ``disconnect_in_frame=k``: the link closes part way through the k-th frame
+      (message) of this direction, 1..24 bytes into it (seeded).
+    - ``half_close_after=N``: this direction ends after N bytes (the reader gets
+      EOF, the writer BrokenPipeError); the other direction keeps working.
+    - ``reset_after=N``: after N bytes the link is reset (RST): both ends get
+      ConnectionResetError.
+    - ``stall_after=N``: after N bytes nothing more arrives, and nothing closes.
+    """
+
+    max_chunk: int | None = None
+    awkward_splits: bool = False
+    latency: float = 0.0
+    jitter: float = 0.0
+    bandwidth: float | None = None
+    disconnect_in_frame: int | None = None
+    half_close_after: int | None = None
+    reset_after: int | None = None
+    stall_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_chunk is not None and self.max_chunk < 1:
+            raise ValueError("max_chunk must be at least 1 (or None for no splitting)")
+        if self.latency < 0 or self.jitter < 0:
+            raise ValueError("latency and jitter must not be negative")
+        if self.bandwidth is not None and not self.bandwidth > 0:
+            raise ValueError("bandwidth must be a positive number of bytes per second (or None)")
+        if self.disconnect_in_frame is not None and self.disconnect_in_frame < 1:
+            raise ValueError("disconnect_in_frame counts frames from 1")
+        for name in ("half_close_after", "reset_after", "stall_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be a number of bytes >= 0 (or None)")
+
+    @property
+    def active(self) -> bool:
+        """Whether this direction has any fault at all."""
+        return self != _NO_FAULTS
+
+    def __repr__(self) -> str:
+        return f"DirectionFaults({_changed(self, ())})"
+
+
+_NO_FAULTS = DirectionFaults()
+_DIRECTION_FIELDS = tuple(f.name for f in dataclasses.fields(DirectionFaults))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """A seeded, reproducible description of what goes wrong on a connection.
+
+    Example::
+
+        from jsonrpc_mini.testing import FaultPlan, loopback
+        plan = FaultPlan(seed=7, max_chunk=1, latency=0.001)
+        with loopback(server, faults=plan) as client:
+            assert client.add(1, 2) == 3
+
+    The fields of :class:`DirectionFaults` given here apply to both directions;
+    ``client_to_server=`` / ``server_to_client=`` (a ``DirectionFaults``) replace
+    them for one direction. Link-wide faults:
+
+    - ``disconnect_after=N``: the link closes after N bytes of both directions
+      together (both ends read EOF; writes raise BrokenPipeError).
+    - ``refuse_connect``: connecting fails with ConnectionRefusedError.
+    - ``connect_delay``: seconds before the connection moves its first byte.
+    - ``close_delay``: seconds a close (or half-close) takes to reach the peer.
+
+    The same seed gives the same cut points and failure points; every error the
+    plan raises names the seed (``repr(plan)`` rebuilds the plan).
+    """
+
+    seed: int = 0
+    max_chunk: int | None = None
+    disconnect_after: int | None = None
+    awkward_splits: bool = False
+    latency: float = 0.0
+    jitter: float = 0.0
+    bandwidth: float | None = None
+    disconnect_in_frame: int | None = None
+    half_close_after: int | None = None
+    reset_after: int | None = None
+    stall_after: int | None = None
+    refuse_connect: bool = False
+    connect_delay: float = 0.0
+    close_delay: float = 0.0
+    client_to_server: DirectionFaults | None = None
+    server_to_client: DirectionFaults | None = None
+    _both: DirectionFaults = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        both = DirectionFaults(**{name: getattr(self, name) for name in _DIRECTION_FIELDS})
+        object.__setattr__(self, "_both", both)
+        if self.disconnect_after is not None and self.disconnect_after < 0:
+            raise ValueError("disconnect_after must be a number of bytes >= 0 (or None)")
+        if self.connect_delay < 0 or self.close_delay < 0:
+            raise ValueError("connect_delay and close_delay must not be negative")
+
+    def direction(self, name: DirectionName) -> DirectionFaults:
+        """The faults that apply to one direction (``client_to_server`` or ``server_to_client``)."""
+        override: DirectionFaults | None = getattr(self, name)
+        return self._both if override is None else override
+
+    @property
+    def active(self) -> bool:
+        """Whether the plan injects any fault at all (an inactive plan changes nothing)."""
+        return (
+            self.disconnect_after is not None
+            or self.refuse_connect
+            or self.connect_delay > 0
+            or self.close_delay > 0
+            or any(self.direction(name).active for name in DIRECTIONS)
+        )
+
+    def replace(self, **changes: object) -> FaultPlan:
+        """A copy of this plan with some fields changed (e.g. another ``seed``)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        changed = _changed(self, ("seed", "_both"))
+        return f"FaultPlan(seed={self.seed}{', ' if changed else ''}{changed})"
+
+
+def _changed(obj: FaultPlan | DirectionFaults, skip: tuple[str, ...]) -> str:
+    """``name=value`` for each field that differs from its default (a replayable repr)."""
+    parts = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name not in skip and value != f.default:
+            parts.append(f"{f.name}={value!r}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One decision: hold back ``delay`` seconds, move ``size`` bytes, then ``fault``."""
+
+    size: int
+    delay: float = 0.0
+    fault: Fault | None = None
+    reason: str = ""
+
+
+class _FrameCounter:
+    """Counts frames in a byte stream: newline-terminated values or Content-Length messages."""
+
+    __slots__ = ("_body_left", "_header", "done", "into", "mode")
+
+    def __init__(self) -> None:
+        self.mode: Literal["unknown", "newline", "content-length"] = "unknown"
+        self.done = 0  # frames completed
+        self.into = 0  # bytes of the current frame seen so far
+        self._header = b""
+        self._body_left: int | None = None
+
+    def until_boundary(self, view: bytes) -> int | None:
+        """Bytes of ``view`` up to and including the end of the current frame, if visible."""
+        mode = self.mode
+        if mode == "unknown" and view:
+            mode = "content-length" if view[:1] in (b"C", b"c") else "newline"
+        if mode == "newline":
+            end = view.find(b"\n")
+            return None if end < 0 else end + 1
+        if self._body_left is not None:
+            return self._body_left if self._body_left <= len(view) else None
+        joined = self._header + view
+        end = joined.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        total = end + 4 + _content_length(joined[:end]) - len(self._header)
+        return total if total <= len(view) else None
+
+    def feed(self, data: bytes) -> None:
+        """Account for ``data`` having crossed the link."""
+        while data:
+            size = self.until_boundary(data)
+            if self.mode == "unknown":
+                self.mode = "content-length" if data[:1] in (b"C", b"c") else "newline"
+            if size is None:
+                self._partial(data)
+                return
+            self.done += 1
+            self.into = 0
+            self._header = b""
+            self._body_left = None
+            data = data[size:]
+
+    def _partial(self, data: bytes) -> None:
+        self.into += len(data)
+        if self.mode != "content-length":
+            return
+        if self._body_left is not None:
+            self._body_left -= len(data)
+            return
+        joined = self._header + data
+        end = joined.find(b"\r\n\r\n")
+        if end < 0:
+            self._header = joined[-4096:]
+            return
+        self._body_left = _content_length(joined[:end]) - (len(joined) - end - 4)
+        self._header = b""
+
+
+def _content_length(header: bytes) -> int:
+    for line in header.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return 0
+
+
+def _awkward_cut(view: Bytes, limit: int) -> int | None:
+    """The first awkward cut position in ``view[1:limit]``, if any."""
+    for pos in range(1, min(limit, len(view))):
+        byte, before = view[pos], view[pos - 1]
+        if (byte & 0xC0) == 0x80 or before == 0x5C or (before == 0x0D and byte == 0x0A):
+            return pos
+    return None
+
+
+class _Shared:
+    """State both directions of one link share."""
+
+    __slots__ = ("broken", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.broken: tuple[Fault, str] | None = None
+
+
+class DirectionState:
+    """The pure state machine of one direction: decides steps, then learns what moved."""
+
+    def __init__(self, plan: FaultPlan, name: DirectionName, connection: int, shared: _Shared) -> None:
+        self.plan = plan
+        self.name = name
+        self.faults = plan.direction(name)
+        self._shared = shared
+        self._rng = random.Random(f"{plan.seed}/{connection}/{name}/cuts")
+        self._delay_rng = random.Random(f"{plan.seed}/{connection}/{name}/delays")
+        self._tag = f"{name.replace('_to_', '->')}, connection #{connection}, {plan!r}"
+        self.position = 0  # bytes moved in this direction
+        self.ended: tuple[Fault, str] | None = None  # half_close / stall of this direction
+        self._next_cut = self._draw_cut(0)
+        self._frames = _FrameCounter()
+        k = self.faults.disconnect_in_frame
+        self._frame_cut = None if k is None else self._rng.randint(1, _MAX_FRAME_CUT)
+
+    def _draw_cut(self, start: int) -> int | None:
+        if self.faults.max_chunk is None:
+            return None
+        return start + self._rng.randint(1, self.faults.max_chunk)
+
+    def reason(self, what: str) -> str:
+        """A failure message naming the direction, the position and the plan's seed."""
+        return f"{what} after {self.position} bytes ({self._tag})"
+
+    def next_step(self, view: Bytes) -> Step:
+        """Decide what happens to the bytes ``view`` that are ready to cross now.
+
+        ``size`` may be 0 when a fault happens before any of them moves.
+        """
+        broken = self._shared.broken or self.ended
+        if broken is not None:
+            return Step(0, fault=broken[0], reason=broken[1])
+        faults = self.faults
+        size = len(view)
+        fault: Fault | None = None
+        what = ""
+        if self._next_cut is not None:
+            size = min(size, self._next_cut - self.position)
+        if faults.awkward_splits:
+            cut = _awkward_cut(view, size)
+            if cut is not None:
+                size = cut
+        if faults.disconnect_in_frame is not None and self._frame_cut is not None:
+            frames = self._frames
+            if frames.done + 1 == faults.disconnect_in_frame:
+                left = self._frame_cut - frames.into
+                if left <= size:
+                    size, fault, what = left, "close", f"closed in frame {faults.disconnect_in_frame}"
+            elif frames.done + 1 < faults.disconnect_in_frame:
+                end = frames.until_boundary(bytes(view[:size]))
+                if end is not None:
+                    size = end
+        limit = self.plan.disconnect_after
+        if limit is not None and limit - self._shared.total <= size:
+            size, fault, what = limit - self._shared.total, "close", f"disconnected at byte {limit} of the link"
+        ends: tuple[tuple[str, Fault], ...] = (
+            ("reset_after", "reset"),
+            ("half_close_after", "half_close"),
+            ("stall_after", "stall"),
+        )
+        for attr, kind in ends:
+            after: int | None = getattr(faults, attr)
+            if after is not None and after - self.position <= size:
+                size, fault, what = after - self.position, kind, f"{kind.replace('_', '-')} ({attr}={after})"
+        size = max(size, 0)
+        delay = 0.0
+        if size:
+            delay = faults.latency
+            if faults.jitter:
+                delay += self._delay_rng.uniform(0.0, faults.jitter)
+            if faults.bandwidth is not None:
+                delay += size / faults.bandwidth
+        reason = ""
+        if fault is not None:
+            reason = f"fault plan: {what} after {self.position + size} bytes ({self._tag})"
+        return Step(size, delay, fault, reason)
+
+    def commit(self, data: bytes, step: Step) -> None:
+        """Record that ``data`` (the step's bytes) crossed, and that its fault happened."""
+        moved = len(data)
+        self.position += moved
+        self._shared.total += moved
+        if self._next_cut is not None and self.position >= self._next_cut:
+            self._next_cut = self._draw_cut(self.position)
+        if self.faults.disconnect_in_frame is not None:
+            self._frames.feed(data)
+        if step.fault in ("close", "reset"):
+            self._shared.broken = (step.fault, step.reason)
+        elif step.fault in ("half_close", "stall"):
+            self.ended = (step.fault, step.reason)
+
+
+class LinkState:
+    """The decisions for one connection: a :class:`DirectionState` per direction.
+
+    ``connection`` numbers the connections made with one plan (the proxy counts
+    them), so each connection gets its own but reproducible randomness.
+    """
+
+    def __init__(self, plan: FaultPlan, connection: int = 0) -> None:
+        self.plan = plan
+        self.connection = connection
+        self._shared = _Shared()
+        self.client_to_server = DirectionState(plan, "client_to_server", connection, self._shared)
+        self.server_to_client = DirectionState(plan, "server_to_client", connection, self._shared)
+
+    @property
+    def broken(self) -> tuple[Fault, str] | None:
+        """``(fault, reason)`` once the link was closed or reset by the plan."""
+        return self._shared.broken
+
+    def refused(self) -> str | None:
+        """The refusal message if the plan refuses this connection, else None."""
+        if self.plan.refuse_connect:
+            return f"connection refused by the fault plan (connection #{self.connection}, {self.plan!r})"
+        return None

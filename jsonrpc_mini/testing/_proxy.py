@@ -1,0 +1,287 @@
+"""``LoopbackServer``: a server on a real 127.0.0.1 port behind a fault-injecting TCP proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._client import RPCClient
+from .._framing import FramingName
+from .._transport import SocketTransport, Transport
+from ._faults import FaultyTransport, abort_transport, shutdown_write
+from ._loopback import DEFAULT_TIMEOUT, add_plan_note
+from ._plan import FaultPlan
+
+if TYPE_CHECKING:
+    from .._server import RPCServer
+
+__all__ = ["LoopbackServer"]
+
+log = logging.getLogger("jsonrpc_mini.testing")
+
+_POLL = 0.5
+_JOIN = 5.0
+_CHUNK = 64 * 1024
+
+# Several LoopbackServers may front one RPCServer at once: it is started by the
+# first and shut down when the last one closes (only if one of them started it).
+_users_lock = threading.Lock()
+_users: dict[int, list[int]] = {}  # id(server) -> [LoopbackServers using it, started by us (0/1)]
+
+
+def _acquire(server: RPCServer, host: str) -> tuple[str, int]:
+    with _users_lock:
+        entry = _users.setdefault(id(server), [0, 0])
+        address = server.address
+        if address is None:
+            address = server.start(host, 0)
+            entry[1] = 1
+        entry[0] += 1
+    if not isinstance(address, tuple):
+        raise ValueError("LoopbackServer needs a TCP server; this one listens on a Unix socket")
+    return address
+
+
+def _release(server: RPCServer) -> None:
+    with _users_lock:
+        entry = _users[id(server)]
+        entry[0] -= 1
+        last = entry[0] == 0
+        started = bool(entry[1])
+        if last:
+            del _users[id(server)]
+        if last and started:
+            server.shutdown()
+
+
+class _Relay:
+    """One proxied connection: two threads moving bytes, the plan applied on the client side."""
+
+    def __init__(self, down: socket.socket, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
+        self.stopping = False
+        self.up: Transport | None = None
+        base = SocketTransport(down)
+        self.down: Transport = base if plan is None else FaultyTransport(base, plan, side="server", connection=index)
+        self.threads: list[threading.Thread] = []
+        try:
+            up = socket.create_connection(upstream, timeout=_JOIN)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
+            base.close()
+            return
+        self.up = SocketTransport(up)
+        for name, target in (("c2s", self._client_to_server), ("s2c", self._server_to_client)):
+            thread = threading.Thread(target=target, name=f"jsonrpc_mini-proxy-{index}-{name}", daemon=True)
+            self.threads.append(thread)
+        for thread in self.threads:
+            thread.start()
+
+    def _broken(self) -> bool:
+        return isinstance(self.down, FaultyTransport) and self.down.link.broken is not None
+
+    def _client_to_server(self) -> None:
+        up = self.up
+        assert up is not None
+        try:
+            while not self.stopping:
+                try:
+                    data = self.down.recv(_CHUNK, _POLL)
+                except TimeoutError:
+                    continue
+                if not data:
+                    if self._broken():
+                        up.close()
+                    else:
+                        shutdown_write(up)
+                    return
+                up.send(data)
+        except ConnectionResetError:
+            abort_transport(up)
+        except (OSError, ValueError) as exc:
+            log.debug("proxy client->server ended: %s", exc)
+            up.close()
+
+    def _server_to_client(self) -> None:
+        up = self.up
+        assert up is not None
+        relaying = True
+        try:
+            while not self.stopping:
+                try:
+                    data = up.recv(_CHUNK, _POLL)
+                except TimeoutError:
+                    continue
+                if not data:
+                    if relaying:
+                        shutdown_write(self.down)
+                    return
+                if not relaying:
+                    continue  # half-closed by the plan: the server's bytes go nowhere
+                try:
+                    self.down.send(data)
+                except BrokenPipeError:
+                    if self._broken():
+                        up.close()
+                        return
+                    relaying = False
+        except ConnectionResetError:
+            abort_transport(self.down)
+            abort_transport(up)
+        except (OSError, ValueError) as exc:
+            log.debug("proxy server->client ended: %s", exc)
+            self.down.close()
+
+    def close(self) -> None:
+        """Stop both threads and close both sockets."""
+        self.stopping = True
+        self.down.close()
+        if self.up is not None:
+            self.up.close()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for both threads; True if they ended."""
+        for thread in self.threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in self.threads)
+
+    @property
+    def finished(self) -> bool:
+        """Whether both threads have ended."""
+        return not any(thread.is_alive() for thread in self.threads)
+
+
+class LoopbackServer:
+    """The server on a real 127.0.0.1 port, with a fault plan applied by a proxy in front.
+
+    Starts at once: ``server.start("127.0.0.1", 0)`` (unless it is already
+    listening) plus a proxy on another ephemeral port. :attr:`address` is the
+    proxy's ``(host, port)``; connect there with any client, or use
+    :meth:`client`. :attr:`direct_address` reaches the server without faults.
+    Each connection through the proxy gets the plan afresh (``connection`` number
+    0, 1, ... mixed into its seed). ``close()`` (or leaving the ``with`` block)
+    closes the clients it made, stops and joins every proxy thread, closes every
+    proxy socket and shuts the server down if it started it. With
+    ``FaultPlan(refuse_connect=True)`` the port refuses connections.
+
+    Example::
+
+        from jsonrpc_mini.testing import FaultPlan, LoopbackServer
+        with LoopbackServer(server, faults=FaultPlan(seed=5, max_chunk=2)) as srv:
+            client = srv.client()
+            assert client.add(1, 2) == 3
+            host, port = srv.address
+    """
+
+    def __init__(
+        self,
+        server: RPCServer,
+        faults: FaultPlan | None = None,
+        *,
+        host: str = "127.0.0.1",
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.server = server
+        self.faults = faults
+        self.timeout = timeout
+        self._plan = faults if faults is not None and faults.active else None
+        self._lock = threading.Lock()
+        self._relays: list[_Relay] = []
+        self._clients: list[RPCClient] = []
+        self._closed = False
+        self._count = 0
+        self.direct_address: tuple[str, int] = _acquire(server, host)
+        try:
+            self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.bind((host, 0))
+            self.address: tuple[str, int] = self._listener.getsockname()[:2]
+            self._wake_r, self._wake_w = socket.socketpair()
+        except BaseException:
+            if hasattr(self, "_listener"):
+                self._listener.close()
+            _release(server)
+            raise
+        self._accepter: threading.Thread | None = None
+        if self._plan is None or not self._plan.refuse_connect:
+            self._listener.listen(128)  # a bound socket that never listens refuses connections
+            self._accepter = threading.Thread(target=self._accept_loop, name="jsonrpc_mini-proxy-accept", daemon=True)
+            self._accepter.start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                ready, _, _ = select.select([self._listener, self._wake_r], [], [], _POLL)
+            except (OSError, ValueError):
+                return
+            if self._closed:
+                return
+            if self._listener not in ready:
+                continue
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._relays = [relay for relay in self._relays if not relay.finished]
+                self._relays.append(_Relay(conn, self.direct_address, self._plan, self._count))
+                self._count += 1
+
+    @property
+    def connections(self) -> int:
+        """How many connections the proxy has accepted so far."""
+        return self._count
+
+    def client(self, *, timeout: float | None = None, framing: FramingName = "newline") -> RPCClient:
+        """A new :class:`~jsonrpc_mini.RPCClient` connected through the proxy; closed by ``close()``.
+
+        ``timeout`` defaults to the LoopbackServer's (10 s).
+        """
+        host, port = self.address
+        client = RPCClient(host, port, timeout=timeout or self.timeout, framing=framing)
+        with self._lock:
+            self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        """Close clients made by :meth:`client`, stop the proxy, shut the server down. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients, relays = list(self._clients), list(self._relays)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._accepter is not None:
+            self._accepter.join(_JOIN)
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+        for client in clients:
+            client.close()
+        for relay in relays:
+            relay.close()
+        stuck = [relay for relay in relays if not relay.join(_JOIN)]
+        if stuck:
+            log.warning("LoopbackServer: %d proxy connections did not stop within %.0f s", len(stuck), _JOIN)
+        _release(self.server)
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            add_plan_note(exc, self.faults)
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<LoopbackServer {self.address} -> {self.direct_address} faults={self.faults!r}>"
