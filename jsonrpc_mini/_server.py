@@ -171,8 +171,9 @@ class RPCServer(Registry):
         with self._lock:
             if self._listener is not None:
                 raise RuntimeError("this server is already listening; call shutdown() first")
-            self._listener = _Listener(self, host, port, path, ssl)
-            return self._listener
+            listener = _Listener(self, host, port, path, ssl)  # raises if it cannot bind
+            self._listener = listener
+            return listener
 
     def serve_connection(self, transport: Transport) -> Session:
         """Serve one already-open connection (any :class:`Transport`) in background threads.
@@ -220,7 +221,10 @@ class RPCServer(Registry):
             while session.busy > own and time.monotonic() < deadline:
                 time.sleep(0.005)
         for session in sessions:
-            session.close()
+            if session is me:
+                session.close_when_idle()  # the reply of the handler calling us still goes out
+            else:
+                session.close()
         for session in sessions:
             if session is not me:
                 session.join(max(0.1, deadline - time.monotonic()))
@@ -275,8 +279,6 @@ class _Listener:
             self._wake_w.close()
             if hasattr(self, "sock"):
                 self.sock.close()
-            with server._lock:
-                server._listener = None
             raise
 
     def run(self) -> None:

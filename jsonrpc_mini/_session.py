@@ -59,6 +59,7 @@ class Session:
         self._input_done = False
         self._closing = False
         self._draining = False
+        self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._message_started: float | None = None
         self.finished = threading.Event()
@@ -91,6 +92,16 @@ class Session:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._transport.close()
+
+    def close_when_idle(self) -> None:
+        """Stop reading and close once no call is running (replies still go out)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            if self._busy:
+                self._close_when_idle = True
+                return
         self._transport.close()
 
     def join(self, timeout: float) -> bool:
@@ -152,6 +163,9 @@ class Session:
                 with self._cond:
                     self._busy -= 1
                     self._cond.notify()
+                    close_now = self._close_when_idle and not self._busy
+                if close_now:
+                    self._transport.close()
 
     def _read_event(self) -> Call | Batch | None:
         proto = self._proto

@@ -1,0 +1,170 @@
+"""Shared helpers for the driver tests: leak checks, servers on port 0, raw sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from jsonrpc_mini import RPCServer
+
+WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
+
+
+_open_peers: list[Peer] = []
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # pragma: no cover - not Linux
+        return 0
+
+
+class LeakCheck:
+    """Fails the test if threads or file descriptors outlive it (after a bounded wait)."""
+
+    def __enter__(self) -> LeakCheck:
+        self.threads = threading.active_count()
+        self.names = {t.name for t in threading.enumerate()}
+        self.fds = _open_fds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Raw sockets are the test's own tools: close any a failed test left open,
+        # so that only what the library leaks is reported.
+        while _open_peers:
+            _open_peers.pop().close()
+        deadline = time.monotonic() + WAIT
+        while True:
+            gc.collect()
+            threads, fds = threading.active_count(), _open_fds()
+            if (threads <= self.threads and fds <= self.fds) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        extra = sorted(t.name for t in threading.enumerate() if t.name not in self.names)
+        assert threads <= self.threads, f"threads left running after the test: {extra}"
+        assert fds <= self.fds, f"{fds - self.fds} file descriptors left open after the test"
+
+
+@contextlib.contextmanager
+def serving(server: RPCServer, host: str = "127.0.0.1", **kwargs: Any) -> Iterator[Any]:
+    """Start ``server`` on a free port (or ``path=``), yield the address, shut it down."""
+    address = server.start(host, 0, **kwargs)
+    try:
+        yield address
+    finally:
+        server.shutdown()
+
+
+def free_port() -> int:
+    """A port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def raw_connect(address: Any) -> Peer:
+    """A plain blocking socket to ``address`` (bounded timeout), wrapped for reading."""
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(WAIT)
+        try:
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection(address, timeout=WAIT)
+    return Peer(sock)
+
+
+class Peer:
+    """A raw socket with a read buffer: read lines, JSON values, exact sizes, EOF."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        _open_peers.append(self)
+
+    def sendall(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        self.sock.sendall(data)
+
+    def _fill(self, what: str) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"connection closed before {what}; got {bytes(self.buf)!r}"
+        self.buf += chunk
+
+    def until(self, marker: bytes = b"\n") -> bytes:
+        """Read up to and including ``marker``."""
+        while marker not in self.buf:
+            self._fill(repr(marker))
+        end = self.buf.index(marker) + len(marker)
+        out = bytes(self.buf[:end])
+        del self.buf[:end]
+        return out
+
+    def exactly(self, size: int) -> bytes:
+        """Read exactly ``size`` bytes."""
+        while len(self.buf) < size:
+            self._fill(f"{size} bytes")
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
+    def json_line(self) -> Any:
+        """Read one newline-terminated JSON value."""
+        return json.loads(self.until(b"\n"))
+
+    def to_eof(self) -> bytes:
+        """Everything until the peer closes (bounded by the socket timeout)."""
+        while chunk := self.sock.recv(65536):
+            self.buf += chunk
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def shutdown(self, how: int) -> None:
+        """Half-close the socket."""
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request(method: str, params: Any = None, id_: Any = 1) -> bytes:
+    """A compact JSON-RPC request line."""
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id_}
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message).encode() + b"\n"
+
+
+def wait_for(predicate: Any, what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def start_thread(target: Any, *args: Any) -> threading.Thread:
+    """Start a daemon thread (daemon so a failing test can never hang the run)."""
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,732 @@
+"""RPCServer on real sockets: registration, lifecycle, limits, concurrency, Unix and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from typing import Any
+
+import pytest
+from _driver_helpers import (
+    WAIT,
+    LeakCheck,
+    raw_connect,
+    request,
+    serving,
+    start_thread,
+    wait_for,
+)
+
+from jsonrpc_mini import (
+    ConnectionLost,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    RemoteError,
+    RPCClient,
+    RPCError,
+    RPCServer,
+    ServerError,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+# -- registration -------------------------------------------------------------
+
+
+class Calculator:
+    def __init__(self) -> None:
+        self.memory = Memory()
+
+    def mul(self, a: int, b: int) -> int:
+        return a * b
+
+    def _hidden(self) -> str:
+        return "private"
+
+    def __secret__(self) -> str:
+        return "dunder"
+
+    shared = 7  # not callable: not registered
+
+
+class Memory:
+    def recall(self) -> int:
+        return 42
+
+
+def test_every_way_of_registering() -> None:
+    s = RPCServer()
+    assert s.register_function(add) is add
+    s.register_function(lambda x: -x, name="neg")
+
+    @s.register
+    def sub(a: int, b: int) -> int:
+        return a - b
+
+    @s.register(name="math.pow")
+    def power(a: int, b: int) -> int:
+        return int(a**b)
+
+    names = s.register_instance(Calculator(), prefix="calc.")
+    assert sorted(names) == ["calc.mul"]
+    assert sub(5, 2) == 3 and power(2, 3) == 8  # the decorators return the function
+
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        assert c.add(1, 2) == 3
+        assert c.neg(4) == -4
+        assert c.sub(5, 2) == 3
+        assert c.call("math.pow", 2, 10) == 1024
+        assert c.math.pow(2, 4) == 16  # dotted attribute access builds "math.pow"
+        assert c.call("calc.mul", 6, 7) == 42
+        for hidden in (
+            "power",
+            "calc._hidden",
+            "calc.__secret__",
+            "calc.__init__",
+            "calc.memory.recall",
+            "calc.shared",
+        ):
+            with pytest.raises(MethodNotFound) as info:
+                c.call(hidden)
+            assert info.value.method == hidden
+
+
+def test_register_instance_without_prefix_and_bad_registrations() -> None:
+    s = RPCServer()
+    assert s.register_instance(Calculator()) == ["mul"]
+    with pytest.raises(TypeError):
+        s.register_function(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name="):
+        s.register_function(lambda: None)
+    with pytest.raises(ValueError):
+        s.register_function(add, name="")
+    assert set(s.methods) == {"mul"}
+
+
+def test_invalid_params_is_decided_before_the_call() -> None:
+    calls = []
+
+    def strict(a: int) -> int:
+        calls.append(a)
+        raise TypeError("raised inside the handler")
+
+    s = RPCServer()
+    s.register_function(strict)
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(InvalidParams):
+            c.strict(1, 2)
+        assert calls == []
+        with pytest.raises(InternalError):
+            c.strict(1)  # a TypeError inside the handler is -32603, not -32602
+        assert calls == [1]
+
+
+# -- lifecycle ----------------------------------------------------------------
+
+
+def test_start_returns_the_bound_address_and_shutdown_is_idempotent() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    host, port = s.start("127.0.0.1", 0)
+    try:
+        assert host == "127.0.0.1" and port > 0
+        assert s.address == (host, port)
+        with pytest.raises(RuntimeError, match="already listening"):
+            s.start("127.0.0.1", 0)
+        with RPCClient(host, port, timeout=WAIT) as c:
+            assert c.add(2, 3) == 5
+    finally:
+        s.shutdown()
+    s.shutdown()
+    s.shutdown()
+    assert s.address is None
+    with pytest.raises(ConnectionLost):
+        RPCClient(host, port, timeout=WAIT)
+
+
+def test_a_failed_bind_leaves_the_server_usable() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as (host, port):
+        other = RPCServer()
+        other.register_function(add)
+        with pytest.raises(OSError):
+            other.start(host, port)  # the port is taken
+        assert other.address is None
+        with serving(other) as address, RPCClient(*address, timeout=WAIT) as c:  # and it can still start
+            assert c.add(1, 2) == 3
+
+
+def test_loop_and_start_default_to_loopback_port_5000() -> None:
+    for method in (RPCServer.loop, RPCServer.start):
+        params = inspect.signature(method).parameters
+        assert params["host"].default == "127.0.0.1"
+        assert params["port"].default == 5000
+    assert inspect.signature(RPCServer).parameters["max_message_size"].default == 16 * 2**20
+
+
+def test_loop_blocks_until_shutdown_from_a_handler() -> None:
+    s = RPCServer()
+    s.register_function(add)
+
+    @s.register
+    def stop() -> str:
+        s.shutdown()  # shutting down from inside a handler must not deadlock
+        return "stopping"
+
+    thread = start_thread(s.loop, "127.0.0.1", 0)
+    wait_for(lambda: s.address is not None, "the server to listen")
+    with RPCClient(*s.address, timeout=WAIT) as c:  # type: ignore[misc]
+        assert c.add(1, 1) == 2
+        assert thread.is_alive()
+        assert c.stop() == "stopping"
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_shutdown_waits_for_calls_in_flight() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer()
+
+    @s.register
+    def slow(x: int) -> int:
+        entered.set()
+        release.wait(WAIT)
+        return x * 2
+
+    results: list[Any] = []
+    address = s.start("127.0.0.1", 0)
+    c = RPCClient(*address, timeout=WAIT)
+    caller = start_thread(lambda: results.append(c.slow(21)))
+    assert entered.wait(WAIT)
+    stopper = start_thread(s.shutdown)
+    stopper.join(0.3)
+    assert stopper.is_alive(), "shutdown() returned while a call was still running"
+    # no new connections while shutting down
+    wait_for(lambda: s.address is None, "the listener to close")
+    with pytest.raises(ConnectionLost):
+        RPCClient(*address, timeout=WAIT)
+    release.set()
+    caller.join(WAIT)
+    stopper.join(WAIT)
+    assert results == [42], "the call in flight did not get its reply"
+    assert not stopper.is_alive()
+    c.close()
+
+
+def test_requests_arriving_during_shutdown_are_refused_politely() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer()
+    s.register_function(add)
+
+    @s.register
+    def slow() -> str:
+        entered.set()
+        release.wait(WAIT)
+        return "done"
+
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("slow", id_=1))
+        assert entered.wait(WAIT)
+        stopper = start_thread(s.shutdown)
+        wait_for(lambda: s.address is None, "the listener to close")
+        sock.sendall(request("add", [1, 2], id_=2))
+        reply = sock.json_line()
+        assert reply["id"] == 2 and reply["error"]["code"] == -32000
+        assert "shutting down" in reply["error"]["message"]
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "done"}
+        stopper.join(WAIT)
+        sock.close()
+
+
+def test_start_again_after_shutdown() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    for round_ in range(3):
+        with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+            assert c.add(round_, 1) == round_ + 1
+
+
+def test_context_manager_shuts_down() -> None:
+    with RPCServer() as s:
+        s.register_function(add)
+        address = s.start("127.0.0.1", 0)
+        c = RPCClient(*address, timeout=WAIT)
+        assert c.add(1, 2) == 3
+    assert s.address is None
+    with pytest.raises(ConnectionLost):
+        c.add(1, 2)
+    c.close()
+
+
+def test_shutdown_of_a_server_never_started_is_harmless() -> None:
+    s = RPCServer()
+    s.shutdown()
+    with s:
+        pass
+
+
+def test_invalid_options_are_rejected() -> None:
+    for bad in ({"max_message_size": 0}, {"idle_timeout": 0}, {"read_timeout": -1.0}, {"framing": "xml"}):
+        with pytest.raises(ValueError):
+            RPCServer(**bad)
+
+
+# -- limits -------------------------------------------------------------------
+
+
+def test_max_message_size_answers_once_closes_and_keeps_serving_others() -> None:
+    s = RPCServer(max_message_size=1000)
+    s.register_function(add)
+
+    @s.register
+    def echo(x: Any) -> Any:
+        return x
+
+    with serving(s) as address:
+        bystander = RPCClient(*address, timeout=WAIT)
+        assert bystander.add(1, 1) == 2
+        sock = raw_connect(address)
+        sock.sendall(request("echo", ["x" * 5000]))
+        data = sock.to_eof()
+        sock.close()
+        reply = json.loads(data)  # exactly one value, then the connection closes
+        assert reply["id"] is None
+        assert reply["error"]["code"] == -32600
+        assert "message too large" in reply["error"]["message"]
+
+        with RPCClient(*address, timeout=WAIT) as big:
+            with pytest.raises(InvalidRequest, match="message too large"):
+                big.echo("y" * 5000)
+            with pytest.raises(ConnectionLost):
+                big.add(1, 2)
+
+        assert bystander.add(2, 2) == 4  # an older connection is unaffected
+        with RPCClient(*address, timeout=WAIT) as fresh:  # and new ones are served
+            assert fresh.echo("small") == "small"
+        bystander.close()
+
+
+def test_max_connections_refuses_politely_and_recovers() -> None:
+    s = RPCServer(max_connections=2)
+    s.register_function(add)
+    with serving(s) as address:
+        first = RPCClient(*address, timeout=WAIT)
+        second = RPCClient(*address, timeout=WAIT)
+        assert first.add(1, 0) == 1 and second.add(2, 0) == 2
+        wait_for(lambda: s.connection_count == 2, "two connections")
+        extra = raw_connect(address)
+        refusal = json.loads(extra.to_eof())
+        extra.close()
+        assert refusal["id"] is None and refusal["error"]["code"] == -32000
+        assert "too many connections" in refusal["error"]["message"]
+        assert first.add(3, 0) == 3  # the others keep working
+        first.close()
+        wait_for(lambda: s.connection_count == 1, "the closed connection to be released")
+        with RPCClient(*address, timeout=WAIT) as third:
+            assert third.add(4, 0) == 4
+        second.close()
+
+
+def test_idle_timeout_closes_idle_connections_only() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer(idle_timeout=0.2)
+
+    @s.register
+    def slow() -> str:
+        entered.set()
+        release.wait(WAIT)
+        return "finished"
+
+    with serving(s) as address:
+        idle = raw_connect(address)
+        assert idle.to_eof() == b""  # closed by the server, bounded by the socket timeout
+        idle.close()
+
+        busy = raw_connect(address)
+        busy.sendall(request("slow"))
+        assert entered.wait(WAIT)
+        time.sleep(1.0)  # five idle timeouts pass while the call runs
+        release.set()
+        assert busy.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "finished"}
+        assert busy.to_eof() == b""  # idle again afterwards: closed
+        busy.close()
+
+
+def test_read_timeout_closes_a_connection_stuck_mid_message() -> None:
+    s = RPCServer(read_timeout=0.2, idle_timeout=None)
+    s.register_function(add)
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(b'{"jsonrpc": "2.0", "method": "add", ')
+        assert sock.to_eof() == b""
+        sock.close()
+
+
+# -- concurrency --------------------------------------------------------------
+
+
+def test_slow_call_never_delays_a_fast_one_on_the_same_connection() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer()
+    s.register_function(add)
+
+    @s.register
+    def slow() -> str:
+        entered.set()
+        assert release.wait(WAIT)
+        return "slow done"
+
+    with serving(s) as address:
+        # client view: the fast call returns while the slow one is still blocked
+        c = RPCClient(*address, timeout=WAIT)
+        results: list[Any] = []
+        caller = start_thread(lambda: results.append(c.slow()))
+        assert entered.wait(WAIT)
+        assert c.add(1, 2) == 3
+        assert results == []
+        release.set()
+        caller.join(WAIT)
+        assert results == ["slow done"]
+
+        # wire view: both requests in one packet, the fast reply comes out first
+        entered.clear()
+        release.clear()
+        sock = raw_connect(address)
+        sock.sendall(request("slow", id_="s") + request("add", [2, 2], id_="f"))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "slow done"}
+        sock.close()
+        c.close()
+
+
+def test_max_concurrent_calls_applies_back_pressure() -> None:
+    running = threading.Semaphore(0)
+    release = threading.Event()
+    started: list[int] = []
+    s = RPCServer(max_concurrent_calls=2)
+
+    @s.register
+    def slow(n: int) -> int:
+        started.append(n)
+        running.release()
+        release.wait(WAIT)
+        return n
+
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(b"".join(request("slow", [n], id_=n) for n in range(3)))
+        assert running.acquire(timeout=WAIT) and running.acquire(timeout=WAIT)
+        time.sleep(0.3)
+        assert len(started) == 2, "a third call started beyond max_concurrent_calls"
+        release.set()
+        replies = {sock.json_line()["id"] for _ in range(3)}
+        assert replies == {0, 1, 2}
+        sock.close()
+
+
+def test_notification_runs_although_the_client_closes_at_once() -> None:
+    ran = threading.Event()
+    s = RPCServer()
+
+    @s.register
+    def log(text: str) -> None:
+        time.sleep(0.05)  # still running when the connection is gone
+        if text == "bye":
+            ran.set()
+
+    with serving(s) as address:
+        for _ in range(3):
+            ran.clear()
+            sock = raw_connect(address)
+            sock.sendall(b'{"jsonrpc": "2.0", "method": "log", "params": ["bye"]}\n')
+            sock.close()
+            assert ran.wait(WAIT), "the notification was dropped when its sender closed"
+
+
+def test_replies_still_reach_a_half_closed_client() -> None:
+    release = threading.Event()
+    s = RPCServer()
+    s.register_function(add)
+
+    @s.register
+    def slow() -> str:
+        release.wait(WAIT)
+        return "late"
+
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("slow", id_=1) + request("add", [1, 2], id_=2))
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 2, "result": 3}
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "late"}
+        assert sock.to_eof() == b""
+        sock.close()
+
+
+# -- framing on the wire -------------------------------------------------------
+
+
+def _content_length(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize("split", [1, 5, 16, "header"])
+def test_content_length_is_detected_per_connection(split: int | str) -> None:
+    s = RPCServer()
+    s.register_function(add)
+    body = request("add", [20, 22], id_=7).rstrip(b"\n")
+    framed = _content_length(body)
+    cut = framed.index(b"\r\n\r\n") + 4 if split == "header" else int(split)
+    with serving(s) as address:
+        newline_peer = raw_connect(address)
+        sock = raw_connect(address)
+        sock.sendall(framed[:cut])
+        time.sleep(0.05)  # let the server see the first part alone
+        sock.sendall(framed[cut:])
+        header = sock.until(b"\r\n\r\n")
+        assert header.lower().startswith(b"content-length:")
+        length = int(header.split(b":")[1].strip())
+        assert json.loads(sock.exactly(length)) == {"jsonrpc": "2.0", "id": 7, "result": 42}
+        # the same server still speaks newline framing to another connection
+        newline_peer.sendall(request("add", [1, 1]))
+        assert newline_peer.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock.close()
+        newline_peer.close()
+
+
+def test_a_value_without_trailing_newline_is_answered() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":0}')
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 0, "result": 3}
+        sock.sendall(b'{"jsonrpc":"2.0","method":"add","params":[3,4],"id":"u"}')
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "u", "result": 7}
+        sock.close()
+
+
+def test_parse_error_then_the_connection_keeps_working() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(b'{"broken": ]\n' + request("add", [1, 2], id_=3))
+        error = sock.json_line()
+        assert error["id"] is None and error["error"]["code"] == -32700
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 3, "result": 3}
+        sock.close()
+
+
+def test_a_batch_on_the_wire() -> None:
+    ran = threading.Event()
+    s = RPCServer()
+    s.register_function(add)
+    s.register_function(ran.set, name="mark")
+    with serving(s) as address:
+        sock = raw_connect(address)
+        batch = [
+            {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1},
+            {"jsonrpc": "2.0", "method": "mark"},
+            {"jsonrpc": "2.0", "method": "nope", "id": 2},
+        ]
+        sock.sendall(json.dumps(batch).encode() + b"\n")
+        replies = sorted(sock.json_line(), key=lambda r: r["id"])
+        assert replies[0] == {"jsonrpc": "2.0", "id": 1, "result": 3}
+        assert replies[1]["error"]["code"] == -32601
+        assert ran.wait(WAIT)
+        sock.close()
+
+
+# -- errors -------------------------------------------------------------------
+
+
+def _boom() -> None:
+    raise ValueError("secret detail")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_handler_exceptions_and_debug_tracebacks(debug: bool) -> None:
+    s = RPCServer(debug=debug)
+    s.register_function(_boom, name="boom")
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("boom"))
+        raw = sock.until()
+        sock.close()
+        with RPCClient(*address, timeout=WAIT) as c, pytest.raises(InternalError) as info:
+            c.boom()
+    err = info.value
+    assert err.code == -32603 and err.method == "boom"
+    assert "boom" in str(err) and "-32603" in str(err)
+    if debug:
+        assert err.data["type"] == "ValueError"
+        assert "Traceback" in err.data["traceback"] and "secret detail" in err.data["traceback"]
+    else:
+        assert err.data is None
+        assert b"Traceback" not in raw and b"secret detail" not in raw
+
+
+def test_handler_raising_rpc_errors_sends_code_message_and_data() -> None:
+    s = RPCServer()
+
+    @s.register
+    def fail(kind: str) -> None:
+        if kind == "server":
+            raise ServerError(-32042, "quota exceeded", {"retry_after": 3})
+        if kind == "remote":
+            raise RPCError(17, "app specific", ["a", 1])
+        raise InvalidParams("kind must be server or remote", {"got": kind})
+
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(ServerError) as server_err:
+            c.fail("server")
+        assert (server_err.value.code, server_err.value.message) == (-32042, "quota exceeded")
+        assert server_err.value.data == {"retry_after": 3}
+        with pytest.raises(RemoteError) as remote_err:
+            c.fail("remote")
+        assert (remote_err.value.code, remote_err.value.data) == (17, ["a", 1])
+        with pytest.raises(InvalidParams) as params_err:
+            c.fail("other")
+        assert params_err.value.data == {"got": "other"}
+
+
+def test_result_that_is_not_json_becomes_internal_error_for_that_call() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    s.register_function(lambda: {1, 2}, name="a_set")
+    s.register_function(lambda: float("nan"), name="nan")
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        for name in ("a_set", "nan"):
+            with pytest.raises(InternalError):
+                c.call(name)
+        assert c.add(1, 2) == 3
+
+
+def test_async_handler_on_the_sync_server() -> None:
+    s = RPCServer()
+
+    @s.register
+    async def slow_add(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a + b
+
+    @s.register
+    async def async_fail() -> None:
+        await asyncio.sleep(0)
+        raise ServerError(-32001, "async failure")
+
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        assert c.slow_add(2, 3) == 5
+        with pytest.raises(ServerError, match="async failure"):
+            c.async_fail()
+
+
+# -- Unix sockets and TLS ------------------------------------------------------
+
+
+@pytest.fixture
+def unix_path() -> Any:
+    # tmp_path can exceed the ~107 byte limit of AF_UNIX paths: use a short one.
+    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
+    yield os.path.join(directory, "s.sock")
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")
+def test_unix_socket_round_trip(unix_path: str) -> None:
+    s = RPCServer(unix_mode=0o600)
+    s.register_function(add)
+    with serving(s, path=unix_path) as address:
+        assert address == unix_path
+        assert os.stat(unix_path).st_mode & 0o777 == 0o600
+        with RPCClient(path=unix_path, timeout=WAIT) as c:
+            assert c.add(40, 2) == 42
+            assert c.add("测", "试") == "测试"
+    assert not os.path.exists(unix_path), "the socket file was left behind"
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")
+def test_unix_socket_path_safety(unix_path: str) -> None:
+    with open(unix_path, "w") as f:  # a regular file is never replaced
+        f.write("keep me")
+    with pytest.raises(FileExistsError):
+        RPCServer().start(path=unix_path)
+    os.unlink(unix_path)
+    # a stale socket file (nobody listening) is replaced
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(unix_path)
+    stale.close()
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s, path=unix_path):
+        with pytest.raises(OSError, match="in use"):  # a live one is not
+            RPCServer().start(path=unix_path)
+        with RPCClient(path=unix_path, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
+
+
+@pytest.fixture(scope="module")
+def tls() -> Any:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def test_tls_round_trip(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    s = RPCServer()
+    s.register_function(add)
+
+    @s.register
+    def echo(x: Any) -> Any:
+        return x
+
+    with serving(s, ssl=server_ctx) as (host, port):
+        with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
+            big = "𝄞测试" * 100_000  # many TLS records
+            assert c.echo(big) == big
+        # a client that does not trust the certificate fails cleanly ...
+        with pytest.raises(ConnectionLost, match="TLS"):
+            RPCClient(host, port, ssl=ssl.create_default_context(), timeout=WAIT)
+        # ... and a plain-text client does not disturb the server
+        with raw_connect((host, port)) as plain:
+            plain.sendall(request("add", [1, 2]))
+            with contextlib.suppress(ConnectionResetError):
+                assert b'"result"' not in plain.to_eof()
+        with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
+            assert c.add(2, 2) == 4
