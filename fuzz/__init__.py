@@ -1,0 +1,1 @@
+"""Hypothesis property tests ("fuzz") for jsonrpc_mini; see fuzz/README.md."""
