@@ -1,0 +1,301 @@
+"""asyncio benchmarks: ``jsonrpc_mini.aio`` against a raw asyncio newline-JSON server.
+
+Run ``python benchmarks/aio_bench.py [--quick]``. Three scenarios (issue 7):
+
+1. 16 concurrent clients on one event loop, each making sequential calls of
+   ``add(i, 1)``: aio.RPCClient -> aio.RPCServer vs a raw streams client -> a raw
+   ``asyncio.start_server`` server (``readline``, JSON decode, add, JSON encode).
+2. 1,000 calls pipelined on one connection: ``asyncio.gather`` of 1,000
+   ``c.add(i, 1)`` vs the raw client writing 1,000 lines and reading 1,000 replies.
+3. 10,000 idle connections held by the aio server (and, for scale, by the raw
+   server): the server process's resident memory before and after.
+
+Servers run in a separate process (this file with ``--serve KIND``); the clients
+run here. Both sides use the same JSON codec (orjson when installed, else json).
+Rounds alternate aio and raw so machine noise hits both alike; a ratio is the
+median of per-round ratios (aio calls/s divided by raw calls/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+try:
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    loads = orjson.loads
+    CODEC = "orjson"
+except ImportError:  # pragma: no cover - orjson is the fast extra
+    import json
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    loads = json.loads
+    CODEC = "json"
+
+CLIENTS = 16
+PIPELINE = 1_000
+IDLE = 10_000
+
+
+# -- servers (run in a child process) ---------------------------------------------
+
+
+async def _raw_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while line := await reader.readline():
+            req = loads(line)
+            params = req["params"]
+            writer.write(dumps({"jsonrpc": "2.0", "id": req["id"], "result": params[0] + params[1]}) + b"\n")
+    except (ConnectionError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _serve(kind: str) -> None:
+    if kind == "raw":
+        server = await asyncio.start_server(_raw_handle, "127.0.0.1", 0, backlog=4096)
+        port = server.sockets[0].getsockname()[1]
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from jsonrpc_mini import aio
+
+        srv = aio.RPCServer(max_connections=IDLE + 100, backlog=4096, run_sync_in_thread=kind != "aio-inline")
+
+        if kind == "aio-thread":
+
+            def add(a: int, b: int) -> int:
+                return a + b
+
+            srv.register_function(add)
+        elif kind == "aio-inline":
+            srv.register_function(lambda a, b: a + b, name="add")
+        else:
+
+            @srv.register
+            async def add(a: int, b: int) -> int:  # noqa: RUF029 - the benchmark's async handler
+                return a + b
+
+        _, port = await srv.start("127.0.0.1", 0)  # type: ignore[misc]
+    print(f"PORT {port}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+
+
+class Server:
+    """A benchmark server in a child process; ``.port``, ``.rss()``, ``.stop()``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve", kind],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"{kind} server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def rss(self) -> int:
+        """Resident memory of the server process, in bytes."""
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")  # pragma: no cover
+
+    def stop(self) -> None:
+        """Stop the child process (bounded)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# -- clients -----------------------------------------------------------------------
+
+
+class RawClient:
+    """The raw asyncio client: streams, one line per call, ids counted by hand."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.next_id = reader, writer, 0
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def add(self, a: int, b: int) -> Any:
+        self.next_id += 1
+        self.writer.write(dumps({"jsonrpc": "2.0", "method": "add", "params": [a, b], "id": self.next_id}) + b"\n")
+        return loads(await self.reader.readline())["result"]
+
+    async def pipeline(self, n: int) -> list[Any]:
+        lines = []
+        for i in range(n):
+            self.next_id += 1
+            lines.append(dumps({"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": self.next_id}) + b"\n")
+        self.writer.write(b"".join(lines))
+        return [loads(await self.reader.readline())["result"] for _ in range(n)]
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def _open(kind: str, port: int) -> Any:
+    if kind == "raw":
+        return await RawClient.open(port)
+    from jsonrpc_mini import aio
+
+    return await aio.connect("127.0.0.1", port, timeout=60.0)
+
+
+async def _pipeline(client: Any, n: int) -> list[Any]:
+    if isinstance(client, RawClient):
+        return await client.pipeline(n)
+    return list(await asyncio.gather(*(client.add(i, 1) for i in range(n))))
+
+
+async def concurrent_round(kind: str, port: int, calls: int) -> float:
+    """calls/s of CLIENTS clients on one loop, each making ``calls`` sequential calls."""
+    clients = [await _open(kind, port) for _ in range(CLIENTS)]
+
+    async def work(client: Any) -> None:
+        for i in range(calls):
+            if await client.add(i, 1) != i + 1:
+                raise AssertionError("wrong result")
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(work(c) for c in clients))
+        elapsed = time.perf_counter() - start
+    finally:
+        for client in clients:
+            await client.close()
+    return CLIENTS * calls / elapsed
+
+
+async def pipeline_round(kind: str, port: int, repeats: int) -> float:
+    """calls/s of PIPELINE calls in flight at once on one connection (best of ``repeats``)."""
+    client = await _open(kind, port)
+    try:
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            results = await _pipeline(client, PIPELINE)
+            best = max(best, PIPELINE / (time.perf_counter() - start))
+            if results != [i + 1 for i in range(PIPELINE)]:
+                raise AssertionError("wrong results")
+    finally:
+        await client.close()
+    return best
+
+
+def idle_memory(kind: str, count: int) -> tuple[int, int]:
+    """(bytes per idle connection, connections held) for a fresh server of ``kind``."""
+    server = Server(kind)
+    socks: list[socket.socket] = []
+    try:
+        # Let the interpreter settle, then measure the baseline.
+        time.sleep(0.3)
+        before = server.rss()
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            socks.append(sock)
+        # An accepted, idle connection: make sure the server has accepted them all
+        # by waiting until one more call on a fresh connection is answered.
+        probe = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        probe.sendall(b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n')
+        probe.settimeout(60)
+        reply = probe.recv(4096)
+        probe.close()
+        if b'"result":3' not in reply:
+            raise AssertionError(f"probe failed: {reply!r}")
+        deadline = time.monotonic() + 30
+        after = server.rss()
+        while time.monotonic() < deadline:  # accepting can lag the probe; settle the RSS
+            time.sleep(0.2)
+            now = server.rss()
+            if now == after:
+                break
+            after = now
+        return (after - before) // count, count
+    finally:
+        for sock in socks:
+            sock.close()
+        server.stop()
+
+
+async def run_throughput(quick: bool, extra: bool) -> list[str]:
+    kinds = ["aio", "raw"] + (["aio-thread", "aio-inline"] if extra else [])
+    servers = {kind: Server(kind) for kind in kinds}
+    rounds = 3 if quick else 7
+    calls = 150 if quick else 1500
+    repeats = 3 if quick else 10
+    conc: dict[str, list[float]] = {k: [] for k in kinds}
+    pipe: dict[str, list[float]] = {k: [] for k in kinds}
+    try:
+        for _ in range(rounds):
+            for kind in kinds:
+                conc[kind].append(await concurrent_round(kind, servers[kind].port, calls))
+                pipe[kind].append(await pipeline_round(kind, servers[kind].port, repeats))
+    finally:
+        for server in servers.values():
+            server.stop()
+    lines = []
+    for title, data in ((f"{CLIENTS} concurrent clients, one loop", conc), (f"{PIPELINE} calls pipelined", pipe)):
+        lines.append(f"{title}:")
+        for kind in kinds:
+            rate = statistics.median(data[kind])
+            ratio = statistics.median(a / r for a, r in zip(data[kind], data["raw"], strict=True))
+            lines.append(f"  {kind:<11} {rate:>10.0f} calls/s   ratio vs raw {ratio:.2f}x")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
+    parser.add_argument("--extra", action="store_true", help="also plain handlers: thread pool and inline")
+    parser.add_argument("--idle", type=int, default=IDLE, help="idle connections to hold")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.serve))
+        return 0
+    print(f"jsonrpc_mini.aio vs raw asyncio ({CODEC}, Python {sys.version.split()[0]})")
+    for line in asyncio.run(run_throughput(args.quick, args.extra)):
+        print(line)
+    print(f"{args.idle} idle connections (server RSS growth):")
+    limit = 100 * 2**20
+    for kind in ("aio", "raw"):
+        per_conn, count = idle_memory(kind, args.idle)
+        total = per_conn * count
+        verdict = "" if kind != "aio" else ("  (< 100 MiB: ok)" if total < limit else "  (OVER 100 MiB)")
+        print(f"  {kind:<11} {total / 2**20:>7.1f} MiB   {per_conn / 1024:.1f} KiB per connection{verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""One connection served by the asyncio server: an ``asyncio.Protocol`` over ServerConnection.
+
+Events are pulled from the sans-IO core only while this connection and the whole
+server are below their call limits; otherwise reading is paused (back-pressure),
+so neither tasks nor buffered bytes grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from ._codec import ErrorResponse, Notification, Request
+from ._dispatch import Prepared
+from ._protocol import Batch, Call, Closed, Reply, ServerConnection
+
+if TYPE_CHECKING:
+    from ._aio_server import Outcome, RPCServer
+
+__all__ = ["ServerProtocol"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+
+class ServerProtocol(asyncio.Protocol):
+    """Serves one connection for an ``aio.RPCServer``."""
+
+    def __init__(self, server: RPCServer) -> None:
+        self._srv = server
+        opts = self._opts = server.options
+        self._proto = ServerConnection(
+            framing=opts.framing,
+            codec=server.codec,
+            max_message_size=opts.max_message_size,
+            max_depth=opts.max_depth,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.busy = 0
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self._accepted = False
+        self._pumping = False
+        self._read_paused = False
+        self._write_paused = False
+        self._input_done = False
+        self._draining = False
+        self._keep_open = True
+        self._last = self._loop.time()
+        self._started: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] | None = None
+
+    # -- asyncio callbacks -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accept the connection, or refuse it when the server is full or stopping."""
+        self._transport = transport = cast(asyncio.Transport, transport)
+        srv = self._srv
+        if len(srv._conns) >= self._opts.max_connections:
+            log.warning("refusing a connection: max_connections reached")
+            transport.write(srv._refusal)
+            transport.close()
+            return
+        self._accepted = True
+        self._keep_open = transport.get_extra_info("sslcontext") is None
+        srv._conns.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the core and run what it yields."""
+        self._last = self._loop.time()
+        self._proto.receive_data(data)
+        self.pump()
+
+    def eof_received(self) -> bool:
+        """The peer finished sending: run what is buffered, answer, then close."""
+        self._proto.receive_data(b"")
+        self.pump()
+        # Keep the write side open for the replies still to come (not possible over TLS).
+        return self._keep_open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; calls still running finish but their replies are dropped."""
+        self._input_done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._accepted:
+            self._srv._conns.discard(self)
+            self._srv._blocked.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The peer reads slower than we answer: stop taking new calls."""
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        """The write buffer drained: take calls again."""
+        self._write_paused = False
+        self.pump()
+
+    # -- control from the server -----------------------------------------------
+
+    def drain(self) -> None:
+        """Answer new requests with 'server is shutting down' from now on."""
+        self._draining = True
+
+    def close(self) -> None:
+        """Close the transport (buffered replies are still flushed); idempotent."""
+        self._input_done = True
+        if self._transport is not None:
+            self._flush()
+            self._transport.close()
+
+    # -- the event pump --------------------------------------------------------
+
+    def pump(self) -> None:
+        """Pull events from the core while below the limits; pause reading when not."""
+        if self._pumping or self._input_done:
+            self._maybe_close()
+            return
+        self._pumping = True
+        try:
+            self._pump()
+        finally:
+            self._pumping = False
+        self._maybe_close()
+
+    def _pump(self) -> None:
+        srv, proto, limit = self._srv, self._proto, self._opts.max_concurrent_calls
+        while not self._input_done:
+            if self.busy >= limit or self._write_paused:
+                self._pause()
+                return
+            if srv.total_busy >= srv.max_total_calls:
+                srv._blocked.add(self)
+                self._pause()
+                return
+            event = proto.next_event()
+            if event is None:
+                break
+            if isinstance(event, Call):
+                self._call(event.message)
+            elif isinstance(event, Batch):
+                self._spawn(self._run_batch(event))
+            elif isinstance(event, Reply):
+                self._write(event.data)
+                if event.close:
+                    self._input_done = True
+            elif isinstance(event, Closed):
+                self._input_done = True
+        if self._input_done:
+            self._pause()
+            return
+        if self._read_paused and self._transport is not None and not self._transport.is_closing():
+            self._read_paused = False
+            self._transport.resume_reading()
+        if proto.in_message:
+            if self._started is None:
+                self._started = self._loop.time()
+                self._arm()
+        else:
+            self._started = None
+
+    def _pause(self) -> None:
+        if not self._read_paused and self._transport is not None and not self._transport.is_closing():
+            self._read_paused = True
+            self._transport.pause_reading()
+        self._started = None  # the peer is not to blame for a message we do not read
+
+    def _maybe_close(self) -> None:
+        if self._input_done and self.busy == 0:
+            self.close()
+
+    def _write(self, data: bytes) -> None:
+        # The first reply of a loop iteration goes out at once; later ones in the same
+        # iteration are joined into one write (one system call) by _flush, soon after.
+        if self._out is not None:
+            self._out.append(data)
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            self._out = []
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        transport = self._transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(out))
+
+    def _reply(self, reply: Outcome) -> None:
+        if reply is not None:
+            self._write(self._proto.encode(reply))
+
+    # -- calls -----------------------------------------------------------------
+
+    def _call(self, message: Request | Notification) -> None:
+        srv = self._srv
+        prepared = srv.prepare_or_reply(message, self._draining)
+        if not isinstance(prepared, Prepared):
+            self._reply(prepared)
+        elif srv.run_inline(prepared):
+            self._reply(srv.execute_now(prepared))
+        else:
+            self._spawn(self._run_one(prepared))
+
+    def _spawn(self, coro: Any) -> None:
+        self.busy += 1
+        self._srv.total_busy += 1
+        task: asyncio.Task[None] = self._loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.busy -= 1
+        self._last = self._loop.time()
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover - a driver bug
+            log.error("call task failed", exc_info=task.exception())
+        self._srv._call_finished()
+        self.pump()
+
+    async def _run_one(self, prepared: Prepared) -> None:
+        self._reply(await self._srv.execute(prepared))
+
+    async def _run_batch(self, batch: Batch) -> None:
+        srv = self._srv
+        gate = asyncio.Semaphore(self._opts.max_concurrent_calls)
+
+        async def member(item: Request | Notification | ErrorResponse) -> Outcome:
+            if isinstance(item, ErrorResponse):
+                return item
+            prepared = srv.prepare_or_reply(item, self._draining)
+            if not isinstance(prepared, Prepared):
+                return prepared
+            async with gate:
+                return await srv.execute(prepared)
+
+        replies = await asyncio.gather(*(member(item) for item in batch.items))
+        data = self._proto.encode_batch(replies)
+        if data is not None:
+            self._write(data)
+
+    # -- idle and read timeouts --------------------------------------------------
+
+    def _arm(self) -> None:
+        """Schedule the next timeout check (one timer per connection, never reset per message)."""
+        opts, now = self._opts, self._loop.time()
+        deadline: float | None = None
+        if self._started is not None and opts.read_timeout is not None:
+            deadline = self._started + opts.read_timeout
+        elif opts.idle_timeout is not None:
+            deadline = self._last + opts.idle_timeout
+            if deadline <= now:
+                deadline = now + opts.idle_timeout
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._input_done:
+            return
+        opts, now = self._opts, self._loop.time()
+        if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
+            log.info("message not completed within read_timeout; closing")
+            self.close()
+            return
+        idle = self.busy == 0 and self._started is None
+        if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
+            log.info("connection idle for idle_timeout; closing")
+            self.close()
+            return
+        self._arm()

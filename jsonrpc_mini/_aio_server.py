@@ -1,0 +1,308 @@
+"""The asyncio server: ``aio.RPCServer``, the sans-IO ServerConnection under asyncio.
+
+One ``ServerProtocol`` per connection feeds received bytes to the core and runs
+each call as a task (plain handlers go to a thread pool). Back-pressure is done by
+not pulling further events from the core and pausing the transport's reading while
+a connection (``max_concurrent_calls``) or the whole server (``max_total_calls``)
+is at its limit, so the number of tasks and buffered bytes stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+import os
+import ssl as _ssl
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from ._aio_conn import ServerProtocol
+from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
+from ._dispatch import Prepared, Registry, outcome_response
+from ._errors import RPCError
+from ._framing import FramingName, encode_frame
+from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._server import ServerOptions, _remove_stale_socket
+
+__all__ = ["RPCServer"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+Address = tuple[str, int] | str
+Outcome = Response | ErrorResponse | None
+
+SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
+_TOO_MANY = ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later"))
+
+
+class RPCServer(Registry):
+    """An asyncio JSON-RPC 2.0 server: register handlers, then ``await start()``.
+
+    Registration is the sync server's (``register_function``, ``register``,
+    ``register_instance``). Handlers may be ``async def`` (run as tasks on the loop)
+    or plain functions (run in a thread pool so they cannot block the loop).
+
+    Keyword options are those of :class:`jsonrpc_mini.RPCServer`, with the same
+    names and defaults (``debug``, ``framing``, ``max_message_size``, ``max_depth``,
+    ``max_int_digits``, ``max_connections``, ``max_concurrent_calls``,
+    ``idle_timeout``, ``read_timeout``, ``handshake_timeout``, ``shutdown_grace``,
+    ``backlog``, ``unix_mode``), plus:
+
+    - ``max_total_calls`` (1024): calls running at once over all connections;
+      beyond that every connection stops reading until a call ends.
+    - ``run_sync_in_thread`` (True): run plain handlers in a thread pool; False
+      runs them inline on the loop (fast for trivial handlers, blocks for slow ones).
+    - ``executor``: the ``concurrent.futures.Executor`` for plain handlers (default:
+      a private thread pool, shut down by ``shutdown()``).
+
+    A batch counts as one call towards the limits; its members run concurrently,
+    at most ``max_concurrent_calls`` at a time, and are answered in one array.
+    """
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        framing: FramingName = "auto",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_int_digits: int = DEFAULT_MAX_INT_DIGITS,
+        max_connections: int = 1024,
+        max_concurrent_calls: int = 32,
+        max_total_calls: int = 1024,
+        idle_timeout: float | None = 300.0,
+        read_timeout: float | None = 30.0,
+        handshake_timeout: float = 10.0,
+        shutdown_grace: float = 10.0,
+        backlog: int = 128,
+        unix_mode: int | None = None,
+        run_sync_in_thread: bool = True,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = ServerOptions(
+            debug=debug,
+            framing=framing,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+            max_int_digits=max_int_digits,
+            max_connections=max_connections,
+            max_concurrent_calls=max_concurrent_calls,
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+            handshake_timeout=handshake_timeout,
+            shutdown_grace=shutdown_grace,
+            backlog=backlog,
+            unix_mode=unix_mode,
+        )
+        if max_total_calls < 1:
+            raise ValueError("max_total_calls must be at least 1")
+        self.max_total_calls = max_total_calls
+        self.run_sync_in_thread = run_sync_in_thread
+        self.codec = JsonCodec(max_int_digits=max_int_digits)
+        self._user_executor = executor
+        self._executor: concurrent.futures.Executor | None = executor
+        self._is_async: dict[Callable[..., Any], bool] = {}
+        self._conns: set[ServerProtocol] = set()
+        self._blocked: set[ServerProtocol] = set()
+        self.total_busy = 0
+        self._listener: asyncio.AbstractServer | None = None
+        self._address: Address | None = None
+        self._path: str | None = None
+        self._stopped: asyncio.Event | None = None
+        self._refusal = encode_frame(encode_message(_TOO_MANY, self.codec.dumps), "newline")
+
+    # -- serving ---------------------------------------------------------------
+
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> Address:
+        """Start listening; return the bound ``(host, port)`` (or the Unix socket path).
+
+        Port 0 picks a free port. ``path=`` serves a Unix socket instead of TCP;
+        ``ssl=`` (an ``ssl.SSLContext`` with a certificate loaded) serves TLS.
+        """
+        if self._listener is not None:
+            raise RuntimeError("this server is already listening; call shutdown() first")
+        loop = asyncio.get_running_loop()
+        opts = self.options
+        handshake = opts.handshake_timeout if ssl is not None else None
+        if path is not None:
+            _remove_stale_socket(path)
+            listener = await loop.create_unix_server(
+                self.protocol, path, backlog=opts.backlog, ssl=ssl, ssl_handshake_timeout=handshake
+            )
+            if opts.unix_mode is not None:
+                os.chmod(path, opts.unix_mode)
+            address: Address = path
+        else:
+            listener = await loop.create_server(
+                self.protocol,
+                host,
+                port,
+                backlog=opts.backlog,
+                ssl=ssl,
+                ssl_handshake_timeout=handshake,
+                reuse_address=True,
+            )
+            bound = listener.sockets[0].getsockname()
+            address = (bound[0], bound[1])
+        self._listener, self._address, self._path = listener, address, path
+        self._stopped = asyncio.Event()
+        return address
+
+    async def serve_forever(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        """Serve until ``shutdown()`` (or until this task is cancelled, which shuts down).
+
+        Starts listening first unless ``start()`` was already called (then the
+        arguments are ignored).
+        """
+        if self._listener is None:
+            await self.start(host, port, path=path, ssl=ssl)
+        stopped = self._stopped
+        assert stopped is not None
+        try:
+            await stopped.wait()
+        except asyncio.CancelledError:
+            await self.shutdown()
+            raise
+
+    @property
+    def address(self) -> Address | None:
+        """The address being served, or None when not listening."""
+        return self._address if self._listener is not None else None
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections are being served now."""
+        return len(self._conns)
+
+    def protocol(self) -> asyncio.Protocol:
+        """A fresh protocol serving one connection: plug it into any asyncio transport.
+
+        ``start()`` uses this as its protocol factory; the test kit's asyncio
+        loopback uses it with an in-memory transport.
+        """
+        return ServerProtocol(self)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let calls in flight finish (up to ``shutdown_grace``), then close.
+
+        Calls still running after the grace period are cancelled and their clients
+        see the connection close (``ConnectionLost``). New requests arriving meanwhile
+        get a -32000 "shutting down" error. Idempotent; may be awaited from a handler
+        (that handler's own call is not waited for). The server may start again.
+        """
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        conns = list(self._conns)
+        me = asyncio.current_task()
+        for conn in conns:
+            conn.drain()
+        running = [task for conn in conns for task in conn.tasks if task is not me]
+        if running:
+            await asyncio.wait(running, timeout=self.options.shutdown_grace)
+        cancelled = [task for task in running if not task.done()]
+        for task in cancelled:
+            task.cancel()
+        for conn in conns:
+            conn.close()
+        waits: list[asyncio.Future[Any]] = [*cancelled, *(conn.closed for conn in conns)]
+        if waits:
+            await asyncio.wait(waits, timeout=5.0)
+        if listener is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(listener.wait_closed(), 5.0)
+            if self._path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._path)
+        if self._executor is not None and self._user_executor is None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def __aenter__(self) -> RPCServer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    # -- running calls ---------------------------------------------------------
+
+    def _handler_is_async(self, function: Callable[..., Any]) -> bool:
+        known = self._is_async.get(function)
+        if known is None:
+            known = self._is_async[function] = inspect.iscoroutinefunction(function)
+        return known
+
+    def run_inline(self, prepared: Prepared) -> bool:
+        """Whether this call can run to completion right now without a task."""
+        return not self.run_sync_in_thread and not self._handler_is_async(prepared.function)
+
+    def execute_now(self, prepared: Prepared) -> Outcome:
+        """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply."""
+        message = prepared.message
+        try:
+            result = prepared.run()
+        except Exception as exc:
+            return outcome_response(message, exc=exc, debug=self.options.debug)
+        if inspect.isawaitable(result):  # pragma: no cover - callers check run_inline first
+            raise TypeError("execute_now() got an awaitable")
+        return outcome_response(message, result, debug=self.options.debug)
+
+    async def execute(self, prepared: Prepared) -> Outcome:
+        """Run one prepared call wherever it belongs and build its reply."""
+        message = prepared.message
+        try:
+            if self._handler_is_async(prepared.function):
+                result = await prepared.run()
+            elif self.run_sync_in_thread:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, prepared.run)
+            else:
+                result = prepared.run()
+            if inspect.isawaitable(result):  # e.g. an object whose __call__ is async
+                result = await result
+        except Exception as exc:
+            return outcome_response(message, exc=exc, debug=self.options.debug)
+        return outcome_response(message, result, debug=self.options.debug)
+
+    def prepare_or_reply(self, message: Request | Notification, draining: bool) -> Prepared | Outcome:
+        """Find the handler and bind the arguments, or build the reply that refuses the call."""
+        if draining and isinstance(message, Request):
+            return ErrorResponse(message.id, SHUTTING_DOWN)
+        try:
+            return self.prepare(message)
+        except RPCError as exc:
+            return outcome_response(message, exc=exc, debug=self.options.debug)
+
+    def _call_finished(self) -> None:
+        self.total_busy -= 1
+        if self._blocked and self.total_busy < self.max_total_calls:
+            blocked = list(self._blocked)
+            self._blocked.clear()
+            loop = asyncio.get_running_loop()
+            for conn in blocked:
+                loop.call_soon(conn.pump)

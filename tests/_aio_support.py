@@ -1,0 +1,121 @@
+"""Helpers for the asyncio tests: a strict asyncio.run, servers on port 0, raw connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from jsonrpc_mini import aio
+
+T = TypeVar("T")
+WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
+
+
+def run(main: Callable[[], Awaitable[T]], timeout: float = 30.0, allow: tuple[str, ...] = ()) -> T:
+    """asyncio.run in debug mode, bounded; fails on any loop error or task left behind.
+
+    "Task was destroyed but it is pending", "Future exception was never retrieved",
+    unclosed transports and callback errors all reach the loop's exception handler,
+    which records them here; the test then fails. ``allow`` lists message prefixes
+    that are expected (e.g. asyncio's debug-mode report of a failed TLS handshake).
+    """
+    errors: list[dict[str, Any]] = []
+
+    async def wrapper() -> T:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        async with asyncio.timeout(timeout):
+            result = await main()
+        # Let closing transports finish, then check nothing was left running.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not left, f"tasks left running: {left}"
+        gc.collect()
+        return result
+
+    result = asyncio.run(wrapper(), debug=True)
+    gc.collect()
+    errors = [c for c in errors if not str(c.get("message")).startswith(allow)] if allow else errors
+    assert not errors, f"event loop reported errors: {[c.get('message') for c in errors]}"
+    return result
+
+
+@contextlib.asynccontextmanager
+async def serving(server: aio.RPCServer, **kwargs: Any) -> AsyncIterator[tuple[str, int]]:
+    """Start ``server`` on 127.0.0.1 port 0; shut it down afterwards."""
+    address = await server.start("127.0.0.1", 0, **kwargs)
+    assert isinstance(address, tuple)
+    try:
+        yield address
+    finally:
+        await server.shutdown()
+
+
+class RawConn:
+    """A raw asyncio stream connection speaking newline JSON, for wire-level checks."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, address: tuple[str, int]) -> RawConn:
+        return cls(*await asyncio.open_connection(*address))
+
+    async def send(self, value: Any) -> None:
+        data = value if isinstance(value, bytes) else json.dumps(value).encode() + b"\n"
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def recv(self, timeout: float = WAIT) -> Any:
+        """The next JSON line, or None at EOF."""
+        async with asyncio.timeout(timeout):
+            line = await self.reader.readline()
+        return json.loads(line) if line else None
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+def request(method: str, params: Any = None, id_: Any = 1) -> dict[str, Any]:
+    """A request object (a notification when ``id_`` is None)."""
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    if id_ is not None:
+        msg["id"] = id_
+    return msg
+
+
+@contextlib.contextmanager
+def aio_server_in_thread(server: aio.RPCServer, **kwargs: Any) -> Iterator[tuple[str, int]]:
+    """Run ``server`` on its own event loop in a thread (for sync clients); stop it after."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    address: list[Any] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        address.append(await server.start("127.0.0.1", 0, **kwargs))
+        ready.set()
+        await stop[0].wait()
+        await server.shutdown()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(WAIT), "aio server did not start"
+        yield address[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(WAIT)
+        assert not thread.is_alive(), "aio server thread did not stop"
+        loop.close()
