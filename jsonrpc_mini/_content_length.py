@@ -6,6 +6,7 @@ from typing import Final
 
 from ._errors import ParseError
 from ._frames import COMPACT_AT, INVALID_REQUEST, PARSE_ERROR, WS, Event, FrameError, Loads, Message
+from ._json_stream import _deeper_than
 
 __all__ = ["MAX_HEADER_SIZE", "ContentLengthFramer"]
 
@@ -24,9 +25,10 @@ class ContentLengthFramer:
     name: Final = "content-length"
     _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
 
-    def __init__(self, loads: Loads, *, max_message_size: int) -> None:
+    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int | None = None) -> None:
         self._loads = loads
         self._max_size = max_message_size
+        self._max_depth = max_depth
         self._buf = self._buffer_type()
         self._start = 0
         self._search_from = 0
@@ -81,9 +83,13 @@ class ContentLengthFramer:
         self._body_len = -1
         self._reset(body_end)
         try:
-            return Message(self._loads(body))
+            value = self._loads(body)
         except ParseError as exc:
             return FrameError(PARSE_ERROR, exc.message)
+        limit = self._max_depth
+        if limit is not None and body.count(b"[") + body.count(b"{") > limit and _deeper_than(value, limit):
+            return FrameError(INVALID_REQUEST, f"Invalid Request: nesting deeper than {limit} levels")
+        return Message(value)
 
     def _content_length(self, header: bytes) -> int | FrameError:
         length: int | None = None

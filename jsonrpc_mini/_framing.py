@@ -72,7 +72,7 @@ class AutoFramer:
                 self._pending = bytearray()
             return
         if self._pending[m.start()] in b"Cc":
-            self.chosen = ContentLengthFramer(self._loads, max_message_size=self._max_size)
+            self.chosen = ContentLengthFramer(self._loads, max_message_size=self._max_size, max_depth=self._max_depth)
         else:
             self.chosen = JsonStreamFramer(self._loads, max_message_size=self._max_size, max_depth=self._max_depth)
         self.chosen.feed(bytes(self._pending))
@@ -92,7 +92,7 @@ def make_framer(framing: FramingName, loads: Loads, *, max_message_size: int, ma
     if framing == "newline":
         return JsonStreamFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
     if framing == "content-length":
-        return ContentLengthFramer(loads, max_message_size=max_message_size)
+        return ContentLengthFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
     if framing == "auto":
         return AutoFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
     raise ValueError(f"unknown framing {framing!r}: use 'newline', 'content-length' or 'auto'")

@@ -20,6 +20,7 @@ _CLOSER: Final = {ord("{"): ord("}"), ord("["): ord("]")}
 _QUOTE: Final = ord('"')
 _BACKSLASH: Final = ord("\\")
 _NEWLINE: Final = ord("\n")
+_VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
 
 # Modes of JsonStreamFramer.
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
@@ -98,6 +99,10 @@ class JsonStreamFramer:
                     self._stack = bytearray((_CLOSER[buf[start]],))
                     self._in_string = False
                     self._pos = start + 1
+                elif buf[start] not in _VALUE_START:
+                    # No JSON value starts with this byte (e.g. a TLS handshake): answer
+                    # now rather than when a newline or read_timeout comes.
+                    return self._error_at(start, "Parse error: no JSON value starts with this byte")
                 else:
                     self._mode = _LINE
             if self._mode == _LINE:
