@@ -17,14 +17,17 @@ The pytest plugin (fixtures ``jsonrpc_*``, the ``jsonrpc_faults`` marker and the
 
 from __future__ import annotations
 
+from ._check import CheckReport, ProbeResult, check
 from ._fake_socket import FakeSocket
 from ._faults import FaultyTransport
+from ._leaks import Resources
 from ._loopback import loopback
 from ._pipe import PipeTransport, pipe_pair
 from ._plan import DirectionFaults, FaultPlan, LinkState, Step
 from ._proxy import LoopbackServer
 
 __all__ = [
+    "CheckReport",
     "DirectionFaults",
     "FakeSocket",
     "FaultPlan",
@@ -32,7 +35,10 @@ __all__ = [
     "LinkState",
     "LoopbackServer",
     "PipeTransport",
+    "ProbeResult",
+    "Resources",
     "Step",
+    "check",
     "loopback",
     "pipe_pair",
 ]

@@ -1,12 +1,46 @@
-"""pytest plugin for jsonrpc_mini: the ``--jsonrpc-seed`` option and ``jsonrpc_*`` fixtures."""
+"""pytest plugin for jsonrpc_mini, registered by the ``pytest11`` entry point.
+
+Fixtures: ``jsonrpc_seed``, ``jsonrpc_faults`` (the test's :class:`FaultPlan`),
+``jsonrpc_loopback`` (factory: in-memory client for a server), ``jsonrpc_server``
+(factory: :class:`LoopbackServer`), ``jsonrpc_fake_socket`` (factory) and
+``jsonrpc_no_leaks``. Marker: ``@pytest.mark.jsonrpc_faults(max_chunk=1, ...)``
+applies a fault plan to the test's loopback clients and servers. Option:
+``--jsonrpc-seed N`` (or ``JSONRPC_SEED``) replays a run; the seed is in the report
+header and in the report of every failing test that used a fixture.
+
+Example::
+
+    import pytest
+    from jsonrpc_mini import RPCServer
+
+    @pytest.mark.jsonrpc_faults(max_chunk=1, latency=0.001)
+    def test_add(jsonrpc_loopback):
+        server = RPCServer()
+        server.register_function(lambda a, b: a + b, name="add")
+        assert jsonrpc_loopback(server).add(1, 2) == 3
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import pytest
 
+from .._client import RPCClient
+from .._server import RPCServer
+from ._fake_socket import FakeSocket
+from ._leaks import Resources
+from ._loopback import DEFAULT_TIMEOUT, loopback
+from ._plan import FaultPlan
+from ._proxy import LoopbackServer
+
 DEFAULT_SEED = 0
+MARKER = "jsonrpc_faults"
+_PLAN_KEY = pytest.StashKey[FaultPlan]()
+_UNSET: Any = object()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,9 +54,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``jsonrpc_faults`` marker."""
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**fields): apply a jsonrpc_mini FaultPlan (e.g. max_chunk=1) to the test's "
+        "jsonrpc_loopback and jsonrpc_server connections; seed defaults to --jsonrpc-seed",
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Print the seed so that any run can be replayed."""
     return f"jsonrpc_mini: --jsonrpc-seed={config.getoption('--jsonrpc-seed')}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Add the seed and the fault plan to the report of a failing test that used them."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    plan = item.stash.get(_PLAN_KEY, None)
+    if report.failed and plan is not None:
+        seed = item.config.getoption("--jsonrpc-seed")
+        report.sections.append(
+            ("jsonrpc_mini", f"fault plan: {plan!r}\nreplay with: pytest --jsonrpc-seed={seed} {item.nodeid}")
+        )
 
 
 @pytest.fixture
@@ -30,3 +86,76 @@ def jsonrpc_seed(request: pytest.FixtureRequest) -> int:
     """The run's seed (``--jsonrpc-seed``)."""
     seed: int = request.config.getoption("--jsonrpc-seed")
     return seed
+
+
+@pytest.fixture
+def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPlan:
+    """The test's fault plan: from ``@pytest.mark.jsonrpc_faults(...)``, else none (seed only)."""
+    fields: dict[str, Any] = {"seed": jsonrpc_seed}
+    for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest marker wins
+        if marker.args:
+            raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments only (FaultPlan fields)")
+        fields.update(marker.kwargs)
+    plan = FaultPlan(**fields)
+    request.node.stash[_PLAN_KEY] = plan
+    return plan
+
+
+@pytest.fixture
+def jsonrpc_loopback(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCClient]]:
+    """Factory: ``jsonrpc_loopback(server, faults=..., timeout=...)`` -> an in-memory RPCClient.
+
+    ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
+    """
+    with contextlib.ExitStack() as stack:
+        count = [0]
+
+        def make(
+            server: RPCServer, faults: FaultPlan | None = _UNSET, *, timeout: float | None = DEFAULT_TIMEOUT, **kw: Any
+        ) -> RPCClient:
+            plan = jsonrpc_faults if faults is _UNSET else faults
+            count[0] += 1
+            return stack.enter_context(loopback(server, plan, timeout=timeout, connection=count[0] - 1, **kw))
+
+        yield make
+
+
+@pytest.fixture
+def jsonrpc_server(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., LoopbackServer]]:
+    """Factory: ``jsonrpc_server(server, faults=...)`` -> a started :class:`LoopbackServer`.
+
+    ``faults`` defaults to the test's plan (the marker); every one is closed at teardown.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def make(server: RPCServer, faults: FaultPlan | None = _UNSET, **kw: Any) -> LoopbackServer:
+            plan = jsonrpc_faults if faults is _UNSET else faults
+            return stack.enter_context(LoopbackServer(server, plan, **kw))
+
+        yield make
+
+
+@pytest.fixture
+def jsonrpc_fake_socket() -> Iterator[Callable[..., FakeSocket]]:
+    """Factory: ``jsonrpc_fake_socket(inbound, **options)`` -> a :class:`FakeSocket`, closed at teardown."""
+    made: list[FakeSocket] = []
+
+    def make(*args: Any, **kw: Any) -> FakeSocket:
+        sock = FakeSocket(*args, **kw)
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+@pytest.fixture
+def jsonrpc_no_leaks() -> Iterator[Resources]:
+    """Fail the test if it leaves a new thread or file descriptor behind (checked at teardown).
+
+    List it before the other fixtures of the test, so that it is torn down after them.
+    """
+    before = Resources()
+    yield before
+    before.assert_no_leaks()

@@ -1,0 +1,49 @@
+"""``python -m jsonrpc_mini.testing check HOST:PORT``: probe a JSON-RPC 2.0 server.
+
+Exit status 0 when every probe passed (warnings allowed), 1 when one failed, 2 on
+a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._check import check
+
+__all__ = ["main", "parse_address"]
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jsonrpc_mini.testing",
+        description="jsonrpc_mini test kit tools",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser(
+        "check",
+        help="probe any JSON-RPC 2.0 server over TCP for spec conformance and fault tolerance",
+    )
+    cmd.add_argument("address", type=parse_address, metavar="HOST:PORT")
+    cmd.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply (default 5)")
+    cmd.add_argument("--echo-method", metavar="NAME", help="a method that returns its one argument (large replies)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
+    cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
+    args = parser.parse_args(argv)
+    host, port = args.address
+    report = check(host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only)
+    sys.stdout.write(report.render() + "\n")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

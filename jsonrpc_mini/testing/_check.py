@@ -1,0 +1,265 @@
+"""``check(host, port)``: probe any JSON-RPC 2.0 server over TCP and report.
+
+The probes (in ``_probes``) only assume JSON-RPC 2.0 over a byte stream with one
+JSON value per message: they call a method name that cannot exist to provoke
+-32601, send broken JSON, invalid requests and batches, ids of every type, split
+and 1-byte writes, large payloads, and connections that stall, close or reset
+part way through a message. ``python -m jsonrpc_mini.testing check HOST:PORT``
+runs them from the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["CheckReport", "ProbeResult", "check"]
+
+Status = Literal["pass", "fail", "warn"]
+
+
+class NoReply(Exception):
+    """The server sent nothing (or the connection ended) within the probe's timeout."""
+
+
+class ProbeFailed(Exception):
+    """A probe saw something the specification does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one probe: ``status`` is ``pass``, ``fail`` or ``warn``."""
+
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """All probe results for one server; ``ok`` is False if any probe failed."""
+
+    host: str
+    port: int
+    seed: int
+    results: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no probe failed (warnings allowed)."""
+        return all(result.status != "fail" for result in self.results)
+
+    def count(self, status: Status) -> int:
+        """How many probes ended with ``status``."""
+        return sum(1 for result in self.results if result.status == status)
+
+    def render(self) -> str:
+        """The human-readable report."""
+        lines = [f"jsonrpc_mini check {self.host}:{self.port} (seed {self.seed})"]
+        width = max((len(result.name) for result in self.results), default=0)
+        for result in self.results:
+            lines.append(f"  {result.status.upper():4}  {result.name:{width}}  {result.detail}")
+        summary = f"{self.count('pass')} passed, {self.count('fail')} failed, {self.count('warn')} warnings"
+        if not self.ok:
+            summary += f" (replay with --seed {self.seed})"
+        lines.append(summary)
+        return "\n".join(lines)
+
+
+class Conn:
+    """A raw TCP connection to the server under test, reading whole JSON values."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data: bytes, chunks: list[int] | None = None, pause: float = 0.0) -> None:
+        """Write ``data``, optionally as pieces of the given sizes with a pause between."""
+        if not chunks:
+            self.sock.sendall(data)
+            return
+        pos = 0
+        for size in chunks:
+            if pos >= len(data):
+                break
+            self.sock.sendall(data[pos : pos + size])
+            pos += size
+            if pause:
+                time.sleep(pause)
+        if pos < len(data):
+            self.sock.sendall(data[pos:])
+
+    def send_json(self, value: Any) -> None:
+        """Write one compact JSON value and a newline."""
+        self.send(dumps(value))
+
+    def _parse(self) -> tuple[bool, Any]:
+        buf = self.buf.lstrip(b" \t\r\n")
+        if buf[:15].lower().startswith(b"content-length"):
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if not sep:
+                return False, None
+            length = next(
+                (
+                    int(v)
+                    for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
+                    if k.strip().lower() == b"content-length"
+                ),
+                0,
+            )
+            if len(rest) < length:
+                return False, None
+            self.buf = rest[length:]
+            return True, json.loads(rest[:length])
+        try:
+            text = buf.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(buf) - 3:
+                raise ProbeFailed(f"the server sent bytes that are not UTF-8: {buf[:80]!r}") from None
+            text = buf[: exc.start].decode("utf-8")
+        if not text:
+            return False, None
+        try:
+            value, end = json.JSONDecoder().raw_decode(text)
+        except json.JSONDecodeError:
+            if self.eof:
+                raise ProbeFailed(f"the server sent invalid JSON: {text[:80]!r}") from None
+            return False, None  # incomplete (or invalid: the read's timeout tells)
+        self.buf = buf[len(text[:end].encode("utf-8")) :]
+        return True, value
+
+    def read(self, timeout: float | None = None) -> Any:
+        """The next JSON value from the server; NoReply if none comes within the timeout."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            done, value = self._parse()
+            if done:
+                return value
+            if self.eof:
+                raise NoReply("the server closed the connection")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if self.buf.strip():
+                    raise ProbeFailed(f"incomplete or invalid JSON from the server: {self.buf[:80]!r}")
+                raise NoReply("no reply within the timeout")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise NoReply(f"the connection failed: {exc}") from None
+            if not data:
+                self.eof = True
+            self.buf += data
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP RST."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON text plus ``\\n``."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+@dataclass
+class Probe:
+    """What a probe function gets: how to connect, the seed's randomness and options."""
+
+    host: str
+    port: int
+    timeout: float
+    rng: random.Random
+    echo_method: str | None
+    missing: str  # a method name that surely does not exist
+    opened: list[Conn] = field(default_factory=list)
+
+    def connect(self) -> Conn:
+        """A new connection to the server (closed when the probe ends)."""
+        conn = Conn(self.host, self.port, self.timeout)
+        self.opened.append(conn)
+        return conn
+
+    def chunks(self, total: int, max_chunk: int) -> list[int]:
+        """Seeded chunk sizes of 1..max_chunk covering ``total`` bytes."""
+        sizes: list[int] = []
+        while sum(sizes) < total:
+            sizes.append(self.rng.randint(1, max_chunk))
+        return sizes
+
+
+ProbeFn = Callable[[Probe], tuple[Status, str]]
+
+
+def check(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 5.0,
+    echo_method: str | None = None,
+    seed: int = 0,
+    only: list[str] | None = None,
+) -> CheckReport:
+    """Run every probe against ``host:port`` and return the :class:`CheckReport`.
+
+    ``echo_method`` names a method that returns its one argument (enables the
+    large round-trip probes); ``only`` restricts the run to probes by name.
+
+    Example::
+
+        from jsonrpc_mini.testing import check
+        report = check("127.0.0.1", 5000)
+        print(report.render())
+        assert report.ok
+    """
+    from ._probes import PROBES  # noqa: PLC0415 - the probes import this module's helpers
+
+    report = CheckReport(host, port, seed)
+    try:
+        Conn(host, port, timeout).close()
+    except OSError as exc:
+        report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host}:{port}: {exc}"))
+        return report
+    for name, fn in PROBES:
+        if only is not None and name not in only:
+            continue
+        probe = Probe(
+            host,
+            port,
+            timeout,
+            random.Random(f"{seed}/{name}"),
+            echo_method,
+            f"jsonrpc_mini_check_no_such_method_{seed}",
+        )
+        try:
+            status, detail = fn(probe)
+        except ProbeFailed as exc:
+            status, detail = "fail", str(exc)
+        except NoReply as exc:
+            status, detail = "fail", str(exc)
+        except OSError as exc:
+            status, detail = "fail", f"connection error: {exc}"
+        finally:
+            for conn in probe.opened:
+                conn.close()
+        if status == "fail":
+            detail += f" [seed {seed}]"
+        report.results.append(ProbeResult(name, status, detail))
+    return report
