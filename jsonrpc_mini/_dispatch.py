@@ -95,9 +95,11 @@ class Registry:
         for attr in dir(instance):
             if attr.startswith("_") or hasattr(object, attr):
                 continue
+            if isinstance(inspect.getattr_static(instance, attr, None), property):
+                continue  # a property is not a method, and reading it could run code
             try:
                 member = getattr(instance, attr)
-            except AttributeError:  # pragma: no cover - a property that raises
+            except AttributeError:  # e.g. a descriptor that refuses instance access
                 continue
             if callable(member) and not inspect.isclass(member):
                 self.register_function(member, prefix + attr)
