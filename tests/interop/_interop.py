@@ -1,0 +1,216 @@
+"""Helpers and fixtures for the interoperability tests: our server with known methods, node peers.
+
+Every peer is required: a missing ``node`` or an uninstalled npm package fails the
+test with the command that fixes it, it never skips. Node processes are started
+with their output captured and always stopped with bounded waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jsonrpc_mini import RPCError, RPCServer
+
+NODE_DIR = Path(__file__).parent / "node"
+WAIT = 20.0  # upper bound for anything a test waits for; never reached when all is well
+INSTALL_HINT = "npm ci --no-audit --no-fund --prefix tests/interop/node"
+
+# The npm aliases in node/package.json and the exact versions they pin.
+PEERS = {
+    "jayson4": "4.3.0",
+    "jayson5": "5.0.0",
+    "vscode-jsonrpc9": "9.0.3",
+    "vscode-jsonrpc10": "10.0.0",
+}
+
+CUSTOM_ERROR = {"code": -32001, "message": "custom failure", "data": {"why": "asked", "n": [1, 2]}}
+APP_ERROR = {"code": 4711, "message": "application error", "data": None}
+
+
+def unicode_payload(size: int = 300_000) -> str:
+    """A large string of every awkward kind: astral, CJK, combining, escapes, U+2028."""
+    pieces = [
+        "ascii ",
+        "\u00e9t\u00e9 ",  # Latin-1 range
+        "\u65e5\u672c\u8a9e ",  # CJK
+        "\U0001f600\U0001f680\U0001d11e ",  # astral: surrogate pairs in JS and UTF-16
+        "e\u0301 ",  # combining mark
+        '"quote" \\backslash\\ ',
+        "\t\r\n\b\f\x00\x1f ",  # control characters that must be escaped
+        "\u2028\u2029 ",  # line/paragraph separators: raw in JSON, not in old JS
+        "\ufeff\ufffd ",
+    ]
+    unit = "".join(pieces)
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def describe(text: str) -> list[Any]:
+    """What both sides compute to prove a string crossed intact: code points and UTF-8 hash."""
+    return [len(text), hashlib.sha256(text.encode("utf-8")).hexdigest()]
+
+
+class Methods:
+    """The methods our server offers to every peer, with a record of notifications."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.lock = threading.Lock()
+        self.event = threading.Condition(self.lock)
+
+    def install(self, server: RPCServer) -> None:
+        server.register_function(lambda a, b: a + b, name="add")
+        server.register_function(lambda minuend, subtrahend: minuend - subtrahend, name="subtract")
+        server.register_function(lambda value: value, name="echo")
+        server.register_function(describe, name="describe")
+        server.register_function(self.fail, name="fail")
+        server.register_function(self.app_fail, name="app_fail")
+        server.register_function(self.boom, name="boom")
+        server.register_function(self.record, name="record")
+        server.register_function(self.get_records, name="records")
+        server.register_function(lambda: None, name="nothing")
+
+    @staticmethod
+    def fail() -> None:
+        raise RPCError(CUSTOM_ERROR["code"], CUSTOM_ERROR["message"], CUSTOM_ERROR["data"])
+
+    @staticmethod
+    def app_fail() -> None:
+        raise RPCError(APP_ERROR["code"], APP_ERROR["message"])
+
+    @staticmethod
+    def boom() -> None:
+        raise ValueError("secret detail that must not leak")
+
+    def record(self, value: Any) -> None:
+        with self.event:
+            self.records.append(value)
+            self.event.notify_all()
+
+    def get_records(self) -> list[Any]:
+        with self.lock:
+            return list(self.records)
+
+    def wait_records(self, count: int) -> list[Any]:
+        """The notifications received once there are ``count`` of them (bounded wait)."""
+        with self.event:
+            self.event.wait_for(lambda: len(self.records) >= count, timeout=WAIT)
+            return list(self.records)
+
+
+@pytest.fixture
+def methods() -> Methods:
+    return Methods()
+
+
+@pytest.fixture
+def our_server(methods: Methods) -> Iterator[tuple[str, int]]:
+    """Our RPCServer with :class:`Methods` on a free 127.0.0.1 port; shut down after."""
+    server = RPCServer()
+    methods.install(server)
+    address = server.start("127.0.0.1", 0)
+    try:
+        yield address
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable, with every pinned peer installed; fails (never skips) otherwise."""
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail("interop tests need Node.js (`node` on PATH); install nodejs, then run " + INSTALL_HINT)
+    for alias, version in PEERS.items():
+        manifest = NODE_DIR / "node_modules" / alias / "package.json"
+        if not manifest.is_file():
+            pytest.fail(f"npm peer {alias} is not installed: run {INSTALL_HINT}")
+        found = json.loads(manifest.read_text("utf-8"))["version"]
+        if found != version:
+            pytest.fail(f"npm peer {alias} is {found}, the tests pin {version}: run {INSTALL_HINT}")
+    return path
+
+
+def run_node(node: str, script: str, *args: Any, timeout: float = 60.0) -> Any:
+    """Run a node script to completion and return the JSON it prints on stdout."""
+    command = [node, str(NODE_DIR / script), *(str(a) for a in args)]
+    try:
+        proc = subprocess.run(command, cwd=NODE_DIR, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script} {args} did not finish in {timeout}s\nstdout: {exc.stdout!r}\nstderr: {exc.stderr!r}")
+    stdout, stderr = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        pytest.fail(f"{script} {args} exited {proc.returncode}\nstdout: {stdout[-4000:]}\nstderr: {stderr[-4000:]}")
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        pytest.fail(f"{script} {args} printed no JSON\nstdout: {stdout[-4000:]}\nstderr: {stderr[-4000:]}")
+
+
+@contextlib.contextmanager
+def node_server(node: str, script: str, *args: Any) -> Iterator[tuple[str, int]]:
+    """Start a node server script; it prints ``{"port": N}`` when listening. Always stopped.
+
+    The script exits when its stdin closes; it is killed if it does not within 5 s.
+    """
+    command = [node, str(NODE_DIR / script), *(str(a) for a in args)]
+    proc = subprocess.Popen(
+        command, cwd=NODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out: list[bytes] = []
+    err: list[bytes] = []
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while not out or b"\n" not in out[0]:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"{script} did not report its port\nstdout: {b''.join(out)!r}\nstderr: {b''.join(err)!r}")
+            time.sleep(0.01)
+        port = json.loads(out[0].split(b"\n")[0])["port"]
+        yield "127.0.0.1", port
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=WAIT)
+        for reader in readers:
+            reader.join(WAIT)
+    if proc.returncode != 0:
+        # A peer that crashed is a failure even if every call before it passed.
+        pytest.fail(f"{script} exited {proc.returncode}\nstderr: {b''.join(err).decode('utf-8', 'replace')[-4000:]}")
+
+
+def _drain(stream: Any, sink: list[bytes]) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        if sink:
+            sink[0] += chunk
+        else:
+            sink.append(chunk)
+    stream.close()
+
+
+def wait_until(predicate: Any, what: str) -> None:
+    """Poll ``predicate`` (bounded); fail with ``what`` if it never holds."""
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)

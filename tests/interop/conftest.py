@@ -1,0 +1,7 @@
+"""Fixtures of the interoperability tests (defined in ``_interop``)."""
+
+from __future__ import annotations
+
+from _interop import methods, node, our_server
+
+__all__ = ["methods", "node", "our_server"]

@@ -1,0 +1,161 @@
+"""jayson (Node.js), current and previous major, both directions over newline-style TCP.
+
+jayson's TCP client opens one connection per request, half-closes straight after a
+notification, and with a custom delimiter sends requests that do not end in a
+newline. jayson 4's TCP server replies with no delimiter at all; jayson 5's ends
+replies with its delimiter.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from _interop import APP_ERROR, CUSTOM_ERROR, Methods, describe, node_server, run_node, unicode_payload
+
+from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError
+
+pytestmark = pytest.mark.timeout(120)
+
+JAYSONS = ["jayson4", "jayson5"]
+PAYLOAD_SIZE = 300_000
+
+
+def ok(id_, result):
+    return {"jsonrpc": "2.0", "id": id_, "result": result}
+
+
+def err(id_, code, message, data=None):
+    error = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id_, "error": error}
+
+
+def check_jayson_client_run(out, methods: Methods) -> None:
+    r = out["responses"]
+    assert r["add"] == ok(1, 3)
+    assert r["named"] == ok("str-id", 7)
+    assert r["zero_id"] == ok(0, "zero")
+    assert r["float_id"] == ok(2.5, None)
+    assert r["no_params"] == ok(3, None)
+    assert r["generated_id"]["result"] == 42
+    assert out["local"]["generated_id_is_uuid"], r["generated_id"]
+    assert r["not_found"] == err(10, -32601, "Method not found: 'nope'")
+    assert r["bad_params"]["id"] == 11
+    assert r["bad_params"]["error"]["code"] == -32602
+    assert r["custom_error"] == err(12, **CUSTOM_ERROR)
+    assert r["app_error"] == err(13, APP_ERROR["code"], APP_ERROR["message"])
+    assert r["internal_error"] == err(14, -32603, "Internal error in 'boom'")
+    assert "secret" not in str(r["internal_error"])
+    batch = sorted(r["batch"], key=lambda item: item["id"])
+    assert batch == [ok(20, 3), err(21, -32601, "Method not found: 'nope'"), ok(22, -3)]
+    # jayson does not wait for a reply to a notification; it hangs up at once.
+    assert r["notification"] == {"no_response": True}
+    assert r["notification_id_null"] == {"no_response": True}
+    assert r["unicode_echo"]["id"] == 30
+    assert out["local"]["unicode_echo_equal"], "the large Unicode string did not come back intact"
+    assert out["local"]["payload"] == describe(unicode_payload(PAYLOAD_SIZE)), "JS built another payload"
+    assert r["unicode_describe"] == ok(31, describe(unicode_payload(PAYLOAD_SIZE)))
+    assert r["lone_surrogate"] == ok(32, "a\ud800b\udfffc")
+    assert out["local"]["lone_surrogate_equal"]
+    assert r["parallel"] == [ok(100 + i, i + 1000) for i in range(20)]
+    # Notifications are run even though the sender closed its connection right after.
+    records = methods.wait_records(3)
+    assert sorted(records) == ["batch-note", "note-1", "note-id-null"]
+
+
+@pytest.mark.parametrize("jayson", JAYSONS)
+def test_jayson_client_to_our_server(node, our_server, methods, jayson):
+    out = run_node(node, "jayson_client.js", jayson, our_server[1], '"\\n"', PAYLOAD_SIZE)
+    check_jayson_client_run(out, methods)
+
+
+def test_jayson4_client_without_newline_to_our_server(node, our_server, methods):
+    # jayson 4 reads replies with a streaming parser, so its delimiter can be anything:
+    # with " " no request ends in a newline. Our reader must answer at the closing brace.
+    out = run_node(node, "jayson_client.js", "jayson4", our_server[1], '" "', PAYLOAD_SIZE)
+    check_jayson_client_run(out, methods)
+
+
+@pytest.fixture(params=JAYSONS)
+def jayson_server(request, node):
+    with node_server(node, "jayson_server.js", request.param) as address:
+        yield address
+
+
+def test_our_client_to_jayson_server_calls(jayson_server):
+    with RPCClient(*jayson_server, timeout=10) as c:
+        assert c.add(1, 2) == 3
+        assert c.call("add", 40, 2) == 42
+        assert c.subtract(minuend=10, subtrahend=3) == 7
+        assert c.params() == "<absent>"  # no arguments: we leave "params" out
+        assert c.params(1, "two", None) == [1, "two", None]
+        assert c.params(k=[1, {"a": None}]) == {"k": [1, {"a": None}]}
+        # Positional plus keyword: jayson just sees the object with digit keys.
+        assert c.params(1, k=2) == {"0": 1, "k": 2}
+        assert c.echo("") == ""
+        assert c.echo({"nested": [1.5, -2, True, None]}) == {"nested": [1.5, -2, True, None]}
+
+
+def test_our_client_to_jayson_server_errors(jayson_server):
+    with RPCClient(*jayson_server, timeout=10) as c:
+        with pytest.raises(MethodNotFound) as not_found:
+            c.nope()
+        assert not_found.value.code == -32601
+        with pytest.raises(ServerError) as custom:
+            c.fail()
+        assert (custom.value.code, custom.value.message, custom.value.data) == (
+            CUSTOM_ERROR["code"],
+            CUSTOM_ERROR["message"],
+            CUSTOM_ERROR["data"],
+        )
+        with pytest.raises(InvalidParams) as bad:
+            c.subtract(1, 2)
+        assert bad.value.code == -32602
+        with pytest.raises(RemoteError) as app:
+            c.app_fail()
+        assert (app.value.code, app.value.message, app.value.data) == (APP_ERROR["code"], APP_ERROR["message"], None)
+        # The connection is still good after errors.
+        assert c.add(2, 2) == 4
+
+
+def test_our_client_to_jayson_server_batch_and_notifications(jayson_server):
+    with RPCClient(*jayson_server, timeout=10) as c:
+        with c.batch() as b:
+            first = b.add(1, 2)
+            b.notify("record", "in-batch")
+            missing = b.nope()
+            third = b.subtract(minuend=1, subtrahend=5)
+        assert first.result() == 3
+        assert third.result() == -4
+        with pytest.raises(MethodNotFound):
+            missing.result()
+        c.notify("record", "plain")
+        # jayson answers in arrival order on one connection, so this sees both notes.
+        assert c.records() == ["in-batch", "plain"]
+
+
+def test_our_client_to_jayson_server_unicode(jayson_server):
+    payload = unicode_payload(PAYLOAD_SIZE)
+    with RPCClient(*jayson_server, timeout=20) as c:
+        assert c.echo(payload) == payload
+        assert c.describe(payload) == describe(payload)
+        assert c.echo("a\ud800b") == "a\ud800b"  # a lone surrogate travels as an escape
+
+
+def test_our_client_to_jayson_server_concurrent_replies(jayson_server):
+    # jayson 4 writes replies with no delimiter: replies that finish together arrive
+    # glued in one chunk ("}{"), and must still be matched to their callers by id.
+    results: dict[int, object] = {}
+    with RPCClient(*jayson_server, timeout=10) as c:
+
+        def worker(i: int) -> None:
+            results[i] = c.slow(i, 50 - 2 * i)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert results == {i: i for i in range(16)}
