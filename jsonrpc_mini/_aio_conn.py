@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from ._codec import ErrorResponse, Notification, Request
@@ -205,7 +206,11 @@ class ServerProtocol(asyncio.Protocol):
         if not isinstance(prepared, Prepared):
             self._reply(prepared)
         elif srv.run_inline(prepared):
-            self._reply(srv.execute_now(prepared))
+            reply = srv.execute_now(prepared)
+            if isinstance(reply, Coroutine):
+                self._spawn(self._send_when_done(reply))
+            else:
+                self._reply(reply)
         else:
             self._spawn(self._run_one(prepared))
 
@@ -227,6 +232,9 @@ class ServerProtocol(asyncio.Protocol):
 
     async def _run_one(self, prepared: Prepared) -> None:
         self._reply(await self._srv.execute(prepared))
+
+    async def _send_when_done(self, reply: Coroutine[Any, Any, Outcome]) -> None:
+        self._reply(await reply)
 
     async def _run_batch(self, batch: Batch) -> None:
         srv = self._srv

@@ -16,7 +16,7 @@ import inspect
 import logging
 import os
 import ssl as _ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -260,15 +260,26 @@ class RPCServer(Registry):
         """Whether this call can run to completion right now without a task."""
         return not self.run_sync_in_thread and not self._handler_is_async(prepared.function)
 
-    def execute_now(self, prepared: Prepared) -> Outcome:
-        """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply."""
+    def execute_now(self, prepared: Prepared) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply.
+
+        If the handler turns out to return an awaitable (an object with an async
+        ``__call__``), this returns a coroutine that awaits it and builds the reply.
+        """
         message = prepared.message
         try:
             result = prepared.run()
         except Exception as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
-        if inspect.isawaitable(result):  # pragma: no cover - callers check run_inline first
-            raise TypeError("execute_now() got an awaitable")
+        if inspect.isawaitable(result):
+            return self._finish(message, result)
+        return outcome_response(message, result, debug=self.options.debug)
+
+    async def _finish(self, message: Request | Notification, awaitable: Awaitable[Any]) -> Outcome:
+        try:
+            result = await awaitable
+        except Exception as exc:
+            return outcome_response(message, exc=exc, debug=self.options.debug)
         return outcome_response(message, result, debug=self.options.debug)
 
     async def execute(self, prepared: Prepared) -> Outcome:

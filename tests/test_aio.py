@@ -474,3 +474,91 @@ def test_client_repr_and_reserved_names() -> None:
             assert "not connected" in repr(c)
 
     run(main)
+
+
+async def start_fake_server(handler: object) -> asyncio.Server:
+    """A raw asyncio server running ``handler(reader, writer)`` (closes the writer after)."""
+
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)  # type: ignore[operator]
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(wrapped, "127.0.0.1", 0)
+
+
+def test_client_handles_replies_it_cannot_match() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        # not a response, a reply for an unknown id, then an error without id (a parse error)
+        writer.write(b'{"hello": 1}\n{"jsonrpc":"2.0","id":999,"result":0}\n')
+        writer.write(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}\n')
+        await writer.drain()
+        await reader.readline()
+        await reader.readline()
+        writer.write(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}\n')
+        writer.write(b"not json at all\n")
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        server = await start_fake_server(answer)
+        try:
+            async with await aio.connect(*server.sockets[0].getsockname()[:2], timeout=0.5) as c:
+                # with one call outstanding, an id-less error can only be its answer
+                with pytest.raises(aio.ParseError):
+                    await c.first()
+                # with two outstanding it is ambiguous: logged and ignored, both time out
+                results = await asyncio.gather(c.a(), c.b(), return_exceptions=True)
+                assert all(isinstance(r, aio.RPCTimeout) for r in results), results
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main)
+
+
+def test_client_waits_while_the_server_does_not_read_and_fails_on_close() -> None:
+    stop = asyncio.Event
+
+    async def main() -> None:
+        closing = stop()
+
+        async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await closing.wait()
+            writer.transport.abort()
+
+        server = await start_fake_server(never_read)
+        try:
+            c = await aio.connect(*server.sockets[0].getsockname()[:2])
+            big = "x" * (8 * 2**20)
+            calls = [asyncio.create_task(c.call("take", big)) for _ in range(4)]
+            await asyncio.sleep(0.3)
+            assert c._link._write_ready is not None and not c._link._write_ready.done()  # paused
+            assert not any(call.done() for call in calls)
+            closing.set()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(r, aio.ConnectionLost) for r in results), results
+            await c.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main)
+
+
+def test_an_async_callable_object_runs_via_the_pool_and_is_awaited() -> None:
+    class Handler:
+        async def __call__(self, x: int) -> int:
+            await asyncio.sleep(0)
+            return x * 10
+
+    async def main() -> None:
+        for inline in (False, True):
+            srv = aio.RPCServer(run_sync_in_thread=not inline)
+            srv.register_function(Handler(), name="h")
+            async with serving(srv) as address, await aio.connect(*address) as c:
+                assert await c.h(4) == 40
+
+    run(main)
