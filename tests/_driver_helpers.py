@@ -137,7 +137,9 @@ class Peer:
         self.sock.shutdown(how)
 
     def close(self) -> None:
-        """Close the socket."""
+        """Close the socket (shutting it down first wakes a reader in another thread)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
     def __enter__(self) -> Peer:
@@ -168,3 +170,44 @@ def start_thread(target: Any, *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()
     return thread
+
+
+class FakeServer:
+    """A scripted raw-socket server: ``script(peer)`` runs for each accepted connection.
+
+    Use as a context manager; ``.address`` is where to connect. On exit the
+    listener and every connection are closed and the threads joined.
+    """
+
+    def __init__(self, script: Any, connections: int = 1) -> None:
+        self._script = script
+        self._connections = connections
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(WAIT)
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self.errors: list[BaseException] = []
+        self._peers: list[Peer] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for _ in range(self._connections):
+                conn, _ = self._listener.accept()
+                conn.settimeout(WAIT)
+                peer = Peer(conn)
+                self._peers.append(peer)
+                self._script(peer)
+        except BaseException as exc:  # reported by __exit__
+            self.errors.append(exc)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(WAIT)  # the script ends by itself when the test went well
+        self._listener.close()
+        for peer in self._peers:
+            peer.close()
+        self._thread.join(WAIT)
+        assert not self._thread.is_alive(), "the fake server's script did not finish"

@@ -1,0 +1,560 @@
+"""RPCClient against real servers and against scripted raw-socket servers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread
+
+from jsonrpc_mini import (
+    BatchResult,
+    ConnectionLost,
+    InvalidParams,
+    MethodNotFound,
+    RemoteError,
+    RPCClient,
+    RPCError,
+    RPCServer,
+    RPCTimeout,
+    ServerError,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def echo(*args: Any, **kwargs: Any) -> Any:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@pytest.fixture
+def server() -> Any:
+    s = RPCServer()
+    s.register_function(echo)
+    s.register_function(lambda a, b: a + b, name="add")
+    s.register_function(lambda a, b: a + b, name="math.add")
+    return s
+
+
+@pytest.fixture
+def address(server: RPCServer) -> Any:
+    with serving(server) as addr:
+        yield addr
+
+
+# -- connecting ----------------------------------------------------------------
+
+
+def test_seed_style_and_one_line_construction(address: Any) -> None:
+    host, port = address
+    c = RPCClient()
+    assert not c.connected
+    assert c.connect(host, port) is c
+    assert c.connected and c.timeout is None
+    assert c.add(1, 2) == 3
+    c.close()
+    assert not c.connected
+
+    d = RPCClient(host, port, timeout=5.0)
+    assert d.connected and d.timeout == 5.0
+    assert "connected" in repr(d)
+    assert d.add(2, 2) == 4
+    d.close()
+
+
+def test_connect_rules(address: Any) -> None:
+    host, port = address
+    with RPCClient(host, port, timeout=WAIT) as c:
+        with pytest.raises(RPCError, match="already connected"):
+            c.connect(host, port)
+        c.close()
+        c.connect(host, port)  # a closed client may connect again
+        assert c.add(1, 1) == 2
+    with pytest.raises(ValueError, match="host"):
+        RPCClient(port=port)
+    with pytest.raises(ValueError, match="timeout"):
+        RPCClient(timeout=0)
+    with pytest.raises(ValueError, match="framing"):
+        RPCClient(framing="auto")  # type: ignore[arg-type]
+    with pytest.raises(ConnectionLost, match="connect"):
+        RPCClient().add(1, 2)  # never connected
+
+
+def test_connect_to_a_closed_port_is_connection_lost() -> None:
+    port = free_port()
+    with pytest.raises(ConnectionLost) as info:
+        RPCClient("127.0.0.1", port, timeout=WAIT)
+    assert isinstance(info.value, ConnectionError)
+    assert info.value.code is None
+    assert f"127.0.0.1:{port}" in str(info.value)
+    c = RPCClient()
+    with pytest.raises(ConnectionLost):
+        c.connect("127.0.0.1", port)
+    assert not c.connected
+
+
+def test_content_length_framing_option(address: Any) -> None:
+    with RPCClient(*address, framing="content-length", timeout=WAIT) as c:
+        assert c.echo("测试项", kw1="1") == {"args": ["测试项"], "kwargs": {"kw1": "1"}}
+        assert c.add(1, 2) == 3
+
+
+# -- calling -------------------------------------------------------------------
+
+
+def test_attribute_calls_and_call(address: Any) -> None:
+    with RPCClient(*address, timeout=WAIT) as c:
+        assert c.echo() == {"args": [], "kwargs": {}}
+        assert c.echo(1, [2], {"3": 4}) == {"args": [1, [2], {"3": 4}], "kwargs": {}}
+        assert c.echo(a=None) == {"args": [], "kwargs": {"a": None}}
+        assert c.call("add", 0.5, 0.25) == 0.75
+        assert c.math.add(1, 2) == 3  # dotted names through attributes
+        assert repr(c.math.add) == "<remote method 'math.add'>"
+        with pytest.raises(AttributeError):
+            c.math._private  # noqa: B018
+
+
+def test_method_and_self_keywords_pass_through(address: Any) -> None:
+    with RPCClient(*address, timeout=WAIT) as c:
+        expected = {"args": [1], "kwargs": {"method": "m", "self": "s"}}
+        assert c.call("echo", 1, method="m", self="s") == expected
+        assert c.echo(1, method="m", self="s") == expected
+        with c.batch() as b:
+            r = b.echo(1, method="m", self="s")
+            r2 = b.call("echo", 1, method="m", self="s")
+        assert r.result() == expected and r2.result() == expected
+
+
+def test_own_names_are_not_remote_calls(server: RPCServer, address: Any) -> None:
+    closed = threading.Event()
+    server.register_function(lambda: closed.set() or "remote close", name="close")
+    server.register_function(lambda: "remote with_timeout", name="with_timeout")
+    with RPCClient(*address, timeout=WAIT) as c:
+        for own in ("call", "notify", "batch", "connect", "close", "with_timeout"):
+            attr = getattr(c, own)
+            assert attr.__self__ is c and attr.__func__ is getattr(RPCClient, own), own
+        for private in ("_x", "__x__", "_link_"):
+            with pytest.raises(AttributeError):
+                getattr(c, private)
+        assert c.call("close") == "remote close"
+        assert closed.is_set()
+        assert c.connected  # the remote close did not close our connection
+        assert c.call("with_timeout") == "remote with_timeout"
+        with pytest.raises(MethodNotFound):
+            c.call("_x")  # reachable through call(), refused by the server
+
+
+def test_arguments_that_cannot_be_sent_raise_and_leave_the_client_usable(address: Any) -> None:
+    with RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(TypeError):
+            c.echo({1, 2})
+        with pytest.raises(TypeError, match="collides"):
+            c.echo(1, **{"0": 2})
+        assert c.add(1, 2) == 3
+
+
+def test_errors_carry_code_message_data_and_name_the_method(server: RPCServer, address: Any) -> None:
+    def fail(code: int) -> None:
+        raise RPCError(code, f"failed with {code}", {"code": code})
+
+    server.register_function(fail)
+    with RPCClient(*address, timeout=WAIT) as c:
+        for code, cls in ((-32001, ServerError), (-32602, InvalidParams), (404, RemoteError)):
+            with pytest.raises(cls) as info:
+                c.fail(code)
+            err = info.value
+            assert (err.code, err.message, err.data, err.method) == (
+                code,
+                f"failed with {code}",
+                {"code": code},
+                "fail",
+            )
+            assert "fail" in str(err) and str(code) in str(err)
+        with pytest.raises(MethodNotFound) as missing:
+            c.nowhere(1)
+        assert missing.value.code == -32601 and "nowhere" in str(missing.value)
+        with pytest.raises(InvalidParams) as bad:
+            c.add(1)
+        assert bad.value.method == "add"
+
+
+def test_notify_runs_remotely_and_returns_nothing(server: RPCServer, address: Any) -> None:
+    got: list[Any] = []
+    done = threading.Event()
+
+    def log(*args: Any, **kwargs: Any) -> str:
+        got.append((args, kwargs))
+        done.set()
+        return "ignored"
+
+    server.register_function(log)
+    with RPCClient(*address, timeout=WAIT) as c:
+        assert c.notify("log", "x", level="info") is None
+        assert done.wait(WAIT)
+        assert got == [(("x",), {"level": "info"})]
+        c.notify("no_such_method", 1)  # errors of notifications are never answered
+        assert c.add(1, 2) == 3  # ... so the next reply is ours
+
+
+# -- batches ---------------------------------------------------------------------
+
+
+def test_batch_results_errors_and_notifications(server: RPCServer, address: Any) -> None:
+    noted = threading.Event()
+    server.register_function(lambda text: noted.set(), name="note")
+    with RPCClient(*address, timeout=WAIT) as c:
+        with c.batch() as b:
+            first = b.add(1, 2)
+            second = b.call("echo", "x", k=1)
+            dotted = b.math.add(10, 20)
+            missing = b.nope()
+            bad = b.add(1)
+            b.notify("note", "in a batch")
+            assert len(b) == 6
+            with pytest.raises(RPCError, match="not been sent"):
+                first.result()
+        assert isinstance(first, BatchResult) and first.method == "add"
+        assert first.result() == 3
+        assert second.result() == {"args": ["x"], "kwargs": {"k": 1}}
+        assert dotted.result() == 30
+        with pytest.raises(MethodNotFound) as info:
+            missing.result()
+        assert info.value.method == "nope"
+        with pytest.raises(InvalidParams):
+            bad.result()
+        assert noted.wait(WAIT)
+        with pytest.raises(RPCError, match="already sent"):
+            b.add(1, 2)
+        assert c.add(2, 3) == 5  # the connection is in step afterwards
+
+
+def test_batches_of_only_notifications_or_nothing(server: RPCServer, address: Any) -> None:
+    seen: list[int] = []
+    all_seen = threading.Event()
+
+    def note(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 3:
+            all_seen.set()
+
+    server.register_function(note)
+    with RPCClient(*address, timeout=WAIT) as c:
+        with c.batch() as b:
+            for n in range(3):
+                b.notify("note", n)
+        assert all_seen.wait(WAIT)
+        assert sorted(seen) == [0, 1, 2]
+        with c.batch():
+            pass  # nothing queued: nothing sent
+        assert c.add(1, 2) == 3
+
+
+def test_a_batch_is_not_sent_when_the_block_raises(server: RPCServer, address: Any) -> None:
+    ran: list[int] = []
+    server.register_function(lambda: ran.append(1), name="mark")
+    with RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(KeyError), c.batch() as b:
+            b.notify("mark")
+            raise KeyError("abandon")
+        assert c.add(1, 2) == 3
+    assert ran == []
+
+
+# -- timeouts ------------------------------------------------------------------
+
+
+def test_with_timeout_and_late_replies_are_dropped(server: RPCServer, address: Any) -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    def slow(tag: str) -> str:
+        release.wait(WAIT)
+        finished.set()
+        return f"slow {tag}"
+
+    server.register_function(slow)
+    with RPCClient(*address, timeout=WAIT) as c:
+        quick = c.with_timeout(0.2)
+        assert quick.timeout == 0.2 and c.timeout == WAIT
+        with pytest.raises(RPCTimeout) as info:
+            quick.slow("a")
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.code is None and "slow" in str(info.value)
+        release.set()
+        assert finished.wait(WAIT)
+        # the late reply for "slow a" arrives now and must not be taken for this call
+        for n in range(20):
+            assert quick.add(n, 1) == n + 1
+            assert c.echo(n) == {"args": [n], "kwargs": {}}
+        assert c.with_timeout(None).timeout is None
+        with pytest.raises(ValueError):
+            c.with_timeout(-1)
+
+
+def test_client_timeout_bounds_every_call_and_batch(server: RPCServer) -> None:
+    release = threading.Event()
+    server.register_function(lambda: release.wait(WAIT) and "done", name="slow")
+    server.register_function(lambda a, b: a + b, name="add")
+    with serving(server) as address, RPCClient(*address, timeout=0.2) as c:
+        with pytest.raises(RPCTimeout):
+            c.slow()
+        with c.batch() as b:
+            late = b.slow()
+        with pytest.raises(RPCTimeout):
+            late.result()
+        release.set()
+        assert c.with_timeout(WAIT).add(1, 2) == 3
+
+
+# -- sharing between threads -----------------------------------------------------
+
+
+def test_one_client_shared_by_many_threads(address: Any) -> None:
+    threads_n, calls_n = 8, 200
+    barrier = threading.Barrier(threads_n, timeout=WAIT)
+    wrong: list[str] = []
+    finished: list[int] = []
+    with RPCClient(*address, timeout=WAIT) as c:
+
+        def worker(t: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(calls_n):
+                    got = c.add(t * 1_000_000, i)
+                    if got != t * 1_000_000 + i:
+                        wrong.append(f"thread {t} call {i} got {got}")
+                finished.append(t)
+            except Exception as exc:
+                wrong.append(f"thread {t}: {exc!r}")
+
+        workers = [start_thread(worker, t) for t in range(threads_n)]
+        for w in workers:
+            w.join(WAIT * 6)
+    assert not wrong, wrong[:5]
+    assert sorted(finished) == list(range(threads_n))
+
+
+def test_every_pending_call_fails_when_the_server_closes() -> None:
+    callers = 5
+    received = threading.Semaphore(0)
+
+    def script(peer: Peer) -> None:
+        for _ in range(callers):
+            peer.until(b"\n")
+            received.release()
+        peer.close()  # five calls pending: the server goes away
+
+    outcomes: list[BaseException | Any] = []
+    with FakeServer(script) as fake:
+        c = RPCClient(*fake.address)  # no timeout: only the lost connection can end the calls
+
+        def call(n: int) -> None:
+            try:
+                outcomes.append(c.slow(n))
+            except BaseException as exc:
+                outcomes.append(exc)
+
+        threads = [start_thread(call, n) for n in range(callers)]
+        for t in threads:
+            t.join(WAIT)
+        assert not any(t.is_alive() for t in threads), "a pending call was not failed"
+        assert len(outcomes) == callers
+        assert all(isinstance(o, ConnectionLost) for o in outcomes), outcomes
+        assert {o.method for o in outcomes} == {"slow"}
+        assert not c.connected
+        with pytest.raises(ConnectionLost):
+            c.add(1, 2)  # and later calls fail at once
+        c.close()
+    assert not fake.errors
+
+
+def test_pending_calls_fail_when_a_real_server_stops_early() -> None:
+    callers = 5
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    s = RPCServer(shutdown_grace=0.1)
+
+    @s.register
+    def slow() -> str:
+        entered.release()
+        release.wait(WAIT)
+        return "too late"
+
+    outcomes: list[Any] = []
+    address = s.start("127.0.0.1", 0)
+    c = RPCClient(*address)
+    threads = [start_thread(lambda: outcomes.append(_outcome(c.slow))) for _ in range(callers)]
+    for _ in range(callers):
+        assert entered.acquire(timeout=WAIT)
+    stopper = start_thread(s.shutdown)
+    for t in threads:
+        t.join(WAIT)
+    assert [type(o) for o in outcomes] == [ConnectionLost] * callers
+    release.set()
+    stopper.join(WAIT)
+    c.close()
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except BaseException as exc:
+        return exc
+
+
+def test_close_fails_calls_waiting_in_other_threads(server: RPCServer, address: Any) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.register_function(slow)
+    c = RPCClient(*address)
+    outcomes: list[Any] = []
+    caller = start_thread(lambda: outcomes.append(_outcome(c.slow)))
+    assert entered.wait(WAIT)
+    c.close()
+    caller.join(WAIT)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], ConnectionLost)
+    c.close()  # idempotent
+    release.set()
+
+
+# -- scripted servers -----------------------------------------------------------
+
+
+def _reply(id_: Any, result: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": id_, "result": result}).encode()
+
+
+def test_replies_without_trailing_newline() -> None:
+    def script(peer: Peer) -> None:
+        for _ in range(2):
+            req = peer.json_line()
+            peer.sendall(_reply(req["id"], req["params"][0] * 2))  # no newline, ever
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        assert c.double(21) == 42
+        assert c.double("ab") == "abab"
+        c.notify("bye")
+    assert not fake.errors
+
+
+def test_replies_in_another_order_are_matched_by_id() -> None:
+    calls = 4
+
+    def script(peer: Peer) -> None:
+        requests = [peer.json_line() for _ in range(calls)]
+        for req in reversed(requests):  # answer the last first
+            peer.sendall(_reply(req["id"], req["params"]) + b"\n")
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        outcomes: dict[int, Any] = {}
+        threads = [start_thread(lambda n=n: outcomes.__setitem__(n, c.ident(n))) for n in range(calls)]
+        for t in threads:
+            t.join(WAIT)
+        assert outcomes == {n: [n] for n in range(calls)}
+        c.notify("bye")
+    assert not fake.errors
+
+
+def test_a_batch_reply_array_in_any_order() -> None:
+    def script(peer: Peer) -> None:
+        batch = peer.json_line()
+        replies = [
+            {"jsonrpc": "2.0", "id": item["id"], "result": item["params"][0] + 1}
+            if item["method"] == "inc"
+            else {"jsonrpc": "2.0", "id": item["id"], "error": {"code": -32601, "message": "no", "data": [1]}}
+            for item in reversed(batch)
+            if "id" in item
+        ]
+        peer.sendall(json.dumps(replies).encode())
+        peer.sendall(b"\n" + _reply(99, "after") + b"\n")
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        with c.batch() as b:
+            one, two = b.inc(1), b.inc(2)
+            b.notify("note")
+            missing = b.other()
+        assert (one.result(), two.result()) == (2, 3)
+        with pytest.raises(MethodNotFound) as info:
+            missing.result()
+        assert info.value.data == [1]
+        c.notify("bye")
+    assert not fake.errors
+
+
+def test_garbage_and_stray_messages_from_the_server_are_survived() -> None:
+    def script(peer: Peer) -> None:
+        req = peer.json_line()
+        peer.sendall(b"this is not json\n")
+        peer.sendall(b'{"jsonrpc": "2.0", "method": "server_push"}\n')  # not a response
+        peer.sendall(b'{"unrelated": true}\n')
+        peer.sendall(_reply(12345, "for nobody") + b"\n")  # an id nobody waits for
+        peer.sendall(_reply(req["id"], "ok") + b"\n")
+        req = peer.json_line()
+        peer.sendall(_reply(req["id"], "still ok") + b"\n")
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        assert c.first() == "ok"
+        assert c.second() == "still ok"
+        c.notify("bye")
+    assert not fake.errors
+
+
+def test_an_error_with_null_id_fails_the_only_pending_call() -> None:
+    def script(peer: Peer) -> None:
+        peer.json_line()
+        peer.sendall(b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}\n')
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        with pytest.raises(RPCError) as info:
+            c.anything()
+        assert info.value.code == -32700 and info.value.method == "anything"
+        c.notify("bye")
+    assert not fake.errors
+
+
+@pytest.mark.parametrize("tail", [b"", b'{"jsonrpc": "2.0", "id": 1, "res'])
+def test_server_closing_mid_reply_is_connection_lost(tail: bytes) -> None:
+    def script(peer: Peer) -> None:
+        peer.json_line()
+        peer.sendall(tail)
+        peer.close()
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        with pytest.raises(ConnectionLost) as info:
+            c.anything()
+        assert info.value.method == "anything"
+    assert not fake.errors
+
+
+def test_sending_to_a_reset_connection_is_connection_lost() -> None:
+    def script(peer: Peer) -> None:
+        peer.until(b"\n")
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.sock.close()  # RST
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        c.notify("hello")
+        with pytest.raises(ConnectionLost):
+            for _ in range(50):  # the first sends may still be buffered locally
+                c.notify("x", "y" * 65536)
+            c.anything()
+        assert not c.connected
+    assert not fake.errors
