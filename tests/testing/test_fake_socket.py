@@ -1,0 +1,175 @@
+"""FakeSocket: scripted inbound bytes, recorded writes, real socket exceptions."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+
+import pytest
+
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCTimeout, SocketTransport
+from jsonrpc_mini.testing import FakeSocket, _fake_socket
+
+pytestmark = pytest.mark.timeout(30)
+
+REPLY = b'{"jsonrpc": "2.0", "id": 1, "result": 3}\n'
+
+
+def test_recv_returns_script_items_then_eof():
+    sock = FakeSocket([b"abc", b"defgh"])
+    assert sock.recv(2) == b"ab"
+    assert sock.recv(100) == b"c"
+    assert sock.recv(100) == b"defgh"
+    assert sock.recv(100) == b""
+    assert sock.recv(100) == b""
+
+
+def test_recv_into_and_makefile():
+    sock = FakeSocket([b"hello", b" world\nnext"])
+    buf = bytearray(3)
+    assert sock.recv_into(buf) == 3
+    assert bytes(buf) == b"hel"
+    reader = sock.makefile("rb")
+    assert reader.readline() == b"lo world\n"
+    assert reader.read() == b"next"
+    writer = FakeSocket().makefile("wb")
+    writer.write(b"x" * 10)
+    writer.flush()
+
+
+def test_makefile_write_goes_to_sent():
+    sock = FakeSocket()
+    writer = sock.makefile("wb")
+    writer.write(b"abc")
+    writer.flush()
+    assert sock.sent == b"abc"
+
+
+def test_scripted_exceptions_are_raised_in_order():
+    sock = FakeSocket([b"a", ConnectionResetError, b"b", TimeoutError("timed out")])
+    assert sock.recv(10) == b"a"
+    with pytest.raises(ConnectionResetError):
+        sock.recv(10)
+    assert sock.recv(10) == b"b"
+    with pytest.raises(socket.timeout):
+        sock.recv(10)
+    assert sock.recv(10) == b""
+
+
+def test_timeouts_and_nonblocking_mode_without_data():
+    sock = FakeSocket(eof=False)
+    sock.settimeout(0.05)
+    assert sock.gettimeout() == 0.05
+    with pytest.raises(TimeoutError):
+        sock.recv(10)
+    sock.setblocking(False)
+    assert sock.getblocking() is False
+    with pytest.raises(BlockingIOError) as info:
+        sock.recv(10)
+    assert info.value.errno == errno.EAGAIN
+    sock.setblocking(True)
+    assert sock.gettimeout() is None
+
+
+def test_feed_from_another_thread_wakes_recv():
+    sock = FakeSocket(eof=False)
+    sock.settimeout(5.0)
+    timer = threading.Timer(0.05, sock.feed, args=(b"late",))
+    timer.start()
+    try:
+        assert sock.recv(10) == b"late"
+    finally:
+        timer.cancel()
+    sock.feed_eof()
+    assert sock.recv(10) == b""
+
+
+def test_partial_sends_and_sendall():
+    sock = FakeSocket(max_send=3)
+    assert sock.send(b"abcdefg") == 3
+    sock.sendall(b"1234567")
+    assert sock.writes == [b"abc", b"123", b"456", b"7"]
+    assert sock.sent == b"abc1234567"
+
+
+def test_send_fails_after_n_bytes():
+    sock = FakeSocket(fail_send_after=5, send_error=ConnectionResetError)
+    with pytest.raises(ConnectionResetError):
+        sock.sendall(b"0123456789")
+    assert sock.sent == b"01234"
+
+
+def test_shutdown_and_close_behave_like_a_socket():
+    sock = FakeSocket([b"data"])
+    sock.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        sock.send(b"x")
+    assert sock.recv(10) == b"data"
+    sock.shutdown(socket.SHUT_RD)
+    assert sock.recv(10) == b""
+    assert sock.shutdowns == [socket.SHUT_WR, socket.SHUT_RD]
+    sock.close()
+    sock.close()
+    assert sock.closed
+    with pytest.raises(OSError) as info:
+        sock.recv(1)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError):
+        sock.send(b"x")
+    assert sock.fileno() == -1
+
+
+def test_options_addresses_and_context_manager():
+    with FakeSocket(peer=("10.0.0.1", 1)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert sock.getpeername() == ("10.0.0.1", 1)
+        sock.connect(("127.0.0.1", 9))
+        assert sock.getpeername() == ("127.0.0.1", 9)
+        assert sock.getsockname() == ("127.0.0.1", 54321)
+    assert sock.closed
+
+
+def test_blocking_recv_with_empty_script_fails_instead_of_hanging(monkeypatch):
+    monkeypatch.setattr(_fake_socket, "MAX_BLOCK", 0.05)
+    with pytest.raises(RuntimeError, match="empty script"):
+        FakeSocket(eof=False).recv(1)
+
+
+def test_rpc_client_over_socket_transport_of_a_fake_socket():
+    sock = FakeSocket([REPLY])
+    client = RPCClient(transport=SocketTransport(sock), timeout=2)
+    assert client.add(1, 2) == 3
+    assert sock.sent == b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n'
+    client.close()
+    assert sock.closed
+
+
+def test_rpc_client_reply_split_into_single_bytes():
+    sock = FakeSocket([REPLY[i : i + 1] for i in range(len(REPLY))])
+    client = RPCClient(transport=SocketTransport(sock), timeout=2)
+    assert client.add(1, 2) == 3
+
+
+@pytest.mark.parametrize(
+    "script",
+    [[], [ConnectionResetError("reset")], [REPLY[:10]], [REPLY[:10], ConnectionResetError]],
+    ids=["eof", "reset", "eof-mid-reply", "reset-mid-reply"],
+)
+def test_rpc_client_fails_with_connection_lost(script):
+    client = RPCClient(transport=SocketTransport(FakeSocket(script)), timeout=2)
+    with pytest.raises(ConnectionLost):
+        client.add(1, 2)
+
+
+def test_rpc_client_times_out_when_nothing_comes():
+    client = RPCClient(transport=SocketTransport(FakeSocket(eof=False)), timeout=0.1)
+    with pytest.raises(RPCTimeout):
+        client.add(1, 2)
+
+
+def test_rpc_client_send_failure_is_connection_lost():
+    client = RPCClient(transport=SocketTransport(FakeSocket(fail_send_after=0)), timeout=1)
+    with pytest.raises(ConnectionLost):
+        client.add(1, 2)

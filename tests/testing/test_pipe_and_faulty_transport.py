@@ -1,0 +1,235 @@
+"""The in-memory pipe and FaultyTransport (the blocking driver of a fault plan)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from jsonrpc_mini import Transport
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pipe_pair
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def drain(transport, timeout: float = 1.0) -> list[bytes]:
+    """Every piece read until EOF (or a timeout)."""
+    pieces = []
+    while True:
+        try:
+            piece = transport.recv(1 << 16, timeout)
+        except TimeoutError:
+            return pieces
+        if not piece:
+            return pieces
+        pieces.append(piece)
+
+
+# -- the pipe ---------------------------------------------------------------------
+
+
+def test_pipe_pair_is_a_transport_and_keeps_segments():
+    a, b = pipe_pair()
+    assert isinstance(a, Transport)
+    a.send(b"one")
+    a.send(b"two")
+    b.send(b"back")
+    assert b.recv(2, 1.0) == b"on"
+    assert b.recv(100, 1.0) == b"e"
+    assert b.recv(100, 1.0) == b"two"
+    assert a.recv(100, 1.0) == b"back"
+    with pytest.raises(TimeoutError):
+        b.recv(100, 0.01)
+
+
+def test_pipe_close_gives_eof_and_broken_pipe_and_wakes_reader():
+    a, b = pipe_pair()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(a.recv(10, 5.0)))
+    reader.start()
+    time.sleep(0.02)
+    a.close()
+    reader.join(5.0)
+    assert got == [b""]
+    assert b.recv(10, 1.0) == b""
+    with pytest.raises(BrokenPipeError):
+        b.send(b"x")
+    with pytest.raises(OSError):
+        a.send(b"x")
+    a.close()
+
+
+def test_pipe_half_close_both_ways():
+    a, b = pipe_pair()
+    a.send(b"last")
+    a.shutdown_write()
+    assert b.recv(10, 1.0) == b"last"
+    assert b.recv(10, 1.0) == b""
+    b.send(b"still open")
+    assert a.recv(100, 1.0) == b"still open"
+    with pytest.raises(BrokenPipeError):
+        a.send(b"x")
+    a.shutdown_read()
+    with pytest.raises(BrokenPipeError):
+        b.send(b"x")
+    assert a.recv(10, 1.0) == b""
+
+
+def test_pipe_abort_resets_both_ends():
+    a, b = pipe_pair()
+    a.send(b"unread")
+    a.abort()
+    with pytest.raises(ConnectionResetError):
+        b.recv(10, 1.0)
+    with pytest.raises(ConnectionResetError):
+        b.send(b"x")
+    assert a.closed
+
+
+# -- FaultyTransport --------------------------------------------------------------
+
+
+def test_faulty_send_splits_into_seeded_chunks():
+    a, b = pipe_pair()
+    plan = FaultPlan(seed=3, max_chunk=5)
+    FaultyTransport(a, plan).send(b"x" * 100)
+    pieces = drain(b, 0.05)
+    assert b"".join(pieces) == b"x" * 100
+    assert all(1 <= len(p) <= 5 for p in pieces)
+    a2, b2 = pipe_pair()
+    FaultyTransport(a2, plan).send(b"x" * 100)
+    assert [len(p) for p in drain(b2, 0.05)] == [len(p) for p in pieces]
+
+
+def test_faulty_recv_returns_partial_reads_deterministically():
+    sizes = []
+    for _ in range(2):
+        a, b = pipe_pair()
+        b.send(b"y" * 200)
+        b.close()
+        faulty = FaultyTransport(a, FaultPlan(seed=8, max_chunk=6))
+        pieces = drain(faulty)
+        assert b"".join(pieces) == b"y" * 200
+        sizes.append([len(p) for p in pieces])
+    assert sizes[0] == sizes[1]
+    assert max(sizes[0]) <= 6
+
+
+def test_faulty_side_picks_the_direction():
+    plan = FaultPlan(client_to_server=DirectionFaults(max_chunk=1))
+    a, b = pipe_pair()
+    FaultyTransport(a, plan, side="server").send(b"abcd")  # server->client: no faults
+    assert drain(b, 0.05) == [b"abcd"]
+    a, b = pipe_pair()
+    FaultyTransport(a, plan, side="client").send(b"abcd")
+    assert drain(b, 0.05) == [b"a", b"b", b"c", b"d"]
+    with pytest.raises(ValueError):
+        FaultyTransport(a, plan, side="middle")  # type: ignore[arg-type]
+
+
+def test_disconnect_after_closes_both_ends_mid_send():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(seed=5, disconnect_after=10))
+    with pytest.raises(BrokenPipeError, match="seed=5"):
+        faulty.send(b"z" * 25)
+    assert b"".join(drain(b)) == b"z" * 10  # the peer got 10 bytes, then EOF
+    assert faulty.recv(10, 1.0) == b""
+    with pytest.raises(BrokenPipeError, match="seed=5"):
+        faulty.send(b"more")
+
+
+def test_reset_after_resets_the_peer():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(seed=6, reset_after=4))
+    with pytest.raises(ConnectionResetError, match="seed=6"):
+        faulty.send(b"0123456789")
+    with pytest.raises(ConnectionResetError):
+        b.recv(10, 1.0)
+    with pytest.raises(ConnectionResetError, match="seed=6"):
+        faulty.recv(10, 1.0)
+
+
+def test_inbound_reset_raises_to_the_owner():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(server_to_client=DirectionFaults(reset_after=3)))
+    b.send(b"abcdef")
+    assert faulty.recv(100, 1.0) == b"abc"
+    with pytest.raises(ConnectionResetError):
+        faulty.recv(100, 1.0)
+    with pytest.raises(ConnectionResetError):
+        b.send(b"x")
+
+
+def test_half_close_outbound_keeps_the_other_direction():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(client_to_server=DirectionFaults(half_close_after=3)))
+    faulty.send(b"abc")
+    with pytest.raises(BrokenPipeError):
+        faulty.send(b"d")
+    assert b"".join(drain(b)) == b"abc"
+    b.send(b"reply")
+    assert faulty.recv(100, 1.0) == b"reply"
+
+
+def test_half_close_inbound_gives_eof_and_peer_writes_fail():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(server_to_client=DirectionFaults(half_close_after=2)))
+    b.send(b"abcdef")
+    assert faulty.recv(100, 1.0) == b"ab"
+    assert faulty.recv(100, 1.0) == b""
+    with pytest.raises(BrokenPipeError):
+        b.send(b"x")
+    faulty.send(b"still")
+    assert b.recv(100, 1.0) == b"still"
+
+
+def test_stall_swallows_outbound_and_times_out_inbound():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(stall_after=2))
+    faulty.send(b"abcdef")  # no error: the bytes just never arrive
+    assert drain(b, 0.05) == [b"ab"]
+    b.send(b"123")
+    assert faulty.recv(100, 1.0) == b"12"
+    with pytest.raises(TimeoutError, match="stall"):
+        faulty.recv(100, 0.05)
+    closer = threading.Timer(0.05, faulty.close)
+    closer.start()
+    assert faulty.recv(100, None) == b""  # close wakes a stalled reader
+    closer.join()
+
+
+def test_latency_connect_delay_and_close_delay_take_time():
+    a, b = pipe_pair()
+    plan = FaultPlan(latency=0.02, connect_delay=0.05, close_delay=0.03, max_chunk=50)
+    faulty = FaultyTransport(a, plan)
+    start = time.monotonic()
+    faulty.send(b"x" * 100)  # connect delay + 2 chunks of at least 20 ms
+    assert time.monotonic() - start >= 0.05 + 0.02
+    start = time.monotonic()
+    faulty.close()
+    assert time.monotonic() - start >= 0.03
+    assert b"".join(drain(b)) == b"x" * 100
+
+
+def test_connect_delay_bounds_recv_by_its_timeout():
+    a, _ = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(connect_delay=5.0))
+    with pytest.raises(TimeoutError, match="not established"):
+        faulty.recv(10, 0.02)
+    faulty.close()
+    assert faulty.recv(10, 0.02) == b""
+
+
+def test_close_wakes_a_blocked_recv():
+    a, _ = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(max_chunk=2))
+    got = []
+    reader = threading.Thread(target=lambda: got.append(faulty.recv(10, 5.0)))
+    reader.start()
+    time.sleep(0.02)
+    faulty.close()
+    reader.join(5.0)
+    assert got == [b""]
+    with pytest.raises(OSError):
+        faulty.send(b"x")
