@@ -1,0 +1,276 @@
+"""SocketTransport and open_connection: the seam every driver moves bytes through."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tempfile
+import threading
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, free_port, start_thread
+
+from jsonrpc_mini import ConnectionLost, RPCTimeout, SocketTransport, Transport
+from jsonrpc_mini._transport import open_connection
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+@pytest.fixture
+def pair() -> Any:
+    a, b = socket.socketpair()
+    ta, tb = SocketTransport(a), SocketTransport(b)
+    yield ta, tb
+    ta.close()
+    tb.close()
+
+
+def test_socket_transport_fits_the_seam(pair: Any) -> None:
+    ta, _ = pair
+    assert isinstance(ta, Transport)
+
+
+def test_send_and_recv_move_all_bytes(pair: Any) -> None:
+    ta, tb = pair
+    payload = os.urandom(3 * 2**20)  # larger than any socket buffer: send must loop
+    sender = start_thread(ta.send, payload)
+    got = bytearray()
+    while len(got) < len(payload):
+        chunk = tb.recv(65536, WAIT)
+        assert chunk
+        got += chunk
+    sender.join(WAIT)
+    assert bytes(got) == payload
+
+
+def test_recv_timeout_raises_timeout_error_and_the_transport_stays_usable(pair: Any) -> None:
+    ta, tb = pair
+    with pytest.raises(TimeoutError):
+        tb.recv(100, 0.05)
+    with pytest.raises(TimeoutError):
+        tb.recv(100, 0)  # zero: just a poll
+    ta.send(b"later")
+    assert tb.recv(100, WAIT) == b"later"
+    ta.send(b"blocking")
+    assert tb.recv(100, None) == b"blocking"
+
+
+def test_recv_returns_empty_bytes_at_eof(pair: Any) -> None:
+    ta, tb = pair
+    ta.send(b"last words")
+    ta.sock.shutdown(socket.SHUT_WR)
+    assert tb.recv(100, WAIT) == b"last words"
+    assert tb.recv(100, WAIT) == b""
+    assert tb.recv(100, None) == b""
+
+
+@pytest.mark.parametrize("timeout", [None, WAIT])
+def test_close_wakes_a_reader_blocked_in_another_thread(timeout: float | None) -> None:
+    a, b = socket.socketpair()
+    ta, tb = SocketTransport(a), SocketTransport(b)
+    outcome: list[Any] = []
+    started = threading.Event()
+
+    def reader() -> None:
+        started.set()
+        try:
+            outcome.append(tb.recv(100, timeout))
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = start_thread(reader)
+    assert started.wait(WAIT)
+    # give the reader a moment to block inside recv (it is also correct if it has not yet)
+    thread.join(0.1)
+    tb.close()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "close() did not wake the blocked reader"
+    assert outcome and (outcome[0] == b"" or isinstance(outcome[0], OSError))
+    tb.close()  # idempotent
+    tb.close()
+    ta.close()
+
+
+def test_close_is_idempotent_and_send_after_close_fails(pair: Any) -> None:
+    ta, tb = pair
+    ta.close()
+    ta.close()
+    with pytest.raises(OSError):
+        ta.send(b"x")
+    assert tb.recv(10, WAIT) == b""
+
+
+class _SocketLike:
+    """Not a real socket: no file descriptor, so the transport must use settimeout."""
+
+    def __init__(self, inbound: list[bytes]) -> None:
+        self.inbound = inbound
+        self.timeouts: list[float | None] = []
+        self.sent = bytearray()
+        self.closed = False
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeouts.append(timeout)
+
+    def recv(self, max_bytes: int) -> bytes:
+        if not self.inbound:
+            raise TimeoutError("fake socket has nothing")
+        return self.inbound.pop(0)[:max_bytes]
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def shutdown(self, how: int) -> None:
+        raise OSError("not connected")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_socket_like_objects_get_settimeout() -> None:
+    fake = _SocketLike([b"one", b"two"])
+    t = SocketTransport(fake)  # type: ignore[arg-type]
+    assert t.recv(100, 1.5) == b"one"
+    assert t.recv(100, None) == b"two"
+    with pytest.raises(TimeoutError, match="timed out"):
+        t.recv(100, -1.0)
+    assert fake.timeouts == [1.5, 0.0]
+    t.send(b"abc")
+    assert fake.sent == b"abc"
+    t.close()  # shutdown fails (not connected) but close still happens
+    t.close()
+    assert fake.closed
+
+
+# -- open_connection -----------------------------------------------------------
+
+
+def test_open_connection_tcp_round_trip() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        t = open_connection(*listener.getsockname()[:2], timeout=WAIT)
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                assert t.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # small replies go out at once
+                assert t.sock.gettimeout() is None  # blocking: timeouts are applied per recv
+                t.send(b"ping")
+                assert conn.recv(4) == b"ping"
+                conn.sendall(b"pong")
+                assert t.recv(4, WAIT) == b"pong"
+            finally:
+                t.close()
+
+
+def test_open_connection_refused_is_connection_lost() -> None:
+    port = free_port()
+    with pytest.raises(ConnectionLost, match=f"cannot connect to 127.0.0.1:{port}"):
+        open_connection("127.0.0.1", port, timeout=WAIT)
+
+
+def test_open_connection_needs_an_address() -> None:
+    with pytest.raises(ValueError, match="host and port"):
+        open_connection(None, None)
+
+
+def test_open_connection_times_out_with_rpc_timeout() -> None:
+    # A listener that never accepts, with a full backlog: further SYNs go unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    held = []
+    try:
+        with pytest.raises(RPCTimeout, match="timed out") as info:
+            for _ in range(16):
+                held.append(open_connection(*listener.getsockname(), timeout=0.2))
+        assert isinstance(info.value, TimeoutError)
+    finally:
+        for t in held:
+            t.close()
+        listener.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
+def test_open_connection_unix() -> None:
+    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
+    path = os.path.join(directory, "t.sock")
+    try:
+        with pytest.raises(ConnectionLost, match=path):
+            open_connection(None, None, path=path, timeout=WAIT)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(path)
+            listener.listen(1)
+            t = open_connection(None, None, path=path, timeout=WAIT)
+            conn, _ = listener.accept()
+            with conn:
+                t.send(b"unix")
+                assert conn.recv(4) == b"unix"
+            t.close()
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(directory)
+
+
+@pytest.fixture(scope="module")
+def tls() -> Any:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def _tls_server(server_ctx: ssl.SSLContext, payload: bytes) -> tuple[Any, threading.Thread, list[Any]]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    problems: list[Any] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls_conn:
+                tls_conn.settimeout(WAIT)
+                tls_conn.sendall(payload)
+                tls_conn.recv(1)  # wait for the client to finish
+        except Exception as exc:
+            problems.append(exc)
+
+    return listener, start_thread(serve), problems
+
+
+def test_tls_recv_uses_data_already_decrypted(tls: Any) -> None:
+    # One TLS record holds more than one recv asks for: the rest is buffered inside
+    # the SSL object, invisible to select(). A recv with a timeout must still see it.
+    server_ctx, client_ctx = tls
+    payload = b"r" * 10_000
+    listener, thread, problems = _tls_server(server_ctx, payload)
+    with listener:
+        t = open_connection("127.0.0.1", listener.getsockname()[1], timeout=WAIT, ssl=client_ctx)
+        got = bytearray(t.recv(100, WAIT))
+        while len(got) < len(payload):
+            got += t.recv(100, 0.5)
+        assert bytes(got) == payload
+        t.send(b"x")
+        thread.join(WAIT)
+        t.close()
+    assert not problems
+
+
+def test_tls_handshake_failure_is_connection_lost(tls: Any) -> None:
+    server_ctx, _ = tls
+    untrusting = ssl.create_default_context()  # does not know our CA
+    listener, thread, _problems = _tls_server(server_ctx, b"")
+    with listener:
+        with pytest.raises(ConnectionLost, match="TLS handshake"):
+            open_connection("127.0.0.1", listener.getsockname()[1], timeout=WAIT, ssl=untrusting)
+        thread.join(WAIT)
