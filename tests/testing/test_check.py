@@ -1,0 +1,120 @@
+"""check HOST:PORT: the probes pass against our server and catch a broken one."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from jsonrpc_mini import RPCServer
+from jsonrpc_mini.testing import CheckReport, ProbeResult, check
+from jsonrpc_mini.testing.__main__ import main, parse_address
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def address():
+    server = RPCServer()
+    server.register_function(lambda value: value, name="echo")
+    yield server.start("127.0.0.1", 0)
+    server.shutdown()
+
+
+def test_our_server_passes_every_probe(address):
+    report = check(*address, echo_method="echo", timeout=5)
+    failed = [r for r in report.results if r.status != "pass"]
+    assert not failed, report.render()
+    assert report.ok
+    assert len(report.results) >= 20
+    assert "0 failed, 0 warnings" in report.render()
+
+
+def test_without_echo_method_the_echo_probe_is_a_warning(address):
+    report = check(*address, timeout=5, only=["echo-large", "method-not-found"])
+    assert [(r.name, r.status) for r in report.results] == [("method-not-found", "pass"), ("echo-large", "warn")]
+    assert report.ok
+
+
+def test_cli_exit_status_zero_and_report(address):
+    host, port = address
+    proc = subprocess.run(
+        [sys.executable, "-m", "jsonrpc_mini.testing", "check", f"{host}:{port}", "--echo-method", "echo"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"jsonrpc_mini check {host}:{port} (seed 0)" in proc.stdout
+    assert "PASS  ids-echoed" in proc.stdout
+
+
+class _WrongServer(socketserver.BaseRequestHandler):
+    """Answers every line with a result and id 1: wrong for almost every probe; one client at a time."""
+
+    def handle(self):
+        self.request.settimeout(2)
+        buf = b""
+        try:
+            while True:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\n" in buf:
+                    _, buf = buf.split(b"\n", 1)
+                    self.request.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "result": 0}).encode() + b"\n")
+        except OSError:
+            return
+
+
+@pytest.fixture
+def wrong_server():
+    srv = socketserver.TCPServer(("127.0.0.1", 0), _WrongServer)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv.server_address
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_a_wrong_server_fails_and_the_cli_exits_1(wrong_server):
+    host, port = wrong_server
+    report = check(host, port, timeout=0.5, only=["method-not-found", "parse-error", "ids-echoed", "stalled-client"])
+    status = {r.name: r.status for r in report.results}
+    assert status == {"method-not-found": "fail", "parse-error": "fail", "ids-echoed": "fail", "stalled-client": "fail"}
+    assert not report.ok
+    assert "[seed 0]" in report.results[0].detail
+    assert "(replay with --seed 0)" in report.render()
+    assert main(["check", f"{host}:{port}", "--timeout", "0.5", "--only", "parse-error"]) == 1
+
+
+def test_unreachable_server_is_one_failure():
+    report = check("127.0.0.1", 1, timeout=1)
+    assert [(r.name, r.status) for r in report.results] == [("connect", "fail")]
+    assert main(["check", "127.0.0.1:1", "--timeout", "1"]) == 1
+
+
+def test_address_parsing_and_usage_errors():
+    assert parse_address("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert parse_address("[::1]:80") == ("::1", 80)
+    with pytest.raises(SystemExit) as info:
+        main(["check", "nohost"])
+    assert info.value.code == 2
+
+
+def test_report_rendering():
+    report = CheckReport("h", 1, 7, [ProbeResult("a", "pass", "fine"), ProbeResult("bb", "warn", "hmm")])
+    assert report.ok
+    assert report.render().splitlines() == [
+        "jsonrpc_mini check h:1 (seed 7)",
+        "  PASS  a   fine",
+        "  WARN  bb  hmm",
+        "1 passed, 0 failed, 1 warnings",
+    ]

@@ -1,0 +1,167 @@
+"""The pytest plugin, run as a user would: a separate pytest process on a test file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jsonrpc_mini.testing import Resources
+
+pytestmark = pytest.mark.timeout(120)
+
+USER_TESTS = """
+import threading
+
+import pytest
+
+from jsonrpc_mini import ConnectionLost, RPCServer
+from jsonrpc_mini.testing import FaultPlan, LoopbackServer
+
+SEEN = {}
+
+
+def make_server():
+    server = RPCServer()
+    server.register_function(lambda a, b: a + b, name="add")
+    server.register_function(lambda v: v, name="echo")
+    return server
+
+
+def test_seed(jsonrpc_seed):
+    assert jsonrpc_seed == 1234
+
+
+def test_no_marker_means_no_faults(jsonrpc_faults):
+    assert jsonrpc_faults == FaultPlan(seed=1234)
+    assert not jsonrpc_faults.active
+
+
+@pytest.mark.jsonrpc_faults(max_chunk=1, awkward_splits=True)
+def test_marker_plan(jsonrpc_faults, jsonrpc_loopback):
+    assert jsonrpc_faults == FaultPlan(seed=1234, max_chunk=1, awkward_splits=True)
+    client = jsonrpc_loopback(make_server())
+    assert client.echo("é" * 500) == "é" * 500
+
+
+@pytest.mark.jsonrpc_faults(disconnect_after=10)
+def test_marker_reaches_loopback(jsonrpc_loopback):
+    client = jsonrpc_loopback(make_server())
+    with pytest.raises(ConnectionLost, match="seed=1234"):
+        client.add(1, 2)
+
+
+@pytest.mark.jsonrpc_faults(disconnect_after=10)
+def test_explicit_faults_override_the_marker(jsonrpc_loopback):
+    assert jsonrpc_loopback(make_server(), faults=None).add(1, 2) == 3
+
+
+@pytest.mark.jsonrpc_faults(seed=5, max_chunk=2)
+def test_server_factory(jsonrpc_server, jsonrpc_faults):
+    assert jsonrpc_faults.seed == 5
+    server = make_server()
+    srv = jsonrpc_server(server)
+    assert isinstance(srv, LoopbackServer)
+    assert srv.faults == jsonrpc_faults
+    assert srv.client().add(2, 3) == 5
+    SEEN["server"] = server
+
+
+def test_server_factory_cleaned_up():
+    assert SEEN["server"].address is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini")]
+
+
+def test_fake_socket_factory(jsonrpc_fake_socket):
+    sock = jsonrpc_fake_socket([b"abc"])
+    assert sock.recv(10) == b"abc"
+
+
+def test_no_leaks_fixture_passes_when_clean(jsonrpc_no_leaks, jsonrpc_loopback):
+    assert jsonrpc_loopback(make_server()).add(1, 1) == 2
+
+
+@pytest.mark.jsonrpc_faults(max_chunk=3)
+def test_failure_shows_the_seed(jsonrpc_loopback):
+    assert jsonrpc_loopback(make_server()).add(1, 2) == 4
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugin") / "test_user.py"
+    path.write_text(textwrap.dedent(USER_TESTS))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env.pop("JSONRPC_SEED", None)
+    before = Resources()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-v",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:xdist",
+            "--jsonrpc-seed",
+            "1234",
+            str(path),
+        ],
+        cwd=path.parent,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=env,
+    )
+    before.assert_no_leaks()
+    return proc
+
+
+def test_header_prints_the_seed(run):
+    assert "jsonrpc_mini: --jsonrpc-seed=1234" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_seed",
+        "test_no_marker_means_no_faults",
+        "test_marker_plan",
+        "test_marker_reaches_loopback",
+        "test_explicit_faults_override_the_marker",
+        "test_server_factory",
+        "test_server_factory_cleaned_up",
+        "test_fake_socket_factory",
+        "test_no_leaks_fixture_passes_when_clean",
+    ],
+)
+def test_fixtures_and_marker_work(run, name):
+    assert f"test_user.py::{name} PASSED" in run.stdout, run.stdout + run.stderr
+
+
+def test_failure_report_names_seed_and_plan(run):
+    assert "test_user.py::test_failure_shows_the_seed FAILED" in run.stdout
+    assert "jsonrpc_mini" in run.stdout
+    assert "fault plan: FaultPlan(seed=1234, max_chunk=3)" in run.stdout
+    assert "replay with: pytest --jsonrpc-seed=1234" in run.stdout
+    assert run.returncode == 1
+
+
+def test_marker_is_registered():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--markers", "-p", "no:cacheprovider"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "@pytest.mark.jsonrpc_faults" in proc.stdout
