@@ -8,10 +8,12 @@ with their output captured and always stopped with bounded waits.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -114,30 +116,76 @@ def methods() -> Methods:
 
 
 @pytest.fixture
-def our_server(methods: Methods) -> Iterator[tuple[str, int]]:
-    """Our RPCServer with :class:`Methods` on a free 127.0.0.1 port; shut down after."""
+def rpc_server(methods: Methods) -> Iterator[RPCServer]:
+    """Our RPCServer with :class:`Methods`, serving on a free 127.0.0.1 port; shut down after."""
     server = RPCServer()
     methods.install(server)
-    address = server.start("127.0.0.1", 0)
+    server.start("127.0.0.1", 0)
     try:
-        yield address
+        yield server
     finally:
         server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node executable, with every pinned peer installed; fails (never skips) otherwise."""
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("interop tests need Node.js (`node` on PATH); install nodejs, then run " + INSTALL_HINT)
+@pytest.fixture
+def our_server(rpc_server: RPCServer) -> tuple[str, int]:
+    """The (host, port) of :func:`rpc_server`."""
+    address = rpc_server.address
+    assert isinstance(address, tuple)
+    return address[0], address[1]
+
+
+def _peer_problem() -> str | None:
+    """Why the pinned npm peers are not usable as installed, or None if they are."""
     for alias, version in PEERS.items():
         manifest = NODE_DIR / "node_modules" / alias / "package.json"
         if not manifest.is_file():
-            pytest.fail(f"npm peer {alias} is not installed: run {INSTALL_HINT}")
+            return f"npm peer {alias} is not installed"
         found = json.loads(manifest.read_text("utf-8"))["version"]
         if found != version:
-            pytest.fail(f"npm peer {alias} is {found}, the tests pin {version}: run {INSTALL_HINT}")
+            return f"npm peer {alias} is {found}, the tests pin {version}"
+    return None
+
+
+def _install_peers() -> None:
+    """``npm ci`` the pinned peers once, under a lock (pytest-xdist workers share the folder)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(
+            f"{_peer_problem()} and npm is not on PATH: install Node.js >= 20 with npm, then run {INSTALL_HINT}"
+        )
+    key = hashlib.sha256(str(NODE_DIR.resolve()).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"jsonrpc-mini-interop-{key}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits here, then finds the peers installed
+        if _peer_problem() is None:
+            return
+        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        try:
+            proc = subprocess.run(command, cwd=NODE_DIR, capture_output=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`{' '.join(command)}` in {NODE_DIR} did not finish in 300 s")
+        if proc.returncode != 0:
+            pytest.fail(
+                f"`{' '.join(command)}` in {NODE_DIR} failed:\n{proc.stderr.decode('utf-8', 'replace')[-4000:]}"
+            )
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable, with every pinned peer installed; fails (never skips) otherwise.
+
+    Missing peers are installed with ``npm ci`` from the lockfile (CI does that up
+    front); an install that fails fails the tests with npm's message.
+    """
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail("interop tests need Node.js >= 20 (`node` on PATH); install it, then run " + INSTALL_HINT)
+    if _peer_problem() is not None:
+        _install_peers()
+    problem = _peer_problem()
+    if problem is not None:
+        pytest.fail(f"{problem} even after npm ci: run {INSTALL_HINT}")
     return path
 
 

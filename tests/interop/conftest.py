@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from _interop import methods, node, our_server
+from _interop import methods, node, our_server, rpc_server
 
-__all__ = ["methods", "node", "our_server"]
+__all__ = ["methods", "node", "our_server", "rpc_server"]

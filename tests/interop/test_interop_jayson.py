@@ -8,10 +8,22 @@ replies with its delimiter.
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
 import pytest
-from _interop import APP_ERROR, CUSTOM_ERROR, Methods, describe, node_server, run_node, unicode_payload
+from _interop import (
+    APP_ERROR,
+    CUSTOM_ERROR,
+    WAIT,
+    Methods,
+    describe,
+    node_server,
+    run_node,
+    unicode_payload,
+    wait_until,
+)
 
 from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError
 
@@ -66,9 +78,12 @@ def check_jayson_client_run(out, methods: Methods) -> None:
 
 
 @pytest.mark.parametrize("jayson", JAYSONS)
-def test_jayson_client_to_our_server(node, our_server, methods, jayson):
+def test_jayson_client_to_our_server(node, rpc_server, our_server, methods, jayson):
     out = run_node(node, "jayson_client.js", jayson, our_server[1], '"\\n"', PAYLOAD_SIZE)
     check_jayson_client_run(out, methods)
+    # jayson hangs up after each reply (or right after a notification): every one of
+    # its ~40 one-shot connections must be closed on our side too, not left to idle out.
+    wait_until(lambda: rpc_server.connection_count == 0, "our server to close jayson's connections")
 
 
 def test_jayson4_client_without_newline_to_our_server(node, our_server, methods):
@@ -159,3 +174,26 @@ def test_our_client_to_jayson_server_concurrent_replies(jayson_server):
         for t in threads:
             t.join(20)
     assert results == {i: i for i in range(16)}
+
+
+@pytest.mark.parametrize(("jayson", "delimiter"), [("jayson4", b""), ("jayson5", b"\n")])
+def test_jayson_server_reply_delimiter_quirk(node, jayson, delimiter):
+    # Pins the quirk the README documents: jayson 4's server ends replies with nothing,
+    # so two pipelined replies arrive as "}{"; jayson 5 ends each with a newline.
+    requests = b"".join(b'{"jsonrpc":"2.0","method":"add","params":[%d,%d],"id":%d}\n' % (i, i, i) for i in (1, 2))
+    expected = b'{"jsonrpc":"2.0","id":1,"result":2}' + delimiter + b'{"jsonrpc":"2.0","id":2,"result":4}' + delimiter
+    with node_server(node, "jayson_server.js", jayson) as address:
+        with socket.create_connection(address, timeout=WAIT) as sock:
+            sock.sendall(requests)
+            data = b""
+            deadline = time.monotonic() + WAIT
+            while len(data) < len(expected) and time.monotonic() < deadline:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        assert data == expected
+        # And our client reads exactly these replies correctly, pipelined on one connection.
+        with RPCClient(*address, timeout=WAIT) as c, c.batch() as b:
+            pending = [b.add(i, i) for i in range(5)]
+        assert [p.result() for p in pending] == [0, 2, 4, 6, 8]

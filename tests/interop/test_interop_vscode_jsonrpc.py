@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from _interop import APP_ERROR, CUSTOM_ERROR, Methods, describe, node_server, run_node, unicode_payload
+from _interop import APP_ERROR, CUSTOM_ERROR, Methods, describe, node_server, run_node, unicode_payload, wait_until
 
 from jsonrpc_mini import (
     InternalError,
@@ -56,9 +56,10 @@ def check_vscode_client_run(out, methods: Methods) -> None:
 
 
 @pytest.mark.parametrize("vscode", VSCODES)
-def test_vscode_client_to_our_server_autodetected(node, our_server, methods, vscode):
+def test_vscode_client_to_our_server_autodetected(node, rpc_server, our_server, methods, vscode):
     out = run_node(node, "vscode_client.js", vscode, our_server[1], PAYLOAD_SIZE)
     check_vscode_client_run(out, methods)
+    wait_until(lambda: rpc_server.connection_count == 0, "our server to close the connection vscode-jsonrpc ended")
 
 
 def test_vscode_client_to_our_content_length_server(node, methods):
