@@ -1,0 +1,223 @@
+"""One served connection (Session): serve_connection, thread use, back-pressure, endings."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, Peer, raw_connect, request, serving, start_thread, wait_for
+
+from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
+from jsonrpc_mini._session import Session, current_session
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def _served_pair(server: RPCServer) -> tuple[Session, Peer]:
+    """Serve one end of a socketpair; return the session and the other end."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    session = server.serve_connection(SocketTransport(theirs))
+    return session, Peer(ours)
+
+
+def _session_threads(session: Session) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(session._name + "-"))
+
+
+def test_serve_connection_serves_any_transport_until_the_peer_closes() -> None:
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    session, peer = _served_pair(s)
+    assert s.connection_count == 1
+    peer.sendall(request("add", [1, 2]))
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 3}
+    peer.shutdown(socket.SHUT_WR)
+    assert session.join(WAIT), "the session did not end after the peer closed"
+    assert session.finished.is_set()
+    assert peer.to_eof() == b""
+    wait_for(lambda: s.connection_count == 0, "the session to be forgotten")
+    peer.close()
+
+
+def test_an_rpc_client_over_a_served_transport() -> None:
+    s = RPCServer()
+    s.register_function(lambda *a, **k: [a, k], name="echo")
+    ours, theirs = socket.socketpair()
+    session = s.serve_connection(SocketTransport(theirs))
+    with RPCClient(transport=SocketTransport(ours), timeout=WAIT) as c:
+        assert c.echo("测试项", kw1="1") == [["测试项"], {"kw1": "1"}]
+    assert session.join(WAIT)
+
+
+def test_current_session_inside_and_outside_handlers() -> None:
+    seen: list[Any] = []
+    s = RPCServer()
+    s.register_function(lambda: seen.append(current_session()), name="who")
+    session, peer = _served_pair(s)
+    peer.sendall(request("who"))
+    peer.json_line()
+    assert seen == [session]
+    assert current_session() is None
+    peer.close()
+    assert session.join(WAIT)
+
+
+def test_sequential_calls_use_few_threads() -> None:
+    s = RPCServer()
+    s.register_function(lambda n: n, name="ident")
+    session, peer = _served_pair(s)
+    most = 0
+    for n in range(200):
+        peer.sendall(request("ident", [n], id_=n))
+        assert peer.json_line()["result"] == n
+        most = max(most, _session_threads(session))
+    # Leader/Followers: the reader runs the call while one follower waits to read.
+    assert most <= 3
+    peer.close()
+    assert session.join(WAIT)
+
+
+def test_threads_are_bounded_by_max_concurrent_calls() -> None:
+    limit = 4
+    release = threading.Event()
+    running = threading.Semaphore(0)
+    s = RPCServer(max_concurrent_calls=limit)
+
+    @s.register
+    def slow(n: int) -> int:
+        running.release()
+        release.wait(WAIT)
+        return n
+
+    session, peer = _served_pair(s)
+    peer.sendall(b"".join(request("slow", [n], id_=n) for n in range(20)))
+    for _ in range(limit):
+        assert running.acquire(timeout=WAIT)
+    time.sleep(0.2)  # room for any thread that should not exist to appear
+    assert session.busy == limit
+    assert _session_threads(session) <= limit + 1
+    release.set()
+    assert sorted(peer.json_line()["id"] for _ in range(20)) == list(range(20))
+    peer.close()
+    assert session.join(WAIT)
+
+
+def test_a_reply_to_a_vanished_peer_ends_the_session_quietly() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer()
+
+    @s.register
+    def slow() -> str:
+        entered.set()
+        release.wait(WAIT)
+        return "x" * 2**20  # large, so the write fails rather than sits in a buffer
+
+    session, peer = _served_pair(s)
+    peer.sendall(request("slow"))
+    assert entered.wait(WAIT)
+    peer.close()
+    release.set()
+    assert session.join(WAIT)
+    wait_for(lambda: s.connection_count == 0, "the session to be forgotten")
+
+
+class _BrokenTransport:
+    """recv fails at once: the session must end without a traceback escaping."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def send(self, data: bytes) -> None:
+        raise OSError("broken")
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        raise ConnectionResetError("reset by a test")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_failing_transport_ends_the_session() -> None:
+    s = RPCServer()
+    transport = _BrokenTransport()
+    session = s.serve_connection(transport)
+    assert session.join(WAIT)
+    assert transport.closed.is_set()
+    assert s.connection_count == 0
+
+
+def test_shutdown_closes_served_transports_and_respects_the_grace_period() -> None:
+    entered, release = threading.Event(), threading.Event()
+    s = RPCServer(shutdown_grace=0.2)
+
+    @s.register
+    def stuck() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    idle_session, idle_peer = _served_pair(s)
+    busy_session, busy_peer = _served_pair(s)
+    busy_peer.sendall(request("stuck"))
+    assert entered.wait(WAIT)
+    stopper = start_thread(s.shutdown)
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown() waited past shutdown_grace for a stuck call"
+    assert idle_peer.to_eof() == b""
+    assert busy_peer.to_eof() == b""
+    assert idle_session.join(WAIT)
+    release.set()
+    assert busy_session.join(WAIT)
+    idle_peer.close()
+    busy_peer.close()
+
+
+def test_all_notification_batch_gets_no_output() -> None:
+    noted = threading.Semaphore(0)
+    s = RPCServer()
+    s.register_function(lambda n: noted.release(), name="note")
+    s.register_function(lambda: "pong", name="ping")
+    session, peer = _served_pair(s)
+    batch = [{"jsonrpc": "2.0", "method": "note", "params": [n]} for n in range(3)]
+    peer.sendall(json.dumps(batch).encode() + b"\n")
+    for _ in range(3):
+        assert noted.acquire(timeout=WAIT)
+    peer.sendall(request("ping", id_="p"))
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "p", "result": "pong"}  # nothing came before it
+    peer.close()
+    assert session.join(WAIT)
+
+
+def test_a_broken_content_length_header_is_answered_then_closed() -> None:
+    s = RPCServer()
+    session, peer = _served_pair(s)
+    peer.sendall(b"Content-Length: banana\r\n\r\n{}")
+    data = peer.to_eof()
+    header, _, body = data.partition(b"\r\n\r\n")
+    assert header.lower().startswith(b"content-length:")
+    reply = json.loads(body)
+    assert reply["id"] is None and reply["error"]["code"] in (-32700, -32600)
+    peer.close()
+    assert session.join(WAIT)
+
+
+def test_notifications_run_after_eof_on_many_connections() -> None:
+    ran = threading.Semaphore(0)
+    s = RPCServer()
+    s.register_function(ran.release, name="fire")
+    with serving(s) as address:
+        for _ in range(20):  # one connection per notification, closed at once
+            with raw_connect(address) as peer:
+                peer.sendall(b'{"jsonrpc":"2.0","method":"fire"}')  # no newline either
+        for n in range(20):
+            assert ran.acquire(timeout=WAIT), f"only {n} of 20 notifications ran"
