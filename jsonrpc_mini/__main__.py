@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 from ._client import RPCClient
@@ -27,11 +29,13 @@ def _demo(args: argparse.Namespace) -> int:
         return {"args": list(a), "kwargs": kw}
 
     server.register_function(test)
-    host, port = server.start(args.host, args.port)  # type: ignore[misc]
+    address = server.start(args.host, args.port)
+    assert not isinstance(address, str)  # TCP, not a Unix socket path
+    host, port = address
     print(f"server listening on {host}:{port}")
     try:
         with RPCClient(host, port, timeout=10) as client:
-            shown = [
+            shown: list[tuple[str, Callable[[], Any]]] = [
                 ("add(1, 2)", lambda: client.add(1, 2)),
                 ('test("测试项", kw1="1")', lambda: client.test("测试项", kw1="1")),
                 ('call("add", 0.5, 0.25)', lambda: client.call("add", 0.5, 0.25)),
@@ -58,11 +62,30 @@ def _load_target(spec: str) -> Any:
     return getattr(module, attr) if attr else module
 
 
+def _register_module(server: RPCServer, module: ModuleType) -> list[str]:
+    # Only what the module defines (or lists in __all__): never what it imported,
+    # so `from os import system` in a served module does not expose system().
+    exported = getattr(module, "__all__", None)
+    names = []
+    for name, value in vars(module).items():
+        public = name in exported if exported is not None else not name.startswith("_")
+        own = getattr(value, "__module__", None) == module.__name__
+        if public and (own or exported is not None) and inspect.isroutine(value):
+            server.register_function(value, name)
+            names.append(name)
+    return names
+
+
 def _serve(args: argparse.Namespace) -> int:
-    target = _load_target(args.target)
+    try:
+        target = _load_target(args.target)
+    except (ImportError, AttributeError) as exc:
+        print(f"error: cannot load {args.target!r}: {exc}", file=sys.stderr)
+        return 2
     server = target if isinstance(target, RPCServer) else RPCServer(debug=args.debug)
     if not isinstance(target, RPCServer):
-        names = server.register_instance(target)
+        register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
+        names = register(server, target)
         print(f"registered: {', '.join(sorted(names)) or '(nothing public)'}", file=sys.stderr)
 
     def stop(signum: int, frame: object) -> None:
@@ -72,7 +95,11 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     where = args.path or f"{args.host}:{args.port}"
     print(f"serving on {where} (Ctrl-C to stop)", file=sys.stderr)
-    server.loop(args.host, args.port, path=args.path)
+    try:
+        server.loop(args.host, args.port, path=args.path)
+    except OSError as exc:  # binding failed: port in use, no permission, bad path
+        print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

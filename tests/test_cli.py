@@ -1,0 +1,241 @@
+"""``python -m jsonrpc_mini demo | serve | call``: as subprocesses and in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for
+
+from jsonrpc_mini import RPCClient, RPCServer
+from jsonrpc_mini.__main__ import main
+
+pytestmark = pytest.mark.timeout(90)
+
+API_MODULE = textwrap.dedent(
+    """
+    from os.path import join  # imported: must not be exposed by `serve MODULE`
+    from jsonrpc_mini import RPCServer
+
+    def add(a, b):
+        return a + b
+
+    def greet(name, punctuation="!"):
+        return f"hello {name}{punctuation}"
+
+    def _private():
+        return "hidden"
+
+    class Api:
+        def mul(self, a, b):
+            return a * b
+
+        def _secret(self):
+            return "hidden"
+
+    api = Api()
+
+    server = RPCServer()
+
+    @server.register(name="math.neg")
+    def neg(x):
+        return -x
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+@pytest.fixture
+def api_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"cli_api_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(API_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jsonrpc_mini", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- as a user runs it ---------------------------------------------------------
+
+
+def test_demo_prints_the_calls_and_their_results() -> None:
+    done = run_cli("demo")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "server listening on 127.0.0.1:" in out
+    assert "add(1, 2) -> 3" in out
+    assert "测试项" in out and "'kw1': '1'" in out
+    assert 'call("add", 0.5, 0.25) -> 0.75' in out
+    assert "length -> 5000" in out
+    assert "batch add(2, 3), add(10, 20) -> 5, 30" in out
+    assert "missing() -> MethodNotFound" in out
+    assert out.rstrip().endswith("demo finished")
+
+
+@pytest.mark.parametrize("target", ["{m}:api", "{m}:server", "{m}"])
+def test_serve_and_call_end_to_end(api_module: str, target: str) -> None:
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "jsonrpc_mini", "serve", target.format(m=api_module), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    try:
+        wait_for(lambda: _reachable(port) or serve.poll() is not None, "the server to listen", timeout=30)
+        assert serve.poll() is None, serve.communicate()[1]
+        address = f"127.0.0.1:{port}"
+        if target == "{m}:api":
+            done = run_cli("call", address, "mul", "6", "7")
+            assert (done.returncode, done.stdout.strip()) == (0, "42"), done.stderr
+            missing = run_cli("call", address, "_secret")
+            assert missing.returncode == 1 and "-32601" in missing.stderr and "_secret" in missing.stderr
+        elif target == "{m}:server":
+            done = run_cli("call", address, "math.neg", "5")
+            assert (done.returncode, done.stdout.strip()) == (0, "-5"), done.stderr
+        else:
+            done = run_cli("call", address, "greet", "测试项", "punctuation=?")
+            assert (done.returncode, json.loads(done.stdout)) == (0, "hello 测试项?"), done.stderr
+            done = run_cli("call", address, "add", "[1]", '[{"a": 2}]')
+            assert json.loads(done.stdout) == [1, {"a": 2}], done.stderr
+            for hidden in ("join", "_private", "RPCServer", "api"):
+                refused = run_cli("call", address, hidden)
+                assert refused.returncode == 1 and "-32601" in refused.stderr, (hidden, refused.stdout)
+            notified = run_cli("call", "--notify", address, "add", "1", "2")
+            assert (notified.returncode, notified.stdout) == (0, "")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            _out, err = serve.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.communicate()
+            raise AssertionError("serve did not exit on SIGTERM") from None
+    assert serve.returncode == 0, err
+    assert f"serving on 127.0.0.1:{port}" in err
+
+
+def _reachable(port: int) -> bool:
+    try:
+        RPCClient("127.0.0.1", port, timeout=1).close()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["serve"], ["call"]])
+def test_help(command: list[str]) -> None:
+    done = run_cli(*command, "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: python -m jsonrpc_mini")
+    words = {(): ["demo", "serve", "call"], ("demo",): ["--port"], ("serve",): ["MODULE", "--host", "--port"]}
+    for word in words.get(tuple(command), ["HOST:PORT", "METHOD", "--timeout", "--notify"]):
+        assert word in done.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    done = run_cli()
+    assert done.returncode == 2 and "usage:" in done.stderr
+
+
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1", "127.0.0.1:http", ":80"])
+def test_call_with_a_bad_address(address: str) -> None:
+    done = run_cli("call", address, "add", "1", "2")
+    assert done.returncode == 2
+    assert "HOST:PORT" in done.stderr
+
+
+def test_call_an_unreachable_server() -> None:
+    done = run_cli("call", f"127.0.0.1:{free_port()}", "add", "1", "2", "--timeout", "5")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error:") and "connect" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- in-process (same code paths, measured by coverage) ---------------------------
+
+
+def test_main_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "add(1, 2) -> 3" in out and "demo finished" in out
+
+
+def test_main_call_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    s = RPCServer()
+    s.register_function(lambda *a, **k: {"a": list(a), "k": k}, name="echo")
+    s.register_function(lambda: 1 / 0, name="boom")
+    with serving(s) as (host, port):
+        assert main(["call", f"{host}:{port}", "echo", "1", "x", "null", "k=[true]", "not-a-key=1"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"a": [1, "x", None, "not-a-key=1"], "k": {"k": [True]}}
+        assert main(["call", f"[{host}]:{port}", "echo"]) == 0  # brackets are allowed around the host
+        capsys.readouterr()
+        assert main(["call", f"{host}:{port}", "boom"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: boom: [-32603]")
+
+
+def test_main_serve_in_process_stops_on_sigterm(api_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.fail("signal handlers can only be installed from the main thread")
+    port = free_port()
+    results: list[Any] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def client() -> None:
+        try:
+            wait_for(lambda: _reachable(port), "serve to listen")
+            with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
+                results.append(c.add(2, 3))
+                results.append(c.greet("x"))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = start_thread(client)
+    try:
+        assert main(["serve", api_module, "--port", str(port)]) == 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    thread.join(WAIT)
+    assert results == [5, "hello x!"]
+    err = capsys.readouterr().err
+    assert "registered: add, greet" in err and f"serving on 127.0.0.1:{port}" in err
+
+
+def test_serve_reports_bad_targets_and_busy_ports(api_module: str) -> None:
+    missing = run_cli("serve", "no_such_module_xyz")
+    assert missing.returncode == 2 and "no_such_module_xyz" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    no_attr = run_cli("serve", f"{api_module}:nothing_here")
+    assert no_attr.returncode == 2 and "nothing_here" in no_attr.stderr
+    s = RPCServer()
+    with serving(s) as (_host, port):
+        busy = run_cli("serve", api_module, "--port", str(port))
+    assert busy.returncode == 1 and str(port) in busy.stderr
+    assert "Traceback" not in busy.stderr
