@@ -91,8 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     where = args.path or f"{args.host}:{args.port}"
     print(f"serving on {where} (Ctrl-C to stop)", file=sys.stderr)
     try:
@@ -100,6 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # binding failed: port in use, no permission, bad path
         print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

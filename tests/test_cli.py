@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -239,3 +241,79 @@ def test_serve_reports_bad_targets_and_busy_ports(api_module: str) -> None:
         busy = run_cli("serve", api_module, "--port", str(port))
     assert busy.returncode == 1 and str(port) in busy.stderr
     assert "Traceback" not in busy.stderr
+
+
+EXPORTING_MODULE = textwrap.dedent(
+    """
+    from os.path import join
+    __all__ = ["join", "visible"]
+
+    def visible():
+        return "yes"
+
+    def not_listed():
+        return "no"
+    """
+)
+
+
+def test_main_serve_errors_in_process(
+    api_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    assert main(["serve", "no_such_module_xyz"]) == 2
+    assert "cannot load 'no_such_module_xyz'" in capsys.readouterr().err
+    assert main(["serve", f"{api_module}:missing_attr"]) == 2
+    assert "missing_attr" in capsys.readouterr().err
+
+    # __all__ decides what a module exposes, imported names included when listed
+    (tmp_path / "cli_exporting.py").write_text(EXPORTING_MODULE, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "cli_exporting", raising=False)
+    s = RPCServer()
+    with serving(s) as (_host, port):
+        assert main(["serve", "cli_exporting", "--port", str(port)]) == 1  # the port is taken
+    err = capsys.readouterr().err
+    assert "registered: join, visible\n" in err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    # the signal handlers of the embedding program are restored
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_main_call_errors_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "localhost", "add"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert main(["call", f"127.0.0.1:{free_port()}", "add", "--timeout", "5"]) == 1
+    assert capsys.readouterr().err.startswith("error: cannot connect")
+    noted = threading.Event()
+    s = RPCServer()
+    s.register_function(lambda *a: noted.set(), name="note")
+    with serving(s) as (host, port):
+        assert main(["call", "--notify", f"{host}:{port}", "note", "1"]) == 0
+        assert noted.wait(WAIT)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
+def test_main_serve_unix_socket_in_process(api_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
+    path = os.path.join(directory, "cli.sock")
+    results: list[Any] = []
+
+    def client() -> None:
+        try:
+            wait_for(lambda: os.path.exists(path), "the socket file")
+            with RPCClient(path=path, timeout=WAIT) as c:
+                results.append(c.mul(6, 7))
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C stops it too
+
+    thread = start_thread(client)
+    try:
+        assert main(["serve", f"{api_module}:api", "--path", path]) == 0
+    finally:
+        thread.join(WAIT)
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(directory)
+    assert results == [42]
+    assert f"serving on {path}" in capsys.readouterr().err
