@@ -71,7 +71,6 @@ class ServerProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the core and run what it yields."""
-        self._last = self._loop.time()
         self._proto.receive_data(data)
         self.pump()
 
@@ -143,6 +142,8 @@ class ServerProtocol(asyncio.Protocol):
             event = proto.next_event()
             if event is None:
                 break
+            # Idle time counts from the last message, not the last byte (slowloris).
+            self._last = self._loop.time()
             if isinstance(event, Call):
                 self._call(event.message)
             elif isinstance(event, Batch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # The asyncio driver joins this list once it is committed (issue 9: both servers).
-KINDS = ["sync"]
+KINDS = ["sync", "aio"]
 
 
 @pytest.fixture(params=KINDS)

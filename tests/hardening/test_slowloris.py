@@ -1,0 +1,110 @@
+"""Issue 9, item 3: slow and idle peers are closed, and cannot starve other clients.
+
+``idle_timeout`` counts from the last complete message (or the end of the last
+call), not from the last byte: whitespace or skipped garbage trickled in does not
+keep a connection alive. ``read_timeout`` bounds the time one message may take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def dribble_until_closed(raw: Raw, chunks: list[bytes], interval: float, limit: float) -> bool:
+    """Send ``chunks`` one by one every ``interval`` s (cycling); True once the server closed."""
+    deadline = time.monotonic() + limit
+    i = 0
+    while time.monotonic() < deadline:
+        try:
+            raw.send(chunks[i % len(chunks)])
+        except OSError:
+            return True  # closed (reset) by the server
+        i += 1
+        if raw.closed_within(interval):
+            return True
+    return False
+
+
+def test_idle_connection_is_closed(kind: str) -> None:
+    with running(kind, {"idle_timeout": 0.5}) as srv, Raw(srv.address) as raw:
+        assert raw.closed_within(WAIT)
+        assert raw.buf == b"", "an idle close is silent"
+        assert_serves(srv)
+
+
+def test_idle_timeout_restarts_after_each_message(kind: str) -> None:
+    with running(kind, {"idle_timeout": 0.8}) as srv, Raw(srv.address) as raw:
+        for i in range(4):  # 4 x 0.4 s > idle_timeout: only the messages keep it alive
+            raw.send(request("echo", [i], id_=i))
+            assert raw.reply()["result"] == i
+            time.sleep(0.4)
+        assert raw.closed_within(WAIT)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param([b" "], id="whitespace"),
+        pytest.param([b"\r\n"], id="blank-lines"),
+        pytest.param([b"]", b"x"], id="skipped-garbage"),
+    ],
+)
+def test_trickle_without_messages_does_not_defeat_idle_timeout(kind: str, chunks: list[bytes]) -> None:
+    with running(kind, {"idle_timeout": 0.6, "read_timeout": 60}) as srv, Raw(srv.address) as raw:
+        assert dribble_until_closed(raw, chunks, 0.1, WAIT), "a byte every 0.1 s kept an idle connection open"
+        assert_serves(srv)
+
+
+def test_slow_message_is_closed_by_read_timeout(kind: str) -> None:
+    message = request("echo", ["x" * 200])
+    with running(kind, {"read_timeout": 0.6, "idle_timeout": 60}) as srv, Raw(srv.address) as raw:
+        chunks = [message[i : i + 1] for i in range(len(message))]
+        assert dribble_until_closed(raw, chunks, 0.05, WAIT), "a message trickled in for ever"
+        assert b'"result"' not in raw.buf
+        assert_serves(srv)
+
+
+def test_running_call_is_not_idle(kind: str) -> None:
+    with running(kind, {"idle_timeout": 0.3}) as srv, srv.client() as client:
+        assert client.sleep(1.0) == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_many_slow_connections_do_not_starve_a_new_client(kind: str) -> None:
+    # Issue 9 asks for 1,000 connections trickling 1 byte per second; CI runs 200 (the
+    # heavy variant, JSONRPC_MINI_HEAVY=1, runs 1,000). Each sends part of a request.
+    count = 1000 if HEAVY else 200
+    message = request("echo", ["slow"])
+    with running(kind) as srv:
+        slow = [Raw(srv.address) for _ in range(count)]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            for i in range(len(message) - 1):  # never the last byte: no message completes
+                for raw in slow:
+                    with contextlib.suppress(OSError):
+                        raw.send(message[i : i + 1])
+                if stop.wait(1.0):
+                    return
+
+        feeder = threading.Thread(target=trickle, name="hardening-trickle")
+        feeder.start()
+        try:
+            time.sleep(1.5)  # every slow connection has started a message
+            assert srv.server.connection_count >= count
+            for _ in range(3):
+                with srv.client() as client:
+                    assert client.add(20, 22) == 42
+                    assert client.echo("fresh") == "fresh"
+        finally:
+            stop.set()
+            feeder.join(WAIT)
+            for raw in slow:
+                raw.close()
