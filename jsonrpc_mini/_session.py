@@ -1,12 +1,9 @@
 """One served connection: Leader/Followers threads over the sans-IO core.
 
-One thread at a time reads. When it has a request it runs the call itself and
-writes the reply; someone else must read meanwhile, so that a slow call never
-delays a fast one sent after it. If more bytes are already buffered it promotes an
-idle thread (or starts one, up to ``max_concurrent_calls``) at once; otherwise it
-asks the server's ReadWatcher to promote one only if bytes arrive while the call
-runs. A sequential client thus costs no thread hand-off at all (waking a thread
-per request used to double the cost of a round trip).
+One thread at a time reads. When it has a request it promotes an idle thread (or
+starts one, up to ``max_concurrent_calls``) to read next, then runs the call itself
+and writes the reply. A slow call therefore never delays a fast one sent after it,
+and a fast sequential client costs no hand-off on its reply path.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
-from ._transport import RECV_SIZE, SocketTransport, Transport
+from ._transport import RECV_SIZE, Transport
 
 if TYPE_CHECKING:
     from ._server import RPCServer
@@ -64,8 +61,6 @@ class Session:
         self._draining = False
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
-        self._watcher = server._watcher
-        self._on_readable = self._wake_reader  # one object: the watcher matches it by identity
         self._message_started: float | None = None
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
@@ -161,48 +156,20 @@ class Session:
                     self._cond.notify_all()
                     return
                 self._busy += 1
-                fd = None if self._proto.in_message else self._watchable_fd()
-                if fd is None:
-                    self._promote()
-            watched = fd is not None and self._watcher.watch(fd, self._on_readable)
-            if fd is not None and not watched:
-                with self._cond:
-                    self._promote()
+                if self._idle:
+                    self._cond.notify()
+                elif self._threads <= opts.max_concurrent_calls:
+                    self._spawn()
             try:
                 self._handle(event)
             finally:
-                if watched and fd is not None:
-                    self._watcher.unwatch(fd, self._on_readable)
                 self._idle_since = time.monotonic()
                 with self._cond:
                     self._busy -= 1
-                    # This thread reads next if nobody is; wake a waiter only if the
-                    # limit of concurrent calls held it back.
-                    if self._busy + 1 >= opts.max_concurrent_calls:
-                        self._cond.notify()
+                    self._cond.notify()
                     close_now = self._close_when_idle and not self._busy
                 if close_now:
                     self._transport.close()
-
-    def _promote(self) -> None:
-        """Let another thread read next (called with the condition held)."""
-        if self._idle:
-            self._cond.notify()
-        elif self._threads <= self._opts.max_concurrent_calls:
-            self._spawn()
-
-    def _watchable_fd(self) -> int | None:
-        transport = self._transport
-        if isinstance(transport, SocketTransport) and self._watcher.available():
-            return transport.watchable_fd()
-        return None
-
-    def _wake_reader(self) -> None:
-        # The watcher saw bytes arrive while every thread of ours was busy.
-        with self._cond:
-            blocked = self._reading or self._closing or self._input_done
-            if not blocked and self._busy < self._opts.max_concurrent_calls:
-                self._promote()
 
     def _read_event(self) -> Call | Batch | None:
         proto = self._proto
