@@ -68,7 +68,7 @@ class RPCError(Exception):
 
 
 def _rebuild(cls: type[RPCError], code: int | None, message: str, data: Any, method: str | None) -> RPCError:
-    exc = Exception.__new__(cls)
+    exc = cls.__new__(cls)  # not Exception.__new__: ConnectionLost/RPCTimeout are OSErrors
     RPCError.__init__(exc, code, message, data)
     exc.method = method
     return exc

@@ -26,7 +26,7 @@ from ._codec import (
     parse_response,
 )
 from ._errors import InvalidRequest
-from ._framing import FrameError, FramingName, Message, encode_frame, make_framer
+from ._framing import FrameError, FramingName, encode_frame, make_framer
 from ._json import JsonCodec
 
 __all__ = [
@@ -205,7 +205,7 @@ class ClientConnection(_Base):
                 if event.fatal:
                     self._queue.append(Closed())
                     self._closed_reported = True
-            elif isinstance(event, Message):
+            else:
                 values = event.value if isinstance(event.value, list) and event.value else [event.value]
                 for value in values:
                     self._queue.append(self._parse(value))

@@ -181,6 +181,13 @@ def test_non_utf8_error_says_so() -> None:
     assert "UTF-8" in event.message
 
 
+def test_a_byte_no_value_starts_with_is_answered_at_once() -> None:
+    # A TLS ClientHello on a plaintext port: answered without waiting for a newline.
+    events = every_split(b"\x16\x03\x01\x02\x00\x01", eof=False)
+    assert codes(events) == [(PARSE, False)]
+    assert codes(every_split(b"\x16\x03\x01junk\n" + OK_LINE)) == [(PARSE, False), OK]
+
+
 def test_garbage_after_a_value_on_the_same_line() -> None:
     assert codes(every_split(b'{"a":1} junk\n' + OK_LINE)) == [{"a": 1}, (PARSE, False), OK]
 
@@ -504,6 +511,13 @@ def test_bogus_content_length_is_fatal(header: bytes) -> None:
     events = every_split(data, "content-length")
     assert codes(events) == [(PARSE, True)]
     assert events[0].message.startswith("Parse error")
+
+
+def test_content_length_nesting_beyond_max_depth_is_32600_not_fatal() -> None:
+    data = cl(b"[[[[1]]]]") + cl(b'[{"a":[[[1]]]}]') + cl(b'{"ok":1}') + cl(b"[" + b",".join([b"[1]"] * 9) + b"]")
+    events = every_split(data, "content-length", max_depth=4)
+    assert codes(events) == [[[[[1]]]], (INVALID, False), OK, [[1]] * 9]
+    assert "nesting deeper than 4" in events[1].message
 
 
 def test_content_length_over_the_limit_is_fatal_before_the_body_arrives() -> None:
