@@ -3,17 +3,25 @@
 Run ``python benchmarks/aio_bench.py [--quick]``. Three scenarios (issue 7):
 
 1. 16 concurrent clients on one event loop, each making sequential calls of
-   ``add(i, 1)``: aio.RPCClient -> aio.RPCServer vs a raw streams client -> a raw
-   ``asyncio.start_server`` server (``readline``, JSON decode, add, JSON encode).
-2. 1,000 calls pipelined on one connection: ``asyncio.gather`` of 1,000
-   ``c.add(i, 1)`` vs the raw client writing 1,000 lines and reading 1,000 replies.
+   ``add(i, 1)``.
+2. 1,000 calls pipelined on one connection.
 3. 10,000 idle connections held by the aio server (and, for scale, by the raw
    server): the server process's resident memory before and after.
 
+The raw server is ``asyncio.start_server`` with ``readline``, JSON decode, add,
+JSON encode, ``write``. For 1 and 2 two ratios are printed:
+
+- *server*: the same raw client drives aio.RPCServer and the raw server, so the
+  ratio is the aio server's throughput over the raw server's (the issue's metric);
+- *end to end*: aio.RPCClient -> aio.RPCServer over raw client -> raw server. The
+  raw pipelining client writes 1,000 lines and reads 1,000 lines with no per-call
+  object at all; aio.RPCClient pays for ids, futures and reply matching.
+
 Servers run in a separate process (this file with ``--serve KIND``); the clients
 run here. Both sides use the same JSON codec (orjson when installed, else json).
-Rounds alternate aio and raw so machine noise hits both alike; a ratio is the
-median of per-round ratios (aio calls/s divided by raw calls/s).
+Rounds alternate the contenders so machine noise hits all alike; a ratio is the
+median of per-round ratios. Server CPU per call (from /proc) is printed as well:
+it is steadier than wall time on a busy machine.
 """
 
 from __future__ import annotations
@@ -86,7 +94,7 @@ async def _serve(kind: str) -> None:
         else:
 
             @srv.register
-            async def add(a: int, b: int) -> int:  # noqa: RUF029 - the benchmark's async handler
+            async def add(a: int, b: int) -> int:
                 return a + b
 
         _, port = await srv.start("127.0.0.1", 0)  # type: ignore[misc]
@@ -119,6 +127,12 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")  # pragma: no cover
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         """Stop the child process (bounded)."""
@@ -248,29 +262,52 @@ def idle_memory(kind: str, count: int) -> tuple[int, int]:
         server.stop()
 
 
+# (label, client kind, server kind); the first is the baseline of the ones after it.
+PAIRS = [
+    ("raw client -> raw server", "raw", "raw"),
+    ("raw client -> aio server", "raw", "aio"),
+    ("aio client -> aio server", "aio", "aio"),
+]
+EXTRA = [
+    ("raw client -> aio, plain handler in thread pool", "raw", "aio-thread"),
+    ("raw client -> aio, plain handler inline", "raw", "aio-inline"),
+]
+
+
 async def run_throughput(quick: bool, extra: bool) -> list[str]:
-    kinds = ["aio", "raw"] + (["aio-thread", "aio-inline"] if extra else [])
-    servers = {kind: Server(kind) for kind in kinds}
+    pairs = PAIRS + (EXTRA if extra else [])
+    servers = {kind: Server(kind) for kind in dict.fromkeys(server for _, _, server in pairs)}
     rounds = 3 if quick else 7
     calls = 150 if quick else 1500
     repeats = 3 if quick else 10
-    conc: dict[str, list[float]] = {k: [] for k in kinds}
-    pipe: dict[str, list[float]] = {k: [] for k in kinds}
+    conc: dict[str, list[float]] = {label: [] for label, _, _ in pairs}
+    pipe: dict[str, list[float]] = {label: [] for label, _, _ in pairs}
+    cpu = {kind: [0.0, 0] for kind in servers}  # server CPU seconds, calls served
     try:
         for _ in range(rounds):
-            for kind in kinds:
-                conc[kind].append(await concurrent_round(kind, servers[kind].port, calls))
-                pipe[kind].append(await pipeline_round(kind, servers[kind].port, repeats))
+            for label, client, kind in pairs:
+                server = servers[kind]
+                before = server.cpu()
+                conc[label].append(await concurrent_round(client, server.port, calls))
+                pipe[label].append(await pipeline_round(client, server.port, repeats))
+                if client == "raw":  # the same client for every server: CPU comparable
+                    cpu[kind][0] += server.cpu() - before
+                    cpu[kind][1] += CLIENTS * calls + PIPELINE * repeats
     finally:
         for server in servers.values():
             server.stop()
+    base = pairs[0][0]
     lines = []
     for title, data in ((f"{CLIENTS} concurrent clients, one loop", conc), (f"{PIPELINE} calls pipelined", pipe)):
         lines.append(f"{title}:")
-        for kind in kinds:
-            rate = statistics.median(data[kind])
-            ratio = statistics.median(a / r for a, r in zip(data[kind], data["raw"], strict=True))
-            lines.append(f"  {kind:<11} {rate:>10.0f} calls/s   ratio vs raw {ratio:.2f}x")
+        for label, _, _ in pairs:
+            rate = statistics.median(data[label])
+            ratio = statistics.median(a / r for a, r in zip(data[label], data[base], strict=True))
+            lines.append(f"  {label:<48} {rate:>9.0f} calls/s  {ratio:.2f}x")
+    lines.append("server CPU per call, same raw client (both scenarios):")
+    for kind, (seconds, count) in cpu.items():
+        if count:
+            lines.append(f"  {kind:<11} {seconds / count * 1e6:>7.1f} us")
     return lines
 
 

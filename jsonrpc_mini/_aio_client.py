@@ -2,18 +2,19 @@
 
 Go net/rpc's shape on an event loop: a counter for ids, a map of pending calls
 (id -> future), and one protocol whose ``data_received`` feeds the sans-IO
-ClientConnection and resolves futures by id. Futures only ever get a *result*
-(the reply, or a ConnectionLost value) so an abandoned call never logs "exception
-was never retrieved"; the caller turns it into a value or an exception. When the
-connection breaks, ``_Link.fail_all`` is the one error path.
+ClientConnection and resolves futures by id. A call returns its future directly
+(no task, no coroutine), so ``asyncio.gather`` of many calls pipelines them at
+little more than the cost of the bytes. When the connection breaks,
+``_Link.fail_all`` is the one error path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import logging
 import ssl as _ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, cast
 
@@ -23,11 +24,56 @@ from ._errors import ConnectionLost, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
 
-__all__ = ["RPCClient", "connect"]
+__all__ = ["Call", "RPCClient", "connect"]
 
 log = logging.getLogger("jsonrpc_mini")
 
-Reply = Response | ErrorResponse | ConnectionLost
+# Every this many calls, entries of cancelled calls whose reply never came are swept.
+_SWEEP_EVERY = 1024
+
+
+class Call(asyncio.Future[Any]):
+    """A call in flight: ``await`` it for the result. Also usable as a coroutine.
+
+    A future (so ``asyncio.gather`` of many calls creates no task per call) that
+    also speaks the coroutine protocol, so ``asyncio.create_task(c.add(1, 2))``
+    works as it does for ``async def`` methods.
+    """
+
+    _steps: Generator[Any, None, Any] | None = None
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol: one step of awaiting this call."""
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Coroutine protocol: raise into the waiting."""
+        if self._steps is None:
+            self._steps = self.__await__()
+        if val is None and tb is None:
+            return self._steps.throw(typ)
+        return self._steps.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
+
+    def close(self) -> None:
+        """Coroutine protocol: stop waiting (the call itself is not affected)."""
+        if self._steps is not None:
+            self._steps.close()
+
+
+collections.abc.Coroutine.register(Call)
+
+
+class _Pending:
+    """One outstanding call: its future, its method name, its timeout timer."""
+
+    __slots__ = ("future", "method", "timer")
+
+    def __init__(self, future: asyncio.Future[Any], method: str, timer: asyncio.TimerHandle | None) -> None:
+        self.future = future
+        self.method = method
+        self.timer = timer
 
 
 class _Link(asyncio.Protocol):
@@ -37,11 +83,13 @@ class _Link(asyncio.Protocol):
         self.proto = proto
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[Id, tuple[asyncio.Future[Reply], str]] = {}
+        self.pending: dict[Id, _Pending] = {}
         self.lost: str | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._write_ready: asyncio.Future[None] | None = None
         self._out: list[bytes] | None = None
+        self._until_sweep = _SWEEP_EVERY
+        self._senders: set[asyncio.Task[None]] = set()
 
     # -- asyncio callbacks -----------------------------------------------------
 
@@ -71,7 +119,7 @@ class _Link(asyncio.Protocol):
             self.closed.set_result(None)
 
     def pause_writing(self) -> None:
-        """The server reads slower than we send: callers wait before writing more."""
+        """The server reads slower than we send: new calls wait before writing."""
         if self._write_ready is None or self._write_ready.done():
             self._write_ready = self.loop.create_future()
 
@@ -89,20 +137,44 @@ class _Link(asyncio.Protocol):
             exc.method = method
             raise exc
 
-    async def send(self, data: bytes, method: str | None) -> None:
-        """Write ``data``, first waiting while the transport's buffer is full."""
+    @property
+    def paused(self) -> bool:
+        """True while writes should wait for ``writable()``."""
+        return self._write_ready is not None and not self._write_ready.done()
+
+    async def writable(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
         while self._write_ready is not None and not self._write_ready.done():
             await self._write_ready
+
+    def send(self, data: bytes, method: str | None) -> None:
+        """Write ``data`` now, or (pipelined) with the others of this loop iteration."""
         self.check(method)
-        # The first message of a loop iteration goes out at once; later ones in the
-        # same iteration (pipelined calls) are joined into one write by flush().
+        # With several calls in flight, messages sent in the same loop iteration
+        # (pipelined calls) are joined into one write (one system call) by flush().
         if self._out is not None:
             self._out.append(data)
             return
         assert self.transport is not None
-        self.transport.write(data)
-        self._out = []
-        self.loop.call_soon(self.flush)
+        if len(self.pending) > 1:
+            self._out = [data]
+            self.loop.call_soon(self.flush)
+        else:
+            self.transport.write(data)
+
+    def send_soon(self, data: bytes, method: str | None) -> None:
+        """Send now, or once the write buffer has drained (back-pressure from a slow server)."""
+        if not self.paused:
+            self.send(data, method)
+            return
+        task = self.loop.create_task(self._send_when_writable(data, method))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _send_when_writable(self, data: bytes, method: str | None) -> None:
+        await self.writable()
+        if self.lost is None:  # else fail_all has failed the call already
+            self.send(data, method)
 
     def flush(self) -> None:
         """Write what send() held back in this loop iteration."""
@@ -110,11 +182,34 @@ class _Link(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(out))
 
-    def expect(self, id_: Id, method: str) -> asyncio.Future[Reply]:
-        """Register a pending call and return the future its reply will resolve."""
-        future: asyncio.Future[Reply] = self.loop.create_future()
-        self.pending[id_] = (future, method)
+    def expect(self, id_: Id, method: str, timeout: float | None) -> Call:
+        """Register a pending call; its future gets the result or the call's exception."""
+        future = Call(loop=self.loop)
+        timer = None if timeout is None else self.loop.call_later(timeout, self._expire, id_, timeout)
+        self.pending[id_] = _Pending(future, method, timer)
+        self._until_sweep -= 1
+        if not self._until_sweep:
+            self._sweep()
         return future
+
+    def forget(self, id_: Id) -> None:
+        """Drop a pending call: a reply arriving for it later is ignored."""
+        entry = self.pending.pop(id_, None)
+        if entry is not None and entry.timer is not None:
+            entry.timer.cancel()
+
+    def _sweep(self) -> None:
+        # A cancelled call keeps its entry until its reply arrives; drop those whose
+        # reply never does, so the map stays bounded by the calls really in flight.
+        self._until_sweep = _SWEEP_EVERY
+        for id_ in [id_ for id_, entry in self.pending.items() if entry.future.done()]:
+            self.forget(id_)
+
+    def _expire(self, id_: Id, timeout: float) -> None:
+        entry = self.pending.pop(id_, None)
+        if entry is not None and not entry.future.done():
+            why = f"{entry.method}: no reply within {timeout} s; a late reply will be dropped"
+            entry.future.set_exception(RPCTimeout(why))
 
     # -- receiving -------------------------------------------------------------
 
@@ -127,65 +222,47 @@ class _Link(asyncio.Protocol):
             return
         entry = self.pending.pop(event.id, None)
         if entry is None:
-            log.debug("dropping reply for unknown, timed-out or cancelled id %r", event.id)
+            log.debug("dropping reply for unknown or timed-out id %r", event.id)
             return
-        if not entry[0].done():
-            entry[0].set_result(event)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        future = entry.future
+        if future.done():  # the caller gave up (cancelled): drop the late reply
+            return
+        if isinstance(event, Response):
+            future.set_result(event.result)
+        else:
+            err = event.error
+            future.set_exception(error_from_response(err.code, err.message, err.data, entry.method))
 
     def _violation(self, event: Violation) -> None:
         # An error with id null answers a request the server could not read. With a
         # single call outstanding it can only be that call's; otherwise it is logged.
-        if event.error is None or len(self.pending) != 1:
+        live = [id_ for id_, entry in self.pending.items() if not entry.future.done()]
+        if event.error is None or len(live) != 1:
             log.warning("ignoring message from server: %s", event.reason)
             return
-        id_ = next(iter(self.pending))
-        future, _ = self.pending.pop(id_)
-        if not future.done():
-            future.set_result(ErrorResponse(id_, event.error))
+        self._deliver(ErrorResponse(live[0], event.error))
 
     def fail_all(self, reason: str) -> None:
         """The single error path: mark the link lost and fail every pending call."""
         if self.lost is None:
             self.lost = reason
         pending, self.pending = self.pending, {}
-        for future, _ in pending.values():
-            if not future.done():
-                future.set_result(ConnectionLost(self.lost))
+        for entry in pending.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
+            if not entry.future.done():
+                exc = ConnectionLost(self.lost)
+                exc.method = entry.method
+                entry.future.set_exception(exc)
         if self.transport is not None:
             self.flush()
             self.transport.close()
 
 
-class _TimedOut:
-    """The value a call's future gets when its timeout expires first."""
-
-
-_TIMED_OUT: Any = _TimedOut()
-
-
-def _expire(future: asyncio.Future[Reply]) -> None:
-    if not future.done():
-        future.set_result(_TIMED_OUT)
-
-
-def _expire_all(futures: list[asyncio.Future[Reply]]) -> None:
-    for future in futures:
-        _expire(future)
-
-
-def outcome(reply: Reply, method: str) -> Any:
-    """The result of a reply, or raise its error (with ``.method`` set)."""
-    if isinstance(reply, Response):
-        return reply.result
-    if isinstance(reply, ErrorResponse):
-        err = reply.error
-        raise error_from_response(err.code, err.message, err.data, method)
-    reply.method = method
-    raise reply
-
-
 class _RemoteMethod:
-    """``client.name(...)``: a coroutine calling remote ``name``; ``client.a.b(...)`` calls ``a.b``."""
+    """``client.name(...)``: calls remote ``name`` (await the result); ``client.a.b(...)`` calls ``a.b``."""
 
     __slots__ = ("_client", "_name")
 
@@ -198,7 +275,7 @@ class _RemoteMethod:
             raise AttributeError(name)
         return _RemoteMethod(self._client, f"{self._name}.{name}")
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Call:
         return self._client.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -238,32 +315,31 @@ class RPCClient:
             raise AttributeError(name)
         return _RemoteMethod(self, name)
 
-    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Call remote ``method`` with these arguments and return its result."""
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
+        """Call remote ``method`` with these arguments; ``await`` the result.
+
+        The request is sent at once (with other calls of this loop iteration) and
+        the returned :class:`Call` (a future, also usable as a coroutine) resolves to
+        the result or raises the call's error, so ``asyncio.gather(*(c.add(i, 1) for
+        i in range(1000)))`` pipelines without a task per call. Raises
+        ConnectionLost at once if the connection is gone.
+        """
         link = self._link
         link.check(method)
-        request = Request(method, build_params(args, kwargs), link.proto.next_id())
-        data = link.proto.encode(request)
-        future = link.expect(request.id, method)
-        timer = None
-        try:
-            await link.send(data, method)
-            if self._timeout is not None:
-                timer = link.loop.call_later(self._timeout, _expire, future)
-            reply = await future
-        finally:
-            link.pending.pop(request.id, None)  # a cancelled or timed-out call: drop its late reply
-            if timer is not None:
-                timer.cancel()
-        if reply is _TIMED_OUT:
-            raise RPCTimeout(f"{method}: no reply within {self._timeout} s; a late reply will be dropped")
-        return outcome(reply, method)
+        id_ = link.proto.next_id()
+        data = link.proto.encode(Request(method, build_params(args, kwargs), id_))
+        future = link.expect(id_, method, self._timeout)
+        link.send_soon(data, method)
+        return future
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
         link = self._link
         link.check(method)
-        await link.send(link.proto.encode(Notification(method, build_params(args, kwargs))), method)
+        data = link.proto.encode(Notification(method, build_params(args, kwargs)))
+        if link.paused:
+            await link.writable()
+        link.send(data, method)
 
     def batch(self) -> AsyncBatchBuilder:
         """Collect calls; ``async with client.batch() as b:`` sends them as one array on exit."""
@@ -277,26 +353,20 @@ class RPCClient:
             for method, params, notify in calls
         ]
         data = link.proto.encode(messages)
-        waits = [(m.id, link.expect(m.id, m.method), m.method) for m in messages if isinstance(m, Request)]
-        outcomes: list[Callable[[], Any]] = []
-        timer = None
+        if link.paused:
+            await link.writable()
+            link.check(None)
+        # Every member gets the client's timeout from now: it bounds the whole batch.
+        waits = [(m, link.expect(m.id, m.method, self._timeout)) for m in messages if isinstance(m, Request)]
         try:
-            await link.send(data, None)
-            if self._timeout is not None:  # the timeout bounds the whole batch
-                timer = link.loop.call_later(self._timeout, _expire_all, [future for _, future, _ in waits])
-            for _, future, _ in waits:
-                await future
+            link.send(data, None)
+            if waits:
+                await asyncio.gather(*(future for _, future in waits), return_exceptions=True)
         finally:
-            for id_, _, _ in waits:
-                link.pending.pop(id_, None)
-            if timer is not None:
-                timer.cancel()
-        for _, future, method in waits:
-            reply: Reply | RPCTimeout = future.result()
-            if reply is _TIMED_OUT:
-                reply = RPCTimeout(f"{method}: no reply within {self._timeout} s; a late reply will be dropped")
-            outcomes.append(_deferred(reply, method))
-        return outcomes
+            for message, future in waits:
+                if not future.done():
+                    link.forget(message.id)
+        return [_deferred(future) for _, future in waits]
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
@@ -320,11 +390,13 @@ class RPCClient:
         return f"<aio.RPCClient {state} timeout={self._timeout}>"
 
 
-def _deferred(reply: Reply | RPCTimeout, method: str) -> Callable[[], Any]:
+def _deferred(future: asyncio.Future[Any]) -> Callable[[], Any]:
+    exc = future.exception()  # retrieved now: a member nobody asks about is not an error
+
     def result() -> Any:
-        if isinstance(reply, RPCTimeout):
-            raise reply
-        return outcome(reply, method)
+        if exc is not None:
+            raise exc
+        return future.result()
 
     return result
 

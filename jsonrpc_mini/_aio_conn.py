@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
 __all__ = ["ServerProtocol"]
 
 log = logging.getLogger("jsonrpc_mini")
+
+if sys.version_info >= (3, 12):
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        # Run the first step at once: a handler that never waits needs no scheduling.
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        return loop.create_task(coro)
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -178,16 +190,19 @@ class ServerProtocol(asyncio.Protocol):
             self.close()
 
     def _write(self, data: bytes) -> None:
-        # The first reply of a loop iteration goes out at once; later ones in the same
-        # iteration are joined into one write (one system call) by _flush, soon after.
+        # With other calls of this connection still running, replies finishing in the
+        # same loop iteration are joined into one write (one system call) by _flush.
         if self._out is not None:
             self._out.append(data)
             return
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-            self._out = []
+        if transport is None or transport.is_closing():
+            return
+        if self.busy > 1:
+            self._out = [data]
             self._loop.call_soon(self._flush)
+        else:
+            transport.write(data)
 
     def _flush(self) -> None:
         out, self._out = self._out, None
@@ -218,7 +233,10 @@ class ServerProtocol(asyncio.Protocol):
     def _spawn(self, coro: Any) -> None:
         self.busy += 1
         self._srv.total_busy += 1
-        task: asyncio.Task[None] = self._loop.create_task(coro)
+        task: asyncio.Task[None] = _new_task(coro, self._loop)
+        if task.done():  # Python 3.12+: the call finished during its eager first step
+            self._task_done(task)
+            return
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -229,7 +247,8 @@ class ServerProtocol(asyncio.Protocol):
         if not task.cancelled() and task.exception() is not None:  # pragma: no cover - a driver bug
             log.error("call task failed", exc_info=task.exception())
         self._srv._call_finished()
-        self.pump()
+        if self._read_paused or self._input_done:  # otherwise nothing waits on this call
+            self.pump()
 
     async def _run_one(self, prepared: Prepared) -> None:
         self._reply(await self._srv.execute(prepared))

@@ -358,8 +358,8 @@ def test_asyncio_timeout_and_cancel_leave_the_connection_usable() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert c._link.pending == {}
             await asyncio.sleep(0.6)  # both late replies arrive and are dropped
+            assert c._link.pending == {}
             assert await c.sleep(0, "fresh") == "fresh"
             assert c.connected
 
