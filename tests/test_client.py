@@ -558,3 +558,13 @@ def test_sending_to_a_reset_connection_is_connection_lost() -> None:
             c.anything()
         assert not c.connected
     assert not fake.errors
+
+
+def test_a_reply_over_the_client_size_limit_loses_the_connection(address: Any) -> None:
+    with RPCClient(*address, timeout=WAIT, max_message_size=1000) as c:
+        assert c.echo("small") == {"args": ["small"], "kwargs": {}}
+        with pytest.raises(ConnectionLost) as info:
+            c.echo("x" * 5000)
+        assert info.value.method == "echo"
+        with pytest.raises(ConnectionLost):
+            c.echo("again")

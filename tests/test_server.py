@@ -730,3 +730,50 @@ def test_tls_round_trip(tls: Any) -> None:
                 assert b'"result"' not in plain.to_eof()
         with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
             assert c.add(2, 2) == 4
+
+
+def test_content_length_message_too_large_is_refused_before_reading_it() -> None:
+    s = RPCServer(max_message_size=1000)
+    s.register_function(add)
+    with serving(s) as address:
+        with raw_connect(address) as sock:
+            sock.sendall(b"Content-Length: 5000000\r\n\r\n" + b"x" * 100)  # the body never comes whole
+            data = sock.to_eof()
+        _header, _, body = data.partition(b"\r\n\r\n")
+        reply = json.loads(body)
+        assert reply["id"] is None and reply["error"]["code"] == -32600
+        assert "too large" in reply["error"]["message"]
+        with RPCClient(*address, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
+
+
+def test_a_silent_tls_client_does_not_block_others(tls: Any) -> None:
+    server_ctx, client_ctx = tls
+    s = RPCServer(handshake_timeout=0.3)
+    s.register_function(add)
+    with serving(s, ssl=server_ctx) as (host, port), raw_connect((host, port)) as silent:
+        # the silent client connected first and never starts its handshake
+        with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
+        assert silent.to_eof() == b""  # dropped once handshake_timeout passed
+
+
+def _ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback on this machine")
+def test_ipv6_loopback() -> None:
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s, host="::1") as (host, port):
+        assert host == "::1" and port > 0
+        with RPCClient(host, port, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
