@@ -24,23 +24,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .._client import RPCClient
-from .._server import RPCServer
-from ._fake_socket import FakeSocket
-from ._leaks import Resources
-from ._loopback import DEFAULT_TIMEOUT, loopback
-from ._plan import FaultPlan
-from ._proxy import LoopbackServer
+# The library is imported inside the fixtures, not here: pytest loads this plugin
+# before coverage measurement starts, and importing the package now would hide
+# every module-level line of it from the coverage report.
+if TYPE_CHECKING:
+    from .._client import RPCClient
+    from .._server import RPCServer
+    from ._fake_socket import FakeSocket
+    from ._leaks import Resources
+    from ._plan import FaultPlan
+    from ._proxy import LoopbackServer
 
 DEFAULT_SEED = 0
 MARKER = "jsonrpc_faults"
-_PLAN_KEY = pytest.StashKey[FaultPlan]()
+_PLAN_KEY = pytest.StashKey["FaultPlan"]()
 _UNSET: Any = object()
+_DEFAULT_TIMEOUT = 10.0  # jsonrpc_mini.testing._loopback.DEFAULT_TIMEOUT
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +57,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=int(os.environ.get("JSONRPC_SEED", DEFAULT_SEED)),
         help="seed for jsonrpc_mini fault plans (replay a failing run with the seed it printed)",
     )
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Under coverage, let the library be imported afresh so that coverage sees all of it.
+
+    pytest imports this plugin (and with it the whole ``jsonrpc_mini`` package, the
+    parent of this module) before pytest-cov starts measuring, which would leave
+    every module-level line of the library unmeasured. pytest-cov starts in its
+    ``tryfirst`` implementation of this hook; conftest files are loaded after this
+    one. Nothing but this plugin has imported ``jsonrpc_mini`` yet, and this plugin
+    imports it only inside its fixtures, so forgetting the modules is safe.
+    """
+    coverage = sys.modules.get("coverage")
+    if coverage is None or coverage.Coverage.current() is None:
+        return
+    for name in list(sys.modules):
+        if (name == "jsonrpc_mini" or name.startswith("jsonrpc_mini.")) and name != __name__:
+            del sys.modules[name]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,6 +114,8 @@ def jsonrpc_seed(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPlan:
     """The test's fault plan: from ``@pytest.mark.jsonrpc_faults(...)``, else none (seed only)."""
+    from ._plan import FaultPlan  # noqa: PLC0415 - see the note at the imports
+
     fields: dict[str, Any] = {"seed": jsonrpc_seed}
     for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest marker wins
         if marker.args:
@@ -107,11 +132,13 @@ def jsonrpc_loopback(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCCli
 
     ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
     """
+    from ._loopback import loopback  # noqa: PLC0415 - see the note at the imports
+
     with contextlib.ExitStack() as stack:
         count = [0]
 
         def make(
-            server: RPCServer, faults: FaultPlan | None = _UNSET, *, timeout: float | None = DEFAULT_TIMEOUT, **kw: Any
+            server: RPCServer, faults: FaultPlan | None = _UNSET, *, timeout: float | None = _DEFAULT_TIMEOUT, **kw: Any
         ) -> RPCClient:
             plan = jsonrpc_faults if faults is _UNSET else faults
             count[0] += 1
@@ -126,6 +153,8 @@ def jsonrpc_server(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., Loopback
 
     ``faults`` defaults to the test's plan (the marker); every one is closed at teardown.
     """
+    from ._proxy import LoopbackServer  # noqa: PLC0415 - see the note at the imports
+
     with contextlib.ExitStack() as stack:
 
         def make(server: RPCServer, faults: FaultPlan | None = _UNSET, **kw: Any) -> LoopbackServer:
@@ -138,6 +167,8 @@ def jsonrpc_server(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., Loopback
 @pytest.fixture
 def jsonrpc_fake_socket() -> Iterator[Callable[..., FakeSocket]]:
     """Factory: ``jsonrpc_fake_socket(inbound, **options)`` -> a :class:`FakeSocket`, closed at teardown."""
+    from ._fake_socket import FakeSocket  # noqa: PLC0415 - see the note at the imports
+
     made: list[FakeSocket] = []
 
     def make(*args: Any, **kw: Any) -> FakeSocket:
@@ -156,6 +187,8 @@ def jsonrpc_no_leaks() -> Iterator[Resources]:
 
     List it before the other fixtures of the test, so that it is torn down after them.
     """
+    from ._leaks import Resources  # noqa: PLC0415 - see the note at the imports
+
     before = Resources()
     yield before
     before.assert_no_leaks()
