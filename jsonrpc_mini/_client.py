@@ -164,17 +164,19 @@ class _Link:
         if isinstance(event, Violation):
             self._violation(event)
             return
+        # The outcome is stored before ``done`` is set, both under the lock: a caller
+        # that sees ``done`` (it may be polling) must also see its result or error.
         with self.lock:
             waiter = self.pending.pop(event.id, None)
             if waiter is None:
                 log.debug("dropping reply for unknown or timed-out id %r", event.id)
                 return
+            if isinstance(event, Response):
+                waiter.result = event.result
+            else:
+                err = event.error
+                waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
             waiter.done = True
-        if isinstance(event, Response):
-            waiter.result = event.result
-        else:
-            err = event.error
-            waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
         waiter.event.set()
 
     def _violation(self, event: Violation) -> None:
@@ -186,11 +188,12 @@ class _Link:
                 only = None
             else:
                 del self.pending[only.id]
+                err = event.error
+                only.error = error_from_response(err.code, err.message, err.data, only.method)
                 only.done = True
-        if only is None or event.error is None:
+        if only is None:
             log.warning("ignoring message from server: %s", event.reason)
             return
-        only.error = error_from_response(event.error.code, event.error.message, event.error.data, only.method)
         only.event.set()
 
     def fail_all(self, reason: str) -> None:
@@ -201,11 +204,11 @@ class _Link:
             waiters = list(self.pending.values())
             self.pending.clear()
             for waiter in waiters:
-                waiter.done = True
+                exc = ConnectionLost(self.lost)
+                exc.method = waiter.method
+                waiter.error = exc
+                waiter.done = True  # after the error: see _deliver
         for waiter in waiters:
-            exc = ConnectionLost(self.lost)
-            exc.method = waiter.method
-            waiter.error = exc
             waiter.event.set()
         self.transport.close()
 

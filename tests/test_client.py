@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from jsonrpc_mini import (
     RPCServer,
     RPCTimeout,
     ServerError,
+    _client,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -568,3 +570,64 @@ def test_a_reply_over_the_client_size_limit_loses_the_connection(address: Any) -
         assert info.value.method == "echo"
         with pytest.raises(ConnectionLost):
             c.echo("again")
+
+
+class _SlowToFill(_client._Waiter):
+    """A waiter whose outcome takes a while to be stored: widens a race window."""
+
+    __slots__ = ("_error", "_result")
+
+    @property
+    def result(self) -> Any:
+        return self._result
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        time.sleep(0.05)
+        self._result = value
+
+    @property
+    def error(self) -> Any:
+        return self._error
+
+    @error.setter
+    def error(self, value: Any) -> None:
+        time.sleep(0.05)
+        self._error = value
+
+
+@pytest.mark.parametrize("ending", ["reply", "close"])
+def test_a_call_never_sees_done_before_its_outcome_is_stored(
+    server: RPCServer, address: Any, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    # Regression: a waiting caller could see done=True before the thread that read
+    # its reply (or failed the connection) had stored the result/error, and then
+    # returned None instead of the value or raising ConnectionLost.
+    monkeypatch.setattr(_client, "_Waiter", _SlowToFill)
+    monkeypatch.setattr(_client, "_POLL", 0.001)  # followers re-check constantly
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def slow(n: int) -> int:
+        entered.release()
+        release.wait(WAIT)
+        return n
+
+    server.register_function(slow)
+    c = RPCClient(*address)
+    outcomes: dict[int, Any] = {}
+    threads = [start_thread(lambda n=n: outcomes.__setitem__(n, _outcome(lambda: c.slow(n)))) for n in range(4)]
+    for _ in range(4):
+        assert entered.acquire(timeout=WAIT)
+    if ending == "reply":
+        release.set()
+    else:
+        c.close()
+    for t in threads:
+        t.join(WAIT)
+    release.set()
+    c.close()
+    if ending == "reply":
+        assert outcomes == {n: n for n in range(4)}
+    else:
+        assert all(isinstance(o, ConnectionLost) for o in outcomes.values()), outcomes
