@@ -24,8 +24,6 @@ from jsonrpc_mini.testing import strategies as rst
 
 from ._budget import scaled
 
-pytestmark = pytest.mark.timeout(300)
-
 
 def echo(*args: Any, **kwargs: Any) -> Any:
     return {"args": list(args), "kwargs": kwargs}

@@ -271,4 +271,4 @@ class RPCModel(RuleBasedStateMachine):
 
 
 RPCModel.TestCase.settings = scaled(0.5, stateful_step_count=30)
-test_rpc_model = pytest.mark.timeout(600)(RPCModel.TestCase)
+test_rpc_model = RPCModel.TestCase
