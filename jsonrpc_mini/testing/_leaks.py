@@ -11,9 +11,11 @@ __all__ = ["Resources"]
 
 def _open_fds() -> set[int] | None:
     try:
-        return {int(name) for name in os.listdir("/proc/self/fd")}
+        listed = {int(name) for name in os.listdir("/proc/self/fd")}
     except OSError:  # no /proc (macOS, Windows): threads only
         return None
+    # The listing's own directory handle is in it but closed by now: drop it.
+    return {fd for fd in listed if os.path.lexists(f"/proc/self/fd/{fd}")}
 
 
 class Resources:
