@@ -631,3 +631,24 @@ def test_a_call_never_sees_done_before_its_outcome_is_stored(
         assert outcomes == {n: n for n in range(4)}
     else:
         assert all(isinstance(o, ConnectionLost) for o in outcomes.values()), outcomes
+
+
+def test_a_reset_while_waiting_is_connection_lost() -> None:
+    def script(peer: Peer) -> None:
+        peer.json_line()
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.sock.close()  # RST while the client waits for the reply
+
+    with FakeServer(script) as fake, RPCClient(*fake.address) as c:
+        with pytest.raises(ConnectionLost, match=r"connection (lost|closed)") as info:
+            c.anything()
+        assert info.value.method == "anything"
+    assert not fake.errors
+
+
+def test_close_without_connecting_is_harmless() -> None:
+    c = RPCClient()
+    c.close()
+    c.close()
+    assert not c.connected
+    assert repr(c) == "<RPCClient not connected timeout=None>"
