@@ -1,0 +1,299 @@
+"""The test kit under asyncio: ``aio_loopback()`` and ``AioLoopbackServer``.
+
+Both apply a :class:`~jsonrpc_mini.testing.FaultPlan` with the same seeded decisions
+as the blocking ``loopback``/``LoopbackServer`` (``LinkState``), moved by asyncio
+tasks: ``aio_loopback`` joins an ``aio.RPCClient`` to an ``aio.RPCServer`` in
+memory; ``AioLoopbackServer`` puts the server on a real 127.0.0.1 port behind a
+fault-injecting asyncio proxy, so any client (asyncio or not) can be tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, cast
+
+from .._aio_client import RPCClient, _Link, connect
+from .._errors import ConnectionLost
+from .._framing import FramingName
+from .._protocol import ClientConnection
+from ._aio_links import Link, memory_link
+from ._loopback import DEFAULT_TIMEOUT, add_plan_note
+from ._plan import FaultPlan, LinkState
+
+if TYPE_CHECKING:
+    from .._aio_server import RPCServer as AioRPCServer
+
+__all__ = ["AioLoopbackServer", "aio_loopback"]
+
+log = logging.getLogger("jsonrpc_mini.testing")
+
+_JOIN = 5.0
+
+
+@contextlib.asynccontextmanager
+async def aio_loopback(
+    server: AioRPCServer,
+    faults: FaultPlan | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    framing: FramingName = "newline",
+    connection: int = 0,
+) -> AsyncIterator[RPCClient]:
+    """Yield an ``aio.RPCClient`` served by an ``aio.RPCServer`` in memory (no socket).
+
+    ``faults`` applies a :class:`FaultPlan` (same seed, same cut and failure points
+    as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
+    fault never hangs a test). On exit the client is closed and the server's side
+    of the connection finishes; an exception leaving the block gets a note naming
+    the plan and its seed.
+
+    Example::
+
+        from jsonrpc_mini import aio
+        from jsonrpc_mini.testing import FaultPlan, aio_loopback
+        server = aio.RPCServer()
+        server.register_function(lambda a, b: a + b, name="add")
+        async with aio_loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
+            assert await client.add(1, 2) == 3
+    """
+    plan = faults if faults is not None and faults.active else None
+    if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
+        raise ConnectionLost(refusal)
+    proto = ClientConnection(framing=framing)
+    client_protocol = _Link(proto)
+    _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
+    client = RPCClient(client_protocol, timeout=timeout)
+    try:
+        yield client
+    except BaseException as exc:
+        add_plan_note(exc, faults)
+        raise
+    finally:
+        await client.close()
+        # As over a socket, the server reads what the client sent before it closes
+        # (a notification sent right before exit still runs); force it only if stuck.
+        done, _ = await asyncio.wait(link.tasks, timeout=_JOIN)
+        if len(done) < len(link.tasks):
+            log.warning("aio_loopback: the server side did not finish within %.0f s; closing it", _JOIN)
+            server_end.lose(None)
+        await link.wait_closed(1.0)
+
+
+class _SocketEnd(asyncio.Protocol):
+    """A real connection as one end of a faulty link (the proxy has two per client)."""
+
+    HIGH = 256 * 1024
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.transport: asyncio.Transport | None = None
+        self.out: Link | None = None
+        self.outbound_is_c2s = True
+        self.connected = asyncio.get_running_loop().create_future()
+        self.gone = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._got_eof = False
+        self._sent_eof = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the socket."""
+        self.transport = cast(asyncio.Transport, transport)
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from this socket go into the link (reading pauses when it queues too much)."""
+        assert self.out is not None and self.transport is not None
+        direction = self.out.c2s if self.outbound_is_c2s else self.out.s2c
+        direction.push(data)
+        if direction.queued > self.HIGH:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """This side finished sending: EOF travels on after its bytes."""
+        assert self.out is not None
+        (self.out.c2s if self.outbound_is_c2s else self.out.s2c).finish()
+        self._got_eof = True
+        if self._sent_eof:  # both directions are over: nothing more to do on this socket
+            self.lose(None)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The socket is gone: a reset breaks the link, a close ends this side's sending."""
+        self.gone = True
+        self._writable.set()
+        if self.out is not None:
+            if exc is not None:
+                self.out.break_link(ConnectionResetError(str(exc)))
+            else:
+                (self.out.c2s if self.outbound_is_c2s else self.out.s2c).finish()
+
+    def pause_writing(self) -> None:
+        """The reader of this socket is slow: hold bytes back."""
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        """It caught up."""
+        self._writable.set()
+
+    # -- End ----------------------------------------------------------------------
+
+    def deliver(self, data: bytes) -> None:
+        """Write bytes to this socket."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def deliver_eof(self) -> None:
+        """Half-close this socket (its reader gets EOF)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._sent_eof = True
+            if self._got_eof or not transport.can_write_eof():
+                transport.close()  # both directions are over
+            else:
+                transport.write_eof()
+
+    def lose(self, exc: Exception | None) -> None:
+        """Close this socket; for a reset, send RST (SO_LINGER 0)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if exc is None:
+            transport.close()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    async def readable(self) -> bool:
+        """Wait until this socket is connected and its write buffer has room."""
+        await self.connected
+        await self._writable.wait()
+        return not self.gone
+
+    def drained(self, size: int) -> None:
+        """The other side took bytes: read from this socket again."""
+        if size <= self.HIGH // 4 and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+class AioLoopbackServer:
+    """An ``aio.RPCServer`` on a real 127.0.0.1 port behind a fault-injecting asyncio proxy.
+
+    Use with ``async with``. ``address`` is the proxy's ``(host, port)`` (faults
+    applied), ``direct_address`` the server's own; ``await lb.client()`` opens an
+    ``aio.RPCClient`` through the proxy (closed on exit). Connections are numbered
+    in accept order, each with its own seeded randomness. The server is started if
+    it is not listening yet, and then shut down on exit.
+
+    Example::
+
+        async with AioLoopbackServer(server, FaultPlan(seed=1, max_chunk=3)) as lb:
+            client = await lb.client()
+            assert await client.add(1, 2) == 3
+    """
+
+    def __init__(
+        self,
+        server: AioRPCServer,
+        faults: FaultPlan | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.server = server
+        self.faults = faults if faults is not None else FaultPlan()
+        self.timeout = timeout
+        self.host = host
+        self._started = False
+        self._proxy: asyncio.AbstractServer | None = None
+        self._links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]] = []
+        self._clients: list[RPCClient] = []
+        self._setups: set[asyncio.Task[None]] = set()
+        self._count = 0
+        self.address: tuple[str, int] = ("", 0)
+        self.direct_address: tuple[str, int] = ("", 0)
+
+    async def __aenter__(self) -> AioLoopbackServer:
+        address = self.server.address
+        if address is None:
+            address = await self.server.start(self.host, 0)
+            self._started = True
+        if not isinstance(address, tuple):
+            raise ValueError("AioLoopbackServer needs a TCP server; this one listens on a Unix socket")
+        self.direct_address = address
+        self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
+        bound = self._proxy.sockets[0].getsockname()
+        self.address = (bound[0], bound[1])
+        return self
+
+    def _accept(self) -> asyncio.Protocol:
+        index = self._count
+        self._count += 1
+        down = _SocketEnd(f"client #{index}")
+        up = _SocketEnd(f"server #{index}")
+        up.outbound_is_c2s = False
+        link = Link(self.faults, index, down, up)
+        down.out = up.out = link
+        self._links.append((link, (down, up)))
+        task = asyncio.get_running_loop().create_task(self._setup(link, down, up))
+        self._setups.add(task)
+        task.add_done_callback(self._setups.discard)
+        return down
+
+    async def _setup(self, link: Link, down: _SocketEnd, up: _SocketEnd) -> None:
+        await down.connected
+        if link.state.refused() is not None:
+            down.lose(ConnectionRefusedError("refused by the fault plan"))
+            return
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: up, *self.direct_address)
+        except OSError as exc:
+            log.warning("AioLoopbackServer: cannot reach the server: %s", exc)
+            down.lose(None)
+            return
+        link.start()
+
+    async def client(self, *, framing: FramingName = "newline") -> RPCClient:
+        """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit."""
+        if LinkState(self.faults, self._count).refused() is not None:
+            raise ConnectionLost(f"connection refused by the fault plan ({self.faults!r})")
+        client = await connect(*self.address, timeout=self.timeout, framing=framing)
+        self._clients.append(client)
+        return client
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            add_plan_note(exc, self.faults)
+        for client in self._clients:
+            await client.close()
+        if self._proxy is not None:
+            self._proxy.close()
+        if self._setups:
+            await asyncio.wait(self._setups, timeout=_JOIN)
+        for link, ends in self._links:
+            if link.tasks:
+                done, _ = await asyncio.wait(link.tasks, timeout=0.5)
+                if len(done) < len(link.tasks):
+                    link.break_link(None)
+            await link.wait_closed(_JOIN)
+            for end in ends:
+                end.lose(None)
+        if self._proxy is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._proxy.wait_closed(), _JOIN)
+        if self._started:
+            await self.server.shutdown()
