@@ -29,6 +29,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._session import Session, current_session
 from ._transport import SocketTransport, Transport
+from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
 
@@ -127,6 +128,7 @@ class RPCServer(Registry):
         self._sessions: set[Session] = set()
         self._counter = itertools.count(1)
         self._listener: _Listener | None = None
+        self._watcher = ReadWatcher()
 
     # -- serving ---------------------------------------------------------------
 
@@ -193,6 +195,9 @@ class RPCServer(Registry):
     def _session_done(self, session: Session) -> None:
         with self._lock:
             self._sessions.discard(session)
+            last = not self._sessions
+        if last:
+            self._watcher.stop(only_if_unused=True)
 
     @property
     def connection_count(self) -> int:
@@ -228,6 +233,7 @@ class RPCServer(Registry):
         for session in sessions:
             if session is not me:
                 session.join(max(0.1, deadline - time.monotonic()))
+        self._watcher.stop(join=1.0)  # its thread starts again when a connection needs it
 
     def _run_listener(self, listener: _Listener) -> None:
         try:

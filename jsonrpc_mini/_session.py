@@ -1,9 +1,12 @@
 """One served connection: Leader/Followers threads over the sans-IO core.
 
-One thread at a time reads. When it has a request it promotes an idle thread (or
-starts one, up to ``max_concurrent_calls``) to read next, then runs the call itself
-and writes the reply. A slow call therefore never delays a fast one sent after it,
-and a fast sequential client costs no hand-off on its reply path.
+One thread at a time reads. When it has a request it runs the call itself and
+writes the reply; someone else must read meanwhile, so that a slow call never
+delays a fast one sent after it. If more bytes are already buffered it promotes an
+idle thread (or starts one, up to ``max_concurrent_calls``) at once; otherwise it
+asks the server's ReadWatcher to promote one only if bytes arrive while the call
+runs. A sequential client thus costs no thread hand-off at all (waking a thread
+per request used to double the cost of a round trip).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
-from ._transport import RECV_SIZE, Transport
+from ._transport import RECV_SIZE, SocketTransport, Transport
 
 if TYPE_CHECKING:
     from ._server import RPCServer
@@ -30,6 +33,7 @@ __all__ = ["Session"]
 log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
+_SMALL_REPLY = 16 * 1024  # fits in any socket send buffer: send() returns at once
 SHUTTING_DOWN = -32000
 
 _local = threading.local()
@@ -61,6 +65,8 @@ class Session:
         self._draining = False
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
+        self._watcher = server._watcher
+        self._on_readable = self._wake_reader  # one object: the watcher matches it by identity
         self._message_started: float | None = None
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
@@ -156,20 +162,57 @@ class Session:
                     self._cond.notify_all()
                     return
                 self._busy += 1
-                if self._idle:
-                    self._cond.notify()
-                elif self._threads <= opts.max_concurrent_calls:
-                    self._spawn()
+                fd = None if self._proto.in_message else self._watchable_fd()
+                if fd is None:
+                    self._promote()
+            watched = fd is not None and self._watcher.watch(fd, self._on_readable)
+            if fd is not None and not watched:
+                with self._cond:
+                    self._promote()
             try:
-                self._handle(event)
+                data = self._answer(event)
+                if watched and fd is not None and (data is None or len(data) <= _SMALL_REPLY):
+                    # Stop watching before the reply goes out: a sequential client's next
+                    # request often arrives before send() returns here, and would wake a
+                    # thread for nothing. A small reply cannot block in send(); this thread
+                    # reads again right after it.
+                    watched = False
+                    self._watcher.unwatch(fd, self._on_readable)
+                if data is not None:
+                    self._send(data)
             finally:
+                if watched and fd is not None:
+                    self._watcher.unwatch(fd, self._on_readable)
                 self._idle_since = time.monotonic()
                 with self._cond:
                     self._busy -= 1
-                    self._cond.notify()
+                    # This thread reads next if nobody is; wake a waiter only if the
+                    # limit of concurrent calls held it back.
+                    if self._busy + 1 >= opts.max_concurrent_calls:
+                        self._cond.notify()
                     close_now = self._close_when_idle and not self._busy
                 if close_now:
                     self._transport.close()
+
+    def _promote(self) -> None:
+        """Let another thread read next (called with the condition held)."""
+        if self._idle:
+            self._cond.notify()
+        elif self._threads <= self._opts.max_concurrent_calls:
+            self._spawn()
+
+    def _watchable_fd(self) -> int | None:
+        transport = self._transport
+        if isinstance(transport, SocketTransport) and self._watcher.available():
+            return transport.watchable_fd()
+        return None
+
+    def _wake_reader(self) -> None:
+        # The watcher saw bytes arrive while every thread of ours was busy.
+        with self._cond:
+            blocked = self._reading or self._closing or self._input_done
+            if not blocked and self._busy < self._opts.max_concurrent_calls:
+                self._promote()
 
     def _read_event(self) -> Call | Batch | None:
         proto = self._proto
@@ -225,17 +268,14 @@ class Session:
 
     # -- running calls -------------------------------------------------------
 
-    def _handle(self, event: Call | Batch) -> None:
+    def _answer(self, event: Call | Batch) -> bytes | None:
+        """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
         proto = self._proto
         if isinstance(event, Call):
             reply = self._run(event.message)
-            if reply is not None:
-                self._send(proto.encode(reply))
-            return
+            return None if reply is None else proto.encode(reply)
         replies = [item if isinstance(item, ErrorResponse) else self._run(item) for item in event.items]
-        data = proto.encode_batch(replies)
-        if data is not None:
-            self._send(data)
+        return proto.encode_batch(replies)
 
     def _run(self, message: Request | Notification) -> Response | ErrorResponse | None:
         debug = self._opts.debug

@@ -96,6 +96,17 @@ class SocketTransport:
         count = sock.recv_into(self._view, max_bytes)
         return self._view[:count].tobytes()
 
+    def watchable_fd(self) -> int | None:
+        """The descriptor whose readiness tells that bytes arrived, or None.
+
+        None for TLS (decrypted bytes may wait inside the TLS layer, unseen by the
+        OS) and for socket-like objects without a real descriptor.
+        """
+        if not self._real or self._closed or isinstance(self.sock, _ssl.SSLSocket):
+            return None
+        fd = self.sock.fileno()
+        return fd if fd >= 0 else None
+
     def close(self) -> None:
         """Shut the socket down (waking a blocked reader) and close it; idempotent."""
         if self._closed:

@@ -1,0 +1,112 @@
+"""ReadWatcher: the server's one thread that promotes a reader when bytes arrive mid-call."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving
+
+from jsonrpc_mini import RPCServer
+from jsonrpc_mini._watch import ReadWatcher
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not ReadWatcher.available(), reason="no epoll/kqueue: the server promotes eagerly"),
+]
+
+
+def _watcher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "jsonrpc_mini-watch"]
+
+
+def test_callback_fires_once_when_the_socket_becomes_readable() -> None:
+    with LeakCheck():
+        watcher = ReadWatcher()
+        a, b = socket.socketpair()
+        fired = threading.Event()
+        count: list[int] = []
+
+        def callback() -> None:
+            count.append(1)
+            fired.set()
+
+        assert watcher.watch(a.fileno(), callback)
+        assert not fired.wait(0.1), "fired before any byte arrived"
+        b.sendall(b"x")
+        assert fired.wait(WAIT)
+        b.sendall(b"y")  # one shot: no second call without a new watch
+        time.sleep(0.1)
+        assert count == [1]
+        watcher.stop(join=WAIT)
+        a.close()
+        b.close()
+
+
+def test_unwatch_only_removes_its_own_registration() -> None:
+    with LeakCheck():
+        watcher = ReadWatcher()
+        a, b = socket.socketpair()
+        fired = threading.Event()
+
+        def first() -> None:
+            raise AssertionError("unwatched callback ran")
+
+        assert watcher.watch(a.fileno(), fired.set)
+        watcher.unwatch(a.fileno(), first)  # someone else's stale unwatch: ignored
+        assert not watcher.watch(a.fileno(), first), "a second registration of one fd must be refused"
+        b.sendall(b"x")
+        assert fired.wait(WAIT)
+        watcher.stop(join=WAIT)
+        a.close()
+        b.close()
+
+
+def test_stop_if_unused_keeps_a_busy_watcher_and_restarts_on_demand() -> None:
+    with LeakCheck():
+        watcher = ReadWatcher()
+        a, b = socket.socketpair()
+        assert watcher.watch(a.fileno(), lambda: None)
+        watcher.stop(only_if_unused=True)
+        assert len(_watcher_threads()) == 1, "stopped although a socket was watched"
+        watcher.unwatch(a.fileno(), lambda: None)  # not the registered object: stays
+        watcher.stop(join=WAIT)
+        assert not _watcher_threads()
+        fired = threading.Event()
+        assert watcher.watch(a.fileno(), fired.set)  # starts again
+        b.sendall(b"x")
+        assert fired.wait(WAIT)
+        watcher.stop(join=WAIT)
+        a.close()
+        b.close()
+
+
+def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
+    release = threading.Event()
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+
+    @s.register
+    def slow() -> str:
+        assert release.wait(WAIT)
+        return "done"
+
+    with LeakCheck(), serving(s) as address:
+        sock = raw_connect(address)
+        for i in range(50):
+            sock.sendall(request("add", [i, 1], id_=i))
+            assert sock.json_line() == {"jsonrpc": "2.0", "id": i, "result": i + 1}
+        conn_threads = [t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-conn")]
+        assert len(conn_threads) == 1, f"sequential calls woke extra threads: {conn_threads}"
+        # A request sent in its own packet while the only thread runs a slow call:
+        # the watcher must hand reading to another thread.
+        sock.sendall(request("slow", id_="s"))
+        time.sleep(0.1)
+        sock.sendall(request("add", [2, 2], id_="f"))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+        sock.close()
+    assert not _watcher_threads(), "shutdown() left the watcher thread running"
