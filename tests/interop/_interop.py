@@ -189,7 +189,7 @@ def node() -> str:
     return path
 
 
-def run_node(node: str, script: str, *args: Any, timeout: float = 60.0) -> Any:
+def run_node(node: str, script: str, *args: Any, timeout: float = 45.0) -> Any:
     """Run a node script to completion and return the JSON it prints on stdout."""
     command = [node, str(NODE_DIR / script), *(str(a) for a in args)]
     try:

@@ -43,12 +43,13 @@ def check_vscode_client_run(out, methods: Methods) -> None:
     assert o["unicode_echo_ok"] == {"result": True}
     assert out["local"]["payload"] == describe(unicode_payload(PAYLOAD_SIZE)), "JS built another payload"
     assert o["unicode_describe"] == {"result": describe(unicode_payload(PAYLOAD_SIZE))}
+    assert o["cancelled"] == {"result": "cancelled-but-answered"}  # $/cancelRequest is ignored, the call completes
     assert o["parallel"] == [{"result": i + 1000} for i in range(20)]
     # Exactly one reply per request, ids 0..n-1 echoed as sent; nothing for the
     # notifications (including the unknown "$/cancelRequest").
     received = out["received"]
     assert sorted(message["id"] for message in received) == list(range(len(received)))
-    assert len(received) == 9 + 2 + 20
+    assert len(received) == 9 + 2 + 1 + 20
     assert all(message["jsonrpc"] == "2.0" for message in received)
     assert received[0] == {"jsonrpc": "2.0", "id": 0, "result": 3}
     # Our server may run the two notifications concurrently: their order is not promised.

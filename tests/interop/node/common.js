@@ -28,6 +28,18 @@ function describe(text) {
   return [Array.from(text).length, crypto.createHash('sha256').update(Buffer.from(text, 'utf8')).digest('hex')];
 }
 
+// Every call is bounded: a reply that never comes ends the script with a message that
+// names the call, so the Python side says which call hung instead of waiting.
+const CALL_TIMEOUT_MS = 15000;
+
+function bounded(promise, label) {
+  let timer;
+  const expired = new Promise(() => {
+    timer = setTimeout(() => die(`${label}: no reply within ${CALL_TIMEOUT_MS} ms`), CALL_TIMEOUT_MS);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 // Print one JSON document and exit once stdout is flushed.
 function finish(result) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
@@ -47,4 +59,4 @@ function exitOnStdinEnd(cleanup) {
   process.stdin.resume();
 }
 
-module.exports = { unicodePayload, describe, finish, die, exitOnStdinEnd };
+module.exports = { unicodePayload, describe, bounded, finish, die, exitOnStdinEnd };

@@ -3,7 +3,7 @@
 // Usage: node jayson_client.js <jayson alias> <port> <delimiter as JSON> <payload size>
 // Prints {"responses": {name: raw response | {"transport_error": text}}, "local": {...}}.
 
-const { unicodePayload, describe, finish, die } = require('./common');
+const { unicodePayload, describe, bounded, finish, die } = require('./common');
 
 const [alias, port, delimiterJson, sizeText] = process.argv.slice(2);
 const jayson = require(alias);
@@ -12,17 +12,23 @@ const client = jayson.client.tcp({ host: '127.0.0.1', port: Number(port), delimi
 const idNullClient = jayson.client.tcp({ host: '127.0.0.1', port: Number(port), delimiter, notificationIdNull: true });
 
 function call(c, method, params, id) {
-  return new Promise((resolve) => {
-    c.request(method, params, id, (err, response) => {
-      resolve(err ? { transport_error: String(err) } : response === undefined ? { no_response: true } : response);
-    });
-  });
+  return bounded(
+    new Promise((resolve) => {
+      c.request(method, params, id, (err, response) => {
+        resolve(err ? { transport_error: String(err) } : response === undefined ? { no_response: true } : response);
+      });
+    }),
+    `${method} (id ${JSON.stringify(id)})`,
+  );
 }
 
 function batch(c, requests) {
-  return new Promise((resolve) => {
-    c.request(requests, (err, response) => resolve(err ? { transport_error: String(err) } : response));
-  });
+  return bounded(
+    new Promise((resolve) => {
+      c.request(requests, (err, response) => resolve(err ? { transport_error: String(err) } : response));
+    }),
+    'batch',
+  );
 }
 
 async function main() {

@@ -5,7 +5,7 @@
 //         "received": [raw messages as read], "local": {...}}.
 
 const net = require('net');
-const { unicodePayload, describe, finish, die } = require('./common');
+const { unicodePayload, describe, bounded, finish, die } = require('./common');
 
 const [alias, port, sizeText] = process.argv.slice(2);
 const rpc = require(`${alias}/node`);
@@ -27,9 +27,11 @@ async function main() {
   const connection = rpc.createMessageConnection(reader, new rpc.StreamMessageWriter(socket));
   connection.listen();
 
+  let calls = 0;
   async function outcome(promise) {
+    calls += 1;
     try {
-      return { result: await promise };
+      return { result: await bounded(promise, `request number ${calls}`) };
     } catch (err) {
       if (err instanceof rpc.ResponseError) {
         return { error: { code: err.code, message: err.message, data: err.data === undefined ? null : err.data } };
@@ -56,6 +58,11 @@ async function main() {
   await connection.sendNotification('$/cancelRequest', { id: 0 });
   o.unicode_echo_ok = await outcome(connection.sendRequest('echo', payload).then((value) => value === payload));
   o.unicode_describe = await outcome(connection.sendRequest('describe', payload));
+  // Cancelled while in flight: vscode-jsonrpc sends $/cancelRequest and still waits for the reply.
+  const source = new rpc.CancellationTokenSource();
+  const cancelled = connection.sendRequest('echo', 'cancelled-but-answered', source.token);
+  source.cancel();
+  o.cancelled = await outcome(cancelled);
   const parallel = [];
   for (let i = 0; i < 20; i++) {
     parallel.push(outcome(connection.sendRequest('add', i, 1000)));
