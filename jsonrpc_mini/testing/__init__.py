@@ -8,6 +8,7 @@ Importable without pytest. Everything plugs into the transport seam the drivers 
   half-close, reset, stalls...; :class:`FaultyTransport` applies it to any transport.
 - :func:`loopback`: an ``RPCClient`` joined to a server in memory.
 - :class:`LoopbackServer`: the server on a real 127.0.0.1 port behind a fault proxy.
+- :func:`aio_loopback` / :class:`AioLoopbackServer`: the same for ``jsonrpc_mini.aio``.
 - :func:`check`: spec-conformance and fault probes against any JSON-RPC 2.0 server
   (also ``python -m jsonrpc_mini.testing check HOST:PORT``).
 
@@ -17,6 +18,7 @@ The pytest plugin (fixtures ``jsonrpc_*``, the ``jsonrpc_faults`` marker and the
 
 from __future__ import annotations
 
+from ._aio_loopback import AioLoopbackServer, aio_loopback
 from ._check import CheckReport, ProbeResult, check
 from ._fake_socket import FakeSocket
 from ._faults import FaultyTransport
@@ -27,6 +29,7 @@ from ._plan import DirectionFaults, FaultPlan, LinkState, Step
 from ._proxy import LoopbackServer
 
 __all__ = [
+    "AioLoopbackServer",
     "CheckReport",
     "DirectionFaults",
     "FakeSocket",
@@ -38,6 +41,7 @@ __all__ = [
     "ProbeResult",
     "Resources",
     "Step",
+    "aio_loopback",
     "check",
     "loopback",
     "pipe_pair",
