@@ -96,12 +96,12 @@ class ContentLengthFramer:
         for line in header.split(b"\r\n"):
             name, sep, value = line.partition(b":")
             if not sep:
-                return self._fail(f"Parse error: malformed header line {line[:60]!r}")
+                return self._fail("Parse error: malformed header line (no colon)")
             if name.strip().lower() != b"content-length":
                 continue
             text = value.strip()
             if not text.isdigit() or len(text) > 20:
-                return self._fail(f"Parse error: bad Content-Length {text[:30]!r}")
+                return self._fail("Parse error: Content-Length must be a decimal number of bytes")
             if length is not None and int(text) != length:
                 return self._fail("Parse error: conflicting Content-Length headers")
             length = int(text)

@@ -110,7 +110,7 @@ class Registry:
         """Find the handler and bind the arguments; raise MethodNotFound/InvalidParams."""
         function = self._methods.get(message.method)
         if function is None:
-            raise MethodNotFound(f"Method not found: {message.method!r}")
+            raise MethodNotFound(f"Method not found: {_quote(message.method)}")
         try:
             args, kwargs = split_params(message.params)
         except ValueError as exc:
@@ -120,8 +120,17 @@ class Registry:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise InvalidParams(f"Invalid params for {message.method!r}: {exc}") from None
+                raise InvalidParams(f"Invalid params for {_quote(message.method)}: {_cut(str(exc))}") from None
         return Prepared(message, function, args, kwargs)
+
+
+def _quote(name: str) -> str:
+    # Error messages quote names the peer sent, never much of them (no echo of the request).
+    return repr(name) if len(name) <= 64 else repr(name[:64]) + "..."
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> ErrorResponse:
