@@ -21,6 +21,8 @@ _QUOTE: Final = ord('"')
 _BACKSLASH: Final = ord("\\")
 _NEWLINE: Final = ord("\n")
 _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
+_BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
+_SPACE: Final = frozenset(b" \t\r\n")
 
 # Modes of JsonStreamFramer.
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
@@ -191,6 +193,16 @@ class JsonStreamFramer:
                 i = m.start()
                 ch = buf[i]
                 pos = i + 1
+                if ch == _QUOTE or ch in _CLOSER:
+                    # A string or container needs '[', '{', ',' or ':' before it. Without
+                    # this, a line missing its closing bracket would swallow every later
+                    # request; the error is placed after the previous token so that
+                    # reading resumes on the line where the new value starts.
+                    j = i - 1
+                    while buf[j] in _SPACE:  # stops at the latest at the opening bracket
+                        j -= 1
+                    if buf[j] not in _BEFORE_OPEN:
+                        return self._error_at(j + 1, f"Parse error: missing ',' before {chr(ch)!r}")
                 if ch == _QUOTE:
                     in_string = True
                 elif ch in _CLOSER:

@@ -136,6 +136,26 @@ def test_raw_newline_later_lines_of_the_broken_message_may_error_too() -> None:
     assert len(events) == 3  # the first line, then the line 'y"}'
 
 
+def test_an_unclosed_value_does_not_swallow_the_next_requests() -> None:
+    # A line missing its closing bracket, then good lines: the next value opening where
+    # a ',' is due is a definite error, and reading resumes at the line after the break.
+    data = b'{"jsonrpc":"2.0","method":"m","id":1\n' + OK_LINE + b'[1,2\n  {"a":1}\n' + OK_LINE
+    assert codes(every_split(data, eof=False)) == [(PARSE, False), OK, (PARSE, False), {"a": 1}, OK]
+    events = every_split(b'{"a":1 "b":2}\n' + OK_LINE)
+    assert codes(events) == [(PARSE, False), OK]
+    assert "missing ','" in events[0].message
+
+
+def test_pretty_printed_values_are_not_mistaken_for_missing_commas() -> None:
+    value = {"a": [{"b": "c"}, [], [[]], {}, "d", 1, True, None], "e": {"f": [{"g": ""}]}}
+    for text in (
+        json.dumps(value, indent=1),
+        json.dumps(value, indent="\t"),
+        json.dumps(value, separators=(" , ", " : ")),
+    ):
+        assert values(every_split(text.encode() + b"\n" + OK_LINE)) == [value, OK]
+
+
 def test_escaped_newline_in_string_is_an_error() -> None:
     events = every_split(b'{"a":"x\\\n[1]\n')
     assert codes(events) == [(PARSE, False), [1]]
