@@ -268,6 +268,19 @@ def test_start_again_after_shutdown() -> None:
     for round_ in range(3):
         with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
             assert c.add(round_, 1) == round_ + 1
+    # the same port again at once, although its old connections are in TIME_WAIT
+    host, port = s.start("127.0.0.1", 0)
+    try:
+        with RPCClient(host, port, timeout=WAIT) as c:
+            assert c.add(1, 1) == 2
+    finally:
+        s.shutdown()
+    assert s.start(host, port) == (host, port)
+    try:
+        with RPCClient(host, port, timeout=WAIT) as c:
+            assert c.add(2, 2) == 4
+    finally:
+        s.shutdown()
 
 
 def test_context_manager_shuts_down() -> None:
