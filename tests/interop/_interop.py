@@ -7,6 +7,7 @@ with their output captured and always stopped with bounded waits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from jsonrpc_mini import RPCError, RPCServer
+from jsonrpc_mini import RPCError, RPCServer, aio
 
 NODE_DIR = Path(__file__).parent / "node"
 WAIT = 20.0  # upper bound for anything a test waits for; never reached when all is well
@@ -115,11 +116,43 @@ def methods() -> Methods:
     return Methods()
 
 
-@pytest.fixture
-def rpc_server(methods: Methods) -> Iterator[RPCServer]:
-    """Our RPCServer with :class:`Methods`, serving on a free 127.0.0.1 port; shut down after."""
-    server = RPCServer()
-    methods.install(server)
+class AioServerThread:
+    """Our ``aio.RPCServer`` on an event loop in its own thread, with the sync server's shape."""
+
+    def __init__(self, **options: Any) -> None:
+        self.server = aio.RPCServer(**options)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="interop-aio-server", daemon=True)
+
+    def start(self, host: str, port: int) -> tuple[str, int]:
+        self.thread.start()
+        address = asyncio.run_coroutine_threadsafe(self.server.start(host, port), self.loop).result(WAIT)
+        assert isinstance(address, tuple)
+        return address[0], address[1]
+
+    @property
+    def address(self) -> Any:
+        return self.server.address
+
+    @property
+    def connection_count(self) -> int:
+        return self.server.connection_count
+
+    def shutdown(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(WAIT)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(WAIT)
+            assert not self.thread.is_alive(), "the asyncio server's loop did not stop"
+            self.loop.close()
+
+
+@contextlib.contextmanager
+def serving(kind: str, methods: Methods, **options: Any) -> Iterator[Any]:
+    """Our server of ``kind`` ("threads" or "asyncio") with :class:`Methods`; always shut down."""
+    server: Any = RPCServer(**options) if kind == "threads" else AioServerThread(**options)
+    methods.install(server if kind == "threads" else server.server)
     server.start("127.0.0.1", 0)
     try:
         yield server
@@ -127,8 +160,18 @@ def rpc_server(methods: Methods) -> Iterator[RPCServer]:
         server.shutdown()
 
 
+SERVER_KINDS = ["threads", "asyncio"]
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def rpc_server(request: pytest.FixtureRequest, methods: Methods) -> Iterator[Any]:
+    """Our RPCServer (sync, then asyncio) with :class:`Methods` on a free 127.0.0.1 port."""
+    with serving(request.param, methods) as server:
+        yield server
+
+
 @pytest.fixture
-def our_server(rpc_server: RPCServer) -> tuple[str, int]:
+def our_server(rpc_server: Any) -> tuple[str, int]:
     """The (host, port) of :func:`rpc_server`."""
     address = rpc_server.address
     assert isinstance(address, tuple)

@@ -18,7 +18,7 @@ import aiorpcx
 import pytest
 from _interop import WAIT, describe, unicode_payload
 
-from jsonrpc_mini import InvalidParams, MethodNotFound, RPCClient, ServerError
+from jsonrpc_mini import InvalidParams, MethodNotFound, RPCClient, ServerError, aio
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -214,3 +214,28 @@ def test_our_client_to_aiorpcx_server(aiorpcx_server):
         for t in threads:
             t.join(WAIT)
         assert results == {i: i for i in range(16)}
+
+
+def test_aio_client_to_aiorpcx_server(aiorpcx_server):
+    payload = unicode_payload(PAYLOAD_SIZE)
+
+    async def main() -> None:
+        async with await aio.connect(*aiorpcx_server, timeout=WAIT) as c:
+            assert await c.add(1, 2) == 3
+            assert await c.subtract(minuend=10, subtrahend=3) == 7
+            with pytest.raises(MethodNotFound) as not_found:
+                await c.nope()
+            assert not_found.value.message == 'unknown method "nope"'
+            with pytest.raises(ServerError) as custom:
+                await c.fail()
+            assert (custom.value.code, custom.value.data) == (-32001, None)
+            async with c.batch() as b:
+                first = b.add(3, 4)
+                b.notify("record", "in-batch")
+            assert first.result() == 7
+            await c.notify("record", "plain")
+            assert sorted(await c.records()) == ["in-batch", "plain"]
+            assert await c.echo(payload) == payload
+            assert await asyncio.gather(*(c.slow(i, 60 - 3 * i) for i in range(16))) == list(range(16))
+
+    asyncio.run(main())

@@ -8,6 +8,7 @@ replies with its delimiter.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from _interop import (
     wait_until,
 )
 
-from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError
+from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError, aio
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -197,3 +198,35 @@ def test_jayson_server_reply_delimiter_quirk(node, jayson, delimiter):
         with RPCClient(*address, timeout=WAIT) as c, c.batch() as b:
             pending = [b.add(i, i) for i in range(5)]
         assert [p.result() for p in pending] == [0, 2, 4, 6, 8]
+
+
+def test_aio_client_to_jayson_server(jayson_server):
+    payload = unicode_payload(PAYLOAD_SIZE)
+
+    async def main() -> None:
+        async with await aio.connect(*jayson_server, timeout=WAIT) as c:
+            assert await c.add(1, 2) == 3
+            assert await c.subtract(minuend=10, subtrahend=3) == 7
+            with pytest.raises(MethodNotFound):
+                await c.nope()
+            with pytest.raises(ServerError) as custom:
+                await c.fail()
+            assert (custom.value.code, custom.value.message, custom.value.data) == (
+                CUSTOM_ERROR["code"],
+                CUSTOM_ERROR["message"],
+                CUSTOM_ERROR["data"],
+            )
+            async with c.batch() as b:
+                first = b.add(1, 2)
+                b.notify("record", "in-batch")
+                missing = b.nope()
+            assert first.result() == 3
+            with pytest.raises(MethodNotFound):
+                missing.result()
+            await c.notify("record", "plain")
+            assert await c.records() == ["in-batch", "plain"]
+            assert await c.echo(payload) == payload
+            # Replies finish out of order and, from jayson 4, arrive glued without delimiters.
+            assert await asyncio.gather(*(c.slow(i, 50 - 2 * i) for i in range(16))) == list(range(16))
+
+    asyncio.run(main())

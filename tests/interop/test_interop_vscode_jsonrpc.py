@@ -8,19 +8,32 @@ vscode-jsonrpc numbers its requests from 0 and has no batches.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
-from _interop import APP_ERROR, CUSTOM_ERROR, Methods, describe, node_server, run_node, unicode_payload, wait_until
+from _interop import (
+    APP_ERROR,
+    CUSTOM_ERROR,
+    SERVER_KINDS,
+    WAIT,
+    Methods,
+    describe,
+    node_server,
+    run_node,
+    serving,
+    unicode_payload,
+    wait_until,
+)
 
 from jsonrpc_mini import (
     InternalError,
     MethodNotFound,
     RemoteError,
     RPCClient,
-    RPCServer,
     RPCTimeout,
     ServerError,
+    aio,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,14 +76,10 @@ def test_vscode_client_to_our_server_autodetected(node, rpc_server, our_server, 
     wait_until(lambda: rpc_server.connection_count == 0, "our server to close the connection vscode-jsonrpc ended")
 
 
-def test_vscode_client_to_our_content_length_server(node, methods):
-    server = RPCServer(framing="content-length")
-    methods.install(server)
-    _, port = server.start("127.0.0.1", 0)
-    try:
-        out = run_node(node, "vscode_client.js", VSCODES[-1], port, PAYLOAD_SIZE)
-    finally:
-        server.shutdown()
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_vscode_client_to_our_content_length_server(node, methods, kind):
+    with serving(kind, methods, framing="content-length") as server:
+        out = run_node(node, "vscode_client.js", VSCODES[-1], server.address[1], PAYLOAD_SIZE)
     check_vscode_client_run(out, methods)
 
 
@@ -157,3 +166,30 @@ def test_our_client_batch_to_vscode_server_times_out_cleanly(vscode_server):
             with pytest.raises(RPCTimeout):
                 pending.result()
         assert c.add(5, 6) == 11
+
+
+def test_aio_client_to_vscode_server(vscode_server):
+    payload = unicode_payload(PAYLOAD_SIZE)
+
+    async def main() -> None:
+        async with await aio.connect(*vscode_server, timeout=WAIT, framing="content-length") as c:
+            assert await c.add(1, 2) == 3
+            assert await c.subtract(minuend=10, subtrahend=3) == 7
+            with pytest.raises(MethodNotFound) as not_found:
+                await c.nope()
+            assert not_found.value.message == "Unhandled method nope"
+            with pytest.raises(InternalError) as internal:
+                await c.boom()
+            assert internal.value.message == "Request boom failed with message: kaput"
+            await c.notify("record", "one")
+            assert await c.records() == ["one"]
+            assert await c.echo(payload) == payload
+            assert await asyncio.gather(*(c.slow(i, 60 - 3 * i) for i in range(16))) == list(range(16))
+            # No batches in vscode-jsonrpc: the batch times out, the connection stays usable.
+            async with c.with_timeout(1.0).batch() as b:
+                lost = b.add(1, 2)
+            with pytest.raises(RPCTimeout):
+                lost.result()
+            assert await c.add(5, 6) == 11
+
+    asyncio.run(main())
