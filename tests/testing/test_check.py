@@ -118,3 +118,74 @@ def test_report_rendering():
         "  WARN  bb  hmm",
         "1 passed, 0 failed, 1 warnings",
     ]
+
+
+class _ContentLengthServer(socketserver.BaseRequestHandler):
+    """A correct-enough peer that answers in Content-Length framing, one byte per write."""
+
+    def handle(self):
+        self.request.settimeout(2)
+        buf = b""
+        try:
+            while True:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    request = json.loads(line)
+                    body = json.dumps(
+                        {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "Méthode 🎉"}},
+                        ensure_ascii=False,
+                    ).encode()
+                    frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
+                    for i in range(len(frame)):
+                        self.request.sendall(frame[i : i + 1])
+        except OSError:
+            return
+
+
+class _GarbageServer(socketserver.BaseRequestHandler):
+    """Answers with bytes that are not JSON."""
+
+    def handle(self):
+        self.request.settimeout(2)
+        try:
+            if self.request.recv(65536):
+                self.request.sendall(b"{not json}\n")
+        except OSError:
+            return
+
+
+def _serve(handler):
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    return srv, thread
+
+
+def test_content_length_replies_split_inside_utf8_are_read():
+    srv, thread = _serve(_ContentLengthServer)
+    try:
+        report = check(*srv.server_address, timeout=2, only=["method-not-found", "ids-echoed"])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+    assert report.ok, report.render()
+    assert [r.status for r in report.results] == ["pass", "pass"]
+
+
+def test_invalid_json_from_the_server_is_a_failure():
+    srv, thread = _serve(_GarbageServer)
+    try:
+        report = check(*srv.server_address, timeout=0.5, only=["method-not-found"])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+    (result,) = report.results
+    assert result.status == "fail"
+    assert "JSON" in result.detail
