@@ -124,9 +124,9 @@ class AioServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="interop-aio-server", daemon=True)
 
-    def start(self, host: str, port: int) -> tuple[str, int]:
+    def start(self, host: str, port: int, ssl: Any = None) -> tuple[str, int]:
         self.thread.start()
-        address = asyncio.run_coroutine_threadsafe(self.server.start(host, port), self.loop).result(WAIT)
+        address = asyncio.run_coroutine_threadsafe(self.server.start(host, port, ssl=ssl), self.loop).result(WAIT)
         assert isinstance(address, tuple)
         return address[0], address[1]
 
@@ -149,11 +149,11 @@ class AioServerThread:
 
 
 @contextlib.contextmanager
-def serving(kind: str, methods: Methods, **options: Any) -> Iterator[Any]:
+def serving(kind: str, methods: Methods, ssl: Any = None, **options: Any) -> Iterator[Any]:
     """Our server of ``kind`` ("threads" or "asyncio") with :class:`Methods`; always shut down."""
     server: Any = RPCServer(**options) if kind == "threads" else AioServerThread(**options)
     methods.install(server if kind == "threads" else server.server)
-    server.start("127.0.0.1", 0)
+    server.start("127.0.0.1", 0, ssl=ssl)
     try:
         yield server
     finally:

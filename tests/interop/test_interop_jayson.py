@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 
 import pytest
+import trustme
 from _interop import (
     APP_ERROR,
     CUSTOM_ERROR,
+    SERVER_KINDS,
     WAIT,
     Methods,
     describe,
     node_server,
     run_node,
+    serving,
     unicode_payload,
     wait_until,
 )
@@ -230,3 +234,58 @@ def test_aio_client_to_jayson_server(jayson_server):
             assert await asyncio.gather(*(c.slow(i, 50 - 2 * i) for i in range(16))) == list(range(16))
 
     asyncio.run(main())
+
+
+# --- TLS: jayson.client.tls -> our TLS servers, our clients -> jayson.server.tls ------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A throwaway CA and a certificate for 127.0.0.1, as files for node and contexts for us."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    files = {"ca": folder / "ca.pem", "chain": folder / "chain.pem", "key": folder / "key.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    files["chain"].write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return {"files": files, "server": server_ctx, "client": client_ctx}
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+@pytest.mark.parametrize("jayson", JAYSONS)
+def test_jayson_tls_client_to_our_tls_server(node, methods, tls, kind, jayson):
+    with serving(kind, methods, ssl=tls["server"]) as server:
+        port = server.address[1]
+        out = run_node(node, "jayson_client.js", jayson, port, '"\\n"', PAYLOAD_SIZE, tls["files"]["ca"])
+        check_jayson_client_run(out, methods)
+        wait_until(lambda: server.connection_count == 0, "our TLS server to close jayson's connections")
+
+
+@pytest.mark.parametrize("jayson", JAYSONS)
+def test_our_clients_to_jayson_tls_server(node, tls, jayson):
+    files = tls["files"]
+    payload = unicode_payload(PAYLOAD_SIZE)
+    with node_server(node, "jayson_server.js", jayson, files["chain"], files["key"]) as address:
+        with RPCClient(*address, timeout=WAIT, ssl=tls["client"]) as c:
+            assert c.add(1, 2) == 3
+            assert c.subtract(minuend=10, subtrahend=3) == 7
+            with pytest.raises(ServerError) as custom:
+                c.fail()
+            assert custom.value.code == CUSTOM_ERROR["code"]
+            c.notify("record", "over-tls")
+            assert c.records() == ["over-tls"]
+            assert c.echo(payload) == payload
+
+        async def main() -> None:
+            async with await aio.connect(*address, timeout=WAIT, ssl=tls["client"]) as ac:
+                assert await ac.add(2, 3) == 5
+                with pytest.raises(MethodNotFound):
+                    await ac.nope()
+                assert await asyncio.gather(*(ac.slow(i, 40 - 2 * i) for i in range(12))) == list(range(12))
+
+        asyncio.run(main())

@@ -1,15 +1,22 @@
 'use strict';
 // jayson's TCP client against a JSON-RPC server (ours): one connection per request.
-// Usage: node jayson_client.js <jayson alias> <port> <delimiter as JSON> <payload size>
+// Usage: node jayson_client.js <jayson alias> <port> <delimiter as JSON> <payload size> [CA file]
+// With a CA file the client speaks TLS (jayson.client.tls) and trusts only that CA.
 // Prints {"responses": {name: raw response | {"transport_error": text}}, "local": {...}}.
 
+const fs = require('fs');
 const { unicodePayload, describe, bounded, finish, die } = require('./common');
 
-const [alias, port, delimiterJson, sizeText] = process.argv.slice(2);
+const [alias, port, delimiterJson, sizeText, caFile] = process.argv.slice(2);
 const jayson = require(alias);
 const delimiter = JSON.parse(delimiterJson);
-const client = jayson.client.tcp({ host: '127.0.0.1', port: Number(port), delimiter });
-const idNullClient = jayson.client.tcp({ host: '127.0.0.1', port: Number(port), delimiter, notificationIdNull: true });
+const options = { host: '127.0.0.1', port: Number(port), delimiter };
+if (caFile) {
+  options.ca = fs.readFileSync(caFile);
+}
+const make = caFile ? jayson.client.tls : jayson.client.tcp;
+const client = make(options);
+const idNullClient = make({ ...options, notificationIdNull: true });
 
 function call(c, method, params, id) {
   return bounded(

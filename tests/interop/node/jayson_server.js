@@ -1,8 +1,12 @@
 'use strict';
 // A jayson TCP server for our client. Prints {"port": N} once listening, exits when
-// stdin closes. Usage: node jayson_server.js <jayson alias>
+// stdin closes. Usage: node jayson_server.js <jayson alias> [cert chain file] [key file]
+// With a certificate and key it serves TLS (jayson.server.tls).
 
+const fs = require('fs');
 const { describe, exitOnStdinEnd, die } = require('./common');
+
+const [, , , certFile, keyFile] = process.argv;
 
 const jayson = require(process.argv[2]);
 const records = [];
@@ -52,7 +56,7 @@ const server = new jayson.Server({
   },
 });
 
-const tcp = server.tcp();
+const tcp = certFile ? server.tls({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }) : server.tcp();
 tcp.on('error', die);
 tcp.listen(0, '127.0.0.1', () => {
   process.stdout.write(JSON.stringify({ port: tcp.address().port }) + '\n');
