@@ -7,6 +7,7 @@ import logging
 import select
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,8 @@ class _Relay:
         base = SocketTransport(down)
         self.down: Transport = base if plan is None else FaultyTransport(base, plan, side="server", connection=index)
         self.threads: list[threading.Thread] = []
+        self._running = 2
+        self._lock = threading.Lock()
         try:
             up = socket.create_connection(upstream, timeout=_JOIN)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -77,10 +80,23 @@ class _Relay:
             return
         self.up = SocketTransport(up)
         for name, target in (("c2s", self._client_to_server), ("s2c", self._server_to_client)):
-            thread = threading.Thread(target=target, name=f"jsonrpc_mini-proxy-{index}-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(target,), name=f"jsonrpc_mini-proxy-{index}-{name}", daemon=True
+            )
             self.threads.append(thread)
         for thread in self.threads:
             thread.start()
+
+    def _run(self, target: Callable[[], None]) -> None:
+        """Run one direction; the last of the two to end closes both sockets."""
+        try:
+            target()
+        finally:
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                self.close()
 
     def _broken(self) -> bool:
         return isinstance(self.down, FaultyTransport) and self.down.link.broken is not None

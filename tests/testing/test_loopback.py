@@ -172,3 +172,14 @@ def test_close_is_idempotent_and_joins_proxy_threads(server):
     srv.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-proxy")]
     assert all(not c.connected for c in clients)
+
+
+def test_proxy_releases_a_connection_as_soon_as_it_ends(server):
+    with LoopbackServer(server, FaultPlan(max_chunk=5)) as srv:
+        assert srv.client().add(0, 0) == 0  # warm up: the server's own threads exist now
+        before = Resources()
+        for i in range(3):
+            client = srv.client()
+            assert client.add(i, 1) == i + 1
+            client.close()
+        before.assert_no_leaks()  # while the LoopbackServer is still open
