@@ -161,6 +161,24 @@ def test_escaped_newline_in_string_is_an_error() -> None:
     assert codes(events) == [(PARSE, False), [1]]
 
 
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 130, 300])
+def test_long_strings_with_escapes_anywhere(length: int) -> None:
+    for at in sorted({0, length // 2, length - 1, length}):
+        text = "x" * at + '\\"\n' + "y" * (length - at)
+        tab = "x" * at + "\t" + "y" * length  # an escape, then a long clean run before the quote
+        value = {"a": text, "b": ["z" * length, text], "c": tab}
+        line = json.dumps(value).encode()
+        chunked = [line[i : i + 7] for i in range(0, len(line), 7)]
+        assert values(run([line])) == values(run(chunked)) == [value]
+        # A raw newline at the same place is an error however it is chunked.
+        broken = line.replace(b"\\n", b"\n", 1)
+        assert codes(run([broken + b"\n" + OK_LINE])) == codes(
+            run([broken[:length], broken[length:] + b"\n" + OK_LINE])
+        )
+        assert codes(run([broken + b"\n" + OK_LINE]))[0] == (PARSE, False)
+        assert codes(run([broken + b"\n" + OK_LINE]))[-1] == OK
+
+
 def test_escapes_across_chunks() -> None:
     data = b'{"a":"\\"\\\\","b":"\\u00e9\\n"}\n'
     assert values(every_split(data)) == [{"a": '"\\', "b": "é\n"}]
