@@ -274,3 +274,26 @@ def test_tls_handshake_failure_is_connection_lost(tls: Any) -> None:
         with pytest.raises(ConnectionLost, match="TLS handshake"):
             open_connection("127.0.0.1", listener.getsockname()[1], timeout=WAIT, ssl=untrusting)
         thread.join(WAIT)
+
+
+def test_watchable_fd_only_for_plain_open_sockets(tls: Any) -> None:
+    a, b = socket.socketpair()
+    ta = SocketTransport(a)
+    assert ta.watchable_fd() == a.fileno()
+    ta.close()
+    assert ta.watchable_fd() is None  # closed
+    b.close()
+    assert SocketTransport(_SocketLike([])).watchable_fd() is None  # type: ignore[arg-type]
+    # TLS: decrypted bytes can wait inside the TLS layer where the OS cannot see them
+    server_ctx, client_ctx = tls
+    listener, thread, problems = _tls_server(server_ctx, b"hi")
+    with listener:
+        t = open_connection("127.0.0.1", listener.getsockname()[1], timeout=WAIT, ssl=client_ctx)
+        try:
+            assert t.watchable_fd() is None
+            assert t.recv(2, WAIT) == b"hi"
+            t.send(b"x")
+        finally:
+            t.close()
+        thread.join(WAIT)
+    assert not problems
