@@ -6,6 +6,7 @@ The events must be identical however the bytes are chunked (the h11 habit).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,8 +59,9 @@ def run(chunks: list[bytes], kind: str = "newline", *, eof: bool = True, **opts:
 
 
 def splits(data: bytes) -> Iterator[list[bytes]]:
+    """Whole, in two at every byte (every n-th byte past 400 bytes), and byte by byte."""
     yield [data]
-    for i in range(1, len(data)):
+    for i in range(1, len(data), max(1, len(data) // 400)):
         yield [data[:i], data[i:]]
     yield [data[i : i + 1] for i in range(len(data))]
 
@@ -272,9 +274,9 @@ def test_deep_nesting_below_the_limit_but_many_brackets_on_the_line() -> None:
 
 
 def test_deep_nesting_with_stdlib_recursion_limit() -> None:
-    depth = 5000
+    depth = sys.getrecursionlimit() + 500  # past what the stdlib decoder can recurse into
     data = b"[" * depth + b"]" * depth + b"\n" + OK_LINE
-    events = run([data], max_depth=depth + 1)
+    events = every_split(data, max_depth=depth + 1)
     assert codes(events) == [(PARSE, False), OK]
     assert "too deep" in events[0].message
 
@@ -319,28 +321,57 @@ def test_nothing_is_read_after_a_fatal_error() -> None:
     assert drain(framer) == []
 
 
+CHUNK = 64 * 1024
+TOO_LARGE = [(INVALID, True)]
+
+
 @pytest.mark.parametrize(
-    "head",
-    [b'{"a":"', b"[", b'"', b"1", b" " * 5 + b"{" + b'"k":' * 1],
-    ids=["string-in-object", "array", "scalar-string", "scalar-number", "object-key"],
+    ("kind", "head", "filler", "expected"),
+    [
+        ("newline", b'{"a":"', b"x" * CHUNK, TOO_LARGE),
+        ("newline", b"[", b"1," * (CHUNK // 2), TOO_LARGE),
+        ("newline", b'"', b"x" * CHUNK, TOO_LARGE),
+        ("newline", b"1", b"1" * CHUNK, TOO_LARGE),
+        ("newline", b' {"k":', b"1" * CHUNK, TOO_LARGE),
+        ("newline", b"[[[[", b"\n" * CHUNK, TOO_LARGE),
+        ("auto", b'\r\n[{"a":"', b"x" * CHUNK, TOO_LARGE),
+        ("content-length", b"Content-Length: %d\r\n\r\n" % (50 << 20), b"x" * CHUNK, TOO_LARGE),
+        ("auto", b"Content-Length: %d\r\n\r\n" % (50 << 20), b"x" * CHUNK, TOO_LARGE),
+        ("content-length", b"X-Junk: ", b"x" * CHUNK, [(PARSE, True)]),
+        # Not a message at all: a broken line is skipped, whitespace is dropped.
+        ("newline", b"]", b"x" * CHUNK, [(PARSE, False)]),
+        ("newline", b"", b" \r\n\t" * (CHUNK // 4), []),
+    ],
+    ids=[
+        "string-in-object",
+        "array",
+        "scalar-string",
+        "scalar-number",
+        "object-key",
+        "newlines-in-array",
+        "auto-newline",
+        "content-length",
+        "auto-content-length",
+        "endless-header",
+        "skipped-line",
+        "whitespace",
+    ],
 )
-def test_a_huge_message_is_never_buffered_whole(head: bytes) -> None:
+def test_a_huge_message_is_never_buffered_whole(kind: str, head: bytes, filler: bytes, expected: list[Any]) -> None:
     limit = 1 << 20
-    chunk = 64 * 1024
-    framer = new(max_size=limit)
-    filler = (b"x" if head.endswith(b'"') else b"1") * chunk
-    if head == b"[":
-        filler = b"1," * (chunk // 2)
+    framer = new(kind, max_size=limit)
     framer.feed(head)
     events: list[Any] = drain(framer)
     peak = 0
-    for _ in range(50 * 16):  # 50 MiB
+    for _ in range(50 * 16):  # 50 MiB in 64 KiB chunks
         framer.feed(filler)
         events += drain(framer)
         peak = max(peak, framer.buffered)
-    assert codes(events) == [(INVALID, True)]
-    assert peak <= limit + chunk
-    assert framer.buffered == 0
+    assert codes(events) == expected
+    assert peak <= limit + CHUNK
+    if expected == TOO_LARGE:
+        assert "message too large" in events[0].message
+        assert framer.buffered == 0
 
 
 def test_many_small_messages_do_not_accumulate() -> None:
@@ -378,15 +409,15 @@ def test_resync_after_an_error_in_a_large_value() -> None:
     # Regression: the bytes after a broken value that needed compacting the buffer
     # were skipped from the wrong offset, dropping the next valid line.
     broken = b'{"a":"' + b"x" * 100_000 + b'","b":tru}'
-    assert codes(run([broken + b"\n" + OK_LINE])) == [(PARSE, False), OK]
-    assert codes(run([broken + b"  junk\n" + OK_LINE + OK_LINE])) == [(PARSE, False), OK, OK]
+    assert codes(every_split(broken + b"\n" + OK_LINE)) == [(PARSE, False), OK]
+    assert codes(every_split(broken + b"  junk\n" + OK_LINE + OK_LINE)) == [(PARSE, False), OK, OK]
 
 
 def test_large_values_after_compaction() -> None:
     big = json.dumps({"a": "y" * 70_000}).encode()
     data = big + b"\n" + big + big + b"\n" + OK_LINE
-    for chunks in ([data], [data[i : i + 4096] for i in range(0, len(data), 4096)]):
-        assert values(run(chunks)) == [json.loads(big)] * 3 + [OK]
+    assert values(every_split(data)) == [json.loads(big)] * 3 + [OK]
+    assert values(run([data[i : i + 4096] for i in range(0, len(data), 4096)])) == [json.loads(big)] * 3 + [OK]
 
 
 # -- linear cost ----------------------------------------------------------------
