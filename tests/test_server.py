@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -790,3 +791,18 @@ def test_ipv6_loopback() -> None:
         assert host == "::1" and port > 0
         with RPCClient(host, port, timeout=WAIT) as c:
             assert c.add(1, 2) == 3
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    ["0", '"6f1c2f0e-8a4b-4c1e-9d3a-2b7e5c9a1f00"', "1.5", "-7", "123456789012345678901234567890", '""', '"测试"'],
+)
+def test_ids_are_echoed_exactly_on_the_wire(raw_id: str) -> None:
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as address, raw_connect(address) as sock:
+        sock.sendall(b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":%s}\n' % raw_id.encode())
+        line = sock.until(b"\n")
+        assert json.loads(line) == {"jsonrpc": "2.0", "id": json.loads(raw_id), "result": 3}
+        if not raw_id.startswith('"'):  # numbers keep their exact text (no float rounding)
+            assert re.search(rb'"id":\s*' + re.escape(raw_id.encode()) + rb"[,}]", line), line
