@@ -13,13 +13,18 @@ import json
 import socket
 import socketserver
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import jsonrpcserver
 import pytest
 from _interop import APP_ERROR, CUSTOM_ERROR, WAIT, describe, unicode_payload
 from jsonrpcclient import Error, Ok, notification_json, parse, parse_json, request, request_json, request_json_uuid
+
+with warnings.catch_warnings():
+    # jsonrpcserver 5.0.9 reads its schema with importlib.resources' deprecated API on import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import jsonrpcserver
 
 from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError
 
