@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -174,12 +176,35 @@ def test_close_is_idempotent_and_joins_proxy_threads(server):
     assert all(not c.connected for c in clients)
 
 
+def _proxy_sockets(srv: LoopbackServer) -> list[str]:
+    """Open TCP sockets of the proxy's connections: accepted on its port, or connected to the server."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                local, peer = sock.getsockname(), sock.getpeername()
+            except (OSError, TypeError):
+                continue
+            if local == srv.address or peer == srv.direct_address:
+                found.append(f"fd {name}: {local} -> {peer}")
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list descriptors")
 def test_proxy_releases_a_connection_as_soon_as_it_ends(server):
     with LoopbackServer(server, FaultPlan(max_chunk=5)) as srv:
-        assert srv.client().add(0, 0) == 0  # warm up: the server's own threads exist now
-        before = Resources()
         for i in range(3):
             client = srv.client()
             assert client.add(i, 1) == i + 1
             client.close()
-        before.assert_no_leaks()  # while the LoopbackServer is still open
+        deadline = time.monotonic() + 5
+        while _proxy_sockets(srv) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _proxy_sockets(srv) == []  # while the LoopbackServer is still open
+        assert not [t for t in threading.enumerate() if t.name.endswith(("-c2s", "-s2c"))]
