@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
-import select
+import selectors
 import socket
 import ssl as _ssl
 import stat
@@ -280,6 +280,9 @@ class _Listener:
                 bound = self.sock.getsockname()
                 self.address = (bound[0], bound[1])
             self.sock.listen(opts.backlog)
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self.sock, selectors.EVENT_READ)
+            self._selector.register(self._wake_r, selectors.EVENT_READ)
         except BaseException:
             self._wake_r.close()
             self._wake_w.close()
@@ -292,12 +295,13 @@ class _Listener:
         server = self._server
         while not self._stopped:
             try:
-                ready, _, _ = select.select([self.sock, self._wake_r], [], [], _POLL)
+                # A selector, not select.select(): that refuses descriptors above 1023.
+                events = self._selector.select(_POLL)
             except (OSError, ValueError):
                 return
             if self._stopped:
                 return
-            if self.sock not in ready:
+            if not any(key.fileobj is self.sock for key, _ in events):
                 continue
             try:
                 conn, _ = self.sock.accept()
@@ -322,6 +326,7 @@ class _Listener:
     def close(self) -> None:
         """Release the listening socket (and the Unix socket file)."""
         self._stopped = True
+        self._selector.close()
         for sock in (self.sock, self._wake_r, self._wake_w):
             sock.close()
         if self._path is not None:

@@ -76,10 +76,9 @@ class SocketTransport:
                 return sock.recv(max_bytes)
             except TimeoutError as exc:
                 raise TimeoutError("read timed out") from exc
-        if timeout is not None and not (isinstance(sock, _ssl.SSLSocket) and sock.pending()):
-            ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))
-            if not ready:
-                raise TimeoutError("read timed out")
+        pending = isinstance(sock, _ssl.SSLSocket) and sock.pending()
+        if timeout is not None and not pending and not wait_readable(sock, timeout):
+            raise TimeoutError("read timed out")
         return self._recv_real(sock, max_bytes)
 
     def _recv_real(self, sock: socket.socket, max_bytes: int) -> bytes:
@@ -115,6 +114,26 @@ class SocketTransport:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def wait_readable(sock: socket.socket, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``sock`` to be readable (or closed); True if it is.
+
+    poll(), not select(): select() refuses descriptors numbered 1024 and above, which
+    a server with many connections soon hands out.
+    """
+    if _HAVE_POLL:
+        poller = select.poll()
+        try:
+            poller.register(sock, select.POLLIN)
+        except ValueError as exc:  # closed by another thread meanwhile
+            raise OSError("the socket is closed") from exc
+        return bool(poller.poll(max(timeout, 0.0) * 1000.0))
+    ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))  # pragma: no cover - no poll() (Windows)
+    return bool(ready)  # pragma: no cover
+
+
+_HAVE_POLL = hasattr(select, "poll")
 
 
 def _tune(sock: socket.socket) -> None:
