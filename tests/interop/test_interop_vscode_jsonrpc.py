@@ -125,6 +125,26 @@ def test_our_client_to_vscode_server_errors(vscode_server):
         assert c.add(2, 2) == 4
 
 
+def test_our_client_ignores_messages_from_vscode_server(vscode_server, caplog):
+    # A language-server-style peer sends its own notification and request to the client
+    # before replying. Our client serves nothing: it logs and drops them, and the
+    # call's reply and the next calls are unaffected.
+    with client(vscode_server) as c:
+        assert c.chatty() == "done"
+        assert c.add(1, 1) == 2
+        assert c.chatty() == "done"
+        assert c.connected
+    dropped = [r.getMessage() for r in caplog.records if r.name == "jsonrpc_mini"]
+    assert any("window/logMessage" in message for message in dropped), dropped
+
+    async def main() -> None:
+        async with await aio.connect(*vscode_server, timeout=WAIT, framing="content-length") as ac:
+            assert await ac.chatty() == "done"
+            assert await ac.add(2, 2) == 4
+
+    asyncio.run(main())
+
+
 def test_our_client_to_vscode_server_notifications(vscode_server):
     with client(vscode_server) as c:
         c.notify("record", "one")

@@ -32,6 +32,13 @@ const server = net.createServer((socket) => {
   });
   connection.onRequest('slow', (value, ms) => new Promise((resolve) => setTimeout(() => resolve(value), ms)));
   connection.onNotification('record', (value) => records.push(value));
+  // Like a language server: talk to the client (a notification and a request it will
+  // never answer) before replying. The unanswered request is dropped on dispose.
+  connection.onRequest('chatty', async () => {
+    await connection.sendNotification('window/logMessage', { type: 3, message: 'hello' });
+    connection.sendRequest('client/ping', 1).catch(() => undefined);
+    return 'done';
+  });
   connection.onRequest('records', () => records);
   socket.on('error', () => connection.dispose());
   connection.listen();
