@@ -115,6 +115,9 @@ def test_our_client_to_jayson_server_calls(jayson_server):
         # Positional plus keyword: jayson just sees the object with digit keys.
         assert c.params(1, k=2) == {"0": 1, "k": 2}
         assert c.echo("") == ""
+        # JavaScript numbers are doubles: an integer past 2**53 comes back rounded.
+        assert c.echo(2**53 + 1) == 2**53
+        assert c.echo(str(2**64)) == str(2**64)  # send big integers as strings instead
         assert c.echo({"nested": [1.5, -2, True, None]}) == {"nested": [1.5, -2, True, None]}
 
 
