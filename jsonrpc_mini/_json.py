@@ -1,16 +1,19 @@
 """JSON text <-> Python values, strict in both directions.
 
 Reading: UTF-8 only, no ``NaN``/``Infinity``, no number that overflows to infinity,
-integers bounded by a digit limit. Writing: compact UTF-8, never ``NaN``/``Infinity``.
-orjson is used when it is installed; whatever it cannot handle (integers past 64
-bits, lone surrogates, non-string keys) falls back to the standard library, so the
-results are the same with or without it.
+integers bounded by a digit limit. Writing: compact UTF-8, never ``NaN``/``Infinity``;
+besides JSON's own types, ``uuid.UUID`` is written as its string and an ``enum.Enum``
+member as its value. orjson is used when it is installed; whatever it cannot handle
+(integers past 64 bits, lone surrogates, non-string keys) falls back to the standard
+library, so the results are the same with or without it.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -110,13 +113,23 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _default(value: Any) -> Any:
+    # What orjson writes natively, so that both paths agree.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _stdlib_dumps(value: Any) -> bytes:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (it arrived as an escape) cannot be UTF-8: escape everything.
-        return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+        ascii_text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=_default)
+        return ascii_text.encode("ascii")
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -130,6 +143,8 @@ def _has_nonfinite(value: Any) -> bool:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+        elif isinstance(item, enum.Enum):
+            stack.append(item.value)
     return False
 
 

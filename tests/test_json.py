@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import json
 import math
+import uuid
 from typing import Any
 
 import pytest
@@ -183,6 +185,37 @@ def test_dumps_null_without_non_finite_floats(use_orjson: bool) -> None:
 def test_dumps_refuses_what_is_not_json(use_orjson: bool, bad: Any) -> None:
     with pytest.raises(TypeError):
         JsonCodec(use_orjson=use_orjson).dumps({"v": bad})
+
+
+class Level(enum.Enum):
+    LOW = 1
+    NAME = "n"
+    NESTED = (1, "x")
+    OPAQUE = Point(1)
+    NAN = math.nan
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (uuid.UUID(int=1), b'"00000000-0000-0000-0000-000000000001"'),
+        ({"lvl": Level.LOW, "ids": [uuid.UUID(int=2)]}, b'{"lvl":1,"ids":["00000000-0000-0000-0000-000000000002"]}'),
+        (Level.NAME, b'"n"'),
+        (Level.NESTED, b'[1,"x"]'),
+    ],
+)
+def test_uuid_and_enum_encode_the_same_with_or_without_orjson(value: Any, text: bytes) -> None:
+    # Regression: orjson writes these natively, the stdlib refused them.
+    assert JsonCodec(use_orjson=False).dumps(value) == text
+    assert JsonCodec(use_orjson=True).dumps(value) == text
+
+
+@BOTH
+def test_enum_with_an_unencodable_value_is_refused(use_orjson: bool) -> None:
+    with pytest.raises(TypeError):
+        JsonCodec(use_orjson=use_orjson).dumps([Level.OPAQUE])
+    with pytest.raises(ValueError):
+        JsonCodec(use_orjson=use_orjson).dumps({"a": [None, Level.NAN]})
 
 
 @BOTH
