@@ -10,7 +10,7 @@ import tempfile
 import threading
 
 import pytest
-from _aio_support import RawConn, request, run, serving
+from _aio_support import WAIT, RawConn, request, run, serving
 
 from jsonrpc_mini import aio
 
@@ -560,5 +560,32 @@ def test_an_async_callable_object_runs_via_the_pool_and_is_awaited() -> None:
             srv.register_function(Handler(), name="h")
             async with serving(srv) as address, await aio.connect(*address) as c:
                 assert await c.h(4) == 40
+
+    run(main)
+
+
+def test_cancelled_calls_without_reply_do_not_pile_up() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        srv = make_server()
+
+        @srv.register
+        async def hang() -> str:
+            await gate.wait()
+            return "late"
+
+        async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
+            hanging = [asyncio.create_task(c.hang()) for _ in range(5)]
+            await asyncio.sleep(0.05)
+            for task in hanging:
+                task.cancel()
+            await asyncio.gather(*hanging, return_exceptions=True)
+            assert len(c._link.pending) == 5  # their replies have not come: entries kept so far
+            # enough later calls trigger a sweep of entries whose caller gave up
+            for _ in range(3):
+                assert await asyncio.gather(*(c.add(i, 1) for i in range(400))) == list(range(1, 401))
+            assert c._link.pending == {}
+            gate.set()  # the late replies now arrive and are dropped
+            assert await c.add(1, 1) == 2
 
     run(main)
