@@ -1,0 +1,176 @@
+"""Issue 9, item 7: shutdown under load is clean and bounded.
+
+Calls in flight either finish (if they can within ``shutdown_grace``) or fail with
+``ConnectionLost``; requests arriving while draining get a -32000 error; nothing
+waits past the grace period (plus a bounded allowance for a loaded machine); no
+thread or socket is left behind, and the server can be started again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from _hardening import WAIT, Running, open_fds, settle, start
+
+from jsonrpc_mini import ConnectionLost, RPCClient, ServerError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def stop_in_background(srv: Running) -> tuple[threading.Thread, list[float]]:
+    took: list[float] = []
+
+    def stop() -> None:
+        started = time.monotonic()
+        srv.stop()
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=stop, name="hardening-stopper")
+    thread.start()
+    return thread, took
+
+
+def run_calls(clients: list[RPCClient], method: str, *args: Any) -> tuple[list[threading.Thread], list[Any]]:
+    outcomes: list[Any] = []
+
+    def call(client: RPCClient) -> None:
+        try:
+            outcomes.append(client.call(method, *args))
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    return threads, outcomes
+
+
+def test_calls_in_flight_finish_within_the_grace_period(kind: str) -> None:
+    srv = start(kind, {"shutdown_grace": 10.0})
+    clients = [srv.client() for _ in range(20)]
+    try:
+        threads, outcomes = run_calls(clients, "sleep", 0.5)
+        assert settle(lambda: srv.server.connection_count == 20)
+        time.sleep(0.1)  # the calls have started
+        stopper, _ = stop_in_background(srv)
+        for t in threads:
+            t.join(WAIT)
+        stopper.join(WAIT * 2)
+        assert not stopper.is_alive(), "shutdown() hung"
+        assert outcomes == [0.5] * 20, [repr(o) for o in outcomes if o != 0.5][:3]
+    finally:
+        srv.stop()
+        for c in clients:
+            c.close()
+
+
+def test_calls_longer_than_the_grace_period_get_connection_lost(kind: str) -> None:
+    grace = 0.5
+    srv = start(kind, {"shutdown_grace": grace})
+    clients = [srv.client(timeout=WAIT * 2) for _ in range(10)]
+    try:
+        threads, outcomes = run_calls(clients, "sleep", 4.0)
+        time.sleep(0.3)
+        stopper, took = stop_in_background(srv)
+        stopper.join(WAIT * 2)
+        assert not stopper.is_alive(), "shutdown() hung past shutdown_grace"
+        for t in threads:
+            t.join(WAIT)
+        assert not any(t.is_alive() for t in threads), "a caller is still waiting after shutdown"
+        assert len(outcomes) == 10
+        assert all(isinstance(o, ConnectionLost) for o in outcomes), [repr(o) for o in outcomes][:3]
+        # Bounded, not a timing benchmark: far below the 4 s the calls would have needed.
+        assert took[0] < grace + 3.0, f"shutdown took {took[0]:.2f} s with shutdown_grace={grace}"
+    finally:
+        srv.stop()
+        for c in clients:
+            c.close()
+
+
+def test_shutdown_under_load_loses_nothing_silently(kind: str) -> None:
+    threads_before, fds_before = threading.active_count(), open_fds()
+    srv = start(kind, {"shutdown_grace": 2.0})
+    stop = threading.Event()
+    counts = {"ok": 0, "lost": 0, "draining": 0}
+    bad: list[BaseException] = []
+    lock = threading.Lock()
+
+    def hammer(n: int) -> None:
+        try:
+            client = srv.client()
+        except ConnectionLost:
+            return
+        with client:
+            i = 0
+            while not stop.is_set():
+                try:
+                    result = client.add(n, i)
+                except ConnectionLost:
+                    with lock:
+                        counts["lost"] += 1
+                    return
+                except ServerError as exc:
+                    if exc.code != -32000:
+                        bad.append(exc)
+                        return
+                    with lock:
+                        counts["draining"] += 1
+                    continue
+                except BaseException as exc:
+                    bad.append(exc)
+                    return
+                if result != n + i:
+                    bad.append(AssertionError(f"{n}+{i} gave {result}"))
+                    return
+                with lock:
+                    counts["ok"] += 1
+                i += 1
+
+    workers = [threading.Thread(target=hammer, args=(n,), name=f"hardening-hammer-{n}") for n in range(16)]
+    for w in workers:
+        w.start()
+    try:
+        assert settle(lambda: counts["ok"] > 500, WAIT * 3), counts
+        stopper, _ = stop_in_background(srv)
+        stopper.join(WAIT * 2)
+        assert not stopper.is_alive(), "shutdown() hung under load"
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(WAIT)
+        srv.stop()
+    assert not any(w.is_alive() for w in workers)
+    assert not bad, bad[:3]
+    assert counts["lost"] + counts["draining"] > 0, counts  # the shutdown did reach the clients
+    assert settle(lambda: threading.active_count() <= threads_before), [t.name for t in threading.enumerate()]
+    assert settle(lambda: open_fds() <= fds_before), f"{open_fds() - fds_before} descriptors left open"
+
+
+def test_server_starts_again_after_shutdown_under_load(kind: str) -> None:
+    srv = start(kind)
+    clients = [srv.client() for _ in range(10)]
+    threads, _ = run_calls(clients, "sleep", 0.2)
+    srv.stop()
+    for t in threads:
+        t.join(WAIT)
+    for c in clients:
+        c.close()
+    with pytest.raises(ConnectionLost):
+        RPCClient(*srv.address, timeout=WAIT)  # nobody listens any more
+    if kind == "sync":  # the same object serves again (the aio server's loop is gone with it)
+        address = srv.server.start("127.0.0.1", 0)
+        try:
+            with RPCClient(*address, timeout=WAIT) as client:
+                assert client.add(1, 1) == 2
+        finally:
+            srv.server.shutdown()
+    else:
+        again = start(kind)
+        try:
+            with again.client() as client:
+                assert client.add(1, 1) == 2
+        finally:
+            again.stop()
