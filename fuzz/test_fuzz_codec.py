@@ -28,6 +28,8 @@ from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import Batch, Call, Reply, ServerConnection
 from jsonrpc_mini.testing import strategies as rst
 
+from ._budget import scaled
+
 CODECS = [JsonCodec(use_orjson=False), JsonCodec(use_orjson=True)]
 codecs = st.sampled_from(CODECS)
 
@@ -126,6 +128,7 @@ def expected_id(value: Any) -> Any:
 
 # Invariant: every invalid request object gets exactly one -32600 reply that echoes
 # the request's id when that id is valid and is null otherwise.
+@scaled(0.5)
 @given(rst.invalid_requests(), codecs)
 def test_invalid_request_gets_invalid_request_error(value, codec):
     (reply,) = answers(codec.dumps(value) + b"\n")
@@ -136,6 +139,7 @@ def test_invalid_request_gets_invalid_request_error(value, codec):
 
 # Invariant: in a batch, each invalid member gets its own -32600 (id echoed when valid)
 # and the valid members still run.
+@scaled(0.5)
 @given(st.lists(st.one_of(rst.invalid_requests().filter(lambda v: v != []), rst.requests()), min_size=1, max_size=6))
 def test_batch_members_are_validated_one_by_one(items):
     (event,) = answers(json.dumps(items).encode() + b"\n")
