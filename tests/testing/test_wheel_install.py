@@ -1,6 +1,6 @@
 """Use from another project: build the wheel, install it into a fresh venv, run a third-party test file.
 
-The third-party tests use only the plugin's fixtures (found through the ``pytest11``
+The third-party tests use only the plugin's fixtures, its Hypothesis strategies (found through the ``pytest11``
 entry point of the installed wheel) and ``jsonrpc_mini.testing``; no source checkout
 is on ``sys.path`` (the run happens in an empty directory with PYTHONPATH unset).
 """
@@ -25,9 +25,12 @@ import os
 
 import pytest
 
+from hypothesis import given, settings
+
 import jsonrpc_mini
 from jsonrpc_mini import ConnectionLost, RPCServer
-from jsonrpc_mini.testing import FakeSocket, FaultPlan
+from jsonrpc_mini.testing import FakeSocket, FaultPlan, loopback
+from jsonrpc_mini.testing import strategies as rst
 
 
 def make_server():
@@ -63,6 +66,17 @@ def test_disconnect(jsonrpc_loopback):
 
 def test_fake_socket(jsonrpc_fake_socket):
     assert isinstance(jsonrpc_fake_socket([b"x"]), FakeSocket)
+
+
+SERVER = make_server()
+SERVER.register_function(lambda value: value, name="echo")
+
+
+@settings(max_examples=15, deadline=None)
+@given(value=rst.json_values(), plan=rst.fault_plans(breaking=False))
+def test_strategies_from_the_wheel(value, plan):
+    with loopback(SERVER, faults=plan) as client:
+        assert rst.same_json(client.echo(value), value)
 """
 
 
@@ -89,7 +103,8 @@ def test_wheel_installs_and_works_for_a_third_party_project(tmp_path):
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], env=env)
     python = venv / "bin" / "python"
     # The outer pip installs into the new venv (faster than bootstrapping pip there; reuses the pip cache).
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", str(wheel), "pytest"], env=env)
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    run([*install, str(wheel), "pytest", "hypothesis"], env=env)
 
     project = tmp_path / "project"
     project.mkdir()
@@ -100,4 +115,4 @@ def test_wheel_installs_and_works_for_a_third_party_project(tmp_path):
         env=env,
     )
     assert "jsonrpc_mini: --jsonrpc-seed=99" in proc.stdout
-    assert "5 passed" in proc.stdout, proc.stdout
+    assert "6 passed" in proc.stdout, proc.stdout
