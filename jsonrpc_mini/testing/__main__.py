@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ._check import check
+from ._probes import PROBES
 
 __all__ = ["main", "parse_address"]
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
     cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
     args = parser.parse_args(argv)
+    known = [name for name, _ in PROBES]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        parser.error(f"unknown probe {', '.join(unknown)}; probes: {', '.join(known)}")
     host, port = args.address
     report = check(host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only)
     sys.stdout.write(report.render() + "\n")

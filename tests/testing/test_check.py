@@ -107,6 +107,9 @@ def test_address_parsing_and_usage_errors():
     with pytest.raises(SystemExit) as info:
         main(["check", "nohost"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["check", "127.0.0.1:1", "--only", "no-such-probe"])
+    assert info.value.code == 2
 
 
 def test_report_rendering():
