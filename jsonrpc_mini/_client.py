@@ -249,8 +249,10 @@ class RPCClient:
 
     ``RPCClient()`` then ``connect(host, port)``, or ``RPCClient(host, port)`` to
     connect at once. ``client.add(1, 2)`` calls remote ``add`` and returns its
-    result; ``call``, ``notify``, ``batch`` and ``with_timeout`` are the client's
-    own names (use ``call("close")`` for a remote method named like one of them).
+    result. The client's own names are ``call``, ``notify``, ``batch``,
+    ``connect``, ``close``, ``with_timeout``, the read-only properties ``timeout``
+    and ``connected``, and anything starting with ``_``; reach a remote method
+    named like one of them with ``call("close")``.
 
     ``timeout`` (seconds, None = wait for ever) bounds connecting and every call.
     ``framing`` is ``"newline"`` (default) or ``"content-length"``. ``path`` picks

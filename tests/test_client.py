@@ -151,6 +151,17 @@ def test_own_names_are_not_remote_calls(server: RPCServer, address: Any) -> None
         assert closed.is_set()
         assert c.connected  # the remote close did not close our connection
         assert c.call("with_timeout") == "remote with_timeout"
+        # the two read-only properties are own names too
+        server.register_function(lambda: "remote timeout", name="timeout")
+        server.register_function(lambda: "remote connected", name="connected")
+        assert c.timeout == WAIT and c.connected is True
+        assert c.call("timeout") == "remote timeout"
+        assert c.call("connected") == "remote connected"
+        # any other name is a remote call, however close to an own name
+        server.register_function(lambda: "remote closed", name="closed")
+        server.register_function(lambda: "remote call_me", name="call_me")
+        assert c.closed() == "remote closed"
+        assert c.call_me() == "remote call_me"
         with pytest.raises(MethodNotFound):
             c.call("_x")  # reachable through call(), refused by the server
 
