@@ -43,6 +43,9 @@ class Registry:
     def __init__(self) -> None:
         self._methods: dict[str, Callable[..., Any]] = {}
         self._signatures: dict[str, inspect.Signature | None] = {}
+        # name -> (fewest, most) positional arguments that bind when no keyword is
+        # passed (most None: any number); absent when a keyword-only one is required.
+        self._arity: dict[str, tuple[int, int | None]] = {}
 
     @property
     def methods(self) -> dict[str, Callable[..., Any]]:
@@ -60,10 +63,16 @@ class Registry:
         if not isinstance(name, str) or not name:
             raise ValueError("a method name must be a non-empty string")
         self._methods[name] = function
+        self._arity.pop(name, None)
         try:
-            self._signatures[name] = inspect.signature(function)
+            signature = inspect.signature(function)
         except (TypeError, ValueError):  # some builtins have no signature: let the call decide
             self._signatures[name] = None
+            return function
+        self._signatures[name] = signature
+        arity = _positional_arity(signature)
+        if arity is not None:
+            self._arity[name] = arity
         return function
 
     @overload
@@ -115,6 +124,10 @@ class Registry:
             args, kwargs = split_params(message.params)
         except ValueError as exc:
             raise InvalidParams(f"Invalid params: {exc}") from None
+        arity = self._arity.get(message.method)
+        if arity is not None and not kwargs and arity[0] <= len(args) and (arity[1] is None or len(args) <= arity[1]):
+            # Speed: these arguments bind for sure; Signature.bind costs ~4 us a call.
+            return Prepared(message, function, args, kwargs)
         signature = self._signatures.get(message.method)
         if signature is not None:
             try:
@@ -122,6 +135,22 @@ class Registry:
             except TypeError as exc:
                 raise InvalidParams(f"Invalid params for {_quote(message.method)}: {_cut(str(exc))}") from None
         return Prepared(message, function, args, kwargs)
+
+
+def _positional_arity(signature: inspect.Signature) -> tuple[int, int | None] | None:
+    """How many positional arguments bind (no keywords given), or None if a keyword is required."""
+    fewest = most = 0
+    unbounded = False
+    for param in signature.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if param.default is param.empty:
+                fewest = most
+        elif param.kind == param.VAR_POSITIONAL:
+            unbounded = True
+        elif param.kind == param.KEYWORD_ONLY and param.default is param.empty:
+            return None
+    return fewest, None if unbounded else most
 
 
 def _quote(name: str) -> str:
