@@ -311,6 +311,20 @@ async def run_throughput(quick: bool, extra: bool) -> list[str]:
     return lines
 
 
+def report(quick: bool = False, extra: bool = False, idle: int = IDLE) -> list[str]:
+    """Run every scenario and return the report lines (``python -m benchmarks`` can call this)."""
+    lines = [f"jsonrpc_mini.aio vs raw asyncio ({CODEC}, Python {sys.version.split()[0]})"]
+    lines += asyncio.run(run_throughput(quick, extra))
+    lines.append(f"{idle} idle connections (server RSS growth):")
+    limit = 100 * 2**20
+    for kind in ("aio", "raw"):
+        per_conn, count = idle_memory(kind, idle)
+        total = per_conn * count
+        verdict = "" if kind != "aio" else ("  (< 100 MiB: ok)" if total < limit else "  (OVER 100 MiB)")
+        lines.append(f"  {kind:<11} {total / 2**20:>7.1f} MiB   {per_conn / 1024:.1f} KiB per connection{verdict}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
@@ -321,16 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(_serve(args.serve))
         return 0
-    print(f"jsonrpc_mini.aio vs raw asyncio ({CODEC}, Python {sys.version.split()[0]})")
-    for line in asyncio.run(run_throughput(args.quick, args.extra)):
-        print(line)
-    print(f"{args.idle} idle connections (server RSS growth):")
-    limit = 100 * 2**20
-    for kind in ("aio", "raw"):
-        per_conn, count = idle_memory(kind, args.idle)
-        total = per_conn * count
-        verdict = "" if kind != "aio" else ("  (< 100 MiB: ok)" if total < limit else "  (OVER 100 MiB)")
-        print(f"  {kind:<11} {total / 2**20:>7.1f} MiB   {per_conn / 1024:.1f} KiB per connection{verdict}")
+    for line in report(args.quick, args.extra, args.idle):
+        print(line, flush=True)
     return 0
 
 
