@@ -1,264 +1,28 @@
 """The asyncio client: ``await aio.connect(...)`` -> ``aio.RPCClient``.
 
-Go net/rpc's shape on an event loop: a counter for ids, a map of pending calls
-(id -> future), and one protocol whose ``data_received`` feeds the sans-IO
-ClientConnection and resolves futures by id. A call returns its future directly
+Go net/rpc's shape on an event loop: a counter for ids, and one connection
+(``_aio_link.Link``) holding the pending calls, matching replies by id and failing
+them all with ConnectionLost when it breaks. A call returns its future directly
 (no task, no coroutine), so ``asyncio.gather`` of many calls pipelines them at
-little more than the cost of the bytes. When the connection breaks,
-``_Link.fail_all`` is the one error path.
+little more than the cost of the bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections.abc
-import logging
 import ssl as _ssl
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from ._aio_batch import AsyncBatchBuilder
-from ._codec import ErrorResponse, Id, Notification, Params, Request, Response, build_params
-from ._errors import ConnectionLost, RPCTimeout, error_from_response
+from ._aio_link import Call, Link
+from ._codec import Notification, Params, Request, build_params
+from ._errors import ConnectionLost, RPCTimeout
 from ._framing import FramingName
-from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
 
 __all__ = ["Call", "RPCClient", "connect"]
-
-log = logging.getLogger("jsonrpc_mini")
-
-# Every this many calls, entries of cancelled calls whose reply never came are swept.
-_SWEEP_EVERY = 1024
-
-
-class Call(asyncio.Future[Any]):
-    """A call in flight: ``await`` it for the result. Also usable as a coroutine.
-
-    A future (so ``asyncio.gather`` of many calls creates no task per call) that
-    also speaks the coroutine protocol, so ``asyncio.create_task(c.add(1, 2))``
-    works as it does for ``async def`` methods.
-    """
-
-    _steps: Generator[Any, None, Any] | None = None
-
-    def send(self, value: Any) -> Any:
-        """Coroutine protocol: one step of awaiting this call."""
-        if self._steps is None:
-            self._steps = self.__await__()
-        return self._steps.send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """Coroutine protocol: raise into the waiting."""
-        if self._steps is None:
-            self._steps = self.__await__()
-        if val is None and tb is None:
-            return self._steps.throw(typ)
-        return self._steps.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
-
-    def close(self) -> None:
-        """Coroutine protocol: stop waiting (the call itself is not affected)."""
-        if self._steps is not None:
-            self._steps.close()
-
-
-collections.abc.Coroutine.register(Call)
-
-
-class _Pending:
-    """One outstanding call: its future, its method name, its timeout timer."""
-
-    __slots__ = ("future", "method", "timer")
-
-    def __init__(self, future: asyncio.Future[Any], method: str, timer: asyncio.TimerHandle | None) -> None:
-        self.future = future
-        self.method = method
-        self.timer = timer
-
-
-class _Link(asyncio.Protocol):
-    """One connection, shared by an RPCClient and its ``with_timeout`` views."""
-
-    def __init__(self, proto: ClientConnection) -> None:
-        self.proto = proto
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self.pending: dict[Id, _Pending] = {}
-        self.lost: str | None = None
-        self.closed: asyncio.Future[None] = self.loop.create_future()
-        self._write_ready: asyncio.Future[None] | None = None
-        self._out: list[bytes] | None = None
-        self._until_sweep = _SWEEP_EVERY
-        self._senders: set[asyncio.Task[None]] = set()
-
-    # -- asyncio callbacks -----------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Remember the transport."""
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the core; hand each reply to the call waiting for its id."""
-        proto = self.proto
-        proto.receive_data(data)
-        while (event := proto.next_event()) is not None:
-            self._deliver(event)
-
-    def eof_received(self) -> bool:
-        """The server closed its side: every call still pending has lost its reply."""
-        self.data_received(b"")
-        self.fail_all("connection closed by the server")
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Fail every pending call; wake anyone waiting to write."""
-        self.fail_all(f"connection lost: {exc}" if exc is not None else "connection closed")
-        if self._write_ready is not None and not self._write_ready.done():
-            self._write_ready.set_result(None)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def pause_writing(self) -> None:
-        """The server reads slower than we send: new calls wait before writing."""
-        if self._write_ready is None or self._write_ready.done():
-            self._write_ready = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        """The write buffer drained."""
-        if self._write_ready is not None and not self._write_ready.done():
-            self._write_ready.set_result(None)
-
-    # -- sending ---------------------------------------------------------------
-
-    def check(self, method: str | None) -> None:
-        """Raise ConnectionLost if the connection is gone."""
-        if self.lost is not None:
-            exc = ConnectionLost(self.lost)
-            exc.method = method
-            raise exc
-
-    @property
-    def paused(self) -> bool:
-        """True while writes should wait for ``writable()``."""
-        return self._write_ready is not None and not self._write_ready.done()
-
-    async def writable(self) -> None:
-        """Wait while the transport's write buffer is over its high-water mark."""
-        while self._write_ready is not None and not self._write_ready.done():
-            await self._write_ready
-
-    def send(self, data: bytes, method: str | None) -> None:
-        """Write ``data`` now, or (pipelined) with the others of this loop iteration."""
-        self.check(method)
-        # With several calls in flight, messages sent in the same loop iteration
-        # (pipelined calls) are joined into one write (one system call) by flush().
-        if self._out is not None:
-            self._out.append(data)
-            return
-        assert self.transport is not None
-        if len(self.pending) > 1:
-            self._out = [data]
-            self.loop.call_soon(self.flush)
-        else:
-            self.transport.write(data)
-
-    def send_soon(self, data: bytes, method: str | None) -> None:
-        """Send now, or once the write buffer has drained (back-pressure from a slow server)."""
-        if not self.paused:
-            self.send(data, method)
-            return
-        task = self.loop.create_task(self._send_when_writable(data, method))
-        self._senders.add(task)
-        task.add_done_callback(self._senders.discard)
-
-    async def _send_when_writable(self, data: bytes, method: str | None) -> None:
-        await self.writable()
-        if self.lost is None:  # else fail_all has failed the call already
-            self.send(data, method)
-
-    def flush(self) -> None:
-        """Write what send() held back in this loop iteration."""
-        out, self._out = self._out, None
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(out))
-
-    def expect(self, id_: Id, method: str, timeout: float | None) -> Call:
-        """Register a pending call; its future gets the result or the call's exception."""
-        future = Call(loop=self.loop)
-        timer = None if timeout is None else self.loop.call_later(timeout, self._expire, id_, timeout)
-        self.pending[id_] = _Pending(future, method, timer)
-        self._until_sweep -= 1
-        if not self._until_sweep:
-            self._sweep()
-        return future
-
-    def forget(self, id_: Id) -> None:
-        """Drop a pending call: a reply arriving for it later is ignored."""
-        entry = self.pending.pop(id_, None)
-        if entry is not None and entry.timer is not None:
-            entry.timer.cancel()
-
-    def _sweep(self) -> None:
-        # A cancelled call keeps its entry until its reply arrives; drop those whose
-        # reply never does, so the map stays bounded by the calls really in flight.
-        self._until_sweep = _SWEEP_EVERY
-        for id_ in [id_ for id_, entry in self.pending.items() if entry.future.done()]:
-            self.forget(id_)
-
-    def _expire(self, id_: Id, timeout: float) -> None:
-        entry = self.pending.pop(id_, None)
-        if entry is not None and not entry.future.done():
-            why = f"{entry.method}: no reply within {timeout} s; a late reply will be dropped"
-            entry.future.set_exception(RPCTimeout(why))
-
-    # -- receiving -------------------------------------------------------------
-
-    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
-        if isinstance(event, Closed):
-            self.fail_all("connection closed by the server")
-            return
-        if isinstance(event, Violation):
-            self._violation(event)
-            return
-        entry = self.pending.pop(event.id, None)
-        if entry is None:
-            log.debug("dropping reply for unknown or timed-out id %r", event.id)
-            return
-        if entry.timer is not None:
-            entry.timer.cancel()
-        future = entry.future
-        if future.done():  # the caller gave up (cancelled): drop the late reply
-            return
-        if isinstance(event, Response):
-            future.set_result(event.result)
-        else:
-            err = event.error
-            future.set_exception(error_from_response(err.code, err.message, err.data, entry.method))
-
-    def _violation(self, event: Violation) -> None:
-        # An error with id null answers a request the server could not read. With a
-        # single call outstanding it can only be that call's; otherwise it is logged.
-        live = [id_ for id_, entry in self.pending.items() if not entry.future.done()]
-        if event.error is None or len(live) != 1:
-            log.warning("ignoring message from server: %s", event.reason)
-            return
-        self._deliver(ErrorResponse(live[0], event.error))
-
-    def fail_all(self, reason: str) -> None:
-        """The single error path: mark the link lost and fail every pending call."""
-        if self.lost is None:
-            self.lost = reason
-        pending, self.pending = self.pending, {}
-        for entry in pending.values():
-            if entry.timer is not None:
-                entry.timer.cancel()
-            if not entry.future.done():
-                exc = ConnectionLost(self.lost)
-                exc.method = entry.method
-                entry.future.set_exception(exc)
-        if self.transport is not None:
-            self.flush()
-            self.transport.close()
 
 
 class _RemoteMethod:
@@ -296,7 +60,7 @@ class RPCClient:
     dropped. When the connection breaks every pending call raises ConnectionLost.
     """
 
-    def __init__(self, link: _Link, *, timeout: float | None = None) -> None:
+    def __init__(self, link: Link, *, timeout: float | None = None) -> None:
         self._link = link
         self._timeout = _check_timeout(timeout)
 
@@ -424,18 +188,18 @@ async def connect(
     proto = ClientConnection(framing=framing, max_message_size=max_message_size)
     loop = asyncio.get_running_loop()
     where = path if path is not None else f"{host}:{port}"
-    link: _Link
+    link: Link
     try:
         async with asyncio.timeout(timeout):
             if path is not None:
                 _, link = await loop.create_unix_connection(
-                    lambda: _Link(proto), path, ssl=ssl, server_hostname=server_hostname
+                    lambda: Link(proto), path, ssl=ssl, server_hostname=server_hostname
                 )
             else:
                 if host is None or port is None:
                     raise ValueError("connect needs host and port (or path= for a Unix socket)")
                 _, link = await loop.create_connection(
-                    lambda: _Link(proto), host, port, ssl=ssl, server_hostname=server_hostname
+                    lambda: Link(proto), host, port, ssl=ssl, server_hostname=server_hostname
                 )
     except TimeoutError as exc:
         raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc

@@ -26,7 +26,7 @@ The exceptions are those of :mod:`jsonrpc_mini` (re-exported here for convenienc
 from __future__ import annotations
 
 from ._aio_batch import AsyncBatchBuilder
-from ._aio_client import RPCClient, connect
+from ._aio_client import Call, RPCClient, connect
 from ._aio_server import RPCServer
 from ._batch import BatchResult
 from ._errors import (
@@ -45,6 +45,7 @@ from ._errors import (
 __all__ = [
     "AsyncBatchBuilder",
     "BatchResult",
+    "Call",
     "ConnectionLost",
     "InternalError",
     "InvalidParams",

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
-from .._aio_client import RPCClient, _Link, connect
+from .._aio_client import RPCClient, connect
+from .._aio_link import Link as ClientLink
 from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import ClientConnection
@@ -66,7 +67,7 @@ async def aio_loopback(
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)
     proto = ClientConnection(framing=framing)
-    client_protocol = _Link(proto)
+    client_protocol = ClientLink(proto)
     _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
     client = RPCClient(client_protocol, timeout=timeout)
     try:
