@@ -73,8 +73,10 @@ class _Link:
 
     # -- sending ---------------------------------------------------------------
 
-    def start(self, calls: list[Request | Notification], as_batch: bool) -> list[_Waiter]:
-        """Register waiters for the requests in ``calls`` and send them."""
+    def start(
+        self, calls: list[Request | Notification], as_batch: bool, deadline: float | None = None
+    ) -> list[_Waiter]:
+        """Register waiters for the requests in ``calls`` and send them by ``deadline``."""
         waiters = []
         with self.lock:
             if self.lost is not None:
@@ -86,21 +88,38 @@ class _Link:
                     waiters.append(waiter)
         try:
             data = self.proto.encode(calls) if as_batch else self.proto.encode(calls[0])
+            self.send(data, deadline, "batch" if as_batch else calls[0].method)
         except BaseException:
             with self.lock:
                 for waiter in waiters:
                     self.pending.pop(waiter.id, None)
             raise
-        self.send(data)
         return waiters
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, deadline: float | None = None, method: str = "") -> None:
+        """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
+
+        A send cut short by the deadline may have put part of a message on the
+        wire, so the connection is closed (other pending calls get ConnectionLost).
+        """
+        if deadline is None:
+            self.send_lock.acquire()
+        elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
         try:
-            with self.send_lock:
+            send_within = None if deadline is None else getattr(self.transport, "send_within", None)
+            if send_within is not None and deadline is not None:
+                send_within(data, deadline - time.monotonic())
+            else:
                 self.transport.send(data)
+        except TimeoutError as exc:
+            self.fail_all(f"the server took no data for too long: {exc}")
+            raise RPCTimeout(f"{method}: could not send within the timeout; the connection is closed") from exc
         except OSError as exc:
             self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
+        finally:
+            self.send_lock.release()
 
     # -- waiting ---------------------------------------------------------------
 
@@ -331,15 +350,16 @@ class RPCClient:
         link = self._require_link()
         id_ = link.proto.next_id()
         request = Request(method, build_params(args, kwargs), id_)
-        (waiter,) = link.start([request], False)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        (waiter,) = link.start([request], False, deadline)
         link.wait(waiter, deadline)
         return waiter.outcome()
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
         link = self._require_link()
-        link.start([Notification(method, build_params(args, kwargs))], False)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        link.start([Notification(method, build_params(args, kwargs))], False, deadline)
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
@@ -351,8 +371,8 @@ class RPCClient:
             Notification(method, params) if notify else Request(method, params, link.proto.next_id())
             for method, params, notify in calls
         ]
-        waiters = link.start(messages, True)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        waiters = link.start(messages, True, deadline)
         outcomes: list[Callable[[], Any]] = []
         for waiter in waiters:
             try:

@@ -663,3 +663,33 @@ def test_close_without_connecting_is_harmless() -> None:
     c.close()
     assert not c.connected
     assert repr(c) == "<RPCClient not connected timeout=None>"
+
+
+BIG = "x" * 20_000_000  # far more than the socket buffers of both ends hold
+
+
+def _never_reads(done: threading.Event) -> Any:
+    def script(peer: Peer) -> None:
+        done.wait(WAIT)  # accept, then never read a byte
+
+    return script
+
+
+def _batch(c: RPCClient) -> None:
+    with c.batch() as b:
+        b.echo(BIG)
+
+
+def test_a_caller_queued_behind_a_stuck_send_is_bounded_too() -> None:
+    finished = threading.Event()
+    with FakeServer(_never_reads(finished)) as fake, RPCClient(*fake.address) as c:
+        stuck = start_thread(lambda: _outcome(lambda: c.notify("echo", BIG)))  # no timeout: blocks
+        outcome: list[Any] = []
+        queued = start_thread(lambda: outcome.append(_outcome(lambda: c.with_timeout(0.3).ping())))
+        queued.join(WAIT)
+        assert not queued.is_alive(), "a call waiting to send was not bounded by its timeout"
+        assert len(outcome) == 1 and isinstance(outcome[0], (RPCTimeout, ConnectionLost)), outcome
+        finished.set()
+        c.close()  # unblocks the sender without a timeout
+        stuck.join(WAIT)
+        assert not stuck.is_alive()
