@@ -219,6 +219,7 @@ class AioLoopbackServer:
         self.host = host
         self._started = False
         self._proxy: asyncio.AbstractServer | None = None
+        self._refuser: socket.socket | None = None
         self._links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]] = []
         self._clients: list[RPCClient] = []
         self._setups: set[asyncio.Task[None]] = set()
@@ -234,8 +235,14 @@ class AioLoopbackServer:
         if not isinstance(address, tuple):
             raise ValueError("AioLoopbackServer needs a TCP server; this one listens on a Unix socket")
         self.direct_address = address
-        self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
-        bound = self._proxy.sockets[0].getsockname()
+        if self.faults.refuse_connect:
+            # A bound socket that never listens: connecting to it is refused for real.
+            self._refuser = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+            self._refuser.bind((self.host, 0))
+            bound = self._refuser.getsockname()
+        else:
+            self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
+            bound = self._proxy.sockets[0].getsockname()
         self.address = (bound[0], bound[1])
         return self
 
@@ -255,9 +262,6 @@ class AioLoopbackServer:
 
     async def _setup(self, link: Link, down: _SocketEnd, up: _SocketEnd) -> None:
         await down.connected
-        if link.state.refused() is not None:
-            down.lose(ConnectionRefusedError("refused by the fault plan"))
-            return
         try:
             await asyncio.get_running_loop().create_connection(lambda: up, *self.direct_address)
         except OSError as exc:
@@ -268,9 +272,11 @@ class AioLoopbackServer:
 
     async def client(self, *, framing: FramingName = "newline") -> RPCClient:
         """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit."""
-        if LinkState(self.faults, self._count).refused() is not None:
-            raise ConnectionLost(f"connection refused by the fault plan ({self.faults!r})")
-        client = await connect(*self.address, timeout=self.timeout, framing=framing)
+        try:
+            client = await connect(*self.address, timeout=self.timeout, framing=framing)
+        except ConnectionLost as exc:
+            add_plan_note(exc, self.faults)
+            raise
         self._clients.append(client)
         return client
 
@@ -283,6 +289,8 @@ class AioLoopbackServer:
             await client.close()
         if self._proxy is not None:
             self._proxy.close()
+        if self._refuser is not None:
+            self._refuser.close()
         if self._setups:
             await asyncio.wait(self._setups, timeout=_JOIN)
         for link, ends in self._links:
