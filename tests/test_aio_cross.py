@@ -11,6 +11,7 @@ import pytest
 from _aio_support import WAIT, aio_server_in_thread, run
 
 from jsonrpc_mini import ConnectionLost, InternalError, MethodNotFound, RPCClient, RPCServer, RPCTimeout, aio
+from jsonrpc_mini.testing import check
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -146,3 +147,13 @@ def test_aio_client_against_sync_server() -> None:
     finally:
         srv.shutdown()
     assert sorted(notes) == ["x", "y"]
+
+
+def test_the_conformance_checker_passes_against_the_aio_server() -> None:
+    srv = aio.RPCServer()
+    srv.register_function(lambda value: value, name="echo")
+    with aio_server_in_thread(srv) as (host, port):
+        report = check(host, port, echo_method="echo", timeout=5)
+    failed = [r for r in report.results if r.status != "pass"]
+    assert not failed, report.render()
+    assert len(report.results) >= 20
