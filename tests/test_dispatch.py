@@ -280,6 +280,32 @@ def test_arguments_that_do_not_bind_are_32602_and_the_handler_never_runs(params:
     assert ran == []
 
 
+def test_required_keyword_only_parameters_and_positional_arity() -> None:
+    reg = Registry()
+
+    @reg.register
+    def needs_key(a: int, *, key: str) -> list[Any]:
+        return [a, key]
+
+    @reg.register
+    def pos_only(a: int, b: int = 0, /, *rest: int) -> list[int]:
+        return [a, b, *rest]
+
+    replies = serve(
+        reg,
+        call("needs_key", [1])
+        + call("needs_key", {"0": 1, "key": "k"}, 2)
+        + call("pos_only", [], 3)
+        + call("pos_only", [1, 2, 3, 4], 4)
+        + call("pos_only", {"a": 1}, 5),
+    )
+    assert error_of(replies[0])[0] == -32602
+    assert replies[1]["result"] == [1, "k"]
+    assert error_of(replies[2])[0] == -32602
+    assert replies[3]["result"] == [1, 2, 3, 4]
+    assert error_of(replies[4])[0] == -32602
+
+
 def test_type_error_inside_a_handler_is_32603_not_32602() -> None:
     reg = Registry()
 
