@@ -70,7 +70,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     imports it only inside its fixtures, so forgetting the modules is safe.
     """
     coverage = sys.modules.get("coverage")
-    if coverage is None or coverage.Coverage.current() is None:
+    current = None if coverage is None else coverage.Coverage.current()
+    if current is None:
+        return
+    # Only when jsonrpc_mini itself is measured (our own suite): a user's run that
+    # measures their code keeps the modules it already has.
+    sources = getattr(getattr(current, "config", None), "source", None) or ()
+    if not any("jsonrpc_mini" in str(source) for source in sources):
         return
     for name in list(sys.modules):
         if (name == "jsonrpc_mini" or name.startswith("jsonrpc_mini.")) and name != __name__:
