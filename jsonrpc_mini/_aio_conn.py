@@ -301,11 +301,18 @@ class ServerProtocol(asyncio.Protocol):
         opts, now = self._opts, self._loop.time()
         if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
             log.info("message not completed within read_timeout; closing")
-            self.close()
+            self._give_up()
             return
         idle = self.busy == 0 and self._started is None
         if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
             log.info("connection idle for idle_timeout; closing")
-            self.close()
+            self._give_up()
             return
         self._arm()
+
+    def _give_up(self) -> None:
+        # close() waits for buffered replies to be sent; a peer that stops reading
+        # would keep the connection for ever, so what it did not take is dropped.
+        self.close()
+        if self._transport is not None and self._transport.get_write_buffer_size():
+            self._transport.abort()

@@ -314,8 +314,11 @@ class _Listener:
                 continue
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            setup = None if self._ssl is None else _tls_setup(conn, self._ssl, server.options.handshake_timeout)
-            server._add_session(SocketTransport(conn), setup)
+            opts = server.options
+            setup = None
+            if self._ssl is not None:
+                setup = _tls_setup(conn, self._ssl, opts.handshake_timeout, opts.read_timeout)
+            server._add_session(SocketTransport(conn, send_timeout=opts.read_timeout), setup)
 
     def stop(self) -> None:
         """Make ``run`` return soon; idempotent."""
@@ -350,7 +353,7 @@ def _refuse(conn: socket.socket) -> None:
     conn.close()
 
 
-def _tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float) -> _Setup:
+def _tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None) -> _Setup:
     def handshake() -> Transport | None:
         try:
             conn.settimeout(timeout)
@@ -359,7 +362,7 @@ def _tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float) ->
             log.info("TLS handshake failed: %s", exc)
             conn.close()
             return None
-        return SocketTransport(tls)
+        return SocketTransport(tls, send_timeout=send_timeout)
 
     return handshake
 

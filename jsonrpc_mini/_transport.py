@@ -50,20 +50,39 @@ class SocketTransport:
     descriptor get ``settimeout`` instead.
     """
 
-    __slots__ = ("_buffer", "_closed", "_real", "_view", "sock")
+    __slots__ = ("_buffer", "_closed", "_real", "_send_timeout", "_view", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, send_timeout: float | None = None) -> None:
         self.sock = sock
         self._real = isinstance(sock, socket.socket)
         self._closed = False
         self._buffer: mmap.mmap | None = None
         self._view: memoryview | None = None
+        # send_timeout: raise TimeoutError when the peer takes no bytes for this long
+        # (a peer that never reads its replies must not pin a sending thread for ever).
+        self._send_timeout = send_timeout if _HAVE_POLL else None
         if self._real:
-            sock.settimeout(None)
+            tls = isinstance(sock, _ssl.SSLSocket)
+            # TLS cannot send with MSG_DONTWAIT: the socket's own timeout bounds it instead.
+            sock.settimeout(send_timeout if tls else None)
+            if tls:
+                self._send_timeout = None
 
     def send(self, data: bytes) -> None:
-        """Write all of ``data`` (blocking)."""
-        self.sock.sendall(data)
+        """Write all of ``data`` (blocking; TimeoutError if ``send_timeout`` passes with no progress)."""
+        timeout = self._send_timeout
+        if timeout is None or not self._real:
+            self.sock.sendall(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            view = view[sent:]
+            if view and not _wait(self.sock, select.POLLOUT, timeout):
+                raise TimeoutError(f"the peer accepted no data for {timeout} s")
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""
@@ -123,14 +142,18 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
     a server with many connections soon hands out.
     """
     if _HAVE_POLL:
-        poller = select.poll()
-        try:
-            poller.register(sock, select.POLLIN)
-        except ValueError as exc:  # closed by another thread meanwhile
-            raise OSError("the socket is closed") from exc
-        return bool(poller.poll(max(timeout, 0.0) * 1000.0))
+        return _wait(sock, select.POLLIN, timeout)
     ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))  # pragma: no cover - no poll() (Windows)
     return bool(ready)  # pragma: no cover
+
+
+def _wait(sock: socket.socket, events: int, timeout: float) -> bool:
+    poller = select.poll()
+    try:
+        poller.register(sock, events)
+    except ValueError as exc:  # closed by another thread meanwhile
+        raise OSError("the socket is closed") from exc
+    return bool(poller.poll(max(timeout, 0.0) * 1000.0))
 
 
 _HAVE_POLL = hasattr(select, "poll")

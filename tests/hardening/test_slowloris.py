@@ -8,11 +8,12 @@ keep a connection alive. ``read_timeout`` bounds the time one message may take.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 
 import pytest
-from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running
+from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running, settle
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -108,3 +109,28 @@ def test_many_slow_connections_do_not_starve_a_new_client(kind: str) -> None:
             feeder.join(WAIT)
             for raw in slow:
                 raw.close()
+
+
+def test_peer_that_never_reads_its_replies_is_closed(kind: str) -> None:
+    # Slow-read attack: requests keep coming, replies are never read, so the server's
+    # writes block. The connection must still end (sync: no reply progress for
+    # read_timeout; aio: writing pauses, then idle_timeout), not pin threads for ever.
+    payload = "r" * 65536
+    with running(kind, {"read_timeout": 1.0, "idle_timeout": 2.0}) as srv:
+        hog = Raw(srv.address)
+        hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):
+                for i in range(5000):
+                    hog.send(request("echo", [payload], id_=i))
+
+        flooder = threading.Thread(target=flood, name="hardening-flood", daemon=True)
+        flooder.start()
+        try:
+            assert settle(lambda: srv.server.connection_count == 1)
+            assert_serves(srv)  # others are served meanwhile
+            assert settle(lambda: srv.server.connection_count == 0, WAIT * 2), "a non-reading peer was kept"
+        finally:
+            hog.close()
+            flooder.join(WAIT)

@@ -8,6 +8,9 @@ client at a TLS server, or a TLS client at a plaintext server, must get a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
 import ssl
 import threading
 import time
@@ -15,7 +18,7 @@ from typing import Any
 
 import pytest
 import trustme
-from _hardening import WAIT, Raw, running
+from _hardening import WAIT, Raw, running, settle
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCTimeout, aio
 
@@ -137,3 +140,26 @@ def test_silent_peer_is_dropped_after_handshake_timeout(kind: str, ca: trustme.C
         with tls_client(srv.address, client_context(ca)) as client:
             assert client.echo("not blocked by the silent peer") == "not blocked by the silent peer"
         assert silent.closed_within(WAIT), "a peer that never starts its handshake was kept"
+
+
+def test_tls_peer_that_never_reads_its_replies_is_closed(kind: str, ca: trustme.CA) -> None:
+    payload = "r" * 65536
+    options = {"read_timeout": 1.0, "idle_timeout": 2.0}
+    with running(kind, options, ssl=server_context(ca)) as srv:
+        plain = socket.create_connection(srv.address, timeout=WAIT)
+        plain.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog = client_context(ca).wrap_socket(plain, server_hostname="127.0.0.1")
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):
+                for i in range(5000):
+                    hog.sendall(json.dumps({"jsonrpc": "2.0", "method": "echo", "params": [payload], "id": i}).encode())
+
+        flooder = threading.Thread(target=flood, name="hardening-tls-flood", daemon=True)
+        flooder.start()
+        try:
+            assert settle(lambda: srv.server.connection_count == 1)
+            assert settle(lambda: srv.server.connection_count == 0, WAIT * 2), "a non-reading TLS peer was kept"
+        finally:
+            hog.close()
+            flooder.join(WAIT)
