@@ -11,6 +11,7 @@ import mmap
 import select
 import socket
 import ssl as _ssl
+import time
 from typing import Protocol, runtime_checkable
 
 from ._errors import ConnectionLost, RPCTimeout
@@ -83,6 +84,30 @@ class SocketTransport:
             view = view[sent:]
             if view and not _wait(self.sock, select.POLLOUT, timeout):
                 raise TimeoutError(f"the peer accepted no data for {timeout} s")
+
+    def send_within(self, data: bytes, timeout: float) -> None:
+        """Write all of ``data`` within ``timeout`` seconds, else raise TimeoutError.
+
+        Part of ``data`` may have been written when it raises, so the stream should
+        then be closed. The client uses this so that a call's timeout also bounds
+        sending to a peer that stopped reading. Plain sockets only: TLS sockets and
+        socket-like objects send as :meth:`send` does.
+        """
+        sock = self.sock
+        if not self._real or isinstance(sock, _ssl.SSLSocket) or not _HAVE_POLL:
+            self.send(data)
+            return
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view, socket.MSG_DONTWAIT)  # never blocks, whatever the socket's mode
+            except BlockingIOError:
+                sent = 0
+            view = view[sent:]
+            remaining = deadline - time.monotonic()
+            if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
+                raise TimeoutError(f"the peer took no more data within {timeout} s")
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""

@@ -675,6 +675,33 @@ def _never_reads(done: threading.Event) -> Any:
     return script
 
 
+@pytest.mark.parametrize("how", ["call", "notify", "batch"])
+def test_timeout_bounds_sending_to_a_server_that_stopped_reading(how: str) -> None:
+    # Regression: a blocking send ignored the timeout, so one stuck server hung the
+    # caller for ever although RPCClient(timeout=...) bounds every call.
+    finished = threading.Event()
+    with FakeServer(_never_reads(finished)) as fake, RPCClient(*fake.address, timeout=0.3) as c:
+        outcome: list[Any] = []
+
+        def send() -> None:
+            if how == "call":
+                outcome.append(_outcome(lambda: c.echo(BIG)))
+            elif how == "notify":
+                outcome.append(_outcome(lambda: c.notify("echo", BIG)))
+            else:
+                outcome.append(_outcome(lambda: _batch(c)))
+
+        thread = start_thread(send)
+        thread.join(WAIT)
+        finished.set()
+        assert not thread.is_alive(), "the send was not bounded by the timeout"
+        assert len(outcome) == 1 and isinstance(outcome[0], RPCTimeout), outcome
+        assert "send" in str(outcome[0])
+        # part of a message may be on the wire: the connection cannot be used again
+        with pytest.raises(ConnectionLost):
+            c.add(1, 2)
+
+
 def _batch(c: RPCClient) -> None:
     with c.batch() as b:
         b.echo(BIG)

@@ -297,3 +297,46 @@ def test_watchable_fd_only_for_plain_open_sockets(tls: Any) -> None:
             t.close()
         thread.join(WAIT)
     assert not problems
+
+
+def test_send_within_bounds_a_send_the_peer_never_takes(pair: Any) -> None:
+    ta, tb = pair
+    ta.send_within(b"small", 5.0)
+    assert tb.recv(100, WAIT) == b"small"
+    done: list[Any] = []
+
+    def stuck() -> None:
+        try:
+            ta.send_within(b"x" * 20_000_000, 0.2)  # tb never reads this
+            done.append("sent")
+        except TimeoutError as exc:
+            done.append(exc)
+
+    thread = start_thread(stuck)
+    thread.join(WAIT)
+    assert not thread.is_alive(), "send_within did not respect its timeout"
+    assert len(done) == 1 and isinstance(done[0], TimeoutError)
+
+
+def test_send_within_delivers_everything_to_a_slow_reader(pair: Any) -> None:
+    ta, tb = pair
+    payload = os.urandom(4 * 2**20)
+    got = bytearray()
+
+    def read_all() -> None:
+        while len(got) < len(payload):
+            chunk = tb.recv(65536, WAIT)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = start_thread(read_all)
+    ta.send_within(payload, WAIT)  # many partial sends and waits for room
+    reader.join(WAIT)
+    assert bytes(got) == payload
+
+
+def test_send_within_on_socket_likes_sends_as_send_does() -> None:
+    fake = _SocketLike([])
+    SocketTransport(fake).send_within(b"abc", 0.01)  # type: ignore[arg-type]
+    assert fake.sent == b"abc"
