@@ -147,3 +147,10 @@ def test_readme_fuzzing_example_runs():
     exec(compile(block, str(README), "exec"), namespace)
     namespace["test_echo_any_arguments"]()  # type: ignore[operator]
     before.assert_no_leaks()
+
+
+def test_strategies_refuse_impossible_requests():
+    with pytest.raises(ValueError, match="max_digits"):
+        rst.big_integers(max_digits=0)
+    with pytest.raises(ValueError, match="kinds"):
+        rst.arguments(kinds=[])
