@@ -214,3 +214,21 @@ def test_no_thread_fd_or_memory_leak_after_load(kind: str, record_property: Any)
         tracemalloc.stop()
     assert settle(lambda: threading.active_count() <= threads_before), [t.name for t in threading.enumerate()]
     assert settle(lambda: open_fds() <= fds_before), f"{open_fds() - fds_before} file descriptors leaked"
+
+
+def test_large_batch_is_answered_whole_and_exactly_once(kind: str) -> None:
+    # A batch is parsed and answered as one: 10,000 calls (100,000 in the heavy run).
+    count = 100_000 if HEAVY else 10_000
+    batch = (
+        b"["
+        + b",".join(
+            json.dumps({"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i}).encode() for i in range(count)
+        )
+        + b"]\n"
+    )
+    with running(kind) as srv, Raw(srv.address, timeout=WAIT * 6) as raw:
+        raw.send(batch)
+        replies = raw.reply(WAIT * 12)
+        assert isinstance(replies, list) and len(replies) == count
+        assert sorted(r["id"] for r in replies) == list(range(count))
+        assert all(r["result"] == r["id"] + 1 for r in replies)
