@@ -18,6 +18,7 @@ trip may be checked with ``==`` (or, stricter, with :func:`same_json`). Needs
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import struct
 from collections.abc import Sequence
@@ -162,12 +163,17 @@ def _large_string(draw: st.DrawFn, sizes: st.SearchStrategy[int]) -> str:
     return text
 
 
+def _copies_for(target: int, item: Any) -> int:
+    """How many copies of ``item`` (plus a comma each) make at least ``target`` bytes of JSON."""
+    item_size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+    return max(1, -(-target // (item_size + 1)))
+
+
 @st.composite
 def _large_container(draw: st.DrawFn, sizes: st.SearchStrategy[int]) -> Any:
     target = draw(sizes)
     item = draw(json_scalars(strings=json_strings(max_size=6)))
-    item_size = max(1, len(repr(item)))
-    count = max(1, target // (item_size + 1))
+    count = _copies_for(target, item)
     if draw(st.booleans()):
         return [item] * count
     return {f"k{i}": item for i in range(count)}
@@ -352,7 +358,7 @@ _AWKWARD: Final = re.compile(rb"(?<=\\)|(?<=\r)(?=\n)|(?<=\r\n\r\n)|[\x80-\xbf]"
 
 def _awkward_cuts(data: bytes) -> list[int]:
     """Cut points inside a UTF-8 sequence, after a backslash, inside a CRLF, after a header."""
-    return [m.start() for m in _AWKWARD.finditer(data, 1)]
+    return [m.start() for m in _AWKWARD.finditer(data, 1) if m.start() < len(data)]
 
 
 @st.composite
