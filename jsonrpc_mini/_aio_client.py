@@ -21,29 +21,9 @@ from ._codec import Notification, Params, Request, build_params
 from ._errors import ConnectionLost, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
+from ._remote import RemoteMethod, check_timeout
 
 __all__ = ["Call", "RPCClient", "connect"]
-
-
-class _RemoteMethod:
-    """``client.name(...)``: calls remote ``name`` (await the result); ``client.a.b(...)`` calls ``a.b``."""
-
-    __slots__ = ("_client", "_name")
-
-    def __init__(self, client: RPCClient, name: str) -> None:
-        self._client = client
-        self._name = name
-
-    def __getattr__(self, name: str) -> _RemoteMethod:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _RemoteMethod(self._client, f"{self._name}.{name}")
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Call:
-        return self._client.call(self._name, *args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<remote method {self._name!r}>"
 
 
 class RPCClient:
@@ -62,7 +42,7 @@ class RPCClient:
 
     def __init__(self, link: Link, *, timeout: float | None = None) -> None:
         self._link = link
-        self._timeout = _check_timeout(timeout)
+        self._timeout = check_timeout(timeout)
 
     @property
     def timeout(self) -> float | None:
@@ -74,10 +54,10 @@ class RPCClient:
         """Whether the connection is open (as far as the client knows)."""
         return self._link.lost is None
 
-    def __getattr__(self, name: str) -> _RemoteMethod:
+    def __getattr__(self, name: str) -> RemoteMethod[Call]:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _RemoteMethod(self, name)
+        return RemoteMethod(self, name)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
         """Call remote ``method`` with these arguments; ``await`` the result.
@@ -184,7 +164,7 @@ async def connect(
     Raises ConnectionLost if the server cannot be reached, RPCTimeout if
     connecting takes longer than ``timeout``.
     """
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size)
     loop = asyncio.get_running_loop()
     where = path if path is not None else f"{host}:{port}"
@@ -208,9 +188,3 @@ async def connect(
     except OSError as exc:
         raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
     return RPCClient(link, timeout=timeout)
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
-    return timeout

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._codec import Params, build_params
 from ._errors import RPCError
+from ._remote import RemoteMethod
 
 __all__ = ["BatchBuilder", "BatchResult"]
 
@@ -39,38 +40,16 @@ class BatchResult:
         return f"<BatchResult {self._method!r} {state}>"
 
 
-class _BatchMethod:
-    __slots__ = ("_builder", "_name")
+class _BatchQueue:
+    """What the sync and asyncio batch builders share: queueing calls, handing out results."""
 
-    def __init__(self, builder: BatchBuilder, name: str) -> None:
-        self._builder = builder
-        self._name = name
-
-    def __getattr__(self, name: str) -> _BatchMethod:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _BatchMethod(self._builder, f"{self._name}.{name}")
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> BatchResult:
-        return self._builder.call(self._name, *args, **kwargs)
-
-
-class BatchBuilder:
-    """Collects calls; on leaving the ``with`` block sends them as one JSON array and waits.
-
-    ``b.add(1, 2)`` / ``b.call("add", 1, 2)`` queue a request and return a
-    :class:`BatchResult`; ``b.notify("log", "x")`` queues a notification. If the
-    block raises, nothing is sent.
-    """
-
-    def __init__(self, send: _Sender) -> None:
-        self._send = send
+    def __init__(self) -> None:
         self._calls: list[tuple[str, Params, bool]] = []
         self._results: list[BatchResult] = []
         self._sent = False
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
-        """Queue a call of ``method``; returns its :class:`BatchResult`."""
+        """Queue a call of ``method``; returns its :class:`~jsonrpc_mini.BatchResult`."""
         self._check_open()
         self._calls.append((method, build_params(args, kwargs), False))
         result = BatchResult(method)
@@ -86,23 +65,42 @@ class BatchBuilder:
         if self._sent:
             raise RPCError(None, "this batch was already sent; start a new one with client.batch()")
 
-    def __getattr__(self, name: str) -> _BatchMethod:
+    def __getattr__(self, name: str) -> RemoteMethod[BatchResult]:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _BatchMethod(self, name)
+        return RemoteMethod(self, name)
 
     def __len__(self) -> int:
         return len(self._calls)
 
-    def send(self) -> list[BatchResult]:
-        """Send the queued calls now and wait for their replies (done by the ``with`` exit)."""
+    def _take(self) -> list[tuple[str, Params, bool]]:
+        """Mark the batch sent; return the queued calls (empty: nothing to send)."""
         self._check_open()
         self._sent = True
-        if self._calls:
-            outcomes = self._send(self._calls)
-            for result, outcome in zip(self._results, outcomes, strict=True):
-                result._outcome = outcome
+        return self._calls
+
+    def _settle(self, outcomes: list[Callable[[], Any]]) -> list[BatchResult]:
+        for result, outcome in zip(self._results, outcomes, strict=True):
+            result._outcome = outcome
         return list(self._results)
+
+
+class BatchBuilder(_BatchQueue):
+    """Collects calls; on leaving the ``with`` block sends them as one JSON array and waits.
+
+    ``b.add(1, 2)`` / ``b.call("add", 1, 2)`` queue a request and return a
+    :class:`BatchResult`; ``b.notify("log", "x")`` queues a notification. If the
+    block raises, nothing is sent.
+    """
+
+    def __init__(self, send: _Sender) -> None:
+        super().__init__()
+        self._send = send
+
+    def send(self) -> list[BatchResult]:
+        """Send the queued calls now and wait for their replies (done by the ``with`` exit)."""
+        calls = self._take()
+        return self._settle(self._send(calls) if calls else [])
 
     def __enter__(self) -> BatchBuilder:
         return self

@@ -22,6 +22,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Request, Response, 
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
+from ._remote import RemoteMethod, check_timeout
 from ._transport import RECV_SIZE, Transport, open_connection
 
 __all__ = ["RPCClient"]
@@ -242,27 +243,6 @@ class _Link:
         self.transport.close()
 
 
-class _RemoteMethod:
-    """``client.name(...)``: calls remote ``name``; ``client.a.b(...)`` calls ``a.b``."""
-
-    __slots__ = ("_client", "_name")
-
-    def __init__(self, client: RPCClient, name: str) -> None:
-        self._client = client
-        self._name = name
-
-    def __getattr__(self, name: str) -> _RemoteMethod:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _RemoteMethod(self._client, f"{self._name}.{name}")
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self._client.call(self._name, *args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<remote method {self._name!r}>"
-
-
 class RPCClient:
     """A JSON-RPC 2.0 client over one connection, safe to share between threads.
 
@@ -291,7 +271,7 @@ class RPCClient:
         transport: Transport | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
-        self._timeout = _check_timeout(timeout)
+        self._timeout = check_timeout(timeout)
         self._framing = framing
         self._max_message_size = max_message_size
         ClientConnection(framing=framing)  # validate the framing name now
@@ -340,10 +320,10 @@ class RPCClient:
             raise ConnectionLost("not connected: call connect(host, port) first")
         return self._link
 
-    def __getattr__(self, name: str) -> _RemoteMethod:
+    def __getattr__(self, name: str) -> RemoteMethod[Any]:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _RemoteMethod(self, name)
+        return RemoteMethod(self, name)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
@@ -386,7 +366,7 @@ class RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
         view = object.__new__(RPCClient)
         view.__dict__.update(self.__dict__)
-        view._timeout = _check_timeout(timeout)
+        view._timeout = check_timeout(timeout)
         return view
 
     def close(self) -> None:
@@ -405,9 +385,3 @@ class RPCClient:
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
         return f"<RPCClient {state} timeout={self._timeout}>"
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
-    return timeout

@@ -20,6 +20,7 @@ CORE = [
     "_protocol",
     "_dispatch",
     "_batch",
+    "_remote",
 ]
 FORBIDDEN = {"socket", "asyncio", "threading", "selectors", "ssl", "select", "time"}
 PACKAGE = pathlib.Path(jsonrpc_mini.__file__).parent

@@ -1,0 +1,51 @@
+"""Attribute calls (``client.add(1, 2)`` is ``client.call("add", 1, 2)``) and timeout checks.
+
+Shared by the sync and asyncio clients and by both batch builders, so that the
+rules for which attribute names are remote methods live in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = ["Caller", "RemoteMethod", "check_timeout"]
+
+_R_co = TypeVar("_R_co", covariant=True)
+
+
+class Caller(Protocol[_R_co]):
+    """Anything with ``call(method, /, *args, **kwargs)``: a client or a batch builder."""
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> _R_co:
+        """Call (or queue a call of) ``method`` with these arguments."""
+        ...
+
+
+class RemoteMethod(Generic[_R_co]):
+    """``target.name(...)``: calls remote ``name`` through ``target.call``; ``target.a.b(...)`` calls ``a.b``."""
+
+    __slots__ = ("_name", "_target")
+
+    def __init__(self, target: Caller[_R_co], name: str) -> None:
+        self._target = target
+        self._name = name
+
+    def __getattr__(self, name: str) -> RemoteMethod[_R_co]:
+        # Private and dunder names are Python's (copy, pickle, inspect probe them),
+        # never remote methods: reach such a method with call("_name").
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return RemoteMethod(self._target, f"{self._name}.{name}")
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> _R_co:
+        return self._target.call(self._name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name!r}>"
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Return ``timeout`` if it is a positive number of seconds or None; else raise ValueError."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    return timeout
