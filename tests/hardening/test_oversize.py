@@ -8,6 +8,7 @@ one -32600 "message too large" (id null) and close, while the memory it holds
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running
 
-from jsonrpc_mini import ConnectionLost, RPCClient
+from jsonrpc_mini import ConnectionLost, RPCClient, aio
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -188,3 +189,42 @@ def test_refusal_names_the_limit_not_the_payload(kind: str) -> None:
         raw.send(request("echo", [marker]))
         reply = raw.reply()
         assert reply["error"]["code"] == -32600 and "SECRET" not in json.dumps(reply)
+
+
+def test_aio_client_refuses_an_oversize_reply(traced: None) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    streamers: list[Streamer] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.settimeout(WAIT)
+        streamer = Streamer(conn, b'{"jsonrpc":"2.0","id":1,"result":"', STREAM)
+        streamers.append(streamer)
+        streamer.run()
+
+    server = threading.Thread(target=serve, name="hardening-hostile-server", daemon=True)
+    server.start()
+
+    async def main() -> None:
+        client = await aio.connect("127.0.0.1", port, timeout=WAIT * 3, max_message_size=MiB)
+        try:
+            with pytest.raises(ConnectionLost):
+                await client.echo(1)
+        finally:
+            await client.close()
+
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        asyncio.run(main())
+        server.join(WAIT * 3)
+        assert not server.is_alive() and streamers[0].sent < STREAM, "the client read the whole stream"
+        peak = tracemalloc.get_traced_memory()[1] - base
+        assert peak < 8 * MiB, f"client peak {peak / MiB:.1f} MiB"
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
