@@ -6,12 +6,13 @@ import json
 import threading
 
 import pytest
-from hypothesis import given
+from hypothesis import find, given
+from hypothesis import strategies as st
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini.testing import loopback
 from jsonrpc_mini.testing import strategies as rst
-from jsonrpc_mini.testing.strategies import _awkward_cuts, _copies_for
+from jsonrpc_mini.testing.strategies import _awkward_cuts, _copies_for, _large_string
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,9 +51,27 @@ def test_chunkings_never_yield_an_empty_chunk_after_a_final_backslash() -> None:
 def test_large_values_reach_their_size_with_big_integers() -> None:
     # fuzz/test_fuzz_strategies.py::test_depth_and_size_bounds (deep profile), minimal
     # example: a dict of copies of a 400-digit integer for a 1000-byte target came out at
-    # 682 bytes (the copy count came from repr() and rounded down).
-    big = int("1" + "4" * 399)
-    for target in (1000, 1024, 5000):
-        count = _copies_for(target, big)
-        assert len(json.dumps([big] * count)) >= target
-        assert len(json.dumps({f"k{i}": big for i in range(count)})) >= target
+    # 682 bytes (the copy count came from repr() and rounded down); and then a dict of
+    # nulls for a 20000-byte target at 40005 bytes (the keys were not counted).
+    for item in (int("1" + "4" * 399), None):
+        for target in (1000, 1024, 5000, 20_000):
+            as_list = len(json.dumps([item] * _copies_for(target, item), separators=(",", ":")))
+            keyed = {f"k{i}": item for i in range(_copies_for(target, item, keyed=True))}
+            as_dict = len(json.dumps(keyed, separators=(",", ":")))
+            slack = len(json.dumps(item)) + 12  # at most one copy too many
+            assert target <= as_list <= target + slack
+            assert target <= as_dict <= target + slack
+
+
+def test_large_strings_count_escapes_in_their_size() -> None:
+    # The deep run again: a string of "\x1f" for a 20000-byte target was 40004 bytes of
+    # JSON (each control character is 1 byte of UTF-8 but 6 of JSON).
+    sizes = st.just(20_000)
+
+    @given(_large_string(sizes))
+    def check(text: str) -> None:
+        assert 20_000 - 50 <= len(json.dumps(text, ensure_ascii=False).encode()) <= 20_000
+
+    check()
+    escaped = find(_large_string(sizes), lambda text: text[0] == "\x1f")  # the minimal example's kind
+    assert 20_000 - 50 <= len(json.dumps(escaped, ensure_ascii=False).encode()) <= 20_000

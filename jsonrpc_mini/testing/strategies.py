@@ -149,34 +149,38 @@ def deeply_nested(draw: st.DrawFn, min_depth: int = 1, max_depth: int = 100) -> 
     return value
 
 
-def _bytes_of(value: str) -> int:
-    return len(value.encode("utf-8"))
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON text (escapes such as ``\\u001f`` count 6)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 @st.composite
 def _large_string(draw: st.DrawFn, sizes: st.SearchStrategy[int]) -> str:
     target = draw(sizes)
     unit = draw(json_strings(min_size=1, max_size=8))
-    text = unit * (target // _bytes_of(unit) + 1)
-    while _bytes_of(text) > target and len(text) > 1:  # trim to just over/at the target size
-        text = text[: len(text) - 1]
-    return text
+    # Whole copies only: the JSON text lands within one unit (<= 48 bytes) below the target.
+    return unit * max(1, (target - 2) // (_json_size(unit) - 2))
 
 
-def _copies_for(target: int, item: Any) -> int:
-    """How many copies of ``item`` (plus a comma each) make at least ``target`` bytes of JSON."""
-    item_size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
-    return max(1, -(-target // (item_size + 1)))
+def _copies_for(target: int, item: Any, *, keyed: bool = False) -> int:
+    """How many copies of ``item`` make a list (or a ``{"k0": ...}`` dict) of >= ``target`` bytes of JSON."""
+    item_size = _json_size(item)
+    if not keyed:
+        return max(1, -(-(target - 2) // (item_size + 1)))
+    size, count = 2, 0
+    while size < target:
+        size += len(f'"k{count}":') + item_size + 1
+        count += 1
+    return max(1, count)
 
 
 @st.composite
 def _large_container(draw: st.DrawFn, sizes: st.SearchStrategy[int]) -> Any:
     target = draw(sizes)
     item = draw(json_scalars(strings=json_strings(max_size=6)))
-    count = _copies_for(target, item)
     if draw(st.booleans()):
-        return [item] * count
-    return {f"k{i}": item for i in range(count)}
+        return [item] * _copies_for(target, item)
+    return {f"k{i}": item for i in range(_copies_for(target, item, keyed=True))}
 
 
 def large_values(min_bytes: int = 1000, max_bytes: int = 300_000) -> st.SearchStrategy[Any]:
