@@ -29,6 +29,7 @@ _POLL = 0.5
 # poll/select based ones copy the set of descriptors when the wait starts.
 _LIVE_NAMES = ("EpollSelector", "KqueueSelector", "DevpollSelector")
 _LIVE_SELECTORS = tuple(getattr(selectors, name) for name in _LIVE_NAMES if hasattr(selectors, name))
+_AVAILABLE = isinstance(selectors.DefaultSelector, type) and issubclass(selectors.DefaultSelector, _LIVE_SELECTORS)
 
 
 class _Loop:
@@ -40,6 +41,9 @@ class _Loop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        # fd -> callback of what is registered now (checked on every call: cheaper than
+        # asking the selector, whose get_map() builds a new view object each time).
+        self.watched: dict[int, Callable[[], None]] = {}
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="jsonrpc_mini-watch", daemon=True)
 
@@ -48,7 +52,7 @@ class _Loop:
         try:
             while not self.stopping:
                 ready = self.selector.select(_POLL)
-                callbacks = []
+                callbacks: list[Callable[[], None]] = []
                 with self.lock:
                     for key, _ in ready:
                         if key.data is None:
@@ -56,12 +60,13 @@ class _Loop:
                                 self.wake_r.recv(4096)
                             continue
                         # One shot: the session registers again for its next call.
-                        current = self.selector.get_map().get(key.fd)
-                        if current is not None and current.data is key.data:
+                        callback = self.watched.get(key.fd)
+                        if callback is not None and callback is key.data:
+                            del self.watched[key.fd]
                             self.selector.unregister(key.fd)
-                            callbacks.append(key.data)
-                for callback in callbacks:
-                    callback()
+                            callbacks.append(callback)
+                for wake in callbacks:
+                    wake()
         except Exception:  # pragma: no cover - a bug here must not pass silently
             log.exception("the read watcher failed")
         finally:
@@ -82,7 +87,7 @@ class ReadWatcher:
     @staticmethod
     def available() -> bool:
         """Whether this platform's selector can watch sockets registered on the fly."""
-        return isinstance(selectors.DefaultSelector, type) and issubclass(selectors.DefaultSelector, _LIVE_SELECTORS)
+        return _AVAILABLE
 
     def watch(self, fd: int, callback: Callable[[], None]) -> bool:
         """Call ``callback`` (in the watcher thread) when ``fd`` is readable; False if it cannot watch."""
@@ -91,10 +96,13 @@ class ReadWatcher:
             if loop is None or loop.stopping:
                 loop = self._loop = _Loop(self._lock)
                 loop.thread.start()
+            if fd in loop.watched:  # e.g. a stale registration of a reused fd
+                return False
             try:
                 loop.selector.register(fd, selectors.EVENT_READ, callback)
-            except (KeyError, ValueError, OSError):  # e.g. a stale registration of a reused fd
+            except (KeyError, ValueError, OSError):
                 return False
+            loop.watched[fd] = callback
             return True
 
     def unwatch(self, fd: int, callback: Callable[[], None]) -> None:
@@ -103,8 +111,8 @@ class ReadWatcher:
             loop = self._loop
             if loop is None or loop.stopping:
                 return
-            key = loop.selector.get_map().get(fd)
-            if key is not None and key.data is callback:
+            if loop.watched.get(fd) is callback:
+                del loop.watched[fd]
                 loop.selector.unregister(fd)
 
     def stop(self, *, only_if_unused: bool = False, join: float | None = None) -> None:
@@ -113,7 +121,7 @@ class ReadWatcher:
             loop = self._loop
             if loop is None or loop.stopping:
                 return
-            if only_if_unused and len(loop.selector.get_map()) > 1:
+            if only_if_unused and loop.watched:
                 return
             loop.stopping = True
             self._loop = None
