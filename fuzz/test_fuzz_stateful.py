@@ -43,6 +43,10 @@ class Peer:
         self.healthy = False
 
 
+# Invariant: whatever the order of connects, calls, notifications, batches, concurrent
+# calls, timeouts, disconnects, reconnects, shutdowns and restarts, every handler runs at
+# most once, every call that returns ran exactly once and returned its own value, calls
+# on broken links raise ConnectionLost, and nothing is left running afterwards.
 class RPCModel(RuleBasedStateMachine):
     """Connect, call, notify, batch, time out, disconnect, reconnect, shut down, restart."""
 
@@ -271,4 +275,5 @@ class RPCModel(RuleBasedStateMachine):
 
 
 RPCModel.TestCase.settings = scaled(0.5, stateful_step_count=30)
+# Invariant: see RPCModel above (each example is one random sequence of up to 30 rules).
 test_rpc_model = RPCModel.TestCase

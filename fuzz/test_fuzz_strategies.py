@@ -58,6 +58,7 @@ def test_chunkings_join_back(data_bytes, data):
     assert len(chunks) <= max(16, len(data_bytes))
 
 
+# Invariant: chunkings reach the awkward cut points (inside UTF-8, escapes, CRLF).
 def test_chunkings_can_cut_inside_utf8_escapes_and_crlf():
     wire = "é\\n\r\n".encode()
     seen: set[int] = set()
@@ -120,6 +121,7 @@ def test_fault_plans(chunking, breaking):
     )
 
 
+# Invariant: same_json tells apart exactly what JSON tells apart (and 1 from 1.0 and True).
 @pytest.mark.parametrize(
     ("a", "b", "same"),
     [
@@ -139,6 +141,7 @@ def test_same_json(a, b, same):
     assert rst.same_json(a, b) is same
 
 
+# Invariant: the README's strategies example runs as written and leaves nothing behind.
 def test_readme_fuzzing_example_runs():
     section = README.read_text(encoding="utf-8").split("## Property tests and fuzzing", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
@@ -149,6 +152,7 @@ def test_readme_fuzzing_example_runs():
     before.assert_no_leaks()
 
 
+# Invariant: impossible requests to the strategies fail loudly, not with empty draws.
 def test_strategies_refuse_impossible_requests():
     with pytest.raises(ValueError, match="max_digits"):
         rst.big_integers(max_digits=0)
