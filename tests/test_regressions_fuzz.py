@@ -10,7 +10,7 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import loopback
+from jsonrpc_mini.testing import _loopback, loopback
 from jsonrpc_mini.testing import strategies as rst
 from jsonrpc_mini.testing.strategies import _awkward_cuts, _copies_for, _large_string
 
@@ -75,3 +75,25 @@ def test_large_strings_count_escapes_in_their_size() -> None:
     check()
     escaped = find(_large_string(sizes), lambda text: text[0] == "\x1f")  # the minimal example's kind
     assert 20_000 - 50 <= len(json.dumps(escaped, ensure_ascii=False).encode()) <= 20_000
+
+
+def test_loopback_exit_still_forces_a_stuck_server_side_closed(monkeypatch, caplog) -> None:
+    # The other side of the fix above: when the server side does not finish by itself
+    # (a handler is still running), leaving the block closes it after a bounded wait.
+    monkeypatch.setattr(_loopback, "_JOIN", 0.2)
+    release, started = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(10.0)
+
+    server = RPCServer()
+    server.register_function(block)
+    try:
+        with caplog.at_level("WARNING", logger="jsonrpc_mini.testing"), loopback(server) as client:
+            client.notify("block")
+            assert started.wait(5.0)
+        assert "still running" in caplog.text
+    finally:
+        release.set()
+        server.shutdown()
