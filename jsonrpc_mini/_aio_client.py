@@ -18,10 +18,10 @@ from typing import Any
 from ._aio_batch import AsyncBatchBuilder
 from ._aio_link import Call, Link
 from ._codec import Notification, Params, Request, build_params
-from ._errors import ConnectionLost, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
 from ._remote import RemoteMethod, check_timeout
+from ._transport import connect_errors
 
 __all__ = ["Call", "RPCClient", "connect"]
 
@@ -167,9 +167,8 @@ async def connect(
     timeout = check_timeout(timeout)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size)
     loop = asyncio.get_running_loop()
-    where = path if path is not None else f"{host}:{port}"
     link: Link
-    try:
+    with connect_errors(path if path is not None else f"{host}:{port}", timeout):
         async with asyncio.timeout(timeout):
             if path is not None:
                 _, link = await loop.create_unix_connection(
@@ -181,10 +180,4 @@ async def connect(
                 _, link = await loop.create_connection(
                     lambda: Link(proto), host, port, ssl=ssl, server_hostname=server_hostname
                 )
-    except TimeoutError as exc:
-        raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
-    except _ssl.SSLError as exc:
-        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
-    except OSError as exc:
-        raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
     return RPCClient(link, timeout=timeout)

@@ -14,6 +14,7 @@ import ssl as _ssl
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from ._errors import ConnectionLost, RPCTimeout
@@ -237,9 +238,8 @@ def open_connection(
     Raises :class:`ConnectionLost` if the peer cannot be reached and
     :class:`RPCTimeout` if connecting takes longer than ``timeout``.
     """
-    where = path if path is not None else f"{host}:{port}"
     sock: socket.socket
-    try:
+    with connect_errors(path if path is not None else f"{host}:{port}", timeout):
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -259,10 +259,17 @@ def open_connection(
             except BaseException:
                 sock.close()
                 raise
+    return SocketTransport(sock)
+
+
+@contextlib.contextmanager
+def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
+    """Turn a failed connect to ``where`` into RPCTimeout or ConnectionLost (sync and asyncio)."""
+    try:
+        yield
     except TimeoutError as exc:
         raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
     except _ssl.SSLError as exc:
         raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
     except OSError as exc:
         raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
-    return SocketTransport(sock)
