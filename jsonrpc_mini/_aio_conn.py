@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,17 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["ServerProtocol"]
 
 log = logging.getLogger("jsonrpc_mini")
-
-if sys.version_info >= (3, 12):
-
-    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
-        # Run the first step at once: a handler that never waits needs no scheduling.
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-else:
-
-    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
-        return loop.create_task(coro)
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -49,8 +37,9 @@ class ServerProtocol(asyncio.Protocol):
             max_depth=opts.max_depth,
         )
         self._loop = asyncio.get_running_loop()
+        self._runner = server.runner(self._loop)
         self._transport: asyncio.Transport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # runner tasks staying with a call that waits
         self.busy = 0
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self._accepted = False
@@ -224,39 +213,28 @@ class ServerProtocol(asyncio.Protocol):
         elif srv.run_inline(prepared):
             reply = srv.execute_now(prepared)
             if isinstance(reply, Coroutine):
-                self._spawn(self._send_when_done(reply))
+                self._spawn(reply)
             else:
                 self._reply(reply)
         else:
-            self._spawn(self._run_one(prepared))
+            self._spawn(srv.execute(prepared))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, Outcome]) -> None:
         self.busy += 1
         self._srv.total_busy += 1
-        task: asyncio.Task[None] = _new_task(coro, self._loop)
-        if task.done():  # Python 3.12+: the call finished during its eager first step
-            self._task_done(task)
-            return
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._runner.submit(self, work)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+    def finish(self, reply: Outcome) -> None:
+        """A call of this connection ended (``reply`` None: nothing to send)."""
+        if reply is not None:
+            self._write(self._proto.encode(reply))
         self.busy -= 1
         self._last = self._loop.time()
-        if not task.cancelled() and task.exception() is not None:  # pragma: no cover - a driver bug
-            log.error("call task failed", exc_info=task.exception())
         self._srv._call_finished()
         if self._read_paused or self._input_done:  # otherwise nothing waits on this call
             self.pump()
 
-    async def _run_one(self, prepared: Prepared) -> None:
-        self._reply(await self._srv.execute(prepared))
-
-    async def _send_when_done(self, reply: Coroutine[Any, Any, Outcome]) -> None:
-        self._reply(await reply)
-
-    async def _run_batch(self, batch: Batch) -> None:
+    async def _run_batch(self, batch: Batch) -> None:  # its reply is written here: returns None
         srv = self._srv
         gate = asyncio.Semaphore(self._opts.max_concurrent_calls)
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from ._aio_conn import ServerProtocol
+from ._aio_runner import CallRunner
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
 from ._dispatch import Prepared, Registry, outcome_response
 from ._errors import RPCError
@@ -111,6 +112,7 @@ class RPCServer(Registry):
         self._conns: set[ServerProtocol] = set()
         self._blocked: set[ServerProtocol] = set()
         self.total_busy = 0
+        self._runner: CallRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self._address: Address | None = None
         self._path: str | None = None
@@ -217,15 +219,16 @@ class RPCServer(Registry):
         me = asyncio.current_task()
         for conn in conns:
             conn.drain()
-        running = [task for conn in conns for task in conn.tasks if task is not me]
-        if running:
-            await asyncio.wait(running, timeout=self.options.shutdown_grace)
-        cancelled = [task for task in running if not task.done()]
-        for task in cancelled:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.shutdown_grace
+        # Calls already read may still move to tasks of their own: look again until none run.
+        while (running := self._running(conns, me)) and loop.time() < deadline:
+            await asyncio.wait(running, timeout=deadline - loop.time())
+        for task in running:
             task.cancel()
         for conn in conns:
             conn.close()
-        waits: list[asyncio.Future[Any]] = [*cancelled, *(conn.closed for conn in conns)]
+        waits: list[asyncio.Future[Any]] = [*running, *(conn.closed for conn in conns)]
         if waits:
             await asyncio.wait(waits, timeout=5.0)
         if listener is not None:
@@ -249,6 +252,19 @@ class RPCServer(Registry):
         await self.shutdown()
 
     # -- running calls ---------------------------------------------------------
+
+    def runner(self, loop: asyncio.AbstractEventLoop) -> CallRunner:
+        """The runner of this server's calls on ``loop`` (one per loop)."""
+        runner = self._runner
+        if runner is None or runner.loop is not loop:
+            runner = self._runner = CallRunner(loop)
+        return runner
+
+    def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Task[None]]:
+        tasks = [task for conn in conns for task in conn.tasks]
+        if self._runner is not None:
+            tasks += self._runner.running()
+        return [task for task in tasks if task is not me and not task.done()]
 
     def _handler_is_async(self, function: Callable[..., Any]) -> bool:
         known = self._is_async.get(function)
