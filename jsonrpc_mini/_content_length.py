@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Final
 
 from ._errors import ParseError
-from ._frames import COMPACT_AT, INVALID_REQUEST, PARSE_ERROR, WS, Event, FrameError, Loads, Message
-from ._json_stream import _deeper_than
+from ._frames import (
+    COMPACT_AT,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    WS,
+    Event,
+    FrameError,
+    Loads,
+    Message,
+    deeper_than,
+    too_large,
+)
 
 __all__ = ["MAX_HEADER_SIZE", "ContentLengthFramer"]
 
@@ -87,7 +97,7 @@ class ContentLengthFramer:
         except ParseError as exc:
             return FrameError(PARSE_ERROR, exc.message)
         limit = self._max_depth
-        if limit is not None and body.count(b"[") + body.count(b"{") > limit and _deeper_than(value, limit):
+        if limit is not None and body.count(b"[") + body.count(b"{") > limit and deeper_than(value, limit):
             return FrameError(INVALID_REQUEST, f"Invalid Request: nesting deeper than {limit} levels")
         return Message(value)
 
@@ -119,16 +129,17 @@ class ContentLengthFramer:
         return None
 
     def _fail(self, message: str) -> FrameError:
-        self._failed = True
-        self._buf = self._buffer_type()
-        self._start = self._search_from = 0
-        return FrameError(PARSE_ERROR, message, True)
+        return self._give_up(FrameError(PARSE_ERROR, message, True))
 
     def _too_large(self) -> FrameError:
+        return self._give_up(too_large(self._max_size))
+
+    def _give_up(self, error: FrameError) -> FrameError:
+        # A fatal error: the connection closes after the answer, so drop the bytes.
         self._failed = True
         self._buf = self._buffer_type()
         self._start = self._search_from = 0
-        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+        return error
 
     def _reset(self, end: int) -> None:
         self._start = self._search_from = end

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-__all__ = ["Event", "FrameError", "FramingName", "Loads", "Message"]
+__all__ = ["Event", "FrameError", "FramingName", "Loads", "Message", "deeper_than", "too_large"]
 
 FramingName = Literal["newline", "content-length", "auto"]
 Loads = Callable[[bytes], Any]
@@ -42,3 +42,25 @@ Event = Message | FrameError
 WS: Final = re.compile(rb"[^ \t\r\n]")
 # Consume the buffer in place only past this offset and when most of it is consumed.
 COMPACT_AT: Final = 1 << 16
+
+
+def too_large(limit: int) -> FrameError:
+    """The fatal -32600 both framers answer a message over ``limit`` bytes with."""
+    return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {limit} bytes)", True)
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers in ``value`` nest more than ``limit`` deep."""
+    # Level by level, each level one comprehension: ~3x faster than a stack of
+    # (item, depth) pairs on wide values such as a list of 10,000 objects.
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True

@@ -7,10 +7,21 @@ place (bracket stack, inside-a-string flag) between chunks and never re-reads a 
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Final
 
 from ._errors import ParseError
-from ._frames import COMPACT_AT, INVALID_REQUEST, PARSE_ERROR, WS, Event, FrameError, Loads, Message
+from ._frames import (
+    COMPACT_AT,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    WS,
+    Event,
+    FrameError,
+    Loads,
+    Message,
+    deeper_than,
+    too_large,
+)
 
 __all__ = ["JsonStreamFramer"]
 
@@ -160,7 +171,7 @@ class JsonStreamFramer:
             self._no_fast_before = nl
             return None
         line = buf[start:nl]
-        if line.count(b"[") + line.count(b"{") > self._max_depth and _deeper_than(value, self._max_depth):
+        if line.count(b"[") + line.count(b"{") > self._max_depth and deeper_than(value, self._max_depth):
             self._no_fast_before = nl  # let the scanner report it exactly where it happens
             return None
         self._consume(nl + 1)
@@ -306,7 +317,7 @@ class JsonStreamFramer:
         self._failed = True
         self._buf = self._buffer_type()
         self._start = self._pos = 0
-        return FrameError(INVALID_REQUEST, f"Invalid Request: message too large (limit {self._max_size} bytes)", True)
+        return too_large(self._max_size)
 
     def _consume(self, end: int) -> None:
         self._mode = _IDLE
@@ -325,20 +336,3 @@ class JsonStreamFramer:
         self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
         if self._mode != _SKIP:
             self._mode = _IDLE
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether containers in ``value`` nest more than ``limit`` deep."""
-    # Level by level, each level one comprehension: ~3x faster than a stack of
-    # (item, depth) pairs on wide values such as a list of 10,000 objects.
-    level = [value]
-    for _ in range(limit):
-        level = [
-            child
-            for item in level
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, (dict, list))
-        ]
-        if not level:
-            return False
-    return True
