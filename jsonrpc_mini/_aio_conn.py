@@ -132,29 +132,33 @@ class ServerProtocol(asyncio.Protocol):
 
     def _pump(self) -> None:
         srv, proto, limit = self._srv, self._proto, self._opts.max_concurrent_calls
-        while not self._input_done:
-            if self.busy >= limit or self._write_paused:
-                self._pause()
-                return
-            if srv.total_busy >= srv.max_total_calls:
-                srv._blocked.add(self)
-                self._pause()
-                return
-            event = proto.next_event()
-            if event is None:
-                break
-            # Idle time counts from the last message, not the last byte (slowloris).
-            self._last = self._loop.time()
-            if isinstance(event, Call):
-                self._call(event.message)
-            elif isinstance(event, Batch):
-                self._spawn(self._run_batch(event))
-            elif isinstance(event, Reply):
-                self._write(event.data)
-                if event.close:
+        pulled = 0
+        try:
+            while not self._input_done:
+                if self.busy >= limit or self._write_paused:
+                    self._pause()
+                    return
+                if srv.total_busy >= srv.max_total_calls:
+                    srv._blocked.add(self)
+                    self._pause()
+                    return
+                event = proto.next_event()
+                if event is None:
+                    break
+                pulled += 1
+                if isinstance(event, Call):
+                    self._call(event.message)
+                elif isinstance(event, Batch):
+                    self._spawn(self._run_batch(event))
+                elif isinstance(event, Reply):
+                    self._write(event.data)
+                    if event.close:
+                        self._input_done = True
+                elif isinstance(event, Closed):
                     self._input_done = True
-            elif isinstance(event, Closed):
-                self._input_done = True
+        finally:
+            if pulled:  # idle time counts from the last message, not the last byte (slowloris)
+                self._last = self._loop.time()
         if self._input_done:
             self._pause()
             return
@@ -210,14 +214,16 @@ class ServerProtocol(asyncio.Protocol):
         prepared = srv.prepare_or_reply(message, self._draining)
         if not isinstance(prepared, Prepared):
             self._reply(prepared)
-        elif srv.run_inline(prepared):
+        elif srv._handler_is_async(prepared.function):
+            self._spawn(srv.execute_async(prepared))
+        elif srv.run_sync_in_thread:
+            self._spawn(srv.execute(prepared))
+        else:
             reply = srv.execute_now(prepared)
             if isinstance(reply, Coroutine):
                 self._spawn(reply)
             else:
                 self._reply(reply)
-        else:
-            self._spawn(srv.execute(prepared))
 
     def _spawn(self, work: Coroutine[Any, Any, Outcome]) -> None:
         self.busy += 1
@@ -229,8 +235,12 @@ class ServerProtocol(asyncio.Protocol):
         if reply is not None:
             self._write(self._proto.encode(reply))
         self.busy -= 1
-        self._last = self._loop.time()
-        self._srv._call_finished()
+        if not self.busy:  # idle from now on (while busy it is not idle anyway)
+            self._last = self._loop.time()
+        srv = self._srv
+        srv.total_busy -= 1
+        if srv._blocked:
+            srv._unblock()
         if self._read_paused or self._input_done:  # otherwise nothing waits on this call
             self.pump()
 

@@ -38,6 +38,8 @@ Address = tuple[str, int] | str
 Outcome = Response | ErrorResponse | None
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
+# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
+_NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 _TOO_MANY = ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later"))
 
 
@@ -272,10 +274,6 @@ class RPCServer(Registry):
             known = self._is_async[function] = inspect.iscoroutinefunction(function)
         return known
 
-    def run_inline(self, prepared: Prepared) -> bool:
-        """Whether this call can run to completion right now without a task."""
-        return not self.run_sync_in_thread and not self._handler_is_async(prepared.function)
-
     def execute_now(self, prepared: Prepared) -> Outcome | Coroutine[Any, Any, Outcome]:
         """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply.
 
@@ -287,7 +285,7 @@ class RPCServer(Registry):
             result = prepared.run()
         except Exception as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
-        if inspect.isawaitable(result):
+        if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):
             return self._finish(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
@@ -300,21 +298,31 @@ class RPCServer(Registry):
 
     async def execute(self, prepared: Prepared) -> Outcome:
         """Run one prepared call wherever it belongs and build its reply."""
+        if self._handler_is_async(prepared.function):
+            return await self.execute_async(prepared)
         message = prepared.message
         try:
-            if self._handler_is_async(prepared.function):
-                result = await prepared.run()
-            elif self.run_sync_in_thread:
+            if self.run_sync_in_thread:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
                 result = await asyncio.get_running_loop().run_in_executor(self._executor, prepared.run)
             else:
                 result = prepared.run()
-            if inspect.isawaitable(result):  # e.g. an object whose __call__ is async
+            if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
                 result = await result
         except Exception as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
         return outcome_response(message, result, debug=self.options.debug)
+
+    async def execute_async(self, prepared: Prepared) -> Outcome:
+        """Run a prepared call of an ``async def`` handler and build its reply."""
+        try:
+            result = await prepared.function(*prepared.args, **prepared.kwargs)
+            if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            return outcome_response(prepared.message, exc=exc, debug=self.options.debug)
+        return outcome_response(prepared.message, result, debug=self.options.debug)
 
     def prepare_or_reply(self, message: Request | Notification, draining: bool) -> Prepared | Outcome:
         """Find the handler and bind the arguments, or build the reply that refuses the call."""
@@ -325,9 +333,9 @@ class RPCServer(Registry):
         except RPCError as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
 
-    def _call_finished(self) -> None:
-        self.total_busy -= 1
-        if self._blocked and self.total_busy < self.max_total_calls:
+    def _unblock(self) -> None:
+        """A call ended: connections paused by ``max_total_calls`` may read again."""
+        if self.total_busy < self.max_total_calls:
             blocked = list(self._blocked)
             self._blocked.clear()
             loop = asyncio.get_running_loop()
