@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socketserver
 import subprocess
@@ -54,8 +55,11 @@ def test_cli_exit_status_zero_and_report(address):
     assert "PASS  ids-echoed" in proc.stdout
 
 
-class _WrongServer(socketserver.BaseRequestHandler):
-    """Answers every line with a result and id 1: wrong for almost every probe; one client at a time."""
+class _LineServer(socketserver.BaseRequestHandler):
+    """Reads newline-terminated requests and answers each with ``answer(line)``."""
+
+    def answer(self, line: bytes) -> None:
+        raise NotImplementedError
 
     def handle(self):
         self.request.settimeout(2)
@@ -67,21 +71,37 @@ class _WrongServer(socketserver.BaseRequestHandler):
                     return
                 buf += data
                 while b"\n" in buf:
-                    _, buf = buf.split(b"\n", 1)
-                    self.request.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "result": 0}).encode() + b"\n")
+                    line, buf = buf.split(b"\n", 1)
+                    self.answer(line)
         except OSError:
             return
 
 
-@pytest.fixture
-def wrong_server():
-    srv = socketserver.TCPServer(("127.0.0.1", 0), _WrongServer)
+@contextlib.contextmanager
+def _serving(handler, server_class=socketserver.ThreadingTCPServer):
+    srv = server_class(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    yield srv.server_address
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    try:
+        yield srv.server_address
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+class _WrongServer(_LineServer):
+    """Answers every line with a result and id 1: wrong for almost every probe; one client at a time."""
+
+    def answer(self, line: bytes) -> None:
+        self.request.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "result": 0}).encode() + b"\n")
+
+
+@pytest.fixture
+def wrong_server():
+    with _serving(_WrongServer, socketserver.TCPServer) as address:
+        yield address
 
 
 def test_a_wrong_server_fails_and_the_cli_exits_1(wrong_server):
@@ -123,30 +143,18 @@ def test_report_rendering():
     ]
 
 
-class _ContentLengthServer(socketserver.BaseRequestHandler):
+class _ContentLengthServer(_LineServer):
     """A correct-enough peer that answers in Content-Length framing, one byte per write."""
 
-    def handle(self):
-        self.request.settimeout(2)
-        buf = b""
-        try:
-            while True:
-                data = self.request.recv(65536)
-                if not data:
-                    return
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    request = json.loads(line)
-                    body = json.dumps(
-                        {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "Méthode 🎉"}},
-                        ensure_ascii=False,
-                    ).encode()
-                    frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
-                    for i in range(len(frame)):
-                        self.request.sendall(frame[i : i + 1])
-        except OSError:
-            return
+    def answer(self, line: bytes) -> None:
+        request = json.loads(line)
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "Méthode 🎉"}},
+            ensure_ascii=False,
+        ).encode()
+        frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        for i in range(len(frame)):
+            self.request.sendall(frame[i : i + 1])
 
 
 class _GarbageServer(socketserver.BaseRequestHandler):
@@ -161,34 +169,16 @@ class _GarbageServer(socketserver.BaseRequestHandler):
             return
 
 
-def _serve(handler):
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    return srv, thread
-
-
 def test_content_length_replies_split_inside_utf8_are_read():
-    srv, thread = _serve(_ContentLengthServer)
-    try:
-        report = check(*srv.server_address, timeout=2, only=["method-not-found", "ids-echoed"])
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    with _serving(_ContentLengthServer) as address:
+        report = check(*address, timeout=2, only=["method-not-found", "ids-echoed"])
     assert report.ok, report.render()
     assert [r.status for r in report.results] == ["pass", "pass"]
 
 
 def test_invalid_json_from_the_server_is_a_failure():
-    srv, thread = _serve(_GarbageServer)
-    try:
-        report = check(*srv.server_address, timeout=0.5, only=["method-not-found"])
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    with _serving(_GarbageServer) as address:
+        report = check(*address, timeout=0.5, only=["method-not-found"])
     (result,) = report.results
     assert result.status == "fail"
     assert "JSON" in result.detail
