@@ -143,11 +143,15 @@ def test_same_json(a, b, same):
 
 # Invariant: the README's strategies example runs as written and leaves nothing behind.
 def test_readme_fuzzing_example_runs():
-    section = README.read_text(encoding="utf-8").split("## Property tests and fuzzing", 1)[1].split("\n## ", 1)[0]
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Property tests and fuzzing", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
     before = Resources()
     namespace: dict[str, object] = {}
-    exec(compile(block, str(README), "exec"), namespace)
+    # Compile at the block's own line numbers: Hypothesis reads the test's source back
+    # (inspect.getsource) from README.md, and must land on the block, not on prose.
+    offset = text[: text.index(block)].count("\n")
+    exec(compile("\n" * offset + block, str(README), "exec"), namespace)
     namespace["test_echo_any_arguments"]()  # type: ignore[operator]
     before.assert_no_leaks()
 
