@@ -7,10 +7,13 @@ import gc
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from jsonrpc_mini import RPCServer
 
@@ -211,3 +214,14 @@ class FakeServer:
             peer.close()
         self._thread.join(WAIT)
         assert not self._thread.is_alive(), "the fake server's script did not finish"
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts from a throwaway CA, for 127.0.0.1 and localhost; skips without trustme."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from _aio_support import WAIT, RawConn, request, run, serving
+from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import aio
 
@@ -440,13 +441,7 @@ def test_unix_socket() -> None:
 
 
 def test_tls() -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
 
     async def main() -> None:
         async with serving(make_server(), ssl=server_ctx) as address:

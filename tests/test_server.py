@@ -23,6 +23,7 @@ from _driver_helpers import (
     request,
     serving,
     start_thread,
+    tls_contexts,
     wait_for,
 )
 
@@ -710,14 +711,7 @@ def test_unix_socket_path_safety(unix_path: str) -> None:
 
 @pytest.fixture(scope="module")
 def tls() -> Any:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
+    return tls_contexts()
 
 
 def test_tls_round_trip(tls: Any) -> None:

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, free_port, start_thread
+from _driver_helpers import WAIT, LeakCheck, free_port, start_thread, tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCTimeout, SocketTransport, Transport
 from jsonrpc_mini._transport import open_connection
@@ -221,13 +221,7 @@ def test_open_connection_unix() -> None:
 
 @pytest.fixture(scope="module")
 def tls() -> Any:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
+    return tls_contexts()
 
 
 def _tls_server(server_ctx: ssl.SSLContext, payload: bytes) -> tuple[Any, threading.Thread, list[Any]]:
