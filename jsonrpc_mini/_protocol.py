@@ -26,7 +26,7 @@ from ._codec import (
     parse_response,
 )
 from ._errors import InvalidRequest
-from ._framing import FrameError, FramingName, encode_frame, make_framer
+from ._framing import AutoFramer, FrameError, FramingName, encode_frame, make_framer
 from ._json import JsonCodec
 
 __all__ = [
@@ -115,7 +115,11 @@ class _Base:
         """Feed bytes received from the peer; ``b""`` means the peer closed its side."""
         if not data:
             self._eof = True
-        self._framer.feed(data)
+        framer = self._framer
+        framer.feed(data)
+        if isinstance(framer, AutoFramer) and framer.chosen is not None:
+            # Speed: once the framing is known, talk to its framer directly (a call less per message).
+            self._framer = framer.chosen
 
     def _frame(self, body: bytes) -> bytes:
         name = self._framer.name
