@@ -53,6 +53,7 @@ class ServerProtocol(asyncio.Protocol):
         self._started: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] | None = None
+        self._flush_soon = False  # a call_soon(_flush) is pending
 
     # -- asyncio callbacks -----------------------------------------------------
 
@@ -128,6 +129,8 @@ class ServerProtocol(asyncio.Protocol):
             self._pump()
         finally:
             self._pumping = False
+        if self._out is not None and not self._flush_soon:  # replies of this pump: one write
+            self._flush()
         self._maybe_close()
 
     def _pump(self) -> None:
@@ -191,13 +194,17 @@ class ServerProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self.busy > 1:
+        if self._pumping:
+            self._out = [data]  # pump() flushes when it is done
+        elif self.busy > 1:
             self._out = [data]
+            self._flush_soon = True
             self._loop.call_soon(self._flush)
         else:
             transport.write(data)
 
     def _flush(self) -> None:
+        self._flush_soon = False
         out, self._out = self._out, None
         transport = self._transport
         if out and transport is not None and not transport.is_closing():

@@ -180,3 +180,61 @@ def test_shutdown_waits_for_calls_read_before_it() -> None:
                 await asyncio.sleep(0.01)
 
     run(main)
+
+
+class CountingTransport(asyncio.Transport):
+    """Records each write (one write is one system call on a real socket)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("kind", ["inline", "async"])
+def test_replies_to_calls_read_together_go_out_in_one_write(kind: str) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(run_sync_in_thread=False)
+        if kind == "inline":
+            srv.register_function(lambda a, b: a + b, name="add")
+        else:
+
+            @srv.register
+            async def add(a: int, b: int) -> int:
+                return a + b
+
+        conn = srv.protocol()
+        transport = CountingTransport()
+        conn.connection_made(transport)
+        conn.data_received(lines(*(request("add", [i, 1], id_=i) for i in range(5))) + b"{bad json}\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # Inline calls answer while the read is processed, with the error: one write.
+        # Async calls answer from the runner, one loop iteration after the error.
+        assert len(transport.writes) == (1 if kind == "inline" else 2)
+        got = [json.loads(line) for line in b"".join(transport.writes).splitlines()]
+        if kind == "async":
+            assert json.loads(transport.writes[0])["id"] is None
+        assert sorted((r["id"], r.get("result")) for r in got if r["id"] is not None) == [(i, i + 1) for i in range(5)]
+        assert [r["error"]["code"] for r in got if r["id"] is None] == [-32700]
+        conn.connection_lost(None)
+
+    run(main)
