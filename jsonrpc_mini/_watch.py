@@ -3,11 +3,12 @@
 The server's Leader/Followers rule says someone must be reading while a call runs,
 so that a slow call never delays a fast one sent after it. Promoting a follower
 for every request costs a thread wake-up per request (about as much as the round
-trip itself). Instead, the reader that starts a call registers the socket here; one
-thread per server waits on all registered sockets with the OS's readiness API
-(epoll, kqueue) and promotes a follower only when a socket becomes readable while
-its call runs. A sequential client therefore costs two cheap registration calls
-per request and no wake-up at all.
+trip itself). Instead, the reader that starts a call tells the watcher; a call
+still running after a short grace period gets its socket watched with the OS's
+readiness API (epoll, kqueue) by one thread per server, which promotes a follower
+only when bytes arrive while the call runs. Most calls end within the grace
+period: they cost a dictionary entry, no system call and no wake-up. A request
+sent behind a slow call waits at most about two grace periods for its reader.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["ReadWatcher"]
@@ -24,12 +26,16 @@ __all__ = ["ReadWatcher"]
 log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
+_GRACE = 0.002  # a call running longer than this gets its socket watched
+_LINGER = 0.1  # keep ticking this long after the last call, so the next needs no wake-up
 
 # Only these see a registration made while another thread is already waiting; the
 # poll/select based ones copy the set of descriptors when the wait starts.
 _LIVE_NAMES = ("EpollSelector", "KqueueSelector", "DevpollSelector")
 _LIVE_SELECTORS = tuple(getattr(selectors, name) for name in _LIVE_NAMES if hasattr(selectors, name))
 _AVAILABLE = isinstance(selectors.DefaultSelector, type) and issubclass(selectors.DefaultSelector, _LIVE_SELECTORS)
+
+Callback = Callable[[], None]
 
 
 class _Loop:
@@ -41,30 +47,44 @@ class _Loop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        # fd -> callback of what is registered now (checked on every call: cheaper than
-        # asking the selector, whose get_map() builds a new view object each time).
-        self.watched: dict[int, Callable[[], None]] = {}
+        # Calls running, not watched yet: fd -> (callback, started). Watched sockets:
+        # fd -> callback (checked on every call: cheaper than asking the selector).
+        self.running: dict[int, tuple[Callback, float]] = {}
+        self.watched: dict[int, Callback] = {}
+        self.ticking_until = 0.0
+        self.asleep = False  # in a long wait: a new call must wake the thread
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="jsonrpc_mini-watch", daemon=True)
 
+    def _timeout(self, now: float) -> float:
+        if self.running:
+            oldest = min(started for _, started in self.running.values())
+            return max(0.0, oldest + _GRACE - now)
+        return _GRACE if now < self.ticking_until else _POLL
+
     def _run(self) -> None:
-        # The owner's lock guards registrations; select() itself runs without it.
+        # The owner's lock guards the maps; select() itself runs without it.
         try:
             while not self.stopping:
-                ready = self.selector.select(_POLL)
-                callbacks: list[Callable[[], None]] = []
                 with self.lock:
+                    timeout = self._timeout(time.monotonic())
+                    self.asleep = timeout >= _POLL
+                ready = self.selector.select(timeout)
+                callbacks: list[Callback] = []
+                with self.lock:
+                    self.asleep = False
                     for key, _ in ready:
                         if key.data is None:
                             with contextlib.suppress(OSError):
                                 self.wake_r.recv(4096)
                             continue
-                        # One shot: the session registers again for its next call.
+                        # One shot: the session tells us again for its next call.
                         callback = self.watched.get(key.fd)
                         if callback is not None and callback is key.data:
                             del self.watched[key.fd]
                             self.selector.unregister(key.fd)
                             callbacks.append(callback)
+                    self._watch_slow_calls(time.monotonic(), callbacks)
                 for wake in callbacks:
                     wake()
         except Exception:  # pragma: no cover - a bug here must not pass silently
@@ -76,9 +96,21 @@ class _Loop:
             self.wake_r.close()
             self.wake_w.close()
 
+    def _watch_slow_calls(self, now: float, callbacks: list[Callback]) -> None:
+        for fd, (callback, started) in list(self.running.items()):
+            if now - started < _GRACE:
+                continue
+            del self.running[fd]
+            try:
+                self.selector.register(fd, selectors.EVENT_READ, callback)
+            except (KeyError, ValueError, OSError):
+                callbacks.append(callback)  # cannot watch it: let the session promote now
+            else:
+                self.watched[fd] = callback
+
 
 class ReadWatcher:
-    """Call back once a registered socket becomes readable (one thread per server, started on demand)."""
+    """Promote a reader when bytes arrive during a call (one thread per server, started on demand)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,29 +121,38 @@ class ReadWatcher:
         """Whether this platform's selector can watch sockets registered on the fly."""
         return _AVAILABLE
 
-    def watch(self, fd: int, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` (in the watcher thread) when ``fd`` is readable; False if it cannot watch."""
+    def watch(self, fd: int, callback: Callback) -> bool:
+        """A call starts: ``callback`` runs (in the watcher thread) if ``fd`` gets readable meanwhile.
+
+        Returns False if ``fd`` cannot be watched (the caller then promotes at once).
+        """
         with self._lock:
             loop = self._loop
             if loop is None or loop.stopping:
                 loop = self._loop = _Loop(self._lock)
                 loop.thread.start()
-            if fd in loop.watched:  # e.g. a stale registration of a reused fd
+            if fd in loop.running or fd in loop.watched:  # e.g. a stale entry of a reused fd
                 return False
-            try:
-                loop.selector.register(fd, selectors.EVENT_READ, callback)
-            except (KeyError, ValueError, OSError):
-                return False
-            loop.watched[fd] = callback
-            return True
+            now = time.monotonic()
+            loop.running[fd] = (callback, now)
+            loop.ticking_until = now + _LINGER
+            asleep = loop.asleep
+            loop.asleep = False
+        if asleep:
+            with contextlib.suppress(OSError):
+                loop.wake_w.send(b"x")
+        return True
 
-    def unwatch(self, fd: int, callback: Callable[[], None]) -> None:
-        """Forget ``fd`` if it is still registered with ``callback`` (and not already fired)."""
+    def unwatch(self, fd: int, callback: Callback) -> None:
+        """The call ended: forget ``fd`` if it is still there with ``callback`` (and has not fired)."""
         with self._lock:
             loop = self._loop
             if loop is None or loop.stopping:
                 return
-            if loop.watched.get(fd) is callback:
+            entry = loop.running.get(fd)
+            if entry is not None and entry[0] is callback:
+                del loop.running[fd]  # the usual case: no system call
+            elif loop.watched.get(fd) is callback:
                 del loop.watched[fd]
                 loop.selector.unregister(fd)
 
@@ -121,7 +162,7 @@ class ReadWatcher:
             loop = self._loop
             if loop is None or loop.stopping:
                 return
-            if only_if_unused and loop.watched:
+            if only_if_unused and (loop.watched or loop.running):
                 return
             loop.stopping = True
             self._loop = None
