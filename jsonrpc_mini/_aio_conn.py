@@ -8,6 +8,7 @@ so neither tasks nor buffered bytes grow without bound.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
@@ -224,7 +225,9 @@ class ServerProtocol(asyncio.Protocol):
         elif srv._handler_is_async(prepared.function):
             self._spawn(srv.execute_async(prepared))
         elif srv.run_sync_in_thread:
-            self._spawn(srv.execute(prepared))
+            self.busy += 1
+            srv.total_busy += 1
+            srv.pool(self._loop).submit(self, prepared, srv.executor())
         else:
             reply = srv.execute_now(prepared)
             if isinstance(reply, Coroutine):
@@ -236,6 +239,14 @@ class ServerProtocol(asyncio.Protocol):
         self.busy += 1
         self._srv.total_busy += 1
         self._runner.submit(self, work)
+
+    def finish_pooled(self, prepared: Prepared, future: concurrent.futures.Future[Any]) -> None:
+        """A call run in the thread pool ended: answer it (an awaitable result is awaited first)."""
+        reply = self._srv.pooled_outcome(prepared, future)
+        if isinstance(reply, Coroutine):
+            self._runner.submit(self, reply)  # still busy: the runner's finish() ends it
+        else:
+            self.finish(reply)
 
     def finish(self, reply: Outcome) -> None:
         """A call of this connection ended (``reply`` None: nothing to send)."""

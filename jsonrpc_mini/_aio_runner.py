@@ -18,6 +18,8 @@ also runs in its own copy of the context, as it would in a task of its own.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import types
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aio_conn import ServerProtocol
+    from ._dispatch import Prepared
 
-__all__ = ["CallRunner"]
+__all__ = ["CallRunner", "PoolCalls"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -141,3 +144,42 @@ def _resume(work: Work, waiting: Any, context: contextvars.Context) -> Generator
                 waiting = context.run(work.send, sent)
             except StopIteration as stop:
                 return stop.value
+
+
+class PoolCalls:
+    """Calls of plain handlers, run in a thread pool; finished ones come back in batches.
+
+    ``run_in_executor`` wakes the loop once per call (a system call) and needs a
+    task to await it. Here a finished call is queued and the loop is woken only if
+    no wake-up is pending, so calls finishing together cost one wake-up.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.inflight: set[concurrent.futures.Future[Any]] = set()
+        self._finished: deque[tuple[ServerProtocol, Prepared, concurrent.futures.Future[Any]]] = deque()
+        self._wake_pending = False
+
+    def submit(self, conn: ServerProtocol, prepared: Prepared, executor: concurrent.futures.Executor) -> None:
+        """Run ``prepared`` in ``executor``; ``conn.finish_pooled`` gets the outcome on the loop."""
+        future = executor.submit(prepared.run)
+        self.inflight.add(future)
+        future.add_done_callback(lambda done: self._done(conn, prepared, done))
+
+    def _done(self, conn: ServerProtocol, prepared: Prepared, future: concurrent.futures.Future[Any]) -> None:
+        # In a worker thread (or the loop's, if the call finished before submit returned).
+        self._finished.append((conn, prepared, future))
+        if not self._wake_pending:
+            self._wake_pending = True
+            if self.loop.is_closed():
+                return  # nobody is left to answer
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._wake_pending = False  # first: a call finishing from now on wakes the loop again
+        finished = self._finished
+        while finished:
+            conn, prepared, future = finished.popleft()
+            self.inflight.discard(future)
+            conn.finish_pooled(prepared, future)

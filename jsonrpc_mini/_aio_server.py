@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from ._aio_conn import ServerProtocol
-from ._aio_runner import CallRunner
+from ._aio_runner import CallRunner, PoolCalls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
 from ._dispatch import Prepared, Registry, outcome_response
 from ._errors import RPCError
@@ -115,6 +115,7 @@ class RPCServer(Registry):
         self._blocked: set[ServerProtocol] = set()
         self.total_busy = 0
         self._runner: CallRunner | None = None
+        self._pool: PoolCalls | None = None
         self._listener: asyncio.AbstractServer | None = None
         self._address: Address | None = None
         self._path: str | None = None
@@ -262,10 +263,25 @@ class RPCServer(Registry):
             runner = self._runner = CallRunner(loop)
         return runner
 
-    def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Task[None]]:
-        tasks = [task for conn in conns for task in conn.tasks]
+    def pool(self, loop: asyncio.AbstractEventLoop) -> PoolCalls:
+        """The thread-pool calls of this server on ``loop`` (one per loop)."""
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            pool = self._pool = PoolCalls(loop)
+        return pool
+
+    def executor(self) -> concurrent.futures.Executor:
+        """The executor for plain handlers (a private thread pool unless one was given)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
+        return self._executor
+
+    def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Future[Any]]:
+        tasks: list[asyncio.Future[Any]] = [task for conn in conns for task in conn.tasks]
         if self._runner is not None:
             tasks += self._runner.running()
+        if self._pool is not None:
+            tasks += [asyncio.wrap_future(future) for future in self._pool.inflight]
         return [task for task in tasks if task is not me and not task.done()]
 
     def _handler_is_async(self, function: Callable[..., Any]) -> bool:
@@ -303,9 +319,7 @@ class RPCServer(Registry):
         message = prepared.message
         try:
             if self.run_sync_in_thread:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
-                result = await asyncio.get_running_loop().run_in_executor(self._executor, prepared.run)
+                result = await asyncio.get_running_loop().run_in_executor(self.executor(), prepared.run)
             else:
                 result = prepared.run()
             if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
@@ -323,6 +337,24 @@ class RPCServer(Registry):
         except Exception as exc:
             return outcome_response(prepared.message, exc=exc, debug=self.options.debug)
         return outcome_response(prepared.message, result, debug=self.options.debug)
+
+    def pooled_outcome(
+        self, prepared: Prepared, future: concurrent.futures.Future[Any]
+    ) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """The reply for a call that ran in the thread pool (a coroutine if its result must be awaited)."""
+        message = prepared.message
+        if future.cancelled():  # the pool was shut down before it ran
+            return None
+        exc = future.exception()
+        if exc is not None:
+            if not isinstance(exc, Exception):  # pragma: no cover - e.g. SystemExit in a handler
+                log.error("method %r raised %s", message.method, type(exc).__name__, exc_info=exc)
+                return None
+            return outcome_response(message, exc=exc, debug=self.options.debug)
+        result = future.result()
+        if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            return self._finish(message, result)
+        return outcome_response(message, result, debug=self.options.debug)
 
     def prepare_or_reply(self, message: Request | Notification, draining: bool) -> Prepared | Outcome:
         """Find the handler and bind the arguments, or build the reply that refuses the call."""

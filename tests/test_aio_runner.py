@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import threading
 
 import pytest
 from _aio_support import RawConn, request, run, serving
@@ -236,5 +237,62 @@ def test_replies_to_calls_read_together_go_out_in_one_write(kind: str) -> None:
         assert sorted((r["id"], r.get("result")) for r in got if r["id"] is not None) == [(i, i + 1) for i in range(5)]
         assert [r["error"]["code"] for r in got if r["id"] is None] == [-32700]
         conn.connection_lost(None)
+
+    run(main)
+
+
+def test_thread_pool_calls_answer_fail_and_finish_before_shutdown() -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(shutdown_grace=5)
+        release = threading.Event()
+
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        def boom() -> None:
+            raise ValueError("no")
+
+        def hold() -> str:
+            assert release.wait(10)
+            return "held"
+
+        for function in (add, boom, hold):
+            srv.register_function(function)
+        address = await srv.start("127.0.0.1", 0)
+        raw = await RawConn.open(address)  # type: ignore[arg-type]
+        await raw.send(lines(*(request("add", [i, 1], id_=i) for i in range(20)), request("boom", id_=20)))
+        assert await replies(raw, 21) == {**{i: i + 1 for i in range(20)}, 20: -32603}
+        await raw.send(lines(request("hold", id_=21)))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.ensure_future(srv.shutdown())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # waits for the call running in a thread
+        release.set()
+        assert await replies(raw, 1) == {21: "held"}
+        await stopping
+        assert await raw.recv() is None
+        await raw.close()
+
+    run(main)
+
+
+def test_shutdown_gives_up_on_a_thread_pool_call_after_the_grace_period() -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(shutdown_grace=0.1)
+        release = threading.Event()
+
+        def hold() -> str:
+            release.wait(10)
+            return "held"
+
+        srv.register_function(hold)
+        address = await srv.start("127.0.0.1", 0)
+        async with await aio.connect(*address, timeout=10) as c:  # type: ignore[misc]
+            call = asyncio.ensure_future(c.hold())
+            await asyncio.sleep(0.05)
+            await srv.shutdown()
+            with pytest.raises(aio.ConnectionLost):
+                await call
+        release.set()
 
     run(main)
