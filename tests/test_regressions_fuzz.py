@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini.testing import _loopback, loopback
 from jsonrpc_mini.testing import strategies as rst
-from jsonrpc_mini.testing.strategies import _awkward_cuts, _copies_for, _large_string
+from jsonrpc_mini.testing._json_strategies import _copies_for, _large_string
+from jsonrpc_mini.testing.strategies import _awkward_cuts
 
 pytestmark = pytest.mark.timeout(60)
 
