@@ -20,8 +20,8 @@ JSON encode, ``write``. For 1 and 2 two ratios are printed:
 Servers run in a separate process (this file with ``--serve KIND``); the clients
 run here. Both sides use the same JSON codec (orjson when installed, else json).
 Rounds alternate the contenders so machine noise hits all alike; a ratio is the
-median of per-round ratios. Server CPU per call (from /proc) is printed as well:
-it is steadier than wall time on a busy machine.
+median of per-round ratios. Server CPU per call (the server's own process_time,
+per scenario) is printed as well: it is steadier than wall time on a busy machine.
 """
 
 from __future__ import annotations
@@ -99,7 +99,12 @@ async def _serve(kind: str) -> None:
 
         _, port = await srv.start("127.0.0.1", 0)  # type: ignore[misc]
     print(f"PORT {port}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+    loop = asyncio.get_running_loop()
+    # Serve until the parent closes stdin; a "cpu" line asks for the CPU time used so far
+    # (process_time is exact; /proc's tick-sampled counters are too coarse for short rounds).
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        if line.strip() == "cpu":
+            print(f"CPU {time.process_time()!r}", flush=True)
 
 
 class Server:
@@ -130,9 +135,13 @@ class Server:
 
     def cpu(self) -> float:
         """CPU seconds (user + system) the server process has used so far."""
-        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("cpu\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer.startswith("CPU "):
+            raise RuntimeError(f"{self.kind} server did not report its CPU time: {answer!r}")
+        return float(answer.split()[1])
 
     def stop(self) -> None:
         """Stop the child process (bounded)."""
@@ -282,17 +291,24 @@ async def run_throughput(quick: bool, extra: bool) -> list[str]:
     repeats = 3 if quick else 10
     conc: dict[str, list[float]] = {label: [] for label, _, _ in pairs}
     pipe: dict[str, list[float]] = {label: [] for label, _, _ in pairs}
-    cpu = {kind: [0.0, 0] for kind in servers}  # server CPU seconds, calls served
+    # server kind -> scenario -> [CPU seconds, calls served], with the raw client only
+    # (the same client for every server, so the CPU is comparable)
+    cpu = {kind: {"concurrent": [0.0, 0], "pipelined": [0.0, 0]} for kind in servers}
     try:
         for _ in range(rounds):
             for label, client, kind in pairs:
                 server = servers[kind]
                 before = server.cpu()
                 conc[label].append(await concurrent_round(client, server.port, calls))
+                middle = server.cpu()
                 pipe[label].append(await pipeline_round(client, server.port, repeats))
-                if client == "raw":  # the same client for every server: CPU comparable
-                    cpu[kind][0] += server.cpu() - before
-                    cpu[kind][1] += CLIENTS * calls + PIPELINE * repeats
+                if client == "raw":
+                    for scenario, seconds, count in (
+                        ("concurrent", middle - before, CLIENTS * calls),
+                        ("pipelined", server.cpu() - middle, PIPELINE * repeats),
+                    ):
+                        cpu[kind][scenario][0] += seconds
+                        cpu[kind][scenario][1] += count
     finally:
         for server in servers.values():
             server.stop()
@@ -304,10 +320,10 @@ async def run_throughput(quick: bool, extra: bool) -> list[str]:
             rate = statistics.median(data[label])
             ratio = statistics.median(a / r for a, r in zip(data[label], data[base], strict=True))
             lines.append(f"  {label:<48} {rate:>9.0f} calls/s  {ratio:.2f}x")
-    lines.append("server CPU per call, same raw client (both scenarios):")
-    for kind, (seconds, count) in cpu.items():
-        if count:
-            lines.append(f"  {kind:<11} {seconds / count * 1e6:>7.1f} us")
+    lines.append("server CPU per call, same raw client:    concurrent   pipelined")
+    for kind, by_scenario in cpu.items():
+        per_call = [seconds / count * 1e6 if count else 0.0 for seconds, count in by_scenario.values()]
+        lines.append(f"  {kind:<38} {per_call[0]:>7.1f} us  {per_call[1]:>7.1f} us")
     return lines
 
 
