@@ -45,13 +45,9 @@ class RPCClient:
         self._timeout = check_timeout(timeout)
 
     @property
-    def timeout(self) -> float | None:
-        """The per-call timeout of this client (or view), in seconds."""
-        return self._timeout
-
-    @property
-    def connected(self) -> bool:
-        """Whether the connection is open (as far as the client knows)."""
+    def _connected(self) -> bool:
+        # Private on purpose: API.md reserves only call/notify/batch/connect/close/
+        # with_timeout and _names, so "connected" must stay a remote method name.
         return self._link.lost is None
 
     def __getattr__(self, name: str) -> RemoteMethod[Call]:
@@ -130,7 +126,7 @@ class RPCClient:
         await self.close()
 
     def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
+        state = "connected" if self._connected else "not connected"
         return f"<aio.RPCClient {state} timeout={self._timeout}>"
 
 

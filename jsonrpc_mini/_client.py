@@ -306,13 +306,9 @@ class RPCClient:
         return self
 
     @property
-    def timeout(self) -> float | None:
-        """The per-call timeout of this client (or view), in seconds."""
-        return self._timeout
-
-    @property
-    def connected(self) -> bool:
-        """Whether the connection is open (as far as the client knows)."""
+    def _connected(self) -> bool:
+        # Private on purpose: API.md reserves only call/notify/batch/connect/close/
+        # with_timeout and _names, so "connected" must stay a remote method name.
         return self._link is not None and self._link.lost is None
 
     def _require_link(self) -> _Link:
@@ -383,5 +379,5 @@ class RPCClient:
         self.close()
 
     def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
+        state = "connected" if self._connected else "not connected"
         return f"<RPCClient {state} timeout={self._timeout}>"

@@ -54,7 +54,7 @@ def test_calls_attribute_call_and_nested_names() -> None:
             assert await c.echo("测试项", kw1="1") == {"args": ["测试项"], "kwargs": {"kw1": "1"}}
             # method and self pass through as keyword names
             assert await c.echo(method="m", self="s") == {"args": [], "kwargs": {"method": "m", "self": "s"}}
-            assert c.connected
+            assert c._connected
 
     run(main)
 
@@ -341,7 +341,7 @@ def test_call_timeout_keeps_the_connection_and_drops_the_late_reply() -> None:
             assert c._link.pending == {}
             # with_timeout gives another timeout on the same connection
             assert await c.with_timeout(5).sleep(0.3, "ok") == "ok"
-            assert c.with_timeout(None).timeout is None and c.timeout == 0.2
+            assert c.with_timeout(None)._timeout is None and c._timeout == 0.2
             with pytest.raises(ValueError):
                 c.with_timeout(0)
 
@@ -362,7 +362,7 @@ def test_asyncio_timeout_and_cancel_leave_the_connection_usable() -> None:
             await asyncio.sleep(0.6)  # both late replies arrive and are dropped
             assert c._link.pending == {}
             assert await c.sleep(0, "fresh") == "fresh"
-            assert c.connected
+            assert c._connected
 
     run(main)
 
@@ -378,7 +378,7 @@ def test_connection_loss_fails_every_pending_call() -> None:
             results = await asyncio.gather(*calls, return_exceptions=True)
             assert all(isinstance(r, aio.ConnectionLost) for r in results), results
             assert {r.method for r in results} == {"sleep"}  # type: ignore[union-attr]
-            assert not c.connected
+            assert not c._connected
             with pytest.raises(aio.ConnectionLost):
                 await c.add(1, 2)
             with pytest.raises(aio.ConnectionLost):

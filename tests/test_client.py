@@ -59,15 +59,15 @@ def address(server: RPCServer) -> Any:
 def test_seed_style_and_one_line_construction(address: Any) -> None:
     host, port = address
     c = RPCClient()
-    assert not c.connected
+    assert not c._connected
     assert c.connect(host, port) is c
-    assert c.connected and c.timeout is None
+    assert c._connected and c._timeout is None
     assert c.add(1, 2) == 3
     c.close()
-    assert not c.connected
+    assert not c._connected
 
     d = RPCClient(host, port, timeout=5.0)
-    assert d.connected and d.timeout == 5.0
+    assert d._connected and d._timeout == 5.0
     assert "connected" in repr(d)
     assert d.add(2, 2) == 4
     d.close()
@@ -101,7 +101,7 @@ def test_connect_to_a_closed_port_is_connection_lost() -> None:
     c = RPCClient()
     with pytest.raises(ConnectionLost):
         c.connect("127.0.0.1", port)
-    assert not c.connected
+    assert not c._connected
 
 
 def test_content_length_framing_option(address: Any) -> None:
@@ -149,14 +149,14 @@ def test_own_names_are_not_remote_calls(server: RPCServer, address: Any) -> None
                 getattr(c, private)
         assert c.call("close") == "remote close"
         assert closed.is_set()
-        assert c.connected  # the remote close did not close our connection
+        assert c._connected  # the remote close did not close our connection
         assert c.call("with_timeout") == "remote with_timeout"
-        # the two read-only properties are own names too
+        # only API.md's own names are reserved: state names stay remote methods
         server.register_function(lambda: "remote timeout", name="timeout")
         server.register_function(lambda: "remote connected", name="connected")
-        assert c.timeout == WAIT and c.connected is True
-        assert c.call("timeout") == "remote timeout"
-        assert c.call("connected") == "remote connected"
+        assert c._timeout == WAIT and c._connected is True
+        assert c.timeout() == "remote timeout"
+        assert c.connected() == "remote connected"
         # any other name is a remote call, however close to an own name
         server.register_function(lambda: "remote closed", name="closed")
         server.register_function(lambda: "remote call_me", name="call_me")
@@ -297,7 +297,7 @@ def test_with_timeout_and_late_replies_are_dropped(server: RPCServer, address: A
     server.register_function(slow)
     with RPCClient(*address, timeout=WAIT) as c:
         quick = c.with_timeout(0.2)
-        assert quick.timeout == 0.2 and c.timeout == WAIT
+        assert quick._timeout == 0.2 and c._timeout == WAIT
         with pytest.raises(RPCTimeout) as info:
             quick.slow("a")
         assert isinstance(info.value, TimeoutError)
@@ -308,7 +308,7 @@ def test_with_timeout_and_late_replies_are_dropped(server: RPCServer, address: A
         for n in range(20):
             assert quick.add(n, 1) == n + 1
             assert c.echo(n) == {"args": [n], "kwargs": {}}
-        assert c.with_timeout(None).timeout is None
+        assert c.with_timeout(None)._timeout is None
         with pytest.raises(ValueError):
             c.with_timeout(-1)
 
@@ -383,7 +383,7 @@ def test_every_pending_call_fails_when_the_server_closes() -> None:
         assert len(outcomes) == callers
         assert all(isinstance(o, ConnectionLost) for o in outcomes), outcomes
         assert {o.method for o in outcomes} == {"slow"}
-        assert not c.connected
+        assert not c._connected
         with pytest.raises(ConnectionLost):
             c.add(1, 2)  # and later calls fail at once
         c.close()
@@ -569,7 +569,7 @@ def test_sending_to_a_reset_connection_is_connection_lost() -> None:
             for _ in range(50):  # the first sends may still be buffered locally
                 c.notify("x", "y" * 65536)
             c.anything()
-        assert not c.connected
+        assert not c._connected
     assert not fake.errors
 
 
@@ -661,7 +661,7 @@ def test_close_without_connecting_is_harmless() -> None:
     c = RPCClient()
     c.close()
     c.close()
-    assert not c.connected
+    assert not c._connected
     assert repr(c) == "<RPCClient not connected timeout=None>"
 
 

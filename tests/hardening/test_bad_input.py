@@ -278,6 +278,6 @@ def test_client_survives_a_server_that_sends_garbage() -> None:
                 conn.shutdown(socket.SHUT_WR)
                 with pytest.raises(ConnectionLost):
                     client.echo(1)
-                assert not client.connected
+                assert not client._connected
     finally:
         listener.close()

@@ -133,7 +133,7 @@ def test_our_client_ignores_messages_from_vscode_server(vscode_server, caplog):
         assert c.chatty() == "done"
         assert c.add(1, 1) == 2
         assert c.chatty() == "done"
-        assert c.connected
+        assert c._connected
     dropped = [r.getMessage() for r in caplog.records if r.name == "jsonrpc_mini"]
     assert any("window/logMessage" in message for message in dropped), dropped
 

@@ -45,7 +45,7 @@ def test_loopback_calls_without_any_socket(server, monkeypatch):
         with client.batch() as batch:
             r = batch.add(2, 3)
         assert r.result() == 5
-    assert not client.connected
+    assert not client._connected
     before.assert_no_leaks()
     assert server.connection_count == 0
 
@@ -173,7 +173,7 @@ def test_close_is_idempotent_and_joins_proxy_threads(server):
     srv.close()
     srv.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-proxy")]
-    assert all(not c.connected for c in clients)
+    assert all(not c._connected for c in clients)
 
 
 def _proxy_sockets(srv: LoopbackServer) -> list[str]:
