@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
+import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -229,9 +229,17 @@ class LoopbackServer:
             self._accepter.start()
 
     def _accept_loop(self) -> None:
+        # A selector, not select.select(): that refuses descriptors above 1023,
+        # which a test holding many connections reaches.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            self._accept_until_closed(selector)
+
+    def _accept_until_closed(self, selector: selectors.BaseSelector) -> None:
         while not self._closed:
             try:
-                ready, _, _ = select.select([self._listener, self._wake_r], [], [], _POLL)
+                ready = {key.fileobj for key, _ in selector.select(_POLL)}
             except (OSError, ValueError):
                 return
             if self._closed:
