@@ -17,11 +17,11 @@ import contextlib
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
 from _aio_support import run
+from _fault_harness import Expect, Outcome, check_expectation, value_for
 
 from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini.testing import DirectionFaults as D
@@ -34,21 +34,13 @@ pytestmark = [
     pytest.mark.timeout(60),
 ]
 
-Expect = Literal["ok", "lost", "timeout", "refused", "either"]
 # memory: aio_loopback; tcp: AioLoopbackServer's asyncio proxy; sync-server: the aio
 # client through the blocking kit's LoopbackServer proxy to the sync RPCServer.
 Kind = Literal["memory", "tcp", "sync-server"]
 KINDS = ("memory", "tcp", "sync-server")
 SEEDS = (0, 1)
 CALLS = 5
-BLOB = 'é€🎉\\"x\r\n'
 REQUEST = len(b'{"jsonrpc":"2.0","method":"record","params":[{"token":"s0-0","n":4,"blob":""}],"id":1}\n')
-
-
-@dataclass
-class Outcome:
-    results: list[str] = field(default_factory=list)
-    refused: bool = False
 
 
 class Recorder:
@@ -63,11 +55,6 @@ class Recorder:
         with self.lock:
             self.counts[value["token"]] += 1
         return value
-
-
-def value_for(token: str, payload: int) -> dict[str, Any]:
-    blob = (BLOB * (payload // len(BLOB.encode()) + 1))[: payload // 2] if payload else ""
-    return {"token": token, "n": len(token), "blob": blob}
 
 
 async def run_calls(
@@ -201,23 +188,6 @@ async def run_scenario(
     assert all(count <= 1 for count in rec.counts.values()), f"a request ran twice: {rec.counts}"
     check_expectation(expect, out, plan)
     return out
-
-
-def check_expectation(expect: Expect, out: Outcome, plan: FaultPlan) -> None:
-    results = set(out.results)
-    where = f"{plan!r}: {out.results}"
-    if expect == "refused":
-        assert out.refused and not out.results, where
-        return
-    assert not out.refused, where
-    if expect == "ok":
-        assert results == {"ok"}, where
-    elif expect == "lost":
-        assert "lost" in results and "timeout" not in results, where
-    elif expect == "timeout":
-        assert out.results[-1] == "timeout" and "lost" not in results, where
-    else:
-        assert results <= {"ok", "lost", "timeout", "rejected"} and out.results, where
 
 
 def _in_run(rng: random.Random) -> int:
