@@ -69,3 +69,15 @@ def test_the_contents_links_every_section_in_order() -> None:
     titles = re.findall(r"^## (.+)$", README, re.M)
     anchors = re.findall(r"\]\(#([\w-]+)\)", README.split("\n## ", 1)[0])
     assert anchors == [re.sub(r"[^\w -]", "", t).strip().lower().replace(" ", "-") for t in titles]
+
+
+def test_security_md_limits_agree_with_the_code() -> None:
+    # SECURITY.md repeats the limits for readers who only open that file: keep them true.
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    table = text.split("## Limits and their defaults", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, re.M))
+    defaults = {f.name: f.default for f in dataclasses.fields(ServerOptions)}
+    listed = {name: value.strip() for name, value in rows.items() if name in defaults}
+    assert len(listed) >= 10, f"SECURITY.md limits table not found or too short: {sorted(rows)}"
+    for name, written in listed.items():
+        assert written == as_written(defaults[name]), f"SECURITY.md says {name} = {written}"
