@@ -256,8 +256,11 @@ class LoopbackServer:
                     conn.close()
                     return
                 self._relays = [relay for relay in self._relays if not relay.finished]
-                self._relays.append(_Relay(conn, self.direct_address, self._plan, self._count))
+                # Count before the relay starts: its threads can carry a whole call
+                # (and a test can read ``connections``) before this thread runs again.
+                index = self._count
                 self._count += 1
+                self._relays.append(_Relay(conn, self.direct_address, self._plan, index))
 
     @property
     def connections(self) -> int:
