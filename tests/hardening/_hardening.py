@@ -202,13 +202,6 @@ class Raw:
         self.close()
 
 
-def request(method: str, params: Any = None, id_: Any = 1) -> bytes:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id_}
-    if params is not None:
-        msg["params"] = params
-    return json.dumps(msg).encode() + b"\n"
-
-
 def assert_serves(srv: Running) -> None:
     """A fresh client gets a correct answer (the server survived whatever came before)."""
     with srv.client() as c:

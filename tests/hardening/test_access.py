@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 import pytest
-from _hardening import WAIT, Raw, request, running
+from _driver_helpers import request
+from _hardening import WAIT, Raw, running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ import socket
 import time
 
 import pytest
-from _hardening import WAIT, Raw, assert_serves, request, running
+from _driver_helpers import request
+from _hardening import WAIT, Raw, assert_serves, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient
 from jsonrpc_mini._json import JsonCodec

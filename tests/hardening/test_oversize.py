@@ -16,7 +16,8 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running
+from _driver_helpers import request
+from _hardening import HEAVY, WAIT, Raw, assert_serves, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient, aio
 

@@ -13,7 +13,8 @@ import threading
 import time
 
 import pytest
-from _hardening import HEAVY, WAIT, Raw, assert_serves, request, running, settle
+from _driver_helpers import request
+from _hardening import HEAVY, WAIT, Raw, assert_serves, running, settle
 
 pytestmark = pytest.mark.timeout(90)
 
