@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jsonrpc_mini import ConnectionLost, ParseError, RPCClient, RPCServer, RPCTimeout
+from jsonrpc_mini.testing import DirectionFaults as D
 from jsonrpc_mini.testing import FaultPlan, LoopbackServer, Resources, loopback
 
 Expect = Literal["ok", "lost", "timeout", "refused", "either"]
@@ -184,3 +186,88 @@ def check_expectation(expect: Expect, out: Outcome, plan: FaultPlan) -> None:
         assert out.results[-1] == "timeout" and "lost" not in results, where
     else:
         assert results <= {"ok", "lost", "timeout", "rejected"} and out.results, where
+
+
+# -- scenarios both drivers' suites run --------------------------------------------
+
+CALLS = 5
+# One request of the workload, to aim byte-count faults inside it.
+REQUEST = len(b'{"jsonrpc":"2.0","method":"record","params":[{"token":"s0-0","n":4,"blob":""}],"id":1}\n')
+
+Build = Callable[[random.Random, int], tuple[FaultPlan, Expect, dict[str, Any]]]
+
+
+def in_run(rng: random.Random) -> int:
+    """A byte position certainly inside the workload's traffic (both directions: ~2*CALLS*REQUEST)."""
+    return rng.randint(0, CALLS * REQUEST)
+
+
+SHARED_SCENARIOS: dict[str, Build] = {
+    "chunk-1": lambda r, s: (FaultPlan(seed=s, max_chunk=1), "ok", {"calls": 3, "payload": 1100}),
+    "chunk-7-awkward-large": lambda r, s: (
+        FaultPlan(seed=s, max_chunk=7, awkward_splits=True),
+        "ok",
+        {"calls": 3, "payload": 4000},
+    ),
+    "latency-jitter": lambda r, s: (FaultPlan(seed=s, latency=0.002, jitter=0.003), "ok", {}),
+    "bandwidth": lambda r, s: (FaultPlan(seed=s, bandwidth=400_000.0, max_chunk=512), "ok", {"payload": 3000}),
+    "disconnect-after": lambda r, s: (FaultPlan(seed=s, disconnect_after=in_run(r)), "lost", {}),
+    "disconnect-in-frame-c2s": lambda r, s: (
+        FaultPlan(seed=s, client_to_server=D(disconnect_in_frame=r.randint(1, 3))),
+        "lost",
+        {},
+    ),
+    "disconnect-in-frame-s2c": lambda r, s: (
+        FaultPlan(seed=s, server_to_client=D(disconnect_in_frame=r.randint(1, 3), max_chunk=9)),
+        "lost",
+        {},
+    ),
+    "half-close-c2s": lambda r, s: (
+        FaultPlan(seed=s, client_to_server=D(half_close_after=r.randint(1, 3) * REQUEST)),
+        "lost",
+        {},
+    ),
+    "half-close-s2c": lambda r, s: (
+        FaultPlan(seed=s, server_to_client=D(half_close_after=in_run(r) // 2)),
+        "lost",
+        {},
+    ),
+    "reset-c2s": lambda r, s: (FaultPlan(seed=s, client_to_server=D(reset_after=in_run(r) // 2)), "lost", {}),
+    "reset-s2c": lambda r, s: (
+        FaultPlan(seed=s, server_to_client=D(reset_after=in_run(r) // 2, max_chunk=5)),
+        "lost",
+        {},
+    ),
+    "refused": lambda r, s: (FaultPlan(seed=s, refuse_connect=True), "refused", {}),
+    "stall-c2s": lambda r, s: (
+        FaultPlan(seed=s, client_to_server=D(stall_after=in_run(r) // 2)),
+        "timeout",
+        {"timeout": 0.3},
+    ),
+    "stall-s2c": lambda r, s: (
+        FaultPlan(seed=s, server_to_client=D(stall_after=in_run(r) // 2)),
+        "timeout",
+        {"timeout": 0.3},
+    ),
+}
+
+
+def random_plan(rng: random.Random, seed: int) -> FaultPlan:
+    """A plan mixing faults at random (from the seed)."""
+
+    def direction() -> D:
+        return D(
+            max_chunk=rng.choice([None, 1, 3, 64]),
+            awkward_splits=rng.random() < 0.5,
+            disconnect_in_frame=rng.choice([None, None, 2, 4]),
+            reset_after=rng.choice([None, None, rng.randint(0, 600)]),
+            half_close_after=rng.choice([None, None, rng.randint(0, 600)]),
+            stall_after=rng.choice([None, None, None, rng.randint(0, 600)]),
+        )
+
+    return FaultPlan(
+        seed=seed,
+        disconnect_after=rng.choice([None, rng.randint(0, 1200)]),
+        client_to_server=direction(),
+        server_to_client=direction(),
+    )

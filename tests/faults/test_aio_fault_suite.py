@@ -21,10 +21,19 @@ from typing import Any, Literal
 
 import pytest
 from _aio_support import run
-from _fault_harness import Expect, Outcome, check_expectation, value_for
+from _fault_harness import (
+    CALLS,
+    SHARED_SCENARIOS,
+    Build,
+    Expect,
+    Outcome,
+    check_expectation,
+    in_run,
+    random_plan,
+    value_for,
+)
 
 from jsonrpc_mini import RPCServer, aio
-from jsonrpc_mini.testing import DirectionFaults as D
 from jsonrpc_mini.testing import FaultPlan, LoopbackServer
 from jsonrpc_mini.testing._aio_loopback import AioLoopbackServer, aio_loopback
 
@@ -39,8 +48,6 @@ pytestmark = [
 Kind = Literal["memory", "tcp", "sync-server"]
 KINDS = ("memory", "tcp", "sync-server")
 SEEDS = (0, 1)
-CALLS = 5
-REQUEST = len(b'{"jsonrpc":"2.0","method":"record","params":[{"token":"s0-0","n":4,"blob":""}],"id":1}\n')
 
 
 class Recorder:
@@ -190,62 +197,12 @@ async def run_scenario(
     return out
 
 
-def _in_run(rng: random.Random) -> int:
-    return rng.randint(0, CALLS * REQUEST)
-
-
-Build = Callable[[random.Random, int], tuple[FaultPlan, Expect, dict[str, Any]]]
 SCENARIOS: dict[str, Build] = {
-    "chunk-1": lambda r, s: (FaultPlan(seed=s, max_chunk=1), "ok", {"calls": 3, "payload": 1100}),
-    "chunk-7-awkward-large": lambda r, s: (
-        FaultPlan(seed=s, max_chunk=7, awkward_splits=True),
-        "ok",
-        {"calls": 3, "payload": 4000},
-    ),
-    "latency-jitter": lambda r, s: (FaultPlan(seed=s, latency=0.002, jitter=0.003), "ok", {}),
-    "bandwidth": lambda r, s: (FaultPlan(seed=s, bandwidth=400_000.0, max_chunk=512), "ok", {"payload": 3000}),
+    **SHARED_SCENARIOS,
     "slow-connect-close": lambda r, s: (FaultPlan(seed=s, connect_delay=0.05, close_delay=0.05), "ok", {}),
-    "disconnect-after": lambda r, s: (FaultPlan(seed=s, disconnect_after=_in_run(r)), "lost", {}),
-    "disconnect-in-frame-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(disconnect_in_frame=r.randint(1, 3))),
-        "lost",
-        {},
-    ),
-    "disconnect-in-frame-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(disconnect_in_frame=r.randint(1, 3), max_chunk=9)),
-        "lost",
-        {},
-    ),
-    "half-close-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(half_close_after=r.randint(1, 3) * REQUEST)),
-        "lost",
-        {},
-    ),
-    "half-close-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(half_close_after=_in_run(r) // 2)),
-        "lost",
-        {},
-    ),
-    "reset-c2s": lambda r, s: (FaultPlan(seed=s, client_to_server=D(reset_after=_in_run(r) // 2)), "lost", {}),
-    "reset-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(reset_after=_in_run(r) // 2, max_chunk=5)),
-        "lost",
-        {},
-    ),
-    "refused": lambda r, s: (FaultPlan(seed=s, refuse_connect=True), "refused", {}),
-    "stall-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(stall_after=_in_run(r) // 2)),
-        "timeout",
-        {"timeout": 0.3},
-    ),
-    "stall-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(stall_after=_in_run(r) // 2)),
-        "timeout",
-        {"timeout": 0.3},
-    ),
     "tasks-chunked": lambda r, s: (FaultPlan(seed=s, max_chunk=11, latency=0.0005), "ok", {"tasks": 4, "calls": 4}),
     "tasks-disconnect": lambda r, s: (
-        FaultPlan(seed=s, max_chunk=23, disconnect_after=_in_run(r) * 2),
+        FaultPlan(seed=s, max_chunk=23, disconnect_after=in_run(r) * 2),
         "lost",
         {"tasks": 4, "calls": 4},
     ),
@@ -264,25 +221,6 @@ def test_fault(name: str, kind: Kind, variant: int, jsonrpc_seed: int) -> None:
     outcome = run(lambda: run_scenario(kind, plan, expect, **options))
     if expect == "lost":
         assert outcome.results.count("lost") >= 1
-
-
-def random_plan(rng: random.Random, seed: int) -> FaultPlan:
-    def direction() -> D:
-        return D(
-            max_chunk=rng.choice([None, 1, 3, 64]),
-            awkward_splits=rng.random() < 0.5,
-            disconnect_in_frame=rng.choice([None, None, 2, 4]),
-            reset_after=rng.choice([None, None, rng.randint(0, 600)]),
-            half_close_after=rng.choice([None, None, rng.randint(0, 600)]),
-            stall_after=rng.choice([None, None, None, rng.randint(0, 600)]),
-        )
-
-    return FaultPlan(
-        seed=seed,
-        disconnect_after=rng.choice([None, rng.randint(0, 1200)]),
-        client_to_server=direction(),
-        server_to_client=direction(),
-    )
 
 
 @pytest.mark.parametrize("variant", range(6))

@@ -12,11 +12,9 @@ printed in its report (each scenario uses the run's seed plus its variant number
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from _fault_harness import BLOB, Expect, run_scenario, value_for
+from _fault_harness import BLOB, SHARED_SCENARIOS, Build, in_run, random_plan, run_scenario, value_for
 
 from jsonrpc_mini.testing import DirectionFaults as D
 from jsonrpc_mini.testing import FaultPlan
@@ -26,76 +24,20 @@ pytestmark = pytest.mark.timeout(60)
 SEEDS = (0, 1, 2)
 MIX_SEEDS = tuple(range(12))
 KINDS = ("memory", "tcp")
-CALLS = 5
-# One request of the workload, to aim byte-count faults inside it.
-REQUEST = len(b'{"jsonrpc":"2.0","method":"record","params":[{"token":"s0-0","n":4,"blob":""}],"id":1}\n')
-
-Build = Callable[[random.Random, int], tuple[FaultPlan, Expect, dict[str, Any]]]
-
-
-def _in_run(rng: random.Random) -> int:
-    """A byte position certainly inside the workload's traffic (both directions: ~2*CALLS*REQUEST)."""
-    return rng.randint(0, CALLS * REQUEST)
-
 
 SCENARIOS: dict[str, Build] = {
+    **SHARED_SCENARIOS,
     # partial reads and writes, large payloads, awkward splits
-    "chunk-1": lambda r, s: (FaultPlan(seed=s, max_chunk=1), "ok", {"calls": 3, "payload": 1100}),
-    "chunk-7-awkward-large": lambda r, s: (
-        FaultPlan(seed=s, max_chunk=7, awkward_splits=True),
-        "ok",
-        {"calls": 3, "payload": 4000},
-    ),
     "chunks-one-direction": lambda r, s: (
         FaultPlan(seed=s, server_to_client=D(max_chunk=2), client_to_server=D(max_chunk=300)),
         "ok",
         {"payload": 1500},
     ),
     # time
-    "latency-jitter": lambda r, s: (FaultPlan(seed=s, latency=0.002, jitter=0.003), "ok", {}),
-    "bandwidth": lambda r, s: (FaultPlan(seed=s, bandwidth=400_000.0, max_chunk=512), "ok", {"payload": 3000}),
     "slow-connect": lambda r, s: (FaultPlan(seed=s, connect_delay=0.05), "ok", {}),
     "slow-close": lambda r, s: (FaultPlan(seed=s, close_delay=0.05), "ok", {}),
     # the link breaks
-    "disconnect-after": lambda r, s: (FaultPlan(seed=s, disconnect_after=_in_run(r)), "lost", {}),
-    "disconnect-in-frame-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(disconnect_in_frame=r.randint(1, 3))),
-        "lost",
-        {},
-    ),
-    "disconnect-in-frame-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(disconnect_in_frame=r.randint(1, 3), max_chunk=9)),
-        "lost",
-        {},
-    ),
-    "half-close-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(half_close_after=r.randint(1, 3) * REQUEST)),
-        "lost",
-        {},
-    ),
-    "half-close-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(half_close_after=_in_run(r) // 2)),
-        "lost",
-        {},
-    ),
-    "reset-c2s": lambda r, s: (FaultPlan(seed=s, client_to_server=D(reset_after=_in_run(r) // 2)), "lost", {}),
-    "reset-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(reset_after=_in_run(r) // 2, max_chunk=5)),
-        "lost",
-        {},
-    ),
-    "refused": lambda r, s: (FaultPlan(seed=s, refuse_connect=True), "refused", {}),
     # the link stalls: no bytes, no close
-    "stall-c2s": lambda r, s: (
-        FaultPlan(seed=s, client_to_server=D(stall_after=_in_run(r) // 2)),
-        "timeout",
-        {"timeout": 0.3},
-    ),
-    "stall-s2c": lambda r, s: (
-        FaultPlan(seed=s, server_to_client=D(stall_after=_in_run(r) // 2)),
-        "timeout",
-        {"timeout": 0.3},
-    ),
     # several threads share one faulty client: replies must still reach the right caller
     "threads-chunked": lambda r, s: (
         FaultPlan(seed=s, max_chunk=11, latency=0.0005),
@@ -103,32 +45,11 @@ SCENARIOS: dict[str, Build] = {
         {"threads": 4, "calls": 4},
     ),
     "threads-disconnect": lambda r, s: (
-        FaultPlan(seed=s, max_chunk=23, disconnect_after=_in_run(r) * 2),
+        FaultPlan(seed=s, max_chunk=23, disconnect_after=in_run(r) * 2),
         "lost",
         {"threads": 4, "calls": 4},
     ),
 }
-
-
-def random_plan(rng: random.Random, seed: int) -> FaultPlan:
-    """A plan mixing faults at random (from the seed)."""
-
-    def direction() -> D:
-        return D(
-            max_chunk=rng.choice([None, 1, 3, 64]),
-            awkward_splits=rng.random() < 0.5,
-            disconnect_in_frame=rng.choice([None, None, 2, 4]),
-            reset_after=rng.choice([None, None, rng.randint(0, 600)]),
-            half_close_after=rng.choice([None, None, rng.randint(0, 600)]),
-            stall_after=rng.choice([None, None, None, rng.randint(0, 600)]),
-        )
-
-    return FaultPlan(
-        seed=seed,
-        disconnect_after=rng.choice([None, rng.randint(0, 1200)]),
-        client_to_server=direction(),
-        server_to_client=direction(),
-    )
 
 
 @pytest.mark.parametrize("variant", SEEDS)
