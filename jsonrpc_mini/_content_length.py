@@ -10,6 +10,7 @@ from ._frames import (
     INVALID_REQUEST,
     PARSE_ERROR,
     WS,
+    BufferedReader,
     Event,
     FrameError,
     Loads,
@@ -24,7 +25,7 @@ _HEADER_END: Final = b"\r\n\r\n"
 MAX_HEADER_SIZE: Final = 8192
 
 
-class ContentLengthFramer:
+class ContentLengthFramer(BufferedReader):
     """Reader for ``Content-Length: N\\r\\n\\r\\n<body>`` messages (LSP style).
 
     Header names are case-insensitive; headers other than Content-Length are ignored.
@@ -33,30 +34,12 @@ class ContentLengthFramer:
     """
 
     name: Final = "content-length"
-    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
 
     def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int | None = None) -> None:
-        self._loads = loads
-        self._max_size = max_message_size
+        super().__init__(loads, max_message_size)
         self._max_depth = max_depth
-        self._buf = self._buffer_type()
-        self._start = 0
         self._search_from = 0
         self._body_len = -1  # -1 while reading headers
-        self._eof = False
-        self._failed = False
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes; ``b""`` means EOF."""
-        if not data:
-            self._eof = True
-        elif not self._failed:
-            self._buf += data
-
-    @property
-    def buffered(self) -> int:
-        """How many received bytes are not yet consumed."""
-        return len(self._buf) - self._start
 
     @property
     def in_message(self) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-__all__ = ["Event", "FrameError", "FramingName", "Loads", "Message", "deeper_than", "too_large"]
+__all__ = ["BufferedReader", "Event", "FrameError", "FramingName", "Loads", "Message", "deeper_than", "too_large"]
 
 FramingName = Literal["newline", "content-length", "auto"]
 Loads = Callable[[bytes], Any]
@@ -42,6 +42,32 @@ Event = Message | FrameError
 WS: Final = re.compile(rb"[^ \t\r\n]")
 # Consume the buffer in place only past this offset and when most of it is consumed.
 COMPACT_AT: Final = 1 << 16
+
+
+class BufferedReader:
+    """What both framers share: the receive buffer, its consumed prefix and end of stream."""
+
+    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
+
+    def __init__(self, loads: Loads, max_message_size: int) -> None:
+        self._loads = loads
+        self._max_size = max_message_size
+        self._buf = self._buffer_type()
+        self._start = 0  # bytes before this offset are consumed
+        self._eof = False
+        self._failed = False  # after a fatal error nothing more is buffered
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means the peer will send nothing more (EOF)."""
+        if not data:
+            self._eof = True
+        elif not self._failed:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet consumed."""
+        return len(self._buf) - self._start
 
 
 def too_large(limit: int) -> FrameError:

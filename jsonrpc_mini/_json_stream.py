@@ -15,6 +15,7 @@ from ._frames import (
     INVALID_REQUEST,
     PARSE_ERROR,
     WS,
+    BufferedReader,
     Event,
     FrameError,
     Loads,
@@ -69,7 +70,7 @@ _CLOSE_ARRAY: Final = ord("]")
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
 
 
-class JsonStreamFramer:
+class JsonStreamFramer(BufferedReader):
     """Reader for JSON values that are newline-terminated, concatenated or pretty-printed.
 
     A value that starts with ``{`` or ``[`` is complete at its matching closing
@@ -80,34 +81,16 @@ class JsonStreamFramer:
     """
 
     name: Final = "newline"
-    _buffer_type: type[bytearray] = bytearray  # tests swap in a buffer that counts work
 
     def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
-        self._loads = loads
-        self._max_size = max_message_size
+        super().__init__(loads, max_message_size)  # _start: first byte of the value being read
         self._max_depth = max_depth
-        self._buf = self._buffer_type()
-        self._start = 0  # first byte of the value being read
         self._pos = 0  # next byte the scanner looks at
         self._mode = _IDLE
         self._stack = bytearray()  # closing brackets still expected
         self._in_string = False
         self._no_fast_before = 0  # lines before this offset already failed the fast path
         self._no_newline_before = 0  # the fast path found no newline before this offset
-        self._eof = False
-        self._failed = False
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes; ``b""`` means the peer will send nothing more (EOF)."""
-        if not data:
-            self._eof = True
-        elif not self._failed:
-            self._buf += data
-
-    @property
-    def buffered(self) -> int:
-        """How many received bytes are not yet consumed."""
-        return len(self._buf) - self._start
 
     @property
     def in_message(self) -> bool:
