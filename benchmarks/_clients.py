@@ -74,7 +74,35 @@ class MiniClient:
         self._client.close()
 
 
-class XmlRpcClient:
+class _LockedHttpProxy:
+    """An XML-RPC-style ServerProxy shared by all threads under a lock, with MultiCall batches.
+
+    Subclasses set ``_module`` (which provides ``MultiCall``), ``_proxy`` and ``_lock``.
+    """
+
+    _module: Any
+    _proxy: Any
+    _lock: threading.Lock
+
+    def call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            return getattr(self._proxy, method)(*args)
+
+    def batch_add(self, n: int) -> list[Any]:
+        with self._lock:
+            multi = self._module.MultiCall(self._proxy)
+            for i in range(n):
+                multi.add(i, 1)
+            return list(multi())
+
+    def thread_clients(self, count: int) -> list[Any]:
+        return [self] * count
+
+    def close(self) -> None:
+        self._proxy("close")()
+
+
+class XmlRpcClient(_LockedHttpProxy):
     """stdlib xmlrpc.client (HTTP/1.1 keep-alive); a ServerProxy is not thread-safe: lock."""
 
     def __init__(self, host: str, port: int, codec: str) -> None:
@@ -84,25 +112,8 @@ class XmlRpcClient:
         self._proxy = xmlrpc.client.ServerProxy(f"http://{host}:{port}/", allow_none=True)
         self._lock = threading.Lock()
 
-    def call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            return getattr(self._proxy, method)(*args)
 
-    def batch_add(self, n: int) -> list[Any]:
-        with self._lock:
-            multi = self._module.MultiCall(self._proxy)
-            for i in range(n):
-                multi.add(i, 1)
-            return list(multi())
-
-    def thread_clients(self, count: int) -> list[Any]:
-        return [self] * count
-
-    def close(self) -> None:
-        self._proxy("close")()
-
-
-class JsonRpcLibClient:
+class JsonRpcLibClient(_LockedHttpProxy):
     """jsonrpclib-pelix over HTTP/1.1; one proxy shared under a lock."""
 
     def __init__(self, host: str, port: int, codec: str) -> None:
@@ -111,23 +122,6 @@ class JsonRpcLibClient:
         self._module = jsonrpclib
         self._proxy = jsonrpclib.ServerProxy(f"http://{host}:{port}/")
         self._lock = threading.Lock()
-
-    def call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            return getattr(self._proxy, method)(*args)
-
-    def batch_add(self, n: int) -> list[Any]:
-        with self._lock:
-            multi = self._module.MultiCall(self._proxy)
-            for i in range(n):
-                multi.add(i, 1)
-            return list(multi())
-
-    def thread_clients(self, count: int) -> list[Any]:
-        return [self] * count
-
-    def close(self) -> None:
-        self._proxy("close")()
 
 
 class Pyro5Client:
