@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, split_params
+from ._codec import ErrorObject, ErrorResponse, Notification, Params, Request, Response, split_params
 from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
 
 __all__ = ["Prepared", "Registry", "error_response", "outcome_response"]
@@ -117,24 +117,33 @@ class Registry:
 
     def prepare(self, message: Request | Notification) -> Prepared:
         """Find the handler and bind the arguments; raise MethodNotFound/InvalidParams."""
-        function = self._methods.get(message.method)
+        function, args, kwargs = self.resolve(message.method, message.params)
+        return Prepared(message, function, args, kwargs)
+
+    def resolve(self, method: str, params: Params) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        """The handler and the arguments to call it with; raise MethodNotFound/InvalidParams."""
+        function = self._methods.get(method)
         if function is None:
-            raise MethodNotFound(f"Method not found: {_quote(message.method)}")
-        try:
-            args, kwargs = split_params(message.params)
-        except ValueError as exc:
-            raise InvalidParams(f"Invalid params: {exc}") from None
-        arity = self._arity.get(message.method)
+            raise MethodNotFound(f"Method not found: {_quote(method)}")
+        if type(params) is list:
+            args: list[Any] = params
+            kwargs: dict[str, Any] = {}
+        else:
+            try:
+                args, kwargs = split_params(params)
+            except ValueError as exc:
+                raise InvalidParams(f"Invalid params: {exc}") from None
+        arity = self._arity.get(method)
         if arity is not None and not kwargs and arity[0] <= len(args) and (arity[1] is None or len(args) <= arity[1]):
             # Speed: these arguments bind for sure; Signature.bind costs ~4 us a call.
-            return Prepared(message, function, args, kwargs)
-        signature = self._signatures.get(message.method)
+            return function, args, kwargs
+        signature = self._signatures.get(method)
         if signature is not None:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise InvalidParams(f"Invalid params for {_quote(message.method)}: {_cut(str(exc))}") from None
-        return Prepared(message, function, args, kwargs)
+                raise InvalidParams(f"Invalid params for {_quote(method)}: {_cut(str(exc))}") from None
+        return function, args, kwargs
 
 
 def _positional_arity(signature: inspect.Signature) -> tuple[int, int | None] | None:

@@ -17,6 +17,7 @@ from typing import Any
 from ._codec import (
     ErrorObject,
     ErrorResponse,
+    Id,
     Notification,
     Outgoing,
     Request,
@@ -25,8 +26,8 @@ from ._codec import (
     parse_request,
     parse_response,
 )
-from ._errors import InvalidRequest
-from ._framing import AutoFramer, FrameError, FramingName, encode_frame, make_framer
+from ._errors import InvalidRequest, ParseError
+from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
 
 __all__ = [
@@ -144,6 +145,8 @@ class ServerConnection(_Base):
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         super().__init__(framing, codec, max_message_size, max_depth)
+        self._max_size = max_message_size
+        self._max_depth = max_depth
 
     def next_event(self) -> ServerEvent | None:
         """The next thing to do, or None if more bytes are needed."""
@@ -162,6 +165,45 @@ class ServerConnection(_Base):
         if isinstance(message, ErrorResponse):
             return Reply(self.encode(message))
         return Call(message)
+
+    def receive_request(self, data: bytes) -> Request | Notification | None:
+        """Like :meth:`receive_data`, but return the call at once when ``data`` is exactly one.
+
+        Speed: most clients send one compact request per line and wait for its reply,
+        so most reads hold exactly one whole request. Such a read is decoded and
+        checked here in one step, skipping the framer's bookkeeping and the event
+        objects. Anything else (more or less than one line, bytes already buffered,
+        Content-Length framing, a batch, an invalid request, nesting near the limit)
+        goes to the framer as with ``receive_data`` and None is returned; then
+        :meth:`next_event` yields what the bytes hold, errors included.
+        """
+        framer = self._framer
+        if (
+            type(framer) is JsonStreamFramer
+            and data[:1] == b"{"
+            and data.find(b"\n") == len(data) - 1
+            and not framer.buffered
+            and len(data) <= self._max_size
+        ):
+            try:
+                value = self.codec.loads(data)
+            except ParseError:
+                pass
+            else:
+                if data.count(b"{") + data.count(b"[") <= self._max_depth:
+                    message = parse_request(value)
+                    if not isinstance(message, ErrorResponse):
+                        return message
+        self.receive_data(data)
+        return None
+
+    def encode_result(self, id_: Id, result: Any) -> bytes:
+        """The framed reply for a call that returned ``result``."""
+        try:
+            body = self.codec.dumps({"jsonrpc": "2.0", "id": id_, "result": result})
+        except (TypeError, ValueError, RecursionError):
+            return self.encode(Response(id_, result))  # the general path turns it into -32603
+        return self._frame(body)
 
     def encode(self, reply: Outgoing | Sequence[Response | ErrorResponse]) -> bytes:
         """Frame one reply, or a batch's replies as one array."""

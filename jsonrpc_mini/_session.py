@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
+from ._codec import ErrorResponse, Notification, Request, Response
 from ._dispatch import outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
@@ -35,8 +35,11 @@ log = logging.getLogger("jsonrpc_mini")
 _POLL = 0.5
 _SMALL_REPLY = 16 * 1024  # fits in any socket send buffer: send() returns at once
 SHUTTING_DOWN = -32000
+_SHUTTING_DOWN = RPCError(SHUTTING_DOWN, "Server error: the server is shutting down")
 
 _local = threading.local()
+# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call).
+_PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, type(None)})
 
 
 class Session:
@@ -54,7 +57,10 @@ class Session:
             max_message_size=self._opts.max_message_size,
             max_depth=self._opts.max_depth,
         )
-        self._cond = threading.Condition()
+        # A plain lock under the condition: entering it directly (``with self._lock``)
+        # skips Condition's Python-level __enter__ on the per-request path.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._reading = False
         self._busy = 0
@@ -66,8 +72,10 @@ class Session:
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._watcher = server._watcher
+        self._watchable = self._watcher.available()
         self._on_readable = self._wake_reader  # one object: the watcher matches it by identity
         self._message_started: float | None = None
+        self._check_events = True  # the core may hold an event: ask it before reading
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
         self._idle_since = time.monotonic()
@@ -143,23 +151,26 @@ class Session:
 
     def _serve(self) -> None:
         opts = self._opts
+        cond, lock = self._cond, self._lock
+        reader = False  # this thread already holds the reader's turn
         while True:
-            with self._cond:
-                while (self._reading or self._busy >= opts.max_concurrent_calls) and not (
-                    self._closing or self._input_done
-                ):
-                    self._idle += 1
-                    self._cond.wait(_POLL)
-                    self._idle -= 1
-                if self._closing or self._input_done:
-                    return
-                self._reading = True
+            if not reader:
+                with lock:
+                    while (self._reading or self._busy >= opts.max_concurrent_calls) and not (
+                        self._closing or self._input_done
+                    ):
+                        self._idle += 1
+                        cond.wait(_POLL)
+                        self._idle -= 1
+                    if self._closing or self._input_done:
+                        return
+                    self._reading = True
             event = self._read_event()
-            with self._cond:
+            with lock:
                 self._reading = False
                 if event is None:
                     self._input_done = True
-                    self._cond.notify_all()
+                    cond.notify_all()
                     return
                 self._busy += 1
                 fd = None if self._proto.in_message else self._watchable_fd()
@@ -167,8 +178,9 @@ class Session:
                     self._promote()
             watched = fd is not None and self._watcher.watch(fd, self._on_readable)
             if fd is not None and not watched:
-                with self._cond:
+                with lock:
                     self._promote()
+            reader = False
             try:
                 data = self._answer(event)
                 if watched and fd is not None and (data is None or len(data) <= _SMALL_REPLY):
@@ -184,13 +196,16 @@ class Session:
                 if watched and fd is not None:
                     self._watcher.unwatch(fd, self._on_readable)
                 self._idle_since = time.monotonic()
-                with self._cond:
+                with lock:
                     self._busy -= 1
-                    # This thread reads next if nobody is; wake a waiter only if the
-                    # limit of concurrent calls held it back.
+                    # This thread reads next if nobody is (taking the turn here saves a
+                    # lock round per request); wake a waiter only if the limit of
+                    # concurrent calls held it back.
                     if self._busy + 1 >= opts.max_concurrent_calls:
-                        self._cond.notify()
+                        cond.notify()
                     close_now = self._close_when_idle and not self._busy
+                    if not (self._reading or self._closing or self._input_done or close_now):
+                        reader = self._reading = self._busy < opts.max_concurrent_calls
                 if close_now:
                     self._transport.close()
 
@@ -203,7 +218,7 @@ class Session:
 
     def _watchable_fd(self) -> int | None:
         transport = self._transport
-        if isinstance(transport, SocketTransport) and self._watcher.available():
+        if self._watchable and isinstance(transport, SocketTransport):
             return transport.watchable_fd()
         return None
 
@@ -214,20 +229,22 @@ class Session:
             if not blocked and self._busy < self._opts.max_concurrent_calls:
                 self._promote()
 
-    def _read_event(self) -> Call | Batch | None:
+    def _read_event(self) -> Request | Notification | Batch | None:
         proto = self._proto
         while True:
-            event: ServerEvent | None = proto.next_event()
-            if event is not None:
-                self._idle_since = time.monotonic()
-                if isinstance(event, Reply):
-                    if not self._send(event.data) or event.close:
+            if self._check_events:
+                event: ServerEvent | None = proto.next_event()
+                if event is not None:
+                    self._idle_since = time.monotonic()
+                    if isinstance(event, Reply):
+                        if not self._send(event.data) or event.close:
+                            return None
+                        continue
+                    if isinstance(event, Closed):
                         return None
-                    continue
-                if isinstance(event, Closed):
-                    return None
-                self._message_started = None
-                return event
+                    self._message_started = None
+                    return event.message if isinstance(event, Call) else event
+                self._check_events = False
             if self._closing:
                 return None
             try:
@@ -239,7 +256,14 @@ class Session:
             except OSError as exc:
                 log.debug("%s: read failed: %s", self._name, exc)
                 return None
-            proto.receive_data(data)
+            message = proto.receive_request(data)
+            if message is not None:
+                # The usual case: the read held exactly one request, nothing else is
+                # buffered, so the core need not be asked for more before the next read.
+                self._idle_since = time.monotonic()
+                self._message_started = None
+                return message
+            self._check_events = True
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts
@@ -268,30 +292,34 @@ class Session:
 
     # -- running calls -------------------------------------------------------
 
-    def _answer(self, event: Call | Batch) -> bytes | None:
+    def _answer(self, event: Request | Notification | Batch) -> bytes | None:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
         proto = self._proto
-        if isinstance(event, Call):
-            reply = self._run(event.message)
-            return None if reply is None else proto.encode(reply)
-        replies = [item if isinstance(item, ErrorResponse) else self._run(item) for item in event.items]
-        return proto.encode_batch(replies)
+        if isinstance(event, Batch):
+            replies = [item if isinstance(item, ErrorResponse) else self._run(item) for item in event.items]
+            return proto.encode_batch(replies)
+        result, exc = self._execute(event)
+        if exc is None and isinstance(event, Request):
+            return proto.encode_result(event.id, result)
+        reply = outcome_response(event, result, exc, debug=self._opts.debug)
+        return None if reply is None else proto.encode(reply)
 
     def _run(self, message: Request | Notification) -> Response | ErrorResponse | None:
-        debug = self._opts.debug
+        result, exc = self._execute(message)
+        return outcome_response(message, result, exc, debug=self._opts.debug)
+
+    def _execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
+        """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised."""
         if self._draining and isinstance(message, Request):
-            return ErrorResponse(message.id, ErrorObject(SHUTTING_DOWN, "Server error: the server is shutting down"))
+            return None, _SHUTTING_DOWN
         try:
-            prepared = self._server.prepare(message)
-        except RPCError as exc:
-            return outcome_response(message, exc=exc, debug=debug)
-        try:
-            result: Any = prepared.run()
-            if inspect.isawaitable(result):
+            function, args, kwargs = self._server.resolve(message.method, message.params)
+            result = function(*args, **kwargs)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
         except Exception as exc:
-            return outcome_response(message, exc=exc, debug=debug)
-        return outcome_response(message, result, debug=debug)
+            return None, exc
+        return result, None
 
     def _send(self, data: bytes) -> bool:
         try:
