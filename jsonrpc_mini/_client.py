@@ -74,28 +74,20 @@ class _Link:
 
     # -- sending ---------------------------------------------------------------
 
-    def start(
-        self, calls: list[Request | Notification], as_batch: bool, deadline: float | None = None
-    ) -> list[_Waiter]:
-        """Register waiters for the requests in ``calls`` and send them by ``deadline``."""
-        waiters = []
+    def start(self, waiters: list[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
+        """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``."""
         with self.lock:
             if self.lost is not None:
                 raise ConnectionLost(self.lost)
-            for call in calls:
-                if isinstance(call, Request):
-                    waiter = _Waiter(call.id, call.method)
-                    self.pending[call.id] = waiter
-                    waiters.append(waiter)
+            for waiter in waiters:
+                self.pending[waiter.id] = waiter
         try:
-            data = self.proto.encode(calls) if as_batch else self.proto.encode(calls[0])
-            self.send(data, deadline, "batch" if as_batch else calls[0].method)
+            self.send(data, deadline, what)
         except BaseException:
             with self.lock:
                 for waiter in waiters:
                     self.pending.pop(waiter.id, None)
             raise
-        return waiters
 
     def send(self, data: bytes, deadline: float | None = None, method: str = "") -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
@@ -172,7 +164,10 @@ class _Link:
             except OSError as exc:
                 self.fail_all(f"connection lost: {exc}")
                 return
-            proto.receive_data(data)
+            reply = proto.receive_reply(data)
+            if reply is not None:  # the usual case: the read held exactly one reply
+                self._deliver(reply)
+                continue
             while (event := proto.next_event()) is not None:
                 self._deliver(event)
             if not data:
@@ -325,9 +320,10 @@ class RPCClient:
         """Call remote ``method`` with these arguments and return its result."""
         link = self._require_link()
         id_ = link.proto.next_id()
-        request = Request(method, build_params(args, kwargs), id_)
+        data = link.proto.encode_request(method, build_params(args, kwargs), id_)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        (waiter,) = link.start([request], False, deadline)
+        waiter = _Waiter(id_, method)
+        link.start([waiter], data, deadline, method)
         link.wait(waiter, deadline)
         return waiter.outcome()
 
@@ -335,7 +331,7 @@ class RPCClient:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
         link = self._require_link()
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        link.start([Notification(method, build_params(args, kwargs))], False, deadline)
+        link.start([], link.proto.encode(Notification(method, build_params(args, kwargs))), deadline, method)
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
@@ -347,8 +343,10 @@ class RPCClient:
             Notification(method, params) if notify else Request(method, params, link.proto.next_id())
             for method, params, notify in calls
         ]
+        data = link.proto.encode(messages)
+        waiters = [_Waiter(message.id, message.method) for message in messages if isinstance(message, Request)]
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        waiters = link.start(messages, True, deadline)
+        link.start(waiters, data, deadline, "batch")
         outcomes: list[Callable[[], Any]] = []
         for waiter in waiters:
             try:

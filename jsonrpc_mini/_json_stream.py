@@ -97,6 +97,15 @@ class JsonStreamFramer(BufferedReader):
         """True while part of a value has been received but not all of it."""
         return self._mode in (_VALUE, _LINE) or (self._mode == _IDLE and self.buffered > 0)
 
+    @property
+    def between_values(self) -> bool:
+        """True when nothing is buffered, no line is being skipped and no fatal error occurred.
+
+        Bytes fed now start a new value: the connections' one-step paths may decode
+        a whole line themselves instead of feeding it.
+        """
+        return self._mode == _IDLE and len(self._buf) == self._start and not self._failed
+
     def next_event(self) -> Event | None:
         """Return the next complete value or error, or ``None`` if more bytes are needed."""
         if self._failed:

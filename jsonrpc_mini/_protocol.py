@@ -20,6 +20,7 @@ from ._codec import (
     Id,
     Notification,
     Outgoing,
+    Params,
     Request,
     Response,
     encode_message,
@@ -44,6 +45,7 @@ log = logging.getLogger("jsonrpc_mini")
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_DEPTH = 128
+_NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class _Base:
         if max_depth < 1:
             raise ValueError("max_depth must be positive")
         self.codec = codec if codec is not None else JsonCodec()
+        self._max_size = max_message_size
+        self._max_depth = max_depth
         self._framer = make_framer(framing, self.codec.loads, max_message_size=max_message_size, max_depth=max_depth)
         self._eof = False
         self._closed_reported = False
@@ -122,6 +126,27 @@ class _Base:
             # Speed: once the framing is known, talk to its framer directly (a call less per message).
             self._framer = framer.chosen
 
+    def _single_line(self, data: bytes) -> Any:
+        """The value ``data`` holds if it is exactly one compact line and nothing is buffered.
+
+        Otherwise ``_NOT_ONE``, and nothing is consumed: the caller feeds ``data`` to
+        the framer, which handles everything else (and reports errors exactly).
+        """
+        framer = self._framer
+        if (
+            type(framer) is JsonStreamFramer
+            and data[:1] == b"{"
+            and data.find(b"\n") == len(data) - 1
+            and framer.between_values
+            and len(data) <= self._max_size
+            and data.count(b"{") + data.count(b"[") <= self._max_depth
+        ):
+            try:
+                return self.codec.loads(data)
+            except ParseError:
+                pass
+        return _NOT_ONE
+
     def _frame(self, body: bytes) -> bytes:
         name = self._framer.name
         return encode_frame(body, "newline" if name == "auto" else name)
@@ -145,8 +170,6 @@ class ServerConnection(_Base):
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         super().__init__(framing, codec, max_message_size, max_depth)
-        self._max_size = max_message_size
-        self._max_depth = max_depth
 
     def next_event(self) -> ServerEvent | None:
         """The next thing to do, or None if more bytes are needed."""
@@ -177,23 +200,11 @@ class ServerConnection(_Base):
         goes to the framer as with ``receive_data`` and None is returned; then
         :meth:`next_event` yields what the bytes hold, errors included.
         """
-        framer = self._framer
-        if (
-            type(framer) is JsonStreamFramer
-            and data[:1] == b"{"
-            and data.find(b"\n") == len(data) - 1
-            and not framer.buffered
-            and len(data) <= self._max_size
-        ):
-            try:
-                value = self.codec.loads(data)
-            except ParseError:
-                pass
-            else:
-                if data.count(b"{") + data.count(b"[") <= self._max_depth:
-                    message = parse_request(value)
-                    if not isinstance(message, ErrorResponse):
-                        return message
+        value = self._single_line(data)
+        if value is not _NOT_ONE:
+            message = parse_request(value)
+            if not isinstance(message, ErrorResponse):
+                return message
         self.receive_data(data)
         return None
 
@@ -240,6 +251,30 @@ class ClientConnection(_Base):
         """Frame a request, a notification, or a list of them as one batch array."""
         return self._frame(encode_message(message, self.codec.dumps))
 
+    def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
+        """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
+        value: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+        if params is None:
+            del value["params"]
+        return self._frame(self.codec.dumps(value))
+
+    def receive_reply(self, data: bytes) -> Response | ErrorResponse | None:
+        """Like :meth:`receive_data`, but return the reply at once when ``data`` is exactly one.
+
+        Speed: a caller waiting for its reply usually reads exactly that reply, one
+        compact line. It is decoded and checked here in one step; anything else goes
+        to the framer as with ``receive_data`` (None is returned, and
+        :meth:`next_event` yields what the bytes hold).
+        """
+        if not self._queue:
+            value = self._single_line(data)
+            if value is not _NOT_ONE:
+                reply = self._parse(value)
+                if not isinstance(reply, Violation):
+                    return reply
+        self.receive_data(data)
+        return None
+
     def next_event(self) -> ClientEvent | None:
         """The next reply (or protocol violation), or None if more bytes are needed."""
         while not self._queue:
@@ -258,7 +293,7 @@ class ClientConnection(_Base):
         return self._queue.popleft()
 
     @staticmethod
-    def _parse(value: Any) -> ClientEvent:
+    def _parse(value: Any) -> Response | ErrorResponse | Violation:
         reply = parse_response(value)
         if reply is None:
             return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}")

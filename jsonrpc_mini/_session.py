@@ -72,10 +72,11 @@ class Session:
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._watcher = server._watcher
-        self._watchable = self._watcher.available()
+        self._fd: int | None = None  # the socket the watcher may watch (set once serving starts)
         self._on_readable = self._wake_reader  # one object: the watcher matches it by identity
         self._message_started: float | None = None
         self._check_events = True  # the core may hold an event: ask it before reading
+        self._framer_empty = True  # no byte went to the framer since the last one-step read
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
         self._idle_since = time.monotonic()
@@ -150,6 +151,7 @@ class Session:
                 self._on_done(self)
 
     def _serve(self) -> None:
+        self._fd = self._watchable_fd()
         opts = self._opts
         cond, lock = self._cond, self._lock
         reader = False  # this thread already holds the reader's turn
@@ -173,7 +175,7 @@ class Session:
                     cond.notify_all()
                     return
                 self._busy += 1
-                fd = None if self._proto.in_message else self._watchable_fd()
+                fd = None if not self._framer_empty and self._proto.in_message else self._fd
                 if fd is None:
                     self._promote()
             watched = fd is not None and self._watcher.watch(fd, self._on_readable)
@@ -218,7 +220,7 @@ class Session:
 
     def _watchable_fd(self) -> int | None:
         transport = self._transport
-        if self._watchable and isinstance(transport, SocketTransport):
+        if self._watcher.available() and isinstance(transport, SocketTransport):
             return transport.watchable_fd()
         return None
 
@@ -258,16 +260,18 @@ class Session:
                 return None
             message = proto.receive_request(data)
             if message is not None:
-                # The usual case: the read held exactly one request, nothing else is
+                # The usual case: the read held exactly one request and nothing else is
                 # buffered, so the core need not be asked for more before the next read.
-                self._idle_since = time.monotonic()
+                # (The call's end restarts the idle time.)
+                self._framer_empty = True
                 self._message_started = None
                 return message
             self._check_events = True
+            self._framer_empty = False
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts
-        if self._proto.in_message:
+        if not self._framer_empty and self._proto.in_message:
             if self._message_started is None:
                 self._message_started = time.monotonic()
             if opts.read_timeout is None:

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_protocol import drain
 
-from jsonrpc_mini._codec import Response
+from jsonrpc_mini._codec import Request, Response
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
-from jsonrpc_mini._protocol import Call, ServerConnection
+from jsonrpc_mini._protocol import Call, ClientConnection, ServerConnection
 from jsonrpc_mini.testing import strategies as rpc_st
 
 CODECS = [False, True] if HAVE_ORJSON else [False]
@@ -123,3 +123,92 @@ def test_encode_result_of_something_not_json_is_an_internal_error() -> None:
     conn = ServerConnection(framing="newline")
     reply = json.loads(conn.encode_result(7, {1, 2}))
     assert reply["id"] == 7 and reply["error"]["code"] == -32603
+
+
+# -- the client side -------------------------------------------------------------------
+
+replies = st.one_of(
+    st.builds(lambda i, r: {"jsonrpc": "2.0", "id": i, "result": r}, rpc_st.request_ids(), rpc_st.params()),
+    st.builds(
+        lambda i, c, m: {"jsonrpc": "2.0", "id": i, "error": {"code": c, "message": m}},
+        rpc_st.request_ids(allow_null=True),
+        st.integers(-33000, 1000),
+        st.text(max_size=10),
+    ),
+    rpc_st.requests(),  # not a reply: a violation
+)
+reply_chunks = st.lists(
+    st.one_of(replies.map(line), st.lists(replies, max_size=3).map(line), st.binary(max_size=30)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def client_general(chunks: list[bytes], codec: JsonCodec) -> list[Any]:
+    conn = ClientConnection(codec=codec)
+    events: list[Any] = []
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        events += drain(conn)
+    return events
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@given(chunks=reply_chunks)
+def test_client_same_events_as_the_general_path(use_orjson: bool, chunks: list[bytes]) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    conn = ClientConnection(codec=codec)
+    events: list[Any] = []
+    for chunk in chunks:
+        reply = conn.receive_reply(chunk)
+        if reply is not None:
+            events.append(reply)
+        events += drain(conn)
+    assert events == client_general(chunks, codec)
+
+
+def test_client_takes_a_whole_reply_line_in_one_step() -> None:
+    conn = ClientConnection()
+    assert conn.receive_reply(b'{"jsonrpc":"2.0","id":3,"result":[1]}\n') == Response(3, [1])
+    assert drain(conn) == []
+    # A reply still queued from an earlier read comes first: the next read waits its turn.
+    two = b'{"jsonrpc":"2.0","id":1,"result":1}\n{"jsonrpc":"2.0","id":2,"result":2}\n'
+    assert conn.receive_reply(two) is None
+    assert conn.next_event() == Response(1, 1)
+    assert conn.receive_reply(b'{"jsonrpc":"2.0","id":3,"result":3}\n') is None
+    assert drain(conn) == [Response(2, 2), Response(3, 3)]
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@pytest.mark.parametrize("framing", ["newline", "content-length"])
+@given(method=rpc_st.method_names(), params=rpc_st.params(), id_=rpc_st.request_ids())
+def test_encode_request_matches_encode(use_orjson: bool, framing: str, method: str, params: Any, id_: Any) -> None:
+    conn = ClientConnection(framing=framing, codec=JsonCodec(use_orjson=use_orjson))  # type: ignore[arg-type]
+    assert conn.encode_request(method, params, id_) == conn.encode(Request(method, params, id_))
+
+
+def test_encode_request_refuses_what_is_not_json() -> None:
+    with pytest.raises(TypeError):
+        ClientConnection().encode_request("m", [{1, 2}], 1)
+
+
+@pytest.mark.parametrize(
+    ("before", "dropped"),
+    [
+        (b"\x00", True),  # garbage without a newline: the rest of its line is skipped
+        (b'{"jsonrpc":"2.0","method":"m","params":["' + b"x" * 200 + b'"],"id":1}\n', True),  # too large: fatal
+        (b'{"jsonrpc":"2.0","method":"m","id":1}\n', False),
+    ],
+)
+def test_one_step_only_between_values(before: bytes, dropped: bool) -> None:
+    request = b'{"jsonrpc":"2.0","method":"m","id":2}\n'
+    server = ServerConnection(framing="newline", max_message_size=100)
+    server.receive_data(before)
+    drain(server)
+    assert (server.receive_request(request) is None) is dropped
+    reply = b'{"jsonrpc":"2.0","id":2,"result":2}\n'
+    client = ClientConnection(max_message_size=100)
+    client.receive_data(before)
+    drain(client)
+    assert (client.receive_reply(reply) is None) is dropped
+    assert drain(server) == [] and drain(client) == []
