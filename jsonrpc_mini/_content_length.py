@@ -15,7 +15,7 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
-    deeper_than,
+    too_deep,
     too_large,
 )
 
@@ -80,7 +80,7 @@ class ContentLengthFramer(BufferedReader):
         except ParseError as exc:
             return FrameError(PARSE_ERROR, exc.message)
         limit = self._max_depth
-        if limit is not None and body.count(b"[") + body.count(b"{") > limit and deeper_than(value, limit):
+        if limit is not None and too_deep(body, value, limit):
             return FrameError(INVALID_REQUEST, f"Invalid Request: nesting deeper than {limit} levels")
         return Message(value)
 

@@ -7,7 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-__all__ = ["BufferedReader", "Event", "FrameError", "FramingName", "Loads", "Message", "deeper_than", "too_large"]
+__all__ = [
+    "BufferedReader",
+    "Event",
+    "FrameError",
+    "FramingName",
+    "Loads",
+    "Message",
+    "deeper_than",
+    "too_deep",
+    "too_large",
+]
 
 FramingName = Literal["newline", "content-length", "auto"]
 Loads = Callable[[bytes], Any]
@@ -79,6 +89,8 @@ def deeper_than(value: Any, limit: int) -> bool:
     """Whether containers in ``value`` nest more than ``limit`` deep."""
     # Level by level, each level one comprehension: ~3x faster than a stack of
     # (item, depth) pairs on wide values such as a list of 10,000 objects.
+    if not isinstance(value, (dict, list)):
+        return False
     level = [value]
     for _ in range(limit):
         level = [
@@ -90,3 +102,34 @@ def deeper_than(value: Any, limit: int) -> bool:
         if not level:
             return False
     return True
+
+
+# Every byte but brackets, quotes and backslashes (deleted by _surely_within).
+_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"\\')
+
+
+def _surely_within(text: bytes, limit: int) -> bool:
+    """True if the JSON ``text`` surely nests at most ``limit`` deep (False: not known).
+
+    Speed: walking a decoded value costs ~80 ns per element in Python (5 ms for
+    10,000 small objects, twice orjson's decoding); this costs ~1-2 ns per byte in
+    C. Keep only brackets, quotes and backslashes, and drop each string as the
+    ``""`` it leaves. If a quote or backslash remains, some string held a bracket,
+    quote or backslash: unknown. Otherwise only the structure's brackets remain;
+    each round of removing the innermost ``[]`` and then ``{}`` pairs takes away
+    at least one and at most two levels, so emptying them within ``limit // 2``
+    rounds proves the depth is at most ``limit``.
+    """
+    brackets = text.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets or b"\\" in brackets:
+        return False
+    for _ in range(limit // 2):
+        if not brackets:
+            return True
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    return not brackets
+
+
+def too_deep(text: bytes, value: Any, limit: int) -> bool:
+    """Whether ``value``, decoded from ``text``, nests more than ``limit`` deep."""
+    return not _surely_within(text, limit) and deeper_than(value, limit)

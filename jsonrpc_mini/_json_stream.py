@@ -20,7 +20,7 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
-    deeper_than,
+    too_deep,
     too_large,
 )
 
@@ -157,13 +157,13 @@ class JsonStreamFramer(BufferedReader):
             return None
         if nl - start > self._max_size:
             return None
+        line = bytes(buf[start:nl])
         try:
-            value = self._loads(bytes(buf[start:nl]))
+            value = self._loads(line)
         except ParseError:
             self._no_fast_before = nl
             return None
-        line = buf[start:nl]
-        if line.count(b"[") + line.count(b"{") > self._max_depth and deeper_than(value, self._max_depth):
+        if too_deep(line, value, self._max_depth):
             self._no_fast_before = nl  # let the scanner report it exactly where it happens
             return None
         self._consume(nl + 1)

@@ -28,6 +28,7 @@ from ._codec import (
     parse_response,
 )
 from ._errors import InvalidRequest, ParseError
+from ._frames import too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
 
@@ -139,12 +140,13 @@ class _Base:
             and data.find(b"\n") == len(data) - 1
             and framer.between_values
             and len(data) <= self._max_size
-            and data.count(b"{") + data.count(b"[") <= self._max_depth
         ):
             try:
-                return self.codec.loads(data)
+                value = self.codec.loads(data)
             except ParseError:
-                pass
+                return _NOT_ONE
+            if not too_deep(data, value, self._max_depth):
+                return value
         return _NOT_ONE
 
     def _frame(self, body: bytes) -> bytes:

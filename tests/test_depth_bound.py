@@ -1,0 +1,48 @@
+"""The cheap depth bound on JSON text never lets a too-deep value through."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jsonrpc_mini._frames import _surely_within, deeper_than, too_deep
+
+KEY = 'k[]"\\'
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab[]{}"\\ ,:x', max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='k[]"\\', max_size=3), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+@given(value=json_values, limit=st.integers(1, 12), ascii_only=st.booleans())
+def test_the_bound_is_sound(value: Any, limit: int, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=None if limit % 2 else 1).encode()
+    if _surely_within(text, limit):
+        assert depth(value) <= limit
+    assert too_deep(text, value, limit) == (depth(value) > limit) == deeper_than(value, limit)
+
+
+def test_the_bound_decides_plain_values_without_a_walk() -> None:
+    batch = [{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i} for i in range(1000)]
+    rows = {"params": [[{"a": i, "b": "text", "c": [1, 2]} for i in range(1000)]]}
+    for value in (batch, rows):
+        assert _surely_within(json.dumps(value).encode(), 8)
+    assert not _surely_within(b"[" * 10 + b"]" * 10, 8)  # too deep: never "surely within"
+    assert not _surely_within(b'{"a":[{"b":[]}]}', 3)  # depth 4: one round may take two levels
+    assert _surely_within(b'{"a":[{"b":[]}]}', 4)
+    assert not _surely_within(b'["a]"]', 8)  # a bracket inside a string: unknown, the walk decides
+    assert not _surely_within(b'["a\\"b"]', 8)  # an escaped quote: unknown
