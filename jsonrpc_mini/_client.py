@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from ._batch import BatchBuilder
-from ._codec import ErrorResponse, Id, Notification, Params, Request, Response, build_params
+from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
@@ -118,6 +118,8 @@ class _Link:
 
     def wait(self, waiter: _Waiter, deadline: float | None) -> None:
         """Block until ``waiter`` is done or ``deadline`` passes (then RPCTimeout)."""
+        if waiter.done:  # e.g. a batch member delivered with the others: no lock round
+            return
         while True:
             with self.lock:
                 if waiter.done:
@@ -168,8 +170,10 @@ class _Link:
             if reply is not None:  # the usual case: the read held exactly one reply
                 self._deliver(reply)
                 continue
+            events = []
             while (event := proto.next_event()) is not None:
-                self._deliver(event)
+                events.append(event)
+            self._deliver_all(events)
             if not data:
                 self.fail_all("connection closed by the server")
                 return
@@ -185,24 +189,46 @@ class _Link:
     def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
         if isinstance(event, Closed):
             self.fail_all("connection closed by the server")
-            return
-        if isinstance(event, Violation):
+        elif isinstance(event, Violation):
             self._violation(event)
-            return
+        else:
+            self._settle([event])
+
+    def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed]) -> None:
+        """Deliver what one read produced, in order; consecutive replies (a batch's) in one lock round."""
+        replies: list[Response | ErrorResponse] = []
+        for event in events:
+            if isinstance(event, (Response, ErrorResponse)):
+                replies.append(event)
+                continue
+            self._settle(replies)
+            replies = []
+            self._deliver(event)
+        self._settle(replies)
+
+    def _settle(self, replies: list[Response | ErrorResponse]) -> None:
         # The outcome is stored before ``done`` is set, both under the lock: a caller
         # that sees ``done`` (it may be polling) must also see its result or error.
+        if not replies:
+            return
         with self.lock:
-            waiter = self.pending.pop(event.id, None)
-            if waiter is None:
-                log.debug("dropping reply for unknown or timed-out id %r", event.id)
-                return
-            if isinstance(event, Response):
-                waiter.result = event.result
-            else:
-                err = event.error
-                waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
-            waiter.done = True
-        waiter.wake()
+            settled = [waiter for waiter in map(self._fill, replies) if waiter is not None]
+        for waiter in settled:
+            waiter.wake()
+
+    def _fill(self, reply: Response | ErrorResponse) -> _Waiter | None:
+        """Store ``reply`` in its waiter (lock held); None if nobody waits for it any more."""
+        waiter = self.pending.pop(reply.id, None)
+        if waiter is None:
+            log.debug("dropping reply for unknown or timed-out id %r", reply.id)
+            return None
+        if isinstance(reply, Response):
+            waiter.result = reply.result
+        else:
+            err = reply.error
+            waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
+        waiter.done = True
+        return waiter
 
     def _violation(self, event: Violation) -> None:
         # An error with id null answers a request the server could not read. With a
@@ -339,12 +365,10 @@ class RPCClient:
 
     def _send_batch(self, calls: list[tuple[str, Params, bool]]) -> list[Callable[[], Any]]:
         link = self._require_link()
-        messages: list[Request | Notification] = [
-            Notification(method, params) if notify else Request(method, params, link.proto.next_id())
-            for method, params, notify in calls
-        ]
-        data = link.proto.encode(messages)
-        waiters = [_Waiter(message.id, message.method) for message in messages if isinstance(message, Request)]
+        proto = link.proto
+        numbered = [(method, params, None if notify else proto.next_id(), notify) for method, params, notify in calls]
+        data = proto.encode_calls(numbered)
+        waiters = [_Waiter(id_, method) for method, _, id_, notify in numbered if not notify]
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         link.start(waiters, data, deadline, "batch")
         outcomes: list[Callable[[], Any]] = []

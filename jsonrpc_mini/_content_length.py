@@ -15,6 +15,7 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
+    slice_bytes,
     too_deep,
     too_large,
 )
@@ -63,7 +64,7 @@ class ContentLengthFramer(BufferedReader):
                 if len(buf) - self._start > MAX_HEADER_SIZE:
                     return self._fail("Parse error: Content-Length header block too long")
                 return self._at_eof()
-            header = bytes(buf[self._start : end])
+            header = slice_bytes(buf, self._start, end)
             length = self._content_length(header)
             if isinstance(length, FrameError):
                 return length
@@ -72,7 +73,7 @@ class ContentLengthFramer(BufferedReader):
         if len(buf) - self._start < self._body_len:
             return self._at_eof()
         body_end = self._start + self._body_len
-        body = bytes(buf[self._start : body_end])
+        body = slice_bytes(buf, self._start, body_end)
         self._body_len = -1
         self._reset(body_end)
         try:

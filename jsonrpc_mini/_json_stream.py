@@ -20,6 +20,7 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
+    slice_bytes,
     too_deep,
     too_large,
 )
@@ -157,7 +158,7 @@ class JsonStreamFramer(BufferedReader):
             return None
         if nl - start > self._max_size:
             return None
-        line = bytes(buf[start:nl])
+        line = slice_bytes(buf, start, nl)
         try:
             value = self._loads(line)
         except ParseError:
@@ -183,7 +184,7 @@ class JsonStreamFramer(BufferedReader):
             end = nl
         if end - self._start > self._max_size:
             return self._too_large()
-        line = bytes(buf[self._start : end])
+        line = slice_bytes(buf, self._start, end)
         self._consume(end + 1)
         try:
             return Message(self._loads(line))
@@ -289,7 +290,7 @@ class JsonStreamFramer(BufferedReader):
         return None
 
     def _complete(self, end: int) -> Event:
-        frame = bytes(self._buf[self._start : end])
+        frame = slice_bytes(self._buf, self._start, end)
         self._consume(end)
         try:
             return Message(self._loads(frame))

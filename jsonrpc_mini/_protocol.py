@@ -23,6 +23,7 @@ from ._codec import (
     Params,
     Request,
     Response,
+    call_value,
     encode_message,
     parse_request,
     parse_response,
@@ -255,10 +256,11 @@ class ClientConnection(_Base):
 
     def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
         """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
-        value: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
-        if params is None:
-            del value["params"]
-        return self._frame(self.codec.dumps(value))
+        return self._frame(self.codec.dumps(call_value(method, params, id_, False)))
+
+    def encode_calls(self, calls: Sequence[tuple[str, Params, Id, bool]]) -> bytes:
+        """Frame ``(method, params, id, is_notification)`` calls as one batch array."""
+        return self._frame(self.codec.dumps([call_value(*call) for call in calls]))
 
     def receive_reply(self, data: bytes) -> Response | ErrorResponse | None:
         """Like :meth:`receive_data`, but return the reply at once when ``data`` is exactly one.

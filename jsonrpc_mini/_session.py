@@ -300,17 +300,21 @@ class Session:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
         proto = self._proto
         if isinstance(event, Batch):
-            replies = [item if isinstance(item, ErrorResponse) else self._run(item) for item in event.items]
-            return proto.encode_batch(replies)
+            return proto.encode_batch([self._reply(item) for item in event.items])
         result, exc = self._execute(event)
         if exc is None and isinstance(event, Request):
             return proto.encode_result(event.id, result)
         reply = outcome_response(event, result, exc, debug=self._opts.debug)
         return None if reply is None else proto.encode(reply)
 
-    def _run(self, message: Request | Notification) -> Response | ErrorResponse | None:
-        result, exc = self._execute(message)
-        return outcome_response(message, result, exc, debug=self._opts.debug)
+    def _reply(self, item: Request | Notification | ErrorResponse) -> Response | ErrorResponse | None:
+        """A batch member's reply (None for a notification)."""
+        if isinstance(item, ErrorResponse):
+            return item
+        result, exc = self._execute(item)
+        if exc is None and isinstance(item, Request):
+            return Response(item.id, result)
+        return outcome_response(item, result, exc, debug=self._opts.debug)
 
     def _execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
         """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised."""

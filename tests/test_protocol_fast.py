@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_protocol import drain
 
-from jsonrpc_mini._codec import Request, Response
+from jsonrpc_mini._codec import Request, Response, parse_request, parse_response
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
 from jsonrpc_mini._protocol import Call, ClientConnection, ServerConnection
 from jsonrpc_mini.testing import strategies as rpc_st
@@ -212,3 +212,14 @@ def test_one_step_only_between_values(before: bytes, dropped: bool) -> None:
     drain(client)
     assert (client.receive_reply(reply) is None) is dropped
     assert drain(server) == [] and drain(client) == []
+
+
+class _PlainDict(dict):  # type: ignore[type-arg]
+    """A dict subclass: parse_request/parse_response skip their common-case shortcut for it."""
+
+
+@given(value=st.one_of(rpc_st.requests(), rpc_st.notifications(), rpc_st.invalid_requests(), replies))
+def test_shortcuts_agree_with_the_full_checks(value: Any) -> None:
+    if isinstance(value, dict):
+        assert parse_request(value) == parse_request(_PlainDict(value))
+        assert parse_response(value) == parse_response(_PlainDict(value))
