@@ -3,18 +3,30 @@
 Events are pulled from the sans-IO core only while this connection and the whole
 server are below their call limits; otherwise reading is paused (back-pressure),
 so neither tasks nor buffered bytes grow without bound.
+
+Speed: most reads hold one whole compact request line (a client waiting for each
+reply), or many (a pipelining client). Such lines go to the core one at a time
+through ``ServerConnection.receive_request``, which decodes a whole line in one
+step; whatever it does not take goes to the core's framer, which stays the one
+place that handles everything unusual (errors, batches, partial or pretty-printed
+values, Content-Length framing). Received bytes not yet given to the core (the
+*backlog*) always start at a line boundary with nothing buffered in the framer
+before them, so feeding them line by line or all at once gives the same events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
+import types
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from ._codec import ErrorResponse, Notification, Request
-from ._dispatch import Prepared
+from ._dispatch import Prepared, outcome_response
+from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
 if TYPE_CHECKING:
@@ -23,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["ServerProtocol"]
 
 log = logging.getLogger("jsonrpc_mini")
+
+# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
+NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -37,6 +52,8 @@ class ServerProtocol(asyncio.Protocol):
             max_message_size=opts.max_message_size,
             max_depth=opts.max_depth,
         )
+        self._limit = opts.max_concurrent_calls
+        self._debug = opts.debug
         self._loop = asyncio.get_running_loop()
         self._runner = server.runner(self._loop)
         self._transport: asyncio.Transport | None = None
@@ -50,6 +67,10 @@ class ServerProtocol(asyncio.Protocol):
         self._input_done = False
         self._draining = False
         self._keep_open = True
+        self._events = False  # the core may hold events: ask it before taking more bytes
+        self._backlog: bytes | None = None  # received, not yet given to the core (from _bpos on)
+        self._bpos = 0
+        self.repump = False  # the runner pumps this connection once its queue is empty
         self._last = self._loop.time()
         self._started: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -74,12 +95,38 @@ class ServerProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the core and run what it yields."""
-        self._proto.receive_data(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        backlog = self._backlog
+        if backlog is not None:
+            self._backlog = backlog[self._bpos :] + data
+            self._bpos = 0
+        else:
+            srv = self._srv
+            if (
+                not self._events
+                and self.busy < self._limit
+                and srv.total_busy < srv.max_total_calls
+                and not (self._pumping or self._read_paused or self._write_paused or self._input_done)
+                and data.find(b"\n") == len(data) - 1
+            ):
+                # Speed: the usual read, one whole request line, in one step without the pump.
+                message = self._proto.receive_request(data)
+                if message is not None:
+                    self._last = self._loop.time()
+                    self._call(message)
+                    return
+                self._events = True  # the core took the bytes
+            else:
+                self._backlog = data
+                self._bpos = 0
         self.pump()
 
     def eof_received(self) -> bool:
         """The peer finished sending: run what is buffered, answer, then close."""
+        self._feed_backlog()
         self._proto.receive_data(b"")
+        self._events = True
         self.pump()
         # Keep the write side open for the replies still to come (not possible over TLS).
         return self._keep_open
@@ -87,6 +134,7 @@ class ServerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; calls still running finish but their replies are dropped."""
         self._input_done = True
+        self._backlog = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -114,6 +162,7 @@ class ServerProtocol(asyncio.Protocol):
     def close(self) -> None:
         """Close the transport (buffered replies are still flushed); idempotent."""
         self._input_done = True
+        self._backlog = None
         if self._transport is not None:
             self._flush()
             self._transport.close()
@@ -122,9 +171,12 @@ class ServerProtocol(asyncio.Protocol):
 
     def pump(self) -> None:
         """Pull events from the core while below the limits; pause reading when not."""
+        self.repump = False
         if self._pumping or self._input_done:
             self._maybe_close()
             return
+        if self._out is not None:
+            self._flush()  # first: a peer that does not read pauses writing, and so new calls
         self._pumping = True
         try:
             self._pump()
@@ -135,7 +187,7 @@ class ServerProtocol(asyncio.Protocol):
         self._maybe_close()
 
     def _pump(self) -> None:
-        srv, proto, limit = self._srv, self._proto, self._opts.max_concurrent_calls
+        srv, proto, limit = self._srv, self._proto, self._limit
         pulled = 0
         try:
             while not self._input_done:
@@ -146,20 +198,45 @@ class ServerProtocol(asyncio.Protocol):
                     srv._blocked.add(self)
                     self._pause()
                     return
-                event = proto.next_event()
-                if event is None:
-                    break
-                pulled += 1
-                if isinstance(event, Call):
-                    self._call(event.message)
-                elif isinstance(event, Batch):
-                    self._spawn(self._run_batch(event))
-                elif isinstance(event, Reply):
-                    self._write(event.data)
-                    if event.close:
+                if self._events:
+                    event = proto.next_event()
+                    if event is None:
+                        self._events = False
+                        if self._backlog is not None and proto.in_message:
+                            self._feed_backlog()  # the rest belongs to a value begun before
+                        continue
+                    pulled += 1
+                    if isinstance(event, Call):
+                        self._call(event.message)
+                    elif isinstance(event, Batch):
+                        self._spawn(self._run_batch(event))
+                    elif isinstance(event, Reply):
+                        self._write(event.data)
+                        if event.close:
+                            self._input_done = True
+                    elif isinstance(event, Closed):
                         self._input_done = True
-                elif isinstance(event, Closed):
-                    self._input_done = True
+                    continue
+                backlog = self._backlog
+                if backlog is None:
+                    break
+                start = self._bpos
+                end = backlog.find(b"\n", start) + 1
+                if not end or proto.framing != "newline":
+                    self._feed_backlog()  # a partial line, or framing other than lines
+                    continue
+                if end == len(backlog):
+                    self._backlog = None
+                    line = backlog[start:] if start else backlog
+                else:
+                    self._bpos = end
+                    line = backlog[start:end]
+                message = proto.receive_request(line)
+                if message is None:
+                    self._events = True  # the core took the line: errors, batches, anything unusual
+                    continue
+                pulled += 1
+                self._call(message)
         finally:
             if pulled:  # idle time counts from the last message, not the last byte (slowloris)
                 self._last = self._loop.time()
@@ -175,6 +252,14 @@ class ServerProtocol(asyncio.Protocol):
                 self._arm()
         else:
             self._started = None
+
+    def _feed_backlog(self) -> None:
+        """Give every byte not yet given to the core to its framer."""
+        backlog = self._backlog
+        if backlog is not None:
+            self._backlog = None
+            self._proto.receive_data(backlog[self._bpos :] if self._bpos else backlog)
+            self._events = True
 
     def _pause(self) -> None:
         if not self._read_paused and self._transport is not None and not self._transport.is_closing():
@@ -209,49 +294,89 @@ class ServerProtocol(asyncio.Protocol):
         out, self._out = self._out, None
         transport = self._transport
         if out and transport is not None and not transport.is_closing():
-            transport.write(b"".join(out))
-
-    def _reply(self, reply: Outcome) -> None:
-        if reply is not None:
-            self._write(self._proto.encode(reply))
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- calls -----------------------------------------------------------------
 
     def _call(self, message: Request | Notification) -> None:
         srv = self._srv
-        prepared = srv.prepare_or_reply(message, self._draining)
-        if not isinstance(prepared, Prepared):
-            self._reply(prepared)
-        elif srv._handler_is_async(prepared.function):
-            self._spawn(srv.execute_async(prepared))
+        if self._draining and type(message) is Request:
+            self._write(self._proto.encode(srv.refusal(message)))
+            return
+        try:
+            function, args, kwargs = srv.resolve(message.method, message.params)
+        except RPCError as exc:
+            self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+            return
+        if srv._handler_is_async(function):
+            try:
+                work = function(*args, **kwargs)
+            except Exception as exc:  # e.g. a wrapper that checks its arguments first
+                self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+                return
+            self.busy += 1
+            srv.total_busy += 1
+            if type(work) is types.CoroutineType:
+                # Speed: the runner drives the handler's own coroutine (no wrapper coroutine).
+                self._runner.submit(self, message, work)
+            else:  # some other awaitable: a coroutine awaits it and builds the reply
+                self._runner.submit(self, None, srv.await_result(message, work))
         elif srv.run_sync_in_thread:
             self.busy += 1
             srv.total_busy += 1
-            srv.pool(self._loop).submit(self, prepared, srv.executor())
+            srv.pool(self._loop).submit(self, message, srv.executor().submit(function, *args, **kwargs))
         else:
-            reply = srv.execute_now(prepared)
+            reply = srv.execute_now(message, function, args, kwargs)
             if isinstance(reply, Coroutine):
                 self._spawn(reply)
             else:
-                self._reply(reply)
+                self._finish_reply(reply)
+
+    def _finish_reply(self, reply: Outcome) -> None:
+        if reply is not None:
+            self._write(self._proto.encode(reply))
 
     def _spawn(self, work: Coroutine[Any, Any, Outcome]) -> None:
         self.busy += 1
         self._srv.total_busy += 1
-        self._runner.submit(self, work)
+        self._runner.submit(self, None, work)
 
-    def finish_pooled(self, prepared: Prepared, future: concurrent.futures.Future[Any]) -> None:
+    def finish_pooled(self, message: Request | Notification, future: concurrent.futures.Future[Any]) -> None:
         """A call run in the thread pool ended: answer it (an awaitable result is awaited first)."""
-        reply = self._srv.pooled_outcome(prepared, future)
+        reply = self._srv.pooled_outcome(message, future)
         if isinstance(reply, Coroutine):
-            self._runner.submit(self, reply)  # still busy: the runner's finish() ends it
+            self._runner.submit(self, None, reply)  # still busy: the runner ends it
         else:
             self.finish(reply)
+
+    def finish_call(self, message: Request | Notification | None, result: Any) -> None:
+        """A call's coroutine returned ``result`` (with ``message`` None: the reply itself)."""
+        if message is None:
+            self.finish(result)
+            return
+        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            self._runner.submit(self, None, self._srv.await_result(message, result))  # still busy
+            return
+        if type(message) is Request:
+            # Speed: a success reply is encoded without building a Response.
+            self._write(self._proto.encode_result(message.id, result))
+        self._ended()
+
+    def finish_error(self, message: Request | Notification | None, exc: Exception) -> None:
+        """A call's coroutine raised ``exc``."""
+        if message is None:  # pragma: no cover - the driver's own coroutines turn errors into replies
+            log.error("call failed", exc_info=exc)
+            self.finish(None)
+            return
+        self.finish(outcome_response(message, exc=exc, debug=self._debug))
 
     def finish(self, reply: Outcome) -> None:
         """A call of this connection ended (``reply`` None: nothing to send)."""
         if reply is not None:
             self._write(self._proto.encode(reply))
+        self._ended()
+
+    def _ended(self) -> None:
         self.busy -= 1
         if not self.busy:  # idle from now on (while busy it is not idle anyway)
             self._last = self._loop.time()
@@ -259,12 +384,13 @@ class ServerProtocol(asyncio.Protocol):
         srv.total_busy -= 1
         if srv._blocked:
             srv._unblock()
-        if self._read_paused or self._input_done:  # otherwise nothing waits on this call
+        # Otherwise nothing waits on this call; the runner pumps after its queue if it runs.
+        if (self._read_paused or self._input_done) and not self._runner.later(self):
             self.pump()
 
     async def _run_batch(self, batch: Batch) -> None:  # its reply is written here: returns None
         srv = self._srv
-        gate = asyncio.Semaphore(self._opts.max_concurrent_calls)
+        gate = asyncio.Semaphore(self._limit)
 
         async def member(item: Request | Notification | ErrorResponse) -> Outcome:
             if isinstance(item, ErrorResponse):

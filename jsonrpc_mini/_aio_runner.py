@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aio_conn import ServerProtocol
-    from ._dispatch import Prepared
+    from ._codec import Notification, Request
+
+    Message = Request | Notification
 
 __all__ = ["CallRunner", "PoolCalls"]
 
@@ -43,14 +45,32 @@ class CallRunner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._queue: deque[tuple[ServerProtocol, Work]] = deque()
+        # (connection, the call's message, its coroutine); with the message None the
+        # coroutine's return value is the reply itself (batches, awaiting odd results).
+        self._queue: deque[tuple[ServerProtocol, Message | None, Work]] = deque()
+        self._later: list[ServerProtocol] = []  # connections to pump once the queue is empty
+        self._looping = False  # a runner is taking queued calls right now
         self.task: asyncio.Task[None] | None = None  # the runner taking queued calls
 
-    def submit(self, conn: ServerProtocol, work: Work) -> None:
-        """Run ``work`` (its result is ``conn``'s reply, or None) soon; ``conn.finish`` gets it."""
-        self._queue.append((conn, work))
+    def submit(self, conn: ServerProtocol, message: Message | None, work: Work) -> None:
+        """Run ``work`` soon; ``conn.finish_call`` or ``conn.finish_error`` gets its outcome."""
+        self._queue.append((conn, message, work))
         if self.task is None:
             self._start()
+
+    def later(self, conn: ServerProtocol) -> bool:
+        """Pump ``conn`` once the queued calls have run; False if no runner is running them now.
+
+        Speed: a connection held back by its call limit would otherwise be pumped
+        after every call that ends (one call taken per pump); pumped after the queue,
+        it takes up to its limit at once.
+        """
+        if not self._looping:
+            return False
+        if not conn.repump:
+            conn.repump = True
+            self._later.append(conn)
+        return True
 
     def _start(self) -> None:
         self.task = task = self.loop.create_task(self._run())
@@ -60,49 +80,76 @@ class CallRunner:
         queue = self._queue
         task = asyncio.current_task()
         assert task is not None
-        while queue:
-            conn, work = queue.popleft()
-            context = contextvars.copy_context()
-            try:
-                waiting = context.run(work.send, None)
-            except StopIteration as stop:
-                conn.finish(stop.value)
-            except asyncio.CancelledError:  # the handler raised it itself: no reply, as for a task
-                conn.finish(None)
-            except Exception as exc:  # pragma: no cover - execute() turns handler errors into replies
-                log.error("call failed", exc_info=exc)
-                conn.finish(None)
-            except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
-                conn.finish(None)
-                self._hand_over()
-                raise
-            else:
-                # The call waits: this task stays with it; another takes the queue.
-                self._hand_over()
-                await self._stay_with(conn, work, waiting, context, task)
-                return
-            if task.cancelling():  # a handler cancelled this task: end it, as it asked
-                self._hand_over()
-                return
+        copy_context = contextvars.copy_context
+        self._looping = True
+        try:
+            while True:
+                while queue:
+                    conn, message, work = queue.popleft()
+                    context = copy_context()  # each call in its own context, as in a task of its own
+                    try:
+                        waiting = context.run(work.send, None)
+                    except StopIteration as stop:
+                        conn.finish_call(message, stop.value)
+                    except asyncio.CancelledError:  # the handler raised it itself: no reply, as for a task
+                        conn.finish(None)
+                    except Exception as exc:  # the handler raised: an error reply
+                        conn.finish_error(message, exc)
+                    except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
+                        conn.finish(None)
+                        self._hand_over()
+                        raise
+                    else:
+                        # The call waits: this task stays with it; another takes the queue.
+                        self._hand_over()
+                        await self._stay_with(conn, message, work, waiting, context)
+                        return
+                    if task.cancelling():  # a handler cancelled this task: end it, as it asked
+                        self._hand_over()
+                        return
+                if not self._later:
+                    break
+                later, self._later = self._later, []
+                for conn in later:
+                    conn.pump()
+        finally:
+            if self.task is task:
+                self._looping = False
         self.task = None
 
     def _hand_over(self) -> None:
+        self._looping = False
         self.task = None
-        if self._queue:
+        if self._queue or self._later:
             self._start()
 
     async def _stay_with(
-        self, conn: ServerProtocol, work: Work, waiting: Any, context: contextvars.Context, task: asyncio.Task[None]
+        self,
+        conn: ServerProtocol,
+        message: Message | None,
+        work: Work,
+        waiting: Any,
+        context: contextvars.Context,
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         conn.tasks.add(task)
-        outcome = None
         try:
-            outcome = await _resume(work, waiting, context)
-        except Exception as exc:  # pragma: no cover - execute() turns handler errors into replies
-            log.error("call failed", exc_info=exc)
-        finally:
+            result = await _resume(work, waiting, context)
+        except asyncio.CancelledError:
             conn.tasks.discard(task)
-            conn.finish(outcome)
+            conn.finish(None)
+            raise
+        except Exception as exc:  # the handler raised: an error reply
+            conn.tasks.discard(task)
+            conn.finish_error(message, exc)
+        except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
+            conn.tasks.discard(task)
+            conn.finish(None)
+            raise
+        else:
+            conn.tasks.discard(task)
+            conn.finish_call(message, result)
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
         # Cancelled before it started (shutdown): the calls it was to run are dropped.
@@ -111,10 +158,14 @@ class CallRunner:
         if not task.cancelled() and task.exception() is not None:  # pragma: no cover - a driver bug
             log.error("call runner failed", exc_info=task.exception())
         self.task = None
+        self._looping = False
         queue, self._queue = self._queue, deque()
-        for conn, work in queue:
+        later, self._later = self._later, []
+        for conn, _, work in queue:
             work.close()
             conn.finish(None)
+        for conn in later:
+            conn.pump()
 
     def running(self) -> list[asyncio.Task[None]]:
         """The runner taking queued calls, if any (calls that wait are in their connection's tasks)."""
@@ -157,18 +208,17 @@ class PoolCalls:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.inflight: set[concurrent.futures.Future[Any]] = set()
-        self._finished: deque[tuple[ServerProtocol, Prepared, concurrent.futures.Future[Any]]] = deque()
+        self._finished: deque[tuple[ServerProtocol, Message, concurrent.futures.Future[Any]]] = deque()
         self._wake_pending = False
 
-    def submit(self, conn: ServerProtocol, prepared: Prepared, executor: concurrent.futures.Executor) -> None:
-        """Run ``prepared`` in ``executor``; ``conn.finish_pooled`` gets the outcome on the loop."""
-        future = executor.submit(prepared.run)
+    def submit(self, conn: ServerProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
+        """Follow ``future``, a call of ``message`` running in the pool; ``conn.finish_pooled`` gets it."""
         self.inflight.add(future)
-        future.add_done_callback(lambda done: self._done(conn, prepared, done))
+        future.add_done_callback(lambda done: self._done(conn, message, done))
 
-    def _done(self, conn: ServerProtocol, prepared: Prepared, future: concurrent.futures.Future[Any]) -> None:
+    def _done(self, conn: ServerProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
         # In a worker thread (or the loop's, if the call finished before submit returned).
-        self._finished.append((conn, prepared, future))
+        self._finished.append((conn, message, future))
         if not self._wake_pending:
             self._wake_pending = True
             if self.loop.is_closed():
@@ -180,6 +230,6 @@ class PoolCalls:
         self._wake_pending = False  # first: a call finishing from now on wakes the loop again
         finished = self._finished
         while finished:
-            conn, prepared, future = finished.popleft()
+            conn, message, future = finished.popleft()
             self.inflight.discard(future)
-            conn.finish_pooled(prepared, future)
+            conn.finish_pooled(message, future)

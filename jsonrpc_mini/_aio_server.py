@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-from ._aio_conn import ServerProtocol
+from ._aio_conn import NOT_AWAITABLE, ServerProtocol
 from ._aio_runner import CallRunner, PoolCalls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
 from ._dispatch import Prepared, Registry, outcome_response
@@ -38,8 +38,6 @@ Address = tuple[str, int] | str
 Outcome = Response | ErrorResponse | None
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
-# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
-_NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 _TOO_MANY = ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later"))
 
 
@@ -290,22 +288,24 @@ class RPCServer(Registry):
             known = self._is_async[function] = inspect.iscoroutinefunction(function)
         return known
 
-    def execute_now(self, prepared: Prepared) -> Outcome | Coroutine[Any, Any, Outcome]:
+    def execute_now(
+        self, message: Request | Notification, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> Outcome | Coroutine[Any, Any, Outcome]:
         """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply.
 
         If the handler turns out to return an awaitable (an object with an async
         ``__call__``), this returns a coroutine that awaits it and builds the reply.
         """
-        message = prepared.message
         try:
-            result = prepared.run()
+            result = function(*args, **kwargs)
         except Exception as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
-        if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):
-            return self._finish(message, result)
+        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
+            return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
-    async def _finish(self, message: Request | Notification, awaitable: Awaitable[Any]) -> Outcome:
+    async def await_result(self, message: Request | Notification, awaitable: Awaitable[Any]) -> Outcome:
+        """Await what a handler returned and build the reply."""
         try:
             result = await awaitable
         except Exception as exc:
@@ -313,7 +313,7 @@ class RPCServer(Registry):
         return outcome_response(message, result, debug=self.options.debug)
 
     async def execute(self, prepared: Prepared) -> Outcome:
-        """Run one prepared call wherever it belongs and build its reply."""
+        """Run one prepared call wherever it belongs and build its reply (batch members)."""
         if self._handler_is_async(prepared.function):
             return await self.execute_async(prepared)
         message = prepared.message
@@ -322,7 +322,7 @@ class RPCServer(Registry):
                 result = await asyncio.get_running_loop().run_in_executor(self.executor(), prepared.run)
             else:
                 result = prepared.run()
-            if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
                 result = await result
         except Exception as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
@@ -332,17 +332,16 @@ class RPCServer(Registry):
         """Run a prepared call of an ``async def`` handler and build its reply."""
         try:
             result = await prepared.function(*prepared.args, **prepared.kwargs)
-            if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):
+            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
             return outcome_response(prepared.message, exc=exc, debug=self.options.debug)
         return outcome_response(prepared.message, result, debug=self.options.debug)
 
     def pooled_outcome(
-        self, prepared: Prepared, future: concurrent.futures.Future[Any]
+        self, message: Request | Notification, future: concurrent.futures.Future[Any]
     ) -> Outcome | Coroutine[Any, Any, Outcome]:
         """The reply for a call that ran in the thread pool (a coroutine if its result must be awaited)."""
-        message = prepared.message
         if future.cancelled():  # the pool was shut down before it ran
             return None
         exc = future.exception()
@@ -352,14 +351,19 @@ class RPCServer(Registry):
                 return None
             return outcome_response(message, exc=exc, debug=self.options.debug)
         result = future.result()
-        if type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
-            return self._finish(message, result)
+        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
+
+    @staticmethod
+    def refusal(message: Request) -> ErrorResponse:
+        """The reply to a request that arrives while the server is shutting down."""
+        return ErrorResponse(message.id, SHUTTING_DOWN)
 
     def prepare_or_reply(self, message: Request | Notification, draining: bool) -> Prepared | Outcome:
         """Find the handler and bind the arguments, or build the reply that refuses the call."""
         if draining and isinstance(message, Request):
-            return ErrorResponse(message.id, SHUTTING_DOWN)
+            return self.refusal(message)
         try:
             return self.prepare(message)
         except RPCError as exc:
