@@ -66,8 +66,9 @@ class RPCClient:
         """
         link = self._link
         link.check(method)
-        id_ = link.proto.next_id()
-        data = link.proto.encode(Request(method, build_params(args, kwargs), id_))
+        proto = link.proto
+        id_ = proto.next_id()
+        data = proto.encode_request(method, build_params(args, kwargs), id_)
         future = link.expect(id_, method, self._timeout)
         link.send_soon(data, method)
         return future

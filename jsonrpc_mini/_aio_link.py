@@ -39,6 +39,8 @@ class Call(asyncio.Future[Any]):
     """
 
     _steps: Generator[Any, None, Any] | None = None
+    method: str = ""  # the remote method (for error messages)
+    timeout: float | None = None  # the call's timeout in seconds, None: none
 
     def send(self, value: Any) -> Any:
         """Coroutine protocol: one step of awaiting this call."""
@@ -63,17 +65,6 @@ class Call(asyncio.Future[Any]):
 collections.abc.Coroutine.register(Call)
 
 
-class _Pending:
-    """One outstanding call: its future, its method name, its timeout (None: none)."""
-
-    __slots__ = ("future", "method", "timeout")
-
-    def __init__(self, future: asyncio.Future[Any], method: str, timeout: float | None) -> None:
-        self.future = future
-        self.method = method
-        self.timeout = timeout
-
-
 class Link(asyncio.Protocol):
     """One connection, shared by an RPCClient and its ``with_timeout`` views."""
 
@@ -81,7 +72,7 @@ class Link(asyncio.Protocol):
         self.proto = proto
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[Id, _Pending] = {}
+        self.pending: dict[Id, Call] = {}  # the calls waiting for their reply, by id
         self.lost: str | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._write_ready: asyncio.Future[None] | None = None
@@ -90,7 +81,7 @@ class Link(asyncio.Protocol):
         self._senders: set[asyncio.Task[None]] = set()
         # Speed: one timer for all calls (a TimerHandle per call cost ~1.5 us), firing at
         # the earliest deadline of a heap whose answered entries are dropped lazily.
-        self._deadlines: list[tuple[float, int, Id, _Pending]] = []
+        self._deadlines: list[tuple[float, int, Id, Call]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -103,7 +94,34 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed the core; hand each reply to the call waiting for its id."""
         proto = self.proto
-        proto.receive_data(data)
+        if not data or proto.framing != "newline" or proto.in_message:
+            proto.receive_data(data)
+            self._drain()
+            return
+        # Speed: replies are whole compact lines, usually: each goes to the core on its
+        # own through receive_reply, decoded in one step. A line it does not take
+        # goes to the framer (drained before the next line, so the order is kept);
+        # once the framer holds part of a value, the rest of the read goes there too.
+        start, size = 0, len(data)
+        while start < size:
+            end = data.find(b"\n", start) + 1
+            if not end:
+                proto.receive_data(data[start:] if start else data)
+                self._drain()
+                return
+            reply = proto.receive_reply(data[start:end] if start or end != size else data)
+            start = end
+            if reply is not None:
+                self._deliver(reply)
+                continue
+            self._drain()
+            if proto.in_message and start < size:
+                proto.receive_data(data[start:])
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        proto = self.proto
         while (event := proto.next_event()) is not None:
             self._deliver(event)
 
@@ -187,13 +205,14 @@ class Link(asyncio.Protocol):
 
     def expect(self, id_: Id, method: str, timeout: float | None) -> Call:
         """Register a pending call; its future gets the result or the call's exception."""
-        future = Call(loop=self.loop)
-        entry = self.pending[id_] = _Pending(future, method, timeout)
+        future = self.pending[id_] = Call(loop=self.loop)
+        future.method = method
         if timeout is not None:
+            future.timeout = timeout
             deadline = self.loop.time() + timeout
             if len(self._deadlines) > 2 * len(self.pending) + 64:
                 self._compact()
-            heapq.heappush(self._deadlines, (deadline, next(self._seq), id_, entry))
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), id_, future))
             if self._timer is None or deadline < self._timer.when():
                 self._arm(deadline)
         self._until_sweep -= 1
@@ -209,7 +228,7 @@ class Link(asyncio.Protocol):
         # A cancelled call keeps its entry until its reply arrives; drop those whose
         # reply never does, so the map stays bounded by the calls really in flight.
         self._until_sweep = _SWEEP_EVERY
-        for id_ in [id_ for id_, entry in self.pending.items() if entry.future.done()]:
+        for id_ in [id_ for id_, future in self.pending.items() if future.done()]:
             self.forget(id_)
 
     def _arm(self, deadline: float) -> None:
@@ -228,13 +247,13 @@ class Link(asyncio.Protocol):
         now = self.loop.time() + _RESOLUTION
         deadlines, pending = self._deadlines, self.pending
         while deadlines and deadlines[0][0] <= now:
-            _, _, id_, entry = heapq.heappop(deadlines)
-            if pending.get(id_) is not entry:
+            _, _, id_, future = heapq.heappop(deadlines)
+            if pending.get(id_) is not future:
                 continue  # answered, forgotten or failed already
             del pending[id_]
-            if not entry.future.done():
-                why = f"{entry.method}: no reply within {entry.timeout} s; a late reply will be dropped"
-                entry.future.set_exception(RPCTimeout(why))
+            if not future.done():
+                why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
+                future.set_exception(RPCTimeout(why))
         if deadlines:
             self._arm(deadlines[0][0])
 
@@ -247,23 +266,22 @@ class Link(asyncio.Protocol):
         if isinstance(event, Violation):
             self._violation(event)
             return
-        entry = self.pending.pop(event.id, None)
-        if entry is None:
+        future = self.pending.pop(event.id, None)
+        if future is None:
             log.debug("dropping reply for unknown or timed-out id %r", event.id)
             return
-        future = entry.future
         if future.done():  # the caller gave up (cancelled): drop the late reply
             return
-        if isinstance(event, Response):
+        if type(event) is Response:
             future.set_result(event.result)
         else:
-            err = event.error
-            future.set_exception(error_from_response(err.code, err.message, err.data, entry.method))
+            err = event.error  # type: ignore[union-attr]
+            future.set_exception(error_from_response(err.code, err.message, err.data, future.method))
 
     def _violation(self, event: Violation) -> None:
         # An error with id null answers a request the server could not read. With a
         # single call outstanding it can only be that call's; otherwise it is logged.
-        live = [id_ for id_, entry in self.pending.items() if not entry.future.done()]
+        live = [id_ for id_, future in self.pending.items() if not future.done()]
         if event.error is None or len(live) != 1:
             log.warning("ignoring message from server: %s", event.reason)
             return
@@ -278,11 +296,11 @@ class Link(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for entry in pending.values():
-            if not entry.future.done():
+        for future in pending.values():
+            if not future.done():
                 exc = ConnectionLost(self.lost)
-                exc.method = entry.method
-                entry.future.set_exception(exc)
+                exc.method = future.method
+                future.set_exception(exc)
         if self.transport is not None:
             self.flush()
             self.transport.close()
