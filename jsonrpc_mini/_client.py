@@ -23,7 +23,7 @@ from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
 from ._remote import RemoteMethod, check_timeout
-from ._transport import RECV_SIZE, Transport, open_connection
+from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
 
@@ -170,10 +170,16 @@ class _Link:
             if reply is not None:  # the usual case: the read held exactly one reply
                 self._deliver(reply)
                 continue
+            error = None
+            if data and proto.in_message:
+                error = feed_ready(self.transport, proto.receive_data, proto.max_message_size)
             events = []
             while (event := proto.next_event()) is not None:
                 events.append(event)
             self._deliver_all(events)
+            if error is not None:  # after delivering what arrived before it
+                self.fail_all(f"connection lost: {error}")
+                return
             if not data:
                 self.fail_all("connection closed by the server")
                 return

@@ -114,6 +114,11 @@ class _Base:
         return self._framer.name
 
     @property
+    def max_message_size(self) -> int:
+        """The largest message accepted, in bytes."""
+        return self._max_size
+
+    @property
     def in_message(self) -> bool:
         """True while a message has started arriving but is not complete."""
         return self._framer.in_message

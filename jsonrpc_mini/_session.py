@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Notification, Request, Response
 from ._dispatch import outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
-from ._transport import RECV_SIZE, SocketTransport, Transport
+from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
 
 if TYPE_CHECKING:
     from ._server import RPCServer
@@ -268,6 +268,11 @@ class Session:
                 return message
             self._check_events = True
             self._framer_empty = False
+            if data and proto.in_message:
+                error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
+                if error is not None:
+                    log.debug("%s: read failed: %s", self._name, error)
+                    return None
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from _driver_helpers import WAIT, LeakCheck, free_port, start_thread, tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCTimeout, SocketTransport, Transport
-from jsonrpc_mini._transport import open_connection
+from jsonrpc_mini._transport import feed_ready, open_connection
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -334,3 +335,69 @@ def test_send_within_on_socket_likes_sends_as_send_does() -> None:
     fake = _SocketLike([])
     SocketTransport(fake).send_within(b"abc", 0.01)  # type: ignore[arg-type]
     assert fake.sent == b"abc"
+
+
+# -- reading what has already arrived (feed_ready) ----------------------------------------
+
+
+def test_recv_ready_never_blocks(pair: Any) -> None:
+    ta, tb = pair
+    assert tb.recv_ready(1024) is None  # nothing there: no wait, no bytes
+    ta.send(b"abc")
+    got = b""
+    for _ in range(1000):  # the bytes are in flight for a moment even on a socketpair
+        got += tb.recv_ready(1024) or b""
+        if got == b"abc":
+            break
+    assert got == b"abc"
+    ta.sock.shutdown(socket.SHUT_WR)
+    assert tb.recv(1024, WAIT) == b""
+    assert tb.recv_ready(1024) == b""  # end of stream
+
+
+def test_recv_ready_is_none_for_socket_likes() -> None:
+    assert SocketTransport(_SocketLike([b"waiting"])).recv_ready(1024) is None  # type: ignore[arg-type]
+
+
+def test_feed_ready_feeds_what_waits_up_to_the_limit(pair: Any) -> None:
+    ta, tb = pair
+    payload = os.urandom(100_000)
+    ta.send(payload)
+    got: list[bytes] = []
+    for _ in range(1000):
+        assert feed_ready(tb, got.append, 10**9) is None
+        if sum(map(len, got)) >= len(payload):
+            break
+    assert b"".join(got) == payload
+    ta.send(b"x" * 5000)
+    fed: list[bytes] = []
+    tb.recv(1, WAIT)  # wait until bytes are there
+    assert feed_ready(tb, fed.append, 1) is None
+    assert len(fed) == 1  # the limit stops it after the first read
+
+
+def test_feed_ready_reports_a_reset_instead_of_raising() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname()[:2])
+    server, _ = listener.accept()
+    listener.close()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # RST
+    transport = SocketTransport(server)
+    try:
+        error = None
+        for _ in range(1000):
+            error = feed_ready(transport, lambda data: None, 10**6)
+            if error is not None:
+                break
+        assert isinstance(error, ConnectionResetError)
+    finally:
+        transport.close()
+
+
+def test_feed_ready_does_nothing_without_recv_ready() -> None:
+    class NoReady:
+        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+            raise AssertionError("must not be called")
+
+    assert feed_ready(NoReady(), lambda data: None, 10) is None  # type: ignore[arg-type]
