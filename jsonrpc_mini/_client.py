@@ -198,7 +198,10 @@ class _Link:
         elif isinstance(event, Violation):
             self._violation(event)
         else:
-            self._settle([event])
+            with self.lock:
+                waiter = self._fill(event)
+            if waiter is not None:
+                waiter.wake()
 
     def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed]) -> None:
         """Deliver what one read produced, in order; consecutive replies (a batch's) in one lock round."""
@@ -351,8 +354,9 @@ class RPCClient:
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
         link = self._require_link()
-        id_ = link.proto.next_id()
-        data = link.proto.encode_request(method, build_params(args, kwargs), id_)
+        proto = link.proto
+        id_ = proto.next_id()
+        data = proto.encode_request(method, build_params(args, kwargs), id_)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         waiter = _Waiter(id_, method)
         link.start([waiter], data, deadline, method)

@@ -139,4 +139,6 @@ def _surely_within(text: bytes, limit: int) -> bool:
 
 def too_deep(text: bytes, value: Any, limit: int) -> bool:
     """Whether ``value``, decoded from ``text``, nests more than ``limit`` deep."""
+    if len(text) <= 2 * limit + 1:
+        return False  # each level takes an opening and a closing bracket: too short to be deeper
     return not _surely_within(text, limit) and deeper_than(value, limit)

@@ -38,6 +38,11 @@ _ORJSON_SAFE_DIGITS = 18
 # digit-rich text; mapping every digit to "0" and searching for a run of zeros is
 # two C passes over the bytes.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# Texts from this size on are checked by walking the decoded value when it has at
+# most _WALK_BUDGET elements (see JsonCodec._orjson_loads).
+_WALK_FROM = 256 * 1024
+_WALK_BUDGET = 256
+_USE_STDLIB: Any = object()
 
 
 def _reject_constant(name: str) -> Any:
@@ -76,11 +81,10 @@ class JsonCodec:
 
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Decode one JSON text; raise :class:`ParseError` with the reason if it is invalid."""
-        if self.use_orjson and self._long_run not in bytes(data).translate(_DIGITS_TO_ZERO):
-            try:
-                return _orjson.loads(data)
-            except (ValueError, TypeError):
-                pass  # big integers, lone surrogates, deep nesting: let the stdlib decide
+        if self.use_orjson:
+            value = self._orjson_loads(data)
+            if value is not _USE_STDLIB:
+                return value
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -92,6 +96,29 @@ class JsonCodec:
         except ValueError as exc:  # JSONDecodeError and our hooks' errors
             raise ParseError(f"Parse error: {_short(exc)}") from None
 
+    def _orjson_loads(self, data: bytes | bytearray | memoryview) -> Any:
+        """orjson's reading, or ``_USE_STDLIB`` when it could differ from the stdlib's."""
+        if len(data) < _WALK_FROM:
+            if self._long_run in bytes(data).translate(_DIGITS_TO_ZERO):
+                return _USE_STDLIB
+            try:
+                return _orjson.loads(data)
+            except (ValueError, TypeError):
+                return _USE_STDLIB  # big integers, lone surrogates, deep nesting: let the stdlib decide
+        # Speed: on a large text the digit-run check costs more than orjson itself
+        # (~0.75 ms per MiB). A value with few elements (one long string, say) is
+        # checked by looking at its numbers instead: without a float, orjson turned
+        # no big integer into one. Only if that does not settle it, the text is checked.
+        try:
+            value = _orjson.loads(data)
+        except (ValueError, TypeError):
+            return _USE_STDLIB
+        if _plain_numbers(value, self._max_int_digits) is not True and self._long_run in bytes(data).translate(
+            _DIGITS_TO_ZERO
+        ):
+            return _USE_STDLIB
+        return value
+
     def dumps(self, value: Any) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; raise ValueError/TypeError if it is not JSON."""
         if self.use_orjson:
@@ -101,11 +128,37 @@ class JsonCodec:
                 pass  # big ints, non-str keys, unknown types: the stdlib decides
             else:
                 # orjson writes NaN and Infinity as null; a null in the output is the only
-                # sign, so only then walk the value to refuse non-finite floats.
-                if b"null" in out and _has_nonfinite(value):
+                # sign, so only then walk the value to refuse non-finite floats. Speed: on
+                # a large output the search costs ~0.5 ms per MiB, more than walking a value
+                # of few elements (one long string, say): such a value is walked instead.
+                nonfinite = _has_nonfinite(value, _WALK_BUDGET) if len(out) >= _WALK_FROM else None
+                if nonfinite is None:
+                    nonfinite = b"null" in out and bool(_has_nonfinite(value))
+                if nonfinite:
                     raise ValueError("NaN and Infinity are not valid JSON")
                 return out
         return _stdlib_dumps(value)
+
+
+def _plain_numbers(value: Any, max_int_digits: int) -> bool | None:
+    """True if ``value`` holds no float and no integer longer than ``max_int_digits``.
+
+    False if it does; None if it has more than ``_WALK_BUDGET`` elements (not looked at).
+    """
+    limit = 10**max_int_digits if max_int_digits < 20 else None  # orjson's integers have at most 20 digits
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        kind = type(item)
+        if kind is dict or kind is list:
+            if seen + len(item) > _WALK_BUDGET:
+                return None
+            stack.extend(item.values() if kind is dict else item)
+        elif kind is float or (kind is int and limit is not None and not -limit < item < limit):
+            return False
+    return True
 
 
 def _short(exc: BaseException) -> str:
@@ -132,17 +185,22 @@ def _stdlib_dumps(value: Any) -> bytes:
         return ascii_text.encode("ascii")
 
 
-def _has_nonfinite(value: Any) -> bool:
+def _has_nonfinite(value: Any, budget: int | None = None) -> bool | None:
+    """Whether ``value`` holds NaN or an infinity; None if it has more than ``budget`` elements."""
     stack = [value]
+    seen = 0
     while stack:
         item = stack.pop()
+        seen += 1
+        if budget is not None and seen > budget:
+            return None
         if isinstance(item, float):
             if not math.isfinite(item):
                 return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+        elif isinstance(item, (dict, list, tuple)):
+            if budget is not None and seen + len(item) > budget:
+                return None
+            stack.extend(item.values() if isinstance(item, dict) else item)
         elif isinstance(item, enum.Enum):
             stack.append(item.value)
     return False

@@ -65,6 +65,10 @@ _RUN: Final = {  # (in an array?, right after the opening bracket?) -> pattern
     (False, False): re.compile(_WS_ + rb"," + _WS_ + rb"(?:" + _PAIR_ + _WS_ + rb"," + _WS_ + rb")*+"),
 }
 _RUN_DEPTH: Final = 2
+# A run is matched within this many bytes at a time: an element still arriving (a
+# long string, say) fails to match after at most this much work, not after all of
+# it each time more bytes arrive. The scanner goes on token by token and tries again.
+_RUN_WINDOW: Final = 32768
 _CLOSE_ARRAY: Final = ord("]")
 
 # Modes of JsonStreamFramer.
@@ -244,7 +248,7 @@ class JsonStreamFramer(BufferedReader):
                     return self._error_at(i, "Parse error: raw newline inside a string")
             else:
                 if after is not None and len(stack) + _RUN_DEPTH <= self._max_depth:
-                    run = _RUN[(stack[-1] == _CLOSE_ARRAY, after)].match(buf, pos, stop)
+                    run = _RUN[(stack[-1] == _CLOSE_ARRAY, after)].match(buf, pos, min(stop, pos + _RUN_WINDOW))
                     if run is not None:
                         pos = run.end()
                     after = None

@@ -233,3 +233,46 @@ def test_module_level_helpers_use_the_default_codec() -> None:
     assert _json.dumps({"a": [1]}) == b'{"a":[1]}'
     with pytest.raises(ParseError):
         _json.loads(b"NaN")
+
+
+# -- large texts: orjson's result is checked by looking at a small value's numbers ------
+
+PAD = "x" * (300 * 1024)  # past the size from which the value's numbers are looked at
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        [1, 2.5, -3],
+        [2**64, -(2**63) - 1, 10**30],  # orjson would read these as floats
+        [123456789012345678901234567890.5],  # a float with many digits: still a float
+        list(range(300)),  # more elements than are looked at: the text is checked instead
+        [2**70, *range(300)],
+    ],
+)
+def test_large_texts_read_like_the_stdlib(use_orjson: bool, numbers: list[Any]) -> None:
+    text = json.dumps({"pad": PAD, "n": numbers}).encode()
+    assert len(text) > 256 * 1024
+    assert JsonCodec(use_orjson=use_orjson).loads(text) == json.loads(text)
+
+
+@BOTH
+def test_large_texts_keep_the_digit_limit(use_orjson: bool) -> None:
+    codec = JsonCodec(use_orjson=use_orjson, max_int_digits=5)
+    assert codec.loads(json.dumps([PAD, 12345]).encode()) == [PAD, 12345]
+    with pytest.raises(ParseError, match="exceeds the limit"):
+        codec.loads(json.dumps([PAD, 123456]).encode())
+    with pytest.raises(ParseError, match="exceeds the limit"):
+        codec.loads(json.dumps([PAD, -123456]).encode())
+
+
+@BOTH
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("many", [False, True], ids=["few-elements", "many-elements"])
+def test_large_outputs_still_refuse_non_finite_floats(use_orjson: bool, bad: float, many: bool) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    fillers = list(range(500)) if many else []
+    assert codec.loads(codec.dumps([PAD, 1.5, None, *fillers])) == [PAD, 1.5, None, *fillers]
+    with pytest.raises(ValueError):
+        codec.dumps([PAD, {"x": [bad]}, *fillers])
