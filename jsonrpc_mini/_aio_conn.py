@@ -24,6 +24,8 @@ import types
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
+from ._aio_buffer import read_buffer
+from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
@@ -40,7 +42,7 @@ log = logging.getLogger("jsonrpc_mini")
 NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 
 
-class ServerProtocol(asyncio.Protocol):
+class ServerProtocol(TimedProtocol):
     """Serves one connection for an ``aio.RPCServer``."""
 
     def __init__(self, server: RPCServer) -> None:
@@ -56,6 +58,7 @@ class ServerProtocol(asyncio.Protocol):
         self._debug = opts.debug
         self._loop = asyncio.get_running_loop()
         self._runner = server.runner(self._loop)
+        self._buffer = read_buffer()
         self._transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # runner tasks staying with a call that waits
         self.busy = 0
@@ -92,6 +95,14 @@ class ServerProtocol(asyncio.Protocol):
         self._keep_open = transport.get_extra_info("sslcontext") is None
         srv._conns.add(self)
         self._arm()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where asyncio reads into: the thread's shared buffer (see ``_aio_buffer``)."""
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the shared buffer: take them out at once, then as data_received."""
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Feed the core and run what it yields."""
@@ -405,46 +416,3 @@ class ServerProtocol(asyncio.Protocol):
         data = self._proto.encode_batch(replies)
         if data is not None:
             self._write(data)
-
-    # -- idle and read timeouts --------------------------------------------------
-
-    def _arm(self) -> None:
-        """Schedule the next timeout check (one timer per connection, never reset per message)."""
-        opts, now = self._opts, self._loop.time()
-        deadline: float | None = None
-        if self._started is not None and opts.read_timeout is not None:
-            deadline = self._started + opts.read_timeout
-        elif opts.idle_timeout is not None:
-            deadline = self._last + opts.idle_timeout
-            if deadline <= now:
-                deadline = now + opts.idle_timeout
-        if deadline is None:
-            return
-        if self._timer is not None:
-            if self._timer.when() <= deadline:
-                return
-            self._timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._check)
-
-    def _check(self) -> None:
-        self._timer = None
-        if self._input_done:
-            return
-        opts, now = self._opts, self._loop.time()
-        if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
-            log.info("message not completed within read_timeout; closing")
-            self._give_up()
-            return
-        idle = self.busy == 0 and self._started is None
-        if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
-            log.info("connection idle for idle_timeout; closing")
-            self._give_up()
-            return
-        self._arm()
-
-    def _give_up(self) -> None:
-        # close() waits for buffered replies to be sent; a peer that stops reading
-        # would keep the connection for ever, so what it did not take is dropped.
-        self.close()
-        if self._transport is not None and self._transport.get_write_buffer_size():
-            self._transport.abort()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Generator
 from typing import Any, cast
 
+from ._aio_buffer import read_buffer
 from ._codec import ErrorResponse, Id, Response
 from ._errors import ConnectionLost, RPCTimeout, error_from_response
 from ._protocol import ClientConnection, Closed, Violation
@@ -65,12 +66,17 @@ class Call(asyncio.Future[Any]):
 collections.abc.Coroutine.register(Call)
 
 
-class Link(asyncio.Protocol):
-    """One connection, shared by an RPCClient and its ``with_timeout`` views."""
+class Link(asyncio.BufferedProtocol, asyncio.Protocol):
+    """One connection, shared by an RPCClient and its ``with_timeout`` views.
+
+    Both kinds of protocol: asyncio's socket transports read into the thread's
+    shared buffer (see ``_aio_buffer``), other transports call ``data_received``.
+    """
 
     def __init__(self, proto: ClientConnection) -> None:
         self.proto = proto
         self.loop = asyncio.get_running_loop()
+        self._buffer = read_buffer()
         self.transport: asyncio.Transport | None = None
         self.pending: dict[Id, Call] = {}  # the calls waiting for their reply, by id
         self.lost: str | None = None
@@ -90,6 +96,14 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the transport."""
         self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where asyncio reads into: the thread's shared buffer."""
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the shared buffer: take them out at once, then as data_received."""
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Feed the core; hand each reply to the call waiting for its id."""

@@ -420,3 +420,33 @@ def test_requests_read_together_during_shutdown_are_refused_in_order() -> None:
         conn.connection_lost(None)
 
     run(main)
+
+
+def test_connections_of_one_thread_share_the_read_buffer_without_mixing_their_bytes() -> None:
+    async def main() -> None:
+        srv = aio.RPCServer()
+
+        @srv.register
+        async def echo(x: Any) -> Any:
+            return x
+
+        conns, transports = [srv.protocol(), srv.protocol()], [CountingTransport(), CountingTransport()]
+        for conn, transport in zip(conns, transports, strict=True):
+            conn.connection_made(transport)
+        assert all(isinstance(conn, asyncio.BufferedProtocol) for conn in conns)  # asyncio reads into the buffer
+        buffers = [conn.get_buffer(-1) for conn in conns]  # type: ignore[attr-defined]
+        assert buffers[0].obj is buffers[1].obj
+        for i in range(6):  # each read lands in the same buffer, as asyncio's transports do it
+            conn = conns[i % 2]
+            data = lines(request("echo", [f"{i % 2}-{i}"], id_=i))
+            buffers[i % 2][: len(data)] = data
+            conn.buffer_updated(len(data))  # type: ignore[attr-defined]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        for side, transport in enumerate(transports):
+            got = [json.loads(line)["result"] for line in b"".join(transport.writes).splitlines()]
+            assert got == [f"{side}-{i}" for i in range(side, 6, 2)]
+        for conn in conns:
+            conn.connection_lost(None)
+
+    run(main)

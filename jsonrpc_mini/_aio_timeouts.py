@@ -1,0 +1,82 @@
+"""Idle and read timeouts of a connection served by the asyncio server.
+
+One timer per connection, never reset per message: when it fires it checks the
+times kept by the connection (``_last``: the last message or call end;
+``_started``: when the message being received began) and either closes the
+connection or sleeps until the next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._server import ServerOptions
+
+__all__ = ["TimedProtocol"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+
+class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
+    """The timeout part of ``ServerProtocol``: it sets the attributes below and ``close()``.
+
+    Both kinds of protocol: asyncio's socket transports read into its buffer
+    (``get_buffer``), other transports (the test kit's) call ``data_received``.
+    """
+
+    _opts: ServerOptions
+    _loop: asyncio.AbstractEventLoop
+    _transport: asyncio.Transport | None
+    _timer: asyncio.TimerHandle | None
+    _last: float  # when the last message arrived or the last call ended
+    _started: float | None  # when the message being received began (None: none is)
+    _input_done: bool
+    busy: int
+
+    def close(self) -> None:
+        """Close the transport (buffered replies are still flushed)."""
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        """Schedule the next timeout check (one timer per connection, never reset per message)."""
+        opts, now = self._opts, self._loop.time()
+        deadline: float | None = None
+        if self._started is not None and opts.read_timeout is not None:
+            deadline = self._started + opts.read_timeout
+        elif opts.idle_timeout is not None:
+            deadline = self._last + opts.idle_timeout
+            if deadline <= now:
+                deadline = now + opts.idle_timeout
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._input_done:
+            return
+        opts, now = self._opts, self._loop.time()
+        if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
+            log.info("message not completed within read_timeout; closing")
+            self._give_up()
+            return
+        idle = self.busy == 0 and self._started is None
+        if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
+            log.info("connection idle for idle_timeout; closing")
+            self._give_up()
+            return
+        self._arm()
+
+    def _give_up(self) -> None:
+        # close() waits for buffered replies to be sent; a peer that stops reading
+        # would keep the connection for ever, so what it did not take is dropped.
+        self.close()
+        if self._transport is not None and self._transport.get_write_buffer_size():
+            self._transport.abort()
