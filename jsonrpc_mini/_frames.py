@@ -111,6 +111,10 @@ def deeper_than(value: Any, limit: int) -> bool:
     return True
 
 
+# From this size on, too_deep walks a value of at most _WALK_BUDGET elements.
+_WALK_FROM: Final = 256 * 1024
+_WALK_BUDGET: Final = 256
+
 # Every byte but brackets, quotes and backslashes (deleted by _surely_within).
 _NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"\\')
 
@@ -141,4 +145,26 @@ def too_deep(text: bytes, value: Any, limit: int) -> bool:
     """Whether ``value``, decoded from ``text``, nests more than ``limit`` deep."""
     if len(text) <= 2 * limit + 1:
         return False  # each level takes an opening and a closing bracket: too short to be deeper
+    if len(text) >= _WALK_FROM:
+        # Speed: a large text holding few elements (one long string, say) is cheaper
+        # to judge by walking the value than by a pass over every byte.
+        depth = _small_depth(value)
+        if depth is not None:
+            return depth > limit
     return not _surely_within(text, limit) and deeper_than(value, limit)
+
+
+def _small_depth(value: Any) -> int | None:
+    """How deep containers nest in ``value``; None if it has more than ``_WALK_BUDGET`` elements."""
+    seen = 0
+    depth = 0
+    level = [value]
+    while True:
+        level = [item for item in level if isinstance(item, (dict, list))]
+        if not level:
+            return depth
+        depth += 1
+        seen += sum(map(len, level))
+        if seen > _WALK_BUDGET:
+            return None
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)]

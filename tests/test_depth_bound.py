@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,3 +47,14 @@ def test_the_bound_decides_plain_values_without_a_walk() -> None:
     assert _surely_within(b'{"a":[{"b":[]}]}', 4)
     assert not _surely_within(b'["a]"]', 8)  # a bracket inside a string: unknown, the walk decides
     assert not _surely_within(b'["a\\"b"]', 8)  # an escaped quote: unknown
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["few-elements", "many-elements"])
+@pytest.mark.parametrize("depth_", [1, 5, 6, 7, 40])
+def test_large_texts_are_judged_exactly(many: bool, depth_: int) -> None:
+    value: Any = "x" * (300 * 1024)  # large text: a value of few elements is walked
+    for _ in range(depth_):
+        value = [value, *range(300)] if many else [value]
+    text = json.dumps(value).encode()
+    for limit in (5, 6, 40):
+        assert too_deep(text, value, limit) == (depth_ > limit)
