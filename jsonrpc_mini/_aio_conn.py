@@ -124,8 +124,9 @@ class ServerProtocol(TimedProtocol):
                 # Speed: the usual read, one whole request line, in one step without the pump.
                 message = self._proto.receive_request(data)
                 if message is not None:
-                    self._last = self._loop.time()
                     self._call(message)
+                    if not self.busy:  # (else the idle time starts when the call ends)
+                        self._last = self._loop.time()
                     return
                 self._events = True  # the core took the bytes
             else:
@@ -233,8 +234,8 @@ class ServerProtocol(TimedProtocol):
                     break
                 start = self._bpos
                 end = backlog.find(b"\n", start) + 1
-                if not end or proto.framing != "newline":
-                    self._feed_backlog()  # a partial line, or framing other than lines
+                if not end or (not start and proto.framing != "newline"):
+                    self._feed_backlog()  # a partial line, or framing other than lines (not yet known)
                     continue
                 if end == len(backlog):
                     self._backlog = None
@@ -319,7 +320,10 @@ class ServerProtocol(TimedProtocol):
         except RPCError as exc:
             self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
             return
-        if srv._handler_is_async(function):
+        is_async = srv._is_async.get(function)
+        if is_async is None:
+            is_async = srv._handler_is_async(function)
+        if is_async:
             try:
                 work = function(*args, **kwargs)
             except Exception as exc:  # e.g. a wrapper that checks its arguments first
