@@ -43,6 +43,13 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _WALK_FROM = 256 * 1024
 _WALK_BUDGET = 256
 _USE_STDLIB: Any = object()
+# Standard library: a text of this size or more is read without the number hooks
+# (C speed; a hook call costs ~0.2 us per number) unless it could hold a float that
+# overflows or an integer past the digit limit. Digits become 0 and E becomes e.
+_NUMBER_MARKS = bytes.maketrans(b"123456789E", b"000000000e")
+_PLAIN_FROM = 512
+_USE_HOOKS: Any = object()
+_FLOAT_DIGITS = 309  # a float written with fewer digits and no positive exponent stays finite
 
 
 def _reject_constant(name: str) -> Any:
@@ -59,7 +66,7 @@ def _parse_float(text: str) -> float:
 class JsonCodec:
     """Encode and decode JSON text with the library's strict rules."""
 
-    __slots__ = ("_decoder", "_long_run", "_max_int_digits", "use_orjson")
+    __slots__ = ("_decoder", "_int_bound", "_long_digits", "_long_run", "_max_int_digits", "_plain", "use_orjson")
 
     def __init__(self, *, max_int_digits: int = DEFAULT_MAX_INT_DIGITS, use_orjson: bool | None = None) -> None:
         if max_int_digits < 1:
@@ -72,6 +79,9 @@ class JsonCodec:
             parse_int=self._parse_int,
             parse_constant=_reject_constant,
         )
+        self._plain = json.JSONDecoder(parse_constant=_reject_constant)
+        self._long_digits = b"0" * min(_FLOAT_DIGITS, max_int_digits + 1)
+        self._int_bound = 10**max_int_digits
 
     def _parse_int(self, text: str) -> int:
         digits = len(text) - (text[0] == "-")
@@ -90,6 +100,10 @@ class JsonCodec:
         except UnicodeDecodeError as exc:
             raise ParseError(f"Parse error: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         try:
+            if len(data) >= _PLAIN_FROM:
+                value = self._plain_decode(data, text)
+                if value is not _USE_HOOKS:
+                    return value
             return self._decoder.decode(text)
         except RecursionError:
             raise ParseError("Parse error: nesting too deep") from None
@@ -113,11 +127,37 @@ class JsonCodec:
             value = _orjson.loads(data)
         except (ValueError, TypeError):
             return _USE_STDLIB
-        if _plain_numbers(value, self._max_int_digits) is not True and self._long_run in bytes(data).translate(
+        bound = self._int_bound if self._max_int_digits < 20 else None  # orjson's integers have at most 20 digits
+        if _plain_numbers(value, bound, floats=False) is not True and self._long_run in bytes(data).translate(
             _DIGITS_TO_ZERO
         ):
             return _USE_STDLIB
         return value
+
+    def _plain_decode(self, data: bytes | bytearray | memoryview, text: str) -> Any:
+        """The value read without number hooks, or ``_USE_HOOKS`` when they must decide.
+
+        They must when the text has a positive exponent or a long run of digits (a
+        float that could overflow, an integer that could pass the limit), and for
+        any error (the hooked reading reports it exactly). A large text of few
+        elements is decoded first and its numbers looked at instead of its bytes.
+        """
+        large = len(data) >= _WALK_FROM
+        if not large and self._risky(data):
+            return _USE_HOOKS
+        try:
+            value = self._plain.decode(text)
+        except (ValueError, RecursionError):
+            return _USE_HOOKS
+        if large:
+            plain = _plain_numbers(value, self._int_bound, floats=True)
+            if plain is False or (plain is None and self._risky(data)):
+                return _USE_HOOKS
+        return value
+
+    def _risky(self, data: bytes | bytearray | memoryview) -> bool:
+        marks = bytes(data).translate(_NUMBER_MARKS, b"+")
+        return b"e0" in marks or self._long_digits in marks
 
     def dumps(self, value: Any) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; raise ValueError/TypeError if it is not JSON."""
@@ -140,12 +180,13 @@ class JsonCodec:
         return _stdlib_dumps(value)
 
 
-def _plain_numbers(value: Any, max_int_digits: int) -> bool | None:
-    """True if ``value`` holds no float and no integer longer than ``max_int_digits``.
+def _plain_numbers(value: Any, int_bound: int | None, *, floats: bool) -> bool | None:
+    """True if every number in ``value`` is as read: integers within ``int_bound``, floats finite.
 
-    False if it does; None if it has more than ``_WALK_BUDGET`` elements (not looked at).
+    With ``floats`` False any float fails (orjson reads a too-big integer as one).
+    False if a number fails; None if ``value`` has more than ``_WALK_BUDGET``
+    elements (not looked at).
     """
-    limit = 10**max_int_digits if max_int_digits < 20 else None  # orjson's integers have at most 20 digits
     stack = [value]
     seen = 0
     while stack:
@@ -156,7 +197,10 @@ def _plain_numbers(value: Any, max_int_digits: int) -> bool | None:
             if seen + len(item) > _WALK_BUDGET:
                 return None
             stack.extend(item.values() if kind is dict else item)
-        elif kind is float or (kind is int and limit is not None and not -limit < item < limit):
+        elif kind is float:
+            if not floats or not math.isfinite(item):
+                return False
+        elif kind is int and int_bound is not None and not -int_bound < item < int_bound:
             return False
     return True
 

@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jsonrpc_mini import _json
 from jsonrpc_mini._errors import ParseError
@@ -276,3 +278,33 @@ def test_large_outputs_still_refuse_non_finite_floats(use_orjson: bool, bad: flo
     assert codec.loads(codec.dumps([PAD, 1.5, None, *fillers])) == [PAD, 1.5, None, *fillers]
     with pytest.raises(ValueError):
         codec.dumps([PAD, {"x": [bad]}, *fillers])
+
+
+# -- the standard library reads numbers without hooks when that cannot change the result --
+
+number_texts = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.integers(min_value=1, max_value=400).map(lambda n: "9" * n),  # around the digit limits
+    st.builds(
+        lambda m, e, sign: f"{m}e{sign}{e}",
+        st.floats(min_value=0.1, max_value=9.9).map(lambda f: f"{f:.3f}"),
+        st.integers(0, 400),
+        st.sampled_from(["", "+", "-"]),
+    ),  # exponents past 308 overflow
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@pytest.mark.parametrize("pad", [600, 300 * 1024], ids=["medium", "large"])
+@pytest.mark.parametrize("max_int_digits", [5, 4300])
+@given(numbers=st.lists(number_texts, min_size=1, max_size=8))
+def test_stdlib_reads_numbers_exactly_as_the_hooks_do(pad: int, max_int_digits: int, numbers: list[str]) -> None:
+    codec = JsonCodec(use_orjson=False, max_int_digits=max_int_digits)
+    text = ('["' + "x" * pad + '",' + ",".join(numbers) + "]").encode()
+    try:
+        expected = codec._decoder.decode(text.decode())  # the hooked reading: the reference
+    except ValueError:
+        with pytest.raises(ParseError):
+            codec.loads(text)
+        return
+    assert codec.loads(text) == expected
