@@ -181,14 +181,22 @@ class ServerProtocol(TimedProtocol):
 
     # -- the event pump --------------------------------------------------------
 
+    def repump_now(self) -> None:
+        """The runner's deferred pump: the replies so far go out first.
+
+        Writing them first lets a peer that does not read pause writing (and so new
+        calls) before more calls are taken in the same runner step.
+        """
+        self.repump = False
+        if self._out is not None:
+            self._flush()
+        self.pump()
+
     def pump(self) -> None:
         """Pull events from the core while below the limits; pause reading when not."""
-        self.repump = False
         if self._pumping or self._input_done:
             self._maybe_close()
             return
-        if self._out is not None:
-            self._flush()  # first: a peer that does not read pauses writing, and so new calls
         self._pumping = True
         try:
             self._pump()

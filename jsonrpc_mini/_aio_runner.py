@@ -111,7 +111,7 @@ class CallRunner:
                     break
                 later, self._later = self._later, []
                 for conn in later:
-                    conn.pump()
+                    conn.repump_now()
         finally:
             if self.task is task:
                 self._looping = False
@@ -165,7 +165,7 @@ class CallRunner:
             work.close()
             conn.finish(None)
         for conn in later:
-            conn.pump()
+            conn.repump_now()
 
     def running(self) -> list[asyncio.Task[None]]:
         """The runner taking queued calls, if any (calls that wait are in their connection's tasks)."""
