@@ -212,13 +212,13 @@ class JsonStreamFramer(BufferedReader):
                     # Speed: the regex walks a string byte by byte (~10x slower than
                     # decoding it). A long string usually holds no escape and no newline:
                     # find its closing quote with memchr and check the bytes before it
-                    # in one C pass; only a string that fails the check (dirty_until)
+                    # with memchr too; only a string that fails the check (dirty_until)
                     # takes the regex path. Short strings stay on the regex: one call.
                     pos += _LONG_STRING
                     if pos >= dirty_until:
                         quote = buf.find(b'"', pos, stop)
                         clean_to = stop if quote < 0 else quote
-                        if len(buf[pos:clean_to].translate(None, b"\\\n")) == clean_to - pos:
+                        if buf.find(b"\\", pos, clean_to) < 0 and self._no_newline(pos, clean_to):
                             if quote < 0:
                                 pos = stop
                                 break
@@ -292,6 +292,21 @@ class JsonStreamFramer(BufferedReader):
             self._discard_all()
             return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream")
         return None
+
+    def _no_newline(self, start: int, end: int) -> bool:
+        """Whether ``buf[start:end]`` holds no newline; no byte is searched twice for one.
+
+        The bytes before ``_no_newline_before`` are known to hold none (the fast path
+        searched them); a search that starts inside that range extends it.
+        """
+        known = self._no_newline_before
+        if start > known:
+            return self._buf.find(b"\n", start, end) < 0
+        if end > known:
+            if self._buf.find(b"\n", known, end) >= 0:
+                return False
+            self._no_newline_before = end
+        return True
 
     def _complete(self, end: int) -> Event:
         frame = slice_bytes(self._buf, self._start, end)

@@ -720,3 +720,21 @@ def test_same_events_with_and_without_orjson() -> None:
     assert runs[0] == runs[1]
     assert codes(runs[0])[0] == {"a": 123456789012345678901234567890}
     assert isinstance(runs[0][0].value["a"], int)
+
+
+@pytest.mark.parametrize("where", [70, 200, 1500, 5000])
+@pytest.mark.parametrize("what", [b"\n", b'\\"', b"\\\\"], ids=["raw-newline", "escaped-quote", "escaped-backslash"])
+@pytest.mark.parametrize("size", [1, 7, 100, 1024, 4096])
+def test_long_strings_read_the_same_in_any_chunks(where: int, what: bytes, size: int) -> None:
+    # A long string is checked with memchr per chunk; the newline check reuses what the
+    # fast path already searched. Whatever the chunking, the events are those of one buffer.
+    text = b"a" * where + what + b"b" * 3000
+    data = b'{"s":"' + text + b'"}\n{"next":1}\n'
+    whole = JsonStreamFramer(JsonCodec().loads, max_message_size=BIG, max_depth=64)
+    whole.feed(data)
+    expected = drain(whole)
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=BIG, max_depth=64)
+    assert feed_in_chunks(framer, data, size) == expected
+    assert expected[-1] == Message({"next": 1})
+    if what == b"\n":
+        assert isinstance(expected[0], FrameError)
