@@ -45,6 +45,37 @@ NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple}
 class ServerProtocol(TimedProtocol):
     """Serves one connection for an ``aio.RPCServer``."""
 
+    # Slots: an idle connection costs less memory (no instance dict), attributes are quicker.
+    __slots__ = (
+        "_accepted",
+        "_backlog",
+        "_bpos",
+        "_buffer",
+        "_debug",
+        "_draining",
+        "_events",
+        "_flush_soon",
+        "_input_done",
+        "_keep_open",
+        "_last",
+        "_limit",
+        "_loop",
+        "_opts",
+        "_out",
+        "_proto",
+        "_pumping",
+        "_read_paused",
+        "_runner",
+        "_srv",
+        "_started",
+        "_transport",
+        "_write_paused",
+        "busy",
+        "closed",
+        "repump",
+        "tasks",
+    )
+
     def __init__(self, server: RPCServer) -> None:
         self._srv = server
         opts = self._opts = server.options

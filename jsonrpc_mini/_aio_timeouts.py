@@ -27,6 +27,8 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     (``get_buffer``), other transports (the test kit's) call ``data_received``.
     """
 
+    __slots__ = ("_timer",)
+
     _opts: ServerOptions
     _loop: asyncio.AbstractEventLoop
     _transport: asyncio.Transport | None
