@@ -13,6 +13,11 @@ slow call never delays the calls behind it by more than one loop iteration.
 This is not ``coro.send(None)`` from the protocol callback: code running there
 has no current task, and ``asyncio.timeout()`` in a handler would fail. Each call
 also runs in its own copy of the context, as it would in a task of its own.
+
+A queued call is the handler's own coroutine (no wrapper coroutine): the runner
+turns what it returns or raises into the reply. Connections held back by their
+call limit are pumped once the queue is empty (``later``), so a pipelining
+client's next calls are taken a whole limit at a time, not one per ended call.
 """
 
 from __future__ import annotations
