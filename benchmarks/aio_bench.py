@@ -331,6 +331,8 @@ def report(quick: bool = False, extra: bool = False, idle: int = IDLE) -> list[s
     """Run every scenario and return the report lines (``python -m benchmarks`` can call this)."""
     lines = [f"jsonrpc_mini.aio vs raw asyncio ({CODEC}, Python {sys.version.split()[0]})"]
     lines += asyncio.run(run_throughput(quick, extra))
+    if idle <= 0:  # --idle 0: throughput only
+        return lines
     lines.append(f"{idle} idle connections (server RSS growth):")
     limit = 100 * 2**20
     for kind in ("aio", "raw"):

@@ -276,6 +276,18 @@ class ServerProtocol(TimedProtocol):
                 if not end or (not start and proto.framing != "newline"):
                     self._feed_backlog()  # a partial line, or framing other than lines (not yet known)
                     continue
+                if end < len(backlog):  # more lines behind this one: try them in one decode
+                    room = min(limit - self.busy, srv.max_total_calls - srv.total_busy)
+                    calls, after = proto.receive_requests(backlog, room, start)
+                    if calls:
+                        if after == len(backlog):
+                            self._backlog = None
+                        else:
+                            self._bpos = after
+                        pulled += len(calls)
+                        for call in calls:
+                            self._call(call)
+                        continue
                 if end == len(backlog):
                     self._backlog = None
                     line = backlog[start:] if start else backlog

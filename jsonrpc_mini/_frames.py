@@ -15,6 +15,7 @@ __all__ = [
     "Loads",
     "Message",
     "deeper_than",
+    "lines_balanced",
     "slice_bytes",
     "too_deep",
     "too_large",
@@ -139,6 +140,28 @@ def _surely_within(text: bytes, limit: int) -> bool:
             return True
         brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
     return not brackets
+
+
+_NOT_STRUCTURE_OR_NEWLINE: Final = bytes(b for b in range(256) if b not in b'[]{}"\\\n')
+
+
+def lines_balanced(text: bytes, rounds: int) -> bool:
+    """True if every line of ``text`` surely holds balanced brackets, strings closed on that line.
+
+    ``rounds`` bounds the nesting looked at (each round removes at least one level).
+    False also means "not known": a string holding a bracket, quote or backslash
+    makes the answer False. Used to prove that lines joined with ``,`` and a
+    newline decode to exactly one value per line (see ``ServerConnection.receive_requests``).
+    """
+    brackets = text.translate(None, _NOT_STRUCTURE_OR_NEWLINE).replace(b'""', b"")
+    if b'"' in brackets or b"\\" in brackets:
+        return False
+    for _ in range(rounds):
+        fewer = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if fewer == brackets:
+            break
+        brackets = fewer
+    return not brackets.replace(b"\n", b"")
 
 
 def too_deep(text: bytes, value: Any, limit: int) -> bool:

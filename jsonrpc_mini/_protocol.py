@@ -29,7 +29,7 @@ from ._codec import (
     parse_response,
 )
 from ._errors import InvalidRequest, ParseError
-from ._frames import too_deep
+from ._frames import lines_balanced, too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
 
@@ -215,6 +215,53 @@ class ServerConnection(_Base):
                 return message
         self.receive_data(data)
         return None
+
+    def receive_requests(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Request | Notification], int]:
+        """Take up to ``limit`` whole request lines from ``data[start:]`` in one decode.
+
+        Returns the calls and the offset just past the last line taken; ``([], start)``
+        when fewer than two lines qualify. Nothing is given to the framer: the
+        caller goes on with the rest of ``data`` as usual (``receive_request`` per
+        line, or ``receive_data``). Speed: a pipelining client's read holds many
+        lines, and one decode of all of them costs less than one per line.
+
+        A line qualifies when the framer is between values and the line starts with
+        ``{``, is short enough that it cannot nest past ``max_depth`` and has
+        balanced brackets with its strings closed on it (``lines_balanced``). Lines
+        joined with a comma and a newline then decode to one value per line exactly
+        when each line is one value, so the calls are those the framer would give;
+        if the count differs, or any value is not a valid call, nothing is taken.
+        """
+        framer = self._framer
+        if limit < 2 or type(framer) is not JsonStreamFramer or not framer.between_values:
+            return [], start
+        longest = min(2 * self._max_depth + 1, self._max_size)
+        count = 0
+        pos = start
+        while count < limit:
+            end = data.find(b"\n", pos)
+            if end < 0 or end - pos > longest or data[pos : pos + 1] != b"{":
+                break
+            count += 1
+            pos = end + 1
+        if count < 2:
+            return [], start
+        group = data[start : pos - 1]
+        if not lines_balanced(group, self._max_depth):
+            return [], start
+        try:
+            values = self.codec.loads(b"[" + group.replace(b"\n", b",\n") + b"]")
+        except ParseError:
+            return [], start
+        if type(values) is not list or len(values) != count:
+            return [], start
+        calls: list[Request | Notification] = []
+        for value in values:
+            message = parse_request(value)
+            if isinstance(message, ErrorResponse):
+                return [], start
+            calls.append(message)
+        return calls, pos
 
     def encode_result(self, id_: Id, result: Any) -> bytes:
         """The framed reply for a call that returned ``result``."""

@@ -316,6 +316,43 @@ def test_one_read_of_many_calls_respects_the_connection_limit() -> None:
     run(main)
 
 
+def test_many_lines_decoded_at_once_still_respect_the_connection_limit() -> None:
+    # After the first read the framing is known and a read of many lines is decoded in
+    # one step (receive_requests); it must start no more calls than the limit allows.
+    async def main() -> None:
+        srv = aio.RPCServer(max_concurrent_calls=3)
+        running = peak = 0
+        release = asyncio.Event()
+
+        @srv.register
+        async def hold(i: int) -> int:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await release.wait()
+            running -= 1
+            return i
+
+        async with serving(srv) as address:
+            raw = await RawConn.open(address)
+            await raw.send(lines(request("hold", [0], id_=0)))
+            async with asyncio.timeout(WAIT):
+                while running < 1:
+                    await asyncio.sleep(0.01)
+            await raw.send(lines(*(request("hold", [i], id_=i) for i in range(1, 11))))
+            async with asyncio.timeout(WAIT):
+                while running < 3:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            assert running == 3 and peak == 3
+            release.set()
+            got = {(await raw.recv())["id"] for _ in range(11)}
+            assert got == set(range(11)) and peak == 3
+            await raw.close()
+
+    run(main)
+
+
 def test_an_oversized_line_among_many_answers_those_before_then_closes() -> None:
     async def main() -> None:
         srv = aio.RPCServer(max_message_size=200)

@@ -223,3 +223,77 @@ def test_shortcuts_agree_with_the_full_checks(value: Any) -> None:
     if isinstance(value, dict):
         assert parse_request(value) == parse_request(_PlainDict(value))
         assert parse_response(value) == parse_response(_PlainDict(value))
+
+
+# -- many request lines in one decode (receive_requests) ----------------------------------
+
+ADVERSARIAL = [
+    # Lines that are not one value each but could join into the right number of values.
+    [b'{"a":[{}', b'{"x":1}]},{"jsonrpc":"2.0","method":"b","id":2}'],
+    [b'{"jsonrpc":"2.0","method":"m","id":1,"a":"}', b'{","x":1},{"jsonrpc":"2.0","method":"n","id":2}'],
+    [b'{"jsonrpc":"2.0","method":"m","id":1}{"jsonrpc":"2.0","method":"n","id":2}', b'{"a":1}'],
+    [b'{"jsonrpc":"2.0","method":"m","id":1},{"jsonrpc":"2.0","method":"n","id":2}', b'{"jsonrpc":"2.0","method":"o"}'],
+    [b'{"jsonrpc":"2.0","method":"m","params":["]"],"id":1}', b'{"jsonrpc":"2.0","method":"n","id":2}'],
+    [b'{"jsonrpc":"2.0","method":"m","params":["\\"["],"id":1}', b'{"jsonrpc":"2.0","method":"n","id":2}'],
+]
+
+
+def group_then_general(data: bytes, limit: int, codec: JsonCodec) -> tuple[list[Any], int]:
+    conn = ServerConnection(codec=codec, framing="newline")
+    junk = b"junk\n" * (limit % 3)  # a start offset: the bytes before it are not looked at
+    messages, used = conn.receive_requests(junk + data, limit, len(junk))
+    used -= len(junk)
+    assert 0 <= used <= len(data)
+    assert (used == 0) == (not messages)
+    events: list[Any] = [Call(message) for message in messages]
+    if data[used:]:  # (b"" would mean end of stream)
+        conn.receive_data(data[used:])
+    events += drain(conn)
+    return events, len(messages)
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@given(
+    lines=st.lists(
+        st.one_of(values.map(line), rpc_st.malformed_lines(), st.sampled_from([b"{}\n", b'{"a":"[\\n"}\n', b"\n"])),
+        min_size=1,
+        max_size=8,
+    ),
+    limit=st.integers(0, 10),
+)
+def test_many_lines_give_what_the_framer_gives(use_orjson: bool, lines: list[bytes], limit: int) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    data = b"".join(lines)
+    events, _ = group_then_general(data, limit, codec)
+    assert events == general([data], codec, framing="newline")
+
+
+@pytest.mark.parametrize("lines", ADVERSARIAL)
+def test_lines_that_only_join_into_values_are_not_taken(lines: list[bytes]) -> None:
+    data = b"\n".join(lines) + b"\n"
+    events, taken = group_then_general(data, 10, JsonCodec())
+    assert taken == 0
+    assert events == general([data], JsonCodec(), framing="newline")
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@given(requests=st.lists(st.one_of(rpc_st.requests(), rpc_st.notifications()), min_size=2, max_size=12))
+def test_plain_request_lines_are_taken_up_to_the_limit(use_orjson: bool, requests: list[dict[str, Any]]) -> None:
+    data = b"".join(line(request) for request in requests)
+    codec = JsonCodec(use_orjson=use_orjson)
+    events, taken = group_then_general(data, 5, codec)
+    short = all(len(line(request)) <= 2 * 128 + 2 and b"\\" not in line(request) for request in requests[:5])
+    brackets_in_strings = any(any(c in json.dumps(r.get("method", "")) for c in "[]{}") for r in requests[:5])
+    if short and not brackets_in_strings:
+        assert taken == min(5, len(requests))
+    assert events == general([data], codec, framing="newline")
+
+
+def test_nothing_is_taken_unless_the_framer_is_between_values() -> None:
+    conn = ServerConnection(framing="newline")
+    conn.receive_data(b'{"jsonrpc":"2.0","method":"a",')
+    two = b'{"jsonrpc":"2.0","method":"m","id":1}\n{"jsonrpc":"2.0","method":"n","id":2}\n'
+    assert conn.receive_requests(two, 10) == ([], 0)
+    assert ServerConnection(framing="content-length").receive_requests(two, 10, 3) == ([], 3)
+    messages, end = ServerConnection(framing="newline").receive_requests(b"xx" + two, 10, 2)
+    assert [m.method for m in messages] == ["m", "n"] and end == 2 + len(two)
