@@ -55,6 +55,7 @@ class ServerProtocol(TimedProtocol):
         "_draining",
         "_events",
         "_flush_soon",
+        "_group_from",
         "_input_done",
         "_keep_open",
         "_last",
@@ -104,6 +105,7 @@ class ServerProtocol(TimedProtocol):
         self._events = False  # the core may hold events: ask it before taking more bytes
         self._backlog: bytes | None = None  # received, not yet given to the core (from _bpos on)
         self._bpos = 0
+        self._group_from = 0  # backlog lines before this offset are not tried as a group (one failed)
         self.repump = False  # the runner pumps this connection once its queue is empty
         self._last = self._loop.time()
         self._started: float | None = None
@@ -142,7 +144,7 @@ class ServerProtocol(TimedProtocol):
         backlog = self._backlog
         if backlog is not None:
             self._backlog = backlog[self._bpos :] + data
-            self._bpos = 0
+            self._bpos = self._group_from = 0
         else:
             srv = self._srv
             if (
@@ -162,7 +164,7 @@ class ServerProtocol(TimedProtocol):
                 self._events = True  # the core took the bytes
             else:
                 self._backlog = data
-                self._bpos = 0
+                self._bpos = self._group_from = 0
         self.pump()
 
     def eof_received(self) -> bool:
@@ -276,7 +278,7 @@ class ServerProtocol(TimedProtocol):
                 if not end or (not start and proto.framing != "newline"):
                     self._feed_backlog()  # a partial line, or framing other than lines (not yet known)
                     continue
-                if end < len(backlog):  # more lines behind this one: try them in one decode
+                if end < len(backlog) and start >= self._group_from:  # more lines: try one decode
                     room = min(limit - self.busy, srv.max_total_calls - srv.total_busy)
                     calls, after = proto.receive_requests(backlog, room, start)
                     if calls:
@@ -288,6 +290,8 @@ class ServerProtocol(TimedProtocol):
                         for call in calls:
                             self._call(call)
                         continue
+                    if room >= 2:  # these lines do not qualify: once per read, not on every line
+                        self._group_from = len(backlog)
                 if end == len(backlog):
                     self._backlog = None
                     line = backlog[start:] if start else backlog

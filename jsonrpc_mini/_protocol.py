@@ -155,6 +155,38 @@ class _Base:
                 return value
         return _NOT_ONE
 
+    def _whole_lines(self, data: bytes, limit: int, start: int) -> tuple[list[Any], int]:
+        """Decode up to ``limit`` whole lines of ``data[start:]`` at once, if that is surely exact.
+
+        Returns the values (one per line) and the offset past the last line taken,
+        or ``([], start)``: fewer than two lines qualify, or the joined decode might
+        not match what the framer would read line by line (see ``receive_requests``).
+        """
+        framer = self._framer
+        if limit < 2 or type(framer) is not JsonStreamFramer or not framer.between_values:
+            return [], start
+        longest = min(2 * self._max_depth + 1, self._max_size)
+        count = 0
+        pos = start
+        while count < limit:
+            end = data.find(b"\n", pos)
+            if end < 0 or end - pos > longest or data[pos : pos + 1] != b"{":
+                break
+            count += 1
+            pos = end + 1
+        if count < 2:
+            return [], start
+        group = data[start : pos - 1]
+        if not lines_balanced(group, self._max_depth):
+            return [], start
+        try:
+            values = self.codec.loads(b"[" + group.replace(b"\n", b",\n") + b"]")
+        except ParseError:
+            return [], start
+        if type(values) is not list or len(values) != count:
+            return [], start
+        return values, pos
+
     def _frame(self, body: bytes) -> bytes:
         name = self._framer.name
         return encode_frame(body, "newline" if name == "auto" else name)
@@ -232,36 +264,14 @@ class ServerConnection(_Base):
         when each line is one value, so the calls are those the framer would give;
         if the count differs, or any value is not a valid call, nothing is taken.
         """
-        framer = self._framer
-        if limit < 2 or type(framer) is not JsonStreamFramer or not framer.between_values:
-            return [], start
-        longest = min(2 * self._max_depth + 1, self._max_size)
-        count = 0
-        pos = start
-        while count < limit:
-            end = data.find(b"\n", pos)
-            if end < 0 or end - pos > longest or data[pos : pos + 1] != b"{":
-                break
-            count += 1
-            pos = end + 1
-        if count < 2:
-            return [], start
-        group = data[start : pos - 1]
-        if not lines_balanced(group, self._max_depth):
-            return [], start
-        try:
-            values = self.codec.loads(b"[" + group.replace(b"\n", b",\n") + b"]")
-        except ParseError:
-            return [], start
-        if type(values) is not list or len(values) != count:
-            return [], start
+        values, end = self._whole_lines(data, limit, start)
         calls: list[Request | Notification] = []
         for value in values:
             message = parse_request(value)
             if isinstance(message, ErrorResponse):
                 return [], start
             calls.append(message)
-        return calls, pos
+        return calls, end
 
     def encode_result(self, id_: Id, result: Any) -> bytes:
         """The framed reply for a call that returned ``result``."""

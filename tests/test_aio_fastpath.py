@@ -353,6 +353,37 @@ def test_many_lines_decoded_at_once_still_respect_the_connection_limit() -> None
     run(main)
 
 
+@pytest.mark.timeout(30)
+def test_many_lines_arriving_with_one_slot_left_are_taken_one_by_one() -> None:
+    # One slot left (limit 2, one call held): no group can be taken; the lines must still
+    # be read one at a time (this once spun for ever without taking any).
+    async def main() -> None:
+        srv = aio.RPCServer(max_concurrent_calls=2)
+        release = asyncio.Event()
+
+        @srv.register
+        async def hold(i: int) -> int:
+            await release.wait()
+            return i
+
+        @srv.register
+        async def quick(i: int) -> int:
+            return i
+
+        async with serving(srv) as address:
+            raw = await RawConn.open(address)
+            await raw.send(lines(request("hold", [0], id_=0)))
+            await asyncio.sleep(0.05)
+            await raw.send(lines(*(request("quick", [i], id_=i) for i in range(1, 6))))
+            got = [(await raw.recv())["id"] for _ in range(5)]
+            assert sorted(got) == [1, 2, 3, 4, 5]
+            release.set()
+            assert (await raw.recv())["id"] == 0
+            await raw.close()
+
+    run(main)
+
+
 def test_an_oversized_line_among_many_answers_those_before_then_closes() -> None:
     async def main() -> None:
         srv = aio.RPCServer(max_message_size=200)
