@@ -274,6 +274,16 @@ def test_same_replies_for_content_length_reads_holding_many_messages() -> None:
 # -- limits with many lines in one read ----------------------------------------------
 
 
+def echo_server(**options: Any) -> aio.RPCServer:
+    srv = aio.RPCServer(**options)
+
+    @srv.register
+    async def echo(x: Any) -> Any:
+        return x
+
+    return srv
+
+
 def lines(*messages: dict[str, Any]) -> bytes:
     return b"".join(json.dumps(m).encode() + b"\n" for m in messages)
 
@@ -386,11 +396,7 @@ def test_many_lines_arriving_with_one_slot_left_are_taken_one_by_one() -> None:
 
 def test_an_oversized_line_among_many_answers_those_before_then_closes() -> None:
     async def main() -> None:
-        srv = aio.RPCServer(max_message_size=200)
-
-        @srv.register
-        async def echo(x: Any) -> Any:
-            return x
+        srv = echo_server(max_message_size=200)
 
         async with serving(srv) as address:
             raw = await RawConn.open(address)
@@ -407,11 +413,7 @@ def test_an_oversized_line_among_many_answers_those_before_then_closes() -> None
 
 def test_a_partial_line_after_whole_ones_still_meets_read_timeout() -> None:
     async def main() -> None:
-        srv = aio.RPCServer(read_timeout=0.2, idle_timeout=None)
-
-        @srv.register
-        async def echo(x: Any) -> Any:
-            return x
+        srv = echo_server(read_timeout=0.2, idle_timeout=None)
 
         async with serving(srv) as address:
             raw = await RawConn.open(address)
@@ -425,11 +427,7 @@ def test_a_partial_line_after_whole_ones_still_meets_read_timeout() -> None:
 
 def test_idle_timeout_counts_from_the_last_of_many_calls() -> None:
     async def main() -> None:
-        srv = aio.RPCServer(idle_timeout=1.0)
-
-        @srv.register
-        async def echo(x: Any) -> Any:
-            return x
+        srv = echo_server(idle_timeout=1.0)
 
         async with serving(srv) as address:
             raw = await RawConn.open(address)
@@ -472,11 +470,7 @@ def test_lines_followed_by_end_of_input_are_all_run_and_answered() -> None:
 
 def test_requests_read_together_during_shutdown_are_refused_in_order() -> None:
     async def main() -> None:
-        srv = aio.RPCServer()
-
-        @srv.register
-        async def echo(x: Any) -> Any:
-            return x
+        srv = echo_server()
 
         conn = srv.protocol()
         transport = CountingTransport()
@@ -492,11 +486,7 @@ def test_requests_read_together_during_shutdown_are_refused_in_order() -> None:
 
 def test_connections_of_one_thread_share_the_read_buffer_without_mixing_their_bytes() -> None:
     async def main() -> None:
-        srv = aio.RPCServer()
-
-        @srv.register
-        async def echo(x: Any) -> Any:
-            return x
+        srv = echo_server()
 
         conns, transports = [srv.protocol(), srv.protocol()], [CountingTransport(), CountingTransport()]
         for conn, transport in zip(conns, transports, strict=True):
