@@ -288,36 +288,44 @@ def lines(*messages: dict[str, Any]) -> bytes:
     return b"".join(json.dumps(m).encode() + b"\n" for m in messages)
 
 
+class HeldCalls:
+    """A server whose ``hold`` calls wait for ``release`` (counting those running and the peak)."""
+
+    def __init__(self, max_concurrent_calls: int) -> None:
+        self.srv = aio.RPCServer(max_concurrent_calls=max_concurrent_calls)
+        self.srv.register_function(self.hold)
+        self.srv.register_function(self.quick)
+        self.running = self.peak = 0
+        self.release = asyncio.Event()
+
+    async def hold(self, i: int) -> int:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await self.release.wait()
+        self.running -= 1
+        return i
+
+    async def quick(self, i: int) -> int:
+        return i
+
+    async def until_running(self, count: int) -> None:
+        async with asyncio.timeout(WAIT):
+            while self.running < count:
+                await asyncio.sleep(0.01)
+
+
 def test_one_read_of_many_calls_respects_the_connection_limit() -> None:
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=3)
-        running = peak = 0
-        release = asyncio.Event()
-
-        @srv.register
-        async def hold(i: int) -> int:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            await release.wait()
-            running -= 1
-            return i
-
-        @srv.register
-        async def quick(i: int) -> int:
-            return i
-
-        async with serving(srv) as address:
+        held = HeldCalls(max_concurrent_calls=3)
+        async with serving(held.srv) as address:
             raw = await RawConn.open(address)
             await raw.send(lines(*(request("hold", [i], id_=i) for i in range(10))))
-            async with asyncio.timeout(WAIT):
-                while running < 3:
-                    await asyncio.sleep(0.01)
+            await held.until_running(3)
             await asyncio.sleep(0.1)
-            assert running == 3 and peak == 3  # the other seven wait, unread
-            release.set()
+            assert held.running == 3 and held.peak == 3  # the other seven wait, unread
+            held.release.set()
             got = {(await raw.recv())["id"] for _ in range(10)}
-            assert got == set(range(10)) and peak == 3
+            assert got == set(range(10)) and held.peak == 3
             # Calls that never wait take no slot for long: a read of 200 goes through.
             await raw.send(lines(*(request("quick", [i], id_=i) for i in range(200))))
             assert [(await raw.recv())["result"] for _ in range(200)] == list(range(200))
@@ -330,34 +338,18 @@ def test_many_lines_decoded_at_once_still_respect_the_connection_limit() -> None
     # After the first read the framing is known and a read of many lines is decoded in
     # one step (receive_requests); it must start no more calls than the limit allows.
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=3)
-        running = peak = 0
-        release = asyncio.Event()
-
-        @srv.register
-        async def hold(i: int) -> int:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            await release.wait()
-            running -= 1
-            return i
-
-        async with serving(srv) as address:
+        held = HeldCalls(max_concurrent_calls=3)
+        async with serving(held.srv) as address:
             raw = await RawConn.open(address)
             await raw.send(lines(request("hold", [0], id_=0)))
-            async with asyncio.timeout(WAIT):
-                while running < 1:
-                    await asyncio.sleep(0.01)
+            await held.until_running(1)
             await raw.send(lines(*(request("hold", [i], id_=i) for i in range(1, 11))))
-            async with asyncio.timeout(WAIT):
-                while running < 3:
-                    await asyncio.sleep(0.01)
+            await held.until_running(3)
             await asyncio.sleep(0.1)
-            assert running == 3 and peak == 3
-            release.set()
+            assert held.running == 3 and held.peak == 3
+            held.release.set()
             got = {(await raw.recv())["id"] for _ in range(11)}
-            assert got == set(range(11)) and peak == 3
+            assert got == set(range(11)) and held.peak == 3
             await raw.close()
 
     run(main)
@@ -368,26 +360,15 @@ def test_many_lines_arriving_with_one_slot_left_are_taken_one_by_one() -> None:
     # One slot left (limit 2, one call held): no group can be taken; the lines must still
     # be read one at a time (this once spun for ever without taking any).
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=2)
-        release = asyncio.Event()
-
-        @srv.register
-        async def hold(i: int) -> int:
-            await release.wait()
-            return i
-
-        @srv.register
-        async def quick(i: int) -> int:
-            return i
-
-        async with serving(srv) as address:
+        held = HeldCalls(max_concurrent_calls=2)
+        async with serving(held.srv) as address:
             raw = await RawConn.open(address)
             await raw.send(lines(request("hold", [0], id_=0)))
-            await asyncio.sleep(0.05)
+            await held.until_running(1)
             await raw.send(lines(*(request("quick", [i], id_=i) for i in range(1, 6))))
             got = [(await raw.recv())["id"] for _ in range(5)]
             assert sorted(got) == [1, 2, 3, 4, 5]
-            release.set()
+            held.release.set()
             assert (await raw.recv())["id"] == 0
             await raw.close()
 
