@@ -1,11 +1,17 @@
-"""The asyncio client's fast path for replies settles calls exactly as the general path does.
+"""The asyncio client's fast paths settle calls exactly as the general path does.
 
-``Link.data_received`` gives a read to the core line by line through
-``ClientConnection.receive_reply`` (one compact reply decoded in one step) and
-only the rest to the framer. Invariant: whatever the server sends and however it
-is chunked, every call ends the same way (result, error, or still pending), the
-same warnings are logged, and the connection is closed in the same cases as when
-the whole stream goes through the framer.
+``Link.data_received`` decodes a run of whole reply lines at once when the core
+proves that exact (``_whole_lines``) and settles plain success replies itself,
+gives other lines to the core one by one through ``ClientConnection.receive_reply``
+(one compact reply decoded in one step) and only the rest to the framer.
+Invariant: whatever the server sends and however it is chunked, every call ends
+the same way (result, error, or still pending), the same warnings are logged, and
+the connection is closed in the same cases as when the whole stream goes through
+the framer.
+
+Sending: requests made in one loop iteration are joined into few writes (at most
+``_FLUSH_EVERY`` each, the first going out before the iteration ends). Invariant:
+the bytes written are the requests in the order they were made.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from _aio_support import run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from jsonrpc_mini import _aio_link, aio
 from jsonrpc_mini._aio_link import Link
 from jsonrpc_mini._protocol import ClientConnection
 from jsonrpc_mini.testing import strategies as rpc_st
@@ -64,9 +71,9 @@ def outcome(future: asyncio.Future[Any]) -> Any:
     return [type(exc).__name__, getattr(exc, "code", None), str(exc), getattr(exc, "data", None)]
 
 
-async def settle(chunks: list[bytes] | None, stream: bytes, eof: bool) -> Any:
+async def settle(chunks: list[bytes] | None, stream: bytes, eof: bool, max_size: int = MAX_SIZE) -> Any:
     """How the calls end when ``chunks`` arrive (None: ``stream`` through the framer only)."""
-    link = Link(ClientConnection(framing="newline", max_message_size=MAX_SIZE))
+    link = Link(ClientConnection(framing="newline", max_message_size=max_size))
     transport = Transport()
     link.connection_made(transport)
     futures = {id_: link.expect(id_, f"m{id_}", None) for id_ in range(1, CALLS + 1)}
@@ -164,6 +171,114 @@ def test_many_replies_in_one_read_settle_their_calls_in_order() -> None:
         await asyncio.sleep(0)
         assert order == [3, 1, 5, 2, 4]
         assert link.pending == {}
+        link.fail_all("done")
+
+    run(main)
+
+
+# Runs of compact lines, mostly replies (decoded at once where they qualify), with
+# odd lines among them (errors, unknown ids, non-responses, garbage, long lines).
+both = st.fixed_dictionaries(  # "result" with "error" or "method": not a success reply
+    {"jsonrpc": st.just("2.0"), "id": ids, "result": st.integers()},
+    optional={"error": error_objects, "method": st.just("m")},
+)
+BOTH = compact({"jsonrpc": "2.0", "id": 1, "result": 1, "error": {"code": -1, "message": "x"}})
+line_runs = st.lists(
+    st.one_of(replies.map(compact), replies.map(compact), values.map(compact), both.map(compact), pieces),
+    min_size=2,
+    max_size=12,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    runs=st.lists(line_runs, min_size=1, max_size=3),
+    max_size=st.sampled_from([MAX_SIZE, 45, 60]),
+    split=st.booleans(),
+    eof=st.booleans(),
+)
+@example(
+    runs=[[LINE, compact({"jsonrpc": "2.0", "id": 2, "error": {"code": -1, "message": "x"}}), LINE]],
+    max_size=MAX_SIZE,
+    split=False,
+    eof=False,
+)
+@example(runs=[[LINE, b"[1,\n", LINE, LINE]], max_size=MAX_SIZE, split=False, eof=False)
+@example(
+    runs=[[LINE, compact({"jsonrpc": "2.0", "id": 3, "result": "x" * 10}), LINE]], max_size=46, split=False, eof=True
+)
+@example(
+    runs=[[BOTH, LINE, compact({"jsonrpc": "2.0", "id": 2, "result": 1, "method": "m"}), LINE]],
+    max_size=MAX_SIZE,
+    split=False,
+    eof=False,
+)
+def test_runs_of_reply_lines_end_as_on_the_general_path(
+    runs: list[list[bytes]], max_size: int, split: bool, eof: bool
+) -> None:
+    """Reads of many lines: the grouped decode settles calls as the framer alone would."""
+    reads = [b"".join(run_) for run_ in runs]
+    stream = b"".join(reads)
+    if split:  # a read may end inside a line: the group stops at the last whole one
+        reads = [stream[: len(stream) // 2], stream[len(stream) // 2 :]]
+
+    async def both() -> tuple[Any, Any]:
+        return await settle(None, stream, eof, max_size), await settle(reads, stream, eof, max_size)
+
+    expected, got = run(both)
+    assert got == expected
+
+
+def test_a_read_of_many_replies_is_decoded_at_once() -> None:
+    """Speed: 200 reply lines in one read cost one decode, not 200."""
+
+    async def main() -> None:
+        link = Link(ClientConnection(framing="newline"))
+        link.connection_made(Transport())
+        futures = [link.expect(i, "m", None) for i in range(1, 201)]
+        decodes: list[int] = []
+        loads = link.proto.codec.loads
+        link.proto.codec = type("Counting", (), {"loads": lambda self, data: decodes.append(1) or loads(data)})()
+        link.data_received(b"".join(compact({"jsonrpc": "2.0", "id": i, "result": -i}) for i in range(1, 201)))
+        assert [f.result() for f in futures] == [-i for i in range(1, 201)]
+        assert len(decodes) == 1
+        assert link.pending == {}
+        link.fail_all("done")
+
+    run(main)
+
+
+class Writes(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "count", [1, 2, _aio_link._FLUSH_EVERY, _aio_link._FLUSH_EVERY + 1, 3 * _aio_link._FLUSH_EVERY + 5]
+)
+def test_calls_of_one_iteration_go_out_in_order_in_few_writes(count: int) -> None:
+    """Pipelined requests: written in order, at most _FLUSH_EVERY per write, the first before the iteration ends."""
+
+    async def main() -> None:
+        link = Link(ClientConnection(framing="newline"))
+        transport = Writes()
+        link.connection_made(transport)
+        client = aio.RPCClient(link)
+        calls = [client.add(i, 1) for i in range(count)]
+        written_at_once = len(transport.writes)
+        await asyncio.sleep(0)  # the loop iteration ends: the rest is flushed
+        sent = [json.loads(line) for data in transport.writes for line in data.splitlines()]
+        assert sent == [{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i + 1} for i in range(count)]
+        assert all(len(data.splitlines()) <= _aio_link._FLUSH_EVERY for data in transport.writes)
+        # one write for the first call, then one per _FLUSH_EVERY calls, then the rest
+        assert written_at_once == 1 + (count - 1) // _aio_link._FLUSH_EVERY
+        assert len(transport.writes) == written_at_once + (1 if (count - 1) % _aio_link._FLUSH_EVERY else 0)
+        link.data_received(b"".join(compact({"jsonrpc": "2.0", "id": i + 1, "result": i + 1}) for i in range(count)))
+        assert await asyncio.gather(*calls) == [i + 1 for i in range(count)]
         link.fail_all("done")
 
     run(main)

@@ -1,0 +1,112 @@
+"""aio.RPCClient's attribute calls: kept in the instance, they call exactly what ``call`` calls.
+
+``client.add`` is made by ``__getattr__`` once and then kept as an attribute of the
+client (at most ``_CACHED_NAMES`` names). Invariant: an attribute call, the first
+time or any later time, sends the same request as ``client.call(name, ...)``; the
+client's own names and private names are never remote methods; a view made by
+``with_timeout`` calls with its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from _aio_support import run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonrpc_mini import aio
+from jsonrpc_mini._aio_client import _CACHED_NAMES
+from jsonrpc_mini._aio_link import Link
+from jsonrpc_mini._protocol import ClientConnection
+from jsonrpc_mini.testing import strategies as rpc_st
+
+pytestmark = [pytest.mark.timeout(120)]
+
+OWN = ("call", "notify", "batch", "connect", "close", "with_timeout")
+
+
+class Writes(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+def client_on(transport: Writes, timeout: float | None = None) -> aio.RPCClient:
+    link = Link(ClientConnection(framing="newline"))
+    link.connection_made(transport)
+    return aio.RPCClient(link, timeout=timeout)
+
+
+def sent(transport: Writes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in transport.data.splitlines()]
+
+
+def settle_all(client: aio.RPCClient, calls: list[Any]) -> None:
+    client._link.fail_all("test over")
+    for call in calls:
+        call.exception()  # retrieved: nobody awaits them
+
+
+dotted = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), min_size=1, max_size=3).filter(
+    lambda parts: parts[0] not in OWN
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(dotted, min_size=1, max_size=6), args=rpc_st.arguments(max_args=3))
+def test_attribute_calls_send_what_call_sends(names: list[list[str]], args: rpc_st.Arguments) -> None:
+    async def main() -> None:
+        by_attribute, by_call = Writes(), Writes()
+        a, b = client_on(by_attribute), client_on(by_call)
+        calls = []
+        for parts in names * 2:  # each name twice: made by __getattr__, then kept
+            target: Any = a
+            for part in parts:
+                target = getattr(target, part)
+            calls.append(target(*args.args, **args.kwargs))
+            calls.append(b.call(".".join(parts), *args.args, **args.kwargs))
+        await asyncio.sleep(0)
+        assert by_attribute.data and by_attribute.data == by_call.data
+        assert [m["method"] for m in sent(by_attribute)] == [".".join(parts) for parts in names * 2]
+        settle_all(a, calls[::2])
+        settle_all(b, calls[1::2])
+
+    run(main)
+
+
+def test_kept_methods_belong_to_their_client_and_are_bounded() -> None:
+    async def main() -> None:
+        transport = Writes()
+        client = client_on(transport)
+        view = client.with_timeout(0.5)
+        assert client.add is client.add  # kept
+        assert view.add is not client.add  # each view has its own
+        calls = [view.add(1), client.add(2)]
+        assert [call.timeout for call in calls] == [0.5, None]
+        for own in OWN:
+            assert own not in vars(client)
+        with pytest.raises(AttributeError):
+            _ = client._private
+        assert "_private" not in vars(client)
+        for i in range(2 * _CACHED_NAMES):
+            calls.append(getattr(client, f"m{i}")(i))
+        assert len(vars(client)) <= _CACHED_NAMES
+        await asyncio.sleep(0)
+        assert [m["method"] for m in sent(transport)] == ["add", "add"] + [f"m{i}" for i in range(2 * _CACHED_NAMES)]
+        settle_all(client, calls)
+
+    run(main)
