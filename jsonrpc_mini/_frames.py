@@ -19,6 +19,7 @@ __all__ = [
     "slice_bytes",
     "too_deep",
     "too_large",
+    "unclosed",
 ]
 
 FramingName = Literal["newline", "content-length", "auto"]
@@ -149,6 +150,35 @@ def _surely_within(text: bytes, limit: int) -> bool:
     at most two levels) proves the depth is at most ``limit``.
     """
     return _unmatched(text, _NOT_STRUCTURE, limit // 2) == b""
+
+
+_NOT_BRACKET_OR_QUOTE: Final = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def unclosed(text: bytes, rounds: int) -> bytes | None:
+    """The brackets ``text`` leaves unmatched, and a ``"`` if it ends inside a string.
+
+    ``text`` starts outside a string or with a ``"`` that opens one (as this
+    function's own result does, so results chain: ``unclosed(previous + more)``).
+    Strings are dropped, escapes first (``\\\\`` and ``\\"``, then the other
+    backslashes). Matched ``[]`` and ``{}`` pairs are removed for up to ``rounds``
+    rounds, so for valid JSON the result is closing brackets followed by opening
+    ones. None means "not known": a string holds a bracket, or ``text`` ends with a
+    backslash (an escape cut in two). Linear, in C: used to tell that a value still
+    arriving cannot have ended yet without scanning it token by token.
+    """
+    if text.endswith(b"\\"):
+        return None
+    if b"\\" in text:
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = text.translate(None, _NOT_BRACKET_OR_QUOTE)
+    open_string = kept.count(b'"') % 2 == 1
+    if open_string:  # the last quote opens the string the text ends in: drop its contents
+        kept = kept[: kept.rindex(b'"')]
+    rest = _unmatched(kept, _NOT_STRUCTURE, rounds)
+    if rest is None:
+        return None
+    return rest + b'"' if open_string else rest
 
 
 _NOT_STRUCTURE_OR_NEWLINE: Final = bytes(b for b in range(256) if b not in b'[]{}"\\\n')

@@ -23,6 +23,7 @@ from ._frames import (
     slice_bytes,
     too_deep,
     too_large,
+    unclosed,
 )
 
 __all__ = ["JsonStreamFramer"]
@@ -36,6 +37,11 @@ _NEWLINE: Final = ord("\n")
 _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
 _BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
 _SPACE: Final = frozenset(b" \t\r\n")
+_CLOSING: Final = re.compile(rb"[\]}]")
+# _may_close gives up (and lets the scanner run) on nesting deeper than these bound:
+# each look then costs a few passes over the new bytes, whatever max_depth is.
+_UNCLOSED_ROUNDS: Final = 16
+_UNCLOSED_MAX: Final = 64
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
 
 # Speed: the scanner handles one token per Python iteration, ~50x slower than the
@@ -96,6 +102,9 @@ class JsonStreamFramer(BufferedReader):
         self._in_string = False
         self._no_fast_before = 0  # lines before this offset already failed the fast path
         self._no_newline_before = 0  # the fast path found no newline before this offset
+        self._lazy = False  # the value being read may still end at a newline: see _read_value
+        self._checked_to = 0  # _may_close has looked at the bytes before this offset
+        self._unclosed = b""  # what they left open (see unclosed())
 
     @property
     def in_message(self) -> bool:
@@ -132,6 +141,8 @@ class JsonStreamFramer(BufferedReader):
                 start = m.start()
                 self._start = self._pos = start
                 if buf[start] in _CLOSER:
+                    self._lazy = start >= self._no_fast_before
+                    self._checked_to = -1
                     event = self._fast_path(start)
                     if event is not None:
                         return event
@@ -147,7 +158,7 @@ class JsonStreamFramer(BufferedReader):
                     self._mode = _LINE
             if self._mode == _LINE:
                 return self._read_line()
-            return self._scan_value()
+            return self._read_value()
 
     def _fast_path(self, start: int) -> Event | None:
         # Most peers send one compact value per line: try the whole line with the C
@@ -160,6 +171,7 @@ class JsonStreamFramer(BufferedReader):
             # Concatenated values with no newline yet: never search these bytes again.
             self._no_newline_before = len(buf)
             return None
+        self._lazy = False  # this line is tried now, and never again
         if nl - start > self._max_size:
             return None
         line = slice_bytes(buf, start, nl)
@@ -173,6 +185,58 @@ class JsonStreamFramer(BufferedReader):
             return None
         self._consume(nl + 1)
         return Message(value)
+
+    def _read_value(self) -> Event | None:
+        """Go on reading a value that starts with a bracket and did not come in one read.
+
+        Speed: the scanner costs about as much per byte as decoding (more on arrays
+        of small objects), while a compact value sent in many reads usually ends at
+        a newline. So while ``_lazy``, the scan waits: each read's new bytes are
+        searched for a newline, and that line is decoded whole as in ``_fast_path``.
+        The scan catches up (its state is kept, so no byte is scanned twice) when
+        that line fails, at the end of stream or the size limit, and whenever
+        ``_may_close`` cannot rule out that a value ended in the new bytes: a value
+        sent without a newline is still answered at its closing bracket. The events
+        are those of scanning every read; only an error inside a value still
+        arriving may be reported a read later.
+        """
+        if self._lazy:
+            event = self._fast_path(self._start)
+            if event is not None:
+                return event
+            if self._lazy and not self._may_close():
+                return None
+        return self._scan_value()
+
+    def _may_close(self) -> bool:
+        """False only if the bytes the scanner has not seen surely leave this value open.
+
+        ``_unclosed`` holds what the bytes from the scanner's place up to
+        ``_checked_to`` left open, so each byte is looked at once. After True the
+        scanner runs, and the next look starts again from its new place.
+        """
+        buf = self._buf
+        end = len(buf)
+        if self._checked_to <= self._pos:  # the scanner has caught up: go on from its place
+            self._checked_to = self._pos
+            self._unclosed = b'"' if self._in_string else b""
+        if self._eof or end - self._start > self._max_size:
+            rest = None
+        elif self._unclosed.endswith(b'"') and buf.find(b'"', self._checked_to) < 0 and buf[-1] != _BACKSLASH:
+            rest = self._unclosed  # inside a long string that goes on: one memchr
+        else:
+            rest = unclosed(self._unclosed + slice_bytes(buf, self._checked_to, end), _UNCLOSED_ROUNDS)
+        if rest is not None:
+            closers = len(rest) - len(rest.lstrip(b"]}"))
+            # Valid JSON leaves closing brackets, then opening ones (and maybe an open
+            # string): no value ended unless the closing ones close all the scanner had open.
+            opening = rest[closers:]
+            if closers < len(self._stack) and len(rest) <= _UNCLOSED_MAX and not _CLOSING.search(opening):
+                self._unclosed = rest
+                self._checked_to = end
+                return False
+        self._checked_to = -1
+        return True
 
     def _read_line(self) -> Event | None:
         buf = self._buf

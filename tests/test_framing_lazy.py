@@ -1,0 +1,181 @@
+"""A value arriving in many reads: the scan waits for the newline, but never past a closing bracket.
+
+JsonStreamFramer decodes a compact value sent in many reads as one line when its
+newline comes, and only scans token by token when ``unclosed`` (a C-speed look at
+the new bytes) cannot rule out that a value ended. These tests pin down the two
+things that must hold: ``unclosed`` never claims a value is still open when it is
+not, and every value is delivered in the read that brings its last byte.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonrpc_mini import _frames
+from jsonrpc_mini._frames import unclosed
+from jsonrpc_mini._framing import FrameError, JsonStreamFramer, Message
+from jsonrpc_mini._json import JsonCodec
+from jsonrpc_mini.testing.strategies import chunkings, json_values
+
+ROUNDS = 200
+
+# Strings full of what matters to the bracket count: quotes, backslashes, brackets.
+tricky_strings = st.text(alphabet='"\\[]{}/ :,ab\u00e9\u6d4b\n\t', max_size=12)
+tricky_values = st.recursive(
+    st.one_of(tricky_strings, st.integers(), st.none(), st.booleans()),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(tricky_strings, children, max_size=5)),
+    max_leaves=25,
+)
+containers = st.one_of(
+    st.lists(st.one_of(tricky_values, json_values(max_leaves=10)), max_size=5),
+    st.dictionaries(tricky_strings, st.one_of(tricky_values, json_values(max_leaves=10)), max_size=5),
+)
+
+
+def dump(value: Any, style: int) -> bytes:
+    if style == 0:
+        return json.dumps(value, separators=(",", ":")).encode()
+    if style == 1:
+        return json.dumps(value, ensure_ascii=False).encode()
+    return json.dumps(value, indent=2).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=containers, style=st.integers(0, 2), data=st.data())
+def test_unclosed_never_calls_a_prefix_closed(value: Any, style: int, data: st.DataObject) -> None:
+    text = dump(value, style)
+    assert unclosed(text, ROUNDS) in (b"", None)  # the whole value: nothing left open
+    cut = data.draw(st.integers(1, len(text) - 1)) if len(text) > 1 else 1
+    rest = unclosed(text[:cut], ROUNDS)
+    if rest is not None and cut < len(text):
+        # A value's proper prefix closes nothing it did not open, and leaves something open.
+        assert not rest.startswith((b"]", b"}")), (text[:cut], rest)
+        assert rest, (text[:cut], rest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=containers, style=st.integers(0, 2), data=st.data())
+def test_unclosed_chains_over_any_split(value: Any, style: int, data: st.DataObject) -> None:
+    text = dump(value, style) + b" " + dump(value, 0)
+    cut = data.draw(st.integers(0, len(text)))
+    first = unclosed(text[:cut], ROUNDS)
+    whole = unclosed(text, ROUNDS)
+    if first is not None:
+        chained = unclosed(first + text[cut:], ROUNDS)
+        if chained is not None and whole is not None:
+            assert chained == whole
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b'{"a":[1,2', b"{["),
+        (b'{"a":"x', b'{"'),
+        (b'"ab" ]}', b"]}"),  # a string continued from an earlier read, then closers
+        (b'"\\"x"]', b"]"),
+        (b'{"a":"x\\"]', b'{"'),  # escaped quote: still inside the string
+        (b'{"a":"x\\\\"]', b"{]"),  # escaped backslash: the quote closes the string
+        (b'{"a":"x\\', None),  # an escape cut in two
+        (b'{"a":"[x"}', None),  # a string holding a bracket: not known
+        (b'{"a":{"b":[[{}]]}}', b""),
+    ],
+)
+def test_unclosed_examples(text: bytes, expected: bytes | None) -> None:
+    assert unclosed(text, ROUNDS) == expected
+
+
+def decoded(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(containers, min_size=1, max_size=4),
+    styles=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    gaps=st.lists(st.sampled_from([b"", b" ", b"\n", b"\r\n", b"\t"]), min_size=4, max_size=4),
+    data=st.data(),
+)
+def test_each_value_is_delivered_by_the_read_that_ends_it(
+    values: list[Any], styles: list[int], gaps: list[bytes], data: st.DataObject
+) -> None:
+    pieces = [dump(value, style) + gap for value, style, gap in zip(values, styles, gaps, strict=False)]
+    stream = b"".join(pieces)
+    ends = []  # offset just past each value's closing bracket
+    offset = 0
+    for value, style, piece in zip(values, styles, pieces, strict=False):
+        ends.append(offset + len(dump(value, style)))
+        offset += len(piece)
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+    got: list[Any] = []
+    fed = 0
+    for chunk in data.draw(chunkings(stream)):
+        framer.feed(chunk)
+        fed += len(chunk)
+        for _ in range(100):
+            event = framer.next_event()
+            if event is None:
+                break
+            assert isinstance(event, Message), event
+            got.append(event.value)
+        due = sum(1 for end in ends if end <= fed)
+        assert got == [decoded(v) for v in values[:due]], (stream, fed)
+
+
+def test_a_compact_value_in_many_reads_is_decoded_at_its_newline() -> None:
+    value = {"jsonrpc": "2.0", "method": "echo", "params": [[{"id": i, "tags": ["a", "b"]} for i in range(300)]]}
+    text = json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+    body, newline = text[:-5], text[-5:]  # the last piece: b"}]]}\n"
+    for start in range(0, len(body), 1000):
+        framer.feed(body[start : start + 1000])
+        assert framer.next_event() is None
+    # The scanner has not walked the value: it is still just past the opening bracket.
+    assert framer._pos == 1
+    framer.feed(newline)
+    assert framer.next_event() == Message(value)
+    assert framer.buffered == 0
+
+
+def test_an_error_inside_a_value_still_arriving_may_come_with_its_line() -> None:
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+    framer.feed(b'{"a" "b"')
+    assert framer.next_event() is None  # the missing comma is not looked for yet
+    framer.feed(b' }\n{"b":2}\n')
+    error = framer.next_event()
+    assert isinstance(error, FrameError) and error.code == -32700 and "missing ','" in error.message
+    assert framer.next_event() == Message({"b": 2})
+    assert framer.next_event() is None
+
+
+def test_a_mismatched_bracket_in_a_value_still_arriving_is_reported_at_once() -> None:
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+    framer.feed(b'{"a":[1}')
+    error = framer.next_event()
+    assert isinstance(error, FrameError) and "mismatched" in error.message
+
+
+def test_deep_nesting_read_lazily_stays_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    # max_depth may be lifted far past what the look at new bytes handles: its work
+    # (pair-removal rounds over the text it is given) must stay bounded per byte.
+    work = 0
+    real = _frames._unmatched
+
+    def counting(text: bytes, not_kept: bytes, rounds: int) -> bytes | None:
+        nonlocal work
+        work += len(text) * rounds
+        return real(text, not_kept, rounds)
+
+    monkeypatch.setattr(_frames, "_unmatched", counting)
+    depth = 50_000
+    data = b"[" * depth + b"]" * depth + b"\n"
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=10 * depth)
+    for start in range(0, len(data), 4096):
+        framer.feed(data[start : start + 4096])
+        event = framer.next_event()
+    assert event is not None  # decoded (or a depth error from the decoder): not hung
+    assert work <= 64 * len(data), work
