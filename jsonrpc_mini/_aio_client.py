@@ -74,14 +74,7 @@ class RPCClient:
         i in range(1000)))`` pipelines without a task per call. Raises
         ConnectionLost at once if the connection is gone.
         """
-        link = self._link
-        link.check(method)
-        proto = link.proto
-        id_ = proto.next_id()
-        data = proto.encode_request(method, build_params(args, kwargs), id_)
-        future = link.expect(id_, method, self._timeout)
-        link.send_soon(data, method)
-        return future
+        return self._link.request(method, build_params(args, kwargs), self._timeout)
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""

@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import Any, cast
 
 from ._aio_buffer import read_buffer
-from ._codec import ErrorResponse, Id, Response
+from ._codec import ErrorResponse, Id, Params, Response
 from ._errors import ConnectionLost, RPCTimeout, error_from_response
 from ._protocol import ClientConnection, Closed, Violation
 
@@ -95,6 +95,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self._deadlines: list[tuple[float, int, Id, Call]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._dumps = proto.codec.dumps
+        self._newline = proto.framing == "newline"
 
     # -- asyncio callbacks -----------------------------------------------------
 
@@ -263,6 +265,31 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         out, self._out = self._out, None
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(out))
+
+    def request(self, method: str, params: Params, timeout: float | None) -> Call:
+        """Send a request (now, or with the others of this loop iteration); return its call.
+
+        Raises ConnectionLost if the connection is gone, TypeError/ValueError if the
+        arguments are not JSON (then nothing is sent).
+        """
+        if self.lost is not None:
+            self.check(method)
+        id_ = self.proto.next_id()
+        if self._newline:
+            # Speed: the bytes of ``proto.encode_request`` (a test compares them) without
+            # its two layers of calls (0.9 -> 0.6 us per call).
+            value = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+            if params is None:
+                del value["params"]
+            data = self._dumps(value) + b"\n"
+        else:
+            data = self.proto.encode_request(method, params, id_)
+        future = self.expect(id_, method, timeout)
+        if self._write_ready is None or self._write_ready.done():
+            self.send(data, method)
+        else:
+            self.send_soon(data, method)
+        return future
 
     def expect(self, id_: Id, method: str, timeout: float | None) -> Call:
         """Register a pending call; its future gets the result or the call's exception."""

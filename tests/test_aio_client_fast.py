@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from jsonrpc_mini import aio
 from jsonrpc_mini._aio_client import _CACHED_NAMES
 from jsonrpc_mini._aio_link import Link
+from jsonrpc_mini._codec import build_params
 from jsonrpc_mini._protocol import ClientConnection
 from jsonrpc_mini.testing import strategies as rpc_st
 
@@ -108,5 +109,47 @@ def test_kept_methods_belong_to_their_client_and_are_bounded() -> None:
         await asyncio.sleep(0)
         assert [m["method"] for m in sent(transport)] == ["add", "add"] + [f"m{i}" for i in range(2 * _CACHED_NAMES)]
         settle_all(client, calls)
+
+    run(main)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    calls=st.lists(st.tuples(rpc_st.method_names(), rpc_st.arguments(max_args=3)), min_size=1, max_size=5),
+    framing=st.sampled_from(["newline", "content-length"]),
+)
+def test_requests_are_the_bytes_the_core_encodes(calls: list[tuple[str, rpc_st.Arguments]], framing: str) -> None:
+    """The client's own encoding of a request is byte for byte ``ClientConnection.encode_request``."""
+
+    async def main() -> None:
+        transport = Writes()
+        link = Link(ClientConnection(framing=framing))  # type: ignore[arg-type]
+        link.connection_made(transport)
+        client = aio.RPCClient(link)
+        reference = ClientConnection(framing=framing)  # type: ignore[arg-type]
+        expected = b""
+        futures = []
+        for method, args in calls:
+            futures.append(client.call(method, *args.args, **args.kwargs))
+            expected += reference.encode_request(method, build_params(args.args, args.kwargs), reference.next_id())
+        await asyncio.sleep(0)
+        assert transport.data == expected
+        settle_all(client, futures)
+
+    run(main)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), {1, 2}, object()])
+def test_arguments_that_are_not_json_raise_and_send_nothing(bad: Any) -> None:
+    async def main() -> None:
+        transport = Writes()
+        client = client_on(transport)
+        with pytest.raises((TypeError, ValueError)):
+            client.add(bad)
+        assert client._link.pending == {}
+        good = client.add(1)  # the client is still usable
+        await asyncio.sleep(0)
+        assert sent(transport) == [{"jsonrpc": "2.0", "method": "add", "params": [1], "id": 2}]
+        settle_all(client, [good])
 
     run(main)
