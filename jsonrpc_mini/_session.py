@@ -2,11 +2,13 @@
 
 One thread at a time reads. When it has a request it runs the call itself and
 writes the reply; someone else must read meanwhile, so that a slow call never
-delays a fast one sent after it. If more bytes are already buffered it promotes an
-idle thread (or starts one, up to ``max_concurrent_calls``) at once; otherwise it
-asks the server's ReadWatcher to promote one only if bytes arrive while the call
-runs. A sequential client thus costs no thread hand-off at all (waking a thread
-per request used to double the cost of a round trip).
+delays a fast one sent after it. The reader asks the server's ReadWatcher to
+promote an idle thread (or start one, up to ``max_concurrent_calls``) only if the
+call is still running after a short grace period and bytes arrive meanwhile, or
+more requests are already buffered. A sequential client thus costs no thread
+hand-off at all, and a pipelining client's quick calls run one after another on
+one thread (waking a thread per request used to double the cost of a round trip).
+Transports the watcher cannot watch get a promotion at once.
 """
 
 from __future__ import annotations
@@ -175,10 +177,13 @@ class Session:
                     cond.notify_all()
                     return
                 self._busy += 1
-                fd = None if not self._framer_empty and self._proto.in_message else self._fd
+                # More requests may wait in the core's buffer (a pipelining client): this
+                # thread runs them after this call unless it takes the grace period.
+                buffered = not self._framer_empty and self._proto.in_message
+                fd = self._fd
                 if fd is None:
                     self._promote()
-            watched = fd is not None and self._watcher.watch(fd, self._on_readable)
+            watched = fd is not None and self._watcher.watch(fd, self._on_readable, eager=buffered)
             if fd is not None and not watched:
                 with lock:
                     self._promote()

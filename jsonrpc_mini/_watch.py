@@ -49,7 +49,7 @@ class _Loop:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         # Calls running, not watched yet: fd -> (callback, started). Watched sockets:
         # fd -> callback (checked on every call: cheaper than asking the selector).
-        self.running: dict[int, tuple[Callback, float]] = {}
+        self.running: dict[int, tuple[Callback, float, bool]] = {}
         self.watched: dict[int, Callback] = {}
         self.ticking_until = 0.0
         self.asleep = False  # in a long wait: a new call must wake the thread
@@ -58,7 +58,7 @@ class _Loop:
 
     def _timeout(self, now: float) -> float:
         if self.running:
-            oldest = min(started for _, started in self.running.values())
+            oldest = min(started for _, started, _ in self.running.values())
             return max(0.0, oldest + _GRACE - now)
         return _GRACE if now < self.ticking_until else _POLL
 
@@ -97,10 +97,13 @@ class _Loop:
             self.wake_w.close()
 
     def _watch_slow_calls(self, now: float, callbacks: list[Callback]) -> None:
-        for fd, (callback, started) in list(self.running.items()):
+        for fd, (callback, started, eager) in list(self.running.items()):
             if now - started < _GRACE:
                 continue
             del self.running[fd]
+            if eager:  # requests are waiting in the session's buffer: promote now
+                callbacks.append(callback)
+                continue
             try:
                 self.selector.register(fd, selectors.EVENT_READ, callback)
             except (KeyError, ValueError, OSError):
@@ -121,10 +124,12 @@ class ReadWatcher:
         """Whether this platform's selector can watch sockets registered on the fly."""
         return _AVAILABLE
 
-    def watch(self, fd: int, callback: Callback) -> bool:
+    def watch(self, fd: int, callback: Callback, *, eager: bool = False) -> bool:
         """A call starts: ``callback`` runs (in the watcher thread) if ``fd`` gets readable meanwhile.
 
-        Returns False if ``fd`` cannot be watched (the caller then promotes at once).
+        With ``eager`` it runs once the call has taken the grace period, readable or
+        not: the session already holds more requests. Returns False if ``fd`` cannot
+        be watched (the caller then promotes at once).
         """
         with self._lock:
             loop = self._loop
@@ -134,7 +139,7 @@ class ReadWatcher:
             if fd in loop.running or fd in loop.watched:  # e.g. a stale entry of a reused fd
                 return False
             now = time.monotonic()
-            loop.running[fd] = (callback, now)
+            loop.running[fd] = (callback, now, eager)
             loop.ticking_until = now + _LINGER
             asleep = loop.asleep
             loop.asleep = False

@@ -9,6 +9,7 @@ import time
 import pytest
 from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving
 
+import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini._watch import ReadWatcher
 
@@ -110,3 +111,52 @@ def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields(
         assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
         sock.close()
     assert not _watcher_threads(), "shutdown() left the watcher thread running"
+
+
+def test_an_eager_watch_fires_after_the_grace_period_without_any_byte() -> None:
+    with LeakCheck():
+        watcher = ReadWatcher()
+        a, b = socket.socketpair()
+        plain, eager = threading.Event(), threading.Event()
+        c, d = socket.socketpair()
+        assert watcher.watch(a.fileno(), plain.set)
+        assert watcher.watch(c.fileno(), eager.set, eager=True)
+        assert eager.wait(WAIT), "an eager watch must fire once the call has run the grace period"
+        assert not plain.wait(0.1), "a plain watch fired with no byte to read"
+        watcher.unwatch(a.fileno(), plain.set)
+        watcher.stop(join=WAIT)
+        for s in (a, b, c, d):
+            s.close()
+
+
+def test_pipelined_quick_calls_run_on_one_thread_and_a_slow_one_still_yields(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    ran_on: list[int] = []
+    s = RPCServer()
+
+    @s.register
+    def add(a: int, b: int) -> int:
+        ran_on.append(threading.get_ident())
+        return a + b
+
+    @s.register
+    def slow() -> str:
+        assert release.wait(WAIT)
+        return "done"
+
+    with LeakCheck(), serving(s) as address:
+        sock = raw_connect(address)
+        # A long grace period: no promotion can come from the timer, whatever the machine's load.
+        monkeypatch.setattr(watch_module, "_GRACE", 30.0)
+        sock.sendall(b"".join(request("add", [i, 1], id_=i) for i in range(20)))
+        replies = [sock.json_line() for _ in range(20)]
+        assert replies == [{"jsonrpc": "2.0", "id": i, "result": i + 1} for i in range(20)]
+        assert len(set(ran_on)) == 1, "requests buffered together were handed to other threads"
+        monkeypatch.undo()
+        # A slow call with quick ones behind it in the same packet: they must not wait for it.
+        sock.sendall(request("slow", id_="s") + request("add", [2, 2], id_="f") + request("add", [3, 3], id_="g"))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "g", "result": 6}
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+        sock.close()
