@@ -83,7 +83,9 @@ class CallRunner:
 
     async def _run(self) -> None:
         queue = self._queue
-        task = asyncio.current_task()
+        # Speed: the task _start made, which is this one (asyncio.current_task() cost
+        # ~0.5 us per runner; nothing replaces self.task before this task's first step).
+        task = self.task
         assert task is not None
         copy_context = contextvars.copy_context
         self._looping = True

@@ -1,0 +1,164 @@
+"""aio.RPCServer's speed tricks keep its limits and its bytes.
+
+- Replies of calls run in one runner step are written when the loop iteration
+  ends, or earlier once they reach ``_FLUSH_AT`` bytes. Invariant: a pipelining
+  peer that never reads makes the server stop taking calls after a bounded
+  amount of buffered replies (the transport's high-water mark plus one flush),
+  not after its whole read.
+- Success replies framed by newlines are encoded by the connection itself.
+  Invariant: the bytes are those of ``ServerConnection.encode_result``, and a
+  result that is not JSON still becomes the general path's -32603.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from _aio_support import request, run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonrpc_mini import aio
+from jsonrpc_mini._aio_conn import _FLUSH_AT
+from jsonrpc_mini._protocol import ServerConnection
+from jsonrpc_mini.testing._json_strategies import json_values
+
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.timeout(120),
+]
+
+HIGH_WATER = 64 * 1024
+
+
+class StuckTransport(asyncio.Transport):
+    """A transport whose peer never reads: writes pile up; over HIGH_WATER it pauses writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protocol: Any = None
+        self.data = bytearray()
+        self.writes = 0
+        self.closing = False
+        self.reading = True
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += data
+        self.writes += 1
+        if not self.paused and len(self.data) > HIGH_WATER:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.data)
+
+
+def lines(count: int, method: str) -> bytes:
+    return b"".join(json.dumps(request(method, [i], id_=i)).encode() + b"\n" for i in range(count))
+
+
+@pytest.mark.parametrize("size", [10, 4000])
+def test_a_peer_that_never_reads_stops_the_calls_after_bounded_replies(size: int) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer()
+        ran: list[int] = []
+
+        @srv.register
+        async def big(i: int) -> str:
+            ran.append(i)
+            return "x" * size
+
+        conn = srv.protocol()
+        transport = StuckTransport()
+        transport.protocol = conn
+        conn.connection_made(transport)
+        count = 4 * (HIGH_WATER + _FLUSH_AT) // size + 200
+        conn.data_received(lines(count, "big"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        reply = len(json.dumps({"jsonrpc": "2.0", "id": count, "result": "x" * size})) + 1
+        # Taking calls stops once the buffer is over the mark: at most one more flush
+        # and one pump's calls (max_concurrent_calls) after it.
+        bound = HIGH_WATER + _FLUSH_AT + 2 * 32 * reply
+        assert transport.paused and not transport.reading
+        assert len(ran) < count
+        assert len(transport.data) <= bound
+        assert len(ran) * reply <= bound + 32 * reply
+        replies = [json.loads(line) for line in bytes(transport.data).splitlines()]
+        assert [r["id"] for r in replies] == ran[: len(replies)]
+        conn.connection_lost(None)
+
+    run(main)
+
+
+def test_calls_read_together_are_answered_in_few_writes() -> None:
+    """Speed: 1,000 calls of one read (held back 32 at a time) answered in a few writes, not 32."""
+
+    async def main() -> None:
+        srv = aio.RPCServer()
+
+        @srv.register
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        conn = srv.protocol()
+        transport = StuckTransport()
+        transport.protocol = conn
+        conn.connection_made(transport)
+        conn.data_received(b"".join(json.dumps(request("add", [i, 1], id_=i)).encode() + b"\n" for i in range(1000)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        replies = [json.loads(line) for line in bytes(transport.data).splitlines()]
+        assert [(r["id"], r["result"]) for r in replies] == [(i, i + 1) for i in range(1000)]
+        assert transport.writes <= 3
+        conn.connection_lost(None)
+
+    run(main)
+
+
+@settings(max_examples=60, deadline=None)
+@given(results=st.lists(st.one_of(json_values(max_leaves=6), st.just(float("nan")), st.just({1, 2})), max_size=6))
+def test_success_replies_are_the_bytes_of_encode_result(results: list[Any]) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer()
+        values = iter(results)
+
+        @srv.register
+        async def give() -> Any:
+            return next(values)
+
+        conn = srv.protocol()
+        transport = StuckTransport()
+        transport.protocol = conn
+        conn.connection_made(transport)
+        reference = ServerConnection(framing="newline")
+        expected = b""
+        for i, result in enumerate(results):
+            conn.data_received(json.dumps(request("give", id_=i)).encode() + b"\n")
+            for _ in range(3):
+                await asyncio.sleep(0)
+            expected += reference.encode_result(i, result)
+        assert bytes(transport.data) == expected
+        conn.connection_lost(None)
+
+    run(main)
