@@ -26,6 +26,7 @@ __all__ = [
     "build_params",
     "call_value",
     "encode_message",
+    "message_value",
     "parse_request",
     "parse_response",
     "split_params",
@@ -220,7 +221,8 @@ def split_params(params: Params) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def _as_value(message: Outgoing) -> dict[str, Any]:
+def message_value(message: Outgoing) -> dict[str, Any]:
+    """The JSON object of one message."""
     if isinstance(message, Response):
         return {"jsonrpc": "2.0", "id": message.id, "result": message.result}
     if isinstance(message, ErrorResponse):
@@ -256,13 +258,13 @@ def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
             # Speed: one dumps call for the whole batch (a call per member cost more
             # than the encoding itself). Only if some member cannot be encoded are
             # they encoded one by one, so that just that member becomes an error.
-            whole: bytes = dumps([_as_value(item) for item in items])
+            whole: bytes = dumps([message_value(item) for item in items])
         except (TypeError, ValueError, RecursionError):
             parts = [encode_message(item, dumps) for item in items]
             return b"[" + b",".join(parts) + b"]"
         return whole
     try:
-        out: bytes = dumps(_as_value(message))
+        out: bytes = dumps(message_value(message))
         return out
     except (TypeError, ValueError, RecursionError) as exc:
         if not isinstance(message, (Response, ErrorResponse)):
@@ -270,5 +272,5 @@ def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
         log.warning("reply for id %r could not be encoded as JSON: %s", message.id, exc)
         why = f"Internal error: result is not JSON-serialisable ({type(exc).__name__})"
         fallback = ErrorResponse(message.id, ErrorObject(InternalError.CODE, why))
-        out = dumps(_as_value(fallback))
+        out = dumps(message_value(fallback))
         return out

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_protocol import drain
 
-from jsonrpc_mini._codec import Request, Response, parse_request, parse_response
+from jsonrpc_mini._codec import ErrorObject, ErrorResponse, Request, Response, parse_request, parse_response
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
 from jsonrpc_mini._protocol import Call, ClientConnection, ServerConnection
 from jsonrpc_mini.testing import strategies as rpc_st
@@ -123,6 +123,36 @@ def test_encode_result_of_something_not_json_is_an_internal_error() -> None:
     conn = ServerConnection(framing="newline")
     reply = json.loads(conn.encode_result(7, {1, 2}))
     assert reply["id"] == 7 and reply["error"]["code"] == -32603
+
+
+batch_members = st.one_of(
+    st.builds(
+        Response, rpc_st.request_ids(), st.one_of(st.none(), st.integers(), st.text(), st.floats(), st.just({1}))
+    ),
+    st.builds(
+        lambda i, c, m: ErrorResponse(i, ErrorObject(c, m)),
+        rpc_st.request_ids(allow_null=True),
+        st.integers(-33000, 1000),
+        st.text(),
+    ),
+)
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@pytest.mark.parametrize("framing", ["newline", "content-length"])
+@given(members=st.lists(batch_members, max_size=6), as_objects=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_encode_replies_matches_encode_batch(
+    use_orjson: bool, framing: str, members: list[Any], as_objects: list[bool]
+) -> None:
+    # Successes given as their JSON objects encode to the same bytes as Response
+    # objects, a NaN or a set among them included (that member becomes -32603).
+    conn = ServerConnection(framing=framing, codec=JsonCodec(use_orjson=use_orjson))  # type: ignore[arg-type]
+    mixed = [
+        {"jsonrpc": "2.0", "id": m.id, "result": m.result} if isinstance(m, Response) and as_object else m
+        for m, as_object in zip(members, as_objects, strict=False)
+    ]
+    assert conn.encode_replies(mixed) == conn.encode_batch(members)
+    assert conn.encode_replies([]) is None
 
 
 # -- the client side -------------------------------------------------------------------

@@ -579,6 +579,35 @@ def test_a_batch_on_the_wire() -> None:
         sock.close()
 
 
+def test_a_batch_with_every_kind_of_member_is_answered_in_order() -> None:
+    # Each member's reply in the order of the calls; one that cannot be encoded, one
+    # that raises and an invalid one get their own errors, notifications nothing.
+    s = RPCServer()
+    s.register_function(add)
+    s.register_function(lambda: {1, 2}, name="a_set")
+    s.register_function(lambda: float("nan"), name="nan")
+    s.register_function(_boom, name="boom")
+    with serving(s) as address:
+        sock = raw_connect(address)
+        batch = [
+            {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1},
+            {"jsonrpc": "2.0", "method": "a_set", "id": "set"},
+            {"jsonrpc": "2.0", "method": "add", "params": [3, 4]},
+            {"jsonrpc": "2.0", "method": "nan", "id": 3},
+            {"jsonrpc": "2.0", "method": "boom", "id": 4},
+            {"jsonrpc": "2.0", "id": 5},
+            {"jsonrpc": "2.0", "method": "add", "params": [1], "id": 6},
+            {"jsonrpc": "2.0", "method": "add", "params": [5, 6], "id": 7},
+        ]
+        sock.sendall(json.dumps(batch).encode() + b"\n")
+        replies = sock.json_line()
+        sock.close()
+    assert [r["id"] for r in replies] == [1, "set", 3, 4, 5, 6, 7]
+    assert replies[0] == {"jsonrpc": "2.0", "id": 1, "result": 3}
+    assert [r["error"]["code"] for r in replies[1:6]] == [-32603, -32603, -32603, -32600, -32602]
+    assert replies[6] == {"jsonrpc": "2.0", "id": 7, "result": 11}
+
+
 # -- errors -------------------------------------------------------------------
 
 
