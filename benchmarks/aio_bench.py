@@ -58,6 +58,22 @@ PIPELINE = 1_000
 IDLE = 10_000
 
 
+def settle_allocator() -> None:
+    """Put this process's allocator in the state a long-running process soon reaches.
+
+    glibc serves blocks over its mmap threshold (128 KiB at start) with mmap and
+    raises the threshold when such a block is freed. asyncio's streams allocate
+    256 KiB per read: until some larger block has been freed, every read costs an
+    mmap, an mremap and a munmap; afterwards none. So the raw side's speed depended
+    on its allocation history (the raw server's "fast state", and a raw client got
+    twice as fast in the concurrent scenario once an aio round had freed a large
+    decode buffer in the same process). Freeing a 4 MiB block at start puts every
+    process of the benchmark in the fast state from the beginning.
+    """
+    block = bytearray(4 * 2**20)
+    del block
+
+
 # -- servers (run in a child process) ---------------------------------------------
 
 
@@ -74,6 +90,7 @@ async def _raw_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def _serve(kind: str) -> None:
+    settle_allocator()
     if kind == "raw":
         server = await asyncio.start_server(_raw_handle, "127.0.0.1", 0, backlog=4096)
         port = server.sockets[0].getsockname()[1]
@@ -329,6 +346,7 @@ async def run_throughput(quick: bool, extra: bool) -> list[str]:
 
 def report(quick: bool = False, extra: bool = False, idle: int = IDLE) -> list[str]:
     """Run every scenario and return the report lines (``python -m benchmarks`` can call this)."""
+    settle_allocator()
     lines = [f"jsonrpc_mini.aio vs raw asyncio ({CODEC}, Python {sys.version.split()[0]})"]
     lines += asyncio.run(run_throughput(quick, extra))
     if idle <= 0:  # --idle 0: throughput only
