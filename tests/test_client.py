@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread
 
+import jsonrpc_mini._client as client_module
 from jsonrpc_mini import (
     BatchResult,
     ConnectionLost,
@@ -375,6 +376,41 @@ def test_one_client_shared_by_many_threads(address: Any) -> None:
             w.join(WAIT * 6)
     assert not wrong, wrong[:5]
     assert sorted(finished) == list(range(threads_n))
+
+
+def test_a_waiting_caller_is_woken_for_its_reply_and_to_take_over_reading(
+    server: RPCServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Followers re-check every _POLL seconds in case a wake-up is lost; made longer
+    # than the test may take, so only the wake-ups themselves can end these waits.
+    monkeypatch.setattr(client_module, "_POLL", 60.0)
+    first, second = threading.Event(), threading.Event()
+    server.register_function(lambda: first.wait(WAIT) and "first", name="first")
+    server.register_function(lambda: second.wait(WAIT) and "second", name="second")
+    results: dict[str, Any] = {}
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as c:
+        reader = start_thread(lambda: results.update(a=c.first()))
+        assert _until(lambda: c._link is not None and c._link.reading)
+        # B waits while A reads: A must wake B when B's reply comes.
+        quick = start_thread(lambda: results.update(b=c.add(1, 2)))
+        quick.join(WAIT)
+        assert results.get("b") == 3, "a follower was not woken for its reply"
+        # C waits while A reads; A gets its own reply and must hand reading to C.
+        follower = start_thread(lambda: results.update(c=c.second()))
+        assert _until(lambda: c._link is not None and len(c._link.pending) == 2)
+        first.set()
+        reader.join(WAIT)
+        second.set()
+        follower.join(WAIT)
+        assert results == {"a": "first", "b": 3, "c": "second"}, "reading was not handed over"
+
+
+def _until(condition: Any) -> bool:
+    for _ in range(1000):
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_every_pending_call_fails_when_the_server_closes() -> None:
