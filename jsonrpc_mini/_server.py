@@ -161,6 +161,7 @@ class RPCServer(Registry):
         """
         listener = self._listen(host, port, path, ssl)
         thread = threading.Thread(target=self._run_listener, args=(listener,), name="jsonrpc_mini-accept", daemon=True)
+        listener.thread = thread
         thread.start()
         return listener.address
 
@@ -215,6 +216,9 @@ class RPCServer(Registry):
         if listener is not None:
             listener.stop()
             listener.closed.wait(5.0)
+            thread = listener.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(5.0)  # closed is set just before the accept thread ends
         with self._lock:
             sessions = list(self._sessions)
         me = current_session()
@@ -262,6 +266,7 @@ class _Listener:
         self._path = path
         self._stopped = False
         self.closed = threading.Event()
+        self.thread: threading.Thread | None = None  # the accept thread start() made, if any
         self._wake_r, self._wake_w = socket.socketpair()
         opts = server.options
         try:

@@ -125,8 +125,19 @@ class Session:
         self._transport.close()
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every thread to end; True if they did."""
-        return self.finished.wait(timeout)
+        """Wait up to ``timeout`` seconds for every thread to end; True if they did.
+
+        ``finished`` is set by the last thread before it runs ``on_done``: the threads
+        themselves are joined too, so that none is alive when this returns True.
+        """
+        deadline = time.monotonic() + timeout
+        if not self.finished.wait(timeout):
+            return False
+        with self._lock:
+            threads = [thread for thread in self._all_threads if thread is not threading.current_thread()]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
     # -- the worker ----------------------------------------------------------
 

@@ -118,6 +118,7 @@ class ReadWatcher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: _Loop | None = None
+        self._stopped: threading.Thread | None = None  # the thread of the loop stopped last
 
     @staticmethod
     def available() -> bool:
@@ -165,13 +166,16 @@ class ReadWatcher:
         """End the thread (it starts again on the next ``watch``); ``only_if_unused``: only if nothing is watched."""
         with self._lock:
             loop = self._loop
-            if loop is None or loop.stopping:
-                return
-            if only_if_unused and (loop.watched or loop.running):
-                return
-            loop.stopping = True
-            self._loop = None
-        with contextlib.suppress(OSError):
-            loop.wake_w.send(b"x")
-        if join is not None and loop.thread is not threading.current_thread():
-            loop.thread.join(join)
+            if loop is None or loop.stopping or (only_if_unused and (loop.watched or loop.running)):
+                loop = None
+            else:
+                loop.stopping = True
+                self._loop = None
+                self._stopped = loop.thread
+            # Joined even if an earlier stop() ended it: that one may not have waited.
+            thread = self._stopped
+        if loop is not None:
+            with contextlib.suppress(OSError):
+                loop.wake_w.send(b"x")
+        if join is not None and thread is not None and thread is not threading.current_thread():
+            thread.join(join)

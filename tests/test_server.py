@@ -27,6 +27,8 @@ from _driver_helpers import (
     wait_for,
 )
 
+import jsonrpc_mini._server as server_module
+import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import (
     ConnectionLost,
     InternalError,
@@ -295,6 +297,34 @@ def test_context_manager_shuts_down() -> None:
     with pytest.raises(ConnectionLost):
         c.add(1, 2)
     c.close()
+
+
+@pytest.mark.parametrize("slow", ["connection", "accept", "watcher"])
+def test_no_thread_of_the_server_is_alive_when_shutdown_returns(slow: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One kind of thread is made slow in its last moments (after the event it sets on
+    # its way out): shutdown() must wait for the threads themselves.
+    def slowly(original: Any) -> Any:
+        def wrapper(*args: Any) -> None:
+            original(*args)
+            time.sleep(0.5)
+
+        return wrapper
+
+    target = {
+        "connection": (server_module.RPCServer, "_session_done"),
+        "accept": (server_module._Listener, "close"),
+        "watcher": (watch_module._Loop, "_run"),
+    }[slow]
+    monkeypatch.setattr(*target, slowly(getattr(*target)))
+    s = RPCServer()
+    s.register_function(add)
+    host, port = s.start("127.0.0.1", 0)  # type: ignore[misc]
+    c = RPCClient(host, port, timeout=WAIT)
+    assert c.add(1, 2) == 3
+    s.shutdown()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("jsonrpc_mini")]
+    c.close()
+    assert not alive, f"threads still running after shutdown(): {alive}"
 
 
 def test_shutdown_of_a_server_never_started_is_harmless() -> None:
