@@ -38,8 +38,6 @@ __all__ = ["ServerProtocol"]
 
 log = logging.getLogger("jsonrpc_mini")
 
-# Replies held back by one runner step are written once they reach this many bytes.
-_FLUSH_AT = 64 * 1024
 # Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
 NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 
@@ -219,15 +217,16 @@ class ServerProtocol(TimedProtocol):
     # -- the event pump --------------------------------------------------------
 
     def repump_now(self) -> None:
-        """The runner's deferred pump: the replies so far go out first once they are many.
+        """The runner's deferred pump: the replies so far go out first.
 
         Writing them first lets a peer that does not read pause writing (and so new
-        calls) before more calls are taken in the same runner step. Speed: below
-        ``_FLUSH_AT`` bytes they wait for the flush at the end of the loop iteration
-        (a pipelining client's 1,000 calls: 32 writes -> 1, server CPU 4.75 -> 4.5 us per call).
+        calls) before more calls are taken in the same runner step, and lets a peer
+        that reads work on the first replies while the server works on the next
+        calls (measured: holding them to one write per read saved ~0.2 us of server
+        CPU per call but cost a reading pipelining client up to 15% of its rate).
         """
         self.repump = False
-        if self._out is not None and sum(map(len, self._out)) >= _FLUSH_AT:
+        if self._out is not None:
             self._flush()
         self.pump()
 
