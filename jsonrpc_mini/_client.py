@@ -14,7 +14,7 @@ import logging
 import ssl as _ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -89,7 +89,7 @@ class _Link:
 
     # -- sending ---------------------------------------------------------------
 
-    def start(self, waiters: list[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
+    def start(self, waiters: Sequence[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
         """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``."""
         with self.lock:
             if self.lost is not None:
@@ -180,7 +180,10 @@ class _Link:
                 return
             reply = proto.receive_reply(data)
             if reply is not None:  # the usual case: the read held exactly one reply
-                self._deliver(reply)
+                with self.lock:
+                    filled = self._fill(reply)
+                if filled is not None:
+                    filled.wake()
                 continue
             error = None
             if data and proto.in_message:
@@ -363,15 +366,17 @@ class RPCClient:
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
-        link = self._require_link()
+        link = self._link or self._require_link()
         proto = link.proto
         id_ = proto.next_id()
         data = proto.encode_request(method, build_params(args, kwargs), id_)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         waiter = _Waiter(id_, method)
-        link.start([waiter], data, deadline, method)
+        link.start((waiter,), data, deadline, method)
         link.wait(waiter, deadline)
-        return waiter.outcome()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
