@@ -130,9 +130,13 @@ def _unmatched(text: bytes, not_kept: bytes, rounds: int) -> bytes | None:
     would not be the structure's. Each round removes the innermost ``[]`` and then
     ``{}`` pairs: at least one and at most two levels of nesting.
     """
-    brackets = text.translate(None, not_kept).replace(b'""', b"")
-    if b'"' in brackets or b"\\" in brackets:
+    kept = text.translate(None, not_kept)
+    # Speed: ``kept.replace(b'""', b"")`` then "no quote left" is the same test as
+    # counting (both pair quotes left to right without overlap), and then removing
+    # every quote gives the same bytes; replace cost twice as much on quote-heavy text.
+    if b"\\" in kept or kept.count(b'""') * 2 != kept.count(b'"'):
         return None
+    brackets = kept.translate(None, b'"')
     for _ in range(rounds):
         fewer = brackets.replace(b"[]", b"").replace(b"{}", b"")
         if fewer == brackets:
