@@ -188,6 +188,8 @@ class ServerProtocol(TimedProtocol):
         if self._accepted:
             self._srv._conns.discard(self)
             self._srv._blocked.discard(self)
+            if not self._srv._conns:
+                self._runner.release()
         if not self.closed.done():
             self.closed.set_result(None)
 

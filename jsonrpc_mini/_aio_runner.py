@@ -29,7 +29,7 @@ import contextvars
 import logging
 import types
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,8 +48,14 @@ Work = Coroutine[Any, Any, Any]
 class CallRunner:
     """The calls of one server on one event loop: queued, then run by runner tasks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, keep: Callable[[], bool] = lambda: False) -> None:
         self.loop = loop
+        # Speed: while ``keep()`` (the server listens and has connections) a runner with
+        # nothing to do waits for the next call instead of ending: waking it costs
+        # ~1.6 us less than a new task, and with one request per read most reads
+        # started one (16 clients: 3.6 calls per runner).
+        self._keep = keep
+        self._wake: asyncio.Future[None] | None = None  # set while the runner waits for calls
         # (connection, the call's message, its coroutine); with the message None the
         # coroutine's return value is the reply itself (batches, awaiting odd results).
         self._queue: deque[tuple[ServerProtocol, Message | None, Work]] = deque()
@@ -62,6 +68,13 @@ class CallRunner:
         self._queue.append((conn, message, work))
         if self.task is None:
             self._start()
+        elif self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def release(self) -> None:
+        """Let a runner waiting for calls end (the server has no connection left)."""
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def later(self, conn: ServerProtocol) -> bool:
         """Pump ``conn`` once the queued calls have run; False if no runner is running them now.
@@ -114,11 +127,22 @@ class CallRunner:
                     if task.cancelling():  # a handler cancelled this task: end it, as it asked
                         self._hand_over()
                         return
-                if not self._later:
+                if self._later:
+                    later, self._later = self._later, []
+                    for conn in later:
+                        conn.repump_now()
+                    continue
+                if not self._keep():
                     break
-                later, self._later = self._later, []
-                for conn in later:
-                    conn.repump_now()
+                self._looping = False
+                self._wake = wake = self.loop.create_future()
+                try:
+                    await wake  # submit() or release() wakes this task
+                finally:
+                    self._wake = None
+                if not (queue or self._later):
+                    break  # released
+                self._looping = True
         finally:
             if self.task is task:
                 self._looping = False
@@ -175,7 +199,12 @@ class CallRunner:
             conn.repump_now()
 
     def running(self) -> list[asyncio.Task[None]]:
-        """The runner taking queued calls, if any (calls that wait are in their connection's tasks)."""
+        """The runner taking queued calls, if any (calls that wait are in their connection's tasks).
+
+        A runner waiting for calls runs none (it ends when the last connection closes).
+        """
+        if self._wake is not None:
+            return []
         return [self.task] if self.task is not None and not self.task.done() else []
 
 

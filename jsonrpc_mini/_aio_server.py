@@ -258,7 +258,7 @@ class RPCServer(Registry):
         """The runner of this server's calls on ``loop`` (one per loop)."""
         runner = self._runner
         if runner is None or runner.loop is not loop:
-            runner = self._runner = CallRunner(loop)
+            runner = self._runner = CallRunner(loop, keep=lambda: self._listener is not None and bool(self._conns))
         return runner
 
     def pool(self, loop: asyncio.AbstractEventLoop) -> PoolCalls:

@@ -9,6 +9,10 @@
 - Success replies framed by newlines are encoded by the connection itself.
   Invariant: the bytes are those of ``ServerConnection.encode_result``, and a
   result that is not JSON still becomes the general path's -32603.
+- While the server listens and has connections, the runner task waits for the
+  next call instead of ending. Invariant: calls behave as with a runner per read
+  (a call that waits keeps its task), and the waiting runner is gone once the
+  last connection closes or the server shuts down, without the grace period.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 from typing import Any
 
 import pytest
-from _aio_support import request, run
+from _aio_support import WAIT, request, run, serving
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,5 +164,73 @@ def test_success_replies_are_the_bytes_of_encode_result(results: list[Any]) -> N
             expected += reference.encode_result(i, result)
         assert bytes(transport.data) == expected
         conn.connection_lost(None)
+
+    run(main)
+
+
+# -- the runner waits for the next call instead of ending ------------------------------
+
+
+def make_pinging_server() -> aio.RPCServer:
+    srv = aio.RPCServer(shutdown_grace=60.0)
+
+    @srv.register
+    async def where() -> int:
+        return id(asyncio.current_task())
+
+    @srv.register
+    async def nap(seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return id(asyncio.current_task())
+
+    return srv
+
+
+def test_calls_read_at_different_times_run_in_one_waiting_runner() -> None:
+    async def main() -> None:
+        srv = make_pinging_server()
+        async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
+            first = await c.where()
+            await asyncio.sleep(0.01)  # the runner has nothing to do meanwhile: it waits
+            assert srv._runner is not None and srv._runner._wake is not None
+            assert await c.where() == first  # woken, not replaced
+            # A call that waits keeps that runner; the next call gets another one.
+            napping = asyncio.ensure_future(c.nap(0.05))
+            await asyncio.sleep(0.01)
+            assert await c.where() != first
+            assert await napping == first
+
+    run(main)
+
+
+def test_a_waiting_runner_ends_with_the_last_connection_and_at_shutdown() -> None:
+    async def main() -> None:
+        srv = make_pinging_server()
+        address = await srv.start("127.0.0.1", 0)
+        assert isinstance(address, tuple)
+        try:
+            one = await aio.connect(*address, timeout=WAIT)
+            two = await aio.connect(*address, timeout=WAIT)
+            await one.where()
+            await two.where()
+            runner = srv._runner
+            assert runner is not None and runner.task is not None
+            await one.close()
+            await asyncio.sleep(0.01)
+            assert runner.task is not None  # a connection is left: still waiting
+            await two.close()
+            async with asyncio.timeout(WAIT):
+                while runner.task is not None:
+                    await asyncio.sleep(0.01)
+            three = await aio.connect(*address, timeout=WAIT)
+            assert await three.where()
+            assert runner.task is not None and runner._wake is not None
+        finally:
+            # A runner waiting for calls is not a call in flight: shutdown does not
+            # wait the grace period (60 s) for it.
+            async with asyncio.timeout(WAIT):
+                await srv.shutdown()
+        await three.close()
+        assert srv._runner is not None and srv._runner.task is None
 
     run(main)
