@@ -15,7 +15,9 @@ has no current task, and ``asyncio.timeout()`` in a handler would fail. Each cal
 also runs in its own copy of the context, as it would in a task of its own.
 
 A queued call is the handler's own coroutine (no wrapper coroutine): the runner
-turns what it returns or raises into the reply. Connections held back by their
+turns what it returns or raises into the reply. While the server listens and has
+connections, a runner with nothing to do waits for the next call rather than
+ending, so a client that waits for each reply does not cost a new task per call. Connections held back by their
 call limit are pumped once the queue is empty (``later``), so a pipelining
 client's next calls are taken a whole limit at a time, not one per ended call.
 """
