@@ -6,7 +6,8 @@ for every request costs a thread wake-up per request (about as much as the round
 trip itself). Instead, the reader that starts a call tells the watcher; a call
 still running after a short grace period gets its socket watched with the OS's
 readiness API (epoll, kqueue) by one thread per server, which promotes a follower
-only when bytes arrive while the call runs. Most calls end within the grace
+only when bytes arrive while the call runs (or, for an "eager" watch, when the
+session already holds more requests, at once). Most calls end within the grace
 period: they cost a dictionary entry, no system call and no wake-up. A request
 sent behind a slow call waits at most about two grace periods for its reader.
 """
@@ -47,8 +48,8 @@ class _Loop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        # Calls running, not watched yet: fd -> (callback, started). Watched sockets:
-        # fd -> callback (checked on every call: cheaper than asking the selector).
+        # Calls running, not watched yet: fd -> (callback, started, eager). Watched
+        # sockets: fd -> callback (checked on every call: cheaper than asking the selector).
         self.running: dict[int, tuple[Callback, float, bool]] = {}
         self.watched: dict[int, Callback] = {}
         self.ticking_until = 0.0
