@@ -167,9 +167,10 @@ def unclosed(text: bytes, rounds: int) -> bytes | None:
     Strings are dropped, escapes first (``\\\\`` and ``\\"``, then the other
     backslashes). Matched ``[]`` and ``{}`` pairs are removed for up to ``rounds``
     rounds, so for valid JSON the result is closing brackets followed by opening
-    ones. None means "not known": a string holds a bracket, or ``text`` ends with a
-    backslash (an escape cut in two). Linear, in C: used to tell that a value still
-    arriving cannot have ended yet without scanning it token by token.
+    ones. None means "not known": a string holds a bracket (a stray quote looks like
+    that too), or ``text`` ends with a backslash (an escape cut in two). Linear, in
+    C: used to tell that a value still arriving cannot have ended yet without
+    scanning it token by token.
     """
     if text.endswith(b"\\"):
         return None
@@ -178,7 +179,10 @@ def unclosed(text: bytes, rounds: int) -> bytes | None:
     kept = text.translate(None, _NOT_BRACKET_OR_QUOTE)
     open_string = kept.count(b'"') % 2 == 1
     if open_string:  # the last quote opens the string the text ends in: drop its contents
-        kept = kept[: kept.rindex(b'"')]
+        last = kept.rindex(b'"')
+        if last + 1 < len(kept):
+            return None  # a bracket in that string, or a stray quote before a bracket
+        kept = kept[:last]
     rest = _unmatched(kept, _NOT_STRUCTURE, rounds)
     if rest is None:
         return None

@@ -38,6 +38,10 @@ _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({
 _BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
 _SPACE: Final = frozenset(b" \t\r\n")
 _CLOSING: Final = re.compile(rb"[\]}]")
+# Byte kinds for _may_close: an opening bracket, what may come before one, anything else.
+_KINDS: Final = bytes(ord("{") if b in b"[{" else ord(",") if b in b",:" else ord("a") for b in range(256))
+_WHITESPACE: Final = b" \t\r\n"
+_MAY_END: Final = frozenset(b"]} \t\r")  # bytes a value received whole may end with
 # _may_close gives up (and lets the scanner run) on nesting deeper than these bound:
 # each look then costs a few passes over the new bytes, whatever max_depth is.
 _UNCLOSED_ROUNDS: Final = 16
@@ -105,6 +109,8 @@ class JsonStreamFramer(BufferedReader):
         self._lazy = False  # the value being read may still end at a newline: see _read_value
         self._checked_to = 0  # _may_close has looked at the bytes before this offset
         self._unclosed = b""  # what they left open (see unclosed())
+        self._kinds_to = 0  # _opens_after_a_value has looked at the bytes before this offset
+        self._before = b","  # the kind of the last non-space byte before _kinds_to
 
     @property
     def in_message(self) -> bool:
@@ -198,14 +204,33 @@ class JsonStreamFramer(BufferedReader):
         ``_may_close`` cannot rule out that a value ended in the new bytes: a value
         sent without a newline is still answered at its closing bracket. The events
         are those of scanning every read; only an error inside a value still
-        arriving may be reported a read later.
+        arriving may be reported later, at the latest with the bracket that closes
+        the value (tests/test_framing_lazy.py holds both to this).
         """
         if self._lazy:
             event = self._fast_path(self._start)
             if event is not None:
                 return event
-            if self._lazy and not self._may_close():
-                return None
+            if self._lazy:
+                buf = self._buf
+                start = self._checked_to
+                if (
+                    # Speed, the usual read while a long string arrives (a few memchr):
+                    # no quote means the string goes on; a closing bracket might be a
+                    # stray quote's doing, so that read goes to _may_close.
+                    start > self._pos
+                    and self._unclosed[-1:] == b'"'
+                    and buf[-1] != _BACKSLASH
+                    and buf.find(b'"', start) < 0
+                    and buf.find(b"}", start) < 0
+                    and buf.find(b"]", start) < 0
+                    and not self._eof
+                    and len(buf) - self._start <= self._max_size
+                ):
+                    self._checked_to = len(buf)
+                    return None
+                if not self._may_close():
+                    return None
         return self._scan_value()
 
     def _may_close(self) -> bool:
@@ -218,25 +243,54 @@ class JsonStreamFramer(BufferedReader):
         buf = self._buf
         end = len(buf)
         if self._checked_to <= self._pos:  # the scanner has caught up: go on from its place
-            self._checked_to = self._pos
+            self._checked_to = self._kinds_to = self._pos
             self._unclosed = b'"' if self._in_string else b""
+            self._before = self._kind_before(self._pos)
         if self._eof or end - self._start > self._max_size:
             rest = None
-        elif self._unclosed.endswith(b'"') and buf.find(b'"', self._checked_to) < 0 and buf[-1] != _BACKSLASH:
-            rest = self._unclosed  # inside a long string that goes on: one memchr
         else:
             rest = unclosed(self._unclosed + slice_bytes(buf, self._checked_to, end), _UNCLOSED_ROUNDS)
+            if rest is not None and buf[-1] in _MAY_END and self._opens_after_a_value(end):
+                rest = None
         if rest is not None:
             closers = len(rest) - len(rest.lstrip(b"]}"))
             # Valid JSON leaves closing brackets, then opening ones (and maybe an open
-            # string): no value ended unless the closing ones close all the scanner had open.
-            opening = rest[closers:]
-            if closers < len(self._stack) and len(rest) <= _UNCLOSED_MAX and not _CLOSING.search(opening):
+            # string). No value ended unless the closing ones close all the scanner had
+            # open, and each must be the one expected (a wrong one is an error to report).
+            if (
+                closers < len(self._stack)
+                and rest[:closers] == self._stack[::-1][:closers]
+                and len(rest) <= _UNCLOSED_MAX
+                and not _CLOSING.search(rest, closers)
+            ):
                 self._unclosed = rest
                 self._checked_to = end
                 return False
         self._checked_to = -1
         return True
+
+    def _opens_after_a_value(self, end: int) -> bool:
+        """Whether a ``[`` or ``{`` follows a value (a number, string, closing bracket).
+
+        That is an error (a value that lost its closing bracket, then the next
+        request) which bracket counting cannot see: all pairs may still match.
+        Looked for only when the bytes end as a value may (see _MAY_END), over the
+        bytes not looked at yet: a peer that stops sending after a broken value
+        still gets its error, and each byte is looked at once. Strings hold no
+        bracket here (``unclosed`` checked), so every bracket is structural.
+        """
+        kinds = (self._before + slice_bytes(self._buf, self._kinds_to, end)).translate(_KINDS, _WHITESPACE)
+        self._kinds_to = end
+        self._before = kinds[-1:]
+        return b"a{" in kinds
+
+    def _kind_before(self, pos: int) -> bytes:
+        """The kind (see ``_KINDS``) of the last non-space byte before ``pos`` (looked for nearby)."""
+        buf = self._buf
+        for i in range(pos - 1, max(self._start, pos - 32) - 1, -1):
+            if buf[i] not in _SPACE:
+                return bytes((buf[i],)).translate(_KINDS)
+        return b","  # only spaces nearby: nothing to compare with
 
     def _read_line(self) -> Event | None:
         buf = self._buf

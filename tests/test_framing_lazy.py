@@ -78,7 +78,9 @@ def test_unclosed_chains_over_any_split(value: Any, style: int, data: st.DataObj
         (b'{"a":"x', b'{"'),
         (b'"ab" ]}', b"]}"),  # a string continued from an earlier read, then closers
         (b'"\\"x"]', b"]"),
-        (b'{"a":"x\\"]', b'{"'),  # escaped quote: still inside the string
+        (b'{"a":"x\\"', b'{"'),  # escaped quote: still inside the string
+        (b'{"a":"x\\"]', None),  # a bracket in the string the text ends in: not known
+        (b'{"a": x", "b": 1}', None),  # a stray quote: the bracket looks like string content
         (b'{"a":"x\\\\"]', b"{]"),  # escaped backslash: the quote closes the string
         (b'{"a":"x\\', None),  # an escape cut in two
         (b'{"a":"[x"}', None),  # a string holding a bracket: not known
@@ -179,3 +181,91 @@ def test_deep_nesting_read_lazily_stays_linear(monkeypatch: pytest.MonkeyPatch) 
         event = framer.next_event()
     assert event is not None  # decoded (or a depth error from the decoder): not hung
     assert work <= 64 * len(data), work
+
+
+class ScanEveryRead(JsonStreamFramer):
+    """The reference: scans every read (what the framer did before reading lazily)."""
+
+    def _read_value(self) -> Any:
+        return self._scan_value()
+
+
+@st.composite
+def damaged_streams(draw: st.DrawFn) -> bytes:
+    """Values with bytes inserted, dropped or replaced, as a broken peer sends them.
+
+    Brackets are never added or dropped (a closing one may become the wrong kind):
+    each value still ends with the bracket that closes it, so the peer then waits.
+    """
+    pieces = []
+    for value, style in draw(st.lists(st.tuples(containers, st.integers(0, 2)), min_size=1, max_size=3)):
+        text = bytearray(dump(value, style))
+        for _ in range(draw(st.integers(0, 2))):
+            at = draw(st.integers(0, len(text) - 1))
+            edit = draw(st.sampled_from(["insert", "drop", "replace"]))
+            byte = draw(st.sampled_from(b'",: 1x\\\n'))
+            if text[at] in b"[]{}":
+                if edit == "replace" and text[at] in b"]}":
+                    text[at] = ord("]") if text[at] == ord("}") else ord("}")
+            elif edit == "insert":
+                text[at:at] = bytes((byte,))
+            else:
+                text[at : at + 1] = b"" if edit == "drop" else bytes((byte,))
+        pieces.append(bytes(text) + draw(st.sampled_from([b"", b" ", b"\n"])))
+    return b"".join(pieces)
+
+
+def events_per_read(cls: type[JsonStreamFramer], chunks: list[bytes]) -> list[list[Any]]:
+    framer = cls(JsonCodec().loads, max_message_size=1 << 16, max_depth=16)
+    out = []
+    for chunk in chunks:
+        framer.feed(chunk)
+        got = []
+        for _ in range(1000):
+            event = framer.next_event()
+            if event is None:
+                break
+            got.append(event)
+        out.append(got)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(stream=damaged_streams(), data=st.data())
+def test_a_peer_that_stops_after_a_broken_value_gets_every_answer(stream: bytes, data: st.DataObject) -> None:
+    # Against scanning every read: the same events, never earlier, never different;
+    # later only while more bytes are to come. Once the peer stops (no newline, no
+    # EOF) everything scanning would have answered is answered.
+    chunks = data.draw(chunkings(stream))
+    lazy, eager = events_per_read(JsonStreamFramer, chunks), events_per_read(ScanEveryRead, chunks)
+    got: list[Any] = []
+    due: list[Any] = []
+    for now, then in zip(lazy, eager, strict=True):
+        got += now
+        due += then
+        assert got == due[: len(got)], (chunks, got, due)
+    assert got == due, (chunks, got, due)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error"),
+    [
+        # A stray quote: bracket counting sees the closing bracket inside a string.
+        ([b'{"jsonrpc": "2.0", "method": x", "id": 1', b"}"], "missing ','"),
+        # The scanner has read the string holding a bracket; a wrong closing bracket follows.
+        ([b'{"jsonrpc": "2.0", "method": "[", "params": [1', b"}"], "mismatched '}'"),
+        # A value lost its closing bracket, the next one follows: every pair still matches.
+        ([b'{"jsonrpc":"2.0","method":"a","id":1{"jsonrpc":"2.0","method":"b","id":2}'], "missing ','"),
+        ([b'{"jsonrpc":"2.0","method":"a","id":1', b' {"jsonrpc":"2.0","method":"b","id":2}'], "missing ','"),
+    ],
+)
+def test_a_broken_value_sent_without_a_newline_is_answered_when_its_last_byte_comes(
+    chunks: list[bytes], error: str
+) -> None:
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=128)
+    for chunk in chunks[:-1]:
+        framer.feed(chunk)
+        framer.next_event()
+    framer.feed(chunks[-1])
+    event = framer.next_event()
+    assert isinstance(event, FrameError) and event.code == -32700 and error in event.message, event
