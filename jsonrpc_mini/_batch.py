@@ -8,7 +8,7 @@ from typing import Any
 
 from ._codec import Params, build_params
 from ._errors import RPCError
-from ._remote import RemoteMethod, remote_attribute
+from ._remote import RemoteMethod
 
 __all__ = ["BatchBuilder", "BatchResult"]
 
@@ -66,7 +66,9 @@ class _BatchQueue:
             raise RPCError(None, "this batch was already sent; start a new one with client.batch()")
 
     def __getattr__(self, name: str) -> RemoteMethod[BatchResult]:
-        return remote_attribute(self, name)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return RemoteMethod(self, name)  # not kept: see RPCClient.__getattr__
 
     def __len__(self) -> int:
         return len(self._calls)

@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Response, build_par
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
-from ._remote import RemoteMethod, check_timeout, remote_attribute
+from ._remote import RemoteMethod, check_timeout
 from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
@@ -362,7 +362,12 @@ class RPCClient:
         return self._link
 
     def __getattr__(self, name: str) -> RemoteMethod[Any]:
-        return remote_attribute(self, name)
+        # Made anew each time, not kept as an attribute: kept, it would tie the client
+        # into a reference cycle, and a client dropped without close() would hold its
+        # connection open until the garbage collector runs.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return RemoteMethod(self, name)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
@@ -408,8 +413,7 @@ class RPCClient:
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
         view = object.__new__(RPCClient)
-        # The client's own state only: remote methods kept as attributes call through self.
-        view.__dict__.update((key, value) for key, value in self.__dict__.items() if key.startswith("_"))
+        view.__dict__.update(self.__dict__)
         view._timeout = check_timeout(timeout)
         return view
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -314,25 +316,26 @@ def test_with_timeout_and_late_replies_are_dropped(server: RPCServer, address: A
             c.with_timeout(-1)
 
 
-def test_a_remote_method_kept_on_the_client_is_not_shared_with_a_view(server: RPCServer, address: Any) -> None:
-    # client.name is kept as an attribute after the first use: a with_timeout view
-    # must still call through itself (its own timeout), not through the client.
-    release = threading.Event()
-    server.register_function(lambda: release.wait(WAIT) and "done", name="slow")
-    with RPCClient(*address, timeout=WAIT) as c:
-        slow = c.slow
-        assert c.slow is slow and c.add is c.add
-        with pytest.raises(RPCTimeout):
-            c.with_timeout(0.2).slow()
-        release.set()
-        assert c.slow() == "done"
-        # Kept names are bounded; any name still works past the bound.
-        for n in range(300):
-            assert getattr(c, f"name{n}") is not None
-        assert len(vars(c)) <= 256 + 8
-        with pytest.raises(MethodNotFound):
-            c.name299()
+def test_a_client_dropped_without_close_frees_its_connection_at_once(server: RPCServer, address: Any) -> None:
+    # No reference cycle may keep a dropped client (and its connection) alive until
+    # the garbage collector runs: attribute calls and batches are what could make one.
+    def use() -> None:
+        c = RPCClient(*address, timeout=WAIT)
+        assert c.add(1, 2) == 3
         assert c.add(2, 3) == 5
+        with c.batch() as b:
+            r = b.add(3, 4)
+        assert r.result() == 7
+
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # the socket closed by being freed
+            for _ in range(3):
+                use()
+        assert _until(lambda: server.connection_count == 0), "a dropped client kept its connection open"
+    finally:
+        gc.enable()
 
 
 def test_client_timeout_bounds_every_call_and_batch(server: RPCServer) -> None:
