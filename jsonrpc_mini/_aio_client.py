@@ -20,13 +20,10 @@ from ._aio_link import Call, Link
 from ._codec import Notification, Params, Request, build_params
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
-from ._remote import RemoteMethod, check_timeout
+from ._remote import RemoteMethod, check_timeout, remote_attribute
 from ._transport import connect_errors
 
 __all__ = ["Call", "RPCClient", "connect"]
-
-# At most this many remote method names are kept as attributes of a client.
-_CACHED_NAMES = 256
 
 
 class RPCClient:
@@ -54,16 +51,7 @@ class RPCClient:
         return self._link.lost is None
 
     def __getattr__(self, name: str) -> RemoteMethod[Call]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        method = RemoteMethod(self, name)
-        # Speed: Python calls __getattr__ only after a failed lookup (~0.7 us); kept in
-        # the instance dict, the next ``client.add`` is found at once. A RemoteMethod
-        # is immutable and the client's own names are never cached (found before
-        # __getattr__), so this changes nothing else; the cache is bounded.
-        if len(self.__dict__) < _CACHED_NAMES:
-            self.__dict__[name] = method
-        return method
+        return remote_attribute(self, name)  # kept as an attribute after the first use
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
         """Call remote ``method`` with these arguments; ``await`` the result.

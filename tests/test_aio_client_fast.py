@@ -1,7 +1,7 @@
 """aio.RPCClient's attribute calls: kept in the instance, they call exactly what ``call`` calls.
 
 ``client.add`` is made by ``__getattr__`` once and then kept as an attribute of the
-client (at most ``_CACHED_NAMES`` names). Invariant: an attribute call, the first
+client (at most ``_KEPT_NAMES`` names). Invariant: an attribute call, the first
 time or any later time, sends the same request as ``client.call(name, ...)``; the
 client's own names and private names are never remote methods; a view made by
 ``with_timeout`` calls with its own timeout.
@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
-from jsonrpc_mini._aio_client import _CACHED_NAMES
 from jsonrpc_mini._aio_link import Link
 from jsonrpc_mini._codec import build_params
 from jsonrpc_mini._protocol import ClientConnection
+from jsonrpc_mini._remote import _KEPT_NAMES
 from jsonrpc_mini.testing import strategies as rpc_st
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -103,11 +103,11 @@ def test_kept_methods_belong_to_their_client_and_are_bounded() -> None:
         with pytest.raises(AttributeError):
             _ = client._private
         assert "_private" not in vars(client)
-        for i in range(2 * _CACHED_NAMES):
+        for i in range(2 * _KEPT_NAMES):
             calls.append(getattr(client, f"m{i}")(i))
-        assert len(vars(client)) <= _CACHED_NAMES
+        assert len(vars(client)) <= _KEPT_NAMES
         await asyncio.sleep(0)
-        assert [m["method"] for m in sent(transport)] == ["add", "add"] + [f"m{i}" for i in range(2 * _CACHED_NAMES)]
+        assert [m["method"] for m in sent(transport)] == ["add", "add"] + [f"m{i}" for i in range(2 * _KEPT_NAMES)]
         settle_all(client, calls)
 
     run(main)
