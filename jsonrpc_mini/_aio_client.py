@@ -51,7 +51,7 @@ class RPCClient:
         return self._link.lost is None
 
     def __getattr__(self, name: str) -> RemoteMethod[Call]:
-        return remote_attribute(self, name)  # kept as an attribute after the first use
+        return remote_attribute(self, name)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
         """Call remote ``method`` with these arguments; ``await`` the result.

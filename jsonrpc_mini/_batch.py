@@ -8,7 +8,7 @@ from typing import Any
 
 from ._codec import Params, build_params
 from ._errors import RPCError
-from ._remote import RemoteMethod
+from ._remote import RemoteMethod, remote_attribute
 
 __all__ = ["BatchBuilder", "BatchResult"]
 
@@ -66,9 +66,7 @@ class _BatchQueue:
             raise RPCError(None, "this batch was already sent; start a new one with client.batch()")
 
     def __getattr__(self, name: str) -> RemoteMethod[BatchResult]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return RemoteMethod(self, name)  # not kept: see RPCClient.__getattr__
+        return remote_attribute(self, name)
 
     def __len__(self) -> int:
         return len(self._calls)

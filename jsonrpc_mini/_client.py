@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Response, build_par
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
-from ._remote import RemoteMethod, check_timeout
+from ._remote import RemoteMethod, check_timeout, remote_attribute
 from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
@@ -362,12 +362,7 @@ class RPCClient:
         return self._link
 
     def __getattr__(self, name: str) -> RemoteMethod[Any]:
-        # Made anew each time, not kept as an attribute: kept, it would tie the client
-        # into a reference cycle, and a client dropped without close() would hold its
-        # connection open until the garbage collector runs.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return RemoteMethod(self, name)
+        return remote_attribute(self, name)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""

@@ -44,27 +44,18 @@ class RemoteMethod(Generic[_R_co]):
         return f"<remote method {self._name!r}>"
 
 
-# At most this many remote method names are kept as attributes of one object.
-_KEPT_NAMES = 256
-
-
 def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
     """What ``target.name`` gives when Python finds no such attribute: a RemoteMethod.
 
     For ``__getattr__``: names starting with ``_`` are Python's (copy, pickle and
-    inspect probe them), never remote methods, so they raise AttributeError. Speed:
-    Python calls ``__getattr__`` only after a failed lookup (~0.7 us, a tenth of a
-    call); the method is kept in ``target.__dict__`` (at most ``_KEPT_NAMES``
-    names), so the next ``target.name`` is found at once. A RemoteMethod is
-    immutable and the target's own names never get here, so nothing else changes.
+    inspect probe them), never remote methods, so they raise AttributeError. The
+    method is made anew each time, not kept on ``target``: kept, it would tie
+    ``target`` into a reference cycle, and a client dropped without ``close()``
+    would hold its connection open until the garbage collector runs.
     """
     if name.startswith("_"):
         raise AttributeError(name)
-    method: RemoteMethod[Any] = RemoteMethod(target, name)
-    kept = target.__dict__
-    if len(kept) < _KEPT_NAMES:
-        kept[name] = method
-    return method
+    return RemoteMethod(target, name)
 
 
 def check_timeout(timeout: float | None) -> float | None:

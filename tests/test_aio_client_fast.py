@@ -1,16 +1,18 @@
-"""aio.RPCClient's attribute calls: kept in the instance, they call exactly what ``call`` calls.
+"""aio.RPCClient's attribute calls call exactly what ``call`` calls.
 
-``client.add`` is made by ``__getattr__`` once and then kept as an attribute of the
-client (at most ``_KEPT_NAMES`` names). Invariant: an attribute call, the first
-time or any later time, sends the same request as ``client.call(name, ...)``; the
-client's own names and private names are never remote methods; a view made by
-``with_timeout`` calls with its own timeout.
+Invariant: an attribute call, the first time or any later time, sends the same
+request as ``client.call(name, ...)``; the client's own names and private names are
+never remote methods; a view made by ``with_timeout`` calls with its own timeout;
+nothing is kept on the client (a kept method would tie the client into a reference
+cycle, and a dropped client would hold its connection until the garbage collector ran).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from typing import Any
 
 import pytest
@@ -22,7 +24,6 @@ from jsonrpc_mini import aio
 from jsonrpc_mini._aio_link import Link
 from jsonrpc_mini._codec import build_params
 from jsonrpc_mini._protocol import ClientConnection
-from jsonrpc_mini._remote import _KEPT_NAMES
 from jsonrpc_mini.testing import strategies as rpc_st
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -89,28 +90,38 @@ def test_attribute_calls_send_what_call_sends(names: list[list[str]], args: rpc_
     run(main)
 
 
-def test_kept_methods_belong_to_their_client_and_are_bounded() -> None:
+def test_attribute_methods_call_through_their_own_client_and_are_not_kept() -> None:
     async def main() -> None:
         transport = Writes()
         client = client_on(transport)
         view = client.with_timeout(0.5)
-        assert client.add is client.add  # kept
-        assert view.add is not client.add  # each view has its own
-        calls = [view.add(1), client.add(2)]
-        assert [call.timeout for call in calls] == [0.5, None]
-        for own in OWN:
-            assert own not in vars(client)
+        calls = [view.add(1), client.add(2), view.add(3)]
+        assert [call.timeout for call in calls] == [0.5, None, 0.5]
+        assert not [name for name in vars(client) if not name.startswith("_")]
         with pytest.raises(AttributeError):
             _ = client._private
-        assert "_private" not in vars(client)
-        for i in range(2 * _KEPT_NAMES):
-            calls.append(getattr(client, f"m{i}")(i))
-        assert len(vars(client)) <= _KEPT_NAMES
         await asyncio.sleep(0)
-        assert [m["method"] for m in sent(transport)] == ["add", "add"] + [f"m{i}" for i in range(2 * _KEPT_NAMES)]
+        assert [m["method"] for m in sent(transport)] == ["add", "add", "add"]
         settle_all(client, calls)
 
     run(main)
+
+
+def test_a_dropped_client_is_freed_without_the_garbage_collector() -> None:
+    async def main() -> None:
+        transport = Writes()
+        client = client_on(transport)
+        calls = [client.add(1), client.add(2)]
+        settle_all(client, calls)
+        freed = weakref.ref(client)
+        del client, calls
+        assert freed() is None, "a reference cycle keeps the client alive"
+
+    gc.disable()
+    try:
+        run(main)
+    finally:
+        gc.enable()
 
 
 @settings(max_examples=80, deadline=None)
