@@ -100,8 +100,12 @@ class Session:
 
     @property
     def busy(self) -> int:
-        """Calls running now on this connection."""
-        return self._busy
+        """Calls running now on this connection, plus one while requests already received are taken.
+
+        Between two requests that arrived together no call runs for a moment, but
+        the next is on its way: shutdown() must not close the connection then.
+        """
+        return self._busy + (1 if self._reading and self._check_events else 0)
 
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on."""

@@ -327,6 +327,44 @@ def test_no_thread_of_the_server_is_alive_when_shutdown_returns(slow: str, monke
     assert not alive, f"threads still running after shutdown(): {alive}"
 
 
+def test_shutdown_answers_requests_received_behind_a_running_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Requests sent together run one after another; between two of them no call is
+    # running for a moment (made long here): shutdown() must not close the
+    # connection then, and each request still gets its answer.
+    release, started = threading.Event(), threading.Event()
+    s = RPCServer()
+
+    @s.register
+    def slow() -> str:
+        started.set()
+        assert release.wait(WAIT)
+        return "done"
+
+    s.register_function(add)
+    original = server_module.Session._read_event
+
+    def slow_to_take_the_next(self: Any) -> Any:
+        if release.is_set():
+            time.sleep(0.3)
+        return original(self)
+
+    monkeypatch.setattr(server_module.Session, "_read_event", slow_to_take_the_next)
+    monkeypatch.setattr(watch_module, "_GRACE", 30.0)  # no other thread takes the requests meanwhile
+    host, port = s.start("127.0.0.1", 0)  # type: ignore[misc]
+    sock = raw_connect((host, port))
+    sock.sendall(request("slow", id_="s") + b"".join(request("add", [i, 1], id_=i) for i in range(3)))
+    assert started.wait(WAIT)
+    stopper = threading.Thread(target=s.shutdown)
+    stopper.start()
+    time.sleep(0.1)  # shutdown() is now waiting for the running call
+    release.set()
+    stopper.join(WAIT)
+    replies = [sock.json_line() for _ in range(4)]
+    sock.close()
+    assert replies[0] == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+    assert [(r["id"], r["error"]["code"]) for r in replies[1:]] == [(0, -32000), (1, -32000), (2, -32000)]
+
+
 def test_shutdown_of_a_server_never_started_is_harmless() -> None:
     s = RPCServer()
     s.shutdown()
