@@ -180,10 +180,7 @@ class _Link:
                 return
             reply = proto.receive_reply(data)
             if reply is not None:  # the usual case: the read held exactly one reply
-                with self.lock:
-                    filled = self._fill(reply)
-                if filled is not None:
-                    filled.wake()
+                self._settle_one(reply)
                 continue
             error = None
             if data and proto.in_message:
@@ -213,10 +210,13 @@ class _Link:
         elif isinstance(event, Violation):
             self._violation(event)
         else:
-            with self.lock:
-                waiter = self._fill(event)
-            if waiter is not None:
-                waiter.wake()
+            self._settle_one(event)
+
+    def _settle_one(self, reply: Response | ErrorResponse) -> None:
+        with self.lock:
+            waiter = self._fill(reply)
+        if waiter is not None:
+            waiter.wake()
 
     def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed]) -> None:
         """Deliver what one read produced, in order; consecutive replies (a batch's) in one lock round."""
@@ -374,9 +374,7 @@ class RPCClient:
         waiter = _Waiter(id_, method)
         link.start((waiter,), data, deadline, method)
         link.wait(waiter, deadline)
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.result
+        return waiter.outcome()
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""

@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread
+from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread, wait_for
 
 import jsonrpc_mini._client as client_module
 from jsonrpc_mini import (
@@ -333,7 +333,7 @@ def test_a_client_dropped_without_close_frees_its_connection_at_once(server: RPC
             warnings.simplefilter("ignore", ResourceWarning)  # the socket closed by being freed
             for _ in range(3):
                 use()
-        assert _until(lambda: server.connection_count == 0), "a dropped client kept its connection open"
+        wait_for(lambda: server.connection_count == 0, "the dropped clients' connections to close")
     finally:
         gc.enable()
 
@@ -393,27 +393,19 @@ def test_a_waiting_caller_is_woken_for_its_reply_and_to_take_over_reading(
     results: dict[str, Any] = {}
     with serving(server) as address, RPCClient(*address, timeout=WAIT) as c:
         reader = start_thread(lambda: results.update(a=c.first()))
-        assert _until(lambda: c._link is not None and c._link.reading)
+        wait_for(lambda: c._link is not None and c._link.reading, "the first caller to read")
         # B waits while A reads: A must wake B when B's reply comes.
         quick = start_thread(lambda: results.update(b=c.add(1, 2)))
         quick.join(WAIT)
         assert results.get("b") == 3, "a follower was not woken for its reply"
         # C waits while A reads; A gets its own reply and must hand reading to C.
         follower = start_thread(lambda: results.update(c=c.second()))
-        assert _until(lambda: c._link is not None and len(c._link.pending) == 2)
+        wait_for(lambda: c._link is not None and len(c._link.pending) == 2, "the second call to wait")
         first.set()
         reader.join(WAIT)
         second.set()
         follower.join(WAIT)
         assert results == {"a": "first", "b": 3, "c": "second"}, "reading was not handed over"
-
-
-def _until(condition: Any) -> bool:
-    for _ in range(1000):
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_every_pending_call_fails_when_the_server_closes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving
@@ -84,16 +85,22 @@ def test_stop_if_unused_keeps_a_busy_watcher_and_restarts_on_demand() -> None:
         b.close()
 
 
-def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
-    release = threading.Event()
+def _slow_and_add(release: threading.Event, add: Any) -> RPCServer:
+    """A server with ``add`` and ``slow`` (which returns "done" once ``release`` is set)."""
     s = RPCServer()
-    s.register_function(lambda a, b: a + b, name="add")
+    s.register_function(add, name="add")
 
     @s.register
     def slow() -> str:
         assert release.wait(WAIT)
         return "done"
 
+    return s
+
+
+def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
+    release = threading.Event()
+    s = _slow_and_add(release, lambda a, b: a + b)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         for i in range(50):
@@ -132,18 +139,12 @@ def test_an_eager_watch_fires_after_the_grace_period_without_any_byte() -> None:
 def test_pipelined_quick_calls_run_on_one_thread_and_a_slow_one_still_yields(monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
     ran_on: list[int] = []
-    s = RPCServer()
 
-    @s.register
     def add(a: int, b: int) -> int:
         ran_on.append(threading.get_ident())
         return a + b
 
-    @s.register
-    def slow() -> str:
-        assert release.wait(WAIT)
-        return "done"
-
+    s = _slow_and_add(release, add)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         # A long grace period: no promotion can come from the timer, whatever the machine's load.
