@@ -99,7 +99,12 @@ def make_framer(framing: FramingName, loads: Loads, *, max_message_size: int, ma
 
 
 def encode_frame(body: bytes, framing: str) -> bytes:
-    """Wrap an encoded JSON value for the wire: newline-terminated or with a header."""
+    """Wrap an encoded JSON value for the wire: newline-terminated or with a header.
+
+    Everything written ends with a newline (API.md). With a header the newline is
+    part of the body and counted in its length: JSON allows whitespace after the
+    value, so a reader that takes exactly ``Content-Length`` bytes still decodes it.
+    """
     if framing == "content-length":
-        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+        return b"Content-Length: %d\r\n\r\n" % (len(body) + 1) + body + b"\n"
     return body + b"\n"

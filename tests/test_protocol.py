@@ -204,11 +204,12 @@ def test_content_length_detected_and_replies_framed_the_same_way() -> None:
     assert conn.framing == "content-length"
     drain(conn)
     out = conn.encode(Response(0, "é"))
-    assert out == cl('{"jsonrpc":"2.0","id":0,"result":"é"}'.encode())
+    assert out == cl('{"jsonrpc":"2.0","id":0,"result":"é"}\n'.encode())  # the body ends with our newline
     for event in events[1:3]:
         assert isinstance(event, Reply)
         head, _, rest = event.data.partition(b"\r\n\r\n")
         assert head == b"Content-Length: %d" % len(rest)
+        assert rest.endswith(b"}\n")
         assert json.loads(rest)["error"]["code"] in (PARSE, INVALID)
 
 
@@ -267,7 +268,7 @@ def test_client_ids_and_encoding() -> None:
     ]
     assert batch.endswith(b"]\n")
     lsp = ClientConnection(framing="content-length")
-    assert lsp.encode(Notification("n", None)) == cl(b'{"jsonrpc":"2.0","method":"n"}')
+    assert lsp.encode(Notification("n", None)) == cl(b'{"jsonrpc":"2.0","method":"n"}\n')
 
 
 def test_client_responses_with_and_without_newline() -> None:
