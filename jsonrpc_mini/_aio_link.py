@@ -115,35 +115,31 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed the core; hand each reply to the call waiting for its id."""
         proto = self.proto
-        if not data or proto.framing != "newline" or proto.in_message:
+        if not data or not self._newline:
             proto.receive_data(data)
             self._drain()
             return
-        # Speed: replies are whole compact lines, usually: each goes to the core on its
-        # own through receive_reply, decoded in one step. A line it does not take
-        # goes to the framer (drained before the next line, so the order is kept);
+        # Speed: replies are whole compact lines, usually, one per read (a caller
+        # waiting for each reply) or many (pipelined calls). The core decodes a read's
+        # lines in one step (``decode_lines``) and plain success replies settle their
+        # calls here, without reply objects (see ``_settle_lines``). A line it does not
+        # take goes to the framer (drained before the next line, so the order is kept);
         # once the framer holds part of a value, the rest of the read goes there too.
         start, size = 0, len(data)
         while start < size:
+            values, after = proto.decode_lines(data, _GROUP, start)
+            if values:
+                self._settle_lines(values, data, start)
+                start = after
+                continue
             end = data.find(b"\n", start) + 1
-            if end and end < size:
-                # Speed: a pipelined read holds many reply lines; one decode of all
-                # that qualify costs less than one per line (see ``_settle_lines``).
-                values, after = proto._whole_lines(data, _GROUP, start)
-                if values:
-                    self._settle_lines(values, data, start)
-                    start = after
-                    continue
             if not end:
                 proto.receive_data(data[start:] if start else data)
                 self._drain()
                 return
-            reply = proto.receive_reply(data[start:end] if start or end != size else data)
-            start = end
-            if reply is not None:
-                self._deliver(reply)
-                continue
+            proto.receive_data(data[start:end] if start or end != size else data)
             self._drain()
+            start = end
             if proto.in_message and start < size:
                 proto.receive_data(data[start:])
                 self._drain()
@@ -152,10 +148,10 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def _settle_lines(self, values: list[Any], data: bytes, start: int) -> None:
         """Settle the calls of whole reply lines ``data[start:]`` decoded at once as ``values``.
 
-        The core proved that ``values`` are what the lines decode to one by one. A
-        plain success reply settles its call here (the checks are
-        ``parse_response``'s shortcut); any other line goes through
-        ``receive_reply`` on its own, as on the line-by-line path, in order.
+        The core proved that ``values`` are what the framer would read from the
+        lines. A plain success reply settles its call here (the checks are
+        ``parse_response``'s shortcut); any other line goes to the core on its own
+        (``receive_reply``: its checks, errors and violations), in order.
         """
         pending = self.pending
         lines: list[bytes] | None = None
@@ -286,7 +282,13 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
             data = self.proto.encode_request(method, params, id_)
         future = self.expect(id_, method, timeout)
         if self._write_ready is None or self._write_ready.done():
-            self.send(data, method)
+            if self._out is None and len(self.pending) == 1 and self.transport is not None:
+                # Speed: the usual call of a caller waiting for each reply (the only one
+                # in flight, nothing held back) goes straight out: send()'s first branch
+                # without its call and checks.
+                self.transport.write(data)
+            else:
+                self.send(data, method)
         else:
             self.send_soon(data, method)
         return future

@@ -356,6 +356,37 @@ class ClientConnection(_Base):
         self.receive_data(data)
         return None
 
+    def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
+        """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.
+
+        Returns the JSON values (one per line, in order) and the offset just past
+        the last line taken, or ``([], start)`` when the line at ``start`` does not
+        qualify: then nothing is consumed, and the caller gives the bytes to
+        :meth:`receive_reply` or :meth:`receive_data` as usual. A line qualifies
+        when nothing is buffered or queued before it, it starts with ``{`` and it
+        decodes, strictly, to exactly what the framer would read from it (a run
+        of lines is taken at once only when that is sure, see
+        ``ServerConnection.receive_requests``). The values are not checked as
+        responses: check each as strictly as ``parse_response`` does.
+
+        Speed: replies arrive as whole compact lines, one per read (a caller
+        waiting for its reply) or many (pipelined calls); decoding a read's lines
+        in one step skips the framer's bookkeeping and the reply objects.
+        """
+        if self._queue or limit < 1:
+            return [], start
+        end = data.find(b"\n", start) + 1
+        if end != len(data) and limit > 1:
+            values, after = self._whole_lines(data, limit, start)
+            if values:
+                return values, after
+        if not end:
+            return [], start
+        value = self._single_line(data[start:end] if start or end != len(data) else data)
+        if value is _NOT_ONE:
+            return [], start
+        return [value], end
+
     def next_event(self) -> ClientEvent | None:
         """The next reply (or protocol violation), or None if more bytes are needed."""
         while not self._queue:

@@ -1,9 +1,9 @@
 """The asyncio client's fast paths settle calls exactly as the general path does.
 
-``Link.data_received`` decodes a run of whole reply lines at once when the core
-proves that exact (``_whole_lines``) and settles plain success replies itself,
-gives other lines to the core one by one through ``ClientConnection.receive_reply``
-(one compact reply decoded in one step) and only the rest to the framer.
+``Link.data_received`` has the core decode a read's whole reply lines in one step
+where that is exact (``ClientConnection.decode_lines``: one line, or a run of them
+at once), settles plain success replies itself, and gives every other line to the
+framer one by one (once the framer holds part of a value, the rest of the read).
 Invariant: whatever the server sends and however it is chunked, every call ends
 the same way (result, error, or still pending), the same warnings are logged, and
 the connection is closed in the same cases as when the whole stream goes through
@@ -282,3 +282,53 @@ def test_calls_of_one_iteration_go_out_in_order_in_few_writes(count: int) -> Non
         link.fail_all("done")
 
     run(main)
+
+
+def framer_values(conn: ClientConnection, data: bytes) -> list[Any]:
+    """What ``conn``'s framer alone reads from ``data``: its replies and violations."""
+    conn.receive_data(data)
+    events = []
+    while (event := conn.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    head=st.sampled_from([b"", LINE, b'{"jsonrpc":"2.0","id":1,', b"x\n"]),
+    runs=line_runs,
+    limit=st.sampled_from([1, 2, 3, 1024]),
+    max_size=st.sampled_from([MAX_SIZE, 45, 60]),
+    max_depth=st.sampled_from([128, 2]),
+)
+@example(head=b"", runs=[LINE, LINE], limit=1024, max_size=MAX_SIZE, max_depth=128)
+@example(head=b"", runs=[compact({"jsonrpc": "2.0", "id": 1, "result": [[[1]]]})], limit=1, max_size=300, max_depth=2)
+def test_decode_lines_reads_what_the_framer_reads(
+    head: bytes, runs: list[bytes], limit: int, max_size: int, max_depth: int
+) -> None:
+    """Invariant: the values decode_lines takes are the framer's, line for line; what it leaves is untouched."""
+    data = b"".join(runs)
+    options: dict[str, Any] = {"max_message_size": max_size, "max_depth": max_depth}
+    conn, reference = ClientConnection(**options), ClientConnection(**options)
+    assert framer_values(conn, head) == framer_values(reference, head)  # maybe mid-value, mid-skip, or a queue
+    start = len(head)
+    values, end = conn.decode_lines(head + data, limit, start)
+    if not values:
+        assert end == start
+    else:
+        assert start < end <= len(head) + len(data) and (head + data)[end - 1 : end] == b"\n"
+        assert len(values) <= limit
+        assert [ClientConnection._parse(value) for value in values] == framer_values(reference, data[: end - start])
+        data = data[end - start :]
+    # Whatever was not taken reads as it would have without decode_lines.
+    assert framer_values(conn, data + b"\n") == framer_values(reference, data + b"\n")
+
+
+def test_decode_lines_leaves_queued_replies_first() -> None:
+    """Replies the framer already holds come before any line decoded in one step."""
+    conn = ClientConnection()
+    conn.receive_data(compact([{"jsonrpc": "2.0", "id": 1, "result": 1}, {"jsonrpc": "2.0", "id": 2, "result": 2}]))
+    first = conn.next_event()
+    assert first is not None and first.id == 1  # the second member is queued
+    assert conn.decode_lines(LINE, 1024) == ([], 0)
+    assert conn.decode_lines(LINE + LINE, 1024) == ([], 0)
