@@ -131,10 +131,17 @@ def _unmatched(text: bytes, not_kept: bytes, rounds: int) -> bytes | None:
     ``{}`` pairs: at least one and at most two levels of nesting.
     """
     kept = text.translate(None, not_kept)
+    if b"\\" in kept:
+        return None
+    return _pairs_removed(kept, rounds)
+
+
+def _pairs_removed(kept: bytes, rounds: int) -> bytes | None:
+    """``_unmatched`` once only brackets and quotes are left in ``kept``."""
     # Speed: ``kept.replace(b'""', b"")`` then "no quote left" is the same test as
     # counting (both pair quotes left to right without overlap), and then removing
     # every quote gives the same bytes; replace cost twice as much on quote-heavy text.
-    if b"\\" in kept or kept.count(b'""') * 2 != kept.count(b'"'):
+    if kept.count(b'""') * 2 != kept.count(b'"'):
         return None
     brackets = kept.translate(None, b'"')
     for _ in range(rounds):
@@ -183,7 +190,7 @@ def unclosed(text: bytes, rounds: int) -> bytes | None:
         if last + 1 < len(kept):
             return None  # a bracket in that string, or a stray quote before a bracket
         kept = kept[:last]
-    rest = _unmatched(kept, _NOT_STRUCTURE, rounds)
+    rest = _pairs_removed(kept, rounds)  # kept holds only brackets and quotes already
     if rest is None:
         return None
     return rest + b'"' if open_string else rest

@@ -190,15 +190,23 @@ class ScanEveryRead(JsonStreamFramer):
         return self._scan_value()
 
 
+# Strings long enough that whole reads fall inside them (the framer's long-string path).
+long_strings = st.text(alphabet='"\\[]{}/ :,ab\u00e9\n', min_size=30, max_size=300)
+long_string_values = st.one_of(
+    st.lists(st.one_of(long_strings, tricky_values), min_size=1, max_size=4),
+    st.dictionaries(tricky_strings, st.one_of(long_strings, tricky_values), min_size=1, max_size=4),
+)
+
+
 @st.composite
-def damaged_streams(draw: st.DrawFn) -> bytes:
+def damaged_streams(draw: st.DrawFn, values: st.SearchStrategy[Any] = containers) -> bytes:
     """Values with bytes inserted, dropped or replaced, as a broken peer sends them.
 
     Brackets are never added or dropped (a closing one may become the wrong kind):
     each value still ends with the bracket that closes it, so the peer then waits.
     """
     pieces = []
-    for value, style in draw(st.lists(st.tuples(containers, st.integers(0, 2)), min_size=1, max_size=3)):
+    for value, style in draw(st.lists(st.tuples(values, st.integers(0, 2)), min_size=1, max_size=3)):
         text = bytearray(dump(value, style))
         for _ in range(draw(st.integers(0, 2))):
             at = draw(st.integers(0, len(text) - 1))
@@ -245,6 +253,90 @@ def test_a_peer_that_stops_after_a_broken_value_gets_every_answer(stream: bytes,
         due += then
         assert got == due[: len(got)], (chunks, got, due)
     assert got == due, (chunks, got, due)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=damaged_streams(long_string_values), data=st.data())
+def test_long_strings_in_many_reads_give_the_events_of_scanning_every_read(stream: bytes, data: st.DataObject) -> None:
+    # The long-string path (a few memchr per read) against scanning every read, with
+    # escapes, quotes and newlines cut across reads, and stray or missing quotes.
+    chunks = data.draw(chunkings(stream, max_chunks=200))
+    lazy, eager = events_per_read(JsonStreamFramer, chunks), events_per_read(ScanEveryRead, chunks)
+    got: list[Any] = []
+    due: list[Any] = []
+    for now, then in zip(lazy, eager, strict=True):
+        got += now
+        due += then
+        assert got == due[: len(got)], (chunks, got, due)
+    assert got == due, (chunks, got, due)
+
+
+def long_string_framer() -> JsonStreamFramer:
+    return JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+
+
+def test_a_long_string_in_many_reads_is_not_scanned_read_by_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = 0
+    real = JsonStreamFramer._scan_value
+
+    def counting(self: JsonStreamFramer) -> Any:
+        nonlocal scans
+        scans += 1
+        return real(self)
+
+    monkeypatch.setattr(JsonStreamFramer, "_scan_value", counting)
+    value = {"jsonrpc": "2.0", "method": "echo", "params": ["x" * 200_000 + '\\"quoted\\"'], "id": 1}
+    text = json.dumps(value).encode() + b"\n"
+    framer = long_string_framer()
+    events = []
+    for start in range(0, len(text), 1024):
+        framer.feed(text[start : start + 1024])
+        events += [e for e in iter(framer.next_event, None)]
+    assert events == [Message(value)]
+    assert scans <= 3, scans  # ~200 reads: the scanner caught up once, not once per read
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        # An escape cut in two: the backslash ends one read, the quote starts the next.
+        ([b"a\\", b'"b"]'], Message(["x" * 3000 + 'a"b'])),
+        # A raw newline inside the string: an error, and the next line is read afresh.
+        ([b"a\nb", b'"]\n[1]\n'], FrameError(-32700, "Parse error: raw newline inside a string")),
+    ],
+)
+def test_the_read_that_ends_a_long_string_goes_the_usual_way(tail: list[bytes], expected: Any) -> None:
+    framer = long_string_framer()
+    framer.feed(b'["' + b"x" * 1000)
+    assert framer.next_event() is None
+    for _ in range(2):
+        framer.feed(b"x" * 1000)
+        assert framer.next_event() is None
+    assert framer._in_long_string
+    events = []
+    for piece in tail:
+        framer.feed(piece)
+        events += [e for e in iter(framer.next_event, None)]
+    assert events[0] == expected
+    if isinstance(expected, FrameError):  # the rest of the broken value earns its own error
+        assert events[1:] == [FrameError(-32700, "Parse error: no JSON value starts with this byte"), Message([1])]
+
+
+def test_a_long_string_cut_by_the_end_of_stream_or_the_size_limit() -> None:
+    framer = long_string_framer()
+    for _ in range(4):
+        framer.feed(b'["' if framer.buffered == 0 else b"x" * 1000)
+        assert framer.next_event() is None
+    framer.feed(b"")
+    event = framer.next_event()
+    assert isinstance(event, FrameError) and "end of stream" in event.message
+    small = JsonStreamFramer(JsonCodec().loads, max_message_size=5000, max_depth=64)
+    small.feed(b'["')
+    events = []
+    for _ in range(10):
+        small.feed(b"x" * 1000)
+        events += [e for e in iter(small.next_event, None)]
+    assert events == [FrameError(-32600, "Invalid Request: message too large (limit 5000 bytes)", True)]
 
 
 @pytest.mark.parametrize(
