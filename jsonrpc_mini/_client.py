@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ._batch import BatchBuilder
-from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params
+from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
@@ -32,6 +32,8 @@ log = logging.getLogger("jsonrpc_mini")
 
 # A waiting follower re-checks this often, so a lost wake-up can never stall it.
 _POLL = 0.5
+# At most this many reply lines of one read are decoded together.
+_LINES = 64
 
 
 class _Waiter:
@@ -146,10 +148,14 @@ class _Link:
                     waiter.waiting = True
                     signal = waiter.wait_signal()  # under the lock: a reply cannot slip past it
             if lead:
+                handed_back = False
                 try:
-                    self._read_until(waiter, deadline)
+                    handed_back = self._read_until(waiter, deadline)
                 finally:
-                    self._release_reader()
+                    if not handed_back:
+                        self._release_reader()
+                if waiter.done:  # filled by this thread: no lock round needed to see it
+                    return
             else:
                 pause = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
                 # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
@@ -163,25 +169,41 @@ class _Link:
                     waiter.done = True
                 raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
 
-    def _read_until(self, waiter: _Waiter, deadline: float | None) -> None:
+    def _read_until(self, waiter: _Waiter, deadline: float | None) -> bool:
+        """Read replies until ``waiter`` is done or ``deadline`` passes (the reader's turn held).
+
+        True if the turn was handed back here, together with storing the reply that
+        completed ``waiter`` (one lock round for both); otherwise the caller hands it back.
+        """
         proto = self.proto
         while not waiter.done:
             timeout = None
             if deadline is not None:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
-                    return
+                    return False
             try:
                 data = self.transport.recv(RECV_SIZE, timeout)
             except TimeoutError:
-                return
+                return False
             except OSError as exc:
                 self.fail_all(f"connection lost: {exc}")
-                return
-            reply = proto.receive_reply(data)
-            if reply is not None:  # the usual case: the read held exactly one reply
-                self._settle_one(reply)
+                return False
+            # The usual read: whole compact reply lines (one for a lone caller, several
+            # for threads sharing the client), decoded in one step by the core. What
+            # it does not take (part of a line, a value over many reads) goes to the
+            # framer, after the lines before it.
+            start = 0
+            while start < len(data):
+                values, end = proto.decode_lines(data, _LINES, start)
+                if not values:
+                    break
+                if self._settle_lines(values, data, start, waiter if end == len(data) else None):
+                    return True
+                start = end
+            if data and start == len(data):
                 continue
+            proto.receive_data(data[start:] if start else data)
             error = None
             if data and proto.in_message:
                 error = feed_ready(self.transport, proto.receive_data, proto.max_message_size)
@@ -191,18 +213,66 @@ class _Link:
             self._deliver_all(events)
             if error is not None:  # after delivering what arrived before it
                 self.fail_all(f"connection lost: {error}")
-                return
+                return False
             if not data:
                 self.fail_all("connection closed by the server")
-                return
+                return False
+        return False
+
+    def _settle_lines(self, values: list[Any], data: bytes, start: int, waiter: _Waiter | None) -> bool:
+        """Settle the calls of the reply lines from ``data[start:]`` the core decoded as ``values``.
+
+        In order. Plain success replies are stored straight from their JSON objects
+        (no reply objects; ``success_id``), consecutive ones in one lock round. Any
+        other line goes through the core on its own (``receive_reply``: its checks,
+        errors and violations). If ``waiter`` is given and the lines complete it, the
+        reader's turn is handed back in the last lock round and True is returned.
+        """
+        results: list[tuple[Id, Any]] = []
+        lines: list[bytes] | None = None
+        for index, value in enumerate(values):
+            id_ = success_id(value)
+            if id_ is not None:
+                results.append((id_, value["result"]))
+                continue
+            self._settle_results(results, None)
+            results = []
+            if lines is None:
+                lines = data[start:].split(b"\n", len(values))
+            reply = self.proto.receive_reply(lines[index] + b"\n")
+            self._deliver_all([reply] if reply is not None else list(iter(self.proto.next_event, None)))
+        return self._settle_results(results, waiter)
+
+    def _settle_results(self, results: list[tuple[Id, Any]], waiter: _Waiter | None) -> bool:
+        """Store ``(id, result)`` pairs; if that completes ``waiter``, also hand back the reader's turn."""
+        if not results and waiter is None:
+            return False
+        with self.lock:
+            settled = [filled for id_, result in results if (filled := self._fill_result(id_, result)) is not None]
+            handing_back = waiter is not None and waiter.done
+            if handing_back:
+                self.reading = False
+                follower = self._follower()
+        for other in settled:
+            if other is not waiter:
+                other.wake()
+        if handing_back and follower is not None:
+            follower.wake()
+        return handing_back
 
     def _release_reader(self) -> None:
         with self.lock:
             self.reading = False
-            for other in self.pending.values():
-                if other.waiting and not other.done:
-                    other.wake()  # promote a waiting caller to reader
-                    break
+            follower = self._follower()
+        if follower is not None:
+            follower.wake()
+
+    def _follower(self) -> _Waiter | None:
+        """A caller waiting for another thread to read, to promote to reader (lock held)."""
+        for other in self.pending.values():
+            if other.waiting and not other.done:
+                return other
+        return None
 
     def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
         if isinstance(event, Closed):
@@ -242,15 +312,24 @@ class _Link:
 
     def _fill(self, reply: Response | ErrorResponse) -> _Waiter | None:
         """Store ``reply`` in its waiter (lock held); None if nobody waits for it any more."""
+        if isinstance(reply, Response):
+            return self._fill_result(reply.id, reply.result)
         waiter = self.pending.pop(reply.id, None)
         if waiter is None:
             log.debug("dropping reply for unknown or timed-out id %r", reply.id)
             return None
-        if isinstance(reply, Response):
-            waiter.result = reply.result
-        else:
-            err = reply.error
-            waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
+        err = reply.error
+        waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
+        waiter.done = True
+        return waiter
+
+    def _fill_result(self, id_: Id, result: Any) -> _Waiter | None:
+        """Store a call's result in its waiter (lock held); None if nobody waits for it any more."""
+        waiter = self.pending.pop(id_, None)
+        if waiter is None:
+            log.debug("dropping reply for unknown or timed-out id %r", id_)
+            return None
+        waiter.result = result
         waiter.done = True
         return waiter
 

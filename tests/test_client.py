@@ -535,6 +535,63 @@ def test_replies_in_another_order_are_matched_by_id() -> None:
     assert not fake.errors
 
 
+def test_many_reply_lines_in_one_read_reach_their_calls() -> None:
+    # The reader decodes a read's whole lines at once: successes, an error reply, a
+    # reply for nobody, and a line cut by the end of the read (finished by the next).
+    calls = 4
+
+    def script(peer: Peer) -> None:
+        reqs = {r["params"][0]: r for r in (peer.json_line() for _ in range(calls))}
+        error = {"jsonrpc": "2.0", "id": reqs[0]["id"], "error": {"code": -32601, "message": "no"}}
+        cut = _reply(reqs[1]["id"], [1])
+        first = _reply(reqs[3]["id"], [3]) + b"\n" + json.dumps(error).encode() + b"\n"
+        peer.sendall(first + _reply(999, "nobody") + b"\n" + cut[:10])
+        time.sleep(0.05)  # let the reader take what came so far
+        peer.sendall(cut[10:] + b"\n" + _reply(reqs[2]["id"], [2]) + b"\n")
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        outcomes: dict[int, Any] = {}
+        threads = [
+            start_thread(lambda n=n: outcomes.__setitem__(n, _outcome(lambda: c.ident(n)))) for n in range(calls)
+        ]
+        for t in threads:
+            t.join(WAIT)
+        assert isinstance(outcomes.pop(0), MethodNotFound)
+        assert outcomes == {n: [n] for n in (1, 2, 3)}
+        c.notify("bye")
+    assert not fake.errors
+
+
+@pytest.mark.parametrize("stray_first", [True, False])
+def test_reply_lines_of_one_read_are_taken_in_order(stray_first: bool) -> None:
+    # An error with id null goes to the only pending call, so order matters. Read
+    # before a's reply, it finds two calls pending and is ignored (b gets its reply);
+    # read after, it fails b, the only call left (b's reply then finds nobody).
+    def script(peer: Peer) -> None:
+        reqs = {r["method"]: r for r in (peer.json_line(), peer.json_line())}
+        stray = b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}\n'
+        a = _reply(reqs["a"]["id"], "A") + b"\n"
+        peer.sendall(stray + a if stray_first else a + stray)
+        time.sleep(0.05)
+        peer.sendall(_reply(reqs["b"]["id"], "B") + b"\n")
+        peer.until(b"\n")
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+        outcomes: dict[str, Any] = {}
+        threads = [start_thread(lambda m=m: outcomes.__setitem__(m, _outcome(lambda: c.call(m)))) for m in "ab"]
+        for t in threads:
+            t.join(WAIT)
+        assert outcomes.pop("a") == "A"
+        b = outcomes.pop("b")
+        if stray_first:
+            assert b == "B"
+        else:
+            assert isinstance(b, RPCError) and b.code == -32700 and b.method == "b", b
+        c.notify("bye")
+    assert not fake.errors
+
+
 def test_a_batch_reply_array_in_any_order() -> None:
     def script(peer: Peer) -> None:
         batch = peer.json_line()
