@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._aio_conn import ServerProtocol
+    from ._aio_calls import CallingProtocol
     from ._codec import Notification, Request
 
     Message = Request | Notification
@@ -60,12 +60,12 @@ class CallRunner:
         self._wake: asyncio.Future[None] | None = None  # set while the runner waits for calls
         # (connection, the call's message, its coroutine); with the message None the
         # coroutine's return value is the reply itself (batches, awaiting odd results).
-        self._queue: deque[tuple[ServerProtocol, Message | None, Work]] = deque()
-        self._later: list[ServerProtocol] = []  # connections to pump once the queue is empty
+        self._queue: deque[tuple[CallingProtocol, Message | None, Work]] = deque()
+        self._later: list[CallingProtocol] = []  # connections to pump once the queue is empty
         self._looping = False  # a runner is taking queued calls right now
         self.task: asyncio.Task[None] | None = None  # the runner taking queued calls
 
-    def submit(self, conn: ServerProtocol, message: Message | None, work: Work) -> None:
+    def submit(self, conn: CallingProtocol, message: Message | None, work: Work) -> None:
         """Run ``work`` soon; ``conn.finish_call`` or ``conn.finish_error`` gets its outcome."""
         self._queue.append((conn, message, work))
         if self.task is None:
@@ -78,7 +78,7 @@ class CallRunner:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    def later(self, conn: ServerProtocol) -> bool:
+    def later(self, conn: CallingProtocol) -> bool:
         """Pump ``conn`` once the queued calls have run; False if no runner is running them now.
 
         Speed: a connection held back by its call limit would otherwise be pumped
@@ -158,7 +158,7 @@ class CallRunner:
 
     async def _stay_with(
         self,
-        conn: ServerProtocol,
+        conn: CallingProtocol,
         message: Message | None,
         work: Work,
         waiting: Any,
@@ -246,15 +246,15 @@ class PoolCalls:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.inflight: set[concurrent.futures.Future[Any]] = set()
-        self._finished: deque[tuple[ServerProtocol, Message, concurrent.futures.Future[Any]]] = deque()
+        self._finished: deque[tuple[CallingProtocol, Message, concurrent.futures.Future[Any]]] = deque()
         self._wake_pending = False
 
-    def submit(self, conn: ServerProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
+    def submit(self, conn: CallingProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
         """Follow ``future``, a call of ``message`` running in the pool; ``conn.finish_pooled`` gets it."""
         self.inflight.add(future)
         future.add_done_callback(lambda done: self._done(conn, message, done))
 
-    def _done(self, conn: ServerProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
+    def _done(self, conn: CallingProtocol, message: Message, future: concurrent.futures.Future[Any]) -> None:
         # In a worker thread (or the loop's, if the call finished before submit returned).
         self._finished.append((conn, message, future))
         if not self._wake_pending:

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-from ._aio_conn import NOT_AWAITABLE, ServerProtocol
+from ._aio_calls import NOT_AWAITABLE
+from ._aio_conn import ServerProtocol
 from ._aio_runner import CallRunner, PoolCalls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
 from ._dispatch import Prepared, Registry, outcome_response

@@ -1,0 +1,192 @@
+"""The call part of a connection served by the asyncio server: running calls and answering them.
+
+``ServerProtocol`` (``_aio_conn``) reads bytes and takes calls from the sans-IO
+core while below the limits; each call it takes comes here. An ``async def``
+handler's coroutine goes to the server's call runner (``_aio_runner``), a plain
+handler to the thread pool or (``run_sync_in_thread=False``) runs inline, a batch
+runs its members concurrently. However a call ends, its reply is written and the
+connection's and the server's call counts go down (``_ended``), which may let
+the connection read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import types
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ._aio_timeouts import TimedProtocol
+from ._codec import ErrorResponse, Notification, Request
+from ._dispatch import Prepared, outcome_response
+from ._errors import RPCError
+from ._protocol import Batch, ServerConnection
+
+if TYPE_CHECKING:
+    from ._aio_runner import CallRunner
+    from ._aio_server import Outcome, RPCServer
+
+__all__ = ["NOT_AWAITABLE", "CallingProtocol"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
+NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
+
+
+class CallingProtocol(TimedProtocol):
+    """The call part of ``ServerProtocol``, and what the call runner needs of a connection.
+
+    ``ServerProtocol`` sets the attributes below and provides ``_write()``,
+    ``pump()`` and ``repump_now()``.
+    """
+
+    # Slots: the attributes assigned through this type, here and by the runner
+    # (the rest are ServerProtocol's).
+    __slots__ = ("_last", "busy", "repump")
+
+    busy: int  # calls of this connection running now (a batch counts as one)
+    tasks: set[asyncio.Task[None]]  # runner tasks staying with a call that waits
+    repump: bool  # the runner pumps this connection once its queue is empty
+    _srv: RPCServer
+    _proto: ServerConnection
+    _runner: CallRunner
+    _dumps: Callable[[Any], bytes]  # the server codec's dumps
+    _limit: int  # max_concurrent_calls
+    _debug: bool
+    _draining: bool
+    _read_paused: bool
+
+    def _write(self, data: bytes) -> None:
+        """Send ``data`` (with other replies of this loop iteration)."""
+        raise NotImplementedError
+
+    def pump(self) -> None:
+        """Take calls from the core again (after a call ended while reading was held back)."""
+        raise NotImplementedError
+
+    def repump_now(self) -> None:
+        """The runner's deferred pump (see ``CallRunner.later``)."""
+        raise NotImplementedError
+
+    def _call(self, message: Request | Notification) -> None:
+        srv = self._srv
+        if self._draining and type(message) is Request:
+            self._write(self._proto.encode(srv.refusal(message)))
+            return
+        try:
+            function, args, kwargs = srv.resolve(message.method, message.params)
+        except RPCError as exc:
+            self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+            return
+        is_async = srv._is_async.get(function)
+        if is_async is None:
+            is_async = srv._handler_is_async(function)
+        if is_async:
+            try:
+                work = function(*args, **kwargs)
+            except Exception as exc:  # e.g. a wrapper that checks its arguments first
+                self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+                return
+            self.busy += 1
+            srv.total_busy += 1
+            if type(work) is types.CoroutineType:
+                # Speed: the runner drives the handler's own coroutine (no wrapper coroutine).
+                self._runner.submit(self, message, work)
+            else:  # some other awaitable: a coroutine awaits it and builds the reply
+                self._runner.submit(self, None, srv.await_result(message, work))
+        elif srv.run_sync_in_thread:
+            self.busy += 1
+            srv.total_busy += 1
+            srv.pool(self._loop).submit(self, message, srv.executor().submit(function, *args, **kwargs))
+        else:
+            reply = srv.execute_now(message, function, args, kwargs)
+            if isinstance(reply, Coroutine):
+                self._spawn(reply)
+            else:
+                self._finish_reply(reply)
+
+    def _finish_reply(self, reply: Outcome) -> None:
+        if reply is not None:
+            self._write(self._proto.encode(reply))
+
+    def _spawn(self, work: Coroutine[Any, Any, Outcome]) -> None:
+        self.busy += 1
+        self._srv.total_busy += 1
+        self._runner.submit(self, None, work)
+
+    def finish_pooled(self, message: Request | Notification, future: concurrent.futures.Future[Any]) -> None:
+        """A call run in the thread pool ended: answer it (an awaitable result is awaited first)."""
+        reply = self._srv.pooled_outcome(message, future)
+        if isinstance(reply, Coroutine):
+            self._runner.submit(self, None, reply)  # still busy: the runner ends it
+        else:
+            self.finish(reply)
+
+    def finish_call(self, message: Request | Notification | None, result: Any) -> None:
+        """A call's coroutine returned ``result`` (with ``message`` None: the reply itself)."""
+        if message is None:
+            self.finish(result)
+            return
+        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            self._runner.submit(self, None, self._srv.await_result(message, result))  # still busy
+            return
+        if type(message) is Request:
+            # Speed: a success reply is encoded without building a Response and, framed
+            # by newlines, without encode_result's layers (same bytes: a test compares them).
+            if self._proto.framing == "newline":
+                try:
+                    data = self._dumps({"jsonrpc": "2.0", "id": message.id, "result": result}) + b"\n"
+                except (TypeError, ValueError, RecursionError):  # not JSON: encode_result makes the -32603
+                    data = self._proto.encode_result(message.id, result)
+            else:
+                data = self._proto.encode_result(message.id, result)
+            self._write(data)
+        self._ended()
+
+    def finish_error(self, message: Request | Notification | None, exc: Exception) -> None:
+        """A call's coroutine raised ``exc``."""
+        if message is None:  # pragma: no cover - the driver's own coroutines turn errors into replies
+            log.error("call failed", exc_info=exc)
+            self.finish(None)
+            return
+        self.finish(outcome_response(message, exc=exc, debug=self._debug))
+
+    def finish(self, reply: Outcome) -> None:
+        """A call of this connection ended (``reply`` None: nothing to send)."""
+        if reply is not None:
+            self._write(self._proto.encode(reply))
+        self._ended()
+
+    def _ended(self) -> None:
+        self.busy -= 1
+        if not self.busy:  # idle from now on (while busy it is not idle anyway)
+            self._last = self._loop.time()
+        srv = self._srv
+        srv.total_busy -= 1
+        if srv._blocked:
+            srv._unblock()
+        # Otherwise nothing waits on this call; the runner pumps after its queue if it runs.
+        if (self._read_paused or self._input_done) and not self._runner.later(self):
+            self.pump()
+
+    async def _run_batch(self, batch: Batch) -> None:  # its reply is written here: returns None
+        srv = self._srv
+        gate = asyncio.Semaphore(self._limit)
+
+        async def member(item: Request | Notification | ErrorResponse) -> Outcome:
+            if isinstance(item, ErrorResponse):
+                return item
+            prepared = srv.prepare_or_reply(item, self._draining)
+            if not isinstance(prepared, Prepared):
+                return prepared
+            async with gate:
+                return await srv.execute(prepared)
+
+        replies = await asyncio.gather(*(member(item) for item in batch.items))
+        data = self._proto.encode_batch(replies)
+        if data is not None:
+            self._write(data)
