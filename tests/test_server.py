@@ -327,10 +327,15 @@ def test_no_thread_of_the_server_is_alive_when_shutdown_returns(slow: str, monke
     assert not alive, f"threads still running after shutdown(): {alive}"
 
 
-def test_shutdown_answers_requests_received_behind_a_running_call(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("first_call", [False, True])
+def test_shutdown_answers_requests_received_behind_a_running_call(
+    monkeypatch: pytest.MonkeyPatch, first_call: bool
+) -> None:
     # Requests sent together run one after another; between two of them no call is
     # running for a moment (made long here): shutdown() must not close the
-    # connection then, and each request still gets its answer.
+    # connection then, and each request still gets its answer. The first read of a
+    # connection goes to the framer (framing not known yet); later ones holding
+    # whole lines are decoded together and queued (Session._queued).
     release, started = threading.Event(), threading.Event()
     s = RPCServer()
 
@@ -352,6 +357,9 @@ def test_shutdown_answers_requests_received_behind_a_running_call(monkeypatch: p
     monkeypatch.setattr(watch_module, "_GRACE", 30.0)  # no other thread takes the requests meanwhile
     host, port = s.start("127.0.0.1", 0)  # type: ignore[misc]
     sock = raw_connect((host, port))
+    if first_call:
+        sock.sendall(request("add", [1, 1], id_="first"))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "first", "result": 2}
     sock.sendall(request("slow", id_="s") + b"".join(request("add", [i, 1], id_=i) for i in range(3)))
     assert started.wait(WAIT)
     stopper = threading.Thread(target=s.shutdown)
@@ -363,6 +371,34 @@ def test_shutdown_answers_requests_received_behind_a_running_call(monkeypatch: p
     sock.close()
     assert replies[0] == {"jsonrpc": "2.0", "id": "s", "result": "done"}
     assert [(r["id"], r["error"]["code"]) for r in replies[1:]] == [(0, -32000), (1, -32000), (2, -32000)]
+
+
+def test_a_read_of_many_request_lines_then_a_batch_and_a_cut_line() -> None:
+    # After the first call (framing known), a read holding whole request lines is
+    # decoded in one step and its calls queued; what follows (a batch, an invalid
+    # request, a line cut by the end of the read) goes to the framer, in order.
+    noted: list[int] = []
+    s = RPCServer()
+    s.register_function(add)
+    s.register_function(noted.append, "note")
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("add", [0, 0], id_=0))
+        assert sock.json_line()["result"] == 0
+        burst = b"".join(request("add", [i, 1], id_=i) for i in range(1, 4))
+        notification = json.dumps({"jsonrpc": "2.0", "method": "note", "params": [8]}).encode() + b"\n"
+        batch = json.dumps([{"jsonrpc": "2.0", "method": "add", "params": [5, 5], "id": 5}]).encode() + b"\n"
+        cut = request("add", [6, 1], id_=6)
+        sock.sendall(burst + notification + batch + b'{"id": 9}\n' + cut[:20])
+        time.sleep(0.05)
+        sock.sendall(cut[20:])
+        replies = [sock.json_line() for _ in range(6)]
+        sock.close()
+    singles = {r["id"]: r.get("result", r.get("error", {}).get("code")) for r in replies if isinstance(r, dict)}
+    batches = [r for r in replies if isinstance(r, list)]
+    assert singles == {1: 2, 2: 3, 3: 4, 9: -32600, 6: 7}
+    assert batches == [[{"jsonrpc": "2.0", "id": 5, "result": 10}]]
+    assert noted == [8]
 
 
 def test_shutdown_of_a_server_never_started_is_harmless() -> None:
