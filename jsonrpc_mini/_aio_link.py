@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import Any, cast
 
 from ._aio_buffer import read_buffer
-from ._codec import ErrorResponse, Id, Params, Response
+from ._codec import ErrorResponse, Id, Params, Response, success_id
 from ._errors import ConnectionLost, RPCTimeout, error_from_response
 from ._protocol import ClientConnection, Closed, Violation
 
@@ -149,22 +149,21 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         """Settle the calls of whole reply lines ``data[start:]`` decoded at once as ``values``.
 
         The core proved that ``values`` are what the framer would read from the
-        lines. A plain success reply settles its call here (the checks are
-        ``parse_response``'s shortcut); any other line goes to the core on its own
-        (``receive_reply``: its checks, errors and violations), in order.
+        lines. A plain success reply (``success_id``) settles its call here; any
+        other line goes to the core on its own (``receive_reply``: its checks,
+        errors and violations), in order.
         """
         pending = self.pending
         lines: list[bytes] | None = None
         for index, value in enumerate(values):
-            if type(value) is dict and "result" in value and "error" not in value and "method" not in value:
-                id_ = value.get("id")
-                if (type(id_) is int or type(id_) is str) and value.get("jsonrpc") == "2.0":
-                    future = pending.pop(id_, None)
-                    if future is None:
-                        log.debug("dropping reply for unknown or timed-out id %r", id_)
-                    elif not future.done():  # (done: the caller gave up; drop the late reply)
-                        future.set_result(value["result"])
-                    continue
+            id_ = success_id(value)
+            if id_ is not None:
+                future = pending.pop(id_, None)
+                if future is None:
+                    log.debug("dropping reply for unknown or timed-out id %r", id_)
+                elif not future.done():  # (done: the caller gave up; drop the late reply)
+                    future.set_result(value["result"])
+                continue
             if lines is None:
                 lines = data[start:].split(b"\n", len(values))
             reply = self.proto.receive_reply(lines[index] + b"\n")
