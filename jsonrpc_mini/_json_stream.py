@@ -51,6 +51,8 @@ _MAY_END: Final = frozenset(b"]} \t\r")  # bytes a value received whole may end 
 _UNCLOSED_ROUNDS: Final = 16
 _UNCLOSED_MAX: Final = 64
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
+_LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a space
+_CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
 
 # Speed: the scanner handles one token per Python iteration, ~50x slower than the
 # decoder on structure-heavy values (arrays of small objects). These patterns let it
@@ -240,6 +242,7 @@ class JsonStreamFramer(BufferedReader):
                 if (
                     start > self._pos
                     and self._unclosed[-1:] == b'"'
+                    and len(buf) - self._pos <= _CATCH_UP
                     and buf.find(b'"', start) < 0
                     and buf.find(b"\n", start) < 0
                 ):
@@ -248,6 +251,8 @@ class JsonStreamFramer(BufferedReader):
                     # surely one (a stray quote would have made ``_unclosed`` see a string
                     # where there is none), and then reads that only continue it take
                     # the few memchr at the top of next_event (``_in_long_string``).
+                    # Only if it is not far behind: token by token, catching up with a
+                    # large structure-heavy start of the value costs more than it saves.
                     event = self._scan_value()
                     self._in_long_string = event is None and self._in_string and self._pos == len(self._buf)
                     return event
@@ -307,12 +312,15 @@ class JsonStreamFramer(BufferedReader):
         return _OPENS_AFTER_VALUE.search(kinds) is not None
 
     def _kind_before(self, pos: int) -> bytes:
-        """The kind (see ``_KINDS``) of the last non-space byte before ``pos`` (looked for nearby)."""
-        buf = self._buf
-        for i in range(pos - 1, max(self._start, pos - 32) - 1, -1):
-            if buf[i] not in _SPACE:
-                return bytes((buf[i],)).translate(_KINDS)
-        return b","  # only spaces nearby: nothing to compare with
+        """The kind (see ``_KINDS``) of the last non-space byte before ``pos`` (looked for nearby).
+
+        If only spaces are nearby, the kind of a value: an opening bracket next then
+        makes ``_opens_after_a_value`` call the scanner, which decides exactly. (The
+        kind of a comma would let a value that lost its closing bracket, spaces and
+        the next request look fine, and that peer would never be answered.)
+        """
+        text = self._buf[max(self._start, pos - _LOOK_BACK) : pos].rstrip(_WHITESPACE)
+        return bytes(text[-1:]).translate(_KINDS) if text else b"a"
 
     def _read_line(self) -> Event | None:
         buf = self._buf

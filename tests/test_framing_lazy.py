@@ -296,6 +296,33 @@ def test_a_long_string_in_many_reads_is_not_scanned_read_by_read(monkeypatch: py
     assert scans <= 3, scans  # ~200 reads: the scanner caught up once, not once per read
 
 
+def test_a_long_string_after_a_large_start_does_not_make_the_scanner_walk_that_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Catching up token by token with 200 KB of small objects would cost more than
+    # the long string's cheap reads save: the scanner stays where it is.
+    walked = 0
+    real = JsonStreamFramer._scan_value
+
+    def counting(self: JsonStreamFramer) -> Any:
+        nonlocal walked
+        before = self._pos
+        event = real(self)
+        walked += max(0, self._pos - before)
+        return event
+
+    monkeypatch.setattr(JsonStreamFramer, "_scan_value", counting)
+    value = [[{"id": i, "tags": ["a", "b"]} for i in range(8000)], "x" * 100_000]
+    text = json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    framer = long_string_framer()
+    events = []
+    for start in range(0, len(text), 4096):
+        framer.feed(text[start : start + 4096])
+        events += [e for e in iter(framer.next_event, None)]
+    assert events == [Message(value)]
+    assert walked < 70_000, walked  # at most the catch-up bound, not the 200 KB start
+
+
 @pytest.mark.parametrize(
     ("tail", "expected"),
     [
@@ -349,6 +376,15 @@ def test_a_long_string_cut_by_the_end_of_stream_or_the_size_limit() -> None:
         # A value lost its closing bracket, the next one follows: every pair still matches.
         ([b'{"jsonrpc":"2.0","method":"a","id":1{"jsonrpc":"2.0","method":"b","id":2}'], "missing ','"),
         ([b'{"jsonrpc":"2.0","method":"a","id":1', b' {"jsonrpc":"2.0","method":"b","id":2}'], "missing ','"),
+        # The same after many spaces, the scanner having read the first read (a bracket in a string).
+        (
+            [b'{"jsonrpc":"2.0","method":"[x]","id":1' + b" " * 40, b'{"jsonrpc":"2.0","method":"b","id":2}'],
+            "missing ','",
+        ),
+        (
+            [b'{"jsonrpc":"2.0","method":"[x]","id":1' + b" " * 5000, b'{"jsonrpc":"2.0","method":"b","id":2}'],
+            "missing ','",
+        ),
     ],
 )
 def test_a_broken_value_sent_without_a_newline_is_answered_when_its_last_byte_comes(
