@@ -23,6 +23,7 @@ from ._frames import (
 __all__ = ["MAX_HEADER_SIZE", "ContentLengthFramer"]
 
 _HEADER_END: Final = b"\r\n\r\n"
+_WHITESPACE: Final = b" \t\r\n"
 MAX_HEADER_SIZE: Final = 8192
 
 
@@ -73,6 +74,11 @@ class ContentLengthFramer(BufferedReader):
         if len(buf) - self._start < self._body_len:
             return self._at_eof()
         body_end = self._start + self._body_len
+        if self._body_len > self._max_size and buf[body_end - 1] not in _WHITESPACE:
+            # The limit is on the JSON text, as with newline framing: a body may be one
+            # byte longer when that byte is the whitespace after the text (the newline
+            # that ends all we write, counted in our Content-Length).
+            return self._too_large()
         body = slice_bytes(buf, self._start, body_end)
         self._body_len = -1
         self._reset(body_end)
@@ -101,7 +107,7 @@ class ContentLengthFramer(BufferedReader):
             length = int(text)
         if length is None:
             return self._fail("Parse error: missing Content-Length header")
-        if length > self._max_size:
+        if length > self._max_size + 1:  # one byte more: see next_event
             return self._too_large()
         return length
 

@@ -295,6 +295,22 @@ def test_message_at_the_size_limit_passes_and_one_byte_more_is_fatal() -> None:
     assert "message too large" in events[1].message
 
 
+def test_content_length_limit_is_on_the_json_text_as_with_newlines() -> None:
+    # What we write with a header ends with a counted newline: a JSON text of exactly
+    # the limit is accepted in both framings; one byte more, or a body whose extra
+    # byte is not whitespace, is the fatal "too large".
+    limit = 20
+    exact = b'{"a":"' + b"x" * (limit - 8) + b'"}'
+    assert (
+        values(every_split(encode_frame(exact, "content-length") * 2, "content-length", max_size=limit))
+        == [json.loads(exact)] * 2
+    )
+    for body in (exact + b"1", b'{"a":"' + b"x" * (limit - 7) + b'"}', exact + b"\n\n"):
+        frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        events = every_split(frame + encode_frame(b"[1]", "content-length"), "content-length", max_size=limit)
+        assert codes(events) == [(INVALID, True)], body
+
+
 @pytest.mark.parametrize(
     "over",
     [
@@ -591,11 +607,11 @@ def test_content_length_nesting_beyond_max_depth_is_32600_not_fatal() -> None:
 
 def test_content_length_over_the_limit_is_fatal_before_the_body_arrives() -> None:
     framer = new("content-length", max_size=100)
-    framer.feed(b"Content-Length: 101\r\n\r\n")
+    framer.feed(b"Content-Length: 102\r\n\r\n")  # 101 may be the limit and a newline
     (event,) = drain(framer)
     assert (event.code, event.fatal) == (INVALID, True)
     assert "message too large" in event.message
-    framer.feed(b"x" * 101 + cl(b"[1]"))
+    framer.feed(b"x" * 102 + cl(b"[1]"))
     assert drain(framer) == []
     assert framer.buffered == 0
     assert values(every_split(cl(b"[" + b"1" * 98 + b"]"), "content-length", max_size=100)) == [[int("1" * 98)]]
