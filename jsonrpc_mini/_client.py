@@ -198,9 +198,14 @@ class _Link:
                 values, end = proto.decode_lines(data, _LINES, start)
                 if not values:
                     break
-                if self._settle_lines(values, data, start, waiter if end == len(data) else None):
+                if self._settle_lines(values, waiter if end == len(data) else None):
                     return True
                 start = end
+                if len(values) == 1:
+                    # The lines after it did not qualify as a group (an escape or a
+                    # bracket in a string, say): asked again, the core would look at
+                    # up to _LINES of them once per line. The framer reads them.
+                    break
             if data and start == len(data):
                 continue
             proto.receive_data(data[start:] if start else data)
@@ -219,28 +224,24 @@ class _Link:
                 return False
         return False
 
-    def _settle_lines(self, values: list[Any], data: bytes, start: int, waiter: _Waiter | None) -> bool:
-        """Settle the calls of the reply lines from ``data[start:]`` the core decoded as ``values``.
+    def _settle_lines(self, values: list[Any], waiter: _Waiter | None) -> bool:
+        """Settle the calls of the reply lines the core decoded as ``values``, in order.
 
-        In order. Plain success replies are stored straight from their JSON objects
-        (no reply objects; ``success_id``), consecutive ones in one lock round. Any
-        other line goes through the core on its own (``receive_reply``: its checks,
-        errors and violations). If ``waiter`` is given and the lines complete it, the
-        reader's turn is handed back in the last lock round and True is returned.
+        Plain success replies are stored straight from their JSON objects (no reply
+        objects; ``success_id``), consecutive ones in one lock round; anything else
+        is checked by the core (``parse_reply``: errors, violations). If ``waiter``
+        is given and the lines complete it, the reader's turn is handed back in the
+        last lock round and True is returned.
         """
         results: list[tuple[Id, Any]] = []
-        lines: list[bytes] | None = None
-        for index, value in enumerate(values):
+        for value in values:
             id_ = success_id(value)
             if id_ is not None:
                 results.append((id_, value["result"]))
                 continue
             self._settle_results(results, None)
             results = []
-            if lines is None:
-                lines = data[start:].split(b"\n", len(values))
-            reply = self.proto.receive_reply(lines[index] + b"\n")
-            self._deliver_all([reply] if reply is not None else list(iter(self.proto.next_event, None)))
+            self._deliver(self.proto.parse_reply(value))
         return self._settle_results(results, waiter)
 
     def _settle_results(self, results: list[tuple[Id, Any]], waiter: _Waiter | None) -> bool:

@@ -350,7 +350,7 @@ class ClientConnection(_Base):
         if not self._queue:
             value = self._single_line(data)
             if value is not _NOT_ONE:
-                reply = self._parse(value)
+                reply = self.parse_reply(value)
                 if not isinstance(reply, Violation):
                     return reply
         self.receive_data(data)
@@ -401,11 +401,16 @@ class ClientConnection(_Base):
             else:
                 values = event.value if isinstance(event.value, list) and event.value else [event.value]
                 for value in values:
-                    self._queue.append(self._parse(value))
+                    self._queue.append(self.parse_reply(value))
         return self._queue.popleft()
 
     @staticmethod
-    def _parse(value: Any) -> Response | ErrorResponse | Violation:
+    def parse_reply(value: Any) -> Response | ErrorResponse | Violation:
+        """Check one JSON value from the server as a reply: what :meth:`next_event` makes of it.
+
+        For values decoded without the framer (:meth:`decode_lines`). Each member of
+        a batch reply is one such value.
+        """
         reply = parse_response(value)
         if reply is None:
             return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}")

@@ -563,6 +563,44 @@ def test_many_reply_lines_in_one_read_reach_their_calls() -> None:
     assert not fake.errors
 
 
+def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Results holding an escape or a bracket keep the core from decoding lines as a
+    # group; the reader then gives the rest of the read to the framer instead of
+    # asking again for each line (each ask looks at up to 64 lines).
+    asked = 0
+    real = client_module.ClientConnection.decode_lines
+
+    def counting(self: Any, data: bytes, limit: int, start: int = 0) -> Any:
+        nonlocal asked
+        asked += 1
+        return real(self, data, limit, start)
+
+    monkeypatch.setattr(client_module.ClientConnection, "decode_lines", counting)
+
+    class OneRead:
+        def __init__(self, data: bytes) -> None:
+            self.reads = [data]
+
+        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+            return self.reads.pop(0) if self.reads else b""
+
+        def send(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    results = ["a\nb", "[x]", {"k": "}"}]
+    data = b"".join(_reply(i, results[i % 3]) + b"\n" for i in range(1, 301))
+    link = client_module._Link(OneRead(data), client_module.ClientConnection())
+    waiters = [client_module._Waiter(i, "m") for i in range(1, 301)]
+    link.pending.update((w.id, w) for w in waiters)
+    link.reading = True
+    link._read_until(waiters[-1], None)
+    assert [w.result for w in waiters] == [results[i % 3] for i in range(1, 301)]
+    assert asked <= 2, asked
+
+
 @pytest.mark.parametrize("stray_first", [True, False])
 def test_reply_lines_of_one_read_are_taken_in_order(stray_first: bool) -> None:
     # An error with id null goes to the only pending call, so order matters. Read
