@@ -129,8 +129,15 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         while start < size:
             values, after = proto.decode_lines(data, _GROUP, start)
             if values:
-                self._settle_lines(values, data, start)
+                self._settle_lines(values)
                 start = after
+                if len(values) == 1 and start < size:
+                    # The lines after it did not qualify as a group (an escape or a
+                    # bracket in a string, say): asked again, the core would look at
+                    # up to _GROUP of them once per line. The framer reads them.
+                    proto.receive_data(data[start:])
+                    self._drain()
+                    return
                 continue
             end = data.find(b"\n", start) + 1
             if not end:
@@ -145,17 +152,15 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 self._drain()
                 return
 
-    def _settle_lines(self, values: list[Any], data: bytes, start: int) -> None:
-        """Settle the calls of whole reply lines ``data[start:]`` decoded at once as ``values``.
+    def _settle_lines(self, values: list[Any]) -> None:
+        """Settle the calls of whole reply lines the core decoded at once as ``values``, in order.
 
         The core proved that ``values`` are what the framer would read from the
         lines. A plain success reply (``success_id``) settles its call here; any
-        other line goes to the core on its own (``receive_reply``: its checks,
-        errors and violations), in order.
+        other value is checked by the core (``parse_reply``: errors, violations).
         """
         pending = self.pending
-        lines: list[bytes] | None = None
-        for index, value in enumerate(values):
+        for value in values:
             id_ = success_id(value)
             if id_ is not None:
                 future = pending.pop(id_, None)
@@ -164,13 +169,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 elif not future.done():  # (done: the caller gave up; drop the late reply)
                     future.set_result(value["result"])
                 continue
-            if lines is None:
-                lines = data[start:].split(b"\n", len(values))
-            reply = self.proto.receive_reply(lines[index] + b"\n")
-            if reply is not None:
-                self._deliver(reply)
-            else:
-                self._drain()
+            self._deliver(self.proto.parse_reply(value))
 
     def _drain(self) -> None:
         proto = self.proto

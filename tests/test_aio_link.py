@@ -249,6 +249,33 @@ def test_a_read_of_many_replies_is_decoded_at_once() -> None:
     run(main)
 
 
+def test_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results holding an escape or a bracket: the rest of the read goes to the framer, not line by line."""
+    asked: list[int] = []
+    real = ClientConnection.decode_lines
+
+    def counting(self: Any, data: bytes, limit: int, start: int = 0) -> Any:
+        asked.append(start)
+        return real(self, data, limit, start)
+
+    monkeypatch.setattr(ClientConnection, "decode_lines", counting)
+    results = ["a\nb", "[x]", {"k": "}"}]
+
+    async def main() -> None:
+        link = Link(ClientConnection(framing="newline"))
+        link.connection_made(Transport())
+        futures = [link.expect(i, "m", None) for i in range(1, 301)]
+        link.data_received(
+            b"".join(compact({"jsonrpc": "2.0", "id": i, "result": results[i % 3]}) for i in range(1, 301))
+        )
+        assert [f.result() for f in futures] == [results[i % 3] for i in range(1, 301)]
+        assert link.pending == {}
+        link.fail_all("done")
+
+    run(main)
+    assert len(asked) <= 2, len(asked)
+
+
 class Writes(Transport):
     def __init__(self) -> None:
         super().__init__()
