@@ -242,7 +242,6 @@ class JsonStreamFramer(BufferedReader):
                 if (
                     start > self._pos
                     and self._unclosed[-1:] == b'"'
-                    and len(buf) - self._pos <= _CATCH_UP
                     and buf.find(b'"', start) < 0
                     and buf.find(b"\n", start) < 0
                 ):
@@ -251,11 +250,22 @@ class JsonStreamFramer(BufferedReader):
                     # surely one (a stray quote would have made ``_unclosed`` see a string
                     # where there is none), and then reads that only continue it take
                     # the few memchr at the top of next_event (``_in_long_string``).
-                    # Only if it is not far behind: token by token, catching up with a
-                    # large structure-heavy start of the value costs more than it saves.
-                    event = self._scan_value()
-                    self._in_long_string = event is None and self._in_string and self._pos == len(self._buf)
-                    return event
+                    if len(buf) - self._pos <= _CATCH_UP:
+                        event = self._scan_value()
+                        self._in_long_string = event is None and self._in_string and self._pos == len(buf)
+                        return event
+                    # Far behind (token by token, catching up with a large structure-heavy
+                    # start would cost more than it saves): a few memchr more. A closing
+                    # bracket might be a stray quote's doing, so that read goes to _may_close.
+                    if (
+                        buf.find(b"}", start) < 0
+                        and buf.find(b"]", start) < 0
+                        and buf[-1] != _BACKSLASH
+                        and not self._eof
+                        and len(buf) - self._start <= self._max_size
+                    ):
+                        self._checked_to = len(buf)
+                        return None
                 if not self._may_close():
                     return None
         return self._scan_value()

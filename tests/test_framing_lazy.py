@@ -323,6 +323,27 @@ def test_a_long_string_after_a_large_start_does_not_make_the_scanner_walk_that_s
     assert walked < 70_000, walked  # at most the catch-up bound, not the 200 KB start
 
 
+@pytest.mark.parametrize("tail", [b"]}", b"x]}", b'"]}\n'])
+def test_far_behind_a_stray_quote_then_long_reads_is_answered_at_the_closing_bracket(tail: bytes) -> None:
+    # Over _CATCH_UP behind, reads that continue a string are let through with a few
+    # memchr and no scan; a stray quote only looks like a string, so a read with a
+    # closing bracket must still reach the scanner: the same events as scanning.
+    chunks = [b'{"a":[' + b"1," * 40_000 + b'2"', *[b"x" * 2048] * 3, tail]
+
+    def events(cls: type[JsonStreamFramer]) -> list[list[Any]]:
+        framer = cls(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+        out = []
+        for chunk in chunks:
+            framer.feed(chunk)
+            out.append(list(iter(framer.next_event, None)))
+        return out
+
+    lazy, eager = events(JsonStreamFramer), events(ScanEveryRead)
+    flat = [[event for read in events_ for event in read] for events_ in (lazy, eager)]
+    assert flat[0] == flat[1], (lazy, eager)  # later (allowed), never different
+    assert lazy[-1] and "missing ','" in lazy[-1][0].message  # at the latest with the closing bracket
+
+
 @pytest.mark.parametrize(
     ("tail", "expected"),
     [
