@@ -346,8 +346,11 @@ class _Link:
                 err = event.error
                 only.error = error_from_response(err.code, err.message, err.data, only.method)
                 only.done = True
+            lost = self.lost
         if only is None:
-            log.warning("ignoring message from server: %s", event.reason)
+            # Once the connection is lost (closed by us, say, while a reply was half
+            # received), what is left of it concerns nobody: no warning for it.
+            log.log(logging.DEBUG if lost else logging.WARNING, "ignoring message from server: %s", event.reason)
             return
         only.wake()
 

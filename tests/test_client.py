@@ -601,6 +601,30 @@ def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypa
     assert asked <= 2, asked
 
 
+def test_closing_while_a_reply_is_half_received_logs_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # The reader then sees the end of the stream inside a value: that concerns nobody
+    # once the client is closed (it used to log "ignoring message from server").
+    half = threading.Event()
+
+    def script(peer: Peer) -> None:
+        req = peer.json_line()
+        peer.sendall(_reply(req["id"], "x" * 100)[:30])
+        half.set()
+        peer.to_eof()
+
+    with FakeServer(script) as fake, caplog.at_level("DEBUG", logger="jsonrpc_mini"):
+        c = RPCClient(*fake.address, timeout=WAIT)
+        outcome: list[Any] = []
+        caller = start_thread(lambda: outcome.append(_outcome(lambda: c.call("slow"))))
+        assert half.wait(WAIT)
+        wait_for(lambda: c._link is not None and c._link.reading and c._link.proto.in_message, "the half reply read")
+        c.close()
+        caller.join(WAIT)
+    assert [type(o) for o in outcome] == [ConnectionLost]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.records
+    assert not fake.errors
+
+
 @pytest.mark.parametrize("stray_first", [True, False])
 def test_reply_lines_of_one_read_are_taken_in_order(stray_first: bool) -> None:
     # An error with id null goes to the only pending call, so order matters. Read
