@@ -241,10 +241,15 @@ def events_per_read(cls: type[JsonStreamFramer], chunks: list[bytes]) -> list[li
 @settings(max_examples=400, deadline=None)
 @given(stream=damaged_streams(), data=st.data())
 def test_a_peer_that_stops_after_a_broken_value_gets_every_answer(stream: bytes, data: st.DataObject) -> None:
-    # Against scanning every read: the same events, never earlier, never different;
-    # later only while more bytes are to come. Once the peer stops (no newline, no
-    # EOF) everything scanning would have answered is answered.
-    chunks = data.draw(chunkings(stream))
+    assert_answered_as_by_scanning_every_read(data.draw(chunkings(stream)))
+
+
+def assert_answered_as_by_scanning_every_read(chunks: list[bytes]) -> None:
+    """The same events as scanning every read, never earlier, never different.
+
+    Later only while more bytes are to come: once the peer stops (no newline, no
+    EOF), everything scanning would have answered is answered.
+    """
     lazy, eager = events_per_read(JsonStreamFramer, chunks), events_per_read(ScanEveryRead, chunks)
     got: list[Any] = []
     due: list[Any] = []
@@ -260,19 +265,21 @@ def test_a_peer_that_stops_after_a_broken_value_gets_every_answer(stream: bytes,
 def test_long_strings_in_many_reads_give_the_events_of_scanning_every_read(stream: bytes, data: st.DataObject) -> None:
     # The long-string path (a few memchr per read) against scanning every read, with
     # escapes, quotes and newlines cut across reads, and stray or missing quotes.
-    chunks = data.draw(chunkings(stream, max_chunks=200))
-    lazy, eager = events_per_read(JsonStreamFramer, chunks), events_per_read(ScanEveryRead, chunks)
-    got: list[Any] = []
-    due: list[Any] = []
-    for now, then in zip(lazy, eager, strict=True):
-        got += now
-        due += then
-        assert got == due[: len(got)], (chunks, got, due)
-    assert got == due, (chunks, got, due)
+    assert_answered_as_by_scanning_every_read(data.draw(chunkings(stream, max_chunks=200)))
 
 
 def long_string_framer() -> JsonStreamFramer:
     return JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=64)
+
+
+def read_in_reads_of(size: int, text: bytes) -> list[Any]:
+    """The events of a fresh framer fed ``text`` in reads of ``size`` bytes."""
+    framer = long_string_framer()
+    events: list[Any] = []
+    for start in range(0, len(text), size):
+        framer.feed(text[start : start + size])
+        events += iter(framer.next_event, None)
+    return events
 
 
 def test_a_long_string_in_many_reads_is_not_scanned_read_by_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,13 +293,7 @@ def test_a_long_string_in_many_reads_is_not_scanned_read_by_read(monkeypatch: py
 
     monkeypatch.setattr(JsonStreamFramer, "_scan_value", counting)
     value = {"jsonrpc": "2.0", "method": "echo", "params": ["x" * 200_000 + '\\"quoted\\"'], "id": 1}
-    text = json.dumps(value).encode() + b"\n"
-    framer = long_string_framer()
-    events = []
-    for start in range(0, len(text), 1024):
-        framer.feed(text[start : start + 1024])
-        events += [e for e in iter(framer.next_event, None)]
-    assert events == [Message(value)]
+    assert read_in_reads_of(1024, json.dumps(value).encode() + b"\n") == [Message(value)]
     assert scans <= 3, scans  # ~200 reads: the scanner caught up once, not once per read
 
 
@@ -313,13 +314,7 @@ def test_a_long_string_after_a_large_start_does_not_make_the_scanner_walk_that_s
 
     monkeypatch.setattr(JsonStreamFramer, "_scan_value", counting)
     value = [[{"id": i, "tags": ["a", "b"]} for i in range(8000)], "x" * 100_000]
-    text = json.dumps(value, separators=(",", ":")).encode() + b"\n"
-    framer = long_string_framer()
-    events = []
-    for start in range(0, len(text), 4096):
-        framer.feed(text[start : start + 4096])
-        events += [e for e in iter(framer.next_event, None)]
-    assert events == [Message(value)]
+    assert read_in_reads_of(4096, json.dumps(value, separators=(",", ":")).encode() + b"\n") == [Message(value)]
     assert walked < 70_000, walked  # at most the catch-up bound, not the 200 KB start
 
 
