@@ -130,8 +130,9 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
             values, after = proto.decode_lines(data, _GROUP, start)
             if values:
                 self._settle_lines(values)
+                one_line = data.find(b"\n", start) + 1 == after
                 start = after
-                if len(values) == 1 and start < size:
+                if one_line and start < size:
                     # The lines after it did not qualify as a group (an escape or a
                     # bracket in a string, say): asked again, the core would look at
                     # up to _GROUP of them once per line. The framer reads them.

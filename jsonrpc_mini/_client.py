@@ -200,8 +200,9 @@ class _Link:
                     break
                 if self._settle_lines(values, waiter if end == len(data) else None):
                     return True
+                one_line = data.find(b"\n", start) + 1 == end
                 start = end
-                if len(values) == 1:
+                if one_line:
                     # The lines after it did not qualify as a group (an escape or a
                     # bracket in a string, say): asked again, the core would look at
                     # up to _LINES of them once per line. The framer reads them.

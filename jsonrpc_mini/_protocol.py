@@ -134,16 +134,18 @@ class _Base:
             # Speed: once the framing is known, talk to its framer directly (a call less per message).
             self._framer = framer.chosen
 
-    def _single_line(self, data: bytes) -> Any:
-        """The value ``data`` holds if it is exactly one compact line and nothing is buffered.
+    def _single_line(self, data: bytes, arrays: bool = False) -> Any:
+        """The value ``data`` holds if it is exactly one compact line (an object, or with
+        ``arrays`` an array too) and nothing is buffered.
 
         Otherwise ``_NOT_ONE``, and nothing is consumed: the caller feeds ``data`` to
         the framer, which handles everything else (and reports errors exactly).
         """
         framer = self._framer
+        first = data[:1]
         if (
             type(framer) is JsonStreamFramer
-            and data[:1] == b"{"
+            and (first == b"{" or (arrays and first == b"["))
             and data.find(b"\n") == len(data) - 1
             and framer.between_values
             and len(data) <= self._max_size
@@ -306,6 +308,14 @@ class ServerConnection(_Base):
         return self._frame(body)
 
 
+def _reply_values(value: Any) -> list[Any]:
+    """The replies one JSON value from a server holds: a batch reply's members, else the value itself.
+
+    An empty array is a value of its own (``parse_reply`` finds it is no reply).
+    """
+    return value if type(value) is list and value else [value]
+
+
 class ClientConnection(_Base):
     """Client side of one connection: numbers requests and parses replies."""
 
@@ -366,8 +376,10 @@ class ClientConnection(_Base):
         when nothing is buffered or queued before it, it starts with ``{`` and it
         decodes, strictly, to exactly what the framer would read from it (a run
         of lines is taken at once only when that is sure, see
-        ``ServerConnection.receive_requests``). The values are not checked as
-        responses: check each as strictly as ``parse_response`` does.
+        ``ServerConnection.receive_requests``). A line on its own may also be a
+        batch reply (an array): then its members are the values, as
+        :meth:`next_event` gives them. The values are not checked as responses:
+        check each with :meth:`parse_reply` (or as strictly as ``parse_response``).
 
         Speed: replies arrive as whole compact lines, one per read (a caller
         waiting for its reply) or many (pipelined calls); decoding a read's lines
@@ -382,10 +394,10 @@ class ClientConnection(_Base):
                 return values, after
         if not end:
             return [], start
-        value = self._single_line(data[start:end] if start or end != len(data) else data)
+        value = self._single_line(data[start:end] if start or end != len(data) else data, arrays=True)
         if value is _NOT_ONE:
             return [], start
-        return [value], end
+        return _reply_values(value), end
 
     def next_event(self) -> ClientEvent | None:
         """The next reply (or protocol violation), or None if more bytes are needed."""
@@ -399,8 +411,7 @@ class ClientConnection(_Base):
                     self._queue.append(Closed())
                     self._closed_reported = True
             else:
-                values = event.value if isinstance(event.value, list) and event.value else [event.value]
-                for value in values:
+                for value in _reply_values(event.value):
                     self._queue.append(self.parse_reply(value))
         return self._queue.popleft()
 

@@ -563,6 +563,50 @@ def test_many_reply_lines_in_one_read_reach_their_calls() -> None:
     assert not fake.errors
 
 
+class _OneRead:
+    """A transport whose first recv returns ``data``, then the end of the stream."""
+
+    def __init__(self, data: bytes) -> None:
+        self.reads = [data]
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        return self.reads.pop(0) if self.reads else b""
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _reading_link(data: bytes, ids: range) -> tuple[Any, list[Any]]:
+    """A client link holding one pending call per id, this thread as its reader, ``data`` to read."""
+    link = client_module._Link(_OneRead(data), client_module.ClientConnection())
+    waiters = [client_module._Waiter(i, "m") for i in ids]
+    link.pending.update((w.id, w) for w in waiters)
+    link.reading = True
+    return link, waiters
+
+
+def test_a_batch_reply_line_settles_its_members_in_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read that is a batch reply (one array line) is decoded by the core in one
+    # step; success members are stored from their objects, the rest checked by
+    # parse_reply (here the error and nothing else).
+    checked: list[Any] = []
+    real = client_module.ClientConnection.parse_reply
+    monkeypatch.setattr(
+        client_module.ClientConnection, "parse_reply", staticmethod(lambda v: checked.append(v) or real(v))
+    )
+    error = {"jsonrpc": "2.0", "id": 2, "error": {"code": -32601, "message": "no"}}
+    members = [json.loads(_reply(1, "a")), error, json.loads(_reply(99, "nobody")), json.loads(_reply(3, [3]))]
+    link, waiters = _reading_link(json.dumps(members).encode() + b"\n", range(1, 4))
+    assert link._read_until(waiters[-1], None)  # the reading turn handed back with the last reply
+    assert [w.result for w in waiters] == ["a", None, [3]]
+    assert isinstance(waiters[1].error, MethodNotFound)
+    assert checked == [error]
+    assert not link.reading and link.pending == {}
+
+
 def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypatch: pytest.MonkeyPatch) -> None:
     # Results holding an escape or a bracket keep the core from decoding lines as a
     # group; the reader then gives the rest of the read to the framer instead of
@@ -577,25 +621,9 @@ def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypa
 
     monkeypatch.setattr(client_module.ClientConnection, "decode_lines", counting)
 
-    class OneRead:
-        def __init__(self, data: bytes) -> None:
-            self.reads = [data]
-
-        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-            return self.reads.pop(0) if self.reads else b""
-
-        def send(self, data: bytes) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
     results = ["a\nb", "[x]", {"k": "}"}]
     data = b"".join(_reply(i, results[i % 3]) + b"\n" for i in range(1, 301))
-    link = client_module._Link(OneRead(data), client_module.ClientConnection())
-    waiters = [client_module._Waiter(i, "m") for i in range(1, 301)]
-    link.pending.update((w.id, w) for w in waiters)
-    link.reading = True
+    link, waiters = _reading_link(data, range(1, 301))
     link._read_until(waiters[-1], None)
     assert [w.result for w in waiters] == [results[i % 3] for i in range(1, 301)]
     assert asked <= 2, asked
