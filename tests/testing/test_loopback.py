@@ -196,6 +196,10 @@ def _proxy_sockets(srv: LoopbackServer) -> list[str]:
     return found
 
 
+def _relay_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith(("-c2s", "-s2c"))]
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list descriptors")
 def test_proxy_releases_a_connection_as_soon_as_it_ends(server):
     with LoopbackServer(server, FaultPlan(max_chunk=5)) as srv:
@@ -204,7 +208,8 @@ def test_proxy_releases_a_connection_as_soon_as_it_ends(server):
             assert client.add(i, 1) == i + 1
             client.close()
         deadline = time.monotonic() + 5
-        while _proxy_sockets(srv) and time.monotonic() < deadline:
+        # A relay thread closes its sockets and then ends: wait for both (bounded).
+        while (_proxy_sockets(srv) or _relay_threads()) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _proxy_sockets(srv) == []  # while the LoopbackServer is still open
-        assert not [t for t in threading.enumerate() if t.name.endswith(("-c2s", "-s2c"))]
+        assert not _relay_threads()
