@@ -349,30 +349,13 @@ class ClientConnection(_Base):
         """Frame ``(method, params, id, is_notification)`` calls as one batch array."""
         return self._frame(self.codec.dumps([call_value(*call) for call in calls]))
 
-    def receive_reply(self, data: bytes) -> Response | ErrorResponse | None:
-        """Like :meth:`receive_data`, but return the reply at once when ``data`` is exactly one.
-
-        Speed: a caller waiting for its reply usually reads exactly that reply, one
-        compact line. It is decoded and checked here in one step; anything else goes
-        to the framer as with ``receive_data`` (None is returned, and
-        :meth:`next_event` yields what the bytes hold).
-        """
-        if not self._queue:
-            value = self._single_line(data)
-            if value is not _NOT_ONE:
-                reply = self.parse_reply(value)
-                if not isinstance(reply, Violation):
-                    return reply
-        self.receive_data(data)
-        return None
-
     def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
         """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.
 
         Returns the JSON values (one per line, in order) and the offset just past
         the last line taken, or ``([], start)`` when the line at ``start`` does not
         qualify: then nothing is consumed, and the caller gives the bytes to
-        :meth:`receive_reply` or :meth:`receive_data` as usual. A line qualifies
+        :meth:`receive_data` as usual. A line qualifies
         when nothing is buffered or queued before it, it starts with ``{`` and it
         decodes, strictly, to exactly what the framer would read from it (a run
         of lines is taken at once only when that is sure, see

@@ -190,22 +190,24 @@ def test_client_same_events_as_the_general_path(use_orjson: bool, chunks: list[b
     conn = ClientConnection(codec=codec)
     events: list[Any] = []
     for chunk in chunks:
-        reply = conn.receive_reply(chunk)
-        if reply is not None:
-            events.append(reply)
+        values, end = conn.decode_lines(chunk, 64)
+        events += [conn.parse_reply(value) for value in values]
+        if end < len(chunk) or not chunk:  # what it leaves, and the end of the stream, go to the framer
+            conn.receive_data(chunk[end:])
         events += drain(conn)
     assert events == client_general(chunks, codec)
 
 
 def test_client_takes_a_whole_reply_line_in_one_step() -> None:
     conn = ClientConnection()
-    assert conn.receive_reply(b'{"jsonrpc":"2.0","id":3,"result":[1]}\n') == Response(3, [1])
+    line = b'{"jsonrpc":"2.0","id":3,"result":[1]}\n'
+    assert conn.decode_lines(line, 64) == ([{"jsonrpc": "2.0", "id": 3, "result": [1]}], len(line))
     assert drain(conn) == []
     # A reply still queued from an earlier read comes first: the next read waits its turn.
-    two = b'{"jsonrpc":"2.0","id":1,"result":1}\n{"jsonrpc":"2.0","id":2,"result":2}\n'
-    assert conn.receive_reply(two) is None
+    conn.receive_data(b'{"jsonrpc":"2.0","id":1,"result":1}\n{"jsonrpc":"2.0","id":2,"result":2}\n')
     assert conn.next_event() == Response(1, 1)
-    assert conn.receive_reply(b'{"jsonrpc":"2.0","id":3,"result":3}\n') is None
+    assert conn.decode_lines(b'{"jsonrpc":"2.0","id":3,"result":3}\n', 64) == ([], 0)
+    conn.receive_data(b'{"jsonrpc":"2.0","id":3,"result":3}\n')
     assert drain(conn) == [Response(2, 2), Response(3, 3)]
 
 
@@ -240,7 +242,7 @@ def test_one_step_only_between_values(before: bytes, dropped: bool) -> None:
     client = ClientConnection(max_message_size=100)
     client.receive_data(before)
     drain(client)
-    assert (client.receive_reply(reply) is None) is dropped
+    assert (client.decode_lines(reply, 64) == ([], 0)) is dropped
     assert drain(server) == [] and drain(client) == []
 
 
