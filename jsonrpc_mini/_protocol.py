@@ -352,7 +352,8 @@ class ClientConnection(_Base):
     def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
         """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.
 
-        Returns the JSON values (one per line, in order) and the offset just past
+        Returns the JSON values (one per line, in order; see below for a batch
+        reply) and the offset just past
         the last line taken, or ``([], start)`` when the line at ``start`` does not
         qualify: then nothing is consumed, and the caller gives the bytes to
         :meth:`receive_data` as usual. A line qualifies
