@@ -35,12 +35,14 @@ def feed_once(frame: bytes, chunk: int, codec: str) -> float:
     """Seconds per byte to read ``frame`` fed in ``chunk``-byte pieces (0: one buffer)."""
     with _codecs.pinned(codec):
         framer = JsonStreamFramer(JsonCodec().loads, max_message_size=16 * 2**20, max_depth=128)
-    view = memoryview(frame)
     size = len(frame)
     step = chunk or size
+    # The pieces are cut before timing: a socket hands the reader bytes objects it
+    # made, so cutting them is not the framer's cost (at 1 KiB it was ~0.2 us a piece).
+    pieces = [frame[offset : offset + step] for offset in range(0, size, step)]
     start = time.perf_counter()
-    for offset in range(0, size, step):
-        framer.feed(bytes(view[offset : offset + step]))
+    for piece in pieces:
+        framer.feed(piece)
         event = framer.next_event()
         if event is not None:
             break
