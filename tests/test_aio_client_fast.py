@@ -3,8 +3,10 @@
 Invariant: an attribute call, the first time or any later time, sends the same
 request as ``client.call(name, ...)``; the client's own names and private names are
 never remote methods; a view made by ``with_timeout`` calls with its own timeout;
-nothing is kept on the client (a kept method would tie the client into a reference
-cycle, and a dropped client would hold its connection until the garbage collector ran).
+what is kept on the client (attribute methods, a bounded number) never refers to the
+client (that would tie the client into a reference cycle, and a dropped client would
+hold its connection until the garbage collector ran); a subclass's own ``call`` sees
+every attribute call.
 """
 
 from __future__ import annotations
@@ -90,18 +92,67 @@ def test_attribute_calls_send_what_call_sends(names: list[list[str]], args: rpc_
     run(main)
 
 
-def test_attribute_methods_call_through_their_own_client_and_are_not_kept() -> None:
+def test_attribute_methods_call_through_their_own_client_and_keep_no_reference_to_it() -> None:
     async def main() -> None:
         transport = Writes()
         client = client_on(transport)
         view = client.with_timeout(0.5)
-        calls = [view.add(1), client.add(2), view.add(3)]
-        assert [call.timeout for call in calls] == [0.5, None, 0.5]
-        assert not [name for name in vars(client) if not name.startswith("_")]
+        calls = [view.add(1), client.add(2), view.add(3), client.add(4)]
+        assert [call.timeout for call in calls] == [0.5, None, 0.5, None]
+        assert client.add is client.add and view.add is view.add  # kept after the first lookup
+        assert client.add is not view.add
+        kept = [value for name, value in vars(client).items() if not name.startswith("_")]
+        assert kept == [client.add]
+        assert not any(referent is client for value in kept for referent in gc.get_referents(value))
         with pytest.raises(AttributeError):
             _ = client._private
+        with pytest.raises(AttributeError):
+            _ = client.add._private
+        assert repr(client.add.sub) == "<remote method 'add.sub'>"
         await asyncio.sleep(0)
-        assert [m["method"] for m in sent(transport)] == ["add", "add", "add"]
+        assert [m["method"] for m in sent(transport)] == ["add", "add", "add", "add"]
+        settle_all(client, calls)
+
+    run(main)
+
+
+def test_kept_methods_are_bounded_and_fail_once_the_client_is_closed() -> None:
+    async def main() -> None:
+        transport = Writes()
+        client = client_on(transport)
+        methods = [getattr(client, f"m{i}") for i in range(200)]
+        assert len(vars(client)) <= 64
+        assert client.m199 is not methods[199]  # not kept: a fresh one, same target
+        calls = [methods[0](1), methods[199](2)]
+        await asyncio.sleep(0)
+        assert [m["method"] for m in sent(transport)] == ["m0", "m199"]
+        settle_all(client, calls)
+        await client.close()
+        with pytest.raises(aio.ConnectionLost):
+            client.m0(1)
+        with pytest.raises(aio.ConnectionLost):
+            methods[0](1)
+
+    run(main)
+
+
+def test_a_subclass_call_sees_attribute_calls() -> None:
+    class Logged(aio.RPCClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seen: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+        def call(self, method: str, /, *args: Any, **kwargs: Any) -> aio.Call:
+            self.seen.append((method, args, kwargs))
+            return super().call(method, *args, **kwargs)
+
+    async def main() -> None:
+        transport = Writes()
+        link = Link(ClientConnection(framing="newline"))
+        link.connection_made(transport)
+        client = Logged(link)
+        calls = [client.add(1, 2), client.add(3, k=4), client.a.b()]
+        assert client.seen == [("add", (1, 2), {}), ("add", (3,), {"k": 4}), ("a.b", (), {})]
         settle_all(client, calls)
 
     run(main)
