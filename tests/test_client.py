@@ -919,3 +919,49 @@ def test_a_caller_queued_behind_a_stuck_send_is_bounded_too() -> None:
         c.close()  # unblocks the sender without a timeout
         stuck.join(WAIT)
         assert not stuck.is_alive()
+
+
+class _SendGate:
+    """A transport whose sends block until ``go`` is set; replies come once the request is sent."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.sending = threading.Event()
+        self._replies: list[bytes] = []
+        self._ready = threading.Condition()
+
+    def send(self, data: bytes) -> None:
+        self.sending.set()
+        self.go.wait(WAIT)
+        request = json.loads(data)
+        with self._ready:
+            self._replies.append(_reply(request["id"], len(request["params"][0])))
+            self._ready.notify_all()
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        with self._ready:
+            self._ready.wait_for(lambda: self._replies, WAIT)
+            return self._replies.pop(0) if self._replies else b""
+
+    def close(self) -> None:
+        self.go.set()
+
+
+@pytest.mark.parametrize("size", [100, client_module._EARLY_TURN + 1])
+def test_only_a_small_request_holds_the_reading_turn_while_it_is_sent(size: int) -> None:
+    # A caller of a small request takes the reader's turn as it registers (one lock
+    # round less); a large send may block, and while it does the turn must stay free
+    # for callers whose replies are arriving.
+    gate = _SendGate()
+    c = RPCClient(transport=gate, timeout=WAIT)
+    outcome: list[Any] = []
+    caller = start_thread(lambda: outcome.append(c.echo("x" * size)))
+    assert gate.sending.wait(WAIT)
+    link = c._link
+    assert link is not None
+    assert link.reading is (size <= client_module._EARLY_TURN)
+    gate.go.set()
+    caller.join(WAIT)
+    assert outcome == [size]
+    assert not link.reading and not link.pending
+    c.close()
