@@ -8,9 +8,8 @@ the connection breaks, every pending call fails with the same ConnectionLost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import collections.abc
-import heapq
-import itertools
 import logging
 import time
 from collections.abc import Generator
@@ -90,10 +89,14 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._until_sweep = _SWEEP_EVERY
         self._senders: set[asyncio.Task[None]] = set()
-        # Speed: one timer for all calls (a TimerHandle per call cost ~1.5 us), firing at
-        # the earliest deadline of a heap whose answered entries are dropped lazily.
-        self._deadlines: list[tuple[float, int, Id, Call]] = []
-        self._seq = itertools.count()
+        # Speed: one timer for all calls (a TimerHandle per call cost ~1.5 us). Calls with
+        # the same timeout expire in the order they were made, so each timeout value has a
+        # FIFO of (deadline, id) (an append per call; a heap push cost ~0.4 us more); the
+        # timer fires at the earliest head. Answered entries are dropped lazily: those at
+        # the head on each call, all expired ones when the timer fires, and all of them
+        # every _SWEEP_EVERY calls (a slow call at the head holds back the first way).
+        self._deadlines: dict[float, collections.deque[tuple[float, Id]]] = {}
+        self._time = self.loop.time
         self._timer: asyncio.TimerHandle | None = None
         self._dumps = proto.codec.dumps
         self._newline = proto.framing == "newline"
@@ -298,16 +301,25 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         future.method = method
         if timeout is not None:
             future.timeout = timeout
-            deadline = self.loop.time() + timeout
-            if len(self._deadlines) > 2 * len(self.pending) + 64:
-                self._compact()
-            heapq.heappush(self._deadlines, (deadline, next(self._seq), id_, future))
-            if self._timer is None or deadline < self._timer.when():
-                self._arm(deadline)
+            queue = self._deadlines.get(timeout)
+            if queue:
+                pending = self.pending
+                while queue and queue[0][1] not in pending:
+                    queue.popleft()  # answered: keeps the queue of a caller waiting for each reply short
+                queue.append((self._time() + timeout, id_))
+            else:
+                self._first_deadline(timeout, id_)
         self._until_sweep -= 1
         if not self._until_sweep:
             self._sweep()
         return future
+
+    def _first_deadline(self, timeout: float, id_: Id) -> None:
+        # A queue's only entry may be the earliest deadline of all: arm the timer for it.
+        deadline = self._time() + timeout
+        self._deadlines.setdefault(timeout, collections.deque()).append((deadline, id_))
+        if self._timer is None or deadline < self._timer.when():
+            self._arm(deadline)
 
     def forget(self, id_: Id) -> None:
         """Drop a pending call: a reply arriving for it later is ignored."""
@@ -319,32 +331,37 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self._until_sweep = _SWEEP_EVERY
         for id_ in [id_ for id_, future in self.pending.items() if future.done()]:
             self.forget(id_)
+        # Keep the deadline queues bounded by the calls in flight (+ _SWEEP_EVERY).
+        pending = self.pending
+        for timeout, queue in list(self._deadlines.items()):
+            live = collections.deque(item for item in queue if item[1] in pending)
+            if live:
+                self._deadlines[timeout] = live
+            else:
+                del self._deadlines[timeout]
 
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_at(deadline, self._expire)
 
-    def _compact(self) -> None:
-        # Keep the heap bounded by the calls in flight: drop the answered entries.
-        pending = self.pending
-        self._deadlines = [item for item in self._deadlines if pending.get(item[2]) is item[3]]
-        heapq.heapify(self._deadlines)
-
     def _expire(self) -> None:
         self._timer = None
-        now = self.loop.time() + _RESOLUTION
-        deadlines, pending = self._deadlines, self.pending
-        while deadlines and deadlines[0][0] <= now:
-            _, _, id_, future = heapq.heappop(deadlines)
-            if pending.get(id_) is not future:
-                continue  # answered, forgotten or failed already
-            del pending[id_]
-            if not future.done():
-                why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
-                future.set_exception(RPCTimeout(why))
-        if deadlines:
-            self._arm(deadlines[0][0])
+        now = self._time() + _RESOLUTION
+        pending = self.pending
+        earliest: float | None = None
+        for timeout, queue in list(self._deadlines.items()):
+            while queue and queue[0][0] <= now:
+                future = pending.pop(queue.popleft()[1], None)  # (None: answered, forgotten or failed)
+                if future is not None and not future.done():
+                    why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
+                    future.set_exception(RPCTimeout(why))
+            if not queue:
+                del self._deadlines[timeout]
+            elif earliest is None or queue[0][0] < earliest:
+                earliest = queue[0][0]
+        if earliest is not None:
+            self._arm(earliest)
 
     # -- receiving -------------------------------------------------------------
 
@@ -381,7 +398,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         if self.lost is None:
             self.lost = reason
         pending, self.pending = self.pending, {}
-        self._deadlines = []
+        self._deadlines = {}
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -1,13 +1,24 @@
-"""aio.RPCClient call timeouts: one timer per connection over a heap of deadlines."""
+"""aio.RPCClient call timeouts: one timer per connection over a FIFO of deadlines per timeout value.
+
+Invariant: a call fails with RPCTimeout once its own timeout has passed and never
+before, whatever other timeouts, answers, cancellations and late replies happen
+around it; answered calls leave at most a bounded number of deadline entries behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 from _aio_support import WAIT, run, serving
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
+from jsonrpc_mini._aio_link import _SWEEP_EVERY, Link
+from jsonrpc_mini._protocol import ClientConnection
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -54,7 +65,7 @@ def test_answered_calls_leave_no_deadlines_behind_and_timeouts_still_fire() -> N
             for _ in range(30):
                 assert await asyncio.gather(*(c.add(i, 1) for i in range(100))) == list(range(1, 101))
             # Answered entries are dropped as calls go on: bounded by the calls in flight.
-            assert len(c._link._deadlines) <= 2 * 100 + 64 + 1
+            assert sum(map(len, c._link._deadlines.values())) <= 2 * 100 + 1
             with pytest.raises(aio.RPCTimeout):
                 await c.with_timeout(0.1).wait_gate("late")
             gate.set()
@@ -74,7 +85,136 @@ def test_closing_fails_calls_with_timeouts_and_stops_the_timer() -> None:
             await c.close()
             with pytest.raises(aio.ConnectionLost):
                 await waiting
-            assert c._link._timer is None and c._link._deadlines == []
+            assert c._link._timer is None and c._link._deadlines == {}
             gate.set()
 
     run(main)
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock moves only when the test says so."""
+
+    now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+class Sink(asyncio.Transport):
+    def write(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+TIMEOUTS = (0.25, 1.0, 2.0, None)
+call_step = st.tuples(st.just("call"), st.sampled_from(TIMEOUTS))
+step = st.one_of(
+    call_step,
+    call_step,  # (twice: calls pile up in flight)
+    st.tuples(st.just("answer"), st.integers(0, 30)),
+    st.tuples(st.just("cancel"), st.integers(0, 30)),
+    st.tuples(st.just("wait"), st.sampled_from((0.0, 0.25, 0.5, 0.75, 1.5))),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(step, min_size=5, max_size=80))
+@example(steps=[("call", 1.0)] * 6 + [("answer", 1), ("wait", 0.5), ("call", 0.25), ("call", 1.0), ("wait", 0.75)])
+def test_every_call_times_out_at_its_own_deadline_and_not_before(steps: list[tuple[str, Any]]) -> None:
+    loop = VirtualClockLoop()
+
+    async def main() -> None:
+        link = Link(ClientConnection())
+        link.connection_made(Sink())
+        made: list[tuple[int, float | None, float, aio.Call]] = []  # id, timeout, made at, call
+        replied: dict[int, int] = {}
+        for action, arg in steps:
+            if action == "call":
+                call = link.request("m", [len(made)], arg)
+                made.append((len(made) + 1, arg, loop.now, call))
+            elif action in ("answer", "cancel") and made:
+                id_, _, _, call = made[arg % len(made)]
+                if action == "cancel":
+                    call.cancel()
+                else:  # a reply, possibly late (the call timed out or was cancelled): then dropped
+                    link.data_received(json.dumps({"jsonrpc": "2.0", "id": id_, "result": id_}).encode() + b"\n")
+                    replied.setdefault(id_, id_)
+            else:
+                loop.now += arg
+                for _ in range(3):
+                    await asyncio.sleep(0)  # let the timer run
+            for id_, timeout, made_at, call in made:
+                due = timeout is not None and loop.now >= made_at + timeout
+                if not call.done():
+                    assert not due or action != "wait", f"call {id_} outlived its timeout {timeout}"
+                elif call.cancelled():
+                    continue
+                elif isinstance(call.exception(), aio.RPCTimeout):
+                    assert timeout is not None and loop.now >= made_at + timeout, f"call {id_} timed out early"
+                    assert id_ not in link.pending
+                else:
+                    assert call.result() == replied[id_]
+            entries = sum(map(len, link._deadlines.values()))
+            assert entries <= len([c for c in made if c[1] is not None]), "more deadlines than calls"
+            if link._deadlines:
+                # The one timer is armed no later than the earliest deadline.
+                assert link._timer is not None
+                assert link._timer.when() <= min(queue[0][0] for queue in link._deadlines.values())
+        loop.now += max(t for t in TIMEOUTS if t is not None)  # every deadline has passed
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for id_, timeout, _, call in made:
+            assert call.done() == (timeout is not None or id_ in replied or call.cancelled()), f"call {id_}"
+        link.fail_all("test over")
+        assert link._deadlines == {} and link._timer is None
+        for *_, call in made:
+            if call.done() and not call.cancelled():
+                call.exception()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_deadline_entries_stay_bounded_by_the_calls_in_flight() -> None:
+    """Answered calls leave few entries (one is dropped per call), even behind a slow call."""
+    loop = VirtualClockLoop()
+
+    async def main() -> None:
+        link = Link(ClientConnection())
+        link.connection_made(Sink())
+        slow = link.request("slow", None, 60.0)  # never answered: stays at the head of its queue
+        for i in range(3 * _SWEEP_EVERY):
+            call = link.request("m", None, 60.0)
+            link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":%d}\n' % (i + 2, i))
+            assert call.result() == i
+            entries = sum(map(len, link._deadlines.values()))
+            assert entries <= _SWEEP_EVERY + 2
+        quick = [link.request("m", None, 1.0) for _ in range(10)]
+        for i, call in enumerate(quick):
+            link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":0}\n' % (3 * _SWEEP_EVERY + 2 + i))
+            assert call.result() == 0
+        for _ in range(20):  # answered one by one: the queue of a caller waiting for each reply stays short
+            call = link.request("m", None, 1.0)
+            link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":0}\n' % list(link.pending)[-1])
+            assert call.result() == 0
+            assert len(link._deadlines[1.0]) <= 1
+        assert not slow.done()
+        loop.now += 60.0  # the slow call's deadline, kept through every sweep, still fires
+        for _ in range(3):
+            await asyncio.sleep(0)
+        with pytest.raises(aio.RPCTimeout, match=r"slow: no reply within 60\.0 s"):
+            slow.result()
+        assert link.pending == {} and link._deadlines == {} and link._timer is None
+        link.fail_all("test over")
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
