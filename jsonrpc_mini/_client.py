@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Response, build_par
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
-from ._remote import RemoteMethod, check_timeout, remote_attribute
+from ._remote import KeptMethod, RemoteMethod, check_timeout, remote_attribute
 from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
@@ -34,8 +34,10 @@ log = logging.getLogger("jsonrpc_mini")
 _POLL = 0.5
 # At most this many reply lines of one read are decoded together.
 _LINES = 64
-# A request up to this size takes the reader's turn as it is registered (see _Link.call).
+# A request up to this size takes the reader's turn as it is registered (see _Link.request).
 _EARLY_TURN = 16 * 1024
+# At most this many ``client.name`` methods are kept per client (dynamic names stay bounded).
+_KEEP_METHODS = 64
 
 
 class _Waiter:
@@ -108,8 +110,8 @@ class _Link:
                     self.pending.pop(waiter.id, None)
             raise
 
-    def call(self, waiter: _Waiter, data: bytes, deadline: float | None) -> None:
-        """Register ``waiter``, send ``data`` and wait until ``waiter`` is done (or RPCTimeout).
+    def request(self, method: str, params: Params, timeout: float | None) -> Any:
+        """Call ``method`` and wait for its result (RPCTimeout after ``timeout`` seconds).
 
         Speed: ``start`` then ``wait`` cost two lock rounds. When nobody is reading,
         a small request's caller takes the reader's turn in the round that registers
@@ -117,6 +119,11 @@ class _Link:
         callers' replies would wait behind it), and a small send into an idle
         connection's socket buffer returns at once.
         """
+        proto = self.proto
+        id_ = proto.next_id()
+        data = proto.encode_request(method, params, id_)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _Waiter(id_, method)
         with self.lock:
             if self.lost is not None:
                 raise ConnectionLost(self.lost)
@@ -140,8 +147,9 @@ class _Link:
                 if not handed_back:
                     self._release_reader()
             if waiter.done:
-                return
+                return waiter.outcome()
         self.wait(waiter, deadline)
+        return waiter.outcome()
 
     def send(self, data: bytes, deadline: float | None = None, method: str = "") -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
@@ -464,6 +472,7 @@ class RPCClient:
 
     def _attach(self, transport: Transport) -> None:
         proto = ClientConnection(framing=self._framing, max_message_size=self._max_message_size)
+        self._forget_methods()  # kept methods hold the previous connection
         self._link = _Link(transport, proto)
 
     def connect(
@@ -495,19 +504,26 @@ class RPCClient:
             raise ConnectionLost("not connected: call connect(host, port) first")
         return self._link
 
-    def __getattr__(self, name: str) -> RemoteMethod[Any]:
-        return remote_attribute(self, name)
+    def __getattr__(self, name: str) -> KeptMethod | RemoteMethod[Any]:
+        link = self._link
+        if link is None or type(self).call is not RPCClient.call:
+            return remote_attribute(self, name)  # not connected, or a subclass's call() sees every call
+        if name.startswith("_"):
+            raise AttributeError(name)  # Python's names (copy, pickle, inspect probe them)
+        method = KeptMethod(link, name, self._timeout)
+        if len(self.__dict__) < _KEEP_METHODS:
+            self.__dict__[name] = method  # found by the next lookup without __getattr__
+        return method
+
+    def _forget_methods(self) -> dict[str, Any]:
+        """Drop the kept ``client.name`` methods (they hold the link and timeout); the rest of the state."""
+        for name in [name for name, value in self.__dict__.items() if type(value) is KeptMethod]:
+            del self.__dict__[name]
+        return self.__dict__
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
-        link = self._link or self._require_link()
-        proto = link.proto
-        id_ = proto.next_id()
-        data = proto.encode_request(method, build_params(args, kwargs), id_)
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        waiter = _Waiter(id_, method)
-        link.call(waiter, data, deadline)
-        return waiter.outcome()
+        return (self._link or self._require_link()).request(method, build_params(args, kwargs), self._timeout)
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
@@ -522,24 +538,25 @@ class RPCClient:
     def _send_batch(self, calls: list[tuple[str, Params, bool]]) -> list[Callable[[], Any]]:
         link = self._require_link()
         proto = link.proto
-        numbered = [(method, params, None if notify else proto.next_id(), notify) for method, params, notify in calls]
+        ids = iter(proto.next_ids(len(calls) - [notify for _, _, notify in calls].count(True)))
+        numbered = [(method, params, None if notify else next(ids), notify) for method, params, notify in calls]
         data = proto.encode_calls(numbered)
         waiters = [_Waiter(id_, method) for method, _, id_, notify in numbered if not notify]
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         link.start(waiters, data, deadline, "batch")
-        outcomes: list[Callable[[], Any]] = []
         for waiter in waiters:
-            try:
-                link.wait(waiter, deadline)
-            except RPCTimeout as exc:
-                waiter.error = exc
-            outcomes.append(waiter.outcome)
-        return outcomes
+            if not waiter.done:  # replies come together: most are in once the first wait ends
+                try:
+                    link.wait(waiter, deadline)
+                except RPCTimeout as exc:
+                    waiter.error = exc
+        return [waiter.outcome for waiter in waiters]
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
         view = object.__new__(RPCClient)
         view.__dict__.update(self.__dict__)
+        view._forget_methods()  # kept methods carry this client's timeout
         view._timeout = check_timeout(timeout)
         return view
 

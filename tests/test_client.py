@@ -965,3 +965,53 @@ def test_only_a_small_request_holds_the_reading_turn_while_it_is_sent(size: int)
     assert outcome == [size]
     assert not link.reading and not link.pending
     c.close()
+
+
+def test_kept_attribute_methods_follow_the_timeout_and_the_connection(server: RPCServer, address: Any) -> None:
+    # client.name is kept on the client after its first lookup (speed); a view with
+    # another timeout and a client connected again must not use a kept one.
+    release = threading.Event()
+    server.register_function(lambda hold: release.wait(WAIT) if hold else "quick", name="slow")
+    c = RPCClient(*address, timeout=WAIT)
+    try:
+        assert c.slow(False) == "quick"
+        assert "slow" in vars(c)  # kept
+        assert c.slow(False) == "quick"
+        with pytest.raises(RPCTimeout):
+            c.with_timeout(0.2).slow(True)
+        release.set()
+        c.close()
+        c.connect(*address)
+        assert c.slow(False) == "quick"  # on the new connection
+        assert c.math.add(1, 2) == 3
+    finally:
+        release.set()
+        c.close()
+
+
+def test_kept_attribute_methods_are_bounded_and_skip_private_names(address: Any) -> None:
+    with RPCClient(*address, timeout=WAIT) as c:
+        for i in range(200):
+            assert repr(getattr(c, f"m{i}")) == f"<remote method 'm{i}'>"
+        assert len(vars(c)) <= client_module._KEEP_METHODS
+        assert c.echo(5) == {"args": [5], "kwargs": {}}  # still a remote call past the bound
+        assert c.math.add(1, 2) == 3
+        with pytest.raises(AttributeError):
+            c._private  # noqa: B018 - the lookup itself must raise
+        assert repr(c.a.b) == "<remote method 'a.b'>"
+        with pytest.raises(AttributeError):
+            c.a._b  # noqa: B018
+
+
+def test_a_subclass_call_sees_attribute_calls_too(address: Any) -> None:
+    seen: list[str] = []
+
+    class Traced(RPCClient):
+        def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+            seen.append(method)
+            return super().call(method, *args, **kwargs)
+
+    with Traced(*address, timeout=WAIT) as c:
+        assert c.echo(1) == {"args": [1], "kwargs": {}}
+        assert c.echo(b=2) == {"args": [], "kwargs": {"b": 2}}
+    assert seen == ["echo", "echo"]
