@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._codec import ErrorResponse, Notification, Request
+from ._batch_serve import batch_replies
+from ._codec import Notification, Request
 from ._dispatch import outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
@@ -344,28 +345,12 @@ class Session:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
         proto = self._proto
         if isinstance(event, Batch):
-            return proto.encode_replies(self._batch_replies(event.items))
+            return proto.encode_replies(batch_replies(self, event.values))
         result, exc = self._execute(event)
         if exc is None and isinstance(event, Request):
             return proto.encode_result(event.id, result)
         reply = outcome_response(event, result, exc, debug=self._opts.debug)
         return None if reply is None else proto.encode(reply)
-
-    def _batch_replies(self, items: list[Request | Notification | ErrorResponse]) -> list[Any]:
-        """Run a batch's calls in order; their replies (none for notifications)."""
-        replies: list[Any] = []
-        for item in items:
-            if isinstance(item, ErrorResponse):
-                replies.append(item)
-                continue
-            result, exc = self._execute(item)
-            if exc is None and type(item) is Request:
-                replies.append({"jsonrpc": "2.0", "id": item.id, "result": result})
-                continue
-            reply = outcome_response(item, result, exc, debug=self._opts.debug)
-            if reply is not None:
-                replies.append(reply)
-        return replies
 
     def _execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
         """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised."""
