@@ -177,18 +177,43 @@ class JsonCodec:
             except (TypeError, ValueError):
                 pass  # big ints, non-str keys, unknown types: the stdlib decides
             else:
-                # orjson writes NaN and Infinity as null; a null in the output is the only
-                # sign, so only then walk the value to refuse non-finite floats. Speed: on
-                # a large output the search costs ~0.5 ms per MiB, more than walking a value
-                # of few elements (one long string, say): such a value is walked instead.
-                nonfinite = _has_nonfinite(value, _WALK_BUDGET) if len(out) >= _WALK_FROM else None
-                if nonfinite is None:
-                    # (find, not ``in``: ``in`` on bytes costs twice as much, ~0.15 us a call)
-                    nonfinite = out.find(b"null") >= 0 and bool(_has_nonfinite(value))
-                if nonfinite:
-                    raise ValueError("NaN and Infinity are not valid JSON")
-                return out
+                if len(out) < _WALK_FROM and out.find(b"null") < 0:
+                    return out  # the usual message: small, no null, so no NaN or Infinity
+                return _finite(value, out)
         return _stdlib_dumps(value)
+
+    def dumps_line(self, value: Any) -> bytes:
+        """``dumps(value) + b"\\n"``: one newline-framed message, the same bytes.
+
+        Speed: orjson writes the newline itself (no copy), and a small output holding
+        no ``null`` (so no NaN or Infinity either) is returned at once: ~0.3 us less
+        per message than ``dumps`` and a concatenation.
+        """
+        if self.use_orjson:
+            try:
+                out: bytes = _orjson.dumps(value, None, _ORJSON_LINE_OPTS)
+            except (TypeError, ValueError):
+                pass  # as in dumps: the stdlib decides
+            else:
+                if len(out) < _WALK_FROM and out.find(b"null") < 0:
+                    return out
+                return _finite(value, out)
+        return _stdlib_dumps(value) + b"\n"
+
+
+def _finite(value: Any, out: bytes) -> bytes:
+    """``out`` (orjson's encoding of ``value``), or ValueError if ``value`` holds NaN or Infinity."""
+    # orjson writes NaN and Infinity as null; a null in the output is the only
+    # sign, so only then walk the value to refuse non-finite floats. Speed: on
+    # a large output the search costs ~0.5 ms per MiB, more than walking a value
+    # of few elements (one long string, say): such a value is walked instead.
+    nonfinite = _has_nonfinite(value, _WALK_BUDGET) if len(out) >= _WALK_FROM else None
+    if nonfinite is None:
+        # (find, not ``in``: ``in`` on bytes costs twice as much, ~0.15 us a call)
+        nonfinite = out.find(b"null") >= 0 and bool(_has_nonfinite(value))
+    if nonfinite:
+        raise ValueError("NaN and Infinity are not valid JSON")
+    return out
 
 
 def _plain_numbers(value: Any, int_bound: int | None, *, floats: bool) -> bool | None:
@@ -266,8 +291,9 @@ if _orjson is not None:  # pragma: no branch
     _ORJSON_OPTS = (
         _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS
     )
+    _ORJSON_LINE_OPTS = _ORJSON_OPTS | _orjson.OPT_APPEND_NEWLINE
 else:  # pragma: no cover
-    _ORJSON_OPTS = 0
+    _ORJSON_OPTS = _ORJSON_LINE_OPTS = 0
 
 _DEFAULT = JsonCodec()
 loads: Callable[[bytes | bytearray | memoryview], Any] = _DEFAULT.loads

@@ -308,3 +308,32 @@ def test_stdlib_reads_numbers_exactly_as_the_hooks_do(pad: int, max_int_digits: 
             codec.loads(text)
         return
     assert codec.loads(text) == expected
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 7},
+        [None, 1.5, {"a": None}],  # null, but no NaN
+        {"big": 2**70, 1: "int key", "t": ("x",)},  # orjson refuses: the stdlib writes it
+        {"sub": Color("red"), "u": uuid.UUID(int=1)},
+        [PAD, 1.5, None],  # large output
+        [PAD, None, *range(500)],  # large output, many elements
+        [math.nan],
+        {"a": [1, {"b": math.inf}]},
+        [PAD, {"x": [-math.inf]}],
+        [PAD, math.nan, *range(500)],
+        {"v": {1, 2}},
+        {"v": b"bytes"},
+    ],
+)
+def test_dumps_line_is_dumps_and_a_newline(use_orjson: bool, value: Any) -> None:
+    codec = JsonCodec(use_orjson=use_orjson)
+    try:
+        expected = codec.dumps(value) + b"\n"
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            codec.dumps_line(value)
+    else:
+        assert codec.dumps_line(value) == expected
