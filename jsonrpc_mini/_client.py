@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from ._batch import BatchBuilder
+from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
@@ -203,8 +203,12 @@ class _Link:
                     return
             else:
                 pause = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-                # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
-                signal.acquire(timeout=max(pause, 0.0))
+                try:
+                    # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
+                    signal.acquire(timeout=max(pause, 0.0))
+                except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
+                    self._abandon(waiter)
+                    raise
                 waiter.waiting = False
             if deadline is not None and time.monotonic() >= deadline:
                 with self.lock:
@@ -213,6 +217,21 @@ class _Link:
                     self.pending.pop(waiter.id, None)
                     waiter.done = True
                 raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """Forget a follower that stops waiting (interrupted): its late reply is dropped.
+
+        Left pending, it would stay ``waiting`` and could be picked to take over
+        reading, a wake-up nobody takes: the other callers would then sit until
+        their next poll. If it was just picked, the turn goes to another follower.
+        """
+        with self.lock:
+            self.pending.pop(waiter.id, None)
+            waiter.done = True
+            waiter.waiting = False
+            follower = None if self.reading else self._follower()
+        if follower is not None:
+            follower.wake()
 
     def _read_until(self, waiter: _Waiter, deadline: float | None) -> bool:
         """Read replies until ``waiter`` is done or ``deadline`` passes (the reader's turn held).
@@ -535,13 +554,12 @@ class RPCClient:
         """Collect calls and send them as one batch when the ``with`` block ends."""
         return BatchBuilder(self._send_batch)
 
-    def _send_batch(self, calls: list[tuple[str, Params, bool]]) -> list[Callable[[], Any]]:
+    def _send_batch(self, calls: QueuedCalls) -> list[Callable[[], Any]]:
         link = self._require_link()
         proto = link.proto
-        ids = iter(proto.next_ids(len(calls) - [notify for _, _, notify in calls].count(True)))
-        numbered = [(method, params, None if notify else next(ids), notify) for method, params, notify in calls]
-        data = proto.encode_calls(numbered)
-        waiters = [_Waiter(id_, method) for method, _, id_, notify in numbered if not notify]
+        values = call_values(calls, iter(proto.next_ids(len(calls) - calls.results.count(None))))
+        data = proto.encode_values(values)
+        waiters = [_Waiter(value["id"], value["method"]) for value in values if "id" in value]
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         link.start(waiters, data, deadline, "batch")
         for waiter in waiters:

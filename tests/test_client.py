@@ -1015,3 +1015,58 @@ def test_a_subclass_call_sees_attribute_calls_too(address: Any) -> None:
         assert c.echo(1) == {"args": [1], "kwargs": {}}
         assert c.echo(b=2) == {"args": [], "kwargs": {"b": 2}}
     assert seen == ["echo", "echo"]
+
+
+class _Interrupted:
+    """A follower's signal whose wait is interrupted (as by Ctrl-C)."""
+
+    def acquire(self, timeout: float = -1) -> bool:
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        raise AssertionError("a wake-up went to a caller that stopped waiting")
+
+
+class _InterruptibleWaiter(_client._Waiter):
+    __slots__ = ()
+
+    def wait_signal(self) -> Any:
+        if self.method == "interrupted":
+            return _Interrupted()
+        return super().wait_signal()
+
+
+def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
+    server: RPCServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller interrupted while another thread reads for it must leave: kept as a
+    # waiting follower it could be picked to take over reading, and nobody would.
+    monkeypatch.setattr(_client, "_Waiter", _InterruptibleWaiter)
+    monkeypatch.setattr(client_module, "_POLL", 60.0)  # only wake-ups can end the waits
+    first, late = threading.Event(), threading.Event()
+    server.register_function(lambda: first.wait(WAIT) and "first", name="first")
+    server.register_function(lambda: late.wait(WAIT) and "late", name="interrupted")
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, fn: Any) -> None:
+        try:
+            outcomes[name] = fn()
+        except BaseException as exc:  # the interruption is the point
+            outcomes[name] = exc
+
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as c:
+        reader = start_thread(run, "first", c.first)
+        wait_for(lambda: c._link is not None and c._link.reading, "the first caller to read")
+        interrupted = start_thread(run, "interrupted", c.interrupted)
+        interrupted.join(WAIT)
+        assert isinstance(outcomes.get("interrupted"), KeyboardInterrupt)
+        link = c._link
+        assert link is not None
+        assert [w.method for w in link.pending.values()] == ["first"]
+        quick = start_thread(run, "quick", lambda: c.add(1, 2))
+        wait_for(lambda: len(link.pending) == 2, "the quick call to wait")
+        first.set()  # the reader is done and must hand reading to the quick caller
+        reader.join(WAIT)
+        quick.join(WAIT)
+        late.set()
+        assert outcomes == {"first": "first", "interrupted": outcomes["interrupted"], "quick": 3}
