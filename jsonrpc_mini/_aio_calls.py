@@ -54,7 +54,7 @@ class CallingProtocol(TimedProtocol):
     _srv: RPCServer
     _proto: ServerConnection
     _runner: CallRunner
-    _dumps: Callable[[Any], bytes]  # the server codec's dumps
+    _dumps_line: Callable[[Any], bytes]  # the server codec's dumps_line
     _limit: int  # max_concurrent_calls
     _debug: bool
     _draining: bool
@@ -139,7 +139,7 @@ class CallingProtocol(TimedProtocol):
             # by newlines, without encode_result's layers (same bytes: a test compares them).
             if self._proto.framing == "newline":
                 try:
-                    data = self._dumps({"jsonrpc": "2.0", "id": message.id, "result": result}) + b"\n"
+                    data = self._dumps_line({"jsonrpc": "2.0", "id": message.id, "result": result})
                 except (TypeError, ValueError, RecursionError):  # not JSON: encode_result makes the -32603
                     data = self._proto.encode_result(message.id, result)
             else:

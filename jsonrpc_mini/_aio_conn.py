@@ -46,7 +46,7 @@ class ServerProtocol(CallingProtocol):
         "_buffer",
         "_debug",
         "_draining",
-        "_dumps",
+        "_dumps_line",
         "_events",
         "_flush_soon",
         "_group_from",
@@ -77,7 +77,7 @@ class ServerProtocol(CallingProtocol):
             max_message_size=opts.max_message_size,
             max_depth=opts.max_depth,
         )
-        self._dumps = server.codec.dumps
+        self._dumps_line = server.codec.dumps_line
         self._limit = opts.max_concurrent_calls
         self._debug = opts.debug
         self._loop = asyncio.get_running_loop()
