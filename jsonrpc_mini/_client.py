@@ -140,12 +140,7 @@ class _Link:
                 self._release_reader()
             raise
         if lead:
-            handed_back = False
-            try:
-                handed_back = self._read_until(waiter, deadline)
-            finally:
-                if not handed_back:
-                    self._release_reader()
+            self._lead(waiter, deadline)
             if waiter.done:
                 return waiter.outcome()
         self.wait(waiter, deadline)
@@ -193,12 +188,7 @@ class _Link:
                     waiter.waiting = True
                     signal = waiter.wait_signal()  # under the lock: a reply cannot slip past it
             if lead:
-                handed_back = False
-                try:
-                    handed_back = self._read_until(waiter, deadline)
-                finally:
-                    if not handed_back:
-                        self._release_reader()
+                self._lead(waiter, deadline)
                 if waiter.done:  # filled by this thread: no lock round needed to see it
                     return
             else:
@@ -217,6 +207,15 @@ class _Link:
                     self.pending.pop(waiter.id, None)
                     waiter.done = True
                 raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
+
+    def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
+        """Read, holding the reader's turn, until ``waiter`` is done or ``deadline`` passes; the turn is passed on."""
+        handed_back = False
+        try:
+            handed_back = self._read_until(waiter, deadline)
+        finally:
+            if not handed_back:
+                self._release_reader()
 
     def _abandon(self, waiter: _Waiter) -> None:
         """Forget a follower that stops waiting (interrupted): its late reply is dropped.
