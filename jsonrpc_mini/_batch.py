@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ._codec import Params, build_params
+from ._codec import Params, build_params, call_value
 from ._errors import RPCError
 from ._remote import RemoteMethod, remote_attribute
 
-__all__ = ["BatchBuilder", "BatchResult"]
+__all__ = ["BatchBuilder", "BatchResult", "QueuedCalls", "call_values"]
 
-_Sender = Callable[[list[tuple[str, Params, bool]]], list[Callable[[], Any]]]
+# Given the queued calls (iterating them gives ``(method, params, is_notification)``),
+# sends them and returns an outcome per request, in order.
+_Sender = Callable[["QueuedCalls"], list[Callable[[], Any]]]
 
 
 class BatchResult:
@@ -40,31 +42,53 @@ class BatchResult:
         return f"<BatchResult {self._method!r} {state}>"
 
 
-class _Queued:
-    """A batch's queued calls and results, and whether it was sent.
+class QueuedCalls:
+    """A batch's queued calls, and whether it was sent; iterating gives ``(method, params, is_notification)``.
 
     Held by the builder and by the methods it hands out (``b.add``), never the
     other way round: a method kept on the builder refers to this, not to the
     builder, so no reference cycle keeps a builder (and its client) alive.
+
+    The calls are kept in parallel lists, not as a tuple each: the sync client
+    numbers and encodes them from these lists in one pass (``call_values``).
     """
 
-    __slots__ = ("calls", "results", "sent")
+    __slots__ = ("methods", "params", "results", "sent")
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, Params, bool]] = []
-        self.results: list[BatchResult] = []
+        self.methods: list[str] = []
+        self.params: list[Params] = []
+        self.results: list[BatchResult | None] = []  # per call; None for a notification
         self.sent = False
 
+    def __iter__(self) -> Iterator[tuple[str, Params, bool]]:
+        return zip(self.methods, self.params, [result is None for result in self.results], strict=True)
+
+    def __len__(self) -> int:
+        return len(self.methods)
+
     def check_open(self) -> None:
+        """Raise RPCError if the batch was sent already."""
         if self.sent:
             raise RPCError(None, "this batch was already sent; start a new one with client.batch()")
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
+        """Queue a call of ``method``; its result."""
         self.check_open()
-        self.calls.append((method, build_params(args, kwargs), False))
+        params = build_params(args, kwargs)
+        self.methods.append(method)
+        self.params.append(params)
         result = BatchResult(method)
         self.results.append(result)
         return result
+
+    def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Queue a notification of ``method``."""
+        self.check_open()
+        params = build_params(args, kwargs)
+        self.methods.append(method)
+        self.params.append(params)
+        self.results.append(None)
 
 
 class _QueuedMethod(RemoteMethod[BatchResult]):
@@ -75,21 +99,34 @@ class _QueuedMethod(RemoteMethod[BatchResult]):
     def __call__(self, /, *args: Any, **kwargs: Any) -> BatchResult:
         # Speed: the queueing done here, not through the builder's call(): a batch of
         # 1,000 calls spends most of its client-side time making them.
-        queued: _Queued = self._target  # type: ignore[assignment]
+        queued: QueuedCalls = self._target  # type: ignore[assignment]
         if queued.sent:
             queued.check_open()
         method = self._name
-        queued.calls.append((method, build_params(args, kwargs) if kwargs else list(args) if args else None, False))
+        params = build_params(args, kwargs) if kwargs else list(args) if args else None
+        queued.methods.append(method)
+        queued.params.append(params)
         result = BatchResult(method)
         queued.results.append(result)
         return result
+
+
+def call_values(calls: QueuedCalls, ids: Iterator[int]) -> list[dict[str, Any]]:
+    """The objects of the batch array: each call as ``call_value`` makes it, requests numbered from ``ids``."""
+    # Speed: a request with params (the usual call) is written out here, without a call.
+    return [
+        {"jsonrpc": "2.0", "method": method, "params": params, "id": next(ids)}
+        if params is not None and result is not None
+        else call_value(method, params, None if result is None else next(ids), result is None)
+        for method, params, result in zip(calls.methods, calls.params, calls.results, strict=True)
+    ]
 
 
 class _BatchQueue:
     """What the sync and asyncio batch builders share: queueing calls, handing out results."""
 
     def __init__(self) -> None:
-        self._queued = _Queued()
+        self._queued = QueuedCalls()
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
         """Queue a call of ``method``; returns its :class:`~jsonrpc_mini.BatchResult`."""
@@ -97,9 +134,7 @@ class _BatchQueue:
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Queue a notification of ``method``."""
-        queued = self._queued
-        queued.check_open()
-        queued.calls.append((method, build_params(args, kwargs), True))
+        self._queued.notify(method, *args, **kwargs)
 
     def __getattr__(self, name: str) -> RemoteMethod[BatchResult]:
         if name.startswith("_"):
@@ -107,24 +142,29 @@ class _BatchQueue:
         method = _QueuedMethod(self._queued, name)
         # Speed: kept on the builder, so the next ``b.name`` is found without calling
         # __getattr__ (a batch calls the same few methods many times). It refers to
-        # the queue, not the builder: no reference cycle (see _Queued).
+        # the queue, not the builder: no reference cycle (see QueuedCalls).
         self.__dict__[name] = method
         return method
 
     def __len__(self) -> int:
-        return len(self._queued.calls)
+        return len(self._queued)
 
-    def _take(self) -> list[tuple[str, Params, bool]]:
+    def _take_queued(self) -> QueuedCalls:
         """Mark the batch sent; return the queued calls (empty: nothing to send)."""
         queued = self._queued
         queued.check_open()
         queued.sent = True
-        return queued.calls
+        return queued
+
+    def _take(self) -> list[tuple[str, Params, bool]]:
+        """Mark the batch sent; return the queued calls as ``(method, params, is_notification)``."""
+        return list(self._take_queued())
 
     def _settle(self, outcomes: list[Callable[[], Any]]) -> list[BatchResult]:
-        for result, outcome in zip(self._queued.results, outcomes, strict=True):
+        results = [result for result in self._queued.results if result is not None]
+        for result, outcome in zip(results, outcomes, strict=True):
             result._outcome = outcome
-        return list(self._queued.results)
+        return results
 
 
 class BatchBuilder(_BatchQueue):
@@ -141,7 +181,7 @@ class BatchBuilder(_BatchQueue):
 
     def send(self) -> list[BatchResult]:
         """Send the queued calls now and wait for their replies (done by the ``with`` exit)."""
-        calls = self._take()
+        calls = self._take_queued()
         return self._settle(self._send(calls) if calls else [])
 
     def __enter__(self) -> BatchBuilder:

@@ -203,6 +203,12 @@ class _Base:
         name = self._framer.name
         return encode_frame(body, "newline" if name == "auto" else name)
 
+    def _line(self, value: Any) -> bytes:
+        """``value`` encoded and framed; with newline framing the codec writes the newline (one copy less)."""
+        if self._framer.name == "content-length":
+            return self._frame(self.codec.dumps(value))
+        return self.codec.dumps_line(value)
+
     def _closed(self) -> Closed | None:
         if self._eof and not self._closed_reported:
             self._closed_reported = True
@@ -288,10 +294,9 @@ class ServerConnection(_Base):
     def encode_result(self, id_: Id, result: Any) -> bytes:
         """The framed reply for a call that returned ``result``."""
         try:
-            body = self.codec.dumps({"jsonrpc": "2.0", "id": id_, "result": result})
+            return self._line({"jsonrpc": "2.0", "id": id_, "result": result})
         except (TypeError, ValueError, RecursionError):
             return self.encode(Response(id_, result))  # the general path turns it into -32603
-        return self._frame(body)
 
     def encode(self, reply: Outgoing | Sequence[Response | ErrorResponse]) -> bytes:
         """Frame one reply, or a batch's replies as one array."""
@@ -356,7 +361,7 @@ class ClientConnection(_Base):
 
     def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
         """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
-        return self._frame(self.codec.dumps(call_value(method, params, id_, False)))
+        return self._line(call_value(method, params, id_, False))
 
     def encode_calls(self, calls: Sequence[tuple[str, Params, Id, bool]]) -> bytes:
         """Frame ``(method, params, id, is_notification)`` calls as one batch array."""
@@ -368,6 +373,10 @@ class ClientConnection(_Base):
             else call_value(method, params, id_, notify)
             for method, params, id_, notify in calls
         ]
+        return self._frame(self.codec.dumps(values))
+
+    def encode_values(self, values: list[dict[str, Any]]) -> bytes:
+        """Frame request objects (as ``call_value`` makes them) as one batch array."""
         return self._frame(self.codec.dumps(values))
 
     def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
