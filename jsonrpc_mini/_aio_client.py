@@ -20,45 +20,10 @@ from ._aio_link import Call, Link
 from ._codec import Notification, Params, Request, build_params
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
-from ._remote import RemoteMethod, check_timeout, remote_attribute
+from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import connect_errors
 
 __all__ = ["Call", "RPCClient", "connect"]
-
-# At most this many attribute methods are kept per client (dynamic names stay bounded).
-_KEEP_METHODS = 64
-
-
-class _Method:
-    """``client.add``: calls remote ``add`` on the client's connection with its timeout.
-
-    Kept on the client (its instance dict) after the first lookup, so ``client.add``
-    is then a plain attribute read (a RemoteMethod made per lookup cost ~1 us per
-    call). It holds the connection and the timeout, never the client: kept, a
-    reference to the client would tie it into a cycle, and a client dropped without
-    ``close()`` would hold its connection open until the garbage collector ran.
-    """
-
-    __slots__ = ("_link", "_name", "_timeout")
-
-    def __init__(self, link: Link, name: str, timeout: float | None) -> None:
-        self._link = link
-        self._name = name
-        self._timeout = timeout
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Call:
-        # build_params inlined for plain positional arguments (the usual call).
-        params = build_params(args, kwargs) if kwargs else list(args) if args else None
-        return self._link.request(self._name, params, self._timeout)
-
-    def __getattr__(self, name: str) -> _Method:
-        # As RemoteMethod: private and dunder names are Python's, never remote methods.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _Method(self._link, f"{self._name}.{name}", self._timeout)
-
-    def __repr__(self) -> str:
-        return f"<remote method {self._name!r}>"
 
 
 class RPCClient:
@@ -85,15 +50,8 @@ class RPCClient:
         # with_timeout and _names, so "connected" must stay a remote method name.
         return self._link.lost is None
 
-    def __getattr__(self, name: str) -> _Method | RemoteMethod[Call]:
-        if type(self).call is not RPCClient.call:
-            return remote_attribute(self, name)  # a subclass's own call() sees every call
-        if name.startswith("_"):
-            raise AttributeError(name)  # Python's names (copy, pickle, inspect probe them)
-        method = _Method(self._link, name, self._timeout)
-        if len(self.__dict__) < _KEEP_METHODS:
-            self.__dict__[name] = method  # found by the next lookup without __getattr__
-        return method
+    def __getattr__(self, name: str) -> KeptMethod[Call] | RemoteMethod[Any]:
+        return kept_attribute(self, RPCClient.call, self._link, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
         """Call remote ``method`` with these arguments; ``await`` the result.

@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Response, build_par
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
-from ._remote import KeptMethod, RemoteMethod, check_timeout, remote_attribute
+from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute, remote_attribute
 from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
@@ -36,8 +36,6 @@ _POLL = 0.5
 _LINES = 64
 # A request up to this size takes the reader's turn as it is registered (see _Link.request).
 _EARLY_TURN = 16 * 1024
-# At most this many ``client.name`` methods are kept per client (dynamic names stay bounded).
-_KEEP_METHODS = 64
 
 
 class _Waiter:
@@ -522,16 +520,10 @@ class RPCClient:
             raise ConnectionLost("not connected: call connect(host, port) first")
         return self._link
 
-    def __getattr__(self, name: str) -> KeptMethod | RemoteMethod[Any]:
-        link = self._link
-        if link is None or type(self).call is not RPCClient.call:
-            return remote_attribute(self, name)  # not connected, or a subclass's call() sees every call
-        if name.startswith("_"):
-            raise AttributeError(name)  # Python's names (copy, pickle, inspect probe them)
-        method = KeptMethod(link, name, self._timeout)
-        if len(self.__dict__) < _KEEP_METHODS:
-            self.__dict__[name] = method  # found by the next lookup without __getattr__
-        return method
+    def __getattr__(self, name: str) -> KeptMethod[Any] | RemoteMethod[Any]:
+        if self._link is None:
+            return remote_attribute(self, name)  # calling it says "not connected"
+        return kept_attribute(self, RPCClient.call, self._link, name, self._timeout)
 
     def _forget_methods(self) -> dict[str, Any]:
         """Drop the kept ``client.name`` methods (they hold the link and timeout); the rest of the state."""
@@ -553,7 +545,7 @@ class RPCClient:
         """Collect calls and send them as one batch when the ``with`` block ends."""
         return BatchBuilder(self._send_batch)
 
-    def _send_batch(self, calls: QueuedCalls) -> list[Callable[[], Any]]:
+    def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
         link = self._require_link()
         proto = link.proto
         values = call_values(calls, iter(proto.next_ids(len(calls) - calls.results.count(None))))
@@ -567,7 +559,7 @@ class RPCClient:
                     link.wait(waiter, deadline)
                 except RPCTimeout as exc:
                     waiter.error = exc
-        return [waiter.outcome for waiter in waiters]
+        return waiters  # each member's BatchResult asks its waiter for the outcome
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""

@@ -10,7 +10,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._codec import Params, build_params
 
-__all__ = ["Caller", "KeptMethod", "RemoteMethod", "check_timeout", "remote_attribute"]
+__all__ = [
+    "KEEP_METHODS",
+    "Caller",
+    "KeptMethod",
+    "RemoteMethod",
+    "check_timeout",
+    "kept_attribute",
+    "remote_attribute",
+]
 
 _R_co = TypeVar("_R_co", covariant=True)
 
@@ -46,20 +54,24 @@ class RemoteMethod(Generic[_R_co]):
         return f"<remote method {self._name!r}>"
 
 
-class Requester(Protocol):
+# At most this many ``client.name`` methods are kept per client (dynamic names stay bounded).
+KEEP_METHODS = 64
+
+
+class Requester(Protocol[_R_co]):
     """A client's connection: ``request(method, params, timeout)`` makes one call."""
 
-    def request(self, method: str, params: Params, timeout: float | None) -> Any:
+    def request(self, method: str, params: Params, timeout: float | None) -> _R_co:
         """Call ``method`` (the sync link returns its result, the asyncio link a Call)."""
         ...
 
 
-class KeptMethod:
+class KeptMethod(Generic[_R_co]):
     """``client.add``: calls remote ``add`` on the client's connection with its timeout.
 
     A client keeps it (in its instance dict) after the first lookup, so
     ``client.add`` is then a plain attribute read: a RemoteMethod made per lookup
-    and then ``client.call`` cost ~0.8 us per call. It holds the connection and
+    and then ``client.call`` cost ~0.8-1 us per call. It holds the connection and
     the timeout, never the client: kept, a reference to the client would tie it
     into a cycle, and a client dropped without ``close()`` would hold its
     connection open until the garbage collector ran. The client drops kept ones
@@ -68,15 +80,17 @@ class KeptMethod:
 
     __slots__ = ("_link", "_name", "_timeout")
 
-    def __init__(self, link: Requester, name: str, timeout: float | None) -> None:
+    def __init__(self, link: Requester[_R_co], name: str, timeout: float | None) -> None:
         self._link = link
         self._name = name
         self._timeout = timeout
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self._link.request(self._name, build_params(args, kwargs), self._timeout)
+    def __call__(self, /, *args: Any, **kwargs: Any) -> _R_co:
+        # build_params inlined for plain positional arguments (the usual call).
+        params = build_params(args, kwargs) if kwargs else list(args) if args else None
+        return self._link.request(self._name, params, self._timeout)
 
-    def __getattr__(self, name: str) -> KeptMethod:
+    def __getattr__(self, name: str) -> KeptMethod[_R_co]:
         # As RemoteMethod: private and dunder names are Python's, never remote methods.
         if name.startswith("_"):
             raise AttributeError(name)
@@ -84,6 +98,25 @@ class KeptMethod:
 
     def __repr__(self) -> str:
         return f"<remote method {self._name!r}>"
+
+
+def kept_attribute(
+    client: Any, own_call: Any, link: Requester[_R_co], name: str, timeout: float | None
+) -> KeptMethod[_R_co] | RemoteMethod[Any]:
+    """What ``client.name`` gives (for ``__getattr__``): a KeptMethod, kept on ``client``.
+
+    ``own_call`` is the client class's ``call``: a subclass that overrides it gets a
+    RemoteMethod instead, so that its ``call()`` sees every call. Names starting
+    with ``_`` raise AttributeError, as in :func:`remote_attribute`.
+    """
+    if type(client).call is not own_call:
+        return remote_attribute(client, name)
+    if name.startswith("_"):
+        raise AttributeError(name)  # Python's names (copy, pickle, inspect probe them)
+    method = KeptMethod(link, name, timeout)
+    if len(client.__dict__) < KEEP_METHODS:
+        client.__dict__[name] = method  # found by the next lookup without __getattr__
+    return method
 
 
 def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
