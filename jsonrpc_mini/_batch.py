@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, cast
 
 from ._codec import Params, build_params, call_value
 from ._errors import RPCError
@@ -14,7 +14,30 @@ __all__ = ["BatchBuilder", "BatchResult", "QueuedCalls", "call_values"]
 
 # Given the queued calls (iterating them gives ``(method, params, is_notification)``),
 # sends them and returns an outcome per request, in order.
-_Sender = Callable[["QueuedCalls"], list[Callable[[], Any]]]
+# Given the queued calls, sends them and returns, per request in order, what gives
+# its outcome: all callables, or all objects with an ``outcome()`` method (the sync
+# client's waiters: no closure per call).
+_Sender = Callable[["QueuedCalls"], "Sequence[Callable[[], Any]] | Sequence[Outcome]"]
+
+
+class Outcome(Protocol):
+    """Anything whose ``outcome()`` returns a call's result or raises its error."""
+
+    def outcome(self) -> Any:
+        """The call's result; raises its error."""
+        ...
+
+
+class _Deferred:
+    """The outcome a callable gives."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get: Callable[[], Any]) -> None:
+        self._get = get
+
+    def outcome(self) -> Any:
+        return self._get()
 
 
 class BatchResult:
@@ -24,7 +47,7 @@ class BatchResult:
 
     def __init__(self, method: str) -> None:
         self._method = method
-        self._outcome: Callable[[], Any] | None = None
+        self._outcome: Outcome | None = None
 
     @property
     def method(self) -> str:
@@ -35,7 +58,7 @@ class BatchResult:
         """The call's return value; raises that call's error (RPCError subclass)."""
         if self._outcome is None:
             raise RPCError(None, f"{self._method}: the batch has not been sent yet (leave the with block first)")
-        return self._outcome()
+        return self._outcome.outcome()
 
     def __repr__(self) -> str:
         state = "pending" if self._outcome is None else "ready"
@@ -160,9 +183,11 @@ class _BatchQueue:
         """Mark the batch sent; return the queued calls as ``(method, params, is_notification)``."""
         return list(self._take_queued())
 
-    def _settle(self, outcomes: list[Callable[[], Any]]) -> list[BatchResult]:
+    def _settle(self, outcomes: Sequence[Callable[[], Any]] | Sequence[Outcome]) -> list[BatchResult]:
         results = [result for result in self._queued.results if result is not None]
-        for result, outcome in zip(results, outcomes, strict=True):
+        if outcomes and callable(outcomes[0]):
+            outcomes = [_Deferred(get) for get in cast("Sequence[Callable[[], Any]]", outcomes)]
+        for result, outcome in zip(results, cast("Sequence[Outcome]", outcomes), strict=True):
             result._outcome = outcome
         return results
 

@@ -107,6 +107,38 @@ def test_private_names_are_never_kept_or_queued() -> None:
     assert not {"_x", "__deepcopy__", "_queued_"} & set(vars(b))
 
 
+class Settled:
+    """An outcome object (as the sync client's waiters are): ``outcome()`` gives the result or raises."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error, self.asked = value, error, 0
+
+    def outcome(self) -> Any:
+        self.asked += 1
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def test_a_sender_may_answer_with_outcome_objects() -> None:
+    boom = InvalidParams("bad")
+    answers = [Settled(1), Settled(error=boom), Settled([2])]
+    b = BatchBuilder(lambda calls: answers)
+    one, bad, two = b.a(), b.b(), b.c()
+    b.notify("n")
+    assert b.send() == [one, bad, two]
+    assert (one.result(), two.result(), one.result()) == (1, [2], 1)
+    with pytest.raises(InvalidParams) as info:
+        bad.result()
+    assert info.value is boom
+    assert [a.asked for a in answers] == [2, 1, 1]
+    short = BatchBuilder(lambda calls: answers[:1])
+    short.a()
+    short.b()
+    with pytest.raises(ValueError):  # one answer per request, as with callables
+        short.send()
+
+
 def test_a_builder_with_kept_methods_is_freed_without_the_garbage_collector() -> None:
     # A method kept on the builder must not refer back to it: a cycle would keep the
     # builder, and through its sender the client and its connection, until gc runs.
