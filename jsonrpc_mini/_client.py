@@ -14,7 +14,7 @@ import logging
 import ssl as _ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
