@@ -19,9 +19,10 @@ JSON encode, ``write``. For 1 and 2 two ratios are printed:
 
 Servers run in a separate process (this file with ``--serve KIND``); the clients
 run here. Both sides use the same JSON codec (orjson when installed, else json).
-Rounds alternate the contenders so machine noise hits all alike; a ratio is the
-median of per-round ratios. Server CPU per call (the server's own process_time,
-per scenario) is printed as well: it is steadier than wall time on a busy machine.
+Rounds run the contenders in a new (seeded) order each, so machine noise and the
+client process's state hit all alike; a ratio is the median of per-round ratios.
+Server CPU per call (the server's own process_time, per scenario) is printed as
+well: it is steadier than wall time on a busy machine.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -311,9 +313,14 @@ async def run_throughput(quick: bool, extra: bool) -> list[str]:
     # server kind -> scenario -> [CPU seconds, calls served], with the raw client only
     # (the same client for every server, so the CPU is comparable)
     cpu = {kind: {"concurrent": [0.0, 0], "pipelined": [0.0, 0]} for kind in servers}
+    # Each round runs the pairs in a new order (seeded): in a fixed order, the pair
+    # after the raw client paid 3-4 us more CPU per call (the process's state).
+    shuffler = random.Random(8)
     try:
         for _ in range(rounds):
-            for label, client, kind in pairs:
+            order = list(pairs)
+            shuffler.shuffle(order)
+            for label, client, kind in order:
                 server = servers[kind]
                 before = server.cpu()
                 conc[label].append(await concurrent_round(client, server.port, calls))
