@@ -79,14 +79,16 @@ class SocketTransport:
         if timeout is None or not self._real:
             self.sock.sendall(data)
             return
-        view = memoryview(data)
-        while view:
+        rest: bytes | memoryview = data  # a view only once part is sent (the usual send takes all)
+        while rest:
             try:
-                sent = self.sock.send(view, socket.MSG_DONTWAIT)
+                sent = self.sock.send(rest, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
-            view = view[sent:]
-            if view and not _wait(self.sock, select.POLLOUT, timeout):
+            if sent == len(rest):
+                return
+            rest = memoryview(rest)[sent:]
+            if not _wait(self.sock, select.POLLOUT, timeout):
                 raise TimeoutError(f"the peer accepted no data for {timeout} s")
 
     def send_within(self, data: bytes, timeout: float) -> None:
@@ -179,11 +181,12 @@ class SocketTransport:
         # mmap so that its pages use memory only once data has filled them (an idle
         # connection costs a page, not 256 KiB). Only one thread reads a transport
         # at a time (the drivers' Leader/Followers rule guarantees it).
-        if self._view is None or len(self._view) < max_bytes:
-            self._buffer = mmap.mmap(-1, max_bytes)
-            self._view = memoryview(self._buffer)
-        count = sock.recv_into(self._view, max_bytes, flags)
-        return self._view[:count].tobytes()
+        buffer, view = self._buffer, self._view
+        if buffer is None or view is None or len(buffer) < max_bytes:
+            buffer = self._buffer = mmap.mmap(-1, max_bytes)
+            view = self._view = memoryview(buffer)
+        count = sock.recv_into(view, max_bytes, flags)
+        return buffer[:count]  # a slice of the mmap is a bytes copy: one object, not a view and a copy
 
     def watchable_fd(self) -> int | None:
         """The descriptor whose readiness tells that bytes arrived, or None.

@@ -331,6 +331,42 @@ def test_send_within_delivers_everything_to_a_slow_reader(pair: Any) -> None:
     assert bytes(got) == payload
 
 
+@pytest.fixture
+def timed_pair() -> Any:
+    """A socket pair whose first end sends with a send_timeout (as the server's transports do)."""
+    a, b = socket.socketpair()
+    ta, tb = SocketTransport(a, send_timeout=0.2), SocketTransport(b)
+    yield ta, tb
+    ta.close()
+    tb.close()
+
+
+def test_send_with_a_send_timeout_delivers_everything_to_a_slow_reader(timed_pair: Any) -> None:
+    ta, tb = timed_pair
+    ta.send(b"small")  # taken whole by the first send
+    assert tb.recv(100, WAIT) == b"small"
+    payload = os.urandom(4 * 2**20)
+    got = bytearray()
+
+    def read_all() -> None:
+        while len(got) < len(payload):
+            chunk = tb.recv(65536, WAIT)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = start_thread(read_all)
+    ta.send(payload)  # many partial sends, each followed by a wait for room
+    reader.join(WAIT)
+    assert bytes(got) == payload
+
+
+def test_send_timeout_bounds_a_send_the_peer_never_takes(timed_pair: Any) -> None:
+    ta, _ = timed_pair
+    with pytest.raises(TimeoutError, match="accepted no data"):
+        ta.send(b"x" * 20_000_000)  # the peer never reads
+
+
 def test_send_within_on_socket_likes_sends_as_send_does() -> None:
     fake = _SocketLike([])
     SocketTransport(fake).send_within(b"abc", 0.01)  # type: ignore[arg-type]
