@@ -323,13 +323,24 @@ class _Link:
         """Store ``(id, result)`` pairs; if that completes ``waiter``, also hand back the reader's turn."""
         if not results and waiter is None:
             return False
+        woken: list[_Waiter] = []
         with self.lock:
-            settled = [filled for id_, result in results if (filled := self._fill_result(id_, result)) is not None]
+            pending = self.pending
+            for id_, result in results:
+                # _fill_result's work in line (a batch reply stores 1,000 of these).
+                filled = pending.pop(id_, None)
+                if filled is None:
+                    log.debug("dropping reply for unknown or timed-out id %r", id_)
+                    continue
+                filled.result = result
+                filled.done = True
+                if filled.signal is not None:  # only a caller that waited on its signal needs waking
+                    woken.append(filled)
             handing_back = waiter is not None and waiter.done
             if handing_back:
                 self.reading = False
                 follower = self._follower()
-        for other in settled:
+        for other in woken:
             if other is not waiter:
                 other.wake()
         if handing_back and follower is not None:
