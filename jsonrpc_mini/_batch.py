@@ -12,8 +12,6 @@ from ._remote import RemoteMethod, remote_attribute
 
 __all__ = ["BatchBuilder", "BatchResult", "QueuedCalls", "call_values"]
 
-# Given the queued calls (iterating them gives ``(method, params, is_notification)``),
-# sends them and returns an outcome per request, in order.
 # Given the queued calls, sends them and returns, per request in order, what gives
 # its outcome: all callables, or all objects with an ``outcome()`` method (the sync
 # client's waiters: no closure per call).

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._codec import ErrorResponse, Request, Response, parse_request
-from ._dispatch import error_response, outcome_response
+from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["batch_replies"]
 
 _MISSING: Final = object()
-# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call).
-_PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, type(None)})
 
 
 def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | Response | ErrorResponse]:
@@ -68,8 +66,8 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
                     else:
                         function, args, kwargs = resolve(method, params)
                         result = function(*args, **kwargs)
-                    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
-                        result = asyncio.run(_await(result))
+                    if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                        result = asyncio.run(await_result(result))
                 except Exception as exc:
                     append(error_response(id_, exc, method, debug))
                     continue
@@ -90,7 +88,3 @@ def _general_reply(session: Session, value: Any, debug: bool) -> dict[str, Any] 
     if exc is None and type(item) is Request:
         return {"jsonrpc": "2.0", "id": item.id, "result": result}
     return outcome_response(item, result, exc, debug=debug)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

@@ -16,11 +16,20 @@ from typing import Any, TypeVar, overload
 from ._codec import ErrorObject, ErrorResponse, Notification, Params, Request, Response, split_params
 from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
 
-__all__ = ["Prepared", "Registry", "error_response", "outcome_response"]
+__all__ = ["PLAIN_RESULTS", "Prepared", "Registry", "await_result", "error_response", "outcome_response"]
 
 log = logging.getLogger("jsonrpc_mini")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call).
+PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, type(None)})
+
+
+async def await_result(awaitable: Any) -> Any:
+    """What an ``async def`` handler's awaitable gives (the sync server runs it with asyncio.run)."""
+    return await awaitable
 
 
 @dataclass(frozen=True, slots=True)

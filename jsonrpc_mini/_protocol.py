@@ -363,18 +363,6 @@ class ClientConnection(_Base):
         """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
         return self._line(call_value(method, params, id_, False))
 
-    def encode_calls(self, calls: Sequence[tuple[str, Params, Id, bool]]) -> bytes:
-        """Frame ``(method, params, id, is_notification)`` calls as one batch array."""
-        # Speed: a request with params (the usual member) is written out here, as
-        # call_value makes it (the same keys in the same order), without a call.
-        values = [
-            {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
-            if params is not None and not notify
-            else call_value(method, params, id_, notify)
-            for method, params, id_, notify in calls
-        ]
-        return self._frame(self.codec.dumps(values))
-
     def encode_values(self, values: list[dict[str, Any]]) -> bytes:
         """Frame request objects (as ``call_value`` makes them) as one batch array."""
         return self._frame(self.codec.dumps(values))

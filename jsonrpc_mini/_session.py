@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._batch_serve import batch_replies
 from ._codec import Notification, Request
-from ._dispatch import outcome_response
+from ._dispatch import PLAIN_RESULTS, await_result, outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
@@ -43,8 +43,6 @@ SHUTTING_DOWN = -32000
 _SHUTTING_DOWN = RPCError(SHUTTING_DOWN, "Server error: the server is shutting down")
 
 _local = threading.local()
-# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call).
-_PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, type(None)})
 
 
 class Session:
@@ -359,8 +357,8 @@ class Session:
         try:
             function, args, kwargs = self._server.resolve(message.method, message.params)
             result = function(*args, **kwargs)
-            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
+            if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                result = asyncio.run(await_result(result))
         except Exception as exc:
             return None, exc
         return result, None
@@ -377,10 +375,6 @@ class Session:
                 self._cond.notify_all()
             self._transport.close()
             return False
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def current_session() -> Session | None:
