@@ -23,7 +23,7 @@ from ._codec import ErrorResponse, Id, Notification, Params, Response, build_par
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
-from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute, remote_attribute
+from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import RECV_SIZE, Transport, feed_ready, open_connection
 
 __all__ = ["RPCClient"]
@@ -111,11 +111,14 @@ class _Link:
     def request(self, method: str, params: Params, timeout: float | None) -> Any:
         """Call ``method`` and wait for its result (RPCTimeout after ``timeout`` seconds).
 
-        Speed: ``start`` then ``wait`` cost two lock rounds. When nobody is reading,
-        a small request's caller takes the reader's turn in the round that registers
-        it. Only a small one: a send that blocks must not hold the turn (other
-        callers' replies would wait behind it), and a small send into an idle
-        connection's socket buffer returns at once.
+        Speed: ``start`` then ``wait`` cost two lock rounds. A caller that is alone
+        (no call pending, nobody reading, nobody sending: it takes the send lock in
+        the same round) with a small request takes the reader's turn in the round
+        that registers it. Only then: a caller holding the turn while its send
+        waits (for the send lock, or for room in a full socket buffer) would keep
+        everyone else's replies unread, and a server blocked writing them would
+        never read that send (a hang, a7a2f56). A small send on an idle connection
+        returns at once.
         """
         proto = self.proto
         id_ = proto.next_id()
@@ -125,12 +128,17 @@ class _Link:
         with self.lock:
             if self.lost is not None:
                 raise ConnectionLost(self.lost)
+            lead = (
+                not self.reading
+                and not self.pending
+                and len(data) <= _EARLY_TURN
+                and self.send_lock.acquire(blocking=False)
+            )
             self.pending[waiter.id] = waiter
-            lead = not self.reading and len(data) <= _EARLY_TURN
             if lead:
                 self.reading = True
         try:
-            self.send(data, deadline, waiter.method)
+            self.send(data, deadline, waiter.method, locked=lead)
         except BaseException:
             with self.lock:
                 self.pending.pop(waiter.id, None)
@@ -144,16 +152,18 @@ class _Link:
         self.wait(waiter, deadline)
         return waiter.outcome()
 
-    def send(self, data: bytes, deadline: float | None = None, method: str = "") -> None:
+    def send(self, data: bytes, deadline: float | None = None, method: str = "", *, locked: bool = False) -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
 
         A send cut short by the deadline may have put part of a message on the
         wire, so the connection is closed (other pending calls get ConnectionLost).
+        ``locked``: the caller holds the send lock already (it is released here).
         """
-        if deadline is None:
-            self.send_lock.acquire()
-        elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
+        if not locked:
+            if deadline is None:
+                self.send_lock.acquire()
+            elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
         try:
             send_within = None if deadline is None else getattr(self.transport, "send_within", None)
             if send_within is not None and deadline is not None:
@@ -211,16 +221,21 @@ class _Link:
         handed_back = False
         try:
             handed_back = self._read_until(waiter, deadline)
+        except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
+            self._abandon(waiter)  # (the turn is still held: no follower is picked there)
+            raise
         finally:
             if not handed_back:
                 self._release_reader()
 
     def _abandon(self, waiter: _Waiter) -> None:
-        """Forget a follower that stops waiting (interrupted): its late reply is dropped.
+        """Forget a caller that stops waiting (interrupted): its late reply is dropped.
 
-        Left pending, it would stay ``waiting`` and could be picked to take over
-        reading, a wake-up nobody takes: the other callers would then sit until
-        their next poll. If it was just picked, the turn goes to another follower.
+        Left pending, an error reply with id null could not be matched to the one
+        call really outstanding, and a follower would stay ``waiting`` and could be
+        picked to take over reading, a wake-up nobody takes (the other callers
+        would then sit until their next poll). If it was just picked, the turn
+        goes to another follower.
         """
         with self.lock:
             self.pending.pop(waiter.id, None)
@@ -457,6 +472,28 @@ class _Link:
         self.transport.close()
 
 
+class _Current:
+    """The connection a client uses now; ``connect()`` replaces it.
+
+    ``client.add`` (a KeptMethod) calls through this, so a method kept or saved by
+    the caller follows a reconnect, and it holds no reference to the client (a
+    cycle would keep a dropped client's connection open until the garbage
+    collector ran).
+    """
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: _Link | None = None) -> None:
+        self.link = link
+
+    def request(self, method: str, params: Params, timeout: float | None) -> Any:
+        """Call ``method`` on the current connection (ConnectionLost if there is none)."""
+        link = self.link
+        if link is None:
+            raise ConnectionLost("not connected: call connect(host, port) first")
+        return link.request(method, params, timeout)
+
+
 class RPCClient:
     """A JSON-RPC 2.0 client over one connection, safe to share between threads.
 
@@ -490,6 +527,7 @@ class RPCClient:
         self._max_message_size = max_message_size
         ClientConnection(framing=framing)  # validate the framing name now
         self._link: _Link | None = None
+        self._current = _Current()
         if transport is not None:
             self._attach(transport)
         elif host is not None or path is not None:
@@ -499,8 +537,7 @@ class RPCClient:
 
     def _attach(self, transport: Transport) -> None:
         proto = ClientConnection(framing=self._framing, max_message_size=self._max_message_size)
-        self._forget_methods()  # kept methods hold the previous connection
-        self._link = _Link(transport, proto)
+        self._link = self._current.link = _Link(transport, proto)
 
     def connect(
         self,
@@ -532,15 +569,9 @@ class RPCClient:
         return self._link
 
     def __getattr__(self, name: str) -> KeptMethod[Any] | RemoteMethod[Any]:
-        if self._link is None:
-            return remote_attribute(self, name)  # calling it says "not connected"
-        return kept_attribute(self, RPCClient.call, self._link, name, self._timeout)
-
-    def _forget_methods(self) -> dict[str, Any]:
-        """Drop the kept ``client.name`` methods (they hold the link and timeout); the rest of the state."""
-        for name in [name for name, value in self.__dict__.items() if type(value) is KeptMethod]:
-            del self.__dict__[name]
-        return self.__dict__
+        if name.startswith("_"):
+            raise AttributeError(name)  # Python's names, and ours before __init__ set them
+        return kept_attribute(self, RPCClient.call, self._current, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
@@ -564,20 +595,27 @@ class RPCClient:
         waiters = [_Waiter(value["id"], value["method"]) for value in values if "id" in value]
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         link.start(waiters, data, deadline, "batch")
-        for waiter in waiters:
-            if not waiter.done:  # replies come together: most are in once the first wait ends
-                try:
-                    link.wait(waiter, deadline)
-                except RPCTimeout as exc:
-                    waiter.error = exc
+        try:
+            for waiter in waiters:
+                if not waiter.done:  # replies come together: most are in once the first wait ends
+                    try:
+                        link.wait(waiter, deadline)
+                    except RPCTimeout as exc:
+                        waiter.error = exc
+        except BaseException:  # e.g. KeyboardInterrupt: the members not answered stop waiting too
+            for waiter in waiters:
+                if not waiter.done:
+                    link._abandon(waiter)
+            raise
         return waiters  # each member's BatchResult asks its waiter for the outcome
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
         view = object.__new__(RPCClient)
-        view.__dict__.update(self.__dict__)
-        view._forget_methods()  # kept methods carry this client's timeout
+        # Not the kept methods: they carry this client's timeout and connection holder.
+        view.__dict__.update((name, value) for name, value in self.__dict__.items() if type(value) is not KeptMethod)
         view._timeout = check_timeout(timeout)
+        view._current = _Current(self._link)  # the view stays on this connection, as its calls do
         return view
 
     def close(self) -> None:

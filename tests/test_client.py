@@ -980,10 +980,12 @@ def test_kept_attribute_methods_follow_the_timeout_and_the_connection(server: RP
         assert c.slow(False) == "quick"
         with pytest.raises(RPCTimeout):
             c.with_timeout(0.2).slow(True)
+        saved = c.slow
         release.set()
         c.close()
         c.connect(*address)
         assert c.slow(False) == "quick"  # on the new connection
+        assert saved(False) == "quick"  # a method saved before the reconnect follows it
         assert c.math.add(1, 2) == 3
     finally:
         release.set()
@@ -1071,3 +1073,103 @@ def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
         quick.join(WAIT)
         late.set()
         assert outcomes == {"first": "first", "interrupted": outcomes["interrupted"], "quick": 3}
+
+
+class _GatedBigSends:
+    """A transport whose sends over 1 KiB block until ``go`` is set (holding the client's send lock)."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.big_sending = threading.Event()
+        self._replies: list[bytes] = []
+        self._ready = threading.Condition()
+
+    def send(self, data: bytes) -> None:
+        if len(data) > 1024:
+            self.big_sending.set()
+            self.go.wait(WAIT)
+        request = json.loads(data)
+        if "id" in request:
+            with self._ready:
+                self._replies.append(_reply(request["id"], len(request["params"][0])))
+                self._ready.notify_all()
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        with self._ready:
+            self._ready.wait_for(lambda: self._replies, WAIT)
+            return self._replies.pop(0) if self._replies else b""
+
+    def close(self) -> None:
+        self.go.set()
+
+
+@pytest.mark.parametrize("big", ["call", "notification"])
+def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> None:
+    # Regression (a7a2f56): a small call took the reader's turn and then waited for
+    # the send lock held by a large send; replies went unread, and a server blocked
+    # writing them never read the large send: a hang.
+    gate = _GatedBigSends()
+    c = RPCClient(transport=gate, timeout=WAIT)
+    outcomes: dict[str, Any] = {}
+    size = client_module._EARLY_TURN + 1000  # too large to take the turn early
+    if big == "call":
+        sender = start_thread(lambda: outcomes.update(big=c.echo("x" * size)))
+    else:
+        sender = start_thread(lambda: outcomes.update(big=c.notify("echo", "x" * size)))
+    assert gate.big_sending.wait(WAIT)
+    link = c._link
+    assert link is not None
+    small = start_thread(lambda: outcomes.update(small=c.echo("y")))
+    wait_for(lambda: len(link.pending) == (2 if big == "call" else 1), "the small call to register")
+    time.sleep(0.05)  # registered, it is now waiting for the send lock
+    assert small.is_alive()
+    assert not link.reading, "a caller waiting for the send lock holds the reading turn"
+    gate.go.set()
+    sender.join(WAIT)
+    small.join(WAIT)
+    assert outcomes == {"big": size if big == "call" else None, "small": 1}
+    assert not link.reading and not link.pending
+    c.close()
+
+
+class _InterruptedRead:
+    """A transport whose first read is interrupted (as by Ctrl-C); later reads answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.interrupted = False
+
+    def send(self, data: bytes) -> None:
+        self.requests.append(json.loads(data))
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        last = self.requests[-1]
+        members = last if isinstance(last, list) else [last]
+        replies = [{"jsonrpc": "2.0", "id": m["id"], "result": m["params"][0]} for m in members if "id" in m]
+        return json.dumps(replies if isinstance(last, list) else replies[0]).encode() + b"\n"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["call", "batch"])
+def test_a_caller_interrupted_while_reading_leaves_no_call_pending(kind: str) -> None:
+    # Left pending, an interrupted call kept an error reply with id null from being
+    # matched to the one call really outstanding.
+    transport = _InterruptedRead()
+    c = RPCClient(transport=transport, timeout=WAIT)
+    with pytest.raises(KeyboardInterrupt):
+        if kind == "call":
+            c.echo(1)
+        else:
+            with c.batch() as b:
+                b.echo(1)
+                b.echo(2)
+    link = c._link
+    assert link is not None
+    assert not link.pending and not link.reading
+    assert c.echo(3) == 3  # the client goes on
+    c.close()
