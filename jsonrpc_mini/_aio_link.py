@@ -49,24 +49,29 @@ class Call(asyncio.Future[Any]):
     method: str  # the remote method (for error messages)
     timeout: float | None  # the call's timeout in seconds, None: none
 
+    def _stepper(self) -> Generator[Any, None, Any]:
+        # getattr: a Call made by the caller, not by Link.expect, has no _steps slot set.
+        steps = getattr(self, "_steps", None)
+        if steps is None:
+            steps = self._steps = self.__await__()
+        return steps
+
     def send(self, value: Any) -> Any:
         """Coroutine protocol: one step of awaiting this call."""
-        if self._steps is None:
-            self._steps = self.__await__()
-        return self._steps.send(value)
+        return self._stepper().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         """Coroutine protocol: raise into the waiting."""
-        if self._steps is None:
-            self._steps = self.__await__()
+        steps = self._stepper()
         if val is None and tb is None:
-            return self._steps.throw(typ)
-        return self._steps.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
+            return steps.throw(typ)
+        return steps.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
 
     def close(self) -> None:
         """Coroutine protocol: stop waiting (the call itself is not affected)."""
-        if self._steps is not None:
-            self._steps.close()
+        steps = getattr(self, "_steps", None)
+        if steps is not None:
+            steps.close()
 
 
 collections.abc.Coroutine.register(Call)

@@ -215,3 +215,16 @@ def test_arguments_that_are_not_json_raise_and_send_nothing(bad: Any) -> None:
         settle_all(client, [good])
 
     run(main)
+
+
+def test_a_call_made_by_the_caller_works_as_a_coroutine() -> None:
+    # aio.Call is public: one not made by the client has no coroutine state yet.
+    async def main() -> None:
+        call = aio.Call()
+        task = asyncio.create_task(call)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        call.set_result(5)
+        assert await task == 5
+        aio.Call().close()  # nothing to close: no error
+
+    run(main)
