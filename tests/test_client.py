@@ -923,21 +923,27 @@ def test_a_caller_queued_behind_a_stuck_send_is_bounded_too() -> None:
 
 
 class _SendGate:
-    """A transport whose sends block until ``go`` is set; replies come once the request is sent."""
+    """A transport whose sends of at least ``min_size`` bytes block until ``go`` is set.
 
-    def __init__(self) -> None:
+    A request is answered (its first argument's length) once it is sent.
+    """
+
+    def __init__(self, min_size: int = 0) -> None:
+        self.min_size = min_size
         self.go = threading.Event()
-        self.sending = threading.Event()
+        self.sending = threading.Event()  # a gated send has started
         self._replies: list[bytes] = []
         self._ready = threading.Condition()
 
     def send(self, data: bytes) -> None:
-        self.sending.set()
-        self.go.wait(WAIT)
+        if len(data) >= self.min_size:
+            self.sending.set()
+            self.go.wait(WAIT)
         request = json.loads(data)
-        with self._ready:
-            self._replies.append(_reply(request["id"], len(request["params"][0])))
-            self._ready.notify_all()
+        if "id" in request:
+            with self._ready:
+                self._replies.append(_reply(request["id"], len(request["params"][0])))
+                self._ready.notify_all()
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         with self._ready:
@@ -1075,40 +1081,12 @@ def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
         assert outcomes == {"first": "first", "interrupted": outcomes["interrupted"], "quick": 3}
 
 
-class _GatedBigSends:
-    """A transport whose sends over 1 KiB block until ``go`` is set (holding the client's send lock)."""
-
-    def __init__(self) -> None:
-        self.go = threading.Event()
-        self.big_sending = threading.Event()
-        self._replies: list[bytes] = []
-        self._ready = threading.Condition()
-
-    def send(self, data: bytes) -> None:
-        if len(data) > 1024:
-            self.big_sending.set()
-            self.go.wait(WAIT)
-        request = json.loads(data)
-        if "id" in request:
-            with self._ready:
-                self._replies.append(_reply(request["id"], len(request["params"][0])))
-                self._ready.notify_all()
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        with self._ready:
-            self._ready.wait_for(lambda: self._replies, WAIT)
-            return self._replies.pop(0) if self._replies else b""
-
-    def close(self) -> None:
-        self.go.set()
-
-
 @pytest.mark.parametrize("big", ["call", "notification"])
 def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> None:
     # Regression (a7a2f56): a small call took the reader's turn and then waited for
     # the send lock held by a large send; replies went unread, and a server blocked
     # writing them never read the large send: a hang.
-    gate = _GatedBigSends()
+    gate = _SendGate(min_size=1024)
     c = RPCClient(transport=gate, timeout=WAIT)
     outcomes: dict[str, Any] = {}
     size = client_module._EARLY_TURN + 1000  # too large to take the turn early
@@ -1116,7 +1094,7 @@ def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> No
         sender = start_thread(lambda: outcomes.update(big=c.echo("x" * size)))
     else:
         sender = start_thread(lambda: outcomes.update(big=c.notify("echo", "x" * size)))
-    assert gate.big_sending.wait(WAIT)
+    assert gate.sending.wait(WAIT)
     link = c._link
     assert link is not None
     small = start_thread(lambda: outcomes.update(small=c.echo("y")))

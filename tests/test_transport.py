@@ -313,22 +313,27 @@ def test_send_within_bounds_a_send_the_peer_never_takes(pair: Any) -> None:
     assert len(done) == 1 and isinstance(done[0], TimeoutError)
 
 
-def test_send_within_delivers_everything_to_a_slow_reader(pair: Any) -> None:
-    ta, tb = pair
+def _delivered_to_a_slow_reader(send: Any, receiver: Any) -> bool:
+    """Whether 4 MiB sent with ``send`` (many partial sends, each followed by a wait for room) arrive intact."""
     payload = os.urandom(4 * 2**20)
     got = bytearray()
 
     def read_all() -> None:
         while len(got) < len(payload):
-            chunk = tb.recv(65536, WAIT)
+            chunk = receiver.recv(65536, WAIT)
             if not chunk:
                 return
             got.extend(chunk)
 
     reader = start_thread(read_all)
-    ta.send_within(payload, WAIT)  # many partial sends and waits for room
+    send(payload)
     reader.join(WAIT)
-    assert bytes(got) == payload
+    return bytes(got) == payload
+
+
+def test_send_within_delivers_everything_to_a_slow_reader(pair: Any) -> None:
+    ta, tb = pair
+    assert _delivered_to_a_slow_reader(lambda data: ta.send_within(data, WAIT), tb)
 
 
 @pytest.fixture
@@ -345,20 +350,7 @@ def test_send_with_a_send_timeout_delivers_everything_to_a_slow_reader(timed_pai
     ta, tb = timed_pair
     ta.send(b"small")  # taken whole by the first send
     assert tb.recv(100, WAIT) == b"small"
-    payload = os.urandom(4 * 2**20)
-    got = bytearray()
-
-    def read_all() -> None:
-        while len(got) < len(payload):
-            chunk = tb.recv(65536, WAIT)
-            if not chunk:
-                return
-            got.extend(chunk)
-
-    reader = start_thread(read_all)
-    ta.send(payload)  # many partial sends, each followed by a wait for room
-    reader.join(WAIT)
-    assert bytes(got) == payload
+    assert _delivered_to_a_slow_reader(ta.send, tb)
 
 
 def test_send_timeout_bounds_a_send_the_peer_never_takes(timed_pair: Any) -> None:
