@@ -526,7 +526,6 @@ class RPCClient:
         self._framing = framing
         self._max_message_size = max_message_size
         ClientConnection(framing=framing)  # validate the framing name now
-        self._link: _Link | None = None
         self._current = _Current()
         if transport is not None:
             self._attach(transport)
@@ -537,7 +536,7 @@ class RPCClient:
 
     def _attach(self, transport: Transport) -> None:
         proto = ClientConnection(framing=self._framing, max_message_size=self._max_message_size)
-        self._link = self._current.link = _Link(transport, proto)
+        self._current.link = _Link(transport, proto)
 
     def connect(
         self,
@@ -563,6 +562,11 @@ class RPCClient:
         # with_timeout and _names, so "connected" must stay a remote method name.
         return self._link is not None and self._link.lost is None
 
+    @property
+    def _link(self) -> _Link | None:
+        # The connection, held once: by the holder kept methods call through.
+        return self._current.link
+
     def _require_link(self) -> _Link:
         if self._link is None:
             raise ConnectionLost("not connected: call connect(host, port) first")
@@ -575,7 +579,7 @@ class RPCClient:
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
-        return (self._link or self._require_link()).request(method, build_params(args, kwargs), self._timeout)
+        return self._current.request(method, build_params(args, kwargs), self._timeout)
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
@@ -615,7 +619,7 @@ class RPCClient:
         # Not the kept methods: they carry this client's timeout and connection holder.
         view.__dict__.update((name, value) for name, value in self.__dict__.items() if type(value) is not KeptMethod)
         view._timeout = check_timeout(timeout)
-        view._current = _Current(self._link)  # the view stays on this connection, as its calls do
+        view._current = _Current(self._link)  # the view stays on this connection
         return view
 
     def close(self) -> None:
