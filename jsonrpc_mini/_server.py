@@ -126,6 +126,9 @@ class RPCServer(Registry):
         self.codec = JsonCodec(max_int_digits=max_int_digits)
         self._lock = threading.Lock()
         self._sessions: set[Session] = set()
+        # Threads of connections that ended on their own: out of _sessions, maybe not
+        # returned yet. shutdown() joins them too, so that none outlives it.
+        self._ending: list[threading.Thread] = []
         self._counter = itertools.count(1)
         self._listener: _Listener | None = None
         self._watcher = ReadWatcher()
@@ -197,6 +200,8 @@ class RPCServer(Registry):
         with self._lock:
             self._sessions.discard(session)
             last = not self._sessions
+            self._ending = [thread for thread in self._ending if thread.is_alive()]
+            self._ending.append(threading.current_thread())
         if last:
             self._watcher.stop(only_if_unused=True)
 
@@ -237,6 +242,11 @@ class RPCServer(Registry):
         for session in sessions:
             if session is not me:
                 session.join(max(0.1, deadline - time.monotonic()))
+        with self._lock:
+            ending, self._ending = self._ending, []
+        for thread in ending:
+            if thread is not threading.current_thread():
+                thread.join(max(0.1, deadline - time.monotonic()))
         self._watcher.stop(join=1.0)  # its thread starts again when a connection needs it
 
     def _run_listener(self, listener: _Listener) -> None:

@@ -408,6 +408,29 @@ def test_shutdown_of_a_server_never_started_is_harmless() -> None:
         pass
 
 
+def test_shutdown_waits_for_a_connection_thread_that_is_still_ending(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A connection that ended on its own leaves the server's list before its thread
+    # returns. shutdown() must still wait for that thread: a test checking for
+    # leftover threads right after it (the test kit's fixtures do) saw one alive.
+    ending = threading.Event()
+    original = server_module.RPCServer._session_done
+
+    def slow_done(self: RPCServer, session: Any) -> None:
+        original(self, session)
+        ending.set()
+        time.sleep(0.3)  # the thread is still alive for a while after leaving the list
+
+    monkeypatch.setattr(server_module.RPCServer, "_session_done", slow_done)
+    server = RPCServer()
+    server.register_function(add)
+    with serving(server) as (host, port):
+        with RPCClient(host, port, timeout=WAIT) as client:
+            assert client.add(1, 2) == 3
+        assert ending.wait(WAIT)
+        assert server.connection_count == 0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-conn")]
+
+
 def test_invalid_options_are_rejected() -> None:
     for bad in ({"max_message_size": 0}, {"idle_timeout": 0}, {"read_timeout": -1.0}, {"framing": "xml"}):
         with pytest.raises(ValueError):
