@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from ._codec import ErrorObject, ErrorResponse, encode_message
 from ._dispatch import Registry
-from ._framing import FramingName, encode_frame
+from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
 from ._session import Session, current_session
 from ._transport import SocketTransport, Transport
 from ._watch import ReadWatcher
@@ -325,14 +325,15 @@ class _Listener:
                 time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                 continue
             if server.connection_count >= server.options.max_connections:
-                _refuse(conn)
+                log.warning("refusing a connection: max_connections reached")
+                refuse(conn, TOO_MANY_CONNECTIONS)
                 continue
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             opts = server.options
             setup = None
             if self._ssl is not None:
-                setup = _tls_setup(conn, self._ssl, opts.handshake_timeout, opts.read_timeout)
+                setup = tls_setup(conn, self._ssl, opts.handshake_timeout, opts.read_timeout)
             server._add_session(SocketTransport(conn, send_timeout=opts.read_timeout), setup)
 
     def stop(self) -> None:
@@ -351,35 +352,6 @@ class _Listener:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
         self.closed.set()
-
-
-def _refuse(conn: socket.socket) -> None:
-    log.warning("refusing a connection: max_connections reached")
-    body = encode_message(
-        ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later")),
-        JsonCodec().dumps,
-    )
-    try:
-        conn.settimeout(1.0)
-        conn.sendall(encode_frame(body, "newline"))
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    conn.close()
-
-
-def _tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None) -> _Setup:
-    def handshake() -> Transport | None:
-        try:
-            conn.settimeout(timeout)
-            tls = context.wrap_socket(conn, server_side=True)
-        except (OSError, _ssl.SSLError) as exc:
-            log.info("TLS handshake failed: %s", exc)
-            conn.close()
-            return None
-        return SocketTransport(tls, send_timeout=send_timeout)
-
-    return handshake
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -309,6 +309,12 @@ def open_connection(
     return SocketTransport(sock)
 
 
+# What OpenSSL reports when the peer's first bytes are not a TLS record, e.g. the
+# plain JSON-RPC error a server without TLS answers a handshake with.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"})
+_NOT_TLS_HINT = " (the server did not answer in TLS: is it a server without ssl=?)"
+
+
 @contextlib.contextmanager
 def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
     """Turn a failed connect to ``where`` into RPCTimeout or ConnectionLost (sync and asyncio)."""
@@ -317,6 +323,7 @@ def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
     except TimeoutError as exc:
         raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
     except _ssl.SSLError as exc:
-        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
+        hint = _NOT_TLS_HINT if exc.reason in _NOT_TLS else ""
+        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}") from exc
     except OSError as exc:
         raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc

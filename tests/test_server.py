@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import os
@@ -40,6 +39,7 @@ from jsonrpc_mini import (
     RPCError,
     RPCServer,
     ServerError,
+    aio,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -884,16 +884,57 @@ def test_tls_round_trip(tls: Any) -> None:
             assert c.add(1, 2) == 3
             big = "𝄞测试" * 100_000  # many TLS records
             assert c.echo(big) == big
-        # a client that does not trust the certificate fails cleanly ...
-        with pytest.raises(ConnectionLost, match="TLS"):
+        # a client that does not trust the certificate fails cleanly (no plain-text hint) ...
+        with pytest.raises(ConnectionLost, match="TLS") as untrusted:
             RPCClient(host, port, ssl=ssl.create_default_context(), timeout=WAIT)
+        assert "without ssl=" not in str(untrusted.value)
         # ... and a plain-text client does not disturb the server
         with raw_connect((host, port)) as plain:
             plain.sendall(request("add", [1, 2]))
-            with contextlib.suppress(ConnectionResetError):
-                assert b'"result"' not in plain.to_eof()
+            assert b'"result"' not in plain.to_eof()
         with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
             assert c.add(2, 2) == 4
+
+
+@pytest.mark.parametrize("size", [10, 8_000_000])
+def test_a_plain_client_on_a_tls_port_is_told_to_use_tls(tls: Any, size: int) -> None:
+    # Its request is read (not left unread, which would reset the connection and
+    # lose the answer) and answered with one plain error; TLS clients go on.
+    server_ctx, client_ctx = tls
+    s = RPCServer()
+
+    @s.register
+    def length(x: str) -> int:
+        return len(x)
+
+    with serving(s, ssl=server_ctx) as (host, port):
+        with RPCClient(host, port, timeout=WAIT) as plain:
+            with pytest.raises(ServerError, match="this server speaks TLS") as refused:
+                plain.length("x" * size)
+            assert refused.value.code == -32000
+        with raw_connect((host, port)) as sock:
+            sock.sendall(request("length", ["x" * size]))
+            reply = json.loads(sock.to_eof())
+        assert reply["id"] is None and "speaks TLS" in reply["error"]["message"]
+        with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
+            assert c.length("abc") == 3
+
+
+def test_a_tls_client_on_a_plain_port_gets_a_hint(tls: Any) -> None:
+    _server_ctx, client_ctx = tls
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as (host, port):
+        with pytest.raises(ConnectionLost, match=r"did not answer in TLS: is it a server without ssl=\?"):
+            RPCClient(host, port, ssl=client_ctx, timeout=WAIT)
+
+        async def aio_client() -> None:
+            await aio.connect(host, port, ssl=client_ctx, timeout=WAIT)
+
+        with pytest.raises(ConnectionLost, match="did not answer in TLS"):
+            asyncio.run(aio_client())
+        with RPCClient(host, port, timeout=WAIT) as c:
+            assert c.add(1, 2) == 3
 
 
 def test_content_length_message_too_large_is_refused_before_reading_it() -> None:

@@ -1,0 +1,87 @@
+"""Turning a connection away with one JSON-RPC error: too many connections, plain text on a TLS port."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl as _ssl
+import time
+from collections.abc import Callable
+
+from ._codec import ErrorObject, ErrorResponse, encode_message
+from ._framing import encode_frame
+from ._json import JsonCodec
+from ._transport import SocketTransport, Transport
+
+log = logging.getLogger("jsonrpc_mini")
+
+# The first byte of every TLS connection: a handshake record (content type 22).
+_TLS_HANDSHAKE = 0x16
+# Reading what a turned-away client sent is bounded in bytes (one request of the
+# default max_message_size) and time.
+_DRAIN_BYTES = 16 * 1024 * 1024
+_DRAIN_SECONDS = 1.0
+
+TOO_MANY_CONNECTIONS = "Server error: too many connections, try again later"
+TLS_REQUIRED = "Server error: this server speaks TLS; connect with an ssl.SSLContext (ssl=...)"
+
+
+def refuse(conn: socket.socket, message: str, *, drain: bool = False) -> None:
+    """Send one -32000 error (id null) on ``conn`` in plain newline framing, then close it.
+
+    ``drain``: first read (bounded) what the client sent. Closing a socket with
+    unread input resets the connection, and the reset can destroy the answer
+    before the client reads it.
+    """
+    body = encode_message(ErrorResponse(None, ErrorObject(-32000, message)), JsonCodec().dumps)
+    try:
+        conn.settimeout(_DRAIN_SECONDS)
+        conn.sendall(encode_frame(body, "newline"))
+        conn.shutdown(socket.SHUT_WR if drain else socket.SHUT_RDWR)
+        if drain:
+            _drain(conn)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _drain(conn: socket.socket) -> None:
+    deadline = time.monotonic() + _DRAIN_SECONDS
+    left = _DRAIN_BYTES
+    while left > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        conn.settimeout(remaining)
+        data = conn.recv(min(left, 65536))
+        if not data:
+            return
+        left -= len(data)
+
+
+def tls_setup(
+    conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None
+) -> Callable[[], Transport | None]:
+    """The TLS handshake of one accepted connection, run in its session's thread.
+
+    A client that starts in plain text (its first byte is not a TLS handshake
+    record, e.g. a JSON request from a client without ``ssl=``) gets one plain
+    JSON-RPC error saying that this server speaks TLS, instead of a bare reset.
+    """
+
+    def handshake() -> Transport | None:
+        try:
+            conn.settimeout(timeout)
+            first = conn.recv(1, socket.MSG_PEEK)
+            if first and first[0] != _TLS_HANDSHAKE:
+                log.info("a client spoke plain text on a TLS port; answered and closed")
+                refuse(conn, TLS_REQUIRED, drain=True)
+                return None
+            tls = context.wrap_socket(conn, server_side=True)
+        except (OSError, _ssl.SSLError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            conn.close()
+            return None
+        return SocketTransport(tls, send_timeout=send_timeout)
+
+    return handshake
