@@ -8,14 +8,13 @@ the connection breaks, every pending call fails with the same ConnectionLost.
 from __future__ import annotations
 
 import asyncio
-import collections
 import collections.abc
 import logging
-import time
 from collections.abc import Generator
 from typing import Any, cast
 
 from ._aio_buffer import read_buffer
+from ._aio_deadlines import Deadlines
 from ._codec import ErrorResponse, Id, Params, Response, success_id
 from ._errors import ConnectionLost, RPCTimeout, error_from_response
 from ._protocol import ClientConnection, Closed, Violation
@@ -29,10 +28,9 @@ _GROUP = 1024
 # Pipelined calls of one loop iteration are written this many at a time (measured:
 # 16-32 cost the server more reads, one write for all delays the server's start).
 _FLUSH_EVERY = 64
-# Every this many calls, entries of cancelled calls whose reply never came are swept.
+# Every this many calls (or as many as are in flight, if more), entries of cancelled
+# calls whose reply never came and deadlines of answered calls are swept.
 _SWEEP_EVERY = 1024
-# A timer may fire this much before its time (asyncio's own slack).
-_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 class Call(asyncio.Future[Any]):
@@ -96,15 +94,11 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._until_sweep = _SWEEP_EVERY
         self._senders: set[asyncio.Task[None]] = set()
-        # Speed: one timer for all calls (a TimerHandle per call cost ~1.5 us). Calls with
-        # the same timeout expire in the order they were made, so each timeout value has a
-        # FIFO of (deadline, id) (an append per call; a heap push cost ~0.4 us more); the
-        # timer fires at the earliest head. Answered entries are dropped lazily: those at
-        # the head on each call, all expired ones when the timer fires, and all of them
-        # every _SWEEP_EVERY calls (a slow call at the head holds back the first way).
-        self._deadlines: dict[float, collections.deque[tuple[float, Id]]] = {}
+        # Call timeouts: a FIFO of (deadline, id) per timeout value under one timer (see
+        # _aio_deadlines); a call appends to its FIFO here, dropping answered heads first.
+        self._deadlines = Deadlines(self.loop, self._timed_out)
+        self._queues = self._deadlines.queues
         self._time = self.loop.time
-        self._timer: asyncio.TimerHandle | None = None
         self._dumps_line = proto.codec.dumps_line
         self._next_id = proto.next_id
         self._newline = proto.framing == "newline"
@@ -312,25 +306,18 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         future.method = method
         future.timeout = timeout
         if timeout is not None:
-            queue = self._deadlines.get(timeout)
+            queue = self._queues.get(timeout)
             if queue:
                 pending = self.pending
                 while queue and queue[0][1] not in pending:
                     queue.popleft()  # answered: keeps the queue of a caller waiting for each reply short
                 queue.append((self._time() + timeout, id_))
             else:
-                self._first_deadline(timeout, id_)
+                self._deadlines.first(timeout, id_)
         self._until_sweep -= 1
         if not self._until_sweep:
             self._sweep()
         return future
-
-    def _first_deadline(self, timeout: float, id_: Id) -> None:
-        # A queue's only entry may be the earliest deadline of all: arm the timer for it.
-        deadline = self._time() + timeout
-        self._deadlines.setdefault(timeout, collections.deque()).append((deadline, id_))
-        if self._timer is None or deadline < self._timer.when():
-            self._arm(deadline)
 
     def forget(self, id_: Id) -> None:
         """Drop a pending call: a reply arriving for it later is ignored."""
@@ -339,40 +326,18 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def _sweep(self) -> None:
         # A cancelled call keeps its entry until its reply arrives; drop those whose
         # reply never does, so the map stays bounded by the calls really in flight.
-        self._until_sweep = _SWEEP_EVERY
         for id_ in [id_ for id_, future in self.pending.items() if future.done()]:
             self.forget(id_)
-        # Keep the deadline queues bounded by the calls in flight (+ _SWEEP_EVERY).
-        pending = self.pending
-        for timeout, queue in list(self._deadlines.items()):
-            live = collections.deque(item for item in queue if item[1] in pending)
-            if live:
-                self._deadlines[timeout] = live
-            else:
-                del self._deadlines[timeout]
+        # Keep the deadline queues bounded by the calls in flight (+ the calls until the
+        # next sweep); with many in flight, sweep less often (a sweep looks at them all).
+        self._deadlines.keep(self.pending)
+        self._until_sweep = max(_SWEEP_EVERY, len(self.pending))
 
-    def _arm(self, deadline: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = self._time() + _RESOLUTION
-        pending = self.pending
-        earliest: float | None = None
-        for timeout, queue in list(self._deadlines.items()):
-            while queue and queue[0][0] <= now:
-                future = pending.pop(queue.popleft()[1], None)  # (None: answered, forgotten or failed)
-                if future is not None and not future.done():
-                    why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
-                    future.set_exception(RPCTimeout(why))
-            if not queue:
-                del self._deadlines[timeout]
-            elif earliest is None or queue[0][0] < earliest:
-                earliest = queue[0][0]
-        if earliest is not None:
-            self._arm(earliest)
+    def _timed_out(self, id_: Id) -> None:
+        future = self.pending.pop(id_, None)  # (None: answered, forgotten or failed)
+        if future is not None and not future.done():
+            why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
+            future.set_exception(RPCTimeout(why))
 
     # -- receiving -------------------------------------------------------------
 
@@ -409,10 +374,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         if self.lost is None:
             self.lost = reason
         pending, self.pending = self.pending, {}
-        self._deadlines = {}
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.clear()
         for future in pending.values():
             if not future.done():
                 exc = ConnectionLost(self.lost)

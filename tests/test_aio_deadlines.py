@@ -65,7 +65,7 @@ def test_answered_calls_leave_no_deadlines_behind_and_timeouts_still_fire() -> N
             for _ in range(30):
                 assert await asyncio.gather(*(c.add(i, 1) for i in range(100))) == list(range(1, 101))
             # Answered entries are dropped as calls go on: bounded by the calls in flight.
-            assert sum(map(len, c._link._deadlines.values())) <= 2 * 100 + 1
+            assert len(c._link._deadlines) <= 2 * 100 + 1
             with pytest.raises(aio.RPCTimeout):
                 await c.with_timeout(0.1).wait_gate("late")
             gate.set()
@@ -81,11 +81,11 @@ def test_closing_fails_calls_with_timeouts_and_stops_the_timer() -> None:
             c = await aio.connect(*address, timeout=WAIT)
             waiting = asyncio.ensure_future(c.wait_gate("never"))
             await asyncio.sleep(0.05)
-            assert c._link._timer is not None
+            assert c._link._deadlines.timer is not None
             await c.close()
             with pytest.raises(aio.ConnectionLost):
                 await waiting
-            assert c._link._timer is None and c._link._deadlines == {}
+            assert c._link._deadlines.timer is None and c._link._deadlines.queues == {}
             gate.set()
 
     run(main)
@@ -112,19 +112,27 @@ class Sink(asyncio.Transport):
 
 
 TIMEOUTS = (0.25, 1.0, 2.0, None)
-call_step = st.tuples(st.just("call"), st.sampled_from(TIMEOUTS))
+LONGEST = 2.5
+# A few shared timeouts (a FIFO with many calls each) and many distinct ones (budget-derived
+# timeouts: a FIFO per call), in 1/128 s steps so the clock can land on any deadline exactly.
+shared = st.sampled_from(TIMEOUTS)
+timeout_st = st.one_of(shared, shared, st.integers(1, int(LONGEST * 128)).map(lambda k: k / 128))
+call_step = st.tuples(st.just("call"), timeout_st)
 step = st.one_of(
     call_step,
     call_step,  # (twice: calls pile up in flight)
     st.tuples(st.just("answer"), st.integers(0, 30)),
     st.tuples(st.just("cancel"), st.integers(0, 30)),
-    st.tuples(st.just("wait"), st.sampled_from((0.0, 0.25, 0.5, 0.75, 1.5))),
+    st.tuples(st.just("wait"), st.sampled_from((0.0, 1 / 128, 3 / 64, 0.25, 0.5, 0.75, 1.5))),
+    st.tuples(st.just("sweep"), st.just(0)),  # what every _SWEEP_EVERY calls does
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(steps=st.lists(step, min_size=5, max_size=80))
 @example(steps=[("call", 1.0)] * 6 + [("answer", 1), ("wait", 0.5), ("call", 0.25), ("call", 1.0), ("wait", 0.75)])
+# (A FIFO whose head expires while later calls wait in it: its next head arms the timer.)
+@example(steps=[("call", 1.0), ("wait", 0.25)] * 3 + [("wait", 0.25)] * 3)
 def test_every_call_times_out_at_its_own_deadline_and_not_before(steps: list[tuple[str, Any]]) -> None:
     loop = VirtualClockLoop()
 
@@ -137,6 +145,8 @@ def test_every_call_times_out_at_its_own_deadline_and_not_before(steps: list[tup
             if action == "call":
                 call = link.request("m", [len(made)], arg)
                 made.append((len(made) + 1, arg, loop.now, call))
+            elif action == "sweep":
+                link._sweep()
             elif action in ("answer", "cancel") and made:
                 id_, _, _, call = made[arg % len(made)]
                 if action == "cancel":
@@ -144,7 +154,7 @@ def test_every_call_times_out_at_its_own_deadline_and_not_before(steps: list[tup
                 else:  # a reply, possibly late (the call timed out or was cancelled): then dropped
                     link.data_received(json.dumps({"jsonrpc": "2.0", "id": id_, "result": id_}).encode() + b"\n")
                     replied.setdefault(id_, id_)
-            else:
+            elif action == "wait":
                 loop.now += arg
                 for _ in range(3):
                     await asyncio.sleep(0)  # let the timer run
@@ -159,19 +169,19 @@ def test_every_call_times_out_at_its_own_deadline_and_not_before(steps: list[tup
                     assert id_ not in link.pending
                 else:
                     assert call.result() == replied[id_]
-            entries = sum(map(len, link._deadlines.values()))
+            entries = len(link._deadlines)
             assert entries <= len([c for c in made if c[1] is not None]), "more deadlines than calls"
-            if link._deadlines:
+            if link._deadlines.queues:
                 # The one timer is armed no later than the earliest deadline.
-                assert link._timer is not None
-                assert link._timer.when() <= min(queue[0][0] for queue in link._deadlines.values())
-        loop.now += max(t for t in TIMEOUTS if t is not None)  # every deadline has passed
+                assert link._deadlines.timer is not None
+                assert link._deadlines.timer.when() <= min(queue[0][0] for queue in link._deadlines.queues.values())
+        loop.now += LONGEST  # every deadline has passed
         for _ in range(3):
             await asyncio.sleep(0)
         for id_, timeout, _, call in made:
             assert call.done() == (timeout is not None or id_ in replied or call.cancelled()), f"call {id_}"
         link.fail_all("test over")
-        assert link._deadlines == {} and link._timer is None
+        assert link._deadlines.queues == {} and link._deadlines.timer is None
         for *_, call in made:
             if call.done() and not call.cancelled():
                 call.exception()
@@ -194,7 +204,7 @@ def test_deadline_entries_stay_bounded_by_the_calls_in_flight() -> None:
             call = link.request("m", None, 60.0)
             link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":%d}\n' % (i + 2, i))
             assert call.result() == i
-            entries = sum(map(len, link._deadlines.values()))
+            entries = len(link._deadlines)
             assert entries <= _SWEEP_EVERY + 2
         quick = [link.request("m", None, 1.0) for _ in range(10)]
         for i, call in enumerate(quick):
@@ -204,14 +214,88 @@ def test_deadline_entries_stay_bounded_by_the_calls_in_flight() -> None:
             call = link.request("m", None, 1.0)
             link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":0}\n' % list(link.pending)[-1])
             assert call.result() == 0
-            assert len(link._deadlines[1.0]) <= 1
+            assert len(link._deadlines.queues[1.0]) <= 1
         assert not slow.done()
         loop.now += 60.0  # the slow call's deadline, kept through every sweep, still fires
         for _ in range(3):
             await asyncio.sleep(0)
         with pytest.raises(aio.RPCTimeout, match=r"slow: no reply within 60\.0 s"):
             slow.result()
-        assert link.pending == {} and link._deadlines == {} and link._timer is None
+        assert link.pending == {} and link._deadlines.queues == {} and link._deadlines.timer is None
+        link.fail_all("test over")
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+class Reading(float):
+    """A clock reading that counts comparisons between the deadlines derived from it."""
+
+    compared = 0
+
+    def __add__(self, other: object) -> Reading:
+        return Reading(float.__add__(self, other))  # type: ignore[arg-type]
+
+    __radd__ = __add__
+
+    def __lt__(self, other: object) -> bool:
+        Reading.compared += 1
+        return float.__lt__(self, other)  # type: ignore[arg-type]
+
+    def __le__(self, other: object) -> bool:
+        Reading.compared += 1
+        return float.__le__(self, other)  # type: ignore[arg-type]
+
+    def __gt__(self, other: object) -> bool:
+        Reading.compared += 1
+        return float.__gt__(self, other)  # type: ignore[arg-type]
+
+    def __ge__(self, other: object) -> bool:
+        Reading.compared += 1
+        return float.__ge__(self, other)  # type: ignore[arg-type]
+
+
+class CountingClockLoop(VirtualClockLoop):
+    def time(self) -> float:
+        return Reading(self.now)
+
+
+def test_an_expiry_looks_at_the_due_deadlines_only_with_thousands_of_distinct_timeouts() -> None:
+    """Calls whose timeouts all differ (deadline-derived): work per expiry grows like log n, not n.
+
+    The work is counted, not timed: every comparison of two deadlines (all derive
+    from the loop's clock readings). Looking at every timeout's queue whenever the
+    timer fires costs n**2 / 2 comparisons for n expiries one after another (2,000,000
+    here); keeping the queues' heads in a heap costs O(n log n) (about 60,000).
+    """
+    loop = CountingClockLoop()
+    n = 2000
+
+    async def main() -> None:
+        link = Link(ClientConnection())
+        link.connection_made(Sink())
+        calls = [link.request("m", [i], 1.0 + i / 1024) for i in range(n)]  # deadlines 1/1024 s apart
+        for i in range(0, n, 2):  # half are answered (their entries stay until due)
+            link.data_received(b'{"jsonrpc":"2.0","id":%d,"result":%d}\n' % (i + 1, i))
+        Reading.compared = 0
+        loop.now += 1.0 - 1 / 1024
+        for i in range(n):  # the clock reaches each deadline in turn
+            loop.now += 1 / 1024
+            for _ in range(2):
+                await asyncio.sleep(0)
+            call = calls[i]
+            assert call.done(), f"call {i} outlived its timeout"
+            if i % 2:
+                with pytest.raises(aio.RPCTimeout):
+                    call.result()
+            else:
+                assert call.result() == i
+            if i + 1 < n and (i + 1) % 2:
+                assert not calls[i + 1].done(), f"call {i + 1} timed out early"
+        assert link.pending == {} and link._deadlines.queues == {} and link._deadlines.timer is None
+        assert Reading.compared <= 50 * n, f"{Reading.compared} deadline comparisons for {n} expiries"
         link.fail_all("test over")
 
     try:
