@@ -104,6 +104,8 @@ CL_HEADERS = st.sampled_from(
         "Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: {n}\r\n\r\n",
         "CONTENT-LENGTH:   {n}  \r\nX-Other: y\r\n\r\n",
         "\r\n Content-Length: {n}\r\n\r\n",
+        "Content-Length: {n}\n\n",  # bare LF line ends are accepted too
+        "Content-Type: x\nContent-Length: {n}\r\n\n",
     ]
 )
 

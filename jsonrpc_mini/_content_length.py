@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ._errors import ParseError
@@ -22,7 +23,9 @@ from ._frames import (
 
 __all__ = ["MAX_HEADER_SIZE", "ContentLengthFramer"]
 
-_HEADER_END: Final = b"\r\n\r\n"
+# The blank line after the headers: CRLF as the LSP spec says, or bare LF as some
+# hand-written clients send (accepted, as HTTP readers accept it). At most 4 bytes.
+_HEADER_END: Final = re.compile(rb"\r?\n\r?\n")
 _WHITESPACE: Final = b" \t\r\n"
 MAX_HEADER_SIZE: Final = 8192
 
@@ -31,6 +34,7 @@ class ContentLengthFramer(BufferedReader):
     """Reader for ``Content-Length: N\\r\\n\\r\\n<body>`` messages (LSP style).
 
     Header names are case-insensitive; headers other than Content-Length are ignored.
+    Header lines may end in a bare LF instead of CRLF.
     A bad header (missing, negative, non-numeric or conflicting length) cannot be
     resynchronised, so it is a fatal :class:`FrameError`.
     """
@@ -59,18 +63,18 @@ class ContentLengthFramer(BufferedReader):
                 self._reset(len(buf))
                 return None
             self._start = m.start()
-            end = buf.find(_HEADER_END, max(self._start, self._search_from))
-            if end < 0:
+            found = _HEADER_END.search(buf, max(self._start, self._search_from))
+            if found is None:
                 self._search_from = max(self._start, len(buf) - 3)
                 if len(buf) - self._start > MAX_HEADER_SIZE:
                     return self._fail("Parse error: Content-Length header block too long")
                 return self._at_eof()
-            header = slice_bytes(buf, self._start, end)
+            header = slice_bytes(buf, self._start, found.start())
             length = self._content_length(header)
             if isinstance(length, FrameError):
                 return length
             self._body_len = length
-            self._start = end + 4
+            self._start = found.end()
         if len(buf) - self._start < self._body_len:
             return self._at_eof()
         body_end = self._start + self._body_len
@@ -93,7 +97,7 @@ class ContentLengthFramer(BufferedReader):
 
     def _content_length(self, header: bytes) -> int | FrameError:
         length: int | None = None
-        for line in header.split(b"\r\n"):
+        for line in header.split(b"\n"):  # a CR before the LF goes with strip() below
             name, sep, value = line.partition(b":")
             if not sep:
                 return self._fail("Parse error: malformed header line (no colon)")

@@ -562,6 +562,18 @@ def test_content_length_extra_headers_and_spacing() -> None:
     assert values(every_split(data, "content-length")) == [{"a": 1}, [2]]
 
 
+@pytest.mark.parametrize("end", [b"\n\n", b"\r\n\n", b"\n\r\n"])
+def test_content_length_headers_may_end_lines_in_a_bare_lf(end: bytes) -> None:
+    # Some hand-written clients send LF only; the reader accepts it like CRLF.
+    body = b'{"jsonrpc":"2.0","method":"a","id":1}'
+    data = b"Content-Type: x\nContent-Length: %d" % len(body) + end + body + cl(b"[1]")
+    data += b"Content-Length: 3" + end + b"[2]"
+    assert values(every_split(data, "content-length")) == [json.loads(body), [1], [2]]
+    assert values(every_split(data, "auto")) == [json.loads(body), [1], [2]]
+    # a body holding a blank line is still taken by its length
+    assert values(every_split(b"Content-Length: 8\n\n[1,\n\n 2]", "content-length")) == [[1, 2]]
+
+
 def test_content_length_bad_body_is_not_fatal() -> None:
     data = cl(b'{"a":') + cl(b"\xff\xfe") + cl(b"") + cl(b'{"ok":1}')
     assert codes(every_split(data, "content-length")) == [(PARSE, False)] * 3 + [OK]
