@@ -90,6 +90,9 @@ class _Link:
         self.pending: dict[Id, _Waiter] = {}
         self.reading = False
         self.lost: str | None = None
+        # The last error with id null that no call could take (e.g. "message too
+        # large" answering a notification): told with ConnectionLost if one follows.
+        self.said: str | None = None
 
     # -- sending ---------------------------------------------------------------
 
@@ -138,12 +141,15 @@ class _Link:
             if lead:
                 self.reading = True
         try:
-            self.send(data, deadline, waiter.method, locked=lead)
-        except BaseException:
+            self.send(data, deadline, waiter.method, locked=lead, reader=lead)
+        except BaseException as exc:
             with self.lock:
                 self.pending.pop(waiter.id, None)
             if lead:
                 self._release_reader()
+            if isinstance(exc, ConnectionLost) and waiter.error is not None:
+                # The server answered this call before it closed (see _read_last_words).
+                raise waiter.error from exc
             raise
         if lead:
             self._lead(waiter, deadline)
@@ -152,12 +158,21 @@ class _Link:
         self.wait(waiter, deadline)
         return waiter.outcome()
 
-    def send(self, data: bytes, deadline: float | None = None, method: str = "", *, locked: bool = False) -> None:
+    def send(
+        self,
+        data: bytes,
+        deadline: float | None = None,
+        method: str = "",
+        *,
+        locked: bool = False,
+        reader: bool = False,
+    ) -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
 
         A send cut short by the deadline may have put part of a message on the
         wire, so the connection is closed (other pending calls get ConnectionLost).
-        ``locked``: the caller holds the send lock already (it is released here).
+        ``locked``: the caller holds the send lock already (it is released here);
+        ``reader``: it holds the reader's turn.
         """
         if not locked:
             if deadline is None:
@@ -174,10 +189,36 @@ class _Link:
             self.fail_all(f"the server took no data for too long: {exc}")
             raise RPCTimeout(f"{method}: could not send within the timeout; the connection is closed") from exc
         except OSError as exc:
+            self._read_last_words(reader)
             self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
         finally:
             self.send_lock.release()
+
+    def _read_last_words(self, held: bool) -> None:
+        """After a failed send, take in what the server sent before closing, without waiting.
+
+        A server that refuses a message (too large, too many connections) answers
+        and closes while the request is still going out, so the send fails with a
+        broken pipe; the answer is usually here already and says why. Skipped
+        when another thread holds the reader's turn (it reads the answer).
+        """
+        if not held:
+            with self.lock:
+                if self.reading:
+                    return
+                self.reading = True
+        try:
+            proto = self.proto
+            feed_ready(self.transport, proto.receive_data, proto.max_message_size)
+            events: list[Response | ErrorResponse | Violation | Closed] = []
+            while (event := proto.next_event()) is not None:
+                if not isinstance(event, Closed):  # the failed send is the reason given
+                    events.append(event)
+            self._deliver_all(events)
+        finally:
+            if not held:
+                self._release_reader()
 
     # -- waiting ---------------------------------------------------------------
 
@@ -449,6 +490,8 @@ class _Link:
                 only.done = True
             lost = self.lost
         if only is None:
+            if event.error is not None:
+                self.said = event.error.message
             # Once the connection is lost (closed by us, say, while a reply was half
             # received), what is left of it concerns nobody: no warning for it.
             log.log(logging.DEBUG if lost else logging.WARNING, "ignoring message from server: %s", event.reason)
@@ -459,7 +502,7 @@ class _Link:
         """The single error path: mark the link lost and fail every pending call."""
         with self.lock:
             if self.lost is None:
-                self.lost = reason
+                self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
             waiters = list(self.pending.values())
             self.pending.clear()
             for waiter in waiters:

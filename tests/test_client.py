@@ -18,6 +18,7 @@ from jsonrpc_mini import (
     BatchResult,
     ConnectionLost,
     InvalidParams,
+    InvalidRequest,
     MethodNotFound,
     RemoteError,
     RPCClient,
@@ -1151,3 +1152,38 @@ def test_a_caller_interrupted_while_reading_leaves_no_call_pending(kind: str) ->
     assert not link.pending and not link.reading
     assert c.echo(3) == 3  # the client goes on
     c.close()
+
+
+# -- a server that answers and closes while a request is still going out ---------
+
+
+def test_a_refused_large_request_raises_the_servers_answer_not_a_broken_pipe() -> None:
+    # The server answers "message too large" and closes after reading 100 kB of a
+    # 20 MB request; the rest of the send fails. The answer is already in the
+    # socket: the caller gets it (as with a small request), not ConnectionLost.
+    s = RPCServer(max_message_size=100_000)
+    s.register_function(echo)
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(InvalidRequest, match="message too large"):
+            c.echo("x" * 20_000_000)
+        with pytest.raises(ConnectionLost):
+            c.echo("small")
+
+
+def test_a_refused_large_notification_says_what_the_server_said() -> None:
+    s = RPCServer(max_message_size=100_000)
+    s.register_function(echo)
+    said = r"while sending: .*\(the server said: .*message too large"
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c, pytest.raises(ConnectionLost, match=said):
+        c.notify("echo", "x" * 20_000_000)
+
+
+def test_a_large_request_to_a_full_server_gets_too_many_connections() -> None:
+    s = RPCServer(max_connections=1)
+    s.register_function(echo)
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as first:
+        assert first.echo(1) == {"args": [1], "kwargs": {}}
+        wait_for(lambda: s.connection_count == 1, "the first connection")
+        with RPCClient(*address, timeout=WAIT) as second, pytest.raises(ServerError, match="too many connections"):
+            second.echo("x" * 20_000_000)
+        assert first.echo(2) == {"args": [2], "kwargs": {}}
