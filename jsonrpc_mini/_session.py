@@ -2,13 +2,14 @@
 
 One thread at a time reads. When it has a request it runs the call itself and
 writes the reply; someone else must read meanwhile, so that a slow call never
-delays a fast one sent after it. The reader asks the server's ReadWatcher to
-promote an idle thread (or start one, up to ``max_concurrent_calls``) only if the
-call is still running after a short grace period and bytes arrive meanwhile, or
-more requests are already buffered. A sequential client thus costs no thread
-hand-off at all, and a pipelining client's quick calls run one after another on
-one thread (waking a thread per request used to double the cost of a round trip).
-Transports the watcher cannot watch get a promotion at once.
+delays a fast one sent after it. The reader stamps the connection's probe for
+the server's ReadWatcher (``_watch``), which promotes an idle thread (or starts
+one, up to ``max_concurrent_calls``) only if the call is still running after a
+short grace period and bytes arrive meanwhile, or more requests are already
+buffered. A sequential client thus costs no thread hand-off at all, and a
+pipelining client's quick calls run one after another on one thread (waking a
+thread per request used to double the cost of a round trip). Transports the
+watcher cannot watch get a promotion at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._dispatch import PLAIN_RESULTS, await_result, outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
+from ._watch import Probe
 
 if TYPE_CHECKING:
     from ._server import RPCServer
@@ -75,8 +77,7 @@ class Session:
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._watcher = server._watcher
-        self._fd: int | None = None  # the socket the watcher may watch (set once serving starts)
-        self._on_readable = self._wake_reader  # one object: the watcher matches it by identity
+        self._probe: Probe | None = None  # the watcher's view of our socket (set once serving starts)
         self._message_started: float | None = None
         self._check_events = True  # the core may hold an event: ask it before reading
         self._framer_empty = True  # no byte went to the framer since the last one-step read
@@ -166,14 +167,21 @@ class Session:
                 self._input_done = True
                 self._cond.notify_all()
             if last:
+                if self._probe is not None:
+                    self._watcher.detach(self._probe)
                 self._transport.close()
                 self.finished.set()
                 self._on_done(self)
 
     def _serve(self) -> None:
-        self._fd = self._watchable_fd()
+        probe = self._probe
+        if probe is None:
+            fd = self._watchable_fd()
+            if fd is not None:
+                probe = self._probe = Probe(fd, self._wake_reader, self._lock)
         opts = self._opts
         cond, lock = self._cond, self._lock
+        monotonic = time.monotonic
         reader = False  # this thread already holds the reader's turn
         while True:
             if not reader:
@@ -187,7 +195,10 @@ class Session:
                     if self._closing or self._input_done:
                         return
                     self._reading = True
+                    if probe is not None:
+                        probe.since = None  # someone reads: no call needs the watcher now
             event = self._read_event()
+            attach = False
             with lock:
                 self._reading = False
                 if event is None:
@@ -195,32 +206,32 @@ class Session:
                     cond.notify_all()
                     return
                 self._busy += 1
-                # More requests may wait in the core's buffer (a pipelining client): this
-                # thread runs them after this call unless it takes the grace period.
-                buffered = bool(self._queued) or (not self._framer_empty and self._proto.in_message)
-                fd = self._fd
-                if fd is None:
-                    self._promote()
-            watched = fd is not None and self._watcher.watch(fd, self._on_readable, eager=buffered)
-            if fd is not None and not watched:
-                with lock:
-                    self._promote()
+                if probe is None:
+                    self._promote()  # nothing to watch: another thread reads meanwhile
+                else:
+                    # Nobody reads while this call runs: the watcher promotes a reader if
+                    # it runs past the grace period and bytes arrive, or at once (eager)
+                    # if more requests wait in the core's buffer (a pipelining client:
+                    # this thread runs them after this call unless it takes that long).
+                    probe.eager = bool(self._queued) or (not self._framer_empty and self._proto.in_message)
+                    probe.since = monotonic()
+                    attach = not probe.active
+            if attach and probe is not None:
+                self._watcher.attach(probe)  # the first call after a quiet spell
             reader = False
             try:
                 data = self._answer(event)
-                if watched and fd is not None and (data is None or len(data) <= _SMALL_REPLY):
-                    # Stop watching before the reply goes out: a sequential client's next
-                    # request often arrives before send() returns here, and would wake a
-                    # thread for nothing. A small reply cannot block in send(); this thread
-                    # reads again right after it.
-                    watched = False
-                    self._watcher.unwatch(fd, self._on_readable)
+                if probe is not None and (data is None or len(data) <= _SMALL_REPLY):
+                    # Clear the stamp before the reply goes out: a sequential client's next
+                    # request often arrives before send() returns here, and after a call
+                    # longer than the grace period it would wake a thread for nothing. A
+                    # small reply cannot block in send(); this thread reads again right
+                    # after it (so a stamp of another call it clears here needs no watch).
+                    probe.since = None
                 if data is not None:
                     self._send(data)
             finally:
-                if watched and fd is not None:
-                    self._watcher.unwatch(fd, self._on_readable)
-                self._idle_since = time.monotonic()
+                self._idle_since = monotonic()
                 with lock:
                     self._busy -= 1
                     # This thread reads next if nobody is (taking the turn here saves a
@@ -231,6 +242,9 @@ class Session:
                     close_now = self._close_when_idle and not self._busy
                     if not (self._reading or self._closing or self._input_done or close_now):
                         reader = self._reading = self._busy < opts.max_concurrent_calls
+                    if probe is not None:
+                        # This thread reads now, or someone already does, or nobody must.
+                        probe.since = None
                 if close_now:
                     self._transport.close()
 

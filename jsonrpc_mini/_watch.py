@@ -3,13 +3,27 @@
 The server's Leader/Followers rule says someone must be reading while a call runs,
 so that a slow call never delays a fast one sent after it. Promoting a follower
 for every request costs a thread wake-up per request (about as much as the round
-trip itself). Instead, the reader that starts a call tells the watcher; a call
-still running after a short grace period gets its socket watched with the OS's
-readiness API (epoll, kqueue) by one thread per server, which promotes a follower
-only when bytes arrive while the call runs (or, for an "eager" watch, when the
-session already holds more requests, at once). Most calls end within the grace
-period: they cost a dictionary entry, no system call and no wake-up. A request
-sent behind a slow call waits at most about two grace periods for its reader.
+trip itself). Instead, one thread per server watches for calls that run long:
+
+- Each connection has a :class:`Probe`. The thread that starts a call with nobody
+  left reading stamps it (``since``: when the call started) in the lock round the
+  session takes anyway; whoever takes the reading turn clears it. A quick call
+  thus costs two attribute stores: no call into the watcher, no lock of its own,
+  no system call and no wake-up (registering every call with the watcher cost
+  about a seventh of the server's time per request).
+- The watcher polls the probes of active connections every grace period. A stamp
+  older than the grace period gets its socket watched with the OS's readiness API
+  (epoll, kqueue), and a follower is promoted only when bytes arrive while the
+  call runs; an ``eager`` stamp (the session already holds more requests) is
+  promoted at once. A request sent behind a slow call so waits at most about two
+  grace periods (plus scheduling delays) for its reader; a test checks it is served.
+- A probe is active (polled) from its connection's first call after a quiet
+  spell until the watcher has seen no stamp on it for ``_LINGER``. The owner
+  re-attaches it when it stamps an inactive probe; attaching, dropping and
+  stamping are all done holding the owner's lock, so no stamp goes unseen (the
+  watcher reads ``since`` without that lock: a stale read only makes it act a tick
+  late or not at all on a call that already ended, and the session's callback
+  checks under its lock whether anyone must be promoted).
 """
 
 from __future__ import annotations
@@ -22,13 +36,13 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["ReadWatcher"]
+__all__ = ["Probe", "ReadWatcher"]
 
 log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
 _GRACE = 0.002  # a call running longer than this gets its socket watched
-_LINGER = 0.1  # keep ticking this long after the last call, so the next needs no wake-up
+_LINGER = 0.1  # keep polling a connection this long after its last stamp seen
 
 # Only these see a registration made while another thread is already waiting; the
 # poll/select based ones copy the set of descriptors when the wait starts.
@@ -37,6 +51,31 @@ _LIVE_SELECTORS = tuple(getattr(selectors, name) for name in _LIVE_NAMES if hasa
 _AVAILABLE = isinstance(selectors.DefaultSelector, type) and issubclass(selectors.DefaultSelector, _LIVE_SELECTORS)
 
 Callback = Callable[[], None]
+
+
+class Probe:
+    """One connection's link to the watcher (see the module docstring for the rules).
+
+    The owner sets ``eager`` and then ``since`` (``time.monotonic()``) when a call
+    starts with nobody left reading, and sets ``since`` to None when a thread takes
+    the reading turn, both holding ``lock``; if ``active`` is False then, it calls
+    :meth:`ReadWatcher.attach` after releasing ``lock``. ``callback`` runs in the
+    watcher's thread when a stamped call needs a reader.
+    """
+
+    __slots__ = ("_handled", "_quiet_since", "_registered", "active", "callback", "eager", "fd", "lock", "since")
+
+    def __init__(self, fd: int, callback: Callback, lock: threading.Lock) -> None:
+        self.fd = fd
+        self.callback = callback
+        self.lock = lock
+        self.since: float | None = None
+        self.eager = False
+        self.active = False
+        # The watcher thread's own bookkeeping (under the watcher's lock):
+        self._handled: float | None = None  # the stamp acted on (identity: each stamp is a new float)
+        self._quiet_since = 0.0  # when the watcher last saw a stamp
+        self._registered = False  # its fd is in the selector
 
 
 class _Loop:
@@ -48,46 +87,38 @@ class _Loop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        # Calls running, not watched yet: fd -> (callback, started, eager). Watched
-        # sockets: fd -> callback (checked on every call: cheaper than asking the selector).
-        self.running: dict[int, tuple[Callback, float, bool]] = {}
-        self.watched: dict[int, Callback] = {}
-        self.ticking_until = 0.0
-        self.asleep = False  # in a long wait: a new call must wake the thread
+        self.probes: set[Probe] = set()  # the active ones, polled every grace period
+        self.registered: dict[int, Probe] = {}  # fd -> the probe whose socket is watched
+        self.asleep = False  # in a long wait: an attach must wake the thread
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="jsonrpc_mini-watch", daemon=True)
 
-    def _timeout(self, now: float) -> float:
-        if self.running:
-            oldest = min(started for _, started, _ in self.running.values())
-            return max(0.0, oldest + _GRACE - now)
-        return _GRACE if now < self.ticking_until else _POLL
-
     def _run(self) -> None:
-        # The owner's lock guards the maps; select() itself runs without it.
+        # The owner's lock guards the probes and the selector; select() runs without it.
         try:
+            callbacks: list[Callback] = []
             while not self.stopping:
                 with self.lock:
-                    timeout = self._timeout(time.monotonic())
+                    timeout = self._poll(time.monotonic(), callbacks)
                     self.asleep = timeout >= _POLL
+                for wake in callbacks:
+                    wake()
+                callbacks.clear()
                 ready = self.selector.select(timeout)
-                callbacks: list[Callback] = []
                 with self.lock:
                     self.asleep = False
                     for key, _ in ready:
-                        if key.data is None:
+                        probe = key.data
+                        if probe is None:
                             with contextlib.suppress(OSError):
                                 self.wake_r.recv(4096)
                             continue
-                        # One shot: the session tells us again for its next call.
-                        callback = self.watched.get(key.fd)
-                        if callback is not None and callback is key.data:
-                            del self.watched[key.fd]
-                            self.selector.unregister(key.fd)
-                            callbacks.append(callback)
-                    self._watch_slow_calls(time.monotonic(), callbacks)
+                        self.unregister(probe)  # one shot: a later stamp is watched anew
+                        if probe.since is not None and probe.since is probe._handled:
+                            callbacks.append(probe.callback)  # bytes arrived: the call still runs
                 for wake in callbacks:
                     wake()
+                callbacks.clear()
         except Exception:  # pragma: no cover - a bug here must not pass silently
             log.exception("the read watcher failed")
         finally:
@@ -97,82 +128,144 @@ class _Loop:
             self.wake_r.close()
             self.wake_w.close()
 
-    def _watch_slow_calls(self, now: float, callbacks: list[Callback]) -> None:
-        for fd, (callback, started, eager) in list(self.running.items()):
-            if now - started < _GRACE:
+    def _poll(self, now: float, callbacks: list[Callback]) -> float:
+        """Act on the stamps (the lock held); return how long to wait for the next look."""
+        grace = _GRACE
+        timeout = _POLL
+        for probe in list(self.probes):
+            since = probe.since
+            if probe._registered and since is not probe._handled:
+                self.unregister(probe)  # that call ended, or a thread reads now
+            if since is None:
+                if now - probe._quiet_since >= _LINGER:
+                    self._drop_if_quiet(probe)
                 continue
-            del self.running[fd]
-            if eager:  # requests are waiting in the session's buffer: promote now
-                callbacks.append(callback)
+            probe._quiet_since = now
+            if since is probe._handled:
                 continue
-            try:
-                self.selector.register(fd, selectors.EVENT_READ, callback)
-            except (KeyError, ValueError, OSError):
-                callbacks.append(callback)  # cannot watch it: let the session promote now
-            else:
-                self.watched[fd] = callback
+            wait = since + grace - now
+            if wait > 0:
+                timeout = min(timeout, wait)
+                continue
+            probe._handled = since
+            if probe.eager or not self.register(probe):
+                callbacks.append(probe.callback)  # requests already wait, or it cannot be watched
+        if self.probes:
+            timeout = min(timeout, grace)  # look again for calls stamped meanwhile
+        return timeout
+
+    def _drop_if_quiet(self, probe: Probe) -> None:
+        # Under the owner's lock: a call stamped meanwhile either is seen here or
+        # finds the probe inactive and attaches it again.
+        with probe.lock:
+            if probe.since is None:
+                probe.active = False
+                self.probes.discard(probe)
+
+    def register(self, probe: Probe) -> bool:
+        """Watch ``probe``'s socket for bytes; False if it cannot be watched."""
+        stale = self.registered.get(probe.fd)
+        if stale is not None:  # a closed socket's probe whose number was reused
+            self.unregister(stale)
+        try:
+            self.selector.register(probe.fd, selectors.EVENT_READ, probe)
+        except (KeyError, ValueError, OSError):
+            return False
+        self.registered[probe.fd] = probe
+        probe._registered = True
+        return True
+
+    def unregister(self, probe: Probe) -> None:
+        """Stop watching ``probe``'s socket (if it is watched)."""
+        if not probe._registered:
+            return
+        probe._registered = False
+        if self.registered.get(probe.fd) is probe:
+            del self.registered[probe.fd]
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(probe.fd)
 
 
 class ReadWatcher:
-    """Promote a reader when bytes arrive during a call (one thread per server, started on demand)."""
+    """Promote a reader when bytes arrive during a long call (one thread per server, started on demand)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: _Loop | None = None
         self._stopped: threading.Thread | None = None  # the thread of the loop stopped last
+        self._single: dict[int, Probe] = {}  # fd -> probe made by watch()
 
     @staticmethod
     def available() -> bool:
         """Whether this platform's selector can watch sockets registered on the fly."""
         return _AVAILABLE
 
-    def watch(self, fd: int, callback: Callback, *, eager: bool = False) -> bool:
-        """A call starts: ``callback`` runs (in the watcher thread) if ``fd`` gets readable meanwhile.
-
-        With ``eager`` it runs once the call has taken the grace period, readable or
-        not: the session already holds more requests. Returns False if ``fd`` cannot
-        be watched (the caller then promotes at once).
-        """
+    def attach(self, probe: Probe) -> None:
+        """Poll ``probe`` from now on (its owner stamped it while it was inactive)."""
         with self._lock:
             loop = self._loop
             if loop is None or loop.stopping:
                 loop = self._loop = _Loop(self._lock)
                 loop.thread.start()
-            if fd in loop.running or fd in loop.watched:  # e.g. a stale entry of a reused fd
-                return False
-            now = time.monotonic()
-            loop.running[fd] = (callback, now, eager)
-            loop.ticking_until = now + _LINGER
+            probe.active = True
+            probe._quiet_since = time.monotonic()
+            loop.probes.add(probe)
             asleep = loop.asleep
             loop.asleep = False
         if asleep:
             with contextlib.suppress(OSError):
                 loop.wake_w.send(b"x")
+
+    def detach(self, probe: Probe) -> None:
+        """Forget ``probe`` (its connection ended): no more polling, its socket no longer watched."""
+        with self._lock:
+            probe.since = None
+            probe.active = False
+            loop = self._loop
+            if loop is not None and not loop.stopping:
+                loop.probes.discard(probe)
+                loop.unregister(probe)
+
+    def watch(self, fd: int, callback: Callback, *, eager: bool = False) -> bool:
+        """One call starts on ``fd``: ``callback`` runs once if the call needs a reader.
+
+        For a caller without a :class:`Probe` of its own: that is, if ``fd`` gets
+        readable after the grace period (with ``eager``, once the grace period has
+        passed). Returns False if ``fd`` is already watched this way.
+        """
+        with self._lock:
+            if fd in self._single:
+                return False
+            probe = self._single[fd] = Probe(fd, callback, threading.Lock())
+        probe.eager = eager
+        probe.since = time.monotonic()
+        self.attach(probe)
         return True
 
     def unwatch(self, fd: int, callback: Callback) -> None:
-        """The call ended: forget ``fd`` if it is still there with ``callback`` (and has not fired)."""
+        """The call :meth:`watch` announced ended: forget ``fd`` if it is still there with ``callback``."""
         with self._lock:
-            loop = self._loop
-            if loop is None or loop.stopping:
+            probe = self._single.get(fd)
+            if probe is None or probe.callback is not callback:
                 return
-            entry = loop.running.get(fd)
-            if entry is not None and entry[0] is callback:
-                del loop.running[fd]  # the usual case: no system call
-            elif loop.watched.get(fd) is callback:
-                del loop.watched[fd]
-                loop.selector.unregister(fd)
+            del self._single[fd]
+        self.detach(probe)
 
     def stop(self, *, only_if_unused: bool = False, join: float | None = None) -> None:
-        """End the thread (it starts again on the next ``watch``); ``only_if_unused``: only if nothing is watched."""
+        """End the thread (it starts again on the next ``attach``); ``only_if_unused``: only if no probe is active."""
         with self._lock:
             loop = self._loop
-            if loop is None or loop.stopping or (only_if_unused and (loop.watched or loop.running)):
+            if loop is None or loop.stopping or (only_if_unused and loop.probes):
                 loop = None
             else:
                 loop.stopping = True
                 self._loop = None
                 self._stopped = loop.thread
+                self._single.clear()
+                for probe in loop.probes:
+                    with probe.lock:  # as for a drop: its owner attaches it again if needed
+                        probe.active = False
+                loop.probes.clear()
             # Joined even if an earlier stop() ended it: that one may not have waited.
             thread = self._stopped
         if loop is not None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving
+from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving, wait_for
 
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCServer
@@ -161,3 +161,110 @@ def test_pipelined_quick_calls_run_on_one_thread_and_a_slow_one_still_yields(mon
         release.set()
         assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
         sock.close()
+
+
+# -- probes: a call is stamped, the watcher polls (no registration per call) ----------
+
+
+def _probe_and_loop() -> tuple[watch_module.Probe, watch_module._Loop, socket.socket, socket.socket]:
+    """A probe on one end of a socketpair, active in a loop whose thread is not started (polled by hand)."""
+    lock = threading.Lock()
+    loop = watch_module._Loop(lock)
+    a, b = socket.socketpair()
+    probe = watch_module.Probe(a.fileno(), lambda: None, threading.Lock())
+    probe.active = True
+    loop.probes.add(probe)
+    return probe, loop, a, b
+
+
+def _close_loop(loop: watch_module._Loop, *socks: socket.socket) -> None:
+    loop.selector.close()
+    for sock in (loop.wake_r, loop.wake_w, *socks):
+        sock.close()
+
+
+def test_a_stamp_is_acted_on_once_after_the_grace_period() -> None:
+    probe, loop, a, b = _probe_and_loop()
+    grace = watch_module._GRACE
+    callbacks: list[Any] = []
+    now = time.monotonic()
+    probe.since = now
+    assert loop._poll(now, callbacks) <= grace  # polled again once the call could be slow
+    assert not probe._registered and not callbacks
+    assert loop._poll(now + 2 * grace, callbacks) <= grace
+    assert probe._registered and not callbacks, "a plain stamp is watched, not promoted"
+    assert loop._poll(now + 3 * grace, callbacks) <= grace
+    assert probe._registered and not callbacks
+    probe.since = None  # a thread reads again: no longer watched
+    loop._poll(now + 4 * grace, callbacks)
+    assert not probe._registered and probe in loop.probes
+    probe.eager = True  # the next call, with requests waiting behind it
+    probe.since = later = now + 5 * grace
+    loop._poll(later + grace / 2, callbacks)
+    assert not callbacks
+    loop._poll(later + grace, callbacks)
+    assert callbacks == [probe.callback] and not probe._registered
+    loop._poll(later + 3 * grace, callbacks)
+    assert callbacks == [probe.callback], "acted twice on one stamp"
+    _close_loop(loop, a, b)
+
+
+def test_a_quiet_probe_is_dropped_and_the_watcher_may_sleep() -> None:
+    probe, loop, a, b = _probe_and_loop()
+    now = time.monotonic()
+    probe._quiet_since = now
+    assert loop._poll(now + watch_module._LINGER / 2, []) <= watch_module._GRACE
+    assert probe.active and probe in loop.probes
+    assert loop._poll(now + 2 * watch_module._LINGER, []) == watch_module._POLL
+    assert not probe.active and probe not in loop.probes
+    _close_loop(loop, a, b)
+
+
+def test_a_probe_stamped_while_the_watcher_drops_it_stays_polled() -> None:
+    # The drop and the stamp both hold the owner's lock: a stamp made while the
+    # watcher waits for it is seen, and the probe stays active (its owner, having
+    # read active=True, will not attach it again).
+    probe, loop, a, b = _probe_and_loop()
+    probe._quiet_since = time.monotonic() - 2 * watch_module._LINGER
+    with probe.lock:
+        poller = threading.Thread(target=loop._poll, args=(time.monotonic(), []))
+        poller.start()
+        time.sleep(0.05)  # the poller now waits for the lock in its drop
+        probe.since = time.monotonic()
+        assert probe.active
+    poller.join(WAIT)
+    assert probe.active and probe in loop.probes
+    _close_loop(loop, a, b)
+
+
+def _session_of(s: RPCServer) -> Any:
+    (session,) = list(s._sessions)
+    return session
+
+
+def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
+    # Once no call was seen for _LINGER the connection's probe is dropped and the
+    # watcher sleeps; the next call attaches it again, so a request sent behind a
+    # slow call is still served while that call runs.
+    release = threading.Event()
+    s = _slow_and_add(release, lambda a, b: a + b)
+    with LeakCheck(), serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("add", [1, 1], id_=1))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock.sendall(request("add", [1, 2], id_=2))  # the first call with a known framing
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 2, "result": 3}
+        probe = _session_of(s)._probe
+        wait_for(lambda: not probe.active, "the quiet connection's probe to be dropped")
+        for round_ in range(2):
+            sock.sendall(request("slow", id_="s"))
+            time.sleep(0.05)
+            sock.sendall(request("add", [2, round_], id_="f"))
+            assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 2 + round_}
+            release.set()
+            assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+            release.clear()
+            s._watcher.stop(join=WAIT)  # round 2: the watcher was stopped, not just idle
+            assert not probe.active
+        sock.close()
+    assert not _watcher_threads()
