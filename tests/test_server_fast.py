@@ -1,0 +1,210 @@
+"""The sync server's plain-call path answers exactly as the general path does.
+
+A read holding one compact request line with array params and an integer or
+string id is run straight from its JSON object (``ServerConnection.receive_plain_call``,
+``Session._plain_reply``). The same request with a leading space is not taken
+that way (the framer reads it), so each case is sent both ways on one connection
+and the two replies must be equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, Peer
+from hypothesis import given
+from hypothesis import strategies as st
+from test_protocol import drain
+from test_protocol_fast import chunk_lists, general
+
+from jsonrpc_mini import RPCError, RPCServer, SocketTransport
+from jsonrpc_mini._codec import ErrorResponse, parse_request
+from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._protocol import Call, ServerConnection
+from jsonrpc_mini._session import Session
+
+pytestmark = pytest.mark.timeout(60)
+
+CODECS = [False, True] if HAVE_ORJSON else [False]
+
+
+class Failure(Exception):
+    pass
+
+
+def _server(use_orjson: bool) -> RPCServer:
+    s = RPCServer()
+    s.codec = JsonCodec(use_orjson=use_orjson)
+    s.register_function(lambda a, b: a + b, name="add")
+    s.register_function(lambda *a: list(a), name="echo")
+    s.register_function(lambda: None, name="none")
+    s.noted = []  # type: ignore[attr-defined]
+    s.register_function(s.noted.append, name="note")  # type: ignore[attr-defined]
+    s.register_function(lambda: float("nan"), name="nan")
+    s.register_function(lambda: {1, 2}, name="aset")
+
+    @s.register
+    def fails(code: int) -> None:
+        raise RPCError(code, "it failed", {"why": [1, 2]})
+
+    @s.register
+    def breaks() -> None:
+        raise Failure("a bug")
+
+    @s.register
+    def needs_keyword(*, key: int) -> int:
+        return key
+
+    @s.register
+    async def later(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    return s
+
+
+@pytest.fixture(params=CODECS, ids=lambda o: "orjson" if o else "stdlib")
+def served(request: Any) -> Iterator[tuple[Session, Peer, list[int]]]:
+    """A session over a socketpair (its first call done, so the framing is known) and a count of plain calls."""
+    with LeakCheck():
+        s = _server(request.param)
+        ours, theirs = socket.socketpair()
+        ours.settimeout(WAIT)
+        session = s.serve_connection(SocketTransport(theirs))
+        plain: list[int] = []
+        original = session._plain_reply
+
+        def counted(value: dict[str, Any]) -> bytes:
+            plain.append(1)
+            return original(value)
+
+        session._plain_reply = counted  # type: ignore[method-assign]
+        peer = Peer(ours)
+        peer.sendall(b'{"jsonrpc":"2.0","method":"add","params":[0,0],"id":0}\n')
+        assert peer.json_line() == {"jsonrpc": "2.0", "id": 0, "result": 0}
+        plain.clear()
+        yield session, peer, plain
+        peer.close()
+        assert session.join(WAIT)
+        s.shutdown()
+
+
+CASES: list[dict[str, Any]] = [
+    {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 7},
+    {"jsonrpc": "2.0", "method": "add", "params": ["a", "b"], "id": "text id"},
+    {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 2**70},  # an id beyond 64 bits
+    {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 0},
+    {"id": 3, "params": [1, 2], "method": "add", "jsonrpc": "2.0", "extra": [True]},  # other members ignored
+    {"jsonrpc": "2.0", "method": "echo", "params": [], "id": 4},
+    {"jsonrpc": "2.0", "method": "echo", "params": [None, {"k": [1.5, "x"]}, "测试"], "id": 5},
+    {"jsonrpc": "2.0", "method": "none", "params": [], "id": 6},
+    {"jsonrpc": "2.0", "method": "missing", "params": [1], "id": 8},
+    {"jsonrpc": "2.0", "method": "add", "params": [1], "id": 9},  # does not bind: -32602
+    {"jsonrpc": "2.0", "method": "needs_keyword", "params": [], "id": 10},
+    {"jsonrpc": "2.0", "method": "fails", "params": [-32001], "id": 11},
+    {"jsonrpc": "2.0", "method": "fails", "params": [7], "id": 12},
+    {"jsonrpc": "2.0", "method": "breaks", "params": [], "id": 13},
+    {"jsonrpc": "2.0", "method": "nan", "params": [], "id": 14},  # cannot be encoded: -32603
+    {"jsonrpc": "2.0", "method": "aset", "params": [], "id": 15},
+    {"jsonrpc": "2.0", "method": "later", "params": [21], "id": 16},  # async def
+]
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['method']}-{c['id']}"[:40])
+def test_a_plain_call_gets_the_reply_the_general_path_gives(
+    served: tuple[Session, Peer, list[int]], case: dict[str, Any]
+) -> None:
+    _, peer, plain = served
+    peer.sendall(b" " + _compact(case))  # a leading space: the framer reads it
+    general_reply = peer.json_line()
+    assert plain == []
+    peer.sendall(_compact(case))
+    assert peer.json_line() == general_reply
+    assert plain == [1], "the compact line did not take the plain-call path"
+    assert general_reply["id"] == case["id"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1.5}\n',  # a float id: echoed exactly
+        b'{"jsonrpc":"2.0","method":"add","params":{"a":1,"b":2},"id":1}\n',
+        b'{"jsonrpc":"2.0","method":"echo","id":1}\n',
+        b'{"jsonrpc":"2.0","method":"echo","params":null,"id":null}\n',
+        b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":true}\n',
+        b'{"jsonrpc":"1.0","method":"add","params":[1,2],"id":1}\n',
+        b'{"jsonrpc":"2.0","method":5,"params":[1,2],"id":1}\n',
+        b'{"jsonrpc":"2.0","method":"add","params":"12","id":1}\n',
+    ],
+)
+def test_other_shapes_take_the_general_path(served: tuple[Session, Peer, list[int]], line: bytes) -> None:
+    _, peer, plain = served
+    peer.sendall(b" " + line)
+    expected = peer.json_line()
+    peer.sendall(line)
+    assert peer.json_line() == expected
+    assert plain == []
+
+
+def test_a_plain_notification_runs_and_gets_no_reply(served: tuple[Session, Peer, list[int]]) -> None:
+    session, peer, _ = served
+    peer.sendall(b'{"jsonrpc":"2.0","method":"note","params":["n"]}\n')
+    peer.sendall(b'{"jsonrpc":"2.0","method":"add","params":[2,2],"id":"after"}\n')
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "after", "result": 4}
+    assert session._server.noted == ["n"]  # type: ignore[attr-defined]
+
+
+def test_a_draining_session_answers_plain_calls_with_shutting_down(served: tuple[Session, Peer, list[int]]) -> None:
+    session, peer, plain = served
+    session.drain()
+    peer.sendall(b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":"d"}\n')
+    reply = peer.json_line()
+    assert plain == [1]
+    assert reply["id"] == "d"
+    assert reply["error"]["code"] == -32000
+    assert "shutting down" in reply["error"]["message"]
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@given(chunks=chunk_lists, framing=st.sampled_from(["auto", "newline", "content-length"]))
+def test_receive_plain_call_gives_the_events_of_the_general_path(
+    use_orjson: bool, chunks: list[bytes], framing: str
+) -> None:
+    # Invariant: feeding chunks through receive_plain_call (an object it returns
+    # checked with parse_request) yields the same events as receive_data.
+    codec = JsonCodec(use_orjson=use_orjson)
+    conn = ServerConnection(codec=codec, framing=framing)  # type: ignore[arg-type]
+    events: list[Any] = []
+    for chunk in chunks:
+        taken = conn.receive_plain_call(chunk)
+        if isinstance(taken, dict):
+            message = parse_request(taken)
+            assert not isinstance(message, ErrorResponse)
+            assert type(taken["params"]) is list and type(taken["id"]) in (int, str)
+            taken = message
+        if taken is not None:
+            events.append(Call(taken))
+        events += drain(conn)
+    assert events == general(chunks, codec, framing=framing)
+
+
+def test_receive_plain_call_returns_the_object_only_for_the_usual_request() -> None:
+    conn = ServerConnection(framing="newline")
+    line = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n'
+    assert conn.receive_plain_call(line) == {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}
+    notification = conn.receive_plain_call(b'{"jsonrpc":"2.0","method":"add","params":[1,2]}\n')
+    assert not isinstance(notification, dict) and notification is not None
+    assert conn.next_event() is None  # nothing went to the framer
+    bad = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":[1]}\n'
+    assert conn.receive_plain_call(bad) is None  # an invalid request: the framer answers it
+    event = conn.next_event()
+    assert event is not None and b"-32600" in event.data  # type: ignore[union-attr]
