@@ -26,6 +26,7 @@ from jsonrpc_mini import (
     RPCServer,
     RPCTimeout,
     ServerError,
+    SocketTransport,
     _client,
     _remote,
 )
@@ -1187,3 +1188,50 @@ def test_a_large_request_to_a_full_server_gets_too_many_connections() -> None:
         with RPCClient(*address, timeout=WAIT) as second, pytest.raises(ServerError, match="too many connections"):
             second.echo("x" * 20_000_000)
         assert first.echo(2) == {"args": [2], "kwargs": {}}
+
+
+def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The early reading turn is only for a caller that is alone. Here call 1 (a large
+    # request, so no early turn) is sent and its thread is held just before it starts
+    # waiting; the sequential server is blocked writing call 1's 4 MB reply, and with
+    # small socket buffers call 2's send blocks. Had call 2 taken the turn early it
+    # would hold it while blocked in send: call 1's thread could not read, the server
+    # could not finish writing, and both would hang until their timeout.
+    writing = threading.Event()
+
+    def script(peer: Peer) -> None:
+        first = peer.json_line()
+        writing.set()
+        peer.sendall(_reply(first["id"], "r" * 4_000_000) + b"\n")
+        second = peer.json_line()
+        peer.sendall(_reply(second["id"], len(second["params"][0])) + b"\n")
+
+    held = threading.Event()
+    original_wait = client_module._Link.wait
+
+    def held_wait(self: Any, waiter: Any, deadline: float | None) -> None:
+        if threading.current_thread().name == "call-1":
+            assert held.wait(WAIT)
+        original_wait(self, waiter, deadline)
+
+    monkeypatch.setattr(client_module._Link, "wait", held_wait)
+    with FakeServer(script) as fake:
+        fake._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # inherited by the accepted socket
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # the kernel's minimum
+        sock.connect(fake.address)
+        c = RPCClient(transport=SocketTransport(sock), timeout=WAIT)
+        results: dict[str, Any] = {}
+        first = threading.Thread(target=lambda: results.update(one=c.echo("x" * 20_000)), name="call-1", daemon=True)
+        first.start()
+        assert writing.wait(WAIT)
+        second = start_thread(lambda: results.update(two=c.echo("y" * 15_000)))
+        link = c._link
+        assert link is not None
+        wait_for(lambda: len(link.pending) == 2 and link.send_lock.locked(), "call 2 to be sending")
+        assert not link.reading  # call 2 is sending without holding the turn
+        held.set()
+        first.join(WAIT)
+        second.join(WAIT)
+        assert results == {"one": "r" * 4_000_000, "two": 15_000}
+        c.close()
