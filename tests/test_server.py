@@ -401,6 +401,30 @@ def test_a_read_of_many_request_lines_then_a_batch_and_a_cut_line() -> None:
     assert noted == [8]
 
 
+def test_a_call_sent_after_a_slow_batch_is_answered_while_the_batch_runs() -> None:
+    # The batch's members run one after another on one thread (README, "How calls
+    # run"), but the connection is read on while they do. The slow member ends only
+    # after the later call has its answer: run after the batch, it would time out.
+    s = RPCServer()
+    answered = threading.Event()
+    s.register_function(lambda: answered.wait(WAIT), name="slow")
+    s.register_function(add)
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        results: list[Any] = []
+
+        def batch() -> None:
+            with c.batch() as b:
+                first, second = b.slow(), b.add(1, 2)
+            results.extend([first.result(), second.result()])
+
+        sender = start_thread(batch)
+        wait_for(lambda: s.connection_count == 1 and c._link is not None and len(c._link.pending) == 2, "the batch")
+        assert c.with_timeout(WAIT / 2).add(2, 3) == 5
+        answered.set()
+        sender.join(WAIT)
+        assert results == [True, 3]
+
+
 def test_shutdown_of_a_server_never_started_is_harmless() -> None:
     s = RPCServer()
     s.shutdown()
