@@ -138,10 +138,16 @@ class CallRunner:
                     break
                 self._looping = False
                 self._wake = wake = self.loop.create_future()
+                # A loop closed without cancelling its tasks destroys this one while it
+                # waits: it runs nothing then, so that is not worth "Task was destroyed".
+                # (Not reset in a finally: that runs when the coroutine is closed, which
+                # the garbage collector may do before it finalizes the task.)
+                _log_destroy(task, False)
                 try:
                     await wake  # submit() or release() wakes this task
                 finally:
                     self._wake = None
+                _log_destroy(task, True)
                 if not (queue or self._later):
                     break  # released
                 self._looping = True
@@ -176,6 +182,14 @@ class CallRunner:
         except Exception as exc:  # the handler raised: an error reply
             conn.tasks.discard(task)
             conn.finish_error(message, exc)
+        except GeneratorExit:
+            # The task is destroyed while the call waits: its loop was closed without
+            # cancelling it (asyncio reports that). Nothing can be answered or run on a
+            # closed loop (finishing would take the next calls and start tasks there).
+            if not self.loop.is_closed():  # pragma: no cover - a task lost by its loop
+                conn.tasks.discard(task)
+                conn.finish(None)
+            raise
         except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
             conn.tasks.discard(task)
             conn.finish(None)
@@ -208,6 +222,14 @@ class CallRunner:
         if self._wake is not None:
             return []
         return [self.task] if self.task is not None and not self.task.done() else []
+
+
+def _log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
+    # asyncio's own switch for its "Task was destroyed but it is pending" report (the
+    # loop clears it for the task run_until_complete made); a task of a custom task
+    # factory may not have it.
+    with contextlib.suppress(AttributeError):
+        task._log_destroy_pending = log_it  # type: ignore[attr-defined]
 
 
 @types.coroutine

@@ -16,7 +16,7 @@ import inspect
 import logging
 import os
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -119,6 +119,7 @@ class RPCServer(Registry):
         self._address: Address | None = None
         self._path: str | None = None
         self._stopped: asyncio.Event | None = None
+        self._guard: AsyncGenerator[None, None] | None = None
         self._refusal = encode_frame(encode_message(_TOO_MANY, self.codec.dumps), "newline")
 
     # -- serving ---------------------------------------------------------------
@@ -163,7 +164,23 @@ class RPCServer(Registry):
             address = (bound[0], bound[1])
         self._listener, self._address, self._path = listener, address, path
         self._stopped = asyncio.Event()
+        self._guard = guard = self._until_loop_ends()
+        await anext(guard)
         return address
+
+    async def _until_loop_ends(self) -> AsyncGenerator[None, None]:
+        # A server left running when its loop ends (asyncio.run returning without
+        # shutdown()) is shut down when the loop closes its async generators, which
+        # asyncio.run does after cancelling every task. Cancelling a call lets the
+        # connection take calls queued behind it, as tasks nobody cancels any more:
+        # left pending, they would be destroyed with the loop ("Task was destroyed but
+        # it is pending"). shutdown() (grace 0: the program is ending) cancels them.
+        try:
+            yield
+        finally:
+            if self._guard is not None:  # not closed by shutdown(): the loop is ending
+                self._guard = None
+                await self._shutdown(0.0)
 
     async def serve_forever(
         self,
@@ -213,7 +230,14 @@ class RPCServer(Registry):
         see the connection close (``ConnectionLost``). New requests arriving meanwhile
         get a -32000 "shutting down" error. Idempotent; may be awaited from a handler
         (that handler's own call is not waited for). The server may start again.
+        A server still running when ``asyncio.run()`` ends is shut down at once.
         """
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()
+        await self._shutdown(self.options.shutdown_grace)
+
+    async def _shutdown(self, grace: float) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -222,7 +246,7 @@ class RPCServer(Registry):
         for conn in conns:
             conn.drain()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.shutdown_grace
+        deadline = loop.time() + grace
         # Calls already read may still move to tasks of their own: look again until none run.
         while (running := self._running(conns, me)) and loop.time() < deadline:
             await asyncio.wait(running, timeout=deadline - loop.time())
