@@ -36,10 +36,11 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
     server = session._server
     resolve = server.resolve
     registered = server._methods.get  # the handler registered under a name now
-    # (method, number of arguments) -> its handler, for array params that bound: the
+    # method -> number of arguments -> its handler, for array params that bound: the
     # check depends on the count alone. Speed: resolve once per kind of call, not per
     # member; the handler is looked up again each time, in case one re-registered it.
-    bound: dict[tuple[str, int], Callable[..., Any]] = {}
+    # (Nested, not keyed by a (method, count) tuple: no object made per member.)
+    bound: dict[str, dict[int, Callable[..., Any]]] = {}
     debug = session._opts.debug
     replies: list[dict[str, Any] | Response | ErrorResponse] = []
     append = replies.append
@@ -58,10 +59,12 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
             ):
                 try:
                     if type(params) is list:
-                        key = (method, len(params))
-                        function = bound.get(key)
+                        by_count = bound.get(method)
+                        if by_count is None:
+                            by_count = bound[method] = {}
+                        function = by_count.get(len(params))
                         if function is None or registered(method) is not function:
-                            function = bound[key] = resolve(method, params)[0]
+                            function = by_count[len(params)] = resolve(method, params)[0]
                         result = function(*params)
                     else:
                         function, args, kwargs = resolve(method, params)
