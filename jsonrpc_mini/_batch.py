@@ -10,12 +10,13 @@ from ._codec import Params, build_params, call_value
 from ._errors import RPCError
 from ._remote import RemoteMethod, remote_attribute
 
-__all__ = ["BatchBuilder", "BatchResult", "QueuedCalls", "call_values"]
+__all__ = ["BatchBuilder", "BatchResult", "QueuedCalls", "call_values", "not_sent"]
 
 # Given the queued calls, sends them and returns, per request in order, what gives
-# its outcome: all callables, or all objects with an ``outcome()`` method (the sync
-# client's waiters: no closure per call).
-_Sender = Callable[["QueuedCalls"], "Sequence[Callable[[], Any]] | Sequence[Outcome]"]
+# its outcome: all callables, or all objects with an ``outcome()`` method, or the
+# requests' results themselves (BatchResult subclasses that hold their outcome:
+# the sync client's waiters, one object per call).
+_Sender = Callable[["QueuedCalls"], "Sequence[Callable[[], Any]] | Sequence[Outcome] | Sequence[BatchResult]"]
 
 
 class Outcome(Protocol):
@@ -38,8 +39,17 @@ class _Deferred:
         return self._get()
 
 
+def not_sent(method: str) -> RPCError:
+    """The error of asking a batch member for its result before the batch was sent."""
+    return RPCError(None, f"{method}: the batch has not been sent yet (leave the with block first)")
+
+
 class BatchResult:
-    """The future outcome of one call in a batch; ``result()`` once the batch is sent."""
+    """The future outcome of one call in a batch; ``result()`` once the batch is sent.
+
+    A sender may make its own subclass (``BatchBuilder(send, make_result=...)``)
+    that holds the outcome itself and overrides ``result()`` and ``_sent``.
+    """
 
     __slots__ = ("_method", "_outcome")
 
@@ -55,12 +65,15 @@ class BatchResult:
     def result(self) -> Any:
         """The call's return value; raises that call's error (RPCError subclass)."""
         if self._outcome is None:
-            raise RPCError(None, f"{self._method}: the batch has not been sent yet (leave the with block first)")
+            raise not_sent(self._method)
         return self._outcome.outcome()
 
+    @property
+    def _sent(self) -> bool:
+        return self._outcome is not None
+
     def __repr__(self) -> str:
-        state = "pending" if self._outcome is None else "ready"
-        return f"<BatchResult {self._method!r} {state}>"
+        return f"<BatchResult {self.method!r} {'ready' if self._sent else 'pending'}>"
 
 
 class QueuedCalls:
@@ -74,9 +87,10 @@ class QueuedCalls:
     numbers and encodes them from these lists in one pass (``call_values``).
     """
 
-    __slots__ = ("methods", "params", "results", "sent")
+    __slots__ = ("make_result", "methods", "params", "results", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
+        self.make_result = make_result  # given the method name, the BatchResult of a call
         self.methods: list[str] = []
         self.params: list[Params] = []
         self.results: list[BatchResult | None] = []  # per call; None for a notification
@@ -99,7 +113,7 @@ class QueuedCalls:
         params = build_params(args, kwargs)
         self.methods.append(method)
         self.params.append(params)
-        result = BatchResult(method)
+        result = self.make_result(method)
         self.results.append(result)
         return result
 
@@ -127,7 +141,7 @@ class _QueuedMethod(RemoteMethod[BatchResult]):
         params = build_params(args, kwargs) if kwargs else list(args) if args else None
         queued.methods.append(method)
         queued.params.append(params)
-        result = BatchResult(method)
+        result = queued.make_result(method)
         queued.results.append(result)
         return result
 
@@ -146,8 +160,8 @@ def call_values(calls: QueuedCalls, ids: Iterator[int]) -> list[dict[str, Any]]:
 class _BatchQueue:
     """What the sync and asyncio batch builders share: queueing calls, handing out results."""
 
-    def __init__(self) -> None:
-        self._queued = QueuedCalls()
+    def __init__(self, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
+        self._queued = QueuedCalls(make_result)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
         """Queue a call of ``method``; returns its :class:`~jsonrpc_mini.BatchResult`."""
@@ -181,8 +195,15 @@ class _BatchQueue:
         """Mark the batch sent; return the queued calls as ``(method, params, is_notification)``."""
         return list(self._take_queued())
 
-    def _settle(self, outcomes: Sequence[Callable[[], Any]] | Sequence[Outcome]) -> list[BatchResult]:
+    def _settle(
+        self, outcomes: Sequence[Callable[[], Any]] | Sequence[Outcome] | Sequence[BatchResult]
+    ) -> list[BatchResult]:
         results = [result for result in self._queued.results if result is not None]
+        if outcomes and results and outcomes[0] is results[0]:
+            # The sender answered with the results themselves: they hold their outcomes.
+            if len(outcomes) != len(results):
+                raise ValueError(f"the sender answered {len(outcomes)} of {len(results)} calls")
+            return results
         if outcomes and callable(outcomes[0]):
             outcomes = [_Deferred(get) for get in cast("Sequence[Callable[[], Any]]", outcomes)]
         for result, outcome in zip(results, cast("Sequence[Outcome]", outcomes), strict=True):
@@ -198,8 +219,8 @@ class BatchBuilder(_BatchQueue):
     block raises, nothing is sent.
     """
 
-    def __init__(self, send: _Sender) -> None:
-        super().__init__()
+    def __init__(self, send: _Sender, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
+        super().__init__(make_result)
         self._send = send
 
     def send(self) -> list[BatchResult]:

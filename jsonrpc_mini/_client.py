@@ -10,16 +10,17 @@ function: ``_Link.fail_all``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import ssl as _ssl
 import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from ._batch import BatchBuilder, QueuedCalls, call_values
-from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params, success_id
+from ._batch import BatchBuilder, BatchResult, QueuedCalls, call_values, not_sent
+from ._codec import ErrorResponse, Id, Notification, Params, Response, build_params, plain_successes, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Closed, Violation
@@ -38,17 +39,24 @@ _LINES = 64
 _EARLY_TURN = 16 * 1024
 
 
-class _Waiter:
-    """One outstanding call: filled in by whichever thread reads its reply."""
+class _Waiter(BatchResult):
+    """One outstanding call: filled in by whichever thread reads its reply.
 
-    __slots__ = ("done", "error", "id", "method", "result", "signal", "waiting")
+    It is a BatchResult: a batch member's waiter is the result its caller holds
+    (speed: one object per call, made when the call is queued; ``id`` is set when
+    the batch is sent).
+    """
+
+    # ``method`` a slot of its own, over BatchResult's read-only property: set once, read directly.
+    __slots__ = ("done", "error", "id", "method", "signal", "value", "waiting")
+    method: str
 
     def __init__(self, id_: Id, method: str) -> None:
         self.id = id_
         self.method = method
         self.done = False
         self.waiting = False
-        self.result: Any = None
+        self.value: Any = None
         self.error: RPCError | None = None
         # Made only when a caller has to wait for another thread to read its reply: a
         # caller that reads its own reply (the usual case) never needs one. A plain
@@ -76,7 +84,19 @@ class _Waiter:
     def outcome(self) -> Any:
         if self.error is not None:
             raise self.error
-        return self.result
+        return self.value
+
+    def result(self) -> Any:
+        """A batch member's return value; raises its error (BatchResult's API)."""
+        if not self.done:  # every member is done once the batch's send returned
+            raise not_sent(self.method)
+        if self.error is not None:  # (outcome()'s work in line: one call less per result)
+            raise self.error
+        return self.value
+
+    @property
+    def _sent(self) -> bool:
+        return self.done
 
 
 class _Link:
@@ -321,7 +341,7 @@ class _Link:
                     # _settle_lines does, without its lists and calls).
                     with self.lock:
                         if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
-                            waiter.result = values[0]["result"]
+                            waiter.value = values[0]["result"]
                             waiter.done = True
                         self.reading = False
                         follower = self._follower() if self.pending else None
@@ -359,36 +379,35 @@ class _Link:
         """Settle the calls of the reply lines the core decoded as ``values``, in order.
 
         Plain success replies are stored straight from their JSON objects (no reply
-        objects; ``success_id``), consecutive ones in one lock round; anything else
+        objects; ``plain_successes``), consecutive ones in one lock round; anything else
         is checked by the core (``parse_reply``: errors, violations). If ``waiter``
         is given and the lines complete it, the reader's turn is handed back in the
         last lock round and True is returned.
         """
-        results: list[tuple[Id, Any]] = []
-        for value in values:
-            id_ = success_id(value)
-            if id_ is not None:
-                results.append((id_, value["result"]))
-                continue
-            self._settle_results(results, None)
-            results = []
-            self._deliver(self.proto.parse_reply(value))
-        return self._settle_results(results, waiter)
+        start = 0
+        while (end := plain_successes(values, start)) < len(values):
+            self._settle_results(values, start, end, None)
+            self._deliver(self.proto.parse_reply(values[end]))
+            start = end + 1
+        return self._settle_results(values, start, end, waiter)
 
-    def _settle_results(self, results: list[tuple[Id, Any]], waiter: _Waiter | None) -> bool:
-        """Store ``(id, result)`` pairs; if that completes ``waiter``, also hand back the reader's turn."""
-        if not results and waiter is None:
+    def _settle_results(self, values: list[Any], start: int, end: int, waiter: _Waiter | None) -> bool:
+        """Store the results of ``values[start:end]`` (plain successes).
+
+        If that completes ``waiter``, the reader's turn is also handed back (True).
+        """
+        if start == end and waiter is None:
             return False
         woken: list[_Waiter] = []
         with self.lock:
             pending = self.pending
-            for id_, result in results:
+            for value in values[start:end] if start or end < len(values) else values:
                 # _fill_result's work in line (a batch reply stores 1,000 of these).
-                filled = pending.pop(id_, None)
+                filled = pending.pop(value["id"], None)
                 if filled is None:
-                    log.debug("dropping reply for unknown or timed-out id %r", id_)
+                    log.debug("dropping reply for unknown or timed-out id %r", value["id"])
                     continue
-                filled.result = result
+                filled.value = value["result"]
                 filled.done = True
                 if filled.signal is not None:  # only a caller that waited on its signal needs waking
                     woken.append(filled)
@@ -472,7 +491,7 @@ class _Link:
         if waiter is None:
             log.debug("dropping reply for unknown or timed-out id %r", id_)
             return None
-        waiter.result = result
+        waiter.value = result
         waiter.done = True
         return waiter
 
@@ -632,14 +651,16 @@ class RPCClient:
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
-        return BatchBuilder(self._send_batch)
+        return BatchBuilder(self._send_batch, functools.partial(_Waiter, None))
 
     def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
         link = self._require_link()
         proto = link.proto
-        values = call_values(calls, iter(proto.next_ids(len(calls) - calls.results.count(None))))
-        data = proto.encode_values(values)
-        waiters = [_Waiter(value["id"], value["method"]) for value in values if "id" in value]
+        waiters = cast("list[_Waiter]", [result for result in calls.results if result is not None])
+        ids = proto.next_ids(len(waiters))
+        data = proto.encode_values(call_values(calls, iter(ids)))
+        for waiter, id_ in zip(waiters, ids, strict=True):
+            waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         link.start(waiters, data, deadline, "batch")
         try:
@@ -654,7 +675,7 @@ class RPCClient:
                 if not waiter.done:
                     link._abandon(waiter)
             raise
-        return waiters  # each member's BatchResult asks its waiter for the outcome
+        return waiters  # the members' BatchResults, holding their outcomes
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""

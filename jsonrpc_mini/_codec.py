@@ -173,6 +173,23 @@ def success_id(value: Any) -> int | str | None:
     return None
 
 
+def plain_successes(values: list[Any], start: int = 0) -> int:
+    """How far the plain success responses in ``values`` run from ``start``: the index of the first other value.
+
+    Each value before that index passes ``success_id``. Speed: the check of a batch
+    reply's members in one loop, without a call per member.
+    """
+    end = start
+    for value in values[start:] if start else values:
+        if type(value) is dict and "result" in value and "error" not in value and "method" not in value:
+            id_ = value.get("id")
+            if (type(id_) is int or type(id_) is str) and value.get("jsonrpc") == "2.0":
+                end += 1
+                continue
+        break
+    return end
+
+
 def parse_response(value: Any) -> Response | ErrorResponse | None:
     """Validate one JSON value received by a client; ``None`` if it is not a response."""
     id_ = success_id(value)

@@ -604,7 +604,7 @@ def test_a_batch_reply_line_settles_its_members_in_one_step(monkeypatch: pytest.
     members = [json.loads(_reply(1, "a")), error, json.loads(_reply(99, "nobody")), json.loads(_reply(3, [3]))]
     link, waiters = _reading_link(json.dumps(members).encode() + b"\n", range(1, 4))
     assert link._read_until(waiters[-1], None)  # the reading turn handed back with the last reply
-    assert [w.result for w in waiters] == ["a", None, [3]]
+    assert [w.value for w in waiters] == ["a", None, [3]]
     assert isinstance(waiters[1].error, MethodNotFound)
     assert checked == [error]
     assert not link.reading and link.pending == {}
@@ -628,7 +628,7 @@ def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypa
     data = b"".join(_reply(i, results[i % 3]) + b"\n" for i in range(1, 301))
     link, waiters = _reading_link(data, range(1, 301))
     link._read_until(waiters[-1], None)
-    assert [w.result for w in waiters] == [results[i % 3] for i in range(1, 301)]
+    assert [w.value for w in waiters] == [results[i % 3] for i in range(1, 301)]
     assert asked <= 2, asked
 
 
@@ -788,16 +788,16 @@ def test_a_reply_over_the_client_size_limit_loses_the_connection(address: Any) -
 class _SlowToFill(_client._Waiter):
     """A waiter whose outcome takes a while to be stored: widens a race window."""
 
-    __slots__ = ("_error", "_result")
+    __slots__ = ("_error", "_value")
 
     @property
-    def result(self) -> Any:
-        return self._result
+    def value(self) -> Any:
+        return self._value
 
-    @result.setter
-    def result(self, value: Any) -> None:
+    @value.setter
+    def value(self, value: Any) -> None:
         time.sleep(0.05)
-        self._result = value
+        self._value = value
 
     @property
     def error(self) -> Any:

@@ -1,0 +1,121 @@
+"""A batch member's result object is also what waits for its reply.
+
+The sync client makes each member's BatchResult the waiter the connection fills
+(one object per call): it must behave as a BatchResult in every state (queued,
+sent, answered, failed), leave no reference cycle behind, and a reply line must
+be matched to the members exactly as ``success_id``/``parse_reply`` would.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, serving
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jsonrpc_mini import BatchResult, ConnectionLost, MethodNotFound, RPCClient, RPCError, RPCServer
+from jsonrpc_mini._batch import BatchBuilder
+from jsonrpc_mini._codec import plain_successes, success_id
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_server() -> RPCServer:
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    return s
+
+
+def test_a_sync_members_result_is_a_batch_result_in_every_state() -> None:
+    with serving(make_server()) as address, RPCClient(*address, timeout=WAIT) as c:
+        with c.batch() as b:
+            ok, missing = b.add(1, 2), b.nope()
+            assert isinstance(ok, BatchResult) and ok.method == "add"
+            assert repr(ok) == "<BatchResult 'add' pending>"
+            with pytest.raises(RPCError, match="add: the batch has not been sent yet"):
+                ok.result()
+        assert repr(ok) == "<BatchResult 'add' ready>"
+        assert ok.result() == 3 and ok.result() == 3  # asked again: the same answer
+        with pytest.raises(MethodNotFound, match="nope"):
+            missing.result()
+        c.close()
+        with pytest.raises(ConnectionLost), c.batch() as b:  # the send itself fails
+            late = b.add(1, 2)
+        with pytest.raises(RPCError, match="not been sent yet"):
+            late.result()
+
+
+def test_a_sync_batch_leaves_no_reference_cycles() -> None:
+    # A member holding itself (as its own outcome) would be a cycle per call, for
+    # the garbage collector to find.
+    with serving(make_server()) as address, RPCClient(*address, timeout=WAIT) as c:
+        c.add(0, 0)
+        gc.collect()
+        gc.disable()
+        try:
+            with c.batch() as b:
+                results = [b.add(i, 1) for i in range(500)]
+            assert [r.result() for r in results] == list(range(1, 501))
+            del b, results
+            found = gc.collect()
+        finally:
+            gc.enable()
+    assert found < 100, found
+
+
+class Held(BatchResult):
+    """A result that holds its outcome itself, as the sync client's are."""
+
+    __slots__ = ("value",)
+
+    def result(self) -> Any:
+        return self.value
+
+    @property
+    def _sent(self) -> bool:
+        return True
+
+
+def test_a_sender_may_answer_with_the_results_themselves() -> None:
+    def send(calls: Any) -> list[Any]:
+        results = [r for r in calls.results if r is not None]
+        for n, result in enumerate(results):
+            result.value = n * 10
+        return results
+
+    with BatchBuilder(send, make_result=Held) as b:
+        first = b.a()
+        b.notify("n")
+        second = b.call("b", 1)
+    assert (type(first), first.result(), second.result()) == (Held, 0, 10)
+    assert repr(second) == "<BatchResult 'b' ready>"
+
+    short = BatchBuilder(lambda calls: [r for r in calls.results if r is not None][:1], make_result=Held)
+    short.a()
+    short.b()
+    with pytest.raises(ValueError, match="answered 1 of 2"):
+        short.send()
+
+
+# -- a reply line's plain successes ------------------------------------------------
+
+replies = st.one_of(
+    st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.integers(0, 5), "result": st.integers()}),
+    st.fixed_dictionaries(
+        {"jsonrpc": st.sampled_from(["2.0", "1.0"]), "id": st.one_of(st.integers(), st.text(max_size=2), st.none())},
+        optional={"result": st.none(), "error": st.just({"code": 1}), "method": st.just("m")},
+    ),
+    st.sampled_from([None, 1, "x", [], [{"jsonrpc": "2.0", "id": 1, "result": 1}]]),
+)
+
+
+@given(st.lists(replies, max_size=12), st.integers(0, 12))
+def test_plain_successes_run_as_far_as_success_id_finds_ids(values: list[Any], start: int) -> None:
+    start = min(start, len(values))
+    end = start
+    while end < len(values) and success_id(values[end]) is not None:
+        end += 1
+    assert plain_successes(values, start) == end
