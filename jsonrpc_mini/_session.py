@@ -182,6 +182,9 @@ class Session:
                 probe = self._probe = Probe(fd, self._wake_reader, self._lock)
         opts = self._opts
         cond, lock = self._cond, self._lock
+        # Speed: the two lock rounds per request use acquire()/release() in try/finally;
+        # a with statement costs about twice as much (~80 ns more a round on 3.11).
+        acquire, release = lock.acquire, lock.release
         monotonic = time.monotonic
         reader = False  # this thread already holds the reader's turn
         while True:
@@ -200,7 +203,8 @@ class Session:
                         probe.since = None  # someone reads: no call needs the watcher now
             event = self._read_event()
             attach = False
-            with lock:
+            acquire()
+            try:
                 self._reading = False
                 if event is None:
                     self._input_done = True
@@ -217,11 +221,14 @@ class Session:
                     probe.eager = bool(self._queued) or (not self._framer_empty and self._proto.in_message)
                     probe.since = monotonic()
                     attach = not probe.active
+            finally:
+                release()
             if attach and probe is not None:
                 self._watcher.attach(probe)  # the first call after a quiet spell
             reader = False
             try:
-                data = self._answer(event)
+                # The usual request comes as its JSON object (see _read_event).
+                data = self._plain_reply(event) if isinstance(event, dict) else self._answer(event)
                 if probe is not None and (data is None or len(data) <= _SMALL_REPLY):
                     # Clear the stamp before the reply goes out: a sequential client's next
                     # request often arrives before send() returns here, and after a call
@@ -233,7 +240,8 @@ class Session:
                     self._send(data)
             finally:
                 self._idle_since = monotonic()
-                with lock:
+                acquire()
+                try:
                     self._busy -= 1
                     # This thread reads next if nobody is (taking the turn here saves a
                     # lock round per request); wake a waiter only if the limit of
@@ -246,6 +254,8 @@ class Session:
                     if probe is not None:
                         # This thread reads now, or someone already does, or nobody must.
                         probe.since = None
+                finally:
+                    release()
                 if close_now:
                     self._transport.close()
 
@@ -316,7 +326,7 @@ class Session:
                 # The usual case: the read held exactly one request and nothing else is
                 # buffered, so the core need not be asked for more before the next read.
                 # (The call's end restarts the idle time.) The usual request comes as its
-                # JSON object: _answer runs it from there (_plain_reply).
+                # JSON object: _serve runs it from there (_plain_reply).
                 self._framer_empty = True
                 self._message_started = None
                 return message
@@ -355,10 +365,8 @@ class Session:
 
     # -- running calls -------------------------------------------------------
 
-    def _answer(self, event: Request | Notification | Batch | dict[str, Any]) -> bytes | None:
+    def _answer(self, event: Request | Notification | Batch) -> bytes | None:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
-        if isinstance(event, dict):
-            return self._plain_reply(event)
         proto = self._proto
         if isinstance(event, Batch):
             return proto.encode_replies(batch_replies(self, event.values))
@@ -406,9 +414,13 @@ class Session:
         return result, None
 
     def _send(self, data: bytes) -> bool:
+        lock = self._write_lock
         try:
-            with self._write_lock:
+            lock.acquire()  # (not a with statement: see _serve)
+            try:
                 self._transport.send(data)
+            finally:
+                lock.release()
             return True
         except OSError as exc:
             log.debug("%s: write failed: %s", self._name, exc)
