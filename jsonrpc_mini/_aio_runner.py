@@ -95,6 +95,11 @@ class CallRunner:
     def _start(self) -> None:
         self.task = task = self.loop.create_task(self._run())
         task.add_done_callback(self._runner_done)
+        # A loop closed without cancelling its tasks destroys the pending ones. A runner
+        # is pending only while it waits for calls (it runs nothing: not worth "Task was
+        # destroyed but it is pending") or stays with a call that waits (_stay_with
+        # turns the report back on: that call is the handler's).
+        _log_destroy(task, False)
 
     async def _run(self) -> None:
         queue = self._queue
@@ -138,16 +143,10 @@ class CallRunner:
                     break
                 self._looping = False
                 self._wake = wake = self.loop.create_future()
-                # A loop closed without cancelling its tasks destroys this one while it
-                # waits: it runs nothing then, so that is not worth "Task was destroyed".
-                # (Not reset in a finally: that runs when the coroutine is closed, which
-                # the garbage collector may do before it finalizes the task.)
-                _log_destroy(task, False)
                 try:
                     await wake  # submit() or release() wakes this task
                 finally:
                     self._wake = None
-                _log_destroy(task, True)
                 if not (queue or self._later):
                     break  # released
                 self._looping = True
@@ -172,6 +171,7 @@ class CallRunner:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        _log_destroy(task, True)  # (see _start)
         conn.tasks.add(task)
         try:
             result = await _resume(work, waiting, context)
@@ -228,8 +228,11 @@ def _log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
     # asyncio's own switch for its "Task was destroyed but it is pending" report (the
     # loop clears it for the task run_until_complete made); a task of a custom task
     # factory may not have it.
-    with contextlib.suppress(AttributeError):
+    # (Speed: not contextlib.suppress, which costs ~0.45 us more, once per waiting call.)
+    try:  # noqa: SIM105
         task._log_destroy_pending = log_it  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - a task without asyncio's attribute
+        pass
 
 
 @types.coroutine
