@@ -24,6 +24,10 @@ trip itself). Instead, one thread per server watches for calls that run long:
   watcher reads ``since`` without that lock: a stale read only makes it act a tick
   late or not at all on a call that already ended, and the session's callback
   checks under its lock whether anyone must be promoted).
+
+The price is a look at every active probe per grace period (about 20 ns each
+in-process, 1,000 busy connections ~1 % of a core) instead of two lock rounds
+and a dictionary entry per call.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class _Loop:
         self.probes: set[Probe] = set()  # the active ones, polled every grace period
         self.registered: dict[int, Probe] = {}  # fd -> the probe whose socket is watched
         self.asleep = False  # in a long wait: an attach must wake the thread
+        self.next_sweep = 0.0  # when _poll next drops quiet probes
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="jsonrpc_mini-watch", daemon=True)
 
@@ -132,15 +137,23 @@ class _Loop:
         """Act on the stamps (the lock held); return how long to wait for the next look."""
         grace = _GRACE
         timeout = _POLL
-        for probe in list(self.probes):
+        # Speed: every active probe is looked at once per grace period, so the usual
+        # one (no stamp) costs a test or two; quiet ones are dropped on a sweep only
+        # every _LINGER / 2 (a sweep iterates over a copy: it may remove probes).
+        sweep = now >= self.next_sweep
+        if sweep:
+            self.next_sweep = now + _LINGER / 2
+        for probe in list(self.probes) if sweep else self.probes:
             since = probe.since
-            if probe._registered and since is not probe._handled:
-                self.unregister(probe)  # that call ended, or a thread reads now
             if since is None:
-                if now - probe._quiet_since >= _LINGER:
+                if probe._registered:
+                    self.unregister(probe)  # that call ended, or a thread reads now
+                if sweep and now - probe._quiet_since >= _LINGER:
                     self._drop_if_quiet(probe)
                 continue
             probe._quiet_since = now
+            if probe._registered and since is not probe._handled:
+                self.unregister(probe)  # another call's stamp: watched anew if it runs long
             if since is probe._handled:
                 continue
             wait = since + grace - now

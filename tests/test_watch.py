@@ -195,11 +195,16 @@ def test_a_stamp_is_acted_on_once_after_the_grace_period() -> None:
     assert probe._registered and not callbacks, "a plain stamp is watched, not promoted"
     assert loop._poll(now + 3 * grace, callbacks) <= grace
     assert probe._registered and not callbacks
-    probe.since = None  # a thread reads again: no longer watched
+    probe.since = other = now + 3.5 * grace  # another call stamped: watched only once it runs long
     loop._poll(now + 4 * grace, callbacks)
+    assert not probe._registered and not callbacks
+    loop._poll(other + grace, callbacks)
+    assert probe._registered and not callbacks
+    probe.since = None  # a thread reads again: no longer watched
+    loop._poll(now + 6 * grace, callbacks)
     assert not probe._registered and probe in loop.probes
     probe.eager = True  # the next call, with requests waiting behind it
-    probe.since = later = now + 5 * grace
+    probe.since = later = now + 7 * grace
     loop._poll(later + grace / 2, callbacks)
     assert not callbacks
     loop._poll(later + grace, callbacks)
