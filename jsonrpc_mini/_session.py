@@ -220,7 +220,10 @@ class Session:
                     # this thread runs them after this call unless it takes that long).
                     probe.eager = bool(self._queued) or (not self._framer_empty and self._proto.in_message)
                     probe.since = monotonic()
-                    attach = not probe.active
+                    # (attach also wakes a watcher that stopped polling: see _watch)
+                    attach = not probe.active or probe.nudge
+                    if attach:
+                        probe.nudge = False
             finally:
                 release()
             if attach and probe is not None:

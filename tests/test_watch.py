@@ -190,10 +190,13 @@ def test_a_stamp_is_acted_on_once_after_the_grace_period() -> None:
     now = time.monotonic()
     probe.since = now
     assert loop._poll(now, callbacks) <= grace  # polled again once the call could be slow
-    assert not probe._registered and not callbacks
-    assert loop._poll(now + 2 * grace, callbacks) <= grace
+    assert not probe._registered and not callbacks and not loop.settled
+    # Acted on: nothing to look at until a new stamp, whose owner wakes the watcher
+    # (nudge), so it stops polling every grace period.
+    assert loop._poll(now + 2 * grace, callbacks) == watch_module._POLL
     assert probe._registered and not callbacks, "a plain stamp is watched, not promoted"
-    assert loop._poll(now + 3 * grace, callbacks) <= grace
+    assert loop.settled and probe.nudge
+    assert loop._poll(now + 3 * grace, callbacks) == watch_module._POLL
     assert probe._registered and not callbacks
     probe.since = other = now + 3.5 * grace  # another call stamped: watched only once it runs long
     loop._poll(now + 4 * grace, callbacks)
@@ -218,8 +221,10 @@ def test_a_quiet_probe_is_dropped_and_the_watcher_may_sleep() -> None:
     probe, loop, a, b = _probe_and_loop()
     now = time.monotonic()
     probe._quiet_since = now
-    assert loop._poll(now + watch_module._LINGER / 2, []) <= watch_module._GRACE
-    assert probe.active and probe in loop.probes
+    # No stamp: the watcher waits for the sweep that may drop the probe (a new
+    # stamp would wake it: nudge), not polling every grace period.
+    assert 0 < loop._poll(now + watch_module._LINGER / 2, []) <= watch_module._LINGER / 2 + 1e-6
+    assert probe.active and probe in loop.probes and probe.nudge
     assert loop._poll(now + 2 * watch_module._LINGER, []) == watch_module._POLL
     assert not probe.active and probe not in loop.probes
     _close_loop(loop, a, b)
@@ -239,6 +244,42 @@ def test_a_probe_stamped_while_the_watcher_drops_it_stays_polled() -> None:
         assert probe.active
     poller.join(WAIT)
     assert probe.active and probe in loop.probes
+    _close_loop(loop, a, b)
+
+
+class _StampsAsItIsNudged(watch_module.Probe):
+    """A probe whose owner stamps a new call just as the watcher sets its nudge.
+
+    That owner read ``nudge`` before it was set, so it will not wake the watcher:
+    the watcher must see the stamp when it looks at ``since`` again after nudging.
+    """
+
+    __slots__ = ("_nudge",)
+
+    @property
+    def nudge(self) -> bool:
+        return self._nudge
+
+    @nudge.setter
+    def nudge(self, value: bool) -> None:
+        if value and self.since is not None:
+            self.since = time.monotonic()  # a new call: a new float
+        self._nudge = value
+
+
+def test_a_stamp_made_while_the_watcher_nudges_keeps_it_polling() -> None:
+    lock = threading.Lock()
+    loop = watch_module._Loop(lock)
+    a, b = socket.socketpair()
+    probe = _StampsAsItIsNudged(a.fileno(), lambda: None, threading.Lock())
+    probe.active = True
+    loop.probes.add(probe)
+    now = time.monotonic()
+    probe.since = now
+    # The stamp is acted on (watched); as the watcher nudges, the owner stamps again.
+    assert loop._poll(now + 2 * watch_module._GRACE, []) <= watch_module._GRACE
+    assert probe._registered and probe.since is not now
+    assert not loop.settled, "a stamp made while nudging was missed: the watcher would sleep"
     _close_loop(loop, a, b)
 
 
@@ -272,4 +313,34 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
             s._watcher.stop(join=WAIT)  # round 2: the watcher was stopped, not just idle
             assert not probe.active
         sock.close()
+    assert not _watcher_threads()
+
+
+def test_a_watcher_that_stopped_polling_is_woken_by_the_next_slow_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the only call running is a long one already watched, the watcher stops
+    # polling (no 500 wake-ups a second for a server whose handlers wait long). A
+    # call then stamped on another connection must wake it; here it would otherwise
+    # sleep for a minute (the patched _POLL and sweeps) with that call's client unserved.
+    monkeypatch.setattr(watch_module, "_POLL", 60.0)
+    monkeypatch.setattr(watch_module, "_LINGER", 120.0)
+    release = threading.Event()
+    s = _slow_and_add(release, lambda a, b: a + b)
+    with LeakCheck(), serving(s) as address:
+        one, two = raw_connect(address), raw_connect(address)
+        two.sendall(request("add", [1, 1], id_=1))
+        assert two.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}  # its probe is active
+        one.sendall(request("slow", id_="a"))
+        loop = s._watcher._loop
+        assert loop is not None
+        # "a" is watched (its stamp acted on) and nothing else is stamped: no more polling
+        wait_for(lambda: loop.settled and any(probe._registered for probe in loop.probes), "the watcher to settle")
+        two.sendall(request("slow", id_="b"))
+        time.sleep(0.05)
+        two.sendall(request("add", [2, 2], id_="f"))
+        assert two.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        release.set()
+        assert one.json_line() == {"jsonrpc": "2.0", "id": "a", "result": "done"}
+        assert two.json_line() == {"jsonrpc": "2.0", "id": "b", "result": "done"}
+        one.close()
+        two.close()
     assert not _watcher_threads()
