@@ -25,14 +25,17 @@ trip itself). Instead, one thread per server watches for calls that run long:
   late or not at all on a call that already ended, and the session's callback
   checks under its lock whether anyone must be promoted).
 
-- When every stamp has been acted on (the only calls running are long ones whose
-  sockets are watched), nothing changes until an owner stamps a new call. The
-  watcher then stops polling every grace period: it sets each active probe's
-  ``nudge`` and sleeps until bytes arrive, the next sweep of quiet probes is due
-  or ``_POLL`` passes. An owner that stamps a nudged probe wakes it (``attach``),
-  so a server whose handlers wait for minutes does not tick 500 times a second.
-  (Setting ``nudge`` and then re-reading ``since``, against the owner's storing
-  ``since`` and then reading ``nudge``: one of the two sees the other's write.)
+- When every active probe holds a stamp already acted on (the only calls running
+  are long ones, their sockets watched or a reader promoted), nothing changes
+  until bytes arrive or an owner stamps a new call. The watcher then stops
+  polling every grace period: it sets each active probe's ``nudge`` and sleeps
+  until bytes arrive or ``_POLL`` passes; an owner that stamps a nudged probe
+  wakes it (``attach``). So a server whose handlers wait for minutes does not
+  tick 500 times a second. A probe without a stamp (a connection between calls,
+  e.g. a sequential client's) keeps the polling going until it is dropped: else
+  every one of its requests would have to wake the watcher. (Setting ``nudge``
+  and then re-reading ``since``, against the owner's storing ``since`` and then
+  reading ``nudge``: one of the two sees the other's write.)
 
 The price is a look at every active probe per grace period while calls start
 (about 20 ns each in-process, 1,000 busy connections ~1 % of a core) instead of
@@ -165,12 +168,11 @@ class _Loop:
         sweep = now >= self.next_sweep
         if sweep:
             self.next_sweep = now + _LINGER / 2
-        settled = True  # no stamp waits for its grace period to pass
-        quiet = False  # some probe has no stamp (a sweep may drop it)
+        settled = True  # every probe holds a stamp acted on
         for probe in list(self.probes) if sweep else self.probes:
             since = probe.since
             if since is None:
-                quiet = True
+                settled = False
                 if probe._registered:
                     self.unregister(probe)  # that call ended, or a thread reads now
                 if sweep and now - probe._quiet_since >= _LINGER:
@@ -190,10 +192,7 @@ class _Loop:
             if probe.eager or not self.register(probe):
                 callbacks.append(probe.callback)  # requests already wait, or it cannot be watched
         self.settled = bool(self.probes) and settled and self._nudge_owners()
-        if self.settled:
-            if quiet:
-                timeout = min(timeout, max(self.next_sweep - now, 0.0))
-        elif self.probes:
+        if self.probes and not self.settled:
             timeout = min(timeout, grace)  # look again for calls stamped meanwhile
         return timeout
 

@@ -221,10 +221,10 @@ def test_a_quiet_probe_is_dropped_and_the_watcher_may_sleep() -> None:
     probe, loop, a, b = _probe_and_loop()
     now = time.monotonic()
     probe._quiet_since = now
-    # No stamp: the watcher waits for the sweep that may drop the probe (a new
-    # stamp would wake it: nudge), not polling every grace period.
-    assert 0 < loop._poll(now + watch_module._LINGER / 2, []) <= watch_module._LINGER / 2 + 1e-6
-    assert probe.active and probe in loop.probes and probe.nudge
+    # No stamp, not yet quiet for _LINGER: polled every grace period (its owner's
+    # next stamps need not wake the watcher, as they would if it slept: not settled).
+    assert loop._poll(now + watch_module._LINGER / 2, []) <= watch_module._GRACE
+    assert probe.active and probe in loop.probes and not loop.settled and not probe.nudge
     assert loop._poll(now + 2 * watch_module._LINGER, []) == watch_module._POLL
     assert not probe.active and probe not in loop.probes
     _close_loop(loop, a, b)
@@ -317,30 +317,28 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
 
 
 def test_a_watcher_that_stopped_polling_is_woken_by_the_next_slow_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    # While the only call running is a long one already watched, the watcher stops
-    # polling (no 500 wake-ups a second for a server whose handlers wait long). A
-    # call then stamped on another connection must wake it; here it would otherwise
-    # sleep for a minute (the patched _POLL and sweeps) with that call's client unserved.
+    # While the only calls running are long ones already acted on, the watcher stops
+    # polling (no 500 wake-ups a second for a server whose handlers wait long). A call
+    # stamped then must wake it. Here two slow calls come in one write: the first is
+    # stamped "eager" (a request waits behind it), so a reader is promoted at once
+    # and its socket is not watched; that reader runs the second and stamps it while
+    # the watcher sleeps (_POLL patched to a minute). Unless the stamp wakes it, the
+    # second call's socket is never watched and a request behind it is not served.
     monkeypatch.setattr(watch_module, "_POLL", 60.0)
-    monkeypatch.setattr(watch_module, "_LINGER", 120.0)
     release = threading.Event()
     s = _slow_and_add(release, lambda a, b: a + b)
     with LeakCheck(), serving(s) as address:
-        one, two = raw_connect(address), raw_connect(address)
-        two.sendall(request("add", [1, 1], id_=1))
-        assert two.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}  # its probe is active
-        one.sendall(request("slow", id_="a"))
+        sock = raw_connect(address)
+        sock.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock.sendall(request("slow", id_="a") + request("slow", id_="b"))
+        probe = _session_of(s)._probe
         loop = s._watcher._loop
-        assert loop is not None
-        # "a" is watched (its stamp acted on) and nothing else is stamped: no more polling
-        wait_for(lambda: loop.settled and any(probe._registered for probe in loop.probes), "the watcher to settle")
-        two.sendall(request("slow", id_="b"))
-        time.sleep(0.05)
-        two.sendall(request("add", [2, 2], id_="f"))
-        assert two.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        assert probe is not None and loop is not None
+        wait_for(lambda: loop.settled and probe._registered, "the second slow call to be watched")
+        sock.sendall(request("add", [2, 2], id_="f"))
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
         release.set()
-        assert one.json_line() == {"jsonrpc": "2.0", "id": "a", "result": "done"}
-        assert two.json_line() == {"jsonrpc": "2.0", "id": "b", "result": "done"}
-        one.close()
-        two.close()
+        assert sorted(sock.json_line()["id"] for _ in range(2)) == ["a", "b"]
+        sock.close()
     assert not _watcher_threads()
