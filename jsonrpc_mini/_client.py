@@ -111,7 +111,8 @@ class _Link:
         self.reading = False
         self.lost: str | None = None
         # The last error with id null that no call could take (e.g. "message too
-        # large" answering a notification): told with ConnectionLost if one follows.
+        # large" answering a notification), until the server sends anything else:
+        # told with ConnectionLost if one follows.
         self.said: str | None = None
 
     # -- sending ---------------------------------------------------------------
@@ -300,6 +301,8 @@ class _Link:
         """
         with self.lock:
             self.pending.pop(waiter.id, None)
+            if not waiter.done:  # a batch member's result() raises this (its reply, if it came, stands)
+                waiter.error = RPCError(None, f"{waiter.method}: interrupted before its reply came")
             waiter.done = True
             waiter.waiting = False
             follower = None if self.reading else self._follower()
@@ -326,6 +329,8 @@ class _Link:
             except OSError as exc:
                 self.fail_all(f"connection lost: {exc}")
                 return False
+            if data and self.said is not None:
+                self.said = None  # the server sent more since: that error was not its last word
             # The usual read: whole compact reply lines (one for a lone caller, several
             # for threads sharing the client), decoded in one step by the core. What
             # it does not take (part of a line, a value over many reads) goes to the

@@ -92,16 +92,36 @@ class Session:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self, setup: Callable[[], Transport | None] | None = None) -> None:
-        """Start serving in a new thread; ``setup`` (e.g. a TLS handshake) runs there first."""
-        with self._cond:
-            self._spawn(setup)
+        """Start serving in a new thread; ``setup`` (e.g. a TLS handshake) runs there first.
 
-    def _spawn(self, setup: Callable[[], Transport | None] | None = None) -> None:
+        If no thread can be started (the process is at its limit), the connection
+        is closed and the session ends at once, as if the peer had gone.
+        """
+        with self._cond:
+            started = self._spawn(setup)
+            if not started:
+                self._input_done = True
+        if not started:
+            self._transport.close()
+            self.finished.set()
+            self._on_done(self)
+
+    def _spawn(self, setup: Callable[[], Transport | None] | None = None) -> bool:
+        """Start one more thread (the condition held); False if none could be started."""
+        thread = threading.Thread(
+            target=self._worker, args=(setup,), name=f"{self._name}-{self._threads + 1}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread"
+            log.warning("%s: could not start a thread: %s", self._name, exc)
+            return False
+        # Counted once started (the new thread cannot end before we release the
+        # condition): a count for a thread that never ran would keep the session open.
         self._threads += 1
-        thread = threading.Thread(target=self._worker, args=(setup,), name=f"{self._name}-{self._threads}", daemon=True)
         self._all_threads = [t for t in self._all_threads if t.is_alive()]
         self._all_threads.append(thread)
-        thread.start()
+        return True
 
     @property
     def busy(self) -> int:

@@ -131,9 +131,7 @@ class _Loop:
                 with self.lock:
                     timeout = self._poll(time.monotonic(), callbacks)
                     self.asleep = timeout >= _POLL or self.settled
-                for wake in callbacks:
-                    wake()
-                callbacks.clear()
+                _wake_all(callbacks)
                 ready = self.selector.select(timeout)
                 with self.lock:
                     self.asleep = False
@@ -146,15 +144,19 @@ class _Loop:
                         self.unregister(probe)  # one shot: a later stamp is watched anew
                         if probe.since is not None and probe.since is probe._handled:
                             callbacks.append(probe.callback)  # bytes arrived: the call still runs
-                for wake in callbacks:
-                    wake()
-                callbacks.clear()
+                _wake_all(callbacks)
         except Exception:  # pragma: no cover - a bug here must not pass silently
             log.exception("the read watcher failed")
         finally:
             with self.lock:
                 self.stopping = True
                 self.selector.close()
+                # As stop() does: owners attach their probes again (to a new loop), so
+                # no connection stays marked as polled by a thread that has ended.
+                for probe in self.probes:
+                    with probe.lock:
+                        probe.active = False
+                self.probes.clear()
             self.wake_r.close()
             self.wake_w.close()
 
@@ -232,6 +234,16 @@ class _Loop:
             del self.registered[probe.fd]
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.selector.unregister(probe.fd)
+
+
+def _wake_all(callbacks: list[Callback]) -> None:
+    """Run the owners' callbacks; one that fails (e.g. no thread could be started) stops no other."""
+    for wake in callbacks:
+        try:
+            wake()
+        except Exception:
+            log.exception("the read watcher could not wake a reader")
+    callbacks.clear()
 
 
 class ReadWatcher:

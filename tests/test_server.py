@@ -1021,3 +1021,27 @@ def test_ids_are_echoed_exactly_on_the_wire(raw_id: str) -> None:
         assert json.loads(line) == {"jsonrpc": "2.0", "id": json.loads(raw_id), "result": 3}
         if not raw_id.startswith('"'):  # numbers keep their exact text (no float rounding)
             assert re.search(rb'"id":\s*' + re.escape(raw_id.encode()) + rb"[,}]", line), line
+
+
+def test_a_connection_whose_thread_cannot_start_is_closed_and_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    # At the process's thread limit: the connection is closed, not kept open with
+    # nobody serving it and counted for ever (shutdown() would wait for it).
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def start_or_refuse(self: threading.Thread) -> None:
+        if self.name.startswith("jsonrpc_mini-conn") and not refused:
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    s = RPCServer()
+    s.register_function(add)
+    with serving(s) as address:
+        monkeypatch.setattr(threading.Thread, "start", start_or_refuse)
+        with raw_connect(address) as sock:
+            assert sock.to_eof() == b""  # closed at once
+        wait_for(lambda: s.connection_count == 0, "the connection to be forgotten")
+        with RPCClient(*address, timeout=WAIT) as c:  # the next one is served
+            assert c.add(1, 2) == 3
+    assert refused

@@ -12,6 +12,7 @@ from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving, wait
 
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCServer
+from jsonrpc_mini._session import Session
 from jsonrpc_mini._watch import ReadWatcher
 
 pytestmark = [
@@ -341,4 +342,46 @@ def test_a_watcher_that_stopped_polling_is_woken_by_the_next_slow_call(monkeypat
         release.set()
         assert sorted(sock.json_line()["id"] for _ in range(2)) == ["a", "b"]
         sock.close()
+    assert not _watcher_threads()
+
+
+def test_a_failed_wake_up_leaves_other_connections_watched(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A callback that raises in the watcher's thread (a reader could not be started:
+    # "can't start new thread") must not leave the connections it polled unwatched
+    # for good: here connection B, polled since its first call, then runs a slow
+    # call with a request behind it, after A's wake-up failed.
+    monkeypatch.setattr(watch_module, "_LINGER", 60.0)  # B's probe stays active throughout
+    original = Session._wake_reader
+    failures: list[str] = []
+
+    def fails_once(self: Session) -> None:
+        if not failures:
+            failures.append("raised")
+            raise RuntimeError("can't start new thread")
+        original(self)
+
+    monkeypatch.setattr(Session, "_wake_reader", fails_once)
+    release = threading.Event()
+    s = _slow_and_add(release, lambda a, b: a + b)
+    with LeakCheck(), serving(s) as address:
+        a, b = raw_connect(address), raw_connect(address)
+        for sock in (a, b):
+            sock.sendall(request("add", [1, 1], id_=1))
+            assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        a.sendall(request("slow", id_="a1"))
+        time.sleep(0.05)
+        a.sendall(request("add", [1, 2], id_="f1"))  # its wake-up fails
+        wait_for(lambda: failures, "the failing wake-up")
+        b.sendall(request("slow", id_="b1"))
+        time.sleep(0.05)
+        b.sendall(request("add", [2, 2], id_="g"))
+        assert b.json_line() == {"jsonrpc": "2.0", "id": "g", "result": 4}
+        release.set()
+        assert sorted(str(a.json_line()["id"]) for _ in range(2)) == ["a1", "f1"]
+        assert b.json_line() == {"jsonrpc": "2.0", "id": "b1", "result": "done"}
+        a.close()
+        b.close()
+    assert "could not wake a reader" in caplog.text
     assert not _watcher_threads()
