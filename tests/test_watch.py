@@ -86,10 +86,10 @@ def test_stop_if_unused_keeps_a_busy_watcher_and_restarts_on_demand() -> None:
         b.close()
 
 
-def _slow_and_add(release: threading.Event, add: Any) -> RPCServer:
-    """A server with ``add`` and ``slow`` (which returns "done" once ``release`` is set)."""
+def _slow_and_add(release: threading.Event, add: Any = None) -> RPCServer:
+    """A server with ``add`` (a + b unless given) and ``slow`` (which returns "done" once ``release`` is set)."""
     s = RPCServer()
-    s.register_function(add, name="add")
+    s.register_function(add or (lambda a, b: a + b), name="add")
 
     @s.register
     def slow() -> str:
@@ -101,7 +101,7 @@ def _slow_and_add(release: threading.Event, add: Any) -> RPCServer:
 
 def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
     release = threading.Event()
-    s = _slow_and_add(release, lambda a, b: a + b)
+    s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         for i in range(50):
@@ -294,7 +294,7 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
     # watcher sleeps; the next call attaches it again, so a request sent behind a
     # slow call is still served while that call runs.
     release = threading.Event()
-    s = _slow_and_add(release, lambda a, b: a + b)
+    s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         sock.sendall(request("add", [1, 1], id_=1))
@@ -327,7 +327,7 @@ def test_a_watcher_that_stopped_polling_is_woken_by_the_next_slow_call(monkeypat
     # second call's socket is never watched and a request behind it is not served.
     monkeypatch.setattr(watch_module, "_POLL", 60.0)
     release = threading.Event()
-    s = _slow_and_add(release, lambda a, b: a + b)
+    s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         sock.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
@@ -364,7 +364,7 @@ def test_a_failed_wake_up_leaves_other_connections_watched(
 
     monkeypatch.setattr(Session, "_wake_reader", fails_once)
     release = threading.Event()
-    s = _slow_and_add(release, lambda a, b: a + b)
+    s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
         a, b = raw_connect(address), raw_connect(address)
         for sock in (a, b):
