@@ -6,12 +6,11 @@ import logging
 import socket
 import ssl as _ssl
 import time
-from collections.abc import Callable
 
 from ._codec import ErrorObject, ErrorResponse, encode_message
 from ._framing import encode_frame
 from ._json import JsonCodec
-from ._transport import SocketTransport, Transport
+from ._transport import Setup, SocketTransport, Transport
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -59,9 +58,7 @@ def _drain(conn: socket.socket) -> None:
         left -= len(data)
 
 
-def tls_setup(
-    conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None
-) -> Callable[[], Transport | None]:
+def tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None) -> Setup:
     """The TLS handshake of one accepted connection, run in its session's thread.
 
     A client that starts in plain text (its first byte is not a TLS handshake

@@ -18,7 +18,6 @@ import ssl as _ssl
 import stat
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -28,7 +27,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
 from ._session import Session, current_session
-from ._transport import SocketTransport, Transport
+from ._transport import Setup, SocketTransport, Transport
 from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
@@ -37,7 +36,6 @@ log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
 Address = tuple[str, int] | str
-_Setup = Callable[[], Transport | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +187,7 @@ class RPCServer(Registry):
         """
         return self._add_session(transport, None)
 
-    def _add_session(self, transport: Transport, setup: _Setup | None) -> Session:
+    def _add_session(self, transport: Transport, setup: Setup | None) -> Session:
         session = Session(self, transport, self._session_done, f"jsonrpc_mini-conn-{next(self._counter)}")
         with self._lock:
             self._sessions.add(session)

@@ -28,7 +28,7 @@ from ._codec import Notification, Request
 from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
-from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
+from ._transport import RECV_SIZE, Setup, SocketTransport, Transport, feed_ready
 from ._watch import Probe
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Session:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self, setup: Callable[[], Transport | None] | None = None) -> None:
+    def start(self, setup: Setup | None = None) -> None:
         """Start serving in a new thread; ``setup`` (e.g. a TLS handshake) runs there first.
 
         If no thread can be started (the process is at its limit), the connection
@@ -102,11 +102,9 @@ class Session:
             if not started:
                 self._input_done = True
         if not started:
-            self._transport.close()
-            self.finished.set()
-            self._on_done(self)
+            self._end()
 
-    def _spawn(self, setup: Callable[[], Transport | None] | None = None) -> bool:
+    def _spawn(self, setup: Setup | None = None) -> bool:
         """Start one more thread (the condition held); False if none could be started."""
         thread = threading.Thread(
             target=self._worker, args=(setup,), name=f"{self._name}-{self._threads + 1}", daemon=True
@@ -170,7 +168,7 @@ class Session:
 
     # -- the worker ----------------------------------------------------------
 
-    def _worker(self, setup: Callable[[], Transport | None] | None) -> None:
+    def _worker(self, setup: Setup | None) -> None:
         _local.session = self
         try:
             if setup is not None:
@@ -188,11 +186,15 @@ class Session:
                 self._input_done = True
                 self._cond.notify_all()
             if last:
-                if self._probe is not None:
-                    self._watcher.detach(self._probe)
-                self._transport.close()
-                self.finished.set()
-                self._on_done(self)
+                self._end()
+
+    def _end(self) -> None:
+        """No thread serves the connection any more: release it and tell the server."""
+        if self._probe is not None:
+            self._watcher.detach(self._probe)
+        self._transport.close()
+        self.finished.set()
+        self._on_done(self)
 
     def _serve(self) -> None:
         probe = self._probe

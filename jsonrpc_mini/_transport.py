@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from ._errors import ConnectionLost, RPCTimeout
 
-__all__ = ["SocketTransport", "Transport", "feed_ready", "open_connection"]
+__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "open_connection"]
 
 RECV_SIZE = 256 * 1024
 
@@ -43,6 +43,11 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close both directions; idempotent."""
+
+
+# A step run in a connection's own thread before it is served (e.g. a TLS
+# handshake): the transport to serve, or None when the connection was dropped.
+Setup = Callable[[], Transport | None]
 
 
 class SocketTransport:
