@@ -151,12 +151,8 @@ class _Loop:
             with self.lock:
                 self.stopping = True
                 self.selector.close()
-                # As stop() does: owners attach their probes again (to a new loop), so
-                # no connection stays marked as polled by a thread that has ended.
-                for probe in self.probes:
-                    with probe.lock:
-                        probe.active = False
-                self.probes.clear()
+                # As stop() does: no connection stays marked as polled by a thread that has ended.
+                self.release_probes()
             self.wake_r.close()
             self.wake_w.close()
 
@@ -197,6 +193,13 @@ class _Loop:
         if self.probes and not self.settled:
             timeout = min(timeout, grace)  # look again for calls stamped meanwhile
         return timeout
+
+    def release_probes(self) -> None:
+        """Stop polling every probe (the watcher's lock held); each owner attaches it again, to a new loop."""
+        for probe in self.probes:
+            with probe.lock:  # as for a drop: a stamp made meanwhile sees it inactive
+                probe.active = False
+        self.probes.clear()
 
     def _nudge_owners(self) -> bool:
         """Ask every active probe's owner to wake us on its next stamp; False if one stamped meanwhile."""
@@ -322,10 +325,7 @@ class ReadWatcher:
                 self._loop = None
                 self._stopped = loop.thread
                 self._single.clear()
-                for probe in loop.probes:
-                    with probe.lock:  # as for a drop: its owner attaches it again if needed
-                        probe.active = False
-                loop.probes.clear()
+                loop.release_probes()
             # Joined even if an earlier stop() ended it: that one may not have waited.
             thread = self._stopped
         if loop is not None:
