@@ -139,6 +139,12 @@ class Session:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close the transport, the watcher told first (see ReadWatcher.detach); idempotent."""
+        if self._probe is not None:
+            self._watcher.detach(self._probe)
         self._transport.close()
 
     def close_when_idle(self) -> None:
@@ -149,7 +155,7 @@ class Session:
             if self._busy:
                 self._close_when_idle = True
                 return
-        self._transport.close()
+        self._close_transport()
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every thread to end; True if they did.
@@ -190,9 +196,7 @@ class Session:
 
     def _end(self) -> None:
         """No thread serves the connection any more: release it and tell the server."""
-        if self._probe is not None:
-            self._watcher.detach(self._probe)
-        self._transport.close()
+        self._close_transport()
         self.finished.set()
         self._on_done(self)
 
@@ -282,7 +286,7 @@ class Session:
                 finally:
                     release()
                 if close_now:
-                    self._transport.close()
+                    self._close_transport()
 
     def _promote(self) -> None:
         """Let another thread read next (called with the condition held)."""
@@ -452,7 +456,7 @@ class Session:
             with self._cond:
                 self._input_done = True
                 self._cond.notify_all()
-            self._transport.close()
+            self._close_transport()
             return False
 
 

@@ -86,6 +86,7 @@ class Probe:
         "active",
         "callback",
         "eager",
+        "ended",
         "fd",
         "lock",
         "nudge",
@@ -100,6 +101,9 @@ class Probe:
         self.eager = False
         self.active = False
         self.nudge = False  # the watcher sleeps: a new stamp must wake it (attach)
+        # Detached for good (its socket is closed or about to be): attach ignores it,
+        # so a late stamp cannot have a reused descriptor number watched for it.
+        self.ended = False
         # The watcher thread's own bookkeeping (under the watcher's lock):
         self._handled: float | None = None  # the stamp acted on (identity: each stamp is a new float)
         self._quiet_since = 0.0  # when the watcher last saw a stamp
@@ -264,8 +268,10 @@ class ReadWatcher:
         return _AVAILABLE
 
     def attach(self, probe: Probe) -> None:
-        """Poll ``probe`` from now on (its owner stamped it while it was inactive)."""
+        """Poll ``probe`` from now on (its owner stamped it while it was inactive); not once detached."""
         with self._lock:
+            if probe.ended:
+                return
             loop = self._loop
             if loop is None or loop.stopping:
                 loop = self._loop = _Loop(self._lock)
@@ -280,8 +286,14 @@ class ReadWatcher:
                 loop.wake_w.send(b"x")
 
     def detach(self, probe: Probe) -> None:
-        """Forget ``probe`` (its connection ended): no more polling, its socket no longer watched."""
+        """Forget ``probe`` for good (its socket is closing): no more polling, its socket no longer watched.
+
+        Called before the socket is closed: once closed, its descriptor number can
+        be reused by a new connection, which a stale registration would then watch
+        (or, registered later, take over) on behalf of the dead one.
+        """
         with self._lock:
+            probe.ended = True
             probe.since = None
             probe.active = False
             loop = self._loop

@@ -385,3 +385,64 @@ def test_a_failed_wake_up_leaves_other_connections_watched(
         b.close()
     assert "could not wake a reader" in caplog.text
     assert not _watcher_threads()
+
+
+# -- a closed connection's probe: forgotten before its socket closes ------------------
+
+
+def test_a_detached_probe_is_not_polled_again_even_if_stamped() -> None:
+    # Once its socket is closed, a probe's descriptor number may belong to a new
+    # connection: a late stamp by the dead connection's thread must not have it
+    # watched (it would take over, or be mistaken for, the new one's registration).
+    a, b = socket.socketpair()
+    watcher = ReadWatcher()
+    try:
+        probe = watch_module.Probe(a.fileno(), lambda: None, threading.Lock())
+        probe.since = time.monotonic()
+        watcher.attach(probe)
+        loop = watcher._loop
+        assert loop is not None and probe in loop.probes and probe.active
+        watcher.detach(probe)
+        assert probe not in loop.probes and not probe.active
+        probe.since = time.monotonic()  # the late stamp
+        watcher.attach(probe)
+        assert probe not in loop.probes and not probe.active, "a detached probe was polled again"
+    finally:
+        watcher.stop(join=WAIT)
+        a.close()
+        b.close()
+    assert not _watcher_threads()
+
+
+def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
+    # The server closes a connection (shutdown, an error) while one of its calls
+    # still runs: its socket's number is free from that moment, so the watcher must
+    # forget it then, not when the call ends. A new connection (which may get the
+    # same number) is then watched for its own slow call.
+    release = threading.Event()
+    s = _slow_and_add(release)
+    with LeakCheck(), serving(s) as address:
+        a = raw_connect(address)
+        a.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
+        assert a.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        a.sendall(request("slow", id_="s"))
+        session = _session_of(s)
+        probe = session._probe
+        loop = s._watcher._loop
+        assert probe is not None and loop is not None
+        wait_for(lambda: probe._registered, "the slow call's socket to be watched")
+        session.close()
+        assert not probe.active and probe not in loop.probes
+        assert loop.registered.get(probe.fd) is not probe, "a closed socket's number is still watched"
+        b = raw_connect(address)
+        b.sendall(request("add", [1, 1], id_=1))
+        assert b.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        b.sendall(request("slow", id_="t"))
+        time.sleep(0.05)
+        b.sendall(request("add", [2, 2], id_="f"))
+        assert b.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+        release.set()
+        assert b.json_line() == {"jsonrpc": "2.0", "id": "t", "result": "done"}
+        a.close()
+        b.close()
+    assert not _watcher_threads()
