@@ -23,12 +23,14 @@ from typing import Any
 from ._aio_calls import NOT_AWAITABLE
 from ._aio_conn import ServerProtocol
 from ._aio_runner import CallRunner, PoolCalls
-from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response, encode_message
+from ._aio_tls import TlsGate
+from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import Prepared, Registry, outcome_response
 from ._errors import RPCError
-from ._framing import FramingName, encode_frame
+from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._server import ServerOptions, _remove_stale_socket
 
 __all__ = ["RPCServer"]
@@ -39,7 +41,6 @@ Address = tuple[str, int] | str
 Outcome = Response | ErrorResponse | None
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
-_TOO_MANY = ErrorResponse(None, ErrorObject(-32000, "Server error: too many connections, try again later"))
 
 
 class RPCServer(Registry):
@@ -111,6 +112,7 @@ class RPCServer(Registry):
         self._executor: concurrent.futures.Executor | None = executor
         self._is_async: dict[Callable[..., Any], bool] = {}
         self._conns: set[ServerProtocol] = set()
+        self._gates: set[TlsGate] = set()  # connections on a TLS port not yet TLS (or being refused)
         self._blocked: set[ServerProtocol] = set()
         self.total_busy = 0
         self._runner: CallRunner | None = None
@@ -120,7 +122,7 @@ class RPCServer(Registry):
         self._path: str | None = None
         self._stopped: asyncio.Event | None = None
         self._guard: AsyncGenerator[None, None] | None = None
-        self._refusal = encode_frame(encode_message(_TOO_MANY, self.codec.dumps), "newline")
+        self._refusal = refusal_line(TOO_MANY_CONNECTIONS)
 
     # -- serving ---------------------------------------------------------------
 
@@ -135,31 +137,26 @@ class RPCServer(Registry):
         """Start listening; return the bound ``(host, port)`` (or the Unix socket path).
 
         Port 0 picks a free port. ``path=`` serves a Unix socket instead of TCP;
-        ``ssl=`` (an ``ssl.SSLContext`` with a certificate loaded) serves TLS.
+        ``ssl=`` (an ``ssl.SSLContext`` with a certificate loaded) serves TLS. A
+        client that speaks plain text to a TLS port gets one -32000 error saying so
+        (as from the sync server), not just a closed connection.
         """
         if self._listener is not None:
             raise RuntimeError("this server is already listening; call shutdown() first")
         loop = asyncio.get_running_loop()
         opts = self.options
-        handshake = opts.handshake_timeout if ssl is not None else None
+        factory: Callable[[], asyncio.BaseProtocol] = self.protocol
+        if ssl is not None:
+            context, timeout = ssl, opts.handshake_timeout
+            factory = lambda: TlsGate(self, context, timeout)  # noqa: E731 - plain TCP; the gate starts TLS
         if path is not None:
             _remove_stale_socket(path)
-            listener = await loop.create_unix_server(
-                self.protocol, path, backlog=opts.backlog, ssl=ssl, ssl_handshake_timeout=handshake
-            )
+            listener = await loop.create_unix_server(factory, path, backlog=opts.backlog)
             if opts.unix_mode is not None:
                 os.chmod(path, opts.unix_mode)
             address: Address = path
         else:
-            listener = await loop.create_server(
-                self.protocol,
-                host,
-                port,
-                backlog=opts.backlog,
-                ssl=ssl,
-                ssl_handshake_timeout=handshake,
-                reuse_address=True,
-            )
+            listener = await loop.create_server(factory, host, port, backlog=opts.backlog, reuse_address=True)
             bound = listener.sockets[0].getsockname()
             address = (bound[0], bound[1])
         self._listener, self._address, self._path = listener, address, path
@@ -241,6 +238,9 @@ class RPCServer(Registry):
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        gates = list(self._gates)
+        for gate in gates:  # not served yet: nothing to finish
+            gate.close()
         conns = list(self._conns)
         me = asyncio.current_task()
         for conn in conns:
@@ -254,7 +254,8 @@ class RPCServer(Registry):
             task.cancel()
         for conn in conns:
             conn.close()
-        waits: list[asyncio.Future[Any]] = [*running, *(conn.closed for conn in conns)]
+        waits: list[asyncio.Future[Any]] = [*running, *(conn.closed for conn in conns), *(g.done for g in gates)]
+        waits += [gate.task for gate in gates if gate.task is not None]
         if waits:
             await asyncio.wait(waits, timeout=5.0)
         if listener is not None:

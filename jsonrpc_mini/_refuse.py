@@ -18,11 +18,25 @@ log = logging.getLogger("jsonrpc_mini")
 _TLS_HANDSHAKE = 0x16
 # Reading what a turned-away client sent is bounded in bytes (one request of the
 # default max_message_size) and time.
-_DRAIN_BYTES = 16 * 1024 * 1024
-_DRAIN_SECONDS = 1.0
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 1.0
 
 TOO_MANY_CONNECTIONS = "Server error: too many connections, try again later"
 TLS_REQUIRED = "Server error: this server speaks TLS; connect with an ssl.SSLContext (ssl=...)"
+
+
+def is_tls_start(first: bytes) -> bool:
+    """Whether a connection's first byte(s) can begin a TLS handshake (b"" is not known yet: False)."""
+    return bool(first) and first[0] == _TLS_HANDSHAKE
+
+
+def refusal_line(message: str) -> bytes:
+    """The one line a turned-away client reads: a -32000 error (id null) carrying ``message``.
+
+    Both servers (sync and asyncio) send exactly these bytes.
+    """
+    body = encode_message(ErrorResponse(None, ErrorObject(-32000, message)), JsonCodec().dumps)
+    return encode_frame(body, "newline")
 
 
 def refuse(conn: socket.socket, message: str, *, drain: bool = False) -> None:
@@ -32,10 +46,9 @@ def refuse(conn: socket.socket, message: str, *, drain: bool = False) -> None:
     unread input resets the connection, and the reset can destroy the answer
     before the client reads it.
     """
-    body = encode_message(ErrorResponse(None, ErrorObject(-32000, message)), JsonCodec().dumps)
     try:
-        conn.settimeout(_DRAIN_SECONDS)
-        conn.sendall(encode_frame(body, "newline"))
+        conn.settimeout(DRAIN_SECONDS)
+        conn.sendall(refusal_line(message))
         conn.shutdown(socket.SHUT_WR if drain else socket.SHUT_RDWR)
         if drain:
             _drain(conn)
@@ -45,8 +58,8 @@ def refuse(conn: socket.socket, message: str, *, drain: bool = False) -> None:
 
 
 def _drain(conn: socket.socket) -> None:
-    deadline = time.monotonic() + _DRAIN_SECONDS
-    left = _DRAIN_BYTES
+    deadline = time.monotonic() + DRAIN_SECONDS
+    left = DRAIN_BYTES
     while left > 0:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -70,7 +83,7 @@ def tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, sen
         try:
             conn.settimeout(timeout)
             first = conn.recv(1, socket.MSG_PEEK)
-            if first and first[0] != _TLS_HANDSHAKE:
+            if first and not is_tls_start(first):
                 log.info("a client spoke plain text on a TLS port; answered and closed")
                 refuse(conn, TLS_REQUIRED, drain=True)
                 return None
