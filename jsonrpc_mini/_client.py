@@ -35,7 +35,8 @@ log = logging.getLogger("jsonrpc_mini")
 _POLL = 0.5
 # At most this many reply lines of one read are decoded together.
 _LINES = 64
-# A request up to this size takes the reader's turn as it is registered (see _Link.request).
+# A request up to this size takes the reader's turn as it is registered (see _Link.request),
+# or is left for the thread that claimed the outbox to write (see _Link.send).
 _EARLY_TURN = 16 * 1024
 
 
@@ -109,6 +110,11 @@ class _Link:
         self.send_lock = threading.Lock()
         self.pending: dict[Id, _Waiter] = {}
         self.reading = False
+        # Small requests left by callers while another thread has claimed the outbox
+        # (``sending``: it holds the send lock or waits for it, and writes them after
+        # its own request before it gives the claim up; see send). Both under ``lock``.
+        self.outbox: list[tuple[_Waiter, bytes]] = []
+        self.sending = False
         self.lost: str | None = None
         # The last error with id null that no call could take (e.g. "message too
         # large" answering a notification), until the server sends anything else:
@@ -143,39 +149,52 @@ class _Link:
         everyone else's replies unread, and a server blocked writing them would
         never read that send (a hang, a7a2f56). A small send on an idle connection
         returns at once.
+
+        A small request made while another thread has claimed the outbox is left
+        there for that thread to write (see send): this caller sends nothing and
+        goes straight to waiting for its reply, where it may take the reading turn.
         """
         proto = self.proto
         id_ = proto.next_id()
         data = proto.encode_request(method, params, id_)
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = _Waiter(id_, method)
+        small = len(data) <= _EARLY_TURN
         with self.lock:
             if self.lost is not None:
                 raise ConnectionLost(self.lost)
-            lead = (
-                not self.reading
-                and not self.pending
-                and len(data) <= _EARLY_TURN
-                and self.send_lock.acquire(blocking=False)
-            )
+            queued = small and self.sending
+            if queued:
+                self.outbox.append((waiter, data))
+                locked = lead = drain = False
+            else:
+                locked = self.send_lock.acquire(blocking=False)
+                lead = locked and small and not self.reading and not self.pending
+                # Claim the outbox, unless reading; a caller still to wait for the send
+                # lock claims it only if it may wait for ever (no deadline): it could
+                # not give up waiting while others' requests depend on it.
+                drain = not lead and not self.sending and (locked or deadline is None)
+                if lead:
+                    self.reading = True
+                elif drain:
+                    self.sending = True
             self.pending[waiter.id] = waiter
+        if not queued:
+            try:
+                self.send(data, deadline, waiter.method, locked=locked, reader=lead, drain=drain)
+            except BaseException as exc:
+                with self.lock:
+                    self.pending.pop(waiter.id, None)
+                if lead:
+                    self._release_reader()
+                if isinstance(exc, ConnectionLost) and waiter.error is not None:
+                    # The server answered this call before it closed (see _read_last_words).
+                    raise waiter.error from exc
+                raise
             if lead:
-                self.reading = True
-        try:
-            self.send(data, deadline, waiter.method, locked=lead, reader=lead)
-        except BaseException as exc:
-            with self.lock:
-                self.pending.pop(waiter.id, None)
-            if lead:
-                self._release_reader()
-            if isinstance(exc, ConnectionLost) and waiter.error is not None:
-                # The server answered this call before it closed (see _read_last_words).
-                raise waiter.error from exc
-            raise
-        if lead:
-            self._lead(waiter, deadline)
-            if waiter.done:
-                return waiter.outcome()
+                self._lead(waiter, deadline)
+                if waiter.done:
+                    return waiter.outcome()
         self.wait(waiter, deadline)
         return waiter.outcome()
 
@@ -187,19 +206,78 @@ class _Link:
         *,
         locked: bool = False,
         reader: bool = False,
+        drain: bool = False,
     ) -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
 
         A send cut short by the deadline may have put part of a message on the
         wire, so the connection is closed (other pending calls get ConnectionLost).
         ``locked``: the caller holds the send lock already (it is released here);
-        ``reader``: it holds the reader's turn.
+        ``reader``: it holds the reader's turn; ``drain``: it has claimed the outbox
+        (see request) and writes what other callers leave there meanwhile, after
+        ``data`` and before the send lock is released.
+
+        Speed: with threads sharing the client, callers waited for the send lock
+        while its holder's send ran (a send releases the GIL): a sleep and a
+        wake-up per call, and one system call per request. A caller that finds the
+        outbox claimed leaves its small request there instead; the claimant writes
+        all of them in one send. It never holds the reading turn (so no reply waits
+        for it: see above); if it is interrupted before they are written, their
+        calls fail (they are not sent).
         """
-        if not locked:
-            if deadline is None:
-                self.send_lock.acquire()
-            elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
+        try:
+            if not locked:
+                if deadline is None:
+                    self.send_lock.acquire()
+                elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
+        except BaseException:
+            if drain:  # (only a caller without a deadline claims before it has the lock)
+                self._fail_outbox()
+            raise
+        drained = False
+        try:
+            self._write(data, deadline, method, reader)
+            if drain:
+                self._drain(deadline)
+            drained = True
+        finally:
+            if drain and not drained:
+                self._fail_outbox()
+            self.send_lock.release()
+
+    def _drain(self, deadline: float | None) -> None:
+        """Write what callers left in the outbox until it stays empty, then give up the claim (send lock held)."""
+        while True:
+            with self.lock:
+                outbox = self.outbox
+                if not outbox or self.lost is not None:
+                    self.sending = False
+                    return
+                self.outbox = []
+            data = outbox[0][1] if len(outbox) == 1 else b"".join([data for _, data in outbox])
+            # A failed write closed the connection and failed every pending call (fail_all):
+            # the loop ends at its next look. The callers whose requests these were wait.
+            with contextlib.suppress(RPCTimeout, ConnectionLost):
+                self._write(data, deadline, "", False)
+
+    def _fail_outbox(self) -> None:
+        """The claimant stops without writing the outbox: those calls fail, as they were not sent.
+
+        It was interrupted, or the connection failed (then fail_all failed them already).
+        """
+        with self.lock:
+            self.sending = False
+            outbox, self.outbox = self.outbox, []
+            for waiter, _ in outbox:
+                if self.pending.pop(waiter.id, None) is not None:
+                    waiter.error = RPCError(None, f"{waiter.method}: not sent: the thread sending it was interrupted")
+                    waiter.done = True
+        for waiter, _ in outbox:
+            waiter.wake()
+
+    def _write(self, data: bytes, deadline: float | None, method: str, reader: bool) -> None:
+        """Write ``data``, the send lock held; if that fails, the connection is closed (fail_all)."""
         try:
             send_within = None if deadline is None else getattr(self.transport, "send_within", None)
             if send_within is not None and deadline is not None:
@@ -213,8 +291,6 @@ class _Link:
             self._read_last_words(reader)
             self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
-        finally:
-            self.send_lock.release()
 
     def _read_last_words(self, held: bool) -> None:
         """After a failed send, take in what the server sent before closing, without waiting.
@@ -276,7 +352,19 @@ class _Link:
                         return
                     self.pending.pop(waiter.id, None)
                     waiter.done = True
+                    unsent = self._unqueue(waiter)
+                if unsent:  # still in the outbox: the claimant's send has not ended
+                    raise RPCTimeout(f"{waiter.method}: could not send within the timeout (another send is stuck)")
                 raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
+
+    def _unqueue(self, waiter: _Waiter) -> bool:
+        """Take ``waiter``'s request out of the outbox if it is still there (lock held); True if it was."""
+        outbox = self.outbox
+        for index, (queued, _) in enumerate(outbox):
+            if queued is waiter:
+                del outbox[index]
+                return True
+        return False
 
     def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
         """Read, holding the reader's turn, until ``waiter`` is done or ``deadline`` passes; the turn is passed on."""
@@ -301,6 +389,7 @@ class _Link:
         """
         with self.lock:
             self.pending.pop(waiter.id, None)
+            self._unqueue(waiter)  # not to be sent any more
             if not waiter.done:  # a batch member's result() raises this (its reply, if it came, stands)
                 waiter.error = RPCError(None, f"{waiter.method}: interrupted before its reply came")
             waiter.done = True
