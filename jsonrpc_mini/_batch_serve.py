@@ -35,7 +35,7 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
     """
     server = session._server
     resolve = server.resolve
-    registered = server._methods.get  # the handler registered under a name now
+    registered = server._methods  # the handlers registered now, by name
     # method -> number of arguments -> its handler, for array params that bound: the
     # check depends on the count alone. Speed: resolve once per kind of call, not per
     # member; the handler is looked up again each time, in case one re-registered it.
@@ -46,25 +46,31 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
     append = replies.append
     for value in values:
         if type(value) is dict:
-            method = value.get("method")
-            params = value.get("params")
-            id_ = value.get("id", _MISSING)
             # parse_request's fast case (a valid call), without making a Request.
+            # Speed: subscripts (a missing member, e.g. a notification's id, takes
+            # the general path) rather than a get() call per member.
+            try:
+                method = value["method"]
+                id_ = value["id"]
+                plain = value["jsonrpc"] == "2.0"
+            except KeyError:
+                plain = False
+            params = value.get("params")
             if (
-                type(method) is str
+                plain
+                and type(method) is str
                 and (type(id_) is int or type(id_) is str)
                 and (type(params) is list or params is None or type(params) is dict)
-                and value.get("jsonrpc") == "2.0"
                 and not session._draining  # read per member, as the general path does
             ):
                 try:
                     if type(params) is list:
-                        by_count = bound.get(method)
-                        if by_count is None:
-                            by_count = bound[method] = {}
-                        function = by_count.get(len(params))
-                        if function is None or registered(method) is not function:
-                            function = by_count[len(params)] = resolve(method, params)[0]
+                        try:
+                            function = bound[method][len(params)]
+                            if registered[method] is not function:
+                                raise KeyError(method)  # registered again since: resolve again
+                        except KeyError:  # (also: not resolved yet, or no longer registered)
+                            function = bound.setdefault(method, {})[len(params)] = resolve(method, params)[0]
                         result = function(*params)
                     else:
                         function, args, kwargs = resolve(method, params)
