@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from .._aio_runner import _log_destroy as log_destroy
 from ._plan import DirectionState, FaultPlan, LinkState, Step
 
 __all__ = ["Direction", "End", "Link", "MemoryTransport", "memory_link"]
@@ -155,6 +156,12 @@ class Link:
             loop.create_task(direction.run(), name=f"jsonrpc_mini-link-{direction.state.name}")
             for direction in (self.c2s, self.s2c)
         ]
+        # A loop closed without closing its async generators (loop.close() right after
+        # run_until_complete) never lets aio_loopback or AioLoopbackServer close, and
+        # destroys these tasks. They only move bytes between the two ends (no user code
+        # runs in them), so that is not reported, as with the aio server's idle runner.
+        for task in self.tasks:
+            log_destroy(task, False)
 
     def break_link(self, exc: Exception | None) -> None:
         """Close (``exc`` None) or reset the whole connection: both ends lose it."""

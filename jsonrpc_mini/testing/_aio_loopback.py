@@ -5,6 +5,12 @@ as the blocking ``loopback``/``LoopbackServer`` (``LinkState``), moved by asynci
 tasks: ``aio_loopback`` joins an ``aio.RPCClient`` to an ``aio.RPCServer`` in
 memory; ``AioLoopbackServer`` puts the server on a real 127.0.0.1 port behind a
 fault-injecting asyncio proxy, so any client (asyncio or not) can be tested.
+
+Both are meant for ``async with``. Left open (the block never exited: the
+context manager dropped, or the event loop ended first), they close themselves
+when their event loop closes its async generators (``asyncio.run`` does; so does
+``loop.shutdown_asyncgens()``) or when the context manager is collected, and warn
+with a ``ResourceWarning`` saying so; nothing is left for the loop to report.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
 from .._aio_client import RPCClient, connect
 from .._aio_link import Link as ClientLink
+from .._aio_runner import _log_destroy as log_destroy
 from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import ClientConnection
@@ -35,6 +43,10 @@ __all__ = ["AioLoopbackServer", "aio_loopback"]
 log = logging.getLogger("jsonrpc_mini.testing")
 
 _JOIN = 5.0
+_LEFT_OPEN = (
+    "{} was left open (its context manager was dropped, or the event loop ended, before the "
+    "`async with` block was left); it is closed now. Use it as `async with ...`."
+)
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +64,9 @@ async def aio_loopback(
     as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
     fault never hangs a test). On exit the client is closed and the server's side
     of the connection finishes; an exception leaving the block gets a note naming
-    the plan and its seed.
+    the plan and its seed. Use it with ``async with``: entered by hand and left
+    open, it is closed (with a ``ResourceWarning``) when the context manager is
+    collected or the event loop ends, and its client then raises ``ConnectionLost``.
 
     Example::
 
@@ -70,20 +84,33 @@ async def aio_loopback(
     client_protocol = ClientLink(proto)
     _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
     client = RPCClient(client_protocol, timeout=timeout)
+    left = False  # the block was left (normally or by an exception), not abandoned
     try:
         yield client
+        left = True
+    except GeneratorExit:  # closed from outside: collected, or the loop's end closed it
+        raise
     except BaseException as exc:
+        left = True
         add_plan_note(exc, faults)
         raise
     finally:
-        await client.close()
-        # As over a socket, the server reads what the client sent before it closes
-        # (a notification sent right before exit still runs); force it only if stuck.
-        done, _ = await asyncio.wait(link.tasks, timeout=_JOIN)
-        if len(done) < len(link.tasks):
-            log.warning("aio_loopback: the server side did not finish within %.0f s; closing it", _JOIN)
-            server_end.lose(None)
-        await link.wait_closed(1.0)
+        cleanup = asyncio.current_task()
+        if not left and cleanup is not None:  # it may itself be cut short by a loop closed by hand
+            log_destroy(cleanup, False)
+        try:
+            await client.close()
+            # As over a socket, the server reads what the client sent before it closes
+            # (a notification sent right before exit still runs); force it only if stuck.
+            done, _ = await asyncio.wait(link.tasks, timeout=_JOIN)
+            if len(done) < len(link.tasks):
+                log.warning("aio_loopback: the server side did not finish within %.0f s; closing it", _JOIN)
+                server_end.lose(None)
+            await link.wait_closed(1.0)
+            server_end.lose(None)  # (done already unless the loop's end cancelled the link first)
+        finally:
+            if not left:
+                warnings.warn(_LEFT_OPEN.format("aio_loopback()"), ResourceWarning, stacklevel=1)
 
 
 class _SocketEnd(asyncio.Protocol):
@@ -196,7 +223,10 @@ class AioLoopbackServer:
     applied), ``direct_address`` the server's own; ``await lb.client()`` opens an
     ``aio.RPCClient`` through the proxy (closed on exit). Connections are numbered
     in accept order, each with its own seeded randomness. The server is started if
-    it is not listening yet, and then shut down on exit.
+    it is not listening yet, and then shut down on exit. Left open (entered by hand
+    and never exited), it is closed with a ``ResourceWarning`` when the event loop
+    closes its async generators (``asyncio.run`` does); ``client()`` outside the
+    block raises ``RuntimeError``.
 
     Example::
 
@@ -224,10 +254,13 @@ class AioLoopbackServer:
         self._clients: list[RPCClient] = []
         self._setups: set[asyncio.Task[None]] = set()
         self._count = 0
+        self._guard: AsyncGenerator[None, None] | None = None
         self.address: tuple[str, int] = ("", 0)
         self.direct_address: tuple[str, int] = ("", 0)
 
     async def __aenter__(self) -> AioLoopbackServer:
+        if self._guard is not None:
+            raise RuntimeError("this AioLoopbackServer is running already; leave its `async with` block first")
         address = self.server.address
         if address is None:
             address = await self.server.start(self.host, 0)
@@ -244,7 +277,23 @@ class AioLoopbackServer:
             self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
             bound = self._proxy.sockets[0].getsockname()
         self.address = (bound[0], bound[1])
+        self._guard = guard = self._until_loop_ends()
+        await anext(guard)
         return self
+
+    async def _until_loop_ends(self) -> AsyncGenerator[None, None]:
+        # Entered and never exited: closed when the loop closes its async generators
+        # (asyncio.run does, after cancelling every task), or its proxy's sockets and
+        # the tasks moving bytes would be left to the loop's end.
+        try:
+            yield
+        finally:
+            if self._guard is not None:  # not closed by __aexit__
+                self._guard = None
+                try:
+                    await self._close(shut_server=False)  # (a server we started shuts down by itself)
+                finally:
+                    warnings.warn(_LEFT_OPEN.format("AioLoopbackServer"), ResourceWarning, stacklevel=1)
 
     def _accept(self) -> asyncio.Protocol:
         index = self._count
@@ -272,6 +321,8 @@ class AioLoopbackServer:
 
     async def client(self, *, framing: FramingName = "newline") -> RPCClient:
         """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit."""
+        if self._guard is None:
+            raise RuntimeError("AioLoopbackServer.client() works inside `async with AioLoopbackServer(...) as lb:`")
         try:
             client = await connect(*self.address, timeout=self.timeout, framing=framing)
         except ConnectionLost as exc:
@@ -285,7 +336,15 @@ class AioLoopbackServer:
     ) -> None:
         if exc is not None:
             add_plan_note(exc, self.faults)
-        for client in self._clients:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()
+        await self._close(shut_server=True)
+
+    async def _close(self, *, shut_server: bool) -> None:
+        clients, self._clients = self._clients, []
+        links, self._links = self._links, []
+        for client in clients:
             await client.close()
         if self._proxy is not None:
             self._proxy.close()
@@ -293,7 +352,7 @@ class AioLoopbackServer:
             self._refuser.close()
         if self._setups:
             await asyncio.wait(self._setups, timeout=_JOIN)
-        for link, ends in self._links:
+        for link, ends in links:
             if link.tasks:
                 done, _ = await asyncio.wait(link.tasks, timeout=0.5)
                 if len(done) < len(link.tasks):
@@ -304,5 +363,7 @@ class AioLoopbackServer:
         if self._proxy is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._proxy.wait_closed(), _JOIN)
-        if self._started:
+        self._proxy, self._refuser = None, None
+        if self._started and shut_server:
+            self._started = False
             await self.server.shutdown()
