@@ -222,8 +222,8 @@ class _Link:
         wake-up per call, and one system call per request. A caller that finds the
         outbox claimed leaves its small request there instead; the claimant writes
         all of them in one send. It never holds the reading turn (so no reply waits
-        for it: see above); if it is interrupted before they are written, their
-        calls fail (they are not sent).
+        for it: see above); if it is interrupted before they are written, the
+        connection is closed (see _fail_outbox).
         """
         try:
             if not locked:
@@ -262,19 +262,20 @@ class _Link:
                 self._write(data, deadline, "", False)
 
     def _fail_outbox(self) -> None:
-        """The claimant stops without writing the outbox: those calls fail, as they were not sent.
+        """The claimant stops without writing the outbox: it was interrupted, or the connection failed.
 
-        It was interrupted, or the connection failed (then fail_all failed them already).
+        Requests left there are never sent, and one of their callers may be reading
+        (nobody else was), blocked in a read that only the connection's end
+        interrupts: so the connection is closed and every pending call fails
+        (ConnectionLost), rather than that caller waiting for ever. (An interrupted
+        send may also have put part of a message on the wire.)
         """
         with self.lock:
             self.sending = False
-            outbox, self.outbox = self.outbox, []
-            for waiter, _ in outbox:
-                if self.pending.pop(waiter.id, None) is not None:
-                    waiter.error = RPCError(None, f"{waiter.method}: not sent: the thread sending it was interrupted")
-                    waiter.done = True
-        for waiter, _ in outbox:
-            waiter.wake()
+            unsent = bool(self.outbox)
+            self.outbox = []
+        if unsent:
+            self.fail_all("a thread sending requests for others was interrupted; the connection is closed")
 
     def _write(self, data: bytes, deadline: float | None, method: str, reader: bool) -> None:
         """Write ``data``, the send lock held; if that fails, the connection is closed (fail_all)."""

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, start_thread, wait_for
+from _driver_helpers import WAIT, wait_for
 
 import jsonrpc_mini._client as client_module
-from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCTimeout
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCTimeout
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,8 +27,7 @@ class _Wire:
     """A transport that answers each request it is sent with the length of its first argument.
 
     A send for which ``gate(data)`` is true waits for ``go`` (then raises ``fail``
-    if set); ``sends`` records every write. Replies to method ``hold`` wait for
-    :meth:`release_held`.
+    if set); ``sends`` records every write. Calls of method ``hold`` get no reply.
     """
 
     def __init__(self, gate: Callable[[bytes], bool], fail: BaseException | None = None) -> None:
@@ -38,10 +37,11 @@ class _Wire:
         self.gated = threading.Event()  # a gated send has started
         self.sends: list[bytes] = []
         self._replies: list[bytes] = []
-        self._held: list[bytes] = []
+        self._held: list[bytes] = []  # replies never sent
         self._ready = threading.Condition()
         self.closed = False
         self.interrupt_read = False  # the next read raises KeyboardInterrupt (as by Ctrl-C)
+        self.read_gave_up = False  # a read without a timeout waited WAIT for nothing (a hang)
 
     def send(self, data: bytes) -> None:
         if self.gate(data) and not self.gated.is_set():
@@ -59,12 +59,6 @@ class _Wire:
                     (self._held if held else self._replies).append(json.dumps(reply).encode() + b"\n")
             self._ready.notify_all()
 
-    def release_held(self) -> None:
-        with self._ready:
-            self._replies += self._held
-            self._held.clear()
-            self._ready.notify_all()
-
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         if self.interrupt_read:
             self.interrupt_read = False
@@ -73,6 +67,8 @@ class _Wire:
             arrived = self._ready.wait_for(lambda: self._replies or self.closed, WAIT if timeout is None else timeout)
             if not arrived and timeout is not None:
                 raise TimeoutError("read timed out")
+            if not arrived:
+                self.read_gave_up = True  # reads as end of stream
             data = b"".join(self._replies)
             self._replies.clear()
             return data
@@ -93,13 +89,17 @@ def _is_big(data: bytes) -> bool:
 
 
 def _call(results: dict[str, Any], key: str, call: Callable[[], Any]) -> threading.Thread:
+    """Run ``call`` in a daemon thread named ``key``; ``results[key]`` gets its result or exception."""
+
     def run() -> None:
         try:
             results[key] = call()
         except BaseException as exc:  # recorded for the test to check
             results[key] = exc
 
-    return start_thread(run)
+    thread = threading.Thread(target=run, name=key, daemon=True)
+    thread.start()
+    return thread
 
 
 def _link(c: RPCClient) -> Any:
@@ -177,10 +177,10 @@ def test_a_caller_without_a_timeout_claims_the_outbox_while_it_waits_for_the_sen
     c.close()
 
 
-def test_an_interrupted_claimant_fails_the_calls_it_left_unsent() -> None:
+def test_an_interrupted_claimant_closes_the_connection_of_the_calls_it_left_unsent() -> None:
     # A held call reads (its reply waits); the claimant's send is interrupted (as by
-    # Ctrl-C) while a small request waits in the outbox: that call fails at once
-    # (it was not sent), the held call still gets its reply, the client goes on.
+    # Ctrl-C) while a small request waits in the outbox. That request is never sent
+    # and the connection is closed: every pending call fails at once.
     wire = _Wire(_is_big, fail=KeyboardInterrupt())
     c = RPCClient(transport=wire, timeout=WAIT)
     link = _link(c)
@@ -192,19 +192,67 @@ def test_an_interrupted_claimant_fails_the_calls_it_left_unsent() -> None:
     left = _call(results, "left", lambda: c.echo("ll"))
     wait_for(lambda: len(link.outbox) == 1, "the small request to be left in the outbox")
     wire.go.set()
-    left.join(WAIT)
-    claimant.join(WAIT)
+    for thread in (left, claimant, holder):
+        thread.join(WAIT)
     assert isinstance(results["claimant"], KeyboardInterrupt)
-    assert isinstance(results["left"], RPCError) and not isinstance(results["left"], RPCTimeout)
-    assert "echo: not sent: the thread sending it was interrupted" in str(results["left"])
-    assert "held" not in results
-    wire.release_held()
-    holder.join(WAIT)
-    assert results["held"] == 1
+    for key in ("left", "held"):
+        assert isinstance(results[key], ConnectionLost), results
+        assert "a thread sending requests for others was interrupted" in str(results[key])
     assert not link.sending and not link.outbox and not link.pending
-    assert c.echo("zzz") == 3
-    assert wire.sent_arguments() == ["h", "zzz"]
-    c.close()
+    assert wire.sent_arguments() == ["h"]
+    assert not wire.read_gave_up
+
+
+class _InterruptibleLock:
+    """A send lock whose next blocking acquire (by the thread named ``victim``) is interrupted on ``interrupt``."""
+
+    def __init__(self, victim: str) -> None:
+        self._lock = threading.Lock()
+        self.victim = victim
+        self.waiting = threading.Event()
+        self.interrupt = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking and threading.current_thread().name == self.victim and not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            assert self.interrupt.wait(WAIT)
+            raise KeyboardInterrupt
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
+def test_a_claimant_interrupted_while_waiting_for_the_send_lock_leaves_no_reader_waiting() -> None:
+    # A notification holds the send lock (it claims nothing); a caller without a
+    # timeout claims the outbox and waits for the lock; a second call is left in the
+    # outbox and its caller, nobody else reading, reads (no timeout, no reply will
+    # come). The claimant is interrupted: the request it was to send never goes out,
+    # and the connection's end is what frees the reader (else it waits for ever).
+    wire = _Wire(_is_big)
+    c = RPCClient(transport=wire)
+    link = _link(c)
+    lock = link.send_lock = _InterruptibleLock("claimant")
+    results: dict[str, Any] = {}
+    notifier = _call(results, "notify", lambda: c.notify("echo", "x" * BIG))
+    assert wire.gated.wait(WAIT)
+    claimant = _call(results, "claimant", lambda: c.echo("c"))
+    assert lock.waiting.wait(WAIT)
+    assert link.sending
+    reader = _call(results, "reader", lambda: c.echo("rr"))
+    wait_for(lambda: len(link.outbox) == 1 and link.reading, "the last call to be left in the outbox and to read")
+    lock.interrupt.set()
+    claimant.join(WAIT)
+    reader.join(WAIT)
+    assert isinstance(results["claimant"], KeyboardInterrupt)
+    assert isinstance(results["reader"], ConnectionLost), results
+    assert not wire.read_gave_up, "the reader waited for a reply to a request never sent"
+    assert not link.sending and not link.outbox and not link.pending
+    notifier.join(WAIT)
+    assert "rr" not in wire.sent_arguments() and "c" not in wire.sent_arguments()
 
 
 def test_requests_left_in_the_outbox_are_not_written_once_the_connection_is_lost() -> None:
@@ -240,4 +288,25 @@ def test_a_caller_interrupted_while_its_request_is_in_the_outbox_takes_it_back()
     big.join(WAIT)
     assert results == {"big": BIG}
     assert wire.sent_arguments() == ["x" * BIG]  # "gone" never went out
+    c.close()
+
+
+def test_a_claimant_interrupted_with_nothing_left_in_the_outbox_keeps_the_connection() -> None:
+    wire = _Wire(_is_big)
+    c = RPCClient(transport=wire)
+    link = _link(c)
+    lock = link.send_lock = _InterruptibleLock("claimant")
+    results: dict[str, Any] = {}
+    notifier = _call(results, "notify", lambda: c.notify("echo", "x" * BIG))
+    assert wire.gated.wait(WAIT)
+    claimant = _call(results, "claimant", lambda: c.echo("c"))
+    assert lock.waiting.wait(WAIT)
+    lock.interrupt.set()
+    claimant.join(WAIT)
+    assert isinstance(results["claimant"], KeyboardInterrupt)
+    assert not link.sending and link.lost is None
+    wire.go.set()
+    notifier.join(WAIT)
+    assert c.echo("ok") == 2
+    assert wire.sent_arguments() == ["x" * BIG, "ok"]
     c.close()
