@@ -4,6 +4,12 @@ Servers run in separate processes; the clients run here, one scenario at a time,
 interleaved rounds (every contender once per round, in a shuffled order), so machine
 noise hits all contenders alike. Ratios are medians of per-round ratios against the
 raw baseline with the same JSON codec.
+
+Each contender has ``--pairs`` server processes, each with its own client, and round
+``r`` uses pair ``r % pairs`` of every contender. Two identical pairs can differ in
+speed by 6 % (sequential calls) to a third (8 threads) for as long as they live (where
+the scheduler puts them, how their memory lies), so with a single pair per contender
+one run's ratios carried that bias whole; over several pairs it averages out.
 """
 
 from __future__ import annotations
@@ -101,23 +107,32 @@ def paired_ratio(base: list[float], other: list[float]) -> float:
 def run_network(args: argparse.Namespace, codecs: list[str]) -> dict[str, dict[str, list[float]]]:
     kinds = [(kind, codec) for codec in codecs for kind in ("raw", "jsonrpc_mini")]
     kinds += [(peer, codecs[0]) for peer in args.peers if installed(peer)]
-    contenders: list[Contender] = []
+    pairs: list[list[Contender]] = []  # per contender, its server processes with their clients
     results: dict[str, dict[str, list[float]]] = {s.key: {} for s in SCENARIOS}
     scenarios = [s for s in SCENARIOS if s.key in args.scenarios]
     try:
         for kind, codec in kinds:
-            contenders.append(Contender(kind, codec))
+            pairs.append([])
+            for _ in range(args.pairs):
+                pairs[-1].append(Contender(kind, codec))
         for scenario in scenarios:
-            for c in contenders:
-                try:
-                    scenario.check(c.client)
-                except Exception as exc:  # a peer that cannot do this scenario
-                    c.skip[scenario.key] = f"{type(exc).__name__}: {exc}"[:70]
+            for group in pairs:
+                for c in group:
+                    try:
+                        scenario.check(c.client)
+                    except Exception as exc:  # a peer that cannot do this scenario
+                        group[0].skip[scenario.key] = f"{type(exc).__name__}: {exc}"[:70]
         rng = random.Random(args.seed)
         for round_ in range(args.rounds + 1):  # round 0 warms up and is not counted
             for scenario in scenarios:
                 n = scenario.per_sample_quick if args.quick else scenario.per_sample
-                order = [c for c in contenders if scenario.key not in c.skip]
+                # The warm-up round runs every pair; a counted round one of each contender.
+                order = [
+                    c
+                    for group in pairs
+                    if scenario.key not in group[0].skip
+                    for c in (group if not round_ else [group[round_ % args.pairs]])
+                ]
                 rng.shuffle(order)
                 for c in order:
                     elapsed = scenario.run(c.client, n)
@@ -125,9 +140,10 @@ def run_network(args: argparse.Namespace, codecs: list[str]) -> dict[str, dict[s
                         results[scenario.key].setdefault(c.label, []).append(elapsed)
             print(f"  round {round_}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
-        for c in contenders:
-            c.stop()
-    print_network(scenarios, contenders, results)
+        for group in pairs:
+            for c in group:
+                c.stop()
+    print_network(scenarios, [group[0] for group in pairs], results)
     return results
 
 
@@ -266,14 +282,19 @@ def main(argv: list[str] | None = None) -> None:
         help="which to run (default: all): %(default)s",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="server processes (with a client each) per contender, used in turn"
+    )
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     if args.rounds is None:
         args.rounds = 5 if args.quick else 15
     codecs = _codecs.available() if args.codec == "both" else [args.codec]
     print(f"# python -m benchmarks {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{platform.machine()}, codecs {', '.join(codecs)}, {args.rounds} rounds"
+        f"{platform.machine()}, codecs {', '.join(codecs)}, {args.rounds} rounds, {args.pairs} pairs"
     )
     network = reader = aio = None
     if any(s.key in args.scenarios for s in SCENARIOS):
