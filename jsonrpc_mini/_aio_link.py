@@ -93,7 +93,10 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self._write_ready: asyncio.Future[None] | None = None
         self._out: list[bytes] | None = None
         self._until_sweep = _SWEEP_EVERY
-        self._senders: set[asyncio.Task[None]] = set()
+        # Writes of calls made while writing is paused, in order, sent as the buffer
+        # drains (resume_writing). Not a task per call: a loop closed by hand would
+        # destroy those ("Task was destroyed", "coroutine ... was never awaited").
+        self._held: list[tuple[bytes, str | None]] = []
         # Call timeouts: a FIFO of (deadline, id) per timeout value under one timer (see
         # _aio_deadlines); a call appends to its FIFO here, dropping answered heads first.
         self._deadlines = Deadlines(self.loop, self._timed_out)
@@ -204,9 +207,17 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
             self._write_ready = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        """The write buffer drained."""
+        """The write buffer drained: send the writes held meanwhile, until it fills again."""
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
+        held = self._held
+        if held:
+            sent = 0
+            while sent < len(held) and not self.paused and self.lost is None:
+                data, method = held[sent]
+                sent += 1
+                self.send(data, method)
+            del held[:sent]  # (all of them if the connection broke: fail_all cleared the list)
 
     # -- sending ---------------------------------------------------------------
 
@@ -250,17 +261,10 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
 
     def send_soon(self, data: bytes, method: str | None) -> None:
         """Send now, or once the write buffer has drained (back-pressure from a slow server)."""
-        if not self.paused:
+        if not self.paused and not self._held:
             self.send(data, method)
             return
-        task = self.loop.create_task(self._send_when_writable(data, method))
-        self._senders.add(task)
-        task.add_done_callback(self._senders.discard)
-
-    async def _send_when_writable(self, data: bytes, method: str | None) -> None:
-        await self.writable()
-        if self.lost is None:  # else fail_all has failed the call already
-            self.send(data, method)
+        self._held.append((data, method))
 
     def flush(self) -> None:
         """Write what send() held back in this loop iteration."""
@@ -373,6 +377,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         """The single error path: mark the link lost and fail every pending call."""
         if self.lost is None:
             self.lost = reason
+        self._held.clear()
         pending, self.pending = self.pending, {}
         self._deadlines.clear()
         for future in pending.values():

@@ -1,0 +1,149 @@
+"""aio client calls made while its writing is paused: held in order, no task per call.
+
+Invariant: calls made while the transport's write buffer is over its high-water
+mark are written in the order they were made once it drains, and answered; when
+the connection breaks they fail with ConnectionLost and nothing stays held; a loop
+closed by hand with such calls still queued reports no destroyed task and no
+coroutine that was never awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _aio_support import WAIT, run
+
+from jsonrpc_mini import ConnectionLost, aio
+
+pytestmark = pytest.mark.timeout(60)
+
+BIG = "x" * 1_000_000
+
+
+class SlowReader:
+    """A raw server that reads nothing until ``go`` is set, then answers each request with its params."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(WAIT)
+        self.address = self.listener.getsockname()
+        self.go = threading.Event()
+        self.seen: list[Any] = []
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.listener.accept()
+            self.conns.append(conn)
+            conn.settimeout(WAIT)
+            if not self.go.wait(WAIT):
+                return
+            buffer = b""
+            while chunk := conn.recv(1 << 20):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    request = json.loads(line)
+                    self.seen.append(request["params"][0] if request["method"] == "tag" else "big")
+                    reply = {"jsonrpc": "2.0", "id": request["id"], "result": len(self.seen)}
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def close(self) -> None:
+        self.go.set()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+@contextlib.contextmanager
+def slow_reader() -> Iterator[SlowReader]:
+    server = SlowReader()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def fill(client: aio.RPCClient) -> list[Any]:
+    """Make large calls until the client's writing is paused; return them."""
+    link = client._link
+    calls: list[Any] = []
+    for _ in range(200):
+        if link.paused:
+            return calls
+        calls.append(client.echo(BIG))
+        await asyncio.sleep(0)
+    raise AssertionError("the client's writing never paused")
+
+
+def test_calls_made_while_paused_go_out_in_order_once_the_buffer_drains() -> None:
+    with slow_reader() as server:
+
+        async def main() -> None:
+            async with await aio.connect(*server.address, timeout=WAIT) as c:
+                big = await fill(c)
+                tagged = [c.tag(i) for i in range(5)]
+                assert len(c._link._held) == 5
+                server.go.set()
+                await asyncio.gather(*big, *tagged)
+                assert server.seen == ["big"] * len(big) + list(range(5))
+                assert not c._link._held
+
+        run(main)
+
+
+def test_held_calls_fail_with_connection_lost_when_the_connection_breaks() -> None:
+    with slow_reader() as server:
+
+        async def main() -> None:
+            async with await aio.connect(*server.address, timeout=WAIT) as c:
+                big = await fill(c)
+                tagged = [c.tag(i) for i in range(3)]
+                for conn in server.conns:
+                    conn.close()  # reset: unread data
+                results = await asyncio.gather(*big, *tagged, return_exceptions=True)
+                assert all(isinstance(r, ConnectionLost) for r in results), results
+                assert not c._link._held
+
+        run(main)
+
+
+def test_a_loop_closed_by_hand_with_held_calls_reports_no_task_or_coroutine() -> None:
+    errors: list[str] = []
+    calls: list[Any] = []
+    with slow_reader() as server, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+
+        async def main() -> None:
+            asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(str(ctx["message"])))
+            c = await aio.connect(*server.address, timeout=None)
+            calls.extend(await fill(c))
+            calls.extend(c.tag(i) for i in range(3))  # held: their writes wait for the buffer
+            calls.append(c)
+
+        loop = asyncio.new_event_loop()
+        loop.set_debug(True)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()  # as some users do: no cancelling, nothing closed
+        calls.clear()
+        gc.collect()
+        # (The client was never closed: Python reports its socket, which is the user's to close.)
+        reported = [str(w.message) for w in seen if not issubclass(w.category, ResourceWarning)]
+    assert not errors, errors
+    assert not reported, reported
