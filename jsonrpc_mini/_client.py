@@ -292,6 +292,11 @@ class _Link:
             self._read_last_words(reader)
             self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
+        except BaseException:
+            # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
+            # the wire, and the server would read whatever is sent next as its rest.
+            self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")
+            raise
 
     def _read_last_words(self, held: bool) -> None:
         """After a failed send, take in what the server sent before closing, without waiting.
