@@ -27,6 +27,7 @@ import socket
 import ssl as _ssl
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from ._aio_runner import _log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
 
 if TYPE_CHECKING:
@@ -134,7 +135,10 @@ class TlsGate(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.task = self._loop.create_task(self._handshake())
+        self.task = task = self._loop.create_task(self._handshake())
+        # A loop closed without cancelling (or shutdown()) destroys it pending: no user
+        # code runs in it, so, like the idle call runner, it is not reported.
+        _log_destroy(task, False)
 
     async def _handshake(self) -> None:
         transport = self._transport

@@ -326,3 +326,36 @@ def test_a_loop_that_cannot_watch_descriptors_still_serves_tls(contexts: Any) ->
             del loop.add_reader
 
     run(main)
+
+
+@pytest.mark.parametrize("first", [b"", b"\x16\x03\x01", b"{"])
+def test_a_loop_closed_by_hand_reports_no_task_of_a_connection_in_the_gate(contexts: Any, first: bytes) -> None:
+    server_ctx, _ = contexts
+    errors: list[dict[str, Any]] = []
+    peers: list[socket.socket] = []
+
+    async def main() -> None:
+        srv = make_server(handshake_timeout=60)  # (made here: once the loop is closed nothing holds it)
+        address = await srv.start("127.0.0.1", 0, ssl=server_ctx)
+        assert isinstance(address, tuple)
+        peers.append(socket.create_connection(address, timeout=WAIT))
+        peers[0].sendall(first)
+        stage = {b"": "peek", b"{": "refuse"}.get(first, "handshake")
+        await until(lambda: [g._stage for g in srv._gates] == [stage])
+
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        with unraisable() as lost, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # the transports nobody closed
+            try:
+                loop.run_until_complete(main())
+            finally:
+                loop.close()  # no cancelling, no shutdown_asyncgens
+            gc.collect()
+        assert not errors, [context.get("message") for context in errors]
+        assert not lost, [str(item.exc_value) for item in lost]
+    finally:
+        for peer in peers:
+            peer.close()
