@@ -14,6 +14,8 @@ import pytest
 from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread, wait_for
 
 import jsonrpc_mini._client as client_module
+import jsonrpc_mini._client_link as link_module
+import jsonrpc_mini._client_reader as reader_module
 from jsonrpc_mini import (
     BatchResult,
     ConnectionLost,
@@ -27,7 +29,6 @@ from jsonrpc_mini import (
     RPCTimeout,
     ServerError,
     SocketTransport,
-    _client,
     _remote,
 )
 
@@ -389,7 +390,7 @@ def test_a_waiting_caller_is_woken_for_its_reply_and_to_take_over_reading(
 ) -> None:
     # Followers re-check every _POLL seconds in case a wake-up is lost; made longer
     # than the test may take, so only the wake-ups themselves can end these waits.
-    monkeypatch.setattr(client_module, "_POLL", 60.0)
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)
     first, second = threading.Event(), threading.Event()
     server.register_function(lambda: first.wait(WAIT) and "first", name="first")
     server.register_function(lambda: second.wait(WAIT) and "second", name="second")
@@ -584,8 +585,8 @@ class _OneRead:
 
 def _reading_link(data: bytes, ids: range) -> tuple[Any, list[Any]]:
     """A client link holding one pending call per id, this thread as its reader, ``data`` to read."""
-    link = client_module._Link(_OneRead(data), client_module.ClientConnection())
-    waiters = [client_module._Waiter(i, "m") for i in ids]
+    link = link_module._Link(_OneRead(data), client_module.ClientConnection())
+    waiters = [reader_module._Waiter(i, "m") for i in ids]
     link.pending.update((w.id, w) for w in waiters)
     link.reading = True
     return link, waiters
@@ -785,7 +786,7 @@ def test_a_reply_over_the_client_size_limit_loses_the_connection(address: Any) -
             c.echo("again")
 
 
-class _SlowToFill(_client._Waiter):
+class _SlowToFill(reader_module._Waiter):
     """A waiter whose outcome takes a while to be stored: widens a race window."""
 
     __slots__ = ("_error", "_value")
@@ -816,8 +817,8 @@ def test_a_call_never_sees_done_before_its_outcome_is_stored(
     # Regression: a waiting caller could see done=True before the thread that read
     # its reply (or failed the connection) had stored the result/error, and then
     # returned None instead of the value or raising ConnectionLost.
-    monkeypatch.setattr(_client, "_Waiter", _SlowToFill)
-    monkeypatch.setattr(_client, "_POLL", 0.001)  # followers re-check constantly
+    monkeypatch.setattr(link_module, "_Waiter", _SlowToFill)
+    monkeypatch.setattr(reader_module, "_POLL", 0.001)  # followers re-check constantly
     release = threading.Event()
     entered = threading.Semaphore(0)
 
@@ -956,7 +957,7 @@ class _SendGate:
         self.go.set()
 
 
-@pytest.mark.parametrize("size", [100, client_module._EARLY_TURN + 1])
+@pytest.mark.parametrize("size", [100, link_module._EARLY_TURN + 1])
 def test_only_a_small_request_holds_the_reading_turn_while_it_is_sent(size: int) -> None:
     # A caller of a small request takes the reader's turn as it registers (one lock
     # round less); a large send may block, and while it does the turn must stay free
@@ -968,7 +969,7 @@ def test_only_a_small_request_holds_the_reading_turn_while_it_is_sent(size: int)
     assert gate.sending.wait(WAIT)
     link = c._link
     assert link is not None
-    assert link.reading is (size <= client_module._EARLY_TURN)
+    assert link.reading is (size <= link_module._EARLY_TURN)
     gate.go.set()
     caller.join(WAIT)
     assert outcome == [size]
@@ -1038,7 +1039,7 @@ class _Interrupted:
         raise AssertionError("a wake-up went to a caller that stopped waiting")
 
 
-class _InterruptibleWaiter(_client._Waiter):
+class _InterruptibleWaiter(reader_module._Waiter):
     __slots__ = ()
 
     def wait_signal(self) -> Any:
@@ -1052,8 +1053,8 @@ def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
 ) -> None:
     # A caller interrupted while another thread reads for it must leave: kept as a
     # waiting follower it could be picked to take over reading, and nobody would.
-    monkeypatch.setattr(_client, "_Waiter", _InterruptibleWaiter)
-    monkeypatch.setattr(client_module, "_POLL", 60.0)  # only wake-ups can end the waits
+    monkeypatch.setattr(link_module, "_Waiter", _InterruptibleWaiter)
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups can end the waits
     first, late = threading.Event(), threading.Event()
     server.register_function(lambda: first.wait(WAIT) and "first", name="first")
     server.register_function(lambda: late.wait(WAIT) and "late", name="interrupted")
@@ -1091,7 +1092,7 @@ def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> No
     gate = _SendGate(min_size=1024)
     c = RPCClient(transport=gate, timeout=WAIT)
     outcomes: dict[str, Any] = {}
-    size = client_module._EARLY_TURN + 1000  # too large to take the turn early
+    size = link_module._EARLY_TURN + 1000  # too large to take the turn early
     if big == "call":
         sender = start_thread(lambda: outcomes.update(big=c.echo("x" * size)))
     else:
@@ -1218,14 +1219,14 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
         peer.sendall(_reply(second["id"], len(second["params"][0])) + b"\n")
 
     held = threading.Event()
-    original_wait = client_module._Link.wait
+    original_wait = link_module._Link.wait
 
     def held_wait(self: Any, waiter: Any, deadline: float | None) -> None:
         if threading.current_thread().name == "call-1":
             assert held.wait(WAIT)
         original_wait(self, waiter, deadline)
 
-    monkeypatch.setattr(client_module._Link, "wait", held_wait)
+    monkeypatch.setattr(link_module._Link, "wait", held_wait)
     with FakeServer(script) as fake:
         fake._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # inherited by the accepted socket
         sock = socket.socket()

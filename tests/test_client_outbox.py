@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from _driver_helpers import WAIT, wait_for
 
-import jsonrpc_mini._client as client_module
+import jsonrpc_mini._client_link as link_module
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCTimeout
 
 pytestmark = pytest.mark.timeout(60)
 
-BIG = client_module._EARLY_TURN + 1000  # too large to be left in the outbox or to take the turn early
+BIG = link_module._EARLY_TURN + 1000  # too large to be left in the outbox or to take the turn early
 
 
 class _Wire:
