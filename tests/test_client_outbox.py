@@ -228,21 +228,29 @@ class _InterruptibleLock:
         return self._lock.locked()
 
 
+def _claimant_waiting_for_the_lock(
+    results: dict[str, Any],
+) -> tuple[_Wire, RPCClient, Any, _InterruptibleLock, threading.Thread, threading.Thread]:
+    """A notification holds the send lock (its send gated); a call ("claimant", no timeout) waits for the lock."""
+    wire = _Wire(_is_big)
+    c = RPCClient(transport=wire)
+    link = _link(c)
+    lock = link.send_lock = _InterruptibleLock("claimant")
+    notifier = _call(results, "notify", lambda: c.notify("echo", "x" * BIG))
+    assert wire.gated.wait(WAIT)
+    claimant = _call(results, "claimant", lambda: c.echo("c"))
+    assert lock.waiting.wait(WAIT)
+    return wire, c, link, lock, notifier, claimant
+
+
 def test_a_claimant_interrupted_while_waiting_for_the_send_lock_leaves_no_reader_waiting() -> None:
     # A notification holds the send lock (it claims nothing); a caller without a
     # timeout claims the outbox and waits for the lock; a second call is left in the
     # outbox and its caller, nobody else reading, reads (no timeout, no reply will
     # come). The claimant is interrupted: the request it was to send never goes out,
     # and the connection's end is what frees the reader (else it waits for ever).
-    wire = _Wire(_is_big)
-    c = RPCClient(transport=wire)
-    link = _link(c)
-    lock = link.send_lock = _InterruptibleLock("claimant")
     results: dict[str, Any] = {}
-    notifier = _call(results, "notify", lambda: c.notify("echo", "x" * BIG))
-    assert wire.gated.wait(WAIT)
-    claimant = _call(results, "claimant", lambda: c.echo("c"))
-    assert lock.waiting.wait(WAIT)
+    wire, c, link, lock, notifier, claimant = _claimant_waiting_for_the_lock(results)
     assert link.sending
     reader = _call(results, "reader", lambda: c.echo("rr"))
     wait_for(lambda: len(link.outbox) == 1 and link.reading, "the last call to be left in the outbox and to read")
@@ -294,15 +302,8 @@ def test_a_caller_interrupted_while_its_request_is_in_the_outbox_takes_it_back()
 
 
 def test_a_claimant_interrupted_with_nothing_left_in_the_outbox_keeps_the_connection() -> None:
-    wire = _Wire(_is_big)
-    c = RPCClient(transport=wire)
-    link = _link(c)
-    lock = link.send_lock = _InterruptibleLock("claimant")
     results: dict[str, Any] = {}
-    notifier = _call(results, "notify", lambda: c.notify("echo", "x" * BIG))
-    assert wire.gated.wait(WAIT)
-    claimant = _call(results, "claimant", lambda: c.echo("c"))
-    assert lock.waiting.wait(WAIT)
+    wire, c, link, lock, notifier, claimant = _claimant_waiting_for_the_lock(results)
     lock.interrupt.set()
     claimant.join(WAIT)
     assert isinstance(results["claimant"], KeyboardInterrupt)
