@@ -113,6 +113,11 @@ def test_held_calls_fail_with_connection_lost_when_the_connection_breaks() -> No
             async with await aio.connect(*server.address, timeout=WAIT) as c:
                 big = await fill(c)
                 tagged = [c.tag(i) for i in range(3)]
+                for _ in range(int(WAIT / 0.01)):  # (connected before the server thread's accept() returns)
+                    if server.conns:
+                        break
+                    await asyncio.sleep(0.01)
+                assert server.conns, "the server never accepted"
                 for conn in server.conns:
                     conn.close()  # reset: unread data
                 results = await asyncio.gather(*big, *tagged, return_exceptions=True)
