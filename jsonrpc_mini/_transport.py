@@ -342,7 +342,12 @@ def open_connection(
 # What OpenSSL reports when the peer's first bytes are not a TLS record, e.g. the
 # plain JSON-RPC error a server without TLS answers a handshake with.
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"})
-_NOT_TLS_HINT = " (the server did not answer in TLS: is it a server without ssl=?)"
+# A TLS server also answers in plain text when it turns a connection away before the
+# handshake (the sync server at max_connections), so the hint names both.
+_NOT_TLS_HINT = (
+    " (the server did not answer in TLS: is it a server without ssl=? A sync jsonrpc_mini"
+    " TLS server at max_connections also refuses in plain text)"
+)
 
 
 @contextlib.contextmanager

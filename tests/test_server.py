@@ -944,6 +944,19 @@ def test_a_plain_client_on_a_tls_port_is_told_to_use_tls(tls: Any, size: int) ->
             assert c.length("abc") == 3
 
 
+def test_a_tls_client_turned_away_by_a_full_sync_tls_server_is_told_of_the_limit(tls: Any) -> None:
+    # At max_connections the sync server refuses before any handshake, in plain text:
+    # the TLS client cannot read that answer, and its hint must not say only that the
+    # server lacks ssl= (it has it).
+    server_ctx, client_ctx = tls
+    s = RPCServer(max_connections=1)
+    s.register_function(add)
+    with serving(s, ssl=server_ctx) as (host, port), RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as first:
+        assert first.add(1, 2) == 3
+        with pytest.raises(ConnectionLost, match="TLS server at max_connections also refuses in plain text"):
+            RPCClient(host, port, ssl=client_ctx, timeout=WAIT)
+
+
 def test_a_tls_client_on_a_plain_port_gets_a_hint(tls: Any) -> None:
     _server_ctx, client_ctx = tls
     s = RPCServer()
