@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl as _ssl
+import threading
 import time
 
 from ._codec import ErrorObject, ErrorResponse, encode_message
@@ -95,3 +97,76 @@ def tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, sen
         return SocketTransport(tls, send_timeout=send_timeout)
 
     return handshake
+
+
+def refuse_over_tls(conn: socket.socket, context: _ssl.SSLContext, message: str, holder: list[socket.socket]) -> None:
+    """Turn ``conn`` (on a TLS port) away over TLS if it starts a handshake, else in plain text.
+
+    Every step is bounded by DRAIN_SECONDS: the first byte, each read of the
+    handshake, the drain. ``holder[0]`` is the socket in use (the TLS one once
+    wrapped), for :class:`TlsRefusals` to shut down.
+    """
+    try:
+        conn.settimeout(DRAIN_SECONDS)
+        first = conn.recv(1, socket.MSG_PEEK)
+        if not is_tls_start(first):
+            refuse(conn, message, drain=bool(first))
+            return
+        tls = context.wrap_socket(conn, server_side=True)
+    except OSError as exc:  # (ssl.SSLError is an OSError)
+        log.info("a turned-away connection failed before its answer: %s", exc)
+        conn.close()
+        return
+    holder[0] = tls
+    try:
+        tls.sendall(refusal_line(message))
+        _drain(tls)  # as refuse(): unread input would reset the connection, answer and all
+    except OSError:
+        pass
+    finally:
+        tls.close()
+
+
+class TlsRefusals:
+    """Connections a full TLS server turns away over TLS, each in a short-lived thread.
+
+    A TLS client cannot read a plain-text answer (it sees a failed handshake), so
+    the sync server at ``max_connections`` does the handshake before refusing. At
+    most ``limit`` such threads run at once; beyond that a connection is refused
+    in plain text at once (the client's hint names that case).
+    """
+
+    def __init__(self, limit: int = 4) -> None:
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._live: dict[threading.Thread, list[socket.socket]] = {}
+
+    def refuse(self, conn: socket.socket, context: _ssl.SSLContext, message: str) -> None:
+        """Answer ``conn`` with ``message`` and close it, over TLS when it speaks TLS."""
+        with self._lock:
+            self._live = {thread: holder for thread, holder in self._live.items() if thread.is_alive()}
+            started = False
+            if len(self._live) < self._limit:
+                holder = [conn]
+                args = (conn, context, message, holder)
+                thread = threading.Thread(target=refuse_over_tls, args=args, name="jsonrpc_mini-refuse", daemon=True)
+                try:
+                    thread.start()
+                    started = True
+                except RuntimeError:  # "can't start new thread"
+                    pass
+                else:
+                    self._live[thread] = holder
+        if not started:
+            refuse(conn, message)
+
+    def close(self, timeout: float) -> None:
+        """End every refusal under way (their sockets are shut down) and wait up to ``timeout`` for their threads."""
+        with self._lock:
+            live, self._live = self._live, {}
+        for holder in live.values():
+            with contextlib.suppress(OSError):
+                holder[0].shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in live:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -25,7 +25,7 @@ from ._dispatch import Registry
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
+from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
 from ._watch import ReadWatcher
@@ -127,6 +127,7 @@ class RPCServer(Registry):
         # Threads of connections that ended on their own: out of _sessions, maybe not
         # returned yet. shutdown() joins them too, so that none outlives it.
         self._ending: list[threading.Thread] = []
+        self._refusals = TlsRefusals()  # connections a full TLS port turns away over TLS
         self._counter = itertools.count(1)
         self._listener: _Listener | None = None
         self._watcher = ReadWatcher()
@@ -222,6 +223,7 @@ class RPCServer(Registry):
             thread = listener.thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(5.0)  # closed is set just before the accept thread ends
+        self._refusals.close(5.0)
         with self._lock:
             sessions = list(self._sessions)
         me = current_session()
@@ -324,7 +326,10 @@ class _Listener:
                 continue
             if server.connection_count >= server.options.max_connections:
                 log.warning("refusing a connection: max_connections reached")
-                refuse(conn, TOO_MANY_CONNECTIONS)
+                if self._ssl is not None:
+                    server._refusals.refuse(conn, self._ssl, TOO_MANY_CONNECTIONS)
+                else:
+                    refuse(conn, TOO_MANY_CONNECTIONS)
                 continue
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -343,10 +343,11 @@ def open_connection(
 # plain JSON-RPC error a server without TLS answers a handshake with.
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"})
 # A TLS server also answers in plain text when it turns a connection away before the
-# handshake (the sync server at max_connections), so the hint names both.
+# handshake (the sync server past max_connections, once its few TLS refusals are
+# busy: _refuse.TlsRefusals), so the hint names both.
 _NOT_TLS_HINT = (
     " (the server did not answer in TLS: is it a server without ssl=? A sync jsonrpc_mini"
-    " TLS server at max_connections also refuses in plain text)"
+    " TLS server flooded past max_connections also refuses in plain text)"
 )
 
 

@@ -26,6 +26,7 @@ from _driver_helpers import (
     wait_for,
 )
 
+import jsonrpc_mini._refuse as refuse_module
 import jsonrpc_mini._server as server_module
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import (
@@ -944,16 +945,64 @@ def test_a_plain_client_on_a_tls_port_is_told_to_use_tls(tls: Any, size: int) ->
             assert c.length("abc") == 3
 
 
-def test_a_tls_client_turned_away_by_a_full_sync_tls_server_is_told_of_the_limit(tls: Any) -> None:
-    # At max_connections the sync server refuses before any handshake, in plain text:
-    # the TLS client cannot read that answer, and its hint must not say only that the
-    # server lacks ssl= (it has it).
+def test_a_full_sync_tls_server_turns_clients_away_over_tls(tls: Any) -> None:
+    # At max_connections a TLS client is refused over TLS (a plain-text answer would
+    # only fail its handshake): its first call raises the server's error. A plain
+    # client on that port is refused in plain text, as before.
     server_ctx, client_ctx = tls
     s = RPCServer(max_connections=1)
     s.register_function(add)
+    with (
+        LeakCheck(),
+        serving(s, ssl=server_ctx) as (host, port),
+        RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as first,
+    ):
+        assert first.add(1, 2) == 3
+        with (
+            RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as second,
+            pytest.raises(ServerError, match="too many connections"),
+        ):
+            second.add(1, 2)
+        with RPCClient(host, port, timeout=WAIT) as plain, pytest.raises(ServerError, match="too many connections"):
+            plain.add(1, 2)
+        assert first.add(2, 2) == 4
+
+
+def test_shutdown_ends_a_tls_refusal_in_progress(tls: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A connection to a full TLS port that sends nothing sits in its refusal (the
+    # first byte is awaited, bounded): shutdown() ends it (its socket shut down)
+    # rather than waiting for the bound, here made longer than shutdown's wait.
+    monkeypatch.setattr(refuse_module, "DRAIN_SECONDS", 60.0)
+    server_ctx, client_ctx = tls
+    s = RPCServer(max_connections=1)
+    s.register_function(add)
+    with LeakCheck():
+        address = s.start("127.0.0.1", 0, ssl=server_ctx)
+        try:
+            with RPCClient(*address, ssl=client_ctx, timeout=WAIT) as first:
+                assert first.add(1, 2) == 3
+                silent = socket.create_connection(address, timeout=WAIT)
+                wait_for(
+                    lambda: any(t.name == "jsonrpc_mini-refuse" for t in threading.enumerate()),
+                    "the silent connection's refusal to start",
+                )
+                s.shutdown()
+                assert not any(t.name == "jsonrpc_mini-refuse" for t in threading.enumerate())
+                silent.close()
+        finally:
+            s.shutdown()
+
+
+def test_a_tls_client_refused_in_plain_text_is_told_it_may_be_the_limit(tls: Any) -> None:
+    # Past its few TLS refusals at once, a full sync TLS server refuses in plain
+    # text: the TLS client's hint must not only blame a missing ssl=.
+    server_ctx, client_ctx = tls
+    s = RPCServer(max_connections=1)
+    s.register_function(add)
+    s._refusals = server_module.TlsRefusals(limit=0)
     with serving(s, ssl=server_ctx) as (host, port), RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as first:
         assert first.add(1, 2) == 3
-        with pytest.raises(ConnectionLost, match="TLS server at max_connections also refuses in plain text"):
+        with pytest.raises(ConnectionLost, match="TLS server flooded past max_connections also refuses in plain text"):
             RPCClient(host, port, ssl=client_ctx, timeout=WAIT)
 
 
