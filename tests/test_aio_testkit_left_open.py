@@ -215,3 +215,40 @@ def test_a_block_left_by_an_exception_closes_without_a_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         run(main)
+
+
+def test_leaving_the_block_keeps_the_servers_calls_for_its_shutdown() -> None:
+    # Leaving an aio_loopback block (here by an exception) while a handler runs,
+    # or right after a notification, ends the client; the server's side must still
+    # count its calls, so that shutdown() waits for them (review q10/q11: a forced
+    # close of the server's side made shutdown() return at once, the handler
+    # running on and the notification not yet run).
+    async def main() -> None:
+        srv = aio.RPCServer(shutdown_grace=WAIT)
+        done: list[str] = []
+
+        @srv.register
+        async def slow() -> str:
+            await asyncio.sleep(0.3)
+            done.append("slow")
+            return "slow"
+
+        @srv.register
+        async def note() -> None:
+            await asyncio.sleep(0.05)
+            done.append("note")
+
+        pending: asyncio.Future[Any] | None = None
+        with contextlib.suppress(KeyError):
+            async with aio_loopback(srv) as c:
+                pending = asyncio.ensure_future(c.slow())
+                await asyncio.sleep(0.05)  # the call is running
+                await c.notify("note")
+                raise KeyError
+        assert pending is not None
+        with contextlib.suppress(ConnectionLost):
+            await pending
+        await srv.shutdown()
+        assert sorted(done) == ["note", "slow"], "shutdown() returned before the calls it had ended"
+
+    run(main)

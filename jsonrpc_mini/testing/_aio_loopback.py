@@ -107,7 +107,13 @@ async def aio_loopback(
                 log.warning("aio_loopback: the server side did not finish within %.0f s; closing it", _JOIN)
                 server_end.lose(None)
             await link.wait_closed(1.0)
-            server_end.lose(None)  # (done already unless the loop's end cancelled the link first)
+            if not left or any(task.cancelled() for task in link.tasks):
+                # Cut short (abandoned, or the loop's end cancelled the link before the
+                # EOF crossed): the server's side must still hear the end. Not otherwise:
+                # it ends its connection itself once its calls are answered, and cutting
+                # it here made the server forget calls still running (shutdown() then
+                # returned at once while a handler ran on).
+                server_end.lose(None)
         finally:
             if not left:
                 warnings.warn(_LEFT_OPEN.format("aio_loopback()"), ResourceWarning, stacklevel=1)
