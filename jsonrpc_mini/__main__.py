@@ -88,8 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
         names = register(server, target)
         print(f"registered: {', '.join(sorted(names)) or '(nothing public)'}", file=sys.stderr)
 
+    stopping: list[threading.Thread] = []
+
     def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        thread = threading.Thread(target=server.shutdown, daemon=True)
+        stopping.append(thread)
+        thread.start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     where = args.path or f"{args.host}:{args.port}"
@@ -102,6 +106,13 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    # loop() returns once shutdown() has stopped accepting; the calls in flight are
+    # still being finished (up to shutdown_grace): exiting now would cut them off.
+    try:
+        for thread in stopping:
+            thread.join(server.options.shutdown_grace + 10.0)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        return 130
     return 0
 
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,67 @@ def test_main_serve_unix_socket_in_process(api_module: str, capsys: pytest.Captu
         os.rmdir(directory)
     assert results == [42]
     assert f"serving on {path}" in capsys.readouterr().err
+
+
+SLOW_MODULE = textwrap.dedent(
+    """
+    import threading
+
+    started = threading.Event()
+    release = threading.Event()
+    finished = []
+
+
+    def slow():
+        started.set()
+        release.wait(10)
+        finished.append("slow")
+        return "done"
+    """
+)
+
+
+def test_serve_lets_a_call_in_flight_finish_before_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SIGTERM while a call runs: serve returns only once that call has finished (its
+    # reply sent). Before, loop() returned as shutdown() began and the process
+    # exited with the call cut off.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.fail("signal handlers can only be installed from the main thread")
+    name = f"cli_slow_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(SLOW_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    port = free_port()
+    results: list[Any] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def client() -> None:
+        try:
+            wait_for(lambda: _reachable(port), "serve to listen")
+            with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
+                results.append(c.slow())
+        except Exception as exc:  # recorded for the test
+            results.append(exc)
+
+    def stop_mid_call() -> None:
+        module = sys.modules[name]
+        assert module.started.wait(WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)  # the call runs on after the signal (serve must wait for it)
+        module.release.set()
+
+    calling = start_thread(client)
+    stopping = start_thread(lambda: (wait_for(lambda: name in sys.modules, "the module to load"), stop_mid_call()))
+    try:
+        assert main(["serve", name, "--port", str(port)]) == 0
+        assert sys.modules[name].finished == ["slow"], "serve returned before the call in flight finished"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.modules[name].release.set()
+        stopping.join(WAIT)
+        calling.join(WAIT)
+        sys.modules.pop(name, None)
+    assert results == ["done"]
+    capsys.readouterr()
