@@ -25,6 +25,9 @@ from ._transport import connect_errors
 
 __all__ = ["Call", "RPCClient", "connect"]
 
+# How long close() waits for the peer to take what is still buffered before dropping it.
+_CLOSE_FLUSH = 5.0
+
 
 class RPCClient:
     """An asyncio JSON-RPC 2.0 client over one connection; get one with ``await aio.connect()``.
@@ -105,9 +108,21 @@ class RPCClient:
         return RPCClient(self._link, timeout=timeout)
 
     async def close(self) -> None:
-        """Close the connection; pending calls fail with ConnectionLost. Idempotent."""
-        self._link.fail_all("the client was closed")
-        await asyncio.wait([self._link.closed], timeout=5.0)
+        """Close the connection; pending calls fail with ConnectionLost. Idempotent.
+
+        What is already written (a notification, say) still goes out: the close
+        waits up to ``_CLOSE_FLUSH`` seconds for the peer to take it, then drops the
+        rest and closes anyway (a peer that reads nothing must not keep the socket).
+        """
+        link = self._link
+        link.fail_all("the client was closed")
+        done, _ = await asyncio.wait([link.closed], timeout=_CLOSE_FLUSH)
+        if not done and link.transport is not None:
+            try:
+                link.transport.abort()
+            except NotImplementedError:  # a transport without abort() (a test double)
+                return
+            await asyncio.wait([link.closed], timeout=1.0)
 
     async def __aenter__(self) -> RPCClient:
         return self

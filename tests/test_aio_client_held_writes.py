@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from _aio_support import WAIT, run
 
+import jsonrpc_mini._aio_client as aio_client_module
 from jsonrpc_mini import ConnectionLost, aio
 
 pytestmark = pytest.mark.timeout(60)
@@ -152,3 +153,30 @@ def test_a_loop_closed_by_hand_with_held_calls_reports_no_task_or_coroutine() ->
         reported = [str(w.message) for w in seen if not issubclass(w.category, ResourceWarning)]
     assert not errors, errors
     assert not reported, reported
+
+
+def test_close_gives_up_on_a_peer_that_takes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What is still buffered when the client closes goes out if the peer reads it;
+    # a peer that reads nothing must not keep the socket open (review p18: the close
+    # waited 5 s and then left the transport open, flushing for ever).
+    monkeypatch.setattr(aio_client_module, "_CLOSE_FLUSH", 0.2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    acceptor.start()
+
+    async def main() -> None:
+        c = await aio.connect(*listener.getsockname()[:2], timeout=WAIT)
+        await c.notify("echo", "x" * (16 << 20))  # far more than the socket buffers hold
+        transport = c._link.transport
+        assert transport is not None and transport.get_write_buffer_size() > 0
+        await asyncio.wait_for(c.close(), WAIT)
+        assert c._link.closed.done(), "close() returned with the connection still open"
+        assert transport.is_closing()
+
+    try:
+        run(main)
+    finally:
+        acceptor.join(WAIT)
+        for sock in (listener, *accepted):
+            sock.close()
