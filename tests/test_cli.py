@@ -12,6 +12,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,23 @@ def test_main_call_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         assert err.startswith("error: boom: [-32603]")
 
 
-def test_main_serve_in_process_stops_on_sigterm(api_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """For a test that runs ``serve`` in this process: its SIGTERM/SIGINT handlers are put back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         pytest.fail("signal handlers can only be installed from the main thread")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_main_serve_in_process_stops_on_sigterm(api_module: str, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     results: list[Any] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def client() -> None:
         try:
@@ -220,11 +232,7 @@ def test_main_serve_in_process_stops_on_sigterm(api_module: str, capsys: pytest.
             os.kill(os.getpid(), signal.SIGTERM)
 
     thread = start_thread(client)
-    try:
-        assert main(["serve", api_module, "--port", str(port)]) == 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    assert main(["serve", api_module, "--port", str(port)]) == 0
     thread.join(WAIT)
     assert results == [5, "hello x!"]
     err = capsys.readouterr().err
@@ -338,20 +346,18 @@ SLOW_MODULE = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_serve_lets_a_call_in_flight_finish_before_returning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # SIGTERM while a call runs: serve returns only once that call has finished (its
     # reply sent). Before, loop() returned as shutdown() began and the process
     # exited with the call cut off.
-    if threading.current_thread() is not threading.main_thread():
-        pytest.fail("signal handlers can only be installed from the main thread")
     name = f"cli_slow_{os.getpid()}"
     (tmp_path / f"{name}.py").write_text(SLOW_MODULE, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     port = free_port()
     results: list[Any] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def client() -> None:
         try:
@@ -374,8 +380,6 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
         assert main(["serve", name, "--port", str(port)]) == 0
         assert sys.modules[name].finished == ["slow"], "serve returned before the call in flight finished"
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         sys.modules[name].release.set()
         stopping.join(WAIT)
         calling.join(WAIT)

@@ -99,6 +99,18 @@ def _slow_and_add(release: threading.Event, add: Any = None) -> RPCServer:
     return s
 
 
+def _fast_call_passes_a_slow_one(
+    sock: Any, release: threading.Event, *, pause: float = 0.05, fast: tuple[int, int] = (2, 2), slow_id: str = "s"
+) -> None:
+    """``slow``, then (``pause`` later, in its own packet) ``add``: the add is answered first, then the slow call."""
+    sock.sendall(request("slow", id_=slow_id))
+    time.sleep(pause)
+    sock.sendall(request("add", list(fast), id_="f"))
+    assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": sum(fast)}
+    release.set()
+    assert sock.json_line() == {"jsonrpc": "2.0", "id": slow_id, "result": "done"}
+
+
 def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
     release = threading.Event()
     s = _slow_and_add(release)
@@ -111,12 +123,7 @@ def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields(
         assert len(conn_threads) == 1, f"sequential calls woke extra threads: {conn_threads}"
         # A request sent in its own packet while the only thread runs a slow call:
         # the watcher must hand reading to another thread.
-        sock.sendall(request("slow", id_="s"))
-        time.sleep(0.1)
-        sock.sendall(request("add", [2, 2], id_="f"))
-        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
-        release.set()
-        assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+        _fast_call_passes_a_slow_one(sock, release, pause=0.1)
         sock.close()
     assert not _watcher_threads(), "shutdown() left the watcher thread running"
 
@@ -304,12 +311,7 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
         probe = _session_of(s)._probe
         wait_for(lambda: not probe.active, "the quiet connection's probe to be dropped")
         for round_ in range(2):
-            sock.sendall(request("slow", id_="s"))
-            time.sleep(0.05)
-            sock.sendall(request("add", [2, round_], id_="f"))
-            assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 2 + round_}
-            release.set()
-            assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+            _fast_call_passes_a_slow_one(sock, release, fast=(2, round_))
             release.clear()
             s._watcher.stop(join=WAIT)  # round 2: the watcher was stopped, not just idle
             assert not probe.active
@@ -437,12 +439,7 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
         b = raw_connect(address)
         b.sendall(request("add", [1, 1], id_=1))
         assert b.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
-        b.sendall(request("slow", id_="t"))
-        time.sleep(0.05)
-        b.sendall(request("add", [2, 2], id_="f"))
-        assert b.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
-        release.set()
-        assert b.json_line() == {"jsonrpc": "2.0", "id": "t", "result": "done"}
+        _fast_call_passes_a_slow_one(b, release, slow_id="t")
         a.close()
         b.close()
     assert not _watcher_threads()
