@@ -368,14 +368,21 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
             results.append(exc)
 
     def stop_mid_call() -> None:
-        module = sys.modules[name]
-        assert module.started.wait(WAIT)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.3)  # the call runs on after the signal (serve must wait for it)
-        module.release.set()
+        try:
+            # Listening: the module is loaded whole (it is put in sys.modules before it
+            # has run) and serve's signal handlers are in place.
+            wait_for(lambda: _reachable(port), "serve to listen")
+            module = sys.modules[name]
+            assert module.started.wait(WAIT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # the call runs on after the signal (serve must wait for it)
+            module.release.set()
+        except BaseException:
+            os.kill(os.getpid(), signal.SIGTERM)  # never leave serve running
+            raise
 
     calling = start_thread(client)
-    stopping = start_thread(lambda: (wait_for(lambda: name in sys.modules, "the module to load"), stop_mid_call()))
+    stopping = start_thread(stop_mid_call)
     try:
         assert main(["serve", name, "--port", str(port)]) == 0
         assert sys.modules[name].finished == ["slow"], "serve returned before the call in flight finished"
