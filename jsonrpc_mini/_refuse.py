@@ -73,28 +73,38 @@ def _drain(conn: socket.socket) -> None:
         left -= len(data)
 
 
+def _handshake(conn: socket.socket, context: _ssl.SSLContext, timeout: float, plain: str) -> _ssl.SSLSocket | None:
+    """``conn``'s TLS socket once the handshake is done; None if it is closed instead.
+
+    The first byte is peeked first: a client that starts in plain text (not a TLS
+    handshake record, e.g. a JSON request from a client without ``ssl=``) gets the
+    error ``plain`` in plain text, after a bounded drain. ``timeout`` bounds the
+    peek and each read of the handshake.
+    """
+    try:
+        conn.settimeout(timeout)
+        first = conn.recv(1, socket.MSG_PEEK)
+        if first and not is_tls_start(first):
+            log.info("a client spoke plain text on a TLS port; answered and closed")
+            refuse(conn, plain, drain=True)
+            return None
+        return context.wrap_socket(conn, server_side=True)
+    except OSError as exc:  # (ssl.SSLError is an OSError)
+        log.info("TLS handshake failed: %s", exc)
+        conn.close()
+        return None
+
+
 def tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, send_timeout: float | None) -> Setup:
     """The TLS handshake of one accepted connection, run in its session's thread.
 
-    A client that starts in plain text (its first byte is not a TLS handshake
-    record, e.g. a JSON request from a client without ``ssl=``) gets one plain
-    JSON-RPC error saying that this server speaks TLS, instead of a bare reset.
+    A client that starts in plain text gets one plain JSON-RPC error saying that
+    this server speaks TLS, instead of a bare reset (see _handshake).
     """
 
     def handshake() -> Transport | None:
-        try:
-            conn.settimeout(timeout)
-            first = conn.recv(1, socket.MSG_PEEK)
-            if first and not is_tls_start(first):
-                log.info("a client spoke plain text on a TLS port; answered and closed")
-                refuse(conn, TLS_REQUIRED, drain=True)
-                return None
-            tls = context.wrap_socket(conn, server_side=True)
-        except (OSError, _ssl.SSLError) as exc:
-            log.info("TLS handshake failed: %s", exc)
-            conn.close()
-            return None
-        return SocketTransport(tls, send_timeout=send_timeout)
+        tls = _handshake(conn, context, timeout, TLS_REQUIRED)
+        return None if tls is None else SocketTransport(tls, send_timeout=send_timeout)
 
     return handshake
 
@@ -106,16 +116,8 @@ def refuse_over_tls(conn: socket.socket, context: _ssl.SSLContext, message: str,
     handshake, the drain. ``holder[0]`` is the socket in use (the TLS one once
     wrapped), for :class:`TlsRefusals` to shut down.
     """
-    try:
-        conn.settimeout(DRAIN_SECONDS)
-        first = conn.recv(1, socket.MSG_PEEK)
-        if not is_tls_start(first):
-            refuse(conn, message, drain=bool(first))
-            return
-        tls = context.wrap_socket(conn, server_side=True)
-    except OSError as exc:  # (ssl.SSLError is an OSError)
-        log.info("a turned-away connection failed before its answer: %s", exc)
-        conn.close()
+    tls = _handshake(conn, context, DRAIN_SECONDS, message)
+    if tls is None:
         return
     holder[0] = tls
     try:
