@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     Message = Request | Notification
 
-__all__ = ["CallRunner", "PoolCalls"]
+__all__ = ["CallRunner", "PoolCalls", "log_destroy"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -99,7 +99,7 @@ class CallRunner:
         # is pending only while it waits for calls (it runs nothing: not worth "Task was
         # destroyed but it is pending") or stays with a call that waits (_stay_with
         # turns the report back on: that call is the handler's).
-        _log_destroy(task, False)
+        log_destroy(task, False)
 
     async def _run(self) -> None:
         queue = self._queue
@@ -171,7 +171,7 @@ class CallRunner:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        _log_destroy(task, True)  # (see _start)
+        log_destroy(task, True)  # (see _start)
         conn.tasks.add(task)
         try:
             result = await _resume(work, waiting, context)
@@ -224,7 +224,12 @@ class CallRunner:
         return [self.task] if self.task is not None and not self.task.done() else []
 
 
-def _log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
+def log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
+    """Whether asyncio reports ``task`` if a loop closed by hand destroys it while pending.
+
+    Used for tasks that run no user code (the idle call runner, the TLS gate's
+    handshake, the test kit's links): their destruction is no one's bug to report.
+    """
     # asyncio's own switch for its "Task was destroyed but it is pending" report (the
     # loop clears it for the task run_until_complete made); a task of a custom task
     # factory may not have it.

@@ -27,7 +27,7 @@ import socket
 import ssl as _ssl
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ._aio_runner import _log_destroy
+from ._aio_runner import log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class TlsGate(asyncio.Protocol):
         self.task = task = self._loop.create_task(self._handshake())
         # A loop closed without cancelling (or shutdown()) destroys it pending: no user
         # code runs in it, so, like the idle call runner, it is not reported.
-        _log_destroy(task, False)
+        log_destroy(task, False)
 
     async def _handshake(self) -> None:
         transport = self._transport

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from .._aio_runner import _log_destroy as log_destroy
+from .._aio_runner import log_destroy
 from ._plan import DirectionState, FaultPlan, LinkState, Step
 
 __all__ = ["Direction", "End", "Link", "MemoryTransport", "memory_link"]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, cast
 
 from .._aio_client import RPCClient, connect
 from .._aio_link import Link as ClientLink
-from .._aio_runner import _log_destroy as log_destroy
+from .._aio_runner import log_destroy
 from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import ClientConnection
