@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -14,6 +15,18 @@ from jsonrpc_mini import aio
 
 T = TypeVar("T")
 WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
+
+
+@contextlib.contextmanager
+def unraisable() -> Iterator[list[Any]]:
+    """Collect what the interpreter could not raise (errors in __del__ or a closed coroutine's finally)."""
+    seen: list[Any] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        yield seen
+    finally:
+        sys.unraisablehook = previous
 
 
 def run(main: Callable[[], Awaitable[T]], timeout: float = 30.0, allow: tuple[str, ...] = ()) -> T:

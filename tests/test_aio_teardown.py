@@ -9,16 +9,13 @@ call is taken or task created on the closed loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
-import sys
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _aio_support import WAIT
+from _aio_support import WAIT, unraisable
 
 from jsonrpc_mini import aio
 
@@ -53,18 +50,6 @@ async def until(condition: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached")
-
-
-@contextlib.contextmanager
-def unraisable() -> Iterator[list[Any]]:
-    """Collect what the interpreter could not raise (errors in __del__ or a closed coroutine's finally)."""
-    seen: list[Any] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = seen.append
-    try:
-        yield seen
-    finally:
-        sys.unraisablehook = previous
 
 
 def test_a_server_left_running_when_asyncio_run_ends_is_shut_down_without_leftovers() -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import sys
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, unraisable
 
 from jsonrpc_mini import ConnectionLost, aio
 from jsonrpc_mini.testing import AioLoopbackServer, FaultPlan, aio_loopback
@@ -36,18 +35,12 @@ def make_server() -> aio.RPCServer:
 def watched() -> Iterator[tuple[list[str], list[str], list[Any]]]:
     """(loop errors, warning texts, unraisables) seen while the block runs (loop errors via ``handler``)."""
     errors: list[str] = []
-    lost: list[Any] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = lost.append
-    try:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            texts: list[str] = []
-            yield errors, texts, lost
-            gc.collect()
-            texts.extend(f"{w.category.__name__}: {w.message}" for w in seen)
-    finally:
-        sys.unraisablehook = previous
+    with unraisable() as lost, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        texts: list[str] = []
+        yield errors, texts, lost
+        gc.collect()
+        texts.extend(f"{w.category.__name__}: {w.message}" for w in seen)
 
 
 def run_left_open(main: Callable[[], Awaitable[None]], *, by_hand: bool) -> tuple[list[str], list[str], list[Any]]:

@@ -16,14 +16,12 @@ import gc
 import json
 import socket
 import ssl
-import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run, serving
+from _aio_support import WAIT, run, serving, unraisable
 from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, ServerError, aio
@@ -239,17 +237,6 @@ def test_shutdown_closes_connections_in_the_peek_the_handshake_and_the_refusal(c
                 writer.close()
 
     run(main)
-
-
-@contextlib.contextmanager
-def unraisable() -> Iterator[list[Any]]:
-    seen: list[Any] = []
-    previous = sys.unraisablehook
-    sys.unraisablehook = seen.append
-    try:
-        yield seen
-    finally:
-        sys.unraisablehook = previous
 
 
 def test_asyncio_run_ending_during_a_handshake_leaves_nothing_to_report(contexts: Any) -> None:

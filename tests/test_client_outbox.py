@@ -108,13 +108,19 @@ def _link(c: RPCClient) -> Any:
     return link
 
 
-def test_small_requests_made_during_a_send_go_out_after_it_in_one_write() -> None:
+def _big_send_gated() -> tuple[_Wire, RPCClient, Any, dict[str, Any], threading.Thread]:
+    """A client (timeout WAIT) whose big call ("big", in its own thread) is being sent: its write waits for ``go``."""
     wire = _Wire(_is_big)
     c = RPCClient(transport=wire, timeout=WAIT)
-    link = _link(c)
     results: dict[str, Any] = {}
-    threads = [_call(results, "big", lambda: c.echo("x" * BIG))]
+    big = _call(results, "big", lambda: c.echo("x" * BIG))
     assert wire.gated.wait(WAIT)
+    return wire, c, _link(c), results, big
+
+
+def test_small_requests_made_during_a_send_go_out_after_it_in_one_write() -> None:
+    wire, c, link, results, big = _big_send_gated()
+    threads = [big]
     assert link.sending and not link.reading  # the claimant holds the send lock, not the turn
     threads += [_call(results, f"small{i}", lambda i=i: c.echo("y" * i)) for i in (1, 2)]
     wait_for(lambda: len(link.outbox) == 2, "both small requests to be left in the outbox")
@@ -130,12 +136,7 @@ def test_small_requests_made_during_a_send_go_out_after_it_in_one_write() -> Non
 
 
 def test_a_request_still_in_the_outbox_at_its_timeout_is_never_sent() -> None:
-    wire = _Wire(_is_big)
-    c = RPCClient(transport=wire, timeout=WAIT)
-    link = _link(c)
-    results: dict[str, Any] = {}
-    big = _call(results, "big", lambda: c.echo("x" * BIG))
-    assert wire.gated.wait(WAIT)
+    wire, c, link, results, big = _big_send_gated()
     with pytest.raises(RPCTimeout, match="echo: could not send within the timeout"):
         c.with_timeout(0.3).echo("late")
     assert not link.outbox and len(link.pending) == 1  # only the big call
@@ -266,12 +267,8 @@ def test_a_claimant_interrupted_while_waiting_for_the_send_lock_leaves_no_reader
 
 
 def test_requests_left_in_the_outbox_are_not_written_once_the_connection_is_lost() -> None:
-    wire = _Wire(_is_big)
-    c = RPCClient(transport=wire, timeout=WAIT)
-    link = _link(c)
-    results: dict[str, Any] = {}
-    threads = [_call(results, "big", lambda: c.echo("x" * BIG))]
-    assert wire.gated.wait(WAIT)
+    wire, c, link, results, big = _big_send_gated()
+    threads = [big]
     threads.append(_call(results, "left", lambda: c.echo("ll")))
     wait_for(lambda: len(link.outbox) == 1, "the small request to be left in the outbox")
     link.fail_all("lost for the test")  # (close() would also release the gate)
@@ -284,12 +281,7 @@ def test_requests_left_in_the_outbox_are_not_written_once_the_connection_is_lost
 
 
 def test_a_caller_interrupted_while_its_request_is_in_the_outbox_takes_it_back() -> None:
-    wire = _Wire(_is_big)
-    c = RPCClient(transport=wire, timeout=WAIT)
-    link = _link(c)
-    results: dict[str, Any] = {}
-    big = _call(results, "big", lambda: c.echo("x" * BIG))
-    assert wire.gated.wait(WAIT)
+    wire, c, link, results, big = _big_send_gated()
     wire.interrupt_read = True  # the small caller reads next (nobody else does) and is interrupted
     with pytest.raises(KeyboardInterrupt):
         c.echo("gone")
