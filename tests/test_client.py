@@ -1237,9 +1237,12 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
         first = threading.Thread(target=lambda: results.update(one=c.echo("x" * 20_000)), name="call-1", daemon=True)
         first.start()
         assert writing.wait(WAIT)
-        second = start_thread(lambda: results.update(two=c.echo("y" * 15_000)))
         link = c._link
         assert link is not None
+        # Call 1's send (and its claim on the outbox) is over: call 2 sends itself, rather
+        # than leaving its request for call 1's thread to write (tests/test_client_outbox.py).
+        wait_for(lambda: not link.sending and not link.send_lock.locked(), "call 1's send to end")
+        second = start_thread(lambda: results.update(two=c.echo("y" * 15_000)))
         wait_for(lambda: len(link.pending) == 2 and link.send_lock.locked(), "call 2 to be sending")
         assert not link.reading  # call 2 is sending without holding the turn
         held.set()
