@@ -128,6 +128,7 @@ class RPCServer(Registry):
         # returned yet. shutdown() joins them too, so that none outlives it.
         self._ending: list[threading.Thread] = []
         self._refusals = TlsRefusals()  # connections a full TLS port turns away over TLS
+        self._shutting_down = 0  # shutdown() calls running: new connections are drained at once
         self._counter = itertools.count(1)
         self._listener: _Listener | None = None
         self._watcher = ReadWatcher()
@@ -192,6 +193,8 @@ class RPCServer(Registry):
         session = Session(self, transport, self._session_done, f"jsonrpc_mini-conn-{next(self._counter)}")
         with self._lock:
             self._sessions.add(session)
+            if self._shutting_down:
+                session.drain()
         session.start(setup)
         return session
 
@@ -216,6 +219,19 @@ class RPCServer(Registry):
         The server may be started again afterwards.
         """
         with self._lock:
+            self._shutting_down += 1
+            sessions = list(self._sessions)
+        try:
+            # Refuse new requests first: the listener and the TLS refusals may take seconds to stop.
+            for session in sessions:
+                session.drain()
+            self._shutdown()
+        finally:
+            with self._lock:
+                self._shutting_down -= 1
+
+    def _shutdown(self) -> None:
+        with self._lock:
             listener = self._listener
         if listener is not None:
             listener.stop()
@@ -227,8 +243,6 @@ class RPCServer(Registry):
         with self._lock:
             sessions = list(self._sessions)
         me = current_session()
-        for session in sessions:
-            session.drain()
         deadline = time.monotonic() + self.options.shutdown_grace
         for session in sessions:
             own = 1 if session is me else 0

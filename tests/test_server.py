@@ -42,6 +42,7 @@ from jsonrpc_mini import (
     ServerError,
     aio,
 )
+from jsonrpc_mini.testing import loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -265,6 +266,40 @@ def test_requests_arriving_during_shutdown_are_refused_politely() -> None:
         assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "done"}
         stopper.join(WAIT)
         sock.close()
+
+
+def test_shutdown_refuses_new_requests_before_the_listener_has_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stopping the listener and the TLS refusals can take seconds; a request arriving
+    # meanwhile on a connection already open is refused, not run, and so is one on a
+    # connection that the test kit hands over while the shutdown runs.
+    in_stop, resume = threading.Event(), threading.Event()
+    s = RPCServer()
+    s.register_function(add)
+    close_refusals = s._refusals.close
+
+    def slow_close(wait: float) -> None:
+        in_stop.set()
+        resume.wait(WAIT)
+        close_refusals(wait)
+
+    monkeypatch.setattr(s._refusals, "close", slow_close)
+    with serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("add", [1, 2], id_=1))
+        assert sock.json_line()["result"] == 3
+        stopper = start_thread(s.shutdown)
+        try:
+            assert in_stop.wait(WAIT)
+            sock.sendall(request("add", [1, 2], id_=2))
+            reply = sock.json_line()
+            assert reply["id"] == 2 and "shutting down" in reply["error"]["message"]
+            with loopback(s, timeout=WAIT) as c, pytest.raises(ServerError, match="shutting down"):
+                c.add(3, 4)
+        finally:
+            resume.set()
+            stopper.join(WAIT)
+        sock.close()
+    assert not stopper.is_alive()
 
 
 def test_start_again_after_shutdown() -> None:
