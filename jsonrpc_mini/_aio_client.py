@@ -19,7 +19,7 @@ from ._aio_batch import AsyncBatchBuilder
 from ._aio_link import Call, Link
 from ._codec import Notification, Params, Request, build_params
 from ._framing import FramingName
-from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
 from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import connect_errors
 
@@ -158,6 +158,7 @@ async def connect(
     timeout: float | None = None,
     framing: FramingName = "newline",
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> RPCClient:
     """Connect to a server and return an :class:`RPCClient` (use it with ``async with``).
 
@@ -165,10 +166,12 @@ async def connect(
     ``path=``. ``timeout`` bounds connecting and becomes the client's per-call
     timeout. ``framing`` is ``"newline"`` (default) or ``"content-length"``.
     Raises ConnectionLost if the server cannot be reached, RPCTimeout if
-    connecting takes longer than ``timeout``.
+    connecting takes longer than ``timeout``. ``max_message_size`` (bytes) and
+    ``max_depth`` (nesting levels) bound a reply: a larger one loses the
+    connection, a deeper one fails its call.
     """
     timeout = check_timeout(timeout)
-    proto = ClientConnection(framing=framing, max_message_size=max_message_size)
+    proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
     loop = asyncio.get_running_loop()
     link: Link
     with connect_errors(path if path is not None else f"{host}:{port}", timeout):

@@ -16,7 +16,7 @@ from typing import Any, cast
 from ._aio_buffer import read_buffer
 from ._aio_deadlines import Deadlines
 from ._codec import ErrorResponse, Id, Params, Response, success_id
-from ._errors import ConnectionLost, RPCTimeout, error_from_response
+from ._errors import ConnectionLost, RPCTimeout, error_from_response, unusable_reply
 from ._protocol import ClientConnection, Closed, Violation
 
 __all__ = ["Call", "Link"]
@@ -365,8 +365,17 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
             future.set_exception(error_from_response(err.code, err.message, err.data, future.method))
 
     def _violation(self, event: Violation) -> None:
-        # An error with id null answers a request the server could not read. With a
-        # single call outstanding it can only be that call's; otherwise it is logged.
+        # A reply that names a pending call but cannot be used fails that call: its
+        # answer will not come. An error with id null answers a request the server
+        # could not read: with a single call outstanding it can only be that call's.
+        # Anything else is logged.
+        if event.id is not None:
+            future = self.pending.pop(event.id, None)
+            if future is None:
+                log.warning("ignoring message from server: %s", event.reason)
+            elif not future.done():  # (done: the caller gave up)
+                future.set_exception(unusable_reply(event.reason, future.method))
+            return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
         if event.error is None or len(live) != 1:
             log.warning("ignoring message from server: %s", event.reason)

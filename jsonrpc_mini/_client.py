@@ -22,7 +22,7 @@ from ._client_reader import _Waiter
 from ._codec import Notification, Params, build_params
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
-from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
 from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import Transport, open_connection
 
@@ -64,6 +64,8 @@ class RPCClient:
     ``timeout`` (seconds, None = wait for ever) bounds connecting and every call.
     ``framing`` is ``"newline"`` (default) or ``"content-length"``. ``path`` picks
     a Unix socket; ``ssl`` (an ``ssl.SSLContext``) turns on TLS.
+    ``max_message_size`` (bytes) and ``max_depth`` (nesting levels) bound a reply:
+    a larger one loses the connection, a deeper one fails its call.
     """
 
     def __init__(
@@ -78,11 +80,14 @@ class RPCClient:
         server_hostname: str | None = None,
         transport: Transport | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self._timeout = check_timeout(timeout)
         self._framing = framing
         self._max_message_size = max_message_size
-        ClientConnection(framing=framing)  # validate the framing name now
+        self._max_depth = max_depth
+        # Validate the framing name and the limits now.
+        ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
         self._current = _Current()
         if transport is not None:
             self._attach(transport)
@@ -92,7 +97,9 @@ class RPCClient:
             raise ValueError("RPCClient(port=...) needs a host too")
 
     def _attach(self, transport: Transport) -> None:
-        proto = ClientConnection(framing=self._framing, max_message_size=self._max_message_size)
+        proto = ClientConnection(
+            framing=self._framing, max_message_size=self._max_message_size, max_depth=self._max_depth
+        )
         self._current.link = _Link(transport, proto)
 
     def connect(

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._batch import BatchResult, not_sent
 from ._codec import ErrorResponse, Id, Response, plain_successes, success_id
-from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response
+from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response, unusable_reply
 from ._protocol import ClientConnection, Closed, Violation
 from ._transport import RECV_SIZE, Transport, feed_ready
 
@@ -376,14 +376,20 @@ class _ReplyReader:
         return waiter
 
     def _violation(self, event: Violation) -> None:
-        # An error with id null answers a request the server could not read. With a
-        # single call outstanding it can only be that call's; otherwise it is logged.
+        # A reply that names a pending call but cannot be used fails that call: its
+        # answer will not come. An error with id null answers a request the server
+        # could not read: with a single call outstanding it can only be that call's.
+        # Anything else is logged.
         with self.lock:
-            only = next(iter(self.pending.values())) if len(self.pending) == 1 else None
-            if event.error is None or only is None:
+            if event.id is not None:
+                only = self.pending.pop(event.id, None)
+                if only is not None:
+                    only.error = unusable_reply(event.reason, only.method)
+                    only.done = True
+            elif event.error is None or len(self.pending) != 1:
                 only = None
             else:
-                del self.pending[only.id]
+                only = self.pending.pop(next(iter(self.pending)))
                 err = event.error
                 only.error = error_from_response(err.code, err.message, err.data, only.method)
                 only.done = True

@@ -8,7 +8,6 @@ from typing import Final
 from ._errors import ParseError
 from ._frames import (
     COMPACT_AT,
-    INVALID_REQUEST,
     PARSE_ERROR,
     WS,
     BufferedReader,
@@ -16,6 +15,7 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
+    deep_error,
     slice_bytes,
     too_deep,
     too_large,
@@ -92,7 +92,7 @@ class ContentLengthFramer(BufferedReader):
             return FrameError(PARSE_ERROR, exc.message)
         limit = self._max_depth
         if limit is not None and too_deep(body, value, limit):
-            return FrameError(INVALID_REQUEST, f"Invalid Request: nesting deeper than {limit} levels")
+            return deep_error(limit, value)
         return Message(value)
 
     def _content_length(self, header: bytes) -> int | FrameError:

@@ -182,8 +182,12 @@ def _cut(text: str) -> str:
 
 def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> ErrorResponse:
     """The error reply for a call that raised ``exc``."""
-    if isinstance(exc, RPCError) and exc.code is not None:
-        return ErrorResponse(id_, ErrorObject(exc.code, exc.message, exc.data))
+    # The specification wants an integer code: an RPCError without one (None for a
+    # local error, such as ConnectionLost from a call the handler made, or a
+    # handler's mistake) is answered as an internal error, which a client can read.
+    if isinstance(exc, RPCError) and isinstance(exc.code, int) and not isinstance(exc.code, bool):
+        message = exc.message if isinstance(exc.message, str) else str(exc.message)
+        return ErrorResponse(id_, ErrorObject(int(exc.code), message, exc.data))
     log.error("method %r raised %s", method, type(exc).__name__, exc_info=exc)
     data = None
     if debug:

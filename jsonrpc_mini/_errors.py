@@ -163,3 +163,13 @@ def error_from_response(code: int, message: str, data: Any, method: str | None) 
     exc = cls(message, data) if issubclass(cls, _FixedCodeError) else cls(code, message, data)
     exc.method = method
     return exc
+
+
+def unusable_reply(reason: str, method: str | None) -> RPCError:
+    """The error of a call whose reply arrived but cannot be used (not valid JSON-RPC 2.0, nested too deep).
+
+    A plain :class:`RPCError` with code None: the server's answer is lost, the connection is not.
+    """
+    exc = RPCError(None, f"the server's reply cannot be used: {reason}")
+    exc.method = method
+    return exc

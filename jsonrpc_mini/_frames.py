@@ -9,6 +9,7 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "BufferedReader",
+    "deep_error",
     "Event",
     "FrameError",
     "FramingName",
@@ -16,6 +17,7 @@ __all__ = [
     "Message",
     "deeper_than",
     "lines_balanced",
+    "nesting_message",
     "slice_bytes",
     "too_deep",
     "too_large",
@@ -38,15 +40,18 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class FrameError:
-    """Bytes that do not form a valid value; answer with ``code`` (id null).
+    """Bytes that do not form a valid value; answer with ``code``.
 
     ``fatal`` means the stream cannot be resynchronised and must be closed after
-    the answer is sent.
+    the answer is sent. ``value`` is the value itself when it was decoded whole
+    and then refused (nested too deep; see ``depth_after_decoding``), else None:
+    a client reads the ids in it, to fail the calls it answers.
     """
 
     code: int
     message: str
     fatal: bool = False
+    value: Any = None
 
 
 Event = Message | FrameError
@@ -210,6 +215,16 @@ def lines_balanced(text: bytes, rounds: int) -> bool:
     """
     rest = _unmatched(text, _NOT_STRUCTURE_OR_NEWLINE, rounds)
     return rest is not None and not rest.replace(b"\n", b"")
+
+
+def nesting_message(limit: int) -> str:
+    """The error text for a value nested deeper than ``limit``."""
+    return f"Invalid Request: nesting deeper than {limit} levels"
+
+
+def deep_error(limit: int, value: Any) -> FrameError:
+    """The error for ``value``, decoded whole but nested deeper than ``limit``: it keeps the value."""
+    return FrameError(INVALID_REQUEST, nesting_message(limit), value=value)
 
 
 def too_deep(text: bytes, value: Any, limit: int) -> bool:

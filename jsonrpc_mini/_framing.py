@@ -87,10 +87,14 @@ class AutoFramer:
         return self.chosen.next_event()
 
 
-def make_framer(framing: FramingName, loads: Loads, *, max_message_size: int, max_depth: int) -> Framer | AutoFramer:
-    """Build the reader for ``framing``."""
+def make_framer(
+    framing: FramingName, loads: Loads, *, max_message_size: int, max_depth: int, depth_after_decoding: bool = False
+) -> Framer | AutoFramer:
+    """Build the reader for ``framing``; ``depth_after_decoding``: see :class:`JsonStreamFramer`."""
     if framing == "newline":
-        return JsonStreamFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
+        return JsonStreamFramer(
+            loads, max_message_size=max_message_size, max_depth=max_depth, depth_after_decoding=depth_after_decoding
+        )
     if framing == "content-length":
         return ContentLengthFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
     if framing == "auto":

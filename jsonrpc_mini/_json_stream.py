@@ -20,6 +20,8 @@ from ._frames import (
     FrameError,
     Loads,
     Message,
+    deep_error,
+    nesting_message,
     slice_bytes,
     too_deep,
     too_large,
@@ -99,13 +101,25 @@ class JsonStreamFramer(BufferedReader):
     definite error (raw newline in a string, mismatched bracket, bad JSON) one
     :class:`FrameError` is produced and the bytes up to and including the newline
     that ends the offending line are dropped.
+
+    Nesting deeper than ``max_depth`` is refused by the scanner as the bytes
+    arrive (id null: the value is never decoded). With ``depth_after_decoding``
+    (a client's replies) every value is decoded whole first, so the error keeps
+    its id (see :func:`deep_error`) whatever the chunking; memory is bounded by
+    ``max_message_size`` either way, and the decoder's own recursion limit gives
+    a parse error past that.
     """
 
     name: Final = "newline"
 
-    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
+    def __init__(
+        self, loads: Loads, *, max_message_size: int, max_depth: int, depth_after_decoding: bool = False
+    ) -> None:
         super().__init__(loads, max_message_size)  # _start: first byte of the value being read
         self._max_depth = max_depth
+        self._after_decoding = depth_after_decoding
+        # No value nests deeper than half its size: the scanner then never refuses depth.
+        self._scan_depth = max_message_size if depth_after_decoding else max_depth
         self._pos = 0  # next byte the scanner looks at
         self._mode = _IDLE
         self._stack = bytearray()  # closing brackets still expected
@@ -212,6 +226,9 @@ class JsonStreamFramer(BufferedReader):
             self._no_fast_before = nl
             return None
         if too_deep(line, value, self._max_depth):
+            if self._after_decoding:
+                self._consume(nl + 1)
+                return deep_error(self._max_depth, value)
             self._no_fast_before = nl  # let the scanner report it exactly where it happens
             return None
         self._consume(nl + 1)
@@ -405,7 +422,7 @@ class JsonStreamFramer(BufferedReader):
                 else:
                     return self._error_at(i, "Parse error: raw newline inside a string")
             else:
-                if after is not None and len(stack) + _RUN_DEPTH <= self._max_depth:
+                if after is not None and len(stack) + _RUN_DEPTH <= self._scan_depth:
                     run = _RUN[(stack[-1] == _CLOSE_ARRAY, after)].match(buf, pos, min(stop, pos + _RUN_WINDOW))
                     if run is not None:
                         pos = run.end()
@@ -432,9 +449,8 @@ class JsonStreamFramer(BufferedReader):
                 elif ch in _CLOSER:
                     stack.append(_CLOSER[ch])
                     after = True
-                    if len(stack) > self._max_depth:
-                        message = f"Invalid Request: nesting deeper than {self._max_depth} levels"
-                        return self._error_at(i, message, INVALID_REQUEST)
+                    if len(stack) > self._scan_depth:
+                        return self._error_at(i, nesting_message(self._max_depth), INVALID_REQUEST)
                 elif ch != stack[-1]:
                     return self._error_at(i, f"Parse error: mismatched {chr(ch)!r}")
                 else:
@@ -470,12 +486,15 @@ class JsonStreamFramer(BufferedReader):
         frame = slice_bytes(self._buf, self._start, end)
         self._consume(end)
         try:
-            return Message(self._loads(frame))
+            value = self._loads(frame)
         except ParseError as exc:
             # The contract: after a parse error, drop the rest of the offending line
             # (from where _consume left _pos: the buffer may have been compacted).
             self._mode = _SKIP
             return FrameError(PARSE_ERROR, exc.message)
+        if self._after_decoding and too_deep(frame, value, self._max_depth):
+            return deep_error(self._max_depth, value)
+        return Message(value)
 
     def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
         self._mode = _SKIP

@@ -30,7 +30,7 @@ from ._codec import (
     parse_response,
 )
 from ._errors import InvalidRequest, ParseError
-from ._frames import lines_balanced, too_deep
+from ._frames import deeper_than, lines_balanced, too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
 
@@ -89,10 +89,17 @@ class Closed:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """The server sent something that is not a response we can match (client side)."""
+    """The server sent something that is not a valid response (client side).
+
+    ``error`` is set for an error response with id null (the server could not
+    read a request). ``id`` is set when the message, though unusable, names one
+    (an integer or string ``id``, and no ``method``): the reply of that call,
+    which should fail rather than wait for a reply that will not come.
+    """
 
     reason: str
     error: ErrorObject | None = None
+    id: Id | None = None
 
 
 ServerEvent = Call | Batch | Reply | Closed
@@ -100,6 +107,9 @@ ClientEvent = Response | ErrorResponse | Violation | Closed
 
 
 class _Base:
+    # A client reads its server's replies whole before judging their depth: see ClientConnection.
+    _DEPTH_AFTER_DECODING = False
+
     def __init__(
         self,
         framing: FramingName,
@@ -114,7 +124,13 @@ class _Base:
         self.codec = codec if codec is not None else JsonCodec()
         self._max_size = max_message_size
         self._max_depth = max_depth
-        self._framer = make_framer(framing, self.codec.loads, max_message_size=max_message_size, max_depth=max_depth)
+        self._framer = make_framer(
+            framing,
+            self.codec.loads,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+            depth_after_decoding=self._DEPTH_AFTER_DECODING,
+        )
         self._eof = False
         self._closed_reported = False
 
@@ -355,8 +371,23 @@ def _reply_values(value: Any) -> list[Any]:
     return value if type(value) is list and value else [value]
 
 
+def _answered_id(value: Any) -> Id | None:
+    """The call an unusable reply names: its integer or string id (None for a request from the server)."""
+    if type(value) is not dict or "method" in value:
+        return None
+    id_ = value.get("id")
+    return id_ if type(id_) is int or type(id_) is str else None
+
+
 class ClientConnection(_Base):
-    """Client side of one connection: numbers requests and parses replies."""
+    """Client side of one connection: numbers requests and parses replies.
+
+    A reply nested deeper than ``max_depth`` is decoded whole before it is refused
+    (its size is bounded by ``max_message_size``), so that its id is known: the
+    call it answers fails (a :class:`Violation` with that id) instead of waiting.
+    """
+
+    _DEPTH_AFTER_DECODING = True
 
     def __init__(
         self,
@@ -433,6 +464,9 @@ class ClientConnection(_Base):
             if event is None:
                 return self._closed()
             if isinstance(event, FrameError):
+                if event.value is not None:
+                    self._queue.extend(self._too_deep(event.value))
+                    continue
                 self._queue.append(Violation(f"unreadable data from server: {event.message}"))
                 if event.fatal:
                     self._queue.append(Closed())
@@ -441,6 +475,20 @@ class ClientConnection(_Base):
                 for value in _reply_values(event.value):
                     self._queue.append(self.parse_reply(value))
         return self._queue.popleft()
+
+    def _too_deep(self, value: Any) -> list[Response | ErrorResponse | Violation]:
+        """The events for a reply decoded whole but nested deeper than ``max_depth``.
+
+        Each member of a batch reply is judged on its own, as a reply alone would be:
+        only the members too deep fail. Walking the value costs time only here.
+        """
+        reason = f"nested deeper than this client's max_depth ({self._max_depth} levels)"
+        return [
+            Violation(reason, id=_answered_id(member))
+            if deeper_than(member, self._max_depth)
+            else self.parse_reply(member)
+            for member in _reply_values(value)
+        ]
 
     @staticmethod
     def parse_reply(value: Any) -> Response | ErrorResponse | Violation:
@@ -451,7 +499,7 @@ class ClientConnection(_Base):
         """
         reply = parse_response(value)
         if reply is None:
-            return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}")
+            return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}", id=_answered_id(value))
         if isinstance(reply, ErrorResponse) and reply.id is None:
             return Violation(f"error without id: {reply.error.message}", reply.error)
         return reply

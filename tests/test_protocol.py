@@ -318,6 +318,70 @@ def test_client_violations(data: bytes, words: str) -> None:
     assert events[-2:] == [Response(9, 0), Closed()]
 
 
+@pytest.mark.parametrize("framing", ["newline", "content-length"])
+def test_a_reply_nested_too_deep_names_its_call_in_every_chunking(framing: str) -> None:
+    # A client decodes a reply whole before judging its depth, so the refusal keeps
+    # the id (the call can fail at once) however the bytes arrive.
+    deep = b'{"jsonrpc":"2.0","id":7,"result":[[[[1]]]]}'
+    data = cl(deep) if framing == "content-length" else deep + b"\n"
+    events = client_events(
+        data
+        + (
+            cl(b'{"jsonrpc":"2.0","id":8,"result":0}')
+            if framing == "content-length"
+            else b'{"jsonrpc":"2.0","id":8,"result":0}\n'
+        ),
+        framing=framing,
+        max_depth=3,
+    )
+    (violation, *rest) = events
+    assert isinstance(violation, Violation)
+    assert violation.id == 7 and violation.error is None
+    assert "max_depth (3 levels)" in violation.reason
+    assert rest == [Response(8, 0), Closed()]
+    # Within the limit (the reply object is a level too) it is an ordinary reply.
+    assert client_events(data, framing=framing, max_depth=5)[0] == Response(7, [[[[1]]]])
+
+
+def test_a_too_deep_reply_sent_without_a_newline_still_names_its_call() -> None:
+    # Concatenated replies: the value ends at its closing bracket, not at a newline.
+    events = client_events(
+        b'{"jsonrpc":"2.0","id":"a","result":[[[[[1]]]]]}{"jsonrpc":"2.0","id":2,"result":1}', max_depth=3
+    )
+    assert isinstance(events[0], Violation) and events[0].id == "a"
+    assert events[1:] == [Response(2, 1), Closed()]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"jsonrpc": "2.0", "id": 5, "result": 1, "error": None},  # lenient peers write both
+        {"id": 5, "result": 1},  # no "jsonrpc"
+        {"jsonrpc": "2.0", "id": 5, "error": {"code": "-1", "message": "x"}},
+        {"jsonrpc": "2.0", "id": 5, "error": "it broke"},
+        {"jsonrpc": "2.0", "id": 5},
+    ],
+)
+def test_an_invalid_reply_with_a_readable_id_names_its_call(reply: dict[str, Any]) -> None:
+    events = client_events(json.dumps(reply).encode() + b"\n")
+    assert isinstance(events[0], Violation)
+    assert events[0].id == 5 and "not a JSON-RPC 2.0 response" in events[0].reason
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"jsonrpc": "2.0", "method": "ping", "id": 5},  # a request from the server: not an answer
+        {"jsonrpc": "2.0", "id": [5], "result": 1},  # not a valid id
+        {"jsonrpc": "2.0", "id": True, "result": 1},
+        [1, 2],
+    ],
+)
+def test_an_invalid_reply_without_a_usable_id_names_no_call(value: Any) -> None:
+    events = client_events(json.dumps(value).encode() + b"\n")
+    assert all(isinstance(event, Violation) and event.id is None for event in events[:-1])
+
+
 def test_client_fatal_error_then_closed() -> None:
     data = b'{"jsonrpc":"2.0","id":1,"result":"' + b"x" * 100 + b'"}\n{"jsonrpc":"2.0","id":2,"result":0}\n'
     events = client_events(data, max_message_size=50)
