@@ -63,12 +63,17 @@ class ContentLengthFramer(BufferedReader):
                 self._reset(len(buf))
                 return None
             self._start = m.start()
-            found = _HEADER_END.search(buf, max(self._start, self._search_from))
+            # The header block may hold MAX_HEADER_SIZE bytes before its blank line,
+            # however the bytes arrive: the blank line is not looked for past that.
+            limit = self._start + MAX_HEADER_SIZE + 4
+            found = _HEADER_END.search(buf, max(self._start, self._search_from), limit)
             if found is None:
                 self._search_from = max(self._start, len(buf) - 3)
-                if len(buf) - self._start > MAX_HEADER_SIZE:
+                if len(buf) >= limit:
                     return self._fail("Parse error: Content-Length header block too long")
                 return self._at_eof()
+            if found.start() - self._start > MAX_HEADER_SIZE:  # a bare LF blank line is shorter
+                return self._fail("Parse error: Content-Length header block too long")
             header = slice_bytes(buf, self._start, found.start())
             length = self._content_length(header)
             if isinstance(length, FrameError):

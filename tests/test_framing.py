@@ -637,6 +637,34 @@ def test_content_length_header_block_too_long() -> None:
     assert "too long" in event.message
 
 
+@pytest.mark.parametrize(("extra", "newline"), [(0, b"\r\n"), (1, b"\r\n"), (0, b"\n"), (1, b"\n"), (200_000, b"\r\n")])
+def test_content_length_header_limit_holds_however_the_block_arrives(extra: int, newline: bytes) -> None:
+    # The block before its blank line may hold MAX_HEADER_SIZE bytes: one byte more is
+    # refused whether or not the blank line came in the same read (it used to be
+    # checked only while the blank line had not arrived).
+    body = b'{"jsonrpc":"2.0","method":"m","id":1}'
+    head = b"Content-Length: %d" % len(body) + newline
+    head += b"X: " + b"a" * (MAX_HEADER_SIZE - len(head) - 3 + extra)
+    data = head + newline * 2 + body
+    assert len(head) == MAX_HEADER_SIZE + extra
+    size = len(data)
+    cuts = [
+        [data],
+        [data[i : i + 1024] for i in range(0, size, 1024)],
+        [data[i : i + 1] for i in range(min(size, 9000))],
+    ]
+    cuts += [[data[:i], data[i:]] for i in range(MAX_HEADER_SIZE - 4, MAX_HEADER_SIZE + 8)]
+    for cut in cuts:
+        taken = sum(map(len, cut))
+        chunks = cut if taken == size else [*cut, data[taken:]]
+        events = run(chunks, "content-length")
+        if extra:
+            assert codes(events)[:1] == [(PARSE, True)], [len(c) for c in chunks]
+            assert "too long" in events[0].message
+        else:
+            assert values(events) == [json.loads(body)], [len(c) for c in chunks]
+
+
 @pytest.mark.parametrize("cut", [5, 20, 24, 30])
 def test_content_length_partial_at_eof(cut: int) -> None:
     data = cl(b'{"jsonrpc":"2.0"}')
