@@ -65,11 +65,11 @@ class ContentLengthFramer(BufferedReader):
             self._start = m.start()
             # The header block may hold MAX_HEADER_SIZE bytes before its blank line,
             # however the bytes arrive: the blank line is not looked for past that.
-            limit = self._start + MAX_HEADER_SIZE + 4
-            found = _HEADER_END.search(buf, max(self._start, self._search_from), limit)
+            search_end = self._start + MAX_HEADER_SIZE + 4
+            found = _HEADER_END.search(buf, max(self._start, self._search_from), search_end)
             if found is None:
                 self._search_from = max(self._start, len(buf) - 3)
-                if len(buf) >= limit:
+                if len(buf) >= search_end:
                     return self._fail("Parse error: Content-Length header block too long")
                 return self._at_eof()
             if found.start() - self._start > MAX_HEADER_SIZE:  # a bare LF blank line is shorter
