@@ -33,15 +33,15 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
     ``values`` are the members as received; an invalid one gets its -32600 error
     in its place. Successes are JSON objects, errors ErrorResponse.
     """
-    server = session._server
+    server = session.server
     resolve = server.resolve
-    registered = server._methods  # the handlers registered now, by name
+    registered = server.handlers  # the handlers registered now, by name
     # method -> number of arguments -> its handler, for array params that bound: the
     # check depends on the count alone. Speed: resolve once per kind of call, not per
     # member; the handler is looked up again each time, in case one re-registered it.
     # (Nested, not keyed by a (method, count) tuple: no object made per member.)
     bound: dict[str, dict[int, Callable[..., Any]]] = {}
-    debug = session._opts.debug
+    debug = session.server.options.debug
     replies: list[dict[str, Any] | Response | ErrorResponse] = []
     append = replies.append
     for value in values:
@@ -61,7 +61,7 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
                 and type(method) is str
                 and (type(id_) is int or type(id_) is str)
                 and (type(params) is list or params is None or type(params) is dict)
-                and not session._draining  # read per member, as the general path does
+                and not session.draining  # read per member, as the general path does
             ):
                 try:
                     if type(params) is list:
@@ -93,7 +93,7 @@ def _general_reply(session: Session, value: Any, debug: bool) -> dict[str, Any] 
     item = parse_request(value)
     if isinstance(item, ErrorResponse):
         return item
-    result, exc = session._execute(item)
+    result, exc = session.execute(item)
     if exc is None and type(item) is Request:
         return {"jsonrpc": "2.0", "id": item.id, "result": result}
     return outcome_response(item, result, exc, debug=debug)

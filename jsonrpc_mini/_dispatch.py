@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -60,6 +60,11 @@ class Registry:
     def methods(self) -> dict[str, Callable[..., Any]]:
         """A copy of the registered name -> handler map."""
         return dict(self._methods)
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[..., Any]]:
+        """The registered name -> handler map itself, live and read-only: for lookups on hot paths."""
+        return self._methods
 
     def register_function(self, function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
         """Make ``function`` callable remotely as ``name`` (default: its ``__name__``)."""

@@ -48,10 +48,14 @@ _local = threading.local()
 
 
 class Session:
-    """A connection being served; created by the server for each client."""
+    """A connection being served; created by the server for each client.
+
+    ``server`` is the RPCServer serving it; ``draining`` turns True once the server
+    shuts down (new requests then get -32000); :meth:`execute` runs one call.
+    """
 
     def __init__(self, server: RPCServer, transport: Transport, on_done: Callable[[Session], None], name: str) -> None:
-        self._server = server
+        self.server = server
         self._opts = server.options
         self._transport = transport
         self._on_done = on_done
@@ -74,7 +78,7 @@ class Session:
         self._idle = 0
         self._input_done = False
         self._closing = False
-        self._draining = False
+        self.draining = False
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._watcher = server._watcher
@@ -132,7 +136,7 @@ class Session:
 
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on."""
-        self._draining = True
+        self.draining = True
 
     def close(self) -> None:
         """Stop reading, close the transport, wake every thread; idempotent."""
@@ -404,7 +408,7 @@ class Session:
         proto = self._proto
         if isinstance(event, Batch):
             return proto.encode_replies(batch_replies(self, event.values))
-        result, exc = self._execute(event)
+        result, exc = self.execute(event)
         if exc is None and isinstance(event, Request):
             return proto.encode_result(event.id, result)
         reply = outcome_response(event, result, exc, debug=self._opts.debug)
@@ -418,10 +422,10 @@ class Session:
         """
         id_ = value["id"]
         method = value["method"]
-        if self._draining:
+        if self.draining:
             return self._proto.encode(error_response(id_, _SHUTTING_DOWN, method, self._opts.debug))
         try:
-            function, args, kwargs = self._server.resolve(method, value["params"])
+            function, args, kwargs = self.server.resolve(method, value["params"])
             result = function(*args, **kwargs)
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))
@@ -434,12 +438,12 @@ class Session:
         except (TypeError, ValueError, RecursionError):
             return self._proto.encode_result(id_, result)  # turns it into the -32603 it must be
 
-    def _execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
+    def execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
         """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised."""
-        if self._draining and isinstance(message, Request):
+        if self.draining and isinstance(message, Request):
             return None, _SHUTTING_DOWN
         try:
-            function, args, kwargs = self._server.resolve(message.method, message.params)
+            function, args, kwargs = self.server.resolve(message.method, message.params)
             result = function(*args, **kwargs)
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))

@@ -160,7 +160,7 @@ def test_a_plain_notification_runs_and_gets_no_reply(served: tuple[Session, Peer
     peer.sendall(b'{"jsonrpc":"2.0","method":"note","params":["n"]}\n')
     peer.sendall(b'{"jsonrpc":"2.0","method":"add","params":[2,2],"id":"after"}\n')
     assert peer.json_line() == {"jsonrpc": "2.0", "id": "after", "result": 4}
-    assert session._server.noted == ["n"]  # type: ignore[attr-defined]
+    assert session.server.noted == ["n"]  # type: ignore[attr-defined]
 
 
 def test_a_draining_session_answers_plain_calls_with_shutting_down(served: tuple[Session, Peer, list[int]]) -> None:
