@@ -51,6 +51,17 @@ class _Current:
         return link.request(method, params, timeout)
 
 
+# The longest timeout the sync client can wait for in one step (poll() counts int
+# milliseconds): about 24.8 days. A longer one, or float("inf"), means no timeout.
+_LONGEST_TIMEOUT = (2**31 - 1) // 1000
+
+
+def _timeout(timeout: float | None) -> float | None:
+    """``timeout`` checked (check_timeout); None (no timeout) for inf or anything over _LONGEST_TIMEOUT."""
+    checked = check_timeout(timeout)
+    return None if checked is not None and checked > _LONGEST_TIMEOUT else checked
+
+
 class RPCClient:
     """A JSON-RPC 2.0 client over one connection, safe to share between threads.
 
@@ -61,7 +72,8 @@ class RPCClient:
     and ``connected``, and anything starting with ``_``; reach a remote method
     named like one of them with ``call("close")``.
 
-    ``timeout`` (seconds, None = wait for ever) bounds connecting and every call.
+    ``timeout`` (seconds, None = wait for ever) bounds connecting and every call;
+    ``float("inf")`` or more than about 24.8 days (2,147,483 s) also means no timeout.
     ``framing`` is ``"newline"`` (default) or ``"content-length"``. ``path`` picks
     a Unix socket; ``ssl`` (an ``ssl.SSLContext``) turns on TLS.
     ``max_message_size`` (bytes) and ``max_depth`` (nesting levels) bound a reply:
@@ -82,7 +94,7 @@ class RPCClient:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
-        self._timeout = check_timeout(timeout)
+        self._timeout = _timeout(timeout)
         self._framing = framing
         self._max_message_size = max_message_size
         self._max_depth = max_depth
@@ -184,7 +196,7 @@ class RPCClient:
         view = object.__new__(RPCClient)
         # Not the kept methods: they carry this client's timeout and connection holder.
         view.__dict__.update((name, value) for name, value in self.__dict__.items() if type(value) is not KeptMethod)
-        view._timeout = check_timeout(timeout)
+        view._timeout = _timeout(timeout)
         view._current = _Current(self._link)  # the view stays on this connection
         return view
 

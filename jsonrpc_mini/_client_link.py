@@ -15,11 +15,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._client_reader import _ReplyReader, _Waiter
+from ._client_reader import _ReplyReader, _Waiter, timed_out
 from ._codec import ErrorResponse, Id, Params, Response
 from ._errors import ConnectionLost, RPCTimeout
 from ._protocol import ClientConnection, Closed, Violation
 from ._transport import Transport, feed_ready
+
+
+def _owned(lock: Any) -> bool:
+    """Whether this thread holds ``lock`` (an RLock: it records its owner as it is acquired, in C)."""
+    return bool(lock._is_owned())
+
 
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
 # or is left for the thread that claimed the outbox to write (see _Link.send).
@@ -33,14 +39,19 @@ class _Link(_ReplyReader):
         self.transport = transport
         self.proto = proto
         self.lock = threading.Lock()
-        self.send_lock = threading.Lock()
+        # Reentrant only so that its holder is known (see _owned): a Ctrl-C landing just
+        # after an acquire returns cannot leave it held by a thread that has moved on.
+        self.send_lock = threading.RLock()
         self.pending: dict[Id, _Waiter] = {}
-        self.reading = False
+        # The reader's turn and the outbox claim hold their owner's thread id (0: free),
+        # for the same reason: whatever an interruption cuts short, its handler can tell
+        # what this thread holds (see _let_go).
+        self.reading = 0
         # Small requests left by callers while another thread has claimed the outbox
         # (``sending``: it holds the send lock or waits for it, and writes them after
         # its own request before it gives the claim up; see send). Both under ``lock``.
         self.outbox: list[tuple[_Waiter, bytes]] = []
-        self.sending = False
+        self.sending = 0
         self.lost: str | None = None
         # The last error with id null that no call could take (e.g. "message too
         # large" answering a notification), until the server sends anything else:
@@ -51,17 +62,20 @@ class _Link(_ReplyReader):
 
     def start(self, waiters: Sequence[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
         """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``."""
-        with self.lock:
-            if self.lost is not None:
-                raise ConnectionLost(self.lost)
-            for waiter in waiters:
-                self.pending[waiter.id] = waiter
         try:
+            with self.lock:
+                if self.lost is not None:
+                    raise ConnectionLost(self.lost)
+                for waiter in waiters:
+                    self.pending[waiter.id] = waiter
             self.send(data, deadline, what)
         except BaseException:
-            with self.lock:
-                for waiter in waiters:
-                    self.pending.pop(waiter.id, None)
+            try:
+                self._let_go(())
+            finally:
+                with self.lock:
+                    for waiter in waiters:
+                        self.pending.pop(waiter.id, None)
             raise
 
     def request(self, method: str, params: Params, timeout: float | None) -> Any:
@@ -79,6 +93,9 @@ class _Link(_ReplyReader):
         A small request made while another thread has claimed the outbox is left
         there for that thread to write (see send): this caller sends nothing and
         goes straight to waiting for its reply, where it may take the reading turn.
+
+        An exception anywhere here (Ctrl-C can land between any two steps) frees
+        what this thread holds and forgets its call (see _let_go).
         """
         proto = self.proto
         id_ = proto.next_id()
@@ -86,42 +103,45 @@ class _Link(_ReplyReader):
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = _Waiter(id_, method)
         small = len(data) <= _EARLY_TURN
-        with self.lock:
-            if self.lost is not None:
-                raise ConnectionLost(self.lost)
-            queued = small and self.sending
-            if queued:
-                self.outbox.append((waiter, data))
-                locked = lead = drain = False
-            else:
-                locked = self.send_lock.acquire(blocking=False)
-                lead = locked and small and not self.reading and not self.pending
-                # Claim the outbox, unless reading; a caller still to wait for the send
-                # lock claims it only if it may wait for ever (no deadline): it could
-                # not give up waiting while others' requests depend on it.
-                drain = not lead and not self.sending and (locked or deadline is None)
+        try:
+            with self.lock:
+                if self.lost is not None:
+                    raise ConnectionLost(self.lost)
+                queued = small and self.sending
+                if queued:
+                    self.outbox.append((waiter, data))
+                    locked = lead = drain = False
+                else:
+                    send_lock = self.send_lock
+                    # (Held already by this thread: a leftover, or a call from a signal
+                    # handler that interrupted this thread's send; send() deals with it.)
+                    locked = not _owned(send_lock) and send_lock.acquire(blocking=False)
+                    lead = locked and small and not self.reading and not self.pending
+                    # Claim the outbox, unless reading; a caller still to wait for the send
+                    # lock claims it only if it may wait for ever (no deadline): it could
+                    # not give up waiting while others' requests depend on it.
+                    drain = not lead and not self.sending and (locked or deadline is None)
+                    if lead:
+                        self.reading = threading.get_ident()
+                    elif drain:
+                        self.sending = threading.get_ident()
+                self.pending[waiter.id] = waiter
+            if not queued:
+                try:
+                    self.send(data, deadline, waiter.method, locked=locked, reader=lead, drain=drain)
+                except ConnectionLost as exc:
+                    if waiter.error is not None:
+                        # The server answered this call before it closed (see _read_last_words).
+                        raise waiter.error from exc
+                    raise
                 if lead:
-                    self.reading = True
-                elif drain:
-                    self.sending = True
-            self.pending[waiter.id] = waiter
-        if not queued:
-            try:
-                self.send(data, deadline, waiter.method, locked=locked, reader=lead, drain=drain)
-            except BaseException as exc:
-                with self.lock:
-                    self.pending.pop(waiter.id, None)
-                if lead:
-                    self._release_reader()
-                if isinstance(exc, ConnectionLost) and waiter.error is not None:
-                    # The server answered this call before it closed (see _read_last_words).
-                    raise waiter.error from exc
-                raise
-            if lead:
-                self._lead(waiter, deadline)
-                if waiter.done:
-                    return waiter.outcome()
-        self.wait(waiter, deadline)
+                    self._lead(waiter, deadline)
+                    if waiter.done:
+                        return waiter.outcome()
+            self.wait(waiter, deadline)
+        except BaseException:
+            self._let_go((waiter,))
+            raise
         return waiter.outcome()
 
     def send(
@@ -151,26 +171,67 @@ class _Link(_ReplyReader):
         for it: see above); if it is interrupted before they are written, the
         connection is closed (see _fail_outbox).
         """
+        drained = False
+        send_lock = self.send_lock
         try:
             if not locked:
+                if _owned(send_lock):
+                    self._reclaim()
                 if deadline is None:
-                    self.send_lock.acquire()
-                elif not self.send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise RPCTimeout(f"{method}: could not send within the timeout (another send is stuck)")
-        except BaseException:
-            if drain:  # (only a caller without a deadline claims before it has the lock)
-                self._fail_outbox()
-            raise
-        drained = False
-        try:
+                    send_lock.acquire()
+                elif not send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise timed_out(method, "could not send within the timeout (another send is stuck)")
             self._write(data, deadline, method, reader)
             if drain:
                 self._drain(deadline)
             drained = True
         finally:
-            if drain and not drained:
-                self._fail_outbox()
+            # Whether an interruption came before or after the lock was taken, the
+            # lock's owner record tells. (Nested: a second Ctrl-C during the first
+            # step still releases the lock.)
+            try:
+                if drain and not drained:  # (only a caller without a deadline claims before it has the lock)
+                    self._fail_outbox()
+            finally:
+                if _owned(send_lock):
+                    send_lock.release()
+
+    def _reclaim(self) -> None:
+        """This thread holds the send lock as it starts a send: close the connection and free the lock.
+
+        Either an interruption left the lock held (a second Ctrl-C while the first
+        was being handled) or a signal handler calls the client while this thread
+        is inside a send: writing now would put a request in the middle of another.
+        """
+        self.fail_all("a send was interrupted and left the connection in use; the connection is closed")
+        while _owned(self.send_lock):
             self.send_lock.release()
+        raise ConnectionLost(self.lost or "connection lost")
+
+    def _let_go(self, waiters: Sequence[_Waiter]) -> None:
+        """After an exception anywhere in a call (e.g. Ctrl-C), free what this thread holds; forget ``waiters``.
+
+        The send lock (its owner is recorded by the lock itself), the outbox claim
+        and the reader's turn (their owner's thread id): each is released if this
+        thread holds it, whichever step the interruption cut short. Each release
+        runs even if a second interruption cuts the one before.
+        """
+        me = threading.get_ident()
+        try:
+            if _owned(self.send_lock):
+                self.send_lock.release()
+        finally:
+            try:
+                if self.sending == me:
+                    self._fail_outbox()
+            finally:
+                try:
+                    for waiter in waiters:
+                        if not waiter.done:
+                            self._abandon(waiter)
+                finally:
+                    if self.reading == me:
+                        self._release_reader()
 
     def _drain(self, deadline: float | None) -> None:
         """Write what callers left in the outbox until it stays empty, then give up the claim (send lock held)."""
@@ -178,7 +239,7 @@ class _Link(_ReplyReader):
             with self.lock:
                 outbox = self.outbox
                 if not outbox or self.lost is not None:
-                    self.sending = False
+                    self.sending = 0
                     return
                 self.outbox = []
             data = outbox[0][1] if len(outbox) == 1 else b"".join([data for _, data in outbox])
@@ -197,7 +258,7 @@ class _Link(_ReplyReader):
         send may also have put part of a message on the wire.)
         """
         with self.lock:
-            self.sending = False
+            self.sending = 0
             unsent = bool(self.outbox)
             self.outbox = []
         if unsent:
@@ -213,10 +274,12 @@ class _Link(_ReplyReader):
                 self.transport.send(data)
         except TimeoutError as exc:
             self.fail_all(f"the server took no data for too long: {exc}")
-            raise RPCTimeout(f"{method}: could not send within the timeout; the connection is closed") from exc
+            raise timed_out(method, "could not send within the timeout; the connection is closed") from exc
         except OSError as exc:
-            self._read_last_words(reader)
-            self.fail_all(f"connection lost while sending: {exc}")
+            try:
+                self._read_last_words(reader)
+            finally:
+                self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
         except BaseException:
             # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
@@ -232,12 +295,13 @@ class _Link(_ReplyReader):
         broken pipe; the answer is usually here already and says why. Skipped
         when another thread holds the reader's turn (it reads the answer).
         """
-        if not held:
-            with self.lock:
-                if self.reading:
-                    return
-                self.reading = True
+        me = threading.get_ident()
         try:
+            if not held:
+                with self.lock:
+                    if self.reading:
+                        return
+                    self.reading = me
             proto = self.proto
             feed_ready(self.transport, proto.receive_data, proto.max_message_size, alone=True)
             events: list[Response | ErrorResponse | Violation | Closed] = []
@@ -246,5 +310,5 @@ class _Link(_ReplyReader):
                     events.append(event)
             self._deliver_all(events)
         finally:
-            if not held:
+            if not held and self.reading == me:
                 self._release_reader()

@@ -30,6 +30,13 @@ _POLL = 0.5
 _LINES = 64
 
 
+def timed_out(method: str, message: str) -> RPCTimeout:
+    """RPCTimeout for a call of ``method`` (named in ``method``, and so in the message)."""
+    exc = RPCTimeout(message)
+    exc.method = method or None
+    return exc
+
+
 class _Waiter(BatchResult):
     """One outstanding call: filled in by whichever thread reads its reply.
 
@@ -99,7 +106,7 @@ class _ReplyReader:
     lock: threading.Lock
     pending: dict[Id, _Waiter]
     outbox: list[tuple[_Waiter, bytes]]
-    reading: bool
+    reading: int  # the reader's thread id, 0 when nobody reads
     lost: str | None
     said: str | None
 
@@ -109,13 +116,30 @@ class _ReplyReader:
         """Block until ``waiter`` is done or ``deadline`` passes (then RPCTimeout)."""
         if waiter.done:  # e.g. a batch member delivered with the others: no lock round
             return
+        try:
+            self._wait(waiter, deadline)
+        except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
+            if not waiter.done:
+                self._abandon(waiter)
+            if self.reading == threading.get_ident():  # taken, and interrupted before _lead's own handling
+                self._release_reader()
+            raise
+
+    def _wait(self, waiter: _Waiter, deadline: float | None) -> None:
         while True:
             with self.lock:
                 if waiter.done:
                     return
+                if self.lost is not None or waiter.id not in self.pending:
+                    # Lost, or taken out by a reader interrupted before it stored the
+                    # reply (it then closed the connection): no reply will come.
+                    waiter.error = ConnectionLost(self.lost or "a thread reading replies was interrupted")
+                    waiter.error.method = waiter.method
+                    waiter.done = True
+                    return
                 lead = not self.reading
                 if lead:
-                    self.reading = True
+                    self.reading = threading.get_ident()
                 else:
                     waiter.waiting = True
                     signal = waiter.wait_signal()  # under the lock: a reply cannot slip past it
@@ -125,12 +149,8 @@ class _ReplyReader:
                     return
             else:
                 pause = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-                try:
-                    # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
-                    signal.acquire(timeout=max(pause, 0.0))
-                except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
-                    self._abandon(waiter)
-                    raise
+                # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
+                signal.acquire(timeout=max(pause, 0.0))
                 waiter.waiting = False
             if deadline is not None and time.monotonic() >= deadline:
                 with self.lock:
@@ -140,8 +160,8 @@ class _ReplyReader:
                     waiter.done = True
                     unsent = self._unqueue(waiter)
                 if unsent:  # still in the outbox: the claimant's send has not ended
-                    raise RPCTimeout(f"{waiter.method}: could not send within the timeout (another send is stuck)")
-                raise RPCTimeout(f"{waiter.method}: no reply within the timeout; a late reply will be dropped")
+                    raise timed_out(waiter.method, "could not send within the timeout (another send is stuck)")
+                raise timed_out(waiter.method, "no reply within the timeout; a late reply will be dropped")
 
     def _unqueue(self, waiter: _Waiter) -> bool:
         """Take ``waiter``'s request out of the outbox if it is still there (lock held); True if it was."""
@@ -161,7 +181,7 @@ class _ReplyReader:
             self._abandon(waiter)  # (the turn is still held: no follower is picked there)
             raise
         finally:
-            if not handed_back:
+            if not handed_back and self.reading == threading.get_ident():
                 self._release_reader()
 
     def _abandon(self, waiter: _Waiter) -> None:
@@ -189,7 +209,27 @@ class _ReplyReader:
 
         True if the turn was handed back here, together with storing the reply that
         completed ``waiter`` (one lock round for both); otherwise the caller hands it back.
+
+        Interrupted (e.g. Ctrl-C) after a read took bytes off the connection and before
+        they were all handed out, the connection is closed if other calls are pending:
+        their replies may be among those bytes, and they would wait for ever. (Alone,
+        the caller loses only its own reply, which it no longer waits for.)
         """
+        taken = [False]  # set by _read_replies while it holds bytes not yet handed out
+        try:
+            return self._read_replies(waiter, deadline, taken)
+        except BaseException:
+            transport: Any = self.transport
+            if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
+                transport.interrupted_read = False
+                taken[0] = True
+            with self.lock:
+                others = any(other is not waiter for other in self.pending.values())
+            if taken[0] and others:
+                self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
+            raise
+
+    def _read_replies(self, waiter: _Waiter, deadline: float | None, taken: list[bool]) -> bool:
         proto = self.proto
         while not waiter.done:
             timeout = None
@@ -204,6 +244,7 @@ class _ReplyReader:
             except OSError as exc:
                 self.fail_all(f"connection lost: {exc}")
                 return False
+            taken[0] = True
             if data and self.said is not None:
                 self.said = None  # the server sent more since: that error was not its last word
             # The usual read: whole compact reply lines (one for a lone caller, several
@@ -238,6 +279,7 @@ class _ReplyReader:
                     # up to _LINES of them once per line. The framer reads them.
                     break
             if data and start == len(data):
+                taken[0] = False
                 continue
             proto.receive_data(data[start:] if start else data)
             error = None
@@ -253,6 +295,7 @@ class _ReplyReader:
             if not data:
                 self.fail_all("connection closed by the server")
                 return False
+            taken[0] = False
         return False
 
     def _settle_lines(self, values: list[Any], waiter: _Waiter | None) -> bool:

@@ -59,7 +59,7 @@ class SocketTransport:
     descriptor get ``settimeout`` instead.
     """
 
-    __slots__ = ("_buffer", "_closed", "_rcvtimeo", "_real", "_send_timeout", "_view", "sock")
+    __slots__ = ("_buffer", "_closed", "_rcvtimeo", "_real", "_send_timeout", "_view", "interrupted_read", "sock")
 
     def __init__(self, sock: socket.socket, *, send_timeout: float | None = None) -> None:
         self.sock = sock
@@ -68,6 +68,9 @@ class SocketTransport:
         self._buffer: mmap.mmap | None = None
         self._view: memoryview | None = None
         self._rcvtimeo = 0.0  # SO_RCVTIMEO in force (0: none)
+        # True once a read was interrupted (e.g. Ctrl-C) after bytes had arrived: they
+        # are lost, so the stream cannot be trusted any more (see _recv_real).
+        self.interrupted_read = False
         # send_timeout: raise TimeoutError when the peer takes no bytes for this long
         # (a peer that never reads its replies must not pin a sending thread for ever).
         self._send_timeout = send_timeout if _HAVE_POLL else None
@@ -118,7 +121,7 @@ class SocketTransport:
             view = view[sent:]
             remaining = deadline - time.monotonic()
             if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
-                raise TimeoutError(f"the peer took no more data within {timeout} s")
+                raise TimeoutError(f"the peer took no more data within {timeout:.3g} s")
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""
@@ -211,7 +214,16 @@ class SocketTransport:
         if buffer is None or view is None or len(buffer) < max_bytes:
             buffer = self._buffer = mmap.mmap(-1, max_bytes)
             view = self._view = memoryview(buffer)
-        count = sock.recv_into(view, max_bytes, flags)
+        # A NUL never starts a JSON-RPC stream's bytes (JSON text or a header): if the
+        # first byte changed, the read took bytes before an interruption cut it short
+        # (Python runs a signal handler right after a call returns; its result is lost).
+        buffer[0] = 0
+        try:
+            count = sock.recv_into(view, max_bytes, flags)
+        except BaseException:
+            if buffer[0]:
+                self.interrupted_read = True
+            raise
         return buffer[:count]  # a slice of the mmap is a bytes copy: one object, not a view and a copy
 
     def watchable_fd(self) -> int | None:

@@ -45,6 +45,11 @@ def echo(*args: Any, **kwargs: Any) -> Any:
     return {"args": list(args), "kwargs": kwargs}
 
 
+def _send_lock_held(link: Any) -> bool:
+    """Whether some thread holds the client's send lock (an RLock, which has no locked() before 3.14)."""
+    return repr(link.send_lock).startswith("<locked")
+
+
 @pytest.fixture
 def server() -> Any:
     s = RPCServer()
@@ -969,7 +974,7 @@ def test_only_a_small_request_holds_the_reading_turn_while_it_is_sent(size: int)
     assert gate.sending.wait(WAIT)
     link = c._link
     assert link is not None
-    assert link.reading is (size <= link_module._EARLY_TURN)
+    assert bool(link.reading) is (size <= link_module._EARLY_TURN)
     gate.go.set()
     caller.join(WAIT)
     assert outcome == [size]
@@ -1241,9 +1246,9 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
         assert link is not None
         # Call 1's send (and its claim on the outbox) is over: call 2 sends itself, rather
         # than leaving its request for call 1's thread to write (tests/test_client_outbox.py).
-        wait_for(lambda: not link.sending and not link.send_lock.locked(), "call 1's send to end")
+        wait_for(lambda: not link.sending and not _send_lock_held(link), "call 1's send to end")
         second = start_thread(lambda: results.update(two=c.echo("y" * 15_000)))
-        wait_for(lambda: len(link.pending) == 2 and link.send_lock.locked(), "call 2 to be sending")
+        wait_for(lambda: len(link.pending) == 2 and _send_lock_held(link), "call 2 to be sending")
         assert not link.reading  # call 2 is sending without holding the turn
         held.set()
         first.join(WAIT)

@@ -215,15 +215,24 @@ class _InterruptibleLock:
         self.waiting = threading.Event()
         self.interrupt = threading.Event()
 
+        self._owner = 0
+
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking and threading.current_thread().name == self.victim and not self._lock.acquire(blocking=False):
             self.waiting.set()
             assert self.interrupt.wait(WAIT)
             raise KeyboardInterrupt
-        return self._lock.acquire(blocking, timeout)
+        acquired = self._lock.acquire(blocking, timeout)
+        if acquired:
+            self._owner = threading.get_ident()
+        return acquired
 
     def release(self) -> None:
+        self._owner = 0
         self._lock.release()
+
+    def _is_owned(self) -> bool:  # as threading.RLock's, which the client's send lock is
+        return self._owner == threading.get_ident()
 
     def locked(self) -> bool:
         return self._lock.locked()

@@ -1,0 +1,278 @@
+"""Ctrl-C anywhere in a sync client call leaves nothing held (review q06).
+
+Python runs a signal handler right after a call returns, so a KeyboardInterrupt
+can land just after the send lock or the reader's turn was taken, before the
+code that releases it. Each case is injected where the signal would land; the
+client must free what the interrupted thread held, and other threads' calls must
+finish or fail with a clear error, never wait for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, wait_for
+
+import jsonrpc_mini._client_link as link_module
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, SocketTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _held(lock: Any) -> bool:
+    return repr(lock).startswith("<locked")
+
+
+class _LockCutAfterAcquire:
+    """The client's send lock, whose acquire by thread ``victim`` is cut by KeyboardInterrupt after it succeeded."""
+
+    def __init__(self, inner: Any, victim: str, blocking: bool) -> None:
+        self.inner = inner
+        self.victim = victim
+        self.blocking = blocking
+        self.cut = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        acquired = self.inner.acquire(blocking, timeout)
+        mine = blocking == self.blocking and threading.current_thread().name == self.victim
+        if acquired and mine and not self.cut.is_set():
+            self.cut.set()
+            raise KeyboardInterrupt  # as a signal handler run when acquire() returns
+        return bool(acquired)
+
+    def release(self) -> None:
+        self.inner.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self.inner._is_owned())
+
+
+def _server() -> RPCServer:
+    s = RPCServer()
+    s.register_function(lambda x: x, name="echo")
+    return s
+
+
+def _run(results: dict[str, Any], name: str, call: Any) -> threading.Thread:
+    def run() -> None:
+        try:
+            results[name] = call()
+        except BaseException as exc:  # recorded for the test
+            results[name] = exc
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_an_interrupt_just_after_the_send_lock_was_taken_releases_it(blocking: bool) -> None:
+    # blocking=False: the lone caller's lock round (request); True: a caller that
+    # waits for the lock held by another send (send). Before, the lock stayed held:
+    # every later call failed "another send is stuck" or waited for ever.
+    server = _server()
+    address = server.start("127.0.0.1", 0)
+    try:
+        with RPCClient(*address, timeout=WAIT) as c:
+            link = c._link
+            assert link is not None
+            lock = link.send_lock = _LockCutAfterAcquire(link.send_lock, "victim", blocking)
+            results: dict[str, Any] = {}
+            if blocking:
+                lock.inner.acquire()  # another send holds the lock: the victim waits for it
+                victim = _run(results, "victim", lambda: c.echo(1))
+                wait_for(lambda: len(link.pending) == 1, "the victim to wait for the send lock")
+                lock.inner.release()
+            else:
+                victim = _run(results, "victim", lambda: c.echo(1))
+            victim.join(WAIT)
+            assert lock.cut.is_set()
+            assert isinstance(results["victim"], KeyboardInterrupt)
+            assert not _held(lock.inner), "the send lock stayed held"
+            assert not link.reading and not link.sending and not link.pending
+            assert link.lost is None  # nothing was written: the connection goes on
+            assert c.with_timeout(2).echo(2) == 2
+            other = _run(results, "other", lambda: c.echo(3))
+            other.join(WAIT)
+            assert results["other"] == 3
+    finally:
+        server.shutdown()
+
+
+def test_an_interrupt_just_after_the_reading_turn_was_taken_hands_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The turn is taken in wait()'s lock round and read in _lead: a signal landing
+    # between them left it taken, and every other caller waited as a follower.
+    server = _server()
+    gate = threading.Event()
+    server.register_function(lambda: gate.wait(WAIT) and "slow", name="slow")
+    later = threading.Event()
+    server.register_function(lambda: later.wait(WAIT) and "later", name="later")
+    address = server.start("127.0.0.1", 0)
+    real_lead = link_module._Link._lead
+    cut = threading.Event()
+
+    def lead(self: Any, waiter: Any, deadline: float | None) -> None:
+        if threading.current_thread().name == "victim" and not cut.is_set():
+            cut.set()
+            raise KeyboardInterrupt  # as when _lead's frame starts (a signal check)
+        real_lead(self, waiter, deadline)
+
+    try:
+        with RPCClient(*address) as c:  # no timeout: a call left waiting would hang
+            link = c._link
+            assert link is not None
+            results: dict[str, Any] = {}
+            slow = _run(results, "slow", c.slow)  # reads (alone, it takes the turn as it sends)
+            wait_for(lambda: bool(link.reading) and not _held(link.send_lock), "the slow call to read")
+            monkeypatch.setattr(link_module._Link, "_lead", lead)
+            victim = _run(results, "victim", c.later)  # a follower for now (its reply waits for ``later``)
+            wait_for(lambda: len(link.pending) == 2, "the victim to wait")
+            gate.set()  # the slow call's reader hands the turn to the victim, which is cut
+            slow.join(WAIT)
+            victim.join(WAIT)
+            assert results["slow"] == "slow"
+            assert cut.is_set() and isinstance(results["victim"], KeyboardInterrupt)
+            assert not link.reading, "the reading turn stayed taken"
+            later.set()
+            other = _run(results, "other", lambda: c.echo(3))
+            other.join(WAIT)
+            assert results["other"] == 3
+    finally:
+        server.shutdown()
+
+
+class _CutSocket(socket.socket):
+    """A socket whose first read that takes ``marker`` is cut by KeyboardInterrupt after the bytes arrived."""
+
+    marker = b""
+    cut = False
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        count = super().recv_into(buffer, nbytes, flags)
+        if not type(self).cut and self.marker in bytes(buffer[:count]):
+            type(self).cut = True
+            raise KeyboardInterrupt  # as a signal handler run when recv_into() returns
+        return count
+
+
+def _cut_client(marker: bytes) -> tuple[RPCClient, socket.socket, Any]:
+    mine, peer = socket.socketpair()
+    cut = type("Cut", (_CutSocket,), {"marker": marker})
+    sock = cut(fileno=mine.detach())
+    return RPCClient(transport=SocketTransport(sock)), peer, cut
+
+
+def _answer(peer: socket.socket, ids: list[int]) -> None:
+    peer.sendall(b"".join(b'{"jsonrpc": "2.0", "id": %d, "result": %d}\n' % (i, i) for i in ids))
+
+
+def _request_ids(peer: socket.socket, count: int) -> list[int]:
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = peer.recv(65536)
+        assert chunk
+        data += chunk
+    return [json.loads(line)["id"] for line in data.splitlines()]
+
+
+def test_a_read_cut_after_taking_other_calls_replies_closes_the_connection() -> None:
+    # The bytes read are lost with the interruption; the other call's reply was in
+    # them. Before, that call waited for ever (no timeout).
+    c, peer, cut = _cut_client(b'"result"')
+    try:
+        link = c._link
+        assert link is not None
+        results: dict[str, Any] = {}
+        first = _run(results, "first", lambda: c.echo(1))  # alone: it reads
+        wait_for(lambda: bool(link.reading), "the first call to read")
+        second = _run(results, "second", lambda: c.echo(2))
+        ids = _request_ids(peer, 2)
+        wait_for(lambda: len(link.pending) == 2, "both calls to wait")
+        _answer(peer, ids)  # one read takes both replies, and is cut
+        first.join(WAIT)
+        second.join(WAIT)
+        assert cut.cut
+        assert isinstance(results["first"], KeyboardInterrupt)
+        assert isinstance(results["second"], ConnectionLost), results
+        assert "a read was interrupted after taking bytes off the connection" in str(results["second"])
+        with pytest.raises(ConnectionLost):
+            c.echo(3)
+    finally:
+        c.close()
+        peer.close()
+
+
+def test_a_lone_call_whose_read_is_cut_keeps_the_connection() -> None:
+    # Alone, the caller loses only its own reply (an interactive Ctrl-C): the client goes on.
+    c, peer, cut = _cut_client(b'"result"')
+    try:
+        results: dict[str, Any] = {}
+        lone = _run(results, "lone", lambda: c.echo(1))
+        _answer(peer, _request_ids(peer, 1))
+        lone.join(WAIT)
+        assert isinstance(results["lone"], KeyboardInterrupt)
+        assert cut.cut
+        link = c._link
+        assert link is not None and link.lost is None and not link.pending and not link.reading
+        results2: dict[str, Any] = {}
+        t2 = _run(results2, "next", lambda: c.echo(2))
+        _answer(peer, _request_ids(peer, 1))
+        t2.join(WAIT)
+        assert results2["next"] == 2
+    finally:
+        c.close()
+        peer.close()
+
+
+# -- timeouts past what the sync client can wait (review p27) ------------------------
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e12, 1e300])
+def test_an_endless_or_huge_timeout_means_no_timeout(timeout: float) -> None:
+    server = _server()
+    address = server.start("127.0.0.1", 0)
+    try:
+        with RPCClient(*address, timeout=timeout) as c:
+            assert c.echo(1) == 1
+            assert c._timeout is None
+        with RPCClient(*address, timeout=5) as c:
+            view = c.with_timeout(timeout)
+            assert view._timeout is None
+            assert view.echo(2) == 2
+            assert c.echo(3) == 3
+    finally:
+        server.shutdown()
+
+
+def test_the_longest_timeout_is_kept_and_works() -> None:
+    server = _server()
+    address = server.start("127.0.0.1", 0)
+    longest = (2**31 - 1) // 1000
+    try:
+        with RPCClient(*address, timeout=longest) as c:
+            assert c._timeout == longest
+            assert c.echo(1) == 1
+            assert c.with_timeout(longest + 1)._timeout is None
+    finally:
+        server.shutdown()
+
+
+def test_a_timeout_names_its_method() -> None:
+    server = _server()
+    gate = threading.Event()
+    server.register_function(lambda: gate.wait(WAIT), name="slow")
+    address = server.start("127.0.0.1", 0)
+    try:
+        with RPCClient(*address, timeout=0.2) as c:
+            with pytest.raises(RPCTimeout) as info:
+                c.slow()
+            assert info.value.method == "slow"
+            assert str(info.value) == "slow: no reply within the timeout; a late reply will be dropped"
+            gate.set()
+    finally:
+        server.shutdown()
