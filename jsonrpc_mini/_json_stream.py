@@ -27,6 +27,7 @@ from ._frames import (
     too_large,
     unclosed,
 )
+from ._json_runs import CLOSE_ARRAY, RUN, RUN_DEPTH, RUN_WINDOW
 
 __all__ = ["JsonStreamFramer"]
 
@@ -55,39 +56,6 @@ _UNCLOSED_MAX: Final = 64
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
 _LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a space
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
-
-# Speed: the scanner handles one token per Python iteration, ~50x slower than the
-# decoder on structure-heavy values (arrays of small objects). These patterns let it
-# pass over a run of complete, well-formed elements (nested at most two levels) in
-# one C call. They only match text in which the scanner could find no error (no
-# raw newline in a string, a ',' or ':' before every string and container, brackets
-# balanced), so the result is the same as walking it token by token.
-_WS_ = rb"[ \t\r\n]*+"
-_STR_ = rb'"[^"\\\n]*+(?:\\[^\n][^"\\\n]*+)*+"'  # "unrolled": no alternation per byte
-_V0_ = rb"(?:" + _STR_ + rb'|[^ \t\r\n\[\]{}",:]++)'
-
-
-def _containers(inner: bytes) -> bytes:
-    pair = _STR_ + _WS_ + rb":" + _WS_ + inner + _WS_
-    array = rb"\[" + _WS_ + rb"(?:" + inner + _WS_ + rb"(?:," + _WS_ + inner + _WS_ + rb")*+)?\]"
-    obj = rb"\{" + _WS_ + rb"(?:" + pair + rb"(?:," + _WS_ + pair + rb")*+)?\}"
-    return rb"(?:" + inner + rb"|" + array + rb"|" + obj + rb")"
-
-
-_ELEM_ = _containers(_containers(_V0_))
-_PAIR_ = _STR_ + _WS_ + rb":" + _WS_ + _ELEM_
-_RUN: Final = {  # (in an array?, right after the opening bracket?) -> pattern
-    (True, True): re.compile(_WS_ + rb"(?:" + _ELEM_ + _WS_ + rb"," + _WS_ + rb")*+"),
-    (True, False): re.compile(_WS_ + rb"," + _WS_ + rb"(?:" + _ELEM_ + _WS_ + rb"," + _WS_ + rb")*+"),
-    (False, True): re.compile(_WS_ + rb"(?:" + _PAIR_ + _WS_ + rb"," + _WS_ + rb")*+"),
-    (False, False): re.compile(_WS_ + rb"," + _WS_ + rb"(?:" + _PAIR_ + _WS_ + rb"," + _WS_ + rb")*+"),
-}
-_RUN_DEPTH: Final = 2
-# A run is matched within this many bytes at a time: an element still arriving (a
-# long string, say) fails to match after at most this much work, not after all of
-# it each time more bytes arrive. The scanner goes on token by token and tries again.
-_RUN_WINDOW: Final = 32768
-_CLOSE_ARRAY: Final = ord("]")
 
 # Modes of JsonStreamFramer.
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
@@ -422,8 +390,8 @@ class JsonStreamFramer(BufferedReader):
                 else:
                     return self._error_at(i, "Parse error: raw newline inside a string")
             else:
-                if after is not None and len(stack) + _RUN_DEPTH <= self._scan_depth:
-                    run = _RUN[(stack[-1] == _CLOSE_ARRAY, after)].match(buf, pos, min(stop, pos + _RUN_WINDOW))
+                if after is not None and len(stack) + RUN_DEPTH <= self._scan_depth:
+                    run = RUN[(stack[-1] == CLOSE_ARRAY, after)].match(buf, pos, min(stop, pos + RUN_WINDOW))
                     if run is not None:
                         pos = run.end()
                     after = None
