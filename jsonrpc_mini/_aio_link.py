@@ -347,7 +347,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
 
     def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
         if isinstance(event, Closed):
-            self.fail_all("connection closed by the server")
+            self.fail_all(event.reason or "connection closed by the server")
             return
         if isinstance(event, Violation):
             self._violation(event)

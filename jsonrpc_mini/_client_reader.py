@@ -361,7 +361,7 @@ class _ReplyReader:
 
     def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
         if isinstance(event, Closed):
-            self.fail_all("connection closed by the server")
+            self.fail_all(event.reason or "connection closed by the server")
         elif isinstance(event, Violation):
             self._violation(event)
         else:

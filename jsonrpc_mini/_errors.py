@@ -58,7 +58,8 @@ class RPCError(Exception):
     def __str__(self) -> str:
         where = f"{self.method}: " if self.method else ""
         code = "" if self.code is None else f"[{self.code}] "
-        return f"{where}{code}{self.message}"
+        message = "(no message)" if self.message is None else self.message  # e.g. RPCError(-32000, None)
+        return f"{where}{code}{message}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, data={self.data!r})"

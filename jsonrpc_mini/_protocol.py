@@ -11,7 +11,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._codec import (
@@ -84,7 +84,13 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """The peer closed its side and every message before that has been delivered."""
+    """The peer closed its side and every message before that has been delivered.
+
+    ``reason`` (client side) is set when this end must close instead: what the
+    server sent cannot be read (a reply over ``max_message_size``, say).
+    """
+
+    reason: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,12 +475,21 @@ class ClientConnection(_Base):
                     continue
                 self._queue.append(Violation(f"unreadable data from server: {event.message}"))
                 if event.fatal:
-                    self._queue.append(Closed())
+                    self._queue.append(Closed(self._unreadable(event.code, event.message)))
                     self._closed_reported = True
             else:
                 for value in _reply_values(event.value):
                     self._queue.append(self.parse_reply(value))
         return self._queue.popleft()
+
+    def _unreadable(self, code: int, message: str) -> str:
+        """Why this client closes a connection whose bytes it cannot read (a fatal frame error)."""
+        if code == InvalidRequest.CODE:  # (the one fatal -32600: a message over the limit)
+            return (
+                f"a reply exceeded this client's max_message_size ({self.max_message_size} bytes), so the"
+                " client closed the connection; raise its max_message_size option to accept larger replies"
+            )
+        return f"unreadable data from server ({message}), so the client closed the connection"
 
     def _too_deep(self, value: Any) -> list[Response | ErrorResponse | Violation]:
         """The events for a reply decoded whole but nested deeper than ``max_depth``.

@@ -121,7 +121,7 @@ class SocketTransport:
             view = view[sent:]
             remaining = deadline - time.monotonic()
             if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
-                raise TimeoutError(f"the peer took no more data within {timeout:.3g} s")
+                raise TimeoutError(f"the peer took no more data within {round(timeout, 3)} s")
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""

@@ -19,7 +19,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 import jsonrpc_mini._client_link as link_module
-from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, SocketTransport
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, RPCTimeout, SocketTransport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,9 +104,13 @@ def test_an_interrupt_just_after_the_send_lock_was_taken_releases_it(blocking: b
         server.shutdown()
 
 
-def test_an_interrupt_just_after_the_reading_turn_was_taken_hands_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["call", "batch"])
+def test_an_interrupt_just_after_the_reading_turn_was_taken_hands_it_on(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     # The turn is taken in wait()'s lock round and read in _lead: a signal landing
     # between them left it taken, and every other caller waited as a follower.
+    # (A batch member waits through wait() alone, a call also through request().)
     server = _server()
     gate = threading.Event()
     server.register_function(lambda: gate.wait(WAIT) and "slow", name="slow")
@@ -130,7 +134,14 @@ def test_an_interrupt_just_after_the_reading_turn_was_taken_hands_it_on(monkeypa
             slow = _run(results, "slow", c.slow)  # reads (alone, it takes the turn as it sends)
             wait_for(lambda: bool(link.reading) and not _held(link.send_lock), "the slow call to read")
             monkeypatch.setattr(link_module._Link, "_lead", lead)
-            victim = _run(results, "victim", c.later)  # a follower for now (its reply waits for ``later``)
+
+            def batch() -> Any:
+                with c.batch() as b:
+                    member = b.later()
+                return member.result()
+
+            # A follower for now (its reply waits for ``later``).
+            victim = _run(results, "victim", c.later if kind == "call" else batch)
             wait_for(lambda: len(link.pending) == 2, "the victim to wait")
             gate.set()  # the slow call's reader hands the turn to the victim, which is cut
             slow.join(WAIT)
@@ -276,3 +287,78 @@ def test_a_timeout_names_its_method() -> None:
             gate.set()
     finally:
         server.shutdown()
+
+
+def test_a_call_whose_reply_an_interrupted_reader_took_fails_instead_of_waiting() -> None:
+    # The reader was cut after taking the other call out of ``pending`` and before
+    # storing its reply (the reply is lost with it). That call, with no timeout,
+    # read on for ever before; it now fails at its next look (a follower polls).
+    c, peer, _ = _cut_client(b"never")  # (no cut by the socket here)
+    try:
+        link = c._link
+        assert link is not None
+        results: dict[str, Any] = {}
+        first = _run(results, "first", lambda: c.echo(1))
+        wait_for(lambda: bool(link.reading), "the first call to read")
+        second = _run(results, "second", lambda: c.echo(2))
+        ids = _request_ids(peer, 2)
+        wait_for(lambda: len(link.pending) == 2, "both calls to wait")
+        real = link._settle_lines
+
+        def settle_cut(values: Any, waiter: Any) -> bool:
+            with link.lock:
+                link.pending.pop(ids[1])  # the second call's reply is being handed out ...
+            raise KeyboardInterrupt  # ... when the signal lands
+
+        link._settle_lines = settle_cut
+        _answer(peer, ids[1:])
+        first.join(WAIT)
+        link._settle_lines = real
+        second.join(WAIT)
+        assert not second.is_alive(), "the call whose reply was taken waits for ever"
+        assert isinstance(results["first"], KeyboardInterrupt)
+        assert isinstance(results["second"], ConnectionLost), results
+    finally:
+        c.close()
+        peer.close()
+
+
+def test_a_thread_holding_the_send_lock_as_it_sends_closes_the_connection() -> None:
+    # A leftover hold (a second Ctrl-C while the first was handled), or a signal
+    # handler calling while its thread is inside a send: writing now would put a
+    # request inside another. The connection is closed and the lock freed.
+    c, peer, _ = _cut_client(b"never")
+    try:
+        link = c._link
+        assert link is not None
+        link.send_lock.acquire()  # left held by this thread
+        results: dict[str, Any] = {}
+        waiting = _run(results, "waiting", lambda: c.notify("x"))  # waits for the lock
+        wait_for(lambda: "waiting" not in results and waiting.is_alive(), "the other sender to wait")
+        with pytest.raises(ConnectionLost, match="a send was interrupted and left the connection in use"):
+            c.with_timeout(2).echo(1)
+        assert not _held(link.send_lock)
+        waiting.join(WAIT)
+        assert isinstance(results["waiting"], ConnectionLost), results
+        peer.settimeout(0.2)
+        assert peer.recv(100) == b"", "a request was written"
+    finally:
+        c.close()
+        peer.close()
+
+
+def test_an_error_without_a_message_prints_so() -> None:
+    assert str(RPCError(-32000, None)) == "[-32000] (no message)"
+    assert str(RPCError(-32000, "x")) == "[-32000] x"
+
+
+def test_a_send_timeout_is_reported_rounded() -> None:
+    mine, peer = socket.socketpair()
+    try:
+        transport = SocketTransport(mine)
+        with pytest.raises(TimeoutError) as info:
+            transport.send_within(b"x" * (64 << 20), 0.123456789)  # the peer reads nothing
+        assert str(info.value) == "the peer took no more data within 0.123 s"
+    finally:
+        mine.close()
+        peer.close()
