@@ -169,16 +169,19 @@ class ServerProtocol(CallingProtocol):
         return self._keep_open
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection; calls still running finish but their replies are dropped."""
+        """Forget the connection; calls still running finish (their replies are dropped)."""
         self._input_done = True
         self._backlog = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._accepted:
-            self._srv._conns.discard(self)
-            self._srv._blocked.discard(self)
-            if not self._srv._conns:
+            srv = self._srv
+            srv._conns.discard(self)
+            srv._blocked.discard(self)
+            if self.busy:  # calls still running: shutdown() waits for them (or cancels them) too
+                srv._orphans.add(self)
+            if not srv._conns:
                 self._runner.release()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -202,6 +205,7 @@ class ServerProtocol(CallingProtocol):
         """Close the transport (buffered replies are still flushed); idempotent."""
         self._input_done = True
         self._backlog = None
+        self._srv._orphans.discard(self)
         if self._transport is not None:
             self._flush()
             self._transport.close()

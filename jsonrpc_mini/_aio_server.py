@@ -112,6 +112,7 @@ class RPCServer(Registry):
         self._executor: concurrent.futures.Executor | None = executor
         self._is_async: dict[Callable[..., Any], bool] = {}
         self._conns: set[ServerProtocol] = set()
+        self._orphans: set[ServerProtocol] = set()  # connections lost while calls of theirs still run
         self._gates: set[TlsGate] = set()  # connections on a TLS port not yet TLS (or being refused)
         self._blocked: set[ServerProtocol] = set()
         self.total_busy = 0
@@ -241,7 +242,7 @@ class RPCServer(Registry):
         gates = list(self._gates)
         for gate in gates:  # not served yet: nothing to finish
             gate.close()
-        conns = list(self._conns)
+        conns = [*self._conns, *self._orphans]  # (a lost connection's calls are waited for too)
         me = asyncio.current_task()
         for conn in conns:
             conn.drain()
