@@ -463,6 +463,20 @@ class ClientConnection(_Base):
             return [], start
         return _reply_values(value), end
 
+    def decode_line(self, data: bytes) -> Any:
+        """The JSON object ``data`` holds when it is exactly one line :meth:`decode_lines` would take, else None.
+
+        Nothing is consumed either way: after None the caller goes on with
+        :meth:`decode_lines` or :meth:`receive_data`. As with ``decode_lines`` the
+        value is not checked as a response. Speed: a caller waiting for each reply
+        reads one reply line at a time; this is ``decode_lines``'s one-line case
+        without its list, offsets and look for more lines.
+        """
+        if self._queue:
+            return None
+        value = self._single_line(data)
+        return None if value is _NOT_ONE else value
+
     def next_event(self) -> ClientEvent | None:
         """The next reply (or protocol violation), or None if more bytes are needed."""
         while not self._queue:

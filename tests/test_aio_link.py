@@ -72,8 +72,15 @@ def outcome(future: asyncio.Future[Any]) -> Any:
     return [type(exc).__name__, getattr(exc, "code", None), str(exc), getattr(exc, "data", None)]
 
 
-async def settle(chunks: list[bytes] | None, stream: bytes, eof: bool, max_size: int = MAX_SIZE) -> Any:
-    """How the calls end when ``chunks`` arrive (None: ``stream`` through the framer only)."""
+async def settle(
+    chunks: list[bytes] | None, stream: bytes, eof: bool, max_size: int = MAX_SIZE, via_buffer: bool = False
+) -> Any:
+    """How the calls end when ``chunks`` arrive (None: ``stream`` through the framer only).
+
+    ``via_buffer``: each chunk is read as a socket transport reads it, into the
+    link's buffer and then ``buffer_updated`` (with its one-line path), instead of
+    ``data_received``.
+    """
     link = Link(ClientConnection(framing="newline", max_message_size=max_size))
     transport = Transport()
     link.connection_made(transport)
@@ -87,6 +94,10 @@ async def settle(chunks: list[bytes] | None, stream: bytes, eof: bool, max_size:
         if chunks is None:
             link.proto.receive_data(stream)
             link._drain()  # the general path: every byte through the framer
+        elif via_buffer:
+            for chunk in chunks:
+                link.get_buffer(-1)[: len(chunk)] = chunk
+                link.buffer_updated(len(chunk))
         else:
             for chunk in chunks:
                 link.data_received(chunk)
@@ -151,11 +162,16 @@ LINE = compact({"jsonrpc": "2.0", "id": 1, "result": "one"})
 def test_calls_end_as_on_the_general_path(case: Any) -> None:
     stream, chunks, eof = case
 
-    async def both() -> tuple[Any, Any]:
-        return await settle(None, stream, eof), await settle(chunks, stream, eof)
+    async def both() -> tuple[Any, Any, Any]:
+        return (
+            await settle(None, stream, eof),
+            await settle(chunks, stream, eof),
+            await settle(chunks, stream, eof, via_buffer=True),
+        )
 
-    expected, got = run(both)
+    expected, got, got_via_buffer = run(both)
     assert got == expected
+    assert got_via_buffer == expected
 
 
 def test_many_replies_in_one_read_settle_their_calls_in_order() -> None:
@@ -231,11 +247,16 @@ def test_runs_of_reply_lines_end_as_on_the_general_path(
     if split:  # a read may end inside a line: the group stops at the last whole one
         reads = [stream[: len(stream) // 2], stream[len(stream) // 2 :]]
 
-    async def both() -> tuple[Any, Any]:
-        return await settle(None, stream, eof, max_size), await settle(reads, stream, eof, max_size)
+    async def both() -> tuple[Any, Any, Any]:
+        return (
+            await settle(None, stream, eof, max_size),
+            await settle(reads, stream, eof, max_size),
+            await settle(reads, stream, eof, max_size, via_buffer=True),
+        )
 
-    expected, got = run(both)
+    expected, got, got_via_buffer = run(both)
     assert got == expected
+    assert got_via_buffer == expected
 
 
 def test_a_read_of_many_replies_is_decoded_at_once() -> None:
@@ -376,3 +397,27 @@ def test_decode_lines_leaves_queued_replies_first() -> None:
     assert first is not None and first.id == 1  # the second member is queued
     assert conn.decode_lines(LINE, 1024) == ([], 0)
     assert conn.decode_lines(LINE + LINE, 1024) == ([], 0)
+    assert conn.decode_line(LINE) is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    head=st.sampled_from([b"", LINE, b'{"jsonrpc":"2.0","id":1,', b"x\n", compact([{"id": 1}, {"id": 2}])]),
+    data=st.one_of(values.map(compact), pieces, line_runs.map(b"".join)),
+    max_size=st.sampled_from([MAX_SIZE, 45, 60]),
+    max_depth=st.sampled_from([128, 2]),
+)
+@example(head=b"", data=LINE, max_size=MAX_SIZE, max_depth=128)
+@example(head=b"", data=compact({"jsonrpc": "2.0", "id": 1, "result": [[[1]]]}), max_size=MAX_SIZE, max_depth=2)
+def test_decode_line_takes_what_decode_lines_takes_of_one_object_line(
+    head: bytes, data: bytes, max_size: int, max_depth: int
+) -> None:
+    """Invariant: decode_line gives the object decode_lines would take when ``data`` is that one line, else None;
+    it consumes nothing either way (the one-line path of Link.buffer_updated)."""
+    options: dict[str, Any] = {"max_message_size": max_size, "max_depth": max_depth}
+    conn, reference = ClientConnection(**options), ClientConnection(**options)
+    assert framer_values(conn, head) == framer_values(reference, head)  # maybe mid-value, mid-skip, or a queue
+    values, end = conn.decode_lines(data, 1)  # consumes nothing either
+    expected = values[0] if values and end == len(data) and data[:1] == b"{" else None
+    assert conn.decode_line(data) == expected
+    assert framer_values(conn, data + b"\n") == framer_values(reference, data + b"\n")
