@@ -119,6 +119,7 @@ class ServerProtocol(CallingProtocol):
         self._accepted = True
         self._keep_open = transport.get_extra_info("sslcontext") is None
         srv._conns.add(self)
+        self._last = self._loop.time()  # (a TLS port makes the protocol before the handshake)
         self._arm()
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -23,7 +23,7 @@ from typing import Any
 from ._aio_calls import NOT_AWAITABLE
 from ._aio_conn import ServerProtocol
 from ._aio_runner import CallRunner, PoolCalls
-from ._aio_tls import TlsGate
+from ._aio_tls import TlsGate, TlsListener, listen_tls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import Prepared, Registry, outcome_response
 from ._errors import RPCError
@@ -118,7 +118,7 @@ class RPCServer(Registry):
         self.total_busy = 0
         self._runner: CallRunner | None = None
         self._pool: PoolCalls | None = None
-        self._listener: asyncio.AbstractServer | None = None
+        self._listener: TlsListener | asyncio.AbstractServer | None = None
         self._address: Address | None = None
         self._path: str | None = None
         self._stopped: asyncio.Event | None = None
@@ -146,18 +146,20 @@ class RPCServer(Registry):
             raise RuntimeError("this server is already listening; call shutdown() first")
         loop = asyncio.get_running_loop()
         opts = self.options
-        factory: Callable[[], asyncio.BaseProtocol] = self.protocol
-        if ssl is not None:
-            context, timeout = ssl, opts.handshake_timeout
-            factory = lambda: TlsGate(self, context, timeout)  # noqa: E731 - plain TCP; the gate starts TLS
         if path is not None:
             _remove_stale_socket(path)
-            listener = await loop.create_unix_server(factory, path, backlog=opts.backlog)
+        listener: TlsListener | asyncio.Server
+        if ssl is not None:  # accepted in plain TCP: the gate starts TLS (or refuses a plain client)
+            listener = await listen_tls(self, ssl, host, port, path)
+        elif path is not None:
+            listener = await loop.create_unix_server(self.protocol, path, backlog=opts.backlog)
+        else:
+            listener = await loop.create_server(self.protocol, host, port, backlog=opts.backlog, reuse_address=True)
+        if path is not None:
             if opts.unix_mode is not None:
                 os.chmod(path, opts.unix_mode)
             address: Address = path
         else:
-            listener = await loop.create_server(factory, host, port, backlog=opts.backlog, reuse_address=True)
             bound = listener.sockets[0].getsockname()
             address = (bound[0], bound[1])
         self._listener, self._address, self._path = listener, address, path

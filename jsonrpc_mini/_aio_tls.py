@@ -1,18 +1,23 @@
 """The first moments of a connection on the asyncio server's TLS port: peek, then upgrade or refuse.
 
-The asyncio server listens in plain TCP when it serves TLS and puts a ``TlsGate``
-in front of every accepted connection. The gate looks at the client's first byte
-without reading it (``MSG_PEEK``): a TLS handshake record starts the handshake
-(``loop.start_tls``) and hands the connection to the server's protocol; anything
-else (a client without ``ssl=``) gets the sync server's answer, one plain -32000
-error "this server speaks TLS ...", after a bounded drain of what it sent. With
-asyncio's own TLS listener such a client only saw the connection close.
+When the asyncio server serves TLS it accepts connections itself (``TlsListener``)
+and puts a ``TlsGate`` in front of every accepted socket, before any transport
+exists. The gate waits (``loop.add_reader``) for the client's first byte and looks
+at it without reading it (``MSG_PEEK``). A TLS handshake record: the socket gets a
+plain transport (``loop.connect_accepted_socket``) under asyncio's TLS layer
+(``asyncio.sslproto.SSLProtocol``, what ``start_tls`` and asyncio's TLS listeners
+use), which does the handshake and then hands the connection to the server's
+protocol. Anything else (a client without ``ssl=``) gets the sync server's answer,
+one plain -32000 error "this server speaks TLS ...", after a bounded drain of what
+it sent. With asyncio's own TLS listener such a client only saw the connection close.
 
-Peeking needs the socket's readiness without the transport reading. The
-transport's reading is paused and a duplicate of its descriptor is watched
-instead (the event loop refuses to watch a descriptor a transport owns); the
-duplicate is closed before the transport reads again. An event loop that cannot
-watch descriptors (Windows' proactor) skips the peek: TLS as before.
+Why no transport while peeking: the event loop refuses to watch a descriptor a
+transport owns, and watching a duplicate of it cost a second descriptor for every
+waiting connection, so silent peers exhausted RLIMIT_NOFILE at half the count.
+Here a connection at the gate holds its own descriptor and nothing else.
+
+An event loop that cannot watch descriptors (Windows' proactor) gets asyncio's
+own TLS listener instead: TLS as before, without the plain-text answer.
 
 Peek and handshake together are bounded by ``handshake_timeout``; the server
 tracks its gates so that ``shutdown()`` closes connections still in them.
@@ -22,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import ssl as _ssl
-from typing import TYPE_CHECKING, Any, Literal, cast
+from asyncio import sslproto
+from typing import TYPE_CHECKING, Literal
 
 from ._aio_runner import log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
@@ -33,178 +40,309 @@ from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, ref
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
 
-__all__ = ["TlsGate"]
+__all__ = ["TlsGate", "TlsListener", "listen_tls"]
 
 log = logging.getLogger("jsonrpc_mini")
 
-Stage = Literal["peek", "handshake", "refuse", "done"]
+Stage = Literal["peek", "connect", "handshake", "refuse", "done"]
+
+# Out of descriptors (or memory) when accepting: stop watching the listening socket
+# (it stays readable, so the loop would spin) and try again after this long, as
+# asyncio's own listener does.
+_RETRY = 1.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-class TlsGate(asyncio.Protocol):
-    """One connection on a TLS port until it is TLS (then served) or turned away."""
+async def listen_tls(
+    server: RPCServer, context: _ssl.SSLContext, host: str, port: int, path: str | None
+) -> TlsListener | asyncio.Server:
+    """Listen on a TLS port with the gate in front (asyncio's TLS listener if the loop cannot watch descriptors)."""
+    loop = asyncio.get_running_loop()
+    timeout, backlog = server.options.handshake_timeout, server.options.backlog
+    listener = TlsListener(server, await _bind(loop, host, port, path, backlog), context, timeout, backlog)
+    try:
+        listener.serve()
+    except NotImplementedError:
+        listener.close()
+        if path is not None:
+            return await loop.create_unix_server(
+                server.protocol, path, backlog=backlog, ssl=context, ssl_handshake_timeout=timeout
+            )
+        return await loop.create_server(
+            server.protocol, host, port, backlog=backlog, reuse_address=True, ssl=context, ssl_handshake_timeout=timeout
+        )
+    return listener
 
-    def __init__(self, server: RPCServer, context: _ssl.SSLContext, timeout: float) -> None:
+
+async def _bind(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, path: str | None, backlog: int
+) -> list[socket.socket]:
+    """Listening, non-blocking sockets for ``path`` or ``host``/``port``."""
+    socks: list[socket.socket] = []
+    try:
+        if path is not None:
+            socks.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            socks[0].bind(path)
+        else:
+            # asyncio resolves and binds exactly as for every other server (each address
+            # of host, SO_REUSEADDR, IPv6-only IPv6 sockets); its sockets are taken over.
+            bound = await loop.create_server(asyncio.Protocol, host, port, reuse_address=True, start_serving=False)
+            try:
+                for sock in bound.sockets:
+                    socks.append(sock.dup())
+            finally:
+                bound.close()
+        for sock in socks:
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class TlsListener:
+    """A TLS port's listening sockets: every connection accepted goes through a ``TlsGate``."""
+
+    def __init__(
+        self, server: RPCServer, sockets: list[socket.socket], context: _ssl.SSLContext, timeout: float, backlog: int
+    ) -> None:
         self._srv = server
+        self.sockets = sockets
+        self._context = context
+        self._timeout = timeout
+        self._backlog = backlog
+        self._loop = asyncio.get_running_loop()
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def serve(self) -> None:
+        """Start accepting (NotImplementedError: this event loop cannot watch descriptors)."""
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets (connections at the gate stay); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._unwatch()
+        for sock in self.sockets:
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        """Return at once: ``close()`` has already closed everything this listener owns."""
+
+    def _unwatch(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(Exception):  # (not watched; a closed loop)
+                self._loop.remove_reader(sock.fileno())
+
+    def _accept(self, listening: socket.socket) -> None:
+        # Several connections may be waiting: take up to a backlog's worth per wake-up.
+        for _ in range(self._backlog):
+            try:
+                conn, _ = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # none left
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    log.warning("TLS port: cannot accept a connection (%s); trying again in %s s", exc, _RETRY)
+                    self._unwatch()
+                    self._retry = self._loop.call_later(_RETRY, self._resume)
+                else:
+                    log.warning("TLS port: accepting a connection failed: %s", exc)
+                return
+            TlsGate(self._srv, conn, self._context, self._timeout).start()
+
+    def _resume(self) -> None:
+        self._retry = None
+        if not self._closed:
+            self.serve()
+
+
+class TlsGate:
+    """One accepted connection on a TLS port until it is TLS (then served) or turned away."""
+
+    def __init__(self, server: RPCServer, sock: socket.socket, context: _ssl.SSLContext, timeout: float) -> None:
+        self._srv = server
+        self._sock = sock
+        self._fd = sock.fileno()
         self._context = context
         self._loop = loop = asyncio.get_running_loop()
         self._deadline = loop.time() + timeout
-        self._transport: asyncio.Transport | None = None
-        self._peek: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stage: Stage = "peek"
+        self._watching = False
+        self._handed = False  # an asyncio transport owns the socket now (and closes it)
+        self._transport: asyncio.Transport | None = None  # once connected (the TLS layer runs on it)
+        self._waiter: asyncio.Future[None] | None = None  # the handshake's end
         self._left = DRAIN_BYTES
-        # What the TLS layer delivers between the handshake's end and the hand-over
-        # (start_tls wakes its caller only after passing on data that came with it).
-        self._held: list[tuple[str, Any]] = []
         self.task: asyncio.Task[None] | None = None
         self.done: asyncio.Future[None] = loop.create_future()
 
-    # -- asyncio callbacks (the plain transport's, then the TLS layer's) --------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Pause reading and watch for the first byte."""
-        self._transport = transport = cast(asyncio.Transport, transport)
+    def start(self) -> None:
+        """Wait for the client's first byte (for at most handshake_timeout)."""
         self._srv._gates.add(self)
         self._timer = self._loop.call_at(self._deadline, self._expire)
-        transport.pause_reading()
-        raw = transport.get_extra_info("socket")
         try:
-            self._peek = socket.fromfd(raw.fileno(), raw.family, raw.type)
-            self._peek.setblocking(False)  # (the descriptor is non-blocking already; the object must know)
-            self._loop.add_reader(self._peek.fileno(), self._readable)
-        except (AttributeError, NotImplementedError, OSError, RuntimeError):
-            self._stop_peeking()
-            self._upgrade()  # no peeking here: TLS right away, as asyncio's TLS listener does
-
-    def data_received(self, data: bytes) -> None:
-        """Refusing: count and drop what the client sent; after the handshake: hold it."""
-        if self._stage == "refuse":
-            self._left -= len(data)
-            if self._left <= 0 and self._transport is not None:
-                self._transport.close()
-        elif self._stage == "handshake":
-            self._held.append(("data", data))
-
-    def eof_received(self) -> bool:
-        """The client stopped sending: a refused connection closes (its answer is written)."""
-        if self._stage == "handshake":
-            self._held.append(("eof", None))
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The connection closed before it was handed over."""
-        if self._stage == "handshake" and self.task is not None and not self.task.done():
-            self._held.append(("lost", exc))  # the handshake task sees the failure and finishes
+            self._sock.setblocking(False)
+            self._loop.add_reader(self._fd, self._readable)
+        except Exception as exc:  # (e.g. out of memory in the selector)
+            log.info("TLS port: cannot watch a connection: %s", exc)
+            self._close()
             return
-        self._finish()
-
-    # -- control from the server -----------------------------------------------
+        self._watching = True
 
     def close(self) -> None:
-        """Close the connection (server shutdown); a handshake in progress is cancelled."""
-        if self._stage == "handshake" and self.task is not None:
-            self.task.cancel()
-        elif self._stage != "done" and self._transport is not None:
-            self._stop_peeking()
-            self._transport.close()
+        """Close the connection (server shutdown); a handshake in progress is aborted."""
+        if self._stage == "handshake" and self._transport is not None:
+            self._transport.abort()  # the TLS layer sees the connection lost and ends the handshake
+        elif self._stage == "connect":
+            if self.task is not None:
+                self.task.cancel()
+        elif self._stage != "done":
+            self._close()
 
     # -- the stages ----------------------------------------------------------------
 
     def _readable(self) -> None:
-        peek = self._peek
-        if peek is None or self._stage != "peek":
+        if self._stage == "refuse":
+            self._drain()
+            return
+        if self._stage != "peek":  # pragma: no cover - not watched in other stages
             return
         try:
-            first = peek.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
+            first = self._sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
             return  # woken for nothing: still watching
         except OSError as exc:
             log.info("TLS port: a connection failed before its first byte: %s", exc)
-            self.close()
+            self._close()
             return
-        self._stop_peeking()
         if not first:
-            self.close()  # closed before saying anything
+            self._close()  # closed before saying anything
         elif is_tls_start(first):
             self._upgrade()
         else:
             self._refuse()
 
     def _upgrade(self) -> None:
-        self._stage = "handshake"
+        self._stage = "connect"
+        self._unwatch()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.task = task = self._loop.create_task(self._handshake())
+        # asyncio's TLS layer (what start_tls and TLS listeners put on a transport) on a
+        # plain transport of the socket. Nothing awaits the handshake: ``waiter`` reports
+        # its end. A coroutine suspended inside asyncio for the whole handshake (as in
+        # start_tls or connect_accepted_socket(ssl=)) would, on a loop closed by hand,
+        # fail "Event loop is closed" when the garbage collector closes it, if it goes
+        # before this module's coroutine (an accident of object generations).
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        timeout = max(self._deadline - self._loop.time(), 0.001)
+        try:
+            tls = sslproto.SSLProtocol(
+                self._loop,
+                self._srv.protocol(),
+                self._context,
+                waiter,
+                server_side=True,
+                ssl_handshake_timeout=timeout,  # type: ignore[arg-type] # (typeshed says int; seconds)
+            )
+        except Exception as exc:  # pragma: no cover - e.g. an SSLContext that cannot make a server object
+            log.error("TLS port: cannot start a handshake: %s", exc)
+            self._close()
+            return
+        self._waiter = waiter
+        waiter.add_done_callback(self._handshake_done)
+        self.task = task = self._loop.create_task(self._connect(tls))
         # A loop closed without cancelling (or shutdown()) destroys it pending: no user
         # code runs in it, so, like the idle call runner, it is not reported.
         log_destroy(task, False)
+        task.add_done_callback(self._connected)
 
-    async def _handshake(self) -> None:
-        transport = self._transport
-        assert transport is not None
-        timeout = max(self._deadline - self._loop.time(), 0.001)
-        try:
-            tls = await self._loop.start_tls(
-                transport, self, self._context, server_side=True, ssl_handshake_timeout=timeout
-            )
-        except Exception as exc:  # start_tls closed the connection
-            log.info("TLS handshake failed: %s", exc)
-            self._finish()
-            return
-        except BaseException:  # cancelled (shutdown): start_tls closed the connection
-            self._finish()
-            raise
-        held, self._held = self._held, []
-        if tls is None:  # pragma: no cover - only when the handshake produced no transport
-            transport.close()
-            self._finish()
-            return
-        protocol = self._srv.protocol()
-        tls.set_protocol(protocol)
-        self._finish()
-        protocol.connection_made(tls)
-        for kind, value in held:
-            if kind == "data":
-                protocol.data_received(value)
-            elif kind == "eof":
-                protocol.eof_received()
+    async def _connect(self, tls: asyncio.BaseProtocol) -> None:
+        self._handed = True  # from here on asyncio owns the socket (and closes it)
+        transport, _ = await self._loop.connect_accepted_socket(lambda: tls, self._sock)
+        self._transport = transport
+        if self._stage == "connect":
+            self._stage = "handshake"
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        # Failed or cancelled (shutdown): the handshake never starts, so end it here.
+        exc = None if task.cancelled() else task.exception()
+        waiter = self._waiter
+        if (task.cancelled() or exc is not None) and waiter is not None and not waiter.done():
+            if exc is not None:
+                waiter.set_exception(exc)  # (logged by _handshake_done)
             else:
-                protocol.connection_lost(value)
+                waiter.cancel()
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.cancelled() and (exc := waiter.exception()) is not None:
+            log.info("TLS handshake failed: %s", exc)
+        if not self._handed:  # pragma: no cover - the connecting task was cancelled before it began
+            self._sock.close()
+        self._finish()
 
     def _refuse(self) -> None:
-        transport = self._transport
-        assert transport is not None
         self._stage = "refuse"
         log.info("a client spoke plain text on a TLS port; answered and closed")
-        transport.write(refusal_line(TLS_REQUIRED))
-        if transport.can_write_eof():
-            transport.write_eof()
+        line = refusal_line(TLS_REQUIRED)
+        try:
+            # A fresh connection's send buffer takes the one line at once.
+            if self._sock.send(line) != len(line):
+                raise BlockingIOError("the answer did not fit the send buffer")
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            log.info("TLS port: answering a plain-text client failed: %s", exc)
+            self._close()
+            return
         # Reading what the client sent (bounded) before closing: closing with unread
         # input resets the connection, and the reset can destroy the answer.
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_later(DRAIN_SECONDS, transport.close)
-        transport.resume_reading()
+        self._timer = self._loop.call_later(DRAIN_SECONDS, self._close)
+
+    def _drain(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close()
+            return
+        self._left -= len(data)
+        if not data or self._left <= 0:
+            self._close()  # the client stopped sending (or sent too much): its answer is written
 
     def _expire(self) -> None:
         self._timer = None
         if self._stage == "peek":
             log.info("TLS port: no handshake within handshake_timeout; closed")
-            self.close()
+            self._close()
 
-    def _stop_peeking(self) -> None:
-        peek, self._peek = self._peek, None
-        if peek is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(peek.fileno())
-            peek.close()
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            with contextlib.suppress(Exception):  # (a closed loop)
+                self._loop.remove_reader(self._fd)
+
+    def _close(self) -> None:
+        self._unwatch()
+        self._sock.close()
+        self._finish()
 
     def _finish(self) -> None:
         if self._stage == "done":
             return
         self._stage = "done"
-        self._stop_peeking()
+        self._unwatch()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

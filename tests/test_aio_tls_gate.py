@@ -5,7 +5,8 @@ the sync server's one-line -32000 "this server speaks TLS" error, then EOF, even
 after sending a large request first; a TLS client is served as before (TCP and
 Unix sockets, data arriving with the handshake's end included); connections still
 in the peek or the handshake are bounded by handshake_timeout and closed by
-shutdown(), with nothing left for the loop to report.
+shutdown(), with nothing left for the loop to report; a connection waiting at the
+gate holds one descriptor, its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import socket
 import ssl
 import tempfile
@@ -346,3 +348,37 @@ def test_a_loop_closed_by_hand_reports_no_task_of_a_connection_in_the_gate(conte
     finally:
         for peer in peers:
             peer.close()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd (Linux)")
+def test_a_connection_waiting_at_the_gate_holds_one_descriptor(contexts: Any) -> None:
+    # b644ffb's gate watched a duplicate of each waiting connection's descriptor:
+    # silent peers cost twice their number, and at RLIMIT_NOFILE 256 140 of them
+    # left no room for a legitimate client (review q15).
+    server_ctx, client_ctx = contexts
+    count = 20
+
+    async def main() -> None:
+        srv = make_server(handshake_timeout=60)
+        async with serving(srv, ssl=server_ctx) as address:
+            before = open_descriptors()
+            silent = [socket.create_connection(address, timeout=WAIT) for _ in range(count)]
+            try:
+                await until(lambda: len(srv._gates) == count)
+                assert all(gate._stage == "peek" for gate in srv._gates)
+                held = open_descriptors() - before - count  # (the silent clients' own sockets)
+                assert count <= held <= count + 2, f"{count} connections at the gate hold {held} descriptors"
+                async with await aio.connect(*address, ssl=client_ctx, timeout=WAIT) as c:
+                    assert await c.add(1, 2) == 3
+            finally:
+                for sock in silent:
+                    sock.close()
+            await until(lambda: not srv._gates)
+            await until(lambda: open_descriptors() <= before)
+            assert open_descriptors() == before
+
+    run(main)
