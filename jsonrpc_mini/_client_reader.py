@@ -447,17 +447,23 @@ class _ReplyReader:
         only.wake()
 
     def fail_all(self, reason: str) -> None:
-        """The single error path: mark the link lost and fail every pending call."""
-        with self.lock:
-            if self.lost is None:
-                self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
-            waiters = list(self.pending.values())
-            self.pending.clear()
+        """The single error path: mark the link lost and fail every pending call.
+
+        The transport is closed even if this is interrupted (Ctrl-C): a reader blocked
+        in it returns only then. (A call not yet failed sees ``lost`` when it looks.)
+        """
+        try:
+            with self.lock:
+                if self.lost is None:
+                    self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
+                waiters = list(self.pending.values())
+                self.pending.clear()
+                for waiter in waiters:
+                    exc = ConnectionLost(self.lost)
+                    exc.method = waiter.method
+                    waiter.error = exc
+                    waiter.done = True  # after the error: see _deliver
             for waiter in waiters:
-                exc = ConnectionLost(self.lost)
-                exc.method = waiter.method
-                waiter.error = exc
-                waiter.done = True  # after the error: see _deliver
-        for waiter in waiters:
-            waiter.wake()
-        self.transport.close()
+                waiter.wake()
+        finally:
+            self.transport.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 import jsonrpc_mini._client_link as link_module
+import jsonrpc_mini._client_reader as reader_module
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, RPCTimeout, SocketTransport
 
 pytestmark = pytest.mark.timeout(60)
@@ -361,4 +363,41 @@ def test_a_send_timeout_is_reported_rounded() -> None:
         assert str(info.value) == "the peer took no more data within 0.123 s"
     finally:
         mine.close()
+        peer.close()
+
+
+def _top_frame(thread: threading.Thread) -> str | None:
+    frame = sys._current_frames().get(thread.ident or 0)
+    return None if frame is None else frame.f_code.co_name
+
+
+class _WakeCut(reader_module._Waiter):
+    """A waiter whose wake-up is cut by KeyboardInterrupt (as a signal landing inside fail_all)."""
+
+    __slots__ = ()
+
+    def wake(self) -> None:
+        raise KeyboardInterrupt
+
+
+def test_fail_all_cut_short_still_closes_the_transport() -> None:
+    # A reader blocked in the transport returns only when it is closed: before, a
+    # signal landing in fail_all's wake-ups left it open and that reader blocked.
+    c, peer, _ = _cut_client(b"never")
+    try:
+        link = c._link
+        assert link is not None
+        results: dict[str, Any] = {}
+        reader = _run(results, "reader", lambda: c.echo(1))  # alone: reads, no timeout
+        _request_ids(peer, 1)
+        wait_for(lambda: _top_frame(reader) == "recv_into", "the call to block reading")
+        cut = _WakeCut(99, "cut")
+        link.pending[cut.id] = cut
+        with pytest.raises(KeyboardInterrupt):
+            link.fail_all("lost for the test")
+        reader.join(WAIT)
+        assert not reader.is_alive(), "the reader stayed blocked in an open transport"
+        assert isinstance(results["reader"], ConnectionLost)
+    finally:
+        c.close()
         peer.close()
