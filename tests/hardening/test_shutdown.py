@@ -137,12 +137,17 @@ def test_shutdown_under_load_loses_nothing_silently(kind: str) -> None:
         stopper, _ = stop_in_background(srv)
         stopper.join(WAIT * 2)
         assert not stopper.is_alive(), "shutdown() hung under load"
+        # Every client meets the shutdown by itself: its next call fails (ConnectionLost)
+        # and its thread ends. (Stopping them here instead could stop all 16 before any
+        # had made a call since, on a loaded machine: the check below then saw nothing.)
+        for w in workers:
+            w.join(WAIT)
+        assert not any(w.is_alive() for w in workers), "a client went on calling after shutdown()"
     finally:
         stop.set()
         for w in workers:
             w.join(WAIT)
         srv.stop()
-    assert not any(w.is_alive() for w in workers)
     assert not bad, bad[:3]
     assert counts["lost"] + counts["draining"] > 0, counts  # the shutdown did reach the clients
     assert settle(lambda: threading.active_count() <= threads_before), [t.name for t in threading.enumerate()]
