@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 from ._client_reader import _ReplyReader, _Waiter, timed_out
 from ._codec import ErrorResponse, Id, Params, Response
@@ -22,9 +22,16 @@ from ._protocol import ClientConnection, Closed, Violation
 from ._transport import Transport, feed_ready
 
 
-def _owned(lock: Any) -> bool:
-    """Whether this thread holds ``lock`` (an RLock: it records its owner as it is acquired, in C)."""
-    return bool(lock._is_owned())
+class _OwnedLock(Protocol):
+    """threading.RLock as the send lock uses it: ``_is_owned()`` tells whether this thread holds it.
+
+    (An RLock records its owner in C as it is acquired; threading.Condition relies on
+    the same method. typeshed does not declare it.)
+    """
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def _is_owned(self) -> bool: ...
 
 
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
@@ -39,9 +46,9 @@ class _Link(_ReplyReader):
         self.transport = transport
         self.proto = proto
         self.lock = threading.Lock()
-        # Reentrant only so that its holder is known (see _owned): a Ctrl-C landing just
+        # Reentrant only so that its holder is known (_is_owned): a Ctrl-C landing just
         # after an acquire returns cannot leave it held by a thread that has moved on.
-        self.send_lock = threading.RLock()
+        self.send_lock = cast("_OwnedLock", threading.RLock())
         self.pending: dict[Id, _Waiter] = {}
         # The reader's turn and the outbox claim hold their owner's thread id (0: free),
         # for the same reason: whatever an interruption cuts short, its handler can tell
@@ -115,7 +122,7 @@ class _Link(_ReplyReader):
                     send_lock = self.send_lock
                     # (Held already by this thread: a leftover, or a call from a signal
                     # handler that interrupted this thread's send; send() deals with it.)
-                    locked = not _owned(send_lock) and send_lock.acquire(blocking=False)
+                    locked = not send_lock._is_owned() and send_lock.acquire(blocking=False)
                     lead = locked and small and not self.reading and not self.pending
                     # Claim the outbox, unless reading; a caller still to wait for the send
                     # lock claims it only if it may wait for ever (no deadline): it could
@@ -175,7 +182,7 @@ class _Link(_ReplyReader):
         send_lock = self.send_lock
         try:
             if not locked:
-                if _owned(send_lock):
+                if send_lock._is_owned():
                     self._reclaim()
                 if deadline is None:
                     send_lock.acquire()
@@ -193,7 +200,7 @@ class _Link(_ReplyReader):
                 if drain and not drained:  # (only a caller without a deadline claims before it has the lock)
                     self._fail_outbox()
             finally:
-                if _owned(send_lock):
+                if send_lock._is_owned():
                     send_lock.release()
 
     def _reclaim(self) -> None:
@@ -204,7 +211,7 @@ class _Link(_ReplyReader):
         is inside a send: writing now would put a request in the middle of another.
         """
         self.fail_all("a send was interrupted and left the connection in use; the connection is closed")
-        while _owned(self.send_lock):
+        while self.send_lock._is_owned():
             self.send_lock.release()
         raise ConnectionLost(self.lost or "connection lost")
 
@@ -218,7 +225,7 @@ class _Link(_ReplyReader):
         """
         me = threading.get_ident()
         try:
-            if _owned(self.send_lock):
+            if self.send_lock._is_owned():
                 self.send_lock.release()
         finally:
             try:
