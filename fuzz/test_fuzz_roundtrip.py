@@ -16,9 +16,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from jsonrpc_mini import ConnectionLost, ParseError, RPCClient, RPCServer, RPCTimeout
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import ErrorResponse, Request, Response, build_params
 from jsonrpc_mini._dispatch import Registry, outcome_response
-from jsonrpc_mini._protocol import Batch, Call, ClientConnection, ServerConnection
+from jsonrpc_mini._protocol import Batch, Call, ServerConnection
 from jsonrpc_mini.testing import FaultPlan, LoopbackServer, loopback
 from jsonrpc_mini.testing import strategies as rst
 

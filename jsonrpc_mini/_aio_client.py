@@ -17,9 +17,10 @@ from typing import Any
 
 from ._aio_batch import AsyncBatchBuilder
 from ._aio_link import Call, Link
+from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
 from ._framing import FramingName
-from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import connect_errors
 

@@ -15,9 +15,10 @@ from typing import Any, cast
 
 from ._aio_buffer import read_buffer
 from ._aio_deadlines import Deadlines
+from ._client_protocol import ClientConnection
 from ._codec import ErrorResponse, Id, Params, Response, success_id
 from ._errors import ConnectionLost, RPCTimeout, error_from_response, unusable_reply
-from ._protocol import ClientConnection, Closed, Violation
+from ._protocol import Closed, Violation
 
 __all__ = ["Call", "Link"]
 

@@ -18,11 +18,12 @@ from typing import Any, cast
 
 from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._client_link import _Link
+from ._client_protocol import ClientConnection
 from ._client_reader import _Waiter
 from ._codec import Notification, Params, build_params
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
-from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, ClientConnection
+from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import Transport, open_connection
 

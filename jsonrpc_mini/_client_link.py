@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+from ._client_protocol import ClientConnection
 from ._client_reader import _ReplyReader, _Waiter, timed_out
 from ._codec import ErrorResponse, Id, Params, Response
 from ._errors import ConnectionLost, RPCTimeout
-from ._protocol import ClientConnection, Closed, Violation
+from ._protocol import Closed, Violation
 from ._transport import Transport, feed_ready
 
 

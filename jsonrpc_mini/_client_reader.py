@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 from ._batch import BatchResult, not_sent
+from ._client_protocol import ClientConnection
 from ._codec import ErrorResponse, Id, Response, plain_successes, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response, unusable_reply
-from ._protocol import ClientConnection, Closed, Violation
+from ._protocol import Closed, Violation
 from ._transport import RECV_SIZE, Transport, feed_ready
 
 log = logging.getLogger("jsonrpc_mini")

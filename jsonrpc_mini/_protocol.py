@@ -1,15 +1,13 @@
 """The sans-IO JSON-RPC connection: bytes in, events out; messages in, bytes out.
 
-One :class:`ServerConnection` or :class:`ClientConnection` per transport. They
-hold the framer and codec state, never a socket, thread or clock, so every
-protocol behaviour can be tested by feeding bytes.
+One :class:`ServerConnection` or :class:`ClientConnection` (in ``_client_protocol``)
+per transport. They hold the framer and codec state, never a socket, thread or
+clock, so every protocol behaviour can be tested by feeding bytes. This module
+holds the events, what both sides share, and the server side.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,35 +18,33 @@ from ._codec import (
     Id,
     Notification,
     Outgoing,
-    Params,
     Request,
     Response,
-    call_value,
     encode_message,
     message_value,
     parse_request,
-    parse_response,
 )
 from ._errors import InvalidRequest, ParseError
-from ._frames import deeper_than, lines_balanced, too_deep
+from ._frames import lines_balanced, too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "NOT_ONE",
     "Batch",
     "Call",
-    "ClientConnection",
+    "ClientEvent",
     "Closed",
     "Reply",
     "ServerConnection",
     "Violation",
 ]
 
-log = logging.getLogger("jsonrpc_mini")
-
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_DEPTH = 128
-_NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
+NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +165,7 @@ class _Base:
         """The value ``data`` holds if it is exactly one compact line (an object, or with
         ``arrays`` an array too) and nothing is buffered.
 
-        Otherwise ``_NOT_ONE``, and nothing is consumed: the caller feeds ``data`` to
+        Otherwise ``NOT_ONE``, and nothing is consumed: the caller feeds ``data`` to
         the framer, which handles everything else (and reports errors exactly).
         """
         framer = self._framer
@@ -184,10 +180,10 @@ class _Base:
             try:
                 value = self.codec.loads(data)
             except ParseError:
-                return _NOT_ONE
+                return NOT_ONE
             if not too_deep(data, value, self._max_depth):
                 return value
-        return _NOT_ONE
+        return NOT_ONE
 
     def _whole_lines(self, data: bytes, limit: int, start: int) -> tuple[list[Any], int]:
         """Decode up to ``limit`` whole lines of ``data[start:]`` at once, if that is surely exact.
@@ -281,7 +277,7 @@ class ServerConnection(_Base):
         :meth:`next_event` yields what the bytes hold, errors included.
         """
         value = self._single_line(data)
-        if value is not _NOT_ONE:
+        if value is not NOT_ONE:
             message = parse_request(value)
             if not isinstance(message, ErrorResponse):
                 return message
@@ -298,7 +294,7 @@ class ServerConnection(_Base):
         gives for the same bytes.
         """
         value = self._single_line(data)
-        if value is not _NOT_ONE:
+        if value is not NOT_ONE:
             id_ = value.get("id")
             if (
                 type(value.get("params")) is list
@@ -367,168 +363,3 @@ class ServerConnection(_Base):
         except (TypeError, ValueError, RecursionError):
             return self.encode([Response(r["id"], r["result"]) if isinstance(r, dict) else r for r in replies])
         return self._frame(body)
-
-
-def _reply_values(value: Any) -> list[Any]:
-    """The replies one JSON value from a server holds: a batch reply's members, else the value itself.
-
-    An empty array is a value of its own (``parse_reply`` finds it is no reply).
-    """
-    return value if type(value) is list and value else [value]
-
-
-def _answered_id(value: Any) -> Id | None:
-    """The call an unusable reply names: its integer or string id (None for a request from the server)."""
-    if type(value) is not dict or "method" in value:
-        return None
-    id_ = value.get("id")
-    return id_ if type(id_) is int or type(id_) is str else None
-
-
-class ClientConnection(_Base):
-    """Client side of one connection: numbers requests and parses replies.
-
-    A reply nested deeper than ``max_depth`` is decoded whole before it is refused
-    (its size is bounded by ``max_message_size``), so that its id is known: the
-    call it answers fails (a :class:`Violation` with that id) instead of waiting.
-    """
-
-    _DEPTH_AFTER_DECODING = True
-
-    def __init__(
-        self,
-        *,
-        framing: FramingName = "newline",
-        codec: JsonCodec | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_depth: int = DEFAULT_MAX_DEPTH,
-    ) -> None:
-        if framing == "auto":
-            raise ValueError("a client must choose its framing: 'newline' or 'content-length'")
-        super().__init__(framing, codec, max_message_size, max_depth)
-        self._ids = itertools.count(1)
-        self._queue: deque[ClientEvent] = deque()
-
-    def next_id(self) -> int:
-        """A fresh request id."""
-        return next(self._ids)
-
-    def next_ids(self, count: int) -> list[int]:
-        """``count`` fresh request ids (a batch's) in one step."""
-        return list(itertools.islice(self._ids, count))
-
-    def encode(self, message: Request | Notification | Sequence[Request | Notification]) -> bytes:
-        """Frame a request, a notification, or a list of them as one batch array."""
-        return self._frame(encode_message(message, self.codec.dumps))
-
-    def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
-        """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
-        return self._line(call_value(method, params, id_, False))
-
-    def encode_values(self, values: list[dict[str, Any]]) -> bytes:
-        """Frame request objects (as ``call_value`` makes them) as one batch array."""
-        return self._frame(self.codec.dumps(values))
-
-    def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
-        """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.
-
-        Returns the JSON values (one per line, in order; see below for a batch
-        reply) and the offset just past
-        the last line taken, or ``([], start)`` when the line at ``start`` does not
-        qualify: then nothing is consumed, and the caller gives the bytes to
-        :meth:`receive_data` as usual. A line qualifies
-        when nothing is buffered or queued before it, it starts with ``{`` and it
-        decodes, strictly, to exactly what the framer would read from it (a run
-        of lines is taken at once only when that is sure, see
-        ``ServerConnection.receive_requests``). A line on its own may also be a
-        batch reply (an array): then its members are the values, as
-        :meth:`next_event` gives them. The values are not checked as responses:
-        check each with :meth:`parse_reply` (or as strictly as ``parse_response``).
-
-        Speed: replies arrive as whole compact lines, one per read (a caller
-        waiting for its reply) or many (pipelined calls); decoding a read's lines
-        in one step skips the framer's bookkeeping and the reply objects.
-        """
-        if self._queue or limit < 1:
-            return [], start
-        end = data.find(b"\n", start) + 1
-        if end != len(data) and limit > 1:
-            values, after = self._whole_lines(data, limit, start)
-            if values:
-                return values, after
-        if not end:
-            return [], start
-        value = self._single_line(data[start:end] if start or end != len(data) else data, arrays=True)
-        if value is _NOT_ONE:
-            return [], start
-        return _reply_values(value), end
-
-    def decode_line(self, data: bytes) -> Any:
-        """The JSON object ``data`` holds when it is exactly one line :meth:`decode_lines` would take, else None.
-
-        Nothing is consumed either way: after None the caller goes on with
-        :meth:`decode_lines` or :meth:`receive_data`. As with ``decode_lines`` the
-        value is not checked as a response. Speed: a caller waiting for each reply
-        reads one reply line at a time; this is ``decode_lines``'s one-line case
-        without its list, offsets and look for more lines.
-        """
-        if self._queue:
-            return None
-        value = self._single_line(data)
-        return None if value is _NOT_ONE else value
-
-    def next_event(self) -> ClientEvent | None:
-        """The next reply (or protocol violation), or None if more bytes are needed."""
-        while not self._queue:
-            event = self._framer.next_event()
-            if event is None:
-                return self._closed()
-            if isinstance(event, FrameError):
-                if event.value is not None:
-                    self._queue.extend(self._too_deep(event.value))
-                    continue
-                self._queue.append(Violation(f"unreadable data from server: {event.message}"))
-                if event.fatal:
-                    self._queue.append(Closed(self._unreadable(event.code, event.message)))
-                    self._closed_reported = True
-            else:
-                for value in _reply_values(event.value):
-                    self._queue.append(self.parse_reply(value))
-        return self._queue.popleft()
-
-    def _unreadable(self, code: int, message: str) -> str:
-        """Why this client closes a connection whose bytes it cannot read (a fatal frame error)."""
-        if code == InvalidRequest.CODE:  # (the one fatal -32600: a message over the limit)
-            return (
-                f"a reply exceeded this client's max_message_size ({self.max_message_size} bytes), so the"
-                " client closed the connection; raise its max_message_size option to accept larger replies"
-            )
-        return f"unreadable data from server ({message}), so the client closed the connection"
-
-    def _too_deep(self, value: Any) -> list[Response | ErrorResponse | Violation]:
-        """The events for a reply decoded whole but nested deeper than ``max_depth``.
-
-        Each member of a batch reply is judged on its own, as a reply alone would be:
-        only the members too deep fail. Walking the value costs time only here.
-        """
-        reason = f"nested deeper than this client's max_depth ({self._max_depth} levels)"
-        return [
-            Violation(reason, id=_answered_id(member))
-            if deeper_than(member, self._max_depth)
-            else self.parse_reply(member)
-            for member in _reply_values(value)
-        ]
-
-    @staticmethod
-    def parse_reply(value: Any) -> Response | ErrorResponse | Violation:
-        """Check one JSON value from the server as a reply: what :meth:`next_event` makes of it.
-
-        For values decoded without the framer (:meth:`decode_lines`). Each member of
-        a batch reply is one such value.
-        """
-        reply = parse_response(value)
-        if reply is None:
-            return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}", id=_answered_id(value))
-        if isinstance(reply, ErrorResponse) and reply.id is None:
-            return Violation(f"error without id: {reply.error.message}", reply.error)
-        return reply

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
 from jsonrpc_mini._aio_link import Link
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import build_params
-from jsonrpc_mini._protocol import ClientConnection
 from jsonrpc_mini.testing import strategies as rpc_st
 
 pytestmark = [pytest.mark.timeout(120)]

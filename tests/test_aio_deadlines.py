@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
 from jsonrpc_mini._aio_link import _SWEEP_EVERY, Link
-from jsonrpc_mini._protocol import ClientConnection
+from jsonrpc_mini._client_protocol import ClientConnection
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),

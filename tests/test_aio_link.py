@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import _aio_link, aio
 from jsonrpc_mini._aio_link import Link
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import ErrorResponse, parse_response
-from jsonrpc_mini._protocol import ClientConnection, Violation
+from jsonrpc_mini._protocol import Violation
 from jsonrpc_mini.testing import strategies as rpc_st
 from jsonrpc_mini.testing._json_strategies import json_values
 

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from jsonrpc_mini._batch import BatchBuilder, BatchResult
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import ErrorResponse, Notification, Params, Request, Response
 from jsonrpc_mini._dispatch import Registry, outcome_response
 from jsonrpc_mini._errors import InvalidParams, MethodNotFound, RPCError, error_from_response
-from jsonrpc_mini._protocol import Batch, ClientConnection, Closed, ServerConnection
+from jsonrpc_mini._protocol import Batch, Closed, ServerConnection
 
 Calls = list[tuple[str, Params, bool]]
 

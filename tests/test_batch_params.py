@@ -17,9 +17,9 @@ import pytest
 
 from jsonrpc_mini import RPCClient
 from jsonrpc_mini._batch import BatchBuilder, QueuedCalls
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import Notification, Request
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
-from jsonrpc_mini._protocol import ClientConnection
 
 pytestmark = pytest.mark.timeout(60)
 

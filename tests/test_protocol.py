@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from jsonrpc_mini._json import JsonCodec
-from jsonrpc_mini._protocol import Batch, Call, ClientConnection, Closed, Reply, ServerConnection, Violation
+from jsonrpc_mini._protocol import Batch, Call, Closed, Reply, ServerConnection, Violation
 
 PARSE, INVALID = -32700, -32600
 

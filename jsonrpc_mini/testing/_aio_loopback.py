@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, cast
 from .._aio_client import RPCClient, connect
 from .._aio_link import Link as ClientLink
 from .._aio_runner import log_destroy
+from .._client_protocol import ClientConnection
 from .._errors import ConnectionLost
 from .._framing import FramingName
-from .._protocol import ClientConnection
 from ._aio_links import Link, memory_link
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
