@@ -112,12 +112,14 @@ class RPCClient:
         """Close the connection; pending calls fail with ConnectionLost. Idempotent.
 
         What is already written (a notification, say) still goes out: the close
-        waits up to ``_CLOSE_FLUSH`` seconds for the peer to take it, then drops the
-        rest and closes anyway (a peer that reads nothing must not keep the socket).
+        waits up to ``_CLOSE_FLUSH`` seconds (5; at most the client's timeout, when
+        it has one) for the peer to take it, then drops the rest and closes anyway
+        (a peer that reads nothing must not keep the socket).
         """
         link = self._link
         link.fail_all("the client was closed")
-        done, _ = await asyncio.wait([link.closed], timeout=_CLOSE_FLUSH)
+        flush = _CLOSE_FLUSH if self._timeout is None else min(_CLOSE_FLUSH, self._timeout)
+        done, _ = await asyncio.wait([link.closed], timeout=flush)
         if not done and link.transport is not None:
             try:
                 link.transport.abort()

@@ -155,18 +155,22 @@ def test_a_loop_closed_by_hand_with_held_calls_reports_no_task_or_coroutine() ->
     assert not reported, reported
 
 
-def test_close_gives_up_on_a_peer_that_takes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("flush", "timeout"), [(0.2, WAIT), (3600.0, 0.2)])
+def test_close_gives_up_on_a_peer_that_takes_nothing(
+    monkeypatch: pytest.MonkeyPatch, flush: float, timeout: float
+) -> None:
     # What is still buffered when the client closes goes out if the peer reads it;
     # a peer that reads nothing must not keep the socket open (review p18: the close
-    # waited 5 s and then left the transport open, flushing for ever).
-    monkeypatch.setattr(aio_client_module, "_CLOSE_FLUSH", 0.2)
+    # waited 5 s and then left the transport open, flushing for ever). The client's
+    # timeout bounds that wait too (second case: close() would take an hour).
+    monkeypatch.setattr(aio_client_module, "_CLOSE_FLUSH", flush)
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
     acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
     acceptor.start()
 
     async def main() -> None:
-        c = await aio.connect(*listener.getsockname()[:2], timeout=WAIT)
+        c = await aio.connect(*listener.getsockname()[:2], timeout=timeout)
         await c.notify("echo", "x" * (16 << 20))  # far more than the socket buffers hold
         transport = c._link.transport
         assert transport is not None and transport.get_write_buffer_size() > 0
