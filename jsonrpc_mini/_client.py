@@ -24,7 +24,7 @@ from ._codec import Notification, Params, build_params
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
+from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import Transport, open_connection
 
 __all__ = ["RPCClient"]
@@ -52,15 +52,10 @@ class _Current:
         return link.request(method, params, timeout)
 
 
-# The longest timeout the sync client can wait for in one step (poll() counts int
-# milliseconds): about 24.8 days. A longer one, or float("inf"), means no timeout.
-_LONGEST_TIMEOUT = (2**31 - 1) // 1000
-
-
 def _timeout(timeout: float | None) -> float | None:
-    """``timeout`` checked (check_timeout); None (no timeout) for inf or anything over _LONGEST_TIMEOUT."""
+    """``timeout`` checked (check_timeout); None (no timeout) for inf or anything over LONGEST_WAIT."""
     checked = check_timeout(timeout)
-    return None if checked is not None and checked > _LONGEST_TIMEOUT else checked
+    return None if checked is not None and checked > LONGEST_WAIT else checked
 
 
 class RPCClient:

@@ -133,6 +133,11 @@ def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
     return RemoteMethod(target, name)
 
 
+# The longest wait one poll() can make (it counts int milliseconds): about 24.8 days.
+# A longer timeout, or float("inf"), means no timeout where None is allowed.
+LONGEST_WAIT = (2**31 - 1) // 1000
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` if it is a positive number of seconds or None; else raise ValueError."""
     if timeout is not None and not timeout > 0:

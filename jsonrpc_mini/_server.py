@@ -26,6 +26,7 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
+from ._remote import LONGEST_WAIT
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
 from ._watch import ReadWatcher
@@ -58,12 +59,20 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_depth", "max_int_digits", "max_connections", "max_concurrent_calls"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("idle_timeout", "read_timeout"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds or None")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
+        for name in ("idle_timeout", "read_timeout", "handshake_timeout", "shutdown_grace"):
+            value = getattr(self, name)
+            optional = name in ("idle_timeout", "read_timeout")
+            if value is None and optional:
+                continue
+            if not (value > 0 or (name == "shutdown_grace" and value == 0)):
+                raise ValueError(f"{name} must be a positive number of seconds{' or None' if optional else ''}")
+            if value > LONGEST_WAIT:  # (frozen: set through object) inf or over 24.8 days
+                object.__setattr__(self, name, None if optional else float(LONGEST_WAIT))
+        if not isinstance(self.backlog, int) or isinstance(self.backlog, bool) or self.backlog < 1:
+            raise ValueError(f"backlog must be an integer of at least 1, not {self.backlog!r}")
         if self.framing not in ("auto", "newline", "content-length"):
             raise ValueError(f"unknown framing {self.framing!r}: use 'auto', 'newline' or 'content-length'")
 

@@ -1,0 +1,79 @@
+"""Server options that pass validation must work: inf means no limit, nonsense is refused.
+
+Review8 F9: the sync server with ``idle_timeout=inf`` dropped every connection, the
+aio server with ``backlog=0`` accepted nothing, and ``handshake_timeout`` of 0, -1
+or inf broke TLS, all after validation had let them through.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from _aio_support import run
+from _aio_support import serving as aio_serving
+from _driver_helpers import WAIT, LeakCheck, serving, tls_contexts
+
+from jsonrpc_mini import RPCClient, RPCServer, ServerOptions, aio
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def test_an_endless_timeout_means_none_and_an_endless_wait_is_capped() -> None:
+    options = ServerOptions(idle_timeout=math.inf, read_timeout=1e12, handshake_timeout=math.inf, shutdown_grace=1e300)
+    assert (options.idle_timeout, options.read_timeout) == (None, None)
+    assert options.handshake_timeout == options.shutdown_grace == (2**31 - 1) // 1000  # about 24.8 days
+    assert ServerOptions(shutdown_grace=0).shutdown_grace == 0  # no grace: allowed
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"handshake_timeout": 0},
+        {"handshake_timeout": -1},
+        {"handshake_timeout": math.nan},
+        {"shutdown_grace": -1},
+        {"idle_timeout": 0},
+        {"read_timeout": -5},
+        {"backlog": 0},
+        {"backlog": -1},
+        {"backlog": 2.5},
+    ],
+)
+def test_options_that_cannot_work_are_refused_at_once(options: dict[str, Any]) -> None:
+    (name,) = options
+    for make in (RPCServer, aio.RPCServer):
+        with pytest.raises(ValueError, match=name):
+            make(**options)
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+def test_the_sync_server_serves_with_endless_timeouts() -> None:
+    s = RPCServer(idle_timeout=math.inf, read_timeout=math.inf, handshake_timeout=math.inf)
+    s.register_function(_add, name="add")
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        assert c.add(1, 2) == 3
+        assert c.add(3, 4) == 7
+    server_ctx, client_ctx = tls_contexts()
+    with serving(s, ssl=server_ctx) as (host, port), RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
+        assert c.add(5, 6) == 11
+
+
+def test_the_aio_server_serves_with_endless_timeouts() -> None:
+    async def main() -> None:
+        s = aio.RPCServer(idle_timeout=math.inf, read_timeout=math.inf, handshake_timeout=math.inf)
+        s.register_function(_add, name="add")
+        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
+            assert await c.add(1, 2) == 3
+
+    run(main)
