@@ -140,14 +140,14 @@ class CallingProtocol(TimedProtocol):
             if self._proto.framing == "newline":
                 try:
                     data = self._dumps_line({"jsonrpc": "2.0", "id": message.id, "result": result})
-                except (TypeError, ValueError, RecursionError):  # not JSON: encode_result makes the -32603
+                except Exception:  # not JSON: encode_result makes the -32603
                     data = self._proto.encode_result(message.id, result)
             else:
                 data = self._proto.encode_result(message.id, result)
             self._write(data)
         self._ended()
 
-    def finish_error(self, message: Request | Notification | None, exc: Exception) -> None:
+    def finish_error(self, message: Request | Notification | None, exc: BaseException) -> None:
         """A call's coroutine raised ``exc``."""
         if message is None:  # pragma: no cover - the driver's own coroutines turn errors into replies
             log.error("call failed", exc_info=exc)
@@ -157,9 +157,11 @@ class CallingProtocol(TimedProtocol):
 
     def finish(self, reply: Outcome) -> None:
         """A call of this connection ended (``reply`` None: nothing to send)."""
-        if reply is not None:
-            self._write(self._proto.encode(reply))
-        self._ended()
+        try:
+            if reply is not None:
+                self._write(self._proto.encode(reply))
+        finally:
+            self._ended()  # the call's slot is given back whatever happened
 
     def _ended(self) -> None:
         self.busy -= 1

@@ -118,8 +118,13 @@ class CallRunner:
                         waiting = context.run(work.send, None)
                     except StopIteration as stop:
                         conn.finish_call(message, stop.value)
-                    except asyncio.CancelledError:  # the handler raised it itself: no reply, as for a task
-                        conn.finish(None)
+                    except asyncio.CancelledError as exc:
+                        # Not cancelled (this task is not): the handler raised it itself,
+                        # and its caller still gets an answer (-32603).
+                        if task.cancelling():
+                            conn.finish(None)
+                        else:
+                            conn.finish_error(message, exc)
                     except Exception as exc:  # the handler raised: an error reply
                         conn.finish_error(message, exc)
                     except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
@@ -175,10 +180,12 @@ class CallRunner:
         conn.tasks.add(task)
         try:
             result = await _resume(work, waiting, context)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             conn.tasks.discard(task)
-            conn.finish(None)
-            raise
+            if task.cancelling():  # cancelled (shutdown, a lost connection): no answer
+                conn.finish(None)
+                raise
+            conn.finish_error(message, exc)  # raised by the handler itself: answered -32603
         except Exception as exc:  # the handler raised: an error reply
             conn.tasks.discard(task)
             conn.finish_error(message, exc)
@@ -300,4 +307,7 @@ class PoolCalls:
         while finished:
             conn, message, future = finished.popleft()
             self.inflight.discard(future)
-            conn.finish_pooled(message, future)
+            try:
+                conn.finish_pooled(message, future)
+            except Exception:  # a bug of ours: the calls finished with it are still answered
+                log.exception("answering a call run in the thread pool failed")

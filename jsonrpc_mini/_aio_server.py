@@ -374,10 +374,7 @@ class RPCServer(Registry):
         if future.cancelled():  # the pool was shut down before it ran
             return None
         exc = future.exception()
-        if exc is not None:
-            if not isinstance(exc, Exception):  # pragma: no cover - e.g. SystemExit in a handler
-                log.error("method %r raised %s", message.method, type(exc).__name__, exc_info=exc)
-                return None
+        if exc is not None:  # (SystemExit too: raised by the handler in a pool thread, answered -32603)
             return outcome_response(message, exc=exc, debug=self.options.debug)
         result = future.result()
         if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__

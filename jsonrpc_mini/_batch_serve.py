@@ -77,7 +77,7 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
                         result = function(*args, **kwargs)
                     if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                         result = asyncio.run(await_result(result))
-                except Exception as exc:
+                except BaseException as exc:  # (see Session.execute)
                     append(error_response(id_, exc, method, debug))
                     continue
                 append({"jsonrpc": "2.0", "id": id_, "result": result})

@@ -6,6 +6,7 @@ See ``_protocol`` for the events and what both sides share.
 from __future__ import annotations
 
 import itertools
+import reprlib
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,11 @@ from ._json import JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, NOT_ONE, ClientEvent, Closed, Violation, _Base
 
 __all__ = ["ClientConnection"]
+
+# How an unusable reply is shown in errors and logs: bounded in size and nesting
+# (str() of a value 1,000 levels deep raises RecursionError; of 16 MiB takes a while).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxdict, _SHOWN.maxlist, _SHOWN.maxstring, _SHOWN.maxother = 4, 8, 8, 60, 60
 
 
 def _reply_values(value: Any) -> list[Any]:
@@ -189,7 +195,7 @@ class ClientConnection(_Base):
         """
         reply = parse_response(value)
         if reply is None:
-            return Violation(f"not a JSON-RPC 2.0 response: {str(value)[:80]}", id=_answered_id(value))
+            return Violation(f"not a JSON-RPC 2.0 response: {_SHOWN.repr(value)}", id=_answered_id(value))
         if isinstance(reply, ErrorResponse) and reply.id is None:
             return Violation(f"error without id: {reply.error.message}", reply.error)
         return reply

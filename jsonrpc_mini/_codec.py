@@ -309,18 +309,19 @@ def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
             # than the encoding itself). Only if some member cannot be encoded are
             # they encoded one by one, so that just that member becomes an error.
             whole: bytes = dumps([message_value(item) for item in items])
-        except (TypeError, ValueError, RecursionError):
+        except Exception:
             parts = [encode_message(item, dumps) for item in items]
             return b"[" + b",".join(parts) + b"]"
         return whole
     try:
         out: bytes = dumps(message_value(message))
         return out
-    except (TypeError, ValueError, RecursionError) as exc:
+    except Exception as exc:  # (not only TypeError: a result's own methods may raise anything)
         if not isinstance(message, (Response, ErrorResponse)):
             raise
         log.warning("reply for id %r could not be encoded as JSON: %s", message.id, exc)
-        why = f"Internal error: result is not JSON-serialisable ({type(exc).__name__})"
+        what = "error data" if isinstance(message, ErrorResponse) else "result"
+        why = f"Internal error: {what} is not JSON-serialisable ({type(exc).__name__})"
         fallback = ErrorResponse(message.id, ErrorObject(InternalError.CODE, why))
         out = dumps(message_value(fallback))
         return out

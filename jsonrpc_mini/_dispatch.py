@@ -191,8 +191,14 @@ def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> Er
     # local error, such as ConnectionLost from a call the handler made, or a
     # handler's mistake) is answered as an internal error, which a client can read.
     if isinstance(exc, RPCError) and isinstance(exc.code, int) and not isinstance(exc.code, bool):
-        message = exc.message if isinstance(exc.message, str) else str(exc.message)
-        return ErrorResponse(id_, ErrorObject(int(exc.code), message, exc.data))
+        message = exc.message
+        try:
+            if not isinstance(message, str):
+                message = str(message)
+        except Exception:  # a message object whose str() fails: no reply can carry it
+            log.error("method %r raised %s with a message that cannot be shown", method, type(exc).__name__)
+        else:
+            return ErrorResponse(id_, ErrorObject(int(exc.code), message, exc.data))
     log.error("method %r raised %s", method, type(exc).__name__, exc_info=exc)
     data = None
     if debug:

@@ -56,6 +56,7 @@ _UNCLOSED_MAX: Final = 64
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
 _LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a space
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
+_DECODABLE_DEPTH: Final = 1000  # with depth_after_decoding, values nested deeper are refused unread
 
 # Modes of JsonStreamFramer.
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
@@ -72,10 +73,10 @@ class JsonStreamFramer(BufferedReader):
 
     Nesting deeper than ``max_depth`` is refused by the scanner as the bytes
     arrive (id null: the value is never decoded). With ``depth_after_decoding``
-    (a client's replies) every value is decoded whole first, so the error keeps
-    its id (see :func:`deep_error`) whatever the chunking; memory is bounded by
-    ``max_message_size`` either way, and the decoder's own recursion limit gives
-    a parse error past that.
+    (a client's replies) a value up to 1,000 levels deep is decoded whole first,
+    so the error keeps its value, and with it the id (see :func:`deep_error`),
+    whatever the chunking; deeper ones, which no decoder reads, are refused as
+    they arrive.
     """
 
     name: Final = "newline"
@@ -86,8 +87,9 @@ class JsonStreamFramer(BufferedReader):
         super().__init__(loads, max_message_size)  # _start: first byte of the value being read
         self._max_depth = max_depth
         self._after_decoding = depth_after_decoding
-        # No value nests deeper than half its size: the scanner then never refuses depth.
-        self._scan_depth = max_message_size if depth_after_decoding else max_depth
+        # Past _DECODABLE_DEPTH no decoder reads a value (Python's recursion limit, orjson's
+        # own): refused as it arrives, as before, rather than scanned to its end for nothing.
+        self._scan_depth = max(max_depth, _DECODABLE_DEPTH) if depth_after_decoding else max_depth
         self._pos = 0  # next byte the scanner looks at
         self._mode = _IDLE
         self._stack = bytearray()  # closing brackets still expected

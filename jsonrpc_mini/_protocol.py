@@ -119,10 +119,9 @@ class _Base:
         max_message_size: int,
         max_depth: int,
     ) -> None:
-        if max_message_size < 1:
-            raise ValueError("max_message_size must be positive")
-        if max_depth < 1:
-            raise ValueError("max_depth must be positive")
+        for name, value in (("max_message_size", max_message_size), ("max_depth", max_depth)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.codec = codec if codec is not None else JsonCodec()
         self._max_size = max_message_size
         self._max_depth = max_depth
@@ -338,7 +337,7 @@ class ServerConnection(_Base):
         """The framed reply for a call that returned ``result``."""
         try:
             return self._line({"jsonrpc": "2.0", "id": id_, "result": result})
-        except (TypeError, ValueError, RecursionError):
+        except Exception:  # (not only TypeError: a result's own methods may raise anything)
             return self.encode(Response(id_, result))  # the general path turns it into -32603
 
     def encode(self, reply: Outgoing | Sequence[Response | ErrorResponse]) -> bytes:
@@ -360,6 +359,6 @@ class ServerConnection(_Base):
             return None
         try:
             body = self.codec.dumps([reply if isinstance(reply, dict) else message_value(reply) for reply in replies])
-        except (TypeError, ValueError, RecursionError):
+        except Exception:
             return self.encode([Response(r["id"], r["result"]) if isinstance(r, dict) else r for r in replies])
         return self._frame(body)

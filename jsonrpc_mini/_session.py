@@ -429,17 +429,22 @@ class Session:
             result = function(*args, **kwargs)
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))
-        except Exception as exc:
+        except BaseException as exc:  # (see execute)
             return self._proto.encode(error_response(id_, exc, method, self._opts.debug))
         try:
             # The request came as one line, so the framing is newline: the codec writes
             # the line itself (encode_result's work without its two calls).
             return self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
-        except (TypeError, ValueError, RecursionError):
+        except Exception:
             return self._proto.encode_result(id_, result)  # turns it into the -32603 it must be
 
-    def execute(self, message: Request | Notification) -> tuple[Any, Exception | None]:
-        """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised."""
+    def execute(self, message: Request | Notification) -> tuple[Any, BaseException | None]:
+        """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised.
+
+        A handler raising SystemExit, KeyboardInterrupt or the like gets a -32603 answer
+        too: it runs in a connection's thread, where no signal arrives, so it raised
+        that itself, and its caller must not be left without an answer.
+        """
         if self.draining and isinstance(message, Request):
             return None, _SHUTTING_DOWN
         try:
@@ -447,7 +452,7 @@ class Session:
             result = function(*args, **kwargs)
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))
-        except Exception as exc:
+        except BaseException as exc:
             return None, exc
         return result, None
 

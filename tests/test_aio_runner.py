@@ -136,7 +136,9 @@ def test_a_handler_cancelling_itself_affects_only_its_own_call() -> None:
 
         @srv.register
         async def raise_cancelled() -> int:
-            raise asyncio.CancelledError  # the call ends without a reply, as a cancelled task
+            # Its task was not cancelled: the handler raised it itself, and its caller
+            # still gets an answer (-32603), not silence (review8 F11).
+            raise asyncio.CancelledError
 
         @srv.register
         async def nap() -> str:
@@ -147,7 +149,7 @@ def test_a_handler_cancelling_itself_affects_only_its_own_call() -> None:
             raw = await RawConn.open(address)
             calls = [request("cancel_me", id_=1), request("nap", id_=2), request("raise_cancelled", id_=3)]
             await raw.send(lines(*calls, request("nap", id_=4)))
-            assert await replies(raw, 3) == {1: 1, 2: "slept", 4: "slept"}
+            assert await replies(raw, 4) == {1: 1, 2: "slept", 3: -32603, 4: "slept"}
             await raw.send(lines(request("nap", id_=5)))
             assert await replies(raw, 1) == {5: "slept"}
             await raw.close()

@@ -8,6 +8,7 @@ write an error code a client cannot read.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 from typing import Any
@@ -18,6 +19,10 @@ from _aio_support import serving as aio_serving
 from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving
 
 from jsonrpc_mini import ConnectionLost, InternalError, RPCClient, RPCError, RPCServer, RPCTimeout, aio
+from jsonrpc_mini._client_protocol import ClientConnection
+from jsonrpc_mini._codec import Response
+from jsonrpc_mini._json import JsonCodec
+from jsonrpc_mini._protocol import Violation
 from jsonrpc_mini.testing import FaultPlan, loopback
 
 pytestmark = pytest.mark.timeout(60)
@@ -226,3 +231,174 @@ def test_an_invalid_reply_for_a_call_that_timed_out_is_dropped() -> None:
         assert c.second() == 2
         c.notify("bye")
     assert not fake.errors
+
+
+# -- what a handler returns or raises that cannot be shown or encoded (review8 F8, F10) --
+
+
+class _Unshowable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class _LazyRows(list):  # type: ignore[type-arg]
+    """A result whose iteration fails as it is encoded (a lazy query set, say)."""
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("the database went away")
+
+
+def _bad_handlers(server: Any) -> None:
+    def unshowable() -> None:
+        raise RPCError(-32000, _Unshowable())  # type: ignore[arg-type]
+
+    def rows(n: int = 0) -> Any:
+        return _LazyRows([n])
+
+    async def arows(n: int = 0) -> Any:
+        return _LazyRows([n])
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    for function in (unshowable, rows, arows, add):
+        server.register_function(function)
+
+
+def test_an_unshowable_error_or_unencodable_result_is_an_internal_error_and_the_connection_stays() -> None:
+    s = RPCServer()
+    _bad_handlers(s)
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        for method in ("unshowable", "rows", "arows", "unshowable"):
+            with pytest.raises(InternalError):
+                c.call(method)
+        with pytest.raises(InternalError):
+            c.rows(1)  # the usual request's own path (params an array)
+        with c.batch() as b:
+            first, bad, last = b.add(1, 2), b.rows(), b.add(3, 4)
+        assert (first.result(), last.result()) == (3, 7)
+        with pytest.raises(InternalError):
+            bad.result()
+        assert c.add(5, 6) == 11
+
+
+def test_the_aio_server_answers_them_and_keeps_every_slot() -> None:
+    async def main() -> None:
+        s = aio.RPCServer(max_concurrent_calls=4)
+        _bad_handlers(s)
+        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
+            # More failing calls than there are slots, several finishing together: each
+            # is answered and gives its slot back (they used to leak, then wedge the pool).
+            methods = ["rows", "unshowable", "arows"] * 4
+            outcomes = await asyncio.gather(
+                *(c.call(m, 1) if m != "unshowable" else c.call(m) for m in methods), return_exceptions=True
+            )
+            assert all(isinstance(o, InternalError) for o in outcomes), outcomes
+            async with c.batch() as b:
+                first, bad = b.add(1, 2), b.rows()
+            assert first.result() == 3
+            with pytest.raises(InternalError):
+                bad.result()
+            assert await c.add(2, 2) == 4
+            assert s.total_busy == 0
+
+    run(main)
+
+
+# -- replies nested past what a decoder reads (review8 F1, F2) -------------------------
+
+
+def test_a_reply_past_the_decoders_reach_is_refused_as_it_arrives() -> None:
+    # No decoder reads 2,000 levels: the client refuses the line at once (not after
+    # scanning it to its end) and reads the next reply.
+    proto = ClientConnection(max_depth=128)
+    proto.receive_data(b"[" * 2000 + b"\n" + b'{"jsonrpc":"2.0","id":1,"result":2}\n')
+    events = []
+    while (event := proto.next_event()) is not None:
+        events.append(event)
+    assert len(events) == 2 and isinstance(events[0], Violation) and events[0].id is None
+    assert events[1] == Response(1, 2)
+
+
+def test_an_invalid_reply_too_deep_to_print_still_fails_its_call() -> None:
+    # 1,012 levels: orjson decodes it; str() of it would raise RecursionError.
+    deep = b"[" * 1010 + b"0" + b"]" * 1010
+    proto = ClientConnection(max_depth=1020, codec=JsonCodec(use_orjson=True))
+    proto.receive_data(b'{"id":4,"result":' + deep + b"}\n")  # no "jsonrpc": not 2.0
+    (event,) = [proto.next_event()]
+    assert isinstance(event, Violation) and event.id == 4
+    assert "not a JSON-RPC 2.0 response" in event.reason and len(event.reason) < 400
+
+
+@pytest.mark.parametrize("bad", [2.5, "3", True, 0])
+def test_limits_must_be_positive_integers(bad: Any) -> None:
+    for make in (
+        lambda: RPCClient(max_depth=bad),
+        lambda: RPCServer(max_depth=bad),
+        lambda: aio.RPCServer(max_depth=bad),
+    ):
+        with pytest.raises(ValueError, match="max_depth"):
+            make()
+    with pytest.raises(ValueError, match="max_message_size"):
+        RPCClient(max_message_size=bad)
+
+
+# -- handlers raising what is not an Exception (review8 F11) -----------------------------
+
+_NOT_EXCEPTIONS = [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), asyncio.CancelledError()]
+
+
+def _raiser(exc: BaseException) -> Any:
+    def boom(*args: Any) -> None:
+        raise exc
+
+    return boom
+
+
+@pytest.mark.parametrize("exc", _NOT_EXCEPTIONS, ids=lambda e: type(e).__name__)
+def test_the_sync_server_answers_a_handler_raising_a_base_exception(exc: BaseException) -> None:
+    s = RPCServer()
+    s.register_function(_raiser(exc), name="boom")
+    s.register_function(lambda a: a, name="same")
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        with pytest.raises(InternalError):
+            c.boom()
+        with pytest.raises(InternalError):
+            c.boom(1)  # the usual request's own path (params an array)
+        with c.batch() as b:
+            bad, good = b.boom(), b.same(5)
+        with pytest.raises(InternalError):
+            bad.result()
+        assert good.result() == 5 and c.same(1) == 1  # same connection
+
+
+@pytest.mark.parametrize("exc", _NOT_EXCEPTIONS, ids=lambda e: type(e).__name__)
+def test_the_aio_server_answers_a_pool_handler_raising_a_base_exception(exc: BaseException) -> None:
+    async def main() -> None:
+        s = aio.RPCServer()
+        s.register_function(_raiser(exc), name="boom")
+        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
+            with pytest.raises(InternalError):
+                await c.boom()
+            assert s.total_busy == 0
+
+    run(main)
+
+
+@pytest.mark.parametrize("pause", [False, True])
+def test_the_aio_server_answers_an_async_handler_raising_cancelled_error_itself(pause: bool) -> None:
+    async def cancelled() -> None:
+        if pause:
+            await asyncio.sleep(0)  # raised after the call first waited (it then has a task of its own)
+        raise asyncio.CancelledError
+
+    async def main() -> None:
+        s = aio.RPCServer()
+        s.register_function(cancelled)
+        s.register_function(lambda: 1, name="one")
+        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
+            with pytest.raises(InternalError):
+                await c.cancelled()
+            assert await c.one() == 1
+
+    run(main)
