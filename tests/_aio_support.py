@@ -59,6 +59,15 @@ def run(main: Callable[[], Awaitable[T]], timeout: float = 30.0, allow: tuple[st
     return result
 
 
+async def until(condition: Callable[[], Any]) -> None:
+    """Wait (polling every 10 ms, at most WAIT) until ``condition()`` is true."""
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
 @contextlib.asynccontextmanager
 async def serving(server: aio.RPCServer, **kwargs: Any) -> AsyncIterator[tuple[str, int]]:
     """Start ``server`` on 127.0.0.1 port 0; shut it down afterwards."""

@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, until
 
 from jsonrpc_mini import aio
 
@@ -34,14 +34,6 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-async def until(condition: Any) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 async def call_then_reset(srv: aio.RPCServer, address: tuple[str, int], started: Any) -> None:
     """Send one call of "slow", wait until its handler runs, reset the connection, wait until the server saw it."""
     sock = socket.create_connection(address, timeout=WAIT)
@@ -51,6 +43,23 @@ async def call_then_reset(srv: aio.RPCServer, address: tuple[str, int], started:
     finally:
         reset(sock)
     await until(lambda: srv.connection_count == 0)  # the server has lost the connection
+
+
+async def shutdown_waits_for_slow(srv: aio.RPCServer, events: list[str], release: Any) -> None:
+    """Start ``srv``, reset a connection whose "slow" call runs, and check that shutdown() waits for it.
+
+    Still waiting half a second on (``release()`` lets the handler end only after that),
+    and it returns once the handler ended; ``events`` records it all.
+    """
+    address = await srv.start("127.0.0.1", 0)
+    assert isinstance(address, tuple)
+    await call_then_reset(srv, address, lambda: "started" in events)
+    stopping = asyncio.create_task(srv.shutdown())
+    stopping.add_done_callback(lambda _: events.append("shutdown returned"))
+    await asyncio.wait({stopping}, timeout=0.5)
+    assert not stopping.done(), "shutdown() returned while a call of a reset connection ran"
+    release()
+    await stopping
 
 
 def test_shutdown_waits_for_an_async_call_of_a_reset_connection() -> None:
@@ -67,16 +76,7 @@ def test_shutdown_waits_for_an_async_call_of_a_reset_connection() -> None:
             events.append("ended")
             return "late"
 
-        address = await srv.start("127.0.0.1", 0)
-        assert isinstance(address, tuple)
-        await call_then_reset(srv, address, lambda: "started" in events)
-        stopping = asyncio.create_task(srv.shutdown())
-        stopping.add_done_callback(lambda _: events.append("shutdown returned"))
-        # Still waiting while the handler waits (it is released only below).
-        await asyncio.wait({stopping}, timeout=0.5)
-        assert not stopping.done(), "shutdown() returned while a call of a reset connection ran"
-        release.set()
-        await stopping
+        await shutdown_waits_for_slow(srv, events, release.set)
 
     run(main)
     assert events == ["started", "ended", "shutdown returned"]
@@ -121,15 +121,7 @@ def test_shutdown_waits_for_a_thread_pool_call_of_a_reset_connection() -> None:
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=WAIT)
         srv.register_function(slow)
-        address = await srv.start("127.0.0.1", 0)
-        assert isinstance(address, tuple)
-        await call_then_reset(srv, address, lambda: "started" in events)
-        stopping = asyncio.create_task(srv.shutdown())
-        stopping.add_done_callback(lambda _: events.append("shutdown returned"))
-        await asyncio.wait({stopping}, timeout=0.5)
-        assert not stopping.done(), "shutdown() returned while a call of a reset connection ran"
-        release.set()
-        await stopping
+        await shutdown_waits_for_slow(srv, events, release.set)
 
     try:
         run(main)

@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, unraisable
+from _aio_support import WAIT, unraisable, until
 
 from jsonrpc_mini import aio
 
@@ -42,14 +42,6 @@ def slow_server(started: list[int], ended: list[int], limit: int, grace: float =
         return i
 
     return srv
-
-
-async def until(condition: Any) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 def test_a_server_left_running_when_asyncio_run_ends_is_shut_down_without_leftovers() -> None:

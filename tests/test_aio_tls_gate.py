@@ -23,7 +23,7 @@ import warnings
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run, serving, unraisable
+from _aio_support import WAIT, run, serving, unraisable, until
 from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, ServerError, aio
@@ -207,14 +207,6 @@ def test_silent_and_stalled_handshakes_are_closed_after_handshake_timeout(contex
             assert srv.connection_count == 0
 
     run(main)
-
-
-async def until(condition: Any) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 def test_shutdown_closes_connections_in_the_peek_the_handshake_and_the_refusal(contexts: Any) -> None:
