@@ -23,7 +23,7 @@ from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import Response
 from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import Violation
-from jsonrpc_mini.testing import FaultPlan, loopback
+from jsonrpc_mini.testing import AioLoopbackServer, FaultPlan, LoopbackServer, aio_loopback, loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -400,5 +400,38 @@ def test_the_aio_server_answers_an_async_handler_raising_cancelled_error_itself(
             with pytest.raises(InternalError):
                 await c.cancelled()
             assert await c.one() == 1
+
+    run(main)
+
+
+# -- the test kit's clients take the limits too (review8 N2) ---------------------------
+
+
+def test_the_test_kits_sync_clients_take_max_depth_and_max_message_size() -> None:
+    with loopback(_sync_server(), timeout=WAIT) as c, pytest.raises(RPCError, match="max_depth"):
+        c.deep(200)
+    with loopback(_sync_server(), FaultPlan(seed=2, max_chunk=50), timeout=WAIT, max_depth=300) as c:
+        assert c.deep(200) == nest(200)
+    with loopback(_sync_server(), timeout=WAIT, max_message_size=100) as c, pytest.raises(ConnectionLost, match="100"):
+        c.deep(100)
+    with LoopbackServer(_sync_server(), FaultPlan(seed=4, max_chunk=50)) as lb:
+        assert lb.client(max_depth=300).deep(200) == nest(200)
+        with pytest.raises(ConnectionLost, match="100"):
+            lb.client(max_message_size=100).deep(100)
+
+
+def test_the_test_kits_aio_clients_take_max_depth_and_max_message_size() -> None:
+    async def main() -> None:
+        s = aio.RPCServer()
+        s.register_function(_deep, name="deep")
+        async with aio_loopback(s, timeout=WAIT, max_depth=300) as c:
+            assert await c.deep(200) == nest(200)
+        async with aio_loopback(s, timeout=WAIT, max_message_size=100) as c:
+            with pytest.raises(ConnectionLost, match="100"):
+                await c.deep(100)
+        async with AioLoopbackServer(s, FaultPlan(seed=6, max_chunk=50)) as lb:
+            assert await (await lb.client(max_depth=300)).deep(200) == nest(200)
+            with pytest.raises(ConnectionLost, match="100"):
+                await (await lb.client(max_message_size=100)).deep(100)
 
     run(main)

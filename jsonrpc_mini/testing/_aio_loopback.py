@@ -31,6 +31,7 @@ from .._aio_runner import log_destroy
 from .._client_protocol import ClientConnection
 from .._errors import ConnectionLost
 from .._framing import FramingName
+from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
@@ -57,12 +58,15 @@ async def aio_loopback(
     timeout: float | None = DEFAULT_TIMEOUT,
     framing: FramingName = "newline",
     connection: int = 0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> AsyncIterator[RPCClient]:
     """Yield an ``aio.RPCClient`` served by an ``aio.RPCServer`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` (same seed, same cut and failure points
     as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
-    fault never hangs a test). On exit the client is closed and the server's side
+    fault never hangs a test); ``max_message_size`` and ``max_depth`` are the
+    client's. On exit the client is closed and the server's side
     of the connection finishes; an exception leaving the block gets a note naming
     the plan and its seed. Use it with ``async with``: entered by hand and left
     open, it is closed (with a ``ResourceWarning``) when the context manager is
@@ -80,7 +84,7 @@ async def aio_loopback(
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)
-    proto = ClientConnection(framing=framing)
+    proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
     client_protocol = ClientLink(proto)
     _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
     client = RPCClient(client_protocol, timeout=timeout)
@@ -325,12 +329,27 @@ class AioLoopbackServer:
             return
         link.start()
 
-    async def client(self, *, framing: FramingName = "newline") -> RPCClient:
-        """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit."""
+    async def client(
+        self,
+        *,
+        framing: FramingName = "newline",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> RPCClient:
+        """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit.
+
+        ``max_message_size`` and ``max_depth`` are the client's (see ``aio.connect``).
+        """
         if self._guard is None:
             raise RuntimeError("AioLoopbackServer.client() works inside `async with AioLoopbackServer(...) as lb:`")
         try:
-            client = await connect(*self.address, timeout=self.timeout, framing=framing)
+            client = await connect(
+                *self.address,
+                timeout=self.timeout,
+                framing=framing,
+                max_message_size=max_message_size,
+                max_depth=max_depth,
+            )
         except ConnectionLost as exc:
             add_plan_note(exc, self.faults)
             raise

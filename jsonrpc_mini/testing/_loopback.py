@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .._client import RPCClient
 from .._errors import ConnectionLost
 from .._framing import FramingName
+from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
 from ._pipe import pipe_pair
 from ._plan import FaultPlan, LinkState
@@ -43,11 +44,14 @@ def loopback(
     timeout: float | None = DEFAULT_TIMEOUT,
     framing: FramingName = "newline",
     connection: int = 0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Iterator[RPCClient]:
     """Yield an :class:`~jsonrpc_mini.RPCClient` served by ``server`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
-    every call (10 s by default, so that a fault never hangs a test). On exit the
+    every call (10 s by default, so that a fault never hangs a test);
+    ``max_message_size`` and ``max_depth`` are the client's. On exit the
     client is closed and the server side of the connection is stopped and joined.
     An exception leaving the block gets a note naming the plan and its seed.
 
@@ -67,7 +71,9 @@ def loopback(
     client_end, server_end = pipe_pair("loopback")
     session = server.serve_connection(server_end)
     transport = client_end if plan is None else FaultyTransport(client_end, plan, side="client", link=link)
-    client = RPCClient(transport=transport, timeout=timeout, framing=framing)
+    client = RPCClient(
+        transport=transport, timeout=timeout, framing=framing, max_message_size=max_message_size, max_depth=max_depth
+    )
     try:
         yield client
     except BaseException as exc:

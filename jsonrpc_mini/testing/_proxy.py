@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .._client import RPCClient
 from .._framing import FramingName
+from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from .._transport import SocketTransport, Transport
 from ._faults import FaultyTransport, abort_transport, shutdown_write
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
@@ -267,13 +268,28 @@ class LoopbackServer:
         """How many connections the proxy has accepted so far."""
         return self._count
 
-    def client(self, *, timeout: float | None = None, framing: FramingName = "newline") -> RPCClient:
+    def client(
+        self,
+        *,
+        timeout: float | None = None,
+        framing: FramingName = "newline",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> RPCClient:
         """A new :class:`~jsonrpc_mini.RPCClient` connected through the proxy; closed by ``close()``.
 
-        ``timeout`` defaults to the LoopbackServer's (10 s).
+        ``timeout`` defaults to the LoopbackServer's (10 s); ``max_message_size`` and
+        ``max_depth`` are the client's.
         """
         host, port = self.address
-        client = RPCClient(host, port, timeout=timeout or self.timeout, framing=framing)
+        client = RPCClient(
+            host,
+            port,
+            timeout=timeout or self.timeout,
+            framing=framing,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+        )
         with self._lock:
             self._clients.append(client)
         return client
