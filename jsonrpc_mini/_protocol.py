@@ -28,6 +28,7 @@ from ._errors import InvalidRequest, ParseError
 from ._frames import lines_balanced, too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
+from ._remote import check_count
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -119,9 +120,8 @@ class _Base:
         max_message_size: int,
         max_depth: int,
     ) -> None:
-        for name, value in (("max_message_size", max_message_size), ("max_depth", max_depth)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_count("max_message_size", max_message_size)
+        check_count("max_depth", max_depth)
         self.codec = codec if codec is not None else JsonCodec()
         self._max_size = max_message_size
         self._max_depth = max_depth

@@ -138,6 +138,12 @@ def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
 LONGEST_WAIT = (2**31 - 1) // 1000
 
 
+def check_count(name: str, value: int) -> None:
+    """Raise ValueError unless ``value`` (the option ``name``) is an integer of at least 1 (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` if it is a positive number of seconds or None; else raise ValueError."""
     if timeout is not None and not timeout > 0:

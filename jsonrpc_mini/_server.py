@@ -26,7 +26,7 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
-from ._remote import LONGEST_WAIT
+from ._remote import LONGEST_WAIT, check_count
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
 from ._watch import ReadWatcher
@@ -58,10 +58,15 @@ class ServerOptions:
     unix_mode: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_message_size", "max_depth", "max_int_digits", "max_connections", "max_concurrent_calls"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
+        for name in (
+            "max_message_size",
+            "max_depth",
+            "max_int_digits",
+            "max_connections",
+            "max_concurrent_calls",
+            "backlog",
+        ):
+            check_count(name, getattr(self, name))
         for name in ("idle_timeout", "read_timeout", "handshake_timeout", "shutdown_grace"):
             value = getattr(self, name)
             optional = name in ("idle_timeout", "read_timeout")
@@ -71,8 +76,6 @@ class ServerOptions:
                 raise ValueError(f"{name} must be a positive number of seconds{' or None' if optional else ''}")
             if value > LONGEST_WAIT:  # (frozen: set through object) inf or over 24.8 days
                 object.__setattr__(self, name, None if optional else float(LONGEST_WAIT))
-        if not isinstance(self.backlog, int) or isinstance(self.backlog, bool) or self.backlog < 1:
-            raise ValueError(f"backlog must be an integer of at least 1, not {self.backlog!r}")
         if self.framing not in ("auto", "newline", "content-length"):
             raise ValueError(f"unknown framing {self.framing!r}: use 'auto', 'newline' or 'content-length'")
 
