@@ -35,6 +35,7 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     _timer: asyncio.TimerHandle | None
     _last: float  # when the last message arrived or the last call ended
     _started: float | None  # when the message being received began (None: none is)
+    _scan_from: float | None  # when the server began scanning what it holds in slices (None: it is not)
     _input_done: bool
     busy: int
 
@@ -64,6 +65,8 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         self._timer = None
         if self._input_done:
             return
+        if self._scan_from is not None:
+            return  # the server is busy with what it received, not waiting for the peer: re-armed after
         opts, now = self._opts, self._loop.time()
         if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
             log.info("message not completed within read_timeout; closing")

@@ -33,10 +33,11 @@ Framer = JsonStreamFramer | ContentLengthFramer
 class AutoFramer:
     """Pick the framing from the first bytes a peer sends: a ``C`` starts headers."""
 
-    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int) -> None:
+    def __init__(self, loads: Loads, *, max_message_size: int, max_depth: int, scan_steps: int | None = None) -> None:
         self._loads = loads
         self._max_size = max_message_size
         self._max_depth = max_depth
+        self._scan_steps = scan_steps
         self._pending = bytearray()
         self._eof = False
         self.chosen: Framer | None = None
@@ -74,7 +75,9 @@ class AutoFramer:
         if self._pending[m.start()] in b"Cc":
             self.chosen = ContentLengthFramer(self._loads, max_message_size=self._max_size, max_depth=self._max_depth)
         else:
-            self.chosen = JsonStreamFramer(self._loads, max_message_size=self._max_size, max_depth=self._max_depth)
+            self.chosen = JsonStreamFramer(
+                self._loads, max_message_size=self._max_size, max_depth=self._max_depth, scan_steps=self._scan_steps
+            )
         self.chosen.feed(bytes(self._pending))
         self._pending = bytearray()
         if self._eof:  # pragma: no cover - feed after EOF is a caller bug
@@ -88,17 +91,27 @@ class AutoFramer:
 
 
 def make_framer(
-    framing: FramingName, loads: Loads, *, max_message_size: int, max_depth: int, depth_after_decoding: bool = False
+    framing: FramingName,
+    loads: Loads,
+    *,
+    max_message_size: int,
+    max_depth: int,
+    depth_after_decoding: bool = False,
+    scan_steps: int | None = None,
 ) -> Framer | AutoFramer:
-    """Build the reader for ``framing``; ``depth_after_decoding``: see :class:`JsonStreamFramer`."""
+    """Build the reader for ``framing``; ``depth_after_decoding``, ``scan_steps``: see :class:`JsonStreamFramer`."""
     if framing == "newline":
         return JsonStreamFramer(
-            loads, max_message_size=max_message_size, max_depth=max_depth, depth_after_decoding=depth_after_decoding
+            loads,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+            depth_after_decoding=depth_after_decoding,
+            scan_steps=scan_steps,
         )
     if framing == "content-length":
         return ContentLengthFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
     if framing == "auto":
-        return AutoFramer(loads, max_message_size=max_message_size, max_depth=max_depth)
+        return AutoFramer(loads, max_message_size=max_message_size, max_depth=max_depth, scan_steps=scan_steps)
     raise ValueError(f"unknown framing {framing!r}: use 'newline', 'content-length' or 'auto'")
 
 

@@ -82,10 +82,19 @@ class JsonStreamFramer(BufferedReader):
     name: Final = "newline"
 
     def __init__(
-        self, loads: Loads, *, max_message_size: int, max_depth: int, depth_after_decoding: bool = False
+        self,
+        loads: Loads,
+        *,
+        max_message_size: int,
+        max_depth: int,
+        depth_after_decoding: bool = False,
+        scan_steps: int | None = None,
     ) -> None:
         super().__init__(loads, max_message_size)  # _start: first byte of the value being read
         self._max_depth = max_depth
+        # At most this many scanner steps per next_event (None: no bound); see scan_pending.
+        self._scan_steps = scan_steps
+        self._scan_pending = False
         self._after_decoding = depth_after_decoding
         # Past _DECODABLE_DEPTH no decoder reads a value (Python's recursion limit, orjson's
         # own): refused as it arrives, as before, rather than scanned to its end for nothing.
@@ -109,6 +118,17 @@ class JsonStreamFramer(BufferedReader):
         return self._mode in (_VALUE, _LINE) or (self._mode == _IDLE and self.buffered > 0)
 
     @property
+    def scan_pending(self) -> bool:
+        """True when ``next_event`` stopped after its ``scan_steps`` with bytes left to scan.
+
+        Call ``next_event`` again (on an event loop, after letting other work run):
+        it goes on where the scanner stopped. Scanning a large value made of deeply
+        nested small elements costs about 1-2 us per byte, so without a bound one
+        8 MiB value would hold an event loop for seconds (SECURITY.md).
+        """
+        return self._scan_pending
+
+    @property
     def between_values(self) -> bool:
         """True when nothing is buffered, no line is being skipped and no fatal error occurred.
 
@@ -118,7 +138,18 @@ class JsonStreamFramer(BufferedReader):
         return self._mode == _IDLE and len(self._buf) == self._start and not self._failed
 
     def next_event(self) -> Event | None:
-        """Return the next complete value or error, or ``None`` if more bytes are needed."""
+        """Return the next complete value or error, or ``None`` if more bytes are needed.
+
+        ``None`` with :attr:`scan_pending` set means "call again": the scanner
+        stopped after its ``scan_steps``.
+        """
+        if self._scan_pending:
+            self._scan_pending = False
+            event = self._scan_value()
+            if event is not None or self._scan_pending:
+                return event
+            # Everything fed is scanned and the value is still open: as after any read.
+            return None
         if self._in_long_string:
             # Speed: see _read_value. The scanner is inside a string it has checked, and
             # its place is the end of the previous read; a read holding no quote and no
@@ -350,7 +381,15 @@ class JsonStreamFramer(BufferedReader):
         stop = min(end, self._start + self._max_size)
         dirty_until = 0  # bytes before this offset hold an escape or a newline
         after: bool | None = None  # just past an opening bracket (True) or a value (False)
+        steps = self._scan_steps
         while pos < stop:
+            if steps is not None:
+                if not steps:
+                    self._pos = pos
+                    self._in_string = in_string
+                    self._scan_pending = True
+                    return None
+                steps -= 1
             if in_string:
                 m = _IN_STRING.search(buf, pos, min(stop, pos + _LONG_STRING))
                 if m is None and pos + _LONG_STRING < stop:

@@ -119,6 +119,7 @@ class _Base:
         codec: JsonCodec | None,
         max_message_size: int,
         max_depth: int,
+        scan_steps: int | None = None,
     ) -> None:
         check_count("max_message_size", max_message_size)
         check_count("max_depth", max_depth)
@@ -131,6 +132,7 @@ class _Base:
             max_message_size=max_message_size,
             max_depth=max_depth,
             depth_after_decoding=self._DEPTH_AFTER_DECODING,
+            scan_steps=scan_steps,
         )
         self._eof = False
         self._closed_reported = False
@@ -243,14 +245,26 @@ class ServerConnection(_Base):
         codec: JsonCodec | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        scan_steps: int | None = None,
     ) -> None:
-        super().__init__(framing, codec, max_message_size, max_depth)
+        super().__init__(framing, codec, max_message_size, max_depth, scan_steps)
+
+    @property
+    def scan_pending(self) -> bool:
+        """True when ``next_event`` returned None only because it used up its ``scan_steps``.
+
+        An event loop calls ``next_event`` again after letting other work run:
+        one peer's large, deeply nested value then cannot hold the loop for
+        seconds. Without ``scan_steps`` (the default) it is never set.
+        """
+        framer = self._framer
+        return type(framer) is JsonStreamFramer and framer.scan_pending
 
     def next_event(self) -> ServerEvent | None:
-        """The next thing to do, or None if more bytes are needed."""
+        """The next thing to do, or None if more bytes are needed (or :attr:`scan_pending`)."""
         event = self._framer.next_event()
         if event is None:
-            return self._closed()
+            return None if self.scan_pending else self._closed()
         if isinstance(event, FrameError):
             return Reply(self.encode(ErrorResponse(None, ErrorObject(event.code, event.message))), event.fatal)
         value = event.value

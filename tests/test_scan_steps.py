@@ -1,0 +1,191 @@
+"""Scanning in bounded steps: one peer's costly value cannot hold an asyncio server's loop.
+
+``JsonStreamFramer(scan_steps=N)`` stops its scanner after N steps and sets
+``scan_pending``; calling ``next_event`` again goes on where it stopped. The
+asyncio server scans that way, one slice per loop iteration with reading paused,
+so the other connections are served while a large deeply nested value sent
+without a newline is scanned (review8 F5: 8 MiB of such a value held the loop
+about 20 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from _aio_support import RawConn, request, run, serving
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_framing_lazy import damaged_streams, long_string_values
+
+from jsonrpc_mini import _aio_conn, aio
+from jsonrpc_mini._framing import JsonStreamFramer
+from jsonrpc_mini._json import JsonCodec
+from jsonrpc_mini._protocol import Call, Closed, Reply, ServerConnection
+from jsonrpc_mini.testing.strategies import chunkings
+
+pytestmark = pytest.mark.timeout(120)
+
+# 3,000 elements nested 5 deep: the patterns that pass over runs of elements cover
+# two levels, so the scanner walks these token by token (tens of thousands of steps).
+DEEP_ELEMENTS = b"[" + b"[[[[[1]]]]]," * 3000 + b"1]"
+DEEP_REQUEST = b'{"jsonrpc":"2.0","id":7,"method":"size","params":[' + DEEP_ELEMENTS + b"]}"
+
+
+def events(chunks: list[bytes], scan_steps: int | None, eof: bool) -> list[list[Any]]:
+    """The events of each read; with ``scan_steps``, next_event is called again while scan_pending."""
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 16, max_depth=16, scan_steps=scan_steps)
+    out = []
+    for chunk in [*chunks, b""] if eof else chunks:
+        framer.feed(chunk)
+        got = []
+        for _ in range(100_000):
+            event = framer.next_event()
+            if event is not None:
+                got.append(event)
+            elif not framer.scan_pending:
+                break
+        else:
+            raise AssertionError("next_event never stopped")
+        out.append(got)
+    assert not framer.scan_pending
+    return out
+
+
+any_streams = st.one_of(damaged_streams(), damaged_streams(long_string_values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=any_streams, steps=st.integers(1, 8), data=st.data())
+def test_bounded_scanning_gives_the_events_of_unbounded_scanning_read_by_read(
+    stream: bytes, steps: int, data: st.DataObject
+) -> None:
+    chunks = data.draw(chunkings(stream))
+    eof = data.draw(st.booleans())
+    assert events(chunks, steps, eof) == events(chunks, None, eof)
+
+
+def test_a_deep_value_is_scanned_in_many_slices_each_going_on_where_the_last_stopped() -> None:
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=16, scan_steps=100)
+    framer.feed(DEEP_ELEMENTS)
+    calls = 0
+    event = None
+    while event is None:
+        calls += 1
+        assert calls < 10_000, "the scan does not advance"
+        event = framer.next_event()
+        assert framer.scan_pending == (event is None)
+    # Tens of thousands of tokens, at most 100 per call: many calls, each one advancing.
+    assert calls > 100
+    assert len(event.value) == 3001  # type: ignore[attr-defined]
+
+
+def test_without_scan_steps_the_scan_is_never_cut() -> None:
+    framer = JsonStreamFramer(JsonCodec().loads, max_message_size=1 << 20, max_depth=16)
+    framer.feed(DEEP_ELEMENTS)
+    assert framer.next_event() is not None
+    assert not framer.scan_pending
+
+
+def test_end_of_stream_while_a_scan_is_pending_comes_after_the_value() -> None:
+    proto = ServerConnection(scan_steps=50)
+    proto.receive_data(DEEP_REQUEST)
+    proto.receive_data(b"")  # the peer sent its value, then finished
+    seen: list[Any] = []
+    for _ in range(100_000):
+        event = proto.next_event()
+        if event is None:
+            if not proto.scan_pending:
+                break
+            continue
+        seen.append(event)
+    assert [type(e) for e in seen] == [Call, Closed]
+    assert seen[0].message.id == 7
+
+
+def test_an_incomplete_value_at_end_of_stream_is_reported_after_a_pending_scan() -> None:
+    proto = ServerConnection(scan_steps=50)
+    proto.receive_data(DEEP_REQUEST[:-5])
+    proto.receive_data(b"")
+    seen: list[Any] = []
+    for _ in range(100_000):
+        event = proto.next_event()
+        if event is None:
+            if not proto.scan_pending:
+                break
+            continue
+        seen.append(event)
+    assert [type(e) for e in seen] == [Reply, Closed]
+    assert b"incomplete JSON value at end of stream" in seen[0].data
+
+
+def test_aio_server_answers_others_while_it_scans_a_deep_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_aio_conn, "SCAN_STEPS", 10)  # thousands of slices for DEEP_REQUEST
+
+    async def main() -> None:
+        server = aio.RPCServer()
+        server.register_function(len, name="size")
+        async with serving(server) as address:
+            big, small = await RawConn.open(address), await RawConn.open(address)
+            try:
+                await big.send(DEEP_REQUEST)  # no newline: the scanner must find its end
+                scanning = None
+                for _ in range(100_000):  # one loop iteration each
+                    scanning = next((c for c in server._conns if c._scan_soon), None)
+                    if scanning is not None:
+                        break
+                    await asyncio.sleep(0)
+                assert scanning is not None, "the value was not scanned in slices"
+                # Reading waits for the scan: the bytes held stay bounded.
+                assert scanning._transport is not None and not scanning._transport.is_reading()
+                await small.send(request("size", [[1, 2]], id_=2))
+                assert await small.recv() == {"jsonrpc": "2.0", "id": 2, "result": 2}
+                assert scanning._scan_soon, "the other client waited for the whole scan"
+                assert await big.recv() == {"jsonrpc": "2.0", "id": 7, "result": 3001}
+                # Reading resumed: the same connection serves its next request.
+                await big.send(request("size", ["ab"], id_=8))
+                assert await big.recv() == {"jsonrpc": "2.0", "id": 8, "result": 2}
+            finally:
+                await big.close()
+                await small.close()
+
+    run(main)
+
+
+def test_the_time_spent_scanning_does_not_count_against_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two steps per loop iteration: scanning the middle part takes well over the
+    # 0.3 s read_timeout, all of it the server's doing. The time before and after
+    # the scan still counts (the value takes three reads; each pause is short).
+    monkeypatch.setattr(_aio_conn, "SCAN_STEPS", 2)
+    head = b'{"jsonrpc":"2.0","id":7,"method":"size","params":['
+    # Brackets nested 40 deep: the framer cannot tell cheaply that the value is
+    # still open after it, so the whole middle part is scanned as it arrives.
+    middle = DEEP_ELEMENTS[:-2] + b"[" * 40 + b"1" + b"]" * 40 + b"]"
+
+    async def main() -> None:
+        server = aio.RPCServer(read_timeout=0.3)
+        server.register_function(len, name="size")
+        async with serving(server) as address:
+            conn = await RawConn.open(address)
+            try:
+                await conn.send(head)
+                await asyncio.sleep(0.05)
+                await conn.send(middle)
+                (served,) = server._conns
+                for _ in range(100_000):  # one loop iteration each: the scan begins
+                    if served._scan_from is not None:
+                        break
+                    await asyncio.sleep(0)
+                for _ in range(1_000_000):  # ... and ends, the value still open
+                    if served._scan_from is None:
+                        break
+                    await asyncio.sleep(0)
+                assert served._scan_from is None and not served._input_done
+                await asyncio.sleep(0.05)
+                await conn.send(b"]}\n")
+                assert await conn.recv() == {"jsonrpc": "2.0", "id": 7, "result": 3001}
+            finally:
+                await conn.close()
+
+    run(main)
