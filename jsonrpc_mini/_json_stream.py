@@ -15,7 +15,6 @@ from ._frames import (
     INVALID_REQUEST,
     PARSE_ERROR,
     WS,
-    BufferedReader,
     Event,
     FrameError,
     Loads,
@@ -25,8 +24,8 @@ from ._frames import (
     slice_bytes,
     too_deep,
     too_large,
-    unclosed,
 )
+from ._json_lazy import LookAhead
 from ._json_runs import CLOSE_ARRAY, RUN, RUN_DEPTH, RUN_WINDOW
 
 __all__ = ["JsonStreamFramer"]
@@ -40,21 +39,7 @@ _NEWLINE: Final = ord("\n")
 _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
 _BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
 _SPACE: Final = frozenset(b" \t\r\n")
-_CLOSING: Final = re.compile(rb"[\]}]")
-# Byte kinds for _may_close: an opening bracket, what may come before one, anything else.
-_KINDS: Final = bytes(ord("{") if b in b"[{" else ord(",") if b in b",:" else ord("a") for b in range(256))
-_WHITESPACE: Final = b" \t\r\n"
-# An opening bracket's kind right after a value's. Speed: written to start at the
-# rare "{" (the regex engine skips ahead to it) and look back for the common "a":
-# a plain search for b"a{" stops at every "a", ~2.5x slower on the kinds of typical text.
-_OPENS_AFTER_VALUE: Final = re.compile(rb"\{(?<=a\{)")
-_MAY_END: Final = frozenset(b"]} \t\r")  # bytes a value received whole may end with
-# _may_close gives up (and lets the scanner run) on nesting deeper than these bound:
-# each look then costs a few passes over the new bytes, whatever max_depth is.
-_UNCLOSED_ROUNDS: Final = 16
-_UNCLOSED_MAX: Final = 64
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
-_LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a space
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
 _DECODABLE_DEPTH: Final = 1000  # with depth_after_decoding, values nested deeper are refused unread
 
@@ -62,7 +47,7 @@ _DECODABLE_DEPTH: Final = 1000  # with depth_after_decoding, values nested deepe
 _IDLE, _VALUE, _LINE, _SKIP = range(4)
 
 
-class JsonStreamFramer(BufferedReader):
+class JsonStreamFramer(LookAhead):
     """Reader for JSON values that are newline-terminated, concatenated or pretty-printed.
 
     A value that starts with ``{`` or ``[`` is complete at its matching closing
@@ -106,10 +91,6 @@ class JsonStreamFramer(BufferedReader):
         self._no_fast_before = 0  # lines before this offset already failed the fast path
         self._no_newline_before = 0  # the fast path found no newline before this offset
         self._lazy = False  # the value being read may still end at a newline: see _read_value
-        self._checked_to = 0  # _may_close has looked at the bytes before this offset
-        self._unclosed = b""  # what they left open (see unclosed())
-        self._kinds_to = 0  # _opens_after_a_value has looked at the bytes before this offset
-        self._before = b","  # the kind of the last non-space byte before _kinds_to
         self._in_long_string = False  # the scanner is inside a long string: see next_event
 
     @property
@@ -287,68 +268,6 @@ class JsonStreamFramer(BufferedReader):
                 if not self._may_close():
                     return None
         return self._scan_value()
-
-    def _may_close(self) -> bool:
-        """False only if the bytes the scanner has not seen surely leave this value open.
-
-        ``_unclosed`` holds what the bytes from the scanner's place up to
-        ``_checked_to`` left open, so each byte is looked at once. After True the
-        scanner runs, and the next look starts again from its new place.
-        """
-        buf = self._buf
-        end = len(buf)
-        if self._checked_to <= self._pos:  # the scanner has caught up: go on from its place
-            self._checked_to = self._kinds_to = self._pos
-            self._unclosed = b'"' if self._in_string else b""
-            self._before = self._kind_before(self._pos)
-        if self._eof or end - self._start > self._max_size:
-            rest = None
-        else:
-            rest = unclosed(self._unclosed + buf[self._checked_to : end], _UNCLOSED_ROUNDS)  # bytes + slice: bytes
-            if rest is not None and buf[-1] in _MAY_END and self._opens_after_a_value(end):
-                rest = None
-        if rest is not None:
-            closers = len(rest) - len(rest.lstrip(b"]}"))
-            # Valid JSON leaves closing brackets, then opening ones (and maybe an open
-            # string). No value ended unless the closing ones close all the scanner had
-            # open, and each must be the one expected (a wrong one is an error to report).
-            if (
-                closers < len(self._stack)
-                and rest[:closers] == self._stack[::-1][:closers]
-                and len(rest) <= _UNCLOSED_MAX
-                and not _CLOSING.search(rest, closers)
-            ):
-                self._unclosed = rest
-                self._checked_to = end
-                return False
-        self._checked_to = -1
-        return True
-
-    def _opens_after_a_value(self, end: int) -> bool:
-        """Whether a ``[`` or ``{`` follows a value (a number, string, closing bracket).
-
-        That is an error (a value that lost its closing bracket, then the next
-        request) which bracket counting cannot see: all pairs may still match.
-        Looked for only when the bytes end as a value may (see _MAY_END), over the
-        bytes not looked at yet: a peer that stops sending after a broken value
-        still gets its error, and each byte is looked at once. Strings hold no
-        bracket here (``unclosed`` checked), so every bracket is structural.
-        """
-        kinds = (self._before + self._buf[self._kinds_to : end]).translate(_KINDS, _WHITESPACE)
-        self._kinds_to = end
-        self._before = kinds[-1:]
-        return _OPENS_AFTER_VALUE.search(kinds) is not None
-
-    def _kind_before(self, pos: int) -> bytes:
-        """The kind (see ``_KINDS``) of the last non-space byte before ``pos`` (looked for nearby).
-
-        If only spaces are nearby, the kind of a value: an opening bracket next then
-        makes ``_opens_after_a_value`` call the scanner, which decides exactly. (The
-        kind of a comma would let a value that lost its closing bracket, spaces and
-        the next request look fine, and that peer would never be answered.)
-        """
-        text = self._buf[max(self._start, pos - _LOOK_BACK) : pos].rstrip(_WHITESPACE)
-        return bytes(text[-1:]).translate(_KINDS) if text else b"a"
 
     def _read_line(self) -> Event | None:
         buf = self._buf

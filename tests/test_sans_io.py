@@ -14,6 +14,8 @@ CORE = [
     "_json",
     "_frames",
     "_json_stream",
+    "_json_lazy",
+    "_json_runs",
     "_content_length",
     "_framing",
     "_codec",

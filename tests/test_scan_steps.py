@@ -88,18 +88,23 @@ def test_without_scan_steps_the_scan_is_never_cut() -> None:
     assert not framer.scan_pending
 
 
+def events_until_bytes_needed(proto: ServerConnection) -> list[Any]:
+    """Every event ``proto`` has, calling next_event again while a scan is pending."""
+    seen: list[Any] = []
+    for _ in range(100_000):
+        event = proto.next_event()
+        if event is not None:
+            seen.append(event)
+        elif not proto.scan_pending:
+            return seen
+    raise AssertionError("next_event never stopped")
+
+
 def test_end_of_stream_while_a_scan_is_pending_comes_after_the_value() -> None:
     proto = ServerConnection(scan_steps=50)
     proto.receive_data(DEEP_REQUEST)
     proto.receive_data(b"")  # the peer sent its value, then finished
-    seen: list[Any] = []
-    for _ in range(100_000):
-        event = proto.next_event()
-        if event is None:
-            if not proto.scan_pending:
-                break
-            continue
-        seen.append(event)
+    seen = events_until_bytes_needed(proto)
     assert [type(e) for e in seen] == [Call, Closed]
     assert seen[0].message.id == 7
 
@@ -108,14 +113,7 @@ def test_an_incomplete_value_at_end_of_stream_is_reported_after_a_pending_scan()
     proto = ServerConnection(scan_steps=50)
     proto.receive_data(DEEP_REQUEST[:-5])
     proto.receive_data(b"")
-    seen: list[Any] = []
-    for _ in range(100_000):
-        event = proto.next_event()
-        if event is None:
-            if not proto.scan_pending:
-                break
-            continue
-        seen.append(event)
+    seen = events_until_bytes_needed(proto)
     assert [type(e) for e in seen] == [Reply, Closed]
     assert b"incomplete JSON value at end of stream" in seen[0].data
 
