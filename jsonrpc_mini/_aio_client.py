@@ -94,11 +94,14 @@ class RPCClient:
             link.check(None)
         # Every member gets the client's timeout from now: it bounds the whole batch.
         waits = [(m, link.expect(m.id, m.method, self._timeout)) for m in messages if isinstance(m, Request)]
+        ids = [message.id for message, _ in waits]
+        link.proto.expect_batch(ids)  # members the reply array leaves out fail at once
         try:
             link.send(data, None)
             if waits:
                 await asyncio.gather(*(future for _, future in waits), return_exceptions=True)
         finally:
+            link.proto.forget_batch(ids)
             for message, future in waits:
                 if not future.done():
                     link.forget(message.id)

@@ -172,19 +172,24 @@ class RPCClient:
         for waiter, id_ in zip(waiters, ids, strict=True):
             waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        link.start(waiters, data, deadline, "batch")
+        # Members the reply array leaves out fail at once (the core tells: expect_batch).
+        proto.expect_batch(ids)
         try:
-            for waiter in waiters:
-                if not waiter.done:  # replies come together: most are in once the first wait ends
-                    try:
-                        link.wait(waiter, deadline)
-                    except RPCTimeout as exc:
-                        waiter.error = exc
-        except BaseException:  # e.g. KeyboardInterrupt: the members not answered stop waiting too
-            for waiter in waiters:
-                if not waiter.done:
-                    link._abandon(waiter)
-            raise
+            link.start(waiters, data, deadline, "batch")
+            try:
+                for waiter in waiters:
+                    if not waiter.done:  # replies come together: most are in once the first wait ends
+                        try:
+                            link.wait(waiter, deadline)
+                        except RPCTimeout as exc:
+                            waiter.error = exc
+            except BaseException:  # e.g. KeyboardInterrupt: the members not answered stop waiting too
+                for waiter in waiters:
+                    if not waiter.done:
+                        link._abandon(waiter)
+                raise
+        finally:
+            proto.forget_batch(ids)
         return waiters  # the members' BatchResults, holding their outcomes
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
