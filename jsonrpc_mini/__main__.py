@@ -6,6 +6,7 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import signal
 import sys
 import threading
@@ -96,10 +97,13 @@ def _serve(args: argparse.Namespace) -> int:
         thread.start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    where = args.path or f"{args.host}:{args.port}"
-    print(f"serving on {where} (Ctrl-C to stop)", file=sys.stderr)
+    where = args.path or _host_port(args.host, args.port)
     try:
-        server.loop(args.host, args.port, path=args.path)
+        # loop() split in two, so that the port bound (--port 0 picks one) is shown.
+        listener = server._listen(args.host, args.port, args.path, None)
+        bound = listener.address
+        print(f"serving on {bound if isinstance(bound, str) else _host_port(*bound)} (Ctrl-C to stop)", file=sys.stderr)
+        server._run_listener(listener)
     except OSError as exc:  # binding failed: port in use, no permission, bad path
         print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
         return 1
@@ -116,9 +120,27 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise OverflowError(f"{text} is too large for a float")
+    return number
+
+
 def _parse_value(text: str) -> Any:
+    """An ARG as JSON (only what JSON allows: NaN and Infinity are words), else the string itself."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except OverflowError:
+        raise  # a number JSON allows but no float holds: say so rather than send a string
     except ValueError:
         return text  # a bare word is a string
 
@@ -128,14 +150,21 @@ def _call(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         print(f"error: address must be HOST:PORT, not {args.address!r}", file=sys.stderr)
         return 2
+    if not 0 < int(port) < 65536:
+        print(f"error: port must be 1-65535, not {port} (in {args.address!r})", file=sys.stderr)
+        return 2
     positional: list[Any] = []
     keywords: dict[str, Any] = {}
     for item in args.args:
         key, sep, value = item.partition("=")
-        if sep and key.isidentifier():
-            keywords[key] = _parse_value(value)
-        else:
-            positional.append(_parse_value(item))
+        try:
+            if sep and key.isidentifier():
+                keywords[key] = _parse_value(value)
+            else:
+                positional.append(_parse_value(item))
+        except OverflowError as exc:
+            print(f"error: argument {item!r}: {exc}", file=sys.stderr)
+            return 2
     try:
         with RPCClient(host.strip("[]"), int(port), timeout=args.timeout) as client:
             if args.notify:

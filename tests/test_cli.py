@@ -181,6 +181,38 @@ def test_call_an_unreachable_server() -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "65536"])
+def test_call_with_a_port_out_of_range(port: str) -> None:
+    done = run_cli("call", f"127.0.0.1:{port}", "add", "1", "2")
+    assert done.returncode == 2
+    assert f"port must be 1-65535, not {port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_on_port_0_says_which_port_it_bound(api_module: str) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jsonrpc_mini", "serve", api_module, "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    try:
+        assert server.stderr is not None
+        lines = [server.stderr.readline() for _ in range(2)]  # "registered: ...", "serving on ..."
+        assert lines[1].startswith("serving on 127.0.0.1:"), lines
+        port = int(lines[1].split(":")[1].split()[0])
+        assert port != 0
+        with RPCClient("127.0.0.1", port, timeout=WAIT) as client:
+            assert client.add(2, 3) == 5
+        server.send_signal(signal.SIGINT)
+        assert server.wait(WAIT) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(WAIT)
+        if server.stderr is not None:
+            server.stderr.close()
+
+
 # -- in-process (same code paths, measured by coverage) ---------------------------
 
 
@@ -198,6 +230,12 @@ def test_main_call_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["call", f"{host}:{port}", "echo", "1", "x", "null", "k=[true]", "not-a-key=1"]) == 0
         assert json.loads(capsys.readouterr().out) == {"a": [1, "x", None, "not-a-key=1"], "k": {"k": [True]}}
         assert main(["call", f"[{host}]:{port}", "echo"]) == 0  # brackets are allowed around the host
+        capsys.readouterr()
+        # Only JSON is JSON: NaN and Infinity are words (strings); a number no float holds is an error.
+        assert main(["call", f"{host}:{port}", "echo", "NaN", "Infinity", "[1, 2.5]"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"a": ["NaN", "Infinity", [1, 2.5]], "k": {}}
+        assert main(["call", f"{host}:{port}", "echo", "x=1e400"]) == 2
+        assert capsys.readouterr().err == "error: argument 'x=1e400': 1e400 is too large for a float\n"
         capsys.readouterr()
         assert main(["call", f"{host}:{port}", "boom"]) == 1
         err = capsys.readouterr().err
