@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 from ._client_protocol import ClientConnection
 from ._client_reader import _ReplyReader, _Waiter, timed_out
 from ._codec import ErrorResponse, Id, Params, Response
-from ._errors import ConnectionLost, RPCTimeout
+from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._protocol import Closed, Violation
 from ._transport import Transport, feed_ready
 
@@ -70,6 +70,8 @@ class _Link(_ReplyReader):
 
     def start(self, waiters: Sequence[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
         """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``."""
+        if waiters and self.reading == threading.get_ident():
+            raise self._refused(what)  # (before the try: what this thread holds is its outer call's)
         try:
             with self.lock:
                 if self.lost is not None:
@@ -104,6 +106,13 @@ class _Link(_ReplyReader):
 
         An exception anywhere here (Ctrl-C can land between any two steps) frees
         what this thread holds and forgets its call (see _let_go).
+
+        A call made while this thread is inside a call on this connection (from a
+        signal handler) waits for nothing this thread holds: while it waits for a
+        reply, the call is refused at once (see _refused); while it sends (or has
+        claimed the outbox), the call is not left in the outbox for that suspended
+        send but goes to send(): if this thread holds the send lock, that closes the
+        connection (as for any call then: see _reclaim), else it waits for the lock.
         """
         proto = self.proto
         id_ = proto.next_id()
@@ -111,11 +120,16 @@ class _Link(_ReplyReader):
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = _Waiter(id_, method)
         small = len(data) <= _EARLY_TURN
+        reading = self.reading
+        if reading and reading == threading.get_ident():
+            raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
         try:
             with self.lock:
                 if self.lost is not None:
                     raise ConnectionLost(self.lost)
-                queued = small and self.sending
+                sending = self.sending
+                # Not for this thread to write later: it is inside its own send (a signal handler's call).
+                queued = small and sending and sending != threading.get_ident() and not self.send_lock._is_owned()
                 if queued:
                     self.outbox.append((waiter, data))
                     locked = lead = drain = False
@@ -151,6 +165,23 @@ class _Link(_ReplyReader):
             self._let_go((waiter,))
             raise
         return waiter.outcome()
+
+    @staticmethod
+    def _refused(method: str) -> RPCError:
+        """The error of a call made while this thread waits for a reply on this connection.
+
+        Only a signal handler (or code run from inside the client) can do that; the
+        thread's own read is suspended under it, so the call's reply could never be
+        read: nothing is sent, and the connection and the outer call go on.
+        """
+        exc = RPCError(
+            None,
+            "refused: this thread is waiting for a reply on this connection (the call was made from a signal"
+            " handler?), so nothing could read this call's reply; nothing was sent. Make such calls from"
+            " another thread or on another client",
+        )
+        exc.method = method or None
+        return exc
 
     def send(
         self,
