@@ -31,7 +31,8 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
-from ._server import ServerOptions, _remove_stale_socket
+from ._server import ServerOptions
+from ._unix import listen_unix
 
 __all__ = ["RPCServer"]
 
@@ -146,18 +147,14 @@ class RPCServer(Registry):
             raise RuntimeError("this server is already listening; call shutdown() first")
         loop = asyncio.get_running_loop()
         opts = self.options
-        if path is not None:
-            _remove_stale_socket(path)
         listener: TlsListener | asyncio.Server
         if ssl is not None:  # accepted in plain TCP: the gate starts TLS (or refuses a plain client)
             listener = await listen_tls(self, ssl, host, port, path)
         elif path is not None:
-            listener = await loop.create_unix_server(self.protocol, path, backlog=opts.backlog)
+            listener = await listen_unix(loop, self.protocol, path, opts.unix_mode, opts.backlog)
         else:
             listener = await loop.create_server(self.protocol, host, port, backlog=opts.backlog, reuse_address=True)
         if path is not None:
-            if opts.unix_mode is not None:
-                os.chmod(path, opts.unix_mode)
             address: Address = path
         else:
             bound = listener.sockets[0].getsockname()

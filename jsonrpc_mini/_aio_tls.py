@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._aio_runner import log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
+from ._unix import bind_unix
 
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
@@ -59,14 +60,17 @@ async def listen_tls(
     """Listen on a TLS port with the gate in front (asyncio's TLS listener if the loop cannot watch descriptors)."""
     loop = asyncio.get_running_loop()
     timeout, backlog = server.options.handshake_timeout, server.options.backlog
-    listener = TlsListener(server, await _bind(loop, host, port, path, backlog), context, timeout, backlog)
+    mode = server.options.unix_mode
+    listener = TlsListener(
+        server, await _bind(loop, host, port, path, mode=mode, backlog=backlog), context, timeout, backlog
+    )
     try:
         listener.serve()
     except NotImplementedError:
         listener.close()
         if path is not None:
             return await loop.create_unix_server(
-                server.protocol, path, backlog=backlog, ssl=context, ssl_handshake_timeout=timeout
+                server.protocol, sock=bind_unix(path, mode), backlog=backlog, ssl=context, ssl_handshake_timeout=timeout
             )
         return await loop.create_server(
             server.protocol, host, port, backlog=backlog, reuse_address=True, ssl=context, ssl_handshake_timeout=timeout
@@ -75,14 +79,13 @@ async def listen_tls(
 
 
 async def _bind(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, path: str | None, backlog: int
+    loop: asyncio.AbstractEventLoop, host: str, port: int, path: str | None, *, mode: int | None, backlog: int
 ) -> list[socket.socket]:
-    """Listening, non-blocking sockets for ``path`` or ``host``/``port``."""
+    """Listening, non-blocking sockets for ``path`` (with ``mode``) or ``host``/``port``."""
     socks: list[socket.socket] = []
     try:
         if path is not None:
-            socks.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-            socks[0].bind(path)
+            socks.append(bind_unix(path, mode))
         else:
             # asyncio resolves and binds exactly as for every other server (each address
             # of host, SO_REUSEADDR, IPv6-only IPv6 sockets); its sockets are taken over.

@@ -15,7 +15,6 @@ import os
 import selectors
 import socket
 import ssl as _ssl
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
 from ._remote import LONGEST_WAIT, check_count
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
+from ._unix import bind_unix
 from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
@@ -307,11 +307,7 @@ class _Listener:
         opts = server.options
         try:
             if path is not None:
-                _remove_stale_socket(path)
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.bind(path)
-                if opts.unix_mode is not None:
-                    os.chmod(path, opts.unix_mode)
+                self.sock = bind_unix(path, opts.unix_mode)
                 self.address: Address = path
             else:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -381,22 +377,3 @@ class _Listener:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
         self.closed.set()
-
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody is listening: a stale file from a previous run
-        return
-    finally:
-        probe.close()
-    raise OSError(f"{path} is in use by another server")
