@@ -118,6 +118,14 @@ class JsonStreamFramer(LookAhead):
         """
         return self._mode == _IDLE and len(self._buf) == self._start and not self._failed
 
+    def tried_next_line(self, newline: int) -> None:
+        """The caller decoded the line it feeds next, between values, with no success.
+
+        ``newline`` is that line's newline offset in it: the fast path leaves the
+        line to the scanner, as if it had tried the line itself.
+        """
+        self._no_fast_before = len(self._buf) + newline
+
     def next_event(self) -> Event | None:
         """Return the next complete value or error, or ``None`` if more bytes are needed.
 

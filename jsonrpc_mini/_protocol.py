@@ -167,7 +167,9 @@ class _Base:
         ``arrays`` an array too) and nothing is buffered.
 
         Otherwise ``NOT_ONE``, and nothing is consumed: the caller feeds ``data`` to
-        the framer, which handles everything else (and reports errors exactly).
+        the framer, which handles everything else (and reports errors exactly). A
+        line decoded here in vain is not decoded again by the framer's own fast path
+        (it costs seconds for a line of many MiB).
         """
         framer = self._framer
         first = data[:1]
@@ -181,6 +183,7 @@ class _Base:
             try:
                 value = self.codec.loads(data)
             except ParseError:
+                framer.tried_next_line(len(data) - 1)
                 return NOT_ONE
             if not too_deep(data, value, self._max_depth):
                 return value

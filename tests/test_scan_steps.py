@@ -187,3 +187,34 @@ def test_the_time_spent_scanning_does_not_count_against_read_timeout(monkeypatch
                 await conn.close()
 
     run(main)
+
+
+class CountingCodec(JsonCodec):
+    """Counts the values decoded, by size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def loads(self, data: bytes | bytearray | memoryview | str) -> Any:
+        self.sizes.append(len(data))
+        return super().loads(data)
+
+
+def test_a_line_the_one_step_path_failed_to_decode_is_not_decoded_whole_again() -> None:
+    # Two requests on one line (no newline between): one loads of the whole line
+    # fails; the framer then reads the two values. Decoding that line again would
+    # double the cost of the attack in review9 S1 (an 8 MiB value with requests
+    # after it on its line: seconds per decode).
+    first = b'{"jsonrpc":"2.0","id":1,"method":"f","params":[' + b"[1]," * 1000 + b"1]}"
+    second = b'{"jsonrpc":"2.0","id":2,"method":"f"}'
+    line = first + b" " + second + b"\n"
+    codec = CountingCodec()
+    proto = ServerConnection(codec=codec)
+    proto.receive_data(b'{"jsonrpc":"2.0","id":0,"method":"f"}\n')  # the framing is known from here on
+    assert [e.message.id for e in events_until_bytes_needed(proto)] == [0]
+    codec.sizes.clear()
+    assert proto.receive_request(line) is None
+    seen = events_until_bytes_needed(proto)
+    assert [e.message.id for e in seen] == [1, 2]
+    assert sorted(codec.sizes) == sorted([len(line), len(first), len(second)])
