@@ -10,7 +10,6 @@ connection is ``_client_link._Link`` (registering and sending requests) on
 
 from __future__ import annotations
 
-import functools
 import ssl as _ssl
 import time
 from types import TracebackType
@@ -151,7 +150,13 @@ class RPCClient:
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``method`` with these arguments and return its result."""
-        return self._current.request(method, build_params(args, kwargs), self._timeout)
+        # Speed: _Current.request and build_params's usual case in line (two Python
+        # calls less per call; ~0.15 us in-process).
+        link = self._current.link
+        if link is None:
+            raise ConnectionLost("not connected: call connect(host, port) first")
+        params = build_params(args, kwargs) if kwargs else list(args) if args else None
+        return link.request(method, params, self._timeout)
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
@@ -161,7 +166,7 @@ class RPCClient:
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
-        return BatchBuilder(self._send_batch, functools.partial(_Waiter, None))
+        return BatchBuilder(self._send_batch, _Waiter)
 
     def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
         link = self._require_link()

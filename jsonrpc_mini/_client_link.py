@@ -10,6 +10,7 @@ write (see ``_Link.send``). Reading replies is the base class's part
 from __future__ import annotations
 
 import contextlib
+import operator
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ class _OwnedLock(Protocol):
     def release(self) -> None: ...
     def _is_owned(self) -> bool: ...
 
+
+_waiter_id = operator.attrgetter("id")
 
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
 # or is left for the thread that claimed the outbox to write (see _Link.send).
@@ -61,6 +64,9 @@ class _Link(_ReplyReader):
         self.outbox: list[tuple[_Waiter, bytes]] = []
         self.sending = 0
         self.lost: str | None = None
+        # Encodes a request object as one newline-framed line (None with Content-Length
+        # framing): see request.
+        self.dumps_line = proto.codec.dumps_line if proto.framing == "newline" else None
         # The last error with id null that no call could take (e.g. "message too
         # large" answering a notification), until the server sends anything else:
         # told with ConnectionLost if one follows.
@@ -76,8 +82,8 @@ class _Link(_ReplyReader):
             with self.lock:
                 if self.lost is not None:
                     raise ConnectionLost(self.lost)
-                for waiter in waiters:
-                    self.pending[waiter.id] = waiter
+                # In C, no Python step per member (a batch's 1,000): ~0.5M instructions less.
+                self.pending.update(zip(map(_waiter_id, waiters), waiters, strict=True))
             self.send(data, deadline, what)
         except BaseException:
             try:
@@ -116,9 +122,15 @@ class _Link(_ReplyReader):
         """
         proto = self.proto
         id_ = proto.next_id()
-        data = proto.encode_request(method, params, id_)
+        dumps_line = self.dumps_line
+        if dumps_line is not None and params is not None:
+            # Speed: proto.encode_request's work in line for the usual request (the same
+            # object, so the same bytes): three Python calls less, ~0.2 us in-process.
+            data = dumps_line({"jsonrpc": "2.0", "method": method, "params": params, "id": id_})
+        else:
+            data = proto.encode_request(method, params, id_)
         deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = _Waiter(id_, method)
+        waiter = _Waiter(method, id_)
         small = len(data) <= _EARLY_TURN
         reading = self.reading
         if reading and reading == threading.get_ident():
@@ -137,7 +149,7 @@ class _Link(_ReplyReader):
                     send_lock = self.send_lock
                     # (Held already by this thread: a leftover, or a call from a signal
                     # handler that interrupted this thread's send; send() deals with it.)
-                    locked = not send_lock._is_owned() and send_lock.acquire(blocking=False)
+                    locked = not send_lock._is_owned() and send_lock.acquire(False)
                     lead = locked and small and not self.reading and not self.pending
                     # Claim the outbox, unless reading; a caller still to wait for the send
                     # lock claims it only if it may wait for ever (no deadline): it could
@@ -150,7 +162,13 @@ class _Link(_ReplyReader):
                 self.pending[waiter.id] = waiter
             if not queued:
                 try:
-                    self.send(data, deadline, waiter.method, locked=locked, reader=lead, drain=drain)
+                    if lead:
+                        # send()'s work for this case (the lock is held, no outbox to
+                        # write), without its call: an exception leaves the lock to _let_go.
+                        self._write(data, deadline, method, True)
+                        send_lock.release()
+                    else:
+                        self.send(data, deadline, method, locked=locked, drain=drain)
                 except ConnectionLost as exc:
                     if waiter.error is not None:
                         # The server answered this call before it closed (see _read_last_words).
@@ -159,7 +177,9 @@ class _Link(_ReplyReader):
                 if lead:
                     self._lead(waiter, deadline)
                     if waiter.done:
-                        return waiter.outcome()
+                        if waiter.error is None:  # (outcome()'s work in line)
+                            return waiter.value
+                        raise waiter.error
             self.wait(waiter, deadline)
         except BaseException:
             self._let_go((waiter,))

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._batch import BatchResult, not_sent
 from ._client_protocol import ClientConnection
-from ._codec import ErrorResponse, Id, Response, plain_successes, success_id
+from ._codec import ErrorResponse, Id, Response, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response, unusable_reply
 from ._protocol import Closed, Violation
 from ._transport import RECV_SIZE, Transport, feed_ready
@@ -50,7 +50,9 @@ class _Waiter(BatchResult):
     __slots__ = ("done", "error", "id", "method", "signal", "value", "waiting")
     method: str
 
-    def __init__(self, id_: Id, method: str) -> None:
+    # (``method`` first, ``id_`` optional: a batch's builder makes a member's waiter
+    # from its method alone, without a functools.partial layer per member.)
+    def __init__(self, method: str, id_: Id = None) -> None:
         self.id = id_
         self.method = method
         self.done = False
@@ -174,11 +176,26 @@ class _ReplyReader:
         return False
 
     def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
-        """Read, holding the reader's turn, until ``waiter`` is done or ``deadline`` passes; the turn is passed on."""
+        """Read, holding the reader's turn, until ``waiter`` is done or ``deadline`` passes; the turn is passed on.
+
+        Interrupted (e.g. Ctrl-C) after a read took bytes off the connection and before
+        they were all handed out, the connection is closed if other calls are pending:
+        their replies may be among those bytes, and they would wait for ever. (Alone,
+        the caller loses only its own reply, which it no longer waits for.)
+        """
         handed_back = False
+        taken = [False]  # set by _read_replies while it holds bytes not yet handed out
         try:
-            handed_back = self._read_until(waiter, deadline)
+            handed_back = self._read_replies(waiter, deadline, taken)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
+            transport: Any = self.transport
+            if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
+                transport.interrupted_read = False
+                taken[0] = True
+            with self.lock:
+                others = any(other is not waiter for other in self.pending.values())
+            if taken[0] and others:
+                self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
             self._abandon(waiter)  # (the turn is still held: no follower is picked there)
             raise
         finally:
@@ -205,32 +222,12 @@ class _ReplyReader:
         if follower is not None:
             follower.wake()
 
-    def _read_until(self, waiter: _Waiter, deadline: float | None) -> bool:
+    def _read_replies(self, waiter: _Waiter, deadline: float | None, taken: list[bool]) -> bool:
         """Read replies until ``waiter`` is done or ``deadline`` passes (the reader's turn held).
 
         True if the turn was handed back here, together with storing the reply that
         completed ``waiter`` (one lock round for both); otherwise the caller hands it back.
-
-        Interrupted (e.g. Ctrl-C) after a read took bytes off the connection and before
-        they were all handed out, the connection is closed if other calls are pending:
-        their replies may be among those bytes, and they would wait for ever. (Alone,
-        the caller loses only its own reply, which it no longer waits for.)
         """
-        taken = [False]  # set by _read_replies while it holds bytes not yet handed out
-        try:
-            return self._read_replies(waiter, deadline, taken)
-        except BaseException:
-            transport: Any = self.transport
-            if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
-                transport.interrupted_read = False
-                taken[0] = True
-            with self.lock:
-                others = any(other is not waiter for other in self.pending.values())
-            if taken[0] and others:
-                self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
-            raise
-
-    def _read_replies(self, waiter: _Waiter, deadline: float | None, taken: list[bool]) -> bool:
         proto = self.proto
         while not waiter.done:
             timeout = None
@@ -248,28 +245,38 @@ class _ReplyReader:
             taken[0] = True
             if data and self.said is not None:
                 self.said = None  # the server sent more since: that error was not its last word
-            # The usual read: whole compact reply lines (one for a lone caller, several
-            # for threads sharing the client), decoded in one step by the core. What
-            # it does not take (part of a line, a value over many reads) goes to the
-            # framer, after the lines before it.
+            if data.find(b"\n") == len(data) - 1:  # one line, or nothing (end of stream)
+                # The usual read (a lone caller's): one reply line, decoded by the core's
+                # one-line step (decode_lines without its list, offsets and look for more
+                # lines: ~3,400 of ~17,000 instructions less).
+                value = proto.decode_line(data)
+                if value is not None:
+                    if success_id(value) == waiter.id:
+                        # This caller's own success reply: stored and the turn handed
+                        # back in one lock round (what _settle_lines does, without its
+                        # lists and calls).
+                        with self.lock:
+                            if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
+                                waiter.value = value["result"]
+                                waiter.done = True
+                            self.reading = False
+                            follower = self._follower() if self.pending else None
+                        if follower is not None:
+                            follower.wake()
+                        return True
+                    # Another caller's reply, or an error: as decode_lines' values are.
+                    if self._settle_lines([value], waiter):
+                        return True
+                    taken[0] = False
+                    continue
+            # Whole compact reply lines (several for threads sharing the client), decoded
+            # in one step by the core. What it does not take (part of a line, a value over
+            # many reads) goes to the framer, after the lines before it.
             start = 0
             while start < len(data):
                 values, end = proto.decode_lines(data, _LINES, start)
                 if not values:
                     break
-                if end == len(data) and len(values) == 1 and success_id(values[0]) == waiter.id:
-                    # The usual read: this caller's own success reply and nothing else.
-                    # Stored and the turn handed back in one lock round (what
-                    # _settle_lines does, without its lists and calls).
-                    with self.lock:
-                        if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
-                            waiter.value = values[0]["result"]
-                            waiter.done = True
-                        self.reading = False
-                        follower = self._follower() if self.pending else None
-                    if follower is not None:
-                        follower.wake()
-                    return True
                 if self._settle_lines(values, waiter if end == len(data) else None):
                     return True
                 one_line = data.find(b"\n", start) + 1 == end
@@ -302,49 +309,67 @@ class _ReplyReader:
     def _settle_lines(self, values: list[Any], waiter: _Waiter | None) -> bool:
         """Settle the calls of the reply lines the core decoded as ``values``, in order.
 
-        Plain success replies are stored straight from their JSON objects (no reply
-        objects; ``plain_successes``), consecutive ones in one lock round; anything else
-        is checked by the core (``parse_reply``: errors, violations). If ``waiter``
-        is given and the lines complete it, the reader's turn is handed back in the
+        Replies are stored straight from their JSON objects in one lock round: a
+        plain success without a reply object, anything else as the core checks it
+        (``parse_reply``). A violation (a reply that cannot be used) is delivered
+        outside the lock, then the rest goes on in a new round. If ``waiter`` is
+        given and the lines complete it, the reader's turn is handed back in the
         last lock round and True is returned.
+
+        Speed: a batch reply stores 1,000 of these. One loop that checks and stores
+        each member (before: ``plain_successes`` over the members, then a second loop
+        storing them, and a lock round of its own for each error) costs ~1,100 fewer
+        instructions per member.
         """
         start = 0
-        while (end := plain_successes(values, start)) < len(values):
-            self._settle_results(values, start, end, None)
-            self._deliver(self.proto.parse_reply(values[end]))
-            start = end + 1
-        return self._settle_results(values, start, end, waiter)
-
-    def _settle_results(self, values: list[Any], start: int, end: int, waiter: _Waiter | None) -> bool:
-        """Store the results of ``values[start:end]`` (plain successes).
-
-        If that completes ``waiter``, the reader's turn is also handed back (True).
-        """
-        if start == end and waiter is None:
-            return False
-        woken: list[_Waiter] = []
-        with self.lock:
-            pending = self.pending
-            for value in values[start:end] if start or end < len(values) else values:
-                # _fill_result's work in line (a batch reply stores 1,000 of these).
-                filled = pending.pop(value["id"], None)
-                if filled is None:
-                    log.debug("dropping reply for unknown or timed-out id %r", value["id"])
-                    continue
-                filled.value = value["result"]
-                filled.done = True
-                if filled.signal is not None:  # only a caller that waited on its signal needs waking
-                    woken.append(filled)
-            handing_back = waiter is not None and waiter.done
-            if handing_back:
-                self.reading = False
-                follower = self._follower()
-        for other in woken:
-            if other is not waiter:
-                other.wake()
-        if handing_back and follower is not None:
-            follower.wake()
-        return handing_back
+        count = len(values)
+        parse_reply = self.proto.parse_reply
+        while True:
+            woken: list[_Waiter] = []
+            violation = None
+            with self.lock:
+                pending = self.pending
+                for value in values[start:] if start else values:
+                    start += 1
+                    # A plain success (what success_id finds, in fewer steps: an object
+                    # of exactly these three members has no "error" and no "method").
+                    if (
+                        type(value) is dict
+                        and len(value) == 3
+                        and "result" in value
+                        and value.get("jsonrpc") == "2.0"
+                        and (type(id_ := value.get("id")) is int or type(id_) is str)
+                    ):
+                        filled = pending.pop(id_, None)
+                        if filled is None:
+                            log.debug("dropping reply for unknown or timed-out id %r", id_)
+                            continue
+                        filled.value = value["result"]
+                        filled.done = True
+                    else:
+                        reply = parse_reply(value)
+                        if not isinstance(reply, (Response, ErrorResponse)):
+                            violation = reply
+                            break
+                        filled = self._fill(reply)
+                        if filled is None:
+                            continue
+                    if filled.signal is not None:  # only a caller that waited on its signal needs waking
+                        woken.append(filled)
+                handing_back = violation is None and waiter is not None and waiter.done
+                if handing_back:
+                    self.reading = False
+                    follower = self._follower()
+            for other in woken:
+                if other is not waiter:
+                    other.wake()
+            if handing_back and follower is not None:
+                follower.wake()
+            if violation is None:
+                return handing_back
+            self._deliver(violation)
+            if start == count and waiter is None:
+                return False
 
     def _release_reader(self) -> None:
         with self.lock:

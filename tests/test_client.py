@@ -101,6 +101,8 @@ def test_connect_rules(address: Any) -> None:
         RPCClient(framing="auto")  # type: ignore[arg-type]
     with pytest.raises(ConnectionLost, match="connect"):
         RPCClient().add(1, 2)  # never connected
+    with pytest.raises(ConnectionLost, match="connect"):
+        RPCClient().call("add", 1, 2)  # (call() looks at the connection itself)
 
 
 def test_connect_to_a_closed_port_is_connection_lost() -> None:
@@ -591,7 +593,7 @@ class _OneRead:
 def _reading_link(data: bytes, ids: range) -> tuple[Any, list[Any]]:
     """A client link holding one pending call per id, this thread as its reader, ``data`` to read."""
     link = link_module._Link(_OneRead(data), client_module.ClientConnection())
-    waiters = [reader_module._Waiter(i, "m") for i in ids]
+    waiters = [reader_module._Waiter("m", i) for i in ids]
     link.pending.update((w.id, w) for w in waiters)
     link.reading = True
     return link, waiters
@@ -609,7 +611,7 @@ def test_a_batch_reply_line_settles_its_members_in_one_step(monkeypatch: pytest.
     error = {"jsonrpc": "2.0", "id": 2, "error": {"code": -32601, "message": "no"}}
     members = [json.loads(_reply(1, "a")), error, json.loads(_reply(99, "nobody")), json.loads(_reply(3, [3]))]
     link, waiters = _reading_link(json.dumps(members).encode() + b"\n", range(1, 4))
-    assert link._read_until(waiters[-1], None)  # the reading turn handed back with the last reply
+    assert link._read_replies(waiters[-1], None, [False])  # the reading turn handed back with the last reply
     assert [w.value for w in waiters] == ["a", None, [3]]
     assert isinstance(waiters[1].error, MethodNotFound)
     assert checked == [error]
@@ -633,9 +635,49 @@ def test_reply_lines_that_cannot_be_decoded_as_a_group_go_to_the_framer(monkeypa
     results = ["a\nb", "[x]", {"k": "}"}]
     data = b"".join(_reply(i, results[i % 3]) + b"\n" for i in range(1, 301))
     link, waiters = _reading_link(data, range(1, 301))
-    link._read_until(waiters[-1], None)
+    link._read_replies(waiters[-1], None, [False])
     assert [w.value for w in waiters] == [results[i % 3] for i in range(1, 301)]
     assert asked <= 2, asked
+
+
+def test_a_batch_reply_line_settles_every_kind_of_member_in_order() -> None:
+    # One loop checks and stores the members: a success with a member beyond the
+    # usual three (checked by the core, as any reply), an error, a reply naming a
+    # pending call that cannot be used (a violation, delivered outside the lock),
+    # and a success after it, which must still be stored.
+    extra = {"jsonrpc": "2.0", "id": 1, "result": "a", "x": 1}
+    error = {"jsonrpc": "2.0", "id": 2, "error": {"code": -32601, "message": "no"}}
+    unusable = {"jsonrpc": "2.0", "id": 3}  # neither result nor error
+    members = [extra, error, unusable, json.loads(_reply(4, [4]))]
+    link, waiters = _reading_link(json.dumps(members).encode() + b"\n", range(1, 5))
+    assert link._read_replies(waiters[-1], None, [False])  # the turn handed back with the last reply
+    assert waiters[0].value == "a" and waiters[0].error is None
+    assert isinstance(waiters[1].error, MethodNotFound)
+    assert isinstance(waiters[2].error, RPCError) and "cannot be used" in str(waiters[2].error)
+    assert waiters[3].value == [4] and waiters[3].error is None
+    assert all(w.done for w in waiters)
+    assert not link.reading and link.pending == {}
+
+
+def test_a_reader_hands_out_one_line_reads_until_its_own_reply_comes() -> None:
+    # Reads of one line each (the lone caller's quick path): another call's success,
+    # another call's error, then this call's own reply.
+    error = {"jsonrpc": "2.0", "id": 2, "error": {"code": -32602, "message": "bad"}}
+    link, waiters = _reading_link(_reply(1, "other") + b"\n", range(1, 4))
+    link.transport.reads += [json.dumps(error).encode() + b"\n", _reply(3, "mine") + b"\n"]
+    assert link._read_replies(waiters[2], None, [False])
+    assert waiters[0].value == "other"
+    assert isinstance(waiters[1].error, InvalidParams)
+    assert waiters[2].value == "mine"
+    assert not link.reading and link.pending == {}
+
+
+def test_a_one_line_error_reply_completes_its_own_call() -> None:
+    error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "no"}}
+    link, waiters = _reading_link(json.dumps(error).encode() + b"\n", range(1, 2))
+    assert link._read_replies(waiters[0], None, [False])
+    assert isinstance(waiters[0].error, MethodNotFound)
+    assert not link.reading and link.pending == {}
 
 
 def test_closing_while_a_reply_is_half_received_logs_no_warning(caplog: pytest.LogCaptureFixture) -> None:
