@@ -7,6 +7,11 @@ handler to the thread pool or (``run_sync_in_thread=False``) runs inline, a batc
 runs its members concurrently. However a call ends, its reply is written and the
 connection's and the server's call counts go down (``_ended``), which may let
 the connection read again.
+
+Speed: the usual request, read as one whole line, arrives as its JSON object (a
+*plain call*, from ``ServerConnection.receive_plain_call``) and stays one on the way
+of an ``async def`` handler: no Request is made and its success reply is encoded
+here. Every other way (errors, plain handlers, refusals) makes its Request first.
 """
 
 from __future__ import annotations
@@ -29,12 +34,26 @@ if TYPE_CHECKING:
     from ._aio_runner import CallRunner
     from ._aio_server import Outcome, RPCServer
 
-__all__ = ["NOT_AWAITABLE", "CallingProtocol"]
+__all__ = ["NOT_AWAITABLE", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
 
 log = logging.getLogger("jsonrpc_mini")
 
 # Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
 NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
+
+# The usual request as decoded: {"jsonrpc": "2.0", "method": str, "params": list, "id":
+# int or str} (``ServerConnection.receive_plain_call``), read as one line (so framed by
+# newlines). Speed: skipping parse_request and the Request it makes saved ~0.4 us per
+# call (in-process, 16 connections: 5.7k of 92k instructions per call, callgrind).
+PlainCall = dict[str, Any]
+CallMessage = Request | Notification | PlainCall
+
+
+def as_message(message: CallMessage) -> Request | Notification:
+    """``message`` as a Request or Notification (a plain call becomes its Request)."""
+    if type(message) is dict:
+        return Request(message["method"], message["params"], message["id"])
+    return message  # type: ignore[return-value]  # (mypy does not narrow on type() is dict)
 
 
 class CallingProtocol(TimedProtocol):
@@ -72,15 +91,21 @@ class CallingProtocol(TimedProtocol):
         """The runner's deferred pump (see ``CallRunner.later``)."""
         raise NotImplementedError
 
-    def _call(self, message: Request | Notification) -> None:
+    def _call(self, message: CallMessage) -> None:
         srv = self._srv
-        if self._draining and type(message) is Request:
-            self._write(self._proto.encode(srv.refusal(message)))
-            return
+        if self._draining:
+            message = as_message(message)
+            if type(message) is Request:
+                self._write(self._proto.encode(srv.refusal(message)))
+                return
+        if type(message) is dict:
+            method, params = message["method"], message["params"]
+        else:
+            method, params = message.method, message.params  # type: ignore[union-attr]
         try:
-            function, args, kwargs = srv.resolve(message.method, message.params)
+            function, args, kwargs = srv.resolve(method, params)
         except RPCError as exc:
-            self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+            self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
             return
         is_async = srv._is_async.get(function)
         if is_async is None:
@@ -89,7 +114,7 @@ class CallingProtocol(TimedProtocol):
             try:
                 work = function(*args, **kwargs)
             except Exception as exc:  # e.g. a wrapper that checks its arguments first
-                self._finish_reply(outcome_response(message, exc=exc, debug=self._debug))
+                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
                 return
             self.busy += 1
             srv.total_busy += 1
@@ -97,13 +122,13 @@ class CallingProtocol(TimedProtocol):
                 # Speed: the runner drives the handler's own coroutine (no wrapper coroutine).
                 self._runner.submit(self, message, work)
             else:  # some other awaitable: a coroutine awaits it and builds the reply
-                self._runner.submit(self, None, srv.await_result(message, work))
+                self._runner.submit(self, None, srv.await_result(as_message(message), work))
         elif srv.run_sync_in_thread:
             self.busy += 1
             srv.total_busy += 1
-            srv.pool(self._loop).submit(self, message, srv.executor().submit(function, *args, **kwargs))
+            srv.pool(self._loop).submit(self, as_message(message), srv.executor().submit(function, *args, **kwargs))
         else:
-            reply = srv.execute_now(message, function, args, kwargs)
+            reply = srv.execute_now(as_message(message), function, args, kwargs)
             if isinstance(reply, Coroutine):
                 self._spawn(reply)
             else:
@@ -126,34 +151,40 @@ class CallingProtocol(TimedProtocol):
         else:
             self.finish(reply)
 
-    def finish_call(self, message: Request | Notification | None, result: Any) -> None:
+    def finish_call(self, message: CallMessage | None, result: Any) -> None:
         """A call's coroutine returned ``result`` (with ``message`` None: the reply itself)."""
         if message is None:
             self.finish(result)
             return
         if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
-            self._runner.submit(self, None, self._srv.await_result(message, result))  # still busy
+            self._runner.submit(self, None, self._srv.await_result(as_message(message), result))  # still busy
             return
-        if type(message) is Request:
-            # Speed: a success reply is encoded without building a Response and, framed
-            # by newlines, without encode_result's layers (same bytes: a test compares them).
-            if self._proto.framing == "newline":
-                try:
-                    data = self._dumps_line({"jsonrpc": "2.0", "id": message.id, "result": result})
-                except Exception:  # not JSON: encode_result makes the -32603
-                    data = self._proto.encode_result(message.id, result)
-            else:
-                data = self._proto.encode_result(message.id, result)
-            self._write(data)
+        # Speed: a success reply is encoded without building a Response and, framed by
+        # newlines, without encode_result's layers (same bytes: a test compares them).
+        if type(message) is dict:  # a plain call: read as a line, so framed by newlines
+            id_, lines = message["id"], True
+        elif type(message) is Request:
+            id_, lines = message.id, self._proto.framing == "newline"
+        else:  # a notification: nothing to send
+            self._ended()
+            return
+        if lines:
+            try:
+                data = self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
+            except Exception:  # not JSON: encode_result makes the -32603
+                data = self._proto.encode_result(id_, result)
+        else:
+            data = self._proto.encode_result(id_, result)
+        self._write(data)
         self._ended()
 
-    def finish_error(self, message: Request | Notification | None, exc: BaseException) -> None:
+    def finish_error(self, message: CallMessage | None, exc: BaseException) -> None:
         """A call's coroutine raised ``exc``."""
         if message is None:  # pragma: no cover - the driver's own coroutines turn errors into replies
             log.error("call failed", exc_info=exc)
             self.finish(None)
             return
-        self.finish(outcome_response(message, exc=exc, debug=self._debug))
+        self.finish(outcome_response(as_message(message), exc=exc, debug=self._debug))
 
     def finish(self, reply: Outcome) -> None:
         """A call of this connection ended (``reply`` None: nothing to send)."""

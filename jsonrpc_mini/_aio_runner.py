@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._aio_calls import CallingProtocol
+    from ._aio_calls import CallingProtocol, CallMessage
     from ._codec import Notification, Request
 
     Message = Request | Notification
@@ -60,12 +60,12 @@ class CallRunner:
         self._wake: asyncio.Future[None] | None = None  # set while the runner waits for calls
         # (connection, the call's message, its coroutine); with the message None the
         # coroutine's return value is the reply itself (batches, awaiting odd results).
-        self._queue: deque[tuple[CallingProtocol, Message | None, Work]] = deque()
+        self._queue: deque[tuple[CallingProtocol, CallMessage | None, Work]] = deque()
         self._later: list[CallingProtocol] = []  # connections to pump once the queue is empty
         self._looping = False  # a runner is taking queued calls right now
         self.task: asyncio.Task[None] | None = None  # the runner taking queued calls
 
-    def submit(self, conn: CallingProtocol, message: Message | None, work: Work) -> None:
+    def submit(self, conn: CallingProtocol, message: CallMessage | None, work: Work) -> None:
         """Run ``work`` soon; ``conn.finish_call`` or ``conn.finish_error`` gets its outcome."""
         self._queue.append((conn, message, work))
         if self.task is None:
@@ -169,7 +169,7 @@ class CallRunner:
     async def _stay_with(
         self,
         conn: CallingProtocol,
-        message: Message | None,
+        message: CallMessage | None,
         work: Work,
         waiting: Any,
         context: contextvars.Context,
