@@ -13,7 +13,7 @@ On this shared machine wall and CPU times wander by more than small changes save
 instruction counts do not. Under ``valgrind --tool=callgrind``, run it twice with
 different CALLS (one round, one kind) and divide the difference of the "Collected"
 totals by 16 x the difference of CALLS: instructions per call, repeatable to a few
-dozen (set ``PYTHONHASHSEED=0``). Session 9: 92.0k for the aio server, 76.8k raw.
+dozen (set ``PYTHONHASHSEED=0``). Session 9: aio server 92.0k before 2bc6446, 87.1k after; raw 76.8k.
 """
 
 from __future__ import annotations
