@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import selectors
 import socket
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .._client import RPCClient
 from .._framing import FramingName
@@ -59,6 +60,15 @@ def _release(server: RPCServer) -> None:
             del _users[id(server)]
         if last and started:
             server.shutdown()
+
+
+class _Inherit(enum.Enum):
+    """The type of ``INHERIT``: "the LoopbackServer's own value" (None already means "none")."""
+
+    TOKEN = 0
+
+
+INHERIT: Final = _Inherit.TOKEN
 
 
 class _Relay:
@@ -271,21 +281,22 @@ class LoopbackServer:
     def client(
         self,
         *,
-        timeout: float | None = None,
+        timeout: float | _Inherit | None = INHERIT,
         framing: FramingName = "newline",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> RPCClient:
         """A new :class:`~jsonrpc_mini.RPCClient` connected through the proxy; closed by ``close()``.
 
-        ``timeout`` defaults to the LoopbackServer's (10 s); ``max_message_size`` and
-        ``max_depth`` are the client's.
+        ``timeout`` defaults to the LoopbackServer's (10 s); ``None`` means no
+        timeout, as for ``RPCClient``. ``max_message_size`` and ``max_depth`` are
+        the client's.
         """
         host, port = self.address
         client = RPCClient(
             host,
             port,
-            timeout=timeout or self.timeout,
+            timeout=self.timeout if isinstance(timeout, _Inherit) else timeout,
             framing=framing,
             max_message_size=max_message_size,
             max_depth=max_depth,

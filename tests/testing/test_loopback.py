@@ -109,6 +109,14 @@ def test_loopback_server_real_port_and_clean_shutdown(server):
     before.assert_no_leaks()
 
 
+def test_loopback_server_clients_take_its_timeout_unless_given_one(server):
+    with LoopbackServer(server, timeout=3.5) as srv:
+        # None means no timeout, as for RPCClient (it used to mean "the server's").
+        timeouts = [c._timeout for c in (srv.client(), srv.client(timeout=None), srv.client(timeout=0.25))]
+        assert timeouts == [3.5, None, 0.25]
+        assert srv.client(timeout=None).add(1, 1) == 2
+
+
 def test_loopback_server_with_faults(server):
     before = Resources()
     plan = FaultPlan(seed=6, max_chunk=2, server_to_client=DirectionFaults(max_chunk=500, latency=0.001))
