@@ -63,9 +63,9 @@ class RPCClient:
     ``RPCClient()`` then ``connect(host, port)``, or ``RPCClient(host, port)`` to
     connect at once. ``client.add(1, 2)`` calls remote ``add`` and returns its
     result. The client's own names are ``call``, ``notify``, ``batch``,
-    ``connect``, ``close``, ``with_timeout``, the read-only properties ``timeout``
-    and ``connected``, and anything starting with ``_``; reach a remote method
-    named like one of them with ``call("close")``.
+    ``connect``, ``close``, ``with_timeout`` and anything starting with ``_``
+    (so ``client.timeout(...)`` and ``client.connected()`` are remote calls);
+    reach a remote method named like one of them with ``call("close")``.
 
     ``timeout`` (seconds, None = wait for ever) bounds connecting and every call;
     ``float("inf")`` or more than about 24.8 days (2,147,483 s) also means no timeout.
