@@ -3,11 +3,17 @@
 Use them to property-test your own handlers, clients and servers::
 
     from hypothesis import given
-    from jsonrpc_mini.testing import strategies as rst
+    from jsonrpc_mini import RPCServer
+    from jsonrpc_mini.testing import loopback, strategies as rst
+
+    server = RPCServer()
+    server.register_function(lambda *args, **kwargs: [list(args), kwargs], name="echo")
 
     @given(rst.arguments())
-    def test_echo(jsonrpc_client, arguments):
-        assert jsonrpc_client.call("echo", *arguments.args, **arguments.kwargs) == ...
+    def test_echo(arguments):
+        with loopback(server) as client:
+            reply = client.call("echo", *arguments.args, **arguments.kwargs)
+        assert reply == [list(arguments.args), arguments.kwargs]
 
 Every value drawn from :func:`json_values` survives ``json.dumps``/``json.loads``
 unchanged (no NaN, no infinities, no lone surrogates, string keys only), so a round
