@@ -120,7 +120,10 @@ class Conn:
             if len(rest) < length:
                 return False, None
             self.buf = rest[length:]
-            return True, json.loads(rest[:length])
+            try:
+                return True, json.loads(rest[:length])
+            except RecursionError:
+                raise ProbeFailed(f"the server sent JSON nested too deep to read: {rest[:80]!r}") from None
         try:
             text = buf.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -131,6 +134,8 @@ class Conn:
             return False, None
         try:
             value, end = json.JSONDecoder().raw_decode(text)
+        except RecursionError:
+            raise ProbeFailed(f"the server sent JSON nested too deep to read: {text[:80]!r}") from None
         except json.JSONDecodeError:
             if self.eof:
                 raise ProbeFailed(f"the server sent invalid JSON: {text[:80]!r}") from None

@@ -182,3 +182,26 @@ def test_invalid_json_from_the_server_is_a_failure():
     (result,) = report.results
     assert result.status == "fail"
     assert "JSON" in result.detail
+
+
+class _DeepServer(_LineServer):
+    """Answers every line with 2,000 opening brackets (review9 K7), newline-framed or with a header."""
+
+    framed = False
+
+    def answer(self, line: bytes) -> None:
+        body = b"[" * 2000 + b"\n"
+        self.request.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body if self.framed else body)
+
+
+class _DeepFramedServer(_DeepServer):
+    framed = True
+
+
+@pytest.mark.parametrize("handler", [_DeepServer, _DeepFramedServer])
+def test_a_reply_nested_too_deep_to_read_is_a_failure_not_a_crash(handler):
+    with _serving(handler) as address:
+        report = check(*address, timeout=0.5, only=["method-not-found"])
+    (result,) = report.results
+    assert result.status == "fail"
+    assert "nested too deep to read" in result.detail
