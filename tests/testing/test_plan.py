@@ -193,3 +193,30 @@ def test_refusal_and_repr_name_the_seed():
 def test_invalid_plans_are_rejected(kwargs):
     with pytest.raises(ValueError):
         FaultPlan(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_chunk": 2.5},
+        {"max_chunk": "3"},
+        {"max_chunk": True},
+        {"disconnect_after": 2.5},
+        {"disconnect_in_frame": 1.0},
+        {"reset_after": 10.5},
+        {"latency": float("nan")},
+        {"jitter": float("inf")},
+        {"connect_delay": float("nan")},
+        {"close_delay": float("inf")},
+    ],
+)
+def test_values_that_would_break_a_call_later_are_refused_at_once(options):
+    # review9 K6: these were accepted, then the call raised a bare ValueError,
+    # TypeError or OverflowError from deep inside the kit.
+    with pytest.raises(ValueError, match="must be"):
+        FaultPlan(seed=1, **options)
+
+
+def test_whole_numbers_and_finite_delays_are_accepted():
+    plan = FaultPlan(seed=1, max_chunk=3, disconnect_after=0, latency=0.001, jitter=0, connect_delay=0.5, bandwidth=1e9)
+    assert plan.active
