@@ -12,10 +12,13 @@ from ._codec import Params, build_params
 
 __all__ = [
     "KEEP_METHODS",
+    "LONGEST_WAIT",
     "Caller",
     "KeptMethod",
     "RemoteMethod",
+    "check_count",
     "check_timeout",
+    "is_count",
     "kept_attribute",
     "remote_attribute",
 ]
@@ -138,9 +141,14 @@ def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
 LONGEST_WAIT = (2**31 - 1) // 1000
 
 
+def is_count(value: object, least: int = 1) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``least``: a size, depth or count."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def check_count(name: str, value: int) -> None:
     """Raise ValueError unless ``value`` (the option ``name``) is an integer of at least 1 (not a bool)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not is_count(value):
         raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
 
 

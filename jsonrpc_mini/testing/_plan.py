@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .._remote import is_count
+
 __all__ = ["DirectionFaults", "Fault", "FaultPlan", "LinkState", "Step"]
 
 DirectionName = Literal["client_to_server", "server_to_client"]
@@ -36,11 +38,6 @@ ConnectionResetError), ``half_close`` (this direction ends; the other keeps work
 # A JSON-RPC message is at least 30 bytes ('{"jsonrpc":"2.0","method":"a"}'), so a
 # cut 1..24 bytes into a frame always lands inside it.
 _MAX_FRAME_CUT = 24
-
-
-def _is_count(value: object, least: int) -> bool:
-    """An integer (not a bool) of at least ``least``: a byte or frame count."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _is_seconds(value: object) -> bool:
@@ -77,17 +74,17 @@ class DirectionFaults:
     stall_after: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_chunk is not None and not _is_count(self.max_chunk, 1):
+        if self.max_chunk is not None and not is_count(self.max_chunk, 1):
             raise ValueError("max_chunk must be an integer of at least 1 (or None for no splitting)")
         if not (_is_seconds(self.latency) and _is_seconds(self.jitter)):
             raise ValueError("latency and jitter must be finite numbers of seconds >= 0")
         if self.bandwidth is not None and not self.bandwidth > 0:
             raise ValueError("bandwidth must be a positive number of bytes per second (or None)")
-        if self.disconnect_in_frame is not None and not _is_count(self.disconnect_in_frame, 1):
+        if self.disconnect_in_frame is not None and not is_count(self.disconnect_in_frame, 1):
             raise ValueError("disconnect_in_frame must be an integer frame number, counted from 1 (or None)")
         for name in ("half_close_after", "reset_after", "stall_after"):
             value = getattr(self, name)
-            if value is not None and not _is_count(value, 0):
+            if value is not None and not is_count(value, 0):
                 raise ValueError(f"{name} must be an integer number of bytes >= 0 (or None)")
 
     @property
@@ -149,7 +146,7 @@ class FaultPlan:
     def __post_init__(self) -> None:
         both = DirectionFaults(**{name: getattr(self, name) for name in _DIRECTION_FIELDS})
         object.__setattr__(self, "_both", both)
-        if self.disconnect_after is not None and not _is_count(self.disconnect_after, 0):
+        if self.disconnect_after is not None and not is_count(self.disconnect_after, 0):
             raise ValueError("disconnect_after must be an integer number of bytes >= 0 (or None)")
         if not (_is_seconds(self.connect_delay) and _is_seconds(self.close_delay)):
             raise ValueError("connect_delay and close_delay must be finite numbers of seconds >= 0")
