@@ -51,6 +51,8 @@ _USE_STDLIB: Any = object()
 _NUMBER_MARKS = bytes.maketrans(b"123456789E", b"000000000e")
 _PLAIN_FROM = 512
 _USE_HOOKS: Any = object()
+# How orjson's error for text after a complete value begins (see _raise_extra_data).
+_ORJSON_EXTRA_DATA = "unexpected content after document"
 _FLOAT_DIGITS = 309  # a float written with fewer digits and no positive exponent stays finite
 
 
@@ -128,10 +130,7 @@ class JsonCodec:
                 value = self._orjson_loads(data)
                 if value is not _USE_STDLIB:
                     return value
-        try:
-            text = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(f"Parse error: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        text = _utf8(data)
         try:
             if len(data) >= _PLAIN_FROM:
                 value = self._plain_decode(data, text)
@@ -158,12 +157,29 @@ class JsonCodec:
         # no big integer into one. Only if that does not settle it, the text is checked.
         try:
             value = _orjson.loads(data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
+            self._raise_extra_data(data, exc)
             return _USE_STDLIB
         bound = self._int_bound if self._max_int_digits < 20 else None  # orjson's integers have at most 20 digits
         if _plain_numbers(value, bound, floats=False) is not True and not self._no_long_run(bytes(data)):
             return _USE_STDLIB
         return value
+
+    def _raise_extra_data(self, data: bytes | bytearray | memoryview, exc: Exception) -> None:
+        """Raise the stdlib's "Extra data" error when that surely is orjson's ``exc`` too.
+
+        Speed: a large text holding a whole value and then more (two values sent on
+        one line) would otherwise be read twice more by the stdlib (see
+        ``_plain_decode``) only to report this error: seconds for a few MiB of small
+        containers, with the event loop or every thread waiting (SECURITY.md). orjson
+        read the first value whole; unless a number in the text is one the hooks
+        refuse (``_risky``), the stdlib reads it too and stops at the same character.
+        An orjson that words this error otherwise just takes the longer way.
+        """
+        if isinstance(exc, _orjson.JSONDecodeError) and str(exc).startswith(_ORJSON_EXTRA_DATA):
+            text = _utf8(data)  # (bytes that are not UTF-8: the stdlib reports that first)
+            if not self._risky(data):
+                raise ParseError(f"Parse error: {_short(json.JSONDecodeError('Extra data', text, exc.pos))}") from None
 
     def _no_long_run(self, data: bytes) -> bool:
         """True if ``data`` has no run of ``len(self._long_run)`` digits (orjson reads it as we do).
@@ -185,14 +201,23 @@ class JsonCodec:
 
         They must when the text has a positive exponent or a long run of digits (a
         float that could overflow, an integer that could pass the limit), and for
-        any error (the hooked reading reports it exactly). A large text of few
-        elements is decoded first and its numbers looked at instead of its bytes.
+        an error in such a text (the hooked reading reports it exactly: it may fail
+        earlier). An error in any other text is the hooked reading's error too and
+        is raised here as ParseError. A large text of few elements is decoded first
+        and its numbers looked at instead of its bytes.
         """
         large = len(data) >= _WALK_FROM
         if not large and self._risky(data):
             return _USE_HOOKS
         try:
             value = self._plain.decode(text)
+        except json.JSONDecodeError as exc:
+            # Without a number the hooks refuse, the hooked reading fails at the same
+            # character with the same words: report it now rather than read the text
+            # again (seconds for a few MiB of small containers, see _raise_extra_data).
+            if not large or not self._risky(data):
+                raise ParseError(f"Parse error: {_short(exc)}") from None
+            return _USE_HOOKS
         except (ValueError, RecursionError):
             return _USE_HOOKS
         if large:
@@ -298,6 +323,13 @@ def _plain_numbers(value: Any, int_bound: int | None, *, floats: bool) -> bool |
         elif kind is int and int_bound is not None and not -int_bound < item < int_bound:
             return False
     return True
+
+
+def _utf8(data: bytes | bytearray | memoryview) -> str:
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"Parse error: not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def _short(exc: BaseException) -> str:
