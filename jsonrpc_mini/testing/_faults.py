@@ -65,7 +65,9 @@ class FaultyTransport:
 
     ``side`` says whose end ``inner`` is: on the ``"client"`` side ``send`` carries
     client->server bytes and ``recv`` server->client bytes; on the ``"server"`` side
-    the other way round. Errors it raises name the plan's seed.
+    the other way round. Errors it raises name the plan's seed. Like
+    ``SocketTransport`` it has ``send_within(data, timeout)``, with which the client
+    bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
 
     Example (any transport, here an in-memory pipe)::
 
@@ -145,29 +147,69 @@ class FaultyTransport:
 
     def send(self, data: bytes) -> None:
         """Write ``data`` in the chunks, with the delays and faults the plan decides."""
+        self._send(data, None)
+
+    def send_within(self, data: bytes, timeout: float) -> None:
+        """Write ``data`` as :meth:`send` does, but all of it within ``timeout`` seconds.
+
+        Else TimeoutError, as ``SocketTransport.send_within`` raises for a peer that
+        takes no more data: the plan's delays (``connect_delay``, ``latency``,
+        ``jitter``, ``bandwidth``) count against the time left, so a client's call
+        timeout also bounds sending its request through a slow plan. Part of
+        ``data`` may have gone out when it raises; the stream should then be closed
+        (the client does). A chunk whose delay would end after the deadline is not
+        sent (the plan does not count it): the wait runs to the deadline instead.
+        """
+        self._send(data, time.monotonic() + timeout)
+
+    def _send(self, data: bytes, deadline: float | None) -> None:
         if self._closed.is_set():
             raise OSError("send on a closed FaultyTransport")
-        self._wait_connected(None)
-        view = memoryview(data)
-        with self._send_lock:
-            while view:
-                with self._lock:
-                    step = self._out.next_step(view)
+        if not self._wait_connected(deadline) and not self._closed.is_set():
+            raise self._late("the connection is not established yet by the fault plan")
+        if not self._send_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            raise self._late("another send held the connection")
+        try:
+            self._send_chunks(memoryview(data), deadline)
+        finally:
+            self._send_lock.release()
+
+    def _send_chunks(self, view: memoryview, deadline: float | None) -> None:
+        size = len(view)
+        while view:
+            with self._lock:
+                step = self._out.next_step(view)
+                late = deadline is not None and step.delay > deadline - time.monotonic()
+                if not late:  # (a chunk that cannot cross in time is neither sent nor counted)
                     chunk = bytes(view[: step.size])
                     self._out.commit(chunk, step)
-                if step.delay:
-                    self._sleep(step.delay)
-                if chunk:
-                    self.inner.send(chunk)
-                    view = view[step.size :]
-                if step.fault is None:
-                    continue
-                self._apply(step, outbound=True)
-                if step.fault == "stall":
-                    return  # the rest vanishes: nothing arrives, nothing fails
-                if view or not chunk:
-                    raise self._error(step)
-                return
+            if deadline is not None and late:
+                if not self._sleep(max(0.0, deadline - time.monotonic())):  # as a slow peer would
+                    raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
+                raise self._late(f"{len(view)} of {size} bytes still to send")
+            if step.delay:
+                self._sleep(step.delay)
+            if chunk:
+                self._send_inner(chunk, deadline)
+                view = view[step.size :]
+            if step.fault is None:
+                continue
+            self._apply(step, outbound=True)
+            if step.fault == "stall":
+                return  # the rest vanishes: nothing arrives, nothing fails
+            if view or not chunk:
+                raise self._error(step)
+            return
+
+    def _send_inner(self, chunk: bytes, deadline: float | None) -> None:
+        send_within = None if deadline is None else getattr(self.inner, "send_within", None)
+        if send_within is not None and deadline is not None:
+            send_within(chunk, max(0.0, deadline - time.monotonic()))
+        else:
+            self.inner.send(chunk)
+
+    def _late(self, what: str) -> TimeoutError:
+        return TimeoutError(f"the send did not finish within its time under the fault plan ({what}); {self.plan!r}")
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read the next piece the plan lets through; ``b""`` at EOF; TimeoutError on timeout."""

@@ -1,0 +1,151 @@
+"""A call's timeout bounds sending through a slow fault plan (FaultyTransport.send_within).
+
+The client bounds a send by its call's deadline with the transport's
+``send_within`` (a real socket's contract: TimeoutError once the time is up, then
+the connection is closed). FaultyTransport sent through every delay of its plan,
+so a call with timeout=0.2 over ``FaultPlan(latency=...)`` took as long as the
+plan's delays added up (hours here: the old code hangs these tests).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from jsonrpc_mini import ConnectionLost, RPCServer, RPCTimeout, SocketTransport
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, loopback, pipe_pair
+
+pytestmark = pytest.mark.timeout(30)
+
+HOUR = 3600.0
+
+
+def drain(transport, timeout: float = 0.05) -> list[bytes]:
+    """Every piece read until EOF or a quiet ``timeout``."""
+    pieces = []
+    while True:
+        try:
+            piece = transport.recv(1 << 16, timeout)
+        except TimeoutError:
+            return pieces
+        if not piece:
+            return pieces
+        pieces.append(piece)
+
+
+@pytest.fixture
+def server():
+    srv = RPCServer()
+    srv.ran = []
+
+    @srv.register
+    def echo(value):
+        srv.ran.append(value)
+        return value
+
+    yield srv
+    srv.shutdown()
+
+
+# -- the transport ----------------------------------------------------------------
+
+
+def test_send_within_raises_timeout_when_a_delay_ends_after_the_deadline():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(seed=9, latency=HOUR))
+    with pytest.raises(TimeoutError, match="seed=9"):
+        faulty.send_within(b"abc", 0.05)
+    assert drain(b) == []  # the chunk that could not cross in time was not sent...
+    assert faulty.link.client_to_server.position == 0  # ...nor counted by the plan
+    faulty.close()
+
+
+def test_send_within_waits_for_a_connect_delay_only_until_the_deadline():
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(seed=4, connect_delay=HOUR))
+    with pytest.raises(TimeoutError, match="not established"):
+        faulty.send_within(b"abc", 0.05)
+    assert drain(b) == []
+    faulty.close()
+
+
+def test_send_within_sends_what_fits_in_the_same_chunks_as_send():
+    plan = FaultPlan(seed=3, max_chunk=5, latency=0.0005, jitter=0.0005)
+    sizes = []
+    for within in (False, True):
+        a, b = pipe_pair()
+        faulty = FaultyTransport(a, plan)
+        if within:
+            faulty.send_within(b"x" * 60, 20.0)
+        else:
+            faulty.send(b"x" * 60)
+        pieces = drain(b)
+        assert b"".join(pieces) == b"x" * 60
+        sizes.append([len(piece) for piece in pieces])
+        faulty.close()
+    assert sizes[0] == sizes[1]
+    assert max(sizes[0]) <= 5
+
+
+def test_send_within_bounds_the_wrapped_transports_own_send():
+    # Over a socket whose peer never reads, the inner send blocks once the buffers
+    # are full: the deadline must reach it (SocketTransport.send_within), else it
+    # waits for ever.
+    mine, peer = socket.socketpair()
+    faulty = FaultyTransport(SocketTransport(mine), FaultPlan(seed=2, server_to_client=DirectionFaults(max_chunk=1)))
+    try:
+        with pytest.raises(TimeoutError):
+            faulty.send_within(b"y" * (32 << 20), 0.1)
+    finally:
+        faulty.close()
+        peer.close()
+
+
+# -- the client through loopback() -------------------------------------------------
+
+
+def test_call_timeout_bounds_sending_through_latency(server):
+    with loopback(server, FaultPlan(seed=11, latency=HOUR), timeout=0.2) as client:
+        with pytest.raises(RPCTimeout, match="could not send"):
+            client.echo("hello")
+        with pytest.raises(ConnectionLost):  # part of a request may be out: the connection is closed
+            client.echo("again")
+    assert server.ran == []
+
+
+def test_call_timeout_bounds_sending_one_byte_at_a_time(server):
+    # 2,000 bytes at 1 byte per 50 ms: 100 s of sending for a 0.3 s call.
+    plan = FaultPlan(seed=12, max_chunk=1, latency=0.05)
+    with loopback(server, plan, timeout=0.3) as client, pytest.raises(RPCTimeout):
+        client.echo("z" * 2000)
+    assert server.ran == []
+
+
+def test_notify_and_batch_sends_are_bounded_too(server):
+    plan = FaultPlan(seed=13, client_to_server=DirectionFaults(latency=HOUR))
+    with loopback(server, plan, timeout=0.2) as client, pytest.raises(RPCTimeout):
+        client.notify("echo", "n")
+    with loopback(server, plan, timeout=0.2) as client, pytest.raises(RPCTimeout), client.batch() as batch:
+        batch.echo("b")
+    assert server.ran == []
+
+
+def test_a_send_that_fits_in_the_timeout_still_gets_its_reply(server):
+    plan = FaultPlan(seed=14, max_chunk=64, latency=0.001, jitter=0.001)
+    with loopback(server, plan, timeout=20.0) as client:
+        assert client.echo("w" * 500) == "w" * 500
+    assert server.ran == ["w" * 500]
+
+
+@pytest.mark.parametrize("timeout", [0.5 * HOUR, 2 * HOUR])  # a delay past the deadline, or within it
+def test_close_during_a_bounded_send_ends_it(timeout):
+    a, _ = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(seed=15, latency=HOUR))
+    closer = threading.Timer(0.05, faulty.close)
+    closer.start()
+    with pytest.raises(OSError) as info:  # woken by close long before the deadline
+        faulty.send_within(b"abc", timeout)
+    closer.join()
+    assert not isinstance(info.value, TimeoutError)
