@@ -35,6 +35,7 @@ from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
+from ._uses import aio_acquire, aio_hold, aio_release
 
 if TYPE_CHECKING:
     from .._aio_server import RPCServer as AioRPCServer
@@ -68,7 +69,9 @@ async def aio_loopback(
     fault never hangs a test); ``max_message_size`` and ``max_depth`` are the
     client's. On exit the client is closed and the server's side
     of the connection finishes; an exception leaving the block gets a note naming
-    the plan and its seed. Use it with ``async with``: entered by hand and left
+    the plan and its seed. While open it counts as a user of ``server``: an
+    ``AioLoopbackServer`` that started the server and leaves first does not shut
+    it down (the last user out does). Use it with ``async with``: entered by hand and left
     open, it is closed (with a ``ResourceWarning``) when the context manager is
     collected or the event loop ends, and its client then raises ``ConnectionLost``.
 
@@ -84,9 +87,14 @@ async def aio_loopback(
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)
-    proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
-    client_protocol = ClientLink(proto)
-    _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
+    await aio_hold(server)  # a user of the server: an AioLoopbackServer leaving first does not shut it down
+    try:
+        proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
+        client_protocol = ClientLink(proto)
+        _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
+    except BaseException:
+        await aio_release(server)
+        raise
     client = RPCClient(client_protocol, timeout=timeout)
     left = False  # the block was left (normally or by an exception), not abandoned
     try:
@@ -119,8 +127,11 @@ async def aio_loopback(
                 # returned at once while a handler ran on).
                 server_end.lose(None)
         finally:
-            if not left:
-                warnings.warn(_LEFT_OPEN.format("aio_loopback()"), ResourceWarning, stacklevel=1)
+            try:
+                await aio_release(server, shut=left)
+            finally:
+                if not left:
+                    warnings.warn(_LEFT_OPEN.format("aio_loopback()"), ResourceWarning, stacklevel=1)
 
 
 class _SocketEnd(asyncio.Protocol):
@@ -233,7 +244,9 @@ class AioLoopbackServer:
     applied), ``direct_address`` the server's own; ``await lb.client()`` opens an
     ``aio.RPCClient`` through the proxy (closed on exit). Connections are numbered
     in accept order, each with its own seeded randomness. The server is started if
-    it is not listening yet, and then shut down on exit. Left open (entered by hand
+    it is not listening yet (it must not listen on a Unix path: ValueError), and
+    shut down when its last user is done: other AioLoopbackServers and
+    ``aio_loopback()`` blocks over it count as users while open. Left open (entered by hand
     and never exited), it is closed with a ``ResourceWarning`` when the event loop
     closes its async generators (``asyncio.run`` does); ``client()`` outside the
     block raises ``RuntimeError``.
@@ -257,7 +270,7 @@ class AioLoopbackServer:
         self.faults = faults if faults is not None else FaultPlan()
         self.timeout = timeout
         self.host = host
-        self._started = False
+        self._holding = False  # counted as a user of the server (see _uses)
         self._proxy: asyncio.AbstractServer | None = None
         self._refuser: socket.socket | None = None
         self._links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]] = []
@@ -271,21 +284,20 @@ class AioLoopbackServer:
     async def __aenter__(self) -> AioLoopbackServer:
         if self._guard is not None:
             raise RuntimeError("this AioLoopbackServer is running already; leave its `async with` block first")
-        address = self.server.address
-        if address is None:
-            address = await self.server.start(self.host, 0)
-            self._started = True
-        if not isinstance(address, tuple):
-            raise ValueError("AioLoopbackServer needs a TCP server; this one listens on a Unix socket")
-        self.direct_address = address
-        if self.faults.refuse_connect:
-            # A bound socket that never listens: connecting to it is refused for real.
-            self._refuser = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-            self._refuser.bind((self.host, 0))
-            bound = self._refuser.getsockname()
-        else:
-            self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
-            bound = self._proxy.sockets[0].getsockname()
+        self.direct_address = await aio_acquire(self.server, self.host)  # (started unless it listens)
+        self._holding = True
+        try:
+            if self.faults.refuse_connect:
+                # A bound socket that never listens: connecting to it is refused for real.
+                self._refuser = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+                self._refuser.bind((self.host, 0))
+                bound = self._refuser.getsockname()
+            else:
+                self._proxy = await asyncio.get_running_loop().create_server(self._accept, self.host, 0)
+                bound = self._proxy.sockets[0].getsockname()
+        except BaseException:
+            await self._close(shut_server=True)
+            raise
         self.address = (bound[0], bound[1])
         self._guard = guard = self._until_loop_ends()
         await anext(guard)
@@ -389,6 +401,6 @@ class AioLoopbackServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._proxy.wait_closed(), _JOIN)
         self._proxy, self._refuser = None, None
-        if self._started and shut_server:
-            self._started = False
-            await self.server.shutdown()
+        if self._holding:
+            self._holding = False
+            await aio_release(self.server, shut=shut_server)

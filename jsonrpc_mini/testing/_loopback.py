@@ -14,6 +14,7 @@ from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
 from ._pipe import pipe_pair
 from ._plan import FaultPlan, LinkState
+from ._uses import hold, release
 
 if TYPE_CHECKING:
     from .._server import RPCServer
@@ -54,6 +55,9 @@ def loopback(
     ``max_message_size`` and ``max_depth`` are the client's. On exit the
     client is closed and the server side of the connection is stopped and joined.
     An exception leaving the block gets a note naming the plan and its seed.
+    While open it counts as a user of ``server``: a ``LoopbackServer`` that started
+    the server and leaves first does not shut it down (the last user out does).
+    A call's timeout also bounds sending its request through the plan's delays.
 
     Example::
 
@@ -68,8 +72,13 @@ def loopback(
     link = None if plan is None else LinkState(plan, connection)
     if link is not None and (refusal := link.refused()) is not None:
         raise ConnectionLost(refusal)
-    client_end, server_end = pipe_pair("loopback")
-    session = server.serve_connection(server_end)
+    hold(server)  # a user of the server: a LoopbackServer leaving first does not shut it down
+    try:
+        client_end, server_end = pipe_pair("loopback")
+        session = server.serve_connection(server_end)
+    except BaseException:
+        release(server)
+        raise
     transport = client_end if plan is None else FaultyTransport(client_end, plan, side="client", link=link)
     client = RPCClient(
         transport=transport, timeout=timeout, framing=framing, max_message_size=max_message_size, max_depth=max_depth
@@ -80,11 +89,14 @@ def loopback(
         add_plan_note(exc, faults)
         raise
     finally:
-        client.close()
-        # As over a socket, the server first reads what the client sent before closing
-        # (a notification sent right before exit still runs); force it only if stuck.
-        if not session.join(_JOIN):
-            server_end.close()
-            session.close()
-        if not session.join(0.1):
-            log.warning("loopback: a handler of the server is still running %.0f s after the client closed", _JOIN)
+        try:
+            client.close()
+            # As over a socket, the server first reads what the client sent before closing
+            # (a notification sent right before exit still runs); force it only if stuck.
+            if not session.join(_JOIN):
+                server_end.close()
+                session.close()
+            if not session.join(0.1):
+                log.warning("loopback: a handler of the server is still running %.0f s after the client closed", _JOIN)
+        finally:
+            release(server)

@@ -19,6 +19,7 @@ from .._transport import SocketTransport, Transport
 from ._faults import FaultyTransport, abort_transport, shutdown_write
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan
+from ._uses import acquire, release
 
 if TYPE_CHECKING:
     from .._server import RPCServer
@@ -30,36 +31,6 @@ log = logging.getLogger("jsonrpc_mini.testing")
 _POLL = 0.5
 _JOIN = 5.0
 _CHUNK = 64 * 1024
-
-# Several LoopbackServers may front one RPCServer at once: it is started by the
-# first and shut down when the last one closes (only if one of them started it).
-_users_lock = threading.Lock()
-_users: dict[int, list[int]] = {}  # id(server) -> [LoopbackServers using it, started by us (0/1)]
-
-
-def _acquire(server: RPCServer, host: str) -> tuple[str, int]:
-    with _users_lock:
-        entry = _users.setdefault(id(server), [0, 0])
-        address = server.address
-        if address is None:
-            address = server.start(host, 0)
-            entry[1] = 1
-        entry[0] += 1
-    if not isinstance(address, tuple):
-        raise ValueError("LoopbackServer needs a TCP server; this one listens on a Unix socket")
-    return address
-
-
-def _release(server: RPCServer) -> None:
-    with _users_lock:
-        entry = _users[id(server)]
-        entry[0] -= 1
-        last = entry[0] == 0
-        started = bool(entry[1])
-        if last:
-            del _users[id(server)]
-        if last and started:
-            server.shutdown()
 
 
 class _Inherit(enum.Enum):
@@ -192,9 +163,11 @@ class LoopbackServer:
     :meth:`client`. :attr:`direct_address` reaches the server without faults.
     Each connection through the proxy gets the plan afresh (``connection`` number
     0, 1, ... mixed into its seed). ``close()`` (or leaving the ``with`` block)
-    closes the clients it made, stops and joins every proxy thread, closes every
-    proxy socket and shuts the server down if it started it. With
-    ``FaultPlan(refuse_connect=True)`` the port refuses connections.
+    closes the clients it made, stops and joins every proxy thread and closes every
+    proxy socket. The server is shut down when its last user is done (other
+    LoopbackServers and ``loopback()`` blocks over it count), and only if a
+    LoopbackServer started it. A server listening on a Unix path is refused
+    (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
 
     Example::
 
@@ -222,7 +195,7 @@ class LoopbackServer:
         self._clients: list[RPCClient] = []
         self._closed = False
         self._count = 0
-        self.direct_address: tuple[str, int] = _acquire(server, host)
+        self.direct_address: tuple[str, int] = acquire(server, host)
         try:
             self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
             self._listener.bind((host, 0))
@@ -231,7 +204,7 @@ class LoopbackServer:
         except BaseException:
             if hasattr(self, "_listener"):
                 self._listener.close()
-            _release(server)
+            release(server)
             raise
         self._accepter: threading.Thread | None = None
         if self._plan is None or not self._plan.refuse_connect:
@@ -306,7 +279,7 @@ class LoopbackServer:
         return client
 
     def close(self) -> None:
-        """Close clients made by :meth:`client`, stop the proxy, shut the server down. Idempotent."""
+        """Close clients made by :meth:`client`, stop the proxy, give up the server (see above). Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -325,7 +298,7 @@ class LoopbackServer:
         stuck = [relay for relay in relays if not relay.join(_JOIN)]
         if stuck:
             log.warning("LoopbackServer: %d proxy connections did not stop within %.0f s", len(stuck), _JOIN)
-        _release(self.server)
+        release(self.server)
 
     def __enter__(self) -> LoopbackServer:
         return self

@@ -1,0 +1,145 @@
+"""Who uses a server through the test kit, so that the kit stops it only after its last user.
+
+Several ``LoopbackServer``s and ``loopback()``s (or, under asyncio,
+``AioLoopbackServer``s and ``aio_loopback()``s) may use one server at once. A
+``LoopbackServer`` starts the server when it is not listening; the server is shut
+down when the last of its users is done, and only if the kit started it (a server
+the test started itself is left running). A ``loopback()`` never starts the
+server, but it is a user all the same: shutting the server down closes its
+in-memory connection too, calls in flight or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._aio_server import RPCServer as AioRPCServer
+    from .._server import Address, RPCServer
+
+__all__ = ["acquire", "aio_acquire", "aio_hold", "aio_release", "hold", "release"]
+
+_UNIX = "{} needs a TCP server; this one listens on a Unix socket"
+
+_lock = threading.Lock()
+_users: dict[int, list[int]] = {}  # id(server) -> [users now, started by the kit (0/1)]
+
+
+def acquire(server: RPCServer, host: str) -> tuple[str, int]:
+    """Count a user of ``server`` (a LoopbackServer), starting it on ``host`` unless it listens.
+
+    Returns the server's address. A server listening on a Unix path is refused
+    (ValueError) and not counted.
+    """
+    address = _count(server, host)
+    assert isinstance(address, tuple)  # (started on host, or refused)
+    return address
+
+
+def hold(server: RPCServer) -> None:
+    """Count a user of ``server`` that never starts it (a ``loopback()``)."""
+    _count(server, None)
+
+
+def _count(server: RPCServer, host: str | None) -> Address | None:
+    with _lock:
+        address = server.address
+        entry = _users.setdefault(id(server), [0, 0])
+        if address is None and host is not None:
+            address = server.start(host, 0)
+            entry[1] = 1
+        entry[0] += 1
+    if host is not None and isinstance(address, str):
+        raise ValueError(_UNIX.format("LoopbackServer"))
+    return address
+
+
+def release(server: RPCServer) -> None:
+    """A user is done; the last one shuts the server down if the kit started it."""
+    with _lock:
+        entry = _users[id(server)]
+        entry[0] -= 1
+        if entry[0]:
+            return
+        del _users[id(server)]
+        if entry[1]:
+            server.shutdown()
+
+
+class _AioUses:
+    """The users of one ``aio.RPCServer``; ``turn`` keeps a start or a shutdown from interleaving."""
+
+    __slots__ = ("busy", "started", "turn", "users")
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.started = False
+        self.busy = 0  # tasks inside acquire or release: the entry stays while any is
+        self.turn = asyncio.Lock()
+
+
+_aio_users: dict[int, _AioUses] = {}
+
+
+def _aio_entry(server: AioRPCServer) -> _AioUses:
+    entry = _aio_users.setdefault(id(server), _AioUses())
+    entry.busy += 1
+    return entry
+
+
+def _aio_done(server: AioRPCServer, entry: _AioUses) -> None:
+    entry.busy -= 1
+    if not entry.busy and not entry.users and _aio_users.get(id(server)) is entry:
+        del _aio_users[id(server)]
+
+
+async def aio_acquire(server: AioRPCServer, host: str) -> tuple[str, int]:
+    """As :func:`acquire`, for an ``aio.RPCServer`` (a start in progress is waited for)."""
+    address = await _aio_count(server, host)
+    assert isinstance(address, tuple)  # (started on host, or refused)
+    return address
+
+
+async def aio_hold(server: AioRPCServer) -> None:
+    """As :func:`hold`: count an ``aio_loopback()`` as a user of ``server``."""
+    await _aio_count(server, None)
+
+
+async def _aio_count(server: AioRPCServer, host: str | None) -> Address | None:
+    entry = _aio_entry(server)
+    try:
+        async with entry.turn:
+            address = server.address
+            if host is not None and isinstance(address, str):
+                raise ValueError(_UNIX.format("AioLoopbackServer"))
+            if address is None and host is not None:
+                address = await server.start(host, 0)
+                entry.started = True
+            entry.users += 1
+    finally:
+        _aio_done(server, entry)
+    return address
+
+
+async def aio_release(server: AioRPCServer, *, shut: bool = True) -> None:
+    """A user is done; the last one shuts the server down if the kit started it.
+
+    ``shut=False`` (a user left open, closed as its event loop ends): only counted
+    out; a server still running then is shut down by its own end-of-loop hook.
+    """
+    entry = _aio_entry(server)
+    try:
+        entry.users -= 1  # at once: a cancelled release still counts out
+        if entry.users or not entry.started or not shut:
+            if not entry.users:
+                entry.started = False
+            return
+        async with entry.turn:
+            # A user may have come (and found the server running) while we waited.
+            if not entry.users and entry.started:
+                entry.started = False
+                await server.shutdown()
+    finally:
+        _aio_done(server, entry)
