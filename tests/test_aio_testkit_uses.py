@@ -10,6 +10,9 @@ sync LoopbackServer does), and only if the kit started it.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import tempfile
 
 import pytest
 from _aio_support import WAIT, run
@@ -169,3 +172,22 @@ def test_one_left_open_gives_up_its_use_when_the_loop_ends() -> None:
         assert server.address is None  # ...and, its only user now, shuts it down
 
     run(again)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
+def test_a_unix_path_server_is_refused_without_taking_a_use() -> None:
+    async def main() -> None:
+        server, _ = make_server()
+        with tempfile.TemporaryDirectory() as tmp:
+            await server.start(path=os.path.join(tmp, "s.sock"))
+            with pytest.raises(ValueError, match="Unix socket"):
+                await AioLoopbackServer(server).__aenter__()
+            async with aio_loopback(server) as client:  # in memory: fine on any server
+                assert await client.add(1, 2) == 3
+            assert server.address is not None  # not started by the kit: left running
+            await server.shutdown()
+        async with AioLoopbackServer(server) as lb:  # starts it on TCP...
+            assert await (await lb.client()).add(2, 3) == 5
+        assert server.address is None  # ...and, being its last user, shuts it down
+
+    run(main)

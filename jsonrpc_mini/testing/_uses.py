@@ -46,13 +46,13 @@ def hold(server: RPCServer) -> None:
 def _count(server: RPCServer, host: str | None) -> Address | None:
     with _lock:
         address = server.address
+        if host is not None and isinstance(address, str):
+            raise ValueError(_UNIX.format("LoopbackServer"))
         entry = _users.setdefault(id(server), [0, 0])
         if address is None and host is not None:
             address = server.start(host, 0)
             entry[1] = 1
         entry[0] += 1
-    if host is not None and isinstance(address, str):
-        raise ValueError(_UNIX.format("LoopbackServer"))
     return address
 
 

@@ -1,12 +1,18 @@
-"""loopback() counts as a user of the server.
+"""loopback() counts as a user of the server, and a Unix-path server is refused without a use.
 
 A LoopbackServer that started the server shuts it down when the last user is
 done. A loopback() was not counted: a LoopbackServer leaving while one was open
-shut the server down under it (its connection closed).
+shut the server down under it (its connection closed). And a LoopbackServer over
+a server listening on a Unix path raised ValueError after counting itself in, so
+that count was never given back: a later LoopbackServer then started the server
+and left it running.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import tempfile
 import threading
 
 import pytest
@@ -68,3 +74,18 @@ def test_loopback_leaves_a_server_it_did_not_start_alone(server):
     with loopback(server), LoopbackServer(server):
         pass
     assert server.address == address  # the test started it: left running
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
+def test_a_unix_path_server_is_refused_without_taking_a_use(server):
+    with tempfile.TemporaryDirectory() as tmp:
+        server.start(path=os.path.join(tmp, "s.sock"))
+        with pytest.raises(ValueError, match="Unix socket"):
+            LoopbackServer(server)
+        with loopback(server) as client:  # in memory: fine on any server
+            assert client.add(1, 2) == 3
+        assert server.address is not None
+        server.shutdown()
+    with LoopbackServer(server) as lb:  # starts it on TCP...
+        assert lb.client().add(2, 3) == 5
+    assert server.address is None  # ...and, being its last user, shuts it down
