@@ -32,8 +32,9 @@ class FakeSocket:
 
     Writes are recorded: :attr:`sent` is every byte written, :attr:`writes` each
     ``send`` call. ``max_send`` makes ``send`` accept at most that many bytes
-    (partial writes; ``sendall`` loops), and after ``fail_send_after`` bytes
-    ``send`` raises ``send_error`` (default BrokenPipeError).
+    (partial writes; ``sendall`` loops), and after ``fail_send_after`` bytes in
+    all ``send`` raises ``send_error`` (default BrokenPipeError); counting them
+    takes the same time however many writes came before (even ``max_send=1``).
 
     Example::
 
@@ -74,6 +75,7 @@ class FakeSocket:
         self.peer = peer
         self.local = local
         self.writes: list[bytes] = []
+        self._taken = 0  # bytes send() took in all (fail_send_after counts these; not len(sent): O(n) a call)
         self.options: dict[tuple[int, int], Any] = {}
         self.shutdowns: list[int] = []
 
@@ -158,11 +160,12 @@ class FakeSocket:
                 raise BrokenPipeError(errno.EPIPE, "Broken pipe")
             size = len(data) if self.max_send is None else min(len(data), self.max_send)
             if self.fail_send_after is not None:
-                room = self.fail_send_after - len(self.sent)
+                room = self.fail_send_after - self._taken
                 if room <= 0:
                     raise self.send_error
                 size = min(size, room)
             self.writes.append(bytes(data[:size]))
+            self._taken += size
             return size
 
     def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:

@@ -100,6 +100,30 @@ def test_send_fails_after_n_bytes():
     assert sock.sent == b"01234"
 
 
+def test_one_byte_writes_up_to_a_failure_point_take_linear_time():
+    # review K3: every send measured the bytes so far by joining all earlier writes,
+    # so max_send=1 with fail_send_after=N took time N squared (200,000 bytes: many
+    # minutes, past this file's timeout; now well under a second).
+    size = 200_000
+    sock = FakeSocket(max_send=1, fail_send_after=size)
+    sock.sendall(b"x" * size)
+    assert len(sock.writes) == size and sock.sent == b"x" * size
+    with pytest.raises(BrokenPipeError):
+        sock.send(b"y")
+    with pytest.raises(BrokenPipeError):  # still failing: the count is of every byte taken
+        sock.send(b"z")
+    assert len(sock.sent) == size
+
+
+def test_the_failure_point_falls_inside_a_partial_write():
+    sock = FakeSocket(max_send=4, fail_send_after=6)
+    assert sock.send(b"abcdef") == 4
+    assert sock.send(b"ghij") == 2  # only the 2 bytes left before the failure point
+    with pytest.raises(BrokenPipeError):
+        sock.send(b"k")
+    assert sock.writes == [b"abcd", b"gh"]
+
+
 def test_shutdown_and_close_behave_like_a_socket():
     sock = FakeSocket([b"data"])
     sock.shutdown(socket.SHUT_WR)
