@@ -1,6 +1,6 @@
 """The lazy look-ahead of the JSON stream reader: can a value still arriving have ended?
 
-Used by :class:`~jsonrpc_mini._json_stream.JsonStreamFramer` only (its base class):
+Used by :class:`~jsonrpc_mini._json_stream.JsonStreamFramer` only (a base class of it):
 while a value that starts with a bracket arrives in many reads, each read's new
 bytes are looked at once, in C (``unclosed``: bracket and quote counting), and
 the token-by-token scanner runs only when that look cannot rule out that the
@@ -35,8 +35,8 @@ _LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a 
 class LookAhead(BufferedReader):
     """What the bytes the scanner has not seen yet leave open, kept from read to read.
 
-    The scanner's state (``_pos``, ``_in_string``, ``_stack``) is the subclass's;
-    this class only reads it.
+    The scanner's state (``_pos``, ``_in_string``, ``_stack``) is the subclass's
+    (``_json_scan.ValueScanner``); this class only reads it.
     """
 
     _pos: int  # next byte the scanner looks at

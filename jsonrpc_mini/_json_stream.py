@@ -2,52 +2,27 @@
 
 Work is linear in the bytes fed, however they are chunked: the scanner keeps its
 place (bracket stack, inside-a-string flag) between chunks and never re-reads a byte.
+The scanner is in ``_json_scan`` and the look-ahead that lets it wait in
+``_json_lazy`` (the framer's base classes); here is what the framer decides: a
+whole line decoded at once (the fast path), scanning put off while a value cannot
+have ended, scalars read to the end of their line.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from ._errors import ParseError
-from ._frames import (
-    COMPACT_AT,
-    INVALID_REQUEST,
-    PARSE_ERROR,
-    WS,
-    Event,
-    FrameError,
-    Loads,
-    Message,
-    deep_error,
-    nesting_message,
-    slice_bytes,
-    too_deep,
-    too_large,
-)
-from ._json_lazy import LookAhead
-from ._json_runs import CLOSE_ARRAY, RUN, RUN_DEPTH, RUN_WINDOW
+from ._frames import PARSE_ERROR, WS, Event, FrameError, Loads, Message, deep_error, slice_bytes, too_deep
+from ._json_scan import BACKSLASH, CLOSER, IDLE, LINE, SKIP, VALUE, ValueScanner
 
 __all__ = ["JsonStreamFramer"]
 
-_IN_STRING: Final = re.compile(rb'["\\\n]')
-_OUTSIDE: Final = re.compile(rb'[\[\]{}"]')
-_CLOSER: Final = {ord("{"): ord("}"), ord("["): ord("]")}
-_QUOTE: Final = ord('"')
-_BACKSLASH: Final = ord("\\")
-_NEWLINE: Final = ord("\n")
 _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
-_BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
-_SPACE: Final = frozenset(b" \t\r\n")
-_LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
-_DECODABLE_DEPTH: Final = 1000  # with depth_after_decoding, values nested deeper are refused unread
-
-# Modes of JsonStreamFramer.
-_IDLE, _VALUE, _LINE, _SKIP = range(4)
 
 
-class JsonStreamFramer(LookAhead):
+class JsonStreamFramer(ValueScanner):
     """Reader for JSON values that are newline-terminated, concatenated or pretty-printed.
 
     A value that starts with ``{`` or ``[`` is complete at its matching closing
@@ -75,28 +50,14 @@ class JsonStreamFramer(LookAhead):
         depth_after_decoding: bool = False,
         scan_steps: int | None = None,
     ) -> None:
-        super().__init__(loads, max_message_size)  # _start: first byte of the value being read
-        self._max_depth = max_depth
-        # At most this many scanner steps per next_event (None: no bound); see scan_pending.
-        self._scan_steps = scan_steps
-        self._scan_pending = False
-        self._after_decoding = depth_after_decoding
-        # Past _DECODABLE_DEPTH no decoder reads a value (Python's recursion limit, orjson's
-        # own): refused as it arrives, as before, rather than scanned to its end for nothing.
-        self._scan_depth = max(max_depth, _DECODABLE_DEPTH) if depth_after_decoding else max_depth
-        self._pos = 0  # next byte the scanner looks at
-        self._mode = _IDLE
-        self._stack = bytearray()  # closing brackets still expected
-        self._in_string = False
-        self._no_fast_before = 0  # lines before this offset already failed the fast path
-        self._no_newline_before = 0  # the fast path found no newline before this offset
+        super().__init__(loads, max_message_size, max_depth, depth_after_decoding, scan_steps)
         self._lazy = False  # the value being read may still end at a newline: see _read_value
         self._in_long_string = False  # the scanner is inside a long string: see next_event
 
     @property
     def in_message(self) -> bool:
         """True while part of a value has been received but not all of it."""
-        return self._mode in (_VALUE, _LINE) or (self._mode == _IDLE and self.buffered > 0)
+        return self._mode in (VALUE, LINE) or (self._mode == IDLE and self.buffered > 0)
 
     @property
     def scan_pending(self) -> bool:
@@ -116,7 +77,7 @@ class JsonStreamFramer(LookAhead):
         Bytes fed now start a new value: the connections' one-step paths may decode
         a whole line themselves instead of feeding it.
         """
-        return self._mode == _IDLE and len(self._buf) == self._start and not self._failed
+        return self._mode == IDLE and len(self._buf) == self._start and not self._failed
 
     def tried_next_line(self, newline: int) -> None:
         """The caller decoded the line it feeds next, between values, with no success.
@@ -149,7 +110,7 @@ class JsonStreamFramer(LookAhead):
             if (
                 buf.find(b'"', pos) < 0
                 and buf.find(b"\n", pos) < 0
-                and buf[-1] != _BACKSLASH
+                and buf[-1] != BACKSLASH
                 and not self._eof
                 and len(buf) - self._start <= self._max_size
             ):
@@ -161,28 +122,28 @@ class JsonStreamFramer(LookAhead):
             return None
         while True:
             buf = self._buf
-            if self._mode == _SKIP:
+            if self._mode == SKIP:
                 nl = buf.find(b"\n", self._pos)
                 if nl < 0:
                     self._discard_all()
                     return None
                 self._consume(nl + 1)
                 continue
-            if self._mode == _IDLE:
+            if self._mode == IDLE:
                 m = WS.search(buf, self._start)
                 if m is None:
                     self._discard_all()
                     return None
                 start = m.start()
                 self._start = self._pos = start
-                if buf[start] in _CLOSER:
+                if buf[start] in CLOSER:
                     self._lazy = start >= self._no_fast_before
                     self._checked_to = -1
                     event = self._fast_path(start)
                     if event is not None:
                         return event
-                    self._mode = _VALUE
-                    self._stack = bytearray((_CLOSER[buf[start]],))
+                    self._mode = VALUE
+                    self._stack = bytearray((CLOSER[buf[start]],))
                     self._in_string = False
                     self._pos = start + 1
                 elif buf[start] not in _VALUE_START:
@@ -190,8 +151,8 @@ class JsonStreamFramer(LookAhead):
                     # now rather than when a newline or read_timeout comes.
                     return self._error_at(start, "Parse error: no JSON value starts with this byte")
                 else:
-                    self._mode = _LINE
-            if self._mode == _LINE:
+                    self._mode = LINE
+            if self._mode == LINE:
                 return self._read_line()
             return self._read_value()
 
@@ -267,7 +228,7 @@ class JsonStreamFramer(LookAhead):
                     if (
                         buf.find(b"}", start) < 0
                         and buf.find(b"]", start) < 0
-                        and buf[-1] != _BACKSLASH
+                        and buf[-1] != BACKSLASH
                         and not self._eof
                         and len(buf) - self._start <= self._max_size
                     ):
@@ -297,167 +258,3 @@ class JsonStreamFramer(LookAhead):
             return Message(self._loads(line))
         except ParseError as exc:
             return FrameError(PARSE_ERROR, exc.message)
-
-    def _scan_value(self) -> Event | None:
-        buf = self._buf
-        end = len(buf)
-        pos = self._pos
-        stack = self._stack
-        in_string = self._in_string
-        # A value must close within max_size bytes: never look past that point.
-        stop = min(end, self._start + self._max_size)
-        dirty_until = 0  # bytes before this offset hold an escape or a newline
-        after: bool | None = None  # just past an opening bracket (True) or a value (False)
-        steps = self._scan_steps
-        while pos < stop:
-            if steps is not None:
-                if not steps:
-                    self._pos = pos
-                    self._in_string = in_string
-                    self._scan_pending = True
-                    return None
-                steps -= 1
-            if in_string:
-                m = _IN_STRING.search(buf, pos, min(stop, pos + _LONG_STRING))
-                if m is None and pos + _LONG_STRING < stop:
-                    # Speed: the regex walks a string byte by byte (~10x slower than
-                    # decoding it). A long string usually holds no escape and no newline:
-                    # find its closing quote with memchr and check the bytes before it
-                    # with memchr too; only a string that fails the check (dirty_until)
-                    # takes the regex path. Short strings stay on the regex: one call.
-                    pos += _LONG_STRING
-                    if pos >= dirty_until:
-                        quote = buf.find(b'"', pos, stop)
-                        clean_to = stop if quote < 0 else quote
-                        if buf.find(b"\\", pos, clean_to) < 0 and self._no_newline(pos, clean_to):
-                            if quote < 0:
-                                pos = stop
-                                break
-                            in_string = False
-                            pos = quote + 1
-                            after = False
-                            continue
-                        dirty_until = clean_to
-                    m = _IN_STRING.search(buf, pos, stop)
-                if m is None:
-                    pos = stop
-                    break
-                i = m.start()
-                ch = buf[i]
-                if ch == _QUOTE:
-                    in_string = False
-                    pos = i + 1
-                    after = False
-                elif ch == _BACKSLASH:
-                    if i + 1 >= end:
-                        pos = i  # look at the escape again when its next byte arrives
-                        break
-                    if buf[i + 1] == _NEWLINE:
-                        return self._error_at(i + 1, "Parse error: raw newline inside a string")
-                    pos = i + 2
-                else:
-                    return self._error_at(i, "Parse error: raw newline inside a string")
-            else:
-                if after is not None and len(stack) + RUN_DEPTH <= self._scan_depth:
-                    run = RUN[(stack[-1] == CLOSE_ARRAY, after)].match(buf, pos, min(stop, pos + RUN_WINDOW))
-                    if run is not None:
-                        pos = run.end()
-                    after = None
-                m = _OUTSIDE.search(buf, pos, stop)
-                if m is None:
-                    pos = stop
-                    break
-                i = m.start()
-                ch = buf[i]
-                pos = i + 1
-                if ch == _QUOTE or ch in _CLOSER:
-                    # A string or container needs '[', '{', ',' or ':' before it. Without
-                    # this, a line missing its closing bracket would swallow every later
-                    # request; the error is placed after the previous token so that
-                    # reading resumes on the line where the new value starts.
-                    j = i - 1
-                    while buf[j] in _SPACE:  # stops at the latest at the opening bracket
-                        j -= 1
-                    if buf[j] not in _BEFORE_OPEN:
-                        return self._error_at(j + 1, f"Parse error: missing ',' before {chr(ch)!r}")
-                if ch == _QUOTE:
-                    in_string = True
-                elif ch in _CLOSER:
-                    stack.append(_CLOSER[ch])
-                    after = True
-                    if len(stack) > self._scan_depth:
-                        return self._error_at(i, nesting_message(self._max_depth), INVALID_REQUEST)
-                elif ch != stack[-1]:
-                    return self._error_at(i, f"Parse error: mismatched {chr(ch)!r}")
-                else:
-                    stack.pop()
-                    if not stack:
-                        return self._complete(pos)
-                    after = False
-        if end - self._start > self._max_size:
-            return self._too_large()
-        self._pos = pos
-        self._in_string = in_string
-        if self._eof:
-            self._discard_all()
-            return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream")
-        return None
-
-    def _no_newline(self, start: int, end: int) -> bool:
-        """Whether ``buf[start:end]`` holds no newline; no byte is searched twice for one.
-
-        The bytes before ``_no_newline_before`` are known to hold none (the fast path
-        searched them); a search that starts inside that range extends it.
-        """
-        known = self._no_newline_before
-        if start > known:
-            return self._buf.find(b"\n", start, end) < 0
-        if end > known:
-            if self._buf.find(b"\n", known, end) >= 0:
-                return False
-            self._no_newline_before = end
-        return True
-
-    def _complete(self, end: int) -> Event:
-        frame = slice_bytes(self._buf, self._start, end)
-        self._consume(end)
-        try:
-            value = self._loads(frame)
-        except ParseError as exc:
-            # The contract: after a parse error, drop the rest of the offending line
-            # (from where _consume left _pos: the buffer may have been compacted).
-            self._mode = _SKIP
-            return FrameError(PARSE_ERROR, exc.message)
-        if self._after_decoding and too_deep(frame, value, self._max_depth):
-            return deep_error(self._max_depth, value)
-        return Message(value)
-
-    def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
-        self._mode = _SKIP
-        self._start = self._pos = index
-        self._stack = bytearray()
-        return FrameError(code, message)
-
-    def _too_large(self) -> FrameError:
-        self._failed = True
-        self._buf = self._buffer_type()
-        self._start = self._pos = 0
-        return too_large(self._max_size)
-
-    def _consume(self, end: int) -> None:
-        self._mode = _IDLE
-        self._start = self._pos = end
-        if end >= len(self._buf):
-            self._buf = self._buffer_type()
-            self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
-        elif end > COMPACT_AT and end * 2 > len(self._buf):
-            del self._buf[:end]  # amortised: only when most of the buffer is consumed
-            self._no_fast_before = max(0, self._no_fast_before - end)
-            self._no_newline_before = max(0, self._no_newline_before - end)
-            self._start = self._pos = 0
-
-    def _discard_all(self) -> None:
-        self._buf = self._buffer_type()
-        self._start = self._pos = self._no_fast_before = self._no_newline_before = 0
-        if self._mode != _SKIP:
-            self._mode = _IDLE

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jsonrpc_mini import _json_stream
+from jsonrpc_mini import _json_scan
 from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._json_stream import JsonStreamFramer
 
@@ -16,9 +16,9 @@ CODEC = JsonCodec(use_orjson=False)
 
 
 def events(data: bytes, chunk: int, *, runs: bool, max_depth: int = 8) -> list[Any]:
-    saved = _json_stream.RUN_DEPTH
+    saved = _json_scan.RUN_DEPTH
     if not runs:
-        _json_stream.RUN_DEPTH = 10**9  # never skip: every token goes through the loop
+        _json_scan.RUN_DEPTH = 10**9  # never skip: every token goes through the loop
     try:
         framer = JsonStreamFramer(CODEC.loads, max_message_size=1 << 20, max_depth=max_depth)
         out: list[Any] = []
@@ -32,7 +32,7 @@ def events(data: bytes, chunk: int, *, runs: bool, max_depth: int = 8) -> list[A
             out.append(event)
         return out
     finally:
-        _json_stream.RUN_DEPTH = saved
+        _json_scan.RUN_DEPTH = saved
 
 
 def sample(rng: random.Random) -> bytes:
