@@ -19,15 +19,17 @@ from ._aio_batch import AsyncBatchBuilder
 from ._aio_link import Call, Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
+from ._errors import RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import KeptMethod, RemoteMethod, check_timeout, kept_attribute
+from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import connect_errors
 
 __all__ = ["Call", "RPCClient", "connect"]
 
 # How long close() waits for the peer to take what is still buffered before dropping it.
 _CLOSE_FLUSH = 5.0
+_RESOLUTION = 1e-6  # the least time left a batch's members get (a timeout must be positive)
 
 
 class RPCClient:
@@ -74,7 +76,7 @@ class RPCClient:
         link.check(method)
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))
         if link.paused:
-            await link.writable()
+            await self._writable(method)
         link.send(data, method)
 
     def batch(self) -> AsyncBatchBuilder:
@@ -89,11 +91,12 @@ class RPCClient:
             for method, params, notify in calls
         ]
         data = link.proto.encode(messages)
+        timeout = self._timeout
         if link.paused:
-            await link.writable()
+            timeout = await self._writable("batch")
             link.check(None)
-        # Every member gets the client's timeout from now: it bounds the whole batch.
-        waits = [(m, link.expect(m.id, m.method, self._timeout)) for m in messages if isinstance(m, Request)]
+        # Every member gets what is left of the client's timeout: it bounds the whole batch.
+        waits = [(m, link.expect(m.id, m.method, timeout)) for m in messages if isinstance(m, Request)]
         ids = [message.id for message, _ in waits]
         link.proto.expect_batch(ids)  # members the reply array leaves out fail at once
         try:
@@ -106,6 +109,22 @@ class RPCClient:
                 if not future.done():
                     link.forget(message.id)
         return [_deferred(future) for _, future in waits]
+
+    async def _writable(self, method: str) -> float | None:
+        """Wait while the write buffer is full (a server not reading), within the client's timeout.
+
+        Returns the time left of the timeout (None: no timeout); RPCTimeout when it
+        runs out first (nothing of this message was written; the connection stays).
+        """
+        link, timeout = self._link, self._timeout
+        if timeout is None or timeout > LONGEST_WAIT:
+            await link.writable()
+            return timeout
+        start = link.loop.time()
+        if not await link.writable(timeout):
+            why = f"{method}: could not send within {timeout} s (the server is not reading); nothing was sent"
+            raise RPCTimeout(why)
+        return max(timeout - (link.loop.time() - start), _RESOLUTION)
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""

@@ -252,10 +252,19 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         """True while writes should wait for ``writable()``."""
         return self._write_ready is not None and not self._write_ready.done()
 
-    async def writable(self) -> None:
-        """Wait while the transport's write buffer is over its high-water mark."""
-        while self._write_ready is not None and not self._write_ready.done():
-            await self._write_ready
+    async def writable(self, timeout: float | None = None) -> bool:
+        """Wait while the transport's write buffer is over its high-water mark; False if ``timeout`` passed first.
+
+        The shared future is waited for with ``asyncio.wait``, which never cancels it:
+        a waiter cancelled or timed out leaves the others (and ``paused``) as they were.
+        """
+        end = None if timeout is None else self.loop.time() + timeout
+        while (ready := self._write_ready) is not None and not ready.done():
+            left = None if end is None else end - self.loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait([ready], timeout=left)
+        return True
 
     def send(self, data: bytes, method: str | None) -> None:
         """Write ``data`` now, or (pipelined) with the others of this loop iteration."""
