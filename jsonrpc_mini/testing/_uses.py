@@ -12,7 +12,9 @@ in-memory connection too, calls in flight or not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,8 +25,38 @@ __all__ = ["acquire", "aio_acquire", "aio_hold", "aio_release", "hold", "release
 
 _UNIX = "{} needs a TCP server; this one listens on a Unix socket"
 
+
+class _Uses:
+    """The users of one ``RPCServer``; ``turn`` keeps a start or a shutdown from interleaving."""
+
+    __slots__ = ("busy", "started", "turn", "users")
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.started = False  # by the kit: the last user out shuts it down
+        self.busy = 0  # threads inside acquire or release: the entry stays while any is
+        self.turn = threading.Lock()
+
+
+# Guards _users only: a server starting or shutting down (seconds, with calls in
+# flight) holds its own turn, never this, so the users of other servers go on.
 _lock = threading.Lock()
-_users: dict[int, list[int]] = {}  # id(server) -> [users now, started by the kit (0/1)]
+_users: dict[int, _Uses] = {}
+
+
+@contextlib.contextmanager
+def _turn(server: RPCServer) -> Iterator[_Uses]:
+    with _lock:
+        entry = _users.setdefault(id(server), _Uses())
+        entry.busy += 1
+    try:
+        with entry.turn:
+            yield entry
+    finally:
+        with _lock:
+            entry.busy -= 1
+            if not entry.busy and not entry.users and _users.get(id(server)) is entry:
+                del _users[id(server)]
 
 
 def acquire(server: RPCServer, host: str) -> tuple[str, int]:
@@ -44,27 +76,23 @@ def hold(server: RPCServer) -> None:
 
 
 def _count(server: RPCServer, host: str | None) -> Address | None:
-    with _lock:
+    with _turn(server) as entry:
         address = server.address
         if host is not None and isinstance(address, str):
             raise ValueError(_UNIX.format("LoopbackServer"))
-        entry = _users.setdefault(id(server), [0, 0])
         if address is None and host is not None:
             address = server.start(host, 0)
-            entry[1] = 1
-        entry[0] += 1
+            entry.started = True
+        entry.users += 1
     return address
 
 
 def release(server: RPCServer) -> None:
     """A user is done; the last one shuts the server down if the kit started it."""
-    with _lock:
-        entry = _users[id(server)]
-        entry[0] -= 1
-        if entry[0]:
-            return
-        del _users[id(server)]
-        if entry[1]:
+    with _turn(server) as entry:
+        entry.users -= 1
+        if not entry.users and entry.started:
+            entry.started = False
             server.shutdown()
 
 

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import RPCClient, RPCServer
 from jsonrpc_mini.testing import LoopbackServer, loopback
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,3 +89,43 @@ def test_a_unix_path_server_is_refused_without_taking_a_use(server):
     with LoopbackServer(server) as lb:  # starts it on TCP...
         assert lb.client().add(2, 3) == 5
     assert server.address is None  # ...and, being its last user, shuts it down
+
+
+def test_a_server_shutting_down_holds_up_no_user_of_another(server):
+    # The last LoopbackServer of a server the kit started shuts it down, which waits
+    # for calls in flight (shutdown_grace). That wait held the kit's one lock, so a
+    # loopback() or LoopbackServer of any other server could not start or end meanwhile.
+    other = RPCServer(shutdown_grace=30)
+    entered, gate = threading.Event(), threading.Event()
+
+    @other.register
+    def held():
+        entered.set()
+        gate.wait(30)
+        return "done"
+
+    results = []
+    lb = LoopbackServer(other)  # starts `other`
+    direct = RPCClient(*lb.direct_address, timeout=30)  # (lb.close() would close a client of its own)
+    caller = threading.Thread(target=lambda: results.append(direct.held()))
+    caller.start()
+    assert entered.wait(30)
+    closer = threading.Thread(target=lb.close)  # waits for the call in flight
+    closer.start()
+    try:
+        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
+            if other.address is None:
+                break
+            threading.Event().wait(0.01)
+        assert other.address is None
+        with loopback(server) as client, LoopbackServer(server) as mine:
+            assert client.add(1, 2) == 3
+            assert mine.client().add(2, 2) == 4
+        assert closer.is_alive()  # served while the other server was still shutting down
+    finally:
+        gate.set()
+        closer.join(30)
+        caller.join(30)
+        direct.close()
+    assert results == ["done"]
+    assert server.address is None
