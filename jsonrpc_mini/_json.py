@@ -116,9 +116,13 @@ class JsonCodec:
             if type(data) is bytes and len(data) < _WALK_FROM:
                 # Speed: the usual message (small bytes) checked and read right here, as
                 # _orjson_loads would: its call and the bytes() copy cost ~0.25 us of a
-                # ~0.9 us decode, and find() is quicker than ``in`` on bytes.
+                # ~0.9 us decode. The run is looked for with replace(), not find() (whose
+                # arguments are parsed the slow way: ~1.4k instructions a call against
+                # ~0.8k) nor ``in`` (slower still): replace() hands back the very object
+                # when there is nothing to replace, so ``is`` means "no run". (Where it
+                # returned a copy, the text would only take the stdlib's way: same value.)
                 if (
-                    data.translate(_DIGITS_TO_ZERO).find(self._long_run) < 0
+                    (zeros := data.translate(_DIGITS_TO_ZERO)).replace(self._long_run, b"") is zeros
                     if len(data) < _SAMPLE_FROM
                     else self._no_long_run(data)
                 ):
@@ -238,7 +242,8 @@ class JsonCodec:
             except (TypeError, ValueError):
                 pass  # big ints, non-str keys, unknown types: the stdlib decides
             else:
-                if len(out) < _SAMPLE_FROM and out.find(b"null") < 0:
+                # (replace() ... is out: "no null", at ~0.6k instructions less than find(); see loads)
+                if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:
                     return out  # the usual message: small, no null, so no NaN or Infinity
                 return _finite(value, out)
         return _stdlib_dumps(value)
@@ -256,7 +261,7 @@ class JsonCodec:
             except (TypeError, ValueError):
                 pass  # as in dumps: the stdlib decides
             else:
-                if len(out) < _SAMPLE_FROM and out.find(b"null") < 0:
+                if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:  # (see dumps)
                     return out
                 return _finite(value, out)
         return _stdlib_dumps(value) + b"\n"

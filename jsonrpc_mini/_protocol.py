@@ -126,6 +126,9 @@ class _Base:
         self.codec = codec if codec is not None else JsonCodec()
         self._max_size = max_message_size
         self._max_depth = max_depth
+        # A line of at most this many bytes is within max_message_size and cannot nest
+        # deeper than max_depth (each level takes an opening and a closing bracket).
+        self._short_line = min(max_message_size, 2 * max_depth + 1)
         self._framer = make_framer(
             framing,
             self.codec.loads,
@@ -178,14 +181,19 @@ class _Base:
             and (first == b"{" or (arrays and first == b"["))
             and data.find(b"\n") == len(data) - 1
             and framer.between_values
-            and len(data) <= self._max_size
         ):
+            # Speed: the usual line is short, so one comparison settles both the size
+            # and the depth limits (too_deep's own first test, without its call: ~0.9k
+            # of ~12k instructions per reply line).
+            short = len(data) <= self._short_line
+            if not short and len(data) > self._max_size:
+                return NOT_ONE
             try:
                 value = self.codec.loads(data)
             except ParseError:
                 framer.tried_next_line(len(data) - 1)
                 return NOT_ONE
-            if not too_deep(data, value, self._max_depth):
+            if short or not too_deep(data, value, self._max_depth):
                 return value
         return NOT_ONE
 
