@@ -69,3 +69,17 @@ def test_reregistering_a_name_replaces_its_arity() -> None:
     server.register_function(len, name="m")
     server.register_function(f6, name="m")
     assert server.prepare(Request("m", [1, 2, 3], 1)).args == [1, 2, 3]
+
+
+@pytest.mark.parametrize("replacement", [f4, len], ids=["keyword-only required", "no signature"])
+def test_a_name_reregistered_without_a_positional_arity_calls_the_new_function(replacement: Any) -> None:
+    # The old function's arity must not outlive it: f4 needs a keyword, len has no signature.
+    server = RPCServer()
+    server.register_function(f1, name="m")
+    server.register_function(replacement, name="m")
+    if replacement is f4:
+        with pytest.raises(InvalidParams):
+            server.prepare(Request("m", [1], 1))
+        assert server.prepare(Request("m", {"a": 1, "k": 2}, 1)).function is f4
+    else:
+        assert server.prepare(Request("m", ["abc"], 1)).function is len
