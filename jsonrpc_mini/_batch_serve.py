@@ -20,14 +20,14 @@ from ._codec import ErrorResponse, Request, Response, parse_request
 from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._session_calls import SessionCalls
 
 __all__ = ["batch_replies"]
 
 _MISSING: Final = object()
 
 
-def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | Response | ErrorResponse]:
+def batch_replies(session: SessionCalls, values: list[Any]) -> list[dict[str, Any] | Response | ErrorResponse]:
     """Run the members of a batch in order; their replies (none for notifications).
 
     ``values`` are the members as received; an invalid one gets its -32600 error
@@ -88,7 +88,7 @@ def batch_replies(session: Session, values: list[Any]) -> list[dict[str, Any] | 
     return replies
 
 
-def _general_reply(session: Session, value: Any, debug: bool) -> dict[str, Any] | Response | ErrorResponse | None:
+def _general_reply(session: SessionCalls, value: Any, debug: bool) -> dict[str, Any] | Response | ErrorResponse | None:
     """The reply for one member as the per-call path makes it (None for a notification)."""
     item = parse_request(value)
     if isinstance(item, ErrorResponse):

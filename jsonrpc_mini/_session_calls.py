@@ -1,0 +1,90 @@
+"""Running the sync server's calls: a request (or a batch) in, the bytes of its reply out.
+
+The half of a :class:`~jsonrpc_mini._session.Session` that dispatches; the reading,
+the threads and the writing are the session's own (``_session``). A batch's members
+run in ``_batch_serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._batch_serve import batch_replies
+from ._codec import Notification, Request
+from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
+from ._errors import RPCError
+from ._protocol import Batch, ServerConnection
+
+if TYPE_CHECKING:
+    from ._server import RPCServer, ServerOptions
+
+__all__ = ["SHUTTING_DOWN", "SessionCalls"]
+
+SHUTTING_DOWN = -32000
+_SHUTTING_DOWN = RPCError(SHUTTING_DOWN, "Server error: the server is shutting down")
+
+
+class SessionCalls:
+    """Runs one connection's calls; ``draining`` turns True once the server shuts down."""
+
+    server: RPCServer
+    draining: bool
+    _opts: ServerOptions
+    _proto: ServerConnection
+    _dumps_line: Callable[[Any], bytes]
+
+    def _answer(self, event: Request | Notification | Batch) -> bytes | None:
+        """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
+        proto = self._proto
+        if isinstance(event, Batch):
+            return proto.encode_replies(batch_replies(self, event.values))
+        result, exc = self.execute(event)
+        if exc is None and isinstance(event, Request):
+            return proto.encode_result(event.id, result)
+        reply = outcome_response(event, result, exc, debug=self._opts.debug)
+        return None if reply is None else proto.encode(reply)
+
+    def _plain_reply(self, value: dict[str, Any]) -> bytes:
+        """Run the usual request (as ``receive_plain_call`` checked it) straight from its object.
+
+        Speed: what ``_execute`` and ``encode_result`` do for it, without a Request, an
+        outcome tuple or the general reply path; errors take that path's functions.
+        """
+        id_ = value["id"]
+        method = value["method"]
+        if self.draining:
+            return self._proto.encode(error_response(id_, _SHUTTING_DOWN, method, self._opts.debug))
+        try:
+            function, args, kwargs = self.server.resolve(method, value["params"])
+            result = function(*args, **kwargs)
+            if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                result = asyncio.run(await_result(result))
+        except BaseException as exc:  # (see execute)
+            return self._proto.encode(error_response(id_, exc, method, self._opts.debug))
+        try:
+            # The request came as one line, so the framing is newline: the codec writes
+            # the line itself (encode_result's work without its two calls).
+            return self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
+        except Exception:
+            return self._proto.encode_result(id_, result)  # turns it into the -32603 it must be
+
+    def execute(self, message: Request | Notification) -> tuple[Any, BaseException | None]:
+        """Run one call: ``(result, None)``, or ``(None, exc)`` if it could not run or raised.
+
+        A handler raising SystemExit, KeyboardInterrupt or the like gets a -32603 answer
+        too: it runs in a connection's thread, where no signal arrives, so it raised
+        that itself, and its caller must not be left without an answer.
+        """
+        if self.draining and isinstance(message, Request):
+            return None, _SHUTTING_DOWN
+        try:
+            function, args, kwargs = self.server.resolve(message.method, message.params)
+            result = function(*args, **kwargs)
+            if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                result = asyncio.run(await_result(result))
+        except BaseException as exc:
+            return None, exc
+        return result, None
