@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -141,3 +142,66 @@ def aio_server_in_thread(server: aio.RPCServer, **kwargs: Any) -> Iterator[tuple
         thread.join(WAIT)
         assert not thread.is_alive(), "aio server thread did not stop"
         loop.close()
+
+
+class SlowReader:
+    """A raw server that reads nothing until ``go`` is set (or it is closed), then answers.
+
+    Its one connection's requests (and batches) are answered by ``answer``: by
+    default the number of requests read so far, with ``seen`` listing the first
+    param of each ``tag`` request and "big" for any other.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(WAIT)
+        self.address = self.listener.getsockname()
+        self.go = threading.Event()
+        self.seen: list[Any] = []
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.listener.accept()
+            self.conns.append(conn)
+            conn.settimeout(WAIT)
+            if not self.go.wait(WAIT):
+                return
+            buffer = b""
+            while chunk := conn.recv(1 << 20):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    message = json.loads(line)
+                    replies = [self.answer(m) for m in (message if isinstance(message, list) else [message])]
+                    replies = [reply for reply in replies if reply is not None]
+                    if replies:
+                        body = replies if isinstance(message, list) else replies[0]
+                        conn.sendall(json.dumps(body).encode() + b"\n")
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to one request read (None: none is sent)."""
+        self.seen.append(request["params"][0] if request["method"] == "tag" else "big")
+        return {"jsonrpc": "2.0", "id": request["id"], "result": len(self.seen)}
+
+    def close(self) -> None:
+        """Let it read, then close everything and join its thread (bounded)."""
+        self.go.set()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+@contextlib.contextmanager
+def slow_reader(kind: type[SlowReader] = SlowReader) -> Iterator[SlowReader]:
+    """A started ``kind`` of SlowReader, closed afterwards."""
+    server = kind()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.close()

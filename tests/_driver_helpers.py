@@ -160,6 +160,19 @@ def request(method: str, params: Any = None, id_: Any = 1) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
+def drain(transport: Any, timeout: float = 1.0) -> list[bytes]:
+    """Every piece a transport gives until EOF or ``timeout`` seconds without one."""
+    pieces = []
+    while True:
+        try:
+            piece = transport.recv(1 << 16, timeout)
+        except TimeoutError:
+            return pieces
+        if not piece:
+            return pieces
+        pieces.append(piece)
+
+
 def wait_for(predicate: Any, what: str, timeout: float = WAIT) -> None:
     """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -10,17 +10,14 @@ coroutine that was never awaited.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import json
 import socket
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, slow_reader
 
 import jsonrpc_mini._aio_client as aio_client_module
 from jsonrpc_mini import ConnectionLost, aio
@@ -28,55 +25,6 @@ from jsonrpc_mini import ConnectionLost, aio
 pytestmark = pytest.mark.timeout(60)
 
 BIG = "x" * 1_000_000
-
-
-class SlowReader:
-    """A raw server that reads nothing until ``go`` is set, then answers each request with its params."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.address = self.listener.getsockname()
-        self.go = threading.Event()
-        self.seen: list[Any] = []
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        with contextlib.suppress(OSError):
-            conn, _ = self.listener.accept()
-            self.conns.append(conn)
-            conn.settimeout(WAIT)
-            if not self.go.wait(WAIT):
-                return
-            buffer = b""
-            while chunk := conn.recv(1 << 20):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    request = json.loads(line)
-                    self.seen.append(request["params"][0] if request["method"] == "tag" else "big")
-                    reply = {"jsonrpc": "2.0", "id": request["id"], "result": len(self.seen)}
-                    conn.sendall(json.dumps(reply).encode() + b"\n")
-
-    def close(self) -> None:
-        self.go.set()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self.listener.close()
-        self.thread.join(WAIT)
-
-
-@contextlib.contextmanager
-def slow_reader() -> Iterator[SlowReader]:
-    server = SlowReader()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def fill(client: aio.RPCClient) -> list[Any]:

@@ -12,15 +12,10 @@ cancels the shared "writable" future: writing stays paused for the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, SlowReader, run, slow_reader
 
 from jsonrpc_mini import RPCTimeout, aio
 
@@ -30,63 +25,13 @@ SHORT = 0.3
 BIG = "x" * 1_000_000
 
 
-class SlowReader:
-    """A raw server that reads nothing until ``go`` is set; then answers requests (and batches) with 0.
+class TagReader(SlowReader):
+    """Answers requests (and batches) with 0; ``seen``: the first param of each ``tag`` request or notification."""
 
-    ``seen`` lists the first param of every ``tag`` request or notification it read.
-    """
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.address = self.listener.getsockname()
-        self.go = threading.Event()
-        self.seen: list[Any] = []
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        with contextlib.suppress(OSError):
-            conn, _ = self.listener.accept()
-            self.conns.append(conn)
-            conn.settimeout(WAIT)
-            if not self.go.wait(WAIT):
-                return
-            buffer = b""
-            while chunk := conn.recv(1 << 20):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    message = json.loads(line)
-                    replies = [self._answer(m) for m in (message if isinstance(message, list) else [message])]
-                    replies = [reply for reply in replies if reply is not None]
-                    if replies:
-                        body = replies if isinstance(message, list) else replies[0]
-                        conn.sendall(json.dumps(body).encode() + b"\n")
-
-    def _answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
+    def answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if request["method"] == "tag":
             self.seen.append(request["params"][0])
         return None if "id" not in request else {"jsonrpc": "2.0", "id": request["id"], "result": 0}
-
-    def close(self) -> None:
-        self.go.set()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self.listener.close()
-        self.thread.join(WAIT)
-
-
-@contextlib.contextmanager
-def slow_reader() -> Iterator[SlowReader]:
-    server = SlowReader()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def fill(client: aio.RPCClient) -> list[Any]:
@@ -101,7 +46,7 @@ async def fill(client: aio.RPCClient) -> list[Any]:
 
 
 def test_a_notification_waits_for_a_full_buffer_no_longer_than_the_timeout() -> None:
-    with slow_reader() as server:
+    with slow_reader(TagReader) as server:
 
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=WAIT) as c:
@@ -118,7 +63,7 @@ def test_a_notification_waits_for_a_full_buffer_no_longer_than_the_timeout() -> 
 
 
 def test_a_batch_waits_for_a_full_buffer_no_longer_than_the_timeout() -> None:
-    with slow_reader() as server:
+    with slow_reader(TagReader) as server:
 
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=WAIT) as c:
@@ -135,7 +80,7 @@ def test_a_batch_waits_for_a_full_buffer_no_longer_than_the_timeout() -> None:
 
 
 def test_a_batch_that_waited_to_be_written_gets_the_rest_of_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    with slow_reader() as server:
+    with slow_reader(TagReader) as server:
 
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=WAIT) as c:
@@ -169,7 +114,7 @@ def test_a_batch_that_waited_to_be_written_gets_the_rest_of_its_timeout(monkeypa
 
 @pytest.mark.parametrize("timeout", [None, WAIT])
 def test_a_wait_cut_short_by_the_caller_leaves_writing_paused_for_the_others(timeout: float | None) -> None:
-    with slow_reader() as server:
+    with slow_reader(TagReader) as server:
 
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=timeout) as c:

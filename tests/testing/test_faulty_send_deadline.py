@@ -13,6 +13,7 @@ import socket
 import threading
 
 import pytest
+from _driver_helpers import drain
 
 from jsonrpc_mini import ConnectionLost, RPCServer, RPCTimeout, SocketTransport
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, loopback, pipe_pair
@@ -20,19 +21,6 @@ from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, lo
 pytestmark = pytest.mark.timeout(30)
 
 HOUR = 3600.0
-
-
-def drain(transport, timeout: float = 0.05) -> list[bytes]:
-    """Every piece read until EOF or a quiet ``timeout``."""
-    pieces = []
-    while True:
-        try:
-            piece = transport.recv(1 << 16, timeout)
-        except TimeoutError:
-            return pieces
-        if not piece:
-            return pieces
-        pieces.append(piece)
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ def test_send_within_raises_timeout_when_a_delay_ends_after_the_deadline():
     faulty = FaultyTransport(a, FaultPlan(seed=9, latency=HOUR))
     with pytest.raises(TimeoutError, match="seed=9"):
         faulty.send_within(b"abc", 0.05)
-    assert drain(b) == []  # the chunk that could not cross in time was not sent...
+    assert drain(b, 0.05) == []  # the chunk that could not cross in time was not sent...
     assert faulty.link.client_to_server.position == 0  # ...nor counted by the plan
     faulty.close()
 
@@ -67,7 +55,7 @@ def test_send_within_waits_for_a_connect_delay_only_until_the_deadline():
     faulty = FaultyTransport(a, FaultPlan(seed=4, connect_delay=HOUR))
     with pytest.raises(TimeoutError, match="not established"):
         faulty.send_within(b"abc", 0.05)
-    assert drain(b) == []
+    assert drain(b, 0.05) == []
     faulty.close()
 
 
@@ -81,7 +69,7 @@ def test_send_within_sends_what_fits_in_the_same_chunks_as_send():
             faulty.send_within(b"x" * 60, 20.0)
         else:
             faulty.send(b"x" * 60)
-        pieces = drain(b)
+        pieces = drain(b, 0.05)
         assert b"".join(pieces) == b"x" * 60
         sizes.append([len(piece) for piece in pieces])
         faulty.close()

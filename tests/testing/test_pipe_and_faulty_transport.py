@@ -6,24 +6,12 @@ import threading
 import time
 
 import pytest
+from _driver_helpers import drain
 
 from jsonrpc_mini import Transport
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def drain(transport, timeout: float = 1.0) -> list[bytes]:
-    """Every piece read until EOF (or a timeout)."""
-    pieces = []
-    while True:
-        try:
-            piece = transport.recv(1 << 16, timeout)
-        except TimeoutError:
-            return pieces
-        if not piece:
-            return pieces
-        pieces.append(piece)
 
 
 # -- the pipe ---------------------------------------------------------------------
