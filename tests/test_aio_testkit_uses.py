@@ -191,3 +191,29 @@ def test_a_unix_path_server_is_refused_without_taking_a_use() -> None:
         assert server.address is None  # ...and, being its last user, shuts it down
 
     run(main)
+
+
+def test_a_cancelled_exit_still_gives_back_its_use() -> None:
+    # A test's timeout (wait_for, pytest-timeout's cancel) cutting the exit short used to
+    # skip aio_release(): the server it started stayed listening, and every later
+    # AioLoopbackServer over it was never the last user out.
+    async def main() -> None:
+        server, _ = make_server()
+        lb = AioLoopbackServer(server)
+        await lb.__aenter__()  # starts the server
+        client = await lb.client()
+        assert await client.add(1, 2) == 3
+        leaving = asyncio.ensure_future(lb.__aexit__(None, None, None))
+        await asyncio.sleep(0)  # the exit is under way (closing its client)
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(leaving, WAIT)
+        try:
+            assert server.address is None  # the last user out shut it down
+            async with AioLoopbackServer(server) as later:  # and a later one starts it afresh
+                assert await (await later.client()).add(2, 3) == 5
+            assert server.address is None
+        finally:
+            await server.shutdown()
+
+    run(main)

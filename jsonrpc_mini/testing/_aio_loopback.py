@@ -381,6 +381,31 @@ class AioLoopbackServer:
     async def _close(self, *, shut_server: bool) -> None:
         clients, self._clients = self._clients, []
         links, self._links = self._links, []
+        try:
+            await self._close_links(clients, links)
+        except BaseException:  # cut short (a cancelled exit): stop moving bytes at once
+            for link, ends in links:
+                link.break_link(None)
+                for task in link.tasks:
+                    task.cancel()
+                for end in ends:
+                    end.lose(None)
+            raise
+        finally:
+            # Given back even when the exit is cancelled (a test's timeout): a use kept
+            # here would leave the server running, and every later user with it.
+            if self._proxy is not None:
+                self._proxy.close()
+            if self._refuser is not None:
+                self._refuser.close()
+            self._proxy, self._refuser = None, None
+            if self._holding:
+                self._holding = False
+                await aio_release(self.server, shut=shut_server)  # (counts out before it awaits)
+
+    async def _close_links(
+        self, clients: list[RPCClient], links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]]
+    ) -> None:
         for client in clients:
             await client.close()
         if self._proxy is not None:
@@ -400,7 +425,3 @@ class AioLoopbackServer:
         if self._proxy is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._proxy.wait_closed(), _JOIN)
-        self._proxy, self._refuser = None, None
-        if self._holding:
-            self._holding = False
-            await aio_release(self.server, shut=shut_server)
