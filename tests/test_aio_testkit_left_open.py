@@ -112,6 +112,53 @@ def test_a_dropped_aio_loopback_closes_its_client_and_says_why() -> None:
     assert len(texts) == 1 and "aio_loopback() was left open" in texts[0], texts
 
 
+def test_an_aio_loopback_dropped_as_the_coroutine_returns_warns() -> None:
+    # Dropped when main returns: its finalizer's task is cancelled by asyncio.run before
+    # it ran, and that CancelledError used to count as leaving the block (no warning).
+    srv = make_server()
+    clients: list[aio.RPCClient] = []
+
+    async def main() -> None:
+        manager = aio_loopback(srv)
+        client = await manager.__aenter__()
+        clients.append(client)
+        assert await client.add(1, 2) == 3
+
+    errors, texts, lost = run_left_open(main, by_hand=False)
+    assert not errors and not lost
+    assert len(texts) == 1 and texts[0].startswith("ResourceWarning: aio_loopback() was left open"), texts
+
+    async def after() -> None:
+        with pytest.raises(ConnectionLost):
+            await clients[0].add(1, 2)
+
+    run(after)
+
+
+def test_a_block_cancelled_in_its_own_task_is_left_without_a_warning() -> None:
+    srv = make_server()
+
+    async def main() -> None:
+        inside = asyncio.Event()
+
+        async def body() -> None:
+            async with aio_loopback(srv) as client:
+                assert await client.add(1, 2) == 3
+                inside.set()
+                await asyncio.Event().wait()  # until cancelled
+
+        task = asyncio.ensure_future(body())
+        await asyncio.wait_for(inside.wait(), WAIT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, WAIT)
+        assert srv.connection_count == 0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        run(main)
+
+
 @pytest.mark.parametrize("drop", [False, True])
 def test_a_loop_closed_by_hand_reports_no_task_of_an_aio_loopback(drop: bool) -> None:
     async def main() -> None:

@@ -96,11 +96,19 @@ async def aio_loopback(
         await aio_release(server)
         raise
     client = RPCClient(client_protocol, timeout=timeout)
+    owner = asyncio.current_task()
     left = False  # the block was left (normally or by an exception), not abandoned
     try:
         yield client
         left = True
     except GeneratorExit:  # closed from outside: collected, or the loop's end closed it
+        raise
+    except asyncio.CancelledError as exc:
+        # Dropped, its finalizer's task (not the one that entered) is cancelled by the
+        # loop's end before it ran: abandoned. A block cancelled in its own task was left.
+        left = asyncio.current_task() is owner
+        if left:
+            add_plan_note(exc, faults)
         raise
     except BaseException as exc:
         left = True
