@@ -45,6 +45,12 @@ def _is_seconds(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
+def _check_flag(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` (the option ``name``) is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class DirectionFaults:
     """The faults of one direction of a link (client->server or server->client).
@@ -78,8 +84,11 @@ class DirectionFaults:
             raise ValueError("max_chunk must be an integer of at least 1 (or None for no splitting)")
         if not (_is_seconds(self.latency) and _is_seconds(self.jitter)):
             raise ValueError("latency and jitter must be finite numbers of seconds >= 0")
-        if self.bandwidth is not None and not self.bandwidth > 0:
-            raise ValueError("bandwidth must be a positive number of bytes per second (or None)")
+        if self.bandwidth is not None and not (_is_seconds(self.bandwidth) and self.bandwidth > 0):
+            raise ValueError(
+                f"bandwidth must be a positive number of bytes per second (or None), not {self.bandwidth!r}"
+            )
+        _check_flag("awkward_splits", self.awkward_splits)
         if self.disconnect_in_frame is not None and not is_count(self.disconnect_in_frame, 1):
             raise ValueError("disconnect_in_frame must be an integer frame number, counted from 1 (or None)")
         for name in ("half_close_after", "reset_after", "stall_after"):
@@ -150,6 +159,14 @@ class FaultPlan:
             raise ValueError("disconnect_after must be an integer number of bytes >= 0 (or None)")
         if not (_is_seconds(self.connect_delay) and _is_seconds(self.close_delay)):
             raise ValueError("connect_delay and close_delay must be finite numbers of seconds >= 0")
+        _check_flag("refuse_connect", self.refuse_connect)
+        for name in DIRECTIONS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, DirectionFaults):
+                raise TypeError(
+                    f"{name} must be a DirectionFaults (or None), not {type(value).__name__}: "
+                    f"write {name}=DirectionFaults(...)"
+                )
 
     def direction(self, name: DirectionName) -> DirectionFaults:
         """The faults that apply to one direction (``client_to_server`` or ``server_to_client``)."""

@@ -217,6 +217,36 @@ def test_values_that_would_break_a_call_later_are_refused_at_once(options):
         FaultPlan(seed=1, **options)
 
 
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"bandwidth": True}, "bandwidth"),  # was taken as 1 byte/s
+        ({"bandwidth": "5"}, "bandwidth"),  # was a bare TypeError at the first delay
+        ({"bandwidth": float("nan")}, "bandwidth"),
+        ({"refuse_connect": "no"}, "refuse_connect"),  # was truthy: connections refused
+        ({"refuse_connect": 1}, "refuse_connect"),
+        ({"awkward_splits": "yes"}, "awkward_splits"),
+    ],
+)
+def test_flags_and_bandwidth_of_the_wrong_type_are_refused_naming_the_option(options, name):
+    # review10 r9: these were accepted at construction.
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        FaultPlan(seed=1, **options)
+    if name != "refuse_connect":
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            DirectionFaults(**options)
+
+
+@pytest.mark.parametrize("name", ["client_to_server", "server_to_client"])
+def test_a_direction_given_as_a_dict_is_refused_naming_the_option(name):
+    # review10 r9: a dict (natural in @pytest.mark.jsonrpc_faults) was accepted and the
+    # first use raised a bare AttributeError.
+    with pytest.raises(TypeError, match=f"^{name} must be a DirectionFaults"):
+        FaultPlan(**{name: {"latency": 1.0}})
+    plan = FaultPlan(**{name: DirectionFaults(latency=1.0)})
+    assert plan.direction(name).latency == 1.0
+
+
 def test_whole_numbers_and_finite_delays_are_accepted():
     plan = FaultPlan(seed=1, max_chunk=3, disconnect_after=0, latency=0.001, jitter=0, connect_delay=0.5, bandwidth=1e9)
     assert plan.active
