@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from .._remote import check_count
+
 __all__ = ["FakeSocket"]
 
 ScriptItem = bytes | bytearray | BaseException | type[BaseException]
@@ -31,10 +33,10 @@ class FakeSocket:
     default); with ``eof=False`` it waits for :meth:`feed` like an idle peer.
 
     Writes are recorded: :attr:`sent` is every byte written, :attr:`writes` each
-    ``send`` call. ``max_send`` makes ``send`` accept at most that many bytes
-    (partial writes; ``sendall`` loops), and after ``fail_send_after`` bytes in
-    all ``send`` raises ``send_error`` (default BrokenPipeError); counting them
-    takes the same time however many writes came before (even ``max_send=1``).
+    ``send`` call. ``max_send`` (an integer of at least 1, else ValueError) makes
+    ``send`` accept at most that many bytes (partial writes; ``sendall`` loops),
+    and after ``fail_send_after`` bytes in all ``send`` raises ``send_error``
+    (default BrokenPipeError); counting them takes the same time however many writes came before (even ``max_send=1``).
 
     Example::
 
@@ -59,6 +61,8 @@ class FakeSocket:
         peer: Any = ("127.0.0.1", 5000),
         local: Any = ("127.0.0.1", 54321),
     ) -> None:
+        if max_send is not None:
+            check_count("max_send", max_send)  # 0 made sendall spin for ever, -1 dropped a byte
         self._script: collections.deque[ScriptItem] = collections.deque(inbound)
         self._eof = eof
         self._cond = threading.Condition()

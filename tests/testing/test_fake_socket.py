@@ -93,6 +93,21 @@ def test_partial_sends_and_sendall():
     assert sock.sent == b"abc1234567"
 
 
+@pytest.mark.parametrize("max_send", [0, -1, 1.5, "2", True])
+def test_a_bad_max_send_is_refused_at_construction(max_send):
+    # review10 r8: max_send=0 made sendall spin for ever (ignoring its timeout) and
+    # max_send=-1 made send return -1 and drop a byte.
+    with pytest.raises(ValueError, match=r"^max_send must be an integer of at least 1"):
+        FakeSocket(max_send=max_send)
+
+
+def test_max_send_of_one_is_accepted():
+    sock = FakeSocket(max_send=1)
+    assert sock.send(b"abc") == 1
+    sock.sendall(b"de")
+    assert sock.sent == b"ade"
+
+
 def test_send_fails_after_n_bytes():
     sock = FakeSocket(fail_send_after=5, send_error=ConnectionResetError)
     with pytest.raises(ConnectionResetError):
