@@ -68,6 +68,7 @@ class FaultyTransport:
     the other way round. Errors it raises name the plan's seed. Like
     ``SocketTransport`` it has ``send_within(data, timeout)``, with which the client
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
+    ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -105,6 +106,9 @@ class FaultyTransport:
         self._buf = b""
         self._pos = 0
         self._eof = False
+        # A piece the plan let through with a delay that a read's timeout cut short:
+        # (the piece, its step, when it may be read). The next read delivers it.
+        self._held: tuple[bytes, Step, float] | None = None
 
     # -- helpers -------------------------------------------------------------
 
@@ -222,14 +226,25 @@ class FaultyTransport:
             while True:
                 if self._closed.is_set():
                     return b""
-                pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
-                with self._lock:
-                    step = self._in.next_step(pending) if pending else self._blocked_step()
-                    chunk = bytes(pending[: step.size])
-                    if step.size or step.fault:
-                        self._in.commit(chunk, step)
-                if step.delay:
-                    self._sleep(step.delay)
+                if self._held is None:
+                    pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
+                    with self._lock:
+                        step = self._in.next_step(pending) if pending else self._blocked_step()
+                        chunk = bytes(pending[: step.size])
+                        if step.size or step.fault:
+                            self._in.commit(chunk, step)
+                    if step.delay:
+                        self._held = (chunk, step, time.monotonic() + step.delay)
+                if self._held is not None:
+                    # The read's timeout bounds the plan's delay too (latency, jitter,
+                    # bandwidth): a piece due later waits for the next read, as bytes
+                    # still on their way would.
+                    chunk, step, due = self._held
+                    if not self._sleep(due - time.monotonic(), deadline):
+                        if self._closed.is_set():
+                            return b""
+                        raise TimeoutError(f"read timed out: the fault plan delays the next bytes; {self.plan!r}")
+                    self._held = None
                 if chunk:
                     self._pos += len(chunk)
                     if self._pos >= len(self._buf):
