@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import ParseError
+from ._frames import surely_within
 
 __all__ = ["HAVE_ORJSON", "JsonCodec", "dumps", "loads"]
 
@@ -53,6 +54,7 @@ _PLAIN_FROM = 512
 _USE_HOOKS: Any = object()
 # How orjson's error for text after a complete value begins (see _raise_extra_data).
 _ORJSON_EXTRA_DATA = "unexpected content after document"
+_EXTRA_DATA_DEPTH = 256  # far below any recursion limit the stdlib decoder runs under
 _FLOAT_DIGITS = 309  # a float written with fewer digits and no positive exponent stays finite
 
 
@@ -182,7 +184,9 @@ class JsonCodec:
         """
         if isinstance(exc, _orjson.JSONDecodeError) and str(exc).startswith(_ORJSON_EXTRA_DATA):
             text = _utf8(data)  # (bytes that are not UTF-8: the stdlib reports that first)
-            if not self._risky(data):
+            # orjson reads nesting up to 1,024 deep, the stdlib only to its recursion
+            # limit ("nesting too deep"): the value must surely nest less than that.
+            if not self._risky(data) and surely_within(text[: exc.pos].encode(), _EXTRA_DATA_DEPTH):
                 raise ParseError(f"Parse error: {_short(json.JSONDecodeError('Extra data', text, exc.pos))}") from None
 
     def _no_long_run(self, data: bytes) -> bool:

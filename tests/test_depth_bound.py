@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonrpc_mini._frames import _surely_within, deeper_than, too_deep
+from jsonrpc_mini._frames import deeper_than, surely_within, too_deep
 
 KEY = 'k[]"\\'
 json_values = st.recursive(
@@ -32,7 +32,7 @@ def depth(value: Any) -> int:
 @given(value=json_values, limit=st.integers(1, 12), ascii_only=st.booleans())
 def test_the_bound_is_sound(value: Any, limit: int, ascii_only: bool) -> None:
     text = json.dumps(value, ensure_ascii=ascii_only, indent=None if limit % 2 else 1).encode()
-    if _surely_within(text, limit):
+    if surely_within(text, limit):
         assert depth(value) <= limit
     assert too_deep(text, value, limit) == (depth(value) > limit) == deeper_than(value, limit)
 
@@ -41,12 +41,12 @@ def test_the_bound_decides_plain_values_without_a_walk() -> None:
     batch = [{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i} for i in range(1000)]
     rows = {"params": [[{"a": i, "b": "text", "c": [1, 2]} for i in range(1000)]]}
     for value in (batch, rows):
-        assert _surely_within(json.dumps(value).encode(), 8)
-    assert not _surely_within(b"[" * 10 + b"]" * 10, 8)  # too deep: never "surely within"
-    assert not _surely_within(b'{"a":[{"b":[]}]}', 3)  # depth 4: one round may take two levels
-    assert _surely_within(b'{"a":[{"b":[]}]}', 4)
-    assert not _surely_within(b'["a]"]', 8)  # a bracket inside a string: unknown, the walk decides
-    assert not _surely_within(b'["a\\"b"]', 8)  # an escaped quote: unknown
+        assert surely_within(json.dumps(value).encode(), 8)
+    assert not surely_within(b"[" * 10 + b"]" * 10, 8)  # too deep: never "surely within"
+    assert not surely_within(b'{"a":[{"b":[]}]}', 3)  # depth 4: one round may take two levels
+    assert surely_within(b'{"a":[{"b":[]}]}', 4)
+    assert not surely_within(b'["a]"]', 8)  # a bracket inside a string: unknown, the walk decides
+    assert not surely_within(b'["a\\"b"]', 8)  # an escaped quote: unknown
 
 
 @pytest.mark.parametrize("many", [False, True], ids=["few-elements", "many-elements"])

@@ -158,3 +158,15 @@ def test_a_number_the_hooks_refuse_still_gets_the_hooked_reading(
     reads, message = readings(use_orjson, monkeypatch, b'["' + b"x" * LARGE + b'", 1e400] x')
     assert "overflows a float" in message
     assert reads[-1] == "hooked"
+
+
+@BOTH
+@pytest.mark.parametrize("depth", [300, 1010, 1020])
+def test_a_deep_value_and_more_keeps_the_stdlibs_words(use_orjson: bool, depth: int) -> None:
+    # orjson reads nesting up to 1,024 deep, the stdlib only to its recursion limit:
+    # past that, "nesting too deep" (the reference's words), not orjson's "Extra data".
+    codec = JsonCodec(use_orjson=use_orjson)
+    text = b'["' + b"x" * LARGE + b'",' + b"[" * depth + b"]" * depth + b"] x"
+    with pytest.raises(ParseError) as info:
+        codec.loads(text)
+    assert info.value.message == reference_error(codec, text)
