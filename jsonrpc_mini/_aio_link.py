@@ -394,9 +394,10 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
 
     def _violation(self, event: Violation) -> None:
         # A reply that names a pending call but cannot be used fails that call: its
-        # answer will not come. An error with id null answers a request the server
-        # could not read: with a single call outstanding it can only be that call's.
-        # Anything else is logged.
+        # answer will not come. An error with id null answers a message the server
+        # could not read: with a single call outstanding and no notification ever sent
+        # (see ClientConnection.notified) it can only be that call's. Anything else
+        # is logged.
         if event.id is not None:
             future = self.pending.pop(event.id, None)
             if future is None:
@@ -405,7 +406,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 future.set_exception(unusable_reply(event.reason, future.method))
             return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
-        if event.error is None or len(live) != 1:
+        if event.error is None or len(live) != 1 or self.proto.notified:
             log.warning("ignoring message from server: %s", event.reason)
             return
         self._deliver(ErrorResponse(live[0], event.error))

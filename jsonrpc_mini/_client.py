@@ -174,6 +174,8 @@ class RPCClient:
         waiters = cast("list[_Waiter]", [result for result in calls.results if result is not None])
         ids = proto.next_ids(len(waiters))
         data = proto.encode_values(call_values(calls, iter(ids)))
+        if len(waiters) < len(calls.results):
+            proto.notified = True  # (members without a result are notifications: see ClientConnection.notified)
         for waiter, id_ in zip(waiters, ids, strict=True):
             waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout

@@ -92,6 +92,11 @@ class ClientConnection(_Base):
         # Only single dict operations touch it: a sync client's caller may add or
         # forget a batch while another thread reads.
         self._batches: dict[Id, list[Id]] = {}
+        # True once a notification went out (alone or in a batch). An error with id
+        # null answers a message the server could not read; the drivers give it to
+        # the one call in flight only while this is False: after a notification it
+        # may be the notification's (too large, cut short by the network).
+        self.notified = False
 
     def next_id(self) -> int:
         """A fresh request id."""
@@ -124,6 +129,9 @@ class ClientConnection(_Base):
 
     def encode(self, message: Request | Notification | Sequence[Request | Notification]) -> bytes:
         """Frame a request, a notification, or a list of them as one batch array."""
+        if not isinstance(message, Request):
+            members = (message,) if isinstance(message, Notification) else message
+            self.notified = self.notified or any(type(m) is Notification for m in members)
         return self._frame(encode_message(message, self.codec.dumps))
 
     def encode_request(self, method: str, params: Params, id_: Id) -> bytes:

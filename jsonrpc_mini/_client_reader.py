@@ -446,16 +446,17 @@ class _ReplyReader:
 
     def _violation(self, event: Violation) -> None:
         # A reply that names a pending call but cannot be used fails that call: its
-        # answer will not come. An error with id null answers a request the server
-        # could not read: with a single call outstanding it can only be that call's.
-        # Anything else is logged.
+        # answer will not come. An error with id null answers a message the server
+        # could not read: with a single call outstanding and no notification ever sent
+        # (see ClientConnection.notified) it can only be that call's. Anything else
+        # is logged.
         with self.lock:
             if event.id is not None:
                 only = self.pending.pop(event.id, None)
                 if only is not None:
                     only.error = unusable_reply(event.reason, only.method)
                     only.done = True
-            elif event.error is None or len(self.pending) != 1:
+            elif event.error is None or len(self.pending) != 1 or self.proto.notified:
                 only = None
             else:
                 only = self.pending.pop(next(iter(self.pending)))
