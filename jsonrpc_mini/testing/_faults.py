@@ -69,6 +69,8 @@ class FaultyTransport:
     ``SocketTransport`` it has ``send_within(data, timeout)``, with which the client
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
+    Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
+    has), a chunk's delay is its time in flight and the writer does not wait for it.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -109,6 +111,7 @@ class FaultyTransport:
         # A piece the plan let through with a delay that a read's timeout cut short:
         # (the piece, its step, when it may be read). The next read delivers it.
         self._held: tuple[bytes, Step, float] | None = None
+        self._due = 0.0  # when the last chunk sent through send_at reaches the peer
 
     # -- helpers -------------------------------------------------------------
 
@@ -157,8 +160,9 @@ class FaultyTransport:
         """Write ``data`` as :meth:`send` does, but all of it within ``timeout`` seconds.
 
         Else TimeoutError, as ``SocketTransport.send_within`` raises for a peer that
-        takes no more data: the plan's delays (``connect_delay``, ``latency``,
-        ``jitter``, ``bandwidth``) count against the time left, so a client's call
+        takes no more data: the plan's delays (``connect_delay``; ``latency``,
+        ``jitter`` and ``bandwidth`` unless the wrapped transport carries them in
+        flight with ``send_at``) count against the time left, so a client's call
         timeout also bounds sending its request through a slow plan. Part of
         ``data`` may have gone out when it raises; the stream should then be closed
         (the client does). A chunk whose delay would end after the deadline is not
@@ -180,10 +184,16 @@ class FaultyTransport:
 
     def _send_chunks(self, view: memoryview, deadline: float | None) -> None:
         size = len(view)
+        # Over a transport that can carry bytes in flight (the in-memory pipe), a
+        # chunk's delay is its time in flight: the writer goes on, as over a network,
+        # and the peer reads the chunk once it is due (chunks keep their order and
+        # their delays add up as when the writer slept through each). Elsewhere the
+        # writer sleeps through the delays, within its deadline.
+        send_at = getattr(self.inner, "send_at", None)
         while view:
             with self._lock:
                 step = self._out.next_step(view)
-                late = deadline is not None and step.delay > deadline - time.monotonic()
+                late = send_at is None and deadline is not None and step.delay > deadline - time.monotonic()
                 if not late:  # (a chunk that cannot cross in time is neither sent nor counted)
                     chunk = bytes(view[: step.size])
                     self._out.commit(chunk, step)
@@ -191,10 +201,15 @@ class FaultyTransport:
                 if not self._sleep(max(0.0, deadline - time.monotonic())):  # as a slow peer would
                     raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
                 raise self._late(f"{len(view)} of {size} bytes still to send")
-            if step.delay:
+            if send_at is not None:
+                self._due = max(self._due, time.monotonic()) + step.delay
+            elif step.delay:
                 self._sleep(step.delay)
             if chunk:
-                self._send_inner(chunk, deadline)
+                if send_at is not None:
+                    send_at(chunk, self._due)
+                else:
+                    self._send_inner(chunk, deadline)
                 view = view[step.size :]
             if step.fault is None:
                 continue

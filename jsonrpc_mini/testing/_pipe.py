@@ -2,13 +2,16 @@
 
 Each ``send`` is kept as one segment and a ``recv`` never returns bytes of two
 segments, so the chunking a writer chooses (or a fault plan imposes) is exactly
-what the reader sees. Every wait is bounded by the caller's timeout.
+what the reader sees. ``send_at`` queues a segment that the reader gets only from
+a given time on (bytes still in flight: the writer does not wait). Every wait is
+bounded by the caller's timeout.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 
 __all__ = ["PipeTransport", "pipe_pair"]
 
@@ -16,10 +19,11 @@ __all__ = ["PipeTransport", "pipe_pair"]
 class _Channel:
     """One direction: segments in flight plus how that direction ended."""
 
-    __slots__ = ("reader_gone", "reset", "segments", "writer_done")
+    __slots__ = ("dues", "reader_gone", "reset", "segments", "writer_done")
 
     def __init__(self) -> None:
         self.segments: collections.deque[bytes] = collections.deque()
+        self.dues: collections.deque[float] = collections.deque()  # when each segment may be read
         self.writer_done = False  # the reader gets EOF once the segments are read
         self.reader_gone = False  # the writer gets BrokenPipeError
         self.reset = False  # both ends get ConnectionResetError
@@ -49,6 +53,15 @@ class PipeTransport:
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for the peer as one segment."""
+        self.send_at(data, 0.0)
+
+    def send_at(self, data: bytes, due: float) -> None:
+        """Queue ``data`` as one segment the peer reads from ``time.monotonic()`` = ``due`` on.
+
+        The bytes are in flight until then (a fault plan's latency): the writer
+        does not wait. Segments keep their order: none is read before the ones
+        sent earlier.
+        """
         with self._cond:
             if self._closed:
                 raise OSError(f"{self.name}: send on a closed transport")
@@ -57,29 +70,42 @@ class PipeTransport:
             if self._out.writer_done or self._out.reader_gone:
                 raise BrokenPipeError(f"{self.name}: the connection is closed for writing")
             if data:
-                self._out.segments.append(bytes(data))
+                channel = self._out
+                channel.segments.append(bytes(data))
+                channel.dues.append(due)  # (a segment waits for the ones before it all the same)
                 self._cond.notify_all()
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Return up to ``max_bytes`` of the next segment; ``b""`` at EOF; TimeoutError on timeout."""
         channel = self._in
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            ready = self._cond.wait_for(
-                lambda: self._closed or channel.reset or channel.reader_gone or channel.writer_done or channel.segments,
-                timeout,
-            )
-            if not ready:
-                raise TimeoutError(f"{self.name}: read timed out")
-            if channel.reset:
-                raise ConnectionResetError(f"{self.name}: connection reset by peer")
-            if self._closed or channel.reader_gone or not channel.segments:
-                return b""
-            head = channel.segments[0]
-            if len(head) <= max_bytes:
-                channel.segments.popleft()
-                return head
-            channel.segments[0] = head[max_bytes:]
-            return head[:max_bytes]
+            while True:
+                if channel.reset:
+                    raise ConnectionResetError(f"{self.name}: connection reset by peer")
+                if self._closed or channel.reader_gone:
+                    return b""
+                now = time.monotonic()
+                if channel.segments:
+                    wait: float | None = channel.dues[0] - now
+                    if wait is not None and wait <= 0:
+                        head = channel.segments[0]
+                        if len(head) <= max_bytes:
+                            channel.segments.popleft()
+                            channel.dues.popleft()
+                            return head
+                        channel.segments[0] = head[max_bytes:]
+                        return head[:max_bytes]
+                elif channel.writer_done:
+                    return b""
+                else:
+                    wait = None
+                if deadline is not None:
+                    left = deadline - now
+                    if left <= 0:
+                        raise TimeoutError(f"{self.name}: read timed out")
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
 
     def shutdown_write(self) -> None:
         """Send EOF: the peer reads what was sent, then ``b""``; our later sends fail."""
@@ -92,6 +118,7 @@ class PipeTransport:
         with self._cond:
             self._in.reader_gone = True
             self._in.segments.clear()
+            self._in.dues.clear()
             self._cond.notify_all()
 
     def abort(self) -> None:
@@ -100,6 +127,7 @@ class PipeTransport:
             for channel in (self._in, self._out):
                 channel.reset = True
                 channel.segments.clear()
+                channel.dues.clear()
             self._closed = True
             self._cond.notify_all()
 
@@ -110,6 +138,7 @@ class PipeTransport:
             self._out.writer_done = True
             self._in.reader_gone = True
             self._in.segments.clear()
+            self._in.dues.clear()
             self._cond.notify_all()
 
     @property

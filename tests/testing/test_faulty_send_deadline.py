@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
 import pytest
 from _driver_helpers import drain
 
-from jsonrpc_mini import ConnectionLost, RPCServer, RPCTimeout, SocketTransport
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, SocketTransport
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
@@ -37,12 +38,28 @@ def server():
     srv.shutdown()
 
 
+class Sleeping:
+    """A pipe end without ``send_at``, as a socket is: the writer sleeps through the plan's delays."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def send(self, data: bytes) -> None:
+        self._inner.send(data)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        return self._inner.recv(max_bytes, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 # -- the transport ----------------------------------------------------------------
 
 
 def test_send_within_raises_timeout_when_a_delay_ends_after_the_deadline():
     a, b = pipe_pair()
-    faulty = FaultyTransport(a, FaultPlan(seed=9, latency=HOUR))
+    faulty = FaultyTransport(Sleeping(a), FaultPlan(seed=9, latency=HOUR))
     with pytest.raises(TimeoutError, match="seed=9"):
         faulty.send_within(b"abc", 0.05)
     assert drain(b, 0.05) == []  # the chunk that could not cross in time was not sent...
@@ -94,13 +111,46 @@ def test_send_within_bounds_the_wrapped_transports_own_send():
 # -- the client through loopback() -------------------------------------------------
 
 
-def test_call_timeout_bounds_sending_through_latency(server):
+def test_call_timeout_bounds_a_request_in_flight_for_an_hour(server):
+    # Over loopback()'s pipe the request is in flight (review10 r11): the call waits
+    # for its reply within its timeout, and the connection goes on.
     with loopback(server, FaultPlan(seed=11, latency=HOUR), timeout=0.2) as client:
-        with pytest.raises(RPCTimeout, match="could not send"):
+        with pytest.raises(RPCTimeout, match="no reply"):
             client.echo("hello")
-        with pytest.raises(ConnectionLost):  # part of a request may be out: the connection is closed
+        with pytest.raises(RPCTimeout, match="no reply"):
             client.echo("again")
     assert server.ran == []
+
+
+def test_a_short_timeout_under_latency_fails_only_its_own_call(server):
+    # review10 r11: the writer slept through the latency, so a call whose timeout was
+    # shorter than the latency closed the connection under every call in flight.
+    plan = FaultPlan(seed=16, latency=0.3)
+    with loopback(server, plan, timeout=10.0) as client:
+        results: list[Any] = []
+        slow = threading.Thread(target=lambda: results.append(client.echo("long")))
+        slow.start()
+        with pytest.raises(RPCTimeout, match="no reply"):
+            client.with_timeout(0.2).echo("short")
+        slow.join(10.0)
+        assert results == ["long"]
+        assert client.echo("after") == "after"
+
+
+def test_a_sleeping_writers_call_timeout_bounds_sending():
+    # Over a transport that cannot carry bytes in flight, the writer sleeps through
+    # the delays within the call's deadline: then the connection is closed, as over
+    # a socket whose peer stopped reading (part of a request may be out).
+    a, b = pipe_pair()
+    client = RPCClient(transport=FaultyTransport(Sleeping(a), FaultPlan(seed=11, latency=HOUR)), timeout=0.2)
+    try:
+        with pytest.raises(RPCTimeout, match="could not send"):
+            client.echo("hello")
+        with pytest.raises(ConnectionLost):
+            client.echo("again")
+    finally:
+        client.close()
+        b.close()
 
 
 def test_call_timeout_bounds_sending_one_byte_at_a_time(server):
@@ -111,12 +161,14 @@ def test_call_timeout_bounds_sending_one_byte_at_a_time(server):
     assert server.ran == []
 
 
-def test_notify_and_batch_sends_are_bounded_too(server):
+def test_notify_goes_out_at_once_and_a_batch_waits_within_its_timeout(server):
     plan = FaultPlan(seed=13, client_to_server=DirectionFaults(latency=HOUR))
-    with loopback(server, plan, timeout=0.2) as client, pytest.raises(RPCTimeout):
-        client.notify("echo", "n")
-    with loopback(server, plan, timeout=0.2) as client, pytest.raises(RPCTimeout), client.batch() as batch:
-        batch.echo("b")
+    with loopback(server, plan, timeout=0.2) as client:
+        client.notify("echo", "n")  # in flight for an hour: nothing to wait for
+        with client.batch() as batch:
+            member = batch.echo("b")
+        with pytest.raises(RPCTimeout, match="no reply"):
+            member.result()
     assert server.ran == []
 
 
@@ -130,7 +182,7 @@ def test_a_send_that_fits_in_the_timeout_still_gets_its_reply(server):
 @pytest.mark.parametrize("timeout", [0.5 * HOUR, 2 * HOUR])  # a delay past the deadline, or within it
 def test_close_during_a_bounded_send_ends_it(timeout):
     a, _ = pipe_pair()
-    faulty = FaultyTransport(a, FaultPlan(seed=15, latency=HOUR))
+    faulty = FaultyTransport(Sleeping(a), FaultPlan(seed=15, latency=HOUR))
     closer = threading.Timer(0.05, faulty.close)
     closer.start()
     with pytest.raises(OSError) as info:  # woken by close long before the deadline

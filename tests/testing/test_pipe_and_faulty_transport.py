@@ -192,12 +192,18 @@ def test_latency_connect_delay_and_close_delay_take_time():
     plan = FaultPlan(latency=0.02, connect_delay=0.05, close_delay=0.03, max_chunk=50)
     faulty = FaultyTransport(a, plan)
     start = time.monotonic()
-    faulty.send(b"x" * 100)  # connect delay (50 ms) + 2 chunks held back 20 ms each
-    assert time.monotonic() - start >= 0.08  # lower bounds only: sleeps never end early by more than a tick
+    faulty.send(b"x" * 100)  # the connect delay (50 ms) holds the writer...
+    assert time.monotonic() - start >= 0.045  # (lower bounds only: sleeps never end early by more than a tick)
+    pieces: list[bytes] = []
+    while sum(map(len, pieces)) < 100 and len(pieces) < 100:
+        pieces.append(b.recv(100, 5.0))
+    # ...and the chunks (2 or more) are in flight 20 ms each, one after the other: the reader waits.
+    assert time.monotonic() - start >= 0.08
+    assert b"".join(pieces) == b"x" * 100
     start = time.monotonic()
     faulty.close()
     assert time.monotonic() - start >= 0.025
-    assert b"".join(drain(b)) == b"x" * 100
+    assert drain(b) == []
 
 
 def test_connect_delay_bounds_recv_by_its_timeout():
@@ -221,3 +227,17 @@ def test_close_wakes_a_blocked_recv():
     assert got == [b""]
     with pytest.raises(OSError):
         faulty.send(b"x")
+
+
+def test_send_at_holds_a_segment_until_it_is_due_and_keeps_the_order():
+    a, b = pipe_pair()
+    soon = time.monotonic() + 0.1
+    a.send_at(b"first", soon)
+    a.send_at(b"second", 0.0)  # due at once, but after the first: it waits for it
+    with pytest.raises(TimeoutError):
+        b.recv(10, 0.01)  # nothing is due yet
+    assert b.recv(10, 5.0) == b"first"
+    assert time.monotonic() >= soon
+    assert b.recv(10, 5.0) == b"second"
+    a.shutdown_write()
+    assert b.recv(10, 5.0) == b""
