@@ -43,6 +43,8 @@ BACKSLASH: Final = ord("\\")
 _NEWLINE: Final = ord("\n")
 _BEFORE_OPEN: Final = frozenset(b"[{,:")  # what may precede a string or container inside a value
 _SPACE: Final = frozenset(b" \t\r\n")
+_CLOSE_OBJECT: Final = ord("}")
+_COLON: Final = ord(":")
 _LONG_STRING: Final = 64  # shorter strings are cheaper to walk with the regex
 _DECODABLE_DEPTH: Final = 1000  # with depth_after_decoding, values nested deeper are refused unread
 
@@ -154,6 +156,11 @@ class ValueScanner(LookAhead):
                         j -= 1
                     if buf[j] not in _BEFORE_OPEN:
                         return self._error_at(j + 1, f"Parse error: missing ',' before {chr(ch)!r}")
+                    if ch != _QUOTE and stack[-1] == _CLOSE_OBJECT and buf[j] != _COLON:
+                        # In an object a container is a member's value, after its ':'. Caught
+                        # here, a line that left an object open ("{", "[{") costs only itself:
+                        # reading resumes at the next line (otherwise that line's request is lost).
+                        return self._error_at(j + 1, f"Parse error: an object member needs a key before {chr(ch)!r}")
                 if ch == _QUOTE:
                     in_string = True
                 elif ch in CLOSER:
