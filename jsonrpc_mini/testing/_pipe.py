@@ -19,11 +19,11 @@ __all__ = ["PipeTransport", "pipe_pair"]
 class _Channel:
     """One direction: segments in flight plus how that direction ended."""
 
-    __slots__ = ("dues", "reader_gone", "reset", "segments", "writer_done")
+    __slots__ = ("reader_gone", "reset", "segments", "writer_done")
 
     def __init__(self) -> None:
-        self.segments: collections.deque[bytes] = collections.deque()
-        self.dues: collections.deque[float] = collections.deque()  # when each segment may be read
+        # (when it may be read, its bytes); a segment waits for the ones before it all the same
+        self.segments: collections.deque[tuple[float, bytes]] = collections.deque()
         self.writer_done = False  # the reader gets EOF once the segments are read
         self.reader_gone = False  # the writer gets BrokenPipeError
         self.reset = False  # both ends get ConnectionResetError
@@ -70,9 +70,7 @@ class PipeTransport:
             if self._out.writer_done or self._out.reader_gone:
                 raise BrokenPipeError(f"{self.name}: the connection is closed for writing")
             if data:
-                channel = self._out
-                channel.segments.append(bytes(data))
-                channel.dues.append(due)  # (a segment waits for the ones before it all the same)
+                self._out.segments.append((due, bytes(data)))
                 self._cond.notify_all()
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
@@ -86,15 +84,15 @@ class PipeTransport:
                 if self._closed or channel.reader_gone:
                     return b""
                 now = time.monotonic()
+                wait: float | None
                 if channel.segments:
-                    wait: float | None = channel.dues[0] - now
-                    if wait is not None and wait <= 0:
-                        head = channel.segments[0]
+                    due, head = channel.segments[0]
+                    wait = due - now
+                    if wait <= 0:
                         if len(head) <= max_bytes:
                             channel.segments.popleft()
-                            channel.dues.popleft()
                             return head
-                        channel.segments[0] = head[max_bytes:]
+                        channel.segments[0] = (due, head[max_bytes:])
                         return head[:max_bytes]
                 elif channel.writer_done:
                     return b""
@@ -118,7 +116,6 @@ class PipeTransport:
         with self._cond:
             self._in.reader_gone = True
             self._in.segments.clear()
-            self._in.dues.clear()
             self._cond.notify_all()
 
     def abort(self) -> None:
@@ -127,7 +124,6 @@ class PipeTransport:
             for channel in (self._in, self._out):
                 channel.reset = True
                 channel.segments.clear()
-                channel.dues.clear()
             self._closed = True
             self._cond.notify_all()
 
@@ -138,7 +134,6 @@ class PipeTransport:
             self._out.writer_done = True
             self._in.reader_gone = True
             self._in.segments.clear()
-            self._in.dues.clear()
             self._cond.notify_all()
 
     @property
