@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from ._aio_batch import AsyncBatchBuilder
-from ._aio_link import Call, Link
+from ._aio_call_future import Call
+from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
 from ._errors import RPCTimeout

@@ -8,19 +8,18 @@ the connection breaks, every pending call fails with the same ConnectionLost.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import logging
-from collections.abc import Generator
 from typing import Any, cast
 
 from ._aio_buffer import read_buffer
+from ._aio_call_future import Call
 from ._aio_deadlines import Deadlines
 from ._client_protocol import ClientConnection
 from ._codec import ErrorResponse, Id, Params, Response, success_id
 from ._errors import ConnectionLost, RPCTimeout, error_from_response, unusable_reply
 from ._protocol import Closed, Violation
 
-__all__ = ["Call", "Link"]
+__all__ = ["Link"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -32,48 +31,6 @@ _FLUSH_EVERY = 64
 # Every this many calls (or as many as are in flight, if more), entries of cancelled
 # calls whose reply never came and deadlines of answered calls are swept.
 _SWEEP_EVERY = 1024
-
-
-class Call(asyncio.Future[Any]):
-    """A call in flight: ``await`` it for the result. Also usable as a coroutine.
-
-    A future (so ``asyncio.gather`` of many calls creates no task per call) that
-    also speaks the coroutine protocol, so ``asyncio.create_task(c.add(1, 2))``
-    works as it does for ``async def`` methods.
-    """
-
-    # Speed: slots, all set by Link.expect (an instance dict cost ~0.1 us per call).
-    __slots__ = ("_steps", "method", "timeout")
-    _steps: Generator[Any, None, Any] | None
-    method: str  # the remote method (for error messages)
-    timeout: float | None  # the call's timeout in seconds, None: none
-
-    def _stepper(self) -> Generator[Any, None, Any]:
-        # getattr: a Call made by the caller, not by Link.expect, has no _steps slot set.
-        steps = getattr(self, "_steps", None)
-        if steps is None:
-            steps = self._steps = self.__await__()
-        return steps
-
-    def send(self, value: Any) -> Any:
-        """Coroutine protocol: one step of awaiting this call."""
-        return self._stepper().send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """Coroutine protocol: raise into the waiting."""
-        steps = self._stepper()
-        if val is None and tb is None:
-            return steps.throw(typ)
-        return steps.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
-
-    def close(self) -> None:
-        """Coroutine protocol: stop waiting (the call itself is not affected)."""
-        steps = getattr(self, "_steps", None)
-        if steps is not None:
-            steps.close()
-
-
-collections.abc.Coroutine.register(Call)
 
 
 class Link(asyncio.BufferedProtocol, asyncio.Protocol):
