@@ -70,7 +70,11 @@ async def listen_tls(
         listener.close()
         if path is not None:
             return await loop.create_unix_server(
-                server.protocol, sock=bind_unix(path, mode), backlog=backlog, ssl=context, ssl_handshake_timeout=timeout
+                server.protocol,
+                sock=bind_unix(path, mode, backlog),
+                backlog=backlog,
+                ssl=context,
+                ssl_handshake_timeout=timeout,
             )
         return await loop.create_server(
             server.protocol, host, port, backlog=backlog, reuse_address=True, ssl=context, ssl_handshake_timeout=timeout
@@ -85,7 +89,7 @@ async def _bind(
     socks: list[socket.socket] = []
     try:
         if path is not None:
-            socks.append(bind_unix(path, mode))
+            socks.append(bind_unix(path, mode, backlog))
         else:
             # asyncio resolves and binds exactly as for every other server (each address
             # of host, SO_REUSEADDR, IPv6-only IPv6 sockets); its sockets are taken over.

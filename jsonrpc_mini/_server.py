@@ -97,7 +97,8 @@ class RPCServer(Registry):
       closed. ``read_timeout`` (30 s): a message must arrive whole within this time.
     - ``handshake_timeout`` (10 s): TLS handshakes must finish within this time.
     - ``shutdown_grace`` (10 s): how long ``shutdown()`` waits for calls in flight.
-    - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file.
+    - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file
+      (set before the file appears at ``path``, which happens once the socket listens).
     """
 
     def __init__(
@@ -307,7 +308,7 @@ class _Listener:
         opts = server.options
         try:
             if path is not None:
-                self.sock = bind_unix(path, opts.unix_mode)
+                self.sock = bind_unix(path, opts.unix_mode, opts.backlog)  # listening
                 self.address: Address = path
             else:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -316,7 +317,7 @@ class _Listener:
                 self.sock.bind((host, port))
                 bound = self.sock.getsockname()
                 self.address = (bound[0], bound[1])
-            self.sock.listen(opts.backlog)
+                self.sock.listen(opts.backlog)
             self._selector = selectors.DefaultSelector()
             self._selector.register(self.sock, selectors.EVENT_READ)
             self._selector.register(self._wake_r, selectors.EVENT_READ)

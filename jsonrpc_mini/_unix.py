@@ -1,10 +1,12 @@
-"""Unix socket files for both servers: replacing a stale one, binding with the right mode."""
+"""Unix socket files for both servers: replacing a stale one, appearing only once set up and listening."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import secrets
 import socket
 import stat
 from collections.abc import Callable
@@ -41,27 +43,67 @@ def remove_stale_socket(path: str) -> None:
     raise OSError(f"{path} is in use by another server")
 
 
-def bind_unix(path: str, mode: int | None) -> socket.socket:
-    """A Unix stream socket bound at ``path``, not yet listening; a stale file there is replaced.
+def bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
+    """A Unix stream socket listening at ``path``; a stale file there is replaced.
 
-    ``mode`` (the ``unix_mode`` option) is applied before the caller listens: no
-    peer can connect while the file still has the permissions the umask gave it.
+    The file appears only once the socket listens, with ``mode`` (the ``unix_mode``
+    option) already set: a client that connects as soon as it sees the file is
+    neither refused nor let in under the permissions the umask gave. The socket is
+    bound at a temporary name in the same directory, set up, then hard-linked onto
+    ``path`` (which fails, as a bind would, if a file appeared there meanwhile) and
+    the temporary name removed. Where that cannot be done (a temporary name too long
+    for AF_UNIX, a file system without hard links) it binds ``path`` directly and
+    listens right after setting the mode.
     """
     remove_stale_socket(path)
+    temporary = os.path.join(os.path.dirname(path), f".{secrets.token_hex(4)}.tmp")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
-        if mode is not None:
+        try:
+            sock.bind(temporary)
+        except OSError:
+            sock.close()
+            return _bind_in_place(path, mode, backlog)
+        try:
+            _set_up(sock, temporary, mode, backlog)
             try:
-                os.chmod(path, mode)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                raise
+                os.link(temporary, path)
+            except FileExistsError as exc:
+                raise OSError(errno.EADDRINUSE, f"{path} appeared while binding (another server?)") from exc
+            except OSError:
+                sock.close()
+                return _bind_in_place(path, mode, backlog)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _bind_in_place(path: str, mode: int | None, backlog: int) -> socket.socket:
+    """``bind_unix`` without a temporary name: ``path`` exists a moment before the socket listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        try:
+            _set_up(sock, path, mode, backlog)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _set_up(sock: socket.socket, path: str, mode: int | None, backlog: int) -> None:
+    """Give the socket file at ``path`` its ``mode``, then listen (nobody can connect before)."""
+    if mode is not None:
+        os.chmod(path, mode)
+    sock.listen(backlog)
 
 
 async def listen_unix(
@@ -72,7 +114,7 @@ async def listen_unix(
     backlog: int,
 ) -> asyncio.Server:
     """An asyncio server on the Unix socket ``bind_unix`` makes (its mode set before it listens)."""
-    sock = bind_unix(path, mode)
+    sock = bind_unix(path, mode, backlog)
     try:
         return await loop.create_unix_server(protocol, sock=sock, backlog=backlog)
     except BaseException:
