@@ -19,6 +19,8 @@ from ._json_scan import BACKSLASH, CLOSER, IDLE, LINE, SKIP, VALUE, ValueScanner
 __all__ = ["JsonStreamFramer"]
 
 _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({ and [ aside)
+_QUOTE: Final = ord('"')
+_NEWLINE: Final = ord("\n")
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
 
 
@@ -79,6 +81,33 @@ class JsonStreamFramer(ValueScanner):
         """
         return self._mode == IDLE and len(self._buf) == self._start and not self._failed
 
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means the peer will send nothing more (EOF)."""
+        if not data:
+            self._eof = True
+            self._in_long_string = False  # next_event reports the string cut short
+        elif not self._failed:
+            buf = self._buf
+            buf += data  # in place: self._buf grows
+            if self._in_long_string:
+                # Speed: see _read_value. The scanner is inside a string it has checked,
+                # and its place is the end of the previous bytes. Bytes holding no quote
+                # and no newline (and not ending in a backslash: an escape cut in two)
+                # go on with the string: no other byte can end it or be an error in it.
+                # They are looked at here, in ``data``, so that next_event has nothing
+                # to do for them (``int in bytes`` is one memchr, without the cost of a
+                # method call: at 1 KiB a read the calls cost more than the search).
+                if (
+                    _QUOTE in data
+                    or _NEWLINE in data
+                    or data[-1] == BACKSLASH
+                    or len(buf) - self._start > self._max_size
+                ):
+                    self._in_long_string = False  # next_event reads these bytes the usual way
+                else:
+                    # _fast_path's newline search had reached the scanner's place too.
+                    self._pos = self._no_newline_before = len(buf)
+
     def tried_next_line(self, newline: int) -> None:
         """The caller decoded the line it feeds next, between values, with no success.
 
@@ -93,6 +122,8 @@ class JsonStreamFramer(ValueScanner):
         ``None`` with :attr:`scan_pending` set means "call again": the scanner
         stopped after its ``scan_steps``.
         """
+        if self._in_long_string:
+            return None  # every byte fed since the last call goes on with a long string: see feed
         if self._scan_pending:
             self._scan_pending = False
             event = self._scan_value()
@@ -100,24 +131,6 @@ class JsonStreamFramer(ValueScanner):
                 return event
             # Everything fed is scanned and the value is still open: as after any read.
             return None
-        if self._in_long_string:
-            # Speed: see _read_value. The scanner is inside a string it has checked, and
-            # its place is the end of the previous read; a read holding no quote and no
-            # newline (and not ending in a backslash: an escape cut in two) goes on with
-            # the string. No other byte can end the string or be an error in it.
-            buf = self._buf
-            pos = self._pos
-            if (
-                buf.find(b'"', pos) < 0
-                and buf.find(b"\n", pos) < 0
-                and buf[-1] != BACKSLASH
-                and not self._eof
-                and len(buf) - self._start <= self._max_size
-            ):
-                # _fast_path's newline search had reached pos as well: see _read_value.
-                self._pos = self._no_newline_before = len(buf)
-                return None
-            self._in_long_string = False
         if self._failed:
             return None
         while True:
@@ -217,7 +230,7 @@ class JsonStreamFramer(ValueScanner):
                     # usually are. The scanner catches up once, so that the string is
                     # surely one (a stray quote would have made ``_unclosed`` see a string
                     # where there is none), and then reads that only continue it take
-                    # the few memchr at the top of next_event (``_in_long_string``).
+                    # two memchr in feed (``_in_long_string``) and nothing else.
                     if len(buf) - self._pos <= _CATCH_UP:
                         event = self._scan_value()
                         self._in_long_string = event is None and self._in_string and self._pos == len(buf)
