@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -40,14 +41,17 @@ class _Uses:
 
 # Guards _users only: a server starting or shutting down (seconds, with calls in
 # flight) holds its own turn, never this, so the users of other servers go on.
+# Both tables hold their servers weakly: an entry left by a user that never left (its
+# server shut down or its loop closed by hand) goes with its server, and a new server,
+# even one that Python places at the same address (the same id()), starts afresh.
 _lock = threading.Lock()
-_users: dict[int, _Uses] = {}
+_users: weakref.WeakKeyDictionary[RPCServer, _Uses] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
 def _turn(server: RPCServer) -> Iterator[_Uses]:
     with _lock:
-        entry = _users.setdefault(id(server), _Uses())
+        entry = _users.setdefault(server, _Uses())
         entry.busy += 1
     try:
         with entry.turn:
@@ -55,8 +59,8 @@ def _turn(server: RPCServer) -> Iterator[_Uses]:
     finally:
         with _lock:
             entry.busy -= 1
-            if not entry.busy and not entry.users and _users.get(id(server)) is entry:
-                del _users[id(server)]
+            if not entry.busy and not entry.users and _users.get(server) is entry:
+                del _users[server]
 
 
 def acquire(server: RPCServer, host: str) -> tuple[str, int]:
@@ -108,19 +112,19 @@ class _AioUses:
         self.turn = asyncio.Lock()
 
 
-_aio_users: dict[int, _AioUses] = {}
+_aio_users: weakref.WeakKeyDictionary[AioRPCServer, _AioUses] = weakref.WeakKeyDictionary()
 
 
 def _aio_entry(server: AioRPCServer) -> _AioUses:
-    entry = _aio_users.setdefault(id(server), _AioUses())
+    entry = _aio_users.setdefault(server, _AioUses())
     entry.busy += 1
     return entry
 
 
 def _aio_done(server: AioRPCServer, entry: _AioUses) -> None:
     entry.busy -= 1
-    if not entry.busy and not entry.users and _aio_users.get(id(server)) is entry:
-        del _aio_users[id(server)]
+    if not entry.busy and not entry.users and _aio_users.get(server) is entry:
+        del _aio_users[server]
 
 
 async def aio_acquire(server: AioRPCServer, host: str) -> tuple[str, int]:

@@ -10,15 +10,17 @@ and left it running.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import tempfile
 import threading
+import weakref
 
 import pytest
 
 from jsonrpc_mini import RPCClient, RPCServer
-from jsonrpc_mini.testing import LoopbackServer, loopback
+from jsonrpc_mini.testing import LoopbackServer, _uses, loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,3 +131,27 @@ def test_a_server_shutting_down_holds_up_no_user_of_another(server):
         direct.close()
     assert results == ["done"]
     assert server.address is None
+
+
+def test_a_use_never_given_back_goes_with_its_server(monkeypatch):
+    # A LoopbackServer that never closed (its test failed first) keeps its use counted,
+    # and its server, shut down by the test, is dropped. A new server that Python puts
+    # at the same address (the same id(); forced here, the allocator does it at random)
+    # must not inherit that use: its own LoopbackServer starts it and, its only user,
+    # shuts it down on leaving.
+    monkeypatch.setattr(_uses, "id", lambda _obj: 1, raising=False)
+
+    def left_open():
+        gone = RPCServer()
+        _uses.acquire(gone, "127.0.0.1")  # as LoopbackServer(gone) does; never released
+        gone.shutdown()
+        return weakref.ref(gone)
+
+    ref = left_open()
+    gc.collect()
+    assert ref() is None
+    fresh = RPCServer()
+    fresh.register_function(lambda a, b: a + b, "add")
+    with LoopbackServer(fresh) as lb:
+        assert lb.client().add(1, 2) == 3
+    assert fresh.address is None
