@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from .._remote import check_count
+from .._remote import check_count, is_count
 
 __all__ = ["FakeSocket"]
 
@@ -33,10 +33,13 @@ class FakeSocket:
     default); with ``eof=False`` it waits for :meth:`feed` like an idle peer.
 
     Writes are recorded: :attr:`sent` is every byte written, :attr:`writes` each
-    ``send`` call. ``max_send`` (an integer of at least 1, else ValueError) makes
-    ``send`` accept at most that many bytes (partial writes; ``sendall`` loops),
-    and after ``fail_send_after`` bytes in all ``send`` raises ``send_error``
-    (default BrokenPipeError); counting them takes the same time however many writes came before (even ``max_send=1``).
+    ``send`` call. ``max_send`` (an integer of at least 1) makes ``send`` accept at
+    most that many bytes (partial writes; ``sendall`` loops), and after
+    ``fail_send_after`` (an integer >= 0) bytes in all ``send`` raises
+    ``send_error`` (default BrokenPipeError); counting them takes the same time
+    however many writes came before (even ``max_send=1``). Both may be changed
+    later (``sock.max_send = 2``); a bad value, given or set, raises ValueError
+    naming the option.
 
     Example::
 
@@ -61,8 +64,8 @@ class FakeSocket:
         peer: Any = ("127.0.0.1", 5000),
         local: Any = ("127.0.0.1", 54321),
     ) -> None:
-        if max_send is not None:
-            check_count("max_send", max_send)  # 0 made sendall spin for ever, -1 dropped a byte
+        self.max_send = max_send  # checked: 0 made sendall spin for ever, -1 dropped a byte
+        self.fail_send_after = fail_send_after  # checked: 1.5 or "5" failed at a send, not here
         self._script: collections.deque[ScriptItem] = collections.deque(inbound)
         self._eof = eof
         self._cond = threading.Condition()
@@ -70,8 +73,6 @@ class FakeSocket:
         self._closed = False
         self._shut_rd = False
         self._shut_wr = False
-        self.max_send = max_send
-        self.fail_send_after = fail_send_after
         self.send_error = send_error
         self.family = family
         self.type = type
@@ -82,6 +83,28 @@ class FakeSocket:
         self._taken = 0  # bytes send() took in all (fail_send_after counts these; not len(sent): O(n) a call)
         self.options: dict[tuple[int, int], Any] = {}
         self.shutdowns: list[int] = []
+
+    @property
+    def max_send(self) -> int | None:
+        """At most this many bytes per ``send`` (None: all); set at any time, checked as in the constructor."""
+        return self._max_send
+
+    @max_send.setter
+    def max_send(self, value: int | None) -> None:
+        if value is not None:
+            check_count("max_send", value)
+        self._max_send = value
+
+    @property
+    def fail_send_after(self) -> int | None:
+        """``send`` fails once this many bytes were sent in all (None: never); checked like ``max_send``."""
+        return self._fail_send_after
+
+    @fail_send_after.setter
+    def fail_send_after(self, value: int | None) -> None:
+        if value is not None and not is_count(value, 0):
+            raise ValueError(f"fail_send_after must be an integer number of bytes >= 0 (or None), not {value!r}")
+        self._fail_send_after = value
 
     # -- script ------------------------------------------------------------------
 
@@ -162,9 +185,9 @@ class FakeSocket:
             self._check_open()
             if self._shut_wr:
                 raise BrokenPipeError(errno.EPIPE, "Broken pipe")
-            size = len(data) if self.max_send is None else min(len(data), self.max_send)
-            if self.fail_send_after is not None:
-                room = self.fail_send_after - self._taken
+            size = len(data) if self._max_send is None else min(len(data), self._max_send)
+            if self._fail_send_after is not None:
+                room = self._fail_send_after - self._taken
                 if room <= 0:
                     raise self.send_error
                 size = min(size, room)

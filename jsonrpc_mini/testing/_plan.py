@@ -130,8 +130,8 @@ class FaultPlan:
     - ``connect_delay``: seconds before the connection moves its first byte.
     - ``close_delay``: seconds a close (or half-close) takes to reach the peer.
 
-    The same seed gives the same cut points and failure points; every error the
-    plan raises names the seed (``repr(plan)`` rebuilds the plan).
+    The same seed (an integer) gives the same cut points and failure points; every
+    error the plan raises names the seed (``repr(plan)`` rebuilds the plan).
     """
 
     seed: int = 0
@@ -155,6 +155,10 @@ class FaultPlan:
     def __post_init__(self) -> None:
         both = DirectionFaults(**{name: getattr(self, name) for name in _DIRECTION_FIELDS})
         object.__setattr__(self, "_both", both)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            # Any value made cuts (its str() seeds them), but one whose repr is not the
+            # same number (7.0, "7", None) made no replayable plan.
+            raise ValueError(f"seed must be an integer, not {self.seed!r}")
         if self.disconnect_after is not None and not is_count(self.disconnect_after, 0):
             raise ValueError("disconnect_after must be an integer number of bytes >= 0 (or None)")
         if not (_is_seconds(self.connect_delay) and _is_seconds(self.close_delay)):

@@ -108,6 +108,50 @@ def test_max_send_of_one_is_accepted():
     assert sock.sent == b"ade"
 
 
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_a_bad_max_send_set_later_is_refused_and_the_old_one_kept(value):
+    # Setting max_send after construction was not checked: 0 made sendall spin for ever.
+    sock = FakeSocket(max_send=2)
+    with pytest.raises(ValueError, match=r"^max_send must be an integer of at least 1"):
+        sock.max_send = value
+    assert sock.max_send == 2
+    sock.sendall(b"abc")
+    assert sock.writes == [b"ab", b"c"]
+
+
+def test_max_send_set_later_applies_and_none_lifts_it():
+    sock = FakeSocket()
+    sock.max_send = 1
+    assert sock.send(b"abc") == 1
+    sock.max_send = None
+    assert sock.send(b"bc") == 2
+    assert sock.writes == [b"a", b"bc"]
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "5", True])
+def test_a_bad_fail_send_after_is_refused_naming_the_option(value):
+    # 1.5 and "5" failed at the first send with a bare TypeError (slice indices, str - int);
+    # -1 failed like 0 and True like 1.
+    with pytest.raises(ValueError, match=r"^fail_send_after must be an integer number of bytes >= 0"):
+        FakeSocket(fail_send_after=value)
+    sock = FakeSocket(fail_send_after=3)
+    with pytest.raises(ValueError, match=r"^fail_send_after must be an integer number of bytes >= 0"):
+        sock.fail_send_after = value
+    assert sock.fail_send_after == 3
+
+
+def test_fail_send_after_set_later_applies():
+    sock = FakeSocket()
+    sock.sendall(b"abc")
+    sock.fail_send_after = 5  # counts every byte taken, those before it too
+    with pytest.raises(BrokenPipeError):
+        sock.sendall(b"defg")
+    assert sock.sent == b"abcde"
+    sock.fail_send_after = None
+    sock.sendall(b"f")
+    assert sock.sent == b"abcdef"
+
+
 def test_send_fails_after_n_bytes():
     sock = FakeSocket(fail_send_after=5, send_error=ConnectionResetError)
     with pytest.raises(ConnectionResetError):

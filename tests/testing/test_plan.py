@@ -247,6 +247,22 @@ def test_a_direction_given_as_a_dict_is_refused_naming_the_option(name):
     assert plan.direction(name).latency == 1.0
 
 
+@pytest.mark.parametrize("seed", ["7", 7.0, None, True, [1]])
+def test_a_seed_that_is_not_an_integer_is_refused_naming_the_option(seed):
+    # These made plans whose repr does not replay them (seed=7.0, seed="7" printed as
+    # seed=7, seed="a b") and seed=[1] a plan that cannot be hashed.
+    with pytest.raises(ValueError, match=r"^seed must be an integer, not "):
+        FaultPlan(seed=seed)
+    with pytest.raises(ValueError, match=r"^seed must be an integer, not "):
+        FaultPlan(seed=1).replace(seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, -5, 2**70])
+def test_any_integer_seed_is_accepted_and_replays(seed):
+    plan = FaultPlan(seed=seed, max_chunk=3)
+    assert eval(repr(plan), {"FaultPlan": FaultPlan}) == plan  # our own repr
+
+
 def test_whole_numbers_and_finite_delays_are_accepted():
     plan = FaultPlan(seed=1, max_chunk=3, disconnect_after=0, latency=0.001, jitter=0, connect_delay=0.5, bandwidth=1e9)
     assert plan.active
