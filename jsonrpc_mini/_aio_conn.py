@@ -159,11 +159,11 @@ class ServerProtocol(CallingProtocol):
                 and self.busy < self._limit
                 and srv.total_busy < srv.max_total_calls
                 and not (self._pumping or self._read_paused or self._write_paused or self._input_done)
-                and data.find(b"\n") == len(data) - 1
+                and (newline := data.find(b"\n")) == len(data) - 1
             ):
                 # Speed: the usual read, one whole request line, in one step without the pump
                 # (the usual request as its JSON object: see _aio_calls).
-                message = self._proto.receive_plain_call(data)
+                message = self._proto.receive_plain_call(data, newline)
                 if message is not None:
                     self._call(message)
                     if not self.busy:  # (else the idle time starts when the call ends)

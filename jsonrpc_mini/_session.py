@@ -341,7 +341,8 @@ class Session(SessionCalls):
             except OSError as exc:
                 log.debug("%s: read failed: %s", self._name, exc)
                 return None
-            if 0 <= data.find(b"\n") < len(data) - 1:
+            newline = data.find(b"\n")
+            if 0 <= newline < len(data) - 1:
                 # Speed: a pipelining client's read holds many whole request lines; the
                 # core decodes up to _LINES of them in one step (when nothing is
                 # buffered before them). The rest of the read goes to the framer.
@@ -354,7 +355,7 @@ class Session(SessionCalls):
                         self._framer_empty = False
                     self._message_started = None
                     return calls[0]
-            message = proto.receive_plain_call(data)
+            message = proto.receive_plain_call(data, newline)
             if message is not None:
                 # The usual case: the read held exactly one request and nothing else is
                 # buffered, so the core need not be asked for more before the next read.

@@ -175,17 +175,18 @@ def test_a_draining_session_answers_plain_calls_with_shutting_down(served: tuple
 
 
 @pytest.mark.parametrize("use_orjson", CODECS)
-@given(chunks=chunk_lists, framing=st.sampled_from(["auto", "newline", "content-length"]))
+@given(chunks=chunk_lists, framing=st.sampled_from(["auto", "newline", "content-length"]), searched=st.booleans())
 def test_receive_plain_call_gives_the_events_of_the_general_path(
-    use_orjson: bool, chunks: list[bytes], framing: str
+    use_orjson: bool, chunks: list[bytes], framing: str, searched: bool
 ) -> None:
     # Invariant: feeding chunks through receive_plain_call (an object it returns
-    # checked with parse_request) yields the same events as receive_data.
+    # checked with parse_request) yields the same events as receive_data; also when
+    # the driver passes the newline it searched for (as both servers do).
     codec = JsonCodec(use_orjson=use_orjson)
     conn = ServerConnection(codec=codec, framing=framing)  # type: ignore[arg-type]
     events: list[Any] = []
     for chunk in chunks:
-        taken = conn.receive_plain_call(chunk)
+        taken = conn.receive_plain_call(chunk, chunk.find(b"\n")) if searched else conn.receive_plain_call(chunk)
         if isinstance(taken, dict):
             message = parse_request(taken)
             assert not isinstance(message, ErrorResponse)
@@ -208,3 +209,15 @@ def test_receive_plain_call_returns_the_object_only_for_the_usual_request() -> N
     assert conn.receive_plain_call(bad) is None  # an invalid request: the framer answers it
     event = conn.next_event()
     assert event is not None and b"-32600" in event.data  # type: ignore[union-attr]
+
+
+def test_receive_plain_call_takes_the_newline_the_driver_found() -> None:
+    conn = ServerConnection(framing="newline")
+    line = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n'
+    assert conn.receive_plain_call(line, len(line) - 1) == json.loads(line)
+    two = line + line
+    assert conn.receive_plain_call(two, two.find(b"\n")) is None  # two lines: the framer reads them
+    assert [type(event).__name__ for event in drain(conn)] == ["Call", "Call"]
+    assert conn.receive_plain_call(line[:-1], -1) is None  # no newline yet: buffered
+    assert conn.receive_plain_call(b"\n", 0) is None
+    assert [type(event).__name__ for event in drain(conn)] == ["Call"]
