@@ -140,7 +140,7 @@ class ClientConnection(_Base):
 
     def encode_values(self, values: list[dict[str, Any]]) -> bytes:
         """Frame request objects (as ``call_value`` makes them) as one batch array."""
-        return self._frame(self.codec.dumps(values))
+        return self._line(values)
 
     def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
         """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.
