@@ -10,6 +10,7 @@ socket transport (for the proxy of ``AioLoopbackServer``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -54,7 +55,9 @@ class Direction:
         self.buf = bytearray()
         self.eof = False
         self.ended = False
+        self.dropping = False  # the kit is leaving: what the plan delays is dropped, not waited for
         self._wake = asyncio.Event()
+        self._cut = asyncio.Event()  # set by stop() and drop_in_flight(): a delay under way ends now
         max_chunk = state.faults.max_chunk
         self._limit = CHUNK if max_chunk is None else min(CHUNK, max_chunk)
 
@@ -79,12 +82,34 @@ class Direction:
         self.ended = True
         self.buf.clear()
         self._wake.set()
+        self._cut.set()
+
+    def drop_in_flight(self) -> None:
+        """From now on drop the bytes the plan would delay (connect, latency, jitter, bandwidth).
+
+        For the kit's exit: bytes still in flight (the request of a call that already
+        timed out) never arrive, as when a connection is torn down, instead of holding
+        the exit for their delays. Bytes with no delay still cross, then the EOF
+        (after ``close_delay``).
+        """
+        self.dropping = True
+        self._cut.set()
+
+    async def _delay(self, seconds: float) -> bool:
+        """Hold the bytes ``seconds`` (the plan's delay); False if they are to be dropped.
+
+        ``stop()`` and ``drop_in_flight()`` end a delay under way.
+        """
+        if seconds > 0 and not self.dropping and not self.ended:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._cut.wait(), seconds)
+        return not (seconds > 0 and self.dropping)
 
     async def run(self) -> None:
         """Move bytes until EOF, a fault, or ``stop()``."""
         plan = self.link.plan
-        if plan.connect_delay:
-            await asyncio.sleep(plan.connect_delay)
+        if not await self._delay(plan.connect_delay):
+            self.buf.clear()
         while not self.ended:
             if not self.buf:
                 if self.eof:
@@ -100,10 +125,12 @@ class Direction:
                 continue
             view = bytes(self.buf[: self._limit])
             step = self.state.next_step(view)
-            if step.delay:
-                await asyncio.sleep(step.delay)
-                if self.ended:
-                    return
+            if not await self._delay(step.delay):
+                self.buf.clear()  # (not counted by the plan: it never crossed)
+                self.src.drained(0)
+                continue
+            if self.ended:
+                return
             chunk = view[: step.size]
             del self.buf[: len(chunk)]
             self.state.commit(chunk, step)
@@ -162,6 +189,11 @@ class Link:
         # runs in them), so that is not reported, as with the aio server's idle runner.
         for task in self.tasks:
             log_destroy(task, False)
+
+    def drop_in_flight(self) -> None:
+        """Both directions drop what the plan still delays (see ``Direction.drop_in_flight``)."""
+        self.c2s.drop_in_flight()
+        self.s2c.drop_in_flight()
 
     def break_link(self, exc: Exception | None) -> None:
         """Close (``exc`` None) or reset the whole connection: both ends lose it."""

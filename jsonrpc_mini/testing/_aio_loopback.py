@@ -45,6 +45,7 @@ __all__ = ["AioLoopbackServer", "aio_loopback"]
 log = logging.getLogger("jsonrpc_mini.testing")
 
 _JOIN = 5.0
+_LINGER = 0.5  # AioLoopbackServer: how long a link may take to end by itself on exit
 _LEFT_OPEN = (
     "{} was left open (its context manager was dropped, or the event loop ended, before the "
     "`async with` block was left); it is closed now. Use it as `async with ...`."
@@ -68,7 +69,8 @@ async def aio_loopback(
     as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
     fault never hangs a test); ``max_message_size`` and ``max_depth`` are the
     client's. On exit the client is closed and the server's side
-    of the connection finishes; an exception leaving the block gets a note naming
+    of the connection finishes (bytes the plan still holds in flight are dropped:
+    the exit does not wait for their delays); an exception leaving the block gets a note naming
     the plan and its seed. While open it counts as a user of ``server``: an
     ``AioLoopbackServer`` that started the server and leaves first does not shut
     it down (the last user out does). Use it with ``async with``: entered by hand and left
@@ -122,6 +124,9 @@ async def aio_loopback(
             await client.close()
             # As over a socket, the server reads what the client sent before it closes
             # (a notification sent right before exit still runs); force it only if stuck.
+            # Bytes the plan still holds in flight (a call that timed out) are dropped:
+            # the exit does not wait for their delays.
+            link.drop_in_flight()
             done, _ = await asyncio.wait(link.tasks, timeout=_JOIN)
             if len(done) < len(link.tasks):
                 log.warning("aio_loopback: the server side did not finish within %.0f s; closing it", _JOIN)
@@ -422,9 +427,11 @@ class AioLoopbackServer:
             self._refuser.close()
         if self._setups:
             await asyncio.wait(self._setups, timeout=_JOIN)
+        for link, _ in links:
+            link.drop_in_flight()  # what the plan still delays (a call that timed out) is dropped
         for link, ends in links:
             if link.tasks:
-                done, _ = await asyncio.wait(link.tasks, timeout=0.5)
+                done, _ = await asyncio.wait(link.tasks, timeout=_LINGER)
                 if len(done) < len(link.tasks):
                     link.break_link(None)
             await link.wait_closed(_JOIN)

@@ -53,7 +53,8 @@ def loopback(
     ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
     every call (10 s by default, so that a fault never hangs a test);
     ``max_message_size`` and ``max_depth`` are the client's. On exit the
-    client is closed and the server side of the connection is stopped and joined.
+    client is closed and the server side of the connection is stopped and joined
+    (bytes the plan still holds in flight are dropped: the exit does not wait for them).
     An exception leaving the block gets a note naming the plan and its seed.
     While open it counts as a user of ``server``: a ``LoopbackServer`` that started
     the server and leaves first does not shut it down (the last user out does).
@@ -93,6 +94,9 @@ def loopback(
             client.close()
             # As over a socket, the server first reads what the client sent before closing
             # (a notification sent right before exit still runs); force it only if stuck.
+            # Bytes the plan still holds in flight (a call that timed out) are dropped:
+            # the exit does not wait for their delays.
+            client_end.drop_in_flight()
             if not session.join(_JOIN):
                 server_end.close()
                 session.close()

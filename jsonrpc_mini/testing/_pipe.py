@@ -105,6 +105,20 @@ class PipeTransport:
                     wait = left if wait is None else min(wait, left)
                 self._cond.wait(wait)
 
+    def drop_in_flight(self) -> None:
+        """Drop the segments this end sent that the peer may not read yet (still in flight).
+
+        For the test kit's exit: bytes a fault plan still delays (the request of a call
+        that already timed out) never arrive, as when a connection is torn down, instead
+        of holding the exit for their delay. Segments already due are still read.
+        """
+        with self._cond:
+            now = time.monotonic()
+            segments = self._out.segments
+            while segments and segments[-1][0] > now:  # (due times only grow along the queue)
+                segments.pop()
+            self._cond.notify_all()
+
     def shutdown_write(self) -> None:
         """Send EOF: the peer reads what was sent, then ``b""``; our later sends fail."""
         with self._cond:
