@@ -18,7 +18,7 @@ from typing import Any, cast
 from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._client_link import _Link
 from ._client_protocol import ClientConnection
-from ._client_reader import _Waiter
+from ._client_waiter import _Waiter
 from ._codec import Notification, Params, build_params
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from ._client_protocol import ClientConnection
-from ._client_reader import _ReplyReader, _Waiter, timed_out
+from ._client_reader import _ReplyReader
+from ._client_waiter import _Waiter, timed_out
 from ._codec import ErrorResponse, Id, Params, Response
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._protocol import Closed, Violation

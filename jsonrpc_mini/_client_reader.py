@@ -1,27 +1,26 @@
-"""The sync client's reading side: pending calls and the Leader/Followers reader.
+"""The sync client's reading side: the Leader/Followers reader.
 
-A ``_Waiter`` is one outstanding call. ``_ReplyReader`` holds the reading turn:
-whichever caller is waiting reads the socket itself and hands other callers'
-replies to them as it goes, so with one caller there is no thread hand-off at
-all. When reading fails, every pending call fails with ConnectionLost (one
-function: ``fail_all``). The connection and its sending side are
+A ``_Waiter`` (``_client_waiter``) is one outstanding call. ``_ReplyReader`` holds
+the reading turn: whichever caller is waiting reads the socket itself and hands
+other callers' replies to them as it goes, so with one caller there is no thread
+hand-off at all. Storing what was read in the waiting calls, and failing them all
+when reading fails (``fail_all``), is its base class ``ReplySettler``
+(``_client_settle``). The connection and its sending side are
 ``_client_link._Link``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from typing import Any
 
-from ._batch import BatchResult, not_sent
-from ._client_protocol import ClientConnection
-from ._codec import ErrorResponse, Id, Response, success_id
-from ._errors import ConnectionLost, RPCError, RPCTimeout, error_from_response, unusable_reply
-from ._protocol import Closed, Violation
-from ._transport import RECV_SIZE, Transport, feed_ready
+from ._client_settle import ReplySettler
+from ._client_waiter import _Waiter, timed_out
+from ._codec import ErrorResponse, Response, success_id
+from ._errors import ConnectionLost, RPCError
+from ._transport import RECV_SIZE, feed_ready
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -31,87 +30,12 @@ _POLL = 0.5
 _LINES = 64
 
 
-def timed_out(method: str, message: str) -> RPCTimeout:
-    """RPCTimeout for a call of ``method`` (named in ``method``, and so in the message)."""
-    exc = RPCTimeout(message)
-    exc.method = method or None
-    return exc
-
-
-class _Waiter(BatchResult):
-    """One outstanding call: filled in by whichever thread reads its reply.
-
-    It is a BatchResult: a batch member's waiter is the result its caller holds
-    (speed: one object per call, made when the call is queued; ``id`` is set when
-    the batch is sent).
-    """
-
-    # ``method`` a slot of its own, over BatchResult's read-only property: set once, read directly.
-    __slots__ = ("done", "error", "id", "method", "signal", "value", "waiting")
-    method: str
-
-    # (``method`` first, ``id_`` optional: a batch's builder makes a member's waiter
-    # from its method alone, without a functools.partial layer per member.)
-    def __init__(self, method: str, id_: Id = None) -> None:
-        self.id = id_
-        self.method = method
-        self.done = False
-        self.waiting = False
-        self.value: Any = None
-        self.error: RPCError | None = None
-        # Made only when a caller has to wait for another thread to read its reply: a
-        # caller that reads its own reply (the usual case) never needs one. A plain
-        # lock used as a one-slot signal: held while nobody has signalled, released
-        # by wake(). Speed: threading.Event is a Condition written in Python; with
-        # threads sharing a client, its wait/set pair cost several us per call.
-        self.signal: threading.Lock | None = None
-
-    def wait_signal(self) -> threading.Lock:
-        """The signal to wait on (made on first use, not signalled yet)."""
-        signal = self.signal
-        if signal is None:
-            signal = threading.Lock()
-            signal.acquire()
-            self.signal = signal
-        return signal
-
-    def wake(self) -> None:
-        signal = self.signal
-        if signal is not None:
-            # RuntimeError: signalled already and not yet taken; one signal is enough.
-            with contextlib.suppress(RuntimeError):
-                signal.release()
-
-    def outcome(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-    def result(self) -> Any:
-        """A batch member's return value; raises its error (BatchResult's API)."""
-        if not self.done:  # every member is done once the batch's send returned
-            raise not_sent(self.method)
-        if self.error is not None:  # (outcome()'s work in line: one call less per result)
-            raise self.error
-        return self.value
-
-    @property
-    def _sent(self) -> bool:
-        return self.done
-
-
-class _ReplyReader:
+class _ReplyReader(ReplySettler):
     """The reading half of a connection (``_Link``): waiting for replies and handing them out."""
 
-    # Set by _Link.__init__.
-    transport: Transport
-    proto: ClientConnection
-    lock: threading.Lock
-    pending: dict[Id, _Waiter]
+    # Set by _Link.__init__ (with ReplySettler's).
     outbox: list[tuple[_Waiter, bytes]]
     reading: int  # the reader's thread id, 0 when nobody reads
-    lost: str | None
-    said: str | None
 
     # -- waiting ---------------------------------------------------------------
 
@@ -384,113 +308,3 @@ class _ReplyReader:
             if other.waiting and not other.done:
                 return other
         return None
-
-    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
-        if isinstance(event, Closed):
-            self.fail_all(event.reason or "connection closed by the server")
-        elif isinstance(event, Violation):
-            self._violation(event)
-        else:
-            self._settle_one(event)
-
-    def _settle_one(self, reply: Response | ErrorResponse) -> None:
-        with self.lock:
-            waiter = self._fill(reply)
-        if waiter is not None:
-            waiter.wake()
-
-    def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed]) -> None:
-        """Deliver what one read produced, in order; consecutive replies (a batch's) in one lock round."""
-        replies: list[Response | ErrorResponse] = []
-        for event in events:
-            if isinstance(event, (Response, ErrorResponse)):
-                replies.append(event)
-                continue
-            self._settle(replies)
-            replies = []
-            self._deliver(event)
-        self._settle(replies)
-
-    def _settle(self, replies: list[Response | ErrorResponse]) -> None:
-        # The outcome is stored before ``done`` is set, both under the lock: a caller
-        # that sees ``done`` (it may be polling) must also see its result or error.
-        if not replies:
-            return
-        with self.lock:
-            settled = [waiter for waiter in map(self._fill, replies) if waiter is not None]
-        for waiter in settled:
-            waiter.wake()
-
-    def _fill(self, reply: Response | ErrorResponse) -> _Waiter | None:
-        """Store ``reply`` in its waiter (lock held); None if nobody waits for it any more."""
-        if isinstance(reply, Response):
-            return self._fill_result(reply.id, reply.result)
-        waiter = self.pending.pop(reply.id, None)
-        if waiter is None:
-            log.debug("dropping reply for unknown or timed-out id %r", reply.id)
-            return None
-        err = reply.error
-        waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
-        waiter.done = True
-        return waiter
-
-    def _fill_result(self, id_: Id, result: Any) -> _Waiter | None:
-        """Store a call's result in its waiter (lock held); None if nobody waits for it any more."""
-        waiter = self.pending.pop(id_, None)
-        if waiter is None:
-            log.debug("dropping reply for unknown or timed-out id %r", id_)
-            return None
-        waiter.value = result
-        waiter.done = True
-        return waiter
-
-    def _violation(self, event: Violation) -> None:
-        # A reply that names a pending call but cannot be used fails that call: its
-        # answer will not come. An error with id null answers a message the server
-        # could not read: with a single call outstanding and no notification ever sent
-        # (see ClientConnection.notified) it can only be that call's. Anything else
-        # is logged.
-        with self.lock:
-            if event.id is not None:
-                only = self.pending.pop(event.id, None)
-                if only is not None:
-                    only.error = unusable_reply(event.reason, only.method)
-                    only.done = True
-            elif event.error is None or len(self.pending) != 1 or self.proto.notified:
-                only = None
-            else:
-                only = self.pending.pop(next(iter(self.pending)))
-                err = event.error
-                only.error = error_from_response(err.code, err.message, err.data, only.method)
-                only.done = True
-            lost = self.lost
-        if only is None:
-            if event.error is not None:
-                self.said = event.error.message
-            # Once the connection is lost (closed by us, say, while a reply was half
-            # received), what is left of it concerns nobody: no warning for it.
-            log.log(logging.DEBUG if lost else logging.WARNING, "ignoring message from server: %s", event.reason)
-            return
-        only.wake()
-
-    def fail_all(self, reason: str) -> None:
-        """The single error path: mark the link lost and fail every pending call.
-
-        The transport is closed even if this is interrupted (Ctrl-C): a reader blocked
-        in it returns only then. (A call not yet failed sees ``lost`` when it looks.)
-        """
-        try:
-            with self.lock:
-                if self.lost is None:
-                    self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
-                waiters = list(self.pending.values())
-                self.pending.clear()
-                for waiter in waiters:
-                    exc = ConnectionLost(self.lost)
-                    exc.method = waiter.method
-                    waiter.error = exc
-                    waiter.done = True  # after the error: see _deliver
-            for waiter in waiters:
-                waiter.wake()
-        finally:
-            self.transport.close()

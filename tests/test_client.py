@@ -16,6 +16,7 @@ from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, servin
 import jsonrpc_mini._client as client_module
 import jsonrpc_mini._client_link as link_module
 import jsonrpc_mini._client_reader as reader_module
+import jsonrpc_mini._client_waiter as waiter_module
 from jsonrpc_mini import (
     BatchResult,
     ConnectionLost,
@@ -593,7 +594,7 @@ class _OneRead:
 def _reading_link(data: bytes, ids: range) -> tuple[Any, list[Any]]:
     """A client link holding one pending call per id, this thread as its reader, ``data`` to read."""
     link = link_module._Link(_OneRead(data), client_module.ClientConnection())
-    waiters = [reader_module._Waiter("m", i) for i in ids]
+    waiters = [waiter_module._Waiter("m", i) for i in ids]
     link.pending.update((w.id, w) for w in waiters)
     link.reading = True
     return link, waiters
@@ -833,7 +834,7 @@ def test_a_reply_over_the_client_size_limit_loses_the_connection(address: Any) -
             c.echo("again")
 
 
-class _SlowToFill(reader_module._Waiter):
+class _SlowToFill(waiter_module._Waiter):
     """A waiter whose outcome takes a while to be stored: widens a race window."""
 
     __slots__ = ("_error", "_value")
@@ -1086,7 +1087,7 @@ class _Interrupted:
         raise AssertionError("a wake-up went to a caller that stopped waiting")
 
 
-class _InterruptibleWaiter(reader_module._Waiter):
+class _InterruptibleWaiter(waiter_module._Waiter):
     __slots__ = ()
 
     def wait_signal(self) -> Any:

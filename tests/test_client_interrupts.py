@@ -20,7 +20,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 import jsonrpc_mini._client_link as link_module
-import jsonrpc_mini._client_reader as reader_module
+import jsonrpc_mini._client_waiter as waiter_module
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, RPCTimeout, SocketTransport
 
 pytestmark = pytest.mark.timeout(60)
@@ -371,7 +371,7 @@ def _top_frame(thread: threading.Thread) -> str | None:
     return None if frame is None else frame.f_code.co_name
 
 
-class _WakeCut(reader_module._Waiter):
+class _WakeCut(waiter_module._Waiter):
     """A waiter whose wake-up is cut by KeyboardInterrupt (as a signal landing inside fail_all)."""
 
     __slots__ = ()

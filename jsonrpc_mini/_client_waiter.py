@@ -1,0 +1,86 @@
+"""A sync client's outstanding call (``_Waiter``), and the RPCTimeout it may end with.
+
+The reading side (``_client_reader``) fills a waiter in when its reply arrives and
+wakes its caller if that caller waits for another thread to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from ._batch import BatchResult, not_sent
+from ._codec import Id
+from ._errors import RPCError, RPCTimeout
+
+__all__ = ["_Waiter", "timed_out"]
+
+
+def timed_out(method: str, message: str) -> RPCTimeout:
+    """RPCTimeout for a call of ``method`` (named in ``method``, and so in the message)."""
+    exc = RPCTimeout(message)
+    exc.method = method or None
+    return exc
+
+
+class _Waiter(BatchResult):
+    """One outstanding call: filled in by whichever thread reads its reply.
+
+    It is a BatchResult: a batch member's waiter is the result its caller holds
+    (speed: one object per call, made when the call is queued; ``id`` is set when
+    the batch is sent).
+    """
+
+    # ``method`` a slot of its own, over BatchResult's read-only property: set once, read directly.
+    __slots__ = ("done", "error", "id", "method", "signal", "value", "waiting")
+    method: str
+
+    # (``method`` first, ``id_`` optional: a batch's builder makes a member's waiter
+    # from its method alone, without a functools.partial layer per member.)
+    def __init__(self, method: str, id_: Id = None) -> None:
+        self.id = id_
+        self.method = method
+        self.done = False
+        self.waiting = False
+        self.value: Any = None
+        self.error: RPCError | None = None
+        # Made only when a caller has to wait for another thread to read its reply: a
+        # caller that reads its own reply (the usual case) never needs one. A plain
+        # lock used as a one-slot signal: held while nobody has signalled, released
+        # by wake(). Speed: threading.Event is a Condition written in Python; with
+        # threads sharing a client, its wait/set pair cost several us per call.
+        self.signal: threading.Lock | None = None
+
+    def wait_signal(self) -> threading.Lock:
+        """The signal to wait on (made on first use, not signalled yet)."""
+        signal = self.signal
+        if signal is None:
+            signal = threading.Lock()
+            signal.acquire()
+            self.signal = signal
+        return signal
+
+    def wake(self) -> None:
+        signal = self.signal
+        if signal is not None:
+            # RuntimeError: signalled already and not yet taken; one signal is enough.
+            with contextlib.suppress(RuntimeError):
+                signal.release()
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def result(self) -> Any:
+        """A batch member's return value; raises its error (BatchResult's API)."""
+        if not self.done:  # every member is done once the batch's send returned
+            raise not_sent(self.method)
+        if self.error is not None:  # (outcome()'s work in line: one call less per result)
+            raise self.error
+        return self.value
+
+    @property
+    def _sent(self) -> bool:
+        return self.done
