@@ -6,7 +6,9 @@ Several ``LoopbackServer``s and ``loopback()``s (or, under asyncio,
 down when the last of its users is done, and only if the kit started it (a server
 the test started itself is left running). A ``loopback()`` never starts the
 server, but it is a user all the same: shutting the server down closes its
-in-memory connection too, calls in flight or not.
+in-memory connection too, calls in flight or not. A handler of a server entering
+the kit for that server while the last user out shuts it down is refused at once
+(ConnectionLost): the shutdown waits for that handler.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .._errors import ConnectionLost
+from .._session import current_session
+
 if TYPE_CHECKING:
     from .._aio_server import RPCServer as AioRPCServer
     from .._server import Address, RPCServer
@@ -25,17 +30,19 @@ if TYPE_CHECKING:
 __all__ = ["acquire", "aio_acquire", "aio_hold", "aio_release", "hold", "release"]
 
 _UNIX = "{} needs a TCP server; this one listens on a Unix socket"
+_POLL = 0.05  # how often a user waiting for a server's turn checks whether it may wait
 
 
 class _Uses:
     """The users of one ``RPCServer``; ``turn`` keeps a start or a shutdown from interleaving."""
 
-    __slots__ = ("busy", "started", "turn", "users")
+    __slots__ = ("busy", "shutting", "started", "turn", "users")
 
     def __init__(self) -> None:
         self.users = 0
         self.started = False  # by the kit: the last user out shuts it down
         self.busy = 0  # threads inside acquire or release: the entry stays while any is
+        self.shutting = False  # the last user out is shutting the server down (its turn held)
         self.turn = threading.Lock()
 
 
@@ -49,13 +56,24 @@ _users: weakref.WeakKeyDictionary[RPCServer, _Uses] = weakref.WeakKeyDictionary(
 
 
 @contextlib.contextmanager
-def _turn(server: RPCServer) -> Iterator[_Uses]:
+def _turn(server: RPCServer, entering: str | None = None) -> Iterator[_Uses]:
     with _lock:
         entry = _users.setdefault(server, _Uses())
         entry.busy += 1
     try:
-        with entry.turn:
+        # A handler of the server cannot wait for a shutdown of that server: the
+        # shutdown waits for the handler (shutdown_grace). It is refused at once, as a
+        # connection to a server that stopped listening would be.
+        while not entry.turn.acquire(timeout=_POLL):
+            if entering is not None and entry.shutting and _in_handler_of(server):
+                raise ConnectionLost(
+                    f"{entering}: the server is shutting down (its last kit user left) and this "
+                    "handler of it cannot connect to it now"
+                )
+        try:
             yield entry
+        finally:
+            entry.turn.release()
     finally:
         with _lock:
             entry.busy -= 1
@@ -79,8 +97,14 @@ def hold(server: RPCServer) -> None:
     _count(server, None)
 
 
+def _in_handler_of(server: RPCServer) -> bool:
+    """Whether this thread runs a handler of ``server``."""
+    session = current_session()
+    return session is not None and session.server is server
+
+
 def _count(server: RPCServer, host: str | None) -> Address | None:
-    with _turn(server) as entry:
+    with _turn(server, "loopback()" if host is None else "LoopbackServer") as entry:
         address = server.address
         if host is not None and isinstance(address, str):
             raise ValueError(_UNIX.format("LoopbackServer"))
@@ -97,7 +121,11 @@ def release(server: RPCServer) -> None:
         entry.users -= 1
         if not entry.users and entry.started:
             entry.started = False
-            server.shutdown()
+            entry.shutting = True
+            try:
+                server.shutdown()
+            finally:
+                entry.shutting = False
 
 
 class _AioUses:

@@ -19,7 +19,7 @@ import weakref
 
 import pytest
 
-from jsonrpc_mini import RPCClient, RPCServer
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer
 from jsonrpc_mini.testing import LoopbackServer, _uses, loopback
 
 pytestmark = pytest.mark.timeout(60)
@@ -155,3 +155,109 @@ def test_a_use_never_given_back_goes_with_its_server(monkeypatch):
     with LoopbackServer(fresh) as lb:
         assert lb.client().add(1, 2) == 3
     assert fresh.address is None
+
+
+@pytest.mark.parametrize("kit", ["loopback", "LoopbackServer"])
+def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_refused_at_once(kit):
+    # review10 r4b: the last LoopbackServer shuts the server down holding the server's
+    # turn, and that shutdown waits for calls in flight. A handler of that server
+    # entering loopback() (or a LoopbackServer) of it waited for the turn: the shutdown
+    # waited out shutdown_grace, then cut the call. Now the handler gets ConnectionLost
+    # at once (as from a server that stopped listening), and the shutdown goes on.
+    gateway = RPCServer(shutdown_grace=5)
+    gateway.register_function(lambda a, b: a + b, "add")
+    entered, go = threading.Event(), threading.Event()
+
+    @gateway.register
+    def fwd(a, b):
+        entered.set()
+        go.wait(30)
+        try:
+            if kit == "loopback":
+                with loopback(gateway) as client:
+                    return client.add(a, b)
+            with LoopbackServer(gateway) as inner:
+                return inner.client().add(a, b)
+        except ConnectionLost as exc:
+            return f"refused: {exc}"
+
+    results = []
+    lb = LoopbackServer(gateway)  # starts it
+    direct = RPCClient(*lb.direct_address, timeout=30)
+    caller = threading.Thread(target=lambda: results.append(direct.fwd(1, 2)))
+    caller.start()
+    assert entered.wait(30)
+    closer = threading.Thread(target=lb.close)  # the last user: shuts it down, waits for fwd
+    closer.start()
+    try:
+        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
+            if gateway.address is None:
+                break
+            threading.Event().wait(0.01)
+        assert gateway.address is None
+    finally:
+        go.set()
+        closer.join(30)
+        caller.join(30)
+        direct.close()
+    name = "loopback()" if kit == "loopback" else "LoopbackServer"
+    assert len(results) == 1, results
+    assert results[0].startswith(f"refused: {name}: the server is shutting down (its last kit user left)"), results
+    assert gateway.address is None
+
+
+@pytest.mark.parametrize("who", ["a thread of the test", "a handler of another server"])
+def test_others_entering_loopback_of_a_server_shutting_down_wait_and_are_served(who):
+    # Only a handler of the server itself is refused: anyone else entering loopback()
+    # of it during its shutdown waits for the shutdown (bounded by its grace) and is
+    # then served in memory, as before.
+    gateway = RPCServer(shutdown_grace=30)
+    gateway.register_function(lambda a, b: a + b, "add")
+    entered, go = threading.Event(), threading.Event()
+
+    @gateway.register
+    def held():
+        entered.set()
+        go.wait(30)
+        return "done"
+
+    def enter():
+        try:
+            with loopback(gateway) as client:
+                return client.add(1, 2)
+        except ConnectionLost as exc:
+            return f"refused: {exc}"
+
+    other = RPCServer()
+    other.register_function(enter, "enter")
+    results, entries = [], []
+    lb = LoopbackServer(gateway)  # starts it
+    direct = RPCClient(*lb.direct_address, timeout=30)
+    caller = threading.Thread(target=lambda: results.append(direct.held()))
+    caller.start()
+    assert entered.wait(30)
+    closer = threading.Thread(target=lb.close)  # the last user: shuts it down, waits for held
+    closer.start()
+    with loopback(other) as via_other:
+        if who == "a thread of the test":
+            entry = threading.Thread(target=lambda: entries.append(enter()))
+        else:
+            entry = threading.Thread(target=lambda: entries.append(via_other.enter()))
+        try:
+            for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
+                if gateway.address is None:
+                    break
+                threading.Event().wait(0.01)
+            assert gateway.address is None
+            entry.start()
+            entry.join(0.3)  # (waits for the shutdown; not refused meanwhile)
+            assert entries == []
+        finally:
+            go.set()
+            closer.join(30)
+            caller.join(30)
+            if entry.ident is not None:
+                entry.join(30)
+            direct.close()
+    assert results == ["done"]
+    assert entries == [3]
