@@ -291,6 +291,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def expect(self, id_: Id, method: str, timeout: float | None) -> Call:
         """Register a pending call; its future gets the result or the call's exception."""
         future = self.pending[id_] = Call(loop=self.loop)
+        if self.proto.unread:  # (see ClientConnection.unread_before)
+            self.proto.witness_call(id_)
         future._steps = None
         future.method = method
         future.timeout = timeout
@@ -310,7 +312,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
 
     def forget(self, id_: Id) -> None:
         """Drop a pending call: a reply arriving for it later is ignored."""
-        self.pending.pop(id_, None)
+        if self.pending.pop(id_, None) is not None:
+            self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
 
     def _sweep(self) -> None:
         # A cancelled call keeps its entry until its reply arrives; drop those whose
@@ -324,6 +327,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
 
     def _timed_out(self, id_: Id) -> None:
         future = self.pending.pop(id_, None)  # (None: answered, forgotten or failed)
+        if future is not None:
+            self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
         if future is not None and not future.done():
             why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
             future.set_exception(RPCTimeout(why))
@@ -352,8 +357,9 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def _violation(self, event: Violation) -> None:
         # A reply that names a pending call but cannot be used fails that call: its
         # answer will not come. An error with id null answers a message the server
-        # could not read: with a single call outstanding and no notification ever sent
-        # (see ClientConnection.notified) it can only be that call's. Anything else
+        # could not read: with a single call outstanding and no message that gets no
+        # reply possibly unread (ClientConnection.unread_before) it can only be that
+        # call's. Anything else
         # is logged.
         if event.id is not None:
             future = self.pending.pop(event.id, None)
@@ -363,7 +369,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 future.set_exception(unusable_reply(event.reason, future.method))
             return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
-        if event.error is None or len(live) != 1 or self.proto.notified:
+        # (A cancelled call keeps its entry, done, until its reply or a sweep: it may be the cause.)
+        if event.error is None or len(live) != 1 or len(self.pending) != 1 or self.proto.unread_before(self.pending):
             log.warning("ignoring message from server: %s", event.reason)
             return
         self._deliver(ErrorResponse(live[0], event.error))

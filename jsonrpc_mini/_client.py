@@ -175,7 +175,7 @@ class RPCClient:
         ids = proto.next_ids(len(waiters))
         data = proto.encode_values(call_values(calls, iter(ids)))
         if len(waiters) < len(calls.results):
-            proto.notified = True  # (members without a result are notifications: see ClientConnection.notified)
+            proto.sent_unanswered()  # (members without a result are notifications)
         for waiter, id_ in zip(waiters, ids, strict=True):
             waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout

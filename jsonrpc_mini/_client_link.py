@@ -85,6 +85,8 @@ class _Link(_ReplyReader):
                     raise ConnectionLost(self.lost)
                 # In C, no Python step per member (a batch's 1,000): ~0.5M instructions less.
                 self.pending.update(zip(map(_waiter_id, waiters), waiters, strict=True))
+                if waiters and self.proto.unread:  # (see ClientConnection.unread_before)
+                    self.proto.witness_call(waiters[0].id)
             self.send(data, deadline, what)
         except BaseException:
             try:
@@ -93,6 +95,8 @@ class _Link(_ReplyReader):
                 with self.lock:
                     for waiter in waiters:
                         self.pending.pop(waiter.id, None)
+                    if waiters:  # given up on, maybe sent in part
+                        self.proto.sent_unanswered()
             raise
 
     def request(self, method: str, params: Params, timeout: float | None) -> Any:
@@ -161,6 +165,8 @@ class _Link(_ReplyReader):
                     elif drain:
                         self.sending = threading.get_ident()
                 self.pending[waiter.id] = waiter
+                if proto.unread:  # (see ClientConnection.unread_before)
+                    proto.witness_call(id_)
             if not queued:
                 try:
                     if lead:

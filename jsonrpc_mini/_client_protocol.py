@@ -9,7 +9,7 @@ import itertools
 import operator
 import reprlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from ._codec import (
@@ -92,11 +92,49 @@ class ClientConnection(_Base):
         # Only single dict operations touch it: a sync client's caller may add or
         # forget a batch while another thread reads.
         self._batches: dict[Id, list[Id]] = {}
-        # True once a notification went out (alone or in a batch). An error with id
-        # null answers a message the server could not read; the drivers give it to
-        # the one call in flight only while this is False: after a notification it
-        # may be the notification's (too large, cut short by the network).
-        self.notified = False
+        # An error with id null answers a message the server could not read; the
+        # drivers give it to the one call in flight only if no other message can be
+        # its cause (see unread_before). ``unread``: a message that gets no reply (a
+        # notification, a call given up on after it may have gone out) went out,
+        # and the server may not have read it yet. ``witness``: the first call
+        # registered since; its answer proves the server read past that message.
+        self.unread = False
+        self.witness: Id | None = None
+
+    def sent_unanswered(self) -> None:
+        """A message that gets no reply went out (or may have): a notification, a call given up on.
+
+        Until a call registered after it is answered, an error with id null may be
+        that message's (the server could not read it: too large, too deep, cut
+        short), so no call in flight is blamed for one (:meth:`unread_before`).
+        """
+        self.unread = True
+        self.witness = None
+
+    def witness_call(self, id_: Id) -> None:
+        """A call ``id_`` is registered while :attr:`unread` (drivers call this only then)."""
+        if self.witness is None:
+            self.witness = id_
+
+    def unread_before(self, pending: Container[Id]) -> bool:
+        """Whether the server may still have to read a message that gets no reply.
+
+        ``pending``: the ids of the calls still waiting for a reply. The server reads
+        a connection's messages in order and answers one it cannot read as it reads
+        it, so once a call sent after such a message is answered (it left
+        ``pending``; a call given up on instead makes a new :meth:`sent_unanswered`),
+        an error with id null cannot be that message's any more. (A call registered
+        by one thread just before another thread's notification is sent could be
+        sent before it; the drivers register and send calls in order otherwise.)
+        """
+        if not self.unread:
+            return False
+        witness = self.witness
+        if witness is not None and witness not in pending:
+            self.unread = False
+            self.witness = None
+            return False
+        return True
 
     def next_id(self) -> int:
         """A fresh request id."""
@@ -131,7 +169,8 @@ class ClientConnection(_Base):
         """Frame a request, a notification, or a list of them as one batch array."""
         if not isinstance(message, Request):
             members = (message,) if isinstance(message, Notification) else message
-            self.notified = self.notified or any(type(m) is Notification for m in members)
+            if any(type(m) is Notification for m in members):
+                self.sent_unanswered()
         return self._frame(encode_message(message, self.codec.dumps))
 
     def encode_request(self, method: str, params: Params, id_: Id) -> bytes:

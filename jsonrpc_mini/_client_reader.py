@@ -84,6 +84,7 @@ class _ReplyReader(ReplySettler):
                     if waiter.done:
                         return
                     self.pending.pop(waiter.id, None)
+                    self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
                     waiter.done = True
                     unsent = self._unqueue(waiter)
                 if unsent:  # still in the outbox: the claimant's send has not ended
@@ -136,7 +137,8 @@ class _ReplyReader(ReplySettler):
         goes to another follower.
         """
         with self.lock:
-            self.pending.pop(waiter.id, None)
+            if self.pending.pop(waiter.id, None) is not None:
+                self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
             self._unqueue(waiter)  # not to be sent any more
             if not waiter.done:  # a batch member's result() raises this (its reply, if it came, stands)
                 waiter.error = RPCError(None, f"{waiter.method}: interrupted before its reply came")

@@ -96,8 +96,9 @@ class ReplySettler:
     def _violation(self, event: Violation) -> None:
         # A reply that names a pending call but cannot be used fails that call: its
         # answer will not come. An error with id null answers a message the server
-        # could not read: with a single call outstanding and no notification ever sent
-        # (see ClientConnection.notified) it can only be that call's. Anything else
+        # could not read: with a single call outstanding and no message that gets no
+        # reply possibly unread (ClientConnection.unread_before) it can only be that
+        # call's. Anything else
         # is logged.
         with self.lock:
             if event.id is not None:
@@ -105,7 +106,7 @@ class ReplySettler:
                 if only is not None:
                     only.error = unusable_reply(event.reason, only.method)
                     only.done = True
-            elif event.error is None or len(self.pending) != 1 or self.proto.notified:
+            elif event.error is None or len(self.pending) != 1 or self.proto.unread_before(self.pending):
                 only = None
             else:
                 only = self.pending.pop(next(iter(self.pending)))

@@ -6,11 +6,13 @@ that call's (tests/test_client.py). Once a notification has gone out on the
 connection, the error may be the notification's: then the call must not raise it
 but get its own reply (review10 r3: a 5 KB notification to a server with a 2 KB
 limit made an unrelated call raise "message too large"). Both drivers, a
-notification alone or in a batch.
+notification alone or in a batch. The same holds after a call given up on, and the
+doubt ends once a call sent afterwards is answered (review11 f1, f3: below).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from _aio_support import run
 from _driver_helpers import WAIT, FakeServer, Peer
 
-from jsonrpc_mini import RPCClient, RPCError, aio
+from jsonrpc_mini import RPCClient, RPCError, RPCTimeout, aio
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,4 +103,194 @@ def test_aio_without_a_notification_the_only_call_still_takes_it() -> None:
 
     with FakeServer(calls_only) as fake:
         run(main)
+    assert not fake.errors
+
+
+# -- review11 f3/f1: what makes an id-null error ambiguous, and what ends that ----------
+#
+# The server reads a connection's messages in order and answers one it cannot read as
+# it reads it. So once a call sent after a notification (or after a call given up on)
+# has its reply, an id-null error can no longer be that message's: the one call in
+# flight takes it again (f3: before, one notification early in a connection's life made
+# every later such error only logged, and the call that caused it waited for ever with
+# the default timeout). A call given up on (timed out, cancelled) after it went out is
+# such a message too (f1: its error was raised by the next call alone in flight).
+
+
+def notification_answered_call_then_bad_call(peer: Peer) -> None:
+    peer.json_line()  # the notification (or a batch of them)
+    first = peer.json_line()
+    peer.sendall(reply(first["id"], "first"))
+    peer.json_line()  # the call the server cannot read
+    peer.sendall(NULL_ERROR)
+    peer.until(b"\n")
+
+
+@pytest.mark.parametrize("how", ["alone", "in a batch"])
+def test_sync_a_reply_after_the_notification_makes_the_error_the_calls_again(how: str) -> None:
+    with (
+        FakeServer(notification_answered_call_then_bad_call) as fake,
+        RPCClient(*fake.address, timeout=WAIT) as client,
+    ):
+        if how == "alone":
+            client.notify("log", "x")
+        else:
+            with client.batch() as batch:
+                batch.notify("log", "x")
+        assert client.first() == "first"
+        with pytest.raises(RPCError, match="message too large") as info:
+            client.second()
+        assert info.value.code == -32600
+        client.notify("bye")
+    assert not fake.errors
+
+
+@pytest.mark.parametrize("how", ["alone", "in a batch"])
+def test_aio_a_reply_after_the_notification_makes_the_error_the_calls_again(how: str) -> None:
+    async def main() -> None:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            if how == "alone":
+                await client.notify("log", "x")
+            else:
+                async with client.batch() as batch:
+                    batch.notify("log", "x")
+            assert await client.first() == "first"
+            with pytest.raises(RPCError, match="message too large") as info:
+                await client.second()
+            assert info.value.code == -32600
+            await client.notify("bye")
+
+    with FakeServer(notification_answered_call_then_bad_call) as fake:
+        run(main)
+    assert not fake.errors
+
+
+def earlier_call_answered_after_the_notification(peer: Peer) -> None:
+    first = peer.json_line()  # sent before the notification
+    peer.json_line()  # the notification
+    peer.sendall(reply(first["id"], "first"))
+    second = peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.sendall(reply(second["id"], "mine"))
+    peer.until(b"\n")
+
+
+def test_aio_only_a_call_sent_after_the_notification_can_end_the_doubt() -> None:
+    # The first call's reply says nothing about the notification sent after it.
+    async def main() -> Any:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            first = asyncio.ensure_future(client.first())
+            await asyncio.sleep(0)  # the first call goes out
+            await client.notify("log", "x")
+            assert await first == "first"
+            result = await client.second()
+            await client.notify("bye")
+        return result
+
+    with FakeServer(earlier_call_answered_after_the_notification) as fake:
+        assert run(main) == "mine"
+    assert not fake.errors
+
+
+def given_up_call_then_call(peer: Peer) -> None:
+    peer.json_line()  # the call given up on: never answered
+    second = peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.sendall(reply(second["id"], "mine"))
+    peer.until(b"\n")
+
+
+def test_sync_after_a_timed_out_call_a_null_id_error_is_not_the_next_calls() -> None:
+    with FakeServer(given_up_call_then_call) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+        with pytest.raises(RPCTimeout):
+            client.with_timeout(0.2).first()
+        assert client.second() == "mine"
+        client.notify("bye")
+    assert not fake.errors
+
+
+def test_aio_after_a_cancelled_call_a_null_id_error_is_not_the_next_calls() -> None:
+    async def main() -> Any:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            first = asyncio.ensure_future(client.first())
+            second = asyncio.ensure_future(client.second())
+            await asyncio.sleep(0)  # both go out
+            first.cancel()
+            result = await second
+            await client.notify("bye")
+        return result
+
+    with FakeServer(given_up_call_then_call) as fake:
+        assert run(main) == "mine"
+    assert not fake.errors
+
+
+def test_aio_after_a_timed_out_call_a_null_id_error_is_not_the_next_calls() -> None:
+    async def main() -> Any:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            with pytest.raises(RPCTimeout):
+                await client.with_timeout(0.2).first()
+            result = await client.second()
+            await client.notify("bye")
+        return result
+
+    with FakeServer(given_up_call_then_call) as fake:
+        assert run(main) == "mine"
+    assert not fake.errors
+
+
+def given_up_call_answered_call_then_bad_call(peer: Peer) -> None:
+    peer.json_line()  # the call given up on
+    second = peer.json_line()
+    peer.sendall(reply(second["id"], "second"))
+    peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.until(b"\n")
+
+
+def test_sync_after_a_timed_out_call_a_later_reply_ends_the_doubt() -> None:
+    with (
+        FakeServer(given_up_call_answered_call_then_bad_call) as fake,
+        RPCClient(*fake.address, timeout=WAIT) as client,
+    ):
+        with pytest.raises(RPCTimeout):
+            client.with_timeout(0.2).first()
+        assert client.second() == "second"
+        with pytest.raises(RPCError, match="message too large"):
+            client.third()
+        client.notify("bye")
+    assert not fake.errors
+
+
+def second_notification_while_the_witness_runs(peer: Peer) -> None:
+    peer.json_line()  # the first notification
+    first = peer.json_line()  # sent after it
+    peer.json_line()  # a second notification, sent while the first call runs
+    peer.sendall(reply(first["id"], "first"))
+    second = peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.sendall(reply(second["id"], "mine"))
+    peer.until(b"\n")
+
+
+def test_aio_a_reply_ends_the_doubt_only_for_what_was_sent_before_its_call() -> None:
+    # The first call's reply proves the first notification read, not the second.
+    async def main() -> Any:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            await client.notify("log", "x")
+            first = asyncio.ensure_future(client.first())
+            await asyncio.sleep(0)  # the first call goes out
+            await client.notify("log", "y")
+            assert await first == "first"
+            result = await client.second()
+            await client.notify("bye")
+        return result
+
+    with FakeServer(second_notification_while_the_witness_runs) as fake:
+        assert run(main) == "mine"
     assert not fake.errors
