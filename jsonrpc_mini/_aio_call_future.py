@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientConnection
 
 __all__ = ["Call"]
 
@@ -23,10 +26,24 @@ class Call(asyncio.Future[Any]):
     """
 
     # Speed: slots, all set by Link.expect (an instance dict cost ~0.1 us per call).
-    __slots__ = ("_steps", "method", "timeout")
+    __slots__ = ("_steps", "method", "proto", "timeout")
     _steps: Generator[Any, None, Any] | None
     method: str  # the remote method (for error messages)
     timeout: float | None  # the call's timeout in seconds, None: none
+    proto: ClientConnection  # the connection's core (told when the call is given up on)
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Stop waiting for this call (its reply, if one comes, is dropped).
+
+        The request may have gone out: until a later call is answered, an error
+        with id null may be its (see ``ClientConnection.unread_before``).
+        """
+        if not super().cancel(msg):
+            return False
+        proto = getattr(self, "proto", None)  # (None: a Call not made by Link.expect)
+        if proto is not None:
+            proto.sent_unanswered()
+        return True
 
     def _stepper(self) -> Generator[Any, None, Any]:
         # getattr: a Call made by the caller, not by Link.expect, has no _steps slot set.

@@ -47,6 +47,9 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: dict[Id, Call] = {}  # the calls waiting for their reply, by id
         self.lost: str | None = None
+        # The last error with id null given to no call, until a reply follows it: a
+        # server that closes right after it said why (``fail_all`` quotes it).
+        self.said: str | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._write_ready: asyncio.Future[None] | None = None
         self._out: list[bytes] | None = None
@@ -88,6 +91,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 if id_ is None:
                     self._deliver(self.proto.parse_reply(value))
                     return
+                if self.said is not None:
+                    self.said = None  # a reply after it: that error was not the server's last word
                 future = self.pending.pop(id_, None)
                 if future is None:
                     log.debug("dropping reply for unknown or timed-out id %r", id_)
@@ -150,6 +155,8 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         for value in values:
             id_ = success_id(value)
             if id_ is not None:
+                if self.said is not None:
+                    self.said = None  # a reply after it: that error was not the server's last word
                 future = pending.pop(id_, None)
                 if future is None:
                     log.debug("dropping reply for unknown or timed-out id %r", id_)
@@ -295,6 +302,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
             self.proto.witness_call(id_)
         future._steps = None
         future.method = method
+        future.proto = self.proto
         future.timeout = timeout
         if timeout is not None:
             queue = self._queues.get(timeout)
@@ -342,6 +350,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         if isinstance(event, Violation):
             self._violation(event)
             return
+        self.said = None  # a reply after it: that error was not the server's last word
         future = self.pending.pop(event.id, None)
         if future is None:
             log.debug("dropping reply for unknown or timed-out id %r", event.id)
@@ -369,8 +378,9 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 future.set_exception(unusable_reply(event.reason, future.method))
             return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
-        # (A cancelled call keeps its entry, done, until its reply or a sweep: it may be the cause.)
-        if event.error is None or len(live) != 1 or len(self.pending) != 1 or self.proto.unread_before(self.pending):
+        if event.error is None or len(live) != 1 or self.proto.unread_before(self.pending):
+            if event.error is not None:
+                self.said = event.error.message
             log.warning("ignoring message from server: %s", event.reason)
             return
         self._deliver(ErrorResponse(live[0], event.error))
@@ -378,7 +388,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
     def fail_all(self, reason: str) -> None:
         """The single error path: mark the link lost and fail every pending call."""
         if self.lost is None:
-            self.lost = reason
+            self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
         self._held.clear()
         pending, self.pending = self.pending, {}
         self._deadlines.clear()

@@ -20,7 +20,7 @@ import pytest
 from _aio_support import run
 from _driver_helpers import WAIT, FakeServer, Peer
 
-from jsonrpc_mini import RPCClient, RPCError, RPCTimeout, aio
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCTimeout, aio
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -293,4 +293,78 @@ def test_aio_a_reply_ends_the_doubt_only_for_what_was_sent_before_its_call() -> 
 
     with FakeServer(second_notification_while_the_witness_runs) as fake:
         assert run(main) == "mine"
+    assert not fake.errors
+
+
+# -- the aio client quotes the server's last word, as the sync client does ----------
+
+
+def notification_then_error_and_close(peer: Peer) -> None:
+    peer.json_line()  # the notification
+    peer.json_line()  # the call
+    peer.sendall(NULL_ERROR)  # (could be either's: the client cannot tell)
+    peer.close()
+
+
+def notification_error_then_more(peer: Peer) -> None:
+    peer.json_line()  # the notification
+    request = peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.sendall(reply(request["id"], "mine"))
+    peer.json_line()  # the next call
+    peer.close()
+
+
+def test_aio_a_connection_lost_quotes_the_error_the_server_closed_after() -> None:
+    async def main() -> None:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            await client.notify("log", "x")
+            with pytest.raises(ConnectionLost, match=r"\(the server said: .*message too large\)"):
+                await client.anything()
+
+    with FakeServer(notification_then_error_and_close) as fake:
+        run(main)
+    assert not fake.errors
+
+
+def test_aio_a_connection_lost_does_not_quote_an_error_followed_by_more() -> None:
+    async def main() -> None:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            await client.notify("log", "x")
+            assert await client.anything() == "mine"
+            with pytest.raises(ConnectionLost) as lost:
+                await client.anything()
+            assert "the server said" not in str(lost.value)
+
+    with FakeServer(notification_error_then_more) as fake:
+        run(main)
+    assert not fake.errors
+
+
+def cancelled_call_answered_call_then_bad_call(peer: Peer) -> None:
+    peer.json_line()  # the call given up on: still running on the server, never answered
+    second = peer.json_line()
+    peer.sendall(reply(second["id"], "second"))
+    peer.json_line()
+    peer.sendall(NULL_ERROR)
+    peer.until(b"\n")
+
+
+def test_aio_after_a_cancelled_call_a_later_reply_ends_the_doubt() -> None:
+    # review11 M0: the cancelled call's entry stays in the pending map until its reply
+    # or a sweep; that alone must not keep the next bad call from getting its error.
+    async def main() -> None:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.first(), 0.1)
+            assert await client.second() == "second"
+            with pytest.raises(RPCError, match="message too large"):
+                await client.third()
+            await client.notify("bye")
+
+    with FakeServer(cancelled_call_answered_call_then_bad_call) as fake:
+        run(main)
     assert not fake.errors
