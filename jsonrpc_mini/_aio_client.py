@@ -25,6 +25,7 @@ from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import connect_errors
+from ._unix import UnixPath, unix_path
 
 __all__ = ["Call", "RPCClient", "connect"]
 
@@ -178,7 +179,7 @@ async def connect(
     host: str | None = "127.0.0.1",
     port: int | None = 5000,
     *,
-    path: str | None = None,
+    path: UnixPath | None = None,
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     timeout: float | None = None,
@@ -197,6 +198,7 @@ async def connect(
     connection, a deeper one fails its call.
     """
     timeout = check_timeout(timeout)
+    path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
     loop = asyncio.get_running_loop()
     link: Link

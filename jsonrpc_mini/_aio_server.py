@@ -32,7 +32,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._server import ServerOptions
-from ._unix import listen_unix
+from ._unix import UnixPath, listen_unix, unix_path
 
 __all__ = ["RPCServer"]
 
@@ -133,7 +133,7 @@ class RPCServer(Registry):
         host: str = "127.0.0.1",
         port: int = 5000,
         *,
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> Address:
         """Start listening; return the bound ``(host, port)`` (or the Unix socket path).
@@ -145,6 +145,7 @@ class RPCServer(Registry):
         """
         if self._listener is not None:
             raise RuntimeError("this server is already listening; call shutdown() first")
+        path = unix_path(path)
         loop = asyncio.get_running_loop()
         opts = self.options
         listener: TlsListener | asyncio.Server
@@ -184,7 +185,7 @@ class RPCServer(Registry):
         host: str = "127.0.0.1",
         port: int = 5000,
         *,
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Serve until ``shutdown()`` (or until this task is cancelled, which shuts down).

@@ -25,6 +25,7 @@ from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
 from ._transport import Transport, open_connection
+from ._unix import UnixPath, unix_path
 
 __all__ = ["RPCClient"]
 
@@ -82,7 +83,7 @@ class RPCClient:
         *,
         timeout: float | None = None,
         framing: FramingName = "newline",
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         transport: Transport | None = None,
@@ -114,7 +115,7 @@ class RPCClient:
         host: str | None = "127.0.0.1",
         port: int | None = 5000,
         *,
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> RPCClient:
@@ -122,7 +123,7 @@ class RPCClient:
         if self._link is not None and self._link.lost is None:
             raise RPCError(None, "this client is already connected; close() it first or make a new RPCClient")
         transport = open_connection(
-            host, port, path=path, timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
+            host, port, path=unix_path(path), timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
         )
         self._attach(transport)
         return self

@@ -28,7 +28,7 @@ from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
 from ._remote import LONGEST_WAIT, check_count
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
-from ._unix import bind_unix
+from ._unix import UnixPath, bind_unix, unix_path
 from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
@@ -153,7 +153,7 @@ class RPCServer(Registry):
         host: str = "127.0.0.1",
         port: int = 5000,
         *,
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Serve until ``shutdown()`` is called (from a handler, a signal or another thread).
@@ -168,7 +168,7 @@ class RPCServer(Registry):
         host: str = "127.0.0.1",
         port: int = 5000,
         *,
-        path: str | None = None,
+        path: UnixPath | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> Address:
         """Serve in a background thread; return the bound ``(host, port)`` (or the Unix path).
@@ -186,7 +186,8 @@ class RPCServer(Registry):
         """The address being served, or None when not listening."""
         return None if self._listener is None else self._listener.address
 
-    def _listen(self, host: str, port: int, path: str | None, ssl: _ssl.SSLContext | None) -> _Listener:
+    def _listen(self, host: str, port: int, path: UnixPath | None, ssl: _ssl.SSLContext | None) -> _Listener:
+        path = unix_path(path)
         with self._lock:
             if self._listener is not None:
                 raise RuntimeError("this server is already listening; call shutdown() first")

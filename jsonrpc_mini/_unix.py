@@ -10,8 +10,18 @@ import secrets
 import socket
 import stat
 from collections.abc import Callable
+from typing import Union
 
 __all__ = ["bind_unix", "listen_unix", "remove_stale_socket"]
+
+
+UnixPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+"""What ``path=`` takes: a str, or bytes or a path-like object (as ``os.fsdecode`` reads them)."""
+
+
+def unix_path(path: UnixPath | None) -> str | None:
+    """``path=`` as the str the servers and clients use (None stays None)."""
+    return None if path is None else os.fsdecode(path)
 
 
 def remove_stale_socket(path: str) -> None:

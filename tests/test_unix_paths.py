@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import socket
 import ssl as _ssl
@@ -14,7 +15,7 @@ import pytest
 from _aio_support import run
 from _driver_helpers import tls_contexts
 
-from jsonrpc_mini import RPCServer, _unix, aio
+from jsonrpc_mini import RPCClient, RPCServer, _unix, aio
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -238,4 +239,45 @@ def test_a_failing_listen_leaves_no_socket_file(driver: str, unix_path: str, mon
     monkeypatch.setattr(socket.socket, "listen", failing_listen)
     with pytest.raises(OSError, match="cannot listen"):
         start_and_stop(driver, unix_path)
+    assert os.listdir(os.path.dirname(unix_path)) == []
+
+
+# review11 f6: path= takes bytes and path-like objects too (26616c8 broke bytes on the
+# servers; a pathlib.Path worked on the servers but not on the sync client).
+PATH_TYPES = {"Path": pathlib.Path, "bytes": os.fsencode}
+
+
+@pytest.mark.parametrize("kind", sorted(PATH_TYPES))
+def test_sync_server_and_client_take_bytes_and_path_like_paths(kind: str, unix_path: str) -> None:
+    given = PATH_TYPES[kind](unix_path)
+    server = RPCServer()
+    server.register_function(lambda: "pong", name="ping")
+    try:
+        assert server.start(path=given) == unix_path  # the address is the path as a str
+        with RPCClient(path=given, timeout=10) as client:
+            assert client.ping() == "pong"
+    finally:
+        server.shutdown()
+    assert os.listdir(os.path.dirname(unix_path)) == []
+
+
+@pytest.mark.parametrize("kind", sorted(PATH_TYPES))
+def test_aio_server_and_client_take_bytes_and_path_like_paths(kind: str, unix_path: str) -> None:
+    given = PATH_TYPES[kind](unix_path)
+
+    async def main() -> None:
+        server = aio.RPCServer()
+
+        async def ping() -> str:
+            return "pong"
+
+        server.register_function(ping)
+        try:
+            assert await server.start(path=given) == unix_path
+            async with await aio.connect(path=given, timeout=10) as client:
+                assert await client.ping() == "pong"
+        finally:
+            await server.shutdown()
+
+    run(main)
     assert os.listdir(os.path.dirname(unix_path)) == []
