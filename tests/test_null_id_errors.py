@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -32,6 +33,53 @@ def reply(id_: Any, result: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": id_, "result": result}).encode() + b"\n"
 
 
+def against_sync(script: Callable[[Peer], None], body: Callable[[RPCClient], Any]) -> Any:
+    """``body(client)`` against a fake server playing ``script``; the client's last word is a notification."""
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+        result = body(client)
+        client.notify("bye")
+    assert not fake.errors
+    return result
+
+
+def against_aio(
+    script: Callable[[Peer], None], body: Callable[[aio.RPCClient], Awaitable[Any]], bye: bool = True
+) -> Any:
+    """As :func:`against_sync` for the aio client (``bye=False``: the server closes first)."""
+
+    async def main() -> Any:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            result = await body(client)
+            if bye:
+                await client.notify("bye")
+        return result
+
+    with FakeServer(script) as fake:
+        result = run(main)
+    assert not fake.errors
+    return result
+
+
+def notify_sync(client: RPCClient, how: str) -> None:
+    if how == "alone":
+        client.notify("log", "x")
+    else:
+        with client.batch() as batch:
+            batch.notify("log", "x")
+
+
+async def notify_aio(client: aio.RPCClient, how: str) -> None:
+    if how == "alone":
+        await client.notify("log", "x")
+    else:
+        async with client.batch() as batch:
+            batch.notify("log", "x")
+
+
+HOW = pytest.mark.parametrize("how", ["alone", "in a batch"])
+
+
 def notification_then_call(peer: Peer) -> None:
     """The script: a notification (or a batch of them), then a call; the null-id error first."""
     peer.json_line()
@@ -41,36 +89,22 @@ def notification_then_call(peer: Peer) -> None:
     peer.until(b"\n")
 
 
-@pytest.mark.parametrize("how", ["alone", "in a batch"])
+@HOW
 def test_sync_after_a_notification_a_null_id_error_is_not_the_calls(how: str) -> None:
-    with FakeServer(notification_then_call) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
-        if how == "alone":
-            client.notify("log", "x")
-        else:
-            with client.batch() as batch:
-                batch.notify("log", "x")
-        assert client.anything() == "mine"
-        client.notify("bye")
-    assert not fake.errors
+    def body(client: RPCClient) -> Any:
+        notify_sync(client, how)
+        return client.anything()
+
+    assert against_sync(notification_then_call, body) == "mine"
 
 
-@pytest.mark.parametrize("how", ["alone", "in a batch"])
+@HOW
 def test_aio_after_a_notification_a_null_id_error_is_not_the_calls(how: str) -> None:
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            if how == "alone":
-                await client.notify("log", "x")
-            else:
-                async with client.batch() as batch:
-                    batch.notify("log", "x")
-            result = await client.anything()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        await notify_aio(client, how)
+        return await client.anything()
 
-    with FakeServer(notification_then_call) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(notification_then_call, body) == "mine"
 
 
 def calls_only(peer: Peer) -> None:
@@ -82,28 +116,23 @@ def calls_only(peer: Peer) -> None:
 
 
 def test_sync_without_a_notification_the_only_call_still_takes_it() -> None:
-    with FakeServer(calls_only) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+    def body(client: RPCClient) -> None:
         assert client.first() == "first"
         with pytest.raises(RPCError, match="message too large") as info:
             client.second()
         assert info.value.code == -32600
-        client.notify("bye")
-    assert not fake.errors
+
+    against_sync(calls_only, body)
 
 
 def test_aio_without_a_notification_the_only_call_still_takes_it() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            assert await client.first() == "first"
-            with pytest.raises(RPCError, match="message too large") as info:
-                await client.second()
-            assert info.value.code == -32600
-            await client.notify("bye")
+    async def body(client: aio.RPCClient) -> None:
+        assert await client.first() == "first"
+        with pytest.raises(RPCError, match="message too large") as info:
+            await client.second()
+        assert info.value.code == -32600
 
-    with FakeServer(calls_only) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(calls_only, body)
 
 
 # -- review11 f3/f1: what makes an id-null error ambiguous, and what ends that ----------
@@ -126,44 +155,28 @@ def notification_answered_call_then_bad_call(peer: Peer) -> None:
     peer.until(b"\n")
 
 
-@pytest.mark.parametrize("how", ["alone", "in a batch"])
+@HOW
 def test_sync_a_reply_after_the_notification_makes_the_error_the_calls_again(how: str) -> None:
-    with (
-        FakeServer(notification_answered_call_then_bad_call) as fake,
-        RPCClient(*fake.address, timeout=WAIT) as client,
-    ):
-        if how == "alone":
-            client.notify("log", "x")
-        else:
-            with client.batch() as batch:
-                batch.notify("log", "x")
+    def body(client: RPCClient) -> None:
+        notify_sync(client, how)
         assert client.first() == "first"
         with pytest.raises(RPCError, match="message too large") as info:
             client.second()
         assert info.value.code == -32600
-        client.notify("bye")
-    assert not fake.errors
+
+    against_sync(notification_answered_call_then_bad_call, body)
 
 
-@pytest.mark.parametrize("how", ["alone", "in a batch"])
+@HOW
 def test_aio_a_reply_after_the_notification_makes_the_error_the_calls_again(how: str) -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            if how == "alone":
-                await client.notify("log", "x")
-            else:
-                async with client.batch() as batch:
-                    batch.notify("log", "x")
-            assert await client.first() == "first"
-            with pytest.raises(RPCError, match="message too large") as info:
-                await client.second()
-            assert info.value.code == -32600
-            await client.notify("bye")
+    async def body(client: aio.RPCClient) -> None:
+        await notify_aio(client, how)
+        assert await client.first() == "first"
+        with pytest.raises(RPCError, match="message too large") as info:
+            await client.second()
+        assert info.value.code == -32600
 
-    with FakeServer(notification_answered_call_then_bad_call) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(notification_answered_call_then_bad_call, body)
 
 
 def earlier_call_answered_after_the_notification(peer: Peer) -> None:
@@ -178,20 +191,14 @@ def earlier_call_answered_after_the_notification(peer: Peer) -> None:
 
 def test_aio_only_a_call_sent_after_the_notification_can_end_the_doubt() -> None:
     # The first call's reply says nothing about the notification sent after it.
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            first = asyncio.ensure_future(client.first())
-            await asyncio.sleep(0)  # the first call goes out
-            await client.notify("log", "x")
-            assert await first == "first"
-            result = await client.second()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        first = asyncio.ensure_future(client.first())
+        await asyncio.sleep(0)  # the first call goes out
+        await client.notify("log", "x")
+        assert await first == "first"
+        return await client.second()
 
-    with FakeServer(earlier_call_answered_after_the_notification) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(earlier_call_answered_after_the_notification, body) == "mine"
 
 
 def given_up_call_then_call(peer: Peer) -> None:
@@ -203,48 +210,36 @@ def given_up_call_then_call(peer: Peer) -> None:
 
 
 def test_sync_after_a_timed_out_call_a_null_id_error_is_not_the_next_calls() -> None:
-    with FakeServer(given_up_call_then_call) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+    def body(client: RPCClient) -> Any:
         with pytest.raises(RPCTimeout):
             client.with_timeout(0.2).first()
-        assert client.second() == "mine"
-        client.notify("bye")
-    assert not fake.errors
+        return client.second()
+
+    assert against_sync(given_up_call_then_call, body) == "mine"
 
 
 def test_aio_after_a_cancelled_call_a_null_id_error_is_not_the_next_calls() -> None:
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            first = asyncio.ensure_future(client.first())
-            second = asyncio.ensure_future(client.second())
-            await asyncio.sleep(0)  # both go out
-            first.cancel()
-            result = await second
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        first = asyncio.ensure_future(client.first())
+        second = asyncio.ensure_future(client.second())
+        await asyncio.sleep(0)  # both go out
+        first.cancel()
+        return await second
 
-    with FakeServer(given_up_call_then_call) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(given_up_call_then_call, body) == "mine"
 
 
 def test_aio_after_a_timed_out_call_a_null_id_error_is_not_the_next_calls() -> None:
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            with pytest.raises(RPCTimeout):
-                await client.with_timeout(0.2).first()
-            result = await client.second()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        with pytest.raises(RPCTimeout):
+            await client.with_timeout(0.2).first()
+        return await client.second()
 
-    with FakeServer(given_up_call_then_call) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(given_up_call_then_call, body) == "mine"
 
 
 def given_up_call_answered_call_then_bad_call(peer: Peer) -> None:
-    peer.json_line()  # the call given up on
+    peer.json_line()  # the call given up on: still running on the server, never answered
     second = peer.json_line()
     peer.sendall(reply(second["id"], "second"))
     peer.json_line()
@@ -253,17 +248,27 @@ def given_up_call_answered_call_then_bad_call(peer: Peer) -> None:
 
 
 def test_sync_after_a_timed_out_call_a_later_reply_ends_the_doubt() -> None:
-    with (
-        FakeServer(given_up_call_answered_call_then_bad_call) as fake,
-        RPCClient(*fake.address, timeout=WAIT) as client,
-    ):
+    def body(client: RPCClient) -> None:
         with pytest.raises(RPCTimeout):
             client.with_timeout(0.2).first()
         assert client.second() == "second"
         with pytest.raises(RPCError, match="message too large"):
             client.third()
-        client.notify("bye")
-    assert not fake.errors
+
+    against_sync(given_up_call_answered_call_then_bad_call, body)
+
+
+def test_aio_after_a_cancelled_call_a_later_reply_ends_the_doubt() -> None:
+    # review11 M0: the cancelled call's entry stays in the pending map until its reply
+    # or a sweep; that alone must not keep the next bad call from getting its error.
+    async def body(client: aio.RPCClient) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.first(), 0.1)
+        assert await client.second() == "second"
+        with pytest.raises(RPCError, match="message too large"):
+            await client.third()
+
+    against_aio(given_up_call_answered_call_then_bad_call, body)
 
 
 def second_notification_while_the_witness_runs(peer: Peer) -> None:
@@ -279,21 +284,15 @@ def second_notification_while_the_witness_runs(peer: Peer) -> None:
 
 def test_aio_a_reply_ends_the_doubt_only_for_what_was_sent_before_its_call() -> None:
     # The first call's reply proves the first notification read, not the second.
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            await client.notify("log", "x")
-            first = asyncio.ensure_future(client.first())
-            await asyncio.sleep(0)  # the first call goes out
-            await client.notify("log", "y")
-            assert await first == "first"
-            result = await client.second()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        await client.notify("log", "x")
+        first = asyncio.ensure_future(client.first())
+        await asyncio.sleep(0)  # the first call goes out
+        await client.notify("log", "y")
+        assert await first == "first"
+        return await client.second()
 
-    with FakeServer(second_notification_while_the_witness_runs) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(second_notification_while_the_witness_runs, body) == "mine"
 
 
 # -- the aio client quotes the server's last word, as the sync client does ----------
@@ -316,55 +315,20 @@ def notification_error_then_more(peer: Peer) -> None:
 
 
 def test_aio_a_connection_lost_quotes_the_error_the_server_closed_after() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            await client.notify("log", "x")
-            with pytest.raises(ConnectionLost, match=r"\(the server said: .*message too large\)"):
-                await client.anything()
+    async def body(client: aio.RPCClient) -> None:
+        await client.notify("log", "x")
+        with pytest.raises(ConnectionLost, match=r"\(the server said: .*message too large\)"):
+            await client.anything()
 
-    with FakeServer(notification_then_error_and_close) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(notification_then_error_and_close, body, bye=False)
 
 
 def test_aio_a_connection_lost_does_not_quote_an_error_followed_by_more() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            await client.notify("log", "x")
-            assert await client.anything() == "mine"
-            with pytest.raises(ConnectionLost) as lost:
-                await client.anything()
-            assert "the server said" not in str(lost.value)
+    async def body(client: aio.RPCClient) -> None:
+        await client.notify("log", "x")
+        assert await client.anything() == "mine"
+        with pytest.raises(ConnectionLost) as lost:
+            await client.anything()
+        assert "the server said" not in str(lost.value)
 
-    with FakeServer(notification_error_then_more) as fake:
-        run(main)
-    assert not fake.errors
-
-
-def cancelled_call_answered_call_then_bad_call(peer: Peer) -> None:
-    peer.json_line()  # the call given up on: still running on the server, never answered
-    second = peer.json_line()
-    peer.sendall(reply(second["id"], "second"))
-    peer.json_line()
-    peer.sendall(NULL_ERROR)
-    peer.until(b"\n")
-
-
-def test_aio_after_a_cancelled_call_a_later_reply_ends_the_doubt() -> None:
-    # review11 M0: the cancelled call's entry stays in the pending map until its reply
-    # or a sweep; that alone must not keep the next bad call from getting its error.
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(client.first(), 0.1)
-            assert await client.second() == "second"
-            with pytest.raises(RPCError, match="message too large"):
-                await client.third()
-            await client.notify("bye")
-
-    with FakeServer(cancelled_call_answered_call_then_bad_call) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(notification_error_then_more, body, bye=False)
