@@ -19,6 +19,7 @@ __all__ = [
     "check_count",
     "check_timeout",
     "is_count",
+    "is_seconds",
     "kept_attribute",
     "remote_attribute",
 ]
@@ -152,8 +153,13 @@ def check_count(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
 
 
+def is_seconds(value: object) -> bool:
+    """Whether ``value`` is a number of seconds: an int or a float, not a bool (nor a str)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` if it is a positive number of seconds or None; else raise ValueError."""
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and not (is_seconds(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     return timeout

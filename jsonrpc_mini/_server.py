@@ -25,7 +25,7 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
-from ._remote import LONGEST_WAIT, check_count
+from ._remote import LONGEST_WAIT, check_count, is_seconds
 from ._session import Session, current_session
 from ._transport import Setup, SocketTransport, Transport
 from ._unix import UnixPath, bind_unix, unix_path
@@ -72,8 +72,10 @@ class ServerOptions:
             optional = name in ("idle_timeout", "read_timeout")
             if value is None and optional:
                 continue
-            if not (value > 0 or (name == "shutdown_grace" and value == 0)):
-                raise ValueError(f"{name} must be a positive number of seconds{' or None' if optional else ''}")
+            if not (is_seconds(value) and (value > 0 or (name == "shutdown_grace" and value == 0))):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds{' or None' if optional else ''}, not {value!r}"
+                )
             if value > LONGEST_WAIT:  # (frozen: set through object) inf or over 24.8 days
                 object.__setattr__(self, name, None if optional else float(LONGEST_WAIT))
         if self.framing not in ("auto", "newline", "content-length"):

@@ -8,6 +8,7 @@ or inf broke TLS, all after validation had let them through.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -45,6 +46,12 @@ def test_an_endless_timeout_means_none_and_an_endless_wait_is_capped() -> None:
         {"backlog": 0},
         {"backlog": -1},
         {"backlog": 2.5},
+        # review11 f7: a bool or a str is no number of seconds (True was taken as 1 s,
+        # "1" failed later with a bare TypeError).
+        {"idle_timeout": True},
+        {"read_timeout": "1"},
+        {"handshake_timeout": False},
+        {"shutdown_grace": "0"},
     ],
 )
 def test_options_that_cannot_work_are_refused_at_once(options: dict[str, Any]) -> None:
@@ -75,5 +82,22 @@ def test_the_aio_server_serves_with_endless_timeouts() -> None:
         s.register_function(_add, name="add")
         async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
             assert await c.add(1, 2) == 3
+
+    run(main)
+
+
+@pytest.mark.parametrize("value", [True, "1", 0, -1, math.nan])
+def test_a_client_timeout_that_is_no_positive_number_of_seconds_is_refused(value: Any) -> None:
+    # review11 f7: True was taken as 1 s and "1" failed at the first call with a bare
+    # TypeError; now every way to give a client a timeout refuses them, naming it.
+    message = re.escape(f"timeout must be a positive number of seconds or None, not {value!r}")
+    with pytest.raises(ValueError, match=message):
+        RPCClient(timeout=value)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        RPCClient().with_timeout(value)
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            await aio.connect("127.0.0.1", 1, timeout=value)
 
     run(main)
