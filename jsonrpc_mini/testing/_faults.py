@@ -260,6 +260,12 @@ class FaultyTransport:
                             return b""
                         raise TimeoutError(f"read timed out: the fault plan delays the next bytes; {self.plan!r}")
                     self._held = None
+                    if 0 < max_bytes < len(chunk):
+                        # Held by an earlier, larger read: this one takes at most what it
+                        # asks for, and the rest stays due (its fault, if any, comes after it).
+                        self._held = (chunk[max_bytes:], step, due)
+                        self._pos += max_bytes
+                        return chunk[:max_bytes]
                 if chunk:
                     self._pos += len(chunk)
                     if self._pos >= len(self._buf):

@@ -50,6 +50,22 @@ def test_a_read_times_out_before_a_delay_ends_and_the_piece_comes_later_once():
     b.close()
 
 
+def test_a_held_piece_comes_no_larger_than_the_read_that_takes_it():
+    # review11 f4: a piece held by a timed-out recv(100) came whole to a later recv(2).
+    a, b = pipe_pair()
+    faulty = FaultyTransport(a, FaultPlan(server_to_client=DirectionFaults(latency=0.3)))
+    b.send(b"hello")
+    with pytest.raises(TimeoutError):
+        faulty.recv(100, 0.02)
+    assert faulty.recv(2, 5.0) == b"he"
+    assert faulty.recv(100, 0.01) == b"llo"  # already due: no second delay, nothing lost
+    assert faulty.link.server_to_client.position == 5  # the plan counted the piece once
+    b.send(b"!")
+    assert faulty.recv(100, 5.0) == b"!"
+    faulty.close()
+    b.close()
+
+
 def test_a_delayed_piece_arrives_after_its_delay_whatever_the_reads_timeouts():
     a, b = pipe_pair()
     faulty = FaultyTransport(a, FaultPlan(server_to_client=DirectionFaults(latency=0.2)))
