@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import os
 import platform
 import random
 import statistics
@@ -269,6 +270,22 @@ def print_targets(
                 check(f"reader {name} [{codec}], {chunk:,} B chunks: per-byte cost <= 2x one buffer", r, r <= 2.0)
 
 
+def pin(parser: argparse.ArgumentParser, cpu: int) -> None:
+    """Keep this process, and so every process it starts later, on one CPU.
+
+    Where client and server sit on two CPUs, each round trip also pays two cross-CPU
+    wake-ups, whose cost depends on where the scheduler puts them and how deeply the
+    other CPU sleeps: the same raw sequential call measured 16 us or 60-74 us on this
+    machine. On one CPU a round trip costs the work of both sides, which is what a
+    library adds to; ratios then vary far less between runs.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        parser.error("--cpu needs os.sched_setaffinity (Linux)")
+    if cpu not in os.sched_getaffinity(0):
+        parser.error(f"--cpu {cpu}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}")
+    os.sched_setaffinity(0, {cpu})  # threads and child processes started later inherit it
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller samples (about a minute)")
@@ -285,9 +302,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pairs", type=int, default=3, help="server processes (with a client each) per contender, used in turn"
     )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        help="run this process and every server it starts on this one CPU (Linux): each round "
+        "trip then costs the CPU time of both sides, without cross-CPU wake-ups",
+    )
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    if args.cpu is not None:
+        pin(parser, args.cpu)
     if args.rounds is None:
         args.rounds = 5 if args.quick else 15
     codecs = _codecs.available() if args.codec == "both" else [args.codec]
@@ -295,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
         f"{platform.machine()}, codecs {', '.join(codecs)}, {args.rounds} rounds, {args.pairs} pairs"
+        + ("" if args.cpu is None else f", everything on CPU {args.cpu}")
     )
     network = reader = aio = None
     if any(s.key in args.scenarios for s in SCENARIOS):
