@@ -337,3 +337,63 @@ def test_dumps_line_is_dumps_and_a_newline(use_orjson: bool, value: Any) -> None
             codec.dumps_line(value)
     else:
         assert codec.dumps_line(value) == expected
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def _outcome(encode: Any, value: Any) -> tuple[str, Any]:
+    try:
+        return "ok", encode(value)
+    except Exception as exc:  # the kind and message of the refusal are part of the contract
+        return type(exc).__name__, str(exc)
+
+
+def _json_dumps(value: Any) -> bytes:
+    # What _stdlib_dumps stood for before it called the C encoder itself.
+    options: dict[str, Any] = {"separators": (",", ":"), "allow_nan": False, "default": _json._default}
+    try:
+        return json.dumps(value, ensure_ascii=False, **options).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, **options).encode()
+
+
+_SHARED = [1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        'é\u2028\x00\x1f"\\',
+        "\ud800",
+        10**30,
+        -0.0,
+        1e300,
+        [math.nan],
+        {"k": math.inf},
+        {1: 2, False: 3, None: 4, 1.5: 5},
+        {(1,): 2},
+        _circular(),
+        [_SHARED, _SHARED],  # the same list twice is no cycle
+        uuid.UUID(int=5),
+        [_Color.RED],
+        {"a": object()},
+        (1, [2, (3,)]),
+        {1, 2},
+        {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 7},
+    ],
+)
+def test_stdlib_dumps_writes_what_json_dumps_writes(value: Any) -> None:
+    # _stdlib_dumps calls json's C encoder itself (speed): the same bytes, and the same
+    # errors (circular reference, NaN, keys and objects JSON cannot hold), as json.dumps.
+    assert _outcome(_json._stdlib_dumps, value) == _outcome(_json_dumps, value)
+    # A refusal leaves nothing behind: the next message is encoded afresh.
+    assert _json._stdlib_dumps([_SHARED, _SHARED]) == b"[[1],[1]]"
