@@ -397,3 +397,39 @@ def test_stdlib_dumps_writes_what_json_dumps_writes(value: Any) -> None:
     assert _outcome(_json._stdlib_dumps, value) == _outcome(_json_dumps, value)
     # A refusal leaves nothing behind: the next message is encoded afresh.
     assert _json._stdlib_dumps([_SHARED, _SHARED]) == b"[[1],[1]]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"jsonrpc":"2.0","id":1,"result":3}\n',
+        b'{"a":1}',
+        b'{"a":1} \t\r\n',
+        b'  {"a":1}',
+        b"\n",
+        b"",
+        b'{"a":1}\n{"b":2}\n',
+        b'{"a":1}x',
+        b'{"a":1}\x0c',
+        '{"a":1}\u00a0'.encode(),  # not JSON whitespace
+        b"[1,2",
+        b'{"a":NaN}',
+        b"1" * 5000,
+        b'"\\ud800"',
+        b"[" * 100_000,
+    ],
+)
+def test_stdlib_loads_reads_what_the_decoder_reads(text: bytes) -> None:
+    # The stdlib path calls the decoder's scanner itself (speed): the same value, or
+    # the same error, as JSONDecoder.decode with the codec's hooks.
+    codec = JsonCodec(use_orjson=False)
+
+    def reference(data: bytes) -> Any:
+        try:
+            return codec._decoder.decode(data.decode())
+        except RecursionError:
+            raise ParseError("Parse error: nesting too deep") from None
+        except ValueError as exc:
+            raise ParseError(f"Parse error: {_json._short(exc)}") from None
+
+    assert _outcome(codec.loads, text) == _outcome(reference, text)
