@@ -14,15 +14,15 @@ import operator
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from ._client_protocol import ClientConnection
 from ._client_reader import _ReplyReader
 from ._client_waiter import _Waiter, timed_out
-from ._codec import ErrorResponse, Id, Params, Response
+from ._codec import ErrorResponse, Id, Params, Response, success_id
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._protocol import Closed, Violation
-from ._transport import Transport, feed_ready
+from ._transport import RECV_SIZE, Transport, feed_ready
 
 
 class _OwnedLock(Protocol):
@@ -109,7 +109,8 @@ class _Link(_ReplyReader):
         waits (for the send lock, or for room in a full socket buffer) would keep
         everyone else's replies unread, and a server blocked writing them would
         never read that send (a hang, a7a2f56). A small send on an idle connection
-        returns at once.
+        returns at once. That caller then sends and reads in _alone; the usual
+        call (alone, as most are) is checked for first, in a lock round of its own.
 
         A small request made while another thread has claimed the outbox is left
         there for that thread to write (see send): this caller sends nothing and
@@ -137,6 +138,30 @@ class _Link(_ReplyReader):
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = _Waiter(method, id_)
         small = len(data) <= _EARLY_TURN
+        if small and not (self.reading or self.pending or self.sending):
+            # Speed: the usual call, alone on the connection: the lead case below, in a
+            # lock round that checks only that (~35 bytecodes less). Looked at without
+            # the lock first, so that a call made while others are in flight goes
+            # straight to the general way; again under it.
+            send_lock = self.send_lock
+            try:
+                with self.lock:
+                    alone = (
+                        self.lost is None
+                        and not (self.reading or self.pending or self.sending)
+                        and not send_lock._is_owned()
+                        and send_lock.acquire(False)
+                    )
+                    if alone:
+                        self.reading = threading.get_ident()
+                        self.pending[id_] = waiter
+                        if proto.unread:  # (see ClientConnection.unread_before)
+                            proto.witness_call(id_)
+                if alone:
+                    return self._alone(waiter, data, deadline)
+            except BaseException:
+                self._let_go((waiter,))
+                raise
         reading = self.reading
         if reading and reading == threading.get_ident():
             raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
@@ -167,30 +192,105 @@ class _Link(_ReplyReader):
                 self.pending[waiter.id] = waiter
                 if proto.unread:  # (see ClientConnection.unread_before)
                     proto.witness_call(id_)
+            if lead:  # (the state changed since the look above, or a signal handler's call)
+                return self._alone(waiter, data, deadline)
             if not queued:
                 try:
-                    if lead:
-                        # send()'s work for this case (the lock is held, no outbox to
-                        # write), without its call: an exception leaves the lock to _let_go.
-                        self._write(data, deadline, method, True)
-                        send_lock.release()
-                    else:
-                        self.send(data, deadline, method, locked=locked, drain=drain)
+                    self.send(data, deadline, method, locked=locked, drain=drain)
                 except ConnectionLost as exc:
                     if waiter.error is not None:
                         # The server answered this call before it closed (see _read_last_words).
                         raise waiter.error from exc
                     raise
-                if lead:
-                    self._lead(waiter, deadline)
-                    if waiter.done:
-                        if waiter.error is None:  # (outcome()'s work in line)
-                            return waiter.value
-                        raise waiter.error
             self.wait(waiter, deadline)
         except BaseException:
             self._let_go((waiter,))
             raise
+        return waiter.outcome()
+
+    def _alone(self, waiter: _Waiter, data: bytes, deadline: float | None) -> Any:
+        """The usual call's send and read: request's lead case (_write, then _lead), in few Python calls.
+
+        The caller (request) holds the send lock and the reader's turn, ``waiter`` is
+        pending, and an exception leaves what this thread holds to its handler
+        (_let_go). The request is written, the send lock released, and one read
+        made. When that read is exactly one line holding this call's success reply
+        (the usual case), the result is stored and the turn handed back in one lock
+        round, as _read_replies does. Anything else (another call's reply, an
+        error, part of a line, several lines, a failed read) goes on as in _lead:
+        _read_replies takes what this read gave first, as if it had made the read.
+
+        Speed: the general way (_lead, _read_replies, success_id) costs ~90 bytecodes
+        and three Python calls more per call.
+        """
+        try:
+            if deadline is None:
+                try:
+                    self.transport.send(data)  # (_write's work without its call)
+                except BaseException as exc:
+                    self._write_failed(exc, waiter.method, True)
+            else:
+                self._write(data, deadline, waiter.method, True)
+        except ConnectionLost as exc:
+            if waiter.error is not None:
+                # The server answered this call before it closed (see _read_last_words).
+                raise waiter.error from exc
+            raise
+        self.send_lock.release()
+        handed_back = False
+        taken = [False]  # as in _lead
+        try:
+            first: bytes | OSError | None = None
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is None or timeout > 0:  # (else _read_replies finds the deadline passed)
+                try:
+                    first = self.transport.recv(RECV_SIZE, timeout)
+                except OSError as exc:  # TimeoutError too: _read_replies handles it as its own read's
+                    first = exc
+            if isinstance(first, bytes):
+                taken[0] = True
+                if first and self.said is not None:
+                    self.said = None  # (see _read_replies)
+                value = self.proto.decode_line(first)
+                if value is not None:  # one whole line (else the framer's: _read_replies)
+                    first = None
+                    # This call's plain success reply: success_id's test, in fewer steps for
+                    # the usual reply (an object of exactly these three members has no
+                    # "error" and no "method"), then success_id itself.
+                    if (
+                        type(value) is dict
+                        and len(value) == 3
+                        and "result" in value
+                        and value.get("jsonrpc") == "2.0"
+                        and type(id_ := value.get("id")) is int
+                        and id_ == waiter.id
+                    ) or success_id(value) == waiter.id:
+                        with self.lock:
+                            if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
+                                waiter.value = value["result"]
+                                waiter.done = True
+                            self.reading = 0
+                            follower = self._follower() if self.pending else None
+                        handed_back = True
+                        if follower is not None:
+                            follower.wake()
+                    else:  # another call's reply, or an error: as _read_replies settles it
+                        handed_back = self._settle_lines([value], waiter)
+                        taken[0] = False
+            if not handed_back:
+                handed_back = self._read_replies(waiter, deadline, taken, first)
+        except BaseException:  # as in _lead
+            self._interrupted(waiter, taken[0])
+            self._abandon(waiter)
+            raise
+        finally:
+            if not handed_back and self.reading == threading.get_ident():
+                self._release_reader()
+        if waiter.done:
+            if waiter.error is None:  # (outcome()'s work in line)
+                return waiter.value
+            raise waiter.error
+        self.wait(waiter, deadline)
         return waiter.outcome()
 
     @staticmethod
@@ -338,20 +438,24 @@ class _Link(_ReplyReader):
                 send_within(data, deadline - time.monotonic())
             else:
                 self.transport.send(data)
-        except TimeoutError as exc:
+        except BaseException as exc:
+            self._write_failed(exc, method, reader)
+
+    def _write_failed(self, exc: BaseException, method: str, reader: bool) -> NoReturn:
+        """A write failed with ``exc`` (being handled): close the connection (fail_all), raise what the caller gets."""
+        if isinstance(exc, TimeoutError):
             self.fail_all(f"the server took no data for too long: {exc}")
             raise timed_out(method, "could not send within the timeout; the connection is closed") from exc
-        except OSError as exc:
+        if isinstance(exc, OSError):
             try:
                 self._read_last_words(reader)
             finally:
                 self.fail_all(f"connection lost while sending: {exc}")
             raise ConnectionLost(self.lost or "connection lost") from exc
-        except BaseException:
-            # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
-            # the wire, and the server would read whatever is sent next as its rest.
-            self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")
-            raise
+        # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
+        # the wire, and the server would read whatever is sent next as its rest.
+        self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")
+        raise exc
 
     def _read_last_words(self, held: bool) -> None:
         """After a failed send, take in what the server sent before closing, without waiting.

@@ -113,19 +113,27 @@ class _ReplyReader(ReplySettler):
         try:
             handed_back = self._read_replies(waiter, deadline, taken)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
-            transport: Any = self.transport
-            if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
-                transport.interrupted_read = False
-                taken[0] = True
-            with self.lock:
-                others = any(other is not waiter for other in self.pending.values())
-            if taken[0] and others:
-                self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
+            self._interrupted(waiter, taken[0])
             self._abandon(waiter)  # (the turn is still held: no follower is picked there)
             raise
         finally:
             if not handed_back and self.reading == threading.get_ident():
                 self._release_reader()
+
+    def _interrupted(self, waiter: _Waiter, taken: bool) -> None:
+        """A reader (``waiter``'s caller) was interrupted: close the connection if it took others' replies.
+
+        ``taken``: it held bytes not yet handed out (or the transport's read was cut
+        after bytes arrived: ``interrupted_read``).
+        """
+        transport: Any = self.transport
+        if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
+            transport.interrupted_read = False
+            taken = True
+        with self.lock:
+            others = any(other is not waiter for other in self.pending.values())
+        if taken and others:
+            self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
 
     def _abandon(self, waiter: _Waiter) -> None:
         """Forget a caller that stops waiting (interrupted): its late reply is dropped.
@@ -148,21 +156,31 @@ class _ReplyReader(ReplySettler):
         if follower is not None:
             follower.wake()
 
-    def _read_replies(self, waiter: _Waiter, deadline: float | None, taken: list[bool]) -> bool:
+    def _read_replies(
+        self, waiter: _Waiter, deadline: float | None, taken: list[bool], first: bytes | OSError | None = None
+    ) -> bool:
         """Read replies until ``waiter`` is done or ``deadline`` passes (the reader's turn held).
 
         True if the turn was handed back here, together with storing the reply that
         completed ``waiter`` (one lock round for both); otherwise the caller hands it back.
+        ``first``: what a read made by the caller gave (bytes, or the OSError it
+        raised), taken as this method's first read (see _Link._alone).
         """
         proto = self.proto
         while not waiter.done:
-            timeout = None
-            if deadline is not None:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    return False
             try:
-                data = self.transport.recv(RECV_SIZE, timeout)
+                if first is None:
+                    timeout = None
+                    if deadline is not None:
+                        timeout = deadline - time.monotonic()
+                        if timeout <= 0:
+                            return False
+                    data = self.transport.recv(RECV_SIZE, timeout)
+                else:
+                    read, first = first, None
+                    if isinstance(read, OSError):
+                        raise read  # (handled below as if the read were made here)
+                    data = read
             except TimeoutError:
                 return False
             except OSError as exc:

@@ -6,6 +6,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import tempfile
 import threading
 from typing import Any
@@ -429,3 +430,25 @@ def test_feed_ready_does_nothing_without_recv_ready() -> None:
             raise AssertionError("must not be called")
 
     assert feed_ready(NoReady(), lambda data: None, 10) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_RCVTIMEO bounds reads on Linux only")
+def test_a_read_without_a_timeout_after_one_with_a_timeout_waits_for_ever() -> None:
+    # A read with a timeout sets the kernel's receive timeout; a read without one (the
+    # client's usual read takes a short way for it) must clear it, else it would end
+    # with TimeoutError after the earlier read's timeout.
+    def rcvtimeo(sock: socket.socket) -> tuple[int, int]:
+        return struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.calcsize("@ll")))
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        transport = SocketTransport(ours)
+        theirs.sendall(b"a")
+        assert transport.recv(10, 5.0) == b"a"
+        assert rcvtimeo(ours) == (5, 0)
+        theirs.sendall(b"b")
+        assert transport.recv(10, None) == b"b"
+        assert rcvtimeo(ours) == (0, 0)
+        theirs.sendall(b"c")
+        assert transport.recv(10, None) == b"c"  # (the short way: nothing to clear)
+        assert rcvtimeo(ours) == (0, 0)
