@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._batch_serve import batch_replies
@@ -35,6 +35,7 @@ class SessionCalls:
     _opts: ServerOptions
     _proto: ServerConnection
     _dumps_line: Callable[[Any], bytes]
+    _positional: Mapping[str, tuple[Callable[..., Any], int, int]]  # the server's plain_handlers
 
     def _answer(self, event: Request | Notification | Batch) -> bytes | None:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
@@ -57,9 +58,17 @@ class SessionCalls:
         method = value["method"]
         if self.draining:
             return self._proto.encode(error_response(id_, _SHUTTING_DOWN, method, self._opts.debug))
+        params = value["params"]
         try:
-            function, args, kwargs = self.server.resolve(method, value["params"])
-            result = function(*args, **kwargs)
+            # Speed: resolve's usual case (arguments that bind for sure) looked up right
+            # here: its call, the tuple it returns and an empty keywords dict cost ~1.4k
+            # of ~44k instructions per request.
+            known = self._positional.get(method)
+            if known is not None and known[1] <= len(params) <= known[2]:
+                result = known[0](*params)
+            else:
+                function, args, kwargs = self.server.resolve(method, params)
+                result = function(*args, **kwargs)
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))
         except BaseException as exc:  # (see execute)

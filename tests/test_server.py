@@ -384,10 +384,10 @@ def test_shutdown_answers_requests_received_behind_a_running_call(
     s.register_function(add)
     original = server_module.Session._read_event
 
-    def slow_to_take_the_next(self: Any) -> Any:
+    def slow_to_take_the_next(self: Any, *args: Any) -> Any:
         if release.is_set():
             time.sleep(0.3)
-        return original(self)
+        return original(self, *args)
 
     monkeypatch.setattr(server_module.Session, "_read_event", slow_to_take_the_next)
     monkeypatch.setattr(watch_module, "_GRACE", 30.0)  # no other thread takes the requests meanwhile
