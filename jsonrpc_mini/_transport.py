@@ -138,9 +138,10 @@ class SocketTransport:
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""
         sock = self.sock
-        if timeout is None and self._kernel_timeout and not self._rcvtimeo:
-            # Speed: the usual read (a client waiting for its reply): the branch below
-            # without its tests and its _set_recv_timeout call (no timeout is in force).
+        if self._kernel_timeout and timeout == (self._rcvtimeo or None):
+            # Speed: the usual read (a client waiting for its reply without a timeout, a
+            # server's connection given its idle time): the branch below without its
+            # tests and its _set_recv_timeout call (the timeout in force is the one asked).
             try:
                 return self._recv_real(sock, max_bytes)
             except BlockingIOError:  # (as below)
