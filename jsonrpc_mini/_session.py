@@ -10,7 +10,7 @@ buffered. A sequential client thus costs no thread hand-off at all, and a
 pipelining client's quick calls run one after another on one thread (waking a
 thread per request used to double the cost of a round trip). Transports the
 watcher cannot watch get a promotion at once. Running a call and making its
-reply is the other half of the class, in ``_session_calls``.
+reply is in ``_session_calls``, taking the next request in ``_session_read``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._codec import Notification, Request
-from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
+from ._protocol import ServerConnection
 from ._session_calls import SessionCalls
-from ._transport import RECV_SIZE, Setup, SocketTransport, Transport, feed_ready
+from ._session_read import SessionReader
+from ._transport import Setup, SocketTransport, Transport
 from ._watch import Probe
 
 if TYPE_CHECKING:
@@ -37,12 +38,11 @@ log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
 _SMALL_REPLY = 16 * 1024  # fits in any socket send buffer: send() returns at once
-_LINES = 64  # at most this many request lines of one read are decoded together
 
 _local = threading.local()
 
 
-class Session(SessionCalls):
+class Session(SessionReader, SessionCalls):
     """A connection being served; created by the server for each client.
 
     ``server`` is the RPCServer serving it; ``draining`` turns True once the server
@@ -312,106 +312,6 @@ class Session(SessionCalls):
             blocked = self._reading or self._closing or self._input_done
             if not blocked and self._busy < self._opts.max_concurrent_calls:
                 self._promote()
-
-    def _read_event(self, fresh: bool = False) -> Request | Notification | Batch | dict[str, Any] | None:
-        """The next request, batch or plain request object; None once the connection ends.
-
-        ``fresh``: this thread has just ended a call, so ``_idle_since`` is now.
-        """
-        proto = self._proto
-        while True:
-            if self._queued:  # they came before anything the core holds
-                return self._queued.popleft()
-            if self._check_events:
-                event: ServerEvent | None = proto.next_event()
-                if event is not None:
-                    self._idle_since = time.monotonic()
-                    if isinstance(event, Reply):
-                        if not self._send(event.data) or event.close:
-                            return None
-                        continue
-                    if isinstance(event, Closed):
-                        return None
-                    self._message_started = None
-                    return event.message if isinstance(event, Call) else event
-                self._check_events = False
-            if self._closing:
-                return None
-            if fresh and self._framer_empty:
-                # Speed: a sequential client's next request is read right after its
-                # call ended: the idle time left is all of idle_timeout, taken without
-                # _recv_timeout's call and clock read (~1.1k instructions). (The read
-                # may time out the few microseconds since the call ended late.)
-                timeout = self._opts.idle_timeout
-                fresh = False
-            else:
-                timeout = self._recv_timeout()
-            try:
-                data = self._transport.recv(RECV_SIZE, timeout)
-            except TimeoutError:
-                if self._timed_out():
-                    return None
-                continue
-            except OSError as exc:
-                log.debug("%s: read failed: %s", self._name, exc)
-                return None
-            newline = data.find(b"\n")
-            if 0 <= newline < len(data) - 1:
-                # Speed: a pipelining client's read holds many whole request lines; the
-                # core decodes up to _LINES of them in one step (when nothing is
-                # buffered before them). The rest of the read goes to the framer.
-                calls, end = proto.receive_requests(data, _LINES)
-                if calls:
-                    self._queued.extend(calls[1:])
-                    if end < len(data):
-                        proto.receive_data(data[end:])
-                        self._check_events = True
-                        self._framer_empty = False
-                    self._message_started = None
-                    return calls[0]
-            message = proto.receive_plain_call(data, newline)
-            if message is not None:
-                # The usual case: the read held exactly one request and nothing else is
-                # buffered, so the core need not be asked for more before the next read.
-                # (The call's end restarts the idle time.) The usual request comes as its
-                # JSON object: _serve runs it from there (_plain_reply).
-                self._framer_empty = True
-                self._message_started = None
-                return message
-            self._check_events = True
-            self._framer_empty = False
-            if data and proto.in_message:
-                error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
-                if error is not None:
-                    log.debug("%s: read failed: %s", self._name, error)
-                    return None
-
-    def _recv_timeout(self) -> float | None:
-        opts = self._opts
-        if not self._framer_empty and self._proto.in_message:
-            if self._message_started is None:
-                self._message_started = time.monotonic()
-            if opts.read_timeout is None:
-                return None
-            left = self._message_started + opts.read_timeout - time.monotonic()
-        else:
-            self._message_started = None
-            if opts.idle_timeout is None:
-                return None
-            left = self._idle_since + opts.idle_timeout - time.monotonic()
-        return left if left > 0.0 else 0.0  # (max() parses its arguments the slow way: ~1k instructions)
-
-    def _timed_out(self) -> bool:
-        if self._proto.in_message:
-            log.info("%s: message not completed within read_timeout; closing", self._name)
-            return True
-        if self._busy:
-            self._idle_since = time.monotonic()  # calls still running: the connection is not idle
-            return False
-        if self._recv_timeout():
-            return False  # a call ended meanwhile: its end restarted the idle time
-        log.info("%s: idle for idle_timeout; closing", self._name)
-        return True
 
     def _send(self, data: bytes) -> bool:
         lock = self._write_lock

@@ -1,8 +1,8 @@
 """Running the sync server's calls: a request (or a batch) in, the bytes of its reply out.
 
-The half of a :class:`~jsonrpc_mini._session.Session` that dispatches; the reading,
-the threads and the writing are the session's own (``_session``). A batch's members
-run in ``_batch_serve``.
+The part of a :class:`~jsonrpc_mini._session.Session` that dispatches; the threads
+and the writing are the session's own (``_session``), the reading is in
+``_session_read``. A batch's members run in ``_batch_serve``.
 """
 
 from __future__ import annotations

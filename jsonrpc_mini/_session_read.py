@@ -1,0 +1,144 @@
+"""Reading the sync server's connection: the next request from the core or the transport.
+
+The half of a :class:`~jsonrpc_mini._session.Session` that reads, with the idle and
+read timeouts; the threads, the reader's turn and the writing are the session's own
+(``_session``), running the calls is ``_session_calls``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._codec import Notification, Request
+from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
+from ._transport import RECV_SIZE, Transport, feed_ready
+
+if TYPE_CHECKING:
+    from ._server import ServerOptions
+
+__all__ = ["SessionReader"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+_LINES = 64  # at most this many request lines of one read are decoded together
+
+
+class SessionReader:
+    """Takes one connection's requests, one at a time, for the thread holding the reader's turn."""
+
+    _opts: ServerOptions
+    _proto: ServerConnection
+    _transport: Transport
+    _name: str
+    _busy: int
+    _closing: bool
+    _idle_since: float
+    _message_started: float | None
+    _check_events: bool
+    _framer_empty: bool
+    _queued: deque[Request | Notification]
+    _send: Callable[[bytes], bool]
+
+    def _read_event(self, fresh: bool = False) -> Request | Notification | Batch | dict[str, Any] | None:
+        """The next request, batch or plain request object; None once the connection ends.
+
+        ``fresh``: this thread has just ended a call, so ``_idle_since`` is now.
+        """
+        proto = self._proto
+        while True:
+            if self._queued:  # they came before anything the core holds
+                return self._queued.popleft()
+            if self._check_events:
+                event: ServerEvent | None = proto.next_event()
+                if event is not None:
+                    self._idle_since = time.monotonic()
+                    if isinstance(event, Reply):
+                        if not self._send(event.data) or event.close:
+                            return None
+                        continue
+                    if isinstance(event, Closed):
+                        return None
+                    self._message_started = None
+                    return event.message if isinstance(event, Call) else event
+                self._check_events = False
+            if self._closing:
+                return None
+            if fresh and self._framer_empty:
+                # Speed: a sequential client's next request is read right after its
+                # call ended: the idle time left is all of idle_timeout, taken without
+                # _recv_timeout's call and clock read (~1.1k instructions). (The read
+                # may time out the few microseconds since the call ended late.)
+                timeout = self._opts.idle_timeout
+                fresh = False
+            else:
+                timeout = self._recv_timeout()
+            try:
+                data = self._transport.recv(RECV_SIZE, timeout)
+            except TimeoutError:
+                if self._timed_out():
+                    return None
+                continue
+            except OSError as exc:
+                log.debug("%s: read failed: %s", self._name, exc)
+                return None
+            newline = data.find(b"\n")
+            if 0 <= newline < len(data) - 1:
+                # Speed: a pipelining client's read holds many whole request lines; the
+                # core decodes up to _LINES of them in one step (when nothing is
+                # buffered before them). The rest of the read goes to the framer.
+                calls, end = proto.receive_requests(data, _LINES)
+                if calls:
+                    self._queued.extend(calls[1:])
+                    if end < len(data):
+                        proto.receive_data(data[end:])
+                        self._check_events = True
+                        self._framer_empty = False
+                    self._message_started = None
+                    return calls[0]
+            message = proto.receive_plain_call(data, newline)
+            if message is not None:
+                # The usual case: the read held exactly one request and nothing else is
+                # buffered, so the core need not be asked for more before the next read.
+                # (The call's end restarts the idle time.) The usual request comes as its
+                # JSON object: _serve runs it from there (_plain_reply).
+                self._framer_empty = True
+                self._message_started = None
+                return message
+            self._check_events = True
+            self._framer_empty = False
+            if data and proto.in_message:
+                error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
+                if error is not None:
+                    log.debug("%s: read failed: %s", self._name, error)
+                    return None
+
+    def _recv_timeout(self) -> float | None:
+        opts = self._opts
+        if not self._framer_empty and self._proto.in_message:
+            if self._message_started is None:
+                self._message_started = time.monotonic()
+            if opts.read_timeout is None:
+                return None
+            left = self._message_started + opts.read_timeout - time.monotonic()
+        else:
+            self._message_started = None
+            if opts.idle_timeout is None:
+                return None
+            left = self._idle_since + opts.idle_timeout - time.monotonic()
+        return left if left > 0.0 else 0.0  # (max() parses its arguments the slow way: ~1k instructions)
+
+    def _timed_out(self) -> bool:
+        if self._proto.in_message:
+            log.info("%s: message not completed within read_timeout; closing", self._name)
+            return True
+        if self._busy:
+            self._idle_since = time.monotonic()  # calls still running: the connection is not idle
+            return False
+        if self._recv_timeout():
+            return False  # a call ended meanwhile: its end restarted the idle time
+        log.info("%s: idle for idle_timeout; closing", self._name)
+        return True
