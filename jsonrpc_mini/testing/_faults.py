@@ -16,7 +16,7 @@ import time
 from typing import Literal
 
 from .._transport import RECV_SIZE, SocketTransport, Transport
-from ._plan import FaultPlan, LinkState, Step
+from ._plan import DirectionState, FaultPlan, LinkState, Step
 
 __all__ = ["FaultyTransport", "abort_transport", "shutdown_read", "shutdown_write"]
 
@@ -70,7 +70,12 @@ class FaultyTransport:
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
     Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
-    has), a chunk's delay is its time in flight and the writer does not wait for it.
+    has), a chunk's delay is its time in flight and the writer does not wait for it;
+    where the transport says when bytes arrived (``recv_stamped``, the pipe again), a
+    read piece's delay counts from then. So, as over a network, each chunk arrives its
+    latency (and jitter) after it was sent, chunks in flight together do not add
+    their latencies up, only their time at the plan's ``bandwidth``, and none
+    overtakes one sent before it.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -112,6 +117,10 @@ class FaultyTransport:
         # (the piece, its step, when it may be read). The next read delivers it.
         self._held: tuple[bytes, Step, float] | None = None
         self._due = 0.0  # when the last chunk sent through send_at reaches the peer
+        # When the bytes in _buf arrived, if the wrapped transport says (recv_stamped,
+        # as the pipe has): a piece's delay counts from then, not from when it is read.
+        self._arrived: float | None = None
+        self._in_due = 0.0  # when the last piece read with a delay arrived
 
     # -- helpers -------------------------------------------------------------
 
@@ -127,6 +136,19 @@ class FaultyTransport:
     def _wait_connected(self, deadline: float | None) -> bool:
         left = self._ready_at - time.monotonic()
         return left <= 0 or self._sleep(left, deadline)
+
+    @staticmethod
+    def _arrival(direction: DirectionState, sent: float, step: Step, before: float) -> float:
+        """When a chunk sent at ``sent`` reaches the peer, the one before it at ``before``.
+
+        As over a network link: its latency and jitter after it was sent (chunks in
+        flight together wait them out together), plus its time on the wire at the
+        plan's bandwidth after the chunk before it (the link carries one at a time),
+        and never before that chunk.
+        """
+        bandwidth = direction.faults.bandwidth
+        wire = 0.0 if bandwidth is None else step.size / bandwidth
+        return max(before, sent + step.delay - wire) + wire
 
     def _apply(self, step: Step, outbound: bool) -> None:
         """Do the step's fault to the wrapped transport, once per kind and direction."""
@@ -186,9 +208,9 @@ class FaultyTransport:
         size = len(view)
         # Over a transport that can carry bytes in flight (the in-memory pipe), a
         # chunk's delay is its time in flight: the writer goes on, as over a network,
-        # and the peer reads the chunk once it is due (chunks keep their order and
-        # their delays add up as when the writer slept through each). Elsewhere the
-        # writer sleeps through the delays, within its deadline.
+        # and the peer reads the chunk once it arrives (_arrival: latency and jitter
+        # do not add up across chunks in flight together, bandwidth does). Elsewhere
+        # the writer sleeps through the delays, within its deadline.
         send_at = getattr(self.inner, "send_at", None)
         while view:
             with self._lock:
@@ -202,7 +224,7 @@ class FaultyTransport:
                     raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
                 raise self._late(f"{len(view)} of {size} bytes still to send")
             if send_at is not None:
-                self._due = max(self._due, time.monotonic()) + step.delay
+                self._due = self._arrival(self._out, time.monotonic(), step, self._due)
             elif step.delay:
                 self._sleep(step.delay)
             if chunk:
@@ -249,7 +271,9 @@ class FaultyTransport:
                         if step.size or step.fault:
                             self._in.commit(chunk, step)
                     if step.delay:
-                        self._held = (chunk, step, time.monotonic() + step.delay)
+                        sent = time.monotonic() if self._arrived is None else self._arrived
+                        self._in_due = self._arrival(self._in, sent, step, self._in_due)
+                        self._held = (chunk, step, self._in_due)
                 if self._held is not None:
                     # The read's timeout bounds the plan's delay too (latency, jitter,
                     # bandwidth): a piece due later waits for the next read, as bytes
@@ -301,8 +325,12 @@ class FaultyTransport:
 
     def _fill(self, deadline: float | None) -> None:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        recv_stamped = getattr(self.inner, "recv_stamped", None)
         try:
-            data = self.inner.recv(RECV_SIZE, timeout)
+            if recv_stamped is None:
+                data = self.inner.recv(RECV_SIZE, timeout)
+            else:
+                data, self._arrived = recv_stamped(RECV_SIZE, timeout)
         except (OSError, ValueError):
             if self.link.broken is not None or self._closed.is_set():
                 return  # our own fault closed the inner transport: the loop reports it

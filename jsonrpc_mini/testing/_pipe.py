@@ -3,8 +3,8 @@
 Each ``send`` is kept as one segment and a ``recv`` never returns bytes of two
 segments, so the chunking a writer chooses (or a fault plan imposes) is exactly
 what the reader sees. ``send_at`` queues a segment that the reader gets only from
-a given time on (bytes still in flight: the writer does not wait). Every wait is
-bounded by the caller's timeout.
+a given time on (bytes still in flight: the writer does not wait); ``recv_stamped``
+also tells when the segment arrived. Every wait is bounded by the caller's timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class _Channel:
     __slots__ = ("reader_gone", "reset", "segments", "writer_done")
 
     def __init__(self) -> None:
-        # (when it may be read, its bytes); a segment waits for the ones before it all the same
+        # (when it arrives: may be read, its bytes); a segment waits for the ones before it all the same
         self.segments: collections.deque[tuple[float, bytes]] = collections.deque()
         self.writer_done = False  # the reader gets EOF once the segments are read
         self.reader_gone = False  # the writer gets BrokenPipeError
@@ -70,20 +70,29 @@ class PipeTransport:
             if self._out.writer_done or self._out.reader_gone:
                 raise BrokenPipeError(f"{self.name}: the connection is closed for writing")
             if data:
-                self._out.segments.append((due, bytes(data)))
+                self._out.segments.append((max(due, time.monotonic()), bytes(data)))
                 self._cond.notify_all()
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Return up to ``max_bytes`` of the next segment; ``b""`` at EOF; TimeoutError on timeout."""
+        return self.recv_stamped(max_bytes, timeout)[0]
+
+    def recv_stamped(self, max_bytes: int, timeout: float | None) -> tuple[bytes, float]:
+        """As :meth:`recv`, with the ``time.monotonic()`` at which those bytes arrived.
+
+        That is when they were sent, or the ``due`` time of ``send_at`` when later (a
+        fault plan on the reading side counts its delays from it: bytes that waited in
+        the pipe were in flight meanwhile). At EOF the time is that of the call.
+        """
         channel = self._in
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 if channel.reset:
                     raise ConnectionResetError(f"{self.name}: connection reset by peer")
-                if self._closed or channel.reader_gone:
-                    return b""
                 now = time.monotonic()
+                if self._closed or channel.reader_gone:
+                    return b"", now
                 wait: float | None
                 if channel.segments:
                     due, head = channel.segments[0]
@@ -91,11 +100,11 @@ class PipeTransport:
                     if wait <= 0:
                         if len(head) <= max_bytes:
                             channel.segments.popleft()
-                            return head
+                            return head, due
                         channel.segments[0] = (due, head[max_bytes:])
-                        return head[:max_bytes]
+                        return head[:max_bytes], due
                 elif channel.writer_done:
-                    return b""
+                    return b"", now
                 else:
                     wait = None
                 if deadline is not None:
@@ -115,8 +124,13 @@ class PipeTransport:
         with self._cond:
             now = time.monotonic()
             segments = self._out.segments
-            while segments and segments[-1][0] > now:  # (due times only grow along the queue)
-                segments.pop()
+            # The first segment not yet due holds back every one after it (the order is
+            # kept even where a later one has an earlier due time): drop from there on.
+            for index, (due, _) in enumerate(segments):
+                if due > now:
+                    for _ in range(len(segments) - index):
+                        segments.pop()
+                    break
             self._cond.notify_all()
 
     def shutdown_write(self) -> None:

@@ -154,8 +154,9 @@ def test_a_sleeping_writers_call_timeout_bounds_sending():
 
 
 def test_call_timeout_bounds_sending_one_byte_at_a_time(server):
-    # 2,000 bytes at 1 byte per 50 ms: 100 s of sending for a 0.3 s call.
-    plan = FaultPlan(seed=12, max_chunk=1, latency=0.05)
+    # 2,000 bytes, 1 byte per chunk at 20 bytes/s: 100 s of sending for a 0.3 s call.
+    # (The time on the wire adds up across chunks; a latency does not: review11 L3.)
+    plan = FaultPlan(seed=12, max_chunk=1, bandwidth=20)
     with loopback(server, plan, timeout=0.3) as client, pytest.raises(RPCTimeout):
         client.echo("z" * 2000)
     assert server.ran == []
