@@ -164,10 +164,12 @@ class _ReplyReader(ReplySettler):
         True if the turn was handed back here, together with storing the reply that
         completed ``waiter`` (one lock round for both); otherwise the caller hands it back.
         ``first``: what a read made by the caller gave (bytes, or the OSError it
-        raised), taken as this method's first read (see _Link._alone).
+        raised), taken as this method's first read (see _Link._alone). The caller
+        has already found that bytes given there are not one line for decode_line.
         """
         proto = self.proto
         while not waiter.done:
+            given = first is not None
             try:
                 if first is None:
                     timeout = None
@@ -193,7 +195,9 @@ class _ReplyReader(ReplySettler):
             # one-line step (decode_lines without its list, offsets and look for more
             # lines: ~3,400 of ~17,000 instructions less). decode_line itself tells
             # whether the read is one line (a look here first cost ~1.2k more per call).
-            value = proto.decode_line(data)
+            # (Not again for the caller's bytes: a line that fails to decode would be
+            # decoded once more.)
+            value = None if given else proto.decode_line(data)
             if value is not None:
                 if success_id(value) == waiter.id:
                     # This caller's own success reply: stored and the turn handed

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 from _driver_helpers import WAIT, FakeServer, Peer, serving
 
-from jsonrpc_mini import ConnectionLost, InvalidRequest, MethodNotFound, RPCClient, RPCServer, SocketTransport
+from jsonrpc_mini import (
+    ConnectionLost,
+    InvalidRequest,
+    MethodNotFound,
+    RPCClient,
+    RPCServer,
+    RPCTimeout,
+    SocketTransport,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -146,3 +154,39 @@ def test_a_failed_send_raises_the_servers_answer_already_received(timeout: float
             assert not isinstance(caught.value, ConnectionLost)
             link = client._link
             assert link is not None and link.lost is not None
+
+
+def test_a_reply_line_that_does_not_decode_is_read_twice_as_before() -> None:
+    # The short path's one-line step fails on it; the general way then tries the line
+    # with its lines step only (the one-line step would fail again), then the framer
+    # reports it (logged: an unreadable line names no call, so this one times out),
+    # and the connection goes on.
+    def script(peer: Peer) -> None:
+        id_ = _request_id(peer)
+        peer.sendall(b'{"jsonrpc":"2.0","id":' + str(id_).encode() + b',"result":}\n')
+        peer.sendall(_reply(_request_id(peer), "next"))
+        peer.until()  # the client's closing notification
+
+    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+        link = client._link
+        assert link is not None
+        reads: list[bytes] = []
+
+        class CountingCodec:  # the connection's one-step decoding counted (the framer has its own)
+            def __init__(self, codec: Any) -> None:
+                self._codec = codec
+
+            def loads(self, data: Any) -> Any:
+                reads.append(bytes(data))
+                return self._codec.loads(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._codec, name)
+
+        link.proto.codec = CountingCodec(link.proto.codec)  # type: ignore[assignment]
+        with pytest.raises(RPCTimeout):
+            client.with_timeout(0.5).call("bad")
+        assert len([text for text in reads if b'"result":}' in text]) == 2
+        assert client.call("again") == "next"
+        client.notify("bye")
+    assert not fake.errors
