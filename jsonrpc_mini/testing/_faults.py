@@ -70,7 +70,8 @@ class FaultyTransport:
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
     Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
-    has), a chunk's delay is its time in flight and the writer does not wait for it;
+    has), a chunk's delay is its time in flight and the writer does not wait for it,
+    nor for the ``connect_delay`` (bytes sent before the connection is up leave when it is);
     where the transport says when bytes arrived (``recv_stamped``, the pipe again), a
     read piece's delay counts from then. So, as over a network, each chunk arrives its
     latency (and jitter) after it was sent, chunks in flight together do not add
@@ -182,9 +183,10 @@ class FaultyTransport:
         """Write ``data`` as :meth:`send` does, but all of it within ``timeout`` seconds.
 
         Else TimeoutError, as ``SocketTransport.send_within`` raises for a peer that
-        takes no more data: the plan's delays (``connect_delay``; ``latency``,
-        ``jitter`` and ``bandwidth`` unless the wrapped transport carries them in
-        flight with ``send_at``) count against the time left, so a client's call
+        takes no more data: the plan's delays (``connect_delay``, ``latency``,
+        ``jitter`` and ``bandwidth``, unless the wrapped transport carries the bytes
+        in flight with ``send_at``: then they wait in flight for all of them and the
+        writer does not) count against the time left, so a client's call
         timeout also bounds sending its request through a slow plan. Part of
         ``data`` may have gone out when it raises; the stream should then be closed
         (the client does). A chunk whose delay would end after the deadline is not
@@ -195,7 +197,10 @@ class FaultyTransport:
     def _send(self, data: bytes, deadline: float | None) -> None:
         if self._closed.is_set():
             raise OSError("send on a closed FaultyTransport")
-        if not self._wait_connected(deadline) and not self._closed.is_set():
+        # Over a transport with send_at the bytes wait in flight for the connection (the
+        # writer goes on, as it does through the delays); elsewhere the writer waits.
+        in_flight = getattr(self.inner, "send_at", None) is not None
+        if not in_flight and not self._wait_connected(deadline) and not self._closed.is_set():
             raise self._late("the connection is not established yet by the fault plan")
         if not self._send_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
             raise self._late("another send held the connection")
@@ -224,7 +229,8 @@ class FaultyTransport:
                     raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
                 raise self._late(f"{len(view)} of {size} bytes still to send")
             if send_at is not None:
-                self._due = self._arrival(self._out, time.monotonic(), step, self._due)
+                sent = max(time.monotonic(), self._ready_at)  # (not before the connection is up)
+                self._due = self._arrival(self._out, sent, step, self._due)
             elif step.delay:
                 self._sleep(step.delay)
             if chunk:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -69,10 +70,22 @@ def test_send_within_raises_timeout_when_a_delay_ends_after_the_deadline():
 
 def test_send_within_waits_for_a_connect_delay_only_until_the_deadline():
     a, b = pipe_pair()
-    faulty = FaultyTransport(a, FaultPlan(seed=4, connect_delay=HOUR))
+    faulty = FaultyTransport(Sleeping(a), FaultPlan(seed=4, connect_delay=HOUR))
     with pytest.raises(TimeoutError, match="not established"):
         faulty.send_within(b"abc", 0.05)
     assert drain(b, 0.05) == []
+    faulty.close()
+
+
+def test_over_the_pipe_bytes_wait_in_flight_for_the_connection():
+    # review11 L1: the writer waited for the connect delay within its deadline, so a
+    # call whose timeout ended first closed loopback()'s connection.
+    a, b = pipe_pair()
+    start = time.monotonic()
+    faulty = FaultyTransport(a, FaultPlan(seed=4, connect_delay=HOUR))
+    faulty.send_within(b"abc", 0.05)  # returns: the bytes are in flight
+    assert [due >= start + HOUR for due, _ in a._out.segments] == [True]
+    assert drain(b, 0.05) == []  # not before the connection is up
     faulty.close()
 
 
@@ -120,6 +133,17 @@ def test_call_timeout_bounds_a_request_in_flight_for_an_hour(server):
         with pytest.raises(RPCTimeout, match="no reply"):
             client.echo("again")
     assert server.ran == []
+
+
+def test_a_call_timing_out_during_the_connect_delay_fails_only_itself(server):
+    # review11 L1: RPCTimeout 'could not send within the timeout; the connection is
+    # closed', then ConnectionLost for every call. Now the request waits in flight for
+    # the connection, as it does through a latency, and the connection goes on.
+    with loopback(server, FaultPlan(seed=17, connect_delay=0.5), timeout=10.0) as client:
+        with pytest.raises(RPCTimeout, match="no reply"):
+            client.with_timeout(0.1).echo("early")
+        assert client.echo("later") == "later"
+    assert server.ran == ["early", "later"]  # the first request arrived late, and ran
 
 
 def test_a_short_timeout_under_latency_fails_only_its_own_call(server):
