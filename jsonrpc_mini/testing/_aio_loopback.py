@@ -35,6 +35,7 @@ from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
+from ._proxy import INHERIT, _Inherit
 from ._uses import aio_acquire, aio_hold, aio_release
 
 if TYPE_CHECKING:
@@ -357,20 +358,24 @@ class AioLoopbackServer:
     async def client(
         self,
         *,
+        timeout: float | _Inherit | None = INHERIT,
         framing: FramingName = "newline",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> RPCClient:
         """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit.
 
-        ``max_message_size`` and ``max_depth`` are the client's (see ``aio.connect``).
+        ``timeout`` defaults to the AioLoopbackServer's (10 s); ``None`` means no
+        timeout, as for ``aio.connect``, which refuses (ValueError) what is not a
+        positive number of seconds. ``max_message_size`` and ``max_depth`` are the
+        client's (see ``aio.connect``).
         """
         if self._guard is None:
             raise RuntimeError("AioLoopbackServer.client() works inside `async with AioLoopbackServer(...) as lb:`")
         try:
             client = await connect(
                 *self.address,
-                timeout=self.timeout,
+                timeout=self.timeout if isinstance(timeout, _Inherit) else timeout,
                 framing=framing,
                 max_message_size=max_message_size,
                 max_depth=max_depth,
