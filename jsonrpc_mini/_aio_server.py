@@ -301,6 +301,10 @@ class RPCServer(Registry):
             self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
         return self._executor
 
+    def runs_call(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` runs a call of this server (one that waited: it has a task of its own)."""
+        return task is not None and any(task in conn.tasks for conn in (*self._conns, *self._orphans))
+
     def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Future[Any]]:
         tasks: list[asyncio.Future[Any]] = [task for conn in conns for task in conn.tasks]
         if self._runner is not None:

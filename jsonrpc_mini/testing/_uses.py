@@ -131,12 +131,13 @@ def release(server: RPCServer) -> None:
 class _AioUses:
     """The users of one ``aio.RPCServer``; ``turn`` keeps a start or a shutdown from interleaving."""
 
-    __slots__ = ("busy", "started", "turn", "users")
+    __slots__ = ("busy", "shutting", "started", "turn", "users")
 
     def __init__(self) -> None:
         self.users = 0
         self.started = False
         self.busy = 0  # tasks inside acquire or release: the entry stays while any is
+        self.shutting = False  # the last user out is shutting the server down (its turn held)
         self.turn = asyncio.Lock()
 
 
@@ -167,10 +168,25 @@ async def aio_hold(server: AioRPCServer) -> None:
     await _aio_count(server, None)
 
 
+async def _aio_turn(server: AioRPCServer, entry: _AioUses, entering: str) -> None:
+    """Take ``entry.turn``; a call of ``server`` is refused while the server shuts down (as sync)."""
+    while True:
+        try:
+            await asyncio.wait_for(entry.turn.acquire(), _POLL)
+            return
+        except TimeoutError:
+            if entry.shutting and server.runs_call(asyncio.current_task()):
+                raise ConnectionLost(
+                    f"{entering}: the server is shutting down (its last kit user left) and this "
+                    "handler of it cannot connect to it now"
+                ) from None
+
+
 async def _aio_count(server: AioRPCServer, host: str | None) -> Address | None:
     entry = _aio_entry(server)
     try:
-        async with entry.turn:
+        await _aio_turn(server, entry, "aio_loopback()" if host is None else "AioLoopbackServer")
+        try:
             address = server.address
             if host is not None and isinstance(address, str):
                 raise ValueError(_UNIX.format("AioLoopbackServer"))
@@ -178,6 +194,8 @@ async def _aio_count(server: AioRPCServer, host: str | None) -> Address | None:
                 address = await server.start(host, 0)
                 entry.started = True
             entry.users += 1
+        finally:
+            entry.turn.release()
     finally:
         _aio_done(server, entry)
     return address
@@ -200,6 +218,10 @@ async def aio_release(server: AioRPCServer, *, shut: bool = True) -> None:
             # A user may have come (and found the server running) while we waited.
             if not entry.users and entry.started:
                 entry.started = False
-                await server.shutdown()
+                entry.shutting = True
+                try:
+                    await server.shutdown()
+                finally:
+                    entry.shutting = False
     finally:
         _aio_done(server, entry)
