@@ -261,3 +261,81 @@ def test_others_entering_loopback_of_a_server_shutting_down_wait_and_are_served(
             direct.close()
     assert results == ["done"]
     assert entries == [3]
+
+
+def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_again():
+    # 5a50bc3's flag ("the last user out is shutting the server down") must end with
+    # that shutdown. It matters where the server's entry outlives the shutdown (a test
+    # thread waited for it) and a handler of the server then waits for the turn held by
+    # something else: here a handler that outlived the shutdown's grace enters
+    # loopback() while that thread restarts the server (a slow start). It waits for the
+    # restart and is served; with the flag left set it was refused as during the shutdown.
+    gateway = RPCServer(shutdown_grace=1.0)
+    gateway.register_function(lambda a, b: a + b, "add")
+    entered, go, trying = threading.Event(), threading.Event(), threading.Event()
+    starting, proceed, restarted_done = threading.Event(), threading.Event(), threading.Event()
+    outcomes = []
+
+    @gateway.register
+    def linger():
+        entered.set()
+        go.wait(30)  # past the grace: the shutdown cuts this call, the handler goes on
+        trying.set()
+        try:
+            with loopback(gateway) as client:
+                outcomes.append(client.add(1, 2))
+        except ConnectionLost as exc:
+            outcomes.append(f"refused: {exc}")
+
+    real_start = gateway.start
+
+    def slow_start(*args, **kwargs):
+        starting.set()
+        proceed.wait(30)
+        return real_start(*args, **kwargs)
+
+    def restart():
+        with LoopbackServer(gateway):  # waits for the shutdown, then starts the server again
+            restarted_done.wait(30)
+
+    lb = LoopbackServer(gateway)  # starts it
+    direct = RPCClient(*lb.direct_address, timeout=30)
+    caller = threading.Thread(target=lambda: outcomes.append(_call_quietly(direct.linger)))
+    caller.start()
+    assert entered.wait(30)
+    gateway.start = slow_start  # (the restart below holds the server's turn until `proceed`)
+    closer = threading.Thread(target=lb.close)  # the last user: shuts it down
+    closer.start()
+    restarter = threading.Thread(target=restart)
+    try:
+        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
+            if gateway.address is None:
+                break
+            threading.Event().wait(0.01)
+        assert gateway.address is None
+        restarter.start()  # waits for the turn while the shutdown holds it
+        assert starting.wait(30)  # the shutdown is over; the restart holds the turn
+        go.set()
+        assert trying.wait(30)
+        threading.Event().wait(0.3)  # (the handler waits for the turn: several looks at the flag)
+    finally:
+        go.set()
+        proceed.set()
+        closer.join(30)
+        caller.join(30)
+        for _ in range(3000):  # bounded: until the handler is done
+            if len(outcomes) == 2:
+                break
+            threading.Event().wait(0.01)
+        restarted_done.set()
+        restarter.join(30)
+        direct.close()
+    assert sorted(outcomes, key=str) == [3, "cut"], outcomes
+    assert gateway.address is None  # the restart's LoopbackServer shut it down again
+
+
+def _call_quietly(method):
+    try:
+        return method()
+    except ConnectionLost:
+        return "cut"
