@@ -337,9 +337,9 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
         future = self.pending.pop(id_, None)  # (None: answered, forgotten or failed)
         if future is not None:
             self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
-        if future is not None and not future.done():
-            why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
-            future.set_exception(RPCTimeout(why))
+            if not future.done():
+                why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
+                future.set_exception(RPCTimeout(why))
 
     # -- receiving -------------------------------------------------------------
 
