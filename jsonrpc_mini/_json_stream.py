@@ -22,6 +22,9 @@ _VALUE_START: Final = frozenset(b'"-0123456789tfn')  # first bytes of scalars ({
 _QUOTE: Final = ord('"')
 _NEWLINE: Final = ord("\n")
 _CATCH_UP: Final = 65536  # the scanner catches up for a long string from at most this far behind
+# From this size on, _fast_path decodes a line that fills the buffer in place. (The
+# codec copies a smaller text that is not bytes anyway: see JsonCodec._orjson_loads.)
+_HAND_OVER: Final = 256 * 1024
 
 
 class JsonStreamFramer(ValueScanner):
@@ -183,7 +186,15 @@ class JsonStreamFramer(ValueScanner):
         self._lazy = False  # this line is tried now, and never again
         if nl - start > self._max_size:
             return None
-        line = slice_bytes(buf, start, nl)
+        # Speed: a large line that fills the buffer (the usual large message: one value,
+        # its newline last in the last read) is decoded from the buffer itself, newline
+        # included (JSON whitespace: the same value, and a failed try's error is dropped
+        # below). A copy would cost as much fresh memory again (a page fault every
+        # 4 KiB) and a pass over it; the buffer is replaced by an empty one when the
+        # line is consumed, so nothing changes it meanwhile. Smaller lines stay bytes:
+        # the codec's usual path takes bytes.
+        whole = start == 0 and nl + 1 == len(buf) and nl >= _HAND_OVER
+        line = buf if whole else slice_bytes(buf, start, nl)
         try:
             value = self._loads(line)
         except ParseError:
