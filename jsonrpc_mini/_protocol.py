@@ -183,7 +183,7 @@ class _Base:
             type(framer) is JsonStreamFramer
             and (first == b"{" or (arrays and first == b"["))
             and (data.find(b"\n") if newline is None else newline) == len(data) - 1
-            and framer.between_values
+            and framer.between_values()
         ):
             # Speed: the usual line is short, so one comparison settles both the size
             # and the depth limits (too_deep's own first test, without its call: ~0.9k
@@ -208,7 +208,7 @@ class _Base:
         not match what the framer would read line by line (see ``receive_requests``).
         """
         framer = self._framer
-        if limit < 2 or type(framer) is not JsonStreamFramer or not framer.between_values:
+        if limit < 2 or type(framer) is not JsonStreamFramer or not framer.between_values():
             return [], start
         longest = min(2 * self._max_depth + 1, self._max_size)
         count = 0
