@@ -1,8 +1,9 @@
 """The connection under an ``aio.RPCClient``: an ``asyncio.Protocol`` over ClientConnection.
 
 A map of pending calls (id -> :class:`Call` future); ``data_received`` feeds the
-sans-IO core and resolves futures by id. ``fail_all`` is the one error path: when
-the connection breaks, every pending call fails with the same ConnectionLost.
+sans-IO core and resolves futures by id (``ReplySettler`` in ``_aio_settle``).
+``fail_all`` is the one error path: when the connection breaks, every pending call
+fails with the same ConnectionLost.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any, cast
 from ._aio_buffer import read_buffer
 from ._aio_call_future import Call
 from ._aio_deadlines import Deadlines
+from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
-from ._codec import ErrorResponse, Id, Params, Response, success_id
-from ._errors import ConnectionLost, RPCTimeout, error_from_response, unusable_reply
-from ._protocol import Closed, Violation
+from ._codec import Id, Params, success_id
+from ._errors import ConnectionLost, RPCTimeout
 
 __all__ = ["Link"]
 
@@ -33,7 +34,7 @@ _FLUSH_EVERY = 64
 _SWEEP_EVERY = 1024
 
 
-class Link(asyncio.BufferedProtocol, asyncio.Protocol):
+class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
     """One connection, shared by an RPCClient and its ``with_timeout`` views.
 
     Both kinds of protocol: asyncio's socket transports read into the thread's
@@ -341,49 +342,7 @@ class Link(asyncio.BufferedProtocol, asyncio.Protocol):
                 why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
                 future.set_exception(RPCTimeout(why))
 
-    # -- receiving -------------------------------------------------------------
-
-    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
-        if isinstance(event, Closed):
-            self.fail_all(event.reason or "connection closed by the server")
-            return
-        if isinstance(event, Violation):
-            self._violation(event)
-            return
-        self.said = None  # a reply after it: that error was not the server's last word
-        future = self.pending.pop(event.id, None)
-        if future is None:
-            log.debug("dropping reply for unknown or timed-out id %r", event.id)
-            return
-        if future.done():  # the caller gave up (cancelled): drop the late reply
-            return
-        if type(event) is Response:
-            future.set_result(event.result)
-        else:
-            err = event.error  # type: ignore[union-attr]
-            future.set_exception(error_from_response(err.code, err.message, err.data, future.method))
-
-    def _violation(self, event: Violation) -> None:
-        # A reply that names a pending call but cannot be used fails that call: its
-        # answer will not come. An error with id null answers a message the server
-        # could not read: with a single call outstanding and no message that gets no
-        # reply possibly unread (ClientConnection.unread_before) it can only be that
-        # call's. Anything else
-        # is logged.
-        if event.id is not None:
-            future = self.pending.pop(event.id, None)
-            if future is None:
-                log.warning("ignoring message from server: %s", event.reason)
-            elif not future.done():  # (done: the caller gave up)
-                future.set_exception(unusable_reply(event.reason, future.method))
-            return
-        live = [id_ for id_, future in self.pending.items() if not future.done()]
-        if event.error is None or len(live) != 1 or self.proto.unread_before(self.pending):
-            if event.error is not None:
-                self.said = event.error.message
-            log.warning("ignoring message from server: %s", event.reason)
-            return
-        self._deliver(ErrorResponse(live[0], event.error))
+    # -- receiving (storing each reply in its call: _aio_settle.ReplySettler) ------
 
     def fail_all(self, reason: str) -> None:
         """The single error path: mark the link lost and fail every pending call."""

@@ -1,0 +1,74 @@
+"""Storing the replies an ``aio.RPCClient`` reads in their calls: the base of ``_aio_link.Link``.
+
+``_deliver`` settles one event of the sans-IO core (a reply, an unusable reply, an
+error with id null, the end of the connection) in the call it names; ``Link``
+keeps the connection, reading, writing and timeouts. Moved out of ``_aio_link``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._aio_call_future import Call
+from ._client_protocol import ClientConnection
+from ._codec import ErrorResponse, Id, Response
+from ._errors import error_from_response, unusable_reply
+from ._protocol import Closed, Violation
+
+__all__ = ["ReplySettler"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+
+class ReplySettler:
+    """Settles the core's events in the pending calls; ``Link`` sets the attributes below."""
+
+    proto: ClientConnection
+    pending: dict[Id, Call]  # the calls waiting for their reply, by id
+    said: str | None  # the last error with id null given to no call, until a reply follows it
+
+    def fail_all(self, reason: str) -> None:
+        """The single error path: fail every pending call (``Link``'s)."""
+        raise NotImplementedError
+
+    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
+        if isinstance(event, Closed):
+            self.fail_all(event.reason or "connection closed by the server")
+            return
+        if isinstance(event, Violation):
+            self._violation(event)
+            return
+        self.said = None  # a reply after it: that error was not the server's last word
+        future = self.pending.pop(event.id, None)
+        if future is None:
+            log.debug("dropping reply for unknown or timed-out id %r", event.id)
+            return
+        if future.done():  # the caller gave up (cancelled): drop the late reply
+            return
+        if type(event) is Response:
+            future.set_result(event.result)
+        else:
+            err = event.error  # type: ignore[union-attr]
+            future.set_exception(error_from_response(err.code, err.message, err.data, future.method))
+
+    def _violation(self, event: Violation) -> None:
+        # A reply that names a pending call but cannot be used fails that call: its
+        # answer will not come. An error with id null answers a message the server
+        # could not read: with a single call outstanding and no message that gets no
+        # reply possibly unread (ClientConnection.unread_before) it can only be that
+        # call's. Anything else
+        # is logged.
+        if event.id is not None:
+            future = self.pending.pop(event.id, None)
+            if future is None:
+                log.warning("ignoring message from server: %s", event.reason)
+            elif not future.done():  # (done: the caller gave up)
+                future.set_exception(unusable_reply(event.reason, future.method))
+            return
+        live = [id_ for id_, future in self.pending.items() if not future.done()]
+        if event.error is None or len(live) != 1 or self.proto.unread_before(self.pending):
+            if event.error is not None:
+                self.said = event.error.message
+            log.warning("ignoring message from server: %s", event.reason)
+            return
+        self._deliver(ErrorResponse(live[0], event.error))
