@@ -31,8 +31,9 @@ from ._errors import RPCError
 from ._protocol import Batch, ServerConnection
 
 if TYPE_CHECKING:
+    from ._aio_execute import Outcome
     from ._aio_runner import CallRunner
-    from ._aio_server import Outcome, RPCServer
+    from ._aio_server import RPCServer
 
 __all__ = ["NOT_AWAITABLE", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
 

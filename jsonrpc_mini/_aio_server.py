@@ -4,7 +4,8 @@ One ``ServerProtocol`` per connection feeds received bytes to the core and runs
 each call as a task (plain handlers go to a thread pool). Back-pressure is done by
 not pulling further events from the core and pausing the transport's reading while
 a connection (``max_concurrent_calls``) or the whole server (``max_total_calls``)
-is at its limit, so the number of tasks and buffered bytes stays bounded.
+is at its limit, so the number of tasks and buffered bytes stays bounded. Running
+a handler and building its reply is the base class, ``CallExecutor`` (``_aio_execute``).
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import inspect
 import logging
 import os
 import ssl as _ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 
-from ._aio_calls import NOT_AWAITABLE
 from ._aio_conn import ServerProtocol
+from ._aio_execute import CallExecutor, Outcome
 from ._aio_runner import CallRunner, PoolCalls
 from ._aio_tls import TlsGate, TlsListener, listen_tls
-from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
-from ._dispatch import Prepared, Registry, outcome_response
+from ._codec import ErrorObject, ErrorResponse, Notification, Request
+from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
@@ -39,12 +39,11 @@ __all__ = ["RPCServer"]
 log = logging.getLogger("jsonrpc_mini")
 
 Address = tuple[str, int] | str
-Outcome = Response | ErrorResponse | None
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 
 
-class RPCServer(Registry):
+class RPCServer(CallExecutor):
     """An asyncio JSON-RPC 2.0 server: register handlers, then ``await start()``.
 
     Registration is the sync server's (``register_function``, ``register``,
@@ -279,7 +278,7 @@ class RPCServer(Registry):
     ) -> None:
         await self.shutdown()
 
-    # -- running calls ---------------------------------------------------------
+    # -- running calls (the handlers themselves: _aio_execute.CallExecutor) ------
 
     def runner(self, loop: asyncio.AbstractEventLoop) -> CallRunner:
         """The runner of this server's calls on ``loop`` (one per loop)."""
@@ -295,12 +294,6 @@ class RPCServer(Registry):
             pool = self._pool = PoolCalls(loop)
         return pool
 
-    def executor(self) -> concurrent.futures.Executor:
-        """The executor for plain handlers (a private thread pool unless one was given)."""
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
-        return self._executor
-
     def runs_call(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether ``task`` runs a call of this server (one that waited: it has a task of its own)."""
         return task is not None and any(task in conn.tasks for conn in (*self._conns, *self._orphans))
@@ -312,76 +305,6 @@ class RPCServer(Registry):
         if self._pool is not None:
             tasks += [asyncio.wrap_future(future) for future in self._pool.inflight]
         return [task for task in tasks if task is not me and not task.done()]
-
-    def _handler_is_async(self, function: Callable[..., Any]) -> bool:
-        known = self._is_async.get(function)
-        if known is None:
-            known = self._is_async[function] = inspect.iscoroutinefunction(function)
-        return known
-
-    def execute_now(
-        self, message: Request | Notification, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-    ) -> Outcome | Coroutine[Any, Any, Outcome]:
-        """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply.
-
-        If the handler turns out to return an awaitable (an object with an async
-        ``__call__``), this returns a coroutine that awaits it and builds the reply.
-        """
-        try:
-            result = function(*args, **kwargs)
-        except Exception as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
-            return self.await_result(message, result)
-        return outcome_response(message, result, debug=self.options.debug)
-
-    async def await_result(self, message: Request | Notification, awaitable: Awaitable[Any]) -> Outcome:
-        """Await what a handler returned and build the reply."""
-        try:
-            result = await awaitable
-        except Exception as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
-        return outcome_response(message, result, debug=self.options.debug)
-
-    async def execute(self, prepared: Prepared) -> Outcome:
-        """Run one prepared call wherever it belongs and build its reply (batch members)."""
-        if self._handler_is_async(prepared.function):
-            return await self.execute_async(prepared)
-        message = prepared.message
-        try:
-            if self.run_sync_in_thread:
-                result = await asyncio.get_running_loop().run_in_executor(self.executor(), prepared.run)
-            else:
-                result = prepared.run()
-            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
-                result = await result
-        except Exception as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
-        return outcome_response(message, result, debug=self.options.debug)
-
-    async def execute_async(self, prepared: Prepared) -> Outcome:
-        """Run a prepared call of an ``async def`` handler and build its reply."""
-        try:
-            result = await prepared.function(*prepared.args, **prepared.kwargs)
-            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            return outcome_response(prepared.message, exc=exc, debug=self.options.debug)
-        return outcome_response(prepared.message, result, debug=self.options.debug)
-
-    def pooled_outcome(
-        self, message: Request | Notification, future: concurrent.futures.Future[Any]
-    ) -> Outcome | Coroutine[Any, Any, Outcome]:
-        """The reply for a call that ran in the thread pool (a coroutine if its result must be awaited)."""
-        if future.cancelled():  # the pool was shut down before it ran
-            return None
-        exc = future.exception()
-        if exc is not None:  # (SystemExit too: raised by the handler in a pool thread, answered -32603)
-            return outcome_response(message, exc=exc, debug=self.options.debug)
-        result = future.result()
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
-            return self.await_result(message, result)
-        return outcome_response(message, result, debug=self.options.debug)
 
     @staticmethod
     def refusal(message: Request) -> ErrorResponse:
