@@ -19,7 +19,8 @@ values, Content-Length framing). Received bytes not yet given to the core (the
 before them, so feeding them line by line or all at once gives the same events.
 
 How a call taken here is run and answered is the other half of the class, in
-``_aio_calls``; the idle and read timeouts are in ``_aio_timeouts``.
+``_aio_calls``; writing the replies is in ``_aio_writes``; the idle and read
+timeouts are in ``_aio_timeouts``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
-from ._aio_calls import CallingProtocol
+from ._aio_writes import WritingProtocol
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ log = logging.getLogger("jsonrpc_mini")
 SCAN_STEPS = 1000
 
 
-class ServerProtocol(CallingProtocol):
+class ServerProtocol(WritingProtocol):
     """Serves one connection for an ``aio.RPCServer``: reading and back-pressure here, calls in ``CallingProtocol``."""
 
     # Slots: an idle connection costs less memory (no instance dict), attributes are quicker.
@@ -57,14 +58,12 @@ class ServerProtocol(CallingProtocol):
         "_draining",
         "_dumps_line",
         "_events",
-        "_flush_soon",
         "_group_from",
         "_input_done",
         "_keep_open",
         "_limit",
         "_loop",
         "_opts",
-        "_out",
         "_proto",
         "_pumping",
         "_read_paused",
@@ -74,7 +73,6 @@ class ServerProtocol(CallingProtocol):
         "_srv",
         "_started",
         "_transport",
-        "_write_paused",
         "closed",
         "tasks",
     )
@@ -201,15 +199,6 @@ class ServerProtocol(CallingProtocol):
                 self._runner.release()
         if not self.closed.done():
             self.closed.set_result(None)
-
-    def pause_writing(self) -> None:
-        """The peer reads slower than we answer: stop taking new calls."""
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        """The write buffer drained: take calls again."""
-        self._write_paused = False
-        self.pump()
 
     # -- control from the server -----------------------------------------------
 
@@ -386,28 +375,3 @@ class ServerProtocol(CallingProtocol):
     def _maybe_close(self) -> None:
         if self._input_done and self.busy == 0:
             self.close()
-
-    def _write(self, data: bytes) -> None:
-        # With other calls of this connection still running, replies finishing in the
-        # same loop iteration are joined into one write (one system call) by _flush.
-        if self._out is not None:
-            self._out.append(data)
-            return
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._pumping:
-            self._out = [data]  # pump() flushes when it is done
-        elif self.busy > 1:
-            self._out = [data]
-            self._flush_soon = True
-            self._loop.call_soon(self._flush)
-        else:
-            transport.write(data)
-
-    def _flush(self) -> None:
-        self._flush_soon = False
-        out, self._out = self._out, None
-        transport = self._transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
