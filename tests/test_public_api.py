@@ -131,11 +131,18 @@ def _public_objects() -> list[tuple[str, Any]]:
             obj = getattr(module, name)
             found.append((f"{module_name}.{name}", obj))
             if inspect.isclass(obj):
-                for attr, member in vars(obj).items():
-                    if attr.startswith("_"):
+                # Its own members and those it inherits from the library's private base
+                # classes (the servers' and clients' parts live in modules of their own).
+                seen: set[str] = set()
+                for cls in obj.__mro__:
+                    if not cls.__module__.startswith("jsonrpc_mini"):
                         continue
-                    if inspect.isfunction(member) or isinstance(member, (property, classmethod, staticmethod)):
-                        found.append((f"{module_name}.{name}.{attr}", member))
+                    for attr, member in vars(cls).items():
+                        if attr.startswith("_") or attr in seen:
+                            continue
+                        seen.add(attr)
+                        if inspect.isfunction(member) or isinstance(member, (property, classmethod, staticmethod)):
+                            found.append((f"{module_name}.{name}.{attr}", member))
     return found
 
 
