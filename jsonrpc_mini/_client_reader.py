@@ -316,7 +316,9 @@ class _ReplyReader(ReplySettler):
             if violation is None:
                 return handing_back
             self._deliver(violation)
-            if start == count and waiter is None:
+            if start < count:
+                self.said = None  # the server sent more after it: not its last word
+            elif waiter is None:
                 return False
 
     def _release_reader(self) -> None:

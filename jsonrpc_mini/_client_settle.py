@@ -65,6 +65,7 @@ class ReplySettler:
         # that sees ``done`` (it may be polling) must also see its result or error.
         if not replies:
             return
+        self.said = None  # replies came after any error delivered before them
         with self.lock:
             settled = [waiter for waiter in map(self._fill, replies) if waiter is not None]
         for waiter in settled:

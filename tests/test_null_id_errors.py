@@ -33,11 +33,15 @@ def reply(id_: Any, result: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": id_, "result": result}).encode() + b"\n"
 
 
-def against_sync(script: Callable[[Peer], None], body: Callable[[RPCClient], Any]) -> Any:
-    """``body(client)`` against a fake server playing ``script``; the client's last word is a notification."""
+def against_sync(script: Callable[[Peer], None], body: Callable[[RPCClient], Any], bye: bool = True) -> Any:
+    """``body(client)`` against a fake server playing ``script``; the client's last word is a notification.
+
+    ``bye=False``: the server closes first.
+    """
     with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
         result = body(client)
-        client.notify("bye")
+        if bye:
+            client.notify("bye")
     assert not fake.errors
     return result
 
@@ -332,3 +336,62 @@ def test_aio_a_connection_lost_does_not_quote_an_error_followed_by_more() -> Non
         assert "the server said" not in str(lost.value)
 
     against_aio(notification_error_then_more, body, bye=False)
+
+
+# -- helper-44's note: within one read, a message after the error ends its quote --------
+
+
+def error_and_reply_in_one_write(result: Any) -> Callable[[Peer], None]:
+    def script(peer: Peer) -> None:
+        peer.json_line()  # the notification
+        request = peer.json_line()
+        peer.sendall(NULL_ERROR + reply(request["id"], result))  # one read for the client
+        peer.json_line()  # the next call
+        peer.close()
+
+    return script
+
+
+# A plain result goes the client's one-step way for whole lines; one with an escape in a
+# string makes the lines go through the framer (another place replies are stored).
+RESULTS = pytest.mark.parametrize("result", ["mine", "mi\nne"], ids=["lines", "framer"])
+
+
+def reply_and_error_in_one_write_then_close(peer: Peer) -> None:
+    request = peer.json_line()
+    peer.sendall(reply(request["id"], "mine") + NULL_ERROR)  # the error is the last word
+    peer.json_line()  # the next call
+    peer.close()
+
+
+@RESULTS
+def test_sync_an_error_followed_by_a_reply_in_the_same_read_is_not_quoted(result: str) -> None:
+    def body(client: RPCClient) -> None:
+        client.notify("log", "x")
+        assert client.anything() == result
+        with pytest.raises(ConnectionLost) as lost:
+            client.anything()
+        assert "the server said" not in str(lost.value)
+
+    against_sync(error_and_reply_in_one_write(result), body, bye=False)
+
+
+def test_sync_an_error_after_a_reply_in_the_same_read_is_quoted() -> None:
+    def body(client: RPCClient) -> None:
+        assert client.anything() == "mine"
+        with pytest.raises(ConnectionLost, match=r"\(the server said: .*message too large\)"):
+            client.anything()
+
+    against_sync(reply_and_error_in_one_write_then_close, body, bye=False)
+
+
+@RESULTS
+def test_aio_an_error_followed_by_a_reply_in_the_same_read_is_not_quoted(result: str) -> None:
+    async def body(client: aio.RPCClient) -> None:
+        await client.notify("log", "x")
+        assert await client.anything() == result
+        with pytest.raises(ConnectionLost) as lost:
+            await client.anything()
+        assert "the server said" not in str(lost.value)
+
+    against_aio(error_and_reply_in_one_write(result), body, bye=False)
