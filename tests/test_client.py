@@ -1275,6 +1275,21 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
         original_wait(self, waiter, deadline)
 
     monkeypatch.setattr(link_module._Link, "wait", held_wait)
+    original_send_within = SocketTransport.send_within
+
+    def send_in_pieces(self: SocketTransport, data: bytes, timeout: float) -> None:
+        # Call 2's request goes to the kernel 1 KiB at a time: in one piece the kernel
+        # may take the whole 15 KB into a single buffer whatever SO_SNDBUF says (a
+        # large first write on an empty queue), and then call 2 never blocks (seen
+        # once in a loaded full-suite run). Small pieces fill the send buffer and block.
+        if threading.current_thread().name != "call-2":
+            original_send_within(self, data, timeout)
+            return
+        deadline = time.monotonic() + timeout
+        for start in range(0, len(data), 1024):
+            original_send_within(self, data[start : start + 1024], deadline - time.monotonic())
+
+    monkeypatch.setattr(SocketTransport, "send_within", send_in_pieces)
     with FakeServer(script) as fake:
         fake._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # inherited by the accepted socket
         sock = socket.socket()
@@ -1290,7 +1305,8 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
         # Call 1's send (and its claim on the outbox) is over: call 2 sends itself, rather
         # than leaving its request for call 1's thread to write (tests/test_client_outbox.py).
         wait_for(lambda: not link.sending and not _send_lock_held(link), "call 1's send to end")
-        second = start_thread(lambda: results.update(two=c.echo("y" * 15_000)))
+        second = threading.Thread(target=lambda: results.update(two=c.echo("y" * 15_000)), name="call-2", daemon=True)
+        second.start()
         wait_for(lambda: len(link.pending) == 2 and _send_lock_held(link), "call 2 to be sending")
         assert not link.reading  # call 2 is sending without holding the turn
         held.set()
