@@ -121,18 +121,19 @@ class _ReplyReader(ReplySettler):
                 self._release_reader()
 
     def _interrupted(self, waiter: _Waiter, taken: bool) -> None:
-        """A reader (``waiter``'s caller) was interrupted: close the connection if it took others' replies.
+        """A reader (``waiter``'s caller) was interrupted: close the connection if bytes were lost.
 
         ``taken``: it held bytes not yet handed out (or the transport's read was cut
-        after bytes arrived: ``interrupted_read``).
+        after bytes arrived: ``interrupted_read``). Those bytes are gone, and nobody
+        can tell whether they ended at a message's end: part of a reply lost leaves
+        the framer inside it, reading the next reply as its rest (that call would
+        wait for ever). So the connection is closed even when no other call waits.
         """
         transport: Any = self.transport
         if getattr(transport, "interrupted_read", False):  # cut inside the transport's read
             transport.interrupted_read = False
             taken = True
-        with self.lock:
-            others = any(other is not waiter for other in self.pending.values())
-        if taken and others:
+        if taken:
             self.fail_all("a read was interrupted after taking bytes off the connection; the connection is closed")
 
     def _abandon(self, waiter: _Waiter) -> None:

@@ -220,8 +220,10 @@ def test_a_read_cut_after_taking_other_calls_replies_closes_the_connection() -> 
         peer.close()
 
 
-def test_a_lone_call_whose_read_is_cut_keeps_the_connection() -> None:
-    # Alone, the caller loses only its own reply (an interactive Ctrl-C): the client goes on.
+def test_a_lone_call_whose_read_is_cut_closes_the_connection() -> None:
+    # Alone, the caller loses its own reply with the bytes its read took. Before
+    # (review12 F2) the connection stayed; but which bytes were lost is unknown (see
+    # the next test), so now it closes: the next call raises ConnectionLost.
     c, peer, cut = _cut_client(b'"result"')
     try:
         results: dict[str, Any] = {}
@@ -231,12 +233,37 @@ def test_a_lone_call_whose_read_is_cut_keeps_the_connection() -> None:
         assert isinstance(results["lone"], KeyboardInterrupt)
         assert cut.cut
         link = c._link
-        assert link is not None and link.lost is None and not link.pending and not link.reading
+        assert link is not None and not link.pending and not link.reading
+        assert link.lost is not None and "a read was interrupted after taking bytes" in link.lost
+        with pytest.raises(ConnectionLost, match="a read was interrupted after taking bytes"):
+            c.echo(2)
+    finally:
+        c.close()
+        peer.close()
+
+
+def test_a_lone_call_that_loses_part_of_its_reply_does_not_leave_the_next_call_waiting() -> None:
+    # review12 F2: the reply's first part was read (the framer is inside its string),
+    # the read taking the rest is cut and its bytes are lost. Kept open, the framer
+    # read the next reply as the rest of the lost one and the next call waited for
+    # ever (no timeout).
+    c, peer, cut = _cut_client(b"MARK")
+    try:
+        link = c._link
+        assert link is not None
+        results: dict[str, Any] = {}
+        lone = _run(results, "lone", lambda: c.echo(1))
+        (call_id,) = _request_ids(peer, 1)
+        peer.sendall(b'{"jsonrpc": "2.0", "id": %d, "result": "%s' % (call_id, b"a" * 2000))
+        wait_for(lambda: link.proto.in_message, "the reply's first part to be read")
+        peer.sendall(b'bbbbMARK"}\n')  # the read that takes it is cut: these bytes are lost
+        lone.join(WAIT)
+        assert isinstance(results["lone"], KeyboardInterrupt)
+        assert cut.cut
         results2: dict[str, Any] = {}
-        t2 = _run(results2, "next", lambda: c.echo(2))
-        _answer(peer, _request_ids(peer, 1))
-        t2.join(WAIT)
-        assert results2["next"] == 2
+        nxt = _run(results2, "next", lambda: c.echo(2))
+        nxt.join(WAIT)
+        assert isinstance(results2.get("next"), ConnectionLost), results2
     finally:
         c.close()
         peer.close()
