@@ -280,7 +280,7 @@ class _Link(_ReplyReader):
             if not handed_back:
                 handed_back = self._read_replies(waiter, deadline, taken, first)
         except BaseException:  # as in _lead
-            self._interrupted(waiter, taken[0])
+            self._interrupted(taken[0])
             self._abandon(waiter)
             raise
         finally:

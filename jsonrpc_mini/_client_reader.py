@@ -113,15 +113,15 @@ class _ReplyReader(ReplySettler):
         try:
             handed_back = self._read_replies(waiter, deadline, taken)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
-            self._interrupted(waiter, taken[0])
+            self._interrupted(taken[0])
             self._abandon(waiter)  # (the turn is still held: no follower is picked there)
             raise
         finally:
             if not handed_back and self.reading == threading.get_ident():
                 self._release_reader()
 
-    def _interrupted(self, waiter: _Waiter, taken: bool) -> None:
-        """A reader (``waiter``'s caller) was interrupted: close the connection if bytes were lost.
+    def _interrupted(self, taken: bool) -> None:
+        """A reader was interrupted: close the connection if bytes were lost.
 
         ``taken``: it held bytes not yet handed out (or the transport's read was cut
         after bytes arrived: ``interrupted_read``). Those bytes are gone, and nobody
