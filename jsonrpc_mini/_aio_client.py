@@ -79,6 +79,9 @@ class RPCClient:
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))
         if link.paused:
             await self._writable(method)
+        # Its place in the output is taken here: a call made while it waited to write
+        # went out before it and is no witness of it (see ClientConnection.unread_before).
+        link.proto.sent_unanswered()
         link.send(data, method)
 
     def batch(self) -> AsyncBatchBuilder:
@@ -97,6 +100,8 @@ class RPCClient:
         if link.paused:
             timeout = await self._writable("batch")
             link.check(None)
+        if any(notify for _, _, notify in calls):
+            link.proto.sent_unanswered()  # here, as in notify; the batch's first call witnesses it
         # Every member gets what is left of the client's timeout: it bounds the whole batch.
         waits = [(m, link.expect(m.id, m.method, timeout)) for m in messages if isinstance(m, Request)]
         ids = [message.id for message, _ in waits]

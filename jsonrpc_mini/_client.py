@@ -163,7 +163,8 @@ class RPCClient:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
         link = self._require_link()
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        link.start([], link.proto.encode(Notification(method, build_params(args, kwargs))), deadline, method)
+        data = link.proto.encode(Notification(method, build_params(args, kwargs)))
+        link.start([], data, deadline, method, unanswered=True)
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
@@ -175,15 +176,15 @@ class RPCClient:
         waiters = cast("list[_Waiter]", [result for result in calls.results if result is not None])
         ids = proto.next_ids(len(waiters))
         data = proto.encode_values(call_values(calls, iter(ids)))
-        if len(waiters) < len(calls.results):
-            proto.sent_unanswered()  # (members without a result are notifications)
+        # (Members without a result are notifications: marked as the batch is sent.)
+        unanswered = len(waiters) < len(calls.results)
         for waiter, id_ in zip(waiters, ids, strict=True):
             waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         # Members the reply array leaves out fail at once (the core tells: expect_batch).
         proto.expect_batch(ids)
         try:
-            link.start(waiters, data, deadline, "batch")
+            link.start(waiters, data, deadline, "batch", unanswered)
             try:
                 for waiter in waiters:
                     if not waiter.done:  # replies come together: most are in once the first wait ends

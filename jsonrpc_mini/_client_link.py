@@ -75,8 +75,14 @@ class _Link(_ReplyReader):
 
     # -- sending ---------------------------------------------------------------
 
-    def start(self, waiters: Sequence[_Waiter], data: bytes, deadline: float | None, what: str) -> None:
-        """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``."""
+    def start(
+        self, waiters: Sequence[_Waiter], data: bytes, deadline: float | None, what: str, unanswered: bool = False
+    ) -> None:
+        """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``.
+
+        ``unanswered``: ``data`` holds a notification (alone, or in a batch with
+        ``waiters``); it is marked where it takes its place in the output (see send).
+        """
         if waiters and self.reading == threading.get_ident():
             raise self._refused(what)  # (before the try: what this thread holds is its outer call's)
         try:
@@ -87,7 +93,8 @@ class _Link(_ReplyReader):
                 self.pending.update(zip(map(_waiter_id, waiters), waiters, strict=True))
                 if waiters and self.proto.unread:  # (see ClientConnection.unread_before)
                     self.proto.witness_call(waiters[0].id)
-            self.send(data, deadline, what)
+            witness = waiters[0].id if unanswered and waiters else None
+            self.send(data, deadline, what, unanswered=unanswered, witness=witness)
         except BaseException:
             try:
                 self._let_go(())
@@ -319,6 +326,8 @@ class _Link(_ReplyReader):
         locked: bool = False,
         reader: bool = False,
         drain: bool = False,
+        unanswered: bool = False,
+        witness: Id | None = None,
     ) -> None:
         """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
 
@@ -327,7 +336,12 @@ class _Link(_ReplyReader):
         ``locked``: the caller holds the send lock already (it is released here);
         ``reader``: it holds the reader's turn; ``drain``: it has claimed the outbox
         (see request) and writes what other callers leave there meanwhile, after
-        ``data`` and before the send lock is released.
+        ``data`` and before the send lock is released. ``unanswered``: ``data`` holds
+        a notification, marked (ClientConnection.sent_unanswered) once the send lock
+        is held: every call registered from then on is written after it, so only
+        such a call witnesses it (a call registered before the mark but written
+        after it is no witness, which only keeps the doubt longer); ``witness``:
+        the id of a call in ``data`` itself (a batch's first), which does.
 
         Speed: with threads sharing the client, callers waited for the send lock
         while its holder's send ran (a send releases the GIL): a sleep and a
@@ -347,6 +361,11 @@ class _Link(_ReplyReader):
                     send_lock.acquire()
                 elif not send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     raise timed_out(method, "could not send within the timeout (another send is stuck)")
+            if unanswered:  # (see ClientConnection.unread_before)
+                with self.lock:
+                    self.proto.sent_unanswered()
+                    if witness is not None:
+                        self.proto.witness_call(witness)
             self._write(data, deadline, method, reader)
             if drain:
                 self._drain(deadline)

@@ -123,9 +123,10 @@ class ClientConnection(_Base):
         a connection's messages in order and answers one it cannot read as it reads
         it, so once a call sent after such a message is answered (it left
         ``pending``; a call given up on instead makes a new :meth:`sent_unanswered`),
-        an error with id null cannot be that message's any more. (A call registered
-        by one thread just before another thread's notification is sent could be
-        sent before it; the drivers register and send calls in order otherwise.)
+        an error with id null cannot be that message's any more. The drivers mark
+        a notification where its bytes take their place in the output (the sync
+        client under the send lock, the aio client as it writes or holds them), so
+        a call registered after the mark is written after the notification.
         """
         if not self.unread:
             return False
@@ -166,11 +167,12 @@ class ClientConnection(_Base):
             self._batches.pop(ids[0], None)
 
     def encode(self, message: Request | Notification | Sequence[Request | Notification]) -> bytes:
-        """Frame a request, a notification, or a list of them as one batch array."""
-        if not isinstance(message, Request):
-            members = (message,) if isinstance(message, Notification) else message
-            if any(type(m) is Notification for m in members):
-                self.sent_unanswered()
+        """Frame a request, a notification, or a list of them as one batch array.
+
+        Encoding marks nothing: a driver calls :meth:`sent_unanswered` for a
+        notification (or a batch holding one) where its bytes take their place in
+        the connection's output, so that only calls written after it witness it.
+        """
         return self._frame(encode_message(message, self.codec.dumps))
 
     def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
