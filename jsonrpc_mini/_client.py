@@ -184,7 +184,7 @@ class RPCClient:
         # Members the reply array leaves out fail at once (the core tells: expect_batch).
         proto.expect_batch(ids)
         try:
-            link.start(waiters, data, deadline, "batch", unanswered)
+            link.start(waiters, data, deadline, "batch", unanswered=unanswered, batch=True)
             try:
                 for waiter in waiters:
                     if not waiter.done:  # replies come together: most are in once the first wait ends
