@@ -96,6 +96,30 @@ def test_a_kept_method_refuses_once_the_batch_is_sent() -> None:
     assert sender.sent == [[("add", [1, 2], False)]]
 
 
+@pytest.mark.parametrize("name", ["func", "args", "keywords"])
+def test_a_kept_method_s_attributes_are_remote_methods_whatever_their_name(name: str) -> None:
+    # b.add is a functools.partial (speed); partial's own attributes must not hide
+    # the remote methods of the same names.
+    sender = Recorder()
+    with BatchBuilder(sender) as b:
+        b.calc(0)  # b.calc kept (the partial) before its attribute is asked
+        result = getattr(b.calc, name)(1, 2)
+        getattr(b, name)(3)
+    assert sender.sent == [[("calc", [0], False), (f"calc.{name}", [1, 2], False), (name, [3], False)]]
+    assert result.method == f"calc.{name}"
+    assert result.result() == (f"calc.{name}", [1, 2])
+
+
+def test_a_kept_method_passes_every_keyword_through_and_shows_its_name() -> None:
+    sender = Recorder()
+    with BatchBuilder(sender) as b:
+        b.m(queued=1, method=2, self=3)
+        b.m(4, queued=5)
+    assert sender.sent == [[("m", {"queued": 1, "method": 2, "self": 3}, False), ("m", {"0": 4, "queued": 5}, False)]]
+    assert repr(b.m) == "<remote method 'm'>"
+    assert repr(b.m.x) == "<remote method 'm.x'>"
+
+
 def test_private_names_are_never_kept_or_queued() -> None:
     b = BatchBuilder(Recorder())
     for name in ("_x", "__deepcopy__", "_queued_"):
