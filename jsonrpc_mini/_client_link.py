@@ -69,8 +69,9 @@ class _Link(_ReplyReader):
         # framing): see request.
         self.dumps_line = proto.codec.dumps_line if proto.framing == "newline" else None
         # The last error with id null that no call could take (e.g. "message too
-        # large" answering a notification), until the server sends anything else:
-        # told with ConnectionLost if one follows.
+        # large" answering a notification), until a reply follows it (a whole one:
+        # per message, however the bytes were split into reads): told with
+        # ConnectionLost if one follows.
         self.said: str | None = None
 
     # -- sending ---------------------------------------------------------------
@@ -265,8 +266,6 @@ class _Link(_ReplyReader):
                     first = exc
             if isinstance(first, bytes):
                 taken[0] = True
-                if first and self.said is not None:
-                    self.said = None  # (see _read_replies)
                 value = self.proto.decode_line(first)
                 if value is not None:  # one whole line (else the framer's: _read_replies)
                     first = None
@@ -281,6 +280,8 @@ class _Link(_ReplyReader):
                         and type(id_ := value.get("id")) is int
                         and id_ == waiter.id
                     ) or success_id(value) == waiter.id:
+                        if self.said is not None:
+                            self.said = None  # a reply after it (see _ReplyReader._settle_lines)
                         with self.lock:
                             if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
                                 waiter.value = value["result"]

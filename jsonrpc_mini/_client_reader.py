@@ -190,8 +190,6 @@ class _ReplyReader(ReplySettler):
                 self.fail_all(f"connection lost: {exc}")
                 return False
             taken[0] = True
-            if data and self.said is not None:
-                self.said = None  # the server sent more since: that error was not its last word
             # The usual read (a lone caller's): one reply line, decoded by the core's
             # one-line step (decode_lines without its list, offsets and look for more
             # lines: ~3,400 of ~17,000 instructions less). decode_line itself tells
@@ -204,6 +202,8 @@ class _ReplyReader(ReplySettler):
                     # This caller's own success reply: stored and the turn handed
                     # back in one lock round (what _settle_lines does, without its
                     # lists and calls).
+                    if self.said is not None:
+                        self.said = None  # a reply after it (see _settle_lines)
                     with self.lock:
                         if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
                             waiter.value = value["result"]
@@ -276,6 +276,7 @@ class _ReplyReader(ReplySettler):
         while True:
             woken: list[_Waiter] = []
             violation = None
+            first = start
             with self.lock:
                 pending = self.pending
                 for value in values[start:] if start else values:
@@ -314,12 +315,15 @@ class _ReplyReader(ReplySettler):
                     other.wake()
             if handing_back and follower is not None:
                 follower.wake()
+            # A reply (any: the loop stopped before a violation, or at the end) ends the
+            # quote of an id-null error before it: that error was not the server's last
+            # word. Per message, as the aio client: not per read.
+            if self.said is not None and start - first > (violation is not None):
+                self.said = None
             if violation is None:
                 return handing_back
             self._deliver(violation)
-            if start < count:
-                self.said = None  # the server sent more after it: not its last word
-            elif waiter is None:
+            if start == count and waiter is None:
                 return False
 
     def _release_reader(self) -> None:
