@@ -66,17 +66,21 @@ class SocketTransport:
         "_rcvtimeo",
         "_real",
         "_send_timeout",
+        "_size",
         "_view",
         "interrupted_read",
         "sock",
     )
 
+    # The read buffer and a view of it (see _recv_real): set on the first read.
+    _buffer: mmap.mmap
+    _view: memoryview
+
     def __init__(self, sock: socket.socket, *, send_timeout: float | None = None) -> None:
         self.sock = sock
         self._real = isinstance(sock, socket.socket)
         self._closed = False
-        self._buffer: mmap.mmap | None = None
-        self._view: memoryview | None = None
+        self._size = 0  # the read buffer's length (0: none yet)
         self._rcvtimeo = 0.0  # SO_RCVTIMEO in force (0: none)
         # Reads wait in a blocking recv bounded by SO_RCVTIMEO (see recv).
         self._kernel_timeout = self._real and _RCVTIMEO and type(sock) is socket.socket
@@ -141,11 +145,21 @@ class SocketTransport:
         if self._kernel_timeout and timeout == (self._rcvtimeo or None):
             # Speed: the usual read (a client waiting for its reply without a timeout, a
             # server's connection given its idle time): the branch below without its
-            # tests and its _set_recv_timeout call (the timeout in force is the one asked).
+            # tests and its _set_recv_timeout call (the timeout in force is the one asked),
+            # and _recv_real's read in line once its buffer is there (a call less per read).
+            if self._size < max_bytes:
+                self._grow(max_bytes)
+            buffer = self._buffer
+            buffer[0] = 0  # (see _recv_real)
             try:
-                return self._recv_real(sock, max_bytes)
-            except BlockingIOError:  # (as below)
+                count = sock.recv_into(self._view, max_bytes)
+            except BlockingIOError:  # (as below; no byte was taken)
                 raise TimeoutError("read timed out") from None
+            except BaseException:
+                if buffer[0]:
+                    self.interrupted_read = True
+                raise
+            return buffer[:count]
         if not self._real:
             if timeout is None:
                 return sock.recv(max_bytes)
@@ -230,21 +244,26 @@ class SocketTransport:
         # mmap so that its pages use memory only once data has filled them (an idle
         # connection costs a page, not 256 KiB). Only one thread reads a transport
         # at a time (the drivers' Leader/Followers rule guarantees it).
-        buffer, view = self._buffer, self._view
-        if buffer is None or view is None or len(buffer) < max_bytes:
-            buffer = self._buffer = mmap.mmap(-1, max_bytes)
-            view = self._view = memoryview(buffer)
+        if self._size < max_bytes:
+            self._grow(max_bytes)
+        buffer = self._buffer
         # A NUL never starts a JSON-RPC stream's bytes (JSON text or a header): if the
         # first byte changed, the read took bytes before an interruption cut it short
         # (Python runs a signal handler right after a call returns; its result is lost).
         buffer[0] = 0
         try:
-            count = sock.recv_into(view, max_bytes, flags)
+            count = sock.recv_into(self._view, max_bytes, flags)
         except BaseException:
             if buffer[0]:
                 self.interrupted_read = True
             raise
         return buffer[:count]  # a slice of the mmap is a bytes copy: one object, not a view and a copy
+
+    def _grow(self, size: int) -> None:
+        """Make the read buffer ``size`` bytes long (a new anonymous mmap)."""
+        self._buffer = mmap.mmap(-1, size)
+        self._view = memoryview(self._buffer)
+        self._size = size
 
     def watchable_fd(self) -> int | None:
         """The descriptor whose readiness tells that bytes arrived, or None.
