@@ -40,18 +40,25 @@ if TYPE_CHECKING:
 
     Message = Request | Notification
 
-__all__ = ["CallRunner", "PoolCalls", "log_destroy"]
+__all__ = ["CallRunner", "PoolCalls", "log_destroy", "serving"]
 
 log = logging.getLogger("jsonrpc_mini")
 
 Work = Coroutine[Any, Any, Any]
 
+serving: contextvars.ContextVar[object] = contextvars.ContextVar("jsonrpc_mini_serving", default=None)
+"""The server whose call runs in this context (None elsewhere): set once in each runner
+task, whose context every call copies, and copied on into the tasks a handler creates."""
+
 
 class CallRunner:
     """The calls of one server on one event loop: queued, then run by runner tasks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, keep: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, keep: Callable[[], bool] = lambda: False, owner: object = None
+    ) -> None:
         self.loop = loop
+        self.owner = owner  # the server: what ``serving`` says in its calls' contexts
         # Speed: while ``keep()`` (the server listens and has connections) a runner with
         # nothing to do waits for the next call instead of ending: waking it costs
         # ~1.6 us less than a new task, and with one request per read most reads
@@ -108,6 +115,7 @@ class CallRunner:
         task = self.task
         assert task is not None
         copy_context = contextvars.copy_context
+        serving.set(self.owner)  # (in this task's context, which each call's copies)
         self._looping = True
         try:
             while True:

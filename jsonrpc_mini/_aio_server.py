@@ -22,7 +22,7 @@ from typing import Any
 
 from ._aio_conn import ServerProtocol
 from ._aio_execute import CallExecutor, Outcome
-from ._aio_runner import CallRunner, PoolCalls
+from ._aio_runner import CallRunner, PoolCalls, serving
 from ._aio_tls import TlsGate, TlsListener, listen_tls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request
 from ._dispatch import Prepared, outcome_response
@@ -284,7 +284,9 @@ class RPCServer(CallExecutor):
         """The runner of this server's calls on ``loop`` (one per loop)."""
         runner = self._runner
         if runner is None or runner.loop is not loop:
-            runner = self._runner = CallRunner(loop, keep=lambda: self._listener is not None and bool(self._conns))
+            runner = self._runner = CallRunner(
+                loop, keep=lambda: self._listener is not None and bool(self._conns), owner=self
+            )
         return runner
 
     def pool(self, loop: asyncio.AbstractEventLoop) -> PoolCalls:
@@ -295,8 +297,21 @@ class RPCServer(CallExecutor):
         return pool
 
     def runs_call(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether ``task`` runs a call of this server (one that waited: it has a task of its own)."""
+        """Whether ``task`` runs a call of this server (one that waited: it has a task of its own).
+
+        Only the call's own task: see :meth:`in_call` for the code a call runs in other tasks.
+        """
         return task is not None and any(task in conn.tasks for conn in (*self._conns, *self._orphans))
+
+    def in_call(self) -> bool:
+        """Whether the code asking runs for a call of this server: its handler, or a task it made.
+
+        Each call runs in its own copy of the context, and ``asyncio.create_task``,
+        ``gather`` and the like copy the current context into the tasks they create,
+        so a helper task a handler starts (and awaits) is counted too, even once
+        the call has ended.
+        """
+        return serving.get() is self
 
     def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Future[Any]]:
         tasks: list[asyncio.Future[Any]] = [task for conn in conns for task in conn.tasks]

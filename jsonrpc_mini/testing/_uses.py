@@ -175,7 +175,7 @@ async def _aio_turn(server: AioRPCServer, entry: _AioUses, entering: str) -> Non
             await asyncio.wait_for(entry.turn.acquire(), _POLL)
             return
         except TimeoutError:
-            if entry.shutting and server.runs_call(asyncio.current_task()):
+            if entry.shutting and server.in_call():
                 raise ConnectionLost(
                     f"{entering}: the server is shutting down (its last kit user left) and this "
                     "handler of it cannot connect to it now"

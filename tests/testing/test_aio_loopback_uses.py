@@ -6,6 +6,10 @@ aio_loopback() (or an AioLoopbackServer) of it waited for the turn: the shutdown
 waited out shutdown_grace, then cancelled the handler. Now the handler gets
 ConnectionLost at once, as the blocking kit's handlers do; anyone else still waits
 for the shutdown and is then served.
+
+review12 F4: a handler entering from a helper task it awaits (create_task, gather)
+was not recognised (the check looked for the call's own task), so the shutdown again
+waited out the grace; the call's context (copied into such tasks) now tells.
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ async def shutdown_begun(server: aio.RPCServer) -> None:
     raise AssertionError("the shutdown did not begin")
 
 
+@pytest.mark.parametrize("via", ["its own task", "create_task", "gather"])
 @pytest.mark.parametrize("kit", ["aio_loopback", "AioLoopbackServer"])
-def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_refused_at_once(kit: str) -> None:
+def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_refused_at_once(
+    kit: str, via: str
+) -> None:
     async def main() -> object:
         gateway = aio.RPCServer(shutdown_grace=5)  # the old code: cancelled after 5 s
         gateway.register_function(lambda a, b: a + b, "add")
@@ -54,6 +61,10 @@ def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_ref
         async def fwd() -> object:
             entered.set()
             await asyncio.wait_for(go.wait(), WAIT)
+            if via == "create_task":  # a helper task of the handler
+                return await asyncio.create_task(enter_kit(gateway, kit))
+            if via == "gather":
+                return (await asyncio.gather(enter_kit(gateway, kit)))[0]
             return await enter_kit(gateway, kit)
 
         lb = AioLoopbackServer(gateway)
