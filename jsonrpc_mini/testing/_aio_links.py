@@ -10,6 +10,7 @@ socket transport (for the proxy of ``AioLoopbackServer``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Protocol
@@ -45,7 +46,14 @@ class End(Protocol):
 
 
 class Direction:
-    """Bytes one end wrote, on their way to the other end, paced by the plan."""
+    """Bytes one end wrote, on their way to the other end, paced by the plan.
+
+    As over a network link (and as ``FaultyTransport`` over ``loopback()``'s pipe):
+    each chunk is cut and sent as soon as it is written, and is in flight until its
+    delay (latency, jitter) after that, so chunks in flight together wait their
+    delays out together; only their time at the plan's bandwidth adds up, and none
+    overtakes one sent before it. A fault happens when the chunk before it arrives.
+    """
 
     def __init__(self, link: Link, state: DirectionState, src: End, dst: End) -> None:
         self.link = link
@@ -53,6 +61,11 @@ class Direction:
         self.src = src
         self.dst = dst
         self.buf = bytearray()
+        # Chunks sent, not delivered yet: (when they arrive, the bytes, their step).
+        self.flight: collections.deque[tuple[float, bytes, Step]] = collections.deque()
+        self._flying = 0  # bytes in flight
+        self._due = 0.0  # when the last chunk sent arrives
+        self._faulted = False  # a step with a fault is in flight: nothing more is sent
         self.eof = False
         self.ended = False
         self.dropping = False  # the kit is leaving: what the plan delays is dropped, not waited for
@@ -63,8 +76,8 @@ class Direction:
 
     @property
     def queued(self) -> int:
-        """Bytes written but not delivered yet."""
-        return len(self.buf)
+        """Bytes written but not delivered yet (in flight included)."""
+        return len(self.buf) + self._flying
 
     def push(self, data: bytes) -> None:
         """Queue bytes the source end wrote (dropped once this direction has ended)."""
@@ -81,6 +94,8 @@ class Direction:
         """End this direction at once (the queued bytes vanish)."""
         self.ended = True
         self.buf.clear()
+        self.flight.clear()
+        self._flying = 0
         self._wake.set()
         self._cut.set()
 
@@ -94,6 +109,7 @@ class Direction:
         """
         self.dropping = True
         self._cut.set()
+        self._wake.set()
 
     async def _delay(self, seconds: float) -> bool:
         """Hold the bytes ``seconds`` (the plan's delay); False if they are to be dropped.
@@ -105,41 +121,68 @@ class Direction:
                 await asyncio.wait_for(self._cut.wait(), seconds)
         return not (seconds > 0 and self.dropping)
 
-    async def run(self) -> None:
-        """Move bytes until EOF, a fault, or ``stop()``."""
-        plan = self.link.plan
-        if not await self._delay(plan.connect_delay):
-            self.buf.clear()
-        while not self.ended:
-            if not self.buf:
-                if self.eof:
-                    await self._end_of_stream()
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if not await self.dst.readable():
-                self.stop()
-                return
-            if self.ended or not self.buf:
-                continue
+    def _send(self, now: float) -> None:
+        """Cut what was written into chunks and put them in flight (not past a fault)."""
+        while self.buf and not self._faulted:
             view = bytes(self.buf[: self._limit])
             step = self.state.next_step(view)
-            if not await self._delay(step.delay):
-                self.buf.clear()  # (not counted by the plan: it never crossed)
-                self.src.drained(0)
-                continue
-            if self.ended:
-                return
             chunk = view[: step.size]
             del self.buf[: len(chunk)]
-            self.state.commit(chunk, step)
-            if chunk:
-                self.dst.deliver(chunk)
-            self.src.drained(len(self.buf))
-            if step.fault is not None:
-                await self._fault(step)
+            self._due = self.state.arrival(now, step, self._due)
+            if step.fault is None:
+                self.state.commit(chunk, step)
+            else:  # the bytes are counted now; the fault happens when they arrive
+                self.state.commit(chunk, Step(step.size, step.delay))
+                self._faulted = True
+            self.flight.append((self._due, chunk, step))
+            self._flying += len(chunk)
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Wait ``seconds`` (None: no limit), or until bytes are written or cut."""
+        self._wake.clear()
+        if seconds is not None and seconds <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def run(self) -> None:
+        """Move bytes until EOF, a fault, or ``stop()``."""
+        loop = asyncio.get_running_loop()
+        if not await self._delay(self.link.plan.connect_delay):
+            self.buf.clear()
+        while not self.ended:
+            self._send(loop.time())
+            if self.flight:
+                due, chunk, step = self.flight[0]
+                if due > loop.time():
+                    if self.dropping:  # in flight when the kit leaves: it (and all behind it) never arrives
+                        self.flight.clear()
+                        self._flying = 0
+                        self._faulted = False  # (a fault dropped with them: decided again if more comes)
+                        self.buf.clear()
+                        self.src.drained(0)
+                        continue
+                    await self._wait(due - loop.time())
+                    continue
+                if not await self.dst.readable():
+                    self.stop()
+                    return
+                if self.ended or not self.flight:
+                    continue
+                self.flight.popleft()
+                self._flying -= len(chunk)
+                if chunk:
+                    self.dst.deliver(chunk)
+                self.src.drained(self.queued)
+                if step.fault is not None:
+                    self.state.commit(b"", step)
+                    await self._fault(step)
+                    return
+                continue
+            if self.eof and not self.buf:
+                await self._end_of_stream()
                 return
+            await self._wait(None)
 
     async def _end_of_stream(self) -> None:
         if self.link.plan.close_delay:

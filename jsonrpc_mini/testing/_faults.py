@@ -9,6 +9,7 @@ pipe with it; the proxy of ``LoopbackServer`` wraps each accepted TCP connection
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import threading
@@ -16,11 +17,13 @@ import time
 from typing import Literal
 
 from .._transport import RECV_SIZE, SocketTransport, Transport
-from ._plan import DirectionState, FaultPlan, LinkState, Step
+from ._plan import FaultPlan, LinkState, Step
 
 __all__ = ["FaultyTransport", "abort_transport", "shutdown_read", "shutdown_write"]
 
 Side = Literal["client", "server"]
+
+_TRAVELS = ("close", "reset", "half_close")  # faults that reach the peer (a stall only stops bytes)
 
 
 def shutdown_write(transport: Transport) -> None:
@@ -76,7 +79,9 @@ class FaultyTransport:
     read piece's delay counts from then. So, as over a network, each chunk arrives its
     latency (and jitter) after it was sent, chunks in flight together do not add
     their latencies up, only their time at the plan's ``bandwidth``, and none
-    overtakes one sent before it.
+    overtakes one sent before it. Where the transport can also run an action later
+    (``call_at``, the pipe again), a close, reset or half-close the writer's plan
+    decides travels too: it happens when the bytes before it arrive.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -122,6 +127,7 @@ class FaultyTransport:
         # as the pipe has): a piece's delay counts from then, not from when it is read.
         self._arrived: float | None = None
         self._in_due = 0.0  # when the last piece read with a delay arrived
+        self._on_its_way = False  # an outbound fault travels in flight (call_at): not happened yet
 
     # -- helpers -------------------------------------------------------------
 
@@ -137,19 +143,6 @@ class FaultyTransport:
     def _wait_connected(self, deadline: float | None) -> bool:
         left = self._ready_at - time.monotonic()
         return left <= 0 or self._sleep(left, deadline)
-
-    @staticmethod
-    def _arrival(direction: DirectionState, sent: float, step: Step, before: float) -> float:
-        """When a chunk sent at ``sent`` reaches the peer, the one before it at ``before``.
-
-        As over a network link: its latency and jitter after it was sent (chunks in
-        flight together wait them out together), plus its time on the wire at the
-        plan's bandwidth after the chunk before it (the link carries one at a time),
-        and never before that chunk.
-        """
-        bandwidth = direction.faults.bandwidth
-        wire = 0.0 if bandwidth is None else step.size / bandwidth
-        return max(before, sent + step.delay - wire) + wire
 
     def _apply(self, step: Step, outbound: bool) -> None:
         """Do the step's fault to the wrapped transport, once per kind and direction."""
@@ -213,24 +206,30 @@ class FaultyTransport:
         size = len(view)
         # Over a transport that can carry bytes in flight (the in-memory pipe), a
         # chunk's delay is its time in flight: the writer goes on, as over a network,
-        # and the peer reads the chunk once it arrives (_arrival: latency and jitter
+        # and the peer reads the chunk once it arrives (arrival: latency and jitter
         # do not add up across chunks in flight together, bandwidth does). Elsewhere
         # the writer sleeps through the delays, within its deadline.
         send_at = getattr(self.inner, "send_at", None)
+        call_at = getattr(self.inner, "call_at", None)
         while view:
             with self._lock:
                 step = self._out.next_step(view)
+                if step.fault is not None and self._on_its_way:
+                    return  # after a fault of the plan still in flight: these bytes vanish
                 late = send_at is None and deadline is not None and step.delay > deadline - time.monotonic()
+                # Over the pipe a close, reset or half-close travels too: it happens when the
+                # bytes before it arrive (call_at), and until then nobody sees it.
+                travels = send_at is not None and call_at is not None and step.fault in _TRAVELS
                 if not late:  # (a chunk that cannot cross in time is neither sent nor counted)
                     chunk = bytes(view[: step.size])
-                    self._out.commit(chunk, step)
+                    self._out.commit(chunk, Step(step.size, step.delay) if travels else step)
             if deadline is not None and late:
                 if not self._sleep(max(0.0, deadline - time.monotonic())):  # as a slow peer would
                     raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
                 raise self._late(f"{len(view)} of {size} bytes still to send")
             if send_at is not None:
                 sent = max(time.monotonic(), self._ready_at)  # (not before the connection is up)
-                self._due = self._arrival(self._out, sent, step, self._due)
+                self._due = self._out.arrival(sent, step, self._due)
             elif step.delay:
                 self._sleep(step.delay)
             if chunk:
@@ -241,12 +240,33 @@ class FaultyTransport:
                 view = view[step.size :]
             if step.fault is None:
                 continue
+            if travels:
+                if call_at is not None and self._due > time.monotonic():
+                    self._on_its_way = True
+                    call_at(self._due, functools.partial(self._happen, step))
+                    return  # the bytes after it vanish; the fault happens when it arrives
+                self._happen(step)
             self._apply(step, outbound=True)
             if step.fault == "stall":
                 return  # the rest vanishes: nothing arrives, nothing fails
             if view or not chunk:
                 raise self._error(step)
             return
+
+    def _happen(self, step: Step) -> None:
+        """An outbound fault that travelled in flight arrives: now everyone sees it."""
+        self._on_its_way = False
+        if self._closed.is_set():
+            return
+        with self._lock:
+            self._out.commit(b"", step)
+        self._apply(step, outbound=True)
+
+    def _inbound(self, step: Step) -> None:
+        """A fault of the bytes read happens as they are handed on: now everyone sees it."""
+        with self._lock:
+            self._in.commit(b"", step)  # (counted already: this makes the fault known)
+        self._apply(step, outbound=False)
 
     def _send_inner(self, chunk: bytes, deadline: float | None) -> None:
         send_within = None if deadline is None else getattr(self.inner, "send_within", None)
@@ -275,10 +295,12 @@ class FaultyTransport:
                         step = self._in.next_step(pending) if pending else self._blocked_step()
                         chunk = bytes(pending[: step.size])
                         if step.size or step.fault:
-                            self._in.commit(chunk, step)
+                            # (a fault behind a delay becomes known when its bytes are handed on)
+                            self._in.commit(chunk, Step(step.size, step.delay) if step.delay else step)
                     if step.delay:
-                        sent = time.monotonic() if self._arrived is None else self._arrived
-                        self._in_due = self._arrival(self._in, sent, step, self._in_due)
+                        arrived = time.monotonic() if self._arrived is None else self._arrived
+                        sent = max(arrived, self._ready_at)  # (what came before the connection was up left then)
+                        self._in_due = self._in.arrival(sent, step, self._in_due)
                         self._held = (chunk, step, self._in_due)
                 if self._held is not None:
                     # The read's timeout bounds the plan's delay too (latency, jitter,
@@ -301,10 +323,10 @@ class FaultyTransport:
                     if self._pos >= len(self._buf):
                         self._buf, self._pos = b"", 0
                     if step.fault is not None:
-                        self._apply(step, outbound=False)
+                        self._inbound(step)
                     return chunk
                 if step.fault is not None:
-                    self._apply(step, outbound=False)
+                    self._inbound(step)
                     return self._after_fault(step, deadline)
                 if self._eof:
                     return b""

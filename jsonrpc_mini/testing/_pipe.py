@@ -4,7 +4,8 @@ Each ``send`` is kept as one segment and a ``recv`` never returns bytes of two
 segments, so the chunking a writer chooses (or a fault plan imposes) is exactly
 what the reader sees. ``send_at`` queues a segment that the reader gets only from
 a given time on (bytes still in flight: the writer does not wait); ``recv_stamped``
-also tells when the segment arrived. Every wait is bounded by the caller's timeout.
+also tells when the segment arrived; ``call_at`` does something (a fault plan's reset)
+once a time has come. Every wait is bounded by the caller's timeout.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["PipeTransport", "pipe_pair"]
 
@@ -19,9 +21,11 @@ __all__ = ["PipeTransport", "pipe_pair"]
 class _Channel:
     """One direction: segments in flight plus how that direction ended."""
 
-    __slots__ = ("reader_gone", "reset", "segments", "writer_done")
+    __slots__ = ("reader_gone", "reset", "segments", "timers", "writer_done")
 
     def __init__(self) -> None:
+        # (when, what): a fault a plan sent after the segments, done once it arrives
+        self.timers: list[tuple[float, Callable[[], None]]] = []
         # (when it arrives: may be read, its bytes); a segment waits for the ones before it all the same
         self.segments: collections.deque[tuple[float, bytes]] = collections.deque()
         self.writer_done = False  # the reader gets EOF once the segments are read
@@ -63,6 +67,7 @@ class PipeTransport:
         sent earlier.
         """
         with self._cond:
+            self._fire(time.monotonic())
             if self._closed:
                 raise OSError(f"{self.name}: send on a closed transport")
             if self._out.reset:
@@ -72,6 +77,28 @@ class PipeTransport:
             if data:
                 self._out.segments.append((max(due, time.monotonic()), bytes(data)))
                 self._cond.notify_all()
+
+    def call_at(self, due: float, action: Callable[[], None]) -> None:
+        """Run ``action`` once ``time.monotonic()`` passes ``due`` (in flight until then).
+
+        For a fault plan's close, reset or half-close sent after bytes still in
+        flight: it happens when they arrive. It runs in whichever thread uses the pair
+        next (a read waiting on either end wakes for it), holding the pair's lock.
+        """
+        with self._cond:
+            self._out.timers.append((due, action))
+            self._out.timers.sort(key=lambda timer: timer[0])
+            self._cond.notify_all()
+
+    def _fire(self, now: float) -> float | None:
+        """Run the actions now due (both directions); when the next one is due, if any."""
+        nearest: float | None = None
+        for channel in (self._in, self._out):
+            while channel.timers and channel.timers[0][0] <= now:
+                channel.timers.pop(0)[1]()
+            if channel.timers and (nearest is None or channel.timers[0][0] < nearest):
+                nearest = channel.timers[0][0]
+        return nearest
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Return up to ``max_bytes`` of the next segment; ``b""`` at EOF; TimeoutError on timeout."""
@@ -88,9 +115,10 @@ class PipeTransport:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
+                now = time.monotonic()
+                timer = self._fire(now)
                 if channel.reset:
                     raise ConnectionResetError(f"{self.name}: connection reset by peer")
-                now = time.monotonic()
                 if self._closed or channel.reader_gone:
                     return b"", now
                 wait: float | None
@@ -112,6 +140,8 @@ class PipeTransport:
                     if left <= 0:
                         raise TimeoutError(f"{self.name}: read timed out")
                     wait = left if wait is None else min(wait, left)
+                if timer is not None:
+                    wait = timer - now if wait is None else min(wait, timer - now)
                 self._cond.wait(wait)
 
     def drop_in_flight(self) -> None:
@@ -131,6 +161,7 @@ class PipeTransport:
                     for _ in range(len(segments) - index):
                         segments.pop()
                     break
+            self._out.timers = [timer for timer in self._out.timers if timer[0] <= now]  # (a fault too)
             self._cond.notify_all()
 
     def shutdown_write(self) -> None:

@@ -58,8 +58,10 @@ class DirectionFaults:
     - ``max_chunk``: every read and write moves 1..max_chunk bytes (seeded sizes).
     - ``awkward_splits``: also cut inside UTF-8 sequences, right after a backslash
       (inside a string escape) and between ``\\r`` and ``\\n``.
-    - ``latency`` + ``jitter``: each chunk is held back ``latency`` plus a seeded
-      ``uniform(0, jitter)`` seconds; ``bandwidth`` (bytes/s) adds ``len/bandwidth``.
+    - ``latency`` + ``jitter``: each chunk arrives ``latency`` plus a seeded
+      ``uniform(0, jitter)`` seconds after it was sent; chunks in flight together
+      wait that out together (on every kit). ``bandwidth`` (bytes/s) adds
+      ``len/bandwidth``, one chunk after another.
     - ``disconnect_in_frame=k``: the link closes part way through the k-th frame
       (message) of this direction, 1..24 bytes into it (seeded).
     - ``half_close_after=N``: this direction ends after N bytes (the reader gets
@@ -383,6 +385,18 @@ class DirectionState:
         if fault is not None:
             reason = f"fault plan: {what} after {self.position + size} bytes ({self._tag})"
         return Step(size, delay, fault, reason)
+
+    def arrival(self, sent: float, step: Step, before: float) -> float:
+        """When a chunk sent at ``sent`` reaches the peer, the one before it at ``before``.
+
+        As over a network link: its latency and jitter after it was sent (chunks in
+        flight together wait them out together), plus its time on the wire at the
+        plan's bandwidth after the chunk before it (the link carries one at a time),
+        and never before that chunk.
+        """
+        bandwidth = self.faults.bandwidth
+        wire = 0.0 if bandwidth is None else step.size / bandwidth
+        return max(before, sent + step.delay - wire) + wire
 
     def commit(self, data: bytes, step: Step) -> None:
         """Record that ``data`` (the step's bytes) crossed, and that its fault happened."""

@@ -16,9 +16,10 @@ from .._client import RPCClient
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from .._transport import SocketTransport, Transport
+from ._eager import EagerReader
 from ._faults import FaultyTransport, abort_transport, shutdown_write
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
-from ._plan import FaultPlan
+from ._plan import FaultPlan, LinkState
 from ._uses import acquire, release
 
 if TYPE_CHECKING:
@@ -43,13 +44,24 @@ INHERIT: Final = _Inherit.TOKEN
 
 
 class _Relay:
-    """One proxied connection: two threads moving bytes, the plan applied on the client side."""
+    """One proxied connection: two threads moving bytes, the plan applied where they are read.
+
+    Each direction's faults and delays are applied as its bytes are read (the client's
+    from the client socket, the server's from the server socket), each chunk held its
+    delay after it arrived (an :class:`EagerReader` stamps the bytes as they come), so
+    chunks in flight together wait out their delays together, as on ``loopback()``'s pipe.
+    """
 
     def __init__(self, down: socket.socket, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
         self.stopping = False
         self.up: Transport | None = None
         base = SocketTransport(down)
-        self.down: Transport = base if plan is None else FaultyTransport(base, plan, side="server", connection=index)
+        self.down_out: Transport = base  # the relay writes the server's bytes here
+        link = None if plan is None else LinkState(plan, index)
+        self.down: Transport = base
+        if plan is not None:
+            reader = EagerReader(base, f"jsonrpc_mini-proxy-{index}-client-reader")
+            self.down = FaultyTransport(reader, plan, side="server", link=link)
         self.threads: list[threading.Thread] = []
         self._running = 2
         self._lock = threading.Lock()
@@ -58,9 +70,13 @@ class _Relay:
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
-            base.close()
+            self.down.close()
             return
         self.up = SocketTransport(up)
+        self.up_in: Transport = self.up  # the relay reads the server's bytes here
+        if plan is not None:
+            reader = EagerReader(self.up, f"jsonrpc_mini-proxy-{index}-server-reader")
+            self.up_in = FaultyTransport(reader, plan, side="client", link=link)
         for name, target in (("c2s", self._client_to_server), ("s2c", self._server_to_client)):
             thread = threading.Thread(
                 target=self._run, args=(target,), name=f"jsonrpc_mini-proxy-{index}-{name}", daemon=True
@@ -106,31 +122,23 @@ class _Relay:
             up.close()
 
     def _server_to_client(self) -> None:
-        up = self.up
-        assert up is not None
-        relaying = True
         try:
             while not self.stopping:
                 try:
-                    data = up.recv(_CHUNK, _POLL)
+                    data = self.up_in.recv(_CHUNK, _POLL)
                 except TimeoutError:
                     continue
                 if not data:
-                    if relaying:
+                    if self._broken():
+                        self.down.close()
+                    else:
                         shutdown_write(self.down)
                     return
-                if not relaying:
-                    continue  # half-closed by the plan: the server's bytes go nowhere
-                try:
-                    self.down.send(data)
-                except BrokenPipeError:
-                    if self._broken():
-                        up.close()
-                        return
-                    relaying = False
+                self.down_out.send(data)
         except ConnectionResetError:
             abort_transport(self.down)
-            abort_transport(up)
+            if self.up is not None:
+                abort_transport(self.up)
         except (OSError, ValueError) as exc:
             log.debug("proxy server->client ended: %s", exc)
             self.down.close()
@@ -143,15 +151,23 @@ class _Relay:
             self.up.close()
 
     def join(self, timeout: float) -> bool:
-        """Wait for both threads; True if they ended."""
-        for thread in self.threads:
+        """Wait for both threads (and the readers'); True if they ended."""
+        for thread in self._all_threads():
             thread.join(timeout)
-        return not any(thread.is_alive() for thread in self.threads)
+        return self.finished
+
+    def _all_threads(self) -> list[threading.Thread]:
+        readers = [
+            end.inner.thread
+            for end in (self.down, getattr(self, "up_in", None))
+            if isinstance(end, FaultyTransport) and isinstance(end.inner, EagerReader)
+        ]
+        return [*self.threads, *readers]
 
     @property
     def finished(self) -> bool:
-        """Whether both threads have ended."""
-        return not any(thread.is_alive() for thread in self.threads)
+        """Whether both threads (and the readers) have ended."""
+        return not any(thread.is_alive() for thread in self._all_threads())
 
 
 class LoopbackServer:
