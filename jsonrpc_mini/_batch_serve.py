@@ -1,12 +1,13 @@
 """The sync server's batches: members run straight from their JSON objects.
 
 A batch of 1,000 calls used to make a Request per member (``parse_request``)
-and run each through the session's per-call path; here a valid call with a
-string or integer id is checked with the same rules as ``parse_request``'s fast
-case and run directly, and its success reply is a plain JSON object (as
-``ServerConnection.encode_replies`` accepts). Every other member (an invalid
-one, a notification, another kind of id, a server draining for shutdown) takes
-the general path, so its reply is exactly what it was.
+and run each through the session's per-call path; here a valid call with array
+params and a string or integer id is checked with the same rules as
+``parse_request``'s fast case and run directly, and its success reply is a plain
+JSON object (as ``ServerConnection.encode_replies`` accepts). Every other member
+(an invalid one, a notification, object or no params, another kind of id, a
+server draining for shutdown) takes the general path, so its reply is exactly
+what it was.
 """
 
 from __future__ import annotations
@@ -45,43 +46,39 @@ def batch_replies(session: SessionCalls, values: list[Any]) -> list[dict[str, An
     replies: list[dict[str, Any] | Response | ErrorResponse] = []
     append = replies.append
     for value in values:
-        if type(value) is dict:
-            # parse_request's fast case (a valid call), without making a Request.
-            # Speed: subscripts (a missing member, e.g. a notification's id, takes
-            # the general path) rather than a get() call per member.
-            try:
-                method = value["method"]
-                id_ = value["id"]
-                plain = value["jsonrpc"] == "2.0"
-            except KeyError:
-                plain = False
-            params = value.get("params")
-            if (
-                plain
+        # parse_request's fast case (a valid call with array params), without making a
+        # Request. Speed: subscripts in one try (a missing member, e.g. a notification's
+        # id or absent params, raises KeyError; a member that is no object, TypeError)
+        # in place of a type test and get() calls: the general path takes those
+        # members. ~0.5k fewer instructions per member than testing each step.
+        try:
+            method = value["method"]
+            id_ = value["id"]
+            params = value["params"]
+            plain = (
+                value["jsonrpc"] == "2.0"
                 and type(method) is str
+                and type(params) is list
                 and (type(id_) is int or type(id_) is str)
-                and (type(params) is list or params is None or type(params) is dict)
-                and not session.draining  # read per member, as the general path does
-            ):
+            )
+        except (KeyError, TypeError):
+            plain = False
+        if plain and not session.draining:  # (draining read per member, as the general path does)
+            try:
                 try:
-                    if type(params) is list:
-                        try:
-                            function = bound[method][len(params)]
-                            if registered[method] is not function:
-                                raise KeyError(method)  # registered again since: resolve again
-                        except KeyError:  # (also: not resolved yet, or no longer registered)
-                            function = bound.setdefault(method, {})[len(params)] = resolve(method, params)[0]
-                        result = function(*params)
-                    else:
-                        function, args, kwargs = resolve(method, params)
-                        result = function(*args, **kwargs)
-                    if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
-                        result = asyncio.run(await_result(result))
-                except BaseException as exc:  # (see Session.execute)
-                    append(error_response(id_, exc, method, debug))
-                    continue
-                append({"jsonrpc": "2.0", "id": id_, "result": result})
+                    function = bound[method][len(params)]
+                    if registered[method] is not function:
+                        raise KeyError(method)  # registered again since: resolve again
+                except KeyError:  # (also: not resolved yet, or no longer registered)
+                    function = bound.setdefault(method, {})[len(params)] = resolve(method, params)[0]
+                result = function(*params)
+                if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                    result = asyncio.run(await_result(result))
+            except BaseException as exc:  # (see Session.execute)
+                append(error_response(id_, exc, method, debug))
                 continue
+            append({"jsonrpc": "2.0", "id": id_, "result": result})
+            continue
         reply = _general_reply(session, value, debug)
         if reply is not None:
             append(reply)

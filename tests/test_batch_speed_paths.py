@@ -275,6 +275,13 @@ MEMBERS: list[Any] = [
     note("crash"),
     note("note", {"0": "n2"}),
     {"jsonrpc": "2.0", "id": 20, "method": "echo", "params": [[1]], "extra": 1},
+    # Invalid in one field only, with array params (as the fast path's members have):
+    {"jsonrpc": "1.0", "method": "echo", "params": [1], "id": 21},
+    {"jsonrpc": 2.0, "method": "echo", "params": [1], "id": 22},
+    call(5, [1], 23),
+    call("echo", [1], True),
+    call("echo", [1], [24]),
+    call("echo", [1], 25.5),
 ]
 
 CODECS = [False, True] if HAVE_ORJSON else [False]
@@ -305,7 +312,9 @@ def test_each_member_of_a_batch_gets_the_reply_it_gets_alone(use_orjson: bool) -
     assert (2**70, [[1], {}]) in by_id and (1.5, [[1.5], {}]) in by_id and (0, [[], {}]) in by_id
     assert [r for r in by_id if r[0] == 9] == [(9, [["first"], {}]), (9, [["second"], {}])]
     assert (13, 6) in by_id and (14, -32603) in by_id and (12, -32603) in by_id
-    assert sum(1 for r in got if r["id"] is None and r.get("error", {}).get("code") == -32600) == 7
+    assert sum(1 for r in got if r["id"] is None and r.get("error", {}).get("code") == -32600) == 9
+    assert [r for r in by_id if r[0] in (21, 22, 23)] == [(21, -32600), (22, -32600), (23, -32600)]
+    assert (25.5, [[1], {}]) in by_id
     assert next(r for r in got if r["id"] == 11)["error"] == {
         "code": -32602,
         "message": "no good",
