@@ -28,6 +28,7 @@ from typing import Any
 from benchmarks import _codecs, _reader
 from benchmarks._clients import CLIENTS, pyro5_serializer
 from benchmarks._scenarios import SCENARIOS
+from benchmarks._servers import SERVER_CPU_ENV
 
 PEERS = ["xmlrpc", "pyro5", "jsonrpclib", "rpyc"]
 
@@ -286,6 +287,23 @@ def pin(parser: argparse.ArgumentParser, cpu: int) -> None:
     os.sched_setaffinity(0, {cpu})  # threads and child processes started later inherit it
 
 
+def apart(parser: argparse.ArgumentParser) -> tuple[int, int]:
+    """Keep this process (the clients) on one CPU and every server it starts on another.
+
+    Client and server then always pay the two cross-CPU wake-ups of a round trip,
+    as two machines would: the placement that two unpinned runs only sometimes get
+    (see :func:`pin`). Returns (client CPU, server CPU).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        parser.error("--apart needs os.sched_setaffinity (Linux)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        parser.error(f"--apart needs two CPUs; this process may use only {cpus}")
+    os.sched_setaffinity(0, {cpus[0]})
+    os.environ[SERVER_CPU_ENV] = str(cpus[1])  # each server moves there as it starts (_servers.main)
+    return cpus[0], cpus[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller samples (about a minute)")
@@ -302,25 +320,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pairs", type=int, default=3, help="server processes (with a client each) per contender, used in turn"
     )
-    parser.add_argument(
+    placement = parser.add_mutually_exclusive_group()
+    placement.add_argument(
         "--cpu",
         type=int,
         help="run this process and every server it starts on this one CPU (Linux): each round "
         "trip then costs the CPU time of both sides, without cross-CPU wake-ups",
     )
+    placement.add_argument(
+        "--apart",
+        action="store_true",
+        help="run this process (the clients) on one CPU and every server on another (Linux): "
+        "each round trip then pays two cross-CPU wake-ups, as between two machines",
+    )
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    where = ""
     if args.cpu is not None:
         pin(parser, args.cpu)
+        where = f", everything on CPU {args.cpu}"
+    elif args.apart:
+        client_cpu, server_cpu = apart(parser)
+        where = f", clients on CPU {client_cpu}, servers on CPU {server_cpu}"
     if args.rounds is None:
         args.rounds = 5 if args.quick else 15
     codecs = _codecs.available() if args.codec == "both" else [args.codec]
     print(f"# python -m benchmarks {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{platform.machine()}, codecs {', '.join(codecs)}, {args.rounds} rounds, {args.pairs} pairs"
-        + ("" if args.cpu is None else f", everything on CPU {args.cpu}")
+        f"{platform.machine()}, codecs {', '.join(codecs)}, {args.rounds} rounds, {args.pairs} pairs" + where
     )
     network = reader = aio = None
     if any(s.key in args.scenarios for s in SCENARIOS):

@@ -6,6 +6,7 @@ Every server offers the same two methods: ``add(a, b)`` and ``echo(x)``.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -156,7 +157,14 @@ SERVERS: dict[str, Callable[[str], tuple[str, int]]] = {
 }
 
 
+# ``python -m benchmarks --apart`` names the CPU every server runs on (Linux); the
+# benchmark process itself runs on another one.
+SERVER_CPU_ENV = "JSONRPC_MINI_BENCH_SERVER_CPU"
+
+
 def main() -> None:
+    if (cpu := os.environ.get(SERVER_CPU_ENV)) is not None:
+        os.sched_setaffinity(0, {int(cpu)})  # before any thread starts: they inherit it
     kind, codec = sys.argv[1], sys.argv[2]
     host, port = SERVERS[kind](codec)
     print(host, port, flush=True)

@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
+        # ``python -m benchmarks --apart``: this server's CPU (see benchmarks/_servers.py).
+        if (cpu := os.environ.get("JSONRPC_MINI_BENCH_SERVER_CPU")) is not None:
+            os.sched_setaffinity(0, {int(cpu)})
         asyncio.run(_serve(args.serve))
         return 0
     for line in report(args.quick, args.extra, args.idle):
