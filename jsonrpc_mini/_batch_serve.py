@@ -2,12 +2,12 @@
 
 A batch of 1,000 calls used to make a Request per member (``parse_request``)
 and run each through the session's per-call path; here a valid call with array
-params and a string or integer id is checked with the same rules as
+or object params and a string or integer id is checked with the same rules as
 ``parse_request``'s fast case and run directly, and its success reply is a plain
 JSON object (as ``ServerConnection.encode_replies`` accepts). Every other member
-(an invalid one, a notification, object or no params, another kind of id, a
-server draining for shutdown) takes the general path, so its reply is exactly
-what it was.
+(an invalid one, a notification, no params, another kind of id, a server
+draining for shutdown) takes the general path, so its reply is exactly what it
+was.
 """
 
 from __future__ import annotations
@@ -46,32 +46,37 @@ def batch_replies(session: SessionCalls, values: list[Any]) -> list[dict[str, An
     replies: list[dict[str, Any] | Response | ErrorResponse] = []
     append = replies.append
     for value in values:
-        # parse_request's fast case (a valid call with array params), without making a
-        # Request. Speed: subscripts in one try (a missing member, e.g. a notification's
-        # id or absent params, raises KeyError; a member that is no object, TypeError)
-        # in place of a type test and get() calls: the general path takes those
-        # members. ~0.5k fewer instructions per member than testing each step.
+        # parse_request's fast case (a valid call with array or object params), without
+        # making a Request. Speed: subscripts in one try (a missing member, e.g. a
+        # notification's id or absent params, raises KeyError; a member that is no
+        # object, TypeError) in place of a type test and get() calls: the general path
+        # takes those members. ~0.3k fewer instructions per member than testing each step.
         try:
             method = value["method"]
             id_ = value["id"]
             params = value["params"]
+            kind = type(params)
             plain = (
                 value["jsonrpc"] == "2.0"
                 and type(method) is str
-                and type(params) is list
+                and (kind is list or kind is dict)
                 and (type(id_) is int or type(id_) is str)
             )
         except (KeyError, TypeError):
             plain = False
         if plain and not session.draining:  # (draining read per member, as the general path does)
             try:
-                try:
-                    function = bound[method][len(params)]
-                    if registered[method] is not function:
-                        raise KeyError(method)  # registered again since: resolve again
-                except KeyError:  # (also: not resolved yet, or no longer registered)
-                    function = bound.setdefault(method, {})[len(params)] = resolve(method, params)[0]
-                result = function(*params)
+                if kind is list:
+                    try:
+                        function = bound[method][len(params)]
+                        if registered[method] is not function:
+                            raise KeyError(method)  # registered again since: resolve again
+                    except KeyError:  # (also: not resolved yet, or no longer registered)
+                        function = bound.setdefault(method, {})[len(params)] = resolve(method, params)[0]
+                    result = function(*params)
+                else:
+                    function, args, kwargs = resolve(method, params)
+                    result = function(*args, **kwargs)
                 if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                     result = asyncio.run(await_result(result))
             except BaseException as exc:  # (see Session.execute)
