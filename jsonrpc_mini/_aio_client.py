@@ -98,7 +98,7 @@ class RPCClient:
         data = link.proto.encode(messages)
         timeout = self._timeout
         if link.paused:
-            timeout = await self._writable("batch")
+            timeout = await self._writable(None)
             link.check(None)
         if any(notify for _, _, notify in calls):
             link.proto.sent_unanswered()  # here, as in notify; the batch's first call witnesses it
@@ -117,11 +117,13 @@ class RPCClient:
                     link.forget(message.id)
         return [_deferred(future) for _, future in waits]
 
-    async def _writable(self, method: str) -> float | None:
+    async def _writable(self, method: str | None) -> float | None:
         """Wait while the write buffer is full (a server not reading), within the client's timeout.
 
         Returns the time left of the timeout (None: no timeout); RPCTimeout when it
         runs out first (nothing of this message was written; the connection stays).
+        It names ``method`` in ``.method``; None: a batch, which names no remote
+        method (``.method`` None, "batch: " in the message, as the sync client's).
         """
         link, timeout = self._link, self._timeout
         if timeout is None or timeout > LONGEST_WAIT:
@@ -129,8 +131,10 @@ class RPCClient:
             return timeout
         start = link.loop.time()
         if not await link.writable(timeout):
-            why = f"{method}: could not send within {timeout} s (the server is not reading); nothing was sent"
-            raise RPCTimeout(why)
+            why = f"could not send within {timeout} s (the server is not reading); nothing was sent"
+            exc = RPCTimeout(why if method is not None else f"batch: {why}")
+            exc.method = method or None
+            raise exc
         return max(timeout - (link.loop.time() - start), _RESOLUTION)
 
     def with_timeout(self, timeout: float | None) -> RPCClient:

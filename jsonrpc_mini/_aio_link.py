@@ -339,8 +339,9 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         if future is not None:
             self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
             if not future.done():
-                why = f"{future.method}: no reply within {future.timeout} s; a late reply will be dropped"
-                future.set_exception(RPCTimeout(why))
+                exc = RPCTimeout(f"no reply within {future.timeout} s; a late reply will be dropped")
+                exc.method = future.method or None  # (str(exc) names it, as the sync client's)
+                future.set_exception(exc)
 
     # -- receiving (storing each reply in its call: _aio_settle.ReplySettler) ------
 

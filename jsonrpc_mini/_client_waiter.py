@@ -17,9 +17,13 @@ from ._errors import RPCError, RPCTimeout
 __all__ = ["_Waiter", "timed_out"]
 
 
-def timed_out(method: str, message: str) -> RPCTimeout:
-    """RPCTimeout for a call of ``method`` (named in ``method``, and so in the message)."""
-    exc = RPCTimeout(message)
+def timed_out(method: str | None, message: str) -> RPCTimeout:
+    """RPCTimeout for a call of ``method`` (named in ``method``, and so in the message).
+
+    ``method`` None: a batch as a whole, which names no remote method: ``.method``
+    stays None and the message says "batch: " (as the aio client's).
+    """
+    exc = RPCTimeout(message if method is not None else f"batch: {message}")
     exc.method = method or None
     return exc
 

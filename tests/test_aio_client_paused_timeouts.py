@@ -51,8 +51,12 @@ def test_a_notification_waits_for_a_full_buffer_no_longer_than_the_timeout() -> 
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=WAIT) as c:
                 big = await fill(c)
-                with pytest.raises(RPCTimeout, match="nothing was sent"):
+                with pytest.raises(RPCTimeout, match="nothing was sent") as timed_out:
                     await c.with_timeout(SHORT).notify("tag", "never")
+                # README: .method names the remote method (as the sync client's), the text says it once.
+                assert timed_out.value.method == "tag"
+                assert str(timed_out.value).startswith("tag: could not send within")
+                assert not timed_out.value.message.startswith("tag")
                 assert c._link.paused  # still waiting for the server to read
                 server.go.set()
                 await asyncio.gather(*big)
@@ -68,9 +72,10 @@ def test_a_batch_waits_for_a_full_buffer_no_longer_than_the_timeout() -> None:
         async def main() -> None:
             async with await aio.connect(*server.address, timeout=WAIT) as c:
                 big = await fill(c)
-                with pytest.raises(RPCTimeout, match="batch: could not send"):
+                with pytest.raises(RPCTimeout, match="batch: could not send") as timed_out:
                     async with c.with_timeout(SHORT).batch() as batch:
                         batch.tag("never")
+                assert timed_out.value.method is None  # a batch names no remote method (as the sync client's)
                 server.go.set()
                 await asyncio.gather(*big)
                 await c.tag("after")

@@ -48,8 +48,11 @@ def test_a_shorter_timeout_made_later_expires_first() -> None:
         async with serving(make_server(gate)) as address, await aio.connect(*address, timeout=WAIT) as c:
             long = asyncio.ensure_future(c.wait_gate("long"))
             short = asyncio.ensure_future(c.with_timeout(0.1).wait_gate("short"))
-            with pytest.raises(aio.RPCTimeout, match=r"wait_gate: no reply within 0\.1 s"):
+            with pytest.raises(aio.RPCTimeout, match=r"wait_gate: no reply within 0\.1 s") as timed_out:
                 await short
+            # README: .method names the remote method (as the sync client's), the text says it once.
+            assert timed_out.value.method == "wait_gate"
+            assert timed_out.value.message == "no reply within 0.1 s; a late reply will be dropped"
             assert not long.done()
             gate.set()
             assert await long == "long"

@@ -948,6 +948,9 @@ def test_timeout_bounds_sending_to_a_server_that_stopped_reading(how: str) -> No
         assert not thread.is_alive(), "the send was not bounded by the timeout"
         assert len(outcome) == 1 and isinstance(outcome[0], RPCTimeout), outcome
         assert "send" in str(outcome[0])
+        # README: .method is the remote method; a batch names none (.method None, "batch: " in the text, as aio's).
+        assert outcome[0].method == (None if how == "batch" else "echo")
+        assert str(outcome[0]).startswith("batch: could not send" if how == "batch" else "echo: could not send")
         # part of a message may be on the wire: the connection cannot be used again
         with pytest.raises(ConnectionLost):
             c.add(1, 2)
