@@ -376,7 +376,7 @@ class _Link(_ReplyReader):
         try:
             if not locked:
                 if send_lock._is_owned():
-                    self._reclaim()
+                    self._reclaim(method)
                 if deadline is None:
                     send_lock.acquire()
                 elif not send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -401,8 +401,8 @@ class _Link(_ReplyReader):
                 if send_lock._is_owned():
                     send_lock.release()
 
-    def _reclaim(self) -> None:
-        """This thread holds the send lock as it starts a send: close the connection and free the lock.
+    def _reclaim(self, method: str | None) -> NoReturn:
+        """This thread holds the send lock as it starts a send: close the connection, free the lock, name ``method``.
 
         Either an interruption left the lock held (a second Ctrl-C while the first
         was being handled) or a signal handler calls the client while this thread
@@ -411,7 +411,7 @@ class _Link(_ReplyReader):
         self.fail_all("a send was interrupted and left the connection in use; the connection is closed")
         while self.send_lock._is_owned():
             self.send_lock.release()
-        raise ConnectionLost(self.lost or "connection lost")
+        raise self._lost_error(method)
 
     def _let_go(self, waiters: Sequence[_Waiter]) -> None:
         """After an exception anywhere in a call (e.g. Ctrl-C), free what this thread holds; forget ``waiters``.

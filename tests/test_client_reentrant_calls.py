@@ -212,6 +212,9 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
             exc = transport.outcome
             assert type(exc) is ConnectionLost, repr(exc)
             assert "a send was interrupted and left the connection in use" in str(exc)
+            # It names the method, as other lost-connection errors do (a batch names none).
+            assert exc.method == {"small": "ping", "notification": "note", "batch": None}[kind]
+            assert str(exc).startswith(f"{exc.method}: a send" if exc.method else "a send")
             assert transport.took < WAIT / 2
             assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
             link = c._link
