@@ -59,6 +59,7 @@ class ReplySettler:
         # call's. Anything else
         # is logged.
         if event.id is not None:
+            self.said = None  # a reply after it, though it cannot be used: as in _deliver
             future = self.pending.pop(event.id, None)
             if future is None:
                 log.warning("ignoring message from server: %s", event.reason)

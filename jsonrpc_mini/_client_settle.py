@@ -115,6 +115,10 @@ class ReplySettler:
                 only.error = error_from_response(err.code, err.message, err.data, only.method)
                 only.done = True
             lost = self.lost
+        if event.id is not None or only is not None:
+            # A reply after an id-null error, even one that cannot be used (it names a
+            # call), or an error some call takes: that error was not the server's last word.
+            self.said = None
         if only is None:
             if event.error is not None:
                 self.said = event.error.message

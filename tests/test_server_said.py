@@ -19,7 +19,7 @@ import pytest
 from _aio_support import run
 from _driver_helpers import WAIT, FakeServer, Peer
 
-from jsonrpc_mini import ConnectionLost, RPCClient, SocketTransport, aio
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, SocketTransport, aio
 from jsonrpc_mini.testing import FakeSocket
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,5 +99,87 @@ def test_aio_half_a_reply_after_the_error_keeps_its_quote(split: str) -> None:
                 await client.a()
 
     with FakeServer(error_then_half_a_reply(split)) as fake:
+        run(main)
+    assert not fake.errors
+
+
+# A reply that names a call but cannot be used ("error": null beside "result") is a
+# whole message from the server after the error, as a usable reply is: the error was
+# not its last word, so the quote ends, whether the reply names a pending call (which
+# fails with the unusable reply's RPCError) or one the client no longer knows. So does
+# a later id-null error that the one call in flight takes. Both clients.
+def unusable(id_: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": id_, "result": "a done", "error": None}).encode() + b"\n"
+
+
+UNUSABLE_FOR = {"the pending call": 1, "an unknown call": 99}
+CLOSED = "connection closed by the server"
+
+
+def check_unusable_for(exc: BaseException, named: str) -> None:
+    if named == "the pending call":
+        assert type(exc) is RPCError and "reply cannot be used" in str(exc), repr(exc)
+    else:  # a still waits: the close fails it, and nothing is quoted
+        assert str(exc) == f"a: {CLOSED}", repr(exc)
+
+
+@pytest.mark.parametrize("named", list(UNUSABLE_FOR))
+def test_sync_an_unusable_reply_after_the_error_ends_the_quote(named: str) -> None:
+    sock = FakeSocket([NULL_ERROR, unusable(UNUSABLE_FOR[named])])
+    with RPCClient(transport=SocketTransport(sock), timeout=WAIT) as client:
+        client.notify("log", "x")  # the error may be its: call a cannot take it
+        with pytest.raises(RPCError) as a_failed:
+            client.a()
+        check_unusable_for(a_failed.value, named)
+        with pytest.raises(ConnectionLost) as lost:
+            client.b()
+    assert str(lost.value) == f"b: {CLOSED}"
+
+
+def test_sync_an_id_null_error_a_call_takes_ends_the_quote_before_it() -> None:
+    other = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}).encode()
+    # After a's reply the error is no call's (none is pending): quoted, until b takes the next one.
+    sock = FakeSocket([reply(1, "a done") + NULL_ERROR, other + b"\n"])
+    with RPCClient(transport=SocketTransport(sock), timeout=WAIT) as client:
+        assert client.a() == "a done"
+        with pytest.raises(RPCError, match=r"^b: \[-32700\] Parse error$"):
+            client.b()
+        with pytest.raises(ConnectionLost) as lost:
+            client.c()
+    assert str(lost.value) == f"c: {CLOSED}"
+
+
+def error_then_unusable(id_: Any) -> Any:
+    def script(peer: Peer) -> None:
+        peer.json_line()  # the notification
+        request = peer.json_line()
+        peer.sendall(NULL_ERROR)
+        peer.sendall(unusable(request["id"] if id_ == 1 else id_))
+        peer.json_line()  # call b
+        peer.close()
+
+    return script
+
+
+@pytest.mark.parametrize("named", list(UNUSABLE_FOR))
+def test_aio_an_unusable_reply_after_the_error_ends_the_quote(named: str) -> None:
+    async def main() -> None:
+        client = await aio.connect(*fake.address, timeout=WAIT)
+        async with client:
+            await client.notify("log", "x")
+            a = client.a()
+            if named == "the pending call":
+                with pytest.raises(RPCError) as a_failed:
+                    await a
+                check_unusable_for(a_failed.value, named)
+            with pytest.raises(ConnectionLost) as lost:
+                await client.b()
+            assert str(lost.value) == f"b: {CLOSED}"
+            if named == "an unknown call":
+                with pytest.raises(ConnectionLost) as a_lost:
+                    await a
+                check_unusable_for(a_lost.value, named)
+
+    with FakeServer(error_then_unusable(UNUSABLE_FOR[named])) as fake:
         run(main)
     assert not fake.errors
