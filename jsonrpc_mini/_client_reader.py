@@ -198,23 +198,9 @@ class _ReplyReader(ReplySettler):
             # decoded once more.)
             value = None if given else proto.decode_line(data)
             if value is not None:
-                if success_id(value) == waiter.id:
-                    # This caller's own success reply: stored and the turn handed
-                    # back in one lock round (what _settle_lines does, without its
-                    # lists and calls).
-                    if self.said is not None:
-                        self.said = None  # a reply after it (see _settle_lines)
-                    with self.lock:
-                        if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
-                            waiter.value = value["result"]
-                            waiter.done = True
-                        self.reading = False
-                        follower = self._follower() if self.pending else None
-                    if follower is not None:
-                        follower.wake()
-                    return True
-                # Another caller's reply, or an error: as decode_lines' values are.
-                if self._settle_lines([value], waiter):
+                # This caller's own success reply, or else another caller's reply or an
+                # error (as decode_lines' values are).
+                if self._own_success(waiter, value) or self._settle_lines([value], waiter):
                     return True
                 taken[0] = False
                 continue
@@ -254,6 +240,40 @@ class _ReplyReader(ReplySettler):
                 return False
             taken[0] = False
         return False
+
+    def _own_success(self, waiter: _Waiter, value: Any) -> bool:
+        """If ``value`` is ``waiter``'s plain success reply: store it and hand back the reader's turn; True.
+
+        One lock round for both (what _settle_lines does, without its lists and
+        calls). False for anything else (another call's reply, an error): the
+        caller settles it (_settle_lines). _Link._alone has this body in line (speed:
+        no call on the usual call's path); change both.
+        """
+        # success_id's test, in fewer steps for the usual reply (an object of exactly
+        # these three members has no "error" and no "method"), then success_id itself.
+        if not (
+            (
+                type(value) is dict
+                and len(value) == 3
+                and "result" in value
+                and value.get("jsonrpc") == "2.0"
+                and type(id_ := value.get("id")) is int
+                and id_ == waiter.id
+            )
+            or success_id(value) == waiter.id
+        ):
+            return False
+        if self.said is not None:
+            self.said = None  # a reply after it (see _settle_lines)
+        with self.lock:
+            if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
+                waiter.value = value["result"]
+                waiter.done = True
+            self.reading = 0
+            follower = self._follower() if self.pending else None
+        if follower is not None:
+            follower.wake()
+        return True
 
     def _settle_lines(self, values: list[Any], waiter: _Waiter | None) -> bool:
         """Settle the calls of the reply lines the core decoded as ``values``, in order.
@@ -308,7 +328,7 @@ class _ReplyReader(ReplySettler):
                         woken.append(filled)
                 handing_back = violation is None and waiter is not None and waiter.done
                 if handing_back:
-                    self.reading = False
+                    self.reading = 0
                     follower = self._follower()
             for other in woken:
                 if other is not waiter:
@@ -328,7 +348,7 @@ class _ReplyReader(ReplySettler):
 
     def _release_reader(self) -> None:
         with self.lock:
-            self.reading = False
+            self.reading = 0
             follower = self._follower()
         if follower is not None:
             follower.wake()
