@@ -244,7 +244,7 @@ class Session(SessionReader, SessionCalls):
                     # it runs past the grace period and bytes arrive, or at once (eager)
                     # if more requests wait in the core's buffer (a pipelining client:
                     # this thread runs them after this call unless it takes that long).
-                    probe.eager = bool(self._queued) or (not self._framer_empty and self._proto.in_message)
+                    probe.eager = True if self._queued else (not self._framer_empty and self._proto.in_message)
                     probe.since = monotonic()
                     # (attach also wakes a watcher that stopped polling: see _watch)
                     attach = not probe.active or probe.nudge
