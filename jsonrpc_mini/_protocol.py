@@ -3,13 +3,13 @@
 One :class:`ServerConnection` or :class:`ClientConnection` (in ``_client_protocol``)
 per transport. They hold the framer and codec state, never a socket, thread or
 clock, so every protocol behaviour can be tested by feeding bytes. This module
-holds the events, what both sides share, and the server side.
+holds what both sides share and the server side; the events they yield are in
+``_events`` (imported here too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._codec import (
@@ -25,6 +25,7 @@ from ._codec import (
     parse_request,
 )
 from ._errors import InvalidRequest, ParseError
+from ._events import Batch, Call, ClientEvent, Closed, Reply, ServerEvent, Violation
 from ._frames import lines_balanced, too_deep
 from ._framing import AutoFramer, FrameError, FramingName, JsonStreamFramer, encode_frame, make_framer
 from ._json import JsonCodec
@@ -40,73 +41,13 @@ __all__ = [
     "Closed",
     "Reply",
     "ServerConnection",
+    "ServerEvent",
     "Violation",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_DEPTH = 128
 NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A single request or notification to run."""
-
-    message: Request | Notification
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A batch: run the calls, keep the ready-made errors, answer all in one array.
-
-    ``values`` are its members as received (JSON values, not yet checked): a
-    driver may run valid calls straight from them, by the rules of ``items``.
-    """
-
-    values: list[Any]
-
-    @property
-    def items(self) -> list[Request | Notification | ErrorResponse]:
-        """The members checked: each a call to run or the -32600 error to send in its place."""
-        return [parse_request(value) for value in self.values]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Bytes to send at once (an error the protocol itself answers); ``close`` after if set."""
-
-    data: bytes
-    close: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The peer closed its side and every message before that has been delivered.
-
-    ``reason`` (client side) is set when this end must close instead: what the
-    server sent cannot be read (a reply over ``max_message_size``, say).
-    """
-
-    reason: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """The server sent something that is not a valid response (client side).
-
-    ``error`` is set for an error response with id null (the server could not
-    read a request). ``id`` is set when the message, though unusable, names one
-    (an integer or string ``id``, and no ``method``): the reply of that call,
-    which should fail rather than wait for a reply that will not come.
-    """
-
-    reason: str
-    error: ErrorObject | None = None
-    id: Id | None = None
-
-
-ServerEvent = Call | Batch | Reply | Closed
-ClientEvent = Response | ErrorResponse | Violation | Closed
 
 
 class _Base:
