@@ -20,11 +20,11 @@ from ._aio_call_future import Call
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
+from ._connect import connect_errors
 from ._errors import RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
-from ._transport import connect_errors
 from ._unix import UnixPath, unix_path
 
 __all__ = ["Call", "RPCClient", "connect"]

@@ -20,11 +20,12 @@ from ._client_link import _Link
 from ._client_protocol import ClientConnection
 from ._client_waiter import _Waiter
 from ._codec import Notification, Params, build_params
+from ._connect import open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
-from ._transport import Transport, open_connection
+from ._transport import Transport
 from ._unix import UnixPath, unix_path
 
 __all__ = ["RPCClient"]

@@ -15,7 +15,8 @@ import pytest
 from _driver_helpers import WAIT, LeakCheck, free_port, start_thread, tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCTimeout, SocketTransport, Transport
-from jsonrpc_mini._transport import feed_ready, open_connection
+from jsonrpc_mini._connect import open_connection
+from jsonrpc_mini._transport import feed_ready
 
 pytestmark = pytest.mark.timeout(60)
 

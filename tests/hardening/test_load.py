@@ -20,7 +20,8 @@ import pytest
 from _hardening import HEAVY, WAIT, Raw, open_fds, running, settle
 
 from jsonrpc_mini import RPCClient
-from jsonrpc_mini._transport import SocketTransport, open_connection
+from jsonrpc_mini._connect import open_connection
+from jsonrpc_mini._transport import SocketTransport
 
 pytestmark = pytest.mark.timeout(180)
 

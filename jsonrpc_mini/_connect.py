@@ -1,0 +1,86 @@
+"""Opening a connection: the client's socket (TCP, Unix, TLS) as a ``SocketTransport``.
+
+``open_connection`` connects and wraps the socket; ``connect_errors`` turns what
+connecting raises into the library's errors, for the sync and the asyncio client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl as _ssl
+from collections.abc import Iterator
+
+from ._errors import ConnectionLost, RPCTimeout
+from ._transport import SocketTransport
+
+__all__ = ["connect_errors", "open_connection"]
+
+
+def _tune(sock: socket.socket) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def open_connection(
+    host: str | None,
+    port: int | None,
+    *,
+    path: str | None = None,
+    timeout: float | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> SocketTransport:
+    """Connect over TCP (optionally TLS) or a Unix socket and return the transport.
+
+    Raises :class:`ConnectionLost` if the peer cannot be reached and
+    :class:`RPCTimeout` if connecting takes longer than ``timeout``.
+    """
+    sock: socket.socket
+    with connect_errors(path if path is not None else f"{host}:{port}", timeout):
+        if path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if host is None or port is None:
+                raise ValueError("connect needs host and port (or path= for a Unix socket)")
+            sock = socket.create_connection((host, port), timeout=timeout)
+        _tune(sock)
+        if ssl is not None:
+            try:
+                sock = ssl.wrap_socket(sock, server_hostname=server_hostname or (host if path is None else None))
+            except BaseException:
+                sock.close()
+                raise
+    return SocketTransport(sock)
+
+
+# What OpenSSL reports when the peer's first bytes are not a TLS record, e.g. the
+# plain JSON-RPC error a server without TLS answers a handshake with.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"})
+# A TLS server also answers in plain text when it turns a connection away before the
+# handshake (the sync server past max_connections, once its few TLS refusals are
+# busy: _refuse.TlsRefusals), so the hint names both.
+_NOT_TLS_HINT = (
+    " (the server did not answer in TLS: is it a server without ssl=? A sync jsonrpc_mini"
+    " TLS server flooded past max_connections also refuses in plain text)"
+)
+
+
+@contextlib.contextmanager
+def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
+    """Turn a failed connect to ``where`` into RPCTimeout or ConnectionLost (sync and asyncio)."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
+    except _ssl.SSLError as exc:
+        hint = _NOT_TLS_HINT if exc.reason in _NOT_TLS else ""
+        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}") from exc
+    except OSError as exc:
+        raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
