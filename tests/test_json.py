@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonrpc_mini import _json
+from jsonrpc_mini import _json, _json_write
 from jsonrpc_mini._errors import ParseError
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
 
@@ -357,8 +357,8 @@ def _outcome(encode: Any, value: Any) -> tuple[str, Any]:
 
 
 def _json_dumps(value: Any) -> bytes:
-    # What _stdlib_dumps stood for before it called the C encoder itself.
-    options: dict[str, Any] = {"separators": (",", ":"), "allow_nan": False, "default": _json._default}
+    # What _stdlib_dumps (_json_write) stood for before it called the C encoder itself.
+    options: dict[str, Any] = {"separators": (",", ":"), "allow_nan": False, "default": _json_write._default}
     try:
         return json.dumps(value, ensure_ascii=False, **options).encode("utf-8")
     except UnicodeEncodeError:
@@ -394,9 +394,9 @@ _SHARED = [1]
 def test_stdlib_dumps_writes_what_json_dumps_writes(value: Any) -> None:
     # _stdlib_dumps calls json's C encoder itself (speed): the same bytes, and the same
     # errors (circular reference, NaN, keys and objects JSON cannot hold), as json.dumps.
-    assert _outcome(_json._stdlib_dumps, value) == _outcome(_json_dumps, value)
+    assert _outcome(_json_write._stdlib_dumps, value) == _outcome(_json_dumps, value)
     # A refusal leaves nothing behind: the next message is encoded afresh.
-    assert _json._stdlib_dumps([_SHARED, _SHARED]) == b"[[1],[1]]"
+    assert _json_write._stdlib_dumps([_SHARED, _SHARED]) == b"[[1],[1]]"
 
 
 @pytest.mark.parametrize(
