@@ -490,7 +490,7 @@ class _Link(_ReplyReader):
                 self._read_last_words(reader)
             finally:
                 self.fail_all(f"connection lost while sending: {exc}")
-            raise ConnectionLost(self.lost or "connection lost") from exc
+            raise self._lost_error(method) from exc
         # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
         # the wire, and the server would read whatever is sent next as its rest.
         self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")

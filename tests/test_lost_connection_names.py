@@ -81,3 +81,26 @@ def test_aio_calls_on_a_connection_known_lost_name_their_method() -> None:
     with FakeServer(one_reply_then_close) as fake:
         run(main)
     assert not fake.errors
+
+
+SEND_FAILED = "connection lost while sending: the peer is gone"
+
+
+@pytest.mark.parametrize("timeout", [None, WAIT])
+@pytest.mark.parametrize("kind", ["call", "notification", "batch"])
+def test_sync_a_send_that_fails_names_its_method(kind: str, timeout: float | None) -> None:
+    # The first send fails (the server is gone): the ConnectionLost names the method
+    # as the other paths do; a notification's used to name none (aio writes later:
+    # its notify names the method once the loss is known, as tested above).
+    sock = FakeSocket([], eof=False, fail_send_after=0, send_error=BrokenPipeError("the peer is gone"))
+    with RPCClient(transport=SocketTransport(sock), timeout=timeout) as client, pytest.raises(ConnectionLost) as lost:
+        if kind == "call":
+            client.first()
+        elif kind == "notification":
+            client.notify("log", "x")
+        else:
+            with client.batch() as batch:
+                batch.fourth()
+    method = {"call": "first", "notification": "log", "batch": None}[kind]
+    assert lost.value.method == method
+    assert str(lost.value) == (f"{method}: {SEND_FAILED}" if method else SEND_FAILED)
