@@ -26,7 +26,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
 from ._remote import LONGEST_WAIT, check_count, is_seconds
-from ._session import Session, current_session
+from ._session import Session, current_session, serving
 from ._transport import Setup, SocketTransport, Transport
 from ._unix import UnixPath, bind_unix, unix_path
 from ._watch import ReadWatcher
@@ -222,6 +222,15 @@ class RPCServer(Registry):
             self._ending.append(threading.current_thread())
         if last:
             self._watcher.stop(only_if_unused=True)
+
+    def in_call(self) -> bool:
+        """Whether the code asking runs for a call of this server: its handler's thread.
+
+        Also code run in a copy of that thread's context (``contextvars.copy_context()``,
+        then ``ctx.run`` in a helper thread, or an executor's ``submit(ctx.run, fn)``), even
+        once the call has ended; a plain new thread starts without that context.
+        """
+        return serving.get() is self
 
     @property
     def connection_count(self) -> int:

@@ -15,6 +15,7 @@ reply is in ``_session_calls``, taking the next request in ``_session_read``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -32,7 +33,7 @@ from ._watch import Probe
 if TYPE_CHECKING:
     from ._server import RPCServer
 
-__all__ = ["Session"]
+__all__ = ["Session", "serving"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -40,6 +41,11 @@ _POLL = 0.5
 _SMALL_REPLY = 16 * 1024  # fits in any socket send buffer: send() returns at once
 
 _local = threading.local()
+
+serving: contextvars.ContextVar[object] = contextvars.ContextVar("jsonrpc_mini_sync_serving", default=None)
+"""The server whose connection thread this context is (None elsewhere): set once as each
+thread of a session starts, so a handler sees it, and so does code it runs in a copy of its
+context (``contextvars.copy_context().run``); a plain new thread starts without it."""
 
 
 class Session(SessionReader, SessionCalls):
@@ -176,6 +182,7 @@ class Session(SessionReader, SessionCalls):
 
     def _worker(self, setup: Setup | None) -> None:
         _local.session = self
+        serving.set(self.server)
         try:
             if setup is not None:
                 transport = setup()

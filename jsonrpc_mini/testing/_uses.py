@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .._errors import ConnectionLost
-from .._session import current_session
 
 if TYPE_CHECKING:
     from .._aio_server import RPCServer as AioRPCServer
@@ -98,9 +97,8 @@ def hold(server: RPCServer) -> None:
 
 
 def _in_handler_of(server: RPCServer) -> bool:
-    """Whether this thread runs a handler of ``server``."""
-    session = current_session()
-    return session is not None and session.server is server
+    """Whether this code runs for a handler of ``server`` (its thread, or a copy of its context)."""
+    return server.in_call()
 
 
 def _count(server: RPCServer, host: str | None) -> Address | None:

@@ -10,6 +10,8 @@ and left it running.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import gc
 import os
 import socket
@@ -157,8 +159,33 @@ def test_a_use_never_given_back_goes_with_its_server(monkeypatch):
     assert fresh.address is None
 
 
+def _in_helper_thread(enter):
+    # A thread the handler starts and waits for, running in a copy of the handler's
+    # context (a plain new thread starts with an empty one: see README's test kit).
+    out = []
+    ctx = contextvars.copy_context()
+    helper = threading.Thread(target=lambda: out.append(ctx.run(_outcome, enter)))
+    helper.start()
+    helper.join(30)
+    assert not helper.is_alive()
+    return out[0]
+
+
+def _in_executor(enter):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(contextvars.copy_context().run, _outcome, enter).result(30)
+
+
+def _outcome(enter):
+    try:
+        return enter()
+    except ConnectionLost as exc:
+        return exc
+
+
+@pytest.mark.parametrize("via", ["handler", "helper thread", "executor"])
 @pytest.mark.parametrize("kit", ["loopback", "LoopbackServer"])
-def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_refused_at_once(kit):
+def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_refused_at_once(kit, via):
     # review10 r4b: the last LoopbackServer shuts the server down holding the server's
     # turn, and that shutdown waits for calls in flight. A handler of that server
     # entering loopback() (or a LoopbackServer) of it waited for the turn: the shutdown
@@ -168,18 +195,26 @@ def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_ref
     gateway.register_function(lambda a, b: a + b, "add")
     entered, go = threading.Event(), threading.Event()
 
+    # Also from a thread the handler starts in a copy of its context (threading.Thread
+    # with ctx.run, or an executor's submit(ctx.run, ...)): RPCServer.in_call() reads it.
     @gateway.register
     def fwd(a, b):
         entered.set()
         go.wait(30)
-        try:
+
+        def enter():
             if kit == "loopback":
                 with loopback(gateway) as client:
                     return client.add(a, b)
             with LoopbackServer(gateway) as inner:
                 return inner.client().add(a, b)
-        except ConnectionLost as exc:
-            return f"refused: {exc}"
+
+        outcome = (
+            _outcome(enter)
+            if via == "handler"
+            else (_in_helper_thread if via == "helper thread" else _in_executor)(enter)
+        )
+        return f"refused: {outcome}" if isinstance(outcome, ConnectionLost) else outcome
 
     results = []
     lb = LoopbackServer(gateway)  # starts it
