@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from _aio_support import run
 from _driver_helpers import WAIT, FakeServer, Peer, start_thread
+from test_null_id_errors import HOW, notify_aio, notify_sync
 
 from jsonrpc_mini import RPCClient, RPCError, aio
 
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.timeout(60)
 
 TOO_LARGE = {"code": -32600, "message": "Invalid Request: message too large"}
 NULL_ERROR = json.dumps({"jsonrpc": "2.0", "id": None, "error": TOO_LARGE}).encode() + b"\n"
-
-HOW = pytest.mark.parametrize("how", ["alone", "in a batch"])
 
 
 def reply(id_: Any, result: Any) -> bytes:
@@ -63,22 +62,6 @@ def notified(message: Any) -> bool:
     """Whether ``message`` (a notification, or a batch array) is the test's notification."""
     members = message if isinstance(message, list) else [message]
     return [m["method"] for m in members] == ["log"] and "id" not in members[0]
-
-
-def notify_sync(client: RPCClient, how: str) -> None:
-    if how == "alone":
-        client.notify("log", "x")
-    else:
-        with client.batch() as batch:
-            batch.notify("log", "x")
-
-
-async def notify_aio(client: aio.RPCClient, how: str) -> None:
-    if how == "alone":
-        await client.notify("log", "x")
-    else:
-        async with client.batch() as batch:
-            batch.notify("log", "x")
 
 
 @HOW
