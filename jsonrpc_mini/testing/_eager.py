@@ -4,8 +4,11 @@ For the proxy of ``LoopbackServer``: a fault plan holds each chunk its delay aft
 the chunk *arrived* (as a network link does), so the proxy must know when bytes
 arrived even while it holds earlier ones back. One thread per end reads the socket
 at once and keeps what it read with the time it came; ``recv_stamped`` hands it on
-(the in-memory pipe has the same method). What the proxy does to the connection
-(close, half-close, reset) goes to the socket itself.
+(the in-memory pipe has the same method). It holds at most ``_HOLD`` bytes: then it
+stops reading until the proxy takes some, so the peer's sends fill the kernel's
+buffers and block, as over a link whose far end stops reading (a server's
+back-pressure and its closing of a peer that reads nothing keep working). What the
+proxy does to the connection (close, half-close, reset) goes to the socket itself.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ._faults import abort_transport, shutdown_write
 __all__ = ["EagerReader"]
 
 _POLL = 0.5
+_HOLD = 1 << 20  # bytes read and not yet taken, at most (one read more may pass it)
 
 
 class EagerReader:
@@ -29,6 +33,7 @@ class EagerReader:
         self.inner = inner
         self._cond = threading.Condition()
         self._segments: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._held = 0  # bytes in _segments
         self._eof = False
         self._error: OSError | None = None
         self._discard = False  # shutdown_read(): what comes is dropped, our reads get EOF
@@ -38,6 +43,9 @@ class EagerReader:
 
     def _read(self) -> None:
         while not self._stopping:
+            with self._cond:
+                while self._held >= _HOLD and not self._stopping:
+                    self._cond.wait(_POLL)  # the proxy takes some (or the end stops)
             try:
                 data = self.inner.recv(RECV_SIZE, _POLL)
             except TimeoutError:
@@ -53,6 +61,7 @@ class EagerReader:
                     self._eof = True
                 elif not self._discard:
                     self._segments.append((time.monotonic(), data))
+                    self._held += len(data)
                 self._cond.notify_all()
             if not data:
                 return
@@ -66,9 +75,12 @@ class EagerReader:
                     stamp, head = self._segments[0]
                     if len(head) <= max_bytes:
                         self._segments.popleft()
-                        return head, stamp
-                    self._segments[0] = (stamp, head[max_bytes:])
-                    return head[:max_bytes], stamp
+                    else:
+                        self._segments[0] = (stamp, head[max_bytes:])
+                        head = head[:max_bytes]
+                    self._held -= len(head)
+                    self._cond.notify_all()  # the reading thread may be waiting for room
+                    return head, stamp
                 if self._error is not None:
                     raise ConnectionResetError(str(self._error))
                 if self._eof or self._discard or self._stopping:
@@ -95,6 +107,7 @@ class EagerReader:
         with self._cond:
             self._discard = True
             self._segments.clear()
+            self._held = 0
             self._cond.notify_all()
 
     def abort(self) -> None:
