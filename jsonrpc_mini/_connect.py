@@ -12,6 +12,7 @@ import ssl as _ssl
 from collections.abc import Iterator
 
 from ._errors import ConnectionLost, RPCTimeout
+from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
 __all__ = ["connect_errors", "open_connection"]
@@ -53,7 +54,7 @@ def open_connection(
         _tune(sock)
         if ssl is not None:
             try:
-                sock = ssl.wrap_socket(sock, server_hostname=server_hostname or (host if path is None else None))
+                return tls_handshake(sock, ssl, server_hostname or (host if path is None else None), timeout)
             except BaseException:
                 sock.close()
                 raise

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready"]
+__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "send_until", "wait_readable"]
 
 RECV_SIZE = 256 * 1024
 
@@ -127,17 +127,7 @@ class SocketTransport:
         if not self._real or isinstance(sock, _ssl.SSLSocket) or not _HAVE_POLL:
             self.send(data)
             return
-        deadline = time.monotonic() + timeout
-        view = memoryview(data)
-        while view:
-            try:
-                sent = sock.send(view, socket.MSG_DONTWAIT)  # never blocks, whatever the socket's mode
-            except BlockingIOError:
-                sent = 0
-            view = view[sent:]
-            remaining = deadline - time.monotonic()
-            if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
-                raise TimeoutError(f"the peer took no more data within {round(timeout, 3)} s")
+        send_until(sock, data, time.monotonic() + timeout, timeout)
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes``; TimeoutError if nothing arrives within ``timeout``."""
@@ -317,6 +307,28 @@ def feed_ready(
             return None
         total += len(data)
     return None
+
+
+def send_until(sock: socket.socket, data: bytes, deadline: float | None, timeout: float) -> None:
+    """Write all of ``data`` to the plain socket ``sock`` by ``deadline`` (None: no limit).
+
+    Else TimeoutError, naming ``timeout`` (the caller's whole allowance). Each send
+    is non-blocking whatever the socket's mode, so a reader in another thread is
+    never disturbed.
+    """
+    if deadline is None or not _HAVE_POLL:
+        sock.sendall(data)
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        view = view[sent:]
+        remaining = deadline - time.monotonic()
+        if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
+            raise TimeoutError(f"the peer took no more data within {round(timeout, 3)} s")
 
 
 def wait_readable(sock: socket.socket, timeout: float) -> bool:

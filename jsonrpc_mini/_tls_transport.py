@@ -1,0 +1,193 @@
+"""The sync client's TLS: OpenSSL works on memory buffers over a plain socket.
+
+A client's timeout must bound a TLS read and a TLS send as it bounds plain ones.
+An ``ssl.SSLSocket`` cannot do that: a socket that polls readable may hold only a
+session ticket (the first reply of every TLS 1.3 connection) or part of a record,
+and the blocking SSL read then waits for the rest; and bounding one read or send
+means switching the socket's mode, which breaks a read or write another thread has
+in progress on the same SSL object. Here, as in asyncio, the SSL object reads and
+writes ``ssl.MemoryBIO`` buffers and the socket stays a plain one, so every read
+and send keeps the plain socket's deadlines. Only the SSL object's calls (no I/O)
+take a lock, so that a reader and a writer never meet inside OpenSSL.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl as _ssl
+import threading
+import time
+
+from ._transport import SocketTransport, send_until, wait_readable
+
+__all__ = ["TlsTransport", "tls_handshake"]
+
+# Plain text encrypted per step of a send: a large request is not held twice over
+# (plain and encrypted) before its first bytes leave.
+_CHUNK = 256 * 1024
+_CIPHER_READ = 64 * 1024  # encrypted bytes taken off the socket per read (records are up to ~16 KiB)
+
+
+class TlsTransport(SocketTransport):
+    """A TLS :class:`~jsonrpc_mini.Transport` whose reads and sends keep their deadlines.
+
+    ``sock`` is the plain connected socket; ``tls`` an ``ssl.SSLObject`` over the
+    two memory buffers. One thread reads and one sends at a time (the client's
+    rules); the two may run at once.
+    """
+
+    __slots__ = ("_cipher", "_eof", "_incoming", "_outgoing", "_send_lock", "_tls", "_tls_lock")
+
+    def __init__(
+        self, sock: socket.socket, tls: _ssl.SSLObject, incoming: _ssl.MemoryBIO, outgoing: _ssl.MemoryBIO
+    ) -> None:
+        super().__init__(sock)
+        self._tls = tls
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._cipher = memoryview(bytearray(_CIPHER_READ))
+        self._eof = False  # the socket's end of stream was handed to the SSL object
+        # Held for every call on the SSL object or its buffers, never across I/O.
+        self._tls_lock = threading.Lock()
+        # Held while encrypted bytes taken from the outgoing buffer are sent, so that
+        # they reach the socket in the order they were made (a read can make some too).
+        self._send_lock = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data`` (blocking)."""
+        self._send(data, None, 0.0)
+
+    def send_within(self, data: bytes, timeout: float) -> None:
+        """Write all of ``data`` within ``timeout`` seconds, else raise TimeoutError (see SocketTransport)."""
+        self._send(data, time.monotonic() + timeout, timeout)
+
+    def _send(self, data: bytes, deadline: float | None, timeout: float) -> None:
+        view = memoryview(data)
+        with self._send_lock:
+            while True:
+                with self._tls_lock:
+                    if view:
+                        # Memory buffers take every byte: no SSLWantWriteError. A write
+                        # that needs to read first (renegotiation) raises, and the
+                        # connection is then lost (TLS 1.3 has none; 1.2 servers rarely ask).
+                        view = view[self._tls.write(view[:_CHUNK]) :]
+                    out = self._outgoing.read()
+                if out:
+                    send_until(self.sock, out, deadline, timeout)
+                elif not view:
+                    return
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Read up to ``max_bytes`` of plain text; TimeoutError if none comes within ``timeout``.
+
+        The deadline bounds the whole read, however the records arrive: bytes that
+        make no plain text yet (a session ticket, part of a record) wait in the SSL
+        object for the next read.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            data = self._decrypt(max_bytes)
+            if data is not None:
+                return data
+            if self._eof:
+                return b""  # ended inside a record: nothing more will come
+            self._flush(deadline)  # what the SSL object must say before it can go on (rare)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not wait_readable(self.sock, remaining):
+                    raise TimeoutError("read timed out")
+            self._take(self.sock.recv_into(self._cipher))
+
+    def recv_ready(self, max_bytes: int) -> bytes | None:
+        """Plain text already decrypted or decryptable from bytes already here; None if none.
+
+        Never blocks, and it is safe while another thread sends (only the SSL
+        object's calls are shared, under their lock).
+        """
+        data = self._decrypt(max_bytes)
+        if data is not None or self._eof:
+            return data if data is not None else b""
+        try:
+            count = self.sock.recv_into(self._cipher, 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        self._take(count)
+        return self._decrypt(max_bytes)
+
+    recv_ready_alone = recv_ready
+
+    def watchable_fd(self) -> int | None:
+        """None: plain text may wait inside the SSL object, unseen by the OS."""
+        return None
+
+    def _take(self, count: int) -> None:
+        """Hand the SSL object ``count`` bytes just read into ``_cipher`` (0: the peer closed)."""
+        with self._tls_lock:
+            if count:
+                self._incoming.write(self._cipher[:count])
+            else:
+                self._incoming.write_eof()
+                self._eof = True
+
+    def _decrypt(self, max_bytes: int) -> bytes | None:
+        """Plain text the SSL object can give now, ``b""`` at the end of the stream, else None."""
+        if self._size < max_bytes:
+            self._grow(max_bytes)
+        buffer = self._buffer
+        buffer[0] = 0  # (see SocketTransport._recv_real: a read cut after it took bytes)
+        try:
+            with self._tls_lock:
+                # With a buffer, read returns the count (typeshed says bytes).
+                count: int = self._tls.read(max_bytes, self._view)  # type: ignore[assignment]
+        except _ssl.SSLWantReadError:
+            return None
+        except _ssl.SSLEOFError:
+            return b""  # closed without close_notify: an end, as SSLSocket reports it by default
+        except BaseException:
+            if buffer[0]:
+                self.interrupted_read = True
+            raise
+        return buffer[:count]  # count 0: close_notify
+
+    def _flush(self, deadline: float | None) -> None:
+        """Send what the SSL object made while reading (post-handshake messages), if anything."""
+        with self._tls_lock:
+            if not self._outgoing.pending:
+                return
+        if not self._send_lock.acquire(timeout=-1 if deadline is None else max(deadline - time.monotonic(), 0.0)):
+            raise TimeoutError("read timed out")
+        try:
+            with self._tls_lock:
+                out = self._outgoing.read()
+            if out:
+                send_until(self.sock, out, deadline, 0.0 if deadline is None else deadline - time.monotonic())
+        finally:
+            self._send_lock.release()
+
+
+def tls_handshake(
+    sock: socket.socket, context: _ssl.SSLContext, server_hostname: str | None, timeout: float | None
+) -> TlsTransport:
+    """Run a client TLS handshake over the connected ``sock`` within ``timeout`` seconds as a whole.
+
+    Raises TimeoutError, ``ssl.SSLError`` (e.g. a certificate refused, a peer not
+    speaking TLS) or OSError.
+    """
+    incoming, outgoing = _ssl.MemoryBIO(), _ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    transport = TlsTransport(sock, tls, incoming, outgoing)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            tls.do_handshake()
+        except _ssl.SSLWantReadError:
+            pass
+        else:
+            transport._flush(deadline)  # the client's last handshake message
+            return transport
+        transport._flush(deadline)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not wait_readable(sock, remaining):
+                raise TimeoutError("the TLS handshake timed out")
+        transport._take(sock.recv_into(transport._cipher))
