@@ -512,7 +512,7 @@ class _Link(_ReplyReader):
                         return
                     self.reading = me
             proto = self.proto
-            feed_ready(self.transport, proto.receive_data, proto.max_message_size, alone=True)
+            feed_ready(self.transport, proto.receive_data, proto.max_message_size)
             events: list[Response | ErrorResponse | Violation | Closed] = []
             while (event := proto.next_event()) is not None:
                 if not isinstance(event, Closed):  # the failed send is the reason given

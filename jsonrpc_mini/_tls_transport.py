@@ -114,8 +114,6 @@ class TlsTransport(SocketTransport):
         self._take(count)
         return self._decrypt(max_bytes)
 
-    recv_ready_alone = recv_ready
-
     def watchable_fd(self) -> int | None:
         """None: plain text may wait inside the SSL object, unseen by the OS."""
         return None

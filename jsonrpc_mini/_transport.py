@@ -175,8 +175,9 @@ class SocketTransport:
     def recv_ready(self, max_bytes: int) -> bytes | None:
         """Bytes already received and waiting, without blocking: None if there are none.
 
-        ``b""`` means end of stream. Only plain sockets can tell; for TLS and
-        socket-like objects this always returns None. The drivers use it to read a
+        ``b""`` means end of stream. Only plain sockets can tell; for an SSLSocket
+        (the sync server's TLS) and socket-like objects this always returns None.
+        The sync client's TLS transport (``_tls_transport``) can tell too. The drivers use it to read a
         message's remaining bytes before parsing (see :func:`feed_ready`).
         """
         sock = self.sock
@@ -186,27 +187,6 @@ class SocketTransport:
             return self._recv_real(sock, max_bytes, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return None
-
-    def recv_ready_alone(self, max_bytes: int) -> bytes | None:
-        """As :meth:`recv_ready`, TLS included, for a caller that alone uses the connection.
-
-        Over TLS the socket is made non-blocking for one read (``SSLWantReadError``:
-        nothing complete has arrived, None), which would disturb a send in another
-        thread: the client uses it only after a failed send, holding the send lock
-        and the reader's turn, to read what the server said before closing.
-        """
-        sock = self.sock
-        if not self._real or not isinstance(sock, _ssl.SSLSocket):
-            return self.recv_ready(max_bytes)
-        previous = sock.gettimeout()
-        sock.settimeout(0.0)
-        try:
-            return sock.recv(max_bytes)
-        except (_ssl.SSLWantReadError, _ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
-            return None
-        finally:
-            with contextlib.suppress(OSError):
-                sock.settimeout(previous)
 
     def _set_recv_timeout(self, timeout: float | None) -> None:
         # The option is set only when it must change: a value up to 1% (+5 ms) longer
@@ -276,14 +256,10 @@ class SocketTransport:
         self.sock.close()
 
 
-def feed_ready(
-    transport: Transport, feed: Callable[[bytes], None], limit: int, *, alone: bool = False
-) -> OSError | None:
+def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) -> OSError | None:
     """Pass ``feed`` the bytes already waiting on ``transport`` (about ``limit`` at most), without blocking.
 
     Returns the error if reading failed (the caller handles it as a failed recv).
-    ``alone``: no other thread uses the transport now, so TLS can be read too
-    (``SocketTransport.recv_ready_alone``).
 
     Speed: a large message arrives in many reads. Parsing after each one makes the
     framer scan every partial chunk byte by byte (~15 ns a byte in Python) to learn
@@ -291,7 +267,7 @@ def feed_ready(
     brings in the whole newline-terminated line, which is then decoded at once.
     Nothing waits longer: only bytes already there are read, and parsing follows.
     """
-    recv_ready = getattr(transport, "recv_ready_alone" if alone else "recv_ready", None)
+    recv_ready = getattr(transport, "recv_ready", None)
     if recv_ready is None:
         return None
     total = 0
