@@ -54,7 +54,9 @@ def open_connection(
         _tune(sock)
         if ssl is not None:
             try:
-                return tls_handshake(sock, ssl, server_hostname or (host if path is None else None), timeout)
+                return tls_handshake(
+                    sock, ssl, timeout, server_hostname=server_hostname or (host if path is None else None)
+                )
             except BaseException:
                 sock.close()
                 raise

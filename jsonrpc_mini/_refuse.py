@@ -8,11 +8,13 @@ import socket
 import ssl as _ssl
 import threading
 import time
+from collections.abc import Callable
 
 from ._codec import ErrorObject, ErrorResponse, encode_message
 from ._framing import encode_frame
 from ._json import JsonCodec
-from ._transport import Setup, SocketTransport, Transport
+from ._tls_transport import TlsTransport, tls_handshake
+from ._transport import Setup, Transport
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -53,33 +55,46 @@ def refuse(conn: socket.socket, message: str, *, drain: bool = False) -> None:
         conn.sendall(refusal_line(message))
         conn.shutdown(socket.SHUT_WR if drain else socket.SHUT_RDWR)
         if drain:
-            _drain(conn)
+            _drain(_recv_plain(conn))
     except OSError:
         pass
     conn.close()
 
 
-def _drain(conn: socket.socket) -> None:
+def _drain(recv: Callable[[int, float], bytes]) -> None:
+    """Read and drop what the client sends, up to DRAIN_BYTES within DRAIN_SECONDS.
+
+    ``recv(max_bytes, timeout)`` reads (b"" at the end; TimeoutError, an OSError, when none came).
+    """
     deadline = time.monotonic() + DRAIN_SECONDS
     left = DRAIN_BYTES
     while left > 0:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        conn.settimeout(remaining)
-        data = conn.recv(min(left, 65536))
+        data = recv(min(left, 65536), remaining)
         if not data:
             return
         left -= len(data)
 
 
-def _handshake(conn: socket.socket, context: _ssl.SSLContext, timeout: float, plain: str) -> _ssl.SSLSocket | None:
-    """``conn``'s TLS socket once the handshake is done; None if it is closed instead.
+def _recv_plain(conn: socket.socket) -> Callable[[int, float], bytes]:
+    def recv(max_bytes: int, timeout: float) -> bytes:
+        conn.settimeout(timeout)
+        return conn.recv(max_bytes)
+
+    return recv
+
+
+def _handshake(
+    conn: socket.socket, context: _ssl.SSLContext, timeout: float, plain: str, send_timeout: float | None = None
+) -> TlsTransport | None:
+    """``conn``'s TLS transport once the handshake is done; None if it is closed instead.
 
     The first byte is peeked first: a client that starts in plain text (not a TLS
     handshake record, e.g. a JSON request from a client without ``ssl=``) gets the
     error ``plain`` in plain text, after a bounded drain. ``timeout`` bounds the
-    peek and each read of the handshake.
+    peek, and the handshake as a whole.
     """
     try:
         conn.settimeout(timeout)
@@ -88,7 +103,7 @@ def _handshake(conn: socket.socket, context: _ssl.SSLContext, timeout: float, pl
             log.info("a client spoke plain text on a TLS port; answered and closed")
             refuse(conn, plain, drain=True)
             return None
-        return context.wrap_socket(conn, server_side=True)
+        return tls_handshake(conn, context, timeout, server_side=True, send_timeout=send_timeout)
     except OSError as exc:  # (ssl.SSLError is an OSError)
         log.info("TLS handshake failed: %s", exc)
         conn.close()
@@ -103,26 +118,23 @@ def tls_setup(conn: socket.socket, context: _ssl.SSLContext, timeout: float, sen
     """
 
     def handshake() -> Transport | None:
-        tls = _handshake(conn, context, timeout, TLS_REQUIRED)
-        return None if tls is None else SocketTransport(tls, send_timeout=send_timeout)
+        return _handshake(conn, context, timeout, TLS_REQUIRED, send_timeout)
 
     return handshake
 
 
-def refuse_over_tls(conn: socket.socket, context: _ssl.SSLContext, message: str, holder: list[socket.socket]) -> None:
+def refuse_over_tls(conn: socket.socket, context: _ssl.SSLContext, message: str) -> None:
     """Turn ``conn`` (on a TLS port) away over TLS if it starts a handshake, else in plain text.
 
-    Every step is bounded by DRAIN_SECONDS: the first byte, each read of the
-    handshake, the drain. ``holder[0]`` is the socket in use (the TLS one once
-    wrapped), for :class:`TlsRefusals` to shut down.
+    Every step is bounded by DRAIN_SECONDS: the first byte, the handshake, the
+    answer, the drain.
     """
     tls = _handshake(conn, context, DRAIN_SECONDS, message)
     if tls is None:
         return
-    holder[0] = tls
     try:
-        tls.sendall(refusal_line(message))
-        _drain(tls)  # as refuse(): unread input would reset the connection, answer and all
+        tls.send_within(refusal_line(message), DRAIN_SECONDS)
+        _drain(tls.recv)  # as refuse(): unread input would reset the connection, answer and all
     except OSError:
         pass
     finally:
@@ -141,16 +153,15 @@ class TlsRefusals:
     def __init__(self, limit: int = 4) -> None:
         self._lock = threading.Lock()
         self._limit = limit
-        self._live: dict[threading.Thread, list[socket.socket]] = {}
+        self._live: dict[threading.Thread, socket.socket] = {}  # each refusal's thread and socket
 
     def refuse(self, conn: socket.socket, context: _ssl.SSLContext, message: str) -> None:
         """Answer ``conn`` with ``message`` and close it, over TLS when it speaks TLS."""
         with self._lock:
-            self._live = {thread: holder for thread, holder in self._live.items() if thread.is_alive()}
+            self._live = {thread: sock for thread, sock in self._live.items() if thread.is_alive()}
             started = False
             if len(self._live) < self._limit:
-                holder = [conn]
-                args = (conn, context, message, holder)
+                args = (conn, context, message)
                 thread = threading.Thread(target=refuse_over_tls, args=args, name="jsonrpc_mini-refuse", daemon=True)
                 try:
                     thread.start()
@@ -158,7 +169,7 @@ class TlsRefusals:
                 except RuntimeError:  # "can't start new thread"
                     pass
                 else:
-                    self._live[thread] = holder
+                    self._live[thread] = conn
         if not started:
             refuse(conn, message)
 
@@ -166,9 +177,9 @@ class TlsRefusals:
         """End every refusal under way (their sockets are shut down) and wait up to ``timeout`` for their threads."""
         with self._lock:
             live, self._live = self._live, {}
-        for holder in live.values():
+        for sock in live.values():
             with contextlib.suppress(OSError):
-                holder[0].shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + timeout
         for thread in live:
             thread.join(max(0.0, deadline - time.monotonic()))

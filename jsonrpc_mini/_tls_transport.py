@@ -1,11 +1,12 @@
-"""The sync client's TLS: OpenSSL works on memory buffers over a plain socket.
+"""The sync driver's TLS (client and server): OpenSSL works on memory buffers over a plain socket.
 
-A client's timeout must bound a TLS read and a TLS send as it bounds plain ones.
+A timeout must bound a TLS read and a TLS send as it bounds plain ones.
 An ``ssl.SSLSocket`` cannot do that: a socket that polls readable may hold only a
 session ticket (the first reply of every TLS 1.3 connection) or part of a record,
-and the blocking SSL read then waits for the rest; and bounding one read or send
-means switching the socket's mode, which breaks a read or write another thread has
-in progress on the same SSL object. Here, as in asyncio, the SSL object reads and
+and the blocking SSL read then waits for the rest. And OpenSSL forbids reading and
+writing one SSL object from two threads at once, which an SSLSocket shared by a
+reading thread and a sending one does (the client's callers, the server's reader
+and handler threads). Here, as in asyncio, the SSL object reads and
 writes ``ssl.MemoryBIO`` buffers and the socket stays a plain one, so every read
 and send keeps the plain socket's deadlines. Only the SSL object's calls (no I/O)
 take a lock, so that a reader and a writer never meet inside OpenSSL.
@@ -18,7 +19,7 @@ import ssl as _ssl
 import threading
 import time
 
-from ._transport import SocketTransport, send_until, wait_readable
+from ._transport import SocketTransport, send_taken, send_until, wait_readable
 
 __all__ = ["TlsTransport", "tls_handshake"]
 
@@ -32,16 +33,22 @@ class TlsTransport(SocketTransport):
     """A TLS :class:`~jsonrpc_mini.Transport` whose reads and sends keep their deadlines.
 
     ``sock`` is the plain connected socket; ``tls`` an ``ssl.SSLObject`` over the
-    two memory buffers. One thread reads and one sends at a time (the client's
-    rules); the two may run at once.
+    two memory buffers. One thread reads and one sends at a time (the drivers'
+    rules); the two may run at once. ``send_timeout`` as for SocketTransport.
     """
 
     __slots__ = ("_cipher", "_eof", "_incoming", "_outgoing", "_send_lock", "_tls", "_tls_lock")
 
     def __init__(
-        self, sock: socket.socket, tls: _ssl.SSLObject, incoming: _ssl.MemoryBIO, outgoing: _ssl.MemoryBIO
+        self,
+        sock: socket.socket,
+        tls: _ssl.SSLObject,
+        incoming: _ssl.MemoryBIO,
+        outgoing: _ssl.MemoryBIO,
+        *,
+        send_timeout: float | None = None,
     ) -> None:
-        super().__init__(sock)
+        super().__init__(sock, send_timeout=send_timeout)
         self._tls = tls
         self._incoming = incoming
         self._outgoing = outgoing
@@ -54,7 +61,7 @@ class TlsTransport(SocketTransport):
         self._send_lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
-        """Write all of ``data`` (blocking)."""
+        """Write all of ``data`` (blocking; TimeoutError if ``send_timeout`` passes with no progress)."""
         self._send(data, None, 0.0)
 
     def send_within(self, data: bytes, timeout: float) -> None:
@@ -73,7 +80,7 @@ class TlsTransport(SocketTransport):
                         view = view[self._tls.write(view[:_CHUNK]) :]
                     out = self._outgoing.read()
                 if out:
-                    send_until(self.sock, out, deadline, timeout)
+                    self._send_out(out, deadline, timeout)
                 elif not view:
                     return
 
@@ -158,22 +165,35 @@ class TlsTransport(SocketTransport):
             with self._tls_lock:
                 out = self._outgoing.read()
             if out:
-                send_until(self.sock, out, deadline, 0.0 if deadline is None else deadline - time.monotonic())
+                self._send_out(out, deadline, 0.0 if deadline is None else deadline - time.monotonic())
         finally:
             self._send_lock.release()
 
+    def _send_out(self, out: bytes, deadline: float | None, timeout: float) -> None:
+        """Send encrypted bytes: by ``deadline`` if given, else as :meth:`send` bounds a send."""
+        if deadline is None and self._send_timeout is not None:
+            send_taken(self.sock, out, self._send_timeout)
+        else:
+            send_until(self.sock, out, deadline, timeout)
+
 
 def tls_handshake(
-    sock: socket.socket, context: _ssl.SSLContext, server_hostname: str | None, timeout: float | None
+    sock: socket.socket,
+    context: _ssl.SSLContext,
+    timeout: float | None,
+    *,
+    server_hostname: str | None = None,
+    server_side: bool = False,
+    send_timeout: float | None = None,
 ) -> TlsTransport:
-    """Run a client TLS handshake over the connected ``sock`` within ``timeout`` seconds as a whole.
+    """Run a TLS handshake over the connected ``sock`` within ``timeout`` seconds as a whole.
 
     Raises TimeoutError, ``ssl.SSLError`` (e.g. a certificate refused, a peer not
-    speaking TLS) or OSError.
+    speaking TLS) or OSError. ``send_timeout``: the transport's (see TlsTransport).
     """
     incoming, outgoing = _ssl.MemoryBIO(), _ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
-    transport = TlsTransport(sock, tls, incoming, outgoing)
+    tls = context.wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname)
+    transport = TlsTransport(sock, tls, incoming, outgoing, send_timeout=send_timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
@@ -181,7 +201,7 @@ def tls_handshake(
         except _ssl.SSLWantReadError:
             pass
         else:
-            transport._flush(deadline)  # the client's last handshake message
+            transport._flush(deadline)  # the last handshake message (and a server's session tickets)
             return transport
         transport._flush(deadline)
         if deadline is not None:

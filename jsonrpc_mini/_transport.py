@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "send_until", "wait_readable"]
+__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "send_taken", "send_until", "wait_readable"]
 
 RECV_SIZE = 256 * 1024
 
@@ -103,17 +103,7 @@ class SocketTransport:
         if timeout is None or not self._real:
             self.sock.sendall(data)
             return
-        rest: bytes | memoryview = data  # a view only once part is sent (the usual send takes all)
-        while rest:
-            try:
-                sent = self.sock.send(rest, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(rest):
-                return
-            rest = memoryview(rest)[sent:]
-            if not _wait(self.sock, select.POLLOUT, timeout):
-                raise TimeoutError(f"the peer accepted no data for {timeout} s")
+        send_taken(self.sock, data, timeout)
 
     def send_within(self, data: bytes, timeout: float) -> None:
         """Write all of ``data`` within ``timeout`` seconds, else raise TimeoutError.
@@ -283,6 +273,24 @@ def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) 
             return None
         total += len(data)
     return None
+
+
+def send_taken(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """Write all of ``data`` to the plain socket ``sock``; TimeoutError if the peer takes no byte for ``timeout`` s.
+
+    Each send is non-blocking whatever the socket's mode (see send_until).
+    """
+    rest: bytes | memoryview = data  # a view only once part is sent (the usual send takes all)
+    while rest:
+        try:
+            sent = sock.send(rest, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(rest):
+            return
+        rest = memoryview(rest)[sent:]
+        if not _wait(sock, select.POLLOUT, timeout):
+            raise TimeoutError(f"the peer accepted no data for {timeout} s")
 
 
 def send_until(sock: socket.socket, data: bytes, deadline: float | None, timeout: float) -> None:

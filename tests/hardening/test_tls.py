@@ -145,6 +145,33 @@ def test_silent_peer_is_dropped_after_handshake_timeout(kind: str, ca: trustme.C
         assert silent.closed_within(WAIT), "a peer that never starts its handshake was kept"
 
 
+def _client_hello(ctx: ssl.SSLContext) -> bytes:
+    """The first flight of a TLS handshake from ``ctx`` (a ClientHello), as bytes to send by hand."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_dripped_handshake_is_dropped_after_handshake_timeout(kind: str, ca: trustme.CA) -> None:
+    # handshake_timeout bounds the handshake as a whole, not each read: a peer that
+    # sends its ClientHello a byte every 50 ms never lets a read wait 0.5 s.
+    hello = _client_hello(client_context(ca))
+    with running(kind, {"handshake_timeout": 0.5}, ssl=server_context(ca)) as srv, Raw(srv.address) as drip:
+        sent = 0
+        for byte in hello:  # bounded: at most len(hello) steps of 50 ms
+            try:
+                drip.sock.sendall(bytes([byte]))
+            except OSError:  # reset by the server
+                break
+            sent += 1
+            if drip.closed_within(0.05):
+                break
+        assert sent < len(hello), "the server waited for the whole dripped ClientHello"
+        assert drip.closed_within(WAIT)
+
+
 def test_tls_peer_that_never_reads_its_replies_is_closed(kind: str, ca: trustme.CA) -> None:
     payload = "r" * 65536
     options = {"read_timeout": 1.0, "idle_timeout": 2.0}

@@ -1,6 +1,7 @@
-"""The sync client's TLS transport (OpenSSL over memory buffers, a plain socket beneath).
+"""The sync driver's TLS transport (OpenSSL over memory buffers, a plain socket beneath).
 
-Invariants: a read and a send in two threads at once never corrupt the stream;
+Invariants: a read and a send in two threads at once never corrupt the stream, nor
+meet inside OpenSSL (client and server);
 ``recv_ready`` never blocks and reads TLS like plain bytes (None, data, ``b""`` at
 the end, with or without close_notify); a read cut by an interruption after it took
 plain text marks the transport; the handshake's deadline bounds it as a whole.
@@ -21,7 +22,7 @@ from _driver_helpers import WAIT, start_thread, tls_contexts
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout
 from jsonrpc_mini._connect import open_connection
-from jsonrpc_mini._tls_transport import TlsTransport
+from jsonrpc_mini._tls_transport import TlsTransport, tls_handshake
 from jsonrpc_mini._transport import feed_ready
 
 pytestmark = pytest.mark.timeout(60)
@@ -245,3 +246,40 @@ def test_threads_sharing_a_tls_client_with_a_timeout(contexts: Any) -> None:
             assert results.count(len(big)) == 4 * 6
     finally:
         server.shutdown()
+
+
+def test_the_sync_server_never_reads_and_writes_one_ssl_object_at_once(contexts: Any) -> None:
+    # The server's reading thread takes the next request while handler threads
+    # write replies: OpenSSL forbids both on one SSL object at once (an SSLSocket
+    # shared so can corrupt the stream or crash). Every call on the server's SSL
+    # object and buffers is watched.
+    server_ctx, client_ctx = contexts
+    ours, theirs = socket.socketpair()
+    made: list[TlsTransport] = []
+    handshake = start_thread(lambda: made.append(tls_handshake(theirs, server_ctx, WAIT, server_side=True)))
+    client_side = tls_handshake(ours, client_ctx, WAIT, server_hostname="127.0.0.1")
+    handshake.join(WAIT)
+    server_side = made[0]
+    overlaps: list[str] = []
+    busy, lock = [0], threading.Lock()
+    for name in ("_tls", "_incoming", "_outgoing"):
+        setattr(server_side, name, _Watched(getattr(server_side, name), overlaps, busy, lock))
+    server = RPCServer()
+    server.register_function(lambda x: time.sleep(0.001) or x, name="echo")
+    server.serve_connection(server_side)
+    try:
+        with RPCClient(transport=client_side, timeout=WAIT) as client:
+            results: list[Any] = []
+
+            def worker(n: int) -> None:
+                results.extend(client.echo(f"{n}-{i}" * 50) for i in range(30))
+
+            threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(WAIT)
+            assert sorted(results) == sorted(f"{n}-{i}" * 50 for n in range(4) for i in range(30))
+    finally:
+        server.shutdown()
+    assert not overlaps
