@@ -41,8 +41,10 @@ class _Deferred:
 
 
 def not_sent(method: str) -> RPCError:
-    """The error of asking a batch member for its result before the batch was sent."""
-    return RPCError(None, f"{method}: the batch has not been sent yet (leave the with block first)")
+    """The error of asking a batch member for its result before the batch was sent (naming ``method``)."""
+    exc = RPCError(None, "the batch has not been sent yet (leave the with block first)")
+    exc.method = method or None  # (str(exc) names it)
+    return exc
 
 
 class BatchResult:

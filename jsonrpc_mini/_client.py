@@ -49,8 +49,15 @@ class _Current:
         """Call ``method`` on the current connection (ConnectionLost if there is none)."""
         link = self.link
         if link is None:
-            raise ConnectionLost("not connected: call connect(host, port) first")
+            raise _not_connected(method)
         return link.request(method, params, timeout)
+
+
+def _not_connected(method: str | None) -> ConnectionLost:
+    """The error of a call (of ``method``; None: a batch) on a client that is not connected."""
+    exc = ConnectionLost("not connected: call connect(host, port) first")
+    exc.method = method or None
+    return exc
 
 
 def _timeout(timeout: float | None) -> float | None:
@@ -140,9 +147,9 @@ class RPCClient:
         # The connection, held once: by the holder kept methods call through.
         return self._current.link
 
-    def _require_link(self) -> _Link:
+    def _require_link(self, method: str | None) -> _Link:
         if self._link is None:
-            raise ConnectionLost("not connected: call connect(host, port) first")
+            raise _not_connected(method)
         return self._link
 
     def __getattr__(self, name: str) -> KeptMethod[Any] | RemoteMethod[Any]:
@@ -156,13 +163,13 @@ class RPCClient:
         # calls less per call; ~0.15 us in-process).
         link = self._current.link
         if link is None:
-            raise ConnectionLost("not connected: call connect(host, port) first")
+            raise _not_connected(method)
         params = build_params(args, kwargs) if kwargs else list(args) if args else None
         return link.request(method, params, self._timeout)
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
-        link = self._require_link()
+        link = self._require_link(method)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))
         link.start([], data, deadline, method, unanswered=True)
@@ -172,7 +179,7 @@ class RPCClient:
         return BatchBuilder(self._send_batch, _Waiter)
 
     def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
-        link = self._require_link()
+        link = self._require_link(None)
         proto = link.proto
         waiters = cast("list[_Waiter]", [result for result in calls.results if result is not None])
         ids = proto.next_ids(len(waiters))

@@ -150,7 +150,8 @@ class _ReplyReader(ReplySettler):
                 self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
             self._unqueue(waiter)  # not to be sent any more
             if not waiter.done:  # a batch member's result() raises this (its reply, if it came, stands)
-                waiter.error = RPCError(None, f"{waiter.method}: interrupted before its reply came")
+                error = waiter.error = RPCError(None, "interrupted before its reply came")
+                error.method = waiter.method or None  # (str(error) names it)
             waiter.done = True
             waiter.waiting = False
             follower = None if self.reading else self._follower()

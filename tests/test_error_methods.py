@@ -1,0 +1,122 @@
+"""``.method`` on the client's own errors: the remote method, when one is concerned.
+
+README: every exception carries ``.method`` (the remote method, when known) and
+``str(e)`` names it; an error of a batch as a whole names none. These are the
+errors the client makes itself (no reply involved), on both drivers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from _aio_support import run
+
+from jsonrpc_mini import BatchResult, ConnectionLost, RPCClient, RPCError, RPCServer, aio
+from jsonrpc_mini.testing import aio_loopback, loopback
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 10.0
+
+
+def _server() -> RPCServer:
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    return s
+
+
+def _aio_server() -> aio.RPCServer:
+    s = aio.RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    return s
+
+
+def _names(exc: RPCError, method: str | None, text: str) -> None:
+    assert exc.method == method
+    assert str(exc) == (f"{method}: {text}" if method else text)
+    assert exc.message == text  # the method is not in the message twice
+
+
+# -- a batch member asked for its result before the batch was sent -----------------
+
+
+def test_a_sync_members_result_before_the_send_names_its_method() -> None:
+    with loopback(_server()) as c, c.batch() as b:
+        member = b.add(1, 2)
+        with pytest.raises(RPCError) as info:
+            member.result()
+        _names(info.value, "add", "the batch has not been sent yet (leave the with block first)")
+
+
+def test_an_aio_members_result_before_the_send_names_its_method() -> None:
+    async def main() -> RPCError:
+        async with aio_loopback(_aio_server()) as c, c.batch() as b:
+            member = b.add(1, 2)
+            with pytest.raises(RPCError) as info:
+                member.result()
+            return info.value
+
+    _names(run(main), "add", "the batch has not been sent yet (leave the with block first)")
+
+
+# -- a batch member whose caller was interrupted while it waited -------------------
+
+
+class _InterruptedRead:
+    """A transport whose first read is interrupted (as by Ctrl-C); later reads answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.interrupted = False
+
+    def send(self, data: bytes) -> None:
+        self.requests.append(json.loads(data))
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        last = self.requests[-1]
+        return json.dumps({"jsonrpc": "2.0", "id": last["id"], "result": last["params"][0]}).encode() + b"\n"
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_interrupted_batch_members_error_names_its_method() -> None:
+    c = RPCClient(transport=_InterruptedRead(), timeout=WAIT)
+    members: list[BatchResult] = []
+    with pytest.raises(KeyboardInterrupt), c.batch() as b:
+        members += [b.echo(1), b.call("other.name", 2)]
+    for member, method in zip(members, ["echo", "other.name"], strict=True):
+        with pytest.raises(RPCError) as info:
+            member.result()
+        _names(info.value, method, "interrupted before its reply came")
+    assert c.echo(3) == 3  # the client goes on
+    c.close()
+
+
+# -- a sync client that is not connected -------------------------------------------
+
+_NOT_CONNECTED = "not connected: call connect(host, port) first"
+
+
+def test_a_call_on_a_client_never_connected_names_its_method() -> None:
+    c = RPCClient()
+    calls = [("add", lambda: c.call("add", 1, 2)), ("add", lambda: c.add(1, 2)), ("math.add", lambda: c.math.add(1))]
+    for method, make in calls:
+        with pytest.raises(ConnectionLost) as info:
+            make()
+        _names(info.value, method, _NOT_CONNECTED)
+    with pytest.raises(ConnectionLost) as info:
+        c.notify("log", "x")
+    _names(info.value, "log", _NOT_CONNECTED)
+
+
+def test_a_batch_on_a_client_never_connected_names_no_method() -> None:
+    c = RPCClient()
+    with pytest.raises(ConnectionLost) as info, c.batch() as b:
+        b.add(1, 2)
+    _names(info.value, None, _NOT_CONNECTED)
