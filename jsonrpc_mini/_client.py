@@ -4,8 +4,9 @@ Go net/rpc's shape with Leader/Followers reading: a map of pending calls keyed b
 id, and whichever caller is waiting reads the socket itself, handing other
 callers' replies to them as it goes. With one caller there is no thread hand-off
 at all. When reading fails, every pending call fails with ConnectionLost. The
-connection is ``_client_link._Link`` (registering and sending requests) on
-``_client_reader._ReplyReader`` (waiting for and reading replies).
+connection is ``_client_link._Link`` (registering requests) on
+``_client_sender._RequestSender`` (sending them) on ``_client_reader._ReplyReader``
+(waiting for and reading replies).
 """
 
 from __future__ import annotations

@@ -1,50 +1,36 @@
-"""The sync client's connection, ``_Link``: registering and sending requests.
+"""The sync client's connection, ``_Link``: registering requests and the usual call.
 
 A request is registered as pending, then sent. A small request on an idle
 connection takes the reading turn in the same lock round (see ``_Link.request``);
 one made while another thread sends is left in the outbox for that thread to
-write (see ``_Link.send``). Reading replies is the base class's part
+write (see ``_client_sender._RequestSender.send``). Sending is the base class's
+part (``_client_sender._RequestSender``), reading replies its base's
 (``_client_reader._ReplyReader``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, cast
 
 from ._client_protocol import ClientConnection
-from ._client_reader import _ReplyReader
-from ._client_waiter import _Waiter, timed_out
-from ._codec import ErrorResponse, Id, Params, Response, success_id
-from ._errors import ConnectionLost, RPCError, RPCTimeout
-from ._protocol import Closed, Violation
-from ._transport import RECV_SIZE, Transport, feed_ready
-
-
-class _OwnedLock(Protocol):
-    """threading.RLock as the send lock uses it: ``_is_owned()`` tells whether this thread holds it.
-
-    (An RLock records its owner in C as it is acquired; threading.Condition relies on
-    the same method. typeshed does not declare it.)
-    """
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
-    def release(self) -> None: ...
-    def _is_owned(self) -> bool: ...
-
+from ._client_sender import _OwnedLock, _RequestSender
+from ._client_waiter import _Waiter
+from ._codec import Id, Params, success_id
+from ._errors import ConnectionLost, RPCError
+from ._transport import RECV_SIZE, Transport
 
 _waiter_id = operator.attrgetter("id")
 
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
-# or is left for the thread that claimed the outbox to write (see _Link.send).
+# or is left for the thread that claimed the outbox to write (see _RequestSender.send).
 _EARLY_TURN = 16 * 1024
 
 
-class _Link(_ReplyReader):
+class _Link(_RequestSender):
     """One connection, shared by an RPCClient and its ``with_timeout`` views."""
 
     def __init__(self, transport: Transport, proto: ClientConnection) -> None:
@@ -61,7 +47,8 @@ class _Link(_ReplyReader):
         self.reading = 0
         # Small requests left by callers while another thread has claimed the outbox
         # (``sending``: it holds the send lock or waits for it, and writes them after
-        # its own request before it gives the claim up; see send). Both under ``lock``.
+        # its own request before it gives the claim up; see _RequestSender.send).
+        # Both under ``lock``.
         self.outbox: list[tuple[_Waiter, bytes]] = []
         self.sending = 0
         self.lost: str | None = None
@@ -74,7 +61,7 @@ class _Link(_ReplyReader):
         # ConnectionLost if one follows.
         self.said: str | None = None
 
-    # -- sending ---------------------------------------------------------------
+    # -- registering and sending -----------------------------------------------
 
     def start(
         self,
@@ -312,12 +299,6 @@ class _Link(_ReplyReader):
         self.wait(waiter, deadline)
         return waiter.outcome()
 
-    def _lost_error(self, method: str | None) -> ConnectionLost:
-        """The error of a call (of ``method``) made once the connection is known lost: it names the method."""
-        exc = ConnectionLost(self.lost or "connection lost")
-        exc.method = method or None
-        return exc
-
     @staticmethod
     def _refused(method: str | None) -> RPCError:
         """The error of a call made while this thread waits for a reply on this connection.
@@ -336,82 +317,6 @@ class _Link(_ReplyReader):
         )
         exc.method = method or None
         return exc
-
-    def send(
-        self,
-        data: bytes,
-        deadline: float | None = None,
-        method: str | None = "",
-        *,
-        locked: bool = False,
-        reader: bool = False,
-        drain: bool = False,
-        unanswered: bool = False,
-        witness: Id | None = None,
-    ) -> None:
-        """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
-
-        A send cut short by the deadline may have put part of a message on the
-        wire, so the connection is closed (other pending calls get ConnectionLost).
-        ``locked``: the caller holds the send lock already (it is released here);
-        ``reader``: it holds the reader's turn; ``drain``: it has claimed the outbox
-        (see request) and writes what other callers leave there meanwhile, after
-        ``data`` and before the send lock is released. ``unanswered``: ``data`` holds
-        a notification, marked (ClientConnection.sent_unanswered) once the send lock
-        is held: every call registered from then on is written after it, so only
-        such a call witnesses it (a call registered before the mark but written
-        after it is no witness, which only keeps the doubt longer); ``witness``:
-        the id of a call in ``data`` itself (a batch's first), which does.
-
-        Speed: with threads sharing the client, callers waited for the send lock
-        while its holder's send ran (a send releases the GIL): a sleep and a
-        wake-up per call, and one system call per request. A caller that finds the
-        outbox claimed leaves its small request there instead; the claimant writes
-        all of them in one send. It never holds the reading turn (so no reply waits
-        for it: see above); if it is interrupted before they are written, the
-        connection is closed (see _fail_outbox).
-        """
-        drained = False
-        send_lock = self.send_lock
-        try:
-            if not locked:
-                if send_lock._is_owned():
-                    self._reclaim(method)
-                if deadline is None:
-                    send_lock.acquire()
-                elif not send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise timed_out(method, "could not send within the timeout (another send is stuck)")
-            if unanswered:  # (see ClientConnection.unread_before)
-                with self.lock:
-                    self.proto.sent_unanswered()
-                    if witness is not None:
-                        self.proto.witness_call(witness)
-            self._write(data, deadline, method, reader)
-            if drain:
-                self._drain(deadline)
-            drained = True
-        finally:
-            # Whether an interruption came before or after the lock was taken, the
-            # lock's owner record tells. (Nested: a second Ctrl-C during the first
-            # step still releases the lock.)
-            try:
-                if drain and not drained:  # (only a caller without a deadline claims before it has the lock)
-                    self._fail_outbox()
-            finally:
-                if send_lock._is_owned():
-                    send_lock.release()
-
-    def _reclaim(self, method: str | None) -> NoReturn:
-        """This thread holds the send lock as it starts a send: close the connection, free the lock, name ``method``.
-
-        Either an interruption left the lock held (a second Ctrl-C while the first
-        was being handled) or a signal handler calls the client while this thread
-        is inside a send: writing now would put a request in the middle of another.
-        """
-        self.fail_all("a send was interrupted and left the connection in use; the connection is closed")
-        while self.send_lock._is_owned():
-            self.send_lock.release()
-        raise self._lost_error(method)
 
     def _let_go(self, waiters: Sequence[_Waiter]) -> None:
         """After an exception anywhere in a call (e.g. Ctrl-C), free what this thread holds; forget ``waiters``.
@@ -437,87 +342,3 @@ class _Link(_ReplyReader):
                 finally:
                     if self.reading == me:
                         self._release_reader()
-
-    def _drain(self, deadline: float | None) -> None:
-        """Write what callers left in the outbox until it stays empty, then give up the claim (send lock held)."""
-        while True:
-            with self.lock:
-                outbox = self.outbox
-                if not outbox or self.lost is not None:
-                    self.sending = 0
-                    return
-                self.outbox = []
-            data = outbox[0][1] if len(outbox) == 1 else b"".join([data for _, data in outbox])
-            # A failed write closed the connection and failed every pending call (fail_all):
-            # the loop ends at its next look. The callers whose requests these were wait.
-            with contextlib.suppress(RPCTimeout, ConnectionLost):
-                self._write(data, deadline, "", False)
-
-    def _fail_outbox(self) -> None:
-        """The claimant stops without writing the outbox: it was interrupted, or the connection failed.
-
-        Requests left there are never sent, and one of their callers may be reading
-        (nobody else was), blocked in a read that only the connection's end
-        interrupts: so the connection is closed and every pending call fails
-        (ConnectionLost), rather than that caller waiting for ever. (An interrupted
-        send may also have put part of a message on the wire.)
-        """
-        with self.lock:
-            self.sending = 0
-            unsent = bool(self.outbox)
-            self.outbox = []
-        if unsent:
-            self.fail_all("a thread sending requests for others was interrupted; the connection is closed")
-
-    def _write(self, data: bytes, deadline: float | None, method: str | None, reader: bool) -> None:
-        """Write ``data``, the send lock held; if that fails, the connection is closed (fail_all)."""
-        try:
-            send_within = None if deadline is None else getattr(self.transport, "send_within", None)
-            if send_within is not None and deadline is not None:
-                send_within(data, deadline - time.monotonic())
-            else:
-                self.transport.send(data)
-        except BaseException as exc:
-            self._write_failed(exc, method, reader)
-
-    def _write_failed(self, exc: BaseException, method: str | None, reader: bool) -> NoReturn:
-        """A write failed with ``exc`` (being handled): close the connection (fail_all), raise what the caller gets."""
-        if isinstance(exc, TimeoutError):
-            self.fail_all(f"the server took no data for too long: {exc}")
-            raise timed_out(method, "could not send within the timeout; the connection is closed") from exc
-        if isinstance(exc, OSError):
-            try:
-                self._read_last_words(reader)
-            finally:
-                self.fail_all(f"connection lost while sending: {exc}")
-            raise self._lost_error(method) from exc
-        # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
-        # the wire, and the server would read whatever is sent next as its rest.
-        self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")
-        raise exc
-
-    def _read_last_words(self, held: bool) -> None:
-        """After a failed send, take in what the server sent before closing, without waiting.
-
-        A server that refuses a message (too large, too many connections) answers
-        and closes while the request is still going out, so the send fails with a
-        broken pipe; the answer is usually here already and says why. Skipped
-        when another thread holds the reader's turn (it reads the answer).
-        """
-        me = threading.get_ident()
-        try:
-            if not held:
-                with self.lock:
-                    if self.reading:
-                        return
-                    self.reading = me
-            proto = self.proto
-            feed_ready(self.transport, proto.receive_data, proto.max_message_size)
-            events: list[Response | ErrorResponse | Violation | Closed] = []
-            while (event := proto.next_event()) is not None:
-                if not isinstance(event, Closed):  # the failed send is the reason given
-                    events.append(event)
-            self._deliver_all(events)
-        finally:
-            if not held and self.reading == me:
-                self._release_reader()

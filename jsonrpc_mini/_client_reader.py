@@ -5,8 +5,8 @@ the reading turn: whichever caller is waiting reads the socket itself and hands
 other callers' replies to them as it goes, so with one caller there is no thread
 hand-off at all. Storing what was read in the waiting calls, and failing them all
 when reading fails (``fail_all``), is its base class ``ReplySettler``
-(``_client_settle``). The connection and its sending side are
-``_client_link._Link``.
+(``_client_settle``). The sending side is ``_client_sender._RequestSender``,
+the connection ``_client_link._Link``.
 """
 
 from __future__ import annotations
