@@ -103,7 +103,7 @@ class TlsTransport(SocketTransport):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not wait_readable(self.sock, remaining):
                     raise TimeoutError("read timed out")
-            self._take(self.sock.recv_into(self._cipher))
+            self._take(self._read_cipher(0))
 
     def recv_ready(self, max_bytes: int) -> bytes | None:
         """Plain text already decrypted or decryptable from bytes already here; None if none.
@@ -115,7 +115,7 @@ class TlsTransport(SocketTransport):
         if data is not None or self._eof:
             return data if data is not None else b""
         try:
-            count = self.sock.recv_into(self._cipher, 0, socket.MSG_DONTWAIT)
+            count = self._read_cipher(socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return None
         self._take(count)
@@ -124,6 +124,21 @@ class TlsTransport(SocketTransport):
     def watchable_fd(self) -> int | None:
         """None: plain text may wait inside the SSL object, unseen by the OS."""
         return None
+
+    def _read_cipher(self, flags: int) -> int:
+        """Read encrypted bytes into ``_cipher``; their count (0: the peer closed)."""
+        cipher = self._cipher
+        # As SocketTransport._recv_real: a first byte that changed means the read took
+        # bytes before an interruption cut it short. The new first byte can be 0 too
+        # (1 in 256); the lost bytes then break the stream's next record instead,
+        # which OpenSSL reports (a bad record MAC): the connection fails either way.
+        cipher[0] = 0
+        try:
+            return self.sock.recv_into(cipher, 0, flags)
+        except BaseException:
+            if cipher[0]:
+                self.interrupted_read = True
+            raise
 
     def _take(self, count: int) -> None:
         """Hand the SSL object ``count`` bytes just read into ``_cipher`` (0: the peer closed)."""

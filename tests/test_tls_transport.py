@@ -198,6 +198,30 @@ def test_a_tls_read_cut_after_taking_plain_text_marks_the_transport(tls_pair: An
     assert transport.recv(1024, WAIT) == b"[]\n"  # (the SSL object itself lost nothing here)
 
 
+class _CutSocket:
+    """A socket whose read is cut by an interruption, after or before it took encrypted bytes."""
+
+    def __init__(self, taken: bytes) -> None:
+        self.taken = taken
+
+    def recv_into(self, buffer: memoryview, nbytes: int = 0, flags: int = 0) -> int:
+        buffer[: len(self.taken)] = self.taken
+        raise KeyboardInterrupt
+
+
+def test_a_tls_read_cut_after_taking_encrypted_bytes_marks_the_transport(tls_pair: Any) -> None:
+    transport, _ = tls_pair
+    real = transport.sock
+    for taken, marked in ((b"", False), (b"\x17\x03\x03", True)):
+        transport.sock = _CutSocket(taken)  # type: ignore[assignment]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                transport.recv(1024, None)  # (no timeout: no poll on the stand-in socket)
+        finally:
+            transport.sock = real
+        assert transport.interrupted_read is marked
+
+
 def test_a_silent_tls_server_times_the_connect_out(contexts: Any, listener: socket.socket) -> None:
     _, client_ctx = contexts
     with pytest.raises(RPCTimeout, match=r"timed out after 0\.3 s"):
