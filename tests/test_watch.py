@@ -443,3 +443,36 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
         a.close()
         b.close()
     assert not _watcher_threads()
+
+
+def test_a_slow_call_with_a_request_partly_read_behind_it_gets_a_reader_not_a_watch() -> None:
+    # The slow call comes in one read with the start of the next request: the core
+    # holds part of a request as the call starts, so the stamp is "eager" and the
+    # watcher promotes a reader once the grace period ends instead of watching the
+    # socket (the rest of that request is on its way: a reader would be woken for
+    # it anyway). The reader then waits in its read and takes the rest as it comes.
+    release = threading.Event()
+    s = _slow_and_add(release)
+    with LeakCheck(), serving(s) as address:
+        sock = raw_connect(address)
+        sock.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        behind = request("add", [2, 3], id_="f")
+        sock.sendall(request("slow", id_="s") + behind[:20])
+        session = _session_of(s)
+        probe = session._probe
+        assert probe is not None
+        # (_busy before _reading: the call's start clears _reading, then counts the call.)
+        wait_for(
+            lambda: session._busy and (session._reading or probe._registered),
+            "a reader to be promoted (or the socket watched) while the slow call runs",
+        )
+        if not session._reading:
+            release.set()  # (the server's shutdown would wait for the slow call)
+        assert session._reading and not probe._registered, "the partly read request's socket was watched"
+        sock.sendall(behind[20:])
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 5}
+        release.set()
+        assert sock.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+        sock.close()
+    assert not _watcher_threads()
