@@ -81,7 +81,10 @@ class FaultyTransport:
     their latencies up, only their time at the plan's ``bandwidth``, and none
     overtakes one sent before it. Where the transport can also run an action later
     (``call_at``, the pipe again), a close, reset or half-close the writer's plan
-    decides travels too: it happens when the bytes before it arrive.
+    decides travels too: it happens when the bytes before it arrive (at once with no
+    delay), the send that crosses it goes through, and a later send fails once it has
+    happened. A fault of the bytes read happens once they are handed on: at the next
+    read (a relay forwards them first), or as soon as either end uses a ``call_at`` pipe.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -127,7 +130,9 @@ class FaultyTransport:
         # as the pipe has): a piece's delay counts from then, not from when it is read.
         self._arrived: float | None = None
         self._in_due = 0.0  # when the last piece read with a delay arrived
-        self._on_its_way = False  # an outbound fault travels in flight (call_at): not happened yet
+        # An outbound fault travelling in flight (call_at): when it arrives, and the fault.
+        self._on_its_way: tuple[float, Step] | None = None
+        self._fault_next: Step | None = None  # an inbound fault behind the bytes the last read returned
 
     # -- helpers -------------------------------------------------------------
 
@@ -212,14 +217,17 @@ class FaultyTransport:
         send_at = getattr(self.inner, "send_at", None)
         call_at = getattr(self.inner, "call_at", None)
         while view:
+            if self._on_its_way is not None and self._on_its_way[0] <= time.monotonic():
+                self._happen(self._on_its_way[1])  # it has arrived (whether or not the pipe was used since)
             with self._lock:
+                known = self.link.broken or self._out.ended  # a fault that already happened
                 step = self._out.next_step(view)
-                if step.fault is not None and self._on_its_way:
+                if step.fault is not None and self._on_its_way is not None:
                     return  # after a fault of the plan still in flight: these bytes vanish
                 late = send_at is None and deadline is not None and step.delay > deadline - time.monotonic()
-                # Over the pipe a close, reset or half-close travels too: it happens when the
-                # bytes before it arrive (call_at), and until then nobody sees it.
-                travels = send_at is not None and call_at is not None and step.fault in _TRAVELS
+                # Over the pipe a close, reset or half-close decided now travels too: it happens
+                # when the bytes before it arrive (call_at), and until then nobody sees it.
+                travels = known is None and call_at is not None and send_at is not None and step.fault in _TRAVELS
                 if not late:  # (a chunk that cannot cross in time is neither sent nor counted)
                     chunk = bytes(view[: step.size])
                     self._out.commit(chunk, Step(step.size, step.delay) if travels else step)
@@ -240,27 +248,35 @@ class FaultyTransport:
                 view = view[step.size :]
             if step.fault is None:
                 continue
-            if travels:
-                if call_at is not None and self._due > time.monotonic():
-                    self._on_its_way = True
-                    call_at(self._due, functools.partial(self._happen, step))
-                    return  # the bytes after it vanish; the fault happens when it arrives
-                self._happen(step)
+            if travels and call_at is not None:
+                # Even with no delay: the reader takes the bytes before it first, and this
+                # send goes through (the bytes after the fault vanish), as over a network;
+                # a later send learns of it once it has happened.
+                self._on_its_way = (max(self._due, time.monotonic()), step)
+                call_at(self._on_its_way[0], functools.partial(self._happen, step))
+                return
             self._apply(step, outbound=True)
-            if step.fault == "stall":
-                return  # the rest vanishes: nothing arrives, nothing fails
+            if step.fault in ("stall", "half_close"):
+                return  # the rest vanishes, nothing fails (as where a link stops carrying them)
             if view or not chunk:
                 raise self._error(step)
             return
 
     def _happen(self, step: Step) -> None:
-        """An outbound fault that travelled in flight arrives: now everyone sees it."""
-        self._on_its_way = False
-        if self._closed.is_set():
-            return
+        """An outbound fault that travelled in flight arrives: now everyone sees it (once)."""
         with self._lock:
+            if self._on_its_way is None or self._closed.is_set():
+                return
+            self._on_its_way = None
             self._out.commit(b"", step)
         self._apply(step, outbound=True)
+
+    def _after_bytes(self, step: Step) -> None:
+        """The fault behind the bytes this read hands on happens once they are (see the class)."""
+        self._fault_next = step
+        call_at = getattr(self.inner, "call_at", None)
+        if call_at is not None:
+            call_at(time.monotonic(), functools.partial(self._inbound, step))
 
     def _inbound(self, step: Step) -> None:
         """A fault of the bytes read happens as they are handed on: now everyone sees it."""
@@ -289,14 +305,18 @@ class FaultyTransport:
             while True:
                 if self._closed.is_set():
                     return b""
+                if self._fault_next is not None:  # after the bytes the last read handed on
+                    step, self._fault_next = self._fault_next, None
+                    self._inbound(step)
+                    return self._after_fault(step, deadline)
                 if self._held is None:
                     pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
                     with self._lock:
                         step = self._in.next_step(pending) if pending else self._blocked_step()
                         chunk = bytes(pending[: step.size])
                         if step.size or step.fault:
-                            # (a fault behind a delay becomes known when its bytes are handed on)
-                            self._in.commit(chunk, Step(step.size, step.delay) if step.delay else step)
+                            # (a fault behind bytes becomes known once they are handed on)
+                            self._in.commit(chunk, Step(step.size, step.delay) if chunk else step)
                     if step.delay:
                         arrived = time.monotonic() if self._arrived is None else self._arrived
                         sent = max(arrived, self._ready_at)  # (what came before the connection was up left then)
@@ -323,7 +343,7 @@ class FaultyTransport:
                     if self._pos >= len(self._buf):
                         self._buf, self._pos = b"", 0
                     if step.fault is not None:
-                        self._inbound(step)
+                        self._after_bytes(step)
                     return chunk
                 if step.fault is not None:
                     self._inbound(step)

@@ -11,6 +11,7 @@ once a time has come. Every wait is bounded by the caller's timeout.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -117,7 +118,7 @@ class PipeTransport:
             while True:
                 now = time.monotonic()
                 timer = self._fire(now)
-                if channel.reset:
+                if channel.reset and not (channel.segments and channel.segments[0][0] <= now):
                     raise ConnectionResetError(f"{self.name}: connection reset by peer")
                 if self._closed or channel.reader_gone:
                     return b"", now
@@ -178,11 +179,18 @@ class PipeTransport:
             self._cond.notify_all()
 
     def abort(self) -> None:
-        """Reset the connection (like a TCP RST): both ends get ConnectionResetError."""
+        """Reset the connection (like a TCP RST): both ends get ConnectionResetError.
+
+        As a TCP peer does, the peer first reads what it had received from us (the
+        segments already due); what is still in flight is lost, and so is what we had
+        not read.
+        """
         with self._cond:
+            now = time.monotonic()
             for channel in (self._in, self._out):
                 channel.reset = True
-                channel.segments.clear()
+            self._in.segments.clear()
+            self._out.segments = collections.deque(itertools.takewhile(lambda seg: seg[0] <= now, self._out.segments))
             self._closed = True
             self._cond.notify_all()
 

@@ -47,8 +47,9 @@ def test_marker_plan(jsonrpc_faults, jsonrpc_loopback):
     assert client.echo("é" * 500) == "é" * 500
 
 
-@pytest.mark.jsonrpc_faults(disconnect_after=10)
+@pytest.mark.jsonrpc_faults(reset_after=10)
 def test_marker_reaches_loopback(jsonrpc_loopback):
+    # (a reset, whose error names the plan; a close reads as the server's EOF, as on a socket)
     client = jsonrpc_loopback(make_server())
     with pytest.raises(ConnectionLost, match="seed=1234"):
         client.add(1, 2)
