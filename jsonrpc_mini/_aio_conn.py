@@ -30,6 +30,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
+from ._aio_linger import LINGER, close_under
 from ._aio_writes import WritingProtocol
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
@@ -75,6 +76,7 @@ class ServerProtocol(WritingProtocol):
         "_transport",
         "closed",
         "tasks",
+        "under",
     )
 
     def __init__(self, server: RPCServer) -> None:
@@ -94,6 +96,7 @@ class ServerProtocol(WritingProtocol):
         self._runner = server.runner(self._loop)
         self._buffer = read_buffer()
         self._transport: asyncio.Transport | None = None
+        self.under: asyncio.Transport | None = None  # the plain transport under TLS (set by _aio_tls's gate)
         self.tasks: set[asyncio.Task[None]] = set()  # runner tasks staying with a call that waits
         self.busy = 0
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -123,13 +126,15 @@ class ServerProtocol(WritingProtocol):
         """Accept the connection, or refuse it when the server is full or stopping."""
         self._transport = transport = cast(asyncio.Transport, transport)
         srv = self._srv
+        self._keep_open = transport.get_extra_info("sslcontext") is None
         if len(srv._conns) >= self._opts.max_connections:
             log.warning("refusing a connection: max_connections reached")
             transport.write(srv._refusal)
             transport.close()
+            if self.under is not None:  # (TLS: see close())
+                close_under(self.under)
             return
         self._accepted = True
-        self._keep_open = transport.get_extra_info("sslcontext") is None
         srv._conns.add(self)
         self._last = self._loop.time()  # (a TLS port makes the protocol before the handshake)
         self._arm()
@@ -206,14 +211,21 @@ class ServerProtocol(WritingProtocol):
         """Answer new requests with 'server is shutting down' from now on."""
         self._draining = True
 
-    def close(self) -> None:
-        """Close the transport (buffered replies are still flushed); idempotent."""
+    def close(self, linger: float = LINGER) -> None:
+        """Close the transport (buffered replies are still flushed); idempotent.
+
+        Over TLS the close_notify follows the replies, and the peer's is waited for
+        ``linger`` seconds at most (see ``_aio_linger``), not asyncio's 30 s: then the
+        socket closes once everything is sent, as over plain TCP.
+        """
         self._input_done = True
         self._backlog = None
         self._srv._orphans.discard(self)
         if self._transport is not None:
             self._flush()
             self._transport.close()
+            if self.under is not None:
+                close_under(self.under, linger)
 
     # -- the event pump --------------------------------------------------------
 

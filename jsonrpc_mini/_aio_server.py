@@ -22,6 +22,7 @@ from typing import Any
 
 from ._aio_conn import ServerProtocol
 from ._aio_execute import CallExecutor, Outcome
+from ._aio_linger import LINGER
 from ._aio_runner import CallRunner, PoolCalls, serving
 from ._aio_tls import TlsGate, TlsListener, listen_tls
 from ._codec import ErrorObject, ErrorResponse, Notification, Request
@@ -252,8 +253,9 @@ class RPCServer(CallExecutor):
             await asyncio.wait(running, timeout=deadline - loop.time())
         for task in running:
             task.cancel()
+        linger = min(LINGER, max(deadline - loop.time(), 0.0))  # (TLS: the grace bounds the wait for close_notify)
         for conn in conns:
-            conn.close()
+            conn.close(linger)
         waits: list[asyncio.Future[Any]] = [*running, *(conn.closed for conn in conns), *(g.done for g in gates)]
         waits += [gate.task for gate in gates if gate.task is not None]
         if waits:

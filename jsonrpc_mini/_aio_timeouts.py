@@ -12,6 +12,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ._aio_linger import LINGER
+
 if TYPE_CHECKING:
     from ._server import ServerOptions
 
@@ -32,6 +34,7 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     _opts: ServerOptions
     _loop: asyncio.AbstractEventLoop
     _transport: asyncio.Transport | None
+    under: asyncio.Transport | None  # the plain transport under TLS (None: plain, or not known)
     _timer: asyncio.TimerHandle | None
     _last: float  # when the last message arrived or the last call ended
     _started: float | None  # when the message being received began (None: none is)
@@ -39,8 +42,8 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     _input_done: bool
     busy: int
 
-    def close(self) -> None:
-        """Close the transport (buffered replies are still flushed)."""
+    def close(self, linger: float = LINGER) -> None:
+        """Close the transport (buffered replies are still flushed; TLS: see ``_aio_linger``)."""
         raise NotImplementedError
 
     def _arm(self) -> None:
@@ -82,6 +85,10 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     def _give_up(self) -> None:
         # close() waits for buffered replies to be sent; a peer that stops reading
         # would keep the connection for ever, so what it did not take is dropped.
+        # Over TLS the bytes may wait in the TLS layer or in the plain transport under it.
         self.close()
-        if self._transport is not None and self._transport.get_write_buffer_size():
-            self._transport.abort()
+        transport, under = self._transport, self.under
+        if transport is not None and (
+            transport.get_write_buffer_size() or (under is not None and under.get_write_buffer_size())
+        ):
+            transport.abort()

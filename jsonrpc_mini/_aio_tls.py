@@ -34,6 +34,7 @@ import ssl as _ssl
 from asyncio import sslproto
 from typing import TYPE_CHECKING, Literal
 
+from ._aio_conn import ServerProtocol
 from ._aio_runner import log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
 from ._unix import bind_unix
@@ -252,10 +253,11 @@ class TlsGate:
         # before this module's coroutine (an accident of object generations).
         waiter: asyncio.Future[None] = self._loop.create_future()
         timeout = max(self._deadline - self._loop.time(), 0.001)
+        app = self._srv.protocol()
         try:
             tls = sslproto.SSLProtocol(
                 self._loop,
-                self._srv.protocol(),
+                app,
                 self._context,
                 waiter,
                 server_side=True,
@@ -267,16 +269,18 @@ class TlsGate:
             return
         self._waiter = waiter
         waiter.add_done_callback(self._handshake_done)
-        self.task = task = self._loop.create_task(self._connect(tls))
+        self.task = task = self._loop.create_task(self._connect(tls, app))
         # A loop closed without cancelling (or shutdown()) destroys it pending: no user
         # code runs in it, so, like the idle call runner, it is not reported.
         log_destroy(task, False)
         task.add_done_callback(self._connected)
 
-    async def _connect(self, tls: asyncio.BaseProtocol) -> None:
+    async def _connect(self, tls: asyncio.BaseProtocol, app: asyncio.BaseProtocol) -> None:
         self._handed = True  # from here on asyncio owns the socket (and closes it)
         transport, _ = await self._loop.connect_accepted_socket(lambda: tls, self._sock)
         self._transport = transport
+        if isinstance(app, ServerProtocol):  # (its close closes this one too: see _aio_linger)
+            app.under = transport
         if self._stage == "connect":
             self._stage = "handshake"
 

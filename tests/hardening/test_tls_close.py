@@ -1,0 +1,286 @@
+"""Closing a TLS connection does not wait long for the peer's close_notify (review13 F2).
+
+Invariant: when a server closes a TLS connection (idle timeout, shutdown, a refusal
+at max_connections) it sends what it wrote, then (aio) its close_notify, waits at
+most a second for the peer's (asyncio's TLS layer alone waited 30 s), and closes
+the socket: the descriptor and the ``max_connections`` slot are freed, and
+``shutdown()`` returns with every connection closed, as over plain TCP. A peer
+that never answers close_notify (this library's own idle sync client never does:
+it reads only while a call waits) is played here by :class:`MuteTls`, which reads
+everything but never writes after its handshake. Nothing written before the close
+is lost: a peer that reads only after the server closed still gets it all.
+
+Every wait is bounded (``WAIT``, 10 s), which the old 30 s wait fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from typing import Any
+
+import pytest
+from _aio_support import run, serving, until
+from _driver_helpers import tls_contexts
+from _hardening import WAIT, running
+
+from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
+from jsonrpc_mini import _aio_server as aio_server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    return tls_contexts()
+
+
+class MuteTls:
+    """One end of a TLS connection over a plain socket: it reads, but never writes after its handshake.
+
+    So it never answers the other end's close_notify. OpenSSL runs on memory
+    buffers, so what was read is decrypted without ever writing.
+    """
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, *, server_side: bool) -> None:
+        self.sock = sock
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        hostname = None if server_side else "127.0.0.1"
+        self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_side=server_side, server_hostname=hostname)
+        sock.settimeout(WAIT)
+        for _ in range(20):  # a handshake takes two or three rounds
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush()
+            else:
+                self._flush()
+                return
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            self._incoming.write(data)
+        raise AssertionError("the TLS handshake did not finish")
+
+    @classmethod
+    def connect(cls, address: Any, ctx: ssl.SSLContext, *, rcvbuf: int | None = None) -> MuteTls:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # (before connecting: the window is set then)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(WAIT)
+        sock.connect((address[0], address[1]))
+        return cls(sock, ctx, server_side=False)
+
+    def _flush(self) -> None:
+        if data := self._outgoing.read():
+            self.sock.sendall(data)
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` (before the other end closes: writing after that would answer it)."""
+        self._tls.write(data)
+        self._flush()
+
+    def read_to_end(self, timeout: float = WAIT) -> tuple[bytes, bool, bool]:
+        """Read until the other end closes the socket or ``timeout`` passes.
+
+        Returns (the plain text received, whether the socket was closed, whether a
+        close_notify came); nothing is written, so the close_notify is not answered.
+        """
+        deadline = time.monotonic() + timeout
+        plain, closed, notified = bytearray(), False, False
+        while True:
+            try:
+                while chunk := self._tls.read(65536):
+                    plain += chunk
+                notified = True  # (b"": the TLS end)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                notified = True
+            remaining = deadline - time.monotonic()
+            if closed or remaining <= 0:
+                return bytes(plain), closed, notified
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # reset: closed too
+                closed = True
+                continue
+            if not data:
+                closed = True
+            else:
+                self._incoming.write(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _lines(plain: bytes) -> list[Any]:
+    return [json.loads(line) for line in plain.splitlines() if line.strip()]
+
+
+# -- servers: both kinds -----------------------------------------------------------
+
+
+def test_idle_timeout_closes_a_tls_peer_that_never_answers(kind: str, contexts: Any) -> None:
+    server_ctx, client_ctx = contexts
+    with running(kind, {"idle_timeout": 0.3}, ssl=server_ctx) as srv:
+        peer = MuteTls.connect(srv.address, client_ctx)
+        try:
+            _, closed, notified = peer.read_to_end()
+            assert closed, "the server kept the socket of an idle TLS peer that did not answer close_notify"
+            assert notified or kind == "sync"  # (the sync server closes without close_notify)
+        finally:
+            peer.close()
+
+
+def test_an_idle_sync_tls_client_frees_its_max_connections_slot(kind: str, contexts: Any) -> None:
+    server_ctx, client_ctx = contexts
+    with running(kind, {"idle_timeout": 0.3, "max_connections": 1}, ssl=server_ctx) as srv:
+        host, port = srv.address
+        idle = RPCClient(host, port, ssl=client_ctx, timeout=WAIT)
+        try:
+            assert idle.echo("first") == "first"  # then idle: it reads only while a call waits
+            deadline = time.monotonic() + WAIT
+            while srv.server.connection_count and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.server.connection_count == 0, "an idle TLS client still holds its slot"
+            with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as second:
+                assert second.echo("second") == "second"
+        finally:
+            idle.close()
+
+
+def test_shutdown_returns_with_a_tls_peer_that_never_answers_closed(kind: str, contexts: Any) -> None:
+    server_ctx, client_ctx = contexts
+    with running(kind, {"shutdown_grace": 5.0}, ssl=server_ctx) as srv:
+        peer = MuteTls.connect(srv.address, client_ctx)
+        try:
+            deadline = time.monotonic() + WAIT
+            while srv.server.connection_count != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.server.connection_count == 1
+            srv.stop()  # no call in flight: nothing to wait for
+            assert srv.server.connection_count == 0, "shutdown() returned with the connection still open"
+            _, closed, _ = peer.read_to_end()
+            assert closed
+        finally:
+            peer.close()
+
+
+# -- the aio server ----------------------------------------------------------------
+
+
+def test_a_tls_client_refused_at_max_connections_reads_why_and_is_closed(
+    contexts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A peer that never answers close_notify is closed all the same; one that
+    # answers (the aio client) ends the wait at once, and its answer brings no
+    # "returning true from eof_received() has no effect when using ssl" from asyncio.
+    server_ctx, client_ctx = contexts
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_connections=1)
+        srv.register_function(lambda x: x, name="echo")
+        async with (
+            serving(srv, ssl=server_ctx) as address,
+            await aio.connect(*address, ssl=client_ctx, timeout=WAIT) as first,
+        ):
+            assert await first.echo(1) == 1
+            peer = await asyncio.to_thread(MuteTls.connect, address, client_ctx)
+            try:
+                plain, closed, notified = await asyncio.to_thread(peer.read_to_end)
+            finally:
+                peer.close()
+            assert _lines(plain)[0]["error"]["message"].endswith("too many connections, try again later")
+            assert closed and notified
+            with pytest.raises((ServerError, ConnectionLost), match="too many connections"):
+                async with await aio.connect(*address, ssl=client_ctx, timeout=WAIT) as second:
+                    await second.echo(3)
+            await asyncio.sleep(0.1)  # (the server reads the second client's close_notify)
+            assert await first.echo(2) == 2
+        assert not [r for r in caplog.records if "eof_received" in r.getMessage()]
+
+    run(main)
+
+
+def test_replies_written_before_the_close_reach_a_peer_that_reads_after_it(
+    contexts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three 3 MiB replies, written one by one while the peer reads nothing (small
+    # receive window): at the close most of them wait in the TLS layer and in the
+    # transport under it. The plain transport is closed at once here (no wait for
+    # the peer's close_notify at all), yet the socket closes only once they are
+    # sent, then the close_notify: the peer, reading only now, gets every byte.
+    monkeypatch.setattr(aio_server, "LINGER", 0.0)
+    server_ctx, client_ctx = contexts
+    size = 3 << 20
+
+    async def main() -> None:
+        gates = [asyncio.Event() for _ in range(3)]
+        started: list[int] = []
+
+        async def big(i: int) -> str:
+            started.append(i)
+            await gates[i].wait()
+            return str(i) * size
+
+        srv = aio.RPCServer(shutdown_grace=WAIT)
+        srv.register_function(big)
+        async with serving(srv, ssl=server_ctx) as address:
+            peer = await asyncio.to_thread(MuteTls.connect, address, client_ctx, rcvbuf=32768)
+            try:
+                for i in range(3):
+                    request = {"jsonrpc": "2.0", "method": "big", "params": [i], "id": i}
+                    await asyncio.to_thread(peer.send, json.dumps(request).encode() + b"\n")
+                await until(lambda: len(started) == 3)
+                (conn,) = srv._conns
+                transport = conn._transport
+                assert transport is not None
+                stopping = asyncio.create_task(srv.shutdown())
+                for gate in gates:  # one write each
+                    gate.set()
+                    await asyncio.sleep(0.01)
+                await until(transport.is_closing)  # closed by shutdown(), the replies unread
+                plain, closed, notified = await asyncio.to_thread(peer.read_to_end)
+                await stopping
+            finally:
+                peer.close()
+        assert closed and notified
+        replies = _lines(plain)
+        assert [reply["id"] for reply in replies] == [0, 1, 2]
+        assert [reply["result"] for reply in replies] == [str(i) * size for i in range(3)]
+
+    run(main)
+
+
+def test_idle_timeout_drops_a_reply_a_tls_peer_never_takes(contexts: Any) -> None:
+    # A reply the peer does not take waits in the plain transport under TLS, below
+    # its high-water mark, so the TLS layer holds none of it (nor the close_notify
+    # after it). At idle_timeout the connection is dropped, not kept while the
+    # reply waits to go out (asyncio's TLS layer gave up only after 30 s).
+    server_ctx, client_ctx = contexts
+
+    async def main() -> None:
+        srv = aio.RPCServer(idle_timeout=0.3)
+        srv.register_function(lambda: "x" * (48 << 10), name="big")
+        async with serving(srv, ssl=server_ctx) as address:
+            peer = await asyncio.to_thread(MuteTls.connect, address, client_ctx, rcvbuf=4096)
+            try:
+                await until(lambda: srv.connection_count == 1)
+                (conn,) = srv._conns
+                assert conn.under is not None
+                conn.under.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                request = {"jsonrpc": "2.0", "method": "big", "id": 1}
+                await asyncio.to_thread(peer.send, json.dumps(request).encode() + b"\n")
+                await until(lambda: conn.under is not None and conn.under.get_write_buffer_size() > 0)
+                await until(lambda: srv.connection_count == 0)
+            finally:
+                peer.close()
+
+    run(main)
