@@ -13,7 +13,7 @@ import asyncio
 import ssl as _ssl
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from ._aio_batch import AsyncBatchBuilder
 from ._aio_call_future import Call
@@ -209,18 +209,44 @@ async def connect(
     timeout = check_timeout(timeout)
     path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
-    loop = asyncio.get_running_loop()
-    link: Link
     with connect_errors(path if path is not None else f"{host}:{port}", timeout):
         async with asyncio.timeout(timeout):
-            if path is not None:
-                _, link = await loop.create_unix_connection(
-                    lambda: Link(proto), path, ssl=ssl, server_hostname=server_hostname
-                )
-            else:
-                if host is None or port is None:
-                    raise ValueError("connect needs host and port (or path= for a Unix socket)")
-                _, link = await loop.create_connection(
-                    lambda: Link(proto), host, port, ssl=ssl, server_hostname=server_hostname
-                )
+            link = await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
     return RPCClient(link, timeout=timeout)
+
+
+async def _open(
+    proto: ClientConnection,
+    host: str | None,
+    port: int | None,
+    path: str | None,
+    *,
+    ssl: _ssl.SSLContext | None,
+    server_hostname: str | None,
+) -> Link:
+    """Connect and, with ``ssl``, do the TLS handshake: the link of a new client.
+
+    TLS starts on a plain connection (``start_tls``) rather than through connect's
+    ``ssl=``, so that the link holds the plain transport too: its close does not
+    wait long for the server's close_notify (see ``Link.fail_all``). The checks of
+    ``server_hostname`` are asyncio's for ``ssl=``.
+    """
+    loop = asyncio.get_running_loop()
+    plain_hostname = server_hostname if ssl is None else None  # (asyncio refuses one without ssl=)
+    if path is not None:
+        if ssl is not None and server_hostname is None:
+            raise ValueError("you have to pass server_hostname when using ssl")
+        raw, link = await loop.create_unix_connection(lambda: Link(proto), path, server_hostname=plain_hostname)
+    else:
+        if host is None or port is None:
+            raise ValueError("connect needs host and port (or path= for a Unix socket)")
+        if ssl is not None and server_hostname is None:
+            if not host:
+                raise ValueError("You must set server_hostname when using ssl without a host")
+            server_hostname = host
+        raw, link = await loop.create_connection(lambda: Link(proto), host, port, server_hostname=plain_hostname)
+    if ssl is not None:
+        tls = await loop.start_tls(raw, link, ssl, server_hostname=server_hostname)
+        link.transport = cast(asyncio.Transport, tls)  # (None only for a transport closed meanwhile)
+        link.under = raw
+    return link

@@ -15,6 +15,7 @@ from typing import Any, cast
 from ._aio_buffer import read_buffer
 from ._aio_call_future import Call
 from ._aio_deadlines import Deadlines
+from ._aio_linger import close_under
 from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
 from ._codec import Id, Params, success_id
@@ -46,6 +47,9 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self._buffer = read_buffer()
         self.transport: asyncio.Transport | None = None
+        # Over TLS, the plain transport under it (set by connect): closed with it, so
+        # a close does not wait long for the server's close_notify (see fail_all).
+        self.under: asyncio.Transport | None = None
         self.pending: dict[Id, Call] = {}  # the calls waiting for their reply, by id
         self.lost: str | None = None
         # The last error with id null given to no call, until a reply follows it: a
@@ -360,3 +364,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         if self.transport is not None:
             self.flush()
             self.transport.close()
+            if self.under is not None:
+                # Over TLS, the close_notify follows what is written; the server's is waited
+                # for a short while only (see _aio_linger), not asyncio's 30 s.
+                close_under(self.under)

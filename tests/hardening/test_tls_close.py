@@ -4,11 +4,12 @@ Invariant: when a server closes a TLS connection (idle timeout, shutdown, a refu
 at max_connections) it sends what it wrote, then (aio) its close_notify, waits at
 most a second for the peer's (asyncio's TLS layer alone waited 30 s), and closes
 the socket: the descriptor and the ``max_connections`` slot are freed, and
-``shutdown()`` returns with every connection closed, as over plain TCP. A peer
-that never answers close_notify (this library's own idle sync client never does:
-it reads only while a call waits) is played here by :class:`MuteTls`, which reads
-everything but never writes after its handshake. Nothing written before the close
-is lost: a peer that reads only after the server closed still gets it all.
+``shutdown()`` returns with every connection closed, as over plain TCP. The aio
+client's ``close()`` likewise. A peer that never answers close_notify (this
+library's own idle sync client never does: it reads only while a call waits) is
+played here by :class:`MuteTls`, which reads everything but never writes after its
+handshake. Nothing written before the close is lost: a peer that reads only after
+the server closed still gets it all.
 
 Every wait is bounded (``WAIT``, 10 s), which the old 30 s wait fails.
 """
@@ -19,6 +20,7 @@ import asyncio
 import json
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -28,6 +30,7 @@ from _driver_helpers import tls_contexts
 from _hardening import WAIT, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
+from jsonrpc_mini import _aio_client as aio_client
 from jsonrpc_mini import _aio_server as aio_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -282,5 +285,80 @@ def test_idle_timeout_drops_a_reply_a_tls_peer_never_takes(contexts: Any) -> Non
                 await until(lambda: srv.connection_count == 0)
             finally:
                 peer.close()
+
+    run(main)
+
+
+# -- the aio client ----------------------------------------------------------------
+
+
+def test_aio_client_close_does_not_wait_for_the_servers_close_notify(
+    contexts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that reads everything and never answers close_notify. close() waits
+    # for what is written to go out (up to a bound meant for a server that reads
+    # nothing, raised here past the test's deadline), and not long for that answer;
+    # the large notification written just before it arrives whole, then the
+    # close_notify.
+    server_ctx, client_ctx = contexts
+    monkeypatch.setattr(aio_client, "_CLOSE_FLUSH", 60.0)
+    note = "n" * (1 << 20)
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: list[tuple[bytes, bool, bool]] = []
+
+    def mute_server() -> None:
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        peer = MuteTls(sock, server_ctx, server_side=True)
+        try:
+            got.append(peer.read_to_end())
+        finally:
+            peer.close()
+
+    thread = threading.Thread(target=mute_server, name="mute-tls-server")
+    thread.start()
+
+    async def main() -> None:
+        client = await aio.connect(*listener.getsockname(), ssl=client_ctx)
+        await client.notify("note", note)
+        async with asyncio.timeout(WAIT):  # (else: the 60 s bound, waiting for the answer)
+            await client.close()
+
+    try:
+        run(main)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    assert got, "the mute server did not finish"
+    plain, closed, notified = got[0]
+    assert closed and notified
+    assert _lines(plain) == [{"jsonrpc": "2.0", "method": "note", "params": [note]}]
+
+
+def test_aio_client_over_tls_checks_server_hostname_as_before(contexts: Any) -> None:
+    _, client_ctx = contexts
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="server_hostname"):
+            await aio.connect(path="/nonexistent.sock", ssl=client_ctx)
+        with pytest.raises(ValueError, match="server_hostname"):
+            await aio.connect("", 1, ssl=client_ctx)
+        with pytest.raises(ValueError, match="only meaningful with ssl"):
+            await aio.connect("127.0.0.1", 1, server_hostname="localhost")
+
+    run(main)
+
+
+def test_aio_client_over_tls_names_the_server_hostname_it_checks(contexts: Any) -> None:
+    server_ctx, client_ctx = contexts
+
+    async def main() -> None:
+        srv = aio.RPCServer()
+        srv.register_function(lambda x: x, name="echo")
+        async with serving(srv, ssl=server_ctx) as address:
+            async with await aio.connect(*address, ssl=client_ctx, server_hostname="localhost") as c:
+                assert await c.echo(1) == 1
+            with pytest.raises(ConnectionLost, match=r"certificate|hostname"):
+                await aio.connect(*address, ssl=client_ctx, server_hostname="elsewhere.example", timeout=WAIT)
 
     run(main)
