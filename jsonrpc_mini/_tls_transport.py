@@ -14,6 +14,7 @@ take a lock, so that a reader and a writer never meet inside OpenSSL.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl as _ssl
 import threading
@@ -184,6 +185,14 @@ class TlsTransport(SocketTransport):
         finally:
             self._send_lock.release()
 
+    def _send_alert(self) -> None:
+        """Send what a failing SSL object wrote (its alert, which tells the peer why), if it can at once."""
+        with self._tls_lock:
+            out = self._outgoing.read()
+        with contextlib.suppress(OSError):
+            if out:
+                self.sock.send(out, socket.MSG_DONTWAIT)  # a few bytes: they fit, or are dropped
+
     def _send_out(self, out: bytes, deadline: float | None, timeout: float) -> None:
         """Send encrypted bytes: by ``deadline`` if given, else as :meth:`send` bounds a send."""
         if deadline is None and self._send_timeout is not None:
@@ -204,8 +213,13 @@ def tls_handshake(
     """Run a TLS handshake over the connected ``sock`` within ``timeout`` seconds as a whole.
 
     Raises TimeoutError, ``ssl.SSLError`` (e.g. a certificate refused, a peer not
-    speaking TLS) or OSError. ``send_timeout``: the transport's (see TlsTransport).
+    speaking TLS; the alert saying why is sent to the peer first) or OSError;
+    ValueError for a client whose context checks host names, given none.
+    ``send_timeout``: the transport's (see TlsTransport).
     """
+    if not server_side and context.check_hostname and not server_hostname:
+        # What wrap_socket says; wrap_bio would skip the host name check instead.
+        raise ValueError("check_hostname requires server_hostname")
     incoming, outgoing = _ssl.MemoryBIO(), _ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname)
     transport = TlsTransport(sock, tls, incoming, outgoing, send_timeout=send_timeout)
@@ -215,6 +229,9 @@ def tls_handshake(
             tls.do_handshake()
         except _ssl.SSLWantReadError:
             pass
+        except _ssl.SSLError:
+            transport._send_alert()
+            raise
         else:
             transport._flush(deadline)  # the last handshake message (and a server's session tickets)
             return transport

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -109,6 +110,43 @@ def test_client_refuses_a_server_it_cannot_verify(kind: str, ca: trustme.CA, pro
         with pytest.raises(ConnectionLost) as info:
             tls_client(srv.address, client_ctx)
         assert "TLS handshake" in str(info.value) and "certificate" in str(info.value).lower()
+
+
+def test_a_tls_client_on_a_unix_socket_needs_a_host_name_to_check(kind: str, ca: trustme.CA, tmp_path: Any) -> None:
+    # No host to take the name from: a context that checks host names must be given
+    # one (server_hostname=), as ssl.wrap_socket says; else no name would be checked.
+    path = str(tmp_path / "tls.sock")
+    with running(kind, ssl=server_context(ca, hostname="other.example"), path=path):
+        for name in (None, ""):
+            with pytest.raises(ValueError, match="check_hostname requires server_hostname"):
+                RPCClient(path=path, ssl=client_context(ca), server_hostname=name, timeout=WAIT)
+        with pytest.raises(ConnectionLost, match="certificate"):
+            RPCClient(path=path, ssl=client_context(ca), server_hostname="127.0.0.1", timeout=WAIT)
+        unchecked = client_context(ca)
+        unchecked.check_hostname = False  # the CA chain is still verified
+        with RPCClient(path=path, ssl=unchecked, timeout=WAIT) as client:
+            assert client.echo("any name") == "any name"
+
+
+def test_a_failed_handshake_tells_the_peer_why(ca: trustme.CA, caplog: pytest.LogCaptureFixture) -> None:
+    # The sync side that fails sends OpenSSL's alert before closing, so the other
+    # side's error (or log) names the reason, not a bare end of stream. (The aio
+    # server's handshakes are asyncio's, which drops the alert: README says so.)
+    without_cert = client_context(ca)
+    without_cert.maximum_version = ssl.TLSVersion.TLSv1_2  # (TLS 1.3 refuses it after the handshake)
+    with (
+        running("sync", ssl=server_context(ca, mutual=True)) as srv,
+        pytest.raises(ConnectionLost, match=r"(?i)alert handshake failure"),
+    ):
+        tls_client(srv.address, without_cert)  # the server's alert
+    distrusting = client_context(trustme.CA())
+    with caplog.at_level(logging.INFO, logger="jsonrpc_mini"), running("sync", ssl=server_context(ca)) as srv:
+        with pytest.raises(ConnectionLost, match="certificate verify failed"):
+            tls_client(srv.address, distrusting)  # the client's alert
+        deadline = time.monotonic() + WAIT
+        while "alert unknown ca" not in caplog.text.lower() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "alert unknown ca" in caplog.text.lower(), caplog.text
 
 
 def test_plaintext_client_at_tls_server_fails_clearly(kind: str, ca: trustme.CA) -> None:
