@@ -173,7 +173,7 @@ class RPCClient:
         link = self._require_link(method)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))
-        link.start([], data, deadline, method, unanswered=True)
+        link.start([], data, deadline, method, unanswered=True, timeout=self._timeout)
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
@@ -193,12 +193,12 @@ class RPCClient:
         # Members the reply array leaves out fail at once (the core tells: expect_batch).
         proto.expect_batch(ids)
         try:
-            link.start(waiters, data, deadline, "batch", unanswered=unanswered, batch=True)
+            link.start(waiters, data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)
             try:
                 for waiter in waiters:
                     if not waiter.done:  # replies come together: most are in once the first wait ends
                         try:
-                            link.wait(waiter, deadline)
+                            link.wait(waiter, deadline, self._timeout)
                         except RPCTimeout as exc:
                             waiter.error = exc
             except BaseException:  # e.g. KeyboardInterrupt: the members not answered stop waiting too

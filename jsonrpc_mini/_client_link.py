@@ -72,8 +72,11 @@ class _Link(_RequestSender):
         *,
         unanswered: bool = False,
         batch: bool = False,
+        timeout: float | None = None,
     ) -> None:
         """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``.
+
+        ``deadline``: ``timeout`` seconds (named in an RPCTimeout's message) from the call's start.
 
         ``what``: the notification's method, or "batch" (``batch`` True: no remote
         method: the batch-wide errors have ``.method`` None, as in the aio client;
@@ -93,7 +96,7 @@ class _Link(_RequestSender):
                 if waiters and self.proto.unread:  # (see ClientConnection.unread_before)
                     self.proto.witness_call(waiters[0].id)
             witness = waiters[0].id if unanswered and waiters else None
-            self.send(data, deadline, method, unanswered=unanswered, witness=witness)
+            self.send(data, deadline, method, unanswered=unanswered, witness=witness, timeout=timeout)
         except BaseException:
             try:
                 self._let_go(())
@@ -164,7 +167,7 @@ class _Link(_RequestSender):
                         if proto.unread:  # (see ClientConnection.unread_before)
                             proto.witness_call(id_)
                 if alone:
-                    return self._alone(waiter, data, deadline)
+                    return self._alone(waiter, data, deadline, timeout)
             except BaseException:
                 self._let_go((waiter,))
                 raise
@@ -199,22 +202,22 @@ class _Link(_RequestSender):
                 if proto.unread:  # (see ClientConnection.unread_before)
                     proto.witness_call(id_)
             if lead:  # (the state changed since the look above, or a signal handler's call)
-                return self._alone(waiter, data, deadline)
+                return self._alone(waiter, data, deadline, timeout)
             if not queued:
                 try:
-                    self.send(data, deadline, method, locked=locked, drain=drain)
+                    self.send(data, deadline, method, locked=locked, drain=drain, timeout=timeout)
                 except ConnectionLost as exc:
                     if waiter.error is not None:
                         # The server answered this call before it closed (see _read_last_words).
                         raise waiter.error from exc
                     raise
-            self.wait(waiter, deadline)
+            self.wait(waiter, deadline, timeout)
         except BaseException:
             self._let_go((waiter,))
             raise
         return waiter.outcome()
 
-    def _alone(self, waiter: _Waiter, data: bytes, deadline: float | None) -> Any:
+    def _alone(self, waiter: _Waiter, data: bytes, deadline: float | None, call_timeout: float | None) -> Any:
         """The usual call's send and read: request's lead case (_write, then _lead), in few Python calls.
 
         The caller (request) holds the send lock and the reader's turn, ``waiter`` is
@@ -227,16 +230,17 @@ class _Link(_RequestSender):
         _read_replies takes what this read gave first, as if it had made the read.
 
         Speed: the general way (_lead, _read_replies, success_id) costs ~90 bytecodes
-        and three Python calls more per call.
+        and three Python calls more per call. (``call_timeout``: the call's, for an
+        RPCTimeout's message; ``deadline`` is that many seconds from its start.)
         """
         try:
             if deadline is None:
                 try:
                     self.transport.send(data)  # (_write's work without its call)
                 except BaseException as exc:
-                    self._write_failed(exc, waiter.method, True)
+                    self._write_failed(exc, waiter.method, True, None)
             else:
-                self._write(data, deadline, waiter.method, True)
+                self._write(data, deadline, waiter.method, True, call_timeout)
         except ConnectionLost as exc:
             if waiter.error is not None:
                 # The server answered this call before it closed (see _read_last_words).
@@ -296,7 +300,7 @@ class _Link(_RequestSender):
             if waiter.error is None:  # (outcome()'s work in line)
                 return waiter.value
             raise waiter.error
-        self.wait(waiter, deadline)
+        self.wait(waiter, deadline, call_timeout)
         return waiter.outcome()
 
     @staticmethod

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ._client_settle import ReplySettler
-from ._client_waiter import _Waiter, timed_out
+from ._client_waiter import _Waiter, timed_out, within
 from ._codec import ErrorResponse, Response, success_id
 from ._errors import ConnectionLost, RPCError
 from ._transport import RECV_SIZE, feed_ready
@@ -39,12 +39,12 @@ class _ReplyReader(ReplySettler):
 
     # -- waiting ---------------------------------------------------------------
 
-    def wait(self, waiter: _Waiter, deadline: float | None) -> None:
-        """Block until ``waiter`` is done or ``deadline`` passes (then RPCTimeout)."""
+    def wait(self, waiter: _Waiter, deadline: float | None, timeout: float | None) -> None:
+        """Block until ``waiter`` is done or ``deadline`` passes (then RPCTimeout, naming ``timeout``)."""
         if waiter.done:  # e.g. a batch member delivered with the others: no lock round
             return
         try:
-            self._wait(waiter, deadline)
+            self._wait(waiter, deadline, timeout)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
             if not waiter.done:
                 self._abandon(waiter)
@@ -52,7 +52,7 @@ class _ReplyReader(ReplySettler):
                 self._release_reader()
             raise
 
-    def _wait(self, waiter: _Waiter, deadline: float | None) -> None:
+    def _wait(self, waiter: _Waiter, deadline: float | None, timeout: float | None) -> None:
         while True:
             with self.lock:
                 if waiter.done:
@@ -88,8 +88,8 @@ class _ReplyReader(ReplySettler):
                     waiter.done = True
                     unsent = self._unqueue(waiter)
                 if unsent:  # still in the outbox: the claimant's send has not ended
-                    raise timed_out(waiter.method, "could not send within the timeout (another send is stuck)")
-                raise timed_out(waiter.method, "no reply within the timeout; a late reply will be dropped")
+                    raise timed_out(waiter.method, f"could not send {within(timeout)} (another send is stuck)")
+                raise timed_out(waiter.method, f"no reply {within(timeout)}; a late reply will be dropped")
 
     def _unqueue(self, waiter: _Waiter) -> bool:
         """Take ``waiter``'s request out of the outbox if it is still there (lock held); True if it was."""

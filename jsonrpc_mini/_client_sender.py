@@ -17,7 +17,7 @@ import time
 from typing import NoReturn, Protocol
 
 from ._client_reader import _ReplyReader
-from ._client_waiter import timed_out
+from ._client_waiter import timed_out, within
 from ._codec import ErrorResponse, Id, Response
 from ._errors import ConnectionLost, RPCTimeout
 from ._protocol import Closed, Violation
@@ -60,8 +60,9 @@ class _RequestSender(_ReplyReader):
         drain: bool = False,
         unanswered: bool = False,
         witness: Id | None = None,
+        timeout: float | None = None,
     ) -> None:
-        """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline``.
+        """Send ``data`` whole; RPCTimeout if that cannot happen by ``deadline`` (its message names ``timeout``).
 
         A send cut short by the deadline may have put part of a message on the
         wire, so the connection is closed (other pending calls get ConnectionLost).
@@ -92,13 +93,13 @@ class _RequestSender(_ReplyReader):
                 if deadline is None:
                     send_lock.acquire()
                 elif not send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise timed_out(method, "could not send within the timeout (another send is stuck)")
+                    raise timed_out(method, f"could not send {within(timeout)} (another send is stuck)")
             if unanswered:  # (see ClientConnection.unread_before)
                 with self.lock:
                     self.proto.sent_unanswered()
                     if witness is not None:
                         self.proto.witness_call(witness)
-            self._write(data, deadline, method, reader)
+            self._write(data, deadline, method, reader, timeout)
             if drain:
                 self._drain(deadline)
             drained = True
@@ -138,7 +139,7 @@ class _RequestSender(_ReplyReader):
             # A failed write closed the connection and failed every pending call (fail_all):
             # the loop ends at its next look. The callers whose requests these were wait.
             with contextlib.suppress(RPCTimeout, ConnectionLost):
-                self._write(data, deadline, "", False)
+                self._write(data, deadline, "", False, None)
 
     def _fail_outbox(self) -> None:
         """The claimant stops without writing the outbox: it was interrupted, or the connection failed.
@@ -156,8 +157,13 @@ class _RequestSender(_ReplyReader):
         if unsent:
             self.fail_all("a thread sending requests for others was interrupted; the connection is closed")
 
-    def _write(self, data: bytes, deadline: float | None, method: str | None, reader: bool) -> None:
-        """Write ``data``, the send lock held; if that fails, the connection is closed (fail_all)."""
+    def _write(
+        self, data: bytes, deadline: float | None, method: str | None, reader: bool, timeout: float | None
+    ) -> None:
+        """Write ``data``, the send lock held; if that fails, the connection is closed (fail_all).
+
+        ``deadline``: the call's (``timeout`` seconds after it started).
+        """
         try:
             send_within = None if deadline is None else getattr(self.transport, "send_within", None)
             if send_within is not None and deadline is not None:
@@ -165,13 +171,13 @@ class _RequestSender(_ReplyReader):
             else:
                 self.transport.send(data)
         except BaseException as exc:
-            self._write_failed(exc, method, reader)
+            self._write_failed(exc, method, reader, timeout)
 
-    def _write_failed(self, exc: BaseException, method: str | None, reader: bool) -> NoReturn:
+    def _write_failed(self, exc: BaseException, method: str | None, reader: bool, timeout: float | None) -> NoReturn:
         """A write failed with ``exc`` (being handled): close the connection (fail_all), raise what the caller gets."""
         if isinstance(exc, TimeoutError):
             self.fail_all(f"the server took no data for too long: {exc}")
-            raise timed_out(method, "could not send within the timeout; the connection is closed") from exc
+            raise timed_out(method, f"could not send {within(timeout)}; the connection is closed") from exc
         if isinstance(exc, OSError):
             try:
                 self._read_last_words(reader)

@@ -14,7 +14,7 @@ from ._batch import BatchResult, not_sent
 from ._codec import Id
 from ._errors import RPCError, RPCTimeout
 
-__all__ = ["_Waiter", "timed_out"]
+__all__ = ["_Waiter", "timed_out", "within"]
 
 
 def timed_out(method: str | None, message: str) -> RPCTimeout:
@@ -26,6 +26,14 @@ def timed_out(method: str | None, message: str) -> RPCTimeout:
     exc = RPCTimeout(message if method is not None else f"batch: {message}")
     exc.method = method or None
     return exc
+
+
+def within(timeout: float | None) -> str:
+    """How a timeout's message names the call's ``timeout``: "within 0.5 s", as the aio client's.
+
+    None: no timeout of the call's (a transport's own timeout ran out): "in time".
+    """
+    return "in time" if timeout is None else f"within {timeout} s"
 
 
 class _Waiter(BatchResult):

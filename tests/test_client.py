@@ -1272,10 +1272,10 @@ def test_a_small_call_behind_a_pending_one_does_not_take_the_turn_early(monkeypa
     held = threading.Event()
     original_wait = link_module._Link.wait
 
-    def held_wait(self: Any, waiter: Any, deadline: float | None) -> None:
+    def held_wait(self: Any, waiter: Any, deadline: float | None, timeout: float | None) -> None:
         if threading.current_thread().name == "call-1":
             assert held.wait(WAIT)
-        original_wait(self, waiter, deadline)
+        original_wait(self, waiter, deadline, timeout)
 
     monkeypatch.setattr(link_module._Link, "wait", held_wait)
     original_send_within = SocketTransport.send_within

@@ -312,7 +312,7 @@ def test_a_timeout_names_its_method() -> None:
             with pytest.raises(RPCTimeout) as info:
                 c.slow()
             assert info.value.method == "slow"
-            assert str(info.value) == "slow: no reply within the timeout; a late reply will be dropped"
+            assert str(info.value) == "slow: no reply within 0.2 s; a late reply will be dropped"
             gate.set()
     finally:
         server.shutdown()

@@ -137,7 +137,7 @@ def test_small_requests_made_during_a_send_go_out_after_it_in_one_write() -> Non
 
 def test_a_request_still_in_the_outbox_at_its_timeout_is_never_sent() -> None:
     wire, c, link, results, big = _big_send_gated()
-    with pytest.raises(RPCTimeout, match="echo: could not send within the timeout"):
+    with pytest.raises(RPCTimeout, match=r"^echo: could not send within 0\.3 s \(another send is stuck\)$"):
         c.with_timeout(0.3).echo("late")
     assert not link.outbox and len(link.pending) == 1  # only the big call
     wire.go.set()
@@ -145,6 +145,29 @@ def test_a_request_still_in_the_outbox_at_its_timeout_is_never_sent() -> None:
     assert results == {"big": BIG}
     assert wire.sent_arguments() == ["x" * BIG]  # "late" never went out
     assert not link.sending
+    c.close()
+
+
+def test_a_send_waiting_for_a_stuck_one_times_out_naming_the_method_and_the_seconds() -> None:
+    # Not left in the outbox (a big request, a notification, a batch): each waits for
+    # the send lock at most its timeout. A batch as a whole names no method.
+    wire, c, link, results, big = _big_send_gated()
+    short = c.with_timeout(0.3)
+    stuck = "could not send within 0.3 s (another send is stuck)"
+    with pytest.raises(RPCTimeout) as info:
+        short.echo("y" * BIG)
+    assert (info.value.method, str(info.value)) == ("echo", f"echo: {stuck}")
+    with pytest.raises(RPCTimeout) as info:
+        short.notify("log", "z")
+    assert (info.value.method, str(info.value)) == ("log", f"log: {stuck}")
+    with pytest.raises(RPCTimeout) as info, short.batch() as b:
+        b.echo("w")
+    assert (info.value.method, str(info.value)) == (None, f"batch: {stuck}")
+    assert len(link.pending) == 1  # only the big call
+    wire.go.set()
+    big.join(WAIT)
+    assert results == {"big": BIG}
+    assert wire.sent_arguments() == ["x" * BIG]  # none of the others went out
     c.close()
 
 
