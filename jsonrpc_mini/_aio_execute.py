@@ -29,14 +29,22 @@ class CallExecutor(Registry):
     """Runs prepared calls and builds their replies; ``RPCServer`` sets the attributes below."""
 
     options: ServerOptions
+    max_total_calls: int
     run_sync_in_thread: bool
     _executor: concurrent.futures.Executor | None
     _is_async: dict[Callable[..., Any], bool]
 
     def executor(self) -> concurrent.futures.Executor:
-        """The executor for plain handlers (a private thread pool unless one was given)."""
+        """The executor for plain handlers (a private thread pool unless one was given).
+
+        The private pool has a thread for each call the server lets run at once
+        (``max_total_calls``), so a slow call never waits for a thread that slow
+        calls before it hold; its threads start only as calls need them.
+        """
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="jsonrpc_mini-aio")
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.max_total_calls, thread_name_prefix="jsonrpc_mini-aio"
+            )
         return self._executor
 
     def _handler_is_async(self, function: Callable[..., Any]) -> bool:

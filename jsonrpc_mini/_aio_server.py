@@ -62,7 +62,9 @@ class RPCServer(CallExecutor):
     - ``run_sync_in_thread`` (True): run plain handlers in a thread pool; False
       runs them inline on the loop (fast for trivial handlers, blocks for slow ones).
     - ``executor``: the ``concurrent.futures.Executor`` for plain handlers (default:
-      a private thread pool, shut down by ``shutdown()``).
+      a private thread pool of up to ``max_total_calls`` threads, started as
+      needed and shut down by ``shutdown()``). A given executor keeps its own size:
+      with fewer workers than slow calls in flight, a fast call waits for one.
 
     A batch counts as one call towards the limits; its members run concurrently,
     at most ``max_concurrent_calls`` at a time, and are answered in one array.
