@@ -30,7 +30,11 @@ def _demo(args: argparse.Namespace) -> int:
         return {"args": list(a), "kwargs": kw}
 
     server.register_function(test)
-    address = server.start(args.host, args.port)
+    try:
+        address = server.start(args.host, args.port)
+    except OSError as exc:  # binding failed: port in use, no permission, bad host
+        print(f"error: cannot listen on {_host_port(args.host, args.port)}: {exc}", file=sys.stderr)
+        return 1
     assert not isinstance(address, str)  # TCP, not a Unix socket path
     host, port = address
     print(f"server listening on {host}:{port}")
@@ -83,6 +87,15 @@ def _serve(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError) as exc:
         print(f"error: cannot load {args.target!r}: {exc}", file=sys.stderr)
         return 2
+    from ._aio_server import RPCServer as AioServer  # noqa: PLC0415 - asyncio only for `serve`
+
+    if isinstance(target, AioServer):
+        print(
+            f"error: {args.target!r} is an aio.RPCServer; `serve` runs the sync RPCServer: serve it"
+            " with asyncio.run(server.serve_forever(host, port)), or make it a jsonrpc_mini.RPCServer",
+            file=sys.stderr,
+        )
+        return 2
     server = target if isinstance(target, RPCServer) else RPCServer(debug=args.debug)
     if not isinstance(target, RPCServer):
         register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
@@ -122,6 +135,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _timeout(text: str) -> float:
+    """``--timeout``: a positive number of seconds (argparse reports anything else as a usage error)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:  # (nan too)
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def _not_json(constant: str) -> Any:
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "args", nargs="*", metavar="ARG", help="JSON values (bare words are strings); name=value for keywords"
     )
-    call.add_argument("--timeout", type=float, default=10.0)
+    call.add_argument("--timeout", type=_timeout, default=10.0, help="seconds, more than 0 (default 10)")
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
     call.set_defaults(run=_call)
     return parser

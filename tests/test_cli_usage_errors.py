@@ -1,0 +1,86 @@
+"""``python -m jsonrpc_mini``: usage errors end in a message and an exit status, never a traceback.
+
+``call --timeout`` refuses what is not a positive number of seconds (exit 2, as any
+usage error); ``demo --port`` on a port in use says it cannot listen (exit 1, as
+``serve``); ``serve MODULE:OBJECT`` refuses an ``aio.RPCServer`` (exit 2) rather
+than exposing the aio server's own methods as remote ones.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _driver_helpers import LeakCheck, serving
+
+from jsonrpc_mini import RPCServer
+from jsonrpc_mini.__main__ import main
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "-inf", "soon"])
+def test_call_refuses_a_timeout_that_is_not_a_positive_number(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["call", "127.0.0.1:1", "add", f"--timeout={value}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err and repr(value) in err
+    assert "Traceback" not in err
+
+
+def test_call_takes_a_positive_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    with serving(s) as (host, port):
+        for value in ("0.5", "inf"):
+            assert main(["call", f"{host}:{port}", "add", "1", "2", "--timeout", value]) == 0
+            assert capsys.readouterr().out == "3\n"
+
+
+def test_demo_on_a_port_in_use_says_it_cannot_listen(capsys: pytest.CaptureFixture[str]) -> None:
+    s = RPCServer()
+    with serving(s) as (_host, port):
+        assert main(["demo", "--port", str(port)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert "server listening" not in captured.out
+
+
+AIO_MODULE = textwrap.dedent(
+    """
+    from jsonrpc_mini import aio
+
+    asrv = aio.RPCServer()
+
+    @asrv.register
+    def add(a, b):
+        return a + b
+    """
+)
+
+
+def test_serve_refuses_an_aio_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cli_aio_target.py").write_text(AIO_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cli_aio_target", raising=False)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with serving(RPCServer()) as (_host, port):  # (a port in use: were it served, it would fail, not hang)
+        assert main(["serve", "cli_aio_target:asrv", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'cli_aio_target:asrv' is an aio.RPCServer; ")
+    assert "serve_forever" in err
+    assert "registered:" not in err and "serving on" not in err  # nothing exposed, nothing bound
+    assert {sig: signal.getsignal(sig) for sig in before} == before
