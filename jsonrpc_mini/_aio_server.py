@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import ssl as _ssl
 from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
@@ -33,7 +32,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._server import ServerOptions
-from ._unix import UnixPath, listen_unix, unix_path
+from ._unix import UnixPath, listen_unix, socket_file, unix_path, unlink_socket_file
 
 __all__ = ["RPCServer"]
 
@@ -124,6 +123,7 @@ class RPCServer(CallExecutor):
         self._listener: TlsListener | asyncio.AbstractServer | None = None
         self._address: Address | None = None
         self._path: str | None = None
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the Unix socket file bound
         self._stopped: asyncio.Event | None = None
         self._guard: AsyncGenerator[None, None] | None = None
         self._refusal = refusal_line(TOO_MANY_CONNECTIONS)
@@ -163,6 +163,7 @@ class RPCServer(CallExecutor):
             bound = listener.sockets[0].getsockname()
             address = (bound[0], bound[1])
         self._listener, self._address, self._path = listener, address, path
+        self._file = None if path is None else socket_file(path)  # shutdown() removes this file only
         self._stopped = asyncio.Event()
         self._guard = guard = self._until_loop_ends()
         await anext(guard)
@@ -266,8 +267,7 @@ class RPCServer(CallExecutor):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), 5.0)
             if self._path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._path)
+                unlink_socket_file(self._path, self._file)
         if self._executor is not None and self._user_executor is None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

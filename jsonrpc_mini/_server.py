@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import selectors
 import socket
 import ssl as _ssl
@@ -28,7 +27,7 @@ from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
 from ._remote import LONGEST_WAIT, check_count, is_seconds
 from ._session import Session, current_session, serving
 from ._transport import Setup, SocketTransport, Transport
-from ._unix import UnixPath, bind_unix, unix_path
+from ._unix import UnixPath, bind_unix, socket_file, unix_path, unlink_socket_file
 from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
@@ -313,6 +312,7 @@ class _Listener:
         self._server = server
         self._ssl = ssl
         self._path = path
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the Unix socket file bound
         self._stopped = False
         self.closed = threading.Event()
         self.thread: threading.Thread | None = None  # the accept thread start() made, if any
@@ -321,6 +321,7 @@ class _Listener:
         try:
             if path is not None:
                 self.sock = bind_unix(path, opts.unix_mode, opts.backlog)  # listening
+                self._file = socket_file(path)  # close() removes this file, not one put there since
                 self.address: Address = path
             else:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -387,6 +388,5 @@ class _Listener:
         for sock in (self.sock, self._wake_r, self._wake_w):
             sock.close()
         if self._path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._path)
+            unlink_socket_file(self._path, self._file)
         self.closed.set()

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Callable
 from typing import Union
 
-__all__ = ["bind_unix", "listen_unix", "remove_stale_socket"]
+__all__ = ["bind_unix", "check_unix_path", "listen_unix", "remove_stale_socket", "socket_file", "unlink_socket_file"]
 
 
 UnixPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -22,6 +22,50 @@ UnixPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 def unix_path(path: UnixPath | None) -> str | None:
     """``path=`` as the str the servers and clients use (None stays None)."""
     return None if path is None else os.fsdecode(path)
+
+
+def check_unix_path(path: str) -> None:
+    """Refuse a path no server can be reached at, before anything is bound or removed.
+
+    An abstract name (starting with a NUL byte, Linux) or one with a NUL byte
+    inside has no file: ValueError naming it. A path longer than AF_UNIX takes:
+    OSError("AF_UNIX path too long"), as ``socket.bind`` says (the servers bind a
+    short temporary name and link it onto ``path``, which no client could reach).
+    """
+    if "\0" in path:
+        kind = "abstract socket names (a leading NUL byte) are" if path.startswith("\0") else "a NUL byte is"
+        raise ValueError(f"Unix socket path {path!r}: {kind} not supported; give a file system path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # The socket module checks the length before the system call; "/" * n names
+        # the root directory (nothing is created and nobody is reached).
+        probe.connect(b"/" * len(os.fsencode(path)))
+    except OSError as exc:
+        if exc.errno is None:  # the socket module's own check: too long
+            raise OSError(f"AF_UNIX path too long ({len(os.fsencode(path))} bytes): {path}") from None
+    finally:
+        probe.close()
+
+
+def socket_file(path: str) -> tuple[int, int] | None:
+    """The identity (device, inode) of the file at ``path`` (None if there is none)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def unlink_socket_file(path: str, identity: tuple[int, int] | None) -> None:
+    """Remove the socket file a server bound at ``path``, unless it is not that file anymore.
+
+    ``identity`` is ``socket_file(path)`` taken when the server bound it: a file
+    removed meanwhile and replaced (say by another server now listening there) is
+    left alone.
+    """
+    if identity is not None and socket_file(path) == identity:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def remove_stale_socket(path: str) -> None:
@@ -63,8 +107,10 @@ def bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
     ``path`` (which fails, as a bind would, if a file appeared there meanwhile) and
     the temporary name removed. Where that cannot be done (a temporary name too long
     for AF_UNIX, a file system without hard links) it binds ``path`` directly and
-    listens right after setting the mode.
+    listens right after setting the mode. A path no client could connect to is
+    refused first (``check_unix_path``).
     """
+    check_unix_path(path)
     remove_stale_socket(path)
     temporary = os.path.join(os.path.dirname(path), f".{secrets.token_hex(4)}.tmp")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
