@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ._aio_timeouts import TimedProtocol
-from ._codec import ErrorResponse, Notification, Request
+from ._codec import ErrorResponse, Notification, Request, Response, parse_request
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, ServerConnection
@@ -35,9 +35,13 @@ if TYPE_CHECKING:
     from ._aio_runner import CallRunner
     from ._aio_server import RPCServer
 
-__all__ = ["NOT_AWAITABLE", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
+__all__ = ["BATCH_STEP", "NOT_AWAITABLE", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
 
 log = logging.getLogger("jsonrpc_mini")
+
+# Batch members run per loop iteration, at most, over all of a batch's workers (see
+# CallingProtocol._run_batch): a few ms of quick calls before other connections' turn.
+BATCH_STEP = 256
 
 # Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
 NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
@@ -208,19 +212,45 @@ class CallingProtocol(TimedProtocol):
             self.pump()
 
     async def _run_batch(self, batch: Batch) -> None:  # its reply is written here: returns None
-        srv = self._srv
-        gate = asyncio.Semaphore(self._limit)
+        """Run a batch's members, at most ``max_concurrent_calls`` at a time, and answer them.
 
-        async def member(item: Request | Notification | ErrorResponse) -> Outcome:
-            if isinstance(item, ErrorResponse):
-                return item
-            prepared = srv.prepare_or_reply(item, self._draining)
-            if not isinstance(prepared, Prepared):
-                return prepared
-            async with gate:
-                return await srv.execute(prepared)
+        ``max_concurrent_calls`` workers take the members in order from one iterator
+        (a batch costs that many tasks, not one per member), and each lets the loop
+        run others after every few members (at most ``BATCH_STEP`` members per loop
+        iteration over all workers, or one per worker past that many workers), so a
+        large batch of quick calls never holds the loop in one long step. The members are checked (``parse_request``)
+        as they are taken, not all before the first runs.
+        """
+        srv, draining, values = self._srv, self._draining, batch.values
+        # A success as its JSON object (see encode_replies): built here, member by
+        # member, the one encode at the end is a C call (0.09 s, not 0.35 s, for 230,000).
+        replies: list[Response | ErrorResponse | dict[str, Any] | None] = [None] * len(values)
+        members = enumerate(values)
+        workers = max(1, min(self._limit, len(values)))
+        every = max(1, BATCH_STEP // workers)
 
-        replies = await asyncio.gather(*(member(item) for item in batch.items))
-        data = self._proto.encode_batch(replies)
+        async def worker() -> None:
+            done = 0
+            for i, value in members:
+                item = parse_request(value)
+                if isinstance(item, ErrorResponse):
+                    replies[i] = item
+                else:
+                    prepared = srv.prepare_or_reply(item, draining)
+                    reply = await srv.execute(prepared) if isinstance(prepared, Prepared) else prepared
+                    if type(reply) is Response:
+                        replies[i] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
+                    else:
+                        replies[i] = reply
+                done += 1
+                if done == every:  # (the members that did not wait all ran in this loop step)
+                    done = 0
+                    await asyncio.sleep(0)
+
+        if workers == 1:
+            await worker()
+        else:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        data = self._proto.encode_replies([reply for reply in replies if reply is not None])
         if data is not None:
             self._write(data)

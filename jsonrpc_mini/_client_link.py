@@ -55,6 +55,12 @@ class _Link(_RequestSender):
         # Encodes a request object as one newline-framed line (None with Content-Length
         # framing): see request.
         self.dumps_line = proto.codec.dumps_line if proto.framing == "newline" else None
+        # Whether a read that leaves a reply partly in is followed by reading what has
+        # arrived already, before parsing (see feed_ready): the newline framer would
+        # scan the part. Not with Content-Length framing: its framer reads a frame in
+        # parts at no cost, and before parsing cannot tell a whole frame from part of
+        # one (in_message is True for both), so every reply cost a read that found nothing.
+        self.read_ahead = proto.framing == "newline"
         # The last error with id null that no call could take (e.g. "message too
         # large" answering a notification), until a reply follows it (a whole one:
         # per message, however the bytes were split into reads): told with

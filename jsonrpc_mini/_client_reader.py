@@ -36,6 +36,7 @@ class _ReplyReader(ReplySettler):
     # Set by _Link.__init__ (with ReplySettler's).
     outbox: list[tuple[_Waiter, bytes]]
     reading: int  # the reader's thread id, 0 when nobody reads
+    read_ahead: bool  # see _Link.__init__
 
     # -- waiting ---------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class _ReplyReader(ReplySettler):
                 continue
             proto.receive_data(data[start:] if start else data)
             error = None
-            if data and proto.in_message:
+            if data and self.read_ahead and proto.in_message:
                 error = feed_ready(self.transport, proto.receive_data, proto.max_message_size)
             events = []
             while (event := proto.next_event()) is not None:
