@@ -110,7 +110,12 @@ class SessionReader:
                 return message
             self._check_events = True
             self._framer_empty = False
-            if data and proto.in_message:
+            # Read what has arrived already before parsing a request partly in (see
+            # feed_ready): the newline framer would scan the part. Not with Content-Length
+            # framing: its framer reads a frame in parts at no cost, and before parsing
+            # cannot tell a whole frame from part of one (in_message is True for both),
+            # so every request cost a read that found nothing (as _Link.read_ahead says).
+            if data and proto.in_message and proto.framing != "content-length":
                 error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
                 if error is not None:
                     log.debug("%s: read failed: %s", self._name, error)

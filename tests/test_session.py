@@ -60,6 +60,37 @@ def test_an_rpc_client_over_a_served_transport() -> None:
     assert session.join(WAIT)
 
 
+class _CountingTransport(SocketTransport):
+    """A SocketTransport that counts its reads of what has arrived already (recv_ready)."""
+
+    ready_reads = 0
+
+    def recv_ready(self, max_bytes: int) -> bytes | None:
+        self.ready_reads += 1
+        return super().recv_ready(max_bytes)
+
+
+def test_content_length_requests_are_parsed_without_reading_ahead() -> None:
+    # A whole Content-Length frame looks like part of one to the framer before it is
+    # parsed (in_message): reading what has arrived after each such request found
+    # nothing and cost a system call per request. Large requests, which come in many
+    # reads, still arrive whole.
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    s.register_function(lambda x: x, name="echo")
+    ours, theirs = socket.socketpair()
+    transport = _CountingTransport(theirs)
+    session = s.serve_connection(transport)
+    with RPCClient(transport=SocketTransport(ours), framing="content-length", timeout=WAIT) as c:
+        for n in range(5):
+            assert c.add(n, 1) == n + 1
+        assert transport.ready_reads == 0
+        big = "x" * (3 * 256 * 1024)
+        assert c.echo(big) == big
+        assert c.add(2, 2) == 4
+    assert session.join(WAIT)
+
+
 def test_current_session_inside_and_outside_handlers() -> None:
     seen: list[Any] = []
     s = RPCServer()
