@@ -345,5 +345,7 @@ class RPCServer(CallExecutor):
             blocked = list(self._blocked)
             self._blocked.clear()
             loop = asyncio.get_running_loop()
+            now = loop.time()
             for conn in blocked:
+                conn._last = now  # its idle time starts again (not idle while held: TimedProtocol)
                 loop.call_soon(conn.pump)

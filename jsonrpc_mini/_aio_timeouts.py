@@ -3,7 +3,9 @@
 One timer per connection, never reset per message: when it fires it checks the
 times kept by the connection (``_last``: the last message or call end;
 ``_started``: when the message being received began) and either closes the
-connection or sleeps until the next deadline.
+connection or sleeps until the next deadline. A connection whose reading the
+server holds paused at ``max_total_calls`` is not idle (its idle time starts
+again when the server lets it read); one whose peer does not read its replies is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 from ._aio_linger import LINGER
 
 if TYPE_CHECKING:
+    from ._aio_server import RPCServer
     from ._server import ServerOptions
 
 __all__ = ["TimedProtocol"]
@@ -40,6 +43,8 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     _started: float | None  # when the message being received began (None: none is)
     _scan_from: float | None  # when the server began scanning what it holds in slices (None: it is not)
     _input_done: bool
+    _write_paused: bool
+    _srv: RPCServer
     busy: int
 
     def close(self, linger: float = LINGER) -> None:
@@ -75,7 +80,10 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
             log.info("message not completed within read_timeout; closing")
             self._give_up()
             return
-        idle = self.busy == 0 and self._started is None
+        # Not idle either while the server holds reading paused (max_total_calls): a
+        # request may be waiting for a free slot. A peer that does not read its replies
+        # (writing paused) still ends by idle_timeout.
+        idle = self.busy == 0 and self._started is None and (self._write_paused or self not in self._srv._blocked)
         if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
             log.info("connection idle for idle_timeout; closing")
             self._give_up()

@@ -2,7 +2,9 @@
 
 A batch's members run through ``max_concurrent_calls`` workers that let the loop
 run others every few members: a batch costs that many tasks, not one per member,
-and another client is served while it runs.
+and another client is served while it runs. A connection whose request the server
+does not read yet (``max_total_calls`` reached) is not idle: ``idle_timeout`` does
+not close it, and it is answered once a slot frees.
 """
 
 from __future__ import annotations
@@ -71,3 +73,77 @@ def test_a_large_batch_runs_in_few_tasks_and_another_client_is_served_meanwhile(
 
     run(main, timeout=110)
 
+
+def test_a_connection_held_at_max_total_calls_is_not_closed_as_idle() -> None:
+    async def main() -> None:
+        idle = 0.3
+        srv = aio.RPCServer(max_total_calls=2, idle_timeout=idle, read_timeout=60)
+        release = asyncio.Event()
+
+        @srv.register
+        async def hold() -> str:
+            await release.wait()
+            return "held"
+
+        @srv.register
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        async with serving(srv) as address:
+            hogs = [await aio.connect(*address, timeout=WAIT) for _ in range(2)]
+            holds = [asyncio.create_task(c.hold()) for c in hogs]
+            async with asyncio.timeout(WAIT):
+                while srv.total_busy < 2:
+                    await asyncio.sleep(0.01)
+            good = await aio.connect(*address, timeout=WAIT)
+            call = asyncio.ensure_future(good.add(1, 2))
+            async with asyncio.timeout(WAIT):
+                while not srv._blocked:  # its request read, not taken: the server holds it
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(4 * idle)  # idle_timeout passes while it is held
+            assert not call.done()
+            release.set()
+            assert await call == 3  # was: ConnectionLost "connection closed by the server"
+            assert await asyncio.gather(*holds) == ["held", "held"]
+            for c in (*hogs, good):
+                await c.close()
+
+    run(main)
+
+
+def test_a_held_connection_is_idle_again_once_it_may_read() -> None:
+    async def main() -> None:
+        idle = 0.3
+        srv = aio.RPCServer(max_total_calls=1, idle_timeout=idle, read_timeout=60)
+        release = asyncio.Event()
+
+        @srv.register
+        async def hold() -> str:
+            await release.wait()
+            return "held"
+
+        @srv.register
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        async with serving(srv) as address:
+            hog = await aio.connect(*address, timeout=WAIT)
+            held = asyncio.create_task(hog.hold())
+            async with asyncio.timeout(WAIT):
+                while srv.total_busy < 1:
+                    await asyncio.sleep(0.01)
+            good = await aio.connect(*address, timeout=WAIT)
+            call = asyncio.ensure_future(good.add(1, 2))
+            async with asyncio.timeout(WAIT):
+                while not srv._blocked:
+                    await asyncio.sleep(0.01)
+            release.set()
+            assert await call == 3
+            assert await held == "held"
+            async with asyncio.timeout(WAIT):  # both idle now: idle_timeout closes them
+                while srv.connection_count:
+                    await asyncio.sleep(0.01)
+            for c in (hog, good):
+                await c.close()
+
+    run(main)
