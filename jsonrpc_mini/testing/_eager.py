@@ -18,7 +18,7 @@ import threading
 import time
 
 from .._transport import RECV_SIZE, SocketTransport
-from ._faults import abort_transport, shutdown_write
+from ._end_faults import abort_transport, shutdown_write
 
 __all__ = ["EagerReader"]
 

@@ -2,65 +2,26 @@
 
 The decisions come from :class:`~jsonrpc_mini.testing._plan.LinkState` (pure); this
 module only sleeps, moves bytes and does to the wrapped transport what the fault
-says (close, reset, half-close). ``loopback`` wraps the client end of an in-memory
+says (close, reset, half-close: ``_end_faults``). ``loopback`` wraps the client end of an in-memory
 pipe with it; the proxy of ``LoopbackServer`` wraps each accepted TCP connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import socket
-import struct
 import threading
 import time
 from typing import Literal
 
-from .._transport import RECV_SIZE, SocketTransport, Transport
+from .._transport import RECV_SIZE, Transport
+from ._end_faults import abort_transport, shutdown_read, shutdown_write
 from ._plan import FaultPlan, LinkState, Step
 
-__all__ = ["FaultyTransport", "abort_transport", "shutdown_read", "shutdown_write"]
+__all__ = ["FaultyTransport"]
 
 Side = Literal["client", "server"]
 
 _TRAVELS = ("close", "reset", "half_close")  # faults that reach the peer (a stall only stops bytes)
-
-
-def shutdown_write(transport: Transport) -> None:
-    """Half-close ``transport``: the peer reads EOF, the other direction stays open."""
-    method = getattr(transport, "shutdown_write", None)
-    if callable(method):
-        method()
-    elif isinstance(transport, SocketTransport):
-        with contextlib.suppress(OSError):
-            transport.sock.shutdown(socket.SHUT_WR)
-    else:
-        transport.close()
-
-
-def shutdown_read(transport: Transport) -> None:
-    """Stop reading from ``transport`` (our reads get EOF); a no-op where unsupported."""
-    method = getattr(transport, "shutdown_read", None)
-    if callable(method):
-        method()
-    elif isinstance(transport, SocketTransport):
-        with contextlib.suppress(OSError):
-            transport.sock.shutdown(socket.SHUT_RD)
-
-
-def abort_transport(transport: Transport) -> None:
-    """Reset ``transport``: a TCP socket sends RST (SO_LINGER 0); a pipe resets both ends."""
-    method = getattr(transport, "abort", None)
-    if callable(method):
-        method()
-    elif isinstance(transport, SocketTransport):
-        sock = transport.sock
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.shutdown(socket.SHUT_RD)  # wakes a blocked reader without sending FIN
-        sock.close()
-    else:
-        transport.close()
 
 
 class FaultyTransport:

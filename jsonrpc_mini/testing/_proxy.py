@@ -17,7 +17,8 @@ from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from .._transport import SocketTransport, Transport
 from ._eager import EagerReader
-from ._faults import FaultyTransport, abort_transport, shutdown_write
+from ._end_faults import abort_transport, shutdown_write
+from ._faults import FaultyTransport
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
 from ._uses import acquire, release
