@@ -148,9 +148,10 @@ def _pairs_removed(kept: bytes, rounds: int) -> bytes | None:
     # Speed: ``kept.replace(b'""', b"")`` then "no quote left" is the same test as
     # counting (both pair quotes left to right without overlap), and then removing
     # every quote gives the same bytes; replace cost twice as much on quote-heavy text.
-    if kept.count(b'""') * 2 != kept.count(b'"'):
-        return None
+    # The quotes are counted by what removing them took away, not by a pass of their own.
     brackets = kept.translate(None, b'"')
+    if kept.count(b'""') * 2 != len(kept) - len(brackets):
+        return None
     for _ in range(rounds):
         fewer = brackets.replace(b"[]", b"").replace(b"{}", b"")
         if fewer == brackets:

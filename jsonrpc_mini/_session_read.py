@@ -99,7 +99,7 @@ class SessionReader:
                         self._framer_empty = False
                     self._message_started = None
                     return calls[0]
-            message = proto.receive_plain_call(data, newline)
+            message = proto.receive_plain_call(data, newline, True)  # (a batch read whole too)
             if message is not None:
                 # The usual case: the read held exactly one request and nothing else is
                 # buffered, so the core need not be asked for more before the next read.

@@ -25,7 +25,7 @@ from test_protocol_fast import chunk_lists, general
 from jsonrpc_mini import RPCError, RPCServer, SocketTransport
 from jsonrpc_mini._codec import ErrorResponse, parse_request
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
-from jsonrpc_mini._protocol import Call, ServerConnection
+from jsonrpc_mini._protocol import Batch, Call, ServerConnection
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
@@ -175,9 +175,14 @@ def test_a_draining_session_answers_plain_calls_with_shutting_down(served: tuple
 
 
 @pytest.mark.parametrize("use_orjson", CODECS)
-@given(chunks=chunk_lists, framing=st.sampled_from(["auto", "newline", "content-length"]), searched=st.booleans())
+@given(
+    chunks=chunk_lists,
+    framing=st.sampled_from(["auto", "newline", "content-length"]),
+    searched=st.booleans(),
+    batches=st.booleans(),
+)
 def test_receive_plain_call_gives_the_events_of_the_general_path(
-    use_orjson: bool, chunks: list[bytes], framing: str, searched: bool
+    use_orjson: bool, chunks: list[bytes], framing: str, searched: bool, batches: bool
 ) -> None:
     # Invariant: feeding chunks through receive_plain_call (an object it returns
     # checked with parse_request) yields the same events as receive_data; also when
@@ -186,13 +191,19 @@ def test_receive_plain_call_gives_the_events_of_the_general_path(
     conn = ServerConnection(codec=codec, framing=framing)  # type: ignore[arg-type]
     events: list[Any] = []
     for chunk in chunks:
-        taken = conn.receive_plain_call(chunk, chunk.find(b"\n")) if searched else conn.receive_plain_call(chunk)
+        taken = (
+            conn.receive_plain_call(chunk, chunk.find(b"\n"), batches)
+            if searched
+            else conn.receive_plain_call(chunk, batches=batches)
+        )
         if isinstance(taken, dict):
             message = parse_request(taken)
             assert not isinstance(message, ErrorResponse)
             assert type(taken["params"]) is list and type(taken["id"]) in (int, str)
             taken = message
-        if taken is not None:
+        if isinstance(taken, Batch):
+            events.append(taken)  # a batch line read whole: the event the framer would give
+        elif taken is not None:
             events.append(Call(taken))
         events += drain(conn)
     assert events == general(chunks, codec, framing=framing)
@@ -209,6 +220,29 @@ def test_receive_plain_call_returns_the_object_only_for_the_usual_request() -> N
     assert conn.receive_plain_call(bad) is None  # an invalid request: the framer answers it
     event = conn.next_event()
     assert event is not None and b"-32600" in event.data  # type: ignore[union-attr]
+
+
+def test_receive_plain_call_returns_a_batch_line_read_whole_without_the_framer() -> None:
+    conn = ServerConnection(framing="newline")
+    members = [{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i} for i in range(3)]
+    line = json.dumps(members, separators=(",", ":")).encode() + b"\n"
+    assert conn.receive_plain_call(line, len(line) - 1, True) == Batch(members)
+    assert conn.receive_plain_call(line, batches=True) == Batch(members)
+    assert drain(conn) == []  # nothing went to the framer
+    assert conn.receive_plain_call(line) is None  # without batches (the aio server): the framer reads it
+    assert drain(conn) == [Batch(members)]
+    # An empty batch, one nested past max_depth, one cut short: the framer answers them.
+    assert conn.receive_plain_call(b"[]\n", batches=True) is None
+    (empty,) = drain(conn)
+    assert b"-32600" in empty.data and b"empty batch" in empty.data
+    shallow = ServerConnection(framing="newline", max_depth=3)
+    deep = b'[{"jsonrpc":"2.0","method":"m","params":[[[1]]],"id":1}]\n'
+    assert shallow.receive_plain_call(deep, batches=True) is None
+    (too_deep,) = drain(shallow)
+    assert b"-32600" in too_deep.data and b"nesting deeper than 3" in too_deep.data
+    assert conn.receive_plain_call(line[:10], batches=True) is None  # buffered, then the rest completes it
+    assert conn.receive_plain_call(line[10:], batches=True) is None
+    assert drain(conn) == [Batch(members)]
 
 
 def test_receive_plain_call_takes_the_newline_the_driver_found() -> None:
