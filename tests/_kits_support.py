@@ -137,7 +137,7 @@ async def on_aio_kit(
 
 
 def on_kits(
-    plan: FaultPlan,
+    plan: FaultPlan | dict[str, FaultPlan],
     timeout: float,
     work: Callable[[Call], object],
     awork: Callable[[Call], Awaitable[object]],
@@ -145,39 +145,44 @@ def on_kits(
     served: int = 0,
     kits: tuple[str, ...] = KITS,
 ) -> dict[str, object]:
-    """``{kit: result}`` of the work on each kit, the kits run at once (see the module docstring)."""
+    """``{kit: result}`` of the work on each kit, the kits run at once (see the module docstring).
+
+    With plans by name, every kit runs with each plan, all at once: ``{"name kit": result}``.
+    """
+    plans = plan if isinstance(plan, dict) else {"": plan}
+    runs = [(f"{name} {kit}".strip(), plans[name], kit) for name in plans for kit in kits]
     results: dict[str, object] = {}
     errors: dict[str, BaseException] = {}
-    logs = {kit: [] for kit in kits} if logged is None else logged
+    logs: dict[str, list[object]] = {} if logged is None else logged
 
-    def one(kit: str) -> None:
+    def one(key: str, plan: FaultPlan, kit: str) -> None:
         try:
-            logs.setdefault(kit, [])
+            log = logs.setdefault(key, [])
             if kit in SYNC_KITS:
-                results[kit] = on_kit(kit, plan, timeout, work, logs[kit], served)
+                results[key] = on_kit(kit, plan, timeout, work, log, served)
             else:
-                results[kit] = run(lambda: on_aio_kit(kit, plan, timeout, awork, logs[kit], served))
+                results[key] = run(lambda: on_aio_kit(kit, plan, timeout, awork, log, served))
         except BaseException as exc:  # (re-raised in the test's thread)
-            errors[kit] = exc
+            errors[key] = exc
 
-    threads = [threading.Thread(target=one, args=(kit,), name=f"kit-{kit}") for kit in kits]
+    threads = [threading.Thread(target=one, args=args, name=f"kit {args[0]}") for args in runs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(_JOIN)
     assert not [thread.name for thread in threads if thread.is_alive()], "a kit did not finish"
-    for kit, exc in errors.items():
-        exc.add_note(f"on {kit}")
+    for key, exc in errors.items():
+        exc.add_note(f"on {key}")
         raise exc
-    return {kit: results[kit] for kit in kits}
+    return {key: results[key] for key, _, _ in runs}
 
 
-def same(value: object, kits: tuple[str, ...] = KITS) -> dict[str, object]:
-    """``{kit: value}``: what ``on_kits`` returns when every kit gives ``value``."""
-    return dict.fromkeys(kits, value)
+def same(value: object, names: tuple[str, ...] = ("",), kits: tuple[str, ...] = KITS) -> dict[str, object]:
+    """What ``on_kits`` returns when every kit gives ``value`` (``names``: those of the plans)."""
+    return {f"{name} {kit}".strip(): value for name in names for kit in kits}
 
 
-def one_call(plan: FaultPlan, timeout: float, *args: object) -> dict[str, object]:
+def one_call(plan: FaultPlan | dict[str, FaultPlan], timeout: float, *args: object) -> dict[str, object]:
     """``{kit: outcome}`` of one ``echo(*args)`` on each kit."""
 
     async def awork(call: Call) -> object:
