@@ -74,20 +74,27 @@ def test_a_large_batch_runs_in_few_tasks_and_another_client_is_served_meanwhile(
     run(main, timeout=110)
 
 
+def _holding_server(**options: float) -> tuple[aio.RPCServer, asyncio.Event]:
+    """An aio server (read_timeout 60 s) with ``hold()`` (returns "held" once the event is set) and ``add``."""
+    srv = aio.RPCServer(read_timeout=60, **options)
+    release = asyncio.Event()
+
+    @srv.register
+    async def hold() -> str:
+        await release.wait()
+        return "held"
+
+    @srv.register
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return srv, release
+
+
 def test_a_connection_held_at_max_total_calls_is_not_closed_as_idle() -> None:
     async def main() -> None:
         idle = 0.3
-        srv = aio.RPCServer(max_total_calls=2, idle_timeout=idle, read_timeout=60)
-        release = asyncio.Event()
-
-        @srv.register
-        async def hold() -> str:
-            await release.wait()
-            return "held"
-
-        @srv.register
-        def add(a: int, b: int) -> int:
-            return a + b
+        srv, release = _holding_server(max_total_calls=2, idle_timeout=idle)
 
         async with serving(srv) as address:
             hogs = [await aio.connect(*address, timeout=WAIT) for _ in range(2)]
@@ -114,17 +121,7 @@ def test_a_connection_held_at_max_total_calls_is_not_closed_as_idle() -> None:
 def test_a_held_connection_is_idle_again_once_it_may_read() -> None:
     async def main() -> None:
         idle = 0.3
-        srv = aio.RPCServer(max_total_calls=1, idle_timeout=idle, read_timeout=60)
-        release = asyncio.Event()
-
-        @srv.register
-        async def hold() -> str:
-            await release.wait()
-            return "held"
-
-        @srv.register
-        def add(a: int, b: int) -> int:
-            return a + b
+        srv, release = _holding_server(max_total_calls=1, idle_timeout=idle)
 
         async with serving(srv) as address:
             hog = await aio.connect(*address, timeout=WAIT)

@@ -7,11 +7,9 @@ errors the client makes itself (no reply involved), on both drivers.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from _aio_support import run
+from test_client import _InterruptedRead
 
 from jsonrpc_mini import BatchResult, ConnectionLost, RPCClient, RPCError, RPCServer, aio
 from jsonrpc_mini.testing import aio_loopback, loopback
@@ -62,27 +60,6 @@ def test_an_aio_members_result_before_the_send_names_its_method() -> None:
 
 
 # -- a batch member whose caller was interrupted while it waited -------------------
-
-
-class _InterruptedRead:
-    """A transport whose first read is interrupted (as by Ctrl-C); later reads answer."""
-
-    def __init__(self) -> None:
-        self.requests: list[Any] = []
-        self.interrupted = False
-
-    def send(self, data: bytes) -> None:
-        self.requests.append(json.loads(data))
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        if not self.interrupted:
-            self.interrupted = True
-            raise KeyboardInterrupt
-        last = self.requests[-1]
-        return json.dumps({"jsonrpc": "2.0", "id": last["id"], "result": last["params"][0]}).encode() + b"\n"
-
-    def close(self) -> None:
-        pass
 
 
 def test_an_interrupted_batch_members_error_names_its_method() -> None:
