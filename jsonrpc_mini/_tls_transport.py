@@ -56,7 +56,10 @@ class TlsTransport(SocketTransport):
         self._cipher = memoryview(bytearray(_CIPHER_READ))
         self._eof = False  # the socket's end of stream was handed to the SSL object
         # Held for every call on the SSL object or its buffers, never across I/O.
-        self._tls_lock = threading.Lock()
+        # Re-entrant: a signal handler runs between two bytecodes, e.g. right after an
+        # SSL read returned and before this lock is let go, and a notification it sends
+        # needs the lock again. The SSL object is then between two calls, not inside one.
+        self._tls_lock = threading.RLock()
         # Held while encrypted bytes taken from the outgoing buffer are sent, so that
         # they reach the socket in the order they were made (a read can make some too).
         self._send_lock = threading.Lock()

@@ -222,6 +222,31 @@ def test_a_tls_read_cut_after_taking_encrypted_bytes_marks_the_transport(tls_pai
         assert transport.interrupted_read is marked
 
 
+def test_a_send_from_inside_a_read_does_not_wait_for_itself(tls_pair: Any) -> None:
+    # A signal handler runs between two bytecodes, e.g. right after the SSL read
+    # returned, its lock still held: a notification it sends needs that lock again.
+    transport, peer = tls_pair
+    real = transport._tls
+
+    class Reentering:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def read(self, max_bytes: int, buffer: memoryview) -> int:
+            count: int = real.read(max_bytes, buffer)  # type: ignore[assignment]
+            transport.send(b"from a handler\n")  # as a handler would, here
+            return count
+
+    peer.sendall(b"reply\n")
+    transport._tls = Reentering()  # type: ignore[assignment]
+    got: list[bytes] = []
+    reader = start_thread(lambda: got.append(transport.recv(1024, WAIT)))
+    reader.join(WAIT)
+    transport._tls = real
+    assert got == [b"reply\n"], "the read waited for its own lock"
+    assert peer.recv(1024) == b"from a handler\n"
+
+
 def test_a_silent_tls_server_times_the_connect_out(contexts: Any, listener: socket.socket) -> None:
     _, client_ctx = contexts
     with pytest.raises(RPCTimeout, match=r"timed out after 0\.3 s"):
