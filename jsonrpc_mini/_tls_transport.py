@@ -103,11 +103,7 @@ class TlsTransport(SocketTransport):
             if self._eof:
                 return b""  # ended inside a record: nothing more will come
             self._flush(deadline)  # what the SSL object must say before it can go on (rare)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not wait_readable(self.sock, remaining):
-                    raise TimeoutError("read timed out")
-            self._take(self._read_cipher(0))
+            self._fill(deadline, "read timed out")
 
     def recv_ready(self, max_bytes: int) -> bytes | None:
         """Plain text already decrypted or decryptable from bytes already here; None if none.
@@ -128,6 +124,17 @@ class TlsTransport(SocketTransport):
     def watchable_fd(self) -> int | None:
         """None: plain text may wait inside the SSL object, unseen by the OS."""
         return None
+
+    def _fill(self, deadline: float | None, late: str) -> None:
+        """Wait for encrypted bytes until ``deadline`` (None: for ever) and hand them to the SSL object.
+
+        TimeoutError(``late``) if none come in time.
+        """
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not wait_readable(self.sock, remaining):
+                raise TimeoutError(late)
+        self._take(self._read_cipher(0))
 
     def _read_cipher(self, flags: int) -> int:
         """Read encrypted bytes into ``_cipher``; their count (0: the peer closed)."""
@@ -239,8 +246,4 @@ def tls_handshake(
             transport._flush(deadline)  # the last handshake message (and a server's session tickets)
             return transport
         transport._flush(deadline)
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not wait_readable(sock, remaining):
-                raise TimeoutError("the TLS handshake timed out")
-        transport._take(sock.recv_into(transport._cipher))
+        transport._fill(deadline, "the TLS handshake timed out")
