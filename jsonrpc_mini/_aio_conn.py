@@ -30,7 +30,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
-from ._aio_linger import LINGER, close_under
+from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
@@ -226,6 +226,20 @@ class ServerProtocol(WritingProtocol):
             self._transport.close()
             if self.under is not None:
                 close_under(self.under, linger)
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever still waits to be sent (a peer that does not read).
+
+        The peer sees a reset (see ``_aio_linger.drop``). Over TLS the plain
+        transport under it is the one dropped: the TLS transport, once closed
+        twice, forgets its layer and its ``abort()`` does nothing.
+        """
+        self._input_done = True
+        self._backlog = None
+        self._out = None
+        if self._transport is not None:
+            drop(self._transport if self.under is None else self.under)
+            self._transport.abort()
 
     # -- the event pump --------------------------------------------------------
 

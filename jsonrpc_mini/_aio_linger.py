@@ -16,8 +16,11 @@ session tickets a TLS 1.3 server sends after its handshake often arrive then).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 
-__all__ = ["LINGER", "close_under"]
+__all__ = ["LINGER", "close_under", "drop"]
 
 LINGER = 1.0  # seconds a closed TLS connection waits, at most, for the peer's close_notify
 
@@ -28,3 +31,18 @@ def close_under(under: asyncio.BaseTransport, linger: float = LINGER) -> None:
         asyncio.get_running_loop().call_later(linger, under.close)
     else:
         under.close()
+
+
+def drop(transport: asyncio.Transport) -> None:
+    """Abort ``transport``, and have its socket reset the connection rather than linger.
+
+    ``abort()`` drops what asyncio still buffers, but closing a TCP socket leaves
+    what the kernel holds to be sent (megabytes) to a peer that may never read it,
+    and the peer sees no end until all of it is taken. A reset drops that too and
+    tells the peer at once. (Unix sockets hand bytes to the peer as written.)
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

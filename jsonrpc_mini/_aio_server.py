@@ -42,6 +42,10 @@ Address = tuple[str, int] | str
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 
+# Seconds shutdown() lets replies already written go out at least, the grace over
+# (the sync server's least wait for a connection's threads).
+FLUSH = 0.1
+
 
 class RPCServer(CallExecutor):
     """An asyncio JSON-RPC 2.0 server: register handlers, then ``await start()``.
@@ -259,6 +263,14 @@ class RPCServer(CallExecutor):
         linger = min(LINGER, max(deadline - loop.time(), 0.0))  # (TLS: the grace bounds the wait for close_notify)
         for conn in conns:
             conn.close(linger)
+        # A closed transport stays open while its replies wait to go out: a peer that
+        # reads nothing would keep it (and them) for as long as the loop runs. What is
+        # left of the grace (at least FLUSH) to take them; then the rest is dropped.
+        if open_ := [conn.closed for conn in conns if not conn.closed.done()]:
+            await asyncio.wait(open_, timeout=max(deadline - loop.time(), FLUSH))
+            for conn in conns:
+                if not conn.closed.done():
+                    conn.abort()
         waits: list[asyncio.Future[Any]] = [*running, *(conn.closed for conn in conns), *(g.done for g in gates)]
         waits += [gate.task for gate in gates if gate.task is not None]
         if waits:

@@ -51,6 +51,10 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         """Close the transport (buffered replies are still flushed; TLS: see ``_aio_linger``)."""
         raise NotImplementedError
 
+    def abort(self) -> None:
+        """Drop the connection now, with whatever still waits to be sent."""
+        raise NotImplementedError
+
     def _arm(self) -> None:
         """Schedule the next timeout check (one timer per connection, never reset per message)."""
         opts, now = self._opts, self._loop.time()
@@ -99,4 +103,4 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         if transport is not None and (
             transport.get_write_buffer_size() or (under is not None and under.get_write_buffer_size())
         ):
-            transport.abort()
+            self.abort()

@@ -132,13 +132,15 @@ def running(kind: str, options: dict[str, Any] | None = None, **listen: Any) -> 
 class Raw:
     """A plain socket speaking bytes, with bounded reads of newline-framed replies."""
 
-    def __init__(self, address: Address, timeout: float = WAIT) -> None:
+    def __init__(self, address: Address, timeout: float = WAIT, *, rcvbuf: int | None = None) -> None:
         if isinstance(address, str):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(address)
         else:
-            self.sock = socket.create_connection((address[0], address[1]), timeout=timeout)
+            self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # (before connecting: TCP sets its window then)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address if isinstance(address, str) else (address[0], address[1]))
         self.buf = bytearray()
         self.eof = False
 

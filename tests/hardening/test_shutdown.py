@@ -8,12 +8,15 @@ thread or socket is left behind, and the server can be started again.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from _hardening import WAIT, Running, open_fds, settle, start
+from _hardening import WAIT, Raw, Running, open_fds, running, settle, start
 
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError
 
@@ -179,3 +182,46 @@ def test_server_starts_again_after_shutdown_under_load(kind: str) -> None:
                 assert client.add(1, 1) == 2
         finally:
             again.stop()
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def listen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    if request.param == "tcp":
+        yield {}
+        return
+    path = Path("/tmp") / f"jm-sd-{os.getpid()}-{tmp_path.name[-12:]}.sock"  # (AF_UNIX: short paths)
+    yield {"path": str(path)}
+    path.unlink(missing_ok=True)
+
+
+def test_shutdown_drops_a_reply_the_peer_never_reads(kind: str, listen: dict[str, Any]) -> None:
+    # review14 F8: a peer asks for a 20 MB reply and reads none of it. Once the grace
+    # is over the server drops what the peer did not take, as it does at
+    # idle_timeout: shutdown() returns with the connection closed. (The aio server
+    # closed it gracefully, which waits for the reply to go out: shutdown() gave up
+    # after a fixed 5 s, whatever the grace, and the socket stayed open, the reply
+    # buffered, for as long as the event loop ran.)
+    size = 20_000_000
+    called = threading.Event()
+
+    def big() -> str:
+        called.set()
+        return "b" * size
+
+    with running(kind, {"shutdown_grace": 0.5}, **listen) as srv:
+        srv.server.register_function(big)
+        peer = Raw(srv.address, rcvbuf=4096)
+        try:
+            peer.send(b'{"jsonrpc": "2.0", "method": "big", "id": 1}\n')
+            assert called.wait(WAIT)  # read before the shutdown: the reply is due
+            started = time.monotonic()
+            srv.stop()
+            took = time.monotonic() - started
+            assert srv.server.connection_count == 0, "shutdown() returned with the connection still open"
+            assert took < 4.0, f"shutdown() took {took:.1f} s with a grace of 0.5 s"  # (generous: it took 5)
+            assert peer.closed_within(WAIT), "the peer saw no end of the connection"
+            assert len(peer.buf) < size  # what it did not take was dropped
+            if kind == "aio":  # by a reset: what the kernel held for it too (the sync server leaves that)
+                assert len(peer.buf) < 1 << 20
+        finally:
+            peer.close()

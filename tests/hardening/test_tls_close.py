@@ -119,6 +119,23 @@ class MuteTls:
             else:
                 self._incoming.write(data)
 
+    def read_line(self, timeout: float = WAIT) -> bytes:
+        """Read until the first newline of the plain text (the socket must stay open meanwhile)."""
+        deadline = time.monotonic() + timeout
+        plain = bytearray()
+        while b"\n" not in plain:
+            try:
+                plain += self._tls.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed before a whole line came")
+            self._incoming.write(data)
+        return bytes(plain)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -173,6 +190,71 @@ def test_shutdown_returns_with_a_tls_peer_that_never_answers_closed(kind: str, c
             _, closed, _ = peer.read_to_end()
             assert closed
         finally:
+            peer.close()
+
+
+def test_shutdown_drops_a_reply_a_tls_peer_never_reads(kind: str, contexts: Any) -> None:
+    # review14 F8 over TLS: the peer asks for an 8 MB reply and reads none of it.
+    # Once the grace is over the server drops what the peer did not take: shutdown()
+    # returns with the connection closed, and the peer sees its end at once. (The aio
+    # server gave up after a fixed 5 s and left the connection open, with the rest of
+    # the reply stuck in its TLS layer: the peer, reading, saw no end at all.)
+    server_ctx, client_ctx = contexts
+    size = 8 << 20
+    called = threading.Event()
+
+    def big() -> str:
+        called.set()
+        return "b" * size
+
+    with running(kind, {"shutdown_grace": 0.5}, ssl=server_ctx) as srv:
+        srv.server.register_function(big)
+        peer = MuteTls.connect(srv.address, client_ctx, rcvbuf=4096)
+        try:
+            peer.send(b'{"jsonrpc": "2.0", "method": "big", "id": 1}\n')
+            assert called.wait(WAIT)  # read before the shutdown: the reply is due
+            srv.stop()
+            assert srv.server.connection_count == 0, "shutdown() returned with the connection still open"
+            plain, closed, _ = peer.read_to_end()
+            assert closed, "the peer saw no end of the connection"
+            assert len(plain) < size  # what it did not take was dropped
+            if kind == "aio":  # by a reset: what the kernel held for it too (the sync server leaves that)
+                assert len(plain) < 1 << 20
+        finally:
+            peer.close()
+
+
+def test_shutdown_drops_a_connection_closed_before_whose_reply_waits(kind: str, contexts: Any) -> None:
+    # As above, but the server had closed the connection already (a message over
+    # max_message_size, answered): its TLS transport, closed a second time by
+    # shutdown(), forgets its layer and cannot abort any more; the plain transport
+    # under it is dropped instead.
+    server_ctx, client_ctx = contexts
+    size = 8 << 20
+    called, go = threading.Event(), threading.Event()
+
+    def big() -> str:
+        called.set()
+        go.wait(WAIT)
+        return "b" * size
+
+    options = {"shutdown_grace": 0.5, "max_message_size": 1000, "idle_timeout": 60.0}
+    with running(kind, options, ssl=server_ctx) as srv:
+        srv.server.register_function(big)
+        peer = MuteTls.connect(srv.address, client_ctx, rcvbuf=4096)
+        try:
+            peer.send(b'{"jsonrpc": "2.0", "method": "big", "id": 1}\n')
+            assert called.wait(WAIT)
+            peer.send(b'{"jsonrpc": "2.0", "method": "big", "params": ["' + b"x" * 2000 + b'"], "id": 2}\n')
+            assert _lines(peer.read_line())[0]["error"]["code"] == -32600  # the server closes once big returns
+            go.set()
+            srv.stop()
+            assert srv.server.connection_count == 0, "shutdown() returned with the connection still open"
+            plain, closed, _ = peer.read_to_end()
+            assert closed, "the peer saw no end of the connection"
+            assert len(plain) < size
+        finally:
+            go.set()
             peer.close()
 
 
