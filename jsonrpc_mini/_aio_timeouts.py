@@ -74,9 +74,11 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         self._timer = self._loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
+        # Also once the connection is closed (the peer half-closed, or a protocol error
+        # or a timeout closed it): the transport stays open while its replies wait to
+        # go out, so a peer that reads nothing would keep it, its max_connections slot
+        # and the replies for ever; idle_timeout ends that wait too.
         self._timer = None
-        if self._input_done:
-            return
         if self._scan_from is not None:
             return  # the server is busy with what it received, not waiting for the peer: re-armed after
         opts, now = self._opts, self._loop.time()
@@ -89,8 +91,12 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         # (writing paused) still ends by idle_timeout.
         idle = self.busy == 0 and self._started is None and (self._write_paused or self not in self._srv._blocked)
         if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
-            log.info("connection idle for idle_timeout; closing")
-            self._give_up()
+            if self._input_done:
+                log.info("replies of a closed connection not taken within idle_timeout; dropped")
+                self.abort()
+            else:
+                log.info("connection idle for idle_timeout; closing")
+                self._give_up()
             return
         self._arm()
 

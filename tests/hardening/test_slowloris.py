@@ -135,3 +135,37 @@ def test_peer_that_never_reads_its_replies_is_closed(kind: str) -> None:
         finally:
             hog.close()
             flooder.join(WAIT)
+
+
+@pytest.mark.parametrize("ending", ["half-close", "protocol error"])
+def test_a_closed_connection_whose_peer_never_reads_is_dropped(kind: str, ending: str) -> None:
+    # The peer ends its side (a half-close, or a message over max_message_size, which
+    # the server answers and closes on) while a large reply is still due, and reads
+    # nothing more. Closing waits for that reply to go out; the aio server's idle
+    # timer stopped at the close, so the connection, its max_connections slot and
+    # the reply stayed for ever. The sync server gives up on a reply that makes no
+    # progress for read_timeout; the aio server drops it at idle_timeout.
+    size = 20_000_000
+    called, go = threading.Event(), threading.Event()
+
+    def big() -> str:
+        called.set()
+        go.wait(WAIT)  # until the server has read the end of the input
+        return "b" * size
+
+    with running(kind, {"idle_timeout": 0.5, "read_timeout": 0.5, "max_message_size": 1000}) as srv:
+        srv.server.register_function(big)
+        with Raw(srv.address, rcvbuf=4096) as hog:
+            hog.send(request("big", [], id_=1))
+            assert called.wait(WAIT)
+            if ending == "half-close":
+                hog.send(request("echo", ["seen"], id_=2))
+                hog.sock.shutdown(socket.SHUT_WR)
+                assert hog.reply()["result"] == "seen"  # (the end follows the echo at once)
+            else:
+                hog.send(request("echo", ["x" * 2000], id_=2))
+                assert hog.reply()["error"]["code"] == -32600  # answered, then the server closes
+            go.set()
+            assert settle(lambda: srv.server.connection_count == 0), "a closed connection was kept"
+            assert hog.closed_within(WAIT)
+            assert len(hog.buf) < size
