@@ -118,8 +118,12 @@ class SessionReader:
             if data and proto.in_message and proto.framing != "content-length":
                 error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
                 if error is not None:
+                    # The read before it brought bytes, whole requests maybe: they are served
+                    # as if the peer had closed after them (a reset, typically: a client that
+                    # sent a notification and closed at once with SO_LINGER 0). Replies fail
+                    # to send; the core then gives Closed, and the connection ends.
                     log.debug("%s: read failed: %s", self._name, error)
-                    return None
+                    proto.receive_data(b"")
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts

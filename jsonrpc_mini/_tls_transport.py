@@ -243,7 +243,15 @@ def tls_handshake(
             transport._send_alert()
             raise
         else:
-            transport._flush(deadline)  # the last handshake message (and a server's session tickets)
+            try:
+                transport._flush(deadline)  # the last handshake message (and a server's session tickets)
+            except (ConnectionResetError, BrokenPipeError):
+                if not server_side:
+                    raise
+                # The handshake is done. A TLS 1.3 client sends its requests without
+                # waiting for the session tickets, so one that reset the connection at
+                # once has had them refused; what it sent before the reset is still
+                # read and served as usual (its replies fail to send).
             return transport
         transport._flush(deadline)
         transport._fill(deadline, "the TLS handshake timed out")
