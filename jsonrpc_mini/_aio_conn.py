@@ -59,6 +59,7 @@ class ServerProtocol(WritingProtocol):
         "_draining",
         "_dumps_line",
         "_events",
+        "_gone",
         "_group_from",
         "_input_done",
         "_keep_open",
@@ -105,6 +106,7 @@ class ServerProtocol(WritingProtocol):
         self._read_paused = False
         self._write_paused = False
         self._input_done = False
+        self._gone = False
         self._draining = False
         self._keep_open = True
         self._events = False  # the core may hold events: ask it before taking more bytes
@@ -188,9 +190,11 @@ class ServerProtocol(WritingProtocol):
         return self._keep_open
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection; calls still running finish (their replies are dropped)."""
-        self._input_done = True
-        self._backlog = None
+        """Forget the connection; calls still running finish (their replies are dropped).
+
+        Its requests not started yet are dropped (see ``_peer_gone``).
+        """
+        self._peer_gone()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -204,6 +208,24 @@ class ServerProtocol(WritingProtocol):
                 self._runner.release()
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def _peer_gone(self) -> None:
+        """Nothing more can reach the peer: take no more calls, drop its requests not started.
+
+        As on the sync server, whose threads stop taking requests once a reply
+        cannot be sent: a client that sends many calls and hangs up does not keep
+        the server running them. Calls already running finish; notifications
+        already taken still run (the runner's queue keeps them; a batch's workers
+        run its notification members and skip the rest: ``_run_batch``).
+        """
+        if self._gone:
+            return
+        self._gone = self._input_done = True
+        self._backlog = None
+        if self.busy:  # (else nothing of this connection is queued: no need to look)
+            dropped = self._runner.drop_requests(self)
+            if dropped:
+                self._release(dropped)
 
     # -- control from the server -----------------------------------------------
 
@@ -297,7 +319,7 @@ class ServerProtocol(WritingProtocol):
                     if isinstance(event, Call):
                         self._call(event.message)
                     elif isinstance(event, Batch):
-                        self._spawn(self._run_batch(event))
+                        self._start_batch(event)
                     elif isinstance(event, Reply):
                         self._write(event.data)
                         if event.close:

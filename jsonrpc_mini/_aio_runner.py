@@ -34,9 +34,12 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
+from ._codec import Request
+
 if TYPE_CHECKING:
     from ._aio_calls import CallingProtocol, CallMessage
-    from ._codec import Notification, Request
+    from ._codec import Notification
+    from ._protocol import Batch
 
     Message = Request | Notification
 
@@ -66,19 +69,40 @@ class CallRunner:
         self._keep = keep
         self._wake: asyncio.Future[None] | None = None  # set while the runner waits for calls
         # (connection, the call's message, its coroutine); with the message None the
-        # coroutine's return value is the reply itself (batches, awaiting odd results).
-        self._queue: deque[tuple[CallingProtocol, CallMessage | None, Work]] = deque()
+        # coroutine's return value is the reply itself (awaiting odd results); a batch's
+        # coroutine (queued with its Batch) writes its reply itself.
+        self._queue: deque[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = deque()
         self._later: list[CallingProtocol] = []  # connections to pump once the queue is empty
         self._looping = False  # a runner is taking queued calls right now
         self.task: asyncio.Task[None] | None = None  # the runner taking queued calls
 
-    def submit(self, conn: CallingProtocol, message: CallMessage | None, work: Work) -> None:
+    def submit(self, conn: CallingProtocol, message: CallMessage | Batch | None, work: Work) -> None:
         """Run ``work`` soon; ``conn.finish_call`` or ``conn.finish_error`` gets its outcome."""
         self._queue.append((conn, message, work))
         if self.task is None:
             self._start()
         elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
+
+    def drop_requests(self, conn: CallingProtocol) -> int:
+        """Drop the queued calls of ``conn`` that need a reply (its peer is gone); how many.
+
+        They have not begun: their coroutines are closed unrun. Notifications, batches
+        (which skip their requests themselves) and calls whose handler already ran
+        (awaiting what it returned) stay queued.
+        """
+        queue = self._queue
+        kept: list[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = []
+        dropped: list[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = []
+        for item in queue:
+            ours = item[0] is conn and (type(item[1]) is dict or type(item[1]) is Request)
+            (dropped if ours else kept).append(item)
+        if dropped:
+            queue.clear()  # (in place: a running _run holds this deque)
+            queue.extend(kept)
+            for _, _, work in dropped:
+                work.close()
+        return len(dropped)
 
     def release(self) -> None:
         """Let a runner waiting for calls end (the server has no connection left)."""
@@ -177,7 +201,7 @@ class CallRunner:
     async def _stay_with(
         self,
         conn: CallingProtocol,
-        message: CallMessage | None,
+        message: CallMessage | Batch | None,
         work: Work,
         waiting: Any,
         context: contextvars.Context,
@@ -223,9 +247,9 @@ class CallRunner:
         self._looping = False
         queue, self._queue = self._queue, deque()
         later, self._later = self._later, []
-        for conn, _, work in queue:
+        for conn, message, work in queue:
             work.close()
-            conn.finish(None)
+            conn.abandon(message)
         for conn in later:
             conn.repump_now()
 

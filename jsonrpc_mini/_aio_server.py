@@ -69,8 +69,9 @@ class RPCServer(CallExecutor):
       needed and shut down by ``shutdown()``). A given executor keeps its own size:
       with fewer workers than slow calls in flight, a fast call waits for one.
 
-    A batch counts as one call towards the limits; its members run concurrently,
-    at most ``max_concurrent_calls`` at a time, and are answered in one array.
+    A batch's members run concurrently, at most ``max_concurrent_calls`` at a time,
+    and are answered in one array; the batch counts towards the limits as the
+    members it runs at once.
     """
 
     def __init__(
