@@ -29,6 +29,16 @@ _waiter_id = operator.attrgetter("id")
 # or is left for the thread that claimed the outbox to write (see _RequestSender.send).
 _EARLY_TURN = 16 * 1024
 
+# Why a call from a signal handler is refused (see _Link._refused).
+_WAITING = (
+    " this thread is waiting for a reply on this connection (the call was made from a signal"
+    " handler?), so nothing could read this call's reply"
+)
+_INSIDE = (
+    " this thread is inside a call on this connection (the call was made from a signal handler?),"
+    " which holds what this call would wait for"
+)
+
 
 class _Link(_RequestSender):
     """One connection, shared by an RPCClient and its ``with_timeout`` views."""
@@ -36,10 +46,14 @@ class _Link(_RequestSender):
     def __init__(self, transport: Transport, proto: ClientConnection) -> None:
         self.transport = transport
         self.proto = proto
-        self.lock = threading.Lock()
+        # Reentrant so that its holder is known (_is_owned, recorded in C as it is
+        # acquired): a signal handler can run inside any round of it, and a call it
+        # makes on this connection must not wait for its own thread (see _nested).
+        self.lock = cast("_OwnedLock", threading.RLock())
         # Reentrant only so that its holder is known (_is_owned): a Ctrl-C landing just
         # after an acquire returns cannot leave it held by a thread that has moved on.
         self.send_lock = cast("_OwnedLock", threading.RLock())
+        self.deferred = []  # notifications of nested calls, not yet written (see _defer)
         self.pending: dict[Id, _Waiter] = {}
         # The reader's turn and the outbox claim hold their owner's thread id (0: free),
         # for the same reason: whatever an interruption cuts short, its handler can tell
@@ -89,10 +103,20 @@ class _Link(_RequestSender):
         their message says "batch: ", see timed_out).
         ``unanswered``: ``data`` holds a notification (alone, or in a batch with
         ``waiters``); it is marked where it takes its place in the output (see send).
+
+        Made while this thread is inside a call on this connection (from a signal
+        handler, see _nested), notifications alone never wait (see _defer); a call
+        is refused while the thread waits for a reply or is inside a round of the lock.
         """
         method = None if batch else what
-        if waiters and self.reading == threading.get_ident():
-            raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
+        if waiters:
+            if self.reading == threading.get_ident():
+                raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
+            if self.lock._is_owned():
+                raise self._refused(method, _INSIDE)
+        elif self._nested():
+            self._defer(data, deadline, method, timeout)
+            return
         try:
             with self.lock:
                 if self.lost is not None:
@@ -136,7 +160,9 @@ class _Link(_RequestSender):
 
         A call made while this thread is inside a call on this connection (from a
         signal handler) waits for nothing this thread holds: while it waits for a
-        reply, the call is refused at once (see _refused); while it sends (or has
+        reply, or is inside a round of the lock, the call is refused at once (see
+        _refused; a lone call on an idle connection is served: it waits for nothing but
+        its reply); while it sends (or has
         claimed the outbox), the call is not left in the outbox for that suspended
         send but goes to send(): if this thread holds the send lock, that closes the
         connection (as for any call then: see _reclaim), else it waits for the lock.
@@ -180,6 +206,8 @@ class _Link(_RequestSender):
         reading = self.reading
         if reading and reading == threading.get_ident():
             raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
+        if self.lock._is_owned():  # inside a round of it (a signal handler's call): as above
+            raise self._refused(method, _INSIDE)
         try:
             with self.lock:
                 if self.lost is not None:
@@ -252,7 +280,12 @@ class _Link(_RequestSender):
                 # The server answered this call before it closed (see _read_last_words).
                 raise waiter.error from exc
             raise
-        self.send_lock.release()
+        try:  # (not contextlib.suppress: no object made per call)  # noqa: SIM105
+            self.send_lock.release()
+        except RuntimeError:  # freed already: a signal handler's call closed the connection (_reclaim)
+            pass
+        if self.deferred:  # a signal handler's notification, made while this thread sent (see _defer)
+            self._flush_deferred()
         handed_back = False
         taken = [False]  # as in _lead
         try:
@@ -310,20 +343,21 @@ class _Link(_RequestSender):
         return waiter.outcome()
 
     @staticmethod
-    def _refused(method: str | None) -> RPCError:
+    def _refused(method: str | None, why: str = _WAITING) -> RPCError:
         """The error of a call made while this thread waits for a reply on this connection.
 
         Only a signal handler (or code run from inside the client) can do that; the
         thread's own read is suspended under it, so the call's reply could never be
         read: nothing is sent, and the connection and the outer call go on.
         ``method`` None: a batch (named in the message only, see timed_out).
+        ``why``: _INSIDE for a call made while the thread is inside a round of the
+        lock: it could wait for what only the suspended outer call gives up.
         """
         exc = RPCError(
             None,
             ("refused:" if method is not None else "batch: refused:")
-            + " this thread is waiting for a reply on this connection (the call was made from a signal"
-            " handler?), so nothing could read this call's reply; nothing was sent. Make such calls from"
-            " another thread or on another client",
+            + why
+            + "; nothing was sent. Make such calls from another thread or on another client",
         )
         exc.method = method or None
         return exc
@@ -340,6 +374,8 @@ class _Link(_RequestSender):
         try:
             if self.send_lock._is_owned():
                 self.send_lock.release()
+                if self.deferred:  # (see _defer)
+                    self._flush_deferred()
         finally:
             try:
                 if self.sending == me:

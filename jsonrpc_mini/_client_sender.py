@@ -12,28 +12,22 @@ call's path are ``_client_link._Link``; reading replies is the base class's part
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from ._client_reader import _ReplyReader
+from ._client_settle import _OwnedLock
 from ._client_waiter import timed_out, within
 from ._codec import ErrorResponse, Id, Response
 from ._errors import ConnectionLost, RPCTimeout
 from ._protocol import Closed, Violation
 from ._transport import feed_ready
 
+__all__ = ["_OwnedLock", "_RequestSender"]
 
-class _OwnedLock(Protocol):
-    """threading.RLock as the send lock uses it: ``_is_owned()`` tells whether this thread holds it.
-
-    (An RLock records its owner in C as it is acquired; threading.Condition relies on
-    the same method. typeshed does not declare it.)
-    """
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
-    def release(self) -> None: ...
-    def _is_owned(self) -> bool: ...
+log = logging.getLogger("jsonrpc_mini")
 
 
 class _RequestSender(_ReplyReader):
@@ -42,6 +36,10 @@ class _RequestSender(_ReplyReader):
     # Set by _Link.__init__ (with _ReplyReader's).
     send_lock: _OwnedLock
     sending: int  # the outbox claimant's thread id, 0 when nobody has claimed it
+    # Notifications made while their thread was inside a call on this connection (see
+    # _defer): data, deadline, method, timeout. Always the same list (appended to and
+    # popped from, both atomic, so a signal handler may add to it at any step).
+    deferred: list[tuple[bytes, float | None, str | None, float | None]]
 
     def _lost_error(self, method: str | None) -> ConnectionLost:
         """The error of a call (of ``method``) made once the connection is known lost: it names the method."""
@@ -113,6 +111,81 @@ class _RequestSender(_ReplyReader):
             finally:
                 if send_lock._is_owned():
                     send_lock.release()
+                    if self.deferred:  # (see _defer)
+                        self._flush_deferred()
+
+    def _nested(self) -> bool:
+        """Whether this thread holds part of this connection: a call made now (from a signal handler) is nested.
+
+        The lock, the send lock (maybe in the middle of writing a message), the
+        reader's turn or the outbox claim, each of which the thread's outer call
+        gives up only once the nested call has returned.
+        """
+        me = threading.get_ident()
+        return self.lock._is_owned() or self.send_lock._is_owned() or me in (self.reading, self.sending)
+
+    def _defer(self, data: bytes, deadline: float | None, method: str | None, timeout: float | None) -> None:
+        """Send a notification made while this thread is inside a call on this connection (see _nested).
+
+        Waiting for the send lock could then be waiting for ever: its holder is this
+        thread's outer call, suspended under the signal handler, or another thread
+        that needs the lock this thread holds, or the replies it should be reading.
+        So the notification never waits: it is written at once if the send lock is
+        free, else by the lock's holder as it lets the lock go, right after the
+        message it is writing (its own, or this thread's outer call's). Dropped if
+        the connection is lost first, or (logged) if its deadline passes before then.
+        """
+        if self.lost is not None:
+            raise self._lost_error(method)
+        self.deferred.append((data, deadline, method, timeout))
+        self._flush_deferred()
+
+    def _flush_deferred(self) -> None:
+        """Write the notifications left by nested calls (see _defer), if the send lock is free; else its holder does.
+
+        Every holder looks again after letting the lock go (send, _Link._alone, _let_go),
+        and a notification is added before the lock is tried: one of the two writes it.
+        Never while this thread holds it: it may be in the middle of writing a message.
+        """
+        send_lock = self.send_lock
+        deferred = self.deferred
+        while deferred and not send_lock._is_owned() and send_lock.acquire(False):
+            try:
+                while deferred:
+                    data, deadline, method, timeout = deferred.pop(0)
+                    if self.lost is None:
+                        self._write_deferred(data, deadline, method, timeout)
+            finally:
+                send_lock.release()
+
+    def _write_deferred(self, data: bytes, deadline: float | None, method: str | None, timeout: float | None) -> None:
+        """Write one notification of _flush_deferred (the send lock held), marked as send marks one."""
+        if deadline is not None and deadline <= time.monotonic():
+            log.warning("dropping notification %s: could not send it %s", method or "batch", within(timeout))
+            return
+        with self.lock:
+            self.proto.sent_unanswered()  # (see ClientConnection.unread_before)
+        if not self.lock._is_owned():
+            # A failed write closes the connection (fail_all); nobody waits for this one.
+            with contextlib.suppress(RPCTimeout, ConnectionLost):
+                self._write(data, deadline, method, False, timeout)
+            return
+        # This thread is inside a round of the lock (a signal handler's call): the
+        # calls and replies its outer frame is working on are not touched here. A
+        # failed write only marks the connection lost and closes it: whoever reads
+        # or waits next fails every pending call.
+        try:
+            send_within = None if deadline is None else getattr(self.transport, "send_within", None)
+            if send_within is not None and deadline is not None:
+                send_within(data, deadline - time.monotonic())
+            else:
+                self.transport.send(data)
+        except BaseException as exc:
+            if self.lost is None:
+                self.lost = f"connection lost while sending: {exc}"
+            self.transport.close()
+            if not isinstance(exc, Exception):
+                raise
 
     def _reclaim(self, method: str | None) -> NoReturn:
         """This thread holds the send lock as it starts a send: close the connection, free the lock, name ``method``.

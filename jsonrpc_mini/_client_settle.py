@@ -8,8 +8,8 @@ their pending calls by id, protocol violations, and the one error path
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 from ._client_protocol import ClientConnection
 from ._client_waiter import _Waiter
@@ -23,13 +23,30 @@ __all__ = ["ReplySettler"]
 log = logging.getLogger("jsonrpc_mini")
 
 
+class _OwnedLock(Protocol):
+    """threading.RLock as the client's locks use it: ``_is_owned()`` tells whether this thread holds it.
+
+    (An RLock records its owner in C as it is acquired, so no interruption can come
+    between the two; threading.Condition relies on the same method. typeshed does
+    not declare it.)
+    """
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
 class ReplySettler:
     """Pending calls of a connection and how replies, violations and failures reach them."""
 
     # Set by _Link.__init__.
     transport: Transport
     proto: ClientConnection
-    lock: threading.Lock
+    lock: _OwnedLock
     pending: dict[Id, _Waiter]
     lost: str | None
     said: str | None

@@ -38,7 +38,7 @@ class TlsTransport(SocketTransport):
     rules); the two may run at once. ``send_timeout`` as for SocketTransport.
     """
 
-    __slots__ = ("_cipher", "_eof", "_incoming", "_outgoing", "_send_lock", "_tls", "_tls_lock")
+    __slots__ = ("_cipher", "_eof", "_incoming", "_kept", "_outgoing", "_send_lock", "_tls", "_tls_lock")
 
     def __init__(
         self,
@@ -56,13 +56,17 @@ class TlsTransport(SocketTransport):
         self._cipher = memoryview(bytearray(_CIPHER_READ))
         self._eof = False  # the socket's end of stream was handed to the SSL object
         # Held for every call on the SSL object or its buffers, never across I/O.
-        # Re-entrant: a signal handler runs between two bytecodes, e.g. right after an
-        # SSL read returned and before this lock is let go, and a notification it sends
-        # needs the lock again. The SSL object is then between two calls, not inside one.
+        # Re-entrant so that its holder is known: a signal handler can run while this
+        # thread holds it, even inside an SSL call (Python's ssl module runs handlers
+        # there), and a send it makes must not use the SSL object then (see _send).
         self._tls_lock = threading.RLock()
         # Held while encrypted bytes taken from the outgoing buffer are sent, so that
         # they reach the socket in the order they were made (a read can make some too).
-        self._send_lock = threading.Lock()
+        # Re-entrant so that its holder is known, as above.
+        self._send_lock = threading.RLock()
+        # Plain text of sends made while this thread held one of the two locks (see
+        # _send), in order: encrypted and sent as it lets them go. Always this list.
+        self._kept: list[bytes] = []
 
     def send(self, data: bytes) -> None:
         """Write all of ``data`` (blocking; TimeoutError if ``send_timeout`` passes with no progress)."""
@@ -73,10 +77,25 @@ class TlsTransport(SocketTransport):
         self._send(data, time.monotonic() + timeout, timeout)
 
     def _send(self, data: bytes, deadline: float | None, timeout: float) -> None:
+        tls_lock = self._tls_lock
+        send_lock = self._send_lock
+        if tls_lock._is_owned() or send_lock._is_owned():  # type: ignore[attr-defined]
+            # A send made inside this thread's own use of the SSL object or of the
+            # socket's sending side: a signal handler's (the client's readers hold
+            # no lock of the client's here). Using the SSL object inside one of its
+            # calls breaks that call; waiting for the send lock waits for ever. The
+            # plain text is kept, and sent as this thread lets the locks go.
+            self._kept.append(data)
+            return
         view = memoryview(data)
-        with self._send_lock:
+        kept = self._kept
+        with send_lock:
+            first = True
             while True:
-                with self._tls_lock:
+                with tls_lock:
+                    if kept and (first or not view):  # between two messages: before this one, or after it
+                        self._encrypt_kept()
+                    first = False
                     if view:
                         # Memory buffers take every byte: no SSLWantWriteError. A write
                         # that needs to read first (renegotiation) raises, and the
@@ -85,8 +104,39 @@ class TlsTransport(SocketTransport):
                     out = self._outgoing.read()
                 if out:
                     self._send_out(out, deadline, timeout)
-                elif not view:
-                    return
+                elif not view and not kept:
+                    break
+        if kept:  # kept after the last look: its sender was this thread, inside the last send out
+            self._send_kept()
+
+    def _encrypt_kept(self) -> None:
+        """Hand the SSL object the plain text of the sends kept (see _send), in order (the SSL lock held)."""
+        kept = self._kept
+        while kept:
+            rest = memoryview(kept.pop(0))
+            while rest:
+                rest = rest[self._tls.write(rest) :]
+
+    def _send_kept(self) -> None:
+        """Send what sends made inside this thread's use of the locks kept (see _send), once it let them go.
+
+        Only if the send lock is free now: else its holder sends them (every holder
+        looks again after letting it go; a sender that waited for it would wait for
+        a thread that may need this one's reads to get on).
+        """
+        kept = self._kept
+        send_lock = self._send_lock
+        while kept and not self._tls_lock._is_owned() and send_lock.acquire(False):  # type: ignore[attr-defined]
+            try:
+                while True:
+                    with self._tls_lock:
+                        self._encrypt_kept()
+                        out = self._outgoing.read()
+                    if not out:
+                        break
+                    self._send_out(out, None, 0.0)
+            finally:
+                send_lock.release()
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Read up to ``max_bytes`` of plain text; TimeoutError if none comes within ``timeout``.
@@ -171,6 +221,8 @@ class TlsTransport(SocketTransport):
                 # With a buffer, read returns the count (typeshed says bytes).
                 count: int = self._tls.read(max_bytes, self._view)  # type: ignore[assignment]
         except _ssl.SSLWantReadError:
+            if self._kept:  # (see _send)
+                self._send_kept()
             return None
         except _ssl.SSLEOFError:
             return b""  # closed without close_notify: an end, as SSLSocket reports it by default
@@ -178,6 +230,8 @@ class TlsTransport(SocketTransport):
             if buffer[0]:
                 self.interrupted_read = True
             raise
+        if self._kept:  # (see _send)
+            self._send_kept()
         return buffer[:count]  # count 0: close_notify
 
     def _flush(self, deadline: float | None) -> None:
@@ -194,6 +248,8 @@ class TlsTransport(SocketTransport):
                 self._send_out(out, deadline, 0.0 if deadline is None else deadline - time.monotonic())
         finally:
             self._send_lock.release()
+        if self._kept:  # (see _send)
+            self._send_kept()
 
     def _send_alert(self) -> None:
         """Send what a failing SSL object wrote (its alert, which tells the peer why), if it can at once."""
