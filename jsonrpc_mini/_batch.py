@@ -150,6 +150,10 @@ def _queue_call(queued: QueuedCalls, method: str, /, *args: Any, **kwargs: Any) 
     return result
 
 
+# What ``b.add(...)`` runs: ``(queue, method, *args, **kwargs)`` -> the call's result.
+_Queue = Callable[..., BatchResult]
+
+
 class _QueuedMethod(partial[BatchResult]):
     """``b.add``: queues a call of ``add`` (``b.add.x`` gives a plain RemoteMethod of ``add.x``).
 
@@ -203,10 +207,16 @@ def call_values(calls: QueuedCalls, ids: Iterator[int]) -> list[dict[str, Any]]:
 
 
 class _BatchQueue:
-    """What the sync and asyncio batch builders share: queueing calls, handing out results."""
+    """What the sync and asyncio batch builders share: queueing calls, handing out results.
 
-    def __init__(self, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
+    ``queue``: what ``b.name(...)`` runs, given the queue, the method's name and the
+    call's arguments (queues the call; its result). A sender whose results queue
+    themselves as they are made passes their class (see _client_waiter._QueuedWaiter).
+    """
+
+    def __init__(self, make_result: Callable[[str], BatchResult] = BatchResult, queue: _Queue = _queue_call) -> None:
         self._queued = QueuedCalls(make_result)
+        self._queue = queue
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
         """Queue a call of ``method``; returns its :class:`~jsonrpc_mini.BatchResult`."""
@@ -219,7 +229,7 @@ class _BatchQueue:
     def __getattr__(self, name: str) -> _QueuedMethod | RemoteMethod[BatchResult]:
         if name.startswith("_"):
             return remote_attribute(self, name)  # raises AttributeError: Python's names
-        method = _QueuedMethod(_queue_call, self._queued, name)
+        method = _QueuedMethod(self._queue, self._queued, name)
         # Speed: kept on the builder, so the next ``b.name`` is found without calling
         # __getattr__ (a batch calls the same few methods many times). It refers to
         # the queue, not the builder: no reference cycle (see QueuedCalls).
@@ -264,8 +274,10 @@ class BatchBuilder(_BatchQueue):
     block raises, nothing is sent.
     """
 
-    def __init__(self, send: _Sender, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
-        super().__init__(make_result)
+    def __init__(
+        self, send: _Sender, make_result: Callable[[str], BatchResult] = BatchResult, queue: _Queue = _queue_call
+    ) -> None:
+        super().__init__(make_result, queue)
         self._send = send
 
     def send(self) -> list[BatchResult]:

@@ -19,7 +19,7 @@ from typing import Any, cast
 from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._client_link import _Link
 from ._client_protocol import ClientConnection
-from ._client_waiter import _Waiter
+from ._client_waiter import _QueuedWaiter, _Waiter
 from ._codec import Notification, Params, build_params
 from ._connect import open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
@@ -177,7 +177,7 @@ class RPCClient:
 
     def batch(self) -> BatchBuilder:
         """Collect calls and send them as one batch when the ``with`` block ends."""
-        return BatchBuilder(self._send_batch, _Waiter)
+        return BatchBuilder(self._send_batch, _Waiter, _QueuedWaiter)
 
     def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
         link = self._require_link(None)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import BatchResult, ConnectionLost, MethodNotFound, RPCClient, RPCError, RPCServer
 from jsonrpc_mini._batch import BatchBuilder
+from jsonrpc_mini._client_waiter import _QueuedWaiter, _Waiter
 from jsonrpc_mini._codec import plain_successes, success_id
 
 pytestmark = pytest.mark.timeout(60)
@@ -98,6 +99,39 @@ def test_a_sender_may_answer_with_the_results_themselves() -> None:
     short.b()
     with pytest.raises(ValueError, match="answered 1 of 2"):
         short.send()
+
+
+def test_a_sync_builders_members_queue_themselves_as_the_general_way_queues() -> None:
+    # The sync client's ``b.name(...)`` makes a _QueuedWaiter that queues its own call
+    # (speed: one Python frame); the general way (_batch._queue_call making a
+    # _Waiter) must give the same queue and the same fresh waiters.
+    def queue_all(b: Any) -> list[Any]:
+        results = [b.m(1, 2), b.m(), b.m(a=1, b=[2]), b.m([1], {"a": 1}), b.calc.m(3), b.call("c", x=1)]
+        b.notify("n", 1)
+        return results
+
+    client = RPCClient()  # not connected: queueing needs no connection
+    fast = client.batch()
+    general = BatchBuilder(lambda calls: [], make_result=_Waiter)
+    fast_results, general_results = queue_all(fast), queue_all(general)
+    assert type(fast_results[0]) is _QueuedWaiter and type(general_results[0]) is _Waiter
+    for b in (fast, general):
+        with pytest.raises(TypeError, match="collides"):
+            b.m(1, a=1, **{"0": 2})  # queues nothing
+    queues = [(b._queued.methods, b._queued.params) for b in (fast, general)]
+    assert queues[0] == queues[1]
+    assert queues[0][0] == ["m", "m", "m", "m", "calc.m", "c", "n"]
+    assert [type(p) for p in queues[0][1]] == [tuple, type(None), dict, tuple, tuple, dict, list]
+
+    def fields(result: Any) -> dict[str, Any]:
+        return {name: getattr(result, name) for name in _Waiter.__slots__}
+
+    assert [fields(r) for r in fast_results] == [fields(r) for r in general_results]
+    assert [r for r in fast._queued.results if r is not None] == fast_results  # each queued as itself
+    fast._take_queued()
+    with pytest.raises(RPCError, match="already sent"):
+        fast.m(1)
+    assert len(fast._queued.methods) == len(fast._queued.results) == 7
 
 
 # -- a reply line's plain successes ------------------------------------------------
