@@ -20,7 +20,8 @@ before them, so feeding them line by line or all at once gives the same events.
 
 How a call taken here is run and answered is the other half of the class, in
 ``_aio_calls``; writing the replies is in ``_aio_writes``; the idle and read
-timeouts are in ``_aio_timeouts``.
+timeouts are in ``_aio_timeouts``; closing, aborting and a peer that has gone are
+in ``_aio_ending``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
-from ._aio_linger import LINGER, close_under, drop
-from ._aio_writes import WritingProtocol
+from ._aio_ending import EndingProtocol
+from ._aio_linger import close_under
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
 if TYPE_CHECKING:
@@ -46,22 +47,18 @@ log = logging.getLogger("jsonrpc_mini")
 SCAN_STEPS = 1000
 
 
-class ServerProtocol(WritingProtocol):
+class ServerProtocol(EndingProtocol):
     """Serves one connection for an ``aio.RPCServer``: reading and back-pressure here, calls in ``CallingProtocol``."""
 
     # Slots: an idle connection costs less memory (no instance dict), attributes are quicker.
     __slots__ = (
         "_accepted",
-        "_backlog",
         "_bpos",
         "_buffer",
         "_debug",
-        "_draining",
         "_dumps_line",
         "_events",
-        "_gone",
         "_group_from",
-        "_input_done",
         "_keep_open",
         "_limit",
         "_loop",
@@ -208,60 +205,6 @@ class ServerProtocol(WritingProtocol):
                 self._runner.release()
         if not self.closed.done():
             self.closed.set_result(None)
-
-    def _peer_gone(self) -> None:
-        """Nothing more can reach the peer: take no more calls, drop its requests not started.
-
-        As on the sync server, whose threads stop taking requests once a reply
-        cannot be sent: a client that sends many calls and hangs up does not keep
-        the server running them. Calls already running finish; notifications
-        already taken still run (the runner's queue keeps them; a batch's workers
-        run its notification members and skip the rest: ``_run_batch``).
-        """
-        if self._gone:
-            return
-        self._gone = self._input_done = True
-        self._backlog = None
-        if self.busy:  # (else nothing of this connection is queued: no need to look)
-            dropped = self._runner.drop_requests(self)
-            if dropped:
-                self._release(dropped)
-
-    # -- control from the server -----------------------------------------------
-
-    def drain(self) -> None:
-        """Answer new requests with 'server is shutting down' from now on."""
-        self._draining = True
-
-    def close(self, linger: float = LINGER) -> None:
-        """Close the transport (buffered replies are still flushed); idempotent.
-
-        Over TLS the close_notify follows the replies, and the peer's is waited for
-        ``linger`` seconds at most (see ``_aio_linger``), not asyncio's 30 s: then the
-        socket closes once everything is sent, as over plain TCP.
-        """
-        self._input_done = True
-        self._backlog = None
-        self._srv._orphans.discard(self)
-        if self._transport is not None:
-            self._flush()
-            self._transport.close()
-            if self.under is not None:
-                close_under(self.under, linger)
-
-    def abort(self) -> None:
-        """Drop the connection now, with whatever still waits to be sent (a peer that does not read).
-
-        The peer sees a reset (see ``_aio_linger.drop``). Over TLS the plain
-        transport under it is the one dropped: the TLS transport, once closed
-        twice, forgets its layer and its ``abort()`` does nothing.
-        """
-        self._input_done = True
-        self._backlog = None
-        self._out = None
-        if self._transport is not None:
-            drop(self._transport if self.under is None else self.under)
-            self._transport.abort()
 
     # -- the event pump --------------------------------------------------------
 
@@ -419,7 +362,3 @@ class ServerProtocol(WritingProtocol):
             self._read_paused = True
             self._transport.pause_reading()
         self._started = None  # the peer is not to blame for a message we do not read
-
-    def _maybe_close(self) -> None:
-        if self._input_done and self.busy == 0:
-            self.close()

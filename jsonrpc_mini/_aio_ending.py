@@ -1,0 +1,81 @@
+"""How a connection served by the asyncio server ends: the base of ``ServerProtocol``.
+
+Closing (replies still flushed), aborting (a peer that does not read its
+replies), answering "shutting down" from the server's drain on, and a peer that
+has gone (its requests not started yet are dropped). ``ServerProtocol``
+(``_aio_conn``) keeps reading and back-pressure. Moved out of ``_aio_conn``.
+"""
+
+from __future__ import annotations
+
+from ._aio_linger import LINGER, close_under, drop
+from ._aio_writes import WritingProtocol
+
+__all__ = ["EndingProtocol"]
+
+
+class EndingProtocol(WritingProtocol):
+    """The ending part of ``ServerProtocol``, which sets the attributes below."""
+
+    # Slots: the attributes assigned through this type (the rest are ServerProtocol's).
+    __slots__ = ("_backlog", "_draining", "_gone", "_input_done")
+
+    _backlog: bytes | None  # received, not yet given to the core (see ServerProtocol)
+
+    def _peer_gone(self) -> None:
+        """Nothing more can reach the peer: take no more calls, drop its requests not started.
+
+        As on the sync server, whose threads stop taking requests once a reply
+        cannot be sent: a client that sends many calls and hangs up does not keep
+        the server running them. Calls already running finish; notifications
+        already taken still run (the runner's queue keeps them; a batch's workers
+        run its notification members and skip the rest: ``_run_batch``).
+        """
+        if self._gone:
+            return
+        self._gone = self._input_done = True
+        self._backlog = None
+        if self.busy:  # (else nothing of this connection is queued: no need to look)
+            dropped = self._runner.drop_requests(self)
+            if dropped:
+                self._release(dropped)
+
+    # -- control from the server -----------------------------------------------
+
+    def drain(self) -> None:
+        """Answer new requests with 'server is shutting down' from now on."""
+        self._draining = True
+
+    def close(self, linger: float = LINGER) -> None:
+        """Close the transport (buffered replies are still flushed); idempotent.
+
+        Over TLS the close_notify follows the replies, and the peer's is waited for
+        ``linger`` seconds at most (see ``_aio_linger``), not asyncio's 30 s: then the
+        socket closes once everything is sent, as over plain TCP.
+        """
+        self._input_done = True
+        self._backlog = None
+        self._srv._orphans.discard(self)
+        if self._transport is not None:
+            self._flush()
+            self._transport.close()
+            if self.under is not None:
+                close_under(self.under, linger)
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever still waits to be sent (a peer that does not read).
+
+        The peer sees a reset (see ``_aio_linger.drop``). Over TLS the plain
+        transport under it is the one dropped: the TLS transport, once closed
+        twice, forgets its layer and its ``abort()`` does nothing.
+        """
+        self._input_done = True
+        self._backlog = None
+        self._out = None
+        if self._transport is not None:
+            drop(self._transport if self.under is None else self.under)
+            self._transport.abort()
+
+    def _maybe_close(self) -> None:
+        if self._input_done and self.busy == 0:
+            self.close()
