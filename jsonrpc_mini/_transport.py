@@ -103,7 +103,16 @@ class SocketTransport:
         if timeout is None or not self._real:
             self.sock.sendall(data)
             return
-        send_taken(self.sock, data, timeout)
+        # Speed: send_taken's first step in line. The usual write (a server's reply)
+        # goes out whole in one non-blocking send; only a part left over (or none
+        # taken) needs send_taken's loop (a Python call less per reply, ~0.5k instructions).
+        sock = self.sock
+        try:
+            sent = sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent != len(data):
+            send_taken(sock, memoryview(data)[sent:], timeout)
 
     def send_within(self, data: bytes, timeout: float) -> None:
         """Write all of ``data`` within ``timeout`` seconds, else raise TimeoutError.
@@ -275,7 +284,7 @@ def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) 
     return None
 
 
-def send_taken(sock: socket.socket, data: bytes, timeout: float) -> None:
+def send_taken(sock: socket.socket, data: bytes | memoryview, timeout: float) -> None:
     """Write all of ``data`` to the plain socket ``sock``; TimeoutError if the peer takes no byte for ``timeout`` s.
 
     Each send is non-blocking whatever the socket's mode (see send_until).
