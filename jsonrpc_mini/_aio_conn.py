@@ -72,6 +72,7 @@ class ServerProtocol(EndingProtocol):
         "_srv",
         "_started",
         "_transport",
+        "_turn",
         "closed",
         "tasks",
         "under",
@@ -104,6 +105,7 @@ class ServerProtocol(EndingProtocol):
         self._write_paused = False
         self._input_done = False
         self._gone = False
+        self._turn = False  # woken at a free slot: may take one call whatever the gate (take_turn)
         self._draining = False
         self._keep_open = True
         self._events = False  # the core may hold events: ask it before taking more bytes
@@ -159,7 +161,7 @@ class ServerProtocol(EndingProtocol):
             if (
                 not self._events
                 and self.busy < self._limit
-                and srv.total_busy < srv.max_total_calls
+                and srv.total_busy < srv._admit_below
                 and not (self._pumping or self._read_paused or self._write_paused or self._input_done)
                 and (newline := data.find(b"\n")) == len(data) - 1
             ):
@@ -198,7 +200,8 @@ class ServerProtocol(EndingProtocol):
         if self._accepted:
             srv = self._srv
             srv._conns.discard(self)
-            srv._blocked.discard(self)
+            if srv._blocked.pop(self, 0) is None:  # (was held: the gate may open)
+                srv._unblock()
             if self.busy:  # calls still running: shutdown() waits for them (or cancels them) too
                 srv._orphans.add(self)
             if not srv._conns:
@@ -239,15 +242,24 @@ class ServerProtocol(EndingProtocol):
     def _pump(self) -> None:
         srv, proto, limit = self._srv, self._proto, self._limit
         pulled = 0
+        turn_at = -1  # pulled when a turn began (see take_turn)
         try:
             while not self._input_done:
                 if self.busy >= limit or self._write_paused:
                     self._pause()
                     return
-                if srv.total_busy >= srv.max_total_calls:
-                    srv._blocked.add(self)
-                    self._pause()
-                    return
+                if srv.total_busy >= srv._admit_below:  # (the gate: see RPCServer._unblock)
+                    if not self._events and self._backlog is None:
+                        break  # nothing to take: not held (it is pumped again when bytes come)
+                    if self._turn and pulled > turn_at >= 0:  # its turn's one message is taken
+                        srv.turn_taken(self)  # (with nobody else waiting, the gate opens)
+                        continue
+                    if not self._turn or srv.total_busy >= srv.max_total_calls:
+                        srv.hold(self)
+                        self._pause()
+                        return
+                    if turn_at < 0:
+                        turn_at = pulled  # (bytes given to the core are not a message)
                 if self._events:
                     event = proto.next_event()
                     if event is None:
@@ -279,7 +291,7 @@ class ServerProtocol(EndingProtocol):
                     self._feed_backlog()  # a partial line, or framing other than lines (not yet known)
                     continue
                 if end < len(backlog) and start >= self._group_from:  # more lines: try one decode
-                    room = min(limit - self.busy, srv.max_total_calls - srv.total_busy)
+                    room = max(1, min(limit - self.busy, srv._admit_below - srv.total_busy))  # (1: a turn)
                     calls, after = proto.receive_requests(backlog, room, start)
                     if calls:
                         if after == len(backlog):
@@ -307,6 +319,8 @@ class ServerProtocol(EndingProtocol):
         finally:
             if pulled:  # idle time counts from the last message, not the last byte (slowloris)
                 self._last = self._loop.time()
+                if self._turn and pulled > turn_at >= 0:
+                    srv.turn_taken(self)
         if self._input_done:
             self._pause()
             return
@@ -319,6 +333,21 @@ class ServerProtocol(EndingProtocol):
                 self._arm()
         else:
             self._started = None
+
+    def take_turn(self) -> None:
+        """Woken at a slot ``max_total_calls`` freed (``RPCServer._unblock``): take one call.
+
+        One call while others wait (at the next one this connection is held again,
+        at the back); as many as it may when nobody else waits. The turn may be
+        used before this runs (the connection's own call ended and it pumped); one
+        it does not use (nothing to read) goes to the next connection.
+        """
+        srv = self._srv
+        if self._turn:
+            self.pump()
+            if self._turn:
+                srv.turn_taken(self)
+        srv._unblock()
 
     def _scan_later(self) -> None:
         """The core stopped scanning after SCAN_STEPS: go on in a later loop iteration.

@@ -4,15 +4,18 @@ A batch's members run through ``max_concurrent_calls`` workers that let the loop
 run others every few members: a batch costs that many tasks, not one per member,
 and another client is served while it runs. A connection whose request the server
 does not read yet (``max_total_calls`` reached) is not idle: ``idle_timeout`` does
-not close it, and it is answered once a slot frees.
+not close it, and it is answered once a slot frees; connections held back so
+take turns, one call each, so one with a call waiting is not starved by many
+that always have more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
-from _aio_support import WAIT, run, serving
+from _aio_support import WAIT, RawConn, request, run, serving, until
 
 from jsonrpc_mini import aio
 
@@ -142,5 +145,99 @@ def test_a_held_connection_is_idle_again_once_it_may_read() -> None:
                     await asyncio.sleep(0.01)
             for c in (hog, good):
                 await c.close()
+
+    run(main)
+
+
+def test_connections_held_at_max_total_calls_take_turns() -> None:
+    """A connection with one call waiting is not starved by many that always have more.
+
+    Held back by ``max_total_calls``, connections are woken in the order they were
+    held, one for each free slot, and take one call per turn (one with more goes
+    to the back; one whose call ends does not take the freed slot ahead of the
+    others). They used to be woken all at once in a set's order, and the first
+    took every free slot: clients behind pipelining ones (say, clients that
+    pipeline calls and hang up) waited for all of their calls (up to 600 here).
+    """
+    hogs, each, goods = 30, 20, 3
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        @srv.register
+        async def step(tag: str) -> str:
+            order.append(tag)
+            await gate.wait()  # the first call holds the one slot until every call is read
+            return tag
+
+        async with serving(srv) as address:
+            conns: list[RawConn] = []
+            try:
+                for h in range(hogs):
+                    conns.append(await RawConn.open(address))
+                    await conns[-1].send(
+                        b"".join(json.dumps(request("step", [f"h{h}"], i)).encode() + b"\n" for i in range(each))
+                    )
+                    await until(lambda: len(srv._blocked) == len(conns))  # (hog 0 holds the slot and waits too)
+                for g in range(goods):
+                    conns.append(await RawConn.open(address))
+                    await conns[-1].send(request("step", [f"good{g}"], g))
+                    await until(lambda: len(srv._blocked) == len(conns))
+                gate.set()
+                for g, conn in enumerate(conns[hogs:]):
+                    assert await conn.recv() == {"jsonrpc": "2.0", "id": g, "result": f"good{g}"}
+                # Each one's turn came after one call of each connection ahead of it (was:
+                # after every call of the connections woken before it, hundreds of calls).
+                positions = [order.index(f"good{g}") for g in range(goods)]
+                assert positions == [hogs + 1 + g for g in range(goods)], positions
+                await until(lambda: len(order) == hogs * each + goods and srv.total_busy == 0)
+                # Every hog's calls were answered, in its own order.
+                for h, conn in enumerate(conns[:hogs]):
+                    assert [await conn.recv() for _ in range(each)] == [
+                        {"jsonrpc": "2.0", "id": i, "result": f"h{h}"} for i in range(each)
+                    ]
+            finally:
+                gate.set()
+                for conn in conns:
+                    await conn.close()
+
+    run(main, timeout=110)
+
+
+def test_a_held_connection_that_hangs_up_leaves_no_queue_behind() -> None:
+    """The last held connection gone, others take calls freely again.
+
+    While any connection is held back, the others queue behind it; once the last
+    one goes, nothing is held and a new connection must not queue behind nobody
+    (with no call left running, nothing would ever wake it).
+    """
+
+    async def main() -> None:
+        srv, release = _holding_server(max_total_calls=1)
+
+        async with serving(srv) as address:
+            hog = await RawConn.open(address)
+            await hog.send(request("add", [1, 1], 0))
+            assert (await hog.recv())["result"] == 2
+            await hog.send(request("hold", [], 1))  # (a line of known framing: taken, not held)
+            await until(lambda: srv.total_busy == 1)
+            before = set(srv._conns)
+            leaver = await RawConn.open(address)
+            await leaver.send(request("add", [1, 2]))
+            await until(lambda: len(srv._conns) == 2)
+            (held,) = set(srv._conns) - before
+            await until(lambda: held in srv._blocked)
+            held.abort()  # the server drops it (as it does a peer that does not read)
+            await until(lambda: srv.connection_count == 1)
+            release.set()
+            assert await hog.recv() == {"jsonrpc": "2.0", "id": 1, "result": "held"}
+            await until(lambda: srv.total_busy == 0)
+            late = await aio.connect(*address, timeout=WAIT)
+            assert await late.add(2, 3) == 5  # was held for good: no call left to end and wake it
+            await late.close()
+            for conn in (hog, leaver):
+                await conn.close()
 
     run(main)
