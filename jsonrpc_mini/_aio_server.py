@@ -5,7 +5,8 @@ each call as a task (plain handlers go to a thread pool). Back-pressure is done 
 not pulling further events from the core and pausing the transport's reading while
 a connection (``max_concurrent_calls``) or the whole server (``max_total_calls``)
 is at its limit, so the number of tasks and buffered bytes stays bounded. Running
-a handler and building its reply is the base class, ``CallExecutor`` (``_aio_execute``).
+a handler and building its reply is the base class, ``CallExecutor`` (``_aio_execute``);
+the turns of connections held back at ``max_total_calls`` are ``TurnTaking`` (``_aio_turns``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import concurrent.futures
 import contextlib
 import logging
 import ssl as _ssl
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ from ._aio_execute import CallExecutor, Outcome
 from ._aio_linger import LINGER
 from ._aio_runner import CallRunner, PoolCalls, serving
 from ._aio_tls import TlsGate, TlsListener, listen_tls
+from ._aio_turns import TurnTaking
 from ._codec import ErrorObject, ErrorResponse, Notification, Request
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
@@ -48,7 +49,7 @@ SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 FLUSH = 0.1
 
 
-class RPCServer(CallExecutor):
+class RPCServer(CallExecutor, TurnTaking):
     """An asyncio JSON-RPC 2.0 server: register handlers, then ``await start()``.
 
     Registration is the sync server's (``register_function``, ``register``,
@@ -113,7 +114,7 @@ class RPCServer(CallExecutor):
         )
         if max_total_calls < 1:
             raise ValueError("max_total_calls must be at least 1")
-        self.max_total_calls = max_total_calls
+        self._init_turns(max_total_calls)
         self.run_sync_in_thread = run_sync_in_thread
         self.codec = JsonCodec(max_int_digits=max_int_digits)
         self._user_executor = executor
@@ -122,14 +123,6 @@ class RPCServer(CallExecutor):
         self._conns: set[ServerProtocol] = set()
         self._orphans: set[ServerProtocol] = set()  # connections lost while calls of theirs still run
         self._gates: set[TlsGate] = set()  # connections on a TLS port not yet TLS (or being refused)
-        # Connections held back by max_total_calls, in the order they were (see _unblock).
-        self._blocked: OrderedDict[ServerProtocol, None] = OrderedDict()
-        self._waking = 0  # of them, woken for a free slot they have not used yet (take_turn)
-        # What connections compare total_busy with to take a call: max_total_calls, or 0
-        # while any is held back or woken, so the rest queue behind them (one compare on
-        # the hot path; a woken connection checks the real room itself: take_turn).
-        self._admit_below = max_total_calls
-        self.total_busy = 0
         self._runner: CallRunner | None = None
         self._pool: PoolCalls | None = None
         self._listener: TlsListener | asyncio.AbstractServer | None = None
@@ -358,49 +351,3 @@ class RPCServer(CallExecutor):
             return self.prepare(message)
         except RPCError as exc:
             return outcome_response(message, exc=exc, debug=self.options.debug)
-
-    def hold(self, conn: ServerProtocol) -> None:
-        """``conn`` has a call to take but may not now (``max_total_calls``): it waits at the back.
-
-        One woken for a turn that found no free slot (a batch before it took
-        several) waits at the front instead.
-        """
-        blocked = self._blocked
-        blocked[conn] = None
-        if conn._turn:
-            self.turn_taken(conn)
-            blocked.move_to_end(conn, last=False)
-        self._admit_below = 0
-
-    def turn_taken(self, conn: ServerProtocol) -> None:
-        """``conn``'s turn (``_unblock``) is used or given up: when nobody else waits, the gate opens."""
-        conn._turn = False
-        self._waking -= 1
-        if not self._blocked and not self._waking:
-            self._admit_below = self.max_total_calls
-
-    def _unblock(self) -> None:
-        """A call ended (or a held connection went): held connections take turns at the free slots.
-
-        They are woken in the order they were held back, one for each free slot,
-        and each takes one call per turn (``ServerProtocol.take_turn``); one with
-        more goes to the back. So a connection with one call waiting is served
-        after one call of each ahead of it, not after all their calls (clients that
-        pipeline calls and hang up used to take every slot that freed: they were
-        woken first, or re-read at once as a call of theirs ended). Once nobody is
-        held or woken, connections take calls freely again.
-        """
-        blocked = self._blocked
-        free = self.max_total_calls - self.total_busy - self._waking
-        if free > 0 and blocked:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            while free and blocked:
-                conn = blocked.popitem(last=False)[0]
-                free -= 1
-                self._waking += 1
-                conn._turn = True
-                conn._last = now  # its idle time starts again (not idle while held: TimedProtocol)
-                loop.call_soon(conn.take_turn)
-        if not blocked and not self._waking:
-            self._admit_below = self.max_total_calls
