@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from _aio_support import WAIT, request, run, serving, until
+from test_aio_runner import CountingTransport
 
 from jsonrpc_mini import aio
 
@@ -233,33 +234,6 @@ def test_shutdown_during_a_batch_gives_back_its_slots() -> None:
     run(main)
 
 
-class _Transport(asyncio.Transport):
-    """A transport that keeps what is written (for a protocol driven by hand)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 def test_a_batch_dropped_before_it_began_gives_back_all_its_slots() -> None:
     """The call runner cancelled before its first step (as shutdown may) drops the batch it was to run."""
 
@@ -271,7 +245,7 @@ def test_a_batch_dropped_before_it_began_gives_back_all_its_slots() -> None:
             return a + b
 
         conn = srv.protocol()
-        conn.connection_made(_Transport())
+        conn.connection_made(CountingTransport())
         conn.data_received(line([request("add", [i, 1], i) for i in range(10)]))
         assert srv.total_busy == 4  # a slot for each of its four workers
         runner = srv._runner
