@@ -1,0 +1,142 @@
+"""Two README claims about the clients (review15 N3, N12), checked on both clients.
+
+- Arguments that are not JSON raise the encoder's TypeError / ValueError /
+  RecursionError; nothing is sent and the connection stays usable.
+- A connection the server closed for idleness stays closed: the next call and every
+  one after raise ConnectionLost; close() then connect() gives a working client, and
+  a with_timeout() view made before belongs to the old connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from _aio_support import run
+from _driver_helpers import LeakCheck, serving, wait_for
+
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, aio
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# (argument, the exception the encoder raises for it)
+UNENCODABLE: list[tuple[str, Callable[[], Any], type[BaseException] | tuple[type[BaseException], ...]]] = [
+    ("set", lambda: {1, 2}, TypeError),
+    ("nan", lambda: float("nan"), ValueError),
+    ("tuple-keys", lambda: {(1, 2): 3}, TypeError),
+    ("too-deep", lambda: _deep(100_000), (RecursionError, ValueError)),  # (orjson: ValueError)
+]
+
+
+def _counting_server(**options: Any) -> tuple[RPCServer, list[Any]]:
+    srv = RPCServer(**options)
+    seen: list[Any] = []
+
+    def echo(value: Any = None) -> Any:
+        seen.append(value)
+        return value
+
+    srv.register_function(echo)
+    return srv, seen
+
+
+@pytest.mark.parametrize(("name", "make", "error"), UNENCODABLE, ids=[case[0] for case in UNENCODABLE])
+def test_sync_client_unencodable_arguments_raise_and_send_nothing(
+    name: str, make: Callable[[], Any], error: Any
+) -> None:
+    srv, seen = _counting_server()
+    with LeakCheck(), serving(srv) as address, RPCClient(*address, timeout=10) as c:
+        with pytest.raises(error):
+            c.echo(make())
+        with pytest.raises(error):
+            c.notify("echo", make())
+        with pytest.raises(error):
+            c.call("echo", value=make())
+        assert c.echo("after") == "after"  # the connection is usable
+        assert seen == ["after"]  # nothing of the refused calls reached the server
+
+
+@pytest.mark.parametrize(("name", "make", "error"), UNENCODABLE, ids=[case[0] for case in UNENCODABLE])
+def test_aio_client_unencodable_arguments_raise_and_send_nothing(
+    name: str, make: Callable[[], Any], error: Any
+) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer()
+        seen: list[Any] = []
+
+        @srv.register
+        async def echo(value: Any = None) -> Any:
+            seen.append(value)
+            return value
+
+        host, port = await srv.start("127.0.0.1", 0)
+        try:
+            async with await aio.connect(host, port, timeout=10) as c:
+                with pytest.raises(error):
+                    await c.echo(make())
+                with pytest.raises(error):
+                    await c.notify("echo", make())
+                assert await c.echo("after") == "after"
+                assert seen == ["after"]
+        finally:
+            await srv.shutdown()
+
+    run(main)
+
+
+def test_sync_client_after_an_idle_close_fails_until_reconnected() -> None:
+    srv, seen = _counting_server(idle_timeout=0.3)
+    with LeakCheck(), serving(srv) as address:
+        c = RPCClient(*address, timeout=10)
+        try:
+            view = c.with_timeout(5)
+            assert c.echo(1) == 1
+            wait_for(lambda: srv.connection_count == 0, "the server to close the idle connection")
+            for _ in range(2):  # the next call and every one after
+                with pytest.raises(ConnectionLost, match="closed by the server"):
+                    c.echo(2)
+            c.close()
+            c.connect(*address)
+            assert c.echo(3) == 3
+            with pytest.raises(ConnectionLost):
+                view.echo(4)  # made before: the old connection
+            assert c.with_timeout(5).echo(5) == 5
+            assert seen == [1, 3, 5]
+        finally:
+            c.close()
+
+
+def test_aio_client_after_an_idle_close_fails_until_reconnected() -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(idle_timeout=0.3)
+
+        @srv.register
+        async def echo(value: Any) -> Any:
+            return value
+
+        host, port = await srv.start("127.0.0.1", 0)
+        try:
+            async with await aio.connect(host, port, timeout=10) as c:
+                assert await c.echo(1) == 1
+                async with asyncio.timeout(10):
+                    while srv.connection_count:
+                        await asyncio.sleep(0.01)
+                for _ in range(2):
+                    with pytest.raises(ConnectionLost):
+                        await c.echo(2)
+            async with await aio.connect(host, port, timeout=10) as again:
+                assert await again.echo(3) == 3
+        finally:
+            await srv.shutdown()
+
+    run(main)
