@@ -160,9 +160,17 @@ class RPCServer(Registry):
         """Serve until ``shutdown()`` is called (from a handler, a signal or another thread).
 
         ``path=`` serves a Unix socket instead of TCP; ``ssl=`` (an ``ssl.SSLContext``
-        with a certificate loaded) serves TLS.
+        with a certificate loaded) serves TLS. If an exception ends the loop (Ctrl-C's
+        KeyboardInterrupt, a signal handler's SystemExit), the server shuts down
+        (calls in flight get up to ``shutdown_grace`` to finish) before it propagates.
         """
-        self._run_listener(self._listen(host, port, path, ssl))
+        listener = self._listen(host, port, path, ssl)
+        try:
+            self._run_listener(listener)
+        except BaseException:
+            # (else the connections already open would be served after loop() raised)
+            self.shutdown()
+            raise
 
     def start(
         self,
