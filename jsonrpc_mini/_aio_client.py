@@ -20,7 +20,7 @@ from ._aio_call_future import Call
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
-from ._connect import connect_errors
+from ._connect import check_port, connect_errors
 from ._errors import RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
@@ -240,6 +240,7 @@ async def _open(
     else:
         if host is None or port is None:
             raise ValueError("connect needs host and port (or path= for a Unix socket)")
+        check_port(port)
         if ssl is not None and server_hostname is None:
             if not host:
                 raise ValueError("You must set server_hostname when using ssl without a host")

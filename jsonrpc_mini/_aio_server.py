@@ -27,6 +27,7 @@ from ._aio_runner import CallRunner, PoolCalls, serving
 from ._aio_tls import TlsGate, TlsListener, listen_tls
 from ._aio_turns import TurnTaking
 from ._codec import ErrorObject, ErrorResponse, Notification, Request
+from ._connect import check_port
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
 from ._framing import FramingName
@@ -153,6 +154,8 @@ class RPCServer(CallExecutor, TurnTaking):
         if self._listener is not None:
             raise RuntimeError("this server is already listening; call shutdown() first")
         path = unix_path(path)
+        if path is None:
+            check_port(port)
         loop = asyncio.get_running_loop()
         opts = self.options
         listener: TlsListener | asyncio.Server

@@ -15,7 +15,18 @@ from ._errors import ConnectionLost, RPCTimeout
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
-__all__ = ["connect_errors", "open_connection"]
+__all__ = ["check_port", "connect_errors", "open_connection"]
+
+
+def check_port(port: object) -> int:
+    """``port`` if it is a TCP port number, else ValueError naming it.
+
+    getaddrinfo wraps a larger number (70000 is port 4464) and asyncio raises
+    OverflowError: both clients and both servers check first.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
+    return port
 
 
 def _tune(sock: socket.socket) -> None:
@@ -50,7 +61,7 @@ def open_connection(
         else:
             if host is None or port is None:
                 raise ValueError("connect needs host and port (or path= for a Unix socket)")
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection((host, check_port(port)), timeout=timeout)
         _tune(sock)
         if ssl is not None:
             try:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+from ._connect import check_port
 from ._dispatch import Registry
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
@@ -197,6 +198,8 @@ class RPCServer(Registry):
 
     def _listen(self, host: str, port: int, path: UnixPath | None, ssl: _ssl.SSLContext | None) -> _Listener:
         path = unix_path(path)
+        if path is None:
+            check_port(port)
         with self._lock:
             if self._listener is not None:
                 raise RuntimeError("this server is already listening; call shutdown() first")
