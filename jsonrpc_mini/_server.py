@@ -80,6 +80,9 @@ class ServerOptions:
                 object.__setattr__(self, name, None if optional else float(LONGEST_WAIT))
         if self.framing not in ("auto", "newline", "content-length"):
             raise ValueError(f"unknown framing {self.framing!r}: use 'auto', 'newline' or 'content-length'")
+        mode = self.unix_mode  # (600 for 0o600 would be mode 0o1130; -1 would be 0o7777)
+        if mode is not None and (not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777):
+            raise ValueError(f"unix_mode must be an int from 0 to 0o777 such as 0o600 (or None), not {mode!r}")
 
 
 class RPCServer(Registry):
@@ -100,7 +103,8 @@ class RPCServer(Registry):
     - ``handshake_timeout`` (10 s): TLS handshakes must finish within this time.
     - ``shutdown_grace`` (10 s): how long ``shutdown()`` waits for calls in flight.
     - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file
-      (set before the file appears at ``path``, which happens once the socket listens).
+      (set before the file appears at ``path``, which happens once the socket listens),
+      an int from 0 to 0o777 written in octal (0o600, not 600).
     """
 
     def __init__(
