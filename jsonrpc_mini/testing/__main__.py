@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..__main__ import _timeout
+from .._remote import LONGEST_WAIT
 from ._check import check
 from ._probes import PROBES
 
@@ -23,6 +25,14 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def probe_timeout(text: str) -> float:
+    """``--timeout``: positive seconds (as ``python -m jsonrpc_mini call``), and finite: a usage error else."""
+    seconds = _timeout(text)
+    if not seconds <= LONGEST_WAIT:
+        raise argparse.ArgumentTypeError(f"must be at most {LONGEST_WAIT} seconds (about 24 days), not {text!r}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
@@ -35,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         help="probe any JSON-RPC 2.0 server over TCP for spec conformance and fault tolerance",
     )
     cmd.add_argument("address", type=parse_address, metavar="HOST:PORT")
-    cmd.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply (default 5)")
+    cmd.add_argument(
+        "--timeout", type=probe_timeout, default=5.0, help="seconds to wait for each reply, more than 0 (default 5)"
+    )
     cmd.add_argument("--echo-method", metavar="NAME", help="a method that returns its one argument (large replies)")
     cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
     cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._remote import LONGEST_WAIT, is_seconds
+
 __all__ = ["CheckReport", "ProbeResult", "check"]
 
 Status = Literal["pass", "fail", "warn"]
@@ -213,6 +215,27 @@ class Probe:
 ProbeFn = Callable[[Probe], tuple[Status, str]]
 
 
+def check_arguments(timeout: float, only: list[str] | None, known: list[str]) -> None:
+    """Raise unless ``timeout`` is a usable number of seconds and ``only`` names known probes.
+
+    ``check`` with a misspelt name in ``only`` (or ``only=[]``) would run nothing and
+    report ok: a gate that checks nothing, so it refuses rather than skips.
+    """
+    if not (is_seconds(timeout) and 0 < timeout <= LONGEST_WAIT):
+        raise ValueError(
+            f"timeout must be a positive number of seconds up to {LONGEST_WAIT} (about 24 days), not {timeout!r}"
+        )
+    if only is None:
+        return
+    if isinstance(only, str) or not all(isinstance(name, str) for name in only):
+        raise TypeError(f"only must be a list of probe names, not {only!r}")
+    if not only:
+        raise ValueError(f"only=[] runs no probe; leave it out to run them all, or name some of: {', '.join(known)}")
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise ValueError(f"unknown probe {', '.join(map(repr, unknown))} in only; probes: {', '.join(known)}")
+
+
 def check(
     host: str,
     port: int,
@@ -226,6 +249,8 @@ def check(
 
     ``echo_method`` names a method that returns its one argument (enables the
     large round-trip probes); ``only`` restricts the run to probes by name.
+    Raises ValueError for a ``timeout`` that is not a positive number of seconds
+    (up to about 24 days) and for an unknown probe name in ``only`` or ``only=[]``.
 
     Example::
 
@@ -236,6 +261,7 @@ def check(
     """
     from ._probes import PROBES  # noqa: PLC0415 - the probes import this module's helpers
 
+    check_arguments(timeout, only, [name for name, _ in PROBES])
     report = CheckReport(host, port, seed)
     try:
         Conn(host, port, timeout).close()

@@ -132,6 +132,39 @@ def test_address_parsing_and_usage_errors():
     assert info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("only", "error", "words"),
+    [
+        (["nope"], ValueError, ["'nope'", "method-not-found"]),
+        (["method-not-found", "typo"], ValueError, ["'typo'"]),
+        ([], ValueError, ["only=[]", "leave it out"]),
+        ("method-not-found", TypeError, ["list of probe names"]),
+    ],
+)
+def test_check_refuses_an_only_that_would_skip_probes(address, only, error, words):
+    # A misspelt name (or only=[]) used to run nothing and report ok: a gate that checks nothing.
+    with pytest.raises(error) as info:
+        check(*address, timeout=1, only=only)
+    assert all(word in str(info.value) for word in words), info.value
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e300, True, "5"])
+def test_check_refuses_a_timeout_that_is_not_positive_finite_seconds(address, timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds") as info:
+        check(*address, timeout=timeout, only=["method-not-found"])
+    assert repr(timeout) in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e300", "soon"])
+def test_cli_timeout_that_is_not_positive_finite_is_a_usage_error(value, capsys):
+    # Used to be a traceback (or a bogus "connect" failure for 0) with exit status 1.
+    with pytest.raises(SystemExit) as info:
+        main(["check", "127.0.0.1:1", f"--timeout={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err and repr(value) in err
+
+
 def test_report_rendering():
     report = CheckReport("h", 1, 7, [ProbeResult("a", "pass", "fine"), ProbeResult("bb", "warn", "hmm")])
     assert report.ok
