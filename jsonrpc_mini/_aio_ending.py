@@ -62,6 +62,18 @@ class EndingProtocol(WritingProtocol):
             if self.under is not None:
                 close_under(self.under, linger)
 
+    def close_when_idle(self) -> None:
+        """Take nothing more; close once the calls running have been answered (see ``_maybe_close``).
+
+        Reading stops too (nothing resumes it once input is done), so a peer
+        sending meanwhile piles nothing up here.
+        """
+        self._input_done = True
+        self._backlog = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._maybe_close()
+
     def abort(self) -> None:
         """Drop the connection now, with whatever still waits to be sent (a peer that does not read).
 

@@ -238,7 +238,8 @@ class RPCServer(CallExecutor, TurnTaking):
         Calls still running after the grace period are cancelled and their clients
         see the connection close (``ConnectionLost``). New requests arriving meanwhile
         get a -32000 "shutting down" error. Idempotent; may be awaited from a handler
-        (that handler's own call is not waited for). The server may start again.
+        (that handler's own call is not waited for, and its reply still goes out: its
+        connection closes once answered). The server may start again.
         A server still running when ``asyncio.run()`` ends is shut down at once.
         """
         guard, self._guard = self._guard, None
@@ -247,6 +248,10 @@ class RPCServer(CallExecutor, TurnTaking):
         await self._shutdown(self.options.shutdown_grace)
 
     async def _shutdown(self, grace: float) -> None:
+        if self.in_call():
+            # Awaited by a handler: one step back to the loop, so that its call's task
+            # is known to be its connection's (the runner's _stay_with) when closing below.
+            await asyncio.sleep(0)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -265,6 +270,12 @@ class RPCServer(CallExecutor, TurnTaking):
         for task in running:
             task.cancel()
         linger = min(LINGER, max(deadline - loop.time(), 0.0))  # (TLS: the grace bounds the wait for close_notify)
+        # The connection of a handler awaiting this closes once its calls are done, so
+        # that handler's reply still goes out (as on the sync server); it is not waited for.
+        own = {conn for conn in conns if me is not None and me in conn.tasks}
+        for conn in own:
+            conn.close_when_idle()
+        conns = [conn for conn in conns if conn not in own]
         for conn in conns:
             conn.close(linger)
         # A closed transport stays open while its replies wait to go out: a peer that
