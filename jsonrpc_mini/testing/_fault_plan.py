@@ -116,7 +116,9 @@ class FaultPlan:
       together (both ends read EOF; writes raise BrokenPipeError).
     - ``refuse_connect``: connecting fails with ConnectionRefusedError.
     - ``connect_delay``: seconds before the connection moves its first byte.
-    - ``close_delay``: seconds a close (or half-close) takes to reach the peer.
+    - ``close_delay``: seconds a close (or half-close) takes to reach the peer. The
+      closing side waits them out in its ``close()`` (``shutdown_write()``), so
+      leaving a kit takes that long too: keep it short.
 
     The same seed (an integer) gives the same cut points and failure points; every
     error the plan raises names the seed (``repr(plan)`` rebuilds the plan).
