@@ -198,8 +198,20 @@ def _call(args: argparse.Namespace) -> int:
     except RPCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, ensure_ascii=False, indent=2))
+    _print_result(result)
     return 0
+
+
+def _print_result(result: Any) -> None:
+    """Print ``result`` as JSON: as it is where stdout can encode it, else with ASCII escapes.
+
+    A lone surrogate ("\\ud800", which JavaScript peers send) or any non-ASCII text on
+    an ASCII stdout cannot be encoded; the call succeeded, so print it escaped.
+    """
+    try:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    except UnicodeEncodeError:  # raised before anything is written (one write per print)
+        print(json.dumps(result, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:

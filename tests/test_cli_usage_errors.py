@@ -3,12 +3,17 @@
 ``call --timeout`` refuses what is not a positive number of seconds (exit 2, as any
 usage error); ``demo --port`` on a port in use says it cannot listen (exit 1, as
 ``serve``); ``serve MODULE:OBJECT`` refuses an ``aio.RPCServer`` (exit 2) rather
-than exposing the aio server's own methods as remote ones.
+than exposing the aio server's own methods as remote ones. ``call`` prints a result
+stdout cannot encode (a lone surrogate, non-ASCII on an ASCII stdout) with ASCII
+escapes rather than crash after the call succeeded.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -84,3 +89,35 @@ def test_serve_refuses_an_aio_server(
     assert "serve_forever" in err
     assert "registered:" not in err and "serving on" not in err  # nothing exposed, nothing bound
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def _unicode_server() -> RPCServer:
+    s = RPCServer()
+    s.register_function(lambda: "\ud800", name="lone")
+    s.register_function(lambda: {"t": "\U0001f600 \u6d4b\u8bd5"}, name="emoji")
+    return s
+
+
+def test_call_prints_a_lone_surrogate_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    # Used to be a UnicodeEncodeError traceback and exit 1, although the call succeeded.
+    with serving(_unicode_server()) as (host, port):
+        assert main(["call", f"{host}:{port}", "lone"]) == 0
+        out = capsys.readouterr().out
+        assert out == '"\\ud800"\n'
+        assert json.loads(out) == "\ud800"
+        assert main(["call", f"{host}:{port}", "emoji"]) == 0
+        assert capsys.readouterr().out == '{\n  "t": "\U0001f600 \u6d4b\u8bd5"\n}\n'  # as it is where it can be
+
+
+def test_call_prints_non_ascii_escaped_on_an_ascii_stdout() -> None:
+    with serving(_unicode_server()) as (host, port):
+        done = subprocess.run(
+            [sys.executable, "-m", "jsonrpc_mini", "call", f"{host}:{port}", "emoji"],
+            capture_output=True,
+            env={**os.environ, "PYTHONIOENCODING": "ascii"},
+            timeout=60,
+            check=False,
+        )
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout.decode("ascii") == '{\n  "t": "\\ud83d\\ude00 \\u6d4b\\u8bd5"\n}\n'
+    assert json.loads(done.stdout) == {"t": "\U0001f600 \u6d4b\u8bd5"}
