@@ -6,7 +6,9 @@ Fixtures: ``jsonrpc_seed``, ``jsonrpc_faults`` (the test's :class:`FaultPlan`),
 ``jsonrpc_no_leaks``. Marker: ``@pytest.mark.jsonrpc_faults(max_chunk=1, ...)``
 applies a fault plan to the test's loopback clients and servers. Option:
 ``--jsonrpc-seed N`` (or ``JSONRPC_SEED``) replays a run; the seed is in the report
-header and in the report of every failing test that used a fixture.
+header and in the report of every failing test that used a fixture. A
+``JSONRPC_SEED`` that is not an integer fails only the tests that use the seed
+(with a message saying so), not every pytest run in the environment.
 
 Example::
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_SEED = 0
 MARKER = "jsonrpc_faults"
 _PLAN_KEY = pytest.StashKey["FaultPlan"]()
+_SEED_ERROR_KEY = pytest.StashKey[str]()
 _UNSET: Any = object()
 _DEFAULT_TIMEOUT = 10.0  # jsonrpc_mini.testing._loopback.DEFAULT_TIMEOUT
 
@@ -54,9 +57,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--jsonrpc-seed",
         type=int,
-        default=int(os.environ.get("JSONRPC_SEED", DEFAULT_SEED)),
-        help="seed for jsonrpc_mini fault plans (replay a failing run with the seed it printed)",
+        default=None,  # JSONRPC_SEED, else DEFAULT_SEED: read in pytest_configure
+        help="seed for jsonrpc_mini fault plans (replay a failing run with the seed it printed); "
+        "default: $JSONRPC_SEED, else 0",
     )
+
+
+def _seed_from_env(config: pytest.Config) -> None:
+    """Set the option from ``JSONRPC_SEED`` (else 0) unless given; keep the error of a bad value.
+
+    The plugin is loaded by entry point into every pytest run of the environment, also
+    runs that never use jsonrpc_mini: a bad value must not stop those, so the error is
+    raised only where the seed is used (:func:`_run_seed`).
+    """
+    if config.getoption("--jsonrpc-seed") is not None:
+        return
+    text = os.environ.get("JSONRPC_SEED")
+    try:
+        seed = DEFAULT_SEED if text is None else int(text)
+    except ValueError:
+        config.stash[_SEED_ERROR_KEY] = (
+            f"JSONRPC_SEED must be an integer, not {text!r}: set it to one, unset it, or pass --jsonrpc-seed N"
+        )
+    else:
+        config.option.jsonrpc_seed = seed
+
+
+def _run_seed(config: pytest.Config) -> int:
+    """The run's seed; pytest.UsageError if ``JSONRPC_SEED`` is not an integer."""
+    __tracebackhide__ = True
+    error = config.stash.get(_SEED_ERROR_KEY, None)
+    if error is not None:
+        raise pytest.UsageError(error)
+    seed: int = config.getoption("--jsonrpc-seed")
+    return seed
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -84,7 +118,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``jsonrpc_faults`` marker."""
+    """Register the ``jsonrpc_faults`` marker; read ``JSONRPC_SEED`` unless ``--jsonrpc-seed`` is given."""
+    _seed_from_env(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**fields): apply a jsonrpc_mini FaultPlan (e.g. max_chunk=1) to the test's "
@@ -93,7 +128,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    """Print the seed so that any run can be replayed."""
+    """Print the seed so that any run can be replayed (or why there is none)."""
+    error = config.stash.get(_SEED_ERROR_KEY, None)
+    if error is not None:
+        return f"jsonrpc_mini: {error} (the tests that use the seed will fail)"
     return f"jsonrpc_mini: --jsonrpc-seed={config.getoption('--jsonrpc-seed')}"
 
 
@@ -104,7 +142,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()
     plan = item.stash.get(_PLAN_KEY, None)
     if report.failed and plan is not None:
-        seed = item.config.getoption("--jsonrpc-seed")
+        seed = _run_seed(item.config)
         report.sections.append(
             ("jsonrpc_mini", f"fault plan: {plan!r}\nreplay with: pytest --jsonrpc-seed={seed} {item.nodeid}")
         )
@@ -112,9 +150,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def jsonrpc_seed(request: pytest.FixtureRequest) -> int:
-    """The run's seed (``--jsonrpc-seed``)."""
-    seed: int = request.config.getoption("--jsonrpc-seed")
-    return seed
+    """The run's seed (``--jsonrpc-seed``, else ``JSONRPC_SEED``, else 0)."""
+    __tracebackhide__ = True
+    return _run_seed(request.config)
 
 
 @pytest.fixture

@@ -157,6 +157,52 @@ def test_failure_report_names_seed_and_plan(run):
     assert run.returncode == 1
 
 
+SEED_USER_TESTS = """
+def test_without_the_seed():
+    pass
+
+
+def test_with_the_seed(jsonrpc_seed):
+    assert jsonrpc_seed == 7
+"""
+
+
+def _run_seed_project(tmp_path, env_seed, *args):
+    path = tmp_path / "test_seed_user.py"
+    path.write_text(SEED_USER_TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["JSONRPC_SEED"] = env_seed
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:xdist", *args],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("env_seed", ["abc", "1.5"])
+def test_a_bad_jsonrpc_seed_env_fails_only_the_tests_that_use_the_seed(tmp_path, env_seed):
+    # Used to be a ValueError traceback at start-up of every pytest run in the environment.
+    run = _run_seed_project(tmp_path, env_seed)
+    out = run.stdout + run.stderr
+    message = f"JSONRPC_SEED must be an integer, not {env_seed!r}"
+    assert f"jsonrpc_mini: {message}" in run.stdout  # the header
+    assert "test_seed_user.py::test_without_the_seed PASSED" in run.stdout, out
+    assert "test_seed_user.py::test_with_the_seed ERROR" in run.stdout, out
+    assert f"UsageError: {message}" in run.stdout, out
+    assert run.returncode == 1
+
+
+@pytest.mark.parametrize(("env_seed", "args"), [(" 7 ", ()), ("abc", ("--jsonrpc-seed", "7"))])
+def test_jsonrpc_seed_env_is_read_unless_the_option_is_given(tmp_path, env_seed, args):
+    run = _run_seed_project(tmp_path, env_seed, *args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "jsonrpc_mini: --jsonrpc-seed=7" in run.stdout
+
+
 def test_marker_is_registered():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--markers", "-p", "no:cacheprovider"],
