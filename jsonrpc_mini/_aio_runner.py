@@ -157,7 +157,8 @@ class CallRunner:
                             conn.finish(None)
                         else:
                             conn.finish_error(message, exc)
-                    except Exception as exc:  # the handler raised: an error reply
+                    except (Exception, GeneratorExit) as exc:  # the handler raised: an error reply
+                        # (GeneratorExit here is the handler's own: this task is running.)
                         conn.finish_error(message, exc)
                     except BaseException:  # pragma: no cover - KeyboardInterrupt, SystemExit
                         conn.finish(None)
@@ -218,9 +219,9 @@ class CallRunner:
                 conn.finish(None)
                 raise
             conn.finish_error(message, exc)  # raised by the handler itself: answered -32603
-        except Exception as exc:  # the handler raised: an error reply
+        except Exception as exc:  # the handler raised: an error reply (a GeneratorExit of its own too)
             conn.tasks.discard(task)
-            conn.finish_error(message, exc)
+            conn.finish_error(message, exc.exc if type(exc) is _HandlerExit else exc)
         except GeneratorExit:
             # The task is destroyed while the call waits: its loop was closed without
             # cancelling it (asyncio reports that). Nothing can be answered or run on a
@@ -279,6 +280,15 @@ def log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
         pass
 
 
+class _HandlerExit(Exception):
+    """A GeneratorExit the handler raised itself in a later step (``exc``), told apart from
+    the one thrown into a task its loop destroys (see ``_stay_with``)."""
+
+    def __init__(self, exc: GeneratorExit) -> None:
+        super().__init__()
+        self.exc = exc
+
+
 @types.coroutine
 def _resume(work: Work, waiting: Any, context: contextvars.Context) -> Generator[Any, Any, Any]:
     """Go on running a coroutine whose first step already ran and yielded ``waiting``.
@@ -297,11 +307,15 @@ def _resume(work: Work, waiting: Any, context: contextvars.Context) -> Generator
                 waiting = context.run(work.throw, exc)
             except StopIteration as stop:
                 return stop.value
+            except GeneratorExit as raised:
+                raise _HandlerExit(raised) from None
         else:
             try:
                 waiting = context.run(work.send, sent)
             except StopIteration as stop:
                 return stop.value
+            except GeneratorExit as raised:
+                raise _HandlerExit(raised) from None
 
 
 class PoolCalls:

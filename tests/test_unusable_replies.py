@@ -435,3 +435,26 @@ def test_the_test_kits_aio_clients_take_max_depth_and_max_message_size() -> None
                 await (await lb.client(max_message_size=100)).deep(100)
 
     run(main)
+
+
+@pytest.mark.parametrize("pause", [False, True])
+def test_the_aio_server_answers_an_async_handler_raising_generator_exit_itself(pause: bool) -> None:
+    # review15 N9: raised in the first step, it ended the call runner with no reply.
+    async def gexit() -> None:
+        if pause:
+            await asyncio.sleep(0)  # raised after the call first waited (it then has a task of its own)
+        raise GeneratorExit
+
+    async def main() -> None:
+        s = aio.RPCServer(max_concurrent_calls=2)
+        s.register_function(gexit)
+        s.register_function(lambda: 1, name="one")
+        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
+            for _ in range(3):  # more than the connection's call limit: each slot was given back
+                with pytest.raises(InternalError) as caught:
+                    await c.gexit()
+                assert caught.value.code == -32603
+            assert await c.one() == 1
+            assert s.total_busy == 0
+
+    run(main)
