@@ -33,6 +33,7 @@ from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._aio_socket_end import _SocketEnd
+from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
 from ._proxy import INHERIT, _Inherit
@@ -87,6 +88,7 @@ async def aio_loopback(
         async with aio_loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
             assert await client.add(1, 2) == 3
     """
+    check_kit_args("aio_loopback", server, faults, aio=True)
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)
@@ -177,6 +179,7 @@ class AioLoopbackServer:
         timeout: float | None = DEFAULT_TIMEOUT,
         host: str = "127.0.0.1",
     ) -> None:
+        check_kit_args("AioLoopbackServer", server, faults, aio=True)
         self.server = server
         self.faults = faults if faults is not None else FaultPlan()
         self.timeout = timeout

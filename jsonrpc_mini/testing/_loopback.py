@@ -12,6 +12,7 @@ from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
+from ._kit_args import check_kit_args
 from ._pipe import pipe_pair
 from ._plan import FaultPlan, LinkState
 from ._uses import hold, release
@@ -69,6 +70,7 @@ def loopback(
         with loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
             assert client.add(1, 2) == 3
     """
+    check_kit_args("loopback", server, faults, aio=False)
     plan = faults if faults is not None and faults.active else None
     link = None if plan is None else LinkState(plan, connection)
     if link is not None and (refusal := link.refused()) is not None:

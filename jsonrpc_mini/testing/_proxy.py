@@ -19,6 +19,7 @@ from .._transport import SocketTransport, Transport
 from ._eager import EagerReader
 from ._end_faults import abort_transport, shutdown_write
 from ._faults import FaultyTransport
+from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._plan import FaultPlan, LinkState
 from ._uses import acquire, release
@@ -203,6 +204,7 @@ class LoopbackServer:
         host: str = "127.0.0.1",
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        check_kit_args("LoopbackServer", server, faults, aio=False)
         self.server = server
         self.faults = faults
         self.timeout = timeout
