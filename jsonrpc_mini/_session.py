@@ -79,6 +79,7 @@ class Session(SessionReader, SessionCalls):
         self._threads = 0
         self._idle = 0
         self._input_done = False
+        self._reply_failed = False  # a reply could not be sent: see _run_notifications_left
         self._closing = False
         self.draining = False
         self._close_when_idle = False
@@ -199,7 +200,21 @@ class Session(SessionReader, SessionCalls):
                 self._input_done = True
                 self._cond.notify_all()
             if last:
+                if self._reply_failed:
+                    self._notifications_left()
                 self._end()
+
+    def _notifications_left(self) -> None:
+        """Run the notifications read and not started (the last thread: nobody else reads)."""
+        with self._cond:
+            self._busy += 1  # (shutdown waits for them within its grace period)
+        try:
+            self._run_notifications_left()
+        except Exception:  # pragma: no cover - a bug in the driver; keep the server alive
+            log.exception("%s: connection handler failed", self._name)
+        finally:
+            with self._cond:
+                self._busy -= 1
 
     def _end(self) -> None:
         """No thread serves the connection any more: release it and tell the server."""
@@ -333,6 +348,7 @@ class Session(SessionReader, SessionCalls):
             log.debug("%s: write failed: %s", self._name, exc)
             with self._cond:
                 self._input_done = True
+                self._reply_failed = True
                 self._cond.notify_all()
             self._close_transport()
             return False

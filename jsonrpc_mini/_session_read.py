@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._codec import Notification, Request
+from ._codec import Notification, Request, parse_request
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._transport import RECV_SIZE, Transport, feed_ready
 
@@ -42,6 +42,7 @@ class SessionReader:
     _framer_empty: bool
     _queued: deque[Request | Notification]
     _send: Callable[[bytes], bool]
+    _answer: Callable[[Request | Notification | Batch], bytes | None]
 
     def _read_event(self, fresh: bool = False) -> Request | Notification | Batch | dict[str, Any] | None:
         """The next request, batch or plain request object; None once the connection ends.
@@ -124,6 +125,33 @@ class SessionReader:
                     # to send; the core then gives Closed, and the connection ends.
                     log.debug("%s: read failed: %s", self._name, error)
                     proto.receive_data(b"")
+
+    def _run_notifications_left(self) -> None:
+        """A reply could not be sent: run the notifications already read, skip the requests.
+
+        API.md: "A notification is executed even when its sender closes the connection
+        right after", requests before it or not. Only what the session and the core hold
+        already is taken (nothing more is read); a batch's notification members run too.
+        Called by the session's last thread, once no other reads or runs calls.
+        """
+        proto, queued = self._proto, self._queued
+        while not self._closing:
+            if queued:
+                message: Request | Notification | Batch = queued.popleft()
+            else:
+                event = proto.next_event()
+                if event is None or isinstance(event, Closed) or (isinstance(event, Reply) and event.close):
+                    return
+                if isinstance(event, Reply):  # an invalid message's error: nobody can read it
+                    continue
+                message = event.message if isinstance(event, Call) else event
+            if isinstance(message, Notification):
+                self._answer(message)
+            elif isinstance(message, Batch):
+                for value in message.values:
+                    member = parse_request(value)
+                    if type(member) is Notification:
+                        self._answer(member)
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts

@@ -258,3 +258,42 @@ def test_a_tls_client_handshake_whose_last_message_meets_a_reset_fails() -> None
         thread.join(WAIT)
         with contextlib.suppress(OSError):
             ours.close()
+
+
+# -- notifications after requests whose replies fail (review15 N15) ------------------------
+
+REQUESTS = 40
+
+
+def _ping(i: int) -> bytes:
+    return b'{"jsonrpc":"2.0","method":"ping","params":[],"id":%d}\n' % i
+
+
+@pytest.mark.parametrize("requests", [2, REQUESTS])
+@pytest.mark.parametrize("how", ["FIN", "RST"])
+def test_notifications_after_requests_run_when_the_client_closes_right_after(how: str, requests: int) -> None:
+    # Requests, then 5 notifications and a batch of 5 more, in one write, then close: a
+    # reply fails (the peer is gone) and the session takes nothing more. The requests
+    # not started are skipped; the notifications already read still run (API.md).
+    server, ran = _counting_server()
+    pings = [0]
+    lock = threading.Lock()
+
+    def ping() -> str:
+        with lock:
+            pings[0] += 1
+        return "pong"
+
+    server.register_function(ping)
+    notes = b"".join(_note(i) for i in range(5)) + b"[" + b",".join(_note(i).strip() for i in range(5)) + b"]\n"
+    with serving(server) as address:
+        for _ in range(N):
+            with socket.create_connection(address, timeout=WAIT) as sock:
+                sock.sendall(b"".join(_ping(i) for i in range(requests)) + notes)
+                if how == "RST":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
+        _all_ran(ran, N * 10)
+        assert not ran.acquire(blocking=False), "more notifications ran than were sent"
+        if requests == REQUESTS:  # (each notification ran after every request that started)
+            with lock:
+                assert pings[0] <= N * REQUESTS // 4, f"{pings[0]} of {N * REQUESTS} requests ran"
