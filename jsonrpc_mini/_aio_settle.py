@@ -12,7 +12,7 @@ import logging
 from ._aio_call_future import Call
 from ._client_protocol import ClientConnection
 from ._codec import ErrorResponse, Id, Response
-from ._errors import error_from_response, unusable_reply
+from ._errors import error_from_response, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 
 __all__ = ["ReplySettler"]
@@ -56,8 +56,8 @@ class ReplySettler:
         # answer will not come. An error with id null answers a message the server
         # could not read: with a single call outstanding and no message that gets no
         # reply possibly unread (ClientConnection.unread_before) it can only be that
-        # call's. Anything else
-        # is logged.
+        # call's. So is a reply that cannot be decoded (its id is unknown: NaN in it,
+        # say). Anything else is logged.
         if event.id is not None:
             self.said = None  # a reply after it, though it cannot be used: as in _deliver
             future = self.pending.pop(event.id, None)
@@ -67,9 +67,20 @@ class ReplySettler:
                 future.set_exception(unusable_reply(event.reason, future.method))
             return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
-        if event.error is None or len(live) != 1 or self.proto.unread_before(self.pending):
+        if (
+            (event.error is None and event.unreadable is None)
+            or len(live) != 1
+            or self.proto.unread_before(self.pending)
+        ):
             if event.error is not None:
                 self.said = event.error.message
+            elif event.unreadable is not None:
+                self.said = f"a reply that could not be read, {event.unreadable}"
             log.warning("ignoring message from server: %s", event.reason)
             return
-        self._deliver(ErrorResponse(live[0], event.error))
+        if event.error is not None:
+            self._deliver(ErrorResponse(live[0], event.error))
+            return
+        self.said = None  # a reply after it, though it cannot be read: as in _deliver
+        future = self.pending.pop(live[0])
+        future.set_exception(unreadable_reply(event.unreadable or "", future.method))

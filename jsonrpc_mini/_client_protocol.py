@@ -243,7 +243,12 @@ class ClientConnection(_Base):
                 if event.value is not None:
                     self._queue.extend(self._too_deep(event.value))
                     continue
-                self._queue.append(Violation(f"unreadable data from server: {event.message}"))
+                self._queue.append(
+                    Violation(
+                        f"unreadable data from server: {event.message}",
+                        unreadable=event.message if event.opened else None,
+                    )
+                )
                 if event.fatal:
                     self._queue.append(Closed(self._unreadable(event.code, event.message)))
                     self._closed_reported = True

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ._client_protocol import ClientConnection
 from ._client_waiter import _Waiter
 from ._codec import ErrorResponse, Id, Response
-from ._errors import ConnectionLost, error_from_response, unusable_reply
+from ._errors import ConnectionLost, error_from_response, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 from ._transport import Transport
 
@@ -116,20 +116,27 @@ class ReplySettler:
         # answer will not come. An error with id null answers a message the server
         # could not read: with a single call outstanding and no message that gets no
         # reply possibly unread (ClientConnection.unread_before) it can only be that
-        # call's. Anything else
-        # is logged.
+        # call's. So is a reply that cannot be decoded (its id is unknown: NaN in it,
+        # say). Anything else is logged.
         with self.lock:
             if event.id is not None:
                 only = self.pending.pop(event.id, None)
                 if only is not None:
                     only.error = unusable_reply(event.reason, only.method)
                     only.done = True
-            elif event.error is None or len(self.pending) != 1 or self.proto.unread_before(self.pending):
+            elif (
+                (event.error is None and event.unreadable is None)
+                or len(self.pending) != 1
+                or self.proto.unread_before(self.pending)
+            ):
                 only = None
             else:
                 only = self.pending.pop(next(iter(self.pending)))
                 err = event.error
-                only.error = error_from_response(err.code, err.message, err.data, only.method)
+                if err is None:
+                    only.error = unreadable_reply(event.unreadable or "", only.method)
+                else:
+                    only.error = error_from_response(err.code, err.message, err.data, only.method)
                 only.done = True
             lost = self.lost
         if event.id is not None or only is not None:
@@ -139,6 +146,8 @@ class ReplySettler:
         if only is None:
             if event.error is not None:
                 self.said = event.error.message
+            elif event.unreadable is not None:
+                self.said = f"a reply that could not be read, {event.unreadable}"
             # Once the connection is lost (closed by us, say, while a reply was half
             # received), what is left of it concerns nobody: no warning for it.
             log.log(logging.DEBUG if lost else logging.WARNING, "ignoring message from server: %s", event.reason)

@@ -16,6 +16,7 @@ from ._frames import (
     Loads,
     Message,
     deep_error,
+    parse_failure,
     slice_bytes,
     too_deep,
     too_large,
@@ -94,7 +95,7 @@ class ContentLengthFramer(BufferedReader):
         try:
             value = self._loads(body)
         except ParseError as exc:
-            return FrameError(PARSE_ERROR, exc.message)
+            return parse_failure(exc.message, body)
         limit = self._max_depth
         if limit is not None and too_deep(body, value, limit):
             return deep_error(limit, value)

@@ -166,6 +166,16 @@ def error_from_response(code: int, message: str, data: Any, method: str | None) 
     return exc
 
 
+def unreadable_reply(message: str, method: str | None) -> RPCError:
+    """The error of the one call in flight when a reply arrived that cannot be decoded (``message``: why).
+
+    A plain :class:`RPCError` with code None, as :func:`unusable_reply`'s.
+    """
+    exc = RPCError(None, f"the server's reply could not be read: {message}")
+    exc.method = method
+    return exc
+
+
 def unusable_reply(reason: str, method: str | None) -> RPCError:
     """The error of a call whose reply arrived but cannot be used (not valid JSON-RPC 2.0, nested too deep).
 

@@ -66,11 +66,14 @@ class Violation:
     read a request). ``id`` is set when the message, though unusable, names one
     (an integer or string ``id``, and no ``method``): the reply of that call,
     which should fail rather than wait for a reply that will not come.
+    ``unreadable`` is set (to the parse error) for a message that could not be
+    decoded but opens an object or array: perhaps a reply, whose id is unknown.
     """
 
     reason: str
     error: ErrorObject | None = None
     id: Id | None = None
+    unreadable: str | None = None
 
 
 ServerEvent = Call | Batch | Reply | Closed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "deeper_than",
     "lines_balanced",
     "nesting_message",
+    "parse_failure",
     "slice_bytes",
     "surely_within",
     "too_deep",
@@ -46,13 +47,17 @@ class FrameError:
     ``fatal`` means the stream cannot be resynchronised and must be closed after
     the answer is sent. ``value`` is the value itself when it was decoded whole
     and then refused (nested too deep; see ``depth_after_decoding``), else None:
-    a client reads the ids in it, to fail the calls it answers.
+    a client reads the ids in it, to fail the calls it answers. ``opened`` is set
+    for a complete message that could not be decoded but opens an object or
+    array (see :func:`parse_failure`): it may be a reply (a client's call may
+    take it). It is a hint, not part of the error: equality ignores it.
     """
 
     code: int
     message: str
     fatal: bool = False
     value: Any = None
+    opened: bool = field(default=False, compare=False)
 
 
 Event = Message | FrameError
@@ -93,6 +98,12 @@ def slice_bytes(buf: bytearray, start: int, end: int) -> bytes:
     """``bytes(buf[start:end])`` with one copy instead of two (a view, not a bytearray, in between)."""
     with memoryview(buf) as view:  # released at once: buf may be resized afterwards
         return bytes(view[start:end])
+
+
+def parse_failure(message: str, text: bytes) -> FrameError:
+    """The -32700 for a complete message ``text`` that could not be decoded; ``opened`` if it starts ``{`` or ``[``."""
+    first = WS.search(text)
+    return FrameError(PARSE_ERROR, message, opened=first is not None and text[first.start()] in b"{[")
 
 
 def too_large(limit: int) -> FrameError:

@@ -26,6 +26,7 @@ from ._frames import (
     Message,
     deep_error,
     nesting_message,
+    parse_failure,
     slice_bytes,
     too_deep,
     too_large,
@@ -208,7 +209,7 @@ class ValueScanner(LookAhead):
             # The contract: after a parse error, drop the rest of the offending line
             # (from where _consume left _pos: the buffer may have been compacted).
             self._mode = SKIP
-            return FrameError(PARSE_ERROR, exc.message)
+            return parse_failure(exc.message, frame)
         if self._after_decoding and too_deep(frame, value, self._max_depth):
             return deep_error(self._max_depth, value)
         return Message(value)
@@ -216,8 +217,9 @@ class ValueScanner(LookAhead):
     def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
         self._mode = SKIP
         self._start = self._pos = index
+        opened = code == PARSE_ERROR and bool(self._stack)  # inside an object or array
         self._stack = bytearray()
-        return FrameError(code, message)
+        return FrameError(code, message, opened=opened)
 
     def _too_large(self) -> FrameError:
         self._failed = True
