@@ -11,7 +11,7 @@ import sys
 
 from ..__main__ import _timeout
 from .._remote import LONGEST_WAIT
-from ._check import check
+from ._check import check, check_arguments
 from ._probes import PROBES
 
 __all__ = ["main", "parse_address"]
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
     cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
     args = parser.parse_args(argv)
-    known = [name for name, _ in PROBES]
-    unknown = sorted(set(args.only or ()) - set(known))
-    if unknown:
-        parser.error(f"unknown probe {', '.join(unknown)}; probes: {', '.join(known)}")
+    try:  # (the names check() itself refuses: a usage error here)
+        check_arguments(args.timeout, args.only, [name for name, _ in PROBES])
+    except ValueError as exc:
+        parser.error(str(exc))
     host, port = args.address
     report = check(host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only)
     sys.stdout.write(report.render() + "\n")
