@@ -12,6 +12,7 @@ import ssl as _ssl
 from collections.abc import Iterator
 
 from ._errors import ConnectionLost, RPCTimeout
+from ._remote import is_count
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
@@ -24,7 +25,7 @@ def check_port(port: object) -> int:
     getaddrinfo wraps a larger number (70000 is port 4464) and asyncio raises
     OverflowError: both clients and both servers check first.
     """
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+    if not (is_count(port, 0) and port <= 65535):
         raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
     return port
 

@@ -6,7 +6,7 @@ rules for which attribute names are remote methods live in one place.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
 from ._codec import Params, build_params
 
@@ -142,7 +142,7 @@ def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
 LONGEST_WAIT = (2**31 - 1) // 1000
 
 
-def is_count(value: object, least: int = 1) -> bool:
+def is_count(value: object, least: int = 1) -> TypeGuard[int]:
     """Whether ``value`` is an integer (not a bool) of at least ``least``: a size, depth or count."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 

@@ -25,7 +25,7 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
-from ._remote import LONGEST_WAIT, check_count, is_seconds
+from ._remote import LONGEST_WAIT, check_count, is_count, is_seconds
 from ._session import Session, current_session, serving
 from ._transport import Setup, SocketTransport, Transport
 from ._unix import UnixPath, bind_unix, socket_file, unix_path, unlink_socket_file
@@ -81,7 +81,7 @@ class ServerOptions:
         if self.framing not in ("auto", "newline", "content-length"):
             raise ValueError(f"unknown framing {self.framing!r}: use 'auto', 'newline' or 'content-length'")
         mode = self.unix_mode  # (600 for 0o600 would be mode 0o1130; -1 would be 0o7777)
-        if mode is not None and (not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777):
+        if mode is not None and not (is_count(mode, 0) and mode <= 0o777):
             raise ValueError(f"unix_mode must be an int from 0 to 0o777 such as 0o600 (or None), not {mode!r}")
 
 
