@@ -20,8 +20,18 @@ UnixPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
 def unix_path(path: UnixPath | None) -> str | None:
-    """``path=`` as the str the servers and clients use (None stays None)."""
-    return None if path is None else os.fsdecode(path)
+    """``path=`` as the str the servers and clients use (None stays None).
+
+    An empty path is refused with ValueError: Linux binds "" to a random abstract
+    name (autobind) no client can reach by ``path=``, and connecting to it fails
+    with a bare EINVAL. Both servers and both clients take ``path=`` through here.
+    """
+    if path is None:
+        return None
+    text = os.fsdecode(path)
+    if not text:
+        raise ValueError("Unix socket path is empty; give a file system path")
+    return text
 
 
 def check_unix_path(path: str) -> None:

@@ -3,8 +3,9 @@
 A path longer than AF_UNIX takes was once "served" at a file nobody could connect
 to (a short temporary name hard-linked onto it): now both servers refuse it as
 ``socket.bind`` would, before anything is created. An abstract name (a leading
-NUL byte) is refused by name. A socket file removed while the server runs and
-replaced by another server's is left in place by ``shutdown()``.
+NUL byte) is refused by name, an empty path (Linux would bind a random abstract
+name, "autobind") as empty, by servers and clients. A socket file removed while
+the server runs and replaced by another server's is left in place by ``shutdown()``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from _aio_support import run
 from test_unix_paths import probe, start_and_stop
+
+from jsonrpc_mini import RPCClient, aio
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -76,6 +81,31 @@ def test_a_path_too_long_is_refused_even_over_a_stale_file_there(driver: str, di
 def test_a_name_with_a_nul_byte_is_refused_by_name(driver: str, name: str, words: str, directory: str) -> None:
     with pytest.raises(ValueError, match=words):
         start_and_stop(driver, name)
+
+
+@pytest.mark.parametrize("options", [{}, {"unix_mode": 0o600}])
+@pytest.mark.parametrize("empty", ["", b""])
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_empty_path_is_refused_at_start(driver: str, empty: str, options: dict[str, Any]) -> None:
+    # Before: start() returned "" and listened at an autobind abstract name nobody
+    # could reach by path= (with unix_mode: a bare FileNotFoundError from chmod).
+    with pytest.raises(ValueError, match=r"^Unix socket path is empty; give a file system path$"):
+        start_and_stop(driver, empty, **options)
+
+
+@pytest.mark.parametrize("empty", ["", b""])
+def test_an_empty_path_is_refused_by_both_clients(empty: str) -> None:
+    # Before: ConnectionLost "cannot connect to : [Errno 22] Invalid argument".
+    with pytest.raises(ValueError, match=r"^Unix socket path is empty"):
+        RPCClient(path=empty, timeout=5)
+    with pytest.raises(ValueError, match=r"^Unix socket path is empty"):
+        RPCClient(timeout=5).connect(path=empty)
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match=r"^Unix socket path is empty"):
+            await aio.connect(path=empty, timeout=5)
+
+    run(main)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
