@@ -4,7 +4,8 @@ The same semantics as the sync :class:`~jsonrpc_mini.BatchBuilder`, with
 ``async with`` and ``await b.send()`` in place of ``with`` and ``b.send()``:
 calls queue up and return a :class:`~jsonrpc_mini.BatchResult`; leaving the block
 sends one JSON array and waits for the replies; ``r.result()`` then returns the
-value or raises that call's error. If the block raises, nothing is sent. The
+value or raises that call's error. If the block raises, nothing is sent (each
+``r.result()`` raises RPCError naming the exception's type). The
 client's timeout bounds the whole batch: members still unanswered get RPCTimeout.
 """
 
@@ -53,3 +54,5 @@ class AsyncBatchBuilder(_BatchQueue):
     ) -> None:
         if exc_type is None:
             await self.send()
+        else:
+            self._discard(exc_type)

@@ -47,6 +47,25 @@ def not_sent(method: str) -> RPCError:
     return exc
 
 
+def discarded(method: str, exc_type: type[BaseException]) -> RPCError:
+    """The error of a member of a batch whose block raised ``exc_type``: it will never be sent."""
+    exc = RPCError(None, f"the batch was not sent: its with block raised {exc_type.__name__}")
+    exc.method = method or None  # (str(exc) names it)
+    return exc
+
+
+class _Failed:
+    """The outcome of a member that was never sent: raises its error."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: RPCError) -> None:
+        self._error = error
+
+    def outcome(self) -> Any:
+        raise self._error
+
+
 class BatchResult:
     """The future outcome of one call in a batch; ``result()`` once the batch is sent.
 
@@ -74,6 +93,10 @@ class BatchResult:
     @property
     def _sent(self) -> bool:
         return self._outcome is not None
+
+    def _discard(self, error: RPCError) -> None:
+        """The batch will not be sent (its block raised): ``result()`` raises ``error``."""
+        self._outcome = _Failed(error)
 
     def __repr__(self) -> str:
         return f"<BatchResult {self.method!r} {'ready' if self._sent else 'pending'}>"
@@ -246,6 +269,13 @@ class _BatchQueue:
         queued.sent = True
         return queued
 
+    def _discard(self, exc_type: type[BaseException]) -> None:
+        """The block raised ``exc_type``: nothing is sent; each member's result() says so."""
+        if not self._queued.sent:  # (a batch sent inside the block keeps its outcomes)
+            for result in self._queued.results:
+                if result is not None:
+                    result._discard(discarded(result.method, exc_type))
+
     def _take(self) -> list[tuple[str, Params, bool]]:
         """Mark the batch sent; return the queued calls as ``(method, params, is_notification)``."""
         return list(self._take_queued())
@@ -271,7 +301,8 @@ class BatchBuilder(_BatchQueue):
 
     ``b.add(1, 2)`` / ``b.call("add", 1, 2)`` queue a request and return a
     :class:`BatchResult`; ``b.notify("log", "x")`` queues a notification. If the
-    block raises, nothing is sent.
+    block raises, nothing is sent: each result's ``result()`` raises RPCError
+    naming the exception's type.
     """
 
     def __init__(
@@ -293,3 +324,5 @@ class BatchBuilder(_BatchQueue):
     ) -> None:
         if exc_type is None:
             self.send()
+        else:
+            self._discard(exc_type)

@@ -97,6 +97,11 @@ class _Waiter(BatchResult):
     def _sent(self) -> bool:
         return self.done
 
+    def _discard(self, error: RPCError) -> None:
+        """Never to be sent (its batch's block raised): ``result()`` raises ``error``."""
+        self.error = error
+        self.done = True
+
 
 class _QueuedWaiter(_Waiter):
     """A batch member's waiter that queues its call as it is made: what ``b.add(1, 2)`` runs.

@@ -59,6 +59,66 @@ def test_an_aio_members_result_before_the_send_names_its_method() -> None:
     _names(run(main), "add", "the batch has not been sent yet (leave the with block first)")
 
 
+# -- a member of a batch whose block raised: never sent ------------------------------
+
+
+DISCARDED = "the batch was not sent: its with block raised KeyError"
+
+
+def test_a_sync_members_result_after_its_block_raised_says_the_batch_was_not_sent() -> None:
+    # Before: "the batch has not been sent yet (leave the with block first)", with the block left.
+    with loopback(_server()) as c:
+        with pytest.raises(KeyError), c.batch() as b:
+            member, other = b.add(1, 2), b.call("add", 3, 4)
+            b.notify("add", 5, 6)
+            raise KeyError("abandon")
+        for result in (member, other):
+            with pytest.raises(RPCError) as info:
+                result.result()
+            _names(info.value, "add", DISCARDED)
+        assert c.add(1, 2) == 3  # the client goes on
+
+
+def test_an_aio_members_result_after_its_block_raised_says_the_batch_was_not_sent() -> None:
+    async def main() -> list[RPCError]:
+        async with aio_loopback(_aio_server()) as c:
+            with pytest.raises(KeyError):
+                async with c.batch() as b:
+                    members = [b.add(1, 2), b.call("add", 3, 4)]
+                    b.notify("add", 5, 6)
+                    raise KeyError("abandon")
+            errors = []
+            for member in members:
+                with pytest.raises(RPCError) as info:
+                    member.result()
+                errors.append(info.value)
+            assert await c.add(1, 2) == 3
+            return errors
+
+    for error in run(main):
+        _names(error, "add", DISCARDED)
+
+
+def test_a_batch_sent_inside_its_block_keeps_its_results_when_the_block_raises() -> None:
+    with loopback(_server()) as c:
+        with pytest.raises(KeyError), c.batch() as b:
+            member = b.add(1, 2)
+            b.send()
+            raise KeyError("after the send")
+        assert member.result() == 3
+
+    async def main() -> int:
+        async with aio_loopback(_aio_server()) as c:
+            with pytest.raises(KeyError):
+                async with c.batch() as b:
+                    member = b.add(1, 2)
+                    await b.send()
+                    raise KeyError("after the send")
+            return member.result()  # type: ignore[no-any-return]
+
+    assert run(main) == 3
+
+
 # -- a batch member whose caller was interrupted while it waited -------------------
 
 
