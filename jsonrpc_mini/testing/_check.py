@@ -111,21 +111,11 @@ class Conn:
             head, sep, rest = buf.partition(b"\r\n\r\n")
             if not sep:
                 return False, None
-            length = next(
-                (
-                    int(v)
-                    for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
-                    if k.strip().lower() == b"content-length"
-                ),
-                0,
-            )
+            length = _content_length(head)
             if len(rest) < length:
                 return False, None
             self.buf = rest[length:]
-            try:
-                return True, json.loads(rest[:length])
-            except RecursionError:
-                raise ProbeFailed(f"the server sent JSON nested too deep to read: {rest[:80]!r}") from None
+            return True, _loads_body(rest[:length])
         try:
             text = buf.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -179,6 +169,30 @@ class Conn:
     def close(self) -> None:
         """Close the connection."""
         self.sock.close()
+
+
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a header block (the first such line); ProbeFailed unless a decimal count."""
+    for key, _, value in (line.partition(b":") for line in head.split(b"\r\n")):
+        if key.strip().lower() == b"content-length":
+            if not value.strip().isdigit():
+                raise ProbeFailed(f"the server sent a Content-Length that is not a number of bytes: {head[:80]!r}")
+            return int(value)
+    return 0
+
+
+def _loads_body(body: bytes) -> Any:
+    """The JSON value of a Content-Length body; ProbeFailed unless it is UTF-8 JSON text."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProbeFailed(f"the server sent a Content-Length body that is not UTF-8: {body[:80]!r}") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ProbeFailed(f"the server sent JSON nested too deep to read: {body[:80]!r}") from None
+    except ValueError:  # json.JSONDecodeError
+        raise ProbeFailed(f"the server sent a Content-Length body that is not JSON: {body[:80]!r}") from None
 
 
 def dumps(value: Any) -> bytes:
@@ -287,6 +301,8 @@ def check(
             status, detail = "fail", str(exc)
         except OSError as exc:
             status, detail = "fail", f"connection error: {exc}"
+        except Exception as exc:  # a reply no probe foresaw fails that probe, not the whole run
+            status, detail = "fail", f"the probe could not handle a reply: {type(exc).__name__}: {exc}"
         finally:
             for conn in probe.opened:
                 conn.close()

@@ -26,6 +26,11 @@ def _response(value: Any) -> dict[str, Any]:
         raise ProbeFailed(f"a response needs exactly one of result and error: {_short(value)}")
     if "id" not in value:
         raise ProbeFailed(f"response without an id member: {_short(value)}")
+    id_ = value["id"]
+    if isinstance(id_, bool) or not isinstance(id_, (str, int, float, type(None))):
+        raise ProbeFailed(f"a response id must be a string, a number or null: {_short(value)}")
+    if "error" in value and not isinstance(value["error"], dict):
+        raise ProbeFailed(f"the error member must be an object (code, message): {_short(value)}")
     return value
 
 

@@ -1,0 +1,108 @@
+"""check HOST:PORT against servers whose replies are wrong in ways the probes did not foresee.
+
+Each used to end the whole run with a traceback and no report (review16 P2): a
+Content-Length body that is not UTF-8 JSON, a Content-Length that is not a number,
+an ``"error"`` member that is a string, a reply id that is an array or an object.
+Now that probe fails with a detail, the other probes run and the report is printed
+(exit status 1); any other exception a probe raises fails that probe, named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socketserver
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from jsonrpc_mini.testing import _probes, check
+from jsonrpc_mini.testing.__main__ import main
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class _FixedReply(socketserver.BaseRequestHandler):
+    """Answers every newline-terminated request with ``reply`` (set per server)."""
+
+    reply = b""
+
+    def handle(self) -> None:
+        self.request.settimeout(5)
+        try:
+            while data := self.request.recv(65536):
+                self.request.sendall(self.reply * data.count(b"\n"))
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def _answering(reply: bytes) -> Iterator[tuple[str, int]]:
+    handler = type("Handler", (_FixedReply,), {"reply": reply})
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        host, port = srv.server_address[:2]
+        yield str(host), int(port)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def _framed(body: bytes, length: bytes | None = None) -> bytes:
+    return b"Content-Length: " + (b"%d" % len(body) if length is None else length) + b"\r\n\r\n" + body
+
+
+_UTF16 = '{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}'.encode("utf-16")
+
+CASES = [
+    # (reply, the probe it breaks, words of that probe's detail)
+    (_framed(b"hello"), "method-not-found", "Content-Length body that is not JSON: b'hello'"),
+    (_framed(b"\xff\xfe"), "method-not-found", "Content-Length body that is not UTF-8"),
+    (_framed(_UTF16), "method-not-found", "Content-Length body that is not UTF-8"),  # (was read as a reply)
+    (_framed(b"{}", b"abc"), "method-not-found", "Content-Length that is not a number of bytes"),
+    (_framed(b"{}", b"-1"), "method-not-found", "Content-Length that is not a number of bytes"),
+    (b'{"jsonrpc":"2.0","error":"oops","id":3}\n', "params-not-structured", "error member must be an object"),
+    (b'{"jsonrpc":"2.0","result":1,"id":[11]}\n', "pipelined", "id must be a string, a number or null"),
+    (b'{"jsonrpc":"2.0","result":1,"id":{"a":11}}\n', "pipelined", "id must be a string, a number or null"),
+]
+
+
+@pytest.mark.parametrize(("reply", "probe", "words"), CASES)
+def test_a_wrong_reply_fails_its_probe_and_the_others_still_run(reply: bytes, probe: str, words: str) -> None:
+    with _answering(reply) as address:
+        report = check(*address, timeout=2, only=[probe, "half-close"])
+    results = {r.name: r for r in report.results}
+    assert list(results) == [probe, "half-close"], report.render()  # (the last probe)
+    assert results[probe].status == "fail"
+    assert words in results[probe].detail, results[probe].detail
+    assert results[probe].detail.endswith("[seed 0]")
+    assert "could not handle" not in results[probe].detail  # named precisely, not by the catch-all
+    assert results["half-close"].status == "fail"  # (it ran: every reply of this server is wrong)
+    assert not report.ok
+
+
+@pytest.mark.parametrize(("reply", "probe"), [(c[0], c[1]) for c in CASES[::3]])
+def test_the_cli_prints_the_report_and_exits_1(reply: bytes, probe: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with _answering(reply) as (host, port):
+        assert main(["check", f"{host}:{port}", "--timeout", "2", "--only", probe]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"jsonrpc_mini check {host}:{port} (seed 0)\n")
+    assert f"FAIL  {probe}" in out and out.endswith("0 passed, 1 failed, 0 warnings (replay with --seed 0)\n")
+
+
+def test_any_other_exception_in_a_probe_fails_that_probe_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(p: object) -> tuple[str, str]:
+        raise KeyError("surprise")
+
+    def fine(p: object) -> tuple[str, str]:
+        return "pass", "fine"
+
+    monkeypatch.setattr(_probes, "PROBES", [("broken", broken), ("fine", fine)])
+    with _answering(b"") as address:
+        report = check(*address, timeout=2)
+    assert [(r.name, r.status) for r in report.results] == [("broken", "fail"), ("fine", "pass")]
+    assert report.results[0].detail == "the probe could not handle a reply: KeyError: 'surprise' [seed 0]"
