@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
     cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
     args = parser.parse_args(argv)
+    host, port = args.address
     try:  # (the names check() itself refuses: a usage error here)
-        check_arguments(args.timeout, args.only, [name for name, _ in PROBES])
+        check_arguments(args.timeout, args.only, [name for name, _ in PROBES], port=port)
     except ValueError as exc:
         parser.error(str(exc))
-    host, port = args.address
     report = check(host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only)
     sys.stdout.write(report.render() + "\n")
     return 0 if report.ok else 1

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._connect import check_port
 from .._remote import LONGEST_WAIT, is_seconds
 
 __all__ = ["CheckReport", "ProbeResult", "check"]
@@ -229,12 +230,14 @@ class Probe:
 ProbeFn = Callable[[Probe], tuple[Status, str]]
 
 
-def check_arguments(timeout: float, only: list[str] | None, known: list[str]) -> None:
-    """Raise unless ``timeout`` is a usable number of seconds and ``only`` names known probes.
+def check_arguments(timeout: float, only: list[str] | None, known: list[str], *, port: object) -> None:
+    """Raise unless ``port`` and ``timeout`` are usable and ``only`` names known probes.
 
     ``check`` with a misspelt name in ``only`` (or ``only=[]``) would run nothing and
-    report ok: a gate that checks nothing, so it refuses rather than skips.
+    report ok: a gate that checks nothing, so it refuses rather than skips. ``port``
+    must be a TCP port number, as for RPCClient (the OS would wrap 70000 to 4464).
     """
+    check_port(port)
     if not (is_seconds(timeout) and 0 < timeout <= LONGEST_WAIT):
         raise ValueError(
             f"timeout must be a positive number of seconds up to {LONGEST_WAIT} (about 24 days), not {timeout!r}"
@@ -263,8 +266,9 @@ def check(
 
     ``echo_method`` names a method that returns its one argument (enables the
     large round-trip probes); ``only`` restricts the run to probes by name.
-    Raises ValueError for a ``timeout`` that is not a positive number of seconds
-    (up to about 24 days) and for an unknown probe name in ``only`` or ``only=[]``.
+    Raises ValueError for a ``port`` that is not an int from 0 to 65535, a
+    ``timeout`` that is not a positive number of seconds (up to about 24 days) and
+    for an unknown probe name in ``only`` or ``only=[]``.
 
     Example::
 
@@ -275,7 +279,7 @@ def check(
     """
     from ._probes import PROBES  # noqa: PLC0415 - the probes import this module's helpers
 
-    check_arguments(timeout, only, [name for name, _ in PROBES])
+    check_arguments(timeout, only, [name for name, _ in PROBES], port=port)
     report = CheckReport(host, port, seed)
     try:
         Conn(host, port, timeout).close()

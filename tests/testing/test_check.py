@@ -238,3 +238,12 @@ def test_a_reply_nested_too_deep_to_read_is_a_failure_not_a_crash(handler):
     (result,) = report.results
     assert result.status == "fail"
     assert "nested too deep to read" in result.detail
+
+
+@pytest.mark.parametrize("port", [70000, 65536, -1, None, "5000", True, 1.5])
+def test_check_refuses_a_port_that_is_not_a_tcp_port_number(port):
+    # 70000 used to probe port 4464 (the OS wraps it) and report on it as "127.0.0.1:70000";
+    # None and -1 gave a "connect" failure rather than a usage error (review16 P8).
+    with pytest.raises(ValueError, match=r"^port must be an int from 0 to 65535, not ") as info:
+        check("127.0.0.1", port, timeout=1, only=["method-not-found"])
+    assert str(info.value).endswith(repr(port))
