@@ -86,7 +86,9 @@ class RPCClient:
     ``timeout`` (seconds, None = wait for ever) bounds connecting and every call;
     ``float("inf")`` or more than about 24.8 days (2,147,483 s) also means no timeout.
     ``framing`` is ``"newline"`` (default) or ``"content-length"``. ``path`` picks
-    a Unix socket; ``ssl`` (an ``ssl.SSLContext``) turns on TLS.
+    a Unix socket (not with ``host`` or ``port``: ValueError); ``ssl`` (an
+    ``ssl.SSLContext``) turns on TLS, ``server_hostname`` (with ``ssl`` only) the
+    name its certificate is checked against (default: ``host``).
     ``max_message_size`` (bytes) and ``max_depth`` (nesting levels) bound a reply:
     a larger one loses the connection, a deeper one fails its call.
     """
@@ -112,6 +114,8 @@ class RPCClient:
         # Validate the framing name and the limits now.
         ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
         self._current = _Current(None, timeout)
+        if path is not None and (host is not None or port is not None):
+            raise ValueError("RPCClient takes host and port, or path= for a Unix socket, not both")
         if transport is not None:
             self._attach(transport)
         elif host is not None or path is not None:

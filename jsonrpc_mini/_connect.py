@@ -48,7 +48,10 @@ def open_connection(
 
     Raises :class:`ConnectionLost` if the peer cannot be reached and
     :class:`RPCTimeout` if connecting takes longer than ``timeout``.
+    ``server_hostname`` without ``ssl``: ValueError, as asyncio (the aio client) says.
     """
+    if server_hostname is not None and ssl is None:
+        raise ValueError("server_hostname is only meaningful with ssl")
     sock: socket.socket
     with connect_errors(path if path is not None else f"{host}:{port}", timeout):
         if path is not None:
