@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from ._client import RPCClient
+from ._connect import check_port
 from ._errors import RPCError
 from ._server import RPCServer
 
@@ -137,6 +138,14 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _port(text: str) -> int:
+    """``--port``: a TCP port number, 0 to 65535 (argparse reports anything else as a usage error)."""
+    try:
+        return check_port(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}") from None
+
+
 def _timeout(text: str) -> float:
     """``--timeout``: a positive number of seconds (argparse reports anything else as a usage error)."""
     try:
@@ -221,13 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a server and a client in one process and print the calls")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    demo.add_argument("--port", type=_port, default=0, help="0 picks a free port (default)")
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="serve the public functions of MODULE, or MODULE:OBJECT")
     serve.add_argument("target", metavar="MODULE[:OBJECT]", help="an RPCServer, or an object/module to expose")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--port", type=_port, default=5000, help="0 picks a free port (default 5000)")
     serve.add_argument("--path", help="serve a Unix socket at this path instead of TCP")
     serve.add_argument("--debug", action="store_true", help="send tracebacks of failing handlers")
     serve.set_defaults(run=_serve)

@@ -23,7 +23,7 @@ import pytest
 from _driver_helpers import LeakCheck, serving
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.__main__ import main
+from jsonrpc_mini.__main__ import build_parser, main
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -121,3 +121,35 @@ def test_call_prints_non_ascii_escaped_on_an_ascii_stdout() -> None:
     assert (done.returncode, done.stderr) == (0, b"")
     assert done.stdout.decode("ascii") == '{\n  "t": "\\ud83d\\ude00 \\u6d4b\\u8bd5"\n}\n'
     assert json.loads(done.stdout) == {"t": "\U0001f600 \u6d4b\u8bd5"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "math", "--port", "70000"],
+        ["serve", "math", "--port=65536"],
+        ["serve", "math", "--port", "http"],
+        ["demo", "--port", "-1"],
+        ["demo", "--port", "99999"],
+    ],
+)
+def test_serve_and_demo_refuse_a_port_out_of_range_as_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Used to be a ValueError traceback from the server's port check, exit 1 (review16 P1).
+    value = argv[-1].rpartition("=")[2]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(
+        f"error: argument --port: must be a port number from 0 to 65535, not {value!r}"
+    )
+    assert "Traceback" not in err and "registered:" not in err
+
+
+def test_serve_and_demo_take_port_0_and_65535() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo", "--port", "0"]).port == 0
+    assert parser.parse_args(["serve", "math", "--port", "65535"]).port == 65535
+    assert parser.parse_args(["serve", "math"]).port == 5000
