@@ -247,7 +247,13 @@ async def _open(
             server_hostname = host
         raw, link = await loop.create_connection(lambda: Link(proto), host, port, server_hostname=plain_hostname)
     if ssl is not None:
-        tls = await loop.start_tls(raw, link, ssl, server_hostname=server_hostname)
+        try:
+            tls = await loop.start_tls(raw, link, ssl, server_hostname=server_hostname)
+        except ConnectionResetError as exc:
+            if str(exc):
+                raise
+            # asyncio's word for a peer that closed during the handshake: ConnectionResetError()
+            raise ConnectionResetError("the server closed the connection during the TLS handshake") from exc
         link.transport = cast(asyncio.Transport, tls)  # (None only for a transport closed meanwhile)
         link.under = raw
     return link

@@ -101,4 +101,5 @@ def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
         hint = _NOT_TLS_HINT if exc.reason in _NOT_TLS else ""
         raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}") from exc
     except OSError as exc:
-        raise ConnectionLost(f"cannot connect to {where}: {exc}") from exc
+        # (an OSError made without arguments says nothing: its type at least)
+        raise ConnectionLost(f"cannot connect to {where}: {str(exc) or type(exc).__name__}") from exc
