@@ -206,9 +206,20 @@ def _call(args: argparse.Namespace) -> int:
             result = client.call(args.method, *positional, **keywords)
     except RPCError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if exc.data is not None:
+            print(_error_data(exc.data), file=sys.stderr)
         return 1
     _print_result(result)
     return 0
+
+
+def _error_data(data: Any) -> str:
+    """An error reply's ``data`` for stderr: JSON, a ``traceback`` member (``serve --debug``) as text."""
+    if isinstance(data, dict) and isinstance(data.get("traceback"), str):
+        rest = {key: value for key, value in data.items() if key != "traceback"}
+        head = f"data: {json.dumps(rest, ensure_ascii=False, default=repr)}\n" if rest else ""
+        return head + data["traceback"].rstrip("\n")
+    return f"data: {json.dumps(data, ensure_ascii=False, default=repr)}"
 
 
 def _print_result(result: Any) -> None:

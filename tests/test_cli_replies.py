@@ -1,0 +1,71 @@
+"""``python -m jsonrpc_mini call``: what it prints of a reply.
+
+An error reply's ``data`` goes to stderr after the error line: as JSON, and a
+``traceback`` member (what ``serve --debug`` sends) as the text it is (review16 P6:
+it was dropped, so ``serve --debug`` was of no use from the command line).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _driver_helpers import LeakCheck, serving
+
+from jsonrpc_mini import RPCError, RPCServer
+from jsonrpc_mini.__main__ import main
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def _failing_server(*, debug: bool) -> RPCServer:
+    s = RPCServer(debug=debug)
+
+    def fail() -> None:
+        raise ValueError("bad thing")
+
+    def refuse() -> None:
+        raise RPCError(7, "refused", {"why": ["quota", "é"], "n": 1.5})
+
+    def plain() -> None:
+        raise RPCError(8, "no data")
+
+    def zero() -> None:
+        raise RPCError(9, "data is 0", 0)
+
+    for function in (fail, refuse, plain, zero):
+        s.register_function(function)
+    return s
+
+
+def test_call_prints_the_traceback_serve_debug_sends(capsys: pytest.CaptureFixture[str]) -> None:
+    with serving(_failing_server(debug=True)) as (host, port):
+        assert main(["call", f"{host}:{port}", "fail"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines[:3] == [
+        "error: fail: [-32603] Internal error in 'fail'",
+        'data: {"type": "ValueError"}',
+        "Traceback (most recent call last):",
+    ]
+    assert lines[-1] == "ValueError: bad thing"
+    assert any("raise ValueError" in line for line in lines)  # the handler's own line
+
+
+def test_call_prints_an_error_reply_data_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with serving(_failing_server(debug=False)) as (host, port):
+        assert main(["call", f"{host}:{port}", "refuse"]) == 1
+        assert capsys.readouterr().err == 'error: refuse: [7] refused\ndata: {"why": ["quota", "é"], "n": 1.5}\n'
+        assert main(["call", f"{host}:{port}", "plain"]) == 1  # no data: the error line alone
+        assert capsys.readouterr().err == "error: plain: [8] no data\n"
+        assert main(["call", f"{host}:{port}", "zero"]) == 1  # data, if false
+        assert capsys.readouterr().err == "error: zero: [9] data is 0\ndata: 0\n"
+        assert main(["call", f"{host}:{port}", "fail"]) == 1  # no --debug: no traceback sent
+        assert capsys.readouterr().err == "error: fail: [-32603] Internal error in 'fail'\n"
