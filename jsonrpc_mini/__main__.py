@@ -218,7 +218,8 @@ def _error_data(data: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("traceback"), str):
         rest = {key: value for key, value in data.items() if key != "traceback"}
         head = f"data: {json.dumps(rest, ensure_ascii=False, default=repr)}\n" if rest else ""
-        return head + data["traceback"].rstrip("\n")
+        text: str = data["traceback"]
+        return head + text.rstrip("\n")
     return f"data: {json.dumps(data, ensure_ascii=False, default=repr)}"
 
 
