@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -272,5 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def run_command(main: Callable[[], int]) -> int:
+    """Run ``main`` for ``python -m``: its exit status, or 1, quietly, when stdout's reader went away.
+
+    ``call ... | head -1``: a write to a pipe whose reader has exited raises
+    BrokenPipeError (Python ignores SIGPIPE). As the Python docs' note on SIGPIPE
+    says, stdout then points at devnull, so that the flush at exit does not raise again.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()  # (here, not at exit, where its error is only printed)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -3,10 +3,17 @@
 An error reply's ``data`` goes to stderr after the error line: as JSON, and a
 ``traceback`` member (what ``serve --debug`` sends) as the text it is (review16 P6:
 it was dropped, so ``serve --debug`` was of no use from the command line).
+
+``call ... | head -1`` and ``python -m jsonrpc_mini.testing check ... | head -1``:
+when stdout's reader has gone, they exit 1 without a word (review16 P10: a
+BrokenPipeError traceback, or "Exception ignored ... BrokenPipeError" at exit).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -69,3 +76,30 @@ def test_call_prints_an_error_reply_data_as_json(capsys: pytest.CaptureFixture[s
         assert capsys.readouterr().err == "error: zero: [9] data is 0\ndata: 0\n"
         assert main(["call", f"{host}:{port}", "fail"]) == 1  # no --debug: no traceback sent
         assert capsys.readouterr().err == "error: fail: [-32603] Internal error in 'fail'\n"
+
+
+def _into_a_closed_pipe(*args: str) -> tuple[int, str]:
+    """Run ``python -m ARGS`` with stdout a pipe that nobody reads: its exit status and stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all: every write to the pipe fails (EPIPE), whenever it comes
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", *args], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False
+        )
+    finally:
+        os.close(write_end)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("count", [3, 200_000])  # written at exit's flush / by the print itself
+def test_call_into_a_closed_pipe_exits_quietly(count: int) -> None:
+    s = RPCServer()
+    s.register_function(lambda n: list(range(n)), name="seq")
+    with serving(s) as (host, port):
+        assert _into_a_closed_pipe("jsonrpc_mini", "call", f"{host}:{port}", "seq", str(count)) == (1, "")
+
+
+def test_check_into_a_closed_pipe_exits_quietly() -> None:
+    with serving(RPCServer()) as (host, port):
+        done = _into_a_closed_pipe("jsonrpc_mini.testing", "check", f"{host}:{port}", "--only", "method-not-found")
+    assert done == (1, "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..__main__ import _timeout
+from ..__main__ import _timeout, run_command
 from .._remote import LONGEST_WAIT
 from ._check import check, check_arguments
 from ._probes import PROBES
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))
