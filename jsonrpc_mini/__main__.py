@@ -147,6 +147,13 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}") from None
 
 
+def _path(text: str) -> str:
+    """``--path``: a Unix socket path, not empty (Linux would bind "" to a random abstract name)."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty: give a file system path")
+    return text
+
+
 def _timeout(text: str) -> float:
     """``--timeout``: a positive number of seconds (argparse reports anything else as a usage error)."""
     try:
@@ -250,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("target", metavar="MODULE[:OBJECT]", help="an RPCServer, or an object/module to expose")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=5000, help="0 picks a free port (default 5000)")
-    serve.add_argument("--path", help="serve a Unix socket at this path instead of TCP")
+    serve.add_argument("--path", type=_path, help="serve a Unix socket at this path instead of TCP")
     serve.add_argument("--debug", action="store_true", help="send tracebacks of failing handlers")
     serve.set_defaults(run=_serve)
 

@@ -153,3 +153,15 @@ def test_serve_and_demo_take_port_0_and_65535() -> None:
     assert parser.parse_args(["demo", "--port", "0"]).port == 0
     assert parser.parse_args(["serve", "math", "--port", "65535"]).port == 65535
     assert parser.parse_args(["serve", "math"]).port == 5000
+
+
+@pytest.mark.parametrize("argv", [["serve", "math", "--path", ""], ["serve", "math", "--path="]])
+def test_serve_refuses_an_empty_path_as_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # Used to serve at a Linux autobind abstract name nobody could reach (review16 P9),
+    # then a ValueError traceback from the server's check.
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith("error: argument --path: is empty: give a file system path")
+    assert "Traceback" not in err and "registered:" not in err
