@@ -147,6 +147,13 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}") from None
 
 
+def _host(text: str) -> str:
+    """``--host``: not empty (which would listen on every interface, unasked)."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty: give 127.0.0.1, or 0.0.0.0 or :: to listen on every interface")
+    return text
+
+
 def _path(text: str) -> str:
     """``--path``: a Unix socket path, not empty (Linux would bind "" to a random abstract name)."""
     if not text:
@@ -186,17 +193,30 @@ def _parse_value(text: str) -> Any:
         return text  # a bare word is a string
 
 
-def _call(args: argparse.Namespace) -> int:
-    host, _, port = args.address.rpartition(":")
+class _Usage(Exception):
+    """A usage error of ``call``: the message is printed and the exit status is 2."""
+
+
+def _server(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """RPCClient's arguments to reach the server, and the words after its address: METHOD [ARG ...]."""
+    words: list[str] = args.words
+    if args.path is not None:
+        return {"path": args.path}, words
+    if len(words) < 2:
+        raise _Usage(f"call needs HOST:PORT and METHOD (or --path PATH and METHOD), not only {words[0]!r}")
+    host, _, port = words[0].rpartition(":")
     if not host or not port.isdigit():
-        print(f"error: address must be HOST:PORT, not {args.address!r}", file=sys.stderr)
-        return 2
+        raise _Usage(f"address must be HOST:PORT, not {words[0]!r}")
     if not 0 < int(port) < 65536:
-        print(f"error: port must be 1-65535, not {port} (in {args.address!r})", file=sys.stderr)
-        return 2
+        raise _Usage(f"port must be 1-65535, not {port} (in {words[0]!r})")
+    return {"host": host.strip("[]"), "port": int(port)}, words[1:]
+
+
+def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The ARGs: positional JSON values and name=value keywords."""
     positional: list[Any] = []
     keywords: dict[str, Any] = {}
-    for item in args.args:
+    for item in items:
         key, sep, value = item.partition("=")
         try:
             if sep and key.isidentifier():
@@ -204,14 +224,22 @@ def _call(args: argparse.Namespace) -> int:
             else:
                 positional.append(_parse_value(item))
         except OverflowError as exc:
-            print(f"error: argument {item!r}: {exc}", file=sys.stderr)
-            return 2
+            raise _Usage(f"argument {item!r}: {exc}") from None
+    return positional, keywords
+
+
+def _call(args: argparse.Namespace) -> int:
     try:
-        with RPCClient(host.strip("[]"), int(port), timeout=args.timeout) as client:
+        server, (method, *items) = _server(args)
+        positional, keywords = _arguments(items)
+        with _connect(server, args.timeout) as client:
             if args.notify:
-                client.notify(args.method, *positional, **keywords)
+                client.notify(method, *positional, **keywords)
                 return 0
-            result = client.call(args.method, *positional, **keywords)
+            result = client.call(method, *positional, **keywords)
+    except _Usage as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RPCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.data is not None:
@@ -219,6 +247,13 @@ def _call(args: argparse.Namespace) -> int:
         return 1
     _print_result(result)
     return 0
+
+
+def _connect(server: dict[str, Any], timeout: float) -> RPCClient:
+    try:
+        return RPCClient(**server, timeout=timeout)
+    except ValueError as exc:  # (an empty --path)
+        raise _Usage(str(exc)) from None
 
 
 def _error_data(data: Any) -> str:
@@ -249,24 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a server and a client in one process and print the calls")
-    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--host", type=_host, default="127.0.0.1")
     demo.add_argument("--port", type=_port, default=0, help="0 picks a free port (default)")
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="serve the public functions of MODULE, or MODULE:OBJECT")
     serve.add_argument("target", metavar="MODULE[:OBJECT]", help="an RPCServer, or an object/module to expose")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", type=_host, default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=5000, help="0 picks a free port (default 5000)")
     serve.add_argument("--path", type=_path, help="serve a Unix socket at this path instead of TCP")
     serve.add_argument("--debug", action="store_true", help="send tracebacks of failing handlers")
     serve.set_defaults(run=_serve)
 
-    call = sub.add_parser("call", help="call METHOD on the server at HOST:PORT and print the result as JSON")
-    call.add_argument("address", metavar="HOST:PORT")
-    call.add_argument("method", metavar="METHOD")
-    call.add_argument(
-        "args", nargs="*", metavar="ARG", help="JSON values (bare words are strings); name=value for keywords"
+    call = sub.add_parser(
+        "call",
+        usage="%(prog)s [-h] [--timeout TIMEOUT] [--notify] (HOST:PORT | --path PATH) METHOD [ARG ...]",
+        help="call METHOD on the server at HOST:PORT (or a Unix socket) and print the result as JSON",
     )
+    call.add_argument(
+        "words",
+        nargs="+",
+        metavar="HOST:PORT METHOD ARG",
+        help="HOST:PORT (none with --path), METHOD, then ARGs: JSON values (bare words are strings);"
+        " name=value for keywords",
+    )
+    call.add_argument("--path", help="call the server on this Unix socket (serve --path) instead of HOST:PORT")
     call.add_argument("--timeout", type=_timeout, default=10.0, help="seconds, more than 0 (default 10)")
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
     call.set_defaults(run=_call)
