@@ -98,6 +98,13 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if isinstance(target, RPCServer) and args.debug and not target.options.debug:
+        print(
+            f"error: --debug cannot change {args.target!r}, an RPCServer made without it:"
+            " make it with RPCServer(debug=True), or serve the module's functions",
+            file=sys.stderr,
+        )
+        return 2
     server = target if isinstance(target, RPCServer) else RPCServer(debug=args.debug)
     if not isinstance(target, RPCServer):
         register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance

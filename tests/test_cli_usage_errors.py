@@ -165,3 +165,35 @@ def test_serve_refuses_an_empty_path_as_a_usage_error(argv: list[str], capsys: p
     err = capsys.readouterr().err
     assert err.splitlines()[-1].endswith("error: argument --path: is empty: give a file system path")
     assert "Traceback" not in err and "registered:" not in err
+
+
+SERVER_MODULE = textwrap.dedent(
+    """
+    from jsonrpc_mini import RPCServer
+
+    plain = RPCServer()
+    debugging = RPCServer(debug=True)
+    """
+)
+
+
+def test_serve_debug_refuses_a_server_object_made_without_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --debug used to be ignored silently for MODULE:OBJECT naming an RPCServer (review16, minor list).
+    (tmp_path / "cli_server_target.py").write_text(SERVER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cli_server_target", raising=False)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with serving(RPCServer()) as (_host, port):  # a port in use: were it served, it would fail, not hang
+        assert main(["serve", "cli_server_target:plain", "--debug", "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            "error: --debug cannot change 'cli_server_target:plain', an RPCServer made without it:"
+            " make it with RPCServer(debug=True), or serve the module's functions\n"
+        )
+        # Past that check (to the bind, which fails): --debug on a debug server, or no --debug.
+        for argv in (["cli_server_target:debugging", "--debug"], ["cli_server_target:plain"]):
+            assert main(["serve", *argv, "--port", str(port)]) == 1
+            assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert {sig: signal.getsignal(sig) for sig in before} == before
