@@ -309,6 +309,7 @@ def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_aga
     gateway.register_function(lambda a, b: a + b, "add")
     entered, go, trying = threading.Event(), threading.Event(), threading.Event()
     starting, proceed, restarted_done = threading.Event(), threading.Event(), threading.Event()
+    left = threading.Event()
     outcomes = []
 
     @gateway.register
@@ -321,6 +322,8 @@ def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_aga
                 outcomes.append(client.add(1, 2))
         except ConnectionLost as exc:
             outcomes.append(f"refused: {exc}")
+        finally:
+            left.set()  # out of loopback(): the restart's LoopbackServer is the last user
 
     real_start = gateway.start
 
@@ -358,13 +361,18 @@ def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_aga
         proceed.set()
         closer.join(30)
         caller.join(30)
-        for _ in range(3000):  # bounded: until the handler is done
-            if len(outcomes) == 2:
-                break
-            threading.Event().wait(0.01)
+        # The handler leaves loopback() first, so that the restart's LoopbackServer is
+        # the last user out and shuts the server down as it leaves. (Leaving second,
+        # the handler's thread did the shutdown, which the address below then raced.)
+        left.wait(30)
         restarted_done.set()
         restarter.join(30)
         direct.close()
+    # A hang is reported as one, not as a server left listening.
+    assert not closer.is_alive(), "the first LoopbackServer's close() did not end"
+    assert not caller.is_alive(), "the cut call did not end"
+    assert left.is_set(), "the handler did not leave loopback()"
+    assert not restarter.is_alive(), "the restart's LoopbackServer did not leave"
     assert sorted(outcomes, key=str) == [3, "cut"], outcomes
     assert gateway.address is None  # the restart's LoopbackServer shut it down again
 
