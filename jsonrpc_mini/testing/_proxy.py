@@ -59,25 +59,44 @@ class _Relay:
         self.up: Transport | None = None
         base = SocketTransport(down)
         self.down_out: Transport = base  # the relay writes the server's bytes here
-        link = None if plan is None else LinkState(plan, index)
         self.down: Transport = base
-        if plan is not None:
-            reader = EagerReader(base, f"jsonrpc_mini-proxy-{index}-client-reader")
-            self.down = FaultyTransport(reader, plan, side="server", link=link)
+        self.up_in: Transport | None = None  # the relay reads the server's bytes here
         self.threads: list[threading.Thread] = []
+        # The ends' reading threads. close() stops them itself: closing the socket does
+        # not stop a reader that holds its bound and waits for room (none comes then).
+        self.readers: list[EagerReader] = []
         self._running = 2
         self._lock = threading.Lock()
         try:
+            self._start(base, upstream, plan, index)
+        except BaseException:  # (a thread that could not start): stop those that did
+            self.close()
+            self.join(_JOIN)
+            raise
+
+    def _start(self, base: SocketTransport, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
+        link = None if plan is None else LinkState(plan, index)
+        if plan is not None:
+            reader = EagerReader(base, f"jsonrpc_mini-proxy-{index}-client-reader")
+            self.readers.append(reader)
+            self.down = FaultyTransport(reader, plan, side="server", link=link)
+        try:
             up = socket.create_connection(upstream, timeout=_JOIN)
+        except OSError as exc:
+            log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
+            self.close()
+            return
+        self.up = SocketTransport(up)
+        try:
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
-            self.down.close()
+            self.close()
             return
-        self.up = SocketTransport(up)
-        self.up_in: Transport = self.up  # the relay reads the server's bytes here
+        self.up_in = self.up
         if plan is not None:
             reader = EagerReader(self.up, f"jsonrpc_mini-proxy-{index}-server-reader")
+            self.readers.append(reader)
             self.up_in = FaultyTransport(reader, plan, side="client", link=link)
         for name, target in (("c2s", self._client_to_server), ("s2c", self._server_to_client)):
             thread = threading.Thread(
@@ -124,10 +143,12 @@ class _Relay:
             up.close()
 
     def _server_to_client(self) -> None:
+        up_in = self.up_in
+        assert up_in is not None
         try:
             while not self.stopping:
                 try:
-                    data = self.up_in.recv(_CHUNK, _POLL)
+                    data = up_in.recv(_CHUNK, _POLL)
                 except TimeoutError:
                     continue
                 if not data:
@@ -146,25 +167,23 @@ class _Relay:
             self.down.close()
 
     def close(self) -> None:
-        """Stop both threads and close both sockets."""
+        """Stop both threads and both readers, close both sockets."""
         self.stopping = True
         self.down.close()
         if self.up is not None:
             self.up.close()
+        for reader in self.readers:
+            reader.close()
 
     def join(self, timeout: float) -> bool:
         """Wait for both threads (and the readers'); True if they ended."""
         for thread in self._all_threads():
-            thread.join(timeout)
+            if thread.ident is not None:  # (started)
+                thread.join(timeout)
         return self.finished
 
     def _all_threads(self) -> list[threading.Thread]:
-        readers = [
-            end.inner.thread
-            for end in (self.down, getattr(self, "up_in", None))
-            if isinstance(end, FaultyTransport) and isinstance(end.inner, EagerReader)
-        ]
-        return [*self.threads, *readers]
+        return [*self.threads, *(reader.thread for reader in self.readers)]
 
     @property
     def finished(self) -> bool:
@@ -214,22 +233,24 @@ class LoopbackServer:
         self._clients: list[RPCClient] = []
         self._closed = False
         self._count = 0
+        self._accepter: threading.Thread | None = None
         self.direct_address: tuple[str, int] = acquire(server, host)
         try:
             self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
             self._listener.bind((host, 0))
             self.address: tuple[str, int] = self._listener.getsockname()[:2]
             self._wake_r, self._wake_w = socket.socketpair()
+            if self._plan is None or not self._plan.refuse_connect:
+                self._listener.listen(128)  # a bound socket that never listens refuses connections
+                accepter = threading.Thread(target=self._accept_loop, name="jsonrpc_mini-proxy-accept", daemon=True)
+                accepter.start()
+                self._accepter = accepter
         except BaseException:
-            if hasattr(self, "_listener"):
-                self._listener.close()
+            for name in ("_listener", "_wake_r", "_wake_w"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
             release(server)
             raise
-        self._accepter: threading.Thread | None = None
-        if self._plan is None or not self._plan.refuse_connect:
-            self._listener.listen(128)  # a bound socket that never listens refuses connections
-            self._accepter = threading.Thread(target=self._accept_loop, name="jsonrpc_mini-proxy-accept", daemon=True)
-            self._accepter.start()
 
     def _accept_loop(self) -> None:
         # A selector, not select.select(): that refuses descriptors above 1023,
@@ -263,7 +284,12 @@ class LoopbackServer:
                 # (and a test can read ``connections``) before this thread runs again.
                 index = self._count
                 self._count += 1
-                self._relays.append(_Relay(conn, self.direct_address, self._plan, index))
+                try:
+                    relay = _Relay(conn, self.direct_address, self._plan, index)
+                except Exception:  # (its threads stopped, the connection closed): go on accepting
+                    log.exception("LoopbackServer: cannot relay connection %d", index)
+                    continue
+                self._relays.append(relay)
 
     @property
     def connections(self) -> int:
