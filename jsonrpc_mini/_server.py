@@ -3,16 +3,12 @@
 Registration (``register_function``, ``register``, ``register_instance``) is
 independent of serving: one server object can listen with ``loop``/``start``, back
 any number of in-memory connections from the test kit, and be started again after
-``shutdown()``.
+``shutdown()``. The listening socket and its accept loop are in ``_listener``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import logging
-import selectors
-import socket
 import ssl as _ssl
 import threading
 import time
@@ -23,19 +19,17 @@ from ._connect import check_port
 from ._dispatch import Registry
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._listener import Listener
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._refuse import TOO_MANY_CONNECTIONS, TlsRefusals, refuse, tls_setup
+from ._refuse import TlsRefusals
 from ._remote import LONGEST_WAIT, check_count, is_count, is_seconds
 from ._session import Session, current_session, serving
-from ._transport import Setup, SocketTransport, Transport
-from ._unix import UnixPath, bind_unix, socket_file, unix_path, unlink_socket_file
+from ._transport import Setup, Transport
+from ._unix import UnixPath, unix_path
 from ._watch import ReadWatcher
 
 __all__ = ["RPCServer", "ServerOptions"]
 
-log = logging.getLogger("jsonrpc_mini")
-
-_POLL = 0.5
 Address = tuple[str, int] | str
 
 
@@ -149,7 +143,7 @@ class RPCServer(Registry):
         self._refusals = TlsRefusals()  # connections a full TLS port turns away over TLS
         self._shutting_down = 0  # shutdown() calls running: new connections are drained at once
         self._counter = itertools.count(1)
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._watcher = ReadWatcher()
 
     # -- serving ---------------------------------------------------------------
@@ -200,14 +194,14 @@ class RPCServer(Registry):
         """The address being served, or None when not listening."""
         return None if self._listener is None else self._listener.address
 
-    def _listen(self, host: str, port: int, path: UnixPath | None, ssl: _ssl.SSLContext | None) -> _Listener:
+    def _listen(self, host: str, port: int, path: UnixPath | None, ssl: _ssl.SSLContext | None) -> Listener:
         path = unix_path(path)
         if path is None:
             check_port(port)
         with self._lock:
             if self._listener is not None:
                 raise RuntimeError("this server is already listening; call shutdown() first")
-            listener = _Listener(self, host, port, path, ssl)  # raises if it cannot bind
+            listener = Listener(self, host, port, path, ssl)  # raises if it cannot bind
             self._listener = listener
             return listener
 
@@ -302,7 +296,7 @@ class RPCServer(Registry):
                 thread.join(max(0.1, deadline - time.monotonic()))
         self._watcher.stop(join=1.0)  # its thread starts again when a connection needs it
 
-    def _run_listener(self, listener: _Listener) -> None:
+    def _run_listener(self, listener: Listener) -> None:
         try:
             listener.run()
         finally:
@@ -318,90 +312,3 @@ class RPCServer(Registry):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.shutdown()
-
-
-class _Listener:
-    """A listening socket and its accept loop, woken for shutdown through a socketpair."""
-
-    def __init__(self, server: RPCServer, host: str, port: int, path: str | None, ssl: _ssl.SSLContext | None) -> None:
-        self._server = server
-        self._ssl = ssl
-        self._path = path
-        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the Unix socket file bound
-        self._stopped = False
-        self.closed = threading.Event()
-        self.thread: threading.Thread | None = None  # the accept thread start() made, if any
-        self._wake_r, self._wake_w = socket.socketpair()
-        opts = server.options
-        try:
-            if path is not None:
-                self.sock = bind_unix(path, opts.unix_mode, opts.backlog)  # listening
-                self._file = socket_file(path)  # close() removes this file, not one put there since
-                self.address: Address = path
-            else:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                self.sock = socket.socket(family, socket.SOCK_STREAM)
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self.sock.bind((host, port))
-                bound = self.sock.getsockname()
-                self.address = (bound[0], bound[1])
-                self.sock.listen(opts.backlog)
-            self._selector = selectors.DefaultSelector()
-            self._selector.register(self.sock, selectors.EVENT_READ)
-            self._selector.register(self._wake_r, selectors.EVENT_READ)
-        except BaseException:
-            self._wake_r.close()
-            self._wake_w.close()
-            if hasattr(self, "sock"):
-                self.sock.close()
-            raise
-
-    def run(self) -> None:
-        """Accept connections until stopped."""
-        server = self._server
-        while not self._stopped:
-            try:
-                # A selector, not select.select(): that refuses descriptors above 1023.
-                events = self._selector.select(_POLL)
-            except (OSError, ValueError):
-                return
-            if self._stopped:
-                return
-            if not any(key.fileobj is self.sock for key, _ in events):
-                continue
-            try:
-                conn, _ = self.sock.accept()
-            except OSError as exc:
-                log.warning("accept failed: %s", exc)
-                time.sleep(0.01)  # e.g. out of file descriptors: do not spin
-                continue
-            if server.connection_count >= server.options.max_connections:
-                log.warning("refusing a connection: max_connections reached")
-                if self._ssl is not None:
-                    server._refusals.refuse(conn, self._ssl, TOO_MANY_CONNECTIONS)
-                else:
-                    refuse(conn, TOO_MANY_CONNECTIONS)
-                continue
-            if conn.family != socket.AF_UNIX:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            opts = server.options
-            setup = None
-            if self._ssl is not None:
-                setup = tls_setup(conn, self._ssl, opts.handshake_timeout, opts.read_timeout)
-            server._add_session(SocketTransport(conn, send_timeout=opts.read_timeout), setup)
-
-    def stop(self) -> None:
-        """Make ``run`` return soon; idempotent."""
-        self._stopped = True
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-
-    def close(self) -> None:
-        """Release the listening socket (and the Unix socket file)."""
-        self._stopped = True
-        self._selector.close()
-        for sock in (self.sock, self._wake_r, self._wake_w):
-            sock.close()
-        if self._path is not None:
-            unlink_socket_file(self._path, self._file)
-        self.closed.set()

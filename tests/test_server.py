@@ -26,6 +26,7 @@ from _driver_helpers import (
     wait_for,
 )
 
+import jsonrpc_mini._listener as listener_module
 import jsonrpc_mini._refuse as refuse_module
 import jsonrpc_mini._server as server_module
 import jsonrpc_mini._watch as watch_module
@@ -348,7 +349,7 @@ def test_no_thread_of_the_server_is_alive_when_shutdown_returns(slow: str, monke
 
     target = {
         "connection": (server_module.RPCServer, "_session_done"),
-        "accept": (server_module._Listener, "close"),
+        "accept": (listener_module.Listener, "close"),
         "watcher": (watch_module._Loop, "_run"),
     }[slow]
     monkeypatch.setattr(*target, slowly(getattr(*target)))
