@@ -27,11 +27,11 @@ from ._aio_runner import CallRunner, PoolCalls, serving
 from ._aio_tls import TlsGate, TlsListener, listen_tls
 from ._aio_turns import TurnTaking
 from ._codec import ErrorObject, ErrorResponse, Notification, Request
-from ._connect import check_port
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._listen_checks import check_listen
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._server import ServerOptions
@@ -154,8 +154,7 @@ class RPCServer(CallExecutor, TurnTaking):
         if self._listener is not None:
             raise RuntimeError("this server is already listening; call shutdown() first")
         path = unix_path(path)
-        if path is None:
-            check_port(port)
+        check_listen(host, port, path, ssl)
         loop = asyncio.get_running_loop()
         opts = self.options
         listener: TlsListener | asyncio.Server

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from ._connect import check_port
 from ._dispatch import Registry
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._listen_checks import check_listen
 from ._listener import Listener
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TlsRefusals
@@ -196,8 +196,7 @@ class RPCServer(Registry):
 
     def _listen(self, host: str, port: int, path: UnixPath | None, ssl: _ssl.SSLContext | None) -> Listener:
         path = unix_path(path)
-        if path is None:
-            check_port(port)
+        check_listen(host, port, path, ssl)
         with self._lock:
             if self._listener is not None:
                 raise RuntimeError("this server is already listening; call shutdown() first")
