@@ -167,6 +167,21 @@ def test_serve_refuses_an_empty_path_as_a_usage_error(argv: list[str], capsys: p
     assert "Traceback" not in err and "registered:" not in err
 
 
+@pytest.mark.parametrize("argv", [["serve", "math", "--host", ""], ["serve", "math", "--host="], ["demo", "--host="]])
+def test_serve_and_demo_refuse_an_empty_host_as_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Used to listen on every interface, unasked (review16 P11).
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(
+        "error: argument --host: is empty: give 127.0.0.1, or 0.0.0.0 or :: to listen on every interface"
+    )
+    assert "Traceback" not in err and "registered:" not in err
+
+
 SERVER_MODULE = textwrap.dedent(
     """
     from jsonrpc_mini import RPCServer

@@ -1,9 +1,11 @@
-"""Both servers refuse, before binding, a client-side TLS context.
+"""Both servers refuse, before binding, an empty host and a client-side TLS context.
 
-A client-side ``SSLContext`` (``ssl.create_default_context()`` without
-``Purpose.CLIENT_AUTH``) was taken, and then every client was reset, with nothing
-said above INFO by the sync server. It is ValueError from ``start()`` and
-``loop()`` / ``serve_forever()`` now.
+An empty host ("" or None) listened on every interface, differently per server
+(sync 0.0.0.0; aio every address family, one socket and port each), where README
+promises loopback unless told. A client-side ``SSLContext``
+(``ssl.create_default_context()`` without ``Purpose.CLIENT_AUTH``) was taken, and
+then every client was reset, with nothing said above INFO by the sync server.
+Both are ValueError from ``start()`` and ``loop()`` / ``serve_forever()`` now.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jsonrpc_mini import RPCClient, RPCServer, aio
 pytestmark = pytest.mark.timeout(60)
 
 WAIT = 10.0
+EMPTY_HOST = r"^host is empty \((''|None)\): give '127.0.0.1' for loopback, or '0.0.0.0' \(IPv4\) or '::' \(IPv6\)"
 CLIENT_CONTEXT = r"^ssl= is a client-side context \(PROTOCOL_TLS_CLIENT\), with which no client could connect"
 DRIVERS = ["sync", "aio"]
 HOW = ["start", "loop"]  # loop: RPCServer.loop() / aio.RPCServer.serve_forever()
@@ -97,6 +100,16 @@ def directory() -> Iterator[str]:
     path = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")  # short: AF_UNIX paths are limited
     yield path
     shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("host", ["", None])
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_empty_host_is_refused(driver: str, how: str, host: str | None) -> None:
+    error = attempt(driver, how, host=host, port=0)
+    assert isinstance(error, ValueError), error
+    assert re.match(EMPTY_HOST, str(error)), error
+    assert str(error).endswith("to listen on every interface")
 
 
 def client_side_context() -> ssl.SSLContext:
