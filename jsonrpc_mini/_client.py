@@ -19,7 +19,7 @@ from typing import Any, cast
 from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._client_link import _Link
 from ._client_protocol import ClientConnection
-from ._client_waiter import _QueuedWaiter, _Waiter
+from ._client_waiter import _BatchWaiter, _QueuedWaiter, _Waiter, timed_out, within
 from ._codec import Notification, Params, build_params
 from ._connect import open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
@@ -65,6 +65,16 @@ def _not_connected(method: str | None) -> ConnectionLost:
     exc = ConnectionLost("not connected: call connect(host, port) first")
     exc.method = method or None
     return exc
+
+
+def _fail_members(waiters: list[_Waiter], error: RPCError) -> None:
+    """Fail the members of a batch not done with ``error`` (each its own copy, naming its method)."""
+    for waiter in waiters:
+        if not waiter.done:
+            exc = ConnectionLost(error.message) if isinstance(error, ConnectionLost) else RPCError(None, error.message)
+            exc.method = waiter.method or None
+            waiter.error = exc
+            waiter.done = True
 
 
 def _timeout(timeout: float | None) -> float | None:
@@ -206,25 +216,50 @@ class RPCClient:
         for waiter, id_ in zip(waiters, ids, strict=True):
             waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        # Members the reply array leaves out fail at once (the core tells: expect_batch).
+        if not waiters:  # notifications only
+            link.start([], data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)
+            return waiters
+        # The calls are pending as one (see _BatchWaiter); members the reply array
+        # leaves out fail at once (the core tells: expect_batch).
+        batch = _BatchWaiter(waiters)
         proto.expect_batch(ids)
+        link.batch_waiters[batch.id] = batch
         try:
-            link.start(waiters, data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)
+            link.start([batch], data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)
             try:
-                for waiter in waiters:
-                    if not waiter.done:  # replies come together: most are in once the first wait ends
-                        try:
-                            link.wait(waiter, deadline, self._timeout)
-                        except RPCTimeout as exc:
-                            waiter.error = exc
+                try:
+                    link.wait(batch, deadline, self._timeout)
+                except RPCTimeout:
+                    message = f"no reply {within(self._timeout)}; a late reply will be dropped"
+                    for waiter in waiters:
+                        if not waiter.done:
+                            waiter.error = timed_out(waiter.method, message)
+                            waiter.done = True
+                if batch.expanded:  # its members wait one by one (as _BatchWaiter tells)
+                    self._wait_members(link, waiters, deadline)
+                elif batch.error is not None:  # lost or failed as a whole: every member fails so
+                    _fail_members(waiters, batch.error)
             except BaseException:  # e.g. KeyboardInterrupt: the members not answered stop waiting too
-                for waiter in waiters:
-                    if not waiter.done:
-                        link._abandon(waiter)
+                if batch.expanded:
+                    for waiter in waiters:
+                        if not waiter.done:
+                            link._abandon(waiter)
+                else:  # (wait() abandoned the batch's entry)
+                    _fail_members(waiters, RPCError(None, "interrupted before its reply came"))
                 raise
         finally:
             proto.forget_batch(ids)
+            link.batch_waiters.pop(batch.id, None)
         return waiters  # the members' BatchResults, holding their outcomes
+
+    def _wait_members(self, link: _Link, waiters: list[_Waiter], deadline: float | None) -> None:
+        """Wait for each member of an expanded batch (see _BatchWaiter); an RPCTimeout is its error."""
+        for waiter in waiters:
+            if not waiter.done:  # replies come together: most are in once the first wait ends
+                try:
+                    link.wait(waiter, deadline, self._timeout)
+                except RPCTimeout as exc:
+                    waiter.error = exc
 
     def with_timeout(self, timeout: float | None) -> RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""

@@ -55,6 +55,10 @@ class _Link(_RequestSender):
         self.send_lock = cast("_OwnedLock", threading.RLock())
         self.deferred = []  # notifications of nested calls, not yet written (see _defer)
         self.pending: dict[Id, _Waiter] = {}
+        # A batch's calls are pending as one _BatchWaiter (see there); the core gives
+        # the array answering one whole as one BatchAnswer.
+        self.batch_waiters = {}
+        proto.whole_batches = True
         # The reader's turn and the outbox claim hold their owner's thread id (0: free),
         # for the same reason: whatever an interruption cuts short, its handler can tell
         # what this thread holds (see _let_go).

@@ -29,7 +29,7 @@ from ._framing import FrameError, FramingName
 from ._json import JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, NOT_ONE, ClientEvent, Closed, Violation, _Base
 
-__all__ = ["ClientConnection"]
+__all__ = ["BatchAnswer", "ClientConnection"]
 
 # How an unusable reply is shown in errors and logs: bounded in size and nesting
 # (str() of a value 1,000 levels deep raises RecursionError; of 16 MiB takes a while).
@@ -54,6 +54,20 @@ def _answered_id(value: Any) -> Id | None:
         return None
     id_ = value.get("id")
     return id_ if type(id_) is int or type(id_) is str else None
+
+
+class BatchAnswer:
+    """An array answering one batch whole, each member once and in the order sent (see ``whole_batches``).
+
+    ``first``: the batch's first id; ``members``: the array's members, unchecked
+    (member ``i`` has the batch's ``i``-th id: check each with ``parse_reply``).
+    """
+
+    __slots__ = ("first", "members")
+
+    def __init__(self, first: Id, members: list[Any]) -> None:
+        self.first = first
+        self.members = members
 
 
 def _unanswered(id_: Id) -> Violation:
@@ -87,7 +101,7 @@ class ClientConnection(_Base):
             raise ValueError("a client must choose its framing: 'newline' or 'content-length'")
         super().__init__(framing, codec, max_message_size, max_depth)
         self._ids = itertools.count(1)
-        self._queue: deque[ClientEvent] = deque()
+        self._queue: deque[ClientEvent | BatchAnswer] = deque()
         # The batches sent and not answered yet, by their first id (see expect_batch).
         # Only single dict operations touch it: a sync client's caller may add or
         # forget a batch while another thread reads.
@@ -100,6 +114,10 @@ class ClientConnection(_Base):
         # registered since; its answer proves the server read past that message.
         self.unread = False
         self.witness: Id | None = None
+        # Set by a driver that settles a batch as one (the sync client): an array that
+        # answers one batch whole and in order comes as one BatchAnswer (from
+        # decode_lines and next_event), not as its members (see _batch_reply).
+        self.whole_batches = False
 
     def sent_unanswered(self) -> None:
         """A message that gets no reply went out (or may have): a notification, a call given up on.
@@ -196,8 +214,9 @@ class ClientConnection(_Base):
         of lines is taken at once only when that is sure, see
         ``ServerConnection.receive_requests``). A line on its own may also be a
         batch reply (an array): then its members are the values, as
-        :meth:`next_event` gives them. The values are not checked as responses:
-        check each with :meth:`parse_reply` (or as strictly as ``parse_response``).
+        :meth:`next_event` gives them (or one :class:`BatchAnswer`: see
+        ``whole_batches``). The values are not checked as responses: check
+        each with :meth:`parse_reply` (or as strictly as ``parse_response``).
 
         Speed: replies arrive as whole compact lines, one per read (a caller
         waiting for its reply) or many (pipelined calls); decoding a read's lines
@@ -216,7 +235,7 @@ class ClientConnection(_Base):
         if value is NOT_ONE:
             return [], start
         if self._batches and type(value) is list and value:
-            return self._batch_reply(value), end
+            return self._batch_reply(value, self.whole_batches), end
         return _reply_values(value), end
 
     def decode_line(self, data: bytes) -> Any:
@@ -234,7 +253,17 @@ class ClientConnection(_Base):
         return None if value is NOT_ONE else value
 
     def next_event(self) -> ClientEvent | None:
-        """The next reply (or protocol violation), or None if more bytes are needed."""
+        """The next reply (or protocol violation), or None if more bytes are needed.
+
+        Not with ``whole_batches`` set (use :meth:`next_reply`): a BatchAnswer raises TypeError.
+        """
+        event = self.next_reply()
+        if isinstance(event, BatchAnswer):
+            raise TypeError("a BatchAnswer: this connection has whole_batches set; use next_reply()")
+        return event
+
+    def next_reply(self) -> ClientEvent | BatchAnswer | None:
+        """:meth:`next_event`, which with ``whole_batches`` set may also give a :class:`BatchAnswer`."""
         while not self._queue:
             event = self._framer.next_event()
             if event is None:
@@ -255,13 +284,16 @@ class ClientConnection(_Base):
             else:
                 value = event.value
                 if self._batches and type(value) is list and value:
-                    value = self._batch_reply(value)
+                    value = self._batch_reply(value, self.whole_batches)
                 for member in _reply_values(value):
-                    self._queue.append(self.parse_reply(member))
+                    self._queue.append(member if type(member) is BatchAnswer else self.parse_reply(member))
         return self._queue.popleft()
 
-    def _batch_reply(self, members: list[Any]) -> list[Any]:
+    def _batch_reply(self, members: list[Any], whole: bool = False) -> list[Any]:
         """An array's members, followed by the events of the members of the batches it answers that it leaves out.
+
+        ``whole``: an array answering one batch whole and in order is given as one
+        :class:`BatchAnswer` (the usual batch reply: see ``whole_batches``).
 
         Each such member gets a :class:`Violation` (see :meth:`expect_batch`); the
         batches it answers are forgotten. When exactly one is left out and the
@@ -283,7 +315,7 @@ class ClientConnection(_Base):
             batch = batches.get(ids[0])
             if batch is not None and ids == batch:  # in order
                 batches.pop(ids[0], None)
-                return members
+                return [BatchAnswer(ids[0], members)] if whole else members
             answered = set(ids)
         except (KeyError, TypeError):
             pass

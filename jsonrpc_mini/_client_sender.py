@@ -17,6 +17,7 @@ import threading
 import time
 from typing import NoReturn
 
+from ._client_protocol import BatchAnswer
 from ._client_reader import _ReplyReader
 from ._client_settle import _OwnedLock
 from ._client_waiter import timed_out, within
@@ -279,8 +280,8 @@ class _RequestSender(_ReplyReader):
                     self.reading = me
             proto = self.proto
             feed_ready(self.transport, proto.receive_data, proto.max_message_size)
-            events: list[Response | ErrorResponse | Violation | Closed] = []
-            while (event := proto.next_event()) is not None:
+            events: list[Response | ErrorResponse | Violation | Closed | BatchAnswer] = []
+            while (event := proto.next_reply()) is not None:
                 if not isinstance(event, Closed):  # the failed send is the reason given
                     events.append(event)
             self._deliver_all(events)

@@ -11,8 +11,8 @@ import logging
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._client_protocol import ClientConnection
-from ._client_waiter import _Waiter
+from ._client_protocol import BatchAnswer, ClientConnection
+from ._client_waiter import _BatchWaiter, _Waiter
 from ._codec import ErrorResponse, Id, Response
 from ._errors import ConnectionLost, error_from_response, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
@@ -48,16 +48,106 @@ class ReplySettler:
     proto: ClientConnection
     lock: _OwnedLock
     pending: dict[Id, _Waiter]
+    # The batches being sent or waited for, by their first id (added and removed by
+    # their caller: _client.RPCClient._send_batch); one is *live* while its
+    # _BatchWaiter is in ``pending``.
+    batch_waiters: dict[Id, _BatchWaiter]
     lost: str | None
     said: str | None
 
-    def _deliver(self, event: Response | ErrorResponse | Violation | Closed) -> None:
+    def _deliver(self, event: Response | ErrorResponse | Violation | Closed | BatchAnswer) -> None:
         if isinstance(event, Closed):
             self.fail_all(event.reason or "connection closed by the server")
         elif isinstance(event, Violation):
             self._violation(event)
+        elif isinstance(event, BatchAnswer):
+            self._settle_answer(event)
         else:
             self._settle_one(event)
+
+    def _settle_answer(self, answer: BatchAnswer) -> None:
+        """Settle a batch's whole reply array (from the framer: see _take_answer)."""
+        self.said = None  # a reply came after any error delivered before it
+        with self.lock:
+            batch, rest = self._take_answer(answer)
+        if batch is not None:
+            batch.wake()
+        for value in rest:  # (as the framer's events would have been, one per member)
+            self._deliver(self.proto.parse_reply(value))
+
+    def _take_answer(self, answer: BatchAnswer) -> tuple[_BatchWaiter | None, list[Any]]:
+        """Store a batch's whole reply array in its members (lock held): the batch (to wake), the values left.
+
+        The values left are the array's members not stored here, to settle one by
+        one as any reply (the batch is expanded then: see _BatchWaiter): all of
+        them if the batch is no longer pending as one (given up on, failed, or
+        expanded already); the members from the first that is no plain reply
+        (a Violation: its handling needs the general way) on.
+        """
+        batch = self.pending.get(answer.first)
+        if type(batch) is not _BatchWaiter:
+            return None, answer.members
+        del self.pending[answer.first]
+        parse_reply = self.proto.parse_reply
+        values = answer.members
+        # The array answers the batch in order (BatchAnswer): member i is waiter i's reply.
+        for waiter, value in zip(batch.members, values, strict=True):
+            # A plain success (as in _ReplyReader._settle_lines; its id is known to match).
+            if type(value) is dict and len(value) == 3 and "result" in value and value.get("jsonrpc") == "2.0":
+                waiter.value = value["result"]
+            else:
+                reply = parse_reply(value)
+                if isinstance(reply, Response):
+                    waiter.value = reply.result
+                elif isinstance(reply, ErrorResponse):
+                    err = reply.error
+                    waiter.error = error_from_response(err.code, err.message, err.data, waiter.method)
+                else:  # the rest goes the general way
+                    self.pending[batch.id] = batch
+                    self._expand(batch)
+                    done = sum(member.done for member in batch.members)
+                    return batch, values[done:]
+            waiter.done = True
+        batch.done = True
+        return batch, []
+
+    def _expand(self, batch: _BatchWaiter) -> None:
+        """Put ``batch``'s members not done in ``pending`` in its place (lock held); see _BatchWaiter.
+
+        The batch's entry leaves ``pending`` done and ``expanded``: its caller,
+        waiting on it, wakes and waits for each member in turn.
+        """
+        pending = self.pending
+        if pending.get(batch.id) is batch:
+            del pending[batch.id]
+        for waiter in batch.members:
+            if not waiter.done:
+                pending[waiter.id] = waiter
+        batch.expanded = True
+        batch.done = True
+        batch.wake()
+
+    def _expand_live(self) -> None:
+        """Expand every batch still pending as one (lock held): a reply concerns single members."""
+        for batch in list(self.batch_waiters.values()):  # (a copy: another thread may add one)
+            if self.pending.get(batch.id) is batch:
+                self._expand(batch)
+
+    def _pop(self, id_: Id) -> _Waiter | None:
+        """Take the waiter of call ``id_`` out of ``pending`` (lock held); None if nobody waits for it.
+
+        The usual case is one dict pop. A reply for a member of a batch pending as one
+        (missed, or the batch's own entry found under its first id) expands the
+        batches pending as one first (see _BatchWaiter).
+        """
+        waiter = self.pending.pop(id_, None)
+        if type(waiter) is _BatchWaiter:  # its first member's reply, alone
+            self.pending[id_] = waiter  # (put back: expanding takes it out)
+            self._expand(waiter)
+        elif waiter is not None or not self.batch_waiters:
+            return waiter
+        self._expand_live()
+        return self.pending.pop(id_, None)
 
     def _settle_one(self, reply: Response | ErrorResponse) -> None:
         with self.lock:
@@ -65,7 +155,7 @@ class ReplySettler:
         if waiter is not None:
             waiter.wake()
 
-    def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed]) -> None:
+    def _deliver_all(self, events: list[Response | ErrorResponse | Violation | Closed | BatchAnswer]) -> None:
         """Deliver what one read produced, in order; consecutive replies (a batch's) in one lock round."""
         replies: list[Response | ErrorResponse] = []
         for event in events:
@@ -92,7 +182,7 @@ class ReplySettler:
         """Store ``reply`` in its waiter (lock held); None if nobody waits for it any more."""
         if isinstance(reply, Response):
             return self._fill_result(reply.id, reply.result)
-        waiter = self.pending.pop(reply.id, None)
+        waiter = self._pop(reply.id)
         if waiter is None:
             log.debug("dropping reply for unknown or timed-out id %r", reply.id)
             return None
@@ -103,7 +193,7 @@ class ReplySettler:
 
     def _fill_result(self, id_: Id, result: Any) -> _Waiter | None:
         """Store a call's result in its waiter (lock held); None if nobody waits for it any more."""
-        waiter = self.pending.pop(id_, None)
+        waiter = self._pop(id_)
         if waiter is None:
             log.debug("dropping reply for unknown or timed-out id %r", id_)
             return None
@@ -119,6 +209,8 @@ class ReplySettler:
         # call's. So is a reply that cannot be decoded (its id is unknown: NaN in it,
         # say). Anything else is logged.
         with self.lock:
+            if self.batch_waiters:  # (the calls counted below are single calls)
+                self._expand_live()
             if event.id is not None:
                 only = self.pending.pop(event.id, None)
                 if only is not None:
