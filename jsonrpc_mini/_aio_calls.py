@@ -24,6 +24,7 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
+from ._aio_members import NOT_AWAITABLE, Handback, Members, Reply, run_plain
 from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request, Response, parse_request
 from ._dispatch import Prepared, outcome_response
@@ -42,9 +43,6 @@ log = logging.getLogger("jsonrpc_mini")
 # Batch members run per loop iteration, at most, over all of a batch's workers (see
 # CallingProtocol._run_batch): a few ms of quick calls before other connections' turn.
 BATCH_STEP = 256
-
-# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
-NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
 
 # The usual request as decoded: {"jsonrpc": "2.0", "method": str, "params": list, "id":
 # int or str} (``ServerConnection.receive_plain_call``), read as one line (so framed by
@@ -261,21 +259,34 @@ class CallingProtocol(TimedProtocol):
         srv, draining, values = self._srv, self._draining, batch.values
         # A success as its JSON object (see encode_replies): built here, member by
         # member, the one encode at the end is a C call (0.09 s, not 0.35 s, for 230,000).
-        replies: list[Response | ErrorResponse | dict[str, Any] | None] = [None] * len(values)
-        members = enumerate(values)
+        members = Members(srv, values, draining, lambda: self._gone)
+        replies = members.replies
         every = max(1, BATCH_STEP // slots)
         held = slots - 1  # slots still to give back before the batch's own (see _start_batch)
+        pooled = srv.run_sync_in_thread
+        loop = self._loop
 
         async def worker() -> None:
             nonlocal held
             done = 0
             try:
-                for i, value in members:
+                member = members.take()
+                while member is not None:
+                    i, value = member
+                    member = None
                     item = parse_request(value)
                     if isinstance(item, ErrorResponse):
                         replies[i] = item
                     elif not (self._gone and type(item) is Request):  # (nobody could read its reply)
                         prepared = srv.prepare_or_reply(item, draining)
+                        if isinstance(prepared, Prepared) and pooled and not srv._handler_is_async(prepared.function):
+                            # This member and the plain ones after it, in one pool job (_aio_members).
+                            back = await loop.run_in_executor(srv.executor(), run_plain, members, i, prepared)
+                            if back is not None:
+                                member = await _handback(srv, back, replies)
+                            if member is None:
+                                member = members.take()
+                            continue
                         reply = await srv.execute(prepared) if isinstance(prepared, Prepared) else prepared
                         if type(reply) is Response:
                             replies[i] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
@@ -285,6 +296,7 @@ class CallingProtocol(TimedProtocol):
                     if done == every:  # (the members that did not wait all ran in this loop step)
                         done = 0
                         await asyncio.sleep(0)
+                    member = members.take()
             finally:
                 if held:  # no member left for this worker: its slot goes back now
                     held -= 1
@@ -304,6 +316,18 @@ class CallingProtocol(TimedProtocol):
         data = self._proto.encode_replies([reply for reply in replies if reply is not None])
         if data is not None:
             self._write(data)
+
+
+async def _handback(srv: RPCServer, back: Handback, replies: list[Reply]) -> tuple[int, Any] | None:
+    """A member a pool job gave back (see ``run_plain``): the member to run here, or None once answered."""
+    if back.awaitable is None:  # an async def handler's: run on the loop
+        return back.index, back.value
+    reply = await srv.await_result(back.message, back.awaitable)
+    if type(reply) is Response:
+        replies[back.index] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
+    else:
+        replies[back.index] = reply
+    return None
 
 
 def _workers(members: int, limit: int) -> int:

@@ -57,6 +57,7 @@ class ServerProtocol(EndingProtocol):
         "_buffer",
         "_debug",
         "_dumps_line",
+        "_entry",
         "_events",
         "_group_from",
         "_keep_open",
@@ -70,7 +71,9 @@ class ServerProtocol(EndingProtocol):
         "_scan_from",
         "_scan_soon",
         "_srv",
+        "_start",
         "_started",
+        "_tag",
         "_transport",
         "_turn",
         "closed",
@@ -106,6 +109,8 @@ class ServerProtocol(EndingProtocol):
         self._input_done = False
         self._gone = False
         self._turn = False  # woken at a free slot: may take one call whatever the gate (take_turn)
+        self._start = self._tag = 0  # its held message's start and end tags (see _aio_turns)
+        self._entry = 0  # its place in the server's queue while held (see _aio_turns)
         self._draining = False
         self._keep_open = True
         self._events = False  # the core may hold events: ask it before taking more bytes
@@ -200,7 +205,7 @@ class ServerProtocol(EndingProtocol):
         if self._accepted:
             srv = self._srv
             srv._conns.discard(self)
-            if srv._blocked.pop(self, 0) is None:  # (was held: the gate may open)
+            if srv._blocked.pop(self, None) is not None:  # (was held: the gate may open)
                 srv._unblock()
             if self.busy:  # calls still running: shutdown() waits for them (or cancels them) too
                 srv._orphans.add(self)
@@ -252,7 +257,7 @@ class ServerProtocol(EndingProtocol):
                     if not self._events and self._backlog is None:
                         break  # nothing to take: not held (it is pumped again when bytes come)
                     if self._turn and pulled > turn_at >= 0:  # its turn's one message is taken
-                        srv.turn_taken(self)  # (with nobody else waiting, the gate opens)
+                        srv.turn_used(self)  # (with nobody else waiting, the gate opens)
                         continue
                     if not self._turn or srv.total_busy >= srv.max_total_calls:
                         srv.hold(self)
@@ -320,7 +325,7 @@ class ServerProtocol(EndingProtocol):
             if pulled:  # idle time counts from the last message, not the last byte (slowloris)
                 self._last = self._loop.time()
                 if self._turn and pulled > turn_at >= 0:
-                    srv.turn_taken(self)
+                    srv.turn_used(self)
         if self._input_done:
             self._pause()
             return

@@ -1,16 +1,26 @@
 """Connections held back at ``max_total_calls`` take turns: a base class of ``aio.RPCServer``.
 
 When the whole server is at its call limit, every connection with a call to take
-waits in one queue, in the order it was held back. Each slot that frees wakes the
-oldest for a turn of one call; one with more goes to the back. A connection whose
-own call just ended queues behind them too, so clients that pipeline many calls
-cannot take every slot that frees. Moved out of ``_aio_server``.
+waits in one queue. Each slot that frees wakes the first for a turn of one
+message; one with more waits again. A connection whose own call just ended
+queues behind them too, so clients that pipeline many calls cannot take every
+slot that frees. Moved out of ``_aio_server``.
+
+The order is a fair queue weighed by calls: each message held gets a start
+tag, the virtual time (``_vtime``: the start tag of the last message taken on a
+turn) or where the connection's last message ended if later, and an end tag,
+its start plus its weight (1 for a call; a batch about its member count, seen in
+the bytes read: ``_weight``); the lowest end tag goes first, ties in the order
+held. So connections with one call each go in turns, one call per turn, in the
+order they were held; and a batch of n members waits until each connection ahead
+of it took about n calls: clients that send large batches and hang up cannot make
+the others wait for a whole batch each.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import heapq
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,8 +34,12 @@ class TurnTaking:
 
     def _init_turns(self, max_total_calls: int) -> None:
         self.max_total_calls = max_total_calls
-        # Connections held back by max_total_calls, in the order they were (see _unblock).
-        self._blocked: OrderedDict[ServerProtocol, None] = OrderedDict()
+        # Connections held back by max_total_calls: each one's entry in _queue (see _unblock).
+        self._blocked: dict[ServerProtocol, int] = {}
+        # (tag, entry, connection), the lowest first; entries no longer in _blocked are stale.
+        self._queue: list[tuple[int, int, ServerProtocol]] = []
+        self._entries = 0  # entries made: a held connection's place among equal tags
+        self._vtime = 0  # the tag of the last message taken on a turn (see the module's docstring)
         self._waking = 0  # of them, woken for a free slot they have not used yet (take_turn)
         # What connections compare total_busy with to take a call: max_total_calls, or 0
         # while any is held back or woken, so the rest queue behind them (one compare on
@@ -34,17 +48,30 @@ class TurnTaking:
         self.total_busy = 0
 
     def hold(self, conn: ServerProtocol) -> None:
-        """``conn`` has a call to take but may not now (``max_total_calls``): it waits at the back.
+        """``conn`` has a message to take but may not now (``max_total_calls``): it waits its turn.
 
-        One woken for a turn that found no free slot (a batch before it took
-        several) waits at the front instead.
+        Its tags: its share starts at the virtual time or where its last message
+        ended, if later; it ends that plus the message's weight (``_weight``). One
+        woken for a turn that found no free slot (a batch before it took several),
+        or one already held, keeps its tags and place.
         """
-        blocked = self._blocked
-        blocked[conn] = None
         if conn._turn:
             self.turn_taken(conn)
-            blocked.move_to_end(conn, last=False)
+            entry = conn._entry
+        elif conn in self._blocked:
+            return  # (pumped again while held, as a call of its own ended: it keeps its place)
+        else:
+            conn._start = start = max(self._vtime, conn._tag)
+            conn._tag = start + _weight(conn._backlog, conn._bpos)
+            entry = self._entries = self._entries + 1
+        self._blocked[conn] = conn._entry = entry
+        heapq.heappush(self._queue, (conn._tag, entry, conn))
         self._admit_below = 0
+
+    def turn_used(self, conn: ServerProtocol) -> None:
+        """``conn``'s turn took its message: the virtual time moves on to where that message's share began."""
+        self._vtime = max(self._vtime, conn._start)
+        self.turn_taken(conn)
 
     def turn_taken(self, conn: ServerProtocol) -> None:
         """``conn``'s turn (``_unblock``) is used or given up: when nobody else waits, the gate opens."""
@@ -56,25 +83,46 @@ class TurnTaking:
     def _unblock(self) -> None:
         """A call ended (or a held connection went): held connections take turns at the free slots.
 
-        They are woken in the order they were held back, one for each free slot,
-        and each takes one call per turn (``ServerProtocol.take_turn``); one with
-        more goes to the back. So a connection with one call waiting is served
+        They are woken lowest tag first (see the module's docstring), one for each
+        free slot, and each takes one message per turn (``ServerProtocol.take_turn``);
+        one with more waits again. So a connection with one call waiting is served
         after one call of each ahead of it, not after all their calls (clients that
         pipeline calls and hang up used to take every slot that freed: they were
-        woken first, or re-read at once as a call of theirs ended). Once nobody is
-        held or woken, connections take calls freely again.
+        woken first, or re-read at once as a call of theirs ended), and not after
+        whole batches of theirs. Once nobody is held or woken, connections take
+        calls freely again.
         """
-        blocked = self._blocked
+        blocked, queue = self._blocked, self._queue
         free = self.max_total_calls - self.total_busy - self._waking
         if free > 0 and blocked:
             loop = asyncio.get_running_loop()
             now = loop.time()
             while free and blocked:
-                conn = blocked.popitem(last=False)[0]
+                _, entry, conn = heapq.heappop(queue)
+                if blocked.get(conn) != entry:
+                    continue  # (stale: the connection went, or was held again)
+                del blocked[conn]
                 free -= 1
                 self._waking += 1
                 conn._turn = True
                 conn._last = now  # its idle time starts again (not idle while held: TimedProtocol)
                 loop.call_soon(conn.take_turn)
-        if not blocked and not self._waking:
-            self._admit_below = self.max_total_calls
+        if not blocked:
+            queue.clear()
+            if not self._waking:
+                self._admit_below = self.max_total_calls
+
+
+def _weight(backlog: bytes | None, start: int) -> int:
+    """The weight of the next message in ``backlog`` (from ``start``, a line's start): its calls, about.
+
+    A line that begins a batch weighs the objects begun in it (each member is one;
+    an object in arguments, or a brace in a string, adds one); anything else, or
+    bytes already given to the core (a batch framed otherwise, say), weighs 1. A
+    look at bytes already read, not a decode: a batch held is not kept decoded
+    (~7 times its size) while it waits.
+    """
+    if backlog is None or not backlog.startswith(b"[", start):
+        return 1
+    end = backlog.find(b"\n", start)
+    return max(1, backlog.count(b"{", start, len(backlog) if end < 0 else end))

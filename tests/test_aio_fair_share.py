@@ -241,3 +241,111 @@ def test_a_held_connection_that_hangs_up_leaves_no_queue_behind() -> None:
                 await conn.close()
 
     run(main)
+
+
+def test_a_call_held_behind_large_batches_is_not_served_after_them() -> None:
+    """Held connections are served by weight: a batch of n members weighs about n calls.
+
+    Three connections each send a batch of 40, then one sends a single call, all
+    held at ``max_total_calls``: the call is taken before the batches (each would
+    have to wait until the others took about 40 calls each). It used to wait for
+    all three batches, each turn being a whole batch: clients that send large
+    batches and hang up kept others waiting for seconds.
+    """
+    batchers, members = 3, 40
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        @srv.register
+        async def step(tag: str) -> str:
+            order.append(tag)
+            await gate.wait()  # the first call holds the one slot until every message is read
+            return tag
+
+        async with serving(srv) as address:
+            conns: list[RawConn] = []
+            try:
+                conns.append(await RawConn.open(address))
+                await conns[0].send(request("step", ["hog"], 0))
+                await until(lambda: srv.total_busy == 1)
+                for k in range(batchers):
+                    conns.append(await RawConn.open(address))
+                    await conns[-1].send([request("step", [f"b{k}"], i) for i in range(members)])
+                    await until(lambda: len(srv._blocked) == len(conns) - 1)
+                conns.append(await RawConn.open(address))
+                await conns[-1].send(request("step", ["good"], 7))
+                await until(lambda: len(srv._blocked) == len(conns) - 1)
+                gate.set()
+                assert await conns[-1].recv() == {"jsonrpc": "2.0", "id": 7, "result": "good"}
+                assert await conns[0].recv() == {"jsonrpc": "2.0", "id": 0, "result": "hog"}
+                for k, conn in enumerate(conns[1:-1]):
+                    replies = await conn.recv()
+                    assert replies == [{"jsonrpc": "2.0", "id": i, "result": f"b{k}"} for i in range(members)]
+                assert order.index("good") == 1, order  # (was 1 + 3 * 40: after every batch)
+                # The batches in the order they were held, each whole.
+                assert order[2:] == [f"b{k}" for k in range(batchers) for _ in range(members)]
+            finally:
+                gate.set()
+                for conn in conns:
+                    await conn.close()
+
+    run(main)
+
+
+def test_a_connection_held_later_does_not_go_before_the_calls_already_waiting() -> None:
+    """A connection held later starts its share where the queue is (the virtual time), not at 0.
+
+    Two connections pipelining calls take 20 turns each; then a third is held with
+    a batch of 10: it comes after about 10 more calls of each (the calls ahead of
+    it weigh less than its batch), not at once as if the others had used up a
+    share it never had.
+    """
+    each, later = 40, 10
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+        order: list[str] = []
+        steps = asyncio.Semaphore(0)
+
+        @srv.register
+        async def step(tag: str) -> str:
+            order.append(tag)
+            await steps.acquire()  # each call ends when the test lets it
+            return tag
+
+        async def release_until(count: int) -> None:
+            while len(order) < count:
+                done = len(order)
+                steps.release()
+                await until(lambda done=done: len(order) > done or srv.total_busy == 0)
+
+        async with serving(srv) as address:
+            conns: list[RawConn] = []
+            try:
+                for tag in ("a", "b"):
+                    conns.append(await RawConn.open(address))
+                    await conns[-1].send(
+                        b"".join(json.dumps(request("step", [tag], i)).encode() + b"\n" for i in range(each))
+                    )
+                await until(lambda: len(srv._blocked) == 2)
+                await release_until(41)  # 20 turns each (and the first call)
+                conns.append(await RawConn.open(address))
+                await conns[-1].send([request("step", ["c"], i) for i in range(later)])
+                await until(lambda: len(srv._blocked) == 3)
+                for _ in range(2 * each + later):
+                    steps.release()  # (the rest end at once, in the order they are taken)
+                await until(lambda: len(order) == 2 * each + later)
+                first_c = order.index("c")
+                # About 10 more calls of a and b each first (was: at once, position 42).
+                assert 41 + 2 * later - 6 <= first_c <= 41 + 2 * later + 2, "".join(order)
+                assert order.count("c") == later
+            finally:
+                for _ in range(3 * each):
+                    steps.release()
+                for conn in conns:
+                    await conn.close()
+
+    run(main)
