@@ -296,7 +296,7 @@ def test_client_batch_mirrors_the_sync_batch_builder() -> None:
                 async with c.batch() as b2:
                     lost = b2.add(5, 5)
                     raise KeyError("x")
-            with pytest.raises(aio.RPCError, match="not been sent"):
+            with pytest.raises(aio.RPCError, match="was not sent: its with block raised KeyError"):
                 lost.result()
             # explicit send, empty batch
             b3 = c.batch()
