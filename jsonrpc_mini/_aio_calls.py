@@ -306,7 +306,20 @@ class CallingProtocol(TimedProtocol):
             if slots == 1:
                 await worker()
             else:
-                await asyncio.gather(*(worker() for _ in range(slots)))
+                # Worker tasks known as the batch's (shutdown() awaited by a member's handler).
+                batch_task, batch_tasks = asyncio.current_task(), srv._batch_tasks
+                workers = [loop.create_task(worker()) for _ in range(slots)]
+                if batch_task is not None:
+                    for task in workers:
+                        batch_tasks[task] = batch_task
+                try:
+                    await asyncio.gather(*workers)
+                finally:
+                    for task in workers:
+                        batch_tasks.pop(task, None)
+        except BaseException:
+            members.stopped = True  # cancelled: the pool jobs still running take nothing more
+            raise
         finally:
             while held:  # workers cancelled before they began
                 held -= 1

@@ -123,6 +123,8 @@ class RPCServer(CallExecutor, TurnTaking):
         self._is_async: dict[Callable[..., Any], bool] = {}
         self._conns: set[ServerProtocol] = set()
         self._orphans: set[ServerProtocol] = set()  # connections lost while calls of theirs still run
+        # A batch's worker tasks -> the batch's own task (the call a member's handler runs for).
+        self._batch_tasks: dict[asyncio.Task[Any], asyncio.Task[Any]] = {}
         self._gates: set[TlsGate] = set()  # connections on a TLS port not yet TLS (or being refused)
         self._runner: CallRunner | None = None
         self._pool: PoolCalls | None = None
@@ -259,6 +261,8 @@ class RPCServer(CallExecutor, TurnTaking):
             gate.close()
         conns = [*self._conns, *self._orphans]  # (a lost connection's calls are waited for too)
         me = asyncio.current_task()
+        if me is not None:
+            me = self._batch_tasks.get(me, me)  # (a batch member's handler: the batch is its call)
         for conn in conns:
             conn.drain()
         loop = asyncio.get_running_loop()

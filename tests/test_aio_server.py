@@ -330,6 +330,42 @@ def test_shutdown_from_a_handler() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("members", [1, 3])
+def test_shutdown_from_a_batch_member(members: int) -> None:
+    """As from a lone call: the batch is answered whole, then its connection closes."""
+
+    async def main() -> None:
+        srv = aio.RPCServer(shutdown_grace=2)
+
+        @srv.register
+        async def stop() -> str:
+            await srv.shutdown()
+            return "stopping"
+
+        @srv.register
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        address = await srv.start("127.0.0.1", 0)
+        conn = await RawConn.open(address)
+        try:
+            await conn.send([request("stop", id_=0)] + [request("add", [i, 1], i) for i in range(1, members)])
+            replies = await conn.recv()  # (was: the connection closed, no reply)
+            assert replies == [{"jsonrpc": "2.0", "id": 0, "result": "stopping"}] + [
+                {"jsonrpc": "2.0", "id": i, "result": i + 1} for i in range(1, members)
+            ]
+            assert await conn.recv() is None  # then it closes
+        finally:
+            await conn.close()
+        assert srv.address is None
+        async with asyncio.timeout(WAIT):
+            while srv.connection_count:
+                await asyncio.sleep(0.01)
+        assert not srv._batch_tasks  # (each batch forgets its workers)
+
+    run(main)
+
+
 def test_server_stops_taking_calls_while_the_client_does_not_read() -> None:
     async def main() -> None:
         srv = aio.RPCServer()
