@@ -24,6 +24,8 @@ from ._errors import ConnectionLost, RPCError
 from ._transport import RECV_SIZE, Transport
 
 _waiter_id = operator.attrgetter("id")
+# (A module-level name: one lookup less than threading.get_ident on the usual call's path.)
+_get_ident = threading.get_ident
 
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
 # or is left for the thread that claimed the outbox to write (see _RequestSender.send).
@@ -69,6 +71,12 @@ class _Link(_RequestSender):
         # Both under ``lock``.
         self.outbox: list[tuple[_Waiter, bytes]] = []
         self.sending = 0
+        # The waiter of the last lone call that took its reply in _alone's short way,
+        # untouched (nobody else can reach it any more), for the next lone call to use
+        # instead of a new one (speed: ~1.5k instructions a call). A list: taken with
+        # one pop() and given back with one append(), each a single C step, so no
+        # interruption or other thread can find one waiter in two places.
+        self.spare: list[_Waiter] = []
         self.lost: str | None = None
         # Encodes a request object as one newline-framed line (None with Content-Length
         # framing): see request.
@@ -181,32 +189,38 @@ class _Link(_RequestSender):
         else:
             data = proto.encode_request(method, params, id_)
         deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = _Waiter(method, id_)
         small = len(data) <= _EARLY_TURN
         if small and not (self.reading or self.pending or self.sending):
             # Speed: the usual call, alone on the connection: the lead case below, in a
-            # lock round that checks only that (~35 bytecodes less). Looked at without
-            # the lock first, so that a call made while others are in flight goes
-            # straight to the general way; again under it.
+            # lock round that checks only that (~35 bytecodes less), with the last lone
+            # call's waiter (see spare). Looked at without the lock first, so that a
+            # call made while others are in flight goes straight to the general way;
+            # again under it. This is the call's only lock round when its first read
+            # is its reply (see _alone).
             send_lock = self.send_lock
+            waiter = None
             try:
                 with self.lock:
-                    alone = (
+                    if (
                         self.lost is None
                         and not (self.reading or self.pending or self.sending)
                         and not send_lock._is_owned()
                         and send_lock.acquire(False)
-                    )
-                    if alone:
-                        self.reading = threading.get_ident()
+                    ):
+                        self.reading = _get_ident()
+                        spare = self.spare
+                        waiter = spare.pop() if spare else _Waiter(method, id_)
+                        waiter.id = id_
+                        waiter.method = method
                         self.pending[id_] = waiter
                         if proto.unread:  # (see ClientConnection.unread_before)
                             proto.witness_call(id_)
-                if alone:
+                if waiter is not None:
                     return self._alone(waiter, data, deadline, timeout)
             except BaseException:
-                self._let_go((waiter,))
+                self._let_go(() if waiter is None else (waiter,))
                 raise
+        waiter = _Waiter(method, id_)
         reading = self.reading
         if reading and reading == threading.get_ident():
             raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
@@ -262,10 +276,11 @@ class _Link(_RequestSender):
         pending, and an exception leaves what this thread holds to its handler
         (_let_go). The request is written, the send lock released, and one read
         made. When that read is exactly one line holding this call's success reply
-        (the usual case), the result is stored and the turn handed back in one lock
-        round, as _read_replies does (_own_success). Anything else (another call's reply, an
-        error, part of a line, several lines, a failed read) goes on as in _lead:
-        _read_replies takes what this read gave first, as if it had made the read.
+        (the usual case), the turn is handed back without a lock round (see
+        _wake_follower), the result returned and ``waiter`` kept for the next lone call
+        (``spare``). Anything else (another call's reply, an error, part of a line,
+        several lines, a failed read) goes on as in _lead: _read_replies takes what
+        this read gave first, as if it had made the read.
 
         Speed: the general way (_lead, _read_replies, success_id) costs ~90 bytecodes
         and three Python calls more per call. (``call_timeout``: the call's, for an
@@ -290,7 +305,7 @@ class _Link(_RequestSender):
             pass
         if self.deferred:  # a signal handler's notification, made while this thread sent (see _defer)
             self._flush_deferred()
-        handed_back = False
+        handed_back = own = False
         taken = [False]  # as in _lead
         try:
             first: bytes | OSError | None = None
@@ -305,9 +320,9 @@ class _Link(_RequestSender):
                 value = self.proto.decode_line(first)
                 if value is not None:  # one whole line (else the framer's: _read_replies)
                     first = None
-                    # This call's plain success reply, stored and the turn handed back:
-                    # _ReplyReader._own_success's body, kept in line (the shared method,
-                    # tried, cost ~0.36k instructions per call, callgrind). Change both.
+                    # This call's plain success reply: _ReplyReader._own_success's test
+                    # (kept in line: the shared method, tried, cost ~0.36k instructions
+                    # per call, callgrind; change both), then the turn handed back.
                     if (
                         type(value) is dict
                         and len(value) == 3
@@ -318,15 +333,19 @@ class _Link(_RequestSender):
                     ) or success_id(value) == waiter.id:
                         if self.said is not None:
                             self.said = None  # a reply after it (see _ReplyReader._settle_lines)
-                        with self.lock:
-                            if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
-                                waiter.value = value["result"]
-                                waiter.done = True
+                        # One step (in C, atomic): from here nobody else can reach
+                        # ``waiter`` (fail_all and the readers find calls in pending).
+                        if self.pending.pop(waiter.id, None) is not None:
+                            taken[0] = False  # (nothing left unsettled: an interruption closes nothing)
+                            result = value["result"]
+                            # The turn handed back without a lock round (see _wake_follower).
                             self.reading = 0
-                            follower = self._follower() if self.pending else None
-                        handed_back = True
-                        if follower is not None:
-                            follower.wake()
+                            if self.pending:  # others called meanwhile: one may wait for the turn
+                                self._wake_follower()
+                            handed_back = own = True
+                        else:  # failed by close(): its round, which stored the error, has ended once we hold the lock
+                            self._release_reader()
+                            handed_back = True
                     else:  # another call's reply, or an error: as _read_replies settles it
                         handed_back = self._settle_lines([value], waiter)
                         taken[0] = False
@@ -339,6 +358,12 @@ class _Link(_RequestSender):
         finally:
             if not handed_back and self.reading == threading.get_ident():
                 self._release_reader()
+        if own:
+            # Never filled in (its reply was taken here, out of everyone's reach): as
+            # good as new. Given back only here, after the handler above: an
+            # interruption there would mark it interrupted while another call uses it.
+            self.spare.append(waiter)
+            return result
         if waiter.done:
             if waiter.error is None:  # (outcome()'s work in line)
                 return waiter.value

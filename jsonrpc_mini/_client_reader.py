@@ -249,8 +249,9 @@ class _ReplyReader(ReplySettler):
 
         One lock round for both (what _settle_lines does, without its lists and
         calls). False for anything else (another call's reply, an error): the
-        caller settles it (_settle_lines). _Link._alone has this body in line (speed:
-        no call on the usual call's path); change both.
+        caller settles it (_settle_lines). _Link._alone has this test in line (speed:
+        no call on the usual call's path; change both), and there hands the turn back
+        without the lock (see _wake_follower): it never holds other calls' replies.
         """
         # success_id's test, in fewer steps for the usual reply (an object of exactly
         # these three members has no "error" and no "method"), then success_id itself.
@@ -375,6 +376,23 @@ class _ReplyReader(ReplySettler):
         with self.lock:
             self.reading = 0
             follower = self._follower()
+        if follower is not None:
+            follower.wake()
+
+    def _wake_follower(self) -> None:
+        """Wake a follower to take the reader's turn, which _Link._alone gave up without the lock.
+
+        Speed: a lock round to give it up cost ~2k instructions a call. That is
+        safe: the turn is only taken (under the lock) while it is free, and only
+        given up by its holder. A caller that found it taken became a follower
+        (``waiting``) in a round that read it before _alone's store, having
+        registered its call before that: so _alone, looking at ``pending`` after
+        its store, finds it there and calls this, whose round waits for the
+        follower's to end. A caller that finds the turn free reads itself. (A store
+        or a read of an attribute, and dict.pop, are single steps under the GIL.)
+        """
+        with self.lock:
+            follower = None if self.reading else self._follower()
         if follower is not None:
             follower.wake()
 

@@ -1,8 +1,8 @@
 """The sync client's usual call (alone on its connection) sends and reads in one short path.
 
 ``_Link._alone`` writes the request, makes one read and, when that read is exactly
-this call's success reply, stores it and hands the reading turn back in one lock
-round. Everything else that read can bring goes on the general way, as if the
+this call's success reply, hands the reading turn back and returns its result (see
+test_client_lone_handback.py). Everything else that read can bring goes on the general way, as if the
 general reader had made the read: these tests give it each of those cases, with and
 without a timeout (both take the short path).
 """
