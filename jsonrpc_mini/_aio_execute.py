@@ -63,7 +63,7 @@ class CallExecutor(Registry):
         """
         try:
             result = function(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
             return outcome_response(message, exc=exc, debug=self.options.debug)
         if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
             return self.await_result(message, result)
