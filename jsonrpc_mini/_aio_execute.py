@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+import logging
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._aio_calls import NOT_AWAITABLE
-from ._codec import ErrorResponse, Notification, Request, Response
+from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import Prepared, Registry, outcome_response
+from ._errors import InternalError
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
 
-__all__ = ["CallExecutor", "Outcome"]
+__all__ = ["CallExecutor", "HandlerExit", "Outcome", "being_cancelled", "own_exits", "run_caught"]
+
+log = logging.getLogger("jsonrpc_mini")
 
 Outcome = Response | ErrorResponse | None
 
@@ -69,39 +74,66 @@ class CallExecutor(Registry):
             return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
-    async def await_result(self, message: Request | Notification, awaitable: Awaitable[Any]) -> Outcome:
-        """Await what a handler returned and build the reply."""
+    async def await_result(
+        self, message: Request | Notification, awaitable: Awaitable[Any], again: bool = False
+    ) -> Outcome:
+        """Await what a handler returned and build the reply (``again``: an awaitable result too).
+
+        A ``GeneratorExit`` or ``CancelledError`` the awaitable raises itself (not
+        this task being cancelled or closed) is answered -32603, as any exception.
+        """
         try:
-            result = await awaitable
-        except Exception as exc:
+            result = await own_exits(awaitable)
+            if again and type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
+                result = await own_exits(result)
+        except asyncio.CancelledError as exc:
+            if being_cancelled():
+                raise
             return outcome_response(message, exc=exc, debug=self.options.debug)
+        except Exception as exc:
+            return outcome_response(message, exc=exc.exc if type(exc) is HandlerExit else exc, debug=self.options.debug)
         return outcome_response(message, result, debug=self.options.debug)
 
     async def execute(self, prepared: Prepared) -> Outcome:
-        """Run one prepared call wherever it belongs and build its reply (batch members)."""
-        if self._handler_is_async(prepared.function):
-            return await self.execute_async(prepared)
-        message = prepared.message
-        try:
-            if self.run_sync_in_thread:
-                result = await asyncio.get_running_loop().run_in_executor(self.executor(), prepared.run)
-            else:
-                result = prepared.run()
-            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
-                result = await result
-        except Exception as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+        """Run one prepared call wherever it belongs and build its reply (batch members).
+
+        Whatever a plain handler raises is its call's reply (-32603 for
+        ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or ``CancelledError``,
+        as for a call alone): it never leaves the batch's task, which would stop
+        the loop or leave the batch unanswered.
+        """
+        function, message = prepared.function, prepared.message
+        if self._handler_is_async(function):
+            try:
+                work = prepared.run()
+            except Exception as exc:  # e.g. a wrapper that checks its arguments first
+                return outcome_response(message, exc=exc, debug=self.options.debug)
+            return await self.await_result(message, work, again=True)  # (an awaitable result: as for a call alone)
+        if self.run_sync_in_thread:
+            try:
+                ran = asyncio.get_running_loop().run_in_executor(self.executor(), run_caught, prepared)
+            except Exception as exc:  # the executor refused it (shut down, full)
+                return self.refused(message, exc)
+            try:
+                ok, result = await ran
+            except asyncio.CancelledError as exc:  # (run_caught raises nothing)
+                if being_cancelled():
+                    raise
+                return self.refused(message, exc)  # the executor cancelled it (a shutdown that cancels futures)
+        else:
+            ok, result = run_caught(prepared)
+        if not ok:
+            return outcome_response(message, exc=result, debug=self.options.debug)
+        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            return await self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
-    async def execute_async(self, prepared: Prepared) -> Outcome:
-        """Run a prepared call of an ``async def`` handler and build its reply."""
-        try:
-            result = await prepared.function(*prepared.args, **prepared.kwargs)
-            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            return outcome_response(prepared.message, exc=exc, debug=self.options.debug)
-        return outcome_response(prepared.message, result, debug=self.options.debug)
+    def refused(self, message: Request | Notification, exc: BaseException) -> Outcome:
+        """The reply for a call of a plain handler that the executor refused to run (-32603), logged."""
+        log.error("the executor refused to run %r: %s: %s", message.method, type(exc).__name__, exc, exc_info=exc)
+        if type(message) is not Request:
+            return None
+        return ErrorResponse(message.id, ErrorObject(InternalError.CODE, f"Internal error in {message.method!r}"))
 
     def pooled_outcome(
         self, message: Request | Notification, future: concurrent.futures.Future[Any]
@@ -116,3 +148,66 @@ class CallExecutor(Registry):
         if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
             return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
+
+
+def run_caught(prepared: Prepared) -> tuple[bool, Any]:
+    """Run a plain handler: ``(True, result)``, or ``(False, exc)`` for whatever it raised.
+
+    In a pool thread or on the loop: what a plain handler raises, ``SystemExit``
+    or ``CancelledError`` too, is its own (nothing else can raise into a plain
+    call), so it is the call's reply and never stops the loop or a task.
+    """
+    try:
+        return True, prepared.run()
+    except BaseException as exc:
+        return False, exc
+
+
+def being_cancelled() -> bool:
+    """Whether the running task is being cancelled (a ``CancelledError`` seen now is not a handler's own)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+class HandlerExit(Exception):
+    """A ``GeneratorExit`` raised by a handler's awaitable itself (``exc``), told apart from
+    the one that closes the awaiting coroutine (see ``own_exits``)."""
+
+    def __init__(self, exc: GeneratorExit) -> None:
+        super().__init__()
+        self.exc = exc
+
+
+@types.coroutine
+def own_exits(awaitable: Awaitable[Any]) -> Generator[Any, Any, Any]:
+    """Await ``awaitable`` as ``await`` does; a ``GeneratorExit`` it raises itself comes out as ``HandlerExit``.
+
+    So a handler's own ``GeneratorExit`` can be answered like any error, while the
+    one that closes this coroutine (a task destroyed with its loop) still closes
+    it. (Speed: only for ``async def`` batch members and awaitable results; the
+    call runner does the same for a lone call's coroutine.)
+    """
+    # (A generator-based coroutine has no __await__; an __await__ may return a bare iterator.)
+    steps: Any = awaitable if isinstance(awaitable, types.GeneratorType) else awaitable.__await__()
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            if thrown is None:
+                waiting = next(steps) if sent is None else steps.send(sent)
+            elif hasattr(steps, "throw"):
+                waiting = steps.throw(thrown)
+            else:
+                raise thrown
+        except StopIteration as stop:
+            return stop.value
+        except GeneratorExit as raised:
+            raise HandlerExit(raised) from None
+        try:
+            sent, thrown = (yield waiting), None
+        except GeneratorExit:
+            if hasattr(steps, "close"):
+                steps.close()
+            raise
+        except BaseException as exc:  # e.g. CancelledError: deliver it to the awaitable
+            sent, thrown = None, exc

@@ -1,17 +1,21 @@
-"""The asyncio server answers a handler raising what is not an ``Exception``.
+"""The asyncio server answers a handler raising what is not an ``Exception``, alone and in batches.
 
-A plain handler run inline (``run_sync_in_thread=False``) raising ``SystemExit``,
-``KeyboardInterrupt``, ``GeneratorExit`` or ``CancelledError`` itself gets -32603
-and the connection stays (README, Errors), as in the thread pool. Before (review16
-P12): SystemExit and KeyboardInterrupt left the event loop (``asyncio.run`` died)
-and the other two closed the connection (asyncio: "Fatal error:
-protocol.buffer_updated() call failed"), with the calls in flight on it.
+A plain handler raising ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or
+``CancelledError`` itself gets -32603 and the connection stays (README, Errors), on
+the thread pool and inline (``run_sync_in_thread=False``), as a call alone and as a
+batch member, where the rest of the batch is answered. An ``async def`` handler (or an
+awaitable a handler returns) raising ``GeneratorExit`` or ``CancelledError`` itself
+too. Before (review16 P12, P13): inline, SystemExit and KeyboardInterrupt left the
+event loop (``asyncio.run`` died) and the other two closed the connection; in a
+batch, the pool's SystemExit or KeyboardInterrupt left the loop too, and a member's
+GeneratorExit or CancelledError left the batch unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
@@ -19,11 +23,13 @@ from _aio_support import run
 from _aio_support import serving as aio_serving
 from _driver_helpers import WAIT, LeakCheck
 
-from jsonrpc_mini import InternalError, aio
+from jsonrpc_mini import ConnectionLost, InternalError, aio
+from jsonrpc_mini._aio_execute import HandlerExit, own_exits
 
 pytestmark = pytest.mark.timeout(120)
 
 _PLAIN = [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), asyncio.CancelledError()]
+_AWAITED = [GeneratorExit(), asyncio.CancelledError()]  # (an async def's SystemExit stops the loop: README)
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +48,27 @@ def _survive(main: Callable[[], Awaitable[None]]) -> None:
 
 def _raiser(exc: BaseException) -> Callable[..., Any]:
     def boom(*args: Any) -> None:
+        raise exc
+
+    return boom
+
+
+class _Later:
+    """A plain handler returning an awaitable (an async ``__call__``): what it awaits raises ``exc``."""
+
+    def __init__(self, exc: BaseException, pause: bool) -> None:
+        self.exc, self.pause = exc, pause
+
+    async def __call__(self) -> None:
+        if self.pause:
+            await asyncio.sleep(0)
+        raise self.exc
+
+
+def _async_raiser(exc: BaseException, pause: bool) -> Callable[..., Any]:
+    async def boom(*args: Any) -> None:
+        if pause:
+            await asyncio.sleep(0)  # raised after the call first waited
         raise exc
 
     return boom
@@ -76,10 +103,152 @@ async def _check(srv: aio.RPCServer, shapes: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize("exc", _PLAIN, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("pooled", [True, False], ids=["pool", "inline"])
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_a_plain_handler_raising_a_base_exception_is_answered(exc: BaseException, pooled: bool, limit: int) -> None:
+    # limit: a batch run by one worker (in the batch's own task) or by several (a task each).
+    async def main() -> None:
+        srv = aio.RPCServer(run_sync_in_thread=pooled, max_concurrent_calls=limit)
+        srv.register_function(_raiser(exc), name="boom")
+        await _check(srv, ("batch", "alone"))  # (the batch first: it killed the loop, or hung)
+
+    _survive(main)
+
+
+@pytest.mark.parametrize("exc", _PLAIN, ids=lambda e: type(e).__name__)
 def test_an_inline_handler_raising_a_base_exception_alone_keeps_the_connection(exc: BaseException) -> None:
     async def main() -> None:
         srv = aio.RPCServer(run_sync_in_thread=False)
         srv.register_function(_raiser(exc), name="boom")
-        await _check(srv, ("alone",))
+        await _check(srv, ("alone", "batch"))
 
     _survive(main)
+
+
+@pytest.mark.parametrize("exc", _AWAITED, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("pause", [False, True], ids=["at-once", "after-waiting"])
+@pytest.mark.parametrize("kind", ["async-def", "awaitable-pool", "awaitable-inline"])
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_an_awaited_handler_raising_generator_exit_or_cancelled_error_is_answered(
+    exc: BaseException, pause: bool, kind: str, limit: int
+) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(run_sync_in_thread=kind != "awaitable-inline", max_concurrent_calls=limit)
+        if kind == "async-def":
+            srv.register_function(_async_raiser(exc, pause), name="boom")
+        else:
+            srv.register_function(_Later(exc, pause), name="boom")
+        await _check(srv, ("batch", "alone"))
+
+    _survive(main)
+
+
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(limit: int) -> None:
+    # A CancelledError from the batch's task being cancelled (shutdown past its grace) is
+    # no handler's own: the member is not answered -32603 and the batch's task ends,
+    # running no further member.
+    async def main() -> None:
+        srv = aio.RPCServer(shutdown_grace=0, max_concurrent_calls=limit)
+        started = asyncio.Event()
+        seen: list[BaseException] = []
+        ran: list[str] = []
+
+        @srv.register
+        async def forever() -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except BaseException as exc:
+                seen.append(exc)
+                raise
+
+        @srv.register
+        async def after() -> None:
+            ran.append("after")
+
+        address = await srv.start("127.0.0.1", 0)
+        assert isinstance(address, tuple)
+        c = await aio.connect(*address, timeout=WAIT)
+        try:
+
+            async def send() -> list[Any]:
+                async with c.batch() as b:
+                    results = [b.forever(), b.after()]
+                return results
+
+            sending = asyncio.ensure_future(send())
+            await asyncio.wait_for(started.wait(), WAIT)
+            await srv.shutdown()
+            for result in await sending:
+                with pytest.raises(ConnectionLost):  # not InternalError: no reply at all
+                    result.result()
+            assert seen and all(isinstance(e, asyncio.CancelledError) for e in seen)
+            assert ran == ([] if limit == 1 else ["after"])  # (two workers: it ran at once)
+            assert srv.total_busy == 0
+        finally:
+            await c.close()
+
+    run(main)
+
+
+# -- own_exits: a handler's own GeneratorExit told apart from closing -------------------
+
+
+@types.coroutine
+def _pause() -> Generator[str, None, None]:
+    yield "waiting"
+
+
+async def _outer(awaitable: Awaitable[Any]) -> Any:
+    return await own_exits(awaitable)
+
+
+def test_own_exits_tells_a_handlers_generator_exit_from_closing() -> None:
+    async def raises() -> None:
+        await _pause()
+        raise GeneratorExit
+
+    steps = _outer(raises())
+    assert steps.send(None) == "waiting"
+    with pytest.raises(HandlerExit) as caught:
+        steps.send(None)
+    assert type(caught.value.exc) is GeneratorExit
+
+    closed: list[bool] = []
+
+    async def waits() -> None:
+        try:
+            await _pause()
+        finally:
+            closed.append(True)
+
+    steps = _outer(waits())
+    assert steps.send(None) == "waiting"
+    steps.close()  # closing is not the handler's error: it closes the handler, no RuntimeError
+    assert closed == [True]
+
+
+def test_own_exits_awaits_what_await_takes() -> None:
+    class Bare:
+        def __await__(self) -> Any:
+            return iter(["step"])  # a bare iterator: no send(), no throw()
+
+    async def value() -> int:
+        await _pause()
+        return 7
+
+    for awaitable, steps_seen, result in ((Bare(), "step", None), (value(), "waiting", 7), (_pause(), "waiting", None)):
+        steps = _outer(awaitable)
+        assert steps.send(None) == steps_seen
+        with pytest.raises(StopIteration) as stop:
+            steps.send(None)
+        assert stop.value.value == result
+
+    class Boom(Exception):
+        pass
+
+    steps = _outer(value())
+    steps.send(None)
+    with pytest.raises(Boom):
+        steps.throw(Boom())  # thrown into the awaitable, which does not catch it
