@@ -129,9 +129,14 @@ class CallingProtocol(TimedProtocol):
             else:  # some other awaitable: a coroutine awaits it and builds the reply
                 self._runner.submit(self, None, srv.await_result(as_message(message), work))
         elif srv.run_sync_in_thread:
+            try:
+                future = srv.executor().submit(function, *args, **kwargs)
+            except Exception as exc:  # the executor refused it (shut down, full): -32603, no slot taken
+                self._finish_reply(srv.refused(as_message(message), exc))
+                return
             self.busy += 1
             srv.total_busy += 1
-            srv.pool(self._loop).submit(self, as_message(message), srv.executor().submit(function, *args, **kwargs))
+            srv.pool(self._loop).submit(self, as_message(message), future)
         else:
             reply = srv.execute_now(as_message(message), function, args, kwargs)
             if isinstance(reply, Coroutine):

@@ -37,6 +37,7 @@ class CallExecutor(Registry):
     max_total_calls: int
     run_sync_in_thread: bool
     _executor: concurrent.futures.Executor | None
+    _user_executor: concurrent.futures.Executor | None
     _is_async: dict[Callable[..., Any], bool]
 
     def executor(self) -> concurrent.futures.Executor:
@@ -140,7 +141,9 @@ class CallExecutor(Registry):
     ) -> Outcome | Coroutine[Any, Any, Outcome]:
         """The reply for a call that ran in the thread pool (a coroutine if its result must be awaited)."""
         if future.cancelled():  # the pool was shut down before it ran
-            return None
+            if self._user_executor is None:
+                return None  # (by shutdown(), once its connections closed)
+            return self.refused(message, concurrent.futures.CancelledError())  # a given executor's: answered
         exc = future.exception()
         if exc is not None:  # (SystemExit too: raised by the handler in a pool thread, answered -32603)
             return outcome_response(message, exc=exc, debug=self.options.debug)

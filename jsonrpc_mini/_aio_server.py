@@ -34,6 +34,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._listen_checks import check_listen
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
+from ._remote import check_count, check_flag
 from ._server import ServerOptions
 from ._unix import UnixPath, listen_unix, socket_file, unix_path, unlink_socket_file
 
@@ -113,8 +114,10 @@ class RPCServer(CallExecutor, TurnTaking):
             backlog=backlog,
             unix_mode=unix_mode,
         )
-        if max_total_calls < 1:
-            raise ValueError("max_total_calls must be at least 1")
+        check_count("max_total_calls", max_total_calls)
+        check_flag("run_sync_in_thread", run_sync_in_thread)
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise TypeError(f"executor must be a concurrent.futures.Executor (it has no submit()), not {executor!r}")
         self._init_turns(max_total_calls)
         self.run_sync_in_thread = run_sync_in_thread
         self.codec = JsonCodec(max_int_digits=max_int_digits)

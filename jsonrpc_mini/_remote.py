@@ -17,6 +17,7 @@ __all__ = [
     "KeptMethod",
     "RemoteMethod",
     "check_count",
+    "check_flag",
     "check_timeout",
     "is_count",
     "is_seconds",
@@ -151,6 +152,12 @@ def check_count(name: str, value: int) -> None:
     """Raise ValueError unless ``value`` (the option ``name``) is an integer of at least 1 (not a bool)."""
     if not is_count(value):
         raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
+
+
+def check_flag(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` (the option ``name``) is True or False (not 1, not "no")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
 
 
 def is_seconds(value: object) -> bool:

@@ -22,7 +22,7 @@ from ._listen_checks import check_listen
 from ._listener import Listener
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TlsRefusals
-from ._remote import LONGEST_WAIT, check_count, is_count, is_seconds
+from ._remote import LONGEST_WAIT, check_count, check_flag, is_count, is_seconds
 from ._session import Session, current_session, serving
 from ._transport import Setup, Transport
 from ._unix import UnixPath, unix_path
@@ -52,6 +52,7 @@ class ServerOptions:
     unix_mode: int | None = None
 
     def __post_init__(self) -> None:
+        check_flag("debug", self.debug)
         for name in (
             "max_message_size",
             "max_depth",
