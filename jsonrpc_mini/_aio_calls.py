@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from ._aio_members import NOT_AWAITABLE, Handback, Members, Reply, run_plain
+from ._aio_members import NOT_AWAITABLE, Handback, Members, Reply
 from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request, Response, parse_request
 from ._dispatch import Prepared, outcome_response
@@ -286,7 +286,7 @@ class CallingProtocol(TimedProtocol):
                         prepared = srv.prepare_or_reply(item, draining)
                         if isinstance(prepared, Prepared) and pooled and not srv._handler_is_async(prepared.function):
                             # This member and the plain ones after it, in one pool job (_aio_members).
-                            back = await loop.run_in_executor(srv.executor(), run_plain, members, i, prepared)
+                            back = await srv.run_members(loop, members, i, prepared)
                             if back is not None:
                                 member = await _handback(srv, back, replies)
                             if member is None:

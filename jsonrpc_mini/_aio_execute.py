@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._aio_calls import NOT_AWAITABLE
+from ._aio_members import Handback, Members, run_plain
 from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
 from ._dispatch import Prepared, Registry, outcome_response
 from ._errors import InternalError
@@ -96,12 +97,13 @@ class CallExecutor(Registry):
         return outcome_response(message, result, debug=self.options.debug)
 
     async def execute(self, prepared: Prepared) -> Outcome:
-        """Run one prepared call wherever it belongs and build its reply (batch members).
+        """Run a batch member on the loop and build its reply: an ``async def`` handler, or a plain one inline.
 
-        Whatever a plain handler raises is its call's reply (-32603 for
-        ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or ``CancelledError``,
-        as for a call alone): it never leaves the batch's task, which would stop
-        the loop or leave the batch unanswered.
+        (A plain handler's member with ``run_sync_in_thread`` goes to the pool
+        through ``run_members``.) Whatever a plain handler raises is its call's
+        reply (-32603 for ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``
+        or ``CancelledError``, as for a call alone): it never leaves the batch's
+        task, which would stop the loop or leave the batch unanswered.
         """
         function, message = prepared.function, prepared.message
         if self._handler_is_async(function):
@@ -110,24 +112,33 @@ class CallExecutor(Registry):
             except Exception as exc:  # e.g. a wrapper that checks its arguments first
                 return outcome_response(message, exc=exc, debug=self.options.debug)
             return await self.await_result(message, work, again=True)  # (an awaitable result: as for a call alone)
-        if self.run_sync_in_thread:
-            try:
-                ran = asyncio.get_running_loop().run_in_executor(self.executor(), run_caught, prepared)
-            except Exception as exc:  # the executor refused it (shut down, full)
-                return self.refused(message, exc)
-            try:
-                ok, result = await ran
-            except asyncio.CancelledError as exc:  # (run_caught raises nothing)
-                if being_cancelled():
-                    raise
-                return self.refused(message, exc)  # the executor cancelled it (a shutdown that cancels futures)
-        else:
-            ok, result = run_caught(prepared)
+        ok, result = run_caught(prepared)
         if not ok:
             return outcome_response(message, exc=result, debug=self.options.debug)
         if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
             return await self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
+
+    async def run_members(
+        self, loop: asyncio.AbstractEventLoop, members: Members, index: int, prepared: Prepared
+    ) -> Handback | None:
+        """``run_plain`` in the pool: member ``index`` and the plain ones after it (see ``_aio_members``).
+
+        A job the executor refuses (its ``submit()`` raises) or cancels before it
+        runs answers member ``index`` -32603 (logged); the others were not taken yet.
+        """
+        try:
+            job = loop.run_in_executor(self.executor(), run_plain, members, index, prepared)
+        except Exception as exc:  # the executor refused it (shut down, full)
+            members.replies[index] = self.refused(prepared.message, exc)
+            return None
+        try:
+            return await job
+        except asyncio.CancelledError as exc:  # (run_plain answers whatever a handler raises)
+            if being_cancelled():
+                raise
+            members.replies[index] = self.refused(prepared.message, exc)  # the executor cancelled it
+            return None
 
     def refused(self, message: Request | Notification, exc: BaseException) -> Outcome:
         """The reply for a call of a plain handler that the executor refused to run (-32603), logged."""
@@ -156,9 +167,9 @@ class CallExecutor(Registry):
 def run_caught(prepared: Prepared) -> tuple[bool, Any]:
     """Run a plain handler: ``(True, result)``, or ``(False, exc)`` for whatever it raised.
 
-    In a pool thread or on the loop: what a plain handler raises, ``SystemExit``
-    or ``CancelledError`` too, is its own (nothing else can raise into a plain
-    call), so it is the call's reply and never stops the loop or a task.
+    What a plain handler raises, ``SystemExit`` or ``CancelledError`` too, is its
+    own (nothing else can raise into a plain call; in the pool, ``run_plain`` does
+    the same), so it is the call's reply and never stops the loop or a task.
     """
     try:
         return True, prepared.run()

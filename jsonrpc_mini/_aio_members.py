@@ -96,7 +96,7 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
         message = prepared.message
         try:
             result = prepared.run()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
             replies[index] = outcome_response(message, exc=exc, debug=debug)
         else:
             if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__

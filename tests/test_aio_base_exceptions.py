@@ -14,12 +14,13 @@ GeneratorExit or CancelledError left the batch unanswered.
 from __future__ import annotations
 
 import asyncio
+import threading
 import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
-from _aio_support import run
+from _aio_support import run, until
 from _aio_support import serving as aio_serving
 from _driver_helpers import WAIT, LeakCheck
 
@@ -143,18 +144,22 @@ def test_an_awaited_handler_raising_generator_exit_or_cancelled_error_is_answere
     _survive(main)
 
 
+@pytest.mark.parametrize("kind", ["async-def", "pool"])
 @pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
-def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(limit: int) -> None:
+def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(
+    kind: str, limit: int, caplog: pytest.LogCaptureFixture
+) -> None:
     # A CancelledError from the batch's task being cancelled (shutdown past its grace) is
-    # no handler's own: the member is not answered -32603 and the batch's task ends,
-    # running no further member.
+    # no handler's own (nor the executor's doing): the member is not answered -32603 and
+    # the batch's task ends, running no further member.
+    release = threading.Event()
+
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=0, max_concurrent_calls=limit)
-        started = asyncio.Event()
+        started = threading.Event()
         seen: list[BaseException] = []
         ran: list[str] = []
 
-        @srv.register
         async def forever() -> None:
             started.set()
             try:
@@ -162,6 +167,12 @@ def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(l
             except BaseException as exc:
                 seen.append(exc)
                 raise
+
+        def blocks() -> None:
+            started.set()
+            release.wait(WAIT)
+
+        srv.register_function(forever if kind == "async-def" else blocks, name="forever")
 
         @srv.register
         async def after() -> None:
@@ -178,18 +189,24 @@ def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(l
                 return results
 
             sending = asyncio.ensure_future(send())
-            await asyncio.wait_for(started.wait(), WAIT)
+            await until(started.is_set)
             await srv.shutdown()
             for result in await sending:
                 with pytest.raises(ConnectionLost):  # not InternalError: no reply at all
                     result.result()
-            assert seen and all(isinstance(e, asyncio.CancelledError) for e in seen)
+            if kind == "async-def":
+                assert seen and all(isinstance(e, asyncio.CancelledError) for e in seen)
             assert ran == ([] if limit == 1 else ["after"])  # (two workers: it ran at once)
             assert srv.total_busy == 0
         finally:
+            release.set()
             await c.close()
 
-    run(main)
+    try:
+        run(main)
+    finally:
+        release.set()
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
 
 
 # -- own_exits: a handler's own GeneratorExit told apart from closing -------------------
