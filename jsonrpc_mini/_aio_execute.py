@@ -11,8 +11,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ._aio_calls import NOT_AWAITABLE
@@ -24,7 +23,7 @@ from ._errors import InternalError
 if TYPE_CHECKING:
     from ._server import ServerOptions
 
-__all__ = ["CallExecutor", "HandlerExit", "Outcome", "being_cancelled", "own_exits", "run_caught"]
+__all__ = ["CallExecutor", "Outcome", "being_cancelled", "closing", "run_caught"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -82,18 +81,23 @@ class CallExecutor(Registry):
         """Await what a handler returned and build the reply (``again``: an awaitable result too).
 
         A ``GeneratorExit`` or ``CancelledError`` the awaitable raises itself (not
-        this task being cancelled or closed) is answered -32603, as any exception.
+        this task being cancelled, nor this coroutine closed) is answered -32603,
+        as any exception.
         """
         try:
-            result = await own_exits(awaitable)
+            result = await awaitable
             if again and type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
-                result = await own_exits(result)
+                result = await result
         except asyncio.CancelledError as exc:
             if being_cancelled():
                 raise
             return outcome_response(message, exc=exc, debug=self.options.debug)
+        except GeneratorExit as exc:
+            if closing(exc):
+                raise
+            return outcome_response(message, exc=exc, debug=self.options.debug)
         except Exception as exc:
-            return outcome_response(message, exc=exc.exc if type(exc) is HandlerExit else exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug)
         return outcome_response(message, result, debug=self.options.debug)
 
     async def execute(self, prepared: Prepared) -> Outcome:
@@ -183,45 +187,17 @@ def being_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
-class HandlerExit(Exception):
-    """A ``GeneratorExit`` raised by a handler's awaitable itself (``exc``), told apart from
-    the one that closes the awaiting coroutine (see ``own_exits``)."""
+def closing(exc: GeneratorExit) -> bool:
+    """Whether ``exc``, caught around an ``await``, is the catching coroutine being closed.
 
-    def __init__(self, exc: GeneratorExit) -> None:
-        super().__init__()
-        self.exc = exc
-
-
-@types.coroutine
-def own_exits(awaitable: Awaitable[Any]) -> Generator[Any, Any, Any]:
-    """Await ``awaitable`` as ``await`` does; a ``GeneratorExit`` it raises itself comes out as ``HandlerExit``.
-
-    So a handler's own ``GeneratorExit`` can be answered like any error, while the
-    one that closes this coroutine (a task destroyed with its loop) still closes
-    it. (Speed: only for ``async def`` batch members and awaitable results; the
-    call runner does the same for a lone call's coroutine.)
+    ``close()`` (a task destroyed with its loop) first closes what the coroutine
+    awaits, then raises a new GeneratorExit at the ``await``, in the catching frame:
+    its traceback holds that one frame. One the awaited code raised itself came up
+    through the awaited frames, which its traceback lists after the catching one.
+    (Checked on CPython 3.11 to 3.13. Told wrong, a closing is answered: a reply
+    nobody reads and an error logged for a handler that raised nothing; the caller
+    is closed all the same. Speed: a plain ``await``; a wrapper that steps the
+    awaitable, as the call runner's ``_resume`` does, cost ~0.3 us a call.)
     """
-    # (A generator-based coroutine has no __await__; an __await__ may return a bare iterator.)
-    steps: Any = awaitable if isinstance(awaitable, types.GeneratorType) else awaitable.__await__()
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        try:
-            if thrown is None:
-                waiting = next(steps) if sent is None else steps.send(sent)
-            elif hasattr(steps, "throw"):
-                waiting = steps.throw(thrown)
-            else:
-                raise thrown
-        except StopIteration as stop:
-            return stop.value
-        except GeneratorExit as raised:
-            raise HandlerExit(raised) from None
-        try:
-            sent, thrown = (yield waiting), None
-        except GeneratorExit:
-            if hasattr(steps, "close"):
-                steps.close()
-            raise
-        except BaseException as exc:  # e.g. CancelledError: deliver it to the awaitable
-            sent, thrown = None, exc
+    tb = exc.__traceback__
+    return tb is None or tb.tb_next is None

@@ -14,6 +14,7 @@ GeneratorExit or CancelledError left the batch unanswered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import types
 from collections.abc import Awaitable, Callable, Generator
@@ -25,7 +26,7 @@ from _aio_support import serving as aio_serving
 from _driver_helpers import WAIT, LeakCheck
 
 from jsonrpc_mini import ConnectionLost, InternalError, aio
-from jsonrpc_mini._aio_execute import HandlerExit, own_exits
+from jsonrpc_mini._codec import ErrorResponse, Request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -209,7 +210,7 @@ def test_a_batch_member_cancelled_by_shutdown_is_not_answered_as_its_own_error(
     assert not [r for r in caplog.records if "refused" in r.getMessage()]
 
 
-# -- own_exits: a handler's own GeneratorExit told apart from closing -------------------
+# -- a handler's own GeneratorExit told apart from closing (await_result) ----------------
 
 
 @types.coroutine
@@ -217,55 +218,70 @@ def _pause() -> Generator[str, None, None]:
     yield "waiting"
 
 
-async def _outer(awaitable: Awaitable[Any]) -> Any:
-    return await own_exits(awaitable)
+class _Awaits:
+    """An awaitable object (not a coroutine) that waits once, then gives what ``then`` gives."""
+
+    def __init__(self, then: Callable[[], Any]) -> None:
+        self.then = then
+
+    def __await__(self) -> Generator[str, None, Any]:
+        yield "waiting"
+        return self.then()
 
 
-def test_own_exits_tells_a_handlers_generator_exit_from_closing() -> None:
+def _raise_exit() -> None:
+    raise GeneratorExit
+
+
+async def _mid(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable  # (one more frame between)
+
+
+def test_await_result_answers_a_generator_exit_the_awaited_code_raised() -> None:
+    srv = aio.RPCServer()
+
     async def raises() -> None:
         await _pause()
         raise GeneratorExit
 
-    steps = _outer(raises())
-    assert steps.send(None) == "waiting"
-    with pytest.raises(HandlerExit) as caught:
-        steps.send(None)
-    assert type(caught.value.exc) is GeneratorExit
+    async def gives_a_raiser() -> Any:
+        return raises()  # an awaitable result (again=True awaits it)
 
-    closed: list[bool] = []
+    for awaitable, again in (
+        (raises(), False),
+        (_mid(raises()), False),
+        (_Awaits(_raise_exit), False),
+        (gives_a_raiser(), True),
+    ):
+        steps = srv.await_result(Request("boom", [], 7), awaitable, again=again)
+        assert steps.send(None) == "waiting"
+        with pytest.raises(StopIteration) as stop:
+            steps.send(None)
+        reply = stop.value.value
+        assert isinstance(reply, ErrorResponse) and reply.id == 7 and reply.error.code == -32603
+
+
+def test_await_result_closed_is_no_handler_error(caplog: pytest.LogCaptureFixture) -> None:
+    # Closing a batch worker that awaits await_result (its task destroyed with its loop)
+    # closes it: no reply is built and no "raised GeneratorExit" error logged for a
+    # handler that raised nothing; the handler is closed, no RuntimeError.
+    srv = aio.RPCServer()
+    closed: list[str] = []
 
     async def waits() -> None:
         try:
             await _pause()
         finally:
-            closed.append(True)
+            closed.append("handler")
 
-    steps = _outer(waits())
-    assert steps.send(None) == "waiting"
-    steps.close()  # closing is not the handler's error: it closes the handler, no RuntimeError
-    assert closed == [True]
+    async def worker(awaitable: Awaitable[Any]) -> None:
+        await srv.await_result(Request("wait", [], 1), awaitable)
+        await _pause()  # the next member
 
-
-def test_own_exits_awaits_what_await_takes() -> None:
-    class Bare:
-        def __await__(self) -> Any:
-            return iter(["step"])  # a bare iterator: no send(), no throw()
-
-    async def value() -> int:
-        await _pause()
-        return 7
-
-    for awaitable, steps_seen, result in ((Bare(), "step", None), (value(), "waiting", 7), (_pause(), "waiting", None)):
-        steps = _outer(awaitable)
-        assert steps.send(None) == steps_seen
-        with pytest.raises(StopIteration) as stop:
-            steps.send(None)
-        assert stop.value.value == result
-
-    class Boom(Exception):
-        pass
-
-    steps = _outer(value())
-    steps.send(None)
-    with pytest.raises(Boom):
-        steps.throw(Boom())  # thrown into the awaitable, which does not catch it
+    with caplog.at_level(logging.ERROR, logger="jsonrpc_mini"):
+        for awaitable in (waits(), _mid(waits()), _Awaits(lambda: 1), _pause()):
+            steps = worker(awaitable)
+            assert steps.send(None) == "waiting"
+            steps.close()
+    assert closed == ["handler", "handler"]
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
