@@ -119,6 +119,65 @@ def test_a_batch_sent_inside_its_block_keeps_its_results_when_the_block_raises()
     assert run(main) == 3
 
 
+REFUSED = "this batch was discarded: its with block raised KeyError; start a new one with client.batch()"
+
+
+def test_a_discarded_sync_batch_refuses_a_later_send_and_sends_nothing() -> None:
+    # Before: b.send() after the block raised sent the calls, while their results said "not sent".
+    seen: list[int] = []
+
+    def add(a: int, b: int) -> int:
+        seen.append(a)
+        return a + b
+
+    server = RPCServer()
+    server.register_function(add)
+    with loopback(server) as c:
+        with pytest.raises(KeyError), c.batch() as b:
+            member = b.add(1, 2)
+            raise KeyError("abandon")
+        for attempt in (b.send, lambda: b.add(3, 4), lambda: b.notify("add", 5, 6)):
+            with pytest.raises(RPCError) as info:
+                attempt()
+            assert str(info.value) == REFUSED
+        with pytest.raises(RPCError, match=DISCARDED):
+            member.result()
+        assert c.add(7, 8) == 15
+    assert seen == [7]  # only the call after the batch reached the server
+
+
+def test_a_discarded_aio_batch_refuses_a_later_send_and_sends_nothing() -> None:
+    seen: list[int] = []
+
+    def add(a: int, b: int) -> int:
+        seen.append(a)
+        return a + b
+
+    server = aio.RPCServer()
+    server.register_function(add)
+
+    async def main() -> list[str]:
+        refusals = []
+        async with aio_loopback(server) as c:
+            with pytest.raises(KeyError):
+                async with c.batch() as b:
+                    member = b.add(1, 2)
+                    raise KeyError("abandon")
+            with pytest.raises(RPCError) as info:
+                await b.send()
+            refusals.append(str(info.value))
+            with pytest.raises(RPCError) as info:
+                b.add(3, 4)
+            refusals.append(str(info.value))
+            with pytest.raises(RPCError, match=DISCARDED):
+                member.result()
+            assert await c.add(7, 8) == 15
+        return refusals
+
+    assert run(main) == [REFUSED, REFUSED]
+    assert seen == [7]
+
+
 # -- a batch member whose caller was interrupted while it waited -------------------
 
 
