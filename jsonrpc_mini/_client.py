@@ -6,7 +6,8 @@ callers' replies to them as it goes. With one caller there is no thread hand-off
 at all. When reading fails, every pending call fails with ConnectionLost. The
 connection is ``_client_link._Link`` (registering requests) on
 ``_client_sender._RequestSender`` (sending them) on ``_client_reader._ReplyReader``
-(waiting for and reading replies).
+(waiting for and reading replies) on ``_client_turn.ReadingTurn`` (handing the
+reading turn on) on ``_client_settle.ReplySettler`` (storing replies).
 """
 
 from __future__ import annotations

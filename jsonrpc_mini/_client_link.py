@@ -4,8 +4,9 @@ A request is registered as pending, then sent. A small request on an idle
 connection takes the reading turn in the same lock round (see ``_Link.request``);
 one made while another thread sends is left in the outbox for that thread to
 write (see ``_client_sender._RequestSender.send``). Sending is the base class's
-part (``_client_sender._RequestSender``), reading replies its base's
-(``_client_reader._ReplyReader``).
+part (``_client_sender._RequestSender``, which also frees what a call holds
+after an exception, ``_let_go``, and refuses a call from a signal handler,
+``_refused``), reading replies its base's (``_client_reader._ReplyReader``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ._client_protocol import ClientConnection
-from ._client_sender import _OwnedLock, _RequestSender
+from ._client_sender import _INSIDE, _OwnedLock, _RequestSender
 from ._client_waiter import _Waiter
 from ._codec import Id, Params, success_id
-from ._errors import ConnectionLost, RPCError
+from ._errors import ConnectionLost
 from ._transport import RECV_SIZE, Transport
 
 _waiter_id = operator.attrgetter("id")
@@ -30,16 +31,6 @@ _get_ident = threading.get_ident
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
 # or is left for the thread that claimed the outbox to write (see _RequestSender.send).
 _EARLY_TURN = 16 * 1024
-
-# Why a call from a signal handler is refused (see _Link._refused).
-_WAITING = (
-    " this thread is waiting for a reply on this connection (the call was made from a signal"
-    " handler?), so nothing could read this call's reply"
-)
-_INSIDE = (
-    " this thread is inside a call on this connection (the call was made from a signal handler?),"
-    " which holds what this call would wait for"
-)
 
 
 class _Link(_RequestSender):
@@ -370,50 +361,3 @@ class _Link(_RequestSender):
             raise waiter.error
         self.wait(waiter, deadline, call_timeout)
         return waiter.outcome()
-
-    @staticmethod
-    def _refused(method: str | None, why: str = _WAITING) -> RPCError:
-        """The error of a call made while this thread waits for a reply on this connection.
-
-        Only a signal handler (or code run from inside the client) can do that; the
-        thread's own read is suspended under it, so the call's reply could never be
-        read: nothing is sent, and the connection and the outer call go on.
-        ``method`` None: a batch (named in the message only, see timed_out).
-        ``why``: _INSIDE for a call made while the thread is inside a round of the
-        lock: it could wait for what only the suspended outer call gives up.
-        """
-        exc = RPCError(
-            None,
-            ("refused:" if method is not None else "batch: refused:")
-            + why
-            + "; nothing was sent. Make such calls from another thread or on another client",
-        )
-        exc.method = method or None
-        return exc
-
-    def _let_go(self, waiters: Sequence[_Waiter]) -> None:
-        """After an exception anywhere in a call (e.g. Ctrl-C), free what this thread holds; forget ``waiters``.
-
-        The send lock (its owner is recorded by the lock itself), the outbox claim
-        and the reader's turn (their owner's thread id): each is released if this
-        thread holds it, whichever step the interruption cut short. Each release
-        runs even if a second interruption cuts the one before.
-        """
-        me = threading.get_ident()
-        try:
-            if self.send_lock._is_owned():
-                self.send_lock.release()
-                if self.deferred:  # (see _defer)
-                    self._flush_deferred()
-        finally:
-            try:
-                if self.sending == me:
-                    self._fail_outbox()
-            finally:
-                try:
-                    for waiter in waiters:
-                        if not waiter.done:
-                            self._abandon(waiter)
-                finally:
-                    if self.reading == me:
-                        self._release_reader()

@@ -4,8 +4,12 @@
 that finds another thread sending leaves a small request in the outbox, and that
 thread writes it after its own (``_drain``). A failed write closes the connection
 and fails every pending call (``_write_failed``), after taking in what the server
-said before it closed (``_read_last_words``). Registering requests and the usual
-call's path are ``_client_link._Link``; reading replies is the base class's part
+said before it closed (``_read_last_words``). A call made from a signal handler
+while its thread is inside a call on this connection (``_nested``) is refused
+where it could only wait for its own thread (``_refused``); a notification then
+never waits (``_defer``). After an exception anywhere in a call, what its thread
+holds is freed (``_let_go``). Registering requests and the usual call's path are
+``_client_link._Link``; reading replies is the base class's part
 (``_client_reader._ReplyReader``).
 """
 
@@ -15,20 +19,31 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import NoReturn
 
 from ._client_protocol import BatchAnswer
 from ._client_reader import _ReplyReader
 from ._client_settle import _OwnedLock
-from ._client_waiter import timed_out, within
+from ._client_waiter import _Waiter, timed_out, within
 from ._codec import ErrorResponse, Id, Response
-from ._errors import ConnectionLost, RPCTimeout
+from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._protocol import Closed, Violation
 from ._transport import feed_ready
 
-__all__ = ["_OwnedLock", "_RequestSender"]
+__all__ = ["_INSIDE", "_OwnedLock", "_RequestSender"]
 
 log = logging.getLogger("jsonrpc_mini")
+
+# Why a call from a signal handler is refused (see _RequestSender._refused).
+_WAITING = (
+    " this thread is waiting for a reply on this connection (the call was made from a signal"
+    " handler?), so nothing could read this call's reply"
+)
+_INSIDE = (
+    " this thread is inside a call on this connection (the call was made from a signal handler?),"
+    " which holds what this call would wait for"
+)
 
 
 class _RequestSender(_ReplyReader):
@@ -124,6 +139,26 @@ class _RequestSender(_ReplyReader):
         """
         me = threading.get_ident()
         return self.lock._is_owned() or self.send_lock._is_owned() or me in (self.reading, self.sending)
+
+    @staticmethod
+    def _refused(method: str | None, why: str = _WAITING) -> RPCError:
+        """The error of a call made while this thread waits for a reply on this connection.
+
+        Only a signal handler (or code run from inside the client) can do that; the
+        thread's own read is suspended under it, so the call's reply could never be
+        read: nothing is sent, and the connection and the outer call go on.
+        ``method`` None: a batch (named in the message only, see timed_out).
+        ``why``: _INSIDE for a call made while the thread is inside a round of the
+        lock: it could wait for what only the suspended outer call gives up.
+        """
+        exc = RPCError(
+            None,
+            ("refused:" if method is not None else "batch: refused:")
+            + why
+            + "; nothing was sent. Make such calls from another thread or on another client",
+        )
+        exc.method = method or None
+        return exc
 
     def _defer(self, data: bytes, deadline: float | None, method: str | None, timeout: float | None) -> None:
         """Send a notification made while this thread is inside a call on this connection (see _nested).
@@ -230,6 +265,33 @@ class _RequestSender(_ReplyReader):
             self.outbox = []
         if unsent:
             self.fail_all("a thread sending requests for others was interrupted; the connection is closed")
+
+    def _let_go(self, waiters: Sequence[_Waiter]) -> None:
+        """After an exception anywhere in a call (e.g. Ctrl-C), free what this thread holds; forget ``waiters``.
+
+        The send lock (its owner is recorded by the lock itself), the outbox claim
+        and the reader's turn (their owner's thread id): each is released if this
+        thread holds it, whichever step the interruption cut short. Each release
+        runs even if a second interruption cuts the one before.
+        """
+        me = threading.get_ident()
+        try:
+            if self.send_lock._is_owned():
+                self.send_lock.release()
+                if self.deferred:  # (see _defer)
+                    self._flush_deferred()
+        finally:
+            try:
+                if self.sending == me:
+                    self._fail_outbox()
+            finally:
+                try:
+                    for waiter in waiters:
+                        if not waiter.done:
+                            self._abandon(waiter)
+                finally:
+                    if self.reading == me:
+                        self._release_reader()
 
     def _write(
         self, data: bytes, deadline: float | None, method: str | None, reader: bool, timeout: float | None

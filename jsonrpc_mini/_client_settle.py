@@ -2,7 +2,8 @@
 
 ``ReplySettler`` holds what every reading thread hands over: replies matched to
 their pending calls by id, protocol violations, and the one error path
-(``fail_all``). ``_client_reader._ReplyReader`` adds the reading turn on top.
+(``fail_all``). ``_client_turn.ReadingTurn`` adds the reading turn's hand-over
+on top, ``_client_reader._ReplyReader`` reading.
 """
 
 from __future__ import annotations
