@@ -179,7 +179,43 @@ def surely_within(text: bytes | bytearray, limit: int) -> bool:
     C. Emptying the structure's brackets within ``limit // 2`` rounds (each takes
     at most two levels) proves the depth is at most ``limit``.
     """
-    return _unmatched(text, _NOT_STRUCTURE, limit // 2) == b""
+    kept = bytes(text.translate(None, _NOT_STRUCTURE))
+    if b"\\" in kept:
+        return False  # (as _unmatched: an escape may hide a quote)
+    rounds = limit // 2
+    return _repeats_within(kept, rounds) or _pairs_removed(kept, rounds) == b""
+
+
+def _repeats_within(kept: bytes, rounds: int) -> bool:
+    """True if ``kept`` is ``[`` + n copies of one unit + ``]``, the unit empties within ``rounds - 1`` rounds.
+
+    ``kept`` holds only brackets and quotes (as ``_unmatched`` keeps them). Then
+    ``_pairs_removed(kept, rounds)`` gives ``b""`` too, so the answer is the same:
+    the unit's quotes pair up, so the copies' do (a unit starts with ``{`` and
+    ends with ``}``: no quotes meet at a seam); a unit that empties is balanced,
+    so what is left of it after any step still starts with an opening bracket and
+    ends with a closing one, and no pair forms across a seam: each round removes
+    the same pairs in every copy, the unit's last pair (its ``{}``) at the end of
+    a round, and the outer ``[]`` goes in the round after.
+
+    Speed: a batch (1,000 calls, or their replies) repeats one shape, and pair
+    removal on it costs a replace per level that matches 1,000 times, plus a count
+    of ``""`` pairs (~15 us for 1,000 replies, ~30 us for 1,000 calls; the
+    translate before it ~12-16 us); comparing with the first member's unit
+    repeated is a memcmp. The unit ends at the first ``}``: any other shape takes
+    the general way.
+    """
+    end = kept.find(b"}") + 1
+    if end < 3 or kept[:2] != b"[{":
+        return False
+    unit = kept[1:end]
+    copies, extra = divmod(len(kept) - 2, len(unit))
+    return (
+        extra == 0
+        and kept.endswith(b"]")
+        and kept.startswith(unit * copies, 1)
+        and _pairs_removed(unit, rounds - 1) == b""
+    )
 
 
 _NOT_BRACKET_OR_QUOTE: Final = bytes(b for b in range(256) if b not in b'[]{}"')

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonrpc_mini._frames import deeper_than, surely_within, too_deep
+from jsonrpc_mini._frames import _NOT_STRUCTURE, _unmatched, deeper_than, surely_within, too_deep
 
 KEY = 'k[]"\\'
 json_values = st.recursive(
@@ -58,3 +58,59 @@ def test_large_texts_are_judged_exactly(many: bool, depth_: int) -> None:
     text = json.dumps(value).encode()
     for limit in (5, 6, 40):
         assert too_deep(text, value, limit) == (depth_ > limit)
+
+
+def general_bound(text: bytes, limit: int) -> bool:
+    """surely_within's answer by pair removal on the whole text (its way before the repeated-unit shortcut)."""
+    return _unmatched(text, _NOT_STRUCTURE, limit // 2) == b""
+
+
+members = st.dictionaries(st.text(alphabet='k[]"\\', max_size=3), json_values, min_size=1, max_size=3)
+
+
+@given(first=members, rest=st.lists(members, max_size=3), copies=st.integers(1, 30), limit=st.integers(1, 12))
+def test_a_repeated_shape_is_judged_as_by_pair_removal(first: Any, rest: Any, copies: int, limit: int) -> None:
+    # Batches repeat one member's shape: the same answer as the general way, and sound.
+    for value in ([first] * copies, [first] * copies + rest, rest + [first] * copies):
+        text = json.dumps(value, separators=(",", ":")).encode()
+        assert surely_within(text, limit) == general_bound(text, limit)
+        assert too_deep(text, value, limit) == (depth(value) > limit)
+
+
+# (member, rounds of pair removal a batch array of 1,000 such members needs: the
+# member's own rounds, then one for the array's brackets)
+SHAPES = [
+    ({"jsonrpc": "2.0", "result": 3, "id": 7}, 2),  # {}: one round
+    ({"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 7}, 2),  # {[]}: one round
+    ({"a": [[[1]]]}, 4),  # {[[[]]]}: three rounds (one level each until the {})
+    ({"a": [{"b": 1}]}, 3),  # the unit ends at the first "}": not one copy, the general way
+]
+
+
+@pytest.mark.parametrize(("member", "rounds"), SHAPES)
+def test_a_batchs_bound_holds_exactly_at_its_rounds(member: Any, rounds: int) -> None:
+    value = [member] * 1000
+    text = json.dumps(value, separators=(",", ":")).encode()
+    for limit in range(1, 12):  # (each round may take two levels: limit // 2 rounds)
+        assert surely_within(text, limit) == general_bound(text, limit) == (limit // 2 >= rounds), limit
+        assert too_deep(text, value, limit) == (depth(value) > limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[{"a":"x"},{"a":"]"},{"a":"x"}]',  # a bracket in a later member's string
+        b'[{"a":"}"},{"a":"}"}]',  # the first "}" inside a string: its quotes do not pair
+        b'[{"a":1},{"a":1},{"a":1}' + b"]" * 2,  # an extra "]"
+        b'[{"a":1},{"a":1}{"a":1}]',  # (not JSON) copies without commas are still copies
+        b'[{"a":"\\\\"},{"a":"\\\\"}]',  # an escape: unknown
+        b'[{"a":1},{"a":1},{"a":[1]}]',  # the last member differs
+        b'[{"a":"b"},{"a":"b"},[[[]]]]',  # ... and is as long as the others: depth 4
+        b'[{"a":1},{"a":1},{"a":1},{"a":1]',  # (not JSON) one "}" short: copies and a rest
+        b'[{"a":1},{"a":1}{',  # unclosed
+        b'[{"a":[1,2]',  # no "}" at all
+    ],
+)
+def test_near_copies_take_the_general_way(text: bytes) -> None:
+    for limit in range(1, 8):
+        assert surely_within(text, limit) == general_bound(text, limit)
