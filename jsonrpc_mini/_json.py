@@ -97,10 +97,13 @@ class JsonCodec:
         # leaves at least len(_long_run) // stride digits in a row. Two strides: the
         # wide one passes texts whose numbers are far apart, the narrow one texts of
         # many short numbers (such as a batch's replies), for a ninth and a quarter
-        # of the full check's cost (see _no_long_run).
+        # of the full check's cost (see _no_long_run). The run is looked for by a regex:
+        # sre's search beats find() on a sample, whose digits are all "0" (1.4-3x: 3.6
+        # against 6.2 us for the every-4th-byte sample of 1,000 batch replies). On the
+        # whole text either may win, by the text (0.7-1.5x): find() is kept there.
         digits = len(self._long_run)
         strides = sorted({stride for stride in (digits // 2, digits // 4) if stride > 1}, reverse=True)
-        self._samples = tuple((stride, b"0" * (digits // stride)) for stride in strides)
+        self._samples = tuple((stride, re.compile(b"0" * (digits // stride))) for stride in strides)
         self._decoder = json.JSONDecoder(
             parse_float=_parse_float,
             parse_int=self._parse_int,
@@ -215,7 +218,7 @@ class JsonCodec:
         byte. Only if both samples have their run is the whole text checked.
         """
         for stride, run in self._samples:
-            if data[::stride].translate(_DIGITS_TO_ZERO).find(run) < 0:
+            if run.search(data[::stride].translate(_DIGITS_TO_ZERO)) is None:
                 return True
         return data.translate(_DIGITS_TO_ZERO).find(self._long_run) < 0
 
