@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,7 +63,10 @@ class TurnTaking:
             return  # (pumped again while held, as a call of its own ended: it keeps its place)
         else:
             conn._start = start = max(self._vtime, conn._tag)
-            conn._tag = start + _weight(conn._backlog, conn._bpos)
+            proto = conn._proto
+            conn._tag = start + _weight(
+                conn._backlog, conn._bpos, proto.in_message or proto.framing == "content-length"
+            )
             entry = self._entries = self._entries + 1
         self._blocked[conn] = conn._entry = entry
         heapq.heappush(self._queue, (conn._tag, entry, conn))
@@ -113,16 +117,43 @@ class TurnTaking:
                 self._admit_below = self.max_total_calls
 
 
-def _weight(backlog: bytes | None, start: int) -> int:
+# JSON whitespace, skipped before a message (a regex: C speed, no copy).
+_SPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def _weight(backlog: bytes | None, start: int, bulk: bool) -> int:
     """The weight of the next message in ``backlog`` (from ``start``, a line's start): its calls, about.
 
-    A line that begins a batch weighs the objects begun in it (each member is one;
-    an object in arguments, or a brace in a string, adds one); anything else, or
-    bytes already given to the core (a batch framed otherwise, say), weighs 1. A
-    look at bytes already read, not a decode: a batch held is not kept decoded
-    (~7 times its size) while it waits.
+    A batch weighs the objects begun in it (each member is one; an object in
+    arguments, or a brace in a string, adds one), however it is laid out: JSON
+    whitespace before it is skipped; a compact batch (its first line ends with
+    ``]`` and closes every ``{`` it opens) is counted on that line; one that goes
+    on over several lines (pretty-printed, or not all read yet) takes every byte
+    read after it to the core at its turn, so those are counted too, to the end
+    of the backlog (a brace in a string may only make it weigh more). So are
+    bytes that go to the core whole at a turn (``bulk``: Content-Length framing,
+    or the rest of a value begun before), whatever they begin with: the messages
+    among them are not seen again here (they weigh 1 each when held again, from
+    the core). Content-Length headers (a ``C``) count the same. Anything else
+    (a call, bytes already given to the core) weighs 1. A look at bytes already
+    read, not a decode: a batch held is not kept decoded (~7 times its size)
+    while it waits.
     """
-    if backlog is None or not backlog.startswith(b"[", start):
+    if backlog is None:
         return 1
-    end = backlog.find(b"\n", start)
-    return max(1, backlog.count(b"{", start, len(backlog) if end < 0 else end))
+    pos = _SPACE.match(backlog, start).end()  # type: ignore[union-attr]  # (always matches)
+    if not bulk:
+        first = backlog[pos : pos + 1]
+        if first == b"[":
+            end = backlog.find(b"\n", pos)
+            if end >= 0:
+                last = end
+                while last > pos and backlog[last - 1] in b" \t\r":
+                    last -= 1
+                if backlog[last - 1] == 93:  # "]", and as many "}" as "{": one compact line
+                    members = backlog.count(b"{", pos, end)
+                    if members == backlog.count(b"}", pos, end):
+                        return max(1, members)
+        elif first not in b"Cc" or not first:
+            return 1
+    return max(1, backlog.count(b"{", pos))

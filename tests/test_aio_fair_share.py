@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from _aio_support import WAIT, RawConn, request, run, serving, until
@@ -243,14 +244,43 @@ def test_a_held_connection_that_hangs_up_leaves_no_queue_behind() -> None:
     run(main)
 
 
-def test_a_call_held_behind_large_batches_is_not_served_after_them() -> None:
+def _laid_out(members: list[dict[str, Any]], layout: str) -> bytes:
+    """A batch of ``members`` on the wire, laid out as ``layout`` says."""
+    compact = json.dumps(members).encode()
+    if layout == "compact":
+        return compact + b"\n"
+    if layout == "space":  # JSON whitespace before the batch
+        return b" \t\r\n " + compact + b"\n"
+    if layout == "pretty":  # over several lines, the README's "pretty-printed" form
+        return b"[\n" + b",\n".join(json.dumps(m).encode() for m in members) + b"\n]\n"
+    if layout == "split":  # members on lines of their own
+        return compact.replace(b"},", b"}\n,") + b"\n"
+    if layout == "break":  # a first line that ends in "]" inside the first member
+        return compact.replace(b"],", b"]\n,", 1) + b"\n"
+    assert layout == "content-length"
+    return b"Content-Length: %d\r\n\r\n" % len(compact) + compact
+
+
+async def _reply(conn: RawConn, layout: str) -> Any:
+    """The next reply on ``conn``, framed as the batch it answers was (``_laid_out``)."""
+    if layout != "content-length":
+        return await conn.recv()
+    async with asyncio.timeout(WAIT):
+        head = await conn.reader.readuntil(b"\r\n\r\n")
+        return json.loads(await conn.reader.readexactly(int(head.split(b":")[1].split(b"\r\n")[0])))
+
+
+@pytest.mark.parametrize("layout", ["compact", "space", "pretty", "split", "break", "content-length"])
+def test_a_call_held_behind_large_batches_is_not_served_after_them(layout: str) -> None:
     """Held connections are served by weight: a batch of n members weighs about n calls.
 
     Three connections each send a batch of 40, then one sends a single call, all
     held at ``max_total_calls``: the call is taken before the batches (each would
     have to wait until the others took about 40 calls each). It used to wait for
     all three batches, each turn being a whole batch: clients that send large
-    batches and hang up kept others waiting for seconds.
+    batches and hang up kept others waiting for seconds. However the batch is
+    laid out: whitespace before it, over several lines, or framed by
+    Content-Length, it weighs the same (each of these weighed 1 call once).
     """
     batchers, members = 3, 40
 
@@ -273,7 +303,7 @@ def test_a_call_held_behind_large_batches_is_not_served_after_them() -> None:
                 await until(lambda: srv.total_busy == 1)
                 for k in range(batchers):
                     conns.append(await RawConn.open(address))
-                    await conns[-1].send([request("step", [f"b{k}"], i) for i in range(members)])
+                    await conns[-1].send(_laid_out([request("step", [f"b{k}"], i) for i in range(members)], layout))
                     await until(lambda: len(srv._blocked) == len(conns) - 1)
                 conns.append(await RawConn.open(address))
                 await conns[-1].send(request("step", ["good"], 7))
@@ -282,7 +312,7 @@ def test_a_call_held_behind_large_batches_is_not_served_after_them() -> None:
                 assert await conns[-1].recv() == {"jsonrpc": "2.0", "id": 7, "result": "good"}
                 assert await conns[0].recv() == {"jsonrpc": "2.0", "id": 0, "result": "hog"}
                 for k, conn in enumerate(conns[1:-1]):
-                    replies = await conn.recv()
+                    replies = await _reply(conn, layout)
                     assert replies == [{"jsonrpc": "2.0", "id": i, "result": f"b{k}"} for i in range(members)]
                 assert order.index("good") == 1, order  # (was 1 + 3 * 40: after every batch)
                 # The batches in the order they were held, each whole.
@@ -299,9 +329,9 @@ def test_a_connection_held_later_does_not_go_before_the_calls_already_waiting() 
     """A connection held later starts its share where the queue is (the virtual time), not at 0.
 
     Two connections pipelining calls take 20 turns each; then a third is held with
-    a batch of 10: it comes after about 10 more calls of each (the calls ahead of
-    it weigh less than its batch), not at once as if the others had used up a
-    share it never had.
+    a batch of 10: it comes after 8 more calls of each (the calls ahead of it
+    weigh less than its batch), not at once as if the others had used up a share
+    it never had.
     """
     each, later = 40, 10
 
@@ -339,12 +369,138 @@ def test_a_connection_held_later_does_not_go_before_the_calls_already_waiting() 
                     steps.release()  # (the rest end at once, in the order they are taken)
                 await until(lambda: len(order) == 2 * each + later)
                 first_c = order.index("c")
-                # About 10 more calls of a and b each first (was: at once, position 42).
-                assert 41 + 2 * later - 6 <= first_c <= 41 + 2 * later + 2, "".join(order)
+                # 8 more calls of a and b each first (was: at once, position 42). Stepped, so exact:
+                # the 41st call (b's 20th turn) began at tag 19, the virtual time c starts at, so
+                # c's batch ends at 19 + 10 = 29; a's and b's next calls end at 21, 22, ...: those
+                # ending at 21..28 go first, and at 29 c goes first (held before those calls).
+                assert first_c == 41 + 2 * (later - 2), "".join(order)
                 assert order.count("c") == later
             finally:
                 for _ in range(3 * each):
                     steps.release()
+                for conn in conns:
+                    await conn.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("layout", ["pretty", "content-length", "content-length-headers"])
+def test_a_batch_whose_rest_comes_later_weighs_its_members_too(layout: str) -> None:
+    """The rest of a batch that arrives while the connection is held again weighs its members.
+
+    A batch's first member is read and given to the core on a turn (nothing to
+    take yet: the turn goes to the next); its other 39 come while a call runs:
+    held again, they weigh 39, so a single call held after them still goes
+    first. (Bytes that continue a value weighed 1 once, whatever they held.) So
+    does a Content-Length frame that comes after another, whatever its headers.
+    """
+    members = 40
+    framed = layout == "content-length-headers"
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+        order: list[str] = []
+        steps = asyncio.Semaphore(0)
+
+        @srv.register
+        async def step(tag: str) -> str:
+            order.append(tag)
+            await steps.acquire()  # each call ends when the test lets it
+            return tag
+
+        @srv.register
+        async def note() -> None:
+            pass
+
+        wire = _laid_out([request("step", ["b"], i) for i in range(members)], "content-length" if framed else layout)
+        cut = wire.index(b"}") + 1  # the first member, whole
+        if framed:  # a whole frame first (a notification), then the batch's, with another header first
+            first = json.dumps(request("note", None, None)).encode()
+            wire = b"Content-Length: %d\r\n\r\n%s" % (len(first), first) + b"X-Note: 1\r\n" + wire
+            cut = wire.index(b"X-Note")
+        async with serving(srv) as address:
+            conns: list[RawConn] = []
+            try:
+                hog, batch, other, good = [await RawConn.open(address) for _ in range(4)]
+                conns += [hog, batch, other, good]
+                await hog.send(request("step", ["hog"], 0))
+                await until(lambda: srv.total_busy == 1)
+                held = len(srv._blocked)  # (counted, not assumed: the hog's may be held too, with nothing to take)
+                await batch.send(wire[:cut])
+                await until(lambda: len(srv._blocked) == held + 1)
+                await other.send(b"".join(json.dumps(request("step", ["other"], i)).encode() + b"\n" for i in range(3)))
+                await until(lambda: len(srv._blocked) == held + 2)
+                steps.release()  # the hog ends: the batch's turn feeds its first member, then "other" runs
+                await until(lambda: order == ["hog", "other"])
+                for taken in (3, 4):  # other's calls on turns move the virtual time on (to 2)
+                    steps.release()
+                    await until(lambda taken=taken: len(order) == taken)
+                await until(lambda: not srv._waking)
+                held = len(srv._blocked)
+                await batch.send(wire[cut:])
+                await until(lambda: len(srv._blocked) == held + 1)
+                await good.send(request("step", ["good"], 7))
+                await until(lambda: len(srv._blocked) == held + 2)
+                for _ in range(members + 2):
+                    steps.release()  # (the rest end at once, in the order they are taken)
+                for i in range(3):
+                    assert await other.recv() == {"jsonrpc": "2.0", "id": i, "result": "other"}
+                assert await good.recv() == {"jsonrpc": "2.0", "id": 7, "result": "good"}
+                replies = await _reply(batch, "content-length" if framed else layout)
+                assert replies == [{"jsonrpc": "2.0", "id": i, "result": "b"} for i in range(members)]
+                assert order == ["hog"] + ["other"] * 3 + ["good"] + ["b"] * members  # (was: good after the batch)
+            finally:
+                for _ in range(members + 3):
+                    steps.release()
+                for conn in conns:
+                    await conn.close()
+
+    run(main)
+
+
+def test_a_compact_batch_weighs_its_own_line_not_the_calls_sent_after_it() -> None:
+    """A batch on one line weighs its members only: calls pipelined after it weigh 1 each when held.
+
+    One connection sends a batch of 2 then 10 calls at once, another a batch of 3:
+    the batch of 2 goes first (had the calls after it been counted in, 12 against
+    3, the batch of 3 would).
+    """
+    calls = 10
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        @srv.register
+        async def step(tag: str) -> str:
+            order.append(tag)
+            await gate.wait()
+            return tag
+
+        async with serving(srv) as address:
+            conns: list[RawConn] = []
+            try:
+                hog, x, y = [await RawConn.open(address) for _ in range(3)]
+                conns += [hog, x, y]
+                await hog.send(request("step", ["hog"], 0))
+                await until(lambda: srv.total_busy == 1)
+                held = len(srv._blocked)
+                await x.send(
+                    _laid_out([request("step", ["xb"], i) for i in range(2)], "compact")
+                    + b"".join(json.dumps(request("step", ["xc"], i)).encode() + b"\n" for i in range(calls))
+                )
+                await until(lambda: len(srv._blocked) == held + 1)
+                await y.send(_laid_out([request("step", ["y"], i) for i in range(3)], "compact"))
+                await until(lambda: len(srv._blocked) == held + 2)
+                gate.set()
+                assert await x.recv() == [{"jsonrpc": "2.0", "id": i, "result": "xb"} for i in range(2)]
+                assert await y.recv() == [{"jsonrpc": "2.0", "id": i, "result": "y"} for i in range(3)]
+                for i in range(calls):
+                    assert await x.recv() == {"jsonrpc": "2.0", "id": i, "result": "xc"}
+                assert order[:6] == ["hog", "xb", "xb", "y", "y", "y"], order
+            finally:
+                gate.set()
                 for conn in conns:
                     await conn.close()
 
