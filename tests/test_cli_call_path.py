@@ -8,11 +8,8 @@ its ARGs, no address; HOST:PORT with no METHOD is a usage error with a message.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import tempfile
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,15 +28,6 @@ pytestmark = [
 def _no_leaks() -> Any:
     with LeakCheck():
         yield
-
-
-@pytest.fixture
-def unix_path() -> Iterator[str]:
-    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")  # short: AF_UNIX paths are limited
-    yield os.path.join(directory, "s.sock")
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
 
 
 def test_call_reaches_a_unix_socket_server(unix_path: str, capsys: pytest.CaptureFixture[str]) -> None:

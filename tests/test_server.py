@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from typing import Any
@@ -882,16 +881,6 @@ def test_async_handler_on_the_sync_server() -> None:
 
 
 # -- Unix sockets and TLS ------------------------------------------------------
-
-
-@pytest.fixture
-def unix_path() -> Any:
-    # tmp_path can exceed the ~107 byte limit of AF_UNIX paths: use a short one.
-    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
-    yield os.path.join(directory, "s.sock")
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
 
 
 @pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")

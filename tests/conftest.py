@@ -1,0 +1,22 @@
+"""Fixtures shared by the test files in this folder and below."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture
+def unix_path() -> Iterator[str]:
+    """A Unix socket path in a fresh short directory, removed with what is left in it.
+
+    Short because tmp_path can exceed the ~107-byte limit of AF_UNIX paths.
+    """
+    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
+    yield os.path.join(directory, "s.sock")
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
