@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._aio_calls import NOT_AWAITABLE
 from ._aio_members import Handback, Members, run_plain
-from ._codec import ErrorObject, ErrorResponse, Notification, Request, Response
-from ._dispatch import Prepared, Registry, outcome_response
-from ._errors import InternalError
+from ._codec import ErrorResponse, Notification, Request, Response
+from ._dispatch import Prepared, Registry, internal_error, outcome_response
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -149,7 +148,7 @@ class CallExecutor(Registry):
         log.error("the executor refused to run %r: %s: %s", message.method, type(exc).__name__, exc, exc_info=exc)
         if type(message) is not Request:
             return None
-        return ErrorResponse(message.id, ErrorObject(InternalError.CODE, f"Internal error in {message.method!r}"))
+        return internal_error(message.id, message.method)
 
     def pooled_outcome(
         self, message: Request | Notification, future: concurrent.futures.Future[Any]

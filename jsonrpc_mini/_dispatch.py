@@ -23,7 +23,15 @@ from typing import Any, TypeVar, overload
 from ._codec import ErrorObject, ErrorResponse, Notification, Params, Request, Response, split_params
 from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
 
-__all__ = ["PLAIN_RESULTS", "Prepared", "Registry", "await_result", "error_response", "outcome_response"]
+__all__ = [
+    "PLAIN_RESULTS",
+    "Prepared",
+    "Registry",
+    "await_result",
+    "error_response",
+    "internal_error",
+    "outcome_response",
+]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -271,6 +279,11 @@ def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> Er
     data = None
     if debug:
         data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
+    return internal_error(id_, method, data)
+
+
+def internal_error(id_: Any, method: str, data: Any = None) -> ErrorResponse:
+    """The -32603 reply of a call of ``method`` that failed on the server (no detail but ``data``)."""
     return ErrorResponse(id_, ErrorObject(InternalError.CODE, f"Internal error in {method!r}", data))
 
 
