@@ -24,10 +24,10 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from ._aio_members import NOT_AWAITABLE, Handback, Members, Reply
+from ._aio_members import Handback, Members, Reply
 from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request, Response, parse_request
-from ._dispatch import Prepared, outcome_response
+from ._dispatch import PLAIN_RESULTS, Prepared, outcome_response
 from ._errors import RPCError
 from ._protocol import Batch, ServerConnection
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._aio_runner import CallRunner
     from ._aio_server import RPCServer
 
-__all__ = ["BATCH_STEP", "NOT_AWAITABLE", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
+__all__ = ["BATCH_STEP", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -189,7 +189,7 @@ class CallingProtocol(TimedProtocol):
         if message is None:
             self.finish(result)
             return
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+        if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
             call = cast(CallMessage, message)  # (a batch's coroutine returns None)
             self._runner.submit(self, None, self._srv.await_result(as_message(call), result))  # still busy
             return

@@ -14,10 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ._aio_calls import NOT_AWAITABLE
 from ._aio_members import Handback, Members, run_plain
 from ._codec import ErrorResponse, Notification, Request, Response
-from ._dispatch import Prepared, Registry, internal_error, outcome_response
+from ._dispatch import PLAIN_RESULTS, Prepared, Registry, internal_error, outcome_response
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -70,7 +69,7 @@ class CallExecutor(Registry):
             result = function(*args, **kwargs)
         except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
             return outcome_response(message, exc=exc, debug=self.options.debug)
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
+        if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
             return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
@@ -85,7 +84,7 @@ class CallExecutor(Registry):
         """
         try:
             result = await awaitable
-            if again and type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):
+            if again and type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError as exc:
             if being_cancelled():
@@ -118,7 +117,7 @@ class CallExecutor(Registry):
         ok, result = run_caught(prepared)
         if not ok:
             return outcome_response(message, exc=result, debug=self.options.debug)
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+        if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
             return await self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 
@@ -162,7 +161,7 @@ class CallExecutor(Registry):
         if exc is not None:  # (SystemExit too: raised by the handler in a pool thread, answered -32603)
             return outcome_response(message, exc=exc, debug=self.options.debug)
         result = future.result()
-        if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+        if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
             return self.await_result(message, result)
         return outcome_response(message, result, debug=self.options.debug)
 

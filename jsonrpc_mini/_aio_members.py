@@ -19,15 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._codec import ErrorResponse, Request, Response, parse_request
-from ._dispatch import Prepared, outcome_response
+from ._dispatch import PLAIN_RESULTS, Prepared, outcome_response
 
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
 
-__all__ = ["NOT_AWAITABLE", "PLAIN_RUN", "Handback", "Members", "Reply", "run_plain"]
-
-# Speed: results of these types are surely not awaitable (inspect.isawaitable costs ~1 us).
-NOT_AWAITABLE = frozenset({int, float, str, bool, type(None), list, dict, tuple})
+__all__ = ["PLAIN_RUN", "Handback", "Members", "Reply", "run_plain"]
 
 # Members a pool job runs in a row at most: ~100-200 us of quick calls, so a call
 # waiting for a pool thread behind the jobs of many batches does not wait long.
@@ -99,7 +96,7 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
         except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
             replies[index] = outcome_response(message, exc=exc, debug=debug)
         else:
-            if type(result) not in NOT_AWAITABLE and inspect.isawaitable(result):  # e.g. an async __call__
+            if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
                 return Handback(index, None, message, result)
             if isinstance(message, Request):
                 replies[index] = {"jsonrpc": "2.0", "id": message.id, "result": result}

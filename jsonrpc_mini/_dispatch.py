@@ -38,8 +38,9 @@ log = logging.getLogger("jsonrpc_mini")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call).
-PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, type(None)})
+# Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call);
+# both servers' drivers test a handler's result against these first.
+PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, tuple, type(None)})
 
 
 async def await_result(awaitable: Any) -> Any:
