@@ -43,12 +43,12 @@ class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def test_a_batch_of_plain_members_takes_a_pool_job_per_run_not_per_member() -> None:
-    members = 1000
+def _pool_jobs_for_a_batch(members: int, **options: Any) -> int:
+    """How many pool jobs a batch of ``members`` plain ``add`` calls takes (its results checked)."""
 
-    async def main() -> None:
+    async def main() -> int:
         pool = CountingExecutor()
-        srv = aio.RPCServer(executor=pool)
+        srv = aio.RPCServer(executor=pool, **options)
 
         @srv.register
         def add(a: int, b: int) -> int:
@@ -63,36 +63,23 @@ def test_a_batch_of_plain_members_takes_a_pool_job_per_run_not_per_member() -> N
                 await c.close()
         finally:
             pool.shutdown()
-        # 32 workers, each a job of up to PLAIN_RUN members at a time (was: one job a member).
-        assert pool.jobs <= 32 + members // PLAIN_RUN + 32, pool.jobs
+        return pool.jobs
 
-    run(main)
+    return run(main)
+
+
+def test_a_batch_of_plain_members_takes_a_pool_job_per_run_not_per_member() -> None:
+    members = 1000
+    jobs = _pool_jobs_for_a_batch(members)
+    # 32 workers, each a job of up to PLAIN_RUN members at a time (was: one job a member).
+    assert jobs <= 32 + members // PLAIN_RUN + 32, jobs
 
 
 def test_a_pool_job_runs_at_most_plain_run_members() -> None:
     """A job gives its thread back after PLAIN_RUN members (a call waiting for a thread waits less)."""
     members = 200
-
-    async def main() -> None:
-        pool = CountingExecutor()
-        srv = aio.RPCServer(executor=pool, max_concurrent_calls=1)  # one worker: its jobs one after another
-
-        @srv.register
-        def add(a: int, b: int) -> int:
-            return a + b
-
-        try:
-            async with serving(srv) as address:
-                c = await aio.connect(*address, timeout=WAIT)
-                async with c.batch() as b:
-                    results = [b.add(i, 1) for i in range(members)]
-                assert [r.result() for r in results] == [i + 1 for i in range(members)]
-                await c.close()
-        finally:
-            pool.shutdown()
-        assert pool.jobs == -(-members // PLAIN_RUN)
-
-    run(main)
+    # One worker: its jobs one after another.
+    assert _pool_jobs_for_a_batch(members, max_concurrent_calls=1) == -(-members // PLAIN_RUN)
 
 
 def test_slow_plain_members_of_a_batch_still_run_at_once() -> None:
