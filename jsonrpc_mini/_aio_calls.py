@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from ._aio_members import Handback, Members, Reply
+from ._aio_runner import stepping
 from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request, Response, parse_request
 from ._dispatch import PLAIN_RESULTS, Prepared, outcome_response
@@ -274,6 +275,9 @@ class CallingProtocol(TimedProtocol):
         async def worker() -> None:
             nonlocal held
             done = 0
+            # A worker task of its own meets a GeneratorExit that a future a handler
+            # awaited failed with (see CallRunner._stay_with): that member's reply.
+            own = asyncio.current_task() if slots > 1 else None
             try:
                 member = members.take()
                 while member is not None:
@@ -292,7 +296,12 @@ class CallingProtocol(TimedProtocol):
                             if member is None:
                                 member = members.take()
                             continue
-                        reply = await srv.execute(prepared) if isinstance(prepared, Prepared) else prepared
+                        try:
+                            reply = await srv.execute(prepared) if isinstance(prepared, Prepared) else prepared
+                        except GeneratorExit as exc:
+                            if not stepping(own):
+                                raise  # closed
+                            reply = outcome_response(item, exc=exc, debug=srv.options.debug)
                         if type(reply) is Response:
                             replies[i] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
                         else:

@@ -83,9 +83,9 @@ class CallExecutor(Registry):
         as any exception.
         """
         try:
-            result = await awaitable
+            result = await (settled(awaitable) if isinstance(awaitable, asyncio.Future) else awaitable)
             if again and type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
-                result = await result
+                result = await (settled(result) if isinstance(result, asyncio.Future) else result)
         except asyncio.CancelledError as exc:
             if being_cancelled():
                 raise
@@ -199,3 +199,27 @@ def closing(exc: GeneratorExit) -> bool:
     """
     tb = exc.__traceback__
     return tb is None or tb.tb_next is None
+
+
+async def settled(future: asyncio.Future[Any]) -> Any:
+    """``future``'s result, as ``await future`` gives it, but its exception raised here.
+
+    Awaited directly, a future's exception is thrown by the task into its outermost
+    coroutine, and a GeneratorExit thrown so closes every coroutine on the way
+    (PEP 380): the call would go unanswered. Here the task waits for a future that
+    only ever gets None. Cancelled, this cancels ``future``, as awaiting it would.
+    """
+    if not future.done() and future.get_loop() is asyncio.get_running_loop():
+        waiter: asyncio.Future[None] = future.get_loop().create_future()
+
+        def wake(_: object) -> None:
+            if not waiter.done():  # (not if this waiter was cancelled)
+                waiter.set_result(None)
+
+        future.add_done_callback(wake)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+    return await future  # (done: no wait; another loop's: the error awaiting it gives)

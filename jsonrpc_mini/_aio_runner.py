@@ -167,7 +167,12 @@ class CallRunner:
                     else:
                         # The call waits: this task stays with it; another takes the queue.
                         self._hand_over()
-                        await self._stay_with(conn, message, work, waiting, context)
+                        try:
+                            await self._stay_with(conn, message, work, waiting, context)
+                        except GeneratorExit:
+                            if not stepping(task):
+                                raise  # the task is destroyed (see _stay_with)
+                            # (A future's own GeneratorExit, answered in _stay_with.)
                         return
                     if task.cancelling():  # a handler cancelled this task: end it, as it asked
                         self._hand_over()
@@ -222,7 +227,16 @@ class CallRunner:
         except Exception as exc:  # the handler raised: an error reply (a GeneratorExit of its own too)
             conn.tasks.discard(task)
             conn.finish_error(message, exc.exc if type(exc) is _HandlerExit else exc)
-        except GeneratorExit:
+        except GeneratorExit as exc:
+            if stepping(task):
+                # Thrown in by this task's own step: a future the handler awaited failed
+                # with GeneratorExit. A GeneratorExit thrown into a coroutine closes what
+                # it awaits (PEP 380), so the handler's coroutines were closed on the way
+                # and it arrives here; its caller is answered -32603 as for any error
+                # (a batch closed so is lost whole: logged).
+                conn.tasks.discard(task)
+                conn.finish_error(message, exc)
+                raise
             # The task is destroyed while the call waits: its loop was closed without
             # cancelling it (asyncio reports that). Nothing can be answered or run on a
             # closed loop (finishing would take the next calls and start tasks there).
@@ -278,6 +292,18 @@ def log_destroy(task: asyncio.Task[Any], log_it: bool) -> None:
         task._log_destroy_pending = log_it  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - a task without asyncio's attribute
         pass
+
+
+def stepping(task: asyncio.Task[Any] | None) -> bool:
+    """Whether ``task`` is running now: a GeneratorExit it meets came from its own step.
+
+    A destroyed task's coroutine is closed outside its steps (by the garbage
+    collector or a closing loop), so there it is not the current task.
+    """
+    try:
+        return task is not None and asyncio.current_task() is task
+    except RuntimeError:  # no running loop: the loop is closing
+        return False
 
 
 class _HandlerExit(Exception):

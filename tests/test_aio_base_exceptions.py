@@ -26,6 +26,7 @@ from _aio_support import serving as aio_serving
 from _driver_helpers import WAIT, LeakCheck
 
 from jsonrpc_mini import ConnectionLost, InternalError, aio
+from jsonrpc_mini._aio_execute import settled
 from jsonrpc_mini._codec import ErrorResponse, Request
 
 pytestmark = pytest.mark.timeout(120)
@@ -285,3 +286,91 @@ def test_await_result_closed_is_no_handler_error(caplog: pytest.LogCaptureFixtur
             steps.close()
     assert closed == ["handler", "handler"]
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+# -- a future a handler awaited failing with GeneratorExit --------------------------------
+# A task throws a future's exception into its outermost coroutine, and a thrown
+# GeneratorExit closes every coroutine on the way (PEP 380). Before, such a call was
+# never answered (the call runner's task died of it: "Task exception was never retrieved").
+
+
+def _failing_future(later: bool) -> asyncio.Future[Any]:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    if later:
+        loop.call_soon(future.set_exception, GeneratorExit())  # (after the handler's call waited)
+    else:
+        future.set_exception(GeneratorExit())
+    return future
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["failed", "fails-later"])
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_a_plain_handler_returning_a_future_failing_with_generator_exit_is_answered(later: bool, limit: int) -> None:
+    async def main() -> None:
+        srv = aio.RPCServer(run_sync_in_thread=False, max_concurrent_calls=limit)
+        srv.register_function(lambda: _failing_future(later), name="boom")
+        await _check(srv, ("alone", "batch"))
+
+    _survive(main)
+
+
+@pytest.mark.parametrize("catches", [False, True], ids=["raises", "catches"])
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_an_async_handler_awaiting_a_future_failing_with_generator_exit_is_answered(catches: bool, limit: int) -> None:
+    # Answered -32603 even by a handler that catches it: the GeneratorExit closed the
+    # handler's coroutine on its way (README, Errors). A batch with one worker runs in
+    # the call runner's task, where the whole batch is closed: only "workers" checks it.
+    async def boom() -> str:
+        try:
+            return await _failing_future(True)  # type: ignore[no-any-return]
+        except GeneratorExit:
+            if catches:
+                return "caught"
+            raise
+
+    async def main() -> None:
+        srv = aio.RPCServer(max_concurrent_calls=limit)
+        srv.register_function(boom)
+        await _check(srv, ("alone", "batch") if limit > 1 else ("alone",))
+
+    # run() fails on a task that died of it ("exception was never retrieved", reported
+    # when the task is collected); the error records would keep it alive past run().
+    logging.disable(logging.ERROR)
+    try:
+        _survive(main)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_settled_gives_the_result_or_raises_and_passes_a_cancel_on() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for outcome in (5, ValueError("no"), GeneratorExit()):
+            future = loop.create_future()
+            waiter = loop.create_task(settled(future))
+            await asyncio.sleep(0)
+            assert not waiter.done()  # it waits for the future
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+                with pytest.raises(type(outcome)) as raised:
+                    await waiter
+                assert raised.value is outcome
+            else:
+                future.set_result(outcome)
+                assert await waiter == 5
+        future = loop.create_future()
+        waiter = loop.create_task(settled(future))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert future.cancelled()  # as awaiting the future itself would
+        other = asyncio.new_event_loop()
+        try:
+            with pytest.raises(RuntimeError):  # another loop's future, as awaiting it gives
+                await settled(other.create_future())
+        finally:
+            other.close()
+
+    asyncio.run(main())
