@@ -352,13 +352,14 @@ def test_no_thread_of_the_server_is_alive_when_shutdown_returns(slow: str, monke
         "watcher": (watch_module._Loop, "_run"),
     }[slow]
     monkeypatch.setattr(*target, slowly(getattr(*target)))
+    before = set(threading.enumerate())  # (only this server's threads count: not an earlier test's)
     s = RPCServer()
     s.register_function(add)
     host, port = s.start("127.0.0.1", 0)  # type: ignore[misc]
     c = RPCClient(host, port, timeout=WAIT)
     assert c.add(1, 2) == 3
     s.shutdown()
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("jsonrpc_mini")]
+    alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("jsonrpc_mini")]
     c.close()
     assert not alive, f"threads still running after shutdown(): {alive}"
 
