@@ -1,12 +1,13 @@
 """What both servers check before they bind: the host, the port and the TLS context.
 
 A mistake here used to show only once clients came: an empty host listened on
-every interface (differently per server), and a client-side TLS context reset
-every connection. Both servers refuse them in ``start()``/``loop()`` instead.
+every interface (differently per server), and a client-side TLS context, or one
+without a certificate, reset every connection. Both servers refuse them in ``start()``/``loop()`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl as _ssl
 
 from ._connect import check_port
@@ -20,8 +21,8 @@ def check_listen(host: object, port: object, path: str | None, ssl: _ssl.SSLCont
     Without ``path``: an empty host ("" or None, which the socket layers read as
     "every interface": README promises loopback unless told) and a port outside
     0..65535 (``check_port``). With ``ssl``: a client-side context
-    (``ssl.create_default_context()`` without ``Purpose.CLIENT_AUTH``), with which
-    every handshake would fail.
+    (``ssl.create_default_context()`` without ``Purpose.CLIENT_AUTH``), or one
+    without a certificate, with which every handshake would fail.
     """
     if path is None:
         if host is None or host == "":
@@ -36,3 +37,45 @@ def check_listen(host: object, port: object, path: str | None, ssl: _ssl.SSLCont
             " a server needs ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
             " or ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)"
         )
+    if isinstance(ssl, _ssl.SSLContext) and not presents_a_certificate(ssl):
+        raise ValueError(
+            "ssl= has no certificate to present, with which no client could connect (a handshake"
+            " tried in memory found no shared cipher): load one with"
+            " context.load_cert_chain(certfile, keyfile)"
+        )
+
+
+def presents_a_certificate(context: _ssl.SSLContext) -> bool:
+    """Whether a server with ``context`` gets past a client's hello (False: it has no certificate).
+
+    Python cannot ask a context whether a certificate was loaded, so a client
+    offering every cipher (anonymous ones too) says hello to it in memory: without
+    a certificate the server has no cipher to choose. Not tried (True) for a
+    context whose ``sni_callback`` may pick another context by server name, or
+    one that writes TLS keys to a ``keylog_filename``: this hello is no client's.
+    (~1 ms, once per start.)
+    """
+    if context.sni_callback is not None or context.keylog_filename:
+        return True
+    client = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = _ssl.CERT_NONE
+    client.set_ciphers("ALL:@SECLEVEL=0")
+    hello, into_server = _ssl.MemoryBIO(), _ssl.MemoryBIO()
+    greeter = client.wrap_bio(_ssl.MemoryBIO(), hello)
+    server = context.wrap_bio(into_server, _ssl.MemoryBIO(), server_side=True)
+    with contextlib.suppress(_ssl.SSLWantReadError):
+        greeter.do_handshake()  # (writes its hello, then waits for the answer)
+    into_server.write(hello.read())
+    try:
+        server.do_handshake()
+    except _ssl.SSLWantReadError:  # it answered and waits for the client's next step
+        return True
+    except _ssl.SSLError as exc:
+        return exc.reason not in _NO_CERTIFICATE
+    return True
+
+
+# What OpenSSL says when a server has no certificate to present (which one depends on
+# the path its handshake takes, e.g. with an sni_callback set).
+_NO_CERTIFICATE = frozenset({"NO_SHARED_CIPHER", "NO_SUITABLE_SIGNATURE_ALGORITHM"})

@@ -26,6 +26,7 @@ from _aio_support import run
 from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import RPCClient, RPCServer, aio
+from jsonrpc_mini._listen_checks import presents_a_certificate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -168,3 +169,91 @@ def test_a_server_side_context_still_serves_tls(driver: str) -> None:
             await server.shutdown()
 
     assert run(main) == "tls"
+
+
+# -- a server context without a certificate ---------------------------------------------
+# Every client's handshake failed ("no shared cipher"), which the sync server logged
+# at INFO only; both servers refuse it in start() / loop() now.
+
+NO_CERTIFICATE = r"^ssl= has no certificate to present, with which no client could connect"
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_tls_context_without_a_certificate_is_refused(driver: str, how: str) -> None:
+    for context in (ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)):
+        error = attempt(driver, how, host="127.0.0.1", port=0, ssl=context)
+        assert isinstance(error, ValueError), error
+        assert re.match(NO_CERTIFICATE, str(error)), error
+        assert "load_cert_chain(certfile, keyfile)" in str(error)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_tls_context_without_a_certificate_is_refused_before_binding(driver: str, directory: str) -> None:
+    path = os.path.join(directory, "s.sock")
+    error = attempt(driver, "start", path=path, ssl=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    assert isinstance(error, ValueError), error
+    assert re.match(NO_CERTIFICATE, str(error)), error
+    assert os.listdir(directory) == []
+
+
+def test_which_contexts_present_a_certificate(tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    with_certificate, _ = tls_contexts()
+    client_certificates = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # mutual TLS
+    ca.issue_cert("127.0.0.1").configure_cert(client_certificates)
+    client_certificates.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(client_certificates)
+    tls13 = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls13)
+    tls13.minimum_version = ssl.TLSVersion.TLSv1_3
+    for context in (with_certificate, client_certificates, tls13):
+        assert presents_a_certificate(context)
+    assert not presents_a_certificate(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    # Not tried: a context that picks another by server name, or that logs TLS keys.
+    by_name = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    by_name.sni_callback = lambda _sock, _name, _ctx: None
+    assert presents_a_certificate(by_name)
+    logging_keys = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    logging_keys.keylog_filename = str(tmp_path / "keys")
+    assert presents_a_certificate(logging_keys)  # (it has none: only not tried says True)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_context_choosing_its_certificate_by_server_name_still_serves(driver: str) -> None:
+    # The usual multi-name server: the listening context has no certificate of its
+    # own and its sni_callback switches to the one for the name asked.
+    named, client_ctx = tls_contexts()
+    listening = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+    def by_name(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> None:
+        if name == "localhost":
+            sock.context = named
+
+    listening.sni_callback = by_name
+    if driver == "sync":
+        server = RPCServer()
+        server.register_function(lambda: "named", name="who")
+        address = server.start("127.0.0.1", 0, ssl=listening)
+        assert isinstance(address, tuple)
+        try:
+            with RPCClient(*address, ssl=client_ctx, server_hostname="localhost", timeout=WAIT) as client:
+                assert client.call("who") == "named"
+        finally:
+            server.shutdown()
+        return
+
+    async def main() -> Any:
+        server = aio.RPCServer()
+        server.register_function(lambda: "named", name="who")
+        address = await server.start("127.0.0.1", 0, ssl=listening)
+        assert isinstance(address, tuple)
+        try:
+            async with await aio.connect(*address, ssl=client_ctx, server_hostname="localhost", timeout=WAIT) as client:
+                return await client.call("who")
+        finally:
+            await server.shutdown()
+
+    assert run(main) == "named"
