@@ -30,6 +30,7 @@ _MAY_END: Final = frozenset(b"]} \t\r")  # bytes a value received whole may end 
 _UNCLOSED_ROUNDS: Final = 16
 _UNCLOSED_MAX: Final = 64
 _LOOK_BACK: Final = 4096  # how far _kind_before looks for a byte that is not a space
+_FIRST_LOOK: Final = 4096  # how far _may_close looks at first from the scanner's place
 
 
 class LookAhead(BufferedReader):
@@ -56,35 +57,49 @@ class LookAhead(BufferedReader):
         ``_unclosed`` holds what the bytes from the scanner's place up to
         ``_checked_to`` left open, so each byte is looked at once. After True the
         scanner runs, and the next look starts again from its new place.
+
+        That look, from the scanner's place, may have many values ahead of it (a
+        peer that sent many without newlines, read at once): it goes ``_FIRST_LOOK``
+        bytes far and then grows threefold each step while they leave the value
+        open, so a value that ends early is not paid for with a look at every byte
+        after it (each value's look reached the buffer's end: quadratic, seconds for
+        a few MiB of concatenated requests).
         """
         buf = self._buf
         end = len(buf)
+        stop = end
         if self._checked_to <= self._pos:  # the scanner has caught up: go on from its place
             self._checked_to = self._kinds_to = self._pos
             self._unclosed = b'"' if self._in_string else b""
             self._before = self._kind_before(self._pos)
-        if self._eof or end - self._start > self._max_size:
-            rest = None
-        else:
-            rest = unclosed(self._unclosed + buf[self._checked_to : end], _UNCLOSED_ROUNDS)  # bytes + slice: bytes
-            if rest is not None and buf[-1] in _MAY_END and self._opens_after_a_value(end):
-                rest = None
-        if rest is not None:
-            closers = len(rest) - len(rest.lstrip(b"]}"))
-            # Valid JSON leaves closing brackets, then opening ones (and maybe an open
-            # string). No value ended unless the closing ones close all the scanner had
-            # open, and each must be the one expected (a wrong one is an error to report).
-            if (
-                closers < len(self._stack)
-                and rest[:closers] == self._stack[::-1][:closers]
-                and len(rest) <= _UNCLOSED_MAX
-                and not _CLOSING.search(rest, closers)
-            ):
+            stop = min(end, self._pos + _FIRST_LOOK)
+        if not (self._eof or end - self._start > self._max_size):
+            while True:
+                rest = unclosed(self._unclosed + buf[self._checked_to : stop], _UNCLOSED_ROUNDS)  # bytes + slice: bytes
+                if rest is not None and buf[-1] in _MAY_END and self._opens_after_a_value(stop):
+                    rest = None
+                if rest is None or not self._leaves_open(rest):
+                    break
                 self._unclosed = rest
-                self._checked_to = end
-                return False
+                self._checked_to = stop
+                if stop == end:
+                    return False
+                stop = min(end, stop + 2 * (stop - self._pos))
         self._checked_to = -1
         return True
+
+    def _leaves_open(self, rest: bytes) -> bool:
+        """Whether ``rest`` (what the bytes after the scanner's place leave unclosed) surely leaves its value open."""
+        closers = len(rest) - len(rest.lstrip(b"]}"))
+        # Valid JSON leaves closing brackets, then opening ones (and maybe an open
+        # string). No value ended unless the closing ones close all the scanner had
+        # open, and each must be the one expected (a wrong one is an error to report).
+        return (
+            closers < len(self._stack)
+            and rest[:closers] == self._stack[::-1][:closers]
+            and len(rest) <= _UNCLOSED_MAX
+            and not _CLOSING.search(rest, closers)
+        )
 
     def _opens_after_a_value(self, end: int) -> bool:
         """Whether a ``[`` or ``{`` follows a value (a number, string, closing bracket).
