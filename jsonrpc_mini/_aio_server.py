@@ -36,6 +36,7 @@ from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._remote import check_count, check_flag
 from ._server import ServerOptions
+from ._tcp_bind import create_tcp_server
 from ._unix import UnixPath, listen_unix, socket_file, unix_path, unlink_socket_file
 
 __all__ = ["RPCServer"]
@@ -168,7 +169,7 @@ class RPCServer(CallExecutor, TurnTaking):
         elif path is not None:
             listener = await listen_unix(loop, self.protocol, path, opts.unix_mode, opts.backlog)
         else:
-            listener = await loop.create_server(self.protocol, host, port, backlog=opts.backlog, reuse_address=True)
+            listener = await create_tcp_server(self.protocol, host, port, opts.backlog)  # one socket, as sync
         if path is not None:
             address: Address = path
         else:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 from ._aio_conn import ServerProtocol
 from ._aio_runner import log_destroy
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
+from ._tcp_bind import bind_tcp_async, create_tcp_server
 from ._unix import bind_unix
 
 if TYPE_CHECKING:
@@ -62,9 +63,7 @@ async def listen_tls(
     loop = asyncio.get_running_loop()
     timeout, backlog = server.options.handshake_timeout, server.options.backlog
     mode = server.options.unix_mode
-    listener = TlsListener(
-        server, await _bind(loop, host, port, path, mode=mode, backlog=backlog), context, timeout, backlog
-    )
+    listener = TlsListener(server, await _bind(host, port, path, mode=mode, backlog=backlog), context, timeout, backlog)
     try:
         listener.serve()
     except NotImplementedError:
@@ -77,29 +76,18 @@ async def listen_tls(
                 ssl=context,
                 ssl_handshake_timeout=timeout,
             )
-        return await loop.create_server(
-            server.protocol, host, port, backlog=backlog, reuse_address=True, ssl=context, ssl_handshake_timeout=timeout
-        )
+        return await create_tcp_server(server.protocol, host, port, backlog, ssl=context, ssl_handshake_timeout=timeout)
     return listener
 
 
-async def _bind(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, path: str | None, *, mode: int | None, backlog: int
-) -> list[socket.socket]:
+async def _bind(host: str, port: int, path: str | None, *, mode: int | None, backlog: int) -> list[socket.socket]:
     """Listening, non-blocking sockets for ``path`` (with ``mode``) or ``host``/``port``."""
     socks: list[socket.socket] = []
     try:
         if path is not None:
             socks.append(bind_unix(path, mode, backlog))
         else:
-            # asyncio resolves and binds exactly as for every other server (each address
-            # of host, SO_REUSEADDR, IPv6-only IPv6 sockets); its sockets are taken over.
-            bound = await loop.create_server(asyncio.Protocol, host, port, reuse_address=True, start_serving=False)
-            try:
-                for sock in bound.sockets:
-                    socks.append(sock.dup())
-            finally:
-                bound.close()
+            socks.append(await bind_tcp_async(host, port, backlog))  # one socket, as a plain port's
         for sock in socks:
             sock.listen(backlog)
             sock.setblocking(False)

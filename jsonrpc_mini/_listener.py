@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
+from ._tcp_bind import bind_tcp, listen_address
 from ._transport import SocketTransport
 from ._unix import bind_unix, socket_file, unlink_socket_file
 
@@ -49,13 +50,9 @@ class Listener:
                 self._file = socket_file(path)  # close() removes this file, not one put there since
                 self.address: Address = path
             else:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                self.sock = socket.socket(family, socket.SOCK_STREAM)
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self.sock.bind((host, port))
+                self.sock = bind_tcp(*listen_address(host, port), opts.backlog)  # one socket (see _tcp_bind)
                 bound = self.sock.getsockname()
                 self.address = (bound[0], bound[1])
-                self.sock.listen(opts.backlog)
             self._selector = selectors.DefaultSelector()
             self._selector.register(self.sock, selectors.EVENT_READ)
             self._selector.register(self._wake_r, selectors.EVENT_READ)
