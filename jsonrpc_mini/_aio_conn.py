@@ -27,7 +27,6 @@ in ``_aio_ending``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
     from ._aio_server import RPCServer
 
 __all__ = ["SCAN_STEPS", "ServerProtocol"]
-
-log = logging.getLogger("jsonrpc_mini")
 
 # Scanner steps per loop iteration: measured 1-3 ms for the costliest shapes (arrays
 # of small arrays nested 5 and 30 deep, objects of arrays of objects), ~1-2 us a step.
@@ -134,7 +131,7 @@ class ServerProtocol(EndingProtocol):
         srv = self._srv
         self._keep_open = transport.get_extra_info("sslcontext") is None
         if len(srv._conns) >= self._opts.max_connections:
-            log.warning("refusing a connection: max_connections reached")
+            srv._refusal_log.refused()
             transport.write(srv._refusal)
             transport.close()
             if self.under is not None:  # (TLS: see close())

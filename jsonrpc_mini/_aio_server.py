@@ -33,6 +33,7 @@ from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._listen_checks import check_listen
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._refusal_log import RefusalLog
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._remote import check_count, check_flag
 from ._server import ServerOptions
@@ -139,6 +140,7 @@ class RPCServer(CallExecutor, TurnTaking):
         self._stopped: asyncio.Event | None = None
         self._guard: AsyncGenerator[None, None] | None = None
         self._refusal = refusal_line(TOO_MANY_CONNECTIONS)
+        self._refusal_log = RefusalLog()  # one warning per run of refusals, not one each
 
     # -- serving ---------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class RPCServer(CallExecutor, TurnTaking):
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        self._refusal_log.flush()
         gates = list(self._gates)
         for gate in gates:  # not served yet: nothing to finish
             gate.close()

@@ -83,7 +83,7 @@ class Listener:
                 time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                 continue
             if server.connection_count >= server.options.max_connections:
-                log.warning("refusing a connection: max_connections reached")
+                server._refusal_log.refused()
                 if self._ssl is not None:
                     server._refusals.refuse(conn, self._ssl, TOO_MANY_CONNECTIONS)
                 else:

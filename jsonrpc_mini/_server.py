@@ -21,6 +21,7 @@ from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._listen_checks import check_listen
 from ._listener import Listener
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._refusal_log import RefusalLog
 from ._refuse import TlsRefusals
 from ._remote import LONGEST_WAIT, check_count, check_flag, is_count, is_seconds
 from ._session import Session, current_session, serving
@@ -142,6 +143,7 @@ class RPCServer(Registry):
         # returned yet. shutdown() joins them too, so that none outlives it.
         self._ending: list[threading.Thread] = []
         self._refusals = TlsRefusals()  # connections a full TLS port turns away over TLS
+        self._refusal_log = RefusalLog()  # one warning per run of refusals, not one each
         self._shutting_down = 0  # shutdown() calls running: new connections are drained at once
         self._counter = itertools.count(1)
         self._listener: Listener | None = None
@@ -273,6 +275,7 @@ class RPCServer(Registry):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(5.0)  # closed is set just before the accept thread ends
         self._refusals.close(5.0)
+        self._refusal_log.flush()
         with self._lock:
             sessions = list(self._sessions)
         me = current_session()

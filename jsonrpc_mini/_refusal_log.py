@@ -1,0 +1,60 @@
+"""One WARNING for a run of connections refused at ``max_connections``, not one each.
+
+A peer that keeps connecting to a full server would otherwise write a line to the
+log per attempt: thousands a second fill a disk. Both servers log the first
+refusal at once, then at most one line per ``interval`` carrying how many were
+refused since the last one (each refusal is still logged at DEBUG). A count left
+when the refusals stop goes out with the server's shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["INTERVAL", "RefusalLog"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+INTERVAL = 10.0  # seconds between two refusal warnings at most
+
+
+class RefusalLog:
+    """Counts refusals; logs the first at once, the others at most once per ``interval`` (thread-safe)."""
+
+    def __init__(self, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = INTERVAL if interval is None else interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._quiet_until: float | None = None  # no warning before this time (None: the next refusal warns)
+        self._held = 0  # refusals since the last warning
+
+    def refused(self) -> None:
+        """One connection was refused at ``max_connections``."""
+        now = self._clock()
+        with self._lock:
+            if self._quiet_until is not None and now < self._quiet_until:
+                self._held += 1
+                held = -1
+            else:
+                held, self._held = self._held, 0
+                self._quiet_until = now + self._interval
+        if held < 0:
+            log.debug("refusing a connection: max_connections reached")
+        elif held:
+            log.warning("refusing a connection: max_connections reached (%d refused since the last warning)", held + 1)
+        else:
+            log.warning(
+                "refusing a connection: max_connections reached (further refusals: one warning per %g s at most)",
+                self._interval,
+            )
+
+    def flush(self) -> None:
+        """Log the refusals counted since the last warning, if any (the server is shutting down)."""
+        with self._lock:
+            held, self._held = self._held, 0
+            self._quiet_until = None
+        if held:
+            log.warning("%d more connections were refused at max_connections since the last warning", held)
