@@ -312,7 +312,7 @@ class _RequestSender(_ReplyReader):
     def _write_failed(self, exc: BaseException, method: str | None, reader: bool, timeout: float | None) -> NoReturn:
         """A write failed with ``exc`` (being handled): close the connection (fail_all), raise what the caller gets."""
         if isinstance(exc, TimeoutError):
-            self.fail_all(f"the server took no data for too long: {exc}")
+            self.fail_all(f"could not send in time: {exc}")  # exc says why: the peer, or a fault plan
             raise timed_out(method, f"could not send {within(timeout)}; the connection is closed") from exc
         if isinstance(exc, OSError):
             try:

@@ -177,6 +177,25 @@ def test_a_sleeping_writers_call_timeout_bounds_sending():
         b.close()
 
 
+def test_the_calls_after_a_send_out_of_time_are_told_what_happened():
+    # The connection's end was reported as "the server took no data for too long"
+    # even when the fault plan held the bytes back: it names the plan now (and, over
+    # a socket, the peer that took no data: tests/test_timeout_messages.py).
+    a, b = pipe_pair()
+    client = RPCClient(transport=FaultyTransport(Sleeping(a), FaultPlan(seed=11, latency=HOUR)), timeout=0.2)
+    try:
+        with pytest.raises(RPCTimeout, match="could not send"):
+            client.echo("hello")
+        with pytest.raises(ConnectionLost) as lost:
+            client.echo("again")
+    finally:
+        client.close()
+        b.close()
+    message = str(lost.value)
+    assert "could not send in time: the send did not finish within its time under the fault plan" in message
+    assert "FaultPlan(seed=11" in message and "server" not in message
+
+
 def test_call_timeout_bounds_sending_one_byte_at_a_time(server):
     # 2,000 bytes, 1 byte per chunk at 20 bytes/s: 100 s of sending for a 0.3 s call.
     # (The time on the wire adds up across chunks; a latency does not: review11 L3.)
