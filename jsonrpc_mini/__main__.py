@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -235,10 +236,40 @@ def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
     return positional, keywords
 
 
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    """RPCClient's TLS arguments from ``call``'s options: none unless one of them is given.
+
+    ``--cafile``, ``--certfile`` and ``--server-hostname`` each imply ``--tls``. The
+    context checks the server's certificate and host name as
+    ``ssl.create_default_context()`` does (the system's CAs, or ``--cafile``'s).
+    """
+    if args.keyfile and not args.certfile:
+        raise _Usage("--keyfile needs --certfile (the client certificate it belongs to)")
+    if not (args.tls or args.cafile or args.certfile or args.server_hostname):
+        return {}
+    if args.path is not None and not args.server_hostname:
+        raise _Usage("TLS over --path needs --server-hostname NAME (a name the server's certificate carries)")
+    try:
+        context = ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ValueError) as exc:  # (ssl.SSLError is an OSError)
+        raise _Usage(f"--cafile {args.cafile}: {exc}") from None
+    if args.certfile:
+        try:
+            context.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ValueError) as exc:
+            key = f" --keyfile {args.keyfile}" if args.keyfile else ""
+            raise _Usage(f"--certfile {args.certfile}{key}: {exc}") from None
+    tls: dict[str, Any] = {"ssl": context}
+    if args.server_hostname:
+        tls["server_hostname"] = args.server_hostname
+    return tls
+
+
 def _call(args: argparse.Namespace) -> int:
     try:
         server, (method, *items) = _server(args)
         positional, keywords = _arguments(items)
+        server.update(_tls(args))
         with _connect(server, args.timeout) as client:
             if args.notify:
                 client.notify(method, *positional, **keywords)
@@ -305,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     call = sub.add_parser(
         "call",
-        usage="%(prog)s [-h] [--timeout TIMEOUT] [--notify] (HOST:PORT | --path PATH) METHOD [ARG ...]",
+        usage="%(prog)s [-h] [--timeout TIMEOUT] [--notify] [TLS options] (HOST:PORT | --path PATH) METHOD [ARG ...]",
         help="call METHOD on the server at HOST:PORT (or a Unix socket) and print the result as JSON",
     )
     call.add_argument(
@@ -318,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--path", help="call the server on this Unix socket (serve --path) instead of HOST:PORT")
     call.add_argument("--timeout", type=_timeout, default=10.0, help="seconds, more than 0 (default 10)")
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
+    tls = call.add_argument_group("TLS (for a server started with ssl=...; each option implies --tls)")
+    tls.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
+    tls.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead")
+    tls.add_argument("--certfile", metavar="FILE", help="present this client certificate (PEM; mutual TLS)")
+    tls.add_argument("--keyfile", metavar="FILE", help="the private key of --certfile, if not in that file")
+    tls.add_argument("--server-hostname", metavar="NAME", help="the name the certificate must carry (default: HOST)")
     call.set_defaults(run=_call)
     return parser
 
