@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._aio_runner import CallRunner
     from ._aio_server import RPCServer
 
-__all__ = ["BATCH_STEP", "CallMessage", "CallingProtocol", "PlainCall", "as_message"]
+__all__ = ["BATCH_STEP", "CallMessage", "CallingProtocol", "PlainCall", "Replying", "as_message"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -58,6 +58,20 @@ def as_message(message: CallMessage) -> Request | Notification:
     if type(message) is dict:
         return Request(message["method"], message["params"], message["id"])
     return message  # type: ignore[return-value]  # (mypy does not narrow on type() is dict)
+
+
+class Replying:
+    """What the runner gets as the message of a coroutine that builds its call's reply itself.
+
+    (``await_result``'s: its return value is the reply. Should a GeneratorExit
+    close it, see ``CallRunner._stay_with``, the call is still answered from
+    ``message``.)
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Request | Notification) -> None:
+        self.message = message
 
 
 class CallingProtocol(TimedProtocol):
@@ -128,7 +142,8 @@ class CallingProtocol(TimedProtocol):
                 # Speed: the runner drives the handler's own coroutine (no wrapper coroutine).
                 self._runner.submit(self, message, work)
             else:  # some other awaitable: a coroutine awaits it and builds the reply
-                self._runner.submit(self, None, srv.await_result(as_message(message), work))
+                call = as_message(message)
+                self._runner.submit(self, Replying(call), srv.await_result(call, work))
         elif srv.run_sync_in_thread:
             try:
                 future = srv.executor().submit(function, *args, **kwargs)
@@ -139,9 +154,10 @@ class CallingProtocol(TimedProtocol):
             srv.total_busy += 1
             srv.pool(self._loop).submit(self, as_message(message), future)
         else:
-            reply = srv.execute_now(as_message(message), function, args, kwargs)
+            call = as_message(message)
+            reply = srv.execute_now(call, function, args, kwargs)
             if isinstance(reply, Coroutine):
-                self._spawn(reply)
+                self._spawn(call, reply)
             else:
                 self._finish_reply(reply)
 
@@ -149,10 +165,10 @@ class CallingProtocol(TimedProtocol):
         if reply is not None:
             self._write(self._proto.encode(reply))
 
-    def _spawn(self, work: Coroutine[Any, Any, Outcome]) -> None:
+    def _spawn(self, call: Request | Notification, work: Coroutine[Any, Any, Outcome]) -> None:
         self.busy += 1
         self._srv.total_busy += 1
-        self._runner.submit(self, None, work)
+        self._runner.submit(self, Replying(call), work)
 
     def _start_batch(self, batch: Batch) -> None:
         """Run a batch: it holds a call slot for each member it may run at once (see ``_run_batch``)."""
@@ -161,7 +177,7 @@ class CallingProtocol(TimedProtocol):
         self._srv.total_busy += slots
         self._runner.submit(self, batch, self._run_batch(batch, slots))
 
-    def abandon(self, message: CallMessage | Batch | None) -> None:
+    def abandon(self, message: CallMessage | Batch | Replying | None) -> None:
         """A queued call is dropped before it began (its runner was cancelled): give its slots back."""
         if type(message) is Batch:
             self._release(_workers(len(message.values), self._limit) - 1)
@@ -181,18 +197,19 @@ class CallingProtocol(TimedProtocol):
         """A call run in the thread pool ended: answer it (an awaitable result is awaited first)."""
         reply = self._srv.pooled_outcome(message, future)
         if isinstance(reply, Coroutine):
-            self._runner.submit(self, None, reply)  # still busy: the runner ends it
+            self._runner.submit(self, Replying(message), reply)  # still busy: the runner ends it
         else:
             self.finish(reply)
 
-    def finish_call(self, message: CallMessage | Batch | None, result: Any) -> None:
-        """A call's coroutine returned ``result`` (with ``message`` None: the reply itself; a batch: None)."""
-        if message is None:
+    def finish_call(self, message: CallMessage | Batch | Replying | None, result: Any) -> None:
+        """A call's coroutine returned ``result`` (the reply itself for ``Replying``; a batch: None)."""
+        if type(message) is Replying:
             self.finish(result)
             return
         if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
             call = cast(CallMessage, message)  # (a batch's coroutine returns None)
-            self._runner.submit(self, None, self._srv.await_result(as_message(call), result))  # still busy
+            request = as_message(call)
+            self._runner.submit(self, Replying(request), self._srv.await_result(request, result))  # still busy
             return
         # Speed: a success reply is encoded without building a Response and, framed by
         # newlines, without encode_result's layers (same bytes: a test compares them).
@@ -213,8 +230,11 @@ class CallingProtocol(TimedProtocol):
         self._write(data)
         self._ended()
 
-    def finish_error(self, message: CallMessage | Batch | None, exc: BaseException) -> None:
-        """A call's coroutine raised ``exc``."""
+    def finish_error(self, message: CallMessage | Batch | Replying | None, exc: BaseException) -> None:
+        """A call's coroutine raised ``exc`` (an ``await_result``'s: the GeneratorExit of ``_stay_with``)."""
+        if isinstance(message, Replying):
+            self.finish(outcome_response(message.message, exc=exc, debug=self._debug))
+            return
         # (pragma: the driver's own coroutines, a batch's too, turn errors into replies)
         if message is None or isinstance(message, Batch):  # pragma: no cover
             log.error("call failed", exc_info=exc)
@@ -292,7 +312,14 @@ class CallingProtocol(TimedProtocol):
                             # This member and the plain ones after it, in one pool job (_aio_members).
                             back = await srv.run_members(loop, members, i, prepared)
                             if back is not None:
-                                member = await _handback(srv, back, replies)
+                                try:
+                                    member = await _handback(srv, back, replies)
+                                except GeneratorExit as exc:  # (as below)
+                                    if not stepping(own):
+                                        raise
+                                    replies[back.index] = outcome_response(
+                                        back.message, exc=exc, debug=srv.options.debug
+                                    )
                             if member is None:
                                 member = members.take()
                             continue

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ._codec import Request
 
 if TYPE_CHECKING:
-    from ._aio_calls import CallingProtocol, CallMessage
+    from ._aio_calls import CallingProtocol, CallMessage, Replying
     from ._codec import Notification
     from ._protocol import Batch
 
@@ -68,15 +68,15 @@ class CallRunner:
         # started one (16 clients: 3.6 calls per runner).
         self._keep = keep
         self._wake: asyncio.Future[None] | None = None  # set while the runner waits for calls
-        # (connection, the call's message, its coroutine); with the message None the
-        # coroutine's return value is the reply itself (awaiting odd results); a batch's
-        # coroutine (queued with its Batch) writes its reply itself.
-        self._queue: deque[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = deque()
+        # (connection, the call's message, its coroutine); with the message wrapped in
+        # Replying the coroutine's return value is the reply itself (awaiting odd
+        # results); a batch's coroutine (queued with its Batch) writes its reply itself.
+        self._queue: deque[tuple[CallingProtocol, CallMessage | Batch | Replying | None, Work]] = deque()
         self._later: list[CallingProtocol] = []  # connections to pump once the queue is empty
         self._looping = False  # a runner is taking queued calls right now
         self.task: asyncio.Task[None] | None = None  # the runner taking queued calls
 
-    def submit(self, conn: CallingProtocol, message: CallMessage | Batch | None, work: Work) -> None:
+    def submit(self, conn: CallingProtocol, message: CallMessage | Batch | Replying | None, work: Work) -> None:
         """Run ``work`` soon; ``conn.finish_call`` or ``conn.finish_error`` gets its outcome."""
         self._queue.append((conn, message, work))
         if self.task is None:
@@ -92,8 +92,8 @@ class CallRunner:
         (awaiting what it returned) stay queued.
         """
         queue = self._queue
-        kept: list[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = []
-        dropped: list[tuple[CallingProtocol, CallMessage | Batch | None, Work]] = []
+        kept: list[tuple[CallingProtocol, CallMessage | Batch | Replying | None, Work]] = []
+        dropped: list[tuple[CallingProtocol, CallMessage | Batch | Replying | None, Work]] = []
         for item in queue:
             ours = item[0] is conn and (type(item[1]) is dict or type(item[1]) is Request)
             (dropped if ours else kept).append(item)
@@ -207,7 +207,7 @@ class CallRunner:
     async def _stay_with(
         self,
         conn: CallingProtocol,
-        message: CallMessage | Batch | None,
+        message: CallMessage | Batch | Replying | None,
         work: Work,
         waiting: Any,
         context: contextvars.Context,

@@ -315,6 +315,39 @@ def test_a_plain_handler_returning_a_future_failing_with_generator_exit_is_answe
     _survive(main)
 
 
+async def _awaits_a_failing_future() -> Any:
+    return await _failing_future(True)
+
+
+class _AwaitsAFailingFuture:
+    async def __call__(self) -> Any:
+        return await _failing_future(True)
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pool", "inline"])
+@pytest.mark.parametrize("kind", ["coroutine", "async-call"])
+@pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
+def test_a_plain_handler_returning_a_coroutine_awaiting_such_a_future_is_answered(
+    pooled: bool, kind: str, limit: int
+) -> None:
+    # Its coroutine runs in a reply-building one (await_result), which the thrown
+    # GeneratorExit closes: the runner still knows the call (Replying) and answers it.
+    # A batch with one worker is the documented lost case: only "workers" checks it.
+    def boom() -> Any:
+        return _awaits_a_failing_future() if kind == "coroutine" else _AwaitsAFailingFuture()()
+
+    async def main() -> None:
+        srv = aio.RPCServer(run_sync_in_thread=pooled, max_concurrent_calls=limit)
+        srv.register_function(boom)
+        await _check(srv, ("alone", "batch") if limit > 1 else ("alone",))
+
+    logging.disable(logging.ERROR)  # (see the next test)
+    try:
+        _survive(main)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 @pytest.mark.parametrize("catches", [False, True], ids=["raises", "catches"])
 @pytest.mark.parametrize("limit", [1, 32], ids=["one-worker", "workers"])
 def test_an_async_handler_awaiting_a_future_failing_with_generator_exit_is_answered(catches: bool, limit: int) -> None:
