@@ -40,7 +40,7 @@ def check_listen(host: object, port: object, path: str | None, ssl: _ssl.SSLCont
     if isinstance(ssl, _ssl.SSLContext) and not presents_a_certificate(ssl):
         raise ValueError(
             "ssl= has no certificate to present, with which no client could connect (a handshake"
-            " tried in memory found no shared cipher): load one with"
+            " tried in memory found no shared cipher or protocol version): load one with"
             " context.load_cert_chain(certfile, keyfile)"
         )
 
@@ -49,18 +49,25 @@ def presents_a_certificate(context: _ssl.SSLContext) -> bool:
     """Whether a server with ``context`` gets past a client's hello (False: it has no certificate).
 
     Python cannot ask a context whether a certificate was loaded, so a client
-    offering every cipher (anonymous ones too) says hello to it in memory: without
-    a certificate the server has no cipher to choose. Not tried (True) for a
-    context whose ``sni_callback`` may pick another context by server name, or
-    one that writes TLS keys to a ``keylog_filename``: this hello is no client's.
-    (~1 ms, once per start.)
+    offering every cipher (anonymous and null ones too) and every protocol version
+    says hello to it in memory: without a certificate the server has no cipher to
+    choose, and no TLS 1.3 at all. Not tried (True) for a context whose
+    ``sni_callback`` may pick another context by server name. For a context that
+    writes TLS keys to a ``keylog_filename`` (``SSLKEYLOGFILE`` sets it) the hello
+    offers TLS 1.2 at most, where no secret exists before the client's key exchange,
+    which never comes: nothing is logged. (~1 ms, once per start; the context's
+    ``session_stats()`` count it as one accept.)
     """
-    if context.sni_callback is not None or context.keylog_filename:
+    if context.sni_callback is not None:
         return True
     client = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = _ssl.CERT_NONE
-    client.set_ciphers("ALL:@SECLEVEL=0")
+    client.minimum_version = _ssl.TLSVersion.MINIMUM_SUPPORTED
+    client.set_ciphers("ALL:eNULL:@SECLEVEL=0")
+    capped = bool(context.keylog_filename)
+    if capped:
+        client.maximum_version = _ssl.TLSVersion.TLSv1_2
     hello, into_server = _ssl.MemoryBIO(), _ssl.MemoryBIO()
     greeter = client.wrap_bio(_ssl.MemoryBIO(), hello)
     server = context.wrap_bio(into_server, _ssl.MemoryBIO(), server_side=True)
@@ -72,6 +79,8 @@ def presents_a_certificate(context: _ssl.SSLContext) -> bool:
     except _ssl.SSLWantReadError:  # it answered and waits for the client's next step
         return True
     except _ssl.SSLError as exc:
+        if exc.reason == "UNSUPPORTED_PROTOCOL":  # no version in common: TLS 1.3 alone, without a certificate
+            return capped  # (unless the hello was held to TLS 1.2)
         return exc.reason not in _NO_CERTIFICATE
     return True
 

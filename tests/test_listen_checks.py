@@ -212,13 +212,37 @@ def test_which_contexts_present_a_certificate(tmp_path: Any) -> None:
     for context in (with_certificate, client_certificates, tls13):
         assert presents_a_certificate(context)
     assert not presents_a_certificate(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
-    # Not tried: a context that picks another by server name, or that logs TLS keys.
+    only_tls13 = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # (OpenSSL turns TLS 1.3 off without a certificate)
+    only_tls13.minimum_version = ssl.TLSVersion.TLSv1_3
+    assert not presents_a_certificate(only_tls13)
+    # Not tried: a context that picks another by server name.
     by_name = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     by_name.sni_callback = lambda _sock, _name, _ctx: None
     assert presents_a_certificate(by_name)
-    logging_keys = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    logging_keys.keylog_filename = str(tmp_path / "keys")
-    assert presents_a_certificate(logging_keys)  # (it has none: only not tried says True)
+    # A context logging TLS keys is tried with a TLS 1.2 hello, which derives no key: none logged.
+    for certificate, tls13_only in ((None, False), (ca.issue_cert("127.0.0.1"), False), (ca.issue_cert("x"), True)):
+        logging_keys = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if certificate is not None:
+            certificate.configure_cert(logging_keys)
+        if tls13_only:
+            logging_keys.minimum_version = ssl.TLSVersion.TLSv1_3
+        keys = tmp_path / "keys"
+        logging_keys.keylog_filename = str(keys)
+        assert presents_a_certificate(logging_keys) is (certificate is not None)
+        assert [line for line in keys.read_text().splitlines() if not line.startswith("#")] == []
+        keys.unlink()
+
+
+def test_sslkeylogfile_does_not_turn_the_check_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # SSLKEYLOGFILE (TLS debugging) gives every default context a keylog_filename.
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    assert context.keylog_filename
+    error = attempt("sync", "start", host="127.0.0.1", port=0, ssl=context)
+    assert isinstance(error, ValueError) and re.match(NO_CERTIFICATE, str(error)), error
+    with_certificate, _ = tls_contexts()
+    assert with_certificate.keylog_filename
+    assert attempt("sync", "start", host="127.0.0.1", port=0, ssl=with_certificate) is None
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
