@@ -11,6 +11,7 @@ pipelining client's quick calls run one after another on one thread (waking a
 thread per request used to double the cost of a round trip). Transports the
 watcher cannot watch get a promotion at once. Running a call and making its
 reply is in ``_session_calls``, taking the next request in ``_session_read``.
+Who reads while a call runs (lent turns, counted calls) is ``_session_turn``'s.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._codec import Notification, Request
 from ._protocol import ServerConnection
 from ._session_calls import SessionCalls
 from ._session_read import SessionReader
+from ._session_turn import SessionTurns
 from ._transport import Setup, SocketTransport, Transport
 from ._watch import Probe
 
@@ -48,7 +50,7 @@ thread of a session starts, so a handler sees it, and so does code it runs in a 
 context (``contextvars.copy_context().run``); a plain new thread starts without it."""
 
 
-class Session(SessionReader, SessionCalls):
+class Session(SessionReader, SessionCalls, SessionTurns):
     """A connection being served; created by the server for each client.
 
     ``server`` is the RPCServer serving it; ``draining`` turns True once the server
@@ -75,7 +77,9 @@ class Session(SessionReader, SessionCalls):
         self._dumps_line = server.codec.dumps_line
         self._positional = server.plain_handlers
         self._reading = False
-        self._busy = 0
+        self._busy = 0  # calls counted: run without the reading turn (_session_turn)
+        self._lent: list[int] = []  # the token of the turn's holder, there while it runs a call
+        self._replying = False  # the turn's holder sends the reply of a call not counted
         self._threads = 0
         self._idle = 0
         self._input_done = False
@@ -135,7 +139,11 @@ class Session(SessionReader, SessionCalls):
         Between two requests that arrived together no call runs for a moment, but
         the next is on its way: shutdown() must not close the connection then.
         """
-        return self._busy + (1 if self._reading and (self._check_events or self._queued) else 0)
+        # The turn's holder counts once: running a call with the turn lent, sending its
+        # reply, or taking requests. (_lent before _replying: that thread sets _replying
+        # before it takes its token back.)
+        held = self._lent or self._replying or (self._reading and (self._check_events or self._queued))
+        return self._busy + (1 if held else 0)
 
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on."""
@@ -159,7 +167,9 @@ class Session(SessionReader, SessionCalls):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            if self._busy:
+            # (_closing set before _lent and _replying are read: a call's thread that
+            # clears them reads _closing after, so one of the two closes; see _serve.)
+            if self._busy or self._lent or self._replying:
                 self._close_when_idle = True
                 return
         self._close_transport()
@@ -227,13 +237,16 @@ class Session(SessionReader, SessionCalls):
         if probe is None:
             fd = self._watchable_fd()
             if fd is not None:
-                probe = self._probe = Probe(fd, self._wake_reader, self._lock)
+                probe = self._probe = Probe(fd, self._wake_reader)
         opts = self._opts
         cond, lock = self._cond, self._lock
-        # Speed: the two lock rounds per request use acquire()/release() in try/finally;
-        # a with statement costs about twice as much (~80 ns more a round on 3.11).
-        acquire, release = lock.acquire, lock.release
         monotonic = time.monotonic
+        send = self._transport.send
+        # This thread's token, in the list while it runs a call holding the reading turn
+        # ("Lent turns" in _session_turn). Only this thread appends to it; a pop is
+        # atomic, so either this thread takes the token back or _wake_reader takes it.
+        mine: list[int] = []
+        lend, take_back = mine.append, mine.pop
         reader = False  # this thread already holds the reader's turn
         while True:
             if not reader:
@@ -247,111 +260,93 @@ class Session(SessionReader, SessionCalls):
                     if self._closing or self._input_done:
                         return
                     self._reading = True
+                    self._lent = mine
                     if probe is not None:
                         probe.since = None  # someone reads: no call needs the watcher now
             event = self._read_event(reader)
-            attach = False
-            acquire()
-            try:
-                self._reading = False
-                if event is None:
+            if event is None:
+                with lock:
+                    self._reading = False
                     self._input_done = True
                     cond.notify_all()
-                    return
-                self._busy += 1
-                if probe is None:
-                    self._promote()  # nothing to watch: another thread reads meanwhile
-                else:
-                    # Nobody reads while this call runs: the watcher promotes a reader if
-                    # it runs past the grace period and bytes arrive, or at once (eager)
-                    # if more requests wait in the core's buffer (a pipelining client:
-                    # this thread runs them after this call unless it takes that long).
-                    probe.eager = True if self._queued else (not self._framer_empty and self._proto.in_message)
-                    probe.since = monotonic()
-                    # (attach also wakes a watcher that stopped polling: see _watch)
-                    attach = not probe.active or probe.nudge
-                    if attach:
-                        probe.nudge = False
-            finally:
-                release()
-            if attach and probe is not None:
-                self._watcher.attach(probe)  # the first call after a quiet spell
+                return
+            if probe is None:
+                with lock:  # nothing to watch: the call is counted, another thread reads meanwhile
+                    self._reading = False
+                    self._busy += 1
+                    self._promote()
+            else:
+                # The call runs with the turn, its token lent (before the stamp: a stamp
+                # acted on finds it). The watcher takes it if the call runs past the grace
+                # period and bytes arrive, or at once (eager) if more requests wait in the
+                # core's buffer (a pipelining client: this thread runs them after this
+                # call unless it takes that long).
+                lend(1)
+                probe.eager = True if self._queued else (not self._framer_empty and self._proto.in_message)
+                probe.since = monotonic()
+                # (after the stamp: see _watch; attach also wakes a watcher that stopped polling)
+                if not probe.active or probe.nudge:
+                    probe.nudge = False
+                    self._watcher.attach(probe)  # the first call after a quiet spell
             reader = False
+            solo = False  # the token came back: the call was never counted, the turn is ours
             try:
                 # The usual request comes as its JSON object (see _read_event).
                 data = self._plain_reply(event) if isinstance(event, dict) else self._answer(event)
-                if probe is not None and (data is None or len(data) <= _SMALL_REPLY):
-                    # Clear the stamp before the reply goes out: a sequential client's next
-                    # request often arrives before send() returns here, and after a call
-                    # longer than the grace period it would wake a thread for nothing. A
-                    # small reply cannot block in send(); this thread reads again right
-                    # after it (so a stamp of another call it clears here needs no watch).
-                    probe.since = None
-                if data is not None:
-                    self._send(data)
                 # Let go of the request and the reply now, not when the next request comes:
                 # a batch's members (or a message up to max_message_size) would otherwise be
                 # held while the connection idles, and freed on the next request's time
                 # (server CPU per batch of 1,000 -4..-8 % in interleaved A/Bs).
-                event = data = None
+                event = None
+                if mine and (data is None or len(data) <= _SMALL_REPLY):
+                    # The token (and with it the stamp) is taken back before the reply goes
+                    # out: a sequential client's next request often arrives before send()
+                    # returns here, and after a call longer than the grace period it would
+                    # wake a thread for nothing. A small reply cannot block in send().
+                    # _replying keeps the call in busy until its reply is sent.
+                    self._replying = True
+                    try:
+                        take_back()
+                    except IndexError:
+                        self._replying = False  # taken: the call is counted (the way below)
+                    else:
+                        solo = True
+                        if probe is not None:
+                            probe.since = None  # (the turn is ours alone: nobody else stamps)
+                        if data is not None and not self._busy:
+                            # Nobody else can be writing: this thread holds the reading turn
+                            # and no call is counted (a counted call's thread writes before it
+                            # is uncounted, and a call is counted only by the turn's holder or
+                            # for it, by _wake_reader, which takes the token first).
+                            try:
+                                send(data)
+                            except OSError as exc:
+                                self._send_failed(exc)
+                            data = None
+                if data is not None:
+                    self._send(data)
+                data = None
             finally:
+                self._replying = False
                 self._idle_since = monotonic()
-                acquire()
-                try:
-                    self._busy -= 1
-                    # This thread reads next if nobody is (taking the turn here saves a
-                    # lock round per request); wake a waiter only if the limit of
-                    # concurrent calls held it back.
-                    if self._busy + 1 >= opts.max_concurrent_calls:
-                        cond.notify()
-                    close_now = self._close_when_idle and not self._busy
-                    if not (self._reading or self._closing or self._input_done or close_now):
-                        reader = self._reading = self._busy < opts.max_concurrent_calls
-                    if probe is not None:
-                        # This thread reads now, or someone already does, or nobody must.
-                        probe.since = None
-                finally:
-                    release()
-                if close_now:
-                    self._close_transport()
-
-    def _promote(self) -> None:
-        """Let another thread read next (called with the condition held)."""
-        if self._idle:
-            self._cond.notify()
-        elif self._threads <= self._opts.max_concurrent_calls:
-            self._spawn()
+                if mine:  # lent still: a large reply went out (the watcher could act meanwhile)
+                    try:
+                        take_back()
+                        solo = True
+                        if probe is not None:
+                            probe.since = None
+                    except IndexError:
+                        pass
+            if solo and not (self._closing or self._input_done):
+                reader = True  # the usual way: no lock taken
+            else:
+                reader = self._call_ended(mine, counted=not solo)
 
     def _watchable_fd(self) -> int | None:
         transport = self._transport
         if self._watcher.available() and isinstance(transport, SocketTransport):
             return transport.watchable_fd()
         return None
-
-    def _wake_reader(self) -> None:
-        # The watcher saw bytes arrive while every thread of ours was busy.
-        with self._cond:
-            blocked = self._reading or self._closing or self._input_done
-            if not blocked and self._busy < self._opts.max_concurrent_calls:
-                self._promote()
-
-    def _send(self, data: bytes) -> bool:
-        lock = self._write_lock
-        try:
-            lock.acquire()  # (not a with statement: see _serve)
-            try:
-                self._transport.send(data)
-            finally:
-                lock.release()
-            return True
-        except OSError as exc:
-            log.debug("%s: write failed: %s", self._name, exc)
-            with self._cond:
-                self._input_done = True
-                self._reply_failed = True
-                self._cond.notify_all()
-            self._close_transport()
-            return False
 
 
 def current_session() -> Session | None:

@@ -6,11 +6,11 @@ for every request costs a thread wake-up per request (about as much as the round
 trip itself). Instead, one thread per server watches for calls that run long:
 
 - Each connection has a :class:`Probe`. The thread that starts a call with nobody
-  left reading stamps it (``since``: when the call started) in the lock round the
-  session takes anyway; whoever takes the reading turn clears it. A quick call
-  thus costs two attribute stores: no call into the watcher, no lock of its own,
-  no system call and no wake-up (registering every call with the watcher cost
-  about a seventh of the server's time per request).
+  left reading stamps it (``since``: when the call started), without a lock;
+  whoever takes the reading turn, or ends the call keeping it, clears it. A quick
+  call thus costs two attribute stores: no call into the watcher, no lock, no
+  system call and no wake-up (registering every call with the watcher cost about
+  a seventh of the server's time per request).
 - The watcher polls the probes of active connections every grace period. A stamp
   older than the grace period gets its socket watched with the OS's readiness API
   (epoll, kqueue), and a follower is promoted only when bytes arrive while the
@@ -19,11 +19,14 @@ trip itself). Instead, one thread per server watches for calls that run long:
   grace periods (plus scheduling delays) for its reader; a test checks it is served.
 - A probe is active (polled) from its connection's first call after a quiet
   spell until the watcher has seen no stamp on it for ``_LINGER``. The owner
-  re-attaches it when it stamps an inactive probe; attaching, dropping and
-  stamping are all done holding the owner's lock, so no stamp goes unseen (the
-  watcher reads ``since`` without that lock: a stale read only makes it act a tick
-  late or not at all on a call that already ended, and the session's callback
-  checks under its lock whether anyone must be promoted).
+  re-attaches it when it stamps an inactive probe. No stamp goes unseen, though
+  the owner stamps without a lock: it stores ``since``, then reads ``active``; the
+  watcher drops a probe by storing ``active = False``, then reading ``since`` (and
+  keeps the probe if a stamp is there). Under the GIL one of the two sees the
+  other's store, as with ``nudge`` below. (The watcher reads ``since`` without a
+  lock: a stale read only makes it act a tick late or not at all on a call that
+  already ended, and the session's callback checks under its lock whether anyone
+  must be promoted.)
 
 - When every active probe holds a stamp already acted on (the only calls running
   are long ones, their sockets watched or a reader promoted), nothing changes
@@ -74,9 +77,9 @@ class Probe:
 
     The owner sets ``eager`` and then ``since`` (``time.monotonic()``) when a call
     starts with nobody left reading, and sets ``since`` to None when a thread takes
-    the reading turn, both holding ``lock``; if ``active`` is False then, it calls
-    :meth:`ReadWatcher.attach` after releasing ``lock``. ``callback`` runs in the
-    watcher's thread when a stamped call needs a reader.
+    the reading turn; if ``active`` is False (read after storing ``since``), it calls
+    :meth:`ReadWatcher.attach`. ``callback`` runs in the watcher's thread when a
+    stamped call needs a reader.
     """
 
     __slots__ = (
@@ -88,15 +91,13 @@ class Probe:
         "eager",
         "ended",
         "fd",
-        "lock",
         "nudge",
         "since",
     )
 
-    def __init__(self, fd: int, callback: Callback, lock: threading.Lock) -> None:
+    def __init__(self, fd: int, callback: Callback) -> None:
         self.fd = fd
         self.callback = callback
-        self.lock = lock
         self.since: float | None = None
         self.eager = False
         self.active = False
@@ -201,8 +202,7 @@ class _Loop:
     def release_probes(self) -> None:
         """Stop polling every probe (the watcher's lock held); each owner attaches it again, to a new loop."""
         for probe in self.probes:
-            with probe.lock:  # as for a drop: a stamp made meanwhile sees it inactive
-                probe.active = False
+            probe.active = False  # (a stamp made after this attaches it again)
         self.probes.clear()
 
     def _nudge_owners(self) -> bool:
@@ -212,12 +212,15 @@ class _Loop:
         return all(probe.since is None or probe.since is probe._handled for probe in self.probes)
 
     def _drop_if_quiet(self, probe: Probe) -> None:
-        # Under the owner's lock: a call stamped meanwhile either is seen here or
-        # finds the probe inactive and attaches it again.
-        with probe.lock:
-            if probe.since is None:
-                probe.active = False
-                self.probes.discard(probe)
+        # Inactive first, then the stamp looked at again: a call stamped meanwhile
+        # (its owner stores since, then reads active) is either seen here, and the
+        # probe kept, or finds the probe inactive and attaches it again (waiting for
+        # the watcher's lock, held here).
+        probe.active = False
+        if probe.since is None:
+            self.probes.discard(probe)
+        else:
+            probe.active = True
 
     def register(self, probe: Probe) -> bool:
         """Watch ``probe``'s socket for bytes; False if it cannot be watched."""
@@ -311,7 +314,7 @@ class ReadWatcher:
         with self._lock:
             if fd in self._single:
                 return False
-            probe = self._single[fd] = Probe(fd, callback, threading.Lock())
+            probe = self._single[fd] = Probe(fd, callback)
         probe.eager = eager
         probe.since = time.monotonic()
         self.attach(probe)

@@ -179,7 +179,7 @@ def _probe_and_loop() -> tuple[watch_module.Probe, watch_module._Loop, socket.so
     lock = threading.Lock()
     loop = watch_module._Loop(lock)
     a, b = socket.socketpair()
-    probe = watch_module.Probe(a.fileno(), lambda: None, threading.Lock())
+    probe = watch_module.Probe(a.fileno(), lambda: None)
     probe.active = True
     loop.probes.add(probe)
     return probe, loop, a, b
@@ -238,20 +238,40 @@ def test_a_quiet_probe_is_dropped_and_the_watcher_may_sleep() -> None:
     _close_loop(loop, a, b)
 
 
+class _StampsAsItIsDropped(watch_module.Probe):
+    """A probe whose owner stamps a new call just as the watcher marks it inactive.
+
+    That owner read ``active`` before it was cleared (owners stamp without a lock), so
+    it will not attach the probe again: the watcher must see the stamp when it looks
+    at ``since`` after clearing ``active``, and keep the probe.
+    """
+
+    __slots__ = ("_active", "armed")
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        if not value and getattr(self, "armed", False):
+            self.armed = False
+            self.since = time.monotonic()  # the owner's stamp, made just now
+        self._active = value
+
+
 def test_a_probe_stamped_while_the_watcher_drops_it_stays_polled() -> None:
-    # The drop and the stamp both hold the owner's lock: a stamp made while the
-    # watcher waits for it is seen, and the probe stays active (its owner, having
-    # read active=True, will not attach it again).
-    probe, loop, a, b = _probe_and_loop()
+    lock = threading.Lock()
+    loop = watch_module._Loop(lock)
+    a, b = socket.socketpair()
+    probe = _StampsAsItIsDropped(a.fileno(), lambda: None)
+    probe.active = True
+    loop.probes.add(probe)
     probe._quiet_since = time.monotonic() - 2 * watch_module._LINGER
-    with probe.lock:
-        poller = threading.Thread(target=loop._poll, args=(time.monotonic(), []))
-        poller.start()
-        time.sleep(0.05)  # the poller now waits for the lock in its drop
-        probe.since = time.monotonic()
-        assert probe.active
-    poller.join(WAIT)
-    assert probe.active and probe in loop.probes
+    probe.armed = True
+    loop._poll(time.monotonic(), [])  # a sweep: the probe looks quiet, so it is dropped
+    assert not probe.armed, "the test's stamp was not made"
+    assert probe.active and probe in loop.probes, "a probe stamped as it was dropped is no longer polled"
     _close_loop(loop, a, b)
 
 
@@ -279,7 +299,7 @@ def test_a_stamp_made_while_the_watcher_nudges_keeps_it_polling() -> None:
     lock = threading.Lock()
     loop = watch_module._Loop(lock)
     a, b = socket.socketpair()
-    probe = _StampsAsItIsNudged(a.fileno(), lambda: None, threading.Lock())
+    probe = _StampsAsItIsNudged(a.fileno(), lambda: None)
     probe.active = True
     loop.probes.add(probe)
     now = time.monotonic()
@@ -399,7 +419,7 @@ def test_a_detached_probe_is_not_polled_again_even_if_stamped() -> None:
     a, b = socket.socketpair()
     watcher = ReadWatcher()
     try:
-        probe = watch_module.Probe(a.fileno(), lambda: None, threading.Lock())
+        probe = watch_module.Probe(a.fileno(), lambda: None)
         probe.since = time.monotonic()
         watcher.attach(probe)
         loop = watcher._loop
@@ -462,11 +482,14 @@ def test_a_slow_call_with_a_request_partly_read_behind_it_gets_a_reader_not_a_wa
         session = _session_of(s)
         probe = session._probe
         assert probe is not None
-        # (_busy before _reading: the call's start clears _reading, then counts the call.)
-        wait_for(
-            lambda: session._busy and (session._reading or probe._registered),
-            "a reader to be promoted (or the socket watched) while the slow call runs",
-        )
+
+        def promoted_or_watched() -> bool:
+            # Under the session's lock: the callback that promotes a reader counts the
+            # call and frees the turn in one hold of it (the call ran with the turn).
+            with session._lock:
+                return bool(session._busy and (session._reading or probe._registered))
+
+        wait_for(promoted_or_watched, "a reader to be promoted (or the socket watched) while the slow call runs")
         if not session._reading:
             release.set()  # (the server's shutdown would wait for the slow call)
         assert session._reading and not probe._registered, "the partly read request's socket was watched"

@@ -1,0 +1,389 @@
+"""The sync server's lent reading turn: a call runs holding the turn, without a lock.
+
+A thread that reads a request keeps the reading turn while it runs the call, its
+token lent (``Session._lent``); the watcher's callback takes the token (counting
+the call, passing the turn on) when another reader is needed, or the thread takes
+it back when the call ends ("Lent turns" in ``_session_turn``). These tests make
+the callback run at each moment of a call where the two could meet, and check
+that one thread reads at a time, one writes at a time, and every call is counted
+(busy, idle timeout, shutdown) until its reply is out.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, Peer, request, serving, start_thread, wait_for
+
+import jsonrpc_mini._server as server_module
+import jsonrpc_mini._session as session_module
+import jsonrpc_mini._watch as watch_module
+from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
+from jsonrpc_mini._session import Session
+from jsonrpc_mini._watch import Probe, ReadWatcher
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not ReadWatcher.available(), reason="no epoll/kqueue: every call is counted at once"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+class _Overlaps(SocketTransport):
+    """A socket transport that records how many threads were ever inside recv, or send, at once."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._count_lock = threading.Lock()
+        self.inside = {"recv": 0, "send": 0}
+        self.most = {"recv": 0, "send": 0}
+        self.hold_send: Any = None  # called inside send (with the data) before it writes
+
+    def _enter(self, what: str) -> None:
+        with self._count_lock:
+            self.inside[what] += 1
+            self.most[what] = max(self.most[what], self.inside[what])
+
+    def _leave(self, what: str) -> None:
+        with self._count_lock:
+            self.inside[what] -= 1
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        self._enter("recv")
+        try:
+            return super().recv(max_bytes, timeout)
+        finally:
+            self._leave("recv")
+
+    def send(self, data: bytes) -> None:
+        self._enter("send")
+        try:
+            if self.hold_send is not None:
+                self.hold_send(data)
+            super().send(data)
+        finally:
+            self._leave("send")
+
+
+def _served_pair(server: RPCServer) -> tuple[Session, Peer, _Overlaps]:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    transport = _Overlaps(theirs)
+    return server.serve_connection(transport), Peer(ours), transport
+
+
+def _add_server(**options: Any) -> tuple[RPCServer, threading.Event]:
+    release = threading.Event()
+    s = RPCServer(**options)
+    s.register_function(lambda a, b: a + b, name="add")
+
+    @s.register
+    def slow() -> str:
+        assert release.wait(WAIT)
+        return "done"
+
+    return s, release
+
+
+class _WakesAtTheStamp(Probe):
+    """The watcher's callback runs the moment a call is stamped (its token just lent)."""
+
+    __slots__ = ("_since",)
+
+    @property
+    def since(self) -> float | None:
+        return self._since
+
+    @since.setter
+    def since(self, value: float | None) -> None:
+        self._since = value
+        if value is not None:
+            self.callback()
+
+
+class _WakesAroundTheTakeBack(Session):
+    """The watcher's callback runs just before the thread takes its token back, and just after it sent."""
+
+    @property
+    def _replying(self) -> bool:
+        return self.__dict__["_replying_value"]  # type: ignore[no-any-return]
+
+    @_replying.setter
+    def _replying(self, value: bool) -> None:
+        self.__dict__["_replying_value"] = value
+        if self.__dict__.get("_probe") is not None:
+            self._wake_reader()
+
+
+def _exercise(peer: Peer, rounds: int = 3) -> None:
+    """Sequential calls and pipelined bursts; every reply checked."""
+    for round_ in range(rounds):
+        for i in range(15):
+            peer.sendall(request("add", [i, round_], id_=i))
+            assert peer.json_line() == {"jsonrpc": "2.0", "id": i, "result": i + round_}
+        peer.sendall(b"".join(request("add", [i, 100], id_=f"p{i}") for i in range(12)))
+        replies = sorted((peer.json_line() for _ in range(12)), key=lambda r: int(r["id"][1:]))
+        assert replies == [{"jsonrpc": "2.0", "id": f"p{i}", "result": i + 100} for i in range(12)]
+
+
+@pytest.mark.parametrize("moment", ["stamp", "take_back"])
+def test_the_watcher_taking_the_turn_at_any_moment_leaves_one_reader_and_every_call_counted(
+    monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    if moment == "stamp":
+        # Every call's token is taken as it is stamped: every call is counted, run
+        # while another thread reads.
+        monkeypatch.setattr(session_module, "Probe", _WakesAtTheStamp)
+    else:
+        # The token is contested as the call ends: the callback tries just before the
+        # thread takes it back (and wins), and again once the reply is sent (and finds
+        # the thread reading: nothing to take).
+        monkeypatch.setattr(server_module, "Session", _WakesAroundTheTakeBack)
+    s, _ = _add_server()
+    session, peer, transport = _served_pair(s)
+    _exercise(peer)
+    assert session._probe is not None, "the connection was not watched: the test proves nothing"
+    # Every call counted was uncounted, and nothing is counted twice.
+    wait_for(lambda: session.busy == 0 and session._busy == 0, "the calls to be uncounted")
+    assert transport.most["recv"] == 1, "two threads read the connection at once"
+    assert transport.most["send"] == 1, "two threads wrote to the connection at once"
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_a_callback_finding_the_turn_held_by_a_reader_changes_nothing() -> None:
+    s, _ = _add_server()
+    session, peer, _transport = _served_pair(s)
+    _exercise(peer, rounds=1)
+    threads = threading.active_count()
+    wait_for(lambda: session._reading and session.busy == 0, "the thread to wait for the next request")
+    for _ in range(20):
+        session._wake_reader()  # a late callback: its call ended, the thread reads again
+    assert session._busy == 0 and session.busy == 0, "a late callback left a call counted"
+    assert threading.active_count() == threads, "a late callback started a reader"
+    _exercise(peer, rounds=1)
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_a_reply_sent_with_the_turn_waits_for_a_counted_call_writing_its_own() -> None:
+    # A slow call is counted (a request came behind it: the watcher passed the turn
+    # on). Its reply is held inside send for a while; meanwhile the turn's holder
+    # answers a quick call. The two replies must not be written at once: the holder
+    # writes without the write lock only when no call is counted.
+    s, release = _add_server()
+    session, peer, transport = _served_pair(s)
+    slow_writing, quick_entered = threading.Event(), threading.Event()
+
+    def hold_the_slow_reply(data: bytes) -> None:
+        if b'"s"' in data:
+            slow_writing.set()
+            quick_entered.wait(0.5)  # (it never comes while this send holds the write lock)
+        else:
+            quick_entered.set()
+
+    peer.sendall(request("add", [1, 1], id_=0))  # the framing is known from here on
+    assert peer.json_line()["result"] == 2
+    peer.sendall(request("slow", id_="s"))
+    wait_for(lambda: session._lent == [1], "the slow call to run with the turn lent")
+    peer.sendall(request("add", [2, 2], id_="f"))  # bytes behind a long call: the turn passes on
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "f", "result": 4}
+    assert session._busy == 1, "the slow call is not counted"
+    transport.hold_send = hold_the_slow_reply
+    release.set()
+    assert slow_writing.wait(WAIT)
+    peer.sendall(request("add", [3, 3], id_="g"))
+    replies = sorted((peer.json_line() for _ in range(2)), key=lambda r: str(r["id"]))
+    assert replies == [
+        {"jsonrpc": "2.0", "id": "g", "result": 6},
+        {"jsonrpc": "2.0", "id": "s", "result": "done"},
+    ]
+    assert transport.most["send"] == 1, "two replies were written at once"
+    wait_for(lambda: session.busy == 0, "the calls to be uncounted")
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_shutdown_waits_for_the_reply_of_a_call_run_with_the_turn() -> None:
+    # The call's token is back and its reply is being sent (held in send here): the
+    # call is still counted (busy), so shutdown() waits for the reply to go out
+    # rather than closing the connection under it.
+    s, _ = _add_server()
+    session, peer, transport = _served_pair(s)
+    sending, closed = threading.Event(), threading.Event()
+
+    def hold_the_reply(data: bytes) -> None:
+        if b'"h"' in data:
+            sending.set()
+            closed.wait(0.5)  # shutdown() closes the connection here if it does not wait
+
+    original_close = transport.close
+
+    def close() -> None:
+        closed.set()
+        original_close()
+
+    transport.close = close  # type: ignore[method-assign]
+    peer.sendall(request("add", [1, 1], id_=0))
+    assert peer.json_line()["result"] == 2
+    transport.hold_send = hold_the_reply
+    peer.sendall(request("add", [2, 2], id_="h"))
+    assert sending.wait(WAIT)
+    assert session._lent == [] and session.busy == 1, "a reply being sent is not counted"
+    stopper = start_thread(s.shutdown)
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "h", "result": 4}, "shutdown() cut the reply off"
+    stopper.join(WAIT)
+    assert not stopper.is_alive()
+    assert session.join(WAIT)
+    peer.close()
+
+
+def test_calls_in_flight_keep_a_connection_with_a_short_idle_timeout_open() -> None:
+    # Several threads share one client, so several calls are in flight on one
+    # connection; some last longer than idle_timeout. While any runs (counted, or run
+    # with the turn) the connection is not idle; once they are all done it is closed.
+    s, _ = _add_server(idle_timeout=0.3)
+
+    @s.register
+    def sleepy(n: int) -> int:
+        time.sleep(0.4)  # longer than idle_timeout
+        return n
+
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    with serving(s) as (host, port), RPCClient(host, port, timeout=WAIT) as client:
+
+        def work(k: int) -> None:
+            try:
+                for i in range(20):
+                    if i % 7 == k % 7:
+                        results.append(client.call("sleepy", k * 100 + i) == k * 100 + i)
+                    else:
+                        results.append(client.call("add", k, i) == k + i)
+            except BaseException as exc:  # (reported below)
+                errors.append(exc)
+
+        workers = [start_thread(work, k) for k in range(6)]
+        for worker in workers:
+            worker.join(WAIT * 3)
+        assert not errors, f"calls failed: {errors[:3]}"
+        assert results == [True] * 120
+        (session,) = list(s._sessions)
+        wait_for(lambda: session.busy == 0, "the calls to be uncounted")
+        wait_for(lambda: s.connection_count == 0, "the idle connection to be closed")
+
+
+def test_a_call_whose_turn_is_taken_as_it_is_stamped_lets_a_request_behind_it_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The token is lent before the call is stamped, so a callback acting on the stamp
+    # at once finds it: here only that callback can pass the turn on (the watcher's
+    # own grace period is made a minute), and the quick call sent behind the slow one
+    # must be answered while the slow one still runs.
+    monkeypatch.setattr(watch_module, "_GRACE", 60.0)
+    monkeypatch.setattr(session_module, "Probe", _WakesAtTheStamp)
+    s, release = _add_server()
+    session, peer, _transport = _served_pair(s)
+    peer.sendall(request("add", [1, 1], id_=0))
+    assert peer.json_line()["result"] == 2
+    peer.sendall(request("slow", id_="s"))
+    peer.sendall(request("add", [2, 2], id_="f"))
+    first = peer.json_line()
+    release.set()
+    assert first == {"jsonrpc": "2.0", "id": "f", "result": 4}, "the stamped call kept the turn"
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_a_counted_call_ending_leaves_the_stamp_of_the_call_holding_the_turn() -> None:
+    # Call 1 is counted (a request came behind it), call 2 runs with the turn and is
+    # stamped. Call 1 ends: it must not clear call 2's stamp, or a request sent
+    # behind call 2 waits for it to end.
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    releases = {"s1": threading.Event(), "s2": threading.Event()}
+
+    @s.register
+    def slow(name: str) -> str:
+        assert releases[name].wait(WAIT)
+        return name
+
+    session, peer, _transport = _served_pair(s)
+    peer.sendall(request("add", [1, 1], id_=0))
+    assert peer.json_line()["result"] == 2
+    peer.sendall(request("slow", ["s1"], id_="s1"))
+    wait_for(lambda: session._lent == [1], "call 1 to run with the turn lent")
+    peer.sendall(request("slow", ["s2"], id_="s2"))  # the turn passes on; call 2 takes it
+
+    def call_2_runs() -> bool:
+        with session._lock:  # (the callback counts call 1 and takes its token under it)
+            return session._busy == 1 and session._lent == [1]
+
+    wait_for(call_2_runs, "call 2 to run with the turn lent")
+    releases["s1"].set()
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "s1", "result": "s1"}
+    wait_for(lambda: session._busy == 0, "call 1 to be uncounted")
+    peer.sendall(request("add", [2, 2], id_="f"))
+    first = peer.json_line()
+    releases["s2"].set()
+    assert first == {"jsonrpc": "2.0", "id": "f", "result": 4}, "call 2's stamp was lost"
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "s2", "result": "s2"}
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_shutdown_waits_for_a_call_run_with_the_turn() -> None:
+    s, release = _add_server()
+    session, peer, _transport = _served_pair(s)
+    peer.sendall(request("add", [1, 1], id_=0))
+    assert peer.json_line()["result"] == 2
+    peer.sendall(request("slow", id_="s"))
+    wait_for(lambda: session._lent == [1], "the call to run with the turn lent")
+    assert session.busy == 1
+    stopper = start_thread(s.shutdown)
+    stopper.join(0.2)  # (shutdown() would close the connection meanwhile if it did not wait)
+    release.set()
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "s", "result": "done"}, "shutdown() cut the call off"
+    stopper.join(WAIT)
+    assert not stopper.is_alive()
+    assert session.join(WAIT)
+    peer.close()
+
+
+def test_after_a_reply_fails_to_go_out_requests_read_with_it_do_not_run() -> None:
+    # Three messages in one write; the first one's reply cannot be sent (the peer
+    # reset, say). As before the turn was lent: the request behind it does not run,
+    # the notification does (API.md: a notification runs even if its sender left).
+    s = RPCServer()
+    s.register_function(lambda a, b: a + b, name="add")
+    ran: list[str] = []
+    s.register_function(ran.append, name="record")
+    session, peer, transport = _served_pair(s)
+    peer.sendall(request("add", [1, 1], id_=0))
+    assert peer.json_line()["result"] == 2
+
+    def reset(data: bytes) -> None:
+        raise ConnectionResetError("the peer reset the connection")
+
+    transport.hold_send = reset
+    note = b'{"jsonrpc": "2.0", "method": "record", "params": ["note"]}\n'
+    peer.sendall(request("add", [2, 2], id_=1) + request("record", ["request"], id_=2) + note)
+    assert session.join(WAIT)
+    assert ran == ["note"]
+    peer.close()
+    s.shutdown()
