@@ -78,8 +78,9 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self._positional = server.plain_handlers
         self._reading = False
         self._busy = 0  # calls counted: run without the reading turn (_session_turn)
-        self._lent: list[int] = []  # the token of the turn's holder, there while it runs a call
-        self._replying = False  # the turn's holder sends the reply of a call not counted
+        # The turn's holder's list: its token (1) while it runs a call with the turn, a 0
+        # while it sends the reply of a call not counted (see _session_turn).
+        self._lent: list[int] = []
         self._threads = 0
         self._idle = 0
         self._input_done = False
@@ -88,7 +89,6 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self.draining = False
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
-        self._watcher = server._watcher
         self._probe: Probe | None = None  # the watcher's view of our socket (set once serving starts)
         self._message_started: float | None = None
         self._check_events = True  # the core may hold an event: ask it before reading
@@ -140,9 +140,8 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         the next is on its way: shutdown() must not close the connection then.
         """
         # The turn's holder counts once: running a call with the turn lent, sending its
-        # reply, or taking requests. (_lent before _replying: that thread sets _replying
-        # before it takes its token back.)
-        held = self._lent or self._replying or (self._reading and (self._check_events or self._queued))
+        # reply (_lent holds the token, or the 0), or taking requests.
+        held = self._lent or (self._reading and (self._check_events or self._queued))
         return self._busy + (1 if held else 0)
 
     def drain(self) -> None:
@@ -159,7 +158,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
     def _close_transport(self) -> None:
         """Close the transport, the watcher told first (see ReadWatcher.detach); idempotent."""
         if self._probe is not None:
-            self._watcher.detach(self._probe)
+            self.server._watcher.detach(self._probe)
         self._transport.close()
 
     def close_when_idle(self) -> None:
@@ -167,9 +166,9 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            # (_closing set before _lent and _replying are read: a call's thread that
-            # clears them reads _closing after, so one of the two closes; see _serve.)
-            if self._busy or self._lent or self._replying:
+            # (_closing set before _lent is read: a call's thread that empties it reads
+            # _closing after, so one of the two closes; see _session_turn.)
+            if self._busy or self._lent:
                 self._close_when_idle = True
                 return
         self._close_transport()
@@ -242,11 +241,12 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         cond, lock = self._cond, self._lock
         monotonic = time.monotonic
         send = self._transport.send
-        # This thread's token, in the list while it runs a call holding the reading turn
-        # ("Lent turns" in _session_turn). Only this thread appends to it; a pop is
-        # atomic, so either this thread takes the token back or _wake_reader takes it.
+        watcher = self.server._watcher
+        # This thread's token (1), in the list while it runs a call holding the reading
+        # turn ("Lent turns" in _session_turn). Only this thread appends to it; a remove
+        # is atomic, so either this thread takes the token back or _wake_reader takes it.
         mine: list[int] = []
-        lend, take_back = mine.append, mine.pop
+        lend, take_back, unmark = mine.append, mine.remove, mine.pop
         reader = False  # this thread already holds the reader's turn
         while True:
             if not reader:
@@ -287,7 +287,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 # (after the stamp: see _watch; attach also wakes a watcher that stopped polling)
                 if not probe.active or probe.nudge:
                     probe.nudge = False
-                    self._watcher.attach(probe)  # the first call after a quiet spell
+                    watcher.attach(probe)  # the first call after a quiet spell
             reader = False
             solo = False  # the token came back: the call was never counted, the turn is ours
             try:
@@ -303,39 +303,41 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                     # out: a sequential client's next request often arrives before send()
                     # returns here, and after a call longer than the grace period it would
                     # wake a thread for nothing. A small reply cannot block in send().
-                    # _replying keeps the call in busy until its reply is sent.
-                    self._replying = True
+                    # The 0 keeps the call in busy until its reply is sent.
+                    lend(0)
                     try:
-                        take_back()
-                    except IndexError:
-                        self._replying = False  # taken: the call is counted (the way below)
+                        take_back(1)
+                    except ValueError:
+                        pass  # taken: the call is counted (the way below)
                     else:
                         solo = True
                         if probe is not None:
                             probe.since = None  # (the turn is ours alone: nobody else stamps)
-                        if data is not None and not self._busy:
-                            # Nobody else can be writing: this thread holds the reading turn
-                            # and no call is counted (a counted call's thread writes before it
-                            # is uncounted, and a call is counted only by the turn's holder or
-                            # for it, by _wake_reader, which takes the token first).
-                            try:
-                                send(data)
-                            except OSError as exc:
-                                self._send_failed(exc)
+                        if data is not None:
+                            if self._busy:
+                                self._send(data)  # counted calls may be writing their replies
+                            else:
+                                # Nobody else can be writing: this thread holds the reading
+                                # turn and no call is counted (see _session_turn).
+                                try:
+                                    send(data)
+                                except OSError as exc:
+                                    self._send_failed(exc)
                             data = None
+                    finally:
+                        unmark()  # (the 0: this thread's own, whoever took the token)
                 if data is not None:
                     self._send(data)
                 data = None
             finally:
-                self._replying = False
                 self._idle_since = monotonic()
                 if mine:  # lent still: a large reply went out (the watcher could act meanwhile)
                     try:
-                        take_back()
+                        take_back(1)
                         solo = True
                         if probe is not None:
                             probe.since = None
-                    except IndexError:
+                    except ValueError:
                         pass
             if solo and not (self._closing or self._input_done):
                 reader = True  # the usual way: no lock taken
@@ -344,7 +346,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
 
     def _watchable_fd(self) -> int | None:
         transport = self._transport
-        if self._watcher.available() and isinstance(transport, SocketTransport):
+        if self.server._watcher.available() and isinstance(transport, SocketTransport):
             return transport.watchable_fd()
         return None
 

@@ -6,26 +6,27 @@ turn between the connection's threads and writes the replies; the serving loop i
 
 Lent turns. On a watched connection a call runs, and its small reply is sent,
 without a lock: the thread keeps the reading turn (``_reading`` stays True, so no
-follower takes it) and lends it, putting a token in its own list (``_lent``). If
-the call needs another reader, the watcher's callback (``_wake_reader``, under the
-lock) pops the token: it counts the call in ``_busy`` on its thread's behalf and
-passes the turn on. When the call ends, its thread pops the token itself. A
-list's pop is atomic (one C call under the GIL), so exactly one of them gets it:
+follower takes it) and lends it, putting a token (1) in its own list (``_lent``).
+If the call needs another reader, the watcher's callback (``_wake_reader``, under
+the lock) removes the token: it counts the call in ``_busy`` on its thread's
+behalf and passes the turn on. When the call ends, its thread removes the token
+itself. A list's remove is atomic (one C call under the GIL, comparing small
+ints), so exactly one of them gets it:
 
 - the thread did: its call was never counted and the turn is still its own, so it
   reads on without a lock; no thread can have started reading meanwhile;
 - the callback did: the call is counted, and the thread ends it under the lock as
   any counted call (``_call_ended``).
 
-While the token is taken back and the reply is sent, ``_replying`` counts the
-call for ``busy`` (set before the pop, cleared after the send). Only the turn's
-holder lends, ``_lent`` changes hands under the lock with the turn, and a thread
-that gave its turn away never pops another's list. A reply sent by the turn's
-holder with no call counted needs no write lock: a counted call's thread writes
-before it is uncounted, and a call is counted only by the turn's holder or for
-it. ``close_when_idle`` sets ``_closing`` and then reads ``_lent`` and
-``_replying``; the thread clears them and then reads ``_closing``: one of the two
-sees the other's store and closes the connection once the reply is out.
+While the token is taken back and the reply is sent, a 0 in the list (added before
+the remove, popped after the send) keeps the call in ``busy``; the callback never
+takes it. Only the turn's holder lends, ``_lent`` changes hands under the lock
+with the turn, and a thread that gave its turn away never touches another's list.
+A reply sent by the turn's holder with no call counted needs no write lock: a
+counted call's thread writes before it is uncounted, and a call is counted only by
+the turn's holder or for it. ``close_when_idle`` sets ``_closing`` and then reads
+``_lent``; the thread empties it and then reads ``_closing``: one of the two sees
+the other's store, and the connection is closed once the reply is out.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class SessionTurns:
                 return
             self._busy += 1
             try:
-                self._lent.pop()
-            except IndexError:  # it reads, or took the token back: its call has ended
+                self._lent.remove(1)
+            except ValueError:  # it reads, or took the token back: its call has ended
                 self._busy -= 1
                 return
             self._reading = False

@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 from _driver_helpers import WAIT, LeakCheck, Peer, request, serving, start_thread, wait_for
 
-import jsonrpc_mini._server as server_module
 import jsonrpc_mini._session as session_module
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
-from jsonrpc_mini._session import Session
+from jsonrpc_mini._session import Session, current_session
 from jsonrpc_mini._watch import Probe, ReadWatcher
 
 pytestmark = [
@@ -110,20 +109,6 @@ class _WakesAtTheStamp(Probe):
             self.callback()
 
 
-class _WakesAroundTheTakeBack(Session):
-    """The watcher's callback runs just before the thread takes its token back, and just after it sent."""
-
-    @property
-    def _replying(self) -> bool:
-        return self.__dict__["_replying_value"]  # type: ignore[no-any-return]
-
-    @_replying.setter
-    def _replying(self, value: bool) -> None:
-        self.__dict__["_replying_value"] = value
-        if self.__dict__.get("_probe") is not None:
-            self._wake_reader()
-
-
 def _exercise(peer: Peer, rounds: int = 3) -> None:
     """Sequential calls and pipelined bursts; every reply checked."""
     for round_ in range(rounds):
@@ -135,21 +120,48 @@ def _exercise(peer: Peer, rounds: int = 3) -> None:
         assert replies == [{"jsonrpc": "2.0", "id": f"p{i}", "result": i + 100} for i in range(12)]
 
 
-@pytest.mark.parametrize("moment", ["stamp", "take_back"])
+class _WakesWhenMeasured(bytes):
+    """A reply whose length, once the call has ended, is asked just before its thread takes its token back."""
+
+    session: Session
+
+    def __len__(self) -> int:
+        self.session._wake_reader()
+        return super().__len__()
+
+
+@pytest.mark.parametrize("moment", ["stamp", "call_end", "take_back", "reply"])
 def test_the_watcher_taking_the_turn_at_any_moment_leaves_one_reader_and_every_call_counted(
     monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
+    # The watcher's callback runs as each call is stamped (its token just lent: it is
+    # taken, the call counted and run while another thread reads), as each call ends,
+    # between the thread's look at its token and its taking it back (the callback
+    # wins both times), or while each reply is being sent (nothing to take).
     if moment == "stamp":
-        # Every call's token is taken as it is stamped: every call is counted, run
-        # while another thread reads.
         monkeypatch.setattr(session_module, "Probe", _WakesAtTheStamp)
-    else:
-        # The token is contested as the call ends: the callback tries just before the
-        # thread takes it back (and wins), and again once the reply is sent (and finds
-        # the thread reading: nothing to take).
-        monkeypatch.setattr(server_module, "Session", _WakesAroundTheTakeBack)
     s, _ = _add_server()
+    if moment == "call_end":
+
+        @s.register
+        def add(a: int, b: int) -> int:
+            session = current_session()
+            assert session is not None
+            session._wake_reader()
+            return a + b
+
     session, peer, transport = _served_pair(s)
+    if moment == "take_back":
+        dumps_line = session._dumps_line
+
+        def measured(value: Any) -> bytes:
+            reply = _WakesWhenMeasured(dumps_line(value))
+            reply.session = session
+            return reply
+
+        session._dumps_line = measured
+    if moment == "reply":
+        transport.hold_send = lambda data: session._wake_reader()
     _exercise(peer)
     assert session._probe is not None, "the connection was not watched: the test proves nothing"
     # Every call counted was uncounted, and nothing is counted twice.
@@ -241,7 +253,7 @@ def test_shutdown_waits_for_the_reply_of_a_call_run_with_the_turn() -> None:
     transport.hold_send = hold_the_reply
     peer.sendall(request("add", [2, 2], id_="h"))
     assert sending.wait(WAIT)
-    assert session._lent == [] and session.busy == 1, "a reply being sent is not counted"
+    assert session._lent == [0] and session.busy == 1, "a reply being sent is not counted"
     stopper = start_thread(s.shutdown)
     assert peer.json_line() == {"jsonrpc": "2.0", "id": "h", "result": 4}, "shutdown() cut the reply off"
     stopper.join(WAIT)
