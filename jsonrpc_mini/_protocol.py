@@ -48,6 +48,10 @@ __all__ = [
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_DEPTH = 128
 NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
+# The fixed text around each reply that encode_int_successes writes.
+_FIRST_ID = b'[{"jsonrpc":"2.0","id":'
+_NEXT_ID = b'},{"jsonrpc":"2.0","id":'
+_RESULT = b',"result":'
 
 
 class _Base:
@@ -350,6 +354,29 @@ class ServerConnection(_Base):
             return self._line({"jsonrpc": "2.0", "id": id_, "result": result})
         except Exception:  # (not only TypeError: a result's own methods may raise anything)
             return self.encode(Response(id_, result))  # the general path turns it into -32603
+
+    def encode_int_successes(self, ids: list[int], results: list[int]) -> bytes | None:
+        """Frame the replies of a batch's calls that all succeeded, every id and result an ``int``.
+
+        The bytes ``encode_replies`` writes for their JSON objects. Speed: no object
+        per reply (~1.3k instructions to make and free, ~0.7k for orjson to walk):
+        each list is written by one ``dumps``, split at its commas (an integer holds
+        none) and woven into the replies' fixed text, ~1k instructions per reply.
+        """
+        dumps = self.codec.dumps
+        parts = [_NEXT_ID, b"", _RESULT, b""] * len(ids)
+        parts[0] = _FIRST_ID
+        try:
+            parts[1::4] = dumps(ids)[1:-1].split(b",")
+            parts[3::4] = dumps(results)[1:-1].split(b",")
+        except ValueError:  # an integer too long to write: encode_replies answers it
+            replies = [{"jsonrpc": "2.0", "id": i, "result": r} for i, r in zip(ids, results, strict=True)]
+            return self.encode_replies(replies)
+        if self._framer.name == "content-length":
+            parts.append(b"}]")
+            return self._frame(b"".join(parts))
+        parts.append(b"}]\n")
+        return b"".join(parts)
 
     def encode(self, reply: Outgoing | Sequence[Response | ErrorResponse]) -> bytes:
         """Frame one reply, or a batch's replies as one array."""

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._batch_serve import batch_replies
+from ._batch_serve import batch_reply
 from ._codec import Notification, Request
 from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
 from ._errors import RPCError
@@ -41,7 +41,7 @@ class SessionCalls:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
         proto = self._proto
         if isinstance(event, Batch):
-            return proto.encode_replies(batch_replies(self, event.values))
+            return batch_reply(self, event.values)
         result, exc = self.execute(event)
         if exc is None and isinstance(event, Request):
             return proto.encode_result(event.id, result)
