@@ -48,7 +48,7 @@ __all__ = [
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_DEPTH = 128
 NOT_ONE: Any = object()  # _single_line: the bytes are not exactly one whole line
-# The fixed text around each reply that encode_int_successes writes.
+# The fixed text around each reply that encode_int_results writes.
 _FIRST_ID = b'[{"jsonrpc":"2.0","id":'
 _NEXT_ID = b'},{"jsonrpc":"2.0","id":'
 _RESULT = b',"result":'
@@ -355,23 +355,29 @@ class ServerConnection(_Base):
         except Exception:  # (not only TypeError: a result's own methods may raise anything)
             return self.encode(Response(id_, result))  # the general path turns it into -32603
 
-    def encode_int_successes(self, ids: list[int], results: list[int]) -> bytes | None:
-        """Frame the replies of a batch's calls that all succeeded, every id and result an ``int``.
+    def encode_int_results(self, ids: list[Id], results: list[int]) -> bytes | None:
+        """Frame the replies of a batch's calls that all succeeded, every result an ``int``.
 
         The bytes ``encode_replies`` writes for their JSON objects. Speed: no object
         per reply (~1.3k instructions to make and free, ~0.7k for orjson to walk):
-        each list is written by one ``dumps``, split at its commas (an integer holds
-        none) and woven into the replies' fixed text, ~1k instructions per reply.
+        each list is written by one ``dumps``, split at its commas and woven into
+        the replies' fixed text, ~1k instructions per reply. Neither an integer nor
+        any other id but a string holds a comma; a string id that does splits into
+        more pieces than there are ids, and the replies take ``encode_replies``.
         """
         dumps = self.codec.dumps
-        parts = [_NEXT_ID, b"", _RESULT, b""] * len(ids)
-        parts[0] = _FIRST_ID
         try:
-            parts[1::4] = dumps(ids)[1:-1].split(b",")
-            parts[3::4] = dumps(results)[1:-1].split(b",")
+            written_ids = dumps(ids)[1:-1].split(b",")
+            written_results = dumps(results)[1:-1].split(b",")
         except ValueError:  # an integer too long to write: encode_replies answers it
+            written_ids = []
+        if len(written_ids) != len(ids):
             replies = [{"jsonrpc": "2.0", "id": i, "result": r} for i, r in zip(ids, results, strict=True)]
             return self.encode_replies(replies)
+        parts = [_NEXT_ID, b"", _RESULT, b""] * len(ids)
+        parts[0] = _FIRST_ID
+        parts[1::4] = written_ids
+        parts[3::4] = written_results
         if self._framer.name == "content-length":
             parts.append(b"}]")
             return self._frame(b"".join(parts))

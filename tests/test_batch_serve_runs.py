@@ -2,8 +2,8 @@
 
 A member that is a valid call of a method with a fixed number of positional
 arguments runs straight from its JSON object; a batch whose members all succeed
-with integer ids and results is written without reply objects
-(``ServerConnection.encode_int_successes``). Whatever sits between such members
+with integer results is written without reply objects
+(``ServerConnection.encode_int_results``). Whatever sits between such members
 (notifications, invalid members, errors, other ids, other methods) must get the
 reply it gets on its own, and the written bytes must be those of the replies'
 JSON objects.
@@ -79,31 +79,60 @@ def success(id_: Any, result: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("framing", ["newline", "content-length"])
 @pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
-def test_integer_successes_are_written_as_their_json_objects(use_orjson: bool, framing: str) -> None:
+def test_integer_results_are_written_as_their_json_objects(use_orjson: bool, framing: str) -> None:
     s, _ = make_server(use_orjson)
     # Ids and results of every size: zero, negative, past 64 bits (orjson hands those
-    # to the standard library), duplicates.
-    pairs = [(1, (2, 3)), (0, (-7, 2)), (-4, (2**70, 1)), (2**65, (0, 0)), (1, (-(2**64), -1))]
+    # to the standard library), duplicates; string ids that need escapes; a float id
+    # (its member takes the general path, its reply is kept as the others). Then the
+    # same with a string id holding a comma (not split out: the replies' objects are
+    # written instead).
+    pairs: list[tuple[Any, tuple[int, int]]] = [(1, (2, 3)), (0, (-7, 2)), (-4, (2**70, 1)), (2**65, (0, 0))]
+    pairs += [(1, (-(2**64), -1)), ("a", (1, 1)), ('q"\\\n\u2028é测', (2, 2)), ("", (3, 3)), (2.5, (5, 5))]
     pairs += [(i, (i, 1)) for i in range(10, 310)]
-    batch = [call("add", list(args), id_) for id_, args in pairs]
-    expected = compact([success(id_, a + b) for id_, (a, b) in pairs])
     with serving(s) as address, raw_connect(address) as peer:  # (the framing detected from the first bytes)
-        if framing == "content-length":
-            peer.sendall(encode_frame(compact(batch), "content-length"))
-            frame = encode_frame(expected, "content-length")  # (the body ends with a newline: counted)
-            assert peer.exactly(len(frame)) == frame
-        else:
+        for comma in (False, True):
+            some = [*pairs, ("a,b", (4, 4))] if comma else pairs
+            batch = compact([call("add", list(args), id_) for id_, args in some])
+            expected = compact([success(id_, a + b) for id_, (a, b) in some])
+            if framing == "content-length":
+                peer.sendall(encode_frame(batch, "content-length"))
+                frame = encode_frame(expected, "content-length")  # (the body ends with a newline: counted)
+                assert peer.exactly(len(frame)) == frame
+                continue
             for n in range(2):  # the first batch line is the framer's; the next one is read whole (_single_line)
-                peer.sendall(compact(batch) + b"\n")
-                assert peer.until(b"\n") == expected + b"\n", n
+                peer.sendall(batch + b"\n")
+                assert peer.until(b"\n") == expected + b"\n", (comma, n)
+
+
+@pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("general", [False, True], ids=["usual", "general"])
+def test_a_success_that_is_no_int_keeps_the_batch_from_the_int_writer(use_orjson: bool, general: bool) -> None:
+    s, _ = make_server(use_orjson)
+    # A string with a comma could not be woven into the int writer's text. Object
+    # params take the general path (_other_member), array params the usual one.
+    odd = call("echo", {"x": "a,b"}, 2) if general else call("add", ["a,", "b"], 2)
+    batch = [call("add", [1, 2], 1), odd, call("add", [3, 4], 3)]
+    with serving(s) as address, raw_connect(address) as peer:
+        peer.sendall(compact(batch) + b"\n")
+        assert peer.until(b"\n") == compact([success(1, 3), success(2, "a,b"), success(3, 7)]) + b"\n"
 
 
 @pytest.mark.parametrize("framing", ["newline", "content-length"])
 def test_the_int_writer_writes_what_encode_replies_writes(framing: str) -> None:
     proto = ServerConnection(framing=framing)  # type: ignore[arg-type]
-    for ids, results in [([5], [6]), ([1, 2, 3], [-1, 0, 2**64]), ([2**80, 7], [3, 2**90])]:
+    cases: list[tuple[list[Any], list[int]]] = [
+        ([5], [6]),
+        ([1, 2, 3], [-1, 0, 2**64]),
+        ([2**80, 7], [3, 2**90]),
+        (["x", 1, ""], [1, 2, 3]),
+        (["a,b", "c"], [1, 2]),  # a comma in an id: not split out
+        ([1.5, None, 1e300, -0.0], [1, 2, 3, 4]),  # ids the general path answers
+        (["\ud800", "é"], [1, 2]),  # a lone surrogate: the standard library writes every id, escaped
+        ([1, 2], [3, 10**5000]),  # no codec writes that: -32603
+    ]
+    for ids, results in cases:
         replies = [success(i, r) for i, r in zip(ids, results, strict=True)]
-        assert proto.encode_int_successes(ids, results) == proto.encode_replies(replies)
+        assert proto.encode_int_results(ids, results) == proto.encode_replies(replies), (ids, results)
 
 
 @pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
