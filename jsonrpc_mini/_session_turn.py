@@ -79,6 +79,19 @@ class SessionTurns:
                 # Wake a waiter only if the limit of concurrent calls held it back.
                 if self._busy + 1 >= opts.max_concurrent_calls:
                     self._cond.notify()
+                elif self._reading and not (self._closing or self._input_done):
+                    # The turn's holder may run a call with the turn lent, which
+                    # _wake_reader could not take at the limit: take it now (counted
+                    # first, as there) and read next, as this thread would have if the
+                    # holder had given the turn up. Else requests behind that call wait
+                    # for its end, for ever if it waits for one of them (review17 R7).
+                    self._busy += 1
+                    try:
+                        self._lent.remove(1)
+                    except ValueError:  # the holder reads, or took its token back
+                        self._busy -= 1
+                    else:
+                        self._reading = False
             else:
                 self._reading = False  # (the call kept the turn: the connection is closing)
             close_now = self._close_when_idle and not self._busy

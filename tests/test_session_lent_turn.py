@@ -321,10 +321,11 @@ def test_a_call_whose_turn_is_taken_as_it_is_stamped_lets_a_request_behind_it_th
     s.shutdown()
 
 
-def test_a_counted_call_ending_leaves_the_stamp_of_the_call_holding_the_turn() -> None:
+def test_a_counted_call_ending_lets_a_request_behind_the_call_holding_the_turn_run() -> None:
     # Call 1 is counted (a request came behind it), call 2 runs with the turn and is
-    # stamped. Call 1 ends: it must not clear call 2's stamp, or a request sent
-    # behind call 2 waits for it to end.
+    # stamped. Call 1 ends: a request sent behind call 2 must not wait for it to end
+    # (call 1's thread counts call 2, takes its token and reads on: review17 R7; it
+    # used to leave call 2's stamp to the watcher).
     s = RPCServer()
     s.register_function(lambda a, b: a + b, name="add")
     releases = {"s1": threading.Event(), "s2": threading.Event()}
@@ -348,12 +349,56 @@ def test_a_counted_call_ending_leaves_the_stamp_of_the_call_holding_the_turn() -
     wait_for(call_2_runs, "call 2 to run with the turn lent")
     releases["s1"].set()
     assert peer.json_line() == {"jsonrpc": "2.0", "id": "s1", "result": "s1"}
-    wait_for(lambda: session._busy == 0, "call 1 to be uncounted")
+
+    def call_1_reads() -> bool:
+        with session._lock:  # call 2 counted, its token taken; call 1's thread reads (no token)
+            return session._busy == 1 and session._reading and session._lent == []
+
+    wait_for(call_1_reads, "call 1's thread to take call 2's token and read")
     peer.sendall(request("add", [2, 2], id_="f"))
     first = peer.json_line()
     releases["s2"].set()
     assert first == {"jsonrpc": "2.0", "id": "f", "result": 4}, "call 2's stamp was lost"
     assert peer.json_line() == {"jsonrpc": "2.0", "id": "s2", "result": "s2"}
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("limit", "calls"),
+    [
+        (2, ["sleep", "wait", "set"]),
+        (3, ["sleep", "sleep", "wait", "set"]),
+        (2, ["sleep", "hold", "one"]),
+    ],
+)
+def test_requests_behind_a_call_holding_the_turn_run_once_a_counted_call_ends(limit: int, calls: list[str]) -> None:
+    # Review17 R7: sent in one write, the first call is counted (the watcher passed the
+    # turn on), the next runs holding the turn, and the watcher could not take its token
+    # for the one behind it: the limit was reached. When the first call ended, nobody
+    # took that token any more, so the requests behind waited for that call to end:
+    # for ever for "wait", which waits for "set" behind it (here: until its bounded
+    # wait gave up, "timed out"); "one" waited for "hold".
+    s = RPCServer(max_concurrent_calls=limit)
+    was_set, release = threading.Event(), threading.Event()
+    s.register_function(lambda: time.sleep(0.05) or "slept", name="sleep")
+    s.register_function(lambda: "set" if was_set.wait(WAIT) else "timed out", name="wait")
+    s.register_function(lambda: was_set.set() or "ok", name="set")
+    s.register_function(lambda: "held" if release.wait(WAIT) else "timed out", name="hold")
+    s.register_function(lambda: 1, name="one")
+    session, peer, _transport = _served_pair(s)
+    peer.sendall(b"".join(request(name, id_=i) for i, name in enumerate(calls)))
+    holding = "hold" in calls
+    replies = [peer.json_line() for _ in range(len(calls) - holding)]
+    if holding:  # the others are answered while "hold" still runs
+        assert calls.index("hold") not in {reply["id"] for reply in replies}, "the call behind 'hold' waited for it"
+        release.set()
+        replies.append(peer.json_line())
+    by_id = {reply["id"]: reply["result"] for reply in replies}
+    results = {"sleep": "slept", "wait": "set", "set": "ok", "hold": "held", "one": 1}
+    expected = {i: results[name] for i, name in enumerate(calls)}
+    assert by_id == expected
     peer.close()
     assert session.join(WAIT)
     s.shutdown()
