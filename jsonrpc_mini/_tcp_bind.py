@@ -37,11 +37,23 @@ def listen_address(host: str, port: int) -> tuple[socket.AddressFamily, SockAddr
 
 
 def bind_tcp(family: socket.AddressFamily, address: SockAddr, backlog: int) -> socket.socket:
-    """A TCP socket of ``family`` bound to ``address`` (SO_REUSEADDR), listening with ``backlog``."""
+    """A TCP socket of ``family`` bound to ``address`` (SO_REUSEADDR), listening with ``backlog``.
+
+    A failed bind names the address, as a failed open names its file:
+    ``OSError(EADDRINUSE, "Address already in use", "127.0.0.1:5000")`` (a service
+    starting several servers can tell which one; asyncio's own message did).
+    """
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno is None or exc.filename is not None:
+                raise
+            host, port = address[0], address[1]
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise OSError(exc.errno, exc.strerror, where) from exc
         sock.listen(backlog)
     except BaseException:
         sock.close()

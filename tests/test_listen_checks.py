@@ -11,6 +11,7 @@ Both are ValueError from ``start()`` and ``loop()`` / ``serve_forever()`` now.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import shutil
@@ -281,3 +282,27 @@ def test_a_context_choosing_its_certificate_by_server_name_still_serves(driver: 
             await server.shutdown()
 
     assert run(main) == "named"
+
+
+# -- a port in use: the error names the address (review17 R5) ---------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_port_in_use_is_an_oserror_naming_the_address(driver: str, how: str, host: str) -> None:
+    # asyncio's own create_server named it; binding one socket ourselves (07b7297) lost it.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as taken:
+        try:
+            taken.bind((host, 0))
+        except OSError:
+            pytest.skip(f"no {host} here")
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = attempt(driver, how, host=host, port=port)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    assert isinstance(error, OSError), error
+    assert error.errno == errno.EADDRINUSE
+    assert error.filename == where
+    assert str(error).endswith(f": '{where}'")
