@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, FakeServer, Peer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jsonrpc_mini import ConnectionLost, InvalidRequest, MethodNotFound, RPCClient, RPCError, RPCTimeout
 from jsonrpc_mini._client_protocol import BatchAnswer, ClientConnection
@@ -283,6 +285,102 @@ def test_a_single_call_s_reader_hands_the_batch_its_array() -> None:
         link = c._link
         assert link is not None and not link.pending and not link.batch_waiters
     assert not fake.errors
+
+
+# -- the quick loop of _take_answer and the general loop it leaves members to ----------
+
+
+def _outcomes(results: list[Any]) -> list[Any]:
+    """What each member gives: its result, or its error's type, code, method and message."""
+    got: list[Any] = []
+    for member in results:
+        try:
+            got.append(("result", member.result()))
+        except RPCError as exc:
+            got.append((type(exc).__name__, exc.code, exc.method, str(exc)))
+    return got
+
+
+def _scripted_batch(reply: Any, count: int = 4) -> tuple[RPCClient, list[Any]]:
+    c = RPCClient(transport=_Scripted(reply))  # type: ignore[arg-type]
+    with c.batch() as b:
+        results = [b.f(index) for index in range(count)]
+    return c, results
+
+
+# Members a plain success's quick test must not take, and what the general way makes of
+# each: an error (an error wins over a result beside it), a violation failing that
+# member alone (RPCError), or a success after all (a name more is tolerated).
+_NOT_PLAIN: dict[str, tuple[Any, type[RPCError] | None]] = {
+    "result and error": (lambda id_: {**ok(id_), "error": {"code": -32601, "message": "nope"}}, MethodNotFound),
+    "a fourth name": (lambda id_: {**ok(id_), "extra": 1}, None),
+    "no jsonrpc, three names": (lambda id_: {"id": id_, "result": 1, "extra": 1}, RPCError),
+    "jsonrpc 2 as a number": (lambda id_: {"jsonrpc": 2.0, "id": id_, "result": 1}, RPCError),
+    "jsonrpc 1.0": (lambda id_: {"jsonrpc": "1.0", "id": id_, "result": 1}, RPCError),
+    "no result, three names": (lambda id_: {"jsonrpc": "2.0", "id": id_, "extra": 1}, RPCError),
+    "an error": (missing, MethodNotFound),
+    "two names": (lambda id_: {"jsonrpc": "2.0", "id": id_}, RPCError),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_NOT_PLAIN))
+@pytest.mark.parametrize("bad", [0, 2, 3])
+def test_a_member_that_is_no_plain_success_fails_alone_wherever_it_is(shape: str, bad: int) -> None:
+    make, expected = _NOT_PLAIN[shape]
+
+    def reply(calls: list[Any]) -> list[Any]:
+        members = [ok(call["id"]) for call in calls]
+        members[bad] = make(calls[bad]["id"])
+        return [members]
+
+    c, results = _scripted_batch(reply)
+    for index, member in enumerate(results):
+        if index != bad or expected is None:
+            assert member.result() == f"r{member.id}"  # before and after it: the quick loop's and the general one's
+            continue
+        with pytest.raises(expected) as info:
+            member.result()
+        if expected is RPCError:
+            assert info.value.code is None and "not a JSON-RPC 2.0 response" in str(info.value)
+        assert info.value.method == "f"
+    link = c._link
+    assert link is not None and not link.pending and not link.batch_waiters and not link.reading
+
+
+def test_plain_successes_of_any_result_are_taken_as_they_are() -> None:
+    values: list[Any] = [None, False, 0, "", [1, [2]], {"result": {"error": 1}}, 1.5, "x" * 300]
+
+    def reply(calls: list[Any]) -> list[Any]:
+        return [[{**ok(call["id"]), "result": value} for call, value in zip(calls, values, strict=True)]]
+
+    _, results = _scripted_batch(reply, len(values))
+    got = [member.result() for member in results]
+    assert got == values and [type(value) for value in got] == [type(value) for value in values]
+
+
+_members = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "1.0", 2.0]),
+        "result": st.one_of(st.none(), st.integers(), st.text(max_size=3), st.lists(st.booleans(), max_size=2)),
+        "error": st.sampled_from([{"code": -32601, "message": "nope"}, {"code": 7, "message": "x", "data": [1]}, {}]),
+        "extra": st.just(0),
+    },
+)
+
+
+@given(st.lists(_members, min_size=1, max_size=5))
+def test_a_whole_array_gives_each_member_what_its_reply_alone_gives(members: list[dict[str, Any]]) -> None:
+    # The quick loop, then the general one from where it stops, against the general
+    # way alone: each member sent as a reply line of its own (read one by one).
+    def whole(calls: list[Any]) -> list[Any]:
+        return [[{**member, "id": call["id"]} for call, member in zip(calls, members, strict=True)]]
+
+    def alone(calls: list[Any]) -> list[Any]:
+        return [{**member, "id": call["id"]} for call, member in zip(calls, members, strict=True)]
+
+    outcomes = [_outcomes(_scripted_batch(reply, len(members))[1]) for reply in (whole, alone)]
+    assert outcomes[0] == outcomes[1]
 
 
 # -- the core --------------------------------------------------------------------------
