@@ -119,13 +119,14 @@ class QueuedCalls:
     batch of 1,000 calls triggered ~40 % fewer collections (``gc.get_stats``).
     """
 
-    __slots__ = ("discarded", "make_result", "methods", "params", "results", "sent")
+    __slots__ = ("discarded", "make_result", "methods", "notifications", "params", "results", "sent")
 
     def __init__(self, make_result: Callable[[str], BatchResult] = BatchResult) -> None:
         self.make_result = make_result  # given the method name, the BatchResult of a call
         self.methods: list[str] = []
         self.params: list[Params | tuple[Any, ...]] = []  # a tuple: positional arguments alone
         self.results: list[BatchResult | None] = []  # per call; None for a notification
+        self.notifications = 0  # how many of the calls are notifications (see answered)
         self.sent = False
         # The type name of the exception its with block raised, once discarded (sent is
         # then True too: nothing may be queued or sent any more).
@@ -139,6 +140,17 @@ class QueuedCalls:
 
     def __len__(self) -> int:
         return len(self.methods)
+
+    def answered(self) -> list[BatchResult]:
+        """The results of the calls that get a reply (not the notifications), in order: a new list.
+
+        Speed: without notifications (the usual batch), a copy made in C: no test
+        per call in Python (~0.1M instructions for 1,000 calls; the sync client
+        asks twice per batch).
+        """
+        if not self.notifications:
+            return cast("list[BatchResult]", self.results.copy())
+        return [result for result in self.results if result is not None]
 
     def check_open(self) -> None:
         """Raise RPCError if the batch was sent already, or discarded (its with block raised)."""
@@ -168,6 +180,7 @@ class QueuedCalls:
         self.methods.append(method)
         self.params.append(params)
         self.results.append(None)
+        self.notifications += 1
 
 
 def _queue_call(queued: QueuedCalls, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
@@ -299,7 +312,7 @@ class _BatchQueue:
     def _settle(
         self, outcomes: Sequence[Callable[[], Any]] | Sequence[Outcome] | Sequence[BatchResult]
     ) -> list[BatchResult]:
-        results = [result for result in self._queued.results if result is not None]
+        results = self._queued.answered()
         if outcomes and results and outcomes[0] is results[0]:
             # The sender answered with the results themselves: they hold their outcomes.
             if len(outcomes) != len(results):

@@ -209,7 +209,7 @@ class RPCClient:
     def _send_batch(self, calls: QueuedCalls) -> list[_Waiter]:
         link = self._require_link(None)
         proto = link.proto
-        waiters = cast("list[_Waiter]", [result for result in calls.results if result is not None])
+        waiters = cast("list[_Waiter]", calls.answered())
         ids = proto.next_ids(len(waiters))
         data = proto.encode_values(call_values(calls, iter(ids)))
         # (Members without a result are notifications: marked as the batch is sent.)
