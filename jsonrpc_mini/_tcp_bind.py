@@ -56,7 +56,7 @@ def bind_tcp(family: socket.AddressFamily, address: SockAddr, backlog: int) -> s
                 raise
             host, port = address[0], address[1]
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            raise OSError(exc.errno, exc.strerror, where) from exc
+            raise type(exc)(exc.errno, exc.strerror, where) from exc  # (socket.gaierror stays one)
         sock.listen(backlog)
     except BaseException:
         sock.close()

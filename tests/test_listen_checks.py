@@ -306,3 +306,12 @@ def test_a_port_in_use_is_an_oserror_naming_the_address(driver: str, how: str, h
     assert error.errno == errno.EADDRINUSE
     assert error.filename == where
     assert str(error).endswith(f": '{where}'")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_host_that_is_no_address_stays_a_gaierror_naming_it(driver: str) -> None:
+    # Review17 R9: fe7908a re-raised every bind error as a plain OSError, so "::zz"
+    # (no IPv6 address: it fails in bind) was no longer a socket.gaierror.
+    error = attempt(driver, "start", host="::zz", port=0)
+    assert isinstance(error, socket.gaierror), error
+    assert error.filename == "[::zz]:0"
