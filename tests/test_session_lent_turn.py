@@ -324,6 +324,40 @@ def test_a_call_whose_turn_is_taken_as_it_is_stamped_lets_a_request_behind_it_th
     s.shutdown()
 
 
+def test_a_reader_waiting_past_idle_timeout_keeps_a_connection_with_a_counted_call() -> None:
+    # A long call runs with the turn; a quick request behind it makes it counted and
+    # another thread reads, answers that one and waits for more. Its wait ends at
+    # idle_timeout while the long call still runs: the connection is not idle then,
+    # and the long call's reply must go out. (No test had this moment for sure:
+    # _timed_out ignoring counted calls passed them all.)
+    s = RPCServer(idle_timeout=0.5)
+    release = threading.Event()
+
+    @s.register
+    def long() -> str:
+        assert release.wait(WAIT)
+        return "done"
+
+    s.register_function(lambda: 1, name="one")
+    session, peer, _transport = _served_pair(s)
+    peer.sendall(request("long", id_="l"))
+    wait_for(lambda: session._lent == [1], "the long call to run with the turn lent")
+    peer.sendall(request("one", id_="o"))
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "o", "result": 1}
+
+    def waited_past_idle_timeout() -> bool:
+        with session._lock:  # the reader's wait has ended once (the idle time restarted)
+            return session._idle_since > started + 0.5
+
+    started = session._idle_since
+    wait_for(waited_past_idle_timeout, "the reader's wait to end at idle_timeout")
+    release.set()
+    assert peer.json_line() == {"jsonrpc": "2.0", "id": "l", "result": "done"}, "closed as idle under a call"
+    assert session.join(WAIT)  # and idle once it is done
+    peer.close()
+    s.shutdown()
+
+
 def test_a_counted_call_ending_lets_a_request_behind_the_call_holding_the_turn_run() -> None:
     # Call 1 is counted (a request came behind it), call 2 runs with the turn and is
     # stamped. Call 1 ends: a request sent behind call 2 must not wait for it to end
