@@ -142,21 +142,18 @@ def test_a_client_side_tls_context_is_refused_before_binding(driver: str, direct
     assert os.listdir(directory) == []  # no socket file was ever bound
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_a_server_side_context_still_serves_tls(driver: str) -> None:
-    server_ctx, client_ctx = tls_contexts()
-    assert server_ctx.protocol == ssl.PROTOCOL_TLS_SERVER
+def _who_over_tls(driver: str, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, **connect: Any) -> Any:
+    """What ``who`` (the string "tls") gives over TLS from a ``driver`` server started with ``server_ctx``."""
     if driver == "sync":
         server = RPCServer()
         server.register_function(lambda: "tls", name="who")
         address = server.start("127.0.0.1", 0, ssl=server_ctx)
         assert isinstance(address, tuple)
         try:
-            with RPCClient(*address, ssl=client_ctx, timeout=WAIT) as client:
-                assert client.call("who") == "tls"
+            with RPCClient(*address, ssl=client_ctx, timeout=WAIT, **connect) as client:
+                return client.call("who")
         finally:
             server.shutdown()
-        return
 
     async def main() -> Any:
         server = aio.RPCServer()
@@ -164,12 +161,19 @@ def test_a_server_side_context_still_serves_tls(driver: str) -> None:
         address = await server.start("127.0.0.1", 0, ssl=server_ctx)
         assert isinstance(address, tuple)
         try:
-            async with await aio.connect(*address, ssl=client_ctx, timeout=WAIT) as client:
+            async with await aio.connect(*address, ssl=client_ctx, timeout=WAIT, **connect) as client:
                 return await client.call("who")
         finally:
             await server.shutdown()
 
-    assert run(main) == "tls"
+    return run(main)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_server_side_context_still_serves_tls(driver: str) -> None:
+    server_ctx, client_ctx = tls_contexts()
+    assert server_ctx.protocol == ssl.PROTOCOL_TLS_SERVER
+    assert _who_over_tls(driver, server_ctx, client_ctx) == "tls"
 
 
 # -- a server context without a certificate ---------------------------------------------
@@ -258,30 +262,7 @@ def test_a_context_choosing_its_certificate_by_server_name_still_serves(driver: 
             sock.context = named
 
     listening.sni_callback = by_name
-    if driver == "sync":
-        server = RPCServer()
-        server.register_function(lambda: "named", name="who")
-        address = server.start("127.0.0.1", 0, ssl=listening)
-        assert isinstance(address, tuple)
-        try:
-            with RPCClient(*address, ssl=client_ctx, server_hostname="localhost", timeout=WAIT) as client:
-                assert client.call("who") == "named"
-        finally:
-            server.shutdown()
-        return
-
-    async def main() -> Any:
-        server = aio.RPCServer()
-        server.register_function(lambda: "named", name="who")
-        address = await server.start("127.0.0.1", 0, ssl=listening)
-        assert isinstance(address, tuple)
-        try:
-            async with await aio.connect(*address, ssl=client_ctx, server_hostname="localhost", timeout=WAIT) as client:
-                return await client.call("who")
-        finally:
-            await server.shutdown()
-
-    assert run(main) == "named"
+    assert _who_over_tls(driver, listening, client_ctx, server_hostname="localhost") == "tls"
 
 
 # -- a port in use: the error names the address (review17 R5) ---------------------------
