@@ -9,13 +9,14 @@ import json
 import math
 import os
 import signal
-import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from ._cli_tls import CLIUsage as _Usage
+from ._cli_tls import add_client_options, add_server_options, client_tls, server_context
 from ._client import RPCClient
 from ._connect import check_port
 from ._errors import RPCError
@@ -86,6 +87,11 @@ def _register_module(server: RPCServer, module: ModuleType) -> list[str]:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
+        context = server_context(args)
+    except _Usage as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         target = _load_target(args.target)
     except (ImportError, AttributeError) as exc:
         print(f"error: cannot load {args.target!r}: {exc}", file=sys.stderr)
@@ -123,9 +129,11 @@ def _serve(args: argparse.Namespace) -> int:
     where = args.path or _host_port(args.host, args.port)
     try:
         # loop() split in two, so that the port bound (--port 0 picks one) is shown.
-        listener = server._listen(args.host, args.port, args.path, None)
+        listener = server._listen(args.host, args.port, args.path, context)
         bound = listener.address
-        print(f"serving on {bound if isinstance(bound, str) else _host_port(*bound)} (Ctrl-C to stop)", file=sys.stderr)
+        shown = bound if isinstance(bound, str) else _host_port(*bound)
+        tls = "" if context is None else " with mutual TLS" if args.cafile else " with TLS"
+        print(f"serving on {shown}{tls} (Ctrl-C to stop)", file=sys.stderr)
         server._run_listener(listener)
     except OSError as exc:  # binding failed: port in use, no permission, bad path
         print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
@@ -201,10 +209,6 @@ def _parse_value(text: str) -> Any:
         return text  # a bare word is a string
 
 
-class _Usage(Exception):
-    """A usage error of ``call``: the message is printed and the exit status is 2."""
-
-
 def _server(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """RPCClient's arguments to reach the server, and the words after its address: METHOD [ARG ...]."""
     words: list[str] = args.words
@@ -236,40 +240,11 @@ def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
     return positional, keywords
 
 
-def _tls(args: argparse.Namespace) -> dict[str, Any]:
-    """RPCClient's TLS arguments from ``call``'s options: none unless one of them is given.
-
-    ``--cafile``, ``--certfile`` and ``--server-hostname`` each imply ``--tls``. The
-    context checks the server's certificate and host name as
-    ``ssl.create_default_context()`` does (the system's CAs, or ``--cafile``'s).
-    """
-    if args.keyfile and not args.certfile:
-        raise _Usage("--keyfile needs --certfile (the client certificate it belongs to)")
-    if not (args.tls or args.cafile or args.certfile or args.server_hostname):
-        return {}
-    if args.path is not None and not args.server_hostname:
-        raise _Usage("TLS over --path needs --server-hostname NAME (a name the server's certificate carries)")
-    try:
-        context = ssl.create_default_context(cafile=args.cafile)
-    except (OSError, ValueError) as exc:  # (ssl.SSLError is an OSError)
-        raise _Usage(f"--cafile {args.cafile}: {exc}") from None
-    if args.certfile:
-        try:
-            context.load_cert_chain(args.certfile, args.keyfile)
-        except (OSError, ValueError) as exc:
-            key = f" --keyfile {args.keyfile}" if args.keyfile else ""
-            raise _Usage(f"--certfile {args.certfile}{key}: {exc}") from None
-    tls: dict[str, Any] = {"ssl": context}
-    if args.server_hostname:
-        tls["server_hostname"] = args.server_hostname
-    return tls
-
-
 def _call(args: argparse.Namespace) -> int:
     try:
         server, (method, *items) = _server(args)
         positional, keywords = _arguments(items)
-        server.update(_tls(args))
+        server.update(client_tls(args))
         with _connect(server, args.timeout) as client:
             if args.notify:
                 client.notify(method, *positional, **keywords)
@@ -332,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=5000, help="0 picks a free port (default 5000)")
     serve.add_argument("--path", type=_path, help="serve a Unix socket at this path instead of TCP")
     serve.add_argument("--debug", action="store_true", help="send tracebacks of failing handlers")
+    add_server_options(serve)
     serve.set_defaults(run=_serve)
 
     call = sub.add_parser(
@@ -349,12 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--path", help="call the server on this Unix socket (serve --path) instead of HOST:PORT")
     call.add_argument("--timeout", type=_timeout, default=10.0, help="seconds, more than 0 (default 10)")
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
-    tls = call.add_argument_group("TLS (for a server started with ssl=...; each option implies --tls)")
-    tls.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
-    tls.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead")
-    tls.add_argument("--certfile", metavar="FILE", help="present this client certificate (PEM; mutual TLS)")
-    tls.add_argument("--keyfile", metavar="FILE", help="the private key of --certfile, if not in that file")
-    tls.add_argument("--server-hostname", metavar="NAME", help="the name the certificate must carry (default: HOST)")
+    add_client_options(call)
     call.set_defaults(run=_call)
     return parser
 

@@ -1,4 +1,4 @@
-"""``python -m jsonrpc_mini.testing check HOST:PORT``: probe a JSON-RPC 2.0 server.
+"""``python -m jsonrpc_mini.testing check HOST:PORT``: probe a JSON-RPC 2.0 server (``--tls``: over TLS).
 
 Exit status 0 when every probe passed (warnings allowed), 1 when one failed, 2 on
 a usage error.
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..__main__ import _timeout, run_command
+from .._cli_tls import CLIUsage, add_client_options, client_tls
 from .._remote import LONGEST_WAIT
 from ._check import check, check_arguments
 from ._probes import PROBES
@@ -51,13 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--echo-method", metavar="NAME", help="a method that returns its one argument (large replies)")
     cmd.add_argument("--seed", type=int, default=0, help="seed for chunk sizes and payloads (default 0)")
     cmd.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
+    add_client_options(cmd)
     args = parser.parse_args(argv)
     host, port = args.address
     try:  # (the names check() itself refuses: a usage error here)
         check_arguments(args.timeout, args.only, [name for name, _ in PROBES], port=port)
-    except ValueError as exc:
+        tls = client_tls(args)
+    except (ValueError, CLIUsage) as exc:
         parser.error(str(exc))
-    report = check(host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only)
+    report = check(
+        host, port, timeout=args.timeout, echo_method=args.echo_method, seed=args.seed, only=args.only, **tls
+    )
     sys.stdout.write(report.render() + "\n")
     return 0 if report.ok else 1
 

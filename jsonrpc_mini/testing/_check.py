@@ -5,7 +5,7 @@ JSON value per message: they call a method name that cannot exist to provoke
 -32601, send broken JSON, invalid requests and batches, ids of every type, split
 and 1-byte writes, large payloads, and connections that stall, close or reset
 part way through a message. ``python -m jsonrpc_mini.testing check HOST:PORT``
-runs them from the command line.
+runs them from the command line; with ``ssl=`` (``--tls``, ``--cafile``, ...) over TLS.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import json
 import random
 import socket
+import ssl as _ssl
 import struct
 import time
 from collections.abc import Callable
@@ -76,13 +77,30 @@ class CheckReport:
         return "\n".join(lines)
 
 
-class Conn:
-    """A raw TCP connection to the server under test, reading whole JSON values."""
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where the server under test listens, and the TLS client context to reach it with (or None)."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    host: str
+    port: int
+    ssl: _ssl.SSLContext | None = None
+    server_hostname: str | None = None
+
+
+class Conn:
+    """A raw TCP (or TLS) connection to the server under test, reading whole JSON values."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if address.ssl is not None:
+            try:  # (the handshake, within the timeout)
+                sock = address.ssl.wrap_socket(sock, server_hostname=address.server_hostname or address.host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.buf = b""
         self.eof = False
 
@@ -205,8 +223,7 @@ def dumps(value: Any) -> bytes:
 class Probe:
     """What a probe function gets: how to connect, the seed's randomness and options."""
 
-    host: str
-    port: int
+    address: Address
     timeout: float
     rng: random.Random
     echo_method: str | None
@@ -215,7 +232,7 @@ class Probe:
 
     def connect(self) -> Conn:
         """A new connection to the server (closed when the probe ends)."""
-        conn = Conn(self.host, self.port, self.timeout)
+        conn = Conn(self.address, self.timeout)
         self.opened.append(conn)
         return conn
 
@@ -261,11 +278,16 @@ def check(
     echo_method: str | None = None,
     seed: int = 0,
     only: list[str] | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> CheckReport:
     """Run every probe against ``host:port`` and return the :class:`CheckReport`.
 
     ``echo_method`` names a method that returns its one argument (enables the
     large round-trip probes); ``only`` restricts the run to probes by name.
+    ``ssl`` (a client-side ``ssl.SSLContext``) probes a TLS server, checking the
+    certificate for ``server_hostname`` (default ``host``) as RPCClient does; the
+    half-close probe then only warns (Python's ssl cannot half-close a connection).
     Raises ValueError for a ``port`` that is not an int from 0 to 65535, a
     ``timeout`` that is not a positive number of seconds (up to about 24 days) and
     for an unknown probe name in ``only`` or ``only=[]``.
@@ -281,8 +303,9 @@ def check(
 
     check_arguments(timeout, only, [name for name, _ in PROBES], port=port)
     report = CheckReport(host, port, seed)
+    address = Address(host, port, ssl, server_hostname)
     try:
-        Conn(host, port, timeout).close()
+        Conn(address, timeout).close()
     except OSError as exc:
         report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host}:{port}: {exc}"))
         return report
@@ -290,8 +313,7 @@ def check(
         if only is not None and name not in only:
             continue
         probe = Probe(
-            host,
-            port,
+            address,
             timeout,
             random.Random(f"{seed}/{name}"),
             echo_method,
