@@ -19,7 +19,7 @@ from ._aio_linger import close_under
 from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
 from ._codec import Id, Params, success_id
-from ._errors import ConnectionLost, RPCTimeout
+from ._errors import ConnectionLost, RPCTimeout, unread_since
 
 __all__ = ["Link"]
 
@@ -55,6 +55,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         # The last error with id null given to no call, until a reply follows it: a
         # server that closes right after it said why (``fail_all`` quotes it).
         self.said: str | None = None
+        self.unread: tuple[int, str] | None = None  # (see ReplySettler.unread)
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._write_ready: asyncio.Future[None] | None = None
         self._out: list[bytes] | None = None
@@ -343,7 +344,8 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         if future is not None:
             self.proto.sent_unanswered()  # given up on (see ClientConnection.unread_before)
             if not future.done():
-                exc = RPCTimeout(f"no reply within {future.timeout} s; a late reply will be dropped")
+                late = f"no reply within {future.timeout} s; a late reply will be dropped"
+                exc = RPCTimeout(late + unread_since(self.unread, id_))
                 exc.method = future.method or None  # (str(exc) names it, as the sync client's)
                 future.set_exception(exc)
 

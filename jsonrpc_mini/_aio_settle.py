@@ -26,6 +26,11 @@ class ReplySettler:
     proto: ClientConnection
     pending: dict[Id, Call]  # the calls waiting for their reply, by id
     said: str | None  # the last error with id null given to no call, until a reply follows it
+    # The last reply that could not be read and no call took: (the highest id pending
+    # then, its parse error), for the RPCTimeouts of the calls sent before it
+    # (_errors.unread_since). Kept, not cleared by later replies: they do not
+    # explain a reply that is missing.
+    unread: tuple[int, str] | None
 
     def fail_all(self, reason: str) -> None:
         """The single error path: fail every pending call (``Link``'s)."""
@@ -56,15 +61,19 @@ class ReplySettler:
         # answer will not come. An error with id null answers a message the server
         # could not read: with a single call outstanding and no message that gets no
         # reply possibly unread (ClientConnection.unread_before) it can only be that
-        # call's. So is a reply that cannot be decoded (its id is unknown: NaN in it,
-        # say). Anything else is logged.
-        if event.id is not None:
+        # call's. So is a reply that cannot be decoded and whose id cannot be read
+        # either (when it can, ``event.id`` names the call). Anything else is logged
+        # (and an unreadable reply remembered for the timeouts: ``unread``).
+        if event.id is not None:  # (also a reply that could not be read but whose id could)
             self.said = None  # a reply after it, though it cannot be used: as in _deliver
             future = self.pending.pop(event.id, None)
             if future is None:
                 log.warning("ignoring message from server: %s", event.reason)
             elif not future.done():  # (done: the caller gave up)
-                future.set_exception(unusable_reply(event.reason, future.method))
+                if event.unreadable is None:
+                    future.set_exception(unusable_reply(event.reason, future.method))
+                else:
+                    future.set_exception(unreadable_reply(event.unreadable, future.method))
             return
         live = [id_ for id_, future in self.pending.items() if not future.done()]
         if (
@@ -76,6 +85,8 @@ class ReplySettler:
                 self.said = event.error.message
             elif event.unreadable is not None:
                 self.said = f"a reply that could not be read, {event.unreadable}"
+                top = max((id_ for id_ in self.pending if type(id_) is int), default=0)
+                self.unread = (top, event.unreadable)
             log.warning("ignoring message from server: %s", event.reason)
             return
         if event.error is not None:

@@ -83,6 +83,7 @@ class _Link(_RequestSender):
         # per message, however the bytes were split into reads): told with
         # ConnectionLost if one follows.
         self.said: str | None = None
+        self.unread: tuple[int, str] | None = None  # (see ReplySettler.unread)
 
     # -- registering and sending -----------------------------------------------
 

@@ -28,6 +28,7 @@ from ._frames import deeper_than
 from ._framing import FrameError, FramingName
 from ._json import JsonCodec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, NOT_ONE, ClientEvent, Closed, Violation, _Base
+from ._reply_id import named_id
 
 __all__ = ["BatchAnswer", "ClientConnection"]
 
@@ -276,6 +277,7 @@ class ClientConnection(_Base):
                     Violation(
                         f"unreadable data from server: {event.message}",
                         unreadable=event.message if event.opened else None,
+                        id=named_id(event.text) if event.opened else None,
                     )
                 )
                 if event.fatal:

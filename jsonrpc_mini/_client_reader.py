@@ -22,7 +22,7 @@ from ._client_protocol import BatchAnswer
 from ._client_turn import ReadingTurn
 from ._client_waiter import _BatchWaiter, _Waiter, timed_out, within
 from ._codec import ErrorResponse, Response, success_id
-from ._errors import ConnectionLost
+from ._errors import ConnectionLost, unread_since
 from ._transport import RECV_SIZE, feed_ready
 
 log = logging.getLogger("jsonrpc_mini")
@@ -91,7 +91,8 @@ class _ReplyReader(ReadingTurn):
                     unsent = self._unqueue(waiter)
                 if unsent:  # still in the outbox: the claimant's send has not ended
                     raise timed_out(waiter.method, f"could not send {within(timeout)} (another send is stuck)")
-                raise timed_out(waiter.method, f"no reply {within(timeout)}; a late reply will be dropped")
+                late = f"no reply {within(timeout)}; a late reply will be dropped"
+                raise timed_out(waiter.method, late + unread_since(self.unread, waiter.id))
 
     def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
         """Read, holding the reader's turn, until ``waiter`` is done or ``deadline`` passes; the turn is passed on.

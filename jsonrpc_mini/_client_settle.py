@@ -55,6 +55,11 @@ class ReplySettler:
     batch_waiters: dict[Id, _BatchWaiter]
     lost: str | None
     said: str | None
+    # The last reply that could not be read and no call took: (the highest id pending
+    # then, its parse error), for the RPCTimeouts of the calls sent before it
+    # (_errors.unread_since). Kept, not cleared by later replies: they do not
+    # explain a reply that is missing.
+    unread: tuple[int, str] | None
 
     def _deliver(self, event: Response | ErrorResponse | Violation | Closed | BatchAnswer) -> None:
         if isinstance(event, Closed):
@@ -233,15 +238,19 @@ class ReplySettler:
         # answer will not come. An error with id null answers a message the server
         # could not read: with a single call outstanding and no message that gets no
         # reply possibly unread (ClientConnection.unread_before) it can only be that
-        # call's. So is a reply that cannot be decoded (its id is unknown: NaN in it,
-        # say). Anything else is logged.
+        # call's. So is a reply that cannot be decoded and whose id cannot be read
+        # either (when it can, ``event.id`` names the call). Anything else is logged
+        # (and an unreadable reply remembered for the timeouts: ``unread``).
         with self.lock:
             if self.batch_waiters:  # (the calls counted below are single calls)
                 self._expand_live()
-            if event.id is not None:
+            if event.id is not None:  # (also a reply that could not be read but whose id could)
                 only = self.pending.pop(event.id, None)
                 if only is not None:
-                    only.error = unusable_reply(event.reason, only.method)
+                    if event.unreadable is None:
+                        only.error = unusable_reply(event.reason, only.method)
+                    else:
+                        only.error = unreadable_reply(event.unreadable, only.method)
                     only.done = True
             elif (
                 (event.error is None and event.unreadable is None)
@@ -249,6 +258,9 @@ class ReplySettler:
                 or self.proto.unread_before(self.pending)
             ):
                 only = None
+                if event.unreadable is not None:
+                    top = max((id_ for id_ in self.pending if type(id_) is int), default=0)
+                    self.unread = (top, event.unreadable)
             else:
                 only = self.pending.pop(next(iter(self.pending)))
                 err = event.error
@@ -265,7 +277,7 @@ class ReplySettler:
         if only is None:
             if event.error is not None:
                 self.said = event.error.message
-            elif event.unreadable is not None:
+            elif event.unreadable is not None and event.id is None:  # (an id read: a late reply)
                 self.said = f"a reply that could not be read, {event.unreadable}"
             # Once the connection is lost (closed by us, say, while a reply was half
             # received), what is left of it concerns nobody: no warning for it.

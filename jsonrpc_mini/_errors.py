@@ -176,6 +176,18 @@ def unreadable_reply(message: str, method: str | None) -> RPCError:
     return exc
 
 
+def unread_since(unread: tuple[int, str] | None, id_: object) -> str:
+    """What an RPCTimeout of call ``id_`` adds when an unreadable reply came since that call was sent.
+
+    ``unread``: the link's last unreadable reply no call took, as (the highest id
+    pending when it came, its parse error); ids grow, so call ``id_`` was sent
+    before it came when ``id_`` is at most that id. Else (or None): nothing.
+    """
+    if unread is None or type(id_) is not int or id_ > unread[0]:
+        return ""
+    return f" (meanwhile the server sent a reply that could not be read: {unread[1]})"
+
+
 def unusable_reply(reason: str, method: str | None) -> RPCError:
     """The error of a call whose reply arrived but cannot be used (not valid JSON-RPC 2.0, nested too deep).
 

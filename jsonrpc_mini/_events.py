@@ -67,7 +67,8 @@ class Violation:
     (an integer or string ``id``, and no ``method``): the reply of that call,
     which should fail rather than wait for a reply that will not come.
     ``unreadable`` is set (to the parse error) for a message that could not be
-    decoded but opens an object or array: perhaps a reply, whose id is unknown.
+    decoded but opens an object or array: perhaps a reply; ``id`` is then set too
+    when the id it names could still be read for certain (``_reply_id``).
     """
 
     reason: str

@@ -50,7 +50,9 @@ class FrameError:
     a client reads the ids in it, to fail the calls it answers. ``opened`` is set
     for a complete message that could not be decoded but opens an object or
     array (see :func:`parse_failure`): it may be a reply (a client's call may
-    take it). It is a hint, not part of the error: equality ignores it.
+    take it). ``text`` is then the message (up to where it broke off): a client
+    reads the id it names in it, when that is still certain (``_reply_id``).
+    Hints, not part of the error: equality ignores them.
     """
 
     code: int
@@ -58,6 +60,7 @@ class FrameError:
     fatal: bool = False
     value: Any = None
     opened: bool = field(default=False, compare=False)
+    text: bytes = field(default=b"", compare=False, repr=False)
 
 
 Event = Message | FrameError
@@ -101,9 +104,14 @@ def slice_bytes(buf: bytearray, start: int, end: int) -> bytes:
 
 
 def parse_failure(message: str, text: bytes) -> FrameError:
-    """The -32700 for a complete message ``text`` that could not be decoded; ``opened`` if it starts ``{`` or ``[``."""
+    """The -32700 for a complete message ``text`` that could not be decoded; ``opened`` if it starts ``{`` or ``[``.
+
+    ``text`` is kept with it then (a client reads its id: see FrameError).
+    """
     first = WS.search(text)
-    return FrameError(PARSE_ERROR, message, opened=first is not None and text[first.start()] in b"{[")
+    if first is None or text[first.start()] not in b"{[":
+        return FrameError(PARSE_ERROR, message)
+    return FrameError(PARSE_ERROR, message, opened=True, text=bytes(text))
 
 
 def too_large(limit: int) -> FrameError:

@@ -215,11 +215,14 @@ class ValueScanner(LookAhead):
         return Message(value)
 
     def _error_at(self, index: int, message: str, code: int = PARSE_ERROR) -> FrameError:
+        start = self._start
         self._mode = SKIP
         self._start = self._pos = index
         opened = code == PARSE_ERROR and bool(self._stack)  # inside an object or array
         self._stack = bytearray()
-        return FrameError(code, message, opened=opened)
+        # (The message so far: a client may read its id before where it broke off.)
+        text = bytes(self._buf[start:index]) if opened else b""
+        return FrameError(code, message, opened=opened, text=text)
 
     def _too_large(self) -> FrameError:
         self._failed = True
