@@ -21,6 +21,7 @@ from ._client import RPCClient
 from ._connect import check_port
 from ._errors import RPCError
 from ._server import RPCServer
+from ._tcp_bind import host_port
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         address = server.start(args.host, args.port)
     except OSError as exc:  # binding failed: port in use, no permission, bad host
-        print(f"error: cannot listen on {_host_port(args.host, args.port)}: {exc}", file=sys.stderr)
+        print(f"error: cannot listen on {host_port(args.host, args.port)}: {exc}", file=sys.stderr)
         return 1
     assert not isinstance(address, str)  # TCP, not a Unix socket path
     host, port = address
@@ -126,12 +127,12 @@ def _serve(args: argparse.Namespace) -> int:
         thread.start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    where = args.path or _host_port(args.host, args.port)
+    where = args.path or host_port(args.host, args.port)
     try:
         # loop() split in two, so that the port bound (--port 0 picks one) is shown.
         listener = server._listen(args.host, args.port, args.path, context)
         bound = listener.address
-        shown = bound if isinstance(bound, str) else _host_port(*bound)
+        shown = bound if isinstance(bound, str) else host_port(*bound)
         tls = "" if context is None else " with mutual TLS" if args.cafile else " with TLS"
         print(f"serving on {shown}{tls} (Ctrl-C to stop)", file=sys.stderr)
         server._run_listener(listener)
@@ -149,10 +150,6 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
         return 130
     return 0
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _port(text: str) -> int:

@@ -15,9 +15,14 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["bind_tcp", "bind_tcp_async", "create_tcp_server", "listen_address"]
+__all__ = ["bind_tcp", "bind_tcp_async", "create_tcp_server", "host_port", "listen_address"]
 
 SockAddr = tuple[Any, ...]
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as people write it: an IPv6 address in brackets (``[::1]:5000``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen_address(host: str, port: int) -> tuple[socket.AddressFamily, SockAddr]:
@@ -54,8 +59,7 @@ def bind_tcp(family: socket.AddressFamily, address: SockAddr, backlog: int) -> s
         except OSError as exc:
             if exc.errno is None or exc.filename is not None:
                 raise
-            host, port = address[0], address[1]
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            where = host_port(address[0], address[1])
             raise type(exc)(exc.errno, exc.strerror, where) from exc  # (socket.gaierror stays one)
         sock.listen(backlog)
     except BaseException:
