@@ -31,13 +31,15 @@ def check_listen(host: object, port: object, path: str | None, ssl: _ssl.SSLCont
                 " (IPv6) to listen on every interface"
             )
         check_port(port)
-    if isinstance(ssl, _ssl.SSLContext) and ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
+    if not isinstance(ssl, _ssl.SSLContext):
+        return
+    if ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
         raise ValueError(
             "ssl= is a client-side context (PROTOCOL_TLS_CLIENT), with which no client could connect:"
             " a server needs ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
             " or ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)"
         )
-    if isinstance(ssl, _ssl.SSLContext) and not presents_a_certificate(ssl):
+    if not presents_a_certificate(ssl):
         raise ValueError(
             "ssl= has no certificate to present, with which no client could connect (a handshake"
             " tried in memory found no shared cipher or protocol version): load one with"
