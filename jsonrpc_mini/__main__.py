@@ -42,7 +42,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
     assert not isinstance(address, str)  # TCP, not a Unix socket path
     host, port = address
-    print(f"server listening on {host}:{port}")
+    print(f"server listening on {host_port(host, port)}")
     try:
         with RPCClient(host, port, timeout=10) as client:
             shown: list[tuple[str, Callable[[], Any]]] = [

@@ -20,7 +20,7 @@ from ._aio_call_future import Call
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
-from ._connect import check_port, connect_errors
+from ._connect import check_port, connect_errors, connect_target
 from ._errors import RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
@@ -209,7 +209,7 @@ async def connect(
     timeout = check_timeout(timeout)
     path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
-    with connect_errors(path if path is not None else f"{host}:{port}", timeout):
+    with connect_errors(connect_target(host, port, path), timeout):
         async with asyncio.timeout(timeout):
             link = await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
     return RPCClient(link, timeout=timeout)

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 
 from ._errors import ConnectionLost, RPCTimeout
 from ._remote import is_count
+from ._tcp_bind import host_port
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
-__all__ = ["check_port", "connect_errors", "open_connection"]
+__all__ = ["check_port", "connect_errors", "connect_target", "open_connection"]
 
 
 def check_port(port: object) -> int:
@@ -28,6 +29,13 @@ def check_port(port: object) -> int:
     if not (is_count(port, 0) and port <= 65535):
         raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
     return port
+
+
+def connect_target(host: object, port: object, path: str | None) -> str:
+    """What a failed connect names: the Unix socket path, or ``host:port`` (IPv6 in brackets)."""
+    if path is not None:
+        return path
+    return host_port(host, port) if isinstance(host, str) else f"{host}:{port}"
 
 
 def _tune(sock: socket.socket) -> None:
@@ -53,7 +61,7 @@ def open_connection(
     if server_hostname is not None and ssl is None:
         raise ValueError("server_hostname is only meaningful with ssl")
     sock: socket.socket
-    with connect_errors(path if path is not None else f"{host}:{port}", timeout):
+    with connect_errors(connect_target(host, port, path), timeout):
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

@@ -20,7 +20,7 @@ __all__ = ["bind_tcp", "bind_tcp_async", "create_tcp_server", "host_port", "list
 SockAddr = tuple[Any, ...]
 
 
-def host_port(host: str, port: int) -> str:
+def host_port(host: str, port: object) -> str:
     """``host:port`` as people write it: an IPv6 address in brackets (``[::1]:5000``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from .._connect import check_port
 from .._remote import LONGEST_WAIT, is_seconds
+from .._tcp_bind import host_port
 
 __all__ = ["CheckReport", "ProbeResult", "check"]
 
@@ -66,7 +67,7 @@ class CheckReport:
 
     def render(self) -> str:
         """The human-readable report."""
-        lines = [f"jsonrpc_mini check {self.host}:{self.port} (seed {self.seed})"]
+        lines = [f"jsonrpc_mini check {host_port(self.host, self.port)} (seed {self.seed})"]
         width = max((len(result.name) for result in self.results), default=0)
         for result in self.results:
             lines.append(f"  {result.status.upper():4}  {result.name:{width}}  {result.detail}")
@@ -307,7 +308,7 @@ def check(
     try:
         Conn(address, timeout).close()
     except OSError as exc:
-        report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host}:{port}: {exc}"))
+        report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host_port(host, port)}: {exc}"))
         return report
     for name, fn in PROBES:
         if only is not None and name not in only:
