@@ -290,8 +290,9 @@ def check(
     certificate for ``server_hostname`` (default ``host``) as RPCClient does; the
     half-close probe then only warns (Python's ssl cannot half-close a connection).
     Raises ValueError for a ``port`` that is not an int from 0 to 65535, a
-    ``timeout`` that is not a positive number of seconds (up to about 24 days) and
-    for an unknown probe name in ``only`` or ``only=[]``.
+    ``timeout`` that is not a positive number of seconds (up to about 24 days),
+    an unknown probe name in ``only`` or ``only=[]``, and ``server_hostname``
+    without ``ssl`` (as both clients).
 
     Example::
 
@@ -303,6 +304,8 @@ def check(
     from ._probes import PROBES  # noqa: PLC0415 - the probes import this module's helpers
 
     check_arguments(timeout, only, [name for name, _ in PROBES], port=port)
+    if server_hostname is not None and ssl is None:  # (it would be ignored: a plain-text check)
+        raise ValueError("server_hostname is only meaningful with ssl")
     report = CheckReport(host, port, seed)
     address = Address(host, port, ssl, server_hostname)
     try:

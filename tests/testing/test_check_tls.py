@@ -1,0 +1,86 @@
+"""``check(host, port, ssl=..., server_hostname=...)`` from Python, as README.md describes it.
+
+The command line's TLS options were tested (tests/test_cli_tls.py); the Python
+call's ``server_hostname`` was not, nor the README's example, and a
+``server_hostname`` without ``ssl`` was silently ignored (a plain-text check) where
+both clients refuse it with ValueError: check() now refuses it too.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _driver_helpers import serving
+
+from jsonrpc_mini import RPCServer
+from jsonrpc_mini.testing import check
+
+trustme = pytest.importorskip("trustme")
+
+pytestmark = pytest.mark.timeout(120)
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def ca() -> Any:
+    return trustme.CA()
+
+
+@pytest.fixture
+def localhost_only(ca: Any) -> Iterator[tuple[str, int]]:
+    """A TLS server on 127.0.0.1 whose certificate names localhost only (not 127.0.0.1)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    server = RPCServer()
+    server.register_function(lambda value: value, name="echo")
+    with serving(server, ssl=context) as address:
+        yield address
+
+
+def trusting(ca: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def test_the_readme_example_runs_as_written(ca: Any, localhost_only: tuple[str, int], tmp_path: Path) -> None:
+    kit = README.split("\n## Test kit\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", kit, re.S) if "server_hostname=" in b]
+    assert len(blocks) == 1
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks[0], "README.md#test-kit-check-tls", "exec"), namespace)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    assert namespace["check_tls_server"](*localhost_only, str(cafile)) is True
+
+
+def test_the_certificate_is_checked_against_server_hostname(ca: Any, localhost_only: tuple[str, int]) -> None:
+    host, port = localhost_only
+    named = check(host, port, ssl=trusting(ca), server_hostname="localhost", only=["method-not-found"])
+    assert [(r.name, r.status) for r in named.results] == [("method-not-found", "pass")], named.render()
+    # By default against host, 127.0.0.1, which the certificate does not name: the one result.
+    by_host = check(host, port, ssl=trusting(ca))
+    assert [(r.name, r.status) for r in by_host.results] == [("connect", "fail")]
+    detail = by_host.results[0].detail
+    assert detail.startswith(f"cannot connect to {host}:{port}: [SSL: CERTIFICATE_VERIFY_FAILED]"), detail
+    assert "127.0.0.1" in detail.partition(": [SSL")[2]  # the mismatch names the host checked
+
+
+def test_a_certificate_the_context_does_not_trust_is_the_one_failure(localhost_only: tuple[str, int]) -> None:
+    host, port = localhost_only
+    report = check(host, port, ssl=ssl.create_default_context(), server_hostname="localhost")
+    assert [(r.name, r.status) for r in report.results] == [("connect", "fail")]
+    assert "certificate verify failed" in report.results[0].detail
+    assert not report.ok
+
+
+def test_server_hostname_without_ssl_is_refused() -> None:
+    # (before any connection: port 1 on loopback has no server, and it is not reached)
+    with pytest.raises(ValueError, match=r"^server_hostname is only meaningful with ssl$"):
+        check("127.0.0.1", 1, server_hostname="localhost")
