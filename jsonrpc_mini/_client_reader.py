@@ -81,6 +81,8 @@ class _ReplyReader(ReadingTurn):
                 # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
                 signal.acquire(timeout=max(pause, 0.0))
                 waiter.waiting = False
+                if waiter.done:  # filled in, then woken (done is set last): no lock round needed to see it
+                    return
             if deadline is not None and time.monotonic() >= deadline:
                 with self.lock:
                     if waiter.done:

@@ -6,7 +6,6 @@ wakes its caller if that caller waits for another thread to read.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any
 
@@ -76,9 +75,12 @@ class _Waiter(BatchResult):
     def wake(self) -> None:
         signal = self.signal
         if signal is not None:
-            # RuntimeError: signalled already and not yet taken; one signal is enough.
-            with contextlib.suppress(RuntimeError):
+            # (Not contextlib.suppress: its three Python calls cost ~0.4 us a wake, and
+            # threads sharing a client wake most of their callers.)
+            try:  # noqa: SIM105
                 signal.release()
+            except RuntimeError:  # signalled already and not yet taken; one signal is enough
+                pass
 
     def outcome(self) -> Any:
         if self.error is not None:
