@@ -11,15 +11,17 @@ that one thread reads at a time, one writes at a time, and every call is counted
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, Peer, request, serving, start_thread, wait_for
+from _driver_helpers import WAIT, LeakCheck, Peer, request, start_thread, wait_for
 
 import jsonrpc_mini._session as session_module
+import jsonrpc_mini._session_read as session_read_module
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
 from jsonrpc_mini._session import Session, current_session
@@ -262,23 +264,96 @@ def test_shutdown_waits_for_the_reply_of_a_call_run_with_the_turn() -> None:
     peer.close()
 
 
-def test_calls_in_flight_keep_a_connection_with_a_short_idle_timeout_open() -> None:
+class _Clock:
+    """``time`` for the session's modules: the real monotonic clock, plus the jumps a test makes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.offset += seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class _Expiring(SocketTransport):
+    """A socket transport whose read the test can end now, as the read's timeout would (TimeoutError)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._ring, self._bell = socket.socketpair()
+        self.expired = 0  # reads ended by expire()
+
+    def expire(self) -> None:
+        """End the read waiting now (or the next one) with TimeoutError."""
+        self._bell.send(b"x")
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        ready, _, _ = select.select([self.sock, self._ring], [], [], timeout)
+        if self._ring in ready:
+            self._ring.recv(1)
+            self.expired += 1
+            raise TimeoutError("ended by the test")
+        if not ready:
+            raise TimeoutError("read timed out")
+        return super().recv(max_bytes, timeout)
+
+    def close(self) -> None:
+        super().close()
+        self._ring.close()
+        self._bell.close()
+
+
+def test_calls_in_flight_keep_a_connection_with_a_short_idle_timeout_open(monkeypatch: pytest.MonkeyPatch) -> None:
     # Several threads share one client, so several calls are in flight on one
     # connection; some last longer than idle_timeout. While any runs (counted, or run
     # with the turn) the connection is not idle; once they are all done it is closed.
-    # (idle_timeout 1 s: the moments with no call in flight, from the connect to the
-    # first call and between calls, must stay shorter than it under a loaded CI;
-    # review17 R8 saw 0.3 s gaps at load 8-9.)
-    s, _ = _add_server(idle_timeout=1.0)
+    # Without sleeps (review17 R8: with real time, a scheduling gap as long as
+    # idle_timeout with no call in flight closed the connection rightly and failed the
+    # test at load 8-9): the session's clock (its modules' ``time``) is the real one
+    # plus jumps, idle_timeout a minute on it, so no gap comes near it; a long call
+    # jumps the clock past idle_timeout and ends the reader's wait at once, as its
+    # timeout would, and a counted one runs until a reader has seen that.
+    idle = 60.0
+    clock = _Clock()
+    for module in (session_module, session_read_module, watch_module):
+        monkeypatch.setattr(module, "time", clock)
+    s, _ = _add_server(idle_timeout=idle)
+    ours, theirs = socket.socketpair()
+    transport = _Expiring(theirs)
 
     @s.register
-    def sleepy(n: int) -> int:
-        time.sleep(1.2)  # longer than idle_timeout
+    def sleepy(n: int, alone: bool = False) -> int:
+        token = session._lent  # this call's token, lent while it holds the turn (see the module doc)
+        for _ in range(0 if alone else 50):  # until counted: a request behind it passes the turn on (or 0.5 s)
+            if 1 not in token:
+                break
+            time.sleep(0.01)
+        counted = 1 not in token
+        expired = transport.expired
+        clock.advance(idle + 1.0)  # longer than idle_timeout
+        transport.expire()
+        if counted:  # the reader's wait ends while this call runs (held: nobody reads till it ends)
+            wait_for(lambda: transport.expired > expired, "the reader's wait to end")
+            counted_and_expired.append(n)
         return n
 
+    session = s.serve_connection(transport)
+    counted_and_expired: list[int] = []
     results: list[Any] = []
     errors: list[BaseException] = []
-    with serving(s) as (host, port), RPCClient(host, port, timeout=WAIT) as client:
+    with RPCClient(transport=SocketTransport(ours), timeout=WAIT) as client:
+        # One long call alone, run with the turn: its end restarts the idle time, so the
+        # wait that follows, ended at once (the expire() it left), does not close.
+        assert client.call("sleepy", -1, True) == -1
+        wait_for(lambda: transport.expired == 1, "the read after the long call to end")
+        assert client.call("add", 1, 2) == 3
 
         def work(k: int) -> None:
             try:
@@ -295,9 +370,14 @@ def test_calls_in_flight_keep_a_connection_with_a_short_idle_timeout_open() -> N
             worker.join(WAIT * 3)
         assert not errors, f"calls failed: {errors[:3]}"
         assert results == [True] * 120
-        (session,) = list(s._sessions)
+        assert counted_and_expired, "no long call was counted: the test checked nothing"
         wait_for(lambda: session.busy == 0, "the calls to be uncounted")
+        assert s.connection_count == 1  # (not idle before: no jump since the last call ended)
+        clock.advance(idle + 1.0)
+        transport.expire()
         wait_for(lambda: s.connection_count == 0, "the idle connection to be closed")
+    assert session.join(WAIT)
+    s.shutdown()
 
 
 def test_a_call_whose_turn_is_taken_as_it_is_stamped_lets_a_request_behind_it_through(
