@@ -25,9 +25,10 @@ from ._codec import Notification, Params, build_params
 from ._connect import open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
+from ._large_reads import gather_limit
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
-from ._transport import Transport
+from ._transport import SocketTransport, Transport
 from ._unix import UnixPath, unix_path
 
 __all__ = ["RPCClient"]
@@ -155,6 +156,8 @@ class RPCClient:
         transport = open_connection(
             host, port, path=unix_path(path), timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
         )
+        if isinstance(transport, SocketTransport):
+            transport.gather = gather_limit(self._max_message_size)  # (see SocketTransport._gather)
         self._attach(transport)
         return self
 

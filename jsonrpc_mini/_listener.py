@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ._large_reads import gather_limit
 from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
 from ._tcp_bind import bind_tcp, listen_address
 from ._transport import SocketTransport
@@ -95,7 +96,9 @@ class Listener:
             setup = None
             if self._ssl is not None:
                 setup = tls_setup(conn, self._ssl, opts.handshake_timeout, opts.read_timeout)
-            server._add_session(SocketTransport(conn, send_timeout=opts.read_timeout), setup)
+            gather = gather_limit(opts.max_message_size)
+            transport = SocketTransport(conn, send_timeout=opts.read_timeout, gather=gather)
+            server._add_session(transport, setup)
 
     def stop(self) -> None:
         """Make ``run`` return soon; idempotent."""
