@@ -123,5 +123,7 @@ def encode_frame(body: bytes, framing: str) -> bytes:
     value, so a reader that takes exactly ``Content-Length`` bytes still decodes it.
     """
     if framing == "content-length":
-        return b"Content-Length: %d\r\n\r\n" % (len(body) + 1) + body + b"\n"
+        # Speed: one join copies the body once; ``header + body + b"\n"`` copied it twice
+        # (a 1 MiB reply: a MiB of copying less).
+        return b"".join((b"Content-Length: %d\r\n\r\n" % (len(body) + 1), body, b"\n"))
     return body + b"\n"
