@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -73,6 +75,45 @@ def test_the_digit_limit_holds_at_any_offset(limit: int) -> None:
 def test_texts_with_numbers_everywhere_read_as_the_stdlib_reads_them(items: list[Any], shift: int) -> None:
     text = json.dumps([PAD[: 4096 + shift], *items]).encode()
     assert JsonCodec(use_orjson=True).loads(text) == JsonCodec(use_orjson=False).loads(text)
+
+
+class _Search:
+    """A sample's run pattern that counts its searches and how many found the run."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.searches = self.found = 0
+
+    def search(self, sample: bytes) -> re.Match[bytes] | None:
+        self.searches += 1
+        match = self.pattern.search(sample)
+        self.found += match is not None
+        return match
+
+
+def _batch(member: Callable[[int], dict[str, Any]]) -> bytes:
+    return json.dumps([member(i) for i in range(1000)], separators=(",", ":")).encode()
+
+
+@needs_orjson
+@pytest.mark.parametrize(
+    "text",
+    [
+        _batch(lambda i: {"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i + 1}),
+        _batch(lambda i: {"jsonrpc": "2.0", "id": i + 1, "result": i + 1}),
+        _batch(lambda i: {"jsonrpc": "2.0", "method": "add", "params": [1000 + i, 9000 - i], "id": i + 1}),
+    ],
+    ids=["calls", "replies", "calls-4-digit-params"],
+)
+def test_a_batch_of_small_numbers_is_cleared_by_the_first_sample(text: bytes) -> None:
+    # Speed, issue 8: a batch of 1,000 calls (and its replies) has no digit run, and
+    # its first sample shows none: neither the second sample nor the whole text is
+    # looked at. (With every 9th byte first, both samples were taken: see JsonCodec.)
+    codec = JsonCodec(use_orjson=True)
+    spies = [(stride, _Search(run)) for stride, run in codec._samples]
+    codec._samples = tuple(spies)  # type: ignore[assignment]
+    assert codec.loads(text) == json.loads(text)
+    assert [(spy.searches, spy.found) for _, spy in spies] == [(1, 0)] + [(0, 0)] * (len(spies) - 1)
 
 
 # -- writing: null, NaN and Infinity -------------------------------------------------
