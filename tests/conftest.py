@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from _aio_support import OneLoop
 
 
 @pytest.fixture
@@ -20,3 +21,17 @@ def unix_path() -> Iterator[str]:
     for name in os.listdir(directory):
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
+
+
+@pytest.fixture
+def one_loop() -> Iterator[OneLoop]:
+    """One event loop for every example of a hypothesis test (``_aio_support.OneLoop``).
+
+    Function-scoped on purpose: the loop spans one test's examples, hence
+    ``HealthCheck.function_scoped_fixture`` suppressed where it is used.
+    """
+    runner = OneLoop()
+    try:
+        yield runner
+    finally:
+        runner.close()

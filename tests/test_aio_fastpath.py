@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, RawConn, request, run, serving
+from _aio_support import WAIT, OneLoop, RawConn, request, run, serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_aio_runner import CountingTransport
@@ -229,15 +229,17 @@ def normal(ran: list[Any]) -> Counter[str]:
 
 @pytest.mark.parametrize("limit", [32, 2])
 @pytest.mark.parametrize("kind", ["async", "inline"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(case=fed())
-def test_same_replies_and_calls_as_the_general_path(kind: str, limit: int, case: Any) -> None:
+def test_same_replies_and_calls_as_the_general_path(one_loop: OneLoop, kind: str, limit: int, case: Any) -> None:
     stream, chunks, pauses, eof = case
     expected_ran: list[Any] = []
     expected = general_path(stream, expected_ran, eof)
     ran: list[Any] = []
     srv = aio_server(kind, ran, max_concurrent_calls=limit)
-    got = run(lambda: serve_chunks(srv, chunks, pauses, eof))
+    got = one_loop.run(lambda: serve_chunks(srv, chunks, pauses, eof))
     assert sorted(got) == sorted(expected)
     assert normal(ran) == normal(expected_ran)
 

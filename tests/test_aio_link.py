@@ -17,14 +17,12 @@ the bytes written are the requests in the order they were made.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from _aio_support import run
+from _aio_support import OneLoop, run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -40,62 +38,6 @@ pytestmark = [pytest.mark.timeout(120)]
 
 CALLS = 6  # ids 1..6 are pending when the bytes arrive
 MAX_SIZE = 300
-T = TypeVar("T")
-
-
-class OneLoop:
-    """``_aio_support.run``'s checks, on one debug-mode event loop for all of a test's examples.
-
-    ``run`` per example (a new debug-mode loop, and two full ``gc.collect()``: 19 ms
-    each in a profile, 3.2 of the 5.4 s of 83 examples) was most of the property
-    tests' time. Here each example still fails on a loop error or a task left
-    behind, and a collection of the young generations (where an example's garbage
-    is) brings out what only a collection reports (a future's exception never
-    retrieved, held in a cycle); ``close`` collects everything once more and checks
-    again, so nothing an example leaves goes unreported.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_debug(True)
-        self.errors: list[dict[str, Any]] = []
-        self.loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
-
-    def run(self, main: Callable[[], Awaitable[T]]) -> T:
-        async def checked() -> T:
-            async with asyncio.timeout(30.0):
-                result = await main()
-            for _ in range(5):  # let closing transports finish, then check nothing was left running
-                await asyncio.sleep(0)
-            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            assert not left, f"tasks left running: {left}"
-            return result
-
-        result = self.loop.run_until_complete(checked())
-        gc.collect(1)
-        self.check()
-        return result
-
-    def check(self) -> None:
-        assert not self.errors, f"event loop reported errors: {[c.get('message') for c in self.errors]}"
-
-    def close(self) -> None:
-        try:
-            gc.collect()
-            self.check()
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-
-@pytest.fixture
-def one_loop() -> Iterator[OneLoop]:
-    """One event loop for every example of a property test (hence function_scoped_fixture below)."""
-    runner = OneLoop()
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 class Transport(asyncio.Transport):

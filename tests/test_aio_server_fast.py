@@ -22,8 +22,8 @@ import json
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, request, run, serving
-from hypothesis import given, settings
+from _aio_support import WAIT, OneLoop, request, run, serving
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
@@ -140,9 +140,9 @@ def test_calls_read_together_are_answered_in_order_a_batch_per_write() -> None:
     run(main)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(results=st.lists(st.one_of(json_values(max_leaves=6), st.just(float("nan")), st.just({1, 2})), max_size=6))
-def test_success_replies_are_the_bytes_of_encode_result(results: list[Any]) -> None:
+def test_success_replies_are_the_bytes_of_encode_result(one_loop: OneLoop, results: list[Any]) -> None:
     async def main() -> None:
         srv = aio.RPCServer()
         values = iter(results)
@@ -165,7 +165,7 @@ def test_success_replies_are_the_bytes_of_encode_result(results: list[Any]) -> N
         assert bytes(transport.data) == expected
         conn.connection_lost(None)
 
-    run(main)
+    one_loop.run(main)
 
 
 # -- the runner waits for the next call instead of ending ------------------------------
