@@ -50,6 +50,8 @@ class WritingProtocol(CallingProtocol):
             self._loop.call_soon(self._flush)
         else:
             transport.write(data)
+            if transport.is_closing():
+                self._peer_gone()
 
     def _flush(self) -> None:
         self._flush_soon = False
@@ -57,3 +59,16 @@ class WritingProtocol(CallingProtocol):
         transport = self._transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if transport.is_closing():
+                self._peer_gone()
+
+    def _peer_gone(self) -> None:
+        """Nothing more can reach the peer (``EndingProtocol``'s).
+
+        Called here when a write fails: asyncio's transport is closing from then on
+        (its ``connection_lost`` comes an iteration later), so requests already read
+        but not started are dropped now, not after more of them have run (replies of
+        calls ending together go out in one write, after the calls it freed room for
+        are taken).
+        """
+        raise NotImplementedError
