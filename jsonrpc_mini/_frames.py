@@ -103,7 +103,7 @@ def slice_bytes(buf: bytearray, start: int, end: int) -> bytes:
         return bytes(view[start:end])
 
 
-def parse_failure(message: str, text: bytes) -> FrameError:
+def parse_failure(message: str, text: bytes | bytearray) -> FrameError:
     """The -32700 for a complete message ``text`` that could not be decoded; ``opened`` if it starts ``{`` or ``[``.
 
     ``text`` is kept with it then (a client reads its id: see FrameError).
