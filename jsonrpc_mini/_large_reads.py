@@ -10,6 +10,9 @@ __all__ = ["GATHER_MAX", "gather_limit", "give_back", "take_large"]
 GATHER_MAX = 4 * 2**20
 
 _kept: list[mmap.mmap] = []  # the larger buffers not lent now
+# Private to this process: mmap's default (shared) would let a child made by fork()
+# read into the very pages its parent's kept buffers use. (Windows' mmap has no flags.)
+_PRIVATE: dict[str, int] = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
 _KEPT = 2  # at most this many are kept; more made at once (concurrent large reads) are dropped
 
 
@@ -26,7 +29,7 @@ def take_large() -> mmap.mmap:
     except IndexError:
         # Only the pages that reads fill take memory (anonymous mmap); a kept buffer's
         # pages are there already, so reading into it faults none.
-        return mmap.mmap(-1, GATHER_MAX)
+        return mmap.mmap(-1, GATHER_MAX, **_PRIVATE)
 
 
 def give_back(large: mmap.mmap) -> None:

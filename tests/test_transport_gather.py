@@ -188,6 +188,26 @@ def test_the_larger_buffers_are_kept_for_later_reads_a_few_at_most(scripted: Soc
     assert sorted(map(id, pool._kept)) == sorted(map(id, kept))  # one of them lent and given back
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_reads_into_its_own_copy_of_a_kept_buffer() -> None:
+    pool._kept.clear()  # (a cache: emptied, so that ``large`` is surely kept)
+    large = pool.take_large()
+    large[:6] = b"parent"
+    pool.give_back(large)  # kept: the next take_large (the child's too) hands it out
+    pid = os.fork()
+    if pid == 0:  # the child: write into what it is lent, and leave at once
+        code = 1
+        try:
+            mine = pool.take_large()
+            mine[:6] = b"child!"
+            code = 0 if mine[:6] == b"child!" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert large[:6] == b"parent"  # the child's write stayed in the child
+
+
 def _waiting(sock: socket.socket) -> int:
     return int(struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0])
 
