@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import mmap
 
-__all__ = ["GATHER_MAX", "gather_limit", "give_back", "take_large"]
+__all__ = ["GATHER_MAX", "PRIVATE", "gather_limit", "give_back", "take_large"]
 
 # A gathering read takes at most this much (the size of each larger buffer).
 GATHER_MAX = 4 * 2**20
 
 _kept: list[mmap.mmap] = []  # the larger buffers not lent now
-# Private to this process: mmap's default (shared) would let a child made by fork()
-# read into the very pages its parent's kept buffers use. (Windows' mmap has no flags.)
-_PRIVATE: dict[str, int] = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+# Read buffers are private to this process: mmap's default (shared) would let a child
+# made by fork() read into the very pages its parent's buffers use (a kept one here, a
+# transport's own). (Windows' mmap has no flags.)
+PRIVATE: dict[str, int] = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
 _KEPT = 2  # at most this many are kept; more made at once (concurrent large reads) are dropped
 
 
@@ -29,7 +30,7 @@ def take_large() -> mmap.mmap:
     except IndexError:
         # Only the pages that reads fill take memory (anonymous mmap); a kept buffer's
         # pages are there already, so reading into it faults none.
-        return mmap.mmap(-1, GATHER_MAX, **_PRIVATE)
+        return mmap.mmap(-1, GATHER_MAX, **PRIVATE)
 
 
 def give_back(large: mmap.mmap) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ._large_reads import give_back, take_large
+from ._large_reads import GATHER_MAX, PRIVATE, give_back, take_large
 
 __all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "send_taken", "send_until", "wait_readable"]
 
@@ -59,6 +59,12 @@ class SocketTransport:
     applied by waiting for readability first, so concurrent writers are never
     affected by a reader's timeout. Socket-like objects without a real file
     descriptor get ``settimeout`` instead.
+
+    ``gather`` (plain sockets only; 0, the default: never): a read that fills the
+    ``max_bytes`` asked for goes on, without waiting, with what has arrived since,
+    up to ``gather`` bytes in all and at most ``GATHER_MAX`` (4 MiB): such a read
+    returns more than ``max_bytes``. The server's connections and a client that
+    connects itself set it to their ``max_message_size`` plus one.
     """
 
     __slots__ = (
@@ -247,7 +253,7 @@ class SocketTransport:
     def _gather(self, sock: socket.socket, count: int) -> bytes:
         """What a read that filled the buffer with ``count`` bytes returns: those and what has arrived since.
 
-        Read without waiting, up to ``gather`` bytes in all.
+        Read without waiting, up to ``gather`` bytes in all (``GATHER_MAX`` at most).
 
         Speed: a large message arrives in many reads. Each became bytes of its own,
         then went into the framer's buffer, whose growth copied most of it again
@@ -259,12 +265,13 @@ class SocketTransport:
         saved), and one kept per connection would hold memory while it idles.
         """
         large = take_large()
+        limit = min(self.gather, GATHER_MAX)  # (the larger buffer's length: a user may set more)
         try:
             with memoryview(large) as view:
                 view[:count] = self._view[:count]
                 try:
                     # (One read: the socket hands over all it holds, up to the room given.)
-                    count += sock.recv_into(view[count : self.gather], self.gather - count, socket.MSG_DONTWAIT)
+                    count += sock.recv_into(view[count:limit], limit - count, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     pass  # nothing more has arrived
                 except OSError as exc:
@@ -286,7 +293,7 @@ class SocketTransport:
         if failed is not None:
             self._failed = None
             raise failed
-        self._buffer = mmap.mmap(-1, size)
+        self._buffer = mmap.mmap(-1, size, **PRIVATE)  # (see _large_reads.PRIVATE)
         self._view = memoryview(self._buffer)
         self._size = size
 

@@ -121,6 +121,26 @@ def test_a_read_gathers_at_most_gather_bytes(scripted: SocketTransport) -> None:
     assert b"".join(reads) == data
 
 
+def test_a_gather_over_the_larger_buffers_length_gathers_that_length() -> None:
+    # gather is the constructor's keyword: a user may ask for more than the larger
+    # buffers hold (e.g. max_message_size + 1 of the default 16 MiB limit). The read
+    # must not fail (its bytes would be lost): it gathers GATHER_MAX at most.
+    a, b = socket.socketpair()
+    transport = SocketTransport(a, gather=4 * GATHER_MAX)
+    real = transport.sock
+    data = os.urandom(GATHER_MAX + 100_000)
+    transport.sock = _Script(data, [len(data)])  # type: ignore[assignment]
+    try:
+        reads = _read_all(transport, 1024, len(data))
+        assert [len(read) for read in reads] == [GATHER_MAX, 100_000]
+        assert b"".join(reads) == data
+        assert not transport.interrupted_read
+    finally:
+        transport.sock = real
+        transport.close()
+        b.close()
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_every_byte_comes_once_in_order_however_it_arrives(scripted: SocketTransport, seed: int) -> None:
     rng = random.Random(seed)
@@ -206,6 +226,28 @@ def test_a_forked_child_reads_into_its_own_copy_of_a_kept_buffer() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert large[:6] == b"parent"  # the child's write stayed in the child
+
+
+def test_a_forked_child_reads_into_its_own_copy_of_a_transports_buffer() -> None:
+    a, b = socket.socketpair()
+    transport = SocketTransport(a)
+    try:
+        b.sendall(b"parent")
+        assert transport.recv(4096, None) == b"parent"  # (the read buffer is made by the first read)
+        pid = os.fork()
+        if pid == 0:  # the child: read into the buffer it inherited, and leave at once
+            code = 1
+            try:
+                b.sendall(b"child!")
+                code = 0 if transport.recv(4096, None) == b"child!" else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert transport._buffer[:6] == b"parent"  # the child's read stayed in the child
+    finally:
+        transport.close()
+        b.close()
 
 
 def _waiting(sock: socket.socket) -> int:
