@@ -236,17 +236,29 @@ class _QueuedMethod(partial[BatchResult]):
         return f"<remote method {super().args[1]!r}>"
 
 
-def call_values(calls: QueuedCalls, ids: Iterator[int]) -> list[dict[str, Any]]:
-    """The objects of the batch array: each call as ``call_value`` makes it, requests numbered from ``ids``.
+def call_values(calls: QueuedCalls, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The objects of the batch array: each call as ``call_value`` makes it, requests numbered with ``ids``.
 
+    ``ids``: one per request (the calls that are no notifications), in order.
     Positional arguments kept as a tuple stay one: JSON has no tuples, a tuple is
     written as the same array its list would be.
     """
     # Speed: a request with params (the usual call) is written out here, without a call.
+    if not calls.notifications:
+        # Speed: every call is a request (the usual batch), so its id comes from the
+        # zip: no next() call per request (~190 instructions a call; ~0.19M of the
+        # client's ~15M for a 1,000-call batch).
+        return [
+            {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+            if params is not None
+            else call_value(method, None, id_, False)
+            for method, params, id_ in zip(calls.methods, calls.params, ids, strict=True)
+        ]
+    numbers = iter(ids)
     return [
-        {"jsonrpc": "2.0", "method": method, "params": params, "id": next(ids)}
+        {"jsonrpc": "2.0", "method": method, "params": params, "id": next(numbers)}
         if params is not None and result is not None
-        else call_value(method, params, None if result is None else next(ids), result is None)  # type: ignore[arg-type]
+        else call_value(method, params, None if result is None else next(numbers), result is None)  # type: ignore[arg-type]
         for method, params, result in zip(calls.methods, calls.params, calls.results, strict=True)
     ]
 

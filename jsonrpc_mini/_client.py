@@ -214,7 +214,7 @@ class RPCClient:
         proto = link.proto
         waiters = cast("list[_Waiter]", calls.answered())
         ids = proto.next_ids(len(waiters))
-        data = proto.encode_values(call_values(calls, iter(ids)))
+        data = proto.encode_values(call_values(calls, ids))
         # (Members without a result are notifications: marked as the batch is sent.)
         unanswered = len(waiters) < len(calls.results)
         for waiter, id_ in zip(waiters, ids, strict=True):
