@@ -101,6 +101,23 @@ def test_a_sender_may_answer_with_the_results_themselves() -> None:
         short.send()
 
 
+def test_a_waiters_method_and_value_are_fields_of_their_own_in_batch_results_slots() -> None:
+    # A _Waiter keeps ``method`` and ``value`` in BatchResult's two slots (speed: no slot
+    # left empty in every waiter): each must still be a field of its own, and
+    # BatchResult's own ``method`` property must read the waiter's method.
+    waiter = _Waiter("m", 7)
+    assert (waiter.method, waiter.value, waiter.id) == ("m", None, 7)
+    waiter.value = 5
+    waiter.error = None
+    assert waiter.method == "m" and BatchResult.method.fget(waiter) == "m"  # type: ignore[attr-defined]
+    assert repr(waiter) == "<BatchResult 'm' pending>"
+    waiter.done = True
+    assert waiter.result() == 5 and waiter.value == 5 and repr(waiter) == "<BatchResult 'm' ready>"
+    # Five slots of its own on top of BatchResult's two, no more.
+    slot = (BatchResult.__basicsize__ - object.__basicsize__) // 2
+    assert _Waiter.__basicsize__ == BatchResult.__basicsize__ + 5 * slot
+
+
 def test_a_sync_builders_members_queue_themselves_as_the_general_way_queues() -> None:
     # The sync client's ``b.name(...)`` makes a _QueuedWaiter that queues its own call
     # (speed: one Python frame); the general way (_batch._queue_call making a
@@ -124,7 +141,7 @@ def test_a_sync_builders_members_queue_themselves_as_the_general_way_queues() ->
     assert [type(p) for p in queues[0][1]] == [tuple, type(None), dict, tuple, tuple, dict, list]
 
     def fields(result: Any) -> dict[str, Any]:
-        return {name: getattr(result, name) for name in _Waiter.__slots__}
+        return {name: getattr(result, name) for name in ("done", "error", "id", "method", "signal", "value", "waiting")}
 
     assert [fields(r) for r in fast_results] == [fields(r) for r in general_results]
     assert [r for r in fast._queued.results if r is not None] == fast_results  # each queued as itself
