@@ -217,15 +217,14 @@ class RPCClient:
         data = proto.encode_values(call_values(calls, ids))
         # (Members without a result are notifications: marked as the batch is sent.)
         unanswered = len(waiters) < len(calls.results)
-        for waiter, id_ in zip(waiters, ids, strict=True):
-            waiter.id = id_
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         if not waiters:  # notifications only
             link.start([], data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)
             return waiters
-        # The calls are pending as one (see _BatchWaiter); members the reply array
-        # leaves out fail at once (the core tells: expect_batch).
-        batch = _BatchWaiter(waiters)
+        # The calls are pending as one (see _BatchWaiter: it gives the members their
+        # ids); members the reply array leaves out fail at once (the core tells:
+        # expect_batch).
+        batch = _BatchWaiter(waiters, ids)
         proto.expect_batch(ids)
         link.batch_waiters[batch.id] = batch
         try:
@@ -254,6 +253,7 @@ class RPCClient:
         finally:
             proto.forget_batch(ids)
             link.batch_waiters.pop(batch.id, None)
+            batch.number()  # (done already when the reply was stored whole)
         return waiters  # the members' BatchResults, holding their outcomes
 
     def _wait_members(self, link: _Link, waiters: list[_Waiter], deadline: float | None) -> None:

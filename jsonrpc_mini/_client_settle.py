@@ -105,13 +105,16 @@ class ReplySettler:
         # stop, and the general loop goes on from there. (A member that is not
         # what the lookups expect raises KeyError or TypeError: the same. Nothing is
         # stored in a waiter before its member was found a plain success.)
+        # Each member's id is set here too (see _BatchWaiter.ids).
         try:
-            for waiter, value in zip(batch.members, values, strict=True):
+            for waiter, value, id_ in zip(batch.members, values, batch.ids, strict=True):
                 if len(value) != 3 or value["jsonrpc"] != "2.0":
                     break
+                waiter.id = id_
                 waiter.value = value["result"]
                 waiter.done = True
             else:
+                batch.numbered = True
                 batch.done = True
                 return batch, []
         except (KeyError, TypeError):
@@ -149,6 +152,7 @@ class ReplySettler:
         The batch's entry leaves ``pending`` done and ``expanded``: its caller,
         waiting on it, wakes and waits for each member in turn.
         """
+        batch.number()
         pending = self.pending
         if pending.get(batch.id) is batch:
             del pending[batch.id]

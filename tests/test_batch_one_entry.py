@@ -160,6 +160,32 @@ def test_members_answered_in_reads_of_their_own_each_get_their_reply(order: list
     assert link is not None and not link.pending and not link.batch_waiters and not link.reading
 
 
+@pytest.mark.parametrize("answer", ["whole", "cut short", "one by one", "nothing"])
+def test_each_member_ends_with_the_id_its_request_carried(answer: str) -> None:
+    # A member's id is set as the whole array's reply is stored, or else for all members
+    # at once (_BatchWaiter.number: the batch expanded, or its caller returning).
+    sent: list[Any] = []
+
+    def reply(calls: list[Any]) -> list[Any]:
+        sent.extend(call["id"] for call in calls)
+        if answer == "whole":
+            return [[ok(call["id"]) for call in calls]]
+        if answer == "cut short":  # the quick loop stops at the error; the general one goes on
+            return [[ok(calls[0]["id"]), missing(calls[1]["id"]), ok(calls[2]["id"])]]
+        if answer == "one by one":  # the batch is expanded
+            return [ok(call["id"]) for call in calls]
+        return []  # the connection closes: every member fails
+
+    c = RPCClient(transport=_Scripted(reply))  # type: ignore[arg-type]
+    results = _batch(c)
+    assert len(sent) == 3 and [r.id for r in results] == sent
+    if answer == "nothing":
+        with pytest.raises(ConnectionLost):
+            results[0].result()
+    else:
+        assert results[0].result() == f"r{sent[0]}"
+
+
 def test_an_error_without_id_before_the_array_is_no_members() -> None:
     # Two calls pending: an error with id null can be neither's (it is logged), and the array answers both.
     def reply(calls: list[Any]) -> Any:
