@@ -60,6 +60,11 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
         # only a string names a method. The tests are an ``if``, not a boolean
         # assigned: only a test followed by its jump is specialized (~0.25k
         # instructions less per member). Every other member takes _other_member.
+        # The ``if`` is negated so that the other member's branch comes first: the
+        # tests then jump over that short branch, never over the usual member's
+        # longer one. A jump past 255 code units takes an EXTENDED_ARG first, and a
+        # comparison not followed by its jump itself stays unspecialized (the
+        # ``<= most`` cost ~0.17k instructions more per member that way).
         try:
             params = value["params"]
             id_ = value["id"]
@@ -67,23 +72,13 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
             function, fewest, most = positional[value["method"]]
         except (KeyError, TypeError):
             params = None  # (not a list: the member takes _other_member)
-        if (
+        if not (
             type(params) is list
-            and fewest <= len(params) <= most
+            and fewest <= (count := len(params)) <= most
             and (type(id_) is int or type(id_) is str)
             and jsonrpc == "2.0"
             and not session.draining  # (read per member, as the general path does)
         ):
-            try:
-                result = function(*params)
-                if type(result) is not int:  # (tested first: the one type the int writer takes)
-                    ints = False
-                    if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
-                        result = asyncio.run(await_result(result))
-            except BaseException as exc:  # (see Session.execute)
-                others[len(ids)] = error_response(id_, exc, value["method"], debug)
-                id_ = result = None
-        else:
             reply = _other_member(session, value, debug)
             if reply is None:
                 continue  # a notification
@@ -92,6 +87,26 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
                 ints = ints and type(result) is int
             else:
                 others[len(ids)] = reply
+                id_ = result = None
+        else:
+            try:
+                # Speed: the usual counts of arguments are passed one by one. A call
+                # with *params makes a tuple of the list and takes the generic call
+                # path (CALL_FUNCTION_EX: PyObject_Call, a new C-level frame for a
+                # Python function); a plain call is specialized (a Python function's
+                # frame is pushed in place): ~0.16k instructions less per member.
+                if count == 2:
+                    result = function(params[0], params[1])
+                elif count == 1:
+                    result = function(params[0])
+                else:
+                    result = function(*params)
+                if type(result) is not int:  # (tested first: the one type the int writer takes)
+                    ints = False
+                    if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
+                        result = asyncio.run(await_result(result))
+            except BaseException as exc:  # (see Session.execute)
+                others[len(ids)] = error_response(id_, exc, value["method"], debug)
                 id_ = result = None
         add_id(id_)
         add_result(result)

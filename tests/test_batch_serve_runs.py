@@ -217,3 +217,52 @@ def test_a_run_that_is_all_notifications_or_errors_answers_as_it_should(use_orjs
         assert alone(peer, call("add", [1, 2], 0), 0) == [success(0, 3)]  # nothing came for the notifications
     assert noted == [0, 1, 2, 3, 4]
     assert [(r["id"], r["error"]["code"]) for r in got] == [(i, -32603) for i in range(5)]
+
+
+def test_every_count_of_arguments_reaches_its_parameters_in_order() -> None:
+    # The usual member's call passes one or two arguments one by one, any other count
+    # as *params (see batch_reply): each must bind exactly as the general path binds
+    # it, in order, defaults and *args included; results of every kind, and ints
+    # only (the int writer's batch).
+    s = RPCServer(max_concurrent_calls=1)
+    s.register_function(lambda x: x, name="echo")  # (the oracle's marker)
+    s.register_function(lambda: "none", name="none")
+    s.register_function(lambda x: ["one", x], name="one")
+    s.register_function(lambda a, b: a - b, name="sub")  # (not symmetric: the order shows)
+    s.register_function(lambda a, b=10: ["pair", a, b], name="pair")
+    s.register_function(lambda a, b, c: [a, b, c], name="three")
+    s.register_function(lambda *args: list(args), name="many")
+    mixed = [
+        call("none", [], 1),
+        call("one", [7], 2),
+        call("sub", [10, 3], 3),
+        call("pair", [5], 4),
+        call("pair", [5, 6], 5),
+        call("three", [1, 2, 3], 6),
+        call("many", [], 7),
+        call("many", [1], 8),
+        call("many", [1, 2], 9),
+        call("many", [1, 2, 3, 4, 5], 10),
+        call("sub", [1, 2, 3], 11),  # too many: the general path's -32602
+        call("one", [], 12),  # too few
+    ]
+    ints = [call("sub", [i, 2 * i + 1], i) for i in range(50)]
+    with serving(s) as address, raw_connect(address) as peer:
+        expected = [reply for n, member in enumerate(mixed) for reply in alone(peer, member, n)]
+        peer.sendall(compact(mixed) + b"\n")
+        assert peer.json_line() == expected
+        peer.sendall(compact(ints) + b"\n")
+        assert peer.json_line() == [success(i, -i - 1) for i in range(50)]
+    assert [r.get("result") for r in expected[:10]] == [
+        "none",
+        ["one", 7],
+        7,
+        ["pair", 5, 10],
+        ["pair", 5, 6],
+        [1, 2, 3],
+        [],
+        [1],
+        [1, 2],
+        [1, 2, 3, 4, 5],
+    ]
+    assert [r["error"]["code"] for r in expected[10:]] == [-32602, -32602]
