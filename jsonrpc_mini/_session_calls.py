@@ -64,8 +64,15 @@ class SessionCalls:
             # here: its call, the tuple it returns and an empty keywords dict cost ~1.4k
             # of ~44k instructions per request.
             known = self._positional.get(method)
-            if known is not None and known[1] <= len(params) <= known[2]:
-                result = known[0](*params)
+            if known is not None and known[1] <= (count := len(params)) <= known[2]:
+                # One or two arguments passed one by one: a call the interpreter
+                # specializes, without a tuple made of the list (see _batch_serve).
+                if count == 2:
+                    result = known[0](params[0], params[1])
+                elif count == 1:
+                    result = known[0](params[0])
+                else:
+                    result = known[0](*params)
             else:
                 function, args, kwargs = self.server.resolve(method, params)
                 result = function(*args, **kwargs)
