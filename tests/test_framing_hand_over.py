@@ -13,34 +13,13 @@ import json
 from typing import Any
 
 import pytest
+from _framer_support import RecordingLoads, events
 
 from jsonrpc_mini import _json_stream
 from jsonrpc_mini._framing import FrameError, JsonStreamFramer, Message
 from jsonrpc_mini._json import JsonCodec
 
 BIG = json.dumps({"jsonrpc": "2.0", "result": "x" * (300 * 1024), "id": 7}).encode()
-
-
-class RecordingLoads:
-    """The codec's loads, keeping what each call was given (its type and bytes)."""
-
-    def __init__(self) -> None:
-        self.codec = JsonCodec()
-        self.seen: list[tuple[type, bytes]] = []
-
-    def __call__(self, data: Any) -> Any:
-        self.seen.append((type(data), bytes(data)))
-        return self.codec.loads(data)
-
-
-def events(framer: JsonStreamFramer) -> list[Any]:
-    out = []
-    for _ in range(100):  # bounded: a framer stops with None
-        event = framer.next_event()
-        if event is None:
-            return out
-        out.append(event)
-    raise AssertionError("the framer never stopped")
 
 
 def framer_with(loads: RecordingLoads, max_depth: int = 64, after_decoding: bool = False) -> JsonStreamFramer:
