@@ -238,3 +238,15 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     return server_ctx, client_ctx
+
+
+def ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (tests of IPv6 are skipped without it)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

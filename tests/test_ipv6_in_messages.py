@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from _aio_support import run
-from _driver_helpers import WAIT
+from _driver_helpers import WAIT, ipv6_loopback
 
 from jsonrpc_mini import ConnectionLost, RPCClient, aio
 from jsonrpc_mini.__main__ import main
@@ -24,16 +24,7 @@ from jsonrpc_mini.testing import check
 pytestmark = pytest.mark.timeout(60)
 
 
-def _loopback6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-if not _loopback6():
+if not ipv6_loopback():
     pytest.skip("no IPv6 loopback on this machine", allow_module_level=True)
 
 

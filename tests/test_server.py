@@ -17,6 +17,7 @@ import pytest
 from _driver_helpers import (
     WAIT,
     LeakCheck,
+    ipv6_loopback,
     raw_connect,
     request,
     serving,
@@ -1076,18 +1077,7 @@ def test_a_silent_tls_client_does_not_block_others(tls: Any) -> None:
         assert silent.to_eof() == b""  # dropped once handshake_timeout passed
 
 
-def _ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_ipv6_loopback() -> None:
     s = RPCServer()
     s.register_function(add)
