@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 from ._aio_buffer import read_buffer
 from ._aio_ending import EndingProtocol
 from ._aio_linger import close_under
+from ._codec import Request
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
 if TYPE_CHECKING:
@@ -63,7 +64,6 @@ class ServerProtocol(EndingProtocol):
         "_opts",
         "_proto",
         "_pumping",
-        "_read_paused",
         "_runner",
         "_scan_from",
         "_scan_soon",
@@ -193,7 +193,9 @@ class ServerProtocol(EndingProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; calls still running finish (their replies are dropped).
 
-        Its requests not started yet are dropped (see ``_peer_gone``).
+        Its requests not started yet are dropped; the notifications received still
+        run, and the connection is kept (in ``_orphans``) until they have (see
+        ``_peer_gone``).
         """
         self._peer_gone()
         if self._timer is not None:
@@ -204,10 +206,12 @@ class ServerProtocol(EndingProtocol):
             srv._conns.discard(self)
             if srv._blocked.pop(self, None) is not None:  # (was held: the gate may open)
                 srv._unblock()
-            if self.busy:  # calls still running: shutdown() waits for them (or cancels them) too
+            if self.busy or not self._input_done:  # calls still running or to run: shutdown() waits for them too
                 srv._orphans.add(self)
             if not srv._conns:
                 self._runner.release()
+            if not (self.busy or self._input_done):  # (else a call that ends pumps)
+                self.pump()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -272,10 +276,15 @@ class ServerProtocol(EndingProtocol):
                         if self._backlog is not None and proto.in_message:
                             self._feed_backlog()  # the rest belongs to a value begun before
                         continue
-                    pulled += 1
                     if isinstance(event, Call):
-                        self._call(event.message)
-                    elif isinstance(event, Batch):
+                        call = event.message
+                        if self._gone and type(call) is Request:
+                            continue  # nobody can read its reply (see _peer_gone)
+                        pulled += 1
+                        self._call(call)
+                        continue
+                    pulled += 1
+                    if isinstance(event, Batch):
                         self._start_batch(event)
                     elif isinstance(event, Reply):
                         self._write(event.data)
@@ -323,6 +332,8 @@ class ServerProtocol(EndingProtocol):
                 self._last = self._loop.time()
                 if self._turn and pulled > turn_at >= 0:
                     srv.turn_used(self)
+        if self._gone:
+            self._input_done = True  # the peer's messages received are all taken (see _peer_gone)
         if self._input_done:
             self._pause()
             return
@@ -377,7 +388,7 @@ class ServerProtocol(EndingProtocol):
             self._scan_from = None
             if self._started is not None:
                 self._started += self._loop.time() - scan_from
-            if not self._input_done:
+            if not (self._input_done or self._gone):
                 self._arm()
 
     def _feed_backlog(self) -> None:

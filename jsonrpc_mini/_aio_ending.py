@@ -2,7 +2,7 @@
 
 Closing (replies still flushed), aborting (a peer that does not read its
 replies), answering "shutting down" from the server's drain on, and a peer that
-has gone (its requests not started yet are dropped). ``ServerProtocol``
+has gone (its requests not started yet are dropped, its notifications run). ``ServerProtocol``
 (``_aio_conn``) keeps reading and back-pressure. Moved out of ``_aio_conn``.
 """
 
@@ -18,23 +18,39 @@ class EndingProtocol(WritingProtocol):
     """The ending part of ``ServerProtocol``, which sets the attributes below."""
 
     # Slots: the attributes assigned through this type (the rest are ServerProtocol's).
-    __slots__ = ("_backlog", "_draining", "_gone", "_input_done")
+    __slots__ = ("_backlog", "_draining", "_gone", "_input_done", "_read_paused")
 
     _backlog: bytes | None  # received, not yet given to the core (see ServerProtocol)
+    _events: bool  # the core may hold events (see ServerProtocol)
+
+    def _feed_backlog(self) -> None:
+        """Give every byte not yet given to the core to its framer (``ServerProtocol``'s)."""
+        raise NotImplementedError
 
     def _peer_gone(self) -> None:
-        """Nothing more can reach the peer: take no more calls, drop its requests not started.
+        """Nothing more can reach the peer: skip its requests not started, still run its notifications.
 
         As on the sync server, whose threads stop taking requests once a reply
         cannot be sent: a client that sends many calls and hangs up does not keep
         the server running them. Calls already running finish; notifications
         already taken still run (the runner's queue keeps them; a batch's workers
-        run its notification members and skip the rest: ``_run_batch``).
+        run its notification members and skip the rest: ``_run_batch``). So do
+        the notifications among the bytes received and not taken yet (API.md: a
+        notification runs even if its sender closes right after): they all go to
+        the core now (nothing more is read), and the pump goes on taking its
+        events within the call limits, skipping requests, until none is left
+        (then input is done: ``ServerProtocol._pump``); a message left incomplete
+        is dropped.
         """
         if self._gone:
             return
-        self._gone = self._input_done = True
-        self._backlog = None
+        self._gone = True
+        if not self._input_done:
+            self._feed_backlog()
+            if not self._events:
+                self._input_done = True  # (nothing received is left to take)
+            self._read_paused = True  # (never resumed: an ended call pumps, see _ended)
+            self._write_paused = False  # (nothing will resume it: the transport is closing)
         if self.busy:  # (else nothing of this connection is queued: no need to look)
             dropped = self._runner.drop_requests(self)
             if dropped:
