@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any
 
 import pytest
 from _aio_support import WAIT, request, run, serving, until
-from test_aio_gone_peer import raw_client, reset
+from test_aio_gone_peer import raw_client
+from test_aio_gone_peer_notify import CALLS, gone_after, line, slow_server
 
 from jsonrpc_mini import aio
 
@@ -31,48 +31,22 @@ pytestmark = [
     pytest.mark.timeout(60),
 ]
 
-CALLS = 20
-
-
-def line(message: Any) -> bytes:
-    return json.dumps(message).encode() + b"\n"
-
 
 @pytest.mark.parametrize("limit", [1, 2])  # 1: each reply written alone; 2: the two ended together in one write
 @pytest.mark.parametrize("ending", ["reset", "close"])
 def test_requests_held_at_the_call_limit_do_not_run_for_a_client_that_has_gone(ending: str, limit: int) -> None:
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=limit)
-        gate = asyncio.Event()
-        started: list[int] = []
-
-        @srv.register
-        async def slow(i: int) -> int:
-            started.append(i)
-            await gate.wait()
-            return i
+        srv, _, _ = slow_server(limit)
 
         @srv.register
         async def add(a: int, b: int) -> int:
             return a + b
 
         async with serving(srv) as address:
-            loop = asyncio.get_running_loop()
-            sock = await raw_client(address)
-            await loop.sock_sendall(sock, b"".join(line(request("slow", [i], id_=i)) for i in range(CALLS)))
-            await until(lambda: len(started) == limit)  # the rest is read and held: reading paused
-            for _ in range(20):  # (nothing more starts while the first ones wait)
-                await asyncio.sleep(0)
-            assert started == list(range(limit))
-            if ending == "reset":
-                reset(sock)
-            else:
-                sock.close()
-            for _ in range(20):
-                await asyncio.sleep(0)
-            assert srv.connection_count == 1  # not reading: the server cannot tell yet
-            gate.set()  # the calls end; their replies cannot reach the client
+            payload = b"".join(line(request("slow", [i], id_=i)) for i in range(CALLS))
+            await gone_after(srv, address, payload, limit, ending, 1)  # (the calls then end, unread)
             await until(lambda: srv.connection_count == 0 and srv.total_busy == 0)
+            started = srv.started  # type: ignore[attr-defined]
             assert len(started) < CALLS // 2, started  # (the old server ran all 20)
             other = await aio.connect(*address, timeout=WAIT)  # the server still serves others
             assert await other.add(1, 2) == 3
@@ -85,15 +59,9 @@ def test_a_client_that_only_half_closed_still_gets_every_reply() -> None:
     """The server cannot tell a half-close from a close until a reply fails: it answers all."""
 
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=2)
-        gate = asyncio.Event()
-        started: list[int] = []
-
-        @srv.register
-        async def slow(i: int) -> int:
-            started.append(i)
-            await gate.wait()
-            return i
+        srv, _, _ = slow_server(2)
+        gate: asyncio.Event = srv.gate  # type: ignore[attr-defined]
+        started: list[int] = srv.started  # type: ignore[attr-defined]
 
         async with serving(srv) as address:
             loop = asyncio.get_running_loop()
