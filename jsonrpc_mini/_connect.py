@@ -17,7 +17,7 @@ from ._tcp_bind import host_port
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
-__all__ = ["check_port", "connect_errors", "connect_target", "open_connection"]
+__all__ = ["check_port", "check_server_hostname", "connect_errors", "connect_target", "open_connection"]
 
 
 def check_port(port: object) -> int:
@@ -29,6 +29,12 @@ def check_port(port: object) -> int:
     if not (is_count(port, 0) and port <= 65535):
         raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
     return port
+
+
+def check_server_hostname(ssl: object, server_hostname: object) -> None:
+    """ValueError for a ``server_hostname`` given without ``ssl`` (it would be ignored), as asyncio says."""
+    if server_hostname is not None and ssl is None:
+        raise ValueError("server_hostname is only meaningful with ssl")
 
 
 def connect_target(host: object, port: object, path: str | None) -> str:
@@ -58,8 +64,7 @@ def open_connection(
     :class:`RPCTimeout` if connecting takes longer than ``timeout``.
     ``server_hostname`` without ``ssl``: ValueError, as asyncio (the aio client) says.
     """
-    if server_hostname is not None and ssl is None:
-        raise ValueError("server_hostname is only meaningful with ssl")
+    check_server_hostname(ssl, server_hostname)
     sock: socket.socket
     with connect_errors(connect_target(host, port, path), timeout):
         if path is not None:

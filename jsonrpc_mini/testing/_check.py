@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._connect import check_port
+from .._connect import check_port, check_server_hostname
 from .._remote import LONGEST_WAIT, is_seconds
 from .._tcp_bind import host_port
 
@@ -304,8 +304,7 @@ def check(
     from ._probes import PROBES  # noqa: PLC0415 - the probes import this module's helpers
 
     check_arguments(timeout, only, [name for name, _ in PROBES], port=port)
-    if server_hostname is not None and ssl is None:  # (it would be ignored: a plain-text check)
-        raise ValueError("server_hostname is only meaningful with ssl")
+    check_server_hostname(ssl, server_hostname)  # (it would be ignored: a plain-text check)
     report = CheckReport(host, port, seed)
     address = Address(host, port, ssl, server_hostname)
     try:
