@@ -12,7 +12,7 @@ import logging
 from ._aio_call_future import Call
 from ._client_protocol import ClientConnection
 from ._codec import ErrorResponse, Id, Response
-from ._errors import error_from_response, unreadable_reply, unusable_reply
+from ._errors import error_from_response, unread_mark, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 
 __all__ = ["ReplySettler"]
@@ -85,8 +85,7 @@ class ReplySettler:
                 self.said = event.error.message
             elif event.unreadable is not None:
                 self.said = f"a reply that could not be read, {event.unreadable}"
-                top = max((id_ for id_ in self.pending if type(id_) is int), default=0)
-                self.unread = (top, event.unreadable)
+                self.unread = unread_mark(self.pending, event.unreadable)
             log.warning("ignoring message from server: %s", event.reason)
             return
         if event.error is not None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ._client_protocol import BatchAnswer, ClientConnection
 from ._client_waiter import _BatchWaiter, _Waiter
 from ._codec import ErrorResponse, Id, Response
-from ._errors import ConnectionLost, error_from_response, unreadable_reply, unusable_reply
+from ._errors import ConnectionLost, error_from_response, unread_mark, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 from ._transport import Transport
 
@@ -263,8 +263,7 @@ class ReplySettler:
             ):
                 only = None
                 if event.unreadable is not None:
-                    top = max((id_ for id_ in self.pending if type(id_) is int), default=0)
-                    self.unread = (top, event.unreadable)
+                    self.unread = unread_mark(self.pending, event.unreadable)
             else:
                 only = self.pending.pop(next(iter(self.pending)))
                 err = event.error

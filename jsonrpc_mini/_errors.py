@@ -18,6 +18,7 @@ A handler that raises any ``RPCError`` sends its code, message and data to the c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -174,6 +175,15 @@ def unreadable_reply(message: str, method: str | None) -> RPCError:
     exc = RPCError(None, f"the server's reply could not be read: {message}")
     exc.method = method
     return exc
+
+
+def unread_mark(pending: Iterable[object], message: str) -> tuple[int, str]:
+    """What a link keeps of an unreadable reply no call took, for ``unread_since``.
+
+    (the highest integer id among ``pending``, the calls waiting when it came;
+    ``message``, its parse error): the calls sent before it are those up to that id.
+    """
+    return max((id_ for id_ in pending if type(id_) is int), default=0), message
 
 
 def unread_since(unread: tuple[int, str] | None, id_: object) -> str:
