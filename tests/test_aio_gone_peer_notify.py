@@ -70,9 +70,9 @@ async def gone_after(
     srv.gate.set()  # type: ignore[attr-defined]  # the calls end; their replies cannot reach the client
 
 
-def slow_server(limit: int) -> tuple[aio.RPCServer, list[str], list[int]]:
+def slow_server(limit: int, **options: Any) -> tuple[aio.RPCServer, list[str], list[int]]:
     """A server with ``slow`` (waits for ``srv.gate``), ``mark`` (a notification's) and ``late`` calls."""
-    srv = aio.RPCServer(max_concurrent_calls=limit)
+    srv = aio.RPCServer(max_concurrent_calls=limit, **options)
     gate = asyncio.Event()
     started: list[int] = []
     marks: list[str] = []
@@ -205,18 +205,9 @@ def test_shutdown_ends_what_a_client_that_has_gone_left_to_run() -> None:
     """shutdown() waits for (then cancels) the notifications running; those not started never start."""
 
     async def main() -> None:
-        srv = aio.RPCServer(max_concurrent_calls=2, shutdown_grace=0.05)
-        gate, never = asyncio.Event(), asyncio.Event()
-        started: list[int] = []
+        srv, _, _ = slow_server(2, shutdown_grace=0.05)
+        never = asyncio.Event()
         noted: list[int] = []
-        srv.gate = gate  # type: ignore[attr-defined]
-        srv.started = started  # type: ignore[attr-defined]
-
-        @srv.register
-        async def slow(i: int) -> int:
-            started.append(i)
-            await gate.wait()
-            return i
 
         @srv.register
         async def note(i: int) -> None:
