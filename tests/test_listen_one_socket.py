@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, serving, tls_contexts
+from _driver_helpers import WAIT, ipv6_loopback, serving, tls_contexts
 
 from jsonrpc_mini import RPCClient, RPCServer, aio
 
@@ -28,15 +28,6 @@ pytestmark = [
 ]
 
 _real_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def fake_resolver(names: dict[str, list[str]]) -> Any:
@@ -143,7 +134,7 @@ def test_localhost_port_0_is_one_socket_on_the_port_named(kind: str, tls: bool) 
 def test_a_name_with_two_addresses_is_served_on_one_socket_on_the_port_named(
     kind: str, tls: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    second = "::1" if _loopback6() else "127.0.0.2"
+    second = "::1" if ipv6_loopback() else "127.0.0.2"
     monkeypatch.setattr(socket, "getaddrinfo", fake_resolver({"twice.test": ["127.0.0.1", second]}))
     address, opened = check(kind, "twice.test", tls, "127.0.0.1")
     assert address == ("127.0.0.1", address[1])
@@ -153,7 +144,7 @@ def test_a_name_with_two_addresses_is_served_on_one_socket_on_the_port_named(
 def test_a_name_with_only_an_ipv6_address_is_served_there(
     kind: str, tls: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not _loopback6():
+    if not ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     monkeypatch.setattr(socket, "getaddrinfo", fake_resolver({"six.test": ["::1"]}))
     address, opened = check(kind, "six.test", tls, "::1")
