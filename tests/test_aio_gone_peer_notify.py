@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from typing import Any
 
 import pytest
 from _aio_support import request, run, serving, until
+from _driver_helpers import tls_contexts
 from test_aio_gone_peer import raw_client, reset
 
 from jsonrpc_mini import aio
@@ -225,5 +228,49 @@ def test_shutdown_ends_what_a_client_that_has_gone_left_to_run() -> None:
             assert noted == [0, 1]
             assert srv.total_busy == 0
             assert not srv._orphans
+
+    run(main)
+
+
+@pytest.mark.parametrize("stop", ["shutdown", "gate"])
+def test_a_gone_tls_client_held_at_the_server_wide_limit_keeps_its_notifications_until_shutdown(stop: str) -> None:
+    """Its notifications wait for a slot of ``max_total_calls`` when the client resets.
+
+    Over TLS the server learns of the reset while the client is held (asyncio's TLS
+    layer goes on reading beneath a paused transport), so nothing of that client
+    runs then, yet it has notifications to run: the server keeps the connection
+    until they have run ("gate": the slot frees), and ``shutdown()`` ends it with
+    the others, so none of them starts after ``shutdown()`` has returned
+    ("shutdown").
+    """
+    server_ctx, client_ctx = tls_contexts()
+
+    async def main() -> None:
+        srv, marks, _ = slow_server(4, max_total_calls=1, shutdown_grace=0.05)
+        async with serving(srv, ssl=server_ctx) as address:
+            _, holder = await asyncio.open_connection(*address, ssl=client_ctx)
+            holder.write(line(request("slow", [0], id_=0)))
+            await until(lambda: srv.started == [0])  # type: ignore[attr-defined]
+            _, gone = await asyncio.open_connection(*address, ssl=client_ctx)
+            gone.write(b"".join(line(request("mark", [str(i)], id_=None)) for i in range(3)))
+            await gone.drain()
+            await until(lambda: srv.connection_count == 2)
+            for _ in range(20):  # the notifications are read and wait for the slot
+                await asyncio.sleep(0)
+            gone.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.transport.abort()
+            await until(lambda: srv.connection_count == 1)  # the server has seen the reset
+            assert marks == []
+            if stop == "gate":
+                srv.gate.set()  # type: ignore[attr-defined]
+                await until(lambda: len(marks) == 3)
+                assert sorted(marks) == ["0", "1", "2"]
+            else:
+                await srv.shutdown()  # the slow call is cancelled after the grace: its slot frees
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                assert marks == []  # held when shutdown began: never started, not even after it
+                assert not srv._orphans
+            holder.transport.abort()
 
     run(main)
