@@ -84,41 +84,53 @@ class ReplySettler:
     def _take_answer(self, answer: BatchAnswer) -> tuple[_BatchWaiter | None, list[Any]]:
         """Store a batch's whole reply array in its members (lock held): the batch (to wake), the values left.
 
-        The values left are the array's members not stored here, to settle one by
-        one as any reply (the batch is expanded then: see _BatchWaiter): all of
-        them if the batch is no longer pending as one (given up on, failed, or
-        expanded already); the members from the first that is no plain reply
-        (a Violation: its handling needs the general way) on.
+        The values left are to settle one by one as any reply (the batch is then
+        expanded, or still pending as one: see _BatchWaiter): all of the array's
+        members (and the events of those it leaves out: ``batch_events``) if the
+        batch is no longer pending as one (given up on, failed, or expanded
+        already) or the array does not carry its ids in order; the members from
+        the first that is no plain reply (a Violation: its handling needs the
+        general way) on.
         """
         batch = self.pending.get(answer.first)
         if type(batch) is not _BatchWaiter:
-            return None, answer.members
-        del self.pending[answer.first]
+            return None, self.proto.batch_events(answer)
         values = answer.members
-        # The array answers the batch in order (BatchAnswer): member i is waiter i's
-        # reply, and every member is an object carrying its waiter's id. So a member
-        # of exactly three names, one "jsonrpc": "2.0" and one "result", is a plain
-        # success (as in _ReplyReader._settle_lines). Speed: this loop tests that
-        # with two lookups and len(), no calls or type tests (~550 instructions a
-        # member less than the general loop below, ~0.6M of ~15.6M in a 1,000-call
-        # batch): a member it does not take (an error, anything unusual) makes it
-        # stop, and the general loop goes on from there. (A member that is not
-        # what the lookups expect raises KeyError or TypeError: the same. Nothing is
-        # stored in a waiter before its member was found a plain success.)
+        # The array should answer the batch in order (BatchAnswer): member i is waiter
+        # i's reply, carrying its id. So a member of exactly three names, one
+        # "jsonrpc": "2.0", one "result" and waiter i's id, is a plain success (as in
+        # _ReplyReader._settle_lines). Speed: this loop tests that with three lookups
+        # and len(), no calls or type tests (~550 instructions a member less than the
+        # general loop below, ~0.6M of ~15.6M in a 1,000-call batch), and the id
+        # test here spares the core a pass of its own (see _batch_reply): a member
+        # it does not take (an error, a wrong id, anything unusual) makes it stop,
+        # and _take_members goes on from there. (A member that is not what the
+        # lookups expect raises KeyError or TypeError: the same. Nothing is stored
+        # in a waiter before its member was found a plain success.)
         # Each member's id is set here too (see _BatchWaiter.ids).
         try:
             for waiter, value, id_ in zip(batch.members, values, batch.ids, strict=True):
-                if len(value) != 3 or value["jsonrpc"] != "2.0":
+                if len(value) != 3 or value["jsonrpc"] != "2.0" or value["id"] != id_:
                     break
                 waiter.id = id_
                 waiter.value = value["result"]
                 waiter.done = True
             else:
+                del self.pending[answer.first]
+                self.proto.forget_answered(answer)
                 batch.numbered = True
                 batch.done = True
                 return batch, []
         except (KeyError, TypeError):
             pass
+        if not self.proto.in_order(answer, batch.ids):
+            # Not this batch's array in order after all. The members stored above carried
+            # their own ids: they keep their replies. The array goes the general way,
+            # member by member (the batch stays pending as one until one of them
+            # concerns it: _pop expands it then, and drops the replies stored here).
+            return None, self.proto.batch_events(answer)
+        del self.pending[answer.first]
+        self.proto.forget_answered(answer)
         return self._take_members(batch, values)
 
     def _take_members(self, batch: _BatchWaiter, values: list[Any]) -> tuple[_BatchWaiter, list[Any]]:

@@ -113,6 +113,38 @@ def test_an_unusable_member_in_an_array_in_order_fails_alone(framing: str, bad: 
     assert not fake.errors
 
 
+@pytest.mark.parametrize("framing", _FRAMINGS)
+@pytest.mark.parametrize("shape", ["reversed", "last two swapped", "an id twice", "an id of nobody's"])
+def test_an_array_as_long_as_the_batch_not_in_its_order_goes_member_by_member(framing: str, shape: str) -> None:
+    # The core hands such an array on whole without looking at its ids; the quick
+    # loop stops at the first id that is not its member's (after storing the members
+    # before it), and the rest goes the general way: each member gets its own reply,
+    # a member the array leaves out fails at once.
+    def reply(calls: list[Any]) -> Any:
+        ids = [call["id"] for call in calls]
+        if shape == "reversed":
+            ids.reverse()
+        elif shape == "last two swapped":
+            ids[1], ids[2] = ids[2], ids[1]
+        elif shape == "an id twice":
+            ids[1] = ids[0]
+        else:
+            ids[1] = 999
+        return [ok(id_) for id_ in ids]
+
+    with FakeServer(_answer(reply, framing)) as fake, RPCClient(*fake.address, timeout=WAIT, framing=framing) as c:  # type: ignore[arg-type]
+        f, g, h = _batch(c)
+        assert f.result() == f"r{f.id}" and h.result() == f"r{h.id}"
+        if shape in ("reversed", "last two swapped"):
+            assert g.result() == f"r{g.id}"
+        else:
+            with pytest.raises(RPCError, match="has no response for this call") as info:
+                g.result()
+            assert info.value.method == "g"
+        _idle(c)
+    assert not fake.errors
+
+
 @pytest.mark.parametrize("order", ["in order", "reversed", "last first"])
 def test_members_answered_one_by_one_each_get_their_reply(order: str) -> None:
     # No array: each member's reply alone (the first's id is the batch entry's key).
