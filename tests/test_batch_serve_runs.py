@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from _driver_helpers import LeakCheck, Peer, raw_connect, serving
 
-from jsonrpc_mini import InvalidParams, RPCServer
+from jsonrpc_mini import InvalidParams, RPCServer, _batch_serve
 from jsonrpc_mini._framing import encode_frame
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
 from jsonrpc_mini._protocol import ServerConnection
+from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -266,3 +267,53 @@ def test_every_count_of_arguments_reaches_its_parameters_in_order() -> None:
         [1, 2, 3, 4, 5],
     ]
     assert [r["error"]["code"] for r in expected[10:]] == [-32602, -32602]
+
+
+# -- the members' keys --------------------------------------------------------------
+
+FIRSTS: list[Any] = [
+    1,
+    None,
+    "params",
+    [call("add", [1, 2], 0)],
+    {},
+    {"jsonrpc": "2.0", "method": "note", "params": ["n"]},  # no id
+    {"jsonrpc": "2.0", "method": "add", "id": 0},  # no params
+    {"id": 0, "params": [1, 2]},  # neither jsonrpc nor method
+    call("add", [1, 2], 0) | {"extra": {"params": 1}},  # a usual member itself: runs directly too
+]
+
+
+@pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("first", FIRSTS)
+def test_usual_members_run_directly_whatever_the_first_member_holds(
+    use_orjson: bool, first: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # batch_reply looks the usual member's keys up with the first member's own key
+    # objects (_member_keys): a first member that is no object, or lacks some keys,
+    # must leave the literals for those, so the other members still run directly.
+    s, _ = make_server(use_orjson)
+    session = Session(s, None, lambda _: None, "keys")  # type: ignore[arg-type]  # (never serves: no transport)
+    others: list[Any] = []
+    general = _batch_serve._other_member
+
+    def counted(session: Any, value: Any, debug: bool) -> Any:
+        others.append(value)
+        return general(session, value, debug)
+
+    monkeypatch.setattr(_batch_serve, "_other_member", counted)
+    values = s.codec.loads(compact([first, *run_of("add", 1, 5)]))
+    reply = json.loads(_batch_serve.batch_reply(session, values) or b"null")
+    assert others == ([] if first is FIRSTS[-1] else [values[0]])
+    assert reply[-5:] == [success(i, i + 1) for i in range(1, 6)]
+    assert _batch_serve.batch_reply(session, []) is None  # (no first member: nothing to take keys from)
+
+
+@pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
+def test_the_member_keys_are_the_decoded_objects_themselves(use_orjson: bool) -> None:
+    first = JsonCodec(use_orjson=use_orjson).loads(compact(call("add", [1, 2], 3)))
+    keys = _batch_serve._member_keys(first)
+    assert keys == ("params", "id", "jsonrpc", "method")
+    assert [next(own for own in first if own is key) for key in keys] == list(keys)  # (StopIteration: a copy)
+    partial = _batch_serve._member_keys({"id": 1})
+    assert partial == ("params", "id", "jsonrpc", "method") and partial[1] is next(iter({"id": 1}))
