@@ -216,7 +216,7 @@ class RPCClient:
         ids = proto.next_ids(len(waiters))
         data = proto.encode_values(call_values(calls, ids))
         # (Members without a result are notifications: marked as the batch is sent.)
-        unanswered = len(waiters) < len(calls.results)
+        unanswered = len(waiters) < len(calls)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         if not waiters:  # notifications only
             link.start([], data, deadline, "batch", unanswered=unanswered, batch=True, timeout=self._timeout)

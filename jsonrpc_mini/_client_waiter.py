@@ -44,7 +44,9 @@ class _Waiter(BatchResult):
     """
 
     __slots__ = ("done", "error", "id", "signal", "waiting")
-    # ``method`` and ``value`` are BatchResult's two slots under other names (the same
+    # BatchResult's third slot, ``_params``, holds a batch member's params (set as it
+    # is queued; a single call's waiter leaves it empty: its params go out at once).
+    # ``method`` and ``value`` are BatchResult's other two under other names (the same
     # member descriptors). ``method`` (a str) is ``_method``, which BatchResult's
     # read-only ``method`` property reads too: set once, read directly. ``value`` is
     # ``_outcome``, which BatchResult alone never sets on a waiter: _Waiter overrides
@@ -131,10 +133,8 @@ class _QueuedWaiter(_Waiter):
     def __init__(self, queued: QueuedCalls, method: str, /, *args: Any, **kwargs: Any) -> None:
         if queued.sent:
             queued.check_open()
-        params = build_params(args, kwargs) if kwargs else args if args else None  # (before queueing: may raise)
-        queued.methods.append(method)
-        queued.params.append(params)
-        queued.results.append(self)
+        self._params = build_params(args, kwargs) if kwargs else args if args else None  # (before queueing: may raise)
+        queued.entries.append(self)
         self.id = None
         self.method = method
         self.done = False

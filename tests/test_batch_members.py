@@ -82,7 +82,7 @@ class Held(BatchResult):
 
 def test_a_sender_may_answer_with_the_results_themselves() -> None:
     def send(calls: Any) -> list[Any]:
-        results = [r for r in calls.results if r is not None]
+        results = calls.answered()
         for n, result in enumerate(results):
             result.value = n * 10
         return results
@@ -94,7 +94,7 @@ def test_a_sender_may_answer_with_the_results_themselves() -> None:
     assert (type(first), first.result(), second.result()) == (Held, 0, 10)
     assert repr(second) == "<BatchResult 'b' ready>"
 
-    short = BatchBuilder(lambda calls: [r for r in calls.results if r is not None][:1], make_result=Held)
+    short = BatchBuilder(lambda calls: calls.answered()[:1], make_result=Held)
     short.a()
     short.b()
     with pytest.raises(ValueError, match="answered 1 of 2"):
@@ -113,8 +113,8 @@ def test_a_waiters_method_and_value_are_fields_of_their_own_in_batch_results_slo
     assert repr(waiter) == "<BatchResult 'm' pending>"
     waiter.done = True
     assert waiter.result() == 5 and waiter.value == 5 and repr(waiter) == "<BatchResult 'm' ready>"
-    # Five slots of its own on top of BatchResult's two, no more.
-    slot = (BatchResult.__basicsize__ - object.__basicsize__) // 2
+    # Five slots of its own on top of BatchResult's three, no more.
+    slot = (BatchResult.__basicsize__ - object.__basicsize__) // 3
     assert _Waiter.__basicsize__ == BatchResult.__basicsize__ + 5 * slot
 
 
@@ -135,20 +135,20 @@ def test_a_sync_builders_members_queue_themselves_as_the_general_way_queues() ->
     for b in (fast, general):
         with pytest.raises(TypeError, match="collides"):
             b.m(1, a=1, **{"0": 2})  # queues nothing
-    queues = [(b._queued.methods, b._queued.params) for b in (fast, general)]
+    queues = [[(entry._method, entry._params) for entry in b._queued.entries] for b in (fast, general)]
     assert queues[0] == queues[1]
-    assert queues[0][0] == ["m", "m", "m", "m", "calc.m", "c", "n"]
-    assert [type(p) for p in queues[0][1]] == [tuple, type(None), dict, tuple, tuple, dict, list]
+    assert [method for method, _ in queues[0]] == ["m", "m", "m", "m", "calc.m", "c", "n"]
+    assert [type(p) for _, p in queues[0]] == [tuple, type(None), dict, tuple, tuple, dict, list]
 
     def fields(result: Any) -> dict[str, Any]:
         return {name: getattr(result, name) for name in ("done", "error", "id", "method", "signal", "value", "waiting")}
 
     assert [fields(r) for r in fast_results] == [fields(r) for r in general_results]
-    assert [r for r in fast._queued.results if r is not None] == fast_results  # each queued as itself
+    assert fast._queued.entries[:-1] == fast_results  # each queued as itself (then the notification)
     fast._take_queued()
     with pytest.raises(RPCError, match="already sent"):
         fast.m(1)
-    assert len(fast._queued.methods) == len(fast._queued.results) == 7
+    assert len(fast._queued) == len(fast._queued.entries) == 7
 
 
 # -- a reply line's plain successes ------------------------------------------------

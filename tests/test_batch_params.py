@@ -147,7 +147,7 @@ def test_queued_positional_arguments_of_plain_values_leave_the_garbage_collector
     for i in range(100):
         b.add(i, "x")
         b.call("add", i, 1.5)
-    queued = b._queued.params
+    queued = [entry._params for entry in b._queued.entries]
     gc.collect()
     assert len(queued) == 200
     assert not any(gc.is_tracked(params) for params in queued)
