@@ -10,7 +10,9 @@ reply is in.
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -69,3 +71,40 @@ def test_the_request_is_released_once_its_reply_is_sent(kind: str) -> None:
                     assert [peer.json_line()["result"] for _ in range(2)] == [1, 2]
                 wait_for(lambda: released(kept), "the server to let go of the request")
     assert kept
+
+
+@pytest.mark.parametrize("kind", ["plain call", "small batch", "large batch"])
+def test_the_request_is_let_go_of_only_after_its_reply_is_sent(kind: str) -> None:
+    # Freeing a request is work on the reply's way if done before it is sent (a
+    # batch of 1,000 calls: ~0.7M instructions of ~10M); after it, the client reads
+    # the reply meanwhile. A witness put into the request's params is freed with the
+    # request: it waits (bounded) for the test to have read the reply.
+    reply_read = threading.Event()
+    waited: list[bool] = []
+
+    class Witness:
+        def __del__(self) -> None:
+            waited.append(reply_read.wait(2.0))
+
+    def mark(x: list[Any]) -> int:
+        if not x:
+            x.append(Witness())
+        return len(x)
+
+    s = RPCServer()
+    s.register_function(mark)
+    # A large batch's reply is over the session's _SMALL_REPLY (16 KiB): sent the other way.
+    count = {"plain call": 0, "small batch": 3, "large batch": 600}[kind]
+    with serving(s) as address, raw_connect(address) as peer:
+        if kind == "plain call":
+            peer.sendall(request("mark", [[]], 1))
+            assert peer.json_line()["result"] == 1
+        else:
+            calls = [
+                {"jsonrpc": "2.0", "method": "mark", "params": [[] if i == 0 else [0]], "id": i} for i in range(count)
+            ]
+            peer.sendall(json.dumps(calls).encode() + b"\n")
+            assert [r["result"] for r in peer.json_line()] == [1] * count
+        reply_read.set()
+        wait_for(lambda: waited, "the server to let go of the request")
+    assert waited == [True]
