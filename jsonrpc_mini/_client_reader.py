@@ -55,6 +55,7 @@ class _ReplyReader(ReadingTurn):
             raise
 
     def _wait(self, waiter: _Waiter, deadline: float | None, timeout: float | None) -> None:
+        me = threading.get_ident()
         while True:
             with self.lock:
                 if waiter.done:
@@ -68,10 +69,10 @@ class _ReplyReader(ReadingTurn):
                     return
                 lead = not self.reading
                 if lead:
-                    self.reading = threading.get_ident()
+                    self.reading = me
                 else:
                     waiter.waiting = True
-                    signal = waiter.wait_signal()  # under the lock: a reply cannot slip past it
+                    signal = waiter.wait_signal(self.doorbells, me)  # under the lock: a reply cannot slip past it
             if lead:
                 self._lead(waiter, deadline)
                 if waiter.done:  # filled by this thread: no lock round needed to see it
@@ -79,8 +80,14 @@ class _ReplyReader(ReadingTurn):
             else:
                 pause = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
                 # Take the signal (waiting for it at most ``pause``): the next wait blocks again.
-                signal.acquire(timeout=max(pause, 0.0))
-                waiter.waiting = False
+                try:
+                    signal.acquire(timeout=max(pause, 0.0))
+                finally:
+                    waiter.waiting = False
+                    # Not kept: a call's error (and so its waiter) may be kept for long,
+                    # a doorbell's descriptor must go with the connection (the next
+                    # wait, in a lock round, sets one again; see _client_doorbell).
+                    waiter.signal = None
                 if waiter.done:  # filled in, then woken (done is set last): no lock round needed to see it
                     return
             if deadline is not None and time.monotonic() >= deadline:

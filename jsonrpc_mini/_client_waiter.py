@@ -1,15 +1,16 @@
 """A sync client's outstanding call (``_Waiter``), and the RPCTimeout it may end with.
 
 The reading side (``_client_reader``) fills a waiter in when its reply arrives and
-wakes its caller if that caller waits for another thread to read.
+wakes its caller if that caller waits for another thread to read (on its thread's
+doorbell: ``_client_doorbell``).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from ._batch import BatchResult, QueuedCalls, not_sent
+from ._client_doorbell import Doorbell, Signal, signal_for_wait
 from ._codec import Id, build_params
 from ._errors import RPCError, RPCTimeout
 
@@ -67,20 +68,22 @@ class _Waiter(BatchResult):
         self.waiting = False
         self.value: Any = None
         self.error: RPCError | None = None
-        # Made only when a caller has to wait for another thread to read its reply: a
-        # caller that reads its own reply (the usual case) never needs one. A plain
-        # lock used as a one-slot signal: held while nobody has signalled, released
-        # by wake(). Speed: threading.Event is a Condition written in Python; with
+        # Set only while its caller sleeps, waiting for another thread to read its
+        # reply: a caller that reads its own reply (the usual case) never needs one.
+        # Its thread's doorbell, or a held lock (see _client_doorbell): released by
+        # wake(). Speed: threading.Event is a Condition written in Python; with
         # threads sharing a client, its wait/set pair cost several us per call.
-        self.signal: threading.Lock | None = None
+        self.signal: Signal | None = None
 
-    def wait_signal(self) -> threading.Lock:
-        """The signal to wait on (made on first use, not signalled yet)."""
-        signal = self.signal
-        if signal is None:
-            signal = threading.Lock()
-            signal.acquire()
-            self.signal = signal
+    def wait_signal(self, bells: dict[int, Doorbell], me: int) -> Signal:
+        """The signal thread ``me`` sleeps on next, from the link's ``bells`` (set anew for each wait).
+
+        Set in the lock round that looks at the call's state, so a wake-up decided
+        after that look reaches it; one decided before is seen in that state (done,
+        or the reading turn free), and at worst ends a later wait early (see
+        _client_doorbell).
+        """
+        signal = self.signal = signal_for_wait(bells, me)
         return signal
 
     def wake(self) -> None:

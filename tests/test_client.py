@@ -1118,10 +1118,10 @@ class _Interrupted:
 class _InterruptibleWaiter(waiter_module._Waiter):
     __slots__ = ()
 
-    def wait_signal(self) -> Any:
+    def wait_signal(self, *args: Any) -> Any:
         if self.method == "interrupted":
             return _Interrupted()
-        return super().wait_signal()
+        return super().wait_signal(*args)
 
 
 def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
