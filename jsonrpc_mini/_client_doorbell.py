@@ -89,22 +89,42 @@ class Doorbell:
 
 
 _DOORBELLS = hasattr(os, "eventfd") and hasattr(select, "poll")
+# At most this many doorbells (descriptors) per connection; past it, those of threads
+# that have ended are forgotten, and while it stays full a new thread waits on a lock.
+_MOST_BELLS = 128
 
 
 def signal_for_wait(bells: dict[int, Doorbell], me: int) -> Signal:
     """The signal thread ``me`` sleeps on for its next wait: its doorbell in ``bells`` (made if new), or a held lock.
 
-    ``bells``: the connection's, by thread id (called under the connection's lock).
+    ``bells``: the connection's, by thread id (called under the connection's lock). A
+    thread's doorbell is kept for the next wait while the connection lives, so
+    many short-lived threads would leave many behind: at most ``_MOST_BELLS``.
     """
     if _DOORBELLS:
         bell = bells.get(me)
         if bell is None:
-            try:
-                bell = bells[me] = Doorbell()
-            except OSError:  # e.g. out of descriptors: a lock does the same, GIL convoy and all
-                bell = None
+            if len(bells) >= _MOST_BELLS:
+                _forget_ended(bells)
+            if len(bells) < _MOST_BELLS:
+                try:
+                    bell = bells[me] = Doorbell()
+                except OSError:  # e.g. out of descriptors: a lock does the same, GIL convoy and all
+                    bell = None
         if bell is not None and not bell.busy:
             return bell
     lock = threading.Lock()
     lock.acquire()
     return lock
+
+
+def _forget_ended(bells: dict[int, Doorbell]) -> None:
+    """Drop the doorbells of threads that have ended.
+
+    (A thread that ``threading`` does not list, started outside it and never
+    registered, loses its doorbell too: harmless, its next wait makes another, and a
+    caller asleep on the old one is woken through its waiter, which holds it.)
+    """
+    alive = {thread.ident for thread in threading.enumerate()}
+    for ident in [ident for ident in bells if ident not in alive]:
+        del bells[ident]

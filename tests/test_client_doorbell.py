@@ -102,6 +102,31 @@ def test_a_wait_nested_in_a_wait_of_the_same_thread_gets_a_lock_of_its_own() -> 
     assert doorbell_module.signal_for_wait(bells, 1) is bell  # not in use any more
 
 
+@needs_eventfd
+def test_a_connection_keeps_few_doorbells_and_forgets_those_of_ended_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doorbell_module, "_MOST_BELLS", 2)
+    hold = threading.Event()
+    live = start_thread(hold.wait, WAIT)
+    ended = start_thread(lambda: None)
+    ended.join(WAIT)
+    assert live.ident is not None and ended.ident is not None
+    bells: dict[int, Any] = {}
+    doorbell_module.signal_for_wait(bells, ended.ident)
+    doorbell_module.signal_for_wait(bells, live.ident)
+    me = threading.get_ident()
+    mine = doorbell_module.signal_for_wait(bells, me)
+    assert set(bells) == {live.ident, me}, "an ended thread's doorbell was kept"
+    assert bells[me] is mine
+    late = start_thread(hold.wait, WAIT)  # every doorbell kept belongs to a live thread
+    assert late.ident is not None
+    signal = doorbell_module.signal_for_wait(bells, late.ident)
+    assert set(bells) == {live.ident, me}, "more doorbells than the bound"
+    assert signal.acquire(blocking=False) is False  # a held lock instead
+    hold.set()
+    live.join(WAIT)
+    late.join(WAIT)
+
+
 def test_without_eventfd_each_wait_gets_a_held_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
     bells: dict[int, Any] = {}
