@@ -50,9 +50,11 @@ class _ReplyReader(ReadingTurn):
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
             if not waiter.done:
                 self._abandon(waiter)
-            if self.reading == threading.get_ident():  # taken, and interrupted before _lead's own handling
+            if self.reading == threading.get_ident():  # taken or handed to it; interrupted before _lead handled it
                 self._release_reader()
             raise
+        if self.reading == threading.get_ident():  # handed to this caller (see _hand_on), done without reading
+            self._release_reader()
 
     def _wait(self, waiter: _Waiter, deadline: float | None, timeout: float | None) -> None:
         me = threading.get_ident()
@@ -67,11 +69,12 @@ class _ReplyReader(ReadingTurn):
                     waiter.error.method = waiter.method
                     waiter.done = True
                     return
-                lead = not self.reading
+                reading = self.reading
+                lead = not reading or reading == me  # free, or handed to this caller (see _hand_on)
                 if lead:
                     self.reading = me
                 else:
-                    waiter.waiting = True
+                    waiter.waiting = me
                     signal = waiter.wait_signal(self.doorbells, me)  # under the lock: a reply cannot slip past it
             if lead:
                 self._lead(waiter, deadline)
@@ -83,7 +86,7 @@ class _ReplyReader(ReadingTurn):
                 try:
                     signal.acquire(timeout=max(pause, 0.0))
                 finally:
-                    waiter.waiting = False
+                    waiter.waiting = 0
                     # Not kept: a call's error (and so its waiter) may be kept for long,
                     # a doorbell's descriptor must go with the connection (the next
                     # wait, in a lock round, sets one again; see _client_doorbell).
@@ -238,8 +241,9 @@ class _ReplyReader(ReadingTurn):
             if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
                 waiter.value = value["result"]
                 waiter.done = True
-            self.reading = 0
-            follower = self._follower() if self.pending else None
+            follower = self._hand_on() if self.pending else None
+            if follower is None:
+                self.reading = 0
         if follower is not None:
             follower.wake()
         return True
@@ -312,8 +316,7 @@ class _ReplyReader(ReadingTurn):
                         woken.append(filled)
                 handing_back = violation is None and not rest and waiter is not None and waiter.done
                 if handing_back:
-                    self.reading = 0
-                    follower = self._follower()
+                    follower = self._hand_on()
             for other in woken:
                 if other is not waiter:
                     other.wake()

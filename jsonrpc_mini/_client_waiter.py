@@ -65,7 +65,9 @@ class _Waiter(BatchResult):
         self.id = id_
         self.method = method
         self.done = False
-        self.waiting = False
+        # The thread id of its caller while that caller sleeps, waiting for another
+        # thread to read (a follower); 0 otherwise.
+        self.waiting = 0
         self.value: Any = None
         self.error: RPCError | None = None
         # Set only while its caller sleeps, waiting for another thread to read its
