@@ -50,11 +50,9 @@ class _ReplyReader(ReadingTurn):
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
             if not waiter.done:
                 self._abandon(waiter)
-            if self.reading == threading.get_ident():  # taken or handed to it; interrupted before _lead handled it
+            if self.reading == threading.get_ident():  # taken, and interrupted before _lead's own handling
                 self._release_reader()
             raise
-        if self.reading == threading.get_ident():  # handed to this caller (see _hand_on), done without reading
-            self._release_reader()
 
     def _wait(self, waiter: _Waiter, deadline: float | None, timeout: float | None) -> None:
         me = threading.get_ident()
@@ -69,12 +67,11 @@ class _ReplyReader(ReadingTurn):
                     waiter.error.method = waiter.method
                     waiter.done = True
                     return
-                reading = self.reading
-                lead = not reading or reading == me  # free, or handed to this caller (see _hand_on)
+                lead = not self.reading
                 if lead:
                     self.reading = me
                 else:
-                    waiter.waiting = me
+                    waiter.waiting = True
                     signal = waiter.wait_signal(self.doorbells, me)  # under the lock: a reply cannot slip past it
             if lead:
                 self._lead(waiter, deadline)
@@ -86,7 +83,7 @@ class _ReplyReader(ReadingTurn):
                 try:
                     signal.acquire(timeout=max(pause, 0.0))
                 finally:
-                    waiter.waiting = 0
+                    waiter.waiting = False
                     # Not kept: a call's error (and so its waiter) may be kept for long,
                     # a doorbell's descriptor must go with the connection (the next
                     # wait, in a lock round, sets one again; see _client_doorbell).
@@ -241,9 +238,8 @@ class _ReplyReader(ReadingTurn):
             if self.pending.pop(waiter.id, None) is not None:  # else failed by close()
                 waiter.value = value["result"]
                 waiter.done = True
-            follower = self._hand_on() if self.pending else None
-            if follower is None:
-                self.reading = 0
+            self.reading = 0
+            follower = self._follower() if self.pending else None
         if follower is not None:
             follower.wake()
         return True
@@ -316,7 +312,8 @@ class _ReplyReader(ReadingTurn):
                         woken.append(filled)
                 handing_back = violation is None and not rest and waiter is not None and waiter.done
                 if handing_back:
-                    follower = self._hand_on()
+                    self.reading = 0
+                    follower = self._follower()
             for other in woken:
                 if other is not waiter:
                     other.wake()

@@ -26,12 +26,13 @@ class ReadingTurn(ReplySettler):
 
     # Set by _Link.__init__ (with ReplySettler's).
     outbox: list[tuple[_Waiter, bytes]]
-    reading: int  # the reader's thread id (or the follower's it is handed to: _hand_on), 0 when nobody reads
+    reading: int  # the reader's thread id, 0 when nobody reads
     doorbells: dict[int, Doorbell]  # the followers' signals, by thread id (see _client_doorbell)
 
     def _release_reader(self) -> None:
         with self.lock:
-            follower = self._hand_on()
+            self.reading = 0
+            follower = self._follower()
         if follower is not None:
             follower.wake()
 
@@ -48,27 +49,9 @@ class ReadingTurn(ReplySettler):
         or a read of an attribute, and dict.pop, are single steps under the GIL.)
         """
         with self.lock:
-            follower = None if self.reading else self._hand_on()
+            follower = None if self.reading else self._follower()
         if follower is not None:
             follower.wake()
-
-    def _hand_on(self) -> _Waiter | None:
-        """Give the reading turn to a follower, the one to wake (lock held); None: the turn is free.
-
-        The turn is the follower's from here (``reading`` holds its thread's id): a
-        caller that comes meanwhile, the last reader's next call say, waits instead
-        of reading, and the follower, woken, reads (see _ReplyReader._wait). Speed:
-        the follower has slept, the last reader has just run a while. Taken by the
-        last reader's next call (the turn free), the follower woken for nothing went
-        back to sleep; and one thread read for all, woken by the kernel so soon
-        after a long run that the scheduler ranked it behind a busy process on its
-        CPU (up to a tick, ~4 ms, behind a busy loop). A follower that leaves
-        without reading (done, failed, interrupted) hands the turn on in its turn
-        (_ReplyReader.wait).
-        """
-        follower = self._follower()
-        self.reading = 0 if follower is None else follower.waiting
-        return follower
 
     def fail_all(self, reason: str) -> None:
         """ReplySettler.fail_all, then the doorbells forgotten: nobody waits on this connection any more.
@@ -83,7 +66,7 @@ class ReadingTurn(ReplySettler):
                 self.doorbells.clear()
 
     def _follower(self) -> _Waiter | None:
-        """The caller that has waited longest for another thread to read, to promote to reader (lock held)."""
+        """A caller waiting for another thread to read, to promote to reader (lock held)."""
         for other in self.pending.values():
             if other.waiting and not other.done:
                 return other
@@ -131,7 +114,7 @@ class ReadingTurn(ReplySettler):
                 error = waiter.error = RPCError(None, "interrupted before its reply came")
                 error.method = waiter.method or None  # (str(error) names it)
             waiter.done = True
-            waiter.waiting = 0
-            follower = None if self.reading else self._hand_on()
+            waiter.waiting = False
+            follower = None if self.reading else self._follower()
         if follower is not None:
             follower.wake()

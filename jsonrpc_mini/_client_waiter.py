@@ -65,9 +65,7 @@ class _Waiter(BatchResult):
         self.id = id_
         self.method = method
         self.done = False
-        # The thread id of its caller while that caller sleeps, waiting for another
-        # thread to read (a follower); 0 otherwise.
-        self.waiting = 0
+        self.waiting = False
         self.value: Any = None
         self.error: RPCError | None = None
         # Set only while its caller sleeps, waiting for another thread to read its
