@@ -191,6 +191,11 @@ class ReplySettler:
             del pending[batch.id]
         for waiter in batch.members:
             if not waiter.done:
+                # (A member queued by b.name(...) has these two empty until now: see
+                # _client_waiter._QueuedWaiter. Only a call in ``pending`` is waited
+                # for alone or woken.)
+                waiter.waiting = False
+                waiter.signal = None
                 pending[waiter.id] = waiter
         batch.expanded = True
         batch.done = True

@@ -126,8 +126,8 @@ class _QueuedWaiter(_Waiter):
     class directly, so a call is queued in one Python frame. The general way
     (``_batch._queue_call``, then ``_Waiter(method)`` from it) takes two: ~45 ns
     more per call, ~15 % of queueing a 1,000-call batch. The body is
-    ``_queue_call``'s and then ``_Waiter.__init__``'s, in line (but ``id`` and
-    ``value`` left empty: see below): keep the three in step
+    ``_queue_call``'s and then ``_Waiter.__init__``'s, in line (but four of its
+    slots left empty: see below): keep the three in step
     (tests/test_batch_members.py compares the members and the queue with the
     general way's).
     """
@@ -139,19 +139,20 @@ class _QueuedWaiter(_Waiter):
             queued.check_open()
         self._params = build_params(args, kwargs) if kwargs else args if args else None  # (before queueing: may raise)
         queued.entries.append(self)
-        # ``id`` and ``value`` are left empty (unlike _Waiter's): nothing reads them
-        # before they are set. The id is set as the batch's reply is stored, or by
-        # _BatchWaiter.number() before a member can enter ``pending`` (expanded); the
-        # value as its success is stored (a member done otherwise has an ``error``,
-        # which result() and every other reader look at first). Speed: two slot
-        # stores less per call, and empty slots the garbage collector and the
-        # deallocator skip: ~0.17M of the client's ~13.8M instructions for a
-        # 1,000-call batch.
+        # ``id``, ``value``, ``waiting`` and ``signal`` are left empty (unlike
+        # _Waiter's): nothing reads them before they are set. The id is set as the
+        # batch's reply is stored, or by _BatchWaiter.number() before a member can
+        # enter ``pending``; the value as its success is stored (a member done
+        # otherwise has an ``error``, which result() and every other reader look at
+        # first); ``waiting`` and ``signal`` concern a caller waiting for this call
+        # alone, or its waking, both only once the member is in ``pending``, which
+        # it enters only as its batch is expanded (ReplySettler._expand sets them).
+        # Speed: four slot stores less per call, and empty slots the garbage
+        # collector and the deallocator skip: ~0.3M of the client's ~13.8M
+        # instructions for a 1,000-call batch.
         self.method = method
         self.done = False
-        self.waiting = False
         self.error = None
-        self.signal = None
 
 
 class _BatchWaiter(_Waiter):

@@ -141,15 +141,16 @@ def test_a_sync_builders_members_queue_themselves_as_the_general_way_queues() ->
     assert [type(p) for _, p in queues[0]] == [tuple, type(None), dict, tuple, tuple, dict, list]
 
     def fields(result: Any) -> dict[str, Any]:
-        return {name: getattr(result, name) for name in ("done", "error", "method", "signal", "waiting")}
+        return {name: getattr(result, name) for name in ("done", "error", "method")}
 
     assert [fields(r) for r in fast_results] == [fields(r) for r in general_results]
-    # A fast member's ``id`` and ``value`` stay empty until set (speed: see _QueuedWaiter);
-    # the general way's are None. Either way result() says the batch is not sent yet.
+    # A fast member's ``id``, ``value``, ``signal`` and ``waiting`` stay empty until set
+    # (speed: see _QueuedWaiter); the general way's are None and False. Either way
+    # result() says the batch is not sent yet.
     fast_members = [r for r in fast_results if type(r) is _QueuedWaiter]
     assert len(fast_members) == 4  # (b.calc.m and b.call go the general way)
     for member in fast_members:
-        for name in ("id", "value"):
+        for name in ("id", "value", "signal", "waiting"):
             with pytest.raises(AttributeError):
                 getattr(member, name)
     for r in fast_results + general_results:
