@@ -2,11 +2,14 @@
 
 A caller that waits while another thread reads its reply (a follower, see
 ``_client_reader``) sleeps on a signal, and the reader rings it once the reply is
-stored (or the reading turn is the follower's). ``signal_for_wait`` gives the
-signal to sleep on: on Linux the calling thread's ``Doorbell`` for the connection,
-an eventfd made on the thread's first wait there and kept (in ``bells``) until the
-connection is closed; elsewhere (and for a wait nested inside another, see below)
-a plain lock, held until it is signalled.
+stored (or the reading turn is free). ``signal_for_wait`` gives the signal to
+sleep on: on Linux the calling thread's ``Doorbell``, an eventfd made on the
+thread's first wait as a follower (on any connection) and kept in a
+``threading.local`` for all its later waits, on every connection; elsewhere (and
+for a wait nested inside another, see below) a plain lock, held until it is
+signalled. So the doorbells hold one descriptor per live thread that has waited,
+whatever the number of clients: it is closed when the thread ends (the thread's
+``threading.local`` data goes with it) and nothing else refers to the doorbell.
 
 Why an eventfd: its write (``os.eventfd_write``) runs without the GIL, a lock's
 release with it. A woken thread needs the GIL at once, and the kernel often runs
@@ -19,17 +22,22 @@ process). Rung by an eventfd write, it finds the GIL free and runs on. Measured
 the client): ~1.0 voluntary and 0.02-0.5 involuntary context switches per call
 (before: 1.4-3.6 and 0.1-2.4), as Pyro5 with a connection per thread.
 
-A doorbell is the thread's, not the call's: a ring meant for an earlier call of
-the thread (a caller woken twice, or after it stopped waiting) can end a later
-wait early. Every wait is a loop that looks again at the call's state, so such a
-wake-up costs a lap, never a lost wake-up: each wait takes every ring made before
-it (the eventfd's counter is read whole). A wait made while the thread's doorbell
-is in use (a signal handler's call, made while its thread sleeps on the doorbell)
-gets a lock of its own instead: the inner wait would take the outer one's ring.
-A doorbell's descriptor is closed once nothing refers to it any more: the
-connection has forgotten it (closed) and no waiter holds it (a waiter holds its
-signal only while its caller sleeps), so no ring can reach a descriptor number
-closed and used again.
+A doorbell is the thread's, not the call's: a ring meant for an earlier wait of
+the thread (a caller woken twice, or after it stopped waiting, on this connection
+or another) can end a later wait early. Every wait is a loop that looks again at
+the call's state, so such a wake-up costs a lap, never a lost wake-up: each wait
+takes every ring made before it (the eventfd's counter is read whole). The
+doorbell is ``busy`` from the lock round that hands it out (``signal_for_wait``,
+under the connection's lock) until that wait has ended (``_ReplyReader._wait``
+clears it with the waiter's ``signal``); a wait made meanwhile on the same thread
+(a signal handler's call, run while its thread waits or is about to) gets a lock
+of its own instead: it would take the outer wait's ring. An interruption anywhere
+in between is caught by ``_ReplyReader.wait``, which lets the doorbell go too.
+A doorbell's descriptor is closed once nothing refers to it any more: its thread
+has ended and no waiter holds it (a waiter holds its signal only during its wait,
+a waker while it rings), so no ring can reach a descriptor number closed and used
+again. A forked child forgets the doorbell of the thread that forked: the
+eventfd, inherited, would be shared with the parent's thread.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Doorbell", "Signal", "signal_for_wait"]
+__all__ = ["Doorbell", "Signal", "Waits", "signal_for_wait"]
 
 
 class Signal(Protocol):
@@ -48,6 +56,12 @@ class Signal(Protocol):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
     def release(self) -> None: ...
+
+
+class Waits(Protocol):
+    """A waiting call (``_client_waiter._Waiter``): holds the signal its caller sleeps on."""
+
+    signal: Signal | None
 
 
 class Doorbell:
@@ -59,17 +73,12 @@ class Doorbell:
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
-        self.busy = False  # a wait is in progress (see signal_for_wait)
+        self.busy = False  # handed out to a wait not yet ended (see signal_for_wait)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Sleep until rung or ``timeout`` seconds pass (-1: no limit); take every ring made so far; True if rung."""
-        try:
-            self.busy = True
-            # (poll, not select: any descriptor number. In milliseconds, rounded up.)
-            ready = self._poll.poll(None if timeout < 0 else timeout * 1000.0)
-        finally:
-            self.busy = False
-        if not ready:
+        # (poll, not select: any descriptor number. In milliseconds, rounded up.)
+        if not self._poll.poll(None if timeout < 0 else timeout * 1000.0):
             return False
         try:
             os.eventfd_read(self._fd)  # the counter, read whole and reset: every ring so far
@@ -88,43 +97,50 @@ class Doorbell:
             _close(fd)
 
 
+class _Mine(threading.local):
+    """The calling thread's doorbell: None until its first wait as a follower."""
+
+    bell: Doorbell | None = None
+
+
 _DOORBELLS = hasattr(os, "eventfd") and hasattr(select, "poll")
-# At most this many doorbells (descriptors) per connection; past it, those of threads
-# that have ended are forgotten, and while it stays full a new thread waits on a lock.
-_MOST_BELLS = 128
+_mine = _Mine()
 
 
-def signal_for_wait(bells: dict[int, Doorbell], me: int) -> Signal:
-    """The signal thread ``me`` sleeps on for its next wait: its doorbell in ``bells`` (made if new), or a held lock.
+def signal_for_wait(waiter: Waits) -> Signal:
+    """Set and give the signal ``waiter``'s caller sleeps on next: its thread's doorbell, or a held lock.
 
-    ``bells``: the connection's, by thread id (called under the connection's lock). A
-    thread's doorbell is kept for the next wait while the connection lives, so
-    many short-lived threads would leave many behind: at most ``_MOST_BELLS``.
+    Called under the connection's lock, for each wait; the doorbell is made on the
+    thread's first wait (an eventfd that cannot be made, e.g. out of descriptors,
+    leaves a lock) and is marked busy: the wait's end lets it go
+    (``_ReplyReader._wait``, or ``wait`` if interrupted). Meanwhile the thread's
+    other waits get locks.
     """
     if _DOORBELLS:
-        bell = bells.get(me)
+        mine = _mine
+        bell = mine.bell
         if bell is None:
-            if len(bells) >= _MOST_BELLS:
-                _forget_ended(bells)
-            if len(bells) < _MOST_BELLS:
-                try:
-                    bell = bells[me] = Doorbell()
-                except OSError:  # e.g. out of descriptors: a lock does the same, GIL convoy and all
-                    bell = None
+            try:
+                bell = mine.bell = Doorbell()
+            except OSError:  # e.g. out of descriptors: a lock does the same, GIL convoy and all
+                bell = None
         if bell is not None and not bell.busy:
+            # The waiter first: however this is interrupted after that, the wait's
+            # end (or its interruption's handling) finds the doorbell there to let go.
+            waiter.signal = bell
+            bell.busy = True
             return bell
     lock = threading.Lock()
     lock.acquire()
+    waiter.signal = lock
     return lock
 
 
-def _forget_ended(bells: dict[int, Doorbell]) -> None:
-    """Drop the doorbells of threads that have ended.
+def _forget_mine() -> None:
+    """In a forked child: the forking thread's doorbell, inherited, is the parent's thread's too."""
+    global _mine
+    _mine = _Mine()  # (the old one's doorbell is closed once nothing refers to it)
 
-    (A thread that ``threading`` does not list, started outside it and never
-    registered, loses its doorbell too: harmless, its next wait makes another, and a
-    caller asleep on the old one is woken through its waiter, which holds it.)
-    """
-    alive = {thread.ident for thread in threading.enumerate()}
-    for ident in [ident for ident in bells if ident not in alive]:
-        del bells[ident]
+
+if _DOORBELLS:
+    os.register_at_fork(after_in_child=_forget_mine)

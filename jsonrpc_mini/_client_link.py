@@ -56,7 +56,6 @@ class _Link(_RequestSender):
         # for the same reason: whatever an interruption cuts short, its handler can tell
         # what this thread holds (see _let_go).
         self.reading = 0
-        self.doorbells = {}  # the followers' signals, by thread id (see _client_doorbell)
         # Small requests left by callers while another thread has claimed the outbox
         # (``sending``: it holds the send lock or waits for it, and writes them after
         # its own request before it gives the claim up; see _RequestSender.send).

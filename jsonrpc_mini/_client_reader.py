@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from ._client_doorbell import Doorbell, signal_for_wait
 from ._client_protocol import BatchAnswer
 from ._client_turn import ReadingTurn
 from ._client_waiter import _BatchWaiter, _Waiter, timed_out, within
@@ -48,6 +49,11 @@ class _ReplyReader(ReadingTurn):
         try:
             self._wait(waiter, deadline, timeout)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
+            signal = waiter.signal
+            if signal is not None:  # interrupted between the lock round that set it and _wait's finally
+                if type(signal) is Doorbell:
+                    signal.busy = False
+                waiter.signal = None
             if not waiter.done:
                 self._abandon(waiter)
             if self.reading == threading.get_ident():  # taken, and interrupted before _lead's own handling
@@ -72,7 +78,11 @@ class _ReplyReader(ReadingTurn):
                     self.reading = me
                 else:
                     waiter.waiting = True
-                    signal = waiter.wait_signal(self.doorbells, me)  # under the lock: a reply cannot slip past it
+                    # Set in the lock round that looks at the call's state, so a wake-up
+                    # decided after that look reaches it; one decided before is seen in
+                    # that state (done, or the turn free), and at worst ends a later wait
+                    # early (see _client_doorbell).
+                    signal = signal_for_wait(waiter)
             if lead:
                 self._lead(waiter, deadline)
                 if waiter.done:  # filled by this thread: no lock round needed to see it
@@ -84,10 +94,16 @@ class _ReplyReader(ReadingTurn):
                     signal.acquire(timeout=max(pause, 0.0))
                 finally:
                     waiter.waiting = False
-                    # Not kept: a call's error (and so its waiter) may be kept for long,
-                    # a doorbell's descriptor must go with the connection (the next
-                    # wait, in a lock round, sets one again; see _client_doorbell).
+                    # The thread's doorbell is free for its next wait (before the signal
+                    # is dropped: interrupted between the two, wait() lets it go).
+                    if type(signal) is Doorbell:
+                        signal.busy = False
+                    # Not kept: a call's error (and so its waiter, and in its traceback
+                    # this frame) may be kept for long, and must not keep its thread's
+                    # doorbell (a descriptor) once the thread has ended (the next wait,
+                    # in a lock round, sets one again).
                     waiter.signal = None
+                    del signal
                 if waiter.done:  # filled in, then woken (done is set last): no lock round needed to see it
                     return
             if deadline is not None and time.monotonic() >= deadline:

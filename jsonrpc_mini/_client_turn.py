@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._client_doorbell import Doorbell
 from ._client_settle import ReplySettler
 from ._client_waiter import _Waiter
 from ._errors import RPCError
@@ -27,7 +26,6 @@ class ReadingTurn(ReplySettler):
     # Set by _Link.__init__ (with ReplySettler's).
     outbox: list[tuple[_Waiter, bytes]]
     reading: int  # the reader's thread id, 0 when nobody reads
-    doorbells: dict[int, Doorbell]  # the followers' signals, by thread id (see _client_doorbell)
 
     def _release_reader(self) -> None:
         with self.lock:
@@ -52,18 +50,6 @@ class ReadingTurn(ReplySettler):
             follower = None if self.reading else self._follower()
         if follower is not None:
             follower.wake()
-
-    def fail_all(self, reason: str) -> None:
-        """ReplySettler.fail_all, then the doorbells forgotten: nobody waits on this connection any more.
-
-        (A caller still asleep on its doorbell holds it: its descriptor is closed
-        once that caller has woken, see _client_doorbell.)
-        """
-        try:
-            super().fail_all(reason)
-        finally:
-            with self.lock:
-                self.doorbells.clear()
 
     def _follower(self) -> _Waiter | None:
         """A caller waiting for another thread to read, to promote to reader (lock held)."""

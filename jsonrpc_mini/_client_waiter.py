@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._batch import BatchResult, QueuedCalls, not_sent
-from ._client_doorbell import Doorbell, Signal, signal_for_wait
+from ._client_doorbell import Signal
 from ._codec import Id, build_params
 from ._errors import RPCError, RPCTimeout
 
@@ -70,21 +70,11 @@ class _Waiter(BatchResult):
         self.error: RPCError | None = None
         # Set only while its caller sleeps, waiting for another thread to read its
         # reply: a caller that reads its own reply (the usual case) never needs one.
-        # Its thread's doorbell, or a held lock (see _client_doorbell): released by
-        # wake(). Speed: threading.Event is a Condition written in Python; with
-        # threads sharing a client, its wait/set pair cost several us per call.
+        # Its thread's doorbell, or a held lock (see _client_doorbell): set by
+        # signal_for_wait, released by wake(). Speed: threading.Event is a
+        # Condition written in Python; with threads sharing a client, its wait/set
+        # pair cost several us per call.
         self.signal: Signal | None = None
-
-    def wait_signal(self, bells: dict[int, Doorbell], me: int) -> Signal:
-        """The signal thread ``me`` sleeps on next, from the link's ``bells`` (set anew for each wait).
-
-        Set in the lock round that looks at the call's state, so a wake-up decided
-        after that look reaches it; one decided before is seen in that state (done,
-        or the reading turn free), and at worst ends a later wait early (see
-        _client_doorbell).
-        """
-        signal = self.signal = signal_for_wait(bells, me)
-        return signal
 
     def wake(self) -> None:
         signal = self.signal

@@ -14,6 +14,7 @@ import pytest
 from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread, wait_for
 
 import jsonrpc_mini._client as client_module
+import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_link as link_module
 import jsonrpc_mini._client_reader as reader_module
 import jsonrpc_mini._client_waiter as waiter_module
@@ -1115,13 +1116,12 @@ class _Interrupted:
         raise AssertionError("a wake-up went to a caller that stopped waiting")
 
 
-class _InterruptibleWaiter(waiter_module._Waiter):
-    __slots__ = ()
-
-    def wait_signal(self, *args: Any) -> Any:
-        if self.method == "interrupted":
-            return _Interrupted()
-        return super().wait_signal(*args)
+def _interrupting_signal_for_wait(waiter: Any) -> Any:
+    """signal_for_wait, but the call of ``interrupted`` gets an ``_Interrupted``."""
+    if waiter.method == "interrupted":
+        signal = waiter.signal = _Interrupted()
+        return signal
+    return doorbell_module.signal_for_wait(waiter)
 
 
 def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
@@ -1129,7 +1129,7 @@ def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
 ) -> None:
     # A caller interrupted while another thread reads for it must leave: kept as a
     # waiting follower it could be picked to take over reading, and nobody would.
-    monkeypatch.setattr(link_module, "_Waiter", _InterruptibleWaiter)
+    monkeypatch.setattr(reader_module, "signal_for_wait", _interrupting_signal_for_wait)
     monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups can end the waits
     first, late = threading.Event(), threading.Event()
     server.register_function(lambda: first.wait(WAIT) and "first", name="first")

@@ -2,15 +2,17 @@
 
 A caller waiting for another thread to read sleeps on its thread's doorbell
 (``_client_doorbell``), rung by the reader without the GIL; a doorbell is the
-thread's for the connection, and goes with the connection.
+thread's, for its waits on every connection, and goes with the thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import json
 import os
+import sys
 import threading
 from typing import Any
 
@@ -19,7 +21,8 @@ from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving, start_th
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
-from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout
+from jsonrpc_mini._client_waiter import _Waiter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,105 +52,23 @@ def _outcome(fn: Any, *args: Any) -> Any:
 # -- the doorbell itself -------------------------------------------------------------
 
 
-@needs_eventfd
-def test_a_ring_before_the_wait_ends_it_and_rings_add_up_to_one_wake_up() -> None:
-    bells: dict[int, Any] = {}
-    bell = doorbell_module.signal_for_wait(bells, 1)
-    assert bell.acquire(timeout=0) is False  # nothing rung yet
-    bell.release()
-    bell.release()
-    assert bell.acquire(timeout=WAIT) is True  # rung before the wait: no sleep
-    assert bell.acquire(timeout=0.01) is False  # both rings taken by the one wait
+def _in_a_thread(fn: Any) -> Any:
+    """``fn()`` run in a new thread (whose doorbell, if it makes one, goes with it); its result, or raised."""
+    out: list[Any] = []
+    thread = start_thread(lambda: out.append(_outcome(fn)))
+    thread.join(WAIT)
+    assert out, "the thread hung"
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
-@needs_eventfd
-def test_a_ring_from_another_thread_ends_a_wait_without_limit() -> None:
-    bell = doorbell_module.signal_for_wait({}, 1)
-    ringer = threading.Timer(0.05, bell.release)
-    ringer.start()
-    assert bell.acquire() is True
-    ringer.join(WAIT)
-
-
-@needs_eventfd
-def test_each_thread_of_a_connection_has_one_doorbell() -> None:
-    bells: dict[int, Any] = {}
-    first = doorbell_module.signal_for_wait(bells, 1)
-    assert doorbell_module.signal_for_wait(bells, 1) is first
-    other = doorbell_module.signal_for_wait(bells, 2)
-    assert other is not first
-    assert set(bells) == {1, 2}
-
-
-@needs_eventfd
-def test_a_wait_nested_in_a_wait_of_the_same_thread_gets_a_lock_of_its_own() -> None:
-    # (A signal handler's call, made while its thread sleeps on the doorbell: the
-    # inner wait must not take the outer one's ring.)
-    bells: dict[int, Any] = {}
-    bell = doorbell_module.signal_for_wait(bells, 1)
-    inner: list[Any] = []
-    original = bell._poll
-
-    class Nesting:
-        def poll(self, timeout: Any) -> Any:
-            inner.append(doorbell_module.signal_for_wait(bells, 1))
-            return original.poll(timeout)
-
-    bell._poll = Nesting()
-    bell.release()
-    assert bell.acquire(timeout=WAIT)
-    bell._poll = original
-    assert len(inner) == 1 and inner[0] is not bell
-    assert inner[0].acquire(blocking=False) is False, "a nested wait's lock must start held"
-    assert doorbell_module.signal_for_wait(bells, 1) is bell  # not in use any more
-
-
-@needs_eventfd
-def test_a_connection_keeps_few_doorbells_and_forgets_those_of_ended_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doorbell_module, "_MOST_BELLS", 2)
-    hold = threading.Event()
-    live = start_thread(hold.wait, WAIT)
-    ended = start_thread(lambda: None)
-    ended.join(WAIT)
-    assert live.ident is not None and ended.ident is not None
-    bells: dict[int, Any] = {}
-    doorbell_module.signal_for_wait(bells, ended.ident)
-    doorbell_module.signal_for_wait(bells, live.ident)
-    me = threading.get_ident()
-    mine = doorbell_module.signal_for_wait(bells, me)
-    assert set(bells) == {live.ident, me}, "an ended thread's doorbell was kept"
-    assert bells[me] is mine
-    late = start_thread(hold.wait, WAIT)  # every doorbell kept belongs to a live thread
-    assert late.ident is not None
-    signal = doorbell_module.signal_for_wait(bells, late.ident)
-    assert set(bells) == {live.ident, me}, "more doorbells than the bound"
-    assert signal.acquire(blocking=False) is False  # a held lock instead
-    hold.set()
-    live.join(WAIT)
-    late.join(WAIT)
-
-
-def test_without_eventfd_each_wait_gets_a_held_lock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
-    bells: dict[int, Any] = {}
-    signal = doorbell_module.signal_for_wait(bells, 1)
-    assert signal.acquire(blocking=False) is False
-    signal.release()
-    assert signal.acquire(timeout=0) is True
-    assert doorbell_module.signal_for_wait(bells, 1) is not signal
-    assert not bells
-
-
-@needs_eventfd
-def test_a_doorbell_that_cannot_be_made_leaves_a_lock(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_descriptors(*args: Any) -> int:
-        raise OSError(24, "Too many open files")
-
-    monkeypatch.setattr(os, "eventfd", no_descriptors)
-    signal = doorbell_module.signal_for_wait({}, 1)
-    assert signal.acquire(blocking=False) is False
-    signal.release()
-    assert signal.acquire(timeout=0) is True
+def _let_go(waiter: _Waiter) -> None:
+    """What the end of a wait does (_ReplyReader._wait's finally): the signal dropped, the doorbell free."""
+    signal = waiter.signal
+    if type(signal) is doorbell_module.Doorbell:
+        signal.busy = False
+    waiter.signal = None
 
 
 def _eventfds() -> int:
@@ -159,24 +80,315 @@ def _eventfds() -> int:
 
 
 @needs_eventfd
-def test_followers_doorbells_are_closed_with_the_connection(server: RPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_ring_before_the_wait_ends_it_and_rings_add_up_to_one_wake_up() -> None:
+    bell = doorbell_module.Doorbell()
+    assert bell.acquire(timeout=0) is False  # nothing rung yet
+    bell.release()
+    bell.release()
+    assert bell.acquire(timeout=WAIT) is True  # rung before the wait: no sleep
+    assert bell.acquire(timeout=0.01) is False  # both rings taken by the one wait
+
+
+@needs_eventfd
+def test_a_ring_from_another_thread_ends_a_wait_without_limit() -> None:
+    bell = doorbell_module.Doorbell()
+    ringer = threading.Timer(0.05, bell.release)
+    ringer.start()
+    assert bell.acquire() is True
+    ringer.join(WAIT)
+
+
+@needs_eventfd
+def test_a_thread_has_one_doorbell_for_all_its_waits_and_is_handed_it_busy() -> None:
+    def waits() -> tuple[Any, ...]:
+        first, second, third = _Waiter("a"), _Waiter("b"), _Waiter("c")
+        bell = doorbell_module.signal_for_wait(first)
+        assert isinstance(bell, doorbell_module.Doorbell) and first.signal is bell
+        assert bell.busy, "handed out, not yet busy: a signal handler's call could be given it"
+        nested = doorbell_module.signal_for_wait(second)  # (a signal handler's call, say)
+        assert nested is not bell and second.signal is nested
+        assert nested.acquire(blocking=False) is False, "a nested wait's lock must start held"
+        _let_go(second)
+        assert bell.busy, "a nested wait let the outer one's doorbell go"
+        _let_go(first)
+        again = doorbell_module.signal_for_wait(third)  # the next wait, on any connection
+        _let_go(third)
+        return bell, again
+
+    bell, again = _in_a_thread(waits)
+    assert again is bell
+    other, _ = _in_a_thread(waits)
+    assert other is not bell
+
+
+@needs_eventfd
+def test_a_wait_nested_in_a_wait_of_the_same_thread_gets_a_lock_of_its_own() -> None:
+    # (A signal handler's call, made while its thread sleeps on the doorbell: the
+    # inner wait must not take the outer one's ring.)
+    def nest() -> Any:
+        outer = _Waiter("outer")
+        bell = doorbell_module.signal_for_wait(outer)
+        inner: list[Any] = []
+        original = bell._poll
+
+        class Nesting:
+            def poll(self, timeout: Any) -> Any:
+                inner.append(doorbell_module.signal_for_wait(_Waiter("inner")))
+                return original.poll(timeout)
+
+        bell._poll = Nesting()
+        bell.release()
+        assert bell.acquire(timeout=WAIT)
+        bell._poll = original
+        _let_go(outer)
+        assert len(inner) == 1 and inner[0] is not bell
+        assert inner[0].acquire(blocking=False) is False, "a nested wait's lock must start held"
+        return True
+
+    assert _in_a_thread(nest)
+
+
+def test_without_eventfd_each_wait_gets_a_held_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
+
+    def waits() -> tuple[Any, ...]:
+        first, second = _Waiter("a"), _Waiter("b")
+        signal = doorbell_module.signal_for_wait(first)
+        assert first.signal is signal
+        assert signal.acquire(blocking=False) is False
+        signal.release()
+        assert signal.acquire(timeout=0) is True
+        _let_go(first)
+        return signal, doorbell_module.signal_for_wait(second), doorbell_module._mine.bell
+
+    first, second, bell = _in_a_thread(waits)
+    assert second is not first
+    assert bell is None
+
+
+@needs_eventfd
+def test_a_doorbell_that_cannot_be_made_leaves_a_lock_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_descriptors(*args: Any) -> int:
+        raise OSError(24, "Too many open files")
+
+    def waits() -> Any:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "eventfd", no_descriptors)
+            waiter = _Waiter("a")
+            signal = doorbell_module.signal_for_wait(waiter)
+            assert waiter.signal is signal
+            assert signal.acquire(blocking=False) is False
+            signal.release()
+            assert signal.acquire(timeout=0) is True
+            _let_go(waiter)
+        waiter = _Waiter("b")
+        bell = doorbell_module.signal_for_wait(waiter)  # descriptors to be had again
+        _let_go(waiter)
+        return bell
+
+    assert isinstance(_in_a_thread(waits), doorbell_module.Doorbell)
+
+
+@needs_eventfd
+def test_a_forked_child_does_not_ring_its_parents_doorbell() -> None:
+    # The thread that forks goes on in the child: an inherited doorbell would be
+    # the same eventfd as the parent's thread's, its rings and its waits shared.
+    def fork() -> tuple[int, bool]:
+        waiter = _Waiter("a")
+        bell = doorbell_module.signal_for_wait(waiter)
+        _let_go(waiter)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                child = _Waiter("b")
+                doorbell_module.signal_for_wait(child).release()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return status, bell.acquire(timeout=0)
+
+    status, rung = _in_a_thread(fork)
+    assert status == 0
+    assert rung is False, "the child rang the parent's thread's doorbell"
+
+
+# -- a doorbell per thread, across connections --------------------------------------------
+
+
+@needs_eventfd
+def test_doorbells_are_one_per_live_thread_whatever_the_clients_and_go_with_it(
+    server: RPCServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
+    clients_n, threads_n = 20, 8
+    gates = [threading.Event() for _ in range(clients_n)]
+    server.register_function(lambda n: gates[n].wait(WAIT) and n, name="gated")
+    rounds = threading.Barrier(threads_n + 1, timeout=WAIT)
+    counted = threading.Event()
+    got: list[Any] = []
+    before = _eventfds()
+    with serving(server) as address:
+        clients = [RPCClient(*address, timeout=WAIT) for _ in range(clients_n)]
+
+        def work() -> None:
+            for n, c in enumerate(clients):
+                rounds.wait()
+                got.append(_outcome(c.gated, n))
+            counted.wait(WAIT)  # (alive until counted)
+
+        threads = [start_thread(work) for _ in range(threads_n)]
+        for n, c in enumerate(clients):
+            rounds.wait()
+
+            def following(c: RPCClient = c) -> bool:
+                link = c._link
+                return link is not None and sum(w.waiting for w in list(link.pending.values())) == threads_n - 1
+
+            wait_for(following, f"client {n}'s callers but the reader to wait")  # all but one follow
+            gates[n].set()
+        wait_for(lambda: len(got) == clients_n * threads_n, "the last calls")
+        held = _eventfds() - before
+        counted.set()
+        for t in threads:
+            t.join(WAIT)
+        gc.collect()
+        ended = _eventfds() - before
+        for c in clients:
+            c.close()
+    assert sorted(got) == sorted(n for n in range(clients_n) for _ in range(threads_n))
+    assert 0 < held <= threads_n, f"{held} doorbells for {threads_n} threads and {clients_n} clients"
+    assert ended == 0, "an ended thread's doorbell was kept"
+
+
+@needs_eventfd
+def test_a_timed_out_followers_error_kept_holds_no_doorbell(server: RPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A call's error (its traceback holds the waiter and the waits' frames) may be
+    # kept for long: it must not keep its ended thread's doorbell open.
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # the deadline alone ends the wait
     release = threading.Event()
     server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
     before = _eventfds()
+    kept: list[Any] = []
     with serving(server) as address:
         c = RPCClient(*address, timeout=WAIT)
         reader = start_thread(c.slow)
         wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
-        followers = [start_thread(c.add, 1, n) for n in range(3)]
-        for t in followers:
-            t.join(WAIT)
+        follower = start_thread(lambda: kept.append(_outcome(c.with_timeout(0.05).slow)))
+        follower.join(WAIT)
         release.set()
         reader.join(WAIT)
-        assert _eventfds() > before, "no follower slept on a doorbell"
         c.close()
-        gc.collect()
-        assert _eventfds() == before, "a closed client kept its followers' doorbells"
+    gc.collect()
+    assert len(kept) == 1 and isinstance(kept[0], RPCTimeout)
+    frames = []
+    tb = kept[0].__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    waiters = [f.f_locals["waiter"] for f in frames if f.f_code is reader_module._ReplyReader._wait.__code__]
+    assert len(waiters) == 1, "the follower did not time out in _ReplyReader._wait"
+    assert waiters[0].signal is None
+    assert _eventfds() == before, "a kept error kept its ended thread's doorbell"
+
+
+def _line_after_the_round() -> int:
+    """The first line of _ReplyReader._wait after a follower's lock round (its signal set, not yet waited on)."""
+    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
+    found = [first + i for i, line in enumerate(lines) if "pause = " in line]
+    assert len(found) == 1
+    return found[0]
+
+
+def _at_acquire(action: Any) -> Any:
+    """A trace function running ``action()`` once, as a signal handler can, just before a follower sleeps."""
+    code, line = reader_module._ReplyReader._wait.__code__, _line_after_the_round()
+    done: list[bool] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and not done:
+            done.append(True)
+            action()
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    return tracer, done
+
+
+@needs_eventfd
+def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
+    server: RPCServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A signal handler's call landing between the lock round that handed the thread's
+    # doorbell out and the wait on it: given the same doorbell, it would take the
+    # outer call's ring too, and the outer call would sleep until the reader ends.
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
+    release = threading.Event()
+    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
+    outcomes: dict[str, Any] = {}
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=WAIT)
+        reader = start_thread(c.slow)
+        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+        tracer, done = _at_acquire(lambda: outcomes.update(inner=_outcome(c.add, 2, 3)))
+
+        def outer() -> None:
+            sys.settrace(tracer)
+            try:
+                outcomes["outer"] = _outcome(c.add, 1, 2)
+            finally:
+                sys.settrace(None)
+            bell = doorbell_module._mine.bell
+            outcomes["busy"] = bell is None or bell.busy
+
+        caller = start_thread(outer)
+        caller.join(WAIT)  # the reader still reads for the slow call: only its rings wake followers
+        stalled = caller.is_alive()
+        release.set()
+        reader.join(WAIT)
+        caller.join(WAIT)
+        c.close()
+    assert done, "the follower never reached its wait"
+    assert outcomes.get("inner") == 5
+    assert not stalled, "the outer call's ring was taken by the call made before it slept"
+    assert outcomes.get("outer") == 3
+    assert outcomes.get("busy") is False, "the doorbell stayed busy: the thread's later waits would get locks"
+
+
+@needs_eventfd
+def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
+    server: RPCServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    tracer, done = _at_acquire(interrupt)
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=WAIT)
+        reader = start_thread(c.slow)
+        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+
+        def interrupted() -> Any:
+            sys.settrace(tracer)
+            try:
+                outcome = _outcome(c.add, 1, 2)
+            finally:
+                sys.settrace(None)
+            bell = doorbell_module._mine.bell
+            return outcome, bell is not None and bell.busy
+
+        outcome, busy = _in_a_thread(interrupted)
+        release.set()
+        reader.join(WAIT)
+        c.close()
+    assert done and isinstance(outcome, KeyboardInterrupt)
+    assert busy is False, "the doorbell stayed busy: the thread's later waits would get locks"
 
 
 # -- replies to many threads ------------------------------------------------------------
