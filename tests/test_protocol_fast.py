@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from test_protocol import drain
 
@@ -309,14 +309,28 @@ def test_lines_that_only_join_into_values_are_not_taken(lines: list[bytes]) -> N
     assert events == general([data], JsonCodec(), framing="newline")
 
 
+def strings_in(value: Any) -> list[str]:
+    """Every string in ``value``: object keys, and strings at any depth."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in [key, *strings_in(item)]]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return []
+
+
 @pytest.mark.parametrize("use_orjson", CODECS)
 @given(requests=st.lists(st.one_of(rpc_st.requests(), rpc_st.notifications()), min_size=2, max_size=12))
+@example(requests=[{"jsonrpc": "2.0", "method": "m", "id": ""}, {"jsonrpc": "2.0", "method": "m", "id": "{"}])
 def test_plain_request_lines_are_taken_up_to_the_limit(use_orjson: bool, requests: list[dict[str, Any]]) -> None:
     data = b"".join(line(request) for request in requests)
     codec = JsonCodec(use_orjson=use_orjson)
     events, taken = group_then_general(data, 5, codec)
     short = all(len(line(request)) <= 2 * 128 + 2 and b"\\" not in line(request) for request in requests[:5])
-    brackets_in_strings = any(any(c in json.dumps(r.get("method", "")) for c in "[]{}") for r in requests[:5])
+    # lines_balanced cannot vouch for a line with a bracket inside a string (in the
+    # method, an id, a key or params alike): such lines may be left to the framer.
+    brackets_in_strings = any(c in text for r in requests[:5] for text in strings_in(r) for c in "[]{}")
     if short and not brackets_in_strings:
         assert taken == min(5, len(requests))
     assert events == general([data], codec, framing="newline")
