@@ -488,3 +488,30 @@ def test_the_quick_loop_looks_members_up_with_the_first_member_s_own_key_objects
     keys = _client_settle._reply_keys(error)
     assert keys == ("jsonrpc", "id", "result") and keys[2] is _client_settle._KEYS[2]
     assert _client_settle._reply_keys([1]) is _client_settle._KEYS
+
+
+@pytest.mark.parametrize("framing", _FRAMINGS)
+@pytest.mark.parametrize("rest", ["in order", "a later id of nobody's"])
+def test_a_member_with_the_id_true_is_no_reply_to_call_1(framing: str, rest: str) -> None:
+    # JSON true equals 1 in Python: the batch holding call 1 (the client's first
+    # request) took a member with the id true as call 1's reply. No call has that id
+    # (a lone reply with it is not taken either): call 1 gets no reply from it.
+    def reply(calls: list[Any]) -> Any:
+        ids = [call["id"] for call in calls]
+        assert ids[0] == 1
+        if rest != "in order":
+            ids[2] = 999
+        return [ok(True), *map(ok, ids[1:])]
+
+    with FakeServer(_answer(reply, framing)) as fake, RPCClient(*fake.address, timeout=1.0, framing=framing) as c:  # type: ignore[arg-type]
+        f, g, h = _batch(c)
+        with pytest.raises(RPCError) as info:
+            f.result()
+        assert info.value.method == "f"
+        assert g.result() == f"r{g.id}"
+        if rest == "in order":
+            assert h.result() == f"r{h.id}"
+        else:
+            with pytest.raises(RPCError, match="has no response for this call"):
+                h.result()
+        _idle(c)
