@@ -76,7 +76,12 @@ class Doorbell:
         self.busy = False  # handed out to a wait not yet ended (see signal_for_wait)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Sleep until rung or ``timeout`` seconds pass (-1: no limit); take every ring made so far; True if rung."""
+        """Sleep until rung or ``timeout`` seconds pass (-1: no limit); take every ring made so far; True if rung.
+
+        ``blocking`` False: do not sleep, as a Lock's (only look for a ring).
+        """
+        if not blocking:
+            timeout = 0.0
         # (poll, not select: any descriptor number. In milliseconds, rounded up.)
         if not self._poll.poll(None if timeout < 0 else timeout * 1000.0):
             return False

@@ -90,6 +90,21 @@ def test_a_ring_before_the_wait_ends_it_and_rings_add_up_to_one_wake_up() -> Non
 
 
 @needs_eventfd
+def test_a_non_blocking_acquire_only_looks_for_a_ring_as_a_locks_does() -> None:
+    bell = doorbell_module.Doorbell()
+    ringer = threading.Timer(WAIT, bell.release)  # (a ring that would end a wait, long after)
+    ringer.start()
+    try:
+        assert bell.acquire(blocking=False) is False  # at once, not at the ring
+        assert ringer.is_alive()
+        bell.release()
+        assert bell.acquire(False) is True
+    finally:
+        ringer.cancel()
+        ringer.join(WAIT)
+
+
+@needs_eventfd
 def test_a_ring_from_another_thread_ends_a_wait_without_limit() -> None:
     bell = doorbell_module.Doorbell()
     ringer = threading.Timer(0.05, bell.release)
