@@ -163,18 +163,23 @@ def test_a_wait_nested_in_a_wait_of_the_same_thread_gets_a_lock_of_its_own() -> 
     assert _in_a_thread(nest)
 
 
+def _a_held_lock_is_handed_out(waiter: _Waiter) -> Any:
+    """``signal_for_wait(waiter)`` is a lock held until released (checked, then let go)."""
+    signal = doorbell_module.signal_for_wait(waiter)
+    assert waiter.signal is signal
+    assert signal.acquire(blocking=False) is False
+    signal.release()
+    assert signal.acquire(timeout=0) is True
+    _let_go(waiter)
+    return signal
+
+
 def test_without_eventfd_each_wait_gets_a_held_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
 
     def waits() -> tuple[Any, ...]:
-        first, second = _Waiter("a"), _Waiter("b")
-        signal = doorbell_module.signal_for_wait(first)
-        assert first.signal is signal
-        assert signal.acquire(blocking=False) is False
-        signal.release()
-        assert signal.acquire(timeout=0) is True
-        _let_go(first)
-        return signal, doorbell_module.signal_for_wait(second), doorbell_module._mine.bell
+        signal = _a_held_lock_is_handed_out(_Waiter("a"))
+        return signal, doorbell_module.signal_for_wait(_Waiter("b")), doorbell_module._mine.bell
 
     first, second, bell = _in_a_thread(waits)
     assert second is not first
@@ -189,13 +194,7 @@ def test_a_doorbell_that_cannot_be_made_leaves_a_lock_and_is_tried_again(monkeyp
     def waits() -> Any:
         with monkeypatch.context() as patched:
             patched.setattr(os, "eventfd", no_descriptors)
-            waiter = _Waiter("a")
-            signal = doorbell_module.signal_for_wait(waiter)
-            assert waiter.signal is signal
-            assert signal.acquire(blocking=False) is False
-            signal.release()
-            assert signal.acquire(timeout=0) is True
-            _let_go(waiter)
+            _a_held_lock_is_handed_out(_Waiter("a"))
         waiter = _Waiter("b")
         bell = doorbell_module.signal_for_wait(waiter)  # descriptors to be had again
         _let_go(waiter)
