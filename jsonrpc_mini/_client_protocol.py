@@ -330,11 +330,16 @@ class ClientConnection(_Base):
         # in order: checked in a few C-level passes (a batch of 1,000: ~30 us in order).
         # A member that is no object, has no id or an unhashable one raises: the
         # general way below looks at it. (Here ids compare as Python values: an id
-        # 1.0 stands for 1, as the drivers match it too; so would ``true``, which
-        # no server sends for 1. A request from the server carrying a member's id
-        # counts as its answer here: that call then waits, as before this check.)
+        # 1.0 stands for 1, as the drivers match it too. So would ``true``, which
+        # names no call: while the batch holding id 1 is expected (ids count from 1,
+        # so no other can be fooled, and ``false`` matches none), an array with a
+        # bool id goes the general way, which leaves such a member unmatched. A
+        # request from the server carrying a member's id counts as its answer here:
+        # that call then waits, as before this check.)
         try:
             ids = list(map(_ID, members))
+            if 1 in batches and any(type(id_) is bool for id_ in ids):
+                raise TypeError("a bool id")  # (to the general way)
             batch = batches.get(ids[0])
             if batch is not None and ids == batch:  # in order
                 batches.pop(ids[0], None)

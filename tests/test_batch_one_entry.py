@@ -10,6 +10,7 @@ every member its own result or error (naming its method), nothing left pending.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from typing import Any
@@ -19,7 +20,16 @@ from _driver_helpers import WAIT, FakeServer, Peer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonrpc_mini import ConnectionLost, InvalidRequest, MethodNotFound, RPCClient, RPCError, RPCTimeout, _client_settle
+from jsonrpc_mini import (
+    ConnectionLost,
+    InvalidRequest,
+    MethodNotFound,
+    RPCClient,
+    RPCError,
+    RPCTimeout,
+    _client_settle,
+    aio,
+)
 from jsonrpc_mini._client_protocol import BatchAnswer, ClientConnection
 from jsonrpc_mini._framing import encode_frame
 from jsonrpc_mini._protocol import Violation
@@ -490,12 +500,9 @@ def test_the_quick_loop_looks_members_up_with_the_first_member_s_own_key_objects
     assert _client_settle._reply_keys([1]) is _client_settle._KEYS
 
 
-@pytest.mark.parametrize("framing", _FRAMINGS)
-@pytest.mark.parametrize("rest", ["in order", "a later id of nobody's"])
-def test_a_member_with_the_id_true_is_no_reply_to_call_1(framing: str, rest: str) -> None:
-    # JSON true equals 1 in Python: the batch holding call 1 (the client's first
-    # request) took a member with the id true as call 1's reply. No call has that id
-    # (a lone reply with it is not taken either): call 1 gets no reply from it.
+def _true_for_call_1(rest: str) -> Any:
+    """A reply script's ``reply``: the batch's replies with the id true for call 1 (and 999 for call 3)."""
+
     def reply(calls: list[Any]) -> Any:
         ids = [call["id"] for call in calls]
         assert ids[0] == 1
@@ -503,9 +510,20 @@ def test_a_member_with_the_id_true_is_no_reply_to_call_1(framing: str, rest: str
             ids[2] = 999
         return [ok(True), *map(ok, ids[1:])]
 
-    with FakeServer(_answer(reply, framing)) as fake, RPCClient(*fake.address, timeout=1.0, framing=framing) as c:  # type: ignore[arg-type]
+    return reply
+
+
+@pytest.mark.parametrize("framing", _FRAMINGS)
+@pytest.mark.parametrize("rest", ["in order", "a later id of nobody's"])
+def test_a_member_with_the_id_true_is_no_reply_to_call_1(framing: str, rest: str) -> None:
+    # JSON true equals 1 in Python: the batch holding call 1 (the client's first
+    # request) took a member with the id true as call 1's reply, or (f230169) counted
+    # it as call 1's answer, so that call 1 waited for ever without a timeout. No
+    # call has that id: call 1 fails at once, as a member the array leaves out.
+    reply = _true_for_call_1(rest)
+    with FakeServer(_answer(reply, framing)) as fake, RPCClient(*fake.address, framing=framing) as c:  # type: ignore[arg-type]
         f, g, h = _batch(c)
-        with pytest.raises(RPCError) as info:
+        with pytest.raises(RPCError, match="has no response for this call") as info:
             f.result()
         assert info.value.method == "f"
         assert g.result() == f"r{g.id}"
@@ -515,3 +533,24 @@ def test_a_member_with_the_id_true_is_no_reply_to_call_1(framing: str, rest: str
             with pytest.raises(RPCError, match="has no response for this call"):
                 h.result()
         _idle(c)
+
+
+@pytest.mark.parametrize("rest", ["in order", "a later id of nobody's"])
+def test_a_member_with_the_id_true_is_no_reply_to_call_1_on_the_aio_client(rest: str) -> None:
+    async def main() -> None:
+        async with await aio.connect(*fake.address) as c:
+            async with c.batch() as b:
+                f, g, h = b.f(), b.g(), b.h()
+                b.notify("log", "x")
+            with pytest.raises(RPCError, match="has no response for this call"):
+                f.result()
+            assert g.result() == "r2"
+            if rest == "in order":
+                assert h.result() == "r3"
+            else:
+                with pytest.raises(RPCError, match="has no response for this call"):
+                    h.result()
+            assert await c.after() == "next"
+
+    with FakeServer(_answer(_true_for_call_1(rest))) as fake:
+        asyncio.run(asyncio.wait_for(main(), WAIT))
