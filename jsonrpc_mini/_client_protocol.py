@@ -310,6 +310,13 @@ class ClientConnection(_Base):
         :meth:`parse_reply` passes these events through.
         """
         batches = self._batches
+        if 1 in batches and any(type(member) is dict and type(member.get("id")) is bool for member in members):
+            # JSON true equals 1 in Python: the passes below, and a whole array's
+            # consumer, would take a member with the id true for call 1's reply. No
+            # call has that id. Ids count from 1 (false, equal to 0, matches none), so
+            # only while the batch holding id 1 is expected can this happen, and only
+            # then is this looked for. The general way leaves such a member unmatched.
+            return self._by_member(members)
         if whole:
             # Speed: the usual array answers one batch whole and in order. With
             # ``whole``, an array as long as the batch its first member answers is
@@ -329,17 +336,12 @@ class ClientConnection(_Base):
         # Speed: the usual array answers one batch whole, each member once, most often
         # in order: checked in a few C-level passes (a batch of 1,000: ~30 us in order).
         # A member that is no object, has no id or an unhashable one raises: the
-        # general way below looks at it. (Here ids compare as Python values: an id
-        # 1.0 stands for 1, as the drivers match it too. So would ``true``, which
-        # names no call: while the batch holding id 1 is expected (ids count from 1,
-        # so no other can be fooled, and ``false`` matches none), an array with a
-        # bool id goes the general way, which leaves such a member unmatched. A
-        # request from the server carrying a member's id counts as its answer here:
-        # that call then waits, as before this check.)
+        # general way looks at it. (Here ids compare as Python values: an id 1.0
+        # stands for 1, as the drivers match it too; ``true`` cannot reach here, see
+        # above. A request from the server carrying a member's id counts as its
+        # answer here: that call then waits, as before this check.)
         try:
             ids = list(map(_ID, members))
-            if 1 in batches and any(type(id_) is bool for id_ in ids):
-                raise TypeError("a bool id")  # (to the general way)
             batch = batches.get(ids[0])
             if batch is not None and ids == batch:  # in order
                 batches.pop(ids[0], None)
@@ -354,9 +356,14 @@ class ClientConnection(_Base):
             if batch is not None and len(batch) == len(answered) == len(ids) and answered.issuperset(batch):
                 batches.pop(batch[0], None)
                 return members
-        # The general way: the ids of the replies in the array (objects without
-        # "method"; integer, string or float ids, as the drivers match them), and
-        # every batch they touch, in the order they were sent.
+        return self._by_member(members)
+
+    def _by_member(self, members: list[Any]) -> list[Any]:
+        """``_batch_reply``'s general way: ``members``, then events for the batches' members they leave out."""
+        batches = self._batches
+        # The ids of the replies in the array (objects without "method"; integer,
+        # string or float ids, as the drivers match them), and every batch they
+        # touch, in the order they were sent.
         answered = {
             id_
             for member in members

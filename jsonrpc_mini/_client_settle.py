@@ -115,12 +115,6 @@ class ReplySettler:
         if type(batch) is not _BatchWaiter:
             return None, self.proto.batch_events(answer)
         values = answer.members
-        if batch.ids[0] == 1 and any(type(value) is dict and type(value.get("id")) is bool for value in values):
-            # JSON true equals 1 in Python, so a member with the id true would pass for
-            # call 1's reply in the compares below. Ids count from 1 (false, equal to 0,
-            # names none), so only the batch holding id 1 can be fooled: it alone pays
-            # for this look. The general way refuses such a member (an id no call has).
-            return None, self.proto.batch_events(answer)
         # The array should answer the batch in order (BatchAnswer): member i is waiter
         # i's reply, carrying its id. So a member of exactly three names, one
         # "jsonrpc": "2.0", one "result" and waiter i's id, is a plain success (as in
