@@ -20,7 +20,7 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Final
 
-from ._codec import ErrorResponse, Request, Response, parse_request
+from ._codec import ErrorResponse, Request, Response, decoded_keys, parse_request
 from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_response
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
     ints = True  # every result so far is an int (see encode_int_results)
     add_id = ids.append
     add_result = results.append
-    params_key, id_key, jsonrpc_key, method_key = _member_keys(values[0] if values else None)
+    params_key, id_key, jsonrpc_key, method_key = decoded_keys(values[0] if values else None, _KEYS)
     for value in values:
         # The usual member: a valid call of a method that binds a list of so many
         # arguments for sure (resolve's usual case), with an integer or string id.
@@ -124,22 +124,7 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
     return proto.encode_replies(replies)
 
 
-_KEYS: Final = ("params", "id", "jsonrpc", "method")
-
-
-def _member_keys(first: Any) -> tuple[str, str, str, str]:
-    """``_KEYS``, each as the decoder made it in ``first`` (a batch's first member) when it has it.
-
-    Speed: a dict lookup whose key is the very object stored in the dict skips the
-    string comparison (~60 instructions of ~250 per lookup). orjson makes one object
-    per distinct key of a document (its key cache), the stdlib decoder too (its memo),
-    so the first member's keys are the other members' keys as well; where they are
-    not, the lookup compares the strings, as with the literals.
-    """
-    if type(first) is not dict:
-        return _KEYS
-    own = {key: key for key in first}
-    return own.get("params", "params"), own.get("id", "id"), own.get("jsonrpc", "jsonrpc"), own.get("method", "method")
+_KEYS: Final = ("params", "id", "jsonrpc", "method")  # a usual member's (see decoded_keys)
 
 
 def _other_member(session: SessionCalls, value: Any, debug: bool) -> dict[str, Any] | Response | ErrorResponse | None:

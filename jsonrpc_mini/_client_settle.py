@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 
 from ._client_protocol import BatchAnswer, ClientConnection
 from ._client_waiter import _BatchWaiter, _Waiter
-from ._codec import ErrorResponse, Id, Response
+from ._codec import ErrorResponse, Id, Response, decoded_keys
 from ._errors import ConnectionLost, error_from_response, unread_mark, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 from ._transport import Transport
@@ -24,23 +24,7 @@ __all__ = ["ReplySettler"]
 log = logging.getLogger("jsonrpc_mini")
 
 
-_KEYS: Final = ("jsonrpc", "id", "result")
-
-
-def _reply_keys(first: Any) -> tuple[str, str, str]:
-    """``_KEYS``, each as the decoder made it in ``first`` (a batch reply's first member) when it has it.
-
-    Speed: a dict lookup whose key is the very object stored in the dict skips the
-    string comparison (~60 instructions of a lookup; 3 lookups for each of 1,000
-    members). orjson makes one object per distinct key of a document (its key
-    cache), the stdlib decoder too (its memo), so the first member's keys are the
-    other members' keys as well; where they are not, the lookup compares the
-    strings, as with the literals (the same results). As _batch_serve._member_keys.
-    """
-    if type(first) is not dict:
-        return _KEYS
-    own = {key: key for key in first}
-    return own.get("jsonrpc", "jsonrpc"), own.get("id", "id"), own.get("result", "result")
+_KEYS: Final = ("jsonrpc", "id", "result")  # a plain success's (see decoded_keys)
 
 
 class _OwnedLock(Protocol):
@@ -127,8 +111,8 @@ class ReplySettler:
         # lookups expect raises KeyError or TypeError: the same. Nothing is stored
         # in a waiter before its member was found a plain success.)
         # Each member's id is set here too (see _BatchWaiter.ids). The keys are the
-        # first member's own key objects (see _reply_keys).
-        jsonrpc_key, id_key, result_key = _reply_keys(values[0])
+        # first member's own key objects (see decoded_keys).
+        jsonrpc_key, id_key, result_key = decoded_keys(values[0], _KEYS)
         try:
             for waiter, value, id_ in zip(batch.members, values, batch.ids, strict=True):
                 if len(value) != 3 or value[jsonrpc_key] != "2.0" or value[id_key] != id_:

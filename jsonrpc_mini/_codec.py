@@ -25,6 +25,7 @@ __all__ = [
     "Response",
     "build_params",
     "call_value",
+    "decoded_keys",
     "encode_message",
     "message_value",
     "parse_request",
@@ -188,6 +189,23 @@ def plain_successes(values: list[Any], start: int = 0) -> int:
                 continue
         break
     return end
+
+
+def decoded_keys(first: Any, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """``keys``, each as the decoder made it in ``first`` (an array's first member) when it has it.
+
+    For the loops over a batch's members (the server's requests, a client's replies).
+    Speed: a dict lookup whose key is the very object stored in the dict skips the
+    string comparison (~60 of ~250 instructions per lookup). orjson makes one object
+    per distinct key of a document (its key cache), the stdlib decoder too (its memo),
+    so the first member's keys are the other members' keys as well; where they are
+    not, the lookup compares the strings, as with the literals (the same results).
+    ``keys`` itself when ``first`` is no object.
+    """
+    if type(first) is not dict:
+        return keys
+    own = {key: key for key in first}
+    return tuple(own.get(key, key) for key in keys)
 
 
 def parse_response(value: Any) -> Response | ErrorResponse | None:

@@ -31,6 +31,7 @@ from jsonrpc_mini import (
     aio,
 )
 from jsonrpc_mini._client_protocol import BatchAnswer, ClientConnection
+from jsonrpc_mini._codec import decoded_keys
 from jsonrpc_mini._framing import encode_frame
 from jsonrpc_mini._protocol import Violation
 
@@ -485,19 +486,19 @@ def test_without_whole_batches_the_core_gives_members() -> None:
 
 
 def test_the_quick_loop_looks_members_up_with_the_first_member_s_own_key_objects() -> None:
-    # Speed (see _client_settle._reply_keys): a lookup with the very key object the
+    # Speed (see _codec.decoded_keys): a lookup with the very key object the
     # dict holds skips comparing the strings. A decoder makes its own key objects,
     # not the interned literals.
     first = json.loads('{"jsonrpc": "2.0", "id": 1, "result": 2}')
-    keys = _client_settle._reply_keys(first)
+    keys = decoded_keys(first, _client_settle._KEYS)
     assert keys == ("jsonrpc", "id", "result")
     assert all(any(key is own for own in first) for key in keys)
     # A first member that lacks a key (an error) keeps the literal for it; one that
     # is no object, all three.
     error = json.loads('{"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "m"}}')
-    keys = _client_settle._reply_keys(error)
+    keys = decoded_keys(error, _client_settle._KEYS)
     assert keys == ("jsonrpc", "id", "result") and keys[2] is _client_settle._KEYS[2]
-    assert _client_settle._reply_keys([1]) is _client_settle._KEYS
+    assert decoded_keys([1], _client_settle._KEYS) is _client_settle._KEYS
 
 
 def _true_for_call_1(rest: str) -> Any:

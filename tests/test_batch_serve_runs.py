@@ -18,6 +18,7 @@ import pytest
 from _driver_helpers import LeakCheck, Peer, raw_connect, serving
 
 from jsonrpc_mini import InvalidParams, RPCServer, _batch_serve
+from jsonrpc_mini._codec import decoded_keys
 from jsonrpc_mini._framing import encode_frame
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
 from jsonrpc_mini._protocol import ServerConnection
@@ -290,7 +291,7 @@ def test_usual_members_run_directly_whatever_the_first_member_holds(
     use_orjson: bool, first: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # batch_reply looks the usual member's keys up with the first member's own key
-    # objects (_member_keys): a first member that is no object, or lacks some keys,
+    # objects (decoded_keys): a first member that is no object, or lacks some keys,
     # must leave the literals for those, so the other members still run directly.
     s, _ = make_server(use_orjson)
     session = Session(s, None, lambda _: None, "keys")  # type: ignore[arg-type]  # (never serves: no transport)
@@ -312,8 +313,8 @@ def test_usual_members_run_directly_whatever_the_first_member_holds(
 @pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
 def test_the_member_keys_are_the_decoded_objects_themselves(use_orjson: bool) -> None:
     first = JsonCodec(use_orjson=use_orjson).loads(compact(call("add", [1, 2], 3)))
-    keys = _batch_serve._member_keys(first)
+    keys = decoded_keys(first, _batch_serve._KEYS)
     assert keys == ("params", "id", "jsonrpc", "method")
     assert [next(own for own in first if own is key) for key in keys] == list(keys)  # (StopIteration: a copy)
-    partial = _batch_serve._member_keys({"id": 1})
+    partial = decoded_keys({"id": 1}, _batch_serve._KEYS)
     assert partial == ("params", "id", "jsonrpc", "method") and partial[1] is next(iter({"id": 1}))
