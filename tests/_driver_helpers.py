@@ -17,8 +17,12 @@ import pytest
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 from jsonrpc_mini import RPCServer
+from jsonrpc_mini._json import HAVE_ORJSON
 
 WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
+# The JSON codecs a test runs with (``JsonCodec(use_orjson=...)``), and their test ids.
+CODECS = [False, True] if HAVE_ORJSON else [False]
+CODEC_IDS = ["stdlib", "orjson"][: len(CODECS)]
 
 
 _open_peers: list[Peer] = []

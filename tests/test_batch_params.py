@@ -14,17 +14,15 @@ import math
 from typing import Any
 
 import pytest
+from _driver_helpers import CODEC_IDS, CODECS
 
 from jsonrpc_mini import RPCClient
 from jsonrpc_mini._batch import BatchBuilder, QueuedCalls
 from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import Notification, Request
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 
 pytestmark = pytest.mark.timeout(60)
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
-CODEC_IDS = ["stdlib", "orjson"][: len(CODECS)]
 
 
 class Answering:

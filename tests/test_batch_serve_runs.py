@@ -15,19 +15,16 @@ import json
 from typing import Any
 
 import pytest
-from _driver_helpers import LeakCheck, Peer, raw_connect, serving
+from _driver_helpers import CODEC_IDS, CODECS, LeakCheck, Peer, raw_connect, serving
 
 from jsonrpc_mini import InvalidParams, RPCServer, _batch_serve
 from jsonrpc_mini._codec import decoded_keys
 from jsonrpc_mini._framing import encode_frame
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import ServerConnection
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
-CODEC_IDS = ["stdlib", "orjson"][: len(CODECS)]
 
 
 @pytest.fixture(autouse=True)

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, raw_connect, serving
+from _driver_helpers import CODECS, WAIT, FakeServer, LeakCheck, Peer, raw_connect, serving
 
 from jsonrpc_mini import ConnectionLost, InvalidParams, MethodNotFound, RPCClient, RPCServer, RPCTimeout, ServerError
 from jsonrpc_mini._batch import BatchBuilder
 from jsonrpc_mini._codec import Params
 from jsonrpc_mini._errors import RPCError
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._session import current_session
 
 pytestmark = pytest.mark.timeout(60)
@@ -283,8 +283,6 @@ MEMBERS: list[Any] = [
     call("echo", [1], [24]),
     call("echo", [1], 25.5),
 ]
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
 
 
 def alone(peer: Peer, member: Any, n: int) -> list[Any]:

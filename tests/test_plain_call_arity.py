@@ -13,15 +13,12 @@ import json
 from typing import Any
 
 import pytest
-from _driver_helpers import LeakCheck, raw_connect, serving
+from _driver_helpers import CODEC_IDS, CODECS, LeakCheck, raw_connect, serving
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 
 pytestmark = pytest.mark.timeout(60)
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
-CODEC_IDS = ["stdlib", "orjson"][: len(CODECS)]
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,12 @@ earlier lines did.
 from __future__ import annotations
 
 import pytest
+from _driver_helpers import CODECS
 from test_protocol import drain
 
 from jsonrpc_mini._client_protocol import ClientConnection
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import Call, Reply, ServerConnection
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
 
 REQUEST_1 = b'{"jsonrpc":"2.0","method":"m","params":[1],"id":1}\n'
 REQUEST_2 = b'{"jsonrpc":"2.0","method":"n","params":[2],"id":2}\n'

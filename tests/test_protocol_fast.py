@@ -6,17 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from _driver_helpers import CODECS
 from hypothesis import example, given
 from hypothesis import strategies as st
 from test_protocol import drain
 
 from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import ErrorObject, ErrorResponse, Request, Response, parse_request, parse_response
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import Call, ServerConnection
 from jsonrpc_mini.testing import strategies as rpc_st
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
 
 
 def general(chunks: list[bytes], codec: JsonCodec, **options: Any) -> list[Any]:

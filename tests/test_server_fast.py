@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, Peer
+from _driver_helpers import CODECS, WAIT, LeakCheck, Peer
 from hypothesis import given
 from hypothesis import strategies as st
 from test_protocol import drain
@@ -24,13 +24,11 @@ from test_protocol_fast import chunk_lists, general
 
 from jsonrpc_mini import RPCError, RPCServer, SocketTransport
 from jsonrpc_mini._codec import ErrorResponse, parse_request
-from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
+from jsonrpc_mini._json import JsonCodec
 from jsonrpc_mini._protocol import Batch, Call, ServerConnection
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
-
-CODECS = [False, True] if HAVE_ORJSON else [False]
 
 
 class Failure(Exception):
