@@ -48,7 +48,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Doorbell", "Signal", "Waits", "signal_for_wait"]
+__all__ = ["Doorbell", "Signal", "Waits", "end_wait", "signal_for_wait"]
 
 
 class Signal(Protocol):
@@ -139,6 +139,22 @@ def signal_for_wait(waiter: Waits) -> Signal:
     lock.acquire()
     waiter.signal = lock
     return lock
+
+
+def end_wait(waiter: Waits) -> None:
+    """``waiter``'s caller has stopped sleeping (woken, timed out or interrupted): let its signal go.
+
+    The thread's doorbell is free for its next wait first, then the waiter drops it:
+    a call's error (so its waiter, and in a traceback the waiting frame) may be kept
+    for long, and must not keep its thread's doorbell (a descriptor) once the thread
+    has ended. Idempotent: an interruption between the two steps is handled by
+    calling it again (``_ReplyReader.wait``).
+    """
+    signal = waiter.signal
+    if signal is not None:
+        if type(signal) is Doorbell:
+            signal.busy = False
+        waiter.signal = None
 
 
 def _forget_mine() -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from ._client_doorbell import Doorbell, signal_for_wait
+from ._client_doorbell import end_wait, signal_for_wait
 from ._client_protocol import BatchAnswer
 from ._client_turn import ReadingTurn
 from ._client_waiter import _BatchWaiter, _Waiter, timed_out, within
@@ -49,11 +49,7 @@ class _ReplyReader(ReadingTurn):
         try:
             self._wait(waiter, deadline, timeout)
         except BaseException:  # e.g. KeyboardInterrupt: this caller stops waiting
-            signal = waiter.signal
-            if signal is not None:  # interrupted between the lock round that set it and _wait's finally
-                if type(signal) is Doorbell:
-                    signal.busy = False
-                waiter.signal = None
+            end_wait(waiter)  # (interrupted between the lock round that set a signal and _wait's finally)
             if not waiter.done:
                 self._abandon(waiter)
             if self.reading == threading.get_ident():  # taken, and interrupted before _lead's own handling
@@ -94,16 +90,8 @@ class _ReplyReader(ReadingTurn):
                     signal.acquire(timeout=max(pause, 0.0))
                 finally:
                     waiter.waiting = False
-                    # The thread's doorbell is free for its next wait (before the signal
-                    # is dropped: interrupted between the two, wait() lets it go).
-                    if type(signal) is Doorbell:
-                        signal.busy = False
-                    # Not kept: a call's error (and so its waiter, and in its traceback
-                    # this frame) may be kept for long, and must not keep its thread's
-                    # doorbell (a descriptor) once the thread has ended (the next wait,
-                    # in a lock round, sets one again).
-                    waiter.signal = None
-                    del signal
+                    end_wait(waiter)
+                    del signal  # (nor this frame, kept in a traceback: see end_wait)
                 if waiter.done:  # filled in, then woken (done is set last): no lock round needed to see it
                     return
             if deadline is not None and time.monotonic() >= deadline:
