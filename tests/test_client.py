@@ -446,15 +446,18 @@ def test_a_waiting_caller_is_woken_for_its_reply_and_to_take_over_reading(
         assert results == {"a": "first", "b": 3, "c": "second"}, "reading was not handed over"
 
 
-def test_every_pending_call_fails_when_the_server_closes() -> None:
-    callers = 5
+def test_every_pending_call_fails_when_the_server_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The followers among them sleep on their doorbells: only being woken (not the
+    # poll's end) may end their waits.
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)
+    callers = 8
     received = threading.Semaphore(0)
 
     def script(peer: Peer) -> None:
         for _ in range(callers):
             peer.until(b"\n")
             received.release()
-        peer.close()  # five calls pending: the server goes away
+        peer.close()  # eight calls pending: the server goes away
 
     outcomes: list[BaseException | Any] = []
     with FakeServer(script) as fake:

@@ -21,7 +21,7 @@ from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving, start_th
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
-from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout
+from jsonrpc_mini import RPCClient, RPCServer, RPCTimeout
 from jsonrpc_mini._client_waiter import _Waiter
 
 pytestmark = pytest.mark.timeout(60)
@@ -446,25 +446,3 @@ def test_many_threads_each_get_their_own_results(server: RPCServer) -> None:
             t.join(WAIT * 3)
         assert not any(t.is_alive() for t in threads), "a thread hung"
     assert not wrong, wrong[:5]
-
-
-def test_every_waiting_thread_fails_once_the_connection_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
-    callers = 8
-    got = threading.Semaphore(0)
-
-    def script(peer: Peer) -> None:
-        for _ in range(callers):
-            peer.until(b"\n")
-            got.release()
-        peer.close()
-
-    outcomes: list[Any] = []
-    with FakeServer(script) as fake:
-        c = RPCClient(*fake.address)  # no timeout: only the lost connection can end the calls
-        threads = [start_thread(lambda: outcomes.append(_outcome(c.slow))) for _ in range(callers)]
-        for t in threads:
-            t.join(WAIT)
-        assert not any(t.is_alive() for t in threads), "a waiting thread was not failed"
-        c.close()
-    assert [type(o) for o in outcomes] == [ConnectionLost] * callers
