@@ -27,17 +27,30 @@ the thread (a caller woken twice, or after it stopped waiting, on this connectio
 or another) can end a later wait early. Every wait is a loop that looks again at
 the call's state, so such a wake-up costs a lap, never a lost wake-up: each wait
 takes every ring made before it (the eventfd's counter is read whole). The
-doorbell is ``busy`` from the lock round that hands it out (``signal_for_wait``,
-under the connection's lock) until that wait has ended (``_ReplyReader._wait``
-clears it with the waiter's ``signal``); a wait made meanwhile on the same thread
-(a signal handler's call, run while its thread waits or is about to) gets a lock
-of its own instead: it would take the outer wait's ring. An interruption anywhere
-in between is caught by ``_ReplyReader.wait``, which lets the doorbell go too.
+doorbell is taken by a wait from the lock round that hands it out
+(``signal_for_wait``, under the connection's lock) until that wait has ended
+(``end_wait``): its ``holder``. A wait made meanwhile on the same thread (a
+signal handler's call, run while its thread waits or is about to) gets a lock of
+its own instead: it would take the outer wait's ring. Waits on locks in progress
+are listed, outermost first (``_Mine.locks``). An interruption anywhere in
+between is caught by ``_ReplyReader.wait``, which ends the wait too. (A second
+interruption landing inside that handling can leave the doorbell taken, or a
+wait listed: the thread's later waits then get locks, slower but correct.)
+
+The outer wait cannot go on before the handler returns. So a wait made inside
+it takes it off the followers a reader may hand its turn to (picked, it would
+not come: the turn would wait for nobody, the handler's call with it, until
+their next look), and wakes it as it ends, so that it looks again at once when
+it goes on (the turn may be free then, its reply in). A reader may still hand
+the outer wait the turn before that (the handler's call then finds it free and
+takes it), or while the handler's call reads (the outer wait takes it when the
+handler returns): a handler that goes on long after its call keeps that turn.
+
 A doorbell's descriptor is closed once nothing refers to it any more: its thread
 has ended and no waiter holds it (a waiter holds its signal only during its wait,
 a waker while it rings), so no ring can reach a descriptor number closed and used
-again. A forked child forgets the doorbell of the thread that forked: the
-eventfd, inherited, would be shared with the parent's thread.
+again. A forked child forgets the doorbell and the waits of the thread that
+forked: the eventfd, inherited, would be shared with the parent's thread.
 """
 
 from __future__ import annotations
@@ -62,18 +75,21 @@ class Waits(Protocol):
     """A waiting call (``_client_waiter._Waiter``): holds the signal its caller sleeps on."""
 
     signal: Signal | None
+    waiting: bool  # its caller waits for another thread to read: a reader may hand it the turn
+
+    def wake(self) -> None: ...
 
 
 class Doorbell:
     """One thread's wake-up: an eventfd, rung by ``release`` (without the GIL), waited on by ``acquire``."""
 
-    __slots__ = ("_fd", "_poll", "busy")
+    __slots__ = ("_fd", "_poll", "holder")
 
     def __init__(self) -> None:
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
-        self.busy = False  # handed out to a wait not yet ended (see signal_for_wait)
+        self.holder: Waits | None = None  # the wait it is handed out to, until it ends (see signal_for_wait)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Sleep until rung or ``timeout`` seconds pass (-1: no limit); take every ring made so far; True if rung.
@@ -103,9 +119,15 @@ class Doorbell:
 
 
 class _Mine(threading.local):
-    """The calling thread's doorbell: None until its first wait as a follower."""
+    """The calling thread's doorbell (None until its first wait as a follower) and its waits on locks."""
 
     bell: Doorbell | None = None
+
+    def __init__(self) -> None:
+        # Waits handed a lock and not yet ended, outermost first: each one made
+        # inside the one before it (by a signal handler), the first inside the
+        # doorbell's holder if there is one.
+        self.locks: list[Waits] = []
 
 
 _DOORBELLS = hasattr(os, "eventfd") and hasattr(select, "poll")
@@ -117,48 +139,69 @@ def signal_for_wait(waiter: Waits) -> Signal:
 
     Called under the connection's lock, for each wait; the doorbell is made on the
     thread's first wait (an eventfd that cannot be made, e.g. out of descriptors,
-    leaves a lock) and is marked busy: the wait's end lets it go
-    (``_ReplyReader._wait``, or ``wait`` if interrupted). Meanwhile the thread's
-    other waits get locks.
+    leaves a lock) and is taken by the wait until it ends (``end_wait``).
+    Meanwhile the thread's other waits get locks, and the wait they are made
+    inside is no follower to hand the reading turn to (see the module's
+    docstring; it is one again from its next lock round).
     """
+    mine = _mine
+    bell = None
     if _DOORBELLS:
-        mine = _mine
         bell = mine.bell
         if bell is None:
             try:
                 bell = mine.bell = Doorbell()
             except OSError:  # e.g. out of descriptors: a lock does the same, GIL convoy and all
                 bell = None
-        if bell is not None and not bell.busy:
+        if bell is not None and bell.holder is None:
             # The waiter first: however this is interrupted after that, the wait's
             # end (or its interruption's handling) finds the doorbell there to let go.
             waiter.signal = bell
-            bell.busy = True
+            bell.holder = waiter
             return bell
+    locks = mine.locks
+    outer = locks[-1] if locks else None if bell is None else bell.holder
+    if outer is not None:
+        outer.waiting = False  # (a single store: the outer wait may be another connection's)
     lock = threading.Lock()
     lock.acquire()
-    waiter.signal = lock
+    waiter.signal = lock  # (first, as above)
+    locks.append(waiter)
     return lock
 
 
 def end_wait(waiter: Waits) -> None:
     """``waiter``'s caller has stopped sleeping (woken, timed out or interrupted): let its signal go.
 
-    The thread's doorbell is free for its next wait first, then the waiter drops it:
-    a call's error (so its waiter, and in a traceback the waiting frame) may be kept
-    for long, and must not keep its thread's doorbell (a descriptor) once the thread
-    has ended. Idempotent: an interruption between the two steps is handled by
-    calling it again (``_ReplyReader.wait``).
+    The thread's doorbell is free for its next wait first (or the wait leaves the
+    thread's list), then the waiter drops its signal: a call's error (so its
+    waiter, and in a traceback the waiting frame) may be kept for long, and must
+    not keep its thread's doorbell (a descriptor) once the thread has ended.
+    Idempotent: an interruption between the two steps is handled by calling it
+    again (``_ReplyReader.wait``). Called on the waiter's own thread. A wait made
+    inside another wakes that one (see the module's docstring).
     """
     signal = waiter.signal
     if signal is not None:
         if type(signal) is Doorbell:
-            signal.busy = False
+            signal.holder = None
+            waiter.signal = None
+            return
+        mine = _mine
+        locks = mine.locks
+        if waiter in locks:
+            # (The waits listed after it were made inside it: ended with it, if an
+            # interruption cut their own end short.)
+            del locks[locks.index(waiter) :]
         waiter.signal = None
+        bell = mine.bell if _DOORBELLS else None
+        outer = locks[-1] if locks else None if bell is None else bell.holder
+        if outer is not None:  # made inside another: that one looks again when it goes on
+            outer.wake()
 
 
 def _forget_mine() -> None:
-    """In a forked child: the forking thread's doorbell, inherited, is the parent's thread's too."""
+    """In a forked child: the forking thread's doorbell, inherited, is the parent's thread's too (and its waits)."""
     global _mine
     _mine = _Mine()  # (the old one's doorbell is closed once nothing refers to it)
 

@@ -63,12 +63,7 @@ def _in_a_thread(fn: Any) -> Any:
     return out[0]
 
 
-def _let_go(waiter: _Waiter) -> None:
-    """What the end of a wait does (_ReplyReader._wait's finally): the signal dropped, the doorbell free."""
-    signal = waiter.signal
-    if type(signal) is doorbell_module.Doorbell:
-        signal.busy = False
-    waiter.signal = None
+_let_go = doorbell_module.end_wait  # (what the end of a wait does: _ReplyReader._wait's finally)
 
 
 def _eventfds() -> int:
@@ -114,18 +109,19 @@ def test_a_ring_from_another_thread_ends_a_wait_without_limit() -> None:
 
 
 @needs_eventfd
-def test_a_thread_has_one_doorbell_for_all_its_waits_and_is_handed_it_busy() -> None:
+def test_a_thread_has_one_doorbell_for_all_its_waits_and_is_handed_it_taken() -> None:
     def waits() -> tuple[Any, ...]:
         first, second, third = _Waiter("a"), _Waiter("b"), _Waiter("c")
         bell = doorbell_module.signal_for_wait(first)
         assert isinstance(bell, doorbell_module.Doorbell) and first.signal is bell
-        assert bell.busy, "handed out, not yet busy: a signal handler's call could be given it"
+        assert bell.holder is first, "handed out, not taken: a signal handler's call could be given it"
         nested = doorbell_module.signal_for_wait(second)  # (a signal handler's call, say)
         assert nested is not bell and second.signal is nested
         assert nested.acquire(blocking=False) is False, "a nested wait's lock must start held"
         _let_go(second)
-        assert bell.busy, "a nested wait let the outer one's doorbell go"
+        assert bell.holder is first, "a nested wait let the outer one's doorbell go"
         _let_go(first)
+        assert bell.holder is None and first.signal is None
         again = doorbell_module.signal_for_wait(third)  # the next wait, on any connection
         _let_go(third)
         return bell, again
@@ -134,6 +130,49 @@ def test_a_thread_has_one_doorbell_for_all_its_waits_and_is_handed_it_busy() -> 
     assert again is bell
     other, _ = _in_a_thread(waits)
     assert other is not bell
+
+
+@needs_eventfd
+def test_a_wait_made_inside_another_takes_it_off_the_followers_and_wakes_it_as_it_ends() -> None:
+    # A signal handler's call, made while its thread sleeps as a follower (and a
+    # handler's inside that one's handler): the outer wait cannot go on meanwhile.
+    def waits() -> None:
+        outer, inner, innermost = _Waiter("outer"), _Waiter("inner"), _Waiter("innermost")
+        bell = doorbell_module.signal_for_wait(outer)
+        outer.waiting = True  # (a follower: set in the same lock round)
+        lock = doorbell_module.signal_for_wait(inner)
+        assert outer.waiting is False, "the outer wait, which cannot go on, could be handed the reading turn"
+        assert doorbell_module._mine.locks == [inner]
+        inner.waiting = True
+        deeper = doorbell_module.signal_for_wait(innermost)
+        assert inner.waiting is False and doorbell_module._mine.locks == [inner, innermost]
+        _let_go(innermost)
+        assert lock.acquire(blocking=False) is True, "the wait it was made inside was not woken to look again"
+        assert bell.acquire(timeout=0) is False, "(only the wait it was made inside)"
+        assert deeper.acquire(blocking=False) is False
+        _let_go(inner)
+        assert doorbell_module._mine.locks == []
+        assert bell.acquire(timeout=0) is True, "the outer wait was not woken to look again"
+        _let_go(outer)
+
+    _in_a_thread(waits)
+
+
+@needs_eventfd
+def test_a_waits_end_ends_the_waits_made_inside_it_whose_own_end_was_cut_short() -> None:
+    # (A second interruption inside the handling of the first can skip an inner
+    # wait's end: the end of the wait it was made inside clears it.)
+    def waits() -> None:
+        outer, inner, innermost = _Waiter("outer"), _Waiter("inner"), _Waiter("innermost")
+        bell = doorbell_module.signal_for_wait(outer)
+        doorbell_module.signal_for_wait(inner)
+        doorbell_module.signal_for_wait(innermost)
+        _let_go(inner)
+        assert doorbell_module._mine.locks == [] and inner.signal is None
+        assert bell.acquire(timeout=0) is True, "the outer wait was not woken to look again"
+        _let_go(outer)
+
+    _in_a_thread(waits)
 
 
 @needs_eventfd
@@ -356,7 +395,7 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
             finally:
                 sys.settrace(None)
             bell = doorbell_module._mine.bell
-            outcomes["busy"] = bell is None or bell.busy
+            outcomes["busy"] = bell is None or bell.holder is not None
 
         caller = start_thread(outer)
         caller.join(WAIT)  # the reader still reads for the slow call: only its rings wake followers
@@ -369,7 +408,7 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
     assert outcomes.get("inner") == 5
     assert not stalled, "the outer call's ring was taken by the call made before it slept"
     assert outcomes.get("outer") == 3
-    assert outcomes.get("busy") is False, "the doorbell stayed busy: the thread's later waits would get locks"
+    assert outcomes.get("busy") is False, "the doorbell stayed taken: the thread's later waits would get locks"
 
 
 @needs_eventfd
@@ -395,14 +434,14 @@ def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
             finally:
                 sys.settrace(None)
             bell = doorbell_module._mine.bell
-            return outcome, bell is not None and bell.busy
+            return outcome, bell is not None and bell.holder is not None
 
         outcome, busy = _in_a_thread(interrupted)
         release.set()
         reader.join(WAIT)
         c.close()
     assert done and isinstance(outcome, KeyboardInterrupt)
-    assert busy is False, "the doorbell stayed busy: the thread's later waits would get locks"
+    assert busy is False, "the doorbell stayed taken: the thread's later waits would get locks"
 
 
 # -- replies to many threads ------------------------------------------------------------

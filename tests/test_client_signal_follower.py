@@ -1,0 +1,259 @@
+"""A call made from a signal handler while its thread follows: both it and the outer call are read at once.
+
+README: while a thread waits for another thread to read its reply (it follows), a
+call made by a signal handler is sent and waited for as any other. The handler
+runs inside the outer call's wait, which cannot go on until the handler returns.
+Before, a reader that left (its own reply in) handed the reading turn to that
+outer wait: nobody read, and the handler's call slept until its next look
+(``_POLL``, 0.5 s), and the outer call with it. Now a thread's wait made inside
+its own sleeping wait is the one picked, and the outer wait looks again as soon
+as the handler's call is over.
+
+The signals are real (SIGUSR1 to the main thread, where handlers run); ``_POLL``
+is 60 s, so only wake-ups end the waits: a call left unread is found by a
+bounded wait here, which closes the client (ending every wait) and fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import inspect
+import os
+import random
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, serving, start_thread, wait_for
+
+import jsonrpc_mini._client_doorbell as doorbell_module
+import jsonrpc_mini._client_reader as reader_module
+from jsonrpc_mini import RPCClient, RPCError, RPCServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def _signals_here() -> None:
+    if not hasattr(signal, "pthread_kill"):
+        pytest.skip("needs signal.pthread_kill (POSIX)")
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run on the main thread only")
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # the error is the outcome looked at
+        return exc
+
+
+def _sleep_line() -> int:
+    """The line of _ReplyReader._wait where a follower sleeps on its signal."""
+    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
+    found = [first + i for i, line in enumerate(lines) if "signal.acquire(" in line]
+    assert len(found) == 1
+    return found[0]
+
+
+def _sleeping_waits(thread: int) -> int:
+    """How many follower waits ``thread`` is inside, if it sleeps in the innermost one now (else 0)."""
+    frame: FrameType | None = sys._current_frames().get(thread)
+    code, line = reader_module._ReplyReader._wait.__code__, _sleep_line()
+    if frame is not None and frame.f_code is doorbell_module.Doorbell.acquire.__code__:
+        frame = frame.f_back  # (asleep in the doorbell's poll)
+    if frame is None or frame.f_code is not code or frame.f_lineno != line:
+        return 0
+    count = 0
+    while frame is not None:
+        count += frame.f_code is code and frame.f_lineno == line
+        frame = frame.f_back
+    return count
+
+
+@pytest.mark.parametrize("sleeps_on", ["doorbell", "lock"])
+def test_a_handlers_call_made_while_its_thread_follows_is_read_and_so_is_the_outer_one(
+    sleeps_on: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # B reads (its call held by the server); the main thread's call follows; a
+    # signal's handler makes a call, which follows too; B's reply comes and B
+    # leaves; then the handler's reply; then the outer call's.
+    _signals_here()
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
+    if sleeps_on == "lock":
+        monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
+    gates = {name: threading.Event() for name in ("b", "inner", "outer")}
+    server = RPCServer()
+    server.register_function(lambda name: gates[name].wait(WAIT) and name, name="hold")
+    main = threading.get_ident()
+    got: dict[str, Any] = {}
+    stalled: list[str] = []
+    handled, outer_done = threading.Event(), threading.Event()
+
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=None)  # (close() ends every wait)
+        link = c._link
+        assert link is not None
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            got["inner"] = _outcome(c.hold, "inner")
+            handled.set()
+
+        def drive() -> None:
+            try:
+                wait_for(lambda: _sleeping_waits(main) == 1, "the outer call to sleep as a follower")
+                signal.pthread_kill(main, signal.SIGUSR1)
+                wait_for(lambda: _sleeping_waits(main) == 2, "the handler's call to sleep as a follower")
+                gates["b"].set()
+                reader.join(WAIT)  # B has its reply and has left: nobody reads
+                assert not reader.is_alive()
+                gates["inner"].set()
+                if not handled.wait(WAIT):
+                    stalled.append("the handler's call")
+                gates["outer"].set()
+                if not outer_done.wait(WAIT):
+                    stalled.append("the outer call")
+            except BaseException as exc:  # reported by the test
+                stalled.append(repr(exc))
+            finally:
+                if stalled:
+                    c.close()  # ends the waits: the test fails, without a hang
+
+        previous = signal.signal(signal.SIGUSR1, on_signal)
+        try:
+            reader = start_thread(lambda: got.update(b=_outcome(c.hold, "b")))
+            wait_for(lambda: link.reading, "B to read")
+            driver = start_thread(drive)
+            got["outer"] = _outcome(c.hold, "outer")
+            outer_done.set()
+            driver.join(WAIT)
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            for gate in gates.values():
+                gate.set()
+            c.close()
+            reader.join(WAIT)
+    assert not stalled, f"left unread: {stalled}"
+    assert got == {"b": "b", "inner": "inner", "outer": "outer"}
+
+
+def _in_a_wait() -> bool:
+    """Whether the calling thread is inside a wait as a follower (on its doorbell or a lock)."""
+    bell = doorbell_module._mine.bell
+    return bool(doorbell_module._mine.locks) or (bell is not None and bell.holder is not None)
+
+
+def _eventfds() -> int:
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]"
+    return count
+
+
+def _add_in_a_batch(c: RPCClient, a: int, b: int) -> Any:
+    with c.batch() as batch:
+        result = batch.add(a, b)
+        batch.add(0, 0)
+    return result.result()
+
+
+@pytest.mark.parametrize("nested", [1, 3], ids=["one-handler", "nested-handlers"])
+def test_calls_from_random_signals_while_eight_threads_call(nested: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The main thread and seven others call; SIGUSR1 comes at random moments and
+    # its handler (up to ``nested`` deep: one may land inside another) calls too, a
+    # single call or a batch, unless its thread is sending (README: that call
+    # would close the connection). Every result is the caller's own; a handler's
+    # call is answered, or refused while its thread reads or is inside a round of
+    # the lock; nothing waits for a look (_POLL). JSONRPC_MINI_STRESS_CALLS runs longer.
+    _signals_here()
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
+    threads_n, calls = 8, int(os.environ.get("JSONRPC_MINI_STRESS_CALLS", "300"))
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    server = RPCServer()
+    server.register_function(lambda a, b: a + b, name="add")
+    wrong: list[Any] = []
+    counts = {"answered": 0, "answered following": 0, "refused": 0, "skipped": 0, "nested": 0}
+    depth = [0]
+    stop = threading.Event()
+    before = _eventfds()
+
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=None)  # (close() ends every wait)
+        link = c._link
+        assert link is not None
+        main = threading.get_ident()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if depth[0] >= nested or link.send_lock._is_owned() or link.sending == main:
+                counts["skipped"] += 1
+                return
+            # (Inside a wait, and neither reading nor inside a round of the lock: a nested
+            # handler may run while an outer one's call reads, and be refused.)
+            following = _in_a_wait() and link.reading != main and not link.lock._is_owned()
+            counts["nested"] += depth[0] > 0
+            depth[0] += 1
+            try:
+                n = rng.randrange(1000)
+                got = _outcome(c.add if rng.random() < 0.8 else functools.partial(_add_in_a_batch, c), -n, 1)
+            finally:
+                depth[0] -= 1
+            if got == 1 - n:
+                counts["answered following" if following else "answered"] += 1
+            elif isinstance(got, RPCError) and got.code is None and "refused" in str(got) and not following:
+                counts["refused"] += 1
+            else:
+                wrong.append(("handler", following, got))
+
+        def work(n: int) -> None:
+            for i in range(calls):
+                got = _outcome(c.add, n * 100_000, i)
+                if got != n * 100_000 + i:
+                    wrong.append((n, i, got))
+                    return
+
+        def ring() -> None:
+            signals = random.Random(seed + 1)
+            while not stop.wait(signals.uniform(0.0, 0.002)):
+                signal.pthread_kill(main, signal.SIGUSR1)
+
+        hung: list[str] = []
+
+        def watch() -> None:
+            if not stop.wait(WAIT * 3):
+                hung.append("the calls did not end")
+                c.close()  # ends every wait: the test fails, without a hang
+
+        previous = signal.signal(signal.SIGUSR1, on_signal)
+        try:
+            watcher = start_thread(watch)
+            others = [start_thread(work, n) for n in range(1, threads_n)]
+            ringer = start_thread(ring)
+            work(0)
+            for thread in others:
+                thread.join(WAIT * 3)
+            stop.set()
+            ringer.join(WAIT)
+            watcher.join(WAIT)
+        finally:
+            stop.set()
+            signal.signal(signal.SIGUSR1, previous)
+            c.close()
+        assert not any(t.is_alive() for t in [*others, ringer, watcher])
+    gc.collect()
+    assert not hung, f"seed {seed}: {hung} {counts}"
+    assert not wrong, f"seed {seed}: {wrong[:5]} {counts}"
+    assert counts["answered following"] > 0, f"seed {seed}: no handler's call was made while following {counts}"
+    assert not link.pending and not link.reading and not _in_a_wait()
+    assert _eventfds() <= before + 1, "doorbells were kept (the main thread's may be new)"
