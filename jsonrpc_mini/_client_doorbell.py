@@ -48,9 +48,11 @@ handler returns): a handler that goes on long after its call keeps that turn.
 
 A doorbell's descriptor is closed once nothing refers to it any more: its thread
 has ended and no waiter holds it (a waiter holds its signal only during its wait,
-a waker while it rings), so no ring can reach a descriptor number closed and used
-again. A forked child forgets the doorbell and the waits of the thread that
-forked: the eventfd, inherited, would be shared with the parent's thread.
+a waker while it rings; an exception raised while the thread sleeps on it does
+not hold it in its traceback: see ``Doorbell.acquire``), so no ring can reach a
+descriptor number closed and used again. A forked child forgets the doorbell and
+the waits of the thread that forked: the eventfd, inherited, would be shared with
+the parent's thread.
 """
 
 from __future__ import annotations
@@ -96,16 +98,24 @@ class Doorbell:
 
         ``blocking`` False: do not sleep, as a Lock's (only look for a ring).
         """
-        if not blocking:
-            timeout = 0.0
-        # (poll, not select: any descriptor number. In milliseconds, rounded up.)
-        if not self._poll.poll(None if timeout < 0 else timeout * 1000.0):
-            return False
         try:
-            os.eventfd_read(self._fd)  # the counter, read whole and reset: every ring so far
-        except BlockingIOError:  # (taken already: cannot happen with one thread waiting)
-            return False
-        return True
+            if not blocking:
+                timeout = 0.0
+            # (poll, not select: any descriptor number. In milliseconds, rounded up.)
+            if not self._poll.poll(None if timeout < 0 else timeout * 1000.0):
+                return False
+            try:
+                os.eventfd_read(self._fd)  # the counter, read whole and reset: every ring so far
+            except BlockingIOError:  # (taken already: cannot happen with one thread waiting)
+                return False
+            return True
+        except BaseException:
+            # E.g. KeyboardInterrupt, raised by a signal handler while the thread sleeps
+            # here: the exception's traceback keeps this frame, for as long as the user
+            # keeps the exception, and must not keep the doorbell (its thread's
+            # eventfd) open after the thread has ended.
+            del self
+            raise
 
     def release(self) -> None:
         """Ring: end the current or the next wait. Never raises for a ring not yet taken (the rings add up)."""

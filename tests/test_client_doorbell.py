@@ -346,6 +346,52 @@ def test_a_timed_out_followers_error_kept_holds_no_doorbell(server: RPCServer, m
     assert _eventfds() == before, "a kept error kept its ended thread's doorbell"
 
 
+class _Interrupted:
+    """A doorbell's poll that raises KeyboardInterrupt: what a Ctrl-C landing while a follower sleeps does."""
+
+    def poll(self, timeout: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+@needs_eventfd
+def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> None:
+    # The traceback holds every frame down to Doorbell.acquire's, where the
+    # interruption landed: that frame must not hold the doorbell (its ``self``).
+    release = threading.Event()
+    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
+    before = _eventfds()
+    kept: list[Any] = []
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=WAIT)
+        reader = start_thread(c.slow)
+        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+
+        def follow() -> None:
+            waiter = _Waiter("made")
+            doorbell_module.signal_for_wait(waiter)  # (the thread's doorbell, made now)
+            doorbell_module.end_wait(waiter)
+            bell = doorbell_module._mine.bell
+            assert bell is not None
+            bell._poll = _Interrupted()
+            del bell
+            kept.append(_outcome(c.slow))
+
+        follower = start_thread(follow)
+        follower.join(WAIT)
+        release.set()
+        reader.join(WAIT)
+        c.close()
+    gc.collect()
+    assert len(kept) == 1 and isinstance(kept[0], KeyboardInterrupt)
+    frames = []
+    tb = kept[0].__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    assert doorbell_module.Doorbell.acquire.__code__ in frames, "not interrupted inside the doorbell's wait"
+    assert _eventfds() == before, "a kept interruption kept its ended thread's doorbell"
+
+
 def _line_after_the_round() -> int:
     """The first line of _ReplyReader._wait after a follower's lock round (its signal set, not yet waited on)."""
     lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
