@@ -25,6 +25,8 @@ __all__ = ["SHUTTING_DOWN", "SessionCalls"]
 
 SHUTTING_DOWN = -32000
 _SHUTTING_DOWN = RPCError(SHUTTING_DOWN, "Server error: the server is shutting down")
+# The reply line of a call with an int id that returned an int (see _plain_reply).
+_INT_REPLY = b'{"jsonrpc":"2.0","id":%d,"result":%d}\n'
 
 
 class SessionCalls:
@@ -81,6 +83,12 @@ class SessionCalls:
         except BaseException as exc:  # (see execute)
             return self._proto.encode(error_response(id_, exc, method, self._opts.debug))
         try:
+            if type(result) is int and type(id_) is int:
+                # Speed: the usual small reply written by formatting, as both codecs would
+                # write it (two plain ints, so no NaN to look for): no dict, no codec
+                # call and no scan of its output for "null" (~110 ns of ~190 ns). (An
+                # int too long to write raises ValueError here too: see below.)
+                return _INT_REPLY % (id_, result)
             # The request came as one line, so the framing is newline: the codec writes
             # the line itself (encode_result's work without its two calls).
             return self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})

@@ -10,6 +10,7 @@ and the two replies must be equal.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import socket
 from collections.abc import Iterator
@@ -129,6 +130,50 @@ def test_a_plain_call_gets_the_reply_the_general_path_gives(
     assert peer.json_line() == general_reply
     assert plain == [1], "the compact line did not take the plain-call path"
     assert general_reply["id"] == case["id"]
+
+
+class Small(enum.IntEnum):
+    TWO = 2
+
+
+@pytest.mark.parametrize(
+    "result",
+    [3, -5, 0, 2**63, 2**70, True, False, Small.TWO, 10**5000],
+    ids=["int", "negative", "zero", "u64", "beyond-64-bits", "true", "false", "int-enum", "too-long-to-write"],
+)
+@pytest.mark.parametrize("id_", [7, 0, -1, 2**70, "seven"], ids=["id", "id-0", "id-negative", "id-big", "id-text"])
+def test_an_int_result_gets_the_bytes_of_the_general_path(
+    served: tuple[Session, Peer, list[int]], result: int, id_: int | str
+) -> None:
+    # The plain path writes an int id's int result itself (_INT_REPLY): the same bytes
+    # as the codec's, and only for those types (a bool or an IntEnum is written by the
+    # codec; an int too long to write is the -32603 the general path gives).
+    session, peer, plain = served
+    session.server.register_function(lambda: result, name="give")
+    written: list[Any] = []
+    dumps_line = session._dumps_line
+
+    def codec_line(value: Any) -> bytes:
+        written.append(value)
+        return dumps_line(value)
+
+    session._dumps_line = codec_line
+    line = _compact({"jsonrpc": "2.0", "method": "give", "params": [], "id": id_})
+    peer.sendall(b" " + line)  # a leading space: the framer reads it
+    general_reply = peer.until()
+    peer.sendall(line)
+    assert peer.until() == general_reply
+    assert plain == [1], "the compact line did not take the plain-call path"
+    # Only an int id's int result is written without the codec (one too long to write too:
+    # the codec would fail as the format does).
+    by_format = type(result) is int and type(id_) is int
+    assert written == ([] if by_format else [{"jsonrpc": "2.0", "id": id_, "result": result}])
+    if result is True or result is False:
+        assert general_reply.endswith(b'"result":' + json.dumps(result).encode() + b"}\n")
+    elif result == 10**5000:
+        assert json.loads(general_reply)["error"]["code"] == -32603
+    else:
+        assert json.loads(general_reply) == {"jsonrpc": "2.0", "id": id_, "result": int(result)}
 
 
 @pytest.mark.parametrize(
