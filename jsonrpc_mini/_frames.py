@@ -295,35 +295,7 @@ def too_deep(text: bytes | bytearray, value: Any, limit: int) -> bool:
         depth = _small_depth(value)
         if depth is not None:
             return depth > limit
-    if limit >= 2 and _at_most_two_deep(text):
-        return False
     return not surely_within(text, limit) and deeper_than(value, limit)
-
-
-def _at_most_two_deep(text: bytes | bytearray) -> bool:
-    """True if the JSON ``text`` surely nests at most two deep (False: not known).
-
-    So it does when no ``[`` follows its first byte, no JSON whitespace comes
-    before its last byte and it holds no ``:{``: an array then can only be the
-    whole value, and an object only the whole value or a member of that array,
-    for an object that is a member's value would follow its ``:`` directly. Bytes
-    in strings only make the answer False.
-
-    Speed: a batch reply of plain results (1,000 replies, ~40 KB) passes; the
-    byte searches cost ~0.23M instructions against ~0.46M for ``surely_within``
-    (its translate alone ~10 instructions a byte). Any other text fails at the
-    first byte that disqualifies it, mostly early (a request's params open a
-    ``[`` in its first 50 bytes), or after a few ``memchr`` passes.
-    """
-    before_last = len(text) - 1
-    return (
-        text.find(b"[", 1) < 0
-        and text.find(b" ", 0, before_last) < 0
-        and text.find(b"\n", 0, before_last) < 0
-        and text.find(b"\t", 0, before_last) < 0
-        and text.find(b"\r", 0, before_last) < 0
-        and text.find(b":{") < 0
-    )
 
 
 def _small_depth(value: Any) -> int | None:

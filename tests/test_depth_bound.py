@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonrpc_mini._frames import _NOT_STRUCTURE, _at_most_two_deep, _unmatched, deeper_than, surely_within, too_deep
+from jsonrpc_mini._frames import _NOT_STRUCTURE, _unmatched, deeper_than, surely_within, too_deep
 
 KEY = 'k[]"\\'
 json_values = st.recursive(
@@ -114,47 +114,3 @@ def test_a_batchs_bound_holds_exactly_at_its_rounds(member: Any, rounds: int) ->
 def test_near_copies_take_the_general_way(text: bytes) -> None:
     for limit in range(1, 8):
         assert surely_within(text, limit) == general_bound(text, limit)
-
-
-@given(value=json_values, limit=st.integers(1, 4), newline=st.booleans())
-def test_compact_texts_are_judged_exactly(value: Any, limit: int, newline: bool) -> None:
-    # Compact texts (no whitespace) are the ones _at_most_two_deep may settle.
-    text = json.dumps(value, separators=(",", ":")).encode() + (b"\n" if newline else b"")
-    if _at_most_two_deep(text):
-        assert depth(value) <= 2
-    assert too_deep(text, value, limit) == (depth(value) > limit)
-
-
-def test_a_batch_reply_of_plain_results_is_two_deep_without_a_pass_of_its_own() -> None:
-    # The speed path: a compact batch reply line (as the sync client decodes it) is
-    # settled by the byte searches alone.
-    reply = [{"jsonrpc": "2.0", "id": i, "result": i + 1} for i in range(1, 1001)]
-    for text in (json.dumps(reply, separators=(",", ":")).encode(), b'[{"a":1}]\n', b'{"a":1,"b":"x"}'):
-        assert _at_most_two_deep(text)
-    requests = [{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i} for i in range(1000)]
-    assert not _at_most_two_deep(json.dumps(requests, separators=(",", ":")).encode())
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        b'[{"a":1},[[2]],{"b":3}]',  # an array after the first byte
-        b'{"a": {"b": {}},"c":1}',  # whitespace between a ":" and its object: each kind
-        b'{"a":\n{"b":\n{}},"c":1}',
-        b'{"a":\t{"b":\t{}},"c":1}',
-        b'{"a":\r{"b":\r{}},"c":1}',
-        b'{"a":{"b":{}},"cd":12}',  # an object as a member's value
-    ],
-)
-def test_each_sign_of_nesting_makes_the_answer_unknown(text: bytes) -> None:
-    value = json.loads(text)
-    assert depth(value) == 3
-    assert not _at_most_two_deep(text)
-    assert too_deep(text, value, 2)
-
-
-def test_two_levels_are_too_deep_for_a_limit_of_one() -> None:
-    text = b'[{"a":1},{"b":2}]'
-    assert _at_most_two_deep(text)
-    assert too_deep(text, json.loads(text), 1)
-    assert not too_deep(text, json.loads(text), 2)
