@@ -9,19 +9,21 @@ without a lock: the thread keeps the reading turn (``_reading`` stays True, so n
 follower takes it) and lends it, putting a token (1) in its own list (``_lent``).
 If the call needs another reader, the watcher's callback (``_wake_reader``, under
 the lock) removes the token: it counts the call in ``_busy`` on its thread's
-behalf and passes the turn on. When the call ends, its thread removes the token
-itself. A list's remove is atomic (one C call under the GIL, comparing small
-ints), so exactly one of them gets it:
+behalf and passes the turn on. When the call ends, its thread takes the token
+back itself, storing a 0 in its place (``mine[0] = 0``: an IndexError if the list
+is empty) or, after a large reply, removing it. The callback's remove and the
+thread's store or remove are each atomic (one C call under the GIL, comparing
+small ints), so exactly one of them gets it:
 
 - the thread did: its call was never counted and the turn is still its own, so it
   reads on without a lock; no thread can have started reading meanwhile;
 - the callback did: the call is counted, and the thread ends it under the lock as
   any counted call (``_call_ended``).
 
-While the token is taken back and the reply is sent, a 0 in the list (added before
-the remove, popped after the send) keeps the call in ``busy``; the callback never
-takes it. Only the turn's holder lends, ``_lent`` changes hands under the lock
-with the turn, and a thread that gave its turn away never touches another's list.
+While a small reply is sent, the 0 in the token's place (popped after the send)
+keeps the call in ``busy``; the callback never takes it. Only the turn's holder
+lends, ``_lent`` changes hands under the lock with the turn, and a thread that
+gave its turn away never touches another's list.
 A reply sent by the turn's holder with no call counted needs no write lock: a
 counted call's thread writes before it is uncounted, and a call is counted only by
 the turn's holder or for it. ``close_when_idle`` sets ``_closing`` and then reads
