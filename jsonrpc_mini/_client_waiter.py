@@ -144,6 +144,24 @@ class _QueuedWaiter(_Waiter):
         self.done = False
         self.error = None
 
+    def result(self) -> Any:
+        """A batch member's return value; raises its error (BatchResult's API).
+
+        Speed: ``value`` stays empty until the member's success is stored (see
+        __init__), so reading it tells "sent" without ``done`` (a try costs
+        nothing until it catches): three bytecodes less than _Waiter.result,
+        ~50 of the ~600 instructions a call costs the caller's loop. Every
+        member is done once its batch's send returned, its outcome stored before
+        ``done`` is set; a thread asking while the reply is being stored may get
+        the value a moment before ``done`` says so.
+        """
+        if self.error is None:
+            try:
+                return self.value
+            except AttributeError:  # (empty: not answered yet, so not sent as far as the caller knows)
+                raise not_sent(self.method) from None
+        raise self.error
+
 
 class _BatchWaiter(_Waiter):
     """A whole batch's one pending entry (keyed by its first id): its caller waits on this alone.
