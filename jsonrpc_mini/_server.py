@@ -33,6 +33,10 @@ __all__ = ["RPCServer", "ServerOptions"]
 
 Address = tuple[str, int] | str
 
+# How long shutdown() waits, once the grace is over, for the threads of the connections
+# it closed to end: one allowance for all (a handler running past the grace holds it that long).
+_CLOSE_ALLOWANCE = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
@@ -97,7 +101,8 @@ class RPCServer(Registry):
     - ``idle_timeout`` (300 s): a connection with no message and no call running is
       closed. ``read_timeout`` (30 s): a message must arrive whole within this time.
     - ``handshake_timeout`` (10 s): TLS handshakes must finish within this time.
-    - ``shutdown_grace`` (10 s): how long ``shutdown()`` waits for calls in flight.
+    - ``shutdown_grace`` (10 s): how long ``shutdown()`` waits for calls in flight;
+      it then closes every connection and waits up to 1 s more for their threads.
     - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file
       (set before the file appears at ``path``, which happens once the socket listens),
       an int from 0 to 0o777 written in octal (0o600, not 600).
@@ -289,14 +294,19 @@ class RPCServer(Registry):
                 session.close_when_idle()  # the reply of the handler calling us still goes out
             else:
                 session.close()
+        # Closed, a connection's threads end at once (a blocked read or send fails), unless one
+        # runs a handler past the grace. They get one allowance in all past the grace to do so:
+        # a fixed 0.1 s each was too short on a loaded machine, and shutdown() returned with
+        # a closed connection's thread alive and the connection still counted.
+        ended_by = max(deadline, time.monotonic() + _CLOSE_ALLOWANCE)
         for session in sessions:
             if session is not me:
-                session.join(max(0.1, deadline - time.monotonic()))
+                session.join(max(0.0, ended_by - time.monotonic()))
         with self._lock:
             ending, self._ending = self._ending, []
         for thread in ending:
             if thread is not threading.current_thread():
-                thread.join(max(0.1, deadline - time.monotonic()))
+                thread.join(max(0.0, ended_by - time.monotonic()))
         self._watcher.stop(join=1.0)  # its thread starts again when a connection needs it
 
     def _run_listener(self, listener: Listener) -> None:

@@ -213,6 +213,41 @@ def test_shutdown_closes_served_transports_and_respects_the_grace_period() -> No
     busy_peer.close()
 
 
+class _LateToNotice(SocketTransport):
+    """A transport whose failed send raises 0.3 s late: its thread stands for one a loaded machine runs late."""
+
+    def send(self, data: bytes) -> None:
+        try:
+            super().send(data)
+        except OSError:
+            time.sleep(0.3)
+            raise
+
+
+def test_shutdown_past_the_grace_waits_for_the_threads_of_the_connections_it_closed() -> None:
+    # A reply the peer never reads is still going out when the grace is over: shutdown()
+    # closes the connection, and the sending thread's write fails. It waited 0.1 s for that
+    # thread: on a loaded machine (CI, two cores) it returned with the thread alive and the
+    # closed connection still counted (the hardening test of a reply the peer never reads).
+    called = threading.Event()
+    s = RPCServer(shutdown_grace=0.0)
+
+    @s.register
+    def big() -> str:
+        called.set()
+        return "b" * (8 << 20)  # more than the socket buffers hold: the send blocks
+
+    ours, theirs = socket.socketpair()
+    peer = Peer(ours)
+    session = s.serve_connection(_LateToNotice(theirs))
+    peer.sendall(request("big"))
+    assert called.wait(WAIT)
+    s.shutdown()
+    assert s.connection_count == 0, "shutdown() returned with a closed connection still counted"
+    assert session.join(0.0), "shutdown() returned with a thread of a closed connection alive"
+    peer.close()
+
+
 def test_all_notification_batch_gets_no_output() -> None:
     noted = threading.Semaphore(0)
     s = RPCServer()
