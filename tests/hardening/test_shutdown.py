@@ -53,11 +53,20 @@ def run_calls(clients: list[RPCClient], method: str, *args: Any) -> tuple[list[t
 
 def test_calls_in_flight_finish_within_the_grace_period(kind: str) -> None:
     srv = start(kind, {"shutdown_grace": 10.0})
+    started: list[int] = []
+
+    def nap(seconds: float) -> float:
+        started.append(1)
+        time.sleep(seconds)
+        return seconds
+
+    srv.server.register_function(nap)
     clients = [srv.client() for _ in range(20)]
     try:
-        threads, outcomes = run_calls(clients, "sleep", 0.5)
-        assert settle(lambda: srv.server.connection_count == 20)
-        time.sleep(0.1)  # the calls have started
+        threads, outcomes = run_calls(clients, "nap", 0.5)
+        # Every call has started (a fixed 0.1 s was not always enough on a loaded machine:
+        # a request the server had not read yet met the drain and got -32000).
+        assert settle(lambda: len(started) == 20), f"{len(started)} of 20 calls started"
         stopper, _ = stop_in_background(srv)
         for t in threads:
             t.join(WAIT)
