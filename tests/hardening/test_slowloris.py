@@ -87,20 +87,24 @@ def test_many_slow_connections_do_not_starve_a_new_client(kind: str) -> None:
     with running(kind) as srv:
         slow = [Raw(srv.address) for _ in range(count)]
         stop = threading.Event()
+        started = threading.Event()  # every slow connection has sent its first byte
 
         def trickle() -> None:
             for i in range(len(message) - 1):  # never the last byte: no message completes
                 for raw in slow:
                     with contextlib.suppress(OSError):
                         raw.send(message[i : i + 1])
+                started.set()
                 if stop.wait(1.0):
                     return
 
         feeder = threading.Thread(target=trickle, name="hardening-trickle")
         feeder.start()
         try:
-            time.sleep(1.5)  # every slow connection has started a message
-            assert srv.server.connection_count >= count
+            # Every slow connection has started a message and is served (waited for: a fixed
+            # 1.5 s assumed the server had taken all of them by then, on a loaded machine too).
+            assert started.wait(WAIT)
+            assert settle(lambda: srv.server.connection_count >= count), srv.server.connection_count
             for _ in range(3):
                 with srv.client() as client:
                     assert client.add(20, 22) == 42
