@@ -402,7 +402,8 @@ def test_shutdown_answers_requests_received_behind_a_running_call(
     assert started.wait(WAIT)
     stopper = threading.Thread(target=s.shutdown)
     stopper.start()
-    time.sleep(0.1)  # shutdown() is now waiting for the running call
+    # shutdown() has begun: new requests get -32000 (a fixed 0.1 s assumed it had by then).
+    wait_for(lambda: s._shutting_down > 0 and all(x.draining for x in list(s._sessions)), "shutdown() to drain")
     release.set()
     stopper.join(WAIT)
     replies = [sock.json_line() for _ in range(4)]
