@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 import jsonrpc_mini._client_doorbell as doorbell_module
+import jsonrpc_mini._client_reader as reader_module
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini._json import HAVE_ORJSON
 
@@ -23,6 +25,14 @@ WAIT = 10.0  # upper bound for anything a test waits for; never reached when all
 # The JSON codecs a test runs with (``JsonCodec(use_orjson=...)``), and their test ids.
 CODECS = [False, True] if HAVE_ORJSON else [False]
 CODEC_IDS = ["stdlib", "orjson"][: len(CODECS)]
+
+
+def wait_line(marker: str) -> int:
+    """The line of the sync client's ``_ReplyReader._wait`` holding ``marker`` (exactly one does)."""
+    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
+    found = [first + i for i, line in enumerate(lines) if marker in line]
+    assert len(found) == 1, f"{len(found)} lines of _ReplyReader._wait hold {marker!r}"
+    return found[0]
 
 
 _open_peers: list[Peer] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ import threading
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving, start_thread, wait_for
+from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving, start_thread, wait_for, wait_line
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
@@ -392,17 +391,9 @@ def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> N
     assert _eventfds() == before, "a kept interruption kept its ended thread's doorbell"
 
 
-def _line_after_the_round() -> int:
-    """The first line of _ReplyReader._wait after a follower's lock round (its signal set, not yet waited on)."""
-    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
-    found = [first + i for i, line in enumerate(lines) if "pause = " in line]
-    assert len(found) == 1
-    return found[0]
-
-
 def _at_acquire(action: Any) -> Any:
     """A trace function running ``action()`` once, as a signal handler can, just before a follower sleeps."""
-    code, line = reader_module._ReplyReader._wait.__code__, _line_after_the_round()
+    code, line = reader_module._ReplyReader._wait.__code__, wait_line("pause = ")
     done: list[bool] = []
 
     def local(frame: Any, event: str, arg: Any) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import inspect
 import os
 import random
 import signal
@@ -29,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, serving, start_thread, wait_for
+from _driver_helpers import WAIT, LeakCheck, serving, start_thread, wait_for, wait_line
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
@@ -58,18 +57,10 @@ def _outcome(fn: Any, *args: Any) -> Any:
         return exc
 
 
-def _sleep_line() -> int:
-    """The line of _ReplyReader._wait where a follower sleeps on its signal."""
-    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
-    found = [first + i for i, line in enumerate(lines) if "signal.acquire(" in line]
-    assert len(found) == 1
-    return found[0]
-
-
 def _sleeping_waits(thread: int) -> int:
     """How many follower waits ``thread`` is inside, if it sleeps in the innermost one now (else 0)."""
     frame: FrameType | None = sys._current_frames().get(thread)
-    code, line = reader_module._ReplyReader._wait.__code__, _sleep_line()
+    code, line = reader_module._ReplyReader._wait.__code__, wait_line("signal.acquire(")
     if frame is not None and frame.f_code is doorbell_module.Doorbell.acquire.__code__:
         frame = frame.f_back  # (asleep in the doorbell's poll)
     if frame is None or frame.f_code is not code or frame.f_lineno != line:
