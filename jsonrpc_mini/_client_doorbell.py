@@ -35,7 +35,10 @@ its own instead: it would take the outer wait's ring. Waits on locks in progress
 are listed, outermost first (``_Mine.locks``). An interruption anywhere in
 between is caught by ``_ReplyReader.wait``, which ends the wait too. (A second
 interruption landing inside that handling can leave the doorbell taken, or a
-wait listed: the thread's later waits then get locks, slower but correct.)
+wait listed: the thread's later waits then get locks, slower but correct. A
+doorbell left taken and its holder refer to each other: once the thread has
+ended, its eventfd is closed by the garbage collector's next cycle pass, not at
+once.)
 
 The outer wait cannot go on before the handler returns. So a wait made inside
 it takes it off the followers a reader may hand its turn to (picked, it would
