@@ -7,7 +7,6 @@ thread's, for its waits on every connection, and goes with the thread.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -16,7 +15,7 @@ import threading
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, serving, start_thread, wait_for, wait_line
+from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, eventfds, serving, start_thread, wait_for, wait_line
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
@@ -63,14 +62,6 @@ def _in_a_thread(fn: Any) -> Any:
 
 
 _let_go = doorbell_module.end_wait  # (what the end of a wait does: _ReplyReader._wait's finally)
-
-
-def _eventfds() -> int:
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
-            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]"
-    return count
 
 
 @needs_eventfd
@@ -280,7 +271,7 @@ def test_doorbells_are_one_per_live_thread_whatever_the_clients_and_go_with_it(
     rounds = threading.Barrier(threads_n + 1, timeout=WAIT)
     counted = threading.Event()
     got: list[Any] = []
-    before = _eventfds()
+    before = eventfds()
     with serving(server) as address:
         clients = [RPCClient(*address, timeout=WAIT) for _ in range(clients_n)]
 
@@ -301,12 +292,12 @@ def test_doorbells_are_one_per_live_thread_whatever_the_clients_and_go_with_it(
             wait_for(following, f"client {n}'s callers but the reader to wait")  # all but one follow
             gates[n].set()
         wait_for(lambda: len(got) == clients_n * threads_n, "the last calls")
-        held = _eventfds() - before
+        held = eventfds() - before
         counted.set()
         for t in threads:
             t.join(WAIT)
         gc.collect()
-        ended = _eventfds() - before
+        ended = eventfds() - before
         for c in clients:
             c.close()
     assert sorted(got) == sorted(n for n in range(clients_n) for _ in range(threads_n))
@@ -321,7 +312,7 @@ def test_a_timed_out_followers_error_kept_holds_no_doorbell(server: RPCServer, m
     monkeypatch.setattr(reader_module, "_POLL", 60.0)  # the deadline alone ends the wait
     release = threading.Event()
     server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
-    before = _eventfds()
+    before = eventfds()
     kept: list[Any] = []
     with serving(server) as address:
         c = RPCClient(*address, timeout=WAIT)
@@ -342,7 +333,7 @@ def test_a_timed_out_followers_error_kept_holds_no_doorbell(server: RPCServer, m
     waiters = [f.f_locals["waiter"] for f in frames if f.f_code is reader_module._ReplyReader._wait.__code__]
     assert len(waiters) == 1, "the follower did not time out in _ReplyReader._wait"
     assert waiters[0].signal is None
-    assert _eventfds() == before, "a kept error kept its ended thread's doorbell"
+    assert eventfds() == before, "a kept error kept its ended thread's doorbell"
 
 
 class _Interrupted:
@@ -358,7 +349,7 @@ def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> N
     # interruption landed: that frame must not hold the doorbell (its ``self``).
     release = threading.Event()
     server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
-    before = _eventfds()
+    before = eventfds()
     kept: list[Any] = []
     with serving(server) as address:
         c = RPCClient(*address, timeout=WAIT)
@@ -388,7 +379,7 @@ def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> N
         frames.append(tb.tb_frame.f_code)
         tb = tb.tb_next
     assert doorbell_module.Doorbell.acquire.__code__ in frames, "not interrupted inside the doorbell's wait"
-    assert _eventfds() == before, "a kept interruption kept its ended thread's doorbell"
+    assert eventfds() == before, "a kept interruption kept its ended thread's doorbell"
 
 
 def _at_acquire(action: Any) -> Any:

@@ -16,7 +16,6 @@ bounded wait here, which closes the client (ending every wait) and fails.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import os
@@ -28,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, serving, start_thread, wait_for, wait_line
+from _driver_helpers import WAIT, LeakCheck, eventfds, serving, start_thread, wait_for, wait_line
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
@@ -144,14 +143,6 @@ def _in_a_wait() -> bool:
     return bool(doorbell_module._mine.locks) or (bell is not None and bell.holder is not None)
 
 
-def _eventfds() -> int:
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
-            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]"
-    return count
-
-
 def _add_in_a_batch(c: RPCClient, a: int, b: int) -> Any:
     with c.batch() as batch:
         result = batch.add(a, b)
@@ -178,7 +169,7 @@ def test_calls_from_random_signals_while_eight_threads_call(nested: int, monkeyp
     counts = {"answered": 0, "answered following": 0, "refused": 0, "skipped": 0, "nested": 0}
     depth = [0]
     stop = threading.Event()
-    before = _eventfds()
+    before = eventfds()
 
     with serving(server) as address:
         c = RPCClient(*address, timeout=None)  # (close() ends every wait)
@@ -247,4 +238,4 @@ def test_calls_from_random_signals_while_eight_threads_call(nested: int, monkeyp
     assert not wrong, f"seed {seed}: {wrong[:5]} {counts}"
     assert counts["answered following"] > 0, f"seed {seed}: no handler's call was made while following {counts}"
     assert not link.pending and not link.reading and not _in_a_wait()
-    assert _eventfds() <= before + 1, "doorbells were kept (the main thread's may be new)"
+    assert eventfds() <= before + 1, "doorbells were kept (the main thread's may be new)"
