@@ -294,9 +294,10 @@ class Session(SessionReader, SessionCalls, SessionTurns):
             try:
                 # The usual request comes as its JSON object (see _read_event).
                 data = self._plain_reply(event) if isinstance(event, dict) else self._answer(event)
-                # Let go of the request and the reply now, not when the next request comes:
-                # a batch's members (or a message up to max_message_size) would otherwise be
-                # held while the connection idles, and freed on the next request's time
+                # Let go of the request now (and of the reply once sent, below), not when the
+                # next request comes: a batch's members (or a message up to max_message_size)
+                # would otherwise be held while the connection idles, or while a send waits
+                # for a peer that does not read, and freed on the next request's time
                 # (server CPU per batch of 1,000 -4..-8 % in interleaved A/Bs).
                 event = None
                 if mine and (data is None or len(data) <= _SMALL_REPLY):
