@@ -382,21 +382,30 @@ def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> N
     assert eventfds() == before, "a kept interruption kept its ended thread's doorbell"
 
 
-def _at_acquire(action: Any) -> Any:
-    """A trace function running ``action()`` once, as a signal handler can, just before a follower sleeps."""
+def _at_acquire(action: Any, reached: threading.Event) -> Any:
+    """A trace function running ``action()`` once, as a signal handler can, just before a follower sleeps.
+
+    ``reached`` is set when the follower gets there, before ``action()``: a call the
+    server answers only then (``gated_add``) cannot be done before its wait begins,
+    which would skip the wait and the moment under test.
+    """
     code, line = reader_module._ReplyReader._wait.__code__, wait_line("pause = ")
-    done: list[bool] = []
 
     def local(frame: Any, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lineno == line and not done:
-            done.append(True)
+        if event == "line" and frame.f_lineno == line and not reached.is_set():
+            reached.set()
             action()
         return local
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         return local if frame.f_code is code else None
 
-    return tracer, done
+    return tracer
+
+
+def _register_gated_add(server: RPCServer, reached: threading.Event) -> None:
+    """``gated_add(a, b)``: ``a + b``, answered once ``reached`` is set (or after WAIT)."""
+    server.register_function(lambda a, b: reached.wait(WAIT) and a + b, name="gated_add")
 
 
 @needs_eventfd
@@ -410,16 +419,18 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
     release = threading.Event()
     server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
     outcomes: dict[str, Any] = {}
+    reached = threading.Event()
+    _register_gated_add(server, reached)
     with serving(server) as address:
         c = RPCClient(*address, timeout=WAIT)
         reader = start_thread(c.slow)
         wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
-        tracer, done = _at_acquire(lambda: outcomes.update(inner=_outcome(c.add, 2, 3)))
+        tracer = _at_acquire(lambda: outcomes.update(inner=_outcome(c.add, 2, 3)), reached)
 
         def outer() -> None:
             sys.settrace(tracer)
             try:
-                outcomes["outer"] = _outcome(c.add, 1, 2)
+                outcomes["outer"] = _outcome(c.gated_add, 1, 2)
             finally:
                 sys.settrace(None)
             bell = doorbell_module._mine.bell
@@ -432,7 +443,7 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
         reader.join(WAIT)
         caller.join(WAIT)
         c.close()
-    assert done, "the follower never reached its wait"
+    assert reached.is_set(), "the follower never reached its wait"
     assert outcomes.get("inner") == 5
     assert not stalled, "the outer call's ring was taken by the call made before it slept"
     assert outcomes.get("outer") == 3
@@ -449,7 +460,9 @@ def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
     def interrupt() -> None:
         raise KeyboardInterrupt
 
-    tracer, done = _at_acquire(interrupt)
+    reached = threading.Event()
+    tracer = _at_acquire(interrupt, reached)
+    _register_gated_add(server, reached)
     with serving(server) as address:
         c = RPCClient(*address, timeout=WAIT)
         reader = start_thread(c.slow)
@@ -458,7 +471,7 @@ def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
         def interrupted() -> Any:
             sys.settrace(tracer)
             try:
-                outcome = _outcome(c.add, 1, 2)
+                outcome = _outcome(c.gated_add, 1, 2)
             finally:
                 sys.settrace(None)
             bell = doorbell_module._mine.bell
@@ -468,7 +481,7 @@ def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
         release.set()
         reader.join(WAIT)
         c.close()
-    assert done and isinstance(outcome, KeyboardInterrupt)
+    assert reached.is_set() and isinstance(outcome, KeyboardInterrupt)
     assert busy is False, "the doorbell stayed taken: the thread's later waits would get locks"
 
 
