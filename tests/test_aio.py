@@ -10,7 +10,7 @@ import tempfile
 import threading
 
 import pytest
-from _aio_support import WAIT, RawConn, request, run, serving
+from _aio_support import WAIT, RawConn, request, run, serving, until
 from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import aio
@@ -370,14 +370,24 @@ def test_asyncio_timeout_and_cancel_leave_the_connection_usable() -> None:
 def test_connection_loss_fails_every_pending_call() -> None:
     async def main() -> None:
         srv = make_server(shutdown_grace=0.1)
+        started: list[int] = []
+
+        @srv.register
+        async def hold(i: int) -> int:
+            started.append(i)
+            await asyncio.sleep(5)
+            return i
+
         async with serving(srv) as address:
             c = await aio.connect(*address)
-            calls = [asyncio.create_task(c.sleep(5, i)) for i in range(5)]
-            await asyncio.sleep(0.1)
+            calls = [asyncio.create_task(c.hold(i)) for i in range(5)]
+            # All five run before the shutdown (a fixed 0.1 s assumed so): one the server
+            # had not read yet would get the -32000 "shutting down" error instead.
+            await until(lambda: len(started) == 5)
             await srv.shutdown()  # grace 0.1 s: the calls are cancelled, the connection closed
             results = await asyncio.gather(*calls, return_exceptions=True)
             assert all(isinstance(r, aio.ConnectionLost) for r in results), results
-            assert {r.method for r in results} == {"sleep"}  # type: ignore[union-attr]
+            assert {r.method for r in results} == {"hold"}  # type: ignore[union-attr]
             assert not c._connected
             with pytest.raises(aio.ConnectionLost):
                 await c.add(1, 2)
