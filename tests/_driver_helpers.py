@@ -206,6 +206,22 @@ def wait_for(predicate: Any, what: str, timeout: float = WAIT) -> None:
         time.sleep(0.01)
 
 
+# Rounds of a test whose premise is a time budget (see ``kept``): a stalled round is run again.
+ROUNDS = 3
+
+
+def kept(since: float, budget: float) -> bool:
+    """Whether less than ``budget`` s passed since ``since`` (``time.monotonic()``): a round's premise.
+
+    A test of a server timeout needs this thread to act within it (a request sent
+    within idle_timeout of connecting); descheduled longer, it lets the server close
+    rightly, and the round proves nothing either way. Such a round is run again (at
+    most ``ROUNDS``): not a timed assertion, the outcome is asserted only for rounds
+    that kept the budget.
+    """
+    return time.monotonic() - since < budget
+
+
 def start_thread(target: Any, *args: Any) -> threading.Thread:
     """Start a daemon thread (daemon so a failing test can never hang the run)."""
     thread = threading.Thread(target=target, args=args, daemon=True)

@@ -13,8 +13,8 @@ import threading
 import time
 
 import pytest
-from _driver_helpers import request
-from _hardening import HEAVY, WAIT, Raw, assert_serves, running, settle
+from _driver_helpers import ROUNDS, kept, request
+from _hardening import HEAVY, WAIT, Raw, Running, assert_serves, running, settle
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,13 +41,45 @@ def test_idle_connection_is_closed(kind: str) -> None:
         assert_serves(srv)
 
 
+def sent_within(raw: Raw, data: bytes, since: float, budget: float) -> bool:
+    """Send ``data``; False if the send ended ``budget`` s or more after ``since`` (see ``kept``)."""
+    try:
+        raw.send(data)
+    except OSError:  # (the server closed: rightly so if this thread stalled)
+        if kept(since, budget):
+            raise
+        return False
+    return kept(since, budget)
+
+
 def test_idle_timeout_restarts_after_each_message(kind: str) -> None:
-    with running(kind, {"idle_timeout": 0.8}) as srv, Raw(srv.address) as raw:
-        for i in range(4):  # 4 x 0.4 s > idle_timeout: only the messages keep it alive
-            raw.send(request("echo", [i], id_=i))
+    idle = 0.8
+    with running(kind, {"idle_timeout": idle}) as srv:
+        for _ in range(ROUNDS):
+            if _messages_kept_it_open(srv, idle):
+                return
+        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+
+
+def _messages_kept_it_open(srv: Running, idle: float) -> bool:
+    """Four requests 0.4 s apart are answered, then the idle close comes; False: the round stalled.
+
+    4 x 0.4 s > idle_timeout: only the messages keep it alive. The server's idle
+    time starts after ``since`` (before connecting, then before the last request):
+    a request sent idle_timeout or more after that may rightly find it closed (a
+    fixed 0.4 s pause assumed this thread never stalled 0.4 s more).
+    """
+    since = time.monotonic()
+    with Raw(srv.address) as raw:
+        for i in range(4):
+            sending = time.monotonic()
+            if not sent_within(raw, request("echo", [i], id_=i), since, idle):
+                return False
+            since = sending
             assert raw.reply()["result"] == i
             time.sleep(0.4)
         assert raw.closed_within(WAIT)
+    return True
 
 
 @pytest.mark.parametrize(
@@ -74,8 +106,15 @@ def test_slow_message_is_closed_by_read_timeout(kind: str) -> None:
 
 
 def test_running_call_is_not_idle(kind: str) -> None:
-    with running(kind, {"idle_timeout": 0.3}) as srv, srv.client() as client:
-        assert client.sleep(1.0) == 1.0
+    with running(kind, {"idle_timeout": 0.3}) as srv:
+        for _ in range(ROUNDS):
+            since = time.monotonic()  # the server's idle time starts after this
+            with Raw(srv.address) as raw:
+                if not sent_within(raw, request("sleep", [1.0]), since, 0.3):
+                    continue  # this thread stalled past idle_timeout before the call was sent
+                assert raw.reply()["result"] == 1.0  # 1 s > idle_timeout, while the call runs
+                return
+        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
 
 
 @pytest.mark.timeout(120)
@@ -150,26 +189,40 @@ def test_a_closed_connection_whose_peer_never_reads_is_dropped(kind: str, ending
     # the reply stayed for ever. The sync server gives up on a reply that makes no
     # progress for read_timeout; the aio server drops it at idle_timeout.
     size = 20_000_000
-    called, go = threading.Event(), threading.Event()
+    rounds: list[tuple[threading.Event, threading.Event]] = []  # (called, go) of each round
 
     def big() -> str:
+        called, go = rounds[-1]
         called.set()
         go.wait(WAIT)  # until the server has read the end of the input
         return "b" * size
 
     with running(kind, {"idle_timeout": 0.5, "read_timeout": 0.5, "max_message_size": 1000}) as srv:
         srv.server.register_function(big)
-        with Raw(srv.address, rcvbuf=4096) as hog:
-            hog.send(request("big", [], id_=1))
-            assert called.wait(WAIT)
-            if ending == "half-close":
-                hog.send(request("echo", ["seen"], id_=2))
-                hog.sock.shutdown(socket.SHUT_WR)
-                assert hog.reply()["result"] == "seen"  # (the end follows the echo at once)
-            else:
-                hog.send(request("echo", ["x" * 2000], id_=2))
-                assert hog.reply()["error"]["code"] == -32600  # answered, then the server closes
-            go.set()
-            assert settle(lambda: srv.server.connection_count == 0), "a closed connection was kept"
-            assert hog.closed_within(WAIT)
-            assert len(hog.buf) < size
+        for _ in range(ROUNDS):
+            rounds.append((threading.Event(), threading.Event()))
+            since = time.monotonic()  # the server's idle time starts after this
+            with Raw(srv.address, rcvbuf=4096) as hog:
+                if sent_within(hog, request("big", [], id_=1), since, 0.5):
+                    _closed_while_a_reply_is_due(srv, hog, ending, *rounds[-1], size)
+                    return
+            rounds[-1][1].set()  # this thread stalled past idle_timeout before the call was sent
+        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+
+
+def _closed_while_a_reply_is_due(
+    srv: Running, hog: Raw, ending: str, called: threading.Event, go: threading.Event, size: int
+) -> None:
+    """``big`` runs; the peer ends its side, reads nothing more, and is dropped."""
+    assert called.wait(WAIT)
+    if ending == "half-close":
+        hog.send(request("echo", ["seen"], id_=2))
+        hog.sock.shutdown(socket.SHUT_WR)
+        assert hog.reply()["result"] == "seen"  # (the end follows the echo at once)
+    else:
+        hog.send(request("echo", ["x" * 2000], id_=2))
+        assert hog.reply()["error"]["code"] == -32600  # answered, then the server closes
+    go.set()
+    assert settle(lambda: srv.server.connection_count == 0), "a closed connection was kept"
+    assert hog.closed_within(WAIT)
+    assert len(hog.buf) < size
