@@ -222,6 +222,17 @@ def kept(since: float, budget: float) -> bool:
     return time.monotonic() - since < budget
 
 
+def sent_within(send: Any, data: bytes, since: float, budget: float) -> bool:
+    """``send(data)``; False if it ended ``budget`` s or more after ``since`` (see ``kept``)."""
+    try:
+        send(data)
+    except OSError:  # (the server closed: rightly so if this thread stalled)
+        if kept(since, budget):
+            raise
+        return False
+    return kept(since, budget)
+
+
 def start_thread(target: Any, *args: Any) -> threading.Thread:
     """Start a daemon thread (daemon so a failing test can never hang the run)."""
     thread = threading.Thread(target=target, args=args, daemon=True)

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from _driver_helpers import (
+    ROUNDS,
     WAIT,
     LeakCheck,
     ipv6_loopback,
     raw_connect,
     request,
+    sent_within,
     serving,
     start_thread,
     tls_contexts,
@@ -558,11 +560,12 @@ def test_max_connections_refuses_politely_and_recovers() -> None:
 
 
 def test_idle_timeout_closes_idle_connections_only() -> None:
-    entered, release = threading.Event(), threading.Event()
+    rounds: list[tuple[threading.Event, threading.Event]] = []  # (entered, release) of each round
     s = RPCServer(idle_timeout=0.2)
 
     @s.register
     def slow() -> str:
+        entered, release = rounds[-1]
         entered.set()
         release.wait(WAIT)
         return "finished"
@@ -572,8 +575,17 @@ def test_idle_timeout_closes_idle_connections_only() -> None:
         assert idle.to_eof() == b""  # closed by the server, bounded by the socket timeout
         idle.close()
 
-        busy = raw_connect(address)
-        busy.sendall(request("slow"))
+        for _ in range(ROUNDS):
+            rounds.append((threading.Event(), threading.Event()))
+            since = time.monotonic()  # the server's idle time starts after this
+            busy = raw_connect(address)
+            if sent_within(busy.sendall, request("slow"), since, 0.2):
+                break
+            rounds[-1][1].set()  # this thread stalled past idle_timeout before the call was sent
+            busy.close()
+        else:
+            pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        entered, release = rounds[-1]
         assert entered.wait(WAIT)
         time.sleep(1.0)  # five idle timeouts pass while the call runs
         release.set()

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from _driver_helpers import ROUNDS, kept, request
+from _driver_helpers import ROUNDS, request, sent_within
 from _hardening import HEAVY, WAIT, Raw, Running, assert_serves, running, settle
 
 pytestmark = pytest.mark.timeout(90)
@@ -41,17 +41,6 @@ def test_idle_connection_is_closed(kind: str) -> None:
         assert_serves(srv)
 
 
-def sent_within(raw: Raw, data: bytes, since: float, budget: float) -> bool:
-    """Send ``data``; False if the send ended ``budget`` s or more after ``since`` (see ``kept``)."""
-    try:
-        raw.send(data)
-    except OSError:  # (the server closed: rightly so if this thread stalled)
-        if kept(since, budget):
-            raise
-        return False
-    return kept(since, budget)
-
-
 def test_idle_timeout_restarts_after_each_message(kind: str) -> None:
     idle = 0.8
     with running(kind, {"idle_timeout": idle}) as srv:
@@ -73,7 +62,7 @@ def _messages_kept_it_open(srv: Running, idle: float) -> bool:
     with Raw(srv.address) as raw:
         for i in range(4):
             sending = time.monotonic()
-            if not sent_within(raw, request("echo", [i], id_=i), since, idle):
+            if not sent_within(raw.send, request("echo", [i], id_=i), since, idle):
                 return False
             since = sending
             assert raw.reply()["result"] == i
@@ -110,7 +99,7 @@ def test_running_call_is_not_idle(kind: str) -> None:
         for _ in range(ROUNDS):
             since = time.monotonic()  # the server's idle time starts after this
             with Raw(srv.address) as raw:
-                if not sent_within(raw, request("sleep", [1.0]), since, 0.3):
+                if not sent_within(raw.send, request("sleep", [1.0]), since, 0.3):
                     continue  # this thread stalled past idle_timeout before the call was sent
                 assert raw.reply()["result"] == 1.0  # 1 s > idle_timeout, while the call runs
                 return
@@ -203,7 +192,7 @@ def test_a_closed_connection_whose_peer_never_reads_is_dropped(kind: str, ending
             rounds.append((threading.Event(), threading.Event()))
             since = time.monotonic()  # the server's idle time starts after this
             with Raw(srv.address, rcvbuf=4096) as hog:
-                if sent_within(hog, request("big", [], id_=1), since, 0.5):
+                if sent_within(hog.send, request("big", [], id_=1), since, 0.5):
                     _closed_while_a_reply_is_due(srv, hog, ending, *rounds[-1], size)
                     return
             rounds[-1][1].set()  # this thread stalled past idle_timeout before the call was sent
