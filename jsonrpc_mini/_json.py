@@ -84,6 +84,7 @@ class JsonCodec:
         "_max_int_digits",
         "_plain",
         "_samples",
+        "unchecked_loads",
         "use_orjson",
     )
 
@@ -118,6 +119,17 @@ class JsonCodec:
         self._plain = json.JSONDecoder(parse_constant=_reject_constant)
         self._long_digits = b"0" * min(_FLOAT_DIGITS, max_int_digits + 1)
         self._int_bound = 10**max_int_digits
+        # orjson's own reader, for a caller that looks at the value instead of the text:
+        # a value it returns holding no float is exactly the value ``loads`` returns for
+        # the same text. orjson reads an integer past 64 bits (up to 309 digits) as a
+        # float; with a digit limit of at least that, every integer it reads is one the
+        # stdlib's reading accepts too (one hidden by a repeated key included). None
+        # when that does not hold, or when a subclass reads otherwise.
+        self.unchecked_loads: Callable[[bytes], Any] | None = (
+            _orjson.loads
+            if self.use_orjson and max_int_digits >= _FLOAT_DIGITS and type(self).loads is JsonCodec.loads
+            else None
+        )
 
     def _parse_int(self, text: str) -> int:
         digits = len(text) - (text[0] == "-")
@@ -171,6 +183,17 @@ class JsonCodec:
             raise ParseError("Parse error: nesting too deep") from None
         except ValueError as exc:  # JSONDecodeError and our hooks' errors
             raise ParseError(f"Parse error: {_short(exc)}") from None
+
+    def orjson_exact(self, data: bytes) -> bool:
+        """Whether ``loads`` reads the small bytes text ``data`` with orjson alone (no long digit run).
+
+        For a caller holding ``unchecked_loads``'s value: then it is ``loads``' value.
+        """
+        return (
+            type(data) is bytes
+            and len(data) < _SAMPLE_FROM
+            and (zeros := data.translate(_DIGITS_TO_ZERO)).replace(self._long_run, b"") is zeros
+        )
 
     def _orjson_loads(self, data: bytes | bytearray | memoryview) -> Any:
         """orjson's reading, or ``_USE_STDLIB`` when it could differ from the stdlib's."""
