@@ -172,7 +172,7 @@ class _Link(_RequestSender):
         connection (as for any call then: see _reclaim), else it waits for the lock.
         """
         proto = self.proto
-        id_ = proto.next_id()
+        id_ = next(proto.ids)  # (proto.next_id() without its Python call: ~0.4k instructions)
         dumps_line = self.dumps_line
         if dumps_line is not None and params is not None:
             # Speed: proto.encode_request's work in line for the usual request (the same

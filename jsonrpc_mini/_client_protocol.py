@@ -105,7 +105,9 @@ class ClientConnection(_Base):
         if framing == "auto":
             raise ValueError("a client must choose its framing: 'newline' or 'content-length'")
         super().__init__(framing, codec, max_message_size, max_depth)
-        self._ids = itertools.count(1)
+        # The request ids: next_id() and next_ids() take from it, and so may a
+        # driver directly (``next(proto.ids)``: next_id() without its Python call).
+        self.ids = itertools.count(1)
         self._queue: deque[ClientEvent | BatchAnswer] = deque()
         # The batches sent and not answered yet, by their first id (see expect_batch).
         # Only single dict operations touch it: a sync client's caller may add or
@@ -162,11 +164,11 @@ class ClientConnection(_Base):
 
     def next_id(self) -> int:
         """A fresh request id."""
-        return next(self._ids)
+        return next(self.ids)
 
     def next_ids(self, count: int) -> list[int]:
         """``count`` fresh request ids (a batch's) in one step."""
-        return list(itertools.islice(self._ids, count))
+        return list(itertools.islice(self.ids, count))
 
     def expect_batch(self, ids: Sequence[Id]) -> None:
         """Remember that the requests ``ids`` go out as one batch (call before sending it).
