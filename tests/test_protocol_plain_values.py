@@ -190,3 +190,10 @@ def test_a_line_without_its_newline_goes_to_the_framer() -> None:
     assert drain(conn) == [Call(parse_request(json.loads(data)))]  # type: ignore[arg-type]
     assert conn.receive_plain_call(b"\n", 0, True) is None
     assert drain(conn) == []
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+def test_an_empty_read_ends_the_stream(use_orjson: bool) -> None:
+    conn = warm(codec=JsonCodec(use_orjson=use_orjson))
+    assert conn.receive_plain_call(b"", -1, True) is None
+    assert [type(event).__name__ for event in drain(conn)] == ["Closed"]
