@@ -23,7 +23,7 @@ from ._codec import (
     encode_message,
     parse_response,
 )
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, ParseError
 from ._frames import deeper_than
 from ._framing import FrameError, FramingName
 from ._json import JsonCodec
@@ -256,6 +256,41 @@ class ClientConnection(_Base):
         """
         if self._queue:
             return None
+        if (
+            self._between
+            and (newline := data.find(b"\n")) == len(data) - 1
+            and 0 <= newline < self._short_line  # (so the line is not empty, and within it)
+            and data[0] == 0x7B  # "{"
+        ):
+            # Speed: _single_line's usual case (the framer between values, a short line:
+            # no size or depth test) without its call (change both). A line that does
+            # not decode here takes _single_line's way below, which tells the framer.
+            codec = self.codec
+            loads = codec.unchecked_loads
+            if loads is None:
+                try:
+                    return codec.loads(data)
+                except ParseError:
+                    pass
+            else:
+                # And as ServerConnection.receive_plain_call: orjson's value looked at
+                # instead of the codec's digit-run check of the text (two C passes and a
+                # copy). The usual reply, with an int or string id and result, holds no
+                # float, so orjson read no too-long integer as one: its value is the
+                # codec's (see JsonCodec.unchecked_loads). Any other is checked as the
+                # codec checks it (orjson_exact), on the same text.
+                try:
+                    value = loads(data)
+                except (ValueError, TypeError):
+                    pass  # (the codec decides, below)
+                else:
+                    if (
+                        len(value) == 3
+                        and (type(id_ := value.get("id")) is int or type(id_) is str)
+                        and (type(result := value.get("result")) is int or type(result) is str)
+                        and value.get("jsonrpc") == "2.0"
+                    ) or codec.orjson_exact(data):
+                        return value
         value = self._single_line(data)
         return None if value is NOT_ONE else value
 
