@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, serving
+from _driver_helpers import WAIT, LeakCheck, serving, wait_for
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, SocketTransport
 
@@ -90,6 +90,16 @@ class _Server:
 
     def _note(self, text: str) -> None:
         self.seen.append(text)
+
+
+def _ran(srv: _Server, note: str) -> None:
+    """Wait until the notification ``note`` has run on the server.
+
+    Requests on one connection may run concurrently (API.md): the next call, made
+    at once, could be run first, by another thread, if the notification's thread
+    was descheduled a little longer than the watcher's grace (2 ms).
+    """
+    wait_for(lambda: note in srv.seen, f"the notification {note!r} to run")
 
 
 def _client(address: Any, where: str, min_size: int = 0) -> tuple[RPCClient, _HandlerIn]:
@@ -167,6 +177,7 @@ def test_a_notification_made_while_its_thread_waits_for_a_reply_is_sent() -> Non
             transport.handler = lambda: c.notify("note", "from the handler")
             assert _bounded(lambda: c.slow(0.2), c) == "slept"
             assert transport.outcome is None
+            _ran(srv, "from the handler")
             assert c.ping() == "pong"
             assert srv.seen == ["ping", "from the handler", "ping"]
         finally:
@@ -234,6 +245,7 @@ def test_a_notification_made_while_its_thread_sends_a_large_request_is_sent_afte
             assert _bounded(lambda: c.size("x" * 200_000), c) == 200_000
             assert transport.outcome is None
             assert transport.took < WAIT / 2
+            _ran(srv, "from the handler")
             assert c.ping() == "pong"
             assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
             link = c._link
