@@ -324,19 +324,24 @@ class ServerConnection(_Base):
                     if (
                         len(value) == 4  # (no other member: it could hold a float)
                         and type(params := value["params"]) is list
-                        and len(params) <= _FEW_ARGUMENTS
                         and (type(id_ := value["id"]) is int or type(id_) is str)
                         and type(value["method"]) is str
                         and value["jsonrpc"] == "2.0"
                     ):
-                        for item in params:
-                            if type(item) is not int and type(item) is not str:
-                                break
-                        else:
+                        if len(params) <= _FEW_ARGUMENTS:
+                            for item in params:
+                                if type(item) is not int and type(item) is not str:
+                                    break
+                            else:
+                                return value  # type: ignore[no-any-return]
+                        # More arguments, or one of another type: still the usual request if
+                        # the codec's check lets orjson's value stand (no second look below).
+                        if self.codec.orjson_exact(data):
                             return value  # type: ignore[no-any-return]
+                        value = NOT_ONE
                 except KeyError:
                     pass
-                if not self.codec.orjson_exact(data):
+                if value is not NOT_ONE and not self.codec.orjson_exact(data):
                     value = NOT_ONE
         else:
             value = NOT_ONE

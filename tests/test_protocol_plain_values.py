@@ -140,6 +140,7 @@ def spied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ([1, "2", 3, 4], []),  # looked at one by one
         ([1, 2, 3, 4, 5], ["orjson_exact"]),  # more: the codec's check costs less
         ([1, 2.5], ["orjson_exact"]),
+        ([{"a": 1}], ["orjson_exact"]),
         ([1, BIG], ["orjson_exact", "single_line"]),  # a digit run: the codec reads it again
     ],
 )
