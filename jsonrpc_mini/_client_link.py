@@ -309,20 +309,26 @@ class _Link(_RequestSender):
                     first = exc
             if isinstance(first, bytes):
                 taken[0] = True
-                value = self.proto.decode_line(first)
+                proto = self.proto
+                value = proto.decode_line(first)
                 if value is not None:  # one whole line (else the framer's: _read_replies)
                     first = None
                     # This call's plain success reply: _ReplyReader._own_success's test
                     # (kept in line: the shared method, tried, cost ~0.36k instructions
-                    # per call, callgrind; change both), then the turn handed back.
+                    # per call, callgrind; change both), then the turn handed back. A
+                    # reply decode_line has tested already needs only its id looked at.
                     if (
-                        type(value) is dict
-                        and len(value) == 3
-                        and "result" in value
-                        and value.get("jsonrpc") == "2.0"
-                        and type(id_ := value.get("id")) is int
-                        and id_ == waiter.id
-                    ) or success_id(value) == waiter.id:
+                        (value is proto.plain_reply and value["id"] == waiter.id)
+                        or (
+                            type(value) is dict
+                            and len(value) == 3
+                            and "result" in value
+                            and value.get("jsonrpc") == "2.0"
+                            and type(id_ := value.get("id")) is int
+                            and id_ == waiter.id
+                        )
+                        or success_id(value) == waiter.id
+                    ):
                         if self.said is not None:
                             self.said = None  # a reply after it (see _ReplyReader._settle_lines)
                         # One step (in C, atomic): from here nobody else can reach

@@ -109,6 +109,11 @@ class ClientConnection(_Base):
         # driver directly (``next(proto.ids)``: next_id() without its Python call).
         self.ids = itertools.count(1)
         self._queue: deque[ClientEvent | BatchAnswer] = deque()
+        # The last value decode_line found to be a plain success reply: exactly
+        # "jsonrpc": "2.0", an int or string "id" and an int or string "result". Its
+        # reader tells its own reply by ``value is proto.plain_reply`` and the id
+        # alone, without testing the members again (speed: ~35 bytecodes per call).
+        self.plain_reply: Any = None
         # The batches sent and not answered yet, by their first id (see expect_batch).
         # Only single dict operations touch it: a sync client's caller may add or
         # forget a batch while another thread reads.
@@ -289,7 +294,10 @@ class ClientConnection(_Base):
                         and (type(id_ := value.get("id")) is int or type(id_) is str)
                         and (type(result := value.get("result")) is int or type(result) is str)
                         and value.get("jsonrpc") == "2.0"
-                    ) or codec.orjson_exact(data):
+                    ):
+                        self.plain_reply = value
+                        return value
+                    if codec.orjson_exact(data):
                         return value
         value = self._single_line(data)
         return None if value is NOT_ONE else value
