@@ -18,7 +18,7 @@ import pytest
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import ConnectionLost, RPCServer
 from jsonrpc_mini._json import HAVE_ORJSON
 
 WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
@@ -231,6 +231,17 @@ def sent_within(send: Any, data: bytes, since: float, budget: float) -> bool:
             raise
         return False
     return kept(since, budget)
+
+
+def answered_within(call: Any, since: float, budget: float) -> bool:
+    """``call()``; False if it raised ConnectionLost ``budget`` s or more after ``since`` (see ``kept``)."""
+    try:
+        call()
+    except ConnectionLost:
+        if kept(since, budget):
+            raise
+        return False
+    return True
 
 
 def start_thread(target: Any, *args: Any) -> threading.Thread:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _aio_support import run
-from _driver_helpers import ROUNDS, LeakCheck, kept, serving, wait_for
+from _driver_helpers import ROUNDS, LeakCheck, answered_within, serving, wait_for
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, aio
 
@@ -108,29 +108,17 @@ def test_sync_client_after_an_idle_close_fails_until_reconnected() -> None:
         pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
 
 
-def _answered_in_time(call: Callable[[], Any], since: float) -> bool:
-    """``call()`` succeeds; False if it failed with ConnectionLost idle_timeout or more after ``since``.
-
-    The server's idle time starts after ``since`` (before connecting, or before the
-    previous call): this thread stalled that long may rightly find the connection
-    closed, and the round proves nothing (see ``kept``).
-    """
-    try:
-        call()
-    except ConnectionLost:
-        if kept(since, IDLE):
-            raise
-        return False
-    return True
-
-
 def _idle_close_then_reconnect(srv: RPCServer, seen: list[Any], address: Any) -> bool:
-    """The claim checked on one round; False if it stalled past idle_timeout (run it again)."""
+    """The claim checked on one round; False if it stalled past idle_timeout (run it again).
+
+    The server's idle time starts after ``since`` (before connecting): a call failing
+    idle_timeout or more after it proves nothing (see ``kept``).
+    """
     since = time.monotonic()
     c = RPCClient(*address, timeout=10)
     try:
         view = c.with_timeout(5)
-        if not _answered_in_time(lambda: _expect(c.echo(1), 1), since):
+        if not answered_within(lambda: _expect(c.echo(1), 1), since, IDLE):
             return False
         wait_for(lambda: srv.connection_count == 0, "the server to close the idle connection")
         for _ in range(2):  # the next call and every one after
@@ -139,11 +127,11 @@ def _idle_close_then_reconnect(srv: RPCServer, seen: list[Any], address: Any) ->
         c.close()
         since = time.monotonic()
         c.connect(*address)
-        if not _answered_in_time(lambda: _expect(c.echo(3), 3), since):
+        if not answered_within(lambda: _expect(c.echo(3), 3), since, IDLE):
             return False
         with pytest.raises(ConnectionLost):
             view.echo(4)  # made before: the old connection
-        if not _answered_in_time(lambda: _expect(c.with_timeout(5).echo(5), 5), since):
+        if not answered_within(lambda: _expect(c.with_timeout(5).echo(5), 5), since, IDLE):
             return False
         assert seen == [1, 3, 5]
         return True
