@@ -1,6 +1,6 @@
 """The client side of the sans-IO JSON-RPC connection: numbering requests, reading replies.
 
-See ``_protocol`` for the events and what both sides share.
+See ``_connection_base`` for what both sides share, ``_events`` for the events.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from ._codec import (
     encode_message,
     parse_response,
 )
+from ._connection_base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, NOT_ONE, _Base
 from ._errors import InvalidRequest, ParseError
+from ._events import ClientEvent, Closed, Violation
 from ._frames import deeper_than
 from ._framing import FrameError, FramingName
 from ._json import JsonCodec
-from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, NOT_ONE, ClientEvent, Closed, Violation, _Base
 from ._reply_id import named_id
 
 __all__ = ["BatchAnswer", "ClientConnection"]

@@ -19,6 +19,7 @@ CORE = [
     "_content_length",
     "_framing",
     "_codec",
+    "_connection_base",
     "_protocol",
     "_dispatch",
     "_batch",
