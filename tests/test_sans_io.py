@@ -21,6 +21,8 @@ CORE = [
     "_codec",
     "_connection_base",
     "_protocol",
+    "_client_batches",
+    "_client_protocol",
     "_dispatch",
     "_batch",
     "_remote",
