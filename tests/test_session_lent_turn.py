@@ -75,9 +75,11 @@ class _Overlaps(SocketTransport):
             self._leave("send")
 
 
-def _served_pair(server: RPCServer) -> tuple[Session, Peer, _Overlaps]:
+def _served_pair(server: RPCServer, first: bytes = b"") -> tuple[Session, Peer, _Overlaps]:
+    """A session over a socketpair; ``first`` is sent before it is served (there at its first read)."""
     ours, theirs = socket.socketpair()
     ours.settimeout(WAIT)
+    ours.sendall(first)
     transport = _Overlaps(theirs)
     return server.serve_connection(transport), Peer(ours), transport
 
@@ -429,8 +431,9 @@ def test_a_reader_waiting_past_idle_timeout_keeps_a_connection_with_a_counted_ca
         return "done"
 
     s.register_function(lambda: 1, name="one")
-    session, peer, _transport = _served_pair(s)
-    peer.sendall(request("long", id_="l"))
+    # Sent before the session is served: sent after, it assumed this thread would not
+    # stall idle_timeout (0.5 s) in between (the session would rightly close).
+    session, peer, _transport = _served_pair(s, request("long", id_="l"))
     wait_for(lambda: session._lent == [1], "the long call to run with the turn lent")
     peer.sendall(request("one", id_="o"))
     assert peer.json_line() == {"jsonrpc": "2.0", "id": "o", "result": 1}
