@@ -348,11 +348,18 @@ def timed_pair() -> Any:
     tb.close()
 
 
-def test_send_with_a_send_timeout_delivers_everything_to_a_slow_reader(timed_pair: Any) -> None:
-    ta, tb = timed_pair
-    ta.send(b"small")  # taken whole by the first send
-    assert tb.recv(100, WAIT) == b"small"
-    assert _delivered_to_a_slow_reader(ta.send, tb)
+def test_send_with_a_send_timeout_delivers_everything_to_a_slow_reader() -> None:
+    # (Not timed_pair's 0.2 s: a reader thread descheduled that long lets the send
+    # time out rightly. A send_timeout of WAIT takes the same path.)
+    a, b = socket.socketpair()
+    ta, tb = SocketTransport(a, send_timeout=WAIT), SocketTransport(b)
+    try:
+        ta.send(b"small")  # taken whole by the first send
+        assert tb.recv(100, WAIT) == b"small"
+        assert _delivered_to_a_slow_reader(ta.send, tb)
+    finally:
+        ta.close()
+        tb.close()
 
 
 def test_send_timeout_bounds_a_send_the_peer_never_takes(timed_pair: Any) -> None:
