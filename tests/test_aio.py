@@ -359,8 +359,9 @@ def test_asyncio_timeout_and_cancel_leave_the_connection_usable() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            await asyncio.sleep(0.6)  # both late replies arrive and are dropped
-            assert c._link.pending == {}
+            # Both late replies arrive (0.5 s after their calls) and are dropped, with
+            # their entries: waited for (a fixed 0.6 s assumed they were read by then).
+            await until(lambda: c._link.pending == {})
             assert await c.sleep(0, "fresh") == "fresh"
             assert c._connected
 
