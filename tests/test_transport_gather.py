@@ -53,7 +53,8 @@ class _Script:
         self.fail = fail
         self.reads: list[int] = []  # the size each read asked for
 
-    def recv_into(self, view: memoryview, size: int, flags: int = 0) -> int:
+    def recv_into(self, view: memoryview, size: int = 0, flags: int = 0) -> int:
+        size = size or len(view)  # (as a socket's: 0 or left out, the view's length)
         self.reads.append(size)
         if not self.sizes:
             if self.fail is not None:

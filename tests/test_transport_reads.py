@@ -9,6 +9,7 @@ any byte arrived must not.
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -41,14 +42,14 @@ class _CutRead:
         self.sock = sock
         self.taken = taken
 
-    def recv_into(self, view: memoryview, size: int, flags: int = 0) -> int:
+    def recv_into(self, view: memoryview, size: int = 0, flags: int = 0) -> int:
         view[: len(self.taken)] = self.taken
         raise KeyboardInterrupt
 
 
 def _usual_read(transport: SocketTransport) -> bool:
     # The read recv takes in line: a plain socket, no timeout asked and none in force.
-    return bool(transport._kernel_timeout) and transport._rcvtimeo == 0.0
+    return transport._same is None and transport._rcvtimeo == 0.0
 
 
 def test_reads_grow_the_buffer_when_asked_for_more(pair: Any) -> None:
@@ -102,7 +103,7 @@ def test_a_usual_read_that_times_out_raises_timeout_error(pair: Any) -> None:
     transport, peer = pair
     with pytest.raises(TimeoutError):
         transport.recv(1024, 0.05)  # sets the kernel's receive timeout
-    if not transport._kernel_timeout:
+    if transport._rcvtimeo == 0.0:
         pytest.skip("no SO_RCVTIMEO here: reads wait with poll()")
     assert transport._rcvtimeo >= 0.05
     with pytest.raises(TimeoutError, match="read timed out"):
@@ -110,3 +111,36 @@ def test_a_usual_read_that_times_out_raises_timeout_error(pair: Any) -> None:
     assert not transport.interrupted_read
     peer.sendall(b"ok")
     assert transport.recv(1024, transport._rcvtimeo) == b"ok"
+
+
+def test_a_timeout_asked_after_reads_without_one_bounds_the_read(pair: Any) -> None:
+    transport, peer = pair
+    peer.sendall(b"{}\n")
+    assert transport.recv(1024, None) == b"{}\n"  # the buffer is there, no timeout in force
+    # Bytes come late (so that a read ignoring the timeout returns them, not hangs).
+    late = threading.Timer(2.0, peer.sendall, (b"late",))
+    late.start()
+    try:
+        with pytest.raises(TimeoutError):
+            transport.recv(1024, 0.05)
+    finally:
+        late.cancel()
+        late.join()
+    assert not transport.interrupted_read
+
+
+class _SubSocket(socket.socket):
+    """A socket subclass: not a plain socket, so its reads neither gather nor use SO_RCVTIMEO."""
+
+
+def test_a_socket_subclass_read_does_not_gather() -> None:
+    a, b = socket.socketpair()
+    sub = _SubSocket(a.family, a.type, fileno=a.detach())
+    transport = SocketTransport(sub, gather=100)
+    try:
+        b.sendall(bytes(range(1, 51)))
+        assert transport.recv(10, None) == bytes(range(1, 11))
+        assert transport.recv(10, None) == bytes(range(11, 21))  # the buffer there: no more than asked
+    finally:
+        transport.close()
+        b.close()
