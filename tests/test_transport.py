@@ -368,6 +368,58 @@ def test_send_timeout_bounds_a_send_the_peer_never_takes(timed_pair: Any) -> Non
         ta.send(b"x" * 20_000_000)  # the peer never reads
 
 
+def test_a_send_timeout_below_the_kernels_least_still_bounds_a_send(timed_pair: Any) -> None:
+    ta, tb = timed_pair
+    ta._send_timeout = 0.0  # (0 as SO_SNDTIMEO would mean "no timeout": poll() bounds it)
+    # The peer goes away late (so that a send left unbounded fails otherwise, not hangs).
+    late = threading.Timer(3.0, tb.close)
+    late.start()
+    try:
+        with pytest.raises(TimeoutError, match="accepted no data"):
+            ta.send(b"x" * 20_000_000)  # the peer never reads
+    finally:
+        late.cancel()
+        late.join()
+
+
+def _sndtimeo(sock: socket.socket) -> float:
+    seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
+    return float(seconds + micros / 1e6)
+
+
+class _SubSocket(socket.socket):
+    """A socket subclass (its sends might be its own): not bounded by SO_SNDTIMEO."""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_SNDTIMEO's layout is Linux's")
+def test_the_kernels_send_timeout_is_set_on_plain_sockets_only() -> None:
+    a, b = socket.socketpair()
+    sub = _SubSocket(b.family, b.type, fileno=b.detach())
+    plain, subclassed = SocketTransport(a, send_timeout=0.25), SocketTransport(sub, send_timeout=0.25)
+    try:
+        plain.send(b"[]\n")
+        subclassed.send(b"{}\n")
+        assert 0.25 <= _sndtimeo(a) < 0.3  # (the kernel rounds it up to its clock tick)
+        assert _sndtimeo(sub) == 0.0
+        assert plain.recv(100, WAIT) == b"{}\n"
+        assert subclassed.recv(100, WAIT) == b"[]\n"
+    finally:
+        plain.close()
+        subclassed.close()
+
+
+class _WouldBlock(_SocketLike):
+    def sendall(self, data: bytes) -> None:
+        raise BlockingIOError("would block")
+
+
+@pytest.mark.parametrize("send_timeout", [None, 1.0])
+def test_a_socket_likes_blocking_io_error_is_raised_as_it_is(send_timeout: float | None) -> None:
+    transport = SocketTransport(_WouldBlock([]), send_timeout=send_timeout)  # type: ignore[arg-type]
+    with pytest.raises(BlockingIOError, match="would block"):
+        transport.send(b"[]\n")
+
+
 def test_send_within_on_socket_likes_sends_as_send_does() -> None:
     fake = _SocketLike([])
     SocketTransport(fake).send_within(b"abc", 0.01)  # type: ignore[arg-type]
