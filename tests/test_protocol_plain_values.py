@@ -198,3 +198,24 @@ def test_an_empty_read_ends_the_stream(use_orjson: bool) -> None:
     conn = warm(codec=JsonCodec(use_orjson=use_orjson))
     assert conn.receive_plain_call(b"", -1, True) is None
     assert [type(event).__name__ for event in drain(conn)] == ["Closed"]
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b'{"jsonrpc":"1.0","method":"m","params":[1],"id":1}\n', b"must be exactly"),
+        (b'{"jsonrpc":"2.0","method":5,"params":[1],"id":1}\n', b"must be a string"),
+        (b'{"jsonrpc":"2.0","method":["m"],"params":[1],"id":1}\n', b"must be a string"),
+        (b'{"jsonrpc":"2.0","method":"m","params":[1],"id":true}\n', b"Invalid Request"),
+    ],
+)
+def test_the_usual_shape_with_a_wrong_member_gets_32600(use_orjson: bool, data: bytes, words: bytes) -> None:
+    # After a line taken in one step (the framer between values: the one-step way is
+    # open), four members of the usual names but a wrong value: not run, answered.
+    conn = warm(codec=JsonCodec(use_orjson=use_orjson))
+    assert conn.receive_plain_call(data, data.find(b"\n"), True) is None
+    (reply,) = drain(conn)
+    assert isinstance(reply, Reply)
+    error = json.loads(reply.data)["error"]
+    assert error["code"] == -32600 and words in reply.data
