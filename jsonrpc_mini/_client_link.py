@@ -316,7 +316,9 @@ class _Link(_RequestSender):
                     # This call's plain success reply: _ReplyReader._own_success's test
                     # (kept in line: the shared method, tried, cost ~0.36k instructions
                     # per call, callgrind; change both), then the turn handed back. A
-                    # reply decode_line has tested already needs only its id looked at.
+                    # reply decode_line has tested already needs only its id looked at
+                    # (that first test is this path's alone: _own_success, the reading
+                    # loop's, tests the members as before, whoever decoded the value).
                     if (
                         (value is proto.plain_reply and value["id"] == waiter.id)
                         or (
