@@ -18,6 +18,11 @@ from jsonrpc_mini._protocol import Call, ServerConnection
 from jsonrpc_mini.testing import strategies as rpc_st
 
 
+def typed(events: list[Any]) -> list[str]:
+    """A type-preserving form of ``events`` (``==`` holds for 1e20 and 10**20, True and 1)."""
+    return [repr(event) for event in events]
+
+
 def general(chunks: list[bytes], codec: JsonCodec, **options: Any) -> list[Any]:
     conn = ServerConnection(codec=codec, **options)
     events: list[Any] = []
@@ -57,7 +62,7 @@ chunk_lists = st.one_of(
 def test_same_events_as_the_general_path(use_orjson: bool, chunks: list[bytes], framing: str) -> None:
     codec = JsonCodec(use_orjson=use_orjson)
     events, _ = one_step(chunks, codec, framing=framing)
-    assert events == general(chunks, codec, framing=framing)
+    assert typed(events) == typed(general(chunks, codec, framing=framing))
 
 
 @pytest.mark.parametrize("use_orjson", CODECS)
@@ -195,7 +200,7 @@ def test_client_same_events_as_the_general_path(use_orjson: bool, chunks: list[b
         if end < len(chunk) or not chunk:  # what it leaves, and the end of the stream, go to the framer
             conn.receive_data(chunk[end:])
         events += drain(conn)
-    assert events == client_general(chunks, codec)
+    assert typed(events) == typed(client_general(chunks, codec))
 
 
 def test_client_takes_a_whole_reply_line_in_one_step() -> None:
