@@ -124,11 +124,10 @@ class JsonCodec:
         # the same text. orjson reads an integer past 64 bits (up to 309 digits) as a
         # float; with a digit limit of at least that, every integer it reads is one the
         # stdlib's reading accepts too (one hidden by a repeated key included). None
-        # when that does not hold, or when a subclass reads otherwise.
+        # when that does not hold, and for any subclass: it may read otherwise through
+        # ``loads`` or through the hooks (``_parse_int``) that orjson's value skips.
         self.unchecked_loads: Callable[[bytes], Any] | None = (
-            _orjson.loads
-            if self.use_orjson and max_int_digits >= _FLOAT_DIGITS and type(self).loads is JsonCodec.loads
-            else None
+            _orjson.loads if self.use_orjson and max_int_digits >= _FLOAT_DIGITS and type(self) is JsonCodec else None
         )
 
     def _parse_int(self, text: str) -> int:

@@ -15,6 +15,7 @@ import pytest
 from _driver_helpers import CODECS
 from test_protocol import drain
 
+from jsonrpc_mini._client_protocol import ClientConnection
 from jsonrpc_mini._codec import parse_request
 from jsonrpc_mini._events import Call, Reply
 from jsonrpc_mini._json import HAVE_ORJSON, JsonCodec
@@ -113,6 +114,34 @@ def test_a_codec_that_reads_otherwise_is_asked_for_every_line(use_orjson: bool) 
     data = line(request([1, 2]))
     assert conn.receive_plain_call(data, data.find(b"\n"), True) == request([1, 2])
     assert codec.count == 2
+
+
+class _SafeIntegers(JsonCodec):
+    """Refuses integers past 2**53 (as for a JavaScript peer) through the number hook, not ``loads``."""
+
+    __slots__ = ()
+
+    def _parse_int(self, text: str) -> int:
+        value = super()._parse_int(text)
+        if abs(value) > 2**53:
+            raise ValueError("integer past 2**53")
+        return value
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+def test_a_codec_with_its_own_number_hook_reads_every_line_its_way(use_orjson: bool) -> None:
+    # 2**64 - 1: a 20-digit run (the codec's own reading, with its hook), which orjson
+    # reads as an int: a look at orjson's value would let it through.
+    codec = _SafeIntegers(use_orjson=use_orjson)
+    assert codec.unchecked_loads is None
+    conn = warm(codec=codec)
+    data = line(request([2**64 - 1]))
+    assert conn.receive_plain_call(data, data.find(b"\n"), True) is None
+    (reply,) = drain(conn)
+    assert isinstance(reply, Reply) and json.loads(reply.data)["error"]["code"] == -32700
+    client = ClientConnection(framing="newline", codec=_SafeIntegers(use_orjson=use_orjson))
+    assert client.decode_line(b'{"jsonrpc":"2.0","id":0,"result":0}\n') == {"jsonrpc": "2.0", "id": 0, "result": 0}
+    assert client.decode_line(b'{"jsonrpc":"2.0","id":1,"result":18446744073709551615}\n') is None
 
 
 def spied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
