@@ -134,10 +134,7 @@ class SocketTransport:
             # no non-blocking send) bounds each blocking send instead: sendall's send
             # fails with EAGAIN when the peer took no byte for that long, or returns part
             # and sendall goes on (the same "no progress" rule as send_taken's).
-            seconds = int(timeout)
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", seconds, int((timeout - seconds) * 1e6))
-            )
+            _set_timeval(sock, socket.SO_SNDTIMEO, timeout)
             self._sndtimeo = timeout
             self._send_timeout = None  # (the branch above from now on)
             SocketTransport.send(self, data)  # (that branch: not a subclass's send again)
@@ -248,10 +245,7 @@ class SocketTransport:
             return
         else:
             wanted = timeout
-        seconds = int(wanted)
-        self.sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", seconds, int((wanted - seconds) * 1e6))
-        )
+        _set_timeval(self.sock, socket.SO_RCVTIMEO, wanted)
         self._rcvtimeo = wanted
         self._same = timeout  # (None or the float asked: equal to the option now in force)
 
@@ -444,3 +438,12 @@ _HAVE_POLL = hasattr(select, "poll")
 _RCVTIMEO = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
 _MIN_RCVTIMEO = 0.001  # below this (0 would mean "no timeout") use poll()
 _NEVER = object()  # (see SocketTransport._same)
+
+
+def _set_timeval(sock: socket.socket, option: int, seconds: float) -> None:
+    """Set ``sock``'s kernel timeout ``option`` (SO_RCVTIMEO or SO_SNDTIMEO) to ``seconds`` (0: none).
+
+    Linux's ``struct timeval`` layout (see _RCVTIMEO).
+    """
+    whole = int(seconds)
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", whole, int((seconds - whole) * 1e6)))
