@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -95,6 +96,28 @@ def _holding_server(**options: float) -> tuple[aio.RPCServer, asyncio.Event]:
     return srv, release
 
 
+def _stepping_server(wait: Callable[[], Awaitable[object]]) -> tuple[aio.RPCServer, list[str]]:
+    """An aio server (max_total_calls 1, read_timeout 60 s) whose ``step(tag)`` notes ``tag``, awaits ``wait()``.
+
+    Returns the server and the list of tags in the order the calls began.
+    """
+    srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
+    order: list[str] = []
+
+    @srv.register
+    async def step(tag: str) -> str:
+        order.append(tag)
+        await wait()
+        return tag
+
+    return srv, order
+
+
+def _pipelined(tag: str, count: int) -> bytes:
+    """``count`` ``step(tag)`` requests (ids 0 to count - 1), one line each, to send at once."""
+    return b"".join(json.dumps(request("step", [tag], i)).encode() + b"\n" for i in range(count))
+
+
 def test_a_connection_held_at_max_total_calls_is_not_closed_as_idle() -> None:
     async def main() -> None:
         idle = 0.3
@@ -103,14 +126,10 @@ def test_a_connection_held_at_max_total_calls_is_not_closed_as_idle() -> None:
         async with serving(srv) as address:
             hogs = [await aio.connect(*address, timeout=WAIT) for _ in range(2)]
             holds = [asyncio.create_task(c.hold()) for c in hogs]
-            async with asyncio.timeout(WAIT):
-                while srv.total_busy < 2:
-                    await asyncio.sleep(0.01)
+            await until(lambda: srv.total_busy >= 2)
             good = await aio.connect(*address, timeout=WAIT)
             call = asyncio.ensure_future(good.add(1, 2))
-            async with asyncio.timeout(WAIT):
-                while not srv._blocked:  # its request read, not taken: the server holds it
-                    await asyncio.sleep(0.01)
+            await until(lambda: srv._blocked)  # its request read, not taken: the server holds it
             await asyncio.sleep(4 * idle)  # idle_timeout passes while it is held
             assert not call.done()
             release.set()
@@ -130,20 +149,14 @@ def test_a_held_connection_is_idle_again_once_it_may_read() -> None:
         async with serving(srv) as address:
             hog = await aio.connect(*address, timeout=WAIT)
             held = asyncio.create_task(hog.hold())
-            async with asyncio.timeout(WAIT):
-                while srv.total_busy < 1:
-                    await asyncio.sleep(0.01)
+            await until(lambda: srv.total_busy >= 1)
             good = await aio.connect(*address, timeout=WAIT)
             call = asyncio.ensure_future(good.add(1, 2))
-            async with asyncio.timeout(WAIT):
-                while not srv._blocked:
-                    await asyncio.sleep(0.01)
+            await until(lambda: srv._blocked)
             release.set()
             assert await call == 3
             assert await held == "held"
-            async with asyncio.timeout(WAIT):  # both idle now: idle_timeout closes them
-                while srv.connection_count:
-                    await asyncio.sleep(0.01)
+            await until(lambda: not srv.connection_count)  # both idle now: idle_timeout closes them
             for c in (hog, good):
                 await c.close()
 
@@ -163,24 +176,15 @@ def test_connections_held_at_max_total_calls_take_turns() -> None:
     hogs, each, goods = 30, 20, 3
 
     async def main() -> None:
-        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
-        order: list[str] = []
-        gate = asyncio.Event()
-
-        @srv.register
-        async def step(tag: str) -> str:
-            order.append(tag)
-            await gate.wait()  # the first call holds the one slot until every call is read
-            return tag
+        gate = asyncio.Event()  # the first call holds the one slot until every call is read
+        srv, order = _stepping_server(gate.wait)
 
         async with serving(srv) as address:
             conns: list[RawConn] = []
             try:
                 for h in range(hogs):
                     conns.append(await RawConn.open(address))
-                    await conns[-1].send(
-                        b"".join(json.dumps(request("step", [f"h{h}"], i)).encode() + b"\n" for i in range(each))
-                    )
+                    await conns[-1].send(_pipelined(f"h{h}", each))
                     await until(lambda: len(srv._blocked) == len(conns))  # (hog 0 holds the slot and waits too)
                 for g in range(goods):
                     conns.append(await RawConn.open(address))
@@ -285,15 +289,8 @@ def test_a_call_held_behind_large_batches_is_not_served_after_them(layout: str) 
     batchers, members = 3, 40
 
     async def main() -> None:
-        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
-        order: list[str] = []
-        gate = asyncio.Event()
-
-        @srv.register
-        async def step(tag: str) -> str:
-            order.append(tag)
-            await gate.wait()  # the first call holds the one slot until every message is read
-            return tag
+        gate = asyncio.Event()  # the first call holds the one slot until every message is read
+        srv, order = _stepping_server(gate.wait)
 
         async with serving(srv) as address:
             conns: list[RawConn] = []
@@ -336,15 +333,8 @@ def test_a_connection_held_later_does_not_go_before_the_calls_already_waiting() 
     each, later = 40, 10
 
     async def main() -> None:
-        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
-        order: list[str] = []
-        steps = asyncio.Semaphore(0)
-
-        @srv.register
-        async def step(tag: str) -> str:
-            order.append(tag)
-            await steps.acquire()  # each call ends when the test lets it
-            return tag
+        steps = asyncio.Semaphore(0)  # each call ends when the test lets it
+        srv, order = _stepping_server(steps.acquire)
 
         async def release_until(count: int) -> None:
             while len(order) < count:
@@ -357,9 +347,7 @@ def test_a_connection_held_later_does_not_go_before_the_calls_already_waiting() 
             try:
                 for tag in ("a", "b"):
                     conns.append(await RawConn.open(address))
-                    await conns[-1].send(
-                        b"".join(json.dumps(request("step", [tag], i)).encode() + b"\n" for i in range(each))
-                    )
+                    await conns[-1].send(_pipelined(tag, each))
                 await until(lambda: len(srv._blocked) == 2)
                 await release_until(41)  # 20 turns each (and the first call)
                 conns.append(await RawConn.open(address))
@@ -398,15 +386,8 @@ def test_a_batch_whose_rest_comes_later_weighs_its_members_too(layout: str) -> N
     framed = layout == "content-length-headers"
 
     async def main() -> None:
-        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
-        order: list[str] = []
-        steps = asyncio.Semaphore(0)
-
-        @srv.register
-        async def step(tag: str) -> str:
-            order.append(tag)
-            await steps.acquire()  # each call ends when the test lets it
-            return tag
+        steps = asyncio.Semaphore(0)  # each call ends when the test lets it
+        srv, order = _stepping_server(steps.acquire)
 
         @srv.register
         async def note() -> None:
@@ -428,7 +409,7 @@ def test_a_batch_whose_rest_comes_later_weighs_its_members_too(layout: str) -> N
                 held = len(srv._blocked)  # (counted, not assumed: the hog's may be held too, with nothing to take)
                 await batch.send(wire[:cut])
                 await until(lambda: len(srv._blocked) == held + 1)
-                await other.send(b"".join(json.dumps(request("step", ["other"], i)).encode() + b"\n" for i in range(3)))
+                await other.send(_pipelined("other", 3))
                 await until(lambda: len(srv._blocked) == held + 2)
                 steps.release()  # the hog ends: the batch's turn feeds its first member, then "other" runs
                 await until(lambda: order == ["hog", "other"])
@@ -468,15 +449,8 @@ def test_a_compact_batch_weighs_its_own_line_not_the_calls_sent_after_it() -> No
     calls = 10
 
     async def main() -> None:
-        srv = aio.RPCServer(max_total_calls=1, read_timeout=60)
-        order: list[str] = []
         gate = asyncio.Event()
-
-        @srv.register
-        async def step(tag: str) -> str:
-            order.append(tag)
-            await gate.wait()
-            return tag
+        srv, order = _stepping_server(gate.wait)
 
         async with serving(srv) as address:
             conns: list[RawConn] = []
@@ -487,8 +461,7 @@ def test_a_compact_batch_weighs_its_own_line_not_the_calls_sent_after_it() -> No
                 await until(lambda: srv.total_busy == 1)
                 held = len(srv._blocked)
                 await x.send(
-                    _laid_out([request("step", ["xb"], i) for i in range(2)], "compact")
-                    + b"".join(json.dumps(request("step", ["xc"], i)).encode() + b"\n" for i in range(calls))
+                    _laid_out([request("step", ["xb"], i) for i in range(2)], "compact") + _pipelined("xc", calls)
                 )
                 await until(lambda: len(srv._blocked) == held + 1)
                 await y.send(_laid_out([request("step", ["y"], i) for i in range(3)], "compact"))
