@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from _aio_support import WAIT, RawConn, request, run, serving, until
-from test_aio_gone_peer import line, raw_client, reset
+from test_aio_gone_peer import batch_then_reset
 
 from jsonrpc_mini import aio
 from jsonrpc_mini._aio_members import PLAIN_RUN
@@ -190,16 +190,7 @@ def test_pool_jobs_take_no_more_requests_once_the_peer_is_gone() -> None:
             return a + b
 
         async with serving(srv) as address:
-            loop = asyncio.get_running_loop()
-            sock = await raw_client(address)
-            await until(lambda: srv.connection_count == 1)
-            # 40 requests, each fifth member a notification.
-            batch = [request("member", [i], i) if i % 5 else request("note", [i], None) for i in range(1, 51)]
-            await loop.sock_sendall(sock, line(request("first", id_=0)) + line(batch))
-            await until(lambda: len(started) == 4)  # four workers' jobs, each waiting in a member
-            reset(sock)
-            first_gate.set()  # its reply cannot be written: the peer is gone
-            await until(lambda: srv.connection_count == 0)
+            await batch_then_reset(srv, address, started, first_gate)  # (four workers' jobs wait in a member)
             member_gate.set()
             await until(lambda: srv.total_busy == 0)
             assert sorted(started) == [1, 2, 3, 4]  # the requests after them were skipped

@@ -40,10 +40,36 @@ async def raw_client(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
+async def counted_raw_client(srv: aio.RPCServer, address: tuple[str, int]) -> socket.socket:
+    """A ``raw_client``, returned once ``srv`` counts it (its only connection)."""
+    sock = await raw_client(address)
+    await until(lambda: srv.connection_count == 1)
+    return sock
+
+
 def reset(sock: socket.socket) -> None:
     """Close ``sock`` with a reset (SO_LINGER 0), as a killed client's kernel may."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+async def batch_then_reset(
+    srv: aio.RPCServer, address: tuple[str, int], started: list[int], first_gate: asyncio.Event
+) -> None:
+    """A raw client sends ``first`` and a batch of 50 (``member`` calls and ``note`` notifications), then resets.
+
+    It resets once four members have started (``started``); ``first_gate`` is then set,
+    so that ``first``'s reply cannot be written: the peer is gone. Returns once
+    ``srv`` has dropped the connection.
+    """
+    sock = await counted_raw_client(srv, address)
+    # 40 requests, each fifth member a notification.
+    batch = [request("member", [i], i) if i % 5 else request("note", [i], None) for i in range(1, 51)]
+    await asyncio.get_running_loop().sock_sendall(sock, line(request("first", id_=0)) + line(batch))
+    await until(lambda: len(started) == 4)  # four workers, each waiting in a member
+    reset(sock)
+    first_gate.set()  # its reply cannot be written: the peer is gone
+    await until(lambda: srv.connection_count == 0)
 
 
 def test_batches_of_a_client_that_hung_up_stop_once_a_reply_fails() -> None:
@@ -109,16 +135,7 @@ def test_a_batch_skips_its_requests_once_the_peer_is_gone_but_runs_its_notificat
             return a + b
 
         async with serving(srv) as address:
-            loop = asyncio.get_running_loop()
-            sock = await raw_client(address)
-            await until(lambda: srv.connection_count == 1)
-            # 40 requests, each fifth member a notification.
-            batch = [request("member", [i], i) if i % 5 else request("note", [i], None) for i in range(1, 51)]
-            await loop.sock_sendall(sock, line(request("first", id_=0)) + line(batch))
-            await until(lambda: len(started) == 4)  # four workers, each waiting in a member
-            reset(sock)
-            first_gate.set()  # its reply cannot be written: the peer is gone
-            await until(lambda: srv.connection_count == 0)
+            await batch_then_reset(srv, address, started, first_gate)
             other = await aio.connect(*address, timeout=WAIT)
             assert await other.add(1, 2) == 3  # another client is served
             member_gate.set()
@@ -152,10 +169,10 @@ def test_queued_requests_of_a_client_that_reset_are_not_run() -> None:
             return a + b
 
         async with serving(srv) as address:
-            loop = asyncio.get_running_loop()
-            sock = await raw_client(address)
-            await until(lambda: srv.connection_count == 1)
-            await loop.sock_sendall(sock, b"".join(line(request("slow", id_=i)) for i in range(calls)))
+            sock = await counted_raw_client(srv, address)
+            await asyncio.get_running_loop().sock_sendall(
+                sock, b"".join(line(request("slow", id_=i)) for i in range(calls))
+            )
             reset(sock)
             await until(lambda: srv.connection_count == 0)
             other = await aio.connect(*address, timeout=WAIT)
