@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, raw_connect, request, serving, wait_for
+from _driver_helpers import WAIT, LeakCheck, Peer, raw_connect, request, serving, wait_for
 
 import jsonrpc_mini._watch as watch_module
 from jsonrpc_mini import RPCServer
@@ -311,6 +311,14 @@ def test_a_stamp_made_while_the_watcher_nudges_keeps_it_polling() -> None:
     _close_loop(loop, a, b)
 
 
+def _framed_connect(address: Any) -> Peer:
+    """A raw connection whose first call (``add`` 1 + 1, id 1) is answered: its framing is known from here on."""
+    sock = raw_connect(address)
+    sock.sendall(request("add", [1, 1], id_=1))
+    assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+    return sock
+
+
 def _session_of(s: RPCServer) -> Any:
     (session,) = list(s._sessions)
     return session
@@ -323,9 +331,7 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
     release = threading.Event()
     s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
-        sock = raw_connect(address)
-        sock.sendall(request("add", [1, 1], id_=1))
-        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock = _framed_connect(address)
         sock.sendall(request("add", [1, 2], id_=2))  # the first call with a known framing
         assert sock.json_line() == {"jsonrpc": "2.0", "id": 2, "result": 3}
         probe = _session_of(s)._probe
@@ -351,9 +357,7 @@ def test_a_watcher_that_stopped_polling_is_woken_by_the_next_slow_call(monkeypat
     release = threading.Event()
     s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
-        sock = raw_connect(address)
-        sock.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
-        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock = _framed_connect(address)
         sock.sendall(request("slow", id_="a") + request("slow", id_="b"))
         probe = _session_of(s)._probe
         loop = s._watcher._loop
@@ -388,10 +392,7 @@ def test_a_failed_wake_up_leaves_other_connections_watched(
     release = threading.Event()
     s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
-        a, b = raw_connect(address), raw_connect(address)
-        for sock in (a, b):
-            sock.sendall(request("add", [1, 1], id_=1))
-            assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        a, b = _framed_connect(address), _framed_connect(address)
         a.sendall(request("slow", id_="a1"))
         time.sleep(0.05)
         a.sendall(request("add", [1, 2], id_="f1"))  # its wake-up fails
@@ -444,9 +445,7 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
     release = threading.Event()
     s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
-        a = raw_connect(address)
-        a.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
-        assert a.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        a = _framed_connect(address)
         a.sendall(request("slow", id_="s"))
         session = _session_of(s)
         probe = session._probe
@@ -456,9 +455,7 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
         session.close()
         assert not probe.active and probe not in loop.probes
         assert loop.registered.get(probe.fd) is not probe, "a closed socket's number is still watched"
-        b = raw_connect(address)
-        b.sendall(request("add", [1, 1], id_=1))
-        assert b.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        b = _framed_connect(address)
         _fast_call_passes_a_slow_one(b, release, slow_id="t")
         a.close()
         b.close()
@@ -474,9 +471,7 @@ def test_a_slow_call_with_a_request_partly_read_behind_it_gets_a_reader_not_a_wa
     release = threading.Event()
     s = _slow_and_add(release)
     with LeakCheck(), serving(s) as address:
-        sock = raw_connect(address)
-        sock.sendall(request("add", [1, 1], id_=1))  # the framing is known from here on
-        assert sock.json_line() == {"jsonrpc": "2.0", "id": 1, "result": 2}
+        sock = _framed_connect(address)
         behind = request("add", [2, 3], id_="f")
         sock.sendall(request("slow", id_="s") + behind[:20])
         session = _session_of(s)
