@@ -73,6 +73,18 @@ def _read(way: str, framing: str, conn: ClientConnection, line: bytes) -> list[A
     return _events(conn, data, pieces=1 if way == "bytes" else 0)
 
 
+def _batch(conn: ClientConnection, size: int) -> list[int]:
+    """The ids of a batch of ``size`` members that ``conn`` now expects."""
+    ids = conn.next_ids(size)
+    conn.expect_batch(ids)
+    return ids
+
+
+def _reply(id_: Any) -> Response:
+    """The event for ``ok(id_)``: a Response with result "r<id_>"."""
+    return Response(id_, f"r{id_}")
+
+
 def _missing(event: Any, id_: int) -> None:
     assert type(event) is Violation and event.id == id_ and event.error is None
     assert f"no response for this call (id {id_})" in event.reason
@@ -81,38 +93,34 @@ def _missing(event: Any, id_: int) -> None:
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_members_the_array_leaves_out_come_after_its_replies(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(4)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 4)
     events = _read(way, framing, conn, array(ok(ids[2]), ok(ids[0])))
-    assert events[:2] == [Response(ids[2], f"r{ids[2]}"), Response(ids[0], f"r{ids[0]}")]
+    assert events[:2] == [_reply(ids[2]), _reply(ids[0])]
     assert len(events) == 4
     _missing(events[2], ids[1])
     _missing(events[3], ids[3])
     # The batch is forgotten: a late array for it ends nothing more.
-    assert _read(way, framing, conn, array(ok(ids[1]))) == [Response(ids[1], f"r{ids[1]}")]
+    assert _read(way, framing, conn, array(ok(ids[1]))) == [_reply(ids[1])]
 
 
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_complete_array_and_replies_outside_batches_add_nothing(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     # An array answering a single call (not a batch member) ends no batch.
-    assert _read(way, framing, conn, array(ok(99))) == [Response(99, "r99")]
+    assert _read(way, framing, conn, array(ok(99))) == [_reply(99)]
     events = _read(way, framing, conn, array(*(ok(id_) for id_ in reversed(ids))))
-    assert events == [Response(id_, f"r{id_}") for id_ in reversed(ids)]
+    assert events == [_reply(id_) for id_ in reversed(ids)]
 
 
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_whole_array_in_any_order_adds_nothing(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    first, second = conn.next_ids(4), conn.next_ids(3)
-    conn.expect_batch(first)
-    conn.expect_batch(second)
+    first, second = _batch(conn, 4), _batch(conn, 3)
     order = [second[2], second[0], second[1]]
-    assert _read(way, framing, conn, array(*(ok(id_) for id_ in order))) == [Response(i, f"r{i}") for i in order]
+    assert _read(way, framing, conn, array(*(ok(id_) for id_ in order))) == [_reply(i) for i in order]
     order = [first[1], first[3], first[0], first[2]]
-    assert _read(way, framing, conn, array(*(ok(id_) for id_ in order))) == [Response(i, f"r{i}") for i in order]
+    assert _read(way, framing, conn, array(*(ok(id_) for id_ in order))) == [_reply(i) for i in order]
     assert conn._batches == {}
 
 
@@ -136,10 +144,9 @@ _ODD_MEMBERS = [
 def test_odd_members_do_not_stand_for_the_member_left_out(way: str, framing: str, odd: Any) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
     conn.next_ids(5)  # (ids from 6: an id true or 1 would not name a member)
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     events = _read(way, framing, conn, array(ok(ids[2]), odd, ok(ids[0])))
-    assert events[0] == Response(ids[2], f"r{ids[2]}") and events[2] == Response(ids[0], f"r{ids[0]}")
+    assert events[0] == _reply(ids[2]) and events[2] == _reply(ids[0])
     assert len(events) == 4
     assert getattr(events[1], "id", None) in (None, "2")  # (what parse_reply makes of it, not a member's)
     _missing(events[3], ids[1])
@@ -148,12 +155,10 @@ def test_odd_members_do_not_stand_for_the_member_left_out(way: str, framing: str
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_float_id_answers_its_member_as_the_drivers_match_it(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(2)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 2)
     events = _read(way, framing, conn, array(ok(ids[1]), ok(float(ids[0]))))
-    assert events == [Response(ids[1], f"r{ids[1]}"), Response(float(ids[0]), f"r{float(ids[0])}")]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    assert events == [_reply(ids[1]), _reply(float(ids[0]))]
+    ids = _batch(conn, 3)
     events = _read(way, framing, conn, array(ok(float(ids[0])), ok(ids[2])))
     assert len(events) == 3
     _missing(events[2], ids[1])
@@ -162,10 +167,9 @@ def test_a_float_id_answers_its_member_as_the_drivers_match_it(way: str, framing
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_member_answered_twice_does_not_stand_for_another(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     events = _read(way, framing, conn, array(ok(ids[0]), ok(ids[0], "again"), ok(ids[1])))
-    assert events[:3] == [Response(ids[0], f"r{ids[0]}"), Response(ids[0], "again"), Response(ids[1], f"r{ids[1]}")]
+    assert events[:3] == [_reply(ids[0]), Response(ids[0], "again"), _reply(ids[1])]
     assert len(events) == 4
     _missing(events[3], ids[2])
 
@@ -173,12 +177,10 @@ def test_a_member_answered_twice_does_not_stand_for_another(way: str, framing: s
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_pipelined_batches_each_end_by_their_own_array(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    first, second, third = conn.next_ids(3), conn.next_ids(2), conn.next_ids(2)
-    for batch in (first, second, third):
-        conn.expect_batch(batch)
+    first, second, third = _batch(conn, 3), _batch(conn, 2), _batch(conn, 2)
     # The second batch's array comes first and lacks a member: only that member fails.
     events = _read(way, framing, conn, array(ok(second[1])))
-    assert events[0] == Response(second[1], f"r{second[1]}") and len(events) == 2
+    assert events[0] == _reply(second[1]) and len(events) == 2
     _missing(events[1], second[0])
     # An array answering two batches at once (not what the spec allows) ends both.
     events = _read(way, framing, conn, array(ok(first[0]), ok(third[1]), ok(first[2])))
@@ -190,24 +192,19 @@ def test_pipelined_batches_each_end_by_their_own_array(way: str, framing: str) -
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_batch_split_over_two_arrays_ends_with_the_first(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     events = _read(way, framing, conn, array(ok(ids[0])))
     assert [type(event) for event in events] == [Response, Violation, Violation]
     _missing(events[1], ids[1])
     _missing(events[2], ids[2])
     # The second array is read as replies (the drivers drop them: nobody waits any more).
-    assert _read(way, framing, conn, array(ok(ids[1]), ok(ids[2]))) == [
-        Response(ids[1], f"r{ids[1]}"),
-        Response(ids[2], f"r{ids[2]}"),
-    ]
+    assert _read(way, framing, conn, array(ok(ids[1]), ok(ids[2]))) == [_reply(ids[1]), _reply(ids[2])]
 
 
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_arrays_answering_no_member_end_nothing(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(2)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 2)
     (empty,) = _read(way, framing, conn, b"[]\n")
     assert type(empty) is Violation and empty.id is None and "[]" in empty.reason
     # What a server might wrongly send for notifications: replies with id null.
@@ -219,25 +216,23 @@ def test_arrays_answering_no_member_end_nothing(way: str, framing: str) -> None:
     assert type(req) is Violation and req.id is None
     # The batch is still expected: its own array, short of a member, still ends it.
     events = _read(way, framing, conn, array(ok(ids[1])))
-    assert events[0] == Response(ids[1], f"r{ids[1]}") and len(events) == 2
+    assert events[0] == _reply(ids[1]) and len(events) == 2
     _missing(events[1], ids[0])
 
 
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_the_one_error_without_id_goes_to_the_one_member_left_out(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     error = {"code": -32600, "message": "Invalid Request"}
     line = array(ok(ids[0]), {"jsonrpc": "2.0", "id": None, "error": error}, ok(ids[2]))
     events = _read(way, framing, conn, line)
-    assert events[:2] == [Response(ids[0], f"r{ids[0]}"), Response(ids[2], f"r{ids[2]}")]
+    assert events[:2] == [_reply(ids[0]), _reply(ids[2])]
     assert len(events) == 3
     assert type(events[2]) is ErrorResponse and events[2].id == ids[1]
     assert events[2].error.code == -32600 and events[2].error.message == "Invalid Request"
     # Two left out, one such error: it cannot be told whose; each member fails on its own.
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     events = _read(way, framing, conn, array({"jsonrpc": "2.0", "id": None, "error": error}, ok(ids[2])))
     assert [type(event) for event in events] == [Violation, Response, Violation, Violation]
     assert events[0].id is None and events[0].error is not None
@@ -248,17 +243,15 @@ def test_the_one_error_without_id_goes_to_the_one_member_left_out(way: str, fram
 @pytest.mark.parametrize(("way", "framing"), _WAYS)
 def test_a_forgotten_batch_is_not_ended_by_a_late_array(way: str, framing: str) -> None:
     conn = ClientConnection(framing=framing)  # type: ignore[arg-type]
-    ids = conn.next_ids(2)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 2)
     conn.forget_batch(ids)
-    assert _read(way, framing, conn, array(ok(ids[0]))) == [Response(ids[0], f"r{ids[0]}")]
+    assert _read(way, framing, conn, array(ok(ids[0]))) == [_reply(ids[0])]
 
 
 @pytest.mark.parametrize("framing", ["newline", "content-length"])
 def test_a_member_too_deep_counts_as_answered(framing: str) -> None:
     conn = ClientConnection(framing=framing, max_depth=5)  # type: ignore[arg-type]
-    ids = conn.next_ids(3)
-    conn.expect_batch(ids)
+    ids = _batch(conn, 3)
     deep: Any = 0
     for _ in range(8):
         deep = [deep]
