@@ -199,6 +199,28 @@ def _rounds_of_a_call(c: RPCClient, size: int | None = None) -> int:
         handler.handler = None
 
 
+def _big_with_handler_in_lock(c: RPCClient, run: Callable[[], Any], size: int = 10, skip: int = 0) -> _Handler:
+    """``c.big(size)`` (bounded), with ``run`` as the "handler" inside the ``skip``-th round of the link's lock.
+
+    Checks the outer call's result, puts the lock back, and returns the handler (for its outcome).
+    """
+    link = c._link
+    assert link is not None
+    handler = _Handler()
+    lock = _HandlerInLock(link.lock, handler, skip)
+    link.lock = lock  # type: ignore[assignment]
+    try:
+
+        def outer() -> Any:
+            handler.arm(run)
+            return c.big(size)
+
+        assert _bounded(outer, c) == "r" * size, (skip, run)
+    finally:
+        link.lock = lock.inner
+    return handler
+
+
 def _idle(c: RPCClient) -> None:
     link = c._link
     assert link is not None and link.lost is None
@@ -213,21 +235,8 @@ def test_a_notification_made_inside_any_round_of_the_lock_is_sent() -> None:
         try:
             rounds = _rounds_of_a_call(c)
             assert rounds == 1  # (registering the call; its reply is handed over without one: _Link._wake_follower)
-            link = c._link
-            assert link is not None
             for skip in range(rounds):
-                handler = _Handler()
-                lock = _HandlerInLock(link.lock, handler, skip)
-                link.lock = lock  # type: ignore[assignment]
-                try:
-
-                    def outer(handler: _Handler = handler, skip: int = skip) -> Any:
-                        handler.arm(lambda: c.notify("note", skip))
-                        return c.big(10)
-
-                    assert _bounded(outer, c) == "r" * 10, skip
-                finally:
-                    link.lock = lock.inner
+                handler = _big_with_handler_in_lock(c, lambda skip=skip: c.notify("note", skip), skip=skip)
                 assert handler.outcome is None, (skip, handler.outcome)
                 _idle(c)
             assert c.ping() == "pong"
@@ -249,14 +258,9 @@ def test_a_call_made_inside_a_round_of_the_lock_never_waits_and_the_outer_call_g
         c = _client(address)
         try:
             rounds = _rounds_of_a_call(c, size)
-            link = c._link
-            assert link is not None
             served = 0
             for skip in range(rounds):
                 for kind in ("call", "batch"):
-                    handler = _Handler()
-                    lock = _HandlerInLock(link.lock, handler, skip)
-                    link.lock = lock  # type: ignore[assignment]
 
                     def call(kind: str = kind) -> Any:
                         if kind == "call":
@@ -265,16 +269,7 @@ def test_a_call_made_inside_a_round_of_the_lock_never_waits_and_the_outer_call_g
                             b.ping()
                         return None
 
-                    try:
-
-                        def outer(handler: _Handler = handler, call: Callable[[], Any] = call) -> Any:
-                            handler.arm(call)
-                            return c.big(size)
-
-                        assert _bounded(outer, c) == "r" * size, (skip, kind)
-                    finally:
-                        link.lock = lock.inner
-                    exc = handler.outcome
+                    exc = _big_with_handler_in_lock(c, call, size, skip).outcome
                     if kind == "call" and exc == "pong":
                         served += 1
                         continue
@@ -321,23 +316,14 @@ def test_a_notification_made_inside_a_round_of_the_lock_while_another_thread_sen
             holder = threading.Thread(target=hold, daemon=True)
             holder.start()
             assert taken.wait(WAIT)
-            handler = _Handler()
-            lock = _HandlerInLock(link.lock, handler, 0)
-            link.lock = lock  # type: ignore[assignment]
 
             def notify() -> None:
                 c.notify("note", "while another thread sends")
                 go.set()
 
             try:
-
-                def outer() -> Any:
-                    handler.arm(notify)
-                    return c.big(10)
-
-                assert _bounded(outer, c) == "r" * 10
+                handler = _big_with_handler_in_lock(c, notify)
             finally:
-                link.lock = lock.inner
                 go.set()
             holder.join(WAIT)
             assert handler.outcome is None, handler.outcome
@@ -361,18 +347,9 @@ def test_a_call_made_inside_a_round_of_the_lock_while_another_thread_reads_is_re
             reader = threading.Thread(target=lambda: held.append(c.hold()), daemon=True)
             reader.start()
             wait_for(lambda: link.reading == reader.ident, "the other thread's read")
-            handler = _Handler()
-            lock = _HandlerInLock(link.lock, handler, 0)
-            link.lock = lock  # type: ignore[assignment]
             try:
-
-                def outer() -> Any:
-                    handler.arm(c.ping)
-                    return c.big(10)
-
-                assert _bounded(outer, c) == "r" * 10
+                handler = _big_with_handler_in_lock(c, c.ping)
             finally:
-                link.lock = lock.inner
                 srv.release.set()
             reader.join(WAIT)
             assert held == ["released"]
