@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, serving, wait_for
+from _signal_helpers import bounded
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, SocketTransport
 
@@ -109,26 +110,6 @@ def _client(address: Any, where: str, min_size: int = 0) -> tuple[RPCClient, _Ha
     return RPCClient(transport=transport, timeout=None), transport
 
 
-def _bounded(call: Callable[[], Any], client: RPCClient) -> Any:
-    """Run ``call`` in a thread; fail (closing the client, which ends it) if it does not end within WAIT."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except Exception as exc:  # recorded for the test
-            out.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    if thread.is_alive():
-        client.close()
-        thread.join(WAIT)
-        pytest.fail("a call made from the 'signal handler' waits for ever")
-    return out[0]
-
-
 def _refused(exc: Any, method: str | None) -> None:
     # A batch names no remote method: .method None, "batch: " in the text (README: .method).
     assert type(exc) is RPCError, repr(exc)
@@ -156,7 +137,7 @@ def test_a_call_made_while_its_thread_waits_for_a_reply_is_refused_at_once(kind:
                 return None
 
             transport.handler = handler
-            assert _bounded(lambda: c.slow(0.2), c) == "slept"  # the outer call goes on
+            assert bounded(lambda: c.slow(0.2), c) == "slept"  # the outer call goes on
             _refused(transport.outcome, {"small": "ping", "large": "size", "batch": None}[kind])
             assert transport.took < WAIT / 2
             assert c.ping() == "pong"  # the connection stays usable
@@ -168,18 +149,27 @@ def test_a_call_made_while_its_thread_waits_for_a_reply_is_refused_at_once(kind:
             c.close()
 
 
-def test_a_notification_made_while_its_thread_waits_for_a_reply_is_sent() -> None:
+@pytest.mark.parametrize("where", ["recv", "send"], ids=["waits-for-a-reply", "sends-a-large-request"])
+def test_a_notification_made_while_its_thread_waits_for_a_reply_or_sends_a_large_request_is_sent(where: str) -> None:
+    # While it sends: before review14 F9 it closed the connection, as a call does (below);
+    # it needs no reply, so it waits for that send to end instead (the send lock's holder writes it).
     srv = _Server()
     with serving(srv.server) as address:
-        c, transport = _client(address, "recv")
+        c, transport = _client(address, where, min_size=100_000 if where == "send" else 0)
         try:
             c.ping()
             transport.handler = lambda: c.notify("note", "from the handler")
-            assert _bounded(lambda: c.slow(0.2), c) == "slept"
+            if where == "recv":
+                assert bounded(lambda: c.slow(0.2), c) == "slept"
+            else:
+                assert bounded(lambda: c.size("x" * 200_000), c) == 200_000
             assert transport.outcome is None
+            assert transport.took < WAIT / 2
             _ran(srv, "from the handler")
             assert c.ping() == "pong"
-            assert srv.seen == ["ping", "from the handler", "ping"]
+            assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
+            link = c._link
+            assert link is not None and not link.deferred and not link.send_lock._is_owned()
         finally:
             c.close()
 
@@ -192,7 +182,7 @@ def test_a_call_made_while_its_thread_sends_a_small_request_is_refused() -> None
         try:
             c.ping()
             transport.handler = c.ping
-            assert _bounded(lambda: c.slow(0.1), c) == "slept"
+            assert bounded(lambda: c.slow(0.1), c) == "slept"
             _refused(transport.outcome, "ping")
             assert c.ping() == "pong"
             assert srv.seen == ["ping", "ping"]
@@ -218,7 +208,7 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
         try:
             c.ping()
             transport.handler = handler
-            outer = _bounded(lambda: c.size("x" * 200_000), c)
+            outer = bounded(lambda: c.size("x" * 200_000), c)
             exc = transport.outcome
             assert type(exc) is ConnectionLost, repr(exc)
             assert "a send was interrupted and left the connection in use" in str(exc)
@@ -229,27 +219,6 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
             assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
             link = c._link
             assert link is not None and not link.pending and not link.outbox and not link.send_lock._is_owned()
-        finally:
-            c.close()
-
-
-def test_a_notification_made_while_its_thread_sends_a_large_request_is_sent_after_it() -> None:
-    # Before review14 F9 it closed the connection, as a call does (above); it needs no
-    # reply, so it waits for that send to end instead (the send lock's holder writes it).
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, "send", min_size=100_000)
-        try:
-            c.ping()
-            transport.handler = lambda: c.notify("note", "from the handler")
-            assert _bounded(lambda: c.size("x" * 200_000), c) == 200_000
-            assert transport.outcome is None
-            assert transport.took < WAIT / 2
-            _ran(srv, "from the handler")
-            assert c.ping() == "pong"
-            assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
-            link = c._link
-            assert link is not None and not link.deferred and not link.send_lock._is_owned()
         finally:
             c.close()
 
@@ -311,7 +280,7 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
                 outer.append(lock)
                 return c.size("x" * 100_000)
 
-            assert _bounded(main, c) == 100_000
+            assert bounded(main, c) == 100_000
             assert outer[0].outcome == "pong"  # served once the lock was free
             assert srv.seen == ["ping", "ping"]
             assert c.ping() == "pong"
@@ -343,7 +312,7 @@ def test_a_call_made_while_its_thread_sends_for_another_claimant_closes_the_conn
         try:
             c.ping()
             transport.handler = handler
-            outer = _bounded(lambda: c.size("x" * 200_000), c)
+            outer = bounded(lambda: c.size("x" * 200_000), c)
             exc = transport.outcome
             assert type(exc) is ConnectionLost, repr(exc)
             assert "a send was interrupted and left the connection in use" in str(exc)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, serving, tls_contexts, wait_for
+from _signal_helpers import bounded
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCServer, SocketTransport
 from jsonrpc_mini._transport import RECV_SIZE
@@ -160,26 +161,6 @@ def _client(address: Any, handler: _Handler | None = None, middle: bool = False)
     return RPCClient(transport=transport, timeout=None)
 
 
-def _bounded(call: Callable[[], Any], client: RPCClient) -> Any:
-    """Run ``call`` in a thread; fail (closing the client) if it does not end within WAIT."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except BaseException as exc:  # recorded for the test (RuntimeError too)
-            out.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    if thread.is_alive():
-        client.close()
-        thread.join(WAIT)
-        pytest.fail("a call made from the 'signal handler' waits for ever")
-    return out[0]
-
-
 def _rounds_of_a_call(c: RPCClient, size: int | None = None) -> int:
     """How many rounds of the link's lock one lone call takes: ping(), or big(size)."""
     link = c._link
@@ -215,7 +196,7 @@ def _big_with_handler_in_lock(c: RPCClient, run: Callable[[], Any], size: int = 
             handler.arm(run)
             return c.big(size)
 
-        assert _bounded(outer, c) == "r" * size, (skip, run)
+        assert bounded(outer, c) == "r" * size, (skip, run)
     finally:
         link.lock = lock.inner
     return handler
@@ -380,7 +361,7 @@ def test_a_notification_made_between_a_send_and_the_send_locks_release_is_sent(s
                 handler.arm(lambda: c.notify("note", "after the send"))
                 return c.size("x" * size)
 
-            assert _bounded(outer, c) == size
+            assert bounded(outer, c) == size
             assert handler.outcome is None, handler.outcome
             assert c.big(3) == "rrr"
             wait_for(lambda: srv.notes == ["after the send"], "the notification")
@@ -407,7 +388,7 @@ def test_a_call_made_between_a_send_and_the_send_locks_release_never_waits(size:
                 handler.arm(c.ping)
                 return c.size("x" * size)
 
-            outcome = _bounded(outer, c)
+            outcome = bounded(outer, c)
             link = c._link
             assert link is not None and not link.send_lock._is_owned()
             if size == 10:
@@ -483,7 +464,7 @@ def test_over_tls_a_notification_made_inside_an_ssl_read_is_sent_after_it(when: 
                 # no plain text; "data": one read gives the whole reply.
                 return c.notes_seen() if when == "want" else c.big(10)
 
-            assert _bounded(outer, c) == (1 if when == "want" else "r" * 10)
+            assert bounded(outer, c) == (1 if when == "want" else "r" * 10)
             assert handler.outcome is None, handler.outcome
             assert transport._kept == []  # sent as the read let the SSL object go, not by a later send
             wait_for(lambda: srv.notes == ["inside the read"], "the notification")
@@ -513,7 +494,7 @@ def test_a_tls_send_made_while_its_thread_holds_the_send_lock_is_sent_after_it_l
                     assert transport._kept == [note]
                 transport._send_kept()  # (what _flush does once it lets the lock go)
 
-            assert _bounded(held, c) is None
+            assert bounded(held, c) is None
             assert c.ping() == "pong"
             wait_for(lambda: srv.notes == ["kept"], "the kept notification")
         finally:
@@ -559,7 +540,7 @@ def test_a_tls_send_made_inside_another_goes_out_after_the_whole_message() -> No
             transport: Any = link.transport
             note = b'{"jsonrpc": "2.0", "method": "note", "params": ["nested"]}\n'
             transport.sock = _NestedInSocketSend(transport.sock, lambda: transport.send(note))
-            assert _bounded(lambda: c.size("x" * 600_000), c) == 600_000
+            assert bounded(lambda: c.size("x" * 600_000), c) == 600_000
             assert transport._kept == []
             wait_for(lambda: srv.notes == ["nested"], "the nested send")
             assert c.ping() == "pong"
