@@ -95,6 +95,41 @@ def test_a_unix_path_server_is_refused_without_taking_a_use(server):
     assert server.address is None  # ...and, being its last user, shuts it down
 
 
+class _LastUserLeaving:
+    """A call in flight on ``server`` (started by a LoopbackServer) as that last user leaves.
+
+    ``call(client)`` runs on a thread with a direct client; once ``entered`` is set,
+    ``leave()`` closes the LoopbackServer on another thread: it shuts the server
+    down, which waits for the call. ``results`` has what the call returned;
+    ``join()`` joins both threads and closes the client.
+    """
+
+    def __init__(self, server, call, entered):
+        self.results = []
+        self.lb = LoopbackServer(server)  # starts it
+        self.direct = RPCClient(*self.lb.direct_address, timeout=30)  # (lb.close() would close a client of its own)
+        self.caller = threading.Thread(target=lambda: self.results.append(call(self.direct)))
+        self.caller.start()
+        assert entered.wait(30)
+
+    def leave(self):
+        self.closer = threading.Thread(target=self.lb.close)  # the last user: shuts it down, waits for the call
+        self.closer.start()
+
+    def join(self):
+        self.closer.join(30)
+        self.caller.join(30)
+        self.direct.close()
+
+
+def _until_shutdown_begins(server):
+    for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
+        if server.address is None:
+            break
+        threading.Event().wait(0.01)
+    assert server.address is None
+
+
 def test_a_server_shutting_down_holds_up_no_user_of_another(server):
     # The last LoopbackServer of a server the kit started shuts it down, which waits
     # for calls in flight (shutdown_grace). That wait held the kit's one lock, so a
@@ -108,30 +143,18 @@ def test_a_server_shutting_down_holds_up_no_user_of_another(server):
         gate.wait(30)
         return "done"
 
-    results = []
-    lb = LoopbackServer(other)  # starts `other`
-    direct = RPCClient(*lb.direct_address, timeout=30)  # (lb.close() would close a client of its own)
-    caller = threading.Thread(target=lambda: results.append(direct.held()))
-    caller.start()
-    assert entered.wait(30)
-    closer = threading.Thread(target=lb.close)  # waits for the call in flight
-    closer.start()
+    flight = _LastUserLeaving(other, lambda client: client.held(), entered)
+    flight.leave()
     try:
-        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
-            if other.address is None:
-                break
-            threading.Event().wait(0.01)
-        assert other.address is None
+        _until_shutdown_begins(other)
         with loopback(server) as client, LoopbackServer(server) as mine:
             assert client.add(1, 2) == 3
             assert mine.client().add(2, 2) == 4
-        assert closer.is_alive()  # served while the other server was still shutting down
+        assert flight.closer.is_alive()  # served while the other server was still shutting down
     finally:
         gate.set()
-        closer.join(30)
-        caller.join(30)
-        direct.close()
-    assert results == ["done"]
+        flight.join()
+    assert flight.results == ["done"]
     assert server.address is None
 
 
@@ -216,25 +239,14 @@ def test_a_handler_entering_the_kit_of_its_own_server_while_it_shuts_down_is_ref
         )
         return f"refused: {outcome}" if isinstance(outcome, ConnectionLost) else outcome
 
-    results = []
-    lb = LoopbackServer(gateway)  # starts it
-    direct = RPCClient(*lb.direct_address, timeout=30)
-    caller = threading.Thread(target=lambda: results.append(direct.fwd(1, 2)))
-    caller.start()
-    assert entered.wait(30)
-    closer = threading.Thread(target=lb.close)  # the last user: shuts it down, waits for fwd
-    closer.start()
+    flight = _LastUserLeaving(gateway, lambda client: client.fwd(1, 2), entered)
+    flight.leave()
     try:
-        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
-            if gateway.address is None:
-                break
-            threading.Event().wait(0.01)
-        assert gateway.address is None
+        _until_shutdown_begins(gateway)
     finally:
         go.set()
-        closer.join(30)
-        caller.join(30)
-        direct.close()
+        flight.join()
+    results = flight.results
     name = "loopback()" if kit == "loopback" else "LoopbackServer"
     assert len(results) == 1, results
     assert results[0].startswith(f"refused: {name}: the server is shutting down (its last kit user left)"), results
@@ -265,36 +277,25 @@ def test_others_entering_loopback_of_a_server_shutting_down_wait_and_are_served(
 
     other = RPCServer()
     other.register_function(enter, "enter")
-    results, entries = [], []
-    lb = LoopbackServer(gateway)  # starts it
-    direct = RPCClient(*lb.direct_address, timeout=30)
-    caller = threading.Thread(target=lambda: results.append(direct.held()))
-    caller.start()
-    assert entered.wait(30)
-    closer = threading.Thread(target=lb.close)  # the last user: shuts it down, waits for held
-    closer.start()
+    entries = []
+    flight = _LastUserLeaving(gateway, lambda client: client.held(), entered)
+    flight.leave()
     with loopback(other) as via_other:
         if who == "a thread of the test":
             entry = threading.Thread(target=lambda: entries.append(enter()))
         else:
             entry = threading.Thread(target=lambda: entries.append(via_other.enter()))
         try:
-            for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
-                if gateway.address is None:
-                    break
-                threading.Event().wait(0.01)
-            assert gateway.address is None
+            _until_shutdown_begins(gateway)
             entry.start()
             entry.join(0.3)  # (waits for the shutdown; not refused meanwhile)
             assert entries == []
         finally:
             go.set()
-            closer.join(30)
-            caller.join(30)
+            flight.join()
             if entry.ident is not None:
                 entry.join(30)
-            direct.close()
-    assert results == ["done"]
+    assert flight.results == ["done"]
     assert entries == [3]
 
 
@@ -336,21 +337,12 @@ def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_aga
         with LoopbackServer(gateway):  # waits for the shutdown, then starts the server again
             restarted_done.wait(30)
 
-    lb = LoopbackServer(gateway)  # starts it
-    direct = RPCClient(*lb.direct_address, timeout=30)
-    caller = threading.Thread(target=lambda: outcomes.append(_call_quietly(direct.linger)))
-    caller.start()
-    assert entered.wait(30)
+    flight = _LastUserLeaving(gateway, lambda client: _call_quietly(client.linger), entered)
     gateway.start = slow_start  # (the restart below holds the server's turn until `proceed`)
-    closer = threading.Thread(target=lb.close)  # the last user: shuts it down
-    closer.start()
+    flight.leave()
     restarter = threading.Thread(target=restart)
     try:
-        for _ in range(3000):  # bounded: until the shutdown has begun (the listener is gone)
-            if gateway.address is None:
-                break
-            threading.Event().wait(0.01)
-        assert gateway.address is None
+        _until_shutdown_begins(gateway)
         restarter.start()  # waits for the turn while the shutdown holds it
         assert starting.wait(30)  # the shutdown is over; the restart holds the turn
         go.set()
@@ -359,21 +351,19 @@ def test_a_server_restarted_after_a_refusing_shutdown_lets_its_handlers_wait_aga
     finally:
         go.set()
         proceed.set()
-        closer.join(30)
-        caller.join(30)
+        flight.join()
         # The handler leaves loopback() first, so that the restart's LoopbackServer is
         # the last user out and shuts the server down as it leaves. (Leaving second,
         # the handler's thread did the shutdown, which the address below then raced.)
         left.wait(30)
         restarted_done.set()
         restarter.join(30)
-        direct.close()
     # A hang is reported as one, not as a server left listening.
-    assert not closer.is_alive(), "the first LoopbackServer's close() did not end"
-    assert not caller.is_alive(), "the cut call did not end"
+    assert not flight.closer.is_alive(), "the first LoopbackServer's close() did not end"
+    assert not flight.caller.is_alive(), "the cut call did not end"
     assert left.is_set(), "the handler did not leave loopback()"
     assert not restarter.is_alive(), "the restart's LoopbackServer did not leave"
-    assert sorted(outcomes, key=str) == [3, "cut"], outcomes
+    assert sorted(outcomes + flight.results, key=str) == [3, "cut"], (outcomes, flight.results)
     assert gateway.address is None  # the restart's LoopbackServer shut it down again
 
 
