@@ -7,11 +7,14 @@ thread's, for its waits on every connection, and goes with the thread.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -305,32 +308,49 @@ def test_doorbells_are_one_per_live_thread_whatever_the_clients_and_go_with_it(
     assert ended == 0, "an ended thread's doorbell was kept"
 
 
+@contextlib.contextmanager
+def _a_caller_reading(server: RPCServer) -> Iterator[tuple[RPCClient, threading.Event]]:
+    """A client whose one caller (a thread) reads for ``slow``, answered once the event yielded is set.
+
+    On leaving: the event is set, that caller joined and the client closed.
+    """
+    release = threading.Event()
+    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
+    with serving(server) as address:
+        c = RPCClient(*address, timeout=WAIT)
+        reader = start_thread(c.slow)
+        try:
+            wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+            yield c, release
+        finally:
+            release.set()
+            reader.join(WAIT)
+            c.close()
+
+
+def _frames(exc: BaseException) -> list[FrameType]:
+    """The frames of ``exc``'s traceback, outermost first."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
 @needs_eventfd
 def test_a_timed_out_followers_error_kept_holds_no_doorbell(server: RPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # A call's error (its traceback holds the waiter and the waits' frames) may be
     # kept for long: it must not keep its ended thread's doorbell open.
     monkeypatch.setattr(reader_module, "_POLL", 60.0)  # the deadline alone ends the wait
-    release = threading.Event()
-    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
     before = eventfds()
     kept: list[Any] = []
-    with serving(server) as address:
-        c = RPCClient(*address, timeout=WAIT)
-        reader = start_thread(c.slow)
-        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+    with _a_caller_reading(server) as (c, _):
         follower = start_thread(lambda: kept.append(_outcome(c.with_timeout(0.05).slow)))
         follower.join(WAIT)
-        release.set()
-        reader.join(WAIT)
-        c.close()
     gc.collect()
     assert len(kept) == 1 and isinstance(kept[0], RPCTimeout)
-    frames = []
-    tb = kept[0].__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    waiters = [f.f_locals["waiter"] for f in frames if f.f_code is reader_module._ReplyReader._wait.__code__]
+    waiters = [f.f_locals["waiter"] for f in _frames(kept[0]) if f.f_code is reader_module._ReplyReader._wait.__code__]
     assert len(waiters) == 1, "the follower did not time out in _ReplyReader._wait"
     assert waiters[0].signal is None
     assert eventfds() == before, "a kept error kept its ended thread's doorbell"
@@ -347,14 +367,9 @@ class _Interrupted:
 def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> None:
     # The traceback holds every frame down to Doorbell.acquire's, where the
     # interruption landed: that frame must not hold the doorbell (its ``self``).
-    release = threading.Event()
-    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
     before = eventfds()
     kept: list[Any] = []
-    with serving(server) as address:
-        c = RPCClient(*address, timeout=WAIT)
-        reader = start_thread(c.slow)
-        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+    with _a_caller_reading(server) as (c, _):
 
         def follow() -> None:
             waiter = _Waiter("made")
@@ -368,17 +383,10 @@ def test_a_followers_interruption_kept_holds_no_doorbell(server: RPCServer) -> N
 
         follower = start_thread(follow)
         follower.join(WAIT)
-        release.set()
-        reader.join(WAIT)
-        c.close()
     gc.collect()
     assert len(kept) == 1 and isinstance(kept[0], KeyboardInterrupt)
-    frames = []
-    tb = kept[0].__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame.f_code)
-        tb = tb.tb_next
-    assert doorbell_module.Doorbell.acquire.__code__ in frames, "not interrupted inside the doorbell's wait"
+    codes = [frame.f_code for frame in _frames(kept[0])]
+    assert doorbell_module.Doorbell.acquire.__code__ in codes, "not interrupted inside the doorbell's wait"
     assert eventfds() == before, "a kept interruption kept its ended thread's doorbell"
 
 
@@ -416,15 +424,10 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
     # doorbell out and the wait on it: given the same doorbell, it would take the
     # outer call's ring too, and the outer call would sleep until the reader ends.
     monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
-    release = threading.Event()
-    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
     outcomes: dict[str, Any] = {}
     reached = threading.Event()
     _register_gated_add(server, reached)
-    with serving(server) as address:
-        c = RPCClient(*address, timeout=WAIT)
-        reader = start_thread(c.slow)
-        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+    with _a_caller_reading(server) as (c, release):
         tracer = _at_acquire(lambda: outcomes.update(inner=_outcome(c.add, 2, 3)), reached)
 
         def outer() -> None:
@@ -440,9 +443,7 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
         caller.join(WAIT)  # the reader still reads for the slow call: only its rings wake followers
         stalled = caller.is_alive()
         release.set()
-        reader.join(WAIT)
         caller.join(WAIT)
-        c.close()
     assert reached.is_set(), "the follower never reached its wait"
     assert outcomes.get("inner") == 5
     assert not stalled, "the outer call's ring was taken by the call made before it slept"
@@ -454,19 +455,13 @@ def test_a_call_made_just_before_a_follower_sleeps_does_not_take_its_ring(
 def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
     server: RPCServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = threading.Event()
-    server.register_function(lambda: release.wait(WAIT) and "slow", name="slow")
-
     def interrupt() -> None:
         raise KeyboardInterrupt
 
     reached = threading.Event()
     tracer = _at_acquire(interrupt, reached)
     _register_gated_add(server, reached)
-    with serving(server) as address:
-        c = RPCClient(*address, timeout=WAIT)
-        reader = start_thread(c.slow)
-        wait_for(lambda: c._link is not None and c._link.reading, "a caller to read")
+    with _a_caller_reading(server) as (c, _):
 
         def interrupted() -> Any:
             sys.settrace(tracer)
@@ -478,9 +473,6 @@ def test_a_follower_interrupted_before_it_sleeps_lets_its_doorbell_go(
             return outcome, bell is not None and bell.holder is not None
 
         outcome, busy = _in_a_thread(interrupted)
-        release.set()
-        reader.join(WAIT)
-        c.close()
     assert reached.is_set() and isinstance(outcome, KeyboardInterrupt)
     assert busy is False, "the doorbell stayed taken: the thread's later waits would get locks"
 
