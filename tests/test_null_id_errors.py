@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _aio_support import run
-from _driver_helpers import WAIT, FakeServer, Peer
+from _driver_helpers import Peer
+from _scripted_helpers import against_aio, against_sync
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCTimeout, aio
 
@@ -32,38 +32,6 @@ NULL_ERROR = json.dumps({"jsonrpc": "2.0", "id": None, "error": TOO_LARGE}).enco
 
 def reply(id_: Any, result: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": id_, "result": result}).encode() + b"\n"
-
-
-def against_sync(script: Callable[[Peer], None], body: Callable[[RPCClient], Any], bye: bool = True) -> Any:
-    """``body(client)`` against a fake server playing ``script``; the client's last word is a notification.
-
-    ``bye=False``: the server closes first.
-    """
-    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
-        result = body(client)
-        if bye:
-            client.notify("bye")
-    assert not fake.errors
-    return result
-
-
-def against_aio(
-    script: Callable[[Peer], None], body: Callable[[aio.RPCClient], Awaitable[Any]], bye: bool = True
-) -> Any:
-    """As :func:`against_sync` for the aio client (``bye=False``: the server closes first)."""
-
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            result = await body(client)
-            if bye:
-                await client.notify("bye")
-        return result
-
-    with FakeServer(script) as fake:
-        result = run(main)
-    assert not fake.errors
-    return result
 
 
 def notify_sync(client: RPCClient, how: str) -> None:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _aio_support import run
-from _driver_helpers import WAIT, FakeServer, Peer
+from _driver_helpers import WAIT, Peer
+from _scripted_helpers import against_aio, against_sync
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCError, RPCTimeout, aio
 from jsonrpc_mini._reply_id import named_id
@@ -89,32 +89,26 @@ PAIRS = [(case, "newline") for case in CASES] + [("NaN", "content-length"), ("50
 @pytest.mark.parametrize(("case", "framing"), PAIRS)
 def test_sync_the_only_call_fails_at_once_and_the_connection_goes_on(case: str, framing: Any) -> None:
     # (Before, the call waited for its timeout: RPCTimeout after WAIT seconds.)
-    script = one_bad_then_good(case, framing)
-    with FakeServer(script) as fake, RPCClient(*fake.address, framing=framing, timeout=WAIT) as client:
+    def body(client: RPCClient) -> None:
         with pytest.raises(RPCError, match=r"^compute: the server's reply could not be read: Parse error") as info:
             client.compute()
         assert type(info.value) is RPCError and info.value.code is None
         assert CASES[case][1] in info.value.message
         assert client.again() == "next"
-        client.notify("bye")
-    assert not fake.errors
+
+    against_sync(one_bad_then_good(case, framing), body, framing=framing)
 
 
 @pytest.mark.parametrize(("case", "framing"), PAIRS)
 def test_aio_the_only_call_fails_at_once_and_the_connection_goes_on(case: str, framing: Any) -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, framing=framing, timeout=WAIT)
-        async with client:
-            with pytest.raises(RPCError, match=r"^compute: the server's reply could not be read: Parse error") as info:
-                await client.compute()
-            assert type(info.value) is RPCError and info.value.code is None
-            assert CASES[case][1] in info.value.message
-            assert await client.again() == "next"
-            await client.notify("bye")
+    async def body(client: aio.RPCClient) -> None:
+        with pytest.raises(RPCError, match=r"^compute: the server's reply could not be read: Parse error") as info:
+            await client.compute()
+        assert type(info.value) is RPCError and info.value.code is None
+        assert CASES[case][1] in info.value.message
+        assert await client.again() == "next"
 
-    with FakeServer(one_bad_then_good(case, framing)) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(one_bad_then_good(case, framing), body, framing=framing)
 
 
 # -- when the unreadable message may be another's, no call takes it -----------------
@@ -130,36 +124,15 @@ def two_in_flight(peer: Peer) -> None:
 
 
 def test_sync_with_two_calls_in_flight_neither_takes_it() -> None:
-    with FakeServer(two_in_flight) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
-        results: dict[str, Any] = {}
-
-        def call(name: str) -> None:
-            try:
-                results[name] = client.call("echo_id")
-            except RPCError as exc:  # (reported below)
-                results[name] = exc
-
-        threads = [threading.Thread(target=call, args=(name,)) for name in "ab"]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT)
-        assert sorted(results.values()) == [1, 2], results
-        client.notify("bye")
-    assert not fake.errors
+    results = against_sync(two_in_flight, lambda client: sync_calls(client, 2))
+    assert sorted(results) == [1, 2], results
 
 
 def test_aio_with_two_calls_in_flight_neither_takes_it() -> None:
-    async def main() -> list[Any]:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            results = await asyncio.gather(client.call("echo_id"), client.call("echo_id"))
-            await client.notify("bye")
-        return results
+    async def body(client: aio.RPCClient) -> list[Any]:
+        return await asyncio.gather(client.call("echo_id"), client.call("echo_id"))
 
-    with FakeServer(two_in_flight) as fake:
-        assert sorted(run(main)) == [1, 2]
-    assert not fake.errors
+    assert sorted(against_aio(two_in_flight, body)) == [1, 2]
 
 
 def after_a_notification(peer: Peer) -> None:
@@ -172,25 +145,19 @@ def after_a_notification(peer: Peer) -> None:
 
 
 def test_sync_after_a_notification_the_call_does_not_take_it() -> None:
-    with FakeServer(after_a_notification) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+    def body(client: RPCClient) -> Any:
         client.notify("log")
-        assert client.anything() == "mine"
-        client.notify("bye")
-    assert not fake.errors
+        return client.anything()
+
+    assert against_sync(after_a_notification, body) == "mine"
 
 
 def test_aio_after_a_notification_the_call_does_not_take_it() -> None:
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            await client.notify("log")
-            result = await client.anything()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        await client.notify("log")
+        return await client.anything()
 
-    with FakeServer(after_a_notification) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(after_a_notification, body) == "mine"
 
 
 def not_a_value_then_reply(peer: Peer) -> None:
@@ -204,16 +171,10 @@ def not_a_value_then_reply(peer: Peer) -> None:
 
 def test_aio_a_line_that_opens_no_object_is_nobodys() -> None:
     # (The sync client: test_client.test_garbage_and_stray_messages_from_the_server_are_survived.)
-    async def main() -> Any:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            result = await client.anything()
-            await client.notify("bye")
-        return result
+    async def body(client: aio.RPCClient) -> Any:
+        return await client.anything()
 
-    with FakeServer(not_a_value_then_reply) as fake:
-        assert run(main) == "mine"
-    assert not fake.errors
+    assert against_aio(not_a_value_then_reply, body) == "mine"
 
 
 def notification_then_bad_and_close(peer: Peer) -> None:
@@ -223,25 +184,25 @@ def notification_then_bad_and_close(peer: Peer) -> None:
     peer.close()
 
 
+QUOTED_NAN = r"a reply that could not be read, Parse error: NaN is not valid"
+
+
 def test_sync_a_connection_lost_quotes_an_unreadable_reply_no_call_took() -> None:
-    with FakeServer(notification_then_bad_and_close) as fake, RPCClient(*fake.address, timeout=WAIT) as client:
+    def body(client: RPCClient) -> None:
         client.notify("log")
-        with pytest.raises(ConnectionLost, match=r"a reply that could not be read, Parse error: NaN is not valid"):
+        with pytest.raises(ConnectionLost, match=QUOTED_NAN):
             client.anything()
-    assert not fake.errors
+
+    against_sync(notification_then_bad_and_close, body, bye=False)
 
 
 def test_aio_a_connection_lost_quotes_an_unreadable_reply_no_call_took() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=WAIT)
-        async with client:
-            await client.notify("log")
-            with pytest.raises(ConnectionLost, match=r"a reply that could not be read, Parse error: NaN is not valid"):
-                await client.anything()
+    async def body(client: aio.RPCClient) -> None:
+        await client.notify("log")
+        with pytest.raises(ConnectionLost, match=QUOTED_NAN):
+            await client.anything()
 
-    with FakeServer(notification_then_bad_and_close) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(notification_then_bad_and_close, body, bye=False)
 
 
 # -- several calls in flight: the id read leniently names the call -------------------
@@ -297,29 +258,19 @@ def sync_calls(client: RPCClient, count: int) -> list[Any]:
 def test_sync_the_call_an_unreadable_reply_names_fails_at_once(case: str, framing: Any, count: int) -> None:
     # (Before, it waited for its timeout: RPCTimeout after WAIT seconds.)
     bad: list[Any] = []
-    with (
-        FakeServer(named_among(count, case, framing, bad)) as fake,
-        RPCClient(*fake.address, framing=framing, timeout=WAIT) as client,
-    ):
-        check_named(case, sync_calls(client, count), bad)
-        client.notify("bye")
-    assert not fake.errors
+    outcomes = against_sync(
+        named_among(count, case, framing, bad), lambda client: sync_calls(client, count), framing=framing
+    )
+    check_named(case, outcomes, bad)
 
 
 @pytest.mark.parametrize(("case", "framing", "count"), MANY)
 def test_aio_the_call_an_unreadable_reply_names_fails_at_once(case: str, framing: Any, count: int) -> None:
-    async def main() -> list[Any]:
-        client = await aio.connect(*fake.address, framing=framing, timeout=WAIT)
-        async with client:
-            calls = [client.call("echo_id") for _ in range(count)]
-            outcomes = await asyncio.gather(*calls, return_exceptions=True)
-            await client.notify("bye")
-        return outcomes
+    async def body(client: aio.RPCClient) -> list[Any]:
+        return await asyncio.gather(*(client.call("echo_id") for _ in range(count)), return_exceptions=True)
 
     bad: list[Any] = []
-    with FakeServer(named_among(count, case, framing, bad)) as fake:
-        check_named(case, run(main), bad)
-    assert not fake.errors
+    check_named(case, against_aio(named_among(count, case, framing, bad), body, framing=framing), bad)
 
 
 # -- its id unknown: the timeout of a call sent before it says so ---------------------
@@ -368,34 +319,29 @@ def later_says_nothing_extra(timeout: RPCError) -> None:
 
 @pytest.mark.parametrize(("case", "count"), UNSURE)
 def test_sync_a_timeout_quotes_an_unreadable_reply_no_call_took(case: str, count: int) -> None:
-    left: list[Any] = []
-    with FakeServer(unknown_among(count, case, left)) as fake, RPCClient(*fake.address, timeout=SHORT) as client:
+    def body(client: RPCClient) -> None:
         check_quoted(case, sync_calls(client, count), left)
         assert client.later() == "later"  # (a readable reply after it still arrives)
         with pytest.raises(RPCTimeout) as info:
             client.late()
         later_says_nothing_extra(info.value)
-        client.notify("bye")
-    assert not fake.errors
+
+    left: list[Any] = []
+    against_sync(unknown_among(count, case, left), body, timeout=SHORT)
 
 
 @pytest.mark.parametrize(("case", "count"), UNSURE)
 def test_aio_a_timeout_quotes_an_unreadable_reply_no_call_took(case: str, count: int) -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=SHORT)
-        async with client:
-            calls = [client.call("echo_id") for _ in range(count)]
-            check_quoted(case, await asyncio.gather(*calls, return_exceptions=True), left)
-            assert await client.later() == "later"
-            with pytest.raises(RPCTimeout) as info:
-                await client.late()
-            later_says_nothing_extra(info.value)
-            await client.notify("bye")
+    async def body(client: aio.RPCClient) -> None:
+        calls = [client.call("echo_id") for _ in range(count)]
+        check_quoted(case, await asyncio.gather(*calls, return_exceptions=True), left)
+        assert await client.later() == "later"
+        with pytest.raises(RPCTimeout) as info:
+            await client.late()
+        later_says_nothing_extra(info.value)
 
     left: list[Any] = []
-    with FakeServer(unknown_among(count, case, left)) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(unknown_among(count, case, left), body, timeout=SHORT)
 
 
 def batch_then_unknown(peer: Peer) -> None:
@@ -405,41 +351,35 @@ def batch_then_unknown(peer: Peer) -> None:
     peer.json_line()  # "bye"
 
 
+def check_batch_quoted(first: Any, second: Any) -> None:
+    """The batch's members ``add`` and ``sub`` timed out, each quoting the unreadable reply."""
+    for result, method in ((first, "add"), (second, "sub")):
+        with pytest.raises(RPCTimeout) as info:
+            result.result()
+        assert str(info.value) == (
+            f"{method}: no reply within {SHORT} s; a late reply will be dropped"
+            " (meanwhile the server sent a reply that could not be read: Parse error: NaN is not valid JSON)"
+        )
+
+
 def test_sync_a_batch_timeout_quotes_an_unreadable_reply() -> None:
-    with FakeServer(batch_then_unknown) as fake, RPCClient(*fake.address, timeout=SHORT) as client:
+    def body(client: RPCClient) -> None:
         with client.batch() as batch:
             first = batch.add(1, 2)
             second = batch.sub(3, 1)
-        for result, method in ((first, "add"), (second, "sub")):
-            with pytest.raises(RPCTimeout) as info:
-                result.result()
-            assert str(info.value) == (
-                f"{method}: no reply within {SHORT} s; a late reply will be dropped"
-                " (meanwhile the server sent a reply that could not be read: Parse error: NaN is not valid JSON)"
-            )
-        client.notify("bye")
-    assert not fake.errors
+        check_batch_quoted(first, second)
+
+    against_sync(batch_then_unknown, body, timeout=SHORT)
 
 
 def test_aio_a_batch_timeout_quotes_an_unreadable_reply() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=SHORT)
-        async with client:
-            async with client.batch() as batch:
-                first = batch.add(1, 2)
-                second = batch.sub(3, 1)
-            for result, method in ((first, "add"), (second, "sub")):
-                with pytest.raises(RPCTimeout) as info:
-                    result.result()
-                assert str(info.value) == (
-                    f"{method}: no reply within {SHORT} s; a late reply will be dropped"
-                    " (meanwhile the server sent a reply that could not be read: Parse error: NaN is not valid JSON)"
-                )
-            await client.notify("bye")
+    async def body(client: aio.RPCClient) -> None:
+        async with client.batch() as batch:
+            first = batch.add(1, 2)
+            second = batch.sub(3, 1)
+        check_batch_quoted(first, second)
 
-    with FakeServer(batch_then_unknown) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(batch_then_unknown, body, timeout=SHORT)
 
 
 @pytest.mark.parametrize(
@@ -472,25 +412,22 @@ def late_unreadable_then_close(peer: Peer) -> None:
 
 def test_sync_a_late_unreadable_reply_is_not_the_servers_last_word() -> None:
     # Its id names a call given up on: it explains nothing of the next call's ConnectionLost.
-    with FakeServer(late_unreadable_then_close) as fake, RPCClient(*fake.address, timeout=SHORT) as client:
+    def body(client: RPCClient) -> None:
         with pytest.raises(RPCTimeout):
             client.first()
         with pytest.raises(ConnectionLost) as info:
             client.with_timeout(WAIT).second()
         assert "could not be read" not in str(info.value) and "said" not in str(info.value), info.value
-    assert not fake.errors
+
+    against_sync(late_unreadable_then_close, body, bye=False, timeout=SHORT)
 
 
 def test_aio_a_late_unreadable_reply_is_not_the_servers_last_word() -> None:
-    async def main() -> None:
-        client = await aio.connect(*fake.address, timeout=SHORT)
-        async with client:
-            with pytest.raises(RPCTimeout):
-                await client.first()
-            with pytest.raises(ConnectionLost) as info:
-                await client.with_timeout(WAIT).second()
-            assert "could not be read" not in str(info.value) and "said" not in str(info.value), info.value
+    async def body(client: aio.RPCClient) -> None:
+        with pytest.raises(RPCTimeout):
+            await client.first()
+        with pytest.raises(ConnectionLost) as info:
+            await client.with_timeout(WAIT).second()
+        assert "could not be read" not in str(info.value) and "said" not in str(info.value), info.value
 
-    with FakeServer(late_unreadable_then_close) as fake:
-        run(main)
-    assert not fake.errors
+    against_aio(late_unreadable_then_close, body, bye=False, timeout=SHORT)
