@@ -7,7 +7,7 @@ import json
 import socket
 
 import pytest
-from _aio_support import WAIT, RawConn, request, run, serving
+from _aio_support import WAIT, RawConn, request, run, serving, until
 
 from jsonrpc_mini import RPCServer, ServerOptions, aio
 
@@ -38,12 +38,6 @@ class Gauge:
         return value
 
 
-async def wait_until(predicate: object, what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
-
-
 def test_options_and_defaults_match_the_sync_server() -> None:
     async def main() -> None:
         srv = aio.RPCServer()
@@ -66,7 +60,7 @@ def test_per_connection_limit_applies_back_pressure() -> None:
         srv.register_function(gauge.hold, name="hold")
         async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
             calls = [asyncio.create_task(c.hold(i)) for i in range(10)]
-            await wait_until(lambda: gauge.now == 3, "three calls running")
+            await until(lambda: gauge.now == 3)  # three calls running
             await asyncio.sleep(0.2)  # more would have started by now without the limit
             assert gauge.now == 3
             gauge.release.set()
@@ -84,7 +78,7 @@ def test_total_limit_spans_connections() -> None:
         async with serving(srv) as address:
             clients = [await aio.connect(*address, timeout=WAIT) for _ in range(3)]
             calls = [asyncio.create_task(c.hold(i)) for i in range(3) for c in clients]
-            await wait_until(lambda: gauge.now == 4, "four calls running")
+            await until(lambda: gauge.now == 4)  # four calls running
             await asyncio.sleep(0.2)
             assert gauge.now == 4 and srv.total_busy == 4
             gauge.release.set()
@@ -112,7 +106,7 @@ def test_max_connections_refuses_with_an_error() -> None:
             assert await extra.recv() is None  # and closed
             await extra.close()
             await held[0].close()
-            await wait_until(lambda: srv.connection_count == 1, "a slot freed")
+            await until(lambda: srv.connection_count == 1)  # a slot freed
             again = await RawConn.open(address)
             await again.send(request("one"))
             assert (await again.recv())["result"] == 1
