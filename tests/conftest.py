@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 from _aio_support import OneLoop
 
+from jsonrpc_mini import RPCServer
+
 
 @pytest.fixture
 def unix_path() -> Iterator[str]:
@@ -21,6 +23,15 @@ def unix_path() -> Iterator[str]:
     for name in os.listdir(directory):
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[RPCServer]:
+    """An RPCServer with ``echo(value)`` (returns ``value``), shut down afterwards."""
+    srv = RPCServer()
+    srv.register_function(lambda value: value, name="echo")
+    yield srv
+    srv.shutdown()
 
 
 @pytest.fixture

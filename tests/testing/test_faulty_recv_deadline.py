@@ -14,24 +14,12 @@ import time
 
 import pytest
 
-from jsonrpc_mini import RPCServer, RPCTimeout
+from jsonrpc_mini import RPCTimeout
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def server():
-    srv = RPCServer()
-
-    @srv.register
-    def echo(value):
-        return value
-
-    yield srv
-    srv.shutdown()
 
 
 def test_a_read_times_out_before_a_delay_ends_and_the_piece_comes_later_once():
@@ -94,15 +82,15 @@ def test_a_delayed_piece_arrives_after_its_delay_whatever_the_reads_timeouts():
     ],
     ids=["latency", "jitter", "bandwidth"],
 )
-def test_a_calls_timeout_bounds_the_delays_of_its_reply(server, faults):
+def test_a_calls_timeout_bounds_the_delays_of_its_reply(echo_server, faults):
     plan = FaultPlan(seed=2, server_to_client=faults)
-    with loopback(server, faults=plan, timeout=0.3) as client, pytest.raises(RPCTimeout):
+    with loopback(echo_server, faults=plan, timeout=0.3) as client, pytest.raises(RPCTimeout):
         client.echo("y" * 300)
 
 
-def test_the_connection_goes_on_after_a_reply_came_too_late(server):
+def test_the_connection_goes_on_after_a_reply_came_too_late(echo_server):
     plan = FaultPlan(server_to_client=DirectionFaults(latency=0.5))
-    with loopback(server, faults=plan, timeout=0.1) as client:
+    with loopback(echo_server, faults=plan, timeout=0.1) as client:
         with pytest.raises(RPCTimeout):
             client.echo(1)
         assert client.with_timeout(10.0).echo(2) == 2  # the late reply to echo(1) is dropped

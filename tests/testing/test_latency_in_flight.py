@@ -24,22 +24,10 @@ pytestmark = pytest.mark.timeout(60)
 HOUR = 3600.0
 
 
-@pytest.fixture
-def server():
-    srv = RPCServer()
-
-    @srv.register
-    def echo(value):
-        return value
-
-    yield srv
-    srv.shutdown()
-
-
-def test_calls_made_at_once_are_in_flight_together(server) -> None:
+def test_calls_made_at_once_are_in_flight_together(echo_server: RPCServer) -> None:
     # Round trip 1 s each; chained, the 4th call would end at 2.5 s, after its timeout.
     results: dict[int, object] = {}
-    with loopback(server, FaultPlan(seed=21, latency=0.5), timeout=2.4) as client:
+    with loopback(echo_server, FaultPlan(seed=21, latency=0.5), timeout=2.4) as client:
 
         def call(k: int) -> None:
             try:
