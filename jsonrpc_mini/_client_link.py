@@ -22,6 +22,8 @@ from ._client_sender import _INSIDE, _OwnedLock, _RequestSender
 from ._client_waiter import _Waiter
 from ._codec import Id, Params, success_id
 from ._errors import ConnectionLost
+from ._json import ORJSON_LINE_OPTS, SMALL_OUTPUT
+from ._json_write import _finite as finite
 from ._transport import RECV_SIZE, Transport
 
 _waiter_id = operator.attrgetter("id")
@@ -72,6 +74,8 @@ class _Link(_RequestSender):
         # Encodes a request object as one newline-framed line (None with Content-Length
         # framing): see request.
         self.dumps_line = proto.codec.dumps_line if proto.framing == "newline" else None
+        # orjson's writer when dumps_line is JsonCodec's own and writes with it, else None (see request).
+        self.orjson_dumps = proto.codec.orjson_dumps if proto.framing == "newline" else None
         # Whether a read that leaves a reply partly in is followed by reading what has
         # arrived already, before parsing (see feed_ready): the newline framer would
         # scan the part. Not with Content-Length framing: its framer reads a frame in
@@ -177,7 +181,21 @@ class _Link(_RequestSender):
         if dumps_line is not None and params is not None:
             # Speed: proto.encode_request's work in line for the usual request (the same
             # object, so the same bytes): three Python calls less, ~0.2 us in-process.
-            data = dumps_line({"jsonrpc": "2.0", "method": method, "params": params, "id": id_})
+            request = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+            dumps = self.orjson_dumps
+            if dumps is None:
+                data = dumps_line(request)
+            else:
+                # And dumps_line's own work in line (change both): orjson's output,
+                # returned at once when it is small and holds no null (so no NaN or
+                # Infinity), without dumps_line's Python call (~0.4k instructions).
+                try:
+                    data = dumps(request, None, ORJSON_LINE_OPTS)
+                except (TypeError, ValueError):  # an int past 64 bits, a lone surrogate, ...
+                    data = dumps_line(request)  # (orjson refuses it again: the stdlib decides)
+                else:
+                    if len(data) >= SMALL_OUTPUT or data.replace(b"null", b"") is not data:
+                        data = finite(request, data)
         else:
             data = proto.encode_request(method, params, id_)
         deadline = None if timeout is None else time.monotonic() + timeout

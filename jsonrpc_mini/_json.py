@@ -24,7 +24,7 @@ from ._errors import ParseError
 from ._frames import surely_within
 from ._json_write import _WALK_BUDGET, _WALK_FROM, _finite, _stdlib_dumps
 
-__all__ = ["HAVE_ORJSON", "JsonCodec", "dumps", "loads"]
+__all__ = ["HAVE_ORJSON", "ORJSON_LINE_OPTS", "SMALL_OUTPUT", "JsonCodec", "dumps", "loads"]
 
 _orjson: Any
 try:  # pragma: no cover - which branch runs depends on the environment
@@ -84,6 +84,7 @@ class JsonCodec:
         "_max_int_digits",
         "_plain",
         "_samples",
+        "orjson_dumps",
         "unchecked_loads",
         "use_orjson",
     )
@@ -128,6 +129,13 @@ class JsonCodec:
         # ``loads`` or through the hooks (``_parse_int``) that orjson's value skips.
         self.unchecked_loads: Callable[[bytes], Any] | None = (
             _orjson.loads if self.use_orjson and max_int_digits >= _FLOAT_DIGITS and type(self) is JsonCodec else None
+        )
+        # orjson's writer, for a caller doing dumps_line's work in line (orjson called as
+        # ``orjson_dumps(value, None, ORJSON_LINE_OPTS)``, then dumps_line's checks of
+        # its output): None without orjson, and for any subclass (it may write
+        # otherwise through dumps_line).
+        self.orjson_dumps: Callable[[Any, None, int], bytes] | None = (
+            _orjson.dumps if self.use_orjson and type(self) is JsonCodec else None
         )
 
     def _parse_int(self, text: str) -> int:
@@ -362,6 +370,9 @@ if _orjson is not None:  # pragma: no branch
     _ORJSON_LINE_OPTS = _ORJSON_OPTS | _orjson.OPT_APPEND_NEWLINE
 else:  # pragma: no cover
     _ORJSON_OPTS = _ORJSON_LINE_OPTS = 0
+# For a caller doing dumps_line's work in line (see JsonCodec.orjson_dumps).
+ORJSON_LINE_OPTS = _ORJSON_LINE_OPTS
+SMALL_OUTPUT = _SAMPLE_FROM  # (dumps_line returns a smaller output holding no null at once)
 
 _DEFAULT = JsonCodec()
 loads: Callable[[bytes | bytearray | memoryview], Any] = _DEFAULT.loads

@@ -1,0 +1,128 @@
+"""The sync client's usual request is written as the codec's ``dumps_line`` writes it.
+
+``_Link.request`` does ``dumps_line``'s work in line when the codec is JsonCodec
+itself writing with orjson (orjson called directly, its output then looked at for
+NaN and Infinity as dumps_line looks). These tests send requests through a link on
+a transport that keeps what it is given, and compare the bytes (or the error) with
+``dumps_line`` on the same request object, over the values where orjson and the
+checks matter: bools, integers at and past 64 bits and past the digit limit of
+int-to-str conversion, NaN and infinities (nested too), lone surrogates, control
+and non-ASCII characters, "null" in strings, outputs past the small-output size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any
+
+import pytest
+from _driver_helpers import CODEC_IDS, CODECS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonrpc_mini._client_link import _Link
+from jsonrpc_mini._client_protocol import ClientConnection
+from jsonrpc_mini._json import JsonCodec
+
+pytestmark = pytest.mark.timeout(60)
+
+EDGE_INTS = [0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, -(10**30)]
+# (Built, not listed: a strategy's repr writes its values, and these have too many digits for str().)
+HUGE_INTS = st.integers(4299, 4300).map(lambda digits: 10**digits)
+ints = st.one_of(st.sampled_from(EDGE_INTS), st.integers(), st.booleans(), HUGE_INTS)
+# Every code point, lone surrogates included; "null" (a string holding it sends the
+# output to the NaN check); long ones (an output past the small-output size).
+texts = st.one_of(
+    st.text(st.characters(blacklist_categories=()), max_size=8),
+    st.sampled_from(["null", "a\x00\x1f\x7f", "é€😀", "\ud800", "x" * 5000]),
+)
+floats = st.sampled_from([math.nan, math.inf, -math.inf, 1.5, -0.0])
+scalars = st.one_of(ints, ints, texts, texts, floats, st.none())
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=2))
+params = st.one_of(
+    st.lists(st.one_of(ints, texts), max_size=5),  # the usual arguments
+    st.lists(values, max_size=4),
+    st.dictionaries(texts, values, max_size=3),
+)
+methods = st.one_of(st.just("add"), texts)
+request_ids = st.one_of(st.integers(1, 99), st.sampled_from([2**63 - 1, 2**63, 2**64, 10**25]))
+
+
+class _Keeper:
+    """A transport that keeps what is sent and answers every request with result 0."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def send_within(self, data: bytes, timeout: float) -> None:
+        self.send(data)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        id_ = json.loads(self.sent[-1])["id"]
+        return json.dumps({"jsonrpc": "2.0", "id": id_, "result": 0}).encode() + b"\n"
+
+    def close(self) -> None:
+        pass
+
+
+class _Subclass(JsonCodec):
+    """Writes every non-ASCII character as an escape: a link must not write as JsonCodec does."""
+
+    __slots__ = ()
+
+    def dumps_line(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def _outcome(function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except Exception as exc:  # (the error is the outcome compared)
+        return type(exc), str(exc)
+
+
+def _sent(codec: JsonCodec, method: Any, params: Any, id_: int) -> Any:
+    """What one request through a link writes: its bytes, or the error raised instead."""
+    transport = _Keeper()
+    link = _Link(transport, ClientConnection(codec=codec))  # type: ignore[arg-type]
+    link.proto.ids = itertools.count(id_)
+    outcome = _outcome(link.request, method, params, None)
+    if transport.sent:
+        assert outcome == 0
+        return transport.sent[0]
+    return outcome
+
+
+CODEC_KINDS = [*CODECS, "subclass"]
+
+
+def _codec(kind: bool | str) -> JsonCodec:
+    return _Subclass() if kind == "subclass" else JsonCodec(use_orjson=bool(kind))
+
+
+@pytest.mark.parametrize("kind", CODEC_KINDS, ids=[*CODEC_IDS, "subclass"])
+@settings(max_examples=150, deadline=None)
+@given(method=methods, params=params, id_=request_ids)
+def test_a_request_is_written_as_dumps_line_writes_it(kind: bool | str, method: Any, params: Any, id_: int) -> None:
+    codec = _codec(kind)
+    request = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+    assert _sent(codec, method, params, id_) == _outcome(codec.dumps_line, request)
+
+
+@pytest.mark.parametrize("kind", CODEC_KINDS, ids=[*CODEC_IDS, "subclass"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        *([1, 2], [True, False], [2**63], [2**64], [10**4300], [math.nan], [[math.inf]], [{"a": -math.inf}]),
+        *(["\udc80"], ["null"], [None], ["x" * 5000], ["é\n\x00"], [1.0]),
+    ],
+)
+def test_the_edge_values_are_written_as_dumps_line_writes_them(kind: bool | str, params: Any) -> None:
+    codec = _codec(kind)
+    expected = _outcome(codec.dumps_line, {"jsonrpc": "2.0", "method": "m", "params": params, "id": 1})
+    assert _sent(codec, "m", params, 1) == expected
