@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from jsonrpc_mini import RPCError, RPCServer, aio
+from jsonrpc_mini import MethodNotFound, RemoteError, RPCClient, RPCError, RPCServer, ServerError, aio
 
 NODE_DIR = Path(__file__).parent / "node"
 WAIT = 20.0  # upper bound for anything a test waits for; never reached when all is well
@@ -296,6 +296,48 @@ def _drain(stream: Any, sink: list[bytes]) -> None:
         else:
             sink.append(chunk)
     stream.close()
+
+
+def check_fail_and_app_fail(c: RPCClient) -> None:
+    """``c.fail()`` raises our custom ServerError, ``c.app_fail()`` the application error: code, message, data."""
+    with pytest.raises(ServerError) as custom:
+        c.fail()
+    assert (custom.value.code, custom.value.message, custom.value.data) == (
+        CUSTOM_ERROR["code"],
+        CUSTOM_ERROR["message"],
+        CUSTOM_ERROR["data"],
+    )
+    with pytest.raises(RemoteError) as app:
+        c.app_fail()
+    assert (app.value.code, app.value.message, app.value.data) == (APP_ERROR["code"], APP_ERROR["message"], None)
+
+
+def notes_around_a_batch(c: RPCClient) -> Any:
+    """Notify "one", then a batch (add 3 + 4, notify "two", an unknown method), checked; the server's records."""
+    c.notify("record", "one")
+    with c.batch() as b:
+        first = b.add(3, 4)
+        b.notify("record", "two")
+        missing = b.nope()
+    assert first.result() == 7
+    with pytest.raises(MethodNotFound):
+        missing.result()
+    return c.records()
+
+
+def slow_calls_from_threads(c: RPCClient, longest: int, step: int, count: int = 16) -> dict[int, Any]:
+    """``count`` threads each call ``c.slow(i, longest - step * i)`` (the later, the sooner done): results by i."""
+    results: dict[int, Any] = {}
+
+    def worker(i: int) -> None:
+        results[i] = c.slow(i, longest - step * i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    return results
 
 
 def wait_until(predicate: Any, what: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiorpcx
 import pytest
-from _interop import WAIT, describe, unicode_payload
+from _interop import WAIT, describe, notes_around_a_batch, slow_calls_from_threads, unicode_payload
 
 from jsonrpc_mini import InvalidParams, MethodNotFound, RPCClient, ServerError, aio
 
@@ -191,29 +191,10 @@ def test_our_client_to_aiorpcx_server(aiorpcx_server):
         # aiorpcX does not know the digit-key convention for mixed arguments.
         with pytest.raises(InvalidParams):
             c.echo("x", extra=1)
-        c.notify("record", "one")
-        with c.batch() as b:
-            first = b.add(3, 4)
-            b.notify("record", "two")
-            missing = b.nope()
-        assert first.result() == 7
-        with pytest.raises(MethodNotFound):
-            missing.result()
-        assert sorted(c.records()) == ["one", "two"]
+        assert sorted(notes_around_a_batch(c)) == ["one", "two"]
         assert c.echo(payload) == payload
         assert c.describe(payload) == describe(payload)
-
-        results: dict[int, Any] = {}
-
-        def worker(i: int) -> None:
-            results[i] = c.slow(i, 60 - 3 * i)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT)
-        assert results == {i: i for i in range(16)}
+        assert slow_calls_from_threads(c, 60, 3) == {i: i for i in range(16)}
 
 
 def test_aio_client_to_aiorpcx_server(aiorpcx_server):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import threading
 import time
 
 import pytest
@@ -22,15 +21,17 @@ from _interop import (
     SERVER_KINDS,
     WAIT,
     Methods,
+    check_fail_and_app_fail,
     describe,
     node_server,
     run_node,
     serving,
+    slow_calls_from_threads,
     unicode_payload,
     wait_until,
 )
 
-from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError, aio
+from jsonrpc_mini import InvalidParams, MethodNotFound, RPCClient, ServerError, aio
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,19 +127,10 @@ def test_our_client_to_jayson_server_errors(jayson_server):
         with pytest.raises(MethodNotFound) as not_found:
             c.nope()
         assert not_found.value.code == -32601
-        with pytest.raises(ServerError) as custom:
-            c.fail()
-        assert (custom.value.code, custom.value.message, custom.value.data) == (
-            CUSTOM_ERROR["code"],
-            CUSTOM_ERROR["message"],
-            CUSTOM_ERROR["data"],
-        )
+        check_fail_and_app_fail(c)
         with pytest.raises(InvalidParams) as bad:
             c.subtract(1, 2)
         assert bad.value.code == -32602
-        with pytest.raises(RemoteError) as app:
-            c.app_fail()
-        assert (app.value.code, app.value.message, app.value.data) == (APP_ERROR["code"], APP_ERROR["message"], None)
         # The connection is still good after errors.
         assert c.add(2, 2) == 4
 
@@ -170,18 +162,8 @@ def test_our_client_to_jayson_server_unicode(jayson_server):
 def test_our_client_to_jayson_server_concurrent_replies(jayson_server):
     # jayson 4 writes replies with no delimiter: replies that finish together arrive
     # glued in one chunk ("}{"), and must still be matched to their callers by id.
-    results: dict[int, object] = {}
     with RPCClient(*jayson_server, timeout=10) as c:
-
-        def worker(i: int) -> None:
-            results[i] = c.slow(i, 50 - 2 * i)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-    assert results == {i: i for i in range(16)}
+        assert slow_calls_from_threads(c, 50, 2) == {i: i for i in range(16)}
 
 
 @pytest.mark.parametrize(("jayson", "delimiter"), [("jayson4", b""), ("jayson5", b"\n")])

@@ -18,7 +18,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _interop import APP_ERROR, CUSTOM_ERROR, WAIT, describe, unicode_payload
+from _interop import (
+    APP_ERROR,
+    CUSTOM_ERROR,
+    WAIT,
+    check_fail_and_app_fail,
+    describe,
+    notes_around_a_batch,
+    unicode_payload,
+)
 from jsonrpcclient import Error, Ok, notification_json, parse, parse_json, request, request_json, request_json_uuid
 
 with warnings.catch_warnings():
@@ -26,7 +34,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import jsonrpcserver
 
-from jsonrpc_mini import InvalidParams, MethodNotFound, RemoteError, RPCClient, ServerError
+from jsonrpc_mini import InvalidParams, MethodNotFound, RPCClient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,25 +209,8 @@ def test_our_client_to_jsonrpcserver(dispatch_server):
             "Method not found",
             "nope",
         )
-        with pytest.raises(ServerError) as custom:
-            c.fail()
-        assert (custom.value.code, custom.value.message, custom.value.data) == (
-            CUSTOM_ERROR["code"],
-            CUSTOM_ERROR["message"],
-            CUSTOM_ERROR["data"],
-        )
-        with pytest.raises(RemoteError) as app:
-            c.app_fail()
-        assert (app.value.code, app.value.message, app.value.data) == (APP_ERROR["code"], APP_ERROR["message"], None)
+        check_fail_and_app_fail(c)
         with pytest.raises(InvalidParams) as bad:
             c.add(1)
         assert bad.value.code == -32602
-        c.notify("record", "one")
-        with c.batch() as b:
-            first = b.add(3, 4)
-            b.notify("record", "two")
-            missing = b.nope()
-        assert first.result() == 7
-        with pytest.raises(MethodNotFound):
-            missing.result()
-        assert c.records() == ["one", "two"]
+        assert notes_around_a_batch(c) == ["one", "two"]

@@ -9,7 +9,6 @@ vscode-jsonrpc numbers its requests from 0 and has no batches.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from _interop import (
@@ -18,10 +17,12 @@ from _interop import (
     SERVER_KINDS,
     WAIT,
     Methods,
+    check_fail_and_app_fail,
     describe,
     node_server,
     run_node,
     serving,
+    slow_calls_from_threads,
     unicode_payload,
     wait_until,
 )
@@ -29,10 +30,8 @@ from _interop import (
 from jsonrpc_mini import (
     InternalError,
     MethodNotFound,
-    RemoteError,
     RPCClient,
     RPCTimeout,
-    ServerError,
     aio,
 )
 
@@ -109,16 +108,7 @@ def test_our_client_to_vscode_server_errors(vscode_server):
         with pytest.raises(MethodNotFound) as not_found:
             c.nope()
         assert (not_found.value.code, not_found.value.message) == (-32601, "Unhandled method nope")
-        with pytest.raises(ServerError) as custom:
-            c.fail()
-        assert (custom.value.code, custom.value.message, custom.value.data) == (
-            CUSTOM_ERROR["code"],
-            CUSTOM_ERROR["message"],
-            CUSTOM_ERROR["data"],
-        )
-        with pytest.raises(RemoteError) as app:
-            c.app_fail()
-        assert (app.value.code, app.value.message, app.value.data) == (APP_ERROR["code"], APP_ERROR["message"], None)
+        check_fail_and_app_fail(c)
         with pytest.raises(InternalError) as internal:
             c.boom()
         assert (internal.value.code, internal.value.message) == (-32603, "Request boom failed with message: kaput")
@@ -161,18 +151,8 @@ def test_our_client_to_vscode_server_unicode(vscode_server):
 
 
 def test_our_client_to_vscode_server_out_of_order_replies(vscode_server):
-    results: dict[int, object] = {}
     with client(vscode_server) as c:
-
-        def worker(i: int) -> None:
-            results[i] = c.slow(i, 60 - 3 * i)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-    assert results == {i: i for i in range(16)}
+        assert slow_calls_from_threads(c, 60, 3) == {i: i for i in range(16)}
 
 
 def test_our_client_batch_to_vscode_server_times_out_cleanly(vscode_server):
