@@ -16,10 +16,11 @@ so a call that waits does so for ever (bounded here by the thread join).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -110,6 +111,18 @@ def _client(address: Any, where: str, min_size: int = 0) -> tuple[RPCClient, _Ha
     return RPCClient(transport=transport, timeout=None), transport
 
 
+@contextlib.contextmanager
+def _connected(where: str, min_size: int = 0) -> Iterator[tuple[_Server, RPCClient, _HandlerIn]]:
+    """A ``_Server`` served on loopback and a ``_client`` of it with its transport (closed afterwards)."""
+    srv = _Server()
+    with serving(srv.server) as address:
+        c, transport = _client(address, where, min_size)
+        try:
+            yield srv, c, transport
+        finally:
+            c.close()
+
+
 def _refused(exc: Any, method: str | None) -> None:
     # A batch names no remote method: .method None, "batch: " in the text (README: .method).
     assert type(exc) is RPCError, repr(exc)
@@ -120,83 +133,66 @@ def _refused(exc: Any, method: str | None) -> None:
 
 @pytest.mark.parametrize("kind", ["small", "large", "batch"])
 def test_a_call_made_while_its_thread_waits_for_a_reply_is_refused_at_once(kind: str) -> None:
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, "recv")
-        try:
-            assert c.ping() == "pong"
+    with _connected("recv") as (srv, c, transport):
+        assert c.ping() == "pong"
 
-            def handler() -> Any:
-                if kind == "small":
-                    return c.ping()
-                if kind == "large":
-                    return c.size("x" * (64 * 1024))
-                with c.batch() as b:
-                    b.ping()
-                    b.ping()
-                return None
+        def handler() -> Any:
+            if kind == "small":
+                return c.ping()
+            if kind == "large":
+                return c.size("x" * (64 * 1024))
+            with c.batch() as b:
+                b.ping()
+                b.ping()
+            return None
 
-            transport.handler = handler
-            assert bounded(lambda: c.slow(0.2), c) == "slept"  # the outer call goes on
-            _refused(transport.outcome, {"small": "ping", "large": "size", "batch": None}[kind])
-            assert transport.took < WAIT / 2
-            assert c.ping() == "pong"  # the connection stays usable
-            assert srv.seen == ["ping", "ping"]  # nothing of the refused call reached the server
-            link = c._link
-            assert link is not None and not link.pending and not link.reading and not link.sending
-            assert link.proto._batches == {}
-        finally:
-            c.close()
+        transport.handler = handler
+        assert bounded(lambda: c.slow(0.2), c) == "slept"  # the outer call goes on
+        _refused(transport.outcome, {"small": "ping", "large": "size", "batch": None}[kind])
+        assert transport.took < WAIT / 2
+        assert c.ping() == "pong"  # the connection stays usable
+        assert srv.seen == ["ping", "ping"]  # nothing of the refused call reached the server
+        link = c._link
+        assert link is not None and not link.pending and not link.reading and not link.sending
+        assert link.proto._batches == {}
 
 
 @pytest.mark.parametrize("where", ["recv", "send"], ids=["waits-for-a-reply", "sends-a-large-request"])
 def test_a_notification_made_while_its_thread_waits_for_a_reply_or_sends_a_large_request_is_sent(where: str) -> None:
     # While it sends: before review14 F9 it closed the connection, as a call does (below);
     # it needs no reply, so it waits for that send to end instead (the send lock's holder writes it).
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, where, min_size=100_000 if where == "send" else 0)
-        try:
-            c.ping()
-            transport.handler = lambda: c.notify("note", "from the handler")
-            if where == "recv":
-                assert bounded(lambda: c.slow(0.2), c) == "slept"
-            else:
-                assert bounded(lambda: c.size("x" * 200_000), c) == 200_000
-            assert transport.outcome is None
-            assert transport.took < WAIT / 2
-            _ran(srv, "from the handler")
-            assert c.ping() == "pong"
-            assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
-            link = c._link
-            assert link is not None and not link.deferred and not link.send_lock._is_owned()
-        finally:
-            c.close()
+    with _connected(where, min_size=100_000 if where == "send" else 0) as (srv, c, transport):
+        c.ping()
+        transport.handler = lambda: c.notify("note", "from the handler")
+        if where == "recv":
+            assert bounded(lambda: c.slow(0.2), c) == "slept"
+        else:
+            assert bounded(lambda: c.size("x" * 200_000), c) == 200_000
+        assert transport.outcome is None
+        assert transport.took < WAIT / 2
+        _ran(srv, "from the handler")
+        assert c.ping() == "pong"
+        assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
+        link = c._link
+        assert link is not None and not link.deferred and not link.send_lock._is_owned()
 
 
 def test_a_call_made_while_its_thread_sends_a_small_request_is_refused() -> None:
     # The lone caller's path: it holds the send lock and the reader's turn as it writes.
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, "send", min_size=40)
-        try:
-            c.ping()
-            transport.handler = c.ping
-            assert bounded(lambda: c.slow(0.1), c) == "slept"
-            _refused(transport.outcome, "ping")
-            assert c.ping() == "pong"
-            assert srv.seen == ["ping", "ping"]
-        finally:
-            c.close()
+    with _connected("send", min_size=40) as (srv, c, transport):
+        c.ping()
+        transport.handler = c.ping
+        assert bounded(lambda: c.slow(0.1), c) == "slept"
+        _refused(transport.outcome, "ping")
+        assert c.ping() == "pong"
+        assert srv.seen == ["ping", "ping"]
 
 
 @pytest.mark.parametrize("kind", ["small", "batch"])
 def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connection(kind: str) -> None:
     # The thread holds the send lock and has claimed the outbox: a small request was
     # left in the outbox for that very send to write, and waited for ever.
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, "send", min_size=100_000)
+    with _connected("send", min_size=100_000) as (_, c, transport):
 
         def handler() -> Any:
             if kind == "small":
@@ -205,22 +201,19 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
                 b.ping()
             return None
 
-        try:
-            c.ping()
-            transport.handler = handler
-            outer = bounded(lambda: c.size("x" * 200_000), c)
-            exc = transport.outcome
-            assert type(exc) is ConnectionLost, repr(exc)
-            assert "a send was interrupted and left the connection in use" in str(exc)
-            # It names the method, as other lost-connection errors do (a batch names none).
-            assert exc.method == {"small": "ping", "batch": None}[kind]
-            assert str(exc).startswith(f"{exc.method}: a send" if exc.method else "a send")
-            assert transport.took < WAIT / 2
-            assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
-            link = c._link
-            assert link is not None and not link.pending and not link.outbox and not link.send_lock._is_owned()
-        finally:
-            c.close()
+        c.ping()
+        transport.handler = handler
+        outer = bounded(lambda: c.size("x" * 200_000), c)
+        exc = transport.outcome
+        assert type(exc) is ConnectionLost, repr(exc)
+        assert "a send was interrupted and left the connection in use" in str(exc)
+        # It names the method, as other lost-connection errors do (a batch names none).
+        assert exc.method == {"small": "ping", "batch": None}[kind]
+        assert str(exc).startswith(f"{exc.method}: a send" if exc.method else "a send")
+        assert transport.took < WAIT / 2
+        assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
+        link = c._link
+        assert link is not None and not link.pending and not link.outbox and not link.send_lock._is_owned()
 
 
 class _HandlerInAcquire:
@@ -252,10 +245,8 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
     # The thread has claimed the outbox (no timeout) and waits for the send lock,
     # which another thread holds: the small call was left in that thread's own
     # outbox, to be written once its wait ends: never. Now it waits for the lock too.
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, _ = _client(address, "none")
-        holder_done = threading.Event()
+    holder_done = threading.Event()
+    with _connected("none") as (srv, c, _):
         try:
             assert c.ping() == "pong"
             link = c._link
@@ -286,16 +277,13 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
             assert c.ping() == "pong"
         finally:
             holder_done.wait(WAIT)
-            c.close()
 
 
 def test_a_call_made_while_its_thread_sends_for_another_claimant_closes_the_connection() -> None:
     # The thread holds the send lock while another thread has claimed the outbox (it
     # waits for the lock this one holds): a small call left there waited for ever.
     # (The other claimant's mark is set by hand here: the state it leaves.)
-    srv = _Server()
-    with serving(srv.server) as address:
-        c, transport = _client(address, "send", min_size=100_000)
+    with _connected("send", min_size=100_000) as (_, c, transport):
         link = c._link
         assert link is not None
         other = threading.Thread(target=lambda: None)
@@ -309,13 +297,10 @@ def test_a_call_made_while_its_thread_sends_for_another_claimant_closes_the_conn
             finally:
                 link.sending = mine
 
-        try:
-            c.ping()
-            transport.handler = handler
-            outer = bounded(lambda: c.size("x" * 200_000), c)
-            exc = transport.outcome
-            assert type(exc) is ConnectionLost, repr(exc)
-            assert "a send was interrupted and left the connection in use" in str(exc)
-            assert type(outer) is ConnectionLost, repr(outer)
-        finally:
-            c.close()
+        c.ping()
+        transport.handler = handler
+        outer = bounded(lambda: c.size("x" * 200_000), c)
+        exc = transport.outcome
+        assert type(exc) is ConnectionLost, repr(exc)
+        assert "a send was interrupted and left the connection in use" in str(exc)
+        assert type(outer) is ConnectionLost, repr(outer)

@@ -16,11 +16,12 @@ main thread makes calls, and count what the server received.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -157,8 +158,33 @@ def _client(address: Any, handler: _Handler | None = None, middle: bool = False)
     sock.settimeout(None)
     inner = SocketTransport(sock)
     transport = inner if handler is None else _HandlerAfterSend(inner, handler, middle)
-    # No timeout: a call that waits does so for ever (bounded here by _bounded).
+    # No timeout: a call that waits does so for ever (bounded here by bounded()).
     return RPCClient(transport=transport, timeout=None)
+
+
+@contextlib.contextmanager
+def _connected(handler: _Handler | None = None, middle: bool = False) -> Iterator[tuple[_Server, RPCClient]]:
+    """A ``_Server`` served on loopback and a ``_client`` of it (closed afterwards)."""
+    srv = _Server()
+    with serving(srv.server) as address:
+        c = _client(address, handler, middle)
+        try:
+            yield srv, c
+        finally:
+            c.close()
+
+
+@contextlib.contextmanager
+def _connected_directly(tls: bool = True) -> Iterator[tuple[_Server, RPCClient]]:
+    """A ``_Server`` and an RPCClient of its own making (no timeout), over TLS unless ``tls`` is False."""
+    server_ctx, client_ctx = tls_contexts() if tls else (None, None)
+    srv = _Server()
+    with serving(srv.server, ssl=server_ctx) as address:
+        c = RPCClient(*address, ssl=client_ctx, timeout=None)
+        try:
+            yield srv, c
+        finally:
+            c.close()
 
 
 def _rounds_of_a_call(c: RPCClient, size: int | None = None) -> int:
@@ -210,21 +236,16 @@ def _idle(c: RPCClient) -> None:
 
 
 def test_a_notification_made_inside_any_round_of_the_lock_is_sent() -> None:
-    srv = _Server()
-    with serving(srv.server) as address:
-        c = _client(address)
-        try:
-            rounds = _rounds_of_a_call(c)
-            assert rounds == 1  # (registering the call; its reply is handed over without one: _Link._wake_follower)
-            for skip in range(rounds):
-                handler = _big_with_handler_in_lock(c, lambda skip=skip: c.notify("note", skip), skip=skip)
-                assert handler.outcome is None, (skip, handler.outcome)
-                _idle(c)
-            assert c.ping() == "pong"
-            wait_for(lambda: len(srv.notes) == rounds, "the notifications")
-            assert sorted(srv.notes) == list(range(rounds))
-        finally:
-            c.close()
+    with _connected() as (srv, c):
+        rounds = _rounds_of_a_call(c)
+        assert rounds == 1  # (registering the call; its reply is handed over without one: _Link._wake_follower)
+        for skip in range(rounds):
+            handler = _big_with_handler_in_lock(c, lambda skip=skip: c.notify("note", skip), skip=skip)
+            assert handler.outcome is None, (skip, handler.outcome)
+            _idle(c)
+        assert c.ping() == "pong"
+        wait_for(lambda: len(srv.notes) == rounds, "the notifications")
+        assert sorted(srv.notes) == list(range(rounds))
 
 
 @pytest.mark.parametrize("size", [10, 3 * RECV_SIZE], ids=["reply-in-one-read", "reply-in-several-reads"])
@@ -234,39 +255,34 @@ def test_a_call_made_inside_a_round_of_the_lock_never_waits_and_the_outer_call_g
     # it waits for nothing but its own reply. A reply taken in one read is handed over
     # without a round (_Link._wake_follower): the call's one round registers it, on an
     # idle connection. One read in several takes rounds while the connection is in use.
-    srv = _Server()
-    with serving(srv.server) as address:
-        c = _client(address)
-        try:
-            rounds = _rounds_of_a_call(c, size)
-            served = 0
-            for skip in range(rounds):
-                for kind in ("call", "batch"):
+    with _connected() as (srv, c):
+        rounds = _rounds_of_a_call(c, size)
+        served = 0
+        for skip in range(rounds):
+            for kind in ("call", "batch"):
 
-                    def call(kind: str = kind) -> Any:
-                        if kind == "call":
-                            return c.ping()
-                        with c.batch() as b:
-                            b.ping()
-                        return None
+                def call(kind: str = kind) -> Any:
+                    if kind == "call":
+                        return c.ping()
+                    with c.batch() as b:
+                        b.ping()
+                    return None
 
-                    exc = _big_with_handler_in_lock(c, call, size, skip).outcome
-                    if kind == "call" and exc == "pong":
-                        served += 1
-                        continue
-                    assert type(exc) is RPCError, (skip, kind, exc)
-                    assert exc.code is None
-                    assert "refused: this thread is " in str(exc)  # (inside a call, or waiting for a reply)
-                    assert "nothing was sent" in str(exc)
-                    _idle(c)
-            if size == 10:
-                assert served == rounds == 1
-            else:
-                assert 1 == served < rounds  # (the hang: a round where the connection is in use)
-            assert c.ping() == "pong"
-            assert srv.notes == []
-        finally:
-            c.close()
+                exc = _big_with_handler_in_lock(c, call, size, skip).outcome
+                if kind == "call" and exc == "pong":
+                    served += 1
+                    continue
+                assert type(exc) is RPCError, (skip, kind, exc)
+                assert exc.code is None
+                assert "refused: this thread is " in str(exc)  # (inside a call, or waiting for a reply)
+                assert "nothing was sent" in str(exc)
+                _idle(c)
+        if size == 10:
+            assert served == rounds == 1
+        else:
+            assert 1 == served < rounds  # (the hang: a round where the connection is in use)
+        assert c.ping() == "pong"
+        assert srv.notes == []
 
 
 def test_a_notification_made_inside_a_round_of_the_lock_while_another_thread_sends_does_not_wait() -> None:
@@ -274,73 +290,63 @@ def test_a_notification_made_inside_a_round_of_the_lock_while_another_thread_sen
     # does to mark a notification): a notification waiting for the send lock inside a
     # round of the lock waited for ever. It is left to that holder, which writes it
     # as it lets the send lock go (the holder here does what send does then).
-    srv = _Server()
-    with serving(srv.server) as address:
-        c = _client(address)
-        try:
-            link = c._link
-            assert link is not None
-            taken = threading.Event()
-            go = threading.Event()
+    with _connected() as (srv, c):
+        link = c._link
+        assert link is not None
+        taken = threading.Event()
+        go = threading.Event()
 
-            def hold() -> None:
-                link.send_lock.acquire()
-                try:
-                    taken.set()
-                    go.wait(WAIT)
-                    with link.lock:
-                        pass
-                finally:
-                    link.send_lock.release()
-                link._flush_deferred()
-
-            holder = threading.Thread(target=hold, daemon=True)
-            holder.start()
-            assert taken.wait(WAIT)
-
-            def notify() -> None:
-                c.notify("note", "while another thread sends")
-                go.set()
-
+        def hold() -> None:
+            link.send_lock.acquire()
             try:
-                handler = _big_with_handler_in_lock(c, notify)
+                taken.set()
+                go.wait(WAIT)
+                with link.lock:
+                    pass
             finally:
-                go.set()
-            holder.join(WAIT)
-            assert handler.outcome is None, handler.outcome
-            wait_for(lambda: srv.notes == ["while another thread sends"], "the notification")
-            _idle(c)
+                link.send_lock.release()
+            link._flush_deferred()
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        assert taken.wait(WAIT)
+
+        def notify() -> None:
+            c.notify("note", "while another thread sends")
+            go.set()
+
+        try:
+            handler = _big_with_handler_in_lock(c, notify)
         finally:
-            c.close()
+            go.set()
+        holder.join(WAIT)
+        assert handler.outcome is None, handler.outcome
+        wait_for(lambda: srv.notes == ["while another thread sends"], "the notification")
+        _idle(c)
 
 
 def test_a_call_made_inside_a_round_of_the_lock_while_another_thread_reads_is_refused() -> None:
     # Another thread holds the reader's turn: the handler's call, let in, would wait
     # for its reply, which that reader cannot hand over while this thread holds the
     # lock (it polls for ever).
-    srv = _Server()
-    with serving(srv.server) as address:
-        c = _client(address)
+    with _connected() as (srv, c):
+        link = c._link
+        assert link is not None
+        held: list[Any] = []
+        reader = threading.Thread(target=lambda: held.append(c.hold()), daemon=True)
+        reader.start()
+        wait_for(lambda: link.reading == reader.ident, "the other thread's read")
         try:
-            link = c._link
-            assert link is not None
-            held: list[Any] = []
-            reader = threading.Thread(target=lambda: held.append(c.hold()), daemon=True)
-            reader.start()
-            wait_for(lambda: link.reading == reader.ident, "the other thread's read")
-            try:
-                handler = _big_with_handler_in_lock(c, c.ping)
-            finally:
-                srv.release.set()
-            reader.join(WAIT)
-            assert held == ["released"]
-            exc = handler.outcome
-            assert type(exc) is RPCError and exc.code is None, repr(exc)
-            assert str(exc).startswith("ping: refused: this thread is inside a call on this connection")
-            assert "nothing was sent" in str(exc)
-            _idle(c)
+            handler = _big_with_handler_in_lock(c, c.ping)
         finally:
-            c.close()
+            srv.release.set()
+        reader.join(WAIT)
+        assert held == ["released"]
+        exc = handler.outcome
+        assert type(exc) is RPCError and exc.code is None, repr(exc)
+        assert str(exc).startswith("ping: refused: this thread is inside a call on this connection")
+        assert "nothing was sent" in str(exc)
+        _idle(c)
 
 
 @pytest.mark.parametrize("middle", [False, True], ids=["after", "middle"])
@@ -350,24 +356,19 @@ def test_a_notification_made_between_a_send_and_the_send_locks_release_is_sent(s
     # the request is out, the send lock still held (or half way through it: the
     # notification must wait for its end). Before: ConnectionLost in the handler, and
     # RuntimeError "cannot release un-acquired lock" out of the outer call.
-    srv = _Server()
-    with serving(srv.server) as address:
-        handler = _Handler()
-        c = _client(address, handler, middle)
-        try:
-            assert c.ping() == "pong"
+    handler = _Handler()
+    with _connected(handler, middle) as (srv, c):
+        assert c.ping() == "pong"
 
-            def outer() -> Any:
-                handler.arm(lambda: c.notify("note", "after the send"))
-                return c.size("x" * size)
+        def outer() -> Any:
+            handler.arm(lambda: c.notify("note", "after the send"))
+            return c.size("x" * size)
 
-            assert bounded(outer, c) == size
-            assert handler.outcome is None, handler.outcome
-            assert c.big(3) == "rrr"
-            wait_for(lambda: srv.notes == ["after the send"], "the notification")
-            _idle(c)
-        finally:
-            c.close()
+        assert bounded(outer, c) == size
+        assert handler.outcome is None, handler.outcome
+        assert c.big(3) == "rrr"
+        wait_for(lambda: srv.notes == ["after the send"], "the notification")
+        _idle(c)
 
 
 @pytest.mark.parametrize("size", [10, 100_000])
@@ -377,29 +378,24 @@ def test_a_call_made_between_a_send_and_the_send_locks_release_never_waits(size:
     # send lock: a call closes the connection (it cannot go out inside another send),
     # and the outer call ends with ConnectionLost, not a RuntimeError from releasing
     # a send lock the handler's call freed.
-    srv = _Server()
-    with serving(srv.server) as address:
-        handler = _Handler()
-        c = _client(address, handler)
-        try:
-            assert c.ping() == "pong"
+    handler = _Handler()
+    with _connected(handler) as (_, c):
+        assert c.ping() == "pong"
 
-            def outer() -> Any:
-                handler.arm(c.ping)
-                return c.size("x" * size)
+        def outer() -> Any:
+            handler.arm(c.ping)
+            return c.size("x" * size)
 
-            outcome = bounded(outer, c)
-            link = c._link
-            assert link is not None and not link.send_lock._is_owned()
-            if size == 10:
-                assert outcome == size
-                assert type(handler.outcome) is RPCError and "refused" in str(handler.outcome)
-                _idle(c)
-            else:
-                assert type(outcome) is ConnectionLost, repr(outcome)
-                assert type(handler.outcome) is ConnectionLost, repr(handler.outcome)
-        finally:
-            c.close()
+        outcome = bounded(outer, c)
+        link = c._link
+        assert link is not None and not link.send_lock._is_owned()
+        if size == 10:
+            assert outcome == size
+            assert type(handler.outcome) is RPCError and "refused" in str(handler.outcome)
+            _idle(c)
+        else:
+            assert type(outcome) is ConnectionLost, repr(outcome)
+            assert type(handler.outcome) is ConnectionLost, repr(handler.outcome)
 
 
 class _CheckedSsl:
@@ -446,59 +442,47 @@ class _CheckedSsl:
 
 @pytest.mark.parametrize("when", ["data", "want"])
 def test_over_tls_a_notification_made_inside_an_ssl_read_is_sent_after_it(when: str) -> None:
-    server_ctx, client_ctx = tls_contexts()
-    srv = _Server()
-    with serving(srv.server, ssl=server_ctx) as address:
-        c = RPCClient(*address, ssl=client_ctx, timeout=None)
-        try:
-            assert c.ping() == "pong"
-            link = c._link
-            assert link is not None
-            transport: Any = link.transport
-            handler = _Handler()
-            transport._tls = _CheckedSsl(transport._tls, handler, when)
+    with _connected_directly() as (srv, c):
+        assert c.ping() == "pong"
+        link = c._link
+        assert link is not None
+        transport: Any = link.transport
+        handler = _Handler()
+        transport._tls = _CheckedSsl(transport._tls, handler, when)
 
-            def outer() -> Any:
-                handler.arm(lambda: c.notify("note", "inside the read"))
-                # "want": the reply waits for the notification, so the first read finds
-                # no plain text; "data": one read gives the whole reply.
-                return c.notes_seen() if when == "want" else c.big(10)
+        def outer() -> Any:
+            handler.arm(lambda: c.notify("note", "inside the read"))
+            # "want": the reply waits for the notification, so the first read finds
+            # no plain text; "data": one read gives the whole reply.
+            return c.notes_seen() if when == "want" else c.big(10)
 
-            assert bounded(outer, c) == (1 if when == "want" else "r" * 10)
-            assert handler.outcome is None, handler.outcome
-            assert transport._kept == []  # sent as the read let the SSL object go, not by a later send
-            wait_for(lambda: srv.notes == ["inside the read"], "the notification")
-            assert c.ping() == "pong"
-            _idle(c)
-        finally:
-            c.close()
+        assert bounded(outer, c) == (1 if when == "want" else "r" * 10)
+        assert handler.outcome is None, handler.outcome
+        assert transport._kept == []  # sent as the read let the SSL object go, not by a later send
+        wait_for(lambda: srv.notes == ["inside the read"], "the notification")
+        assert c.ping() == "pong"
+        _idle(c)
 
 
 def test_a_tls_send_made_while_its_thread_holds_the_send_lock_is_sent_after_it_lets_go() -> None:
     # The client's reader holds the TLS send lock while it sends what the SSL object
     # made as it read (post-handshake messages); a signal handler's send then waited
     # for its own thread. Now it is kept and sent, in order, once the lock is let go.
-    server_ctx, client_ctx = tls_contexts()
-    srv = _Server()
-    with serving(srv.server, ssl=server_ctx) as address:
-        c = RPCClient(*address, ssl=client_ctx, timeout=None)
-        try:
-            link = c._link
-            assert link is not None
-            transport: Any = link.transport
-            note = b'{"jsonrpc": "2.0", "method": "note", "params": ["kept"]}\n'
+    with _connected_directly() as (srv, c):
+        link = c._link
+        assert link is not None
+        transport: Any = link.transport
+        note = b'{"jsonrpc": "2.0", "method": "note", "params": ["kept"]}\n'
 
-            def held() -> None:
-                with transport._send_lock:
-                    transport.send(note)  # (a handler's, inside the holder's own send)
-                    assert transport._kept == [note]
-                transport._send_kept()  # (what _flush does once it lets the lock go)
+        def held() -> None:
+            with transport._send_lock:
+                transport.send(note)  # (a handler's, inside the holder's own send)
+                assert transport._kept == [note]
+            transport._send_kept()  # (what _flush does once it lets the lock go)
 
-            assert bounded(held, c) is None
-            assert c.ping() == "pong"
-            wait_for(lambda: srv.notes == ["kept"], "the kept notification")
-        finally:
-            c.close()
+        assert bounded(held, c) is None
+        assert c.ping() == "pong"
+        wait_for(lambda: srv.notes == ["kept"], "the kept notification")
 
 
 class _NestedInSocketSend:
@@ -530,22 +514,16 @@ def test_a_tls_send_made_inside_another_goes_out_after_the_whole_message() -> No
     # plain text) is on the socket: its plain text waits for that message's end, else
     # it lands inside it. (The client's nested notifications wait before they get
     # here; this is the transport's own rule.)
-    server_ctx, client_ctx = tls_contexts()
-    srv = _Server()
-    with serving(srv.server, ssl=server_ctx) as address:
-        c = RPCClient(*address, ssl=client_ctx, timeout=None)
-        try:
-            link = c._link
-            assert link is not None
-            transport: Any = link.transport
-            note = b'{"jsonrpc": "2.0", "method": "note", "params": ["nested"]}\n'
-            transport.sock = _NestedInSocketSend(transport.sock, lambda: transport.send(note))
-            assert bounded(lambda: c.size("x" * 600_000), c) == 600_000
-            assert transport._kept == []
-            wait_for(lambda: srv.notes == ["nested"], "the nested send")
-            assert c.ping() == "pong"
-        finally:
-            c.close()
+    with _connected_directly() as (srv, c):
+        link = c._link
+        assert link is not None
+        transport: Any = link.transport
+        note = b'{"jsonrpc": "2.0", "method": "note", "params": ["nested"]}\n'
+        transport.sock = _NestedInSocketSend(transport.sock, lambda: transport.send(note))
+        assert bounded(lambda: c.size("x" * 600_000), c) == 600_000
+        assert transport._kept == []
+        wait_for(lambda: srv.notes == ["nested"], "the nested send")
+        assert c.ping() == "pong"
 
 
 # -- real signals ----------------------------------------------------------------------
@@ -563,10 +541,7 @@ def test_notifications_from_a_signal_handler_every_millisecond_during_calls(mode
     # f_tls_signal_notify.py's pattern, bounded: before, RuntimeError out of a call
     # within the first few, then a hang (the thread waiting for itself).
     _signals_here()
-    server_ctx, client_ctx = tls_contexts() if mode == "tls" else (None, None)
-    srv = _Server()
-    with serving(srv.server, ssl=server_ctx) as address:
-        c = RPCClient(*address, ssl=client_ctx, timeout=None)
+    with _connected_directly(tls=mode == "tls") as (srv, c):
         sent = [0]
         busy = [False]
 
@@ -595,4 +570,3 @@ def test_notifications_from_a_signal_handler_every_millisecond_during_calls(mode
             _idle(c)
         finally:
             signal.signal(signal.SIGALRM, previous)
-            c.close()
