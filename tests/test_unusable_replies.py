@@ -385,25 +385,6 @@ def test_the_aio_server_answers_a_pool_handler_raising_a_base_exception(exc: Bas
     run(main)
 
 
-@pytest.mark.parametrize("pause", [False, True])
-def test_the_aio_server_answers_an_async_handler_raising_cancelled_error_itself(pause: bool) -> None:
-    async def cancelled() -> None:
-        if pause:
-            await asyncio.sleep(0)  # raised after the call first waited (it then has a task of its own)
-        raise asyncio.CancelledError
-
-    async def main() -> None:
-        s = aio.RPCServer()
-        s.register_function(cancelled)
-        s.register_function(lambda: 1, name="one")
-        async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
-            with pytest.raises(InternalError):
-                await c.cancelled()
-            assert await c.one() == 1
-
-    run(main)
-
-
 # -- the test kit's clients take the limits too (review8 N2) ---------------------------
 
 
@@ -437,22 +418,25 @@ def test_the_test_kits_aio_clients_take_max_depth_and_max_message_size() -> None
     run(main)
 
 
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, GeneratorExit], ids=["CancelledError", "GeneratorExit"])
 @pytest.mark.parametrize("pause", [False, True])
-def test_the_aio_server_answers_an_async_handler_raising_generator_exit_itself(pause: bool) -> None:
-    # review15 N9: raised in the first step, it ended the call runner with no reply.
-    async def gexit() -> None:
+def test_the_aio_server_answers_an_async_handler_raising_cancelled_error_or_generator_exit_itself(
+    pause: bool, raised: type[BaseException]
+) -> None:
+    # review15 N9: GeneratorExit raised in the first step ended the call runner with no reply.
+    async def raises() -> None:
         if pause:
             await asyncio.sleep(0)  # raised after the call first waited (it then has a task of its own)
-        raise GeneratorExit
+        raise raised
 
     async def main() -> None:
         s = aio.RPCServer(max_concurrent_calls=2)
-        s.register_function(gexit)
+        s.register_function(raises)
         s.register_function(lambda: 1, name="one")
         async with aio_serving(s) as (host, port), await aio.connect(host, port, timeout=WAIT) as c:
             for _ in range(3):  # more than the connection's call limit: each slot was given back
                 with pytest.raises(InternalError) as caught:
-                    await c.gexit()
+                    await c.raises()
                 assert caught.value.code == -32603
             assert await c.one() == 1
             assert s.total_busy == 0
