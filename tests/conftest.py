@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -32,6 +34,19 @@ def echo_server() -> Iterator[RPCServer]:
     srv.register_function(lambda value: value, name="echo")
     yield srv
     srv.shutdown()
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """For a test that runs ``serve`` in this (the main) thread: its SIGTERM/SIGINT handlers are put back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.fail("signal handlers can only be installed from the main thread")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

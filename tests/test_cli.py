@@ -12,7 +12,6 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,19 +239,6 @@ def test_main_call_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["call", f"{host}:{port}", "boom"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: boom: [-32603]")
-
-
-@pytest.fixture
-def signal_handlers() -> Iterator[None]:
-    """For a test that runs ``serve`` in this process: its SIGTERM/SIGINT handlers are put back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.fail("signal handlers can only be installed from the main thread")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @pytest.mark.usefixtures("signal_handlers")

@@ -65,17 +65,6 @@ def api_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     sys.modules.pop(name, None)
 
 
-@pytest.fixture
-def signal_handlers() -> Iterator[None]:
-    """``serve`` runs in this (the main) thread: its SIGTERM/SIGINT handlers are put back afterwards."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def client_context(ca: Any, certificate: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
