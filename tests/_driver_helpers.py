@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -215,11 +215,32 @@ def kept(since: float, budget: float) -> bool:
 
     A test of a server timeout needs this thread to act within it (a request sent
     within idle_timeout of connecting); descheduled longer, it lets the server close
-    rightly, and the round proves nothing either way. Such a round is run again (at
-    most ``ROUNDS``): not a timed assertion, the outcome is asserted only for rounds
-    that kept the budget.
+    rightly, and the round proves nothing either way. Such a round is run again
+    (``in_time_rounds``): not a timed assertion, the outcome is asserted only for
+    rounds that kept the budget.
     """
     return time.monotonic() - since < budget
+
+
+def in_time_rounds(round_: Callable[[], bool], budget: str) -> None:
+    """Run ``round_`` until one keeps its time budget (see ``kept``), at most ``ROUNDS`` times.
+
+    ``round_`` returns False when this thread stalled past ``budget`` (the round
+    proves nothing either way); otherwise it has asserted its outcome and returns
+    True. The test fails if no round kept the budget: its outcome was never checked.
+    """
+    for _ in range(ROUNDS):
+        if round_():
+            return
+    pytest.fail(f"each of {ROUNDS} rounds stalled past {budget}: the outcome was never checked")
+
+
+async def in_time_rounds_async(round_: Callable[[], Awaitable[bool]], budget: str) -> None:
+    """``in_time_rounds`` for a round that is a coroutine function."""
+    for _ in range(ROUNDS):
+        if await round_():
+            return
+    pytest.fail(f"each of {ROUNDS} rounds stalled past {budget}: the outcome was never checked")
 
 
 def sent_within(send: Any, data: bytes, since: float, budget: float) -> bool:

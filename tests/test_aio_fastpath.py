@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from _aio_support import WAIT, OneLoop, RawConn, request, run, serving
-from _driver_helpers import ROUNDS, kept
+from _driver_helpers import in_time_rounds_async, kept
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_aio_runner import CountingTransport
@@ -418,10 +418,7 @@ def test_idle_timeout_counts_from_the_last_of_many_calls() -> None:
         srv = echo_server(idle_timeout=IDLE)
 
         async with serving(srv) as address:
-            for _ in range(ROUNDS):
-                if await _calls_kept_it_open(address):
-                    return
-            pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+            await in_time_rounds_async(lambda: _calls_kept_it_open(address), "idle_timeout")
 
     run(main)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _aio_support import run
-from _driver_helpers import ROUNDS, LeakCheck, answered_within, serving, wait_for
+from _driver_helpers import LeakCheck, answered_within, in_time_rounds, serving, wait_for
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, aio
 
@@ -101,11 +101,7 @@ IDLE = 0.3  # the server's idle_timeout in the idle-close tests
 def test_sync_client_after_an_idle_close_fails_until_reconnected() -> None:
     srv, seen = _counting_server(idle_timeout=IDLE)
     with LeakCheck(), serving(srv) as address:
-        for _ in range(ROUNDS):
-            seen.clear()
-            if _idle_close_then_reconnect(srv, seen, address):
-                return
-        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        in_time_rounds(lambda: _idle_close_then_reconnect(srv, seen, address), "idle_timeout")
 
 
 def _idle_close_then_reconnect(srv: RPCServer, seen: list[Any], address: Any) -> bool:
@@ -114,6 +110,7 @@ def _idle_close_then_reconnect(srv: RPCServer, seen: list[Any], address: Any) ->
     The server's idle time starts after ``since`` (before connecting): a call failing
     idle_timeout or more after it proves nothing (see ``kept``).
     """
+    seen.clear()
     since = time.monotonic()
     c = RPCClient(*address, timeout=10)
     try:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from _driver_helpers import (
-    ROUNDS,
     WAIT,
     LeakCheck,
+    in_time_rounds,
     ipv6_loopback,
     raw_connect,
     request,
@@ -575,23 +575,24 @@ def test_idle_timeout_closes_idle_connections_only() -> None:
         assert idle.to_eof() == b""  # closed by the server, bounded by the socket timeout
         idle.close()
 
-        for _ in range(ROUNDS):
-            rounds.append((threading.Event(), threading.Event()))
-            since = time.monotonic()  # the server's idle time starts after this
-            busy = raw_connect(address)
-            if sent_within(busy.sendall, request("slow"), since, 0.2):
-                break
-            rounds[-1][1].set()  # this thread stalled past idle_timeout before the call was sent
-            busy.close()
-        else:
-            pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
-        entered, release = rounds[-1]
+        in_time_rounds(lambda: _busy_outlasts_idle_timeout(address, rounds), "idle_timeout")
+
+
+def _busy_outlasts_idle_timeout(address: Any, rounds: list[tuple[threading.Event, threading.Event]]) -> bool:
+    """A call outlasts idle_timeout (0.2 s), answered; then idle, closed. False: the round stalled."""
+    entered, release = threading.Event(), threading.Event()
+    rounds.append((entered, release))
+    since = time.monotonic()  # the server's idle time starts after this
+    with raw_connect(address) as busy:
+        if not sent_within(busy.sendall, request("slow"), since, 0.2):
+            release.set()  # this thread stalled past idle_timeout before the call was sent
+            return False
         assert entered.wait(WAIT)
         time.sleep(1.0)  # five idle timeouts pass while the call runs
         release.set()
         assert busy.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "finished"}
         assert busy.to_eof() == b""  # idle again afterwards: closed
-        busy.close()
+    return True
 
 
 def test_read_timeout_closes_a_connection_stuck_mid_message() -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from _driver_helpers import ROUNDS, request, sent_within
+from _driver_helpers import in_time_rounds, request, sent_within
 from _hardening import HEAVY, WAIT, Raw, Running, assert_serves, running, settle
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,10 +44,7 @@ def test_idle_connection_is_closed(kind: str) -> None:
 def test_idle_timeout_restarts_after_each_message(kind: str) -> None:
     idle = 0.8
     with running(kind, {"idle_timeout": idle}) as srv:
-        for _ in range(ROUNDS):
-            if _messages_kept_it_open(srv, idle):
-                return
-        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        in_time_rounds(lambda: _messages_kept_it_open(srv, idle), "idle_timeout")
 
 
 def _messages_kept_it_open(srv: Running, idle: float) -> bool:
@@ -96,14 +93,17 @@ def test_slow_message_is_closed_by_read_timeout(kind: str) -> None:
 
 def test_running_call_is_not_idle(kind: str) -> None:
     with running(kind, {"idle_timeout": 0.3}) as srv:
-        for _ in range(ROUNDS):
-            since = time.monotonic()  # the server's idle time starts after this
-            with Raw(srv.address) as raw:
-                if not sent_within(raw.send, request("sleep", [1.0]), since, 0.3):
-                    continue  # this thread stalled past idle_timeout before the call was sent
-                assert raw.reply()["result"] == 1.0  # 1 s > idle_timeout, while the call runs
-                return
-        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        in_time_rounds(lambda: _call_outlasts_idle_timeout(srv, 0.3), "idle_timeout")
+
+
+def _call_outlasts_idle_timeout(srv: Running, idle: float) -> bool:
+    """A call of 1 s (> idle_timeout) is answered: not idle while it runs; False: the round stalled."""
+    since = time.monotonic()  # the server's idle time starts after this
+    with Raw(srv.address) as raw:
+        if not sent_within(raw.send, request("sleep", [1.0]), since, idle):
+            return False  # this thread stalled past idle_timeout before the call was sent
+        assert raw.reply()["result"] == 1.0
+    return True
 
 
 @pytest.mark.timeout(120)
@@ -188,30 +188,30 @@ def test_a_closed_connection_whose_peer_never_reads_is_dropped(kind: str, ending
 
     with running(kind, {"idle_timeout": 0.5, "read_timeout": 0.5, "max_message_size": 1000}) as srv:
         srv.server.register_function(big)
-        for _ in range(ROUNDS):
-            rounds.append((threading.Event(), threading.Event()))
-            since = time.monotonic()  # the server's idle time starts after this
-            with Raw(srv.address, rcvbuf=4096) as hog:
-                if sent_within(hog.send, request("big", [], id_=1), since, 0.5):
-                    _closed_while_a_reply_is_due(srv, hog, ending, *rounds[-1], size)
-                    return
-            rounds[-1][1].set()  # this thread stalled past idle_timeout before the call was sent
-        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        in_time_rounds(lambda: _closed_while_a_reply_is_due(srv, ending, rounds, size), "idle_timeout")
 
 
 def _closed_while_a_reply_is_due(
-    srv: Running, hog: Raw, ending: str, called: threading.Event, go: threading.Event, size: int
-) -> None:
-    """``big`` runs; the peer ends its side, reads nothing more, and is dropped."""
-    assert called.wait(WAIT)
-    if ending == "half-close":
-        hog.send(request("echo", ["seen"], id_=2))
-        hog.sock.shutdown(socket.SHUT_WR)
-        assert hog.reply()["result"] == "seen"  # (the end follows the echo at once)
-    else:
-        hog.send(request("echo", ["x" * 2000], id_=2))
-        assert hog.reply()["error"]["code"] == -32600  # answered, then the server closes
-    go.set()
-    assert settle(lambda: srv.server.connection_count == 0), "a closed connection was kept"
-    assert hog.closed_within(WAIT)
-    assert len(hog.buf) < size
+    srv: Running, ending: str, rounds: list[tuple[threading.Event, threading.Event]], size: int
+) -> bool:
+    """``big`` runs; the peer ends its side, reads nothing more, and is dropped; False: the round stalled."""
+    called, go = threading.Event(), threading.Event()
+    rounds.append((called, go))
+    since = time.monotonic()  # the server's idle time starts after this
+    with Raw(srv.address, rcvbuf=4096) as hog:
+        if not sent_within(hog.send, request("big", [], id_=1), since, 0.5):
+            go.set()  # this thread stalled past idle_timeout before the call was sent
+            return False
+        assert called.wait(WAIT)
+        if ending == "half-close":
+            hog.send(request("echo", ["seen"], id_=2))
+            hog.sock.shutdown(socket.SHUT_WR)
+            assert hog.reply()["result"] == "seen"  # (the end follows the echo at once)
+        else:
+            hog.send(request("echo", ["x" * 2000], id_=2))
+            assert hog.reply()["error"]["code"] == -32600  # answered, then the server closes
+        go.set()
+        assert settle(lambda: srv.server.connection_count == 0), "a closed connection was kept"
+        assert hog.closed_within(WAIT)
+        assert len(hog.buf) < size
+    return True

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from _aio_support import run, serving, until
-from _driver_helpers import ROUNDS, answered_within, tls_contexts
+from _driver_helpers import answered_within, in_time_rounds, tls_contexts
 from _hardening import WAIT, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
@@ -165,10 +165,7 @@ IDLE = 0.3  # the server's idle_timeout for an idle TLS client
 def test_an_idle_sync_tls_client_frees_its_max_connections_slot(kind: str, contexts: Any) -> None:
     server_ctx, client_ctx = contexts
     with running(kind, {"idle_timeout": IDLE, "max_connections": 1}, ssl=server_ctx) as srv:
-        for _ in range(ROUNDS):
-            if _idle_client_frees_its_slot(srv, client_ctx):
-                return
-        pytest.fail(f"each of {ROUNDS} rounds stalled past idle_timeout")
+        in_time_rounds(lambda: _idle_client_frees_its_slot(srv, client_ctx), "idle_timeout")
 
 
 def _idle_client_frees_its_slot(srv: Any, client_ctx: ssl.SSLContext) -> bool:
