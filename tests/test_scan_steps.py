@@ -11,7 +11,8 @@ about 20 s).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from _aio_support import RawConn, request, run, serving
@@ -26,6 +27,7 @@ from jsonrpc_mini._protocol import Call, Closed, Reply, ServerConnection
 from jsonrpc_mini.testing.strategies import chunkings
 
 pytestmark = pytest.mark.timeout(120)
+T = TypeVar("T")
 
 # 3,000 elements nested 5 deep: the patterns that pass over runs of elements cover
 # two levels, so the scanner walks these token by token (tens of thousands of steps).
@@ -151,42 +153,113 @@ def test_aio_server_answers_others_while_it_scans_a_deep_value(monkeypatch: pyte
     run(main)
 
 
-def test_the_time_spent_scanning_does_not_count_against_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two steps per loop iteration: scanning the middle part takes well over the
-    # 0.3 s read_timeout, all of it the server's doing. The time before and after
-    # the scan still counts (the value takes three reads; each pause is short).
-    monkeypatch.setattr(_aio_conn, "SCAN_STEPS", 2)
+class StoppedClock:
+    """The running loop's clock, stopped: it moves only by ``advance`` until ``run_on``.
+
+    The server reads the time from its loop (``loop.time()``), as the loop does for
+    its timers, so a test can say how long each step took whatever the machine's
+    speed. ``run_on`` lets it run at the real pace again, from where it stands.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._real = self._loop.time
+        self._now = self._real()
+        self._offset: float | None = None
+        self._loop.time = self.time  # type: ignore[method-assign]
+
+    def time(self) -> float:
+        """The loop's time."""
+        return self._now if self._offset is None else self._real() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """``seconds`` pass (while stopped)."""
+        self._now += seconds
+
+    def run_on(self) -> None:
+        """Run at the real pace again, from the time it stopped at."""
+        if self._offset is None:
+            self._offset = self._now - self._real()
+
+
+READ_TIMEOUT = 0.3  # the server's read_timeout in the test below
+SCAN_TIME = 1.0  # the loop's time the first slice of the scan takes: over READ_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "answered"),
+    [
+        pytest.param(0.1, 0.1, True, id="pauses-within-read_timeout"),
+        pytest.param(0.15, 0.2, False, id="pauses-past-read_timeout"),
+    ],
+)
+def test_the_time_spent_scanning_does_not_count_against_read_timeout(
+    monkeypatch: pytest.MonkeyPatch, before: float, after: float, answered: bool
+) -> None:
+    # The value takes three reads: the head, a middle part the server scans in
+    # slices, then the end. The scan takes SCAN_TIME (> read_timeout), all of it the
+    # server's doing: it does not count. The pauses before and after it (the peer's
+    # doing) do: within read_timeout in all, the value is answered; over it, the
+    # connection is closed. The loop's clock is stopped and moved by the test (see
+    # StoppedClock): no step depends on how fast this machine runs.
+    monkeypatch.setattr(_aio_conn, "SCAN_STEPS", 100)  # hundreds of slices for the middle part
     head = b'{"jsonrpc":"2.0","id":7,"method":"size","params":['
     # Brackets nested 40 deep: the framer cannot tell cheaply that the value is
     # still open after it, so the whole middle part is scanned as it arrives.
     middle = DEEP_ELEMENTS[:-2] + b"[" * 40 + b"1" + b"]" * 40 + b"]"
+    scan_more = _aio_conn.ServerProtocol._scan_more
+    slow: list[_aio_conn.ServerProtocol] = []  # the connection whose first slice took SCAN_TIME
 
     async def main() -> None:
-        server = aio.RPCServer(read_timeout=0.3)
+        server = aio.RPCServer(read_timeout=READ_TIMEOUT)
         server.register_function(len, name="size")
         async with serving(server) as address:
+            clock = StoppedClock()
+
+            def costly_first_slice(conn: _aio_conn.ServerProtocol) -> None:
+                if not slow:
+                    slow.append(conn)
+                    clock.advance(SCAN_TIME)
+                scan_more(conn)
+
+            monkeypatch.setattr(_aio_conn.ServerProtocol, "_scan_more", costly_first_slice)
             conn = await RawConn.open(address)
             try:
                 await conn.send(head)
-                await asyncio.sleep(0.05)
+                served = await _first(
+                    lambda: next((c for c in server._conns if c._started is not None), None), "the head read"
+                )
+                clock.advance(before)  # after the server read the head: the message's time runs
                 await conn.send(middle)
-                (served,) = server._conns
-                for _ in range(100_000):  # one loop iteration each: the scan begins
-                    if served._scan_from is not None:
-                        break
-                    await asyncio.sleep(0)
-                for _ in range(1_000_000):  # ... and ends, the value still open
-                    if served._scan_from is None:
-                        break
-                    await asyncio.sleep(0)
-                assert served._scan_from is None and not served._input_done
-                await asyncio.sleep(0.05)
-                await conn.send(b"]}\n")
-                assert await conn.recv() == {"jsonrpc": "2.0", "id": 7, "result": 3001}
+                await _first(lambda: slow and served._scan_from is None, "the scan's end")
+                assert slow == [served], "the value was not scanned in slices"
+                assert not served._input_done  # the value still open
+                clock.advance(after)
+                if answered:  # the server reads the end, the clock still stopped
+                    await conn.send(b"]}\n")
+                    await _first(lambda: served._started is None or served.closed.done(), "the end read")
+                else:
+                    await _first(served.closed.done, "the close at read_timeout")
+                clock.run_on()
+                try:
+                    reply = await conn.recv()
+                except ConnectionResetError:  # (closed with the end unread)
+                    reply = None
+                assert reply == ({"jsonrpc": "2.0", "id": 7, "result": 3001} if answered else None)
             finally:
+                clock.run_on()
                 await conn.close()
 
     run(main)
+
+
+async def _first(get: Callable[[], T], what: str) -> T:
+    """The first true value of ``get()``, tried once per loop iteration; fails naming ``what`` after 100,000."""
+    for _ in range(100_000):
+        if value := get():
+            return value
+        await asyncio.sleep(0)
+    raise AssertionError(f"{what}: not reached in 100,000 loop iterations")
 
 
 class CountingCodec(JsonCodec):
