@@ -265,6 +265,17 @@ def answered_within(call: Any, since: float, budget: float) -> bool:
     return True
 
 
+async def answered_within_async(call: Callable[[], Awaitable[Any]], since: float, budget: float) -> bool:
+    """``answered_within`` for a call that is awaited."""
+    try:
+        await call()
+    except ConnectionLost:
+        if kept(since, budget):
+            raise
+        return False
+    return True
+
+
 def start_thread(target: Any, *args: Any) -> threading.Thread:
     """Start a daemon thread (daemon so a failing test can never hang the run)."""
     thread = threading.Thread(target=target, args=args, daemon=True)

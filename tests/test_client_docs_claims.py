@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from _aio_support import run
-from _driver_helpers import LeakCheck, answered_within, in_time_rounds, serving, wait_for
+from _driver_helpers import (
+    LeakCheck,
+    answered_within,
+    answered_within_async,
+    in_time_rounds,
+    in_time_rounds_async,
+    serving,
+    wait_for,
+)
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, aio
 
@@ -142,7 +150,7 @@ def _expect(got: Any, expected: Any) -> None:
 
 def test_aio_client_after_an_idle_close_fails_until_reconnected() -> None:
     async def main() -> None:
-        srv = aio.RPCServer(idle_timeout=0.3)
+        srv = aio.RPCServer(idle_timeout=IDLE)
 
         @srv.register
         async def echo(value: Any) -> Any:
@@ -150,17 +158,29 @@ def test_aio_client_after_an_idle_close_fails_until_reconnected() -> None:
 
         host, port = await srv.start("127.0.0.1", 0)
         try:
-            async with await aio.connect(host, port, timeout=10) as c:
-                assert await c.echo(1) == 1
-                async with asyncio.timeout(10):
-                    while srv.connection_count:
-                        await asyncio.sleep(0.01)
-                for _ in range(2):
-                    with pytest.raises(ConnectionLost):
-                        await c.echo(2)
-            async with await aio.connect(host, port, timeout=10) as again:
-                assert await again.echo(3) == 3
+            await in_time_rounds_async(lambda: _aio_idle_close_then_reconnect(srv, host, port), "idle_timeout")
         finally:
             await srv.shutdown()
 
     run(main)
+
+
+async def _aio_idle_close_then_reconnect(srv: aio.RPCServer, host: str, port: int) -> bool:
+    """The claim on the aio client, one round; False if it stalled past idle_timeout (see ``kept``)."""
+    since = time.monotonic()  # the server's idle time starts after this
+    async with await aio.connect(host, port, timeout=10) as c:
+        if not await answered_within_async(lambda: _expect_aio(c.echo(1), 1), since, IDLE):
+            return False
+        async with asyncio.timeout(10):
+            while srv.connection_count:
+                await asyncio.sleep(0.01)
+        for _ in range(2):
+            with pytest.raises(ConnectionLost):
+                await c.echo(2)
+    since = time.monotonic()
+    async with await aio.connect(host, port, timeout=10) as again:
+        return await answered_within_async(lambda: _expect_aio(again.echo(3), 3), since, IDLE)
+
+
+async def _expect_aio(got: Awaitable[Any], expected: Any) -> None:
+    assert await got == expected
