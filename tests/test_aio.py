@@ -337,7 +337,7 @@ def test_call_timeout_keeps_the_connection_and_drops_the_late_reply() -> None:
             assert isinstance(err.value, TimeoutError)
             assert "sleep" in str(err.value)
             await asyncio.sleep(0.6)  # the late reply arrives now and must be dropped
-            assert await c.add(1, 2) == 3
+            assert await c.with_timeout(WAIT).add(1, 2) == 3  # still usable (a call that must succeed: WAIT)
             assert c._link.pending == {}
             # with_timeout gives another timeout on the same connection
             assert await c.with_timeout(5).sleep(0.3, "ok") == "ok"
