@@ -188,6 +188,21 @@ def test_a_call_made_while_its_thread_sends_a_small_request_is_refused() -> None
         assert srv.seen == ["ping", "ping"]
 
 
+def _large_send_interrupted(c: RPCClient, transport: _HandlerIn, handler: Callable[[], Any]) -> ConnectionLost:
+    """``handler`` run inside the send of a 200 kB request: the connection is closed under both calls.
+
+    Returns the handler's ConnectionLost ("a send was interrupted ..."); the outer call's is checked.
+    """
+    c.ping()
+    transport.handler = handler
+    outer = bounded(lambda: c.size("x" * 200_000), c)
+    exc = transport.outcome
+    assert type(exc) is ConnectionLost, repr(exc)
+    assert "a send was interrupted and left the connection in use" in str(exc)
+    assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
+    return exc
+
+
 @pytest.mark.parametrize("kind", ["small", "batch"])
 def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connection(kind: str) -> None:
     # The thread holds the send lock and has claimed the outbox: a small request was
@@ -201,17 +216,11 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
                 b.ping()
             return None
 
-        c.ping()
-        transport.handler = handler
-        outer = bounded(lambda: c.size("x" * 200_000), c)
-        exc = transport.outcome
-        assert type(exc) is ConnectionLost, repr(exc)
-        assert "a send was interrupted and left the connection in use" in str(exc)
+        exc = _large_send_interrupted(c, transport, handler)
         # It names the method, as other lost-connection errors do (a batch names none).
         assert exc.method == {"small": "ping", "batch": None}[kind]
         assert str(exc).startswith(f"{exc.method}: a send" if exc.method else "a send")
         assert transport.took < WAIT / 2
-        assert type(outer) is ConnectionLost, repr(outer)  # (the large request is not half sent)
         link = c._link
         assert link is not None and not link.pending and not link.outbox and not link.send_lock._is_owned()
 
@@ -297,10 +306,4 @@ def test_a_call_made_while_its_thread_sends_for_another_claimant_closes_the_conn
             finally:
                 link.sending = mine
 
-        c.ping()
-        transport.handler = handler
-        outer = bounded(lambda: c.size("x" * 200_000), c)
-        exc = transport.outcome
-        assert type(exc) is ConnectionLost, repr(exc)
-        assert "a send was interrupted and left the connection in use" in str(exc)
-        assert type(outer) is ConnectionLost, repr(outer)
+        _large_send_interrupted(c, transport, handler)
