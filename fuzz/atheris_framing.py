@@ -16,10 +16,12 @@ reader raises, and the events do not depend on how the bytes were split.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -49,20 +51,22 @@ _TOKENS += [b'{"jsonrpc":"2.0","method":"m","id":1}', b"Content-Length: 2\r\n\r\
 _WIRE = st.one_of(st.binary(max_size=512), st.lists(st.sampled_from(_TOKENS), max_size=64).map(b"".join))
 
 
+def _each_event(feed: Callable[[bytes], object], next_event: Callable[[], Any], chunks: list[bytes]) -> Iterator[Any]:
+    """Feed ``chunks``, then EOF; yield the events each leaves ready (a framer's or a connection's, bounded)."""
+    for chunk in [*chunks, b""]:
+        feed(chunk)
+        yield from itertools.islice(iter(next_event, None), 100_000)
+
+
 def _events(kind: str, chunks: list[bytes]) -> list[tuple[Any, ...]]:
     reader = make_framer(kind, _LOADS, max_message_size=256, max_depth=8)  # type: ignore[arg-type]
     out: list[tuple[Any, ...]] = []
-    for chunk in [*chunks, b""]:
-        reader.feed(chunk)
-        for _ in range(100_000):
-            event = reader.next_event()
-            if event is None:
-                break
-            if isinstance(event, Message):
-                out.append(("message", repr(event.value)))
-            else:
-                assert isinstance(event, FrameError)
-                out.append(("error", event.code, event.fatal))
+    for event in _each_event(reader.feed, reader.next_event, chunks):
+        if isinstance(event, Message):
+            out.append(("message", repr(event.value)))
+        else:
+            assert isinstance(event, FrameError)
+            out.append(("error", event.code, event.fatal))
     return out
 
 
@@ -73,14 +77,9 @@ def framing_property(wire: bytes, kind: str, data: st.DataObject) -> None:
     chunks = data.draw(rst.chunkings(wire))
     assert _events(kind, chunks) == _events(kind, [wire])
     conn = ServerConnection(framing="auto", max_message_size=256, max_depth=8)
-    for chunk in [*chunks, b""]:
-        conn.receive_data(chunk)
-        for _ in range(100_000):
-            event = conn.next_event()
-            if event is None:
-                break
-            if isinstance(event, Reply):
-                _check_reply(event.data)
+    for event in _each_event(conn.receive_data, conn.next_event, chunks):
+        if isinstance(event, Reply):
+            _check_reply(event.data)
 
 
 def _check_reply(data: bytes) -> None:

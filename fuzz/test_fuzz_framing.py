@@ -247,10 +247,7 @@ def test_server_core_answers_any_bytes_with_well_formed_errors(wire, data):
     conn = ServerConnection(framing="newline", max_depth=8)
     for chunk in [*data.draw(rst.chunkings(wire)), b""]:
         conn.receive_data(chunk)
-        for _ in range(10_000):
-            event = conn.next_event()
-            if event is None:
-                break
+        for event in drain(conn):
             if isinstance(event, Reply):
                 assert event.data.endswith(b"\n")
                 for reply in json.loads(event.data) if event.data.startswith(b"[") else [json.loads(event.data)]:
