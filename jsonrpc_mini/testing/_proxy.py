@@ -8,7 +8,6 @@ import logging
 import selectors
 import socket
 import threading
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -86,30 +85,41 @@ class _Relay:
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
             self.close()
             return
-        self.up = SocketTransport(up)
+        self.up = up_end = SocketTransport(up)
         try:
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
             self.close()
             return
-        self.up_in = self.up
+        up_in: Transport = up_end
         if plan is not None:
-            reader = EagerReader(self.up, f"jsonrpc_mini-proxy-{index}-server-reader")
+            reader = EagerReader(up_end, f"jsonrpc_mini-proxy-{index}-server-reader")
             self.readers.append(reader)
-            self.up_in = FaultyTransport(reader, plan, side="client", link=link)
-        for name, target in (("c2s", self._client_to_server), ("s2c", self._server_to_client)):
+            up_in = FaultyTransport(reader, plan, side="client", link=link)
+        self.up_in = up_in
+        # (name, label, source, sink, the far end told how it ends, the ends a reset resets)
+        directions = (
+            ("c2s", "client->server", self.down, up_end, up_end, (up_end,)),
+            ("s2c", "server->client", up_in, self.down_out, self.down, (self.down, up_end)),
+        )
+        for name, label, source, sink, far, resets in directions:
             thread = threading.Thread(
-                target=self._run, args=(target,), name=f"jsonrpc_mini-proxy-{index}-{name}", daemon=True
+                target=self._run,
+                args=(label, source, sink, far, resets),
+                name=f"jsonrpc_mini-proxy-{index}-{name}",
+                daemon=True,
             )
             self.threads.append(thread)
         for thread in self.threads:
             thread.start()
 
-    def _run(self, target: Callable[[], None]) -> None:
+    def _run(
+        self, label: str, source: Transport, sink: Transport, far: Transport, resets: tuple[Transport, ...]
+    ) -> None:
         """Run one direction; the last of the two to end closes both sockets."""
         try:
-            target()
+            self._pass_on(label, source, sink, far, resets)
         finally:
             with self._lock:
                 self._running -= 1
@@ -120,51 +130,34 @@ class _Relay:
     def _broken(self) -> bool:
         return isinstance(self.down, FaultyTransport) and self.down.link.broken is not None
 
-    def _client_to_server(self) -> None:
-        up = self.up
-        assert up is not None
-        try:
-            while not self.stopping:
-                try:
-                    data = self.down.recv(_CHUNK, _POLL)
-                except TimeoutError:
-                    continue
-                if not data:
-                    if self._broken():
-                        up.close()
-                    else:
-                        shutdown_write(up)
-                    return
-                up.send(data)
-        except ConnectionResetError:
-            abort_transport(up)
-        except (OSError, ValueError) as exc:
-            log.debug("proxy client->server ended: %s", exc)
-            up.close()
+    def _pass_on(
+        self, label: str, source: Transport, sink: Transport, far: Transport, resets: tuple[Transport, ...]
+    ) -> None:
+        """Move one direction's bytes from ``source`` to ``sink`` and pass on how it ends.
 
-    def _server_to_client(self) -> None:
-        up_in = self.up_in
-        assert up_in is not None
+        ``far`` is the end its bytes go to, as the other end sees it: an EOF half-closes
+        it (closes it where the plan broke the link), another error closes it; a reset
+        resets each of ``resets``.
+        """
         try:
             while not self.stopping:
                 try:
-                    data = up_in.recv(_CHUNK, _POLL)
+                    data = source.recv(_CHUNK, _POLL)
                 except TimeoutError:
                     continue
                 if not data:
                     if self._broken():
-                        self.down.close()
+                        far.close()
                     else:
-                        shutdown_write(self.down)
+                        shutdown_write(far)
                     return
-                self.down_out.send(data)
+                sink.send(data)
         except ConnectionResetError:
-            abort_transport(self.down)
-            if self.up is not None:
-                abort_transport(self.up)
+            for transport in resets:
+                abort_transport(transport)
         except (OSError, ValueError) as exc:
-            log.debug("proxy server->client ended: %s", exc)
-            self.down.close()
+            log.debug("proxy %s ended: %s", label, exc)
+            far.close()
 
     def close(self) -> None:
         """Stop both threads and both readers, close both sockets."""
