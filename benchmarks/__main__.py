@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 from benchmarks import _codecs, _reader
+from benchmarks._child import stop_child
 from benchmarks._clients import CLIENTS, pyro5_serializer
 from benchmarks._scenarios import SCENARIOS
 from benchmarks._servers import SERVER_CPU_ENV
@@ -78,13 +79,7 @@ class Contender:
         with contextlib.suppress(Exception):
             if hasattr(self, "client"):
                 self.client.close()
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_child(self.proc, 5)
 
 
 def fmt_time(seconds: float) -> str:

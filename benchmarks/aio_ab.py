@@ -22,6 +22,11 @@ import statistics
 import subprocess
 import sys
 
+if __package__ in (None, ""):  # run as a script: make the checkout's benchmarks importable (appended)
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._child import stop_child
+
 WORKER = r"""
 import asyncio, sys, time
 from benchmarks import aio_bench
@@ -107,15 +112,7 @@ def main(argv: list[str]) -> int:
             print(f"last / first, ratio vs raw per round: {_quartiles(per_round)}")
     finally:
         for proc in procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_child(proc, 10)
     return 0
 
 

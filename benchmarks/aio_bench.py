@@ -38,6 +38,11 @@ import sys
 import time
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make the checkout's benchmarks importable (appended)
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._child import stop_child
+
 try:
     import orjson
 
@@ -164,15 +169,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the child process (bounded)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_child(self.proc, 10)
 
 
 # -- clients -----------------------------------------------------------------------
