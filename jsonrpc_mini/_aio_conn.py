@@ -386,8 +386,11 @@ class ServerProtocol(EndingProtocol):
         scan_from = self._scan_from
         if not self._scan_soon and scan_from is not None:  # caught up (or stopped: calls at their limit, closed)
             self._scan_from = None
-            if self._started is not None:
-                self._started += self._loop.time() - scan_from
+            started = self._started
+            # Only a message begun before the scan has the scan's time taken off: one
+            # whose first read began the scan got its start at the scan's end (pump).
+            if started is not None and started <= scan_from:
+                self._started = started + self._loop.time() - scan_from
             if not (self._input_done or self._gone):
                 self._arm()
 

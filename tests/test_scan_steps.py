@@ -187,21 +187,24 @@ SCAN_TIME = 1.0  # the loop's time the first slice of the scan takes: over READ_
 
 
 @pytest.mark.parametrize(
-    ("before", "after", "answered"),
+    ("together", "before", "after", "answered"),
     [
-        pytest.param(0.1, 0.1, True, id="pauses-within-read_timeout"),
-        pytest.param(0.15, 0.2, False, id="pauses-past-read_timeout"),
+        pytest.param(False, 0.1, 0.1, True, id="pauses-within-read_timeout"),
+        pytest.param(False, 0.15, 0.2, False, id="pauses-past-read_timeout"),
+        pytest.param(True, 0.0, 0.25, True, id="scan-in-first-read-pause-within"),
+        pytest.param(True, 0.0, 0.35, False, id="scan-in-first-read-pause-past"),
     ],
 )
 def test_the_time_spent_scanning_does_not_count_against_read_timeout(
-    monkeypatch: pytest.MonkeyPatch, before: float, after: float, answered: bool
+    monkeypatch: pytest.MonkeyPatch, together: bool, before: float, after: float, answered: bool
 ) -> None:
     # The value takes three reads: the head, a middle part the server scans in
-    # slices, then the end. The scan takes SCAN_TIME (> read_timeout), all of it the
-    # server's doing: it does not count. The pauses before and after it (the peer's
-    # doing) do: within read_timeout in all, the value is answered; over it, the
-    # connection is closed. The loop's clock is stopped and moved by the test (see
-    # StoppedClock): no step depends on how fast this machine runs.
+    # slices, then the end (``together``: head and middle in one read, so the scan
+    # begins with the message). The scan takes SCAN_TIME (> read_timeout), all of it
+    # the server's doing: it does not count. The pauses before and after it (the
+    # peer's doing) do: within read_timeout in all, the value is answered; over it,
+    # the connection is closed. The loop's clock is stopped and moved by the test
+    # (see StoppedClock): no step depends on how fast this machine runs.
     monkeypatch.setattr(_aio_conn, "SCAN_STEPS", 100)  # hundreds of slices for the middle part
     head = b'{"jsonrpc":"2.0","id":7,"method":"size","params":['
     # Brackets nested 40 deep: the framer cannot tell cheaply that the value is
@@ -209,6 +212,7 @@ def test_the_time_spent_scanning_does_not_count_against_read_timeout(
     middle = DEEP_ELEMENTS[:-2] + b"[" * 40 + b"1" + b"]" * 40 + b"]"
     scan_more = _aio_conn.ServerProtocol._scan_more
     slow: list[_aio_conn.ServerProtocol] = []  # the connection whose first slice took SCAN_TIME
+    started_at_scan: list[float | None] = []  # its message's start when the scan began
 
     async def main() -> None:
         server = aio.RPCServer(read_timeout=READ_TIMEOUT)
@@ -219,18 +223,24 @@ def test_the_time_spent_scanning_does_not_count_against_read_timeout(
             def costly_first_slice(conn: _aio_conn.ServerProtocol) -> None:
                 if not slow:
                     slow.append(conn)
+                    started_at_scan.append(conn._started)
                     clock.advance(SCAN_TIME)
                 scan_more(conn)
 
             monkeypatch.setattr(_aio_conn.ServerProtocol, "_scan_more", costly_first_slice)
             conn = await RawConn.open(address)
             try:
-                await conn.send(head)
-                served = await _first(
-                    lambda: next((c for c in server._conns if c._started is not None), None), "the head read"
-                )
-                clock.advance(before)  # after the server read the head: the message's time runs
-                await conn.send(middle)
+                if together:
+                    await conn.send(head + middle)  # (36 KB, one write: one read on loopback)
+                    served = await _first(lambda: slow[0] if slow else None, "the scan's start")
+                    assert started_at_scan == [None], "the scan did not begin with the message"
+                else:
+                    await conn.send(head)
+                    served = await _first(
+                        lambda: next((c for c in server._conns if c._started is not None), None), "the head read"
+                    )
+                    clock.advance(before)  # after the server read the head: the message's time runs
+                    await conn.send(middle)
                 await _first(lambda: slow and served._scan_from is None, "the scan's end")
                 assert slow == [served], "the value was not scanned in slices"
                 assert not served._input_done  # the value still open
