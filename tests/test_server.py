@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import re
+import select
 import socket
 import ssl
 import threading
@@ -1081,13 +1082,22 @@ def test_content_length_message_too_large_is_refused_before_reading_it() -> None
 
 
 def test_a_silent_tls_client_does_not_block_others(tls: Any) -> None:
+    # handshake_timeout far past the client's timeout: the good client is answered
+    # only if the silent client's unfinished handshake holds nobody else up.
     server_ctx, client_ctx = tls
-    s = RPCServer(handshake_timeout=0.3)
+    s = RPCServer(handshake_timeout=60)
     s.register_function(add)
     with serving(s, ssl=server_ctx) as (host, port), raw_connect((host, port)) as silent:
         # the silent client connected first and never starts its handshake
         with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as c:
             assert c.add(1, 2) == 3
+        assert select.select([silent.sock], [], [], 0)[0] == []  # still open, mid-handshake: no byte, no EOF
+    # (serving's shutdown closed it)
+
+
+def test_a_silent_tls_client_is_dropped_after_handshake_timeout(tls: Any) -> None:
+    server_ctx, _ = tls
+    with serving(RPCServer(handshake_timeout=0.3), ssl=server_ctx) as address, raw_connect(address) as silent:
         assert silent.to_eof() == b""  # dropped once handshake_timeout passed
 
 
