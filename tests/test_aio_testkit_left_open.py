@@ -266,9 +266,11 @@ def test_leaving_the_block_keeps_the_servers_calls_for_its_shutdown() -> None:
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=WAIT)
         done: list[str] = []
+        started = asyncio.Event()
 
         @srv.register
         async def slow() -> str:
+            started.set()
             await asyncio.sleep(0.3)
             done.append("slow")
             return "slow"
@@ -282,7 +284,7 @@ def test_leaving_the_block_keeps_the_servers_calls_for_its_shutdown() -> None:
         with contextlib.suppress(KeyError):
             async with aio_loopback(srv) as c:
                 pending = asyncio.ensure_future(c.slow())
-                await asyncio.sleep(0.05)  # the call is running
+                await asyncio.wait_for(started.wait(), WAIT)  # the call is running
                 await c.notify("note")
                 raise KeyError
         assert pending is not None
