@@ -186,7 +186,7 @@ class _Link(_RequestSender):
             if dumps is None:
                 data = dumps_line(request)
             else:
-                # And dumps_line's own work in line (change both): orjson's output,
+                # And dumps_line's own work in line (see there: change all three): orjson's output,
                 # returned at once when it is small and holds no null (so no NaN or
                 # Infinity), without dumps_line's Python call (~0.4k instructions).
                 try:

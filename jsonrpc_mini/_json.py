@@ -311,7 +311,9 @@ class JsonCodec:
 
         Speed: orjson writes the newline itself (no copy), and a small output holding
         no ``null`` (so no NaN or Infinity either) is returned at once: ~0.3 us less
-        per message than ``dumps`` and a concatenation.
+        per message than ``dumps`` and a concatenation. ``_Link.request`` and
+        ``SessionCalls._plain_reply`` do this work in line (with ``orjson_dumps``):
+        change all three.
         """
         if self.use_orjson:
             try:

@@ -158,6 +158,17 @@ def test_an_int_result_gets_the_bytes_of_the_general_path(
         return dumps_line(value)
 
     session._dumps_line = codec_line
+    # With orjson the codec's work is done in line (see _plain_reply): orjson called
+    # directly, then dumps_line if orjson refuses the value (each records it).
+    codec = session._proto.codec
+    orjson_dumps = codec.orjson_dumps
+    if orjson_dumps is not None:
+
+        def orjson_line(value: Any, default: None, option: int) -> bytes:
+            written.append(value)
+            return orjson_dumps(value, default, option)
+
+        codec.orjson_dumps = orjson_line
     line = _compact({"jsonrpc": "2.0", "method": "give", "params": [], "id": id_})
     peer.sendall(b" " + line)  # a leading space: the framer reads it
     general_reply = peer.until()
@@ -167,7 +178,8 @@ def test_an_int_result_gets_the_bytes_of_the_general_path(
     # Only an int id's int result is written without the codec (one too long to write too:
     # the codec would fail as the format does).
     by_format = type(result) is int and type(id_) is int
-    assert written == ([] if by_format else [{"jsonrpc": "2.0", "id": id_, "result": result}])
+    reply = {"jsonrpc": "2.0", "id": id_, "result": result}
+    assert (written == []) if by_format else (bool(written) and all(value == reply for value in written))
     if result is True or result is False:
         assert general_reply.endswith(b'"result":' + json.dumps(result).encode() + b"}\n")
     elif result == 10**5000:
