@@ -178,10 +178,13 @@ class _Link(_RequestSender):
         proto = self.proto
         id_ = next(proto.ids)  # (proto.next_id() without its Python call: ~0.4k instructions)
         dumps_line = self.dumps_line
-        if dumps_line is not None and params is not None:
-            # Speed: proto.encode_request's work in line for the usual request (the same
-            # object, so the same bytes): three Python calls less, ~0.2 us in-process.
-            request = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
+        if dumps_line is not None:
+            # Speed: proto.encode_request's work in line (call_value's object, so the same
+            # bytes): three Python calls less, ~0.2 us in-process (~1.5k instructions).
+            if params is None:
+                request = {"jsonrpc": "2.0", "method": method, "id": id_}
+            else:
+                request = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
             dumps = self.orjson_dumps
             if dumps is None:
                 data = dumps_line(request)

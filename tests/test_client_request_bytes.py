@@ -1,11 +1,12 @@
-"""The sync client's usual request is written as the codec's ``dumps_line`` writes it.
+"""The sync client's request is written as the general path (``encode_request``) writes it.
 
-``_Link.request`` does ``dumps_line``'s work in line when the codec is JsonCodec
+``_Link.request`` does ``encode_request``'s work in line (its request object, then
+the codec's ``dumps_line``), and ``dumps_line``'s own when the codec is JsonCodec
 itself writing with orjson (orjson called directly, its output then looked at for
 NaN and Infinity as dumps_line looks). These tests send requests through a link on
 a transport that keeps what it is given, and compare the bytes (or the error) with
-``dumps_line`` on the same request object, over the values where orjson and the
-checks matter: bools, integers at and past 64 bits and past the digit limit of
+``ClientConnection.encode_request``'s for the same call, over the values where the
+object (no params at all), orjson and the checks matter: bools, integers at and past 64 bits and past the digit limit of
 int-to-str conversion, NaN and infinities (nested too), lone surrogates, control
 and non-ASCII characters, "null" in strings, outputs past the small-output size.
 """
@@ -45,6 +46,7 @@ params = st.one_of(
     st.lists(st.one_of(ints, texts), max_size=5),  # the usual arguments
     st.lists(values, max_size=4),
     st.dictionaries(texts, values, max_size=3),
+    st.none(),  # no arguments: no "params" member
 )
 methods = st.one_of(st.just("add"), texts)
 request_ids = st.one_of(st.integers(1, 99), st.sampled_from([2**63 - 1, 2**63, 2**64, 10**25]))
@@ -108,10 +110,10 @@ def _codec(kind: bool | str) -> JsonCodec:
 @pytest.mark.parametrize("kind", CODEC_KINDS, ids=[*CODEC_IDS, "subclass"])
 @settings(max_examples=150, deadline=None)
 @given(method=methods, params=params, id_=request_ids)
-def test_a_request_is_written_as_dumps_line_writes_it(kind: bool | str, method: Any, params: Any, id_: int) -> None:
+def test_a_request_is_written_as_encode_request_writes_it(kind: bool | str, method: Any, params: Any, id_: int) -> None:
     codec = _codec(kind)
-    request = {"jsonrpc": "2.0", "method": method, "params": params, "id": id_}
-    assert _sent(codec, method, params, id_) == _outcome(codec.dumps_line, request)
+    expected = _outcome(ClientConnection(codec=codec).encode_request, method, params, id_)
+    assert _sent(codec, method, params, id_) == expected
 
 
 @pytest.mark.parametrize("kind", CODEC_KINDS, ids=[*CODEC_IDS, "subclass"])
@@ -119,10 +121,10 @@ def test_a_request_is_written_as_dumps_line_writes_it(kind: bool | str, method: 
     "params",
     [
         *([1, 2], [True, False], [2**63], [2**64], [10**4300], [math.nan], [[math.inf]], [{"a": -math.inf}]),
-        *(["\udc80"], ["null"], [None], ["x" * 5000], ["é\n\x00"], [1.0]),
+        *(["\udc80"], ["null"], [None], ["x" * 5000], ["é\n\x00"], [1.0], None, [], {}),
     ],
 )
-def test_the_edge_values_are_written_as_dumps_line_writes_them(kind: bool | str, params: Any) -> None:
+def test_the_edge_values_are_written_as_encode_request_writes_them(kind: bool | str, params: Any) -> None:
     codec = _codec(kind)
-    expected = _outcome(codec.dumps_line, {"jsonrpc": "2.0", "method": "m", "params": params, "id": 1})
+    expected = _outcome(ClientConnection(codec=codec).encode_request, "m", params, 1)
     assert _sent(codec, "m", params, 1) == expected
