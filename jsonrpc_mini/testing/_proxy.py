@@ -98,10 +98,13 @@ class _Relay:
             self.readers.append(reader)
             up_in = FaultyTransport(reader, plan, side="client", link=link)
         self.up_in = up_in
-        # (name, label, source, sink, the far end told how it ends, the ends a reset resets)
+        # (name, label, source, sink, the far end told how it ends, the ends a reset resets).
+        # s2c resets the server's end first: resetting the client's wakes c2s, which would
+        # half-close the server's end (its source ended, the link not broken by the plan),
+        # and a server that read that EOF first never sees the reset.
         directions = (
             ("c2s", "client->server", self.down, up_end, up_end, (up_end,)),
-            ("s2c", "server->client", up_in, self.down_out, self.down, (self.down, up_end)),
+            ("s2c", "server->client", up_in, self.down_out, self.down, (up_end, self.down)),
         )
         for name, label, source, sink, far, resets in directions:
             thread = threading.Thread(

@@ -1,17 +1,19 @@
-"""What each end sees when LoopbackServer's proxy ends a link: closed or half-closed.
+"""What each end sees when LoopbackServer's proxy ends a link: closed, half-closed or reset.
 
 The proxy passes on how a direction ends (``_Relay._pass_on``): where the plan broke
 the link (``disconnect_after``) the far end is closed, not half-closed, so both ends
 read EOF and a write then fails (FaultPlan: "writes raise BrokenPipeError"); where
-only one direction ended (``half_close_after``) the other keeps carrying bytes. The
-"server" here is a plain socket the proxy is pointed at, so the test sees what its
-socket gets.
+only one direction ended (``half_close_after``) the other keeps carrying bytes; a
+reset the server->client direction meets (the client's RST, found by writing to it)
+resets the server's end too, as one coming from the client does. The "server" here is
+a plain socket the proxy is pointed at, so the test sees what its socket gets.
 """
 
 from __future__ import annotations
 
 import select
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,7 +21,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _proxy
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _proxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,3 +99,21 @@ def test_a_half_closed_direction_leaves_the_other_one_carrying() -> None:
         far.sendall(b"reply")  # ...and its reply still reaches the client
         far.shutdown(socket.SHUT_WR)
         assert read_all(client) == b"reply"
+
+
+def test_a_client_reset_met_by_the_server_to_client_direction_resets_the_server() -> None:
+    # The client->server direction holds the client's first bytes (latency) and its
+    # reader holds its bound (1 MiB): the client's RST stays unread on the proxy's
+    # socket, and the server->client direction meets it when it writes the server's
+    # bytes to the client. The server then gets a reset, not an EOF (it got one in 5
+    # runs of 6 when the proxy reset the client's end first: that woke the other
+    # direction, which half-closed the server's end before it was reset).
+    with linked(FaultPlan(seed=4, client_to_server=HOLD)) as (client, far, relay):
+        client.sendall(b"z" * (2 << 20))
+        reader = next(reader for reader in relay.readers if "client" in reader.thread.name)
+        wait_for(lambda: reader._held >= _eager._HOLD, "the proxy's reader of the client holding its bound")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # RST
+        far.sendall(b"reply")
+        with pytest.raises(ConnectionResetError):
+            far.recv(4096)
