@@ -5,11 +5,10 @@ the codec's ``dumps_line``), and ``dumps_line``'s own when the codec is JsonCode
 itself writing with orjson (orjson called directly, its output then looked at for
 NaN and Infinity as dumps_line looks). These tests send requests through a link on
 a transport that keeps what it is given, and compare the bytes (or the error) with
-``ClientConnection.encode_request``'s for the same call, over the values where the
-object (no params at all), orjson and the checks matter: bools, integers at and past 64 bits and past the digit limit of
-int-to-str conversion, NaN and infinities (nested too), lone surrogates, control
-and non-ASCII characters, "null" in strings, outputs past the small-output size.
-"""
+``ClientConnection.encode_request``'s for the same call, with and without params,
+over the values where orjson and the checks matter (``_written_values``: bools,
+big integers, NaN and infinities, every code point, long outputs, subclasses of
+int, str, float, list and dict, Enum members)."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from _driver_helpers import CODEC_IDS, CODECS
+from _written_values import SUBCLASSED, WriterSubclass, ints, texts, values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,19 +29,6 @@ from jsonrpc_mini._json import JsonCodec
 
 pytestmark = pytest.mark.timeout(60)
 
-EDGE_INTS = [0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, -(10**30)]
-# (Built, not listed: a strategy's repr writes its values, and these have too many digits for str().)
-HUGE_INTS = st.integers(4299, 4300).map(lambda digits: 10**digits)
-ints = st.one_of(st.sampled_from(EDGE_INTS), st.integers(), st.booleans(), HUGE_INTS)
-# Every code point, lone surrogates included; "null" (a string holding it sends the
-# output to the NaN check); long ones (an output past the small-output size).
-texts = st.one_of(
-    st.text(st.characters(blacklist_categories=()), max_size=8),
-    st.sampled_from(["null", "a\x00\x1f\x7f", "é€😀", "\ud800", "x" * 5000]),
-)
-floats = st.sampled_from([math.nan, math.inf, -math.inf, 1.5, -0.0])
-scalars = st.one_of(ints, ints, texts, texts, floats, st.none())
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=2))
 params = st.one_of(
     st.lists(st.one_of(ints, texts), max_size=5),  # the usual arguments
     st.lists(values, max_size=4),
@@ -72,15 +59,6 @@ class _Keeper:
         pass
 
 
-class _Subclass(JsonCodec):
-    """Writes every non-ASCII character as an escape: a link must not write as JsonCodec does."""
-
-    __slots__ = ()
-
-    def dumps_line(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-
-
 def _outcome(function: Any, *args: Any) -> Any:
     try:
         return function(*args)
@@ -104,7 +82,7 @@ CODEC_KINDS = [*CODECS, "subclass"]
 
 
 def _codec(kind: bool | str) -> JsonCodec:
-    return _Subclass() if kind == "subclass" else JsonCodec(use_orjson=bool(kind))
+    return WriterSubclass() if kind == "subclass" else JsonCodec(use_orjson=bool(kind))
 
 
 @pytest.mark.parametrize("kind", CODEC_KINDS, ids=[*CODEC_IDS, "subclass"])
@@ -122,6 +100,8 @@ def test_a_request_is_written_as_encode_request_writes_it(kind: bool | str, meth
     [
         *([1, 2], [True, False], [2**63], [2**64], [10**4300], [math.nan], [[math.inf]], [{"a": -math.inf}]),
         *(["\udc80"], ["null"], [None], ["x" * 5000], ["é\n\x00"], [1.0], None, [], {}),
+        *([value] for value in SUBCLASSED),
+        *([value, math.nan] for value in SUBCLASSED),
     ],
 )
 def test_the_edge_values_are_written_as_encode_request_writes_them(kind: bool | str, params: Any) -> None:
