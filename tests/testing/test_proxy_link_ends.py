@@ -76,7 +76,7 @@ def test_a_link_broken_by_client_bytes_closes_the_servers_end() -> None:
         wait_for(lambda: isinstance(relay.up_in, _proxy.FaultyTransport) and relay.up_in._held, "EARLY held")
         client.sendall(HELLO + b"lost")
         assert read_all(far) == HELLO
-        write_fails(far)  # (half-closed, the proxy took this write: no reset)
+        write_fails(far)  # (a half-closed end would take this write: no reset)
         assert read_all(client) == b""
 
 
