@@ -21,6 +21,10 @@ _WALK_FROM = 256 * 1024
 _WALK_BUDGET = 256
 
 
+# What every writer says of a NaN or an infinity, whichever encoder met it.
+NONFINITE = "NaN and Infinity are not valid JSON"
+
+
 def _finite(value: Any, out: bytes) -> bytes:
     """``out`` (orjson's encoding of ``value``), or ValueError if ``value`` holds NaN or Infinity."""
     # orjson writes NaN and Infinity as null; a null in the output is the only
@@ -31,7 +35,7 @@ def _finite(value: Any, out: bytes) -> bytes:
     if nonfinite is None:
         nonfinite = _has_null(out) and bool(_has_nonfinite(value))
     if nonfinite:
-        raise ValueError("NaN and Infinity are not valid JSON")
+        raise ValueError(NONFINITE)
     return out
 
 
@@ -72,16 +76,24 @@ def _default(value: Any) -> Any:
 
 
 def _stdlib_dumps(value: Any) -> bytes:
-    if _c_make_encoder is not None:
-        # Speed: what json.dumps(value, ensure_ascii=False, separators=(",", ":"),
-        # allow_nan=False, default=_default) runs, without its four Python layers
-        # (dumps, JSONEncoder.__init__, encode, iterencode: ~150 bytecodes, ~5k
-        # instructions per message): the C encoder it makes, with a fresh markers dict
-        # (check_circular), called at once. The same text and errors.
-        encode = _c_make_encoder({}, _default, _c_encode_basestring, None, ":", ",", False, False, False)
-        text = "".join(encode(value, 0))
-    else:  # pragma: no cover - CPython always has the C encoder
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+    try:
+        if _c_make_encoder is not None:
+            # Speed: what json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+            # allow_nan=False, default=_default) runs, without its four Python layers
+            # (dumps, JSONEncoder.__init__, encode, iterencode: ~150 bytecodes, ~5k
+            # instructions per message): the C encoder it makes, with a fresh markers
+            # dict (check_circular), called at once. The same text and errors.
+            encode = _c_make_encoder({}, _default, _c_encode_basestring, None, ":", ",", False, False, False)
+            text = "".join(encode(value, 0))
+        else:  # pragma: no cover - CPython always has the C encoder
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+    except ValueError as exc:
+        # The stdlib's words for a NaN ("Out of range float values are not JSON
+        # compliant") become orjson's path's, so a caller's error does not depend on
+        # which encoder wrote the rest of the value (or on orjson being installed).
+        if str(exc).startswith("Out of range float"):
+            raise ValueError(NONFINITE) from None
+        raise
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
