@@ -359,6 +359,14 @@ class FaultyTransport:
             time.sleep(self.plan.close_delay)
         self.inner.close()
 
+    def _stop_waits(self) -> None:
+        """End a blocked ``recv``'s wait now (it returns ``b""``), as ``close`` does, closing nothing.
+
+        For the proxy's relay, which closes the sockets itself: a direction waiting out
+        a held chunk's delay stops at once instead of at its next poll.
+        """
+        self._closed.set()
+
     def shutdown_write(self) -> None:
         """Half-close our sending direction (after the plan's ``close_delay``)."""
         if self.plan.close_delay:

@@ -149,6 +149,8 @@ class _Relay:
                 except TimeoutError:
                     continue
                 if not data:
+                    if self.stopping:  # (close() woke this read: it closes the sockets)
+                        return
                     if self._broken():
                         far.close()
                     else:
@@ -165,6 +167,8 @@ class _Relay:
     def close(self) -> None:
         """Stop both threads and both readers, close both sockets."""
         self.stopping = True
+        if isinstance(self.up_in, FaultyTransport):
+            self.up_in._stop_waits()  # (a held chunk's delay would keep its thread until its poll)
         self.down.close()
         if self.up is not None:
             self.up.close()

@@ -117,3 +117,33 @@ def test_a_client_reset_met_by_the_server_to_client_direction_resets_the_server(
         far.sendall(b"reply")
         with pytest.raises(ConnectionResetError):
             far.recv(4096)
+
+
+def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server->client direction waits out a held chunk's delay (30 s here) in steps
+    # of the proxy's poll; close() must end that wait itself. The poll is made longer
+    # than WAIT, so a wait that only the poll ends keeps the relay past the join below.
+    monkeypatch.setattr(_proxy, "_POLL", WAIT * 2)
+    server = RPCServer()
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            kit = LoopbackServer(server, faults=FaultPlan(seed=5, server_to_client=HOLD))
+            try:
+                kit.direct_address = listener.getsockname()[:2]
+                listener.settimeout(WAIT)
+                with socket.create_connection(kit.address, timeout=WAIT):
+                    far, _ = listener.accept()
+                    with far:
+                        wait_for(lambda: kit._relays, "the proxy's relay")
+                        relay = kit._relays[0]
+                        far.sendall(EARLY)
+                        wait_for(
+                            lambda: isinstance(relay.up_in, _proxy.FaultyTransport) and relay.up_in._held,
+                            "EARLY held",
+                        )
+                        relay.close()
+                        assert relay.join(WAIT), "a direction kept waiting out its held chunk after close()"
+            finally:
+                kit.close()
+    finally:
+        server.shutdown()
