@@ -60,8 +60,8 @@ class Session(SessionReader, SessionCalls, SessionTurns):
     def __init__(self, server: RPCServer, transport: Transport, on_done: Callable[[Session], None], name: str) -> None:
         # Speed: a Session has 29 instance attributes (these and its mixins'). CPython
         # 3.11 keeps instance attribute lookups specialized up to 29 (measured); a
-        # 30th loses the specialized form (~0.7k instructions more per call,
-        # helper-126). Read a new value through an existing one where you can.
+        # 30th loses the specialized form (~0.7k instructions more per call, by
+        # callgrind). Read a new value through an existing one where you can.
         self.server = server
         self._opts = server.options
         self._transport = transport
