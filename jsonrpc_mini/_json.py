@@ -5,7 +5,9 @@ integers bounded by a digit limit. Writing: compact UTF-8, never ``NaN``/``Infin
 besides JSON's own types, ``uuid.UUID`` is written as its string and an ``enum.Enum``
 member as its value. orjson is used when it is installed; whatever it cannot handle
 (integers past 64 bits, lone surrogates, non-string keys) falls back to the standard
-library, so the results are the same with or without it.
+library, so the values read and written are the same with or without it (the
+bytes may differ in spelling only: orjson writes ``1e-7`` where the stdlib
+writes ``1e-07``; both read back as the same float).
 
 This module is the codec (``JsonCodec``) and its reading; what writing uses
 besides orjson (the stdlib encoder as called here, the NaN/Infinity check) is
