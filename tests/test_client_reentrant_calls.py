@@ -11,7 +11,10 @@ that send (test_client_signal_notify.py has more).
 
 Each case runs the "handler" inside the transport's recv or send, on the calling
 thread, as a signal handler landing there would; every client has no timeout,
-so a call that waits does so for ever (bounded here by the thread join).
+so a call that waits does so for ever (bounded here by the thread join). "At
+once" is shown by order, not by time: the server answers the outer call only
+after the handler's call has returned, so that call waited for nothing the
+outer call's reply frees; and the transport records what moved while it ran.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,7 +41,12 @@ def _no_leaks() -> Any:
 
 
 class _HandlerIn:
-    """A transport that, once armed, runs ``handler`` inside its next recv (or send of ``min_size`` bytes or more)."""
+    """A transport that, once armed, runs ``handler`` inside its next recv (or send of ``min_size`` bytes or more).
+
+    ``returned`` is set once the handler has returned (the server's ``slow`` waits
+    for it); ``inside`` lists the sends and recvs made while it ran, ``sent`` every
+    send's bytes, in order.
+    """
 
     def __init__(self, inner: SocketTransport, where: str, min_size: int = 0) -> None:
         self.inner = inner
@@ -47,26 +54,36 @@ class _HandlerIn:
         self.min_size = min_size
         self.handler: Callable[[], Any] | None = None
         self.outcome: Any = None
-        self.took = -1.0
+        self.running = False
+        self.returned = threading.Event()
+        self.inside: list[str] = []
+        self.sent: list[bytes] = []
 
     def _run(self) -> None:
         handler, self.handler = self.handler, None
         if handler is not None:
-            start = time.monotonic()
+            self.running = True
             try:
                 self.outcome = handler()
             except Exception as exc:  # recorded for the test
                 self.outcome = exc
-            self.took = time.monotonic() - start
+            finally:
+                self.running = False
+                self.returned.set()
 
     def send(self, data: bytes) -> None:
         if self.where == "send" and len(data) >= self.min_size:
             self._run()
+        if self.running:
+            self.inside.append("send")
+        self.sent.append(data)
         self.inner.send(data)
 
     def recv(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self.where == "recv":
             self._run()
+        if self.running:
+            self.inside.append("recv")
         return self.inner.recv(max_bytes, timeout)
 
     def close(self) -> None:
@@ -77,14 +94,15 @@ class _Server:
     def __init__(self) -> None:
         self.server = RPCServer()
         self.seen: list[str] = []
+        # ``slow`` answers once this is set (the handler has returned: see _connected).
+        self.gate = threading.Event()
         self.server.register_function(self._slow, name="slow")
         self.server.register_function(self._ping, name="ping")
         self.server.register_function(self._note, name="note")
         self.server.register_function(len, name="size")
 
-    def _slow(self, seconds: float) -> str:
-        time.sleep(seconds)
-        return "slept"
+    def _slow(self) -> str:
+        return "slept" if self.gate.wait(WAIT) else "the handler's call never returned"
 
     def _ping(self) -> str:
         self.seen.append("ping")
@@ -113,10 +131,14 @@ def _client(address: Any, where: str, min_size: int = 0) -> tuple[RPCClient, _Ha
 
 @contextlib.contextmanager
 def _connected(where: str, min_size: int = 0) -> Iterator[tuple[_Server, RPCClient, _HandlerIn]]:
-    """A ``_Server`` served on loopback and a ``_client`` of it with its transport (closed afterwards)."""
+    """A ``_Server`` served on loopback and a ``_client`` of it with its transport (closed afterwards).
+
+    The server's ``slow`` answers only once the transport's handler has returned.
+    """
     srv = _Server()
     with serving(srv.server) as address:
         c, transport = _client(address, where, min_size)
+        srv.gate = transport.returned
         try:
             yield srv, c, transport
         finally:
@@ -147,9 +169,10 @@ def test_a_call_made_while_its_thread_waits_for_a_reply_is_refused_at_once(kind:
             return None
 
         transport.handler = handler
-        assert bounded(lambda: c.slow(0.2), c) == "slept"  # the outer call goes on
+        # The outer call goes on; its reply comes only after the handler's call returned.
+        assert bounded(c.slow, c) == "slept"
         _refused(transport.outcome, {"small": "ping", "large": "size", "batch": None}[kind])
-        assert transport.took < WAIT / 2
+        assert transport.inside == []  # it neither sent nor read
         assert c.ping() == "pong"  # the connection stays usable
         assert srv.seen == ["ping", "ping"]  # nothing of the refused call reached the server
         link = c._link
@@ -165,11 +188,15 @@ def test_a_notification_made_while_its_thread_waits_for_a_reply_or_sends_a_large
         c.ping()
         transport.handler = lambda: c.notify("note", "from the handler")
         if where == "recv":
-            assert bounded(lambda: c.slow(0.2), c) == "slept"
+            assert bounded(c.slow, c) == "slept"  # (answered only once the handler returned)
+            assert transport.inside == ["send"]  # the send lock was free: written at once
         else:
             assert bounded(lambda: c.size("x" * 200_000), c) == 200_000
+            # Not written inside the suspended send: by it, right after the large request.
+            assert transport.inside == []
+            assert [b'"note"' in data for data in transport.sent[-2:]] == [False, True]
+            assert len(transport.sent[-2]) > 200_000
         assert transport.outcome is None
-        assert transport.took < WAIT / 2
         _ran(srv, "from the handler")
         assert c.ping() == "pong"
         assert srv.seen == ["ping", "from the handler", "ping"]  # (size is not recorded)
@@ -182,8 +209,9 @@ def test_a_call_made_while_its_thread_sends_a_small_request_is_refused() -> None
     with _connected("send", min_size=40) as (srv, c, transport):
         c.ping()
         transport.handler = c.ping
-        assert bounded(lambda: c.slow(0.1), c) == "slept"
+        assert bounded(c.slow, c) == "slept"
         _refused(transport.outcome, "ping")
+        assert transport.inside == []
         assert c.ping() == "pong"
         assert srv.seen == ["ping", "ping"]
 
@@ -220,27 +248,37 @@ def test_a_call_made_while_its_thread_sends_a_large_request_closes_the_connectio
         # It names the method, as other lost-connection errors do (a batch names none).
         assert exc.method == {"small": "ping", "batch": None}[kind]
         assert str(exc).startswith(f"{exc.method}: a send" if exc.method else "a send")
-        assert transport.took < WAIT / 2
+        assert transport.inside == []  # it closed the connection without a send or a read
         link = c._link
         assert link is not None and not link.pending and not link.outbox and not link.send_lock._is_owned()
 
 
 class _HandlerInAcquire:
-    """The send lock; a blocking acquire by ``thread`` first runs ``handler`` (a signal landing in the wait)."""
+    """The send lock; a blocking acquire by ``thread`` first runs ``handler`` (a signal landing in the wait).
+
+    ``nested`` is set when the handler's call itself waits for the lock.
+    """
 
     def __init__(self, inner: Any, thread: threading.Thread, handler: Callable[[], Any]) -> None:
         self.inner = inner
         self.thread = thread
         self.handler: Callable[[], Any] | None = handler
         self.outcome: Any = None
+        self.running = False
+        self.nested = threading.Event()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking and self.handler is not None and threading.current_thread() is self.thread:
             handler, self.handler = self.handler, None
+            self.running = True
             try:
                 self.outcome = handler()
             except Exception as exc:  # recorded for the test
                 self.outcome = exc
+            finally:
+                self.running = False
+        elif blocking and self.running:
+            self.nested.set()
         return bool(self.inner.acquire(blocking, timeout))
 
     def release(self) -> None:
@@ -253,7 +291,8 @@ class _HandlerInAcquire:
 def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_served() -> None:
     # The thread has claimed the outbox (no timeout) and waits for the send lock,
     # which another thread holds: the small call was left in that thread's own
-    # outbox, to be written once its wait ends: never. Now it waits for the lock too.
+    # outbox, to be written once its wait ends: never. Now it waits for the lock too:
+    # the holder lets the lock go only once it does (so the lock is still held then).
     holder_done = threading.Event()
     with _connected("none") as (srv, c, _):
         try:
@@ -261,11 +300,12 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
             link = c._link
             assert link is not None
             taken = threading.Event()
+            waits = threading.Event()  # the handler's call waits for the lock (the wrapper's nested)
 
             def hold() -> None:
                 link.send_lock.acquire()
                 taken.set()
-                time.sleep(0.3)
+                waits.wait(WAIT)
                 link.send_lock.release()
                 holder_done.set()
 
@@ -274,6 +314,7 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
 
             def main() -> Any:
                 lock = _HandlerInAcquire(link.send_lock, threading.current_thread(), c.ping)
+                lock.nested = waits
                 link.send_lock = lock
                 holder.start()
                 assert taken.wait(WAIT)
@@ -282,6 +323,7 @@ def test_a_call_made_while_its_thread_waits_for_the_send_lock_it_claimed_is_serv
 
             assert bounded(main, c) == 100_000
             assert outer[0].outcome == "pong"  # served once the lock was free
+            assert waits.is_set()  # (it was not free before)
             assert srv.seen == ["ping", "ping"]
             assert c.ping() == "pong"
         finally:
