@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from typing import Any
 
 import pytest
 from _aio_support import WAIT, RawConn, request, run, serving, until
@@ -21,15 +22,21 @@ pytestmark = [
 
 
 class Gauge:
-    """Counts handlers running at once; they wait until released."""
+    """Counts handlers running at once (and records their values); they wait until released."""
 
     def __init__(self) -> None:
         self.now = 0
         self.peak = 0
+        self.values: list[Any] = []
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
+    def settled(self, srv: aio.RPCServer) -> bool:
+        """Whether every call the server counts has started here (the runner may start one later)."""
+        return self.now == srv.total_busy
+
     async def hold(self, value: object = None) -> object:
+        self.values.append(value)
         self.now += 1
         self.peak = max(self.peak, self.now)
         self.started.set()
@@ -62,8 +69,10 @@ def test_per_connection_limit_applies_back_pressure() -> None:
         srv.register_function(gauge.hold, name="hold")
         async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
             calls = [asyncio.create_task(c.hold(i)) for i in range(10)]
-            await until(lambda: gauge.now == 3)  # three calls running
-            await asyncio.sleep(0.2)  # more would have started by now without the limit
+            # The server stops reading the connection when it may start no more calls
+            # (the one loop runs both sides: nothing starts until a call ends). Not
+            # a sleep: without the limit it never stops.
+            await until(lambda: any(conn._read_paused for conn in srv._conns) and gauge.settled(srv))
             assert gauge.now == 3
             gauge.release.set()
             assert await asyncio.gather(*calls) == list(range(10))
@@ -79,15 +88,58 @@ def test_total_limit_spans_connections() -> None:
         srv.register_function(gauge.hold, name="hold")
         async with serving(srv) as address:
             clients = [await aio.connect(*address, timeout=WAIT) for _ in range(3)]
-            calls = [asyncio.create_task(c.hold(i)) for i in range(3) for c in clients]
-            await until(lambda: gauge.now == 4)  # four calls running
-            await asyncio.sleep(0.2)
-            assert gauge.now == 4 and srv.total_busy == 4
+            calls = [asyncio.create_task(c.hold(3 * k + i)) for i in range(3) for k, c in enumerate(clients)]
+
+            def held_back() -> bool:
+                # Every connection with a call not started is held at the gate (the one
+                # loop runs both sides: none of them starts one until a call ends). Not
+                # a sleep: without the limit none is held.
+                left = sum(sum(v // 3 == k for v in gauge.values) < 3 for k in range(3))
+                return bool(gauge.values) and len(srv._blocked) == left and gauge.settled(srv)
+
+            await until(held_back)
+            assert gauge.now == 4 and srv.total_busy == 4 and len(gauge.values) == 4
             gauge.release.set()
-            assert sorted(await asyncio.gather(*calls)) == sorted(i for i in range(3) for _ in range(3))
+            assert sorted(await asyncio.gather(*calls)) == list(range(9))
             assert gauge.peak == 4 and srv.total_busy == 0
             for c in clients:
                 await c.close()
+
+    run(main)
+
+
+def test_a_request_read_alone_at_a_limit_waits() -> None:
+    # A read of one whole request line takes a short way (no pump), which checks the
+    # limits itself: each request here is sent once the one before has started (or
+    # been stopped), so that each is read alone, on a connection whose first call
+    # (which tells its framing) has been answered.
+    async def main() -> None:
+        gauge = Gauge()
+        srv = aio.RPCServer(max_concurrent_calls=2, max_total_calls=3)
+        srv.register_function(gauge.hold, name="hold")
+        srv.register_function(lambda: 1, name="one")
+        async with serving(srv) as address:
+            first, second = await RawConn.open(address), await RawConn.open(address)
+            for conn in (first, second):
+                await conn.send(request("one", id_=0))
+                assert (await conn.recv())["result"] == 1
+            for n in (1, 2):
+                await first.send(request("hold", [n], id_=n))
+                await until(lambda: gauge.now == n)  # noqa: B023 (awaited here)
+            await first.send(request("hold", [3], id_=3))  # over the connection's limit (not the total)
+            await until(lambda: any(conn._read_paused for conn in srv._conns) and gauge.settled(srv))
+            assert gauge.now == 2
+            await second.send(request("hold", [4], id_=4))
+            await until(lambda: gauge.now == 3)
+            assert not srv._blocked
+            await second.send(request("hold", [5], id_=5))  # over the total limit
+            await until(lambda: len(srv._blocked) == 1 and gauge.settled(srv))
+            assert gauge.now == 3 and gauge.values == [1, 2, 4]
+            gauge.release.set()
+            assert sorted([(await first.recv())["id"] for _ in range(3)]) == [1, 2, 3]
+            assert sorted([(await second.recv())["id"] for _ in range(2)]) == [4, 5]
+            for conn in (first, second):
+                await conn.close()
 
     run(main)
 
