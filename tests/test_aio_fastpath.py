@@ -317,6 +317,16 @@ class HeldCalls:
             while self.running < count:
                 await asyncio.sleep(0.01)
 
+    async def until_stopped(self) -> None:
+        """Until the server has stopped reading the connection and every call it counts has started.
+
+        The server runs on the test's loop: from then on no call starts until one
+        ends. Not a sleep: a server that ignores the limit never stops reading.
+        """
+        async with asyncio.timeout(WAIT):
+            while not (any(conn._read_paused for conn in self.srv._conns) and self.running == self.srv.total_busy):
+                await asyncio.sleep(0.01)
+
 
 def test_one_read_of_many_calls_respects_the_connection_limit() -> None:
     async def main() -> None:
@@ -324,8 +334,7 @@ def test_one_read_of_many_calls_respects_the_connection_limit() -> None:
         async with serving(held.srv) as address:
             raw = await RawConn.open(address)
             await raw.send(lines(*(request("hold", [i], id_=i) for i in range(10))))
-            await held.until_running(3)
-            await asyncio.sleep(0.1)
+            await held.until_stopped()
             assert held.running == 3 and held.peak == 3  # the other seven wait, unread
             held.release.set()
             got = {(await raw.recv())["id"] for _ in range(10)}
@@ -348,8 +357,7 @@ def test_many_lines_decoded_at_once_still_respect_the_connection_limit() -> None
             await raw.send(lines(request("hold", [0], id_=0)))
             await held.until_running(1)
             await raw.send(lines(*(request("hold", [i], id_=i) for i in range(1, 11))))
-            await held.until_running(3)
-            await asyncio.sleep(0.1)
+            await held.until_stopped()
             assert held.running == 3 and held.peak == 3
             held.release.set()
             got = {(await raw.recv())["id"] for _ in range(11)}
