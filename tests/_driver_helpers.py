@@ -20,6 +20,7 @@ import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
 from jsonrpc_mini import ConnectionLost, RPCServer
 from jsonrpc_mini._json import HAVE_ORJSON
+from jsonrpc_mini._session import Session
 
 WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
 # The JSON codecs a test runs with (``JsonCodec(use_orjson=...)``), and their test ids.
@@ -274,6 +275,40 @@ async def answered_within_async(call: Callable[[], Awaitable[Any]], since: float
             raise
         return False
     return True
+
+
+class LimitWatch:
+    """Tells when a sync server's session has stopped at ``max_concurrent_calls`` (no sleep: see ``stopped``).
+
+    A call runs on; when requests wait behind it, the read watcher calls the session's
+    ``_wake_reader`` to pass the reading turn on. At the limit it must pass nothing
+    on: no thread is promoted. Such a call, with the session's ``busy`` then, is
+    recorded here; from then on no call starts until one ends (the turn stays with
+    the limit's last call, and only a call's end or that callback passes it on).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.declined: list[int] = []  # session.busy after each callback that promoted no thread
+        self._promotes = 0
+        wake_reader, promote = Session._wake_reader, Session._promote
+
+        def counted_promote(session: Session) -> None:
+            self._promotes += 1
+            promote(session)
+
+        def recorded_wake_reader(session: Session) -> None:
+            before = self._promotes
+            wake_reader(session)
+            with session._lock:
+                if self._promotes == before:
+                    self.declined.append(session.busy)
+
+        monkeypatch.setattr(Session, "_promote", counted_promote)
+        monkeypatch.setattr(Session, "_wake_reader", recorded_wake_reader)
+
+    def stopped(self, limit: int) -> None:
+        """Wait until the watcher found a session at ``limit`` calls and promoted no thread."""
+        wait_for(lambda: limit in self.declined, f"the session to stop at {limit} calls")
 
 
 def start_thread(target: Any, *args: Any) -> threading.Thread:

@@ -18,6 +18,7 @@ import pytest
 from _driver_helpers import (
     WAIT,
     LeakCheck,
+    LimitWatch,
     in_time_rounds,
     ipv6_loopback,
     raw_connect,
@@ -644,7 +645,8 @@ def test_slow_call_never_delays_a_fast_one_on_the_same_connection() -> None:
         c.close()
 
 
-def test_max_concurrent_calls_applies_back_pressure() -> None:
+def test_max_concurrent_calls_applies_back_pressure(monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = LimitWatch(monkeypatch)
     running = threading.Semaphore(0)
     release = threading.Event()
     started: list[int] = []
@@ -661,7 +663,7 @@ def test_max_concurrent_calls_applies_back_pressure() -> None:
         sock = raw_connect(address)
         sock.sendall(b"".join(request("slow", [n], id_=n) for n in range(3)))
         assert running.acquire(timeout=WAIT) and running.acquire(timeout=WAIT)
-        time.sleep(0.3)
+        limit.stopped(2)  # (not a sleep: without the limit, a thread is promoted for the third)
         assert len(started) == 2, "a third call started beyond max_concurrent_calls"
         release.set()
         replies = {sock.json_line()["id"] for _ in range(3)}

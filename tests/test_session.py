@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, Peer, raw_connect, request, serving, start_thread, wait_for
+from _driver_helpers import WAIT, LeakCheck, LimitWatch, Peer, raw_connect, request, serving, start_thread, wait_for
 
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
 from jsonrpc_mini._session import Session, current_session
@@ -119,7 +119,8 @@ def test_sequential_calls_use_few_threads() -> None:
     assert session.join(WAIT)
 
 
-def test_threads_are_bounded_by_max_concurrent_calls() -> None:
+def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    watch = LimitWatch(monkeypatch)
     limit = 4
     release = threading.Event()
     running = threading.Semaphore(0)
@@ -135,7 +136,7 @@ def test_threads_are_bounded_by_max_concurrent_calls() -> None:
     peer.sendall(b"".join(request("slow", [n], id_=n) for n in range(20)))
     for _ in range(limit):
         assert running.acquire(timeout=WAIT)
-    time.sleep(0.2)  # room for any thread that should not exist to appear
+    watch.stopped(limit)  # from then on no call starts and no thread is added until a call ends
     assert session.busy == limit
     assert _session_threads(session) <= limit + 1
     release.set()
