@@ -19,6 +19,7 @@ from _driver_helpers import (
     WAIT,
     LeakCheck,
     LimitWatch,
+    Peer,
     in_time_rounds,
     ipv6_loopback,
     raw_connect,
@@ -45,11 +46,47 @@ from jsonrpc_mini import (
     RPCError,
     RPCServer,
     ServerError,
+    SocketTransport,
     aio,
 )
 from jsonrpc_mini.testing import loopback
 
 pytestmark = pytest.mark.timeout(60)
+
+
+class _ReadCount(SocketTransport):
+    """A served socket that counts the bytes the server has read from it (see ``wait_read``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.count = 0
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        data = super().recv(max_bytes, timeout)
+        self.count += len(data)
+        return data
+
+    def recv_ready(self, max_bytes: int) -> bytes | None:
+        data = super().recv_ready(max_bytes)
+        self.count += len(data or b"")
+        return data
+
+    def wait_read(self, size: int) -> None:
+        """Wait until the server has read ``size`` bytes in all: what is sent next comes in a later read.
+
+        (Not a sleep, which a loaded machine can outrun: the server would then read
+        both parts at once, and the test would pass without trying the split.)
+        """
+        wait_for(lambda: self.count == size, f"the server to read {size} bytes")
+
+
+def _served_pair(server: RPCServer) -> tuple[Peer, _ReadCount]:
+    """A socketpair's end served by ``server`` (its shutdown closes it) and the other, ours."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    transport = _ReadCount(theirs)
+    server.serve_connection(transport)
+    return Peer(ours), transport
 
 
 @pytest.fixture(autouse=True)
@@ -424,16 +461,18 @@ def test_a_read_of_many_request_lines_then_a_batch_and_a_cut_line() -> None:
     s = RPCServer()
     s.register_function(add)
     s.register_function(noted.append, "note")
-    with serving(s) as address:
-        sock = raw_connect(address)
-        sock.sendall(request("add", [0, 0], id_=0))
+    with serving(s):
+        sock, transport = _served_pair(s)
+        first = request("add", [0, 0], id_=0)
+        sock.sendall(first)
         assert sock.json_line()["result"] == 0
         burst = b"".join(request("add", [i, 1], id_=i) for i in range(1, 4))
         notification = json.dumps({"jsonrpc": "2.0", "method": "note", "params": [8]}).encode() + b"\n"
         batch = json.dumps([{"jsonrpc": "2.0", "method": "add", "params": [5, 5], "id": 5}]).encode() + b"\n"
         cut = request("add", [6, 1], id_=6)
-        sock.sendall(burst + notification + batch + b'{"id": 9}\n' + cut[:20])
-        time.sleep(0.05)
+        head = burst + notification + batch + b'{"id": 9}\n' + cut[:20]
+        sock.sendall(head)
+        transport.wait_read(len(first) + len(head))  # the read ends inside the cut line
         sock.sendall(cut[20:])
         replies = [sock.json_line() for _ in range(6)]
         sock.close()
@@ -727,9 +766,9 @@ def test_content_length_is_detected_per_connection(split: int | str) -> None:
     cut = framed.index(b"\r\n\r\n") + 4 if split == "header" else int(split)
     with serving(s) as address:
         newline_peer = raw_connect(address)
-        sock = raw_connect(address)
+        sock, transport = _served_pair(s)
         sock.sendall(framed[:cut])
-        time.sleep(0.05)  # let the server see the first part alone
+        transport.wait_read(cut)  # the server sees the first part alone
         sock.sendall(framed[cut:])
         header = sock.until(b"\r\n\r\n")
         assert header.lower().startswith(b"content-length:")
