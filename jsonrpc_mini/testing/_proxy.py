@@ -9,7 +9,7 @@ import selectors
 import socket
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .._client import RPCClient
 from .._framing import FramingName
@@ -42,6 +42,17 @@ class _Inherit(enum.Enum):
 
 
 INHERIT: Final = _Inherit.TOKEN
+
+
+class _Direction(NamedTuple):
+    """One direction of a relay: where its bytes come from and go, and the ends it tells how it ends."""
+
+    label: str
+    source: Transport
+    sink: Transport
+    far: Transport  # the end its bytes go to, as the other end sees it
+    read_end: Transport  # source's end, as a reset reaches it
+    write_end: Transport  # sink's end, the same way (the other direction reads it)
 
 
 class _Relay:
@@ -98,18 +109,16 @@ class _Relay:
             self.readers.append(reader)
             up_in = FaultyTransport(reader, plan, side="client", link=link)
         self.up_in = up_in
-        # (name, label, source, sink, the far end told how it ends, the ends a reset resets).
-        # s2c resets the server's end first: resetting the client's wakes c2s, which would
-        # half-close the server's end (its source ended, the link not broken by the plan),
-        # and a server that read that EOF first never sees the reset.
+        # The ends are the transports a reset reaches through (with a plan, the
+        # FaultyTransports: resetting one also ends its direction's wait for a held chunk).
         directions = (
-            ("c2s", "client->server", self.down, up_end, up_end, (up_end,)),
-            ("s2c", "server->client", up_in, self.down_out, self.down, (up_end, self.down)),
+            ("c2s", _Direction("client->server", self.down, up_end, up_end, self.down, up_in)),
+            ("s2c", _Direction("server->client", up_in, self.down_out, self.down, up_in, self.down)),
         )
-        for name, label, source, sink, far, resets in directions:
+        for name, direction in directions:
             thread = threading.Thread(
                 target=self._run,
-                args=(label, source, sink, far, resets),
+                args=(direction,),
                 name=f"jsonrpc_mini-proxy-{index}-{name}",
                 daemon=True,
             )
@@ -117,12 +126,10 @@ class _Relay:
         for thread in self.threads:
             thread.start()
 
-    def _run(
-        self, label: str, source: Transport, sink: Transport, far: Transport, resets: tuple[Transport, ...]
-    ) -> None:
+    def _run(self, direction: _Direction) -> None:
         """Run one direction; the last of the two to end closes both sockets."""
         try:
-            self._pass_on(label, source, sink, far, resets)
+            self._pass_on(direction)
         finally:
             with self._lock:
                 self._running -= 1
@@ -133,21 +140,28 @@ class _Relay:
     def _broken(self) -> bool:
         return isinstance(self.down, FaultyTransport) and self.down.link.broken is not None
 
-    def _pass_on(
-        self, label: str, source: Transport, sink: Transport, far: Transport, resets: tuple[Transport, ...]
-    ) -> None:
+    def _pass_on(self, direction: _Direction) -> None:
         """Move one direction's bytes from ``source`` to ``sink`` and pass on how it ends.
 
         ``far`` is the end its bytes go to, as the other end sees it: an EOF half-closes
-        it (closes it where the plan broke the link), another error closes it; a reset
-        resets each of ``resets``.
+        it (closes it where the plan broke the link), another error closes it. A reset
+        resets both ends, the one still open first: ``write_end`` (``sink``'s) when
+        ``source`` was reset (by its peer or the plan), ``read_end`` (``source``'s) when
+        writing to ``sink`` failed with a reset or a broken pipe (its peer reset it: the
+        reset may have been read first, by the other direction), as a real link tells the
+        writer's peer. Resetting the open end first matters: resetting the other one wakes
+        the other direction, whose EOF would half-close the open end before the reset.
         """
+        label, source, sink, far, read_end, write_end = direction
         try:
             while not self.stopping:
                 try:
                     data = source.recv(_CHUNK, _POLL)
                 except TimeoutError:
                     continue
+                except ConnectionResetError:
+                    self._reset(write_end, read_end)
+                    return
                 if not data:
                     if self.stopping:  # (close() woke this read: it closes the sockets)
                         return
@@ -156,13 +170,24 @@ class _Relay:
                     else:
                         shutdown_write(far)
                     return
-                sink.send(data)
-        except ConnectionResetError:
-            for transport in resets:
-                abort_transport(transport)
+                try:
+                    sink.send(data)
+                except (ConnectionResetError, BrokenPipeError) as exc:
+                    if self._broken():  # (the plan closed the link: its ends are closed, not reset)
+                        raise
+                    log.debug("proxy %s: the peer it writes to reset: %s", label, exc)
+                    self._reset(read_end, write_end)
+                    return
         except (OSError, ValueError) as exc:
             log.debug("proxy %s ended: %s", label, exc)
             far.close()
+
+    def _reset(self, first: Transport, then: Transport) -> None:
+        """Reset both ends of the connection, ``first`` first (unless close() is under way)."""
+        if self.stopping:  # (close() closes the sockets: a write it cut short is no reset)
+            return
+        abort_transport(first)
+        abort_transport(then)
 
     def close(self) -> None:
         """Stop both threads and both readers, close both sockets."""
@@ -205,6 +230,10 @@ class LoopbackServer:
     LoopbackServers and ``loopback()`` blocks over it count), and only if a
     LoopbackServer started it. A server listening on a Unix path is refused
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
+    How an end leaves its connection reaches the other end as over a network: a close
+    or half-close as EOF, a reset (RST) as a reset, also one the proxy meets by writing
+    to the reset end (that one at once, ahead of bytes the plan still holds for the
+    other end). Where the plan breaks the link, both ends are closed at once.
 
     Example::
 

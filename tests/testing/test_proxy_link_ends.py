@@ -1,12 +1,13 @@
 """What each end sees when LoopbackServer's proxy ends a link: closed, half-closed or reset.
 
 The proxy passes on how a direction ends (``_Relay._pass_on``): where the plan broke
-the link (``disconnect_after``) the far end is closed, not half-closed, so both ends
-read EOF and a write then fails (FaultPlan: "writes raise BrokenPipeError"); where
-only one direction ended (``half_close_after``) the other keeps carrying bytes; a
-reset the server->client direction meets (the client's RST, found by writing to it)
-resets the server's end too, as one coming from the client does. The "server" here is
-a plain socket the proxy is pointed at, so the test sees what its socket gets.
+the link (``disconnect_after``) both ends are closed, not half-closed, so both read
+EOF and a write then fails (FaultPlan: "writes raise BrokenPipeError"); where only
+one direction ended (``half_close_after``) the other keeps carrying bytes; an end's
+reset reaches the other end as a reset, whichever direction meets it: the one
+reading the reset end, or the one writing to it (its write fails with a reset, or
+with a broken pipe where the reset was read first). The "server" here is a plain
+socket the proxy is pointed at, so the test sees what its socket gets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,14 +29,21 @@ pytestmark = pytest.mark.timeout(60)
 
 HELLO = b"0123456789"
 EARLY = b"early"
-# The other direction holds a chunk (EARLY) this long: it does not look at the link
-# meanwhile, so only the direction that ends can close the far end.
+# A direction holding a chunk (EARLY) this long does not look at its source meanwhile.
 HOLD = DirectionFaults(latency=WAIT * 3)
+SIDES = ("client", "server")
+OTHER = {"client": "server", "server": "client"}
+FROM = {"client": "client_to_server", "server": "server_to_client"}  # the direction an end's bytes take
+
+
+def proxy_threads() -> set[str]:
+    """The names of the kit's proxy threads running now (connection 0's: the tests make one)."""
+    return {thread.name for thread in threading.enumerate() if thread.name.startswith("jsonrpc_mini-proxy-0-")}
 
 
 @contextmanager
-def linked(plan: FaultPlan) -> Iterator[tuple[socket.socket, socket.socket, _proxy._Relay]]:
-    """A client socket, the server's socket and the proxy's relay between them (with ``plan``)."""
+def linked(plan: FaultPlan) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
+    """The client's socket and the server's (``"client"``, ``"server"``) joined by a kit's proxy with ``plan``."""
     server = RPCServer()
     try:
         with socket.create_server(("127.0.0.1", 0)) as listener, LoopbackServer(server, faults=plan) as kit:
@@ -44,10 +53,38 @@ def linked(plan: FaultPlan) -> Iterator[tuple[socket.socket, socket.socket, _pro
                 far, _ = listener.accept()
                 with far:
                     far.settimeout(WAIT)
-                    wait_for(lambda: kit._relays, "the proxy's relay")
-                    yield client, far, kit._relays[0]
+                    running = {"jsonrpc_mini-proxy-0-c2s", "jsonrpc_mini-proxy-0-s2c"}
+                    wait_for(lambda: running <= proxy_threads(), "the proxy's relay")
+                    yield {"client": client, "server": far}, kit
     finally:
         server.shutdown()
+
+
+def waits(kit: LoopbackServer, side: str) -> bool:
+    """Whether the proxy's direction reading ``side`` holds a chunk or is stalled.
+
+    Nothing the sockets see tells it: this reads the relay's internals.
+    """
+    if not kit._relays:  # (its threads run before the kit lists it)
+        return False
+    relay = kit._relays[0]
+    source = relay.down if side == "client" else relay.up_in
+    assert isinstance(source, _proxy.FaultyTransport)
+    return source._held is not None or source._in.ended is not None
+
+
+def reader_full(kit: LoopbackServer, side: str) -> bool:
+    """Whether the proxy's reader of ``side``'s socket holds its bound and reads no more (internals too)."""
+    if not kit._relays:
+        return False
+    reader = next(reader for reader in kit._relays[0].readers if reader.thread.name.endswith(f"-{side}-reader"))
+    return reader._held >= _eager._HOLD
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -69,54 +106,60 @@ def write_fails(sock: socket.socket) -> None:
         sock.send(b"y")
 
 
-def test_a_link_broken_by_client_bytes_closes_the_servers_end() -> None:
-    plan = FaultPlan(seed=1, disconnect_after=len(EARLY + HELLO), server_to_client=HOLD)
-    with linked(plan) as (client, far, relay):
-        far.sendall(EARLY)
-        wait_for(lambda: isinstance(relay.up_in, _proxy.FaultyTransport) and relay.up_in._held, "EARLY held")
-        client.sendall(HELLO + b"lost")
-        assert read_all(far) == HELLO
-        write_fails(far)  # (a half-closed end would take this write: no reset)
-        assert read_all(client) == b""
-
-
-def test_a_link_broken_by_server_bytes_closes_the_clients_end() -> None:
-    plan = FaultPlan(seed=2, disconnect_after=len(EARLY + HELLO), client_to_server=HOLD)
-    with linked(plan) as (client, far, relay):
-        client.sendall(EARLY)
-        wait_for(lambda: isinstance(relay.down, _proxy.FaultyTransport) and relay.down._held, "EARLY held")
-        far.sendall(HELLO + b"lost")
-        assert read_all(client) == HELLO
-        write_fails(client)
-        assert read_all(far) == b""
+@pytest.mark.parametrize("side", SIDES)
+def test_a_link_broken_by_one_ends_bytes_closes_both_ends(side: str) -> None:
+    with linked(FaultPlan(seed=1, disconnect_after=len(HELLO))) as (ends, _):
+        ends[side].sendall(HELLO + b"lost")
+        assert read_all(ends[OTHER[side]]) == HELLO
+        write_fails(ends[OTHER[side]])  # (a half-closed end would take this write: no reset)
+        assert read_all(ends[side]) == b""
+        write_fails(ends[side])
 
 
 def test_a_half_closed_direction_leaves_the_other_one_carrying() -> None:
     plan = FaultPlan(seed=3, client_to_server=DirectionFaults(half_close_after=len(HELLO)))
-    with linked(plan) as (client, far, _):
-        client.sendall(HELLO + b"lost")
-        assert read_all(far) == HELLO  # the server reads EOF...
-        far.sendall(b"reply")  # ...and its reply still reaches the client
-        far.shutdown(socket.SHUT_WR)
-        assert read_all(client) == b"reply"
+    with linked(plan) as (ends, _):
+        ends["client"].sendall(HELLO + b"lost")
+        assert read_all(ends["server"]) == HELLO  # the server reads EOF...
+        ends["server"].sendall(b"reply")  # ...and its reply still reaches the client
+        ends["server"].shutdown(socket.SHUT_WR)
+        assert read_all(ends["client"]) == b"reply"
 
 
-def test_a_client_reset_met_by_the_server_to_client_direction_resets_the_server() -> None:
-    # The client->server direction holds the client's first bytes (latency) and its
-    # reader holds its bound (1 MiB): the client's RST stays unread on the proxy's
-    # socket, and the server->client direction meets it when it writes the server's
-    # bytes to the client. The server then gets a reset, not an EOF (it got one in 5
-    # runs of 6 when the proxy reset the client's end first: that woke the other
-    # direction, which half-closed the server's end before it was reset).
-    with linked(FaultPlan(seed=4, client_to_server=HOLD)) as (client, far, relay):
-        client.sendall(b"z" * (2 << 20))
-        reader = next(reader for reader in relay.readers if "client" in reader.thread.name)
-        wait_for(lambda: reader._held >= _eager._HOLD, "the proxy's reader of the client holding its bound")
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()  # RST
-        far.sendall(b"reply")
+@pytest.mark.parametrize("side", SIDES)
+def test_a_reset_the_proxy_read_first_reaches_the_other_end_when_it_writes(side: str) -> None:
+    # The direction from the resetting end holds its first bytes (latency), so it does not
+    # pass on the reset its reader then reads (the reader's thread ends with it: bytes
+    # before an RST are read first). The other end's bytes are then written to the reset
+    # end: the write fails with BrokenPipeError (the reset was read already), and the other
+    # end must get a reset, as a writer's peer gets one on a real link. It read EOF before
+    # (side client: the old code closed the client's end and the woken client->server
+    # direction half-closed the server's) or waited the held chunk's 30 s (side server).
+    with linked(FaultPlan(seed=4, **{FROM[side]: HOLD})) as (ends, _):
+        ends[side].sendall(EARLY)
+        reset(ends[side])
+        wait_for(lambda: f"jsonrpc_mini-proxy-0-{side}-reader" not in proxy_threads(), "the proxy reading the reset")
+        ends[OTHER[side]].sendall(b"reply")
         with pytest.raises(ConnectionResetError):
-            far.recv(4096)
+            ends[OTHER[side]].recv(4096)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_reset_the_writing_direction_meets_first_reaches_the_other_end(side: str) -> None:
+    # The direction from the resetting end holds its first bytes (latency) and its reader
+    # its bound (1 MiB): the RST stays unread on the proxy's socket, behind the rest of
+    # the 2 MiB (bytes before an RST are read first), and the other direction meets it when
+    # it writes the other end's bytes. The other end then gets a reset, not an EOF (side
+    # client: it got one in 5 runs of 6 when the proxy reset the client's end first, which
+    # woke the other direction to half-close the server's end; side server: the old code
+    # reset only the server's end, and the client waited the held chunk's 30 s).
+    with linked(FaultPlan(seed=5, **{FROM[side]: HOLD})) as (ends, kit):
+        ends[side].sendall(b"z" * (2 << 20))
+        wait_for(lambda: reader_full(kit, side), "the proxy's reader holding its bound")
+        reset(ends[side])
+        ends[OTHER[side]].sendall(b"reply")
+        with pytest.raises(ConnectionResetError):
+            ends[OTHER[side]].recv(4096)
 
 
 def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,26 +167,9 @@ def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monke
     # of the proxy's poll; close() must end that wait itself. The poll is made longer
     # than WAIT, so a wait that only the poll ends keeps the relay past the join below.
     monkeypatch.setattr(_proxy, "_POLL", WAIT * 2)
-    server = RPCServer()
-    try:
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            kit = LoopbackServer(server, faults=FaultPlan(seed=5, server_to_client=HOLD))
-            try:
-                kit.direct_address = listener.getsockname()[:2]
-                listener.settimeout(WAIT)
-                with socket.create_connection(kit.address, timeout=WAIT):
-                    far, _ = listener.accept()
-                    with far:
-                        wait_for(lambda: kit._relays, "the proxy's relay")
-                        relay = kit._relays[0]
-                        far.sendall(EARLY)
-                        wait_for(
-                            lambda: isinstance(relay.up_in, _proxy.FaultyTransport) and relay.up_in._held,
-                            "EARLY held",
-                        )
-                        relay.close()
-                        assert relay.join(WAIT), "a direction kept waiting out its held chunk after close()"
-            finally:
-                kit.close()
-    finally:
-        server.shutdown()
+    with linked(FaultPlan(seed=6, server_to_client=HOLD)) as (ends, kit):
+        ends["server"].sendall(EARLY)
+        wait_for(lambda: waits(kit, "server"), "EARLY held")
+        relay = kit._relays[0]
+        relay.close()
+        assert relay.join(WAIT), "a direction kept waiting out its held chunk after close()"
