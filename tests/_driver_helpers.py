@@ -18,7 +18,7 @@ import pytest
 
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
-from jsonrpc_mini import ConnectionLost, RPCServer
+from jsonrpc_mini import ConnectionLost, RPCServer, SocketTransport
 from jsonrpc_mini._json import HAVE_ORJSON
 from jsonrpc_mini._session import Session
 
@@ -309,6 +309,32 @@ class LimitWatch:
     def stopped(self, limit: int) -> None:
         """Wait until the watcher found a session at ``limit`` calls and promoted no thread."""
         wait_for(lambda: limit in self.declined, f"the session to stop at {limit} calls")
+
+
+class ReadCount(SocketTransport):
+    """A socket transport that counts the bytes its owner (a session, a client) has read (see ``wait_read``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.count = 0
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        data = super().recv(max_bytes, timeout)
+        self.count += len(data)
+        return data
+
+    def recv_ready(self, max_bytes: int) -> bytes | None:
+        data = super().recv_ready(max_bytes)
+        self.count += len(data or b"")
+        return data
+
+    def wait_read(self, size: int) -> None:
+        """Wait until ``size`` bytes in all have been read: what the peer sends next comes in a later read.
+
+        (Not a sleep, which a loaded machine can outrun: both parts would then be
+        read at once, and the test would pass without trying the split.)
+        """
+        wait_for(lambda: self.count == size, f"{size} bytes to be read")
 
 
 def start_thread(target: Any, *args: Any) -> threading.Thread:

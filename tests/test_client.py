@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, free_port, serving, start_thread, wait_for
+from _driver_helpers import WAIT, FakeServer, LeakCheck, Peer, ReadCount, free_port, serving, start_thread, wait_for
 
 import jsonrpc_mini._client as client_module
 import jsonrpc_mini._client_doorbell as doorbell_module
@@ -578,22 +578,32 @@ def test_replies_in_another_order_are_matched_by_id() -> None:
     assert not fake.errors
 
 
+def _counted_client(address: Any, counted: list[ReadCount]) -> RPCClient:
+    """A client of ``address`` whose transport (appended to ``counted``) counts the bytes it has read."""
+    sock = socket.create_connection(address, timeout=WAIT)
+    sock.settimeout(None)
+    counted.append(ReadCount(sock))
+    return RPCClient(transport=counted[0], timeout=WAIT)
+
+
 def test_many_reply_lines_in_one_read_reach_their_calls() -> None:
     # The reader decodes a read's whole lines at once: successes, an error reply, a
     # reply for nobody, and a line cut by the end of the read (finished by the next).
     calls = 4
+    counted: list[ReadCount] = []
 
     def script(peer: Peer) -> None:
         reqs = {r["params"][0]: r for r in (peer.json_line() for _ in range(calls))}
         error = {"jsonrpc": "2.0", "id": reqs[0]["id"], "error": {"code": -32601, "message": "no"}}
         cut = _reply(reqs[1]["id"], [1])
         first = _reply(reqs[3]["id"], [3]) + b"\n" + json.dumps(error).encode() + b"\n"
-        peer.sendall(first + _reply(999, "nobody") + b"\n" + cut[:10])
-        time.sleep(0.05)  # let the reader take what came so far
+        head = first + _reply(999, "nobody") + b"\n" + cut[:10]
+        peer.sendall(head)
+        counted[0].wait_read(len(head))  # the reader has taken what came so far
         peer.sendall(cut[10:] + b"\n" + _reply(reqs[2]["id"], [2]) + b"\n")
         peer.until(b"\n")
 
-    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+    with FakeServer(script) as fake, _counted_client(fake.address, counted) as c:
         outcomes: dict[int, Any] = {}
         threads = [
             start_thread(lambda n=n: outcomes.__setitem__(n, _outcome(lambda: c.ident(n)))) for n in range(calls)
@@ -741,16 +751,18 @@ def test_reply_lines_of_one_read_are_taken_in_order(stray_first: bool) -> None:
     # An error with id null goes to the only pending call, so order matters. Read
     # before a's reply, it finds two calls pending and is ignored (b gets its reply);
     # read after, it fails b, the only call left (b's reply then finds nobody).
+    counted: list[ReadCount] = []
+
     def script(peer: Peer) -> None:
         reqs = {r["method"]: r for r in (peer.json_line(), peer.json_line())}
         stray = b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}\n'
         a = _reply(reqs["a"]["id"], "A") + b"\n"
         peer.sendall(stray + a if stray_first else a + stray)
-        time.sleep(0.05)
+        counted[0].wait_read(len(stray + a))  # b's reply comes in a later read
         peer.sendall(_reply(reqs["b"]["id"], "B") + b"\n")
         peer.until(b"\n")
 
-    with FakeServer(script) as fake, RPCClient(*fake.address, timeout=WAIT) as c:
+    with FakeServer(script) as fake, _counted_client(fake.address, counted) as c:
         outcomes: dict[str, Any] = {}
         threads = [start_thread(lambda m=m: outcomes.__setitem__(m, _outcome(lambda: c.call(m)))) for m in "ab"]
         for t in threads:

@@ -20,6 +20,7 @@ from _driver_helpers import (
     LeakCheck,
     LimitWatch,
     Peer,
+    ReadCount,
     in_time_rounds,
     ipv6_loopback,
     raw_connect,
@@ -46,7 +47,6 @@ from jsonrpc_mini import (
     RPCError,
     RPCServer,
     ServerError,
-    SocketTransport,
     aio,
 )
 from jsonrpc_mini.testing import loopback
@@ -54,37 +54,11 @@ from jsonrpc_mini.testing import loopback
 pytestmark = pytest.mark.timeout(60)
 
 
-class _ReadCount(SocketTransport):
-    """A served socket that counts the bytes the server has read from it (see ``wait_read``)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__(sock)
-        self.count = 0
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        data = super().recv(max_bytes, timeout)
-        self.count += len(data)
-        return data
-
-    def recv_ready(self, max_bytes: int) -> bytes | None:
-        data = super().recv_ready(max_bytes)
-        self.count += len(data or b"")
-        return data
-
-    def wait_read(self, size: int) -> None:
-        """Wait until the server has read ``size`` bytes in all: what is sent next comes in a later read.
-
-        (Not a sleep, which a loaded machine can outrun: the server would then read
-        both parts at once, and the test would pass without trying the split.)
-        """
-        wait_for(lambda: self.count == size, f"the server to read {size} bytes")
-
-
-def _served_pair(server: RPCServer) -> tuple[Peer, _ReadCount]:
+def _served_pair(server: RPCServer) -> tuple[Peer, ReadCount]:
     """A socketpair's end served by ``server`` (its shutdown closes it) and the other, ours."""
     ours, theirs = socket.socketpair()
     ours.settimeout(WAIT)
-    transport = _ReadCount(theirs)
+    transport = ReadCount(theirs)
     server.serve_connection(transport)
     return Peer(ours), transport
 
