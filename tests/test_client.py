@@ -1177,6 +1177,27 @@ def test_an_interrupted_follower_is_forgotten_and_never_picked_to_read(
         assert outcomes == {"first": "first", "interrupted": outcomes["interrupted"], "quick": 3}
 
 
+class _WatchedLock:
+    """A send lock (``inner``) that tells when a blocking acquire starts while it is held (a wait)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.waiting = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self.inner.acquire(False):
+            return True
+        if blocking:
+            self.waiting.set()
+        return bool(self.inner.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self.inner.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self.inner._is_owned())
+
+
 @pytest.mark.parametrize("big", ["call", "notification"])
 def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> None:
     # Regression (a7a2f56): a small call took the reader's turn and then waited for
@@ -1193,19 +1214,21 @@ def test_a_caller_waiting_to_send_does_not_hold_the_reading_turn(big: str) -> No
     assert gate.sending.wait(WAIT)
     link = c._link
     assert link is not None
+    lock = link.send_lock = _WatchedLock(link.send_lock)  # type: ignore[assignment]
     small = start_thread(lambda: outcomes.update(small=c.echo("y")))
     wait_for(lambda: len(link.pending) == (2 if big == "call" else 1), "the small call to register")
-    time.sleep(0.05)  # registered, it is now waiting for the send lock (or left its request)
-    assert small.is_alive()
     if big == "call":
         # The large call's thread claimed the outbox (tests/test_client_outbox.py): the
         # small request is left there for it to write, and its caller, sending nothing,
-        # is free to read meanwhile.
+        # is free to read meanwhile (and does: nobody else reads).
         assert [waiter.method for waiter, _ in link.outbox] == ["echo"]
+        wait_for(lambda: link.reading == small.ident, "the small caller to read")
     else:
         # A notification's sender claims no outbox: the small call waits for the send lock.
+        assert lock.waiting.wait(WAIT), "the small call never waited for the send lock"
         assert not link.outbox
         assert not link.reading, "a caller waiting for the send lock holds the reading turn"
+    assert small.is_alive()
     gate.go.set()
     sender.join(WAIT)
     small.join(WAIT)
