@@ -18,7 +18,7 @@ from ._aio_deadlines import Deadlines
 from ._aio_linger import close_under
 from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
-from ._codec import Id, Params, success_id
+from ._codec import CallParams, Id, success_id
 from ._errors import ConnectionLost, RPCTimeout, unread_since
 
 __all__ = ["Link"]
@@ -270,7 +270,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(out))
 
-    def request(self, method: str, params: Params, timeout: float | None) -> Call:
+    def request(self, method: str, params: CallParams, timeout: float | None) -> Call:
         """Send a request (now, or with the others of this loop iteration); return its call.
 
         Raises ConnectionLost if the connection is gone, TypeError/ValueError if the

@@ -21,7 +21,7 @@ from ._batch import BatchBuilder, QueuedCalls, call_values
 from ._client_link import _Link
 from ._client_protocol import ClientConnection
 from ._client_waiter import _BatchWaiter, _QueuedWaiter, _Waiter, timed_out, within
-from ._codec import Notification, Params, build_params
+from ._codec import CallParams, Notification, build_params
 from ._connect import open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
@@ -54,7 +54,7 @@ class _Current:
         self.link = link
         self.timeout = timeout
 
-    def request(self, method: str, params: Params, timeout: float | None) -> Any:
+    def request(self, method: str, params: CallParams, timeout: float | None) -> Any:
         """Call ``method`` on the current connection (ConnectionLost if there is none)."""
         link = self.link
         if link is None:
@@ -195,7 +195,9 @@ class RPCClient:
         link = current.link
         if link is None:
             raise _not_connected(method)
-        params = build_params(args, kwargs) if kwargs else list(args) if args else None
+        # Positional arguments go as their tuple, written as the same array (CallParams):
+        # no list made per call (~0.4k instructions).
+        params = build_params(args, kwargs) if kwargs else args or None
         return link.request(method, params, current.timeout)
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any, cast
 from ._client_protocol import ClientConnection
 from ._client_sender import _INSIDE, _OwnedLock, _RequestSender
 from ._client_waiter import _Waiter
-from ._codec import Id, Params, success_id
+from ._codec import CallParams, Id, success_id
 from ._errors import ConnectionLost
 from ._json import ORJSON_LINE_OPTS, SMALL_OUTPUT
 from ._json_write import _finite as finite
@@ -146,7 +146,7 @@ class _Link(_RequestSender):
                         self.proto.sent_unanswered()
             raise
 
-    def request(self, method: str, params: Params, timeout: float | None) -> Any:
+    def request(self, method: str, params: CallParams, timeout: float | None) -> Any:
         """Call ``method`` and wait for its result (RPCTimeout after ``timeout`` seconds).
 
         Speed: ``start`` then ``wait`` cost two lock rounds. A caller that is alone

@@ -14,10 +14,10 @@ from typing import Any
 
 from ._client_batches import BatchAnswer, _BatchReplies
 from ._codec import (
+    CallParams,
     ErrorResponse,
     Id,
     Notification,
-    Params,
     Request,
     Response,
     call_value,
@@ -156,7 +156,7 @@ class ClientConnection(_BatchReplies, _Base):
         """
         return self._frame(encode_message(message, self.codec.dumps))
 
-    def encode_request(self, method: str, params: Params, id_: Id) -> bytes:
+    def encode_request(self, method: str, params: CallParams, id_: Id) -> bytes:
         """Frame one request (the same bytes as ``encode(Request(method, params, id_))``)."""
         return self._line(call_value(method, params, id_, False))
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 from ._errors import InternalError, InvalidRequest
 
 __all__ = [
+    "CallParams",
     "ErrorObject",
     "ErrorResponse",
     "Id",
@@ -39,6 +40,9 @@ log = logging.getLogger("jsonrpc_mini")
 
 Id = str | int | float | None
 Params = list[Any] | dict[str, Any] | None
+# A call's params as the client sends them: positional arguments stay the tuple they
+# came in (JSON has no tuples: a tuple is written as the same array its list would be).
+CallParams = Params | tuple[Any, ...]
 
 
 # Speed: a server makes a Request or Notification per call and per batch member. A
@@ -303,7 +307,7 @@ def message_value(message: Outgoing) -> dict[str, Any]:
     return call_value(message.method, message.params, None, True)
 
 
-def call_value(method: str, params: Params, id_: Id, notify: bool) -> dict[str, Any]:
+def call_value(method: str, params: CallParams, id_: Id, notify: bool) -> dict[str, Any]:
     """The JSON object of a request (or, with ``notify``, a notification: no id)."""
     out: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params is not None:

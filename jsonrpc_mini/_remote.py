@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
-from ._codec import Params, build_params
+from ._codec import CallParams, build_params
 
 __all__ = [
     "KEEP_METHODS",
@@ -66,7 +66,7 @@ KEEP_METHODS = 64
 class Requester(Protocol[_R_co]):
     """A client's connection: ``request(method, params, timeout)`` makes one call."""
 
-    def request(self, method: str, params: Params, timeout: float | None) -> _R_co:
+    def request(self, method: str, params: CallParams, timeout: float | None) -> _R_co:
         """Call ``method`` (the sync link returns its result, the asyncio link a Call)."""
         ...
 
@@ -91,8 +91,9 @@ class KeptMethod(Generic[_R_co]):
         self._timeout = timeout
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> _R_co:
-        # build_params inlined for plain positional arguments (the usual call).
-        params = build_params(args, kwargs) if kwargs else list(args) if args else None
+        # build_params inlined for plain positional arguments (the usual call), kept as
+        # their tuple: no list made per call (see RPCClient.call).
+        params = build_params(args, kwargs) if kwargs else args or None
         return self._link.request(self._name, params, self._timeout)
 
     def __getattr__(self, name: str) -> KeptMethod[_R_co]:
