@@ -52,7 +52,7 @@ class _Direction(NamedTuple):
     sink: Transport
     far: Transport  # the end its bytes go to, as the other end sees it
     read_end: Transport  # source's end, as a reset reaches it
-    write_end: Transport  # sink's end, the same way (the other direction reads it)
+    write_end: Transport  # sink's end, the same way (the other direction reads it: woken there)
 
 
 class _Relay:
@@ -166,7 +166,7 @@ class _Relay:
                     if self.stopping:  # (close() woke this read: it closes the sockets)
                         return
                     if self._broken():
-                        far.close()
+                        self._close_broken(far, write_end)
                     else:
                         shutdown_write(far)
                     return
@@ -181,6 +181,19 @@ class _Relay:
         except (OSError, ValueError) as exc:
             log.debug("proxy %s ended: %s", label, exc)
             far.close()
+
+    @staticmethod
+    def _close_broken(far: Transport, write_end: Transport) -> None:
+        """Close ``far`` on a link the plan broke, and end the other direction's wait.
+
+        The other direction reads ``write_end``: holding a chunk's delay (latency) or
+        stalled, it would notice the broken link only when its wait ends (the delay, or
+        its next poll), and the relay (its threads, its sockets) would outlive the link
+        that long. Its bytes can reach no one now: both ends are closed.
+        """
+        far.close()
+        if isinstance(write_end, FaultyTransport):
+            write_end._stop_waits()
 
     def _reset(self, first: Transport, then: Transport) -> None:
         """Reset both ends of the connection, ``first`` first (unless close() is under way)."""

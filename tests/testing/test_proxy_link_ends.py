@@ -2,12 +2,13 @@
 
 The proxy passes on how a direction ends (``_Relay._pass_on``): where the plan broke
 the link (``disconnect_after``) both ends are closed, not half-closed, so both read
-EOF and a write then fails (FaultPlan: "writes raise BrokenPipeError"); where only
-one direction ended (``half_close_after``) the other keeps carrying bytes; an end's
-reset reaches the other end as a reset, whichever direction meets it: the one
-reading the reset end, or the one writing to it (its write fails with a reset, or
-with a broken pipe where the reset was read first). The "server" here is a plain
-socket the proxy is pointed at, so the test sees what its socket gets.
+EOF and a write then fails (FaultPlan: "writes raise BrokenPipeError"), and the
+relay ends at once, though its other direction held a delayed chunk or stalled;
+where only one direction ended (``half_close_after``) the other keeps carrying
+bytes; an end's reset reaches the other end as a reset, whichever direction meets
+it: the one reading the reset end, or the one writing to it (its write fails with a
+reset, or with a broken pipe where the reset was read first). The "server" here is a
+plain socket the proxy is pointed at, so the test sees what its socket gets.
 """
 
 from __future__ import annotations
@@ -114,6 +115,25 @@ def test_a_link_broken_by_one_ends_bytes_closes_both_ends(side: str) -> None:
         write_fails(ends[OTHER[side]])  # (a half-closed end would take this write: no reset)
         assert read_all(ends[side]) == b""
         write_fails(ends[side])
+
+
+@pytest.mark.parametrize("wait", ["held", "stalled"])
+@pytest.mark.parametrize("side", SIDES)
+def test_a_broken_link_ends_the_relay_at_once(monkeypatch: pytest.MonkeyPatch, side: str, wait: str) -> None:
+    # The other direction waits: it holds a chunk for 30 s, or its plan stalled it. The
+    # poll of the proxy's reads is made longer than WAIT, so only being woken ends that
+    # wait in time: before, the relay's threads (and its sockets) lived on until the
+    # held chunk's delay ended, or until the stalled direction's next poll (0.5 s).
+    monkeypatch.setattr(_proxy, "_POLL", WAIT * 2)
+    waiting = HOLD if wait == "held" else DirectionFaults(stall_after=0)
+    limit = len(EARLY + HELLO) if wait == "held" else len(HELLO)  # (a stalled EARLY is not counted)
+    with linked(FaultPlan(seed=2, disconnect_after=limit, **{FROM[OTHER[side]]: waiting})) as (ends, kit):
+        ends[OTHER[side]].sendall(EARLY)
+        wait_for(lambda: waits(kit, OTHER[side]), f"the other direction {wait}")
+        ends[side].sendall(HELLO + b"lost")
+        assert read_all(ends[OTHER[side]]) == HELLO
+        assert read_all(ends[side]) == b""
+        wait_for(lambda: not proxy_threads(), "the relay's threads ending")
 
 
 def test_a_half_closed_direction_leaves_the_other_one_carrying() -> None:
