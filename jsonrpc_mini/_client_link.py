@@ -336,7 +336,11 @@ class _Link(_RequestSender):
         if self.deferred:  # a signal handler's notification, made while this thread sent (see _defer)
             self._flush_deferred()
         handed_back = own = False
-        taken = [False]  # as in _lead
+        # Whether this thread holds bytes taken off the connection and not yet handed
+        # out, as _lead's ``taken``; in that list only once _read_replies, which sets it,
+        # is called. Speed: a local for the usual call, no list made (~0.3k instructions).
+        took = False
+        taken: list[bool] | None = None
         try:
             first: bytes | OSError | None = None
             timeout = None if deadline is None else deadline - time.monotonic()
@@ -346,7 +350,7 @@ class _Link(_RequestSender):
                 except OSError as exc:  # TimeoutError too: _read_replies handles it as its own read's
                     first = exc
             if isinstance(first, bytes):
-                taken[0] = True
+                took = True
                 proto = self.proto
                 value = proto.decode_line(first)
                 if value is not None:  # one whole line (else the framer's: _read_replies)
@@ -374,7 +378,7 @@ class _Link(_RequestSender):
                         # One step (in C, atomic): from here nobody else can reach
                         # ``waiter`` (fail_all and the readers find calls in pending).
                         if self.pending.pop(waiter.id, None) is not None:
-                            taken[0] = False  # (nothing left unsettled: an interruption closes nothing)
+                            took = False  # (nothing left unsettled: an interruption closes nothing)
                             result = value["result"]
                             # The turn handed back without a lock round (see _wake_follower).
                             self.reading = 0
@@ -386,11 +390,12 @@ class _Link(_RequestSender):
                             handed_back = True
                     else:  # another call's reply, or an error: as _read_replies settles it
                         handed_back = self._settle_lines([value], waiter)
-                        taken[0] = False
+                        took = False
             if not handed_back:
+                taken = [took]
                 handed_back = self._read_replies(waiter, deadline, taken, first)
         except BaseException:  # as in _lead
-            self._interrupted(taken[0])
+            self._interrupted(took if taken is None else taken[0])
             self._abandon(waiter)
             raise
         finally:
