@@ -240,14 +240,20 @@ class ClientConnection(_BatchReplies, _Base):
                 except (ValueError, TypeError):
                     pass  # (the codec decides, below)
                 else:
-                    if (
-                        len(value) == 3
-                        and (type(id_ := value.get("id")) is int or type(id_) is str)
-                        and (type(result := value.get("result")) is int or type(result) is str)
-                        and value.get("jsonrpc") == "2.0"
-                    ):
-                        self.plain_reply = value
-                        return value
+                    # Speed: subscripts, not get() (a method call each, ~0.1k instructions
+                    # more). The value is an object (the line starts with "{"): a member
+                    # missing is a KeyError.
+                    try:
+                        if (
+                            len(value) == 3
+                            and (type(id_ := value["id"]) is int or type(id_) is str)
+                            and (type(result := value["result"]) is int or type(result) is str)
+                            and value["jsonrpc"] == "2.0"
+                        ):
+                            self.plain_reply = value
+                            return value
+                    except KeyError:
+                        pass
                     if codec.orjson_exact(data):
                         return value
         value = self._single_line(data)
