@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import ssl
 import tempfile
@@ -329,14 +330,20 @@ def test_batch_members_unanswered_in_time_get_rpc_timeout() -> None:
     run(main)
 
 
-def test_call_timeout_keeps_the_connection_and_drops_the_late_reply() -> None:
+def test_call_timeout_keeps_the_connection_and_drops_the_late_reply(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="jsonrpc_mini")
+
+    def dropped() -> bool:
+        return any(r.getMessage().startswith("dropping reply for unknown") for r in caplog.records)
+
     async def main() -> None:
         async with serving(make_server()) as address, await aio.connect(*address, timeout=0.2) as c:
             with pytest.raises(aio.RPCTimeout) as err:
                 await c.sleep(0.6, "late")
             assert isinstance(err.value, TimeoutError)
             assert "sleep" in str(err.value)
-            await asyncio.sleep(0.6)  # the late reply arrives now and must be dropped
+            # The late reply arrives and is dropped: waited for (a fixed 0.6 s assumed it had come).
+            await until(dropped)
             assert await c.with_timeout(WAIT).add(1, 2) == 3  # still usable (a call that must succeed: WAIT)
             assert c._link.pending == {}
             # with_timeout gives another timeout on the same connection
@@ -540,8 +547,8 @@ def test_client_waits_while_the_server_does_not_read_and_fails_on_close() -> Non
             c = await aio.connect(*server.sockets[0].getsockname()[:2])
             big = "x" * (8 * 2**20)
             calls = [asyncio.create_task(c.call("take", big)) for _ in range(4)]
-            await asyncio.sleep(0.3)
-            assert c._link._write_ready is not None and not c._link._write_ready.done()  # paused
+            # Writing paused: waited for (a fixed 0.3 s assumed it had by then).
+            await until(lambda: c._link._write_ready is not None and not c._link._write_ready.done())
             assert not any(call.done() for call in calls)
             closing.set()
             results = await asyncio.gather(*calls, return_exceptions=True)
@@ -575,14 +582,17 @@ def test_cancelled_calls_without_reply_do_not_pile_up() -> None:
         gate = asyncio.Event()
         srv = make_server()
 
+        entered: list[None] = []
+
         @srv.register
         async def hang() -> str:
+            entered.append(None)
             await gate.wait()
             return "late"
 
         async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
             hanging = [asyncio.create_task(c.hang()) for _ in range(5)]
-            await asyncio.sleep(0.05)
+            await until(lambda: len(entered) == 5)  # all five sent and running (not a fixed 0.05 s)
             for task in hanging:
                 task.cancel()
             await asyncio.gather(*hanging, return_exceptions=True)
