@@ -4,7 +4,8 @@ Used by ``FaultyTransport`` (``_faults``), which applies a plan's close, reset o
 half-close to the transport it wraps, and by ``LoopbackServer``'s proxy and its
 ``EagerReader``, which pass them on to their sockets. Each uses the transport's own
 method where it has one (the in-memory pipe), the socket's shutdown or SO_LINGER 0
-where it is a ``SocketTransport``, and a plain close otherwise.
+where it is a ``SocketTransport``, and a plain close otherwise. ``was_reset`` tells an
+EOF that hides a reset from a peer's close.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import struct
 
 from .._transport import SocketTransport, Transport
 
-__all__ = ["abort_transport", "shutdown_read", "shutdown_write"]
+__all__ = ["abort_transport", "shutdown_read", "shutdown_write", "was_reset"]
+
+_TCP_CLOSE = 7  # tcp_info.tcpi_state of a connection that ended (Linux: after a reset, or closed here)
 
 
 def shutdown_write(transport: Transport) -> None:
@@ -53,3 +56,22 @@ def abort_transport(transport: Transport) -> None:
         sock.close()
     else:
         transport.close()
+
+
+def was_reset(sock: socket.socket) -> bool:
+    """Whether the TCP connection of ``sock``, which just read EOF, was reset (Linux).
+
+    The kernel reports a reset once, to the first call that meets it: a read after a
+    write took it gets EOF, as after the peer's close. The connection's state tells
+    them apart: CLOSE after a reset, CLOSE_WAIT after the peer's FIN, unless this end
+    had sent its FIN first (both FINs also end in CLOSE: the caller rules that out).
+    False where it cannot be asked (a closed socket, no ``TCP_INFO``).
+    """
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, option, 1)
+    except (OSError, ValueError):
+        return False
+    return state[:1] == bytes([_TCP_CLOSE])

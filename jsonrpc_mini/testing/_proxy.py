@@ -16,7 +16,7 @@ from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from .._transport import SocketTransport, Transport
 from ._eager import EagerReader
-from ._end_faults import abort_transport, shutdown_write
+from ._end_faults import abort_transport, shutdown_write, was_reset
 from ._faults import FaultyTransport
 from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
@@ -53,6 +53,8 @@ class _Direction(NamedTuple):
     far: Transport  # the end its bytes go to, as the other end sees it
     read_end: Transport  # source's end, as a reset reaches it
     write_end: Transport  # sink's end, the same way (the other direction reads it: woken there)
+    read_sock: socket.socket  # source's socket
+    write_sock: socket.socket  # sink's socket
 
 
 class _Relay:
@@ -77,6 +79,7 @@ class _Relay:
         self.readers: list[EagerReader] = []
         self._running = 2
         self._lock = threading.Lock()
+        self._fin_sent: set[socket.socket] = set()  # the sockets a direction half-closed
         try:
             self._start(base, upstream, plan, index)
         except BaseException:  # (a thread that could not start): stop those that did
@@ -112,8 +115,8 @@ class _Relay:
         # The ends are the transports a reset reaches through (with a plan, the
         # FaultyTransports: resetting one also ends its direction's wait for a held chunk).
         directions = (
-            ("c2s", _Direction("client->server", self.down, up_end, up_end, self.down, up_in)),
-            ("s2c", _Direction("server->client", up_in, self.down_out, self.down, up_in, self.down)),
+            ("c2s", _Direction("client->server", self.down, up_end, up_end, self.down, up_in, base.sock, up)),
+            ("s2c", _Direction("server->client", up_in, self.down_out, self.down, up_in, self.down, up, base.sock)),
         )
         for name, direction in directions:
             thread = threading.Thread(
@@ -151,8 +154,10 @@ class _Relay:
         reset may have been read first, by the other direction), as a real link tells the
         writer's peer. Resetting the open end first matters: resetting the other one wakes
         the other direction, whose EOF would half-close the open end before the reset.
+        The kernel reports a reset once: where the other direction's write took it, the
+        read here gets EOF, which ``was_reset`` tells from a close, and resets too.
         """
-        label, source, sink, far, read_end, write_end = direction
+        label, source, sink, far, read_end, write_end = direction[:6]
         try:
             while not self.stopping:
                 try:
@@ -167,7 +172,10 @@ class _Relay:
                         return
                     if self._broken():
                         self._close_broken(far, write_end)
+                    elif direction.read_sock not in self._fin_sent and was_reset(direction.read_sock):
+                        self._reset(write_end, read_end)  # (the other direction's write took the reset)
                     else:
+                        self._fin_sent.add(direction.write_sock)
                         shutdown_write(far)
                     return
                 try:

@@ -7,8 +7,9 @@ relay ends at once, though its other direction held a delayed chunk or stalled;
 where only one direction ended (``half_close_after``) the other keeps carrying
 bytes; an end's reset reaches the other end as a reset, whichever direction meets
 it: the one reading the reset end, or the one writing to it (its write fails with a
-reset, or with a broken pipe where the reset was read first). The "server" here is a
-plain socket the proxy is pointed at, so the test sees what its socket gets.
+reset, or with a broken pipe where the reset was read first; where the write took
+the reset, the read that follows gets EOF, and passes on no half-close). The "server"
+here is a plain socket the proxy is pointed at, so the test sees what its socket gets.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def proxy_threads() -> set[str]:
 
 
 @contextmanager
-def linked(plan: FaultPlan) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
+def linked(plan: FaultPlan | None) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
     """The client's socket and the server's (``"client"``, ``"server"``) joined by a kit's proxy with ``plan``."""
     server = RPCServer()
     try:
@@ -193,3 +194,45 @@ def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monke
         relay = kit._relays[0]
         relay.close()
         assert relay.join(WAIT), "a direction kept waiting out its held chunk after close()"
+
+
+@pytest.mark.parametrize("plan", [None, FaultPlan(seed=7, max_chunk=1 << 16)], ids=["no plan", "plan"])
+def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
+    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan | None
+) -> None:
+    # The kernel reports an RST once, to the first call that meets it. Here the proxy's
+    # write of the server's bytes to the client takes the client's reset (the read of the
+    # client's socket is held back, and the writing direction's reset of the server's
+    # end waits until the reading direction has ended); the read that follows gets EOF.
+    # That EOF must not reach the server as a half-close: it read EOF before the reset
+    # (the old code half-closed the server's end: 1 to 3 runs of 200 under a flood).
+    gate, resetting = threading.Event(), threading.Event()
+    made: list[_proxy.SocketTransport] = []
+    real_abort = _proxy.abort_transport
+
+    class Gated(_proxy.SocketTransport):
+        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+            if self is made[0]:  # (the client's end: the first the relay makes)
+                gate.wait(WAIT)
+            return super().recv(max_bytes, timeout)
+
+    def made_one(sock: socket.socket) -> _proxy.SocketTransport:
+        transport = Gated(sock)
+        made.append(transport)
+        return transport
+
+    def abort_after_the_read(transport: _proxy.Transport) -> None:
+        if threading.current_thread().name.endswith("-s2c"):
+            resetting.set()
+            wait_for(lambda: "jsonrpc_mini-proxy-0-c2s" not in proxy_threads(), "the client->server direction ending")
+        real_abort(transport)
+
+    monkeypatch.setattr(_proxy, "SocketTransport", made_one)
+    monkeypatch.setattr(_proxy, "abort_transport", abort_after_the_read)
+    with linked(plan) as (ends, _):
+        reset(ends["client"])
+        ends["server"].sendall(b"reply")
+        wait_for(resetting.is_set, "the server->client direction meeting the reset")
+        gate.set()
+        with pytest.raises(ConnectionResetError):
+            ends["server"].recv(4096)
