@@ -9,6 +9,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -135,6 +136,43 @@ class OneLoop:
         finally:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
+
+
+class StoppedClock:
+    """The running loop's clock, stopped: it moves only by ``advance`` until ``run_on``.
+
+    The server reads the time from its loop (``loop.time()``), as the loop does for
+    its timers, so a test can say how long each step took whatever the machine's
+    speed. ``run_on`` lets it run at the real pace again, from where it stands.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._real = self._loop.time
+        self._now = self._real()
+        self._offset: float | None = None
+        self._loop.time = self.time  # type: ignore[method-assign]
+
+    def time(self) -> float:
+        """The loop's time."""
+        return self._now if self._offset is None else self._real() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """``seconds`` pass (while stopped)."""
+        self._now += seconds
+
+    def run_on(self) -> None:
+        """Run at the real pace again, from the time it stopped at."""
+        if self._offset is None:
+            self._offset = self._now - self._real()
+
+
+async def spin_until(condition: Callable[[], Any]) -> None:
+    """``until`` for a stopped clock (see StoppedClock): loop turns, not timers, bounded by real time (WAIT)."""
+    end = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0)
 
 
 async def until(condition: Callable[[], Any]) -> None:

@@ -12,7 +12,7 @@ import json
 import threading
 
 import pytest
-from _aio_support import RawConn, request, run, serving
+from _aio_support import RawConn, request, run, serving, until
 
 from jsonrpc_mini import aio
 
@@ -246,7 +246,7 @@ def test_replies_to_calls_read_together_go_out_in_one_write(kind: str) -> None:
 def test_thread_pool_calls_answer_fail_and_finish_before_shutdown() -> None:
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=5)
-        release = threading.Event()
+        entered, release = threading.Event(), threading.Event()
 
         def add(a: int, b: int) -> int:
             return a + b
@@ -255,6 +255,7 @@ def test_thread_pool_calls_answer_fail_and_finish_before_shutdown() -> None:
             raise ValueError("no")
 
         def hold() -> str:
+            entered.set()
             assert release.wait(10)
             return "held"
 
@@ -265,12 +266,12 @@ def test_thread_pool_calls_answer_fail_and_finish_before_shutdown() -> None:
         await raw.send(lines(*(request("add", [i, 1], id_=i) for i in range(20)), request("boom", id_=20)))
         assert await replies(raw, 21) == {**{i: i + 1 for i in range(20)}, 20: -32603}
         await raw.send(lines(request("hold", id_=21)))
-        await asyncio.sleep(0.05)
+        await until(entered.is_set)  # running in a thread (a fixed 0.05 s assumed it)
         stopping = asyncio.ensure_future(srv.shutdown())
-        await asyncio.sleep(0.05)
-        assert not stopping.done()  # waits for the call running in a thread
+        await until(lambda: srv.address is None)  # shutdown() has begun
+        assert not stopping.done()
         release.set()
-        assert await replies(raw, 1) == {21: "held"}
+        assert await replies(raw, 1) == {21: "held"}  # shutdown() waited for the call, and its reply
         await stopping
         assert await raw.recv() is None
         await raw.close()
@@ -281,9 +282,10 @@ def test_thread_pool_calls_answer_fail_and_finish_before_shutdown() -> None:
 def test_shutdown_gives_up_on_a_thread_pool_call_after_the_grace_period() -> None:
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=0.1)
-        release = threading.Event()
+        entered, release = threading.Event(), threading.Event()
 
         def hold() -> str:
+            entered.set()
             release.wait(10)
             return "held"
 
@@ -291,7 +293,7 @@ def test_shutdown_gives_up_on_a_thread_pool_call_after_the_grace_period() -> Non
         address = await srv.start("127.0.0.1", 0)
         async with await aio.connect(*address, timeout=10) as c:  # type: ignore[misc]
             call = asyncio.ensure_future(c.hold())
-            await asyncio.sleep(0.05)
+            await until(entered.is_set)  # running in a thread (a fixed 0.05 s assumed it)
             await srv.shutdown()
             with pytest.raises(aio.ConnectionLost):
                 await call

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, RawConn, request, run, serving, until
+from _aio_support import WAIT, RawConn, StoppedClock, request, run, serving, spin_until, until
 from _driver_helpers import in_time_rounds_async
 
 from jsonrpc_mini import ConnectionLost, RPCServer, ServerOptions, aio
@@ -289,21 +289,43 @@ def test_half_close_still_answers_and_runs_notifications() -> None:
 
 
 def test_graceful_shutdown_finishes_short_calls_and_cuts_long_ones() -> None:
+    # The grace period is the loop's time: stopped (StoppedClock), it ends only when the
+    # test moves the clock on, so the short call ends within it and the long one
+    # outlasts it however slow this machine is (a 0.2 s call against a 0.5 s grace did not).
     async def main() -> None:
         srv = aio.RPCServer(shutdown_grace=0.5)
+        entered: list[str] = []
+        cut: list[str] = []
+        finish = asyncio.Event()
 
         @srv.register
-        async def nap(seconds: float) -> float:
-            await asyncio.sleep(seconds)
-            return seconds
+        async def nap(kind: str) -> str:
+            entered.append(kind)
+            try:
+                await (finish if kind == "short" else asyncio.Event()).wait()  # (the long one: for ever)
+            except asyncio.CancelledError:
+                cut.append(kind)
+                raise
+            return kind
 
         address = await srv.start("127.0.0.1", 0)
         c = await aio.connect(*address, timeout=WAIT)  # type: ignore[misc]
-        short = asyncio.create_task(c.nap(0.2))
-        long = asyncio.create_task(c.nap(30))
-        await asyncio.sleep(0.05)
-        await srv.shutdown()
-        assert await short == 0.2
+        short = asyncio.create_task(c.nap("short"))
+        long = asyncio.create_task(c.nap("long"))
+        await until(lambda: len(entered) == 2)  # both running (a fixed 0.05 s assumed it)
+        clock = StoppedClock()
+        stopping = asyncio.create_task(srv.shutdown())
+        await spin_until(lambda: srv.address is None)  # shutdown() has begun
+        finish.set()
+        assert await short == "short"  # finished within the grace period
+        clock.advance(0.45)  # not the whole grace period: nothing is cut
+        for _ in range(20):  # loop turns enough for a timer that is due to cut the call (3)
+            await asyncio.sleep(0)
+        assert cut == [] and not long.done() and not stopping.done()
+        clock.advance(0.05)
+        clock.run_on()
+        await stopping
+        assert cut == ["long"]
         with pytest.raises(aio.ConnectionLost):
             await long
         assert srv.connection_count == 0 and srv.address is None
@@ -326,7 +348,7 @@ def test_requests_during_shutdown_get_shutting_down_errors() -> None:
         await raw.send(request("hold", ["done"], id_=1))
         await gauge.started.wait()
         stopping = asyncio.create_task(srv.shutdown())
-        await asyncio.sleep(0.05)
+        await until(lambda: srv.address is None)  # shutdown() has begun (a fixed 0.05 s assumed it)
         await raw.send(request("one", id_=2))
         assert await raw.recv() == {
             "jsonrpc": "2.0",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-from _aio_support import RawConn, request, run, serving
+from _aio_support import RawConn, StoppedClock, request, run, serving
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_framing_lazy import damaged_streams, long_string_values
@@ -151,35 +151,6 @@ def test_aio_server_answers_others_while_it_scans_a_deep_value(monkeypatch: pyte
                 await small.close()
 
     run(main)
-
-
-class StoppedClock:
-    """The running loop's clock, stopped: it moves only by ``advance`` until ``run_on``.
-
-    The server reads the time from its loop (``loop.time()``), as the loop does for
-    its timers, so a test can say how long each step took whatever the machine's
-    speed. ``run_on`` lets it run at the real pace again, from where it stands.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._real = self._loop.time
-        self._now = self._real()
-        self._offset: float | None = None
-        self._loop.time = self.time  # type: ignore[method-assign]
-
-    def time(self) -> float:
-        """The loop's time."""
-        return self._now if self._offset is None else self._real() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """``seconds`` pass (while stopped)."""
-        self._now += seconds
-
-    def run_on(self) -> None:
-        """Run at the real pace again, from the time it stopped at."""
-        if self._offset is None:
-            self._offset = self._now - self._real()
 
 
 READ_TIMEOUT = 0.3  # the server's read_timeout in the test below
