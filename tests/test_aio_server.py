@@ -474,7 +474,12 @@ def test_server_stops_taking_calls_while_the_client_does_not_read() -> None:
             for i in range(64):
                 raw.writer.write(json.dumps(request("big", [i], id_=i)).encode() + b"\n")
             await raw.writer.drain()
-            await asyncio.sleep(0.5)
+            # The server stops: writing paused (the client reads no more), so reading too,
+            # and no call in flight. Nothing starts until the client reads (a fixed 0.5 s
+            # assumed the server had got that far).
+            await until(
+                lambda: srv.total_busy == 0 and any(conn._write_paused and conn._read_paused for conn in srv._conns)
+            )
             assert len(ran) < 64  # 64 MiB of replies: the server paused instead of buffering them
             ids = [(await raw.recv())["id"] for _ in range(64)]
             assert sorted(ids) == list(range(64)) and sorted(ran) == list(range(64))
