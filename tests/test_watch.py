@@ -109,13 +109,18 @@ def test_stop_if_unused_keeps_a_busy_watcher_and_restarts_on_demand() -> None:
         b.close()
 
 
-def _slow_and_add(release: threading.Event, add: Any = None) -> RPCServer:
-    """A server with ``add`` (a + b unless given) and ``slow`` (which returns "done" once ``release`` is set)."""
+def _slow_and_add(release: threading.Event, add: Any = None, started: threading.Event | None = None) -> RPCServer:
+    """A server with ``add`` (a + b unless given) and ``slow`` (which returns "done" once ``release`` is set).
+
+    ``slow`` sets ``started`` (if given) as it begins.
+    """
     s = RPCServer()
     s.register_function(add or (lambda a, b: a + b), name="add")
 
     @s.register
     def slow() -> str:
+        if started is not None:
+            started.set()
         assert release.wait(WAIT)
         return "done"
 
@@ -123,11 +128,22 @@ def _slow_and_add(release: threading.Event, add: Any = None) -> RPCServer:
 
 
 def _fast_call_passes_a_slow_one(
-    sock: Any, release: threading.Event, *, pause: float = 0.05, fast: tuple[int, int] = (2, 2), slow_id: str = "s"
+    sock: Any,
+    release: threading.Event,
+    started: threading.Event,
+    *,
+    fast: tuple[int, int] = (2, 2),
+    slow_id: str = "s",
 ) -> None:
-    """``slow``, then (``pause`` later, in its own packet) ``add``: the add is answered first, then the slow call."""
+    """``slow``, then (once it runs, in its own packet) ``add``: the add is answered first, then the slow call.
+
+    ``started``: set by ``slow`` (see _slow_and_add). Sent once the slow call runs
+    (not after a sleep, which a loaded machine can outrun), the add arrives while
+    it runs, as a read of its own: the watcher must hand reading on.
+    """
+    started.clear()
     sock.sendall(request("slow", id_=slow_id))
-    time.sleep(pause)
+    assert started.wait(WAIT)
     sock.sendall(request("add", list(fast), id_="f"))
     assert sock.json_line() == {"jsonrpc": "2.0", "id": "f", "result": sum(fast)}
     release.set()
@@ -136,7 +152,8 @@ def _fast_call_passes_a_slow_one(
 
 def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields() -> None:
     release = threading.Event()
-    s = _slow_and_add(release)
+    started = threading.Event()
+    s = _slow_and_add(release, started=started)
     with LeakCheck(), serving(s) as address:
         sock = raw_connect(address)
         for i in range(50):
@@ -146,7 +163,7 @@ def test_a_sequential_client_costs_no_extra_thread_and_a_slow_call_still_yields(
         assert len(conn_threads) == 1, f"sequential calls woke extra threads: {conn_threads}"
         # A request sent in its own packet while the only thread runs a slow call:
         # the watcher must hand reading to another thread.
-        _fast_call_passes_a_slow_one(sock, release, pause=0.1)
+        _fast_call_passes_a_slow_one(sock, release, started)
         sock.close()
     assert not _watcher_threads(), "shutdown() left the watcher thread running"
 
@@ -352,7 +369,8 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
     # watcher sleeps; the next call attaches it again, so a request sent behind a
     # slow call is still served while that call runs.
     release = threading.Event()
-    s = _slow_and_add(release)
+    started = threading.Event()
+    s = _slow_and_add(release, started=started)
     with LeakCheck(), serving(s) as address:
         sock = _framed_connect(address)
         sock.sendall(request("add", [1, 2], id_=2))  # the first call with a known framing
@@ -360,7 +378,7 @@ def test_a_slow_call_after_a_quiet_spell_still_yields() -> None:
         probe = _session_of(s)._probe
         wait_for(lambda: not probe.active, "the quiet connection's probe to be dropped")
         for round_ in range(2):
-            _fast_call_passes_a_slow_one(sock, release, fast=(2, round_))
+            _fast_call_passes_a_slow_one(sock, release, started, fast=(2, round_))
             release.clear()
             s._watcher.stop(join=WAIT)  # round 2: the watcher was stopped, not just idle
             assert not probe.active
@@ -413,15 +431,17 @@ def test_a_failed_wake_up_leaves_other_connections_watched(
 
     monkeypatch.setattr(Session, "_wake_reader", fails_once)
     release = threading.Event()
-    s = _slow_and_add(release)
+    started = threading.Event()
+    s = _slow_and_add(release, started=started)
     with LeakCheck(), serving(s) as address:
         a, b = _framed_connect(address), _framed_connect(address)
         a.sendall(request("slow", id_="a1"))
-        time.sleep(0.05)
+        assert started.wait(WAIT)  # the slow call runs: the add comes in a read of its own
+        started.clear()
         a.sendall(request("add", [1, 2], id_="f1"))  # its wake-up fails
         wait_for(lambda: failures, "the failing wake-up")
         b.sendall(request("slow", id_="b1"))
-        time.sleep(0.05)
+        assert started.wait(WAIT)
         b.sendall(request("add", [2, 2], id_="g"))
         assert b.json_line() == {"jsonrpc": "2.0", "id": "g", "result": 4}
         release.set()
@@ -466,7 +486,8 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
     # forget it then, not when the call ends. A new connection (which may get the
     # same number) is then watched for its own slow call.
     release = threading.Event()
-    s = _slow_and_add(release)
+    started = threading.Event()
+    s = _slow_and_add(release, started=started)
     with LeakCheck(), serving(s) as address:
         a = _framed_connect(address)
         a.sendall(request("slow", id_="s"))
@@ -479,7 +500,7 @@ def test_a_connection_closed_during_a_call_is_no_longer_watched() -> None:
         assert not probe.active and probe not in loop.probes
         assert loop.registered.get(probe.fd) is not probe, "a closed socket's number is still watched"
         b = _framed_connect(address)
-        _fast_call_passes_a_slow_one(b, release, slow_id="t")
+        _fast_call_passes_a_slow_one(b, release, started, slow_id="t")
         a.close()
         b.close()
     assert not _watcher_threads()
