@@ -277,20 +277,55 @@ async def answered_within_async(call: Callable[[], Awaitable[Any]], since: float
     return True
 
 
+class _HeldBackCondition:
+    """A session's condition that records (in ``declined``) each wait of a thread the limit holds back.
+
+    That is a wait begun with nobody reading and ``max_concurrent_calls`` calls
+    counted: the thread would read (and start a call) if the limit let it.
+    """
+
+    def __init__(self, session: Session, declined: list[int]) -> None:
+        self._inner = session._cond
+        self._session = session
+        self._declined = declined
+
+    def __enter__(self) -> bool:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        session = self._session
+        if not session._reading and session._busy >= session._opts.max_concurrent_calls:
+            self._declined.append(session.busy)
+        return self._inner.wait(timeout)
+
+    def notify(self, n: int = 1) -> None:
+        self._inner.notify(n)
+
+    def notify_all(self) -> None:
+        self._inner.notify_all()
+
+
 class LimitWatch:
     """Tells when a sync server's session has stopped at ``max_concurrent_calls`` (no sleep: see ``stopped``).
 
-    A call runs on; when requests wait behind it, the read watcher calls the session's
-    ``_wake_reader`` to pass the reading turn on. At the limit it must pass nothing
-    on: no thread is promoted. Such a call, with the session's ``busy`` then, is
-    recorded here; from then on no call starts until one ends (the turn stays with
-    the limit's last call, and only a call's end or that callback passes it on).
+    On a watched connection a call runs on with the reading turn; when requests
+    wait behind it, the read watcher calls the session's ``_wake_reader`` to pass
+    the turn on. At the limit it must pass nothing on: no thread is promoted. On
+    a connection the watcher cannot watch, each call is counted and the turn passed
+    on at once; at the limit the next thread must wait for it (see
+    _HeldBackCondition). Either stop is recorded here with the session's ``busy``
+    then; from then on no call starts until one ends (the turn stays with the
+    limit's last call, or with nobody, and only a call's end or that callback
+    passes it on).
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.declined: list[int] = []  # session.busy after each callback that promoted no thread
+        self.declined: list[int] = []  # session.busy at each stop
         self._promotes = 0
-        wake_reader, promote = Session._wake_reader, Session._promote
+        wake_reader, promote, init = Session._wake_reader, Session._promote, Session.__init__
 
         def counted_promote(session: Session) -> None:
             self._promotes += 1
@@ -303,11 +338,16 @@ class LimitWatch:
                 if self._promotes == before:
                     self.declined.append(session.busy)
 
+        def watched_init(session: Session, *args: Any, **kwargs: Any) -> None:
+            init(session, *args, **kwargs)
+            session._cond = _HeldBackCondition(session, self.declined)  # type: ignore[assignment]
+
         monkeypatch.setattr(Session, "_promote", counted_promote)
         monkeypatch.setattr(Session, "_wake_reader", recorded_wake_reader)
+        monkeypatch.setattr(Session, "__init__", watched_init)
 
     def stopped(self, limit: int) -> None:
-        """Wait until the watcher found a session at ``limit`` calls and promoted no thread."""
+        """Wait until a session at ``limit`` calls held back the thread that would start one more."""
         wait_for(lambda: limit in self.declined, f"the session to stop at {limit} calls")
 
 

@@ -119,7 +119,24 @@ def test_sequential_calls_use_few_threads() -> None:
     assert session.join(WAIT)
 
 
-def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+class _Unwatched:
+    """A transport the read watcher cannot watch (not a SocketTransport): every call is counted at once."""
+
+    def __init__(self, inner: SocketTransport) -> None:
+        self.inner = inner
+
+    def send(self, data: bytes) -> None:
+        self.inner.send(data)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        return self.inner.recv(max_bytes, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
+def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyPatch, watched: bool) -> None:
     watch = LimitWatch(monkeypatch)
     limit = 4
     release = threading.Event()
@@ -132,7 +149,12 @@ def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyP
         release.wait(WAIT)
         return n
 
-    session, peer = _served_pair(s)
+    if watched:
+        session, peer = _served_pair(s)
+    else:
+        ours, theirs = socket.socketpair()
+        ours.settimeout(WAIT)
+        session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
     peer.sendall(b"".join(request("slow", [n], id_=n) for n in range(20)))
     for _ in range(limit):
         assert running.acquire(timeout=WAIT)
