@@ -151,11 +151,10 @@ def test_a_failed_handshake_tells_the_peer_why(ca: trustme.CA, caplog: pytest.Lo
 
 def test_plaintext_client_at_tls_server_fails_clearly(kind: str, ca: trustme.CA) -> None:
     with running(kind, ssl=server_context(ca)) as srv:
-        started = time.monotonic()
         # Both servers tell the client what is wrong: one plain error, then close.
+        # (A client that waited for its own timeout would raise RPCTimeout, not ServerError.)
         with pytest.raises(ServerError) as info, RPCClient(*srv.address, timeout=WAIT) as client:
             client.echo("hello?")
-        assert time.monotonic() - started < WAIT, "the client waited for its own timeout"
         message = str(info.value)
         assert "echo" in message, message
         assert info.value.code == -32000 and "this server speaks TLS" in message, message
