@@ -7,7 +7,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Protocol, cast
 
-from ._codec import Params, build_params, call_value
+from ._codec import CallParams, Params, build_params, call_value
 from ._errors import RPCError
 from ._remote import RemoteMethod, remote_attribute
 
@@ -171,6 +171,22 @@ class QueuedCalls:
         if not self.notifications:
             return cast("list[BatchResult]", self.entries.copy())
         return [entry for entry in self.entries if isinstance(entry, BatchResult)]
+
+    def one_method(self) -> tuple[Any, list[CallParams]] | None:
+        """The method and each call's params of a batch of requests of one method (the usual batch), else None.
+
+        No notification, and every call's method the first's very object (``b.add``
+        hands out one name; literal names are one object too): equal names that
+        are distinct objects give None too. Speed: an identity test per call in
+        one comprehension (~0.28M instructions for 1,000 calls; a type test of the
+        params in it too cost ~0.2M more: see ClientConnection.encode_calls).
+        """
+        entries = self.entries
+        if self.notifications or not entries:
+            return None
+        method = entries[0]._method
+        params = [entry._params for entry in entries if entry._method is method]
+        return (method, params) if len(params) == len(entries) else None
 
     def check_open(self) -> None:
         """Raise RPCError if the batch was sent already, or discarded (its with block raised)."""

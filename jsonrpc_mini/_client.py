@@ -216,7 +216,13 @@ class RPCClient:
         proto = link.proto
         waiters = cast("list[_Waiter]", calls.answered())
         ids = proto.next_ids(len(waiters))
-        data = proto.encode_values(call_values(calls, ids))
+        # (The usual batch, requests of one method, is written without a request
+        # object per call when that is sure to give the same bytes: see encode_calls.
+        # Without orjson it never is, and one_method's pass is not made.)
+        usual = None if proto.codec.orjson_dumps is None else calls.one_method()
+        data = None if usual is None else proto.encode_calls(usual[0], usual[1], ids)
+        if data is None:
+            data = proto.encode_values(call_values(calls, ids))
         # (Members without a result are notifications: marked as the batch is sent.)
         unanswered = len(waiters) < len(calls)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout

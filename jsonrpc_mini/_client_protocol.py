@@ -29,7 +29,8 @@ from ._errors import InvalidRequest, ParseError
 from ._events import ClientEvent, Closed, Violation
 from ._frames import deeper_than
 from ._framing import FrameError, FramingName
-from ._json import JsonCodec
+from ._json import ORJSON_OPTS, JsonCodec
+from ._json_write import _has_null as has_null
 from ._reply_id import named_id
 
 __all__ = ["BatchAnswer", "ClientConnection"]
@@ -163,6 +164,55 @@ class ClientConnection(_BatchReplies, _Base):
     def encode_values(self, values: list[dict[str, Any]]) -> bytes:
         """Frame request objects (as ``call_value`` makes them) as one batch array."""
         return self._line(values)
+
+    def encode_calls(self, method: Any, params: list[CallParams], ids: list[int]) -> bytes | None:
+        """Frame requests of ``method`` with ``params`` and ``ids`` as one batch array, or None.
+
+        The bytes :meth:`encode_values` writes for their ``call_value`` objects, or
+        None when that is not sure here (no orjson, a codec subclass, a value orjson
+        cannot write, a ``null`` written, params that are no array, a bracket inside
+        an argument): then encode them that way. A call's params are as queued:
+        the tuple of its positional arguments, an object (a dict) or None.
+
+        Speed: no object per request (~2k instructions each to make, walk and free:
+        ~3.2M of the client's ~13.8M for a 1,000-call batch, against ~1.0M this
+        way). orjson writes the params and ids in one list, alternately, and two
+        replaces weave that text into the requests: ``],`` (an array's end, then
+        an id) gains the id's name, ``,[`` (an id, then an array) the next
+        request's fixed text. When each params is an array (no id holds a
+        bracket), the text has those two at least once per request (but the first
+        ``,[``); more means one in an argument, which the lengths tell. The params
+        are arrays when the text holds no ``null`` and no ``{`` (one memchr each);
+        only if it holds a ``{`` are their types looked at.
+        """
+        dumps = self.codec.orjson_dumps
+        count = len(params)
+        if dumps is None or not count or count != len(ids):
+            return None
+        mixed: list[Any] = [None] * (2 * count)
+        mixed[::2] = params
+        mixed[1::2] = ids
+        try:
+            # (In a list of its own: the arguments sit as deep as in the request
+            # objects, where orjson's depth limit meets them: it refuses alike.)
+            text = dumps([mixed], None, ORJSON_OPTS)
+            written_method = dumps(method, None, ORJSON_OPTS)
+        except (TypeError, ValueError):
+            return None
+        if has_null(text):
+            return None  # (None params, or maybe a NaN: the general way tells)
+        if b"{" in text and set(map(type, params)) != {tuple}:
+            return None  # (params given as an object)
+        head = b'{"jsonrpc":"2.0","method":' + written_method + b',"params":'
+        named = text.replace(b"],", b'],"id":')
+        if len(named) - len(text) != 5 * count:
+            return None
+        body = named.replace(b",[", b"}," + head + b"[")
+        if len(body) - len(named) != (len(head) + 1) * (count - 1):
+            return None
+        if self._framer.name == "content-length":
+            return self._frame(b"".join((b"[", head, body[2:-2], b"}]")))
+        return b"".join((b"[", head, body[2:-2], b"}]\n"))
 
     def decode_lines(self, data: bytes, limit: int, start: int = 0) -> tuple[list[Any], int]:
         """Decode up to ``limit`` whole compact lines of ``data[start:]`` without the framer.

@@ -26,7 +26,7 @@ from ._errors import ParseError
 from ._frames import surely_within
 from ._json_write import _WALK_BUDGET, _WALK_FROM, _finite, _stdlib_dumps
 
-__all__ = ["HAVE_ORJSON", "ORJSON_LINE_OPTS", "SMALL_OUTPUT", "JsonCodec", "dumps", "loads"]
+__all__ = ["HAVE_ORJSON", "ORJSON_LINE_OPTS", "ORJSON_OPTS", "SMALL_OUTPUT", "JsonCodec", "dumps", "loads"]
 
 _orjson: Any
 try:  # pragma: no cover - which branch runs depends on the environment
@@ -374,8 +374,9 @@ if _orjson is not None:  # pragma: no branch
     _ORJSON_LINE_OPTS = _ORJSON_OPTS | _orjson.OPT_APPEND_NEWLINE
 else:  # pragma: no cover
     _ORJSON_OPTS = _ORJSON_LINE_OPTS = 0
-# For a caller doing dumps_line's work in line (see JsonCodec.orjson_dumps).
+# For a caller doing dumps_line's (or dumps') work in line (see JsonCodec.orjson_dumps).
 ORJSON_LINE_OPTS = _ORJSON_LINE_OPTS
+ORJSON_OPTS = _ORJSON_OPTS
 SMALL_OUTPUT = _SAMPLE_FROM  # (dumps_line returns a smaller output holding no null at once)
 
 _DEFAULT = JsonCodec()
