@@ -72,24 +72,23 @@ def test_an_interrupt_before_a_byte_was_taken_leaves_the_connection_open() -> No
     assert c.echo(2) == "yours"
 
 
-def test_an_interrupt_holding_the_first_reads_bytes_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Taken by _alone's own read, not yet handed out (the local flag).
-    transport = _Script(_yours)
+@pytest.mark.parametrize(
+    ("replies", "cut_at"),
+    [
+        # Taken by _alone's own read, not yet handed out (the local flag).
+        ([_yours], 1),
+        # The first read's line was handed out (a reply no call takes); the next,
+        # made by _read_replies, is interrupted holding its bytes (the list's flag).
+        ([lambda id_: NOT_YOURS, _yours], 2),
+    ],
+    ids=["first-read", "later-read"],
+)
+def test_an_interrupt_holding_a_reads_bytes_closes_the_connection(
+    monkeypatch: pytest.MonkeyPatch, replies: list[Any], cut_at: int
+) -> None:
+    transport = _Script(*replies)
     c = RPCClient(transport=transport)
-    _cut_decode(c, monkeypatch, 1)
-    with pytest.raises(KeyboardInterrupt):
-        c.echo(1)
-    assert transport.closed
-    with pytest.raises(ConnectionLost, match="a read was interrupted after taking bytes"):
-        c.echo(2)
-
-
-def test_an_interrupt_holding_a_later_reads_bytes_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The first read's line was handed out (a reply no call takes); the next,
-    # made by _read_replies, is interrupted holding its bytes (the list's flag).
-    transport = _Script(lambda id_: NOT_YOURS, _yours)
-    c = RPCClient(transport=transport)
-    _cut_decode(c, monkeypatch, 2)
+    _cut_decode(c, monkeypatch, cut_at)
     with pytest.raises(KeyboardInterrupt):
         c.echo(1)
     assert transport.closed
