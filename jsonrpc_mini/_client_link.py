@@ -211,21 +211,9 @@ class _Link(_RequestSender):
             # again under it. This is the call's only lock round when its first read
             # is its reply (see _alone).
             send_lock = self.send_lock
-            lock = self.lock
             waiter = None
             try:
-                # Speed: the lock's round by acquire and release, not "with" (~1k
-                # instructions less: no bound __enter__ and __exit__ made, no argument
-                # tuple for __exit__). As safe: an exception inside the round (Ctrl-C
-                # landing as acquire returns, or later) releases it below if this round
-                # took it, which is when this thread holds it then. Only an acquire
-                # that waited can raise without taking the lock, and then this thread
-                # did not hold it before (a thread that holds it, as a signal handler's
-                # call inside a round of it does, takes it again at once). Between the
-                # round's last step and the release below there is no call, so no
-                # signal handler runs there.
-                try:
-                    lock.acquire()
+                with self.lock:
                     if (
                         self.lost is None
                         and not (self.reading or self.pending or self.sending)
@@ -240,11 +228,6 @@ class _Link(_RequestSender):
                         self.pending[id_] = waiter
                         if proto.unread:  # (see ClientConnection.unread_before)
                             proto.witness_call(id_)
-                except BaseException:
-                    if lock._is_owned():
-                        lock.release()
-                    raise
-                lock.release()
                 if waiter is not None:
                     return self._alone(waiter, data, deadline, timeout)
             except BaseException:

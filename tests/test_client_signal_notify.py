@@ -102,10 +102,9 @@ class _HandlerInLock:
         self.skip = skip
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not (blocking and timeout == -1):
-            return bool(self.inner.acquire(blocking, timeout))
-        # A round taken by acquire and release (the lone caller's, _Link.request) is one too.
-        return self.__enter__()
+        if blocking and timeout == -1:
+            timeout = WAIT
+        return bool(self.inner.acquire(blocking, timeout))
 
     def release(self) -> None:
         self.inner.release()
