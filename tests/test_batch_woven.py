@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 import pytest
-from _driver_helpers import serving
+from _driver_helpers import WAIT, serving
 
 from jsonrpc_mini import RPCClient, RPCServer
 from jsonrpc_mini._batch import BatchBuilder, BatchResult, QueuedCalls, call_values
@@ -171,7 +171,7 @@ def test_one_method_is_the_usual_batch_only() -> None:
 def test_a_client_s_batch_reaches_the_server_whole_either_way(args: tuple[Any, ...]) -> None:
     server = RPCServer()
     server.register_function(lambda *args: list(args), "echo")
-    with serving(server) as address, RPCClient(*address) as client:
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as client:
         with client.batch() as b:
             results: list[BatchResult] = [b.echo(*args), b.echo(1, 2), b.echo(*args)]
         expected = [list(args), [1, 2], list(args)]
@@ -191,7 +191,7 @@ def test_a_client_weaves_the_usual_batch(monkeypatch: pytest.MonkeyPatch, kwargs
     monkeypatch.setattr(ClientConnection, "encode_values", counted)
     server = RPCServer()
     server.register_function(lambda *args, **kwargs: len(args) + len(kwargs), "count")
-    with serving(server) as address, RPCClient(*address) as client, client.batch() as b:
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as client, client.batch() as b:
         results = [b.count(1, 2, **kwargs) for _ in range(3)]
     assert [r.result() for r in results] == [2 + len(kwargs)] * 3
     assert general == ([] if woven else [3])

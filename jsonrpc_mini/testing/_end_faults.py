@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import sys
 
 from .._transport import SocketTransport, Transport
 
@@ -65,10 +66,12 @@ def was_reset(sock: socket.socket) -> bool:
     write took it gets EOF, as after the peer's close. The connection's state tells
     them apart: CLOSE after a reset, CLOSE_WAIT after the peer's FIN, unless this end
     had sent its FIN first (both FINs also end in CLOSE: the caller rules that out).
-    False where it cannot be asked (a closed socket, no ``TCP_INFO``).
+    False where it cannot be asked (a closed socket, a system other than Linux: the
+    BSDs have ``TCP_INFO`` with other state numbers, macOS none), so there such a
+    reset may be passed on as an EOF.
     """
     option = getattr(socket, "TCP_INFO", None)
-    if option is None:
+    if option is None or not sys.platform.startswith("linux"):
         return False
     try:
         state = sock.getsockopt(socket.IPPROTO_TCP, option, 1)

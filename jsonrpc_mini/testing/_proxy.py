@@ -152,8 +152,9 @@ class _Relay:
         ``source`` was reset (by its peer or the plan), ``read_end`` (``source``'s) when
         writing to ``sink`` failed with a reset or a broken pipe (its peer reset it: the
         reset may have been read first, by the other direction), as a real link tells the
-        writer's peer. Resetting the open end first matters: resetting the other one wakes
-        the other direction, whose EOF would half-close the open end before the reset.
+        writer's peer. Where writing failed, resetting the open end first matters:
+        resetting the dead one wakes the other direction, whose EOF would half-close the
+        open end before the reset (for a reset read here, either order is the same).
         The kernel reports a reset once: where the other direction's write took it, the
         read here gets EOF, which ``was_reset`` tells from a close, and resets too.
         """
