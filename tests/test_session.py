@@ -167,6 +167,72 @@ def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyP
     assert session.join(WAIT)
 
 
+def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A session serves with at most max_concurrent_calls + 1 threads: one per call
+    # and the reader. A thread whose call ended while another thread reads is neither
+    # idle nor counted until it waits again; a promotion meanwhile finds no idle thread
+    # and must not start one more. Held there on purpose (on an unwatched connection,
+    # which promotes after each request): calls c and d are read, each promotes, and
+    # the second of them, at the limit, must not start a fourth thread.
+    limit = 2
+    names = "abcd"
+    started = {name: threading.Event() for name in names}
+    release = {name: threading.Event() for name in names}
+    b_thread: list[threading.Thread] = []
+    held, hold = threading.Event(), threading.Event()
+    s = RPCServer(max_concurrent_calls=limit)
+
+    @s.register
+    def slow(name: str) -> str:
+        if name == "b":
+            b_thread.append(threading.current_thread())
+        started[name].set()
+        release[name].wait(WAIT)
+        return name
+
+    call_ended = Session._call_ended
+
+    def holding_call_ended(session: Session, mine: list[int], *, counted: bool) -> bool:
+        reader = call_ended(session, mine, counted=counted)
+        if threading.current_thread() in b_thread and not held.is_set():
+            held.set()
+            hold.wait(WAIT)
+        return reader
+
+    monkeypatch.setattr(Session, "_call_ended", holding_call_ended)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
+    try:
+        peer.sendall(request("slow", ["a"], id_="a"))
+        assert started["a"].wait(WAIT)
+        wait_for(lambda: session._reading, "a second thread to read")
+        peer.sendall(request("slow", ["b"], id_="b"))
+        assert started["b"].wait(WAIT)
+        wait_for(lambda: session._idle == 1, "a third thread to wait at the limit")
+        release["a"].set()
+        assert peer.json_line()["id"] == "a"
+        wait_for(lambda: session._reading and session._busy == 1, "a's thread to read next")
+        release["b"].set()
+        assert peer.json_line()["id"] == "b"
+        assert held.wait(WAIT)  # b's thread: its call ended while a's thread reads
+        assert session._threads == limit + 1
+        peer.sendall(request("slow", ["c"], id_="c"))
+        assert started["c"].wait(WAIT)
+        wait_for(lambda: session._reading, "the waiting thread to read")  # none is idle now
+        peer.sendall(request("slow", ["d"], id_="d"))
+        assert started["d"].wait(WAIT)  # (d's reader promoted before d started)
+        assert session._threads == limit + 1
+        assert _session_threads(session) == limit + 1
+    finally:
+        hold.set()
+        for event in release.values():
+            event.set()
+    assert sorted(peer.json_line()["id"] for _ in "cd") == ["c", "d"]
+    peer.close()
+    assert session.join(WAIT)
+
+
 def test_a_reply_to_a_vanished_peer_ends_the_session_quietly() -> None:
     entered, release = threading.Event(), threading.Event()
     s = RPCServer()
