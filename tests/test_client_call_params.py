@@ -1,22 +1,26 @@
-"""A sync client's positional arguments go to the link as their tuple (CallParams), written as a list's array.
+"""A client's positional arguments go to the link as their tuple (CallParams), written as a list's array.
 
-``RPCClient.call`` and ``client.name(...)`` (a KeptMethod) hand the arguments'
-tuple on instead of making a list per call; the bytes written (or the error
-raised instead) must be the ones ``encode_request`` writes for the list, in both
-framings and with both codecs, and a call without arguments has no ``params``.
+``RPCClient.call`` and ``client.name(...)`` (a KeptMethod, the aio client's too)
+hand the arguments' tuple on instead of making a list per call; the bytes written
+(or the error raised instead) must be the ones ``encode_request`` writes for the
+list, in both framings and with both codecs, and a call without arguments has no
+``params``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
 
 import pytest
+from _aio_support import run
 from _driver_helpers import CODEC_IDS, CODECS
 
 import jsonrpc_mini._json as json_module
-from jsonrpc_mini import RPCClient
+from jsonrpc_mini import RPCClient, aio
+from jsonrpc_mini._aio_link import Link
 from jsonrpc_mini._client_protocol import ClientConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,3 +80,58 @@ def test_positional_arguments_are_written_as_their_list(
         with pytest.raises(outcome[0]) as expected:
             proto.encode_request("m", params, 1)
         assert str(expected.value) == outcome[1]
+
+
+class _Writes(asyncio.Transport):
+    """An asyncio transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+@pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
+@pytest.mark.parametrize("framing", ["newline", "content-length"])
+@pytest.mark.parametrize("how", ["call", "attribute"])
+@pytest.mark.parametrize("args", ARGS, ids=range(len(ARGS)))
+def test_aio_positional_arguments_are_written_as_their_list(
+    monkeypatch: pytest.MonkeyPatch, use_orjson: bool, framing: Any, how: str, args: tuple[Any, ...]
+) -> None:
+    monkeypatch.setattr(json_module, "HAVE_ORJSON", use_orjson)
+
+    async def main() -> None:
+        transport = _Writes()
+        link = Link(ClientConnection(framing=framing))
+        link.connection_made(transport)
+        assert (link.proto.codec.orjson_dumps is not None) == use_orjson
+        client = aio.RPCClient(link)
+        outcome: Any = None
+        try:
+            call = client.call("m", *args) if how == "call" else client.m(*args)
+        except Exception as exc:  # (the error is the outcome compared)
+            outcome = type(exc), str(exc)
+        await asyncio.sleep(0)
+        proto = ClientConnection(framing=framing)
+        params = list(args) if args else None
+        if outcome is None:
+            link.fail_all("test over")
+            assert isinstance(call.exception(), Exception)  # (retrieved: nobody awaits it)
+            assert transport.data == proto.encode_request("m", params, _id(transport.data))
+            assert (b'"params"' in transport.data) == bool(args)
+        else:
+            assert transport.data == b""
+            with pytest.raises(outcome[0]) as expected:
+                proto.encode_request("m", params, 1)
+            assert str(expected.value) == outcome[1]
+
+    run(main)
