@@ -9,18 +9,15 @@ import selectors
 import socket
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from .._client import RPCClient
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from .._transport import SocketTransport, Transport
-from ._eager import EagerReader
-from ._end_faults import abort_transport, shutdown_write, was_reset
-from ._faults import FaultyTransport
 from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
-from ._plan import FaultPlan, LinkState
+from ._plan import FaultPlan
+from ._relay import _JOIN, _POLL, _Relay
 from ._uses import acquire, release
 
 if TYPE_CHECKING:
@@ -30,10 +27,6 @@ __all__ = ["LoopbackServer"]
 
 log = logging.getLogger("jsonrpc_mini.testing")
 
-_POLL = 0.5
-_JOIN = 5.0
-_CHUNK = 64 * 1024
-
 
 class _Inherit(enum.Enum):
     """The type of ``INHERIT``: "the LoopbackServer's own value" (None already means "none")."""
@@ -42,200 +35,6 @@ class _Inherit(enum.Enum):
 
 
 INHERIT: Final = _Inherit.TOKEN
-
-
-class _Direction(NamedTuple):
-    """One direction of a relay: where its bytes come from and go, and the ends it tells how it ends."""
-
-    label: str
-    source: Transport
-    sink: Transport
-    far: Transport  # the end its bytes go to, as the other end sees it
-    read_end: Transport  # source's end, as a reset reaches it
-    write_end: Transport  # sink's end, the same way (the other direction reads it: woken there)
-    read_sock: socket.socket  # source's socket
-    write_sock: socket.socket  # sink's socket
-
-
-class _Relay:
-    """One proxied connection: two threads moving bytes, the plan applied where they are read.
-
-    Each direction's faults and delays are applied as its bytes are read (the client's
-    from the client socket, the server's from the server socket), each chunk held its
-    delay after it arrived (an :class:`EagerReader` stamps the bytes as they come), so
-    chunks in flight together wait out their delays together, as on ``loopback()``'s pipe.
-    """
-
-    def __init__(self, down: socket.socket, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
-        self.stopping = False
-        self.up: Transport | None = None
-        base = SocketTransport(down)
-        self.down_out: Transport = base  # the relay writes the server's bytes here
-        self.down: Transport = base
-        self.up_in: Transport | None = None  # the relay reads the server's bytes here
-        self.threads: list[threading.Thread] = []
-        # The ends' reading threads. close() stops them itself: closing the socket does
-        # not stop a reader that holds its bound and waits for room (none comes then).
-        self.readers: list[EagerReader] = []
-        self._running = 2
-        self._lock = threading.Lock()
-        self._fin_sent: set[socket.socket] = set()  # the sockets a direction half-closed
-        try:
-            self._start(base, upstream, plan, index)
-        except BaseException:  # (a thread that could not start): stop those that did
-            self.close()
-            self.join(_JOIN)
-            raise
-
-    def _start(self, base: SocketTransport, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
-        link = None if plan is None else LinkState(plan, index)
-        if plan is not None:
-            reader = EagerReader(base, f"jsonrpc_mini-proxy-{index}-client-reader")
-            self.readers.append(reader)
-            self.down = FaultyTransport(reader, plan, side="server", link=link)
-        try:
-            up = socket.create_connection(upstream, timeout=_JOIN)
-        except OSError as exc:
-            log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
-            self.close()
-            return
-        self.up = up_end = SocketTransport(up)
-        try:
-            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
-            self.close()
-            return
-        up_in: Transport = up_end
-        if plan is not None:
-            reader = EagerReader(up_end, f"jsonrpc_mini-proxy-{index}-server-reader")
-            self.readers.append(reader)
-            up_in = FaultyTransport(reader, plan, side="client", link=link)
-        self.up_in = up_in
-        # The ends are the transports a reset reaches through (with a plan, the
-        # FaultyTransports: resetting one also ends its direction's wait for a held chunk).
-        directions = (
-            ("c2s", _Direction("client->server", self.down, up_end, up_end, self.down, up_in, base.sock, up)),
-            ("s2c", _Direction("server->client", up_in, self.down_out, self.down, up_in, self.down, up, base.sock)),
-        )
-        for name, direction in directions:
-            thread = threading.Thread(
-                target=self._run,
-                args=(direction,),
-                name=f"jsonrpc_mini-proxy-{index}-{name}",
-                daemon=True,
-            )
-            self.threads.append(thread)
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self, direction: _Direction) -> None:
-        """Run one direction; the last of the two to end closes both sockets."""
-        try:
-            self._pass_on(direction)
-        finally:
-            with self._lock:
-                self._running -= 1
-                last = self._running == 0
-            if last:
-                self.close()
-
-    def _broken(self) -> bool:
-        return isinstance(self.down, FaultyTransport) and self.down.link.broken is not None
-
-    def _pass_on(self, direction: _Direction) -> None:
-        """Move one direction's bytes from ``source`` to ``sink`` and pass on how it ends.
-
-        ``far`` is the end its bytes go to, as the other end sees it: an EOF half-closes
-        it (closes it where the plan broke the link), another error closes it. A reset
-        resets both ends, the one still open first: ``write_end`` (``sink``'s) when
-        ``source`` was reset (by its peer or the plan), ``read_end`` (``source``'s) when
-        writing to ``sink`` failed with a reset or a broken pipe (its peer reset it: the
-        reset may have been read first, by the other direction), as a real link tells the
-        writer's peer. Where writing failed, resetting the open end first matters:
-        resetting the dead one wakes the other direction, whose EOF would half-close the
-        open end before the reset (for a reset read here, either order is the same).
-        The kernel reports a reset once: where the other direction's write took it, the
-        read here gets EOF, which ``was_reset`` tells from a close, and resets too.
-        """
-        label, source, sink, far, read_end, write_end = direction[:6]
-        try:
-            while not self.stopping:
-                try:
-                    data = source.recv(_CHUNK, _POLL)
-                except TimeoutError:
-                    continue
-                except ConnectionResetError:
-                    self._reset(write_end, read_end)
-                    return
-                if not data:
-                    if self.stopping:  # (close() woke this read: it closes the sockets)
-                        return
-                    if self._broken():
-                        self._close_broken(far, write_end)
-                    elif direction.read_sock not in self._fin_sent and was_reset(direction.read_sock):
-                        self._reset(write_end, read_end)  # (the other direction's write took the reset)
-                    else:
-                        self._fin_sent.add(direction.write_sock)
-                        shutdown_write(far)
-                    return
-                try:
-                    sink.send(data)
-                except (ConnectionResetError, BrokenPipeError) as exc:
-                    if self._broken():  # (the plan closed the link: its ends are closed, not reset)
-                        raise
-                    log.debug("proxy %s: the peer it writes to reset: %s", label, exc)
-                    self._reset(read_end, write_end)
-                    return
-        except (OSError, ValueError) as exc:
-            log.debug("proxy %s ended: %s", label, exc)
-            far.close()
-
-    @staticmethod
-    def _close_broken(far: Transport, write_end: Transport) -> None:
-        """Close ``far`` on a link the plan broke, and end the other direction's wait.
-
-        The other direction reads ``write_end``: holding a chunk's delay (latency) or
-        stalled, it would notice the broken link only when its wait ends (the delay, or
-        its next poll), and the relay (its threads, its sockets) would outlive the link
-        that long. Its bytes can reach no one now: both ends are closed.
-        """
-        far.close()
-        if isinstance(write_end, FaultyTransport):
-            write_end._stop_waits()
-
-    def _reset(self, first: Transport, then: Transport) -> None:
-        """Reset both ends of the connection, ``first`` first (unless close() is under way)."""
-        if self.stopping:  # (close() closes the sockets: a write it cut short is no reset)
-            return
-        abort_transport(first)
-        abort_transport(then)
-
-    def close(self) -> None:
-        """Stop both threads and both readers, close both sockets."""
-        self.stopping = True
-        if isinstance(self.up_in, FaultyTransport):
-            self.up_in._stop_waits()  # (a held chunk's delay would keep its thread until its poll)
-        self.down.close()
-        if self.up is not None:
-            self.up.close()
-        for reader in self.readers:
-            reader.close()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for both threads (and the readers'); True if they ended."""
-        for thread in self._all_threads():
-            if thread.ident is not None:  # (started)
-                thread.join(timeout)
-        return self.finished
-
-    def _all_threads(self) -> list[threading.Thread]:
-        return [*self.threads, *(reader.thread for reader in self.readers)]
-
-    @property
-    def finished(self) -> bool:
-        """Whether both threads (and the readers) have ended."""
-        return not any(thread.is_alive() for thread in self._all_threads())
 
 
 class LoopbackServer:

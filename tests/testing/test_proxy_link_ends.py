@@ -29,7 +29,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _proxy
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ def waits(kit: LoopbackServer, side: str) -> bool:
         return False
     relay = kit._relays[0]
     source = relay.down if side == "client" else relay.up_in
-    assert isinstance(source, _proxy.FaultyTransport)
+    assert isinstance(source, _relay.FaultyTransport)
     return source._held is not None or source._in.ended is not None
 
 
@@ -129,7 +129,7 @@ def test_a_broken_link_ends_the_relay_at_once(monkeypatch: pytest.MonkeyPatch, s
     # poll of the proxy's reads is made longer than WAIT, so only being woken ends that
     # wait in time: before, the relay's threads (and its sockets) lived on until the
     # held chunk's delay ended, or until the stalled direction's next poll (0.5 s).
-    monkeypatch.setattr(_proxy, "_POLL", WAIT * 2)
+    monkeypatch.setattr(_relay, "_POLL", WAIT * 2)
     waiting = HOLD if wait == "held" else DirectionFaults(stall_after=0)
     limit = len(EARLY + HELLO) if wait == "held" else len(HELLO)  # (a stalled EARLY is not counted)
     with linked(FaultPlan(seed=2, disconnect_after=limit, **{FROM[OTHER[side]]: waiting})) as (ends, kit):
@@ -191,7 +191,7 @@ def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monke
     # The server->client direction waits out a held chunk's delay (30 s here) in steps
     # of the proxy's poll; close() must end that wait itself. The poll is made longer
     # than WAIT, so a wait that only the poll ends keeps the relay past the join below.
-    monkeypatch.setattr(_proxy, "_POLL", WAIT * 2)
+    monkeypatch.setattr(_relay, "_POLL", WAIT * 2)
     with linked(FaultPlan(seed=6, server_to_client=HOLD)) as (ends, kit):
         ends["server"].sendall(EARLY)
         wait_for(lambda: waits(kit, "server"), "EARLY held")
@@ -214,28 +214,28 @@ def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
     # That EOF must not reach the server as a half-close: it read EOF before the reset
     # (the old code half-closed the server's end: 1 to 3 runs of 200 under a flood).
     gate, resetting = threading.Event(), threading.Event()
-    made: list[_proxy.SocketTransport] = []
-    real_abort = _proxy.abort_transport
+    made: list[_relay.SocketTransport] = []
+    real_abort = _relay.abort_transport
 
-    class Gated(_proxy.SocketTransport):
+    class Gated(_relay.SocketTransport):
         def recv(self, max_bytes: int, timeout: float | None) -> bytes:
             if self is made[0]:  # (the client's end: the first the relay makes)
                 gate.wait(WAIT)
             return super().recv(max_bytes, timeout)
 
-    def made_one(sock: socket.socket) -> _proxy.SocketTransport:
+    def made_one(sock: socket.socket) -> _relay.SocketTransport:
         transport = Gated(sock)
         made.append(transport)
         return transport
 
-    def abort_after_the_read(transport: _proxy.Transport) -> None:
+    def abort_after_the_read(transport: _relay.Transport) -> None:
         if threading.current_thread().name.endswith("-s2c"):
             resetting.set()
             wait_for(lambda: "jsonrpc_mini-proxy-0-c2s" not in proxy_threads(), "the client->server direction ending")
         real_abort(transport)
 
-    monkeypatch.setattr(_proxy, "SocketTransport", made_one)
-    monkeypatch.setattr(_proxy, "abort_transport", abort_after_the_read)
+    monkeypatch.setattr(_relay, "SocketTransport", made_one)
+    monkeypatch.setattr(_relay, "abort_transport", abort_after_the_read)
     with linked(plan) as (ends, _):
         reset(ends["client"])
         ends["server"].sendall(b"reply")
@@ -276,9 +276,9 @@ def flooding_the_client(
     and is made to wait, the socket shut down but open, until the writing direction has
     handled the failure: unforced, that order came in about half the runs.
     """
-    made: list[_proxy.SocketTransport] = []
+    made: list[_relay.SocketTransport] = []
 
-    class Gated(_proxy.SocketTransport):
+    class Gated(_relay.SocketTransport):
         def close(self) -> None:
             if self is made[0] and threading.current_thread().name != "jsonrpc_mini-proxy-0-s2c":
                 with contextlib.suppress(OSError):
@@ -288,12 +288,12 @@ def flooding_the_client(
                         thread.join(WAIT)  # (it handles the failed write, then ends)
             super().close()
 
-    def made_one(sock: socket.socket) -> _proxy.SocketTransport:
+    def made_one(sock: socket.socket) -> _relay.SocketTransport:
         transport = Gated(sock)
         made.append(transport)  # (the client's end first)
         return transport
 
-    monkeypatch.setattr(_proxy, "SocketTransport", made_one)
+    monkeypatch.setattr(_relay, "SocketTransport", made_one)
     with linked(plan) as (ends, kit):
         sender = threading.Thread(target=send_until_closed, args=(ends["server"], b"z" * (16 << 20)))
         sender.start()

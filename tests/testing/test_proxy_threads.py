@@ -18,7 +18,7 @@ import pytest
 from _driver_helpers import WAIT
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import FaultPlan, LoopbackServer, _proxy
+from jsonrpc_mini.testing import FaultPlan, LoopbackServer, _relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,14 +26,14 @@ pytestmark = pytest.mark.timeout(60)
 def test_a_connection_whose_relay_cannot_start_is_closed_and_its_threads_stopped(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_reader = _proxy.EagerReader
+    real_reader = _relay.EagerReader
 
-    def reader(inner: _proxy.SocketTransport, name: str) -> _proxy.EagerReader:
+    def reader(inner: _relay.SocketTransport, name: str) -> _relay.EagerReader:
         if name == "jsonrpc_mini-proxy-0-server-reader":
             raise RuntimeError("can't start new thread")
         return real_reader(inner, name)
 
-    monkeypatch.setattr(_proxy, "EagerReader", reader)
+    monkeypatch.setattr(_relay, "EagerReader", reader)
     server = RPCServer()
     server.register_function(lambda a, b: a + b, name="add")
     before = set(threading.enumerate())
