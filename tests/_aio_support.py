@@ -19,6 +19,24 @@ T = TypeVar("T")
 WAIT = 10.0  # upper bound for anything a test waits for; never reached when all is well
 
 
+class Writes(asyncio.Transport):
+    """An asyncio transport that keeps what is written (``data``) and only marks itself closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
 @contextlib.contextmanager
 def unraisable() -> Iterator[list[Any]]:
     """Collect what the interpreter could not raise (errors in __del__ or a closed coroutine's finally)."""

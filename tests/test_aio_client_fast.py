@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 import pytest
-from _aio_support import OneLoop, run
+from _aio_support import OneLoop, Writes, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,22 +31,6 @@ from jsonrpc_mini.testing import strategies as rpc_st
 pytestmark = [pytest.mark.timeout(120)]
 
 OWN = ("call", "notify", "batch", "connect", "close", "with_timeout")
-
-
-class Writes(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = b""
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += bytes(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
 
 
 class Closes(Writes):

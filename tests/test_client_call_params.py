@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 import pytest
-from _aio_support import run
+from _aio_support import Writes, run
 from _driver_helpers import CODEC_IDS, CODECS
 
 import jsonrpc_mini._json as json_module
@@ -82,24 +82,6 @@ def test_positional_arguments_are_written_as_their_list(
         assert str(expected.value) == outcome[1]
 
 
-class _Writes(asyncio.Transport):
-    """An asyncio transport that keeps what is written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = b""
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += bytes(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-
 @pytest.mark.parametrize("use_orjson", CODECS, ids=CODEC_IDS)
 @pytest.mark.parametrize("framing", ["newline", "content-length"])
 @pytest.mark.parametrize("how", ["call", "attribute"])
@@ -110,7 +92,7 @@ def test_aio_positional_arguments_are_written_as_their_list(
     monkeypatch.setattr(json_module, "HAVE_ORJSON", use_orjson)
 
     async def main() -> None:
-        transport = _Writes()
+        transport = Writes()
         link = Link(ClientConnection(framing=framing))
         link.connection_made(transport)
         assert (link.proto.codec.orjson_dumps is not None) == use_orjson
