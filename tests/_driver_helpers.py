@@ -352,11 +352,16 @@ class LimitWatch:
 
 
 class ReadCount(SocketTransport):
-    """A socket transport that counts the bytes its owner (a session, a client) has read (see ``wait_read``)."""
+    """A socket transport that counts what its owner (a session, a client) has read.
+
+    ``count``: the bytes read in all (see ``wait_read``); ``ready_reads``: the reads
+    of what has arrived already (``recv_ready``), whatever they found.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
         self.count = 0
+        self.ready_reads = 0
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         data = super().recv(max_bytes, timeout)
@@ -364,6 +369,7 @@ class ReadCount(SocketTransport):
         return data
 
     def recv_ready(self, max_bytes: int) -> bytes | None:
+        self.ready_reads += 1
         data = super().recv_ready(max_bytes)
         self.count += len(data or b"")
         return data

@@ -126,22 +126,12 @@ def test_content_length_framing_option(address: Any) -> None:
         assert c.add(1, 2) == 3
 
 
-class _CountingTransport(SocketTransport):
-    """A SocketTransport that counts its reads of what has arrived already (recv_ready)."""
-
-    ready_reads = 0
-
-    def recv_ready(self, max_bytes: int) -> bytes | None:
-        self.ready_reads += 1
-        return super().recv_ready(max_bytes)
-
-
 def test_content_length_replies_are_parsed_without_reading_ahead(address: Any) -> None:
     # A whole Content-Length frame looks like part of one to the framer before it is
     # parsed (in_message): reading what has arrived after each such reply found nothing
     # and cost a system call per call. Large replies, which come in many reads, still
     # arrive whole.
-    transport = _CountingTransport(socket.create_connection(address))
+    transport = ReadCount(socket.create_connection(address))
     with RPCClient(transport=transport, framing="content-length", timeout=WAIT) as c:
         for n in range(5):
             assert c.add(n, 1) == n + 1

@@ -9,7 +9,18 @@ import time
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, LimitWatch, Peer, raw_connect, request, serving, start_thread, wait_for
+from _driver_helpers import (
+    WAIT,
+    LeakCheck,
+    LimitWatch,
+    Peer,
+    ReadCount,
+    raw_connect,
+    request,
+    serving,
+    start_thread,
+    wait_for,
+)
 
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
 from jsonrpc_mini._session import Session, current_session
@@ -60,16 +71,6 @@ def test_an_rpc_client_over_a_served_transport() -> None:
     assert session.join(WAIT)
 
 
-class _CountingTransport(SocketTransport):
-    """A SocketTransport that counts its reads of what has arrived already (recv_ready)."""
-
-    ready_reads = 0
-
-    def recv_ready(self, max_bytes: int) -> bytes | None:
-        self.ready_reads += 1
-        return super().recv_ready(max_bytes)
-
-
 def test_content_length_requests_are_parsed_without_reading_ahead() -> None:
     # A whole Content-Length frame looks like part of one to the framer before it is
     # parsed (in_message): reading what has arrived after each such request found
@@ -79,7 +80,7 @@ def test_content_length_requests_are_parsed_without_reading_ahead() -> None:
     s.register_function(lambda a, b: a + b, name="add")
     s.register_function(lambda x: x, name="echo")
     ours, theirs = socket.socketpair()
-    transport = _CountingTransport(theirs)
+    transport = ReadCount(theirs)
     session = s.serve_connection(transport)
     with RPCClient(transport=SocketTransport(ours), framing="content-length", timeout=WAIT) as c:
         for n in range(5):
