@@ -80,12 +80,7 @@ class _Relay:
             self.down = FaultyTransport(reader, plan, side="server", link=link)
         try:
             up = socket.create_connection(upstream, timeout=_JOIN)
-        except OSError as exc:
-            log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
-            self.close()
-            return
-        self.up = up_end = SocketTransport(up)
-        try:
+            self.up = up_end = SocketTransport(up)  # (set first: close() closes it)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
