@@ -20,7 +20,8 @@ import ssl as _ssl
 import threading
 import time
 
-from ._transport import SocketTransport, send_taken, send_until, wait_readable
+from ._socket_waits import send_taken, send_until, wait_readable
+from ._transport import SocketTransport
 
 __all__ = ["TlsTransport", "tls_handshake"]
 

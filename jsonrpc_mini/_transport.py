@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-import select
 import socket
 import ssl as _ssl
-import struct
-import sys
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from ._large_reads import GATHER_MAX, PRIVATE, give_back, take_large
+from ._socket_waits import (
+    HAVE_POLL,
+    MIN_RCVTIMEO,
+    RCVTIMEO,
+    send_taken,
+    send_until,
+    set_timeval,
+    wait_readable,
+)
 
-__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "send_taken", "send_until", "wait_readable"]
+__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready"]
 
 RECV_SIZE = 256 * 1024
+_NEVER = object()  # (see SocketTransport._same)
 
 
 @runtime_checkable
@@ -100,13 +107,13 @@ class SocketTransport:
         # The timeout object a read passing it finds in force (SO_RCVTIMEO, set by
         # _set_recv_timeout; None: no timeout) and so takes recv's first branch; _NEVER
         # (passed by no one) where reads are not bounded by SO_RCVTIMEO.
-        self._same: object = None if self._real and _RCVTIMEO and type(sock) is socket.socket else _NEVER
+        self._same: object = None if self._real and RCVTIMEO and type(sock) is socket.socket else _NEVER
         # True once a read was interrupted (e.g. Ctrl-C) after bytes had arrived: they
         # are lost, so the stream cannot be trusted any more (see _recv_real).
         self.interrupted_read = False
         # send_timeout: raise TimeoutError when the peer takes no bytes for this long
         # (a peer that never reads its replies must not pin a sending thread for ever).
-        self._send_timeout = send_timeout if _HAVE_POLL else None
+        self._send_timeout = send_timeout if HAVE_POLL else None
         self._sndtimeo: float | None = None  # the send_timeout SO_SNDTIMEO applies (see send)
         if self._real:
             tls = isinstance(sock, _ssl.SSLSocket)
@@ -127,14 +134,14 @@ class SocketTransport:
                 raise TimeoutError(f"the peer accepted no data for {self._sndtimeo} s") from None
             return
         sock = self.sock
-        if _RCVTIMEO and type(sock) is socket.socket and timeout >= _MIN_RCVTIMEO:
+        if RCVTIMEO and type(sock) is socket.socket and timeout >= MIN_RCVTIMEO:
             # Speed: a server's every reply went out by a non-blocking send, its count
             # compared, its flag looked up (~0.5k instructions more than sendall). The
             # kernel's send timeout (SO_SNDTIMEO, set once here; it affects no reader and
             # no non-blocking send) bounds each blocking send instead: sendall's send
             # fails with EAGAIN when the peer took no byte for that long, or returns part
             # and sendall goes on (the same "no progress" rule as send_taken's).
-            _set_timeval(sock, socket.SO_SNDTIMEO, timeout)
+            set_timeval(sock, socket.SO_SNDTIMEO, timeout)
             self._sndtimeo = timeout
             self._send_timeout = None  # (the branch above from now on)
             SocketTransport.send(self, data)  # (that branch: not a subclass's send again)
@@ -158,7 +165,7 @@ class SocketTransport:
         socket-like objects send as :meth:`send` does.
         """
         sock = self.sock
-        if not self._real or isinstance(sock, _ssl.SSLSocket) or not _HAVE_POLL:
+        if not self._real or isinstance(sock, _ssl.SSLSocket) or not HAVE_POLL:
             self.send(data)
             return
         send_until(sock, data, time.monotonic() + timeout, timeout)
@@ -203,7 +210,7 @@ class SocketTransport:
                 return sock.recv(max_bytes)
             except TimeoutError as exc:
                 raise TimeoutError("read timed out") from exc
-        if _RCVTIMEO and type(sock) is socket.socket and (timeout is None or timeout >= _MIN_RCVTIMEO):
+        if RCVTIMEO and type(sock) is socket.socket and (timeout is None or timeout >= MIN_RCVTIMEO):
             # Speed: waiting for readability first (poll, then recv) cost two system
             # calls and a second wake-up per read. The kernel's receive timeout
             # (SO_RCVTIMEO) bounds the blocking recv itself; it affects no sender.
@@ -245,7 +252,7 @@ class SocketTransport:
             return
         else:
             wanted = timeout
-        _set_timeval(self.sock, socket.SO_RCVTIMEO, wanted)
+        set_timeval(self.sock, socket.SO_RCVTIMEO, wanted)
         self._rcvtimeo = wanted
         self._same = timeout  # (None or the float asked: equal to the option now in force)
 
@@ -369,81 +376,3 @@ def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) 
             return None
         total += len(data)
     return None
-
-
-def send_taken(sock: socket.socket, data: bytes | memoryview, timeout: float) -> None:
-    """Write all of ``data`` to the plain socket ``sock``; TimeoutError if the peer takes no byte for ``timeout`` s.
-
-    Each send is non-blocking whatever the socket's mode (see send_until).
-    """
-    rest: bytes | memoryview = data  # a view only once part is sent (the usual send takes all)
-    while rest:
-        try:
-            sent = sock.send(rest, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(rest):
-            return
-        rest = memoryview(rest)[sent:]
-        if not _wait(sock, select.POLLOUT, timeout):
-            raise TimeoutError(f"the peer accepted no data for {timeout} s")
-
-
-def send_until(sock: socket.socket, data: bytes, deadline: float | None, timeout: float) -> None:
-    """Write all of ``data`` to the plain socket ``sock`` by ``deadline`` (None: no limit).
-
-    Else TimeoutError, naming ``timeout`` (the caller's whole allowance). Each send
-    is non-blocking whatever the socket's mode, so a reader in another thread is
-    never disturbed.
-    """
-    if deadline is None or not _HAVE_POLL:
-        sock.sendall(data)
-        return
-    view = memoryview(data)
-    while view:
-        try:
-            sent = sock.send(view, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        view = view[sent:]
-        remaining = deadline - time.monotonic()
-        if view and (remaining <= 0 or not _wait(sock, select.POLLOUT, remaining)):
-            raise TimeoutError(f"the peer took no more data within {round(timeout, 3)} s")
-
-
-def wait_readable(sock: socket.socket, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``sock`` to be readable (or closed); True if it is.
-
-    poll(), not select(): select() refuses descriptors numbered 1024 and above, which
-    a server with many connections soon hands out.
-    """
-    if _HAVE_POLL:
-        return _wait(sock, select.POLLIN, timeout)
-    ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))  # pragma: no cover - no poll() (Windows)
-    return bool(ready)  # pragma: no cover
-
-
-def _wait(sock: socket.socket, events: int, timeout: float) -> bool:
-    poller = select.poll()
-    try:
-        poller.register(sock, events)
-    except ValueError as exc:  # closed by another thread meanwhile
-        raise OSError("the socket is closed") from exc
-    return bool(poller.poll(max(timeout, 0.0) * 1000.0))
-
-
-_HAVE_POLL = hasattr(select, "poll")
-# SO_RCVTIMEO takes a struct timeval: two C longs on 64-bit Linux. Elsewhere the
-# layout differs, so other platforms wait for readability with poll() instead.
-_RCVTIMEO = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
-_MIN_RCVTIMEO = 0.001  # below this (0 would mean "no timeout") use poll()
-_NEVER = object()  # (see SocketTransport._same)
-
-
-def _set_timeval(sock: socket.socket, option: int, seconds: float) -> None:
-    """Set ``sock``'s kernel timeout ``option`` (SO_RCVTIMEO or SO_SNDTIMEO) to ``seconds`` (0: none).
-
-    Linux's ``struct timeval`` layout (see _RCVTIMEO).
-    """
-    whole = int(seconds)
-    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", whole, int((seconds - whole) * 1e6)))
