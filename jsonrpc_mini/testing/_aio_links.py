@@ -51,14 +51,20 @@ class Link:
         self.c2s.drop_in_flight()
         self.s2c.drop_in_flight()
 
-    def break_link(self, exc: Exception | None) -> None:
-        """Close (``exc`` None) or reset the whole connection: both ends lose it."""
+    def break_link(self, exc: Exception | None, spare: End | None = None) -> None:
+        """Close (``exc`` None) or reset the whole connection: both ends lose it.
+
+        ``spare``, the end that broke it itself (``MemoryTransport.abort``), is left
+        to tell its own protocol.
+        """
         if self._broken:
             return
         self._broken = True
         self.c2s.stop()
         self.s2c.stop()
         for end in (self.client, self.server):
+            if end is spare:
+                continue
             if exc is None:
                 end.deliver_eof()
             end.lose(exc)
@@ -74,16 +80,37 @@ class Link:
 
 
 class MemoryTransport(asyncio.Transport):
-    """One end of an in-memory asyncio connection, with the plan applied in between."""
+    """One end of an in-memory asyncio connection, with the plan applied in between.
 
-    def __init__(self, name: str) -> None:
-        super().__init__(extra={"peername": ("memory", name), "sockname": ("memory", name)})
+    It answers as asyncio's TCP transport does on what a protocol can observe:
+    ``write()`` takes bytes-like data only (TypeError) and raises RuntimeError after
+    ``write_eof()``; after ``close()`` or ``abort()`` writes are dropped,
+    ``is_closing()`` is true, ``is_reading()`` false, and the protocol's
+    ``connection_lost`` comes from the loop, never from inside the call;
+    ``set_write_buffer_limits`` computes and checks the marks as asyncio does and
+    calls ``pause_writing()`` at once when more than the new high mark is queued;
+    ``get_extra_info("peername")`` of one end is the ``"sockname"`` of the other.
+
+    Deliberate differences: bytes are queued until the peer's protocol takes them
+    (no kernel buffer takes them first), so ``get_write_buffer_size()`` counts
+    everything not yet delivered; ``abort()`` resets the peer (it gets
+    ``ConnectionResetError``), as a TCP socket closed with SO_LINGER 0 does (what this
+    library's drivers do when they drop a connection), where a plain asyncio TCP
+    ``abort()`` may send the queued bytes and an EOF; there is no
+    ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
+    bytes written to an end that has closed are dropped without a reset.
+    """
+
+    def __init__(self, name: str, peer: str | None = None) -> None:
+        """``name``: this end (its ``sockname``); ``peer``: the other end's (default ``name``)."""
+        super().__init__(extra={"peername": ("memory", name if peer is None else peer), "sockname": ("memory", name)})
         self.name = name
         self.protocol: asyncio.Protocol | None = None
         self.out: Direction | None = None  # the direction this end writes into
         self.inbound: Direction | None = None
         self._closing = False
         self._lost = False
+        self._eof = False
         self._reading = asyncio.Event()
         self._reading.set()
         self._write_paused = False
@@ -93,15 +120,25 @@ class MemoryTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` for the peer (dropped after close or once the link broke)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
         if self._closing or self.out is None:
             return
         self.out.push(bytes(data))
-        if not self._write_paused and self.out.queued > self._high and self.protocol is not None:
+        self._maybe_pause()
+
+    def _maybe_pause(self) -> None:
+        if not self._write_paused and self.get_write_buffer_size() > self._high and self.protocol is not None:
             self._write_paused = True
             self.protocol.pause_writing()
 
     def write_eof(self) -> None:
-        """Half-close: the peer reads EOF after the queued bytes."""
+        """Half-close: the peer reads EOF after the queued bytes; later writes raise RuntimeError."""
+        if self._closing or self._eof:
+            return
+        self._eof = True
         if self.out is not None:
             self.out.finish()
 
@@ -121,30 +158,39 @@ class MemoryTransport(asyncio.Transport):
         asyncio.get_running_loop().call_soon(self.lose, None)
 
     def abort(self) -> None:
-        """Reset the connection: both ends get ConnectionResetError (this one: None)."""
+        """Drop what is queued and reset the peer (ConnectionResetError); our protocol gets None."""
+        if self._lost:
+            return
+        self._closing = True
+        loop = asyncio.get_running_loop()
         if self.out is not None:
-            self.out.link.break_link(ConnectionResetError(f"{self.name}: connection reset by peer"))
-        self.lose(None)
+            link = self.out.link
+            link.c2s.stop()  # nothing moves any more, either way
+            link.s2c.stop()
+            loop.call_soon(link.break_link, ConnectionResetError(f"{self.name}: connection reset by peer"), self)
+        loop.call_soon(self.lose, None)
 
     def is_closing(self) -> bool:
-        """Whether close() or a fault has ended this end."""
+        """Whether close(), abort() or a fault has ended this end."""
         return self._closing
 
     def pause_reading(self) -> None:
-        """Stop delivering bytes to the protocol."""
-        self._reading.clear()
+        """Stop delivering bytes to the protocol (a no-op once closing)."""
+        if not self._closing:
+            self._reading.clear()
 
     def resume_reading(self) -> None:
         """Deliver bytes again."""
         self._reading.set()
 
     def is_reading(self) -> bool:
-        """Whether bytes are delivered."""
-        return self._reading.is_set()
+        """Whether bytes are delivered (never once closing)."""
+        return self._reading.is_set() and not self._closing
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        """Set the protocol that receives the bytes."""
-        assert isinstance(protocol, asyncio.Protocol)
+        """Set the protocol that receives the bytes (an ``asyncio.Protocol``: TypeError otherwise)."""
+        if not isinstance(protocol, asyncio.Protocol):
+            raise TypeError(f"MemoryTransport delivers to an asyncio.Protocol, not {type(protocol).__name__}")
         self.protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
@@ -157,9 +203,20 @@ class MemoryTransport(asyncio.Transport):
         return 0 if self.out is None else self.out.queued
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """Flow-control marks for pause_writing/resume_writing."""
-        self._high = 64 * 1024 if high is None else high
-        self._low = self._high // 4 if low is None else low
+        """Flow-control marks for pause_writing/resume_writing, set and checked as asyncio does.
+
+        ``high`` defaults to 64 KiB, or ``4 * low`` when only ``low`` is given; ``low``
+        to ``high // 4``; ValueError unless ``high >= low >= 0``. More than ``high``
+        bytes queued already pauses the protocol's writing at once.
+        """
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._maybe_pause()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         """The low and high flow-control marks."""
@@ -168,13 +225,13 @@ class MemoryTransport(asyncio.Transport):
     # -- End (what the directions call) --------------------------------------------
 
     def deliver(self, data: bytes) -> None:
-        """Bytes for our protocol."""
-        if not self._lost and self.protocol is not None:
+        """Bytes for our protocol (none once it closed this end, as asyncio reads no more then)."""
+        if not self._closing and self.protocol is not None:
             self.protocol.data_received(data)
 
     def deliver_eof(self) -> None:
         """The peer finished sending; close unless the protocol keeps the write side open."""
-        if self._lost or self.protocol is None:
+        if self._closing or self.protocol is None:
             return
         keep_open = self.protocol.eof_received()
         if not keep_open:
@@ -212,7 +269,7 @@ def memory_link(
     connection: int = 0,
 ) -> tuple[MemoryTransport, MemoryTransport, Link]:
     """Connect two protocols in memory through ``plan``; returns both ends and the link."""
-    client, server = MemoryTransport("client"), MemoryTransport("server")
+    client, server = MemoryTransport("client", "server"), MemoryTransport("server", "client")
     link = Link(plan if plan is not None else FaultPlan(), connection, client, server)
     client.out, client.inbound = link.c2s, link.s2c
     server.out, server.inbound = link.s2c, link.c2s
