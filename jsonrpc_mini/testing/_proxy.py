@@ -53,8 +53,9 @@ class LoopbackServer:
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
     How an end leaves its connection reaches the other end as over a network: a close
     or half-close as EOF, a reset (RST) as a reset, also one the proxy meets by writing
-    to the reset end (that one at once, ahead of bytes the plan still holds for the
-    other end). Where the plan breaks the link, both ends are closed at once.
+    to the reset end (that one after the bytes the reset end sent before it, with the
+    plan's delays, as on a real link; waiting for them at most 5 s). Where the plan
+    breaks the link, both ends are closed at once.
 
     Example::
 

@@ -3,7 +3,9 @@
 Two threads per connection move the bytes, one per direction, applying the fault
 plan where they are read (``FaultyTransport`` over an ``EagerReader`` that stamps
 when the bytes came), and pass on how a direction ends: EOF as a half-close, a reset
-as a reset, a link the plan broke as both ends closed. ``LoopbackServer``
+as a reset, a link the plan broke as both ends closed. A reset the proxy meets by
+writing reaches the other end after the bytes the proxy still holds for it, as an
+RST on a real link arrives after the bytes sent before it. ``LoopbackServer``
 (``_proxy``) accepts the connections and makes one relay for each.
 """
 
@@ -26,6 +28,9 @@ log = logging.getLogger("jsonrpc_mini.testing")
 
 _POLL = 0.5  # s: how long a read waits before it looks at stopping again (the accept loop too)
 _JOIN = 5.0  # s: how long closing waits for a thread (connecting to the server too)
+# s: how long a reset the proxy met by writing waits for the bytes the other direction
+# holds for the other end (the plan's delays) before it resets that end anyway.
+_FLUSH = 5.0
 _CHUNK = 64 * 1024
 
 
@@ -40,6 +45,14 @@ class _Direction(NamedTuple):
     write_end: Transport  # sink's end, the same way (the other direction reads it: woken there)
     read_sock: socket.socket  # source's socket
     write_sock: socket.socket  # sink's socket
+
+
+def _stalled(source: Transport) -> bool:
+    """Whether the plan stalled ``source``'s direction: it hands on no more bytes, nor how its end ended."""
+    if not isinstance(source, FaultyTransport) or source._held is not None:
+        return False
+    ended = source._in.ended
+    return ended is not None and ended[0] == "stall"
 
 
 class _Relay:
@@ -65,6 +78,7 @@ class _Relay:
         self._running = 2
         self._lock = threading.Lock()
         self._fin_sent: set[socket.socket] = set()  # the sockets a direction half-closed
+        self._reset_met: set[socket.socket] = set()  # the sockets a write found reset (by their peer)
         try:
             self._start(base, upstream, plan, index)
         except BaseException:  # (a thread that could not start): stop those that did
@@ -132,11 +146,14 @@ class _Relay:
         ``source`` was reset (by its peer or the plan), ``read_end`` (``source``'s) when
         writing to ``sink`` failed with a reset or a broken pipe (its peer reset it: the
         reset may have been read first, by the other direction), as a real link tells the
-        writer's peer. Where writing failed, resetting the open end first matters:
-        resetting the dead one wakes the other direction, whose EOF would half-close the
-        open end before the reset (for a reset read here, either order is the same).
-        The kernel reports a reset once: where the other direction's write took it, the
-        read here gets EOF, which ``was_reset`` tells from a close, and resets too.
+        writer's peer. Where writing failed, the other direction first passes on what it
+        holds for ``source``'s end (bytes the reset end sent before its RST, which on a
+        real link arrive first), with the plan's delays, for at most ``_FLUSH`` seconds
+        (:meth:`_reset_after_flush`); reading on, it meets the reset itself (a reset, or
+        the EOF left by the write that took it, or a stall the plan put there) and resets
+        the open end first. The kernel reports a reset once: where the other direction's
+        write took it, the read here gets EOF, which resets too (``was_reset`` tells it
+        from a close before that write's failure is recorded, on Linux).
         """
         label, source, sink, far, read_end, write_end = direction[:6]
         try:
@@ -144,6 +161,9 @@ class _Relay:
                 try:
                     data = source.recv(_CHUNK, _POLL)
                 except TimeoutError:
+                    if direction.read_sock in self._reset_met and _stalled(source):
+                        self._reset(write_end, read_end)  # (stalled by the plan: nothing more comes)
+                        return
                     continue
                 except ConnectionResetError:
                     self._reset(write_end, read_end)
@@ -153,7 +173,9 @@ class _Relay:
                         return
                     if self._broken():
                         self._close_broken(far, write_end)
-                    elif direction.read_sock not in self._fin_sent and was_reset(direction.read_sock):
+                    elif direction.read_sock in self._reset_met or (
+                        direction.read_sock not in self._fin_sent and was_reset(direction.read_sock)
+                    ):
                         self._reset(write_end, read_end)  # (the other direction's write took the reset)
                     else:
                         self._fin_sent.add(direction.write_sock)
@@ -165,11 +187,31 @@ class _Relay:
                     if self._broken():  # (the plan closed the link: its ends are closed, not reset)
                         raise
                     log.debug("proxy %s: the peer it writes to reset: %s", label, exc)
-                    self._reset(read_end, write_end)
+                    self._reset_after_flush(direction)
                     return
         except (OSError, ValueError) as exc:
             log.debug("proxy %s ended: %s", label, exc)
             far.close()
+
+    def _reset_after_flush(self, direction: _Direction) -> None:
+        """Writing to ``sink`` met its reset: reset ``source``'s end once the bytes held for it are through.
+
+        The other direction carries the reset end's bytes to ``source``'s end: those it
+        still holds (a chunk waiting out its delay, bytes its reader took, bytes in the
+        socket ahead of the RST) were sent before the reset, and a real link delivers
+        them first. So this waits for that direction to end (it resets ``source``'s end
+        itself once it meets the reset, see :meth:`_pass_on`), at most ``_FLUSH``
+        seconds (a long latency, an end that reads nothing), then resets both ends.
+        """
+        with self._lock:
+            self._reset_met.add(direction.write_sock)
+            # (both ends reset, the other direction waiting here too: no one to deliver to)
+            both = direction.read_sock in self._reset_met
+        me = threading.current_thread()
+        for thread in self.threads:
+            if not both and thread is not me and thread.ident is not None:
+                thread.join(_FLUSH)
+        self._reset(direction.read_end, direction.write_end)
 
     @staticmethod
     def _close_broken(far: Transport, write_end: Transport) -> None:

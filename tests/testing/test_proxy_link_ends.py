@@ -8,7 +8,10 @@ where only one direction ended (``half_close_after``) the other keeps carrying
 bytes; an end's reset reaches the other end as a reset, whichever direction meets
 it: the one reading the reset end, or the one writing to it (its write fails with a
 reset, or with a broken pipe where the reset was read first; where the write took
-the reset, the read that follows gets EOF, and passes on no half-close). A write cut
+the reset, the read that follows gets EOF, and passes on no half-close), and where
+the proxy met it by writing, after the bytes the reset end sent before it (held for
+the plan's delay, or not yet written), as an RST arrives after them on a real link,
+waiting for them at most ``_relay._FLUSH`` seconds. A write cut
 short by the kit's close() or by the plan closing the link is no reset: the end it
 wrote to reads EOF. The "server" here is a plain socket the proxy is pointed at, so
 the test sees what its socket gets.
@@ -151,8 +154,19 @@ def test_a_half_closed_direction_leaves_the_other_one_carrying() -> None:
         assert read_all(ends["client"]) == b"reply"
 
 
+def read_until_reset(sock: socket.socket) -> bytes:
+    """What ``sock`` reads before a reset; fails if it reads EOF instead."""
+    got = b""
+    with pytest.raises(ConnectionResetError):
+        while chunk := sock.recv(4096):
+            got += chunk
+    return got
+
+
 @pytest.mark.parametrize("side", SIDES)
-def test_a_reset_the_proxy_read_first_reaches_the_other_end_when_it_writes(side: str) -> None:
+def test_a_reset_the_proxy_read_first_reaches_the_other_end_when_it_writes(
+    monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
     # The direction from the resetting end holds its first bytes (latency), so it does not
     # pass on the reset its reader then reads (the reader's thread ends with it: bytes
     # before an RST are read first). The other end's bytes are then written to the reset
@@ -160,6 +174,8 @@ def test_a_reset_the_proxy_read_first_reaches_the_other_end_when_it_writes(side:
     # end must get a reset, as a writer's peer gets one on a real link. It read EOF before
     # (side client: the old code closed the client's end and the woken client->server
     # direction half-closed the server's) or waited the held chunk's 30 s (side server).
+    # The held chunk is due after the wait for it (_FLUSH, made short): it is dropped.
+    monkeypatch.setattr(_relay, "_FLUSH", 0.01)
     with linked(FaultPlan(seed=4, **{FROM[side]: HOLD})) as (ends, _):
         ends[side].sendall(EARLY)
         reset(ends[side])
@@ -170,14 +186,18 @@ def test_a_reset_the_proxy_read_first_reaches_the_other_end_when_it_writes(side:
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_a_reset_the_writing_direction_meets_first_reaches_the_other_end(side: str) -> None:
+def test_a_reset_the_writing_direction_meets_first_reaches_the_other_end(
+    monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
     # The direction from the resetting end holds its first bytes (latency) and its reader
     # its bound (1 MiB): the RST stays unread on the proxy's socket, behind the rest of
     # the 2 MiB (bytes before an RST are read first), and the other direction meets it when
     # it writes the other end's bytes. The other end then gets a reset, not an EOF (side
     # client: it got one in 5 runs of 6 when the proxy reset the client's end first, which
     # woke the other direction to half-close the server's end; side server: the old code
-    # reset only the server's end, and the client waited the held chunk's 30 s).
+    # reset only the server's end, and the client waited the held chunk's 30 s). The held
+    # bytes are due after the wait for them (_FLUSH, made short): they are dropped.
+    monkeypatch.setattr(_relay, "_FLUSH", 0.01)
     with linked(FaultPlan(seed=5, **{FROM[side]: HOLD})) as (ends, kit):
         ends[side].sendall(b"z" * (2 << 20))
         wait_for(lambda: reader_full(kit, side), "the proxy's reader holding its bound")
@@ -185,6 +205,104 @@ def test_a_reset_the_writing_direction_meets_first_reaches_the_other_end(side: s
         ends[OTHER[side]].sendall(b"reply")
         with pytest.raises(ConnectionResetError):
             ends[OTHER[side]].recv(4096)
+
+
+GIVEN = {"client": "c2s", "server": "s2c"}  # the relay's direction carrying an end's bytes
+
+
+def meeting_the_reset(kit: LoopbackServer, writer: socket.socket, aborted: list[object]) -> bool:
+    """Whether the proxy's write met the reset: it waits for the held bytes, or (old code) reset.
+
+    Until then ``writer`` sends a byte each poll (the proxy may take one more before the
+    reset reaches it). Nothing the sockets see tells it: this reads the relay's internals.
+    """
+    with contextlib.suppress(OSError):
+        writer.send(b"r")
+    return bool(aborted) or bool(kit._relays and kit._relays[0]._reset_met)
+
+
+@pytest.mark.parametrize("plan", [None, FaultPlan(seed=10, max_chunk=2)], ids=["no plan", "plan"])
+@pytest.mark.parametrize("side", SIDES)
+def test_a_reset_met_by_writing_reaches_the_other_end_after_the_bytes_before_it(
+    monkeypatch: pytest.MonkeyPatch, side: str, plan: FaultPlan | None
+) -> None:
+    # ``side`` sends EARLY, then resets. The proxy's direction from ``side`` holds EARLY:
+    # its write to the other end waits at a gate. The other end's bytes are then written
+    # to the reset end, and that write fails. The gate opens once the writing direction
+    # met the reset (the old code had reset the other end by then): the other end must
+    # read EARLY, then the reset, as over a real link, where bytes sent before an RST
+    # arrive before it (the old code reset it first: EARLY was lost). Without a plan
+    # nothing reads the reset end meanwhile, so the failed write takes its reset and the
+    # read after EARLY gets EOF: that is a reset too, on any system (``was_reset``, which
+    # tells it from the connection's state, is made to know nothing, as off Linux).
+    monkeypatch.setattr(_relay, "was_reset", lambda sock: False)
+    entered, gate = threading.Event(), threading.Event()
+    aborted: list[object] = []
+    real_abort = _relay.abort_transport
+
+    class Gated(_relay.SocketTransport):
+        def send(self, data: bytes) -> None:
+            if threading.current_thread().name == f"jsonrpc_mini-proxy-0-{GIVEN[side]}":
+                entered.set()
+                gate.wait(WAIT)
+            super().send(data)
+
+    def abort(transport: _relay.Transport) -> None:
+        aborted.append(transport)
+        real_abort(transport)
+
+    monkeypatch.setattr(_relay, "SocketTransport", Gated)
+    monkeypatch.setattr(_relay, "abort_transport", abort)
+    with linked(plan) as (ends, kit):
+        ends[side].sendall(EARLY)
+        assert entered.wait(WAIT), "the proxy passing EARLY on"
+        reset(ends[side])
+        wait_for(lambda: meeting_the_reset(kit, ends[OTHER[side]], aborted), "the proxy's write meeting the reset")
+        gate.set()
+        assert read_until_reset(ends[OTHER[side]]) == EARLY
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_reset_met_by_writing_waits_for_a_chunk_the_plan_delays(monkeypatch: pytest.MonkeyPatch, side: str) -> None:
+    # As above, with EARLY held by the plan's latency (30 s) instead of a gate; made due at
+    # once when the writing direction met the reset (its direction looks again at its next
+    # poll, made short). The other end reads EARLY, then the reset (the old code reset it
+    # at once: EARLY was lost).
+    aborted: list[object] = []
+    real_abort = _relay.abort_transport
+
+    def abort(transport: _relay.Transport) -> None:
+        aborted.append(transport)
+        real_abort(transport)
+
+    monkeypatch.setattr(_relay, "abort_transport", abort)
+    monkeypatch.setattr(_relay, "_POLL", 0.05)
+    with linked(FaultPlan(seed=11, **{FROM[side]: HOLD})) as (ends, kit):
+        ends[side].sendall(EARLY)
+        wait_for(lambda: waits(kit, side), "EARLY held")
+        reset(ends[side])
+        wait_for(lambda: meeting_the_reset(kit, ends[OTHER[side]], aborted), "the proxy's write meeting the reset")
+        relay = kit._relays[0]
+        source = relay.down if side == "client" else relay.up_in
+        assert isinstance(source, _relay.FaultyTransport)
+        held = source._held
+        if held is not None:  # (None once an abort woke its wait: the old code)
+            source._held = (held[0], held[1], 0.0)  # due now
+        assert read_until_reset(ends[OTHER[side]]) == EARLY
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_reset_met_by_writing_waits_for_no_stalled_direction(monkeypatch: pytest.MonkeyPatch, side: str) -> None:
+    # The plan stalled the direction from the resetting end: it hands on nothing more, so
+    # the reset reaches the other end without the wait for held bytes (_FLUSH, made longer
+    # than the other end's read timeout: waiting it out fails the read with a timeout).
+    monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
+    with linked(FaultPlan(seed=12, **{FROM[side]: DirectionFaults(stall_after=0)})) as (ends, kit):
+        ends[side].sendall(EARLY)
+        wait_for(lambda: waits(kit, side), "the direction stalled")
+        reset(ends[side])
+        ends[OTHER[side]].sendall(b"reply")
+        assert read_until_reset(ends[OTHER[side]]) == b""
 
 
 def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,13 +327,13 @@ def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
 ) -> None:
     # The kernel reports an RST once, to the first call that meets it. Here the proxy's
     # write of the server's bytes to the client takes the client's reset (the read of the
-    # client's socket is held back, and the writing direction's reset of the server's
-    # end waits until the reading direction has ended); the read that follows gets EOF.
-    # That EOF must not reach the server as a half-close: it read EOF before the reset
-    # (the old code half-closed the server's end: 1 to 3 runs of 200 under a flood).
+    # client's socket is held back until then; the writing direction's reset of the
+    # server's end waits until the reading direction has ended, for the bytes it may
+    # hold); the read that follows gets EOF. That EOF must not reach the server as a
+    # half-close: it read EOF before the reset (the old code half-closed the server's
+    # end: 1 to 3 runs of 200 under a flood).
     gate, resetting = threading.Event(), threading.Event()
     made: list[_relay.SocketTransport] = []
-    real_abort = _relay.abort_transport
 
     class Gated(_relay.SocketTransport):
         def recv(self, max_bytes: int, timeout: float | None) -> bytes:
@@ -223,19 +341,19 @@ def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
                 gate.wait(WAIT)
             return super().recv(max_bytes, timeout)
 
+        def send(self, data: bytes) -> None:
+            try:
+                super().send(data)
+            except ConnectionError:
+                resetting.set()
+                raise
+
     def made_one(sock: socket.socket) -> _relay.SocketTransport:
         transport = Gated(sock)
         made.append(transport)
         return transport
 
-    def abort_after_the_read(transport: _relay.Transport) -> None:
-        if threading.current_thread().name.endswith("-s2c"):
-            resetting.set()
-            wait_for(lambda: "jsonrpc_mini-proxy-0-c2s" not in proxy_threads(), "the client->server direction ending")
-        real_abort(transport)
-
     monkeypatch.setattr(_relay, "SocketTransport", made_one)
-    monkeypatch.setattr(_relay, "abort_transport", abort_after_the_read)
     with linked(plan) as (ends, _):
         reset(ends["client"])
         ends["server"].sendall(b"reply")
