@@ -249,7 +249,12 @@ class FakeSocket:
         return -1
 
     def shutdown(self, how: int) -> None:
-        """Shut down reading (later reads get EOF) and/or writing (writes get BrokenPipeError)."""
+        """Shut down reading (later reads get EOF) and/or writing (writes get BrokenPipeError).
+
+        After ``SHUT_RD`` every read gets EOF at once, the unread script too: a real
+        socket on Linux still returns the bytes it had received (the BSDs drop them),
+        so a test never depends on that difference.
+        """
         with self._cond:
             self._check_open()
             self.shutdowns.append(how)
