@@ -78,10 +78,19 @@ class SessionTurns:
         with self._lock:
             if counted:
                 self._busy -= 1
-                # Wake a waiter only if the limit of concurrent calls held it back.
-                if self._busy + 1 >= opts.max_concurrent_calls:
-                    self._cond.notify()
-                elif self._reading and not (self._closing or self._input_done):
+                # No waiter is woken here. One waits while somebody reads or the limit
+                # holds it back; after this end the limit holds nobody back (busy was at
+                # most max_concurrent_calls), and either somebody reads (the turn's
+                # holder, or this thread: below) or the connection is closing, which
+                # woke every waiter (close, close_when_idle, the last read: notify_all).
+                # A notify at the limit (as before) woke a waiter that found this thread
+                # reading and waited again: a thread switch per call ended at the limit
+                # on an unwatched connection (tests/test_session_limit_wakes.py).
+                if (
+                    self._busy + 1 < opts.max_concurrent_calls
+                    and self._reading
+                    and not (self._closing or self._input_done)
+                ):
                     # The turn's holder may run a call with the turn lent, which
                     # _wake_reader could not take at the limit: take it now (counted
                     # first, as there) and read next, as this thread would have if the
