@@ -175,7 +175,19 @@ def signal_for_wait(waiter: Waits) -> Signal:
     locks = mine.locks
     outer = locks[-1] if locks else None if bell is None else bell.holder
     if outer is not None:
-        outer.waiting = False  # (a single store: the outer wait may be another connection's)
+        # A single store, without the lock of the outer wait's connection (it may be
+        # another's: taking that lock inside this one's would order two locks). Enough:
+        # only the outer wait's own thread stores True there (in its lock round; it
+        # cannot go on before the handler returns), readers handing the turn on read it
+        # under their connection's lock, and each sees the store whole. After it, none
+        # picks the outer wait. One that read it before picked it as if the signal had
+        # come just after that pick, which no lock can prevent: the turn stays free and
+        # the pick's wake-up is kept for the outer wait (its doorbell's count, or its
+        # lock left released: this wait sleeps on a lock of its own), so it takes the
+        # turn as soon as the handler returns; until then its connection's other
+        # followers take it at their next look (_POLL). Nothing is lost
+        # (tests/test_client_signal_follower.py: a handler's call on another client).
+        outer.waiting = False
     lock = threading.Lock()
     lock.acquire()
     waiter.signal = lock  # (first, as above)

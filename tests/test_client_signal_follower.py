@@ -239,3 +239,114 @@ def test_calls_from_random_signals_while_eight_threads_call(nested: int, monkeyp
     assert counts["answered following"] > 0, f"seed {seed}: no handler's call was made while following {counts}"
     assert not link.pending and not link.reading and not _in_a_wait()
     assert eventfds() <= before + 1, "doorbells were kept (the main thread's may be new)"
+
+
+@pytest.mark.parametrize("sleeps_on", ["doorbell", "lock"])
+@pytest.mark.parametrize("picked", ["after", "before"])
+def test_a_handlers_call_on_another_client_and_a_reader_of_the_outer_ones_picking_followers(
+    picked: str, sleeps_on: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The main thread follows on client X (B reads X, U follows after it); a signal's
+    # handler calls on client Y, where V reads, so the handler's call follows too and
+    # takes the outer wait off X's followers with a store made without X's lock
+    # (_client_doorbell: "a single store"). B's reply comes and B hands X's turn on:
+    # - after the store: B must skip the outer wait and pick U, which reads its own
+    #   reply while the handler's call still waits;
+    # - before it (the handler held until B has handed the turn to the outer wait, as
+    #   if the signal came just after that pick): the turn is not lost; the outer wait
+    #   takes it once the handler returns, and reads U's reply and its own.
+    _signals_here()
+    monkeypatch.setattr(reader_module, "_POLL", 60.0)  # only wake-ups end the waits
+    if sleeps_on == "lock":
+        monkeypatch.setattr(doorbell_module, "_DOORBELLS", False)
+    gates = {name: threading.Event() for name in ("b", "u", "v", "inner", "outer")}
+    server = RPCServer()
+    server.register_function(lambda name: gates[name].wait(WAIT) and name, name="hold")
+    main = threading.get_ident()
+    got: dict[str, Any] = {}
+    stalled: list[str] = []
+    entered, go, handled, outer_done = (threading.Event() for _ in range(4))
+
+    with serving(server) as address:
+        x = RPCClient(*address, timeout=None)  # (close() ends every wait)
+        y = RPCClient(*address, timeout=None)
+        x_link, y_link = x._link, y._link
+        assert x_link is not None and y_link is not None
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            entered.set()
+            if picked == "before":
+                go.wait(WAIT)
+            got["inner"] = _outcome(y.hold, "inner")
+            handled.set()
+
+        def u_follows() -> bool:
+            # (X's pending calls in order: B's, the outer one, U's: a reader picks the first
+            # follower, so the outer wait if it is still marked.)
+            with x_link.lock:
+                waiters = list(x_link.pending.values())
+                return len(waiters) == 3 and waiters[2].waiting
+
+        def drive() -> None:
+            try:
+                wait_for(lambda: _sleeping_waits(main) == 1, "the outer call to sleep as a follower")
+                u_thread = start_thread(lambda: got.update(u=_outcome(x.hold, "u")))
+                wait_for(u_follows, "U to follow on X after the outer call")
+                signal.pthread_kill(main, signal.SIGUSR1)
+                assert entered.wait(WAIT)
+                if picked == "before":
+                    gates["b"].set()
+                    b_thread.join(WAIT)  # B has its reply and has handed the turn on
+                    assert not b_thread.is_alive()
+                    with x_link.lock:  # to the outer wait: still marked, and first
+                        outer_waiter, u_waiter = x_link.pending.values()
+                        assert not x_link.reading and outer_waiter.waiting and u_waiter.waiting
+                    go.set()
+                wait_for(lambda: _sleeping_waits(main) == 2, "the handler's call to sleep as a follower on Y")
+                if picked == "after":
+                    gates["b"].set()
+                    b_thread.join(WAIT)
+                    assert not b_thread.is_alive()
+                    gates["u"].set()
+                    u_thread.join(WAIT)  # U was picked and read its own reply
+                    if u_thread.is_alive():
+                        stalled.append("U's call, while the handler's call waits")
+                        return
+                gates["u"].set()
+                gates["inner"].set()
+                if not handled.wait(WAIT):
+                    stalled.append("the handler's call")
+                    return
+                gates["outer"].set()
+                if not outer_done.wait(WAIT):
+                    stalled.append("the outer call")
+                u_thread.join(WAIT)
+                if u_thread.is_alive():
+                    stalled.append("U's call")
+            except BaseException as exc:  # reported by the test
+                stalled.append(repr(exc))
+            finally:
+                if stalled:
+                    x.close()  # ends the waits: the test fails, without a hang
+                    y.close()
+
+        previous = signal.signal(signal.SIGUSR1, on_signal)
+        try:
+            b_thread = start_thread(lambda: got.update(b=_outcome(x.hold, "b")))
+            v_thread = start_thread(lambda: got.update(v=_outcome(y.hold, "v")))
+            wait_for(lambda: x_link.reading and y_link.reading, "B to read X and V to read Y")
+            driver = start_thread(drive)
+            got["outer"] = _outcome(x.hold, "outer")
+            outer_done.set()
+            driver.join(WAIT)
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            for gate in gates.values():
+                gate.set()
+            go.set()
+            for thread in (b_thread, v_thread):
+                thread.join(WAIT)
+            x.close()
+            y.close()
+    assert not stalled, f"left unread: {stalled}"
+    assert got == {name: name for name in ("b", "u", "v", "inner", "outer")}
