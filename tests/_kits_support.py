@@ -20,16 +20,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _aio_support import WAIT, run
+import pytest
+from _aio_support import WAIT, run, until
+from _driver_helpers import wait_for
 
-from jsonrpc_mini import RPCError, RPCServer, aio
+from jsonrpc_mini import RPCError, RPCServer, SocketTransport, aio
 from jsonrpc_mini.testing import AioLoopbackServer, FaultPlan, LoopbackServer, aio_loopback, loopback
+from jsonrpc_mini.testing._plan import DirectionState, Step
 
 KITS = ("loopback", "LoopbackServer", "aio_loopback", "AioLoopbackServer")
 SYNC_KITS = KITS[:2]
 _JOIN = 90.0  # (the test's own timeout, 120 s, ends a hang first)
 
 Call = Callable[..., Any]
+
+
+def _relay_thread() -> bool:
+    """Whether this is a thread of ``LoopbackServer``'s proxy (see ``_relay``)."""
+    return threading.current_thread().name.startswith("jsonrpc_mini-proxy-")
 
 
 def sync_server(logged: list[object]) -> RPCServer:
@@ -189,3 +197,66 @@ def one_call(plan: FaultPlan | dict[str, FaultPlan], timeout: float, *args: obje
         return await call("echo", *args)
 
     return on_kits(plan, timeout, lambda call: call("echo", *args), awork)
+
+
+class Taken:
+    """When the kits' links took the bytes their clients wrote (no sleep: see ``wait``).
+
+    Taken: in flight, their delay counted from then. ``loopback()`` and the aio links
+    take a client's bytes where the plan's client-to-server ``DirectionState.commit``
+    counts them (as the client sends, as the link's task cuts them); the proxy of
+    ``LoopbackServer`` as its client-side reader thread reads them from the socket
+    (stamped: its relay counts them later, once the bytes before have been let through).
+    ``lines()`` is how many whole request lines were taken, ``when(n)`` when the n-th
+    was, ``after(n)`` when the bytes after it were; ``clear()`` forgets (a new round).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.taken: list[tuple[float, int]] = []  # (when, request lines taken whole until then)
+        commit, read = DirectionState.commit, SocketTransport.recv
+
+        def committed(state: DirectionState, data: bytes, step: Step) -> None:
+            commit(state, data, step)
+            if state.name == "client_to_server" and not _relay_thread():
+                self._took(data)
+
+        def read_by_proxy(transport: SocketTransport, max_bytes: int, timeout: float | None) -> bytes:
+            data = read(transport, max_bytes, timeout)
+            if threading.current_thread().name.endswith("-client-reader"):  # (EagerReader, _relay)
+                self._took(data)
+            return data
+
+        monkeypatch.setattr(DirectionState, "commit", committed)
+        monkeypatch.setattr(SocketTransport, "recv", read_by_proxy)
+
+    def _took(self, data: bytes) -> None:
+        if data:
+            before = self.taken[-1][1] if self.taken else 0
+            self.taken.append((time.monotonic(), before + bytes(data).count(b"\n")))
+
+    def clear(self) -> None:
+        """Forget what was taken so far."""
+        self.taken.clear()
+
+    def lines(self) -> int:
+        """How many request lines were taken whole."""
+        return self.taken[-1][1] if self.taken else 0
+
+    def when(self, lines: int) -> float:
+        """When the ``lines``-th request line was taken whole (it must have been)."""
+        return next(at for at, whole in self.taken if whole >= lines)
+
+    def after(self, lines: int) -> float | None:
+        """When the first bytes after the ``lines``-th request line were taken, if they were."""
+        first = next(i for i, (_, whole) in enumerate(self.taken) if whole >= lines)
+        return self.taken[first + 1][0] if first + 1 < len(self.taken) else None
+
+    def wait(self, lines: int) -> float:
+        """Wait until ``lines`` request lines were taken whole; when the last of them was."""
+        wait_for(lambda: self.lines() >= lines, f"the link to take {lines} requests")
+        return self.when(lines)
+
+    async def wait_async(self, lines: int) -> float:
+        """``wait`` for a coroutine."""
+        await until(lambda: self.lines() >= lines)
+        return self.when(lines)

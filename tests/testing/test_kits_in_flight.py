@@ -22,7 +22,8 @@ import threading
 import time
 
 import pytest
-from _kits_support import KITS, Call, on_kits, one_call, same
+from _driver_helpers import in_time_rounds
+from _kits_support import KITS, Call, Taken, on_kits, one_call, same
 
 from jsonrpc_mini import ConnectionLost, RPCServer, RPCTimeout
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pipe_pair
@@ -30,6 +31,8 @@ from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pi
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("error::ResourceWarning")]
 
 HOUR = 3600.0
+LATENCY = 2.0  # s: the spaced calls' and the reply before a fault's
+MARGIN = 1.0  # s: a's reply crosses in it, before b's reset arrives (a real wait: the scenario's margin)
 PAYLOAD = "x" * 150  # a request of ~200 bytes, a reply of ~180
 FAULTS = ("reset_after", "disconnect_after", "half_close_after")
 
@@ -42,12 +45,18 @@ def test_the_chunks_of_one_message_are_in_flight_together() -> None:
 
 
 @pytest.mark.parametrize("kit", KITS)
-def test_calls_sent_one_after_another_do_not_wait_for_each_other(kit: str) -> None:
-    # Five calls sent 0.1 s apart under latency 2 s: each is answered 4 s after it was
-    # sent. The old aio kits and proxy took the later requests only once the first had
-    # arrived (review12: latency 0.3, answers at 0.61, 0.91, 0.91, 0.91, 0.91 s): here
-    # 6 s, less 0.1 s per place, after they were sent: past the 5 s timeout. (Kit by
-    # kit: the margin is 1 s, and four kits in one process at once missed it at load 20.)
+def test_calls_sent_one_after_another_do_not_wait_for_each_other(kit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Five calls under latency 2 s, each sent once the link has taken the one before:
+    # it meets each request while those before wait out their delay. Each is answered
+    # 4 s after it was sent. The old aio kits and proxy took the later requests only
+    # once the first had arrived (review12: latency 0.3, answers at 0.61, 0.91, 0.91,
+    # 0.91, 0.91 s): here 6 s after they were sent, past the 5 s timeout. A round counts
+    # once the five were taken before the first could arrive (in flight together, not
+    # one after another's delay because this thread stalled); else it is run again.
+    # (Kit by kit: the margin is 1 s, and four kits in one process at once missed it at load 20.)
+    taken = Taken(monkeypatch)
+    began: list[float] = []
+
     def work(call: Call) -> object:
         results: dict[int, object] = {}
 
@@ -55,23 +64,31 @@ def test_calls_sent_one_after_another_do_not_wait_for_each_other(kit: str) -> No
             results[k] = call("echo", k)
 
         threads = []
+        began.append(time.monotonic())
         for k in range(5):
             threads.append(threading.Thread(target=one, args=(k,)))
             threads[-1].start()
-            time.sleep(0.1)
+            taken.wait(k + 1)
         for thread in threads:
             thread.join(30)
         return results
 
     async def awork(call: Call) -> object:
         tasks = []
+        began.append(time.monotonic())
         for k in range(5):
             tasks.append(asyncio.ensure_future(call("echo", k)))
-            await asyncio.sleep(0.1)
+            await taken.wait_async(k + 1)
         return dict(enumerate(await asyncio.gather(*tasks)))
 
-    results = on_kits(FaultPlan(seed=6, latency=2.0), 5.0, work, awork, kits=(kit,))
-    assert results == same({k: k for k in range(5)}, kits=(kit,))
+    def round_() -> bool:
+        taken.clear()
+        began.clear()
+        results = on_kits(FaultPlan(seed=6, latency=LATENCY), 5.0, work, awork, kits=(kit,))
+        assert results == same({k: k for k in range(5)}, kits=(kit,))
+        return taken.when(5) < began[0] + LATENCY  # (the first arrives LATENCY after it was sent, or later)
+
+    in_time_rounds(round_, "the first call's latency")
 
 
 def test_a_fault_does_not_happen_before_the_connection_is_up() -> None:
@@ -110,30 +127,45 @@ def test_the_plugins_fixtures_agree_on_a_marker_plan(jsonrpc_loopback, jsonrpc_s
 
 
 @pytest.mark.parametrize("kit", KITS)
-def test_a_fault_in_flight_lets_what_arrives_before_it_through(kit: str) -> None:
-    # Call a is sent at 0 and arrives at 2 s; call b is sent at 1 s with the reset inside
-    # it, which arrives at 3 s. a's reply (no delay that way) comes at ~2 s: a gets it,
-    # b gets ConnectionLost. A fault made known as it is sent (not as it arrives) ended
-    # the link before a's reply could cross. (Kit by kit: the margin is 1 s.)
-    plan = FaultPlan(seed=10, client_to_server=DirectionFaults(latency=2.0, reset_after=200))
+def test_a_fault_in_flight_lets_what_arrives_before_it_through(kit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Call a is taken at t and arrives at t + 2 s; call b is sent 1 s after a was taken
+    # (the margin in which a's reply crosses) with the reset inside it, which arrives at
+    # t + 3 s. a's reply (no delay that way) comes at ~t + 2 s: a gets it, b gets
+    # ConnectionLost. A fault made known as it is sent (not as it arrives) ended the
+    # link before a's reply could cross. b is sent only once the link has taken a (a
+    # thread or task slow to send a let b go first: a reset a too); a round counts once
+    # b was taken before a's reply could come back, else (this thread stalled) it is run
+    # again: a fault made known then would not have tried the crossing. (Kit by kit: the margin is 1 s.)
+    plan = FaultPlan(seed=10, client_to_server=DirectionFaults(latency=LATENCY, reset_after=200))
     big = "x" * 1000  # (call a's request is well under 200 bytes, call b's well over)
+    taken = Taken(monkeypatch)
+    began: list[float] = []
 
     def work(call: Call) -> object:
         first: list[object] = []
         thread = threading.Thread(target=lambda: first.append(call("echo", 1)))
+        began.append(time.monotonic())
         thread.start()
-        time.sleep(1.0)
+        time.sleep(max(0.0, taken.wait(1) + MARGIN - time.monotonic()))
         second = call("echo", big)
         thread.join(30)
         return first, second
 
     async def awork(call: Call) -> object:
+        began.append(time.monotonic())
         first = asyncio.ensure_future(call("echo", 1))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(max(0.0, await taken.wait_async(1) + MARGIN - time.monotonic()))
         second = await call("echo", big)
         return [await first], second
 
-    assert on_kits(plan, 10.0, work, awork, kits=(kit,)) == same(([1], ConnectionLost), kits=(kit,))
+    def round_() -> bool:
+        taken.clear()
+        began.clear()
+        assert on_kits(plan, 10.0, work, awork, kits=(kit,)) == same(([1], ConnectionLost), kits=(kit,))
+        b_taken = taken.after(1)
+        return b_taken is not None and b_taken < began[0] + LATENCY  # (a's reply comes LATENCY after a at least)
+
+    in_time_rounds(round_, "call a's latency")
 
 
 def test_bytes_read_before_the_connection_is_up_count_their_delay_from_then() -> None:
