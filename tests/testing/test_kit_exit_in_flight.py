@@ -19,7 +19,8 @@ import threading
 import time
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, spin_until
+from _driver_helpers import wait_for
 
 from jsonrpc_mini import RPCServer, RPCTimeout, aio
 from jsonrpc_mini.testing import (
@@ -32,7 +33,7 @@ from jsonrpc_mini.testing import (
     loopback,
     pipe_pair,
 )
-from jsonrpc_mini.testing._aio_links import memory_link
+from jsonrpc_mini.testing._aio_links import Link, memory_link
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -136,13 +137,22 @@ class Recorder(asyncio.Protocol):
         return False
 
 
+def holding(link: Link) -> bool:
+    """Whether the client-to-server task holds the bytes written: waiting out the plan's delay with them.
+
+    (Started and waiting, with the bytes in flight or, during the connect delay, still
+    queued: the loop runs one task at a time, so it cannot be anywhere in between.)
+    """
+    return link.c2s.queued > 0 and link.tasks[0].get_coro().cr_await is not None
+
+
 def test_a_link_broken_during_a_delay_ends_at_once() -> None:
     # A link broken while a chunk waits out its delay ends now; its task used to sleep
     # on through the delay (AioLoopbackServer's exit waited 5 s for it, then cancelled it).
     async def main() -> None:
         client, _, link = memory_link(asyncio.Protocol(), Recorder(), SLOW)
         client.write(b"abc")
-        await asyncio.sleep(0.01)  # the client-to-server task takes the bytes and holds them
+        await spin_until(lambda: holding(link) and link.c2s.flight)  # taken, held for an hour
         link.break_link(None)
         done, _ = await asyncio.wait(link.tasks, timeout=WAIT)
         assert len(done) == 2
@@ -156,7 +166,7 @@ def test_a_link_dropping_what_is_in_flight_ends_with_the_eof(plan: FaultPlan) ->
         receiver = Recorder()
         client, _, link = memory_link(asyncio.Protocol(), receiver, plan)
         client.write(b"abc")
-        await asyncio.sleep(0.01)  # held for an hour
+        await spin_until(lambda: holding(link))  # held for an hour (in flight, or until connected)
         client.close()  # EOF after the bytes
         link.drop_in_flight()
         await asyncio.wait_for(receiver.eof.wait(), WAIT)
@@ -192,14 +202,39 @@ def test_a_pipe_drops_only_the_segments_still_in_flight() -> None:
     assert b.recv(100, 0.0) == b""  # the EOF, with nothing in flight before it
 
 
+class CountedWaits:
+    """A pipe pair's condition that counts the waits begun on it (``waits``).
+
+    A wait begins under the pair's lock and gives it up only as it sleeps: once
+    ``waits`` has grown, whoever takes the lock next finds that reader asleep.
+    """
+
+    def __init__(self, inner: threading.Condition) -> None:
+        self._inner = inner
+        self.waits = 0
+
+    def __enter__(self) -> bool:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(None, None, None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return self._inner.wait(timeout)
+
+    def notify_all(self) -> None:
+        self._inner.notify_all()
+
+
 def test_dropping_what_is_in_flight_wakes_a_reader_waiting_for_it() -> None:
     a, b = pipe_pair()
+    cond = CountedWaits(a._cond)
+    a._cond = b._cond = cond  # type: ignore[assignment]
     a.send_at(b"one", time.monotonic() + HOUR)
     got: list[bytes | BaseException] = []
-    waiting = threading.Event()
 
     def read() -> None:
-        waiting.set()
         try:
             got.append(b.recv(100, None))  # no timeout: only a wake-up ends the wait
         except BaseException as exc:  # (reported by the assertion below)
@@ -208,10 +243,9 @@ def test_dropping_what_is_in_flight_wakes_a_reader_waiting_for_it() -> None:
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        assert waiting.wait(WAIT)
-        time.sleep(0.05)  # (let it block in recv; if not yet, it finds the end at once)
+        wait_for(lambda: cond.waits == 1, "the reader to wait for the segment")
         a.close()  # (the EOF waits behind the segment in flight)
-        time.sleep(0.05)  # (let the reader, woken by the close, wait for the segment again)
+        wait_for(lambda: cond.waits == 2, "the reader, woken by the close, to wait for the segment again")
         a.drop_in_flight()  # wakes the reader: nothing is left before the EOF
         reader.join(WAIT)
         assert got == [b""]
