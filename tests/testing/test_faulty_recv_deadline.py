@@ -57,8 +57,8 @@ def test_a_held_piece_comes_no_larger_than_the_read_that_takes_it():
 def test_a_delayed_piece_arrives_after_its_delay_whatever_the_reads_timeouts():
     a, b = pipe_pair()
     faulty = FaultyTransport(a, FaultPlan(server_to_client=DirectionFaults(latency=0.2)))
+    start = time.monotonic()  # (before the send: the delay counts from when the piece came)
     b.send(b"x")
-    start = time.monotonic()
     for _ in range(100):  # short reads do not make the piece come sooner
         try:
             piece = faulty.recv(10, 0.01)
