@@ -116,9 +116,12 @@ class FaultPlan:
       together (both ends read EOF; writes raise BrokenPipeError).
     - ``refuse_connect``: connecting fails with ConnectionRefusedError.
     - ``connect_delay``: seconds before the connection moves its first byte.
-    - ``close_delay``: seconds a close (or half-close) takes to reach the peer. The
-      closing side waits them out in its ``close()`` (``shutdown_write()``), so
-      leaving a kit takes that long too: keep it short.
+    - ``close_delay``: seconds a close (or half-close) takes to reach the peer, either
+      end's alike. A ``FaultyTransport`` waits them out in its ``close()``
+      (``shutdown_write()``) and reads the peer's EOF that long after it came;
+      ``LoopbackServer``'s proxy holds either end's close that long. Leaving a kit
+      takes that long too (``LoopbackServer``: once for all connections, at most
+      5 s): keep it short.
 
     The same seed (an integer) gives the same cut points and failure points; every
     error the plan raises names the seed (``repr(plan)`` rebuilds the plan).

@@ -33,6 +33,9 @@ class FaultyTransport:
     ``SocketTransport`` it has ``send_within(data, timeout)``, with which the client
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
+    The plan's ``close_delay`` holds a close both ways: ``close()`` (``shutdown_write()``)
+    waits it out before the peer sees it, and ``recv`` returns the peer's EOF that long
+    after it came.
     Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
     has), a chunk's delay is its time in flight and the writer does not wait for it,
     nor for the ``connect_delay`` (bytes sent before the connection is up leave when it is);
@@ -83,6 +86,7 @@ class FaultyTransport:
         self._buf = b""
         self._pos = 0
         self._eof = False
+        self._eof_at = 0.0  # when the peer's close (the EOF read) reaches us: close_delay after it came
         # A piece the plan let through with a delay that a read's timeout cut short:
         # (the piece, its step, when it may be read). The next read delivers it.
         self._held: tuple[bytes, Step, float] | None = None
@@ -310,7 +314,7 @@ class FaultyTransport:
                     self._inbound(step)
                     return self._after_fault(step, deadline)
                 if self._eof:
-                    return b""
+                    return self._peer_closed(deadline)
                 self._fill(deadline)
 
     def _blocked_step(self) -> Step:
@@ -332,6 +336,17 @@ class FaultyTransport:
                 raise TimeoutError(f"read timed out: {step.reason}")
         return b""  # close / half_close: end of stream
 
+    def _peer_closed(self, deadline: float | None) -> bytes:
+        """The peer's close (EOF) reaches this end the plan's ``close_delay`` after it came.
+
+        As a close of this end reaches the peer that long after ``close()`` (which waits
+        it out): both ways alike. The read's timeout bounds the wait (TimeoutError; a
+        later read returns ``b""`` once it is due); ``close()`` ends it.
+        """
+        if not self._sleep(self._eof_at - time.monotonic(), deadline) and not self._closed.is_set():
+            raise TimeoutError(f"read timed out: the fault plan delays the peer's close (close_delay); {self.plan!r}")
+        return b""
+
     def _fill(self, deadline: float | None) -> None:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         recv_stamped = getattr(self.inner, "recv_stamped", None)
@@ -346,6 +361,7 @@ class FaultyTransport:
             raise
         if not data:
             self._eof = True
+            self._eof_at = time.monotonic() + self.plan.close_delay
             return
         self._buf = self._buf[self._pos :] + data
         self._pos = 0

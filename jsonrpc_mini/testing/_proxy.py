@@ -8,6 +8,7 @@ import logging
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -36,6 +37,8 @@ class _Inherit(enum.Enum):
 
 INHERIT: Final = _Inherit.TOKEN
 
+_CLOSE_WAIT = 5.0  # s: closing the kit waits for the plan's close_delay at most this long
+
 
 class LoopbackServer:
     """The server on a real 127.0.0.1 port, with a fault plan applied by a proxy in front.
@@ -52,7 +55,9 @@ class LoopbackServer:
     LoopbackServer started it. A server listening on a Unix path is refused
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
     How an end leaves its connection reaches the other end as over a network: a close
-    or half-close as EOF, a reset (RST) as a reset, also one the proxy meets by writing
+    or half-close as EOF (the plan's ``close_delay`` after the proxy read it, whichever
+    end closed; closing the kit waits it out once for all its connections, at most 5 s,
+    then closes the rest at once), a reset (RST) as a reset, also one the proxy meets by writing
     to the reset end (that one after the bytes the reset end sent before it, with the
     plan's delays, as on a real link; waiting for them at most 5 s). Where the plan
     breaks the link, both ends are closed at once.
@@ -189,9 +194,16 @@ class LoopbackServer:
             sock.close()
         for client in clients:
             client.close()
+        if self._plan is not None and self._plan.close_delay and relays:
+            # The ends' closes reach their peers after close_delay, all at once: one wait
+            # for every connection (it ends early once all have ended), then the rest closes.
+            deadline = time.monotonic() + min(self._plan.close_delay, _CLOSE_WAIT)
+            for relay in relays:
+                relay.join(max(0.0, deadline - time.monotonic()))
         for relay in relays:
             relay.close()
-        stuck = [relay for relay in relays if not relay.join(_JOIN)]
+        deadline = time.monotonic() + _JOIN  # (one wait for all of them)
+        stuck = [relay for relay in relays if not relay.join(max(0.0, deadline - time.monotonic()))]
         if stuck:
             log.warning("LoopbackServer: %d proxy connections did not stop within %.0f s", len(stuck), _JOIN)
         release(self.server)

@@ -3,7 +3,10 @@
 Two threads per connection move the bytes, one per direction, applying the fault
 plan where they are read (``FaultyTransport`` over an ``EagerReader`` that stamps
 when the bytes came), and pass on how a direction ends: EOF as a half-close, a reset
-as a reset, a link the plan broke as both ends closed. A reset the proxy meets by
+as a reset, a link the plan broke as both ends closed. A close or half-close of
+either end reaches the other the plan's ``close_delay`` after the proxy read it (the
+``FaultyTransport`` reading it holds the EOF that long; neither end's close waits).
+A reset the proxy meets by
 writing reaches the other end after the bytes the proxy still holds for it, as an
 RST on a real link arrives after the bytes sent before it. ``LoopbackServer``
 (``_proxy``) accepts the connections and makes one relay for each.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import NamedTuple
 
 from .._transport import SocketTransport, Transport
@@ -32,6 +36,20 @@ _JOIN = 5.0  # s: how long closing waits for a thread (connecting to the server 
 # holds for the other end (the plan's delays) before it resets that end anyway.
 _FLUSH = 5.0
 _CHUNK = 64 * 1024
+
+
+def _close_now(transport: Transport) -> None:
+    """Close ``transport`` at once: a ``FaultyTransport``'s own close() waits its plan's ``close_delay`` first.
+
+    The ends' closes reach the relay with their delay already (its ``FaultyTransport``
+    reads an EOF ``close_delay`` after it came); closing the relay (the kit closing, or
+    its last direction ending) or a link the plan broke closes at once.
+    """
+    if isinstance(transport, FaultyTransport):
+        transport._stop_waits()
+        transport.inner.close()
+    else:
+        transport.close()
 
 
 class _Direction(NamedTuple):
@@ -141,7 +159,9 @@ class _Relay:
         """Move one direction's bytes from ``source`` to ``sink`` and pass on how it ends.
 
         ``far`` is the end its bytes go to, as the other end sees it: an EOF half-closes
-        it (closes it where the plan broke the link), another error closes it. A reset
+        it (with a plan, ``source`` returns the EOF its ``close_delay`` after it came,
+        whichever end closed), closes it at once where the plan broke the link; another
+        error closes it. A reset
         resets both ends, the one still open first: ``write_end`` (``sink``'s) when
         ``source`` was reset (by its peer or the plan), ``read_end`` (``source``'s) when
         writing to ``sink`` failed with a reset or a broken pipe (its peer reset it: the
@@ -179,7 +199,7 @@ class _Relay:
                         self._reset(write_end, read_end)  # (the other direction's write took the reset)
                     else:
                         self._fin_sent.add(direction.write_sock)
-                        shutdown_write(far)
+                        shutdown_write(far.inner if isinstance(far, FaultyTransport) else far)  # (no 2nd delay)
                     return
                 try:
                     sink.send(data)
@@ -191,7 +211,7 @@ class _Relay:
                     return
         except (OSError, ValueError) as exc:
             log.debug("proxy %s ended: %s", label, exc)
-            far.close()
+            _close_now(far)
 
     def _reset_after_flush(self, direction: _Direction) -> None:
         """Writing to ``sink`` met its reset: reset ``source``'s end once the bytes held for it are through.
@@ -222,7 +242,7 @@ class _Relay:
         its next poll), and the relay (its threads, its sockets) would outlive the link
         that long. Its bytes can reach no one now: both ends are closed.
         """
-        far.close()
+        _close_now(far)
         if isinstance(write_end, FaultyTransport):
             write_end._stop_waits()
 
@@ -234,21 +254,22 @@ class _Relay:
         abort_transport(then)
 
     def close(self) -> None:
-        """Stop both threads and both readers, close both sockets."""
+        """Stop both threads and both readers, close both sockets, at once (no ``close_delay``)."""
         self.stopping = True
         if isinstance(self.up_in, FaultyTransport):
             self.up_in._stop_waits()  # (a held chunk's delay would keep its thread until its poll)
-        self.down.close()
+        _close_now(self.down)
         if self.up is not None:
             self.up.close()
         for reader in self.readers:
             reader.close()
 
     def join(self, timeout: float) -> bool:
-        """Wait for both threads (and the readers'); True if they ended."""
+        """Wait for both threads (and the readers'), ``timeout`` seconds in all; True if they ended."""
+        deadline = time.monotonic() + timeout
         for thread in self._all_threads():
             if thread.ident is not None:  # (started)
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
         return self.finished
 
     def _all_threads(self) -> list[threading.Thread]:
