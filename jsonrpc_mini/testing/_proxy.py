@@ -54,6 +54,8 @@ class LoopbackServer:
     LoopbackServers and ``loopback()`` blocks over it count), and only if a
     LoopbackServer started it. A server listening on a Unix path is refused
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
+    A connection the proxy cannot pass on (the server is not listening) is reset
+    (SO_LINGER 0): accepted already, it cannot be refused; a reset is the nearest.
     How an end leaves its connection reaches the other end as over a network: a close
     or half-close as EOF (the plan's ``close_delay`` after the proxy read it, whichever
     end closed; closing the kit waits it out once for all its connections, at most 5 s,

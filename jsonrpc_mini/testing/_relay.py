@@ -115,7 +115,11 @@ class _Relay:
             self.up = up_end = SocketTransport(up)  # (set first: close() closes it)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
+            # The client's connect was accepted already (by the kernel, before the proxy
+            # could try the server): a reset is the closest to the refusal it would get
+            # from the server itself, and no EOF it could take for the server's close.
             log.warning("LoopbackServer: cannot reach the server at %s: %s", upstream, exc)
+            abort_transport(base)
             self.close()
             return
         up_in: Transport = up_end
