@@ -279,7 +279,11 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 with lock:  # nothing to watch: the call is counted, another thread reads meanwhile
                     self._reading = False
                     self._busy += 1
-                    self._promote()
+                    # Not at the limit: nobody may read then, and the first call to end
+                    # reads next itself (_call_ended); a thread woken (or started) here
+                    # would only wait again, a wake-up per call at the limit.
+                    if self._busy < opts.max_concurrent_calls:
+                        self._promote()
             else:
                 # The call runs with the turn, its token lent (before the stamp: a stamp
                 # acted on finds it). The watcher takes it if the call runs past the grace

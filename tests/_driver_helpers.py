@@ -277,15 +277,16 @@ async def answered_within_async(call: Callable[[], Awaitable[Any]], since: float
     return True
 
 
-class _HeldBackCondition:
-    """A session's condition that records (in ``declined``) each wait of a thread the limit holds back.
+class _HeldBackLock:
+    """A session's lock that records (in ``declined``) each hold it leaves at the limit with nobody reading.
 
-    That is a wait begun with nobody reading and ``max_concurrent_calls`` calls
-    counted: the thread would read (and start a call) if the limit let it.
+    On a connection the read watcher cannot watch, the reader counts each call at
+    once; the count that reaches ``max_concurrent_calls`` leaves the turn to nobody
+    (no thread may read until a call ends, and none is promoted).
     """
 
     def __init__(self, session: Session, declined: list[int]) -> None:
-        self._inner = session._cond
+        self._inner = session._lock
         self._session = session
         self._declined = declined
 
@@ -293,19 +294,10 @@ class _HeldBackCondition:
         return self._inner.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._inner.__exit__(*exc)
-
-    def wait(self, timeout: float | None = None) -> bool:
         session = self._session
         if not session._reading and session._busy >= session._opts.max_concurrent_calls:
             self._declined.append(session.busy)
-        return self._inner.wait(timeout)
-
-    def notify(self, n: int = 1) -> None:
-        self._inner.notify(n)
-
-    def notify_all(self) -> None:
-        self._inner.notify_all()
+        self._inner.__exit__(*exc)
 
 
 class LimitWatch:
@@ -315,11 +307,10 @@ class LimitWatch:
     wait behind it, the read watcher calls the session's ``_wake_reader`` to pass
     the turn on. At the limit it must pass nothing on: no thread is promoted. On
     a connection the watcher cannot watch, each call is counted and the turn passed
-    on at once; at the limit the next thread must wait for it (see
-    _HeldBackCondition). Either stop is recorded here with the session's ``busy``
-    then; from then on no call starts until one ends (the turn stays with the
-    limit's last call, or with nobody, and only a call's end or that callback
-    passes it on).
+    on at once; at the limit it is passed to nobody (see _HeldBackLock). Either
+    stop is recorded here with the session's ``busy`` then; from then on no call
+    starts until one ends (the turn stays with the limit's last call, or with
+    nobody, and only a call's end or that callback passes it on).
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,7 +331,7 @@ class LimitWatch:
 
         def watched_init(session: Session, *args: Any, **kwargs: Any) -> None:
             init(session, *args, **kwargs)
-            session._cond = _HeldBackCondition(session, self.declined)  # type: ignore[assignment]
+            session._lock = _HeldBackLock(session, self.declined)  # type: ignore[assignment]
 
         monkeypatch.setattr(Session, "_promote", counted_promote)
         monkeypatch.setattr(Session, "_wake_reader", recorded_wake_reader)

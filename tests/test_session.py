@@ -161,7 +161,9 @@ def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyP
         assert running.acquire(timeout=WAIT)
     watch.stopped(limit)  # from then on no call starts and no thread is added until a call ends
     assert session.busy == limit
-    assert _session_threads(session) <= limit + 1
+    # (Unwatched, the thread whose call reached the limit promotes nobody: a call's end
+    # reads next. Watched, the turn's holder may run the limit's last call.)
+    assert _session_threads(session) <= (limit + 1 if watched else limit)
     release.set()
     assert sorted(peer.json_line()["id"] for _ in range(20)) == list(range(20))
     peer.close()
@@ -173,20 +175,21 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
     # and the reader. A thread whose call ended while another thread reads is neither
     # idle nor counted until it waits again; a promotion meanwhile finds no idle thread
     # and must not start one more. Held there on purpose (on an unwatched connection,
-    # which promotes after each request): calls c and d are read, each promotes, and
-    # the second of them, at the limit, must not start a fourth thread.
+    # which promotes after each request below the limit): b's thread, then d's. With
+    # both held and a's reading, e is read: its promotion must not start a fourth
+    # thread. (At the limit nobody is promoted: b and d are counted there.)
     limit = 2
-    names = "abcd"
+    names = "abcde"
     started = {name: threading.Event() for name in names}
     release = {name: threading.Event() for name in names}
-    b_thread: list[threading.Thread] = []
-    held, hold = threading.Event(), threading.Event()
+    ran: dict[str, threading.Thread] = {}
+    held = {name: threading.Event() for name in "bd"}
+    hold = threading.Event()
     s = RPCServer(max_concurrent_calls=limit)
 
     @s.register
     def slow(name: str) -> str:
-        if name == "b":
-            b_thread.append(threading.current_thread())
+        ran[name] = threading.current_thread()
         started[name].set()
         release[name].wait(WAIT)
         return name
@@ -195,41 +198,53 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
 
     def holding_call_ended(session: Session, mine: list[int], *, counted: bool) -> bool:
         reader = call_ended(session, mine, counted=counted)
-        if threading.current_thread() in b_thread and not held.is_set():
-            held.set()
-            hold.wait(WAIT)
+        for name, event in held.items():
+            if ran.get(name) is threading.current_thread() and not event.is_set():
+                event.set()
+                hold.wait(WAIT)
         return reader
 
     monkeypatch.setattr(Session, "_call_ended", holding_call_ended)
     ours, theirs = socket.socketpair()
     ours.settimeout(WAIT)
     session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
+
+    def reads_with(busy: int) -> bool:
+        with session._lock:
+            return session._reading and session._busy == busy
+
+    def at_the_limit() -> bool:
+        with session._lock:
+            return not session._reading and session._busy == limit
+
     try:
-        peer.sendall(request("slow", ["a"], id_="a"))
-        assert started["a"].wait(WAIT)
-        wait_for(lambda: session._reading, "a second thread to read")
-        peer.sendall(request("slow", ["b"], id_="b"))
-        assert started["b"].wait(WAIT)
-        wait_for(lambda: session._idle == 1, "a third thread to wait at the limit")
-        release["a"].set()
-        assert peer.json_line()["id"] == "a"
-        wait_for(lambda: session._reading and session._busy == 1, "a's thread to read next")
-        release["b"].set()
-        assert peer.json_line()["id"] == "b"
-        assert held.wait(WAIT)  # b's thread: its call ended while a's thread reads
-        assert session._threads == limit + 1
-        peer.sendall(request("slow", ["c"], id_="c"))
-        assert started["c"].wait(WAIT)
-        wait_for(lambda: session._reading, "the waiting thread to read")  # none is idle now
-        peer.sendall(request("slow", ["d"], id_="d"))
-        assert started["d"].wait(WAIT)  # (d's reader promoted before d started)
-        assert session._threads == limit + 1
+        for first, second in ("ab", "cd"):
+            peer.sendall(request("slow", [first], id_=first))
+            assert started[first].wait(WAIT)
+            wait_for(lambda: reads_with(1), f"a thread to read while {first} runs")
+            peer.sendall(request("slow", [second], id_=second))
+            assert started[second].wait(WAIT)
+            wait_for(at_the_limit, f"{second} to be counted at the limit")
+            release[first].set()
+            assert peer.json_line()["id"] == first
+            wait_for(lambda: reads_with(1), f"{first}'s thread to read next")
+            release[second].set()
+            assert peer.json_line()["id"] == second
+            assert held[second].wait(WAIT)  # its call ended while a's thread reads
+            with session._lock:
+                # b's thread and a's; then d's too (c's promotion found none idle).
+                assert session._threads == (limit if second == "b" else limit + 1)
+        assert ran["a"] is ran["c"]
+        peer.sendall(request("slow", ["e"], id_="e"))
+        assert started["e"].wait(WAIT)  # (e's reader promoted before e started)
+        with session._lock:
+            assert session._threads == limit + 1
         assert _session_threads(session) == limit + 1
     finally:
         hold.set()
         for event in release.values():
             event.set()
-    assert sorted(peer.json_line()["id"] for _ in "cd") == ["c", "d"]
+    assert peer.json_line()["id"] == "e"
     peer.close()
     assert session.join(WAIT)
 

@@ -1,10 +1,11 @@
-"""A sync server's counted call ending at max_concurrent_calls wakes no waiting thread for nothing.
+"""A sync server at max_concurrent_calls wakes no thread for nothing, nor starts one.
 
 On a connection the read watcher cannot watch, every call is counted at once and
-the turn passed on; at the limit the next thread waits (``Session._serve``). When
-a counted call ends, its thread reads next itself, under the same lock
-(``SessionTurns._call_ended``): a waiter woken then finds it reading and waits
-again, a thread switch per call for nothing. Counted here with a condition that
+another thread promoted to read (``Session._serve``); at the limit nobody may read.
+When a counted call ends, its thread reads next itself, under the same lock
+(``SessionTurns._call_ended``). A thread woken, or started, as a call is counted
+at the limit or as one ends there would find the limit, or that reader, and wait
+again: a thread switch per call for nothing. Counted here with a condition that
 records who notifies.
 """
 
@@ -70,9 +71,10 @@ class _NotifyLog:
         self._inner.notify_all()
 
 
-def test_a_counted_call_ending_at_the_limit_wakes_no_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Limit 2: calls a and b run, a third thread waits at the limit. a ends: its thread
-    # reads next (c), b ends: its thread reads next. Neither end has a waiter to wake.
+def test_calls_at_the_limit_wake_and_start_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Limit 2: a runs, b is counted at the limit (nobody reads then); a ends and its
+    # thread reads c, counted at the limit; b ends and its thread reads. A thread woken
+    # or started at any of these steps could only wait: the limit, or a reader.
     limit = 2
     logs: list[_NotifyLog] = []
     init = Session.__init__
@@ -104,28 +106,107 @@ def test_a_counted_call_ending_at_the_limit_wakes_no_waiter(monkeypatch: pytest.
         with session._lock:
             return session._reading and session._busy == busy
 
+    def at_the_limit() -> bool:
+        with session._lock:
+            return not session._reading and session._busy == limit
+
     try:
         peer.sendall(request("slow", ["a"], id_="a"))
         assert started["a"].wait(WAIT)
         wait_for(lambda: reads_with(1), "a second thread to read")
         peer.sendall(request("slow", ["b"], id_="b"))
         assert started["b"].wait(WAIT)
-        wait_for(lambda: session._idle == 1, "a third thread to wait at the limit")
+        wait_for(at_the_limit, "b to be counted at the limit")
         release["a"].set()
         assert peer.json_line()["id"] == "a"
         wait_for(lambda: reads_with(1), "a's thread to read next")
         peer.sendall(request("slow", ["c"], id_="c"))
         assert started["c"].wait(WAIT)
+        wait_for(at_the_limit, "c to be counted at the limit")
         release["b"].set()
         assert peer.json_line()["id"] == "b"
         wait_for(lambda: reads_with(1), "b's thread to read next")
-        assert session._idle == 1  # the third thread waited all along
         with session._lock:
-            assert "_call_ended" not in log.callers, log.callers
+            # (The one thread started: the reader promoted as a was counted, below the limit.)
+            assert log.callers == [], "a thread was woken at the limit"
+            assert session._threads == limit, "a thread was started at the limit"
     finally:
         for event in release.values():
             event.set()
     assert peer.json_line()["id"] == "c"
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
+
+
+def test_a_thread_whose_call_ended_while_another_read_waits_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nobody is promoted at the limit, so a thread that finds the limit reached as it
+    # looks for the turn is one whose call ended while another thread read: held
+    # there (b's), it goes on once c and d are counted at the limit, and must wait,
+    # not read a third call (the serve loop's own look at the limit).
+    limit = 2
+    names = "abcd"
+    started = {name: threading.Event() for name in names}
+    release = {name: threading.Event() for name in names}
+    ran: dict[str, threading.Thread] = {}
+    held, hold = threading.Event(), threading.Event()
+    s = RPCServer(max_concurrent_calls=limit)
+
+    @s.register
+    def slow(name: str) -> str:
+        ran[name] = threading.current_thread()
+        started[name].set()
+        release[name].wait(WAIT)
+        return name
+
+    call_ended = Session._call_ended
+
+    def holding_call_ended(session: Session, mine: list[int], *, counted: bool) -> bool:
+        reader = call_ended(session, mine, counted=counted)
+        if ran.get("b") is threading.current_thread() and not held.is_set():
+            held.set()
+            hold.wait(WAIT)
+        return reader
+
+    monkeypatch.setattr(Session, "_call_ended", holding_call_ended)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
+
+    def reads_with(busy: int) -> bool:
+        with session._lock:
+            return session._reading and session._busy == busy
+
+    def at_the_limit() -> bool:
+        with session._lock:
+            return not session._reading and session._busy == limit
+
+    try:
+        peer.sendall(request("slow", ["a"], id_="a"))
+        assert started["a"].wait(WAIT)
+        wait_for(lambda: reads_with(1), "a second thread to read")
+        peer.sendall(request("slow", ["b"], id_="b"))
+        assert started["b"].wait(WAIT)
+        wait_for(at_the_limit, "b to be counted at the limit")
+        release["a"].set()
+        assert peer.json_line()["id"] == "a"
+        wait_for(lambda: reads_with(1), "a's thread to read next")
+        release["b"].set()
+        assert peer.json_line()["id"] == "b"
+        assert held.wait(WAIT)  # b's thread: its call ended while a's thread reads
+        for name in "cd":
+            peer.sendall(request("slow", [name], id_=name))
+            assert started[name].wait(WAIT)
+            wait_for(lambda: reads_with(1) or at_the_limit(), f"{name} to be counted")
+        wait_for(at_the_limit, "d to be counted at the limit")
+        hold.set()
+        wait_for(lambda: session._idle == 1, "b's thread to wait at the limit")
+        assert at_the_limit()
+    finally:
+        hold.set()
+        for event in release.values():
+            event.set()
+    assert sorted(peer.json_line()["id"] for _ in "cd") == ["c", "d"]
     peer.close()
     assert session.join(WAIT)
     s.shutdown()
