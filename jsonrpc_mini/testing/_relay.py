@@ -65,12 +65,15 @@ class _Direction(NamedTuple):
     write_sock: socket.socket  # sink's socket
 
 
-def _stalled(source: Transport) -> bool:
-    """Whether the plan stalled ``source``'s direction: it hands on no more bytes, nor how its end ended."""
+def _spent(source: Transport) -> bool:
+    """Whether ``source`` hands on no more bytes: the plan stalled it, or it holds only its end's EOF.
+
+    (The EOF a write's reset left, held for the plan's ``close_delay`` as a close would be.)
+    """
     if not isinstance(source, FaultyTransport) or source._held is not None:
         return False
     ended = source._in.ended
-    return ended is not None and ended[0] == "stall"
+    return source._eof or (ended is not None and ended[0] == "stall")
 
 
 class _Relay:
@@ -174,8 +177,8 @@ class _Relay:
         holds for ``source``'s end (bytes the reset end sent before its RST, which on a
         real link arrive first), with the plan's delays, for at most ``_FLUSH`` seconds
         (:meth:`_reset_after_flush`); reading on, it meets the reset itself (a reset, or
-        the EOF left by the write that took it, or a stall the plan put there) and resets
-        the open end first. The kernel reports a reset once: where the other direction's
+        the EOF left by the write that took it, not held for ``close_delay``, or a stall
+        the plan put there) and resets the open end first. The kernel reports a reset once: where the other direction's
         write took it, the read here gets EOF, which resets too (``was_reset`` tells it
         from a close before that write's failure is recorded, on Linux).
         """
@@ -185,8 +188,8 @@ class _Relay:
                 try:
                     data = source.recv(_CHUNK, _POLL)
                 except TimeoutError:
-                    if direction.read_sock in self._reset_met and _stalled(source):
-                        self._reset(write_end, read_end)  # (stalled by the plan: nothing more comes)
+                    if direction.read_sock in self._reset_met and _spent(source):
+                        self._reset(write_end, read_end)  # (nothing more comes: stalled, or only the EOF)
                         return
                     continue
                 except ConnectionResetError:

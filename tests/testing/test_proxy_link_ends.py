@@ -32,7 +32,7 @@ import pytest
 from _driver_helpers import WAIT, wait_for
 
 from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _relay
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _proxy, _relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -289,6 +289,45 @@ def test_a_reset_met_by_writing_waits_for_a_chunk_the_plan_delays(monkeypatch: p
         if held is not None:  # (None once an abort woke its wait: the old code)
             source._held = (held[0], held[1], 0.0)  # due now
         assert read_until_reset(ends[OTHER[side]]) == EARLY
+
+
+def test_a_reset_met_by_writing_is_not_held_for_close_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The proxy's write of the server's bytes takes the client's reset (its reader of the
+    # client's socket is held back until then); that reader then reads EOF, which the
+    # plan's FaultyTransport holds for close_delay (an hour) as it would a close. The
+    # server must get the reset without that wait, nor the one for held bytes (_FLUSH,
+    # made longer than the server's read timeout: waiting it out fails the read).
+    gate, failed = threading.Event(), threading.Event()
+    made: list[_relay.SocketTransport] = []
+
+    class Gated(_relay.SocketTransport):
+        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+            if self is made[0]:  # (the client's end: the first the relay makes)
+                gate.wait(WAIT)
+            return super().recv(max_bytes, timeout)
+
+        def send(self, data: bytes) -> None:
+            try:
+                super().send(data)
+            except ConnectionError:
+                failed.set()
+                raise
+
+    def made_one(sock: socket.socket) -> _relay.SocketTransport:
+        transport = Gated(sock)
+        made.append(transport)
+        return transport
+
+    monkeypatch.setattr(_relay, "SocketTransport", made_one)
+    monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
+    monkeypatch.setattr(_relay, "_POLL", 0.05)
+    monkeypatch.setattr(_proxy, "_CLOSE_WAIT", 0.0)  # (leaving the kit: no wait for the hour)
+    with linked(FaultPlan(seed=13, close_delay=3600.0)) as (ends, _):
+        reset(ends["client"])
+        ends["server"].sendall(b"reply")
+        assert failed.wait(WAIT), "the proxy's write meeting the reset"
+        gate.set()
+        assert read_until_reset(ends["server"]) == b""
 
 
 @pytest.mark.parametrize("side", SIDES)
