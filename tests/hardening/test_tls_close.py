@@ -32,6 +32,7 @@ from _hardening import WAIT, running
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
 from jsonrpc_mini import _aio_client as aio_client
 from jsonrpc_mini import _aio_server as aio_server
+from jsonrpc_mini._aio_conn import ServerProtocol
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -282,12 +283,21 @@ def test_shutdown_drops_a_connection_closed_before_whose_reply_waits(kind: str, 
 
 
 def test_a_tls_client_refused_at_max_connections_reads_why_and_is_closed(
-    contexts: Any, caplog: pytest.LogCaptureFixture
+    contexts: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A peer that never answers close_notify is closed all the same; one that
     # answers (the aio client) ends the wait at once, and its answer brings no
     # "returning true from eof_received() has no effect when using ssl" from asyncio.
     server_ctx, client_ctx = contexts
+    eofs: list[bool] = []  # what the server's connections answered to an EOF (a close_notify, over TLS)
+    eof_received = ServerProtocol.eof_received
+
+    def recorded(protocol: ServerProtocol) -> bool:
+        keep_open = eof_received(protocol)
+        eofs.append(keep_open)
+        return keep_open
+
+    monkeypatch.setattr(ServerProtocol, "eof_received", recorded)
 
     async def main() -> None:
         srv = aio.RPCServer(max_connections=1)
@@ -304,10 +314,11 @@ def test_a_tls_client_refused_at_max_connections_reads_why_and_is_closed(
                 peer.close()
             assert _lines(plain)[0]["error"]["message"].endswith("too many connections, try again later")
             assert closed and notified
+            before = len(eofs)
             with pytest.raises((ServerError, ConnectionLost), match="too many connections"):
                 async with await aio.connect(*address, ssl=client_ctx, timeout=WAIT) as second:
                     await second.echo(3)
-            await asyncio.sleep(0.1)  # (the server reads the second client's close_notify)
+            await until(lambda: len(eofs) > before)  # the server read the second client's close_notify
             assert await first.echo(2) == 2
         assert not [r for r in caplog.records if "eof_received" in r.getMessage()]
 
