@@ -37,11 +37,11 @@ def eventfds() -> int:
     return count
 
 
-def wait_line(marker: str) -> int:
-    """The line of the sync client's ``_ReplyReader._wait`` holding ``marker`` (exactly one does)."""
-    lines, first = inspect.getsourcelines(reader_module._ReplyReader._wait)
+def wait_line(marker: str, function: Any = reader_module._ReplyReader._wait) -> int:
+    """The line of ``function`` (the sync client's ``_ReplyReader._wait``) holding ``marker`` (exactly one does)."""
+    lines, first = inspect.getsourcelines(function)
     found = [first + i for i, line in enumerate(lines) if marker in line]
-    assert len(found) == 1, f"{len(found)} lines of _ReplyReader._wait hold {marker!r}"
+    assert len(found) == 1, f"{len(found)} lines of {function.__qualname__} hold {marker!r}"
     return found[0]
 
 

@@ -11,13 +11,13 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for
+from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for, wait_line
 
+import jsonrpc_mini.__main__ as cli_module
 from jsonrpc_mini import RPCClient, RPCServer
 from jsonrpc_mini.__main__ import main
 
@@ -372,6 +372,14 @@ SLOW_MODULE = textwrap.dedent(
 )
 
 
+def _serve_waits_for_its_shutdown(line: int) -> bool:
+    """Whether the main thread's ``serve`` waits at ``line`` for its shutdown thread (which waits for the calls)."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None and frame.f_code is not cli_module._serve.__code__:
+        frame = frame.f_back
+    return frame is not None and frame.f_lineno == line
+
+
 @pytest.mark.usefixtures("signal_handlers")
 def test_serve_lets_a_call_in_flight_finish_before_returning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -384,6 +392,8 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
     monkeypatch.syspath_prepend(str(tmp_path))
     port = free_port()
     results: list[Any] = []
+    returned = threading.Event()
+    joining = wait_line("thread.join(", cli_module._serve)
 
     def client() -> None:
         try:
@@ -401,7 +411,8 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
             module = sys.modules[name]
             assert module.started.wait(WAIT)
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.3)  # the call runs on after the signal (serve must wait for it)
+            # The call runs on after the signal: serve must wait for it (not return, as it did).
+            wait_for(lambda: returned.is_set() or _serve_waits_for_its_shutdown(joining), "serve to wait for the call")
             module.release.set()
         except BaseException:
             os.kill(os.getpid(), signal.SIGTERM)  # never leave serve running
@@ -410,9 +421,12 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
     calling = start_thread(client)
     stopping = start_thread(stop_mid_call)
     try:
-        assert main(["serve", name, "--port", str(port)]) == 0
-        assert sys.modules[name].finished == ["slow"], "serve returned before the call in flight finished"
+        code = main(["serve", name, "--port", str(port)])
+        finished = list(sys.modules[name].finished)  # (before the call may be let go: see stop_mid_call)
+        assert code == 0
+        assert finished == ["slow"], "serve returned before the call in flight finished"
     finally:
+        returned.set()
         sys.modules[name].release.set()
         stopping.join(WAIT)
         calling.join(WAIT)
