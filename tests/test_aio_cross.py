@@ -111,6 +111,13 @@ def test_sync_content_length_client_against_aio_server() -> None:
 def test_aio_client_against_sync_server() -> None:
     srv = RPCServer(shutdown_grace=0.2)
     notes = fill(srv)
+    napping = threading.Event()
+
+    def long_nap(seconds: float) -> None:
+        napping.set()  # (a request read but not started yet is refused by the shutdown: not this case)
+        time.sleep(seconds)
+
+    srv.register_function(long_nap)
     host, port = srv.start("127.0.0.1", 0)  # type: ignore[misc]
 
     async def main() -> None:
@@ -135,8 +142,8 @@ def test_aio_client_against_sync_server() -> None:
             assert await c.add(5, 5) == 10
         # the sync server shutting down fails the pending call with ConnectionLost
         c = await aio.connect(host, port, timeout=WAIT)
-        pending = asyncio.create_task(c.nap(3))
-        await asyncio.sleep(0.1)
+        pending = asyncio.create_task(c.long_nap(3))
+        assert await asyncio.to_thread(napping.wait, WAIT)  # it runs (for 3 s: past the grace)
         await asyncio.to_thread(srv.shutdown)
         with pytest.raises(aio.ConnectionLost):
             await pending

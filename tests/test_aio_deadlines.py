@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run, serving
+from _aio_support import WAIT, run, serving, spin_until
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -83,7 +83,7 @@ def test_closing_fails_calls_with_timeouts_and_stops_the_timer() -> None:
         async with serving(make_server(gate)) as address:
             c = await aio.connect(*address, timeout=WAIT)
             waiting = asyncio.ensure_future(c.wait_gate("never"))
-            await asyncio.sleep(0.05)
+            await spin_until(lambda: c._link._deadlines.queues)  # the call is made, its deadline counted
             assert c._link._deadlines.timer is not None
             await c.close()
             with pytest.raises(aio.ConnectionLost):

@@ -59,9 +59,10 @@ def test_sync_calls_are_told_a_reply_was_over_the_client_limit(framing: str) -> 
 def test_aio_calls_are_told_a_reply_was_over_the_client_limit() -> None:
     async def main() -> None:
         server = aio.RPCServer()
-        gate = asyncio.Event()
+        gate, running = asyncio.Event(), asyncio.Event()
 
         async def late() -> str:
+            running.set()
             await gate.wait()
             return "late"
 
@@ -70,7 +71,7 @@ def test_aio_calls_are_told_a_reply_was_over_the_client_limit() -> None:
         async with serving(server) as (host, port):
             c = await aio.connect(host, port, timeout=WAIT, max_message_size=LIMIT)
             pending = asyncio.create_task(c.late())
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(running.wait(), WAIT)  # late is pending when the big reply comes
             with pytest.raises(ConnectionLost) as info:
                 await c.big(2 * LIMIT)
             assert WHY in str(info.value)
