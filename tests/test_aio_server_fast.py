@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, OneLoop, request, run, serving
+from _aio_support import WAIT, OneLoop, request, run, serving, spin_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,7 +171,7 @@ def test_success_replies_are_the_bytes_of_encode_result(one_loop: OneLoop, resul
 # -- the runner waits for the next call instead of ending ------------------------------
 
 
-def make_pinging_server() -> aio.RPCServer:
+def make_pinging_server(running: asyncio.Event | None = None, gate: asyncio.Event | None = None) -> aio.RPCServer:
     srv = aio.RPCServer(shutdown_grace=60.0)
 
     @srv.register
@@ -179,8 +179,10 @@ def make_pinging_server() -> aio.RPCServer:
         return id(asyncio.current_task())
 
     @srv.register
-    async def nap(seconds: float) -> int:
-        await asyncio.sleep(seconds)
+    async def hold() -> int:
+        assert running is not None and gate is not None
+        running.set()
+        await gate.wait()  # (it waits, whatever the machine's speed, until the test is done with it)
         return id(asyncio.current_task())
 
     return srv
@@ -188,17 +190,19 @@ def make_pinging_server() -> aio.RPCServer:
 
 def test_calls_read_at_different_times_run_in_one_waiting_runner() -> None:
     async def main() -> None:
-        srv = make_pinging_server()
+        running, gate = asyncio.Event(), asyncio.Event()
+        srv = make_pinging_server(running, gate)
         async with serving(srv) as address, await aio.connect(*address, timeout=WAIT) as c:
             first = await c.where()
-            await asyncio.sleep(0.01)  # the runner has nothing to do meanwhile: it waits
-            assert srv._runner is not None and srv._runner._wake is not None
+            # The runner has nothing to do meanwhile: it waits (the loop turns until it does).
+            await spin_until(lambda: srv._runner is not None and srv._runner._wake is not None)
             assert await c.where() == first  # woken, not replaced
             # A call that waits keeps that runner; the next call gets another one.
-            napping = asyncio.ensure_future(c.nap(0.05))
-            await asyncio.sleep(0.01)
+            holding = asyncio.ensure_future(c.hold())
+            await asyncio.wait_for(running.wait(), WAIT)
             assert await c.where() != first
-            assert await napping == first
+            gate.set()
+            assert await holding == first
 
     run(main)
 
@@ -216,7 +220,7 @@ def test_a_waiting_runner_ends_with_the_last_connection_and_at_shutdown() -> Non
             runner = srv._runner
             assert runner is not None and runner.task is not None
             await one.close()
-            await asyncio.sleep(0.01)
+            await spin_until(lambda: srv.connection_count == 1)  # the server saw one go
             assert runner.task is not None  # a connection is left: still waiting
             await two.close()
             async with asyncio.timeout(WAIT):
