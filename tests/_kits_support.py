@@ -9,7 +9,8 @@ the plans' delays are waited out together), and returns ``{kit: result}``.
 Each kit serves ``echo`` and ``log`` (a notification target whose arguments
 ``logged[kit]`` records); with ``served=n`` a kit is left only once its server
 has logged ``n`` notifications (or after ``WAIT``): a server shut down as the kit
-is left drops what it has not read yet.
+is left drops what it has not read yet. ``Taken`` and ``CountedWaits`` tell a test
+where a kit's bytes or a reader are (instead of a sleep).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from _driver_helpers import wait_for
 
 from jsonrpc_mini import RPCError, RPCServer, SocketTransport, aio
 from jsonrpc_mini.testing import AioLoopbackServer, FaultPlan, LoopbackServer, aio_loopback, loopback
+from jsonrpc_mini.testing._pipe import PipeTransport
 from jsonrpc_mini.testing._plan import DirectionState, Step
 
 KITS = ("loopback", "LoopbackServer", "aio_loopback", "AioLoopbackServer")
@@ -260,3 +262,35 @@ class Taken:
         """``wait`` for a coroutine."""
         await until(lambda: self.lines() >= lines)
         return self.when(lines)
+
+
+class CountedWaits:
+    """A pipe pair's condition that counts the waits begun on it (``waits``).
+
+    A wait begins under the pair's lock and gives it up only as it sleeps: once
+    ``waits`` has grown, whoever takes the lock next finds that reader asleep.
+    """
+
+    def __init__(self, inner: threading.Condition) -> None:
+        self._inner = inner
+        self.waits = 0
+
+    def __enter__(self) -> bool:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(None, None, None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return self._inner.wait(timeout)
+
+    def notify_all(self) -> None:
+        self._inner.notify_all()
+
+    @classmethod
+    def on(cls, a: PipeTransport, b: PipeTransport) -> CountedWaits:
+        """Count the waits on the pipe pair ``a``, ``b`` (its two ends share one condition)."""
+        counted = cls(a._cond)
+        a._cond = b._cond = counted  # type: ignore[assignment]
+        return counted

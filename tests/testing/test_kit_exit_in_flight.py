@@ -21,6 +21,7 @@ import time
 import pytest
 from _aio_support import WAIT, run, spin_until
 from _driver_helpers import wait_for
+from _kits_support import CountedWaits
 
 from jsonrpc_mini import RPCServer, RPCTimeout, aio
 from jsonrpc_mini.testing import (
@@ -202,35 +203,9 @@ def test_a_pipe_drops_only_the_segments_still_in_flight() -> None:
     assert b.recv(100, 0.0) == b""  # the EOF, with nothing in flight before it
 
 
-class CountedWaits:
-    """A pipe pair's condition that counts the waits begun on it (``waits``).
-
-    A wait begins under the pair's lock and gives it up only as it sleeps: once
-    ``waits`` has grown, whoever takes the lock next finds that reader asleep.
-    """
-
-    def __init__(self, inner: threading.Condition) -> None:
-        self._inner = inner
-        self.waits = 0
-
-    def __enter__(self) -> bool:
-        return self._inner.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._inner.__exit__(None, None, None)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits += 1
-        return self._inner.wait(timeout)
-
-    def notify_all(self) -> None:
-        self._inner.notify_all()
-
-
 def test_dropping_what_is_in_flight_wakes_a_reader_waiting_for_it() -> None:
     a, b = pipe_pair()
-    cond = CountedWaits(a._cond)
-    a._cond = b._cond = cond  # type: ignore[assignment]
+    cond = CountedWaits.on(a, b)
     a.send_at(b"one", time.monotonic() + HOUR)
     got: list[bytes | BaseException] = []
 

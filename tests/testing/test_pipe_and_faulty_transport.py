@@ -6,7 +6,8 @@ import threading
 import time
 
 import pytest
-from _driver_helpers import drain
+from _driver_helpers import drain, wait_for
+from _kits_support import CountedWaits
 
 from jsonrpc_mini import Transport
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pipe_pair
@@ -33,10 +34,11 @@ def test_pipe_pair_is_a_transport_and_keeps_segments():
 
 def test_pipe_close_gives_eof_and_broken_pipe_and_wakes_reader():
     a, b = pipe_pair()
+    cond = CountedWaits.on(a, b)
     got = []
     reader = threading.Thread(target=lambda: got.append(a.recv(10, 5.0)))
     reader.start()
-    time.sleep(0.02)
+    wait_for(lambda: cond.waits == 1, "the reader to wait")  # (then close() must wake it)
     a.close()
     reader.join(5.0)
     assert got == [b""]
@@ -224,12 +226,14 @@ def test_connect_delay_bounds_recv_by_its_timeout():
 
 
 def test_close_wakes_a_blocked_recv():
-    a, _ = pipe_pair()
+    a, b = pipe_pair()
+    cond = CountedWaits.on(a, b)
     faulty = FaultyTransport(a, FaultPlan(max_chunk=2))
     got = []
-    reader = threading.Thread(target=lambda: got.append(faulty.recv(10, 5.0)))
+    # (a timeout past the join's: a read that only its timeout ends, 5 s on, is not woken)
+    reader = threading.Thread(target=lambda: got.append(faulty.recv(10, 30.0)), daemon=True)
     reader.start()
-    time.sleep(0.02)
+    wait_for(lambda: cond.waits == 1, "the reader to wait")  # (then close() must wake it)
     faulty.close()
     reader.join(5.0)
     assert got == [b""]
