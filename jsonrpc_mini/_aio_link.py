@@ -52,6 +52,9 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         self.under: asyncio.Transport | None = None
         self.pending: dict[Id, Call] = {}  # the calls waiting for their reply, by id
         self.lost: str | None = None
+        # The exception that broke the connection, if one did: the ``__cause__`` of
+        # every ConnectionLost it gives (as in the sync client's _client_settle).
+        self.lost_cause: BaseException | None = None
         # The last error with id null given to no call, until a reply follows it: a
         # server that closes right after it said why (``fail_all`` quotes it).
         self.said: str | None = None
@@ -184,7 +187,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail every pending call; wake anyone waiting to write."""
-        self.fail_all(f"connection lost: {exc}" if exc is not None else "connection closed")
+        self.fail_all(f"connection lost: {exc}" if exc is not None else "connection closed", exc)
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
         if not self.closed.done():
@@ -214,6 +217,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         """Raise ConnectionLost if the connection is gone."""
         if self.lost is not None:
             exc = ConnectionLost(self.lost)
+            exc.__cause__ = self.lost_cause
             exc.method = method
             raise exc
 
@@ -351,16 +355,18 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
 
     # -- receiving (storing each reply in its call: _aio_settle.ReplySettler) ------
 
-    def fail_all(self, reason: str) -> None:
-        """The single error path: mark the link lost and fail every pending call."""
+    def fail_all(self, reason: str, cause: BaseException | None = None) -> None:
+        """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call."""
         if self.lost is None:
             self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
+            self.lost_cause = cause
         self._held.clear()
         pending, self.pending = self.pending, {}
         self._deadlines.clear()
         for future in pending.values():
             if not future.done():
                 exc = ConnectionLost(self.lost)
+                exc.__cause__ = self.lost_cause
                 exc.method = future.method
                 future.set_exception(exc)
         if self.transport is not None:

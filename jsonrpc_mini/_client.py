@@ -74,6 +74,7 @@ def _fail_members(waiters: list[_Waiter], error: RPCError) -> None:
     for waiter in waiters:
         if not waiter.done:
             exc = ConnectionLost(error.message) if isinstance(error, ConnectionLost) else RPCError(None, error.message)
+            exc.__cause__ = error.__cause__
             exc.method = waiter.method or None
             waiter.error = exc
             waiter.done = True

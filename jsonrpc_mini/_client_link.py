@@ -71,6 +71,7 @@ class _Link(_RequestSender):
         # interruption or other thread can find one waiter in two places.
         self.spare: list[_Waiter] = []
         self.lost: str | None = None
+        self.lost_cause: BaseException | None = None
         # Encodes a request object as one newline-framed line (None with Content-Length
         # framing): see request.
         self.dumps_line = proto.codec.dumps_line if proto.framing == "newline" else None

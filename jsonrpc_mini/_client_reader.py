@@ -66,6 +66,7 @@ class _ReplyReader(ReadingTurn):
                     # Lost, or taken out by a reader interrupted before it stored the
                     # reply (it then closed the connection): no reply will come.
                     waiter.error = ConnectionLost(self.lost or "a thread reading replies was interrupted")
+                    waiter.error.__cause__ = self.lost_cause
                     waiter.error.method = waiter.method
                     waiter.done = True
                     return
@@ -157,7 +158,7 @@ class _ReplyReader(ReadingTurn):
             except TimeoutError:
                 return False
             except OSError as exc:
-                self.fail_all(f"connection lost: {exc}")
+                self.fail_all(f"connection lost: {exc}", exc)
                 return False
             taken[0] = True
             # The usual read (a lone caller's): one reply line, decoded by the core's
@@ -203,7 +204,7 @@ class _ReplyReader(ReadingTurn):
                 events.append(event)
             self._deliver_all(events)
             if error is not None:  # after delivering what arrived before it
-                self.fail_all(f"connection lost: {error}")
+                self.fail_all(f"connection lost: {error}", error)
                 return False
             if not data:
                 self.fail_all("connection closed by the server")

@@ -60,6 +60,7 @@ class _RequestSender(_ReplyReader):
     def _lost_error(self, method: str | None) -> ConnectionLost:
         """The error of a call (of ``method``) made once the connection is known lost: it names the method."""
         exc = ConnectionLost(self.lost or "connection lost")
+        exc.__cause__ = self.lost_cause
         exc.method = method or None
         return exc
 
@@ -219,6 +220,7 @@ class _RequestSender(_ReplyReader):
         except BaseException as exc:
             if self.lost is None:
                 self.lost = f"connection lost while sending: {exc}"
+                self.lost_cause = exc
             self.transport.close()
             if not isinstance(exc, Exception):
                 raise
@@ -312,13 +314,13 @@ class _RequestSender(_ReplyReader):
     def _write_failed(self, exc: BaseException, method: str | None, reader: bool, timeout: float | None) -> NoReturn:
         """A write failed with ``exc`` (being handled): close the connection (fail_all), raise what the caller gets."""
         if isinstance(exc, TimeoutError):
-            self.fail_all(f"could not send in time: {exc}")  # exc says why: the peer, or a fault plan
+            self.fail_all(f"could not send in time: {exc}", exc)  # exc says why: the peer, or a fault plan
             raise timed_out(method, f"could not send {within(timeout)}; the connection is closed") from exc
         if isinstance(exc, OSError):
             try:
                 self._read_last_words(reader)
             finally:
-                self.fail_all(f"connection lost while sending: {exc}")
+                self.fail_all(f"connection lost while sending: {exc}", exc)
             raise self._lost_error(method) from exc
         # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
         # the wire, and the server would read whatever is sent next as its rest.

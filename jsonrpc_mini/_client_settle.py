@@ -57,6 +57,9 @@ class ReplySettler:
     # _BatchWaiter is in ``pending``.
     batch_waiters: dict[Id, _BatchWaiter]
     lost: str | None
+    # The exception that broke the connection (an OSError, say), if one did: the
+    # ``__cause__`` of every ConnectionLost it gives, as ``raise ... from`` would set.
+    lost_cause: BaseException | None
     said: str | None
     # The last reply that could not be read and no call took: (the highest id pending
     # then, its parse error), for the RPCTimeouts of the calls sent before it
@@ -310,8 +313,8 @@ class ReplySettler:
             return
         only.wake()
 
-    def fail_all(self, reason: str) -> None:
-        """The single error path: mark the link lost and fail every pending call.
+    def fail_all(self, reason: str, cause: BaseException | None = None) -> None:
+        """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call.
 
         The transport is closed even if this is interrupted (Ctrl-C): a reader blocked
         in it returns only then. (A call not yet failed sees ``lost`` when it looks.)
@@ -320,10 +323,12 @@ class ReplySettler:
             with self.lock:
                 if self.lost is None:
                     self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
+                    self.lost_cause = cause
                 waiters = list(self.pending.values())
                 self.pending.clear()
                 for waiter in waiters:
                     exc = ConnectionLost(self.lost)
+                    exc.__cause__ = self.lost_cause
                     exc.method = waiter.method
                     waiter.error = exc
                     waiter.done = True  # after the error: see _deliver
