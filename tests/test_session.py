@@ -21,6 +21,7 @@ from _driver_helpers import (
     start_thread,
     wait_for,
 )
+from _unwatched_session import NamedSlowCalls, at_the_limit, reads_with, serve_unwatched
 
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport
 from jsonrpc_mini._session import Session, current_session
@@ -120,22 +121,6 @@ def test_sequential_calls_use_few_threads() -> None:
     assert session.join(WAIT)
 
 
-class _Unwatched:
-    """A transport the read watcher cannot watch (not a SocketTransport): every call is counted at once."""
-
-    def __init__(self, inner: SocketTransport) -> None:
-        self.inner = inner
-
-    def send(self, data: bytes) -> None:
-        self.inner.send(data)
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        return self.inner.recv(max_bytes, timeout)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
 def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyPatch, watched: bool) -> None:
     watch = LimitWatch(monkeypatch)
@@ -153,9 +138,7 @@ def test_threads_are_bounded_by_max_concurrent_calls(monkeypatch: pytest.MonkeyP
     if watched:
         session, peer = _served_pair(s)
     else:
-        ours, theirs = socket.socketpair()
-        ours.settimeout(WAIT)
-        session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
+        session, peer = serve_unwatched(s)
     peer.sendall(b"".join(request("slow", [n], id_=n) for n in range(20)))
     for _ in range(limit):
         assert running.acquire(timeout=WAIT)
@@ -179,20 +162,12 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
     # both held and a's reading, e is read: its promotion must not start a fourth
     # thread. (At the limit nobody is promoted: b and d are counted there.)
     limit = 2
-    names = "abcde"
-    started = {name: threading.Event() for name in names}
-    release = {name: threading.Event() for name in names}
-    ran: dict[str, threading.Thread] = {}
+    calls = NamedSlowCalls("abcde")
+    started, release, ran = calls.started, calls.release, calls.ran
     held = {name: threading.Event() for name in "bd"}
     hold = threading.Event()
     s = RPCServer(max_concurrent_calls=limit)
-
-    @s.register
-    def slow(name: str) -> str:
-        ran[name] = threading.current_thread()
-        started[name].set()
-        release[name].wait(WAIT)
-        return name
+    s.register_function(calls.slow, name="slow")
 
     call_ended = Session._call_ended
 
@@ -205,29 +180,19 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
         return reader
 
     monkeypatch.setattr(Session, "_call_ended", holding_call_ended)
-    ours, theirs = socket.socketpair()
-    ours.settimeout(WAIT)
-    session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
-
-    def reads_with(busy: int) -> bool:
-        with session._lock:
-            return session._reading and session._busy == busy
-
-    def at_the_limit() -> bool:
-        with session._lock:
-            return not session._reading and session._busy == limit
+    session, peer = serve_unwatched(s)
 
     try:
         for first, second in ("ab", "cd"):
             peer.sendall(request("slow", [first], id_=first))
             assert started[first].wait(WAIT)
-            wait_for(lambda: reads_with(1), f"a thread to read while {first} runs")
+            wait_for(lambda: reads_with(session, 1), f"a thread to read while {first} runs")
             peer.sendall(request("slow", [second], id_=second))
             assert started[second].wait(WAIT)
-            wait_for(at_the_limit, f"{second} to be counted at the limit")
+            wait_for(lambda: at_the_limit(session), f"{second} to be counted at the limit")
             release[first].set()
             assert peer.json_line()["id"] == first
-            wait_for(lambda: reads_with(1), f"{first}'s thread to read next")
+            wait_for(lambda: reads_with(session, 1), f"{first}'s thread to read next")
             release[second].set()
             assert peer.json_line()["id"] == second
             assert held[second].wait(WAIT)  # its call ended while a's thread reads
@@ -242,8 +207,7 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
         assert _session_threads(session) == limit + 1
     finally:
         hold.set()
-        for event in release.values():
-            event.set()
+        calls.release_all()
     assert peer.json_line()["id"] == "e"
     peer.close()
     assert session.join(WAIT)

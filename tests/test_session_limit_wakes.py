@@ -11,15 +11,15 @@ records who notifies.
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, Peer, request, wait_for
+from _driver_helpers import WAIT, LeakCheck, request, wait_for
+from _unwatched_session import NamedSlowCalls, at_the_limit, reads_with, serve_unwatched
 
-from jsonrpc_mini import RPCServer, SocketTransport
+from jsonrpc_mini import RPCServer
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,22 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 def _no_leaks() -> Any:
     with LeakCheck():
         yield
-
-
-class _Unwatched:
-    """A transport the read watcher cannot watch (not a SocketTransport): every call is counted at once."""
-
-    def __init__(self, inner: SocketTransport) -> None:
-        self.inner = inner
-
-    def send(self, data: bytes) -> None:
-        self.inner.send(data)
-
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        return self.inner.recv(max_bytes, timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _NotifyLog:
@@ -86,53 +70,35 @@ def test_calls_at_the_limit_wake_and_start_no_thread(monkeypatch: pytest.MonkeyP
         session._cond = log  # type: ignore[assignment]
 
     monkeypatch.setattr(Session, "__init__", logged_init)
-    names = "abc"
-    started = {name: threading.Event() for name in names}
-    release = {name: threading.Event() for name in names}
+    calls = NamedSlowCalls("abc")
+    started = calls.started
     s = RPCServer(max_concurrent_calls=limit)
-
-    @s.register
-    def slow(name: str) -> str:
-        started[name].set()
-        release[name].wait(WAIT)
-        return name
-
-    ours, theirs = socket.socketpair()
-    ours.settimeout(WAIT)
-    session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
+    s.register_function(calls.slow, name="slow")
+    session, peer = serve_unwatched(s)
     (log,) = logs
-
-    def reads_with(busy: int) -> bool:
-        with session._lock:
-            return session._reading and session._busy == busy
-
-    def at_the_limit() -> bool:
-        with session._lock:
-            return not session._reading and session._busy == limit
 
     try:
         peer.sendall(request("slow", ["a"], id_="a"))
         assert started["a"].wait(WAIT)
-        wait_for(lambda: reads_with(1), "a second thread to read")
+        wait_for(lambda: reads_with(session, 1), "a second thread to read")
         peer.sendall(request("slow", ["b"], id_="b"))
         assert started["b"].wait(WAIT)
-        wait_for(at_the_limit, "b to be counted at the limit")
-        release["a"].set()
+        wait_for(lambda: at_the_limit(session), "b to be counted at the limit")
+        calls.release["a"].set()
         assert peer.json_line()["id"] == "a"
-        wait_for(lambda: reads_with(1), "a's thread to read next")
+        wait_for(lambda: reads_with(session, 1), "a's thread to read next")
         peer.sendall(request("slow", ["c"], id_="c"))
         assert started["c"].wait(WAIT)
-        wait_for(at_the_limit, "c to be counted at the limit")
-        release["b"].set()
+        wait_for(lambda: at_the_limit(session), "c to be counted at the limit")
+        calls.release["b"].set()
         assert peer.json_line()["id"] == "b"
-        wait_for(lambda: reads_with(1), "b's thread to read next")
+        wait_for(lambda: reads_with(session, 1), "b's thread to read next")
         with session._lock:
             # (The one thread started: the reader promoted as a was counted, below the limit.)
             assert log.callers == [], "a thread was woken at the limit"
             assert session._threads == limit, "a thread was started at the limit"
     finally:
-        for event in release.values():
-            event.set()
+        calls.release_all()
     assert peer.json_line()["id"] == "c"
     peer.close()
     assert session.join(WAIT)
@@ -145,19 +111,11 @@ def test_a_thread_whose_call_ended_while_another_read_waits_at_the_limit(monkeyp
     # there (b's), it goes on once c and d are counted at the limit, and must wait,
     # not read a third call (the serve loop's own look at the limit).
     limit = 2
-    names = "abcd"
-    started = {name: threading.Event() for name in names}
-    release = {name: threading.Event() for name in names}
-    ran: dict[str, threading.Thread] = {}
+    calls = NamedSlowCalls("abcd")
+    started, ran = calls.started, calls.ran
     held, hold = threading.Event(), threading.Event()
     s = RPCServer(max_concurrent_calls=limit)
-
-    @s.register
-    def slow(name: str) -> str:
-        ran[name] = threading.current_thread()
-        started[name].set()
-        release[name].wait(WAIT)
-        return name
+    s.register_function(calls.slow, name="slow")
 
     call_ended = Session._call_ended
 
@@ -169,43 +127,32 @@ def test_a_thread_whose_call_ended_while_another_read_waits_at_the_limit(monkeyp
         return reader
 
     monkeypatch.setattr(Session, "_call_ended", holding_call_ended)
-    ours, theirs = socket.socketpair()
-    ours.settimeout(WAIT)
-    session, peer = s.serve_connection(_Unwatched(SocketTransport(theirs))), Peer(ours)
-
-    def reads_with(busy: int) -> bool:
-        with session._lock:
-            return session._reading and session._busy == busy
-
-    def at_the_limit() -> bool:
-        with session._lock:
-            return not session._reading and session._busy == limit
+    session, peer = serve_unwatched(s)
 
     try:
         peer.sendall(request("slow", ["a"], id_="a"))
         assert started["a"].wait(WAIT)
-        wait_for(lambda: reads_with(1), "a second thread to read")
+        wait_for(lambda: reads_with(session, 1), "a second thread to read")
         peer.sendall(request("slow", ["b"], id_="b"))
         assert started["b"].wait(WAIT)
-        wait_for(at_the_limit, "b to be counted at the limit")
-        release["a"].set()
+        wait_for(lambda: at_the_limit(session), "b to be counted at the limit")
+        calls.release["a"].set()
         assert peer.json_line()["id"] == "a"
-        wait_for(lambda: reads_with(1), "a's thread to read next")
-        release["b"].set()
+        wait_for(lambda: reads_with(session, 1), "a's thread to read next")
+        calls.release["b"].set()
         assert peer.json_line()["id"] == "b"
         assert held.wait(WAIT)  # b's thread: its call ended while a's thread reads
         for name in "cd":
             peer.sendall(request("slow", [name], id_=name))
             assert started[name].wait(WAIT)
-            wait_for(lambda: reads_with(1) or at_the_limit(), f"{name} to be counted")
-        wait_for(at_the_limit, "d to be counted at the limit")
+            wait_for(lambda: reads_with(session, 1) or at_the_limit(session), f"{name} to be counted")
+        wait_for(lambda: at_the_limit(session), "d to be counted at the limit")
         hold.set()
         wait_for(lambda: session._idle == 1, "b's thread to wait at the limit")
-        assert at_the_limit()
+        assert at_the_limit(session)
     finally:
         hold.set()
-        for event in release.values():
-            event.set()
+        calls.release_all()
     assert sorted(peer.json_line()["id"] for _ in "cd") == ["c", "d"]
     peer.close()
     assert session.join(WAIT)

@@ -1,0 +1,73 @@
+"""A sync server's session on a connection the read watcher cannot watch, and calls held until released.
+
+Such a connection (TLS, a transport of the user's own) has every call counted at
+once and another thread promoted to read, below ``max_concurrent_calls``; the
+session tests that follow its threads at the limit share these pieces.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterable
+
+from _driver_helpers import WAIT, Peer
+
+from jsonrpc_mini import RPCServer, SocketTransport
+from jsonrpc_mini._session import Session
+
+
+class Unwatched:
+    """A transport the read watcher cannot watch (not a SocketTransport): every call is counted at once."""
+
+    def __init__(self, inner: SocketTransport) -> None:
+        self.inner = inner
+
+    def send(self, data: bytes) -> None:
+        self.inner.send(data)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        return self.inner.recv(max_bytes, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def serve_unwatched(server: RPCServer) -> tuple[Session, Peer]:
+    """``server`` serving one end of a socket pair through :class:`Unwatched`; the other end as a Peer."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    return server.serve_connection(Unwatched(SocketTransport(theirs))), Peer(ours)
+
+
+def reads_with(session: Session, busy: int) -> bool:
+    """Whether a thread of ``session`` reads while ``busy`` calls are counted."""
+    with session._lock:
+        return session._reading and session._busy == busy
+
+
+def at_the_limit(session: Session) -> bool:
+    """Whether ``session`` counts ``max_concurrent_calls`` calls and nobody reads."""
+    with session._lock:
+        return not session._reading and session._busy == session._opts.max_concurrent_calls
+
+
+class NamedSlowCalls:
+    """Calls of ``slow(name)``, each running until released; which thread ran each."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.started = {name: threading.Event() for name in names}
+        self.release = {name: threading.Event() for name in self.started}
+        self.ran: dict[str, threading.Thread] = {}
+
+    def slow(self, name: str) -> str:
+        """The handler: records its thread, says it started, waits (bounded) to be released."""
+        self.ran[name] = threading.current_thread()
+        self.started[name].set()
+        self.release[name].wait(WAIT)
+        return name
+
+    def release_all(self) -> None:
+        """Let every call end (a test's clean-up)."""
+        for event in self.release.values():
+            event.set()
