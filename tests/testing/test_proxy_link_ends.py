@@ -291,12 +291,12 @@ def test_a_reset_met_by_writing_waits_for_a_chunk_the_plan_delays(monkeypatch: p
         assert read_until_reset(ends[OTHER[side]]) == EARLY
 
 
-def test_a_reset_met_by_writing_is_not_held_for_close_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The proxy's write of the server's bytes takes the client's reset (its reader of the
-    # client's socket is held back until then); that reader then reads EOF, which the
-    # plan's FaultyTransport holds for close_delay (an hour) as it would a close. The
-    # server must get the reset without that wait, nor the one for held bytes (_FLUSH,
-    # made longer than the server's read timeout: waiting it out fails the read).
+def gate_client_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the relay's reads of the client's end until the first event is set.
+
+    The second is set when a write of the relay fails with a ConnectionError (a reset
+    or broken pipe met by writing).
+    """
     gate, failed = threading.Event(), threading.Event()
     made: list[_relay.SocketTransport] = []
 
@@ -319,6 +319,16 @@ def test_a_reset_met_by_writing_is_not_held_for_close_delay(monkeypatch: pytest.
         return transport
 
     monkeypatch.setattr(_relay, "SocketTransport", made_one)
+    return gate, failed
+
+
+def test_a_reset_met_by_writing_is_not_held_for_close_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The proxy's write of the server's bytes takes the client's reset (its reader of the
+    # client's socket is held back until then); that reader then reads EOF, which the
+    # plan's FaultyTransport holds for close_delay (an hour) as it would a close. The
+    # server must get the reset without that wait, nor the one for held bytes (_FLUSH,
+    # made longer than the server's read timeout: waiting it out fails the read).
+    gate, failed = gate_client_reads(monkeypatch)
     monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
     monkeypatch.setattr(_relay, "_POLL", 0.05)
     monkeypatch.setattr(_proxy, "_CLOSE_WAIT", 0.0)  # (leaving the kit: no wait for the hour)
@@ -371,28 +381,7 @@ def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
     # hold); the read that follows gets EOF. That EOF must not reach the server as a
     # half-close: it read EOF before the reset (the old code half-closed the server's
     # end: 1 to 3 runs of 200 under a flood).
-    gate, resetting = threading.Event(), threading.Event()
-    made: list[_relay.SocketTransport] = []
-
-    class Gated(_relay.SocketTransport):
-        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-            if self is made[0]:  # (the client's end: the first the relay makes)
-                gate.wait(WAIT)
-            return super().recv(max_bytes, timeout)
-
-        def send(self, data: bytes) -> None:
-            try:
-                super().send(data)
-            except ConnectionError:
-                resetting.set()
-                raise
-
-    def made_one(sock: socket.socket) -> _relay.SocketTransport:
-        transport = Gated(sock)
-        made.append(transport)
-        return transport
-
-    monkeypatch.setattr(_relay, "SocketTransport", made_one)
+    gate, resetting = gate_client_reads(monkeypatch)
     with linked(plan) as (ends, _):
         reset(ends["client"])
         ends["server"].sendall(b"reply")
