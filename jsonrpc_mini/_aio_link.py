@@ -216,10 +216,14 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
     def check(self, method: str | None) -> None:
         """Raise ConnectionLost if the connection is gone."""
         if self.lost is not None:
-            exc = ConnectionLost(self.lost)
-            exc.__cause__ = self.lost_cause
-            exc.method = method
-            raise exc
+            raise self._lost_error(method)
+
+    def _lost_error(self, method: str | None) -> ConnectionLost:
+        """The ConnectionLost of a call of ``method`` on this lost link (its ``__cause__``: what broke it)."""
+        exc = ConnectionLost(self.lost or "connection lost")
+        exc.__cause__ = self.lost_cause
+        exc.method = method
+        return exc
 
     @property
     def paused(self) -> bool:
@@ -365,10 +369,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         self._deadlines.clear()
         for future in pending.values():
             if not future.done():
-                exc = ConnectionLost(self.lost)
-                exc.__cause__ = self.lost_cause
-                exc.method = future.method
-                future.set_exception(exc)
+                future.set_exception(self._lost_error(future.method))
         if self.transport is not None:
             self.flush()
             self.transport.close()

@@ -23,7 +23,7 @@ from ._client_protocol import BatchAnswer
 from ._client_turn import ReadingTurn
 from ._client_waiter import _BatchWaiter, _Waiter, timed_out, within
 from ._codec import ErrorResponse, Response, success_id
-from ._errors import ConnectionLost, unread_since
+from ._errors import unread_since
 from ._transport import RECV_SIZE, feed_ready
 
 log = logging.getLogger("jsonrpc_mini")
@@ -65,9 +65,7 @@ class _ReplyReader(ReadingTurn):
                 if self.lost is not None or waiter.id not in self.pending:
                     # Lost, or taken out by a reader interrupted before it stored the
                     # reply (it then closed the connection): no reply will come.
-                    waiter.error = ConnectionLost(self.lost or "a thread reading replies was interrupted")
-                    waiter.error.__cause__ = self.lost_cause
-                    waiter.error.method = waiter.method
+                    waiter.error = self.lost_error(waiter.method, "a thread reading replies was interrupted")
                     waiter.done = True
                     return
                 lead = not self.reading

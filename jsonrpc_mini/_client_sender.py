@@ -59,10 +59,7 @@ class _RequestSender(_ReplyReader):
 
     def _lost_error(self, method: str | None) -> ConnectionLost:
         """The error of a call (of ``method``) made once the connection is known lost: it names the method."""
-        exc = ConnectionLost(self.lost or "connection lost")
-        exc.__cause__ = self.lost_cause
-        exc.method = method or None
-        return exc
+        return self.lost_error(method or None)  # ("": not given, see send)
 
     def send(
         self,

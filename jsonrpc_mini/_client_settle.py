@@ -313,6 +313,17 @@ class ReplySettler:
             return
         only.wake()
 
+    def lost_error(self, method: str | None, unknown: str = "connection lost") -> ConnectionLost:
+        """The ConnectionLost of a call of ``method`` on this lost link.
+
+        Its message says why the link was lost (``unknown`` if nothing was recorded);
+        its ``__cause__`` is the exception that broke it, if one did.
+        """
+        exc = ConnectionLost(self.lost or unknown)
+        exc.__cause__ = self.lost_cause
+        exc.method = method
+        return exc
+
     def fail_all(self, reason: str, cause: BaseException | None = None) -> None:
         """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call.
 
@@ -327,10 +338,7 @@ class ReplySettler:
                 waiters = list(self.pending.values())
                 self.pending.clear()
                 for waiter in waiters:
-                    exc = ConnectionLost(self.lost)
-                    exc.__cause__ = self.lost_cause
-                    exc.method = waiter.method
-                    waiter.error = exc
+                    waiter.error = self.lost_error(waiter.method)
                     waiter.done = True  # after the error: see _deliver
             for waiter in waiters:
                 waiter.wake()
