@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Iterable
 
-from _driver_helpers import WAIT, Peer
+from _driver_helpers import WAIT, Peer, request
 
 from jsonrpc_mini import RPCServer, SocketTransport
 from jsonrpc_mini._session import Session
@@ -66,6 +66,16 @@ class NamedSlowCalls:
         self.started[name].set()
         self.release[name].wait(WAIT)
         return name
+
+    def start(self, peer: Peer, name: str) -> None:
+        """Send the call ``name`` from ``peer`` and wait (bounded) until it runs."""
+        peer.sendall(request("slow", [name], id_=name))
+        assert self.started[name].wait(WAIT), f"{name} did not start"
+
+    def finish(self, peer: Peer, name: str) -> None:
+        """Release the call ``name``; ``peer`` must read its reply next."""
+        self.release[name].set()
+        assert peer.json_line()["id"] == name
 
     def release_all(self) -> None:
         """Let every call end (a test's clean-up)."""

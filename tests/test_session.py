@@ -163,7 +163,7 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
     # thread. (At the limit nobody is promoted: b and d are counted there.)
     limit = 2
     calls = NamedSlowCalls("abcde")
-    started, release, ran = calls.started, calls.release, calls.ran
+    ran = calls.ran
     held = {name: threading.Event() for name in "bd"}
     hold = threading.Event()
     s = RPCServer(max_concurrent_calls=limit)
@@ -184,24 +184,19 @@ def test_a_thread_between_its_call_and_its_wait_adds_no_thread(monkeypatch: pyte
 
     try:
         for first, second in ("ab", "cd"):
-            peer.sendall(request("slow", [first], id_=first))
-            assert started[first].wait(WAIT)
+            calls.start(peer, first)
             wait_for(lambda: reads_with(session, 1), f"a thread to read while {first} runs")
-            peer.sendall(request("slow", [second], id_=second))
-            assert started[second].wait(WAIT)
+            calls.start(peer, second)
             wait_for(lambda: at_the_limit(session), f"{second} to be counted at the limit")
-            release[first].set()
-            assert peer.json_line()["id"] == first
+            calls.finish(peer, first)
             wait_for(lambda: reads_with(session, 1), f"{first}'s thread to read next")
-            release[second].set()
-            assert peer.json_line()["id"] == second
+            calls.finish(peer, second)
             assert held[second].wait(WAIT)  # its call ended while a's thread reads
             with session._lock:
                 # b's thread and a's; then d's too (c's promotion found none idle).
                 assert session._threads == (limit if second == "b" else limit + 1)
         assert ran["a"] is ran["c"]
-        peer.sendall(request("slow", ["e"], id_="e"))
-        assert started["e"].wait(WAIT)  # (e's reader promoted before e started)
+        calls.start(peer, "e")  # (e's reader promoted before e started)
         with session._lock:
             assert session._threads == limit + 1
         assert _session_threads(session) == limit + 1

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, request, wait_for
+from _driver_helpers import WAIT, LeakCheck, wait_for
 from _unwatched_session import NamedSlowCalls, at_the_limit, reads_with, serve_unwatched
 
 from jsonrpc_mini import RPCServer
@@ -71,27 +71,21 @@ def test_calls_at_the_limit_wake_and_start_no_thread(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Session, "__init__", logged_init)
     calls = NamedSlowCalls("abc")
-    started = calls.started
     s = RPCServer(max_concurrent_calls=limit)
     s.register_function(calls.slow, name="slow")
     session, peer = serve_unwatched(s)
     (log,) = logs
 
     try:
-        peer.sendall(request("slow", ["a"], id_="a"))
-        assert started["a"].wait(WAIT)
+        calls.start(peer, "a")
         wait_for(lambda: reads_with(session, 1), "a second thread to read")
-        peer.sendall(request("slow", ["b"], id_="b"))
-        assert started["b"].wait(WAIT)
+        calls.start(peer, "b")
         wait_for(lambda: at_the_limit(session), "b to be counted at the limit")
-        calls.release["a"].set()
-        assert peer.json_line()["id"] == "a"
+        calls.finish(peer, "a")
         wait_for(lambda: reads_with(session, 1), "a's thread to read next")
-        peer.sendall(request("slow", ["c"], id_="c"))
-        assert started["c"].wait(WAIT)
+        calls.start(peer, "c")
         wait_for(lambda: at_the_limit(session), "c to be counted at the limit")
-        calls.release["b"].set()
-        assert peer.json_line()["id"] == "b"
+        calls.finish(peer, "b")
         wait_for(lambda: reads_with(session, 1), "b's thread to read next")
         with session._lock:
             # (The one thread started: the reader promoted as a was counted, below the limit.)
@@ -112,7 +106,7 @@ def test_a_thread_whose_call_ended_while_another_read_waits_at_the_limit(monkeyp
     # not read a third call (the serve loop's own look at the limit).
     limit = 2
     calls = NamedSlowCalls("abcd")
-    started, ran = calls.started, calls.ran
+    ran = calls.ran
     held, hold = threading.Event(), threading.Event()
     s = RPCServer(max_concurrent_calls=limit)
     s.register_function(calls.slow, name="slow")
@@ -130,21 +124,16 @@ def test_a_thread_whose_call_ended_while_another_read_waits_at_the_limit(monkeyp
     session, peer = serve_unwatched(s)
 
     try:
-        peer.sendall(request("slow", ["a"], id_="a"))
-        assert started["a"].wait(WAIT)
+        calls.start(peer, "a")
         wait_for(lambda: reads_with(session, 1), "a second thread to read")
-        peer.sendall(request("slow", ["b"], id_="b"))
-        assert started["b"].wait(WAIT)
+        calls.start(peer, "b")
         wait_for(lambda: at_the_limit(session), "b to be counted at the limit")
-        calls.release["a"].set()
-        assert peer.json_line()["id"] == "a"
+        calls.finish(peer, "a")
         wait_for(lambda: reads_with(session, 1), "a's thread to read next")
-        calls.release["b"].set()
-        assert peer.json_line()["id"] == "b"
+        calls.finish(peer, "b")
         assert held.wait(WAIT)  # b's thread: its call ended while a's thread reads
         for name in "cd":
-            peer.sendall(request("slow", [name], id_=name))
-            assert started[name].wait(WAIT)
+            calls.start(peer, name)
             wait_for(lambda: reads_with(session, 1) or at_the_limit(session), f"{name} to be counted")
         wait_for(lambda: at_the_limit(session), "d to be counted at the limit")
         hold.set()
