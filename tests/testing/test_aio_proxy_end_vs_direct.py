@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, spin_until
 
 from jsonrpc_mini import aio
 from jsonrpc_mini.testing import AioLoopbackServer
@@ -115,12 +115,6 @@ def both(scenario: Callable[[str], Any]) -> dict[str, Any]:
     return {kind: run(lambda kind=kind: scenario(kind)) for kind in KINDS}  # type: ignore[misc]
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition()`` holds (callers bound it with wait_for)."""
-    while not condition():
-        await asyncio.sleep(0)
-
-
 def test_a_server_that_stops_reading_holds_the_client_back_through_the_proxy() -> None:
     async def scenario(kind: str) -> list[Any]:
         client, server = Events(), Events()
@@ -133,12 +127,12 @@ def test_a_server_that_stops_reading_holds_the_client_back_through_the_proxy() -
                 # must not take everything the client writes while the server reads nothing.
                 ((link, (down, _)),) = lb._links
                 assert down.transport is not None
-                await asyncio.wait_for(_until(lambda: not down.transport.is_reading()), WAIT)  # type: ignore[union-attr]
+                await spin_until(lambda: not down.transport.is_reading())  # type: ignore[union-attr]
                 assert link.c2s.queued < BIG // 2
             seen: list[Any] = [list(client.events), tc.get_write_buffer_size() > 0]
             ts.resume_reading()
             await asyncio.wait_for(client.resumed.wait(), WAIT)
-            await asyncio.wait_for(_until(lambda: len(server.data) == BIG), WAIT)
+            await spin_until(lambda: len(server.data) == BIG)
             seen += [list(client.events), bytes(server.data) == b"z" * BIG]
         return seen
 
@@ -152,7 +146,7 @@ def test_a_reset_from_the_server_reaches_the_client_as_a_reset() -> None:
         async with connected(kind, client, server):
             tc, ts = ends(client, server)
             tc.write(b"hello")
-            await asyncio.wait_for(_until(lambda: server.data == b"hello"), WAIT)
+            await spin_until(lambda: server.data == b"hello")
             ts.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             ts.abort()
             exc = await asyncio.wait_for(client.lost, WAIT)

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, run
+from _aio_support import WAIT, run, spin_until
 
 from jsonrpc_mini._aio_linger import drop
 from jsonrpc_mini.testing import FaultPlan
@@ -172,7 +172,7 @@ def test_writing_pauses_above_the_high_mark_and_resumes_at_the_low_one() -> None
             at_write = list(a.events)  # pause_writing is called from inside write()
             tb.resume_reading()
             await asyncio.wait_for(a.resumed.wait(), WAIT)
-            await asyncio.wait_for(_until(lambda: len(b.data) == BIG), WAIT)
+            await spin_until(lambda: len(b.data) == BIG)
             return [at_write, list(a.events), bytes(b.data) == b"x" * BIG]
 
     seen = both(scenario)
@@ -205,7 +205,7 @@ def test_abort_tells_its_own_protocol_none_later_and_drops_later_writes() -> Non
         async with connected(kind, a, b):
             ta, _ = ends(a, b)
             ta.write(b"before")
-            await asyncio.wait_for(_until(lambda: b.data == b"before"), WAIT)
+            await spin_until(lambda: b.data == b"before")
             drop(ta)  # SO_LINGER 0 where there is a socket, then abort(): what the drivers do
             seen: list[Any] = [list(a.events), ta.is_closing(), ta.is_reading()]  # nothing from inside abort()
             ta.write(b"after")  # dropped, no error
@@ -227,12 +227,6 @@ def test_abort_tells_its_own_protocol_none_later_and_drops_later_writes() -> Non
         [("data", 6), ("lost", "ConnectionResetError")],
         b"before",
     ]
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition()`` holds (callers bound it with wait_for)."""
-    while not condition():
-        await asyncio.sleep(0)
 
 
 def test_write_eof_half_closes_and_the_peer_can_still_answer() -> None:
@@ -279,7 +273,7 @@ def test_write_takes_bytes_like_objects_only() -> None:
             ta.write(bytearray(b"ab"))
             ta.write(memoryview(b"cd"))
             ta.write(b"")
-            await asyncio.wait_for(_until(lambda: len(b.data) == 4), WAIT)
+            await spin_until(lambda: len(b.data) == 4)
             seen.append(bytes(b.data))
         return seen
 
@@ -369,11 +363,11 @@ def test_a_new_protocol_gets_the_bytes_from_then_on() -> None:
         async with connected(kind, a, b):
             ta, tb = ends(a, b)
             ta.write(b"one")
-            await asyncio.wait_for(_until(lambda: b.data == b"one"), WAIT)
+            await spin_until(lambda: b.data == b"one")
             tb.set_protocol(later)
             later.transport = tb
             ta.write(b"two")
-            await asyncio.wait_for(_until(lambda: later.data == b"two"), WAIT)
+            await spin_until(lambda: later.data == b"two")
             seen = [tb.get_protocol() is later, bytes(b.data)]
             tb.set_protocol(b)  # back, so the exit sees b's connection_lost
             return seen
