@@ -6,40 +6,12 @@ reads it fails, and its detail says which rule the response broke (and quotes it
 
 from __future__ import annotations
 
-import contextlib
-import socketserver
-import threading
-from collections.abc import Iterator
-
 import pytest
+from _fixed_reply_server import answering
 
 from jsonrpc_mini.testing import check
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextlib.contextmanager
-def answering(reply: bytes) -> Iterator[tuple[str, int]]:
-    """A TCP server on 127.0.0.1 that answers each newline-ended request with ``reply``."""
-
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            self.request.settimeout(5)
-            with contextlib.suppress(OSError):
-                while data := self.request.recv(65536):
-                    self.request.sendall(reply * data.count(b"\n"))
-
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        host, port = srv.server_address[:2]
-        yield str(host), int(port)
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 CASES = [

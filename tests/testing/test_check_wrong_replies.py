@@ -9,47 +9,13 @@ Now that probe fails with a detail, the other probes run and the report is print
 
 from __future__ import annotations
 
-import contextlib
-import socketserver
-import threading
-from collections.abc import Iterator
-
 import pytest
+from _fixed_reply_server import answering
 
 from jsonrpc_mini.testing import _probes, check
 from jsonrpc_mini.testing.__main__ import main
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class _FixedReply(socketserver.BaseRequestHandler):
-    """Answers every newline-terminated request with ``reply`` (set per server)."""
-
-    reply = b""
-
-    def handle(self) -> None:
-        self.request.settimeout(5)
-        try:
-            while data := self.request.recv(65536):
-                self.request.sendall(self.reply * data.count(b"\n"))
-        except OSError:
-            return
-
-
-@contextlib.contextmanager
-def _answering(reply: bytes) -> Iterator[tuple[str, int]]:
-    handler = type("Handler", (_FixedReply,), {"reply": reply})
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        host, port = srv.server_address[:2]
-        yield str(host), int(port)
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def _framed(body: bytes, length: bytes | None = None) -> bytes:
@@ -73,7 +39,7 @@ CASES = [
 
 @pytest.mark.parametrize(("reply", "probe", "words"), CASES)
 def test_a_wrong_reply_fails_its_probe_and_the_others_still_run(reply: bytes, probe: str, words: str) -> None:
-    with _answering(reply) as address:
+    with answering(reply) as address:
         report = check(*address, timeout=2, only=[probe, "half-close"])
     results = {r.name: r for r in report.results}
     assert list(results) == [probe, "half-close"], report.render()  # (the last probe)
@@ -87,7 +53,7 @@ def test_a_wrong_reply_fails_its_probe_and_the_others_still_run(reply: bytes, pr
 
 @pytest.mark.parametrize(("reply", "probe"), [(c[0], c[1]) for c in CASES[::3]])
 def test_the_cli_prints_the_report_and_exits_1(reply: bytes, probe: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with _answering(reply) as (host, port):
+    with answering(reply) as (host, port):
         assert main(["check", f"{host}:{port}", "--timeout", "2", "--only", probe]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"jsonrpc_mini check {host}:{port} (seed 0)\n")
@@ -102,7 +68,7 @@ def test_any_other_exception_in_a_probe_fails_that_probe_named(monkeypatch: pyte
         return "pass", "fine"
 
     monkeypatch.setattr(_probes, "PROBES", [("broken", broken), ("fine", fine)])
-    with _answering(b"") as address:
+    with answering(b"") as address:
         report = check(*address, timeout=2)
     assert [(r.name, r.status) for r in report.results] == [("broken", "fail"), ("fine", "pass")]
     assert report.results[0].detail == "the probe could not handle a reply: KeyError: 'surprise' [seed 0]"
