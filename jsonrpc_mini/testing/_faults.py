@@ -2,8 +2,10 @@
 
 The decisions come from :class:`~jsonrpc_mini.testing._plan.LinkState` (pure); this
 module only sleeps, moves bytes and does to the wrapped transport what the fault
-says (close, reset, half-close: ``_end_faults``). ``loopback`` wraps the client end of an in-memory
-pipe with it; the proxy of ``LoopbackServer`` wraps each accepted TCP connection.
+says (close, reset, half-close: ``_end_faults``). It holds the sending half and the
+ends; the reading half (``recv``) is ``_fault_reads``. ``loopback`` wraps the client
+end of an in-memory pipe with it; the proxy of ``LoopbackServer`` wraps each accepted
+TCP connection.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import threading
 import time
 from typing import Literal
 
-from .._transport import RECV_SIZE, Transport
-from ._end_faults import abort_transport, shutdown_read, shutdown_write
+from .._transport import Transport
+from ._end_faults import abort_transport, shutdown_write
+from ._fault_reads import _FaultyReads
 from ._plan import FaultPlan, LinkState, Step
 
 __all__ = ["FaultyTransport"]
@@ -24,7 +27,7 @@ Side = Literal["client", "server"]
 _TRAVELS = ("close", "reset", "half_close")  # faults that reach the peer (a stall only stops bytes)
 
 
-class FaultyTransport:
+class FaultyTransport(_FaultyReads):
     """A :class:`~jsonrpc_mini.Transport` that applies a :class:`FaultPlan` to ``inner``.
 
     ``side`` says whose end ``inner`` is: on the ``"client"`` side ``send`` carries
@@ -70,65 +73,19 @@ class FaultyTransport:
     ) -> None:
         if side not in ("client", "server"):
             raise ValueError(f"side must be 'client' or 'server', not {side!r}")
-        self.inner = inner
-        self.plan = plan
-        self.link = link if link is not None else LinkState(plan, connection)
+        link = link if link is not None else LinkState(plan, connection)
         if side == "client":
-            self._out, self._in = self.link.client_to_server, self.link.server_to_client
+            outgoing, incoming = link.client_to_server, link.server_to_client
         else:
-            self._out, self._in = self.link.server_to_client, self.link.client_to_server
-        self._lock = threading.Lock()
+            outgoing, incoming = link.server_to_client, link.client_to_server
+        super().__init__(inner, plan, link, incoming)
+        self._out = outgoing
         self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
-        self._closed = threading.Event()
-        self._applied: set[str] = set()
-        self._ready_at = time.monotonic() + plan.connect_delay
-        self._buf = b""
-        self._pos = 0
-        self._eof = False
-        self._eof_at = 0.0  # when the peer's close (the EOF read) reaches us: close_delay after it came
-        # A piece the plan let through with a delay that a read's timeout cut short:
-        # (the piece, its step, when it may be read). The next read delivers it.
-        self._held: tuple[bytes, Step, float] | None = None
         self._due = 0.0  # when the last chunk sent through send_at reaches the peer
-        # When the bytes in _buf arrived, if the wrapped transport says (recv_stamped,
-        # as the pipe has): a piece's delay counts from then, not from when it is read.
-        self._arrived: float | None = None
-        self._in_due = 0.0  # when the last piece read with a delay arrived
         # An outbound fault travelling in flight (call_at): when it arrives, and the fault.
         self._on_its_way: tuple[float, Step] | None = None
-        self._fault_next: Step | None = None  # an inbound fault behind the bytes the last read returned
 
     # -- helpers -------------------------------------------------------------
-
-    def _sleep(self, seconds: float, deadline: float | None = None) -> bool:
-        """Sleep (cut short by close or ``deadline``); True if the full time passed."""
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left < seconds:
-                self._closed.wait(max(left, 0.0))
-                return False
-        return not self._closed.wait(seconds)
-
-    def _wait_connected(self, deadline: float | None) -> bool:
-        left = self._ready_at - time.monotonic()
-        return left <= 0 or self._sleep(left, deadline)
-
-    def _apply(self, step: Step, outbound: bool) -> None:
-        """Do the step's fault to the wrapped transport, once per kind and direction."""
-        key = f"{step.fault}/{outbound}"
-        if step.fault is None or key in self._applied:
-            return
-        self._applied.add(key)
-        if step.fault == "close":
-            self.inner.close()
-        elif step.fault == "reset":
-            abort_transport(self.inner)
-        elif step.fault == "half_close":
-            if outbound:
-                shutdown_write(self.inner)
-            else:
-                shutdown_read(self.inner)
 
     @staticmethod
     def _error(step: Step) -> OSError:
@@ -236,19 +193,6 @@ class FaultyTransport:
             self._out.commit(b"", step)
         self._apply(step, outbound=True)
 
-    def _after_bytes(self, step: Step) -> None:
-        """The fault behind the bytes this read hands on happens once they are (see the class)."""
-        self._fault_next = step
-        call_at = getattr(self.inner, "call_at", None)
-        if call_at is not None:
-            call_at(time.monotonic(), functools.partial(self._inbound, step))
-
-    def _inbound(self, step: Step) -> None:
-        """A fault of the bytes read happens as they are handed on: now everyone sees it."""
-        with self._lock:
-            self._in.commit(b"", step)  # (counted already: this makes the fault known)
-        self._apply(step, outbound=False)
-
     def _send_inner(self, chunk: bytes, deadline: float | None) -> None:
         send_within = None if deadline is None else getattr(self.inner, "send_within", None)
         if send_within is not None and deadline is not None:
@@ -259,113 +203,6 @@ class FaultyTransport:
     def _late(self, what: str) -> TimeoutError:
         return TimeoutError(f"the send did not finish within its time under the fault plan ({what}); {self.plan!r}")
 
-    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        """Read the next piece the plan lets through; ``b""`` at EOF; TimeoutError on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._wait_connected(deadline):
-            if self._closed.is_set():
-                return b""
-            raise TimeoutError("read timed out (connection not established yet by the fault plan)")
-        with self._recv_lock:
-            while True:
-                if self._closed.is_set():
-                    return b""
-                if self._fault_next is not None:  # after the bytes the last read handed on
-                    step, self._fault_next = self._fault_next, None
-                    self._inbound(step)
-                    return self._after_fault(step, deadline)
-                if self._held is None:
-                    pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
-                    with self._lock:
-                        step = self._in.next_step(pending) if pending else self._blocked_step()
-                        chunk = bytes(pending[: step.size])
-                        if step.size or step.fault:
-                            # (a fault behind bytes becomes known once they are handed on)
-                            self._in.commit(chunk, Step(step.size, step.delay) if chunk else step)
-                    if step.delay:
-                        arrived = time.monotonic() if self._arrived is None else self._arrived
-                        sent = max(arrived, self._ready_at)  # (what came before the connection was up left then)
-                        self._in_due = self._in.arrival(sent, step, self._in_due)
-                        self._held = (chunk, step, self._in_due)
-                if self._held is not None:
-                    # The read's timeout bounds the plan's delay too (latency, jitter,
-                    # bandwidth): a piece due later waits for the next read, as bytes
-                    # still on their way would.
-                    chunk, step, due = self._held
-                    if not self._sleep(due - time.monotonic(), deadline):
-                        if self._closed.is_set():
-                            return b""
-                        raise TimeoutError(f"read timed out: the fault plan delays the next bytes; {self.plan!r}")
-                    self._held = None
-                    if 0 < max_bytes < len(chunk):
-                        # Held by an earlier, larger read: this one takes at most what it
-                        # asks for, and the rest stays due (its fault, if any, comes after it).
-                        self._held = (chunk[max_bytes:], step, due)
-                        self._pos += max_bytes
-                        return chunk[:max_bytes]
-                if chunk:
-                    self._pos += len(chunk)
-                    if self._pos >= len(self._buf):
-                        self._buf, self._pos = b"", 0
-                    if step.fault is not None:
-                        self._after_bytes(step)
-                    return chunk
-                if step.fault is not None:
-                    self._inbound(step)
-                    return self._after_fault(step, deadline)
-                if self._eof:
-                    return self._peer_closed(deadline)
-                self._fill(deadline)
-
-    def _blocked_step(self) -> Step:
-        """With nothing buffered: the fault that already ended this direction, if any."""
-        broken = self.link.broken or self._in.ended
-        if broken is None:
-            return Step(0)
-        return Step(0, fault=broken[0], reason=broken[1])
-
-    def _after_fault(self, step: Step, deadline: float | None) -> bytes:
-        if step.fault == "reset":
-            raise ConnectionResetError(step.reason)
-        if step.fault == "stall":
-            if deadline is None:
-                self._closed.wait()
-            elif self._closed.wait(max(0.0, deadline - time.monotonic())):
-                return b""
-            if not self._closed.is_set():
-                raise TimeoutError(f"read timed out: {step.reason}")
-        return b""  # close / half_close: end of stream
-
-    def _peer_closed(self, deadline: float | None) -> bytes:
-        """The peer's close (EOF) reaches this end the plan's ``close_delay`` after it came.
-
-        As a close of this end reaches the peer that long after ``close()`` (which waits
-        it out): both ways alike. The read's timeout bounds the wait (TimeoutError; a
-        later read returns ``b""`` once it is due); ``close()`` ends it.
-        """
-        if not self._sleep(self._eof_at - time.monotonic(), deadline) and not self._closed.is_set():
-            raise TimeoutError(f"read timed out: the fault plan delays the peer's close (close_delay); {self.plan!r}")
-        return b""
-
-    def _fill(self, deadline: float | None) -> None:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        recv_stamped = getattr(self.inner, "recv_stamped", None)
-        try:
-            if recv_stamped is None:
-                data = self.inner.recv(RECV_SIZE, timeout)
-            else:
-                data, self._arrived = recv_stamped(RECV_SIZE, timeout)
-        except (OSError, ValueError):
-            if self.link.broken is not None or self._closed.is_set():
-                return  # our own fault closed the inner transport: the loop reports it
-            raise
-        if not data:
-            self._eof = True
-            self._eof_at = time.monotonic() + self.plan.close_delay
-            return
-        self._buf = self._buf[self._pos :] + data
-        self._pos = 0
-
     def close(self) -> None:
         """Close (after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent."""
         if self._closed.is_set():
@@ -374,14 +211,6 @@ class FaultyTransport:
         if self.plan.close_delay:
             time.sleep(self.plan.close_delay)
         self.inner.close()
-
-    def _stop_waits(self) -> None:
-        """End a blocked ``recv``'s wait now (it returns ``b""``), as ``close`` does, closing nothing.
-
-        For the proxy's relay, which closes the sockets itself: a direction waiting out
-        a held chunk's delay stops at once instead of at its next poll.
-        """
-        self._closed.set()
 
     def shutdown_write(self) -> None:
         """Half-close our sending direction (after the plan's ``close_delay``)."""

@@ -65,17 +65,6 @@ class _Direction(NamedTuple):
     write_sock: socket.socket  # sink's socket
 
 
-def _spent(source: Transport) -> bool:
-    """Whether ``source`` hands on no more bytes: the plan stalled it, or it holds only its end's EOF.
-
-    (The EOF a write's reset left, held for the plan's ``close_delay`` as a close would be.)
-    """
-    if not isinstance(source, FaultyTransport) or source._held is not None:
-        return False
-    ended = source._in.ended
-    return source._eof or (ended is not None and ended[0] == "stall")
-
-
 class _Relay:
     """One proxied connection: two threads moving bytes, the plan applied where they are read.
 
@@ -188,7 +177,8 @@ class _Relay:
                 try:
                     data = source.recv(_CHUNK, _POLL)
                 except TimeoutError:
-                    if direction.read_sock in self._reset_met and _spent(source):
+                    reset_met = direction.read_sock in self._reset_met
+                    if reset_met and isinstance(source, FaultyTransport) and source._spent():
                         self._reset(write_end, read_end)  # (nothing more comes: stalled, or only the EOF)
                         return
                     continue
