@@ -19,7 +19,7 @@ from ._aio_linger import close_under
 from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
 from ._codec import CallParams, Id, success_id
-from ._errors import ConnectionLost, RPCTimeout, unread_since
+from ._errors import ConnectionLost, RPCTimeout, detached, unread_since
 
 __all__ = ["Link"]
 
@@ -363,7 +363,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
         """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call."""
         if self.lost is None:
             self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
-            self.lost_cause = cause
+            self.lost_cause = None if cause is None else detached(cause)  # (no traceback: see detached)
         self._held.clear()
         pending, self.pending = self.pending, {}
         self._deadlines.clear()

@@ -27,7 +27,7 @@ from ._client_reader import _ReplyReader
 from ._client_settle import _OwnedLock
 from ._client_waiter import _Waiter, timed_out, within
 from ._codec import ErrorResponse, Id, Response
-from ._errors import ConnectionLost, RPCError, RPCTimeout
+from ._errors import ConnectionLost, RPCError, RPCTimeout, detached
 from ._protocol import Closed, Violation
 from ._transport import feed_ready
 
@@ -216,8 +216,8 @@ class _RequestSender(_ReplyReader):
                 self.transport.send(data)
         except BaseException as exc:
             if self.lost is None:
+                self.lost_cause = detached(exc)  # (first: see fail_all)
                 self.lost = f"connection lost while sending: {exc}"
-                self.lost_cause = exc
             self.transport.close()
             if not isinstance(exc, Exception):
                 raise

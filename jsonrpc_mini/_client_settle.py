@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 from ._client_protocol import BatchAnswer, ClientConnection
 from ._client_waiter import _BatchWaiter, _Waiter
 from ._codec import ErrorResponse, Id, Response, decoded_keys
-from ._errors import ConnectionLost, error_from_response, unread_mark, unreadable_reply, unusable_reply
+from ._errors import ConnectionLost, detached, error_from_response, unread_mark, unreadable_reply, unusable_reply
 from ._protocol import Closed, Violation
 from ._transport import Transport
 
@@ -333,8 +333,9 @@ class ReplySettler:
         try:
             with self.lock:
                 if self.lost is None:
+                    # The cause first: a look at ``lost`` without the lock (_defer) then finds both.
+                    self.lost_cause = None if cause is None else detached(cause)
                     self.lost = reason if self.said is None else f"{reason} (the server said: {self.said})"
-                    self.lost_cause = cause
                 waiters = list(self.pending.values())
                 self.pending.clear()
                 for waiter in waiters:

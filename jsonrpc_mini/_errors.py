@@ -18,6 +18,7 @@ A handler that raises any ``RPCError`` sends its code, message and data to the c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -175,6 +176,22 @@ def unreadable_reply(message: str, method: str | None) -> RPCError:
     exc = RPCError(None, f"the server's reply could not be read: {message}")
     exc.method = method
     return exc
+
+
+def detached(exc: BaseException) -> BaseException:
+    """``exc`` to keep as a lost connection's cause: a copy without the traceback (``exc`` if it cannot be copied).
+
+    A traceback holds the frames the exception passed through and, by their
+    ``f_back``, the whole stack of the call that met it, every local of it: kept by
+    a connection, that stack would outlive the call for as long as the client
+    lives. The copy has the same type, arguments and attributes (errno, an SSL
+    error's reason); ``exc`` itself is left as it is for whoever handles it.
+    """
+    try:
+        bare = copy.copy(exc)
+    except Exception:  # an exception class that cannot be rebuilt from its arguments
+        return exc
+    return bare if type(bare) is type(exc) else exc
 
 
 def unread_mark(pending: Iterable[object], message: str) -> tuple[int, str]:

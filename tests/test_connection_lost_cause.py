@@ -10,9 +10,11 @@ plain close by the server has no exception behind it: ``__cause__`` is None.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -98,4 +100,44 @@ def test_aio_client(reset: bool) -> None:
                 assert caught.value.__cause__ is None
 
     with ending_server(reset=reset) as (host, port):
+        asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+class _Payload:
+    """A caller's local, to see whether the lost link keeps the caller's frame."""
+
+
+def test_a_lost_link_keeps_no_frame_of_the_call_that_met_the_reset() -> None:
+    # The cause is kept without its traceback: that would hold the frames it passed
+    # through and, by their f_back, the whole stack of the call that met the reset,
+    # every local of it (here ``payload``), for as long as the client lives.
+    kept: list[weakref.ref[_Payload]] = []
+
+    def call(c: RPCClient) -> None:
+        payload = _Payload()
+        kept.append(weakref.ref(payload))
+        with pytest.raises(ConnectionLost):
+            c.add(1, 2)
+
+    with ending_server(reset=True) as (host, port), RPCClient(host, port, timeout=WAIT) as c:
+        call(c)
+        gc.collect()
+        assert kept[0]() is None
+        with pytest.raises(ConnectionLost) as later:
+            c.add(3, 4)
+        assert isinstance(later.value.__cause__, ConnectionResetError)
+        assert later.value.__cause__.__traceback__ is None
+
+
+def test_aio_a_later_call_s_cause_has_no_traceback() -> None:
+    async def main() -> None:
+        async with await aio.connect(host, port, timeout=WAIT) as c:
+            with pytest.raises(ConnectionLost):
+                await c.add(1, 2)
+            with pytest.raises(ConnectionLost) as later:
+                await c.add(3, 4)
+        assert isinstance(later.value.__cause__, ConnectionResetError)
+        assert later.value.__cause__.__traceback__ is None
+
+    with ending_server(reset=True) as (host, port):
         asyncio.run(asyncio.wait_for(main(), WAIT))
