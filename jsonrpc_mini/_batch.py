@@ -1,12 +1,18 @@
-"""Client-side batches: ``with client.batch() as b: r = b.add(1, 2)``."""
+"""Client-side batches: ``with client.batch() as b: r = b.add(1, 2)``.
+
+The queue of calls (``QueuedCalls``), what ``b.add`` is, the batch array's objects
+(``call_values``) and the builders; what each queued call hands out (``BatchResult``,
+``Notice``) is in ``_batch_results``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
+from ._batch_results import BatchResult, Deferred, Notice, Outcome, discarded, not_sent
 from ._codec import CallParams, Params, build_params, call_value
 from ._errors import RPCError
 from ._remote import RemoteMethod, remote_attribute
@@ -18,102 +24,6 @@ __all__ = ["BatchBuilder", "BatchResult", "Notice", "QueuedCalls", "call_values"
 # requests' results themselves (BatchResult subclasses that hold their outcome:
 # the sync client's waiters, one object per call).
 _Sender = Callable[["QueuedCalls"], "Sequence[Callable[[], Any]] | Sequence[Outcome] | Sequence[BatchResult]"]
-
-
-class Outcome(Protocol):
-    """Anything whose ``outcome()`` returns a call's result or raises its error."""
-
-    def outcome(self) -> Any:
-        """The call's result; raises its error."""
-        ...
-
-
-class _Deferred:
-    """The outcome a callable gives."""
-
-    __slots__ = ("_get",)
-
-    def __init__(self, get: Callable[[], Any]) -> None:
-        self._get = get
-
-    def outcome(self) -> Any:
-        return self._get()
-
-
-def not_sent(method: str) -> RPCError:
-    """The error of asking a batch member for its result before the batch was sent (naming ``method``)."""
-    exc = RPCError(None, "the batch has not been sent yet (leave the with block first)")
-    exc.method = method or None  # (str(exc) names it)
-    return exc
-
-
-def discarded(method: str, exc_type: type[BaseException]) -> RPCError:
-    """The error of a member of a batch whose block raised ``exc_type``: it will never be sent."""
-    exc = RPCError(None, f"the batch was not sent: its with block raised {exc_type.__name__}")
-    exc.method = method or None  # (str(exc) names it)
-    return exc
-
-
-class _Failed:
-    """The outcome of a member that was never sent: raises its error."""
-
-    __slots__ = ("_error",)
-
-    def __init__(self, error: RPCError) -> None:
-        self._error = error
-
-    def outcome(self) -> Any:
-        raise self._error
-
-
-class BatchResult:
-    """The future outcome of one call in a batch; ``result()`` once the batch is sent.
-
-    A sender may make its own subclass (``BatchBuilder(send, make_result=...)``)
-    that holds the outcome itself and overrides ``result()`` and ``_sent``.
-
-    ``_params``: the call's params as queued (see QueuedCalls); set as it is queued.
-    """
-
-    __slots__ = ("_method", "_outcome", "_params")
-
-    _params: Params | tuple[Any, ...]
-
-    def __init__(self, method: str) -> None:
-        self._method = method
-        self._outcome: Outcome | None = None
-
-    @property
-    def method(self) -> str:
-        """The remote method this result belongs to."""
-        return self._method
-
-    def result(self) -> Any:
-        """The call's return value; raises that call's error (RPCError subclass)."""
-        if self._outcome is None:
-            raise not_sent(self._method)
-        return self._outcome.outcome()
-
-    @property
-    def _sent(self) -> bool:
-        return self._outcome is not None
-
-    def _discard(self, error: RPCError) -> None:
-        """The batch will not be sent (its block raised): ``result()`` raises ``error``."""
-        self._outcome = _Failed(error)
-
-    def __repr__(self) -> str:
-        return f"<BatchResult {self.method!r} {'ready' if self._sent else 'pending'}>"
-
-
-class Notice:
-    """A queued notification: its method and params (as a BatchResult holds a call's; no result)."""
-
-    __slots__ = ("_method", "_params")
-
-    def __init__(self, method: str, params: Params) -> None:
-        self._method = method
-        self._params = params
 
 
 class QueuedCalls:
@@ -364,7 +274,7 @@ class _BatchQueue:
                 raise ValueError(f"the sender answered {len(outcomes)} of {len(results)} calls")
             return results
         if outcomes and callable(outcomes[0]):
-            outcomes = [_Deferred(get) for get in cast("Sequence[Callable[[], Any]]", outcomes)]
+            outcomes = [Deferred(get) for get in cast("Sequence[Callable[[], Any]]", outcomes)]
         for result, outcome in zip(results, cast("Sequence[Outcome]", outcomes), strict=True):
             result._outcome = outcome
         return results
