@@ -5,9 +5,7 @@ server are below their call limits; otherwise reading is paused (back-pressure),
 so neither tasks nor buffered bytes grow without bound.
 
 The core scans a value that is not one compact line at most ``SCAN_STEPS`` steps
-at a time; the rest is scanned in later loop iterations, reading paused meanwhile,
-so one peer's large, deeply nested value does not hold the loop (and with it every
-other connection) for the seconds scanning it costs.
+at a time; the rest is scanned in later loop iterations (``_aio_scans``).
 
 Speed: most reads hold one whole compact request line (a client waiting for each
 reply), or many (a pipelining client). Such lines go to the core one at a time
@@ -21,7 +19,7 @@ before them, so feeding them line by line or all at once gives the same events.
 How a call taken here is run and answered is the other half of the class, in
 ``_aio_calls``; writing the replies is in ``_aio_writes``; the idle and read
 timeouts are in ``_aio_timeouts``; closing, aborting and a peer that has gone are
-in ``_aio_ending``.
+in ``_aio_ending``; scanning a large value in slices is in ``_aio_scans``.
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ import asyncio
 from typing import TYPE_CHECKING, cast
 
 from ._aio_buffer import read_buffer
-from ._aio_ending import EndingProtocol
 from ._aio_linger import close_under
+from ._aio_scans import ScanningProtocol
 from ._codec import Request
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection
 
@@ -45,7 +43,7 @@ __all__ = ["SCAN_STEPS", "ServerProtocol"]
 SCAN_STEPS = 1000
 
 
-class ServerProtocol(EndingProtocol):
+class ServerProtocol(ScanningProtocol):
     """Serves one connection for an ``aio.RPCServer``: reading and back-pressure here, calls in ``CallingProtocol``."""
 
     # Slots: an idle connection costs less memory (no instance dict), attributes are quicker.
@@ -65,11 +63,8 @@ class ServerProtocol(EndingProtocol):
         "_proto",
         "_pumping",
         "_runner",
-        "_scan_from",
-        "_scan_soon",
         "_srv",
         "_start",
-        "_started",
         "_tag",
         "_transport",
         "_turn",
@@ -361,38 +356,6 @@ class ServerProtocol(EndingProtocol):
             if self._turn:
                 srv.turn_taken(self)
         srv._unblock()
-
-    def _scan_later(self) -> None:
-        """The core stopped scanning after SCAN_STEPS: go on in a later loop iteration.
-
-        Reading stays paused until the scan catches up (the bytes waiting are
-        bounded by max_message_size and one read). The time the scan takes does
-        not count against read_timeout (the peer is not waited for meanwhile); the
-        time before and after it still does (see _scan_more).
-        """
-        if self._scan_from is None:
-            self._scan_from = self._loop.time()
-        transport = self._transport
-        if not self._read_paused and transport is not None and not transport.is_closing():
-            self._read_paused = True
-            transport.pause_reading()
-        if not self._scan_soon:
-            self._scan_soon = True
-            self._loop.call_soon(self._scan_more)
-
-    def _scan_more(self) -> None:
-        self._scan_soon = False
-        self.pump()
-        scan_from = self._scan_from
-        if not self._scan_soon and scan_from is not None:  # caught up (or stopped: calls at their limit, closed)
-            self._scan_from = None
-            started = self._started
-            # Only a message begun before the scan has the scan's time taken off: one
-            # whose first read began the scan got its start at the scan's end (pump).
-            if started is not None and started <= scan_from:
-                self._started = started + self._loop.time() - scan_from
-            if not (self._input_done or self._gone):
-                self._arm()
 
     def _feed_backlog(self) -> None:
         """Give every byte not yet given to the core to its framer."""
