@@ -68,6 +68,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _load_target(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
+    if not module_name or module_name.startswith("."):  # (import_module: ValueError, TypeError)
+        raise ImportError("no module named: give MODULE or MODULE:OBJECT, MODULE an absolute name")
     module = importlib.import_module(module_name)
     return getattr(module, attr) if attr else module
 
@@ -115,8 +117,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     server = target if isinstance(target, RPCServer) else RPCServer(debug=args.debug)
     if not isinstance(target, RPCServer):
-        register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
-        names = register(server, target)
+        if inspect.isroutine(target):  # MODULE:FUNCTION: its public methods would be none
+            names = [args.target.partition(":")[2]]
+            server.register_function(target, names[0])
+        else:
+            register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
+            names = register(server, target)
         print(f"registered: {', '.join(sorted(names)) or '(nothing public)'}", file=sys.stderr)
 
     stopping: list[threading.Thread] = []
@@ -335,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(main: Callable[[], int]) -> int:
-    """Run ``main`` for ``python -m``: its exit status, or 1, quietly, when stdout's reader went away.
+    """Run ``main`` for ``python -m``: its exit status; quietly 1 when stdout's reader went away, 130 on Ctrl-C.
 
     ``call ... | head -1``: a write to a pipe whose reader has exited raises
     BrokenPipeError (Python ignores SIGPIPE). As the Python docs' note on SIGPIPE
@@ -348,6 +354,8 @@ def run_command(main: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C during `call`, `demo` or `check`: the shell's 130, no traceback
+        return 130
     return status
 
 

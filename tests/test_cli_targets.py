@@ -1,0 +1,144 @@
+"""``python -m jsonrpc_mini``: what ``serve`` takes as its target, and Ctrl-C on any command.
+
+``serve MODULE:FUNCTION`` serves that function under its name (it used to expose the
+function's public methods: none, so nothing was served). A target without a module
+name (``""``, ``":x"``, ``".x"``) is a usage error, not a ``ValueError`` /
+``TypeError`` traceback from ``importlib``. Ctrl-C during ``call``, ``demo`` or
+``check`` exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for
+
+from jsonrpc_mini import MethodNotFound, RPCClient, RPCServer
+from jsonrpc_mini.__main__ import main, run_command
+
+pytestmark = pytest.mark.timeout(90)
+
+TARGET_MODULE = textwrap.dedent(
+    """
+    def add(a, b):
+        return a + b
+
+    def other():
+        return "not served"
+
+    twice = lambda x: 2 * x
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    with LeakCheck():
+        yield
+
+
+@pytest.fixture
+def target_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"cli_target_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(TARGET_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def _reachable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_serve_module_function_serves_that_function(target_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    results: list[Any] = []
+
+    def client() -> None:
+        try:
+            wait_for(lambda: _reachable(port), "serve to listen")
+            with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
+                results.append(c.add(2, 3))
+                try:
+                    c.other()
+                except MethodNotFound:
+                    results.append("MethodNotFound")
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = start_thread(client)
+    assert main(["serve", f"{target_module}:add", "--port", str(port)]) == 0
+    thread.join(WAIT)
+    assert results == [5, "MethodNotFound"]
+    assert "registered: add\n" in capsys.readouterr().err
+
+
+def test_serve_module_lambda_is_served_under_its_attribute_name(
+    target_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(RPCServer()) as (_host, port):  # a port in use: registration is shown, nothing served
+        assert main(["serve", f"{target_module}:twice", "--port", str(port)]) == 1
+    assert capsys.readouterr().err.startswith("registered: twice\n")
+
+
+@pytest.mark.parametrize("target", ["", ":add", ".mod", ".mod:add"])
+def test_serve_refuses_a_target_without_a_module_name(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", target, "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot load {target!r}: ")
+    assert "MODULE" in err
+
+
+def _status(command: Any) -> int | None:
+    try:
+        status: int = run_command(command)
+    except KeyboardInterrupt:  # (left to propagate: it would end the whole test run)
+        return None
+    return status
+
+
+def test_ctrl_c_ends_a_command_with_130() -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert _status(interrupted) == 130
+
+
+def test_ctrl_c_during_call_exits_130_without_output(capsys: pytest.CaptureFixture[str]) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def held() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "late"
+
+    s = RPCServer()
+    s.register_function(held)
+
+    def ctrl_c() -> None:
+        assert started.wait(WAIT)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: KeyboardInterrupt in the main thread, in the call
+
+    with serving(s) as (host, port):
+        thread = start_thread(ctrl_c)
+        try:
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert _status(lambda: main(["call", f"{host}:{port}", "held", "--timeout", str(WAIT)])) == 130
+        finally:
+            release.set()
+            thread.join(WAIT)
+    assert capsys.readouterr() == ("", "")
