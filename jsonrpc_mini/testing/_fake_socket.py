@@ -22,6 +22,19 @@ ScriptItem = bytes | bytearray | BaseException | type[BaseException]
 MAX_BLOCK = 10.0
 
 
+def _checked(items: Iterable[ScriptItem]) -> list[ScriptItem]:
+    """The script items, each bytes-like or an exception; else TypeError (a str failed only in recv)."""
+    checked = list(items)
+    for item in checked:
+        if isinstance(item, bytes | bytearray | memoryview | BaseException):
+            continue
+        if isinstance(item, type) and issubclass(item, BaseException):
+            continue
+        hint = f": write b{item!r}" if isinstance(item, str) else ""
+        raise TypeError(f"FakeSocket script items are bytes or exceptions, not {type(item).__name__} {item!r}{hint}")
+    return checked
+
+
 class FakeSocket:
     """A drop-in for the socket methods clients and servers call; no real descriptor.
 
@@ -66,7 +79,7 @@ class FakeSocket:
     ) -> None:
         self.max_send = max_send  # checked: 0 made sendall spin for ever, -1 dropped a byte
         self.fail_send_after = fail_send_after  # checked: 1.5 or "5" failed at a send, not here
-        self._script: collections.deque[ScriptItem] = collections.deque(inbound)
+        self._script: collections.deque[ScriptItem] = collections.deque(_checked(inbound))
         self._eof = eof
         self._cond = threading.Condition()
         self._timeout: float | None = None
@@ -110,8 +123,9 @@ class FakeSocket:
 
     def feed(self, *items: ScriptItem) -> None:
         """Append to the inbound script (from any thread); wakes a waiting ``recv``."""
+        checked = _checked(items)
         with self._cond:
-            self._script.extend(items)
+            self._script.extend(checked)
             self._cond.notify_all()
 
     def feed_eof(self) -> None:

@@ -256,3 +256,30 @@ def test_rpc_client_send_failure_is_connection_lost():
     client = RPCClient(transport=SocketTransport(FakeSocket(fail_send_after=0)), timeout=1)
     with pytest.raises(ConnectionLost):
         client.add(1, 2)
+
+
+# A str item (b'' forgotten) used to fail only in recv, with a bare "string argument
+# without an encoding" from inside the client; an int became that many zero bytes.
+@pytest.mark.parametrize("item", ['{"id": 1}', 5, None, [b"x"], 1.5])
+def test_a_script_item_that_is_not_bytes_or_an_exception_is_refused_at_once(item):
+    with pytest.raises(TypeError, match=f"script items are bytes or exceptions, not {type(item).__name__}"):
+        FakeSocket([b"ok", item])
+    sock = FakeSocket(eof=False)
+    with pytest.raises(TypeError, match="script items are bytes or exceptions"):
+        sock.feed(b"ok", item)
+    sock.feed_eof()
+    assert sock.recv(10) == b""  # nothing of a refused feed() was taken
+
+
+def test_a_str_script_item_is_refused_with_the_bytes_to_write():
+    with pytest.raises(TypeError, match=r"""not str '\{"id": 1\}': write b'\{"id": 1\}'$"""):
+        FakeSocket(['{"id": 1}'])
+
+
+def test_bytes_like_items_and_exceptions_are_taken():
+    sock = FakeSocket([b"a", bytearray(b"b"), memoryview(b"c"), ConnectionResetError, TimeoutError("t")])
+    assert [sock.recv(5) for _ in range(3)] == [b"a", b"b", b"c"]
+    with pytest.raises(ConnectionResetError):
+        sock.recv(5)
+    with pytest.raises(TimeoutError):
+        sock.recv(5)
