@@ -97,8 +97,11 @@ class MemoryTransport(asyncio.Transport):
     ``ConnectionResetError``), as a TCP socket closed with SO_LINGER 0 does (what this
     library's drivers do when they drop a connection), where a plain asyncio TCP
     ``abort()`` may send the queued bytes and an EOF; there is no
-    ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
-    bytes written to an end that has closed are dropped without a reset.
+    ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``;
+    bytes written to an end that has closed are dropped without a reset; and
+    ``close()`` ends this end on the next loop round (``connection_lost``) even with
+    bytes still queued for a peer that is not reading (they reach it when it reads),
+    where TCP waits for asyncio's buffer to drain: an ``abort()`` after it drops nothing.
     """
 
     def __init__(self, name: str, peer: str | None = None) -> None:

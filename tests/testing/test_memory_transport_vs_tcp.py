@@ -396,6 +396,32 @@ def test_a_protocol_that_closed_hears_no_eof_when_the_plan_then_closes_the_link(
     run(main)
 
 
+def test_close_ends_the_end_at_once_though_bytes_wait_for_a_paused_peer() -> None:
+    """A deliberate difference: no kernel buffer, so close() does not wait for the bytes to go.
+
+    connection_lost comes with everything still queued (TCP: once asyncio's buffer has
+    drained); the bytes reach the peer when it reads, and an abort() after the close
+    drops none of them.
+    """
+
+    async def main() -> None:
+        a, b = Events(), Events(keep_open=False)
+        async with connected("memory", a, b):
+            ta, tb = ends(a, b)
+            tb.pause_reading()
+            ta.write(b"q" * BIG)
+            ta.close()
+            assert await asyncio.wait_for(a.lost, WAIT) is None
+            assert ta.get_write_buffer_size() == BIG
+            ta.abort()
+            tb.resume_reading()
+            await asyncio.wait_for(b.got_eof.wait(), WAIT)
+            assert bytes(b.data) == b"q" * BIG
+            assert a.events == [("pause", True), ("lost", None)]
+
+    run(main)
+
+
 def test_set_protocol_refuses_what_it_cannot_deliver_to() -> None:
     async def main() -> None:
         a, b = Events(), Events()
