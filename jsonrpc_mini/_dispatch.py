@@ -133,6 +133,10 @@ class Registry:
 
     def register(self, function: F | None = None, /, *, name: str | None = None) -> Any:
         """Decorator form: ``@server.register`` or ``@server.register(name="x")``."""
+        if isinstance(function, str):  # @server.register("x"): the name is keyword-only
+            raise TypeError(
+                f"register() takes the function; give a name by keyword: @server.register(name={function!r})"
+            )
         if function is not None:
             self.register_function(function, name)
             return function
@@ -150,6 +154,8 @@ class Registry:
         from ``object`` are exposed; there is no dotted traversal into attributes.
         Returns the names registered.
         """
+        if not isinstance(prefix, str):  # (None, say, failed at the first method with a bare TypeError)
+            raise TypeError(f"prefix must be a str such as 'calc.' ('' for none), not {prefix!r}")
         names = []
         for attr in dir(instance):
             if attr.startswith("_") or hasattr(object, attr):

@@ -210,6 +210,23 @@ def test_register_instance_prefix_is_joined_as_written() -> None:
     assert error_of(serve(reg, call("add", [1, 2]))[0])[0] == -32601
 
 
+@pytest.mark.parametrize("prefix", [None, 5, b"calc."])
+def test_register_instance_refuses_a_prefix_that_is_not_a_str(prefix: Any) -> None:
+    # It used to fail at the first method with a bare "unsupported operand type(s) for +".
+    reg = Registry()
+    with pytest.raises(TypeError, match=rf"^prefix must be a str such as 'calc.' \('' for none\), not {prefix!r}$"):
+        reg.register_instance(Calc(), prefix=prefix)
+    assert reg.methods == {}
+
+
+def test_register_with_a_name_given_positionally_says_name_is_keyword_only() -> None:
+    # @server.register("add") used to say "register_function needs a callable, got str".
+    reg = Registry()
+    with pytest.raises(TypeError, match=r"^register\(\) takes the function; .*@server.register\(name='add'\)$"):
+        reg.register("add")  # type: ignore[call-overload]
+    assert reg.methods == {}
+
+
 def test_register_instance_of_a_plain_object_registers_nothing() -> None:
     reg = Registry()
     assert reg.register_instance(object()) == []
