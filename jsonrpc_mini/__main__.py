@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import inspect
 import json
@@ -340,19 +341,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+# A write to stdout (a file) that cannot go on: full disk or quota, too large a file.
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def run_command(main: Callable[[], int]) -> int:
     """Run ``main`` for ``python -m``: its exit status; quietly 1 when stdout's reader went away, 130 on Ctrl-C.
 
     ``call ... | head -1``: a write to a pipe whose reader has exited raises
     BrokenPipeError (Python ignores SIGPIPE). As the Python docs' note on SIGPIPE
     says, stdout then points at devnull, so that the flush at exit does not raise again.
+    A full disk (``call ... > file``) is an ``error:`` line and 1 as well.
     """
     try:
         status = main()
-        sys.stdout.flush()  # (here, not at exit, where its error is only printed)
+        if sys.stdout is not None:  # (None when started with stdout closed: `>&-`)
+            sys.stdout.flush()  # (here, not at exit, where its error is only printed)
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_FULL:
+            raise
+        print(f"error: cannot write the output: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C during `call`, `demo` or `check`: the shell's 130, no traceback
         return 130

@@ -1,10 +1,12 @@
-"""``python -m jsonrpc_mini``: what ``serve`` takes as its target, and Ctrl-C on any command.
+"""``python -m jsonrpc_mini``: what ``serve`` takes as its target; Ctrl-C and stdout on any command.
 
 ``serve MODULE:FUNCTION`` serves that function under its name (it used to expose the
 function's public methods: none, so nothing was served). A target without a module
 name (``""``, ``":x"``, ``".x"``) is a usage error, not a ``ValueError`` /
 ``TypeError`` traceback from ``importlib``. Ctrl-C during ``call``, ``demo`` or
-``check`` exits 130 without a traceback.
+``check`` exits 130 without a traceback. Started with stdout closed (``>&-``) a command
+runs as usual (it ended in an AttributeError traceback from the final flush); a stdout
+that cannot be written (a full disk) is one ``error:`` line and exit 1.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -142,3 +145,21 @@ def test_ctrl_c_during_call_exits_130_without_output(capsys: pytest.CaptureFixtu
             release.set()
             thread.join(WAIT)
     assert capsys.readouterr() == ("", "")
+
+
+def _demo(command: list[str], **popen: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=False, stderr=subprocess.PIPE, text=True, timeout=60, **popen)
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="closes stdout with the shell's >&-")
+def test_demo_with_stdout_closed_runs_and_exits_0() -> None:
+    done = _demo(["/bin/sh", "-c", 'exec "$0" -m jsonrpc_mini demo >&-', sys.executable])
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_demo_to_a_full_disk_says_so_without_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        done = _demo([sys.executable, "-m", "jsonrpc_mini", "demo"], stdout=full)
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output: [Errno 28] No space left on device\n"
