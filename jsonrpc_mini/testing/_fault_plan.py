@@ -117,8 +117,10 @@ class FaultPlan:
     - ``refuse_connect``: connecting fails with ConnectionRefusedError.
     - ``connect_delay``: seconds before the connection moves its first byte.
     - ``close_delay``: seconds a close (or half-close) takes to reach the peer, either
-      end's alike. A ``FaultyTransport`` waits them out in its ``close()``
-      (``shutdown_write()``) and reads the peer's EOF that long after it came;
+      end's alike, and the plan's own (both ends see it that long after the bytes
+      before it arrive; a reset is not delayed). A ``FaultyTransport`` waits them
+      out in its ``close()`` (``shutdown_write()``) and reads the peer's EOF that
+      long after it came;
       ``LoopbackServer``'s proxy holds either end's close that long. Leaving a kit
       takes that long too (``LoopbackServer``: once for all connections, at most
       5 s): keep it short.

@@ -19,6 +19,8 @@ from ._plan import DirectionState, FaultPlan, LinkState, Step
 
 __all__ = ["_FaultyReads"]
 
+_DELAYED = ("close", "half_close")  # the plan's faults that reach the other end close_delay late, as an end's close
+
 
 class _FaultyReads:
     """A transport under a fault plan, as far as reading it goes (see ``FaultyTransport``)."""
@@ -44,7 +46,11 @@ class _FaultyReads:
         # as the pipe has): a piece's delay counts from then, not from when it is read.
         self._arrived: float | None = None
         self._in_due = 0.0  # when the last piece read with a delay arrived
-        self._fault_next: Step | None = None  # an inbound fault behind the bytes the last read returned
+        # An inbound fault behind the bytes the last read returned, and when it happens.
+        self._fault_next: tuple[Step, float] | None = None
+        # A close or half-close of the plan this direction met, and when it happens:
+        # close_delay after the bytes before it arrived, as an end's close would.
+        self._closing: tuple[Step, float] | None = None
 
     def _sleep(self, seconds: float, deadline: float | None = None) -> bool:
         """Sleep (cut short by close or ``deadline``); True if the full time passed."""
@@ -86,18 +92,23 @@ class _FaultyReads:
             while True:
                 if self._closed.is_set():
                     return b""
+                if self._closing is not None:
+                    return self._close_arrives(self._closing, deadline)
                 if self._fault_next is not None:  # after the bytes the last read handed on
-                    step, self._fault_next = self._fault_next, None
-                    self._inbound(step)
-                    return self._after_fault(step, deadline)
+                    (step, at), self._fault_next = self._fault_next, None
+                    return self._fault_arrives(step, at, deadline)
+                fresh = False  # whether this read's plan decided the step (not a fault known before)
                 if self._held is None:
                     pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
                     with self._lock:
                         step = self._in.next_step(pending) if pending else self._blocked_step()
                         chunk = bytes(pending[: step.size])
+                        fresh = bool(pending)
                         if step.size or step.fault:
-                            # (a fault behind bytes becomes known once they are handed on)
-                            self._in.commit(chunk, Step(step.size, step.delay) if chunk else step)
+                            # (a fault behind bytes becomes known once they are handed on, a
+                            # close or half-close once it happens: _fault_arrives)
+                            later = chunk or (fresh and self._delays(step))
+                            self._in.commit(chunk, Step(step.size, step.delay) if later else step)
                     if step.delay:
                         arrived = time.monotonic() if self._arrived is None else self._arrived
                         sent = max(arrived, self._ready_at)  # (what came before the connection was up left then)
@@ -127,8 +138,8 @@ class _FaultyReads:
                         self._after_bytes(step)
                     return chunk
                 if step.fault is not None:
-                    self._inbound(step)
-                    return self._after_fault(step, deadline)
+                    at = time.monotonic() + (self.plan.close_delay if fresh and self._delays(step) else 0.0)
+                    return self._fault_arrives(step, at, deadline)
                 if self._eof:
                     return self._peer_closed(deadline)
                 self._fill(deadline)
@@ -151,6 +162,34 @@ class _FaultyReads:
             if not self._closed.is_set():
                 raise TimeoutError(f"read timed out: {step.reason}")
         return b""  # close / half_close: end of stream
+
+    def _delays(self, step: Step) -> bool:
+        """Whether ``step``'s fault reaches the other end ``close_delay`` after it arrives."""
+        return step.fault in _DELAYED and self.plan.close_delay > 0
+
+    def _fault_arrives(self, step: Step, at: float, deadline: float | None) -> bytes:
+        """The read meets ``step``'s fault, which happens at ``at`` (later: a close held for close_delay)."""
+        if at > time.monotonic():
+            self._closing = (step, at)
+            return self._close_arrives(self._closing, deadline)
+        self._inbound(step)
+        return self._after_fault(step, deadline)
+
+    def _close_arrives(self, closing: tuple[Step, float], deadline: float | None) -> bytes:
+        """A close or half-close of the plan reaches both ends ``close_delay`` after it arrived.
+
+        As the asyncio kits' link does, and as an end's close does (``_peer_closed``):
+        until then this end's reads time out (within their timeout) and the other end
+        sees nothing; then it happens (the wrapped transport is closed or half-closed)
+        and the read gets EOF. ``close()`` ends the wait.
+        """
+        step, at = closing
+        if not self._sleep(at - time.monotonic(), deadline) and not self._closed.is_set():
+            what = (step.fault or "").replace("_", "-")
+            raise TimeoutError(f"read timed out: the fault plan delays its {what} (close_delay); {self.plan!r}")
+        if not self._closed.is_set():
+            self._inbound(step)
+        return b""
 
     def _peer_closed(self, deadline: float | None) -> bytes:
         """The peer's close (EOF) reaches this end the plan's ``close_delay`` after it came.
@@ -183,11 +222,12 @@ class _FaultyReads:
         self._pos = 0
 
     def _after_bytes(self, step: Step) -> None:
-        """The fault behind the bytes this read hands on happens once they are (see the class)."""
-        self._fault_next = step
+        """The fault behind the bytes this read hands on happens once they are (a close ``close_delay`` later)."""
+        at = time.monotonic() + (self.plan.close_delay if self._delays(step) else 0.0)
+        self._fault_next = (step, at)
         call_at = getattr(self.inner, "call_at", None)
         if call_at is not None:
-            call_at(time.monotonic(), functools.partial(self._inbound, step))
+            call_at(at, functools.partial(self._inbound, step))
 
     def _inbound(self, step: Step) -> None:
         """A fault of the bytes read happens as they are handed on: now everyone sees it."""
@@ -204,12 +244,13 @@ class _FaultyReads:
         self._closed.set()
 
     def _spent(self) -> bool:
-        """Whether a read hands on no more bytes: the plan stalled this direction, or only the peer's EOF is left.
+        """Whether a read hands on no more bytes: the plan stalled this direction, or only an EOF is left.
 
-        (The EOF waits out the plan's ``close_delay``: a read before then times out.)
+        (The peer's EOF, or a close or half-close of the plan: each waits out the
+        plan's ``close_delay``, and a read before then times out.)
         For the proxy's relay, which stops waiting for bytes that cannot come.
         """
         if self._held is not None:
             return False
         ended = self._in.ended
-        return self._eof or (ended is not None and ended[0] == "stall")
+        return self._eof or self._closing is not None or (ended is not None and ended[0] == "stall")

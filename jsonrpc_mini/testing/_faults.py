@@ -52,6 +52,9 @@ class FaultyTransport(_FaultyReads):
     delay), the send that crosses it goes through, and a later send fails once it has
     happened. A fault of the bytes read happens once they are handed on: at the next
     read (a relay forwards them first), or as soon as either end uses a ``call_at`` pipe.
+    A close or half-close of the plan, either way, happens the plan's ``close_delay``
+    after that, as an end's close reaches its peer (reads time out meanwhile); over
+    a transport without ``call_at`` the writer waits it out, as its other delays.
 
     Example (any transport, here an in-memory pipe)::
 
@@ -150,9 +153,11 @@ class FaultyTransport(_FaultyReads):
                 # Over the pipe a close, reset or half-close decided now travels too: it happens
                 # when the bytes before it arrive (call_at), and until then nobody sees it.
                 travels = known is None and call_at is not None and send_at is not None and step.fault in _TRAVELS
+                # A close or half-close reaches the peer close_delay after it happens (as an end's close).
+                held = known is None and self._delays(step)
                 if not late:  # (a chunk that cannot cross in time is neither sent nor counted)
                     chunk = bytes(view[: step.size])
-                    self._out.commit(chunk, Step(step.size, step.delay) if travels else step)
+                    self._out.commit(chunk, Step(step.size, step.delay) if travels or held else step)
             if deadline is not None and late:
                 if not self._sleep(max(0.0, deadline - time.monotonic())):  # as a slow peer would
                     raise OSError("send on a closed FaultyTransport")  # (closed meanwhile)
@@ -174,9 +179,14 @@ class FaultyTransport(_FaultyReads):
                 # Even with no delay: the reader takes the bytes before it first, and this
                 # send goes through (the bytes after the fault vanish), as over a network;
                 # a later send learns of it once it has happened.
-                self._on_its_way = (max(self._due, time.monotonic()), step)
+                arrives = max(self._due, time.monotonic()) + (self.plan.close_delay if held else 0.0)
+                self._on_its_way = (arrives, step)
                 call_at(self._on_its_way[0], functools.partial(self._happen, step))
                 return
+            if held:  # (the writer waits, as through the plan's other delays over such a transport)
+                self._sleep(self.plan.close_delay)
+                with self._lock:
+                    self._out.commit(b"", step)
             self._apply(step, outbound=True)
             if step.fault in ("stall", "half_close"):
                 return  # the rest vanishes, nothing fails (as where a link stops carrying them)
@@ -204,11 +214,15 @@ class FaultyTransport(_FaultyReads):
         return TimeoutError(f"the send did not finish within its time under the fault plan ({what}); {self.plan!r}")
 
     def close(self) -> None:
-        """Close (after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent."""
+        """Close (after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent.
+
+        Over a link the plan closed or reset already there is nothing left to reach
+        the peer: no wait (a client failing its calls on it does not wait either).
+        """
         if self._closed.is_set():
             return
         self._closed.set()
-        if self.plan.close_delay:
+        if self.plan.close_delay and self.link.broken is None:
             time.sleep(self.plan.close_delay)
         self.inner.close()
 

@@ -5,11 +5,11 @@ plan where they are read (``FaultyTransport`` over an ``EagerReader`` that stamp
 when the bytes came), and pass on how a direction ends: EOF as a half-close, a reset
 as a reset, a link the plan broke as both ends closed. A close or half-close of
 either end reaches the other the plan's ``close_delay`` after the proxy read it (the
-``FaultyTransport`` reading it holds the EOF that long; neither end's close waits).
-A reset the proxy meets by
-writing reaches the other end after the bytes the proxy still holds for it, as an
-RST on a real link arrives after the bytes sent before it. ``LoopbackServer``
-(``_proxy``) accepts the connections and makes one relay for each.
+``FaultyTransport`` reading it holds the EOF that long; neither end's close waits);
+so does a close or half-close of the plan, after the bytes before it. A reset the
+proxy meets by writing reaches the other end after the bytes the proxy still holds
+for it, as an RST on a real link arrives after the bytes sent before it.
+``LoopbackServer`` (``_proxy``) accepts the connections and makes one relay for each.
 """
 
 from __future__ import annotations
