@@ -37,6 +37,7 @@ class _Inherit(enum.Enum):
 
 INHERIT: Final = _Inherit.TOKEN
 
+_CLOSED = "this LoopbackServer is closed: call client() inside `with LoopbackServer(...) as srv:`"
 _CLOSE_WAIT = 5.0  # s: closing the kit waits for the plan's close_delay at most this long
 
 
@@ -168,6 +169,8 @@ class LoopbackServer:
         timeout, as for ``RPCClient``. ``max_message_size`` and ``max_depth`` are
         the client's.
         """
+        if self._closed:  # (its port refuses: "cannot connect" would blame the server)
+            raise RuntimeError(_CLOSED)
         host, port = self.address
         client = RPCClient(
             host,
@@ -178,7 +181,12 @@ class LoopbackServer:
             max_depth=max_depth,
         )
         with self._lock:
-            self._clients.append(client)
+            closed = self._closed
+            if not closed:
+                self._clients.append(client)
+        if closed:  # close() ran meanwhile and would not close this one
+            client.close()
+            raise RuntimeError(_CLOSED)
         return client
 
     def close(self) -> None:

@@ -184,6 +184,31 @@ def test_close_is_idempotent_and_joins_proxy_threads(server):
     assert all(not c._connected for c in clients)
 
 
+def test_client_of_a_closed_loopback_server_is_a_runtime_error(server):
+    # It tried the closed port: ConnectionLost "cannot connect ... Connection refused",
+    # as if the server had died (AioLoopbackServer.client() says RuntimeError).
+    with LoopbackServer(server) as srv:
+        assert srv.client().add(1, 2) == 3
+    with pytest.raises(RuntimeError, match=r"^this LoopbackServer is closed: call client\(\) inside `with"):
+        srv.client()
+
+
+def test_a_client_made_while_the_kit_closes_is_closed_too(server, monkeypatch):
+    made = []
+
+    def closing_meanwhile(*args, **kwargs):
+        client = RPCClient(*args, **kwargs)
+        made.append(client)
+        srv.close()  # close() runs between the connect and the kit's record of the client
+        return client
+
+    srv = LoopbackServer(server)
+    monkeypatch.setattr("jsonrpc_mini.testing._proxy.RPCClient", closing_meanwhile)
+    with pytest.raises(RuntimeError, match="this LoopbackServer is closed"):
+        srv.client()
+    assert len(made) == 1 and not made[0]._connected
+
+
 def _proxy_sockets(srv: LoopbackServer) -> list[str]:
     """Open TCP sockets of the proxy's connections: accepted on its port, or connected to the server."""
     found = []
