@@ -11,12 +11,18 @@ small adapters: an in-memory ``asyncio.Transport`` (:class:`MemoryTransport`, fo
 from __future__ import annotations
 
 import asyncio
+import errno
+from asyncio.log import logger as asyncio_logger
 
 from .._aio_runner import log_destroy
 from ._aio_direction import Direction, End
 from ._plan import FaultPlan, LinkState
 
 __all__ = ["Direction", "End", "Link", "MemoryTransport", "memory_link"]
+
+# Writes to a lost connection asyncio's TCP transport counts before it logs each one
+# (asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES).
+_LOG_THRESHOLD = 5
 
 
 class Link:
@@ -89,7 +95,11 @@ class MemoryTransport(asyncio.Transport):
     ``connection_lost`` comes from the loop, never from inside the call;
     ``set_write_buffer_limits`` computes and checks the marks as asyncio does and
     calls ``pause_writing()`` at once when more than the new high mark is queued;
-    ``get_extra_info("peername")`` of one end is the ``"sockname"`` of the other.
+    ``get_extra_info("peername")`` of one end is the ``"sockname"`` of the other;
+    writing to an end that has closed sends the first write (into the void: TCP's
+    peer answers it with a reset), and the next fails: ``connection_lost`` with
+    ``BrokenPipeError``, and each write from the fifth after it logs "socket.send()
+    raised exception." on asyncio's logger.
 
     Deliberate differences: bytes are queued until the peer's protocol takes them
     (no kernel buffer takes them first), so ``get_write_buffer_size()`` counts
@@ -97,8 +107,7 @@ class MemoryTransport(asyncio.Transport):
     ``ConnectionResetError``), as a TCP socket closed with SO_LINGER 0 does (what this
     library's drivers do when they drop a connection), where a plain asyncio TCP
     ``abort()`` may send the queued bytes and an EOF; there is no
-    ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``;
-    bytes written to an end that has closed are dropped without a reset; and
+    ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
     ``close()`` ends this end on the next loop round (``connection_lost``) even with
     bytes still queued for a peer that is not reading (they reach it when it reads),
     where TCP waits for asyncio's buffer to drain: an ``abort()`` after it drops nothing.
@@ -113,6 +122,8 @@ class MemoryTransport(asyncio.Transport):
         self.inbound: Direction | None = None
         self._closing = False
         self._lost = False
+        self._conn_lost = 0  # writes since the connection was found lost (as asyncio's TCP transport counts)
+        self._into_void = False  # a write went to an end that had closed (the next one fails)
         self._eof = False
         self._reading = asyncio.Event()
         self._reading.set()
@@ -127,7 +138,24 @@ class MemoryTransport(asyncio.Transport):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _LOG_THRESHOLD:
+                asyncio_logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
         if self._closing or self.out is None:
+            return
+        peer = self.out.dst
+        if isinstance(peer, MemoryTransport) and peer._closing:
+            # The peer closed: over TCP the first write still leaves (its kernel answers
+            # with a reset), the next fails with EPIPE and the connection is lost.
+            if self._into_void:
+                self._conn_lost = 1
+                self._closing = True
+                asyncio.get_running_loop().call_soon(self.lose, BrokenPipeError(errno.EPIPE, "Broken pipe"))
+            self._into_void = True
             return
         self.out.push(bytes(data))
         self._maybe_pause()

@@ -9,6 +9,7 @@ exceptions, the transport's answers) must agree. The deliberate differences (see
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -310,6 +311,54 @@ def test_close_sends_what_was_written_and_drops_what_follows() -> None:
         [("data", 10), ("eof",), ("lost", None)],
         b"last words",
     ]
+
+
+def test_writing_to_an_end_that_closed_fails_at_the_second_write() -> None:
+    # TCP: the first write after the peer closed is sent (the peer's kernel answers it
+    # with a reset), the next fails: connection_lost(BrokenPipeError) from the loop,
+    # is_closing(); later writes are counted and, from the fifth on, each logs
+    # "socket.send() raised exception." on asyncio's logger. MemoryTransport dropped
+    # them all: its protocol never heard that the peer was gone (this test failed:
+    # no connection_lost), until it closed its own end.
+    async def scenario(kind: str) -> list[Any]:
+        a, b = Events(), Events()
+        async with connected(kind, a, b):
+            ta, tb = ends(a, b)
+            tb.close()
+            await asyncio.wait_for(a.got_eof.wait(), WAIT)
+            await asyncio.wait_for(b.lost, WAIT)
+            seen: list[Any] = []
+            warned = Warned()
+            logging.getLogger("asyncio").addHandler(warned)
+            try:
+                for _ in range(8):
+                    ta.write(b"x" * 10)
+                    seen.append((ta.is_closing(), len(warned.messages)))
+                    for _ in range(3):  # (over TCP the reset comes back meanwhile)
+                        await asyncio.sleep(0)
+                lost = await asyncio.wait_for(a.lost, WAIT)
+            finally:
+                logging.getLogger("asyncio").removeHandler(warned)
+            seen.append(repr(lost))
+            seen += [list(a.events), sorted(set(warned.messages))]
+        return seen
+
+    seen = both(scenario)
+    assert seen["memory"] == seen["tcp"]
+    assert seen["tcp"][-3] == "BrokenPipeError(32, 'Broken pipe')"
+    assert seen["tcp"][:-3] == [(False, 0), (True, 0), (True, 0), (True, 0), (True, 0), (True, 0), (True, 1), (True, 2)]
+    assert seen["tcp"][-2:] == [[("eof",), ("lost", "BrokenPipeError")], ["socket.send() raised exception."]]
+
+
+class Warned(logging.Handler):
+    """The messages of the WARNING records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_pause_and_resume_reading_and_is_reading() -> None:
