@@ -5,6 +5,7 @@ as when Python cannot start a new thread) left the reader of the client's end
 running and the client's connection open, and the exception ended the proxy's
 accept thread, so later connections were never relayed. Now the relay stops and
 joins what it started and closes both sockets; the proxy logs it and goes on.
+Joining a relay's threads waits its timeout once for all of them.
 (The reader holding its bound when the kit closes: test_proxy_back_pressure.py.)
 """
 
@@ -46,3 +47,48 @@ def test_a_connection_whose_relay_cannot_start_is_closed_and_its_threads_stopped
         proxy = [t.name for t in threading.enumerate() if t not in before and t.name.startswith("jsonrpc_mini-proxy")]
         assert not proxy, f"threads of the proxy still running after close(): {proxy}"
     assert "cannot relay connection 0" in caplog.text
+
+
+class Clock:
+    """A stopped clock for ``_relay``: it moves only when a thread below waits on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class Stuck:
+    """A started thread that never ends: each join waits out its whole timeout (on ``clock``)."""
+
+    ident = 1
+
+    def __init__(self, clock: Clock, waits: list[float]) -> None:
+        self.clock = clock
+        self.waits = waits
+        self.thread = self  # (as an EagerReader's, for the relay's readers)
+
+    def join(self, timeout: float | None = None) -> None:
+        assert timeout is not None
+        self.waits.append(timeout)
+        self.clock.now += timeout
+
+    def is_alive(self) -> bool:
+        return True
+
+
+def test_joining_a_relay_waits_its_timeout_once_for_all_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two direction threads and two readers, none of which ends: join(5) gives the first
+    # the 5 s and the others what is left of them (nothing), so closing a kit waits 5 s
+    # per relay, not 5 s per thread. Each thread waiting its own 5 s (the mutant
+    # "_Relay.join ignores the shared deadline", which survived session 24) gave 5 s each.
+    clock = Clock()
+    waits: list[float] = []
+    monkeypatch.setattr(_relay, "time", clock)
+    relay = _relay._Relay.__new__(_relay._Relay)  # (no sockets, no threads: only join's bookkeeping)
+    relay.threads = [Stuck(clock, waits), Stuck(clock, waits)]  # type: ignore[list-item]
+    relay.readers = [Stuck(clock, waits), Stuck(clock, waits)]  # type: ignore[list-item]
+    assert relay.join(5.0) is False
+    assert waits == [5.0, 0.0, 0.0, 0.0]
+    assert clock.now == 1005.0
