@@ -101,9 +101,9 @@ class _FaultyReads:
                 if self._held is None:
                     pending = memoryview(self._buf)[self._pos : self._pos + max_bytes]
                     with self._lock:
+                        fresh = bool(pending) and (self.link.broken or self._in.ended) is None
                         step = self._in.next_step(pending) if pending else self._blocked_step()
                         chunk = bytes(pending[: step.size])
-                        fresh = bool(pending)
                         if step.size or step.fault:
                             # (a fault behind bytes becomes known once they are handed on, a
                             # close or half-close once it happens: _fault_arrives)

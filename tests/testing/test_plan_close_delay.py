@@ -144,6 +144,26 @@ def test_a_plans_close_is_reached_once_close_delay_is_over() -> None:
         b.close()
 
 
+def test_bytes_still_buffered_when_the_plans_close_happened_are_not_held_for_it_again() -> None:
+    # The client's close (its plan's, of the link) happens close_delay after its bytes;
+    # bytes the server sent before are still buffered in the client's FaultyTransport.
+    # Its next read meets the close already made: EOF at once, not close_delay later
+    # again (the wait is over once, as on the asyncio kits, where the link closes both
+    # ends together).
+    a, b = pipe_pair()
+    try:
+        faulty = FaultyTransport(a, FaultPlan(seed=1, disconnect_after=6, close_delay=0.2))
+        b.send(b"reply-reply")
+        assert faulty.recv(2, WAIT) == b"re"  # (the rest stays buffered)
+        faulty.send(b"abcdefgh")  # (the link closes after "abcd": 6 bytes with "re")
+        assert b.recv(100, WAIT) == b"abcd"
+        assert b.recv(100, WAIT) == b""  # the close reaches the server (after 0.2 s)
+        assert faulty.recv(100, 0.0) == b""
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_call_on_a_link_the_plan_reset_fails_without_waiting_close_delay() -> None:
     # The client closes its transport before it fails its calls with ConnectionLost: a
     # FaultyTransport whose link the plan closed or reset already has nothing left to
