@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import pickle
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 import jsonrpc_mini
-from jsonrpc_mini import _errors
+from jsonrpc_mini import RPCClient, RPCServer, _errors, aio
 from jsonrpc_mini._errors import (
     ConnectionLost,
     InternalError,
@@ -173,3 +174,28 @@ def test_handler_style_raise_and_catch() -> None:
         handler()
     assert info.value.code == -32602
     assert info.value.data == {"x": -1}
+
+
+def test_an_unknown_method_reads_as_the_readme_shows_from_both_servers() -> None:
+    # README (Errors): str(e) reads "add: [-32601] Method not found: 'add'".
+    srv = RPCServer()
+    address = srv.start("127.0.0.1", 0)
+    try:
+        with RPCClient(*address, timeout=10) as c, pytest.raises(MethodNotFound) as sync_info:
+            c.add(1, 2)
+    finally:
+        srv.shutdown()
+
+    async def main() -> str:
+        server = aio.RPCServer()
+        where = await server.start("127.0.0.1", 0)
+        assert isinstance(where, tuple)
+        try:
+            async with await aio.connect(*where, timeout=10) as ac:
+                with pytest.raises(MethodNotFound) as aio_info:
+                    await ac.add(1, 2)
+            return str(aio_info.value)
+        finally:
+            await server.shutdown()
+
+    assert str(sync_info.value) == asyncio.run(main()) == "add: [-32601] Method not found: 'add'"
