@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._connect import check_port, check_server_hostname
+from .._refuse import TLS_REQUIRED
 from .._remote import LONGEST_WAIT, is_seconds
 from .._tcp_bind import host_port
 
@@ -271,6 +272,53 @@ def check_arguments(timeout: float, only: list[str] | None, known: list[str], *,
         raise ValueError(f"unknown probe {', '.join(map(repr, unknown))} in only; probes: {', '.join(known)}")
 
 
+def _tls_only(address: Address, timeout: float, missing: str) -> str | None:
+    """Why the server cannot be checked in plain text (it speaks TLS only), else None; OSError if unreachable.
+
+    Without ``ssl`` a request for the method ``missing`` is sent first: a server
+    answering with a TLS record (an alert), or with the plain -32000 error by which
+    this library's servers on a TLS port say so, would fail every probe for that
+    one reason. Other answers (a reply, silence, a close) leave it to the probes.
+    """
+    conn = Conn(address, timeout)
+    try:
+        if address.ssl is not None:
+            return None  # (connected means the handshake succeeded)
+        conn.send_json({"jsonrpc": "2.0", "method": missing, "id": 0})
+        head = _first_bytes(conn)
+    finally:
+        conn.close()
+    if head[:1] in (b"\x15", b"\x16") and head[1:2] == b"\x03":
+        return "it answered plain text with TLS (a TLS record): check it over TLS (--tls, or ssl= from Python)"
+    try:
+        answer = json.loads(head)
+    except (ValueError, RecursionError):  # (not this library's answer)
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict) and error.get("code") == -32000 and error.get("message") == TLS_REQUIRED:
+        return f"it speaks TLS (its answer: {TLS_REQUIRED!r}): check it over TLS (--tls, or ssl= from Python)"
+    return None
+
+
+def _first_bytes(conn: Conn) -> bytes:
+    """What the server sends first: up to its first newline, 5 bytes of a TLS record, the end, or the timeout."""
+    deadline = time.monotonic() + conn.timeout
+    data = b""
+    while b"\n" not in data and not (data[:1] in (b"\x15", b"\x16") and len(data) >= 5):
+        left = deadline - time.monotonic()
+        if left <= 0 or len(data) > 65536:
+            break
+        conn.sock.settimeout(left)
+        try:
+            chunk = conn.sock.recv(65536)
+        except (TimeoutError, ConnectionError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def check(
     host: str,
     port: int,
@@ -307,10 +355,14 @@ def check(
     check_server_hostname(ssl, server_hostname)  # (it would be ignored: a plain-text check)
     report = CheckReport(host, port, seed)
     address = Address(host, port, ssl, server_hostname)
+    missing = f"jsonrpc_mini_check_no_such_method_{seed}"
     try:
-        Conn(address, timeout).close()
+        why = _tls_only(address, timeout, missing)
     except OSError as exc:
         report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host_port(host, port)}: {exc}"))
+        return report
+    if why is not None:  # every probe would fail on it: one line says why
+        report.results.append(ProbeResult("connect", "fail", f"cannot check {host_port(host, port)}: {why}"))
         return report
     for name, fn in PROBES:
         if only is not None and name not in only:
@@ -320,7 +372,7 @@ def check(
             timeout,
             random.Random(f"{seed}/{name}"),
             echo_method,
-            f"jsonrpc_mini_check_no_such_method_{seed}",
+            missing,
         )
         try:
             status, detail = fn(probe)

@@ -3,11 +3,13 @@
 The command line's TLS options were tested (tests/test_cli_tls.py); the Python
 call's ``server_hostname`` was not, nor the README's example, and a
 ``server_hostname`` without ``ssl`` was silently ignored (a plain-text check) where
-both clients refuse it with ValueError: check() now refuses it too.
+both clients refuse it with ValueError: check() now refuses it too. A plain-text
+check of a TLS port is one ``connect`` failure saying so, not a failure per probe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 from collections.abc import Iterator
@@ -16,8 +18,9 @@ from typing import Any
 
 import pytest
 from _driver_helpers import serving
+from _fixed_reply_server import answering
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini.testing import check
 
 trustme = pytest.importorskip("trustme")
@@ -84,3 +87,54 @@ def test_server_hostname_without_ssl_is_refused() -> None:
     # (before any connection: port 1 on loopback has no server, and it is not reached)
     with pytest.raises(ValueError, match=r"^server_hostname is only meaningful with ssl$"):
         check("127.0.0.1", 1, server_hostname="localhost")
+
+
+def plain_check_of(address: tuple[str, int]) -> list[tuple[str, str, str]]:
+    return [(r.name, r.status, r.detail) for r in check(*address, timeout=5).results]
+
+
+def test_a_plain_check_of_a_tls_port_is_one_failure_saying_why(localhost_only: tuple[str, int]) -> None:
+    # Every probe would fail on the server's "this server speaks TLS" answer (21 lines).
+    host, port = localhost_only
+    results = plain_check_of(localhost_only)
+    assert [(name, status) for name, status, _ in results] == [("connect", "fail")]
+    detail = results[0][2]
+    assert detail.startswith(f"cannot check {host}:{port}: it speaks TLS (its answer: "), detail
+    assert detail.endswith("check it over TLS (--tls, or ssl= from Python)"), detail
+
+
+def test_the_aio_servers_tls_port_gives_the_same_one_failure(ca: Any) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+
+    async def main() -> list[tuple[str, str, str]]:
+        srv = aio.RPCServer()
+        address = await srv.start("127.0.0.1", 0, ssl=context)
+        assert isinstance(address, tuple)
+        try:
+            return await asyncio.to_thread(plain_check_of, address)
+        finally:
+            await srv.shutdown()
+
+    results = asyncio.run(main())
+    assert [(name, status) for name, status, _ in results] == [("connect", "fail")]
+    assert "it speaks TLS (its answer: " in results[0][2]
+
+
+def test_a_server_answering_plain_text_with_a_tls_alert_is_one_failure() -> None:
+    alert = b"\x15\x03\x03\x00\x02\x02\x46"  # a TLS alert record (fatal, protocol_version)
+    with answering(alert) as address:
+        results = plain_check_of(address)
+    assert [(name, status) for name, status, _ in results] == [("connect", "fail")]
+    assert results[0][2] == (
+        f"cannot check {address[0]}:{address[1]}: it answered plain text with TLS (a TLS record): "
+        "check it over TLS (--tls, or ssl= from Python)"
+    )
+
+
+def test_an_error_saying_tls_with_another_code_is_left_to_the_probes() -> None:
+    # Only the exact -32000 answer of this library's servers means "speaks TLS only".
+    reply = b'{"jsonrpc":"2.0","error":{"code":-32001,"message":"this server speaks TLS"},"id":null}\n'
+    with answering(reply) as address:
+        results = plain_check_of(address)
+    assert results[0][0] == "method-not-found" and len(results) > 1
