@@ -32,6 +32,15 @@ class Call(asyncio.Future[Any]):
     timeout: float | None  # the call's timeout in seconds, None: none
     proto: ClientConnection  # the connection's core (told when the call is given up on)
 
+    def __repr__(self) -> str:
+        """asyncio's repr with the remote method: ``<Call add finished exception=...>``."""
+        text = super().__repr__()
+        method = getattr(self, "method", None)  # (None: a Call not made by Link.expect)
+        if method is None or not text.startswith("<"):
+            return text
+        name, _, rest = text[1:].partition(" ")
+        return f"<{name} {method!r} {rest}"
+
     def cancel(self, msg: Any = None) -> bool:
         """Stop waiting for this call (its reply, if one comes, is dropped).
 

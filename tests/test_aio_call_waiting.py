@@ -88,3 +88,25 @@ def test_gather_as_completed_wait_for_and_shield_take_calls_as_they_are() -> Non
             assert await asyncio.create_task(c.now(7)) == 7
 
     run(main)
+
+
+def test_a_calls_repr_names_its_method_also_in_asyncios_never_retrieved_report() -> None:
+    # A call never awaited that then fails is reported by asyncio with the future's repr.
+    reports: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reports.append(repr(context["future"])))
+        srv, gate = _server()
+        async with aio_serving(srv) as (host, port):
+            c = await aio.connect(host, port, timeout=WAIT)
+            call = c.held()
+            assert repr(call).startswith("<Call 'held' pending")
+            await c.close()  # fails the call, which nobody awaits
+            assert call.done()  # (not asked for its exception: asyncio would not report it)
+            assert repr(call).startswith("<Call 'held' finished exception=ConnectionLost(")
+            del call
+            gate.set()  # (the server's handler ends: its shutdown does not wait for it)
+        assert repr(Call()).startswith("<Call pending")  # (one not made by a client: asyncio's own)
+
+    run(main)
+    assert reports and reports[0].startswith("<Call 'held' finished exception=ConnectionLost("), reports
