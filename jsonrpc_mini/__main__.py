@@ -109,6 +109,13 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if inspect.isclass(target):  # its methods would take the caller's first argument as self
+        print(
+            f"error: {args.target!r} is a class, whose methods need an instance: serve an instance"
+            " the module makes (e.g. `calc = Calculator()`, then MODULE:calc)",
+            file=sys.stderr,
+        )
+        return 2
     if isinstance(target, RPCServer) and args.debug and not target.options.debug:
         print(
             f"error: --debug cannot change {args.target!r}, an RPCServer made without it:"

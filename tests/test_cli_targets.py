@@ -1,7 +1,8 @@
 """``python -m jsonrpc_mini``: what ``serve`` takes as its target; Ctrl-C and stdout on any command.
 
 ``serve MODULE:FUNCTION`` serves that function under its name (it used to expose the
-function's public methods: none, so nothing was served). A target without a module
+function's public methods: none, so nothing was served); ``serve MODULE:CLASS`` is a
+usage error (its methods would take the caller's first argument as self). A target without a module
 name (``""``, ``":x"``, ``".x"``) is a usage error, not a ``ValueError`` /
 ``TypeError`` traceback from ``importlib``. Ctrl-C during ``call``, ``demo`` or
 ``check`` exits 130 without a traceback. Started with stdout closed (``>&-``) a command
@@ -39,6 +40,10 @@ TARGET_MODULE = textwrap.dedent(
         return "not served"
 
     twice = lambda x: 2 * x
+
+    class Calculator:
+        def add(self, a, b):
+            return a + b
     """
 )
 
@@ -104,6 +109,18 @@ def test_serve_refuses_a_target_without_a_module_name(target: str, capsys: pytes
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot load {target!r}: ")
     assert "MODULE" in err
+
+
+def test_serve_refuses_a_class_whose_methods_would_take_self_from_the_caller(
+    target_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Served as an object, `call add 1 2` would have run add(self=1, a=2) and failed on b.
+    assert main(["serve", f"{target_module}:Calculator", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: '{target_module}:Calculator' is a class, whose methods need an instance: serve an instance"
+        " the module makes (e.g. `calc = Calculator()`, then MODULE:calc)\n"
+    )
 
 
 def _status(command: Any) -> int | None:
