@@ -1,12 +1,15 @@
-"""A sync server's connection ending at max_concurrent_calls: every thread ends, no reply is lost.
+"""A call at a sync server's max_concurrent_calls ends, or the connection does: nothing is lost.
 
 At the limit no thread reads: on a connection the read watcher cannot watch the
 call that reached the limit left the turn to nobody, on a watched one it runs with
 the reading turn, not counted, and the watcher declines to pass the turn on. The
-connection then ends: the client half-closes, the server closes once idle
-(``close_when_idle``), or the client is gone. Followers re-check every ``_POLL``
-seconds in case a wake-up is lost; made longer than the test may run, so that a
-lost one is a hang (pytest-timeout) and not a stall.
+next request is read by the thread whose call ends first (``SessionTurns._call_ended``,
+or the turn's holder reading on), whatever the way it ends: a reply, the handler
+raising, a notification (no reply), a batch, a result that cannot be encoded, a
+reply too large for one send. Or the connection ends: the client half-closes, the
+server closes once idle (``close_when_idle``), or the client is gone. Followers
+re-check every ``_POLL`` seconds in case a wake-up is lost; made longer than the
+test may run, so that a lost one is a hang (pytest-timeout) and not a stall.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -114,6 +119,97 @@ def _ids(peer: Peer, count: int) -> list[Any]:
         reply = peer.json_line()
         ids.append(tuple(member["id"] for member in reply) if isinstance(reply, list) else reply["id"])
     return ids
+
+
+class _NotifyLog:
+    """A session's condition that records who calls ``notify`` (the thread promoted or woken)."""
+
+    def __init__(self, session: Session) -> None:
+        self._inner = session._cond
+        self.callers: list[str] = []
+
+    def __enter__(self) -> bool:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._inner.wait(timeout)
+
+    def notify(self, n: int = 1) -> None:
+        self.callers.append(sys._getframe(1).f_code.co_name)
+        self._inner.notify(n)
+
+    def notify_all(self) -> None:
+        self._inner.notify_all()
+
+
+WAYS = ["reply", "raise", "notification", "batch", "unserialisable", "large"]
+REPLIES: dict[str, Callable[[str], list[Any]]] = {
+    "reply": lambda name: [name],
+    "raise": lambda name: [name],
+    "notification": lambda name: [],
+    "batch": lambda name: [(f"{name}-first", name)],
+    "unserialisable": lambda name: [name],
+    "large": lambda name: [name],
+}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+@pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
+@pytest.mark.parametrize("way", WAYS)
+def test_the_call_reaching_the_limit_lets_the_next_requests_in_however_it_ends(
+    monkeypatch: pytest.MonkeyPatch, way: str, watched: bool, limit: int
+) -> None:
+    # limit - 1 held calls, then the call under test reaches the limit; three requests
+    # wait behind it. It ends first: its thread must read them (nobody else may), and
+    # no thread may be woken, or started, for nothing (unwatched: the followers wait
+    # at the limit, and each of the three is counted there again).
+    monkeypatch.setattr(session_module, "_POLL", 60.0)  # only wake-ups end the waits
+    watch = LimitWatch(monkeypatch)
+    logs: list[_NotifyLog] = []
+    init = Session.__init__
+
+    def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
+        init(session, *args, **kwargs)
+        log = _NotifyLog(session)
+        logs.append(log)
+        session._cond = log  # type: ignore[assignment]
+
+    monkeypatch.setattr(Session, "__init__", logged_init)
+    calls = _HeldCalls()
+    names = [f"h{i}" for i in range(limit)]
+    for name in names:
+        calls.add(name)
+    s = _server(limit, calls)
+    session, peer = _serve(s, watched)
+    (log,) = logs
+    last = names[-1]
+    try:
+        for name in names:
+            peer.sendall(_held(name, "reply") if name != last else _held(name, way))
+            assert calls.started[name].wait(WAIT), f"{name} did not start"
+        peer.sendall(b"".join(request("quick", [i], id_=f"q{i}") for i in range(3)))
+        watch.stopped(limit)  # nobody reads: the three wait behind the limit
+        with session._lock:
+            threads, notified = session._threads, len(log.callers)
+        calls.release[last].set()
+        expected = [*REPLIES[way](last), "q0", "q1", "q2"]
+        assert sorted(_ids(peer, len(expected)), key=str) == sorted(expected, key=str)
+        if way in ("notification", "batch"):
+            assert calls.noted == ([last] if way == "batch" else [])
+        if not watched:
+            with session._lock:
+                assert log.callers[notified:] == [], "a thread was woken at the limit"
+                assert session._threads == threads, "a thread was started at the limit"
+    finally:
+        calls.release_all()
+    assert sorted(_ids(peer, limit - 1)) == names[:-1]
+    assert calls.most == limit
+    peer.close()
+    assert session.join(WAIT)
+    s.shutdown()
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3])
