@@ -227,6 +227,45 @@ def test_loop_blocks_until_shutdown_from_a_handler() -> None:
     assert not thread.is_alive()
 
 
+def test_a_handler_calling_shutdown_leaves_its_connection_open_for_a_call_past_the_grace() -> None:
+    # README: shutdown() called from a handler closes that connection once its calls
+    # are answered. stop runs with the reading turn; slow can only be read once the
+    # read watcher has counted stop and passed the turn on, so slow then runs with the
+    # turn lent, not counted. Past the grace, stop's call ends first (every counted
+    # call ended): the connection must stay open for slow's reply.
+    stop_entered, slow_started, let_slow_go = threading.Event(), threading.Event(), threading.Event()
+    s = RPCServer(shutdown_grace=0.05)  # (only shortens the wait: slow outlives it anyway)
+
+    @s.register
+    def slow() -> str:
+        slow_started.set()
+        let_slow_go.wait(WAIT)
+        return "slow"
+
+    @s.register
+    def stop() -> str:
+        stop_entered.set()
+        assert slow_started.wait(WAIT)
+        s.shutdown()
+        return "stopping"
+
+    address = s.start("127.0.0.1", 0)
+    try:
+        with raw_connect(address) as peer:
+            peer.sendall(request("stop", id_=1))
+            assert stop_entered.wait(WAIT)
+            peer.sendall(request("slow", id_=2))
+            assert peer.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "stopping"}
+            (session,) = s._sessions
+            wait_for(lambda: session._busy == 0, "stop's call to end")
+            let_slow_go.set()
+            assert peer.json_line() == {"jsonrpc": "2.0", "id": 2, "result": "slow"}
+            assert peer.to_eof() == b""
+    finally:
+        let_slow_go.set()
+        s.shutdown()
+
+
 def test_shutdown_waits_for_calls_in_flight() -> None:
     entered, release = threading.Event(), threading.Event()
     s = RPCServer()
