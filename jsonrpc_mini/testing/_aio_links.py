@@ -96,7 +96,8 @@ class MemoryTransport(asyncio.Transport):
     ``set_write_buffer_limits`` computes and checks the marks as asyncio does and
     calls ``pause_writing()`` at once when more than the new high mark is queued;
     ``get_extra_info("peername")`` of one end is the ``"sockname"`` of the other;
-    writing to an end that has closed sends the first write (into the void: TCP's
+    writing to an end that has closed, once its close reached this end (after the
+    plan's ``close_delay``: the EOF), sends the first write (into the void: TCP's
     peer answers it with a reset), and the next fails: ``connection_lost`` with
     ``BrokenPipeError``, and each write from the fifth after it logs "socket.send()
     raised exception." on asyncio's logger.
@@ -124,6 +125,7 @@ class MemoryTransport(asyncio.Transport):
         self._lost = False
         self._conn_lost = 0  # writes since the connection was found lost (as asyncio's TCP transport counts)
         self._into_void = False  # a write went to an end that had closed (the next one fails)
+        self._eof_in = False  # the peer's EOF reached this end (its close, after close_delay)
         self._eof = False
         self._reading = asyncio.Event()
         self._reading.set()
@@ -148,9 +150,10 @@ class MemoryTransport(asyncio.Transport):
         if self._closing or self.out is None:
             return
         peer = self.out.dst
-        if isinstance(peer, MemoryTransport) and peer._closing:
+        if isinstance(peer, MemoryTransport) and peer._closing and self._eof_in:
             # The peer closed: over TCP the first write still leaves (its kernel answers
-            # with a reset), the next fails with EPIPE and the connection is lost.
+            # with a reset), the next fails with EPIPE and the connection is lost. Not
+            # before the close reached this end (the plan's close_delay holds it).
             if self._into_void:
                 self._conn_lost = 1
                 self._closing = True
@@ -262,6 +265,7 @@ class MemoryTransport(asyncio.Transport):
 
     def deliver_eof(self) -> None:
         """The peer finished sending; close unless the protocol keeps the write side open."""
+        self._eof_in = True
         if self._closing or self.protocol is None:
             return
         keep_open = self.protocol.eof_received()
