@@ -189,9 +189,12 @@ def detached(exc: BaseException) -> BaseException:
     """
     try:
         bare = copy.copy(exc)
+        # (a class whose __init__ formats its message from other arguments rebuilds
+        # them differently: "bad 5" became "bad bad 5")
+        alike = type(bare) is type(exc) and bare.args == exc.args
     except Exception:  # an exception class that cannot be rebuilt from its arguments
         return exc
-    return bare if type(bare) is type(exc) else exc
+    return bare if alike else exc
 
 
 def unread_mark(pending: Iterable[object], message: str) -> tuple[int, str]:
