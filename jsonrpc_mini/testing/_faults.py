@@ -107,9 +107,10 @@ class FaultyTransport(_FaultyReads):
 
         Else TimeoutError, as ``SocketTransport.send_within`` raises for a peer that
         takes no more data: the plan's delays (``connect_delay``, ``latency``,
-        ``jitter`` and ``bandwidth``, unless the wrapped transport carries the bytes
-        in flight with ``send_at``: then they wait in flight for all of them and the
-        writer does not) count against the time left, so a client's call
+        ``jitter`` and ``bandwidth``, and ``close_delay`` for a close or half-close of
+        the plan, unless the wrapped transport carries the bytes in flight with
+        ``send_at``: then they wait in flight for all of them and the writer does
+        not) count against the time left, so a client's call
         timeout also bounds sending its request through a slow plan. Part of
         ``data`` may have gone out when it raises; the stream should then be closed
         (the client does). A chunk whose delay would end after the deadline is not
@@ -184,7 +185,9 @@ class FaultyTransport(_FaultyReads):
                 call_at(self._on_its_way[0], functools.partial(self._happen, step))
                 return
             if held:  # (the writer waits, as through the plan's other delays over such a transport)
-                self._sleep(self.plan.close_delay)
+                if not self._sleep(self.plan.close_delay, deadline) and not self._closed.is_set():
+                    # (as a delay ending after the deadline: the fault has not happened yet)
+                    raise self._late(f"the plan's {(step.fault or '').replace('_', '-')} is held for close_delay")
                 with self._lock:
                     self._out.commit(b"", step)
             self._apply(step, outbound=True)
