@@ -8,6 +8,7 @@ session tests that follow its threads at the limit share these pieces.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -81,3 +82,27 @@ class NamedSlowCalls:
         """Let every call end (a test's clean-up)."""
         for event in self.release.values():
             event.set()
+
+
+class NotifyLog:
+    """A session's condition that records the name of the function calling each ``notify``."""
+
+    def __init__(self, session: Session) -> None:
+        self._inner = session._cond
+        self.callers: list[str] = []
+
+    def __enter__(self) -> bool:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._inner.wait(timeout)
+
+    def notify(self, n: int = 1) -> None:
+        self.callers.append(sys._getframe(1).f_code.co_name)
+        self._inner.notify(n)
+
+    def notify_all(self) -> None:
+        self._inner.notify_all()

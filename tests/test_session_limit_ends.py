@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, LimitWatch, Peer, request
-from _unwatched_session import serve_unwatched
+from _unwatched_session import NotifyLog, serve_unwatched
 
 import jsonrpc_mini._session as session_module
 from jsonrpc_mini import RPCServer, SocketTransport
@@ -121,30 +120,6 @@ def _ids(peer: Peer, count: int) -> list[Any]:
     return ids
 
 
-class _NotifyLog:
-    """A session's condition that records who calls ``notify`` (the thread promoted or woken)."""
-
-    def __init__(self, session: Session) -> None:
-        self._inner = session._cond
-        self.callers: list[str] = []
-
-    def __enter__(self) -> bool:
-        return self._inner.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._inner.__exit__(*exc)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._inner.wait(timeout)
-
-    def notify(self, n: int = 1) -> None:
-        self.callers.append(sys._getframe(1).f_code.co_name)
-        self._inner.notify(n)
-
-    def notify_all(self) -> None:
-        self._inner.notify_all()
-
-
 WAYS = ["reply", "raise", "notification", "batch", "unserialisable", "large"]
 REPLIES: dict[str, Callable[[str], list[Any]]] = {
     "reply": lambda name: [name],
@@ -168,12 +143,12 @@ def test_the_call_reaching_the_limit_lets_the_next_requests_in_however_it_ends(
     # at the limit, and each of the three is counted there again).
     monkeypatch.setattr(session_module, "_POLL", 60.0)  # only wake-ups end the waits
     watch = LimitWatch(monkeypatch)
-    logs: list[_NotifyLog] = []
+    logs: list[NotifyLog] = []
     init = Session.__init__
 
     def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
         init(session, *args, **kwargs)
-        log = _NotifyLog(session)
+        log = NotifyLog(session)
         logs.append(log)
         session._cond = log  # type: ignore[assignment]
 

@@ -11,13 +11,12 @@ records who notifies.
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, wait_for
-from _unwatched_session import NamedSlowCalls, at_the_limit, reads_with, serve_unwatched
+from _unwatched_session import NamedSlowCalls, NotifyLog, at_the_limit, reads_with, serve_unwatched
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini._session import Session
@@ -31,41 +30,17 @@ def _no_leaks() -> Any:
         yield
 
 
-class _NotifyLog:
-    """A session's condition that records the name of the function calling each ``notify``."""
-
-    def __init__(self, session: Session) -> None:
-        self._inner = session._cond
-        self.callers: list[str] = []
-
-    def __enter__(self) -> bool:
-        return self._inner.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._inner.__exit__(*exc)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._inner.wait(timeout)
-
-    def notify(self, n: int = 1) -> None:
-        self.callers.append(sys._getframe(1).f_code.co_name)
-        self._inner.notify(n)
-
-    def notify_all(self) -> None:
-        self._inner.notify_all()
-
-
 def test_calls_at_the_limit_wake_and_start_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     # Limit 2: a runs, b is counted at the limit (nobody reads then); a ends and its
     # thread reads c, counted at the limit; b ends and its thread reads. A thread woken
     # or started at any of these steps could only wait: the limit, or a reader.
     limit = 2
-    logs: list[_NotifyLog] = []
+    logs: list[NotifyLog] = []
     init = Session.__init__
 
     def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
         init(session, *args, **kwargs)
-        log = _NotifyLog(session)
+        log = NotifyLog(session)
         logs.append(log)
         session._cond = log  # type: ignore[assignment]
 
