@@ -17,19 +17,16 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from _driver_helpers import WAIT, wait_for
+from _proxy_linked import HOLDING, linked, note_holding
 
 from jsonrpc_mini import ConnectionLost, RPCServer, SocketTransport
 from jsonrpc_mini.testing import (
     DirectionFaults,
     FaultPlan,
     FaultyTransport,
-    LoopbackServer,
-    _proxy,
     _relay,
     loopback,
     pipe_pair,
@@ -176,9 +173,6 @@ def test_a_call_on_a_link_the_plan_reset_fails_without_waiting_close_delay() -> 
         client.add(1, 2)
 
 
-HOLDING: dict[str, threading.Event] = {}  # by thread name: a read of it timed out holding the plan's close
-
-
 class Watched(_relay.FaultyTransport):
     """The proxy's FaultyTransport, noting when a read timed out on a close the plan delays."""
 
@@ -187,31 +181,8 @@ class Watched(_relay.FaultyTransport):
             return super().recv(max_bytes, timeout)
         except TimeoutError as exc:
             if "the fault plan delays its" in str(exc):
-                HOLDING.setdefault(threading.current_thread().name, threading.Event()).set()
+                note_holding()
             raise
-
-
-@contextmanager
-def linked(
-    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan
-) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
-    """A client socket and a plain "server" socket joined by a kit's proxy with ``plan``."""
-    HOLDING.clear()
-    monkeypatch.setattr(_relay, "FaultyTransport", Watched)
-    monkeypatch.setattr(_relay, "_POLL", 0.01)  # (how often a direction's read times out)
-    monkeypatch.setattr(_proxy, "_CLOSE_WAIT", 0.0)  # (closing the kit closes at once)
-    server = RPCServer()
-    try:
-        with socket.create_server(("127.0.0.1", 0)) as listener, LoopbackServer(server, faults=plan) as kit:
-            kit.direct_address = listener.getsockname()[:2]
-            listener.settimeout(WAIT)
-            with socket.create_connection(kit.address, timeout=WAIT) as client:
-                far, _ = listener.accept()
-                with far:
-                    far.settimeout(WAIT)
-                    yield {"client": client, "server": far}, kit
-    finally:
-        server.shutdown()
 
 
 @pytest.mark.parametrize("fault", sorted(OUT))
@@ -219,7 +190,7 @@ def test_the_proxy_holds_a_plans_close_for_close_delay(monkeypatch: pytest.Monke
     # The proxy reads the client's bytes, meets the fault after 4 and holds it: the
     # server reads the 4 bytes and then nothing. The old code closed (half-closed) the
     # server's end at once (no read timed out holding it: this wait_for failed).
-    with linked(monkeypatch, OUT[fault]) as (ends, kit):
+    with linked(monkeypatch, OUT[fault], Watched, close_wait=0.0) as (ends, kit):
         ends["client"].sendall(b"abcdefgh")
         assert ends["server"].recv(100) == b"abcd"
         wait_for(lambda: "jsonrpc_mini-proxy-0-c2s" in HOLDING, "the proxy holding the plan's close")
@@ -232,7 +203,7 @@ def test_the_proxy_holds_a_plans_close_for_close_delay(monkeypatch: pytest.Monke
 def test_the_proxy_closes_both_ends_once_a_plans_close_delay_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
     # Then the link closes as the plan says: the server reads EOF after the 4 bytes,
     # and so does the client (its end is closed too, not half-closed).
-    with linked(monkeypatch, OUT["close"].replace(close_delay=0.01)) as (ends, _):
+    with linked(monkeypatch, OUT["close"].replace(close_delay=0.01), Watched, close_wait=0.0) as (ends, _):
         ends["client"].sendall(b"abcdefgh")
         assert ends["server"].recv(100) == b"abcd"
         assert ends["server"].recv(100) == b""
@@ -251,7 +222,7 @@ def test_a_reset_met_by_writing_is_not_held_behind_a_plans_close(
     monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
     faults = DirectionFaults(half_close_after=4)
     plan = FaultPlan(seed=1, close_delay=HOUR).replace(**{f"{side}_to_{other}": faults})
-    with linked(monkeypatch, plan) as (ends, _):
+    with linked(monkeypatch, plan, Watched, close_wait=0.0) as (ends, _):
         ends[side].sendall(b"abcdefgh")
         assert ends[other].recv(100) == b"abcd"
         wait_for(lambda: f"jsonrpc_mini-proxy-0-{direction}" in HOLDING, "the proxy holding the plan's half-close")

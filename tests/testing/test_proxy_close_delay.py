@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from _driver_helpers import WAIT, wait_for
+from _proxy_linked import HOLDING, linked, note_holding
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini.testing import FaultPlan, FaultyTransport, LoopbackServer, _proxy, _relay, pipe_pair
@@ -50,9 +48,6 @@ def test_a_faulty_transport_reads_its_peers_close_once_the_delay_is_over() -> No
     assert faulty.recv(100, WAIT) == b""
 
 
-HOLDING: dict[str, threading.Event] = {}  # by thread name: a read of it timed out holding a close
-
-
 class Watched(_relay.FaultyTransport):
     """The proxy's FaultyTransport, noting when a read timed out holding its peer's close."""
 
@@ -61,30 +56,8 @@ class Watched(_relay.FaultyTransport):
             return super().recv(max_bytes, timeout)
         except TimeoutError:
             if self._eof:
-                HOLDING.setdefault(threading.current_thread().name, threading.Event()).set()
+                note_holding()
             raise
-
-
-@contextmanager
-def linked(
-    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan
-) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
-    """A client socket and a plain "server" socket joined by a kit's proxy with ``plan``."""
-    HOLDING.clear()
-    monkeypatch.setattr(_relay, "FaultyTransport", Watched)
-    monkeypatch.setattr(_relay, "_POLL", 0.01)  # (how often a direction's read times out)
-    server = RPCServer()
-    try:
-        with socket.create_server(("127.0.0.1", 0)) as listener, LoopbackServer(server, faults=plan) as kit:
-            kit.direct_address = listener.getsockname()[:2]
-            listener.settimeout(WAIT)
-            with socket.create_connection(kit.address, timeout=WAIT) as client:
-                far, _ = listener.accept()
-                with far:
-                    far.settimeout(WAIT)
-                    yield {"client": client, "server": far}, kit
-    finally:
-        server.shutdown()
 
 
 def holds_the_close(direction: str) -> bool:
@@ -107,7 +80,7 @@ def test_the_proxy_holds_either_ends_close_for_close_delay(
     # wait_for failed), and held the server's in a sleep of its write side.
     other = "server" if side == "client" else "client"
     monkeypatch.setattr(_proxy, "_CLOSE_WAIT", 0.0)
-    with linked(monkeypatch, SLOW_CLOSE) as (ends, kit):
+    with linked(monkeypatch, SLOW_CLOSE, Watched) as (ends, kit):
         ends[side].shutdown(socket.SHUT_WR)
         wait_for(lambda: holds_the_close(direction), f"the proxy holding the {side}'s close")
         assert not readable(ends[other]), f"the {side}'s close reached the {other} before its close_delay"
