@@ -138,7 +138,11 @@ def test_ctrl_c_ends_a_command_with_130() -> None:
     assert _status(interrupted) == 130
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_ctrl_c_during_call_exits_130_without_output(capsys: pytest.CaptureFixture[str]) -> None:
+    # Ctrl-C as Python sets it up at a terminal: a process started in the background by
+    # a non-interactive shell (a CI script's `cmd &`) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started, release = threading.Event(), threading.Event()
 
     def held() -> str:
@@ -156,7 +160,6 @@ def test_ctrl_c_during_call_exits_130_without_output(capsys: pytest.CaptureFixtu
     with serving(s) as (host, port):
         thread = start_thread(ctrl_c)
         try:
-            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
             assert _status(lambda: main(["call", f"{host}:{port}", "held", "--timeout", str(WAIT)])) == 130
         finally:
             release.set()
