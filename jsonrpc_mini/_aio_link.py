@@ -19,7 +19,7 @@ from ._aio_linger import close_under
 from ._aio_settle import ReplySettler
 from ._client_protocol import ClientConnection
 from ._codec import CallParams, Id, success_id
-from ._errors import ConnectionLost, RPCTimeout, detached, unread_since
+from ._errors import ConnectionLost, RPCTimeout, detached, lost_link_error, unread_since
 
 __all__ = ["Link"]
 
@@ -220,10 +220,7 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
 
     def _lost_error(self, method: str | None) -> ConnectionLost:
         """The ConnectionLost of a call of ``method`` on this lost link (its ``__cause__``: what broke it)."""
-        exc = ConnectionLost(self.lost or "connection lost")
-        exc.__cause__ = self.lost_cause
-        exc.method = method
-        return exc
+        return lost_link_error(self.lost or "connection lost", self.lost_cause, method)
 
     @property
     def paused(self) -> bool:

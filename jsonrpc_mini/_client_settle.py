@@ -15,7 +15,15 @@ from typing import Any, Final, Protocol
 from ._client_protocol import BatchAnswer, ClientConnection
 from ._client_waiter import _BatchWaiter, _Waiter
 from ._codec import ErrorResponse, Id, Response, decoded_keys
-from ._errors import ConnectionLost, detached, error_from_response, unread_mark, unreadable_reply, unusable_reply
+from ._errors import (
+    ConnectionLost,
+    detached,
+    error_from_response,
+    lost_link_error,
+    unread_mark,
+    unreadable_reply,
+    unusable_reply,
+)
 from ._protocol import Closed, Violation
 from ._transport import Transport
 
@@ -319,10 +327,7 @@ class ReplySettler:
         Its message says why the link was lost (``unknown`` if nothing was recorded);
         its ``__cause__`` is the exception that broke it, if one did.
         """
-        exc = ConnectionLost(self.lost or unknown)
-        exc.__cause__ = self.lost_cause
-        exc.method = method
-        return exc
+        return lost_link_error(self.lost or unknown, self.lost_cause, method)
 
     def fail_all(self, reason: str, cause: BaseException | None = None) -> None:
         """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call.

@@ -178,6 +178,18 @@ def unreadable_reply(message: str, method: str | None) -> RPCError:
     return exc
 
 
+def lost_link_error(reason: str, cause: BaseException | None, method: str | None) -> ConnectionLost:
+    """The ConnectionLost of a call of ``method`` on a lost link (both clients).
+
+    ``reason`` says why the link was lost; ``cause`` (its ``__cause__``) is the
+    exception that broke it, None for a close.
+    """
+    exc = ConnectionLost(reason)
+    exc.__cause__ = cause
+    exc.method = method
+    return exc
+
+
 def detached(exc: BaseException) -> BaseException:
     """``exc`` to keep as a lost connection's cause: a copy without the traceback (``exc`` if it cannot be copied).
 
