@@ -288,7 +288,7 @@ def _tls_only(address: Address, timeout: float, missing: str) -> str | None:
         head = _first_bytes(conn)
     finally:
         conn.close()
-    if head[:1] in (b"\x15", b"\x16") and head[1:2] == b"\x03":
+    if _tls_record(head):
         return "it answered plain text with TLS (a TLS record): check it over TLS (--tls, or ssl= from Python)"
     try:
         answer = json.loads(head)
@@ -300,11 +300,16 @@ def _tls_only(address: Address, timeout: float, missing: str) -> str | None:
     return None
 
 
+def _tls_record(data: bytes) -> bool:
+    """Whether ``data`` begins a TLS record: an alert (21) or a handshake (22), major version 3."""
+    return data[:1] in (b"\x15", b"\x16") and data[1:2] == b"\x03"
+
+
 def _first_bytes(conn: Conn) -> bytes:
     """What the server sends first: up to its first newline, 5 bytes of a TLS record, the end, or the timeout."""
     deadline = time.monotonic() + conn.timeout
     data = b""
-    while b"\n" not in data and not (data[:1] in (b"\x15", b"\x16") and len(data) >= 5):
+    while b"\n" not in data and not (_tls_record(data) and len(data) >= 5):
         left = deadline - time.monotonic()
         if left <= 0 or len(data) > 65536:
             break
