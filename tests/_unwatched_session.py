@@ -11,7 +11,9 @@ import socket
 import sys
 import threading
 from collections.abc import Iterable
+from typing import Any
 
+import pytest
 from _driver_helpers import WAIT, Peer, request
 
 from jsonrpc_mini import RPCServer, SocketTransport
@@ -106,3 +108,18 @@ class NotifyLog:
 
     def notify_all(self) -> None:
         self._inner.notify_all()
+
+
+def log_notifies(monkeypatch: pytest.MonkeyPatch) -> list[NotifyLog]:
+    """Every session made from now on gets a :class:`NotifyLog` as its condition; the logs, in order."""
+    logs: list[NotifyLog] = []
+    init = Session.__init__
+
+    def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
+        init(session, *args, **kwargs)
+        log = NotifyLog(session)
+        logs.append(log)
+        session._cond = log  # type: ignore[assignment]
+
+    monkeypatch.setattr(Session, "__init__", logged_init)
+    return logs

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, LimitWatch, Peer, request
-from _unwatched_session import NotifyLog, serve_unwatched
+from _unwatched_session import log_notifies, serve_unwatched
 
 import jsonrpc_mini._session as session_module
 from jsonrpc_mini import RPCServer, SocketTransport
@@ -143,16 +143,7 @@ def test_the_call_reaching_the_limit_lets_the_next_requests_in_however_it_ends(
     # at the limit, and each of the three is counted there again).
     monkeypatch.setattr(session_module, "_POLL", 60.0)  # only wake-ups end the waits
     watch = LimitWatch(monkeypatch)
-    logs: list[NotifyLog] = []
-    init = Session.__init__
-
-    def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
-        init(session, *args, **kwargs)
-        log = NotifyLog(session)
-        logs.append(log)
-        session._cond = log  # type: ignore[assignment]
-
-    monkeypatch.setattr(Session, "__init__", logged_init)
+    logs = log_notifies(monkeypatch)
     calls = _HeldCalls()
     names = [f"h{i}" for i in range(limit)]
     for name in names:

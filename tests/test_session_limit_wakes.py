@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, wait_for
-from _unwatched_session import NamedSlowCalls, NotifyLog, at_the_limit, reads_with, serve_unwatched
+from _unwatched_session import NamedSlowCalls, at_the_limit, log_notifies, reads_with, serve_unwatched
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini._session import Session
@@ -35,16 +35,7 @@ def test_calls_at_the_limit_wake_and_start_no_thread(monkeypatch: pytest.MonkeyP
     # thread reads c, counted at the limit; b ends and its thread reads. A thread woken
     # or started at any of these steps could only wait: the limit, or a reader.
     limit = 2
-    logs: list[NotifyLog] = []
-    init = Session.__init__
-
-    def logged_init(session: Session, *args: Any, **kwargs: Any) -> None:
-        init(session, *args, **kwargs)
-        log = NotifyLog(session)
-        logs.append(log)
-        session._cond = log  # type: ignore[assignment]
-
-    monkeypatch.setattr(Session, "__init__", logged_init)
+    logs = log_notifies(monkeypatch)
     calls = NamedSlowCalls("abc")
     s = RPCServer(max_concurrent_calls=limit)
     s.register_function(calls.slow, name="slow")
