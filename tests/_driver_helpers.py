@@ -100,6 +100,15 @@ def free_port() -> int:
         return port
 
 
+def listening(port: int) -> bool:
+    """Whether a server takes connections on 127.0.0.1 ``port`` now (e.g. ``serve`` started)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
+
+
 def raw_connect(address: Any) -> Peer:
     """A plain blocking socket to ``address`` (bounded timeout), wrapped for reading."""
     if isinstance(address, str):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for, wait_line
+from _driver_helpers import WAIT, LeakCheck, free_port, listening, serving, start_thread, wait_for, wait_line
 
 import jsonrpc_mini.__main__ as cli_module
 from jsonrpc_mini import RPCClient, RPCServer
@@ -110,7 +110,7 @@ def test_serve_and_call_end_to_end(api_module: str, target: str) -> None:
         encoding="utf-8",
     )
     try:
-        wait_for(lambda: _reachable(port) or serve.poll() is not None, "the server to listen", timeout=30)
+        wait_for(lambda: listening(port) or serve.poll() is not None, "the server to listen", timeout=30)
         assert serve.poll() is None, serve.communicate()[1]
         address = f"127.0.0.1:{port}"
         if target == "{m}:api":
@@ -141,14 +141,6 @@ def test_serve_and_call_end_to_end(api_module: str, target: str) -> None:
             raise AssertionError("serve did not exit on SIGTERM") from None
     assert serve.returncode == 0, err
     assert f"serving on 127.0.0.1:{port}" in err
-
-
-def _reachable(port: int) -> bool:
-    try:
-        RPCClient("127.0.0.1", port, timeout=1).close()
-    except Exception:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["serve"], ["call"]])
@@ -248,7 +240,7 @@ def test_main_serve_in_process_stops_on_sigterm(api_module: str, capsys: pytest.
 
     def client() -> None:
         try:
-            wait_for(lambda: _reachable(port), "serve to listen")
+            wait_for(lambda: listening(port), "serve to listen")
             with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
                 results.append(c.add(2, 3))
                 results.append(c.greet("x"))
@@ -397,7 +389,7 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
 
     def client() -> None:
         try:
-            wait_for(lambda: _reachable(port), "serve to listen")
+            wait_for(lambda: listening(port), "serve to listen")
             with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
                 results.append(c.slow())
         except Exception as exc:  # recorded for the test
@@ -407,7 +399,7 @@ def test_serve_lets_a_call_in_flight_finish_before_returning(
         try:
             # Listening: the module is loaded whole (it is put in sys.modules before it
             # has run) and serve's signal handlers are in place.
-            wait_for(lambda: _reachable(port), "serve to listen")
+            wait_for(lambda: listening(port), "serve to listen")
             module = sys.modules[name]
             assert module.started.wait(WAIT)
             os.kill(os.getpid(), signal.SIGTERM)

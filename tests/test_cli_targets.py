@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, LeakCheck, free_port, serving, start_thread, wait_for
+from _driver_helpers import WAIT, LeakCheck, free_port, listening, serving, start_thread, wait_for
 
 from jsonrpc_mini import MethodNotFound, RPCClient, RPCServer
 from jsonrpc_mini.__main__ import main, run_command
@@ -63,14 +62,6 @@ def target_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     sys.modules.pop(name, None)
 
 
-def _reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.usefixtures("signal_handlers")
 def test_serve_module_function_serves_that_function(target_module: str, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
@@ -78,7 +69,7 @@ def test_serve_module_function_serves_that_function(target_module: str, capsys: 
 
     def client() -> None:
         try:
-            wait_for(lambda: _reachable(port), "serve to listen")
+            wait_for(lambda: listening(port), "serve to listen")
             with RPCClient("127.0.0.1", port, timeout=WAIT) as c:
                 results.append(c.add(2, 3))
                 try:
