@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
 
 import pytest
 from _aio_support import OneLoop
+from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import RPCServer
+
+
+@pytest.fixture(scope="module")
+def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts for 127.0.0.1 and localhost, one pair per test file (skips without trustme)."""
+    return tls_contexts()
 
 
 @pytest.fixture

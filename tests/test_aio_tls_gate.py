@@ -38,11 +38,6 @@ pytestmark = [
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n'
 
 
-@pytest.fixture(scope="module")
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return tls_contexts()
-
-
 def make_server(**options: Any) -> aio.RPCServer:
     srv = aio.RPCServer(**options)
     srv.register_function(lambda a, b: a + b, name="add")

@@ -15,16 +15,11 @@ from typing import Any
 
 import pytest
 from _aio_support import aio_server_in_thread
-from _driver_helpers import WAIT, serving, tls_contexts
+from _driver_helpers import WAIT, serving
 
 from jsonrpc_mini import ConnectionLost, InvalidRequest, RPCClient, RPCServer, ServerError, aio
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return tls_contexts()
 
 
 def echo(x: Any) -> Any:

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from _aio_support import WAIT, run, until
-from _driver_helpers import tls_contexts
 
 from jsonrpc_mini import RPCClient, RPCServer, aio
 from jsonrpc_mini._refuse import TLS_REQUIRED, refusal_line
@@ -34,11 +33,6 @@ pytestmark = [
 ]
 
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}\n'
-
-
-@pytest.fixture(scope="module")
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return tls_contexts()
 
 
 def reset(sock: socket.socket) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, start_thread, tls_contexts
+from _driver_helpers import WAIT, start_thread
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout
 from jsonrpc_mini._connect import open_connection
@@ -26,11 +26,6 @@ from jsonrpc_mini._tls_transport import TlsTransport, tls_handshake
 from jsonrpc_mini._transport import feed_ready
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return tls_contexts()
 
 
 @pytest.fixture

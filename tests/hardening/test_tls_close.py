@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from _aio_support import run, serving, until
-from _driver_helpers import answered_within, in_time_rounds, tls_contexts
+from _driver_helpers import answered_within, in_time_rounds
 from _hardening import WAIT, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
@@ -35,11 +35,6 @@ from jsonrpc_mini import _aio_server as aio_server
 from jsonrpc_mini._aio_conn import ServerProtocol
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return tls_contexts()
 
 
 class MuteTls:
