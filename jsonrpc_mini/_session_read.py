@@ -127,13 +127,16 @@ class SessionReader:
                     proto.receive_data(b"")
 
     def _run_notifications_left(self) -> None:
-        """A reply could not be sent: run the notifications already read, skip the requests.
+        """A reply could not be sent: run the notifications the peer sent, skip the requests.
 
         API.md: "A notification is executed even when its sender closes the connection
-        right after", requests before it or not. Only what the session and the core hold
-        already is taken (nothing more is read); a batch's notification members run too.
-        Called by the session's last thread, once no other reads or runs calls.
+        right after", requests before it or not. What the session and the core hold is
+        taken, then what the transport still holds (read without waiting, up to
+        ``max_message_size``: at ``max_concurrent_calls`` nobody read it); a batch's
+        notification members run too. Called by the session's last thread, once no
+        other reads or runs calls.
         """
+        self._read_left()
         proto, queued = self._proto, self._queued
         while not self._closing:
             if queued:
@@ -152,6 +155,36 @@ class SessionReader:
                     member = parse_request(value)
                     if type(member) is Notification:
                         self._answer(member)
+
+    def _read_left(self) -> None:
+        """Give the core the bytes the transport holds still, without waiting, then its end."""
+        proto = self._proto
+        total, limit = 0, self._opts.max_message_size
+        while total < limit:
+            try:
+                data = self._ready()
+            except OSError:  # a reset, or closed already
+                break
+            if not data:  # nothing waits, or the end of the stream
+                break
+            proto.receive_data(data)
+            total += len(data)
+        proto.receive_data(b"")  # (nothing more will be read: a message cut short is dropped)
+        self._check_events = True
+
+    def _ready(self) -> bytes | None:
+        """Bytes that have arrived, without waiting: None if there are none, ``b""`` at the end."""
+        transport = self._transport
+        ready = getattr(transport, "recv_ready", None)
+        if ready is not None:
+            for _ in range(2):  # (a first look may take part of a TLS record, and decrypt none)
+                data: bytes | None = ready(RECV_SIZE)
+                if data is not None:
+                    return data
+        try:  # (a transport that cannot tell, or an SSLSocket's: its recv_ready always says None)
+            return transport.recv(RECV_SIZE, 0.0)
+        except TimeoutError:
+            return None
 
     def _recv_timeout(self) -> float | None:
         opts = self._opts

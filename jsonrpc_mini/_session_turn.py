@@ -169,9 +169,24 @@ class SessionTurns:
             return False
 
     def _send_failed(self, exc: OSError) -> None:
+        """A reply could not be sent: nothing more is read, and the session ends.
+
+        When the peer has gone (a reset, a broken pipe: a ``ConnectionError``), the
+        transport stays open for the session's last thread, which reads what the peer
+        sent before it went and runs the notifications in it
+        (``_run_notifications_left``): at ``max_concurrent_calls`` nobody reads, and a
+        client that pipelined notifications behind its calls and closed lost them
+        (API.md: "A notification is executed even when its sender closes the
+        connection right after"). No thread stays blocked on a gone peer: other sends
+        fail, and a reader gets what had arrived, then the end of the stream or the
+        error. Any other failure closes it here: a send that timed out (the peer is
+        there but takes no replies: the threads waiting to send theirs, or to read,
+        must wake; what it sends meanwhile is not read), or an error of the transport.
+        """
         log.debug("%s: write failed: %s", self._name, exc)
         with self._cond:
             self._input_done = True
             self._reply_failed = True
             self._cond.notify_all()
-        self._close_transport()
+        if not isinstance(exc, ConnectionError):
+            self._close_transport()
