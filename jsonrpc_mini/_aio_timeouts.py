@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._aio_linger import LINGER
+from ._peer_names import aio_label
 
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
@@ -83,7 +84,7 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
             return  # the server is busy with what it received, not waiting for the peer: re-armed after
         opts, now = self._opts, self._loop.time()
         if self._started is not None and opts.read_timeout is not None and now >= self._started + opts.read_timeout:
-            log.info("message not completed within read_timeout; closing")
+            log.info("%s: message not completed within read_timeout; closing", aio_label(self._transport))
             self._give_up()
             return
         # Not idle either while the server holds reading paused (max_total_calls): a
@@ -92,10 +93,13 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
         idle = self.busy == 0 and self._started is None and (self._write_paused or self not in self._srv._blocked)
         if idle and opts.idle_timeout is not None and now >= self._last + opts.idle_timeout:
             if self._input_done:
-                log.info("replies of a closed connection not taken within idle_timeout; dropped")
+                log.info(
+                    "%s: replies of a closed connection not taken within idle_timeout; dropped",
+                    aio_label(self._transport),
+                )
                 self.abort()
             else:
-                log.info("connection idle for idle_timeout; closing")
+                log.info("%s: idle for idle_timeout; closing", aio_label(self._transport))
                 self._give_up()
             return
         self._arm()

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._aio_conn import ServerProtocol
 from ._aio_runner import log_destroy
+from ._peer_names import client_text
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
 from ._tcp_bind import bind_tcp_async, create_tcp_server
 from ._unix import bind_unix
@@ -167,6 +168,7 @@ class TlsGate:
     def __init__(self, server: RPCServer, sock: socket.socket, context: _ssl.SSLContext, timeout: float) -> None:
         self._srv = server
         self._sock = sock
+        self._client = client_text(sock)  # (for its log lines: a client that resets is no longer known)
         self._fd = sock.fileno()
         self._context = context
         self._loop = loop = asyncio.get_running_loop()
@@ -284,14 +286,14 @@ class TlsGate:
 
     def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.cancelled() and (exc := waiter.exception()) is not None:
-            log.info("TLS handshake failed: %s", exc)
+            log.info("TLS handshake with %s failed: %s", self._client, exc)
         if not self._handed:  # pragma: no cover - the connecting task was cancelled before it began
             self._sock.close()
         self._finish()
 
     def _refuse(self) -> None:
         self._stage = "refuse"
-        log.info("a client spoke plain text on a TLS port; answered and closed")
+        log.info("%s spoke plain text on a TLS port; answered and closed", self._client)
         line = refusal_line(TLS_REQUIRED)
         try:
             # A fresh connection's send buffer takes the one line at once.
@@ -323,7 +325,7 @@ class TlsGate:
     def _expire(self) -> None:
         self._timer = None
         if self._stage == "peek":
-            log.info("TLS port: no handshake within handshake_timeout; closed")
+            log.info("TLS port: no handshake from %s within handshake_timeout; closed", self._client)
             self._close()
 
     def _unwatch(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ._codec import ErrorObject, ErrorResponse, encode_message
 from ._framing import encode_frame
 from ._json import JsonCodec
+from ._peer_names import client_text
 from ._tls_transport import TlsTransport, tls_handshake
 from ._transport import Setup, Transport
 
@@ -96,16 +97,17 @@ def _handshake(
     error ``plain`` in plain text, after a bounded drain. ``timeout`` bounds the
     peek, and the handshake as a whole.
     """
+    client = client_text(conn)  # (a client that resets is no longer known by the socket)
     try:
         conn.settimeout(timeout)
         first = conn.recv(1, socket.MSG_PEEK)
         if first and not is_tls_start(first):
-            log.info("a client spoke plain text on a TLS port; answered and closed")
+            log.info("%s spoke plain text on a TLS port; answered and closed", client)
             refuse(conn, plain, drain=True)
             return None
         return tls_handshake(conn, context, timeout, server_side=True, send_timeout=send_timeout)
     except OSError as exc:  # (ssl.SSLError is an OSError)
-        log.info("TLS handshake failed: %s", exc)
+        log.info("TLS handshake with %s failed: %s", client, exc)
         conn.close()
         return None
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._codec import Notification, Request
+from ._peer_names import session_label
 from ._protocol import ServerConnection
 from ._session_calls import SessionCalls
 from ._session_read import SessionReader
@@ -127,7 +128,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         try:
             thread.start()
         except RuntimeError as exc:  # "can't start new thread"
-            log.warning("%s: could not start a thread: %s", self._name, exc)
+            log.warning("%s: could not start a thread: %s", session_label(self._name, self._transport), exc)
             return False
         # Counted once started (the new thread cannot end before we release the
         # condition): a count for a thread that never ran would keep the session open.
@@ -205,7 +206,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 self._transport = transport
             self._serve()
         except Exception:  # pragma: no cover - a bug in the driver; keep the server alive
-            log.exception("%s: connection handler failed", self._name)
+            log.exception("%s: connection handler failed", session_label(self._name, self._transport))
         finally:
             with self._cond:
                 self._threads -= 1
@@ -224,7 +225,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         try:
             self._run_notifications_left()
         except Exception:  # pragma: no cover - a bug in the driver; keep the server alive
-            log.exception("%s: connection handler failed", self._name)
+            log.exception("%s: connection handler failed", session_label(self._name, self._transport))
         finally:
             with self._cond:
                 self._busy -= 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._codec import Notification, Request, parse_request
+from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._transport import RECV_SIZE, Transport, feed_ready
 
@@ -84,7 +85,7 @@ class SessionReader:
                     return None
                 continue
             except OSError as exc:
-                log.debug("%s: read failed: %s", self._name, exc)
+                log.debug("%s: read failed: %s", session_label(self._name, self._transport), exc)
                 return None
             newline = data.find(b"\n")
             if 0 <= newline < len(data) - 1:
@@ -123,7 +124,7 @@ class SessionReader:
                     # as if the peer had closed after them (a reset, typically: a client that
                     # sent a notification and closed at once with SO_LINGER 0). Replies fail
                     # to send; the core then gives Closed, and the connection ends.
-                    log.debug("%s: read failed: %s", self._name, error)
+                    log.debug("%s: read failed: %s", session_label(self._name, self._transport), error)
                     proto.receive_data(b"")
 
     def _run_notifications_left(self) -> None:
@@ -203,12 +204,14 @@ class SessionReader:
 
     def _timed_out(self) -> bool:
         if self._proto.in_message:
-            log.info("%s: message not completed within read_timeout; closing", self._name)
+            log.info(
+                "%s: message not completed within read_timeout; closing", session_label(self._name, self._transport)
+            )
             return True
         if self._busy:
             self._idle_since = time.monotonic()  # calls still running: the connection is not idle
             return False
         if self._recv_timeout():
             return False  # a call ended meanwhile: its end restarted the idle time
-        log.info("%s: idle for idle_timeout; closing", self._name)
+        log.info("%s: idle for idle_timeout; closing", session_label(self._name, self._transport))
         return True

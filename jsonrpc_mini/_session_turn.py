@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._peer_names import session_label
 from ._transport import Transport
 from ._watch import Probe
 
@@ -183,7 +184,7 @@ class SessionTurns:
         there but takes no replies: the threads waiting to send theirs, or to read,
         must wake; what it sends meanwhile is not read), or an error of the transport.
         """
-        log.debug("%s: write failed: %s", self._name, exc)
+        log.debug("%s: write failed: %s", session_label(self._name, self._transport), exc)
         with self._cond:
             self._input_done = True
             self._reply_failed = True

@@ -1,0 +1,62 @@
+"""How the servers' log lines name a connection's peer (looked up when a line is logged, never per call)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+__all__ = ["address_text", "aio_label", "client_text", "session_label", "socket_peer"]
+
+
+def address_text(address: Any) -> str:
+    """``address`` (a socket's peer name) as text: ``127.0.0.1:5555``, ``[::1]:5555``, a Unix socket's path."""
+    if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(address, bytes):  # an abstract Unix socket name (Linux)
+        address = address.decode("utf-8", "backslashreplace")
+    if isinstance(address, str):
+        return f"unix:{address}" if address else "a Unix socket"  # (a client's own path is usually unbound)
+    return "an unknown peer"
+
+
+def socket_peer(transport: object) -> str | None:
+    """The peer of ``transport``'s socket (a SocketTransport's), as :func:`address_text`; None if it has none."""
+    sock = getattr(transport, "sock", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    try:
+        return address_text(sock.getpeername())
+    except OSError:  # closed, or the peer is gone
+        return None
+
+
+def session_label(name: str, transport: object) -> str:
+    """A sync server connection's name in its log lines: ``jsonrpc_mini-conn-3 (127.0.0.1:5555)``.
+
+    Only the name once the socket is closed or reset: the lines that may come then
+    (a failed read or write) are debug lines.
+    """
+    peer = socket_peer(transport)
+    return name if peer is None else f"{name} ({peer})"
+
+
+def client_text(sock: socket.socket) -> str:
+    """A client socket's peer for a log line: ``client 127.0.0.1:5555`` (``a client`` if it is gone).
+
+    Taken before a TLS handshake starts: once the client has reset the connection,
+    the socket no longer knows its peer.
+    """
+    try:
+        return f"client {address_text(sock.getpeername())}"
+    except OSError:
+        return "a client"
+
+
+def aio_label(transport: Any) -> str:
+    """An aio server connection's name in its log lines: ``connection from 127.0.0.1:5555``."""
+    try:
+        peer = transport.get_extra_info("peername") if transport is not None else None
+    except Exception:  # (a transport of the user's own)
+        peer = None
+    return "connection" if peer is None else f"connection from {address_text(peer)}"
