@@ -28,6 +28,7 @@ def check_kit_args(kit: str, server: object, faults: object, *, aio: bool) -> No
     ``kit`` names the kit in the message (``loopback``, ``AioLoopbackServer``, ...);
     the message says which kit takes the server that was given.
     """
+    __tracebackhide__ = True  # a usage error: pytest shows the user's call, not this check
     want, want_name, other, other_name = (
         (AioRPCServer, _AIO, RPCServer, _SYNC) if aio else (RPCServer, _SYNC, AioRPCServer, _AIO)
     )

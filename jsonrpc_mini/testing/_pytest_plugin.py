@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 DEFAULT_SEED = 0
 MARKER = "jsonrpc_faults"
 _PLAN_KEY = pytest.StashKey["FaultPlan"]()
+_GIVEN_PLANS_KEY = pytest.StashKey[list["FaultPlan"]]()  # plans passed as faults= to the factories
+_SEED_USED_KEY = pytest.StashKey[int]()
+_KITS_KEY = pytest.StashKey[list[contextlib.ExitStack]]()  # what the kit fixtures close at teardown
 _SEED_ERROR_KEY = pytest.StashKey[str]()
 _UNSET: Any = object()
 _DEFAULT_TIMEOUT = 10.0  # jsonrpc_mini.testing._loopback.DEFAULT_TIMEOUT
@@ -137,22 +140,50 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """Add the seed and the fault plan to the report of a failing test that used them."""
+    """Add the seed and the fault plans to the report of a failing test that used them.
+
+    The plans are the test's own (the marker's) and any other given as ``faults=`` to
+    ``jsonrpc_loopback`` or ``jsonrpc_server``; a test that used only ``jsonrpc_seed``
+    gets the replay command alone.
+    """
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    seed = item.stash.get(_SEED_USED_KEY, None)
+    if not report.failed or seed is None:
+        return
+    lines = []
     plan = item.stash.get(_PLAN_KEY, None)
-    if report.failed and plan is not None:
-        seed = _run_seed(item.config)
-        report.sections.append(
-            ("jsonrpc_mini", f"fault plan: {plan!r}\nreplay with: pytest --jsonrpc-seed={seed} {item.nodeid}")
-        )
+    if plan is not None:
+        lines.append(f"fault plan: {plan!r}")
+    lines.extend(f"fault plan given as faults=: {given!r}" for given in item.stash.get(_GIVEN_PLANS_KEY, []))
+    lines.append(f"replay with: pytest --jsonrpc-seed={seed} {item.nodeid}")
+    report.sections.append(("jsonrpc_mini", "\n".join(lines)))
+
+
+def _given_plan(request: pytest.FixtureRequest, plan: FaultPlan | None) -> None:
+    """Note a plan given as ``faults=`` that is not the test's, for the failure report."""
+    from ._plan import FaultPlan  # noqa: PLC0415 - see the note at the imports
+
+    given = request.node.stash.setdefault(_GIVEN_PLANS_KEY, [])
+    if isinstance(plan, FaultPlan) and plan != request.node.stash.get(_PLAN_KEY, None) and plan not in given:
+        given.append(plan)
+
+
+@contextlib.contextmanager
+def _kit_stack(request: pytest.FixtureRequest) -> Iterator[contextlib.ExitStack]:
+    """An ExitStack closed at the fixture's teardown, or earlier by ``jsonrpc_no_leaks``."""
+    with contextlib.ExitStack() as stack:
+        request.node.stash.setdefault(_KITS_KEY, []).append(stack)
+        yield stack
 
 
 @pytest.fixture
 def jsonrpc_seed(request: pytest.FixtureRequest) -> int:
     """The run's seed (``--jsonrpc-seed``, else ``JSONRPC_SEED``, else 0)."""
     __tracebackhide__ = True
-    return _run_seed(request.config)
+    seed = _run_seed(request.config)
+    request.node.stash[_SEED_USED_KEY] = seed
+    return seed
 
 
 @pytest.fixture
@@ -160,31 +191,39 @@ def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPl
     """The test's fault plan: from ``@pytest.mark.jsonrpc_faults(...)``, else none (seed only)."""
     from ._plan import FaultPlan  # noqa: PLC0415 - see the note at the imports
 
+    __tracebackhide__ = True
     fields: dict[str, Any] = {"seed": jsonrpc_seed}
     for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest marker wins
         if marker.args:
             raise TypeError(f"@pytest.mark.{MARKER} takes keyword arguments only (FaultPlan fields)")
         fields.update(marker.kwargs)
-    plan = FaultPlan(**fields)
+    try:
+        plan = FaultPlan(**fields)
+    except (TypeError, ValueError) as exc:  # name the marker, not the plugin's frame
+        del request.node.stash[_SEED_USED_KEY]  # no plan was made: nothing to replay
+        given = ", ".join(f"{key}={value!r}" for key, value in fields.items() if key != "seed" or value != jsonrpc_seed)
+        raise type(exc)(f"@pytest.mark.{MARKER}({given}): {exc}") from None
     request.node.stash[_PLAN_KEY] = plan
     return plan
 
 
 @pytest.fixture
-def jsonrpc_loopback(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCClient]]:
+def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCClient]]:
     """Factory: ``jsonrpc_loopback(server, faults=..., timeout=...)`` -> an in-memory RPCClient.
 
     ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
     """
     from ._loopback import loopback  # noqa: PLC0415 - see the note at the imports
 
-    with contextlib.ExitStack() as stack:
+    with _kit_stack(request) as stack:
         count = [0]
 
         def make(
             server: RPCServer, faults: FaultPlan | None = _UNSET, *, timeout: float | None = _DEFAULT_TIMEOUT, **kw: Any
         ) -> RPCClient:
+            __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
+            _given_plan(request, plan)
             count[0] += 1
             return stack.enter_context(loopback(server, plan, timeout=timeout, connection=count[0] - 1, **kw))
 
@@ -192,47 +231,52 @@ def jsonrpc_loopback(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCCli
 
 
 @pytest.fixture
-def jsonrpc_server(jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., LoopbackServer]]:
+def jsonrpc_server(
+    request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan
+) -> Iterator[Callable[..., LoopbackServer]]:
     """Factory: ``jsonrpc_server(server, faults=...)`` -> a started :class:`LoopbackServer`.
 
     ``faults`` defaults to the test's plan (the marker); every one is closed at teardown.
     """
     from ._proxy import LoopbackServer  # noqa: PLC0415 - see the note at the imports
 
-    with contextlib.ExitStack() as stack:
+    with _kit_stack(request) as stack:
 
         def make(server: RPCServer, faults: FaultPlan | None = _UNSET, **kw: Any) -> LoopbackServer:
+            __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
+            _given_plan(request, plan)
             return stack.enter_context(LoopbackServer(server, plan, **kw))
 
         yield make
 
 
 @pytest.fixture
-def jsonrpc_fake_socket() -> Iterator[Callable[..., FakeSocket]]:
+def jsonrpc_fake_socket(request: pytest.FixtureRequest) -> Iterator[Callable[..., FakeSocket]]:
     """Factory: ``jsonrpc_fake_socket(inbound, **options)`` -> a :class:`FakeSocket`, closed at teardown."""
     from ._fake_socket import FakeSocket  # noqa: PLC0415 - see the note at the imports
 
-    made: list[FakeSocket] = []
+    with _kit_stack(request) as stack:
 
-    def make(*args: Any, **kw: Any) -> FakeSocket:
-        sock = FakeSocket(*args, **kw)
-        made.append(sock)
-        return sock
+        def make(*args: Any, **kw: Any) -> FakeSocket:
+            sock = FakeSocket(*args, **kw)
+            stack.callback(sock.close)
+            return sock
 
-    yield make
-    for sock in made:
-        sock.close()
+        yield make
 
 
 @pytest.fixture
-def jsonrpc_no_leaks() -> Iterator[Resources]:
+def jsonrpc_no_leaks(request: pytest.FixtureRequest) -> Iterator[Resources]:
     """Fail the test if it leaves a new thread or file descriptor behind (checked at teardown).
 
-    List it before the other fixtures of the test, so that it is torn down after them.
+    The test's ``jsonrpc_loopback``, ``jsonrpc_server`` and ``jsonrpc_fake_socket`` are
+    closed first, whatever the order of the fixtures: they do not count as leaks.
     """
     from ._leaks import Resources  # noqa: PLC0415 - see the note at the imports
 
     before = Resources()
     yield before
+    for stack in reversed(request.node.stash.get(_KITS_KEY, [])):
+        stack.close()  # an ExitStack closes once: its fixture's own teardown then does nothing
     before.assert_no_leaks()

@@ -88,7 +88,41 @@ def test_no_leaks_fixture_passes_when_clean(jsonrpc_no_leaks, jsonrpc_loopback):
 @pytest.mark.jsonrpc_faults(max_chunk=3)
 def test_failure_shows_the_seed(jsonrpc_loopback):
     assert jsonrpc_loopback(make_server()).add(1, 2) == 4
+
+
+def test_no_leaks_listed_after_the_kits(jsonrpc_server, jsonrpc_loopback, jsonrpc_fake_socket, jsonrpc_no_leaks):
+    server = make_server()
+    assert jsonrpc_server(server).client().add(1, 1) == 2
+    assert jsonrpc_loopback(server).add(1, 1) == 2
+    jsonrpc_fake_socket([b"x"])
+
+
+def test_failure_with_the_seed_only(jsonrpc_seed):
+    assert jsonrpc_seed == 0
+
+
+@pytest.mark.jsonrpc_faults(max_chunk=3)
+def test_failure_with_a_plan_given_as_faults(jsonrpc_loopback):
+    client = jsonrpc_loopback(make_server(), faults=FaultPlan(seed=99, max_chunk=5))
+    assert client.add(1, 2) == 4
+
+
+@pytest.mark.jsonrpc_faults(max_chunks=2)
+def test_marker_with_a_typo(jsonrpc_loopback):
+    pass
+
+
+def test_kit_given_a_dict(jsonrpc_loopback):
+    jsonrpc_loopback(make_server(), faults={"max_chunk": 1})
 """
+
+
+def _report_of(run, name):
+    """The lines of ``name``'s failure or error report in a ``-v`` run's output."""
+    lines = run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("_") and f" {name} " in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("___", "===")))
+    return "\n".join(lines[start:end])
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +177,13 @@ def test_header_prints_the_seed(run):
         "test_server_factory_cleaned_up",
         "test_fake_socket_factory",
         "test_no_leaks_fixture_passes_when_clean",
+        # used to fail at teardown: the kits, torn down after jsonrpc_no_leaks, were its leaks
+        "test_no_leaks_listed_after_the_kits",
     ],
 )
 def test_fixtures_and_marker_work(run, name):
     assert f"test_user.py::{name} PASSED" in run.stdout, run.stdout + run.stderr
+    assert f"test_user.py::{name} ERROR" not in run.stdout, run.stdout  # nor at teardown
 
 
 def test_failure_report_names_seed_and_plan(run):
@@ -155,6 +192,37 @@ def test_failure_report_names_seed_and_plan(run):
     assert "fault plan: FaultPlan(seed=1234, max_chunk=3)" in run.stdout
     assert "replay with: pytest --jsonrpc-seed=1234" in run.stdout
     assert run.returncode == 1
+
+
+def test_failure_report_of_a_test_that_used_the_seed_only(run):
+    # used to have no jsonrpc_mini section: the replay command was shown only with a plan
+    report = _report_of(run, "test_failure_with_the_seed_only")
+    assert "replay with: pytest --jsonrpc-seed=1234 test_user.py::test_failure_with_the_seed_only" in report
+    assert "fault plan" not in report
+
+
+def test_failure_report_names_a_plan_given_as_faults(run):
+    # used to name only the marker's plan, which the test's client did not use
+    report = _report_of(run, "test_failure_with_a_plan_given_as_faults")
+    assert "fault plan: FaultPlan(seed=1234, max_chunk=3)" in report
+    assert "fault plan given as faults=: FaultPlan(seed=99, max_chunk=5)" in report
+
+
+def test_a_bad_marker_is_named_without_the_plugin_s_code(run):
+    # used to be FaultPlan's bare TypeError under the source of the plugin's fixture
+    report = _report_of(run, "test_marker_with_a_typo")
+    assert "TypeError: @pytest.mark.jsonrpc_faults(max_chunks=2): " in report
+    assert "unexpected keyword argument 'max_chunks'" in report
+    assert "def jsonrpc_faults" not in report
+    assert "replay with" not in report  # no plan was made
+
+
+def test_a_kit_usage_error_shows_the_user_s_call_not_the_check(run):
+    report = _report_of(run, "test_kit_given_a_dict")
+    assert "TypeError: loopback() takes a FaultPlan (or None) as faults, not dict" in report
+    assert "def check_kit_args" not in report
+    assert "def make" not in report
+    assert "given as faults=" not in report  # not a plan
 
 
 SEED_USER_TESTS = """
