@@ -48,6 +48,7 @@ MARKER = "jsonrpc_faults"
 _PLAN_KEY = pytest.StashKey["FaultPlan"]()
 _GIVEN_PLANS_KEY = pytest.StashKey[list["FaultPlan"]]()  # plans passed as faults= to the factories
 _SEED_USED_KEY = pytest.StashKey[int]()
+_MARKER_READ_KEY = pytest.StashKey[bool]()  # the jsonrpc_faults fixture ran, a plan made or not
 _KITS_KEY = pytest.StashKey[list[contextlib.ExitStack]]()  # what the kit fixtures close at teardown
 _SEED_ERROR_KEY = pytest.StashKey[str]()
 _UNSET: Any = object()
@@ -148,6 +149,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if report.when == "call":
+        _warn_unused_marker(item)
     seed = item.stash.get(_SEED_USED_KEY, None)
     if not report.failed or seed is None:
         return
@@ -158,6 +161,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     lines.extend(f"fault plan given as faults=: {given!r}" for given in item.stash.get(_GIVEN_PLANS_KEY, []))
     lines.append(f"replay with: pytest --jsonrpc-seed={seed} {item.nodeid}")
     report.sections.append(("jsonrpc_mini", "\n".join(lines)))
+
+
+def _warn_unused_marker(item: pytest.Item) -> None:
+    """Warn when the test's own ``jsonrpc_faults`` marker made no plan: it applied to nothing.
+
+    The marker reaches only the ``jsonrpc_faults`` fixture (and through it the plugin's
+    factories); a test calling ``loopback()`` or ``LoopbackServer`` itself would
+    otherwise pass without a single fault, its author believing it ran under them.
+    A marker on a class or module is meant for those of its tests that use the fixtures.
+    """
+    own = any(marker.name == MARKER for marker in getattr(item, "own_markers", ()))
+    if own and _MARKER_READ_KEY not in item.stash:
+        item.warn(
+            pytest.PytestWarning(
+                f"@pytest.mark.{MARKER} on {item.name} applied to nothing: its plan reaches only the "
+                "jsonrpc_loopback and jsonrpc_server fixtures (or jsonrpc_faults, to pass on as faults=), "
+                "and the test used none of them"
+            )
+        )
 
 
 def _given_plan(request: pytest.FixtureRequest, plan: FaultPlan | None) -> None:
@@ -192,6 +214,7 @@ def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPl
     from ._plan import FaultPlan  # noqa: PLC0415 - see the note at the imports
 
     __tracebackhide__ = True
+    request.node.stash[_MARKER_READ_KEY] = True
     fields: dict[str, Any] = {"seed": jsonrpc_seed}
     for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest marker wins
         if marker.args:

@@ -114,6 +114,14 @@ def test_marker_with_a_typo(jsonrpc_loopback):
 
 def test_kit_given_a_dict(jsonrpc_loopback):
     jsonrpc_loopback(make_server(), faults={"max_chunk": 1})
+
+
+@pytest.mark.jsonrpc_faults(max_chunk=1)
+def test_marker_without_a_kit_fixture():
+    from jsonrpc_mini.testing import loopback
+
+    with loopback(make_server()) as client:  # the marker's plan does not reach it
+        assert client.add(1, 2) == 3
 """
 
 
@@ -215,6 +223,15 @@ def test_a_bad_marker_is_named_without_the_plugin_s_code(run):
     assert "unexpected keyword argument 'max_chunks'" in report
     assert "def jsonrpc_faults" not in report
     assert "replay with" not in report  # no plan was made
+
+
+def test_a_marker_that_reaches_no_fixture_is_warned_about(run):
+    # used to pass silently: its author believed the test ran under the plan
+    assert "test_user.py::test_marker_without_a_kit_fixture PASSED" in run.stdout
+    warned = "PytestWarning: @pytest.mark.jsonrpc_faults on {} applied to nothing"
+    assert warned.format("test_marker_without_a_kit_fixture") in run.stdout
+    assert warned.format("test_marker_plan") not in run.stdout  # the fixtures took its plan
+    assert "applied to nothing" not in _report_of(run, "test_marker_with_a_typo")  # an error says it
 
 
 def test_a_kit_usage_error_shows_the_user_s_call_not_the_check(run):
