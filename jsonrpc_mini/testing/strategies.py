@@ -294,8 +294,10 @@ def fault_plans(*, breaking: bool = True, seeds: st.SearchStrategy[int] | None =
     same results through them as without them. With ``breaking=True`` (the default)
     they may also close, reset, half-close or stall the link after some bytes or in
     the middle of a frame: every call must then return the right value or raise
-    ``ConnectionLost``/``RPCTimeout`` (stalls need a client timeout). No plan here
-    adds latency, so examples stay fast.
+    ``ConnectionLost``/``RPCTimeout`` (stalls need a client timeout), or ``ParseError``
+    when a half-close of the client's direction cut its request short (the server
+    answers the partial value with -32700, id null). No plan here adds latency, so
+    examples stay fast.
     """
     seed = st.integers(min_value=0, max_value=2**32 - 1) if seeds is None else seeds
     directions = _breaking_faults() if breaking else _chunking_faults()
