@@ -357,12 +357,15 @@ class ServerProtocol(ScanningProtocol):
                 srv.turn_taken(self)
         srv._unblock()
 
-    def _feed_backlog(self) -> None:
-        """Give every byte not yet given to the core to its framer."""
+    def _feed_backlog(self, more: bytes = b"") -> None:
+        """Give every byte not yet given to the core to its framer, then ``more`` (bytes read after them)."""
         backlog = self._backlog
         if backlog is not None:
             self._backlog = None
             self._proto.receive_data(backlog[self._bpos :] if self._bpos else backlog)
+            self._events = True
+        if more:
+            self._proto.receive_data(more)
             self._events = True
 
     def _pause(self) -> None:

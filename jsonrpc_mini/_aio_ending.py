@@ -8,10 +8,44 @@ has gone (its requests not started yet are dropped, its notifications run). ``Se
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
 
-__all__ = ["EndingProtocol"]
+__all__ = ["EndingProtocol", "unread_bytes"]
+
+_READ = 256 * 1024
+
+
+def unread_bytes(transport: asyncio.BaseTransport | None, limit: int) -> bytes:
+    """What the peer sent that asyncio has not read, read now without waiting (up to about ``limit`` bytes).
+
+    For a peer that has gone: its socket is still open then (asyncio closes it
+    after ``connection_lost``), and the bytes it sent before it went wait there
+    while reading is paused (at the call limit), or when a write failed before
+    asyncio's reader ran. Nothing over TLS (those bytes are records only the SSL
+    layer could read) or without a socket (the test kit's memory links).
+    """
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return b""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return b""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        fd = sock.fileno()
+        while total < limit:
+            data = os.read(fd, _READ)  # (non-blocking: BlockingIOError once nothing is left)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+    except OSError:  # nothing waits, a reset, or closed already
+        pass
+    return b"".join(chunks)
 
 
 class EndingProtocol(WritingProtocol):
@@ -23,8 +57,8 @@ class EndingProtocol(WritingProtocol):
     _backlog: bytes | None  # received, not yet given to the core (see ServerProtocol)
     _events: bool  # the core may hold events (see ServerProtocol)
 
-    def _feed_backlog(self) -> None:
-        """Give every byte not yet given to the core to its framer (``ServerProtocol``'s)."""
+    def _feed_backlog(self, more: bytes = b"") -> None:
+        """Give every byte not yet given to the core to its framer, then ``more`` (``ServerProtocol``'s)."""
         raise NotImplementedError
 
     def _peer_gone(self) -> None:
@@ -37,7 +71,8 @@ class EndingProtocol(WritingProtocol):
         run its notification members and skip the rest: ``_run_batch``). So do
         the notifications among the bytes received and not taken yet (API.md: a
         notification runs even if its sender closes right after): they all go to
-        the core now (nothing more is read), and the pump goes on taking its
+        the core now, with what the socket holds still (``unread_bytes``: at the
+        call limit reading was paused), and the pump goes on taking its
         events within the call limits, skipping requests, until none is left
         (then input is done: ``ServerProtocol._pump``); a message left incomplete
         is dropped.
@@ -46,7 +81,7 @@ class EndingProtocol(WritingProtocol):
             return
         self._gone = True
         if not self._input_done:
-            self._feed_backlog()
+            self._feed_backlog(unread_bytes(self._transport, self._opts.max_message_size))
             if not self._events:
                 self._input_done = True  # (nothing received is left to take)
             self._read_paused = True  # (never resumed: an ended call pumps, see _ended)
