@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 
@@ -16,6 +17,40 @@ def _open_fds() -> set[int] | None:
         return None
     # The listing's own directory handle is in it but closed by now: drop it.
     return {fd for fd in listed if os.path.lexists(f"/proc/self/fd/{fd}")}
+
+
+def _address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:  # (host, port, ...)
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, bytes):  # an abstract Unix name
+        return repr(address)
+    return str(address) or "unbound"
+
+
+def _socket_detail(fd: int) -> str:
+    """Which socket ``fd`` is (`` (TCP 127.0.0.1:40000 -> 127.0.0.1:5000)``), so a leak can be traced; "" if unknown."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))  # a duplicate: closing it leaves fd alone
+    except OSError:  # not a socket after all, or no fd left to duplicate into
+        return ""
+    with sock:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            kind = {socket.SOCK_STREAM: "TCP", socket.SOCK_DGRAM: "UDP"}.get(sock.type, sock.type.name)
+        else:
+            kind = "Unix" if sock.family == getattr(socket, "AF_UNIX", None) else sock.family.name
+            kind += "" if sock.type == socket.SOCK_STREAM else f" {sock.type.name}"
+        try:
+            local = _address(sock.getsockname())
+        except OSError:
+            return f" ({kind})"
+        try:
+            return f" ({kind} {local} -> {_address(sock.getpeername())})"
+        except OSError:
+            pass  # not connected
+        if sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_ACCEPTCONN", 30)):
+            return f" ({kind} listening on {local})"
+        return f" ({kind} {local}, not connected)"
 
 
 class Resources:
@@ -44,7 +79,8 @@ class Resources:
                     target = os.readlink(f"/proc/self/fd/{fd}")
                 except OSError:
                     continue  # closed while we looked (e.g. the listdir handle itself)
-                found.append(f"fd {fd} -> {target}")
+                detail = _socket_detail(fd) if target.startswith("socket:") else ""
+                found.append(f"fd {fd} -> {target}{detail}")
         return found
 
     def assert_no_leaks(self, timeout: float = 5.0) -> None:
