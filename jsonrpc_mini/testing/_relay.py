@@ -14,12 +14,16 @@ for it, as an RST on a real link arrives after the bytes sent before it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import select
 import socket
 import threading
 import time
 from typing import NamedTuple
 
+from .._socket_waits import HAVE_POLL
 from .._transport import SocketTransport, Transport
 from ._eager import EagerReader
 from ._end_faults import abort_transport, shutdown_write, was_reset
@@ -36,6 +40,20 @@ _JOIN = 5.0  # s: how long closing waits for a thread (connecting to the server 
 # holds for the other end (the plan's delays) before it resets that end anyway.
 _FLUSH = 5.0
 _CHUNK = 64 * 1024
+
+
+def _writable(sock: socket.socket, wake: socket.socket, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for room to write to ``sock`` (or an error on it), or for ``wake``.
+
+    True if there is room (or an error); OSError if either socket was closed meanwhile.
+    """
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLOUT)
+        poller.register(wake, select.POLLIN)
+    except ValueError as exc:  # (closed meanwhile, by another thread)
+        raise OSError(errno.EBADF, "the socket is closed") from exc
+    return any(fd == sock.fileno() for fd, _ in poller.poll(timeout * 1000.0))
 
 
 def _close_now(transport: Transport) -> None:
@@ -89,6 +107,10 @@ class _Relay:
         self._lock = threading.Lock()
         self._fin_sent: set[socket.socket] = set()  # the sockets a direction half-closed
         self._reset_met: set[socket.socket] = set()  # the sockets a write found reset (by their peer)
+        # A reset or close() ended the relay (both sockets closed): no send waits for room any
+        # more. It wakes the waiting sends through the pair, made by the first that waits.
+        self._ended = False
+        self._wake: tuple[socket.socket, socket.socket] | None = None
         try:
             self._start(base, upstream, plan, index)
         except BaseException:  # (a thread that could not start): stop those that did
@@ -171,7 +193,7 @@ class _Relay:
         write took it, the read here gets EOF, which resets too (``was_reset`` tells it
         from a close before that write's failure is recorded, on Linux).
         """
-        label, source, sink, far, read_end, write_end = direction[:6]
+        label, source, _sink, far, read_end, write_end = direction[:6]
         try:
             while not self.stopping:
                 try:
@@ -199,7 +221,7 @@ class _Relay:
                         shutdown_write(far.inner if isinstance(far, FaultyTransport) else far)  # (no 2nd delay)
                     return
                 try:
-                    sink.send(data)
+                    self._send(direction.write_sock, data)
                 except (ConnectionResetError, BrokenPipeError) as exc:
                     if self._broken():  # (the plan closed the link: its ends are closed, not reset)
                         raise
@@ -209,6 +231,46 @@ class _Relay:
         except (OSError, ValueError) as exc:
             log.debug("proxy %s ended: %s", label, exc)
             _close_now(far)
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        """Write all of ``data`` to ``sock`` (``sink``'s socket), in order; OSError once the relay ended.
+
+        A send blocked on an end whose peer reads nothing holds its socket: closing it
+        (a reset passed on or the plan's, closing the relay) left the kernel's socket
+        open until that send returned, once the peer had read enough, and only then
+        did the RST leave; closing the relay could not end the thread either. So each
+        send is non-blocking, and a wait for room ends when the relay ends (a reset
+        or close() wakes it, see :meth:`_end_waits`; a socket closed otherwise is seen
+        at the next ``_POLL``): it stops, and the kernel lets the socket go at once.
+        """
+        if not HAVE_POLL:  # pragma: no cover - no poll() (Windows): a blocking send
+            sock.sendall(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            view = view[sent:]
+            if not view:
+                return
+            with self._lock:
+                if not self._ended and self._wake is None:
+                    self._wake = socket.socketpair()
+                wake = None if self._ended else self._wake
+            while wake is None or not _writable(sock, wake[0], _POLL):
+                if wake is None or self._ended or sock.fileno() < 0:
+                    raise OSError(errno.EBADF, "the proxy ended this connection while a send waited for room")
+
+    def _end_waits(self) -> None:
+        """Wake the sends waiting for room (after a reset or close() closed the sockets): they stop."""
+        with self._lock:
+            self._ended = True
+            wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake[1].send(b"x")
 
     def _reset_after_flush(self, direction: _Direction) -> None:
         """Writing to ``sink`` met its reset: reset ``source``'s end once the bytes held for it are through.
@@ -249,6 +311,7 @@ class _Relay:
             return
         abort_transport(first)
         abort_transport(then)
+        self._end_waits()  # (a send waiting on either end holds its socket: the RST leaves once it ends)
 
     def close(self) -> None:
         """Stop both threads and both readers, close both sockets, at once (no ``close_delay``)."""
@@ -260,6 +323,11 @@ class _Relay:
             self.up.close()
         for reader in self.readers:
             reader.close()
+        self._end_waits()
+        with self._lock:
+            wake, self._wake = self._wake, None
+        for sock in wake or ():
+            sock.close()  # (a send still waiting on it wakes: its poll sees the close, or fails at once)
 
     def join(self, timeout: float) -> bool:
         """Wait for both threads (and the readers'), ``timeout`` seconds in all; True if they ended."""

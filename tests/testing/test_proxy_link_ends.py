@@ -240,18 +240,19 @@ def test_a_reset_met_by_writing_reaches_the_other_end_after_the_bytes_before_it(
     aborted: list[object] = []
     real_abort = _relay.abort_transport
 
-    class Gated(_relay.SocketTransport):
-        def send(self, data: bytes) -> None:
-            if threading.current_thread().name == f"jsonrpc_mini-proxy-0-{GIVEN[side]}":
-                entered.set()
-                gate.wait(WAIT)
-            super().send(data)
+    real_send = _relay._Relay._send
+
+    def gated(relay: _relay._Relay, sock: socket.socket, data: bytes) -> None:
+        if threading.current_thread().name == f"jsonrpc_mini-proxy-0-{GIVEN[side]}":
+            entered.set()
+            gate.wait(WAIT)
+        real_send(relay, sock, data)
 
     def abort(transport: _relay.Transport) -> None:
         aborted.append(transport)
         real_abort(transport)
 
-    monkeypatch.setattr(_relay, "SocketTransport", Gated)
+    monkeypatch.setattr(_relay._Relay, "_send", gated)
     monkeypatch.setattr(_relay, "abort_transport", abort)
     with linked(plan) as (ends, kit):
         ends[side].sendall(EARLY)
@@ -300,25 +301,28 @@ def gate_client_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event,
     gate, failed = threading.Event(), threading.Event()
     made: list[_relay.SocketTransport] = []
 
+    real_send = _relay._Relay._send
+
     class Gated(_relay.SocketTransport):
         def recv(self, max_bytes: int, timeout: float | None) -> bytes:
             if self is made[0]:  # (the client's end: the first the relay makes)
                 gate.wait(WAIT)
             return super().recv(max_bytes, timeout)
 
-        def send(self, data: bytes) -> None:
-            try:
-                super().send(data)
-            except ConnectionError:
-                failed.set()
-                raise
-
     def made_one(sock: socket.socket) -> _relay.SocketTransport:
         transport = Gated(sock)
         made.append(transport)
         return transport
 
+    def send(relay: _relay._Relay, sock: socket.socket, data: bytes) -> None:
+        try:
+            real_send(relay, sock, data)
+        except ConnectionError:
+            failed.set()
+            raise
+
     monkeypatch.setattr(_relay, "SocketTransport", made_one)
+    monkeypatch.setattr(_relay._Relay, "_send", send)
     return gate, failed
 
 
@@ -403,7 +407,7 @@ def blocked_writing_to_the_client(kit: LoopbackServer) -> bool:
         return False
     thread = next((t for t in threading.enumerate() if t.name == "jsonrpc_mini-proxy-0-s2c"), None)
     frame = None if thread is None or thread.ident is None else sys._current_frames().get(thread.ident)
-    return frame is not None and frame.f_code.co_name == "send"
+    return frame is not None and frame.f_code.co_name in ("_send", "_writable")
 
 
 def send_until_closed(sock: socket.socket, data: bytes) -> None:
