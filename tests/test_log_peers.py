@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -28,6 +29,15 @@ def _closed_by_server(sock: socket.socket) -> None:
         pass
 
 
+def _served(kind: str, caplog: pytest.LogCaptureFixture, **options: Any) -> Any:
+    """A sync or aio server serving on 127.0.0.1 (``ssl=`` goes to start), its INFO lines captured."""
+    caplog.set_level(logging.INFO, logger="jsonrpc_mini")
+    ssl_context = options.pop("ssl", None)
+    if kind == "sync":
+        return serving(RPCServer(**options), ssl=ssl_context)
+    return aio_server_in_thread(aio.RPCServer(**options), ssl=ssl_context)
+
+
 def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "jsonrpc_mini" and text in r.getMessage()]
 
@@ -43,12 +53,10 @@ def _wait_for_line(caplog: pytest.LogCaptureFixture, text: str) -> None:
 def test_an_idle_connection_closed_is_logged_with_its_client_address(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="jsonrpc_mini")
-    if kind == "sync":
-        context: Any = serving(RPCServer(idle_timeout=0.2))
-    else:
-        context = aio_server_in_thread(aio.RPCServer(idle_timeout=0.2))
-    with context as address, socket.create_connection(address[:2], timeout=WAIT) as sock:
+    with (
+        _served(kind, caplog, idle_timeout=0.2) as address,
+        socket.create_connection(address[:2], timeout=WAIT) as sock,
+    ):
         port = sock.getsockname()[1]
         _closed_by_server(sock)
     (line,) = _lines(caplog, "idle for idle_timeout")
@@ -62,13 +70,7 @@ def test_an_idle_connection_closed_is_logged_with_its_client_address(
 def test_a_plain_client_on_a_tls_port_is_logged_with_its_address(
     kind: str, caplog: pytest.LogCaptureFixture, contexts: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="jsonrpc_mini")
-    server_ctx, _ = contexts
-    if kind == "sync":
-        context: Any = serving(RPCServer(), ssl=server_ctx)
-    else:
-        context = aio_server_in_thread(aio.RPCServer(), ssl=server_ctx)
-    with context as address, socket.create_connection(address[:2], timeout=WAIT) as sock:
+    with _served(kind, caplog, ssl=contexts[0]) as address, socket.create_connection(address[:2], timeout=WAIT) as sock:
         port = sock.getsockname()[1]
         sock.sendall(b'{"jsonrpc":"2.0","method":"x","id":1}\n')
         _closed_by_server(sock)
@@ -80,14 +82,8 @@ def test_a_plain_client_on_a_tls_port_is_logged_with_its_address(
 def test_a_failed_tls_handshake_is_logged_with_its_client_address(
     kind: str, caplog: pytest.LogCaptureFixture, contexts: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="jsonrpc_mini")
-    server_ctx, _ = contexts
-    if kind == "sync":
-        context: Any = serving(RPCServer(), ssl=server_ctx)
-    else:
-        context = aio_server_in_thread(aio.RPCServer(), ssl=server_ctx)
-    untrusting = __import__("ssl").create_default_context()  # trusts no test CA: the handshake fails
-    with context as address, socket.create_connection(address[:2], timeout=WAIT) as sock:
+    untrusting = ssl.create_default_context()  # trusts no test CA: the handshake fails
+    with _served(kind, caplog, ssl=contexts[0]) as address, socket.create_connection(address[:2], timeout=WAIT) as sock:
         port = sock.getsockname()[1]
         with pytest.raises(OSError):
             untrusting.wrap_socket(sock, server_hostname="127.0.0.1", do_handshake_on_connect=True)
