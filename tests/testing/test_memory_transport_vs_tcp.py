@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from _aio_support import WAIT, run, spin_until
+from _memory_tcp_support import BIG, KINDS, Events, Warned, both, connected, ends, small_send_buffer
 
 from jsonrpc_mini._aio_linger import drop
 from jsonrpc_mini.testing import FaultPlan
@@ -27,114 +26,6 @@ pytestmark = [
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.timeout(60),
 ]
-
-KINDS = ("tcp", "memory")
-BIG = 4 * 2**20  # more than the kernel holds while the reader pauses (the writer's send buffer made small)
-
-
-class Events(asyncio.Protocol):
-    """Records what the transport tells its protocol, in order (consecutive data merged)."""
-
-    def __init__(self, keep_open: bool = True) -> None:
-        self.keep_open = keep_open
-        self.events: list[tuple[Any, ...]] = []
-        self.data = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self.got_eof = asyncio.Event()
-        self.resumed = asyncio.Event()
-        self.on_eof: Callable[[], None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-        if self.events and self.events[-1][0] == "data":
-            self.events[-1] = ("data", self.events[-1][1] + len(data))
-        else:
-            self.events.append(("data", len(data)))
-
-    def eof_received(self) -> bool:
-        self.events.append(("eof",))
-        self.got_eof.set()
-        if self.on_eof is not None:
-            self.on_eof()
-        return self.keep_open
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.events.append(("lost", None if exc is None else type(exc).__name__))
-        self.lost.set_result(exc)
-
-    def pause_writing(self) -> None:
-        assert self.transport is not None
-        self.events.append(
-            ("pause", self.transport.get_write_buffer_size() > self.transport.get_write_buffer_limits()[1])
-        )
-
-    def resume_writing(self) -> None:
-        assert self.transport is not None
-        self.events.append(
-            ("resume", self.transport.get_write_buffer_size() <= self.transport.get_write_buffer_limits()[0])
-        )
-        self.resumed.set()
-
-
-@asynccontextmanager
-async def connected(kind: str, a: Events, b: Events, plan: FaultPlan | None = None) -> AsyncIterator[None]:
-    """``a`` and ``b`` joined over ``kind``; on exit both ends are closed and gone (bounded)."""
-    if kind == "memory":
-        _, _, link = memory_link(a, b, plan)
-        try:
-            yield
-        finally:
-            for p in (a, b):
-                assert p.transport is not None
-                p.transport.close()
-            await link.wait_closed(WAIT)
-            await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
-        return
-    assert plan is None
-    loop = asyncio.get_running_loop()
-    accepted = loop.create_future()
-
-    def factory() -> Events:
-        accepted.set_result(None)
-        return b
-
-    server = await loop.create_server(factory, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
-        await asyncio.wait_for(loop.create_connection(lambda: a, "127.0.0.1", port), WAIT)
-        await asyncio.wait_for(accepted, WAIT)
-    finally:
-        server.close()
-        await server.wait_closed()
-    try:
-        yield
-    finally:
-        for p in (a, b):
-            assert p.transport is not None
-            p.transport.close()
-        await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
-
-
-def ends(a: Events, b: Events) -> tuple[asyncio.Transport, asyncio.Transport]:
-    assert a.transport is not None and b.transport is not None
-    return a.transport, b.transport
-
-
-def small_send_buffer(transport: asyncio.Transport) -> None:
-    """Over TCP, have the kernel take little of what is written (asyncio then buffers the rest)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-
-
-def both(scenario: Callable[[str], Any]) -> dict[str, Any]:
-    """What ``scenario`` observed over each kind of connection."""
-    return {kind: run(lambda kind=kind: scenario(kind)) for kind in KINDS}  # type: ignore[misc]
 
 
 def test_write_buffer_limits_are_computed_and_checked_as_asyncio_does() -> None:
@@ -348,17 +239,6 @@ def test_writing_to_an_end_that_closed_fails_at_the_second_write() -> None:
     assert seen["tcp"][-3] == "BrokenPipeError(32, 'Broken pipe')"
     assert seen["tcp"][:-3] == [(False, 0), (True, 0), (True, 0), (True, 0), (True, 0), (True, 0), (True, 1), (True, 2)]
     assert seen["tcp"][-2:] == [[("eof",), ("lost", "BrokenPipeError")], ["socket.send() raised exception."]]
-
-
-class Warned(logging.Handler):
-    """The messages of the WARNING records it is given."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
 
 
 def test_pause_and_resume_reading_and_is_reading() -> None:
