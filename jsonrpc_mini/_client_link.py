@@ -309,6 +309,8 @@ class _Link(_RequestSender):
             else:
                 self._write(data, deadline, waiter.method, True, call_timeout)
         except ConnectionLost as exc:
+            if isinstance(waiter.error, ConnectionLost):  # fail_all's: its cause is what broke the link
+                raise waiter.error from waiter.error.__cause__
             if waiter.error is not None:
                 # The server answered this call before it closed (see _read_last_words).
                 raise waiter.error from exc

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 import pytest
 from _driver_helpers import WAIT
 
-from jsonrpc_mini import ConnectionLost, RPCClient, aio
+from jsonrpc_mini import ConnectionLost, RPCClient, SocketTransport, aio
+from jsonrpc_mini.testing import FakeSocket
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,3 +142,18 @@ def test_aio_a_later_call_s_cause_has_no_traceback() -> None:
 
     with ending_server(reset=True) as (host, port):
         asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+@pytest.mark.parametrize("taken", [0, 5])
+def test_a_failed_send_is_the_cause_of_the_call(timeout: float | None, taken: int) -> None:
+    # The lone call's send path raised the link's ConnectionLost "from" the one its
+    # write had made, so __cause__ was another ConnectionLost, not the broken pipe.
+    sock = FakeSocket([], eof=False, fail_send_after=taken, send_error=BrokenPipeError(32, "Broken pipe"))
+    with RPCClient(transport=SocketTransport(sock), timeout=timeout) as client:
+        with pytest.raises(ConnectionLost, match="Broken pipe") as info:
+            client.call("add", 1, 2)
+        assert isinstance(info.value.__cause__, BrokenPipeError), repr(info.value.__cause__)
+        with pytest.raises(ConnectionLost) as later:
+            client.call("add", 1, 2)
+        assert isinstance(later.value.__cause__, BrokenPipeError), repr(later.value.__cause__)
