@@ -90,7 +90,8 @@ class MemoryTransport(asyncio.Transport):
 
     It answers as asyncio's TCP transport does on what a protocol can observe:
     ``write()`` takes bytes-like data only (TypeError) and raises RuntimeError after
-    ``write_eof()``; after ``close()`` or ``abort()`` writes are dropped,
+    ``write_eof()``; after ``close()``, ``abort()`` or a lost connection writes are
+    dropped (each from the fifth logs "socket.send() raised exception."),
     ``is_closing()`` is true, ``is_reading()`` false, and the protocol's
     ``connection_lost`` comes from the loop, never from inside the call;
     ``set_write_buffer_limits`` computes and checks the marks as asyncio does and
@@ -111,7 +112,8 @@ class MemoryTransport(asyncio.Transport):
     ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
     ``close()`` ends this end on the next loop round (``connection_lost``) even with
     bytes still queued for a peer that is not reading (they reach it when it reads),
-    where TCP waits for asyncio's buffer to drain: an ``abort()`` after it drops nothing.
+    where TCP waits for asyncio's buffer to drain: an ``abort()`` after it drops nothing,
+    and writes after it are dropped silently (TCP sends them).
     """
 
     def __init__(self, name: str, peer: str | None = None) -> None:
@@ -185,6 +187,8 @@ class MemoryTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
+        if not self.get_write_buffer_size():
+            self._conn_lost = 1  # as asyncio: lost at once, later writes are counted (and logged)
         if self.out is not None:
             self.out.finish()
         if self.inbound is not None:
@@ -196,6 +200,7 @@ class MemoryTransport(asyncio.Transport):
         if self._lost:
             return
         self._closing = True
+        self._conn_lost = self._conn_lost or 1
         loop = asyncio.get_running_loop()
         if self.out is not None:
             link = self.out.link
@@ -278,6 +283,8 @@ class MemoryTransport(asyncio.Transport):
             return
         self._lost = True
         self._closing = True
+        if exc is not None:
+            self._conn_lost = self._conn_lost or 1
         self._reading.set()
         if self.inbound is not None:
             self.inbound.stop()

@@ -330,7 +330,8 @@ def test_close_ends_the_end_at_once_though_bytes_wait_for_a_paused_peer() -> Non
 
     connection_lost comes with everything still queued (TCP: once asyncio's buffer has
     drained); the bytes reach the peer when it reads, and an abort() after the close
-    drops none of them.
+    drops none of them. Writes after that close are dropped without a warning (TCP
+    still sends them).
     """
 
     async def main() -> None:
@@ -340,7 +341,17 @@ def test_close_ends_the_end_at_once_though_bytes_wait_for_a_paused_peer() -> Non
             tb.pause_reading()
             ta.write(b"q" * BIG)
             ta.close()
-            assert await asyncio.wait_for(a.lost, WAIT) is None
+            warned = Warned()
+            logging.getLogger("asyncio").addHandler(warned)
+            try:
+                for _ in range(7):
+                    ta.write(b"z")
+                assert await asyncio.wait_for(a.lost, WAIT) is None
+                for _ in range(7):
+                    ta.write(b"z")
+            finally:
+                logging.getLogger("asyncio").removeHandler(warned)
+            assert warned.messages == []
             assert ta.get_write_buffer_size() == BIG
             ta.abort()
             tb.resume_reading()

@@ -1,0 +1,70 @@
+"""MemoryTransport vs asyncio TCP (127.0.0.1): what follows the end of a connection.
+
+As in test_memory_transport_vs_tcp.py, each scenario runs over both and the
+observations must agree, plus the TCP values pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from _aio_support import WAIT
+from _memory_tcp_support import Events, Warned, both, connected, ends
+
+from jsonrpc_mini._aio_linger import drop
+
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.timeout(60),
+]
+
+
+async def _writes_logged(transport: asyncio.Transport, count: int) -> list[int]:
+    """Write ``count`` times (a few loop rounds apart): the warnings logged so far after each."""
+    warned = Warned()
+    logging.getLogger("asyncio").addHandler(warned)
+    try:
+        seen = []
+        for _ in range(count):
+            transport.write(b"w" * 10)
+            seen.append(len(warned.messages))
+            for _ in range(2):
+                await asyncio.sleep(0)
+    finally:
+        logging.getLogger("asyncio").removeHandler(warned)
+    assert set(warned.messages) <= {"socket.send() raised exception."}
+    return seen
+
+
+@pytest.mark.parametrize("ending", ["close", "abort", "reset by the peer", "closed on the peer's EOF"])
+def test_writes_after_the_end_are_counted_and_logged_from_the_fifth(ending: str) -> None:
+    # asyncio's TCP transport counts the connection lost as soon as it is closed with
+    # nothing buffered, aborted, or lost to an error (_conn_lost), and from then on
+    # drops writes and logs each from the fifth. MemoryTransport dropped them all
+    # silently (this test failed: no warning at all).
+    async def scenario(kind: str) -> list[Any]:
+        a, b = Events(keep_open=ending != "closed on the peer's EOF"), Events(keep_open=False)
+        async with connected(kind, a, b):
+            ta, tb = ends(a, b)
+            if ending == "close":
+                ta.close()
+            elif ending == "abort":
+                ta.abort()
+            elif ending == "reset by the peer":
+                drop(tb)  # SO_LINGER 0 then abort(): a reset (MemoryTransport's abort() is one)
+                await asyncio.wait_for(a.lost, WAIT)
+            else:
+                tb.close()
+                await asyncio.wait_for(a.lost, WAIT)
+            seen: list[Any] = [await _writes_logged(ta, 7)]
+            seen.append(type(await asyncio.wait_for(a.lost, WAIT)).__name__)
+        return seen
+
+    seen = both(scenario)
+    assert seen["memory"] == seen["tcp"]
+    lost = "ConnectionResetError" if ending == "reset by the peer" else "NoneType"
+    assert seen["tcp"] == [[0, 0, 0, 0, 1, 2, 3], lost]
