@@ -143,12 +143,21 @@ class LoopbackServer:
                 # (and a test can read ``connections``) before this thread runs again.
                 index = self._count
                 self._count += 1
-                try:
-                    relay = _Relay(conn, self.direct_address, self._plan, index)
-                except Exception:  # (its threads stopped, the connection closed): go on accepting
-                    log.exception("LoopbackServer: cannot relay connection %d", index)
-                    continue
-                self._relays.append(relay)
+            # Not under the lock: the relay connects to the server (up to _JOIN seconds
+            # where its backlog is full), and client() and close() would wait for it.
+            try:
+                relay = _Relay(conn, self.direct_address, self._plan, index)
+            except Exception:  # (its threads stopped, the connection closed): go on accepting
+                log.exception("LoopbackServer: cannot relay connection %d", index)
+                continue
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._relays.append(relay)
+            if closed:  # close() ran meanwhile and would not close this one
+                relay.close()
+                relay.join(_JOIN)
+                return
 
     @property
     def connections(self) -> int:
