@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import errno
 import io
+import os
 import socket
 import threading
 from collections.abc import Iterable
@@ -20,6 +21,31 @@ ScriptItem = bytes | bytearray | BaseException | type[BaseException]
 # A recv that would block for ever in blocking mode fails after this long instead,
 # so a test with too short a script fails rather than hangs.
 MAX_BLOCK = 10.0
+
+
+# What the kernel says with these errors: a bare ``ConnectionResetError`` in a script
+# made the client's message end in nothing ("add: connection lost: ").
+_ERRNO: dict[type[BaseException], int] = {
+    BrokenPipeError: errno.EPIPE,
+    ConnectionResetError: errno.ECONNRESET,
+    ConnectionAbortedError: errno.ECONNABORTED,
+    ConnectionRefusedError: errno.ECONNREFUSED,
+}
+
+
+def _as_raised(error: BaseException | type[BaseException]) -> BaseException | type[BaseException]:
+    """``error`` as a real socket raises it: one of the classes above with its errno and text.
+
+    ``TimeoutError`` reads "timed out", as a socket's timeout does; an instance, or any
+    other class, is raised as given.
+    """
+    if isinstance(error, type):
+        code = _ERRNO.get(error)
+        if code is not None:
+            return error(code, os.strerror(code))
+        if error is TimeoutError:
+            return TimeoutError("timed out")
+    return error
 
 
 def _checked(items: Iterable[ScriptItem]) -> list[ScriptItem]:
@@ -49,7 +75,8 @@ class FakeSocket:
     ``send`` call. ``max_send`` (an integer of at least 1) makes ``send`` accept at
     most that many bytes (partial writes; ``sendall`` loops), and after
     ``fail_send_after`` (an integer >= 0) bytes in all ``send`` raises
-    ``send_error`` (default BrokenPipeError); counting them takes the same time
+    ``send_error`` (default BrokenPipeError; a class among the socket errors is
+    raised with the kernel's errno and text, as in the script); counting them takes the same time
     however many writes came before (even ``max_send=1``). Both may be changed
     later (``sock.max_send = 2``); a bad value, given or set, raises ValueError
     naming the option.
@@ -167,7 +194,7 @@ class FakeSocket:
             item = self._script[0]
             if isinstance(item, BaseException) or (isinstance(item, type) and issubclass(item, BaseException)):
                 self._script.popleft()
-                raise item
+                raise _as_raised(item)
             if bufsize == 0:
                 return b""
             data = bytes(item)
@@ -203,7 +230,7 @@ class FakeSocket:
             if self._fail_send_after is not None:
                 room = self._fail_send_after - self._taken
                 if room <= 0:
-                    raise self.send_error
+                    raise _as_raised(self.send_error)
                 size = min(size, room)
             self.writes.append(bytes(data[:size]))
             self._taken += size

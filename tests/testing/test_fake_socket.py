@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 
@@ -283,3 +284,47 @@ def test_bytes_like_items_and_exceptions_are_taken():
         sock.recv(5)
     with pytest.raises(TimeoutError):
         sock.recv(5)
+
+
+# An exception class in the script (README's example: ConnectionResetError) or the
+# default send_error was raised bare: "add: connection lost: " with nothing after it.
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (BrokenPipeError, errno.EPIPE),
+        (ConnectionResetError, errno.ECONNRESET),
+        (ConnectionAbortedError, errno.ECONNABORTED),
+        (ConnectionRefusedError, errno.ECONNREFUSED),
+    ],
+)
+def test_an_error_class_is_raised_with_the_kernel_s_errno_and_text(error, code):
+    sock = FakeSocket([error], fail_send_after=0, send_error=error)
+    for action in (lambda: sock.recv(10), lambda: sock.send(b"x")):
+        with pytest.raises(error) as info:
+            action()
+        assert info.value.errno == code
+        assert str(info.value) == f"[Errno {code}] {os.strerror(code)}"
+
+
+def test_a_timeout_class_reads_timed_out_and_instances_are_raised_as_given():
+    given = ConnectionResetError("my own words")
+    sock = FakeSocket([TimeoutError, given, ValueError])
+    with pytest.raises(TimeoutError, match=r"^timed out$"):
+        sock.recv(10)
+    with pytest.raises(ConnectionResetError) as info:
+        sock.recv(10)
+    assert info.value is given
+    with pytest.raises(ValueError, match=r"^$"):
+        sock.recv(10)
+
+
+def test_the_readme_s_reset_names_the_reset_in_the_client_s_error():
+    sock = FakeSocket([REPLY, ConnectionResetError])
+    client = RPCClient(transport=SocketTransport(sock), timeout=1)
+    assert client.add(1, 2) == 3
+    with pytest.raises(ConnectionLost, match=r"^add: connection lost: \[Errno 104\] Connection reset by peer$"):
+        client.add(1, 2)
+    sock = FakeSocket(fail_send_after=0)  # the default send_error, BrokenPipeError
+    client = RPCClient(transport=SocketTransport(sock), timeout=1)
+    with pytest.raises(ConnectionLost, match=r"sending: \[Errno 32\] Broken pipe$"):
+        client.add(1, 2)
