@@ -145,8 +145,9 @@ class LoopbackServer:
                 self._count += 1
             # Not under the lock: the relay connects to the server (up to _JOIN seconds
             # where its backlog is full), and client() and close() would wait for it.
+            # close() wakes the connect (it joins this thread) through _wake_r.
             try:
-                relay = _Relay(conn, self.direct_address, self._plan, index)
+                relay = _Relay(conn, self.direct_address, self._plan, index, self._wake_r)
             except Exception:  # (its threads stopped, the connection closed): go on accepting
                 log.exception("LoopbackServer: cannot relay connection %d", index)
                 continue

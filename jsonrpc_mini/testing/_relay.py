@@ -29,6 +29,7 @@ from ._eager import EagerReader
 from ._end_faults import abort_transport, shutdown_write, was_reset
 from ._faults import FaultyTransport
 from ._plan import FaultPlan, LinkState
+from ._upstream import Woken, connect
 
 __all__ = ["_Relay"]
 
@@ -92,7 +93,14 @@ class _Relay:
     chunks in flight together wait out their delays together, as on ``loopback()``'s pipe.
     """
 
-    def __init__(self, down: socket.socket, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
+    def __init__(
+        self,
+        down: socket.socket,
+        upstream: tuple[str, int],
+        plan: FaultPlan | None,
+        index: int,
+        wake: socket.socket | None = None,  # (readable once the kit is closing: the connect gives up)
+    ) -> None:
         self.stopping = False
         self.up: Transport | None = None
         base = SocketTransport(down)
@@ -112,22 +120,32 @@ class _Relay:
         self._ended = False
         self._wake: tuple[socket.socket, socket.socket] | None = None
         try:
-            self._start(base, upstream, plan, index)
+            self._start(base, upstream, plan, index, wake)
         except BaseException:  # (a thread that could not start): stop those that did
             self.close()
             self.join(_JOIN)
             raise
 
-    def _start(self, base: SocketTransport, upstream: tuple[str, int], plan: FaultPlan | None, index: int) -> None:
+    def _start(
+        self,
+        base: SocketTransport,
+        upstream: tuple[str, int],
+        plan: FaultPlan | None,
+        index: int,
+        wake: socket.socket | None,
+    ) -> None:
         link = None if plan is None else LinkState(plan, index)
         if plan is not None:
             reader = EagerReader(base, f"jsonrpc_mini-proxy-{index}-client-reader")
             self.readers.append(reader)
             self.down = FaultyTransport(reader, plan, side="server", link=link)
         try:
-            up = socket.create_connection(upstream, timeout=_JOIN)
+            up = connect(upstream, _JOIN, wake)
             self.up = up_end = SocketTransport(up)  # (set first: close() closes it)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except Woken:  # (the kit is closing: the client's connection is closed with the rest)
+            self.close()
+            return
         except OSError as exc:
             # The client's connect was accepted already (by the kernel, before the proxy
             # could try the server): a reset is the closest to the refusal it would get
