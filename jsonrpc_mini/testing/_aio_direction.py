@@ -68,6 +68,7 @@ class Direction:
         self._due = 0.0  # when the last chunk sent arrives
         self._faulted = False  # a step with a fault is in flight: nothing more is sent
         self.eof = False
+        self._reset: ConnectionResetError | None = None  # what follows the bytes instead of the EOF
         self.ended = False
         self.dropping = False  # the kit is leaving: what the plan delays is dropped, not waited for
         self._wake = asyncio.Event()
@@ -86,9 +87,14 @@ class Direction:
             self.buf += data
             self._wake.set()
 
-    def finish(self) -> None:
-        """The source end closed its side: deliver EOF after the queued bytes."""
+    def finish(self, reset: ConnectionResetError | None = None) -> None:
+        """The source end closed its side: deliver EOF after the queued bytes.
+
+        ``reset``: the end closed with bytes it had not read; the link breaks with
+        ``reset`` instead of the EOF (TCP's RST), the source end spared.
+        """
         self.eof = True
+        self._reset = reset
         self._wake.set()
 
     def stop(self) -> None:
@@ -189,7 +195,10 @@ class Direction:
         if self.link.plan.close_delay:
             await asyncio.sleep(self.link.plan.close_delay)
         self.ended = True
-        self.dst.deliver_eof()
+        if self._reset is not None:
+            self.link.break_link(self._reset, self.src)
+        else:
+            self.dst.deliver_eof()
 
     async def _fault(self, step: Step) -> None:
         self.ended = True

@@ -101,7 +101,8 @@ class MemoryTransport(asyncio.Transport):
     plan's ``close_delay``: the EOF), sends the first write (into the void: TCP's
     peer answers it with a reset), and the next fails: ``connection_lost`` with
     ``BrokenPipeError``, and each write from the fifth after it logs "socket.send()
-    raised exception." on asyncio's logger.
+    raised exception." on asyncio's logger; ``close()`` with bytes from the peer not
+    read yet resets the peer after what it was sent (TCP's RST), no EOF.
 
     Deliberate differences: bytes are queued until the peer's protocol takes them
     (no kernel buffer takes them first), so ``get_write_buffer_size()`` counts
@@ -183,14 +184,19 @@ class MemoryTransport(asyncio.Transport):
         return True
 
     def close(self) -> None:
-        """Send what is queued, then EOF; the protocol's connection_lost follows."""
+        """Send what is queued, then EOF; the protocol's connection_lost follows.
+
+        With bytes from the peer not read yet (a paused protocol, bytes in flight),
+        a reset follows them instead of the EOF, as a TCP socket closed so sends RST.
+        """
         if self._closing:
             return
         self._closing = True
         if not self.get_write_buffer_size():
             self._conn_lost = 1  # as asyncio: lost at once, later writes are counted (and logged)
         if self.out is not None:
-            self.out.finish()
+            unread = self.inbound is not None and self.inbound.queued > 0
+            self.out.finish(ConnectionResetError(f"{self.name}: connection reset by peer") if unread else None)
         if self.inbound is not None:
             self.inbound.stop()
         asyncio.get_running_loop().call_soon(self.lose, None)

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from _aio_support import WAIT
+from _aio_support import WAIT, spin_until
 from _memory_tcp_support import Events, Warned, both, connected, ends
 
 from jsonrpc_mini._aio_linger import drop
@@ -68,3 +68,55 @@ def test_writes_after_the_end_are_counted_and_logged_from_the_fifth(ending: str)
     assert seen["memory"] == seen["tcp"]
     lost = "ConnectionResetError" if ending == "reset by the peer" else "NoneType"
     assert seen["tcp"] == [[0, 0, 0, 0, 1, 2, 3], lost]
+
+
+@pytest.mark.parametrize("before", ["nothing", "a reply"])
+def test_closing_with_unread_bytes_resets_the_peer(before: str) -> None:
+    # A TCP socket closed with bytes it has not read sends a reset, not a FIN: the
+    # peer reads what was sent before, then ECONNRESET (no EOF). MemoryTransport's
+    # peer read an EOF, and only its second write after it failed (BrokenPipeError):
+    # this test failed.
+    async def scenario(kind: str) -> list[Any]:
+        a, b = Events(), Events()
+        async with connected(kind, a, b):
+            ta, tb = ends(a, b)
+            tb.pause_reading()  # b does not read what a sends
+            ta.write(b"unread")
+            for _ in range(10):  # (over TCP the bytes reach b's socket meanwhile)
+                await asyncio.sleep(0)
+            if before == "a reply":
+                tb.write(b"reply")
+            tb.close()
+            seen: list[Any] = [type(await asyncio.wait_for(a.lost, WAIT)).__name__]
+            await asyncio.wait_for(b.lost, WAIT)
+            seen += [a.events, b.events, bytes(a.data), bytes(b.data)]
+        return seen
+
+    seen = both(scenario)
+    assert seen["memory"] == seen["tcp"]
+    replied = before == "a reply"
+    assert seen["tcp"] == [
+        "ConnectionResetError",
+        [("data", 5), ("lost", "ConnectionResetError")] if replied else [("lost", "ConnectionResetError")],
+        [("lost", None)],
+        b"reply" if replied else b"",
+        b"",
+    ]
+
+
+def test_closing_after_reading_everything_sends_an_eof() -> None:
+    """The control: nothing unread, so a plain close (FIN) and the peer reads EOF."""
+
+    async def scenario(kind: str) -> list[Any]:
+        a, b = Events(), Events()
+        async with connected(kind, a, b):
+            ta, tb = ends(a, b)
+            ta.write(b"read")
+            await spin_until(lambda: b.data == b"read")
+            tb.close()
+            await asyncio.wait_for(a.got_eof.wait(), WAIT)
+            await asyncio.wait_for(b.lost, WAIT)
+            return [list(a.events), b.events]
+
+    seen = both(scenario)
+    assert seen["memory"] == seen["tcp"] == [[("eof",)], [("data", 4), ("lost", None)]]
