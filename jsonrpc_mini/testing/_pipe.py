@@ -11,6 +11,7 @@ once a time has come. Every wait is bounded by the caller's timeout.
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import threading
 import time
@@ -73,8 +74,10 @@ class PipeTransport:
                 raise OSError(f"{self.name}: send on a closed transport")
             if self._out.reset:
                 raise ConnectionResetError(f"{self.name}: connection reset")
-            if self._out.writer_done or self._out.reader_gone:
-                raise BrokenPipeError(f"{self.name}: the connection is closed for writing")
+            if self._out.writer_done:
+                raise BrokenPipeError(errno.EPIPE, f"{self.name}: this end shut down writing")
+            if self._out.reader_gone:  # (the client's error quoted this as "closed for writing")
+                raise BrokenPipeError(errno.EPIPE, f"{self.name}: the peer closed the connection")
             if data:
                 self._out.segments.append((max(due, time.monotonic()), bytes(data)))
                 self._cond.notify_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 
@@ -9,8 +10,8 @@ import pytest
 from _driver_helpers import drain, wait_for
 from _kits_support import CountedWaits
 
-from jsonrpc_mini import Transport
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, pipe_pair
+from jsonrpc_mini import ConnectionLost, RPCServer, Transport
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, FaultyTransport, loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -64,6 +65,30 @@ def test_pipe_half_close_both_ways():
     with pytest.raises(BrokenPipeError):
         b.send(b"x")
     assert a.recv(10, 1.0) == b""
+
+
+def test_pipe_broken_pipe_says_which_end_ended_writing():
+    # Both read "the connection is closed for writing": a loopback() client whose
+    # server shut down got "connection lost while sending: loopback[a]: the
+    # connection is closed for writing", as if the client had closed it.
+    a, b = pipe_pair("kv")
+    b.close()
+    with pytest.raises(BrokenPipeError, match=r"kv\[a\]: the peer closed the connection") as peer:
+        a.send(b"x")
+    a.shutdown_write()  # (now both: this end's own shutdown is named first)
+    with pytest.raises(BrokenPipeError, match=r"kv\[a\]: this end shut down writing") as own:
+        a.send(b"x")
+    assert peer.value.errno == own.value.errno == errno.EPIPE
+
+
+def test_a_loopback_client_whose_server_shut_down_names_the_peer():
+    server = RPCServer()
+    server.register_function(lambda: 1, name="one")
+    with loopback(server, timeout=5) as client:
+        assert client.one() == 1
+        server.shutdown()
+        with pytest.raises(ConnectionLost, match="the peer closed the connection"):
+            client.one()
 
 
 def test_pipe_abort_resets_both_ends():
