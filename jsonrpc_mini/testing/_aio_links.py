@@ -109,7 +109,9 @@ class MemoryTransport(asyncio.Transport):
     everything not yet delivered; ``abort()`` resets the peer (it gets
     ``ConnectionResetError``), as a TCP socket closed with SO_LINGER 0 does (what this
     library's drivers do when they drop a connection), where a plain asyncio TCP
-    ``abort()`` may send the queued bytes and an EOF; there is no
+    ``abort()`` may send the queued bytes and an EOF, and drops every byte the peer
+    has not taken, written in the same loop round or not, right after ``close()``
+    too (TCP's peer has those in its kernel and reads them first); there is no
     ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
     ``close()`` ends this end on the next loop round (``connection_lost``) even with
     bytes still queued for a peer that is not reading (they reach it when it reads),

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from _aio_support import WAIT, spin_until
+from _aio_support import WAIT, run, spin_until
 from _memory_tcp_support import Events, Warned, both, connected, ends
 
 from jsonrpc_mini._aio_linger import drop
@@ -120,3 +120,47 @@ def test_closing_after_reading_everything_sends_an_eof() -> None:
 
     seen = both(scenario)
     assert seen["memory"] == seen["tcp"] == [[("eof",)], [("data", 4), ("lost", None)]]
+
+
+# -- the memory link alone -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["write", "write, close"])
+def test_abort_drops_every_byte_not_delivered_yet(first: str) -> None:
+    """A deliberate difference: ``abort()`` drops all the peer has not taken, then resets it.
+
+    Over TCP the bytes written before in the same loop round are in the peer's
+    kernel already: with ``drop()`` (SO_LINGER 0) the peer reads them, then
+    ECONNRESET; a plain ``abort()`` right after a ``close()`` that left nothing in
+    asyncio's buffer does nothing (the peer reads them and an EOF), as it does one
+    round later here too (``connection_lost`` has come: the last case).
+    """
+
+    async def main() -> list[Any]:
+        a, b = Events(), Events(keep_open=False)
+        async with connected("memory", a, b):
+            ta, _ = ends(a, b)
+            ta.write(b"hello")
+            if first == "write, close":
+                ta.close()
+            ta.abort()
+            await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
+            return [a.events, b.events, bytes(b.data)]
+
+    assert run(main) == [[("lost", None)], [("lost", "ConnectionResetError")], b""]
+
+
+def test_abort_once_the_close_is_done_does_nothing() -> None:
+    async def main() -> list[Any]:
+        a, b = Events(), Events(keep_open=True)
+        async with connected("memory", a, b):
+            ta, tb = ends(a, b)
+            ta.write(b"hello")
+            ta.close()
+            await asyncio.wait_for(asyncio.gather(a.lost, b.got_eof.wait()), WAIT)
+            ta.abort()  # (a reset would reach b before its own close below)
+            tb.close()
+            await asyncio.wait_for(b.lost, WAIT)
+            return [a.events, b.events]
+
+    assert run(main) == [[("lost", None)], [("data", 5), ("eof",), ("lost", None)]]
