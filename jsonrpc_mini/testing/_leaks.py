@@ -85,6 +85,7 @@ class Resources:
 
     def assert_no_leaks(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` seconds for new threads and fds to go; AssertionError if some stay."""
+        __tracebackhide__ = True  # a verdict on the test: pytest shows the test, not this loop
         deadline = time.monotonic() + timeout
         while True:
             found = self.leaks()

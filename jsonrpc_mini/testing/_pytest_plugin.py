@@ -298,6 +298,7 @@ def jsonrpc_no_leaks(request: pytest.FixtureRequest) -> Iterator[Resources]:
     """
     from ._leaks import Resources  # noqa: PLC0415 - see the note at the imports
 
+    __tracebackhide__ = True
     before = Resources()
     yield before
     for stack in reversed(request.node.stash.get(_KITS_KEY, [])):

@@ -14,6 +14,7 @@ from jsonrpc_mini.testing import Resources
 pytestmark = pytest.mark.timeout(120)
 
 USER_TESTS = """
+import socket
 import threading
 
 import pytest
@@ -114,6 +115,13 @@ def test_marker_with_a_typo(jsonrpc_loopback):
 
 def test_kit_given_a_dict(jsonrpc_loopback):
     jsonrpc_loopback(make_server(), faults={"max_chunk": 1})
+
+
+KEPT = []
+
+
+def test_a_leak(jsonrpc_no_leaks):
+    KEPT.append(socket.socket())
 
 
 @pytest.mark.jsonrpc_faults(max_chunk=1)
@@ -232,6 +240,15 @@ def test_a_marker_that_reaches_no_fixture_is_warned_about(run):
     assert warned.format("test_marker_without_a_kit_fixture") in run.stdout
     assert warned.format("test_marker_plan") not in run.stdout  # the fixtures took its plan
     assert "applied to nothing" not in _report_of(run, "test_marker_with_a_typo")  # an error says it
+
+
+def test_a_leak_is_reported_without_the_kit_s_code(run):
+    # used to show the fixture's and Resources.assert_no_leaks' source above the verdict
+    report = _report_of(run, "test_a_leak")
+    assert "AssertionError: left behind: fd " in report
+    assert "(TCP 0.0.0.0:0, not connected)" in report
+    assert "def jsonrpc_no_leaks" not in report
+    assert "def assert_no_leaks" not in report
 
 
 def test_a_kit_usage_error_shows_the_user_s_call_not_the_check(run):
