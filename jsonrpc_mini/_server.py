@@ -287,7 +287,7 @@ class RPCServer(Registry):
         deadline = time.monotonic() + self.options.shutdown_grace
         for session in sessions:
             own = 1 if session is me else 0
-            while session.busy > own and time.monotonic() < deadline:
+            while session.busy_now() > own and time.monotonic() < deadline:
                 time.sleep(0.005)
         for session in sessions:
             if session is me:

@@ -142,12 +142,22 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         """Calls running now on this connection, plus one while requests already received are taken.
 
         Between two requests that arrived together no call runs for a moment, but
-        the next is on its way: shutdown() must not close the connection then.
+        the next is on its way: shutdown() must not close the connection then. Once
+        draining, the same holds for requests held in the transport behind calls at
+        ``max_concurrent_calls``: the thread reading next counts until it has found
+        nothing more without waiting (see _read_event). Without the lock, a read may
+        fall inside a counted call's end and its thread's turn to read (one step under
+        the lock, _call_ended): shutdown() reads :meth:`busy_now`.
         """
         # The turn's holder counts once: running a call with the turn lent, sending its
         # reply (_lent holds the token, or the 0), or taking requests.
         held = self._lent or (self._reading and (self._check_events or self._queued))
         return self._busy + (1 if held else 0)
+
+    def busy_now(self) -> int:
+        """``busy`` read under the session's lock (not to be held by the caller): shutdown()'s poll."""
+        with self._lock:
+            return self.busy
 
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on."""
@@ -324,6 +334,11 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                         pass  # taken: the call is counted (the way below)
                     else:
                         solo = True
+                        if self.draining:
+                            # Before the 0 goes: this thread reads next, counted in busy until
+                            # it has taken what waits (requests held back at the limit get
+                            # -32000 instead of a close; see _read_event).
+                            self._check_events = True
                         if probe is not None:
                             probe.since = None  # (the turn is ours alone: nobody else stamps)
                         try:
@@ -349,6 +364,8 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                     try:
                         take_back(1)
                         solo = True
+                        if self.draining:
+                            self._check_events = True  # (as for a small reply, above)
                         if probe is not None:
                             probe.since = None
                     except ValueError:

@@ -37,6 +37,7 @@ class SessionReader:
     _name: str
     _busy: int
     _closing: bool
+    draining: bool
     _idle_since: float
     _message_started: float | None
     _check_events: bool
@@ -66,7 +67,14 @@ class SessionReader:
                         return None
                     self._message_started = None
                     return event.message if isinstance(event, Call) else event
-                self._check_events = False
+                if self.draining:
+                    # Kept True: busy counts this thread until a read without waiting
+                    # finds nothing (below). At max_concurrent_calls nobody read the
+                    # requests sent behind the calls; shutdown() must not close the
+                    # connection under them (README: they get -32000, notifications run).
+                    fresh = False
+                else:
+                    self._check_events = False
             if self._closing:
                 return None
             if fresh and self._framer_empty:
@@ -77,14 +85,20 @@ class SessionReader:
                 timeout = self._opts.idle_timeout
                 fresh = False
             else:
-                timeout = self._recv_timeout()
+                timeout = 0.0 if self._check_events else self._recv_timeout()  # (True: draining, above)
             try:
                 data = self._transport.recv(RECV_SIZE, timeout)
-            except TimeoutError:
-                if self._timed_out():
-                    return None
-                continue
             except OSError as exc:
+                if self._check_events:
+                    # Draining, nothing waits (TimeoutError; BlockingIOError from a transport
+                    # of the user's own): the read that waits is not counted in busy. (An
+                    # error of the transport's: that read meets it again.)
+                    self._check_events = False
+                    continue
+                if isinstance(exc, TimeoutError):
+                    if self._timed_out():
+                        return None
+                    continue
                 log.debug("%s: read failed: %s", session_label(self._name, self._transport), exc)
                 return None
             newline = data.find(b"\n")

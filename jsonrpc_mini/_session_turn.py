@@ -69,6 +69,8 @@ class SessionTurns:
     _input_done: bool
     _close_when_idle: bool
     _reply_failed: bool
+    _check_events: bool
+    draining: bool
     _spawn: Callable[[], bool]
     _close_transport: Callable[[], None]
 
@@ -115,6 +117,10 @@ class SessionTurns:
                 reader = self._reading = self._busy < opts.max_concurrent_calls
                 if reader:
                     self._lent = mine
+                    if self.draining:
+                        # Counted in busy (under the lock, with this call's end) until this
+                        # thread has taken what waits: see Session.busy, _read_event.
+                        self._check_events = True
             if probe is not None and (reader or not self._reading):
                 # This thread reads now, or nobody does (so nobody runs a call with the
                 # turn). Else the turn's holder may have stamped its own call.
