@@ -236,6 +236,7 @@ def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) 
 
     ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
     """
+    from ._kit_args import check_kit_args  # noqa: PLC0415 - see the note at the imports
     from ._loopback import loopback  # noqa: PLC0415 - see the note at the imports
 
     with _kit_stack(request) as stack:
@@ -247,6 +248,7 @@ def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) 
             __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
             _given_plan(request, plan)
+            check_kit_args("loopback", server, plan, aio=False)  # (here: a refusal shows the test's call only)
             count[0] += 1
             return stack.enter_context(loopback(server, plan, timeout=timeout, connection=count[0] - 1, **kw))
 
@@ -261,6 +263,7 @@ def jsonrpc_server(
 
     ``faults`` defaults to the test's plan (the marker); every one is closed at teardown.
     """
+    from ._kit_args import check_kit_args  # noqa: PLC0415 - see the note at the imports
     from ._proxy import LoopbackServer  # noqa: PLC0415 - see the note at the imports
 
     with _kit_stack(request) as stack:
@@ -269,6 +272,7 @@ def jsonrpc_server(
             __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
             _given_plan(request, plan)
+            check_kit_args("LoopbackServer", server, plan, aio=False)
             return stack.enter_context(LoopbackServer(server, plan, **kw))
 
         yield make
