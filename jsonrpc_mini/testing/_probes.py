@@ -226,6 +226,8 @@ def echo_large(p: Probe) -> Outcome:
     data = dumps({"jsonrpc": "2.0", "method": p.echo_method, "params": [payload], "id": 24})
     conn.send(data, p.chunks(len(data), 7))
     resp = _response(conn.read())
+    if not _same(resp["id"], 24):  # (a client would never match the reply to its call)
+        raise ProbeFailed(f"expected id 24 in the reply to {p.echo_method}, got {resp['id']!r}")
     if resp.get("result") != payload:
         raise ProbeFailed(f"{p.echo_method} did not return its {len(payload)}-character argument: {_short(resp)}")
     return "pass", f"a {len(data)}-byte payload echoed exactly (1..7-byte writes)"

@@ -9,6 +9,11 @@ Now that probe fails with a detail, the other probes run and the report is print
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socketserver
+import threading
+
 import pytest
 from _fixed_reply_server import answering
 
@@ -72,3 +77,37 @@ def test_any_other_exception_in_a_probe_fails_that_probe_named(monkeypatch: pyte
         report = check(*address, timeout=2)
     assert [(r.name, r.status) for r in report.results] == [("broken", "fail"), ("fine", "pass")]
     assert report.results[0].detail == "the probe could not handle a reply: KeyError: 'surprise' [seed 0]"
+
+
+class _EchoWithTextIds(socketserver.StreamRequestHandler):
+    """Echoes ``echo``'s argument with the id turned into a string; -32601 (id kept) otherwise."""
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.rfile:
+                request = json.loads(line)
+                if isinstance(request, dict) and request.get("method") == "echo":
+                    reply = {"jsonrpc": "2.0", "id": str(request["id"]), "result": request["params"][0]}
+                else:
+                    error = {"code": -32601, "message": "Method not found"}
+                    reply = {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+def test_echo_large_fails_a_reply_with_another_id() -> None:
+    # It checked the result only: an echo that came back with id "24" for 24 passed,
+    # though no client would match that reply to its call.
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoWithTextIds)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        host, port = srv.server_address[:2]
+        report = check(str(host), int(port), timeout=2, echo_method="echo", only=["echo-large"])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+    (result,) = report.results
+    assert result.status == "fail", report.render()
+    assert "expected id 24 in the reply to echo, got '24'" in result.detail
