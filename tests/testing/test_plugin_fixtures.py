@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,16 @@ def test_fake_socket_factory_closes_at_teardown(jsonrpc_fake_socket):
 
 def test_nothing_left_running_by_earlier_fixture_tests():
     assert not [t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-proxy")]
+
+
+@pytest.mark.jsonrpc_faults(max_chunk=1, latency=0.001)
+class TestMarkersCombine:
+    """README: the module's, class's and test's markers combine field by field, the closest winning."""
+
+    @pytest.mark.jsonrpc_faults(max_chunk=3, awkward_splits=True)
+    def test_the_closest_marker_wins_field_by_field(self, jsonrpc_faults, jsonrpc_seed):
+        assert jsonrpc_faults == FaultPlan(seed=jsonrpc_seed, max_chunk=3, awkward_splits=True, latency=0.001)
+
+    def test_the_readme_says_so(self):
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+        assert "class and test combined field by field, the closest one's value\nwinning" in readme
