@@ -36,9 +36,10 @@ class FaultyTransport(_FaultyReads):
     ``SocketTransport`` it has ``send_within(data, timeout)``, with which the client
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
-    The plan's ``close_delay`` holds a close both ways: ``close()`` (``shutdown_write()``)
-    waits it out before the peer sees it, and ``recv`` returns the peer's EOF that long
-    after it came.
+    The plan's ``close_delay`` holds a close both ways: the peer sees ``close()`` that
+    long later (in flight over a ``call_at`` transport, the pipe: ``close()`` returns at
+    once; elsewhere it waits it out, as ``shutdown_write()`` does), and ``recv``
+    returns the peer's EOF that long after it came.
     Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
     has), a chunk's delay is its time in flight and the writer does not wait for it,
     nor for the ``connect_delay`` (bytes sent before the connection is up leave when it is);
@@ -217,15 +218,22 @@ class FaultyTransport(_FaultyReads):
         return TimeoutError(f"the send did not finish within its time under the fault plan ({what}); {self.plan!r}")
 
     def close(self) -> None:
-        """Close (after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent.
+        """Close (reaching the peer after the plan's ``close_delay``); wakes a blocked ``recv``. Idempotent.
 
-        Over a link the plan closed or reset already there is nothing left to reach
-        the peer: no wait (a client failing its calls on it does not wait either).
+        Over a transport that can run an action later (``call_at``: the in-memory
+        pipe) the close travels in flight and this returns at once, as a socket's
+        close does; elsewhere it waits the delay out first. Over a link the plan
+        closed or reset already there is nothing left to reach the peer: no delay
+        (a client failing its calls on it does not wait either).
         """
         if self._closed.is_set():
             return
         self._closed.set()
         if self.plan.close_delay and self.link.broken is None:
+            call_at = getattr(self.inner, "call_at", None)
+            if call_at is not None:
+                call_at(time.monotonic() + self.plan.close_delay, self.inner.close, keep=True)
+                return
             time.sleep(self.plan.close_delay)
         self.inner.close()
 

@@ -27,7 +27,7 @@ class _Channel:
 
     def __init__(self) -> None:
         # (when, what): a fault a plan sent after the segments, done once it arrives
-        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.timers: list[tuple[float, Callable[[], None], bool]] = []  # (due, action, kept at drop_in_flight)
         # (when it arrives: may be read, its bytes); a segment waits for the ones before it all the same
         self.segments: collections.deque[tuple[float, bytes]] = collections.deque()
         self.writer_done = False  # the reader gets EOF once the segments are read
@@ -82,15 +82,17 @@ class PipeTransport:
                 self._out.segments.append((max(due, time.monotonic()), bytes(data)))
                 self._cond.notify_all()
 
-    def call_at(self, due: float, action: Callable[[], None]) -> None:
+    def call_at(self, due: float, action: Callable[[], None], *, keep: bool = False) -> None:
         """Run ``action`` once ``time.monotonic()`` passes ``due`` (in flight until then).
 
         For a fault plan's close, reset or half-close sent after bytes still in
         flight: it happens when they arrive. It runs in whichever thread uses the pair
         next (a read waiting on either end wakes for it), holding the pair's lock.
+        ``keep``: ``drop_in_flight`` leaves it (an end's own close held for the plan's
+        ``close_delay``: it still reaches the peer then).
         """
         with self._cond:
-            self._out.timers.append((due, action))
+            self._out.timers.append((due, action, keep))
             self._out.timers.sort(key=lambda timer: timer[0])
             self._cond.notify_all()
 
@@ -165,7 +167,7 @@ class PipeTransport:
                     for _ in range(len(segments) - index):
                         segments.pop()
                     break
-            self._out.timers = [timer for timer in self._out.timers if timer[0] <= now]  # (a fault too)
+            self._out.timers = [timer for timer in self._out.timers if timer[0] <= now or timer[2]]  # (a fault too)
             self._cond.notify_all()
 
     def shutdown_write(self) -> None:
