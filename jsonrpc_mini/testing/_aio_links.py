@@ -102,7 +102,9 @@ class MemoryTransport(asyncio.Transport):
     peer answers it with a reset), and the next fails: ``connection_lost`` with
     ``BrokenPipeError``, and each write from the fifth after it logs "socket.send()
     raised exception." on asyncio's logger; ``close()`` with bytes from the peer not
-    read yet resets the peer after what it was sent (TCP's RST), no EOF.
+    read yet resets the peer after what it was sent (TCP's RST), no EOF; a protocol
+    that paused reading hears the peer's EOF or reset once it resumes (or, a reset,
+    when it writes).
 
     Deliberate differences: bytes are queued until the peer's protocol takes them
     (no kernel buffer takes them first), so ``get_write_buffer_size()`` counts
@@ -131,6 +133,8 @@ class MemoryTransport(asyncio.Transport):
         self._conn_lost = 0  # writes since the connection was found lost (as asyncio's TCP transport counts)
         self._into_void = False  # a write went to an end that had closed (the next one fails)
         self._eof_in = False  # the peer's EOF reached this end (its close, after close_delay)
+        self._eof_held = False  # ... while our protocol paused reading: it reads it once it resumes
+        self._reset_held: ConnectionResetError | None = None  # a reset that came meanwhile (read or write: lost)
         self._eof = False
         self._reading = asyncio.Event()
         self._reading.set()
@@ -151,6 +155,10 @@ class MemoryTransport(asyncio.Transport):
             if self._conn_lost >= _LOG_THRESHOLD:
                 asyncio_logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
+            return
+        if self._reset_held is not None:  # a reset came while not reading: this send meets it
+            self._closing, self._conn_lost = True, 1
+            asyncio.get_running_loop().call_soon(self.lose, self._reset_held)
             return
         if self._closing or self.out is None:
             return
@@ -227,8 +235,13 @@ class MemoryTransport(asyncio.Transport):
             self._reading.clear()
 
     def resume_reading(self) -> None:
-        """Deliver bytes again."""
+        """Deliver bytes again (and an EOF or a reset that came meanwhile, from the loop)."""
         self._reading.set()
+        if self._reset_held is not None:
+            asyncio.get_running_loop().call_soon(self.lose, self._reset_held)
+        elif self._eof_held:
+            self._eof_held = False
+            asyncio.get_running_loop().call_soon(self._eof_received)
 
     def is_reading(self) -> bool:
         """Whether bytes are delivered (never once closing)."""
@@ -277,8 +290,17 @@ class MemoryTransport(asyncio.Transport):
             self.protocol.data_received(data)
 
     def deliver_eof(self) -> None:
-        """The peer finished sending; close unless the protocol keeps the write side open."""
+        """The peer finished sending; close unless the protocol keeps the write side open.
+
+        A protocol that paused reading reads it once it resumes, as over TCP.
+        """
         self._eof_in = True
+        if self._reading.is_set():
+            self._eof_received()
+        else:
+            self._eof_held = True
+
+    def _eof_received(self) -> None:
         if self._closing or self.protocol is None:
             return
         keep_open = self.protocol.eof_received()
@@ -286,8 +308,17 @@ class MemoryTransport(asyncio.Transport):
             self.close()
 
     def lose(self, exc: Exception | None) -> None:
-        """The connection ended for this end: tell the protocol once."""
+        """The connection ended for this end: tell the protocol once.
+
+        A reset to a protocol that paused reading waits, as over TCP, until it
+        resumes or writes (``_reset_held``).
+        """
         if self._lost:
+            return
+        if isinstance(exc, ConnectionResetError) and not self._closing and not self._reading.is_set():
+            self._reset_held = exc
+            self._reading.set()  # (wakes a direction waiting for this end to read: it ends)
+            self._reading.clear()
             return
         self._lost = True
         self._closing = True
@@ -301,9 +332,9 @@ class MemoryTransport(asyncio.Transport):
 
     async def readable(self) -> bool:
         """Wait while our protocol paused reading; False once this end is gone."""
-        while not self._reading.is_set():
+        while not self._reading.is_set() and self._reset_held is None:
             await self._reading.wait()
-        return not self._lost
+        return not self._lost and self._reset_held is None
 
     def drained(self, size: int) -> None:
         """The peer took bytes: resume our protocol's writing below the low mark."""

@@ -15,6 +15,7 @@ from _aio_support import WAIT, run, spin_until
 from _memory_tcp_support import Events, Warned, both, connected, ends
 
 from jsonrpc_mini._aio_linger import drop
+from jsonrpc_mini.testing._aio_links import memory_link
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -122,6 +123,52 @@ def test_closing_after_reading_everything_sends_an_eof() -> None:
     assert seen["memory"] == seen["tcp"] == [[("eof",)], [("data", 4), ("lost", None)]]
 
 
+@pytest.mark.parametrize("ending", ["close", "reset", "close with unread bytes"])
+@pytest.mark.parametrize("then", ["resume", "write"])
+def test_a_protocol_not_reading_hears_the_end_when_it_resumes_or_writes(ending: str, then: str) -> None:
+    # Over TCP a protocol that paused reading is not told of the peer's close or
+    # reset until it reads again (resume_reading) or a write of its meets the reset.
+    # MemoryTransport told it at once (eof_received, connection_lost): this test failed.
+    async def scenario(kind: str) -> list[Any]:
+        a, b = Events(), Events()
+        async with connected(kind, a, b):
+            ta, tb = ends(a, b)
+            tb.pause_reading()
+            if ending == "reset":
+                drop(ta)  # (MemoryTransport's abort() is one)
+            elif ending == "close":
+                ta.close()
+            else:
+                ta.pause_reading()
+                tb.write(b"unread")
+                for _ in range(10):
+                    await asyncio.sleep(0)
+                ta.close()
+            await asyncio.wait_for(a.lost, WAIT)
+            await asyncio.sleep(0.05)  # (time for the FIN or RST to arrive; no outcome depends on it)
+            seen: list[Any] = [list(b.events), tb.is_closing()]
+            if then == "resume":
+                tb.resume_reading()
+            else:
+                for _ in range(2):  # (after a close: the first goes into the void, the second fails)
+                    tb.write(b"w")
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                seen.append(tb.is_closing())
+            if ending == "close" and then == "resume":
+                await asyncio.wait_for(b.got_eof.wait(), WAIT)
+                tb.close()
+            seen.append(type(await asyncio.wait_for(b.lost, WAIT)).__name__)
+            seen.append(b.events)
+        return seen
+
+    seen = both(scenario)
+    assert seen["memory"] == seen["tcp"]
+    assert seen["tcp"][:2] == [[], False]
+    lost = "ConnectionResetError" if ending != "close" else "NoneType" if then == "resume" else "BrokenPipeError"
+    assert seen["tcp"][-2] == lost
+
+
 # -- the memory link alone -----------------------------------------------------------
 
 
@@ -164,3 +211,24 @@ def test_abort_once_the_close_is_done_does_nothing() -> None:
             return [a.events, b.events]
 
     assert run(main) == [[("lost", None)], [("data", 5), ("eof",), ("lost", None)]]
+
+
+def test_a_reset_held_for_a_protocol_not_reading_ends_the_link_tasks() -> None:
+    """The direction waiting for the paused end to read ends with the reset (not at its close)."""
+
+    async def main() -> None:
+        a, b = Events(), Events()
+        ta, tb, link = memory_link(a, b)
+        tb.pause_reading()
+        ta.write(b"queued")  # the client->server direction waits for b to read
+        for _ in range(5):
+            await asyncio.sleep(0)
+        ta.abort()
+        await asyncio.wait_for(a.lost, WAIT)
+        await link.wait_closed(WAIT)  # (cancels what is still running at the bound)
+        assert [task.cancelled() for task in link.tasks] == [False, False]
+        assert b.events == []  # the reset is held: b has not read or written since
+        tb.close()
+        assert await asyncio.wait_for(b.lost, WAIT) is None
+
+    run(main)
