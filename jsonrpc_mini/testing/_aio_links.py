@@ -117,8 +117,9 @@ class MemoryTransport(asyncio.Transport):
     ``get_extra_info("socket")`` (None), the addresses are ``("memory", name)``; and
     ``close()`` ends this end on the next loop round (``connection_lost``) even with
     bytes still queued for a peer that is not reading (they reach it when it reads),
-    where TCP waits for asyncio's buffer to drain: an ``abort()`` after it drops nothing,
-    and writes after it are dropped silently (TCP sends them).
+    where TCP waits for asyncio's buffer to drain: an ``abort()`` after that
+    ``connection_lost`` drops nothing, and writes after the ``close()`` are dropped
+    silently (TCP sends them).
     """
 
     def __init__(self, name: str, peer: str | None = None) -> None:
