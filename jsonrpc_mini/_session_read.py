@@ -44,6 +44,7 @@ class SessionReader:
     _framer_empty: bool
     _queued: deque[Request | Notification]
     _send: Callable[[bytes], bool]
+    _send_reading: Callable[[bytes], bool]
     _answer: Callable[[Request | Notification | Batch], bytes | None]
 
     def _read_event(self, fresh: bool = False) -> Request | Notification | Batch | dict[str, Any] | None:
@@ -60,7 +61,7 @@ class SessionReader:
                 if event is not None:
                     self._idle_since = time.monotonic()
                     if isinstance(event, Reply):
-                        if not self._send(event.data) or event.close:
+                        if not self._send_reading(event.data) or event.close:
                             return None
                         continue
                     if isinstance(event, Closed):

@@ -34,12 +34,13 @@ the other's store, and the connection is closed once the reply is out.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._peer_names import session_label
-from ._transport import Transport
+from ._transport import SocketTransport, Transport
 from ._watch import Probe
 
 if TYPE_CHECKING:
@@ -48,6 +49,17 @@ if TYPE_CHECKING:
 __all__ = ["SessionTurns"]
 
 log = logging.getLogger("jsonrpc_mini")
+
+
+def _reads_end(transport: Transport) -> bool:
+    """Whether a ConnectionError on a send ends the reads too: TCP's (TLS's too), a reset.
+
+    Its reads give what had arrived, then the error or the end of the stream. Not so
+    on a Unix socket whose peer shut down reading only, nor on the test kit's pipe or
+    a fault plan's half-close, nor (for all we know) on a transport of the user's own.
+    """
+    family = getattr(getattr(transport, "sock", None), "family", None)
+    return isinstance(transport, SocketTransport) and family in (socket.AF_INET, socket.AF_INET6)
 
 
 class SessionTurns:
@@ -175,7 +187,21 @@ class SessionTurns:
             self._send_failed(exc)
             return False
 
-    def _send_failed(self, exc: OSError) -> None:
+    def _send_reading(self, data: bytes) -> bool:
+        """``_send`` for the reading turn's holder (an invalid message's error, -32000 while draining).
+
+        Its failure leaves the transport open for ``_read_left`` as ``_send``'s does:
+        the thread that would wait in recv is this one (see ``_send_failed``).
+        """
+        try:
+            with self._write_lock:
+                self._transport.send(data)
+            return True
+        except OSError as exc:
+            self._send_failed(exc, reading=True)
+            return False
+
+    def _send_failed(self, exc: OSError, reading: bool = False) -> None:
         """A reply could not be sent: nothing more is read, and the session ends.
 
         When the peer has gone (a reset, a broken pipe: a ``ConnectionError``), the
@@ -184,16 +210,23 @@ class SessionTurns:
         (``_run_notifications_left``): at ``max_concurrent_calls`` nobody reads, and a
         client that pipelined notifications behind its calls and closed lost them
         (API.md: "A notification is executed even when its sender closes the
-        connection right after"). No thread stays blocked on a gone peer: other sends
-        fail, and a reader gets what had arrived, then the end of the stream or the
-        error. Any other failure closes it here: a send that timed out (the peer is
-        there but takes no replies: the threads waiting to send theirs, or to read,
-        must wake; what it sends meanwhile is not read), or an error of the transport.
+        connection right after"). Other sends fail too; over TCP a reader gets what had
+        arrived, then the reset (``_reads_end``). Elsewhere it is closed here all the
+        same when another thread holds the reading turn and reads (its list holds no
+        token; ``reading``: the failed reply was this reader's own): that reader would
+        wait in recv up to ``idle_timeout`` on a peer that stopped reading only, then
+        run the request it got. Any other failure closes it here: a send that timed
+        out (the peer is there but takes no replies: the threads waiting to send
+        theirs, or to read, must wake; what it sends meanwhile is not read), or an
+        error of the transport.
         """
         log.debug("%s: write failed: %s", session_label(self._name, self._transport), exc)
         with self._cond:
             self._input_done = True
             self._reply_failed = True
             self._cond.notify_all()
-        if not isinstance(exc, ConnectionError):
+            # (_input_done stored before _lent is read: the turn's holder empties _lent,
+            # then reads _input_done before it reads again; one of the two sees the other.)
+            reader_waits = self._reading and not (self._lent or reading)
+        if not isinstance(exc, ConnectionError) or (reader_waits and not _reads_end(self._transport)):
             self._close_transport()

@@ -44,8 +44,8 @@ def _line(method: str, params: list[Any], id_: int | None = None) -> bytes:
 class _Held:
     """A server whose ``hold`` calls run until released, and whose ``note`` notifications are counted."""
 
-    def __init__(self, limit: int) -> None:
-        self.server = RPCServer(max_concurrent_calls=limit)
+    def __init__(self, limit: int, **options: Any) -> None:
+        self.server = RPCServer(max_concurrent_calls=limit, **options)
         self.started = threading.Semaphore(0)
         self.release = threading.Event()
         self.noted: list[int] = []
@@ -170,6 +170,67 @@ def test_a_transport_of_the_users_own_gives_the_notifications_left(kind: str) ->
         if kind == "recv only"
         else _GoneTlsPeer(_line("hold", [0], 0), [None, notes[0], None, notes[1]])
     )
+    session = held.server.serve_connection(transport)
+    for n in range(2):
+        assert held.ran.acquire(timeout=WAIT), f"{n} of 2 notifications ran"
+    assert session.join(WAIT)
+    assert transport.closed.is_set()
+    assert held.noted == [0, 1]
+
+
+# -- a peer that stopped reading but may still send: the reader must wake ------------
+
+
+def _unix_client(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(WAIT)
+    sock.connect(path)
+    return sock
+
+
+@pytest.mark.parametrize("watched", [True, False], ids=["watched", "unwatched"])
+def test_a_reply_failing_on_a_unix_peer_shut_for_reading_ends_the_session(
+    watched: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Unix peer's shutdown(SHUT_RD) fails our sends (EPIPE), and it may still send: the reader waits in recv.
+
+    The failed reply must close the transport (the reader wakes, the session ends),
+    not leave it open for ``_read_left`` as after a reset: else the session waits for
+    ``idle_timeout`` (for ever here), and runs a request sent after the failure.
+    """
+    if not watched:
+        monkeypatch.setattr(ReadWatcher, "available", staticmethod(lambda: False))
+    held = _Held(4, idle_timeout=None)
+    held.server.register_function(lambda i: i, name="echo")
+    path = str(tmp_path / "s")
+    with serving(held.server, path=path), _unix_client(path) as sock:
+        sock.sendall(_line("hold", [0], 0))
+        assert held.started.acquire(timeout=WAIT), "the held call did not start"
+        # Another thread serves this one, and then holds the reading turn: it waits in recv.
+        sock.sendall(_line("echo", [1], 1))
+        assert sock.recv(4096).startswith(b'{"jsonrpc":"2.0","id":1,'), "no reply from a second thread"
+        sock.shutdown(socket.SHUT_RD)
+        held.release.set()  # its reply fails: EPIPE
+        for _ in range(int(WAIT / 0.01)):  # (bounded; over at once when all is well)
+            if not held.server.connection_count:
+                break
+            threading.Event().wait(0.01)
+        assert held.server.connection_count == 0, "a reader still waits on a peer that cannot take replies"
+
+
+class _ClosingGonePeer(_GonePeer):
+    """As :class:`_GonePeer`, whose reads fail once it is closed (as a socket's do)."""
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if self.closed.is_set():
+            raise OSError("read on a closed transport")
+        return super().recv(max_bytes, timeout)
+
+
+def test_the_readers_own_failed_error_reply_leaves_the_notifications_behind_it() -> None:
+    """The turn's holder failing to send an invalid message's error closes nothing: nobody else waits in recv."""
+    held = _Held(2)
+    transport = _ClosingGonePeer(b"not json\n", [_line("note", [0]) + _line("note", [1])])
     session = held.server.serve_connection(transport)
     for n in range(2):
         assert held.ran.acquire(timeout=WAIT), f"{n} of 2 notifications ran"
