@@ -9,12 +9,18 @@ __all__ = ["address_text", "aio_label", "client_text", "session_label", "socket_
 
 
 def address_text(address: Any) -> str:
-    """``address`` (a socket's peer name) as text: ``127.0.0.1:5555``, ``[::1]:5555``, a Unix socket's path."""
+    """``address`` (a socket's peer name) as text: ``127.0.0.1:5555``, ``[::1]:5555``, ``unix:/path``.
+
+    An abstract Unix socket name (Linux) shows as ``unix:@name``, as ``ss`` shows it:
+    no NUL byte goes into a log line.
+    """
     if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str):
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(address, bytes):  # an abstract Unix socket name (Linux)
+    if isinstance(address, bytes):  # an abstract name (Linux)
         address = address.decode("utf-8", "backslashreplace")
+        if address.startswith("\0"):
+            address = "@" + address[1:].replace("\0", "\\x00")
     if isinstance(address, str):
         return f"unix:{address}" if address else "a Unix socket"  # (a client's own path is usually unbound)
     return "an unknown peer"

@@ -99,7 +99,8 @@ def test_a_failed_tls_handshake_is_logged_with_its_client_address(
         (("::1", 5555, 0, 0), "[::1]:5555"),
         ("/tmp/s.sock", "unix:/tmp/s.sock"),
         ("", "a Unix socket"),
-        (b"\x00abstract", "unix:\x00abstract"),
+        (b"\x00abstract", "unix:@abstract"),  # (no NUL byte in a log line)
+        (b"\x00a\x00b\xff", "unix:@a\\x00b\\xff"),
         (None, "an unknown peer"),
     ],
 )
