@@ -35,6 +35,7 @@ from ._aio_links import Link, memory_link
 from ._aio_socket_end import _SocketEnd
 from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
+from ._per_connection import KitFaults, add_faults_note, as_plans, plan_for
 from ._plan import FaultPlan, LinkState
 from ._proxy import INHERIT, _Inherit
 from ._uses import aio_acquire, aio_hold, aio_release
@@ -156,8 +157,11 @@ class AioLoopbackServer:
     Use with ``async with``. ``address`` is the proxy's ``(host, port)`` (faults
     applied), ``direct_address`` the server's own; ``await lb.client()`` opens an
     ``aio.RPCClient`` through the proxy (closed on exit). Connections are numbered
-    in accept order, each with its own seeded randomness. The server is started if
-    it is not listening yet (it must not listen on a Unix path: ValueError), and
+    in accept order, each with its own seeded randomness. ``faults`` may also be a
+    list or tuple of ``FaultPlan | None``, one per connection, as for
+    ``LoopbackServer``: connection k gets item k (as connection k of that plan), those
+    past the end and None items no faults; :attr:`faults` holds it as a tuple.
+    The server is started if it is not listening yet (it must not listen on a Unix path: ValueError), and
     shut down when its last user is done: other AioLoopbackServers and
     ``aio_loopback()`` blocks over it count as users while open. Left open (entered by hand
     and never exited), it is closed with a ``ResourceWarning`` when the event loop
@@ -174,14 +178,15 @@ class AioLoopbackServer:
     def __init__(
         self,
         server: AioRPCServer,
-        faults: FaultPlan | None = None,
+        faults: KitFaults = None,
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         host: str = "127.0.0.1",
     ) -> None:
         check_kit_args("AioLoopbackServer", server, faults, aio=True)
         self.server = server
-        self.faults = faults if faults is not None else FaultPlan()
+        plans = as_plans(faults)
+        self.faults: FaultPlan | tuple[FaultPlan | None, ...] = FaultPlan() if plans is None else plans
         self.timeout = timeout
         self.host = host
         self._holding = False  # counted as a user of the server (see _uses)
@@ -201,7 +206,7 @@ class AioLoopbackServer:
         self.direct_address = await aio_acquire(self.server, self.host)  # (started unless it listens)
         self._holding = True
         try:
-            if self.faults.refuse_connect:
+            if isinstance(self.faults, FaultPlan) and self.faults.refuse_connect:
                 # A bound socket that never listens: connecting to it is refused for real.
                 self._refuser = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
                 self._refuser.bind((self.host, 0))
@@ -237,7 +242,7 @@ class AioLoopbackServer:
         down = _SocketEnd(f"client #{index}")
         up = _SocketEnd(f"server #{index}")
         up.outbound_is_c2s = False
-        link = Link(self.faults, index, down, up)
+        link = Link(plan_for(self.faults, index) or FaultPlan(), index, down, up)
         down.out = up.out = link
         self._links.append((link, (down, up)))
         task = asyncio.get_running_loop().create_task(self._setup(link, down, up))
@@ -281,7 +286,7 @@ class AioLoopbackServer:
                 max_depth=max_depth,
             )
         except ConnectionLost as exc:
-            add_plan_note(exc, self.faults)
+            add_faults_note(exc, self.faults)
             raise
         self._clients.append(client)
         return client
@@ -290,7 +295,7 @@ class AioLoopbackServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None:
-            add_plan_note(exc, self.faults)
+            add_faults_note(exc, self.faults)
         guard, self._guard = self._guard, None
         if guard is not None:
             await guard.aclose()

@@ -2,7 +2,8 @@
 
 Without them the other driver's server (or a dict as the plan) failed deep inside
 with an AttributeError or an empty AssertionError, and ``AioLoopbackServer`` given
-a sync server left that server listening.
+a sync server left that server listening. The real-port kits also take a list or
+tuple of plans, one per connection; its items are checked here too.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ _COUNTERPART = {
     "aio_loopback": "loopback",
     "AioLoopbackServer": "LoopbackServer",
 }
+_PER_CONNECTION = frozenset({"LoopbackServer", "AioLoopbackServer"})  # faults may be a sequence, one per connection
 
 
 def check_kit_args(kit: str, server: object, faults: object, *, aio: bool) -> None:
-    """Raise TypeError unless ``server`` is the kit's driver's server and ``faults`` a FaultPlan or None.
+    """Raise TypeError unless ``server`` is the kit's driver's server and ``faults`` a plan (see below) or None.
 
     ``kit`` names the kit in the message (``loopback``, ``AioLoopbackServer``, ...);
-    the message says which kit takes the server that was given.
+    the message says which kit takes the server that was given. The real-port kits
+    (``LoopbackServer``, ``AioLoopbackServer``) also take a list or tuple of
+    ``FaultPlan | None``, one per connection; an item with ``refuse_connect=True`` is
+    a ValueError there (a listening port cannot refuse one connection).
     """
     __tracebackhide__ = True  # a usage error: pytest shows the user's call, not this check
     want, want_name, other, other_name = (
@@ -38,6 +43,30 @@ def check_kit_args(kit: str, server: object, faults: object, *, aio: bool) -> No
                 f"{kit}() takes a {want_name}, not a {other_name}: for a {other_name} use {_COUNTERPART[kit]}()"
             )
         raise TypeError(f"{kit}() takes a {want_name}, not {type(server).__name__}")
-    if faults is not None and not isinstance(faults, FaultPlan):
+    if isinstance(faults, (list, tuple)):
+        _check_plans(kit, faults)
+    elif faults is not None and not isinstance(faults, FaultPlan):
         hint = f": write faults=FaultPlan(**{faults!r})" if isinstance(faults, dict) else ""
         raise TypeError(f"{kit}() takes a FaultPlan (or None) as faults, not {type(faults).__name__}{hint}")
+
+
+def _check_plans(kit: str, faults: list[object] | tuple[object, ...]) -> None:
+    """Check a per-connection sequence of plans: real-port kits only, FaultPlan or None items."""
+    __tracebackhide__ = True
+    if kit not in _PER_CONNECTION:
+        raise TypeError(
+            f"{kit}() takes a FaultPlan (or None) as faults, not {type(faults).__name__}: "
+            "a list of plans, one per connection, is for LoopbackServer() and AioLoopbackServer()"
+        )
+    for k, item in enumerate(faults):
+        if item is not None and not isinstance(item, FaultPlan):
+            hint = f": write FaultPlan(**{item!r})" if isinstance(item, dict) else ""
+            raise TypeError(
+                f"{kit}() takes FaultPlan or None items in a faults {type(faults).__name__}, "
+                f"not {type(item).__name__} (item {k}){hint}"
+            )
+        if item is not None and item.refuse_connect:
+            raise ValueError(
+                f"{kit}(): refuse_connect=True refuses the kit's whole port, not one connection "
+                f"(faults item {k}); to break connection {k} at once use FaultPlan(disconnect_after=0)"
+            )

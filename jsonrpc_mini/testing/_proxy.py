@@ -16,7 +16,8 @@ from .._client import RPCClient
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._kit_args import check_kit_args
-from ._loopback import DEFAULT_TIMEOUT, add_plan_note
+from ._loopback import DEFAULT_TIMEOUT
+from ._per_connection import KitFaults, add_faults_note, as_plans, longest_close_delay, plan_for
 from ._plan import FaultPlan
 from ._relay import _JOIN, _POLL, _Relay
 from ._uses import acquire, release
@@ -49,9 +50,14 @@ class LoopbackServer:
     proxy's ``(host, port)``; connect there with any client, or use
     :meth:`client`. :attr:`direct_address` reaches the server without faults.
     Each connection through the proxy gets the plan afresh (``connection`` number
-    0, 1, ... mixed into its seed). ``close()`` (or leaving the ``with`` block)
-    closes the clients it made, stops and joins every proxy thread and closes every
-    proxy socket. The server is shut down when its last user is done (other
+    0, 1, ... mixed into its seed). ``faults`` may also be a list or tuple of
+    ``FaultPlan | None``, one per connection: connection k (in accept order, from 0)
+    gets item k, applied as connection k of that plan (the same seeds, the same run);
+    connections past the end, and None items, get no faults (an empty list: none at
+    all); an item with ``refuse_connect=True`` is refused (ValueError: the port listens
+    for the other connections). :attr:`faults` holds the sequence as a tuple.
+    ``close()`` (or leaving the ``with`` block) closes the clients it made, stops and
+    joins every proxy thread and closes every proxy socket. The server is shut down when its last user is done (other
     LoopbackServers and ``loopback()`` blocks over it count), and only if a
     LoopbackServer started it. A server listening on a Unix path is refused
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
@@ -72,21 +78,24 @@ class LoopbackServer:
             client = srv.client()
             assert client.add(1, 2) == 3
             host, port = srv.address
+
+        # The first connection breaks after 10 bytes, the second (a retry) is clean:
+        LoopbackServer(server, faults=[FaultPlan(seed=5, disconnect_after=10), None])
     """
 
     def __init__(
         self,
         server: RPCServer,
-        faults: FaultPlan | None = None,
+        faults: KitFaults = None,
         *,
         host: str = "127.0.0.1",
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         check_kit_args("LoopbackServer", server, faults, aio=False)
         self.server = server
-        self.faults = faults
+        self.faults = as_plans(faults)
         self.timeout = timeout
-        self._plan = faults if faults is not None and faults.active else None
+        self._close_delay = longest_close_delay(self.faults)
         self._lock = threading.Lock()
         self._relays: list[_Relay] = []
         self._clients: list[RPCClient] = []
@@ -99,7 +108,7 @@ class LoopbackServer:
             self._listener.bind((host, 0))
             self.address: tuple[str, int] = self._listener.getsockname()[:2]
             self._wake_r, self._wake_w = socket.socketpair()
-            if self._plan is None or not self._plan.refuse_connect:
+            if not (isinstance(self.faults, FaultPlan) and self.faults.refuse_connect):
                 self._listener.listen(128)  # a bound socket that never listens refuses connections
                 accepter = threading.Thread(target=self._accept_loop, name="jsonrpc_mini-proxy-accept", daemon=True)
                 accepter.start()
@@ -147,7 +156,7 @@ class LoopbackServer:
             # where its backlog is full), and client() and close() would wait for it.
             # close() wakes the connect (it joins this thread) through _wake_r.
             try:
-                relay = _Relay(conn, self.direct_address, self._plan, index, self._wake_r)
+                relay = _Relay(conn, self.direct_address, self._plan_for(index), index, self._wake_r)
             except Exception:  # (its threads stopped, the connection closed): go on accepting
                 log.exception("LoopbackServer: cannot relay connection %d", index)
                 continue
@@ -159,6 +168,11 @@ class LoopbackServer:
                 relay.close()
                 relay.join(_JOIN)
                 return
+
+    def _plan_for(self, index: int) -> FaultPlan | None:
+        """The active plan of connection ``index`` (see ``_per_connection``), else None."""
+        plan = plan_for(self.faults, index)
+        return plan if plan is not None and plan.active else None
 
     @property
     def connections(self) -> int:
@@ -214,10 +228,11 @@ class LoopbackServer:
             sock.close()
         for client in clients:
             client.close()
-        if self._plan is not None and self._plan.close_delay and relays:
+        if self._close_delay and relays:
             # The ends' closes reach their peers after close_delay, all at once: one wait
             # for every connection (it ends early once all have ended), then the rest closes.
-            deadline = time.monotonic() + min(self._plan.close_delay, _CLOSE_WAIT)
+            # (Per-connection plans: the longest close_delay among them.)
+            deadline = time.monotonic() + min(self._close_delay, _CLOSE_WAIT)
             for relay in relays:
                 relay.join(max(0.0, deadline - time.monotonic()))
         for relay in relays:
@@ -235,7 +250,7 @@ class LoopbackServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None:
-            add_plan_note(exc, self.faults)
+            add_faults_note(exc, self.faults)
         self.close()
 
     def __repr__(self) -> str:

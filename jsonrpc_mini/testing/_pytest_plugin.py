@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .._server import RPCServer
     from ._fake_socket import FakeSocket
     from ._leaks import Resources
+    from ._per_connection import KitFaults
     from ._plan import FaultPlan
     from ._proxy import LoopbackServer
 
@@ -182,13 +183,17 @@ def _warn_unused_marker(item: pytest.Item) -> None:
         )
 
 
-def _given_plan(request: pytest.FixtureRequest, plan: FaultPlan | None) -> None:
-    """Note a plan given as ``faults=`` that is not the test's, for the failure report."""
+def _given_plan(request: pytest.FixtureRequest, faults: KitFaults) -> None:
+    """Note a plan given as ``faults=`` that is not the test's, for the failure report.
+
+    Each plan of a per-connection list (``jsonrpc_server(server, faults=[...])``) counts.
+    """
     from ._plan import FaultPlan  # noqa: PLC0415 - see the note at the imports
 
     given = request.node.stash.setdefault(_GIVEN_PLANS_KEY, [])
-    if isinstance(plan, FaultPlan) and plan != request.node.stash.get(_PLAN_KEY, None) and plan not in given:
-        given.append(plan)
+    for plan in faults if isinstance(faults, (list, tuple)) else (faults,):
+        if isinstance(plan, FaultPlan) and plan != request.node.stash.get(_PLAN_KEY, None) and plan not in given:
+            given.append(plan)
 
 
 @contextlib.contextmanager
@@ -261,14 +266,15 @@ def jsonrpc_server(
 ) -> Iterator[Callable[..., LoopbackServer]]:
     """Factory: ``jsonrpc_server(server, faults=...)`` -> a started :class:`LoopbackServer`.
 
-    ``faults`` defaults to the test's plan (the marker); every one is closed at teardown.
+    ``faults`` defaults to the test's plan (the marker); a list of plans, one per
+    connection, is passed on as to ``LoopbackServer``. Every one is closed at teardown.
     """
     from ._kit_args import check_kit_args  # noqa: PLC0415 - see the note at the imports
     from ._proxy import LoopbackServer  # noqa: PLC0415 - see the note at the imports
 
     with _kit_stack(request) as stack:
 
-        def make(server: RPCServer, faults: FaultPlan | None = _UNSET, **kw: Any) -> LoopbackServer:
+        def make(server: RPCServer, faults: KitFaults = _UNSET, **kw: Any) -> LoopbackServer:
             __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
             _given_plan(request, plan)
