@@ -147,10 +147,10 @@ class SessionReader:
 
         API.md: "A notification is executed even when its sender closes the connection
         right after", requests before it or not. What the session and the core hold is
-        taken, then what the transport still holds (read without waiting, up to
-        ``max_message_size``: at ``max_concurrent_calls`` nobody read it); a batch's
-        notification members run too. Called by the session's last thread, once no
-        other reads or runs calls.
+        taken, then what the transport still holds (read without waiting, until about
+        ``max_message_size`` is in: the last read may go past it; at
+        ``max_concurrent_calls`` nobody read it); a batch's notification members run
+        too. Called by the session's last thread, once no other reads or runs calls.
         """
         self._read_left()
         proto, queued = self._proto, self._queued
