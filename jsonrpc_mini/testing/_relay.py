@@ -345,7 +345,7 @@ class _Relay:
         with self._lock:
             wake, self._wake = self._wake, None
         for sock in wake or ():
-            sock.close()  # (a send still waiting on it wakes: its poll sees the close, or fails at once)
+            sock.close()  # (the byte _end_waits sent woke a send waiting on it; a later one finds _ended)
 
     def join(self, timeout: float) -> bool:
         """Wait for both threads (and the readers'), ``timeout`` seconds in all; True if they ended."""
