@@ -160,6 +160,15 @@ class _GoneTlsPeer(_GonePeer):
         return self.ready.pop(0) if self.ready else None
 
 
+def _both_ran_and_ended(held: _Held, session: Any, transport: _GonePeer) -> None:
+    """Notifications 0 and 1 ran, once each, and the session ended with its transport closed."""
+    for n in range(2):
+        assert held.ran.acquire(timeout=WAIT), f"{n} of 2 notifications ran"
+    assert session.join(WAIT)
+    assert transport.closed.is_set()
+    assert held.noted == [0, 1]
+
+
 @pytest.mark.parametrize("kind", ["recv only", "recv_ready, in two looks"])
 def test_a_transport_of_the_users_own_gives_the_notifications_left(kind: str) -> None:
     held = _Held(1)
@@ -171,11 +180,7 @@ def test_a_transport_of_the_users_own_gives_the_notifications_left(kind: str) ->
         else _GoneTlsPeer(_line("hold", [0], 0), [None, notes[0], None, notes[1]])
     )
     session = held.server.serve_connection(transport)
-    for n in range(2):
-        assert held.ran.acquire(timeout=WAIT), f"{n} of 2 notifications ran"
-    assert session.join(WAIT)
-    assert transport.closed.is_set()
-    assert held.noted == [0, 1]
+    _both_ran_and_ended(held, session, transport)
 
 
 # -- a peer that stopped reading but may still send: the reader must wake ------------
@@ -232,8 +237,4 @@ def test_the_readers_own_failed_error_reply_leaves_the_notifications_behind_it()
     held = _Held(2)
     transport = _ClosingGonePeer(b"not json\n", [_line("note", [0]) + _line("note", [1])])
     session = held.server.serve_connection(transport)
-    for n in range(2):
-        assert held.ran.acquire(timeout=WAIT), f"{n} of 2 notifications ran"
-    assert session.join(WAIT)
-    assert transport.closed.is_set()
-    assert held.noted == [0, 1]
+    _both_ran_and_ended(held, session, transport)
