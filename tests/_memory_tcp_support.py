@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -81,11 +81,7 @@ async def connected(kind: str, a: Events, b: Events, plan: FaultPlan | None = No
         try:
             yield
         finally:
-            for p in (a, b):
-                assert p.transport is not None
-                p.transport.close()
-            await link.wait_closed(WAIT)
-            await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
+            await _close_both(a, b, lambda: link.wait_closed(WAIT))
         return
     assert plan is None
     loop = asyncio.get_running_loop()
@@ -106,10 +102,17 @@ async def connected(kind: str, a: Events, b: Events, plan: FaultPlan | None = No
     try:
         yield
     finally:
-        for p in (a, b):
-            assert p.transport is not None
-            p.transport.close()
-        await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
+        await _close_both(a, b)
+
+
+async def _close_both(a: Events, b: Events, closed: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Close both ends' transports; await ``closed`` (the link's end), then both ends' loss (bounded)."""
+    for p in (a, b):
+        assert p.transport is not None
+        p.transport.close()
+    if closed is not None:
+        await closed()
+    await asyncio.wait_for(asyncio.gather(a.lost, b.lost), WAIT)
 
 
 def ends(a: Events, b: Events) -> tuple[asyncio.Transport, asyncio.Transport]:

@@ -281,20 +281,26 @@ def test_with_the_seed(jsonrpc_seed):
 """
 
 
-def _run_seed_project(tmp_path, env_seed, *args):
-    path = tmp_path / "test_seed_user.py"
-    path.write_text(SEED_USER_TESTS)
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    env["JSONRPC_SEED"] = env_seed
+def _run_user_project(cwd, seed, *args):
+    """pytest in ``cwd`` (a user's project), with JSONRPC_SEED ``seed`` (None: unset) and ``args``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "JSONRPC_SEED")}
+    if seed is not None:
+        env["JSONRPC_SEED"] = seed
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:xdist", *args],
-        cwd=tmp_path,
+        cwd=cwd,
         check=False,
         capture_output=True,
         text=True,
         timeout=110,
         env=env,
     )
+
+
+def _run_seed_project(tmp_path, env_seed, *args):
+    path = tmp_path / "test_seed_user.py"
+    path.write_text(SEED_USER_TESTS)
+    return _run_user_project(tmp_path, env_seed, *args)
 
 
 @pytest.mark.parametrize("env_seed", ["abc", "1.5"])
@@ -339,15 +345,6 @@ def test_the_readme_s_plugin_examples_pass_under_pytest(tmp_path):
     for index, block in enumerate(blocks):
         (tmp_path / f"test_readme_{index}.py").write_text(block)
         names += re.findall(r"^def (test_\w+)", block, re.M)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "JSONRPC_SEED")}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:xdist"],
-        cwd=tmp_path,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        env=env,
-    )
+    run = _run_user_project(tmp_path, None)
     assert run.returncode == 0, run.stdout + run.stderr
     assert len(names) >= 3 and all(f"::{name} PASSED" in run.stdout for name in names), run.stdout
