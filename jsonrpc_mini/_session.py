@@ -22,11 +22,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._codec import Notification, Request
 from ._peer_names import session_label
-from ._protocol import ServerConnection
+from ._protocol import Batch, ServerConnection
 from ._session_calls import SessionCalls
 from ._session_read import SessionReader
 from ._session_turn import SessionTurns
@@ -99,7 +99,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self._check_events = True  # the core may hold an event: ask it before reading
         self._framer_empty = True  # no byte went to the framer since the last one-step read
         # Requests of one read decoded together (a pipelining client), not taken yet.
-        self._queued: deque[Request | Notification] = deque()
+        self._queued: deque[Request | Notification | Batch] = deque()
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
         self._idle_since = time.monotonic()
@@ -280,7 +280,11 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                     if probe is not None:
                         probe.since = None  # someone reads: no call needs the watcher now
             event = self._read_event(reader)
-            if event is None:
+            if event is None or self._input_done:
+                # (A reply failed while this thread read: what it took is left to the last
+                # thread, which runs the notifications only; see _held_back.)
+                if event is not None:
+                    self._held_back(event)
                 with lock:
                     self._reading = False
                     self._input_done = True
@@ -374,6 +378,16 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 reader = True  # the usual way: no lock taken
             else:
                 reader = self._call_ended(mine, counted=not solo)
+
+    def _held_back(self, event: Request | Notification | Batch | dict[str, Any]) -> None:
+        """Leave a message read once a reply had failed to ``_run_notifications_left``.
+
+        Over TCP the transport stays open then (``_send_failed``): a thread holding the
+        reading turn may still read what the peer sent before it went. Its requests are
+        skipped, its notifications run. (A plain call's object is always a request.)
+        """
+        if not isinstance(event, dict):
+            self._queued.appendleft(event)  # (before what the core and the queue hold: it came first)
 
     def _watchable_fd(self) -> int | None:
         transport = self._transport

@@ -42,7 +42,7 @@ class SessionReader:
     _message_started: float | None
     _check_events: bool
     _framer_empty: bool
-    _queued: deque[Request | Notification]
+    _queued: deque[Request | Notification | Batch]
     _send: Callable[[bytes], bool]
     _send_reading: Callable[[bytes], bool]
     _answer: Callable[[Request | Notification | Batch], bytes | None]
