@@ -13,6 +13,7 @@ import os
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
+from ._socket_waits import unread_count
 
 __all__ = ["EndingProtocol", "unread_bytes"]
 
@@ -96,6 +97,20 @@ class EndingProtocol(WritingProtocol):
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on."""
         self._draining = True
+
+    def unread(self) -> bool:
+        """Whether the peer's bytes wait in the socket for the loop to read (shutdown() lets it).
+
+        Until the loop has read them, no call of theirs runs: closing then would drop
+        notifications the client had delivered (README, ``shutdown_grace``). Over TLS
+        they are records, which the loop reads too. Not while reading is paused (at
+        the call limits: calls run, and shutdown() waits for them anyway) or has ended.
+        """
+        transport = self._transport
+        if transport is None or self._read_paused or self._input_done or self._gone or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        return sock is not None and unread_count(sock.fileno()) > 0
 
     def close(self, linger: float = LINGER) -> None:
         """Close the transport (buffered replies are still flushed); idempotent.

@@ -51,6 +51,7 @@ SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 # Seconds shutdown() lets replies already written go out at least, the grace over
 # (the sync server's least wait for a connection's threads).
 FLUSH = 0.1
+_LOOK = 0.002  # shutdown(): how often it looks again while bytes wait unread
 
 
 class RPCServer(CallExecutor, TurnTaking):
@@ -275,8 +276,13 @@ class RPCServer(CallExecutor, TurnTaking):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         # Calls already read may still move to tasks of their own: look again until none run.
-        while (running := self._running(conns, me)) and loop.time() < deadline:
-            await asyncio.wait(running, timeout=deadline - loop.time())
+        # Bytes a client delivered and the loop has not read yet are read first (their
+        # notifications run, their requests get "shutting down").
+        while ((running := self._running(conns, me)) or any(c.unread() for c in conns)) and loop.time() < deadline:
+            if running:
+                await asyncio.wait(running, timeout=deadline - loop.time())
+            else:
+                await asyncio.sleep(_LOOK)
         for task in running:
             task.cancel()
         linger = min(LINGER, max(deadline - loop.time(), 0.0))  # (TLS: the grace bounds the wait for close_notify)

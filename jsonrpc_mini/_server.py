@@ -287,7 +287,8 @@ class RPCServer(Registry):
         deadline = time.monotonic() + self.options.shutdown_grace
         for session in sessions:
             own = 1 if session is me else 0
-            while session.busy_now() > own and time.monotonic() < deadline:
+            # (Also while bytes wait unread: its reader takes them, notifications run.)
+            while (session.busy_now() > own or session.unread()) and time.monotonic() < deadline:
                 time.sleep(0.005)
         for session in sessions:
             if session is me:

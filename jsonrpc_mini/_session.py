@@ -225,15 +225,17 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 self._cond.notify_all()
             if last:
                 if self._reply_failed:
-                    self._notifications_left()
+                    self._notifications_left(False)
+                elif self.draining and self._closing:  # shutdown() closed it: they run still
+                    self._notifications_left(True)
                 self._end()
 
-    def _notifications_left(self) -> None:
+    def _notifications_left(self, closed: bool) -> None:
         """Run the notifications read and not started (the last thread: nobody else reads)."""
         with self._cond:
             self._busy += 1  # (shutdown waits for them within its grace period)
         try:
-            self._run_notifications_left()
+            self._run_notifications_left(closed)
         except Exception:  # pragma: no cover - a bug in the driver; keep the server alive
             log.exception("%s: connection handler failed", session_label(self._name, self._transport))
         finally:

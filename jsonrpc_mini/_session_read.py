@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._codec import Notification, Request, parse_request
 from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
-from ._transport import RECV_SIZE, Transport, feed_ready
+from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -37,6 +37,7 @@ class SessionReader:
     _name: str
     _busy: int
     _closing: bool
+    _input_done: bool
     draining: bool
     _idle_since: float
     _message_started: float | None
@@ -142,8 +143,24 @@ class SessionReader:
                     log.debug("%s: read failed: %s", session_label(self._name, self._transport), error)
                     proto.receive_data(b"")
 
-    def _run_notifications_left(self) -> None:
+    def unread(self) -> bool:
+        """Whether the peer's bytes wait in the socket for this connection's reader (shutdown lets it take them).
+
+        A reader blocked in ``recv`` takes them at once; so does the first read of a
+        connection accepted just now. Until one has, ``busy`` reads 0: closing then
+        would drop notifications the client had delivered (README, How calls run). Not
+        once reading has ended (nobody would take them) or the socket is closed.
+        """
+        transport = self._transport
+        if self._closing or self._input_done or not isinstance(transport, SocketTransport):
+            return False
+        return transport.unread() > 0
+
+    def _run_notifications_left(self, closed: bool) -> None:
         """A reply could not be sent: run the notifications the peer sent, skip the requests.
+
+        ``closed``: shutdown() closed the connection, not a failed reply: run them all
+        the same (else a close stops them).
 
         API.md: "A notification is executed even when its sender closes the connection
         right after", requests before it or not. What the session and the core hold is
@@ -154,7 +171,7 @@ class SessionReader:
         """
         self._read_left()
         proto, queued = self._proto, self._queued
-        while not self._closing:
+        while closed or not self._closing:
             if queued:
                 message: Request | Notification | Batch = queued.popleft()
             else:

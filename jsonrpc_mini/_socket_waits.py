@@ -3,7 +3,8 @@
 Each send is non-blocking whatever the socket's mode, so a reader in another
 thread is never disturbed; waits use poll() where there is one. Also the kernel's
 own read and write timeouts (SO_RCVTIMEO / SO_SNDTIMEO), set where their layout
-is known. Used by ``_transport`` and ``_tls_transport``.
+is known, and the count of bytes waiting unread (both servers' shutdown). Used by
+``_transport`` and ``_tls_transport``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,24 @@ import struct
 import sys
 import time
 
-__all__ = ["HAVE_POLL", "MIN_RCVTIMEO", "RCVTIMEO", "send_taken", "send_until", "set_timeval", "wait_readable"]
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows
+    _FIONREAD: int | None = None
+else:
+    _FIONREAD = termios.FIONREAD
+
+__all__ = [
+    "HAVE_POLL",
+    "MIN_RCVTIMEO",
+    "RCVTIMEO",
+    "send_taken",
+    "send_until",
+    "set_timeval",
+    "unread_count",
+    "wait_readable",
+]
 
 
 def send_taken(sock: socket.socket, data: bytes | memoryview, timeout: float) -> None:
@@ -67,6 +85,19 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
         return _wait(sock, select.POLLIN, timeout)
     ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))  # pragma: no cover - no poll() (Windows)
     return bool(ready)  # pragma: no cover
+
+
+def unread_count(fd: int) -> int:
+    """How many bytes wait unread in the kernel for the socket ``fd`` (0: none, closed, or cannot tell).
+
+    FIONREAD, which reads nothing: another thread's reads are not disturbed.
+    """
+    if _FIONREAD is None:  # pragma: no cover - no termios (Windows)
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, _FIONREAD, b"\0\0\0\0"), sys.byteorder)
+    except OSError:  # closed by another thread meanwhile
+        return 0
 
 
 def _wait(sock: socket.socket, events: int, timeout: float) -> bool:

@@ -24,6 +24,7 @@ from ._socket_waits import (
     send_taken,
     send_until,
     set_timeval,
+    unread_count,
     wait_readable,
 )
 
@@ -327,6 +328,15 @@ class SocketTransport:
         self._buffer = mmap.mmap(-1, size, **PRIVATE)  # (see _large_reads.PRIVATE)
         self._view = memoryview(self._buffer)
         self._size = size
+
+    def unread(self) -> int:
+        """Bytes the kernel holds for this socket, not read yet (0: none, closed, or cannot tell).
+
+        Over TLS these are records. Reads nothing: a reader in another thread is not disturbed.
+        """
+        if not self._real or self._closed:
+            return 0
+        return unread_count(self.sock.fileno())
 
     def watchable_fd(self) -> int | None:
         """The descriptor whose readiness tells that bytes arrived, or None.

@@ -1,0 +1,185 @@
+"""Notifications a client had delivered when shutdown() began, not read yet by the sync server.
+
+API.md: "A notification is executed even when its sender closes the connection
+right after". A client that connects, sends notifications and closes while the
+server shuts down had its bytes in the server's socket; shutdown() closed every
+connection whose ``busy`` read 0, and busy is 0 until a reader has taken them:
+the first read of a connection accepted just now, or a reader blocked in ``recv``
+as they arrive. They were dropped (a soak probe: 1-7 of 20 fresh connections
+lost their three notifications, 4 of 40 on the aio server). Now shutdown() also
+waits while bytes wait unread (``SessionReader.unread``), and a connection it
+closes in the moment a reader has taken bytes (busy still 0) runs the
+notifications among them (``_run_notifications_left``), skipping the requests.
+The hooks below hold the reader at those two points until shutdown() has looked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from typing import Any
+
+import pytest
+from _driver_helpers import WAIT, LeakCheck, start_thread, wait_for
+
+from jsonrpc_mini import RPCServer, SocketTransport, aio
+from jsonrpc_mini._session import Session
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Any:
+    with LeakCheck():
+        yield
+
+
+def _note(i: int, **extra: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "method": "note", "params": [i], **extra}).encode() + b"\n"
+
+
+def _pair(kind: str) -> tuple[socket.socket, socket.socket]:
+    """(client end, server end) of a connected stream pair."""
+    if kind == "unix":
+        return socket.socketpair()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server_end, _ = listener.accept()
+    return client, server_end
+
+
+class _Looks:
+    """Counts shutdown()'s looks at the session's busy count."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        busy = Session.busy_now
+
+        def counted(session: Session) -> int:
+            self.count += 1
+            return busy(session)
+
+        monkeypatch.setattr(Session, "busy_now", counted)
+
+
+class _HeldBeforeRead(SocketTransport):
+    """The first read that may wait (a reader idle, counted in no busy) waits until
+    shutdown() looked twice (it waits) or closed the socket."""
+
+    looks: _Looks
+    waiting = threading.Event()
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if timeout != 0.0 and not self.waiting.is_set():
+            self.waiting.set()
+            wait_for(lambda: self.looks.count >= 2 or self.sock.fileno() < 0, "shutdown() to look again or close")
+        return super().recv(max_bytes, timeout)
+
+
+class _HeldAfterRead(SocketTransport):
+    """The first read, once it has the bytes, waits until shutdown() closed the connection."""
+
+    taken = threading.Event()
+    session: Session | None = None
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        data = super().recv(max_bytes, timeout)
+        if not self.taken.is_set():
+            self.taken.set()
+            wait_for(lambda: self.session is not None and self.session._closing, "shutdown() to close it")
+        return data
+
+
+def _server(noted: list[Any]) -> RPCServer:
+    server = RPCServer()
+
+    @server.register
+    def note(i: int) -> None:
+        noted.append(i)
+
+    return server
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_bytes_not_read_yet_when_shutdown_begins(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    noted: list[Any] = []
+    server = _server(noted)
+    client, server_end = _pair(kind)
+    with client:
+        transport = _HeldBeforeRead(server_end)
+        transport.looks, transport.waiting = _Looks(monkeypatch), threading.Event()
+        session = server.serve_connection(transport)
+        assert transport.waiting.wait(WAIT)
+        # They arrive as the reader waits in recv (it would take them at once).
+        client.sendall(_note(0) + _note(1) + _note(2))
+        stopper = start_thread(server.shutdown)
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+        assert session.finished.wait(WAIT)
+    assert sorted(noted) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_bytes_taken_as_shutdown_closes(kind: str) -> None:
+    noted: list[Any] = []
+    server = _server(noted)
+    client, server_end = _pair(kind)
+    with client:
+        # A request among them is skipped (its client sees the connection close).
+        client.sendall(_note(0) + _note(1) + _note(9, id=1) + _note(2))
+        transport = _HeldAfterRead(server_end)
+        transport.taken = threading.Event()
+        session = server.serve_connection(transport)
+        transport.session = session
+        assert transport.taken.wait(WAIT)
+        stopper = start_thread(server.shutdown)
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+        assert session.finished.wait(WAIT)
+    assert sorted(noted) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_aio_bytes_not_read_yet_when_shutdown_begins(tmp_path: Any, kind: str) -> None:
+    """The aio server: bytes in the socket that the loop has not read when shutdown() begins."""
+    noted: list[Any] = []
+
+    async def scenario() -> list[Any]:
+        server = aio.RPCServer()
+
+        @server.register
+        async def note(i: int) -> None:
+            noted.append(i)
+
+        server.register_function(noted.append, name="plain_note")
+        if kind == "unix":
+            path = str(tmp_path / "s.sock")
+            await server.start(path=path)
+            client = socket.socket(socket.AF_UNIX)
+            client.connect(path)
+        else:
+            client = socket.create_connection(await server.start("127.0.0.1", 0))
+        with client:
+            while server.connection_count < 1:
+                await asyncio.sleep(0.001)
+            plain = json.dumps({"jsonrpc": "2.0", "method": "plain_note", "params": [3]}).encode() + b"\n"
+            # Sent while the loop does not run: they wait in the socket as shutdown() begins.
+            client.sendall(_note(0) + _note(1) + _note(9, id=7) + _note(2) + plain)
+            await server.shutdown()
+            client.settimeout(WAIT)
+            return [json.loads(line) for line in await asyncio.to_thread(_to_eof, client)]
+
+    replies = asyncio.run(scenario())
+    assert sorted(noted) == [0, 1, 2, 3]
+    assert replies == [
+        {"jsonrpc": "2.0", "id": 7, "error": {"code": -32000, "message": "Server error: the server is shutting down"}}
+    ]
+
+
+def _to_eof(sock: socket.socket) -> list[bytes]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data.splitlines()
