@@ -316,6 +316,14 @@ def test_a_bad_jsonrpc_seed_env_fails_only_the_tests_that_use_the_seed(tmp_path,
     assert run.returncode == 1
 
 
+def test_without_the_option_or_jsonrpc_seed_env_the_seed_is_0(tmp_path):
+    # README: "default: $JSONRPC_SEED, else 0"; the replay line of a failure depends on it.
+    (tmp_path / "test_seed_user.py").write_text("def test_seed(jsonrpc_seed):\n    assert jsonrpc_seed == 0\n")
+    run = _run_user_project(tmp_path, None)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "jsonrpc_mini: --jsonrpc-seed=0" in run.stdout
+
+
 @pytest.mark.parametrize(("env_seed", "args"), [(" 7 ", ()), ("abc", ("--jsonrpc-seed", "7"))])
 def test_jsonrpc_seed_env_is_read_unless_the_option_is_given(tmp_path, env_seed, args):
     run = _run_seed_project(tmp_path, env_seed, *args)
