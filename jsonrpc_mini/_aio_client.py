@@ -21,7 +21,7 @@ from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import Notification, Params, Request, build_params
 from ._connect import check_port, connect_errors, connect_target
-from ._errors import RPCTimeout
+from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
@@ -38,8 +38,8 @@ class RPCClient:
     """An asyncio JSON-RPC 2.0 client over one connection; get one with ``await aio.connect()``.
 
     ``await client.add(1, 2)`` calls remote ``add``; ``call``, ``notify``, ``batch``,
-    ``with_timeout`` and ``close`` are the client's own names (reach a remote
-    method named like one of them with ``call("close")``). Any number of tasks may
+    ``connect``, ``with_timeout`` and ``close`` are the client's own names (reach a
+    remote method named like one of them with ``call("close")``). Any number of tasks may
     call at once: requests are pipelined on the connection and replies matched by id.
 
     ``timeout`` (seconds, None = wait for ever) bounds every call and raises
@@ -141,6 +141,39 @@ class RPCClient:
         """A view of the same connection whose calls use ``timeout`` seconds."""
         return RPCClient(self._link, timeout=timeout)
 
+    async def connect(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int | None = 5000,
+        *,
+        path: UnixPath | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> RPCClient:
+        """Connect again once the connection is closed or lost (as the sync client's ``connect``); returns self.
+
+        The new connection has this client's timeout, framing and limits; views
+        made with ``with_timeout`` before stay on the old one. RPCError while the
+        client is still connected.
+        """
+        old = self._link
+        if old.lost is None:
+            raise RPCError(
+                None, "this client is already connected; close() it first or make a new one with aio.connect()"
+            )
+        proto = ClientConnection(
+            framing=cast(FramingName, old.proto.framing),
+            codec=old.proto.codec,
+            max_message_size=old.proto.max_message_size,
+            max_depth=old.proto.max_depth,
+        )
+        self._link = await _opened(
+            proto, host, port, unix_path(path), ssl=ssl, server_hostname=server_hostname, timeout=self._timeout
+        )
+        for name in [name for name, value in self.__dict__.items() if type(value) is KeptMethod]:
+            del self.__dict__[name]  # (they hold the old connection)
+        return self
+
     async def close(self) -> None:
         """Close the connection; pending calls fail with ConnectionLost. Idempotent.
 
@@ -209,10 +242,26 @@ async def connect(
     timeout = check_timeout(timeout)
     path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
     proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
+    return RPCClient(
+        await _opened(proto, host, port, path, ssl=ssl, server_hostname=server_hostname, timeout=timeout),
+        timeout=timeout,
+    )
+
+
+async def _opened(
+    proto: ClientConnection,
+    host: str | None,
+    port: int | None,
+    path: str | None,
+    *,
+    ssl: _ssl.SSLContext | None,
+    server_hostname: str | None,
+    timeout: float | None,
+) -> Link:
+    """``_open`` within ``timeout``, its failures as ConnectionLost/RPCTimeout (connect's errors)."""
     with connect_errors(connect_target(host, port, path), timeout):
         async with asyncio.timeout(timeout):
-            link = await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
-    return RPCClient(link, timeout=timeout)
+            return await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
 
 
 async def _open(

@@ -70,6 +70,11 @@ class _Base:
         return self._max_size
 
     @property
+    def max_depth(self) -> int:
+        """The deepest nesting accepted, in levels."""
+        return self._max_depth
+
+    @property
     def in_message(self) -> bool:
         """True while a message has started arriving but is not complete."""
         return self._framer.in_message
