@@ -26,8 +26,9 @@ def unread_bytes(transport: asyncio.BaseTransport | None, limit: int) -> bytes:
     For a peer that has gone: its socket is still open then (asyncio closes it
     after ``connection_lost``), and the bytes it sent before it went wait there
     while reading is paused (at the call limit), or when a write failed before
-    asyncio's reader ran. Nothing over TLS (those bytes are records only the SSL
-    layer could read) or without a socket (the test kit's memory links).
+    asyncio's reader ran. Nothing over TLS (those bytes are records: the TLS layer
+    reads and decrypts them, see ``_aio_tls_layer``) or without a socket (the test
+    kit's memory links).
     """
     if transport is None or transport.get_extra_info("sslcontext") is not None:
         return b""
@@ -62,7 +63,23 @@ class EndingProtocol(WritingProtocol):
         """Give every byte not yet given to the core to its framer, then ``more`` (``ServerProtocol``'s)."""
         raise NotImplementedError
 
-    def _peer_gone(self) -> None:
+    def unread_wanted(self) -> int:
+        """How many bytes the peer sent and this connection has not read it still takes (0: none).
+
+        For ``_aio_tls_layer``, which decrypts them when a TLS client has gone: none
+        before the connection was handed over (a handshake that failed), once input
+        is done (the server closed the connection, or took it all), or once the peer
+        was found gone.
+        """
+        if self._transport is None or self._gone or self._input_done:
+            return 0
+        return self._opts.max_message_size
+
+    def peer_gone(self, unread: bytes) -> None:
+        """``_peer_gone`` with ``unread``: the plain bytes a gone TLS client sent, not read (``_aio_tls_layer``)."""
+        self._peer_gone(unread)
+
+    def _peer_gone(self, unread: bytes | None = None) -> None:
         """Nothing more can reach the peer: skip its requests not started, still run its notifications.
 
         As on the sync server, whose threads stop taking requests once a reply
@@ -82,7 +99,9 @@ class EndingProtocol(WritingProtocol):
             return
         self._gone = True
         if not self._input_done:
-            self._feed_backlog(unread_bytes(self._transport, self._opts.max_message_size))
+            if unread is None:
+                unread = unread_bytes(self._transport, self._opts.max_message_size)
+            self._feed_backlog(unread)
             if not self._events:
                 self._input_done = True  # (nothing received is left to take)
             self._read_paused = True  # (never resumed: an ended call pumps, see _ended)

@@ -6,10 +6,11 @@ exists. The gate waits (``loop.add_reader``) for the client's first byte and loo
 at it without reading it (``MSG_PEEK``). A TLS handshake record: the socket gets a
 plain transport (``loop.connect_accepted_socket``) under asyncio's TLS layer
 (``asyncio.sslproto.SSLProtocol``, what ``start_tls`` and asyncio's TLS listeners
-use), which does the handshake and then hands the connection to the server's
-protocol. Anything else (a client without ``ssl=``) gets the sync server's answer,
-one plain -32000 error "this server speaks TLS ...", after a bounded drain of what
-it sent. With asyncio's own TLS listener such a client only saw the connection close.
+use; here a subclass that keeps what a gone client sent: ``_aio_tls_layer``),
+which does the handshake and then hands the connection to the server's protocol.
+Anything else (a client without ``ssl=``) gets the sync server's answer, one plain
+-32000 error "this server speaks TLS ...", after a bounded drain of what it sent.
+With asyncio's own TLS listener such a client only saw the connection close.
 
 Why no transport while peeking: the event loop refuses to watch a descriptor a
 transport owns, and watching a duplicate of it cost a second descriptor for every
@@ -31,11 +32,11 @@ import errno
 import logging
 import socket
 import ssl as _ssl
-from asyncio import sslproto
 from typing import TYPE_CHECKING, Literal
 
 from ._aio_conn import ServerProtocol
 from ._aio_runner import log_destroy
+from ._aio_tls_layer import ServerTls
 from ._peer_names import client_text
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
 from ._tcp_bind import bind_tcp_async, create_tcp_server
@@ -245,7 +246,7 @@ class TlsGate:
         timeout = max(self._deadline - self._loop.time(), 0.001)
         app = self._srv.protocol()
         try:
-            tls = sslproto.SSLProtocol(
+            tls = ServerTls(  # (asyncio's TLS layer, keeping what a gone client sent: see _aio_tls_layer)
                 self._loop,
                 app,
                 self._context,
