@@ -145,3 +145,67 @@ def test_requests_held_at_the_limit_get_shutting_down(monkeypatch: pytest.Monkey
     assert noted == ["note"]
     assert look.paused == ["on its way", "reading"]
     assert look.counted_then == [0]
+
+
+def test_a_call_ending_as_shutdown_begins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held call ends before shutdown() drains: its thread goes to read as usual.
+
+    Not draining yet, it takes the turn without being counted in busy (no look without
+    waiting first). Stopped on its way to read until shutdown() has looked at busy (0),
+    it must still get to the requests held behind the call: shutdown() waits while
+    bytes wait unread in the socket (``SessionReader.unread``). Before, the connection
+    was closed under them (a reset, the notification not run).
+    """
+    entered, release = threading.Event(), threading.Event()
+    stopped, looked = threading.Event(), threading.Event()
+    noted: list[str] = []
+    read_event, busy_now = Session._read_event, Session.busy_now
+
+    def read_after_a_look(session: Session, fresh: bool = False) -> Any:
+        if release.is_set() and not stopped.is_set():
+            stopped.set()
+            assert looked.wait(WAIT), "shutdown() did not look at busy"
+        return read_event(session, fresh)
+
+    def watched_busy(session: Session) -> int:
+        count = busy_now(session)
+        looked.set()
+        return count
+
+    monkeypatch.setattr(Session, "_read_event", read_after_a_look)
+    monkeypatch.setattr(Session, "busy_now", watched_busy)
+    s = RPCServer(max_concurrent_calls=1)
+
+    @s.register
+    def slow() -> str:
+        entered.set()
+        release.wait(WAIT)
+        return "slow"
+
+    @s.register
+    def quick() -> str:
+        return "ran"
+
+    @s.register
+    def note() -> None:
+        noted.append("note")
+
+    ours, theirs = socket.socketpair()
+    ours.settimeout(WAIT)
+    session, peer = s.serve_connection(SocketTransport(theirs)), Peer(ours)
+    with peer:
+        peer.sendall(request("quick", id_=0))  # the framing known: the usual paths
+        assert peer.json_line() == {"jsonrpc": "2.0", "id": 0, "result": "ran"}
+        peer.sendall(request("slow", id_=1))
+        assert entered.wait(WAIT)
+        peer.sendall(request("quick", id_=2) + _NOTE)  # held behind the call at the limit
+        release.set()
+        assert stopped.wait(WAIT), "the call's thread did not go to read"
+        assert not session.draining  # (it ended before shutdown() began)
+        stopper = start_thread(s.shutdown)
+        assert peer.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "slow"}
+        replies = _rest(peer)
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+    assert replies == [{"jsonrpc": "2.0", "id": 2, "error": SHUTTING_DOWN}]
+    assert noted == ["note"]
