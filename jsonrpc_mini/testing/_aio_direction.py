@@ -24,6 +24,10 @@ __all__ = ["CHUNK", "Direction", "End"]
 log = logging.getLogger("jsonrpc_mini.testing")
 
 CHUNK = 64 * 1024  # at most this many bytes cross per step, like one socket read
+# Chunks cut or delivered between two looks at the event loop: a large message in
+# chunks of a byte (max_chunk=1) is a million of them, seconds in one loop step,
+# and every other connection of the loop (clean ones beside a faulty one) waited.
+_BUDGET = 256
 
 
 class End(Protocol):
@@ -75,6 +79,8 @@ class Direction:
         self._cut = asyncio.Event()  # set by stop() and drop_in_flight(): a delay under way ends now
         max_chunk = state.faults.max_chunk
         self._limit = CHUNK if max_chunk is None else min(CHUNK, max_chunk)
+        self._work = 0  # chunks cut or delivered since the loop last ran other tasks
+        self._cut_from: float | None = None  # when the bytes left uncut at the budget were sent
 
     @property
     def queued(self) -> int:
@@ -129,8 +135,17 @@ class Direction:
         return not (seconds > 0 and self.dropping)
 
     def _send(self, now: float) -> None:
-        """Cut what was written into chunks and put them in flight (not past a fault)."""
+        """Cut what was written into chunks and put them in flight (not past a fault).
+
+        At most the budget's worth: the rest is cut on the next turn, as sent at ``now``.
+        """
+        if self._cut_from is not None:
+            now = self._cut_from
         while self.buf and not self._faulted:
+            if self._work >= _BUDGET:
+                self._cut_from = now
+                return
+            self._work += 1
             view = bytes(self.buf[: self._limit])
             step = self.state.next_step(view)
             chunk = view[: step.size]
@@ -143,6 +158,7 @@ class Direction:
                 self._faulted = True
             self.flight.append((self._due, chunk, step))
             self._flying += len(chunk)
+        self._cut_from = None
 
     async def _wait(self, seconds: float | None) -> None:
         """Wait ``seconds`` (None: no limit), or until bytes are written or cut."""
@@ -158,6 +174,10 @@ class Direction:
         if not await self._delay(self.link.plan.connect_delay):
             self.buf.clear()
         while not self.ended:
+            if self._work >= _BUDGET:
+                self._work = 0
+                await asyncio.sleep(0)  # (the loop's other tasks run: see _BUDGET)
+                continue
             self._send(loop.time())
             if self.flight:
                 due, chunk, step = self.flight[0]
@@ -179,6 +199,7 @@ class Direction:
                 self.flight.popleft()
                 self._flying -= len(chunk)
                 if chunk:
+                    self._work += 1
                     self.dst.deliver(chunk)
                 self.src.drained(self.queued)
                 if step.fault is not None:
