@@ -23,7 +23,7 @@ __all__ = ["PipeTransport", "pipe_pair"]
 class _Channel:
     """One direction: segments in flight plus how that direction ended."""
 
-    __slots__ = ("reader_gone", "reset", "segments", "timers", "writer_done")
+    __slots__ = ("reader_closed", "reader_gone", "reset", "segments", "timers", "writer_done")
 
     def __init__(self) -> None:
         # (when, what): a fault a plan sent after the segments, done once it arrives
@@ -32,6 +32,10 @@ class _Channel:
         self.segments: collections.deque[tuple[float, bytes]] = collections.deque()
         self.writer_done = False  # the reader gets EOF once the segments are read
         self.reader_gone = False  # the writer gets BrokenPipeError
+        # The reader closed its end (not a shutdown_read): as over TCP, the writer's next
+        # bytes still go out (and are lost: the peer's kernel answers them with a reset);
+        # only the sends after them fail.
+        self.reader_closed = False
         self.reset = False  # both ends get ConnectionResetError
 
 
@@ -77,6 +81,9 @@ class PipeTransport:
             if self._out.writer_done:
                 raise BrokenPipeError(errno.EPIPE, f"{self.name}: this end shut down writing")
             if self._out.reader_gone:  # (the client's error quoted this as "closed for writing")
+                if self._out.reader_closed:  # these are lost; the send after them fails
+                    self._out.reader_closed = not data  # (nothing goes out for b"", no reset comes back)
+                    return
                 raise BrokenPipeError(errno.EPIPE, f"{self.name}: the peer closed the connection")
             if data:
                 self._out.segments.append((max(due, time.monotonic()), bytes(data)))
@@ -200,8 +207,15 @@ class PipeTransport:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent."""
+        """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent.
+
+        The peer reads what we sent, then EOF. As over TCP, its first send after our
+        close goes through (the bytes are lost) and only the sends after it fail with
+        BrokenPipeError, so a client whose server closed learns it by reading EOF.
+        """
         with self._cond:
+            if not self._closed and not self._in.reader_gone:
+                self._in.reader_closed = True
             self._closed = True
             self._out.writer_done = True
             self._in.reader_gone = True
