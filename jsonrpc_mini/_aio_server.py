@@ -317,6 +317,19 @@ class RPCServer(CallExecutor, TurnTaking):
         if self._stopped is not None:
             self._stopped.set()
 
+    def _end_idle_pool(self) -> None:
+        """End the private thread pool if nothing can use it now (a later call starts another).
+
+        For the test kit, when the last kit user of a server leaves: ``aio_loopback()``
+        never starts the server, so without this its pool outlived the block and the loop.
+        Not listening, no connection, no call in flight; queued jobs still run.
+        """
+        pool, idle = self._executor, self._listener is None and not self._conns and not self._orphans
+        idle = idle and (self._pool is None or all(future.done() for future in self._pool.inflight))
+        if pool is not None and self._user_executor is None and idle:
+            pool.shutdown(wait=False)
+            self._executor = None
+
     async def __aenter__(self) -> RPCServer:
         return self
 

@@ -211,6 +211,7 @@ async def aio_release(server: AioRPCServer, *, shut: bool = True) -> None:
         if entry.users or not entry.started or not shut:
             if not entry.users:
                 entry.started = False
+                server._end_idle_pool()  # (not listening: an aio_loopback() server, or one shut down)
             return
         async with entry.turn:
             # A user may have come (and found the server running) while we waited.

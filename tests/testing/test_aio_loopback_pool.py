@@ -1,7 +1,9 @@
-"""aio_loopback() never starts its server, so the server's thread pool stays until shutdown().
+"""aio_loopback() never starts its server; its last kit user out ends the server's idle thread pool.
 
 A user's jsonrpc_no_leaks reported "left behind: thread jsonrpc_mini-aio_0" after an
-aio_loopback() block whose plain handler ran; the README said nothing of it.
+aio_loopback() block whose plain handler ran: the pool outlived the block and the
+loop until ``server.shutdown()``. Now the last kit user of a server that is not
+listening ends the pool when nothing can use it (a later call starts another).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jsonrpc_mini import aio
-from jsonrpc_mini.testing import aio_loopback
+from jsonrpc_mini.testing import AioLoopbackServer, aio_loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,24 +26,103 @@ def pool_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("jsonrpc_mini-aio_")}
 
 
-def test_the_pool_outlives_the_block_and_the_loop_until_shutdown() -> None:
-    before = pool_threads()
+def assert_ended(threads: set[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive(), f"{thread.name} outlived the kit's last user"
+
+
+def adder() -> aio.RPCServer:
     server = aio.RPCServer()
     server.register_function(lambda a, b: a + b, name="add")  # a plain handler: the pool runs it
+    return server
 
-    async def use() -> None:
+
+def test_the_pool_ends_with_the_block_and_a_later_block_starts_another() -> None:
+    before = pool_threads()
+    server = adder()
+
+    async def use() -> set[threading.Thread]:
         async with aio_loopback(server) as client:
             assert await client.add(1, 2) == 3
+        first = pool_threads() - before
+        assert first, "the plain handler ran in no pool thread"
+        assert_ended(first)
+        async with aio_loopback(server) as client:  # (a new pool)
+            assert await client.add(2, 2) == 4
+        return pool_threads() - before - first
+
+    second = asyncio.run(use())
+    assert second
+    assert_ended(second)
+
+
+def test_nested_blocks_keep_the_pool_until_the_last_leaves() -> None:
+    before = pool_threads()
+    server = adder()
+
+    async def use() -> None:
+        async with aio_loopback(server) as outer:
+            async with aio_loopback(server) as inner:
+                assert await inner.add(1, 2) == 3
+            threads = pool_threads() - before
+            assert threads and all(t.is_alive() for t in threads)
+            assert await outer.add(2, 2) == 4
+            assert pool_threads() - before == threads  # the same pool served the outer block
+        assert_ended(threads)
 
     asyncio.run(use())
-    assert pool_threads() - before, "the pool ended with the block: update README's aio_loopback note"
+
+
+def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> None:
+    before = pool_threads()
+    server = adder()
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+
+    server.register_function(slow, name="slow")
+
+    async def use() -> set[threading.Thread]:
+        try:
+            async with aio_loopback(server) as client:
+                await client.notify("slow")
+                assert await asyncio.to_thread(started.wait, 10)
+            assert server._executor is not None  # kept: ending it now would not end its thread
+        finally:
+            release.set()
+        return pool_threads() - before
+
+    threads = asyncio.run(use())
+    assert threads
     asyncio.run(server.shutdown())
-    for thread in pool_threads() - before:
-        thread.join(5)
-        assert not thread.is_alive()
+    assert_ended(threads)
+
+
+def test_a_server_that_listens_keeps_its_pool_until_shutdown() -> None:
+    before = pool_threads()
+    server = adder()
+
+    async def use() -> set[threading.Thread]:
+        await server.start("127.0.0.1", 0)
+        async with aio_loopback(server) as client:
+            assert await client.add(1, 2) == 3
+        pool = server._executor
+        async with AioLoopbackServer(server) as lb:  # (the test started it: left running)
+            client = await lb.client()
+            assert await client.add(2, 2) == 4
+        assert pool is not None and server._executor is pool  # one pool throughout
+        threads = pool_threads() - before
+        assert threads and all(t.is_alive() for t in threads)
+        await server.shutdown()
+        return threads
+
+    assert_ended(asyncio.run(use()))
 
 
 def test_the_readme_says_so() -> None:
     text = " ".join(README.read_text(encoding="utf-8").split())
     assert "`aio_loopback()` alone never starts the server, so it never shuts it down" in text
-    assert "until `await server.shutdown()`" in text
+    assert "the last kit user of a server that is not listening leaves, the server's own thread pool" in text
