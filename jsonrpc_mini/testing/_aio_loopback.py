@@ -33,7 +33,7 @@ from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._aio_socket_end import _SocketEnd
-from ._kit_args import check_kit_args
+from ._kit_args import check_client_args, check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._per_connection import KitFaults, add_faults_note, as_plans, plan_for
 from ._plan import FaultPlan, LinkState
@@ -55,8 +55,7 @@ _LEFT_OPEN = (
 )
 
 
-@contextlib.asynccontextmanager
-async def aio_loopback(
+def aio_loopback(
     server: AioRPCServer,
     faults: FaultPlan | None = None,
     *,
@@ -65,7 +64,7 @@ async def aio_loopback(
     connection: int = 0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
-) -> AsyncIterator[RPCClient]:
+) -> contextlib.AbstractAsyncContextManager[RPCClient]:
     """Yield an ``aio.RPCClient`` served by an ``aio.RPCServer`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` (same seed, same cut and failure points
@@ -89,7 +88,31 @@ async def aio_loopback(
         async with aio_loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
             assert await client.add(1, 2) == 3
     """
+    __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("aio_loopback", server, faults, aio=True)
+    check_client_args(timeout, framing, max_message_size, max_depth)
+    return _aio_loopback(
+        server,
+        faults,
+        timeout=timeout,
+        framing=framing,
+        connection=connection,
+        max_message_size=max_message_size,
+        max_depth=max_depth,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _aio_loopback(
+    server: AioRPCServer,
+    faults: FaultPlan | None,
+    *,
+    timeout: float | None,
+    framing: FramingName,
+    connection: int,
+    max_message_size: int,
+    max_depth: int,
+) -> AsyncIterator[RPCClient]:
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)

@@ -9,10 +9,12 @@ tuple of plans, one per connection; its items are checked here too.
 from __future__ import annotations
 
 from .._aio_server import RPCServer as AioRPCServer
+from .._client_protocol import ClientConnection
+from .._remote import check_timeout
 from .._server import RPCServer
 from ._fault_plan import FaultPlan
 
-__all__ = ["check_kit_args"]
+__all__ = ["check_client_args", "check_kit_args"]
 
 _SYNC, _AIO = "jsonrpc_mini.RPCServer", "jsonrpc_mini.aio.RPCServer"
 _COUNTERPART = {
@@ -70,3 +72,19 @@ def _check_plans(kit: str, faults: list[object] | tuple[object, ...]) -> None:
                 f"{kit}(): refuse_connect=True refuses the kit's whole port, not one connection "
                 f"(faults item {k}); to break connection {k} at once use FaultPlan(disconnect_after=0)"
             )
+
+
+def check_client_args(timeout: object, framing: object, max_message_size: object, max_depth: object) -> None:
+    """Raise the client's own ValueError for a bad ``timeout``, ``framing`` or size, from here.
+
+    The in-memory kits build their client inside the ``with`` block's entry: a bad
+    ``timeout=0`` was raised there, under contextlib's and the kit's frames. Checked
+    on the kit's call instead, with the client's frames dropped, pytest shows the
+    user's line and the message only.
+    """
+    __tracebackhide__ = True
+    try:
+        check_timeout(timeout)  # type: ignore[arg-type]
+        ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise exc.with_traceback(None) from None

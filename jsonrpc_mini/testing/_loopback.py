@@ -12,7 +12,7 @@ from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
-from ._kit_args import check_kit_args
+from ._kit_args import check_client_args, check_kit_args
 from ._pipe import pipe_pair
 from ._plan import FaultPlan, LinkState
 from ._uses import hold, release
@@ -38,7 +38,6 @@ def add_plan_note(exc: BaseException, plan: FaultPlan | None) -> None:
             exc.add_note(note)
 
 
-@contextlib.contextmanager
 def loopback(
     server: RPCServer,
     faults: FaultPlan | None = None,
@@ -48,7 +47,7 @@ def loopback(
     connection: int = 0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
-) -> Iterator[RPCClient]:
+) -> contextlib.AbstractContextManager[RPCClient]:
     """Yield an :class:`~jsonrpc_mini.RPCClient` served by ``server`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
@@ -70,7 +69,31 @@ def loopback(
         with loopback(server, faults=FaultPlan(seed=3, max_chunk=1)) as client:
             assert client.add(1, 2) == 3
     """
+    __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("loopback", server, faults, aio=False)
+    check_client_args(timeout, framing, max_message_size, max_depth)
+    return _loopback(
+        server,
+        faults,
+        timeout=timeout,
+        framing=framing,
+        connection=connection,
+        max_message_size=max_message_size,
+        max_depth=max_depth,
+    )
+
+
+@contextlib.contextmanager
+def _loopback(
+    server: RPCServer,
+    faults: FaultPlan | None,
+    *,
+    timeout: float | None,
+    framing: FramingName,
+    connection: int,
+    max_message_size: int,
+    max_depth: int,
+) -> Iterator[RPCClient]:
     plan = faults if faults is not None and faults.active else None
     link = None if plan is None else LinkState(plan, connection)
     if link is not None and (refusal := link.refused()) is not None:
