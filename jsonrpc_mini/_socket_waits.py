@@ -96,7 +96,7 @@ def unread_count(fd: int) -> int:
         return 0
     try:
         return int.from_bytes(fcntl.ioctl(fd, _FIONREAD, b"\0\0\0\0"), sys.byteorder)
-    except OSError:  # closed by another thread meanwhile
+    except (OSError, ValueError):  # closed by another thread meanwhile (ValueError: fd -1)
         return 0
 
 

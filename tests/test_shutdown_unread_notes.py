@@ -183,3 +183,20 @@ def _to_eof(sock: socket.socket) -> list[bytes]:
     while chunk := sock.recv(65536):
         data += chunk
     return data.splitlines()
+
+
+def test_unread_of_a_socket_closed_underneath_is_none() -> None:
+    """A socket closed under its transport reads as holding nothing.
+
+    A TLS handshake that fails closes the accepted socket in the session's thread, and
+    the session (its transport not closed) ends just after: a shutdown() looking then
+    got fileno() -1, and the look at the unread bytes raised ValueError out of
+    shutdown() (the TLS hardening tests, wrong-hostname case, once in a full run).
+    """
+    ours, theirs = socket.socketpair()
+    with ours:
+        transport = SocketTransport(theirs)
+        ours.sendall(b"x")
+        assert transport.unread() == 1
+        theirs.close()
+        assert transport.unread() == 0
