@@ -19,100 +19,29 @@ the test sees what its socket gets.
 
 from __future__ import annotations
 
-import contextlib
-import select
 import socket
-import struct
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from _driver_helpers import WAIT, wait_for
+from _proxy_link_support import (
+    EARLY,
+    FROM,
+    HELLO,
+    HOLD,
+    OTHER,
+    SIDES,
+    linked,
+    proxy_threads,
+    read_all,
+    reader_full,
+    reset,
+    waits,
+    write_fails,
+)
 
-from jsonrpc_mini import RPCServer
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, _eager, _proxy, _relay
+from jsonrpc_mini.testing import DirectionFaults, FaultPlan, _relay
 
 pytestmark = pytest.mark.timeout(60)
-
-HELLO = b"0123456789"
-EARLY = b"early"
-# A direction holding a chunk (EARLY) this long does not look at its source meanwhile.
-HOLD = DirectionFaults(latency=WAIT * 3)
-SIDES = ("client", "server")
-OTHER = {"client": "server", "server": "client"}
-FROM = {"client": "client_to_server", "server": "server_to_client"}  # the direction an end's bytes take
-
-
-def proxy_threads() -> set[str]:
-    """The names of the kit's proxy threads running now (connection 0's: the tests make one)."""
-    return {thread.name for thread in threading.enumerate() if thread.name.startswith("jsonrpc_mini-proxy-0-")}
-
-
-@contextmanager
-def linked(plan: FaultPlan | None) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
-    """The client's socket and the server's (``"client"``, ``"server"``) joined by a kit's proxy with ``plan``."""
-    server = RPCServer()
-    try:
-        with socket.create_server(("127.0.0.1", 0)) as listener, LoopbackServer(server, faults=plan) as kit:
-            kit.direct_address = listener.getsockname()[:2]  # the proxy relays to the plain socket
-            listener.settimeout(WAIT)
-            with socket.create_connection(kit.address, timeout=WAIT) as client:
-                far, _ = listener.accept()
-                with far:
-                    far.settimeout(WAIT)
-                    running = {"jsonrpc_mini-proxy-0-c2s", "jsonrpc_mini-proxy-0-s2c"}
-                    wait_for(lambda: running <= proxy_threads(), "the proxy's relay")
-                    yield {"client": client, "server": far}, kit
-    finally:
-        server.shutdown()
-
-
-def waits(kit: LoopbackServer, side: str) -> bool:
-    """Whether the proxy's direction reading ``side`` holds a chunk or is stalled.
-
-    Nothing the sockets see tells it: this reads the relay's internals.
-    """
-    if not kit._relays:  # (its threads run before the kit lists it)
-        return False
-    relay = kit._relays[0]
-    source = relay.down if side == "client" else relay.up_in
-    assert isinstance(source, _relay.FaultyTransport)
-    return source._held is not None or source._in.ended is not None
-
-
-def reader_full(kit: LoopbackServer, side: str) -> bool:
-    """Whether the proxy's reader of ``side``'s socket holds its bound and reads no more (internals too)."""
-    if not kit._relays:
-        return False
-    reader = next(reader for reader in kit._relays[0].readers if reader.thread.name.endswith(f"-{side}-reader"))
-    return reader._held >= _eager._HOLD
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a reset (RST)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def read_all(sock: socket.socket) -> bytes:
-    """Everything ``sock`` reads until EOF."""
-    got = b""
-    while chunk := sock.recv(4096):
-        got += chunk
-    return got
-
-
-def write_fails(sock: socket.socket) -> None:
-    """After reading EOF from a closed link: one write is answered with a reset, the next fails."""
-    sock.send(b"x")  # (taken by the kernel; a closed peer answers it with RST, a half-closed one reads it)
-    poller = select.poll()
-    poller.register(sock, select.POLLPRI)  # (POLLERR and POLLHUP are always reported)
-    events = poller.poll(WAIT * 1000)
-    assert events and events[0][1] & (select.POLLERR | select.POLLHUP), "the far end took the write: not closed"
-    with pytest.raises(ConnectionError):
-        sock.send(b"y")
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -152,15 +81,6 @@ def test_a_half_closed_direction_leaves_the_other_one_carrying() -> None:
         ends["server"].sendall(b"reply")  # ...and its reply still reaches the client
         ends["server"].shutdown(socket.SHUT_WR)
         assert read_all(ends["client"]) == b"reply"
-
-
-def read_until_reset(sock: socket.socket) -> bytes:
-    """What ``sock`` reads before a reset; fails if it reads EOF instead."""
-    got = b""
-    with pytest.raises(ConnectionResetError):
-        while chunk := sock.recv(4096):
-            got += chunk
-    return got
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -207,157 +127,6 @@ def test_a_reset_the_writing_direction_meets_first_reaches_the_other_end(
             ends[OTHER[side]].recv(4096)
 
 
-GIVEN = {"client": "c2s", "server": "s2c"}  # the relay's direction carrying an end's bytes
-
-
-def meeting_the_reset(kit: LoopbackServer, writer: socket.socket, aborted: list[object]) -> bool:
-    """Whether the proxy's write met the reset: it waits for the held bytes, or (old code) reset.
-
-    Until then ``writer`` sends a byte each poll (the proxy may take one more before the
-    reset reaches it). Nothing the sockets see tells it: this reads the relay's internals.
-    """
-    with contextlib.suppress(OSError):
-        writer.send(b"r")
-    return bool(aborted) or bool(kit._relays and kit._relays[0]._reset_met)
-
-
-@pytest.mark.parametrize("plan", [None, FaultPlan(seed=10, max_chunk=2)], ids=["no plan", "plan"])
-@pytest.mark.parametrize("side", SIDES)
-def test_a_reset_met_by_writing_reaches_the_other_end_after_the_bytes_before_it(
-    monkeypatch: pytest.MonkeyPatch, side: str, plan: FaultPlan | None
-) -> None:
-    # ``side`` sends EARLY, then resets. The proxy's direction from ``side`` holds EARLY:
-    # its write to the other end waits at a gate. The other end's bytes are then written
-    # to the reset end, and that write fails. The gate opens once the writing direction
-    # met the reset (the old code had reset the other end by then): the other end must
-    # read EARLY, then the reset, as over a real link, where bytes sent before an RST
-    # arrive before it (the old code reset it first: EARLY was lost). Without a plan
-    # nothing reads the reset end meanwhile, so the failed write takes its reset and the
-    # read after EARLY gets EOF: that is a reset too, on any system (``was_reset``, which
-    # tells it from the connection's state, is made to know nothing, as off Linux).
-    monkeypatch.setattr(_relay, "was_reset", lambda sock: False)
-    entered, gate = threading.Event(), threading.Event()
-    aborted: list[object] = []
-    real_abort = _relay.abort_transport
-
-    real_send = _relay._Relay._send
-
-    def gated(relay: _relay._Relay, sock: socket.socket, data: bytes) -> None:
-        if threading.current_thread().name == f"jsonrpc_mini-proxy-0-{GIVEN[side]}":
-            entered.set()
-            gate.wait(WAIT)
-        real_send(relay, sock, data)
-
-    def abort(transport: _relay.Transport) -> None:
-        aborted.append(transport)
-        real_abort(transport)
-
-    monkeypatch.setattr(_relay._Relay, "_send", gated)
-    monkeypatch.setattr(_relay, "abort_transport", abort)
-    with linked(plan) as (ends, kit):
-        ends[side].sendall(EARLY)
-        assert entered.wait(WAIT), "the proxy passing EARLY on"
-        reset(ends[side])
-        wait_for(lambda: meeting_the_reset(kit, ends[OTHER[side]], aborted), "the proxy's write meeting the reset")
-        gate.set()
-        assert read_until_reset(ends[OTHER[side]]) == EARLY
-
-
-@pytest.mark.parametrize("side", SIDES)
-def test_a_reset_met_by_writing_waits_for_a_chunk_the_plan_delays(monkeypatch: pytest.MonkeyPatch, side: str) -> None:
-    # As above, with EARLY held by the plan's latency (30 s) instead of a gate; made due at
-    # once when the writing direction met the reset (its direction looks again at its next
-    # poll, made short). The other end reads EARLY, then the reset (the old code reset it
-    # at once: EARLY was lost).
-    aborted: list[object] = []
-    real_abort = _relay.abort_transport
-
-    def abort(transport: _relay.Transport) -> None:
-        aborted.append(transport)
-        real_abort(transport)
-
-    monkeypatch.setattr(_relay, "abort_transport", abort)
-    monkeypatch.setattr(_relay, "_POLL", 0.05)
-    with linked(FaultPlan(seed=11, **{FROM[side]: HOLD})) as (ends, kit):
-        ends[side].sendall(EARLY)
-        wait_for(lambda: waits(kit, side), "EARLY held")
-        reset(ends[side])
-        wait_for(lambda: meeting_the_reset(kit, ends[OTHER[side]], aborted), "the proxy's write meeting the reset")
-        relay = kit._relays[0]
-        source = relay.down if side == "client" else relay.up_in
-        assert isinstance(source, _relay.FaultyTransport)
-        held = source._held
-        if held is not None:  # (None once an abort woke its wait: the old code)
-            source._held = (held[0], held[1], 0.0)  # due now
-        assert read_until_reset(ends[OTHER[side]]) == EARLY
-
-
-def gate_client_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Hold the relay's reads of the client's end until the first event is set.
-
-    The second is set when a write of the relay fails with a ConnectionError (a reset
-    or broken pipe met by writing).
-    """
-    gate, failed = threading.Event(), threading.Event()
-    made: list[_relay.SocketTransport] = []
-
-    real_send = _relay._Relay._send
-
-    class Gated(_relay.SocketTransport):
-        def recv(self, max_bytes: int, timeout: float | None) -> bytes:
-            if self is made[0]:  # (the client's end: the first the relay makes)
-                gate.wait(WAIT)
-            return super().recv(max_bytes, timeout)
-
-    def made_one(sock: socket.socket) -> _relay.SocketTransport:
-        transport = Gated(sock)
-        made.append(transport)
-        return transport
-
-    def send(relay: _relay._Relay, sock: socket.socket, data: bytes) -> None:
-        try:
-            real_send(relay, sock, data)
-        except ConnectionError:
-            failed.set()
-            raise
-
-    monkeypatch.setattr(_relay, "SocketTransport", made_one)
-    monkeypatch.setattr(_relay._Relay, "_send", send)
-    return gate, failed
-
-
-def test_a_reset_met_by_writing_is_not_held_for_close_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The proxy's write of the server's bytes takes the client's reset (its reader of the
-    # client's socket is held back until then); that reader then reads EOF, which the
-    # plan's FaultyTransport holds for close_delay (an hour) as it would a close. The
-    # server must get the reset without that wait, nor the one for held bytes (_FLUSH,
-    # made longer than the server's read timeout: waiting it out fails the read).
-    gate, failed = gate_client_reads(monkeypatch)
-    monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
-    monkeypatch.setattr(_relay, "_POLL", 0.05)
-    monkeypatch.setattr(_proxy, "_CLOSE_WAIT", 0.0)  # (leaving the kit: no wait for the hour)
-    with linked(FaultPlan(seed=13, close_delay=3600.0)) as (ends, _):
-        reset(ends["client"])
-        ends["server"].sendall(b"reply")
-        assert failed.wait(WAIT), "the proxy's write meeting the reset"
-        gate.set()
-        assert read_until_reset(ends["server"]) == b""
-
-
-@pytest.mark.parametrize("side", SIDES)
-def test_a_reset_met_by_writing_waits_for_no_stalled_direction(monkeypatch: pytest.MonkeyPatch, side: str) -> None:
-    # The plan stalled the direction from the resetting end: it hands on nothing more, so
-    # the reset reaches the other end without the wait for held bytes (_FLUSH, made longer
-    # than the other end's read timeout: waiting it out fails the read with a timeout).
-    monkeypatch.setattr(_relay, "_FLUSH", WAIT * 3)
-    with linked(FaultPlan(seed=12, **{FROM[side]: DirectionFaults(stall_after=0)})) as (ends, kit):
-        ends[side].sendall(EARLY)
-        wait_for(lambda: waits(kit, side), "the direction stalled")
-        reset(ends[side])
-        ends[OTHER[side]].sendall(b"reply")
-        assert read_until_reset(ends[OTHER[side]]) == b""
-
-
 def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # The server->client direction waits out a held chunk's delay (30 s here) in steps
     # of the proxy's poll; close() must end that wait itself. The poll is made longer
@@ -369,110 +138,3 @@ def test_closing_the_kit_stops_a_direction_holding_a_delayed_chunk_at_once(monke
         relay = kit._relays[0]
         relay.close()
         assert relay.join(WAIT), "a direction kept waiting out its held chunk after close()"
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the proxy tells an EOF that hides a reset only on Linux (TCP_INFO)"
-)
-@pytest.mark.parametrize("plan", [None, FaultPlan(seed=7, max_chunk=1 << 16)], ids=["no plan", "plan"])
-def test_a_reset_the_writing_direction_took_is_no_eof_for_the_reading_one(
-    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan | None
-) -> None:
-    # The kernel reports an RST once, to the first call that meets it. Here the proxy's
-    # write of the server's bytes to the client takes the client's reset (the read of the
-    # client's socket is held back until then; the writing direction's reset of the
-    # server's end waits until the reading direction has ended, for the bytes it may
-    # hold); the read that follows gets EOF. That EOF must not reach the server as a
-    # half-close: it read EOF before the reset (the old code half-closed the server's
-    # end: 1 to 3 runs of 200 under a flood).
-    gate, resetting = gate_client_reads(monkeypatch)
-    with linked(plan) as (ends, _):
-        reset(ends["client"])
-        ends["server"].sendall(b"reply")
-        wait_for(resetting.is_set, "the server->client direction meeting the reset")
-        gate.set()
-        with pytest.raises(ConnectionResetError):
-            ends["server"].recv(4096)
-
-
-def blocked_writing_to_the_client(kit: LoopbackServer) -> bool:
-    """Whether the proxy's server->client direction sits in a write the client's full socket holds up.
-
-    Nothing the sockets see tells it: this reads the relay's socket and its thread's frame.
-    """
-    if not kit._relays:
-        return False
-    sock = kit._relays[0].down_out.sock
-    if select.select([], [sock], [], 0)[1]:  # (room to write: the write goes on)
-        return False
-    thread = next((t for t in threading.enumerate() if t.name == "jsonrpc_mini-proxy-0-s2c"), None)
-    frame = None if thread is None or thread.ident is None else sys._current_frames().get(thread.ident)
-    return frame is not None and frame.f_code.co_name in ("_send", "_writable")
-
-
-def send_until_closed(sock: socket.socket, data: bytes) -> None:
-    """Send ``data`` until done or the connection ends."""
-    with contextlib.suppress(OSError):
-        sock.sendall(data)
-
-
-@contextmanager
-def flooding_the_client(
-    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan | None
-) -> Iterator[tuple[dict[str, socket.socket], LoopbackServer]]:
-    """``linked(plan)`` with the proxy's write to the client blocked: the server sends far more than fits.
-
-    A close of the proxy's socket to the client then fails that write (a broken pipe),
-    and is made to wait, the socket shut down but open, until the writing direction has
-    handled the failure: unforced, that order came in about half the runs.
-    """
-    made: list[_relay.SocketTransport] = []
-
-    class Gated(_relay.SocketTransport):
-        def close(self) -> None:
-            if self is made[0] and threading.current_thread().name != "jsonrpc_mini-proxy-0-s2c":
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
-                for thread in threading.enumerate():
-                    if thread.name == "jsonrpc_mini-proxy-0-s2c":
-                        thread.join(WAIT)  # (it handles the failed write, then ends)
-            super().close()
-
-    def made_one(sock: socket.socket) -> _relay.SocketTransport:
-        transport = Gated(sock)
-        made.append(transport)  # (the client's end first)
-        return transport
-
-    monkeypatch.setattr(_relay, "SocketTransport", made_one)
-    with linked(plan) as (ends, kit):
-        sender = threading.Thread(target=send_until_closed, args=(ends["server"], b"z" * (16 << 20)))
-        sender.start()
-        try:
-            wait_for(lambda: blocked_writing_to_the_client(kit), "the proxy's write to the client blocking")
-            yield ends, kit
-        finally:
-            sender.join(WAIT)
-
-
-@pytest.mark.parametrize("plan", [None, FaultPlan(seed=8, max_chunk=1 << 16)], ids=["no plan", "plan"])
-def test_closing_the_kit_while_a_write_to_the_client_blocks_resets_no_one(
-    monkeypatch: pytest.MonkeyPatch, plan: FaultPlan | None
-) -> None:
-    # The write close() cut short is close() at work, not a reset: the client reads the
-    # bytes that reached it, then EOF (passed on as a reset, it read ConnectionResetError).
-    with flooding_the_client(monkeypatch, plan) as (ends, kit):
-        kit.close()
-        got = read_all(ends["client"])
-    assert got and got == b"z" * len(got)
-
-
-def test_a_write_to_an_end_the_broken_link_closed_resets_no_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The client's bytes break the link (closed in their frame) while the proxy's write
-    # to the client blocks: closing the client's end fails that write with a broken
-    # pipe, which is the plan's close, not the client's reset: the client reads the
-    # bytes that reached it, then EOF (passed on as a reset, it read ConnectionResetError).
-    plan = FaultPlan(seed=9, client_to_server=DirectionFaults(disconnect_in_frame=1))
-    with flooding_the_client(monkeypatch, plan) as (ends, _):
-        ends["client"].sendall(b"x" * 32 + b"\n")
-        got = read_all(ends["client"])
-    assert got and got == b"z" * len(got)
