@@ -10,6 +10,7 @@ TCP connection.
 
 from __future__ import annotations
 
+import errno
 import functools
 import threading
 import time
@@ -37,8 +38,8 @@ class FaultyTransport(_FaultyReads):
     bounds a send by its call's deadline (TimeoutError when the plan's delays run past it).
     ``recv``'s timeout bounds the delays too: a piece due after it waits for a later read.
     The plan's ``close_delay`` holds a close both ways: the peer sees ``close()`` that
-    long later (in flight over a ``call_at`` transport, the pipe: ``close()`` returns at
-    once; elsewhere it waits it out, as ``shutdown_write()`` does), and ``recv``
+    long later (in flight over a ``call_at`` transport, the pipe: ``close()`` and
+    ``shutdown_write()`` return at once; elsewhere they wait it out), and ``recv``
     returns the peer's EOF that long after it came.
     Over a transport that can carry bytes in flight (``send_at``, as the in-memory pipe
     has), a chunk's delay is its time in flight and the writer does not wait for it,
@@ -88,6 +89,7 @@ class FaultyTransport(_FaultyReads):
         self._due = 0.0  # when the last chunk sent through send_at reaches the peer
         # An outbound fault travelling in flight (call_at): when it arrives, and the fault.
         self._on_its_way: tuple[float, Step] | None = None
+        self._write_shut = False  # shutdown_write() was called: our sends fail at once, as over TCP
 
     # -- helpers -------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class FaultyTransport(_FaultyReads):
     def _send(self, data: bytes, deadline: float | None) -> None:
         if self._closed.is_set():
             raise OSError("send on a closed FaultyTransport")
+        if self._write_shut:
+            raise BrokenPipeError(errno.EPIPE, "send after this FaultyTransport's shutdown_write()")
         # Over a transport with send_at the bytes wait in flight for the connection (the
         # writer goes on, as it does through the delays); elsewhere the writer waits.
         in_flight = getattr(self.inner, "send_at", None) is not None
@@ -238,8 +242,20 @@ class FaultyTransport(_FaultyReads):
         self.inner.close()
 
     def shutdown_write(self) -> None:
-        """Half-close our sending direction (after the plan's ``close_delay``)."""
+        """Half-close our sending direction: the peer reads EOF the plan's ``close_delay`` later.
+
+        Our later sends fail at once (BrokenPipeError), as over TCP. Over a transport
+        that can run an action later (``call_at``: the in-memory pipe) the EOF travels
+        in flight and this returns at once, as ``close()`` does; elsewhere it waits the
+        delay out first.
+        """
+        self._write_shut = True
         if self.plan.close_delay:
+            call_at = getattr(self.inner, "call_at", None)
+            if call_at is not None:
+                eof = functools.partial(shutdown_write, self.inner)
+                call_at(time.monotonic() + self.plan.close_delay, eof, keep=True)
+                return
             self._sleep(self.plan.close_delay)
         shutdown_write(self.inner)
 
