@@ -158,18 +158,21 @@ class RPCClient:
         """
         old = self._link
         if old.lost is None:
-            raise RPCError(
-                None, "this client is already connected; close() it first or make a new one with aio.connect()"
-            )
+            raise RPCError(None, _CONNECTED)
         proto = ClientConnection(
             framing=cast(FramingName, old.proto.framing),
             codec=old.proto.codec,
             max_message_size=old.proto.max_message_size,
             max_depth=old.proto.max_depth,
         )
-        self._link = await _opened(
+        link = await _opened(
             proto, host, port, unix_path(path), ssl=ssl, server_hostname=server_hostname, timeout=self._timeout
         )
+        if self._link is not old:  # another task connected this client meanwhile: keep its connection
+            link.fail_all("the client was closed")
+            await asyncio.wait([link.closed], timeout=_CLOSE_FLUSH)
+            raise RPCError(None, _CONNECTED)
+        self._link = link
         for name in [name for name, value in self.__dict__.items() if type(value) is KeptMethod]:
             del self.__dict__[name]  # (they hold the old connection)
         return self
@@ -204,6 +207,9 @@ class RPCClient:
     def __repr__(self) -> str:
         state = "connected" if self._connected else "not connected"
         return f"<aio.RPCClient {state} timeout={self._timeout}>"
+
+
+_CONNECTED = "this client is already connected; close() it first or make a new one with aio.connect()"
 
 
 def _deferred(future: asyncio.Future[Any]) -> Callable[[], Any]:

@@ -6,6 +6,8 @@ The asyncio client used to send ``c.connect(...)`` to the server as a remote cal
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from _aio_support import run, serving, until
 
@@ -78,5 +80,24 @@ def test_after_the_server_went_away_connect_reaches_another_server() -> None:
                 assert "not connected" not in repr(c)
         finally:
             await c.close()
+
+    run(main)
+
+
+def test_two_tasks_reconnecting_at_once_leave_one_connection() -> None:
+    async def main() -> None:
+        srv = make_server()
+        async with serving(srv) as (host, port):
+            c = await aio.connect(host, port, timeout=10)
+            await c.close()
+            outcomes = await asyncio.gather(c.connect(host, port), c.connect(host, port), return_exceptions=True)
+            try:
+                assert sum(outcome is c for outcome in outcomes) == 1, outcomes
+                (refused,) = [outcome for outcome in outcomes if outcome is not c]
+                assert type(refused) is RPCError and "already connected" in str(refused)
+                assert await c.add(1, 2) == 3
+                await until(lambda: srv.connection_count == 1)
+            finally:
+                await c.close()
 
     run(main)
