@@ -13,6 +13,7 @@ reading turn on) on ``_client_settle.ReplySettler`` (storing replies).
 from __future__ import annotations
 
 import ssl as _ssl
+import threading
 import time
 from types import TracebackType
 from typing import Any, cast
@@ -32,6 +33,11 @@ from ._transport import SocketTransport, Transport
 from ._unix import UnixPath, unix_path
 
 __all__ = ["RPCClient"]
+
+
+_CONNECTED = "this client is already connected; close() it first or make a new RPCClient"
+# connect()'s last check and its swap of the connection, one thread at a time (connects are rare).
+_ATTACHING = threading.Lock()
 
 
 class _Current:
@@ -153,13 +159,17 @@ class RPCClient:
     ) -> RPCClient:
         """Connect to a server (TCP, TLS with ``ssl=``, or Unix socket with ``path=``); returns self."""
         if self._link is not None and self._link.lost is None:
-            raise RPCError(None, "this client is already connected; close() it first or make a new RPCClient")
+            raise RPCError(None, _CONNECTED)
         transport = open_connection(
             host, port, path=unix_path(path), timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
         )
         if isinstance(transport, SocketTransport):
             transport.gather = gather_limit(self._max_message_size)  # (see SocketTransport._gather)
-        self._attach(transport)
+        with _ATTACHING:
+            if self._link is not None and self._link.lost is None:  # another thread connected meanwhile
+                transport.close()
+                raise RPCError(None, _CONNECTED)
+            self._attach(transport)
         return self
 
     @property
