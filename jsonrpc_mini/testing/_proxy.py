@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from .._client import RPCClient
 from .._framing import FramingName
@@ -38,6 +38,7 @@ class _Inherit(enum.Enum):
 
 INHERIT: Final = _Inherit.TOKEN
 
+_T = TypeVar("_T")
 _CLOSED = "this LoopbackServer is closed: call client() inside `with LoopbackServer(...) as srv:`"
 _CLOSE_WAIT = 5.0  # s: closing the kit waits for the plan's close_delay at most this long
 
@@ -160,14 +161,18 @@ class LoopbackServer:
             except Exception:  # (its threads stopped, the connection closed): go on accepting
                 log.exception("LoopbackServer: cannot relay connection %d", index)
                 continue
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    self._relays.append(relay)
-            if closed:  # close() ran meanwhile and would not close this one
+            if not self._kept(self._relays, relay):
                 relay.close()
                 relay.join(_JOIN)
                 return
+
+    def _kept(self, items: list[_T], item: _T) -> bool:
+        """Add ``item`` to ``items`` for close() to close, unless close() began: then False (close it here)."""
+        with self._lock:
+            if self._closed:
+                return False
+            items.append(item)
+            return True
 
     def _plan_for(self, index: int) -> FaultPlan | None:
         """The active plan of connection ``index`` (see ``_per_connection``), else None."""
@@ -204,11 +209,7 @@ class LoopbackServer:
             max_message_size=max_message_size,
             max_depth=max_depth,
         )
-        with self._lock:
-            closed = self._closed
-            if not closed:
-                self._clients.append(client)
-        if closed:  # close() ran meanwhile and would not close this one
+        if not self._kept(self._clients, client):
             client.close()
             raise RuntimeError(_CLOSED)
         return client
