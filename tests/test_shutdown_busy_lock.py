@@ -18,16 +18,14 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, request, start_thread, wait_for
+from _held_server import NOTE, SHUTTING_DOWN, held_server
 from _unwatched_session import serve_unwatched
 
-from jsonrpc_mini import RPCServer
 from jsonrpc_mini._server import ServerOptions
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
 
-SHUTTING_DOWN = {"code": -32000, "message": "Server error: the server is shutting down"}
-_NOTE = b'{"jsonrpc": "2.0", "method": "note"}\n'
 # How long the stopped thread lets a look that began finish. A look that takes the lock
 # cannot finish then; one that does not reads busy at once. (A bound, not a measure: a
 # correct busy_now passes however slow the machine is.)
@@ -81,23 +79,7 @@ class _StopInCallEnded:
 
 
 def test_a_look_at_busy_waits_for_the_end_of_a_call_and_the_turn_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    entered, release = threading.Event(), threading.Event()
-    noted: list[str] = []
-    s = RPCServer(max_concurrent_calls=1)
-
-    @s.register
-    def slow() -> str:
-        entered.set()
-        release.wait(WAIT)
-        return "slow"
-
-    @s.register
-    def quick() -> str:
-        return "ran"
-
-    @s.register
-    def note() -> None:
-        noted.append("note")
+    s, entered, release, noted = held_server()
 
     with LeakCheck():
         session, peer = serve_unwatched(s)  # every call counted: it ends in _call_ended
@@ -107,7 +89,7 @@ def test_a_look_at_busy_waits_for_the_end_of_a_call_and_the_turn_taken(monkeypat
             assert peer.json_line() == {"jsonrpc": "2.0", "id": 0, "result": "ran"}
             peer.sendall(request("slow", id_=1))
             assert entered.wait(WAIT)
-            peer.sendall(request("quick", id_=2) + _NOTE)  # held behind the call at the limit
+            peer.sendall(request("quick", id_=2) + NOTE)  # held behind the call at the limit
             stopper = start_thread(s.shutdown)
             wait_for(lambda: session.draining, "the shutdown to begin")
             release.set()

@@ -21,16 +21,15 @@ from typing import Any
 
 import pytest
 from _driver_helpers import WAIT, LeakCheck, Peer, request, start_thread, wait_for
+from _held_server import NOTE, SHUTTING_DOWN, held_server
 from _unwatched_session import serve_unwatched
 
-from jsonrpc_mini import RPCServer, SocketTransport
+from jsonrpc_mini import SocketTransport
 from jsonrpc_mini._session import Session
 
 pytestmark = pytest.mark.timeout(60)
 
-SHUTTING_DOWN = {"code": -32000, "message": "Server error: the server is shutting down"}
 _LARGE = 1 << 20  # a reply too large to go out with the turn taken back first
-_NOTE = b'{"jsonrpc": "2.0", "method": "note"}\n'
 
 
 @pytest.fixture(autouse=True)
@@ -98,23 +97,7 @@ def _rest(peer: Peer) -> list[Any]:
 )
 def test_requests_held_at_the_limit_get_shutting_down(monkeypatch: pytest.MonkeyPatch, kind: str, size: int) -> None:
     look = _LookFirst(monkeypatch)
-    entered, release = threading.Event(), threading.Event()
-    noted: list[str] = []
-    s = RPCServer(max_concurrent_calls=1)
-
-    @s.register
-    def slow() -> str:
-        entered.set()
-        release.wait(WAIT)
-        return "x" * size
-
-    @s.register
-    def quick() -> str:
-        return "ran"
-
-    @s.register
-    def note() -> None:
-        noted.append("note")
+    s, entered, release, noted = held_server("x" * size)
 
     if kind == "watched":
         ours, theirs = socket.socketpair()
@@ -130,7 +113,7 @@ def test_requests_held_at_the_limit_get_shutting_down(monkeypatch: pytest.Monkey
         peer.sendall(request("slow", id_=1))
         assert entered.wait(WAIT)
         # Behind the call at the limit: read by nobody until it ends.
-        peer.sendall(request("quick", id_=2) + request("quick", id_=3) + _NOTE)
+        peer.sendall(request("quick", id_=2) + request("quick", id_=3) + NOTE)
         stopper = start_thread(s.shutdown)
         wait_for(lambda: session.draining, "the shutdown to begin")
         release.set()
@@ -156,9 +139,8 @@ def test_a_call_ending_as_shutdown_begins(monkeypatch: pytest.MonkeyPatch) -> No
     bytes wait unread in the socket (``SessionReader.unread``). Before, the connection
     was closed under them (a reset, the notification not run).
     """
-    entered, release = threading.Event(), threading.Event()
+    s, entered, release, noted = held_server()
     stopped, looked = threading.Event(), threading.Event()
-    noted: list[str] = []
     read_event, busy_now = Session._read_event, Session.busy_now
 
     def read_after_a_look(session: Session, fresh: bool = False) -> Any:
@@ -174,21 +156,6 @@ def test_a_call_ending_as_shutdown_begins(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(Session, "_read_event", read_after_a_look)
     monkeypatch.setattr(Session, "busy_now", watched_busy)
-    s = RPCServer(max_concurrent_calls=1)
-
-    @s.register
-    def slow() -> str:
-        entered.set()
-        release.wait(WAIT)
-        return "slow"
-
-    @s.register
-    def quick() -> str:
-        return "ran"
-
-    @s.register
-    def note() -> None:
-        noted.append("note")
 
     ours, theirs = socket.socketpair()
     ours.settimeout(WAIT)
@@ -198,7 +165,7 @@ def test_a_call_ending_as_shutdown_begins(monkeypatch: pytest.MonkeyPatch) -> No
         assert peer.json_line() == {"jsonrpc": "2.0", "id": 0, "result": "ran"}
         peer.sendall(request("slow", id_=1))
         assert entered.wait(WAIT)
-        peer.sendall(request("quick", id_=2) + _NOTE)  # held behind the call at the limit
+        peer.sendall(request("quick", id_=2) + NOTE)  # held behind the call at the limit
         release.set()
         assert stopped.wait(WAIT), "the call's thread did not go to read"
         assert not session.draining  # (it ended before shutdown() began)
