@@ -64,7 +64,9 @@ class ServerTls(sslproto.SSLProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         """Give the server's protocol the client's last plain bytes, then end as asyncio's layer does."""
         app = self._app_protocol
-        if isinstance(app, EndingProtocol) and (limit := app.unread_wanted()):
-            # (Its connection_lost comes later, from the loop: the socket is closed by then.)
-            app.peer_gone(decrypt_unread(self, limit))
-        super().connection_lost(exc)
+        try:
+            if isinstance(app, EndingProtocol) and (limit := app.unread_wanted()):
+                # (Its connection_lost comes later, from the loop: the socket is closed by then.)
+                app.peer_gone(decrypt_unread(self, limit))
+        finally:  # (whatever happened above: the connection still ends, and is forgotten)
+            super().connection_lost(exc)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from _aio_support import run, serving, until
 
-from jsonrpc_mini import aio
+from jsonrpc_mini import _aio_tls_layer, aio
 from jsonrpc_mini._aio_ending import EndingProtocol
 from jsonrpc_mini._aio_tls_layer import decrypt_unread
 
@@ -195,3 +195,27 @@ def test_only_a_connection_handed_over_and_still_reading_wants_its_unread_bytes(
         await srv.shutdown()
 
     run(main)
+
+
+def test_the_connection_still_ends_when_handing_over_its_last_bytes_fails(
+    contexts: Contexts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever goes wrong in the hand-over, asyncio's layer still ends the connection:
+    # the server forgets it (else it would count it, and shutdown() wait for it).
+    def broken(layer: Any, limit: int) -> bytes:
+        raise RuntimeError("hand-over failed")
+
+    monkeypatch.setattr(_aio_tls_layer, "decrypt_unread", broken)
+    errors: list[object] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context.get("exception")))
+        srv = aio.RPCServer()
+        async with serving(srv, ssl=contexts[0]) as address:
+            sock = await asyncio.to_thread(_tls_client, address, contexts[1], b"")
+            await until(lambda: srv.connection_count == 1)
+            _reset(sock)
+            await until(lambda: srv.connection_count == 0)
+
+    run(main)
+    assert [type(e) for e in errors] == [RuntimeError]  # (reported by the loop, not swallowed)
