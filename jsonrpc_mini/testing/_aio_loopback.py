@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["AioLoopbackServer", "aio_loopback"]
 
 log = logging.getLogger("jsonrpc_mini.testing")
+_OUTSIDE = "AioLoopbackServer.client() works inside `async with AioLoopbackServer(...) as lb:`"
 
 _JOIN = 5.0
 _LINGER = 0.5  # AioLoopbackServer: how long a link may take to end by itself on exit
@@ -299,7 +300,7 @@ class AioLoopbackServer:
         client's (see ``aio.connect``).
         """
         if self._guard is None:
-            raise RuntimeError("AioLoopbackServer.client() works inside `async with AioLoopbackServer(...) as lb:`")
+            raise RuntimeError(_OUTSIDE)
         try:
             client = await connect(
                 *self.address,
@@ -311,6 +312,9 @@ class AioLoopbackServer:
         except ConnectionLost as exc:
             add_faults_note(exc, self.faults)
             raise
+        if self._guard is None:  # the block was left while this client connected (another task's)
+            await client.close()
+            raise RuntimeError(_OUTSIDE)
         self._clients.append(client)
         return client
 
