@@ -14,6 +14,7 @@ import errno
 import functools
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from .._transport import Transport
@@ -234,12 +235,9 @@ class FaultyTransport(_FaultyReads):
             return
         self._closed.set()
         if self.plan.close_delay and self.link.broken is None:
-            call_at = getattr(self.inner, "call_at", None)
-            if call_at is not None:
-                call_at(time.monotonic() + self.plan.close_delay, self.inner.close, keep=True)
-                return
-            time.sleep(self.plan.close_delay)
-        self.inner.close()
+            self._after_close_delay(self.inner.close, time.sleep)  # (not _sleep: closed, it would not wait)
+        else:
+            self.inner.close()
 
     def shutdown_write(self) -> None:
         """Half-close our sending direction: the peer reads EOF the plan's ``close_delay`` later.
@@ -250,14 +248,25 @@ class FaultyTransport(_FaultyReads):
         delay out first.
         """
         self._write_shut = True
+        eof = functools.partial(shutdown_write, self.inner)
         if self.plan.close_delay:
-            call_at = getattr(self.inner, "call_at", None)
-            if call_at is not None:
-                eof = functools.partial(shutdown_write, self.inner)
-                call_at(time.monotonic() + self.plan.close_delay, eof, keep=True)
-                return
-            self._sleep(self.plan.close_delay)
-        shutdown_write(self.inner)
+            self._after_close_delay(eof, self._sleep)
+        else:
+            eof()
+
+    def _after_close_delay(self, action: Callable[[], None], wait: Callable[[float], object]) -> None:
+        """Do ``action`` (a close, a half-close) so that the peer sees it the plan's ``close_delay`` later.
+
+        Over a transport that can run an action later (``call_at``: the in-memory
+        pipe) it travels in flight and this returns at once; elsewhere ``wait`` waits
+        the delay out first.
+        """
+        call_at = getattr(self.inner, "call_at", None)
+        if call_at is not None:
+            call_at(time.monotonic() + self.plan.close_delay, action, keep=True)
+        else:
+            wait(self.plan.close_delay)
+            action()
 
     def abort(self) -> None:
         """Reset the connection (RST)."""
