@@ -102,6 +102,14 @@ def _server(noted: list[Any]) -> RPCServer:
     return server
 
 
+def _shut_down(server: RPCServer, session: Session) -> None:
+    """``server.shutdown()`` (in a thread: a hang fails here, bounded) and ``session``'s end."""
+    stopper = start_thread(server.shutdown)
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown() did not return"
+    assert session.finished.wait(WAIT)
+
+
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 def test_bytes_not_read_yet_when_shutdown_begins(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     noted: list[Any] = []
@@ -114,10 +122,7 @@ def test_bytes_not_read_yet_when_shutdown_begins(monkeypatch: pytest.MonkeyPatch
         assert transport.waiting.wait(WAIT)
         # They arrive as the reader waits in recv (it would take them at once).
         client.sendall(_note(0) + _note(1) + _note(2))
-        stopper = start_thread(server.shutdown)
-        stopper.join(WAIT)
-        assert not stopper.is_alive()
-        assert session.finished.wait(WAIT)
+        _shut_down(server, session)
     assert sorted(noted) == [0, 1, 2]
 
 
@@ -134,10 +139,7 @@ def test_bytes_taken_as_shutdown_closes(kind: str) -> None:
         session = server.serve_connection(transport)
         transport.session = session
         assert transport.taken.wait(WAIT)
-        stopper = start_thread(server.shutdown)
-        stopper.join(WAIT)
-        assert not stopper.is_alive()
-        assert session.finished.wait(WAIT)
+        _shut_down(server, session)
     assert sorted(noted) == [0, 1, 2]
 
 
