@@ -24,7 +24,7 @@ from ._connect import check_port, connect_errors, connect_target
 from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
+from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
 from ._unix import UnixPath, unix_path
 
 __all__ = ["Call", "RPCClient", "connect"]
@@ -70,10 +70,14 @@ class RPCClient:
         i in range(1000)))`` pipelines without a task per call. Raises
         ConnectionLost at once if the connection is gone.
         """
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         return self._link.request(method, build_params(args, kwargs), self._timeout)
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         link = self._link
         link.check(method)
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))

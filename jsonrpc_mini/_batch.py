@@ -15,7 +15,7 @@ from typing import Any, cast
 from ._batch_results import BatchResult, Deferred, Notice, Outcome, discarded, not_sent
 from ._codec import CallParams, Params, build_params, call_value
 from ._errors import RPCError
-from ._remote import RemoteMethod, remote_attribute
+from ._remote import RemoteMethod, not_a_method_name, remote_attribute
 
 __all__ = ["BatchBuilder", "BatchResult", "Notice", "QueuedCalls", "call_values", "not_sent"]
 
@@ -111,6 +111,8 @@ class QueuedCalls:
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchResult:
         """Queue a call of ``method``; its result."""
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         self.check_open()
         params = args if args and not kwargs else build_params(args, kwargs)  # (a tuple: see above)
         result = self.make_result(method)
@@ -120,6 +122,8 @@ class QueuedCalls:
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Queue a notification of ``method``."""
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         self.check_open()
         self.entries.append(Notice(method, build_params(args, kwargs)))
         self.notifications += 1

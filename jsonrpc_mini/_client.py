@@ -28,7 +28,7 @@ from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
 from ._large_reads import gather_limit
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute
+from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
 from ._transport import SocketTransport, Transport
 from ._unix import UnixPath, unix_path
 
@@ -202,6 +202,8 @@ class RPCClient:
         """Call remote ``method`` with these arguments and return its result."""
         # Speed: _Current.request and build_params's usual case in line (two Python
         # calls less per call; ~0.15 us in-process). The client is read once (see _Current).
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         current = self._current
         link = current.link
         if link is None:
@@ -213,6 +215,8 @@ class RPCClient:
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: ``method`` runs remotely, nothing comes back."""
+        if not isinstance(method, str):
+            raise not_a_method_name(method)
         link = self._require_link(method)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         data = link.proto.encode(Notification(method, build_params(args, kwargs)))

@@ -22,6 +22,7 @@ __all__ = [
     "is_count",
     "is_seconds",
     "kept_attribute",
+    "not_a_method_name",
     "remote_attribute",
 ]
 
@@ -171,3 +172,12 @@ def check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and not (is_seconds(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     return timeout
+
+
+def not_a_method_name(method: object) -> TypeError:
+    """The error for a remote method's name that is not a str (the clients raise it before sending).
+
+    A server would answer a number or null with -32600, which names neither the call
+    nor the mistake, and a notification gets no answer at all.
+    """
+    return TypeError(f"the method name must be a str, not {type(method).__name__}: {method!r}")
