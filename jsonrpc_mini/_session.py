@@ -28,6 +28,7 @@ from ._codec import Notification, Request
 from ._peer_names import session_label
 from ._protocol import Batch, ServerConnection
 from ._session_calls import SessionCalls
+from ._session_drain import Drain
 from ._session_read import SessionReader
 from ._session_turn import SessionTurns
 from ._transport import Setup, SocketTransport, Transport
@@ -91,7 +92,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self._input_done = False
         self._reply_failed = False  # a reply could not be sent: see _run_notifications_left
         self._closing = False
-        self.draining = False
+        self.draining: Drain | None = None  # (set by shutdown(): see _session_drain)
         self._close_when_idle = False
         self._all_threads: list[threading.Thread] = []
         self._probe: Probe | None = None  # the watcher's view of our socket (set once serving starts)
@@ -158,10 +159,6 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         """``busy`` read under the session's lock (not to be held by the caller): shutdown()'s poll."""
         with self._lock:
             return self.busy
-
-    def drain(self) -> None:
-        """Answer new requests with 'server is shutting down' from now on."""
-        self.draining = True
 
     def close(self) -> None:
         """Stop reading, close the transport, wake every thread; idempotent."""

@@ -22,6 +22,7 @@ from ._protocol import Batch, ServerConnection
 
 if TYPE_CHECKING:
     from ._server import RPCServer, ServerOptions
+    from ._session_drain import Drain
 
 __all__ = ["SHUTTING_DOWN", "SessionCalls"]
 
@@ -35,7 +36,7 @@ class SessionCalls:
     """Runs one connection's calls; ``draining`` turns True once the server shuts down."""
 
     server: RPCServer
-    draining: bool
+    draining: Drain | None
     _opts: ServerOptions
     _proto: ServerConnection
     _dumps_line: Callable[[Any], bytes]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._codec import Notification, Request, parse_request
 from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
+from ._session_drain import Drain
 from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class SessionReader:
     _busy: int
     _closing: bool
     _input_done: bool
-    draining: bool
+    draining: Drain | None
     _idle_since: float
     _message_started: float | None
     _check_events: bool
@@ -88,8 +89,9 @@ class SessionReader:
                 fresh = False
             else:
                 timeout = 0.0 if self._check_events else self._recv_timeout()  # (True: draining, above)
+            drain = self.draining
             try:
-                data = self._transport.recv(RECV_SIZE, timeout)
+                data = self._transport.recv(RECV_SIZE, timeout) if drain is None else self._drained_recv(drain, timeout)
             except OSError as exc:
                 if self._check_events:
                     # Draining, nothing waits (TimeoutError; BlockingIOError from a transport
@@ -143,6 +145,66 @@ class SessionReader:
                     log.debug("%s: read failed: %s", session_label(self._name, self._transport), error)
                     proto.receive_data(b"")
 
+    def drain(self) -> None:
+        """Answer new requests with 'server is shutting down' from now on (see ``_session_drain``)."""
+        self.draining = Drain(self._transport)
+
+    def _drained_recv(self, drain: Drain, timeout: float | None) -> bytes:
+        """A read once shutdown() began: of the bytes there then; after them, :meth:`_refuse_late` till the end."""
+        size = drain.budget(RECV_SIZE)
+        if size is not None:
+            data = self._transport.recv(size, timeout)
+            drain.taken(len(data))
+            return data
+        self._refuse_late(drain)
+        return b""  # (the peer's end: the core ends the connection)
+
+    def _refuse_late(self, drain: Drain) -> None:
+        """Serve what arrives after shutdown() began until the stream ends: -32000 to requests, notifications dropped.
+
+        This reader is not counted in busy meanwhile (``_check_events`` False, nothing
+        queued): shutdown() waits for the calls running only, then closes the
+        connection, which ends the read here (OSError). Returns at the peer's end.
+        """
+        drain.late = True
+        self._check_events = False
+        self._framer_empty = False  # (the framer is fed here: _recv_timeout applies read_timeout)
+        proto, dropped = self._proto, 0
+        try:
+            while True:
+                try:
+                    data = self._transport.recv(RECV_SIZE, self._recv_timeout())
+                except TimeoutError:
+                    if self._timed_out():
+                        raise
+                    continue
+                if not data:
+                    return
+                proto.receive_data(data)
+                while (event := proto.next_event()) is not None:
+                    self._idle_since = time.monotonic()
+                    if isinstance(event, Closed):
+                        raise ConnectionAbortedError("the connection ended after shutdown() began")
+                    if isinstance(event, Reply):  # (an invalid message's error)
+                        if not self._send_reading(event.data) or event.close:
+                            raise ConnectionAbortedError("the connection ended after shutdown() began")
+                        continue
+                    message: Request | Notification | Batch | None = event.message if isinstance(event, Call) else event
+                    if isinstance(message, Batch):
+                        # (its notifications dropped; an invalid member still gets its error)
+                        kept = [value for value in message.values if type(parse_request(value)) is not Notification]
+                        dropped += len(message.values) - len(kept)
+                        message = Batch(kept) if kept else None
+                    elif isinstance(message, Notification):
+                        dropped += 1
+                        message = None
+                    reply = None if message is None else self._answer(message)  # (-32000: draining)
+                    if reply is not None and not self._send_reading(reply):
+                        raise ConnectionAbortedError("a reply failed after shutdown() began")
+        finally:
+            if dropped:
+                log.debug("%s: %d notification(s) that came after shutdown() began dropped", self._name, dropped)
+
     def unread(self) -> bool:
         """Whether the peer's bytes wait in the socket for this connection's reader (shutdown lets it take them).
 
@@ -153,6 +215,9 @@ class SessionReader:
         """
         transport = self._transport
         if self._closing or self._input_done or not isinstance(transport, SocketTransport):
+            return False
+        drain = self.draining
+        if drain is not None and drain.budget(1) is None:  # (what there was is read: the rest came late)
             return False
         return transport.unread() > 0
 
@@ -193,6 +258,9 @@ class SessionReader:
         """Give the core the bytes the transport holds still, without waiting, then its end."""
         proto = self._proto
         total, limit = 0, self._opts.max_message_size
+        drain = self.draining
+        if drain is not None:  # (closed by shutdown(): only what was there when it began)
+            limit = drain.budget(limit) or 0
         while total < limit:
             try:
                 data = self._ready()

@@ -45,6 +45,7 @@ from ._watch import Probe
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
+    from ._session_drain import Drain
 
 __all__ = ["SessionTurns"]
 
@@ -82,7 +83,7 @@ class SessionTurns:
     _close_when_idle: bool
     _reply_failed: bool
     _check_events: bool
-    draining: bool
+    draining: Drain | None
     _spawn: Callable[[], bool]
     _close_transport: Callable[[], None]
 

@@ -22,8 +22,11 @@ except ImportError:  # pragma: no cover - Windows
     _FIONREAD: int | None = None
 else:
     _FIONREAD = termios.FIONREAD
+HAVE_FIONREAD = _FIONREAD is not None
+"""Whether :func:`unread_count` can tell (where it cannot, it says 0)."""
 
 __all__ = [
+    "HAVE_FIONREAD",
     "HAVE_POLL",
     "MIN_RCVTIMEO",
     "RCVTIMEO",

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from ._large_reads import GATHER_MAX, PRIVATE, give_back, take_large
 from ._socket_waits import (
+    HAVE_FIONREAD,
     HAVE_POLL,
     MIN_RCVTIMEO,
     RCVTIMEO,
@@ -337,6 +338,12 @@ class SocketTransport:
         if not self._real or self._closed:
             return 0
         return unread_count(self.sock.fileno())
+
+    def unread_or_none(self) -> int | None:
+        """As :meth:`unread`, but None where it cannot be told (not a kernel socket, or no FIONREAD)."""
+        if not self._real or not HAVE_FIONREAD:
+            return None
+        return self.unread()
 
     def watchable_fd(self) -> int | None:
         """The descriptor whose readiness tells that bytes arrived, or None.

@@ -1,0 +1,42 @@
+"""What a sync server connection still reads once ``shutdown()`` began.
+
+``shutdown()`` serves what clients had delivered when it began: the bytes then
+unread in a connection's socket are read and their calls taken as before
+(notifications run, requests get -32000). What arrives later is still read while
+the connection stays open (calls of its are running), but as *late*: requests get
+-32000, notifications are dropped, and the reader is not counted as busy. Else a
+client that keeps sending notifications held ``shutdown()`` for its whole
+``shutdown_grace``: every read found more to run.
+"""
+
+from __future__ import annotations
+
+from ._transport import SocketTransport, Transport
+
+__all__ = ["Drain"]
+
+
+class Drain:
+    """A connection's state once ``shutdown()`` began (``Session.draining``; None before)."""
+
+    __slots__ = ("late", "left")
+
+    def __init__(self, transport: Transport) -> None:
+        # Bytes still to read of those the socket held unread when shutdown() began (over
+        # TLS, of its records: the reads count the plain bytes, a little fewer). None where
+        # that cannot be told (no kernel socket, no FIONREAD): everything is read as before.
+        self.left = transport.unread_or_none() if isinstance(transport, SocketTransport) else None
+        # Those bytes are read: whatever comes now arrived after shutdown() began.
+        self.late = False
+
+    def budget(self, size: int) -> int | None:
+        """How much the next read may take (at most ``size``); None once the bytes there at the start are read."""
+        left = self.left
+        if left is None:
+            return size
+        return min(size, left) if left > 0 else None
+
+    def taken(self, count: int) -> None:
+        """A read took ``count`` of the bytes there at the start."""
+        if self.left is not None:
+            self.left -= count
