@@ -95,6 +95,7 @@ class CallingProtocol(TimedProtocol):
     _limit: int  # max_concurrent_calls
     _debug: bool
     _draining: bool
+    _late: bool  # what is read now came after shutdown() began (see _aio_ending)
     _gone: bool  # nothing more can reach the peer (see ServerProtocol._peer_gone)
     _input_done: bool
     _read_paused: bool
@@ -118,6 +119,8 @@ class CallingProtocol(TimedProtocol):
             if type(message) is Request:
                 self._write(self._proto.encode(srv.refusal(message)))
                 return
+            if self._late:
+                return  # a notification that came after shutdown() began: not run (see _aio_ending)
         if type(message) is dict:
             method, params = message["method"], message["params"]
         else:
@@ -172,6 +175,11 @@ class CallingProtocol(TimedProtocol):
 
     def _start_batch(self, batch: Batch) -> None:
         """Run a batch: it holds a call slot for each member it may run at once (see ``_run_batch``)."""
+        if self._late:  # (came after shutdown() began: its notifications are dropped, see _aio_ending)
+            kept = [value for value in batch.values if type(parse_request(value)) is not Notification]
+            if not kept:
+                return
+            batch = Batch(kept)
         slots = _workers(len(batch.values), self._limit)
         self.busy += slots
         self._srv.total_busy += slots

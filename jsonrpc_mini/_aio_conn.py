@@ -104,6 +104,9 @@ class ServerProtocol(ScanningProtocol):
         self._start = self._tag = 0  # its held message's start and end tags (see _aio_turns)
         self._entry = 0  # its place in the server's queue while held (see _aio_turns)
         self._draining = False
+        self._drain_left: int | None = None  # (from shutdown() on: see _aio_ending)
+        self._late = False
+        self._late_bytes: bytes | None = None
         self._keep_open = True
         self._events = False  # the core may hold events: ask it before taking more bytes
         self._backlog: bytes | None = None  # received, not yet given to the core (from _bpos on)
@@ -149,6 +152,11 @@ class ServerProtocol(ScanningProtocol):
         """Feed the core and run what it yields."""
         if type(data) is not bytes:
             data = bytes(data)
+        if self._drain_left is not None and not self._late:  # (shutdown() began: see _aio_ending)
+            data = self._drained(data)
+            if not data:
+                self._go_late()
+                return
         backlog = self._backlog
         if backlog is not None:
             self._backlog = backlog[self._bpos :] + data
@@ -238,6 +246,8 @@ class ServerProtocol(ScanningProtocol):
             self._pumping = False
         if self._out is not None and not self._flush_soon:  # replies of this pump: one write
             self._flush()
+        if self._drain_left is not None:
+            self._go_late()  # (once every message that came before shutdown() is taken)
         self._maybe_close()
 
     def _pump(self) -> None:

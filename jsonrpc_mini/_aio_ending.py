@@ -13,7 +13,7 @@ import os
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
-from ._socket_waits import unread_count
+from ._socket_waits import HAVE_FIONREAD, unread_count
 
 __all__ = ["EndingProtocol", "unread_bytes"]
 
@@ -54,14 +54,59 @@ class EndingProtocol(WritingProtocol):
     """The ending part of ``ServerProtocol``, which sets the attributes below."""
 
     # Slots: the attributes assigned through this type (the rest are ServerProtocol's).
-    __slots__ = ("_backlog", "_draining", "_gone", "_input_done", "_read_paused")
+    __slots__ = ("_backlog", "_drain_left", "_draining", "_gone", "_input_done", "_late", "_late_bytes", "_read_paused")
 
     _backlog: bytes | None  # received, not yet given to the core (see ServerProtocol)
     _events: bool  # the core may hold events (see ServerProtocol)
 
+    # Once shutdown() began (``drain``): the bytes still to receive of those the socket held
+    # unread then (None: not draining, or it cannot be told). Their messages are served as
+    # before; what comes after them waits in ``_late_bytes`` (reading paused) until every
+    # message before is taken, then is served late (``_late``): requests get -32000,
+    # notifications are dropped, so that a client that keeps sending them does not hold
+    # shutdown() (which waits for calls running and for unread bytes).
+    _drain_left: int | None
+    _late: bool
+    _late_bytes: bytes | None
+
     def _feed_backlog(self, more: bytes = b"") -> None:
         """Give every byte not yet given to the core to its framer, then ``more`` (``ServerProtocol``'s)."""
         raise NotImplementedError
+
+    def data_received(self, data: bytes) -> None:
+        """``ServerProtocol``'s."""
+        raise NotImplementedError
+
+    def _drained(self, data: bytes) -> bytes:
+        """The part of ``data`` among the bytes there when shutdown() began; the rest waits as late."""
+        left = self._drain_left
+        assert left is not None
+        if len(data) <= left:
+            self._drain_left = left - len(data)
+            return data
+        self._drain_left = 0
+        late = data[left:]
+        if self._late_bytes is None:
+            self._late_bytes = late
+            # (the pump looks again as it ends; not the one-line fast path of data_received)
+            asyncio.get_running_loop().call_soon(self._go_late)
+        else:
+            self._late_bytes += late
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()  # (resumed by _go_late, or by the pump at the call limits)
+        return data[:left]
+
+    def _go_late(self) -> None:
+        """Serve what came after the bytes there when shutdown() began, once those are all taken (see above)."""
+        if self._late or self._drain_left != 0 or self._events or self._backlog is not None or self._input_done:
+            return
+        self._late = True
+        data, self._late_bytes = self._late_bytes, None
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and not self._read_paused:
+            transport.resume_reading()
+        if data:
+            self.data_received(data)
 
     def unread_wanted(self) -> int:
         """How many bytes the peer sent and this connection has not read it still takes (0: none).
@@ -73,6 +118,8 @@ class EndingProtocol(WritingProtocol):
         """
         if self._transport is None or self._gone or self._input_done:
             return 0
+        if self._drain_left is not None:  # (shutdown() began: only what there was then)
+            return min(self._opts.max_message_size, self._drain_left)
         return self._opts.max_message_size
 
     def peer_gone(self, unread: bytes) -> None:
@@ -100,7 +147,10 @@ class EndingProtocol(WritingProtocol):
         self._gone = True
         if not self._input_done:
             if unread is None:
-                unread = unread_bytes(self._transport, self._opts.max_message_size)
+                wanted = self._opts.max_message_size
+                if self._drain_left is not None:  # (shutdown() began: only what there was then)
+                    wanted = min(wanted, self._drain_left)
+                unread = unread_bytes(self._transport, wanted)
             self._feed_backlog(unread)
             if not self._events:
                 self._input_done = True  # (nothing received is left to take)
@@ -114,8 +164,13 @@ class EndingProtocol(WritingProtocol):
     # -- control from the server -----------------------------------------------
 
     def drain(self) -> None:
-        """Answer new requests with 'server is shutting down' from now on."""
+        """Answer new requests with 'server is shutting down' from now on; what comes later is late (see below)."""
         self._draining = True
+        transport = self._transport
+        sock = None if transport is None or transport.is_closing() else transport.get_extra_info("socket")
+        if sock is not None and HAVE_FIONREAD:
+            self._drain_left = unread_count(sock.fileno())  # (over TLS: of records; the plain bytes are fewer)
+            self._go_late()
 
     def unread(self) -> bool:
         """Whether the peer's bytes wait in the socket for the loop to read (shutdown() lets it).
@@ -127,6 +182,8 @@ class EndingProtocol(WritingProtocol):
         """
         transport = self._transport
         if transport is None or self._read_paused or self._input_done or self._gone or transport.is_closing():
+            return False
+        if self._drain_left == 0:  # (what was there is read: the rest came late)
             return False
         sock = transport.get_extra_info("socket")
         return sock is not None and unread_count(sock.fileno()) > 0

@@ -11,6 +11,7 @@ notifications are dropped, and that reading holds nothing up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -24,7 +25,8 @@ from typing import Any
 import pytest
 from _driver_helpers import WAIT, request, start_thread, tls_contexts, wait_for
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import RPCServer, aio
+from jsonrpc_mini._socket_waits import unread_count
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,36 +39,71 @@ def _note(value: Any) -> bytes:
 
 
 class _Noted:
-    """A server whose ``note`` records its argument, and ``slow`` that waits for ``release``."""
+    """A server (sync or aio) whose ``note`` records its argument, and ``slow`` that waits for ``release``."""
 
-    def __init__(self) -> None:
+    def __init__(self, driver: str, **options: Any) -> None:
         self.values: list[Any] = []
         self.entered, self.release = threading.Event(), threading.Event()
-        self.server = RPCServer(shutdown_grace=GRACE)
-        self.server.register_function(self.values.append, name="note")
+        kind = RPCServer if driver == "sync" else aio.RPCServer
+        self.server: Any = kind(shutdown_grace=GRACE, **options)
+        self.server.register_function(self.values.append, name="note")  # (aio: in its thread pool)
         self.server.register_function(lambda a, b: a + b, name="add")
 
-        @self.server.register
         def slow() -> str:
             self.entered.set()
             self.release.wait(WAIT)
             return "done"
 
+        self.server.register_function(slow)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        """``server.start(...)``; the aio server on an event loop of its own, in a thread."""
+        if isinstance(self.server, RPCServer):
+            return self.server.start(*args, **kwargs)
+        self.loop = loop = asyncio.new_event_loop()
+        self.thread = start_thread(loop.run_forever)
+        return asyncio.run_coroutine_threadsafe(self.server.start(*args, **kwargs), loop).result(WAIT)
+
+    def shutdown(self) -> threading.Thread:
+        """``server.shutdown()`` running in a thread (joined by the caller, bounded)."""
+        if self.loop is None:
+            return start_thread(self.server.shutdown)
+        future = asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop)
+        return start_thread(future.result, GRACE + WAIT)
+
+    def began(self) -> bool:
+        """Whether shutdown() has begun on every connection (each counted the bytes it had then)."""
+        if self.server.address is not None:
+            return False
+        if isinstance(self.server, RPCServer):
+            return all(session.draining is not None for session in list(self.server._sessions))
+        return all(conn._draining for conn in list(self.server._conns))
+
+    def stop(self) -> None:
+        """Shut down (waits for a held shutdown: a failed test stopped its client first), end the loop."""
+        self.shutdown().join(GRACE + WAIT)
+        if self.loop is not None and self.thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(WAIT)
+            self.loop.close()
+
 
 @contextmanager
-def _connected(server: RPCServer, kind: str) -> Iterator[socket.socket]:
-    """A blocking client socket to ``server``, started on ``kind`` (tcp, unix, tls); the server stopped at the end."""
+def _connected(noted: _Noted, kind: str) -> Iterator[socket.socket]:
+    """A blocking client socket to the server, started on ``kind`` (tcp, unix, tls); the server stopped at the end."""
     server_ctx = client_ctx = None
     if kind == "tls":
         server_ctx, client_ctx = tls_contexts()
     with tempfile.TemporaryDirectory() as folder:
         if kind == "unix":
             path = os.path.join(folder, "s.sock")
-            server.start(path=path)
+            noted.start(path=path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(path)
         else:
-            address = server.start("127.0.0.1", 0, ssl=server_ctx)
+            address = noted.start("127.0.0.1", 0, ssl=server_ctx)
             assert isinstance(address, tuple)
             sock = socket.create_connection(address, timeout=WAIT)
             if client_ctx is not None:
@@ -76,15 +113,15 @@ def _connected(server: RPCServer, kind: str) -> Iterator[socket.socket]:
             yield sock
         finally:
             sock.close()
-            stopper = start_thread(server.shutdown)
-            stopper.join(GRACE + WAIT)  # (a failed test's shutdown: the flood stopped, it ends)
+            noted.stop()
 
 
 @pytest.mark.parametrize("kind", ["tcp", "unix", "tls"])
-def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown(kind: str) -> None:
-    noted = _Noted()
+@pytest.mark.parametrize("driver", ["sync", "aio"])
+def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown(driver: str, kind: str) -> None:
+    noted = _Noted(driver)
     stop = threading.Event()
-    with _connected(noted.server, kind) as sock:
+    with _connected(noted, kind) as sock:
 
         def flood() -> None:
             notes = _note("flood") * 50
@@ -98,7 +135,7 @@ def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown(kind: 
         flooder = start_thread(flood)
         try:
             wait_for(lambda: len(noted.values) >= 20_000, "the flood's notifications running")
-            stopper = start_thread(noted.server.shutdown)
+            stopper = noted.shutdown()
             # Held for GRACE before: the flood never stopped on its own. Now for the
             # notifications its socket held as shutdown() began (megabytes over TCP: ~1 s).
             stopper.join(HELD)
@@ -109,15 +146,16 @@ def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown(kind: 
     assert not flooder.is_alive()
 
 
-def test_messages_that_arrive_after_shutdown_began_on_a_busy_connection() -> None:
+@pytest.mark.parametrize("driver", ["sync", "aio"])
+def test_messages_that_arrive_after_shutdown_began_on_a_busy_connection(driver: str) -> None:
     # A call runs, so the connection stays open while shutdown() waits for it: what the
     # client sends meanwhile is read, its requests refused, its notifications not run.
-    noted = _Noted()
-    with _connected(noted.server, "tcp") as sock:
+    noted = _Noted(driver)
+    with _connected(noted, "tcp") as sock:
         sock.sendall(request("slow", id_=1))
         assert noted.entered.wait(WAIT)
-        stopper = start_thread(noted.server.shutdown)
-        wait_for(lambda: noted.server.address is None, "shutdown() to begin")
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
         reader = _Lines(sock)
         sock.sendall(_note("late") + request("add", [1, 2], id_=2))
         reply = reader.json_line()
@@ -134,18 +172,19 @@ def test_messages_that_arrive_after_shutdown_began_on_a_busy_connection() -> Non
     assert noted.values == []
 
 
-def test_notifications_delivered_before_shutdown_still_run_behind_a_call() -> None:
-    # Sent before shutdown() began, behind a running call: in the socket, unread, when it
-    # began. They run (the -32000 goes to the request among them), whatever came after.
-    noted = _Noted()
-    with _connected(noted.server, "tcp") as sock:
+@pytest.mark.parametrize("driver", ["sync", "aio"])
+def test_notifications_delivered_before_shutdown_still_run_behind_a_call(driver: str) -> None:
+    # Sent before shutdown() began, behind a running call at max_concurrent_calls: unread
+    # in the server's socket when it began. They run, and the request among them gets
+    # -32000: the count of bytes there as shutdown() began covers them.
+    noted = _Noted(driver, max_concurrent_calls=1)
+    with _connected(noted, "tcp") as sock:
         sock.sendall(request("slow", id_=1))
         assert noted.entered.wait(WAIT)
         sock.sendall(_note(1) + request("add", [1, 2], id_=2) + _note(2))
-        wait_for(lambda: _unread(noted.server) > 0, "the notes waiting in the server's socket")
-        stopper = start_thread(noted.server.shutdown)
-        wait_for(lambda: noted.server.address is None, "shutdown() to begin")
-        sock.sendall(_note("late"))
+        wait_for(lambda: _unread(noted) > 0, "the messages waiting in the server's socket")
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
         reader = _Lines(sock)
         noted.release.set()
         replies = {r["id"]: r for r in (reader.json_line(), reader.json_line())}
@@ -155,8 +194,12 @@ def test_notifications_delivered_before_shutdown_still_run_behind_a_call() -> No
     assert noted.values == [1, 2]
 
 
-def _unread(server: RPCServer) -> int:
-    return sum(session._transport.unread() for session in list(server._sessions))  # type: ignore[attr-defined]
+def _unread(noted: _Noted) -> int:
+    """Bytes unread in the sockets of the server's connections (the sync server's, or the aio one's)."""
+    if isinstance(noted.server, RPCServer):
+        return sum(session._transport.unread() for session in list(noted.server._sessions))
+    socks = [conn._transport.get_extra_info("socket") for conn in list(noted.server._conns)]
+    return sum(unread_count(sock.fileno()) for sock in socks if sock is not None)
 
 
 class _Lines:
