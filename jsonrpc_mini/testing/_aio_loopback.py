@@ -33,7 +33,7 @@ from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._aio_socket_end import _SocketEnd
-from ._kit_args import check_client_args, check_kit_args
+from ._kit_args import check_client_args, check_connection, check_kit_args
 from ._loopback import DEFAULT_TIMEOUT, add_plan_note
 from ._per_connection import KitFaults, add_faults_note, as_plans, plan_for
 from ._plan import FaultPlan, LinkState
@@ -71,7 +71,8 @@ def aio_loopback(
     ``faults`` applies a :class:`FaultPlan` (same seed, same cut and failure points
     as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
     fault never hangs a test); ``max_message_size`` and ``max_depth`` are the
-    client's. On exit the client is closed and the server's side
+    client's; ``connection`` is which connection of the plan the link is (as for
+    ``loopback``). On exit the client is closed and the server's side
     of the connection finishes (bytes the plan still holds in flight are dropped:
     the exit does not wait for their delays); an exception leaving the block gets a note naming
     the plan and its seed. While open it counts as a user of ``server``: an
@@ -92,6 +93,7 @@ def aio_loopback(
     __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("aio_loopback", server, faults, aio=True)
     check_client_args(timeout, framing, max_message_size, max_depth)
+    check_connection("aio_loopback", connection)
     return _aio_loopback(
         server,
         faults,

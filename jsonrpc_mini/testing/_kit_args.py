@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from .._aio_server import RPCServer as AioRPCServer
 from .._client_protocol import ClientConnection
-from .._remote import check_timeout
+from .._remote import check_timeout, is_count
 from .._server import RPCServer
 from ._fault_plan import FaultPlan
 
-__all__ = ["check_client_args", "check_kit_args"]
+__all__ = ["check_client_args", "check_connection", "check_kit_args"]
 
 _SYNC, _AIO = "jsonrpc_mini.RPCServer", "jsonrpc_mini.aio.RPCServer"
 _COUNTERPART = {
@@ -88,3 +88,17 @@ def check_client_args(timeout: object, framing: object, max_message_size: object
         ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise exc.with_traceback(None) from None
+
+
+def check_connection(kit: str, connection: object) -> None:
+    """Raise ValueError unless ``connection`` (which connection of its plan a kit's link is) is an int >= 0.
+
+    ``loopback(server, plan, connection=k)`` draws the plan's choices as connection
+    ``k`` of a ``LoopbackServer`` with that plan would (0, the default, is the first).
+    """
+    __tracebackhide__ = True
+    if not is_count(connection, 0):
+        raise ValueError(
+            f"{kit}() takes connection= as an int of at least 0 (which connection of the plan this is),"
+            f" not {connection!r}"
+        ) from None

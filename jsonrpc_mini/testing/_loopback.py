@@ -12,7 +12,7 @@ from .._errors import ConnectionLost
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
-from ._kit_args import check_client_args, check_kit_args
+from ._kit_args import check_client_args, check_connection, check_kit_args
 from ._pipe import pipe_pair
 from ._plan import FaultPlan, LinkState
 from ._uses import hold, release
@@ -52,7 +52,9 @@ def loopback(
 
     ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
     every call (10 s by default, so that a fault never hangs a test);
-    ``max_message_size`` and ``max_depth`` are the client's. On exit the
+    ``max_message_size`` and ``max_depth`` are the client's; ``connection`` is
+    which connection of the plan the link is (its choices are drawn per connection:
+    ``k`` gets those of a ``LoopbackServer``'s ``k``-th, from 0). On exit the
     client is closed and the server side of the connection is stopped and joined
     (bytes the plan still holds in flight are dropped: the exit does not wait for them).
     An exception leaving the block gets a note naming the plan and its seed.
@@ -72,6 +74,7 @@ def loopback(
     __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("loopback", server, faults, aio=False)
     check_client_args(timeout, framing, max_message_size, max_depth)
+    check_connection("loopback", connection)
     return _loopback(
         server,
         faults,

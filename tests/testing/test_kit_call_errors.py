@@ -1,5 +1,8 @@
 """A bad client argument of loopback() / aio_loopback() is reported on the user's call.
 
+(``connection=``, the link's number among its plan's connections, was not checked at all:
+``connection=-1`` drew the plan's choices for a connection no kit ever makes.)
+
 ``loopback(server, timeout=0)`` raised the client's ValueError inside the ``with``
 block's entry: pytest showed contextlib's ``__enter__``, the kit's generator and the
 client's checks between the test's line and the message. The kits now check on the
@@ -19,6 +22,7 @@ from jsonrpc_mini.testing import aio_loopback, loopback
 
 pytestmark = pytest.mark.timeout(30)
 
+CONNECTION = r"takes connection= as an int of at least 0 \(which connection of the plan this is\)"
 BAD = [
     ({"timeout": 0}, "timeout must be a positive number of seconds or None, not 0"),
     ({"timeout": "1"}, "timeout must be a positive number of seconds or None, not '1'"),
@@ -26,6 +30,13 @@ BAD = [
     ({"framing": "lines"}, "unknown framing 'lines'"),
     ({"max_message_size": 0}, "max_message_size must be an integer of at least 1, not 0"),
     ({"max_depth": 0}, "max_depth must be an integer of at least 1, not 0"),
+    # (which connection of its plan the link is: the plan's choices are drawn per connection)
+    ({"connection": -1}, "takes connection= as an int of at least 0 .which connection of the plan this is., not -1$"),
+    (
+        {"connection": True},
+        "takes connection= as an int of at least 0 .which connection of the plan this is., not True$",
+    ),
+    ({"connection": "1"}, "takes connection= as an int of at least 0 .which connection of the plan this is., not '1'$"),
 ]
 IDS = [next(iter(kw)) + "=" + repr(next(iter(kw.values()))) for kw, _ in BAD]
 
