@@ -176,7 +176,7 @@ class SessionReader:
                     data = self._transport.recv(RECV_SIZE, self._recv_timeout())
                 except TimeoutError:
                     if self._timed_out():
-                        raise
+                        raise ConnectionAbortedError("timed out after shutdown() began") from None
                     continue
                 if not data:
                     return
