@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
@@ -48,6 +49,19 @@ def unread_bytes(transport: asyncio.BaseTransport | None, limit: int) -> bytes:
     except OSError:  # nothing waits, a reset, or closed already
         pass
     return b"".join(chunks)
+
+
+def _tls_held(transport: object) -> int:
+    """What asyncio's TLS layer under ``transport`` read and has not handed on (0: none, or not TLS).
+
+    Its records not decrypted (it reads ahead while reading is paused) and the plain
+    bytes its SSL object holds. Reads attributes of asyncio's layer that are not public
+    (as ``_aio_tls_layer`` does): where they are missing, 0.
+    """
+    layer = getattr(transport, "_ssl_protocol", None)
+    incoming, tls = getattr(layer, "_incoming", None), getattr(layer, "_sslobj", None)
+    held = incoming.pending if isinstance(incoming, ssl.MemoryBIO) else 0
+    return held + (tls.pending() if isinstance(tls, ssl.SSLObject) else 0)
 
 
 class EndingProtocol(WritingProtocol):
@@ -169,7 +183,8 @@ class EndingProtocol(WritingProtocol):
         transport = self._transport
         sock = None if transport is None or transport.is_closing() else transport.get_extra_info("socket")
         if sock is not None and HAVE_FIONREAD:
-            self._drain_left = unread_count(sock.fileno())  # (over TLS: of records; the plain bytes are fewer)
+            # (over TLS: of records, with those asyncio's layer read ahead; the plain bytes are fewer)
+            self._drain_left = unread_count(sock.fileno()) + _tls_held(transport)
             self._go_late()
 
     def unread(self) -> bool:

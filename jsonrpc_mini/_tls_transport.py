@@ -69,6 +69,19 @@ class TlsTransport(SocketTransport):
         # _send), in order: encrypted and sent as it lets them go. Always this list.
         self._kept: list[bytes] = []
 
+    def unread_or_none(self) -> int | None:
+        """As for a plain socket, plus what this transport has read and not handed on.
+
+        The records in its buffer and the plain bytes the SSL object holds: a shutdown
+        counts them as delivered (``_session_drain``). Plain bytes are fewer than their
+        records, so the count errs towards reading a little more.
+        """
+        unread = super().unread_or_none()
+        if unread is None:
+            return None
+        with self._tls_lock:
+            return unread + self._incoming.pending + self._tls.pending()
+
     def send(self, data: bytes) -> None:
         """Write all of ``data`` (blocking; TimeoutError if ``send_timeout`` passes with no progress)."""
         self._send(data, None, 0.0)

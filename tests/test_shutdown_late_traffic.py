@@ -12,12 +12,14 @@ notifications are dropped, and that reading holds nothing up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -142,6 +144,8 @@ def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown(driver
             assert not stopper.is_alive(), "shutdown() held by a client that keeps sending notifications"
         finally:
             stop.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # (wakes its send if blocked: nothing reads)
             flooder.join(WAIT)
     assert not flooder.is_alive()
 
@@ -172,17 +176,24 @@ def test_messages_that_arrive_after_shutdown_began_on_a_busy_connection(driver: 
     assert noted.values == []
 
 
-@pytest.mark.parametrize("driver", ["sync", "aio"])
-def test_notifications_delivered_before_shutdown_still_run_behind_a_call(driver: str) -> None:
+@pytest.mark.parametrize(("driver", "kind"), [("sync", "tcp"), ("aio", "tcp"), ("aio", "tls")])
+def test_notifications_delivered_before_shutdown_still_run_behind_a_call(driver: str, kind: str) -> None:
     # Sent before shutdown() began, behind a running call at max_concurrent_calls: unread
     # in the server's socket when it began. They run, and the request among them gets
     # -32000: the count of bytes there as shutdown() began covers them.
+    # Over TLS the aio server's TLS layer reads such records ahead (reading paused, it
+    # decrypts none): they count too. (Not the sync server over TLS here: there the
+    # running call's reply is lost in some runs, also before the count existed: see
+    # the session's notes.)
     noted = _Noted(driver, max_concurrent_calls=1)
-    with _connected(noted, "tcp") as sock:
+    with _connected(noted, kind) as sock:
         sock.sendall(request("slow", id_=1))
         assert noted.entered.wait(WAIT)
         sock.sendall(_note(1) + request("add", [1, 2], id_=2) + _note(2))
-        wait_for(lambda: _unread(noted) > 0, "the messages waiting in the server's socket")
+        if kind == "tcp":
+            wait_for(lambda: _unread(noted) > 0, "the messages waiting in the server's socket")
+        else:
+            time.sleep(0.2)  # (no count to wait for: the TLS layer may hold them; time to arrive)
         stopper = noted.shutdown()
         wait_for(noted.began, "shutdown() to begin")
         reader = _Lines(sock)
