@@ -28,6 +28,9 @@ pytestmark = [
 
 _SIZE = 100_000  # one-byte chunks: 100,000 to cut and as many to deliver
 _PLAN = FaultPlan(seed=5, max_chunk=1)
+# The calls' timeout: ~1.7 s alone, but two full suites at once on a slow 2-CPU machine
+# took the 1-byte crossing past the kit's 10 s; this test counts loop turns, not time.
+_TIMEOUT = 50.0
 
 
 class _Kit:
@@ -39,11 +42,11 @@ class _Kit:
 
     async def __aenter__(self) -> Any:
         if self.kind == "memory":
-            self._cm = aio_loopback(self.server, faults=_PLAN)
+            self._cm = aio_loopback(self.server, faults=_PLAN, timeout=_TIMEOUT)
             return await self._cm.__aenter__()
         self._cm = AioLoopbackServer(self.server, _PLAN)
         kit = await self._cm.__aenter__()
-        return await kit.client()
+        return await kit.client(timeout=_TIMEOUT)
 
     async def __aexit__(self, *exc: Any) -> None:
         assert self._cm is not None
