@@ -176,10 +176,10 @@ class CallingProtocol(TimedProtocol):
     def _start_batch(self, batch: Batch) -> None:
         """Run a batch: it holds a call slot for each member it may run at once (see ``_run_batch``)."""
         if self._late:  # (came after shutdown() began: its notifications are dropped, see _aio_ending)
-            kept = [value for value in batch.values if type(parse_request(value)) is not Notification]
-            if not kept:
+            late = batch.without_notifications()
+            if late is None:
                 return
-            batch = Batch(kept)
+            batch = late
         slots = _workers(len(batch.values), self._limit)
         self.busy += slots
         self._srv.total_busy += slots

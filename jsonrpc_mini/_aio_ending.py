@@ -132,7 +132,11 @@ class EndingProtocol(WritingProtocol):
         """
         if self._transport is None or self._gone or self._input_done:
             return 0
-        if self._drain_left is not None:  # (shutdown() began: only what there was then)
+        return self._readable()
+
+    def _readable(self) -> int:
+        """How many more bytes of the peer's to read at most: ``max_message_size``, or less once shutdown() began."""
+        if self._drain_left is not None:  # (only what there was then)
             return min(self._opts.max_message_size, self._drain_left)
         return self._opts.max_message_size
 
@@ -161,10 +165,7 @@ class EndingProtocol(WritingProtocol):
         self._gone = True
         if not self._input_done:
             if unread is None:
-                wanted = self._opts.max_message_size
-                if self._drain_left is not None:  # (shutdown() began: only what there was then)
-                    wanted = min(wanted, self._drain_left)
-                unread = unread_bytes(self._transport, wanted)
+                unread = unread_bytes(self._transport, self._readable())
             self._feed_backlog(unread)
             if not self._events:
                 self._input_done = True  # (nothing received is left to take)

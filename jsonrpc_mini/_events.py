@@ -38,6 +38,12 @@ class Batch:
         """The members checked: each a call to run or the -32600 error to send in its place."""
         return [parse_request(value) for value in self.values]
 
+    def without_notifications(self) -> Batch | None:
+        """This batch less its notification members (None if none is left): what a server that
+        is shutting down still answers of a batch that came after ``shutdown()`` began."""
+        kept = [value for value in self.values if type(parse_request(value)) is not Notification]
+        return Batch(kept) if kept else None
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:

@@ -19,15 +19,18 @@ __all__ = ["Drain"]
 class Drain:
     """A connection's state once ``shutdown()`` began (``Session.draining``; None before)."""
 
-    __slots__ = ("late", "left")
+    __slots__ = ("left",)
 
     def __init__(self, transport: Transport) -> None:
         # Bytes still to read of those the socket held unread when shutdown() began (over
         # TLS, of its records: the reads count the plain bytes, a little fewer). None where
         # that cannot be told (no kernel socket, no FIONREAD): everything is read as before.
         self.left = transport.unread_or_none() if isinstance(transport, SocketTransport) else None
-        # Those bytes are read: whatever comes now arrived after shutdown() began.
-        self.late = False
+
+    @property
+    def spent(self) -> bool:
+        """Whether the bytes there at the start are all read: whatever comes now arrived after shutdown() began."""
+        return self.left is not None and self.left <= 0
 
     def budget(self, size: int) -> int | None:
         """How much the next read may take (at most ``size``); None once the bytes there at the start are read."""

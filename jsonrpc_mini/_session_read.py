@@ -156,17 +156,16 @@ class SessionReader:
             data = self._transport.recv(size, timeout)
             drain.taken(len(data))
             return data
-        self._refuse_late(drain)
+        self._refuse_late()
         return b""  # (the peer's end: the core ends the connection)
 
-    def _refuse_late(self, drain: Drain) -> None:
+    def _refuse_late(self) -> None:
         """Serve what arrives after shutdown() began until the stream ends: -32000 to requests, notifications dropped.
 
         This reader is not counted in busy meanwhile (``_check_events`` False, nothing
         queued): shutdown() waits for the calls running only, then closes the
         connection, which ends the read here (OSError). Returns at the peer's end.
         """
-        drain.late = True
         self._check_events = False
         self._framer_empty = False  # (the framer is fed here: _recv_timeout applies read_timeout)
         proto, dropped = self._proto, 0
@@ -192,9 +191,9 @@ class SessionReader:
                     message: Request | Notification | Batch | None = event.message if isinstance(event, Call) else event
                     if isinstance(message, Batch):
                         # (its notifications dropped; an invalid member still gets its error)
-                        kept = [value for value in message.values if type(parse_request(value)) is not Notification]
-                        dropped += len(message.values) - len(kept)
-                        message = Batch(kept) if kept else None
+                        kept = message.without_notifications()
+                        dropped += len(message.values) - (0 if kept is None else len(kept.values))
+                        message = kept
                     elif isinstance(message, Notification):
                         dropped += 1
                         message = None
@@ -217,7 +216,7 @@ class SessionReader:
         if self._closing or self._input_done or not isinstance(transport, SocketTransport):
             return False
         drain = self.draining
-        if drain is not None and drain.budget(1) is None:  # (what there was is read: the rest came late)
+        if drain is not None and drain.spent:  # (what there was is read: the rest came late)
             return False
         return transport.unread() > 0
 
