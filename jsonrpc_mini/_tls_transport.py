@@ -192,12 +192,12 @@ class TlsTransport(SocketTransport):
     def _fill(self, deadline: float | None, late: str) -> None:
         """Wait for encrypted bytes until ``deadline`` (None: for ever) and hand them to the SSL object.
 
-        TimeoutError(``late``) if none come in time.
+        TimeoutError(``late``) if none come in time. A deadline passed still gets one
+        look without waiting, as a plain socket's read does: ``recv(n, 0.0)`` takes what
+        has arrived (a shutdown's drain reads so what it counted as delivered).
         """
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not wait_readable(self.sock, remaining):
-                raise TimeoutError(late)
+        if deadline is not None and not wait_readable(self.sock, max(deadline - time.monotonic(), 0.0)):
+            raise TimeoutError(late)
         self._take(self._read_cipher(0))
 
     def _read_cipher(self, flags: int) -> int:

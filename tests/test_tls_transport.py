@@ -83,6 +83,21 @@ def test_recv_ready_reads_tls_without_blocking_and_sees_close_notify(tls_pair: A
     assert transport.recv(1024, WAIT) == b""  # and a read after it says the same
 
 
+def test_a_read_with_no_time_to_wait_takes_the_records_that_have_arrived(tls_pair: Any) -> None:
+    # As a plain socket's: recv(n, 0.0) looks once. It raised TimeoutError without looking,
+    # and a sync server draining for shutdown() read nothing so: its reader then waited
+    # uncounted, and shutdown() closed the connection under the requests it read (their
+    # -32000 replies and the notifications after them were lost, 1 run in ~10).
+    transport, peer = tls_pair
+    with pytest.raises(TimeoutError):
+        transport.recv(1024, 0.0)  # nothing there
+    peer.sendall(b"arrived\n")
+    deadline = time.monotonic() + WAIT
+    while transport.unread() == 0 and time.monotonic() < deadline:  # (in the socket, not read yet)
+        time.sleep(0.001)
+    assert transport.recv(1024, 0.0) == b"arrived\n"
+
+
 def test_a_peer_closing_without_close_notify_is_an_end_of_stream(tls_pair: Any) -> None:
     transport, peer = tls_pair
     peer.sendall(b'{"jsonrpc":"2.0","error":{"code":-32600,"message":"x"},"id":null}\n')
