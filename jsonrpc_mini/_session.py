@@ -221,10 +221,12 @@ class Session(SessionReader, SessionCalls, SessionTurns):
                 self._input_done = True
                 self._cond.notify_all()
             if last:
-                if self._reply_failed:
-                    self._notifications_left(False)
-                elif self.draining and self._closing:  # shutdown() closed it: they run still
+                if self.draining and self._closing:
+                    # shutdown() closed it: they run still, also when a reply then failed
+                    # on the closed socket (that failure is not the peer's going).
                     self._notifications_left(True)
+                elif self._reply_failed:
+                    self._notifications_left(False)
                 self._end()
 
     def _notifications_left(self, closed: bool) -> None:

@@ -223,8 +223,8 @@ class SessionReader:
     def _run_notifications_left(self, closed: bool) -> None:
         """A reply could not be sent: run the notifications the peer sent, skip the requests.
 
-        ``closed``: shutdown() closed the connection, not a failed reply: run them all
-        the same (else a close stops them).
+        ``closed``: shutdown() closed the connection (a reply may have failed on it
+        since): run them all the same (else a close stops them).
 
         API.md: "A notification is executed even when its sender closes the connection
         right after", requests before it or not. What the session and the core hold is
