@@ -39,6 +39,18 @@ class Drain:
             return size
         return min(size, left) if left > 0 else None
 
+    def none_waiting(self, transport: Transport) -> None:
+        """A read without waiting found nothing: if ``transport`` holds nothing unread either, all is read.
+
+        Over TLS the count was of records and the reads count their plain text: what is
+        left of it now is the records' overhead, not bytes still to come, and a read
+        taking it would take late messages as delivered in time. (A record cut short
+        at the start then ends as a plain socket's message cut short does: its rest
+        came late.)
+        """
+        if self.left and isinstance(transport, SocketTransport) and transport.unread_or_none() == 0:
+            self.left = 0
+
     def taken(self, count: int) -> None:
         """A read took ``count`` of the bytes there at the start."""
         if self.left is not None:

@@ -98,6 +98,8 @@ class SessionReader:
                     # of the user's own): the read that waits is not counted in busy. (An
                     # error of the transport's: that read meets it again.)
                     self._check_events = False
+                    if drain is not None:
+                        drain.none_waiting(self._transport)
                     continue
                 if isinstance(exc, TimeoutError):
                     if self._timed_out():

@@ -206,6 +206,46 @@ def test_notifications_delivered_before_shutdown_still_run_behind_a_call(driver:
     assert noted.values == [1, 2]
 
 
+def test_over_tls_what_comes_after_the_delivered_records_is_late() -> None:
+    # The sync server counts the TLS records unread as shutdown() begins, its reads count
+    # their plain text: a little fewer bytes (each record's overhead). Once the plain text
+    # was read, what was left of the count let the next reads take a late message as
+    # delivered in time (here a short notification: it ran). A read without waiting that
+    # finds nothing, with nothing unread in the socket or the TLS layer, ends the count.
+    noted = _Noted("sync", max_concurrent_calls=2)
+    second = threading.Event()
+
+    def slow2() -> str:
+        second.wait(WAIT)
+        return "done 2"
+
+    noted.server.register_function(slow2)
+    with _connected(noted, "tls") as sock:
+        sock.sendall(request("slow", id_=1))
+        assert noted.entered.wait(WAIT)
+        sock.sendall(request("slow2", id_=2))
+        session = next(iter(noted.server._sessions))
+        wait_for(lambda: session.busy_now() == 2, "both calls running: nobody reads")
+        for value in (1, 2, 3):  # (a record each)
+            sock.sendall(_note(value))
+        wait_for(lambda: _unread(noted) >= 3 * len(_note(1)), "the three records in the server's socket")
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
+        reader = _Lines(sock)
+        noted.release.set()  # (slow ends: its thread reads the three notifications)
+        assert reader.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "done"}
+        wait_for(lambda: noted.values == [1, 2, 3] and not session._check_events, "the delivered ones run")
+        late = b'{"jsonrpc":"2.0","method":"note","params":[9]}\n'  # (shorter than 3 records' overhead)
+        sock.sendall(late + request("add", [1, 2], id_=3))
+        reply = reader.json_line()
+        assert reply["id"] == 3 and reply["error"]["code"] == -32000
+        second.set()
+        assert reader.json_line() == {"jsonrpc": "2.0", "id": 2, "result": "done 2"}
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+    assert noted.values == [1, 2, 3]  # (not 9: it came late)
+
+
 def _unread(noted: _Noted) -> int:
     """Bytes unread in the sockets of the server's connections (the sync server's, or the aio one's)."""
     if isinstance(noted.server, RPCServer):
