@@ -19,7 +19,7 @@ from ._aio_batch import AsyncBatchBuilder
 from ._aio_call_future import Call
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
-from ._codec import Notification, Params, Request, build_params
+from ._codec import CallParams, Notification, Params, Request, build_params
 from ._connect import check_port, connect_errors, connect_target
 from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
@@ -50,6 +50,7 @@ class RPCClient:
 
     def __init__(self, link: Link, *, timeout: float | None = None) -> None:
         self._link = link
+        self._current = _Current(link)  # (the kept methods' way to the connection: connect() moves it)
         self._timeout = check_timeout(timeout)
 
     @property
@@ -59,7 +60,7 @@ class RPCClient:
         return self._link.lost is None
 
     def __getattr__(self, name: str) -> KeptMethod[Call] | RemoteMethod[Any]:
-        return kept_attribute(self, RPCClient.call, self._link, name, self._timeout)
+        return kept_attribute(self, RPCClient.call, self._current, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:
         """Call remote ``method`` with these arguments; ``await`` the result.
@@ -156,9 +157,11 @@ class RPCClient:
     ) -> RPCClient:
         """Connect again once the connection is closed or lost (as the sync client's ``connect``); returns self.
 
-        The new connection has this client's timeout, framing and limits; views
-        made with ``with_timeout`` before stay on the old one. RPCError while the
-        client is still connected.
+        The new connection has this client's timeout, framing and limits; methods
+        kept or saved before (``add = client.add``) call on it, as the sync client's
+        do; views made with ``with_timeout`` before stay on the old one. RPCError
+        while the client is still connected (also when another task connected it
+        meanwhile; not when that connection is already closed or lost again).
         """
         old = self._link
         if old.lost is None:
@@ -172,13 +175,11 @@ class RPCClient:
         link = await _opened(
             proto, host, port, unix_path(path), ssl=ssl, server_hostname=server_hostname, timeout=self._timeout
         )
-        if self._link is not old:  # another task connected this client meanwhile: keep its connection
+        if self._link.lost is None:  # another task connected this client meanwhile: keep its connection
             link.fail_all("the client was closed")
             await asyncio.wait([link.closed], timeout=_CLOSE_FLUSH)
             raise RPCError(None, _CONNECTED)
-        self._link = link
-        for name in [name for name, value in self.__dict__.items() if type(value) is KeptMethod]:
-            del self.__dict__[name]  # (they hold the old connection)
+        self._link = self._current.link = link
         return self
 
     async def close(self) -> None:
@@ -211,6 +212,25 @@ class RPCClient:
     def __repr__(self) -> str:
         state = "connected" if self._connected else "not connected"
         return f"<aio.RPCClient {state} timeout={self._timeout}>"
+
+
+class _Current:
+    """The connection an aio client uses now; ``connect()`` replaces it.
+
+    The client's kept methods (``client.add``) call through this, so a method kept
+    or saved by the caller follows a reconnect, as the sync client's do. It holds
+    no reference to the client (a cycle would keep a dropped client's connection
+    open until the garbage collector ran).
+    """
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def request(self, method: str, params: CallParams, timeout: float | None) -> Call:
+        """Call ``method`` on the current connection (see ``Link.request``)."""
+        return self.link.request(method, params, timeout)
 
 
 _CONNECTED = "this client is already connected; close() it first or make a new one with aio.connect()"
