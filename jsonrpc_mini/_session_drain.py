@@ -19,13 +19,16 @@ __all__ = ["Drain"]
 class Drain:
     """A connection's state once ``shutdown()`` began (``Session.draining``; None before)."""
 
-    __slots__ = ("left",)
+    __slots__ = ("late", "left")
 
     def __init__(self, transport: Transport) -> None:
         # Bytes still to read of those the socket held unread when shutdown() began (over
         # TLS, of its records: the reads count the plain bytes, a little fewer). None where
         # that cannot be told (no kernel socket, no FIONREAD): everything is read as before.
         self.left = transport.unread_or_none() if isinstance(transport, SocketTransport) else None
+        # Those bytes are read (``_refuse_late`` runs): what the core holds now came late,
+        # also when a failed reply leaves it there for the session's last thread.
+        self.late = False
 
     @property
     def spent(self) -> bool:

@@ -158,10 +158,10 @@ class SessionReader:
             data = self._transport.recv(size, timeout)
             drain.taken(len(data))
             return data
-        self._refuse_late()
+        self._refuse_late(drain)
         return b""  # (the peer's end: the core ends the connection)
 
-    def _refuse_late(self) -> None:
+    def _refuse_late(self, drain: Drain) -> None:
         """Serve what arrives after shutdown() began until the stream ends: -32000 to requests, notifications dropped.
 
         This reader is not counted in busy meanwhile (``_check_events`` False, nothing
@@ -170,6 +170,7 @@ class SessionReader:
         """
         self._check_events = False
         self._framer_empty = False  # (the framer is fed here: _recv_timeout applies read_timeout)
+        drain.late = True
         proto, dropped = self._proto, 0
         try:
             while True:
@@ -234,7 +235,12 @@ class SessionReader:
         ``max_message_size`` is in: the last read may go past it; at
         ``max_concurrent_calls`` nobody read it); a batch's notification members run
         too. Called by the session's last thread, once no other reads or runs calls.
+        Runs nothing once the reads came after shutdown() began (``Drain.late``): what
+        the core holds then is late too (a failed reply stopped ``_refuse_late``).
         """
+        drain = self.draining
+        if drain is not None and drain.late:
+            return
         self._read_left()
         proto, queued = self._proto, self._queued
         while closed or not self._closing:

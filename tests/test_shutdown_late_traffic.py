@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -204,6 +205,28 @@ def test_notifications_delivered_before_shutdown_still_run_behind_a_call(driver:
         stopper.join(WAIT)
         assert not stopper.is_alive()
     assert noted.values == [1, 2]
+
+
+def test_a_late_notification_stays_dropped_when_a_late_reply_fails() -> None:
+    # A late request and a late notification in one write, then a reset: the request's
+    # -32000 fails to send, which stopped the late reader with the notification still in
+    # the core, and the session's last thread then ran it as one delivered in time
+    # (Review28, session 29: 5 runs of 5). Late notifications are dropped, also then.
+    noted = _Noted("sync")
+    with _connected(noted, "tcp") as sock:
+        sock.sendall(request("slow", id_=1))
+        assert noted.entered.wait(WAIT)
+        (session,) = list(noted.server._sessions)
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
+        sock.sendall(request("add", [1, 2], id_=2) + _note("late"))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # (a reset: the -32000 for add cannot go out)
+        wait_for(lambda: session._reply_failed, "the late request's reply to fail")
+        noted.release.set()
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+    assert noted.values == []
 
 
 def test_over_tls_what_comes_after_the_delivered_records_is_late() -> None:
