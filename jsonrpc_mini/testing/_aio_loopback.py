@@ -22,7 +22,7 @@ import socket
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .._aio_client import RPCClient, connect
 from .._aio_link import Link as ClientLink
@@ -177,6 +177,14 @@ async def _aio_loopback(
                     warnings.warn(_LEFT_OPEN.format("aio_loopback()"), ResourceWarning, stacklevel=1)
 
 
+class _Refused(asyncio.Protocol):
+    """A connection the proxy accepts while its block is being left: closed at once (a reset)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (Once the transport is made: an abort inside its making is logged as an error.)
+        asyncio.get_running_loop().call_soon(cast(asyncio.Transport, transport).abort)
+
+
 class AioLoopbackServer:
     """An ``aio.RPCServer`` on a real 127.0.0.1 port behind a fault-injecting asyncio proxy.
 
@@ -216,7 +224,7 @@ class AioLoopbackServer:
         self.timeout = timeout
         self.host = host
         self._holding = False  # counted as a user of the server (see _uses)
-        self._proxy: asyncio.AbstractServer | None = None
+        self._proxy: asyncio.Server | None = None
         self._refuser: socket.socket | None = None
         self._links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]] = []
         self._clients: list[RPCClient] = []
@@ -263,6 +271,10 @@ class AioLoopbackServer:
                     warnings.warn(_LEFT_OPEN.format("AioLoopbackServer"), ResourceWarning, stacklevel=1)
 
     def _accept(self) -> asyncio.Protocol:
+        if self._guard is None:
+            # The block is being left (another task's client() connecting meanwhile): a
+            # link made now would land after _close took the list, closed by nobody.
+            return _Refused()
         index = self._count
         self._count += 1
         down = _SocketEnd(f"client #{index}")
@@ -355,13 +367,32 @@ class AioLoopbackServer:
                 self._holding = False
                 await aio_release(self.server, shut=shut_server)  # (counts out before it awaits)
 
+    async def _stop_proxy(self) -> None:
+        """Close the proxy's listening socket once the connections it accepted already are made.
+
+        asyncio (3.11) accepts a connection in one step and makes its transport in the
+        next; a server closed in between fails to make it (an assertion in
+        ``Server._attach``) and leaves its socket open until the garbage collector finds
+        it (a ResourceWarning, in whatever test runs then). So the proxy stops taking
+        connections first, lets those taken make their transports (``_accept`` closes
+        them at once: the block is being left), then closes.
+        """
+        proxy = self._proxy
+        if proxy is None:
+            return
+        loop = asyncio.get_running_loop()
+        for sock in proxy.sockets:
+            with contextlib.suppress(NotImplementedError):  # (a loop that does not poll: nothing to wait for)
+                loop.remove_reader(sock.fileno())
+        await asyncio.sleep(0)  # (the accepts' tasks, scheduled before this, make their transports)
+        proxy.close()
+
     async def _close_links(
         self, clients: list[RPCClient], links: list[tuple[Link, tuple[_SocketEnd, _SocketEnd]]]
     ) -> None:
         for client in clients:
             await client.close()
-        if self._proxy is not None:
-            self._proxy.close()
+        await self._stop_proxy()
         if self._refuser is not None:
             self._refuser.close()
         if self._setups:
