@@ -96,7 +96,11 @@ class EndingProtocol(WritingProtocol):
         left = self._drain_left
         assert left is not None
         if len(data) <= left:
-            self._drain_left = left - len(data)
+            left -= len(data)
+            # Over TLS the count was of records and data_received counts their plain text:
+            # once the socket and the TLS layer hold nothing, what is left of it is the
+            # records' overhead, not bytes still to come (as the sync server's Drain.none_waiting).
+            self._drain_left = 0 if left and not self._unread_count() else left
             return data
         self._drain_left = 0
         late = data[left:]
@@ -109,6 +113,14 @@ class EndingProtocol(WritingProtocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.pause_reading()  # (resumed by _go_late, or by the pump at the call limits)
         return data[:left]
+
+    def _unread_count(self) -> int:
+        """Bytes of the peer's the socket and asyncio's TLS layer hold (1 where that cannot be told)."""
+        transport = self._transport
+        sock = None if transport is None or transport.is_closing() else transport.get_extra_info("socket")
+        if sock is None:
+            return 1
+        return unread_count(sock.fileno()) + _tls_held(transport)
 
     def _go_late(self) -> None:
         """Serve what came after the bytes there when shutdown() began, once those are all taken (see above)."""

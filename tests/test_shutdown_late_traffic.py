@@ -29,10 +29,12 @@ import pytest
 from _driver_helpers import WAIT, request, start_thread, tls_contexts, wait_for
 
 from jsonrpc_mini import RPCServer, aio
+from jsonrpc_mini._aio_ending import _tls_held
 from jsonrpc_mini._socket_waits import unread_count
 
 pytestmark = pytest.mark.timeout(180)
 
+_NOTES = list(range(1, 21))
 GRACE = 120.0  # far longer than any wait below: a shutdown() held for it fails the test
 HELD = 40.0  # how long the flood's shutdown() may take (running what was delivered before it)
 
@@ -269,6 +271,46 @@ def test_over_tls_what_comes_after_the_delivered_records_is_late() -> None:
     assert noted.values == [1, 2, 3]  # (not 9: it came late)
 
 
+def test_aio_over_tls_what_comes_after_the_delivered_records_is_late() -> None:
+    # As above, on the aio server: its count is of the records in the socket and in
+    # asyncio's TLS layer, its reads of their plain text; what was left of it let a late
+    # notification run (Review28, session 29: 5 runs of 5). Twenty records, so that
+    # those the TLS layer holds when reading pauses leave more overhead than the late one.
+    noted = _Noted("aio", max_concurrent_calls=2)
+    second = threading.Event()
+
+    def slow2() -> str:
+        second.wait(WAIT)
+        return "done 2"
+
+    noted.server.register_function(slow2)
+    with _connected(noted, "tls") as sock:
+        sock.sendall(request("slow", id_=1))
+        assert noted.entered.wait(WAIT)
+        sock.sendall(request("slow2", id_=2))
+        wait_for(lambda: all(c.busy == 2 for c in list(noted.server._conns)), "both calls running: reading paused")
+        for value in _NOTES:  # (a record each)
+            sock.sendall(_note(value))
+        # (asyncio's TLS layer hands some on before the pause holds: enough records stay
+        # held that their overhead is more than the late message below)
+        wait_for(lambda: _tls_unread(noted) >= 3 * 75, "records held unread by the TLS layer")
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
+        reader = _Lines(sock)
+        noted.release.set()
+        assert reader.json_line() == {"jsonrpc": "2.0", "id": 1, "result": "done"}
+        wait_for(lambda: noted.values == _NOTES, "the delivered ones run")
+        late = b'{"jsonrpc":"2.0","method":"note","params":[99]}\n'  # (shorter than the records' overhead)
+        sock.sendall(late + request("add", [1, 2], id_=3))
+        reply = reader.json_line()
+        assert reply["id"] == 3 and reply["error"]["code"] == -32000
+        second.set()
+        assert reader.json_line() == {"jsonrpc": "2.0", "id": 2, "result": "done 2"}
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+    assert noted.values == _NOTES  # (not 99: it came late)
+
+
 def _unread(noted: _Noted) -> int:
     """Bytes unread in the sockets of the server's connections (the sync server's, or the aio one's)."""
     if isinstance(noted.server, RPCServer):
@@ -290,3 +332,12 @@ class _Lines:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return json.loads(line)
+
+
+def _tls_unread(noted: _Noted) -> int:
+    """Encrypted bytes the aio server's connections hold unread (socket and TLS layer)."""
+    total = 0
+    for conn in list(noted.server._conns):
+        sock = conn._transport.get_extra_info("socket")
+        total += (unread_count(sock.fileno()) if sock is not None else 0) + _tls_held(conn._transport)
+    return total
