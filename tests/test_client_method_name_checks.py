@@ -20,8 +20,8 @@ import pytest
 from _aio_support import run
 from _driver_helpers import wait_for
 
-from jsonrpc_mini import RPCClient, RPCServer, aio
-from jsonrpc_mini.testing import loopback
+from jsonrpc_mini import RPCClient, RPCServer, SocketTransport, aio
+from jsonrpc_mini.testing import FakeSocket, loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,3 +125,23 @@ def test_aio_client_refuses_the_name_and_keeps_the_connection(served: tuple[RPCS
     finally:
         server.shutdown()
     assert logged == ["after"]
+
+
+# The tests above infer "nothing went out" from the later calls working: a client that
+# sent ``"method": 5`` as a notification and raised afterwards passed them (Review28,
+# session 29: such a mutant passed 35 of 37). Here the bytes written are checked.
+@pytest.mark.parametrize("entry", ["call", "notify", "view call", "view notify", "batch call", "batch notify"])
+@pytest.mark.parametrize("bad", NOT_NAMES, ids=repr)
+def test_a_refused_name_writes_no_byte(entry: str, bad: Any) -> None:
+    sock = FakeSocket([], eof=False)
+    with RPCClient(transport=SocketTransport(sock), timeout=5.0) as client:
+        target = client.with_timeout(5.0) if entry.startswith("view") else client
+        with pytest.raises(TypeError, match=r"^the method name must be a str"):
+            if entry.startswith("batch"):
+                with client.batch() as b:
+                    (b.call if entry.endswith("call") else b.notify)(bad)
+            elif entry.endswith("call"):
+                target.call(bad)
+            else:
+                target.notify(bad)
+        assert sock.sent == b""
