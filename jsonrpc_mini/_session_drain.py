@@ -11,7 +11,7 @@ client that keeps sending notifications held ``shutdown()`` for its whole
 
 from __future__ import annotations
 
-from ._transport import SocketTransport, Transport
+from ._transport import Transport, unread_of
 
 __all__ = ["Drain"]
 
@@ -23,9 +23,10 @@ class Drain:
 
     def __init__(self, transport: Transport) -> None:
         # Bytes still to read of those the socket held unread when shutdown() began (over
-        # TLS, of its records: the reads count the plain bytes, a little fewer). None where
-        # that cannot be told (no kernel socket, no FIONREAD): everything is read as before.
-        self.left = transport.unread_or_none() if isinstance(transport, SocketTransport) else None
+        # TLS, of its records: the reads count the plain bytes, a little fewer; over the
+        # test kit's pipe, its segments arrived). None where that cannot be told (a
+        # transport of the user's own, no FIONREAD): everything is read as before.
+        self.left = unread_of(transport)
         # Those bytes are read (``_refuse_late`` runs): what the core holds now came late,
         # also when a failed reply leaves it there for the session's last thread.
         self.late = False
@@ -51,7 +52,7 @@ class Drain:
         at the start then ends as a plain socket's message cut short does: its rest
         came late.)
         """
-        if self.left and isinstance(transport, SocketTransport) and transport.unread_or_none() == 0:
+        if self.left and unread_of(transport) == 0:
             self.left = 0
 
     def taken(self, count: int) -> None:

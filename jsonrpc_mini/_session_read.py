@@ -17,7 +17,7 @@ from ._codec import Notification, Request, parse_request
 from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._session_drain import Drain
-from ._transport import RECV_SIZE, SocketTransport, Transport, feed_ready
+from ._transport import RECV_SIZE, Transport, feed_ready, unread_of
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -215,13 +215,12 @@ class SessionReader:
         would drop notifications the client had delivered (README, How calls run). Not
         once reading has ended (nobody would take them) or the socket is closed.
         """
-        transport = self._transport
-        if self._closing or self._input_done or not isinstance(transport, SocketTransport):
+        if self._closing or self._input_done:
             return False
         drain = self.draining
         if drain is not None and drain.spent:  # (what there was is read: the rest came late)
             return False
-        return transport.unread() > 0
+        return (unread_of(self._transport) or 0) > 0
 
     def _run_notifications_left(self, closed: bool) -> None:
         """A reply could not be sent: run the notifications the peer sent, skip the requests.

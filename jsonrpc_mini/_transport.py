@@ -14,7 +14,7 @@ import socket
 import ssl as _ssl
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from ._large_reads import GATHER_MAX, PRIVATE, give_back, take_large
 from ._socket_waits import (
@@ -29,7 +29,7 @@ from ._socket_waits import (
     wait_readable,
 )
 
-__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready"]
+__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "unread_of"]
 
 RECV_SIZE = 256 * 1024
 _NEVER = object()  # (see SocketTransport._same)
@@ -364,6 +364,17 @@ class SocketTransport:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def unread_of(transport: Transport) -> int | None:
+    """Bytes that have arrived for ``transport`` and are not read yet; None where it cannot tell.
+
+    A SocketTransport's ``unread_or_none`` (FIONREAD), and the test kit's pipe's (its
+    segments arrived): a transport that has that method is asked. A server's
+    ``shutdown()`` reads these before it closes the connection (``_session_drain``).
+    """
+    count = getattr(transport, "unread_or_none", None)
+    return None if count is None else cast("int | None", count())
 
 
 def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) -> OSError | None:

@@ -26,6 +26,7 @@ from _driver_helpers import WAIT, LeakCheck, start_thread, wait_for
 
 from jsonrpc_mini import RPCServer, SocketTransport, aio
 from jsonrpc_mini._session import Session
+from jsonrpc_mini.testing import PipeTransport, pipe_pair
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,6 +163,58 @@ def test_a_reply_failing_on_the_connection_shutdown_closed_leaves_the_notificati
         _shut_down(server, session)
     assert session._reply_failed  # (the case at hand: the request's reply did fail)
     assert sorted(noted) == [0, 1]
+
+
+class _HeldPipeEnd:
+    """The server's pipe end: its first read that may wait waits until shutdown() looked twice or closed it."""
+
+    def __init__(self, end: PipeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.end = end
+        self.looks = 0
+        self.waiting = threading.Event()
+        busy_now = Session.busy_now
+
+        def counted(session: Session) -> int:
+            self.looks += 1
+            return busy_now(session)
+
+        monkeypatch.setattr(Session, "busy_now", counted)
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if timeout != 0.0 and not self.waiting.is_set():
+            self.waiting.set()
+            wait_for(lambda: self.looks >= 2 or self.end.closed, "shutdown() to look again or close")
+        return self.end.recv(max_bytes, timeout)
+
+    def send(self, data: bytes) -> None:
+        self.end.send(data)
+
+    def unread_or_none(self) -> int:
+        return self.end.unread_or_none()
+
+    def close(self) -> None:
+        self.end.close()
+
+
+def test_notifications_in_the_pipe_when_shutdown_begins_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test kit's pipe (loopback(), pipe_pair()) counts the bytes arrived as a socket
+    # does: shutdown() waited for none (unread() was for sockets only), and a reader about
+    # to take them found the pipe closed (Review27, session 29: 14 of 300 plain loopback()
+    # runs lost notifications sent just before shutdown()).
+    noted: list[int] = []
+    server = RPCServer()
+    server.register_function(noted.append, name="note")
+    client_end, server_end = pipe_pair("probe")
+    held = _HeldPipeEnd(server_end, monkeypatch)
+    session = server.serve_connection(held)  # type: ignore[arg-type]
+    assert held.waiting.wait(WAIT)
+    client_end.send(_note(0) + _note(1) + _note(2))  # delivered: in the server's end of the pipe
+    stopper = start_thread(server.shutdown)
+    stopper.join(WAIT)
+    assert not stopper.is_alive()
+    assert session.finished.wait(WAIT)
+    client_end.close()
+    assert sorted(noted) == [0, 1, 2]  # over TCP/Unix sockets they run (test_shutdown_unread_notes.py)
 
 
 @pytest.mark.parametrize("kind", ["unix", "tcp"])

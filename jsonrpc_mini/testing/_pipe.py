@@ -157,6 +157,28 @@ class PipeTransport:
                     wait = timer - now if wait is None else min(wait, timer - now)
                 self._cond.wait(wait)
 
+    def unread(self) -> int:
+        """Bytes that have arrived at this end and are not read yet (a socket's FIONREAD): 0 once closed.
+
+        The segments due, in order (one still in flight holds back those after it).
+        A server's ``shutdown()`` reads these before it closes the connection, as it
+        does a socket's.
+        """
+        with self._cond:
+            if self._closed or self._in.reader_gone:
+                return 0
+            now = time.monotonic()
+            total = 0
+            for due, data in self._in.segments:
+                if due > now:
+                    break
+                total += len(data)
+            return total
+
+    def unread_or_none(self) -> int:
+        """As :meth:`unread` (the pipe can always tell), for ``SocketTransport``'s callers."""
+        return self.unread()
+
     def drop_in_flight(self) -> None:
         """Drop the segments this end sent that the peer may not read yet (still in flight).
 

@@ -33,6 +33,20 @@ def test_pipe_pair_is_a_transport_and_keeps_segments():
         b.recv(100, 0.01)
 
 
+def test_pipe_unread_counts_the_bytes_arrived_as_a_socket_s_fionread():
+    a, b = pipe_pair()
+    assert b.unread() == 0 and b.unread_or_none() == 0
+    a.send(b"abc")
+    a.send(b"de")
+    a.send_at(b"in flight", time.monotonic() + 60)  # (not arrived: not counted, nor what follows it)
+    a.send(b"behind")
+    assert b.unread() == 5
+    assert b.recv(2, 1.0) == b"ab"
+    assert b.unread() == 3
+    b.close()
+    assert b.unread() == 0  # (closed: nothing to read, as a closed socket's)
+
+
 def test_pipe_close_gives_eof_and_broken_pipe_and_wakes_reader():
     a, b = pipe_pair()
     cond = CountedWaits.on(a, b)
