@@ -87,6 +87,25 @@ class Direction:
         """Bytes written but not delivered yet (in flight included)."""
         return len(self.buf) + self._flying
 
+    def arrived(self, now: float) -> int:
+        """Bytes that have reached the other end and are not delivered yet (a socket's FIONREAD there).
+
+        The chunks in flight whose time has come, in order; and the bytes written and
+        not cut yet, when the plan delays none (they are cut on this direction's next
+        turn and arrive at once).
+        """
+        if self.ended:
+            return 0
+        total = 0
+        for due, chunk, _ in self.flight:
+            if due > now:
+                return total  # (it holds back what follows it)
+            total += len(chunk)
+        faults = self.state.faults
+        if not (faults.latency or faults.jitter or faults.bandwidth is not None):
+            total += len(self.buf)
+        return total
+
     def push(self, data: bytes) -> None:
         """Queue bytes the source end wrote (dropped once this direction has ended)."""
         if not self.ended and not self.eof and data:

@@ -331,6 +331,16 @@ class MemoryTransport(asyncio.Transport):
         if self.protocol is not None:
             self.protocol.connection_lost(exc)
 
+    def unread(self) -> int:
+        """Bytes the peer wrote that have arrived at this end and our protocol was not given (FIONREAD's count).
+
+        What a socket would hold unread: the aio server's ``shutdown()`` lets its
+        connections read these first (0 once this end is closing).
+        """
+        if self._closing or self.inbound is None:
+            return 0
+        return self.inbound.arrived(asyncio.get_running_loop().time())
+
     async def readable(self) -> bool:
         """Wait while our protocol paused reading; False once this end is gone."""
         while not self._reading.is_set() and self._reset_held is None:
