@@ -285,10 +285,14 @@ class RPCServer(Registry):
             sessions = list(self._sessions)
         me = current_session()
         deadline = time.monotonic() + self.options.shutdown_grace
+        limit = self.options.max_concurrent_calls
         for session in sessions:
             own = 1 if session is me else 0
-            # (Also while bytes wait unread: its reader takes them, notifications run.)
-            while (session.busy_now() > own or session.unread()) and time.monotonic() < deadline:
+            # (Also while bytes wait unread: its reader takes them, notifications run. Not at
+            # the limit: nobody can read them then; a handler calling this holds a slot.)
+            while (
+                (busy := session.busy_now()) > own or (busy < limit and session.unread())
+            ) and time.monotonic() < deadline:
                 time.sleep(0.005)
         for session in sessions:
             if session is me:

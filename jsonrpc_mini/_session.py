@@ -174,13 +174,23 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self._transport.close()
 
     def close_when_idle(self) -> None:
-        """Stop reading and close once no call is running (replies still go out)."""
+        """Stop reading and close once no call is running (replies still go out).
+
+        shutdown() called from a handler, for that handler's connection. Bytes the
+        client had delivered when shutdown() began and nobody read yet (its other
+        requests at ``max_concurrent_calls``) are read first, once the handler's call
+        ends: their notifications run, their requests get -32000; the connection
+        closes when they are all read (``_drained_recv``).
+        """
         with self._cond:
-            self._closing = True
+            drain = self.draining
+            serve_first = drain is not None and not drain.spent and self.unread()
+            if not serve_first:
+                self._closing = True
             self._cond.notify_all()
             # (_closing set before _lent is read: a call's thread that empties it reads
             # _closing after, so one of the two closes; see _session_turn.)
-            if self._busy or self._lent:
+            if self._busy or self._lent or serve_first:
                 self._close_when_idle = True
                 return
         self._close_transport()

@@ -40,6 +40,7 @@ class SessionReader:
     _closing: bool
     _input_done: bool
     draining: Drain | None
+    _close_when_idle: bool
     _idle_since: float
     _message_started: float | None
     _check_events: bool
@@ -158,6 +159,8 @@ class SessionReader:
             data = self._transport.recv(size, timeout)
             drain.taken(len(data))
             return data
+        if self._close_when_idle:
+            return b""  # (shutdown() was called from a handler here: it ends once that is read)
         self._refuse_late(drain)
         return b""  # (the peer's end: the core ends the connection)
 

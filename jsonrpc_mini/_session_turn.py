@@ -123,7 +123,8 @@ class SessionTurns:
                 self._reading = False  # (the call kept the turn: the connection is closing)
             # Not while the turn's holder runs a call with the turn lent (or sends its
             # reply): not counted, it is running still, and closes once its reply is out.
-            close_now = self._close_when_idle and not (self._busy or self._lent)
+            # (Not while closing waits for what was delivered to be read: close_when_idle.)
+            close_now = self._close_when_idle and self._closing and not (self._busy or self._lent)
             reader = False
             # This thread reads next if nobody is (saves a lock round).
             if not (self._reading or self._closing or self._input_done or close_now):
