@@ -60,6 +60,8 @@ class RPCClient:
         return self._link.lost is None
 
     def __getattr__(self, name: str) -> KeptMethod[Call] | RemoteMethod[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)  # Python's names, and ours before __init__ set them (copy, pickle)
         return kept_attribute(self, RPCClient.call, self._current, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:

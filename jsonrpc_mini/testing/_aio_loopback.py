@@ -324,6 +324,8 @@ class AioLoopbackServer:
                 max_depth=max_depth,
             )
         except ConnectionLost as exc:
+            if self._guard is None:  # the block was left while connecting: its proxy refused it
+                raise RuntimeError(_OUTSIDE) from None
             add_faults_note(exc, self.faults)
             raise
         if self._guard is None:  # the block was left while this client connected (another task's)
