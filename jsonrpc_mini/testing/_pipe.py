@@ -220,13 +220,17 @@ class PipeTransport:
         not read.
         """
         with self._cond:
-            now = time.monotonic()
-            for channel in (self._in, self._out):
-                channel.reset = True
-            self._in.segments.clear()
-            self._out.segments = collections.deque(itertools.takewhile(lambda seg: seg[0] <= now, self._out.segments))
-            self._closed = True
-            self._cond.notify_all()
+            self._reset()
+
+    def _reset(self) -> None:
+        """``abort``'s work, the pair's lock held."""
+        now = time.monotonic()
+        for channel in (self._in, self._out):
+            channel.reset = True
+        self._in.segments.clear()
+        self._out.segments = collections.deque(itertools.takewhile(lambda seg: seg[0] <= now, self._out.segments))
+        self._closed = True
+        self._cond.notify_all()
 
     def close(self) -> None:
         """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent.
@@ -234,8 +238,14 @@ class PipeTransport:
         The peer reads what we sent, then EOF. As over TCP, its first send after our
         close goes through (the bytes are lost) and only the sends after it fail with
         BrokenPipeError, so a client whose server closed learns it by reading EOF.
+        But with bytes from the peer not read yet (arrived or in flight), TCP answers
+        the close with a reset: so does this, as :meth:`abort` (the peer reads what had
+        arrived from us, then gets ConnectionResetError; its sends fail).
         """
         with self._cond:
+            if not self._closed and self._in.segments and not (self._in.reset or self._out.reset):
+                self._reset()
+                return
             if not self._closed and not self._in.reader_gone:
                 self._in.reader_closed = True
             self._closed = True

@@ -1,0 +1,83 @@
+"""A pipe end closed with the peer's bytes unread resets the connection, as TCP does.
+
+Over TCP a close() with received bytes not read sends a reset, not a FIN: the peer
+reads what had reached it, then gets ECONNRESET, and its sends fail. The pipe gave
+the peer EOF and let its next send through (Review27, session 29: README said the
+pipe's peer "sees what a TCP socket sees"). Over TCP the error is reported once and
+a later send says EPIPE; the pipe says ConnectionResetError each time, as its
+``abort()`` does (README).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+import pytest
+from _driver_helpers import wait_for
+
+from jsonrpc_mini.testing import pipe_pair
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _tcp(first_from_closer: bytes) -> list[object]:
+    """What ``a`` sees after ``b`` closed with ``a``'s bytes unread: two reads, then a send."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    with a:
+        if first_from_closer:
+            b.sendall(first_from_closer)
+        a.sendall(b"unread")
+        wait_for(lambda: bool(select.select([b], [], [], 0)[0]), "the bytes to reach b")
+        b.close()  # with b"unread" unread: a reset
+        poller = select.poll()
+        poller.register(a, select.POLLERR)
+        wait_for(lambda: bool(poller.poll(0)), "the reset")
+        a.settimeout(5)
+        return [_op(lambda: a.recv(10)), _op(lambda: a.recv(10)), _op(lambda: a.send(b"x"))]
+
+
+def _pipe(first_from_closer: bytes) -> list[object]:
+    a, b = pipe_pair()
+    if first_from_closer:
+        b.send(first_from_closer)
+    a.send(b"unread")
+    b.close()
+    try:
+        return [_op(lambda: a.recv(10, 5.0)), _op(lambda: a.recv(10, 5.0)), _op(lambda: a.send(b"x"))]
+    finally:
+        a.close()
+
+
+def _op(action: Any) -> object:
+    try:
+        result = action()
+    except OSError as exc:
+        return type(exc).__name__
+    return "sent" if isinstance(result, int) or result is None else result
+
+
+@pytest.mark.parametrize("first_from_closer", [b"", b"last"])
+def test_a_close_with_bytes_unread_resets_the_peer_as_tcp(first_from_closer: bytes) -> None:
+    tcp, pipe = _tcp(first_from_closer), _pipe(first_from_closer)
+    # What had reached the peer first (nothing, or b"last"), then the reset.
+    expected = [first_from_closer, "ConnectionResetError"] if first_from_closer else ["ConnectionResetError"]
+    assert tcp[: len(expected)] == expected
+    assert pipe[: len(expected)] == expected
+    failed = ("ConnectionResetError", "BrokenPipeError")  # (a send after the reset)
+    assert pipe[-1] in failed and tcp[-1] in failed
+
+
+def test_a_close_with_nothing_unread_still_gives_eof() -> None:
+    a, b = pipe_pair()
+    b.send(b"bye")
+    b.close()
+    assert a.recv(10, 5.0) == b"bye"
+    assert a.recv(10, 5.0) == b""
+    a.send(b"x")  # (the first send after the peer's close goes out, as over TCP)
+    a.close()
