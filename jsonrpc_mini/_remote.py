@@ -80,8 +80,9 @@ class KeptMethod(Generic[_R_co]):
     and then ``client.call`` cost ~0.8-1 us per call. It holds the connection and
     the timeout, never the client: kept, a reference to the client would tie it
     into a cycle, and a client dropped without ``close()`` would hold its
-    connection open until the garbage collector ran. The client drops kept ones
-    when its connection or timeout changes.
+    connection open until the garbage collector ran. ``link`` is what the client
+    calls through (the sync and aio clients' ``_Current``), so kept and saved ones
+    follow a reconnect; a ``with_timeout`` view keeps methods of its own.
     """
 
     __slots__ = ("_link", "_name", "_timeout")

@@ -22,7 +22,6 @@ from jsonrpc_mini.testing import aio_loopback, loopback
 
 pytestmark = pytest.mark.timeout(30)
 
-CONNECTION = r"takes connection= as an int of at least 0 \(which connection of the plan this is\)"
 BAD = [
     ({"timeout": 0}, "timeout must be a positive number of seconds or None, not 0"),
     ({"timeout": "1"}, "timeout must be a positive number of seconds or None, not '1'"),
