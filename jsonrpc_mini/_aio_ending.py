@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from typing import cast
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
@@ -100,7 +101,7 @@ class EndingProtocol(WritingProtocol):
             # Over TLS the count was of records and data_received counts their plain text:
             # once the socket and the TLS layer hold nothing, what is left of it is the
             # records' overhead, not bytes still to come (as the sync server's Drain.none_waiting).
-            self._drain_left = 0 if left and not self._unread_count() else left
+            self._drain_left = 0 if left and self._held() == 0 else left
             return data
         self._drain_left = 0
         late = data[left:]
@@ -113,14 +114,6 @@ class EndingProtocol(WritingProtocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.pause_reading()  # (resumed by _go_late, or by the pump at the call limits)
         return data[:left]
-
-    def _unread_count(self) -> int:
-        """Bytes of the peer's the socket and asyncio's TLS layer hold (1 where that cannot be told)."""
-        transport = self._transport
-        sock = None if transport is None or transport.is_closing() else transport.get_extra_info("socket")
-        if sock is None:
-            return 1
-        return unread_count(sock.fileno()) + _tls_held(transport)
 
     def _go_late(self) -> None:
         """Serve what came after the bytes there when shutdown() began, once those are all taken (see above)."""
@@ -193,12 +186,26 @@ class EndingProtocol(WritingProtocol):
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on; what comes later is late (see below)."""
         self._draining = True
-        transport = self._transport
-        sock = None if transport is None or transport.is_closing() else transport.get_extra_info("socket")
-        if sock is not None and HAVE_FIONREAD:
-            # (over TLS: of records, with those asyncio's layer read ahead; the plain bytes are fewer)
-            self._drain_left = unread_count(sock.fileno()) + _tls_held(transport)
+        held = self._held()
+        if held is not None:
+            self._drain_left = held
             self._go_late()
+
+    def _held(self) -> int | None:
+        """Bytes of the peer's that wait unread (None where that cannot be told, or the transport is closing).
+
+        In the socket, and over TLS the records asyncio's layer read ahead and the plain
+        bytes it holds (the plain bytes are fewer than their records); on the test kit's
+        memory transport (no socket), what has arrived in memory (``unread()``).
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            count = getattr(transport, "unread", None)
+            return None if count is None else cast(int, count())
+        return unread_count(sock.fileno()) + _tls_held(transport) if HAVE_FIONREAD else None
 
     def unread(self) -> bool:
         """Whether the peer's bytes wait in the socket for the loop to read (shutdown() lets it).
@@ -214,9 +221,8 @@ class EndingProtocol(WritingProtocol):
         if self._drain_left == 0:  # (what was there is read: the rest came late)
             return False
         sock = transport.get_extra_info("socket")
-        if sock is None:  # (the test kit's MemoryTransport counts what has arrived in memory)
-            count = getattr(transport, "unread", None)
-            return count is not None and count() > 0
+        if sock is None:  # (the test kit's memory transport counts what has arrived in memory)
+            return (self._held() or 0) > 0
         return unread_count(sock.fileno()) > 0
 
     def close(self, linger: float = LINGER) -> None:

@@ -12,12 +12,13 @@ counted, as on a network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 from _aio_support import run
 
-from jsonrpc_mini import aio
+from jsonrpc_mini import ConnectionLost, aio
 from jsonrpc_mini.testing import DirectionFaults, FaultPlan, aio_loopback
 from jsonrpc_mini.testing._aio_links import memory_link
 
@@ -87,3 +88,41 @@ def test_a_memory_end_counts_the_bytes_arrived_not_those_in_flight(latency: floa
             await link.wait_closed(5.0)
 
     run(main)
+
+
+def test_a_client_that_keeps_sending_notifications_does_not_hold_shutdown() -> None:
+    # Counting what has arrived in memory made shutdown() wait while the count was not 0:
+    # a client that never stops sending held it for its whole shutdown_grace (5.00 s of
+    # 5 in a probe). As over a socket, what arrives once shutdown() began is late now:
+    # not waited for, its notifications dropped (0.00 s).
+    ran: list[int] = []
+
+    async def main() -> None:
+        server = aio.RPCServer(shutdown_grace=120.0)
+
+        async def note(k: int) -> None:
+            ran.append(k)
+
+        server.register_function(note)
+        async with aio_loopback(server, timeout=10) as client:
+            stop = asyncio.Event()
+
+            async def flood() -> None:
+                with contextlib.suppress(ConnectionLost):  # (once shutdown() closed the connection)
+                    while not stop.is_set():
+                        await client.notify("note", 1)
+                        await asyncio.sleep(0)
+
+            flooder = asyncio.create_task(flood())
+            try:
+                while len(ran) < 500:
+                    await asyncio.sleep(0.01)
+                async with asyncio.timeout(30):  # (held, it would wait the 120 s grace)
+                    await server.shutdown()
+            finally:
+                stop.set()
+                await asyncio.wait([flooder], timeout=10)
+            assert flooder.done() and flooder.exception() is None
+
+    run(main)
+    assert len(ran) >= 500
