@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from typing import cast
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
 from ._socket_waits import HAVE_FIONREAD, unread_count
+from ._transport import unread_of
 
 __all__ = ["EndingProtocol", "unread_bytes"]
 
@@ -196,15 +196,14 @@ class EndingProtocol(WritingProtocol):
 
         In the socket, and over TLS the records asyncio's layer read ahead and the plain
         bytes it holds (the plain bytes are fewer than their records); on the test kit's
-        memory transport (no socket), what has arrived in memory (``unread()``).
+        memory transport (no socket), what has arrived in memory (``unread_or_none()``).
         """
         transport = self._transport
         if transport is None or transport.is_closing():
             return None
         sock = transport.get_extra_info("socket")
         if sock is None:
-            count = getattr(transport, "unread", None)
-            return None if count is None else cast(int, count())
+            return unread_of(transport)
         return unread_count(sock.fileno()) + _tls_held(transport) if HAVE_FIONREAD else None
 
     def unread(self) -> bool:

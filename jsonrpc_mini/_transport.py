@@ -366,12 +366,13 @@ class SocketTransport:
         self.sock.close()
 
 
-def unread_of(transport: Transport) -> int | None:
+def unread_of(transport: object) -> int | None:
     """Bytes that have arrived for ``transport`` and are not read yet; None where it cannot tell.
 
-    A SocketTransport's ``unread_or_none`` (FIONREAD), and the test kit's pipe's (its
-    segments arrived): a transport that has that method is asked. A server's
-    ``shutdown()`` reads these before it closes the connection (``_session_drain``).
+    A transport that has ``unread_or_none()`` is asked: SocketTransport's (FIONREAD),
+    the test kit's pipe's (its segments arrived) and its asyncio memory transport's.
+    A server's ``shutdown()`` reads these before it closes the connection (the sync
+    server's ``_session_drain``, the aio server's ``EndingProtocol``).
     """
     count = getattr(transport, "unread_or_none", None)
     return None if count is None else cast("int | None", count())

@@ -341,6 +341,10 @@ class MemoryTransport(asyncio.Transport):
             return 0
         return self.inbound.arrived(asyncio.get_running_loop().time())
 
+    def unread_or_none(self) -> int:
+        """As :meth:`unread` (memory can always tell): what servers ask a transport (as the pipe's)."""
+        return self.unread()
+
     async def readable(self) -> bool:
         """Wait while our protocol paused reading; False once this end is gone."""
         while not self._reading.is_set() and self._reset_held is None:
