@@ -18,7 +18,7 @@ import logging
 import ssl as _ssl
 from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from ._aio_conn import ServerProtocol
 from ._aio_execute import CallExecutor, Outcome
@@ -145,6 +145,15 @@ class RPCServer(CallExecutor, TurnTaking):
 
     # -- serving ---------------------------------------------------------------
 
+    # Typed per case, so that a user's `host, port = await srv.start(...)` type-checks.
+    @overload
+    async def start(
+        self, host: str = ..., port: int = ..., *, path: None = None, ssl: _ssl.SSLContext | None = None
+    ) -> tuple[str, int]: ...
+    @overload
+    async def start(
+        self, host: str = ..., port: int = ..., *, path: UnixPath, ssl: _ssl.SSLContext | None = None
+    ) -> str: ...
     async def start(
         self,
         host: str = "127.0.0.1",

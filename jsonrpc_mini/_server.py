@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import overload
 
 from ._dispatch import Registry
 from ._framing import FramingName
@@ -179,6 +180,13 @@ class RPCServer(Registry):
             self.shutdown()
             raise
 
+    # Typed per case, so that a user's `host, port = s.start(...)` type-checks.
+    @overload
+    def start(
+        self, host: str = ..., port: int = ..., *, path: None = None, ssl: _ssl.SSLContext | None = None
+    ) -> tuple[str, int]: ...
+    @overload
+    def start(self, host: str = ..., port: int = ..., *, path: UnixPath, ssl: _ssl.SSLContext | None = None) -> str: ...
     def start(
         self,
         host: str = "127.0.0.1",

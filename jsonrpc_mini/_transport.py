@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
 
 from ._large_reads import GATHER_MAX, PRIVATE, give_back, take_large
+from ._socket_like import SocketLike
 from ._socket_waits import (
     HAVE_FIONREAD,
     HAVE_POLL,
@@ -96,8 +97,10 @@ class SocketTransport:
     _buffer: mmap.mmap
     _view: memoryview
 
-    def __init__(self, sock: socket.socket, *, send_timeout: float | None = None, gather: int = 0) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket | SocketLike, *, send_timeout: float | None = None, gather: int = 0) -> None:
+        # Typed as a socket inside: every use of a socket's other methods is behind
+        # self._real, so a SocketLike meets only its own methods (no cast per read).
+        self.sock = cast(socket.socket, sock)
         # A read that fills the bytes asked for goes on with what has arrived already,
         # up to this many bytes in all (0: never; see _gather). Plain sockets only.
         self.gather = gather
