@@ -21,6 +21,7 @@ from ._cli_tls import add_client_options, add_server_options, client_tls, server
 from ._client import RPCClient
 from ._connect import check_port
 from ._errors import RPCError
+from ._refuse import TLS_REQUIRED
 from ._server import RPCServer
 from ._tcp_bind import host_port
 
@@ -268,6 +269,10 @@ def _call(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if exc.data is not None:
             print(_error_data(exc.data), file=sys.stderr)
+        if exc.code == -32000 and exc.message == TLS_REQUIRED:  # (its own advice is for Python code)
+            print(
+                "hint: the server speaks TLS: add --tls (to trust the system's CAs) or --cafile FILE", file=sys.stderr
+            )
         return 1
     _print_result(result)
     return 0

@@ -93,6 +93,16 @@ def test_call_with_cafile_reaches_a_tls_server(ca: Any, files: dict[str, str], c
         assert "certificate verify failed" in err and "other.example" in err
 
 
+def test_call_without_tls_to_a_tls_server_says_which_option_to_add(ca: Any, capsys: Any) -> None:
+    # The server's own advice ("connect with an ssl.SSLContext (ssl=...)") is for
+    # Python code; a `call` user needs the option that does it.
+    with serving(adding_server(), ssl=server_context(ca)) as (host, port):
+        assert main(["call", f"{host}:{port}", "add", "1", "2"]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith("error: add: [-32000]") and "speaks TLS" in err[0]
+        assert err[1:] == ["hint: the server speaks TLS: add --tls (to trust the system's CAs) or --cafile FILE"]
+
+
 def test_call_with_a_client_certificate_reaches_a_mutual_tls_server(
     ca: Any, files: dict[str, str], capsys: Any
 ) -> None:
