@@ -210,7 +210,7 @@ class EndingProtocol(WritingProtocol):
         """Whether the peer's bytes wait in the socket for the loop to read (shutdown() lets it).
 
         Until the loop has read them, no call of theirs runs: closing then would drop
-        notifications the client had delivered (README, ``shutdown_grace``). Over TLS
+        notifications the client had delivered (README, "Shutdown"). Over TLS
         they are records, which the loop reads too. Not while reading is paused (at
         the call limits: calls run, and shutdown() waits for them anyway) or has ended.
         """

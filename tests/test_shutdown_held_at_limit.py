@@ -1,7 +1,7 @@
 """Requests held in the transport behind calls at max_concurrent_calls when shutdown() begins.
 
 At the limit nobody reads: requests pipelined behind the running calls wait unread
-in the socket. README (``shutdown_grace``): a request received but not yet started
+in the socket. README ("Shutdown"): a request received but not yet started
 when the shutdown began is answered with -32000, not dropped; a notification runs.
 The thread whose call ends reads next; shutdown() polls ``Session.busy_now`` and closes
 the connection once it reads 0. Between that call's end and the read (its own turn

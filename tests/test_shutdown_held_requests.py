@@ -1,6 +1,6 @@
 """Requests a server received but had not started when ``shutdown()`` began.
 
-README (``shutdown_grace``): the calls in flight finish; a request the server
+README ("Shutdown"): the calls in flight finish; a request the server
 starts after the shutdown began, also one pipelined behind a running call and
 already received, is answered with -32000 "the server is shutting down", not run.
 """
