@@ -86,7 +86,10 @@ class ReplySettler:
             elif event.unreadable is not None:
                 self.said = f"a reply that could not be read, {event.unreadable}"
                 self.unread = unread_mark(self.pending, event.unreadable)
-            log.warning("ignoring message from server: %s", event.reason)
+            # A reply the server's close cut short: the calls get ConnectionLost for it.
+            log.log(
+                logging.DEBUG if event.at_eof else logging.WARNING, "ignoring message from server: %s", event.reason
+            )
             return
         if event.error is not None:
             self._deliver(ErrorResponse(live[0], event.error))

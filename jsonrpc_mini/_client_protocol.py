@@ -334,6 +334,7 @@ class ClientConnection(_BatchReplies, _Base):
                         f"unreadable data from server: {event.message}",
                         unreadable=event.message if event.opened else None,
                         id=named_id(event.text) if event.opened else None,
+                        at_eof=event.at_eof,
                     )
                 )
                 if event.fatal:

@@ -316,8 +316,10 @@ class ReplySettler:
             elif event.unreadable is not None and event.id is None:  # (an id read: a late reply)
                 self.said = f"a reply that could not be read, {event.unreadable}"
             # Once the connection is lost (closed by us, say, while a reply was half
-            # received), what is left of it concerns nobody: no warning for it.
-            log.log(logging.DEBUG if lost else logging.WARNING, "ignoring message from server: %s", event.reason)
+            # received), what is left of it concerns nobody: no warning for it. Nor for
+            # a reply the server's close cut short: the calls get ConnectionLost for it.
+            quiet = lost or event.at_eof
+            log.log(logging.DEBUG if quiet else logging.WARNING, "ignoring message from server: %s", event.reason)
             return
         only.wake()
 

@@ -140,7 +140,7 @@ class ContentLengthFramer(BufferedReader):
         if self._eof and self.buffered:
             self._reset(len(self._buf))
             self._body_len = -1
-            return FrameError(PARSE_ERROR, "Parse error: incomplete message at end of stream")
+            return FrameError(PARSE_ERROR, "Parse error: incomplete message at end of stream", at_eof=True)
         return None
 
     def _fail(self, message: str) -> FrameError:

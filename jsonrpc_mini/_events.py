@@ -75,12 +75,15 @@ class Violation:
     ``unreadable`` is set (to the parse error) for a message that could not be
     decoded but opens an object or array: perhaps a reply; ``id`` is then set too
     when the id it names could still be read for certain (``_reply_id``).
+    ``at_eof``: a value the end of the stream cut short, the connection ending
+    inside a reply rather than a message of the server's (logged at DEBUG).
     """
 
     reason: str
     error: ErrorObject | None = None
     id: Id | None = None
     unreadable: str | None = None
+    at_eof: bool = field(default=False, compare=False)
 
 
 ServerEvent = Call | Batch | Reply | Closed

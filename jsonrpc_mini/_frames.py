@@ -52,6 +52,8 @@ class FrameError:
     array (see :func:`parse_failure`): it may be a reply (a client's call may
     take it). ``text`` is then the message (up to where it broke off): a client
     reads the id it names in it, when that is still certain (``_reply_id``).
+    ``at_eof`` is set for a value the end of the stream cut short: to a client,
+    the connection ended inside a reply, not a message from the server.
     Hints, not part of the error: equality ignores them.
     """
 
@@ -61,6 +63,7 @@ class FrameError:
     value: Any = None
     opened: bool = field(default=False, compare=False)
     text: bytes = field(default=b"", compare=False, repr=False)
+    at_eof: bool = field(default=False, compare=False)
 
 
 Event = Message | FrameError

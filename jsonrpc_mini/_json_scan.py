@@ -182,7 +182,7 @@ class ValueScanner(LookAhead):
         self._in_string = in_string
         if self._eof:
             self._discard_all()
-            return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream")
+            return FrameError(PARSE_ERROR, "Parse error: incomplete JSON value at end of stream", at_eof=True)
         return None
 
     def _no_newline(self, start: int, end: int) -> bool:
