@@ -73,8 +73,8 @@ class CheckReport:
         for result in self.results:
             lines.append(f"  {result.status.upper():4}  {result.name:{width}}  {result.detail}")
         summary = f"{self.count('pass')} passed, {self.count('fail')} failed, {self.count('warn')} warnings"
-        if not self.ok:
-            summary += f" (replay with --seed {self.seed})"
+        if any(result.status == "fail" and result.name != "connect" for result in self.results):
+            summary += f" (replay with --seed {self.seed})"  # (no probe ran after a connect failure)
         lines.append(summary)
         return "\n".join(lines)
 
@@ -272,13 +272,15 @@ def check_arguments(timeout: float, only: list[str] | None, known: list[str], *,
         raise ValueError(f"unknown probe {', '.join(map(repr, unknown))} in only; probes: {', '.join(known)}")
 
 
-def _tls_only(address: Address, timeout: float, missing: str) -> str | None:
-    """Why the server cannot be checked in plain text (it speaks TLS only), else None; OSError if unreachable.
+def _unfit(address: Address, timeout: float, missing: str) -> str | None:
+    """Why the server cannot be checked (TLS only, or HTTP), else None; OSError if unreachable.
 
     Without ``ssl`` a request for the method ``missing`` is sent first: a server
     answering with a TLS record (an alert), or with the plain -32000 error by which
     this library's servers on a TLS port say so, would fail every probe for that
-    one reason. Other answers (a reply, silence, a close) leave it to the probes.
+    one reason; so would one answering in HTTP (a status line, or the bare HTML page
+    of a server taking the request line for HTTP/0.9). Other answers
+    (a reply, silence, a close) leave it to the probes.
     """
     conn = Conn(address, timeout)
     try:
@@ -288,6 +290,13 @@ def _tls_only(address: Address, timeout: float, missing: str) -> str | None:
         head = _first_bytes(conn)
     finally:
         conn.close()
+    first = head.lstrip()
+    if first[:5] == b"HTTP/" or first[:1] == b"<":
+        shown = first.split(b"\n", 1)[0].rstrip().decode("utf-8", "replace")[:60]
+        return (
+            f"it answered with HTTP ({shown!r}), not JSON-RPC: the check speaks JSON-RPC 2.0 over a plain"
+            " TCP (or TLS) byte stream, one JSON text after another, not over HTTP"
+        )
     if _tls_record(head):
         return "it answered plain text with TLS (a TLS record): check it over TLS (--tls, or ssl= from Python)"
     try:
@@ -362,7 +371,7 @@ def check(
     address = Address(host, port, ssl, server_hostname)
     missing = f"jsonrpc_mini_check_no_such_method_{seed}"
     try:
-        why = _tls_only(address, timeout, missing)
+        why = _unfit(address, timeout, missing)
     except OSError as exc:
         report.results.append(ProbeResult("connect", "fail", f"cannot connect to {host_port(host, port)}: {exc}"))
         return report
