@@ -285,7 +285,7 @@ class RPCServer(CallExecutor, TurnTaking):
         gates = list(self._gates)
         for gate in gates:  # not served yet: nothing to finish
             gate.close()
-        conns = [*self._conns, *self._orphans]  # (a lost connection's calls are waited for too)
+        conns = [conn for conn in (*self._conns, *self._orphans) if not self._forget_if_dead(conn)]
         me = asyncio.current_task()
         if me is not None:
             me = self._batch_tasks.get(me, me)  # (a batch member's handler: the batch is its call)
@@ -334,6 +334,22 @@ class RPCServer(CallExecutor, TurnTaking):
             self._executor = None
         if self._stopped is not None:
             self._stopped.set()
+
+    def _forget_if_dead(self, conn: ServerProtocol) -> bool:
+        """Forget ``conn`` if its event loop has closed; whether it had.
+
+        The test kit's ``aio_loopback()`` serves on the loop it runs in: an
+        ``asyncio.run()`` that ends while a call of it still runs (a notification's
+        handler, say) closes that loop with the connection in it. Nothing of it can run
+        again, and closing it or waiting for it would touch that closed loop (a
+        RuntimeError from a later ``shutdown()`` in another loop). Any other connection,
+        a lost one whose calls still run included (``_orphans``), is waited for.
+        """
+        if not conn.closed.get_loop().is_closed():
+            return False
+        self._conns.discard(conn)
+        self._orphans.discard(conn)
+        return True
 
     def _end_idle_pool(self) -> None:
         """End the private thread pool if nothing can use it now (a later call starts another).

@@ -101,6 +101,40 @@ def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> Non
     assert_ended(threads)
 
 
+def test_shutdown_in_a_new_loop_forgets_a_connection_whose_loop_has_closed(caplog: pytest.LogCaptureFixture) -> None:
+    # As above, but the handler is still running as asyncio.run(use()) closes its loop:
+    # shutdown() in the next loop raised "Event loop is closed" (closing that connection).
+    before = pool_threads()
+    server = adder()
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+        ended.wait(10)  # (until the loop of the kit's connection has closed)
+
+    server.register_function(slow, name="slow")
+
+    async def use() -> set[threading.Thread]:
+        try:
+            async with aio_loopback(server) as client:
+                await client.notify("slow")
+                assert await asyncio.to_thread(started.wait, 10)
+        finally:
+            release.set()
+        return pool_threads() - before
+
+    try:
+        threads = asyncio.run(use())
+    finally:
+        ended.set()
+    assert threads and server.connection_count == 1
+    asyncio.run(server.shutdown())  # (raised RuntimeError)
+    assert server.connection_count == 0
+    assert_ended(threads)
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
 def test_a_server_that_listens_keeps_its_pool_until_shutdown() -> None:
     before = pool_threads()
     server = adder()
