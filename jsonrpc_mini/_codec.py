@@ -9,6 +9,7 @@ that one call.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -317,6 +318,16 @@ def call_value(method: str, params: CallParams, id_: Id, notify: bool) -> dict[s
     return out
 
 
+# What the encoders say of a value they cannot write, quoted to the client (which needs it
+# to fix the handler): built from type names only. Any other text (raised by a value's
+# own code, an Enum's ``value`` say) may hold what the server keeps to itself: not quoted.
+_ENCODER_SAYS: Final = re.compile(
+    r"Object of type \w+ is not JSON serializable"
+    r"|keys must be str, int, float, bool or None, not \w+"
+    r"|NaN and Infinity are not valid JSON|Circular reference detected"
+)
+
+
 def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
     """Encode one message or a batch as JSON bytes (unframed).
 
@@ -343,7 +354,8 @@ def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
             raise
         log.warning("reply for id %r could not be encoded as JSON: %s", message.id, exc)
         what = "error data" if isinstance(message, ErrorResponse) else "result"
-        why = f"Internal error: {what} is not JSON-serialisable ({type(exc).__name__})"
+        said = str(exc) if _ENCODER_SAYS.fullmatch(str(exc)) else None
+        why = f"Internal error: {what} is not JSON-serialisable ({type(exc).__name__}{f': {said}' if said else ''})"
         fallback = ErrorResponse(message.id, ErrorObject(InternalError.CODE, why))
         out = dumps(message_value(fallback))
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import logging
 import math
@@ -352,3 +354,34 @@ def test_messages_are_frozen() -> None:
         Request("m", None, 1).id = 2  # type: ignore[misc]
     assert Request("m", None, 1) == Request("m", None, 1)
     assert Request("m", None, 1) != Notification("m", None)
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+    @property
+    def value(self) -> Any:  # (a value's own code raising: its words are not quoted)
+        raise LookupError("private detail 42")
+
+
+@pytest.mark.parametrize(
+    ("bad", "quoted"),
+    [
+        (datetime.date(2020, 1, 1), "TypeError: Object of type date is not JSON serializable"),
+        ([1, {2}], "TypeError: Object of type set is not JSON serializable"),
+        ({(1, 2): 3}, "TypeError: keys must be str, int, float, bool or None, not tuple"),
+        ([math.nan], "ValueError: NaN and Infinity are not valid JSON"),
+    ],
+    ids=["date", "set", "tuple-key", "nan"],
+)
+@BOTH
+def test_an_unencodable_result_s_error_says_what_the_encoder_said(use_orjson: bool, bad: Any, quoted: str) -> None:
+    # The handler's author needs the type to fix it: "(TypeError)" alone did not say which.
+    out = decode(encode_message(Response(3, bad), JsonCodec(use_orjson=use_orjson).dumps))
+    assert out["error"]["message"] == f"Internal error: result is not JSON-serialisable ({quoted})"
+
+
+def test_what_a_value_s_own_code_raised_is_not_quoted() -> None:
+    # (stdlib only: orjson 3.13.0 itself crashes the process, SIGSEGV, on such an Enum)
+    out = decode(encode_message(Response(3, [_Colour.RED]), JsonCodec(use_orjson=False).dumps))
+    assert out["error"]["message"] == "Internal error: result is not JSON-serialisable (LookupError)"
