@@ -49,6 +49,8 @@ class RPCClient:
     """
 
     def __init__(self, link: Link, *, timeout: float | None = None) -> None:
+        if not isinstance(link, Link):  # (a user's aio.RPCClient(host, port), as the sync client's)
+            raise TypeError(f"make an aio.RPCClient with `await aio.connect(host, port)` (got {link!r})")
         self._link = link
         self._current = _Current(link)  # (the kept methods' way to the connection: connect() moves it)
         self._timeout = check_timeout(timeout)
