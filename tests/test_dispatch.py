@@ -137,6 +137,14 @@ def test_reregistering_replaces() -> None:
     assert serve(reg, call("f", [7]))[0]["result"] == 7
 
 
+def test_a_name_starting_with_rpc_dot_may_be_registered() -> None:
+    # JSON-RPC 2.0 reserves "rpc." names for the protocol's methods and extensions
+    # (OpenRPC's rpc.discover is one a server registers itself): README says they pass.
+    reg = Registry()
+    reg.register_function(lambda: {"openrpc": "1.2.6"}, name="rpc.discover")
+    assert serve(reg, call("rpc.discover"))[0]["result"] == {"openrpc": "1.2.6"}
+
+
 class Refuses:
     """A descriptor that is listed by dir() but refuses instance access."""
 
