@@ -59,6 +59,7 @@ class PipeTransport:
         self._in = inbound
         self._out = outbound
         self._closed = False
+        self._close_reset: Callable[[], None] | None = None  # (close()'s reset, in flight behind our bytes)
         self.name = name
 
     def send(self, data: bytes) -> None:
@@ -196,7 +197,11 @@ class PipeTransport:
                     for _ in range(len(segments) - index):
                         segments.pop()
                     break
-            self._out.timers = [timer for timer in self._out.timers if timer[0] <= now or timer[2]]  # (a fault too)
+            kept = [timer for timer in self._out.timers if timer[0] <= now or timer[2]]  # (a fault too)
+            arrive = [action for _, action, _ in self._out.timers if action is self._close_reset]
+            self._out.timers = kept
+            if arrive and not self._out.reset:
+                arrive[0]()  # (our close's reset waited for the bytes dropped: it comes now)
             self._cond.notify_all()
 
     def shutdown_write(self) -> None:
@@ -232,6 +237,31 @@ class PipeTransport:
         self._closed = True
         self._cond.notify_all()
 
+    def _reset_after_flight(self) -> None:
+        """``close``'s reset, the pair's lock held: it reaches the peer after the bytes we sent.
+
+        As the RST a socket's close sends goes out behind the bytes already sent, the
+        peer first reads all of ours, those still in flight too (a notification sent
+        just before the close, under a plan's latency), then gets ConnectionResetError.
+        What we had not read is lost at once.
+        """
+        self._closed = True
+        self._in.segments.clear()
+        last = self._out.segments[-1][0] if self._out.segments else 0.0
+        if last <= time.monotonic():
+            self._reset()
+            return
+
+        def arrive() -> None:  # (run by _fire or drop_in_flight, the lock held)
+            self._in.reset = self._out.reset = True
+            self._in.segments.clear()
+            self._cond.notify_all()
+
+        self._close_reset = arrive
+        self._out.timers.append((last, arrive, False))  # (drop_in_flight: at once)
+        self._out.timers.sort(key=lambda timer: timer[0])
+        self._cond.notify_all()
+
     def close(self) -> None:
         """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent.
 
@@ -239,12 +269,12 @@ class PipeTransport:
         close goes through (the bytes are lost) and only the sends after it fail with
         BrokenPipeError, so a client whose server closed learns it by reading EOF.
         But with bytes from the peer not read yet (arrived or in flight), TCP answers
-        the close with a reset: so does this, as :meth:`abort` (the peer reads what had
-        arrived from us, then gets ConnectionResetError; its sends fail).
+        the close with a reset: so does this (the peer reads what we sent, also what was
+        still in flight, then gets ConnectionResetError; its sends then fail).
         """
         with self._cond:
             if not self._closed and self._in.segments and not (self._in.reset or self._out.reset):
-                self._reset()
+                self._reset_after_flight()
                 return
             if not self._closed and not self._in.reader_gone:
                 self._in.reader_closed = True

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import select
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
 from _driver_helpers import wait_for
 
-from jsonrpc_mini.testing import pipe_pair
+from jsonrpc_mini import RPCServer, RPCTimeout
+from jsonrpc_mini.testing import FaultPlan, loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -81,3 +84,49 @@ def test_a_close_with_nothing_unread_still_gives_eof() -> None:
     assert a.recv(10, 5.0) == b""
     a.send(b"x")  # (the first send after the peer's close goes out, as over TCP)
     a.close()
+
+
+def test_the_reset_of_a_close_comes_behind_the_bytes_still_in_flight() -> None:
+    # A socket's RST goes out behind the bytes already sent: under a plan's latency the
+    # peer reads those still in flight first (session 30: the pipe dropped them).
+    a, b = pipe_pair()
+    b.send(b"unread")
+    a.send_at(b"in flight", time.monotonic() + 0.2)
+    a.close()
+    assert b.recv(20, 5.0) == b"in flight"
+    with pytest.raises(ConnectionResetError):
+        b.recv(20, 5.0)
+
+
+def test_a_close_s_reset_still_comes_when_the_exit_drops_the_bytes_in_flight() -> None:
+    a, b = pipe_pair()
+    b.send(b"unread")
+    a.send_at(b"held", time.monotonic() + 60.0)
+    a.close()
+    a.drop_in_flight()  # (the kit's exit: what is in flight never arrives; the reset does, now)
+    with pytest.raises(ConnectionResetError):
+        b.recv(20, 5.0)
+
+
+def test_a_notification_sent_just_before_close_runs_under_latency() -> None:
+    # API.md: a notification runs even when its sender closes right after. A client
+    # closing with a late reply unread resets the connection; over TCP its notification,
+    # sent before, still arrives first.
+    server = RPCServer()
+    late_reply_sent, ran = threading.Event(), threading.Event()
+
+    def slow() -> int:
+        time.sleep(0.2)
+        late_reply_sent.set()
+        return 1
+
+    server.register_function(slow, name="slow")
+    server.register_function(ran.set, name="note")
+    with loopback(server, faults=FaultPlan(seed=1, latency=0.05), timeout=0.1) as client:
+        with pytest.raises(RPCTimeout):
+            client.slow()
+        assert late_reply_sent.wait(5.0)
+        time.sleep(0.2)  # (the late reply arrives: unread at the close)
+        client.notify("note")
+        client.close()
+        assert ran.wait(5.0)
