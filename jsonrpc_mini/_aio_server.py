@@ -37,7 +37,7 @@ from ._refusal_log import RefusalLog
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._remote import check_count, check_flag
 from ._server import ServerOptions
-from ._tcp_bind import create_tcp_server, host_port
+from ._tcp_bind import create_tcp_server, server_repr
 from ._unix import UnixPath, listen_unix, socket_file, unix_path, unlink_socket_file
 
 __all__ = ["RPCServer"]
@@ -242,13 +242,7 @@ class RPCServer(CallExecutor, TurnTaking):
         return len(self._conns)
 
     def __repr__(self) -> str:
-        where = self.address
-        state = (
-            "not listening"
-            if where is None
-            else f"listening on {where if isinstance(where, str) else host_port(*where)}"
-        )
-        return f"<aio.RPCServer {state} methods={len(self._methods)} connections={self.connection_count}>"
+        return server_repr("aio.RPCServer", self.address, len(self._methods), self.connection_count)
 
     def protocol(self) -> asyncio.Protocol:
         """A fresh protocol serving one connection: plug it into any asyncio transport.

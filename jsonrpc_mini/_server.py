@@ -26,7 +26,7 @@ from ._refusal_log import RefusalLog
 from ._refuse import TlsRefusals
 from ._remote import LONGEST_WAIT, check_count, check_flag, is_count, is_seconds
 from ._session import Session, current_session, serving
-from ._tcp_bind import host_port
+from ._tcp_bind import server_repr
 from ._transport import Setup, Transport
 from ._unix import UnixPath, unix_path
 from ._watch import ReadWatcher
@@ -262,13 +262,7 @@ class RPCServer(Registry):
         return len(self._sessions)
 
     def __repr__(self) -> str:
-        where = self.address
-        state = (
-            "not listening"
-            if where is None
-            else f"listening on {where if isinstance(where, str) else host_port(*where)}"
-        )
-        return f"<RPCServer {state} methods={len(self._methods)} connections={self.connection_count}>"
+        return server_repr("RPCServer", self.address, len(self._methods), self.connection_count)
 
     def shutdown(self) -> None:
         """Stop accepting, let calls in flight finish (up to ``shutdown_grace``), close all.

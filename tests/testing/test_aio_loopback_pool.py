@@ -74,14 +74,17 @@ def test_nested_blocks_keep_the_pool_until_the_last_leaves() -> None:
     asyncio.run(use())
 
 
-def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> None:
+def notify_slow_and_leave(server: aio.RPCServer, ended: threading.Event | None = None) -> set[threading.Thread]:
+    """In an asyncio.run() of its own: notify a slow handler over aio_loopback() and leave
+    the block while it runs; it returns once released (and ``ended`` is set). The pool threads started."""
     before = pool_threads()
-    server = adder()
     started, release = threading.Event(), threading.Event()
 
     def slow() -> None:
         started.set()
         release.wait(10)
+        if ended is not None:
+            ended.wait(10)
 
     server.register_function(slow, name="slow")
 
@@ -95,39 +98,26 @@ def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> Non
             release.set()
         return pool_threads() - before
 
-    threads = asyncio.run(use())
+    return asyncio.run(use())
+
+
+def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> None:
+    server = adder()
+    threads = notify_slow_and_leave(server)
     assert threads
     asyncio.run(server.shutdown())
     assert_ended(threads)
 
 
 def test_shutdown_in_a_new_loop_forgets_a_connection_whose_loop_has_closed(caplog: pytest.LogCaptureFixture) -> None:
-    # As above, but the handler is still running as asyncio.run(use()) closes its loop:
+    # As above, but the handler is still running as asyncio.run() closes its loop:
     # shutdown() in the next loop raised "Event loop is closed" (closing that connection).
-    before = pool_threads()
     server = adder()
-    started, release, ended = threading.Event(), threading.Event(), threading.Event()
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-        ended.wait(10)  # (until the loop of the kit's connection has closed)
-
-    server.register_function(slow, name="slow")
-
-    async def use() -> set[threading.Thread]:
-        try:
-            async with aio_loopback(server) as client:
-                await client.notify("slow")
-                assert await asyncio.to_thread(started.wait, 10)
-        finally:
-            release.set()
-        return pool_threads() - before
-
+    ended = threading.Event()
     try:
-        threads = asyncio.run(use())
+        threads = notify_slow_and_leave(server, ended)
     finally:
-        ended.set()
+        ended.set()  # (the handler ends once the loop of the kit's connection has closed)
     assert threads and server.connection_count == 1
     asyncio.run(server.shutdown())  # (raised RuntimeError)
     assert server.connection_count == 0
