@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from _readme_blocks import README, python_blocks
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -13,13 +11,9 @@ pytestmark = [
     pytest.mark.timeout(60),
 ]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
 
 def section_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## asyncio\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return python_blocks("\n## asyncio\n")
 
 
 def test_the_section_shows_each_piece() -> None:

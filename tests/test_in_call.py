@@ -9,25 +9,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import re
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _aio_support import run
 from _driver_helpers import WAIT, serving
+from _readme_blocks import python_blocks
 
 from jsonrpc_mini import RPCClient, RPCServer, aio
 
 pytestmark = pytest.mark.timeout(60)
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-
 
 def test_the_readme_example_runs_as_written() -> None:
-    server_section = README.split("\n## Server\n", 1)[1].split("\n## ", 1)[0]
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", server_section, re.S) if "in_call()" in b]
+    blocks = [b for b in python_blocks("\n## Server\n") if "in_call()" in b]
     assert len(blocks) == 1
     namespace: dict[str, Any] = {}
     exec(compile(blocks[0], "README.md#server-in_call", "exec"), namespace)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 from _driver_helpers import LeakCheck
+from _readme_blocks import README, python_blocks
 
 pytestmark = pytest.mark.timeout(60)
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
 
 def fake_socket_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n**FakeSocket**", 1)[1].split("\n**pytest plugin**", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return python_blocks("\n**FakeSocket**", "\n**pytest plugin**")
 
 
 def test_the_section_shows_both_sides() -> None:

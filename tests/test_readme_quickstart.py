@@ -7,26 +7,22 @@ test run) may hold, so each run puts a free port in its place.
 from __future__ import annotations
 
 import ast
-import re
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _readme_blocks import python_blocks
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini.testing import Resources
 
 pytestmark = pytest.mark.timeout(60)
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-
 
 def section_blocks(title: str) -> list[str]:
-    section = README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return python_blocks(f"\n## {title}\n")
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ check of a TLS port is one ``connect`` failure saying so, not a failure per prob
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from _driver_helpers import serving
 from _fixed_reply_server import answering
+from _readme_blocks import python_blocks
 
 from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini.testing import check
@@ -26,8 +26,6 @@ from jsonrpc_mini.testing import check
 trustme = pytest.importorskip("trustme")
 
 pytestmark = pytest.mark.timeout(120)
-
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +51,7 @@ def trusting(ca: Any) -> ssl.SSLContext:
 
 
 def test_the_readme_example_runs_as_written(ca: Any, localhost_only: tuple[str, int], tmp_path: Path) -> None:
-    kit = README.split("\n## Test kit\n", 1)[1].split("\n## ", 1)[0]
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", kit, re.S) if "server_hostname=" in b]
+    blocks = [b for b in python_blocks("\n## Test kit\n") if "server_hostname=" in b]
     assert len(blocks) == 1
     namespace: dict[str, Any] = {}
     exec(compile(blocks[0], "README.md#test-kit-check-tls", "exec"), namespace)

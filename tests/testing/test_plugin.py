@@ -7,9 +7,9 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from _readme_blocks import python_blocks
 
 from jsonrpc_mini.testing import Resources
 
@@ -345,9 +345,7 @@ def test_marker_is_registered():
 def test_the_readme_s_plugin_examples_pass_under_pytest(tmp_path):
     # README's plugin examples were not run as written (USER_TESTS runs the same
     # fixtures); the asyncio one is new: users of aio.RPCServer had no example.
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Test kit", 1)[1].split("\n## ", 1)[0]
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "import pytest" in b]
+    blocks = [b for b in python_blocks("## Test kit") if "import pytest" in b]
     assert any("aio_loopback(" in block for block in blocks), "no asyncio example for the plugin"
     names = []
     for index, block in enumerate(blocks):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from _readme_blocks import README, python_blocks
 
 from jsonrpc_mini.testing import Resources
 
 pytestmark = pytest.mark.timeout(60)
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
 
 def section_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Test kit", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return python_blocks("## Test kit")
 
 
 def test_readme_has_an_example_for_each_piece():
