@@ -273,6 +273,8 @@ class PipeTransport:
         still in flight, then gets ConnectionResetError; its sends then fail).
         """
         with self._cond:
+            if self._close_reset is not None:
+                return  # (closed already, its reset on its way: a second close changes nothing)
             if not self._closed and self._in.segments and not (self._in.reset or self._out.reset):
                 self._reset_after_flight()
                 return

@@ -93,6 +93,8 @@ def test_the_reset_of_a_close_comes_behind_the_bytes_still_in_flight() -> None:
     b.send(b"unread")
     a.send_at(b"in flight", time.monotonic() + 0.2)
     a.close()
+    a.close()  # (idempotent: the reset still comes behind the bytes)
+    b.send(b"lost")  # (the reset has not reached b yet: its send goes out, as over TCP)
     assert b.recv(20, 5.0) == b"in flight"
     with pytest.raises(ConnectionResetError):
         b.recv(20, 5.0)
