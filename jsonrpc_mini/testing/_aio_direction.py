@@ -71,6 +71,7 @@ class Direction:
         self._flying = 0  # bytes in flight
         self._due = 0.0  # when the last chunk sent arrives
         self._faulted = False  # a step with a fault is in flight: nothing more is sent
+        self._up = not link.plan.connect_delay  # no connect_delay holds what is written (see run)
         self.eof = False
         self._reset: ConnectionResetError | None = None  # what follows the bytes instead of the EOF
         self.ended = False
@@ -92,7 +93,7 @@ class Direction:
 
         The chunks in flight whose time has come, in order; and the bytes written and
         not cut yet, when the plan delays none (they are cut on this direction's next
-        turn and arrive at once).
+        turn and arrive at once), not while its ``connect_delay`` holds them.
         """
         if self.ended:
             return 0
@@ -102,7 +103,7 @@ class Direction:
                 return total  # (it holds back what follows it)
             total += len(chunk)
         faults = self.state.faults
-        if not (faults.latency or faults.jitter or faults.bandwidth is not None):
+        if self._up and not (faults.latency or faults.jitter or faults.bandwidth is not None):
             total += len(self.buf)
         return total
 
@@ -192,6 +193,7 @@ class Direction:
         loop = asyncio.get_running_loop()
         if not await self._delay(self.link.plan.connect_delay):
             self.buf.clear()
+        self._up = True
         while not self.ended:
             if self._work >= _BUDGET:
                 self._work = 0
