@@ -403,9 +403,13 @@ class RPCServer(CallExecutor, TurnTaking):
 
     def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Future[Any]]:
         tasks: list[asyncio.Future[Any]] = [task for conn in conns for task in conn.tasks]
-        if self._runner is not None:
+        # A runner or pool of a loop that has closed (see _forget_if_dead): nothing to wait
+        # for. Its pool's calls that ended stay in flight for ever (the loop could not hear
+        # of it): wrapped anew on each look, shutdown() spun on them for its whole grace.
+        # (Calls of a live loop's pool stay until it has heard: what they held back runs first.)
+        if self._runner is not None and not self._runner.loop.is_closed():
             tasks += self._runner.running()
-        if self._pool is not None:
+        if self._pool is not None and not self._pool.loop.is_closed():
             tasks += [asyncio.wrap_future(future) for future in self._pool.inflight]
         return [task for task in tasks if task is not me and not task.done()]
 
