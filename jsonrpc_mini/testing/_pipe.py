@@ -197,11 +197,9 @@ class PipeTransport:
                     for _ in range(len(segments) - index):
                         segments.pop()
                     break
-            kept = [timer for timer in self._out.timers if timer[0] <= now or timer[2]]  # (a fault too)
-            arrive = [action for _, action, _ in self._out.timers if action is self._close_reset]
-            self._out.timers = kept
-            if arrive and not self._out.reset:
-                arrive[0]()  # (our close's reset waited for the bytes dropped: it comes now)
+            self._out.timers = [timer for timer in self._out.timers if timer[0] <= now or timer[2]]  # (a fault too)
+            if self._close_reset is not None and not self._out.reset:
+                self._close_reset()  # (our close's reset waited for the bytes dropped: it comes now)
             self._cond.notify_all()
 
     def shutdown_write(self) -> None:
@@ -258,9 +256,7 @@ class PipeTransport:
             self._cond.notify_all()
 
         self._close_reset = arrive
-        self._out.timers.append((last, arrive, False))  # (drop_in_flight: at once)
-        self._out.timers.sort(key=lambda timer: timer[0])
-        self._cond.notify_all()
+        self.call_at(last, arrive)  # (the lock is re-entrant; drop_in_flight: at once)
 
     def close(self) -> None:
         """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent.
