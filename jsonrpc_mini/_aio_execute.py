@@ -2,7 +2,7 @@
 
 Where a handler runs (on the loop, in the thread pool, inline) and how what it
 returns or raises becomes the reply; ``RPCServer`` (``_aio_server``) keeps
-serving, shutting down and the call limits. Moved out of ``_aio_server``.
+serving and the call limits. Moved out of ``_aio_server``.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from _hardening import WAIT, running
 
 from jsonrpc_mini import ConnectionLost, RPCClient, ServerError, aio
 from jsonrpc_mini import _aio_client as aio_client
-from jsonrpc_mini import _aio_server as aio_server
+from jsonrpc_mini import _aio_shutdown as aio_shutdown
 from jsonrpc_mini._aio_conn import ServerProtocol
 
 pytestmark = pytest.mark.timeout(90)
@@ -328,7 +328,7 @@ def test_replies_written_before_the_close_reach_a_peer_that_reads_after_it(
     # transport under it. The plain transport is closed at once here (no wait for
     # the peer's close_notify at all), yet the socket closes only once they are
     # sent, then the close_notify: the peer, reading only now, gets every byte.
-    monkeypatch.setattr(aio_server, "LINGER", 0.0)
+    monkeypatch.setattr(aio_shutdown, "LINGER", 0.0)
     server_ctx, client_ctx = contexts
     size = 3 << 20
 
