@@ -14,8 +14,8 @@ import ssl
 
 from ._aio_linger import LINGER, close_under, drop
 from ._aio_writes import WritingProtocol
+from ._ready import unread_of
 from ._socket_waits import HAVE_FIONREAD, unread_count
-from ._transport import unread_of
 
 __all__ = ["EndingProtocol", "unread_bytes"]
 

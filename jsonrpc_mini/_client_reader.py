@@ -24,7 +24,8 @@ from ._client_turn import ReadingTurn
 from ._client_waiter import _BatchWaiter, _Waiter, timed_out, within
 from ._codec import ErrorResponse, Response, success_id
 from ._errors import unread_since
-from ._transport import RECV_SIZE, feed_ready
+from ._ready import feed_ready
+from ._transport import RECV_SIZE
 
 log = logging.getLogger("jsonrpc_mini")
 

@@ -29,7 +29,7 @@ from ._client_waiter import _Waiter, timed_out, within
 from ._codec import ErrorResponse, Id, Response
 from ._errors import ConnectionLost, RPCError, RPCTimeout, detached
 from ._protocol import Closed, Violation
-from ._transport import feed_ready
+from ._ready import feed_ready
 
 __all__ = ["_INSIDE", "_OwnedLock", "_RequestSender"]
 

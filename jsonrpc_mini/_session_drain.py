@@ -11,7 +11,8 @@ client that keeps sending notifications held ``shutdown()`` for its whole
 
 from __future__ import annotations
 
-from ._transport import Transport, unread_of
+from ._ready import unread_of
+from ._transport import Transport
 
 __all__ = ["Drain"]
 

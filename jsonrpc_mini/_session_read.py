@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from ._codec import Notification, Request, parse_request
 from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
+from ._ready import feed_ready, unread_of
 from ._session_drain import Drain
-from ._transport import RECV_SIZE, Transport, feed_ready, unread_of
+from ._transport import RECV_SIZE, Transport
 
 if TYPE_CHECKING:
     from ._server import ServerOptions

@@ -30,7 +30,7 @@ from ._socket_waits import (
     wait_readable,
 )
 
-__all__ = ["Setup", "SocketTransport", "Transport", "feed_ready", "unread_of"]
+__all__ = ["RECV_SIZE", "Setup", "SocketTransport", "Transport"]
 
 RECV_SIZE = 256 * 1024
 _NEVER = object()  # (see SocketTransport._same)
@@ -367,44 +367,3 @@ class SocketTransport:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
-
-
-def unread_of(transport: object) -> int | None:
-    """Bytes that have arrived for ``transport`` and are not read yet; None where it cannot tell.
-
-    A transport that has ``unread_or_none()`` is asked: SocketTransport's (FIONREAD),
-    the test kit's pipe's (its segments arrived) and its asyncio memory transport's.
-    A server's ``shutdown()`` reads these before it closes the connection (the sync
-    server's ``_session_drain``, the aio server's ``EndingProtocol``).
-    """
-    count = getattr(transport, "unread_or_none", None)
-    return None if count is None else cast("int | None", count())
-
-
-def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) -> OSError | None:
-    """Pass ``feed`` the bytes already waiting on ``transport`` (about ``limit`` at most), without blocking.
-
-    Returns the error if reading failed (the caller handles it as a failed recv).
-
-    Speed: a large message arrives in many reads. Parsing after each one makes the
-    framer scan every partial chunk byte by byte (~15 ns a byte in Python) to learn
-    whether the value has ended; reading what has already arrived first usually
-    brings in the whole newline-terminated line, which is then decoded at once.
-    Nothing waits longer: only bytes already there are read, and parsing follows.
-    """
-    recv_ready = getattr(transport, "recv_ready", None)
-    if recv_ready is None:
-        return None
-    total = 0
-    while total < limit:
-        try:
-            data = recv_ready(RECV_SIZE)
-        except OSError as exc:
-            return exc
-        if data is None:
-            return None
-        feed(data)
-        if not data:
-            return None
-        total += len(data)
-    return None

@@ -22,8 +22,8 @@ from _driver_helpers import WAIT, start_thread
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout
 from jsonrpc_mini._connect import open_connection
+from jsonrpc_mini._ready import feed_ready
 from jsonrpc_mini._tls_transport import TlsTransport, tls_handshake
-from jsonrpc_mini._transport import feed_ready
 
 pytestmark = pytest.mark.timeout(60)
 

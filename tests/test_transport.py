@@ -16,7 +16,7 @@ from _driver_helpers import WAIT, LeakCheck, free_port, start_thread, tls_contex
 
 from jsonrpc_mini import ConnectionLost, RPCTimeout, SocketTransport, Transport
 from jsonrpc_mini._connect import open_connection
-from jsonrpc_mini._transport import feed_ready
+from jsonrpc_mini._ready import feed_ready
 
 pytestmark = pytest.mark.timeout(60)
 
