@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ._check import Conn, NoReply, Probe, ProbeFailed, ProbeFn, Status, dumps
+from ._check import Probe, ProbeFn, Status
+from ._check_conn import Conn, NoReply, ProbeFailed, dumps
 
 __all__ = ["PROBES"]
 
