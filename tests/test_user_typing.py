@@ -18,7 +18,7 @@ import pytest
 
 import jsonrpc_mini
 
-pytest.importorskip("mypy", reason="mypy (the lint extra) checks the user's view of our types")
+pytest.importorskip("mypy", reason="mypy (in the test extra) checks the user's view of our types")
 
 pytestmark = pytest.mark.timeout(300)
 
