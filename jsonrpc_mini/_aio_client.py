@@ -25,6 +25,7 @@ from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
+from ._reprs import client_repr
 from ._unix import UnixPath, unix_path
 
 __all__ = ["Call", "RPCClient", "connect"]
@@ -215,8 +216,7 @@ class RPCClient:
         await self.close()
 
     def __repr__(self) -> str:
-        state = "connected" if self._connected else "not connected"
-        return f"<aio.RPCClient {state} timeout={self._timeout}>"
+        return client_repr("aio.RPCClient", self._connected, self._link.peer, self._timeout)
 
 
 class _Current:
@@ -292,9 +292,12 @@ async def _opened(
     timeout: float | None,
 ) -> Link:
     """``_open`` within ``timeout``, its failures as ConnectionLost/RPCTimeout (connect's errors)."""
-    with connect_errors(connect_target(host, port, path), timeout):
+    target = connect_target(host, port, path)
+    with connect_errors(target, timeout):
         async with asyncio.timeout(timeout):
-            return await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
+            link = await _open(proto, host, port, path, ssl=ssl, server_hostname=server_hostname)
+    link.peer = target  # (for repr)
+    return link
 
 
 async def _open(

@@ -42,6 +42,8 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
     shared buffer (see ``_aio_buffer``), other transports call ``data_received``.
     """
 
+    peer: str | None = None  # what connect() reached, as its errors name it (for repr)
+
     def __init__(self, proto: ClientConnection) -> None:
         self.proto = proto
         self.loop = asyncio.get_running_loop()

@@ -35,8 +35,9 @@ from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refusal_log import RefusalLog
 from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._remote import check_count, check_flag
+from ._reprs import server_repr
 from ._server import ServerOptions
-from ._tcp_bind import create_tcp_server, server_repr
+from ._tcp_bind import create_tcp_server
 from ._unix import UnixPath, listen_unix, socket_file, unix_path
 
 __all__ = ["RPCServer"]

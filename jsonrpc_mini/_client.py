@@ -23,12 +23,13 @@ from ._client_link import _Link
 from ._client_protocol import ClientConnection
 from ._client_waiter import _BatchWaiter, _QueuedWaiter, _Waiter, timed_out, within
 from ._codec import CallParams, Notification, build_params
-from ._connect import open_connection
+from ._connect import connect_target, open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
 from ._large_reads import gather_limit
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
+from ._reprs import client_repr
 from ._transport import SocketTransport, Transport
 from ._unix import UnixPath, unix_path
 
@@ -142,11 +143,12 @@ class RPCClient:
         elif port is not None:
             raise ValueError("RPCClient(port=...) needs a host too")
 
-    def _attach(self, transport: Transport) -> None:
+    def _attach(self, transport: Transport) -> _Link:
         proto = ClientConnection(
             framing=self._framing, max_message_size=self._max_message_size, max_depth=self._max_depth
         )
-        self._current.link = _Link(transport, proto)
+        link = self._current.link = _Link(transport, proto)
+        return link
 
     def connect(
         self,
@@ -160,8 +162,9 @@ class RPCClient:
         """Connect to a server (TCP, TLS with ``ssl=``, or Unix socket with ``path=``); returns self."""
         if self._link is not None and self._link.lost is None:
             raise RPCError(None, _CONNECTED)
+        path = unix_path(path)
         transport = open_connection(
-            host, port, path=unix_path(path), timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
+            host, port, path=path, timeout=self._timeout, ssl=ssl, server_hostname=server_hostname
         )
         if isinstance(transport, SocketTransport):
             transport.gather = gather_limit(self._max_message_size)  # (see SocketTransport._gather)
@@ -169,7 +172,7 @@ class RPCClient:
             if self._link is not None and self._link.lost is None:  # another thread connected meanwhile
                 transport.close()
                 raise RPCError(None, _CONNECTED)
-            self._attach(transport)
+            self._attach(transport).peer = connect_target(host, port, path)  # (for repr)
         return self
 
     @property
@@ -310,5 +313,5 @@ class RPCClient:
         self.close()
 
     def __repr__(self) -> str:
-        state = "connected" if self._connected else "not connected"
-        return f"<RPCClient {state} timeout={self._timeout}>"
+        link = self._link
+        return client_repr("RPCClient", self._connected, None if link is None else link.peer, self._timeout)

@@ -38,6 +38,8 @@ _EARLY_TURN = 16 * 1024
 class _Link(_RequestSender):
     """One connection, shared by an RPCClient and its ``with_timeout`` views."""
 
+    peer: str | None = None  # what connect() reached, as its errors name it (for repr)
+
     def __init__(self, transport: Transport, proto: ClientConnection) -> None:
         self.transport = transport
         self.proto = proto

@@ -25,8 +25,8 @@ from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refusal_log import RefusalLog
 from ._refuse import TlsRefusals
 from ._remote import LONGEST_WAIT, check_count, check_flag, is_count, is_seconds
+from ._reprs import server_repr
 from ._session import Session, current_session, serving
-from ._tcp_bind import server_repr
 from ._transport import Setup, Transport
 from ._unix import UnixPath, unix_path
 from ._watch import ReadWatcher

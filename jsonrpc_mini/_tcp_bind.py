@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["bind_tcp", "bind_tcp_async", "create_tcp_server", "host_port", "listen_address", "server_repr"]
+__all__ = ["bind_tcp", "bind_tcp_async", "create_tcp_server", "host_port", "listen_address"]
 
 SockAddr = tuple[Any, ...]
 
@@ -23,15 +23,6 @@ SockAddr = tuple[Any, ...]
 def host_port(host: str, port: object) -> str:
     """``host:port`` as people write it: an IPv6 address in brackets (``[::1]:5000``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def server_repr(kind: str, where: tuple[str, int] | str | None, methods: int, connections: int) -> str:
-    """Both servers' ``repr()``: ``<RPCServer listening on 127.0.0.1:5000 methods=2 connections=1>``."""
-    if where is None:
-        state = "not listening"
-    else:
-        state = f"listening on {where if isinstance(where, str) else host_port(*where)}"
-    return f"<{kind} {state} methods={methods} connections={connections}>"
 
 
 def listen_address(host: str, port: int) -> tuple[socket.AddressFamily, SockAddr]:
