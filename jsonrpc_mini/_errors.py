@@ -144,6 +144,24 @@ class RPCTimeout(RPCError, TimeoutError):
         RPCError.__init__(self, None, message)
 
 
+# Tracebacks, reprs and pickles name a class by its __module__: the package users import
+# it from, not this private module (``jsonrpc_mini.ConnectionLost``). Pickling looks the
+# class up there, where ``jsonrpc_mini/__init__`` exports every one of them.
+for _public in (
+    RPCError,
+    ParseError,
+    InvalidRequest,
+    MethodNotFound,
+    InvalidParams,
+    InternalError,
+    ServerError,
+    RemoteError,
+    ConnectionLost,
+    RPCTimeout,
+):
+    _public.__module__ = "jsonrpc_mini"
+del _public
+
 _FIXED: dict[int, type[_FixedCodeError]] = {
     cls.CODE: cls for cls in (ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError)
 }
