@@ -7,6 +7,8 @@ connecting raises into the library's errors, for the sync and the asyncio client
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import socket
 import ssl as _ssl
 from collections.abc import Iterator
@@ -114,5 +116,25 @@ def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
         hint = _NOT_TLS_HINT if exc.reason in _NOT_TLS else ""
         raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}") from exc
     except OSError as exc:
-        # (an OSError made without arguments says nothing: its type at least)
-        raise ConnectionLost(f"cannot connect to {where}: {str(exc) or type(exc).__name__}") from exc
+        raise ConnectionLost(f"cannot connect to {where}: {_os_reason(exc)}") from exc
+
+
+# asyncio words a failed connect as "Connect call failed ('127.0.0.1', 5000)" where the
+# socket module says "Connection refused"; with several addresses tried and their
+# words differing (as the addresses in them do), it joins them after "Multiple
+# exceptions: ". Both clients say what the OS says: `[Errno 111] Connection refused`.
+_ASYNCIO_CONNECT = re.compile(r"\[Errno (\d+)\] Connect call failed \([^)]*\)")
+_MULTIPLE = "Multiple exceptions: "
+
+
+def _os_reason(exc: OSError) -> str:
+    """What the OS said of a failed connect, in the same words for the sync and the aio client."""
+    text = str(exc)
+    if not text:  # (an OSError made without arguments says nothing: its type at least)
+        return type(exc).__name__
+    text = _ASYNCIO_CONNECT.sub(lambda found: f"[Errno {found[1]}] {os.strerror(int(found[1]))}", text)
+    if text.startswith(_MULTIPLE):
+        reasons = set(text[len(_MULTIPLE) :].split(", "))
+        if len(reasons) == 1:  # every address refused alike: the one reason, as the sync client says
+            return reasons.pop()
+    return text
