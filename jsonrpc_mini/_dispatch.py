@@ -283,15 +283,22 @@ def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> Er
         else:
             return ErrorResponse(id_, ErrorObject(int(exc.code), message, exc.data))
     log.error("method %r raised %s", method, type(exc).__name__, exc_info=exc)
-    data = None
-    if debug:
-        data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
-    return internal_error(id_, method, data)
+    if not debug:
+        return internal_error(id_, method)
+    data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
+    # With debug on the traceback is sent anyway: the message names the exception too,
+    # so that str() of the client's error says what went wrong without reading data.
+    try:
+        said = _cut(str(exc))
+    except Exception:  # an exception whose str() fails: its type alone
+        said = ""
+    return internal_error(id_, method, data, f"{type(exc).__name__}: {said}" if said else type(exc).__name__)
 
 
-def internal_error(id_: Any, method: str, data: Any = None) -> ErrorResponse:
-    """The -32603 reply of a call of ``method`` that failed on the server (no detail but ``data``)."""
-    return ErrorResponse(id_, ErrorObject(InternalError.CODE, f"Internal error in {method!r}", data))
+def internal_error(id_: Any, method: str, data: Any = None, detail: str = "") -> ErrorResponse:
+    """The -32603 reply of a call of ``method`` that failed on the server (``detail`` after a colon, if any)."""
+    message = f"Internal error in {method!r}: {detail}" if detail else f"Internal error in {method!r}"
+    return ErrorResponse(id_, ErrorObject(InternalError.CODE, message, data))
 
 
 def outcome_response(

@@ -58,7 +58,7 @@ def test_call_prints_the_traceback_serve_debug_sends(capsys: pytest.CaptureFixtu
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert lines[:3] == [
-        "error: fail: [-32603] Internal error in 'fail'",
+        "error: fail: [-32603] Internal error in 'fail': ValueError: bad thing",
         'data: {"type": "ValueError"}',
         "Traceback (most recent call last):",
     ]
