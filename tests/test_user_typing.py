@@ -29,7 +29,7 @@ import asyncio
 from typing import assert_type
 
 from jsonrpc_mini import RPCClient, RPCServer, SocketTransport, aio
-from jsonrpc_mini.testing import FakeSocket
+from jsonrpc_mini.testing import FakeSocket, FakeSocketFactory, LoopbackFactory, LoopbackServer, LoopbackServerFactory
 
 
 def sync_tcp(s: RPCServer) -> None:
@@ -56,6 +56,14 @@ def fake_socket() -> None:  # the README's FakeSocket example
     sock = FakeSocket([b'{"jsonrpc": "2.0", "id": 1, "result": 3}\\n', ConnectionResetError])
     client = RPCClient(transport=SocketTransport(sock), timeout=1)
     assert client.add(1, 2) == 3
+
+
+def test_hinted(  # a pytest test hinted with the plugin's fixture types (README)
+    jsonrpc_loopback: LoopbackFactory, jsonrpc_server: LoopbackServerFactory, jsonrpc_fake_socket: FakeSocketFactory
+) -> None:
+    assert_type(jsonrpc_loopback(RPCServer(), timeout=1.0), RPCClient)
+    assert_type(jsonrpc_server(RPCServer(), [None]), LoopbackServer)
+    assert_type(jsonrpc_fake_socket([b"x"], eof=False), FakeSocket)
 
 
 asyncio.run(aio_tcp(aio.RPCServer()))

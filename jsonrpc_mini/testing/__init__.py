@@ -14,6 +14,9 @@ Importable without pytest. Everything plugs into the transport seam the drivers 
 
 The pytest plugin (fixtures ``jsonrpc_*``, the ``jsonrpc_faults`` marker and the
 ``--jsonrpc-seed`` option) is registered by entry point when the package is installed.
+Its factory fixtures' types, for a test's type hints: :class:`LoopbackFactory`
+(``jsonrpc_loopback``), :class:`LoopbackServerFactory` (``jsonrpc_server``) and
+:class:`FakeSocketFactory` (``jsonrpc_fake_socket``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ._aio_loopback import AioLoopbackServer, aio_loopback
 from ._check import CheckReport, ProbeResult, check
 from ._fake_socket import FakeSocket
 from ._faults import FaultyTransport
+from ._fixture_types import FakeSocketFactory, LoopbackFactory, LoopbackServerFactory
 from ._leaks import Resources
 from ._loopback import loopback
 from ._pipe import PipeTransport, pipe_pair
@@ -33,10 +37,13 @@ __all__ = [
     "CheckReport",
     "DirectionFaults",
     "FakeSocket",
+    "FakeSocketFactory",
     "FaultPlan",
     "FaultyTransport",
     "LinkState",
+    "LoopbackFactory",
     "LoopbackServer",
+    "LoopbackServerFactory",
     "PipeTransport",
     "ProbeResult",
     "Resources",

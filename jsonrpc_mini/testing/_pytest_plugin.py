@@ -3,7 +3,9 @@
 Fixtures: ``jsonrpc_seed``, ``jsonrpc_faults`` (the test's :class:`FaultPlan`),
 ``jsonrpc_loopback`` (factory: in-memory client for a server), ``jsonrpc_server``
 (factory: :class:`LoopbackServer`), ``jsonrpc_fake_socket`` (factory) and
-``jsonrpc_no_leaks``. Marker: ``@pytest.mark.jsonrpc_faults(max_chunk=1, ...)``
+``jsonrpc_no_leaks``; the factories' types, for a test's hints, are
+``jsonrpc_mini.testing.LoopbackFactory``, ``LoopbackServerFactory`` and
+``FakeSocketFactory``. Marker: ``@pytest.mark.jsonrpc_faults(max_chunk=1, ...)``
 applies a fault plan to the test's loopback clients and servers. Option:
 ``--jsonrpc-seed N`` (or ``JSONRPC_SEED``) replays a run; the seed is in the report
 header and in the report of every failing test that used a fixture. A
@@ -27,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from .._client import RPCClient
     from .._server import RPCServer
     from ._fake_socket import FakeSocket
+    from ._fixture_types import FakeSocketFactory, LoopbackFactory, LoopbackServerFactory
     from ._leaks import Resources
     from ._per_connection import KitFaults
     from ._plan import FaultPlan
@@ -236,7 +239,7 @@ def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPl
 
 
 @pytest.fixture
-def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[Callable[..., RPCClient]]:
+def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[LoopbackFactory]:
     """Factory: ``jsonrpc_loopback(server, faults=..., timeout=...)`` -> an in-memory RPCClient.
 
     ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
@@ -261,9 +264,7 @@ def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) 
 
 
 @pytest.fixture
-def jsonrpc_server(
-    request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan
-) -> Iterator[Callable[..., LoopbackServer]]:
+def jsonrpc_server(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[LoopbackServerFactory]:
     """Factory: ``jsonrpc_server(server, faults=...)`` -> a started :class:`LoopbackServer`.
 
     ``faults`` defaults to the test's plan (the marker); a list of plans, one per
@@ -285,7 +286,7 @@ def jsonrpc_server(
 
 
 @pytest.fixture
-def jsonrpc_fake_socket(request: pytest.FixtureRequest) -> Iterator[Callable[..., FakeSocket]]:
+def jsonrpc_fake_socket(request: pytest.FixtureRequest) -> Iterator[FakeSocketFactory]:
     """Factory: ``jsonrpc_fake_socket(inbound, **options)`` -> a :class:`FakeSocket`, closed at teardown."""
     from ._fake_socket import FakeSocket  # noqa: PLC0415 - see the note at the imports
 
