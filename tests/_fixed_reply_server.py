@@ -6,7 +6,9 @@ For the tests of ``check HOST:PORT`` against servers whose replies are wrong.
 from __future__ import annotations
 
 import contextlib
+import socket
 import socketserver
+import ssl as _ssl
 import threading
 from collections.abc import Iterator
 
@@ -15,18 +17,30 @@ class _FixedReply(socketserver.BaseRequestHandler):
     """Answers every newline-terminated request with ``reply`` (set per server)."""
 
     reply = b""
+    context: _ssl.SSLContext | None = None  # (a server context: TLS first)
 
     def handle(self) -> None:
         self.request.settimeout(5)
+        if self.context is None:
+            self._answer(self.request)
+            return
+        try:
+            tls = self.context.wrap_socket(self.request, server_side=True)
+        except OSError:  # (the handshake failed: the client says so)
+            return
+        with tls:
+            self._answer(tls)
+
+    def _answer(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            while data := self.request.recv(65536):
-                self.request.sendall(self.reply * data.count(b"\n"))
+            while data := sock.recv(65536):
+                sock.sendall(self.reply * data.count(b"\n"))
 
 
 @contextlib.contextmanager
-def answering(reply: bytes) -> Iterator[tuple[str, int]]:
-    """The server answering each newline-ended request with ``reply``, running while in the block."""
-    handler = type("Handler", (_FixedReply,), {"reply": reply})
+def answering(reply: bytes, ssl: _ssl.SSLContext | None = None) -> Iterator[tuple[str, int]]:
+    """The server answering each newline-ended request with ``reply`` (over TLS with ``ssl``), while in the block."""
+    handler = type("Handler", (_FixedReply,), {"reply": reply, "context": ssl})
     srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})

@@ -124,19 +124,21 @@ def check_arguments(timeout: float, only: list[str] | None, known: list[str], *,
 def _unfit(address: Address, timeout: float, missing: str) -> str | None:
     """Why the server cannot be checked (TLS only, or HTTP), else None; OSError if unreachable.
 
-    Without ``ssl`` a request for the method ``missing`` is sent first: a server
-    answering with a TLS record (an alert), or with the plain -32000 error by which
-    this library's servers on a TLS port say so, would fail every probe for that
-    one reason; so would one answering in HTTP (a status line, or the bare HTML page
-    of a server taking the request line for HTTP/0.9). Other answers
-    (a reply, silence, a close) leave it to the probes.
+    A request for the method ``missing`` is sent first: a server answering in HTTP (a
+    status line, or the bare HTML page of a server taking the request line for
+    HTTP/0.9), over TLS too (HTTPS), would fail every probe for that one reason; so,
+    without ``ssl``, would one answering with a TLS record (an alert), or with the
+    plain -32000 error by which this library's servers on a TLS port say so. Other
+    answers (a reply, silence, a close, a TLS error after the handshake) leave it to
+    the probes.
     """
     conn = Conn(address, timeout)
     try:
-        if address.ssl is not None:
-            return None  # (connected means the handshake succeeded)
-        conn.send_json({"jsonrpc": "2.0", "method": missing, "id": 0})
-        head = _first_bytes(conn)
+        try:
+            conn.send_json({"jsonrpc": "2.0", "method": missing, "id": 0})
+            head = _first_bytes(conn)
+        except _ssl.SSLError:  # (after the handshake: each probe meets it and says so)
+            return None
     finally:
         conn.close()
     first = head.lstrip()
@@ -146,6 +148,8 @@ def _unfit(address: Address, timeout: float, missing: str) -> str | None:
             f"it answered with HTTP ({shown!r}), not JSON-RPC: the check speaks JSON-RPC 2.0 over a plain"
             " TCP (or TLS) byte stream, one JSON text after another, not over HTTP"
         )
+    if address.ssl is not None:
+        return None  # (the handshake succeeded: the TLS-only answers below cannot come)
     if _tls_record(head):
         return "it answered plain text with TLS (a TLS record): check it over TLS (--tls, or ssl= from Python)"
     try:

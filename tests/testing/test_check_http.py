@@ -8,6 +8,8 @@ Python's http.server sends) and "replay with --seed 0", as if the seed mattered.
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from _fixed_reply_server import answering
 
@@ -29,6 +31,25 @@ def test_an_http_server_is_one_connect_failure(answer: bytes, shown: str) -> Non
         " JSON-RPC 2.0 over a plain TCP (or TLS) byte stream, one JSON text after another, not over HTTP"
     )
     assert "replay with" not in report.render()
+
+
+def test_an_https_server_checked_over_tls_is_one_connect_failure(contexts: tuple[ssl.SSLContext, ...]) -> None:
+    # (--tls against an HTTPS server: 20 probes failed "invalid JSON" and the report
+    # named a seed to replay, as before the plain-text case was caught)
+    server_ctx, client_ctx = contexts
+    with answering(HTML_PAGE, ssl=server_ctx) as (host, port):
+        report = check(host, port, timeout=1, ssl=client_ctx)
+    assert [(r.name, r.status) for r in report.results] == [("connect", "fail")]
+    assert report.results[0].detail.startswith(f"cannot check {host}:{port}: it answered with HTTP ('<!DOCTYPE HTML>')")
+    assert "replay with" not in report.render()
+
+
+def test_a_json_rpc_server_over_tls_is_still_probed(contexts: tuple[ssl.SSLContext, ...]) -> None:
+    server_ctx, client_ctx = contexts
+    reply = b'{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":"x"}\n'
+    with answering(reply, ssl=server_ctx) as (host, port):
+        report = check(host, port, timeout=1, ssl=client_ctx, only=["method-not-found", "parse-error"])
+    assert [r.name for r in report.results] == ["method-not-found", "parse-error"]
 
 
 def test_json_that_mentions_http_is_left_to_the_probes() -> None:
