@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._aio_tls import TlsGate, TlsListener
     from ._server import ServerOptions
 
-__all__ = ["FLUSH", "SHUTTING_DOWN", "ShuttingDown"]
+__all__ = ["FLUSH", "SHUTTING_DOWN", "ShuttingDown", "stopped"]
 
 SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 
@@ -35,6 +35,16 @@ SHUTTING_DOWN = ErrorObject(-32000, "Server error: the server is shutting down")
 # (the sync server's least wait for a connection's threads).
 FLUSH = 0.1
 _LOOK = 0.002  # shutdown(): how often it looks again while bytes wait unread
+
+
+def stopped(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is closed or not running: nothing of it moves while a shutdown runs.
+
+    ``shutdown()`` runs in a running loop; a connection, runner or pool of a loop that
+    does not run (closed, or one run by hand with ``run_until_complete`` and left
+    open) cannot finish anything meanwhile, so it is not waited for.
+    """
+    return loop.is_closed() or not loop.is_running()
 
 
 class ShuttingDown:
@@ -134,16 +144,18 @@ class ShuttingDown:
             self._stopped.set()
 
     def _forget_if_dead(self, conn: ServerProtocol) -> bool:
-        """Forget ``conn`` if its event loop has closed; whether it had.
+        """Forget ``conn`` if its event loop has closed or stopped (see :func:`stopped`); whether so.
 
         The test kit's ``aio_loopback()`` serves on the loop it runs in: an
         ``asyncio.run()`` that ends while a call of it still runs (a notification's
-        handler, say) closes that loop with the connection in it. Nothing of it can run
-        again, and closing it or waiting for it would touch that closed loop (a
-        RuntimeError from a later ``shutdown()`` in another loop). Any other connection,
-        a lost one whose calls still run included (``_orphans``), is waited for.
+        handler, say) closes that loop with the connection in it, and a loop run by hand
+        (``run_until_complete``) stops with it. Nothing of it runs while this shutdown
+        does, and closing it or waiting for it would touch that loop (a RuntimeError
+        from a later ``shutdown()`` in another loop, or the whole grace and more waited
+        out). Any other connection, a lost one whose calls still run included
+        (``_orphans``), is waited for.
         """
-        if not conn.closed.get_loop().is_closed():
+        if not stopped(conn.closed.get_loop()):
             return False
         self._conns.discard(conn)
         self._orphans.discard(conn)
@@ -182,13 +194,13 @@ class ShuttingDown:
 
     def _running(self, conns: list[ServerProtocol], me: asyncio.Task[Any] | None) -> list[asyncio.Future[Any]]:
         tasks: list[asyncio.Future[Any]] = [task for conn in conns for task in conn.tasks]
-        # A runner or pool of a loop that has closed (see _forget_if_dead): nothing to wait
-        # for. Its pool's calls that ended stay in flight for ever (the loop could not hear
-        # of it): wrapped anew on each look, shutdown() spun on them for its whole grace.
-        # (Calls of a live loop's pool stay until it has heard: what they held back runs first.)
-        if self._runner is not None and not self._runner.loop.is_closed():
+        # A runner or pool of a loop that has closed or stopped (see _forget_if_dead): nothing
+        # to wait for. Its pool's calls that ended stay in flight (the loop cannot hear of it
+        # now): wrapped anew on each look, shutdown() spun on them for its whole grace.
+        # (Calls of a running loop's pool stay until it has heard: what they held back runs first.)
+        if self._runner is not None and not stopped(self._runner.loop):
             tasks += self._runner.running()
-        if self._pool is not None and not self._pool.loop.is_closed():
+        if self._pool is not None and not stopped(self._pool.loop):
             tasks += [asyncio.wrap_future(future) for future in self._pool.inflight]
         return [task for task in tasks if task is not me and not task.done()]
 

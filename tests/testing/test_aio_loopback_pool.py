@@ -75,9 +75,12 @@ def test_nested_blocks_keep_the_pool_until_the_last_leaves() -> None:
     asyncio.run(use())
 
 
-def notify_slow_and_leave(server: aio.RPCServer, ended: threading.Event | None = None) -> set[threading.Thread]:
-    """In an asyncio.run() of its own: notify a slow handler over aio_loopback() and leave
-    the block while it runs; it returns once released (and ``ended`` is set). The pool threads started."""
+def notify_slow_and_leave(
+    server: aio.RPCServer, ended: threading.Event | None = None, loop: asyncio.AbstractEventLoop | None = None
+) -> set[threading.Thread]:
+    """In an asyncio.run() of its own (or ``loop.run_until_complete``): notify a slow handler over
+    aio_loopback() and leave the block while it runs; it returns once released (and ``ended`` is
+    set). The pool threads started."""
     before = pool_threads()
     started, release = threading.Event(), threading.Event()
 
@@ -99,7 +102,7 @@ def notify_slow_and_leave(server: aio.RPCServer, ended: threading.Event | None =
             release.set()
         return pool_threads() - before
 
-    return asyncio.run(use())
+    return asyncio.run(use()) if loop is None else loop.run_until_complete(use())
 
 
 def test_a_call_still_running_at_the_exit_keeps_the_pool_until_shutdown() -> None:
@@ -125,6 +128,26 @@ def test_shutdown_in_a_new_loop_forgets_a_connection_whose_loop_has_closed(caplo
     asyncio.run(server.shutdown())  # (raised RuntimeError)
     assert server.connection_count == 0
     assert_ended(threads)
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
+def test_shutdown_in_another_loop_forgets_a_connection_whose_loop_is_left_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As above, but the kit ran in a loop run by hand and left open (not closed, not
+    # running): shutdown() in another loop spun on the pool's finished call, which that
+    # loop could not hear of, for the whole grace, then waited 5 s more for the
+    # connection to close there (a grace past the test's timeout: a hang fails it).
+    server = adder(shutdown_grace=3600)
+    loop = asyncio.new_event_loop()
+    try:
+        threads = notify_slow_and_leave(server, loop=loop)
+        assert threads and server.connection_count == 1
+        asyncio.run(server.shutdown())
+        assert server.connection_count == 0
+        assert_ended(threads)
+    finally:
+        loop.close()
     assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
 
 
