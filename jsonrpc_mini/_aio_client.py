@@ -23,6 +23,7 @@ from ._codec import CallParams, Notification, Params, Request, build_params
 from ._connect import check_port, connect_errors, connect_target
 from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
+from ._json_hook import Default, make_codec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
 from ._reprs import client_repr
@@ -261,6 +262,7 @@ async def connect(
     framing: FramingName = "newline",
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    default: Default | None = None,
 ) -> RPCClient:
     """Connect to a server and return an :class:`RPCClient` (use it with ``async with``).
 
@@ -270,11 +272,14 @@ async def connect(
     Raises ConnectionLost if the server cannot be reached, RPCTimeout if
     connecting takes longer than ``timeout``. ``max_message_size`` (bytes) and
     ``max_depth`` (nesting levels) bound a reply: a larger one loses the
-    connection, a deeper one fails its call.
+    connection, a deeper one fails its call. ``default`` (a callable, as
+    ``json.dumps``' ``default``) turns an argument of a type JSON lacks into one
+    it has; ``connect()`` again keeps it.
     """
     timeout = check_timeout(timeout)
     path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
-    proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
+    codec = make_codec(default=default)
+    proto = ClientConnection(framing=framing, codec=codec, max_message_size=max_message_size, max_depth=max_depth)
     return RPCClient(
         await _opened(proto, host, port, path, ssl=ssl, server_hostname=server_hostname, timeout=timeout),
         timeout=timeout,

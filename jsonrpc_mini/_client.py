@@ -26,6 +26,7 @@ from ._codec import CallParams, Notification, build_params
 from ._connect import connect_target, open_connection
 from ._errors import ConnectionLost, RPCError, RPCTimeout
 from ._framing import FramingName
+from ._json_hook import Default, make_codec
 from ._large_reads import gather_limit
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
@@ -111,6 +112,9 @@ class RPCClient:
     name its certificate is checked against (default: ``host``).
     ``max_message_size`` (bytes) and ``max_depth`` (nesting levels) bound a reply:
     a larger one loses the connection, a deeper one fails its call.
+    ``default`` (a callable, as ``json.dumps``' ``default``) turns an argument of a
+    type JSON lacks (``datetime``, ``Decimal``, a dataclass...) into one it has;
+    without it such an argument raises TypeError.
     """
 
     def __init__(
@@ -126,11 +130,13 @@ class RPCClient:
         transport: Transport | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        default: Default | None = None,
     ) -> None:
         timeout = _timeout(timeout)
         self._framing = framing
         self._max_message_size = max_message_size
         self._max_depth = max_depth
+        self._codec = make_codec(default=default)  # (every connection of this client writes with it)
         # Validate the framing name and the limits now.
         ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
         self._current = _Current(None, timeout)
@@ -145,7 +151,10 @@ class RPCClient:
 
     def _attach(self, transport: Transport) -> _Link:
         proto = ClientConnection(
-            framing=self._framing, max_message_size=self._max_message_size, max_depth=self._max_depth
+            framing=self._framing,
+            codec=self._codec,
+            max_message_size=self._max_message_size,
+            max_depth=self._max_depth,
         )
         link = self._current.link = _Link(transport, proto)
         return link

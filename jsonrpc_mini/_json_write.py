@@ -12,6 +12,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 # Texts from this size on are checked by walking the decoded value when it has at
@@ -75,7 +76,8 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _stdlib_dumps(value: Any) -> bytes:
+def _stdlib_dumps(value: Any, default: Callable[[Any], Any] = _default) -> bytes:
+    """``value`` as compact UTF-8 JSON by the standard library's encoder; ``default`` for other objects."""
     try:
         if _c_make_encoder is not None:
             # Speed: what json.dumps(value, ensure_ascii=False, separators=(",", ":"),
@@ -83,10 +85,10 @@ def _stdlib_dumps(value: Any) -> bytes:
             # (dumps, JSONEncoder.__init__, encode, iterencode: ~150 bytecodes, ~5k
             # instructions per message): the C encoder it makes, with a fresh markers
             # dict (check_circular), called at once. The same text and errors.
-            encode = _c_make_encoder({}, _default, _c_encode_basestring, None, ":", ",", False, False, False)
+            encode = _c_make_encoder({}, default, _c_encode_basestring, None, ":", ",", False, False, False)
             text = "".join(encode(value, 0))
         else:  # pragma: no cover - CPython always has the C encoder
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
     except ValueError as exc:
         # The stdlib's words for a NaN ("Out of range float values are not JSON
         # compliant") become orjson's path's, so a caller's error does not depend on
@@ -98,7 +100,7 @@ def _stdlib_dumps(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (it arrived as an escape) cannot be UTF-8: escape everything.
-        ascii_text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=_default)
+        ascii_text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=default)
         return ascii_text.encode("ascii")
 
 

@@ -18,7 +18,8 @@ from typing import overload
 
 from ._dispatch import Registry
 from ._framing import FramingName
-from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._json import DEFAULT_MAX_INT_DIGITS
+from ._json_hook import Default, make_codec
 from ._listen_checks import check_listen
 from ._listener import Listener
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
@@ -108,6 +109,9 @@ class RPCServer(Registry):
     - ``backlog`` (128): the listen queue. ``unix_mode``: chmod for a Unix socket file
       (set before the file appears at ``path``, which happens once the socket listens),
       an int from 0 to 0o777 written in octal (0o600, not 600).
+    - ``default`` (None): a callable, as ``json.dumps``' ``default``, that turns a
+      result of a type JSON lacks (``datetime``, ``Decimal``, a dataclass...) into
+      one it has; without it (or when it raises) such a result is a -32603.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class RPCServer(Registry):
         shutdown_grace: float = 10.0,
         backlog: int = 128,
         unix_mode: int | None = None,
+        default: Default | None = None,
     ) -> None:
         super().__init__()
         self.options = ServerOptions(
@@ -143,7 +148,7 @@ class RPCServer(Registry):
             backlog=backlog,
             unix_mode=unix_mode,
         )
-        self.codec = JsonCodec(max_int_digits=max_int_digits)
+        self.codec = make_codec(max_int_digits=max_int_digits, default=default)
         self._lock = threading.Lock()
         self._sessions: set[Session] = set()
         # Threads of connections that ended on their own: out of _sessions, maybe not
