@@ -29,7 +29,8 @@ from ._codec import Notification, Request
 from ._dispatch import Prepared, outcome_response
 from ._errors import RPCError
 from ._framing import FramingName
-from ._json import DEFAULT_MAX_INT_DIGITS, JsonCodec
+from ._json import DEFAULT_MAX_INT_DIGITS
+from ._json_hook import Default, make_codec
 from ._listen_checks import check_listen
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._refusal_log import RefusalLog
@@ -58,7 +59,7 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
     names and defaults (``debug``, ``framing``, ``max_message_size``, ``max_depth``,
     ``max_int_digits``, ``max_connections``, ``max_concurrent_calls``,
     ``idle_timeout``, ``read_timeout``, ``handshake_timeout``, ``shutdown_grace``,
-    ``backlog``, ``unix_mode``), plus:
+    ``backlog``, ``unix_mode``, ``default``), plus:
 
     - ``max_total_calls`` (1024): calls running at once over all connections;
       beyond that every connection stops reading until a call ends.
@@ -93,6 +94,7 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
         unix_mode: int | None = None,
         run_sync_in_thread: bool = True,
         executor: concurrent.futures.Executor | None = None,
+        default: Default | None = None,
     ) -> None:
         super().__init__()
         self.options = ServerOptions(
@@ -116,7 +118,7 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
             raise TypeError(f"executor must be a concurrent.futures.Executor (it has no submit()), not {executor!r}")
         self._init_turns(max_total_calls)
         self.run_sync_in_thread = run_sync_in_thread
-        self.codec = JsonCodec(max_int_digits=max_int_digits)
+        self.codec = make_codec(max_int_digits=max_int_digits, default=default)
         self._user_executor = executor
         self._executor: concurrent.futures.Executor | None = executor
         self._is_async: dict[Callable[..., Any], bool] = {}

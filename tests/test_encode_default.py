@@ -133,6 +133,8 @@ def test_a_default_that_is_not_callable_is_refused(bad: Any) -> None:
         RPCServer(default=bad)
     with pytest.raises(TypeError, match="default must be a callable"):
         RPCClient(default=bad)
+    with pytest.raises(TypeError, match="default must be a callable"):
+        aio.RPCServer(default=bad)
 
     async def main() -> None:
         with pytest.raises(TypeError, match="default must be a callable"):
@@ -234,11 +236,9 @@ def test_both_clients_write_arguments_with_the_hook() -> None:
         server.shutdown()
 
 
-def test_aio_server_writes_results_with_its_codec_hook() -> None:
-    # The aio server's connections write with its ``codec``, as the sync server's do.
-    # (Its ``default=`` keyword is the lead's to add: _aio_server.py is being split.)
-    server = aio.RPCServer()
-    server.codec = make_codec(default=hook)
+def test_aio_server_writes_results_with_the_hook() -> None:
+    server = aio.RPCServer(default=hook)
+    assert type(aio.RPCServer().codec) is JsonCodec  # (no hook, no added work, as the sync server)
 
     @server.register
     async def today() -> datetime.date:
