@@ -150,13 +150,19 @@ class ShuttingDown:
         ``asyncio.run()`` that ends while a call of it still runs (a notification's
         handler, say) closes that loop with the connection in it, and a loop run by hand
         (``run_until_complete``) stops with it. Nothing of it runs while this shutdown
-        does, and closing it or waiting for it would touch that loop (a RuntimeError
-        from a later ``shutdown()`` in another loop, or the whole grace and more waited
-        out). Any other connection, a lost one whose calls still run included
+        does: waiting for it would wait out the whole grace and more, and closing it on
+        a closed loop raises RuntimeError. On a loop that may run again it is closed
+        (which only schedules work there), so that it does not serve on after the
+        shutdown. Any other connection, a lost one whose calls still run included
         (``_orphans``), is waited for.
         """
-        if not stopped(conn.closed.get_loop()):
+        loop = conn.closed.get_loop()
+        if not stopped(loop):
             return False
+        if not loop.is_closed():
+            # Stopped, not closed: it may run again, and must not then serve a server
+            # that has shut down. Closing only schedules on it (the rest when it runs).
+            conn.close(0.0)
         self._conns.discard(conn)
         self._orphans.discard(conn)
         return True

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jsonrpc_mini import aio
+from jsonrpc_mini import ConnectionLost, aio
 from jsonrpc_mini.testing import AioLoopbackServer, aio_loopback
 
 pytestmark = pytest.mark.timeout(60)
@@ -149,6 +149,28 @@ def test_shutdown_in_another_loop_forgets_a_connection_whose_loop_is_left_open(
     finally:
         loop.close()
     assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
+def test_a_kit_connection_on_a_loop_left_open_is_closed_by_shutdown_in_another_loop() -> None:
+    # The loop is run again after the shutdown: its kit client must not be served on
+    # by the server that shut down (forgotten without being closed, it was: 1).
+    server = adder()
+    loop = asyncio.new_event_loop()
+    try:
+        kit = aio_loopback(server)
+        client = loop.run_until_complete(kit.__aenter__())
+        assert loop.run_until_complete(client.add(1, 2)) == 3
+        asyncio.run(server.shutdown())
+        assert server.connection_count == 0
+
+        async def call_again() -> None:
+            with pytest.raises(ConnectionLost, match="closed by the server"):
+                await asyncio.wait_for(client.add(2, 2), 10)
+            await kit.__aexit__(None, None, None)
+
+        loop.run_until_complete(call_again())
+    finally:
+        loop.close()
 
 
 def test_a_server_that_listens_keeps_its_pool_until_shutdown() -> None:
