@@ -41,19 +41,6 @@ def test_sync_client_repr_names_the_server_it_reached(tmp_path: Path) -> None:
             unix.shutdown()
 
 
-def test_sync_client_repr_brackets_ipv6() -> None:
-    server = RPCServer()
-    try:
-        _, port = server.start("::1", 0)
-    except OSError as exc:  # (a system without IPv6 loopback)
-        pytest.skip(f"no ::1 here: {exc}")
-    try:
-        with RPCClient("::1", port, timeout=5) as client:
-            assert repr(client) == f"<RPCClient connected to [::1]:{port} timeout=5>"
-    finally:
-        server.shutdown()
-
-
 def test_a_client_on_a_transport_has_no_address_to_name() -> None:
     server = RPCServer()
     server.register_function(lambda: 1, name="one")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from _aio_support import run
+from _driver_helpers import ipv6_loopback
 
 from jsonrpc_mini import ConnectionLost, RPCClient, aio
 from jsonrpc_mini._connect import connect_errors
@@ -26,20 +27,11 @@ WAIT = 10.0
 REFUSED = f"[Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)}"
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture(params=["127.0.0.1", "::1"])
 def refused(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, str]]:
     """A port bound but not listening (so connects to it are refused, and no one else takes it)."""
     host: str = request.param
-    if host == "::1" and not _has_ipv6():
+    if host == "::1" and not ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as holder:

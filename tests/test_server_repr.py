@@ -44,7 +44,7 @@ def test_sync_server_repr_follows_its_state(tmp_path: Path) -> None:
             server.shutdown()
 
 
-def test_sync_server_repr_brackets_ipv6() -> None:
+def test_sync_reprs_bracket_ipv6() -> None:
     server = RPCServer()
     try:
         _, port = server.start("::1", 0)
@@ -52,6 +52,8 @@ def test_sync_server_repr_brackets_ipv6() -> None:
         pytest.skip(f"no ::1 here: {exc}")
     try:
         assert repr(server) == f"<RPCServer listening on [::1]:{port} methods=0 connections=0>"
+        with RPCClient("::1", port, timeout=5) as client:  # (the client's: tests/test_client_repr.py)
+            assert repr(client) == f"<RPCClient connected to [::1]:{port} timeout=5>"
     finally:
         server.shutdown()
 
