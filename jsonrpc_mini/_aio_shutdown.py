@@ -152,7 +152,7 @@ class ShuttingDown:
         (``run_until_complete``) stops with it. Nothing of it runs while this shutdown
         does: waiting for it would wait out the whole grace and more, and closing it on
         a closed loop raises RuntimeError. On a loop that may run again it is closed
-        (which only schedules work there), so that it does not serve on after the
+        first thing when that loop runs, so that it does not serve on after the
         shutdown. Any other connection, a lost one whose calls still run included
         (``_orphans``), is waited for.
         """
@@ -161,8 +161,9 @@ class ShuttingDown:
             return False
         if not loop.is_closed():
             # Stopped, not closed: it may run again, and must not then serve a server
-            # that has shut down. Closing only schedules on it (the rest when it runs).
-            conn.close(0.0)
+            # that has shut down. Closed first thing when it runs, in its own loop (the
+            # test kit's transport would schedule the rest on the loop running now).
+            loop.call_soon(conn.close, 0.0)
         self._conns.discard(conn)
         self._orphans.discard(conn)
         return True
