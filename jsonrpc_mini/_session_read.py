@@ -18,7 +18,7 @@ from ._peer_names import session_label
 from ._protocol import Batch, Call, Closed, Reply, ServerConnection, ServerEvent
 from ._ready import feed_ready, unread_of
 from ._session_drain import Drain
-from ._transport import RECV_SIZE, Transport
+from ._transport import RECV_SIZE, SocketTransport, Transport
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -139,7 +139,10 @@ class SessionReader:
             # framing: its framer reads a frame in parts at no cost, and before parsing
             # cannot tell a whole frame from part of one (in_message is True for both),
             # so every request cost a read that found nothing (as _Link.read_ahead says).
-            if data and proto.in_message and proto.framing != "content-length":
+            # Not once shutdown() began either: the bytes there then are counted, and
+            # this would take what came after them as delivered in time (its
+            # notifications run: a flooding client's held shutdown() for megabytes).
+            if data and proto.in_message and proto.framing != "content-length" and self.draining is None:
                 error = feed_ready(self._transport, proto.receive_data, self._opts.max_message_size)
                 if error is not None:
                     # The read before it brought bytes, whole requests maybe: they are served
@@ -151,7 +154,13 @@ class SessionReader:
 
     def drain(self) -> None:
         """Answer new requests with 'server is shutting down' from now on (see ``_session_drain``)."""
-        self.draining = Drain(self._transport)
+        transport = self._transport
+        if isinstance(transport, SocketTransport):
+            # A read that fills the size asked goes on with what has arrived since
+            # (_gather): a read capped to the count would take late bytes as delivered
+            # in time (a flooding client's megabytes of notifications ran, holding shutdown()).
+            transport.gather = 0
+        self.draining = Drain(transport)
 
     def _drained_recv(self, drain: Drain, timeout: float | None) -> bytes:
         """A read once shutdown() began: of the bytes there then; after them, :meth:`_refuse_late` till the end."""
