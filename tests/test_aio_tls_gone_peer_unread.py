@@ -38,6 +38,12 @@ pytestmark = [
 
 CLIENTS = 4
 NOTES = 3
+# The server's receive buffer for a client's connection (SO_RCVBUF; the kernel doubles
+# it): what a client sends behind its held calls must all be taken while the server
+# does not read. Left to the kernel it held ~125 KB under load (it grows only as the
+# server reads), which with asyncio's 256 KiB read ahead left 13 KB of the 400 KB
+# note unsent for good: the wait for every byte to be delivered failed (1 run in 50).
+RECEIVE_BUFFER = 1 << 20
 Contexts = tuple[ssl.SSLContext, ssl.SSLContext]
 
 
@@ -112,6 +118,10 @@ def _serve_held(
                 sock = await asyncio.to_thread(_tls_client, address, client_ctx, held)
                 try:
                     await until(lambda: len(started) == limit)  # at the limit: reading paused
+                    for conn in list(srv._conns):
+                        conn._transport.get_extra_info("socket").setsockopt(
+                            socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER
+                        )
                     await asyncio.to_thread(behind, sock, client)
                     # Every byte in the server's hands before the client goes (a reset drops
                     # what it has not sent); the server decrypts none of it meanwhile.
