@@ -13,6 +13,7 @@ import functools
 import threading
 import time
 
+from .._ready import unread_of
 from .._transport import RECV_SIZE, Transport
 from ._end_faults import abort_transport, shutdown_read, shutdown_write
 from ._plan import DirectionState, FaultPlan, LinkState, Step
@@ -234,6 +235,11 @@ class _FaultyReads:
         with self._lock:
             self._in.commit(b"", step)  # (counted already: this makes the fault known)
         self._apply(step, outbound=False)
+
+    def _pending_reads(self) -> int:
+        """Bytes that came and a read has not handed on yet (held, buffered, or in the wrapped transport)."""
+        held = 0 if self._held is None else len(self._held[0])
+        return held + len(self._buf) - self._pos + (unread_of(self.inner) or 0)
 
     def _stop_waits(self) -> None:
         """End a blocked ``recv``'s wait now (it returns ``b""``), as ``close`` does, closing nothing.

@@ -91,6 +91,9 @@ class FaultyTransport(_FaultyReads):
         # An outbound fault travelling in flight (call_at): when it arrives, and the fault.
         self._on_its_way: tuple[float, Step] | None = None
         self._write_shut = False  # shutdown_write() was called: our sends fail at once, as over TCP
+        # When the peer's close or reset a send met reaches this end: after the bytes that
+        # came before it have come through the read side's delays (see _before_peer_end).
+        self._peer_end_at: float | None = None
 
     # -- helpers -------------------------------------------------------------
 
@@ -175,10 +178,15 @@ class FaultyTransport(_FaultyReads):
             elif step.delay:
                 self._sleep(step.delay)
             if chunk:
-                if send_at is not None:
-                    send_at(chunk, self._due)
-                else:
-                    self._send_inner(chunk, deadline)
+                try:
+                    if send_at is not None:
+                        send_at(chunk, self._due)
+                    else:
+                        self._send_inner(chunk, deadline)
+                except ConnectionError:
+                    if not self._before_peer_end():
+                        raise
+                    return  # (lost, as bytes sent to a peer whose reset is on its way)
                 view = view[step.size :]
             if step.fault is None:
                 continue
@@ -202,6 +210,28 @@ class FaultyTransport(_FaultyReads):
             if view or not chunk:
                 raise self._error(step)
             return
+
+    def _before_peer_end(self) -> bool:
+        """Whether a send that met the peer's close or reset goes through still (its bytes lost).
+
+        The plan delays what we read (latency, jitter, bandwidth), but the peer's end
+        reaches the wrapped transport's send at once: a client's send failed, and it
+        failed its calls, while the reply the peer sent before closing was still held
+        by the read side's delay (Review29's F2). Over a network the reset comes behind
+        those bytes. So while the read side holds bytes that came before it, sends go
+        through until those bytes' delay has passed and no read is taking them.
+        Not after a fault of our plan (that is the plan's own end).
+        """
+        if self.link.broken is not None or self._out.ended is not None:
+            return False
+        pending = self._pending_reads()
+        if not pending:
+            return False
+        if self._peer_end_at is None:
+            faults = self._in.faults
+            wire = 0.0 if faults.bandwidth is None else pending / faults.bandwidth
+            self._peer_end_at = time.monotonic() + faults.latency + faults.jitter + wire
+        return time.monotonic() < self._peer_end_at or self._recv_lock.locked()
 
     def _happen(self, step: Step) -> None:
         """An outbound fault that travelled in flight arrives: now everyone sees it (once)."""

@@ -10,6 +10,7 @@ a later send says EPIPE; the pipe says ConnectionResetError each time, as its
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -19,8 +20,8 @@ from typing import Any
 import pytest
 from _driver_helpers import wait_for
 
-from jsonrpc_mini import RPCServer, RPCTimeout
-from jsonrpc_mini.testing import FaultPlan, loopback, pipe_pair
+from jsonrpc_mini import ConnectionLost, RPCServer, RPCTimeout
+from jsonrpc_mini.testing import FaultPlan, FaultyTransport, loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,3 +133,69 @@ def test_a_notification_sent_just_before_close_runs_under_latency() -> None:
         client.notify("note")
         client.close()
         assert ran.wait(5.0)
+
+
+def test_under_latency_a_send_learns_of_the_reset_only_behind_the_bytes_before_it() -> None:
+    # The plan delays what the client reads; the peer's reset reached its send at once,
+    # while the reply sent before the close was still held by that delay (Review29's
+    # F2). Over a network the reset travels behind the reply: the send goes out (lost),
+    # the reply is read, then the reset, and only then do sends fail.
+    a, b = pipe_pair()
+    client = FaultyTransport(a, FaultPlan(seed=1, latency=0.2))
+    client.send(b"unread")
+    wait_for(lambda: b.unread() > 0, "the client's bytes at the server's end")
+    b.send(b"reply")
+    b.close()  # (with b"unread" unread: a reset)
+    client.send(b"lost")  # (the reset is behind the reply, still on its way)
+    assert client.recv(20, 5.0) == b"reply"
+    with pytest.raises(ConnectionResetError):
+        client.recv(20, 5.0)
+    with pytest.raises(ConnectionResetError):
+        client.send(b"x")
+    client.close()
+
+
+def test_a_reply_sent_before_the_server_closes_arrives_under_latency() -> None:
+    # shutdown() closes the connection with the client's notifications unread: a
+    # reset. The client's next notification met it at once and failed every pending
+    # call, the slow call's reply still held by the plan's latency (Review29's F2 probe:
+    # ConnectionLost 3 runs of 3; over TCP "done").
+    server = RPCServer(shutdown_grace=10)
+    entered, stop = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        entered.set()
+        time.sleep(0.3)
+        return "done"
+
+    server.register_function(slow, name="slow")
+    server.register_function(lambda i: None, name="note")
+    with loopback(server, faults=FaultPlan(seed=1, latency=0.05), timeout=5) as client:
+        outcome: list[object] = []
+
+        def call() -> None:
+            try:
+                outcome.append(client.slow())
+            except ConnectionLost as exc:
+                outcome.append(exc)
+
+        def flood() -> None:
+            sent = 0
+            with contextlib.suppress(ConnectionLost):
+                while not stop.wait(0.001):
+                    client.notify("note", sent)
+                    sent += 1
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert entered.wait(5.0)
+        flooder = threading.Thread(target=flood)
+        flooder.start()
+        try:
+            server.shutdown()
+            caller.join(5.0)
+        finally:
+            stop.set()
+            flooder.join(5.0)
+        assert not caller.is_alive() and not flooder.is_alive()
+    assert outcome == ["done"]
