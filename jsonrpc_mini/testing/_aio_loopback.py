@@ -30,6 +30,7 @@ from .._aio_runner import log_destroy
 from .._client_protocol import ClientConnection
 from .._errors import ConnectionLost
 from .._framing import FramingName
+from .._json_hook import Default, make_codec
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._aio_links import Link, memory_link
 from ._aio_socket_end import _SocketEnd
@@ -65,13 +66,15 @@ def aio_loopback(
     connection: int = 0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    default: Default | None = None,
 ) -> contextlib.AbstractAsyncContextManager[RPCClient]:
     """Yield an ``aio.RPCClient`` served by an ``aio.RPCServer`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` (same seed, same cut and failure points
     as with ``loopback``); ``timeout`` bounds every call (10 s by default, so a
-    fault never hangs a test); ``max_message_size`` and ``max_depth`` are the
-    client's; ``connection`` is which connection of the plan the link is (as for
+    fault never hangs a test); ``max_message_size``, ``max_depth`` and ``default``
+    (the encoder hook for arguments of types JSON lacks) are the client's;
+    ``connection`` is which connection of the plan the link is (as for
     ``loopback``). On exit the client is closed and the server's side
     of the connection finishes (bytes the plan still holds in flight are dropped:
     the exit does not wait for their delays); an exception leaving the block gets a note naming
@@ -92,7 +95,7 @@ def aio_loopback(
     """
     __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("aio_loopback", server, faults, aio=True)
-    check_client_args(timeout, framing, max_message_size, max_depth)
+    check_client_args(timeout, framing, max_message_size, max_depth, default)
     check_connection("aio_loopback", connection)
     return _aio_loopback(
         server,
@@ -102,6 +105,7 @@ def aio_loopback(
         connection=connection,
         max_message_size=max_message_size,
         max_depth=max_depth,
+        default=default,
     )
 
 
@@ -115,13 +119,15 @@ async def _aio_loopback(
     connection: int,
     max_message_size: int,
     max_depth: int,
+    default: Default | None,
 ) -> AsyncIterator[RPCClient]:
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
         raise ConnectionLost(refusal)
     await aio_hold(server)  # a user of the server: an AioLoopbackServer leaving first does not shut it down
     try:
-        proto = ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)
+        codec = make_codec(default=default)  # (the plain JsonCodec without a hook, as aio.connect's)
+        proto = ClientConnection(framing=framing, codec=codec, max_message_size=max_message_size, max_depth=max_depth)
         client_protocol = ClientLink(proto)
         _, server_end, link = memory_link(client_protocol, server.protocol(), plan, connection)
     except BaseException:
@@ -305,13 +311,14 @@ class AioLoopbackServer:
         framing: FramingName = "newline",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        default: Default | None = None,
     ) -> RPCClient:
         """An ``aio.RPCClient`` connected through the proxy (faults applied); closed on exit.
 
         ``timeout`` defaults to the AioLoopbackServer's (10 s); ``None`` means no
         timeout, as for ``aio.connect``, which refuses (ValueError) what is not a
-        positive number of seconds. ``max_message_size`` and ``max_depth`` are the
-        client's (see ``aio.connect``).
+        positive number of seconds. ``max_message_size``, ``max_depth`` and ``default``
+        are the client's (see ``aio.connect``).
         """
         if self._guard is None:
             raise RuntimeError(_OUTSIDE)
@@ -322,6 +329,7 @@ class AioLoopbackServer:
                 framing=framing,
                 max_message_size=max_message_size,
                 max_depth=max_depth,
+                default=default,
             )
         except ConnectionLost as exc:
             if self._guard is None:  # the block was left while connecting: its proxy refused it

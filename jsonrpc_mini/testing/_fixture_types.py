@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from .._client import RPCClient
     from .._framing import FramingName
+    from .._json_hook import Default
     from .._server import RPCServer
     from ._fake_socket import FakeSocket, ScriptItem
     from ._per_connection import KitFaults
@@ -42,6 +43,7 @@ class LoopbackFactory(Protocol):
         framing: FramingName = ...,
         max_message_size: int = ...,
         max_depth: int = ...,
+        default: Default | None = ...,
     ) -> RPCClient:
         """Connect a client to ``server`` in memory, through ``faults``."""
         ...

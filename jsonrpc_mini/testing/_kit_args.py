@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .._aio_server import RPCServer as AioRPCServer
 from .._client_protocol import ClientConnection
+from .._json_hook import check_default
 from .._remote import check_timeout, is_count
 from .._server import RPCServer
 from ._fault_plan import FaultPlan
@@ -74,8 +75,10 @@ def _check_plans(kit: str, faults: list[object] | tuple[object, ...]) -> None:
             )
 
 
-def check_client_args(timeout: object, framing: object, max_message_size: object, max_depth: object) -> None:
-    """Raise the client's own ValueError for a bad ``timeout``, ``framing`` or size, from here.
+def check_client_args(
+    timeout: object, framing: object, max_message_size: object, max_depth: object, default: object = None
+) -> None:
+    """Raise the client's own error for a bad ``timeout``, ``framing``, size or ``default``, from here.
 
     The in-memory kits build their client inside the ``with`` block's entry: a bad
     ``timeout=0`` was raised there, under contextlib's and the kit's frames. Checked
@@ -86,6 +89,7 @@ def check_client_args(timeout: object, framing: object, max_message_size: object
     try:
         check_timeout(timeout)  # type: ignore[arg-type]
         ClientConnection(framing=framing, max_message_size=max_message_size, max_depth=max_depth)  # type: ignore[arg-type]
+        check_default(default)
     except (TypeError, ValueError) as exc:
         raise exc.with_traceback(None) from None
 

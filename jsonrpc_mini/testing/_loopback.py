@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .._client import RPCClient
 from .._errors import ConnectionLost
 from .._framing import FramingName
+from .._json_hook import Default
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
 from ._faults import FaultyTransport
 from ._kit_args import check_client_args, check_connection, check_kit_args
@@ -47,12 +48,14 @@ def loopback(
     connection: int = 0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    default: Default | None = None,
 ) -> contextlib.AbstractContextManager[RPCClient]:
     """Yield an :class:`~jsonrpc_mini.RPCClient` served by ``server`` in memory (no socket).
 
     ``faults`` applies a :class:`FaultPlan` to the connection; ``timeout`` bounds
     every call (10 s by default, so that a fault never hangs a test);
-    ``max_message_size`` and ``max_depth`` are the client's; ``connection`` is
+    ``max_message_size``, ``max_depth`` and ``default`` (the encoder hook for
+    arguments of types JSON lacks) are the client's; ``connection`` is
     which connection of the plan the link is (its choices are drawn per connection:
     ``k`` gets those of a ``LoopbackServer``'s ``k``-th, from 0). On exit the
     client is closed and the server side of the connection is stopped and joined
@@ -73,7 +76,7 @@ def loopback(
     """
     __tracebackhide__ = True  # (a usage error is raised here, on the user's call: see _kit_args)
     check_kit_args("loopback", server, faults, aio=False)
-    check_client_args(timeout, framing, max_message_size, max_depth)
+    check_client_args(timeout, framing, max_message_size, max_depth, default)
     check_connection("loopback", connection)
     return _loopback(
         server,
@@ -83,6 +86,7 @@ def loopback(
         connection=connection,
         max_message_size=max_message_size,
         max_depth=max_depth,
+        default=default,
     )
 
 
@@ -96,6 +100,7 @@ def _loopback(
     connection: int,
     max_message_size: int,
     max_depth: int,
+    default: Default | None,
 ) -> Iterator[RPCClient]:
     plan = faults if faults is not None and faults.active else None
     link = None if plan is None else LinkState(plan, connection)
@@ -110,7 +115,12 @@ def _loopback(
         raise
     transport = client_end if plan is None else FaultyTransport(client_end, plan, side="client", link=link)
     client = RPCClient(
-        transport=transport, timeout=timeout, framing=framing, max_message_size=max_message_size, max_depth=max_depth
+        transport=transport,
+        timeout=timeout,
+        framing=framing,
+        max_message_size=max_message_size,
+        max_depth=max_depth,
+        default=default,
     )
     try:
         yield client

@@ -23,6 +23,7 @@ from ._relay import _JOIN, _POLL, _Relay
 from ._uses import acquire, release
 
 if TYPE_CHECKING:
+    from .._json_hook import Default
     from .._server import RPCServer
 
 __all__ = ["LoopbackServer"]
@@ -191,12 +192,13 @@ class LoopbackServer:
         framing: FramingName = "newline",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        default: Default | None = None,
     ) -> RPCClient:
         """A new :class:`~jsonrpc_mini.RPCClient` connected through the proxy; closed by ``close()``.
 
         ``timeout`` defaults to the LoopbackServer's (10 s); ``None`` means no
-        timeout, as for ``RPCClient``. ``max_message_size`` and ``max_depth`` are
-        the client's.
+        timeout, as for ``RPCClient``. ``max_message_size``, ``max_depth`` and
+        ``default`` (the encoder hook for arguments of types JSON lacks) are the client's.
         """
         if self._closed:  # (its port refuses: "cannot connect" would blame the server)
             raise RuntimeError(_CLOSED)
@@ -208,6 +210,7 @@ class LoopbackServer:
             framing=framing,
             max_message_size=max_message_size,
             max_depth=max_depth,
+            default=default,
         )
         if not self._kept(self._clients, client):
             client.close()
