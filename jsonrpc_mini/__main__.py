@@ -17,10 +17,10 @@ from types import ModuleType
 from typing import Any
 
 from ._cli_tls import CLIUsage as _Usage
-from ._cli_tls import add_client_options, add_server_options, client_tls, server_context
+from ._cli_tls import add_client_options, add_server_options, client_tls, server_context, speaks_tls
 from ._client import RPCClient
 from ._connect import check_port
-from ._errors import RPCError
+from ._errors import ConnectionLost, RPCError
 from ._refuse import TLS_REQUIRED
 from ._server import RPCServer
 from ._tcp_bind import host_port
@@ -253,11 +253,13 @@ def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _call(args: argparse.Namespace) -> int:
+    plain: dict[str, Any] | None = None  # the server, once reached without TLS (for the hint below)
     try:
         server, (method, *items) = _server(args)
         positional, keywords = _arguments(items)
         server.update(client_tls(args))
         with _connect(server, args.timeout) as client:
+            plain = None if "ssl" in server else server
             if args.notify:
                 client.notify(method, *positional, **keywords)
                 return 0
@@ -269,7 +271,11 @@ def _call(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if exc.data is not None:
             print(_error_data(exc.data), file=sys.stderr)
-        if exc.code == -32000 and exc.message == TLS_REQUIRED:  # (its own advice is for Python code)
+        # This library's TLS servers say so (their advice is for Python code); others
+        # close or reset a plain connection, mostly without a byte: ask them for TLS.
+        if (exc.code == -32000 and exc.message == TLS_REQUIRED) or (
+            isinstance(exc, ConnectionLost) and plain is not None and speaks_tls(plain, args.timeout)
+        ):
             print(
                 "hint: the server speaks TLS: add --tls (to trust the system's CAs) or --cafile FILE", file=sys.stderr
             )

@@ -9,10 +9,13 @@ naming the option, not a traceback or a server that resets every handshake.
 from __future__ import annotations
 
 import argparse
+import socket
 import ssl
 from typing import Any
 
-__all__ = ["CLIUsage", "add_client_options", "add_server_options", "client_tls", "server_context"]
+__all__ = ["CLIUsage", "add_client_options", "add_server_options", "client_tls", "server_context", "speaks_tls"]
+
+_SNIFF_WAIT = 5.0  # longest wait (seconds) for speaks_tls's handshake, whatever the command's timeout
 
 
 class CLIUsage(Exception):
@@ -94,3 +97,41 @@ def _load_chain(context: ssl.SSLContext, args: argparse.Namespace) -> None:
     except (OSError, ValueError) as exc:
         key = f" --keyfile {args.keyfile}" if args.keyfile else ""
         raise CLIUsage(f"--certfile {args.certfile}{key}: {exc}") from None
+
+
+def speaks_tls(target: dict[str, Any], timeout: float) -> bool:
+    """Whether the server at ``target`` (``host``/``port`` or ``path``) answers a TLS handshake.
+
+    For ``call`` without TLS options, after a server closed or reset its plain
+    connection: many TLS servers (those on OpenSSL: Python's, node's) answer plain
+    text with nothing at all, so only a handshake tells them from a server that
+    just closed. It completes (the certificate is not checked: nothing is sent
+    over it), or the server answers with a TLS alert (it wants a client
+    certificate, another TLS version...): TLS. Anything else (the plain server's
+    text or close, a refusal, silence for ``min(timeout, 5 s)``): not.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    wait = min(timeout, _SNIFF_WAIT)
+    try:
+        if target.get("path") is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(wait)
+            try:
+                sock.connect(target["path"])
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((target["host"], target["port"]), timeout=wait)
+    except OSError:
+        return False
+    with sock:
+        try:
+            with context.wrap_socket(sock, server_hostname=target.get("host")):
+                return True
+        except ssl.SSLError as exc:
+            return "ALERT" in str(exc.reason)  # (an alert record: only a TLS peer sends one)
+        except OSError:
+            return False
