@@ -24,13 +24,14 @@ any call.
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from ._json import _FLOAT_DIGITS, _ORJSON_LINE_OPTS, _ORJSON_OPTS, _SAMPLE_FROM, DEFAULT_MAX_INT_DIGITS, JsonCodec
 from ._json import _orjson as _orjson_module
-from ._json_write import _default, _finite, _has_nonfinite, _stdlib_dumps
+from ._json_write import _default, _finite, _stdlib_dumps
 
 __all__ = ["Default", "HookedCodec", "check_default", "make_codec"]
 
@@ -56,6 +57,30 @@ def make_codec(*, max_int_digits: int = DEFAULT_MAX_INT_DIGITS, default: Default
     if hook is None:
         return JsonCodec(max_int_digits=max_int_digits)
     return HookedCodec(hook, max_int_digits=max_int_digits)
+
+
+def _holds_nonfinite(value: Any) -> bool:
+    """Whether a hook's ``value`` holds NaN or an infinity, each list, tuple or dict looked at once.
+
+    Not ``_json_write._has_nonfinite``: a hook's value may hold itself (``a = [];
+    a.append(a)``), which that walk would follow for ever; orjson then gives up at
+    its depth limit and the stdlib says "Circular reference detected".
+    """
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+        elif isinstance(item, enum.Enum):
+            stack.append(item.value)
+    return False
 
 
 class _Refused(TypeError):
@@ -90,7 +115,7 @@ class HookedCodec(JsonCodec):
             # orjson writes NaN and Infinity as null: the stdlib refuses them (with its
             # error, the same as for a NaN in the value itself). Objects in ``value``
             # come back through this hook and are looked at then.
-            if _has_nonfinite(value):
+            if _holds_nonfinite(value):
                 raise _Refused
             return value
 
