@@ -231,7 +231,7 @@ class CallingProtocol(TimedProtocol):
         if lines:
             try:
                 data = self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
-            except Exception:  # not JSON: encode_result makes the -32603
+            except BaseException:  # not JSON (or user code raised SystemExit...): encode_result makes the -32603
                 data = self._proto.encode_result(id_, result)
         else:
             data = self._proto.encode_result(id_, result)

@@ -342,14 +342,21 @@ def encode_message(message: Outgoing | Sequence[Outgoing], dumps: Any) -> bytes:
             # than the encoding itself). Only if some member cannot be encoded are
             # they encoded one by one, so that just that member becomes an error.
             whole: bytes = dumps([message_value(item) for item in items])
-        except Exception:
+        except BaseException as exc:  # (see below)
+            if not isinstance(exc, Exception) and not all(
+                isinstance(item, (Response, ErrorResponse)) for item in items
+            ):
+                raise  # a client's batch: its Ctrl-C is the caller's, not to be retried away
             parts = [encode_message(item, dumps) for item in items]
             return b"[" + b",".join(parts) + b"]"
         return whole
     try:
         out: bytes = dumps(message_value(message))
         return out
-    except Exception as exc:  # (not only TypeError: a result's own methods may raise anything)
+    except BaseException as exc:
+        # Not only TypeError: a result's own methods and a default= hook may raise
+        # anything, SystemExit or GeneratorExit too. A reply still gets its -32603
+        # (README: as a handler raising them itself); a request raises it to the caller.
         if not isinstance(message, (Response, ErrorResponse)):
             raise
         log.warning("reply for id %r could not be encoded as JSON: %s", message.id, exc)

@@ -83,6 +83,18 @@ def _holds_nonfinite(value: Any) -> bool:
     return False
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Raise the hook's KeyboardInterrupt, SystemExit... that orjson wrapped in its TypeError.
+
+    orjson turns whatever the hook raised into a JSONEncodeError (a TypeError), the
+    hook's exception its ``__cause__``; the stdlib, asked next, would call the hook
+    again, and a one-shot Ctrl-C would be lost (the value written on the second try).
+    """
+    cause = exc.__cause__
+    if cause is not None and not isinstance(cause, Exception):
+        raise cause
+
+
 class _Refused(TypeError):
     """orjson's hook refuses: the stdlib encoder decides (it writes subclasses as their base)."""
 
@@ -127,8 +139,9 @@ class HookedCodec(JsonCodec):
         if self.use_orjson:
             try:
                 out: bytes = _orjson.dumps(value, self._orjson_hook, _ORJSON_OPTS)
-            except (TypeError, ValueError):
-                pass  # as JsonCodec.dumps: the stdlib decides (and raises the hook's error)
+            except (TypeError, ValueError) as exc:
+                _reraise_interrupt(exc)
+                # as JsonCodec.dumps: the stdlib decides (and raises the hook's error)
             else:
                 if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:
                     return out
@@ -140,8 +153,8 @@ class HookedCodec(JsonCodec):
         if self.use_orjson:
             try:
                 out: bytes = _orjson.dumps(value, self._orjson_hook, _ORJSON_LINE_OPTS)
-            except (TypeError, ValueError):
-                pass
+            except (TypeError, ValueError) as exc:
+                _reraise_interrupt(exc)
             else:
                 if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:
                     return out

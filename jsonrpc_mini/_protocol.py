@@ -249,7 +249,7 @@ class ServerConnection(_Base):
         """The framed reply for a call that returned ``result``."""
         try:
             return self._line({"jsonrpc": "2.0", "id": id_, "result": result})
-        except Exception:  # (not only TypeError: a result's own methods may raise anything)
+        except BaseException:  # (not only TypeError: a result's own methods may raise anything)
             return self.encode(Response(id_, result))  # the general path turns it into -32603
 
     def encode_int_results(self, ids: list[Id], results: list[int]) -> bytes | None:
@@ -307,5 +307,5 @@ class ServerConnection(_Base):
         )
         try:
             return self._line(values)
-        except Exception:
+        except BaseException:  # (as encode_result: encode_message makes the -32603s)
             return self.encode([Response(r["id"], r["result"]) if isinstance(r, dict) else r for r in replies])

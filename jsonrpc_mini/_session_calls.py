@@ -113,7 +113,7 @@ class SessionCalls:
             if len(data) >= SMALL_OUTPUT or data.replace(b"null", b"") is not data:
                 return finite(reply, data)
             return data
-        except Exception:
+        except BaseException:  # (SystemExit from a hook too: encode_message's -32603)
             return self._proto.encode_result(id_, result)  # turns it into the -32603 it must be
 
     def execute(self, message: Request | Notification) -> tuple[Any, BaseException | None]:
