@@ -163,7 +163,9 @@ class ShuttingDown:
             # Stopped, not closed: it may run again, and must not then serve a server
             # that has shut down. Closed first thing when it runs, in its own loop (the
             # test kit's transport would schedule the rest on the loop running now).
-            loop.call_soon(conn.close, 0.0)
+            # Thread-safe: a loop of another thread may start at this moment.
+            with contextlib.suppress(RuntimeError):  # (closed meanwhile, by that thread)
+                loop.call_soon_threadsafe(conn.close, 0.0)
         self._conns.discard(conn)
         self._orphans.discard(conn)
         return True
