@@ -21,7 +21,8 @@ Its factory fixtures' types, for a test's type hints: :class:`LoopbackFactory`
 
 from __future__ import annotations
 
-from ._aio_loopback import AioLoopbackServer, aio_loopback
+from ._aio_loopback import aio_loopback
+from ._aio_loopback_server import AioLoopbackServer
 from ._check import CheckReport, ProbeResult, check
 from ._fake_socket import FakeSocket
 from ._faults import FaultyTransport

@@ -35,7 +35,8 @@ from _fault_harness import (
 
 from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini.testing import FaultPlan, LoopbackServer
-from jsonrpc_mini.testing._aio_loopback import AioLoopbackServer, aio_loopback
+from jsonrpc_mini.testing._aio_loopback import aio_loopback
+from jsonrpc_mini.testing._aio_loopback_server import AioLoopbackServer
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),

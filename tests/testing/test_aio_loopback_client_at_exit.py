@@ -16,7 +16,7 @@ import pytest
 from _aio_support import WAIT, run
 
 from jsonrpc_mini import ConnectionLost, aio
-from jsonrpc_mini.testing import AioLoopbackServer, _aio_loopback
+from jsonrpc_mini.testing import AioLoopbackServer, _aio_loopback_server
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -27,7 +27,7 @@ pytestmark = [
 def test_a_client_connecting_as_the_block_exits_is_closed_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     connected, go_on = asyncio.Event(), asyncio.Event()
     made: list[aio.RPCClient] = []
-    real_connect = _aio_loopback.connect
+    real_connect = _aio_loopback_server.connect
 
     async def slow_connect(*args: Any, **kwargs: Any) -> aio.RPCClient:
         client = await real_connect(*args, **kwargs)
@@ -36,7 +36,7 @@ def test_a_client_connecting_as_the_block_exits_is_closed_not_kept(monkeypatch: 
         await go_on.wait()  # (the block exits meanwhile)
         return client
 
-    monkeypatch.setattr(_aio_loopback, "connect", slow_connect)
+    monkeypatch.setattr(_aio_loopback_server, "connect", slow_connect)
 
     async def main() -> None:
         server = aio.RPCServer()

@@ -29,6 +29,7 @@ from jsonrpc_mini.testing import (
     DirectionFaults,
     FaultPlan,
     _aio_loopback,
+    _aio_loopback_server,
     _loopback,
     aio_loopback,
     loopback,
@@ -48,7 +49,8 @@ def patient_kit(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kit's bounds on waiting for the server's side, made an hour: waiting for the delays would hang."""
     monkeypatch.setattr(_loopback, "_JOIN", HOUR)
     monkeypatch.setattr(_aio_loopback, "_JOIN", HOUR)
-    monkeypatch.setattr(_aio_loopback, "_LINGER", HOUR)
+    monkeypatch.setattr(_aio_loopback_server, "_JOIN", HOUR)
+    monkeypatch.setattr(_aio_loopback_server, "_LINGER", HOUR)
 
 
 def kit_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
