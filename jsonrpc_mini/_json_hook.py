@@ -136,9 +136,16 @@ class HookedCodec(JsonCodec):
 
     def dumps(self, value: Any) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON, calling the hook for other objects."""
+        return self._dumps(value, _ORJSON_OPTS, b"")
+
+    def dumps_line(self, value: Any) -> bytes:
+        """``dumps(value) + b"\\n"``, calling the hook for other objects."""
+        return self._dumps(value, _ORJSON_LINE_OPTS, b"\n")
+
+    def _dumps(self, value: Any, orjson_opts: int, end: bytes) -> bytes:
         if self.use_orjson:
             try:
-                out: bytes = _orjson.dumps(value, self._orjson_hook, _ORJSON_OPTS)
+                out: bytes = _orjson.dumps(value, self._orjson_hook, orjson_opts)
             except (TypeError, ValueError) as exc:
                 _reraise_interrupt(exc)
                 # as JsonCodec.dumps: the stdlib decides (and raises the hook's error)
@@ -146,17 +153,4 @@ class HookedCodec(JsonCodec):
                 if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:
                     return out
                 return _finite(value, out)
-        return _stdlib_dumps(value, self._stdlib_hook)
-
-    def dumps_line(self, value: Any) -> bytes:
-        """``dumps(value) + b"\\n"``, calling the hook for other objects."""
-        if self.use_orjson:
-            try:
-                out: bytes = _orjson.dumps(value, self._orjson_hook, _ORJSON_LINE_OPTS)
-            except (TypeError, ValueError) as exc:
-                _reraise_interrupt(exc)
-            else:
-                if len(out) < _SAMPLE_FROM and out.replace(b"null", b"") is out:
-                    return out
-                return _finite(value, out)
-        return _stdlib_dumps(value, self._stdlib_hook) + b"\n"
+        return _stdlib_dumps(value, self._stdlib_hook) + end

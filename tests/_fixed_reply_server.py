@@ -40,7 +40,13 @@ class _FixedReply(socketserver.BaseRequestHandler):
 @contextlib.contextmanager
 def answering(reply: bytes, ssl: _ssl.SSLContext | None = None) -> Iterator[tuple[str, int]]:
     """The server answering each newline-ended request with ``reply`` (over TLS with ``ssl``), while in the block."""
-    handler = type("Handler", (_FixedReply,), {"reply": reply, "context": ssl})
+    with serving(type("Handler", (_FixedReply,), {"reply": reply, "context": ssl})) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def serving(handler: type[socketserver.BaseRequestHandler]) -> Iterator[tuple[str, int]]:
+    """A threading TCP server on 127.0.0.1 running ``handler`` per connection, while in the block."""
     srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})

@@ -15,14 +15,13 @@ import contextlib
 import socket
 import socketserver
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _driver_helpers import tls_contexts
-from _fixed_reply_server import answering
+from _fixed_reply_server import answering, serving
 
 from jsonrpc_mini.__main__ import main
 
@@ -55,18 +54,8 @@ class _Answer(socketserver.BaseRequestHandler):
 @contextlib.contextmanager
 def closing_after(answer: bytes, context: ssl.SSLContext | None = None) -> Iterator[tuple[str, int]]:
     """A TCP server that answers anything with ``answer`` and closes, while in the block."""
-    handler = type("Handler", (_Answer,), {"answer": answer, "context": context})
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        host, port = srv.server_address[:2]
-        yield str(host), int(port)
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    with serving(type("Handler", (_Answer,), {"answer": answer, "context": context})) as address:
+        yield address
 
 
 def test_call_without_tls_to_pythons_tls_server_says_which_option_to_add(capsys: Any) -> None:
