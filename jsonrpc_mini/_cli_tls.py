@@ -9,9 +9,10 @@ naming the option, not a traceback or a server that resets every handshake.
 from __future__ import annotations
 
 import argparse
-import socket
 import ssl
 from typing import Any
+
+from ._connect import plain_socket
 
 __all__ = ["CLIUsage", "add_client_options", "add_server_options", "client_tls", "server_context", "speaks_tls"]
 
@@ -115,16 +116,7 @@ def speaks_tls(target: dict[str, Any], timeout: float) -> bool:
     context.verify_mode = ssl.CERT_NONE
     wait = min(timeout, _SNIFF_WAIT)
     try:
-        if target.get("path") is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(wait)
-            try:
-                sock.connect(target["path"])
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection((target["host"], target["port"]), timeout=wait)
+        sock = plain_socket(target.get("host"), target.get("port"), target.get("path"), wait)
     except OSError:
         return False
     with sock:

@@ -19,7 +19,7 @@ from ._tcp_bind import host_port
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
 
-__all__ = ["check_port", "check_server_hostname", "connect_errors", "connect_target", "open_connection"]
+__all__ = ["check_port", "check_server_hostname", "connect_errors", "connect_target", "open_connection", "plain_socket"]
 
 
 def check_port(port: object) -> int:
@@ -51,6 +51,22 @@ def _tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def plain_socket(host: str | None, port: int | None, path: str | None, timeout: float | None) -> socket.socket:
+    """A socket connected to ``path`` (Unix) or ``host``/``port`` (TCP) within ``timeout``; OSError if not."""
+    if path is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if host is None or port is None:
+        raise ValueError("connect needs host and port (or path= for a Unix socket)")
+    return socket.create_connection((host, check_port(port)), timeout=timeout)
+
+
 def open_connection(
     host: str | None,
     port: int | None,
@@ -67,20 +83,8 @@ def open_connection(
     ``server_hostname`` without ``ssl``: ValueError, as asyncio (the aio client) says.
     """
     check_server_hostname(ssl, server_hostname)
-    sock: socket.socket
     with connect_errors(connect_target(host, port, path), timeout):
-        if path is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(path)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            if host is None or port is None:
-                raise ValueError("connect needs host and port (or path= for a Unix socket)")
-            sock = socket.create_connection((host, check_port(port)), timeout=timeout)
+        sock = plain_socket(host, port, path, timeout)
         _tune(sock)
         if ssl is not None:
             try:
