@@ -249,14 +249,10 @@ class PipeTransport:
         if last <= time.monotonic():
             self._reset()
             return
-
-        def arrive() -> None:  # (run by _fire or drop_in_flight, the lock held)
-            self._in.reset = self._out.reset = True
-            self._in.segments.clear()
-            self._cond.notify_all()
-
-        self._close_reset = arrive
-        self.call_at(last, arrive)  # (the lock is re-entrant; drop_in_flight: at once)
+        # abort's work once our last bytes are due (run by _fire or drop_in_flight, the
+        # lock held): every segment still out is due then, so the peer reads them all.
+        self._close_reset = self._reset
+        self.call_at(last, self._reset)  # (the lock is re-entrant; drop_in_flight: at once)
 
     def close(self) -> None:
         """Close both directions; wakes a ``recv`` blocked in another thread. Idempotent.
