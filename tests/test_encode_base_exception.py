@@ -39,6 +39,18 @@ class Exits(list[int]):
         raise SystemExit(3)
 
 
+def raising_once(kind: type[BaseException], calls: list[object]) -> Any:
+    """A hook raising ``kind`` on its first call (a one-shot Ctrl-C), then writing "written"; ``calls`` records each."""
+
+    def hook(obj: Any) -> Any:
+        calls.append(obj)
+        if len(calls) == 1:
+            raise kind
+        return "written"
+
+    return hook
+
+
 def raising(kind: type[BaseException]) -> Any:
     def hook(obj: Any) -> Any:
         raise kind()
@@ -162,12 +174,7 @@ def test_a_client_batch_does_not_retry_away_a_one_shot_interrupt() -> None:
     server = RPCServer()
     server.register_function(lambda *args: len(args), name="n")
     calls: list[object] = []
-
-    def once(obj: Any) -> Any:
-        calls.append(obj)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return "written"
+    once = raising_once(KeyboardInterrupt, calls)
 
     host, port = server.start("127.0.0.1", 0)
     try:
@@ -188,12 +195,7 @@ def test_a_hook_s_one_shot_interrupt_is_raised_by_both_writers(
     # orjson wraps what the hook raised in its TypeError; the stdlib, asked next,
     # called the hook again and wrote the value: the interrupt was lost.
     calls: list[object] = []
-
-    def once(obj: Any) -> Any:
-        calls.append(obj)
-        if len(calls) == 1:
-            raise kind
-        return "written"
+    once = raising_once(kind, calls)
 
     codec = HookedCodec(once, use_orjson=use_orjson)
     with pytest.raises(kind):
