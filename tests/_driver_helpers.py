@@ -19,6 +19,7 @@ import pytest
 import jsonrpc_mini._client_doorbell as doorbell_module
 import jsonrpc_mini._client_reader as reader_module
 from jsonrpc_mini import ConnectionLost, RPCServer, SocketTransport
+from jsonrpc_mini._connect import plain_socket
 from jsonrpc_mini._json import HAVE_ORJSON
 from jsonrpc_mini._session import Session
 
@@ -112,16 +113,9 @@ def listening(port: int) -> bool:
 def raw_connect(address: Any) -> Peer:
     """A plain blocking socket to ``address`` (bounded timeout), wrapped for reading."""
     if isinstance(address, str):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(WAIT)
-        try:
-            sock.connect(address)
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        sock = socket.create_connection(address, timeout=WAIT)
-    return Peer(sock)
+        return Peer(plain_socket(None, None, address, WAIT))
+    host, port = address[:2]
+    return Peer(plain_socket(host, port, None, WAIT))
 
 
 class Peer:

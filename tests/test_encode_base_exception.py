@@ -12,11 +12,11 @@ request is unchanged: its own exception is raised (a Ctrl-C is the caller's).
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
 from _aio_support import run
+from _driver_helpers import raw_connect
 
 from jsonrpc_mini import RPCClient, RPCServer, aio
 from jsonrpc_mini._json import HAVE_ORJSON
@@ -59,15 +59,9 @@ def raising(kind: type[BaseException]) -> Any:
 
 
 def _exchange(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
-        sock.sendall(payload + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data
+    with raw_connect(("127.0.0.1", port)) as peer:
+        peer.sendall(payload + b"\n")
+        return peer.until(b"\n")
 
 
 ONE = b'{"jsonrpc":"2.0","method":"odd","id":1}'
