@@ -197,7 +197,7 @@ class ServerConnection(_Base):
         if value is not NOT_ONE:
             # (value is a dict, or a list if the line starts with "[". Speed: subscripts,
             # not get(): a method call each; a member missing is rare and takes
-            # parse_request's way.)
+            # parse_request's way. receive_plain_calls has this test too: change both.)
             try:
                 if (
                     type(value["params"]) is list
@@ -239,6 +239,39 @@ class ServerConnection(_Base):
         values, end = self._whole_lines(data, limit, start)
         calls: list[Request | Notification] = []
         for value in values:
+            message = parse_request(value)
+            if isinstance(message, ErrorResponse):
+                return [], start
+            calls.append(message)
+        return calls, end
+
+    def receive_plain_calls(
+        self, data: bytes, limit: int, start: int = 0
+    ) -> tuple[list[dict[str, Any] | Request | Notification], int]:
+        """Like :meth:`receive_requests`, but the usual request comes back as its JSON object.
+
+        As :meth:`receive_plain_call` gives it for a line on its own (the same test on
+        the codec's value). Speed: the sync server runs it straight from the object
+        (``_plain_reply``), so a pipelining client's calls take the way a lone
+        request takes, without a Request and the general reply path (~150 bytecodes
+        less per call for the server, traced).
+        """
+        values, end = self._whole_lines(data, limit, start)
+        calls: list[dict[str, Any] | Request | Notification] = []
+        for value in values:
+            # (receive_plain_call's test of a decoded value: change both. Every value
+            # here is an object: each line starts with "{". A member missing is rare.)
+            try:
+                if (
+                    type(value["params"]) is list
+                    and (type(id_ := value["id"]) is int or type(id_) is str)
+                    and type(value["method"]) is str
+                    and value["jsonrpc"] == "2.0"
+                ):
+                    calls.append(value)
+                    continue
+            except KeyError:
+                pass
             message = parse_request(value)
             if isinstance(message, ErrorResponse):
                 return [], start

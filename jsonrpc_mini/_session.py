@@ -100,7 +100,7 @@ class Session(SessionReader, SessionCalls, SessionTurns):
         self._check_events = True  # the core may hold an event: ask it before reading
         self._framer_empty = True  # no byte went to the framer since the last one-step read
         # Requests of one read decoded together (a pipelining client), not taken yet.
-        self._queued: deque[Request | Notification | Batch] = deque()
+        self._queued: deque[Request | Notification | Batch | dict[str, Any]] = deque()
         # idle_timeout counts from the last message or call end, not the last byte:
         # trickled whitespace or skipped garbage must not keep a connection open.
         self._idle_since = time.monotonic()

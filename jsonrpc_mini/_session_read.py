@@ -46,7 +46,7 @@ class SessionReader:
     _message_started: float | None
     _check_events: bool
     _framer_empty: bool
-    _queued: deque[Request | Notification | Batch]
+    _queued: deque[Request | Notification | Batch | dict[str, Any]]  # (a dict: a plain call, see _serve)
     _send: Callable[[bytes], bool]
     _send_reading: Callable[[bytes], bool]
     _answer: Callable[[Request | Notification | Batch], bytes | None]
@@ -113,8 +113,9 @@ class SessionReader:
             if 0 <= newline < len(data) - 1:
                 # Speed: a pipelining client's read holds many whole request lines; the
                 # core decodes up to _LINES of them in one step (when nothing is
-                # buffered before them). The rest of the read goes to the framer.
-                calls, end = proto.receive_requests(data, _LINES)
+                # buffered before them). The rest of the read goes to the framer. The
+                # usual request comes as its JSON object, as a lone one does (below).
+                calls, end = proto.receive_plain_calls(data, _LINES)
                 if calls:
                     self._queued.extend(calls[1:])
                     if end < len(data):
@@ -257,7 +258,7 @@ class SessionReader:
         proto, queued = self._proto, self._queued
         while closed or not self._closing:
             if queued:
-                message: Request | Notification | Batch = queued.popleft()
+                message: Request | Notification | Batch | dict[str, Any] = queued.popleft()
             else:
                 event = proto.next_event()
                 if event is None or isinstance(event, Closed) or (isinstance(event, Reply) and event.close):

@@ -340,6 +340,42 @@ def test_plain_request_lines_are_taken_up_to_the_limit(use_orjson: bool, request
     assert events == general([data], codec, framing="newline")
 
 
+def plain_alone(message_line: bytes, codec: JsonCodec) -> bool:
+    """Whether receive_plain_call gives ``message_line``, read on its own, as its JSON object."""
+    conn = ServerConnection(codec=codec, framing="newline")
+    return type(conn.receive_plain_call(message_line, message_line.find(b"\n"), True)) is dict
+
+
+@pytest.mark.parametrize("use_orjson", CODECS)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.one_of(rpc_st.requests(), rpc_st.notifications()).map(line),
+            values.map(line),
+            st.sampled_from([b'{"jsonrpc":"2.0","method":"m","params":[1,2],"id":1,"x":1.5}\n']),
+        ),
+        min_size=2,
+        max_size=8,
+    )
+)
+def test_plain_calls_are_the_requests_taken_as_a_lone_line_is(use_orjson: bool, lines: list[bytes]) -> None:
+    # receive_plain_calls takes what receive_requests takes; a usual request comes as
+    # its JSON object exactly when receive_plain_call gives its line so on its own.
+    codec = JsonCodec(use_orjson=use_orjson)
+    data = b"".join(lines)
+    messages, end = ServerConnection(codec=codec, framing="newline").receive_requests(data, 10)
+    calls, plain_end = ServerConnection(codec=codec, framing="newline").receive_plain_calls(data, 10)
+    assert plain_end == end
+    assert len(calls) == len(messages)
+    for call, message, message_line in zip(calls, messages, lines, strict=False):
+        if type(call) is dict:
+            assert plain_alone(message_line, codec)
+            assert parse_request(call) == message
+        else:
+            assert not plain_alone(message_line, codec)
+            assert call == message
+
+
 def test_nothing_is_taken_unless_the_framer_is_between_values() -> None:
     conn = ServerConnection(framing="newline")
     conn.receive_data(b'{"jsonrpc":"2.0","method":"a",')
