@@ -283,7 +283,9 @@ class SessionReader:
             limit = drain.budget(limit) or 0
         while total < limit:
             try:
-                data = self._ready()
+                # (At most what is left of the limit: once shutdown() began, bytes past
+                # the count came late, and a whole RECV_SIZE look ran their notifications.)
+                data = self._ready(min(RECV_SIZE, limit - total))
             except OSError:  # a reset, or closed already
                 break
             if not data:  # nothing waits, or the end of the stream
@@ -293,17 +295,17 @@ class SessionReader:
         proto.receive_data(b"")  # (nothing more will be read: a message cut short is dropped)
         self._check_events = True
 
-    def _ready(self) -> bytes | None:
-        """Bytes that have arrived, without waiting: None if there are none, ``b""`` at the end."""
+    def _ready(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes that have arrived, without waiting: None if there are none, ``b""`` at the end."""
         transport = self._transport
         ready = getattr(transport, "recv_ready", None)
         if ready is not None:
             for _ in range(2):  # (a first look may take part of a TLS record, and decrypt none)
-                data: bytes | None = ready(RECV_SIZE)
+                data: bytes | None = ready(size)
                 if data is not None:
                     return data
         try:  # (a transport that cannot tell, or an SSLSocket's: its recv_ready always says None)
-            return transport.recv(RECV_SIZE, 0.0)
+            return transport.recv(size, 0.0)
         except TimeoutError:
             return None
 

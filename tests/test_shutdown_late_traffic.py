@@ -285,6 +285,33 @@ def _late_reply_fails_round() -> bool:
     return premise
 
 
+def test_late_notifications_stay_dropped_when_a_reply_fails_before_the_count_is_read() -> None:
+    # At the limit nobody reads: one notification is unread as shutdown() begins, late
+    # ones follow, then a reset. slow's reply fails, and the session's last thread reads
+    # what the socket holds (_read_left): it looked RECV_SIZE (256 KiB) at a time, past
+    # the count, and ran the late notifications as delivered in time (1000 of 1000, 3 runs
+    # of 3). It reads no further than the count now.
+    noted = _Noted("sync", max_concurrent_calls=1)
+    with _connected(noted, "tcp") as sock:
+        sock.sendall(request("slow", id_=1))
+        assert noted.entered.wait(WAIT)
+        sock.sendall(_note(1))
+        wait_for(lambda: _unread(noted) == len(_note(1)), "the delivered notification unread in the server")
+        (session,) = list(noted.server._sessions)
+        stopper = noted.shutdown()
+        wait_for(noted.began, "shutdown() to begin")
+        late = _note("late") * 1000
+        sock.sendall(late)
+        wait_for(lambda: _unread(noted) == len(_note(1)) + len(late), "the late bytes unread too")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # (a reset: slow's reply cannot go out)
+        noted.release.set()
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+        assert session._reply_failed  # (the premise: the last thread read what was left)
+    assert noted.values == [1]
+
+
 @pytest.mark.parametrize("driver", ["sync", "aio"])
 def test_over_tls_what_comes_after_the_delivered_records_is_late(driver: str) -> None:
     # Both servers count the TLS records unread as shutdown() begins (the aio server's
