@@ -216,13 +216,13 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
     # -- sending ---------------------------------------------------------------
 
     def check(self, method: str | None) -> None:
-        """Raise ConnectionLost if the connection is gone."""
+        """Raise ConnectionLost if the connection is gone (before anything of the call is written)."""
         if self.lost is not None:
-            raise self._lost_error(method)
+            raise self._lost_error(method, sent=False)
 
-    def _lost_error(self, method: str | None) -> ConnectionLost:
+    def _lost_error(self, method: str | None, *, sent: bool = True) -> ConnectionLost:
         """The ConnectionLost of a call of ``method`` on this lost link (its ``__cause__``: what broke it)."""
-        return lost_link_error(self.lost or "connection lost", self.lost_cause, method)
+        return lost_link_error(self.lost or "connection lost", self.lost_cause, method, sent=sent)
 
     @property
     def paused(self) -> bool:

@@ -72,7 +72,7 @@ class _Current:
 
 def _not_connected(method: str | None) -> ConnectionLost:
     """The error of a call (of ``method``; None: a batch) on a client that is not connected."""
-    exc = ConnectionLost("not connected: call connect(host, port) first")
+    exc = ConnectionLost("not connected: call connect(host, port) first", request_sent=False)
     exc.method = method or None
     return exc
 
@@ -81,7 +81,11 @@ def _fail_members(waiters: list[_Waiter], error: RPCError) -> None:
     """Fail the members of a batch not done with ``error`` (each its own copy, naming its method)."""
     for waiter in waiters:
         if not waiter.done:
-            exc = ConnectionLost(error.message) if isinstance(error, ConnectionLost) else RPCError(None, error.message)
+            exc = (
+                ConnectionLost(error.message, request_sent=error.request_sent)
+                if isinstance(error, ConnectionLost)
+                else RPCError(None, error.message)
+            )
             exc.__cause__ = error.__cause__
             exc.method = waiter.method or None
             waiter.error = exc

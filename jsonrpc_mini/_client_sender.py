@@ -57,9 +57,12 @@ class _RequestSender(_ReplyReader):
     # popped from, both atomic, so a signal handler may add to it at any step).
     deferred: list[tuple[bytes, float | None, str | None, float | None]]
 
-    def _lost_error(self, method: str | None) -> ConnectionLost:
-        """The error of a call (of ``method``) made once the connection is known lost: it names the method."""
-        return self.lost_error(method or None)  # ("": not given, see send)
+    def _lost_error(self, method: str | None, *, sent: bool = False) -> ConnectionLost:
+        """The error of a call (of ``method``) made once the connection is known lost: it names the method.
+
+        ``sent`` False (most callers): refused before any byte of it was written.
+        """
+        return self.lost_error(method or None, sent=sent)  # ("": not given, see send)
 
     def send(
         self,
@@ -318,7 +321,7 @@ class _RequestSender(_ReplyReader):
                 self._read_last_words(reader)
             finally:
                 self.fail_all(f"connection lost while sending: {exc}", exc)
-            raise self._lost_error(method) from exc
+            raise self._lost_error(method, sent=True) from exc
         # Interrupted inside the write (e.g. Ctrl-C): part of the request may be on
         # the wire, and the server would read whatever is sent next as its rest.
         self.fail_all("a send was interrupted; part of a request may be on the wire, so the connection is closed")

@@ -323,13 +323,14 @@ class ReplySettler:
             return
         only.wake()
 
-    def lost_error(self, method: str | None, unknown: str = "connection lost") -> ConnectionLost:
+    def lost_error(self, method: str | None, unknown: str = "connection lost", *, sent: bool = True) -> ConnectionLost:
         """The ConnectionLost of a call of ``method`` on this lost link.
 
         Its message says why the link was lost (``unknown`` if nothing was recorded);
-        its ``__cause__`` is the exception that broke it, if one did.
+        its ``__cause__`` is the exception that broke it, if one did. ``sent`` False:
+        the call was refused before any byte of it was written.
         """
-        return lost_link_error(self.lost or unknown, self.lost_cause, method)
+        return lost_link_error(self.lost or unknown, self.lost_cause, method, sent=sent)
 
     def fail_all(self, reason: str, cause: BaseException | None = None) -> None:
         """The single error path: mark the link lost (by ``cause``, if an exception) and fail every pending call.

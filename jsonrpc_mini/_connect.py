@@ -118,9 +118,9 @@ def connect_errors(where: str, timeout: float | None) -> Iterator[None]:
         raise RPCTimeout(f"connecting to {where} timed out after {timeout} s") from exc
     except _ssl.SSLError as exc:
         hint = _NOT_TLS_HINT if exc.reason in _NOT_TLS else ""
-        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}") from exc
+        raise ConnectionLost(f"TLS handshake with {where} failed: {exc}{hint}", request_sent=False) from exc
     except OSError as exc:
-        raise ConnectionLost(f"cannot connect to {where}: {_os_reason(exc)}") from exc
+        raise ConnectionLost(f"cannot connect to {where}: {_os_reason(exc)}", request_sent=False) from exc
 
 
 # asyncio words a failed connect as "Connect call failed ('127.0.0.1', 5000)" where the

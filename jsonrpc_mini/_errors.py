@@ -131,10 +131,23 @@ class RemoteError(RPCError):
 
 
 class ConnectionLost(RPCError, ConnectionError):
-    """The connection broke (or was closed) before the call completed; ``code`` is None."""
+    """The connection broke (or was closed) before the call completed; ``code`` is None.
 
-    def __init__(self, message: str = "connection lost") -> None:
+    ``request_sent`` is False when no byte of the call's request was written (the
+    connection was already lost or closed, or never made): the server cannot have
+    run it, so even a call that is not idempotent may be retried on a new
+    connection. True when the request may have reached the server (it may have run).
+    """
+
+    request_sent: bool = True
+
+    def __init__(self, message: str = "connection lost", *, request_sent: bool = True) -> None:
         RPCError.__init__(self, None, message)
+        self.request_sent = request_sent
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args = super().__reduce__()[:2]
+        return (rebuild, args, {"request_sent": self.request_sent})
 
 
 class RPCTimeout(RPCError, TimeoutError):
@@ -196,13 +209,16 @@ def unreadable_reply(message: str, method: str | None) -> RPCError:
     return exc
 
 
-def lost_link_error(reason: str, cause: BaseException | None, method: str | None) -> ConnectionLost:
+def lost_link_error(
+    reason: str, cause: BaseException | None, method: str | None, *, sent: bool = True
+) -> ConnectionLost:
     """The ConnectionLost of a call of ``method`` on a lost link (both clients).
 
     ``reason`` says why the link was lost; ``cause`` (its ``__cause__``) is the
-    exception that broke it, None for a close.
+    exception that broke it, None for a close. ``sent`` False: the call was refused
+    before any byte of it was written (its ``request_sent``).
     """
-    exc = ConnectionLost(reason)
+    exc = ConnectionLost(reason, request_sent=sent)
     exc.__cause__ = cause
     exc.method = method
     return exc

@@ -116,7 +116,7 @@ async def _aio_loopback(
 ) -> AsyncIterator[RPCClient]:
     plan = faults if faults is not None and faults.active else None
     if plan is not None and (refusal := LinkState(plan, connection).refused()) is not None:
-        raise ConnectionLost(refusal)
+        raise ConnectionLost(refusal, request_sent=False)
     await aio_hold(server)  # a user of the server: an AioLoopbackServer leaving first does not shut it down
     try:
         codec = make_codec(default=default)  # (the plain JsonCodec without a hook, as aio.connect's)

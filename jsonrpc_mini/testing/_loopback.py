@@ -105,7 +105,7 @@ def _loopback(
     plan = faults if faults is not None and faults.active else None
     link = None if plan is None else LinkState(plan, connection)
     if link is not None and (refusal := link.refused()) is not None:
-        raise ConnectionLost(refusal)
+        raise ConnectionLost(refusal, request_sent=False)
     hold(server)  # a user of the server: a LoopbackServer leaving first does not shut it down
     try:
         client_end, server_end = pipe_pair("loopback")

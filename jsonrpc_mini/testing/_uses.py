@@ -67,7 +67,8 @@ def _turn(server: RPCServer, entering: str | None = None) -> Iterator[_Uses]:
             if entering is not None and entry.shutting and _in_handler_of(server):
                 raise ConnectionLost(
                     f"{entering}: the server is shutting down (its last kit user left) and this "
-                    "handler of it cannot connect to it now"
+                    "handler of it cannot connect to it now",
+                    request_sent=False,
                 )
         try:
             yield entry
@@ -176,7 +177,8 @@ async def _aio_turn(server: AioRPCServer, entry: _AioUses, entering: str) -> Non
             if entry.shutting and server.in_call():
                 raise ConnectionLost(
                     f"{entering}: the server is shutting down (its last kit user left) and this "
-                    "handler of it cannot connect to it now"
+                    "handler of it cannot connect to it now",
+                    request_sent=False,
                 ) from None
 
 
