@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -211,12 +212,22 @@ def _finite(text: str) -> float:
     return number
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # past sys.get_int_max_str_digits(): no encoder could write it either
+        limit = sys.get_int_max_str_digits()
+        raise OverflowError(f"an integer of {len(text.lstrip('-'))} digits is longer than {limit} digits") from None
+
+
 def _parse_value(text: str) -> Any:
     """An ARG as JSON (only what JSON allows: NaN and Infinity are words), else the string itself."""
     try:
-        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_whole)
     except OverflowError:
-        raise  # a number JSON allows but no float holds: say so rather than send a string
+        raise  # JSON that Python cannot hold: say so rather than send a string in its place
+    except RecursionError:
+        raise OverflowError("nested too deeply to read") from None
     except ValueError:
         return text  # a bare word is a string
 
@@ -229,7 +240,7 @@ def _server(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     if len(words) < 2:
         raise _Usage(f"call needs HOST:PORT and METHOD (or --path PATH and METHOD), not only {words[0]!r}")
     host, _, port = words[0].rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):  # (int() reads "٣" as 3, refuses "²")
         raise _Usage(f"address must be HOST:PORT, not {words[0]!r}")
     if not 0 < int(port) < 65536:
         raise _Usage(f"port must be 1-65535, not {port} (in {words[0]!r})")
@@ -248,7 +259,8 @@ def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
             else:
                 positional.append(_parse_value(item))
         except OverflowError as exc:
-            raise _Usage(f"argument {item!r}: {exc}") from None
+            shown = repr(item) if len(item) <= 60 else f"{item[:40]!r}... ({len(item)} characters)"
+            raise _Usage(f"argument {shown}: {exc}") from None
     return positional, keywords
 
 
@@ -337,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="%(prog)s [-h] [--timeout TIMEOUT] [--notify] [TLS options] (HOST:PORT | --path PATH) METHOD [ARG ...]",
         help="call METHOD on the server at HOST:PORT (or a Unix socket) and print the result as JSON",
     )
+    # Every JSON number is an argument: argparse alone takes "-1e5" (but not "-1") for an option.
+    call._negative_number_matcher = re.compile(r"^-\.?\d")
     call.add_argument(
         "words",
         nargs="+",
