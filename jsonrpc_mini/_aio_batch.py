@@ -38,7 +38,14 @@ class AsyncBatchBuilder(_BatchQueue):
     async def send(self) -> list[BatchResult]:
         """Send the queued calls now and wait for their replies (done by the ``async with`` exit)."""
         calls = self._take()
-        return self._settle(await self._send(calls) if calls else [])
+        if not calls:
+            return self._settle([])
+        try:
+            outcomes = await self._send(calls)
+        except BaseException as exc:
+            self._send_failed(exc)
+            raise
+        return self._settle(outcomes)
 
     def __enter__(self) -> AsyncBatchBuilder:
         raise TypeError("an asyncio client's batch needs 'async with client.batch() as b:'")

@@ -12,7 +12,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, cast
 
-from ._batch_results import BatchResult, Deferred, Notice, Outcome, discarded, not_sent
+from ._batch_results import BatchResult, Deferred, Notice, Outcome, discarded, not_sent, send_failed
 from ._codec import CallParams, Params, build_params, call_value
 from ._errors import RPCError
 from ._remote import RemoteMethod, not_a_method_name, remote_attribute
@@ -264,6 +264,15 @@ class _BatchQueue:
                 if isinstance(entry, BatchResult):
                     entry._discard(discarded(entry.method, exc_type))
 
+    def _send_failed(self, exc: BaseException) -> None:
+        """Sending the batch raised ``exc``: each member not answered raises it from ``result()``.
+
+        Else they said "not sent yet (leave the with block first)" after the block was left.
+        """
+        for entry in self._queued.entries:
+            if isinstance(entry, BatchResult) and not entry._sent:
+                entry._discard(send_failed(entry.method, exc))
+
     def _take(self) -> list[tuple[str, Params, bool]]:
         """Mark the batch sent; return the queued calls as ``(method, params, is_notification)``."""
         return list(self._take_queued())
@@ -302,7 +311,14 @@ class BatchBuilder(_BatchQueue):
     def send(self) -> list[BatchResult]:
         """Send the queued calls now and wait for their replies (done by the ``with`` exit)."""
         calls = self._take_queued()
-        return self._settle(self._send(calls) if calls else [])
+        if not calls:
+            return self._settle([])
+        try:
+            outcomes = self._send(calls)
+        except BaseException as exc:
+            self._send_failed(exc)
+            raise
+        return self._settle(outcomes)
 
     def __enter__(self) -> BatchBuilder:
         return self

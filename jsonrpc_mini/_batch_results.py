@@ -2,19 +2,21 @@
 
 A result holds its call's outcome once the batch is sent (``result()`` returns
 the value or raises the error); before that, or when the batch's ``with`` block
-raised and it was never sent, ``result()`` raises an RPCError saying so. The
+raised and it was never sent, ``result()`` raises an RPCError saying so; when
+sending it failed, the error the send raised (``send_failed``). The
 queue of these and the builders that hand them out are in ``_batch``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._codec import Params
 from ._errors import RPCError
 
-__all__ = ["BatchResult", "Deferred", "Notice", "Outcome", "discarded", "not_sent"]
+__all__ = ["BatchResult", "Deferred", "Notice", "Outcome", "discarded", "not_sent", "send_failed"]
 
 
 class Outcome(Protocol):
@@ -42,6 +44,24 @@ def not_sent(method: str) -> RPCError:
     exc = RPCError(None, "the batch has not been sent yet (leave the with block first)")
     exc.method = method or None  # (str(exc) names it)
     return exc
+
+
+def send_failed(method: str, exc: BaseException) -> RPCError:
+    """A member's error when sending its batch raised ``exc``: the same error, naming ``method``.
+
+    An RPCError (ConnectionLost, RPCTimeout, ...) is copied with its class, message,
+    ``__cause__`` and ``request_sent``; anything else (an argument the encoder
+    refused, a cancellation, Ctrl-C) becomes an RPCError naming it, which does not
+    say whether the batch went out. Each member gets its own copy.
+    """
+    if isinstance(exc, RPCError):
+        error = copy.copy(exc)  # (RPCError.__reduce__: class, code, message, data; request_sent)
+        error.__cause__ = exc.__cause__
+    else:
+        error = RPCError(None, f"sending the batch raised {type(exc).__name__}")
+        error.__cause__ = exc
+    error.method = method or None  # (str(error) names it)
+    return error
 
 
 def discarded(method: str, exc_type: type[BaseException]) -> RPCError:

@@ -45,8 +45,11 @@ def test_a_sync_members_result_is_a_batch_result_in_every_state() -> None:
         c.close()
         with pytest.raises(ConnectionLost), c.batch() as b:  # the send itself fails
             late = b.add(1, 2)
-        with pytest.raises(RPCError, match="not been sent yet"):
+        # The member raises the send's error, naming itself (it said "not been sent
+        # yet (leave the with block first)", with the block left).
+        with pytest.raises(ConnectionLost, match=r"^add: the client was closed$") as info:
             late.result()
+        assert info.value.request_sent is False
 
 
 def test_a_sync_batch_leaves_no_reference_cycles() -> None:
