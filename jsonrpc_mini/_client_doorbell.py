@@ -66,7 +66,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Doorbell", "Signal", "Waits", "end_wait", "signal_for_wait"]
+__all__ = ["Doorbell", "Signal", "Waits", "end_wait", "owners", "signal_for_wait"]
 
 
 class Signal(Protocol):
@@ -85,6 +85,11 @@ class Waits(Protocol):
     def wake(self) -> None: ...
 
 
+# Each open doorbell's descriptor -> the thread it belongs to (its ident): the test kit's
+# leak check (testing.Resources) does not count those of threads running before it looked.
+owners: dict[int, int] = {}
+
+
 class Doorbell:
     """One thread's wake-up: an eventfd, rung by ``release`` (without the GIL), waited on by ``acquire``."""
 
@@ -92,6 +97,7 @@ class Doorbell:
 
     def __init__(self) -> None:
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        owners[self._fd] = threading.get_ident()  # (made on its own thread's first wait)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
         self.holder: Waits | None = None  # the wait it is handed out to, until it ends (see signal_for_wait)
@@ -124,10 +130,11 @@ class Doorbell:
         """Ring: end the current or the next wait. Never raises for a ring not yet taken (the rings add up)."""
         os.eventfd_write(self._fd, 1)
 
-    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close, _owners: dict[int, int] = owners) -> None:
         # Only once nothing refers to it (see the module's docstring).
         fd = getattr(self, "_fd", None)  # (None if the eventfd could not be made)
         if fd is not None:
+            _owners.pop(fd, None)  # (before the number is free for another descriptor)
             _close(fd)
 
 
