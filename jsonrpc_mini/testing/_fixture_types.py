@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from .._aio_server import RPCServer as AioRPCServer
     from .._client import RPCClient
     from .._framing import FramingName
     from .._json_hook import Default
@@ -53,12 +54,18 @@ class LoopbackServerFactory(Protocol):
     """The ``jsonrpc_server`` fixture: ``jsonrpc_server(server)`` -> a started :class:`LoopbackServer`.
 
     The keywords are ``LoopbackServer``'s; ``faults`` defaults to the test's plan and
-    takes a list of plans (one per connection) as ``LoopbackServer`` does. Every
+    takes a list of plans (one per connection) as ``LoopbackServer`` does. ``server``
+    may be an ``aio.RPCServer`` (run on a loop of the LoopbackServer's own). Every
     server is closed at teardown.
     """
 
     def __call__(
-        self, server: RPCServer, faults: KitFaults = ..., *, host: str = ..., timeout: float | None = ...
+        self,
+        server: RPCServer | AioRPCServer,
+        faults: KitFaults = ...,
+        *,
+        host: str = ...,
+        timeout: float | None = ...,
     ) -> LoopbackServer:
         """Serve ``server`` on a real port behind the fault proxy."""
         ...

@@ -31,12 +31,16 @@ def check_kit_args(kit: str, server: object, faults: object, *, aio: bool) -> No
     """Raise TypeError unless ``server`` is the kit's driver's server and ``faults`` a plan (see below) or None.
 
     ``kit`` names the kit in the message (``loopback``, ``AioLoopbackServer``, ...);
-    the message says which kit takes the server that was given. The real-port kits
+    the message says which kit takes the server that was given. ``LoopbackServer``
+    takes either driver's server (an ``aio.RPCServer`` on a loop of its own). The real-port kits
     (``LoopbackServer``, ``AioLoopbackServer``) also take a list or tuple of
     ``FaultPlan | None``, one per connection; an item with ``refuse_connect=True`` is
     a ValueError there (a listening port cannot refuse one connection).
     """
     __tracebackhide__ = True  # a usage error: pytest shows the user's call, not this check
+    if kit == "LoopbackServer" and isinstance(server, AioRPCServer):
+        _check_faults(kit, faults)
+        return
     want, want_name, other, other_name = (
         (AioRPCServer, _AIO, RPCServer, _SYNC) if aio else (RPCServer, _SYNC, AioRPCServer, _AIO)
     )
@@ -45,7 +49,15 @@ def check_kit_args(kit: str, server: object, faults: object, *, aio: bool) -> No
             raise TypeError(
                 f"{kit}() takes a {want_name}, not a {other_name}: for a {other_name} use {_COUNTERPART[kit]}()"
             )
+        if kit == "LoopbackServer":
+            want_name = f"{_SYNC} or a {_AIO}"
         raise TypeError(f"{kit}() takes a {want_name}, not {type(server).__name__}")
+    _check_faults(kit, faults)
+
+
+def _check_faults(kit: str, faults: object) -> None:
+    """Raise TypeError unless ``faults`` is a plan, None, or (real-port kits) a sequence of them."""
+    __tracebackhide__ = True
     if isinstance(faults, (list, tuple)):
         _check_plans(kit, faults)
     elif faults is not None and not isinstance(faults, FaultPlan):

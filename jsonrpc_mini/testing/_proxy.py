@@ -12,15 +12,17 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from .._aio_server import RPCServer as AioRPCServer
 from .._client import RPCClient
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from ._aio_host import LoopThread
 from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT
 from ._per_connection import KitFaults, add_faults_note, as_plans, longest_close_delay, plan_for
 from ._plan import FaultPlan
 from ._relay import _JOIN, _POLL, _Relay
-from ._uses import acquire, release
+from ._uses import acquire, aio_acquire, aio_release, release
 
 if TYPE_CHECKING:
     from .._json_hook import Default
@@ -65,6 +67,9 @@ class LoopbackServer:
     (ValueError). With ``FaultPlan(refuse_connect=True)`` the port refuses connections.
     A connection the proxy cannot pass on (the server is not listening) is reset
     (SO_LINGER 0): accepted already, it cannot be refused; a reset is the nearest.
+    ``server`` may be an ``aio.RPCServer`` too, for sync clients of an asyncio
+    server: its start, shutdown and kit bookkeeping run on an event loop of the
+    LoopbackServer's own, on a thread (``jsonrpc_mini-kit-loop``) that ends with it.
     How an end leaves its connection reaches the other end as over a network: a close
     or half-close as EOF (the plan's ``close_delay`` after the proxy read it, whichever
     end closed; closing the kit waits it out once for all its connections, at most 5 s,
@@ -87,7 +92,7 @@ class LoopbackServer:
 
     def __init__(
         self,
-        server: RPCServer,
+        server: RPCServer | AioRPCServer,
         faults: KitFaults = None,
         *,
         host: str = "127.0.0.1",
@@ -104,7 +109,16 @@ class LoopbackServer:
         self._closed = False
         self._count = 0
         self._accepter: threading.Thread | None = None
-        self.direct_address: tuple[str, int] = acquire(server, host)
+        self._loop: LoopThread | None = None
+        if isinstance(server, AioRPCServer):
+            self._loop = LoopThread("jsonrpc_mini-kit-loop")
+            try:
+                self.direct_address: tuple[str, int] = self._loop.run(aio_acquire(server, host))
+            except BaseException:
+                self._loop.close()
+                raise
+        else:
+            self.direct_address = acquire(server, host)
         try:
             self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
             self._listener.bind((host, 0))
@@ -119,7 +133,7 @@ class LoopbackServer:
             for name in ("_listener", "_wake_r", "_wake_w"):
                 if hasattr(self, name):
                     getattr(self, name).close()
-            release(server)
+            self._release()
             raise
 
     def _accept_loop(self) -> None:
@@ -245,7 +259,20 @@ class LoopbackServer:
         stuck = [relay for relay in relays if not relay.join(max(0.0, deadline - time.monotonic()))]
         if stuck:
             log.warning("LoopbackServer: %d proxy connections did not stop within %.0f s", len(stuck), _JOIN)
-        release(self.server)
+        self._release()
+
+    def _release(self) -> None:
+        """Give up the server (the last user shuts it down if a LoopbackServer started it); end our loop."""
+        server, loop = self.server, self._loop
+        if loop is None:
+            assert not isinstance(server, AioRPCServer)
+            release(server)
+            return
+        assert isinstance(server, AioRPCServer)
+        try:
+            loop.run(aio_release(server))
+        finally:
+            loop.close()
 
     def __enter__(self) -> LoopbackServer:
         return self

@@ -38,6 +38,7 @@ import pytest
 # before coverage measurement starts, and importing the package now would hide
 # every module-level line of it from the coverage report.
 if TYPE_CHECKING:
+    from .._aio_server import RPCServer as AioRPCServer
     from .._client import RPCClient
     from .._server import RPCServer
     from ._fake_socket import FakeSocket
@@ -275,7 +276,7 @@ def jsonrpc_server(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) ->
 
     with _kit_stack(request) as stack:
 
-        def make(server: RPCServer, faults: KitFaults = _UNSET, **kw: Any) -> LoopbackServer:
+        def make(server: RPCServer | AioRPCServer, faults: KitFaults = _UNSET, **kw: Any) -> LoopbackServer:
             __tracebackhide__ = True
             plan = jsonrpc_faults if faults is _UNSET else faults
             _given_plan(request, plan)
