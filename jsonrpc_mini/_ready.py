@@ -27,10 +27,17 @@ def unread_of(transport: object) -> int | None:
     return None if count is None else cast("int | None", count())
 
 
-def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) -> OSError | None:
+def feed_ready(
+    transport: Transport,
+    feed: Callable[[bytes], None],
+    limit: int,
+    ready: Callable[[int], bytes | None] | None = None,
+) -> OSError | None:
     """Pass ``feed`` the bytes already waiting on ``transport`` (about ``limit`` at most), without blocking.
 
     Returns the error if reading failed (the caller handles it as a failed recv).
+    ``ready``: reads in place of the transport's ``recv_ready`` (None from it ends the
+    reading; the sync server's stops once ``shutdown()`` began).
 
     Speed: a large message arrives in many reads. Parsing after each one makes the
     framer scan every partial chunk byte by byte (~15 ns a byte in Python) to learn
@@ -38,7 +45,7 @@ def feed_ready(transport: Transport, feed: Callable[[bytes], None], limit: int) 
     brings in the whole newline-terminated line, which is then decoded at once.
     Nothing waits longer: only bytes already there are read, and parsing follows.
     """
-    recv_ready = getattr(transport, "recv_ready", None)
+    recv_ready = getattr(transport, "recv_ready", None) if ready is None else ready
     if recv_ready is None:
         return None
     total = 0

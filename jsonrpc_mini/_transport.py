@@ -300,8 +300,13 @@ class SocketTransport:
         costs a page fault per 4 KiB touched (~1.5 us each here, more than the copies
         saved), and one kept per connection would hold memory while it idles.
         """
-        large = take_large()
         limit = min(self.gather, GATHER_MAX)  # (the larger buffer's length: a user may set more)
+        if limit <= count:
+            # Turned off since the caller looked (the sync server's drain(), from the
+            # shutdown() thread): a negative length asked of the socket raised ValueError,
+            # and the bytes read were lost.
+            return self._buffer[:count]
+        large = take_large()
         try:
             with memoryview(large) as view:
                 view[:count] = self._view[:count]

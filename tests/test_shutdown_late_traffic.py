@@ -28,6 +28,7 @@ import pytest
 from _driver_helpers import WAIT, request, start_thread, tls_contexts, wait_for
 
 from jsonrpc_mini import RPCServer, aio
+from jsonrpc_mini import _session_read as session_read
 from jsonrpc_mini._aio_ending import _tls_held
 from jsonrpc_mini._socket_waits import unread_count
 
@@ -283,6 +284,34 @@ def _late_reply_fails_round() -> bool:
         assert not stopper.is_alive()
     assert noted.values == []
     return premise
+
+
+def test_a_read_on_going_as_shutdown_begins_stops_at_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sync reader's read ending inside a message reads on what has arrived already
+    # (feed_ready). shutdown() begins between two of its reads (the hook), and the rest
+    # of that message and another notification arrive: the read-on took them as
+    # delivered in time and both ran (probe under a flood: 1.5-4.7 MB of late
+    # notifications ran, 4 runs of 5). It stops once shutdown() began.
+    noted = _Noted("sync")
+    cut, hooked = _note("cut in two"), []
+    real = session_read.feed_ready
+
+    def begin_shutdown_first(*args: Any) -> Any:
+        if not hooked:
+            hooked.append(noted.shutdown())
+            wait_for(noted.began, "shutdown() to begin")
+            late = cut[20:] + _note("late")
+            sock.sendall(late)
+            wait_for(lambda: _unread(noted) == len(late), "the late bytes unread")
+        return real(*args)
+
+    monkeypatch.setattr(session_read, "feed_ready", begin_shutdown_first)
+    with _connected(noted, "tcp") as sock:
+        sock.sendall(_note(1) + cut[:20])
+        wait_for(lambda: bool(hooked), "the read ending inside the cut message to read on")
+        hooked[0].join(WAIT)
+        assert not hooked[0].is_alive()
+    assert noted.values == [1]
 
 
 def test_late_notifications_stay_dropped_when_a_reply_fails_before_the_count_is_read() -> None:

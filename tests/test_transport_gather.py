@@ -160,6 +160,42 @@ def test_every_byte_comes_once_in_order_however_it_arrives(scripted: SocketTrans
             assert scripted.gather > max_bytes  # only a read allowed to gather takes more
 
 
+class _GatherTurnedOff(SocketTransport):
+    """``gather`` as the server's drain() leaves it when it lands inside a read: set at the check, 0 after it."""
+
+    def __init__(self, sock: Any) -> None:
+        self.seen: list[int] = [10 * 1024, 0]  # what each look at gather finds
+        super().__init__(sock, gather=10 * 1024)
+
+    @property  # type: ignore[override]
+    def gather(self) -> int:
+        return self.seen.pop(0) if len(self.seen) > 1 else self.seen[0]
+
+    @gather.setter
+    def gather(self, value: int) -> None:
+        pass  # (the constructor's: the looks are scripted)
+
+
+def test_gathering_turned_off_inside_a_read_returns_what_it_read() -> None:
+    # The sync server's drain() (shutdown() beginning) turns gathering off from another
+    # thread. Landing between a full read's look at gather and _gather's own, the read
+    # asked the socket for a negative length: ValueError, the bytes read lost (the
+    # connection ended with a logged traceback). It returns what it read now.
+    a, b = socket.socketpair()
+    transport = _GatherTurnedOff(a)
+    real = transport.sock
+    data = os.urandom(3000)
+    transport.sock = _Script(data, [len(data)])  # type: ignore[assignment]
+    try:
+        assert transport.recv(1000, None) == data[:1000]
+        assert not transport.interrupted_read
+        assert transport.recv(1000, None) == data[1000:2000]  # (and no gathering from then on)
+    finally:
+        transport.sock = real
+        transport.close()
+        b.close()
+
+
 def test_without_gather_a_read_takes_what_it_asked_for_at_most(scripted: SocketTransport) -> None:
     scripted.gather = 0
     data = os.urandom(3000)
