@@ -33,6 +33,11 @@ _get_ident = threading.get_ident
 # A request up to this size takes the reader's turn as it is registered (see _Link.request),
 # or is left for the thread that claimed the outbox to write (see _RequestSender.send).
 _EARLY_TURN = 16 * 1024
+# A lone call this long (s) after the last one began first asks whether the server
+# closed the connection meanwhile (see _RequestSender._closed_while_quiet): an idle close is
+# then told before the request goes out. Back-to-back calls never ask.
+_QUIET = 0.05
+_monotonic = time.monotonic
 
 
 class _Link(_RequestSender):
@@ -72,6 +77,10 @@ class _Link(_RequestSender):
         # one pop() and given back with one append(), each a single C step, so no
         # interruption or other thread can find one waiter in two places.
         self.spare: list[_Waiter] = []
+        # When the last lone call began, and the transport's peer_closed (None: it
+        # cannot tell): see _RequestSender._closed_while_quiet.
+        self.quiet_mark = _monotonic()
+        self.peer_closed = getattr(transport, "peer_closed", None)
         self.lost: str | None = None
         self.lost_cause: BaseException | None = None
         # Encodes a request object as one newline-framed line (None with Content-Length
@@ -207,6 +216,10 @@ class _Link(_RequestSender):
         deadline = None if timeout is None else time.monotonic() + timeout
         small = len(data) <= _EARLY_TURN
         if small and not (self.reading or self.pending or self.sending):
+            now = _monotonic()
+            if now - self.quiet_mark > _QUIET and self.peer_closed is not None:
+                self._closed_while_quiet(method)
+            self.quiet_mark = now
             # Speed: the usual call, alone on the connection: the lead case below, in a
             # lock round that checks only that (~35 bytecodes less), with the last lone
             # call's waiter (see spare). Looked at without the lock first, so that a

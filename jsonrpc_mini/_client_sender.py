@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._client_protocol import BatchAnswer
@@ -56,6 +56,26 @@ class _RequestSender(_ReplyReader):
     # _defer): data, deadline, method, timeout. Always the same list (appended to and
     # popped from, both atomic, so a signal handler may add to it at any step).
     deferred: list[tuple[bytes, float | None, str | None, float | None]]
+    # The transport's peer_closed, None if it has none (see _closed_while_quiet).
+    peer_closed: Callable[[], OSError | bool] | None
+
+    def _closed_while_quiet(self, method: str) -> None:
+        """Raise ConnectionLost (request_sent False) if the server ended the connection while it was quiet.
+
+        The sync client reads nothing between calls, so a server's idle close
+        (``idle_timeout``) waits unread in the socket: without this look the next
+        request went out into the dead connection, and its ConnectionLost could not
+        say whether the server ran it. Plain TCP and Unix sockets (TLS's close_notify
+        is bytes, not an end).
+        """
+        peer_closed = self.peer_closed
+        if peer_closed is None or self.lost is not None or not (gone := peer_closed()):
+            return
+        if isinstance(gone, OSError):
+            self.fail_all(f"connection lost: {gone}", gone)
+        else:
+            self.fail_all("connection closed by the server")
+        raise self._lost_error(method)
 
     def _lost_error(self, method: str | None, *, sent: bool = False) -> ConnectionLost:
         """The error of a call (of ``method``) made once the connection is known lost: it names the method.

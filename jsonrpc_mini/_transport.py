@@ -353,6 +353,25 @@ class SocketTransport:
             return None
         return self.unread()
 
+    def peer_closed(self) -> OSError | bool:
+        """Whether the peer ended the connection with nothing unread before its end; reads nothing, never blocks.
+
+        True: its EOF is next; an OSError: a reset (or another error) is waiting;
+        False: bytes are waiting (a TLS close_notify too), nothing is, or it cannot
+        be told (not a plain socket). The sync client asks before a call that
+        follows a quiet spell: a server's idle close is then told before the request
+        goes out into a dead connection.
+        """
+        sock = self.sock
+        if not self._real or self._closed or isinstance(sock, _ssl.SSLSocket):
+            return False
+        try:
+            return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            return exc
+
     def watchable_fd(self) -> int | None:
         """The descriptor whose readiness tells that bytes arrived, or None.
 

@@ -1,0 +1,155 @@
+"""A sync client's call after the server closed the idle connection is refused before it is sent.
+
+The sync client reads nothing between calls, so a server's idle close waited
+unread in the socket and the next request went out into the dead connection: its
+ConnectionLost could not say whether the server had run it (request_sent True), so
+a call that is not idempotent could not be retried. A lone call after a quiet
+spell now looks first (a peek that takes nothing): the close is told at once, the
+request is not written, and ``request_sent`` is False. Plain TCP and Unix sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from _driver_helpers import WAIT, serving, wait_for
+
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, aio
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def counting_server(runs: list[int]) -> RPCServer:
+    server = RPCServer(idle_timeout=0.2)
+
+    @server.register
+    def add(a: int, b: int) -> int:
+        runs.append(a)
+        return a + b
+
+    return server
+
+
+def test_sync_server_idle_close_is_told_before_sending() -> None:
+    runs: list[int] = []
+    server = counting_server(runs)
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as client:
+        assert client.add(1, 2) == 3
+        wait_for(lambda: server.connection_count == 0, "the idle close")
+        with pytest.raises(ConnectionLost) as info:
+            client.add(5, 5)
+        assert str(info.value) == "add: connection closed by the server"
+        assert info.value.request_sent is False
+        assert info.value.__cause__ is None
+        with pytest.raises(ConnectionLost) as again:  # stays lost, as before
+            client.add(6, 6)
+        assert again.value.request_sent is False
+    assert runs == [1]
+
+
+def test_over_a_unix_socket() -> None:
+    runs: list[int] = []
+    server = counting_server(runs)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "s.sock")
+        with serving(server, path=path), RPCClient(path=path, timeout=WAIT) as client:
+            assert client.add(1, 2) == 3
+            wait_for(lambda: server.connection_count == 0, "the idle close")
+            with pytest.raises(ConnectionLost) as info:
+                client.add(5, 5)
+            assert info.value.request_sent is False
+    assert runs == [1]
+
+
+def test_aio_server_idle_close_is_told_before_sending() -> None:
+    runs: list[int] = []
+    server = aio.RPCServer(idle_timeout=0.2)
+
+    @server.register
+    async def add(a: int, b: int) -> int:
+        runs.append(a)
+        return a + b
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        host, port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(WAIT)
+        with RPCClient(host, port, timeout=WAIT) as client:
+            assert client.add(1, 2) == 3
+            wait_for(lambda: server.connection_count == 0, "the idle close")
+            with pytest.raises(ConnectionLost) as info:
+                client.add(5, 5)
+            assert info.value.request_sent is False
+    finally:
+        asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT)
+        loop.close()
+    assert runs == [1]
+
+
+@contextmanager
+def answer_once_then_reset() -> Iterator[tuple[str, int]]:
+    """A server that answers one request, then resets the connection (SO_LINGER 0)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            data = b""
+            while b"\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(b'{"jsonrpc":"2.0","id":1,"result":3}\n')
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        done.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[:2]
+    finally:
+        thread.join(WAIT)
+        listener.close()
+        assert done.is_set()
+
+
+def test_a_reset_while_quiet_is_told_with_its_cause() -> None:
+    with answer_once_then_reset() as address, RPCClient(*address, timeout=WAIT) as client:
+        assert client.add(1, 2) == 3
+        time.sleep(0.2)  # the reset arrives (and the quiet spell passes)
+        with pytest.raises(ConnectionLost) as info:
+            client.add(5, 5)
+    assert info.value.request_sent is False
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert str(info.value) == "add: connection lost: [Errno 104] Connection reset by peer"
+
+
+def test_bytes_waiting_after_a_quiet_spell_are_read_as_before() -> None:
+    # A late reply (its call timed out) waits unread: not an end, the call goes on.
+    server = RPCServer()
+
+    @server.register
+    def slow(delay: float) -> str:
+        time.sleep(delay)
+        return "late"
+
+    server.register_function(lambda a, b: a + b, name="add")
+    with serving(server) as address, RPCClient(*address, timeout=WAIT) as client:
+        with pytest.raises(RPCTimeout):
+            client.with_timeout(0.05).slow(0.1)
+        time.sleep(0.3)  # the late reply arrives and waits
+        assert client.add(1, 2) == 3
+        assert client.add(2, 2) == 4
