@@ -28,8 +28,15 @@ from __future__ import annotations
 import asyncio
 from typing import assert_type
 
-from jsonrpc_mini import RPCClient, RPCServer, SocketTransport, aio
-from jsonrpc_mini.testing import FakeSocket, FakeSocketFactory, LoopbackFactory, LoopbackServer, LoopbackServerFactory
+from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, SocketTransport, aio
+from jsonrpc_mini.testing import (
+    FakeSocket,
+    FakeSocketFactory,
+    KitFaults,
+    LoopbackFactory,
+    LoopbackServer,
+    LoopbackServerFactory,
+)
 
 
 def sync_tcp(s: RPCServer) -> None:
@@ -64,6 +71,15 @@ def test_hinted(  # a pytest test hinted with the plugin's fixture types (README
     assert_type(jsonrpc_loopback(RPCServer(), timeout=1.0), RPCClient)
     assert_type(jsonrpc_server(RPCServer(), [None]), LoopbackServer)
     assert_type(jsonrpc_fake_socket([b"x"], eof=False), FakeSocket)
+    assert_type(jsonrpc_server(aio.RPCServer()), LoopbackServer)  # an asyncio server for sync clients
+
+
+def serve_app(jsonrpc_server: LoopbackServerFactory, faults: KitFaults = None) -> LoopbackServer:
+    return jsonrpc_server(aio.RPCServer(), faults)  # a user's own fixture passing plans on
+
+
+def retry_safe(exc: ConnectionLost) -> bool:
+    return not exc.request_sent  # nothing of the call was written
 
 
 asyncio.run(aio_tcp(aio.RPCServer()))

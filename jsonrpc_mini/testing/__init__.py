@@ -16,7 +16,8 @@ The pytest plugin (fixtures ``jsonrpc_*``, the ``jsonrpc_faults`` marker and the
 ``--jsonrpc-seed`` option) is registered by entry point when the package is installed.
 Its factory fixtures' types, for a test's type hints: :class:`LoopbackFactory`
 (``jsonrpc_loopback``), :class:`LoopbackServerFactory` (``jsonrpc_server``) and
-:class:`FakeSocketFactory` (``jsonrpc_fake_socket``).
+:class:`FakeSocketFactory` (``jsonrpc_fake_socket``); ``KitFaults`` is what the
+real-port kits take as ``faults`` (a plan, a sequence of plans or None, or None).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ._faults import FaultyTransport
 from ._fixture_types import FakeSocketFactory, LoopbackFactory, LoopbackServerFactory
 from ._leaks import Resources
 from ._loopback import loopback
+from ._per_connection import KitFaults
 from ._pipe import PipeTransport, pipe_pair
 from ._plan import DirectionFaults, FaultPlan, LinkState, Step
 from ._proxy import LoopbackServer
@@ -41,6 +43,7 @@ __all__ = [
     "FakeSocketFactory",
     "FaultPlan",
     "FaultyTransport",
+    "KitFaults",
     "LinkState",
     "LoopbackFactory",
     "LoopbackServer",
