@@ -43,6 +43,9 @@ class Listener:
         self._stopped = False
         self.closed = threading.Event()
         self.thread: threading.Thread | None = None  # the accept thread start() made, if any
+        self.runner: threading.Thread | None = None  # the thread in run() (loop()'s caller's, or thread)
+        # shutdown() was called on the runner, by a signal handler: run() ends, then the shutdown
+        self.shutdown_asked = False
         self._wake_r, self._wake_w = socket.socketpair()
         opts = server.options
         try:
@@ -66,6 +69,7 @@ class Listener:
 
     def run(self) -> None:
         """Accept connections until stopped."""
+        self.runner = threading.current_thread()
         server = self._server
         while not self._stopped:
             try:

@@ -273,8 +273,17 @@ class RPCServer(Registry):
         """Stop accepting, let calls in flight finish (up to ``shutdown_grace``), close all.
 
         Idempotent; safe to call from a handler (that call is not waited for).
-        The server may be started again afterwards.
+        The server may be started again afterwards. Called by a signal handler on the
+        thread running ``loop()``, which cannot go on until the handler returns, it
+        stops the loop and returns at once: ``loop()`` shuts down before it returns.
         """
+        listener = self._listener
+        if listener is not None and listener.runner is threading.current_thread():
+            # Waiting here would wait for this thread (the listener to close, the calls'
+            # replies: 5 s and the grace), or for ever for the lock it may hold, accepting.
+            listener.shutdown_asked = True
+            listener.stop()
+            return
         with self._lock:
             self._shutting_down += 1
             sessions = list(self._sessions)
@@ -339,6 +348,8 @@ class RPCServer(Registry):
                 if self._listener is listener:
                     self._listener = None
             listener.close()
+        if listener.shutdown_asked:  # by a signal handler on this thread: see shutdown()
+            self.shutdown()
 
     def __enter__(self) -> RPCServer:
         return self
