@@ -148,7 +148,7 @@ class SessionReader:
             # Nor once it begins meanwhile (_ready_in_time).
             if data and proto.in_message and proto.framing != "content-length" and self.draining is None:
                 limit = self._opts.max_message_size
-                error = feed_ready(self._transport, proto.receive_data, limit, self._ready_in_time)
+                error = feed_ready(self._transport, proto.receive_data, limit, self._ready_in_time, True)
                 if error is not None:
                     # The read before it brought bytes, whole requests maybe: they are served
                     # as if the peer had closed after them (a reset, typically: a client that
