@@ -23,6 +23,7 @@ from ._client import RPCClient
 from ._connect import check_port
 from ._errors import ConnectionLost, RPCError
 from ._refuse import TLS_REQUIRED
+from ._reprs import path_text
 from ._server import RPCServer
 from ._tcp_bind import host_port
 
@@ -143,12 +144,12 @@ def _serve(args: argparse.Namespace) -> int:
         thread.start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    where = args.path or host_port(args.host, args.port)
+    where = path_text(args.path) if args.path else host_port(args.host, args.port)
     try:
         # loop() split in two, so that the port bound (--port 0 picks one) is shown.
         listener = server._listen(args.host, args.port, args.path, context)
         bound = listener.address
-        shown = bound if isinstance(bound, str) else host_port(*bound)
+        shown = path_text(bound) if isinstance(bound, str) else host_port(*bound)
         tls = "" if context is None else " with mutual TLS" if args.cafile else " with TLS"
         print(f"serving on {shown}{tls} (Ctrl-C to stop)", file=sys.stderr)
         server._run_listener(listener)

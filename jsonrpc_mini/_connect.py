@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from ._errors import ConnectionLost, RPCTimeout
 from ._remote import is_count
+from ._reprs import path_text
 from ._tcp_bind import host_port
 from ._tls_transport import tls_handshake
 from ._transport import SocketTransport
@@ -42,7 +43,7 @@ def check_server_hostname(ssl: object, server_hostname: object) -> None:
 def connect_target(host: object, port: object, path: str | None) -> str:
     """What a failed connect names: the Unix socket path, or ``host:port`` (IPv6 in brackets)."""
     if path is not None:
-        return path
+        return path_text(path)
     return host_port(host, port) if isinstance(host, str) else f"{host}:{port}"
 
 

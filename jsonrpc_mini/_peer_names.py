@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from ._reprs import path_text
+
 __all__ = ["address_text", "aio_label", "client_text", "session_label", "socket_peer"]
 
 
@@ -12,7 +14,8 @@ def address_text(address: Any) -> str:
     """``address`` (a socket's peer name) as text: ``127.0.0.1:5555``, ``[::1]:5555``, ``unix:/path``.
 
     An abstract Unix socket name (Linux) shows as ``unix:@name``, as ``ss`` shows it:
-    no NUL byte goes into a log line.
+    no NUL byte goes into a log line; a path with a control character in it is quoted
+    and escaped (``path_text``).
     """
     if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str):
         host, port = address[0], address[1]
@@ -22,7 +25,7 @@ def address_text(address: Any) -> str:
         if address.startswith("\0"):
             address = "@" + address[1:].replace("\0", "\\x00")
     if isinstance(address, str):
-        return f"unix:{address}" if address else "a Unix socket"  # (a client's own path is usually unbound)
+        return f"unix:{path_text(address)}" if address else "a Unix socket"  # (a client's own path is usually unbound)
     return "an unknown peer"
 
 

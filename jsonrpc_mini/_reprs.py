@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from ._tcp_bind import host_port
 
-__all__ = ["client_repr", "server_repr"]
+__all__ = ["client_repr", "path_text", "server_repr"]
+
+
+def path_text(path: str) -> str:
+    """A Unix socket path as a repr, a log line or a message shows it: as it is, or quoted and escaped.
+
+    A path holding a newline or another character ``str.isprintable()`` refuses (a
+    control character, an escape sequence) is shown as ``repr()`` shows it: printed
+    raw, a newline made one log line read as two, and an escape sequence reached the
+    terminal. Quoted, it cannot be read as a path with a backslash in it.
+    """
+    return path if path.isprintable() else repr(path)
 
 
 def server_repr(kind: str, address: tuple[str, int] | str | None, methods: int, connections: int) -> str:
@@ -17,7 +28,7 @@ def server_repr(kind: str, address: tuple[str, int] | str | None, methods: int, 
     if address is None:
         state = "not listening"
     else:
-        state = f"listening on {address if isinstance(address, str) else host_port(*address)}"
+        state = f"listening on {path_text(address) if isinstance(address, str) else host_port(*address)}"
     return f"<{kind} {state} methods={methods} connections={connections}>"
 
 
@@ -33,5 +44,5 @@ def client_repr(kind: str, connected: bool, peer: str | None, timeout: float | N
     elif peer is None:
         state = "connected"
     else:
-        state = f"connected to {peer}"
+        state = f"connected to {path_text(peer)}"  # (host:port is always printable)
     return f"<{kind} {state} timeout={timeout}>"

@@ -12,6 +12,8 @@ import stat
 from collections.abc import Callable
 from typing import Union
 
+from ._reprs import path_text
+
 __all__ = ["bind_unix", "check_unix_path", "listen_unix", "remove_stale_socket", "socket_file", "unlink_socket_file"]
 
 
@@ -52,7 +54,7 @@ def check_unix_path(path: str) -> None:
         probe.connect(b"/" * len(os.fsencode(path)))
     except OSError as exc:
         if exc.errno is None:  # the socket module's own check: too long
-            raise OSError(f"AF_UNIX path too long ({len(os.fsencode(path))} bytes): {path}") from None
+            raise OSError(f"AF_UNIX path too long ({len(os.fsencode(path))} bytes): {path_text(path)}") from None
     finally:
         probe.close()
 
@@ -90,7 +92,7 @@ def remove_stale_socket(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
+        raise FileExistsError(f"{path_text(path)} exists and is not a socket; refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -101,10 +103,10 @@ def remove_stale_socket(path: str) -> None:
     except FileNotFoundError:
         return  # removed meanwhile
     except OSError as exc:
-        raise OSError(f"{path} is in use by another server (it takes no connection now: {exc})") from exc
+        raise OSError(f"{path_text(path)} is in use by another server (it takes no connection now: {exc})") from exc
     finally:
         probe.close()
-    raise OSError(f"{path} is in use by another server")
+    raise OSError(f"{path_text(path)} is in use by another server")
 
 
 def bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
@@ -135,7 +137,7 @@ def bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
             try:
                 os.link(temporary, path)
             except FileExistsError as exc:
-                raise OSError(errno.EADDRINUSE, f"{path} appeared while binding (another server?)") from exc
+                raise OSError(errno.EADDRINUSE, f"{path_text(path)} appeared while binding (another server?)") from exc
             except OSError:
                 sock.close()
                 return _bind_in_place(path, mode, backlog)
