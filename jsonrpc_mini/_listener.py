@@ -8,7 +8,6 @@ those beyond ``max_connections`` and hands the others to the server.
 from __future__ import annotations
 
 import contextlib
-import logging
 import selectors
 import socket
 import ssl as _ssl
@@ -17,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._large_reads import gather_limit
+from ._refusal_log import AcceptFailures
 from ._refuse import TOO_MANY_CONNECTIONS, refuse, tls_setup
 from ._tcp_bind import bind_tcp, listen_address
 from ._transport import SocketTransport
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Listener"]
 
-log = logging.getLogger("jsonrpc_mini")
 
 _POLL = 0.5
 
@@ -41,6 +40,7 @@ class Listener:
         self._path = path
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the Unix socket file bound
         self._stopped = False
+        self._failures = AcceptFailures()  # (out of descriptors, every retry fails: not a line each)
         self.closed = threading.Event()
         self.thread: threading.Thread | None = None  # the accept thread start() made, if any
         self.runner: threading.Thread | None = None  # the thread in run() (loop()'s caller's, or thread)
@@ -84,7 +84,7 @@ class Listener:
             try:
                 conn, _ = self.sock.accept()
             except OSError as exc:
-                log.warning("accept failed: %s", exc)
+                self._failures.failed(exc)
                 time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                 continue
             if server.connection_count >= server.options.max_connections:
@@ -118,4 +118,5 @@ class Listener:
             sock.close()
         if self._path is not None:
             unlink_socket_file(self._path, self._file)
+        self._failures.flush()
         self.closed.set()

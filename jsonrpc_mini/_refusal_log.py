@@ -5,6 +5,10 @@ log per attempt: thousands a second fill a disk. Both servers log the first
 refusal at once, then at most one line per ``interval`` carrying how many were
 refused since the last one (each refusal is still logged at DEBUG). A count left
 when the refusals stop goes out with the server's shutdown.
+
+The sync server's failed ``accept()``s are counted the same way (``AcceptFailures``):
+out of file descriptors, it fails at every retry (10 ms) while a connection waits
+in the listen queue.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["INTERVAL", "RefusalLog"]
+__all__ = ["INTERVAL", "AcceptFailures", "RefusalLog"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -58,3 +62,35 @@ class RefusalLog:
             self._quiet_until = None
         if held:
             log.warning("%d more connections were refused at max_connections since the last warning", held)
+
+
+class AcceptFailures:
+    """Failed ``accept()``s of one listener: the first logged at once, then one WARNING per ``INTERVAL`` at most.
+
+    Called from the listener's own thread only (its accept loop, then its close).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._quiet_until: float | None = None  # no warning before this time (None: the next failure warns)
+        self._held = 0  # failures since the last warning
+
+    def failed(self, exc: OSError) -> None:
+        """``accept()`` raised ``exc``."""
+        now = self._clock()
+        if self._quiet_until is not None and now < self._quiet_until:
+            self._held += 1
+            log.debug("accept failed: %s", exc)
+            return
+        held, self._held = self._held, 0
+        self._quiet_until = now + INTERVAL
+        if held:
+            log.warning("accept failed: %s (%d failed since the last warning)", exc, held + 1)
+        else:
+            log.warning("accept failed: %s (further failures: one warning per %g s at most)", exc, INTERVAL)
+
+    def flush(self) -> None:
+        """Log the failures counted since the last warning, if any (the listener is closing)."""
+        held, self._held = self._held, 0
+        if held:
+            log.warning("%d more accept() failures since the last warning", held)
