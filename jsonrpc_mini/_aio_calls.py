@@ -21,10 +21,10 @@ import concurrent.futures
 import inspect
 import logging
 import types
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ._aio_members import Handback, Members, Reply
+from ._aio_members import Members, handback
 from ._aio_runner import stepping
 from ._aio_timeouts import TimedProtocol
 from ._codec import ErrorResponse, Notification, Request, Response, parse_request
@@ -44,6 +44,9 @@ log = logging.getLogger("jsonrpc_mini")
 # Batch members run per loop iteration, at most, over all of a batch's workers (see
 # CallingProtocol._run_batch): a few ms of quick calls before other connections' turn.
 BATCH_STEP = 256
+# The reply line of a call with an int id that returned an int, as the codecs write it:
+# formatted, without a dict and the codec's call (an int too long to write: ValueError).
+_INT_REPLY = b'{"jsonrpc":"2.0","id":%d,"result":%d}\n'
 
 # The usual request as decoded: {"jsonrpc": "2.0", "method": str, "params": list, "id":
 # int or str} (``ServerConnection.receive_plain_call``), read as one line (so framed by
@@ -92,6 +95,7 @@ class CallingProtocol(TimedProtocol):
     _proto: ServerConnection
     _runner: CallRunner
     _dumps_line: Callable[[Any], bytes]  # the server codec's dumps_line
+    _plain: Mapping[str, tuple[Callable[..., Any], int, int]]  # the server's plain_handlers
     _limit: int  # max_concurrent_calls
     _debug: bool
     _draining: bool
@@ -123,13 +127,20 @@ class CallingProtocol(TimedProtocol):
                 return  # a notification that came after shutdown() began: not run (see _aio_ending)
         if type(message) is dict:
             method, params = message["method"], message["params"]
+            # Speed: resolve's usual case (a list of arguments that binds for sure) looked up
+            # here, as in the sync server's _plain_reply, without resolve's call and tuple.
+            known = self._plain.get(method)
         else:
-            method, params = message.method, message.params  # type: ignore[union-attr]
-        try:
-            function, args, kwargs = srv.resolve(method, params)
-        except RPCError as exc:
-            self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
-            return
+            method, params, known = message.method, message.params, None  # type: ignore[union-attr]
+        if known is not None and known[1] <= len(params) <= known[2]:
+            function, args = known[0], params
+            kwargs: dict[str, Any] = {}
+        else:
+            try:
+                function, args, kwargs = srv.resolve(method, params)
+            except RPCError as exc:
+                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
+                return
         is_async = srv._is_async.get(function)
         if is_async is None:
             is_async = srv._handler_is_async(function)
@@ -230,7 +241,10 @@ class CallingProtocol(TimedProtocol):
             return
         if lines:
             try:
-                data = self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
+                if type(result) is int and type(id_) is int:  # (as the sync server's _plain_reply)
+                    data = _INT_REPLY % (id_, result)
+                else:
+                    data = self._dumps_line({"jsonrpc": "2.0", "id": id_, "result": result})
             except BaseException:  # not JSON (or user code raised SystemExit...): encode_result makes the -32603
                 data = self._proto.encode_result(id_, result)
         else:
@@ -321,7 +335,7 @@ class CallingProtocol(TimedProtocol):
                             back = await srv.run_members(loop, members, i, prepared)
                             if back is not None:
                                 try:
-                                    member = await _handback(srv, back, replies)
+                                    member = await handback(srv, back, replies)
                                 except GeneratorExit as exc:  # (as below)
                                     if not stepping(own):
                                         raise
@@ -378,18 +392,6 @@ class CallingProtocol(TimedProtocol):
         data = self._proto.encode_replies([reply for reply in replies if reply is not None])
         if data is not None:
             self._write(data)
-
-
-async def _handback(srv: RPCServer, back: Handback, replies: list[Reply]) -> tuple[int, Any] | None:
-    """A member a pool job gave back (see ``run_plain``): the member to run here, or None once answered."""
-    if back.awaitable is None:  # an async def handler's: run on the loop
-        return back.index, back.value
-    reply = await srv.await_result(back.message, back.awaitable)
-    if type(reply) is Response:
-        replies[back.index] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
-    else:
-        replies[back.index] = reply
-    return None
 
 
 def _workers(members: int, limit: int) -> int:

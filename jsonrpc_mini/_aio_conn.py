@@ -60,6 +60,7 @@ class ServerProtocol(ScanningProtocol):
         "_limit",
         "_loop",
         "_opts",
+        "_plain",
         "_proto",
         "_pumping",
         "_runner",
@@ -84,6 +85,7 @@ class ServerProtocol(ScanningProtocol):
             scan_steps=SCAN_STEPS,
         )
         self._dumps_line = server.codec.dumps_line
+        self._plain = server.plain_handlers
         self._limit = opts.max_concurrent_calls
         self._debug = opts.debug
         self._loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ from ._dispatch import PLAIN_RESULTS, Prepared, outcome_response
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
 
-__all__ = ["PLAIN_RUN", "Handback", "Members", "Reply", "run_plain"]
+__all__ = ["PLAIN_RUN", "Handback", "Members", "Reply", "handback", "run_plain"]
 
 # Members a pool job runs in a row at most: ~100-200 us of quick calls, so a call
 # waiting for a pool thread behind the jobs of many batches does not wait long.
@@ -122,3 +122,15 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
                 return Handback(index, value)  # an async def handler's: the loop runs it
             prepared = found
             break
+
+
+async def handback(srv: RPCServer, back: Handback, replies: list[Reply]) -> tuple[int, Any] | None:
+    """A member a pool job gave back (see ``run_plain``): the member to run here, or None once answered."""
+    if back.awaitable is None:  # an async def handler's: run on the loop
+        return back.index, back.value
+    reply = await srv.await_result(back.message, back.awaitable)
+    if type(reply) is Response:
+        replies[back.index] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
+    else:
+        replies[back.index] = reply
+    return None

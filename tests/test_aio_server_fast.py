@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import aio
 from jsonrpc_mini._protocol import ServerConnection
-from jsonrpc_mini.testing._json_strategies import json_values
+from jsonrpc_mini.testing._json_strategies import big_integers, json_values
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -141,7 +141,12 @@ def test_calls_read_together_are_answered_in_order_a_batch_per_write() -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(results=st.lists(st.one_of(json_values(max_leaves=6), st.just(float("nan")), st.just({1, 2})), max_size=6))
+@given(
+    results=st.lists(
+        st.one_of(json_values(max_leaves=6), big_integers(), st.just(10**5000), st.just(float("nan")), st.just({1, 2})),
+        max_size=6,
+    )
+)
 def test_success_replies_are_the_bytes_of_encode_result(one_loop: OneLoop, results: list[Any]) -> None:
     async def main() -> None:
         srv = aio.RPCServer()
