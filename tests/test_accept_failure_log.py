@@ -52,13 +52,21 @@ _CHILD = textwrap.dedent(
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     highest = max(int(name) for name in os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+    fillers = []  # the free numbers below the limit: none is left for accept()
     try:
+        while True:
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
         for sock in waiting:
             sock.connect((host, port))  # (the kernel's listen queue takes it)
         with seen:
             enough = seen.wait_for(lambda: len(records) >= 30, timeout=30)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in fillers:
+            os.close(fd)
     failed = len(records)
     for sock in waiting:
         sock.close()
