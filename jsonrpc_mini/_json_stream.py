@@ -226,6 +226,10 @@ class JsonStreamFramer(ValueScanner):
         if self._lazy:
             event = self._fast_path(self._start)
             if event is not None:
+                # The value ended without the scanner: its stack is stale. Left as it was,
+                # a later line that opens no value (a log line) would count as a reply
+                # that could not be read (``opened``), and a client's lone call would fail.
+                self._stack = bytearray()
                 return event
             if self._lazy:
                 buf = self._buf
