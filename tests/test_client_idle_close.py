@@ -24,6 +24,7 @@ import pytest
 from _driver_helpers import WAIT, serving, wait_for
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, aio
+from jsonrpc_mini.testing import loopback, pipe_pair
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,3 +154,38 @@ def test_bytes_waiting_after_a_quiet_spell_are_read_as_before() -> None:
         time.sleep(0.3)  # the late reply arrives and waits
         assert client.add(1, 2) == 3
         assert client.add(2, 2) == 4
+
+
+def test_over_the_kit_s_pipe_as_over_tcp() -> None:
+    # loopback()'s pipe tells the close as a socket does (PipeTransport.peer_closed).
+    runs: list[int] = []
+    server = counting_server(runs)
+    with loopback(server) as client:
+        assert client.add(1, 2) == 3
+        wait_for(lambda: server.connection_count == 0, "the idle close")
+        time.sleep(0.06)  # (a quiet spell, however fast the close came)
+        with pytest.raises(ConnectionLost) as info:
+            client.add(5, 5)
+        assert str(info.value) == "add: connection closed by the server"
+        assert info.value.request_sent is False
+    server.shutdown()
+    assert runs == [1]
+
+
+def test_pipe_peer_closed_takes_nothing() -> None:
+    a, b = pipe_pair()
+    assert b.peer_closed() is False  # nothing yet
+    a.send(b"late")
+    a.close()
+    assert b.peer_closed() is False  # bytes come before the end
+    assert b.recv(16, timeout=WAIT) == b"late"
+    assert b.peer_closed() is True
+    assert b.recv(16, timeout=WAIT) == b""  # the EOF is still there to read
+    c, d = pipe_pair()
+    c.abort()
+    reset = d.peer_closed()
+    assert isinstance(reset, ConnectionResetError)
+    with pytest.raises(ConnectionResetError):
+        d.recv(16, timeout=WAIT)
+    b.close()
+    d.close()

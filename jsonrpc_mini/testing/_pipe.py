@@ -180,6 +180,23 @@ class PipeTransport:
         """As :meth:`unread` (the pipe can always tell), for ``SocketTransport``'s callers."""
         return self.unread()
 
+    def peer_closed(self) -> OSError | bool:
+        """As ``SocketTransport.peer_closed``: whether the peer's end is next, taking nothing.
+
+        True when its EOF is (nothing unread or in flight before it), a
+        ConnectionResetError when its reset is; False otherwise. The sync client asks
+        before a call after a quiet spell, so a server's idle close is told before
+        the request is written, as over TCP.
+        """
+        with self._cond:
+            self._fire(time.monotonic())
+            channel = self._in
+            if self._closed or channel.reader_gone or channel.segments:
+                return False
+            if channel.reset:
+                return ConnectionResetError(f"{self.name}: connection reset by peer")
+            return channel.writer_done
+
     def drop_in_flight(self) -> None:
         """Drop the segments this end sent that the peer may not read yet (still in flight).
 
