@@ -34,7 +34,8 @@ settings.register_profile(
 )
 settings.register_profile(
     "deep",
-    max_examples=2000,
+    # FUZZ_EXAMPLES sets a longer (or shorter) hand run; fuzz/README.md says how.
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2000")),
     deadline=None,
     print_blob=True,
     suppress_health_check=_SLOW_OK,
