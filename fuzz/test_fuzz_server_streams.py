@@ -65,10 +65,21 @@ async def aecho(tag: Any) -> Any:
     return tag
 
 
+def slow(tag: Any, ms: int) -> Any:
+    time.sleep(ms / 1000)
+    return tag
+
+
+async def aslow(tag: Any, ms: int) -> Any:
+    await asyncio.sleep(ms / 1000)
+    return tag
+
+
 @pytest.fixture(scope="module")
 def sync_address() -> Iterator[tuple[str, int]]:
     server = RPCServer(shutdown_grace=2.0, max_message_size=LIMIT)
     server.register_function(echo)
+    server.register_function(slow)
     server.register_function(note)
     host, port = server.start("127.0.0.1", 0)  # type: ignore[misc]
     yield host, port
@@ -82,6 +93,7 @@ def aio_address() -> Iterator[tuple[str, int]]:
     thread.start()
     server = aio.RPCServer(shutdown_grace=2.0, max_message_size=LIMIT)
     server.register_function(aecho, name="echo")
+    server.register_function(aslow, name="slow")
     server.register_function(note)
     try:
         host, port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(WAIT)
@@ -141,7 +153,7 @@ def connection_stream(
             n = next(ids)
             return n if n % 2 else f"c{n}"
 
-        kind = draw(st.sampled_from(["call", "call", "note", "unknown", "batch", "malformed", "invalid"]))
+        kind = draw(st.sampled_from(["call", "call", "slow", "note", "unknown", "batch", "malformed", "invalid"]))
         if kind == "malformed":
             parts.append(draw(rst.malformed_lines()))
             expected.parse_errors += 1
@@ -154,6 +166,10 @@ def connection_stream(
         if kind == "call":
             id_ = new_id()
             message = {"jsonrpc": "2.0", "method": "echo", "params": [tag], "id": id_}
+            expected.results[key(id_)] = tag
+        elif kind == "slow":  # (replies then overtake each other)
+            id_ = new_id()
+            message = {"jsonrpc": "2.0", "method": "slow", "params": [tag, draw(st.integers(0, 30))], "id": id_}
             expected.results[key(id_)] = tag
         elif kind == "unknown":
             id_ = new_id()
