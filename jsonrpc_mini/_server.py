@@ -157,6 +157,7 @@ class RPCServer(Registry):
         self._refusals = TlsRefusals()  # connections a full TLS port turns away over TLS
         self._refusal_log = RefusalLog()  # one warning per run of refusals, not one each
         self._shutting_down = 0  # shutdown() calls running: new connections are drained at once
+        self._in_shutdown: set[int] = set()  # the threads inside shutdown() (see there)
         self._counter = itertools.count(1)
         self._listener: Listener | None = None
         self._watcher = ReadWatcher()
@@ -276,6 +277,7 @@ class RPCServer(Registry):
         The server may be started again afterwards. Called by a signal handler on the
         thread running ``loop()``, which cannot go on until the handler returns, it
         stops the loop and returns at once: ``loop()`` shuts down before it returns.
+        Called by one on a thread inside ``shutdown()`` already, it returns at once too.
         """
         listener = self._listener
         if listener is not None and listener.runner is threading.current_thread():
@@ -284,17 +286,27 @@ class RPCServer(Registry):
             listener.shutdown_asked = True
             listener.stop()
             return
-        with self._lock:
-            self._shutting_down += 1
-            sessions = list(self._sessions)
+        me = threading.get_ident()
+        if me in self._in_shutdown:
+            # A signal handler's, inside this thread's own shutdown() (loop()'s after a
+            # first signal): that one finishes it. Going on here waited for ever for a lock
+            # this thread held, and a burst of signals nested calls to RecursionError.
+            return
+        self._in_shutdown.add(me)  # (set add and discard: single steps, safe for a handler)
         try:
-            # Refuse new requests first: the listener and the TLS refusals may take seconds to stop.
-            for session in sessions:
-                session.drain()
-            self._shutdown()
-        finally:
             with self._lock:
-                self._shutting_down -= 1
+                self._shutting_down += 1
+                sessions = list(self._sessions)
+            try:
+                # Refuse new requests first: the listener and the TLS refusals may take seconds to stop.
+                for session in sessions:
+                    session.drain()
+                self._shutdown()
+            finally:
+                with self._lock:
+                    self._shutting_down -= 1
+        finally:
+            self._in_shutdown.discard(me)
 
     def _shutdown(self) -> None:
         with self._lock:
