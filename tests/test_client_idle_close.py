@@ -100,8 +100,11 @@ def test_aio_server_idle_close_is_told_before_sending() -> None:
 
 
 @contextmanager
-def answer_once_then_reset() -> Iterator[tuple[str, int]]:
-    """A server that answers one request, then resets the connection (SO_LINGER 0)."""
+def answer_once_then_reset() -> Iterator[tuple[tuple[str, int], threading.Event]]:
+    """A server that answers one request, then resets the connection (SO_LINGER 0).
+
+    Gives its address and an event set once the reset is sent.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(WAIT)
     done = threading.Event()
@@ -120,7 +123,7 @@ def answer_once_then_reset() -> Iterator[tuple[str, int]]:
     thread = threading.Thread(target=serve)
     thread.start()
     try:
-        yield listener.getsockname()[:2]
+        yield listener.getsockname()[:2], done
     finally:
         thread.join(WAIT)
         listener.close()
@@ -128,9 +131,13 @@ def answer_once_then_reset() -> Iterator[tuple[str, int]]:
 
 
 def test_a_reset_while_quiet_is_told_with_its_cause() -> None:
-    with answer_once_then_reset() as address, RPCClient(*address, timeout=WAIT) as client:
+    with answer_once_then_reset() as (address, reset), RPCClient(*address, timeout=WAIT) as client:
         assert client.add(1, 2) == 3
-        time.sleep(0.2)  # the reset arrives (and the quiet spell passes)
+        # The reset is sent (so here: loopback delivers at once), whatever the load; then
+        # the quiet spell passes. (A fixed 0.2 s let a slow server thread reset only after
+        # the request went out: request_sent True, a failure that says nothing.)
+        assert reset.wait(WAIT)
+        time.sleep(0.06)
         with pytest.raises(ConnectionLost) as info:
             client.add(5, 5)
     assert info.value.request_sent is False
