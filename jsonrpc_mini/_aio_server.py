@@ -21,9 +21,10 @@ from typing import Any, overload
 
 from ._aio_conn import ServerProtocol
 from ._aio_execute import CallExecutor, Outcome
+from ._aio_listener import Listener, listen
 from ._aio_runner import CallRunner, PoolCalls
 from ._aio_shutdown import ShuttingDown
-from ._aio_tls import TlsGate, TlsListener, listen_tls
+from ._aio_tls import TlsGate
 from ._aio_turns import TurnTaking
 from ._codec import Notification, Request
 from ._dispatch import Prepared, outcome_response
@@ -38,8 +39,7 @@ from ._refuse import TOO_MANY_CONNECTIONS, refusal_line
 from ._remote import check_count, check_flag
 from ._reprs import server_repr
 from ._server import ServerOptions
-from ._tcp_bind import create_tcp_server
-from ._unix import UnixPath, listen_unix, socket_file, unix_path
+from ._unix import UnixPath, socket_file, unix_path
 
 __all__ = ["RPCServer"]
 
@@ -129,7 +129,7 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
         self._gates: set[TlsGate] = set()  # connections on a TLS port not yet TLS (or being refused)
         self._runner: CallRunner | None = None
         self._pool: PoolCalls | None = None
-        self._listener: TlsListener | asyncio.AbstractServer | None = None
+        self._listener: Listener | asyncio.AbstractServer | None = None
         self._address: Address | None = None
         self._path: str | None = None
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the Unix socket file bound
@@ -168,15 +168,9 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
             raise RuntimeError("this server is already listening; call shutdown() first")
         path = unix_path(path)
         check_listen(host, port, path, ssl)
-        loop = asyncio.get_running_loop()
-        opts = self.options
-        listener: TlsListener | asyncio.Server
-        if ssl is not None:  # accepted in plain TCP: the gate starts TLS (or refuses a plain client)
-            listener = await listen_tls(self, ssl, host, port, path)
-        elif path is not None:
-            listener = await listen_unix(loop, self.protocol, path, opts.unix_mode, opts.backlog)
-        else:
-            listener = await create_tcp_server(self.protocol, host, port, opts.backlog)  # one socket, as sync
+        # (Our accept loop, not asyncio's: see _aio_listener. TLS: accepted in plain TCP,
+        # a gate starts TLS or refuses a plain client.)
+        listener = await listen(self, host, port, path, ssl)
         if path is not None:
             address: Address = path
         else:

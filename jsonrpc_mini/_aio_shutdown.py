@@ -24,7 +24,8 @@ from ._unix import unlink_socket_file
 
 if TYPE_CHECKING:
     from ._aio_conn import ServerProtocol
-    from ._aio_tls import TlsGate, TlsListener
+    from ._aio_listener import Listener
+    from ._aio_tls import TlsGate
     from ._server import ServerOptions
 
 __all__ = ["FLUSH", "SHUTTING_DOWN", "ShuttingDown", "stopped"]
@@ -52,7 +53,7 @@ class ShuttingDown:
 
     options: ServerOptions
     _guard: AsyncGenerator[None, None] | None
-    _listener: TlsListener | asyncio.AbstractServer | None
+    _listener: Listener | asyncio.AbstractServer | None
     _path: str | None
     _file: tuple[int, int] | None
     _stopped: asyncio.Event | None

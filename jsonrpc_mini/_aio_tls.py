@@ -1,7 +1,7 @@
 """The first moments of a connection on the asyncio server's TLS port: peek, then upgrade or refuse.
 
-When the asyncio server serves TLS it accepts connections itself (``TlsListener``)
-and puts a ``TlsGate`` in front of every accepted socket, before any transport
+When the asyncio server serves TLS its accept loop (``_aio_listener.Listener``)
+puts a ``TlsGate`` in front of every accepted socket, before any transport
 exists. The gate waits (``loop.add_reader``) for the client's first byte and looks
 at it without reading it (``MSG_PEEK``). A TLS handshake record: the socket gets a
 plain transport (``loop.connect_accepted_socket``) under asyncio's TLS layer
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import ssl as _ssl
@@ -39,128 +38,15 @@ from ._aio_runner import log_destroy
 from ._aio_tls_layer import ServerTls
 from ._peer_names import client_text
 from ._refuse import DRAIN_BYTES, DRAIN_SECONDS, TLS_REQUIRED, is_tls_start, refusal_line
-from ._tcp_bind import bind_tcp_async, create_tcp_server
-from ._unix import bind_unix
 
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
 
-__all__ = ["TlsGate", "TlsListener", "listen_tls"]
+__all__ = ["TlsGate"]
 
 log = logging.getLogger("jsonrpc_mini")
 
 Stage = Literal["peek", "connect", "handshake", "refuse", "done"]
-
-# Out of descriptors (or memory) when accepting: stop watching the listening socket
-# (it stays readable, so the loop would spin) and try again after this long, as
-# asyncio's own listener does.
-_RETRY = 1.0
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-async def listen_tls(
-    server: RPCServer, context: _ssl.SSLContext, host: str, port: int, path: str | None
-) -> TlsListener | asyncio.Server:
-    """Listen on a TLS port with the gate in front (asyncio's TLS listener if the loop cannot watch descriptors)."""
-    loop = asyncio.get_running_loop()
-    timeout, backlog = server.options.handshake_timeout, server.options.backlog
-    mode = server.options.unix_mode
-    listener = TlsListener(server, await _bind(host, port, path, mode=mode, backlog=backlog), context, timeout, backlog)
-    try:
-        listener.serve()
-    except NotImplementedError:
-        listener.close()
-        if path is not None:
-            return await loop.create_unix_server(
-                server.protocol,
-                sock=bind_unix(path, mode, backlog),
-                backlog=backlog,
-                ssl=context,
-                ssl_handshake_timeout=timeout,
-            )
-        return await create_tcp_server(server.protocol, host, port, backlog, ssl=context, ssl_handshake_timeout=timeout)
-    return listener
-
-
-async def _bind(host: str, port: int, path: str | None, *, mode: int | None, backlog: int) -> list[socket.socket]:
-    """Listening, non-blocking sockets for ``path`` (with ``mode``) or ``host``/``port``."""
-    socks: list[socket.socket] = []
-    try:
-        if path is not None:
-            socks.append(bind_unix(path, mode, backlog))
-        else:
-            socks.append(await bind_tcp_async(host, port, backlog))  # one socket, as a plain port's
-        for sock in socks:
-            sock.listen(backlog)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
-
-
-class TlsListener:
-    """A TLS port's listening sockets: every connection accepted goes through a ``TlsGate``."""
-
-    def __init__(
-        self, server: RPCServer, sockets: list[socket.socket], context: _ssl.SSLContext, timeout: float, backlog: int
-    ) -> None:
-        self._srv = server
-        self.sockets = sockets
-        self._context = context
-        self._timeout = timeout
-        self._backlog = backlog
-        self._loop = asyncio.get_running_loop()
-        self._retry: asyncio.TimerHandle | None = None
-        self._closed = False
-
-    def serve(self) -> None:
-        """Start accepting (NotImplementedError: this event loop cannot watch descriptors)."""
-        for sock in self.sockets:
-            self._loop.add_reader(sock.fileno(), self._accept, sock)
-
-    def close(self) -> None:
-        """Stop accepting and close the listening sockets (connections at the gate stay); idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        self._unwatch()
-        for sock in self.sockets:
-            sock.close()
-
-    async def wait_closed(self) -> None:
-        """Return at once: ``close()`` has already closed everything this listener owns."""
-
-    def _unwatch(self) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(Exception):  # (not watched; a closed loop)
-                self._loop.remove_reader(sock.fileno())
-
-    def _accept(self, listening: socket.socket) -> None:
-        # Several connections may be waiting: take up to a backlog's worth per wake-up.
-        for _ in range(self._backlog):
-            try:
-                conn, _ = listening.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return  # none left
-            except OSError as exc:
-                if exc.errno in _OUT_OF_RESOURCES:
-                    log.warning("TLS port: cannot accept a connection (%s); trying again in %s s", exc, _RETRY)
-                    self._unwatch()
-                    self._retry = self._loop.call_later(_RETRY, self._resume)
-                else:
-                    log.warning("TLS port: accepting a connection failed: %s", exc)
-                return
-            TlsGate(self._srv, conn, self._context, self._timeout).start()
-
-    def _resume(self) -> None:
-        self._retry = None
-        if not self._closed:
-            self.serve()
 
 
 class TlsGate:

@@ -6,9 +6,9 @@ refusal at once, then at most one line per ``interval`` carrying how many were
 refused since the last one (each refusal is still logged at DEBUG). A count left
 when the refusals stop goes out with the server's shutdown.
 
-The sync server's failed ``accept()``s are counted the same way (``AcceptFailures``):
-out of file descriptors, it fails at every retry (10 ms) while a connection waits
-in the listen queue.
+Both servers' failed ``accept()``s are counted the same way (``AcceptFailures``):
+out of file descriptors, it fails at every retry while a connection waits in the
+listen queue.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class AcceptFailures:
     Called from the listener's own thread only (its accept loop, then its close).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, label: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self._label = label  # before each line: which listener (e.g. "TLS port: ")
         self._clock = clock
         self._quiet_until: float | None = None  # no warning before this time (None: the next failure warns)
         self._held = 0  # failures since the last warning
@@ -80,17 +81,19 @@ class AcceptFailures:
         now = self._clock()
         if self._quiet_until is not None and now < self._quiet_until:
             self._held += 1
-            log.debug("accept failed: %s", exc)
+            log.debug("%saccept failed: %s", self._label, exc)
             return
         held, self._held = self._held, 0
         self._quiet_until = now + INTERVAL
         if held:
-            log.warning("accept failed: %s (%d failed since the last warning)", exc, held + 1)
+            log.warning("%saccept failed: %s (%d failed since the last warning)", self._label, exc, held + 1)
         else:
-            log.warning("accept failed: %s (further failures: one warning per %g s at most)", exc, INTERVAL)
+            log.warning(
+                "%saccept failed: %s (further failures: one warning per %g s at most)", self._label, exc, INTERVAL
+            )
 
     def flush(self) -> None:
         """Log the failures counted since the last warning, if any (the listener is closing)."""
         held, self._held = self._held, 0
         if held:
-            log.warning("%d more accept() failures since the last warning", held)
+            log.warning("%s%d more accept() failures since the last warning", self._label, held)

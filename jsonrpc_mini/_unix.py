@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import secrets
 import socket
 import stat
-from collections.abc import Callable
 from typing import Union
 
 from ._reprs import path_text
 
-__all__ = ["bind_unix", "check_unix_path", "listen_unix", "remove_stale_socket", "socket_file", "unlink_socket_file"]
+__all__ = ["bind_unix", "check_unix_path", "remove_stale_socket", "socket_file", "unlink_socket_file"]
 
 
 UnixPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -172,21 +170,3 @@ def _set_up(sock: socket.socket, path: str, mode: int | None, backlog: int) -> N
     if mode is not None:
         os.chmod(path, mode)
     sock.listen(backlog)
-
-
-async def listen_unix(
-    loop: asyncio.AbstractEventLoop,
-    protocol: Callable[[], asyncio.BaseProtocol],
-    path: str,
-    mode: int | None,
-    backlog: int,
-) -> asyncio.Server:
-    """An asyncio server on the Unix socket ``bind_unix`` makes (its mode set before it listens)."""
-    sock = bind_unix(path, mode, backlog)
-    try:
-        return await loop.create_unix_server(protocol, sock=sock, backlog=backlog)
-    except BaseException:
-        sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise

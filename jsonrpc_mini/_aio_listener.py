@@ -1,0 +1,189 @@
+"""The asyncio server's own accept loop (``Listener``), for plain, Unix and TLS ports alike.
+
+Why not asyncio's listener (``loop.create_server``): out of file descriptors
+(EMFILE), its accept loop (CPython 3.11 to 3.13, ``_accept_connection``) does not
+stop after the failure: it logs an ERROR with a traceback to the ``asyncio`` logger
+and schedules a retry once per backlog slot (128 by default) at every wake-up, and
+every retry wakes it again: hundreds of records a second for as long as the process
+is short of descriptors, which the default ``max_connections`` (1024) above the
+usual limit (1024) lets any crowd of clients cause. Here a failure stops the
+watching of the listening socket (it stays readable: the loop would spin), accepting
+resumes after ``RETRY`` seconds, and failures are logged as the sync server logs
+them (``AcceptFailures``: the first at once, then one WARNING per 10 s at most).
+
+An accepted socket goes to the port's ``accepted`` callable: ``PlainAccept`` makes a
+transport for it (``loop.connect_accepted_socket``, what asyncio's listener does
+too), a TLS port puts a ``TlsGate`` in front (see ``_aio_tls``). An event loop that
+cannot watch descriptors (Windows' proactor) gets asyncio's own listener instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import ssl as _ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._aio_runner import log_destroy
+from ._aio_tls import TlsGate
+from ._refusal_log import AcceptFailures
+from ._tcp_bind import bind_tcp_async, create_tcp_server
+from ._unix import bind_unix
+
+if TYPE_CHECKING:
+    from ._aio_server import RPCServer
+
+__all__ = ["RETRY", "Listener", "PlainAccept", "bind_sockets", "listen"]
+
+log = logging.getLogger("jsonrpc_mini")
+
+# Out of descriptors (or memory) when accepting: stop watching the listening socket
+# and try again after this long (s), as asyncio's own listener does.
+RETRY = 1.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+async def bind_sockets(
+    host: str, port: int, path: str | None, *, mode: int | None, backlog: int
+) -> list[socket.socket]:
+    """Listening, non-blocking sockets for ``path`` (with ``mode``) or ``host``/``port``."""
+    socks: list[socket.socket] = []
+    try:
+        if path is not None:
+            socks.append(bind_unix(path, mode, backlog))
+        else:
+            socks.append(await bind_tcp_async(host, port, backlog))  # one socket, as the sync server's
+        for sock in socks:
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class Listener:
+    """A port's listening sockets: every connection accepted goes to ``accepted``."""
+
+    def __init__(
+        self, sockets: list[socket.socket], backlog: int, accepted: Callable[[socket.socket], None], label: str = ""
+    ) -> None:
+        self.sockets = sockets
+        self._backlog = backlog
+        self._accepted = accepted
+        self._failures = AcceptFailures(label)
+        self._loop = asyncio.get_running_loop()
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def serve(self) -> None:
+        """Start accepting (NotImplementedError: this event loop cannot watch descriptors)."""
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets (connections accepted stay); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._unwatch()
+        for sock in self.sockets:
+            sock.close()
+        self._failures.flush()
+
+    async def wait_closed(self) -> None:
+        """Return at once: ``close()`` has already closed everything this listener owns."""
+
+    def _unwatch(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(Exception):  # (not watched; a closed loop)
+                self._loop.remove_reader(sock.fileno())
+
+    def _accept(self, listening: socket.socket) -> None:
+        # Several connections may be waiting: take up to a backlog's worth per wake-up.
+        for _ in range(self._backlog):
+            try:
+                conn, _ = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # none left
+            except OSError as exc:
+                self._failures.failed(exc)
+                if exc.errno in _OUT_OF_RESOURCES and self._retry is None:
+                    self._unwatch()
+                    self._retry = self._loop.call_later(RETRY, self._resume)
+                return
+            self._accepted(conn)
+
+    def _resume(self) -> None:
+        self._retry = None
+        if not self._closed:
+            self.serve()
+
+
+class PlainAccept:
+    """A plain (or Unix) port's accepted sockets: each gets a transport and the server's protocol."""
+
+    def __init__(self, server: RPCServer) -> None:
+        self._srv = server
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()  # (held: the loop keeps only weak references)
+
+    def __call__(self, conn: socket.socket) -> None:
+        task = self._loop.create_task(self._connect(conn))
+        # A loop closed without running it: nothing of the user's runs in it, so, as a
+        # TLS gate's connecting task, it is not reported when destroyed pending.
+        log_destroy(task, False)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._srv.protocol, conn)
+        except BaseException as exc:
+            conn.close()
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("accepting a connection failed: %s", exc)
+
+
+async def listen(
+    server: RPCServer, host: str, port: int, path: str | None, context: _ssl.SSLContext | None
+) -> Listener | asyncio.Server:
+    """Listen on ``path`` or ``host``/``port`` (TLS with ``context``): this module's accept loop where it can run."""
+    opts = server.options
+    backlog, mode, timeout = opts.backlog, opts.unix_mode, opts.handshake_timeout
+    sockets = await bind_sockets(host, port, path, mode=mode, backlog=backlog)
+    if context is None:
+        listener = Listener(sockets, backlog, PlainAccept(server))
+    else:
+        # (A TLS port: the gate peeks at the first byte, then upgrades or refuses; see _aio_tls.)
+        listener = Listener(
+            sockets, backlog, lambda conn: TlsGate(server, conn, context, timeout).start(), label="TLS port: "
+        )
+    try:
+        listener.serve()
+    except NotImplementedError:
+        listener.close()  # (then asyncio's listener below)
+        kwargs: dict[str, Any] = {} if context is None else {"ssl": context, "ssl_handshake_timeout": timeout}
+        loop = asyncio.get_running_loop()
+        if path is not None:
+            return await loop.create_unix_server(
+                server.protocol, sock=bind_unix(path, mode, backlog), backlog=backlog, **kwargs
+            )
+        return await create_tcp_server(server.protocol, host, port, backlog, **kwargs)
+    except BaseException:
+        listener.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+    return listener
