@@ -3,8 +3,9 @@
 asyncio's ``create_server(host, port)`` binds one socket per address a host name
 resolves to ("localhost": 127.0.0.1 and ::1 on many systems), each on a port of
 its own when port 0 is asked, while ``start()`` returns one address. Both servers
-bind one socket here instead, as the sync server always did, and the asyncio one
-hands it to ``create_server(sock=...)``.
+bind one socket here instead, as the sync server always did; the asyncio one
+accepts on it in its own loop (``_aio_listener``), or hands it to
+``create_server(sock=...)`` on an event loop that cannot watch descriptors.
 """
 
 from __future__ import annotations
