@@ -31,7 +31,9 @@ def reply(draw: st.DrawFn) -> bytes:
         st.sampled_from(["result", "error", "nan", "log", "malformed", "scalar", "array", "notification", "blank"])
     )
     if kind == "result":
-        body = json.dumps({"jsonrpc": "2.0", "id": id_, "result": draw(rst.json_values(max_leaves=4))})
+        # (Large values: long strings take the framer's long-string and catch-up paths.)
+        value = draw(st.one_of(rst.json_values(max_leaves=4), rst.large_values(max_bytes=3000)))
+        body = json.dumps({"jsonrpc": "2.0", "id": id_, "result": value}, ensure_ascii=draw(st.booleans()))
     elif kind == "error":
         body = json.dumps({"jsonrpc": "2.0", "id": id_, "error": {"code": -32000, "message": "no"}})
     elif kind == "nan":
