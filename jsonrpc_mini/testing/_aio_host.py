@@ -9,15 +9,19 @@ and shutdown run on it, and it ends with the ``LoopbackServer``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread"]
+__all__ = ["RUN", "LoopThread"]
 
 _T = TypeVar("_T")
 _JOIN = 10.0  # s: how long closing waits for the loop's thread to end
+# s: how long a step run on the loop (the server's start, the kit's count) may take
+# beyond what the caller allows for it (a shutdown: its shutdown_grace).
+RUN = 60.0
 
 
 class LoopThread:
@@ -28,16 +32,25 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
-    def run(self, work: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``work`` on the loop; return its result or raise its exception, in this thread."""
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+    def run(self, work: Coroutine[Any, Any, _T], what: str, timeout: float = RUN) -> _T:
+        """Run ``work`` on the loop; return its result or raise its exception, in this thread.
+
+        Bounded: after ``timeout`` seconds ``work`` is cancelled and TimeoutError
+        names ``what`` (the aio server's start or shutdown that did not end).
+        """
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"LoopbackServer: {what} did not finish within {timeout:g} s") from None
 
     def close(self) -> None:
         """Close the loop's async generators, stop it, join its thread and close it. Idempotent."""
         if self.loop.is_closed():
             return
-        with contextlib.suppress(RuntimeError):  # (stopped already)
-            self.run(self.loop.shutdown_asyncgens())
+        with contextlib.suppress(RuntimeError, TimeoutError):  # (stopped already; stuck: stopped below)
+            self.run(self.loop.shutdown_asyncgens(), "closing the event loop's async generators")
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(_JOIN)

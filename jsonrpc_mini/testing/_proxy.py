@@ -16,7 +16,7 @@ from .._aio_server import RPCServer as AioRPCServer
 from .._client import RPCClient
 from .._framing import FramingName
 from .._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._aio_host import LoopThread
+from ._aio_host import RUN, LoopThread
 from ._kit_args import check_kit_args
 from ._loopback import DEFAULT_TIMEOUT
 from ._per_connection import KitFaults, add_faults_note, as_plans, longest_close_delay, plan_for
@@ -113,7 +113,8 @@ class LoopbackServer:
         if isinstance(server, AioRPCServer):
             self._loop = LoopThread("jsonrpc_mini-kit-loop")
             try:
-                self.direct_address: tuple[str, int] = self._loop.run(aio_acquire(server, host))
+                started = self._loop.run(aio_acquire(server, host), "the aio server's start")
+                self.direct_address: tuple[str, int] = started
             except BaseException:
                 self._loop.close()
                 raise
@@ -270,7 +271,8 @@ class LoopbackServer:
             return
         assert isinstance(server, AioRPCServer)
         try:
-            loop.run(aio_release(server))
+            # (Bounded: the server's shutdown lets calls run shutdown_grace, then ends them.)
+            loop.run(aio_release(server), "the aio server's shutdown", server.options.shutdown_grace + RUN)
         finally:
             loop.close()
 

@@ -94,3 +94,28 @@ def test_two_kits_share_it_and_the_last_one_out_shuts_it_down() -> None:
 def test_the_fixture_takes_it(jsonrpc_no_leaks: Resources, jsonrpc_server: LoopbackServerFactory) -> None:
     srv = jsonrpc_server(make_server(), faults=FaultPlan(seed=2, max_chunk=1))
     assert srv.client().mul(3, 4) == 12
+
+
+class _StuckShutdown(aio.RPCServer):
+    """An aio server whose shutdown never ends (a handler that will not stop, say)."""
+
+    async def shutdown(self) -> None:
+        await asyncio.sleep(3600)
+
+
+def test_a_shutdown_that_never_ends_fails_the_close_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kit waited for the server's shutdown on its loop without a bound: a stuck one
+    # hung LoopbackServer.close() (and the test) for ever. Now it waits shutdown_grace
+    # plus RUN, then cancels it and says what did not end; the loop's thread still ends.
+    monkeypatch.setattr("jsonrpc_mini.testing._proxy.RUN", 0.5)
+    server = _StuckShutdown(shutdown_grace=0.5)
+    server.register_function(lambda a, b: a + b, name="add")
+    kit = LoopbackServer(server)
+    try:
+        with RPCClient(*kit.address, timeout=10) as client:
+            assert client.add(1, 2) == 3
+    finally:
+        with pytest.raises(TimeoutError, match=r"the aio server's shutdown did not finish within 1 s"):
+            kit.close()
+    assert not [t for t in threading.enumerate() if t.name == "jsonrpc_mini-kit-loop"]
+    asyncio.run(aio.RPCServer.shutdown(server))  # (the real shutdown, on a loop of its own)
