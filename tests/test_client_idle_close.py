@@ -5,7 +5,9 @@ unread in the socket and the next request went out into the dead connection: its
 ConnectionLost could not say whether the server had run it (request_sent True), so
 a call that is not idempotent could not be retried. A lone call after a quiet
 spell now looks first (a peek that takes nothing): the close is told at once, the
-request is not written, and ``request_sent`` is False. Plain TCP and Unix sockets.
+request is not written, and ``request_sent`` is False. Plain TCP and Unix sockets,
+and TLS from the sync server (no close_notify); the aio server's TLS close_notify is
+bytes waiting, so there the request is written (True).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from _driver_helpers import WAIT, serving, wait_for
+from _driver_helpers import WAIT, serving, tls_contexts, wait_for
 
 from jsonrpc_mini import ConnectionLost, RPCClient, RPCServer, RPCTimeout, aio
 from jsonrpc_mini.testing import loopback, pipe_pair
@@ -40,10 +43,14 @@ def counting_server(runs: list[int]) -> RPCServer:
     return server
 
 
-def test_sync_server_idle_close_is_told_before_sending() -> None:
+@pytest.mark.parametrize("tls", [False, True])
+def test_sync_server_idle_close_is_told_before_sending(tls: bool) -> None:
+    # Over TLS too: the sync server's idle close sends no close_notify, so the peek
+    # finds the end itself (README, Errors).
+    server_ctx, client_ctx = tls_contexts() if tls else (None, None)
     runs: list[int] = []
     server = counting_server(runs)
-    with serving(server) as address, RPCClient(*address, timeout=WAIT) as client:
+    with serving(server, ssl=server_ctx) as address, RPCClient(*address, ssl=client_ctx, timeout=WAIT) as client:
         assert client.add(1, 2) == 3
         wait_for(lambda: server.connection_count == 0, "the idle close")
         with pytest.raises(ConnectionLost) as info:
@@ -71,7 +78,11 @@ def test_over_a_unix_socket() -> None:
     assert runs == [1]
 
 
-def test_aio_server_idle_close_is_told_before_sending() -> None:
+@pytest.mark.parametrize("tls", [False, True])
+def test_aio_server_idle_close_is_told_before_sending(tls: bool) -> None:
+    # Over TLS the aio server sends a close_notify first: bytes waiting, not an end, so
+    # the request is written and the call says request_sent True (README, Errors).
+    server_ctx, client_ctx = tls_contexts() if tls else (None, None)
     runs: list[int] = []
     server = aio.RPCServer(idle_timeout=0.2)
 
@@ -84,13 +95,14 @@ def test_aio_server_idle_close_is_told_before_sending() -> None:
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
     try:
-        host, port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(WAIT)
-        with RPCClient(host, port, timeout=WAIT) as client:
+        started: Any = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0, ssl=server_ctx), loop)
+        host, port = started.result(WAIT)
+        with RPCClient(host, port, ssl=client_ctx, timeout=WAIT) as client:
             assert client.add(1, 2) == 3
             wait_for(lambda: server.connection_count == 0, "the idle close")
             with pytest.raises(ConnectionLost) as info:
                 client.add(5, 5)
-            assert info.value.request_sent is False
+            assert info.value.request_sent is tls
     finally:
         asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(WAIT)
         loop.call_soon_threadsafe(loop.stop)
