@@ -9,8 +9,8 @@ logged at once, then at most one WARNING per 10 s with the count (each failure a
 DEBUG), and a count left is logged when the listener closes, as for refusals at
 ``max_connections``.
 
-The aio server's case is described above its test. Each run is a child process: it lowers its own descriptor limit, which no thread of
-the test runner should meet.
+The aio server's case is described above its test. Each run is a child process:
+it lowers its own descriptor limit, which no thread of the test runner should meet.
 """
 
 from __future__ import annotations
