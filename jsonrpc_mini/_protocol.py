@@ -54,6 +54,22 @@ _NEXT_ID = b'},{"jsonrpc":"2.0","id":'
 _RESULT = b',"result":'
 
 
+def _usual_request(value: Any) -> bool:
+    """Whether a decoded message is the usual request, run from its JSON object.
+
+    ``{"jsonrpc": "2.0", "method": str, "params": list, "id": int or str}``. KeyError:
+    a member is missing; TypeError: ``value`` is a list (a batch). Speed: subscripts,
+    not get() (a method call each); a member missing is rare and takes
+    parse_request's way.
+    """
+    return (
+        type(value["params"]) is list
+        and (type(id_ := value["id"]) is int or type(id_) is str)
+        and type(value["method"]) is str
+        and value["jsonrpc"] == "2.0"
+    )
+
+
 class ServerConnection(_Base):
     """Server side of one connection: framing auto-detected unless told."""
 
@@ -195,16 +211,9 @@ class ServerConnection(_Base):
         if value is NOT_ONE:
             value = self._single_line(data, batches, newline)
         if value is not NOT_ONE:
-            # (value is a dict, or a list if the line starts with "[". Speed: subscripts,
-            # not get(): a method call each; a member missing is rare and takes
-            # parse_request's way. receive_plain_calls has this test too: change both.)
+            # (value is a dict, or a list if the line starts with "[".)
             try:
-                if (
-                    type(value["params"]) is list
-                    and (type(id_ := value["id"]) is int or type(id_) is str)
-                    and type(value["method"]) is str
-                    and value["jsonrpc"] == "2.0"
-                ):
+                if _usual_request(value):
                     return value  # type: ignore[no-any-return]
             except KeyError:
                 pass
@@ -259,15 +268,9 @@ class ServerConnection(_Base):
         values, end = self._whole_lines(data, limit, start)
         calls: list[dict[str, Any] | Request | Notification] = []
         for value in values:
-            # (receive_plain_call's test of a decoded value: change both. Every value
-            # here is an object: each line starts with "{". A member missing is rare.)
+            # (receive_plain_call's test. Every value here is an object: each line starts with "{".)
             try:
-                if (
-                    type(value["params"]) is list
-                    and (type(id_ := value["id"]) is int or type(id_) is str)
-                    and type(value["method"]) is str
-                    and value["jsonrpc"] == "2.0"
-                ):
+                if _usual_request(value):
                     calls.append(value)
                     continue
             except KeyError:
