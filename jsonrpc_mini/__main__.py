@@ -178,7 +178,9 @@ def _port(text: str) -> int:
 
 
 def _host(text: str) -> str:
-    """``--host``: not empty (which would listen on every interface, unasked)."""
+    """``--host``: not empty (which would listen on every interface, unasked); ``[::1]`` is ``::1``."""
+    if text.startswith("[") and text.endswith("]"):  # an IPv6 address as written in HOST:PORT
+        text = text[1:-1]
     if not text:
         raise argparse.ArgumentTypeError("is empty: give 127.0.0.1, or 0.0.0.0 or :: to listen on every interface")
     return text
@@ -241,7 +243,9 @@ def _server(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     if len(words) < 2:
         raise _Usage(f"call needs HOST:PORT and METHOD (or --path PATH and METHOD), not only {words[0]!r}")
     host, _, port = words[0].rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()):  # (int() reads "٣" as 3, refuses "²")
+    bracketed = host.startswith("["), host.endswith("]")
+    if not host or not (port.isascii() and port.isdigit()) or bracketed[0] != bracketed[1]:
+        # (int() reads "٣" as 3 and refuses "²"; "[::1:5000" lost its bracket: say so.)
         raise _Usage(f"address must be HOST:PORT, not {words[0]!r}")
     if not 0 < int(port) < 65536:
         raise _Usage(f"port must be 1-65535, not {port} (in {words[0]!r})")

@@ -22,8 +22,8 @@ SockAddr = tuple[Any, ...]
 
 
 def host_port(host: str, port: object) -> str:
-    """``host:port`` as people write it: an IPv6 address in brackets (``[::1]:5000``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``host:port`` as people write it: an IPv6 address in brackets (``[::1]:5000``), once."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def listen_address(host: str, port: int) -> tuple[socket.AddressFamily, SockAddr]:

@@ -5,7 +5,8 @@ Every JSON number is an argument, also one with a minus sign and an exponent
 JSON value that Python cannot hold (an integer longer than its 4,300-digit limit,
 nesting too deep for its decoder) is a usage error, as ``1e400`` is, rather than a
 string sent in its place or a traceback; so is a port not written in ASCII digits
-(``²``, which ``int()`` refuses, or ``٣``, which it reads as 3).
+(``²``, which ``int()`` refuses, or ``٣``, which it reads as 3), or an IPv6 host with
+one bracket of its two. ``--host [::1]`` (serve, demo) is the address ``::1``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from _driver_helpers import LeakCheck, serving
+from _driver_helpers import LeakCheck, ipv6_loopback, serving
 
 from jsonrpc_mini import RPCServer
 from jsonrpc_mini.__main__ import main
@@ -66,8 +67,18 @@ def test_json_python_cannot_hold_is_a_usage_error(word: str, says: str, capsys: 
     assert "Traceback" not in err and len(err) < 300
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:²", "127.0.0.1:1²", "localhost:٣"])
+@pytest.mark.parametrize("address", ["127.0.0.1:²", "127.0.0.1:1²", "localhost:٣", "[::1:5000", "::1]:5000"])
 def test_a_port_not_in_ascii_digits_is_a_usage_error(address: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["call", address, "add"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: address must be HOST:PORT, not {address!r}\n"
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_an_ipv6_host_in_brackets_is_taken_by_serve_and_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--host [::1]`, as the address is written in HOST:PORT, was handed on as written:
+    # "cannot listen on [[::1]]:0: [Errno -2] Name or service not known".
+    assert main(["demo", "--host", "[::1]"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("server listening on [::1]:")
+    assert "add(1, 2) -> 3" in out

@@ -19,6 +19,7 @@ from _driver_helpers import WAIT, ipv6_loopback
 
 from jsonrpc_mini import ConnectionLost, RPCClient, aio
 from jsonrpc_mini.__main__ import main
+from jsonrpc_mini._tcp_bind import host_port
 from jsonrpc_mini.testing import check
 
 pytestmark = pytest.mark.timeout(60)
@@ -97,3 +98,9 @@ def test_check_report_names_an_ipv6_address_in_brackets(refused_port: int) -> No
     assert [(r.name, r.status) for r in report.results] == [("connect", "fail")]
     assert report.results[0].detail.startswith(f"cannot connect to [::1]:{refused_port}: ")
     assert report.render().splitlines()[0] == f"jsonrpc_mini check [::1]:{refused_port} (seed 0)"
+
+
+def test_an_address_in_brackets_already_is_not_bracketed_again() -> None:
+    # `start("[::1]", 0)` failed with "Name or service not known: '[[::1]]:0'".
+    assert host_port("[::1]", 5000) == "[::1]:5000"
+    assert host_port("::1", 5000) == "[::1]:5000"
