@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,15 @@ def scripts(draw: st.DrawFn, callers: int) -> Script:
     )
 
 
+def _requests_per_read(conn: socket.socket) -> Iterator[list[Any]]:
+    """The whole request lines of each read from ``conn``, decoded, until its end."""
+    buffer = b""
+    while data := conn.recv(65536):
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        yield [json.loads(line) for line in lines]
+
+
 class ScriptedServer:
     """Accepts one client; once ``callers`` requests have arrived, writes the script's stream.
 
@@ -164,16 +174,13 @@ class ScriptedServer:
                 self.error = exc
 
     def serve(self, conn: socket.socket) -> None:
-        buffer = b""
+        reads = _requests_per_read(conn)
         calls: dict[int, tuple[Any, Any]] = {}
         while len(calls) < self.callers:
-            data = conn.recv(65536)
-            if not data:
+            requests = next(reads, None)
+            if requests is None:
                 return
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                request = json.loads(line)
+            for request in requests:
                 calls[request["params"][0][0]] = (request["id"], request["params"][0])
         self.stream = reply_stream(self.script, calls)
         self.chunks = self.script.cuts(self.stream) if self.stream else []
@@ -182,14 +189,8 @@ class ScriptedServer:
             if self.script.pause:
                 time.sleep(0.002)
         self.sent.set()
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                request = json.loads(line)
+        for requests in reads:
+            for request in requests:
                 conn.sendall(compact({"jsonrpc": "2.0", "id": request["id"], "result": request["params"]}) + b"\n")
 
     def close(self) -> None:
