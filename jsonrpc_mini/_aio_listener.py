@@ -77,10 +77,15 @@ class Listener:
     """A port's listening sockets: every connection accepted goes to ``accepted``."""
 
     def __init__(
-        self, sockets: list[socket.socket], accepted: Callable[[socket.socket], None], label: str = ""
+        self,
+        sockets: list[socket.socket],
+        accepted: Callable[[socket.socket], None],
+        label: str = "",
+        closing: Callable[[], None] | None = None,
     ) -> None:
         self.sockets = sockets
         self._accepted = accepted
+        self._closing = closing  # called by close(): drop what was accepted and is not connected yet
         self._failures = AcceptFailures(label)
         self._loop = asyncio.get_running_loop()
         self._retry: asyncio.TimerHandle | None = None
@@ -102,6 +107,8 @@ class Listener:
         self._unwatch()
         for sock in self.sockets:
             sock.close()
+        if self._closing is not None:
+            self._closing()
         self._failures.flush()
 
     async def wait_closed(self) -> None:
@@ -141,6 +148,7 @@ class PlainAccept:
         self._srv = server
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()  # (held: the loop keeps only weak references)
+        self._unstarted: dict[asyncio.Task[None], socket.socket] = {}  # tasks not begun, their sockets
 
     def __call__(self, conn: socket.socket) -> None:
         task = self._loop.create_task(self._connect(conn))
@@ -148,16 +156,40 @@ class PlainAccept:
         # TLS gate's connecting task, it is not reported when destroyed pending.
         log_destroy(task, False)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._unstarted[task] = conn
+        task.add_done_callback(self._done)
+
+    def close(self) -> None:
+        """The listener closes (``shutdown()``): close the connections not connected yet.
+
+        Their protocol would join the server after ``shutdown()`` has taken its list of
+        connections to close, and serve on after it returned. A task that has not begun
+        never runs its ``except`` (cancelling it throws into a coroutine not started),
+        so its socket is closed here; a begun one's is its transport's to close.
+        """
+        for conn in self._unstarted.values():
+            conn.close()
+        self._unstarted.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._unstarted.pop(task, None)
 
     async def _connect(self, conn: socket.socket) -> None:
+        if (me := asyncio.current_task()) is not None:
+            self._unstarted.pop(me, None)
         try:
             await self._loop.connect_accepted_socket(self._srv.protocol, conn)
         except BaseException as exc:
             conn.close()
             if not isinstance(exc, Exception):
                 raise
-            log.warning("accepting a connection failed: %s", exc)
+            # (A loop closed by hand with this task pending: its transport cannot close,
+            # "Event loop is closed"; not the connection's failure, so not reported.)
+            if not self._loop.is_closed():
+                log.warning("accepting a connection failed: %s", exc)
 
 
 async def listen(
@@ -168,7 +200,8 @@ async def listen(
     backlog, mode, timeout = opts.backlog, opts.unix_mode, opts.handshake_timeout
     sockets = await bind_sockets(host, port, path, mode=mode, backlog=backlog)
     if context is None:
-        listener = Listener(sockets, PlainAccept(server))
+        plain = PlainAccept(server)
+        listener = Listener(sockets, plain, closing=plain.close)
     else:
         # (A TLS port: the gate peeks at the first byte, then upgrades or refuses; see _aio_tls.)
         listener = Listener(sockets, lambda conn: TlsGate(server, conn, context, timeout).start(), label="TLS port: ")
