@@ -72,10 +72,37 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _load_target(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        # Refused before importing anything: import_module("api_mod.py") imports
+        # api_mod, then fails with "'api_mod' is not a package".
+        stem = os.path.splitext(os.path.basename(module_name))[0] or "MODULE"
+        raise ImportError(
+            f"give a module name ({stem}), not a file name: serve {stem}{':' + attr if attr else ''},"
+            " run from the directory the file is in (or add it to PYTHONPATH)"
+        )
     if not module_name or module_name.startswith("."):  # (import_module: ValueError, TypeError)
         raise ImportError("no module named: give MODULE or MODULE:OBJECT, MODULE an absolute name")
     module = importlib.import_module(module_name)
     return getattr(module, attr) if attr else module
+
+
+def _say(text: str) -> None:
+    """Print a status line to stderr; a closed stderr (``serve ... 2>&1 | head -1``) is no failure of serve's.
+
+    The line is lost, as the reader wanted; stderr then points at devnull (as
+    run_command does for stdout), so that later lines and log records do not fail too.
+    """
+    if sys.stderr is None:  # (started with stderr closed: `2>&-`)
+        return
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # (a stderr without a file descriptor)
+            pass
 
 
 def _register_module(server: RPCServer, module: ModuleType) -> list[str]:
@@ -134,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
             names = register(server, target)
-        print(f"registered: {', '.join(sorted(names)) or '(nothing public)'}", file=sys.stderr)
+        _say(f"registered: {', '.join(sorted(names)) or '(nothing public)'}")
 
     stopping: list[threading.Thread] = []
 
@@ -151,10 +178,10 @@ def _serve(args: argparse.Namespace) -> int:
         bound = listener.address
         shown = path_text(bound) if isinstance(bound, str) else host_port(*bound)
         tls = "" if context is None else " with mutual TLS" if args.cafile else " with TLS"
-        print(f"serving on {shown}{tls} (Ctrl-C to stop)", file=sys.stderr)
+        _say(f"serving on {shown}{tls} (Ctrl-C to stop)")
         server._run_listener(listener)
     except OSError as exc:  # binding failed: port in use, no permission, bad path
-        print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
+        _say(f"error: cannot listen on {where}: {exc}")
         return 1
     finally:
         for sig, handler in previous.items():
