@@ -149,6 +149,7 @@ class PlainAccept:
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()  # (held: the loop keeps only weak references)
         self._unstarted: dict[asyncio.Task[None], socket.socket] = {}  # tasks not begun, their sockets
+        self._made: dict[asyncio.Task[None], asyncio.BaseProtocol] = {}  # tasks begun, their protocols
 
     def __call__(self, conn: socket.socket) -> None:
         task = self._loop.create_task(self._connect(conn))
@@ -165,23 +166,34 @@ class PlainAccept:
         Their protocol would join the server after ``shutdown()`` has taken its list of
         connections to close, and serve on after it returned. A task that has not begun
         never runs its ``except`` (cancelling it throws into a coroutine not started),
-        so its socket is closed here; a begun one's is its transport's to close.
+        so its socket is closed here; a begun one's is its transport's to close. One
+        whose connection has joined the server already is left to ``shutdown()``,
+        which reads what its client sent first (and answers "shutting down").
         """
         for conn in self._unstarted.values():
             conn.close()
         self._unstarted.clear()
+        joined = self._srv._conns
         for task in list(self._tasks):
-            task.cancel()
+            if self._made.get(task) not in joined:
+                task.cancel()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._unstarted.pop(task, None)
+        self._made.pop(task, None)
 
     async def _connect(self, conn: socket.socket) -> None:
-        if (me := asyncio.current_task()) is not None:
-            self._unstarted.pop(me, None)
+        me = asyncio.current_task()
+        assert me is not None  # (a task of __call__'s)
+        self._unstarted.pop(me, None)
+
+        def protocol() -> asyncio.BaseProtocol:
+            made = self._made[me] = self._srv.protocol()
+            return made
+
         try:
-            await self._loop.connect_accepted_socket(self._srv.protocol, conn)
+            await self._loop.connect_accepted_socket(protocol, conn)
         except BaseException as exc:
             conn.close()
             if not isinstance(exc, Exception):

@@ -3,7 +3,9 @@
 The accept loop (``_aio_listener``) gives each accepted socket its transport in a task
 of its own; ``shutdown()`` takes its list of connections at once. A connection whose
 task had not run yet joined the server afterwards and was served after ``shutdown()``
-had returned (left open for as long as the loop ran).
+had returned (left open for as long as the loop ran). One that has joined the server
+as ``shutdown()`` begins is shut down as any other: what its client sent is read and
+answered (-32000 "shutting down"), not reset unread.
 """
 
 from __future__ import annotations
@@ -23,21 +25,22 @@ pytestmark = [
 ]
 
 
-def _ended(sock: socket.socket) -> bool:
-    """Whether the server closed ``sock`` (EOF or reset) within 5 s; False if it stayed open."""
+def _read_to_end(sock: socket.socket) -> bytes:
+    """What the server sent until it closed ``sock`` (+ b"<reset>"); b"<open>" if not closed within 5 s."""
     sock.settimeout(5.0)
+    got = b""
     try:
-        while sock.recv(4096):
-            pass
+        while chunk := sock.recv(4096):
+            got += chunk
     except ConnectionResetError:
-        return True
+        return got + b"<reset>"
     except TimeoutError:
-        return False
-    return True
+        return got + b"<open>"
+    return got
 
 
 @pytest.mark.parametrize("path", [False, True], ids=["tcp", "unix"])
-@pytest.mark.parametrize("steps", range(5))
+@pytest.mark.parametrize("steps", range(7))
 def test_connection_accepted_as_shutdown_begins_is_closed(steps: int, path: bool, tmp_path: object) -> None:
     run(lambda: _accept_then_shut_down(steps, path, f"{tmp_path}/s.sock"))
 
@@ -56,12 +59,17 @@ async def _accept_then_shut_down(steps: int, path: bool, sock_path: str) -> None
     loop = asyncio.get_running_loop()
     try:
         client.connect(target)  # (done by the kernel: the listener accepts it at its next wake-up)
-        # The loop steps between the accept and shutdown() vary: one of them is the window.
+        client.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+        # The loop steps between the accept and shutdown() vary: some of them are the window.
         for _ in range(steps):
             await asyncio.sleep(0)
+        joined = srv.connection_count == 1
         await srv.shutdown()
         assert srv.connection_count == 0
-        assert await loop.run_in_executor(None, _ended, client), "left open after shutdown()"
+        got = await loop.run_in_executor(None, _read_to_end, client)
+        assert not got.endswith(b"<open>"), f"left open after shutdown(): {got!r}"
+        if joined:  # served as shutdown() began: its request is answered, not reset unread
+            assert b"-32000" in got or b'"pong"' in got, got
     finally:
         client.close()
         await srv.shutdown()
