@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from types import EllipsisType
 
     from .._aio_server import RPCServer as AioRPCServer
     from .._client import RPCClient
@@ -30,7 +31,7 @@ class LoopbackFactory(Protocol):
     """The ``jsonrpc_loopback`` fixture: ``jsonrpc_loopback(server)`` -> an in-memory ``RPCClient``.
 
     The keywords are :func:`~jsonrpc_mini.testing.loopback`'s; ``faults`` defaults to
-    the test's plan (its ``jsonrpc_faults`` marker), and ``connection`` is counted by
+    the test's plan (its ``jsonrpc_faults`` marker), which ``faults=...`` asks for too, and ``connection`` is counted by
     the fixture (the test's first client is connection 0, the next 1, ...). Every
     client is closed at teardown.
     """
@@ -38,7 +39,7 @@ class LoopbackFactory(Protocol):
     def __call__(
         self,
         server: RPCServer,
-        faults: FaultPlan | None = ...,
+        faults: FaultPlan | EllipsisType | None = ...,
         *,
         timeout: float | None = ...,
         framing: FramingName = ...,
@@ -53,7 +54,8 @@ class LoopbackFactory(Protocol):
 class LoopbackServerFactory(Protocol):
     """The ``jsonrpc_server`` fixture: ``jsonrpc_server(server)`` -> a started :class:`LoopbackServer`.
 
-    The keywords are ``LoopbackServer``'s; ``faults`` defaults to the test's plan and
+    The keywords are ``LoopbackServer``'s; ``faults`` defaults to the test's plan (as
+    ``faults=...`` does) and
     takes a list of plans (one per connection) as ``LoopbackServer`` does. ``server``
     may be an ``aio.RPCServer`` (run on a loop of the LoopbackServer's own). Every
     server is closed at teardown.
@@ -62,7 +64,7 @@ class LoopbackServerFactory(Protocol):
     def __call__(
         self,
         server: RPCServer | AioRPCServer,
-        faults: KitFaults = ...,
+        faults: KitFaults | EllipsisType = ...,
         *,
         host: str = ...,
         timeout: float | None = ...,

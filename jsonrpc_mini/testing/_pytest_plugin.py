@@ -38,6 +38,8 @@ import pytest
 # before coverage measurement starts, and importing the package now would hide
 # every module-level line of it from the coverage report.
 if TYPE_CHECKING:
+    from types import EllipsisType
+
     from .._aio_server import RPCServer as AioRPCServer
     from .._client import RPCClient
     from .._server import RPCServer
@@ -56,7 +58,6 @@ _SEED_USED_KEY = pytest.StashKey[int]()
 _MARKER_READ_KEY = pytest.StashKey[bool]()  # the jsonrpc_faults fixture ran, a plan made or not
 _KITS_KEY = pytest.StashKey[list[contextlib.ExitStack]]()  # what the kit fixtures close at teardown
 _SEED_ERROR_KEY = pytest.StashKey[str]()
-_UNSET: Any = object()
 _DEFAULT_TIMEOUT = 10.0  # jsonrpc_mini.testing._loopback.DEFAULT_TIMEOUT
 
 
@@ -243,7 +244,8 @@ def jsonrpc_faults(request: pytest.FixtureRequest, jsonrpc_seed: int) -> FaultPl
 def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[LoopbackFactory]:
     """Factory: ``jsonrpc_loopback(server, faults=..., timeout=...)`` -> an in-memory RPCClient.
 
-    ``faults`` defaults to the test's plan (the marker); everything is stopped at teardown.
+    ``faults`` defaults to the test's plan (the marker), as ``faults=...`` says (for a
+    fixture of the user's that passes "not given" on); everything is stopped at teardown.
     """
     from ._kit_args import check_kit_args  # noqa: PLC0415 - see the note at the imports
     from ._loopback import loopback  # noqa: PLC0415 - see the note at the imports
@@ -252,10 +254,14 @@ def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) 
         count = [0]
 
         def make(
-            server: RPCServer, faults: FaultPlan | None = _UNSET, *, timeout: float | None = _DEFAULT_TIMEOUT, **kw: Any
+            server: RPCServer,
+            faults: FaultPlan | EllipsisType | None = ...,
+            *,
+            timeout: float | None = _DEFAULT_TIMEOUT,
+            **kw: Any,
         ) -> RPCClient:
             __tracebackhide__ = True
-            plan = jsonrpc_faults if faults is _UNSET else faults
+            plan = jsonrpc_faults if faults is ... else faults
             _given_plan(request, plan)
             check_kit_args("loopback", server, plan, aio=False)  # (here: a refusal shows the test's call only)
             count[0] += 1
@@ -268,17 +274,18 @@ def jsonrpc_loopback(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) 
 def jsonrpc_server(request: pytest.FixtureRequest, jsonrpc_faults: FaultPlan) -> Iterator[LoopbackServerFactory]:
     """Factory: ``jsonrpc_server(server, faults=...)`` -> a started :class:`LoopbackServer`.
 
-    ``faults`` defaults to the test's plan (the marker); a list of plans, one per
-    connection, is passed on as to ``LoopbackServer``. Every one is closed at teardown.
+    ``faults`` defaults to the test's plan (the marker), as ``faults=...`` says; a list
+    of plans, one per connection, is passed on as to ``LoopbackServer``. Every one is
+    closed at teardown.
     """
     from ._kit_args import check_kit_args  # noqa: PLC0415 - see the note at the imports
     from ._proxy import LoopbackServer  # noqa: PLC0415 - see the note at the imports
 
     with _kit_stack(request) as stack:
 
-        def make(server: RPCServer | AioRPCServer, faults: KitFaults = _UNSET, **kw: Any) -> LoopbackServer:
+        def make(server: RPCServer | AioRPCServer, faults: KitFaults | EllipsisType = ..., **kw: Any) -> LoopbackServer:
             __tracebackhide__ = True
-            plan = jsonrpc_faults if faults is _UNSET else faults
+            plan = jsonrpc_faults if faults is ... else faults
             _given_plan(request, plan)
             check_kit_args("LoopbackServer", server, plan, aio=False)
             return stack.enter_context(LoopbackServer(server, plan, **kw))
