@@ -6,8 +6,6 @@ import argparse
 import errno
 import importlib
 import inspect
-import json
-import math
 import os
 import re
 import signal
@@ -17,12 +15,12 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from ._cli_call import call_command
 from ._cli_tls import CLIUsage as _Usage
-from ._cli_tls import add_client_options, add_server_options, client_tls, server_context, speaks_tls
+from ._cli_tls import add_client_options, add_server_options, server_context
 from ._client import RPCClient
 from ._connect import check_port
-from ._errors import ConnectionLost, RPCError
-from ._refuse import TLS_REQUIRED
+from ._errors import RPCError
 from ._reprs import path_text
 from ._server import RPCServer
 from ._tcp_bind import host_port
@@ -231,132 +229,6 @@ def _timeout(text: str) -> float:
     return seconds
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise OverflowError(f"{text} is too large for a float")
-    return number
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:  # past sys.get_int_max_str_digits(): no encoder could write it either
-        limit = sys.get_int_max_str_digits()
-        raise OverflowError(f"an integer of {len(text.lstrip('-'))} digits is longer than {limit} digits") from None
-
-
-def _parse_value(text: str) -> Any:
-    """An ARG as JSON (only what JSON allows: NaN and Infinity are words), else the string itself."""
-    try:
-        return json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_whole)
-    except OverflowError:
-        raise  # JSON that Python cannot hold: say so rather than send a string in its place
-    except RecursionError:
-        raise OverflowError("nested too deeply to read") from None
-    except ValueError:
-        return text  # a bare word is a string
-
-
-def _server(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    """RPCClient's arguments to reach the server, and the words after its address: METHOD [ARG ...]."""
-    words: list[str] = args.words
-    if args.path is not None:
-        return {"path": args.path}, words
-    if len(words) < 2:
-        raise _Usage(f"call needs HOST:PORT and METHOD (or --path PATH and METHOD), not only {words[0]!r}")
-    host, _, port = words[0].rpartition(":")
-    bracketed = host.startswith("["), host.endswith("]")
-    if not host or not (port.isascii() and port.isdigit()) or bracketed[0] != bracketed[1]:
-        # (int() reads "٣" as 3 and refuses "²"; "[::1:5000" lost its bracket: say so.)
-        raise _Usage(f"address must be HOST:PORT, not {words[0]!r}")
-    if not 0 < int(port) < 65536:
-        raise _Usage(f"port must be 1-65535, not {port} (in {words[0]!r})")
-    return {"host": host.strip("[]"), "port": int(port)}, words[1:]
-
-
-def _arguments(items: list[str]) -> tuple[list[Any], dict[str, Any]]:
-    """The ARGs: positional JSON values and name=value keywords."""
-    positional: list[Any] = []
-    keywords: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            if sep and key.isidentifier():
-                keywords[key] = _parse_value(value)
-            else:
-                positional.append(_parse_value(item))
-        except OverflowError as exc:
-            shown = repr(item) if len(item) <= 60 else f"{item[:40]!r}... ({len(item)} characters)"
-            raise _Usage(f"argument {shown}: {exc}") from None
-    return positional, keywords
-
-
-def _call(args: argparse.Namespace) -> int:
-    plain: dict[str, Any] | None = None  # the server, once reached without TLS (for the hint below)
-    try:
-        server, (method, *items) = _server(args)
-        positional, keywords = _arguments(items)
-        server.update(client_tls(args))
-        with _connect(server, args.timeout) as client:
-            plain = None if "ssl" in server else server
-            if args.notify:
-                client.notify(method, *positional, **keywords)
-                return 0
-            result = client.call(method, *positional, **keywords)
-    except _Usage as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RPCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.data is not None:
-            print(_error_data(exc.data), file=sys.stderr)
-        # This library's TLS servers say so (their advice is for Python code); others
-        # close or reset a plain connection, mostly without a byte: ask them for TLS.
-        if (exc.code == -32000 and exc.message == TLS_REQUIRED) or (
-            isinstance(exc, ConnectionLost) and plain is not None and speaks_tls(plain, args.timeout)
-        ):
-            print(
-                "hint: the server speaks TLS: add --tls (to trust the system's CAs) or --cafile FILE", file=sys.stderr
-            )
-        return 1
-    _print_result(result)
-    return 0
-
-
-def _connect(server: dict[str, Any], timeout: float) -> RPCClient:
-    try:
-        return RPCClient(**server, timeout=timeout)
-    except ValueError as exc:  # (an empty --path)
-        raise _Usage(str(exc)) from None
-
-
-def _error_data(data: Any) -> str:
-    """An error reply's ``data`` for stderr: JSON, a ``traceback`` member (``serve --debug``) as text."""
-    if isinstance(data, dict) and isinstance(data.get("traceback"), str):
-        rest = {key: value for key, value in data.items() if key != "traceback"}
-        head = f"data: {json.dumps(rest, ensure_ascii=False, default=repr)}\n" if rest else ""
-        text: str = data["traceback"]
-        return head + text.rstrip("\n")
-    return f"data: {json.dumps(data, ensure_ascii=False, default=repr)}"
-
-
-def _print_result(result: Any) -> None:
-    """Print ``result`` as JSON: as it is where stdout can encode it, else with ASCII escapes.
-
-    A lone surrogate ("\\ud800", which JavaScript peers send) or any non-ASCII text on
-    an ASCII stdout cannot be encoded; the call succeeded, so print it escaped.
-    """
-    try:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
-    except UnicodeEncodeError:  # raised before anything is written (one write per print)
-        print(json.dumps(result, indent=2))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m jsonrpc_mini``."""
     parser = argparse.ArgumentParser(prog="python -m jsonrpc_mini", description="JSON-RPC 2.0 server, client and demo.")
@@ -394,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=_timeout, default=10.0, help="seconds, more than 0 (default 10)")
     call.add_argument("--notify", action="store_true", help="send a notification (no reply)")
     add_client_options(call)
-    call.set_defaults(run=_call)
+    call.set_defaults(run=call_command)
     return parser
 
 
