@@ -3,22 +3,22 @@
 A request is registered as pending, then sent. A small request on an idle
 connection takes the reading turn in the same lock round (see ``_Link.request``);
 one made while another thread sends is left in the outbox for that thread to
-write (see ``_client_sender._RequestSender.send``). Sending is the base class's
-part (``_client_sender._RequestSender``, which also frees what a call holds
-after an exception, ``_let_go``, and refuses a call from a signal handler,
-``_refused``), reading replies its base's (``_client_reader._ReplyReader``).
+write (see ``_client_sender._RequestSender.send``). Registering and sending
+notifications and batches is the base class's part (``_client_start._Starter.start``),
+sending its base's (``_client_sender._RequestSender``, which also frees what a call
+holds after an exception, ``_let_go``, and refuses a call from a signal handler,
+``_refused``), reading replies the next one's (``_client_reader._ReplyReader``).
 """
 
 from __future__ import annotations
 
-import operator
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any, cast
 
 from ._client_protocol import ClientConnection
-from ._client_sender import _INSIDE, _OwnedLock, _RequestSender
+from ._client_sender import _INSIDE, _OwnedLock
+from ._client_start import _Starter
 from ._client_waiter import _Waiter
 from ._codec import CallParams, Id, success_id
 from ._errors import ConnectionLost
@@ -26,7 +26,6 @@ from ._json import ORJSON_LINE_OPTS, SMALL_OUTPUT
 from ._json_write import _finite as finite
 from ._transport import RECV_SIZE, Transport
 
-_waiter_id = operator.attrgetter("id")
 # (A module-level name: one lookup less than threading.get_ident on the usual call's path.)
 _get_ident = threading.get_ident
 
@@ -40,7 +39,7 @@ _QUIET = 0.05
 _monotonic = time.monotonic
 
 
-class _Link(_RequestSender):
+class _Link(_Starter):
     """One connection, shared by an RPCClient and its ``with_timeout`` views."""
 
     peer: str | None = None  # what connect() reached, as its errors name it (for repr)
@@ -101,62 +100,7 @@ class _Link(_RequestSender):
         self.said: str | None = None
         self.unread: tuple[int, str] | None = None  # (see ReplySettler.unread)
 
-    # -- registering and sending -----------------------------------------------
-
-    def start(
-        self,
-        waiters: Sequence[_Waiter],
-        data: bytes,
-        deadline: float | None,
-        what: str,
-        *,
-        unanswered: bool = False,
-        batch: bool = False,
-        timeout: float | None = None,
-    ) -> None:
-        """Register ``waiters`` (their replies may come as soon as ``data`` is out) and send ``data``.
-
-        ``deadline``: ``timeout`` seconds (named in an RPCTimeout's message) from the call's start.
-
-        ``what``: the notification's method, or "batch" (``batch`` True: no remote
-        method: the batch-wide errors have ``.method`` None, as in the aio client;
-        their message says "batch: ", see timed_out).
-        ``unanswered``: ``data`` holds a notification (alone, or in a batch with
-        ``waiters``); it is marked where it takes its place in the output (see send).
-
-        Made while this thread is inside a call on this connection (from a signal
-        handler, see _nested), notifications alone never wait (see _defer); a call
-        is refused while the thread waits for a reply or is inside a round of the lock.
-        """
-        method = None if batch else what
-        if waiters:
-            if self.reading == threading.get_ident():
-                raise self._refused(method)  # (before the try: what this thread holds is its outer call's)
-            if self.lock._is_owned():
-                raise self._refused(method, _INSIDE)
-        elif self._nested():
-            self._defer(data, deadline, method, timeout)
-            return
-        try:
-            with self.lock:
-                if self.lost is not None:
-                    raise self._lost_error(method)
-                # In C, no Python step per member (a batch's 1,000): ~0.5M instructions less.
-                self.pending.update(zip(map(_waiter_id, waiters), waiters, strict=True))
-                if waiters and self.proto.unread:  # (see ClientConnection.unread_before)
-                    self.proto.witness_call(waiters[0].id)
-            witness = waiters[0].id if unanswered and waiters else None
-            self.send(data, deadline, method, unanswered=unanswered, witness=witness, timeout=timeout)
-        except BaseException:
-            try:
-                self._let_go(())
-            finally:
-                with self.lock:
-                    for waiter in waiters:
-                        self.pending.pop(waiter.id, None)
-                    if waiters:  # given up on, maybe sent in part
-                        self.proto.sent_unanswered()
-            raise
+    # -- the usual call ----------------------------------------------------------
 
     def request(self, method: str, params: CallParams, timeout: float | None) -> Any:
         """Call ``method`` and wait for its result (RPCTimeout after ``timeout`` seconds).
