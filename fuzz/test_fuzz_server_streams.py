@@ -1,4 +1,4 @@
-"""Both servers fed arbitrary byte streams over several concurrent 127.0.0.1 connections.
+"""Both servers fed arbitrary byte streams over several concurrent connections (TCP, Unix, TLS).
 
 Each connection carries a random mix of calls, notifications, batches, unknown methods,
 invalid requests and malformed lines, split at arbitrary points, the pieces of all
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import struct
 import threading
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from jsonrpc_mini import RPCClient, RPCServer, aio
 from jsonrpc_mini.testing import strategies as rst
 
-from ._budget import scaled
+from ._transports import TRANSPORTS, Endpoint, budget
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -75,19 +76,22 @@ async def aslow(tag: Any, ms: int) -> Any:
     return tag
 
 
-@pytest.fixture(scope="module")
-def sync_address() -> Iterator[tuple[str, int]]:
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def sync_address(request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    endpoint = Endpoint.new(request.param)
     server = RPCServer(shutdown_grace=2.0, max_message_size=LIMIT)
     server.register_function(echo)
     server.register_function(slow)
     server.register_function(note)
-    host, port = server.start("127.0.0.1", 0)  # type: ignore[misc]
-    yield host, port
+    endpoint.address = server.start(**endpoint.listen_kwargs())
+    yield endpoint
     server.shutdown()
+    endpoint.close()
 
 
-@pytest.fixture(scope="module")
-def aio_address() -> Iterator[tuple[str, int]]:
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def aio_address(request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    endpoint = Endpoint.new(request.param)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -96,13 +100,15 @@ def aio_address() -> Iterator[tuple[str, int]]:
     server.register_function(aslow, name="slow")
     server.register_function(note)
     try:
-        host, port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(WAIT)
-        yield host, port
+        start = server.start(**endpoint.listen_kwargs())
+        endpoint.address = asyncio.run_coroutine_threadsafe(start, loop).result(WAIT)
+        yield endpoint
         asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(WAIT)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(WAIT)
         loop.close()
+        endpoint.close()
 
 
 # --- what a connection carries ------------------------------------------------------
@@ -221,14 +227,25 @@ class Connection:
     ended: bool = False
     reset_seen: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
+    # A TLS socket must not read and write at once from two threads: one at a time.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
 
     def read_all(self) -> None:
         deadline = time.monotonic() + 5 * WAIT
         try:
             while not self.stop.is_set() and time.monotonic() < deadline:
+                with self.lock:
+                    pending = getattr(self.sock, "pending", lambda: 0)()  # (TLS: decrypted, unread)
+                if not pending and not select.select([self.sock], [], [], 0.05)[0]:
+                    continue
                 try:
-                    data = self.sock.recv(65536)
-                except TimeoutError:
+                    with self.lock:
+                        data = self.sock.recv(65536)
+                except TimeoutError:  # (TLS: only part of a record has arrived yet)
                     continue
                 if not data:
                     self.ended = True
@@ -242,6 +259,9 @@ class Connection:
 
     def reset(self) -> None:
         self.stop.set()
+        if self.sock.family == socket.AF_UNIX:  # (no reset on a Unix socket: a close)
+            self.sock.close()
+            return
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
@@ -326,7 +346,7 @@ def check_replies(conn: Connection) -> None:
 RUNS = iter(range(10**9))
 
 
-def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
+def run_streams(endpoint: Endpoint, data: st.DataObject) -> None:
     ids = iter(range(1, 10**6))
     run = next(RUNS)
     conns: list[Connection] = []
@@ -336,7 +356,7 @@ def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
             stream, expected = data.draw(connection_stream(run, index, ids, content_length), label=f"stream {index}")
             chunks = data.draw(rst.chunkings(stream), label=f"chunks {index}")
             abort = data.draw(st.one_of(st.none(), st.integers(0, len(chunks))), label=f"reset after {index}")
-            sock = socket.create_connection(address, timeout=WAIT)
+            sock = endpoint.raw(WAIT)
             # Short timeouts: closing a socket does not wake a recv() blocked in another
             # thread. (sendall never waits: a stream is far smaller than a send buffer.)
             sock.settimeout(0.05)
@@ -357,7 +377,7 @@ def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
                     sent[index] += 1
                 continue
             try:
-                conn.sock.sendall(conn.chunks[sent[index]])
+                conn.send(conn.chunks[sent[index]])
             except OSError:
                 # Only once the server closed the connection after a message over the limit.
                 assert conn.expected.too_large, "the server closed a connection it owed replies"
@@ -369,7 +389,8 @@ def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
                 conn.reset()
             elif conn.abort_after is None:
                 try:
-                    conn.sock.shutdown(socket.SHUT_WR)
+                    with conn.lock:  # TLS: a TCP half-close, no close_notify (see _transports)
+                        socket.socket.shutdown(conn.sock, socket.SHUT_WR)
                 except OSError:
                     assert conn.expected.too_large, "the server closed a connection it owed replies"
         for conn in conns:
@@ -395,7 +416,7 @@ def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
             for tag in conn.expected.never:
                 assert NOTES.count(tag) == 0, f"notification {tag} after a message over the limit ran"
         # The server still serves.
-        with RPCClient(*address, timeout=WAIT) as client:
+        with RPCClient(**endpoint.client_kwargs(), timeout=WAIT) as client:
             assert client.echo("still there") == "still there"
     finally:
         for conn in conns:
@@ -410,15 +431,12 @@ def run_streams(address: tuple[str, int], data: st.DataObject) -> None:
 # interleavings, the threaded server answers each connection exactly what it owes it
 # (each call once with its own result, each batch one array, one -32700 per malformed
 # line, one -32600 per invalid request, nothing from another connection), runs each
-# notification once, closes a half-closed connection, survives resets, and still serves.
-@scaled(0.25)
-@given(data=st.data())
-def test_sync_server_answers_every_stream(sync_address, data):
-    run_streams(sync_address, data)
+# notification once, closes a half-closed connection, survives resets, and still serves;
+# over TCP, a Unix socket and TLS.
+def test_sync_server_answers_every_stream(sync_address):
+    budget(sync_address.transport, 0.25)(given(data=st.data())(lambda data: run_streams(sync_address, data)))()
 
 
 # Invariant: the same for the asyncio server.
-@scaled(0.25)
-@given(data=st.data())
-def test_aio_server_answers_every_stream(aio_address, data):
-    run_streams(aio_address, data)
+def test_aio_server_answers_every_stream(aio_address):
+    budget(aio_address.transport, 0.25)(given(data=st.data())(lambda data: run_streams(aio_address, data)))()
