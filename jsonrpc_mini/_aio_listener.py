@@ -42,10 +42,22 @@ __all__ = ["RETRY", "Listener", "PlainAccept", "bind_sockets", "listen"]
 
 log = logging.getLogger("jsonrpc_mini")
 
-# Out of descriptors (or memory) when accepting: stop watching the listening socket
-# and try again after this long (s), as asyncio's own listener does.
+# A failed accept() (but one connection's own error, below): stop watching the
+# listening socket and try again after this long (s), as asyncio's own listener does
+# when out of descriptors.
 RETRY = 1.0
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept() can fail with the waiting connection's own network error (Linux's
+# accept(2) lists these for TCP): the next one may succeed at once, so accepting goes
+# on. Any other failure (out of descriptors; EINVAL for ever from a listening socket
+# someone shut down) would come back at every wake-up of a socket that stays
+# readable, a busy loop: accepting pauses for RETRY seconds.
+_ONE_CONNECTIONS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENETDOWN", "EPROTO", "ENOPROTOOPT", "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EPERM"
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
 # Connections accepted per wake-up at most. Each waits for the loop's next steps to get
 # its transport (a task each), so a burst of a whole backlog (4,096, say) held that many
 # half-made connections at once: 10,000 idle connections opened in a row left the
@@ -129,7 +141,7 @@ class Listener:
                 return  # none left
             except OSError as exc:
                 self._failures.failed(exc)
-                if exc.errno in _OUT_OF_RESOURCES and self._retry is None:
+                if exc.errno not in _ONE_CONNECTIONS and self._retry is None:
                     self._unwatch()
                     self._retry = self._loop.call_later(RETRY, self._resume)
                 return
