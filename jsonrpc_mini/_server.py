@@ -75,7 +75,10 @@ class ServerOptions:
             optional = name in ("idle_timeout", "read_timeout")
             if value is None and optional:
                 continue
-            if not (is_seconds(value) and (value > 0 or (name == "shutdown_grace" and value == 0))):
+            if name == "shutdown_grace":  # 0 is allowed: no grace, in-flight calls are cut at once
+                if not (is_seconds(value) and value >= 0):
+                    raise ValueError(f"shutdown_grace must be a number of seconds >= 0 (0: no grace), not {value!r}")
+            elif not (is_seconds(value) and value > 0):
                 raise ValueError(
                     f"{name} must be a positive number of seconds{' or None' if optional else ''}, not {value!r}"
                 )

@@ -61,6 +61,17 @@ def test_options_that_cannot_work_are_refused_at_once(options: dict[str, Any]) -
             make(**options)
 
 
+@pytest.mark.parametrize("value", [-1, -0.5, math.nan, True, "0"])
+def test_a_refused_shutdown_grace_is_told_that_0_is_allowed(value: Any) -> None:
+    # shutdown_grace=0 (no grace) is accepted, so the refusal must not ask for a
+    # positive number: it said "must be a positive number of seconds" (session 33).
+    message = re.escape(f"shutdown_grace must be a number of seconds >= 0 (0: no grace), not {value!r}")
+    for make in (RPCServer, aio.RPCServer):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            make(shutdown_grace=value)
+        assert make(shutdown_grace=0).options.shutdown_grace == 0
+
+
 def _add(a: int, b: int) -> int:
     return a + b
 
