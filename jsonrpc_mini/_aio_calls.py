@@ -139,7 +139,7 @@ class CallingProtocol(TimedProtocol):
             try:
                 function, args, kwargs = srv.resolve(method, params)
             except RPCError as exc:
-                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
+                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug, peer=self))
                 return
         is_async = srv._is_async.get(function)
         if is_async is None:
@@ -148,7 +148,7 @@ class CallingProtocol(TimedProtocol):
             try:
                 work = function(*args, **kwargs)
             except Exception as exc:  # e.g. a wrapper that checks its arguments first
-                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug))
+                self._finish_reply(outcome_response(as_message(message), exc=exc, debug=self._debug, peer=self))
                 return
             self.busy += 1
             srv.total_busy += 1
@@ -157,19 +157,19 @@ class CallingProtocol(TimedProtocol):
                 self._runner.submit(self, message, work)
             else:  # some other awaitable: a coroutine awaits it and builds the reply
                 call = as_message(message)
-                self._runner.submit(self, Replying(call), srv.await_result(call, work))
+                self._runner.submit(self, Replying(call), srv.await_result(call, work, peer=self))
         elif srv.run_sync_in_thread:
             try:
                 future = srv.executor().submit(function, *args, **kwargs)
             except Exception as exc:  # the executor refused it (shut down, full): -32603, no slot taken
-                self._finish_reply(srv.refused(as_message(message), exc))
+                self._finish_reply(srv.refused(as_message(message), exc, self))
                 return
             self.busy += 1
             srv.total_busy += 1
             srv.pool(self._loop).submit(self, as_message(message), future)
         else:
             call = as_message(message)
-            reply = srv.execute_now(call, function, args, kwargs)
+            reply = srv.execute_now(call, function, args, kwargs, self)
             if isinstance(reply, Coroutine):
                 self._spawn(call, reply)
             else:
@@ -214,7 +214,7 @@ class CallingProtocol(TimedProtocol):
 
     def finish_pooled(self, message: Request | Notification, future: concurrent.futures.Future[Any]) -> None:
         """A call run in the thread pool ended: answer it (an awaitable result is awaited first)."""
-        reply = self._srv.pooled_outcome(message, future)
+        reply = self._srv.pooled_outcome(message, future, self)
         if isinstance(reply, Coroutine):
             self._runner.submit(self, Replying(message), reply)  # still busy: the runner ends it
         else:
@@ -228,7 +228,8 @@ class CallingProtocol(TimedProtocol):
         if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
             call = cast(CallMessage, message)  # (a batch's coroutine returns None)
             request = as_message(call)
-            self._runner.submit(self, Replying(request), self._srv.await_result(request, result))  # still busy
+            # (Still busy: the runner ends the call.)
+            self._runner.submit(self, Replying(request), self._srv.await_result(request, result, peer=self))
             return
         # Speed: a success reply is encoded without building a Response and, framed by
         # newlines, without encode_result's layers (same bytes: a test compares them).
@@ -255,14 +256,14 @@ class CallingProtocol(TimedProtocol):
     def finish_error(self, message: CallMessage | Batch | Replying | None, exc: BaseException) -> None:
         """A call's coroutine raised ``exc`` (an ``await_result``'s: the GeneratorExit of ``_stay_with``)."""
         if isinstance(message, Replying):
-            self.finish(outcome_response(message.message, exc=exc, debug=self._debug))
+            self.finish(outcome_response(message.message, exc=exc, debug=self._debug, peer=self))
             return
         # (pragma: the driver's own coroutines, a batch's too, turn errors into replies)
         if message is None or isinstance(message, Batch):  # pragma: no cover
-            log.error("call failed", exc_info=exc)
+            log.error("%s: call failed", self.peer_label(), exc_info=exc)
             self.finish(None)
             return
-        self.finish(outcome_response(as_message(message), exc=exc, debug=self._debug))
+        self.finish(outcome_response(as_message(message), exc=exc, debug=self._debug, peer=self))
 
     def finish(self, reply: Outcome) -> None:
         """A call of this connection ended (``reply`` None: nothing to send)."""
@@ -307,7 +308,7 @@ class CallingProtocol(TimedProtocol):
         srv, draining, values = self._srv, self._draining, batch.values
         # A success as its JSON object (see encode_replies): built here, member by
         # member, the one encode at the end is a C call (0.09 s, not 0.35 s, for 230,000).
-        members = Members(srv, values, draining, lambda: self._gone)
+        members = Members(srv, values, draining, lambda: self._gone, self)
         replies = members.replies
         every = max(1, BATCH_STEP // slots)
         held = slots - 1  # slots still to give back before the batch's own (see _start_batch)
@@ -335,22 +336,22 @@ class CallingProtocol(TimedProtocol):
                             back = await srv.run_members(loop, members, i, prepared)
                             if back is not None:
                                 try:
-                                    member = await handback(srv, back, replies)
+                                    member = await handback(srv, back, replies, self)
                                 except GeneratorExit as exc:  # (as below)
                                     if not stepping(own):
                                         raise
                                     replies[back.index] = outcome_response(
-                                        back.message, exc=exc, debug=srv.options.debug
+                                        back.message, exc=exc, debug=srv.options.debug, peer=self
                                     )
                             if member is None:
                                 member = members.take()
                             continue
                         try:
-                            reply = await srv.execute(prepared) if isinstance(prepared, Prepared) else prepared
+                            reply = await srv.execute(prepared, self) if isinstance(prepared, Prepared) else prepared
                         except GeneratorExit as exc:
                             if not stepping(own):
                                 raise  # closed
-                            reply = outcome_response(item, exc=exc, debug=srv.options.debug)
+                            reply = outcome_response(item, exc=exc, debug=srv.options.debug, peer=self)
                         if type(reply) is Response:
                             replies[i] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
                         else:

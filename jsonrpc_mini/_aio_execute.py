@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._aio_members import Handback, Members, run_plain
 from ._codec import ErrorResponse, Notification, Request, Response
-from ._dispatch import PLAIN_RESULTS, Prepared, Registry, internal_error, outcome_response
+from ._dispatch import PLAIN_RESULTS, Peer, Prepared, Registry, internal_error, outcome_response, peer_prefix
 
 if TYPE_CHECKING:
     from ._server import ServerOptions
@@ -58,23 +58,29 @@ class CallExecutor(Registry):
         return known
 
     def execute_now(
-        self, message: Request | Notification, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+        self,
+        message: Request | Notification,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        peer: Peer | None = None,
     ) -> Outcome | Coroutine[Any, Any, Outcome]:
         """Run a plain handler inline (``run_sync_in_thread=False``) and build the reply.
 
         If the handler turns out to return an awaitable (an object with an async
         ``__call__``), this returns a coroutine that awaits it and builds the reply.
+        ``peer`` (here and below): the caller's connection, as a failure's log line names it.
         """
         try:
             result = function(*args, **kwargs)
         except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
         if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
-            return self.await_result(message, result)
+            return self.await_result(message, result, peer=peer)
         return outcome_response(message, result, debug=self.options.debug)
 
     async def await_result(
-        self, message: Request | Notification, awaitable: Awaitable[Any], again: bool = False
+        self, message: Request | Notification, awaitable: Awaitable[Any], again: bool = False, peer: Peer | None = None
     ) -> Outcome:
         """Await what a handler returned and build the reply (``again``: an awaitable result too).
 
@@ -89,16 +95,16 @@ class CallExecutor(Registry):
         except asyncio.CancelledError as exc:
             if being_cancelled():
                 raise
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
         except GeneratorExit as exc:
             if closing(exc):
                 raise
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
         except Exception as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
         return outcome_response(message, result, debug=self.options.debug)
 
-    async def execute(self, prepared: Prepared) -> Outcome:
+    async def execute(self, prepared: Prepared, peer: Peer | None = None) -> Outcome:
         """Run a batch member on the loop and build its reply: an ``async def`` handler, or a plain one inline.
 
         (A plain handler's member with ``run_sync_in_thread`` goes to the pool
@@ -112,13 +118,14 @@ class CallExecutor(Registry):
             try:
                 work = prepared.run()
             except Exception as exc:  # e.g. a wrapper that checks its arguments first
-                return outcome_response(message, exc=exc, debug=self.options.debug)
-            return await self.await_result(message, work, again=True)  # (an awaitable result: as for a call alone)
+                return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
+            # (An awaitable result: as for a call alone.)
+            return await self.await_result(message, work, again=True, peer=peer)
         ok, result = run_caught(prepared)
         if not ok:
-            return outcome_response(message, exc=result, debug=self.options.debug)
+            return outcome_response(message, exc=result, debug=self.options.debug, peer=peer)
         if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
-            return await self.await_result(message, result)
+            return await self.await_result(message, result, peer=peer)
         return outcome_response(message, result, debug=self.options.debug)
 
     async def run_members(
@@ -132,37 +139,44 @@ class CallExecutor(Registry):
         try:
             job = loop.run_in_executor(self.executor(), run_plain, members, index, prepared)
         except Exception as exc:  # the executor refused it (shut down, full)
-            members.replies[index] = self.refused(prepared.message, exc)
+            members.replies[index] = self.refused(prepared.message, exc, members.peer)
             return None
         try:
             return await job
         except asyncio.CancelledError as exc:  # (run_plain answers whatever a handler raises)
             if being_cancelled():
                 raise
-            members.replies[index] = self.refused(prepared.message, exc)  # the executor cancelled it
+            members.replies[index] = self.refused(prepared.message, exc, members.peer)  # the executor cancelled it
             return None
 
-    def refused(self, message: Request | Notification, exc: BaseException) -> Outcome:
+    def refused(self, message: Request | Notification, exc: BaseException, peer: Peer | None = None) -> Outcome:
         """The reply for a call of a plain handler that the executor refused to run (-32603), logged."""
-        log.error("the executor refused to run %r: %s: %s", message.method, type(exc).__name__, exc, exc_info=exc)
+        log.error(
+            "%sthe executor refused to run %r: %s: %s",
+            peer_prefix(peer),
+            message.method,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
         if type(message) is not Request:
             return None
         return internal_error(message.id, message.method)
 
     def pooled_outcome(
-        self, message: Request | Notification, future: concurrent.futures.Future[Any]
+        self, message: Request | Notification, future: concurrent.futures.Future[Any], peer: Peer | None = None
     ) -> Outcome | Coroutine[Any, Any, Outcome]:
         """The reply for a call that ran in the thread pool (a coroutine if its result must be awaited)."""
         if future.cancelled():  # the pool was shut down before it ran
             if self._user_executor is None:
                 return None  # (by shutdown(), once its connections closed)
-            return self.refused(message, concurrent.futures.CancelledError())  # a given executor's: answered
+            return self.refused(message, concurrent.futures.CancelledError(), peer)  # a given executor's: answered
         exc = future.exception()
         if exc is not None:  # (SystemExit too: raised by the handler in a pool thread, answered -32603)
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
         result = future.result()
         if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
-            return self.await_result(message, result)
+            return self.await_result(message, result, peer=peer)
         return outcome_response(message, result, debug=self.options.debug)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._codec import ErrorResponse, Request, Response, parse_request
-from ._dispatch import PLAIN_RESULTS, Prepared, outcome_response
+from ._dispatch import PLAIN_RESULTS, Peer, Prepared, outcome_response
 
 if TYPE_CHECKING:
     from ._aio_server import RPCServer
@@ -38,13 +38,17 @@ class Members:
 
     ``replies`` gets each member's reply at its index (None: no reply); ``gone()``
     tells whether the peer is gone (``ServerProtocol._gone``); ``draining``: the
-    batch was taken once the server drained (its requests are refused).
+    batch was taken once the server drained (its requests are refused); ``peer``:
+    the connection, as a failing member's log line names it.
     """
 
-    __slots__ = ("_lock", "_next", "draining", "gone", "replies", "srv", "stopped", "values")
+    __slots__ = ("_lock", "_next", "draining", "gone", "peer", "replies", "srv", "stopped", "values")
 
-    def __init__(self, srv: RPCServer, values: list[Any], draining: bool, gone: Callable[[], bool]) -> None:
+    def __init__(
+        self, srv: RPCServer, values: list[Any], draining: bool, gone: Callable[[], bool], peer: Peer | None = None
+    ) -> None:
         self.srv = srv
+        self.peer = peer
         self.values = values
         self.draining = draining
         self.gone = gone
@@ -94,7 +98,7 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
         try:
             result = prepared.run()
         except BaseException as exc:  # SystemExit and the like too: the handler's own, answered -32603
-            replies[index] = outcome_response(message, exc=exc, debug=debug)
+            replies[index] = outcome_response(message, exc=exc, debug=debug, peer=members.peer)
         else:
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):  # e.g. an async __call__
                 return Handback(index, None, message, result)
@@ -124,11 +128,13 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
             break
 
 
-async def handback(srv: RPCServer, back: Handback, replies: list[Reply]) -> tuple[int, Any] | None:
+async def handback(
+    srv: RPCServer, back: Handback, replies: list[Reply], peer: Peer | None = None
+) -> tuple[int, Any] | None:
     """A member a pool job gave back (see ``run_plain``): the member to run here, or None once answered."""
     if back.awaitable is None:  # an async def handler's: run on the loop
         return back.index, back.value
-    reply = await srv.await_result(back.message, back.awaitable)
+    reply = await srv.await_result(back.message, back.awaitable, peer=peer)
     if type(reply) is Response:
         replies[back.index] = {"jsonrpc": "2.0", "id": reply.id, "result": reply.result}
     else:

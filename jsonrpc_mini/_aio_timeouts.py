@@ -48,6 +48,10 @@ class TimedProtocol(asyncio.BufferedProtocol, asyncio.Protocol):
     _srv: RPCServer
     busy: int
 
+    def peer_label(self) -> str:
+        """This connection in a log line: ``connection from 127.0.0.1:5555`` (a failing call's too)."""
+        return aio_label(self._transport)
+
     def close(self, linger: float = LINGER) -> None:
         """Close the transport (buffered replies are still flushed; TLS: see ``_aio_linger``)."""
         raise NotImplementedError

@@ -107,7 +107,7 @@ def batch_reply(session: SessionCalls, values: list[Any]) -> bytes | None:
                     if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                         result = asyncio.run(await_result(result))
             except BaseException as exc:  # (see Session.execute)
-                others[len(ids)] = error_response(id_, exc, value["method"], debug)
+                others[len(ids)] = error_response(id_, exc, value["method"], debug, session)
                 id_ = result = None
         add_id(id_)
         add_result(result)
@@ -151,7 +151,7 @@ def _other_member(session: SessionCalls, value: Any, debug: bool) -> dict[str, A
             if type(result) not in PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(await_result(result))
         except BaseException as error:  # (see Session.execute)
-            return error_response(id_, error, method, debug)
+            return error_response(id_, error, method, debug, session)
         return {"jsonrpc": "2.0", "id": id_, "result": result}
     item = parse_request(value)
     if isinstance(item, ErrorResponse):
@@ -159,4 +159,4 @@ def _other_member(session: SessionCalls, value: Any, debug: bool) -> dict[str, A
     result, exc = session.execute(item)
     if exc is None and type(item) is Request:
         return {"jsonrpc": "2.0", "id": item.id, "result": result}
-    return outcome_response(item, result, exc, debug=debug)
+    return outcome_response(item, result, exc, debug=debug, peer=session)

@@ -18,19 +18,21 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from ._codec import ErrorObject, ErrorResponse, Notification, Params, Request, Response, split_params
 from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
 
 __all__ = [
     "PLAIN_RESULTS",
+    "Peer",
     "Prepared",
     "Registry",
     "await_result",
     "error_response",
     "internal_error",
     "outcome_response",
+    "peer_prefix",
 ]
 
 log = logging.getLogger("jsonrpc_mini")
@@ -41,6 +43,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Results that cannot be awaitable (inspect.isawaitable costs an ABC check per call);
 # both servers' drivers test a handler's result against these first.
 PLAIN_RESULTS = frozenset({int, float, str, bool, list, dict, tuple, type(None)})
+
+
+class Peer(Protocol):
+    """A served connection, as a failing call's log line names it (``peer_label()`` runs only then)."""
+
+    def peer_label(self) -> str:
+        """The connection's name in the server's log lines, e.g. ``connection from 127.0.0.1:5555``."""
+        ...
+
+
+def peer_prefix(peer: Peer | None) -> str:
+    """``peer``'s label and a colon, to begin a log line ('' if there is none)."""
+    if peer is None:
+        return ""
+    try:
+        return f"{peer.peer_label()}: "
+    except Exception:  # (a label is no reason to lose the line)
+        return ""
 
 
 async def await_result(awaitable: Any) -> Any:
@@ -268,8 +288,8 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> ErrorResponse:
-    """The error reply for a call that raised ``exc``."""
+def error_response(id_: Any, exc: BaseException, method: str, debug: bool, peer: Peer | None = None) -> ErrorResponse:
+    """The error reply for a call that raised ``exc`` (a failure logged names ``peer``, the caller)."""
     # The specification wants an integer code: an RPCError without one (None for a
     # local error, such as ConnectionLost from a call the handler made, or a
     # handler's mistake) is answered as an internal error, which a client can read.
@@ -279,10 +299,11 @@ def error_response(id_: Any, exc: BaseException, method: str, debug: bool) -> Er
             if not isinstance(message, str):
                 message = str(message)
         except Exception:  # a message object whose str() fails: no reply can carry it
-            log.error("method %r raised %s with a message that cannot be shown", method, type(exc).__name__)
+            name = type(exc).__name__
+            log.error("%smethod %r raised %s with a message that cannot be shown", peer_prefix(peer), method, name)
         else:
             return ErrorResponse(id_, ErrorObject(int(exc.code), message, exc.data))
-    log.error("method %r raised %s", method, type(exc).__name__, exc_info=exc)
+    log.error("%smethod %r raised %s", peer_prefix(peer), method, type(exc).__name__, exc_info=exc)
     if not debug:
         return internal_error(id_, method)
     data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
@@ -302,13 +323,19 @@ def internal_error(id_: Any, method: str, data: Any = None, detail: str = "") ->
 
 
 def outcome_response(
-    message: Request | Notification, result: Any = None, exc: BaseException | None = None, *, debug: bool = False
+    message: Request | Notification,
+    result: Any = None,
+    exc: BaseException | None = None,
+    *,
+    debug: bool = False,
+    peer: Peer | None = None,
 ) -> Response | ErrorResponse | None:
-    """The reply for a finished call: None for notifications, whatever happened."""
+    """The reply for a finished call: None for notifications, whatever happened (``peer``: see error_response)."""
     if not isinstance(message, Request):
         if exc is not None and not isinstance(exc, RPCError):
-            log.error("notification %r raised %s", message.method, type(exc).__name__, exc_info=exc)
+            name = type(exc).__name__
+            log.error("%snotification %r raised %s", peer_prefix(peer), message.method, name, exc_info=exc)
         return None
     if exc is not None:
-        return error_response(message.id, exc, message.method, debug)
+        return error_response(message.id, exc, message.method, debug, peer)
     return Response(message.id, result)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 from ._reprs import path_text
 
-__all__ = ["address_text", "aio_label", "client_text", "session_label", "socket_peer"]
+__all__ = ["address_text", "aio_label", "client_text", "peer_text", "session_label", "socket_peer"]
+
+_UNNAMED = "a Unix socket"  # (a client's own path is usually unbound)
+_PEERCRED = getattr(socket, "SO_PEERCRED", None)  # (Linux)
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 def address_text(address: Any) -> str:
@@ -25,17 +30,35 @@ def address_text(address: Any) -> str:
         if address.startswith("\0"):
             address = "@" + address[1:].replace("\0", "\\x00")
     if isinstance(address, str):
-        return f"unix:{path_text(address)}" if address else "a Unix socket"  # (a client's own path is usually unbound)
+        return f"unix:{path_text(address)}" if address else _UNNAMED
     return "an unknown peer"
 
 
+def peer_text(sock: Any) -> str:
+    """``sock``'s peer as :func:`address_text`; an unnamed Unix client with its process, if known.
+
+    A Unix socket's client seldom binds a path, so its address tells nothing; the
+    kernel knows which process connected (SO_PEERCRED, Linux): ``a Unix socket, pid
+    4242, uid 1000``. Raises OSError if the socket is closed or the peer gone.
+    """
+    text = address_text(sock.getpeername())
+    if text == _UNNAMED and _PEERCRED is not None:
+        try:
+            pid, uid, _ = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, _PEERCRED, _CRED.size))
+        except (OSError, struct.error):
+            return text
+        if pid > 0:  # (0: not known, e.g. a socketpair's peer in another pid namespace)
+            return f"{text}, pid {pid}, uid {uid}"
+    return text
+
+
 def socket_peer(transport: object) -> str | None:
-    """The peer of ``transport``'s socket (a SocketTransport's), as :func:`address_text`; None if it has none."""
+    """The peer of ``transport``'s socket (a SocketTransport's), as :func:`peer_text`; None if it has none."""
     sock = getattr(transport, "sock", None)
     if not isinstance(sock, socket.socket):
         return None
     try:
-        return address_text(sock.getpeername())
+        return peer_text(sock)
     except OSError:  # closed, or the peer is gone
         return None
 
@@ -67,5 +90,15 @@ def aio_label(transport: Any) -> str:
     try:
         peer = transport.get_extra_info("peername") if transport is not None else None
     except Exception:  # (a transport of the user's own)
-        peer = None
-    return "connection" if peer is None else f"connection from {address_text(peer)}"
+        return "connection"
+    if peer is None:
+        return "connection"
+    text = address_text(peer)
+    if text == _UNNAMED:
+        try:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                text = peer_text(sock)
+        except Exception:  # (closed meanwhile; a transport of the user's own)
+            pass
+    return f"connection from {text}"

@@ -18,11 +18,13 @@ from ._dispatch import PLAIN_RESULTS, await_result, error_response, outcome_resp
 from ._errors import RPCError
 from ._json import ORJSON_LINE_OPTS, SMALL_OUTPUT
 from ._json_write import _finite as finite
+from ._peer_names import session_label
 from ._protocol import Batch, ServerConnection
 
 if TYPE_CHECKING:
     from ._server import RPCServer, ServerOptions
     from ._session_drain import Drain
+    from ._transport import Transport
 
 __all__ = ["SHUTTING_DOWN", "SessionCalls"]
 
@@ -41,6 +43,12 @@ class SessionCalls:
     _proto: ServerConnection
     _dumps_line: Callable[[Any], bytes]
     _positional: Mapping[str, tuple[Callable[..., Any], int, int]]  # the server's plain_handlers
+    _name: str
+    _transport: Transport
+
+    def peer_label(self) -> str:
+        """This connection in a log line: ``jsonrpc_mini-conn-3 (127.0.0.1:5555)`` (for a failing call's)."""
+        return session_label(self._name, self._transport)
 
     def _answer(self, event: Request | Notification | Batch) -> bytes | None:
         """Run the call(s); the reply's bytes, or None when nothing is to be sent."""
@@ -50,7 +58,7 @@ class SessionCalls:
         result, exc = self.execute(event)
         if exc is None and isinstance(event, Request):
             return proto.encode_result(event.id, result)
-        reply = outcome_response(event, result, exc, debug=self._opts.debug)
+        reply = outcome_response(event, result, exc, debug=self._opts.debug, peer=self)
         return None if reply is None else proto.encode(reply)
 
     def _plain_reply(self, value: dict[str, Any]) -> bytes:
@@ -87,7 +95,7 @@ class SessionCalls:
                 result = asyncio.run(await_result(result))
                 kind = type(result)
         except BaseException as exc:  # (see execute)
-            return self._proto.encode(error_response(id_, exc, method, self._opts.debug))
+            return self._proto.encode(error_response(id_, exc, method, self._opts.debug, self))
         try:
             if kind is int and type(id_) is int:
                 # Speed: the usual small reply written by formatting, as both codecs would
