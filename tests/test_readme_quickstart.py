@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _readme_blocks import python_blocks
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import MethodNotFound, RPCClient, RPCServer
 from jsonrpc_mini.testing import Resources
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,3 +85,20 @@ def test_property_test_example_runs_as_written() -> None:
     namespace["test_echo_any_arguments"]()  # hypothesis runs its 25 examples
     # Leaving each loopback() stopped the server it started: a call now needs a new one.
     assert namespace["server"].address is None
+
+
+def test_disconnect_is_a_remote_call_and_the_connection_stays_open() -> None:
+    # README, Quick start: the old toy's c.disconnect() "is now a remote call like any
+    # other name (against our server it raises MethodNotFound, and the connection
+    # stays open)".
+    server = RPCServer()
+    server.register_function(lambda a, b: a + b, name="add")
+    host, port = server.start("127.0.0.1", 0)
+    try:
+        with RPCClient(host, port, timeout=10) as c:
+            with pytest.raises(MethodNotFound, match=r"^disconnect: \[-32601\] Method not found: 'disconnect'$"):
+                c.disconnect()
+            assert c.add(1, 2) == 3  # the same connection: nothing was closed
+            assert server.connection_count == 1
+    finally:
+        server.shutdown()
