@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -9,8 +10,16 @@ import time
 
 import pytest
 
-from jsonrpc_mini import ConnectionLost, MethodNotFound, RPCClient, RPCServer, RPCTimeout
-from jsonrpc_mini.testing import DirectionFaults, FaultPlan, LoopbackServer, Resources, loopback
+from jsonrpc_mini import ConnectionLost, MethodNotFound, RPCClient, RPCServer, RPCTimeout, aio
+from jsonrpc_mini.testing import (
+    AioLoopbackServer,
+    DirectionFaults,
+    FaultPlan,
+    LoopbackServer,
+    Resources,
+    aio_loopback,
+    loopback,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,6 +99,29 @@ def test_one_server_backs_many_loopbacks_at_once(server):
     with loopback(server) as a, loopback(server) as b:
         assert (a.add(1, 1), b.add(2, 2)) == (2, 4)
         assert server.connection_count == 2
+
+
+def test_every_kits_client_waits_10_s_by_default(server, jsonrpc_loopback, jsonrpc_server):
+    # README, Test kit: "with loopback(server) as client:  # an RPCClient, timeout 10 s";
+    # the client() of LoopbackServer and AioLoopbackServer and the fixtures take "the
+    # kit's own, 10 s unless set". (The plugin keeps its own copy of the number.)
+    with loopback(server) as client:
+        assert repr(client) == "<RPCClient connected timeout=10.0>"
+    with LoopbackServer(server) as srv:
+        assert repr(srv.client()).endswith(" timeout=10.0>")
+    assert repr(jsonrpc_loopback(server)) == "<RPCClient connected timeout=10.0>"
+    assert repr(jsonrpc_server(server).client()).endswith(" timeout=10.0>")
+
+    async def aio_kits() -> list[str]:
+        aio_server = aio.RPCServer()
+        async with aio_loopback(aio_server) as in_memory, AioLoopbackServer(aio_server) as kit:
+            shown = [repr(in_memory), repr(await kit.client())]
+        await aio_server.shutdown()
+        return shown
+
+    in_memory, proxied = asyncio.run(aio_kits())
+    assert in_memory == "<aio.RPCClient connected timeout=10.0>"
+    assert proxied.endswith(" timeout=10.0>")
 
 
 # -- LoopbackServer --------------------------------------------------------------
