@@ -176,6 +176,8 @@ class Registry:
         """
         if not isinstance(prefix, str):  # (None, say, failed at the first method with a bare TypeError)
             raise TypeError(f"prefix must be a str such as 'calc.' ('' for none), not {prefix!r}")
+        if inspect.isclass(instance):
+            _refuse_a_class_with_methods(instance)
         names = []
         for attr in dir(instance):
             if attr.startswith("_") or hasattr(object, attr):
@@ -231,6 +233,23 @@ class Registry:
                         return wrapper[1], args, kwargs
                 raise InvalidParams(f"Invalid params for {_quote(method)}: {_cut(str(exc))}") from None
         return function, args, kwargs
+
+
+def _refuse_a_class_with_methods(cls: type) -> None:
+    """Refuse ``register_instance(Store)`` where ``Store()`` was meant.
+
+    Its plain methods, registered unbound, would take each caller's first argument as
+    ``self``: every call a -32602 naming the wrong argument. A class of static and class
+    methods only (a namespace) is fine.
+    """
+    for attr in dir(cls):
+        if attr.startswith("_") or hasattr(object, attr):
+            continue
+        if inspect.isfunction(inspect.getattr_static(cls, attr, None)):
+            raise TypeError(
+                f"register_instance() got the class {cls.__name__}, whose method {attr!r} needs an"
+                f" instance (its first argument would be self): pass an instance, {cls.__name__}()"
+            )
 
 
 def _wrapper_fallback(
