@@ -951,6 +951,25 @@ def test_async_handler_on_the_sync_server() -> None:
             c.async_fail()
 
 
+def test_each_call_of_an_async_handler_runs_in_an_event_loop_of_its_own() -> None:
+    # README (Server, Methods): the sync server runs a coroutine "by asyncio.run: each
+    # call in an event loop of its own", which is why an asyncio object shared between
+    # calls does not work there. Users rely on it to know what they may share.
+    s = RPCServer()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    @s.register
+    async def where() -> bool:
+        loops.append(asyncio.get_running_loop())
+        return loops[-1].is_running()
+
+    with serving(s) as address, RPCClient(*address, timeout=WAIT) as c:
+        assert [c.where(), c.where()] == [True, True]
+    first, second = loops
+    assert first is not second
+    assert first.is_closed() and second.is_closed()  # asyncio.run closed each one
+
+
 # -- Unix sockets and TLS ------------------------------------------------------
 
 
