@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from ._codec import ErrorObject, ErrorResponse, Notification, Params, Request, Response, split_params
 from ._errors import InternalError, InvalidParams, MethodNotFound, RPCError
+from ._refusal_log import DROPPED
 
 __all__ = [
     "PLAIN_RESULTS",
@@ -354,6 +355,9 @@ def outcome_response(
         if exc is not None and not isinstance(exc, RPCError):
             name = type(exc).__name__
             log.error("%snotification %r raised %s", peer_prefix(peer), message.method, name, exc_info=exc)
+        elif exc is not None:  # unknown, bad arguments, or the handler's own RPCError: no one is told but the log
+            ignorable = isinstance(exc, MethodNotFound) and message.method.startswith("$/")
+            DROPPED.dropped(lambda: peer_prefix(peer), message.method, exc.code, exc.message, ignorable)
         return None
     if exc is not None:
         return error_response(message.id, exc, message.method, debug, peer)

@@ -8,7 +8,9 @@ when the refusals stop goes out with the server's shutdown.
 
 Both servers' failed ``accept()``s are counted the same way (``AcceptFailures``):
 out of file descriptors, it fails at every retry while a connection waits in the
-listen queue.
+listen queue. So are notifications that could not run (``DroppedNotifications``):
+an unknown method or arguments that do not fit get no reply, so the log is the only
+place a mistake in one shows, and a peer sending thousands must not fill the disk.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["INTERVAL", "AcceptFailures", "RefusalLog"]
+__all__ = ["DROPPED", "INTERVAL", "AcceptFailures", "DroppedNotifications", "RefusalLog"]
 
 log = logging.getLogger("jsonrpc_mini")
 
@@ -97,3 +99,48 @@ class AcceptFailures:
         held, self._held = self._held, 0
         if held:
             log.warning("%s%d more accept() failures since the last warning", self._label, held)
+
+
+class DroppedNotifications:
+    """Notifications answered by an error no one receives: one WARNING per ``interval`` at most (thread-safe).
+
+    Each is logged at DEBUG too; an unknown method named ``$/...`` (which LSP peers
+    send expecting it to be ignored, ``$/cancelRequest``) only there.
+    """
+
+    def __init__(self, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = INTERVAL if interval is None else interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._quiet_until: float | None = None  # no warning before this time (None: the next one warns)
+        self._held = 0  # dropped since the last warning
+
+    def dropped(
+        self, prefix: Callable[[], str], method: str, code: int | None, message: object, ignorable: bool
+    ) -> None:
+        """The notification ``method`` failed with that error (``prefix()``: who sent it, as log lines begin)."""
+        if ignorable:
+            held = -1
+        else:
+            now = self._clock()
+            with self._lock:
+                if self._quiet_until is not None and now < self._quiet_until:
+                    self._held += 1
+                    held = -1
+                else:
+                    held, self._held = self._held, 0
+                    self._quiet_until = now + self._interval
+        if held < 0 and not log.isEnabledFor(logging.DEBUG):
+            return  # (the sender's address is looked up only for a line that is written)
+        text = f"{prefix()}notification {method!r} dropped: [{code}] {message}"
+        if held < 0:
+            log.debug("%s (a notification gets no reply)", text)
+        elif held:
+            log.warning("%s (a notification gets no reply; %d dropped since the last warning)", text, held + 1)
+        else:
+            log.warning(
+                "%s (a notification gets no reply; further ones: one warning per %g s at most)", text, self._interval
+            )
+
+
+DROPPED = DroppedNotifications()  # one for the process: a free function (outcome_response) reports to it
