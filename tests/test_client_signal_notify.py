@@ -17,6 +17,7 @@ main thread makes calls, and count what the server received.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import ssl
@@ -368,6 +369,35 @@ def test_a_notification_made_between_a_send_and_the_send_locks_release_is_sent(s
         assert handler.outcome is None, handler.outcome
         assert c.big(3) == "rrr"
         wait_for(lambda: srv.notes == ["after the send"], "the notification")
+        _idle(c)
+
+
+def test_a_notification_left_behind_a_send_past_its_timeout_is_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # README (Client, Notifications): a notification made while a message is being
+    # written goes right after it, "dropped ... with a warning logged, if the client's
+    # timeout passes first". Here the handler outlives the notification's 0.05 s
+    # before the outer call lets the send lock go.
+    handler = _Handler()
+    with _connected(handler) as (srv, c):
+        assert c.ping() == "pong"
+
+        def late_notification() -> None:
+            c.with_timeout(0.05).notify("note", "too late")
+            threading.Event().wait(0.2)  # (the rest of the handler: the 0.05 s pass)
+
+        def outer() -> Any:
+            handler.arm(late_notification)
+            return c.size("x" * 10)
+
+        with caplog.at_level(logging.WARNING, logger="jsonrpc_mini"):
+            assert bounded(outer, c) == 10
+        assert handler.outcome is None, handler.outcome
+        assert "dropping notification note: could not send it within 0.05 s" in caplog.text
+        c.notify("note", "in time")  # sent after where the dropped one would have been
+        wait_for(lambda: "in time" in srv.notes, "the later notification")
+        assert srv.notes == ["in time"]
         _idle(c)
 
 
