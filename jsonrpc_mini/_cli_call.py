@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import socket
 import sys
+import time
 from typing import Any
 
 from ._cli_tls import CLIUsage as _Usage
@@ -18,8 +20,14 @@ from ._cli_tls import client_tls, speaks_tls
 from ._client import RPCClient
 from ._errors import ConnectionLost, RPCError
 from ._refuse import TLS_REQUIRED
+from ._socket_waits import wait_readable
 
 __all__ = ["call_command"]
+
+# How long ``call --notify`` (without TLS) waits for the server to close after it
+# (seconds; --timeout if shorter), and reads of what it says meanwhile at most.
+NOTIFY_WAIT = 1.0
+_NOTIFY_READ = 64 * 1024
 
 
 def _not_json(constant: str) -> Any:
@@ -98,6 +106,8 @@ def call_command(args: argparse.Namespace) -> int:
             plain = None if "ssl" in server else server
             if args.notify:
                 client.notify(method, *positional, **keywords)
+                if plain is not None:
+                    _turned_away(client, method, min(args.timeout, NOTIFY_WAIT))
                 return 0
             result = client.call(method, *positional, **keywords)
     except _Usage as exc:
@@ -118,6 +128,61 @@ def call_command(args: argparse.Namespace) -> int:
         return 1
     _print_result(result)
     return 0
+
+
+def _turned_away(client: RPCClient, method: str, wait: float) -> None:
+    """After a notification on a plain connection: raise what tells it was not taken, if anything does.
+
+    Nothing answers a notification, so a server that turned the connection away
+    (this library's on a TLS port, or at max_connections: a -32000 error, id null)
+    or a TLS server (closes or resets; Java's sends an alert) left ``call --notify``
+    exiting 0. So our side is shut down for writing, and what the server sends
+    before it closes is read, up to ``wait`` seconds: its error is raised as an
+    RPCError; a reset, or bytes that are no JSON-RPC message, as ConnectionLost (the
+    caller then asks whether the server speaks TLS). A server that closes quietly
+    has read the notification (it read past it to our end); one that stays silent
+    is taken to have it.
+    """
+    link = client._link  # (the sync client reads only in its callers: nobody else reads now)
+    sock = getattr(link.transport, "sock", None) if link is not None else None
+    if type(sock) is not socket.socket:  # pragma: no cover - RPCClient connects a socket
+        return
+    data = b""
+    broken: OSError | None = None
+    deadline = time.monotonic() + wait
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:  # the server has reset the connection already: what it sent is still readable
+        broken = exc
+    try:
+        while len(data) < _NOTIFY_READ and (broken or wait_readable(sock, deadline - time.monotonic())):
+            chunk = sock.recv(_NOTIFY_READ, socket.MSG_DONTWAIT)
+            if not chunk:
+                break
+            data += chunk
+    except (BlockingIOError, InterruptedError):  # nothing (more) to read
+        pass
+    except OSError as exc:  # a reset
+        broken = exc
+    if broken is not None and not data:
+        lost = ConnectionLost(f"the server reset the connection: the notification may not have arrived ({broken})")
+        lost.method = method
+        raise lost from broken
+    if not data:
+        return
+    try:
+        said = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        said = None
+    error = said.get("error") if isinstance(said, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), int) and isinstance(error.get("message"), str):
+        refused = RPCError(error["code"], error["message"], error.get("data"))
+        refused.method = method
+        raise refused
+    if said is None:
+        lost = ConnectionLost("the server answered the notification with bytes that are no JSON-RPC message")
+        lost.method = method
+        raise lost
 
 
 def _connect(server: dict[str, Any], timeout: float) -> RPCClient:
