@@ -71,3 +71,27 @@ def test_rpcclient_refuses_a_host_or_port_given_with_path(tcp_server: tuple[str,
     finally:
         server.shutdown()
         os.rmdir(directory)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")
+def test_connect_and_aio_connect_take_the_path_over_a_host_and_port(tcp_server: tuple[str, int]) -> None:
+    # README (Client, Framing and transports): their host and port have defaults, so
+    # they cannot tell them given, and path= wins there (RPCClient(...) refuses both).
+    host, port = tcp_server
+    directory = tempfile.mkdtemp(prefix="jrpc", dir="/tmp")
+    path = os.path.join(directory, "s.sock")
+    server = RPCServer()
+    server.register_function(lambda: "unix", name="who")
+    server.start(path=path)
+    try:
+        with RPCClient(timeout=WAIT).connect(host, port, path=path) as sync_client:
+            assert sync_client.call("who") == "unix"
+
+        async def main() -> None:
+            async with await aio.connect(host, port, path=path, timeout=WAIT) as aio_client:
+                assert await aio_client.call("who") == "unix"
+
+        run(main)
+    finally:
+        server.shutdown()
+        os.rmdir(directory)
