@@ -224,6 +224,19 @@ def test_long_method_name_is_not_echoed_whole(kind: str) -> None:
         assert MARKER not in reply["error"]["message"] and len(json.dumps(reply)) < 400
 
 
+def test_a_long_argument_name_is_cut_in_the_invalid_params_text(kind: str) -> None:
+    # README (Security and limits) and SECURITY.md: of the request, an error quotes
+    # only the method name (above) and the argument binding error, cut to 200.
+    name = "k" * 250 + MARKER + "z" * 100_000
+    with running(kind) as srv, Raw(srv.address) as raw:
+        raw.send(request("echo", {"x": 1, name: 2}, id_=4))
+        reply = raw.reply()
+        message = reply["error"]["message"]
+        assert reply["error"]["code"] == -32602
+        assert message.startswith("Invalid params for 'echo': got an unexpected keyword argument 'kkk")
+        assert MARKER not in message and message.endswith("...") and len(message) < 300
+
+
 def test_handler_exception_text_and_traceback_stay_private(kind: str) -> None:
     with running(kind) as srv, Raw(srv.address) as raw:
         raw.send(request("fail", ["db password is " + MARKER]))
