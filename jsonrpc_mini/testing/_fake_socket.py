@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import errno
 import io
+import math
+import operator
 import os
 import socket
 import threading
@@ -46,6 +48,30 @@ def _as_raised(error: BaseException | type[BaseException]) -> BaseException | ty
         if error is TimeoutError:
             return TimeoutError("timed out")
     return error
+
+
+# CPython keeps a socket's timeout in signed 64-bit nanoseconds.
+_MAX_TIMEOUT_NS = 2**63
+
+
+def _socket_timeout(value: float | None) -> float | None:
+    """``value`` as a socket's ``settimeout`` takes it: its errors and texts, the float ``gettimeout`` gives."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("Invalid value NaN (not a number)")
+        if abs(value) * 1e9 >= _MAX_TIMEOUT_NS:  # (inf too)
+            raise OverflowError("timestamp out of range for platform time_t")
+        seconds = value
+    else:
+        whole = operator.index(value)  # (TypeError: "'str' object cannot be interpreted as an integer")
+        if abs(whole) * 10**9 >= _MAX_TIMEOUT_NS:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        seconds = float(whole)
+    if seconds < 0:
+        raise ValueError("Timeout value out of range")
+    return seconds + 0.0  # (-0.0 is 0.0)
 
 
 def _checked(items: Iterable[ScriptItem]) -> list[ScriptItem]:
@@ -175,10 +201,13 @@ class FakeSocket:
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Return the next scripted bytes (at most ``bufsize``), raise a scripted error, or EOF."""
+        bufsize = operator.index(bufsize)  # (recv(1.5): TypeError, as a socket)
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         with self._cond:
             self._check_open()
+            if bufsize == 0 and not self._script:
+                return b""  # (a socket's recv(0) returns at once, whether or not anything has arrived)
             if not self._cond.wait_for(self._readable, self._wait_time()):
                 if self._timeout == 0.0:
                     raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
@@ -213,8 +242,12 @@ class FakeSocket:
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like ``recv``, but into ``buffer``; returns the number of bytes stored."""
         view = memoryview(buffer).cast("B")
-        size = nbytes or len(view)
-        data = self.recv(size, flags)
+        nbytes = operator.index(nbytes)
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        data = self.recv(nbytes or len(view), flags)
         view[: len(data)] = data
         return len(data)
 
@@ -245,10 +278,8 @@ class FakeSocket:
     # -- control -----------------------------------------------------------------
 
     def settimeout(self, value: float | None) -> None:
-        """Set the timeout of blocking calls (None = blocking, 0 = non-blocking)."""
-        if value is not None and value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = value
+        """Set the timeout of blocking calls (None = blocking, 0 = non-blocking), checked as a socket checks it."""
+        self._timeout = _socket_timeout(value)
 
     def gettimeout(self) -> float | None:
         """The current timeout (None in blocking mode)."""
@@ -296,8 +327,11 @@ class FakeSocket:
         socket on Linux still returns the bytes it had received (the BSDs drop them),
         so a test never depends on that difference.
         """
+        how = operator.index(how)
         with self._cond:
             self._check_open()
+            if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             self.shutdowns.append(how)
             if how in (socket.SHUT_RD, socket.SHUT_RDWR):
                 self._shut_rd = True
