@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from ._aio_batch import AsyncBatchBuilder
 from ._aio_call_future import Call
+from ._aio_connecting import Connecting
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import CallParams, Notification, Params, Request, build_params
@@ -251,7 +252,51 @@ def _deferred(future: asyncio.Future[Any]) -> Callable[[], Any]:
     return result
 
 
-async def connect(
+def connect(
+    host: str | None = "127.0.0.1",
+    port: int | None = 5000,
+    *,
+    path: UnixPath | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    framing: FramingName = "newline",
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    default: Default | None = None,
+) -> Connecting:
+    """Connect to a server: ``await`` it for an :class:`RPCClient`, or ``async with`` it.
+
+    ``async with await aio.connect(...) as c:`` and ``async with aio.connect(...) as c:``
+    both connect and close the client on exit.
+
+    TCP by default, TLS with ``ssl=`` (an ``ssl.SSLContext``), a Unix socket with
+    ``path=``. ``timeout`` bounds connecting and becomes the client's per-call
+    timeout. ``framing`` is ``"newline"`` (default) or ``"content-length"``.
+    Raises ConnectionLost if the server cannot be reached, RPCTimeout if
+    connecting takes longer than ``timeout``. ``max_message_size`` (bytes) and
+    ``max_depth`` (nesting levels) bound a reply: a larger one loses the
+    connection, a deeper one fails its call. ``default`` (a callable, as
+    ``json.dumps``' ``default``) turns an argument of a type JSON lacks into one
+    it has; ``connect()`` again keeps it.
+    """
+    return Connecting(
+        _connect(
+            host,
+            port,
+            path=path,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            timeout=timeout,
+            framing=framing,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+            default=default,
+        )
+    )
+
+
+async def _connect(
     host: str | None = "127.0.0.1",
     port: int | None = 5000,
     *,
@@ -264,18 +309,7 @@ async def connect(
     max_depth: int = DEFAULT_MAX_DEPTH,
     default: Default | None = None,
 ) -> RPCClient:
-    """Connect to a server and return an :class:`RPCClient` (use it with ``async with``).
-
-    TCP by default, TLS with ``ssl=`` (an ``ssl.SSLContext``), a Unix socket with
-    ``path=``. ``timeout`` bounds connecting and becomes the client's per-call
-    timeout. ``framing`` is ``"newline"`` (default) or ``"content-length"``.
-    Raises ConnectionLost if the server cannot be reached, RPCTimeout if
-    connecting takes longer than ``timeout``. ``max_message_size`` (bytes) and
-    ``max_depth`` (nesting levels) bound a reply: a larger one loses the
-    connection, a deeper one fails its call. ``default`` (a callable, as
-    ``json.dumps``' ``default``) turns an argument of a type JSON lacks into one
-    it has; ``connect()`` again keeps it.
-    """
+    """What connect() awaits."""
     timeout = check_timeout(timeout)
     path = unix_path(path)  # (as the other entry points; asyncio would also take the others)
     codec = make_codec(default=default)
@@ -284,6 +318,9 @@ async def connect(
         await _opened(proto, host, port, path, ssl=ssl, server_hostname=server_hostname, timeout=timeout),
         timeout=timeout,
     )
+
+
+_connect.__qualname__ = _connect.__name__ = "connect"  # (Python's "coroutine 'connect' was never awaited")
 
 
 async def _opened(
