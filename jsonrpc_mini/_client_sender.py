@@ -71,6 +71,10 @@ class _RequestSender(_ReplyReader):
         peer_closed = self.peer_closed
         if peer_closed is None or self.lost is not None or not (gone := peer_closed()):
             return
+        # What arrived before the end may say why (an error, id null): taken in first, so
+        # that the error quotes it. Over TLS a record read with the last reply's waits
+        # in the TLS layer, where the peek (at the socket under it) does not look.
+        self._read_last_words(False)
         if isinstance(gone, OSError):
             self.fail_all(f"connection lost: {gone}", gone)
         else:
