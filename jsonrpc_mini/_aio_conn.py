@@ -192,7 +192,8 @@ class ServerProtocol(ScanningProtocol):
         self._proto.receive_data(b"")
         self._events = True
         self.pump()
-        # Keep the write side open for the replies still to come (not possible over TLS).
+        # Keep the write side open for the replies still to come. Over TLS the layer
+        # under it does, and takes no answer (_aio_tls_layer; asyncio's own warns at one).
         return self._keep_open
 
     def connection_lost(self, exc: Exception | None) -> None:

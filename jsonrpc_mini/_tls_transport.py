@@ -165,7 +165,7 @@ class TlsTransport(SocketTransport):
             if data is not None:
                 return data
             if self._eof:
-                return b""  # ended inside a record: nothing more will come
+                return b""  # the peer's end (see _take), maybe inside a record: nothing more will come
             self._flush(deadline)  # what the SSL object must say before it can go on (rare)
             self._fill(deadline, "read timed out")
 
@@ -216,12 +216,18 @@ class TlsTransport(SocketTransport):
             raise
 
     def _take(self, count: int) -> None:
-        """Hand the SSL object ``count`` bytes just read into ``_cipher`` (0: the peer closed)."""
+        """Hand the SSL object ``count`` bytes just read into ``_cipher`` (0: the peer closed).
+
+        The peer's end is kept here, not handed to the SSL object: OpenSSL takes an end
+        without close_notify (a TCP half-close, ``shutdown(SHUT_WR)`` on the socket
+        under TLS) as a fatal error, queues a ``decode_error`` alert and refuses every
+        later write, so the replies owed to a client that half-closed were lost (or
+        followed by that alert). Reads end at it all the same (:meth:`recv`).
+        """
         with self._tls_lock:
             if count:
                 self._incoming.write(self._cipher[:count])
             else:
-                self._incoming.write_eof()
                 self._eof = True
 
     def _decrypt(self, max_bytes: int) -> bytes | None:
@@ -238,8 +244,6 @@ class TlsTransport(SocketTransport):
             if self._kept:  # (see _send)
                 self._send_kept()
             return None
-        except _ssl.SSLEOFError:
-            return b""  # closed without close_notify: an end, as SSLSocket reports it by default
         except BaseException:
             if buffer[0]:
                 self.interrupted_read = True
@@ -325,3 +329,5 @@ def tls_handshake(
             return transport
         transport._flush(deadline)
         transport._fill(deadline, "the TLS handshake timed out")
+        if transport._eof:
+            incoming.write_eof()  # (a handshake cut short: OpenSSL's own error for it, as before)
