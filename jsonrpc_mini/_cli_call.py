@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import socket
 import sys
 import time
@@ -57,7 +58,11 @@ def _parse_value(text: str) -> Any:
         raise  # JSON that Python cannot hold: say so rather than send a string in its place
     except RecursionError:
         raise OverflowError("nested too deeply to read") from None
-    except ValueError:
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "[", '"'):  # meant as JSON: a typo must not be sent as text instead
+            quoted = shlex.quote(json.dumps(text))  # (what to type in a shell)
+            hint = f"to send it as text, write it as a JSON string: {quoted}"
+            raise OverflowError(f"not valid JSON ({exc}); {hint}") from None
         return text  # a bare word is a string
 
 
