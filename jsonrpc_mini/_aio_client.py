@@ -209,6 +209,12 @@ class RPCClient:
                 return
             await asyncio.wait([link.closed], timeout=1.0)
 
+    def __enter__(self) -> RPCClient:
+        raise TypeError("an asyncio client needs 'async with' (`async with aio.connect(host, port) as c:`), not 'with'")
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
     async def __aenter__(self) -> RPCClient:
         return self
 

@@ -48,6 +48,13 @@ class Connecting(collections.abc.Coroutine[Any, Any, "RPCClient"]):
         """Coroutine protocol: give up connecting (a client already made is not closed by this)."""
         self._steps.close()
 
+    def __enter__(self) -> RPCClient:
+        self._steps.close()  # (never to be awaited: no "never awaited" warning on top)
+        raise TypeError("aio.connect() needs 'async with' (`async with aio.connect(host, port) as c:`), not 'with'")
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
     async def __aenter__(self) -> RPCClient:
         """``async with aio.connect(...) as c:``: connect, as ``await`` does."""
         self._client = await self._steps

@@ -85,3 +85,26 @@ def test_a_forgotten_await_is_named() -> None:
             pending.close()
 
     asyncio.run(main())
+
+
+def test_a_plain_with_says_async_with() -> None:
+    # `with c:` said "'RPCClient' object does not support the context manager protocol",
+    # where the batch's `with` already said "needs 'async with ...'".
+    async def main() -> None:
+        server = _server()
+        host, port = await server.start("127.0.0.1", 0)
+        try:
+            client = await aio.connect(host, port, timeout=5)
+            says = r"^an asyncio client needs 'async with' \(`async with aio\.connect"
+            with pytest.raises(TypeError, match=says), client:
+                raise AssertionError("not reached")
+            assert await client.echo("still usable") == "still usable"
+            await client.close()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # (no "never awaited" on top of the TypeError)
+                with pytest.raises(TypeError, match=r"^aio\.connect\(\) needs 'async with'"), aio.connect(host, port):
+                    raise AssertionError("not reached")
+        finally:
+            await server.shutdown()
+
+    asyncio.run(main())
