@@ -6,9 +6,11 @@ import argparse
 import errno
 import importlib
 import inspect
+import ipaddress
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -203,11 +205,43 @@ def _port(text: str) -> int:
 
 
 def _host(text: str) -> str:
-    """``--host``: not empty (which would listen on every interface, unasked); ``[::1]`` is ``::1``."""
+    """``--host``: a host name or an IP address (``[::1]`` is ``::1``), not empty (every interface, unasked).
+
+    What no resolver can take is a usage error saying what is wrong, before
+    anything is imported or bound: the resolver said "Name or service not known"
+    after the import, and a name with an empty or too long label (``example..com``)
+    ended in a UnicodeError traceback.
+    """
     if text.startswith("[") and text.endswith("]"):  # an IPv6 address as written in HOST:PORT
         text = text[1:-1]
     if not text:
         raise argparse.ArgumentTypeError("is empty: give 127.0.0.1, or 0.0.0.0 or :: to listen on every interface")
+    shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+    host, colon, port = text.rpartition(":")
+    if colon and port.isascii() and port.isdigit() and (":" not in host or host[:1] + host[-1:] == "[]"):
+        raise argparse.ArgumentTypeError(f"takes a host, not HOST:PORT: --host {host.strip('[]')} --port {port}")
+    if "/" in text:
+        raise argparse.ArgumentTypeError(f"takes a host name or address, not a URL or path: {shown}")
+    if "[" in text or "]" in text:
+        raise argparse.ArgumentTypeError(f"{shown} has a bracket without its pair (an IPv6 address: ::1 or [::1])")
+    if any(char.isspace() or not char.isprintable() for char in text):
+        raise argparse.ArgumentTypeError(f"{shown} holds a space or a control character")
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shown} is not an IPv6 address") from None
+    elif text.replace(".", "").isdigit():
+        try:
+            socket.inet_aton(text)  # (as lenient as the resolver: 127.1 is 127.0.0.1)
+        except OSError:
+            raise argparse.ArgumentTypeError(f"{shown} is not an IPv4 address") from None
+    else:
+        try:
+            text.encode("idna")  # (what the resolver is given)
+        except UnicodeError as exc:
+            reason = str(exc.__cause__ or exc).removeprefix("encoding with 'idna' codec failed (").rstrip(")")
+            raise argparse.ArgumentTypeError(f"{shown} is not a host name: {reason}") from None
     return text
 
 
