@@ -63,7 +63,9 @@ class CheckReport:
         width = max((len(result.name) for result in self.results), default=0)
         for result in self.results:
             lines.append(f"  {result.status.upper():4}  {result.name:{width}}  {result.detail}")
-        summary = f"{self.count('pass')} passed, {self.count('fail')} failed, {self.count('warn')} warnings"
+        warned = self.count("warn")
+        warnings = f"{warned} warning" if warned == 1 else f"{warned} warnings"
+        summary = f"{self.count('pass')} passed, {self.count('fail')} failed, {warnings}"
         if any(result.status == "fail" and result.name != "connect" for result in self.results):
             summary += f" (replay with --seed {self.seed})"  # (no probe ran after a connect failure)
         lines.append(summary)

@@ -172,8 +172,10 @@ def test_report_rendering():
         "jsonrpc_mini check h:1 (seed 7)",
         "  PASS  a   fine",
         "  WARN  bb  hmm",
-        "1 passed, 0 failed, 1 warnings",
+        "1 passed, 0 failed, 1 warning",  # (it said "1 warnings")
     ]
+    two = CheckReport("h", 1, 7, [ProbeResult("a", "warn", "x"), ProbeResult("b", "warn", "y")])
+    assert two.render().splitlines()[-1] == "0 passed, 0 failed, 2 warnings"
 
 
 class _ContentLengthServer(_LineServer):
