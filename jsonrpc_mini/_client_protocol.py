@@ -334,7 +334,7 @@ class ClientConnection(_BatchReplies, _Base):
                         f"unreadable data from server: {event.message}",
                         unreadable=event.message if event.opened else None,
                         id=named_id(event.text) if event.opened else None,
-                        at_eof=event.at_eof,
+                        at_eof=event.at_eof or event.fatal,  # (fatal: the Closed below says why, to every call)
                     )
                 )
                 if event.fatal:

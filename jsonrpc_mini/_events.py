@@ -76,7 +76,9 @@ class Violation:
     decoded but opens an object or array: perhaps a reply; ``id`` is then set too
     when the id it names could still be read for certain (``_reply_id``).
     ``at_eof``: a value the end of the stream cut short, the connection ending
-    inside a reply rather than a message of the server's (logged at DEBUG).
+    inside a reply rather than a message of the server's (logged at DEBUG); also
+    set when this client closes the connection for it (a reply over
+    ``max_message_size``): the ``Closed`` that follows gives every call the reason.
     """
 
     reason: str
