@@ -26,7 +26,15 @@ from ._errors import RPCError, RPCTimeout
 from ._framing import FramingName
 from ._json_hook import Default, make_codec
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
+from ._remote import (
+    LONGEST_WAIT,
+    KeptMethod,
+    RemoteMethod,
+    check_timeout,
+    kept_attribute,
+    not_a_method_name,
+    private_name,
+)
 from ._reprs import client_repr
 from ._unix import UnixPath, unix_path
 
@@ -66,7 +74,7 @@ class RPCClient:
 
     def __getattr__(self, name: str) -> KeptMethod[Call] | RemoteMethod[Any]:
         if name.startswith("_"):
-            raise AttributeError(name)  # Python's names, and ours before __init__ set them (copy, pickle)
+            raise private_name(name, name)  # Python's names, and ours before __init__ set them (copy, pickle)
         return kept_attribute(self, RPCClient.call, self._current, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Call:

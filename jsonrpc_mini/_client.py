@@ -29,7 +29,15 @@ from ._framing import FramingName
 from ._json_hook import Default, make_codec
 from ._large_reads import gather_limit
 from ._protocol import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
-from ._remote import LONGEST_WAIT, KeptMethod, RemoteMethod, check_timeout, kept_attribute, not_a_method_name
+from ._remote import (
+    LONGEST_WAIT,
+    KeptMethod,
+    RemoteMethod,
+    check_timeout,
+    kept_attribute,
+    not_a_method_name,
+    private_name,
+)
 from ._reprs import client_repr
 from ._transport import SocketTransport, Transport
 from ._unix import UnixPath, unix_path
@@ -211,7 +219,7 @@ class RPCClient:
 
     def __getattr__(self, name: str) -> KeptMethod[Any] | RemoteMethod[Any]:
         if name.startswith("_"):
-            raise AttributeError(name)  # Python's names, and ours before __init__ set them
+            raise private_name(name, name)  # Python's names, and ours before __init__ set them
         return kept_attribute(self, RPCClient.call, self._current, name, self._timeout)
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 from ._codec import CallParams, build_params
 
 __all__ = [
+    "private_name",
     "KEEP_METHODS",
     "LONGEST_WAIT",
     "Caller",
@@ -37,6 +38,17 @@ class Caller(Protocol[_R_co]):
         ...
 
 
+def private_name(name: str, method: str) -> AttributeError:
+    """The AttributeError for ``client.<method>`` whose last part, ``name``, starts with ``_``.
+
+    Such names are Python's (copy, pickle, inspect probe them), never remote
+    methods; for ``_secret`` (not a dunder) say how to reach a remote one anyway.
+    """
+    if name.startswith("__") and name.endswith("__"):
+        return AttributeError(name)
+    return AttributeError(f"{name}: a name starting with '_' is not a remote call here; use call({method!r})")
+
+
 class RemoteMethod(Generic[_R_co]):
     """``target.name(...)``: calls remote ``name`` through ``target.call``; ``target.a.b(...)`` calls ``a.b``."""
 
@@ -50,7 +62,7 @@ class RemoteMethod(Generic[_R_co]):
         # Private and dunder names are Python's (copy, pickle, inspect probe them),
         # never remote methods: reach such a method with call("_name").
         if name.startswith("_"):
-            raise AttributeError(name)
+            raise private_name(name, f"{self._name}.{name}")
         return RemoteMethod(self._target, f"{self._name}.{name}")
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> _R_co:
@@ -101,7 +113,7 @@ class KeptMethod(Generic[_R_co]):
     def __getattr__(self, name: str) -> KeptMethod[_R_co]:
         # As RemoteMethod: private and dunder names are Python's, never remote methods.
         if name.startswith("_"):
-            raise AttributeError(name)
+            raise private_name(name, f"{self._name}.{name}")
         return KeptMethod(self._link, f"{self._name}.{name}", self._timeout)
 
     def __repr__(self) -> str:
@@ -120,7 +132,7 @@ def kept_attribute(
     if type(client).call is not own_call:
         return remote_attribute(client, name)
     if name.startswith("_"):
-        raise AttributeError(name)  # Python's names (copy, pickle, inspect probe them)
+        raise private_name(name, name)  # Python's names (copy, pickle, inspect probe them)
     method = KeptMethod(link, name, timeout)
     if len(client.__dict__) < KEEP_METHODS:
         client.__dict__[name] = method  # found by the next lookup without __getattr__
@@ -137,7 +149,7 @@ def remote_attribute(target: Any, name: str) -> RemoteMethod[Any]:
     would hold its connection open until the garbage collector runs.
     """
     if name.startswith("_"):
-        raise AttributeError(name)
+        raise private_name(name, name)
     return RemoteMethod(target, name)
 
 
