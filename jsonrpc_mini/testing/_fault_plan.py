@@ -43,7 +43,9 @@ class DirectionFaults:
 
     - ``max_chunk``: every read and write moves 1..max_chunk bytes (seeded sizes).
     - ``awkward_splits``: also cut inside UTF-8 sequences, right after a backslash
-      (inside a string escape) and between ``\\r`` and ``\\n``.
+      (inside a string escape) and between ``\\r`` and ``\\n``: with ``max_chunk``,
+      at the first such place of each chunk (so each stays up to its drawn size);
+      without, at every such place.
     - ``latency`` + ``jitter``: each chunk arrives ``latency`` plus a seeded
       ``uniform(0, jitter)`` seconds after it was sent; chunks in flight together
       wait that out together (on every kit). ``bandwidth`` (bytes/s) adds

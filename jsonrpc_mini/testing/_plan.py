@@ -143,6 +143,10 @@ class DirectionState:
         self.position = 0  # bytes moved in this direction
         self.ended: tuple[Fault, str] | None = None  # half_close / stall of this direction
         self._next_cut = self._draw_cut(0)
+        # With max_chunk, one awkward cut per drawn chunk (the first awkward place in it):
+        # cutting at every one made a text of accents or CJK move 1-2 bytes at a time.
+        self._awkward_at: int | None = None  # where the awkward cut decided last falls
+        self._awkward_spent: int | None = None  # the chunk end (_next_cut) whose awkward cut was made
         self._frames = _FrameCounter()
         k = self.faults.disconnect_in_frame
         self._frame_cut = None if k is None else self._rng.randint(1, _MAX_FRAME_CUT)
@@ -170,10 +174,11 @@ class DirectionState:
         what = ""
         if self._next_cut is not None:
             size = min(size, self._next_cut - self.position)
-        if faults.awkward_splits:
+        if faults.awkward_splits and (self._next_cut is None or self._awkward_spent != self._next_cut):
             cut = _awkward_cut(view, size)
             if cut is not None:
                 size = cut
+                self._awkward_at = self.position + cut
         if faults.disconnect_in_frame is not None and self._frame_cut is not None:
             frames = self._frames
             if frames.done + 1 == faults.disconnect_in_frame:
@@ -226,6 +231,8 @@ class DirectionState:
         moved = len(data)
         self.position += moved
         self._shared.total += moved
+        if self.position == self._awkward_at:
+            self._awkward_spent = self._next_cut
         if self._next_cut is not None and self.position >= self._next_cut:
             self._next_cut = self._draw_cut(self.position)
         if self.faults.disconnect_in_frame is not None:
