@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from ._aio_batch import AsyncBatchBuilder
 from ._aio_call_future import Call
-from ._aio_connecting import Connecting
+from ._aio_connecting import Connecting, coroutine_function
 from ._aio_link import Link
 from ._client_protocol import ClientConnection
 from ._codec import CallParams, Notification, Params, Request, build_params
@@ -266,6 +266,7 @@ def _deferred(future: asyncio.Future[Any]) -> Callable[[], Any]:
     return result
 
 
+@coroutine_function  # (for asyncio, as the ``async def`` it was: a mock.patch of it awaits)
 def connect(
     host: str | None = "127.0.0.1",
     port: int | None = 5000,

@@ -10,15 +10,34 @@ protocol, as an ``async def``'s result does) still do.
 
 from __future__ import annotations
 
+import asyncio.coroutines
 import collections.abc
-from collections.abc import Coroutine, Generator
+import inspect
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ._aio_client import RPCClient
 
-__all__ = ["Connecting"]
+__all__ = ["Connecting", "coroutine_function"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def coroutine_function(function: F) -> F:
+    """Mark ``function`` (it returns a Connecting) a coroutine function, as ``async def connect`` was.
+
+    ``mock.patch("jsonrpc_mini.aio.connect")`` makes an AsyncMock only for what
+    ``asyncio.iscoroutinefunction`` calls one: unmarked, a user's test got a MagicMock
+    and its ``await aio.connect(...)`` failed ("can't be used in 'await' expression").
+    """
+    mark = getattr(inspect, "markcoroutinefunction", None)  # (Python 3.12 on)
+    if mark is not None:
+        return mark(function)  # type: ignore[no-any-return]
+    # Python 3.11: asyncio.iscoroutinefunction also takes its own marker.
+    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine", None))  # noqa: B010
+    return function
 
 
 class Connecting(collections.abc.Coroutine[Any, Any, "RPCClient"]):
