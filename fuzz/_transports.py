@@ -9,7 +9,8 @@ A client half-closes a TLS connection as it does a TCP one, with a TCP FIN and n
 close_notify: ``SSLSocket.shutdown`` would drop the TLS layer (later reads would see
 raw records) and ``unwrap`` discards application data still arriving, so the fuzz
 calls ``socket.socket.shutdown`` on the SSL socket. The servers must treat that EOF as
-a half-close and still answer what they owe.
+a half-close and still answer what they owe (README, Half-close; both servers lost
+those replies until session 33).
 """
 
 from __future__ import annotations
@@ -27,11 +28,7 @@ from hypothesis import settings
 
 from ._budget import scaled
 
-# TLS is an open bug, so it runs only when asked (FUZZ_TLS=1), to reproduce it: both
-# servers can drop the replies they owe a TLS client that half-closes (a TCP FIN, no
-# close_notify), and the threaded one has answered a long stream with a decode_error
-# alert (README, TLS, says so). CI runs TCP and Unix sockets.
-TRANSPORTS = ["tcp", "unix", *(["tls"] if os.environ.get("FUZZ_TLS") == "1" else [])]
+TRANSPORTS = ["tcp", "unix", "tls"]
 
 
 @functools.cache

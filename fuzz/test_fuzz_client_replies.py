@@ -1,4 +1,4 @@
-"""Both clients fed arbitrary server replies by a scripted 127.0.0.1 server.
+"""Both clients fed arbitrary server replies by a scripted server (127.0.0.1 TCP, Unix socket, TLS).
 
 Several calls are in flight at once; the server answers them in any order, twice, with
 an error, with a reply that cannot be decoded, or not at all, mixed with replies to
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from jsonrpc_mini import RPCClient, RPCError, RPCTimeout, ServerError, aio
 
-from ._budget import scaled
+from ._transports import TRANSPORTS, Endpoint, budget
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -145,12 +145,10 @@ class ScriptedServer:
     Then it answers every later request correctly, until the client closes.
     """
 
-    def __init__(self, script: Script, callers: int) -> None:
+    def __init__(self, script: Script, callers: int, endpoint: Endpoint) -> None:
         self.script = script
         self.callers = callers
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.address = self.listener.getsockname()[:2]
+        self.listener = endpoint.listener(WAIT)  # (TLS: accept() does the handshake)
         self.error: BaseException | None = None
         self.chunks: list[bytes] = []
         self.stream = b""
@@ -229,15 +227,21 @@ def timeout_for(script: Script, index: int) -> float:
 # Invariant: concurrent calls on one threaded RPCClient each end with their own result,
 # their own error or their own timeout, whatever order, duplicates, undecodable replies,
 # stray replies, log lines and server messages the server sends, split anywhere; the
-# client then still works.
-@scaled(0.25)
-@given(callers=st.integers(1, 5), data=st.data())
-def test_sync_client_gives_each_caller_its_own_reply(callers, data):
+# client then still works. Over TCP, a Unix socket and TLS.
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sync_client_gives_each_caller_its_own_reply(transport: str) -> None:
+    test = given(callers=st.integers(1, 5), data=st.data())(
+        lambda callers, data: run_sync_callers(Endpoint.new(transport), callers, data)
+    )
+    budget(transport, 0.25)(test)()
+
+
+def run_sync_callers(endpoint: Endpoint, callers: int, data: st.DataObject) -> None:
     script = data.draw(scripts(callers), label="script")
-    server = ScriptedServer(script, callers)
+    server = ScriptedServer(script, callers, endpoint)
     outcomes: dict[int, tuple[Any, float]] = {}
     try:
-        with RPCClient(*server.address, timeout=WAIT) as client:
+        with RPCClient(**endpoint.client_kwargs(), timeout=WAIT) as client:
 
             def caller(index: int) -> None:
                 start = time.monotonic()
@@ -253,7 +257,10 @@ def test_sync_client_gives_each_caller_its_own_reply(callers, data):
             for thread in threads:
                 thread.join(LONG + WAIT)
             assert not any(t.is_alive() for t in threads), "a call hung past its timeout"
-            assert server.sent.wait(WAIT)
+            # The rest of the stream is read by this call: the sync client reads only
+            # while a call waits, and over a Unix socket a stream written byte by byte
+            # fills the socket's buffer (each write takes ~1 KiB of it) before it is all
+            # written. The server answers this call once it has written the stream.
             try:
                 after = client.echo("after")
             except RPCError:
@@ -261,23 +268,31 @@ def test_sync_client_gives_each_caller_its_own_reply(callers, data):
                 assert script.harmful
                 after = client.echo("after")
             assert after == ["after"]
+            assert server.sent.is_set()
     finally:
         server.close()
+        endpoint.close()
     assert server.error is None, server.error
     for index in range(callers):
         check_outcome(script, index, *outcomes[index])
 
 
 # Invariant: the same for concurrent calls on one asyncio client.
-@scaled(0.25)
-@given(callers=st.integers(1, 5), data=st.data())
-def test_aio_client_gives_each_caller_its_own_reply(callers, data):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_aio_client_gives_each_caller_its_own_reply(transport: str) -> None:
+    test = given(callers=st.integers(1, 5), data=st.data())(
+        lambda callers, data: run_aio_callers(Endpoint.new(transport), callers, data)
+    )
+    budget(transport, 0.25)(test)()
+
+
+def run_aio_callers(endpoint: Endpoint, callers: int, data: st.DataObject) -> None:
     script = data.draw(scripts(callers), label="script")
-    server = ScriptedServer(script, callers)
+    server = ScriptedServer(script, callers, endpoint)
 
     async def main() -> dict[int, tuple[Any, float]]:
         outcomes: dict[int, tuple[Any, float]] = {}
-        async with await aio.connect(*server.address, timeout=WAIT) as client:
+        async with await aio.connect(**endpoint.client_kwargs(), timeout=WAIT) as client:
 
             async def caller(index: int) -> None:
                 start = time.monotonic()
@@ -301,6 +316,7 @@ def test_aio_client_gives_each_caller_its_own_reply(callers, data):
         outcomes = asyncio.run(main())
     finally:
         server.close()
+        endpoint.close()
     assert server.error is None, server.error
     for index in range(callers):
         check_outcome(script, index, *outcomes[index])
@@ -405,16 +421,20 @@ def check_member(script: BatchScript, index: int, outcome: Any) -> None:
 # with replies to ids nobody sent, split anywhere: each member gets its own result or
 # error, a member left out fails at once (not by a timeout) on both clients, and the
 # client then still works.
-@scaled(0.25)
-@given(members=st.integers(1, 5), data=st.data(), use_aio=st.booleans())
-def test_clients_give_each_batch_member_its_own_reply(members, data, use_aio):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_clients_give_each_batch_member_its_own_reply(transport: str) -> None:
+    test = given(members=st.integers(1, 5), data=st.data(), use_aio=st.booleans())(
+        lambda members, data, use_aio: run_batch(Endpoint.new(transport), members, data, use_aio)
+    )
+    budget(transport, 0.25)(test)()
+
+
+def run_batch(endpoint: Endpoint, members: int, data: st.DataObject, use_aio: bool) -> None:
     script = data.draw(batch_scripts(members), label="script")
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(WAIT)
+    listener = endpoint.listener(WAIT)
     errors: list[BaseException] = []
     thread = threading.Thread(target=serve_batch, args=(listener, script, errors))
     thread.start()
-    address = listener.getsockname()[:2]
     outcomes: list[Any] = []
 
     def take(result: Any) -> None:
@@ -424,7 +444,7 @@ def test_clients_give_each_batch_member_its_own_reply(members, data, use_aio):
             outcomes.append(exc)
 
     async def aio_main() -> None:
-        async with await aio.connect(*address, timeout=LONG) as client:
+        async with await aio.connect(**endpoint.client_kwargs(), timeout=LONG) as client:
             async with client.batch() as batch:
                 pending = [batch.echo([index, "tag"]) for index in range(members)]
             for result in pending:
@@ -435,7 +455,7 @@ def test_clients_give_each_batch_member_its_own_reply(members, data, use_aio):
         if use_aio:
             asyncio.run(aio_main())
         else:
-            with RPCClient(*address, timeout=LONG) as client:
+            with RPCClient(**endpoint.client_kwargs(), timeout=LONG) as client:
                 with client.batch() as batch:
                     pending = [batch.echo([index, "tag"]) for index in range(members)]
                 for result in pending:
@@ -444,6 +464,7 @@ def test_clients_give_each_batch_member_its_own_reply(members, data, use_aio):
     finally:
         listener.close()
         thread.join(WAIT)
+        endpoint.close()
     assert not thread.is_alive() and not errors, errors
     for index in range(members):
         check_member(script, index, outcomes[index])

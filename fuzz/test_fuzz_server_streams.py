@@ -251,19 +251,22 @@ class Connection:
                     self.ended = True
                     return
                 self.received += data
-        except OSError:
-            # A reset of ours; or the server's kernel answering bytes we sent after it
-            # closed for a message over the limit (TCP: what we had not read is lost).
+        except (OSError, ValueError) as exc:
+            # A reset of ours (ValueError: select() on the socket reset() closed, between
+            # the look at stop and the select); or the server's kernel answering bytes we
+            # sent after it closed for a message over the limit (TCP: what we had not
+            # read is lost).
+            if isinstance(exc, ValueError) and not self.stop.is_set():
+                raise
             self.ended = self.abort_after is not None
             self.reset_seen = True
 
     def reset(self) -> None:
         self.stop.set()
-        if self.sock.family == socket.AF_UNIX:  # (no reset on a Unix socket: a close)
+        with self.lock:  # (TLS: not while the reader is inside the SSL object)
+            if self.sock.family != socket.AF_UNIX:  # (no reset on a Unix socket: a close)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.sock.close()
-            return
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
 
 
 def messages(received: bytes, content_length: bool) -> list[Any]:
