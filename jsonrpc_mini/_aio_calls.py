@@ -330,7 +330,7 @@ class CallingProtocol(TimedProtocol):
                     if isinstance(item, ErrorResponse):
                         replies[i] = item
                     elif not (self._gone and type(item) is Request):  # (nobody could read its reply)
-                        prepared = srv.prepare_or_reply(item, draining)
+                        prepared = srv.prepare_or_reply(item, draining, self)
                         if isinstance(prepared, Prepared) and pooled and not srv._handler_is_async(prepared.function):
                             # This member and the plain ones after it, in one pool job (_aio_members).
                             back = await srv.run_members(loop, members, i, prepared)

@@ -117,7 +117,7 @@ def run_plain(members: Members, index: int, prepared: Prepared) -> Handback | No
                 replies[index] = item
                 ran += 1
                 continue
-            found = srv.prepare_or_reply(item, draining)
+            found = srv.prepare_or_reply(item, draining, members.peer)
             if not isinstance(found, Prepared):
                 replies[index] = found  # refused (no such method, bad arguments, draining)
                 ran += 1

@@ -27,7 +27,7 @@ from ._aio_shutdown import ShuttingDown
 from ._aio_tls import TlsGate
 from ._aio_turns import TurnTaking
 from ._codec import Notification, Request
-from ._dispatch import Prepared, outcome_response
+from ._dispatch import Peer, Prepared, outcome_response
 from ._errors import RPCError
 from ._framing import FramingName
 from ._json import DEFAULT_MAX_INT_DIGITS
@@ -259,11 +259,16 @@ class RPCServer(CallExecutor, TurnTaking, ShuttingDown):
             pool = self._pool = PoolCalls(loop)
         return pool
 
-    def prepare_or_reply(self, message: Request | Notification, draining: bool) -> Prepared | Outcome:
-        """Find the handler and bind the arguments, or build the reply that refuses the call."""
+    def prepare_or_reply(
+        self, message: Request | Notification, draining: bool, peer: Peer | None = None
+    ) -> Prepared | Outcome:
+        """Find the handler and bind the arguments, or build the reply that refuses the call.
+
+        ``peer``: the caller's connection, as the log line of a notification dropped names it.
+        """
         if draining and isinstance(message, Request):
             return self.refusal(message)
         try:
             return self.prepare(message)
         except RPCError as exc:
-            return outcome_response(message, exc=exc, debug=self.options.debug)
+            return outcome_response(message, exc=exc, debug=self.options.debug, peer=peer)
