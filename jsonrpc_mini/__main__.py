@@ -161,7 +161,12 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             register = _register_module if isinstance(target, ModuleType) else RPCServer.register_instance
             names = register(server, target)
-        _say(f"registered: {', '.join(sorted(names)) or '(nothing public)'}")
+        said = f"registered: {', '.join(sorted(names)) or '(nothing public)'}"
+        if isinstance(target, ModuleType):  # `serve kvapp` where `serve kvapp:server` was meant?
+            held = sorted(n for n, v in vars(target).items() if isinstance(v, RPCServer) and not n.startswith("_"))
+            if held:
+                said += f" (for an RPCServer's methods: serve {' or '.join(f'{args.target}:{n}' for n in held)})"
+        _say(said)
 
     stopping: list[threading.Thread] = []
 
