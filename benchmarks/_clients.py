@@ -58,9 +58,12 @@ class MiniClient:
 
         with _codecs.pinned(codec):
             self._client = RPCClient(host, port)
-
-    def call(self, method: str, *args: Any) -> Any:
-        return self._client.call(method, *args)
+        # The client's own call, not a method passing the call on: the scenarios time
+        # RPCClient.call as a user's code calls it, as they time RawClient.call. (The
+        # pass-through cost a Python call, its arguments packed again, and a lookup the
+        # interpreter cannot specialize on a class with __getattr__: ~2.3k of ~66k
+        # instructions a round trip, by callgrind.)
+        self.call = self._client.call
 
     def batch_add(self, n: int) -> list[Any]:
         with self._client.batch() as batch:
