@@ -176,15 +176,15 @@ class Session(SessionReader, SessionCalls, SessionTurns):
     def close_when_idle(self) -> None:
         """Stop reading and close once no call is running (replies still go out).
 
-        shutdown() called from a handler, for that handler's connection. Bytes the
-        client had delivered when shutdown() began and nobody read yet (its other
-        requests at ``max_concurrent_calls``) are read first, once the handler's call
-        ends: their notifications run, their requests get -32000; the connection
-        closes when they are all read (``_drained_recv``).
+        shutdown() called from a handler, for that handler's connection. What the
+        client had delivered when shutdown() began and nobody took yet (its other
+        requests at ``max_concurrent_calls``: unread, or read with the handler's) is
+        taken first, once the handler's call ends: their notifications run, their
+        requests get -32000; the connection closes when they are all read
+        (``_drained_recv``; ``SessionReader.serve_first``).
         """
         with self._cond:
-            drain = self.draining
-            serve_first = drain is not None and not drain.spent and self.unread()
+            serve_first = self.serve_first()
             if not serve_first:
                 self._closing = True
             self._cond.notify_all()

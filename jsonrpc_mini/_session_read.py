@@ -191,7 +191,10 @@ class SessionReader:
             data = self._transport.recv(size, timeout)
             drain.taken(len(data))
             return data
-        if self._close_when_idle:
+        with self._lock:  # (close_when_idle decides under it whether this reader serves first)
+            closing = self._close_when_idle
+            drain.late = not closing
+        if closing:
             return b""  # (shutdown() was called from a handler here: it ends once that is read)
         self._refuse_late(drain)
         return b""  # (the peer's end: the core ends the connection)
@@ -241,6 +244,21 @@ class SessionReader:
         finally:
             if dropped:
                 log.debug("%s: %d notification(s) that came after shutdown() began dropped", self._name, dropped)
+
+    def serve_first(self) -> bool:
+        """Whether ``close_when_idle`` waits for what was delivered to be taken (the lock held).
+
+        The bytes unread as shutdown() began, and the messages read and not taken yet:
+        those the reader took with the handler's request in one read (queued, or in the
+        core) were dropped, the requests among them unanswered (3 runs of 3). Not once
+        this reader went on to what came late (``_drained_recv`` marks it under the
+        lock: it then does not look at ``_close_when_idle`` again), nor where the
+        bytes could not be counted (it would read on, as before).
+        """
+        drain = self.draining
+        if drain is None or drain.late or drain.left is None:
+            return False
+        return bool(self._queued) or self._check_events or (not drain.spent and self.unread())
 
     def unread(self) -> bool:
         """Whether the peer's bytes wait in the socket for this connection's reader (shutdown lets it take them).
