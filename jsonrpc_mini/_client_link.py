@@ -24,7 +24,7 @@ from ._codec import CallParams, Id, success_id
 from ._errors import ConnectionLost
 from ._json import ORJSON_LINE_OPTS, SMALL_OUTPUT
 from ._json_write import _finite as finite
-from ._transport import RECV_SIZE, Transport
+from ._transport import RECV_SIZE, Transport, send_of
 
 # (A module-level name: one lookup less than threading.get_ident on the usual call's path.)
 _get_ident = threading.get_ident
@@ -46,6 +46,9 @@ class _Link(_Starter):
 
     def __init__(self, transport: Transport, proto: ClientConnection) -> None:
         self.transport = transport
+        # What transport.send comes down to (see send_of): a request's write without
+        # send()'s Python call (_alone, _write).
+        self.send_now = send_of(transport)
         self.proto = proto
         # Reentrant so that its holder is known (_is_owned, recorded in C as it is
         # acquired): a signal handler can run inside any round of it, and a call it
@@ -262,7 +265,7 @@ class _Link(_Starter):
         try:
             if deadline is None:
                 try:
-                    self.transport.send(data)  # (_write's work without its call)
+                    self.send_now(data)  # (_write's work without its call)
                 except BaseException as exc:
                     self._write_failed(exc, waiter.method, True, None)
             else:

@@ -58,6 +58,8 @@ class _RequestSender(_ReplyReader):
     deferred: list[tuple[bytes, float | None, str | None, float | None]]
     # The transport's peer_closed, None if it has none (see _closed_while_quiet).
     peer_closed: Callable[[], OSError | bool] | None
+    # The transport's send, or the socket's sendall it comes down to (see send_of).
+    send_now: Callable[[bytes], None]
 
     def _closed_while_quiet(self, method: str) -> None:
         """Raise ConnectionLost (request_sent False) if the server ended the connection while it was quiet.
@@ -331,7 +333,7 @@ class _RequestSender(_ReplyReader):
             if send_within is not None and deadline is not None:
                 send_within(data, deadline - time.monotonic())
             else:
-                self.transport.send(data)
+                self.send_now(data)
         except BaseException as exc:
             self._write_failed(exc, method, reader, timeout)
 

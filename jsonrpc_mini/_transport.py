@@ -30,7 +30,7 @@ from ._socket_waits import (
     wait_readable,
 )
 
-__all__ = ["RECV_SIZE", "Setup", "SocketTransport", "Transport"]
+__all__ = ["RECV_SIZE", "Setup", "SocketTransport", "Transport", "send_of"]
 
 RECV_SIZE = 256 * 1024
 _NEVER = object()  # (see SocketTransport._same)
@@ -391,3 +391,12 @@ class SocketTransport:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def send_of(transport: Transport) -> Callable[[bytes], None]:
+    """``transport.send``, or the socket's ``sendall`` where send() only calls that (a plain
+    SocketTransport, not TLS, with no send timeout). Speed: a client's write without send()'s
+    Python call (~0.4k instructions a call)."""
+    if type(transport) is SocketTransport and transport._send_timeout is None and transport._sndtimeo is None:
+        return transport.sock.sendall
+    return transport.send
