@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
 
 import pytest
+from _aio_support import aio_server_in_thread
+from _driver_helpers import tls_contexts
 from hypothesis import find, given
 from hypothesis import strategies as st
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini.testing import _loopback, loopback
 from jsonrpc_mini.testing import strategies as rst
 from jsonrpc_mini.testing._json_strategies import _copies_for, _large_string
@@ -98,3 +102,56 @@ def test_loopback_exit_still_forces_a_stuck_server_side_closed(monkeypatch, capl
     finally:
         release.set()
         server.shutdown()
+
+
+@pytest.mark.parametrize("driver", ["sync", "aio"])
+def test_a_tls_client_that_half_closes_gets_what_a_tcp_one_gets(driver: str) -> None:
+    # fuzz/test_fuzz_server_streams.py[tls] (session 32): a call and a message over
+    # max_message_size in one piece, then the client's TCP FIN under TLS (no
+    # close_notify). Over TCP both servers answer both; over TLS the aio server (its
+    # handler awaits) answered nothing (2 runs of 2 on the old code). The sync server
+    # answered this one (its reply went before it read the FIN) and lost others: the
+    # deterministic tests of both are tests/test_tls_half_close.py.
+    async def aecho(value: int) -> int:
+        await asyncio.sleep(0)
+        return value
+
+    def echo(value: int) -> int:
+        return value
+
+    call = b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}'
+    big = b'{"jsonrpc":"2.0","method":"echo","params":["' + b"x" * 16001 + b'"],"id":0}'
+    stream = b"".join(b"Content-Length: %d\r\n\r\n%s" % (len(m), m) for m in (call, big))
+    server_ctx, client_ctx = tls_contexts()
+
+    def answer(address: tuple[str, int], tls: bool) -> bytes:
+        with socket.create_connection(address, timeout=10) as raw:
+            sock = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
+            sock.sendall(stream)
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            out = b""
+            while data := sock.recv(65536):
+                out += data
+            return out
+
+    answers = []
+    for tls in (False, True):
+        ssl = server_ctx if tls else None
+        if driver == "sync":
+            sync = RPCServer(max_message_size=16000)
+            sync.register_function(echo)
+            address = sync.start("127.0.0.1", 0, ssl=ssl)
+            assert isinstance(address, tuple)
+            try:
+                answers.append(answer(address, tls))
+            finally:
+                sync.shutdown()
+        else:
+            server = aio.RPCServer(max_message_size=16000)
+            server.register_function(aecho, name="echo")
+            with aio_server_in_thread(server, ssl=ssl) as address:
+                answers.append(answer(address, tls))
+    # (The two replies in either order: a thread or a task answers the call.)
+    tcp, tls = (sorted(answer.split(b"Content-Length: ")) for answer in answers)
+    assert any(b'"id":1,"result":1' in frame for frame in tcp) and any(b"message too large" in frame for frame in tcp)
+    assert tls == tcp
