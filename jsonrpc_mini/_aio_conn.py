@@ -109,6 +109,7 @@ class ServerProtocol(ScanningProtocol):
         self._drain_left: int | None = None  # (from shutdown() on: see _aio_ending)
         self._late = False
         self._late_bytes: bytes | None = None
+        self._close_after = False
         self._keep_open = True
         self._events = False  # the core may hold events: ask it before taking more bytes
         self._backlog: bytes | None = None  # received, not yet given to the core (from _bpos on)

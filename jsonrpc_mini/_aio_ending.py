@@ -69,7 +69,17 @@ class EndingProtocol(WritingProtocol):
     """The ending part of ``ServerProtocol``, which sets the attributes below."""
 
     # Slots: the attributes assigned through this type (the rest are ServerProtocol's).
-    __slots__ = ("_backlog", "_drain_left", "_draining", "_gone", "_input_done", "_late", "_late_bytes", "_read_paused")
+    __slots__ = (
+        "_backlog",
+        "_close_after",
+        "_drain_left",
+        "_draining",
+        "_gone",
+        "_input_done",
+        "_late",
+        "_late_bytes",
+        "_read_paused",
+    )
 
     _backlog: bytes | None  # received, not yet given to the core (see ServerProtocol)
     _events: bool  # the core may hold events (see ServerProtocol)
@@ -83,6 +93,7 @@ class EndingProtocol(WritingProtocol):
     _drain_left: int | None
     _late: bool
     _late_bytes: bytes | None
+    _close_after: bool  # close_when_idle() waits for those messages to be taken first
 
     def _feed_backlog(self, more: bytes = b"") -> None:
         """Give every byte not yet given to the core to its framer, then ``more`` (``ServerProtocol``'s)."""
@@ -120,6 +131,9 @@ class EndingProtocol(WritingProtocol):
         if self._late or self._drain_left != 0 or self._events or self._backlog is not None or self._input_done:
             return
         self._late = True
+        if self._close_after:  # (shutdown() from a handler here: nothing late is read)
+            self.close_when_idle()
+            return
         data, self._late_bytes = self._late_bytes, None
         transport = self._transport
         if transport is not None and not transport.is_closing() and not self._read_paused:
@@ -244,8 +258,15 @@ class EndingProtocol(WritingProtocol):
         """Take nothing more; close once the calls running have been answered (see ``_maybe_close``).
 
         Reading stops too (nothing resumes it once input is done), so a peer
-        sending meanwhile piles nothing up here.
+        sending meanwhile piles nothing up here. Once shutdown() began (awaited by a
+        handler of this connection), what the client had delivered then is taken
+        first, as on the other connections (notifications run, requests get
+        -32000): it was dropped, and bytes left unread reset the connection.
         """
+        if self._drain_left is not None and not (self._late or self._gone or self._input_done):
+            self._close_after = True  # (_go_late closes, once they are all taken)
+            self.pump()
+            return
         self._input_done = True
         self._backlog = None
         if self._transport is not None and not self._transport.is_closing():

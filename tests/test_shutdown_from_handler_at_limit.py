@@ -17,14 +17,16 @@ request among them got no answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 
 import pytest
+from _aio_support import run
 from _driver_helpers import WAIT, LeakCheck, wait_for
 
-from jsonrpc_mini import RPCServer
+from jsonrpc_mini import RPCServer, aio
 from jsonrpc_mini._socket_waits import unread_count
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,3 +128,51 @@ def test_shutdown_from_a_handler_serves_what_was_read_with_its_request() -> None
             go.set()
             server.shutdown()
     assert noted == ["note"]  # (read before shutdown() began: run; id 2 refused, not run)
+
+
+@pytest.mark.parametrize("one_write", [True, False], ids=["read-with-it", "unread"])
+def test_aio_shutdown_from_a_handler_serves_what_was_delivered(one_write: bool) -> None:
+    # The aio server's connection of a handler awaiting shutdown() took nothing more:
+    # what the client had delivered behind the call (read with it, or still unread in
+    # the socket at the limit) was dropped, the notification not run, the request
+    # unanswered, and bytes left unread reset the connection (3 runs of 3 each). It is
+    # taken first now, as on the other connections, then the connection closes.
+    async def main() -> None:
+        srv = aio.RPCServer(max_concurrent_calls=1, shutdown_grace=WAIT)
+        running, go = asyncio.Event(), asyncio.Event()
+        noted: list[str] = []
+
+        async def stop() -> str:
+            running.set()
+            await go.wait()
+            await srv.shutdown()
+            return "stopped"
+
+        srv.register_function(stop, name="stop")
+        srv.register_function(lambda: noted.append("note"), name="note")
+        address = await srv.start("127.0.0.1", 0)
+        assert isinstance(address, tuple)
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            stop_line = b'{"jsonrpc": "2.0", "method": "stop", "id": 1}\n'
+            rest = b'{"jsonrpc": "2.0", "method": "note"}\n{"jsonrpc": "2.0", "method": "note", "id": 2}\n'
+            writer.write(stop_line + rest if one_write else stop_line)
+            await asyncio.wait_for(running.wait(), WAIT)
+            if not one_write:
+                writer.write(rest)
+                (conn,) = srv._conns
+                sock = conn._transport.get_extra_info("socket")  # type: ignore[union-attr]
+                while unread_count(sock.fileno()) != len(rest):  # (delivered: unread, reading paused; run() bounds it)
+                    await asyncio.sleep(0.005)
+            go.set()
+            replies = await asyncio.wait_for(reader.read(), WAIT)  # (until the server closes: no reset)
+            answers = [json.loads(line) for line in replies.splitlines()]
+            assert answers[0] == {"jsonrpc": "2.0", "id": 1, "result": "stopped"}
+            assert [a["id"] for a in answers] == [1, 2] and answers[1]["error"]["code"] == -32000
+            assert noted == ["note"]
+        finally:
+            go.set()
+            writer.close()
+            await srv.shutdown()
+
+    run(main)
