@@ -199,11 +199,15 @@ def test_calls_from_random_signals_while_eight_threads_call(nested: int, monkeyp
                 wrong.append(("handler", following, got))
 
         def work(n: int) -> None:
-            for i in range(calls):
+            # ``calls`` calls, and more (5x at most) until a handler's call has been made
+            # while its thread followed: on a loaded machine that moment comes later.
+            i = 0
+            while i < calls or (not counts["answered following"] and i < calls * 5):
                 got = _outcome(c.add, n * 100_000, i)
                 if got != n * 100_000 + i:
                     wrong.append((n, i, got))
                     return
+                i += 1
 
         def ring() -> None:
             signals = random.Random(seed + 1)
