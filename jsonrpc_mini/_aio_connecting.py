@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["Connecting", "coroutine_function"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+# What asyncio (a Task's repr) and inspect read of a coroutine: the connecting coroutine's.
+_SHOWN = frozenset(
+    {"__name__", "__qualname__", "cr_code", "cr_frame", "cr_running", "cr_suspended", "cr_await", "cr_origin"}
+)
 
 
 def coroutine_function(function: F) -> F:
@@ -89,6 +93,8 @@ class Connecting(collections.abc.Coroutine[Any, Any, "RPCClient"]):
     if not TYPE_CHECKING:  # (so that mypy still says a Connecting has no 'add')
 
         def __getattr__(self, name: str) -> Any:
+            if name in _SHOWN:  # (a Task's repr: "coro=<connect() running at ...>", as for an async def)
+                return getattr(self._steps, name)
             # c = aio.connect(...); c.add(1, 2): the await was left out. Say so rather than
             # "'Connecting' object has no attribute 'add'".
             if name.startswith("_"):

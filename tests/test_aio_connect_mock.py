@@ -1,11 +1,12 @@
-"""``aio.connect`` is still a coroutine function to asyncio, so a user's test can mock it.
+"""``aio.connect`` still looks like the coroutine function it was: to mock.patch, in a Task's repr.
 
 ``aio.connect()`` returns a ``Connecting`` (awaitable, and an async context manager)
 since ``async with aio.connect(...)`` works without the await; it used to be an
 ``async def``. ``mock.patch("jsonrpc_mini.aio.connect")`` makes an ``AsyncMock`` only
 for what ``asyncio.iscoroutinefunction`` calls a coroutine function: as a plain
 function it became a ``MagicMock``, and the user's own ``await aio.connect(...)``
-under test failed ("object AsyncMock can't be used in 'await' expression").
+under test failed ("object AsyncMock can't be used in 'await' expression"). And a
+Task running it was shown as ``coro=<<Connecting without __name__>()>``, not where it is.
 """
 
 from __future__ import annotations
@@ -44,3 +45,20 @@ def test_a_mocked_connect_is_awaited_as_before(autospec: bool) -> None:
             return result
 
     assert asyncio.run(main()) == 3
+
+
+def test_a_task_of_connect_says_connect_and_where_it_runs() -> None:
+    async def main() -> str:
+        listener = await asyncio.start_server(lambda _, writer: writer.close(), "127.0.0.1", 0)  # (hangs up)
+        host, port = listener.sockets[0].getsockname()[:2]
+        task = asyncio.ensure_future(aio.connect(host, port, timeout=5.0))
+        await asyncio.sleep(0)  # (running: suspended inside connect)
+        shown = repr(task)
+        client = await task
+        await client.close()
+        listener.close()
+        await listener.wait_closed()
+        return shown
+
+    shown = asyncio.run(main())
+    assert "coro=<connect() running at " in shown, shown
