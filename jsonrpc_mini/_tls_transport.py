@@ -55,7 +55,7 @@ class TlsTransport(SocketTransport):
         self._incoming = incoming
         self._outgoing = outgoing
         self._cipher = memoryview(bytearray(_CIPHER_READ))
-        self._eof = False  # the socket's end of stream was handed to the SSL object
+        self._eof = False  # the socket's end of stream came (kept here, not handed to the SSL object: see _take)
         # Held for every call on the SSL object or its buffers, never across I/O.
         # Re-entrant so that its holder is known: a signal handler can run while this
         # thread holds it, even inside an SSL call (Python's ssl module runs handlers
