@@ -308,6 +308,11 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _has_code(exc: BaseException) -> bool:
+    """Whether ``exc`` is an RPCError with an integer code (a refusal its caller is told), not a failure."""
+    return isinstance(exc, RPCError) and isinstance(exc.code, int) and not isinstance(exc.code, bool)
+
+
 def error_response(id_: Any, exc: BaseException, method: str, debug: bool, peer: Peer | None = None) -> ErrorResponse:
     """The error reply for a call that raised ``exc`` (a failure logged names ``peer``, the caller)."""
     # The specification wants an integer code: an RPCError without one (None for a
@@ -352,10 +357,12 @@ def outcome_response(
 ) -> Response | ErrorResponse | None:
     """The reply for a finished call: None for notifications, whatever happened (``peer``: see error_response)."""
     if not isinstance(message, Request):
-        if exc is not None and not isinstance(exc, RPCError):
+        # (As error_response: an RPCError without an integer code, ConnectionLost from a
+        # call the handler made, say, is the handler's failure, not a refusal.)
+        if exc is not None and not _has_code(exc):
             name = type(exc).__name__
             log.error("%snotification %r raised %s", peer_prefix(peer), message.method, name, exc_info=exc)
-        elif exc is not None:  # unknown, bad arguments, or the handler's own RPCError: no one is told but the log
+        elif isinstance(exc, RPCError):  # unknown, bad arguments, the handler's refusal: no one is told but the log
             ignorable = isinstance(exc, MethodNotFound) and message.method.startswith("$/")
             DROPPED.dropped(lambda: peer_prefix(peer), message.method, exc.code, exc.message, ignorable)
         return None

@@ -132,7 +132,11 @@ class DroppedNotifications:
                     self._quiet_until = now + self._interval
         if held < 0 and not log.isEnabledFor(logging.DEBUG):
             return  # (the sender's address is looked up only for a line that is written)
-        text = f"{prefix()}notification {method!r} dropped: [{code}] {message}"
+        try:
+            shown = str(message)
+        except Exception:  # (a handler's RPCError may carry one: the connection must not end on it)
+            shown = "<a message that cannot be shown>"
+        text = f"{prefix()}notification {method!r} dropped: [{code}] {shown}"
         if held < 0:
             log.debug("%s (a notification gets no reply)", text)
         elif held:
