@@ -177,7 +177,7 @@ def _turned_away(client: RPCClient, method: str, wait: float) -> None:
         return
     try:
         said = json.loads(data.split(b"\n", 1)[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # (RecursionError: nested deeper than json can read)
         said = None
     error = said.get("error") if isinstance(said, dict) else None
     if isinstance(error, dict) and isinstance(error.get("code"), int) and isinstance(error.get("message"), str):
