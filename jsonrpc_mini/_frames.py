@@ -147,6 +147,10 @@ _WALK_BUDGET: Final = 256
 
 # Every byte but brackets, quotes and backslashes (deleted by surely_within).
 _NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"\\')
+# "\\" looked for with ``in`` as its int value: bytes.__contains__ takes an int
+# straight to memchr, but first tries a bytes argument as an int (a TypeError
+# raised and cleared: ~2k instructions, more than the search itself).
+_BACKSLASH: Final = ord("\\")
 
 
 def _unmatched(text: bytes | bytearray, not_kept: bytes, rounds: int) -> bytes | None:
@@ -160,7 +164,7 @@ def _unmatched(text: bytes | bytearray, not_kept: bytes, rounds: int) -> bytes |
     """
     # (bytes() hands bytes back as they are; a line the framer decoded in place is a bytearray.)
     kept = bytes(text.translate(None, not_kept))
-    if b"\\" in kept:
+    if _BACKSLASH in kept:
         return None
     return _pairs_removed(kept, rounds)
 
@@ -191,7 +195,7 @@ def surely_within(text: bytes | bytearray, limit: int) -> bool:
     at most two levels) proves the depth is at most ``limit``.
     """
     kept = bytes(text.translate(None, _NOT_STRUCTURE))
-    if b"\\" in kept:
+    if _BACKSLASH in kept:
         return False  # (as _unmatched: an escape may hide a quote)
     rounds = limit // 2
     return _repeats_within(kept, rounds) or _pairs_removed(kept, rounds) == b""
@@ -247,7 +251,7 @@ def unclosed(text: bytes, rounds: int) -> bytes | None:
     """
     if text.endswith(b"\\"):
         return None
-    if b"\\" in text:
+    if _BACKSLASH in text:
         text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
     kept = text.translate(None, _NOT_BRACKET_OR_QUOTE)
     open_string = kept.count(b'"') % 2 == 1
