@@ -25,9 +25,19 @@ from _fixed_reply_server import answering
 from test_cli_call_foreign_tls import ALERT, HINT, closing_after
 
 from jsonrpc_mini import RPCServer, aio
+from jsonrpc_mini import _cli_call as cli_call
 from jsonrpc_mini.__main__ import main
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _patient_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``call`` reads for 1 s at most (NOTIFY_WAIT) what the server says before closing:
+    # the server, a thread of this process, may take longer on a loaded machine, and
+    # the refusal would go untold (exit 0). These tests end when the server closes, so
+    # a longer wait costs nothing when they pass.
+    monkeypatch.setattr(cli_call, "NOTIFY_WAIT", 30.0)
 
 
 @contextmanager
