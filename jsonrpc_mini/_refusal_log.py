@@ -27,26 +27,41 @@ log = logging.getLogger("jsonrpc_mini")
 INTERVAL = 10.0  # seconds between two refusal warnings at most
 
 
-class RefusalLog:
-    """Counts refusals; logs the first at once, the others at most once per ``interval`` (thread-safe)."""
+class _OnePerInterval:
+    """A WARNING at once, then one per ``interval`` at most: what comes between is counted (thread-safe)."""
 
     def __init__(self, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = INTERVAL if interval is None else interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._quiet_until: float | None = None  # no warning before this time (None: the next refusal warns)
-        self._held = 0  # refusals since the last warning
+        self._quiet_until: float | None = None  # no warning before this time (None: the next one warns)
+        self._held = 0  # counted since the last warning
 
-    def refused(self) -> None:
-        """One connection was refused at ``max_connections``."""
+    def _next(self) -> int:
+        """One more: -1 if it is only counted (within ``interval`` of a warning), else the count a warning now gives."""
         now = self._clock()
         with self._lock:
             if self._quiet_until is not None and now < self._quiet_until:
                 self._held += 1
-                held = -1
-            else:
-                held, self._held = self._held, 0
-                self._quiet_until = now + self._interval
+                return -1
+            held, self._held = self._held, 0
+            self._quiet_until = now + self._interval
+            return held
+
+    def _left(self) -> int:
+        """The count since the last warning (taken: the next one warns at once)."""
+        with self._lock:
+            held, self._held = self._held, 0
+            self._quiet_until = None
+        return held
+
+
+class RefusalLog(_OnePerInterval):
+    """Counts refusals; logs the first at once, the others at most once per ``interval`` (thread-safe)."""
+
+    def refused(self) -> None:
+        """One connection was refused at ``max_connections``."""
+        held = self._next()
         if held < 0:
             log.debug("refusing a connection: max_connections reached")
         elif held:
@@ -59,34 +74,24 @@ class RefusalLog:
 
     def flush(self) -> None:
         """Log the refusals counted since the last warning, if any (the server is shutting down)."""
-        with self._lock:
-            held, self._held = self._held, 0
-            self._quiet_until = None
+        held = self._left()
         if held:
             log.warning("%d more connections were refused at max_connections since the last warning", held)
 
 
-class AcceptFailures:
-    """Failed ``accept()``s of one listener: the first logged at once, then one WARNING per ``INTERVAL`` at most.
-
-    Called from the listener's own thread only (its accept loop, then its close).
-    """
+class AcceptFailures(_OnePerInterval):
+    """Failed ``accept()``s of one listener: the first logged at once, then one WARNING per ``INTERVAL`` at most."""
 
     def __init__(self, label: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(None, clock)
         self._label = label  # before each line: which listener (e.g. "TLS port: ")
-        self._clock = clock
-        self._quiet_until: float | None = None  # no warning before this time (None: the next failure warns)
-        self._held = 0  # failures since the last warning
 
     def failed(self, exc: OSError) -> None:
         """``accept()`` raised ``exc``."""
-        now = self._clock()
-        if self._quiet_until is not None and now < self._quiet_until:
-            self._held += 1
+        held = self._next()
+        if held < 0:
             log.debug("%saccept failed: %s", self._label, exc)
             return
-        held, self._held = self._held, 0
-        self._quiet_until = now + INTERVAL
         if held:
             log.warning("%saccept failed: %s (%d failed since the last warning)", self._label, exc, held + 1)
         else:
@@ -96,40 +101,23 @@ class AcceptFailures:
 
     def flush(self) -> None:
         """Log the failures counted since the last warning, if any (the listener is closing)."""
-        held, self._held = self._held, 0
+        held = self._left()
         if held:
             log.warning("%s%d more accept() failures since the last warning", self._label, held)
 
 
-class DroppedNotifications:
+class DroppedNotifications(_OnePerInterval):
     """Notifications answered by an error no one receives: one WARNING per ``interval`` at most (thread-safe).
 
     Each is logged at DEBUG too; an unknown method named ``$/...`` (which LSP peers
     send expecting it to be ignored, ``$/cancelRequest``) only there.
     """
 
-    def __init__(self, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = INTERVAL if interval is None else interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._quiet_until: float | None = None  # no warning before this time (None: the next one warns)
-        self._held = 0  # dropped since the last warning
-
     def dropped(
         self, prefix: Callable[[], str], method: str, code: int | None, message: object, ignorable: bool
     ) -> None:
         """The notification ``method`` failed with that error (``prefix()``: who sent it, as log lines begin)."""
-        if ignorable:
-            held = -1
-        else:
-            now = self._clock()
-            with self._lock:
-                if self._quiet_until is not None and now < self._quiet_until:
-                    self._held += 1
-                    held = -1
-                else:
-                    held, self._held = self._held, 0
-                    self._quiet_until = now + self._interval
+        held = -1 if ignorable else self._next()
         if held < 0 and not log.isEnabledFor(logging.DEBUG):
             return  # (the sender's address is looked up only for a line that is written)
         try:
