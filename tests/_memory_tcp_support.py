@@ -98,11 +98,12 @@ async def connected(kind: str, a: Events, b: Events, plan: FaultPlan | None = No
         await asyncio.wait_for(accepted, WAIT)
     finally:
         server.close()
-        await server.wait_closed()
     try:
         yield
     finally:
         await _close_both(a, b)
+        # (From Python 3.12 on, wait_closed waits for the accepted connection's end too.)
+        await asyncio.wait_for(server.wait_closed(), WAIT)
 
 
 async def _close_both(a: Events, b: Events, closed: Callable[[], Awaitable[Any]] | None = None) -> None:
