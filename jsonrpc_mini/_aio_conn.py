@@ -136,7 +136,7 @@ class ServerProtocol(ScanningProtocol):
             transport.write(srv._refusal)
             transport.close()
             if self.under is not None:  # (TLS: see close())
-                close_under(self.under)
+                close_under(self.under, transport)
             return
         self._accepted = True
         srv._conns.add(self)

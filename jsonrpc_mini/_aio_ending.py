@@ -252,7 +252,7 @@ class EndingProtocol(WritingProtocol):
             self._flush()
             self._transport.close()
             if self.under is not None:
-                close_under(self.under, linger)
+                close_under(self.under, self._transport, linger)
 
     def close_when_idle(self) -> None:
         """Take nothing more; close once the calls running have been answered (see ``_maybe_close``).

@@ -378,4 +378,4 @@ class Link(ReplySettler, asyncio.BufferedProtocol, asyncio.Protocol):
             if self.under is not None:
                 # Over TLS, the close_notify follows what is written; the server's is waited
                 # for a short while only (see _aio_linger), not asyncio's 30 s.
-                close_under(self.under)
+                close_under(self.under, self.transport)
