@@ -134,11 +134,19 @@ def both(scenario: Callable[[str], Any]) -> dict[str, Any]:
 
 
 class Warned(logging.Handler):
-    """The messages of the WARNING records it is given."""
+    """The messages of the WARNING records it is given, but asyncio's debug-mode note of a slow step.
+
+    That note ("Executing <Task ...> took 0.107 seconds") says the machine was busy,
+    not what a transport did: under load it was counted as one of the transport's
+    warnings and failed a test (once, in a full suite on a loaded machine).
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        if message.startswith("Executing ") and " took " in message and message.endswith(" seconds"):
+            return
+        self.messages.append(message)
