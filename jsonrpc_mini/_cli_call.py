@@ -19,7 +19,7 @@ from typing import Any
 from ._cli_tls import CLIUsage as _Usage
 from ._cli_tls import client_tls, speaks_tls
 from ._client import RPCClient
-from ._errors import ConnectionLost, RPCError
+from ._errors import ConnectionLost, RPCError, error_from_response
 from ._refuse import TLS_REQUIRED
 from ._socket_waits import wait_readable
 
@@ -181,9 +181,7 @@ def _turned_away(client: RPCClient, method: str, wait: float) -> None:
         said = None
     error = said.get("error") if isinstance(said, dict) else None
     if isinstance(error, dict) and isinstance(error.get("code"), int) and isinstance(error.get("message"), str):
-        refused = RPCError(error["code"], error["message"], error.get("data"))
-        refused.method = method
-        raise refused
+        raise error_from_response(error["code"], error["message"], error.get("data"), method)
     if said is None:
         lost = ConnectionLost("the server answered the notification with bytes that are no JSON-RPC message")
         lost.method = method
